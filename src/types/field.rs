@@ -1,0 +1,541 @@
+//! How each type that can be a field of a composite is read and written.
+
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use crate::codec::format as fc;
+use crate::codec::{DecodeError, ErrorKind, Fmt, Reader, Symbol, Timestamp, Value};
+
+/// A type that can appear as a field of a composite type (or as a section of a message).
+///
+/// Reading returns `None` for an encoded null; encoding writes one complete value
+/// (constructor included). Encoding never fails.
+pub trait Codec: Sized {
+    /// The spec's name of the type, for error messages.
+    const TYPE: &'static str;
+
+    /// Reads one encoded value; `None` if it is null.
+    fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError>;
+
+    /// How many bytes [`Codec::encode`] writes.
+    fn encoded_len(&self) -> usize;
+
+    /// Appends the encoding.
+    fn encode(&self, out: &mut Vec<u8>);
+}
+
+/// Whether a composite is written compactly or with every field present.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// Fields equal to their default are written as null, and trailing nulls are left
+    /// out (part 1, 1.4: "trailing nulls may be omitted").
+    #[default]
+    Compact,
+    /// Every field the spec defines is present: values equal to a default are written
+    /// explicitly and absent fields as null. Some peers index fields by position and need
+    /// this.
+    AllFields,
+}
+
+/// Reads a constructor, returning `None` (and consuming it) for null.
+fn ctor(r: &mut Reader<'_>) -> Result<Option<(u8, usize)>, DecodeError> {
+    let pos = r.position();
+    let code = r.read_u8()?;
+    Ok(if code == fc::NULL {
+        None
+    } else {
+        Some((code, pos))
+    })
+}
+
+fn unexpected<T>(r: &Reader<'_>, pos: usize, expected: &'static str, found: u8) -> Result<T, DecodeError> {
+    Err(r.error_at(pos, ErrorKind::UnexpectedType { expected, found }))
+}
+
+impl Codec for bool {
+    const TYPE: &'static str = "boolean";
+    fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
+        let Some((code, pos)) = ctor(r)? else {
+            return Ok(None);
+        };
+        Ok(Some(match code {
+            fc::TRUE => true,
+            fc::FALSE => false,
+            fc::BOOLEAN => match r.read_u8()? {
+                0 => false,
+                1 => true,
+                b => {
+                    r.deviation(pos + 1, ErrorKind::InvalidBoolean(b), "read as true")?;
+                    true
+                }
+            },
+            c => return unexpected(r, pos, Self::TYPE, c),
+        }))
+    }
+    fn encoded_len(&self) -> usize {
+        1
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(if *self { fc::TRUE } else { fc::FALSE });
+    }
+}
+
+impl Codec for u8 {
+    const TYPE: &'static str = "ubyte";
+    fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
+        let Some((code, pos)) = ctor(r)? else {
+            return Ok(None);
+        };
+        match code {
+            fc::UBYTE => Ok(Some(r.read_u8()?)),
+            c => unexpected(r, pos, Self::TYPE, c),
+        }
+    }
+    fn encoded_len(&self) -> usize {
+        2
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[fc::UBYTE, *self]);
+    }
+}
+
+impl Codec for u16 {
+    const TYPE: &'static str = "ushort";
+    fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
+        let Some((code, pos)) = ctor(r)? else {
+            return Ok(None);
+        };
+        match code {
+            fc::USHORT => Ok(Some(r.read_u16()?)),
+            c => unexpected(r, pos, Self::TYPE, c),
+        }
+    }
+    fn encoded_len(&self) -> usize {
+        3
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(fc::USHORT);
+        out.extend_from_slice(&self.to_be_bytes());
+    }
+}
+
+impl Codec for u32 {
+    const TYPE: &'static str = "uint";
+    fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
+        let Some((code, pos)) = ctor(r)? else {
+            return Ok(None);
+        };
+        match code {
+            fc::UINT0 => Ok(Some(0)),
+            fc::SMALLUINT => Ok(Some(u32::from(r.read_u8()?))),
+            fc::UINT => Ok(Some(r.read_u32()?)),
+            c => unexpected(r, pos, Self::TYPE, c),
+        }
+    }
+    fn encoded_len(&self) -> usize {
+        match *self {
+            0 => 1,
+            1..=255 => 2,
+            _ => 5,
+        }
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        match *self {
+            0 => out.push(fc::UINT0),
+            v @ 1..=255 => out.extend_from_slice(&[fc::SMALLUINT, v as u8]),
+            v => {
+                out.push(fc::UINT);
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+    }
+}
+
+impl Codec for u64 {
+    const TYPE: &'static str = "ulong";
+    fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
+        let Some((code, pos)) = ctor(r)? else {
+            return Ok(None);
+        };
+        match code {
+            fc::ULONG0 => Ok(Some(0)),
+            fc::SMALLULONG => Ok(Some(u64::from(r.read_u8()?))),
+            fc::ULONG => Ok(Some(r.read_u64()?)),
+            c => unexpected(r, pos, Self::TYPE, c),
+        }
+    }
+    fn encoded_len(&self) -> usize {
+        match *self {
+            0 => 1,
+            1..=255 => 2,
+            _ => 9,
+        }
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        match *self {
+            0 => out.push(fc::ULONG0),
+            v @ 1..=255 => out.extend_from_slice(&[fc::SMALLULONG, v as u8]),
+            v => {
+                out.push(fc::ULONG);
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+    }
+}
+
+impl Codec for Timestamp {
+    const TYPE: &'static str = "timestamp";
+    fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
+        let Some((code, pos)) = ctor(r)? else {
+            return Ok(None);
+        };
+        match code {
+            fc::TIMESTAMP => Ok(Some(Self(r.read_u64()? as i64))),
+            c => unexpected(r, pos, Self::TYPE, c),
+        }
+    }
+    fn encoded_len(&self) -> usize {
+        9
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(fc::TIMESTAMP);
+        out.extend_from_slice(&self.0.to_be_bytes());
+    }
+}
+
+/// Writes a one- or four-octet size and the bytes, with the given pair of constructors.
+fn encode_sized(small: u8, large: u8, b: &[u8], out: &mut Vec<u8>) {
+    if b.len() <= 255 {
+        out.push(small);
+        out.push(b.len() as u8);
+    } else {
+        out.push(large);
+        out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    }
+    out.extend_from_slice(b);
+}
+
+fn sized_len(n: usize) -> usize {
+    if n <= 255 {
+        2 + n
+    } else {
+        5 + n
+    }
+}
+
+fn read_sized<'a>(r: &mut Reader<'a>, small: u8, large: u8, expected: &'static str) -> Result<Option<(&'a [u8], usize)>, DecodeError> {
+    let Some((code, pos)) = ctor(r)? else {
+        return Ok(None);
+    };
+    let n = if code == small {
+        usize::from(r.read_u8()?)
+    } else if code == large {
+        r.read_u32()? as usize
+    } else {
+        return unexpected(r, pos, expected, code);
+    };
+    Ok(Some((r.read_slice(n)?, pos)))
+}
+
+impl Codec for Bytes {
+    const TYPE: &'static str = "binary";
+    fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
+        Ok(read_sized(r, fc::VBIN8, fc::VBIN32, Self::TYPE)?.map(|(s, _)| r.to_bytes(s)))
+    }
+    fn encoded_len(&self) -> usize {
+        sized_len(self.len())
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        encode_sized(fc::VBIN8, fc::VBIN32, self, out);
+    }
+}
+
+impl Codec for ByteString {
+    const TYPE: &'static str = "string";
+    fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
+        let pos = r.position();
+        match r.peek_u8()? {
+            // Some peers send a symbol where the spec wants a string (addresses, names);
+            // accept it in lenient mode.
+            fc::SYM8 | fc::SYM32 => {
+                r.deviation(pos, ErrorKind::UnexpectedType { expected: Self::TYPE, found: r.peek_u8()? }, "read the symbol as a string")?;
+                Ok(Symbol::read_opt(r)?.map(|s| s.0))
+            }
+            _ => match read_sized(r, fc::STR8, fc::STR32, Self::TYPE)? {
+                Some((s, pos)) => Ok(Some(r.to_string(pos, s)?)),
+                None => Ok(None),
+            },
+        }
+    }
+    fn encoded_len(&self) -> usize {
+        sized_len(self.len())
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        encode_sized(fc::STR8, fc::STR32, self.as_bytes(), out);
+    }
+}
+
+impl Codec for Symbol {
+    const TYPE: &'static str = "symbol";
+    fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
+        let pos = r.position();
+        match r.peek_u8()? {
+            // A string where a symbol is required (corda, some .NET peers): lenient only.
+            fc::STR8 | fc::STR32 => {
+                r.deviation(pos, ErrorKind::UnexpectedType { expected: Self::TYPE, found: r.peek_u8()? }, "read the string as a symbol")?;
+                Ok(ByteString::read_opt(r)?.map(Symbol))
+            }
+            _ => match read_sized(r, fc::SYM8, fc::SYM32, Self::TYPE)? {
+                Some((s, pos)) => Ok(Some(Self(r.to_symbol(pos, s)?))),
+                None => Ok(None),
+            },
+        }
+    }
+    fn encoded_len(&self) -> usize {
+        sized_len(self.as_bytes().len())
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        encode_sized(fc::SYM8, fc::SYM32, self.as_bytes(), out);
+    }
+}
+
+impl Codec for Value {
+    const TYPE: &'static str = "any";
+    fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
+        match Value::read(r)? {
+            Value::Null => Ok(None),
+            v => Ok(Some(v)),
+        }
+    }
+    fn encoded_len(&self) -> usize {
+        Value::encoded_len(self)
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        Value::encode(self, out);
+    }
+}
+
+/// A `multiple` field (part 1, 1.3): one value or an array of them. Reading accepts both;
+/// writing uses an array, which every peer accepts. An empty list is written as null.
+impl Codec for Vec<Symbol> {
+    const TYPE: &'static str = "symbol (multiple)";
+    fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
+        let pos = r.position();
+        let code = r.peek_u8()?;
+        match code {
+            fc::NULL => {
+                r.read_u8()?;
+                Ok(None)
+            }
+            fc::ARRAY8 | fc::ARRAY32 => {
+                r.read_u8()?;
+                let (count, c) = r.open_compound(code)?;
+                let epos = r.position();
+                let elem = r.read_u8()?;
+                if !matches!(elem, fc::SYM8 | fc::SYM32) {
+                    return unexpected(r, epos, "array of symbol", elem);
+                }
+                crate::codec::check_array_count(r, pos, elem, count)?;
+                let mut v = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    let spos = r.position();
+                    let n = if elem == fc::SYM8 { usize::from(r.read_u8()?) } else { r.read_u32()? as usize };
+                    let s = r.read_slice(n)?;
+                    v.push(Symbol(r.to_symbol(spos, s)?));
+                }
+                r.close_compound(c, "array")?;
+                Ok(Some(v))
+            }
+            _ => Ok(Symbol::read_opt(r)?.map(|s| vec![s])),
+        }
+    }
+    fn encoded_len(&self) -> usize {
+        if self.is_empty() {
+            return 1;
+        }
+        let wide = self.iter().any(|s| s.as_bytes().len() > 255);
+        let per = if wide { 4 } else { 1 };
+        let body: usize = 1 + self.iter().map(|s| per + s.as_bytes().len()).sum::<usize>();
+        if body < 255 && self.len() <= 255 {
+            3 + body
+        } else {
+            9 + body
+        }
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        if self.is_empty() {
+            out.push(fc::NULL);
+            return;
+        }
+        let wide = self.iter().any(|s| s.as_bytes().len() > 255);
+        let per = if wide { 4 } else { 1 };
+        let body: usize = 1 + self.iter().map(|s| per + s.as_bytes().len()).sum::<usize>();
+        if body < 255 && self.len() <= 255 {
+            out.extend_from_slice(&[fc::ARRAY8, (body + 1) as u8, self.len() as u8]);
+        } else {
+            out.push(fc::ARRAY32);
+            out.extend_from_slice(&((body + 4) as u32).to_be_bytes());
+            out.extend_from_slice(&(self.len() as u32).to_be_bytes());
+        }
+        out.push(if wide { fc::SYM32 } else { fc::SYM8 });
+        for s in self {
+            if wide {
+                out.extend_from_slice(&(s.as_bytes().len() as u32).to_be_bytes());
+            } else {
+                out.push(s.as_bytes().len() as u8);
+            }
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+}
+
+/// A map with symbol keys (the spec's `fields` type, part 2, 2.8.14), in wire order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Fields(pub Vec<(Symbol, Value)>);
+
+impl Fields {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The value under `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    }
+
+    /// Sets `key` to `value`, replacing an earlier value.
+    pub fn insert(&mut self, key: impl Into<Symbol>, value: impl Into<Value>) {
+        let key = key.into();
+        let value = value.into();
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    /// Whether it has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The entries in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Symbol, &Value)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    fn body_len(&self) -> usize {
+        self.0
+            .iter()
+            .map(|(k, v)| Codec::encoded_len(k) + v.encoded_len())
+            .sum()
+    }
+}
+
+impl Codec for Fields {
+    const TYPE: &'static str = "fields";
+    fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
+        let Some((code, pos)) = ctor(r)? else {
+            return Ok(None);
+        };
+        if !matches!(code, fc::MAP8 | fc::MAP32) {
+            return unexpected(r, pos, "map", code);
+        }
+        r.enter()?;
+        let (count, c) = r.open_compound(code)?;
+        let mut pairs = Vec::with_capacity(count as usize / 2);
+        for _ in 0..count / 2 {
+            let kpos = r.position();
+            let key = match Value::read(r)? {
+                Value::Symbol(s, _) => s,
+                Value::String(s, _) => {
+                    r.deviation(kpos, ErrorKind::UnexpectedType { expected: "symbol key", found: fc::STR8 }, "read the string key as a symbol")?;
+                    Symbol(s)
+                }
+                other => {
+                    return Err(r.error_at(
+                        kpos,
+                        ErrorKind::InvalidValue {
+                            what: "fields",
+                            reason: format!("keys must be symbols, found {}", other.type_name()),
+                        },
+                    ))
+                }
+            };
+            pairs.push((key, Value::read(r)?));
+        }
+        r.close_compound(c, "map")?;
+        r.leave();
+        Ok(Some(Self(pairs)))
+    }
+    fn encoded_len(&self) -> usize {
+        let body = self.body_len();
+        if body < 255 && self.0.len() * 2 <= 255 {
+            3 + body
+        } else {
+            9 + body
+        }
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        let body = self.body_len();
+        if body < 255 && self.0.len() * 2 <= 255 {
+            out.extend_from_slice(&[fc::MAP8, (body + 1) as u8, (self.0.len() * 2) as u8]);
+        } else {
+            out.push(fc::MAP32);
+            out.extend_from_slice(&((body + 4) as u32).to_be_bytes());
+            out.extend_from_slice(&((self.0.len() * 2) as u32).to_be_bytes());
+        }
+        for (k, v) in &self.0 {
+            Codec::encode(k, out);
+            v.encode(out);
+        }
+    }
+}
+
+impl From<Fields> for Value {
+    fn from(f: Fields) -> Self {
+        Value::Map(
+            f.0.into_iter()
+                .map(|(k, v)| (Value::Symbol(k, Fmt::Auto), v))
+                .collect(),
+            Fmt::Auto,
+        )
+    }
+}
+
+/// Size of a composite's list encoding given its fields' bytes and count.
+pub(crate) fn list_len(count: usize, body: usize) -> usize {
+    if count == 0 {
+        1
+    } else if body < 255 && count <= 255 {
+        3 + body
+    } else {
+        9 + body
+    }
+}
+
+/// Writes a list header for `count` fields taking `body` bytes.
+pub(crate) fn write_list_header(count: usize, body: usize, out: &mut Vec<u8>) {
+    if count == 0 {
+        out.push(fc::LIST0);
+    } else if body < 255 && count <= 255 {
+        out.extend_from_slice(&[fc::LIST8, (body + 1) as u8, count as u8]);
+    } else {
+        out.push(fc::LIST32);
+        out.extend_from_slice(&((body + 4) as u32).to_be_bytes());
+        out.extend_from_slice(&(count as u32).to_be_bytes());
+    }
+}
+
+impl<T: Codec> Codec for Box<T> {
+    const TYPE: &'static str = T::TYPE;
+    fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
+        Ok(T::read_opt(r)?.map(Box::new))
+    }
+    fn encoded_len(&self) -> usize {
+        T::encoded_len(self)
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        T::encode(self, out)
+    }
+}

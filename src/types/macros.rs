@@ -1,0 +1,194 @@
+//! The two macros every definition in `types` is made from.
+
+/// Declares an open newtype over a wire type with named constants (rustls'
+/// `enum_builder!` idiom): values the spec does not name still survive a round trip and
+/// print in hex.
+macro_rules! restricted {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident($inner:ty) : $spec:literal {
+            $( $(#[$cmeta:meta])* $cname:ident = $cval:expr => $label:literal ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        $vis struct $name(pub $inner);
+
+        impl $name {
+            $( $(#[$cmeta])* pub const $cname: Self = Self($cval); )*
+
+            /// The spec's name for this value, if it has one.
+            pub fn name(&self) -> Option<&'static str> {
+                $( if *self == Self::$cname { return Some($label); } )*
+                None
+            }
+        }
+
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                match self.name() {
+                    Some(n) => f.write_str(n),
+                    None => write!(f, "{}({:?})", stringify!($name), self.0),
+                }
+            }
+        }
+
+        impl $crate::types::Codec for $name {
+            const TYPE: &'static str = $spec;
+            fn read_opt(r: &mut $crate::codec::Reader<'_>) -> Result<Option<Self>, $crate::codec::DecodeError> {
+                Ok(<$inner as $crate::types::Codec>::read_opt(r)?.map(Self))
+            }
+            fn encoded_len(&self) -> usize {
+                $crate::types::Codec::encoded_len(&self.0)
+            }
+            fn encode(&self, out: &mut Vec<u8>) {
+                $crate::types::Codec::encode(&self.0, out)
+            }
+        }
+    };
+}
+
+/// Declares a composite type (part 1, 1.4): a described list whose fields have names,
+/// types, and one of three kinds:
+/// - `mandatory`: the struct field is `T`; absent or null is an error;
+/// - `optional`: the struct field is `Option<T>`;
+/// - `default(expr)`: the struct field is `T`; null reads as the default, and (compact
+///   layout) a value equal to the default is written as null.
+///
+/// The macro writes the struct, its decoder (descriptor as ulong code or symbol name;
+/// extra fields refused in strict mode and skipped with a warning in lenient mode), its
+/// encoder (compact or every field, see [`Layout`](crate::types::Layout)), `Default` where
+/// no field is mandatory is not attempted: use struct literals or the `new` constructor.
+macro_rules! composite {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident : $label:literal, $symbol:literal, $code:literal {
+            $(
+                $(#[$fmeta:meta])*
+                $field:ident : $fty:ty => $wire:literal, $kind:ident $(($default:expr))?
+            );* $(;)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq)]
+        $vis struct $name {
+            $( $(#[$fmeta])* pub $field: composite!(@ty $kind $fty), )*
+        }
+
+        impl $crate::types::Composite for $name {
+            const NAME: &'static str = $label;
+            const SYMBOL: &'static str = $symbol;
+            const CODE: u64 = $code;
+            const FIELDS: &'static [&'static str] = &[$($wire),*];
+
+            #[allow(unused_assignments, unused_mut, unused_variables)]
+            fn read_fields(r: &mut $crate::codec::Reader<'_>, count: u32) -> Result<Self, $crate::codec::DecodeError> {
+                let mut idx: u32 = 0;
+                let start = r.position();
+                $(
+                    let $field: Option<$fty> = if idx < count {
+                        idx += 1;
+                        <$fty as $crate::types::Codec>::read_opt(r)?
+                    } else {
+                        None
+                    };
+                    let $field = composite!(@finish $kind r start $label $wire $field $($default)?);
+                )*
+                $crate::types::skip_extra_fields(r, $label, count, idx as usize)?;
+                Ok(Self { $($field),* })
+            }
+
+            #[allow(unused_mut, unused_assignments, unused_variables)]
+            fn field_count(&self, layout: $crate::types::Layout) -> usize {
+                if layout == $crate::types::Layout::AllFields {
+                    return Self::FIELDS.len();
+                }
+                let mut n = 0;
+                let mut i = 0;
+                $(
+                    i += 1;
+                    if !composite!(@is_null $kind self.$field $($default)?) {
+                        n = i;
+                    }
+                )*
+                n
+            }
+
+            #[allow(unused_mut, unused_assignments, unused_variables)]
+            fn fields_len(&self, count: usize, layout: $crate::types::Layout) -> usize {
+                let mut len = 0;
+                let mut i = 0;
+                $(
+                    if i < count {
+                        len += composite!(@len $kind layout self.$field $($default)?);
+                    }
+                    i += 1;
+                )*
+                len
+            }
+
+            #[allow(unused_mut, unused_assignments, unused_variables)]
+            fn write_fields(&self, count: usize, layout: $crate::types::Layout, out: &mut Vec<u8>) {
+                let mut i = 0;
+                $(
+                    if i < count {
+                        composite!(@write $kind layout self.$field out $($default)?);
+                    }
+                    i += 1;
+                )*
+            }
+        }
+
+        impl $crate::types::Codec for $name {
+            const TYPE: &'static str = $label;
+            fn read_opt(r: &mut $crate::codec::Reader<'_>) -> Result<Option<Self>, $crate::codec::DecodeError> {
+                $crate::types::read_composite(r)
+            }
+            fn encoded_len(&self) -> usize {
+                $crate::types::Composite::encoded_len_with(self, $crate::types::Layout::Compact)
+            }
+            fn encode(&self, out: &mut Vec<u8>) {
+                $crate::types::Composite::encode_with(self, $crate::types::Layout::Compact, out)
+            }
+        }
+    };
+
+    (@ty mandatory $t:ty) => { $t };
+    (@ty optional $t:ty) => { Option<$t> };
+    (@ty default $t:ty) => { $t };
+
+    (@finish mandatory $r:ident $start:ident $label:literal $wire:literal $v:ident) => {
+        match $v {
+            Some(v) => v,
+            None => return Err($r.error_at($start, $crate::codec::ErrorKind::MissingField { composite: $label, field: $wire })),
+        }
+    };
+    (@finish optional $r:ident $start:ident $label:literal $wire:literal $v:ident) => { $v };
+    (@finish default $r:ident $start:ident $label:literal $wire:literal $v:ident $d:expr) => {
+        match $v { Some(v) => v, None => $d }
+    };
+
+    (@is_null mandatory $s:ident . $f:ident) => { false };
+    (@is_null optional $s:ident . $f:ident) => { $s.$f.is_none() };
+    (@is_null default $s:ident . $f:ident $d:expr) => { $s.$f == $d };
+
+    (@len mandatory $layout:ident $s:ident . $f:ident) => { $crate::types::Codec::encoded_len(&$s.$f) };
+    (@len optional $layout:ident $s:ident . $f:ident) => {
+        match &$s.$f { Some(v) => $crate::types::Codec::encoded_len(v), None => 1 }
+    };
+    (@len default $layout:ident $s:ident . $f:ident $d:expr) => {
+        if $layout == $crate::types::Layout::Compact && $s.$f == $d { 1 } else { $crate::types::Codec::encoded_len(&$s.$f) }
+    };
+
+    (@write mandatory $layout:ident $s:ident . $f:ident $out:ident) => { $crate::types::Codec::encode(&$s.$f, $out) };
+    (@write optional $layout:ident $s:ident . $f:ident $out:ident) => {
+        match &$s.$f { Some(v) => $crate::types::Codec::encode(v, $out), None => $out.push($crate::codec::format::NULL) }
+    };
+    (@write default $layout:ident $s:ident . $f:ident $out:ident $d:expr) => {
+        if $layout == $crate::types::Layout::Compact && $s.$f == $d {
+            $out.push($crate::codec::format::NULL)
+        } else {
+            $crate::types::Codec::encode(&$s.$f, $out)
+        }
+    };
+}
