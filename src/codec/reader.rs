@@ -257,6 +257,11 @@ impl<'a> Reader<'a> {
         self.to_string(pos, slice)
     }
 
+    /// Records a warning found by a nested decoder.
+    pub(crate) fn push_warning(&mut self, w: Warning) {
+        self.warnings.push(w);
+    }
+
     /// Enters a nesting level, refusing to go past the depth limit.
     pub(crate) fn enter(&mut self) -> Result<(), DecodeError> {
         if self.depth >= self.opts.max_depth {
@@ -285,7 +290,6 @@ impl<'a> Reader<'a> {
                 let c = Compound {
                     outer_end: self.end,
                     start,
-                    code,
                 };
                 self.end = self.pos;
                 return Ok((0, c));
@@ -319,7 +323,6 @@ impl<'a> Reader<'a> {
         let c = Compound {
             outer_end: self.end,
             start,
-            code,
         };
         self.end = self.pos + body;
         Ok((count, c))
@@ -371,20 +374,6 @@ impl<'a> Reader<'a> {
         self.read_slice(n)?;
         Ok(())
     }
-
-    /// Restricts reading to the next `len` bytes; returns the limit to restore with
-    /// [`Reader::pop_limit`].
-    pub(crate) fn push_limit(&mut self, len: usize) -> Result<usize, DecodeError> {
-        self.need(len)?;
-        let old = self.end;
-        self.end = self.pos + len;
-        Ok(old)
-    }
-
-    /// Restores a limit from [`Reader::push_limit`].
-    pub(crate) fn pop_limit(&mut self, old: usize) {
-        self.end = old;
-    }
 }
 
 /// Bookkeeping for a compound being read.
@@ -392,5 +381,4 @@ impl<'a> Reader<'a> {
 pub(crate) struct Compound {
     outer_end: usize,
     pub(crate) start: usize,
-    pub(crate) code: u8,
 }

@@ -369,6 +369,12 @@ impl<'a> ListRef<'a> {
 }
 
 impl<'a> MapRef<'a> {
+    /// A map view over `body` (the bytes after the count field) holding `count` keys and
+    /// values; `offset` is where `body` starts in the stream, for errors.
+    pub(crate) fn from_parts(count: u32, body: &'a [u8], offset: usize) -> Self {
+        Self { list: ListRef { count, body, offset } }
+    }
+
     /// Number of key/value pairs.
     pub fn len(&self) -> usize {
         self.list.len() / 2

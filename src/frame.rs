@@ -1,0 +1,578 @@
+//! Protocol headers and frames (part 2, 2.2 and 2.3), and a streaming decoder that takes
+//! input split at any byte.
+//!
+//! ```text
+//!  protocol header:  'A' 'M' 'Q' 'P' | id | major | minor | revision      (8 bytes)
+//!
+//!  frame:  +------+------+------+---------+------------------+----------------------+
+//!          | SIZE (4)    | DOFF | TYPE    | CHANNEL (2)      | extended header      | body …
+//!          +------+------+------+---------+------------------+----------------------+
+//!          0             4      5         6                  8             DOFF*4  SIZE
+//! ```
+
+use std::fmt;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::codec::{DecodeError, DecodeOptions, ErrorKind, Reader};
+use crate::types::{Composite, Layout, Performative, SaslFrameBody, Transfer};
+
+/// The smallest max-frame-size a peer may set (2.7.1: MIN-MAX-FRAME-SIZE).
+pub const MIN_MAX_FRAME_SIZE: u32 = 512;
+
+/// Length of a frame header.
+pub const FRAME_HEADER_LEN: usize = 8;
+
+restricted! {
+    /// The protocol id of a protocol header (2.2, 5.2.1, 5.3.1).
+    #[derive(Copy)]
+    pub struct ProtocolId(u8) : "protocol-id" {
+        /// Plain AMQP.
+        AMQP = 0 => "AMQP",
+        /// TLS negotiation follows.
+        TLS = 2 => "TLS",
+        /// SASL negotiation follows.
+        SASL = 3 => "SASL",
+    }
+}
+
+restricted! {
+    /// The type of a frame (2.3.1).
+    #[derive(Copy)]
+    pub struct FrameType(u8) : "frame-type" {
+        /// An AMQP frame.
+        AMQP = 0 => "amqp",
+        /// A SASL frame.
+        SASL = 1 => "sasl",
+    }
+}
+
+/// A protocol header: `AMQP` then protocol id, major, minor and revision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProtocolHeader {
+    /// Which layer follows.
+    pub id: ProtocolId,
+    /// Major version (1).
+    pub major: u8,
+    /// Minor version (0).
+    pub minor: u8,
+    /// Revision (0).
+    pub revision: u8,
+}
+
+impl ProtocolHeader {
+    /// `AMQP 0 1 0 0`.
+    pub const AMQP: Self = Self::new(ProtocolId::AMQP);
+    /// `AMQP 2 1 0 0`.
+    pub const TLS: Self = Self::new(ProtocolId::TLS);
+    /// `AMQP 3 1 0 0`.
+    pub const SASL: Self = Self::new(ProtocolId::SASL);
+
+    /// Version 1.0.0 with protocol `id`.
+    pub const fn new(id: ProtocolId) -> Self {
+        Self { id, major: 1, minor: 0, revision: 0 }
+    }
+
+    /// The eight bytes.
+    pub fn to_bytes(self) -> [u8; 8] {
+        [b'A', b'M', b'Q', b'P', self.id.0, self.major, self.minor, self.revision]
+    }
+
+    /// Parses eight bytes, naming what arrived when they are not an AMQP 1.0 header.
+    pub fn parse(b: &[u8; 8]) -> Result<Self, HeaderError> {
+        if &b[..4] != b"AMQP" {
+            return Err(HeaderError::NotAmqp(*b));
+        }
+        let h = Self { id: ProtocolId(b[4]), major: b[5], minor: b[6], revision: b[7] };
+        if (h.major, h.minor, h.revision) != (1, 0, 0) {
+            return Err(HeaderError::Version(*b));
+        }
+        if h.id.name().is_none() {
+            return Err(HeaderError::UnknownProtocolId(b[4]));
+        }
+        Ok(h)
+    }
+}
+
+impl fmt::Display for ProtocolHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AMQP {} {}.{}.{}", self.id.0, self.major, self.minor, self.revision)
+    }
+}
+
+/// Eight bytes that are not an AMQP 1.0 protocol header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// They do not start with `AMQP`.
+    NotAmqp([u8; 8]),
+    /// `AMQP` with a version other than 1.0.0 (AMQP 0-9-1 and 0-10 clients send these).
+    Version([u8; 8]),
+    /// `AMQP` 1.0.0 with a protocol id other than 0, 2 or 3.
+    UnknownProtocolId(u8),
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotAmqp(b) => {
+                write!(f, "expected an AMQP protocol header, found {} ({})", hex8(b), what_is(b))
+            }
+            Self::Version(b) => {
+                let what = match (b[4], b[5], b[6], b[7]) {
+                    (0, 0, 9, 1) => "an AMQP 0-9-1 client (RabbitMQ's classic protocol)",
+                    (1, 1, 0, 9) | (1, 1, 0, 10) => "an AMQP 0-9/0-10 client",
+                    _ => "an unsupported AMQP version",
+                };
+                write!(f, "expected AMQP 1.0.0, found header {} from {what}", hex8(b))
+            }
+            Self::UnknownProtocolId(id) => {
+                write!(f, "unknown protocol id {id} (0 AMQP, 2 TLS, 3 SASL are defined)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for HeaderError {}
+
+fn hex8(b: &[u8; 8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
+}
+
+/// A guess at what a non-AMQP byte stream is, for error messages.
+fn what_is(b: &[u8; 8]) -> &'static str {
+    let starts = |p: &[u8]| b.starts_with(p);
+    if b[0] == 0x16 && b[1] == 0x03 {
+        "a TLS ClientHello: this peer speaks TLS, connect with amqps://"
+    } else if starts(b"GET ") || starts(b"POST ") || starts(b"PUT ") || starts(b"HEAD ") || starts(b"HTTP/") {
+        "an HTTP request or response: this peer speaks HTTP or WebSocket"
+    } else if starts(b"SSH-") {
+        "an SSH banner"
+    } else if b[0] == 0x15 && b[1] == 0x03 {
+        "a TLS alert"
+    } else if b[..4].iter().all(|c| c.is_ascii_graphic() || *c == b' ') {
+        "text in some other protocol"
+    } else {
+        "bytes of no recognised protocol"
+    }
+}
+
+/// The fixed eight bytes that start every frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Total frame size, header included.
+    pub size: u32,
+    /// Data offset in 4-byte words (at least 2).
+    pub doff: u8,
+    /// AMQP or SASL.
+    pub frame_type: FrameType,
+    /// The channel (type-specific; 0 for SASL).
+    pub channel: u16,
+}
+
+impl FrameHeader {
+    /// Parses and checks a frame header.
+    pub fn parse(b: &[u8; 8]) -> Result<Self, FrameErrorKind> {
+        let size = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let h = Self { size, doff: b[4], frame_type: FrameType(b[5]), channel: u16::from_be_bytes([b[6], b[7]]) };
+        // 2.3.1: "SIZE … MUST be at least 8"; DOFF "MUST be at least 2".
+        if size < 8 {
+            return Err(FrameErrorKind::SizeTooSmall(size));
+        }
+        if h.doff < 2 {
+            return Err(FrameErrorKind::DoffTooSmall(h.doff));
+        }
+        if u32::from(h.doff) * 4 > size {
+            return Err(FrameErrorKind::DoffBeyondSize { doff: h.doff, size });
+        }
+        Ok(h)
+    }
+
+    /// The eight bytes.
+    pub fn to_bytes(self) -> [u8; 8] {
+        let s = self.size.to_be_bytes();
+        let c = self.channel.to_be_bytes();
+        [s[0], s[1], s[2], s[3], self.doff, self.frame_type.0, c[0], c[1]]
+    }
+}
+
+/// A framing error: the stream cannot be split into frames past this point.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameError {
+    /// Stream offset of the frame or header at fault.
+    pub offset: u64,
+    /// What was wrong.
+    pub kind: FrameErrorKind,
+}
+
+/// What was wrong with a frame header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FrameErrorKind {
+    /// The protocol header was not AMQP 1.0.
+    Header(HeaderError),
+    /// SIZE below 8.
+    SizeTooSmall(u32),
+    /// DOFF below 2.
+    DoffTooSmall(u8),
+    /// DOFF points past the end of the frame.
+    DoffBeyondSize {
+        /// The data offset in words.
+        doff: u8,
+        /// The frame size.
+        size: u32,
+    },
+    /// SIZE above the negotiated max-frame-size.
+    TooLarge {
+        /// The frame size.
+        size: u32,
+        /// The limit.
+        max: u32,
+    },
+    /// A frame type this decoder does not know.
+    UnknownType(u8),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "at offset {}: {}", self.offset, self.kind)
+    }
+}
+
+impl fmt::Display for FrameErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Header(h) => write!(f, "{h}"),
+            Self::SizeTooSmall(s) => write!(f, "frame size {s} is below the minimum of 8"),
+            Self::DoffTooSmall(d) => write!(f, "data offset {d} is below the minimum of 2"),
+            Self::DoffBeyondSize { doff, size } => {
+                write!(f, "data offset {doff} ({} bytes) lies beyond the frame size {size}", u32::from(*doff) * 4)
+            }
+            Self::TooLarge { size, max } => write!(f, "frame size {size} exceeds max-frame-size {max}"),
+            Self::UnknownType(t) => write!(f, "unknown frame type 0x{t:02x} (0x00 AMQP, 0x01 SASL)"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// One frame as it arrived: its header and all its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawFrame {
+    /// Stream offset of the first byte.
+    pub offset: u64,
+    /// The parsed header.
+    pub header: FrameHeader,
+    /// The whole frame, header included.
+    pub bytes: Bytes,
+}
+
+impl RawFrame {
+    /// The extended header (between byte 8 and DOFF*4), usually empty.
+    pub fn extended_header(&self) -> &[u8] {
+        &self.bytes[FRAME_HEADER_LEN..usize::from(self.header.doff) * 4]
+    }
+
+    /// The frame body.
+    pub fn body(&self) -> Bytes {
+        self.bytes.slice(usize::from(self.header.doff) * 4..)
+    }
+
+    /// Stream offset of the body's first byte.
+    pub fn body_offset(&self) -> u64 {
+        self.offset + u64::from(self.header.doff) * 4
+    }
+
+    /// Decodes the body: a performative (and, for a transfer, the payload after it), a SASL
+    /// body, or nothing for an empty (heartbeat) frame.
+    pub fn decode(&self, opts: DecodeOptions) -> Result<Frame, DecodeError> {
+        let body = self.body();
+        let base = self.body_offset() as usize;
+        let body_kind = match self.header.frame_type {
+            FrameType::AMQP if body.is_empty() => FrameBody::Empty,
+            FrameType::AMQP => {
+                let mut r = Reader::from_bytes(&body, opts).with_base(base);
+                let p = Performative::read(&mut r)?;
+                let payload = body.slice(r.position()..);
+                if !payload.is_empty() && !matches!(p, Performative::Transfer(_)) {
+                    // 2.3.2: only a transfer carries a payload after the performative.
+                    let pos = r.position();
+                    r.deviation(pos, ErrorKind::TrailingBytes { within: p.name(), left: payload.len() }, "ignored the bytes after the performative")?;
+                }
+                FrameBody::Amqp { performative: p, payload }
+            }
+            FrameType::SASL => {
+                let mut r = Reader::from_bytes(&body, opts).with_base(base);
+                let s = SaslFrameBody::read(&mut r)?;
+                if !r.is_empty() {
+                    let (pos, left) = (r.position(), r.remaining());
+                    r.deviation(pos, ErrorKind::TrailingBytes { within: s.name(), left }, "ignored the bytes after the SASL body")?;
+                }
+                FrameBody::Sasl(s)
+            }
+            FrameType(t) => {
+                return Err(DecodeError::new(self.offset as usize + 5, ErrorKind::InvalidValue { what: "frame type", reason: format!("0x{t:02x} is neither AMQP (0x00) nor SASL (0x01)") }))
+            }
+        };
+        Ok(Frame { channel: self.header.channel, body: body_kind })
+    }
+}
+
+/// A decoded frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Frame {
+    /// The channel.
+    pub channel: u16,
+    /// What it carries.
+    pub body: FrameBody,
+}
+
+/// What a frame carries.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FrameBody {
+    /// An empty AMQP frame: a heartbeat.
+    Empty,
+    /// An AMQP performative, and the payload after it (transfers only).
+    Amqp {
+        /// The performative.
+        performative: Performative,
+        /// The bytes after the performative.
+        payload: Bytes,
+    },
+    /// A SASL frame body.
+    Sasl(SaslFrameBody),
+}
+
+/// An item of a byte stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamItem {
+    /// A protocol header.
+    Header {
+        /// Stream offset.
+        offset: u64,
+        /// The header.
+        header: ProtocolHeader,
+    },
+    /// A frame.
+    Frame(RawFrame),
+}
+
+/// Splits a byte stream into protocol headers and frames, whatever the chunking.
+///
+/// A header is expected first, and again after [`FrameDecoder::expect_header`] (a
+/// connection does so after the SASL outcome). With [`FrameDecoder::sniff_headers`] a
+/// header is recognised wherever a frame could start (`AMQP` as a frame size would mean a
+/// frame of over 1 GB), which is what a tool reading a capture wants.
+///
+/// Frames larger than the max-frame-size are refused from their header, before their bytes
+/// are buffered, so a peer cannot make the decoder hold more than one frame's worth.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+    offset: u64,
+    max_frame_size: u32,
+    expect_header: bool,
+    sniff: bool,
+    failed: bool,
+}
+
+impl FrameDecoder {
+    /// A decoder that expects a protocol header first and accepts frames up to
+    /// `max_frame_size` bytes.
+    pub fn new(max_frame_size: u32) -> Self {
+        Self { buf: BytesMut::new(), offset: 0, max_frame_size, expect_header: true, sniff: false, failed: false }
+    }
+
+    /// Recognise protocol headers at any frame boundary.
+    pub fn sniff_headers(mut self, on: bool) -> Self {
+        self.sniff = on;
+        self
+    }
+
+    /// Expect a protocol header next.
+    pub fn expect_header(&mut self) {
+        self.expect_header = true;
+    }
+
+    /// Changes the frame size limit (after open negotiation).
+    pub fn set_max_frame_size(&mut self, max: u32) {
+        self.max_frame_size = max;
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Bytes received but not yet returned as items.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Stream offset of the next byte to decode.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The next complete item, `Ok(None)` if more bytes are needed. After an error every
+    /// call returns the same kind of error: the stream cannot be resynchronised.
+    pub fn next_item(&mut self) -> Result<Option<StreamItem>, FrameError> {
+        if self.failed {
+            return Err(FrameError { offset: self.offset, kind: FrameErrorKind::SizeTooSmall(0) });
+        }
+        let at_header = self.expect_header || (self.sniff && self.buf.len() >= 4 && &self.buf[..4] == b"AMQP");
+        if at_header {
+            if self.buf.len() < 8 {
+                return Ok(None);
+            }
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&self.buf[..8]);
+            return match ProtocolHeader::parse(&b) {
+                Ok(header) => {
+                    let offset = self.offset;
+                    self.buf.advance(8);
+                    self.offset += 8;
+                    self.expect_header = false;
+                    Ok(Some(StreamItem::Header { offset, header }))
+                }
+                Err(e) => self.fail(FrameErrorKind::Header(e)),
+            };
+        }
+        if self.buf.len() < FRAME_HEADER_LEN {
+            return Ok(None);
+        }
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.buf[..8]);
+        let header = match FrameHeader::parse(&b) {
+            Ok(h) => h,
+            Err(k) => return self.fail(k),
+        };
+        if header.size > self.max_frame_size {
+            return self.fail(FrameErrorKind::TooLarge { size: header.size, max: self.max_frame_size });
+        }
+        let size = header.size as usize;
+        if self.buf.len() < size {
+            self.buf.reserve(size - self.buf.len());
+            return Ok(None);
+        }
+        let offset = self.offset;
+        let bytes = self.buf.split_to(size).freeze();
+        self.offset += size as u64;
+        Ok(Some(StreamItem::Frame(RawFrame { offset, header, bytes })))
+    }
+
+    fn fail<T>(&mut self, kind: FrameErrorKind) -> Result<T, FrameError> {
+        self.failed = true;
+        Err(FrameError { offset: self.offset, kind })
+    }
+}
+
+/// Writes frames that never exceed a max-frame-size.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameEncoder {
+    /// The peer's max-frame-size.
+    pub max_frame_size: u32,
+    /// Compact, or every field written (for peers that index fields by position).
+    pub layout: Layout,
+}
+
+/// A frame that cannot fit in the max-frame-size (2.7.1: the peer would refuse it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameTooLarge {
+    /// Bytes the frame needs.
+    pub size: usize,
+    /// The limit.
+    pub max: u32,
+}
+
+impl fmt::Display for FrameTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {}-byte frame exceeds max-frame-size {}", self.size, self.max)
+    }
+}
+
+impl std::error::Error for FrameTooLarge {}
+
+impl FrameEncoder {
+    /// An encoder for frames up to `max_frame_size`, compact layout.
+    pub fn new(max_frame_size: u32) -> Self {
+        Self { max_frame_size, layout: Layout::Compact }
+    }
+
+    /// Appends an empty AMQP frame (a heartbeat).
+    pub fn encode_empty(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&FrameHeader { size: 8, doff: 2, frame_type: FrameType::AMQP, channel: 0 }.to_bytes());
+    }
+
+    /// Appends one AMQP frame holding `performative` and `payload`.
+    pub fn encode_amqp(&self, channel: u16, performative: &Performative, payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameTooLarge> {
+        let size = FRAME_HEADER_LEN + performative.encoded_len_with(self.layout) + payload.len();
+        self.check(size)?;
+        out.reserve(size);
+        out.extend_from_slice(&FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::AMQP, channel }.to_bytes());
+        performative.encode_with(self.layout, out);
+        out.extend_from_slice(payload);
+        Ok(())
+    }
+
+    /// Appends one SASL frame.
+    pub fn encode_sasl(&self, body: &SaslFrameBody, out: &mut Vec<u8>) -> Result<(), FrameTooLarge> {
+        let size = FRAME_HEADER_LEN + body.encoded_len_with(self.layout);
+        self.check(size)?;
+        out.extend_from_slice(&FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::SASL, channel: 0 }.to_bytes());
+        body.encode_with(self.layout, out);
+        Ok(())
+    }
+
+    /// Appends the transfer frames of one delivery: the payload is split so that no frame
+    /// exceeds the max-frame-size, `more` is set on all but the last, and continuation
+    /// frames leave out delivery-id, delivery-tag, message-format and settled (2.7.5: they
+    /// are only required on the first transfer). Returns the number of frames.
+    pub fn encode_transfer(&self, channel: u16, first: &Transfer, payload: &[u8], out: &mut Vec<u8>) -> Result<usize, FrameTooLarge> {
+        let max = self.max_frame_size as usize;
+        let mut t = first.clone();
+        t.more = false;
+        let whole = FRAME_HEADER_LEN + t.encoded_len_with(self.layout) + payload.len();
+        if whole <= max {
+            self.write_transfer(channel, &t, payload, out);
+            return Ok(1);
+        }
+        t.more = true;
+        let mut rest = payload;
+        let mut frames = 0;
+        let mut cont = Transfer::new(first.handle);
+        cont.more = true;
+        cont.rcv_settle_mode = None;
+        loop {
+            let perf = if frames == 0 { &t } else { &cont };
+            let overhead = FRAME_HEADER_LEN + perf.encoded_len_with(self.layout);
+            if overhead >= max {
+                return Err(FrameTooLarge { size: overhead + 1, max: self.max_frame_size });
+            }
+            let room = max - overhead;
+            if rest.len() <= room {
+                let mut last = perf.clone();
+                last.more = false;
+                self.write_transfer(channel, &last, rest, out);
+                return Ok(frames + 1);
+            }
+            let (chunk, tail) = rest.split_at(room);
+            self.write_transfer(channel, perf, chunk, out);
+            rest = tail;
+            frames += 1;
+        }
+    }
+
+    fn write_transfer(&self, channel: u16, t: &Transfer, payload: &[u8], out: &mut Vec<u8>) {
+        let size = FRAME_HEADER_LEN + t.encoded_len_with(self.layout) + payload.len();
+        out.extend_from_slice(&FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::AMQP, channel }.to_bytes());
+        t.encode_with(self.layout, out);
+        out.extend_from_slice(payload);
+    }
+
+    fn check(&self, size: usize) -> Result<(), FrameTooLarge> {
+        if size > self.max_frame_size as usize {
+            return Err(FrameTooLarge { size, max: self.max_frame_size });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,438 @@
+//! The AMQP message (part 3, 3.2): its sections in spec order, decoded without copying the
+//! body and encoded without copying it either.
+//!
+//! ```text
+//!  bare message ─────────────────────────────────────────────┐
+//!  header │ delivery-ann. │ message-ann. │ properties │ app-properties │ body… │ footer
+//!  0x70      0x71            0x72           0x73         0x74             0x75/76/77  0x78
+//! ```
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+use crate::codec::format as fc;
+use crate::codec::{DecodeError, DecodeOptions, Described, ErrorKind, Fmt, MapRef, Mode, Reader, Value, ValueRef, Warning};
+use crate::types::{read_descriptor, read_unknown_described, Codec, Composite, Header, Properties};
+
+/// Data sections at least this long are referenced, not copied, by [`Message::encode_payload`].
+pub const ZERO_COPY_MIN: usize = 512;
+
+/// An AMQP message.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Message {
+    /// Transport headers.
+    pub header: Option<Header>,
+    /// Annotations for the next hop only.
+    pub delivery_annotations: Option<AnnotationMap>,
+    /// Annotations for the whole path.
+    pub message_annotations: Option<AnnotationMap>,
+    /// Immutable standard properties.
+    pub properties: Option<Properties>,
+    /// Application properties: string keys, simple values.
+    pub application_properties: Option<AnnotationMap>,
+    /// The body.
+    pub body: Body,
+    /// Annotations computed over the bare message.
+    pub footer: Option<AnnotationMap>,
+    /// Sections with descriptors this crate does not know (lenient decoding only).
+    pub unknown_sections: Vec<Described>,
+}
+
+/// The body of a message: data sections, amqp-sequence sections, one amqp-value, or none.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Body {
+    /// No body section.
+    #[default]
+    Empty,
+    /// One or more data sections (opaque binary), sharing the input's storage.
+    Data(SmallVec<[Bytes; 1]>),
+    /// One or more amqp-sequence sections, each a list of values.
+    Sequence(Vec<Vec<Value>>),
+    /// One amqp-value section.
+    Value(Value),
+}
+
+impl Body {
+    /// A body of one data section.
+    pub fn data(bytes: impl Into<Bytes>) -> Self {
+        let mut v = SmallVec::new();
+        v.push(bytes.into());
+        Self::Data(v)
+    }
+
+    /// The bytes of a single data section.
+    pub fn as_data(&self) -> Option<&Bytes> {
+        match self {
+            Self::Data(d) if d.len() == 1 => d.first(),
+            _ => None,
+        }
+    }
+}
+
+/// A map section (annotations, application properties, footer), kept encoded and read
+/// lazily: decoding it validates it once and allocates nothing; lookups walk the bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnnotationMap {
+    raw: Bytes,
+    count: u32,
+    body_start: usize,
+}
+
+impl AnnotationMap {
+    /// A map from key/value pairs, encoded now.
+    pub fn from_pairs<K: Into<Value>, V: Into<Value>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        let v = Value::Map(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(), Fmt::Auto);
+        Self::from_encoded(Bytes::from(v.to_vec()))
+    }
+
+    /// An empty map.
+    pub fn empty() -> Self {
+        Self::from_encoded(Bytes::from_static(&[fc::MAP8, 1, 0]))
+    }
+
+    /// Wraps the encoding of a valid map (map8 or map32, constructor included).
+    fn from_encoded(raw: Bytes) -> Self {
+        let (count, body_start) = match raw.first() {
+            Some(&fc::MAP8) if raw.len() >= 3 => (u32::from(raw[2]), 3),
+            Some(&fc::MAP32) if raw.len() >= 9 => (u32::from_be_bytes([raw[5], raw[6], raw[7], raw[8]]), 9),
+            _ => (0, raw.len()),
+        };
+        Self { raw, count, body_start }
+    }
+
+    /// The map's encoding (constructor included).
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// A lazy view of the entries.
+    pub fn view(&self) -> MapRef<'_> {
+        MapRef::from_parts(self.count, &self.raw[self.body_start..], 0)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.view().len()
+    }
+
+    /// Whether it has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value under a string or symbol key.
+    pub fn get(&self, key: &str) -> Option<ValueRef<'_>> {
+        self.view().get(key).ok().flatten()
+    }
+
+    /// The entries as owned values.
+    pub fn to_pairs(&self) -> Vec<(Value, Value)> {
+        match Value::decode(&self.raw) {
+            Ok(Value::Map(pairs, _)) => pairs,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Reads a map at the reader's position, validating every byte.
+    fn read(r: &mut Reader<'_>, src: &Bytes, section: &'static str) -> Result<Self, DecodeError> {
+        let start = r.position();
+        let code = r.peek_u8()?;
+        if !matches!(code, fc::MAP8 | fc::MAP32) {
+            return Err(r.error_at(start, ErrorKind::UnexpectedType { expected: "map", found: code }));
+        }
+        let raw = r.skip_value()?;
+        let base = r.offset() - raw.len();
+        match validate_map(raw, r.options().max_depth, section == "application-properties") {
+            Ok(()) => Ok(Self::from_encoded(src.slice_ref(raw))),
+            Err(e) if r.options().mode == Mode::Lenient => {
+                // Repair: decode leniently (recording what was off) and keep a canonical
+                // re-encoding so that later lookups read valid bytes.
+                let mut sub = Reader::new(raw, r.options()).with_base(base);
+                let v = Value::read(&mut sub)?;
+                let warnings = sub.take_warnings();
+                if warnings.is_empty() {
+                    // Only a semantic rule failed (application-properties keys or values).
+                    r.push_warning(Warning { offset: e.offset + base, kind: e.kind, action: "kept the entry" });
+                }
+                for w in warnings {
+                    r.push_warning(w);
+                }
+                Ok(Self::from_encoded(Bytes::from(v.to_vec())))
+            }
+            Err(e) => Err(e.at_base(base)),
+        }
+    }
+}
+
+/// Checks every byte of an encoded map; for application-properties also that keys are
+/// strings and values are simple (3.2.5: "not map, list, or array").
+fn validate_map(raw: &[u8], depth: u32, app_props: bool) -> Result<(), DecodeError> {
+    let (v, _) = ValueRef::decode(raw)?;
+    v.validate(depth)?;
+    if app_props {
+        if let ValueRef::Map(m) = v {
+            for kv in m.iter() {
+                let (k, val) = kv?;
+                if !matches!(k, ValueRef::String(_)) {
+                    return Err(DecodeError::new(0, ErrorKind::InvalidValue { what: "application-properties", reason: "keys must be strings".into() }));
+                }
+                if matches!(val, ValueRef::List(_) | ValueRef::Map(_) | ValueRef::Array(_)) {
+                    return Err(DecodeError::new(0, ErrorKind::InvalidValue { what: "application-properties", reason: "values must be simple types, not list, map or array".into() }));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The position of each section kind in the order the spec fixes.
+fn rank(code: u64) -> u8 {
+    match code {
+        0x70 => 0,
+        0x71 => 1,
+        0x72 => 2,
+        0x73 => 3,
+        0x74 => 4,
+        0x75..=0x77 => 5,
+        _ => 6,
+    }
+}
+
+impl Message {
+    /// A message whose body is one data section.
+    pub fn with_data(body: impl Into<Bytes>) -> Self {
+        Self { body: Body::data(body), ..Self::default() }
+    }
+
+    /// A message whose body is one amqp-value section.
+    pub fn with_value(v: impl Into<Value>) -> Self {
+        Self { body: Body::Value(v.into()), ..Self::default() }
+    }
+
+    /// Decodes a message that fills `bytes`, strictly. Strings, binaries and data sections
+    /// share `bytes`' storage.
+    pub fn decode(bytes: &Bytes) -> Result<Self, DecodeError> {
+        Self::decode_with(bytes, DecodeOptions::STRICT).map(|(m, _)| m)
+    }
+
+    /// Decodes a message with `opts`; returns it and the warnings of a lenient decode.
+    pub fn decode_with(bytes: &Bytes, opts: DecodeOptions) -> Result<(Self, Vec<crate::codec::Warning>), DecodeError> {
+        let mut r = Reader::from_bytes(bytes, opts);
+        let m = Self::read(&mut r, bytes)?;
+        Ok((m, r.take_warnings()))
+    }
+
+    /// Reads sections until the reader is empty. `src` must be the buffer `r` reads.
+    pub fn read(r: &mut Reader<'_>, src: &Bytes) -> Result<Self, DecodeError> {
+        let mut m = Self::default();
+        let mut last: Option<(u64, &'static str)> = None;
+        while !r.is_empty() {
+            let pos = r.position();
+            let d = read_descriptor(r)?;
+            let Some(code) = d.code().filter(|c| (0x70..=0x78).contains(c)) else {
+                r.deviation(pos, ErrorKind::UnexpectedDescriptor { expected: "a message section", found: d.to_string() }, "kept the unknown section")?;
+                m.unknown_sections.push(read_unknown_described(r, d)?);
+                continue;
+            };
+            let name = crate::types::name_for_code(code).unwrap_or("section");
+            if let Some((prev, prev_name)) = last {
+                // 3.2: sections appear in order, each at most once; data and amqp-sequence
+                // may repeat, but only after their own kind.
+                let repeat_ok = prev == code && (code == 0x75 || code == 0x76);
+                if rank(code) < rank(prev) || (rank(code) == rank(prev) && !repeat_ok) {
+                    return Err(r.error_at(pos, ErrorKind::SectionOrder { found: name, after: prev_name }));
+                }
+            }
+            last = Some((code, name));
+            match code {
+                0x70 => m.header = Some(Header::read_list(r)?),
+                0x71 => m.delivery_annotations = Some(AnnotationMap::read(r, src, name)?),
+                0x72 => m.message_annotations = Some(AnnotationMap::read(r, src, name)?),
+                0x73 => m.properties = Some(Properties::read_list(r)?),
+                0x74 => m.application_properties = Some(AnnotationMap::read(r, src, name)?),
+                0x75 => {
+                    let b = <Bytes as Codec>::read_opt(r)?.ok_or_else(|| r.error_at(pos, ErrorKind::MissingField { composite: "data", field: "binary" }))?;
+                    match &mut m.body {
+                        Body::Data(v) => v.push(b),
+                        _ => m.body = Body::data(b),
+                    }
+                }
+                0x76 => {
+                    let vpos = r.position();
+                    let items = match Value::read(r)? {
+                        Value::List(items, _) => items,
+                        _ => return Err(r.error_at(vpos, ErrorKind::UnexpectedType { expected: "list", found: r.buffer().get(vpos).copied().unwrap_or(0) })),
+                    };
+                    match &mut m.body {
+                        Body::Sequence(v) => v.push(items),
+                        _ => m.body = Body::Sequence(vec![items]),
+                    }
+                }
+                0x77 => m.body = Body::Value(Value::read(r)?),
+                _ => m.footer = Some(AnnotationMap::read(r, src, name)?),
+            }
+        }
+        Ok(m)
+    }
+
+    /// Bytes [`Message::encode`] writes.
+    pub fn encoded_len(&self) -> usize {
+        let mut n = 0;
+        if let Some(h) = &self.header {
+            n += Codec::encoded_len(h);
+        }
+        for m in [&self.delivery_annotations, &self.message_annotations] {
+            if let Some(m) = m {
+                n += 3 + m.raw.len();
+            }
+        }
+        if let Some(p) = &self.properties {
+            n += Codec::encoded_len(p);
+        }
+        if let Some(m) = &self.application_properties {
+            n += 3 + m.raw.len();
+        }
+        n += match &self.body {
+            Body::Empty => 0,
+            Body::Data(d) => d.iter().map(|b| 3 + Codec::encoded_len(b)).sum(),
+            Body::Sequence(s) => s.iter().map(|l| 3 + list_value_len(l)).sum(),
+            Body::Value(v) => 3 + v.encoded_len(),
+        };
+        if let Some(m) = &self.footer {
+            n += 3 + m.raw.len();
+        }
+        n
+    }
+
+    /// Appends the encoding, copying the body.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut p = Payload::default();
+        std::mem::swap(&mut p.head, out);
+        self.encode_inner(&mut p, usize::MAX);
+        std::mem::swap(&mut p.head, out);
+    }
+
+    /// Encodes into `payload` (cleared first), referencing data sections of at least
+    /// [`ZERO_COPY_MIN`] bytes instead of copying them.
+    pub fn encode_payload(&self, payload: &mut Payload) {
+        payload.clear();
+        self.encode_inner(payload, ZERO_COPY_MIN);
+    }
+
+    fn encode_inner(&self, p: &mut Payload, zero_copy_min: usize) {
+        let out = &mut p.head;
+        if let Some(h) = &self.header {
+            Codec::encode(h, out);
+        }
+        if let Some(m) = &self.delivery_annotations {
+            section_header(0x71, out);
+            out.extend_from_slice(&m.raw);
+        }
+        if let Some(m) = &self.message_annotations {
+            section_header(0x72, out);
+            out.extend_from_slice(&m.raw);
+        }
+        if let Some(pr) = &self.properties {
+            Codec::encode(pr, out);
+        }
+        if let Some(m) = &self.application_properties {
+            section_header(0x74, out);
+            out.extend_from_slice(&m.raw);
+        }
+        match &self.body {
+            Body::Empty => {}
+            Body::Data(d) => {
+                for b in d {
+                    section_header(0x75, &mut p.head);
+                    if b.len() >= zero_copy_min {
+                        p.head.push(fc::VBIN32);
+                        p.head.extend_from_slice(&(b.len() as u32).to_be_bytes());
+                        p.inserts.push((p.head.len(), b.clone()));
+                    } else {
+                        Codec::encode(b, &mut p.head);
+                    }
+                }
+            }
+            Body::Sequence(s) => {
+                for l in s {
+                    section_header(0x76, &mut p.head);
+                    Value::List(l.clone(), Fmt::Auto).encode(&mut p.head);
+                }
+            }
+            Body::Value(v) => {
+                section_header(0x77, &mut p.head);
+                v.encode(&mut p.head);
+            }
+        }
+        if let Some(m) = &self.footer {
+            section_header(0x78, &mut p.head);
+            p.head.extend_from_slice(&m.raw);
+        }
+    }
+
+    /// The encoding as a new vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.encoded_len());
+        self.encode(&mut v);
+        v
+    }
+}
+
+fn list_value_len(items: &[Value]) -> usize {
+    let body: usize = items.iter().map(Value::encoded_len).sum();
+    crate::types::list_len(items.len(), body)
+}
+
+fn section_header(code: u8, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[fc::DESCRIBED, fc::SMALLULONG, code]);
+}
+
+/// An encoded message as a head buffer with large data sections referenced by position,
+/// so a 64 KiB body goes to the transport without being copied.
+#[derive(Clone, Debug, Default)]
+pub struct Payload {
+    /// Everything but the referenced sections.
+    pub head: Vec<u8>,
+    /// `(offset in head, bytes)`: the bytes belong at that offset, in order.
+    pub inserts: SmallVec<[(usize, Bytes); 1]>,
+}
+
+impl Payload {
+    /// Empties it, keeping the head's capacity.
+    pub fn clear(&mut self) {
+        self.head.clear();
+        self.inserts.clear();
+    }
+
+    /// Total encoded length.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.inserts.iter().map(|(_, b)| b.len()).sum::<usize>()
+    }
+
+    /// Whether nothing is encoded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The encoding as slices in order, for vectored writes.
+    pub fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        let mut at = 0;
+        let mut out: SmallVec<[&[u8]; 3]> = SmallVec::new();
+        for (pos, b) in &self.inserts {
+            out.push(&self.head[at..*pos]);
+            out.push(b);
+            at = *pos;
+        }
+        out.push(&self.head[at..]);
+        out.into_iter().filter(|c| !c.is_empty())
+    }
+
+    /// The encoding copied into one vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len());
+        for c in self.chunks() {
+            v.extend_from_slice(c);
+        }
+        v
+    }
+}

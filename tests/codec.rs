@@ -1,0 +1,290 @@
+//! Every format code, the spec's examples, canonical encoding, lossless re-encoding, and a
+//! rejection test for each class of malformed input.
+
+use amqpwire::codec::format as fc;
+use amqpwire::codec::{
+    Array, DecodeOptions, ErrorKind, Fmt, Mode, Symbol, Timestamp, Uuid, Value, ValueRef,
+};
+use bytes::Bytes;
+
+fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("test hex"))
+        .collect()
+}
+
+/// Decodes `h` (lossless), checks it equals `expected`, re-encodes to the same bytes, and
+/// checks the borrowed view agrees.
+fn lossless(h: &str, expected: Value) {
+    let bytes = hex(h);
+    let v = Value::decode(&bytes).unwrap_or_else(|e| panic!("{h}: {e}"));
+    assert_eq!(v, expected, "{h}");
+    assert_eq!(v.to_vec(), bytes, "re-encoding {h}");
+    assert_eq!(v.encoded_len(), bytes.len(), "encoded_len of {h}");
+    let (r, used) = ValueRef::decode(&bytes).unwrap_or_else(|e| panic!("{h} borrowed: {e}"));
+    assert_eq!(used, bytes.len());
+    assert_eq!(r.to_owned_value().expect("owned"), expected, "borrowed view of {h}");
+}
+
+fn canonical(v: Value, h: &str) {
+    assert_eq!(v.to_vec(), hex(h), "canonical encoding of {v:?}");
+    assert_eq!(v.encoded_len(), hex(h).len());
+}
+
+fn strict_err(h: &str) -> ErrorKind {
+    match Value::decode(&hex(h)) {
+        Ok(v) => panic!("{h} decoded to {v:?}, expected an error"),
+        Err(e) => e.kind,
+    }
+}
+
+#[test]
+fn decodes_every_fixed_width_format_code() {
+    lossless("40", Value::Null);
+    lossless("41", Value::from(true));
+    lossless("42", Value::from(false));
+    lossless("5601", Value::from(true));
+    lossless("5600", Value::from(false));
+    lossless("50ff", Value::Ubyte(255));
+    lossless("60ffff", Value::Ushort(65535));
+    lossless("43", Value::from(0u32));
+    lossless("5207", Value::from(7u32));
+    lossless("7000000007", Value::from(7u32));
+    lossless("70ffffffff", Value::from(u32::MAX));
+    lossless("44", Value::from(0u64));
+    lossless("5310", Value::from(16u64));
+    lossless("800000000000000010", Value::from(16u64));
+    lossless("51ff", Value::Byte(-1));
+    lossless("61fffe", Value::Short(-2));
+    lossless("54fd", Value::from(-3i32));
+    lossless("71fffffffd", Value::from(-3i32));
+    lossless("5580", Value::from(-128i64));
+    lossless("81ffffffffffffff80", Value::from(-128i64));
+    lossless("723fc00000", Value::Float(1.5));
+    lossless("82400c000000000000", Value::Double(3.5));
+    lossless("7401020304", Value::Decimal32([1, 2, 3, 4]));
+    lossless("840102030405060708", Value::Decimal64([1, 2, 3, 4, 5, 6, 7, 8]));
+    lossless("94000102030405060708090a0b0c0d0e0f", Value::Decimal128(core::array::from_fn(|i| i as u8)));
+    lossless("7300000041", Value::Char('A'));
+    lossless("730001f600", Value::Char('😀'));
+    lossless("8300000000499602d2", Value::Timestamp(Timestamp(1_234_567_890)));
+    lossless("98000102030405060708090a0b0c0d0e0f", Value::Uuid(Uuid(core::array::from_fn(|i| i as u8))));
+}
+
+#[test]
+fn decodes_every_variable_width_format_code() {
+    lossless("a003010203", Value::from(Bytes::from_static(&[1, 2, 3])));
+    lossless("b000000003010203", Value::from(Bytes::from_static(&[1, 2, 3])));
+    lossless("a102c3a9", Value::from("é"));
+    lossless("b100000002c3a9", Value::from("é"));
+    lossless("a303666f6f", Value::Symbol(Symbol::from("foo"), Fmt::Auto));
+    lossless("b300000003666f6f", Value::Symbol(Symbol::from("foo"), Fmt::Auto));
+    lossless("a100", Value::from(""));
+}
+
+#[test]
+fn decodes_every_compound_format_code() {
+    lossless("45", Value::List(vec![], Fmt::Auto));
+    lossless("c0040241 5201", Value::List(vec![true.into(), 1u32.into()], Fmt::Auto));
+    lossless("d0 00000007 00000002 41 5201", Value::List(vec![true.into(), 1u32.into()], Fmt::Auto));
+    lossless("c1 01 00", Value::Map(vec![], Fmt::Auto));
+    lossless("c1 06 02 a30161 5201", Value::Map(vec![(Value::Symbol("a".into(), Fmt::Auto), 1u32.into())], Fmt::Auto));
+    lossless("d1 00000009 00000002 a30161 5201", Value::Map(vec![(Value::Symbol("a".into(), Fmt::Auto), 1u32.into())], Fmt::Auto));
+    // array8 of smalluint, array32 of uint.
+    lossless("e0 04 02 52 01 02", Value::Array(Array::new(vec![1u32.into(), 2u32.into()]).expect("array")));
+    lossless("f0 0000000d 00000002 70 00000001 00000002", Value::Array(Array::new(vec![1u32.into(), 2u32.into()]).expect("array")));
+}
+
+#[test]
+fn decodes_arrays_of_described_lists_and_arrays() {
+    // An array of two described symbols sharing descriptor 0x...77.
+    let v = Value::decode(&hex("e0 09 02 00 53 77 a3 01 61 01 62")).expect("described array");
+    let Value::Array(a) = &v else { panic!("{v:?}") };
+    assert_eq!(a.descriptor(), Some(&Value::from(0x77u64)));
+    assert_eq!(a.items(), &[Value::Symbol("a".into(), Fmt::Auto), Value::Symbol("b".into(), Fmt::Auto)]);
+    assert_eq!(v.to_vec(), hex("e0 09 02 00 53 77 a3 01 61 01 62"));
+    // An array of two list8s: [[true], []].
+    lossless(
+        "e0 07 02 c0 02 01 41 01 00",
+        Value::Array(Array::new(vec![Value::List(vec![true.into()], Fmt::Auto), Value::List(vec![], Fmt::Auto)]).expect("lists")),
+    );
+    // An array of two arrays of smalluint: [[1], [2, 3]].
+    let inner1 = Value::Array(Array::new(vec![1u32.into()]).expect("inner"));
+    let inner2 = Value::Array(Array::new(vec![2u32.into(), 3u32.into()]).expect("inner"));
+    lossless("e0 0b 02 e0 03 01 52 01 04 02 52 02 03", Value::Array(Array::new(vec![inner1, inner2]).expect("outer")));
+}
+
+#[test]
+fn decodes_nested_described_types_with_both_descriptor_forms() {
+    let by_code = hex("00 53 24 45");
+    let by_name = hex("00 a3 12 616d71703a61636365707465643a6c697374 45");
+    for b in [by_code, by_name] {
+        let v = Value::decode(&b).expect("described");
+        assert_eq!(v.to_vec(), b);
+        let Value::Described(d) = v else { panic!() };
+        assert_eq!(d.value, Value::List(vec![], Fmt::Auto));
+    }
+    // A described value whose value is itself described.
+    lossless(
+        "00 53 01 00 53 02 41",
+        Value::Described(Box::new(amqpwire::codec::Described {
+            descriptor: 1u64.into(),
+            value: Value::Described(Box::new(amqpwire::codec::Described { descriptor: 2u64.into(), value: true.into() })),
+        })),
+    );
+}
+
+#[test]
+fn keeps_non_canonical_encodings_byte_for_byte() {
+    // uint 5 as a four-octet uint, ulong 0 as a smallulong, a list32 holding one byte,
+    // a str32 holding two.
+    for h in ["7000000005", "5300", "d0 00000005 00000001 40", "b1 00000002 6869", "5600", "e0 06 01 70 00000001"] {
+        let b = hex(h);
+        assert_eq!(Value::decode(&b).expect(h).to_vec(), b, "{h}");
+    }
+}
+
+#[test]
+fn encodes_built_values_canonically() {
+    canonical(Value::from(0u32), "43");
+    canonical(Value::from(255u32), "52ff");
+    canonical(Value::from(256u32), "7000000100");
+    canonical(Value::from(0u64), "44");
+    canonical(Value::from(200u64), "53c8");
+    canonical(Value::from(-128i32), "5480");
+    canonical(Value::from(128i32), "7100000080");
+    canonical(Value::from(true), "41");
+    canonical(Value::from("a"), "a10161");
+    canonical(Value::from("x".repeat(256).as_str()), &format!("b100000100{}", "78".repeat(256)));
+    canonical(Value::List(vec![], Fmt::Auto), "45");
+    canonical(Value::Map(vec![], Fmt::Auto), "c10100");
+    canonical(Value::Array(Array::symbols([Symbol::from("a")])), "e00401a30161");
+    // A remembered code that cannot hold the value falls back to the canonical one.
+    canonical(Value::Uint(300, Fmt::Code(fc::SMALLUINT)), "700000012c");
+    canonical(Value::Boolean(false, Fmt::Code(fc::TRUE)), "42");
+}
+
+#[test]
+fn picks_list32_exactly_when_list8_cannot_hold_the_size() {
+    // 253 bytes of elements: size = 254 fits list8. 254 bytes: size 255 still fits.
+    // 255 bytes: size 256 needs list32 (the edge that rabbitmq-amqp1.0 #21 got wrong).
+    for (elems, code) in [(253usize, fc::LIST8), (254, fc::LIST8), (255, fc::LIST32)] {
+        let s = "x".repeat(elems - 2);
+        let v = Value::List(vec![Value::from(s.as_str())], Fmt::Auto);
+        let b = v.to_vec();
+        assert_eq!(b[0], code, "{elems} bytes of elements");
+        assert_eq!(Value::decode(&b).expect("round trip"), v);
+    }
+}
+
+#[test]
+fn rejects_each_class_of_malformed_input() {
+    assert_eq!(strict_err("a1 02 c328"), ErrorKind::InvalidUtf8);
+    assert_eq!(strict_err("a3 01 e9"), ErrorKind::InvalidSymbol);
+    assert_eq!(strict_err("73 0000d800"), ErrorKind::InvalidChar(0xd800));
+    assert_eq!(strict_err("73 00110000"), ErrorKind::InvalidChar(0x11_0000));
+    assert_eq!(strict_err("c1 02 01 41"), ErrorKind::OddMapCount(1));
+    assert_eq!(strict_err("5602"), ErrorKind::InvalidBoolean(2));
+    assert_eq!(strict_err("c0 00"), ErrorKind::SizeTooSmall { size: 0, minimum: 1 });
+    assert_eq!(strict_err("d0 00000003 000000"), ErrorKind::SizeTooSmall { size: 3, minimum: 4 });
+    assert_eq!(strict_err("c0 02 05 41"), ErrorKind::CountExceedsSize { count: 5, bytes: 1 });
+    assert_eq!(strict_err("c0 03 01 41 41"), ErrorKind::TrailingBytes { within: "list8", left: 1 });
+    assert_eq!(strict_err("ff"), ErrorKind::UnknownFormatCode(0xff));
+    assert_eq!(strict_err("c0 02 01 ee"), ErrorKind::UnknownFormatCode(0xee));
+    assert!(matches!(strict_err("a1 05 6869"), ErrorKind::Truncated { needed: 5, available: 2 }));
+    assert!(matches!(strict_err("70 0000"), ErrorKind::Truncated { .. }));
+    // Bytes after the one value.
+    assert!(matches!(strict_err("41 41"), ErrorKind::TrailingBytes { .. }));
+    // An array that claims more fixed-width elements than its bytes hold.
+    assert!(matches!(strict_err("e0 04 03 70 0000"), ErrorKind::CountExceedsSize { .. }));
+    // A list claiming 2^32-1 elements in a few bytes: refused before any allocation.
+    assert!(matches!(strict_err("d0 00000004 ffffffff"), ErrorKind::CountExceedsSize { .. }));
+    // A zero-width array that claims billions of nulls.
+    assert!(matches!(strict_err("f0 00000005 ffffffff 40"), ErrorKind::ArrayTooLong { .. }));
+    // A descriptor cannot be an array element constructor twice over.
+    assert!(matches!(strict_err("e0 05 01 00 53 01 00"), ErrorKind::InvalidArrayConstructor(0)));
+}
+
+#[test]
+fn reports_the_exact_offset_of_the_fault() {
+    let e = Value::decode(&hex("c0 06 02 41 a1 02 c328")).expect_err("bad utf8 inside a list");
+    assert_eq!(e.offset, 4, "{e}");
+    let e = Value::decode(&hex("c0 04 02 41 ee 00")).expect_err("unknown code");
+    assert_eq!(e.offset, 4, "{e}");
+    assert!(e.to_string().contains("offset 4"), "{e}");
+}
+
+#[test]
+fn enforces_the_depth_limit() {
+    // 100 nested list8s.
+    let mut b = vec![0x45];
+    for _ in 0..100 {
+        let mut outer = vec![0xc0, (b.len() + 1) as u8, 1];
+        if b.len() + 1 > 255 {
+            break;
+        }
+        outer.extend_from_slice(&b);
+        b = outer;
+    }
+    let depth = b.iter().filter(|&&x| x == 0xc0).count();
+    assert!(depth > 64);
+    assert!(matches!(Value::decode(&b).expect_err("too deep").kind, ErrorKind::DepthLimit(64)));
+    let opts = DecodeOptions { mode: Mode::Strict, max_depth: 200 };
+    assert!(Value::decode_with(&b, opts).is_ok());
+    let (r, _) = ValueRef::decode(&b).expect("lazy view reads the top level only");
+    assert!(r.validate(10).is_err());
+    assert!(r.validate(200).is_ok());
+}
+
+#[test]
+fn lenient_mode_accepts_known_deviations_with_warnings() {
+    let lenient = DecodeOptions::LENIENT;
+    let mut r = amqpwire::codec::Reader::new(&[0x56, 0x02], lenient);
+    assert_eq!(Value::read(&mut r).expect("lenient boolean"), Value::from(true));
+    assert_eq!(r.warnings().len(), 1);
+    assert_eq!(r.warnings()[0].kind, ErrorKind::InvalidBoolean(2));
+
+    let b = hex("c0 03 01 41 41");
+    let mut r = amqpwire::codec::Reader::new(&b, lenient);
+    assert_eq!(Value::read(&mut r).expect("trailing bytes skipped"), Value::List(vec![true.into()], Fmt::Auto));
+    assert!(matches!(r.warnings()[0].kind, ErrorKind::TrailingBytes { .. }));
+
+    let b = hex("a1 02 c328");
+    let mut r = amqpwire::codec::Reader::new(&b, lenient);
+    assert_eq!(Value::read(&mut r).expect("lossy string").as_str(), Some("\u{fffd}("));
+    assert_eq!(r.warnings()[0].kind, ErrorKind::InvalidUtf8);
+}
+
+#[test]
+fn borrowed_view_borrows_and_reads_lazily() {
+    let b = hex("c0 0d 03 a1 03 616263 a0 02 0102 c0 01 00");
+    let (v, n) = ValueRef::decode(&b).expect("list");
+    assert_eq!(n, b.len());
+    let ValueRef::List(l) = v else { panic!() };
+    let items: Vec<_> = l.iter().collect::<Result<_, _>>().expect("items");
+    assert_eq!(items[0], ValueRef::String("abc"));
+    let ValueRef::String(s) = items[0] else { panic!() };
+    // The string points into the input buffer.
+    assert!(std::ptr::eq(s.as_ptr(), b[5..].as_ptr()));
+    assert_eq!(items[1], ValueRef::Binary(&[1, 2]));
+    // A malformed element is reported when the iterator reaches it, with its offset.
+    let bad = hex("c0 04 02 41 ee 40");
+    let (v, _) = ValueRef::decode(&bad).expect("outer list is sound");
+    let ValueRef::List(l) = v else { panic!() };
+    let mut it = l.iter();
+    assert_eq!(it.next().expect("first").expect("true"), ValueRef::Boolean(true));
+    let e = it.next().expect("second").expect_err("bad code");
+    assert_eq!(e.offset, 4);
+    assert!(it.next().is_none());
+}
+
+#[test]
+fn strings_share_the_input_bytes() {
+    let src = Bytes::from(hex("a1 05 68656c6c6f"));
+    let mut r = amqpwire::codec::Reader::from_bytes(&src, DecodeOptions::STRICT);
+    let Value::String(s, _) = Value::read(&mut r).expect("string") else { panic!() };
+    assert_eq!(&*s, "hello");
+    assert!(std::ptr::eq(s.as_bytes().as_ptr(), src[2..].as_ptr()));
+}
