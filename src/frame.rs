@@ -382,6 +382,12 @@ impl FrameDecoder {
         Self { buf: BytesMut::new(), offset: 0, max_frame_size, expect_header: true, sniff: false, failed: false }
     }
 
+    /// Starts with frames (no protocol header first): for a capture that begins mid-stream.
+    pub fn frames_first(mut self) -> Self {
+        self.expect_header = false;
+        self
+    }
+
     /// Recognise protocol headers at any frame boundary.
     pub fn sniff_headers(mut self, on: bool) -> Self {
         self.sniff = on;
