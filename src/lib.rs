@@ -6,3 +6,4 @@ pub mod codec;
 pub mod types;
 pub mod message;
 pub mod frame;
+pub mod inspect;

@@ -266,3 +266,21 @@ pub(crate) fn field_values(encoded: &[u8], names: &[&'static str]) -> Vec<(&'sta
         })
         .collect()
 }
+
+/// The field names of the list-shaped composite with descriptor `code`, for annotating
+/// encoded values.
+pub fn fields_for_code(code: u64) -> Option<&'static [&'static str]> {
+    macro_rules! table {
+        ($($t:ty),*) => {
+            $( if code == <$t>::CODE { return Some(<$t>::FIELDS); } )*
+        };
+    }
+    table!(
+        Open, Begin, Attach, Flow, Transfer, Disposition, Detach, End, Close, Error, Received,
+        Accepted, Rejected, Released, Modified, Source, Target, DeleteOnClose, DeleteOnNoLinks,
+        DeleteOnNoMessages, DeleteOnNoLinksOrMessages, Coordinator, Declare, Discharge, Declared,
+        TransactionalState, SaslMechanisms, SaslInit, SaslChallenge, SaslResponse, SaslOutcome,
+        Header, Properties
+    );
+    None
+}

@@ -1,0 +1,115 @@
+//! `amqpwire decode`: annotate a captured byte stream.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use amqpwire::codec::DecodeOptions;
+use amqpwire::inspect::{json::record_json, render_text, Inspector, Record};
+
+/// Arguments of `amqpwire decode`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct DecodeArgs {
+    /// A file holding the stream, as raw bytes or as hex text (spaces and newlines
+    /// allowed); `-` or nothing reads standard input.
+    file: Option<PathBuf>,
+    /// The stream as hex on the command line instead of a file.
+    #[arg(long, value_name = "HEX", conflicts_with = "file")]
+    hex: Option<String>,
+    /// One JSON object per line (schema: docs/trace-format.md) instead of the text tree.
+    #[arg(long)]
+    json: bool,
+    /// Refuse everything the spec forbids (an error per offending frame).
+    #[arg(long, conflicts_with = "lenient")]
+    strict: bool,
+    /// Accept deviations real peers are known to send, reporting each as a warning
+    /// (the default).
+    #[arg(long)]
+    lenient: bool,
+}
+
+pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
+    let input = read_input(args)?;
+    let opts = if args.strict { DecodeOptions::STRICT } else { DecodeOptions::LENIENT };
+    let records = Inspector::inspect_all(&input, opts);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut errors = 0usize;
+    let mut frames = 0usize;
+    for rec in &records {
+        errors += count_errors(rec);
+        if matches!(rec, Record::Frame(_)) {
+            frames += 1;
+        }
+        let text = if args.json {
+            record_json(rec).iter().map(|j| j.to_string() + "\n").collect::<String>()
+        } else {
+            let mut s = String::new();
+            render_text(rec, &mut s);
+            s
+        };
+        if out.write_all(text.as_bytes()).is_err() {
+            // The reader went away (a closed pipe): stop quietly.
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let _ = out.flush();
+    if errors > 0 {
+        eprintln!("amqpwire: {} bytes, {frames} frames, {errors} errors", input.len());
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn count_errors(rec: &Record) -> usize {
+    match rec {
+        Record::Header { .. } => 0,
+        Record::Error(_) | Record::Truncated { .. } => 1,
+        Record::Frame(f) => usize::from(f.frame.is_err()) + f.delivery.as_ref().map_or(0, |d| usize::from(d.message.is_err())),
+    }
+}
+
+fn read_input(args: &DecodeArgs) -> Result<Vec<u8>, String> {
+    if let Some(h) = &args.hex {
+        return parse_hex(h.as_bytes());
+    }
+    let raw = match &args.file {
+        Some(p) if p.as_os_str() != "-" => std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+        _ => {
+            let mut v = Vec::new();
+            std::io::stdin().read_to_end(&mut v).map_err(|e| format!("cannot read standard input: {e}"))?;
+            v
+        }
+    };
+    if looks_like_hex(&raw) {
+        parse_hex(&raw)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Hex text: only hex digits and white space, with at least one digit. A binary AMQP
+/// stream never qualifies: it starts with `AMQP` or with a frame size whose first byte is
+/// a control character.
+fn looks_like_hex(b: &[u8]) -> bool {
+    b.iter().any(u8::is_ascii_hexdigit) && b.iter().all(|c| c.is_ascii_hexdigit() || c.is_ascii_whitespace())
+}
+
+fn parse_hex(text: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len() / 2);
+    let mut high: Option<u8> = None;
+    for (i, &c) in text.iter().enumerate() {
+        if c.is_ascii_whitespace() {
+            continue;
+        }
+        let d = (c as char).to_digit(16).ok_or_else(|| format!("hex input: {:?} at character {i} is not a hex digit", c as char))? as u8;
+        match high.take() {
+            None => high = Some(d),
+            Some(h) => out.push(h << 4 | d),
+        }
+    }
+    if high.is_some() {
+        return Err("hex input: odd number of hex digits".into());
+    }
+    Ok(out)
+}

@@ -1,0 +1,220 @@
+//! The JSON rendering of inspected records: one object per line, in the schema of
+//! `docs/trace-format.md`. Field names are the spec's (`container-id`, `max-frame-size`…).
+
+use serde_json::{json, Map, Value as Json};
+
+use super::{hex, DeliveryRecord, FrameRecord, Record};
+use crate::codec::{DecodeOptions, Reader, Value};
+use crate::types::{fields_for_code, name_for_code};
+
+/// The JSON lines for one record: usually one, two when a frame's body is malformed (the
+/// frame, then an `error` line).
+pub fn record_json(record: &Record) -> Vec<Json> {
+    match record {
+        Record::Header { offset, header } => vec![json!({
+            "offset": offset,
+            "kind": "header",
+            "protocol_id": header.id.0,
+            "protocol": header.id.name(),
+            "version": format!("{}.{}.{}", header.major, header.minor, header.revision),
+            "raw": hex(&header.to_bytes()),
+        })],
+        Record::Frame(f) => frame_json(f),
+        Record::Error(e) => vec![json!({
+            "offset": e.offset,
+            "kind": "error",
+            "fatal": true,
+            "error": e.kind.to_string(),
+        })],
+        Record::Truncated { offset, left } => vec![json!({
+            "offset": offset,
+            "kind": "error",
+            "fatal": true,
+            "error": format!("the stream ends inside an item: {left} bytes left over"),
+        })],
+    }
+}
+
+fn frame_json(f: &FrameRecord) -> Vec<Json> {
+    let h = &f.header;
+    let mut o = Map::new();
+    o.insert("offset".into(), json!(f.offset));
+    o.insert("kind".into(), json!("frame"));
+    o.insert("type".into(), json!(h.frame_type.name().unwrap_or("unknown")));
+    o.insert("channel".into(), json!(h.channel));
+    o.insert("size".into(), json!(h.size));
+    o.insert("doff".into(), json!(h.doff));
+    o.insert("performative".into(), json!(f.performative()));
+    let doff = usize::from(h.doff) * 4;
+    if doff > 8 {
+        o.insert("extended_header".into(), json!(hex(&f.raw[8..doff])));
+    }
+    if let Some(fields) = body_fields(&f.raw[doff..]) {
+        o.insert("fields".into(), fields);
+    }
+    if let Ok(crate::frame::Frame { body: crate::frame::FrameBody::Amqp { payload, .. }, .. }) = &f.frame {
+        if !payload.is_empty() {
+            o.insert("payload_size".into(), json!(payload.len()));
+        }
+    }
+    if let Some(n) = f.continuation {
+        o.insert("continuation".into(), json!(n));
+    }
+    if f.aborted {
+        o.insert("aborted".into(), json!(true));
+    }
+    if let Some(d) = &f.delivery {
+        o.insert("message".into(), message_json(d));
+    }
+    let mut warnings: Vec<Json> = f.warnings.iter().map(|w| json!({"offset": w.offset, "warning": w.kind.to_string(), "action": w.action})).collect();
+    if let Some(d) = &f.delivery {
+        warnings.extend(d.warnings.iter().map(|w| json!({"offset": w.offset, "warning": w.kind.to_string(), "action": w.action, "in": "message"})));
+    }
+    if !warnings.is_empty() {
+        o.insert("warnings".into(), Json::Array(warnings));
+    }
+    o.insert("raw".into(), json!(hex(&f.raw)));
+    let mut lines = vec![Json::Object(o)];
+    if let Err(e) = &f.frame {
+        lines.push(json!({"offset": e.offset, "kind": "error", "fatal": false, "frame_offset": f.offset, "error": e.kind.to_string()}));
+    }
+    if let Some(DeliveryRecord { message: Err(e), reassembled, .. }) = &f.delivery {
+        lines.push(json!({"offset": e.offset, "kind": "error", "fatal": false, "frame_offset": f.offset, "in": "message", "offset_in_message": reassembled, "error": e.kind.to_string()}));
+    }
+    lines
+}
+
+/// The fields of a performative or SASL body, by spec name, as far as they were encoded.
+fn body_fields(body: &[u8]) -> Option<Json> {
+    if body.is_empty() {
+        return None;
+    }
+    let mut r = Reader::new(body, DecodeOptions::LENIENT);
+    let v = Value::read(&mut r).ok()?;
+    match value_json(&v) {
+        Json::Object(mut m) if m.len() == 1 => m.values_mut().next().map(std::mem::take),
+        other => Some(other),
+    }
+}
+
+fn message_json(d: &DeliveryRecord) -> Json {
+    let mut o = Map::new();
+    o.insert("size".into(), json!(d.payload.len()));
+    o.insert("frames".into(), json!(d.frames));
+    let mut r = Reader::new(&d.payload, DecodeOptions::LENIENT);
+    let mut body_kind = None;
+    let mut body = Vec::new();
+    while !r.is_empty() {
+        let Ok(v) = Value::read(&mut r) else { break };
+        let Value::Described(desc) = &v else { break };
+        let code = desc.descriptor.as_u64().or_else(|| desc.descriptor.as_symbol().and_then(|s| crate::types::code_for_symbol(s)));
+        let name = code.and_then(name_for_code).unwrap_or("unknown-section");
+        match code {
+            Some(0x75) => {
+                body_kind = Some("data");
+                if let Value::Binary(b, _) = &desc.value {
+                    let mut s = Map::new();
+                    s.insert("size".into(), json!(b.len()));
+                    s.insert("hex".into(), json!(hex(b)));
+                    if let Ok(t) = std::str::from_utf8(b) {
+                        s.insert("text".into(), json!(t));
+                    }
+                    body.push(Json::Object(s));
+                }
+            }
+            Some(0x76) => {
+                body_kind = Some("amqp-sequence");
+                body.push(value_json(&desc.value));
+            }
+            Some(0x77) => {
+                body_kind = Some("amqp-value");
+                body.push(value_json(&desc.value));
+            }
+            _ => match value_json(&v) {
+                Json::Object(mut m) if m.len() == 1 => {
+                    o.insert(name.into(), m.values_mut().next().map(std::mem::take).unwrap_or(Json::Null));
+                }
+                other => {
+                    o.insert(name.into(), other);
+                }
+            },
+        }
+    }
+    if let Some(kind) = body_kind {
+        let content = if kind == "amqp-value" { body.pop().unwrap_or(Json::Null) } else { Json::Array(body) };
+        o.insert("body".into(), json!({"kind": kind, "content": content}));
+    }
+    Json::Object(o)
+}
+
+/// An AMQP value as JSON: null, booleans, numbers and strings map to themselves (symbols
+/// too); binaries become `{"binary": hex}`, timestamps `{"timestamp": ms, "utc": …}`, uuids
+/// `{"uuid": …}`; lists and arrays become arrays; maps become objects when every key is a
+/// string or symbol, else `{"map": [[k, v], …]}`; a known composite becomes `{name: {field:
+/// value, …}}` with the fields present on the wire; any other described value becomes
+/// `{"described": {"descriptor": …, "value": …}}`.
+pub fn value_json(v: &Value) -> Json {
+    match v {
+        Value::Null => Json::Null,
+        Value::Boolean(b, _) => json!(b),
+        Value::Ubyte(x) => json!(x),
+        Value::Ushort(x) => json!(x),
+        Value::Uint(x, _) => json!(x),
+        Value::Ulong(x, _) => json!(x),
+        Value::Byte(x) => json!(x),
+        Value::Short(x) => json!(x),
+        Value::Int(x, _) => json!(x),
+        Value::Long(x, _) => json!(x),
+        Value::Float(x) => float(f64::from(*x)),
+        Value::Double(x) => float(*x),
+        Value::Decimal32(b) => json!({"decimal32": hex(b)}),
+        Value::Decimal64(b) => json!({"decimal64": hex(b)}),
+        Value::Decimal128(b) => json!({"decimal128": hex(b)}),
+        Value::Char(c) => json!(c.to_string()),
+        Value::Timestamp(t) => json!({"timestamp": t.0, "utc": t.to_string()}),
+        Value::Uuid(u) => json!({"uuid": u.to_string()}),
+        Value::Binary(b, _) => json!({"binary": hex(b)}),
+        Value::String(s, _) => json!(&**s),
+        Value::Symbol(s, _) => json!(s.as_str()),
+        Value::List(items, _) => Json::Array(items.iter().map(value_json).collect()),
+        Value::Array(a) => Json::Array(a.items().iter().map(value_json).collect()),
+        Value::Map(pairs, _) => {
+            let mut m = Map::new();
+            for (k, val) in pairs {
+                let key = match k {
+                    Value::String(s, _) => s.to_string(),
+                    Value::Symbol(s, _) => s.as_str().to_owned(),
+                    _ => return json!({"map": pairs.iter().map(|(k, v)| json!([value_json(k), value_json(v)])).collect::<Vec<_>>()}),
+                };
+                if m.insert(key, value_json(val)).is_some() {
+                    return json!({"map": pairs.iter().map(|(k, v)| json!([value_json(k), value_json(v)])).collect::<Vec<_>>()});
+                }
+            }
+            Json::Object(m)
+        }
+        Value::Described(d) => {
+            let code = d.descriptor.as_u64().or_else(|| d.descriptor.as_symbol().and_then(|s| crate::types::code_for_symbol(s)));
+            let name = code.and_then(name_for_code);
+            match (name, code.and_then(fields_for_code), &d.value) {
+                (Some(n), Some(fields), Value::List(items, _)) => {
+                    let mut m = Map::new();
+                    for (i, item) in items.iter().enumerate() {
+                        let key = fields.get(i).map_or_else(|| format!("[{i}]"), |f| (*f).to_owned());
+                        m.insert(key, value_json(item));
+                    }
+                    json!({ n: m })
+                }
+                (Some(n), _, inner) => json!({ n: value_json(inner) }),
+                _ => json!({"described": {"descriptor": value_json(&d.descriptor), "value": value_json(&d.value)}}),
+            }
+        }
+    }
+}
+
+fn float(x: f64) -> Json {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        json!(x.to_string())
+    }
+}

@@ -1,0 +1,441 @@
+//! Annotated decoding of whole byte streams, for people and tools that study the wire.
+//!
+//! An [`Inspector`] takes a byte stream in any chunking (protocol headers, SASL frames,
+//! AMQP frames) and yields one [`Record`] per protocol header or frame, with its offset in
+//! the stream, its raw bytes, the typed decode, and a tree of [`Node`]s giving the offset,
+//! encoding and meaning of every value in it, named after the spec's fields. Transfers that
+//! end a delivery also carry the decoded message, reassembled across frames when the
+//! delivery was split.
+//!
+//! Malformed input is reported at its exact offset; a frame whose body is malformed still
+//! leaves the stream in step, so decoding goes on with the next frame. Only a broken frame
+//! header stops it, since no later frame boundary can be trusted.
+
+#[cfg(feature = "json")]
+pub mod json;
+mod text;
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+pub use text::render_text;
+
+use crate::codec::format as fc;
+use crate::codec::{DecodeError, DecodeOptions, ErrorKind, Reader, Value, Warning};
+use crate::frame::{Frame, FrameBody, FrameDecoder, FrameError, FrameHeader, FrameType, ProtocolHeader, StreamItem};
+use crate::message::Message;
+use crate::types::{fields_for_code, name_for_code, Performative};
+
+/// One annotated value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// Offset of the first byte (stream offset, or message offset for a reassembled
+    /// delivery).
+    pub offset: usize,
+    /// Bytes of the whole value.
+    pub len: usize,
+    /// Bytes of the value's own header: constructor, size and count (all of it for a
+    /// primitive).
+    pub head: usize,
+    /// What the value is in its context: a field name, a section name, `[3]`, a map key.
+    pub label: String,
+    /// The encoding: the spec's name for the constructor (`str8-utf8`, `list32`…).
+    pub encoding: &'static str,
+    /// The value rendered for people, or a summary for compounds.
+    pub summary: String,
+    /// Elements of a compound, or descriptor and value of a described type.
+    pub children: Vec<Node>,
+}
+
+/// A decoded message with its annotated sections.
+#[derive(Clone, Debug)]
+pub struct DeliveryRecord {
+    /// The message bytes (joined when reassembled).
+    pub payload: Bytes,
+    /// Number of transfer frames the delivery took.
+    pub frames: usize,
+    /// Offsets in `sections` count from the start of the message instead of the stream,
+    /// because the delivery was split across frames.
+    pub reassembled: bool,
+    /// The typed message, or why it could not be decoded.
+    pub message: Result<Message, DecodeError>,
+    /// One node per section.
+    pub sections: Vec<Node>,
+    /// Deviations accepted in lenient mode.
+    pub warnings: Vec<Warning>,
+}
+
+/// One frame as the inspector saw it.
+#[derive(Clone, Debug)]
+pub struct FrameRecord {
+    /// Stream offset.
+    pub offset: u64,
+    /// The frame header.
+    pub header: FrameHeader,
+    /// The whole frame.
+    pub raw: Bytes,
+    /// The typed decode, or why it failed.
+    pub frame: Result<Frame, DecodeError>,
+    /// The performative's annotated tree (absent for an empty frame or a failed decode).
+    pub tree: Option<Node>,
+    /// Deviations accepted in lenient mode.
+    pub warnings: Vec<Warning>,
+    /// For the last transfer of a delivery: the message.
+    pub delivery: Option<DeliveryRecord>,
+    /// For a transfer that continues a delivery: which frame of it this is (1-based).
+    pub continuation: Option<usize>,
+    /// A transfer that aborted its delivery.
+    pub aborted: bool,
+}
+
+impl FrameRecord {
+    /// The spec's name of what the frame carries: a performative, a SASL body, or
+    /// `empty` for a heartbeat; `None` when the body could not be decoded.
+    pub fn performative(&self) -> Option<&'static str> {
+        match &self.frame {
+            Ok(Frame { body: FrameBody::Empty, .. }) => Some("empty"),
+            Ok(Frame { body: FrameBody::Amqp { performative, .. }, .. }) => Some(performative.name()),
+            Ok(Frame { body: FrameBody::Sasl(s), .. }) => Some(s.name()),
+            Err(_) => None,
+        }
+    }
+}
+
+/// An item of the inspected stream.
+#[derive(Clone, Debug)]
+pub enum Record {
+    /// A protocol header.
+    Header {
+        /// Stream offset.
+        offset: u64,
+        /// The header.
+        header: ProtocolHeader,
+    },
+    /// A frame.
+    Frame(Box<FrameRecord>),
+    /// The stream cannot be split into frames from here on.
+    Error(FrameError),
+    /// The stream ended inside a header or frame.
+    Truncated {
+        /// Stream offset of the incomplete item.
+        offset: u64,
+        /// Bytes left over.
+        left: usize,
+    },
+}
+
+/// Decodes and annotates a byte stream.
+#[derive(Debug)]
+pub struct Inspector {
+    decoder: FrameDecoder,
+    opts: DecodeOptions,
+    partial: HashMap<(u16, u32), Partial>,
+    failed: bool,
+}
+
+#[derive(Debug, Default)]
+struct Partial {
+    payload: Vec<u8>,
+    frames: usize,
+}
+
+impl Inspector {
+    /// An inspector decoding with `opts`. The stream may start with a protocol header or
+    /// directly with a frame; headers are recognised wherever a frame could start.
+    pub fn new(opts: DecodeOptions) -> Self {
+        Self {
+            decoder: FrameDecoder::new(u32::MAX).frames_first().sniff_headers(true),
+            opts,
+            partial: HashMap::new(),
+            failed: false,
+        }
+    }
+
+    /// Appends bytes of the stream.
+    pub fn push(&mut self, data: &[u8]) {
+        self.decoder.push(data);
+    }
+
+    /// The next record, or `None` when more bytes are needed (or after a framing error).
+    pub fn next_record(&mut self) -> Option<Record> {
+        if self.failed {
+            return None;
+        }
+        match self.decoder.next_item() {
+            Ok(None) => None,
+            Ok(Some(StreamItem::Header { offset, header })) => Some(Record::Header { offset, header }),
+            Ok(Some(StreamItem::Frame(raw))) => Some(Record::Frame(Box::new(self.frame(raw)))),
+            Err(e) => {
+                self.failed = true;
+                Some(Record::Error(e))
+            }
+        }
+    }
+
+    /// Call when the stream has ended: reports bytes left inside an incomplete item.
+    pub fn finish(&mut self) -> Option<Record> {
+        if self.failed || self.decoder.buffered() == 0 {
+            return None;
+        }
+        self.failed = true;
+        Some(Record::Truncated { offset: self.decoder.offset(), left: self.decoder.buffered() })
+    }
+
+    /// Every record of a complete stream.
+    pub fn inspect_all(data: &[u8], opts: DecodeOptions) -> Vec<Record> {
+        let mut i = Self::new(opts);
+        i.push(data);
+        let mut out = Vec::new();
+        while let Some(r) = i.next_record() {
+            out.push(r);
+        }
+        out.extend(i.finish());
+        out
+    }
+
+    fn frame(&mut self, raw: crate::frame::RawFrame) -> FrameRecord {
+        let body = raw.body();
+        let base = raw.body_offset() as usize;
+        let mut warnings = Vec::new();
+        let frame = decode_frame(&raw, self.opts, &mut warnings);
+        let tree = if body.is_empty() || frame.is_err() && raw.header.frame_type.name().is_none() {
+            None
+        } else {
+            let mut r = Reader::new(&body, DecodeOptions::LENIENT).with_base(base);
+            annotate(&mut r, String::new(), None).ok()
+        };
+        let mut rec = FrameRecord {
+            offset: raw.offset,
+            header: raw.header,
+            raw: raw.bytes.clone(),
+            frame,
+            tree,
+            warnings,
+            delivery: None,
+            continuation: None,
+            aborted: false,
+        };
+        if let Ok(Frame { channel, body: FrameBody::Amqp { performative: Performative::Transfer(t), payload } }) = &rec.frame {
+            let key = (*channel, t.handle.0);
+            let payload_offset = base + (body.len() - payload.len());
+            if t.aborted {
+                self.partial.remove(&key);
+                rec.aborted = true;
+            } else if t.more {
+                let p = self.partial.entry(key).or_default();
+                p.payload.extend_from_slice(payload);
+                p.frames += 1;
+                rec.continuation = Some(p.frames);
+            } else {
+                rec.delivery = Some(match self.partial.remove(&key) {
+                    Some(mut p) => {
+                        p.payload.extend_from_slice(payload);
+                        self.delivery(Bytes::from(p.payload), p.frames + 1, 0, true)
+                    }
+                    None => self.delivery(payload.clone(), 1, payload_offset, false),
+                });
+            }
+        }
+        rec
+    }
+
+    fn delivery(&self, payload: Bytes, frames: usize, base: usize, reassembled: bool) -> DeliveryRecord {
+        let mut r = Reader::from_bytes(&payload, self.opts).with_base(base);
+        let message = Message::read(&mut r, &payload);
+        let warnings = r.take_warnings();
+        let mut sections = Vec::new();
+        let mut r = Reader::new(&payload, DecodeOptions::LENIENT).with_base(base);
+        while !r.is_empty() {
+            match annotate(&mut r, String::new(), None) {
+                Ok(n) => sections.push(n),
+                Err(_) => break,
+            }
+        }
+        DeliveryRecord { payload, frames, reassembled, message, sections, warnings }
+    }
+}
+
+fn decode_frame(raw: &crate::frame::RawFrame, opts: DecodeOptions, warnings: &mut Vec<Warning>) -> Result<Frame, DecodeError> {
+    // Decode through a reader of our own so that lenient warnings are kept.
+    let body = raw.body();
+    let base = raw.body_offset() as usize;
+    let channel = raw.header.channel;
+    let body_kind = match raw.header.frame_type {
+        FrameType::AMQP if body.is_empty() => FrameBody::Empty,
+        FrameType::AMQP => {
+            let mut r = Reader::from_bytes(&body, opts).with_base(base);
+            let p = Performative::read(&mut r)?;
+            let payload = body.slice(r.position()..);
+            if !payload.is_empty() && !matches!(p, Performative::Transfer(_)) {
+                let pos = r.position();
+                r.deviation(pos, ErrorKind::TrailingBytes { within: p.name(), left: payload.len() }, "ignored the bytes after the performative")?;
+            }
+            warnings.extend(r.take_warnings());
+            FrameBody::Amqp { performative: p, payload }
+        }
+        FrameType::SASL => {
+            let mut r = Reader::from_bytes(&body, opts).with_base(base);
+            let s = crate::types::SaslFrameBody::read(&mut r)?;
+            if !r.is_empty() {
+                let (pos, left) = (r.position(), r.remaining());
+                r.deviation(pos, ErrorKind::TrailingBytes { within: s.name(), left }, "ignored the bytes after the SASL body")?;
+            }
+            warnings.extend(r.take_warnings());
+            FrameBody::Sasl(s)
+        }
+        FrameType(t) => {
+            return Err(DecodeError::new(raw.offset as usize + 5, ErrorKind::InvalidValue { what: "frame type", reason: format!("0x{t:02x} is neither AMQP (0x00) nor SASL (0x01)") }))
+        }
+    };
+    Ok(Frame { channel, body: body_kind })
+}
+
+/// Annotates the value at the reader's position. `fields` names the elements when the
+/// value is the list of a known composite.
+pub fn annotate(r: &mut Reader<'_>, label: String, fields: Option<&'static [&'static str]>) -> Result<Node, DecodeError> {
+    let start = r.position();
+    let offset = r.offset();
+    let code = r.read_u8()?;
+    let node = |r: &Reader<'_>, head: usize, encoding: &'static str, summary: String, children: Vec<Node>| Node {
+        offset,
+        len: r.position() - start,
+        head,
+        label: label.clone(),
+        encoding,
+        summary,
+        children,
+    };
+    match code {
+        fc::DESCRIBED => {
+            r.enter()?;
+            let dpos = r.position();
+            let descriptor = annotate(r, "descriptor".into(), None)?;
+            let dval = Value::decode(&r.buffer()[dpos..r.position()]).ok();
+            let known = match &dval {
+                Some(Value::Ulong(c, _)) => Some(*c),
+                Some(Value::Symbol(s, _)) => crate::types::code_for_symbol(s),
+                _ => None,
+            };
+            let name = known.and_then(name_for_code);
+            let mut descriptor = descriptor;
+            if let (Some(n), Some(c)) = (name, known) {
+                descriptor.summary = format!("0x{c:016x} = {n}");
+            }
+            let value = annotate(r, name.unwrap_or("value").into(), known.and_then(fields_for_code))?;
+            r.leave();
+            let summary = match (name, known) {
+                (Some(n), Some(c)) => format!("{n} (0x{c:02x})"),
+                _ => format!("described, descriptor {}", descriptor.summary),
+            };
+            Ok(node(r, 1, "described", summary, vec![descriptor, value]))
+        }
+        fc::LIST0 | fc::LIST8 | fc::LIST32 | fc::MAP8 | fc::MAP32 => {
+            r.enter()?;
+            let (count, c) = r.open_compound(code)?;
+            let head = r.position() - start;
+            let mut children = Vec::with_capacity(count as usize);
+            let is_map = matches!(code, fc::MAP8 | fc::MAP32);
+            let mut i = 0;
+            while i < count {
+                if is_map {
+                    let k = annotate(r, "key".into(), None)?;
+                    let v = annotate(r, k.summary.clone(), None)?;
+                    children.push(k);
+                    children.push(v);
+                    i += 2;
+                } else {
+                    let l = fields.and_then(|f| f.get(i as usize)).map_or_else(|| format!("[{i}]"), |n| (*n).to_owned());
+                    children.push(annotate(r, l, None)?);
+                    i += 1;
+                }
+            }
+            r.close_compound(c, fc::name(code).unwrap_or("compound"))?;
+            r.leave();
+            let summary = if is_map { format!("{} entries", count / 2) } else { format!("{count} elements") };
+            Ok(node(r, head, fc::name(code).unwrap_or("?"), summary, children))
+        }
+        fc::ARRAY8 | fc::ARRAY32 => {
+            // Decode it whole (checks, limits) then annotate elements by re-reading.
+            r.enter()?;
+            let (count, c) = r.open_compound(code)?;
+            let mut elem = r.read_u8()?;
+            let mut children = Vec::new();
+            if elem == fc::DESCRIBED {
+                children.push(annotate(r, "descriptor".into(), None)?);
+                elem = r.read_u8()?;
+            }
+            crate::codec::check_array_count(r, start, elem, count)?;
+            let head = r.position() - start;
+            for i in 0..count {
+                let epos = r.position();
+                let eoff = r.offset();
+                let v = Value::read_body(r, elem, epos)?;
+                children.push(Node {
+                    offset: eoff,
+                    len: r.position() - epos,
+                    head: r.position() - epos,
+                    label: format!("[{i}]"),
+                    encoding: fc::name(elem).unwrap_or("?"),
+                    summary: render(&v),
+                    children: Vec::new(),
+                });
+            }
+            r.close_compound(c, fc::name(code).unwrap_or("array"))?;
+            r.leave();
+            let summary = format!("{count} × {}", fc::name(elem).unwrap_or("?"));
+            Ok(node(r, head, fc::name(code).unwrap_or("?"), summary, children))
+        }
+        _ => {
+            let v = Value::read_body(r, code, start)?;
+            let head = r.position() - start;
+            Ok(node(r, head, fc::name(code).unwrap_or("?"), render(&v), Vec::new()))
+        }
+    }
+}
+
+/// Renders a value compactly for people: strings quoted, binaries in hex (with their text
+/// when printable), timestamps in UTC.
+pub fn render(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Boolean(b, _) => b.to_string(),
+        Value::Ubyte(x) => x.to_string(),
+        Value::Ushort(x) => x.to_string(),
+        Value::Uint(x, _) => x.to_string(),
+        Value::Ulong(x, _) => x.to_string(),
+        Value::Byte(x) => x.to_string(),
+        Value::Short(x) => x.to_string(),
+        Value::Int(x, _) => x.to_string(),
+        Value::Long(x, _) => x.to_string(),
+        Value::Float(x) => x.to_string(),
+        Value::Double(x) => x.to_string(),
+        Value::Decimal32(b) => format!("decimal32 0x{}", hex(b)),
+        Value::Decimal64(b) => format!("decimal64 0x{}", hex(b)),
+        Value::Decimal128(b) => format!("decimal128 0x{}", hex(b)),
+        Value::Char(c) => format!("{c:?}"),
+        Value::Timestamp(t) => format!("{t} ({})", t.0),
+        Value::Uuid(u) => u.to_string(),
+        Value::Binary(b, _) => match std::str::from_utf8(b) {
+            // Text in a binary (JSON telemetry, tags like "2044") reads better as text.
+            Ok(t) if !t.is_empty() && !t.chars().any(|c| c.is_control() && c != '\n') => format!("{t:?} ({} bytes)", b.len()),
+            _ => format!("0x{}", hex(b)),
+        },
+        Value::String(s, _) => format!("{:?}", &**s),
+        Value::Symbol(s, _) => format!(":{}", s.as_str()),
+        Value::List(items, _) => format!("[{}]", items.iter().map(render).collect::<Vec<_>>().join(", ")),
+        Value::Map(pairs, _) => format!("{{{}}}", pairs.iter().map(|(k, v)| format!("{}: {}", render(k), render(v))).collect::<Vec<_>>().join(", ")),
+        Value::Array(a) => format!("[{}]", a.items().iter().map(render).collect::<Vec<_>>().join(", ")),
+        Value::Described(d) => format!("{}:{}", render(&d.descriptor), render(&d.value)),
+    }
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(b: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
