@@ -15,6 +15,7 @@ use std::fmt;
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::codec::{DecodeError, DecodeOptions, ErrorKind, Reader};
+use crate::message::{Message, Payload};
 use crate::types::{Composite, Layout, Performative, SaslFrameBody, Transfer};
 
 /// The smallest max-frame-size a peer may set (2.7.1: MIN-MAX-FRAME-SIZE).
@@ -565,6 +566,64 @@ impl FrameEncoder {
             self.write_transfer(channel, perf, chunk, out);
             rest = tail;
             frames += 1;
+        }
+    }
+
+    /// Appends the transfer frames of one delivery carrying `message`, encoding the message
+    /// straight into `out` (no temporary buffer) when it fits in one frame, and never
+    /// copying data sections of [`ZERO_COPY_MIN`](crate::message::ZERO_COPY_MIN) bytes or
+    /// more: `out` references them. Splits like [`FrameEncoder::encode_transfer`]. Returns the
+    /// number of frames.
+    pub fn encode_message(&self, channel: u16, first: &Transfer, message: &Message, out: &mut Payload) -> Result<usize, FrameTooLarge> {
+        let len = message.encoded_len();
+        let size = FRAME_HEADER_LEN + first.encoded_len_with(self.layout) + len;
+        if size <= self.max_frame_size as usize && !first.more {
+            out.head.extend_from_slice(&FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::AMQP, channel }.to_bytes());
+            first.encode_with(self.layout, &mut out.head);
+            message.append_to_payload(out);
+            return Ok(1);
+        }
+        let mut whole = Payload::default();
+        message.append_to_payload(&mut whole);
+        self.encode_payload_transfer(channel, first, &whole, out)
+    }
+
+    /// Like [`FrameEncoder::encode_transfer`] for a payload given as a [`Payload`]: its
+    /// referenced sections stay referenced in `out`.
+    pub fn encode_payload_transfer(&self, channel: u16, first: &Transfer, payload: &Payload, out: &mut Payload) -> Result<usize, FrameTooLarge> {
+        let max = self.max_frame_size as usize;
+        let total = payload.len();
+        let mut t = first.clone();
+        t.more = false;
+        let mut cont = Transfer::new(first.handle);
+        let mut at = 0usize;
+        let mut frames = 0usize;
+        loop {
+            let perf = if frames == 0 { &mut t } else { &mut cont };
+            perf.more = false;
+            let overhead = FRAME_HEADER_LEN + perf.encoded_len_with(self.layout);
+            let rest = total - at;
+            let (n, more) = if overhead + rest <= max {
+                (rest, false)
+            } else {
+                // `more` costs at most one byte more in the compact layout (null → true
+                // may extend the list); size the frame with it set.
+                perf.more = true;
+                let overhead = FRAME_HEADER_LEN + perf.encoded_len_with(self.layout);
+                if overhead >= max {
+                    return Err(FrameTooLarge { size: overhead + 1, max: self.max_frame_size });
+                }
+                (max - overhead, true)
+            };
+            let size = FRAME_HEADER_LEN + perf.encoded_len_with(self.layout) + n;
+            out.head.extend_from_slice(&FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::AMQP, channel }.to_bytes());
+            perf.encode_with(self.layout, &mut out.head);
+            out.append_range(payload, at, n);
+            at += n;
+            frames += 1;
+            if !more {
+                return Ok(frames);
+            }
         }
     }
 

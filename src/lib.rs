@@ -7,3 +7,4 @@ pub mod types;
 pub mod message;
 pub mod frame;
 pub mod inspect;
+pub mod fuzzing;

@@ -319,6 +319,12 @@ impl Message {
         self.encode_inner(payload, ZERO_COPY_MIN);
     }
 
+    /// Appends the encoding to `payload`, referencing large data sections as
+    /// [`Message::encode_payload`] does.
+    pub fn append_to_payload(&self, payload: &mut Payload) {
+        self.encode_inner(payload, ZERO_COPY_MIN);
+    }
+
     fn encode_inner(&self, p: &mut Payload, zero_copy_min: usize) {
         let out = &mut p.head;
         if let Some(h) = &self.header {
@@ -434,5 +440,51 @@ impl Payload {
             v.extend_from_slice(c);
         }
         v
+    }
+
+    /// Appends `n` bytes of `src` starting at byte `from` (of its whole encoding): bytes of
+    /// its head are copied, bytes of its referenced sections are referenced again.
+    pub fn append_range(&mut self, src: &Self, from: usize, n: usize) {
+        let end = from + n;
+        // Walk the segments of `src` in order: head slices between inserts, and inserts.
+        let mut at = 0usize; // position in the whole encoding
+        let mut head_at = 0usize; // position in src.head
+        let take = |seg_start: usize, seg: Segment<'_>, this: &mut Self| {
+            let seg_len = seg.len();
+            let lo = from.max(seg_start);
+            let hi = end.min(seg_start + seg_len);
+            if lo < hi {
+                match seg {
+                    Segment::Head(h) => this.head.extend_from_slice(&h[lo - seg_start..hi - seg_start]),
+                    Segment::Insert(b) => {
+                        let pos = this.head.len();
+                        this.inserts.push((pos, b.slice(lo - seg_start..hi - seg_start)));
+                    }
+                }
+            }
+        };
+        for (pos, b) in &src.inserts {
+            let h = &src.head[head_at..*pos];
+            take(at, Segment::Head(h), self);
+            at += h.len();
+            head_at = *pos;
+            take(at, Segment::Insert(b), self);
+            at += b.len();
+        }
+        take(at, Segment::Head(&src.head[head_at..]), self);
+    }
+}
+
+enum Segment<'a> {
+    Head(&'a [u8]),
+    Insert(&'a Bytes),
+}
+
+impl Segment<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Self::Head(h) => h.len(),
+            Self::Insert(b) => b.len(),
+        }
     }
 }

@@ -1,0 +1,174 @@
+//! Protocol headers, frame headers and their errors, and frame encoding.
+
+use amqpwire::codec::DecodeOptions;
+use amqpwire::frame::{FrameBody, FrameDecoder, FrameEncoder, FrameErrorKind, FrameHeader, HeaderError, ProtocolHeader, StreamItem};
+use amqpwire::message::{Message, Payload};
+use amqpwire::types::{Handle, Performative, SaslFrameBody, SaslInit, SequenceNo, Transfer};
+use bytes::Bytes;
+
+fn first_error(bytes: &[u8], max: u32) -> FrameErrorKind {
+    let mut d = FrameDecoder::new(max);
+    d.push(bytes);
+    loop {
+        match d.next_item() {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("no error for {bytes:02x?}"),
+            Err(e) => return e.kind,
+        }
+    }
+}
+
+#[test]
+fn reads_the_three_protocol_headers() {
+    for (h, id) in [(ProtocolHeader::AMQP, 0), (ProtocolHeader::TLS, 2), (ProtocolHeader::SASL, 3)] {
+        let b = h.to_bytes();
+        assert_eq!(b, [b'A', b'M', b'Q', b'P', id, 1, 0, 0]);
+        assert_eq!(ProtocolHeader::parse(&b), Ok(h));
+    }
+}
+
+#[test]
+fn names_what_arrived_instead_of_a_header() {
+    let http = first_error(b"GET /$iothub/websocket HTTP/1.1\r\n", 1 << 20);
+    assert!(matches!(http, FrameErrorKind::Header(HeaderError::NotAmqp(_))));
+    assert!(http.to_string().contains("HTTP"), "{http}");
+    let tls = first_error(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc], 1 << 20);
+    assert!(tls.to_string().contains("TLS ClientHello"), "{tls}");
+    let old = first_error(b"AMQP\x00\x00\x09\x01", 1 << 20);
+    assert!(matches!(old, FrameErrorKind::Header(HeaderError::Version(_))));
+    assert!(old.to_string().contains("0-9-1"), "{old}");
+    let id = first_error(b"AMQP\x01\x01\x00\x00", 1 << 20);
+    assert_eq!(id, FrameErrorKind::Header(HeaderError::UnknownProtocolId(1)));
+}
+
+#[test]
+fn rejects_bad_frame_headers() {
+    let mut s = ProtocolHeader::AMQP.to_bytes().to_vec();
+    for size in 0u32..8 {
+        let mut b = s.clone();
+        b.extend_from_slice(&size.to_be_bytes());
+        b.extend_from_slice(&[2, 0, 0, 0]);
+        // Sizes 0 to 7 are a framing error, never a panic (fe2o3 panicked on 4 to 7).
+        assert_eq!(first_error(&b, 1 << 20), FrameErrorKind::SizeTooSmall(size));
+    }
+    s.extend_from_slice(&[0, 0, 0, 8, 1, 0, 0, 0]);
+    assert_eq!(first_error(&s, 1 << 20), FrameErrorKind::DoffTooSmall(1));
+    let b = [b'A', b'M', b'Q', b'P', 0, 1, 0, 0, 0, 0, 0, 8, 3, 0, 0, 0];
+    assert_eq!(first_error(&b, 1 << 20), FrameErrorKind::DoffBeyondSize { doff: 3, size: 8 });
+    let b = [b'A', b'M', b'Q', b'P', 0, 1, 0, 0, 0, 0, 2, 1, 2, 0, 0, 0];
+    assert_eq!(first_error(&b, 512), FrameErrorKind::TooLarge { size: 513, max: 512 });
+}
+
+#[test]
+fn refuses_an_oversized_frame_before_buffering_it() {
+    let mut d = FrameDecoder::new(1024).frames_first();
+    d.push(&[0x7f, 0xff, 0xff, 0xff, 2, 0, 0, 0]);
+    assert!(matches!(d.next_item(), Err(e) if matches!(e.kind, FrameErrorKind::TooLarge { .. })));
+    // A decoder that failed stays failed.
+    assert!(d.next_item().is_err());
+}
+
+#[test]
+fn keeps_the_extended_header_and_finds_the_body() {
+    // doff 3: four bytes of extended header, then an empty body: a heartbeat.
+    let mut d = FrameDecoder::new(1024).frames_first();
+    d.push(&[0, 0, 0, 12, 3, 0, 0, 5, 0xde, 0xad, 0xbe, 0xef]);
+    let Some(StreamItem::Frame(f)) = d.next_item().expect("frame") else { panic!() };
+    assert_eq!(f.extended_header(), &[0xde, 0xad, 0xbe, 0xef]);
+    assert_eq!(f.header.channel, 5);
+    assert_eq!(f.decode(DecodeOptions::STRICT).expect("empty").body, FrameBody::Empty);
+}
+
+#[test]
+fn header_round_trips() {
+    let h = FrameHeader::parse(&[0, 0, 1, 0, 2, 1, 0, 7]).expect("valid");
+    assert_eq!(h.size, 256);
+    assert_eq!(h.channel, 7);
+    assert_eq!(h.to_bytes(), [0, 0, 1, 0, 2, 1, 0, 7]);
+}
+
+#[test]
+fn sasl_frames_allow_large_tokens() {
+    // A SASL PLAIN response with a long SAS token (pitfall: 512-byte limits before open).
+    let token = vec![b'x'; 4000];
+    let init = SaslFrameBody::Init(SaslInit { mechanism: "PLAIN".into(), initial_response: Some(Bytes::from(token)), hostname: None });
+    let mut out = Vec::new();
+    FrameEncoder::new(8192).encode_sasl(&init, &mut out).expect("fits");
+    assert!(FrameEncoder::new(512).encode_sasl(&init, &mut Vec::new()).is_err());
+    let mut d = FrameDecoder::new(8192).frames_first();
+    d.push(&out);
+    let Some(StreamItem::Frame(f)) = d.next_item().expect("frame") else { panic!() };
+    assert_eq!(f.decode(DecodeOptions::STRICT).expect("sasl").body, FrameBody::Sasl(init));
+}
+
+fn telemetry(body_len: usize) -> (Transfer, Message) {
+    let mut t = Transfer::new(Handle(0));
+    t.delivery_id = Some(SequenceNo(42));
+    t.delivery_tag = Some(Bytes::from_static(b"\x00\x00\x00\x2a"));
+    t.message_format = Some(0);
+    let mut m = Message::with_data(Bytes::from(vec![0x5a; body_len]));
+    m.properties = Some(amqpwire::types::Properties { to: Some("/devices/d/messages/events".into()), ..Default::default() });
+    (t, m)
+}
+
+fn reassemble(stream: &[u8]) -> (usize, Vec<u8>, Vec<Transfer>) {
+    let mut d = FrameDecoder::new(u32::MAX).frames_first();
+    d.push(stream);
+    let mut payload = Vec::new();
+    let mut frames = Vec::new();
+    while let Some(StreamItem::Frame(f)) = d.next_item().expect("frame") {
+        let FrameBody::Amqp { performative: Performative::Transfer(t), payload: p } = f.decode(DecodeOptions::STRICT).expect("transfer").body else { panic!() };
+        payload.extend_from_slice(&p);
+        frames.push(t);
+    }
+    (frames.len(), payload, frames)
+}
+
+#[test]
+fn encodes_a_message_transfer_in_one_frame_without_a_temporary() {
+    let (t, m) = telemetry(100);
+    let mut out = Payload::default();
+    let n = FrameEncoder::new(65536).encode_message(1, &t, &m, &mut out).expect("fits");
+    assert_eq!(n, 1);
+    let (frames, payload, ts) = reassemble(&out.to_vec());
+    assert_eq!(frames, 1);
+    assert_eq!(ts[0], t);
+    assert_eq!(Message::decode(&Bytes::from(payload)).expect("message"), m);
+}
+
+#[test]
+fn splits_a_large_message_at_max_frame_size_and_references_its_body() {
+    let (t, m) = telemetry(64 * 1024);
+    let body = m.body.as_data().expect("data").clone();
+    let mut out = Payload::default();
+    let max = 16 * 1024;
+    let n = FrameEncoder::new(max).encode_message(3, &t, &m, &mut out).expect("split");
+    assert!(n >= 5, "{n} frames");
+    // The body was referenced, not copied: the head holds only headers and performatives.
+    assert!(out.head.len() < 1024, "head {} bytes", out.head.len());
+    assert!(out.inserts.iter().all(|(_, b)| b.as_ptr() >= body.as_ptr() && b.as_ptr() < body.as_ptr().wrapping_add(body.len())));
+    let stream = out.to_vec();
+    let (frames, payload, ts) = reassemble(&stream);
+    assert_eq!(frames, n);
+    // 2.7.5: continuation frames omit delivery-id, tag and format; only the last has more=false.
+    assert_eq!(ts[0].delivery_id, Some(SequenceNo(42)));
+    for (i, tr) in ts.iter().enumerate() {
+        assert_eq!(tr.more, i + 1 < n, "more on frame {i}");
+        if i > 0 {
+            assert_eq!((tr.delivery_id, tr.delivery_tag.is_none(), tr.message_format), (None, true, None));
+        }
+    }
+    // No frame exceeds the limit.
+    let mut d = FrameDecoder::new(max).frames_first();
+    d.push(&stream);
+    while d.next_item().expect("every frame within max-frame-size").is_some() {}
+    assert_eq!(Message::decode(&Bytes::from(payload)).expect("reassembled"), m);
+}
+
+#[test]
+fn a_performative_that_cannot_fit_is_refused() {
+    let mut t = Transfer::new(Handle(0));
+    t.delivery_tag = Some(Bytes::from(vec![1u8; 600]));
+    let e = FrameEncoder::new(512).encode_transfer(0, &t, b"x", &mut Vec::new()).expect_err("too large");
+    assert_eq!(e.max, 512);
+}
