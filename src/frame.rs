@@ -21,6 +21,9 @@ use crate::types::{Composite, Layout, Performative, SaslFrameBody, Transfer};
 /// The smallest max-frame-size a peer may set (2.7.1: MIN-MAX-FRAME-SIZE).
 pub const MIN_MAX_FRAME_SIZE: u32 = 512;
 
+/// Most bytes the frame decoder reserves ahead of data that has not arrived yet.
+const RESERVE_AHEAD: usize = 64 * 1024;
+
 /// Length of a frame header.
 pub const FRAME_HEADER_LEN: usize = 8;
 
@@ -458,7 +461,9 @@ impl FrameDecoder {
         }
         let size = header.size as usize;
         if self.buf.len() < size {
-            self.buf.reserve(size - self.buf.len());
+            // Reserve for what is coming, but never on the peer's word alone: a header
+            // claiming 3 GB must not allocate 3 GB before the bytes arrive.
+            self.buf.reserve((size - self.buf.len()).min(RESERVE_AHEAD));
             return Ok(None);
         }
         let offset = self.offset;

@@ -142,7 +142,10 @@ impl AnnotationMap {
         }
         let raw = r.skip_value()?;
         let base = r.offset() - raw.len();
-        match validate_map(raw, r.options().max_depth, section == "application-properties") {
+        let strict = DecodeOptions { mode: Mode::Strict, ..r.options() };
+        let mut v = Reader::new(raw, strict).with_base(base);
+        let checked = if section == "application-properties" { validate_application_properties(&mut v) } else { v.validate_value() };
+        match checked {
             Ok(()) => Ok(Self::from_encoded(src.slice_ref(raw))),
             Err(e) if r.options().mode == Mode::Lenient => {
                 // Repair: decode leniently (recording what was off) and keep a canonical
@@ -152,37 +155,50 @@ impl AnnotationMap {
                 let warnings = sub.take_warnings();
                 if warnings.is_empty() {
                     // Only a semantic rule failed (application-properties keys or values).
-                    r.push_warning(Warning { offset: e.offset + base, kind: e.kind, action: "kept the entry" });
+                    r.push_warning(Warning { offset: e.offset, kind: e.kind, action: "kept the entry" });
                 }
                 for w in warnings {
                     r.push_warning(w);
                 }
                 Ok(Self::from_encoded(Bytes::from(v.to_vec())))
             }
-            Err(e) => Err(e.at_base(base)),
+            Err(e) => Err(e),
         }
     }
 }
 
-/// Checks every byte of an encoded map; for application-properties also that keys are
-/// strings and values are simple (3.2.5: "not map, list, or array").
-fn validate_map(raw: &[u8], depth: u32, app_props: bool) -> Result<(), DecodeError> {
-    let (v, _) = ValueRef::decode(raw)?;
-    v.validate(depth)?;
-    if app_props {
-        if let ValueRef::Map(m) = v {
-            for kv in m.iter() {
-                let (k, val) = kv?;
-                if !matches!(k, ValueRef::String(_)) {
-                    return Err(DecodeError::new(0, ErrorKind::InvalidValue { what: "application-properties", reason: "keys must be strings".into() }));
-                }
-                if matches!(val, ValueRef::List(_) | ValueRef::Map(_) | ValueRef::Array(_)) {
-                    return Err(DecodeError::new(0, ErrorKind::InvalidValue { what: "application-properties", reason: "values must be simple types, not list, map or array".into() }));
-                }
-            }
+/// Checks an application-properties map (3.2.5): string keys, and values of simple types
+/// ("not map, list, or array"), every byte valid.
+fn validate_application_properties(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    let code = r.read_u8()?;
+    let (count, c) = r.open_compound(code)?;
+    for _ in 0..count / 2 {
+        let kpos = r.position();
+        if !matches!(r.peek_u8()?, fc::STR8 | fc::STR32) {
+            return Err(r.error_at(kpos, ErrorKind::InvalidValue { what: "application-properties", reason: "keys must be strings".into() }));
         }
+        r.validate_value()?;
+        let vpos = r.position();
+        if matches!(r.peek_u8()?, fc::LIST0 | fc::LIST8 | fc::LIST32 | fc::MAP8 | fc::MAP32 | fc::ARRAY8 | fc::ARRAY32) {
+            return Err(r.error_at(vpos, ErrorKind::InvalidValue { what: "application-properties", reason: "values must be simple types, not list, map or array".into() }));
+        }
+        r.validate_value()?;
     }
-    Ok(())
+    r.close_compound(c, "application-properties")
+}
+
+fn section_name(code: u64) -> &'static str {
+    match code {
+        0x70 => "header",
+        0x71 => "delivery-annotations",
+        0x72 => "message-annotations",
+        0x73 => "properties",
+        0x74 => "application-properties",
+        0x75 => "data",
+        0x76 => "amqp-sequence",
+        0x77 => "amqp-value",
+        _ => "footer",
+    }
 }
 
 /// The position of each section kind in the order the spec fixes.
@@ -212,7 +228,7 @@ impl Message {
     /// Decodes a message that fills `bytes`, strictly. Strings, binaries and data sections
     /// share `bytes`' storage.
     pub fn decode(bytes: &Bytes) -> Result<Self, DecodeError> {
-        Self::decode_with(bytes, DecodeOptions::STRICT).map(|(m, _)| m)
+        Self::read(&mut Reader::from_bytes(bytes, DecodeOptions::STRICT), bytes)
     }
 
     /// Decodes a message with `opts`; returns it and the warnings of a lenient decode.
@@ -225,7 +241,7 @@ impl Message {
     /// Reads sections until the reader is empty. `src` must be the buffer `r` reads.
     pub fn read(r: &mut Reader<'_>, src: &Bytes) -> Result<Self, DecodeError> {
         let mut m = Self::default();
-        let mut last: Option<(u64, &'static str)> = None;
+        let mut last: Option<u64> = None;
         while !r.is_empty() {
             let pos = r.position();
             let d = read_descriptor(r)?;
@@ -234,16 +250,16 @@ impl Message {
                 m.unknown_sections.push(read_unknown_described(r, d)?);
                 continue;
             };
-            let name = crate::types::name_for_code(code).unwrap_or("section");
-            if let Some((prev, prev_name)) = last {
+            let name = section_name(code);
+            if let Some(prev) = last {
                 // 3.2: sections appear in order, each at most once; data and amqp-sequence
                 // may repeat, but only after their own kind.
                 let repeat_ok = prev == code && (code == 0x75 || code == 0x76);
                 if rank(code) < rank(prev) || (rank(code) == rank(prev) && !repeat_ok) {
-                    return Err(r.error_at(pos, ErrorKind::SectionOrder { found: name, after: prev_name }));
+                    return Err(r.error_at(pos, ErrorKind::SectionOrder { found: name, after: section_name(prev) }));
                 }
             }
-            last = Some((code, name));
+            last = Some(code);
             match code {
                 0x70 => m.header = Some(Header::read_list(r)?),
                 0x71 => m.delivery_annotations = Some(AnnotationMap::read(r, src, name)?),

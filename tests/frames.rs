@@ -69,6 +69,21 @@ fn refuses_an_oversized_frame_before_buffering_it() {
 }
 
 #[test]
+fn does_not_allocate_on_the_word_of_a_frame_header() {
+    // A frame claiming 3 GB, with no size limit (as when decoding a capture): the decoder
+    // waits for the bytes without reserving room for them (a fuzzer found this).
+    let mut d = FrameDecoder::new(u32::MAX).frames_first();
+    d.push(&[0xba, 0xba, 0xba, 0xba, 2, 0, 0, 0, 1, 2, 3]);
+    assert_eq!(d.next_item().expect("incomplete, not an error"), None);
+    let info = allocation_counter::measure(|| {
+        let mut d = FrameDecoder::new(u32::MAX).frames_first();
+        d.push(&[0xba, 0xba, 0xba, 0xba, 2, 0, 0, 0, 1, 2, 3]);
+        let _ = d.next_item();
+    });
+    assert!(info.bytes_max < 1 << 20, "{info:?}");
+}
+
+#[test]
 fn keeps_the_extended_header_and_finds_the_body() {
     // doff 3: four bytes of extended header, then an empty body: a heartbeat.
     let mut d = FrameDecoder::new(1024).frames_first();

@@ -98,27 +98,32 @@ impl<'a> Reader<'a> {
     }
 
     /// The options in force.
+    #[inline]
     pub fn options(&self) -> DecodeOptions {
         self.opts
     }
 
     /// Position from the start of the buffer (without `base`).
+    #[inline]
     pub fn position(&self) -> usize {
         self.pos
     }
 
     /// Position as reported in errors (with `base`).
+    #[inline]
     pub fn offset(&self) -> usize {
         self.base + self.pos
     }
 
     /// Bytes left before the current limit (the end of the buffer or of the compound
     /// being read).
+    #[inline]
     pub fn remaining(&self) -> usize {
         self.end - self.pos
     }
 
     /// Whether the current limit has been reached.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.pos >= self.end
     }
@@ -167,6 +172,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn need(&self, n: usize) -> Result<(), DecodeError> {
         if self.remaining() < n {
             return Err(self.error(ErrorKind::Truncated {
@@ -178,12 +184,14 @@ impl<'a> Reader<'a> {
     }
 
     /// The next byte, not consumed.
+    #[inline]
     pub fn peek_u8(&self) -> Result<u8, DecodeError> {
         self.need(1)?;
         Ok(self.buf[self.pos])
     }
 
     /// Reads `n` bytes.
+    #[inline]
     pub fn read_slice(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         self.need(n)?;
         let s = &self.buf[self.pos..self.pos + n];
@@ -192,6 +200,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads `N` bytes into an array.
+    #[inline]
     pub fn read_array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let s = self.read_slice(N)?;
         let mut a = [0u8; N];
@@ -200,6 +209,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads one byte.
+    #[inline]
     pub fn read_u8(&mut self) -> Result<u8, DecodeError> {
         self.need(1)?;
         let b = self.buf[self.pos];
@@ -208,22 +218,26 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a big-endian u16.
+    #[inline]
     pub fn read_u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(self.read_array()?))
     }
 
     /// Reads a big-endian u32.
+    #[inline]
     pub fn read_u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_be_bytes(self.read_array()?))
     }
 
     /// Reads a big-endian u64.
+    #[inline]
     pub fn read_u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_be_bytes(self.read_array()?))
     }
 
     /// `slice` (which must lie inside this reader's buffer) as [`Bytes`]: a shared slice
     /// when the reader is over a `Bytes`, otherwise a copy.
+    #[inline]
     pub(crate) fn to_bytes(&self, slice: &'a [u8]) -> Bytes {
         match self.src {
             Some(b) if !slice.is_empty() => b.slice_ref(slice),
@@ -234,13 +248,9 @@ impl<'a> Reader<'a> {
     /// Checks UTF-8 and returns the string as shared storage. In lenient mode invalid
     /// sequences are replaced (U+FFFD) and a warning is recorded.
     pub(crate) fn to_string(&mut self, pos: usize, slice: &'a [u8]) -> Result<ByteString, DecodeError> {
-        match std::str::from_utf8(slice) {
-            Ok(_) => {
-                // Valid UTF-8 was just checked, so the conversion below cannot fail; the
-                // fallback only exists to avoid an unwrap.
-                Ok(ByteString::try_from(self.to_bytes(slice))
-                    .unwrap_or_else(|_| ByteString::from_static("")))
-            }
+        // `try_from` checks UTF-8 once; an error hands the bytes back for the lenient path.
+        match ByteString::try_from(self.to_bytes(slice)) {
+            Ok(s) => Ok(s),
             Err(_) => {
                 self.deviation(pos, ErrorKind::InvalidUtf8, "replaced invalid UTF-8 with U+FFFD")?;
                 Ok(ByteString::from(String::from_utf8_lossy(slice).into_owned()))
@@ -263,6 +273,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Enters a nesting level, refusing to go past the depth limit.
+    #[inline]
     pub(crate) fn enter(&mut self) -> Result<(), DecodeError> {
         if self.depth >= self.opts.max_depth {
             return Err(self.error(ErrorKind::DepthLimit(self.opts.max_depth)));
@@ -272,6 +283,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Leaves a nesting level.
+    #[inline]
     pub(crate) fn leave(&mut self) {
         self.depth = self.depth.saturating_sub(1);
     }
@@ -338,6 +350,91 @@ impl<'a> Reader<'a> {
             self.pos = self.end;
         }
         self.end = c.outer_end;
+        Ok(())
+    }
+
+    /// Checks one encoded value (constructor included) as strictly as decoding it would,
+    /// without building anything: UTF-8 of strings, ASCII of symbols, booleans, chars,
+    /// compound sizes and counts, nesting depth. Deviations follow the reader's mode.
+    pub fn validate_value(&mut self) -> Result<(), DecodeError> {
+        let pos = self.pos;
+        let code = self.read_u8()?;
+        if code == fc::DESCRIBED {
+            self.enter()?;
+            self.validate_value()?;
+            self.validate_value()?;
+            self.leave();
+            return Ok(());
+        }
+        self.validate_body(code, pos)
+    }
+
+    /// Checks what follows constructor `code`, read at `pos`.
+    pub(crate) fn validate_body(&mut self, code: u8, pos: usize) -> Result<(), DecodeError> {
+        match code {
+            fc::BOOLEAN => {
+                let b = self.read_u8()?;
+                if b > 1 {
+                    self.deviation(pos + 1, ErrorKind::InvalidBoolean(b), "read as true")?;
+                }
+            }
+            fc::CHAR => {
+                let c = self.read_u32()?;
+                if char::from_u32(c).is_none() {
+                    self.deviation(pos, ErrorKind::InvalidChar(c), "replaced with U+FFFD")?;
+                }
+            }
+            fc::STR8 | fc::STR32 | fc::SYM8 | fc::SYM32 => {
+                let n = if matches!(code, fc::STR8 | fc::SYM8) { usize::from(self.read_u8()?) } else { self.read_u32()? as usize };
+                let s = self.read_slice(n)?;
+                if matches!(code, fc::SYM8 | fc::SYM32) && !s.is_ascii() {
+                    self.deviation(pos, ErrorKind::InvalidSymbol, "kept the symbol as UTF-8")?;
+                }
+                if std::str::from_utf8(s).is_err() {
+                    self.deviation(pos, ErrorKind::InvalidUtf8, "replaced invalid UTF-8 with U+FFFD")?;
+                }
+            }
+            fc::LIST0 | fc::LIST8 | fc::LIST32 | fc::MAP8 | fc::MAP32 => {
+                self.enter()?;
+                let (count, c) = self.open_compound(code)?;
+                for _ in 0..count {
+                    self.validate_value()?;
+                }
+                self.close_compound(c, fc::name(code).unwrap_or("compound"))?;
+                self.leave();
+            }
+            fc::ARRAY8 | fc::ARRAY32 => {
+                self.enter()?;
+                let (count, c) = self.open_compound(code)?;
+                let mut epos = self.pos;
+                let mut elem = self.read_u8()?;
+                if elem == fc::DESCRIBED {
+                    self.validate_value()?;
+                    epos = self.pos;
+                    elem = self.read_u8()?;
+                }
+                crate::codec::check_array_count(self, c.start, elem, count)?;
+                for _ in 0..count {
+                    self.validate_body(elem, epos)?;
+                }
+                self.close_compound(c, fc::name(code).unwrap_or("array"))?;
+                self.leave();
+            }
+            fc::VBIN8 => {
+                let n = usize::from(self.read_u8()?);
+                self.read_slice(n)?;
+            }
+            fc::VBIN32 => {
+                let n = self.read_u32()? as usize;
+                self.read_slice(n)?;
+            }
+            _ => match fc::fixed_width(code) {
+                Some(n) => {
+                    self.read_slice(n)?;
+                }
+                None => return Err(self.error_at(pos, ErrorKind::UnknownFormatCode(code))),
+            },
+        }
         Ok(())
     }
 
