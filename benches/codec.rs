@@ -46,7 +46,9 @@ fn decode(frame: &Bytes) -> (Transfer, Message) {
     let header = FrameHeader::parse(&h).expect("header");
     let raw = RawFrame { offset: 0, header, bytes: frame.clone() };
     let f = raw.decode(DecodeOptions::STRICT).expect("frame");
-    let FrameBody::Amqp { performative: Performative::Transfer(t), payload } = f.body else { panic!("not a transfer") };
+    let FrameBody::Amqp { performative: Performative::Transfer(t), payload } = f.body else {
+        panic!("not a transfer")
+    };
     (t, Message::decode(&payload).expect("message"))
 }
 
@@ -68,8 +70,12 @@ fn bench(c: &mut Criterion) {
         });
         let payload = frame.slice(frame.len() - m.encoded_len()..);
         let perf = frame.slice(8..frame.len() - m.encoded_len());
-        g.bench_function("decode_transfer_only", |b| b.iter(|| Performative::decode(black_box(&perf), DecodeOptions::STRICT).expect("t")));
-        g.bench_function("decode_message_only", |b| b.iter(|| Message::decode(black_box(&payload)).expect("m")));
+        g.bench_function("decode_transfer_only", |b| {
+            b.iter(|| Performative::decode(black_box(&perf), DecodeOptions::STRICT).expect("t"))
+        });
+        g.bench_function("decode_message_only", |b| {
+            b.iter(|| Message::decode(black_box(&payload)).expect("m"))
+        });
         g.bench_function("decode_lossless_value", |b| {
             b.iter(|| {
                 let body = &black_box(&frame)[8..];

@@ -147,7 +147,12 @@ fn what_is(b: &[u8; 8]) -> &'static str {
     let starts = |p: &[u8]| b.starts_with(p);
     if b[0] == 0x16 && b[1] == 0x03 {
         "a TLS ClientHello: this peer speaks TLS, connect with amqps://"
-    } else if starts(b"GET ") || starts(b"POST ") || starts(b"PUT ") || starts(b"HEAD ") || starts(b"HTTP/") {
+    } else if starts(b"GET ")
+        || starts(b"POST ")
+        || starts(b"PUT ")
+        || starts(b"HEAD ")
+        || starts(b"HTTP/")
+    {
         "an HTTP request or response: this peer speaks HTTP or WebSocket"
     } else if starts(b"SSH-") {
         "an SSH banner"
@@ -177,7 +182,12 @@ impl FrameHeader {
     /// Parses and checks a frame header.
     pub fn parse(b: &[u8; 8]) -> Result<Self, FrameErrorKind> {
         let size = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-        let h = Self { size, doff: b[4], frame_type: FrameType(b[5]), channel: u16::from_be_bytes([b[6], b[7]]) };
+        let h = Self {
+            size,
+            doff: b[4],
+            frame_type: FrameType(b[5]),
+            channel: u16::from_be_bytes([b[6], b[7]]),
+        };
         // 2.3.1: "SIZE … MUST be at least 8"; DOFF "MUST be at least 2".
         if size < 8 {
             return Err(FrameErrorKind::SizeTooSmall(size));
@@ -249,10 +259,18 @@ impl fmt::Display for FrameErrorKind {
             Self::SizeTooSmall(s) => write!(f, "frame size {s} is below the minimum of 8"),
             Self::DoffTooSmall(d) => write!(f, "data offset {d} is below the minimum of 2"),
             Self::DoffBeyondSize { doff, size } => {
-                write!(f, "data offset {doff} ({} bytes) lies beyond the frame size {size}", u32::from(*doff) * 4)
+                write!(
+                    f,
+                    "data offset {doff} ({} bytes) lies beyond the frame size {size}",
+                    u32::from(*doff) * 4
+                )
             }
-            Self::TooLarge { size, max } => write!(f, "frame size {size} exceeds max-frame-size {max}"),
-            Self::UnknownType(t) => write!(f, "unknown frame type 0x{t:02x} (0x00 AMQP, 0x01 SASL)"),
+            Self::TooLarge { size, max } => {
+                write!(f, "frame size {size} exceeds max-frame-size {max}")
+            }
+            Self::UnknownType(t) => {
+                write!(f, "unknown frame type 0x{t:02x} (0x00 AMQP, 0x01 SASL)")
+            }
         }
     }
 }
@@ -300,7 +318,11 @@ impl RawFrame {
                 if !payload.is_empty() && !matches!(p, Performative::Transfer(_)) {
                     // 2.3.2: only a transfer carries a payload after the performative.
                     let pos = r.position();
-                    r.deviation(pos, ErrorKind::TrailingBytes { within: p.name(), left: payload.len() }, "ignored the bytes after the performative")?;
+                    r.deviation(
+                        pos,
+                        ErrorKind::TrailingBytes { within: p.name(), left: payload.len() },
+                        "ignored the bytes after the performative",
+                    )?;
                 }
                 FrameBody::Amqp { performative: p, payload }
             }
@@ -309,12 +331,22 @@ impl RawFrame {
                 let s = SaslFrameBody::read(&mut r)?;
                 if !r.is_empty() {
                     let (pos, left) = (r.position(), r.remaining());
-                    r.deviation(pos, ErrorKind::TrailingBytes { within: s.name(), left }, "ignored the bytes after the SASL body")?;
+                    r.deviation(
+                        pos,
+                        ErrorKind::TrailingBytes { within: s.name(), left },
+                        "ignored the bytes after the SASL body",
+                    )?;
                 }
                 FrameBody::Sasl(s)
             }
             FrameType(t) => {
-                return Err(DecodeError::new(self.offset as usize + 5, ErrorKind::InvalidValue { what: "frame type", reason: format!("0x{t:02x} is neither AMQP (0x00) nor SASL (0x01)") }))
+                return Err(DecodeError::new(
+                    self.offset as usize + 5,
+                    ErrorKind::InvalidValue {
+                        what: "frame type",
+                        reason: format!("0x{t:02x} is neither AMQP (0x00) nor SASL (0x01)"),
+                    },
+                ))
             }
         };
         Ok(Frame { channel: self.header.channel, body: body_kind })
@@ -331,6 +363,8 @@ pub struct Frame {
 }
 
 /// What a frame carries.
+// Unboxed on purpose, like `Performative`: decoding a transfer frame must not allocate.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum FrameBody {
     /// An empty AMQP frame: a heartbeat.
@@ -383,7 +417,14 @@ impl FrameDecoder {
     /// A decoder that expects a protocol header first and accepts frames up to
     /// `max_frame_size` bytes.
     pub fn new(max_frame_size: u32) -> Self {
-        Self { buf: BytesMut::new(), offset: 0, max_frame_size, expect_header: true, sniff: false, failed: false }
+        Self {
+            buf: BytesMut::new(),
+            offset: 0,
+            max_frame_size,
+            expect_header: true,
+            sniff: false,
+            failed: false,
+        }
     }
 
     /// Starts with frames (no protocol header first): for a capture that begins mid-stream.
@@ -429,7 +470,8 @@ impl FrameDecoder {
         if self.failed {
             return Err(FrameError { offset: self.offset, kind: FrameErrorKind::SizeTooSmall(0) });
         }
-        let at_header = self.expect_header || (self.sniff && self.buf.len() >= 4 && &self.buf[..4] == b"AMQP");
+        let at_header =
+            self.expect_header || (self.sniff && self.buf.len() >= 4 && &self.buf[..4] == b"AMQP");
         if at_header {
             if self.buf.len() < 8 {
                 return Ok(None);
@@ -457,7 +499,8 @@ impl FrameDecoder {
             Err(k) => return self.fail(k),
         };
         if header.size > self.max_frame_size {
-            return self.fail(FrameErrorKind::TooLarge { size: header.size, max: self.max_frame_size });
+            return self
+                .fail(FrameErrorKind::TooLarge { size: header.size, max: self.max_frame_size });
         }
         let size = header.size as usize;
         if self.buf.len() < size {
@@ -512,25 +555,43 @@ impl FrameEncoder {
 
     /// Appends an empty AMQP frame (a heartbeat).
     pub fn encode_empty(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&FrameHeader { size: 8, doff: 2, frame_type: FrameType::AMQP, channel: 0 }.to_bytes());
+        out.extend_from_slice(
+            &FrameHeader { size: 8, doff: 2, frame_type: FrameType::AMQP, channel: 0 }.to_bytes(),
+        );
     }
 
     /// Appends one AMQP frame holding `performative` and `payload`.
-    pub fn encode_amqp(&self, channel: u16, performative: &Performative, payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameTooLarge> {
+    pub fn encode_amqp(
+        &self,
+        channel: u16,
+        performative: &Performative,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), FrameTooLarge> {
         let size = FRAME_HEADER_LEN + performative.encoded_len_with(self.layout) + payload.len();
         self.check(size)?;
         out.reserve(size);
-        out.extend_from_slice(&FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::AMQP, channel }.to_bytes());
+        out.extend_from_slice(
+            &FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::AMQP, channel }
+                .to_bytes(),
+        );
         performative.encode_with(self.layout, out);
         out.extend_from_slice(payload);
         Ok(())
     }
 
     /// Appends one SASL frame.
-    pub fn encode_sasl(&self, body: &SaslFrameBody, out: &mut Vec<u8>) -> Result<(), FrameTooLarge> {
+    pub fn encode_sasl(
+        &self,
+        body: &SaslFrameBody,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FrameTooLarge> {
         let size = FRAME_HEADER_LEN + body.encoded_len_with(self.layout);
         self.check(size)?;
-        out.extend_from_slice(&FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::SASL, channel: 0 }.to_bytes());
+        out.extend_from_slice(
+            &FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::SASL, channel: 0 }
+                .to_bytes(),
+        );
         body.encode_with(self.layout, out);
         Ok(())
     }
@@ -539,7 +600,13 @@ impl FrameEncoder {
     /// exceeds the max-frame-size, `more` is set on all but the last, and continuation
     /// frames leave out delivery-id, delivery-tag, message-format and settled (2.7.5: they
     /// are only required on the first transfer). Returns the number of frames.
-    pub fn encode_transfer(&self, channel: u16, first: &Transfer, payload: &[u8], out: &mut Vec<u8>) -> Result<usize, FrameTooLarge> {
+    pub fn encode_transfer(
+        &self,
+        channel: u16,
+        first: &Transfer,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<usize, FrameTooLarge> {
         let max = self.max_frame_size as usize;
         let mut t = first.clone();
         t.more = false;
@@ -579,11 +646,20 @@ impl FrameEncoder {
     /// copying data sections of [`ZERO_COPY_MIN`](crate::message::ZERO_COPY_MIN) bytes or
     /// more: `out` references them. Splits like [`FrameEncoder::encode_transfer`]. Returns the
     /// number of frames.
-    pub fn encode_message(&self, channel: u16, first: &Transfer, message: &Message, out: &mut Payload) -> Result<usize, FrameTooLarge> {
+    pub fn encode_message(
+        &self,
+        channel: u16,
+        first: &Transfer,
+        message: &Message,
+        out: &mut Payload,
+    ) -> Result<usize, FrameTooLarge> {
         let len = message.encoded_len();
         let size = FRAME_HEADER_LEN + first.encoded_len_with(self.layout) + len;
         if size <= self.max_frame_size as usize && !first.more {
-            out.head.extend_from_slice(&FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::AMQP, channel }.to_bytes());
+            out.head.extend_from_slice(
+                &FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::AMQP, channel }
+                    .to_bytes(),
+            );
             first.encode_with(self.layout, &mut out.head);
             message.append_to_payload(out);
             return Ok(1);
@@ -595,7 +671,13 @@ impl FrameEncoder {
 
     /// Like [`FrameEncoder::encode_transfer`] for a payload given as a [`Payload`]: its
     /// referenced sections stay referenced in `out`.
-    pub fn encode_payload_transfer(&self, channel: u16, first: &Transfer, payload: &Payload, out: &mut Payload) -> Result<usize, FrameTooLarge> {
+    pub fn encode_payload_transfer(
+        &self,
+        channel: u16,
+        first: &Transfer,
+        payload: &Payload,
+        out: &mut Payload,
+    ) -> Result<usize, FrameTooLarge> {
         let max = self.max_frame_size as usize;
         let total = payload.len();
         let mut t = first.clone();
@@ -621,7 +703,10 @@ impl FrameEncoder {
                 (max - overhead, true)
             };
             let size = FRAME_HEADER_LEN + perf.encoded_len_with(self.layout) + n;
-            out.head.extend_from_slice(&FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::AMQP, channel }.to_bytes());
+            out.head.extend_from_slice(
+                &FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::AMQP, channel }
+                    .to_bytes(),
+            );
             perf.encode_with(self.layout, &mut out.head);
             out.append_range(payload, at, n);
             at += n;
@@ -634,7 +719,10 @@ impl FrameEncoder {
 
     fn write_transfer(&self, channel: u16, t: &Transfer, payload: &[u8], out: &mut Vec<u8>) {
         let size = FRAME_HEADER_LEN + t.encoded_len_with(self.layout) + payload.len();
-        out.extend_from_slice(&FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::AMQP, channel }.to_bytes());
+        out.extend_from_slice(
+            &FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::AMQP, channel }
+                .to_bytes(),
+        );
         t.encode_with(self.layout, out);
         out.extend_from_slice(payload);
     }

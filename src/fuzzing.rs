@@ -13,14 +13,13 @@ use crate::inspect::{render_text, Inspector};
 use crate::message::Message;
 use crate::types::{Layout, Performative};
 
+/// A fuzz target: any bytes in, no panic out (but for a failed invariant).
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name (the names of `fuzz/fuzz_targets/*.rs` and of the corpus
 /// folders).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
-    ("value", value),
-    ("frames", frames),
-    ("message", message),
-    ("inspect", inspect),
-];
+pub const TARGETS: &[(&str, Target)] =
+    &[("value", value), ("frames", frames), ("message", message), ("inspect", inspect)];
 
 /// Decodes one value every way; checks that a strict decode re-encodes to the same bytes
 /// and that the borrowed view agrees with the owned value.
@@ -31,7 +30,8 @@ pub fn value(data: &[u8]) {
         let used = &data[..r.position()];
         assert_eq!(v.to_vec(), used, "lossless: decode then encode must give the same bytes");
         assert_eq!(v.encoded_len(), used.len(), "encoded_len must match the encoding");
-        let (view, n) = ValueRef::decode(data).expect("the borrowed view must accept what the owned decoder accepts");
+        let (view, n) = ValueRef::decode(data)
+            .expect("the borrowed view must accept what the owned decoder accepts");
         assert_eq!(n, used.len());
         if let Ok(owned) = view.to_owned_value() {
             assert_eq!(owned, v, "borrowed and owned decoders must agree");
@@ -76,7 +76,8 @@ fn round_trip(p: &Performative) {
         let mut b = Vec::new();
         p.encode_with(layout, &mut b);
         assert_eq!(b.len(), p.encoded_len_with(layout), "encoded_len must match the encoding");
-        let (back, _) = Performative::decode(&b, DecodeOptions::STRICT).expect("our own encoding must decode strictly");
+        let (back, _) = Performative::decode(&b, DecodeOptions::STRICT)
+            .expect("our own encoding must decode strictly");
         assert_eq!(&back, p, "performative round trip");
     }
 }

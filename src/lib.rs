@@ -4,7 +4,7 @@
 pub mod codec;
 #[macro_use]
 pub mod types;
-pub mod message;
 pub mod frame;
-pub mod inspect;
 pub mod fuzzing;
+pub mod inspect;
+pub mod message;

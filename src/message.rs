@@ -11,7 +11,10 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 use crate::codec::format as fc;
-use crate::codec::{DecodeError, DecodeOptions, Described, ErrorKind, Fmt, MapRef, Mode, Reader, Value, ValueRef, Warning};
+use crate::codec::{
+    DecodeError, DecodeOptions, Described, ErrorKind, Fmt, MapRef, Mode, Reader, Value, ValueRef,
+    Warning,
+};
 use crate::types::{read_descriptor, read_unknown_described, Codec, Composite, Header, Properties};
 
 /// Data sections at least this long are referenced, not copied, by [`Message::encode_payload`].
@@ -80,8 +83,11 @@ pub struct AnnotationMap {
 
 impl AnnotationMap {
     /// A map from key/value pairs, encoded now.
-    pub fn from_pairs<K: Into<Value>, V: Into<Value>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        let v = Value::Map(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(), Fmt::Auto);
+    pub fn from_pairs<K: Into<Value>, V: Into<Value>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let v =
+            Value::Map(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(), Fmt::Auto);
         Self::from_encoded(Bytes::from(v.to_vec()))
     }
 
@@ -94,7 +100,9 @@ impl AnnotationMap {
     fn from_encoded(raw: Bytes) -> Self {
         let (count, body_start) = match raw.first() {
             Some(&fc::MAP8) if raw.len() >= 3 => (u32::from(raw[2]), 3),
-            Some(&fc::MAP32) if raw.len() >= 9 => (u32::from_be_bytes([raw[5], raw[6], raw[7], raw[8]]), 9),
+            Some(&fc::MAP32) if raw.len() >= 9 => {
+                (u32::from_be_bytes([raw[5], raw[6], raw[7], raw[8]]), 9)
+            }
             _ => (0, raw.len()),
         };
         Self { raw, count, body_start }
@@ -138,13 +146,19 @@ impl AnnotationMap {
         let start = r.position();
         let code = r.peek_u8()?;
         if !matches!(code, fc::MAP8 | fc::MAP32) {
-            return Err(r.error_at(start, ErrorKind::UnexpectedType { expected: "map", found: code }));
+            return Err(
+                r.error_at(start, ErrorKind::UnexpectedType { expected: "map", found: code })
+            );
         }
         let raw = r.skip_value()?;
         let base = r.offset() - raw.len();
         let strict = DecodeOptions { mode: Mode::Strict, ..r.options() };
         let mut v = Reader::new(raw, strict).with_base(base);
-        let checked = if section == "application-properties" { validate_application_properties(&mut v) } else { v.validate_value() };
+        let checked = if section == "application-properties" {
+            validate_application_properties(&mut v)
+        } else {
+            v.validate_value()
+        };
         match checked {
             Ok(()) => Ok(Self::from_encoded(src.slice_ref(raw))),
             Err(e) if r.options().mode == Mode::Lenient => {
@@ -155,7 +169,11 @@ impl AnnotationMap {
                 let warnings = sub.take_warnings();
                 if warnings.is_empty() {
                     // Only a semantic rule failed (application-properties keys or values).
-                    r.push_warning(Warning { offset: e.offset, kind: e.kind, action: "kept the entry" });
+                    r.push_warning(Warning {
+                        offset: e.offset,
+                        kind: e.kind,
+                        action: "kept the entry",
+                    });
                 }
                 for w in warnings {
                     r.push_warning(w);
@@ -175,12 +193,27 @@ fn validate_application_properties(r: &mut Reader<'_>) -> Result<(), DecodeError
     for _ in 0..count / 2 {
         let kpos = r.position();
         if !matches!(r.peek_u8()?, fc::STR8 | fc::STR32) {
-            return Err(r.error_at(kpos, ErrorKind::InvalidValue { what: "application-properties", reason: "keys must be strings".into() }));
+            return Err(r.error_at(
+                kpos,
+                ErrorKind::InvalidValue {
+                    what: "application-properties",
+                    reason: "keys must be strings".into(),
+                },
+            ));
         }
         r.validate_value()?;
         let vpos = r.position();
-        if matches!(r.peek_u8()?, fc::LIST0 | fc::LIST8 | fc::LIST32 | fc::MAP8 | fc::MAP32 | fc::ARRAY8 | fc::ARRAY32) {
-            return Err(r.error_at(vpos, ErrorKind::InvalidValue { what: "application-properties", reason: "values must be simple types, not list, map or array".into() }));
+        if matches!(
+            r.peek_u8()?,
+            fc::LIST0 | fc::LIST8 | fc::LIST32 | fc::MAP8 | fc::MAP32 | fc::ARRAY8 | fc::ARRAY32
+        ) {
+            return Err(r.error_at(
+                vpos,
+                ErrorKind::InvalidValue {
+                    what: "application-properties",
+                    reason: "values must be simple types, not list, map or array".into(),
+                },
+            ));
         }
         r.validate_value()?;
     }
@@ -232,7 +265,10 @@ impl Message {
     }
 
     /// Decodes a message with `opts`; returns it and the warnings of a lenient decode.
-    pub fn decode_with(bytes: &Bytes, opts: DecodeOptions) -> Result<(Self, Vec<crate::codec::Warning>), DecodeError> {
+    pub fn decode_with(
+        bytes: &Bytes,
+        opts: DecodeOptions,
+    ) -> Result<(Self, Vec<crate::codec::Warning>), DecodeError> {
         let mut r = Reader::from_bytes(bytes, opts);
         let m = Self::read(&mut r, bytes)?;
         Ok((m, r.take_warnings()))
@@ -246,7 +282,14 @@ impl Message {
             let pos = r.position();
             let d = read_descriptor(r)?;
             let Some(code) = d.code().filter(|c| (0x70..=0x78).contains(c)) else {
-                r.deviation(pos, ErrorKind::UnexpectedDescriptor { expected: "a message section", found: d.to_string() }, "kept the unknown section")?;
+                r.deviation(
+                    pos,
+                    ErrorKind::UnexpectedDescriptor {
+                        expected: "a message section",
+                        found: d.to_string(),
+                    },
+                    "kept the unknown section",
+                )?;
                 m.unknown_sections.push(read_unknown_described(r, d)?);
                 continue;
             };
@@ -256,7 +299,10 @@ impl Message {
                 // may repeat, but only after their own kind.
                 let repeat_ok = prev == code && (code == 0x75 || code == 0x76);
                 if rank(code) < rank(prev) || (rank(code) == rank(prev) && !repeat_ok) {
-                    return Err(r.error_at(pos, ErrorKind::SectionOrder { found: name, after: section_name(prev) }));
+                    return Err(r.error_at(
+                        pos,
+                        ErrorKind::SectionOrder { found: name, after: section_name(prev) },
+                    ));
                 }
             }
             last = Some(code);
@@ -267,7 +313,12 @@ impl Message {
                 0x73 => m.properties = Some(Properties::read_list(r)?),
                 0x74 => m.application_properties = Some(AnnotationMap::read(r, src, name)?),
                 0x75 => {
-                    let b = <Bytes as Codec>::read_opt(r)?.ok_or_else(|| r.error_at(pos, ErrorKind::MissingField { composite: "data", field: "binary" }))?;
+                    let b = <Bytes as Codec>::read_opt(r)?.ok_or_else(|| {
+                        r.error_at(
+                            pos,
+                            ErrorKind::MissingField { composite: "data", field: "binary" },
+                        )
+                    })?;
                     match &mut m.body {
                         Body::Data(v) => v.push(b),
                         _ => m.body = Body::data(b),
@@ -277,7 +328,15 @@ impl Message {
                     let vpos = r.position();
                     let items = match Value::read(r)? {
                         Value::List(items, _) => items,
-                        _ => return Err(r.error_at(vpos, ErrorKind::UnexpectedType { expected: "list", found: r.buffer().get(vpos).copied().unwrap_or(0) })),
+                        _ => {
+                            return Err(r.error_at(
+                                vpos,
+                                ErrorKind::UnexpectedType {
+                                    expected: "list",
+                                    found: r.buffer().get(vpos).copied().unwrap_or(0),
+                                },
+                            ))
+                        }
                     };
                     match &mut m.body {
                         Body::Sequence(v) => v.push(items),
@@ -297,10 +356,8 @@ impl Message {
         if let Some(h) = &self.header {
             n += Codec::encoded_len(h);
         }
-        for m in [&self.delivery_annotations, &self.message_annotations] {
-            if let Some(m) = m {
-                n += 3 + m.raw.len();
-            }
+        for m in [&self.delivery_annotations, &self.message_annotations].into_iter().flatten() {
+            n += 3 + m.raw.len();
         }
         if let Some(p) = &self.properties {
             n += Codec::encoded_len(p);
@@ -471,7 +528,9 @@ impl Payload {
             let hi = end.min(seg_start + seg_len);
             if lo < hi {
                 match seg {
-                    Segment::Head(h) => this.head.extend_from_slice(&h[lo - seg_start..hi - seg_start]),
+                    Segment::Head(h) => {
+                        this.head.extend_from_slice(&h[lo - seg_start..hi - seg_start])
+                    }
                     Segment::Insert(b) => {
                         let pos = this.head.len();
                         this.inserts.push((pos, b.slice(lo - seg_start..hi - seg_start)));

@@ -24,7 +24,9 @@ fn decode(frame: &Bytes) -> usize {
     let header = FrameHeader::parse(&h).expect("header");
     let raw = RawFrame { offset: 0, header, bytes: frame.clone() };
     let f = raw.decode(DecodeOptions::STRICT).expect("frame");
-    let FrameBody::Amqp { performative: Performative::Transfer(t), payload } = f.body else { panic!() };
+    let FrameBody::Amqp { performative: Performative::Transfer(t), payload } = f.body else {
+        panic!()
+    };
     let m = Message::decode(&payload).expect("message");
     usize::from(t.more) + m.body.as_data().map_or(0, Bytes::len)
 }
@@ -69,4 +71,3 @@ fn encoding_into_a_reused_buffer_does_not_allocate() {
         }
     }
 }
-

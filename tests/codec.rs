@@ -66,11 +66,17 @@ fn decodes_every_fixed_width_format_code() {
     lossless("82400c000000000000", Value::Double(3.5));
     lossless("7401020304", Value::Decimal32([1, 2, 3, 4]));
     lossless("840102030405060708", Value::Decimal64([1, 2, 3, 4, 5, 6, 7, 8]));
-    lossless("94000102030405060708090a0b0c0d0e0f", Value::Decimal128(core::array::from_fn(|i| i as u8)));
+    lossless(
+        "94000102030405060708090a0b0c0d0e0f",
+        Value::Decimal128(core::array::from_fn(|i| i as u8)),
+    );
     lossless("7300000041", Value::Char('A'));
     lossless("730001f600", Value::Char('😀'));
     lossless("8300000000499602d2", Value::Timestamp(Timestamp(1_234_567_890)));
-    lossless("98000102030405060708090a0b0c0d0e0f", Value::Uuid(Uuid(core::array::from_fn(|i| i as u8))));
+    lossless(
+        "98000102030405060708090a0b0c0d0e0f",
+        Value::Uuid(Uuid(core::array::from_fn(|i| i as u8))),
+    );
 }
 
 #[test]
@@ -88,13 +94,28 @@ fn decodes_every_variable_width_format_code() {
 fn decodes_every_compound_format_code() {
     lossless("45", Value::List(vec![], Fmt::Auto));
     lossless("c0040241 5201", Value::List(vec![true.into(), 1u32.into()], Fmt::Auto));
-    lossless("d0 00000007 00000002 41 5201", Value::List(vec![true.into(), 1u32.into()], Fmt::Auto));
+    lossless(
+        "d0 00000007 00000002 41 5201",
+        Value::List(vec![true.into(), 1u32.into()], Fmt::Auto),
+    );
     lossless("c1 01 00", Value::Map(vec![], Fmt::Auto));
-    lossless("c1 06 02 a30161 5201", Value::Map(vec![(Value::Symbol("a".into(), Fmt::Auto), 1u32.into())], Fmt::Auto));
-    lossless("d1 00000009 00000002 a30161 5201", Value::Map(vec![(Value::Symbol("a".into(), Fmt::Auto), 1u32.into())], Fmt::Auto));
+    lossless(
+        "c1 06 02 a30161 5201",
+        Value::Map(vec![(Value::Symbol("a".into(), Fmt::Auto), 1u32.into())], Fmt::Auto),
+    );
+    lossless(
+        "d1 00000009 00000002 a30161 5201",
+        Value::Map(vec![(Value::Symbol("a".into(), Fmt::Auto), 1u32.into())], Fmt::Auto),
+    );
     // array8 of smalluint, array32 of uint.
-    lossless("e0 04 02 52 01 02", Value::Array(Array::new(vec![1u32.into(), 2u32.into()]).expect("array")));
-    lossless("f0 0000000d 00000002 70 00000001 00000002", Value::Array(Array::new(vec![1u32.into(), 2u32.into()]).expect("array")));
+    lossless(
+        "e0 04 02 52 01 02",
+        Value::Array(Array::new(vec![1u32.into(), 2u32.into()]).expect("array")),
+    );
+    lossless(
+        "f0 0000000d 00000002 70 00000001 00000002",
+        Value::Array(Array::new(vec![1u32.into(), 2u32.into()]).expect("array")),
+    );
 }
 
 #[test]
@@ -103,17 +124,29 @@ fn decodes_arrays_of_described_lists_and_arrays() {
     let v = Value::decode(&hex("e0 09 02 00 53 77 a3 01 61 01 62")).expect("described array");
     let Value::Array(a) = &v else { panic!("{v:?}") };
     assert_eq!(a.descriptor(), Some(&Value::from(0x77u64)));
-    assert_eq!(a.items(), &[Value::Symbol("a".into(), Fmt::Auto), Value::Symbol("b".into(), Fmt::Auto)]);
+    assert_eq!(
+        a.items(),
+        &[Value::Symbol("a".into(), Fmt::Auto), Value::Symbol("b".into(), Fmt::Auto)]
+    );
     assert_eq!(v.to_vec(), hex("e0 09 02 00 53 77 a3 01 61 01 62"));
     // An array of two list8s: [[true], []].
     lossless(
         "e0 07 02 c0 02 01 41 01 00",
-        Value::Array(Array::new(vec![Value::List(vec![true.into()], Fmt::Auto), Value::List(vec![], Fmt::Auto)]).expect("lists")),
+        Value::Array(
+            Array::new(vec![
+                Value::List(vec![true.into()], Fmt::Auto),
+                Value::List(vec![], Fmt::Auto),
+            ])
+            .expect("lists"),
+        ),
     );
     // An array of two arrays of smalluint: [[1], [2, 3]].
     let inner1 = Value::Array(Array::new(vec![1u32.into()]).expect("inner"));
     let inner2 = Value::Array(Array::new(vec![2u32.into(), 3u32.into()]).expect("inner"));
-    lossless("e0 0b 02 e0 03 01 52 01 04 02 52 02 03", Value::Array(Array::new(vec![inner1, inner2]).expect("outer")));
+    lossless(
+        "e0 0b 02 e0 03 01 52 01 04 02 52 02 03",
+        Value::Array(Array::new(vec![inner1, inner2]).expect("outer")),
+    );
 }
 
 #[test]
@@ -131,7 +164,10 @@ fn decodes_nested_described_types_with_both_descriptor_forms() {
         "00 53 01 00 53 02 41",
         Value::Described(Box::new(amqpwire::codec::Described {
             descriptor: 1u64.into(),
-            value: Value::Described(Box::new(amqpwire::codec::Described { descriptor: 2u64.into(), value: true.into() })),
+            value: Value::Described(Box::new(amqpwire::codec::Described {
+                descriptor: 2u64.into(),
+                value: true.into(),
+            })),
         })),
     );
 }
@@ -140,7 +176,14 @@ fn decodes_nested_described_types_with_both_descriptor_forms() {
 fn keeps_non_canonical_encodings_byte_for_byte() {
     // uint 5 as a four-octet uint, ulong 0 as a smallulong, a list32 holding one byte,
     // a str32 holding two.
-    for h in ["7000000005", "5300", "d0 00000005 00000001 40", "b1 00000002 6869", "5600", "e0 06 01 70 00000001"] {
+    for h in [
+        "7000000005",
+        "5300",
+        "d0 00000005 00000001 40",
+        "b1 00000002 6869",
+        "5600",
+        "e0 06 01 70 00000001",
+    ] {
         let b = hex(h);
         assert_eq!(Value::decode(&b).expect(h).to_vec(), b, "{h}");
     }
@@ -248,7 +291,10 @@ fn lenient_mode_accepts_known_deviations_with_warnings() {
 
     let b = hex("c0 03 01 41 41");
     let mut r = amqpwire::codec::Reader::new(&b, lenient);
-    assert_eq!(Value::read(&mut r).expect("trailing bytes skipped"), Value::List(vec![true.into()], Fmt::Auto));
+    assert_eq!(
+        Value::read(&mut r).expect("trailing bytes skipped"),
+        Value::List(vec![true.into()], Fmt::Auto)
+    );
     assert!(matches!(r.warnings()[0].kind, ErrorKind::TrailingBytes { .. }));
 
     let b = hex("a1 02 c328");

@@ -6,7 +6,9 @@ use std::path::Path;
 use amqpwire::codec::{DecodeOptions, Reader, Value, ValueRef};
 use amqpwire::frame::{FrameBody, FrameDecoder, StreamItem};
 use amqpwire::message::{Body, Message};
-use amqpwire::types::{Composite, DeliveryState, Handle, Layout, MessageId, Performative, Role, SequenceNo};
+use amqpwire::types::{
+    Composite, DeliveryState, Handle, Layout, MessageId, Performative, Role, SequenceNo,
+};
 use bytes::Bytes;
 
 fn fixture(path: &str) -> Bytes {
@@ -19,7 +21,9 @@ fn one_frame(path: &str) -> (amqpwire::frame::RawFrame, amqpwire::frame::Frame) 
     let bytes = fixture(path);
     let mut d = FrameDecoder::new(u32::MAX).frames_first();
     d.push(&bytes);
-    let Some(StreamItem::Frame(raw)) = d.next_item().expect("framing") else { panic!("no frame in {path}") };
+    let Some(StreamItem::Frame(raw)) = d.next_item().expect("framing") else {
+        panic!("no frame in {path}")
+    };
     assert_eq!(raw.bytes.len(), bytes.len(), "{path} is exactly one frame");
     assert_eq!(raw.header.size as usize, bytes.len());
     let frame = raw.decode(DecodeOptions::STRICT).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -39,7 +43,9 @@ fn assert_lossless(buf: &[u8]) {
 #[test]
 fn iothub_client_open_from_node_sdk() {
     let (raw, frame) = one_frame("iothub/client-open.bin");
-    let FrameBody::Amqp { performative: Performative::Open(open), payload } = frame.body else { panic!() };
+    let FrameBody::Amqp { performative: Performative::Open(open), payload } = frame.body else {
+        panic!()
+    };
     assert!(payload.is_empty());
     assert_eq!(&*open.container_id, "78059d0a-c01b-fa4a-bb42-f202739f56be");
     assert_eq!(open.hostname.as_deref(), Some("win-3u7uddj5jgo"));
@@ -55,7 +61,9 @@ fn iothub_client_open_from_node_sdk() {
 #[test]
 fn iothub_hub_open_reencodes_exactly_with_every_field_present() {
     let (raw, frame) = one_frame("iothub/hub-open.bin");
-    let FrameBody::Amqp { performative: Performative::Open(open), .. } = frame.body else { panic!() };
+    let FrameBody::Amqp { performative: Performative::Open(open), .. } = frame.body else {
+        panic!()
+    };
     assert_eq!(&*open.container_id, "DeviceGateway_7dab0f42c56241c3be5b932835fc2174");
     assert_eq!(open.hostname.as_deref(), Some("localhost"));
     assert_eq!(open.max_frame_size, 65536);
@@ -72,7 +80,9 @@ fn iothub_hub_open_reencodes_exactly_with_every_field_present() {
 #[test]
 fn iothub_disposition() {
     let (raw, frame) = one_frame("iothub/hub-disposition.bin");
-    let FrameBody::Amqp { performative: Performative::Disposition(d), .. } = frame.body else { panic!() };
+    let FrameBody::Amqp { performative: Performative::Disposition(d), .. } = frame.body else {
+        panic!()
+    };
     assert_eq!(d.role, Role::RECEIVER);
     assert_eq!(d.first, SequenceNo(2045));
     assert_eq!(d.last, None);
@@ -85,7 +95,9 @@ fn iothub_disposition() {
 #[test]
 fn iothub_d2c_transfer_and_its_message() {
     let (raw, frame) = one_frame("iothub/d2c-transfer.bin");
-    let FrameBody::Amqp { performative: Performative::Transfer(t), payload } = frame.body else { panic!() };
+    let FrameBody::Amqp { performative: Performative::Transfer(t), payload } = frame.body else {
+        panic!()
+    };
     assert_eq!(t.handle, Handle(3));
     assert_eq!(t.delivery_id, Some(SequenceNo(2045)));
     assert_eq!(t.delivery_tag.as_deref(), Some(&b"2044"[..]));
@@ -114,7 +126,12 @@ fn iothub_d2c_transfer_and_its_message() {
 
 #[test]
 fn typed_performatives_round_trip_through_both_layouts() {
-    for path in ["iothub/client-open.bin", "iothub/hub-open.bin", "iothub/hub-disposition.bin", "iothub/d2c-transfer.bin"] {
+    for path in [
+        "iothub/client-open.bin",
+        "iothub/hub-open.bin",
+        "iothub/hub-disposition.bin",
+        "iothub/d2c-transfer.bin",
+    ] {
         let (_, frame) = one_frame(path);
         let FrameBody::Amqp { performative, .. } = frame.body else { panic!() };
         for layout in [Layout::Compact, Layout::AllFields] {

@@ -1,7 +1,10 @@
 //! Protocol headers, frame headers and their errors, and frame encoding.
 
 use amqpwire::codec::DecodeOptions;
-use amqpwire::frame::{FrameBody, FrameDecoder, FrameEncoder, FrameErrorKind, FrameHeader, HeaderError, ProtocolHeader, StreamItem};
+use amqpwire::frame::{
+    FrameBody, FrameDecoder, FrameEncoder, FrameErrorKind, FrameHeader, HeaderError,
+    ProtocolHeader, StreamItem,
+};
 use amqpwire::message::{Message, Payload};
 use amqpwire::types::{Handle, Performative, SaslFrameBody, SaslInit, SequenceNo, Transfer};
 use bytes::Bytes;
@@ -20,7 +23,8 @@ fn first_error(bytes: &[u8], max: u32) -> FrameErrorKind {
 
 #[test]
 fn reads_the_three_protocol_headers() {
-    for (h, id) in [(ProtocolHeader::AMQP, 0), (ProtocolHeader::TLS, 2), (ProtocolHeader::SASL, 3)] {
+    for (h, id) in [(ProtocolHeader::AMQP, 0), (ProtocolHeader::TLS, 2), (ProtocolHeader::SASL, 3)]
+    {
         let b = h.to_bytes();
         assert_eq!(b, [b'A', b'M', b'Q', b'P', id, 1, 0, 0]);
         assert_eq!(ProtocolHeader::parse(&b), Ok(h));
@@ -106,7 +110,11 @@ fn header_round_trips() {
 fn sasl_frames_allow_large_tokens() {
     // A SASL PLAIN response with a long SAS token (pitfall: 512-byte limits before open).
     let token = vec![b'x'; 4000];
-    let init = SaslFrameBody::Init(SaslInit { mechanism: "PLAIN".into(), initial_response: Some(Bytes::from(token)), hostname: None });
+    let init = SaslFrameBody::Init(SaslInit {
+        mechanism: "PLAIN".into(),
+        initial_response: Some(Bytes::from(token)),
+        hostname: None,
+    });
     let mut out = Vec::new();
     FrameEncoder::new(8192).encode_sasl(&init, &mut out).expect("fits");
     assert!(FrameEncoder::new(512).encode_sasl(&init, &mut Vec::new()).is_err());
@@ -122,7 +130,10 @@ fn telemetry(body_len: usize) -> (Transfer, Message) {
     t.delivery_tag = Some(Bytes::from_static(b"\x00\x00\x00\x2a"));
     t.message_format = Some(0);
     let mut m = Message::with_data(Bytes::from(vec![0x5a; body_len]));
-    m.properties = Some(amqpwire::types::Properties { to: Some("/devices/d/messages/events".into()), ..Default::default() });
+    m.properties = Some(amqpwire::types::Properties {
+        to: Some("/devices/d/messages/events".into()),
+        ..Default::default()
+    });
     (t, m)
 }
 
@@ -132,7 +143,11 @@ fn reassemble(stream: &[u8]) -> (usize, Vec<u8>, Vec<Transfer>) {
     let mut payload = Vec::new();
     let mut frames = Vec::new();
     while let Some(StreamItem::Frame(f)) = d.next_item().expect("frame") {
-        let FrameBody::Amqp { performative: Performative::Transfer(t), payload: p } = f.decode(DecodeOptions::STRICT).expect("transfer").body else { panic!() };
+        let FrameBody::Amqp { performative: Performative::Transfer(t), payload: p } =
+            f.decode(DecodeOptions::STRICT).expect("transfer").body
+        else {
+            panic!()
+        };
         payload.extend_from_slice(&p);
         frames.push(t);
     }
@@ -161,7 +176,11 @@ fn splits_a_large_message_at_max_frame_size_and_references_its_body() {
     assert!(n >= 5, "{n} frames");
     // The body was referenced, not copied: the head holds only headers and performatives.
     assert!(out.head.len() < 1024, "head {} bytes", out.head.len());
-    assert!(out.inserts.iter().all(|(_, b)| b.as_ptr() >= body.as_ptr() && b.as_ptr() < body.as_ptr().wrapping_add(body.len())));
+    assert!(out
+        .inserts
+        .iter()
+        .all(|(_, b)| b.as_ptr() >= body.as_ptr()
+            && b.as_ptr() < body.as_ptr().wrapping_add(body.len())));
     let stream = out.to_vec();
     let (frames, payload, ts) = reassemble(&stream);
     assert_eq!(frames, n);
@@ -170,7 +189,10 @@ fn splits_a_large_message_at_max_frame_size_and_references_its_body() {
     for (i, tr) in ts.iter().enumerate() {
         assert_eq!(tr.more, i + 1 < n, "more on frame {i}");
         if i > 0 {
-            assert_eq!((tr.delivery_id, tr.delivery_tag.is_none(), tr.message_format), (None, true, None));
+            assert_eq!(
+                (tr.delivery_id, tr.delivery_tag.is_none(), tr.message_format),
+                (None, true, None)
+            );
         }
     }
     // No frame exceeds the limit.
@@ -184,6 +206,8 @@ fn splits_a_large_message_at_max_frame_size_and_references_its_body() {
 fn a_performative_that_cannot_fit_is_refused() {
     let mut t = Transfer::new(Handle(0));
     t.delivery_tag = Some(Bytes::from(vec![1u8; 600]));
-    let e = FrameEncoder::new(512).encode_transfer(0, &t, b"x", &mut Vec::new()).expect_err("too large");
+    let e = FrameEncoder::new(512)
+        .encode_transfer(0, &t, b"x", &mut Vec::new())
+        .expect_err("too large");
     assert_eq!(e.max, 512);
 }

@@ -30,6 +30,10 @@ fn every_fuzz_target_has_a_libfuzzer_wrapper() {
     for (name, _) in amqpwire::fuzzing::TARGETS {
         let p = root.join(format!("{name}.rs"));
         let src = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        assert!(src.contains(&format!("amqpwire::fuzzing::{name}(")), "{} does not call its target", p.display());
+        assert!(
+            src.contains(&format!("amqpwire::fuzzing::{name}(")),
+            "{} does not call its target",
+            p.display()
+        );
     }
 }

@@ -16,15 +16,26 @@ fn fmt(codes: &'static [u8]) -> impl Strategy<Value = Fmt> {
 fn leaf() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(Value::Null),
-        (any::<bool>(), fmt(&[fc::TRUE, fc::FALSE, fc::BOOLEAN])).prop_map(|(b, f)| Value::Boolean(b, f)),
+        (any::<bool>(), fmt(&[fc::TRUE, fc::FALSE, fc::BOOLEAN]))
+            .prop_map(|(b, f)| Value::Boolean(b, f)),
         any::<u8>().prop_map(Value::Ubyte),
         any::<u16>().prop_map(Value::Ushort),
-        (prop_oneof![Just(0u32), 0u32..300, any::<u32>()], fmt(&[fc::UINT0, fc::SMALLUINT, fc::UINT])).prop_map(|(v, f)| Value::Uint(v, f)),
-        (prop_oneof![Just(0u64), 0u64..300, any::<u64>()], fmt(&[fc::ULONG0, fc::SMALLULONG, fc::ULONG])).prop_map(|(v, f)| Value::Ulong(v, f)),
+        (
+            prop_oneof![Just(0u32), 0u32..300, any::<u32>()],
+            fmt(&[fc::UINT0, fc::SMALLUINT, fc::UINT])
+        )
+            .prop_map(|(v, f)| Value::Uint(v, f)),
+        (
+            prop_oneof![Just(0u64), 0u64..300, any::<u64>()],
+            fmt(&[fc::ULONG0, fc::SMALLULONG, fc::ULONG])
+        )
+            .prop_map(|(v, f)| Value::Ulong(v, f)),
         any::<i8>().prop_map(Value::Byte),
         any::<i16>().prop_map(Value::Short),
-        (prop_oneof![-200i32..200, any::<i32>()], fmt(&[fc::SMALLINT, fc::INT])).prop_map(|(v, f)| Value::Int(v, f)),
-        (prop_oneof![-200i64..200, any::<i64>()], fmt(&[fc::SMALLLONG, fc::LONG])).prop_map(|(v, f)| Value::Long(v, f)),
+        (prop_oneof![-200i32..200, any::<i32>()], fmt(&[fc::SMALLINT, fc::INT]))
+            .prop_map(|(v, f)| Value::Int(v, f)),
+        (prop_oneof![-200i64..200, any::<i64>()], fmt(&[fc::SMALLLONG, fc::LONG]))
+            .prop_map(|(v, f)| Value::Long(v, f)),
         any::<u32>().prop_map(|b| Value::Float(f32::from_bits(b))),
         any::<u64>().prop_map(|b| Value::Double(f64::from_bits(b))),
         any::<[u8; 4]>().prop_map(Value::Decimal32),
@@ -33,24 +44,36 @@ fn leaf() -> impl Strategy<Value = Value> {
         any::<char>().prop_map(Value::Char),
         any::<i64>().prop_map(|t| Value::Timestamp(Timestamp(t))),
         any::<[u8; 16]>().prop_map(|u| Value::Uuid(Uuid(u))),
-        (proptest::collection::vec(any::<u8>(), 0..300), fmt(&[fc::VBIN8, fc::VBIN32])).prop_map(|(b, f)| Value::Binary(Bytes::from(b), f)),
+        (proptest::collection::vec(any::<u8>(), 0..300), fmt(&[fc::VBIN8, fc::VBIN32]))
+            .prop_map(|(b, f)| Value::Binary(Bytes::from(b), f)),
         (".{0,80}", fmt(&[fc::STR8, fc::STR32])).prop_map(|(s, f)| Value::String(s.into(), f)),
-        ("[ -~]{0,300}", fmt(&[fc::SYM8, fc::SYM32])).prop_map(|(s, f)| Value::Symbol(Symbol::from(s), f)),
+        ("[ -~]{0,300}", fmt(&[fc::SYM8, fc::SYM32]))
+            .prop_map(|(s, f)| Value::Symbol(Symbol::from(s), f)),
     ]
 }
 
 /// Arrays of one element type, including arrays of lists, of arrays and of described values.
 fn array(inner: BoxedStrategy<Value>) -> impl Strategy<Value = Value> {
     prop_oneof![
-        proptest::collection::vec(any::<u32>().prop_map(Value::from), 0..20).prop_map(|v| Array::new(v).expect("uints")),
-        proptest::collection::vec("[a-z]{0,300}".prop_map(|s| Value::from(s.as_str())), 1..5).prop_map(|v| Array::new(v).expect("strings")),
-        proptest::collection::vec(any::<bool>().prop_map(Value::from), 1..10).prop_map(|v| Array::new(v).expect("bools")),
-        proptest::collection::vec(proptest::collection::vec(inner.clone(), 0..3).prop_map(|l| Value::List(l, Fmt::Auto)), 1..4)
-            .prop_map(|v| Array::new(v).expect("lists")),
+        proptest::collection::vec(any::<u32>().prop_map(Value::from), 0..20)
+            .prop_map(|v| Array::new(v).expect("uints")),
+        proptest::collection::vec("[a-z]{0,300}".prop_map(|s| Value::from(s.as_str())), 1..5)
+            .prop_map(|v| Array::new(v).expect("strings")),
+        proptest::collection::vec(any::<bool>().prop_map(Value::from), 1..10)
+            .prop_map(|v| Array::new(v).expect("bools")),
+        proptest::collection::vec(
+            proptest::collection::vec(inner.clone(), 0..3).prop_map(|l| Value::List(l, Fmt::Auto)),
+            1..4
+        )
+        .prop_map(|v| Array::new(v).expect("lists")),
         proptest::collection::vec(any::<i64>().prop_map(Value::from), 1..5)
             .prop_map(|v| Array::described(Value::from(0x77u64), v).expect("described")),
-        proptest::collection::vec(proptest::collection::vec(any::<u8>().prop_map(Value::Ubyte), 0..4).prop_map(|v| Value::Array(Array::new(v).expect("ubytes"))), 1..4)
-            .prop_map(|v| Array::new(v).expect("arrays")),
+        proptest::collection::vec(
+            proptest::collection::vec(any::<u8>().prop_map(Value::Ubyte), 0..4)
+                .prop_map(|v| Value::Array(Array::new(v).expect("ubytes"))),
+            1..4
+        )
+        .prop_map(|v| Array::new(v).expect("arrays")),
     ]
     .prop_map(Value::Array)
 }
@@ -58,11 +81,28 @@ fn array(inner: BoxedStrategy<Value>) -> impl Strategy<Value = Value> {
 fn value() -> impl Strategy<Value = Value> {
     leaf().prop_recursive(4, 64, 8, |inner| {
         prop_oneof![
-            (proptest::collection::vec(inner.clone(), 0..8), fmt(&[fc::LIST0, fc::LIST8, fc::LIST32])).prop_map(|(v, f)| Value::List(v, f)),
-            (proptest::collection::vec((inner.clone(), inner.clone()), 0..5), fmt(&[fc::MAP8, fc::MAP32])).prop_map(|(v, f)| Value::Map(v, f)),
+            (
+                proptest::collection::vec(inner.clone(), 0..8),
+                fmt(&[fc::LIST0, fc::LIST8, fc::LIST32])
+            )
+                .prop_map(|(v, f)| Value::List(v, f)),
+            (
+                proptest::collection::vec((inner.clone(), inner.clone()), 0..5),
+                fmt(&[fc::MAP8, fc::MAP32])
+            )
+                .prop_map(|(v, f)| Value::Map(v, f)),
             array(inner.clone().boxed()),
-            (prop_oneof![any::<u64>().prop_map(Value::from), "[a-z:]{1,20}".prop_map(|s| Value::Symbol(Symbol::from(s), Fmt::Auto))], inner)
-                .prop_map(|(d, v)| Value::Described(Box::new(Described { descriptor: d, value: v }))),
+            (
+                prop_oneof![
+                    any::<u64>().prop_map(Value::from),
+                    "[a-z:]{1,20}".prop_map(|s| Value::Symbol(Symbol::from(s), Fmt::Auto))
+                ],
+                inner
+            )
+                .prop_map(|(d, v)| Value::Described(Box::new(Described {
+                    descriptor: d,
+                    value: v
+                }))),
         ]
     })
 }

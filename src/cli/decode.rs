@@ -65,7 +65,10 @@ fn count_errors(rec: &Record) -> usize {
     match rec {
         Record::Header { .. } => 0,
         Record::Error(_) | Record::Truncated { .. } => 1,
-        Record::Frame(f) => usize::from(f.frame.is_err()) + f.delivery.as_ref().map_or(0, |d| usize::from(d.message.is_err())),
+        Record::Frame(f) => {
+            usize::from(f.frame.is_err())
+                + f.delivery.as_ref().map_or(0, |d| usize::from(d.message.is_err()))
+        }
     }
 }
 
@@ -74,10 +77,14 @@ fn read_input(args: &DecodeArgs) -> Result<Vec<u8>, String> {
         return parse_hex(h.as_bytes());
     }
     let raw = match &args.file {
-        Some(p) if p.as_os_str() != "-" => std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+        Some(p) if p.as_os_str() != "-" => {
+            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?
+        }
         _ => {
             let mut v = Vec::new();
-            std::io::stdin().read_to_end(&mut v).map_err(|e| format!("cannot read standard input: {e}"))?;
+            std::io::stdin()
+                .read_to_end(&mut v)
+                .map_err(|e| format!("cannot read standard input: {e}"))?;
             v
         }
     };
@@ -92,7 +99,8 @@ fn read_input(args: &DecodeArgs) -> Result<Vec<u8>, String> {
 /// stream never qualifies: it starts with `AMQP` or with a frame size whose first byte is
 /// a control character.
 fn looks_like_hex(b: &[u8]) -> bool {
-    b.iter().any(u8::is_ascii_hexdigit) && b.iter().all(|c| c.is_ascii_hexdigit() || c.is_ascii_whitespace())
+    b.iter().any(u8::is_ascii_hexdigit)
+        && b.iter().all(|c| c.is_ascii_hexdigit() || c.is_ascii_whitespace())
 }
 
 fn parse_hex(text: &[u8]) -> Result<Vec<u8>, String> {
@@ -102,7 +110,9 @@ fn parse_hex(text: &[u8]) -> Result<Vec<u8>, String> {
         if c.is_ascii_whitespace() {
             continue;
         }
-        let d = (c as char).to_digit(16).ok_or_else(|| format!("hex input: {:?} at character {i} is not a hex digit", c as char))? as u8;
+        let d = (c as char).to_digit(16).ok_or_else(|| {
+            format!("hex input: {:?} at character {i} is not a hex digit", c as char)
+        })? as u8;
         match high.take() {
             None => high = Some(d),
             Some(h) => out.push(h << 4 | d),

@@ -171,8 +171,7 @@ impl fmt::Display for ErrorKind {
             Self::InvalidArrayConstructor(c) => {
                 write!(f, "format code 0x{c:02x} cannot be an array element constructor")
             }
-            Self::UnexpectedType { expected, found } => match crate::codec::format::name(*found)
-            {
+            Self::UnexpectedType { expected, found } => match crate::codec::format::name(*found) {
                 Some(name) => write!(f, "expected {expected}, found {name} (0x{found:02x})"),
                 None => write!(f, "expected {expected}, found format code 0x{found:02x}"),
             },
@@ -182,14 +181,9 @@ impl fmt::Display for ErrorKind {
             Self::MissingField { composite, field } => {
                 write!(f, "{composite}: mandatory field {field} is absent or null")
             }
-            Self::TooManyFields {
-                composite,
-                count,
-                defined,
-            } => write!(
-                f,
-                "{composite}: list has {count} fields, the spec defines {defined}"
-            ),
+            Self::TooManyFields { composite, count, defined } => {
+                write!(f, "{composite}: list has {count} fields, the spec defines {defined}")
+            }
             Self::InvalidValue { what, reason } => write!(f, "{what}: {reason}"),
             Self::SectionOrder { found, after } => {
                 write!(f, "message section {found} may not follow {after}")

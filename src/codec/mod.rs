@@ -21,6 +21,6 @@ pub use error::{DecodeError, ErrorKind, Warning};
 pub use format::Fmt;
 pub use primitive::{Symbol, Timestamp, Uuid};
 pub use reader::{DecodeOptions, Mode, Reader};
-pub use value::{Array, Described, MixedArray, Value};
-pub use value_ref::{ArrayRef, Descriptor, DescribedRef, Iter, ListRef, MapRef, ValueRef};
 pub(crate) use value::check_array_count;
+pub use value::{Array, Described, MixedArray, Value};
+pub use value_ref::{ArrayRef, DescribedRef, Descriptor, Iter, ListRef, MapRef, ValueRef};

@@ -33,16 +33,10 @@ impl DecodeOptions {
     pub const DEFAULT_MAX_DEPTH: u32 = 64;
 
     /// Strict decoding with the default depth limit.
-    pub const STRICT: Self = Self {
-        mode: Mode::Strict,
-        max_depth: Self::DEFAULT_MAX_DEPTH,
-    };
+    pub const STRICT: Self = Self { mode: Mode::Strict, max_depth: Self::DEFAULT_MAX_DEPTH };
 
     /// Lenient decoding with the default depth limit.
-    pub const LENIENT: Self = Self {
-        mode: Mode::Lenient,
-        max_depth: Self::DEFAULT_MAX_DEPTH,
-    };
+    pub const LENIENT: Self = Self { mode: Mode::Lenient, max_depth: Self::DEFAULT_MAX_DEPTH };
 }
 
 impl Default for DecodeOptions {
@@ -162,11 +156,7 @@ impl<'a> Reader<'a> {
         match self.opts.mode {
             Mode::Strict => Err(self.error_at(pos, kind)),
             Mode::Lenient => {
-                self.warnings.push(Warning {
-                    offset: self.base + pos,
-                    kind,
-                    action,
-                });
+                self.warnings.push(Warning { offset: self.base + pos, kind, action });
                 Ok(())
             }
         }
@@ -175,10 +165,7 @@ impl<'a> Reader<'a> {
     #[inline]
     fn need(&self, n: usize) -> Result<(), DecodeError> {
         if self.remaining() < n {
-            return Err(self.error(ErrorKind::Truncated {
-                needed: n,
-                available: self.remaining(),
-            }));
+            return Err(self.error(ErrorKind::Truncated { needed: n, available: self.remaining() }));
         }
         Ok(())
     }
@@ -247,7 +234,11 @@ impl<'a> Reader<'a> {
 
     /// Checks UTF-8 and returns the string as shared storage. In lenient mode invalid
     /// sequences are replaced (U+FFFD) and a warning is recorded.
-    pub(crate) fn to_string(&mut self, pos: usize, slice: &'a [u8]) -> Result<ByteString, DecodeError> {
+    pub(crate) fn make_string(
+        &mut self,
+        pos: usize,
+        slice: &'a [u8],
+    ) -> Result<ByteString, DecodeError> {
         // `try_from` checks UTF-8 once; an error hands the bytes back for the lenient path.
         match ByteString::try_from(self.to_bytes(slice)) {
             Ok(s) => Ok(s),
@@ -260,11 +251,15 @@ impl<'a> Reader<'a> {
 
     /// Checks that a symbol is ASCII. In lenient mode a symbol that is valid UTF-8 but not
     /// ASCII is accepted with a warning.
-    pub(crate) fn to_symbol(&mut self, pos: usize, slice: &'a [u8]) -> Result<ByteString, DecodeError> {
+    pub(crate) fn make_symbol(
+        &mut self,
+        pos: usize,
+        slice: &'a [u8],
+    ) -> Result<ByteString, DecodeError> {
         if !slice.is_ascii() {
             self.deviation(pos, ErrorKind::InvalidSymbol, "kept the symbol as UTF-8")?;
         }
-        self.to_string(pos, slice)
+        self.make_string(pos, slice)
     }
 
     /// Records a warning found by a nested decoder.
@@ -299,10 +294,7 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         let (size, count, count_width) = match code {
             fc::LIST0 => {
-                let c = Compound {
-                    outer_end: self.end,
-                    start,
-                };
+                let c = Compound { outer_end: self.end, start };
                 self.end = self.pos;
                 return Ok((0, c));
             }
@@ -332,21 +324,26 @@ impl<'a> Reader<'a> {
         if matches!(code, fc::MAP8 | fc::MAP32) && count % 2 != 0 {
             return Err(self.error_at(start, ErrorKind::OddMapCount(count)));
         }
-        let c = Compound {
-            outer_end: self.end,
-            start,
-        };
+        let c = Compound { outer_end: self.end, start };
         self.end = self.pos + body;
         Ok((count, c))
     }
 
     /// Leaves a compound opened with [`Reader::open_compound`]: bytes left inside it are an
     /// error in strict mode and skipped with a warning in lenient mode.
-    pub(crate) fn close_compound(&mut self, c: Compound, within: &'static str) -> Result<(), DecodeError> {
+    pub(crate) fn close_compound(
+        &mut self,
+        c: Compound,
+        within: &'static str,
+    ) -> Result<(), DecodeError> {
         let left = self.end - self.pos;
         if left > 0 {
             let pos = self.pos;
-            self.deviation(pos, ErrorKind::TrailingBytes { within, left }, "skipped the extra bytes")?;
+            self.deviation(
+                pos,
+                ErrorKind::TrailingBytes { within, left },
+                "skipped the extra bytes",
+            )?;
             self.pos = self.end;
         }
         self.end = c.outer_end;
@@ -385,13 +382,21 @@ impl<'a> Reader<'a> {
                 }
             }
             fc::STR8 | fc::STR32 | fc::SYM8 | fc::SYM32 => {
-                let n = if matches!(code, fc::STR8 | fc::SYM8) { usize::from(self.read_u8()?) } else { self.read_u32()? as usize };
+                let n = if matches!(code, fc::STR8 | fc::SYM8) {
+                    usize::from(self.read_u8()?)
+                } else {
+                    self.read_u32()? as usize
+                };
                 let s = self.read_slice(n)?;
                 if matches!(code, fc::SYM8 | fc::SYM32) && !s.is_ascii() {
                     self.deviation(pos, ErrorKind::InvalidSymbol, "kept the symbol as UTF-8")?;
                 }
                 if std::str::from_utf8(s).is_err() {
-                    self.deviation(pos, ErrorKind::InvalidUtf8, "replaced invalid UTF-8 with U+FFFD")?;
+                    self.deviation(
+                        pos,
+                        ErrorKind::InvalidUtf8,
+                        "replaced invalid UTF-8 with U+FFFD",
+                    )?;
                 }
             }
             fc::LIST0 | fc::LIST8 | fc::LIST32 | fc::MAP8 | fc::MAP32 => {

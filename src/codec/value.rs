@@ -62,9 +62,9 @@ pub enum Value {
     /// symbol.
     Symbol(Symbol, Fmt),
     /// list.
-    List(Vec<Value>, Fmt),
+    List(Vec<Self>, Fmt),
     /// map, in wire order.
-    Map(Vec<(Value, Value)>, Fmt),
+    Map(Vec<(Self, Self)>, Fmt),
     /// array.
     Array(Array),
     /// A described value: a descriptor and the value it describes.
@@ -122,24 +122,12 @@ impl Array {
                 return Err(MixedArray { index: i });
             }
         }
-        Ok(Self {
-            fmt: Fmt::Auto,
-            descriptor: None,
-            elem,
-            exact: false,
-            items,
-        })
+        Ok(Self { fmt: Fmt::Auto, descriptor: None, elem, exact: false, items })
     }
 
     /// An empty array whose elements would have the type of format code `code`.
     pub fn empty(code: u8) -> Self {
-        Self {
-            fmt: Fmt::Auto,
-            descriptor: None,
-            elem: code,
-            exact: true,
-            items: Vec::new(),
-        }
+        Self { fmt: Fmt::Auto, descriptor: None, elem: code, exact: true, items: Vec::new() }
     }
 
     /// An array of described values sharing `descriptor`; `items` are the undescribed
@@ -157,10 +145,7 @@ impl Array {
             descriptor: None,
             elem: fc::SYM8,
             exact: false,
-            items: items
-                .into_iter()
-                .map(|s| Value::Symbol(s, Fmt::Auto))
-                .collect(),
+            items: items.into_iter().map(|s| Value::Symbol(s, Fmt::Auto)).collect(),
         }
     }
 
@@ -238,10 +223,9 @@ impl Value {
         let mut r = Reader::new(buf, opts);
         let v = Self::read(&mut r)?;
         if !r.is_empty() {
-            return Err(r.error(ErrorKind::TrailingBytes {
-                within: "the buffer",
-                left: r.remaining(),
-            }));
+            return Err(
+                r.error(ErrorKind::TrailingBytes { within: "the buffer", left: r.remaining() })
+            );
         }
         Ok(v)
     }
@@ -306,11 +290,11 @@ impl Value {
             }
             fc::STR8 | fc::STR32 => {
                 let s = read_sized(r, code)?;
-                Self::String(r.to_string(pos, s)?, f)
+                Self::String(r.make_string(pos, s)?, f)
             }
             fc::SYM8 | fc::SYM32 => {
                 let s = read_sized(r, code)?;
-                Self::Symbol(Symbol(r.to_symbol(pos, s)?), f)
+                Self::Symbol(Symbol(r.make_symbol(pos, s)?), f)
             }
             fc::LIST0 | fc::LIST8 | fc::LIST32 => {
                 r.enter()?;
@@ -454,10 +438,8 @@ impl Value {
                 }
             }
             Self::Map(pairs, _) => {
-                let body: usize = pairs
-                    .iter()
-                    .map(|(k, v)| k.encoded_len() + v.encoded_len())
-                    .sum();
+                let body: usize =
+                    pairs.iter().map(|(k, v)| k.encoded_len() + v.encoded_len()).sum();
                 if body < 255 && pairs.len() * 2 <= 255 {
                     fc::MAP8
                 } else {
@@ -520,10 +502,7 @@ impl Value {
             (Self::List(_, _), fc::LIST32) => true,
             (Self::Map(pairs, _), fc::MAP8) => {
                 pairs.len() * 2 <= 255
-                    && pairs
-                        .iter()
-                        .map(|(k, v)| k.encoded_len() + v.encoded_len())
-                        .sum::<usize>()
+                    && pairs.iter().map(|(k, v)| k.encoded_len() + v.encoded_len()).sum::<usize>()
                         < 255
             }
             (Self::Map(_, _), fc::MAP32) => true,
@@ -550,10 +529,8 @@ impl Value {
                 _ => 8 + items.iter().map(Self::encoded_len).sum::<usize>(),
             },
             (Self::Map(pairs, _), _) => {
-                let body: usize = pairs
-                    .iter()
-                    .map(|(k, v)| k.encoded_len() + v.encoded_len())
-                    .sum();
+                let body: usize =
+                    pairs.iter().map(|(k, v)| k.encoded_len() + v.encoded_len()).sum();
                 if code == fc::MAP8 {
                     2 + body
                 } else {
@@ -624,10 +601,8 @@ impl Value {
                 }
             }
             Self::Map(pairs, _) => {
-                let body: usize = pairs
-                    .iter()
-                    .map(|(k, v)| k.encoded_len() + v.encoded_len())
-                    .sum();
+                let body: usize =
+                    pairs.iter().map(|(k, v)| k.encoded_len() + v.encoded_len()).sum();
                 write_size_count(code == fc::MAP8, body, pairs.len() * 2, out);
                 for (k, v) in pairs {
                     k.encode(out);
@@ -730,33 +705,33 @@ impl Value {
 
 impl PartialEq for Value {
     fn eq(&self, other: &Self) -> bool {
-        use Value as V;
+        
         match (self, other) {
-            (V::Null, V::Null) => true,
-            (V::Boolean(a, _), V::Boolean(b, _)) => a == b,
-            (V::Ubyte(a), V::Ubyte(b)) => a == b,
-            (V::Ushort(a), V::Ushort(b)) => a == b,
-            (V::Uint(a, _), V::Uint(b, _)) => a == b,
-            (V::Ulong(a, _), V::Ulong(b, _)) => a == b,
-            (V::Byte(a), V::Byte(b)) => a == b,
-            (V::Short(a), V::Short(b)) => a == b,
-            (V::Int(a, _), V::Int(b, _)) => a == b,
-            (V::Long(a, _), V::Long(b, _)) => a == b,
-            (V::Float(a), V::Float(b)) => a.to_bits() == b.to_bits(),
-            (V::Double(a), V::Double(b)) => a.to_bits() == b.to_bits(),
-            (V::Decimal32(a), V::Decimal32(b)) => a == b,
-            (V::Decimal64(a), V::Decimal64(b)) => a == b,
-            (V::Decimal128(a), V::Decimal128(b)) => a == b,
-            (V::Char(a), V::Char(b)) => a == b,
-            (V::Timestamp(a), V::Timestamp(b)) => a == b,
-            (V::Uuid(a), V::Uuid(b)) => a == b,
-            (V::Binary(a, _), V::Binary(b, _)) => a == b,
-            (V::String(a, _), V::String(b, _)) => a == b,
-            (V::Symbol(a, _), V::Symbol(b, _)) => a == b,
-            (V::List(a, _), V::List(b, _)) => a == b,
-            (V::Map(a, _), V::Map(b, _)) => a == b,
-            (V::Array(a), V::Array(b)) => a == b,
-            (V::Described(a), V::Described(b)) => a == b,
+            (Self::Null, Self::Null) => true,
+            (Self::Boolean(a, _), Self::Boolean(b, _)) => a == b,
+            (Self::Ubyte(a), Self::Ubyte(b)) => a == b,
+            (Self::Ushort(a), Self::Ushort(b)) => a == b,
+            (Self::Uint(a, _), Self::Uint(b, _)) => a == b,
+            (Self::Ulong(a, _), Self::Ulong(b, _)) => a == b,
+            (Self::Byte(a), Self::Byte(b)) => a == b,
+            (Self::Short(a), Self::Short(b)) => a == b,
+            (Self::Int(a, _), Self::Int(b, _)) => a == b,
+            (Self::Long(a, _), Self::Long(b, _)) => a == b,
+            (Self::Float(a), Self::Float(b)) => a.to_bits() == b.to_bits(),
+            (Self::Double(a), Self::Double(b)) => a.to_bits() == b.to_bits(),
+            (Self::Decimal32(a), Self::Decimal32(b)) => a == b,
+            (Self::Decimal64(a), Self::Decimal64(b)) => a == b,
+            (Self::Decimal128(a), Self::Decimal128(b)) => a == b,
+            (Self::Char(a), Self::Char(b)) => a == b,
+            (Self::Timestamp(a), Self::Timestamp(b)) => a == b,
+            (Self::Uuid(a), Self::Uuid(b)) => a == b,
+            (Self::Binary(a, _), Self::Binary(b, _)) => a == b,
+            (Self::String(a, _), Self::String(b, _)) => a == b,
+            (Self::Symbol(a, _), Self::Symbol(b, _)) => a == b,
+            (Self::List(a, _), Self::List(b, _)) => a == b,
+            (Self::Map(a, _), Self::Map(b, _)) => a == b,
+            (Self::Array(a), Self::Array(b)) => a == b,
+            (Self::Described(a), Self::Described(b)) => a == b,
             _ => false,
         }
     }
@@ -918,13 +893,7 @@ fn read_array(r: &mut Reader<'_>, code: u8) -> Result<Array, DecodeError> {
         items.push(Value::read_body(r, elem, ctor_pos)?);
     }
     r.close_compound(c, fc::name(code).unwrap_or("array"))?;
-    Ok(Array {
-        fmt: Fmt::Code(code),
-        descriptor,
-        elem,
-        exact: true,
-        items,
-    })
+    Ok(Array { fmt: Fmt::Code(code), descriptor, elem, exact: true, items })
 }
 
 /// A representative format code for a value's type, used to check that array elements

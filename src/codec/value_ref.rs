@@ -150,11 +150,7 @@ impl<'a> ValueRef<'a> {
             let vpos = r.offset();
             let value = r.skip_value()?;
             r.leave();
-            return Ok(Self::Described(DescribedRef {
-                descriptor,
-                value,
-                offset: vpos,
-            }));
+            return Ok(Self::Described(DescribedRef { descriptor, value, offset: vpos }));
         }
         Self::read_body(r, code, pos)
     }
@@ -195,7 +191,9 @@ impl<'a> ValueRef<'a> {
             fc::VBIN8 | fc::VBIN32 => Self::Binary(read_sized(r, code)?),
             fc::STR8 | fc::STR32 => {
                 let s = read_sized(r, code)?;
-                Self::String(std::str::from_utf8(s).map_err(|_| r.error_at(pos, ErrorKind::InvalidUtf8))?)
+                Self::String(
+                    std::str::from_utf8(s).map_err(|_| r.error_at(pos, ErrorKind::InvalidUtf8))?,
+                )
             }
             fc::SYM8 | fc::SYM32 => {
                 let s = read_sized(r, code)?;
@@ -203,7 +201,10 @@ impl<'a> ValueRef<'a> {
                     return Err(r.error_at(pos, ErrorKind::InvalidSymbol));
                 }
                 // ASCII is valid UTF-8, so this cannot fail.
-                Self::Symbol(std::str::from_utf8(s).map_err(|_| r.error_at(pos, ErrorKind::InvalidSymbol))?)
+                Self::Symbol(
+                    std::str::from_utf8(s)
+                        .map_err(|_| r.error_at(pos, ErrorKind::InvalidSymbol))?,
+                )
             }
             fc::LIST0 | fc::LIST8 | fc::LIST32 | fc::MAP8 | fc::MAP32 => {
                 let (count, c) = r.open_compound(code)?;
@@ -229,13 +230,7 @@ impl<'a> ValueRef<'a> {
                 let offset = r.offset();
                 let body = r.read_slice(r.remaining())?;
                 r.close_compound(c, "array")?;
-                Self::Array(ArrayRef {
-                    count,
-                    elem,
-                    descriptor,
-                    body,
-                    offset,
-                })
+                Self::Array(ArrayRef { count, elem, descriptor, body, offset })
             }
             other => return Err(r.error_at(pos, ErrorKind::UnknownFormatCode(other))),
         })
@@ -278,13 +273,18 @@ impl<'a> ValueRef<'a> {
                 Value::Map(pairs, super::Fmt::Auto)
             }
             Self::Array(a) => {
-                let items = a.iter().map(|v| v.and_then(|v| v.to_owned_value())).collect::<Result<Vec<_>, _>>()?;
+                let items =
+                    a.iter()
+                        .map(|v| v.and_then(|v| v.to_owned_value()))
+                        .collect::<Result<Vec<_>, _>>()?;
                 let array = match a.descriptor()? {
                     Some(d) => super::value::Array::described(d.to_owned_value()?, items),
                     None if items.is_empty() => Ok(super::value::Array::empty(a.elem)),
                     None => super::value::Array::new(items),
                 };
-                Value::Array(array.map_err(|_| DecodeError::new(a.offset, ErrorKind::InvalidArrayConstructor(a.elem)))?)
+                Value::Array(array.map_err(|_| {
+                    DecodeError::new(a.offset, ErrorKind::InvalidArrayConstructor(a.elem))
+                })?)
             }
             Self::Described(d) => Value::Described(Box::new(super::value::Described {
                 descriptor: match d.descriptor {
@@ -299,7 +299,9 @@ impl<'a> ValueRef<'a> {
 
     /// Checks every byte of the value, recursing into compounds up to `max_depth` levels.
     pub fn validate(&self, max_depth: u32) -> Result<(), DecodeError> {
-        if max_depth == 0 && matches!(self, Self::List(_) | Self::Map(_) | Self::Array(_) | Self::Described(_)) {
+        if max_depth == 0
+            && matches!(self, Self::List(_) | Self::Map(_) | Self::Array(_) | Self::Described(_))
+        {
             return Err(DecodeError::new(0, ErrorKind::DepthLimit(0)));
         }
         match self {
@@ -386,7 +388,9 @@ impl<'a> MapRef<'a> {
     }
 
     /// The pairs in wire order.
-    pub fn iter(&self) -> impl Iterator<Item = Result<(ValueRef<'a>, ValueRef<'a>), DecodeError>> + 'a {
+    pub fn iter(
+        &self,
+    ) -> impl Iterator<Item = Result<(ValueRef<'a>, ValueRef<'a>), DecodeError>> + 'a {
         let mut it = self.list.iter();
         let (offset, count) = (self.list.offset, self.list.count);
         std::iter::from_fn(move || {
@@ -481,7 +485,9 @@ impl<'a> Iterator for Iter<'a> {
             if !self.reader.is_empty() {
                 self.failed = true;
                 let left = self.reader.remaining();
-                return Some(Err(self.reader.error(ErrorKind::TrailingBytes { within: "compound", left })));
+                return Some(Err(self
+                    .reader
+                    .error(ErrorKind::TrailingBytes { within: "compound", left })));
             }
             return None;
         }

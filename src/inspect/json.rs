@@ -52,7 +52,9 @@ fn frame_json(f: &FrameRecord) -> Vec<Json> {
     if let Some(fields) = body_fields(&f.raw[doff..]) {
         o.insert("fields".into(), fields);
     }
-    if let Ok(crate::frame::Frame { body: crate::frame::FrameBody::Amqp { payload, .. }, .. }) = &f.frame {
+    if let Ok(crate::frame::Frame { body: crate::frame::FrameBody::Amqp { payload, .. }, .. }) =
+        &f.frame
+    {
         if !payload.is_empty() {
             o.insert("payload_size".into(), json!(payload.len()));
         }
@@ -66,7 +68,11 @@ fn frame_json(f: &FrameRecord) -> Vec<Json> {
     if let Some(d) = &f.delivery {
         o.insert("message".into(), message_json(d));
     }
-    let mut warnings: Vec<Json> = f.warnings.iter().map(|w| json!({"offset": w.offset, "warning": w.kind.to_string(), "action": w.action})).collect();
+    let mut warnings: Vec<Json> = f
+        .warnings
+        .iter()
+        .map(|w| json!({"offset": w.offset, "warning": w.kind.to_string(), "action": w.action}))
+        .collect();
     if let Some(d) = &f.delivery {
         warnings.extend(d.warnings.iter().map(|w| json!({"offset": w.offset, "warning": w.kind.to_string(), "action": w.action, "in": "message"})));
     }
@@ -107,7 +113,10 @@ fn message_json(d: &DeliveryRecord) -> Json {
     while !r.is_empty() {
         let Ok(v) = Value::read(&mut r) else { break };
         let Value::Described(desc) = &v else { break };
-        let code = desc.descriptor.as_u64().or_else(|| desc.descriptor.as_symbol().and_then(|s| crate::types::code_for_symbol(s)));
+        let code = desc
+            .descriptor
+            .as_u64()
+            .or_else(|| desc.descriptor.as_symbol().and_then(|s| crate::types::code_for_symbol(s)));
         let name = code.and_then(name_for_code).unwrap_or("unknown-section");
         match code {
             Some(0x75) => {
@@ -132,7 +141,10 @@ fn message_json(d: &DeliveryRecord) -> Json {
             }
             _ => match value_json(&v) {
                 Json::Object(mut m) if m.len() == 1 => {
-                    o.insert(name.into(), m.values_mut().next().map(std::mem::take).unwrap_or(Json::Null));
+                    o.insert(
+                        name.into(),
+                        m.values_mut().next().map(std::mem::take).unwrap_or(Json::Null),
+                    );
                 }
                 other => {
                     o.insert(name.into(), other);
@@ -141,7 +153,8 @@ fn message_json(d: &DeliveryRecord) -> Json {
         }
     }
     if let Some(kind) = body_kind {
-        let content = if kind == "amqp-value" { body.pop().unwrap_or(Json::Null) } else { Json::Array(body) };
+        let content =
+            if kind == "amqp-value" { body.pop().unwrap_or(Json::Null) } else { Json::Array(body) };
         o.insert("body".into(), json!({"kind": kind, "content": content}));
     }
     Json::Object(o)
@@ -184,7 +197,9 @@ pub fn value_json(v: &Value) -> Json {
                 let key = match k {
                     Value::String(s, _) => s.to_string(),
                     Value::Symbol(s, _) => s.as_str().to_owned(),
-                    _ => return json!({"map": pairs.iter().map(|(k, v)| json!([value_json(k), value_json(v)])).collect::<Vec<_>>()}),
+                    _ => {
+                        return json!({"map": pairs.iter().map(|(k, v)| json!([value_json(k), value_json(v)])).collect::<Vec<_>>()})
+                    }
                 };
                 if m.insert(key, value_json(val)).is_some() {
                     return json!({"map": pairs.iter().map(|(k, v)| json!([value_json(k), value_json(v)])).collect::<Vec<_>>()});
@@ -193,19 +208,24 @@ pub fn value_json(v: &Value) -> Json {
             Json::Object(m)
         }
         Value::Described(d) => {
-            let code = d.descriptor.as_u64().or_else(|| d.descriptor.as_symbol().and_then(|s| crate::types::code_for_symbol(s)));
+            let code = d.descriptor.as_u64().or_else(|| {
+                d.descriptor.as_symbol().and_then(|s| crate::types::code_for_symbol(s))
+            });
             let name = code.and_then(name_for_code);
             match (name, code.and_then(fields_for_code), &d.value) {
                 (Some(n), Some(fields), Value::List(items, _)) => {
                     let mut m = Map::new();
                     for (i, item) in items.iter().enumerate() {
-                        let key = fields.get(i).map_or_else(|| format!("[{i}]"), |f| (*f).to_owned());
+                        let key =
+                            fields.get(i).map_or_else(|| format!("[{i}]"), |f| (*f).to_owned());
                         m.insert(key, value_json(item));
                     }
                     json!({ n: m })
                 }
                 (Some(n), _, inner) => json!({ n: value_json(inner) }),
-                _ => json!({"described": {"descriptor": value_json(&d.descriptor), "value": value_json(&d.value)}}),
+                _ => {
+                    json!({"described": {"descriptor": value_json(&d.descriptor), "value": value_json(&d.value)}})
+                }
             }
         }
     }

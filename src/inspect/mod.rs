@@ -23,7 +23,9 @@ pub use text::render_text;
 
 use crate::codec::format as fc;
 use crate::codec::{DecodeError, DecodeOptions, ErrorKind, Reader, Value, Warning};
-use crate::frame::{Frame, FrameBody, FrameDecoder, FrameError, FrameHeader, FrameType, ProtocolHeader, StreamItem};
+use crate::frame::{
+    Frame, FrameBody, FrameDecoder, FrameError, FrameHeader, FrameType, ProtocolHeader, StreamItem,
+};
 use crate::message::Message;
 use crate::types::{fields_for_code, name_for_code, Performative};
 
@@ -45,7 +47,7 @@ pub struct Node {
     /// The value rendered for people, or a summary for compounds.
     pub summary: String,
     /// Elements of a compound, or descriptor and value of a described type.
-    pub children: Vec<Node>,
+    pub children: Vec<Self>,
 }
 
 /// A decoded message with its annotated sections.
@@ -95,7 +97,9 @@ impl FrameRecord {
     pub fn performative(&self) -> Option<&'static str> {
         match &self.frame {
             Ok(Frame { body: FrameBody::Empty, .. }) => Some("empty"),
-            Ok(Frame { body: FrameBody::Amqp { performative, .. }, .. }) => Some(performative.name()),
+            Ok(Frame { body: FrameBody::Amqp { performative, .. }, .. }) => {
+                Some(performative.name())
+            }
             Ok(Frame { body: FrameBody::Sasl(s), .. }) => Some(s.name()),
             Err(_) => None,
         }
@@ -164,7 +168,9 @@ impl Inspector {
         }
         match self.decoder.next_item() {
             Ok(None) => None,
-            Ok(Some(StreamItem::Header { offset, header })) => Some(Record::Header { offset, header }),
+            Ok(Some(StreamItem::Header { offset, header })) => {
+                Some(Record::Header { offset, header })
+            }
             Ok(Some(StreamItem::Frame(raw))) => Some(Record::Frame(Box::new(self.frame(raw)))),
             Err(e) => {
                 self.failed = true;
@@ -216,7 +222,11 @@ impl Inspector {
             continuation: None,
             aborted: false,
         };
-        if let Ok(Frame { channel, body: FrameBody::Amqp { performative: Performative::Transfer(t), payload } }) = &rec.frame {
+        if let Ok(Frame {
+            channel,
+            body: FrameBody::Amqp { performative: Performative::Transfer(t), payload },
+        }) = &rec.frame
+        {
             let key = (*channel, t.handle.0);
             let payload_offset = base + (body.len() - payload.len());
             if t.aborted {
@@ -240,7 +250,13 @@ impl Inspector {
         rec
     }
 
-    fn delivery(&self, payload: Bytes, frames: usize, base: usize, reassembled: bool) -> DeliveryRecord {
+    fn delivery(
+        &self,
+        payload: Bytes,
+        frames: usize,
+        base: usize,
+        reassembled: bool,
+    ) -> DeliveryRecord {
         let mut r = Reader::from_bytes(&payload, self.opts).with_base(base);
         let message = Message::read(&mut r, &payload);
         let warnings = r.take_warnings();
@@ -256,7 +272,11 @@ impl Inspector {
     }
 }
 
-fn decode_frame(raw: &crate::frame::RawFrame, opts: DecodeOptions, warnings: &mut Vec<Warning>) -> Result<Frame, DecodeError> {
+fn decode_frame(
+    raw: &crate::frame::RawFrame,
+    opts: DecodeOptions,
+    warnings: &mut Vec<Warning>,
+) -> Result<Frame, DecodeError> {
     // Decode through a reader of our own so that lenient warnings are kept.
     let body = raw.body();
     let base = raw.body_offset() as usize;
@@ -269,7 +289,11 @@ fn decode_frame(raw: &crate::frame::RawFrame, opts: DecodeOptions, warnings: &mu
             let payload = body.slice(r.position()..);
             if !payload.is_empty() && !matches!(p, Performative::Transfer(_)) {
                 let pos = r.position();
-                r.deviation(pos, ErrorKind::TrailingBytes { within: p.name(), left: payload.len() }, "ignored the bytes after the performative")?;
+                r.deviation(
+                    pos,
+                    ErrorKind::TrailingBytes { within: p.name(), left: payload.len() },
+                    "ignored the bytes after the performative",
+                )?;
             }
             warnings.extend(r.take_warnings());
             FrameBody::Amqp { performative: p, payload }
@@ -279,13 +303,23 @@ fn decode_frame(raw: &crate::frame::RawFrame, opts: DecodeOptions, warnings: &mu
             let s = crate::types::SaslFrameBody::read(&mut r)?;
             if !r.is_empty() {
                 let (pos, left) = (r.position(), r.remaining());
-                r.deviation(pos, ErrorKind::TrailingBytes { within: s.name(), left }, "ignored the bytes after the SASL body")?;
+                r.deviation(
+                    pos,
+                    ErrorKind::TrailingBytes { within: s.name(), left },
+                    "ignored the bytes after the SASL body",
+                )?;
             }
             warnings.extend(r.take_warnings());
             FrameBody::Sasl(s)
         }
         FrameType(t) => {
-            return Err(DecodeError::new(raw.offset as usize + 5, ErrorKind::InvalidValue { what: "frame type", reason: format!("0x{t:02x} is neither AMQP (0x00) nor SASL (0x01)") }))
+            return Err(DecodeError::new(
+                raw.offset as usize + 5,
+                ErrorKind::InvalidValue {
+                    what: "frame type",
+                    reason: format!("0x{t:02x} is neither AMQP (0x00) nor SASL (0x01)"),
+                },
+            ))
         }
     };
     Ok(Frame { channel, body: body_kind })
@@ -293,11 +327,19 @@ fn decode_frame(raw: &crate::frame::RawFrame, opts: DecodeOptions, warnings: &mu
 
 /// Annotates the value at the reader's position. `fields` names the elements when the
 /// value is the list of a known composite.
-pub fn annotate(r: &mut Reader<'_>, label: String, fields: Option<&'static [&'static str]>) -> Result<Node, DecodeError> {
+pub fn annotate(
+    r: &mut Reader<'_>,
+    label: String,
+    fields: Option<&'static [&'static str]>,
+) -> Result<Node, DecodeError> {
     let start = r.position();
     let offset = r.offset();
     let code = r.read_u8()?;
-    let node = |r: &Reader<'_>, head: usize, encoding: &'static str, summary: String, children: Vec<Node>| Node {
+    let node = |r: &Reader<'_>,
+                head: usize,
+                encoding: &'static str,
+                summary: String,
+                children: Vec<Node>| Node {
         offset,
         len: r.position() - start,
         head,
@@ -322,7 +364,8 @@ pub fn annotate(r: &mut Reader<'_>, label: String, fields: Option<&'static [&'st
             if let (Some(n), Some(c)) = (name, known) {
                 descriptor.summary = format!("0x{c:016x} = {n}");
             }
-            let value = annotate(r, name.unwrap_or("value").into(), known.and_then(fields_for_code))?;
+            let value =
+                annotate(r, name.unwrap_or("value").into(), known.and_then(fields_for_code))?;
             r.leave();
             let summary = match (name, known) {
                 (Some(n), Some(c)) => format!("{n} (0x{c:02x})"),
@@ -345,14 +388,17 @@ pub fn annotate(r: &mut Reader<'_>, label: String, fields: Option<&'static [&'st
                     children.push(v);
                     i += 2;
                 } else {
-                    let l = fields.and_then(|f| f.get(i as usize)).map_or_else(|| format!("[{i}]"), |n| (*n).to_owned());
+                    let l = fields
+                        .and_then(|f| f.get(i as usize))
+                        .map_or_else(|| format!("[{i}]"), |n| (*n).to_owned());
                     children.push(annotate(r, l, None)?);
                     i += 1;
                 }
             }
             r.close_compound(c, fc::name(code).unwrap_or("compound"))?;
             r.leave();
-            let summary = if is_map { format!("{} entries", count / 2) } else { format!("{count} elements") };
+            let summary =
+                if is_map { format!("{} entries", count / 2) } else { format!("{count} elements") };
             Ok(node(r, head, fc::name(code).unwrap_or("?"), summary, children))
         }
         fc::ARRAY8 | fc::ARRAY32 => {
@@ -418,14 +464,27 @@ pub fn render(v: &Value) -> String {
         Value::Uuid(u) => u.to_string(),
         Value::Binary(b, _) => match std::str::from_utf8(b) {
             // Text in a binary (JSON telemetry, tags like "2044") reads better as text.
-            Ok(t) if !t.is_empty() && !t.chars().any(|c| c.is_control() && c != '\n') => format!("{t:?} ({} bytes)", b.len()),
+            Ok(t) if !t.is_empty() && !t.chars().any(|c| c.is_control() && c != '\n') => {
+                format!("{t:?} ({} bytes)", b.len())
+            }
             _ => format!("0x{}", hex(b)),
         },
         Value::String(s, _) => format!("{:?}", &**s),
         Value::Symbol(s, _) => format!(":{}", s.as_str()),
-        Value::List(items, _) => format!("[{}]", items.iter().map(render).collect::<Vec<_>>().join(", ")),
-        Value::Map(pairs, _) => format!("{{{}}}", pairs.iter().map(|(k, v)| format!("{}: {}", render(k), render(v))).collect::<Vec<_>>().join(", ")),
-        Value::Array(a) => format!("[{}]", a.items().iter().map(render).collect::<Vec<_>>().join(", ")),
+        Value::List(items, _) => {
+            format!("[{}]", items.iter().map(render).collect::<Vec<_>>().join(", "))
+        }
+        Value::Map(pairs, _) => format!(
+            "{{{}}}",
+            pairs
+                .iter()
+                .map(|(k, v)| format!("{}: {}", render(k), render(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::Array(a) => {
+            format!("[{}]", a.items().iter().map(render).collect::<Vec<_>>().join(", "))
+        }
         Value::Described(d) => format!("{}:{}", render(&d.descriptor), render(&d.value)),
     }
 }

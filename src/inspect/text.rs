@@ -15,14 +15,25 @@ const TEXT_COLUMN_CHARS: usize = 160;
 pub fn render_text(record: &Record, out: &mut String) {
     match record {
         Record::Header { offset, header } => {
-            line(out, *offset as usize, &header.to_bytes(), 0, &format!("protocol header {header} ({})", header.id.name().unwrap_or("?")), "");
+            line(
+                out,
+                *offset as usize,
+                &header.to_bytes(),
+                0,
+                &format!("protocol header {header} ({})", header.id.name().unwrap_or("?")),
+                "",
+            );
         }
         Record::Frame(f) => frame(f, out),
         Record::Error(e) => {
-            let _ = writeln!(out, "{:>8}  ! framing error: {}; decoding stops here", e.offset, e.kind);
+            let _ =
+                writeln!(out, "{:>8}  ! framing error: {}; decoding stops here", e.offset, e.kind);
         }
         Record::Truncated { offset, left } => {
-            let _ = writeln!(out, "{offset:>8}  ! the stream ends inside an item: {left} bytes left over");
+            let _ = writeln!(
+                out,
+                "{offset:>8}  ! the stream ends inside an item: {left} bytes left over"
+            );
         }
     }
 }
@@ -31,11 +42,19 @@ fn frame(f: &FrameRecord, out: &mut String) {
     let h = &f.header;
     let what = f.performative().unwrap_or("undecodable");
     let ty = h.frame_type.name().unwrap_or("?");
-    let head = format!("frame {ty} channel {}, size {}, doff {}: {what}", h.channel, h.size, h.doff);
+    let head =
+        format!("frame {ty} channel {}, size {}, doff {}: {what}", h.channel, h.size, h.doff);
     line(out, f.offset as usize, &f.raw[..8], 0, &head, "");
     let ext = &f.raw[8..usize::from(h.doff) * 4];
     if !ext.is_empty() {
-        line(out, f.offset as usize + 8, ext, 1, &format!("extended header, {} bytes (ignored)", ext.len()), "");
+        line(
+            out,
+            f.offset as usize + 8,
+            ext,
+            1,
+            &format!("extended header, {} bytes (ignored)", ext.len()),
+            "",
+        );
     }
     if let Some(tree) = &f.tree {
         node(tree, &f.raw, f.offset as usize, 1, out);
@@ -49,7 +68,8 @@ fn frame(f: &FrameRecord, out: &mut String) {
                 let _ = writeln!(out, "{:>8}    (transfer {n} of a delivery that continues)", "");
             }
             if f.aborted {
-                let _ = writeln!(out, "{:>8}    (delivery aborted: its transfers are discarded)", "");
+                let _ =
+                    writeln!(out, "{:>8}    (delivery aborted: its transfers are discarded)", "");
             }
         }
     }
@@ -63,7 +83,8 @@ fn frame(f: &FrameRecord, out: &mut String) {
             format!("message, {} bytes", d.payload.len())
         };
         let _ = writeln!(out, "{:>8}    {how}", "");
-        let (buf, base): (&[u8], usize) = if d.reassembled { (&d.payload, 0) } else { (&f.raw, f.offset as usize) };
+        let (buf, base): (&[u8], usize) =
+            if d.reassembled { (&d.payload, 0) } else { (&f.raw, f.offset as usize) };
         for s in &d.sections {
             node(s, buf, base, 2, out);
         }
@@ -79,7 +100,8 @@ fn frame(f: &FrameRecord, out: &mut String) {
 fn node(n: &Node, buf: &[u8], base: usize, depth: usize, out: &mut String) {
     let start = n.offset.saturating_sub(base);
     let raw = buf.get(start..start + n.head).unwrap_or(&[]);
-    let text = if n.label.is_empty() { n.summary.clone() } else { format!("{}: {}", n.label, n.summary) };
+    let text =
+        if n.label.is_empty() { n.summary.clone() } else { format!("{}: {}", n.label, n.summary) };
     line(out, n.offset, raw, depth, &text, n.encoding);
     for c in &n.children {
         node(c, buf, base, depth + 1, out);

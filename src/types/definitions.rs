@@ -60,7 +60,7 @@ impl SequenceNo {
     }
 
     /// `self + n`, wrapping.
-    pub fn add(self, n: u32) -> Self {
+    pub fn wrapping_add(self, n: u32) -> Self {
         Self(self.0.wrapping_add(n))
     }
 
@@ -219,4 +219,3 @@ impl std::fmt::Display for Error {
         Ok(())
     }
 }
-

@@ -41,14 +41,15 @@ pub enum Layout {
 fn ctor(r: &mut Reader<'_>) -> Result<Option<(u8, usize)>, DecodeError> {
     let pos = r.position();
     let code = r.read_u8()?;
-    Ok(if code == fc::NULL {
-        None
-    } else {
-        Some((code, pos))
-    })
+    Ok(if code == fc::NULL { None } else { Some((code, pos)) })
 }
 
-fn unexpected<T>(r: &Reader<'_>, pos: usize, expected: &'static str, found: u8) -> Result<T, DecodeError> {
+fn unexpected<T>(
+    r: &Reader<'_>,
+    pos: usize,
+    expected: &'static str,
+    found: u8,
+) -> Result<T, DecodeError> {
     Err(r.error_at(pos, ErrorKind::UnexpectedType { expected, found }))
 }
 
@@ -127,7 +128,7 @@ impl Codec for u32 {
         };
         match code {
             fc::UINT0 => Ok(Some(0)),
-            fc::SMALLUINT => Ok(Some(u32::from(r.read_u8()?))),
+            fc::SMALLUINT => Ok(Some(Self::from(r.read_u8()?))),
             fc::UINT => Ok(Some(r.read_u32()?)),
             c => unexpected(r, pos, Self::TYPE, c),
         }
@@ -159,7 +160,7 @@ impl Codec for u64 {
         };
         match code {
             fc::ULONG0 => Ok(Some(0)),
-            fc::SMALLULONG => Ok(Some(u64::from(r.read_u8()?))),
+            fc::SMALLULONG => Ok(Some(Self::from(r.read_u8()?))),
             fc::ULONG => Ok(Some(r.read_u64()?)),
             c => unexpected(r, pos, Self::TYPE, c),
         }
@@ -223,7 +224,12 @@ fn sized_len(n: usize) -> usize {
     }
 }
 
-fn read_sized<'a>(r: &mut Reader<'a>, small: u8, large: u8, expected: &'static str) -> Result<Option<(&'a [u8], usize)>, DecodeError> {
+fn read_sized<'a>(
+    r: &mut Reader<'a>,
+    small: u8,
+    large: u8,
+    expected: &'static str,
+) -> Result<Option<(&'a [u8], usize)>, DecodeError> {
     let Some((code, pos)) = ctor(r)? else {
         return Ok(None);
     };
@@ -258,11 +264,15 @@ impl Codec for ByteString {
             // Some peers send a symbol where the spec wants a string (addresses, names);
             // accept it in lenient mode.
             fc::SYM8 | fc::SYM32 => {
-                r.deviation(pos, ErrorKind::UnexpectedType { expected: Self::TYPE, found: r.peek_u8()? }, "read the symbol as a string")?;
+                r.deviation(
+                    pos,
+                    ErrorKind::UnexpectedType { expected: Self::TYPE, found: r.peek_u8()? },
+                    "read the symbol as a string",
+                )?;
                 Ok(Symbol::read_opt(r)?.map(|s| s.0))
             }
             _ => match read_sized(r, fc::STR8, fc::STR32, Self::TYPE)? {
-                Some((s, pos)) => Ok(Some(r.to_string(pos, s)?)),
+                Some((s, pos)) => Ok(Some(r.make_string(pos, s)?)),
                 None => Ok(None),
             },
         }
@@ -282,11 +292,15 @@ impl Codec for Symbol {
         match r.peek_u8()? {
             // A string where a symbol is required (corda, some .NET peers): lenient only.
             fc::STR8 | fc::STR32 => {
-                r.deviation(pos, ErrorKind::UnexpectedType { expected: Self::TYPE, found: r.peek_u8()? }, "read the string as a symbol")?;
+                r.deviation(
+                    pos,
+                    ErrorKind::UnexpectedType { expected: Self::TYPE, found: r.peek_u8()? },
+                    "read the string as a symbol",
+                )?;
                 Ok(ByteString::read_opt(r)?.map(Symbol))
             }
             _ => match read_sized(r, fc::SYM8, fc::SYM32, Self::TYPE)? {
-                Some((s, pos)) => Ok(Some(Self(r.to_symbol(pos, s)?))),
+                Some((s, pos)) => Ok(Some(Self(r.make_symbol(pos, s)?))),
                 None => Ok(None),
             },
         }
@@ -302,16 +316,16 @@ impl Codec for Symbol {
 impl Codec for Value {
     const TYPE: &'static str = "any";
     fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
-        match Value::read(r)? {
-            Value::Null => Ok(None),
+        match Self::read(r)? {
+            Self::Null => Ok(None),
             v => Ok(Some(v)),
         }
     }
     fn encoded_len(&self) -> usize {
-        Value::encoded_len(self)
+        Self::encoded_len(self)
     }
     fn encode(&self, out: &mut Vec<u8>) {
-        Value::encode(self, out);
+        Self::encode(self, out);
     }
 }
 
@@ -336,12 +350,16 @@ impl Codec for Vec<Symbol> {
                     return unexpected(r, epos, "array of symbol", elem);
                 }
                 crate::codec::check_array_count(r, pos, elem, count)?;
-                let mut v = Vec::with_capacity(count as usize);
+                let mut v = Self::with_capacity(count as usize);
                 for _ in 0..count {
                     let spos = r.position();
-                    let n = if elem == fc::SYM8 { usize::from(r.read_u8()?) } else { r.read_u32()? as usize };
+                    let n = if elem == fc::SYM8 {
+                        usize::from(r.read_u8()?)
+                    } else {
+                        r.read_u32()? as usize
+                    };
                     let s = r.read_slice(n)?;
-                    v.push(Symbol(r.to_symbol(spos, s)?));
+                    v.push(Symbol(r.make_symbol(spos, s)?));
                 }
                 r.close_compound(c, "array")?;
                 Ok(Some(v))
@@ -425,10 +443,7 @@ impl Fields {
     }
 
     fn body_len(&self) -> usize {
-        self.0
-            .iter()
-            .map(|(k, v)| Codec::encoded_len(k) + v.encoded_len())
-            .sum()
+        self.0.iter().map(|(k, v)| Codec::encoded_len(k) + v.encoded_len()).sum()
     }
 }
 
@@ -449,7 +464,11 @@ impl Codec for Fields {
             let key = match Value::read(r)? {
                 Value::Symbol(s, _) => s,
                 Value::String(s, _) => {
-                    r.deviation(kpos, ErrorKind::UnexpectedType { expected: "symbol key", found: fc::STR8 }, "read the string key as a symbol")?;
+                    r.deviation(
+                        kpos,
+                        ErrorKind::UnexpectedType { expected: "symbol key", found: fc::STR8 },
+                        "read the string key as a symbol",
+                    )?;
                     Symbol(s)
                 }
                 other => {
@@ -494,10 +513,8 @@ impl Codec for Fields {
 
 impl From<Fields> for Value {
     fn from(f: Fields) -> Self {
-        Value::Map(
-            f.0.into_iter()
-                .map(|(k, v)| (Value::Symbol(k, Fmt::Auto), v))
-                .collect(),
+        Self::Map(
+            f.0.into_iter().map(|(k, v)| (Self::Symbol(k, Fmt::Auto), v)).collect(),
             Fmt::Auto,
         )
     }
@@ -530,7 +547,7 @@ pub(crate) fn write_list_header(count: usize, body: usize, out: &mut Vec<u8>) {
 impl<T: Codec> Codec for Box<T> {
     const TYPE: &'static str = T::TYPE;
     fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
-        Ok(T::read_opt(r)?.map(Box::new))
+        Ok(T::read_opt(r)?.map(Self::new))
     }
     fn encoded_len(&self) -> usize {
         T::encoded_len(self)

@@ -51,7 +51,9 @@ pub trait Composite: Sized {
         let pos = r.position();
         let code = r.read_u8()?;
         if !matches!(code, fc::LIST0 | fc::LIST8 | fc::LIST32) {
-            return Err(r.error_at(pos, ErrorKind::UnexpectedType { expected: "list", found: code }));
+            return Err(
+                r.error_at(pos, ErrorKind::UnexpectedType { expected: "list", found: code })
+            );
         }
         r.enter()?;
         let (count, c) = r.open_compound(code)?;
@@ -79,10 +81,16 @@ pub trait Composite: Sized {
     /// Decodes one value of this type from `buf`.
     fn decode(buf: &[u8], opts: crate::codec::DecodeOptions) -> Result<Self, DecodeError> {
         let mut r = Reader::new(buf, opts);
-        let v = read_composite::<Self>(&mut r)?
-            .ok_or_else(|| DecodeError::new(0, ErrorKind::MissingField { composite: Self::NAME, field: "(the value itself)" }))?;
+        let v = read_composite::<Self>(&mut r)?.ok_or_else(|| {
+            DecodeError::new(
+                0,
+                ErrorKind::MissingField { composite: Self::NAME, field: "(the value itself)" },
+            )
+        })?;
         if !r.is_empty() {
-            return Err(r.error(ErrorKind::TrailingBytes { within: Self::NAME, left: r.remaining() }));
+            return Err(
+                r.error(ErrorKind::TrailingBytes { within: Self::NAME, left: r.remaining() })
+            );
         }
         Ok(v)
     }
@@ -137,18 +145,23 @@ pub fn read_descriptor(r: &mut Reader<'_>) -> Result<DescriptorId, DecodeError> 
     let pos = r.position();
     let code = r.read_u8()?;
     if code != fc::DESCRIBED {
-        return Err(r.error_at(pos, ErrorKind::UnexpectedType { expected: "described type", found: code }));
+        return Err(
+            r.error_at(pos, ErrorKind::UnexpectedType { expected: "described type", found: code })
+        );
     }
     let dpos = r.position();
     match r.peek_u8()? {
-        fc::ULONG0 | fc::SMALLULONG | fc::ULONG => Ok(DescriptorId::Code(
-            <u64 as Codec>::read_opt(r)?.unwrap_or(0),
-        )),
+        fc::ULONG0 | fc::SMALLULONG | fc::ULONG => {
+            Ok(DescriptorId::Code(<u64 as Codec>::read_opt(r)?.unwrap_or(0)))
+        }
         fc::SYM8 | fc::SYM32 | fc::STR8 | fc::STR32 => {
             let s = <crate::codec::Symbol as Codec>::read_opt(r)?.unwrap_or_default();
             Ok(DescriptorId::Symbol(s.as_str().to_owned()))
         }
-        other => Err(r.error_at(dpos, ErrorKind::UnexpectedType { expected: "ulong or symbol descriptor", found: other })),
+        other => Err(r.error_at(
+            dpos,
+            ErrorKind::UnexpectedType { expected: "ulong or symbol descriptor", found: other },
+        )),
     }
 }
 
@@ -161,17 +174,29 @@ pub fn read_composite<T: Composite>(r: &mut Reader<'_>) -> Result<Option<T>, Dec
     let pos = r.position();
     let d = read_descriptor(r)?;
     if !d.is::<T>() {
-        return Err(r.error_at(pos, ErrorKind::UnexpectedDescriptor { expected: T::SYMBOL, found: d.to_string() }));
+        return Err(r.error_at(
+            pos,
+            ErrorKind::UnexpectedDescriptor { expected: T::SYMBOL, found: d.to_string() },
+        ));
     }
     T::read_list(r).map(Some)
 }
 
 /// After the defined fields: more list elements are refused in strict mode and skipped
 /// with a warning in lenient mode.
-pub(crate) fn skip_extra_fields(r: &mut Reader<'_>, composite: &'static str, count: u32, defined: usize) -> Result<(), DecodeError> {
+pub(crate) fn skip_extra_fields(
+    r: &mut Reader<'_>,
+    composite: &'static str,
+    count: u32,
+    defined: usize,
+) -> Result<(), DecodeError> {
     if (count as usize) > defined {
         let pos = r.position();
-        r.deviation(pos, ErrorKind::TooManyFields { composite, count, defined }, "ignored the extra fields")?;
+        r.deviation(
+            pos,
+            ErrorKind::TooManyFields { composite, count, defined },
+            "ignored the extra fields",
+        )?;
         for _ in defined..count as usize {
             r.skip_value()?;
         }
@@ -180,7 +205,10 @@ pub(crate) fn skip_extra_fields(r: &mut Reader<'_>, composite: &'static str, cou
 }
 
 /// Reads the rest of a described value whose descriptor was not recognised, keeping it.
-pub(crate) fn read_unknown_described(r: &mut Reader<'_>, d: DescriptorId) -> Result<crate::codec::Described, DecodeError> {
+pub(crate) fn read_unknown_described(
+    r: &mut Reader<'_>,
+    d: DescriptorId,
+) -> Result<crate::codec::Described, DecodeError> {
     let descriptor = match d {
         DescriptorId::Code(c) => Value::from(c),
         DescriptorId::Symbol(s) => Value::Symbol(s.as_str().into(), crate::codec::Fmt::Auto),
@@ -246,7 +274,10 @@ pub fn name_for_code(code: u64) -> Option<&'static str> {
 }
 
 /// Pairs the spec's field names with the values of an encoded composite, for rendering.
-pub(crate) fn field_values(encoded: &[u8], names: &[&'static str]) -> Vec<(&'static str, Option<Value>)> {
+pub(crate) fn field_values(
+    encoded: &[u8],
+    names: &[&'static str],
+) -> Vec<(&'static str, Option<Value>)> {
     let fields = match Value::decode(encoded) {
         Ok(Value::Described(d)) => match d.value {
             Value::List(items, _) => items,
@@ -276,11 +307,39 @@ pub fn fields_for_code(code: u64) -> Option<&'static [&'static str]> {
         };
     }
     table!(
-        Open, Begin, Attach, Flow, Transfer, Disposition, Detach, End, Close, Error, Received,
-        Accepted, Rejected, Released, Modified, Source, Target, DeleteOnClose, DeleteOnNoLinks,
-        DeleteOnNoMessages, DeleteOnNoLinksOrMessages, Coordinator, Declare, Discharge, Declared,
-        TransactionalState, SaslMechanisms, SaslInit, SaslChallenge, SaslResponse, SaslOutcome,
-        Header, Properties
+        Open,
+        Begin,
+        Attach,
+        Flow,
+        Transfer,
+        Disposition,
+        Detach,
+        End,
+        Close,
+        Error,
+        Received,
+        Accepted,
+        Rejected,
+        Released,
+        Modified,
+        Source,
+        Target,
+        DeleteOnClose,
+        DeleteOnNoLinks,
+        DeleteOnNoMessages,
+        DeleteOnNoLinksOrMessages,
+        Coordinator,
+        Declare,
+        Discharge,
+        Declared,
+        TransactionalState,
+        SaslMechanisms,
+        SaslInit,
+        SaslChallenge,
+        SaslResponse,
+        SaslOutcome,
+        Header,
+        Properties
     );
     None
 }

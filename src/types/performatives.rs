@@ -7,8 +7,8 @@ use bytestring::ByteString;
 use crate::codec::{DecodeError, DecodeOptions, ErrorKind, Reader, Symbol, Value};
 
 use super::{
-    read_descriptor, AttachSource, AttachTarget, Composite, DeliveryState, Error, Fields,
-    Handle, Layout, ReceiverSettleMode, Role, SenderSettleMode, SequenceNo,
+    read_descriptor, AttachSource, AttachTarget, Composite, DeliveryState, Error, Fields, Handle,
+    Layout, ReceiverSettleMode, Role, SenderSettleMode, SequenceNo,
 };
 
 composite! {
@@ -235,6 +235,8 @@ composite! {
 }
 
 /// The body of an AMQP frame: one of the nine performatives.
+// Unboxed on purpose: a transfer is decoded per message and must not allocate.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Performative {
     /// open.
@@ -328,4 +330,3 @@ impl Performative {
         self.encoded_len_with(Layout::Compact)
     }
 }
-

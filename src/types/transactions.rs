@@ -51,4 +51,3 @@ composite! {
         outcome: Box<DeliveryState> => "outcome", optional;
     }
 }
-
