@@ -705,7 +705,6 @@ impl Value {
 
 impl PartialEq for Value {
     fn eq(&self, other: &Self) -> bool {
-        
         match (self, other) {
             (Self::Null, Self::Null) => true,
             (Self::Boolean(a, _), Self::Boolean(b, _)) => a == b,

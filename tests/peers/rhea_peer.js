@@ -514,7 +514,26 @@ function runClient(args) {
             const outcomes = {};
             let releasedOnce = false;
             let done = 0;
-            rcv.on('message', function (ctx) {
+            // rhea 3.0.5 merges a delivery into the previous one-delivery
+            // disposition range without comparing outcomes (session.js
+            // write_dispositions), so a reject followed at once by a release
+            // would go out as one 'rejected' for both. Settle one delivery per
+            // event-loop turn (20 ms apart) so each outcome gets its own frame.
+            const pending = [];
+            let draining = false;
+            function settleLater(fn) {
+                pending.push(fn);
+                if (draining) return;
+                draining = true;
+                (function next() {
+                    const f = pending.shift();
+                    if (!f) { draining = false; return; }
+                    f();
+                    setTimeout(next, 20);
+                })();
+            }
+            rcv.on('message', function (ctx) { settleLater(function () { decide(ctx); }); });
+            function decide(ctx) {
                 const id = idOf(ctx.message);
                 if (id === 'disp-accept' || id === 'disp-presettled') {
                     ctx.delivery.accept();
@@ -527,7 +546,7 @@ function runClient(args) {
                     return fail('dispositions: unexpected ' + id);
                 }
                 if (++done === 4) maybeDone();
-            });
+            }
             snd.on('accepted', function (ctx) { outcomes[ctx.delivery.__id] = 'accepted'; maybeDone(); });
             function maybeDone() {
                 if (done === 4 && Object.keys(outcomes).length === 3) shutdown();
