@@ -410,6 +410,7 @@ pub struct FrameDecoder {
     max_frame_size: u32,
     expect_header: bool,
     sniff: bool,
+    auto_start: bool,
     failed: bool,
 }
 
@@ -423,6 +424,7 @@ impl FrameDecoder {
             max_frame_size,
             expect_header: true,
             sniff: false,
+            auto_start: false,
             failed: false,
         }
     }
@@ -430,6 +432,14 @@ impl FrameDecoder {
     /// Starts with frames (no protocol header first): for a capture that begins mid-stream.
     pub fn frames_first(mut self) -> Self {
         self.expect_header = false;
+        self
+    }
+
+    /// Decides from the first eight bytes whether the stream starts with a protocol header
+    /// or a frame, and names the protocol when it is neither (for captures of unknown
+    /// provenance).
+    pub fn auto_start(mut self) -> Self {
+        self.auto_start = true;
         self
     }
 
@@ -469,6 +479,17 @@ impl FrameDecoder {
     pub fn next_item(&mut self) -> Result<Option<StreamItem>, FrameError> {
         if self.failed {
             return Err(FrameError { offset: self.offset, kind: FrameErrorKind::SizeTooSmall(0) });
+        }
+        if self.auto_start {
+            if self.buf.len() < 8 {
+                return Ok(None);
+            }
+            self.auto_start = false;
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&self.buf[..8]);
+            let plausible_frame =
+                matches!(FrameHeader::parse(&b), Ok(h) if h.frame_type.name().is_some());
+            self.expect_header = &b[..4] == b"AMQP" || !plausible_frame;
         }
         let at_header =
             self.expect_header || (self.sniff && self.buf.len() >= 4 && &self.buf[..4] == b"AMQP");

@@ -1,5 +1,71 @@
 #![forbid(unsafe_code)]
-//! amqpwire: an AMQP 1.0 protocol engine.
+//! amqpwire: an AMQP 1.0 protocol engine written from the OASIS specification, for people
+//! who need to see and trust every byte on the wire.
+//!
+//! This release holds the wire layer: the type system of part 1, every definition of
+//! parts 2 to 5, frames, messages, and an annotated stream decoder. The sans-IO
+//! connection engine, the tokio runtime and the tools build on it.
+//!
+//! ```text
+//!   bytes in ──► frame::FrameDecoder ──► RawFrame ──► types::Performative / SaslFrameBody
+//!                (any chunking,            │              (typed, strict or lenient)
+//!                 max-frame-size)          │
+//!                                          └──► message::Message     (sections, body shared)
+//!                                          └──► inspect::Inspector   (offsets, raw bytes,
+//!                                                                     text and JSON)
+//!   codec::ValueRef  borrowed, lazy, no allocation     codec::Value  owned, lossless
+//!
+//!   types::Performative + message::Message ──► frame::FrameEncoder ──► bytes out
+//!                                              (split at max-frame-size, bodies referenced)
+//! ```
+//!
+//! Decoding never panics, never loops and never allocates for a size or count before
+//! checking it against the bytes present; see `docs/architecture.md` for the rules.
+//!
+//! # Example
+//!
+//! Encode a telemetry transfer, then read it back as a stream of frames:
+//!
+//! ```
+//! use amqpwire::codec::DecodeOptions;
+//! use amqpwire::frame::{FrameBody, FrameDecoder, FrameEncoder, ProtocolHeader, StreamItem};
+//! use amqpwire::message::{Message, Payload};
+//! use amqpwire::types::{Handle, Performative, Properties, SequenceNo, Transfer};
+//!
+//! // A message with a `to` address and a JSON body, on link handle 0.
+//! let mut message = Message::with_data(&b"{\"temperature\":21.5}"[..]);
+//! message.properties = Some(Properties { to: Some("/devices/d1/messages/events".into()), ..Default::default() });
+//! let mut transfer = Transfer::new(Handle(0));
+//! transfer.delivery_id = Some(SequenceNo(0));
+//! transfer.delivery_tag = Some(bytes::Bytes::from_static(b"\x00"));
+//! transfer.message_format = Some(0);
+//!
+//! let mut out = Payload::default();
+//! out.head.extend_from_slice(&ProtocolHeader::AMQP.to_bytes());
+//! FrameEncoder::new(65536).encode_message(0, &transfer, &message, &mut out)?;
+//! let wire = out.to_vec();
+//!
+//! // Feed the bytes back one at a time: frame boundaries need not match reads.
+//! let mut decoder = FrameDecoder::new(65536);
+//! let mut items = Vec::new();
+//! for b in &wire {
+//!     decoder.push(std::slice::from_ref(b));
+//!     while let Some(item) = decoder.next_item()? {
+//!         items.push(item);
+//!     }
+//! }
+//! let StreamItem::Frame(raw) = &items[1] else { panic!("expected a frame") };
+//! let frame = raw.decode(DecodeOptions::STRICT)?;
+//! let FrameBody::Amqp { performative: Performative::Transfer(t), payload } = frame.body else {
+//!     panic!("expected a transfer")
+//! };
+//! assert_eq!(t.delivery_id, Some(SequenceNo(0)));
+//! assert_eq!(Message::decode(&payload)?, message);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! To see a captured stream the way the spec describes it, use
+//! [`inspect::Inspector`] or the `amqpwire decode` command.
 
 pub mod codec;
 #[macro_use]
@@ -8,3 +74,8 @@ pub mod frame;
 pub mod fuzzing;
 pub mod inspect;
 pub mod message;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -26,12 +26,22 @@ pub(crate) struct DecodeArgs {
     /// (the default).
     #[arg(long)]
     lenient: bool,
+    /// Show credentials (SASL PLAIN passwords, SAS token signatures) instead of masking
+    /// them with `*`.
+    #[arg(long)]
+    show_secrets: bool,
 }
 
 pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
     let input = read_input(args)?;
     let opts = if args.strict { DecodeOptions::STRICT } else { DecodeOptions::LENIENT };
-    let records = Inspector::inspect_all(&input, opts);
+    let mut inspector = Inspector::new(opts).redact_secrets(!args.show_secrets);
+    inspector.push(&input);
+    let mut records = Vec::new();
+    while let Some(r) = inspector.next_record() {
+        records.push(r);
+    }
+    records.extend(inspector.finish());
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut errors = 0usize;

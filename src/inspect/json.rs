@@ -65,6 +65,9 @@ fn frame_json(f: &FrameRecord) -> Vec<Json> {
     if f.aborted {
         o.insert("aborted".into(), json!(true));
     }
+    if f.redacted {
+        o.insert("redacted".into(), json!(true));
+    }
     if let Some(d) = &f.delivery {
         o.insert("message".into(), message_json(d));
     }

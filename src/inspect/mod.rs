@@ -89,6 +89,8 @@ pub struct FrameRecord {
     pub continuation: Option<usize>,
     /// A transfer that aborted its delivery.
     pub aborted: bool,
+    /// Credentials in the frame were masked (a SASL PLAIN password, a SAS signature).
+    pub redacted: bool,
 }
 
 impl FrameRecord {
@@ -136,6 +138,7 @@ pub struct Inspector {
     opts: DecodeOptions,
     partial: HashMap<(u16, u32), Partial>,
     failed: bool,
+    redact: bool,
 }
 
 #[derive(Debug, Default)]
@@ -149,11 +152,21 @@ impl Inspector {
     /// directly with a frame; headers are recognised wherever a frame could start.
     pub fn new(opts: DecodeOptions) -> Self {
         Self {
-            decoder: FrameDecoder::new(u32::MAX).frames_first().sniff_headers(true),
+            decoder: FrameDecoder::new(u32::MAX).auto_start().sniff_headers(true),
             opts,
             partial: HashMap::new(),
             failed: false,
+            redact: true,
         }
+    }
+
+    /// Whether to mask credentials (on by default): the password of a SASL PLAIN
+    /// initial response and the `sig=` of any `SharedAccessSignature` token in a message
+    /// are replaced by `*` in every rendering, raw bytes included. Lengths are kept, so
+    /// offsets do not move.
+    pub fn redact_secrets(mut self, on: bool) -> Self {
+        self.redact = on;
+        self
     }
 
     /// Appends bytes of the stream.
@@ -200,7 +213,8 @@ impl Inspector {
         out
     }
 
-    fn frame(&mut self, raw: crate::frame::RawFrame) -> FrameRecord {
+    fn frame(&mut self, mut raw: crate::frame::RawFrame) -> FrameRecord {
+        let redacted = self.redact && redact(&mut raw);
         let body = raw.body();
         let base = raw.body_offset() as usize;
         let mut warnings = Vec::new();
@@ -221,6 +235,7 @@ impl Inspector {
             delivery: None,
             continuation: None,
             aborted: false,
+            redacted,
         };
         if let Ok(Frame {
             channel,
@@ -270,6 +285,73 @@ impl Inspector {
         }
         DeliveryRecord { payload, frames, reassembled, message, sections, warnings }
     }
+}
+
+/// Masks credentials in a frame (see [`Inspector::redact_secrets`]); returns whether it
+/// masked anything.
+pub fn redact(raw: &mut crate::frame::RawFrame) -> bool {
+    let doff = usize::from(raw.header.doff) * 4;
+    let mut bytes = raw.bytes.to_vec();
+    let mut masked = false;
+    if raw.header.frame_type == FrameType::SASL {
+        if let Ok(Frame {
+            body: FrameBody::Sasl(crate::types::SaslFrameBody::Init(init)), ..
+        }) = raw.decode(DecodeOptions::LENIENT)
+        {
+            if init.mechanism.as_str() == "PLAIN" {
+                if let Some(resp) = &init.initial_response {
+                    // The response shares the frame's storage; find where it sits.
+                    let start = resp.as_ptr() as usize - raw.bytes.as_ptr() as usize;
+                    // PLAIN: authzid NUL authcid NUL passwd (RFC 4616): mask the password.
+                    if let Some(second_nul) =
+                        resp.iter().enumerate().filter(|(_, b)| **b == 0).nth(1).map(|(i, _)| i)
+                    {
+                        for b in &mut bytes[start + second_nul + 1..start + resp.len()] {
+                            *b = b'*';
+                            masked = true;
+                        }
+                    }
+                }
+            }
+        }
+    } else {
+        masked = mask_sas_signatures(&mut bytes[doff..]);
+    }
+    if masked {
+        raw.bytes = Bytes::from(bytes);
+    }
+    masked
+}
+
+/// Masks the value of `sig=` in every `SharedAccessSignature` token found in `buf`.
+fn mask_sas_signatures(buf: &mut [u8]) -> bool {
+    const TOKEN: &[u8] = b"SharedAccessSignature ";
+    let mut masked = false;
+    let mut i = 0;
+    while let Some(p) = find(&buf[i..], TOKEN) {
+        let start = i + p + TOKEN.len();
+        // The token runs while its bytes are printable and not a quote.
+        let end = buf[start..]
+            .iter()
+            .position(|b| !b.is_ascii_graphic() || *b == b'"')
+            .map_or(buf.len(), |e| start + e);
+        let mut j = start;
+        while let Some(s) = find(&buf[j..end], b"sig=") {
+            let v = j + s + 4;
+            let ve = buf[v..end].iter().position(|b| *b == b'&').map_or(end, |e| v + e);
+            for b in &mut buf[v..ve] {
+                *b = b'*';
+                masked = true;
+            }
+            j = ve;
+        }
+        i = end.max(start);
+    }
+    masked
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 fn decode_frame(
@@ -391,7 +473,16 @@ pub fn annotate(
                     let l = fields
                         .and_then(|f| f.get(i as usize))
                         .map_or_else(|| format!("[{i}]"), |n| (*n).to_owned());
-                    children.push(annotate(r, l, None)?);
+                    let cpos = r.position();
+                    let mut child = annotate(r, l, None)?;
+                    if fields.is_some() {
+                        if let Ok(v) = Value::decode(&r.buffer()[cpos..r.position()]) {
+                            if let Some(m) = meaning(&child.label, &v) {
+                                child.summary = format!("{} ({m})", child.summary);
+                            }
+                        }
+                    }
+                    children.push(child);
                     i += 1;
                 }
             }
@@ -437,6 +528,19 @@ pub fn annotate(
             let head = r.position() - start;
             Ok(node(r, head, fc::name(code).unwrap_or("?"), render(&v), Vec::new()))
         }
+    }
+}
+
+/// The spec's name for the value of a restricted field (`role: true` is a receiver).
+fn meaning(field: &str, v: &Value) -> Option<&'static str> {
+    use crate::types::{ReceiverSettleMode, Role, SaslCode, SenderSettleMode, TerminusDurability};
+    match (field, v) {
+        ("role", Value::Boolean(b, _)) => Role(*b).name(),
+        ("snd-settle-mode", Value::Ubyte(x)) => SenderSettleMode(*x).name(),
+        ("rcv-settle-mode", Value::Ubyte(x)) => ReceiverSettleMode(*x).name(),
+        ("code", Value::Ubyte(x)) => SaslCode(*x).name(),
+        ("durable", Value::Uint(x, _)) => TerminusDurability(*x).name(),
+        _ => None,
     }
 }
 

@@ -76,6 +76,10 @@ fn frame(f: &FrameRecord, out: &mut String) {
     for w in &f.warnings {
         let _ = writeln!(out, "{:>8}  ! warning: {} ({})", w.offset, w.kind, w.action);
     }
+    if f.redacted {
+        let _ =
+            writeln!(out, "{:>8}    (credentials masked with '*'; --show-secrets shows them)", "");
+    }
     if let Some(d) = &f.delivery {
         let how = if d.reassembled {
             format!("message reassembled from {} transfer frames, {} bytes (offsets below count from the message start)", d.frames, d.payload.len())

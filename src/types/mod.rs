@@ -1,6 +1,6 @@
 //! The definitions of parts 2 to 5 of the spec: performatives, SASL frames, errors,
 //! termini, delivery states, transactions and message sections, each declared once with
-//! the [`composite!`] macro.
+//! the `composite!` macro (`src/types/macros.rs`).
 
 #[macro_use]
 mod macros;

@@ -1,0 +1,158 @@
+//! Runs the `amqpwire` binary and checks what it prints and how it exits.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn amqpwire(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_amqpwire"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run amqpwire");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(data) = stdin {
+        input.write_all(data).expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("wait")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("utf-8 output")
+}
+
+fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o).lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect()
+}
+
+#[test]
+fn decode_annotates_a_real_capture() {
+    let o = amqpwire(&["decode", "tests/fixtures/wire/rhea-to-proton-messages.c2s.bin"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    assert!(out.contains("protocol header AMQP 3 1.0.0 (SASL)"), "{out}");
+    assert!(out.contains("mechanism: :ANONYMOUS  [sym8]"));
+    assert!(out.contains("container-id: \"amqpwire-rhea-client\"  [str8-utf8]"));
+    assert!(out.contains("role: false (sender)"));
+    assert!(out.contains("message, "), "transfers carry their decoded message");
+    assert!(out.lines().next().expect("a line").starts_with("       0  41 4d 51 50 03 01 00 00"));
+}
+
+#[test]
+fn decode_json_follows_the_documented_schema() {
+    let o = amqpwire(&["decode", "--json", "tests/fixtures/iothub/d2c-transfer.bin"], None);
+    assert!(o.status.success());
+    let lines = json_lines(&o);
+    assert_eq!(lines.len(), 1);
+    let f = &lines[0];
+    assert_eq!(f["kind"], "frame");
+    assert_eq!(f["offset"], 0);
+    assert_eq!(f["type"], "amqp");
+    assert_eq!(f["channel"], 0);
+    assert_eq!(f["performative"], "transfer");
+    assert_eq!(f["fields"]["delivery-id"], 2045);
+    assert_eq!(f["fields"]["delivery-tag"]["binary"], "32303434");
+    assert_eq!(f["message"]["properties"]["to"], "/devices/device/messages/events");
+    assert_eq!(f["message"]["application-properties"]["temperatureAlert"], "false");
+    assert_eq!(f["message"]["body"]["kind"], "data");
+    assert_eq!(f["message"]["body"]["content"][0]["size"], 143);
+    assert_eq!(f["raw"].as_str().expect("raw hex").len(), 272 * 2);
+    // Fields appear in the spec's order.
+    let keys: Vec<_> = f["fields"].as_object().expect("fields").keys().cloned().collect();
+    assert_eq!(
+        keys,
+        ["handle", "delivery-id", "delivery-tag", "message-format", "settled", "more"]
+    );
+}
+
+#[test]
+fn decode_reads_hex_from_a_flag_a_file_or_stdin() {
+    let hex = "0000001b02000000005315c00e064170000007fd40410053244540";
+    for o in [
+        amqpwire(&["decode", "--json", "--hex", hex], None),
+        amqpwire(
+            &["decode", "--json"],
+            Some(format!("{}\n{}\n", &hex[..20], &hex[20..]).as_bytes()),
+        ),
+        amqpwire(
+            &["decode", "--json", "-"],
+            Some(&std::fs::read("tests/fixtures/iothub/hub-disposition.bin").expect("fixture")),
+        ),
+    ] {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let l = json_lines(&o);
+        assert_eq!(l[0]["performative"], "disposition");
+        assert_eq!(l[0]["fields"]["first"], 2045);
+        assert_eq!(l[0]["fields"]["state"], serde_json::json!({"accepted": {}}));
+    }
+}
+
+#[test]
+fn decode_reports_malformed_input_at_its_offset_and_goes_on() {
+    // A header, a disposition whose state has an unknown format code at stream offset 30,
+    // then a valid heartbeat: the error is reported and the next frame still decodes.
+    let hex =
+        "414d515000010000 0000001b02000000005315c00e064170000007fd4041ee53244540 0000000802000000";
+    let o = amqpwire(&["decode", "--json", "--hex", hex], None);
+    assert_eq!(o.status.code(), Some(1));
+    let l = json_lines(&o);
+    let kinds: Vec<_> = l.iter().map(|x| x["kind"].as_str().expect("kind").to_owned()).collect();
+    assert_eq!(kinds, ["header", "frame", "error", "frame"]);
+    assert_eq!(l[2]["offset"], 30);
+    assert_eq!(l[2]["fatal"], false);
+    assert!(l[2]["error"].as_str().expect("text").contains("0xee"), "{}", l[2]);
+    assert_eq!(l[3]["performative"], "empty");
+    let text = amqpwire(&["decode", "--hex", hex], None);
+    assert!(stdout(&text).contains("! error"));
+    assert!(String::from_utf8_lossy(&text.stderr).contains("1 errors"));
+}
+
+#[test]
+fn decode_names_a_foreign_protocol() {
+    let o = amqpwire(&["decode"], Some(b"GET /$iothub/websocket HTTP/1.1\r\nHost: x\r\n\r\n"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("HTTP request"), "{}", stdout(&o));
+}
+
+#[test]
+fn decode_masks_credentials_unless_asked() {
+    let path = "tests/fixtures/wire/rhea-to-rhea-sasl-plain.c2s.bin";
+    let masked = stdout(&amqpwire(&["decode", "--json", path], None));
+    assert!(!masked.contains(&hex_of(b"secret")), "the PLAIN password leaked");
+    assert!(masked.contains("\"redacted\":true"));
+    let shown = stdout(&amqpwire(&["decode", "--json", "--show-secrets", path], None));
+    assert!(shown.contains(&hex_of(b"secret")));
+}
+
+#[test]
+fn strict_refuses_what_lenient_accepts_with_a_warning() {
+    // An open whose container-id is a symbol instead of a string.
+    let hex = "0000001102000000005310c00401a30163";
+    let lenient = amqpwire(&["decode", "--json", "--hex", hex], None);
+    assert!(lenient.status.success());
+    let l = json_lines(&lenient);
+    assert_eq!(l[0]["performative"], "open");
+    assert!(l[0]["warnings"][0]["warning"].as_str().expect("warning").contains("expected string"));
+    let strict = amqpwire(&["decode", "--json", "--strict", "--hex", hex], None);
+    assert_eq!(strict.status.code(), Some(1));
+    assert_eq!(json_lines(&strict)[1]["kind"], "error");
+}
+
+#[test]
+fn usage_and_io_errors_exit_2_with_one_line() {
+    let o = amqpwire(&["decode", "no/such/file.bin"], None);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("amqpwire: cannot read no/such/file.bin"), "{err}");
+    assert_eq!(err.lines().count(), 1);
+    let o = amqpwire(&["decode", "--hex", "abc"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("odd number"));
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
