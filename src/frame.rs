@@ -142,6 +142,8 @@ fn hex8(b: &[u8; 8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
 }
 
+const UNRECOGNISED: &str = "bytes of no recognised protocol";
+
 /// A guess at what a non-AMQP byte stream is, for error messages.
 fn what_is(b: &[u8; 8]) -> &'static str {
     let starts = |p: &[u8]| b.starts_with(p);
@@ -161,7 +163,7 @@ fn what_is(b: &[u8; 8]) -> &'static str {
     } else if b[..4].iter().all(|c| c.is_ascii_graphic() || *c == b' ') {
         "text in some other protocol"
     } else {
-        "bytes of no recognised protocol"
+        UNRECOGNISED
     }
 }
 
@@ -242,8 +244,6 @@ pub enum FrameErrorKind {
         /// The limit.
         max: u32,
     },
-    /// A frame type this decoder does not know.
-    UnknownType(u8),
 }
 
 impl fmt::Display for FrameError {
@@ -267,9 +267,6 @@ impl fmt::Display for FrameErrorKind {
             }
             Self::TooLarge { size, max } => {
                 write!(f, "frame size {size} exceeds max-frame-size {max}")
-            }
-            Self::UnknownType(t) => {
-                write!(f, "unknown frame type 0x{t:02x} (0x00 AMQP, 0x01 SASL)")
             }
         }
     }
@@ -307,12 +304,20 @@ impl RawFrame {
     /// Decodes the body: a performative (and, for a transfer, the payload after it), a SASL
     /// body, or nothing for an empty (heartbeat) frame.
     pub fn decode(&self, opts: DecodeOptions) -> Result<Frame, DecodeError> {
+        self.decode_with_warnings(opts).map(|(f, _)| f)
+    }
+
+    /// Like [`RawFrame::decode`], also returning the deviations a lenient decode accepted.
+    pub fn decode_with_warnings(
+        &self,
+        opts: DecodeOptions,
+    ) -> Result<(Frame, Vec<crate::codec::Warning>), DecodeError> {
         let body = self.body();
         let base = self.body_offset() as usize;
+        let mut r = Reader::from_bytes(&body, opts).with_base(base);
         let body_kind = match self.header.frame_type {
             FrameType::AMQP if body.is_empty() => FrameBody::Empty,
             FrameType::AMQP => {
-                let mut r = Reader::from_bytes(&body, opts).with_base(base);
                 let p = Performative::read(&mut r)?;
                 let payload = body.slice(r.position()..);
                 if !payload.is_empty() && !matches!(p, Performative::Transfer(_)) {
@@ -327,7 +332,6 @@ impl RawFrame {
                 FrameBody::Amqp { performative: p, payload }
             }
             FrameType::SASL => {
-                let mut r = Reader::from_bytes(&body, opts).with_base(base);
                 let s = SaslFrameBody::read(&mut r)?;
                 if !r.is_empty() {
                     let (pos, left) = (r.position(), r.remaining());
@@ -340,16 +344,17 @@ impl RawFrame {
                 FrameBody::Sasl(s)
             }
             FrameType(t) => {
+                // 2.3.1 defines types 0x00 (AMQP) and 0x01 (SASL) only.
                 return Err(DecodeError::new(
                     self.offset as usize + 5,
                     ErrorKind::InvalidValue {
                         what: "frame type",
                         reason: format!("0x{t:02x} is neither AMQP (0x00) nor SASL (0x01)"),
                     },
-                ))
+                ));
             }
         };
-        Ok(Frame { channel: self.header.channel, body: body_kind })
+        Ok((Frame { channel: self.header.channel, body: body_kind }, r.take_warnings()))
     }
 }
 
@@ -411,7 +416,7 @@ pub struct FrameDecoder {
     expect_header: bool,
     sniff: bool,
     auto_start: bool,
-    failed: bool,
+    failed: Option<FrameError>,
 }
 
 impl FrameDecoder {
@@ -425,7 +430,7 @@ impl FrameDecoder {
             expect_header: true,
             sniff: false,
             auto_start: false,
-            failed: false,
+            failed: None,
         }
     }
 
@@ -477,8 +482,8 @@ impl FrameDecoder {
     /// The next complete item, `Ok(None)` if more bytes are needed. After an error every
     /// call returns the same kind of error: the stream cannot be resynchronised.
     pub fn next_item(&mut self) -> Result<Option<StreamItem>, FrameError> {
-        if self.failed {
-            return Err(FrameError { offset: self.offset, kind: FrameErrorKind::SizeTooSmall(0) });
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
         }
         if self.auto_start {
             if self.buf.len() < 8 {
@@ -487,9 +492,12 @@ impl FrameDecoder {
             self.auto_start = false;
             let mut b = [0u8; 8];
             b.copy_from_slice(&self.buf[..8]);
+            // A TLS record or an HTTP request can pass for a frame header (a ClientHello's
+            // sixth byte is 0x01, the SASL frame type); name them instead.
+            let foreign = what_is(&b) != UNRECOGNISED;
             let plausible_frame =
                 matches!(FrameHeader::parse(&b), Ok(h) if h.frame_type.name().is_some());
-            self.expect_header = &b[..4] == b"AMQP" || !plausible_frame;
+            self.expect_header = &b[..4] == b"AMQP" || foreign || !plausible_frame;
         }
         let at_header =
             self.expect_header || (self.sniff && self.buf.len() >= 4 && &self.buf[..4] == b"AMQP");
@@ -537,8 +545,9 @@ impl FrameDecoder {
     }
 
     fn fail<T>(&mut self, kind: FrameErrorKind) -> Result<T, FrameError> {
-        self.failed = true;
-        Err(FrameError { offset: self.offset, kind })
+        let e = FrameError { offset: self.offset, kind };
+        self.failed = Some(e.clone());
+        Err(e)
     }
 }
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crate::codec::{DecodeOptions, Reader, Value, ValueRef};
 use crate::frame::{FrameBody, FrameDecoder, StreamItem};
 use crate::inspect::{render_text, Inspector};
-use crate::message::Message;
+use crate::message::{Message, MessageView};
 use crate::types::{Layout, Performative};
 
 /// A fuzz target: any bytes in, no panic out (but for a failed invariant).
@@ -87,7 +87,38 @@ fn round_trip(p: &Performative) {
 pub fn message(data: &[u8]) {
     let bytes = Bytes::copy_from_slice(data);
     let _ = Message::decode_with(&bytes, DecodeOptions::LENIENT);
-    if let Ok(m) = Message::decode(&bytes) {
+    let owned = Message::decode(&bytes);
+    let view = MessageView::decode(data);
+    assert_eq!(
+        owned.is_ok(),
+        view.is_ok(),
+        "the view and the owned decoder must accept the same messages"
+    );
+    if let (Ok(m), Ok(v)) = (&owned, &view) {
+        assert_eq!(&m.header, &v.header, "header");
+        let (mp, vp) = (m.properties.as_ref(), v.properties.as_ref());
+        assert_eq!(mp.and_then(|p| p.to.as_deref()), vp.and_then(|p| p.to()), "properties.to");
+        assert_eq!(
+            mp.and_then(|p| p.content_type.as_ref().map(|c| c.as_str())),
+            vp.and_then(|p| p.content_type()),
+            "properties.content-type"
+        );
+        assert_eq!(
+            m.application_properties.as_ref().map(|a| a.len()),
+            v.application_properties.as_ref().map(|a| a.len()),
+            "application-properties"
+        );
+        let first = match v.body {
+            crate::message::BodyView::Data { first, .. } => Some(first),
+            _ => None,
+        };
+        let owned_first = match &m.body {
+            crate::message::Body::Data(d) => d.first().map(|b| &b[..]),
+            _ => None,
+        };
+        assert_eq!(owned_first, first, "first data section");
+    }
+    if let Ok(m) = owned {
         let again = Bytes::from(m.to_vec());
         assert_eq!(again.len(), m.encoded_len(), "encoded_len must match the encoding");
         let back = Message::decode(&again).expect("our own encoding must decode");

@@ -156,3 +156,16 @@ fn usage_and_io_errors_exit_2_with_one_line() {
 fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[test]
+fn decode_survives_an_empty_plain_response_and_names_tls() {
+    // sasl-init PLAIN with an empty initial-response: nothing to mask, no panic.
+    let o =
+        amqpwire(&["decode", "--hex", "00000017 02010000 005341c00a02a305504c41494ea000"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("initial-response: 0x  [vbin8]"));
+    // A TLS ClientHello whose sixth byte (0x01) could pass for a SASL frame type.
+    let o = amqpwire(&["decode", "--hex", "16030100a5010000a10303"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("TLS ClientHello"), "{}", stdout(&o));
+}

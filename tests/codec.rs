@@ -36,7 +36,7 @@ fn canonical(v: Value, h: &str) {
 fn strict_err(h: &str) -> ErrorKind {
     match Value::decode(&hex(h)) {
         Ok(v) => panic!("{h} decoded to {v:?}, expected an error"),
-        Err(e) => e.kind,
+        Err(e) => e.into_detail().kind,
     }
 }
 

@@ -68,8 +68,9 @@ fn refuses_an_oversized_frame_before_buffering_it() {
     let mut d = FrameDecoder::new(1024).frames_first();
     d.push(&[0x7f, 0xff, 0xff, 0xff, 2, 0, 0, 0]);
     assert!(matches!(d.next_item(), Err(e) if matches!(e.kind, FrameErrorKind::TooLarge { .. })));
-    // A decoder that failed stays failed.
-    assert!(d.next_item().is_err());
+    // A decoder that failed stays failed, with the same error.
+    let again = d.next_item().expect_err("still failed");
+    assert!(matches!(again.kind, FrameErrorKind::TooLarge { size: 0x7fff_ffff, max: 1024 }));
 }
 
 #[test]

@@ -8,12 +8,36 @@
 use std::fmt;
 
 /// A value could not be decoded.
+///
+/// One pointer wide, so that every `Result` on the decoding paths stays small and is
+/// returned in registers; the details live behind it, reachable as fields
+/// (`err.offset`, `err.kind`) through `Deref`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DecodeError(Box<ErrorDetail>);
+
+/// Where and why decoding failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DecodeError {
+pub struct ErrorDetail {
     /// Offset of the offending byte from the start of the decoded buffer.
     pub offset: usize,
     /// What was wrong.
     pub kind: ErrorKind,
+}
+
+impl std::ops::Deref for DecodeError {
+    type Target = ErrorDetail;
+    fn deref(&self) -> &ErrorDetail {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DecodeError")
+            .field("offset", &self.0.offset)
+            .field("kind", &self.0.kind)
+            .finish()
+    }
 }
 
 /// What was wrong with the bytes.
@@ -121,14 +145,20 @@ pub enum ErrorKind {
 
 impl DecodeError {
     /// A new error at `offset`.
+    #[cold]
     pub fn new(offset: usize, kind: ErrorKind) -> Self {
-        Self { offset, kind }
+        Self(Box::new(ErrorDetail { offset, kind }))
     }
 
     /// Shifts the offset by `base`, for errors found inside an embedded buffer.
     pub fn at_base(mut self, base: usize) -> Self {
-        self.offset += base;
+        self.0.offset += base;
         self
+    }
+
+    /// Takes the detail out.
+    pub fn into_detail(self) -> ErrorDetail {
+        *self.0
     }
 }
 

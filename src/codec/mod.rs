@@ -17,9 +17,10 @@ mod reader;
 mod value;
 mod value_ref;
 
-pub use error::{DecodeError, ErrorKind, Warning};
+pub use error::{DecodeError, ErrorDetail, ErrorKind, Warning};
 pub use format::Fmt;
 pub use primitive::{Symbol, Timestamp, Uuid};
+pub(crate) use reader::offset_within;
 pub use reader::{DecodeOptions, Mode, Reader};
 pub(crate) use value::check_array_count;
 pub use value::{Array, Described, MixedArray, Value};

@@ -137,10 +137,12 @@ impl<'a> Reader<'a> {
         self.buf
     }
 
+    #[cold]
     pub(crate) fn error(&self, kind: ErrorKind) -> DecodeError {
         DecodeError::new(self.offset(), kind)
     }
 
+    #[cold]
     pub(crate) fn error_at(&self, pos: usize, kind: ErrorKind) -> DecodeError {
         DecodeError::new(self.base + pos, kind)
     }
@@ -226,8 +228,8 @@ impl<'a> Reader<'a> {
     /// when the reader is over a `Bytes`, otherwise a copy.
     #[inline]
     pub(crate) fn to_bytes(&self, slice: &'a [u8]) -> Bytes {
-        match self.src {
-            Some(b) if !slice.is_empty() => b.slice_ref(slice),
+        match self.src.and_then(|b| offset_within(b, slice).map(|at| (b, at))) {
+            Some((b, at)) if !slice.is_empty() => b.slice(at..at + slice.len()),
             _ => Bytes::copy_from_slice(slice),
         }
     }
@@ -290,6 +292,7 @@ impl<'a> Reader<'a> {
     ///
     /// `min_elem` is the least number of bytes one element can take (1 for lists and maps,
     /// where every element has a constructor).
+    #[inline]
     pub(crate) fn open_compound(&mut self, code: u8) -> Result<(u32, Compound), DecodeError> {
         let start = self.pos;
         let (size, count, count_width) = match code {
@@ -331,6 +334,7 @@ impl<'a> Reader<'a> {
 
     /// Leaves a compound opened with [`Reader::open_compound`]: bytes left inside it are an
     /// error in strict mode and skipped with a warning in lenient mode.
+    #[inline]
     pub(crate) fn close_compound(
         &mut self,
         c: Compound,
@@ -388,10 +392,12 @@ impl<'a> Reader<'a> {
                     self.read_u32()? as usize
                 };
                 let s = self.read_slice(n)?;
-                if matches!(code, fc::SYM8 | fc::SYM32) && !s.is_ascii() {
+                // ASCII is valid UTF-8: the common case needs only the cheap check.
+                let ascii = s.is_ascii();
+                if matches!(code, fc::SYM8 | fc::SYM32) && !ascii {
                     self.deviation(pos, ErrorKind::InvalidSymbol, "kept the symbol as UTF-8")?;
                 }
-                if std::str::from_utf8(s).is_err() {
+                if !ascii && std::str::from_utf8(s).is_err() {
                     self.deviation(
                         pos,
                         ErrorKind::InvalidUtf8,
@@ -483,4 +489,11 @@ impl<'a> Reader<'a> {
 pub(crate) struct Compound {
     outer_end: usize,
     pub(crate) start: usize,
+}
+
+/// Where `inner` starts inside `outer`, if it lies wholly inside it (pointer arithmetic on
+/// addresses only; nothing is dereferenced).
+pub(crate) fn offset_within(outer: &[u8], inner: &[u8]) -> Option<usize> {
+    let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
+    (start.checked_add(inner.len())? <= outer.len()).then_some(start)
 }

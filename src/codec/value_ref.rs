@@ -405,14 +405,42 @@ impl<'a> MapRef<'a> {
     }
 
     /// The value of the first entry whose key is the string or symbol `key`.
+    ///
+    /// Keys are compared as bytes and the entries passed over are skipped by their sizes,
+    /// so a lookup checks only the entry it returns (a map taken from a validated message
+    /// section was checked whole when it was decoded).
     pub fn get(&self, key: &str) -> Result<Option<ValueRef<'a>>, DecodeError> {
-        for kv in self.iter() {
-            let (k, v) = kv?;
-            if matches!(k, ValueRef::String(s) | ValueRef::Symbol(s) if s == key) {
-                return Ok(Some(v));
+        let mut r = Reader::new(self.list.body, DecodeOptions::STRICT).with_base(self.list.offset);
+        for _ in 0..self.list.count / 2 {
+            let code = r.peek_u8()?;
+            let hit = if matches!(code, fc::STR8 | fc::SYM8 | fc::STR32 | fc::SYM32) {
+                r.read_u8()?;
+                read_sized(&mut r, code)? == key.as_bytes()
+            } else {
+                r.skip_value()?;
+                false
+            };
+            if hit {
+                return ValueRef::read(&mut r).map(Some);
             }
+            r.skip_value()?;
         }
         Ok(None)
+    }
+}
+
+impl<'a> ListRef<'a> {
+    /// The element at `index`: the elements before it are skipped by their sizes, not
+    /// checked.
+    pub fn get(&self, index: usize) -> Result<Option<ValueRef<'a>>, DecodeError> {
+        if index >= self.count as usize {
+            return Ok(None);
+        }
+        let mut r = Reader::new(self.body, DecodeOptions::STRICT).with_base(self.offset);
+        for _ in 0..index {
+            r.skip_value()?;
+        }
+        ValueRef::read(&mut r).map(Some)
     }
 }
 

@@ -100,10 +100,30 @@ fn body_fields(body: &[u8]) -> Option<Json> {
     }
     let mut r = Reader::new(body, DecodeOptions::LENIENT);
     let v = Value::read(&mut r).ok()?;
-    match value_json(&v) {
-        Json::Object(mut m) if m.len() == 1 => m.values_mut().next().map(std::mem::take),
-        other => Some(other),
+    Some(composite_fields(&v).unwrap_or_else(|| value_json(&v)))
+}
+
+/// The numeric code of a descriptor: a ulong, or a symbol the spec names.
+fn descriptor_code(d: &Value) -> Option<u64> {
+    match d {
+        Value::Ulong(c, _) => Some(*c),
+        Value::Symbol(s, _) => crate::types::code_for_symbol(s),
+        _ => None,
     }
+}
+
+/// The fields of a known list-shaped composite, by spec name, as far as they were
+/// encoded; `None` for anything else.
+fn composite_fields(v: &Value) -> Option<Json> {
+    let Value::Described(d) = v else { return None };
+    let fields = fields_for_code(descriptor_code(&d.descriptor)?)?;
+    let Value::List(items, _) = &d.value else { return None };
+    let mut m = Map::new();
+    for (i, item) in items.iter().enumerate() {
+        let key = fields.get(i).map_or_else(|| format!("[{i}]"), |f| (*f).to_owned());
+        m.insert(key, value_json(item));
+    }
+    Some(Json::Object(m))
 }
 
 fn message_json(d: &DeliveryRecord) -> Json {
@@ -116,10 +136,7 @@ fn message_json(d: &DeliveryRecord) -> Json {
     while !r.is_empty() {
         let Ok(v) = Value::read(&mut r) else { break };
         let Value::Described(desc) = &v else { break };
-        let code = desc
-            .descriptor
-            .as_u64()
-            .or_else(|| desc.descriptor.as_symbol().and_then(|s| crate::types::code_for_symbol(s)));
+        let code = descriptor_code(&desc.descriptor);
         let name = code.and_then(name_for_code).unwrap_or("unknown-section");
         match code {
             Some(0x75) => {
@@ -142,17 +159,15 @@ fn message_json(d: &DeliveryRecord) -> Json {
                 body_kind = Some("amqp-value");
                 body.push(value_json(&desc.value));
             }
-            _ => match value_json(&v) {
-                Json::Object(mut m) if m.len() == 1 => {
-                    o.insert(
-                        name.into(),
-                        m.values_mut().next().map(std::mem::take).unwrap_or(Json::Null),
-                    );
-                }
-                other => {
-                    o.insert(name.into(), other);
-                }
-            },
+            // Header and properties become their fields; the map sections their entries;
+            // an unknown section stays whole.
+            Some(_) => {
+                let j = composite_fields(&v).unwrap_or_else(|| value_json(&desc.value));
+                o.insert(name.into(), j);
+            }
+            None => {
+                o.insert(name.into(), value_json(&v));
+            }
         }
     }
     if let Some(kind) = body_kind {
@@ -193,7 +208,21 @@ pub fn value_json(v: &Value) -> Json {
         Value::String(s, _) => json!(&**s),
         Value::Symbol(s, _) => json!(s.as_str()),
         Value::List(items, _) => Json::Array(items.iter().map(value_json).collect()),
-        Value::Array(a) => Json::Array(a.items().iter().map(value_json).collect()),
+        // Elements of an array of described values are each that described value.
+        Value::Array(a) => match a.descriptor() {
+            None => Json::Array(a.items().iter().map(value_json).collect()),
+            Some(d) => Json::Array(
+                a.items()
+                    .iter()
+                    .map(|item| {
+                        value_json(&Value::Described(Box::new(crate::codec::Described {
+                            descriptor: d.clone(),
+                            value: item.clone(),
+                        })))
+                    })
+                    .collect(),
+            ),
+        },
         Value::Map(pairs, _) => {
             let mut m = Map::new();
             for (k, val) in pairs {
@@ -211,21 +240,10 @@ pub fn value_json(v: &Value) -> Json {
             Json::Object(m)
         }
         Value::Described(d) => {
-            let code = d.descriptor.as_u64().or_else(|| {
-                d.descriptor.as_symbol().and_then(|s| crate::types::code_for_symbol(s))
-            });
-            let name = code.and_then(name_for_code);
-            match (name, code.and_then(fields_for_code), &d.value) {
-                (Some(n), Some(fields), Value::List(items, _)) => {
-                    let mut m = Map::new();
-                    for (i, item) in items.iter().enumerate() {
-                        let key =
-                            fields.get(i).map_or_else(|| format!("[{i}]"), |f| (*f).to_owned());
-                        m.insert(key, value_json(item));
-                    }
-                    json!({ n: m })
-                }
-                (Some(n), _, inner) => json!({ n: value_json(inner) }),
+            let name = descriptor_code(&d.descriptor).and_then(name_for_code);
+            match (name, composite_fields(v)) {
+                (Some(n), Some(fields)) => json!({ n: fields }),
+                (Some(n), None) => json!({ n: value_json(&d.value) }),
                 _ => {
                     json!({"described": {"descriptor": value_json(&d.descriptor), "value": value_json(&d.value)}})
                 }

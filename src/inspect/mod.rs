@@ -22,7 +22,7 @@ use bytes::Bytes;
 pub use text::render_text;
 
 use crate::codec::format as fc;
-use crate::codec::{DecodeError, DecodeOptions, ErrorKind, Reader, Value, Warning};
+use crate::codec::{DecodeError, DecodeOptions, Reader, Value, Warning};
 use crate::frame::{
     Frame, FrameBody, FrameDecoder, FrameError, FrameHeader, FrameType, ProtocolHeader, StreamItem,
 };
@@ -218,7 +218,13 @@ impl Inspector {
         let body = raw.body();
         let base = raw.body_offset() as usize;
         let mut warnings = Vec::new();
-        let frame = decode_frame(&raw, self.opts, &mut warnings);
+        let frame = match raw.decode_with_warnings(self.opts) {
+            Ok((f, w)) => {
+                warnings = w;
+                Ok(f)
+            }
+            Err(e) => Err(e),
+        };
         let tree = if body.is_empty() || frame.is_err() && raw.header.frame_type.name().is_none() {
             None
         } else {
@@ -273,7 +279,7 @@ impl Inspector {
         reassembled: bool,
     ) -> DeliveryRecord {
         let mut r = Reader::from_bytes(&payload, self.opts).with_base(base);
-        let message = Message::read(&mut r, &payload);
+        let message = Message::read(&mut r);
         let warnings = r.take_warnings();
         let mut sections = Vec::new();
         let mut r = Reader::new(&payload, DecodeOptions::LENIENT).with_base(base);
@@ -299,9 +305,13 @@ pub fn redact(raw: &mut crate::frame::RawFrame) -> bool {
         }) = raw.decode(DecodeOptions::LENIENT)
         {
             if init.mechanism.as_str() == "PLAIN" {
-                if let Some(resp) = &init.initial_response {
-                    // The response shares the frame's storage; find where it sits.
-                    let start = resp.as_ptr() as usize - raw.bytes.as_ptr() as usize;
+                // The response shares the frame's storage; find where it sits (an empty
+                // response is not a slice of the frame, and has nothing to mask).
+                let found = init
+                    .initial_response
+                    .as_ref()
+                    .and_then(|r| crate::codec::offset_within(&raw.bytes, r).map(|at| (r, at)));
+                if let Some((resp, start)) = found {
                     // PLAIN: authzid NUL authcid NUL passwd (RFC 4616): mask the password.
                     if let Some(second_nul) =
                         resp.iter().enumerate().filter(|(_, b)| **b == 0).nth(1).map(|(i, _)| i)
@@ -352,59 +362,6 @@ fn mask_sas_signatures(buf: &mut [u8]) -> bool {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn decode_frame(
-    raw: &crate::frame::RawFrame,
-    opts: DecodeOptions,
-    warnings: &mut Vec<Warning>,
-) -> Result<Frame, DecodeError> {
-    // Decode through a reader of our own so that lenient warnings are kept.
-    let body = raw.body();
-    let base = raw.body_offset() as usize;
-    let channel = raw.header.channel;
-    let body_kind = match raw.header.frame_type {
-        FrameType::AMQP if body.is_empty() => FrameBody::Empty,
-        FrameType::AMQP => {
-            let mut r = Reader::from_bytes(&body, opts).with_base(base);
-            let p = Performative::read(&mut r)?;
-            let payload = body.slice(r.position()..);
-            if !payload.is_empty() && !matches!(p, Performative::Transfer(_)) {
-                let pos = r.position();
-                r.deviation(
-                    pos,
-                    ErrorKind::TrailingBytes { within: p.name(), left: payload.len() },
-                    "ignored the bytes after the performative",
-                )?;
-            }
-            warnings.extend(r.take_warnings());
-            FrameBody::Amqp { performative: p, payload }
-        }
-        FrameType::SASL => {
-            let mut r = Reader::from_bytes(&body, opts).with_base(base);
-            let s = crate::types::SaslFrameBody::read(&mut r)?;
-            if !r.is_empty() {
-                let (pos, left) = (r.position(), r.remaining());
-                r.deviation(
-                    pos,
-                    ErrorKind::TrailingBytes { within: s.name(), left },
-                    "ignored the bytes after the SASL body",
-                )?;
-            }
-            warnings.extend(r.take_warnings());
-            FrameBody::Sasl(s)
-        }
-        FrameType(t) => {
-            return Err(DecodeError::new(
-                raw.offset as usize + 5,
-                ErrorKind::InvalidValue {
-                    what: "frame type",
-                    reason: format!("0x{t:02x} is neither AMQP (0x00) nor SASL (0x01)"),
-                },
-            ))
-        }
-    };
-    Ok(Frame { channel, body: body_kind })
 }
 
 /// Annotates the value at the reader's position. `fields` names the elements when the
@@ -488,8 +445,12 @@ pub fn annotate(
             }
             r.close_compound(c, fc::name(code).unwrap_or("compound"))?;
             r.leave();
-            let summary =
-                if is_map { format!("{} entries", count / 2) } else { format!("{count} elements") };
+            let summary = match (is_map, count) {
+                (true, 2) => "1 entry".to_owned(),
+                (true, _) => format!("{} entries", count / 2),
+                (false, 1) => "1 element".to_owned(),
+                (false, _) => format!("{count} elements"),
+            };
             Ok(node(r, head, fc::name(code).unwrap_or("?"), summary, children))
         }
         fc::ARRAY8 | fc::ARRAY32 => {
@@ -569,7 +530,7 @@ pub fn render(v: &Value) -> String {
         Value::Binary(b, _) => match std::str::from_utf8(b) {
             // Text in a binary (JSON telemetry, tags like "2044") reads better as text.
             Ok(t) if !t.is_empty() && !t.chars().any(|c| c.is_control() && c != '\n') => {
-                format!("{t:?} ({} bytes)", b.len())
+                format!("{t:?} ({} byte{})", b.len(), if b.len() == 1 { "" } else { "s" })
             }
             _ => format!("0x{}", hex(b)),
         },

@@ -38,6 +38,7 @@ pub enum Layout {
 }
 
 /// Reads a constructor, returning `None` (and consuming it) for null.
+#[inline]
 fn ctor(r: &mut Reader<'_>) -> Result<Option<(u8, usize)>, DecodeError> {
     let pos = r.position();
     let code = r.read_u8()?;
@@ -55,6 +56,7 @@ fn unexpected<T>(
 
 impl Codec for bool {
     const TYPE: &'static str = "boolean";
+    #[inline]
     fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
         let Some((code, pos)) = ctor(r)? else {
             return Ok(None);
@@ -73,9 +75,11 @@ impl Codec for bool {
             c => return unexpected(r, pos, Self::TYPE, c),
         }))
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         1
     }
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(if *self { fc::TRUE } else { fc::FALSE });
     }
@@ -83,6 +87,7 @@ impl Codec for bool {
 
 impl Codec for u8 {
     const TYPE: &'static str = "ubyte";
+    #[inline]
     fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
         let Some((code, pos)) = ctor(r)? else {
             return Ok(None);
@@ -92,9 +97,11 @@ impl Codec for u8 {
             c => unexpected(r, pos, Self::TYPE, c),
         }
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         2
     }
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&[fc::UBYTE, *self]);
     }
@@ -102,6 +109,7 @@ impl Codec for u8 {
 
 impl Codec for u16 {
     const TYPE: &'static str = "ushort";
+    #[inline]
     fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
         let Some((code, pos)) = ctor(r)? else {
             return Ok(None);
@@ -111,9 +119,11 @@ impl Codec for u16 {
             c => unexpected(r, pos, Self::TYPE, c),
         }
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         3
     }
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(fc::USHORT);
         out.extend_from_slice(&self.to_be_bytes());
@@ -122,6 +132,7 @@ impl Codec for u16 {
 
 impl Codec for u32 {
     const TYPE: &'static str = "uint";
+    #[inline]
     fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
         let Some((code, pos)) = ctor(r)? else {
             return Ok(None);
@@ -133,6 +144,7 @@ impl Codec for u32 {
             c => unexpected(r, pos, Self::TYPE, c),
         }
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         match *self {
             0 => 1,
@@ -140,6 +152,7 @@ impl Codec for u32 {
             _ => 5,
         }
     }
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         match *self {
             0 => out.push(fc::UINT0),
@@ -154,6 +167,7 @@ impl Codec for u32 {
 
 impl Codec for u64 {
     const TYPE: &'static str = "ulong";
+    #[inline]
     fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
         let Some((code, pos)) = ctor(r)? else {
             return Ok(None);
@@ -165,6 +179,7 @@ impl Codec for u64 {
             c => unexpected(r, pos, Self::TYPE, c),
         }
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         match *self {
             0 => 1,
@@ -172,6 +187,7 @@ impl Codec for u64 {
             _ => 9,
         }
     }
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         match *self {
             0 => out.push(fc::ULONG0),
@@ -186,6 +202,7 @@ impl Codec for u64 {
 
 impl Codec for Timestamp {
     const TYPE: &'static str = "timestamp";
+    #[inline]
     fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
         let Some((code, pos)) = ctor(r)? else {
             return Ok(None);
@@ -195,9 +212,11 @@ impl Codec for Timestamp {
             c => unexpected(r, pos, Self::TYPE, c),
         }
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         9
     }
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(fc::TIMESTAMP);
         out.extend_from_slice(&self.0.to_be_bytes());
@@ -224,6 +243,7 @@ fn sized_len(n: usize) -> usize {
     }
 }
 
+#[inline]
 fn read_sized<'a>(
     r: &mut Reader<'a>,
     small: u8,
@@ -245,12 +265,15 @@ fn read_sized<'a>(
 
 impl Codec for Bytes {
     const TYPE: &'static str = "binary";
+    #[inline]
     fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
         Ok(read_sized(r, fc::VBIN8, fc::VBIN32, Self::TYPE)?.map(|(s, _)| r.to_bytes(s)))
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         sized_len(self.len())
     }
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         encode_sized(fc::VBIN8, fc::VBIN32, self, out);
     }
@@ -258,6 +281,7 @@ impl Codec for Bytes {
 
 impl Codec for ByteString {
     const TYPE: &'static str = "string";
+    #[inline]
     fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
         let pos = r.position();
         match r.peek_u8()? {
@@ -277,9 +301,11 @@ impl Codec for ByteString {
             },
         }
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         sized_len(self.len())
     }
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         encode_sized(fc::STR8, fc::STR32, self.as_bytes(), out);
     }
@@ -287,6 +313,7 @@ impl Codec for ByteString {
 
 impl Codec for Symbol {
     const TYPE: &'static str = "symbol";
+    #[inline]
     fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
         let pos = r.position();
         match r.peek_u8()? {
@@ -305,9 +332,11 @@ impl Codec for Symbol {
             },
         }
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         sized_len(self.as_bytes().len())
     }
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         encode_sized(fc::SYM8, fc::SYM32, self.as_bytes(), out);
     }
@@ -315,15 +344,18 @@ impl Codec for Symbol {
 
 impl Codec for Value {
     const TYPE: &'static str = "any";
+    #[inline]
     fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
         match Self::read(r)? {
             Self::Null => Ok(None),
             v => Ok(Some(v)),
         }
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         Self::encoded_len(self)
     }
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         Self::encode(self, out);
     }
@@ -333,6 +365,7 @@ impl Codec for Value {
 /// writing uses an array, which every peer accepts. An empty list is written as null.
 impl Codec for Vec<Symbol> {
     const TYPE: &'static str = "symbol (multiple)";
+    #[inline]
     fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
         let pos = r.position();
         let code = r.peek_u8()?;
@@ -367,6 +400,7 @@ impl Codec for Vec<Symbol> {
             _ => Ok(Symbol::read_opt(r)?.map(|s| vec![s])),
         }
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         if self.is_empty() {
             return 1;
@@ -380,6 +414,7 @@ impl Codec for Vec<Symbol> {
             9 + body
         }
     }
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         if self.is_empty() {
             out.push(fc::NULL);
@@ -449,6 +484,7 @@ impl Fields {
 
 impl Codec for Fields {
     const TYPE: &'static str = "fields";
+    #[inline]
     fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
         let Some((code, pos)) = ctor(r)? else {
             return Ok(None);
@@ -487,6 +523,7 @@ impl Codec for Fields {
         r.leave();
         Ok(Some(Self(pairs)))
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         let body = self.body_len();
         if body < 255 && self.0.len() * 2 <= 255 {
@@ -495,6 +532,7 @@ impl Codec for Fields {
             9 + body
         }
     }
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         let body = self.body_len();
         if body < 255 && self.0.len() * 2 <= 255 {
@@ -546,12 +584,15 @@ pub(crate) fn write_list_header(count: usize, body: usize, out: &mut Vec<u8>) {
 
 impl<T: Codec> Codec for Box<T> {
     const TYPE: &'static str = T::TYPE;
+    #[inline]
     fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
         Ok(T::read_opt(r)?.map(Self::new))
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         T::encoded_len(self)
     }
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         T::encode(self, out)
     }

@@ -55,10 +55,11 @@ macro_rules! restricted {
 /// - `default(expr)`: the struct field is `T`; null reads as the default, and (compact
 ///   layout) a value equal to the default is written as null.
 ///
-/// The macro writes the struct, its decoder (descriptor as ulong code or symbol name;
-/// extra fields refused in strict mode and skipped with a warning in lenient mode), its
-/// encoder (compact or every field, see [`Layout`](crate::types::Layout)), `Default` where
-/// no field is mandatory is not attempted: use struct literals or the `new` constructor.
+/// The macro writes the struct, its decoder (descriptor as ulong code or symbol name; extra
+/// fields refused in strict mode and skipped with a warning in lenient mode) and its encoder
+/// (compact or every field, see [`Layout`](crate::types::Layout)). It does not derive
+/// `Default`: a type with no mandatory field can derive it where the spec's defaults match
+/// Rust's, and the others get a `new` constructor.
 macro_rules! composite {
     (
         $(#[$meta:meta])*

@@ -47,6 +47,7 @@ pub trait Composite: Sized {
     fn write_fields(&self, count: usize, layout: Layout, out: &mut Vec<u8>);
 
     /// Reads the list that follows this type's descriptor.
+    #[inline]
     fn read_list(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let pos = r.position();
         let code = r.read_u8()?;
@@ -141,6 +142,7 @@ impl std::fmt::Display for DescriptorId {
 
 /// Reads the `0x00` and the descriptor that follows it. A descriptor that is neither a
 /// ulong nor a symbol is refused (strict) or, for a string, accepted with a warning.
+#[inline]
 pub fn read_descriptor(r: &mut Reader<'_>) -> Result<DescriptorId, DecodeError> {
     let pos = r.position();
     let code = r.read_u8()?;
@@ -166,6 +168,7 @@ pub fn read_descriptor(r: &mut Reader<'_>) -> Result<DescriptorId, DecodeError> 
 }
 
 /// Reads a described composite `T`, or `None` for null.
+#[inline]
 pub fn read_composite<T: Composite>(r: &mut Reader<'_>) -> Result<Option<T>, DecodeError> {
     if r.peek_u8()? == fc::NULL {
         r.read_u8()?;

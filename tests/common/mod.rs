@@ -8,7 +8,7 @@ use bytes::Bytes;
 /// The typical device telemetry transfer of the benchmarks: header, properties with
 /// message-id, to and content-type, three application properties and a data body.
 #[allow(dead_code)]
-pub fn telemetry(body_len: usize) -> (Transfer, Message) {
+pub(crate) fn telemetry(body_len: usize) -> (Transfer, Message) {
     let mut t = Transfer::new(Handle(0));
     t.delivery_id = Some(SequenceNo(42));
     t.delivery_tag = Some(Bytes::from_static(&[0, 0, 0, 42]));

@@ -7,6 +7,10 @@
 //!  0x70      0x71            0x72           0x73         0x74             0x75/76/77  0x78
 //! ```
 
+mod view;
+
+pub use view::{BodyView, MessageIdRef, MessageView, PropertiesView};
+
 use bytes::Bytes;
 use smallvec::SmallVec;
 
@@ -142,7 +146,7 @@ impl AnnotationMap {
     }
 
     /// Reads a map at the reader's position, validating every byte.
-    fn read(r: &mut Reader<'_>, src: &Bytes, section: &'static str) -> Result<Self, DecodeError> {
+    fn read(r: &mut Reader<'_>, section: &'static str) -> Result<Self, DecodeError> {
         let start = r.position();
         let code = r.peek_u8()?;
         if !matches!(code, fc::MAP8 | fc::MAP32) {
@@ -160,7 +164,7 @@ impl AnnotationMap {
             v.validate_value()
         };
         match checked {
-            Ok(()) => Ok(Self::from_encoded(src.slice_ref(raw))),
+            Ok(()) => Ok(Self::from_encoded(r.to_bytes(raw))),
             Err(e) if r.options().mode == Mode::Lenient => {
                 // Repair: decode leniently (recording what was off) and keep a canonical
                 // re-encoding so that later lookups read valid bytes.
@@ -171,7 +175,7 @@ impl AnnotationMap {
                     // Only a semantic rule failed (application-properties keys or values).
                     r.push_warning(Warning {
                         offset: e.offset,
-                        kind: e.kind,
+                        kind: e.kind.clone(),
                         action: "kept the entry",
                     });
                 }
@@ -187,7 +191,7 @@ impl AnnotationMap {
 
 /// Checks an application-properties map (3.2.5): string keys, and values of simple types
 /// ("not map, list, or array"), every byte valid.
-fn validate_application_properties(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+pub(crate) fn validate_application_properties(r: &mut Reader<'_>) -> Result<(), DecodeError> {
     let code = r.read_u8()?;
     let (count, c) = r.open_compound(code)?;
     for _ in 0..count / 2 {
@@ -220,7 +224,7 @@ fn validate_application_properties(r: &mut Reader<'_>) -> Result<(), DecodeError
     r.close_compound(c, "application-properties")
 }
 
-fn section_name(code: u64) -> &'static str {
+pub(crate) fn section_name(code: u64) -> &'static str {
     match code {
         0x70 => "header",
         0x71 => "delivery-annotations",
@@ -261,7 +265,7 @@ impl Message {
     /// Decodes a message that fills `bytes`, strictly. Strings, binaries and data sections
     /// share `bytes`' storage.
     pub fn decode(bytes: &Bytes) -> Result<Self, DecodeError> {
-        Self::read(&mut Reader::from_bytes(bytes, DecodeOptions::STRICT), bytes)
+        Self::read(&mut Reader::from_bytes(bytes, DecodeOptions::STRICT))
     }
 
     /// Decodes a message with `opts`; returns it and the warnings of a lenient decode.
@@ -270,12 +274,13 @@ impl Message {
         opts: DecodeOptions,
     ) -> Result<(Self, Vec<crate::codec::Warning>), DecodeError> {
         let mut r = Reader::from_bytes(bytes, opts);
-        let m = Self::read(&mut r, bytes)?;
+        let m = Self::read(&mut r)?;
         Ok((m, r.take_warnings()))
     }
 
-    /// Reads sections until the reader is empty. `src` must be the buffer `r` reads.
-    pub fn read(r: &mut Reader<'_>, src: &Bytes) -> Result<Self, DecodeError> {
+    /// Reads sections until the reader is empty. Over a reader made with
+    /// [`Reader::from_bytes`], strings and data sections share that storage.
+    pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let mut m = Self::default();
         let mut last: Option<u64> = None;
         while !r.is_empty() {
@@ -308,10 +313,10 @@ impl Message {
             last = Some(code);
             match code {
                 0x70 => m.header = Some(Header::read_list(r)?),
-                0x71 => m.delivery_annotations = Some(AnnotationMap::read(r, src, name)?),
-                0x72 => m.message_annotations = Some(AnnotationMap::read(r, src, name)?),
+                0x71 => m.delivery_annotations = Some(AnnotationMap::read(r, name)?),
+                0x72 => m.message_annotations = Some(AnnotationMap::read(r, name)?),
                 0x73 => m.properties = Some(Properties::read_list(r)?),
-                0x74 => m.application_properties = Some(AnnotationMap::read(r, src, name)?),
+                0x74 => m.application_properties = Some(AnnotationMap::read(r, name)?),
                 0x75 => {
                     let b = <Bytes as Codec>::read_opt(r)?.ok_or_else(|| {
                         r.error_at(
@@ -344,7 +349,7 @@ impl Message {
                     }
                 }
                 0x77 => m.body = Body::Value(Value::read(r)?),
-                _ => m.footer = Some(AnnotationMap::read(r, src, name)?),
+                _ => m.footer = Some(AnnotationMap::read(r, name)?),
             }
         }
         Ok(m)

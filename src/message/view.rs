@@ -1,0 +1,402 @@
+//! A message decoded in place: every section located and checked as strictly as
+//! [`Message::decode`](super::Message::decode) checks it, nothing copied, nothing allocated,
+//! no reference count touched. Fields are read from the input when asked for.
+//!
+//! This is the receive hot path: a consumer that reads a few properties and the body of
+//! each message pays for exactly that.
+
+use crate::codec::format as fc;
+use crate::codec::{
+    DecodeError, DecodeOptions, ErrorKind, ListRef, MapRef, Reader, Timestamp, Uuid, ValueRef,
+};
+use crate::types::{Composite, Header, SequenceNo};
+
+use super::validate_application_properties;
+
+/// A borrowed, validated view of an encoded message.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MessageView<'a> {
+    /// Transport headers (decoded eagerly: they are a handful of scalars).
+    pub header: Option<Header>,
+    /// delivery-annotations.
+    pub delivery_annotations: Option<MapRef<'a>>,
+    /// message-annotations.
+    pub message_annotations: Option<MapRef<'a>>,
+    /// properties.
+    pub properties: Option<PropertiesView<'a>>,
+    /// application-properties.
+    pub application_properties: Option<MapRef<'a>>,
+    /// The body.
+    pub body: BodyView<'a>,
+    /// footer.
+    pub footer: Option<MapRef<'a>>,
+}
+
+/// The body of a [`MessageView`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum BodyView<'a> {
+    /// No body section.
+    #[default]
+    Empty,
+    /// Data sections: the first one's bytes, and how many there are (read the others with
+    /// [`MessageView::data_sections`]).
+    Data {
+        /// The bytes of the first data section.
+        first: &'a [u8],
+        /// Number of data sections.
+        count: u32,
+    },
+    /// amqp-sequence sections, each a list.
+    Sequence {
+        /// The first section's list.
+        first: ListRef<'a>,
+        /// Number of amqp-sequence sections.
+        count: u32,
+    },
+    /// An amqp-value section.
+    Value(ValueRef<'a>),
+}
+
+/// The properties section, read field by field from the input.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PropertiesView<'a> {
+    list: ListRef<'a>,
+}
+
+/// A message-id or correlation-id, borrowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageIdRef<'a> {
+    /// message-id-ulong.
+    Ulong(u64),
+    /// message-id-uuid.
+    Uuid(Uuid),
+    /// message-id-binary.
+    Binary(&'a [u8]),
+    /// message-id-string.
+    String(&'a str),
+}
+
+/// The format codes each properties field may have (null aside), in field order (3.2.4).
+const PROPERTY_CODES: [&[u8]; 13] = [
+    &[fc::ULONG0, fc::SMALLULONG, fc::ULONG, fc::UUID, fc::VBIN8, fc::VBIN32, fc::STR8, fc::STR32],
+    &[fc::VBIN8, fc::VBIN32],
+    &[fc::STR8, fc::STR32],
+    &[fc::STR8, fc::STR32],
+    &[fc::STR8, fc::STR32],
+    &[fc::ULONG0, fc::SMALLULONG, fc::ULONG, fc::UUID, fc::VBIN8, fc::VBIN32, fc::STR8, fc::STR32],
+    &[fc::SYM8, fc::SYM32],
+    &[fc::SYM8, fc::SYM32],
+    &[fc::TIMESTAMP],
+    &[fc::TIMESTAMP],
+    &[fc::STR8, fc::STR32],
+    &[fc::UINT0, fc::SMALLUINT, fc::UINT],
+    &[fc::STR8, fc::STR32],
+];
+
+/// The spec's names of the properties fields, for errors.
+const PROPERTY_NAMES: [&str; 13] = [
+    "message-id",
+    "user-id",
+    "to",
+    "subject",
+    "reply-to",
+    "correlation-id",
+    "content-type",
+    "content-encoding",
+    "absolute-expiry-time",
+    "creation-time",
+    "group-id",
+    "group-sequence",
+    "reply-to-group-id",
+];
+
+impl<'a> MessageView<'a> {
+    /// Locates and checks every section of the message that fills `buf`, strictly.
+    pub fn decode(buf: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(buf, DecodeOptions::STRICT);
+        let mut m = Self::default();
+        let mut last = 0u8;
+        while !r.is_empty() {
+            let pos = r.position();
+            let code = section_code(&mut r)?;
+            // 3.2: sections in order, each at most once; data and amqp-sequence repeat.
+            let repeat = code == last && (code == 0x75 || code == 0x76);
+            if last != 0 && (rank(code) < rank(last) || (rank(code) == rank(last) && !repeat)) {
+                return Err(r.error_at(
+                    pos,
+                    ErrorKind::SectionOrder {
+                        found: super::section_name(u64::from(code)),
+                        after: super::section_name(u64::from(last)),
+                    },
+                ));
+            }
+            last = code;
+            match code {
+                0x70 => m.header = Some(Header::read_list(&mut r)?),
+                0x71 => m.delivery_annotations = Some(map(&mut r, false)?),
+                0x72 => m.message_annotations = Some(map(&mut r, false)?),
+                0x73 => m.properties = Some(properties(&mut r)?),
+                0x74 => m.application_properties = Some(map(&mut r, true)?),
+                0x75 => {
+                    let p = r.position();
+                    let b = match r.read_u8()? {
+                        fc::VBIN8 => {
+                            let n = usize::from(r.read_u8()?);
+                            r.read_slice(n)?
+                        }
+                        fc::VBIN32 => {
+                            let n = r.read_u32()? as usize;
+                            r.read_slice(n)?
+                        }
+                        c => {
+                            return Err(r.error_at(
+                                p,
+                                ErrorKind::UnexpectedType { expected: "binary", found: c },
+                            ))
+                        }
+                    };
+                    m.body = match m.body {
+                        BodyView::Data { first, count } => {
+                            BodyView::Data { first, count: count + 1 }
+                        }
+                        _ => BodyView::Data { first: b, count: 1 },
+                    };
+                }
+                0x76 => {
+                    let p = r.position();
+                    let v = checked(&mut r)?;
+                    let ValueRef::List(l) = v else {
+                        return Err(r.error_at(
+                            p,
+                            ErrorKind::UnexpectedType { expected: "list", found: buf[p] },
+                        ));
+                    };
+                    m.body = match m.body {
+                        BodyView::Sequence { first, count } => {
+                            BodyView::Sequence { first, count: count + 1 }
+                        }
+                        _ => BodyView::Sequence { first: l, count: 1 },
+                    };
+                }
+                0x77 => m.body = BodyView::Value(checked(&mut r)?),
+                _ => m.footer = Some(map(&mut r, false)?),
+            }
+        }
+        Ok(m)
+    }
+
+    /// Every data section's bytes, in order (re-reads the input; empty for other bodies).
+    pub fn data_sections(&self, buf: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let mut r = Reader::new(buf, DecodeOptions::STRICT);
+        std::iter::from_fn(move || loop {
+            if r.is_empty() {
+                return None;
+            }
+            let code = section_code(&mut r).ok()?;
+            if code == 0x75 {
+                let n = match r.read_u8().ok()? {
+                    fc::VBIN8 => usize::from(r.read_u8().ok()?),
+                    _ => r.read_u32().ok()? as usize,
+                };
+                return r.read_slice(n).ok();
+            }
+            r.skip_value().ok()?;
+        })
+    }
+}
+
+impl<'a> PropertiesView<'a> {
+    fn field(&self, i: usize) -> Option<ValueRef<'a>> {
+        // Validated when the view was made, so the iteration cannot fail; a failure would
+        // read as an absent field.
+        match self.list.get(i) {
+            Ok(Some(ValueRef::Null)) | Ok(None) | Err(_) => None,
+            Ok(Some(v)) => Some(v),
+        }
+    }
+
+    fn string(&self, i: usize) -> Option<&'a str> {
+        match self.field(i)? {
+            ValueRef::String(s) | ValueRef::Symbol(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn id(&self, i: usize) -> Option<MessageIdRef<'a>> {
+        Some(match self.field(i)? {
+            ValueRef::Ulong(v) => MessageIdRef::Ulong(v),
+            ValueRef::Uuid(u) => MessageIdRef::Uuid(u),
+            ValueRef::Binary(b) => MessageIdRef::Binary(b),
+            ValueRef::String(s) => MessageIdRef::String(s),
+            _ => return None,
+        })
+    }
+
+    fn timestamp(&self, i: usize) -> Option<Timestamp> {
+        match self.field(i)? {
+            ValueRef::Timestamp(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// message-id.
+    pub fn message_id(&self) -> Option<MessageIdRef<'a>> {
+        self.id(0)
+    }
+    /// user-id.
+    pub fn user_id(&self) -> Option<&'a [u8]> {
+        match self.field(1)? {
+            ValueRef::Binary(b) => Some(b),
+            _ => None,
+        }
+    }
+    /// to.
+    pub fn to(&self) -> Option<&'a str> {
+        self.string(2)
+    }
+    /// subject.
+    pub fn subject(&self) -> Option<&'a str> {
+        self.string(3)
+    }
+    /// reply-to.
+    pub fn reply_to(&self) -> Option<&'a str> {
+        self.string(4)
+    }
+    /// correlation-id.
+    pub fn correlation_id(&self) -> Option<MessageIdRef<'a>> {
+        self.id(5)
+    }
+    /// content-type.
+    pub fn content_type(&self) -> Option<&'a str> {
+        self.string(6)
+    }
+    /// content-encoding.
+    pub fn content_encoding(&self) -> Option<&'a str> {
+        self.string(7)
+    }
+    /// absolute-expiry-time.
+    pub fn absolute_expiry_time(&self) -> Option<Timestamp> {
+        self.timestamp(8)
+    }
+    /// creation-time.
+    pub fn creation_time(&self) -> Option<Timestamp> {
+        self.timestamp(9)
+    }
+    /// group-id.
+    pub fn group_id(&self) -> Option<&'a str> {
+        self.string(10)
+    }
+    /// group-sequence.
+    pub fn group_sequence(&self) -> Option<SequenceNo> {
+        match self.field(11)? {
+            ValueRef::Uint(v) => Some(SequenceNo(v)),
+            _ => None,
+        }
+    }
+    /// reply-to-group-id.
+    pub fn reply_to_group_id(&self) -> Option<&'a str> {
+        self.string(12)
+    }
+}
+
+/// Reads `0x00`, a descriptor and checks it names a message section; returns its code.
+fn section_code(r: &mut Reader<'_>) -> Result<u8, DecodeError> {
+    let pos = r.position();
+    // The usual encoding, 0x00 0x53 code, takes the fast path.
+    let code = match crate::types::read_descriptor(r)?.code() {
+        Some(c @ 0x70..=0x78) => c as u8,
+        _ => {
+            return Err(r.error_at(
+                pos,
+                ErrorKind::UnexpectedDescriptor {
+                    expected: "a message section",
+                    found: "another descriptor".into(),
+                },
+            ))
+        }
+    };
+    Ok(code)
+}
+
+/// Reads a value and checks every byte of it.
+fn checked<'a>(r: &mut Reader<'a>) -> Result<ValueRef<'a>, DecodeError> {
+    let start = r.position();
+    let depth = r.options().max_depth;
+    r.validate_value()?;
+    let mut again = Reader::new(
+        &r.buffer()[start..r.position()],
+        DecodeOptions { max_depth: depth, ..DecodeOptions::STRICT },
+    )
+    .with_base(r.offset() - (r.position() - start));
+    ValueRef::read(&mut again)
+}
+
+fn map<'a>(r: &mut Reader<'a>, application_properties: bool) -> Result<MapRef<'a>, DecodeError> {
+    let start = r.position();
+    if application_properties {
+        validate_application_properties(r)?;
+    } else {
+        let code = r.peek_u8()?;
+        if !matches!(code, fc::MAP8 | fc::MAP32) {
+            return Err(
+                r.error_at(start, ErrorKind::UnexpectedType { expected: "map", found: code })
+            );
+        }
+        r.validate_value()?;
+    }
+    let mut again = Reader::new(&r.buffer()[start..r.position()], DecodeOptions::STRICT)
+        .with_base(r.offset() - (r.position() - start));
+    match ValueRef::read(&mut again)? {
+        ValueRef::Map(m) => Ok(m),
+        _ => Err(r.error_at(
+            start,
+            ErrorKind::UnexpectedType { expected: "map", found: r.buffer()[start] },
+        )),
+    }
+}
+
+fn properties<'a>(r: &mut Reader<'a>) -> Result<PropertiesView<'a>, DecodeError> {
+    let start = r.position();
+    let code = r.read_u8()?;
+    if !matches!(code, fc::LIST0 | fc::LIST8 | fc::LIST32) {
+        return Err(r.error_at(start, ErrorKind::UnexpectedType { expected: "list", found: code }));
+    }
+    let (count, c) = r.open_compound(code)?;
+    if count as usize > PROPERTY_CODES.len() {
+        return Err(r.error_at(
+            start,
+            ErrorKind::TooManyFields {
+                composite: "properties",
+                count,
+                defined: PROPERTY_CODES.len(),
+            },
+        ));
+    }
+    for allowed in PROPERTY_CODES.iter().take(count as usize) {
+        let pos = r.position();
+        let code = r.read_u8()?;
+        if code != fc::NULL && !allowed.contains(&code) {
+            let i = PROPERTY_CODES.iter().position(|a| std::ptr::eq(*a, *allowed)).unwrap_or(0);
+            return Err(r.error_at(
+                pos,
+                ErrorKind::UnexpectedType { expected: PROPERTY_NAMES[i], found: code },
+            ));
+        }
+        r.validate_body(code, pos)?;
+    }
+    r.close_compound(c, "properties")?;
+    let mut again = Reader::new(&r.buffer()[start..r.position()], DecodeOptions::STRICT)
+        .with_base(r.offset() - (r.position() - start));
+    match ValueRef::read(&mut again)? {
+        ValueRef::List(list) => Ok(PropertiesView { list }),
+        _ => Err(r.error_at(start, ErrorKind::UnexpectedType { expected: "list", found: code })),
+    }
+}
+
+fn rank(code: u8) -> u8 {
+    match code {
+        0x70..=0x74 => code - 0x70,
+        0x75..=0x77 => 5,
+        _ => 6,
+    }
+}
