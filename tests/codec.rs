@@ -334,3 +334,22 @@ fn strings_share_the_input_bytes() {
     assert_eq!(&*s, "hello");
     assert!(std::ptr::eq(s.as_bytes().as_ptr(), src[2..].as_ptr()));
 }
+
+#[test]
+fn rejects_maps_with_a_key_twice() {
+    // {"a": true, "a": false}: invalid (part 1, 1.6.23), even with the key encoded two ways.
+    assert!(matches!(strict_err("c1 0c 04 a10161 41 b10000000161 42"), ErrorKind::DuplicateKey(_)));
+    // 40 distinct keys pass; the same 40 plus a repeat of the first fail (the large-map path).
+    let mut pairs: Vec<(Value, Value)> =
+        (0..40u64).map(|i| (Value::from(i), Value::Null)).collect();
+    let ok = Value::Map(pairs.clone(), Fmt::Auto).to_vec();
+    assert!(Value::decode(&ok).is_ok());
+    pairs.push((Value::Ulong(0, Fmt::Code(fc::ULONG)), Value::Null));
+    let dup = Value::Map(pairs, Fmt::Auto).to_vec();
+    assert!(matches!(Value::decode(&dup).expect_err("dup").kind, ErrorKind::DuplicateKey(_)));
+    // Lenient keeps both entries and warns.
+    let mut r = amqpwire::codec::Reader::new(&dup, DecodeOptions::LENIENT);
+    let Value::Map(p, _) = Value::read(&mut r).expect("lenient") else { panic!() };
+    assert_eq!(p.len(), 41);
+    assert!(matches!(r.warnings()[0].kind, ErrorKind::DuplicateKey(_)));
+}

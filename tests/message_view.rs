@@ -149,3 +149,21 @@ fn refuses_what_the_owned_decoder_refuses() {
         ErrorKind::SectionOrder { found: "properties", after: "application-properties" }
     ));
 }
+
+#[test]
+fn both_decoders_refuse_duplicate_and_ill_typed_section_keys() {
+    for (h, what) in [
+        // application-properties {"a": true, "a": false}.
+        ("005374c10902a1016141a1016142", "a repeated application-properties key"),
+        // message-annotations {:x: 1, :x: 2}.
+        ("005372c10b04a3017852 01a301785202", "a repeated annotation key"),
+        // message-annotations keyed by a string.
+        ("005372c10502a1017841", "a string annotation key"),
+    ] {
+        let b = hex(h);
+        assert!(Message::decode(&Bytes::from(b.clone())).is_err(), "owned accepted {what}");
+        assert!(MessageView::decode(&b).is_err(), "view accepted {what}");
+    }
+    // Annotation keys may be ulongs.
+    assert!(MessageView::decode(&hex("005372c10402530741")).is_ok());
+}

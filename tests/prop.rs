@@ -90,7 +90,7 @@ fn value() -> impl Strategy<Value = Value> {
                 proptest::collection::vec((inner.clone(), inner.clone()), 0..5),
                 fmt(&[fc::MAP8, fc::MAP32])
             )
-                .prop_map(|(v, f)| Value::Map(v, f)),
+                .prop_map(|(v, f)| Value::Map(unique_keys(v), f)),
             array(inner.clone().boxed()),
             (
                 prop_oneof![
@@ -204,6 +204,17 @@ proptest! {
         }
         prop_assert_eq!(joined, payloads);
     }
+}
+
+/// Keeps the first entry for each key: a map with a key twice is invalid (part 1, 1.6.23).
+fn unique_keys(pairs: Vec<(Value, Value)>) -> Vec<(Value, Value)> {
+    let mut out: Vec<(Value, Value)> = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        if !out.iter().any(|(e, _)| *e == k) {
+            out.push((k, v));
+        }
+    }
+    out
 }
 
 /// Feeds `stream` to a decoder cut at `cuts` (taken modulo the length) and collects items.

@@ -134,6 +134,8 @@ pub enum ErrorKind {
         /// Why it is refused.
         reason: String,
     },
+    /// A map with two equal keys (part 1, 1.6.23: such a map is invalid).
+    DuplicateKey(String),
     /// Message sections out of the order the spec fixes (part 3, 3.2), or a section twice.
     SectionOrder {
         /// The section found.
@@ -215,6 +217,7 @@ impl fmt::Display for ErrorKind {
                 write!(f, "{composite}: list has {count} fields, the spec defines {defined}")
             }
             Self::InvalidValue { what, reason } => write!(f, "{what}: {reason}"),
+            Self::DuplicateKey(k) => write!(f, "map has the key {k} twice"),
             Self::SectionOrder { found, after } => {
                 write!(f, "message section {found} may not follow {after}")
             }

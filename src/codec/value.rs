@@ -318,6 +318,10 @@ impl Value {
                 }
                 r.close_compound(c, fc::name(code).unwrap_or("map"))?;
                 r.leave();
+                if let Some(k) = first_duplicate_key(&pairs) {
+                    let key = format!("{k:?}");
+                    r.deviation(c.start, ErrorKind::DuplicateKey(key), "kept both entries")?;
+                }
                 Self::Map(pairs, f)
             }
             fc::ARRAY8 | fc::ARRAY32 => {
@@ -945,4 +949,54 @@ fn width_rank(code: u8) -> u8 {
         fc::SMALLUINT | fc::SMALLULONG | fc::SMALLINT | fc::SMALLLONG | fc::BOOLEAN => 2,
         _ => 1,
     }
+}
+
+/// The first key of `pairs` equal to an earlier one. Small maps are compared pairwise; large
+/// ones through a set of canonical encodings, so a hostile map cannot cost quadratic time.
+pub(crate) fn first_duplicate_key(pairs: &[(Value, Value)]) -> Option<&Value> {
+    if pairs.len() <= 32 {
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            if pairs[..i].iter().any(|(e, _)| e == k) {
+                return Some(k);
+            }
+        }
+        return None;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(pairs.len());
+    pairs.iter().map(|(k, _)| k).find(|k| !seen.insert(canonical_bytes(k)))
+}
+
+/// The canonical encoding of a value (every remembered `Fmt` dropped), so that two equal
+/// values give equal bytes. Floats compare by bits, as `Value`'s equality does.
+fn canonical_bytes(v: &Value) -> Vec<u8> {
+    fn auto(v: &Value) -> Value {
+        match v {
+            Value::Boolean(b, _) => Value::Boolean(*b, Fmt::Auto),
+            Value::Uint(x, _) => Value::Uint(*x, Fmt::Auto),
+            Value::Ulong(x, _) => Value::Ulong(*x, Fmt::Auto),
+            Value::Int(x, _) => Value::Int(*x, Fmt::Auto),
+            Value::Long(x, _) => Value::Long(*x, Fmt::Auto),
+            Value::Binary(b, _) => Value::Binary(b.clone(), Fmt::Auto),
+            Value::String(s, _) => Value::String(s.clone(), Fmt::Auto),
+            Value::Symbol(s, _) => Value::Symbol(s.clone(), Fmt::Auto),
+            Value::List(items, _) => Value::List(items.iter().map(auto).collect(), Fmt::Auto),
+            Value::Map(pairs, _) => {
+                Value::Map(pairs.iter().map(|(k, v)| (auto(k), auto(v))).collect(), Fmt::Auto)
+            }
+            Value::Array(a) => {
+                let items = a.items().iter().map(auto).collect();
+                let built = match a.descriptor() {
+                    Some(d) => Array::described(auto(d), items),
+                    None => Array::new(items),
+                };
+                built.map_or_else(|_| Value::Array(a.clone()), Value::Array)
+            }
+            Value::Described(d) => Value::Described(Box::new(Described {
+                descriptor: auto(&d.descriptor),
+                value: auto(&d.value),
+            })),
+            other => other.clone(),
+        }
+    }
+    auto(v).to_vec()
 }

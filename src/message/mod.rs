@@ -161,7 +161,7 @@ impl AnnotationMap {
         let checked = if section == "application-properties" {
             validate_application_properties(&mut v)
         } else {
-            v.validate_value()
+            validate_annotations(&mut v)
         };
         match checked {
             Ok(()) => Ok(Self::from_encoded(r.to_bytes(raw))),
@@ -189,39 +189,115 @@ impl AnnotationMap {
     }
 }
 
-/// Checks an application-properties map (3.2.5): string keys, and values of simple types
-/// ("not map, list, or array"), every byte valid.
+/// Checks an application-properties map (3.2.5): string keys, each once, and values of
+/// simple types ("not map, list, or array"), every byte valid.
 pub(crate) fn validate_application_properties(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    validate_map_section(r, true)
+}
+
+/// Checks an annotations map (delivery-annotations, message-annotations, footer; 3.2.10):
+/// symbol or ulong keys, each once, every byte valid.
+pub(crate) fn validate_annotations(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    validate_map_section(r, false)
+}
+
+/// A map key as its type and content, for finding duplicates without decoding.
+#[derive(PartialEq, Eq, Hash, PartialOrd, Ord, Clone, Copy)]
+enum KeyId<'a> {
+    Str(&'a [u8]),
+    Sym(&'a [u8]),
+    Ulong(u64),
+}
+
+fn validate_map_section(r: &mut Reader<'_>, app: bool) -> Result<(), DecodeError> {
+    let start = r.position();
     let code = r.read_u8()?;
+    if !matches!(code, fc::MAP8 | fc::MAP32) {
+        return Err(r.error_at(start, ErrorKind::UnexpectedType { expected: "map", found: code }));
+    }
+    let what = if app { "application-properties" } else { "annotations" };
     let (count, c) = r.open_compound(code)?;
+    let mut keys: SmallVec<[KeyId<'_>; 16]> = SmallVec::new();
     for _ in 0..count / 2 {
         let kpos = r.position();
-        if !matches!(r.peek_u8()?, fc::STR8 | fc::STR32) {
-            return Err(r.error_at(
-                kpos,
-                ErrorKind::InvalidValue {
-                    what: "application-properties",
-                    reason: "keys must be strings".into(),
-                },
-            ));
-        }
-        r.validate_value()?;
+        let kcode = r.peek_u8()?;
+        let key = match kcode {
+            fc::STR8 | fc::STR32 if app => {
+                r.validate_value()?;
+                KeyId::Str(key_bytes(r.buffer(), kpos))
+            }
+            fc::SYM8 | fc::SYM32 if !app => {
+                r.validate_value()?;
+                KeyId::Sym(key_bytes(r.buffer(), kpos))
+            }
+            fc::ULONG0 | fc::SMALLULONG | fc::ULONG if !app => {
+                KeyId::Ulong(<u64 as Codec>::read_opt(r)?.unwrap_or(0))
+            }
+            _ => {
+                let reason =
+                    if app { "keys must be strings" } else { "keys must be symbols or ulongs" };
+                return Err(
+                    r.error_at(kpos, ErrorKind::InvalidValue { what, reason: reason.into() })
+                );
+            }
+        };
+        keys.push(key);
         let vpos = r.position();
-        if matches!(
-            r.peek_u8()?,
-            fc::LIST0 | fc::LIST8 | fc::LIST32 | fc::MAP8 | fc::MAP32 | fc::ARRAY8 | fc::ARRAY32
-        ) {
+        if app
+            && matches!(
+                r.peek_u8()?,
+                fc::LIST0
+                    | fc::LIST8
+                    | fc::LIST32
+                    | fc::MAP8
+                    | fc::MAP32
+                    | fc::ARRAY8
+                    | fc::ARRAY32
+            )
+        {
             return Err(r.error_at(
                 vpos,
                 ErrorKind::InvalidValue {
-                    what: "application-properties",
+                    what,
                     reason: "values must be simple types, not list, map or array".into(),
                 },
             ));
         }
         r.validate_value()?;
     }
-    r.close_compound(c, "application-properties")
+    r.close_compound(c, what)?;
+    // Part 1, 1.6.23: a map with two identical keys is invalid. Pairwise for the usual
+    // handful of keys; sorted for large maps, so the cost stays n log n.
+    let dup = if keys.len() <= 32 {
+        keys.iter().enumerate().find(|(i, k)| keys[..*i].contains(k)).map(|(_, k)| *k)
+    } else {
+        let mut sorted = keys.to_vec();
+        sorted.sort_unstable();
+        sorted.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
+    };
+    if let Some(k) = dup {
+        let shown = match k {
+            KeyId::Str(b) | KeyId::Sym(b) => format!("{:?}", String::from_utf8_lossy(b)),
+            KeyId::Ulong(v) => v.to_string(),
+        };
+        r.deviation(start, ErrorKind::DuplicateKey(shown), "kept both entries")?;
+    }
+    Ok(())
+}
+
+/// The content bytes of the string or symbol whose constructor is at `pos`.
+fn key_bytes(buf: &[u8], pos: usize) -> &[u8] {
+    let (len, at) = match buf.get(pos) {
+        Some(&fc::STR8) | Some(&fc::SYM8) => {
+            (buf.get(pos + 1).map_or(0, |n| usize::from(*n)), pos + 2)
+        }
+        _ => (
+            buf.get(pos + 1..pos + 5)
+                .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize),
+            pos + 5,
+        ),
+    };
+    buf.get(at..at + len).unwrap_or(&[])
 }
 
 pub(crate) fn section_name(code: u64) -> &'static str {

@@ -342,7 +342,7 @@ fn map<'a>(r: &mut Reader<'a>, application_properties: bool) -> Result<MapRef<'a
                 r.error_at(start, ErrorKind::UnexpectedType { expected: "map", found: code })
             );
         }
-        r.validate_value()?;
+        super::validate_annotations(r)?;
     }
     let mut again = Reader::new(&r.buffer()[start..r.position()], DecodeOptions::STRICT)
         .with_base(r.offset() - (r.position() - start));

@@ -519,6 +519,13 @@ impl Codec for Fields {
             };
             pairs.push((key, Value::read(r)?));
         }
+        // Part 1, 1.6.23: a map with two identical keys is invalid.
+        let mut keys: Vec<&Symbol> = pairs.iter().map(|(k, _)| k).collect();
+        keys.sort_unstable();
+        if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+            let key = format!("{:?}", w[0].as_str());
+            r.deviation(pos, ErrorKind::DuplicateKey(key), "kept both entries")?;
+        }
         r.close_compound(c, "map")?;
         r.leave();
         Ok(Some(Self(pairs)))
