@@ -179,6 +179,18 @@ impl<'a> Reader<'a> {
         Ok(self.buf[self.pos])
     }
 
+    /// The bytes left before the current limit, not consumed.
+    #[inline]
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        &self.buf[self.pos..self.end]
+    }
+
+    /// Consumes `n` bytes already checked with [`Reader::rest`].
+    #[inline]
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.end);
+    }
+
     /// Reads `n` bytes.
     #[inline]
     pub fn read_slice(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {

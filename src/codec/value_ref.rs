@@ -348,6 +348,12 @@ impl<'a> ValueRef<'a> {
 }
 
 impl<'a> ListRef<'a> {
+    /// A list view over `body` (the bytes after the count field) holding `count` elements;
+    /// `offset` is where `body` starts in the stream, for errors.
+    pub(crate) fn from_parts(count: u32, body: &'a [u8], offset: usize) -> Self {
+        Self { count, body, offset }
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.count as usize

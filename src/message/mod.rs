@@ -164,7 +164,7 @@ impl AnnotationMap {
             validate_annotations(&mut v)
         };
         match checked {
-            Ok(()) => Ok(Self::from_encoded(r.to_bytes(raw))),
+            Ok(_) => Ok(Self::from_encoded(r.to_bytes(raw))),
             Err(e) if r.options().mode == Mode::Lenient => {
                 // Repair: decode leniently (recording what was off) and keep a canonical
                 // re-encoding so that later lookups read valid bytes.
@@ -191,13 +191,15 @@ impl AnnotationMap {
 
 /// Checks an application-properties map (3.2.5): string keys, each once, and values of
 /// simple types ("not map, list, or array"), every byte valid.
-pub(crate) fn validate_application_properties(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+pub(crate) fn validate_application_properties<'a>(
+    r: &mut Reader<'a>,
+) -> Result<MapRef<'a>, DecodeError> {
     validate_map_section(r, true)
 }
 
 /// Checks an annotations map (delivery-annotations, message-annotations, footer; 3.2.10):
 /// symbol or ulong keys, each once, every byte valid.
-pub(crate) fn validate_annotations(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+pub(crate) fn validate_annotations<'a>(r: &mut Reader<'a>) -> Result<MapRef<'a>, DecodeError> {
     validate_map_section(r, false)
 }
 
@@ -209,7 +211,8 @@ enum KeyId<'a> {
     Ulong(u64),
 }
 
-fn validate_map_section(r: &mut Reader<'_>, app: bool) -> Result<(), DecodeError> {
+/// Returns a view of the checked map.
+fn validate_map_section<'a>(r: &mut Reader<'a>, app: bool) -> Result<MapRef<'a>, DecodeError> {
     let start = r.position();
     let code = r.read_u8()?;
     if !matches!(code, fc::MAP8 | fc::MAP32) {
@@ -217,6 +220,7 @@ fn validate_map_section(r: &mut Reader<'_>, app: bool) -> Result<(), DecodeError
     }
     let what = if app { "application-properties" } else { "annotations" };
     let (count, c) = r.open_compound(code)?;
+    let (body_start, body_offset) = (r.position(), r.offset());
     let mut keys: SmallVec<[KeyId<'_>; 16]> = SmallVec::new();
     for _ in 0..count / 2 {
         let kpos = r.position();
@@ -265,6 +269,7 @@ fn validate_map_section(r: &mut Reader<'_>, app: bool) -> Result<(), DecodeError
         }
         r.validate_value()?;
     }
+    let body = &r.buffer()[body_start..r.position()];
     r.close_compound(c, what)?;
     // Part 1, 1.6.23: a map with two identical keys is invalid. Pairwise for the usual
     // handful of keys; sorted for large maps, so the cost stays n log n.
@@ -282,7 +287,7 @@ fn validate_map_section(r: &mut Reader<'_>, app: bool) -> Result<(), DecodeError
         };
         r.deviation(start, ErrorKind::DuplicateKey(shown), "kept both entries")?;
     }
-    Ok(())
+    Ok(MapRef::from_parts(count, body, body_offset))
 }
 
 /// The content bytes of the string or symbol whose constructor is at `pos`.

@@ -332,26 +332,10 @@ fn checked<'a>(r: &mut Reader<'a>) -> Result<ValueRef<'a>, DecodeError> {
 }
 
 fn map<'a>(r: &mut Reader<'a>, application_properties: bool) -> Result<MapRef<'a>, DecodeError> {
-    let start = r.position();
     if application_properties {
-        validate_application_properties(r)?;
+        validate_application_properties(r)
     } else {
-        let code = r.peek_u8()?;
-        if !matches!(code, fc::MAP8 | fc::MAP32) {
-            return Err(
-                r.error_at(start, ErrorKind::UnexpectedType { expected: "map", found: code })
-            );
-        }
-        super::validate_annotations(r)?;
-    }
-    let mut again = Reader::new(&r.buffer()[start..r.position()], DecodeOptions::STRICT)
-        .with_base(r.offset() - (r.position() - start));
-    match ValueRef::read(&mut again)? {
-        ValueRef::Map(m) => Ok(m),
-        _ => Err(r.error_at(
-            start,
-            ErrorKind::UnexpectedType { expected: "map", found: r.buffer()[start] },
-        )),
+        super::validate_annotations(r)
     }
 }
 
@@ -372,11 +356,11 @@ fn properties<'a>(r: &mut Reader<'a>) -> Result<PropertiesView<'a>, DecodeError>
             },
         ));
     }
-    for allowed in PROPERTY_CODES.iter().take(count as usize) {
+    let (body_start, body_offset) = (r.position(), r.offset());
+    for (i, allowed) in PROPERTY_CODES.iter().take(count as usize).enumerate() {
         let pos = r.position();
         let code = r.read_u8()?;
         if code != fc::NULL && !allowed.contains(&code) {
-            let i = PROPERTY_CODES.iter().position(|a| std::ptr::eq(*a, *allowed)).unwrap_or(0);
             return Err(r.error_at(
                 pos,
                 ErrorKind::UnexpectedType { expected: PROPERTY_NAMES[i], found: code },
@@ -384,13 +368,9 @@ fn properties<'a>(r: &mut Reader<'a>) -> Result<PropertiesView<'a>, DecodeError>
         }
         r.validate_body(code, pos)?;
     }
+    let body = &r.buffer()[body_start..r.position()];
     r.close_compound(c, "properties")?;
-    let mut again = Reader::new(&r.buffer()[start..r.position()], DecodeOptions::STRICT)
-        .with_base(r.offset() - (r.position() - start));
-    match ValueRef::read(&mut again)? {
-        ValueRef::List(list) => Ok(PropertiesView { list }),
-        _ => Err(r.error_at(start, ErrorKind::UnexpectedType { expected: "list", found: code })),
-    }
+    Ok(PropertiesView { list: ListRef::from_parts(count, body, body_offset) })
 }
 
 fn rank(code: u8) -> u8 {

@@ -144,6 +144,11 @@ impl std::fmt::Display for DescriptorId {
 /// ulong nor a symbol is refused (strict) or, for a string, accepted with a warning.
 #[inline]
 pub fn read_descriptor(r: &mut Reader<'_>) -> Result<DescriptorId, DecodeError> {
+    // Every standard descriptor is usually written 0x00 0x53 <code>: take that at once.
+    if let [fc::DESCRIBED, fc::SMALLULONG, code, ..] = *r.rest() {
+        r.advance(3);
+        return Ok(DescriptorId::Code(u64::from(code)));
+    }
     let pos = r.position();
     let code = r.read_u8()?;
     if code != fc::DESCRIBED {
