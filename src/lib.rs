@@ -74,6 +74,7 @@ pub mod frame;
 pub mod fuzzing;
 pub mod inspect;
 pub mod message;
+pub mod samples;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -353,3 +353,15 @@ fn rejects_maps_with_a_key_twice() {
     assert_eq!(p.len(), 41);
     assert!(matches!(r.warnings()[0].kind, ErrorKind::DuplicateKey(_)));
 }
+
+#[test]
+fn default_termini_are_the_specs_defaults() {
+    use amqpwire::types::{Composite, Source, Target, TerminusExpiryPolicy};
+    // An empty source or target list means every default; the compact encoding of the
+    // defaults is that empty list.
+    let s = Source::decode(&hex("00 53 28 45"), DecodeOptions::STRICT).expect("source");
+    assert_eq!(s, Source::default());
+    assert_eq!(s.expiry_policy, TerminusExpiryPolicy::SESSION_END);
+    assert_eq!(Source::default().to_vec(), hex("00 53 28 45"));
+    assert_eq!(Target::default().to_vec(), hex("00 53 29 45"));
+}

@@ -1,8 +1,6 @@
 //! The borrowed message view reads what the owned decoder reads, refuses what it refuses,
 //! and allocates nothing.
 
-mod common;
-
 use amqpwire::codec::{DecodeOptions, ErrorKind, ValueRef};
 use amqpwire::inspect::{Inspector, Record};
 use amqpwire::message::{BodyView, Message, MessageIdRef, MessageView};
@@ -15,7 +13,7 @@ fn hex(s: &str) -> Vec<u8> {
 
 #[test]
 fn reads_the_telemetry_message_field_by_field() {
-    let (_, m) = common::telemetry(100);
+    let (_, m) = amqpwire::samples::telemetry(100);
     let bytes = m.to_vec();
     let v = MessageView::decode(&bytes).expect("view");
     assert_eq!(v.header, m.header);

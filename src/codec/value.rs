@@ -138,6 +138,12 @@ impl Array {
         Ok(a)
     }
 
+    /// The same array with its elements described by `descriptor`.
+    pub fn with_descriptor(mut self, descriptor: Value) -> Self {
+        self.descriptor = Some(Box::new(descriptor));
+        self
+    }
+
     /// An array of symbols, the type of every `multiple` symbol field in the spec.
     pub fn symbols<I: IntoIterator<Item = Symbol>>(items: I) -> Self {
         Self {
@@ -983,6 +989,8 @@ fn canonical_bytes(v: &Value) -> Vec<u8> {
             Value::Map(pairs, _) => {
                 Value::Map(pairs.iter().map(|(k, v)| (auto(k), auto(v))).collect(), Fmt::Auto)
             }
+            // An empty array encodes the same whatever built it.
+            Value::Array(a) if a.items().is_empty() => Value::Array(a.clone()),
             Value::Array(a) => {
                 let items = a.items().iter().map(auto).collect();
                 let built = match a.descriptor() {

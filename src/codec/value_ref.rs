@@ -277,7 +277,11 @@ impl<'a> ValueRef<'a> {
                     a.iter()
                         .map(|v| v.and_then(|v| v.to_owned_value()))
                         .collect::<Result<Vec<_>, _>>()?;
+                // An empty array keeps its element type, described or not.
                 let array = match a.descriptor()? {
+                    Some(d) if items.is_empty() => {
+                        Ok(super::value::Array::empty(a.elem).with_descriptor(d.to_owned_value()?))
+                    }
                     Some(d) => super::value::Array::described(d.to_owned_value()?, items),
                     None if items.is_empty() => Ok(super::value::Array::empty(a.elem)),
                     None => super::value::Array::new(items),
@@ -348,12 +352,6 @@ impl<'a> ValueRef<'a> {
 }
 
 impl<'a> ListRef<'a> {
-    /// A list view over `body` (the bytes after the count field) holding `count` elements;
-    /// `offset` is where `body` starts in the stream, for errors.
-    pub(crate) fn from_parts(count: u32, body: &'a [u8], offset: usize) -> Self {
-        Self { count, body, offset }
-    }
-
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.count as usize

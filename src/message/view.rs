@@ -57,10 +57,23 @@ pub enum BodyView<'a> {
     Value(ValueRef<'a>),
 }
 
-/// The properties section, read field by field from the input.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// The properties section, its fields borrowed from the input (checked once, when the
+/// view was made).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PropertiesView<'a> {
-    list: ListRef<'a>,
+    message_id: Option<MessageIdRef<'a>>,
+    user_id: Option<&'a [u8]>,
+    to: Option<&'a str>,
+    subject: Option<&'a str>,
+    reply_to: Option<&'a str>,
+    correlation_id: Option<MessageIdRef<'a>>,
+    content_type: Option<&'a str>,
+    content_encoding: Option<&'a str>,
+    absolute_expiry_time: Option<Timestamp>,
+    creation_time: Option<Timestamp>,
+    group_id: Option<&'a str>,
+    group_sequence: Option<SequenceNo>,
+    reply_to_group_id: Option<&'a str>,
 }
 
 /// A message-id or correlation-id, borrowed.
@@ -206,96 +219,57 @@ impl<'a> MessageView<'a> {
 }
 
 impl<'a> PropertiesView<'a> {
-    fn field(&self, i: usize) -> Option<ValueRef<'a>> {
-        // Validated when the view was made, so the iteration cannot fail; a failure would
-        // read as an absent field.
-        match self.list.get(i) {
-            Ok(Some(ValueRef::Null)) | Ok(None) | Err(_) => None,
-            Ok(Some(v)) => Some(v),
-        }
-    }
-
-    fn string(&self, i: usize) -> Option<&'a str> {
-        match self.field(i)? {
-            ValueRef::String(s) | ValueRef::Symbol(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    fn id(&self, i: usize) -> Option<MessageIdRef<'a>> {
-        Some(match self.field(i)? {
-            ValueRef::Ulong(v) => MessageIdRef::Ulong(v),
-            ValueRef::Uuid(u) => MessageIdRef::Uuid(u),
-            ValueRef::Binary(b) => MessageIdRef::Binary(b),
-            ValueRef::String(s) => MessageIdRef::String(s),
-            _ => return None,
-        })
-    }
-
-    fn timestamp(&self, i: usize) -> Option<Timestamp> {
-        match self.field(i)? {
-            ValueRef::Timestamp(t) => Some(t),
-            _ => None,
-        }
-    }
-
     /// message-id.
     pub fn message_id(&self) -> Option<MessageIdRef<'a>> {
-        self.id(0)
+        self.message_id
     }
     /// user-id.
     pub fn user_id(&self) -> Option<&'a [u8]> {
-        match self.field(1)? {
-            ValueRef::Binary(b) => Some(b),
-            _ => None,
-        }
+        self.user_id
     }
     /// to.
     pub fn to(&self) -> Option<&'a str> {
-        self.string(2)
+        self.to
     }
     /// subject.
     pub fn subject(&self) -> Option<&'a str> {
-        self.string(3)
+        self.subject
     }
     /// reply-to.
     pub fn reply_to(&self) -> Option<&'a str> {
-        self.string(4)
+        self.reply_to
     }
     /// correlation-id.
     pub fn correlation_id(&self) -> Option<MessageIdRef<'a>> {
-        self.id(5)
+        self.correlation_id
     }
     /// content-type.
     pub fn content_type(&self) -> Option<&'a str> {
-        self.string(6)
+        self.content_type
     }
     /// content-encoding.
     pub fn content_encoding(&self) -> Option<&'a str> {
-        self.string(7)
+        self.content_encoding
     }
     /// absolute-expiry-time.
     pub fn absolute_expiry_time(&self) -> Option<Timestamp> {
-        self.timestamp(8)
+        self.absolute_expiry_time
     }
     /// creation-time.
     pub fn creation_time(&self) -> Option<Timestamp> {
-        self.timestamp(9)
+        self.creation_time
     }
     /// group-id.
     pub fn group_id(&self) -> Option<&'a str> {
-        self.string(10)
+        self.group_id
     }
     /// group-sequence.
     pub fn group_sequence(&self) -> Option<SequenceNo> {
-        match self.field(11)? {
-            ValueRef::Uint(v) => Some(SequenceNo(v)),
-            _ => None,
-        }
+        self.group_sequence
     }
     /// reply-to-group-id.
     pub fn reply_to_group_id(&self) -> Option<&'a str> {
-        self.string(12)
+        self.reply_to_group_id
     }
 }
 
@@ -356,21 +330,58 @@ fn properties<'a>(r: &mut Reader<'a>) -> Result<PropertiesView<'a>, DecodeError>
             },
         ));
     }
-    let (body_start, body_offset) = (r.position(), r.offset());
+    let mut p = PropertiesView::default();
     for (i, allowed) in PROPERTY_CODES.iter().take(count as usize).enumerate() {
         let pos = r.position();
         let code = r.read_u8()?;
-        if code != fc::NULL && !allowed.contains(&code) {
+        if code == fc::NULL {
+            continue;
+        }
+        if !allowed.contains(&code) {
             return Err(r.error_at(
                 pos,
                 ErrorKind::UnexpectedType { expected: PROPERTY_NAMES[i], found: code },
             ));
         }
-        r.validate_body(code, pos)?;
+        // One read both checks the field and yields it; the codes were checked above, so
+        // each field gets the variant it expects.
+        let v = ValueRef::read_body(r, code, pos)?;
+        let id = |v: ValueRef<'a>| match v {
+            ValueRef::Ulong(x) => Some(MessageIdRef::Ulong(x)),
+            ValueRef::Uuid(u) => Some(MessageIdRef::Uuid(u)),
+            ValueRef::Binary(b) => Some(MessageIdRef::Binary(b)),
+            ValueRef::String(s) => Some(MessageIdRef::String(s)),
+            _ => None,
+        };
+        let text = |v: ValueRef<'a>| match v {
+            ValueRef::String(s) | ValueRef::Symbol(s) => Some(s),
+            _ => None,
+        };
+        let time = |v: ValueRef<'a>| match v {
+            ValueRef::Timestamp(t) => Some(t),
+            _ => None,
+        };
+        match i {
+            0 => p.message_id = id(v),
+            1 => p.user_id = if let ValueRef::Binary(b) = v { Some(b) } else { None },
+            2 => p.to = text(v),
+            3 => p.subject = text(v),
+            4 => p.reply_to = text(v),
+            5 => p.correlation_id = id(v),
+            6 => p.content_type = text(v),
+            7 => p.content_encoding = text(v),
+            8 => p.absolute_expiry_time = time(v),
+            9 => p.creation_time = time(v),
+            10 => p.group_id = text(v),
+            11 => {
+                p.group_sequence =
+                    if let ValueRef::Uint(x) = v { Some(SequenceNo(x)) } else { None }
+            }
+            _ => p.reply_to_group_id = text(v),
+        }
     }
-    let body = &r.buffer()[body_start..r.position()];
     r.close_compound(c, "properties")?;
-    Ok(PropertiesView { list: ListRef::from_parts(count, body, body_offset) })
+    Ok(p)
 }
 
 fn rank(code: u8) -> u8 {

@@ -13,7 +13,9 @@ use super::{
 };
 
 composite! {
-    /// The source of a link (3.5.3).
+    /// The source of a link (3.5.3). Its `Default` is the spec's defaults: no address,
+    /// durability none, expiry at session end, no time-out, not dynamic.
+    #[derive(Default)]
     pub struct Source : "source", "amqp:source:list", 0x28 {
         /// The address of the source.
         address: ByteString => "address", optional;
@@ -41,7 +43,8 @@ composite! {
 }
 
 composite! {
-    /// The target of a link (3.5.4).
+    /// The target of a link (3.5.4). Its `Default` is the spec's defaults.
+    #[derive(Default)]
     pub struct Target : "target", "amqp:target:list", 0x29 {
         /// The address of the target.
         address: ByteString => "address", optional;
@@ -67,42 +70,10 @@ impl Source {
     }
 }
 
-impl Default for Source {
-    fn default() -> Self {
-        Self {
-            address: None,
-            durable: TerminusDurability::NONE,
-            expiry_policy: TerminusExpiryPolicy::SESSION_END,
-            timeout: 0,
-            dynamic: false,
-            dynamic_node_properties: None,
-            distribution_mode: None,
-            filter: None,
-            default_outcome: None,
-            outcomes: Vec::new(),
-            capabilities: Vec::new(),
-        }
-    }
-}
-
 impl Target {
     /// A target with only an address.
     pub fn with_address(address: impl Into<ByteString>) -> Self {
         Self { address: Some(address.into()), ..Self::default() }
-    }
-}
-
-impl Default for Target {
-    fn default() -> Self {
-        Self {
-            address: None,
-            durable: TerminusDurability::NONE,
-            expiry_policy: TerminusExpiryPolicy::SESSION_END,
-            timeout: 0,
-            dynamic: false,
-            dynamic_node_properties: None,
-            capabilities: Vec::new(),
-        }
     }
 }
 
