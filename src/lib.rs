@@ -75,6 +75,7 @@ pub mod fuzzing;
 pub mod inspect;
 pub mod message;
 pub mod samples;
+pub mod sasl;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
