@@ -273,10 +273,12 @@ macro_rules! performative_dispatch {
             }
 
             /// Reads a performative at the reader's position.
+            #[inline]
             pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
                 let pos = r.position();
                 let d = read_descriptor(r)?;
-                $( if d.is::<$v>() { return Ok(Self::$v($v::read_list(r)?)); } )*
+                let code = d.code();
+                $( if code == Some($v::CODE) { return Ok(Self::$v($v::read_list(r)?)); } )*
                 Err(r.error_at(pos, ErrorKind::UnexpectedDescriptor { expected: "a performative (open … close)", found: d.to_string() }))
             }
 
