@@ -142,3 +142,45 @@ pub fn inspect(data: &[u8]) {
         }
     }
 }
+
+/// Feeds arbitrary bytes to connections of both roles after a valid prefix (a protocol
+/// header and open, or the SASL exchange), so that the input reaches their deep states;
+/// then lets time run. The engine must not panic, and what it sends stays bounded.
+pub fn connection(data: &[u8]) {
+    use crate::connection::{Config, Connection};
+    use crate::frame::{FrameEncoder, ProtocolHeader};
+    use crate::sasl::Credentials;
+    use crate::types::{Open, Performative};
+    use std::time::{Duration, Instant};
+
+    let open = |id: &str| {
+        let mut b = ProtocolHeader::AMQP.to_bytes().to_vec();
+        let mut o = Open::new(id);
+        o.idle_time_out = Some(1000);
+        // A 4-byte open cannot fail to fit.
+        let _ = FrameEncoder::new(u32::MAX).encode_amqp(0, &Performative::Open(o), &[], &mut b);
+        b
+    };
+    let now = Instant::now();
+    let run = |mut c: Connection, prefix: &[u8]| {
+        c.handle_input(prefix, now);
+        // Split where the first byte says, to vary the chunking.
+        let cut = data.first().map_or(0, |b| usize::from(*b) % (data.len() + 1));
+        c.handle_input(&data[..cut], now);
+        c.handle_input(&data[cut..], now + Duration::from_millis(10));
+        for step in 1..5u64 {
+            let t = now + Duration::from_secs(step * 3);
+            c.handle_timeout(t);
+        }
+        c.handle_eof(now + Duration::from_secs(20));
+        let mut out = Vec::new();
+        c.poll_transmit(&mut out);
+        while c.poll_event().is_some() {}
+        assert!(out.len() < 64 * 1024 + 16 * data.len(), "output must stay bounded");
+    };
+    run(Connection::server(Config::new("server")), &open("peer"));
+    run(Connection::client(Config::new("client")), &open("peer"));
+    let mut sasl = Config::new("server");
+    sasl.authenticator = Some(Box::new(Credentials::new(|| "n".into()).anonymous(true)));
+    run(Connection::server(sasl), &ProtocolHeader::SASL.to_bytes());
+}

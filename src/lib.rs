@@ -68,6 +68,7 @@
 //! [`inspect::Inspector`] or the `amqpwire decode` command.
 
 pub mod codec;
+pub mod connection;
 #[macro_use]
 pub mod types;
 pub mod frame;

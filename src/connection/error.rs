@@ -1,0 +1,161 @@
+//! Protocol violations at the connection level, each mapped in one place to the AMQP
+//! condition that reports it and the scope it closes, and misuse of the API.
+
+use std::fmt;
+
+use crate::codec::DecodeError;
+use crate::frame::FrameError;
+use crate::types::{condition, Error};
+
+/// Which endpoint a violation ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The link: detach with the error.
+    Link,
+    /// The session: end with the error.
+    Session,
+    /// The connection: close with the error.
+    Connection,
+}
+
+/// Something the peer did that the spec forbids, or that this endpoint cannot accept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Violation {
+    /// The byte stream cannot be split into frames.
+    Framing(FrameError),
+    /// A frame body could not be decoded.
+    Decode(DecodeError),
+    /// A frame other than open came first.
+    FirstFrameNotOpen(&'static str),
+    /// A second open.
+    DuplicateOpen,
+    /// The peer's max-frame-size is below 512.
+    MaxFrameSizeTooSmall(u32),
+    /// A SASL frame outside the SASL exchange, or an AMQP frame inside it.
+    UnexpectedFrameType(&'static str),
+    /// A SASL frame the exchange did not expect at this point.
+    UnexpectedSasl(&'static str),
+    /// A frame on a channel above the negotiated channel-max.
+    ChannelMax {
+        /// The channel used.
+        channel: u16,
+        /// The limit.
+        max: u16,
+    },
+    /// The peer said nothing for longer than our idle time-out.
+    IdleTimeout,
+    /// A performative that needs an open connection arrived before the open exchange.
+    NotOpen(&'static str),
+}
+
+impl Violation {
+    /// The AMQP error condition that reports it.
+    pub fn condition(&self) -> &'static str {
+        match self {
+            Self::Framing(_) | Self::UnexpectedFrameType(_) | Self::MaxFrameSizeTooSmall(_) => {
+                condition::FRAMING_ERROR
+            }
+            Self::Decode(_) => condition::DECODE_ERROR,
+            Self::FirstFrameNotOpen(_)
+            | Self::DuplicateOpen
+            | Self::UnexpectedSasl(_)
+            | Self::NotOpen(_) => condition::ILLEGAL_STATE,
+            Self::ChannelMax { .. } => condition::NOT_ALLOWED,
+            Self::IdleTimeout => condition::RESOURCE_LIMIT_EXCEEDED,
+        }
+    }
+
+    /// Which endpoint it ends. Every violation found at the connection level so far ends
+    /// the connection; session and link violations join when those layers do.
+    pub fn scope(&self) -> Scope {
+        Scope::Connection
+    }
+
+    /// The error to send in the close (or end, or detach).
+    pub fn to_error(&self) -> Error {
+        Error::new(self.condition(), self.to_string())
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Framing(e) => write!(f, "2.3.1 frame: {e}"),
+            Self::Decode(e) => write!(f, "2.3.2 frame body: {e}"),
+            Self::FirstFrameNotOpen(p) => {
+                write!(f, "2.4.1 opening a connection: the first frame must be open, not {p}")
+            }
+            Self::DuplicateOpen => f.write_str("2.4.1 opening a connection: a second open"),
+            Self::MaxFrameSizeTooSmall(s) => {
+                write!(f, "2.7.1 open: max-frame-size {s} is below MIN-MAX-FRAME-SIZE (512)")
+            }
+            Self::UnexpectedFrameType(t) => {
+                write!(f, "5.3.2 SASL negotiation: unexpected {t} frame")
+            }
+            Self::UnexpectedSasl(p) => write!(f, "5.3.2 SASL negotiation: unexpected {p}"),
+            Self::ChannelMax { channel, max } => {
+                write!(f, "2.7.1 open: channel {channel} exceeds channel-max {max}")
+            }
+            Self::IdleTimeout => {
+                f.write_str("2.4.5 idle time-out: the peer sent nothing within our idle-time-out")
+            }
+            Self::NotOpen(p) => write!(f, "2.4.1 opening a connection: {p} before open"),
+        }
+    }
+}
+
+/// Why a connection ended without a close exchange, or with an error.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The peer broke the protocol; we closed (or are closing) with the error.
+    Violation(Violation),
+    /// The peer speaks another protocol or version, or skipped a required layer.
+    ProtocolMismatch(String),
+    /// SASL failed.
+    Sasl(crate::sasl::SaslError),
+    /// The peer closed with an error.
+    Remote(Error),
+    /// The transport ended before the close exchange finished.
+    TransportClosed,
+    /// Our close went unanswered for the close time-out.
+    CloseTimeout,
+}
+
+impl fmt::Display for ConnectionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Violation(v) => write!(f, "protocol violation ({}): {v}", v.condition()),
+            Self::ProtocolMismatch(m) => write!(f, "protocol mismatch: {m}"),
+            Self::Sasl(e) => write!(f, "SASL: {e}"),
+            Self::Remote(e) => write!(f, "the peer closed the connection: {e}"),
+            Self::TransportClosed => {
+                f.write_str("the transport closed before the close exchange finished")
+            }
+            Self::CloseTimeout => f.write_str("the peer did not answer our close in time"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectionError {}
+
+/// A command that the connection's state does not allow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UsageError {
+    /// The connection is closing or closed.
+    Closed,
+    /// The command needs an open connection.
+    NotOpen,
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed => f.write_str("the connection is closing or closed"),
+            Self::NotOpen => f.write_str("the connection is not open yet"),
+        }
+    }
+}
+
+impl std::error::Error for UsageError {}

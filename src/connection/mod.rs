@@ -1,0 +1,887 @@
+//! The sans-IO connection engine: bytes in, bytes and events out, time passed in.
+//!
+//! This first layer covers what belongs to the connection itself: protocol headers, the
+//! SASL exchange (both roles), open and close in every order the spec allows (pipelined
+//! open included), max-frame-size and channel-max, heartbeats for the peer's idle time-out,
+//! our own idle time-out, the close time-out, and a trace of every frame in and out.
+//! Frames for sessions and links are handed up as [`Event::Frame`] until those layers join.
+//!
+//! # Using a `Connection`
+//!
+//! The methods fall in four groups (the quinn-proto contract):
+//!
+//! - getters: [`Connection::state`], [`Connection::remote_open`], [`Connection::is_ended`];
+//! - input: [`Connection::handle_input`] (any chunking), [`Connection::handle_eof`],
+//!   [`Connection::handle_timeout`];
+//! - commands: [`Connection::close`], which return `Result<_, UsageError>` at once; what the
+//!   peer does arrives later as an [`Event`];
+//! - output, to call after every input or command, in this order:
+//!   [`Connection::poll_transmit`] (write what it appends), [`Connection::poll_event`] until
+//!   it returns `None`, then [`Connection::poll_timeout`] to know when to call
+//!   [`Connection::handle_timeout`].
+//!
+//! ```text
+//!  states (2.4.6):   START ─hdr─► HDR_SENT ─open─► OPEN_PIPE ─hdr─► OPEN_SENT ─open─► OPENED
+//!                      │                             │ close                             │
+//!                      └─hdr─► HDR_RCVD ─► HDR_EXCH   ▼                          close │ ▲ close
+//!                                            │      OC_PIPE ─hdr─► CLOSE_PIPE     sent ▼ │ rcvd
+//!                                            └─open─► OPEN_RCVD            CLOSE_SENT / CLOSE_RCVD
+//!                                                                                 └──► END ◄──┘
+//!  an error while OPENED sends close with the error and DISCARDS until the peer's close.
+//! ```
+
+mod error;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+pub use error::{ConnectionError, Scope, UsageError, Violation};
+
+use crate::codec::{DecodeOptions, Symbol};
+use crate::frame::{
+    Frame, FrameBody, FrameDecoder, FrameEncoder, ProtocolHeader, ProtocolId, RawFrame, StreamItem,
+    MIN_MAX_FRAME_SIZE,
+};
+use crate::sasl::{AuthStep, Authenticator, SaslClient, SaslError};
+use crate::types::{
+    Close, Fields, Layout, Open, Performative, SaslChallenge, SaslFrameBody, SaslInit,
+    SaslMechanisms, SaslOutcome,
+};
+
+/// Connection states as the spec names them (2.4.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Nothing sent or received.
+    Start,
+    /// Our protocol header sent.
+    HdrSent,
+    /// The peer's protocol header received.
+    HdrRcvd,
+    /// Both headers exchanged.
+    HdrExch,
+    /// Our header and open sent, the peer's header not yet received.
+    OpenPipe,
+    /// Our header, open and close sent, the peer's header not yet received.
+    OcPipe,
+    /// The peer's open received, ours not yet sent.
+    OpenRcvd,
+    /// Our open sent, the peer's not yet received.
+    OpenSent,
+    /// Our open and close sent, the peer's open not yet received.
+    ClosePipe,
+    /// Both opens exchanged.
+    Opened,
+    /// The peer's close received.
+    CloseRcvd,
+    /// Our close sent.
+    CloseSent,
+    /// Our close sent after an error; incoming frames are discarded until the peer's close.
+    Discarding,
+    /// Done.
+    End,
+}
+
+/// A frame or header seen going in or out, for tracing.
+#[derive(Debug)]
+pub struct TraceRecord<'a> {
+    /// In or out.
+    pub direction: Direction,
+    /// Offset of the first byte in that direction's stream.
+    pub offset: u64,
+    /// The bytes on the wire.
+    pub raw: &'a [u8],
+    /// What they are.
+    pub item: TraceItem<'a>,
+}
+
+/// What a trace record holds.
+#[derive(Debug)]
+pub enum TraceItem<'a> {
+    /// A protocol header.
+    Header(ProtocolHeader),
+    /// A decoded frame.
+    Frame(&'a Frame),
+    /// A frame whose body could not be decoded.
+    Undecodable(&'a crate::codec::DecodeError),
+}
+
+/// Direction of a traced item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Received from the peer.
+    In,
+    /// Sent to the peer.
+    Out,
+}
+
+/// A trace callback: sees every header and frame before it changes any state.
+pub type TraceFn = Box<dyn FnMut(&TraceRecord<'_>) + Send>;
+
+/// How a connection behaves.
+pub struct Config {
+    /// Our container-id.
+    pub container_id: String,
+    /// The hostname to put in open (clients: the name the peer knows itself by).
+    pub hostname: Option<String>,
+    /// The largest frame we accept.
+    pub max_frame_size: u32,
+    /// The highest channel we accept.
+    pub channel_max: u16,
+    /// Close the connection when the peer is silent this long (sent to the peer in open,
+    /// which then sends heartbeats).
+    pub idle_time_out: Option<Duration>,
+    /// How long to wait for the peer's close after sending ours.
+    pub close_timeout: Duration,
+    /// Connection properties for open.
+    pub properties: Option<Fields>,
+    /// Compact, or every field written (for peers that index fields by position).
+    pub layout: Layout,
+    /// The largest SASL frame we accept (tokens can exceed 512 bytes).
+    pub sasl_frame_limit: u32,
+    /// Client role: authenticate with this mechanism (`None`: no SASL layer).
+    pub sasl_client: Option<SaslClient>,
+    /// Server role: offer SASL and judge it with this (`None`: no SASL layer).
+    pub authenticator: Option<Box<dyn Authenticator + Send>>,
+    /// Server role: refuse clients that skip SASL.
+    pub require_sasl: bool,
+    /// Server role: the transport's authenticated identity, for SASL EXTERNAL.
+    pub external_identity: Option<String>,
+    /// A callback that sees every header and frame in and out (no cost when `None`).
+    pub trace: Option<TraceFn>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("container_id", &self.container_id)
+            .field("hostname", &self.hostname)
+            .field("max_frame_size", &self.max_frame_size)
+            .field("channel_max", &self.channel_max)
+            .field("idle_time_out", &self.idle_time_out)
+            .field("sasl_client", &self.sasl_client.as_ref().map(SaslClient::mechanism))
+            .field("authenticator", &self.authenticator.is_some())
+            .field("require_sasl", &self.require_sasl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Defaults: 64 KiB frames, 255 channels, no idle time-out, a 10 s close time-out, no
+    /// SASL.
+    pub fn new(container_id: impl Into<String>) -> Self {
+        Self {
+            container_id: container_id.into(),
+            hostname: None,
+            max_frame_size: 64 * 1024,
+            channel_max: 255,
+            idle_time_out: None,
+            close_timeout: Duration::from_secs(10),
+            properties: None,
+            layout: Layout::Compact,
+            sasl_frame_limit: 64 * 1024,
+            sasl_client: None,
+            authenticator: None,
+            require_sasl: false,
+            external_identity: None,
+            trace: None,
+        }
+    }
+}
+
+/// Something that happened, for the application.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// SASL succeeded; on the server, with the authenticated identity.
+    SaslDone {
+        /// The mechanism used.
+        mechanism: String,
+        /// The authenticated identity (server side).
+        identity: Option<String>,
+    },
+    /// The peer's open arrived.
+    Opened {
+        /// The peer's open.
+        remote: Box<Open>,
+    },
+    /// A frame for a session or link (channel > 0 or a session performative).
+    Frame {
+        /// The channel.
+        channel: u16,
+        /// The performative.
+        performative: Box<Performative>,
+        /// The payload after a transfer.
+        payload: Bytes,
+    },
+    /// The peer sent close (we answer it).
+    RemoteClose {
+        /// The peer's error, if any.
+        error: Option<crate::types::Error>,
+    },
+    /// The connection is over; `None` for a clean close.
+    Ended {
+        /// Why it ended badly.
+        error: Option<ConnectionError>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Client,
+    Server,
+}
+
+/// Where the SASL layer stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sasl {
+    /// No SASL layer on this connection (or not decided yet, on a server).
+    Off,
+    /// Client: SASL header sent, waiting for the server's header and mechanisms.
+    ClientMechanisms,
+    /// Client: sasl-init sent.
+    ClientOutcome,
+    /// Server: header and mechanisms sent, waiting for sasl-init.
+    ServerInit,
+    /// Server: challenge sent, waiting for a response.
+    ServerResponse,
+    /// Done; the AMQP header comes next.
+    Done,
+}
+
+/// Timers, indexing [`Connection::timers`].
+#[derive(Clone, Copy, Debug)]
+enum Timer {
+    /// The peer has been silent for our idle time-out.
+    Idle = 0,
+    /// We must send something (a heartbeat) for the peer's idle time-out.
+    Keepalive = 1,
+    /// Our close has gone unanswered.
+    Close = 2,
+}
+
+/// One AMQP connection, either role.
+pub struct Connection {
+    side: Side,
+    cfg: Config,
+    state: ConnectionState,
+    sasl: Sasl,
+    decoder: FrameDecoder,
+    out: Vec<u8>,
+    out_offset: u64,
+    events: VecDeque<Event>,
+    timers: [Option<Instant>; 3],
+    now: Option<Instant>,
+    remote_open: Option<Open>,
+    peer_max_frame_size: u32,
+    peer_idle: Option<Duration>,
+    error: Option<ConnectionError>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("side", &self.side)
+            .field("state", &self.state)
+            .field("sasl", &self.sasl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A client connection: it sends its protocol header (SASL first when configured),
+    /// and its open right after the AMQP header, without waiting for the server's
+    /// (pipelined open).
+    pub fn client(cfg: Config) -> Self {
+        let mut c = Self::new(Side::Client, cfg);
+        if c.cfg.sasl_client.is_some() {
+            c.send_header(ProtocolHeader::SASL);
+            c.sasl = Sasl::ClientMechanisms;
+            c.decoder.set_max_frame_size(c.cfg.sasl_frame_limit);
+        } else {
+            c.start_amqp();
+        }
+        c
+    }
+
+    /// A server connection: it waits for the client's protocol header.
+    pub fn server(cfg: Config) -> Self {
+        Self::new(Side::Server, cfg)
+    }
+
+    fn new(side: Side, cfg: Config) -> Self {
+        let max = cfg.max_frame_size.max(MIN_MAX_FRAME_SIZE);
+        Self {
+            side,
+            state: ConnectionState::Start,
+            sasl: Sasl::Off,
+            decoder: FrameDecoder::new(max),
+            out: Vec::new(),
+            out_offset: 0,
+            events: VecDeque::new(),
+            timers: [None; 3],
+            now: None,
+            remote_open: None,
+            // Before the peer's open, frames must fit the minimum (2.7.1).
+            peer_max_frame_size: MIN_MAX_FRAME_SIZE,
+            peer_idle: None,
+            error: None,
+            cfg,
+        }
+    }
+
+    // ----- getters -----
+
+    /// The state, as the spec names it.
+    pub fn state(&self) -> ConnectionState {
+        self.state
+    }
+
+    /// The peer's open, once received.
+    pub fn remote_open(&self) -> Option<&Open> {
+        self.remote_open.as_ref()
+    }
+
+    /// Whether the connection is over (nothing more will be sent or accepted).
+    pub fn is_ended(&self) -> bool {
+        self.state == ConnectionState::End
+    }
+
+    /// The max-frame-size our frames must fit (the peer's, once its open arrived).
+    pub fn peer_max_frame_size(&self) -> u32 {
+        self.peer_max_frame_size
+    }
+
+    // ----- input -----
+
+    /// Bytes received from the transport, split anywhere.
+    pub fn handle_input(&mut self, data: &[u8], now: Instant) {
+        self.now = Some(now);
+        if self.state == ConnectionState::End {
+            return;
+        }
+        if let Some(idle) = self.cfg.idle_time_out.filter(|_| self.is_open_or_closing()) {
+            self.timers[Timer::Idle as usize] = Some(now + idle);
+        }
+        self.decoder.push(data);
+        while self.state != ConnectionState::End {
+            match self.decoder.next_item() {
+                Ok(None) => break,
+                Ok(Some(StreamItem::Header { offset, header })) => {
+                    self.trace_in_header(offset, header);
+                    self.on_header(header);
+                }
+                Ok(Some(StreamItem::Frame(raw))) => self.on_raw_frame(raw),
+                Err(e) => {
+                    self.violation(Violation::Framing(e));
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The transport closed: whatever was not finished failed.
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.now = Some(now);
+        if self.state != ConnectionState::End {
+            let error = self.error.take().unwrap_or(ConnectionError::TransportClosed);
+            self.end(Some(error));
+        }
+    }
+
+    /// Time has reached `now`: fire the timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = Some(now);
+        if self.timers[Timer::Close as usize].is_some_and(|t| t <= now) {
+            self.timers[Timer::Close as usize] = None;
+            let error = self.error.take().unwrap_or(ConnectionError::CloseTimeout);
+            self.end(Some(error));
+            return;
+        }
+        if self.timers[Timer::Idle as usize].is_some_and(|t| t <= now) {
+            self.timers[Timer::Idle as usize] = None;
+            // 2.4.5: the peer stayed silent past our idle time-out.
+            self.violation(Violation::IdleTimeout);
+        }
+        if self.timers[Timer::Keepalive as usize].is_some_and(|t| t <= now) {
+            self.timers[Timer::Keepalive as usize] = None;
+            if self.is_open_or_closing() && self.state != ConnectionState::CloseSent {
+                self.send_empty();
+            }
+        }
+    }
+
+    // ----- commands -----
+
+    /// Closes the connection, with an error or without.
+    pub fn close(&mut self, error: Option<crate::types::Error>) -> Result<(), UsageError> {
+        use ConnectionState as S;
+        match self.state {
+            S::End | S::CloseSent | S::Discarding | S::OcPipe | S::ClosePipe => {
+                Err(UsageError::Closed)
+            }
+            S::Start | S::HdrRcvd | S::HdrSent if self.sasl != Sasl::Off => {
+                // Still in SASL: there is no AMQP close to send; just stop.
+                self.end(None);
+                Ok(())
+            }
+            _ => {
+                self.send_close(error);
+                Ok(())
+            }
+        }
+    }
+
+    // ----- output -----
+
+    /// Appends the bytes to write to the transport.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) {
+        if buf.is_empty() {
+            std::mem::swap(buf, &mut self.out);
+        } else {
+            buf.extend_from_slice(&self.out);
+            self.out.clear();
+        }
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Connection::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.iter().flatten().min().copied()
+    }
+
+    // ----- internals -----
+
+    fn is_open_or_closing(&self) -> bool {
+        use ConnectionState as S;
+        matches!(self.state, S::Opened | S::CloseSent | S::CloseRcvd | S::Discarding)
+    }
+
+    fn start_amqp(&mut self) {
+        self.send_header(ProtocolHeader::AMQP);
+        self.decoder.set_max_frame_size(self.cfg.max_frame_size.max(MIN_MAX_FRAME_SIZE));
+        self.send_open();
+    }
+
+    fn on_header(&mut self, h: ProtocolHeader) {
+        use ConnectionState as S;
+        match (self.side, self.sasl, h.id) {
+            // Client: the server's answer to our SASL header.
+            (Side::Client, Sasl::ClientMechanisms, ProtocolId::SASL) => {}
+            (Side::Client, Sasl::ClientMechanisms, _) => self.mismatch(format!(
+                "we asked for SASL and the server answered with {h}: it does not use SASL here"
+            )),
+            // Server: a client asking for SASL.
+            (Side::Server, Sasl::Off, ProtocolId::SASL) if self.state == S::Start => {
+                if let Some(auth) = &self.cfg.authenticator {
+                    let mechanisms = auth.mechanisms();
+                    self.send_header(ProtocolHeader::SASL);
+                    self.send_sasl(SaslMechanisms { sasl_server_mechanisms: mechanisms }.into());
+                    self.sasl = Sasl::ServerInit;
+                    self.decoder.set_max_frame_size(self.cfg.sasl_frame_limit);
+                } else {
+                    // 2.2: answer with the header we do support, then close.
+                    self.send_header(ProtocolHeader::AMQP);
+                    self.mismatch(
+                        "the client asked for SASL, which this server does not offer".into(),
+                    );
+                }
+            }
+            // Server: plain AMQP, fresh or after SASL.
+            (Side::Server, Sasl::Off | Sasl::Done, ProtocolId::AMQP)
+                if matches!(self.state, S::Start) =>
+            {
+                if self.sasl == Sasl::Off && self.cfg.require_sasl {
+                    // 5.1: a server that requires SASL answers with the SASL header.
+                    self.send_header(ProtocolHeader::SASL);
+                    self.mismatch(
+                        "the client skipped SASL, which this server requires (it sent AMQP 0 1.0.0)".into(),
+                    );
+                    return;
+                }
+                self.state = S::HdrRcvd;
+                self.start_amqp();
+            }
+            // Client: the server's AMQP header after ours (and our open).
+            (Side::Client, Sasl::Off | Sasl::Done, ProtocolId::AMQP) => match self.state {
+                S::HdrSent => self.state = S::HdrExch,
+                S::OpenPipe => self.state = S::OpenSent,
+                S::OcPipe => self.state = S::ClosePipe,
+                _ => self.violation(Violation::UnexpectedFrameType("protocol header")),
+            },
+            (_, _, ProtocolId::TLS) => {
+                self.send_header(ProtocolHeader::AMQP);
+                self.mismatch(
+                    "the peer asked for TLS inside AMQP (AMQP 2 1.0.0): use a TLS transport (amqps://)".into(),
+                );
+            }
+            _ => self.mismatch(format!("unexpected protocol header {h} in state {:?}", self.state)),
+        }
+    }
+
+    fn on_raw_frame(&mut self, raw: RawFrame) {
+        let decoded = raw.decode(DecodeOptions::STRICT);
+        if let Some(trace) = self.cfg.trace.as_mut() {
+            let item = match &decoded {
+                Ok(f) => TraceItem::Frame(f),
+                Err(e) => TraceItem::Undecodable(e),
+            };
+            trace(&TraceRecord {
+                direction: Direction::In,
+                offset: raw.offset,
+                raw: &raw.bytes,
+                item,
+            });
+        }
+        if self.state == ConnectionState::Discarding {
+            // 2.4.4: after sending close with an error, ignore everything but close.
+            if let Ok(Frame {
+                body: FrameBody::Amqp { performative: Performative::Close(_), .. },
+                ..
+            }) = decoded
+            {
+                let error = self.error.take();
+                self.end(error);
+            }
+            return;
+        }
+        match decoded {
+            Err(e) => self.violation(Violation::Decode(e)),
+            Ok(Frame { channel: _, body: FrameBody::Sasl(s) }) => self.on_sasl(s),
+            Ok(Frame { body: FrameBody::Empty, .. }) => {}
+            Ok(Frame { channel, body: FrameBody::Amqp { performative, payload } }) => {
+                self.on_amqp(channel, performative, payload)
+            }
+        }
+    }
+
+    fn on_sasl(&mut self, body: SaslFrameBody) {
+        match (self.side, self.sasl, body) {
+            (Side::Client, Sasl::ClientMechanisms, SaslFrameBody::Mechanisms(m)) => {
+                let Some(client) = self.cfg.sasl_client.as_mut() else { return };
+                if let Err(e) = client.check_offered(&m.sasl_server_mechanisms) {
+                    self.sasl_failed(e);
+                    return;
+                }
+                let init = SaslInit {
+                    mechanism: Symbol::from(client.mechanism()),
+                    initial_response: client.initial_response(),
+                    hostname: client.hostname().or(self.cfg.hostname.as_deref()).map(Into::into),
+                };
+                self.send_sasl(init.into());
+                self.sasl = Sasl::ClientOutcome;
+            }
+            (Side::Client, Sasl::ClientOutcome, SaslFrameBody::Challenge(c)) => {
+                let Some(client) = self.cfg.sasl_client.as_mut() else { return };
+                match client.challenge(&c.challenge) {
+                    Ok(response) => self.send_sasl(crate::types::SaslResponse { response }.into()),
+                    Err(e) => self.sasl_failed(e),
+                }
+            }
+            (Side::Client, Sasl::ClientOutcome, SaslFrameBody::Outcome(o)) => {
+                let Some(client) = self.cfg.sasl_client.as_mut() else { return };
+                let mechanism = client.mechanism().to_owned();
+                match client.outcome(o.code, o.additional_data.as_deref()) {
+                    Ok(()) => {
+                        self.sasl = Sasl::Done;
+                        self.events.push_back(Event::SaslDone { mechanism, identity: None });
+                        // 5.3.2: the AMQP header follows the outcome.
+                        self.decoder.expect_header();
+                        self.start_amqp();
+                    }
+                    Err(e) => self.sasl_failed(e),
+                }
+            }
+            (Side::Server, Sasl::ServerInit, SaslFrameBody::Init(init)) => {
+                let Some(auth) = self.cfg.authenticator.as_mut() else { return };
+                let step = auth.start(
+                    init.mechanism.as_str(),
+                    init.initial_response.as_deref(),
+                    init.hostname.as_deref(),
+                    self.cfg.external_identity.as_deref(),
+                );
+                self.server_step(init.mechanism.as_str().to_owned(), step);
+            }
+            (Side::Server, Sasl::ServerResponse, SaslFrameBody::Response(r)) => {
+                let Some(auth) = self.cfg.authenticator.as_mut() else { return };
+                let step = auth.step(&r.response);
+                self.server_step(String::new(), step);
+            }
+            (_, _, other) => self.violation(Violation::UnexpectedSasl(other.name())),
+        }
+    }
+
+    fn server_step(&mut self, mechanism: String, step: AuthStep) {
+        match step {
+            AuthStep::Challenge(challenge) => {
+                self.send_sasl(SaslChallenge { challenge }.into());
+                self.sasl = Sasl::ServerResponse;
+            }
+            AuthStep::Done(outcome) => {
+                let ok = outcome.code == crate::types::SaslCode::OK;
+                self.send_sasl(
+                    SaslOutcome { code: outcome.code, additional_data: outcome.additional_data }
+                        .into(),
+                );
+                if ok {
+                    self.sasl = Sasl::Done;
+                    self.events
+                        .push_back(Event::SaslDone { mechanism, identity: outcome.identity });
+                    self.decoder.expect_header();
+                } else {
+                    self.end(Some(ConnectionError::Sasl(SaslError::Failed { code: outcome.code })));
+                }
+            }
+        }
+    }
+
+    fn on_amqp(&mut self, channel: u16, performative: Performative, payload: Bytes) {
+        use ConnectionState as S;
+        if matches!(
+            self.sasl,
+            Sasl::ClientMechanisms | Sasl::ClientOutcome | Sasl::ServerInit | Sasl::ServerResponse
+        ) {
+            return self.violation(Violation::UnexpectedFrameType("AMQP"));
+        }
+        if channel > self.cfg.channel_max {
+            return self.violation(Violation::ChannelMax { channel, max: self.cfg.channel_max });
+        }
+        match performative {
+            Performative::Open(open) => {
+                if self.remote_open.is_some() {
+                    return self.violation(Violation::DuplicateOpen);
+                }
+                // 2.7.1: max-frame-size MUST NOT be below MIN-MAX-FRAME-SIZE.
+                if open.max_frame_size < MIN_MAX_FRAME_SIZE {
+                    return self.violation(Violation::MaxFrameSizeTooSmall(open.max_frame_size));
+                }
+                self.peer_max_frame_size = open.max_frame_size;
+                self.peer_idle = open
+                    .idle_time_out
+                    .filter(|ms| *ms > 0)
+                    .map(|ms| Duration::from_millis(u64::from(ms)));
+                self.state = match self.state {
+                    S::OpenSent => S::Opened,
+                    S::ClosePipe => S::CloseSent,
+                    S::HdrExch => S::OpenRcvd,
+                    other => other,
+                };
+                self.remote_open = Some(open.clone());
+                self.events.push_back(Event::Opened { remote: Box::new(open) });
+                self.arm_keepalive();
+                if let (Some(idle), Some(now)) = (self.cfg.idle_time_out, self.now) {
+                    self.timers[Timer::Idle as usize] = Some(now + idle);
+                }
+            }
+            _ if self.remote_open.is_none() => {
+                self.violation(Violation::FirstFrameNotOpen(performative.name()));
+            }
+            Performative::Close(close) => {
+                self.events.push_back(Event::RemoteClose { error: close.error.clone() });
+                match self.state {
+                    S::CloseSent => {
+                        let error = self.error.take().or(close.error.map(ConnectionError::Remote));
+                        self.end(error);
+                    }
+                    _ => {
+                        // 2.4.4: answer the close, then the connection is over.
+                        self.state = S::CloseRcvd;
+                        self.send_close(None);
+                        self.end(close.error.map(ConnectionError::Remote));
+                    }
+                }
+            }
+            other => {
+                if !matches!(self.state, S::Opened | S::CloseSent) {
+                    return self.violation(Violation::NotOpen(other.name()));
+                }
+                self.events.push_back(Event::Frame {
+                    channel,
+                    performative: Box::new(other),
+                    payload,
+                });
+            }
+        }
+    }
+
+    fn violation(&mut self, v: Violation) {
+        use ConnectionState as S;
+        let can_close =
+            matches!(self.state, S::Opened | S::OpenSent | S::OpenRcvd | S::HdrExch | S::OpenPipe)
+                && !matches!(
+                    self.sasl,
+                    Sasl::ClientMechanisms
+                        | Sasl::ClientOutcome
+                        | Sasl::ServerInit
+                        | Sasl::ServerResponse
+                );
+        let error = v.to_error();
+        self.error = Some(ConnectionError::Violation(v));
+        if can_close {
+            if self.state == S::OpenRcvd || self.state == S::HdrExch {
+                self.send_open();
+            }
+            self.send_close(Some(error));
+            self.state = S::Discarding;
+        } else {
+            let e = self.error.take();
+            self.end(e);
+        }
+    }
+
+    fn mismatch(&mut self, why: String) {
+        self.end(Some(ConnectionError::ProtocolMismatch(why)));
+    }
+
+    fn sasl_failed(&mut self, e: SaslError) {
+        self.end(Some(ConnectionError::Sasl(e)));
+    }
+
+    fn end(&mut self, error: Option<ConnectionError>) {
+        if self.state == ConnectionState::End {
+            return;
+        }
+        self.state = ConnectionState::End;
+        self.timers = [None; 3];
+        self.events.push_back(Event::Ended { error });
+    }
+
+    fn arm_keepalive(&mut self) {
+        // Send something within half the peer's idle time-out, so a heartbeat arrives in
+        // time even if one is delayed (2.4.5 lets the peer close at the full value).
+        if let (Some(idle), Some(now)) = (self.peer_idle, self.now) {
+            self.timers[Timer::Keepalive as usize] = Some(now + idle / 2);
+        }
+    }
+
+    fn send_header(&mut self, h: ProtocolHeader) {
+        let bytes = h.to_bytes();
+        if let Some(trace) = self.cfg.trace.as_mut() {
+            trace(&TraceRecord {
+                direction: Direction::Out,
+                offset: self.out_offset,
+                raw: &bytes,
+                item: TraceItem::Header(h),
+            });
+        }
+        self.push_out(&bytes);
+        if self.state == ConnectionState::Start && h.id == ProtocolId::AMQP {
+            self.state = ConnectionState::HdrSent;
+        } else if self.state == ConnectionState::HdrRcvd && h.id == ProtocolId::AMQP {
+            self.state = ConnectionState::HdrExch;
+        }
+    }
+
+    fn send_open(&mut self) {
+        use ConnectionState as S;
+        let mut open = Open::new(self.cfg.container_id.clone());
+        open.hostname = self.cfg.hostname.clone().map(Into::into);
+        open.max_frame_size = self.cfg.max_frame_size.max(MIN_MAX_FRAME_SIZE);
+        open.channel_max = self.cfg.channel_max;
+        open.idle_time_out =
+            self.cfg.idle_time_out.map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX));
+        open.properties = self.cfg.properties.clone();
+        self.send_performative(0, Performative::Open(open));
+        self.state = match self.state {
+            S::HdrSent => S::OpenPipe,
+            S::HdrExch => S::OpenSent,
+            S::OpenRcvd => S::Opened,
+            other => other,
+        };
+    }
+
+    fn send_close(&mut self, error: Option<crate::types::Error>) {
+        use ConnectionState as S;
+        self.send_performative(0, Performative::Close(Close { error }));
+        self.state = match self.state {
+            S::OpenPipe => S::OcPipe,
+            S::OpenSent => S::ClosePipe,
+            // Answering the peer's close: the caller ends the connection.
+            S::CloseRcvd => S::CloseRcvd,
+            _ => S::CloseSent,
+        };
+        if self.state != S::CloseRcvd {
+            if let Some(now) = self.now {
+                self.timers[Timer::Close as usize] = Some(now + self.cfg.close_timeout);
+            }
+        }
+    }
+
+    fn send_empty(&mut self) {
+        let mut buf = Vec::with_capacity(8);
+        FrameEncoder::new(self.peer_max_frame_size).encode_empty(&mut buf);
+        if self.cfg.trace.is_some() {
+            let frame = Frame { channel: 0, body: FrameBody::Empty };
+            self.trace_out(&buf, &frame);
+        }
+        self.push_out(&buf);
+    }
+
+    fn send_sasl(&mut self, body: SaslFrameBody) {
+        let mut buf = Vec::new();
+        let enc = FrameEncoder { max_frame_size: u32::MAX, layout: self.cfg.layout };
+        if enc.encode_sasl(&body, &mut buf).is_ok() {
+            if self.cfg.trace.is_some() {
+                let frame = Frame { channel: 0, body: FrameBody::Sasl(body) };
+                self.trace_out(&buf, &frame);
+            }
+            self.push_out(&buf);
+        }
+    }
+
+    fn send_performative(&mut self, channel: u16, p: Performative) {
+        let mut buf = Vec::new();
+        let enc =
+            FrameEncoder { max_frame_size: self.peer_max_frame_size, layout: self.cfg.layout };
+        if enc.encode_amqp(channel, &p, &[], &mut buf).is_err() {
+            // Our own open or close is larger than the peer accepts: send it without the
+            // parts that made it large would be guessing; drop the connection instead.
+            self.end(Some(ConnectionError::ProtocolMismatch(format!(
+                "our {} does not fit the peer's max-frame-size {}",
+                p.name(),
+                self.peer_max_frame_size
+            ))));
+            return;
+        }
+        if self.cfg.trace.is_some() {
+            let frame =
+                Frame { channel, body: FrameBody::Amqp { performative: p, payload: Bytes::new() } };
+            self.trace_out(&buf, &frame);
+        }
+        self.push_out(&buf);
+    }
+
+    fn trace_out(&mut self, raw: &[u8], frame: &Frame) {
+        let offset = self.out_offset;
+        if let Some(trace) = self.cfg.trace.as_mut() {
+            trace(&TraceRecord {
+                direction: Direction::Out,
+                offset,
+                raw,
+                item: TraceItem::Frame(frame),
+            });
+        }
+    }
+
+    fn trace_in_header(&mut self, offset: u64, header: ProtocolHeader) {
+        if let Some(trace) = self.cfg.trace.as_mut() {
+            let raw = header.to_bytes();
+            trace(&TraceRecord {
+                direction: Direction::In,
+                offset,
+                raw: &raw,
+                item: TraceItem::Header(header),
+            });
+        }
+    }
+
+    fn push_out(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+        self.out_offset += bytes.len() as u64;
+        self.arm_keepalive();
+    }
+}

@@ -1,0 +1,457 @@
+//! The connection engine, two peers joined in memory: virtual time that jumps to the next
+//! timer, and byte streams cut at random points. Each test reads as a story.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use amqpwire::codec::DecodeOptions;
+use amqpwire::connection::{
+    Config, Connection, ConnectionError, ConnectionState, Direction, Event, TraceItem, Violation,
+};
+use amqpwire::frame::{FrameBody, FrameEncoder, ProtocolHeader};
+use amqpwire::inspect::{Inspector, Record};
+use amqpwire::sasl::{Credentials, SaslClient, SaslError};
+use amqpwire::types::{condition, Begin, Open, Performative, SaslCode, SequenceNo};
+
+/// Two connections and the wire between them.
+struct Pair {
+    client: Connection,
+    server: Connection,
+    now: Instant,
+    rng: u64,
+    /// Every byte each side sent, for inspection.
+    c2s: Vec<u8>,
+    s2c: Vec<u8>,
+    /// Drop what the server sends (a silent or vanished peer).
+    cut_s2c: bool,
+    cut_c2s: bool,
+}
+
+impl Pair {
+    fn new(client: Config, server: Config, seed: u64) -> Self {
+        Self {
+            client: Connection::client(client),
+            server: Connection::server(server),
+            now: Instant::now(),
+            rng: seed | 1,
+            c2s: Vec::new(),
+            s2c: Vec::new(),
+            cut_s2c: false,
+            cut_c2s: false,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        // xorshift64: reproducible splitting.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// Delivers `bytes` to `to` in random pieces.
+    fn deliver(&mut self, bytes: &[u8], to_server: bool) {
+        let mut at = 0;
+        while at < bytes.len() {
+            let n = 1 + (self.next() as usize % 40).min(bytes.len() - at - 1);
+            let chunk = &bytes[at..at + n];
+            if to_server {
+                self.server.handle_input(chunk, self.now);
+            } else {
+                self.client.handle_input(chunk, self.now);
+            }
+            at += n;
+        }
+    }
+
+    /// Moves bytes both ways until neither side has anything to send.
+    fn drive(&mut self) {
+        for _ in 0..1000 {
+            let mut a = Vec::new();
+            self.client.poll_transmit(&mut a);
+            let mut b = Vec::new();
+            self.server.poll_transmit(&mut b);
+            if a.is_empty() && b.is_empty() {
+                return;
+            }
+            self.c2s.extend_from_slice(&a);
+            self.s2c.extend_from_slice(&b);
+            if !self.cut_c2s {
+                self.deliver(&a, true);
+            }
+            if !self.cut_s2c {
+                self.deliver(&b, false);
+            }
+        }
+        panic!("the peers never went quiet");
+    }
+
+    /// Lets `d` of virtual time pass, firing every timer on the way.
+    fn advance(&mut self, d: Duration) {
+        let target = self.now + d;
+        loop {
+            self.drive();
+            let next = [self.client.poll_timeout(), self.server.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= target => {
+                    self.now = self.now.max(t);
+                    self.client.handle_timeout(self.now);
+                    self.server.handle_timeout(self.now);
+                }
+                _ => break,
+            }
+        }
+        self.now = target;
+        self.drive();
+    }
+}
+
+fn events(c: &mut Connection) -> Vec<Event> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+fn ended(events: &[Event]) -> Option<&Option<ConnectionError>> {
+    events.iter().find_map(|e| match e {
+        Event::Ended { error } => Some(error),
+        _ => None,
+    })
+}
+
+fn credentials() -> Credentials {
+    Credentials::new(|| "servernonce".into())
+        .with_user("alice", "secret", b"0123456789abcdef")
+        .anonymous(true)
+}
+
+fn sasl_server() -> Config {
+    let mut c = Config::new("broker");
+    c.authenticator = Some(Box::new(credentials()));
+    c
+}
+
+/// The performatives a byte stream carries, in order.
+fn performatives(stream: &[u8]) -> Vec<String> {
+    Inspector::inspect_all(stream, DecodeOptions::STRICT)
+        .iter()
+        .filter_map(|r| match r {
+            Record::Header { header, .. } => Some(format!("header {}", header.id.0)),
+            Record::Frame(f) => f.performative().map(str::to_owned),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_client_opens_and_closes_without_sasl() {
+    let mut p = Pair::new(Config::new("client"), Config::new("server"), 1);
+    p.drive();
+    assert_eq!(p.client.state(), ConnectionState::Opened);
+    assert_eq!(p.server.state(), ConnectionState::Opened);
+    let ce = events(&mut p.client);
+    assert!(matches!(&ce[0], Event::Opened { remote } if &*remote.container_id == "server"));
+    p.client.close(None).expect("close");
+    p.drive();
+    assert!(p.client.is_ended() && p.server.is_ended());
+    let ce = events(&mut p.client);
+    assert_eq!(ended(&ce), Some(&None), "{ce:?}");
+    let se = events(&mut p.server);
+    assert!(se.contains(&Event::RemoteClose { error: None }));
+    assert_eq!(ended(&se), Some(&None));
+    assert_eq!(performatives(&p.c2s), ["header 0", "open", "close"]);
+    assert_eq!(performatives(&p.s2c), ["header 0", "open", "close"]);
+    assert_eq!(p.client.close(None), Err(amqpwire::connection::UsageError::Closed));
+}
+
+#[test]
+fn the_client_pipelines_header_and_open_before_hearing_from_the_server() {
+    let mut c = Connection::client(Config::new("eager"));
+    let mut out = Vec::new();
+    c.poll_transmit(&mut out);
+    assert_eq!(performatives(&out), ["header 0", "open"]);
+    assert_eq!(c.state(), ConnectionState::OpenPipe);
+    // Closing before the server's header: OC_PIPE, then CLOSE_PIPE when the header comes.
+    c.close(None).expect("close");
+    assert_eq!(c.state(), ConnectionState::OcPipe);
+    c.handle_input(&ProtocolHeader::AMQP.to_bytes(), Instant::now());
+    assert_eq!(c.state(), ConnectionState::ClosePipe);
+}
+
+#[test]
+fn sasl_plain_scram_and_anonymous_authenticate_before_open() {
+    for (client, who) in [
+        (SaslClient::plain("alice", "secret"), Some("alice")),
+        (SaslClient::scram_sha256("alice", "secret", "clientnonce").expect("scram"), Some("alice")),
+        (SaslClient::anonymous(""), Some("anonymous")),
+    ] {
+        let mechanism = client.mechanism();
+        let mut cfg = Config::new("client");
+        cfg.sasl_client = Some(client);
+        let mut p = Pair::new(cfg, sasl_server(), 7);
+        p.drive();
+        assert_eq!(p.client.state(), ConnectionState::Opened, "{mechanism}");
+        let se = events(&mut p.server);
+        assert!(
+            matches!(&se[0], Event::SaslDone { identity, .. } if identity.as_deref() == who),
+            "{mechanism}: {se:?}"
+        );
+        assert!(matches!(events(&mut p.client)[0], Event::SaslDone { .. }));
+        let c2s = performatives(&p.c2s);
+        assert_eq!(&c2s[..2], ["header 3", "sasl-init"], "{mechanism}");
+        assert_eq!(c2s[c2s.len() - 2..], ["header 0", "open"]);
+        let s2c = performatives(&p.s2c);
+        assert_eq!(s2c[..2], ["header 3", "sasl-mechanisms"]);
+        assert!(s2c.contains(&"sasl-outcome".to_owned()));
+    }
+}
+
+#[test]
+fn a_wrong_password_ends_both_sides_with_a_sasl_outcome() {
+    let mut cfg = Config::new("client");
+    cfg.sasl_client = Some(SaslClient::plain("alice", "nope"));
+    let mut p = Pair::new(cfg, sasl_server(), 3);
+    p.drive();
+    assert!(p.client.is_ended() && p.server.is_ended());
+    assert_eq!(
+        ended(&events(&mut p.client)),
+        Some(&Some(ConnectionError::Sasl(SaslError::Failed { code: SaslCode::AUTH })))
+    );
+    assert!(matches!(ended(&events(&mut p.server)), Some(Some(ConnectionError::Sasl(_)))));
+    assert_eq!(performatives(&p.s2c).last().map(String::as_str), Some("sasl-outcome"));
+}
+
+#[test]
+fn a_server_that_requires_sasl_tells_a_client_that_skipped_it() {
+    let mut server = sasl_server();
+    server.require_sasl = true;
+    let mut p = Pair::new(Config::new("client"), server, 5);
+    p.drive();
+    let se = events(&mut p.server);
+    assert!(
+        matches!(ended(&se), Some(Some(ConnectionError::ProtocolMismatch(m))) if m.contains("skipped SASL"))
+    );
+    // The server answered with the SASL header: the client names the problem.
+    let ce = events(&mut p.client);
+    assert!(matches!(ended(&ce), Some(Some(ConnectionError::ProtocolMismatch(_)))), "{ce:?}");
+    assert_eq!(performatives(&p.s2c), ["header 3"]);
+}
+
+#[test]
+fn heartbeats_keep_an_idle_connection_open() {
+    let mut c = Config::new("client");
+    c.idle_time_out = Some(Duration::from_millis(1000));
+    let mut s = Config::new("server");
+    s.idle_time_out = Some(Duration::from_millis(2000));
+    let mut p = Pair::new(c, s, 9);
+    p.drive();
+    let before = (p.c2s.len(), p.s2c.len());
+    p.advance(Duration::from_secs(60));
+    assert_eq!(p.client.state(), ConnectionState::Opened);
+    assert_eq!(p.server.state(), ConnectionState::Opened);
+    // Each side sent empty frames at half the other's idle time-out.
+    let client_beats = performatives(&p.c2s[before.0..]).iter().filter(|p| *p == "empty").count();
+    let server_beats = performatives(&p.s2c[before.1..]).iter().filter(|p| *p == "empty").count();
+    assert!((55..=61).contains(&client_beats), "client sent {client_beats} heartbeats");
+    assert!((115..=121).contains(&server_beats), "server sent {server_beats} heartbeats");
+}
+
+#[test]
+fn a_silent_peer_is_closed_with_resource_limit_exceeded() {
+    let mut c = Config::new("client");
+    c.idle_time_out = Some(Duration::from_millis(1000));
+    c.close_timeout = Duration::from_secs(5);
+    let mut p = Pair::new(c, Config::new("server"), 11);
+    p.drive();
+    p.cut_s2c = true; // the server's bytes no longer arrive
+    p.advance(Duration::from_secs(2));
+    let close = Inspector::inspect_all(&p.c2s, DecodeOptions::STRICT)
+        .into_iter()
+        .rev()
+        .find_map(|r| match r {
+            Record::Frame(f) => match f.frame.ok()?.body {
+                FrameBody::Amqp { performative: Performative::Close(c), .. } => Some(c),
+                _ => None,
+            },
+            _ => None,
+        })
+        .expect("a close");
+    assert_eq!(
+        close.error.expect("with an error").condition.as_str(),
+        condition::RESOURCE_LIMIT_EXCEEDED
+    );
+    assert_eq!(p.client.state(), ConnectionState::Discarding);
+    // Nobody answers the close: after the close time-out the connection is over.
+    p.advance(Duration::from_secs(6));
+    assert_eq!(
+        ended(&events(&mut p.client)),
+        Some(&Some(ConnectionError::Violation(Violation::IdleTimeout)))
+    );
+}
+
+#[test]
+fn an_unanswered_close_times_out() {
+    let mut p = Pair::new(Config::new("client"), Config::new("server"), 13);
+    p.drive();
+    p.cut_s2c = true;
+    p.client.close(None).expect("close");
+    p.advance(Duration::from_secs(11));
+    assert_eq!(ended(&events(&mut p.client)), Some(&Some(ConnectionError::CloseTimeout)));
+}
+
+/// A hand-driven peer: feeds the client the bytes given, returns what the client answers.
+fn client_facing(bytes: &[u8]) -> (Connection, Vec<u8>, Vec<Event>) {
+    let mut c = Connection::client(Config::new("client"));
+    let now = Instant::now();
+    let mut out = Vec::new();
+    c.poll_transmit(&mut out);
+    out.clear();
+    c.handle_input(bytes, now);
+    c.poll_transmit(&mut out);
+    let ev = events(&mut c);
+    (c, out, ev)
+}
+
+fn server_open(mut open: Open) -> Vec<u8> {
+    let mut b = ProtocolHeader::AMQP.to_bytes().to_vec();
+    open.container_id = "hand".into();
+    FrameEncoder::new(u32::MAX)
+        .encode_amqp(0, &Performative::Open(open), &[], &mut b)
+        .expect("open");
+    b
+}
+
+#[test]
+fn a_max_frame_size_below_512_is_a_framing_error() {
+    let mut open = Open::new("x");
+    open.max_frame_size = 256;
+    let (c, out, _) = client_facing(&server_open(open));
+    assert_eq!(c.state(), ConnectionState::Discarding);
+    let text = format!("{:?}", performatives(&out));
+    assert!(text.contains("close"), "{text}");
+    let json: Vec<_> = Inspector::inspect_all(&out, DecodeOptions::STRICT)
+        .iter()
+        .flat_map(amqpwire::inspect::json::record_json)
+        .collect();
+    let close = json.iter().find(|j| j["performative"] == "close").expect("close");
+    assert_eq!(close["fields"]["error"]["error"]["condition"], condition::FRAMING_ERROR);
+    assert!(close["fields"]["error"]["error"]["description"]
+        .as_str()
+        .expect("text")
+        .contains("2.7.1"));
+}
+
+#[test]
+fn frames_beyond_channel_max_or_before_open_are_refused() {
+    // begin on channel 300, above our channel-max of 255.
+    let mut b = server_open(Open::new("x"));
+    let begin = Begin {
+        remote_channel: Some(0),
+        next_outgoing_id: SequenceNo(0),
+        incoming_window: 10,
+        outgoing_window: 10,
+        handle_max: amqpwire::types::Handle(u32::MAX),
+        offered_capabilities: vec![],
+        desired_capabilities: vec![],
+        properties: None,
+    };
+    FrameEncoder::new(u32::MAX)
+        .encode_amqp(300, &Performative::Begin(begin.clone()), &[], &mut b)
+        .expect("begin");
+    let (c, _, _) = client_facing(&b);
+    assert_eq!(c.state(), ConnectionState::Discarding);
+    // begin before open.
+    let mut b = ProtocolHeader::AMQP.to_bytes().to_vec();
+    FrameEncoder::new(u32::MAX)
+        .encode_amqp(0, &Performative::Begin(begin), &[], &mut b)
+        .expect("begin");
+    let (c, out, _) = client_facing(&b);
+    assert_eq!(c.state(), ConnectionState::Discarding);
+    assert!(performatives(&out).contains(&"close".to_owned()));
+}
+
+#[test]
+fn garbage_after_open_closes_with_a_decode_error_and_is_then_ignored() {
+    let mut b = server_open(Open::new("x"));
+    // A frame whose body has an unknown format code.
+    b.extend_from_slice(&[0, 0, 0, 12, 2, 0, 0, 0, 0x00, 0x53, 0x13, 0xee]);
+    let (mut c, out, _) = client_facing(&b);
+    assert_eq!(c.state(), ConnectionState::Discarding);
+    assert!(performatives(&out).contains(&"close".to_owned()));
+    // Anything but close is discarded; the peer's close ends it.
+    let mut more = Vec::new();
+    FrameEncoder::new(u32::MAX).encode_empty(&mut more);
+    FrameEncoder::new(u32::MAX)
+        .encode_amqp(0, &Performative::Close(Default::default()), &[], &mut more)
+        .expect("close");
+    c.handle_input(&more, Instant::now());
+    assert!(c.is_ended());
+    let ev = events(&mut c);
+    assert!(matches!(ended(&ev), Some(Some(ConnectionError::Violation(Violation::Decode(_))))));
+}
+
+#[test]
+fn the_transport_closing_early_is_reported() {
+    let mut p = Pair::new(Config::new("client"), Config::new("server"), 17);
+    p.client.handle_eof(p.now);
+    assert_eq!(ended(&events(&mut p.client)), Some(&Some(ConnectionError::TransportClosed)));
+}
+
+/// What the trace callback saw: direction, offset, length, and what it was.
+type TraceLog = Arc<Mutex<Vec<(Direction, u64, usize, String)>>>;
+
+#[test]
+fn the_trace_sees_every_header_and_frame_in_both_directions() {
+    let seen: TraceLog = Arc::default();
+    let log = seen.clone();
+    let mut cfg = Config::new("client");
+    cfg.sasl_client = Some(SaslClient::plain("alice", "secret"));
+    cfg.trace = Some(Box::new(move |r| {
+        let what = match &r.item {
+            TraceItem::Header(h) => format!("header {}", h.id.0),
+            TraceItem::Frame(f) => match &f.body {
+                FrameBody::Empty => "empty".into(),
+                FrameBody::Sasl(s) => s.name().into(),
+                FrameBody::Amqp { performative, .. } => performative.name().into(),
+            },
+            TraceItem::Undecodable(e) => format!("error {e}"),
+        };
+        log.lock().expect("trace log").push((r.direction, r.offset, r.raw.len(), what));
+    }));
+    let mut p = Pair::new(cfg, sasl_server(), 19);
+    p.drive();
+    p.client.close(None).expect("close");
+    p.drive();
+    let seen = seen.lock().expect("trace log").clone();
+    for (dir, stream) in [(Direction::Out, &p.c2s), (Direction::In, &p.s2c)] {
+        let items: Vec<_> = seen.iter().filter(|s| s.0 == dir).collect();
+        // Offsets are contiguous and cover the whole stream.
+        let mut at = 0u64;
+        for (_, offset, len, _) in &items {
+            assert_eq!(*offset, at);
+            at += *len as u64;
+        }
+        assert_eq!(at as usize, stream.len());
+        let names: Vec<&str> = items.iter().map(|s| s.3.as_str()).collect();
+        assert_eq!(names, performatives(stream));
+    }
+}
+
+#[test]
+fn chunking_does_not_change_the_outcome() {
+    let run = |seed: u64| {
+        let mut cfg = Config::new("client");
+        cfg.sasl_client =
+            Some(SaslClient::scram_sha256("alice", "secret", "fixednonce").expect("scram"));
+        let mut p = Pair::new(cfg, sasl_server(), seed);
+        p.drive();
+        p.client.close(None).expect("close");
+        p.drive();
+        (events(&mut p.client), events(&mut p.server), p.c2s, p.s2c)
+    };
+    let first = run(1);
+    for seed in [2, 99, 12345, 0xdead_beef] {
+        assert_eq!(run(seed), first, "seed {seed}");
+    }
+}
