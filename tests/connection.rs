@@ -455,3 +455,71 @@ fn chunking_does_not_change_the_outcome() {
         assert_eq!(run(seed), first, "seed {seed}");
     }
 }
+
+#[test]
+fn a_session_begins_and_ends_from_either_side() {
+    let mut p = Pair::new(Config::new("client"), Config::new("server"), 21);
+    // Pipelined: begin before the server's open has arrived.
+    let s = p.client.begin().expect("begin");
+    assert_eq!(s, amqpwire::connection::SessionId(0));
+    p.drive();
+    assert_eq!(p.client.session_state(s), Some(amqpwire::connection::SessionState::Mapped));
+    let ce = events(&mut p.client);
+    assert!(ce.contains(&Event::SessionBegun { session: s, by_peer: false }), "{ce:?}");
+    let se = events(&mut p.server);
+    let server_side = se
+        .iter()
+        .find_map(|e| match e {
+            Event::SessionBegun { session, by_peer: true } => Some(*session),
+            _ => None,
+        })
+        .expect("the server saw the session begin");
+    // The server ends it, with an error; the client answers.
+    let err = amqpwire::types::Error::new(condition::RESOURCE_LIMIT_EXCEEDED, "too many sessions");
+    p.server.end_session(server_side, Some(err.clone())).expect("end");
+    p.drive();
+    let ce = events(&mut p.client);
+    assert!(
+        ce.contains(&Event::SessionEnded { session: s, error: Some(err), by_peer: true }),
+        "{ce:?}"
+    );
+    assert!(events(&mut p.server)
+        .iter()
+        .any(|e| matches!(e, Event::SessionEnded { by_peer: false, .. })));
+    assert_eq!(p.client.session_state(s), None);
+    assert_eq!(performatives(&p.c2s), ["header 0", "open", "begin", "end"]);
+    assert_eq!(performatives(&p.s2c), ["header 0", "open", "begin", "end"]);
+}
+
+#[test]
+fn sessions_take_free_channels_within_both_channel_maxes() {
+    let mut server = Config::new("server");
+    server.channel_max = 1;
+    let mut p = Pair::new(Config::new("client"), server, 23);
+    p.drive();
+    let a = p.client.begin().expect("channel 0");
+    let b = p.client.begin().expect("channel 1");
+    assert_eq!((a.0, b.0), (0, 1));
+    assert_eq!(p.client.begin(), Err(amqpwire::connection::UsageError::ChannelsExhausted));
+    p.drive();
+    p.client.end_session(a, None).expect("end");
+    p.drive();
+    // Channel 0 is free again once both ends are exchanged.
+    assert_eq!(p.client.begin().expect("reuse").0, 0);
+}
+
+#[test]
+fn a_frame_on_a_channel_no_session_uses_closes_with_not_found() {
+    let mut b = server_open(Open::new("x"));
+    FrameEncoder::new(u32::MAX)
+        .encode_amqp(5, &Performative::End(Default::default()), &[], &mut b)
+        .expect("end");
+    let (c, out, _) = client_facing(&b);
+    assert_eq!(c.state(), ConnectionState::Discarding);
+    let json: Vec<_> = Inspector::inspect_all(&out, DecodeOptions::STRICT)
+        .iter()
+        .flat_map(amqpwire::inspect::json::record_json)
+        .collect();
+    let close = json.iter().find(|j| j["performative"] == "close").expect("close");
+    assert_eq!(close["fields"]["error"]["error"]["condition"], condition::NOT_FOUND);
+}

@@ -45,6 +45,15 @@ pub enum Violation {
     },
     /// The peer said nothing for longer than our idle time-out.
     IdleTimeout,
+    /// A frame on a channel no session is mapped to.
+    UnknownChannel {
+        /// The channel.
+        channel: u16,
+        /// The performative that used it.
+        performative: &'static str,
+    },
+    /// A begin on a channel that already has a session.
+    ChannelInUse(u16),
     /// A performative that needs an open connection arrived before the open exchange.
     NotOpen(&'static str),
 }
@@ -61,7 +70,8 @@ impl Violation {
             | Self::DuplicateOpen
             | Self::UnexpectedSasl(_)
             | Self::NotOpen(_) => condition::ILLEGAL_STATE,
-            Self::ChannelMax { .. } => condition::NOT_ALLOWED,
+            Self::ChannelMax { .. } | Self::ChannelInUse(_) => condition::NOT_ALLOWED,
+            Self::UnknownChannel { .. } => condition::NOT_FOUND,
             Self::IdleTimeout => condition::RESOURCE_LIMIT_EXCEEDED,
         }
     }
@@ -101,6 +111,15 @@ impl fmt::Display for Violation {
                 f.write_str("2.4.5 idle time-out: the peer sent nothing within our idle-time-out")
             }
             Self::NotOpen(p) => write!(f, "2.4.1 opening a connection: {p} before open"),
+            Self::UnknownChannel { channel, performative } => {
+                write!(
+                    f,
+                    "2.5.1 sessions: {performative} on channel {channel}, which no session uses"
+                )
+            }
+            Self::ChannelInUse(c) => {
+                write!(f, "2.5.1 sessions: begin on channel {c}, already in use")
+            }
         }
     }
 }
@@ -147,6 +166,10 @@ pub enum UsageError {
     Closed,
     /// The command needs an open connection.
     NotOpen,
+    /// No session has that id.
+    UnknownSession,
+    /// Every channel up to channel-max is in use.
+    ChannelsExhausted,
 }
 
 impl fmt::Display for UsageError {
@@ -154,6 +177,8 @@ impl fmt::Display for UsageError {
         match self {
             Self::Closed => f.write_str("the connection is closing or closed"),
             Self::NotOpen => f.write_str("the connection is not open yet"),
+            Self::UnknownSession => f.write_str("no such session"),
+            Self::ChannelsExhausted => f.write_str("every channel up to channel-max is in use"),
         }
     }
 }

@@ -31,6 +31,7 @@
 //! ```
 
 mod error;
+mod session;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -38,6 +39,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 pub use error::{ConnectionError, Scope, UsageError, Violation};
+pub use session::{SessionConfig, SessionId, SessionState};
+
+use session::Session;
 
 use crate::codec::{DecodeOptions, Symbol};
 use crate::frame::{
@@ -148,6 +152,8 @@ pub struct Config {
     pub require_sasl: bool,
     /// Server role: the transport's authenticated identity, for SASL EXTERNAL.
     pub external_identity: Option<String>,
+    /// How sessions are set up (ours and the ones the peer begins).
+    pub session: SessionConfig,
     /// A callback that sees every header and frame in and out (no cost when `None`).
     pub trace: Option<TraceFn>,
 }
@@ -185,6 +191,7 @@ impl Config {
             authenticator: None,
             require_sasl: false,
             external_identity: None,
+            session: SessionConfig::default(),
             trace: None,
         }
     }
@@ -205,7 +212,23 @@ pub enum Event {
         /// The peer's open.
         remote: Box<Open>,
     },
-    /// A frame for a session or link (channel > 0 or a session performative).
+    /// A session began: ours answered, or one the peer began (and we answered).
+    SessionBegun {
+        /// The session.
+        session: SessionId,
+        /// Whether the peer began it.
+        by_peer: bool,
+    },
+    /// A session ended.
+    SessionEnded {
+        /// The session.
+        session: SessionId,
+        /// The error it ended with (ours or the peer's).
+        error: Option<crate::types::Error>,
+        /// Whether the peer ended it.
+        by_peer: bool,
+    },
+    /// A frame for a link (until the link layer joins).
     Frame {
         /// The channel.
         channel: u16,
@@ -276,6 +299,10 @@ pub struct Connection {
     peer_max_frame_size: u32,
     peer_idle: Option<Duration>,
     error: Option<ConnectionError>,
+    /// Our sessions, by our channel.
+    sessions: Vec<Option<Session>>,
+    /// The peer's channel → ours.
+    remote_channels: std::collections::HashMap<u16, u16>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -326,6 +353,8 @@ impl Connection {
             peer_max_frame_size: MIN_MAX_FRAME_SIZE,
             peer_idle: None,
             error: None,
+            sessions: Vec::new(),
+            remote_channels: std::collections::HashMap::new(),
             cfg,
         }
     }
@@ -430,6 +459,45 @@ impl Connection {
                 Ok(())
             }
         }
+    }
+
+    /// Begins a session. Allowed once our open is sent (pipelined before the peer's open).
+    pub fn begin(&mut self) -> Result<SessionId, UsageError> {
+        use ConnectionState as S;
+        if !matches!(self.state, S::OpenPipe | S::OpenSent | S::Opened) {
+            return Err(if self.remote_open.is_some() || self.state == S::End {
+                UsageError::Closed
+            } else {
+                UsageError::NotOpen
+            });
+        }
+        let channel = self.free_channel().ok_or(UsageError::ChannelsExhausted)?;
+        let session = Session::new(&self.cfg.session, SessionState::BeginSent);
+        let begin = session.begin();
+        self.put_session(channel, session);
+        self.send_performative(channel, Performative::Begin(begin));
+        Ok(SessionId(channel))
+    }
+
+    /// Ends a session, with an error or without.
+    pub fn end_session(
+        &mut self,
+        id: SessionId,
+        error: Option<crate::types::Error>,
+    ) -> Result<(), UsageError> {
+        let Some(s) = self.session_mut(id) else { return Err(UsageError::UnknownSession) };
+        match s.state {
+            SessionState::EndSent | SessionState::Discarding => return Err(UsageError::Closed),
+            SessionState::EndRcvd => {}
+            _ => s.state = SessionState::EndSent,
+        }
+        self.send_performative(id.0, Performative::End(Session::end(error)));
+        Ok(())
+    }
+
+    /// A session's state (`None` once it is gone).
+    pub fn session_state(&self, id: SessionId) -> Option<SessionState> {
+        self.sessions.get(usize::from(id.0)).and_then(Option::as_ref).map(|s| s.state)
     }
 
     // ----- output -----
@@ -699,13 +767,124 @@ impl Connection {
                 if !matches!(self.state, S::Opened | S::CloseSent) {
                     return self.violation(Violation::NotOpen(other.name()));
                 }
+                self.on_session_frame(channel, other, payload);
+            }
+        }
+    }
+
+    /// Routes a frame on a session channel (2.5).
+    fn on_session_frame(&mut self, channel: u16, p: Performative, payload: Bytes) {
+        if let Performative::Begin(b) = &p {
+            return self.on_begin(channel, b);
+        }
+        let Some(&local) = self.remote_channels.get(&channel) else {
+            // 2.7.2: frames other than begin need a channel the peer has begun.
+            return self.violation(Violation::UnknownChannel { channel, performative: p.name() });
+        };
+        let id = SessionId(local);
+        let Some(state) = self.session_state(id) else { return };
+        if state == SessionState::Discarding && !matches!(p, Performative::End(_)) {
+            return;
+        }
+        match p {
+            Performative::End(end) => {
+                self.remote_channels.remove(&channel);
+                let by_peer = state != SessionState::EndSent && state != SessionState::Discarding;
+                let ours = self.session_mut(id).and_then(|s| s.error.take());
+                let error = if by_peer { end.error } else { ours.or(end.error) };
+                if by_peer {
+                    // 2.5.4: answer the peer's end.
+                    self.send_performative(local, Performative::End(Session::end(None)));
+                }
+                self.sessions[usize::from(local)] = None;
+                self.events.push_back(Event::SessionEnded { session: id, error, by_peer });
+            }
+            Performative::Flow(f) if f.handle.is_none() => {
+                let Some(s) = self.session_mut(id) else { return };
+                s.on_flow(&f);
+                if f.echo {
+                    let flow = s.flow(false);
+                    self.send_performative(local, Performative::Flow(flow));
+                }
+            }
+            other => {
                 self.events.push_back(Event::Frame {
-                    channel,
+                    channel: local,
                     performative: Box::new(other),
                     payload,
                 });
             }
         }
+    }
+
+    fn on_begin(&mut self, channel: u16, b: &crate::types::Begin) {
+        if self.remote_channels.contains_key(&channel) {
+            // 2.5.1: a begin on a channel already in use.
+            return self.violation(Violation::ChannelInUse(channel));
+        }
+        match b.remote_channel {
+            Some(local) => {
+                // The answer to our begin.
+                let Some(s) = self.sessions.get_mut(usize::from(local)).and_then(Option::as_mut)
+                else {
+                    return self.violation(Violation::UnknownChannel {
+                        channel: local,
+                        performative: "begin",
+                    });
+                };
+                if s.state != SessionState::BeginSent {
+                    return self.violation(Violation::UnknownChannel {
+                        channel: local,
+                        performative: "begin",
+                    });
+                }
+                s.on_begin(b);
+                s.remote_channel = Some(channel);
+                s.state = SessionState::Mapped;
+                self.remote_channels.insert(channel, local);
+                self.events
+                    .push_back(Event::SessionBegun { session: SessionId(local), by_peer: false });
+            }
+            None => {
+                // The peer begins a session: map it and answer.
+                let Some(local) = self.free_channel() else {
+                    return self
+                        .violation(Violation::ChannelMax { channel, max: self.cfg.channel_max });
+                };
+                let mut s = Session::new(&self.cfg.session, SessionState::BeginRcvd);
+                s.on_begin(b);
+                s.remote_channel = Some(channel);
+                s.state = SessionState::Mapped;
+                let mut answer = s.begin();
+                answer.remote_channel = Some(channel);
+                self.put_session(local, s);
+                self.remote_channels.insert(channel, local);
+                self.send_performative(local, Performative::Begin(answer));
+                self.events
+                    .push_back(Event::SessionBegun { session: SessionId(local), by_peer: true });
+            }
+        }
+    }
+
+    fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
+        self.sessions.get_mut(usize::from(id.0)).and_then(Option::as_mut)
+    }
+
+    fn put_session(&mut self, channel: u16, s: Session) {
+        let i = usize::from(channel);
+        if self.sessions.len() <= i {
+            self.sessions.resize_with(i + 1, || None);
+        }
+        self.sessions[i] = Some(s);
+    }
+
+    /// The lowest channel free for a new session, within both sides' channel-max.
+    fn free_channel(&self) -> Option<u16> {
+        let max = self
+            .remote_open
+            .as_ref()
+            .map_or(self.cfg.channel_max, |o| o.channel_max.min(self.cfg.channel_max));
+        (0..=max).find(|c| self.sessions.get(usize::from(*c)).is_none_or(Option::is_none))
     }
 
     fn violation(&mut self, v: Violation) {

@@ -1,0 +1,135 @@
+//! Sessions (2.5): begin and end, the mapping between our channels and the peer's, and the
+//! session flow state (transfer ids and windows, with serial-number arithmetic).
+
+use crate::types::{Begin, End, Error, Flow, Handle, SequenceNo};
+
+/// A session, named by our channel number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u16);
+
+/// Session states as the spec names them (2.5.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionState {
+    /// Our begin sent, the peer's not yet received.
+    BeginSent,
+    /// The peer's begin received, ours not yet sent.
+    BeginRcvd,
+    /// Both begins exchanged.
+    Mapped,
+    /// Our end sent.
+    EndSent,
+    /// The peer's end received.
+    EndRcvd,
+    /// Our end sent after an error; frames are discarded until the peer's end.
+    Discarding,
+}
+
+/// How new sessions are set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// The incoming-window we advertise (transfer frames the peer may send before we
+    /// re-advertise it).
+    pub incoming_window: u32,
+    /// The outgoing-window we advertise.
+    pub outgoing_window: u32,
+    /// The highest link handle we accept.
+    pub handle_max: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { incoming_window: 2048, outgoing_window: u32::MAX, handle_max: 1023 }
+    }
+}
+
+/// One session's state.
+#[derive(Clone, Debug)]
+pub(crate) struct Session {
+    pub(crate) state: SessionState,
+    pub(crate) remote_channel: Option<u16>,
+    /// The transfer-id we give our next transfer.
+    pub(crate) next_outgoing_id: SequenceNo,
+    pub(crate) incoming_window: u32,
+    pub(crate) outgoing_window: u32,
+    pub(crate) handle_max: u32,
+    /// The transfer-id we expect next from the peer.
+    pub(crate) next_incoming_id: Option<SequenceNo>,
+    pub(crate) remote_incoming_window: u32,
+    pub(crate) remote_outgoing_window: u32,
+    pub(crate) remote_handle_max: u32,
+    pub(crate) error: Option<Error>,
+}
+
+impl Session {
+    pub(crate) fn new(cfg: &SessionConfig, state: SessionState) -> Self {
+        Self {
+            state,
+            remote_channel: None,
+            next_outgoing_id: SequenceNo(0),
+            incoming_window: cfg.incoming_window,
+            outgoing_window: cfg.outgoing_window,
+            handle_max: cfg.handle_max,
+            next_incoming_id: None,
+            remote_incoming_window: 0,
+            remote_outgoing_window: 0,
+            remote_handle_max: u32::MAX,
+            error: None,
+        }
+    }
+
+    /// Our begin; `remote_channel` when answering the peer's.
+    pub(crate) fn begin(&self) -> Begin {
+        Begin {
+            remote_channel: self.remote_channel.filter(|_| self.state != SessionState::BeginSent),
+            next_outgoing_id: self.next_outgoing_id,
+            incoming_window: self.incoming_window,
+            outgoing_window: self.outgoing_window,
+            handle_max: Handle(self.handle_max),
+            offered_capabilities: Vec::new(),
+            desired_capabilities: Vec::new(),
+            properties: None,
+        }
+    }
+
+    /// Takes the peer's begin.
+    pub(crate) fn on_begin(&mut self, b: &Begin) {
+        self.next_incoming_id = Some(b.next_outgoing_id);
+        self.remote_incoming_window = b.incoming_window;
+        self.remote_outgoing_window = b.outgoing_window;
+        self.remote_handle_max = b.handle_max.0;
+    }
+
+    /// Takes a session-level flow (2.5.6): the peer's view of both directions.
+    pub(crate) fn on_flow(&mut self, f: &Flow) {
+        // remote-incoming-window = next-incoming-id(flow) + incoming-window(flow)
+        //                          - next-outgoing-id(ours); with no next-incoming-id the
+        // peer has not seen our begin, and counts from our initial next-outgoing-id.
+        let base = f.next_incoming_id.unwrap_or(SequenceNo(0));
+        self.remote_incoming_window =
+            base.0.wrapping_add(f.incoming_window).wrapping_sub(self.next_outgoing_id.0);
+        self.remote_outgoing_window = f.outgoing_window;
+        self.next_incoming_id = Some(f.next_outgoing_id);
+    }
+
+    /// Our session-level flow.
+    pub(crate) fn flow(&self, echo: bool) -> Flow {
+        Flow {
+            next_incoming_id: self.next_incoming_id,
+            incoming_window: self.incoming_window,
+            next_outgoing_id: self.next_outgoing_id,
+            outgoing_window: self.outgoing_window,
+            handle: None,
+            delivery_count: None,
+            link_credit: None,
+            available: None,
+            drain: false,
+            echo,
+            properties: None,
+        }
+    }
+
+    /// Our end.
+    pub(crate) fn end(error: Option<Error>) -> End {
+        End { error }
+    }
+}
