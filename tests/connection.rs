@@ -523,3 +523,225 @@ fn a_frame_on_a_channel_no_session_uses_closes_with_not_found() {
     let close = json.iter().find(|j| j["performative"] == "close").expect("close");
     assert_eq!(close["fields"]["error"]["error"]["condition"], condition::NOT_FOUND);
 }
+
+use amqpwire::connection::{LinkId, LinkOptions, LinkState, SessionId, UsageError};
+use amqpwire::types::{Accepted, DeliveryState, Role};
+use bytes::Bytes;
+
+/// An open pair with one session and a sender (client) → receiver (server) link.
+fn link_pair(client: Config, server: Config, seed: u64) -> (Pair, LinkId, LinkId) {
+    let mut p = Pair::new(client, server, seed);
+    let s = p.client.begin().expect("begin");
+    let link = p.client.attach(s, LinkOptions::sender("telemetry", "q1")).expect("attach");
+    p.drive();
+    let ce = events(&mut p.client);
+    assert!(ce
+        .iter()
+        .any(|e| matches!(e, Event::LinkAttached { link: l, by_peer: false, .. } if *l == link)));
+    let remote = events(&mut p.server)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::LinkAttached { link, by_peer: true, remote } => {
+                assert_eq!(remote.role, Role::SENDER);
+                Some(link)
+            }
+            _ => None,
+        })
+        .expect("the server saw the attach");
+    (p, link, remote)
+}
+
+fn deliveries(events: &[Event]) -> Vec<(u32, Bytes, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Delivery { delivery_id, payload, settled, .. } => {
+                Some((delivery_id.0, payload.clone(), *settled))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_sender_sends_on_credit_and_the_receiver_settles_with_outcomes() {
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), Config::new("server"), 31);
+    assert_eq!(
+        p.client.send(snd, Bytes::from_static(b"t0"), b"x", false),
+        Err(UsageError::NoCredit)
+    );
+    p.server.flow(rcv, 10, false).expect("credit");
+    p.drive();
+    assert!(events(&mut p.client).contains(&Event::Credit { link: snd, credit: 10, drain: false }));
+    for i in 0..3u8 {
+        let id = p.client.send(snd, Bytes::from(vec![i]), &[b'm', i], false).expect("send");
+        assert_eq!(id.0, u32::from(i));
+    }
+    assert_eq!(p.client.link_credit(snd), Some(7));
+    p.drive();
+    let got = deliveries(&events(&mut p.server));
+    assert_eq!(
+        got.iter().map(|d| (d.0, d.1.to_vec(), d.2)).collect::<Vec<_>>(),
+        [(0, b"m\0".to_vec(), false), (1, b"m\x01".to_vec(), false), (2, b"m\x02".to_vec(), false),]
+    );
+    assert_eq!(p.server.unsettled(rcv).len(), 3);
+    // One disposition settles all three as accepted.
+    let accepted = Some(DeliveryState::Accepted(Accepted {}));
+    p.server
+        .disposition(rcv, SequenceNo(0), Some(SequenceNo(2)), true, accepted.clone())
+        .expect("settle");
+    p.drive();
+    let outcomes: Vec<_> = events(&mut p.client)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Disposition { delivery_id, settled: true, state, .. } => {
+                Some((delivery_id.0, state))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outcomes, [(0, accepted.clone()), (1, accepted.clone()), (2, accepted)]);
+    assert!(p.client.unsettled(snd).is_empty() && p.server.unsettled(rcv).is_empty());
+}
+
+#[test]
+fn seventy_thousand_presettled_transfers_do_not_stall() {
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), Config::new("server"), 33);
+    let total = 70_000u32;
+    let (mut sent, mut received) = (0u32, 0u32);
+    p.server.flow(rcv, 1000, false).expect("credit");
+    p.drive();
+    let mut rounds = 0;
+    while received < total {
+        rounds += 1;
+        assert!(rounds < 10_000, "stalled at {received} of {total}");
+        while sent < total {
+            match p.client.send(snd, Bytes::new(), &sent.to_be_bytes(), true) {
+                Ok(_) => sent += 1,
+                Err(UsageError::NoCredit | UsageError::SessionWindowFull) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        p.drive();
+        let got = deliveries(&events(&mut p.server));
+        for (id, payload, settled) in &got {
+            assert_eq!(*id, received, "delivery-ids in order");
+            assert_eq!(payload[..], received.to_be_bytes());
+            assert!(settled);
+            received += 1;
+        }
+        let _ = events(&mut p.client);
+        if p.server.link_credit(rcv).is_some_and(|c| c < 500) {
+            p.server.flow(rcv, 1000, false).expect("top up");
+        }
+    }
+    assert_eq!(received, total);
+}
+
+#[test]
+fn large_messages_split_at_the_peers_max_frame_size_and_join_again() {
+    let mut server = Config::new("server");
+    server.max_frame_size = 512;
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), server, 35);
+    p.server.flow(rcv, 1, false).expect("credit");
+    p.drive();
+    let body: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    p.client.send(snd, Bytes::from_static(b"big"), &body, false).expect("send");
+    p.drive();
+    let frames = performatives(&p.c2s).iter().filter(|p| *p == "transfer").count();
+    assert!(frames >= 40, "{frames} transfer frames");
+    let got = deliveries(&events(&mut p.server));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1[..], body[..]);
+}
+
+#[test]
+fn a_transfer_beyond_credit_detaches_the_link_with_transfer_limit_exceeded() {
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), Config::new("server"), 37);
+    p.server.flow(rcv, 1, false).expect("credit");
+    p.drive();
+    p.client.send(snd, Bytes::from_static(b"a"), b"one", true).expect("send");
+    p.drive();
+    // A misbehaving sender: a second transfer with no credit, written by hand.
+    let mut t = amqpwire::types::Transfer::new(amqpwire::types::Handle(0));
+    t.delivery_id = Some(SequenceNo(1));
+    t.delivery_tag = Some(Bytes::from_static(b"b"));
+    t.settled = Some(true);
+    let mut raw = Vec::new();
+    FrameEncoder::new(u32::MAX).encode_transfer(0, &t, b"two", &mut raw).expect("frame");
+    p.server.handle_input(&raw, p.now);
+    p.drive();
+    let se = events(&mut p.server);
+    assert!(
+        se.iter().any(|e| matches!(
+            e,
+            Event::LinkError { violation: Violation::TransferLimitExceeded, .. }
+        )),
+        "{se:?}"
+    );
+    let ce = events(&mut p.client);
+    let err = ce
+        .iter()
+        .find_map(|e| match e {
+            Event::LinkDetached { link, error: Some(err), by_peer: true, .. } if *link == snd => {
+                Some(err.clone())
+            }
+            _ => None,
+        })
+        .expect("the client's link was detached with an error");
+    assert_eq!(err.condition.as_str(), condition::TRANSFER_LIMIT_EXCEEDED);
+    assert!(err.description.as_deref().unwrap_or_default().contains("2.6.7"));
+    assert_eq!(p.client.link_state(snd), None);
+}
+
+#[test]
+fn drain_uses_up_the_credit_when_the_sender_has_nothing() {
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), Config::new("server"), 39);
+    p.server.flow(rcv, 5, true).expect("drain");
+    p.drive();
+    assert!(events(&mut p.client).contains(&Event::Credit { link: snd, credit: 5, drain: true }));
+    p.client.drained(snd).expect("nothing to send");
+    p.drive();
+    assert!(events(&mut p.server).contains(&Event::Credit { link: rcv, credit: 0, drain: true }));
+    assert_eq!(p.client.link_credit(snd), Some(0));
+}
+
+#[test]
+fn links_detach_from_either_side_and_names_can_be_reused() {
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), Config::new("server"), 41);
+    p.server.detach(rcv, true, None).expect("detach");
+    p.drive();
+    assert!(events(&mut p.client).iter().any(|e| matches!(e, Event::LinkDetached { link, closed: true, by_peer: true, .. } if *link == snd)));
+    assert!(events(&mut p.server)
+        .iter()
+        .any(|e| matches!(e, Event::LinkDetached { by_peer: false, .. })));
+    // The same name again, now as a receiver: a new link.
+    let again =
+        p.client.attach(SessionId(0), LinkOptions::receiver("telemetry", "q1")).expect("attach");
+    p.drive();
+    assert_eq!(p.client.link_state(again), Some(LinkState::Attached));
+    assert_eq!(p.client.detach(again, true, None), Ok(()));
+    assert_eq!(p.client.detach(again, true, None), Err(UsageError::Closed));
+}
+
+#[test]
+fn a_frame_for_an_unknown_handle_ends_the_session_with_unattached_handle() {
+    let (mut p, _snd, _rcv) = link_pair(Config::new("client"), Config::new("server"), 43);
+    let mut t = amqpwire::types::Transfer::new(amqpwire::types::Handle(77));
+    t.delivery_id = Some(SequenceNo(0));
+    t.delivery_tag = Some(Bytes::from_static(b"x"));
+    let mut raw = Vec::new();
+    FrameEncoder::new(u32::MAX).encode_transfer(0, &t, b"?", &mut raw).expect("frame");
+    p.server.handle_input(&raw, p.now);
+    p.drive();
+    let ce = events(&mut p.client);
+    let err = ce
+        .iter()
+        .find_map(|e| match e {
+            Event::SessionEnded { error: Some(err), by_peer: true, .. } => Some(err.clone()),
+            _ => None,
+        })
+        .expect("the session ended with an error");
+    assert_eq!(err.condition.as_str(), condition::UNATTACHED_HANDLE);
+    assert_eq!(p.client.state(), ConnectionState::Opened, "only the session ended");
+}

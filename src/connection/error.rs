@@ -54,6 +54,37 @@ pub enum Violation {
     },
     /// A begin on a channel that already has a session.
     ChannelInUse(u16),
+    /// An attach on a handle already in use (session scope).
+    HandleInUse(u32),
+    /// A frame for a handle no link uses (session scope).
+    UnattachedHandle {
+        /// The handle.
+        handle: u32,
+        /// The performative.
+        performative: &'static str,
+    },
+    /// A transfer beyond our incoming-window (session scope).
+    WindowViolation,
+    /// A transfer beyond the credit we granted (link scope).
+    TransferLimitExceeded,
+    /// The first transfer of a delivery without a delivery-id (link scope).
+    MissingDeliveryId,
+    /// A continuation transfer whose delivery-id differs from the first's (link scope).
+    DeliveryIdChanged {
+        /// The delivery's id.
+        expected: u32,
+        /// The id on the continuation.
+        found: u32,
+    },
+    /// A message larger than our max-message-size (link scope).
+    MessageSizeExceeded {
+        /// The size so far.
+        size: usize,
+        /// The limit.
+        max: u64,
+    },
+    /// A transfer on a link on which we send (link scope).
+    TransferToSender,
     /// A performative that needs an open connection arrived before the open exchange.
     NotOpen(&'static str),
 }
@@ -72,6 +103,13 @@ impl Violation {
             | Self::NotOpen(_) => condition::ILLEGAL_STATE,
             Self::ChannelMax { .. } | Self::ChannelInUse(_) => condition::NOT_ALLOWED,
             Self::UnknownChannel { .. } => condition::NOT_FOUND,
+            Self::HandleInUse(_) => condition::HANDLE_IN_USE,
+            Self::UnattachedHandle { .. } => condition::UNATTACHED_HANDLE,
+            Self::WindowViolation => condition::WINDOW_VIOLATION,
+            Self::TransferLimitExceeded => condition::TRANSFER_LIMIT_EXCEEDED,
+            Self::MissingDeliveryId | Self::DeliveryIdChanged { .. } => condition::INVALID_FIELD,
+            Self::MessageSizeExceeded { .. } => condition::MESSAGE_SIZE_EXCEEDED,
+            Self::TransferToSender => condition::NOT_ALLOWED,
             Self::IdleTimeout => condition::RESOURCE_LIMIT_EXCEEDED,
         }
     }
@@ -79,7 +117,17 @@ impl Violation {
     /// Which endpoint it ends. Every violation found at the connection level so far ends
     /// the connection; session and link violations join when those layers do.
     pub fn scope(&self) -> Scope {
-        Scope::Connection
+        match self {
+            Self::HandleInUse(_) | Self::UnattachedHandle { .. } | Self::WindowViolation => {
+                Scope::Session
+            }
+            Self::TransferLimitExceeded
+            | Self::MissingDeliveryId
+            | Self::DeliveryIdChanged { .. }
+            | Self::MessageSizeExceeded { .. }
+            | Self::TransferToSender => Scope::Link,
+            _ => Scope::Connection,
+        }
     }
 
     /// The error to send in the close (or end, or detach).
@@ -119,6 +167,32 @@ impl fmt::Display for Violation {
             }
             Self::ChannelInUse(c) => {
                 write!(f, "2.5.1 sessions: begin on channel {c}, already in use")
+            }
+            Self::HandleInUse(h) => write!(f, "2.7.3 attach: handle {h} is already in use"),
+            Self::UnattachedHandle { handle, performative } => {
+                write!(
+                    f,
+                    "2.6.2 link handle: {performative} on handle {handle}, which no link uses"
+                )
+            }
+            Self::WindowViolation => {
+                f.write_str("2.5.6 session flow control: a transfer beyond the incoming-window")
+            }
+            Self::TransferLimitExceeded => {
+                f.write_str("2.6.7 flow control: a transfer beyond the link-credit granted")
+            }
+            Self::MissingDeliveryId => {
+                f.write_str("2.7.5 transfer: delivery-id missing on first frame")
+            }
+            Self::DeliveryIdChanged { expected, found } => write!(
+                f,
+                "2.7.5 transfer: continuation has delivery-id {found}, the delivery is {expected}"
+            ),
+            Self::MessageSizeExceeded { size, max } => {
+                write!(f, "2.7.3 attach: a {size}-byte message exceeds max-message-size {max}")
+            }
+            Self::TransferToSender => {
+                f.write_str("2.6.1 links: a transfer on a link whose receiver is the peer")
             }
         }
     }
@@ -170,6 +244,21 @@ pub enum UsageError {
     UnknownSession,
     /// Every channel up to channel-max is in use.
     ChannelsExhausted,
+    /// Every handle up to handle-max is in use.
+    HandlesExhausted,
+    /// No link has that id.
+    UnknownLink,
+    /// The link is not attached (yet, or any more).
+    NotAttached,
+    /// The command is for the other role (credit is granted by receivers, messages sent by
+    /// senders).
+    WrongRole,
+    /// The receiver has granted no credit.
+    NoCredit,
+    /// The peer's session incoming-window is full; wait for its flow.
+    SessionWindowFull,
+    /// A frame would exceed the peer's max-frame-size.
+    TooLarge,
 }
 
 impl fmt::Display for UsageError {
@@ -179,6 +268,13 @@ impl fmt::Display for UsageError {
             Self::NotOpen => f.write_str("the connection is not open yet"),
             Self::UnknownSession => f.write_str("no such session"),
             Self::ChannelsExhausted => f.write_str("every channel up to channel-max is in use"),
+            Self::HandlesExhausted => f.write_str("every handle up to handle-max is in use"),
+            Self::UnknownLink => f.write_str("no such link"),
+            Self::NotAttached => f.write_str("the link is not attached"),
+            Self::WrongRole => f.write_str("the link has the other role for this command"),
+            Self::NoCredit => f.write_str("the receiver has granted no credit"),
+            Self::SessionWindowFull => f.write_str("the peer's session incoming-window is full"),
+            Self::TooLarge => f.write_str("a frame would exceed the peer's max-frame-size"),
         }
     }
 }

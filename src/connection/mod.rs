@@ -4,7 +4,8 @@
 //! SASL exchange (both roles), open and close in every order the spec allows (pipelined
 //! open included), max-frame-size and channel-max, heartbeats for the peer's idle time-out,
 //! our own idle time-out, the close time-out, and a trace of every frame in and out.
-//! Frames for sessions and links are handed up as [`Event::Frame`] until those layers join.
+//! Sessions and links are handled too: begin and end, attach and detach, credit, transfers
+//! split and joined at the negotiated max-frame-size, dispositions and settlement.
 //!
 //! # Using a `Connection`
 //!
@@ -31,6 +32,8 @@
 //! ```
 
 mod error;
+mod link;
+mod links;
 mod session;
 
 use std::collections::VecDeque;
@@ -39,6 +42,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 pub use error::{ConnectionError, Scope, UsageError, Violation};
+pub use link::{LinkId, LinkOptions, LinkState};
 pub use session::{SessionConfig, SessionId, SessionState};
 
 use session::Session;
@@ -228,14 +232,80 @@ pub enum Event {
         /// Whether the peer ended it.
         by_peer: bool,
     },
-    /// A frame for a link (until the link layer joins).
-    Frame {
-        /// The channel.
-        channel: u16,
-        /// The performative.
-        performative: Box<Performative>,
-        /// The payload after a transfer.
+    /// A link attached: ours answered, or one the peer attached (and we answered,
+    /// mirroring its role and echoing its source and target).
+    LinkAttached {
+        /// The link.
+        link: LinkId,
+        /// Whether the peer attached it.
+        by_peer: bool,
+        /// The peer's attach.
+        remote: Box<crate::types::Attach>,
+    },
+    /// A link detached.
+    LinkDetached {
+        /// The link.
+        link: LinkId,
+        /// Whether it was closed, not only detached.
+        closed: bool,
+        /// The peer's error, if any.
+        error: Option<crate::types::Error>,
+        /// Whether the peer detached it.
+        by_peer: bool,
+    },
+    /// A link's credit changed (a sender got credit, or a receiver saw the sender drain).
+    Credit {
+        /// The link.
+        link: LinkId,
+        /// The credit now.
+        credit: u32,
+        /// Whether the receiver asks the sender to use it all or say it has nothing.
+        drain: bool,
+    },
+    /// A whole delivery arrived on a receiving link.
+    Delivery {
+        /// The link.
+        link: LinkId,
+        /// Its delivery-id.
+        delivery_id: crate::types::SequenceNo,
+        /// Its delivery-tag.
+        tag: Bytes,
+        /// The message bytes (joined across frames when it was split).
         payload: Bytes,
+        /// Whether the sender settled it.
+        settled: bool,
+    },
+    /// A delivery was aborted by its sender; its frames are discarded.
+    Aborted {
+        /// The link.
+        link: LinkId,
+        /// Its delivery-id.
+        delivery_id: crate::types::SequenceNo,
+    },
+    /// The peer's disposition for one of our deliveries.
+    Disposition {
+        /// The link.
+        link: LinkId,
+        /// The delivery.
+        delivery_id: crate::types::SequenceNo,
+        /// Whether the peer settled it.
+        settled: bool,
+        /// Its state (an outcome, usually).
+        state: Option<crate::types::DeliveryState>,
+    },
+    /// The peer broke the protocol on a link: we detached it with the error.
+    LinkError {
+        /// The link.
+        link: LinkId,
+        /// What happened.
+        violation: Violation,
+    },
+    /// The peer broke the protocol on a session: we ended it with the error.
+    SessionError {
+        /// The session.
+        session: SessionId,
+        /// What happened.
+        violation: Violation,
     },
     /// The peer sent close (we answer it).
     RemoteClose {
@@ -807,13 +877,7 @@ impl Connection {
                     self.send_performative(local, Performative::Flow(flow));
                 }
             }
-            other => {
-                self.events.push_back(Event::Frame {
-                    channel: local,
-                    performative: Box::new(other),
-                    payload,
-                });
-            }
+            other => self.on_link_frame(local, other, payload),
         }
     }
 
@@ -1056,6 +1120,14 @@ impl Connection {
                 item: TraceItem::Header(header),
             });
         }
+    }
+
+    fn push_out_raw(&mut self, bytes: &[u8]) {
+        self.push_out(bytes);
+    }
+
+    fn trace_out_raw(&mut self, raw: &[u8], frame: &Frame) {
+        self.trace_out(raw, frame);
     }
 
     fn push_out(&mut self, bytes: &[u8]) {

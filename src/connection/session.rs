@@ -1,7 +1,11 @@
 //! Sessions (2.5): begin and end, the mapping between our channels and the peer's, and the
 //! session flow state (transfer ids and windows, with serial-number arithmetic).
 
+use std::collections::HashMap;
+
 use crate::types::{Begin, End, Error, Flow, Handle, SequenceNo};
+
+use super::link::Link;
 
 /// A session, named by our channel number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,7 +47,7 @@ impl Default for SessionConfig {
 }
 
 /// One session's state.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Session {
     pub(crate) state: SessionState,
     pub(crate) remote_channel: Option<u16>,
@@ -58,6 +62,14 @@ pub(crate) struct Session {
     pub(crate) remote_outgoing_window: u32,
     pub(crate) remote_handle_max: u32,
     pub(crate) error: Option<Error>,
+    /// Our links, by our handle.
+    pub(crate) links: Vec<Option<Link>>,
+    /// The peer's handle → ours.
+    pub(crate) remote_handles: HashMap<u32, u32>,
+    /// The delivery-id of our next delivery (session-scoped, 2.6.12).
+    pub(crate) next_delivery_id: SequenceNo,
+    /// The incoming-window we re-advertise when it runs low.
+    pub(crate) max_incoming_window: u32,
 }
 
 impl Session {
@@ -74,7 +86,29 @@ impl Session {
             remote_outgoing_window: 0,
             remote_handle_max: u32::MAX,
             error: None,
+            links: Vec::new(),
+            remote_handles: HashMap::new(),
+            next_delivery_id: SequenceNo(0),
+            max_incoming_window: cfg.incoming_window,
         }
+    }
+
+    /// The lowest handle free for a new link, within both sides' handle-max.
+    pub(crate) fn free_handle(&self) -> Option<u32> {
+        let max = self.handle_max.min(self.remote_handle_max);
+        (0..=max).find(|h| self.links.get(*h as usize).is_none_or(Option::is_none))
+    }
+
+    pub(crate) fn put_link(&mut self, handle: u32, link: Link) {
+        let i = handle as usize;
+        if self.links.len() <= i {
+            self.links.resize_with(i + 1, || None);
+        }
+        self.links[i] = Some(link);
+    }
+
+    pub(crate) fn link_mut(&mut self, handle: u32) -> Option<&mut Link> {
+        self.links.get_mut(handle as usize).and_then(Option::as_mut)
     }
 
     /// Our begin; `remote_channel` when answering the peer's.

@@ -1,0 +1,491 @@
+//! The link layer of the connection: attach, detach, flow, transfer and disposition, in
+//! both roles, with errors closing the right scope.
+
+use bytes::Bytes;
+
+use super::link::{Incoming, Link, LinkId, LinkOptions, LinkState, Unsettled};
+use super::session::{Session, SessionState};
+use super::{Connection, Event, Scope, SessionId, UsageError, Violation};
+use crate::frame::FrameEncoder;
+use crate::types::{
+    Attach, DeliveryState, Detach, Disposition, Error, Flow, Handle, Performative, Role,
+    SequenceNo, Transfer,
+};
+
+impl Connection {
+    // ----- commands -----
+
+    /// Attaches a link on a session (the session may still be waiting for the peer's begin).
+    pub fn attach(&mut self, session: SessionId, opts: LinkOptions) -> Result<LinkId, UsageError> {
+        let s = self.session_mut(session).ok_or(UsageError::UnknownSession)?;
+        if !matches!(s.state, SessionState::BeginSent | SessionState::Mapped) {
+            return Err(UsageError::Closed);
+        }
+        let handle = s.free_handle().ok_or(UsageError::HandlesExhausted)?;
+        let link = Link::new(opts, LinkState::AttachSent);
+        let attach = link.attach(Handle(handle));
+        s.put_link(handle, link);
+        self.send_performative(session.0, Performative::Attach(attach));
+        Ok(LinkId { session, handle: Handle(handle) })
+    }
+
+    /// Receiver: grants `credit` (replacing what was granted), optionally asking the sender
+    /// to use it all or say it has nothing (drain).
+    pub fn flow(&mut self, link: LinkId, credit: u32, drain: bool) -> Result<(), UsageError> {
+        let l = self.link_mut(link).ok_or(UsageError::UnknownLink)?;
+        if l.role != Role::RECEIVER {
+            return Err(UsageError::WrongRole);
+        }
+        l.link_credit = credit;
+        l.drain = drain;
+        self.send_link_flow(link, false);
+        Ok(())
+    }
+
+    /// Sender: after a drain request, says it has nothing more: the remaining credit is
+    /// used up by advancing delivery-count (2.6.7).
+    pub fn drained(&mut self, link: LinkId) -> Result<(), UsageError> {
+        let l = self.link_mut(link).ok_or(UsageError::UnknownLink)?;
+        if l.role != Role::SENDER {
+            return Err(UsageError::WrongRole);
+        }
+        l.delivery_count = l.delivery_count.wrapping_add(l.link_credit);
+        l.link_credit = 0;
+        self.send_link_flow(link, false);
+        Ok(())
+    }
+
+    /// Sender: sends one delivery (a whole encoded message) with `tag`, split into transfer
+    /// frames that fit the peer's max-frame-size. Returns its delivery-id.
+    pub fn send(
+        &mut self,
+        link: LinkId,
+        tag: Bytes,
+        payload: &[u8],
+        settled: bool,
+    ) -> Result<SequenceNo, UsageError> {
+        let max = self.peer_max_frame_size;
+        let layout = self.cfg.layout;
+        let s = self.session_mut(link.session).ok_or(UsageError::UnknownSession)?;
+        let delivery_id = s.next_delivery_id;
+        let remote_window = s.remote_incoming_window;
+        let l = s.link_mut(link.handle.0).ok_or(UsageError::UnknownLink)?;
+        if l.role != Role::SENDER {
+            return Err(UsageError::WrongRole);
+        }
+        if l.state != LinkState::Attached {
+            return Err(UsageError::NotAttached);
+        }
+        if l.link_credit == 0 {
+            return Err(UsageError::NoCredit);
+        }
+        let mut t = Transfer::new(link.handle);
+        t.delivery_id = Some(delivery_id);
+        t.delivery_tag = Some(tag.clone());
+        t.message_format = Some(0);
+        t.settled = Some(settled);
+        let mut buf = Vec::with_capacity(payload.len() + 64);
+        let enc = FrameEncoder { max_frame_size: max, layout };
+        let frames = enc
+            .encode_transfer(link.session.0, &t, payload, &mut buf)
+            .map_err(|_| UsageError::TooLarge)?;
+        // 2.5.6: the sender MUST NOT send more transfer frames than the peer's window.
+        if frames as u32 > remote_window {
+            return Err(UsageError::SessionWindowFull);
+        }
+        l.link_credit -= 1;
+        l.delivery_count = l.delivery_count.next();
+        if !settled {
+            l.unsettled.insert(delivery_id.0, Unsettled { tag, state: None });
+        }
+        let s = self.session_mut(link.session).ok_or(UsageError::UnknownSession)?;
+        s.next_delivery_id = delivery_id.next();
+        s.next_outgoing_id = s.next_outgoing_id.wrapping_add(frames as u32);
+        s.remote_incoming_window -= frames as u32;
+        self.push_frames(&buf);
+        Ok(delivery_id)
+    }
+
+    /// Settles or updates deliveries `first..=last` on a link, in our role.
+    pub fn disposition(
+        &mut self,
+        link: LinkId,
+        first: SequenceNo,
+        last: Option<SequenceNo>,
+        settled: bool,
+        state: Option<DeliveryState>,
+    ) -> Result<(), UsageError> {
+        let l = self.link_mut(link).ok_or(UsageError::UnknownLink)?;
+        let role = l.role;
+        if settled {
+            remove_range(&mut l.unsettled, first, last.unwrap_or(first));
+        }
+        let d = Disposition { role, first, last, settled, state, batchable: false };
+        self.send_performative(link.session.0, Performative::Disposition(d));
+        Ok(())
+    }
+
+    /// Detaches a link (closing it when `closed`), with an error or without.
+    pub fn detach(
+        &mut self,
+        link: LinkId,
+        closed: bool,
+        error: Option<Error>,
+    ) -> Result<(), UsageError> {
+        let l = self.link_mut(link).ok_or(UsageError::UnknownLink)?;
+        if l.state == LinkState::DetachSent {
+            return Err(UsageError::Closed);
+        }
+        l.state = LinkState::DetachSent;
+        self.send_performative(
+            link.session.0,
+            Performative::Detach(Detach { handle: link.handle, closed, error }),
+        );
+        Ok(())
+    }
+
+    /// A link's credit as this side sees it.
+    pub fn link_credit(&self, link: LinkId) -> Option<u32> {
+        self.link(link).map(|l| l.link_credit)
+    }
+
+    /// A link's state (`None` once detached).
+    pub fn link_state(&self, link: LinkId) -> Option<LinkState> {
+        self.link(link).map(|l| l.state)
+    }
+
+    /// The delivery-ids of a link's unsettled deliveries.
+    pub fn unsettled(&self, link: LinkId) -> Vec<SequenceNo> {
+        self.link(link)
+            .map(|l| l.unsettled.keys().map(|k| SequenceNo(*k)).collect())
+            .unwrap_or_default()
+    }
+
+    // ----- incoming -----
+
+    /// A frame for a link of the session on our `channel`.
+    pub(super) fn on_link_frame(&mut self, channel: u16, p: Performative, payload: Bytes) {
+        let session = SessionId(channel);
+        match p {
+            Performative::Attach(a) => self.on_attach(session, a),
+            Performative::Detach(d) => self.on_detach(session, d),
+            Performative::Flow(f) => self.on_link_flow(session, f),
+            Performative::Transfer(t) => self.on_transfer(session, t, payload),
+            Performative::Disposition(d) => self.on_disposition(session, d),
+            _ => {}
+        }
+    }
+
+    fn on_attach(&mut self, session: SessionId, a: Attach) {
+        let Some(s) = self.session_mut(session) else { return };
+        if s.remote_handles.contains_key(&a.handle.0) {
+            return self.scoped(session, None, Violation::HandleInUse(a.handle.0));
+        }
+        // The answer to our attach: same name, the other role.
+        let ours = s.links.iter().position(|l| {
+            l.as_ref().is_some_and(|l| {
+                l.state == LinkState::AttachSent && l.name == *a.name && l.role != a.role
+            })
+        });
+        let (handle, by_peer) = match ours {
+            Some(h) => (h as u32, false),
+            None => {
+                let Some(h) = s.free_handle() else {
+                    return self.scoped(session, None, Violation::HandleInUse(a.handle.0));
+                };
+                s.put_link(h, Link::new(Link::answering(&a), LinkState::AttachSent));
+                (h, true)
+            }
+        };
+        s.remote_handles.insert(a.handle.0, handle);
+        let Some(l) = s.link_mut(handle) else { return };
+        l.remote_handle = Some(a.handle);
+        l.state = LinkState::Attached;
+        if l.role == Role::RECEIVER {
+            // 2.6.7: the receiver starts counting from the sender's initial-delivery-count.
+            l.delivery_count = a.initial_delivery_count.unwrap_or_default();
+        }
+        let answer = by_peer.then(|| l.attach(Handle(handle)));
+        l.remote = Some(a.clone());
+        if let Some(answer) = answer {
+            self.send_performative(session.0, Performative::Attach(answer));
+        }
+        let link = LinkId { session, handle: Handle(handle) };
+        self.events.push_back(Event::LinkAttached { link, by_peer, remote: Box::new(a) });
+    }
+
+    fn on_detach(&mut self, session: SessionId, d: Detach) {
+        let Some(handle) = self.local_handle(session, d.handle.0, "detach") else { return };
+        let link = LinkId { session, handle: Handle(handle) };
+        let Some(s) = self.session_mut(session) else { return };
+        s.remote_handles.remove(&d.handle.0);
+        let by_peer = s.link_mut(handle).is_some_and(|l| l.state != LinkState::DetachSent);
+        s.links[handle as usize] = None;
+        if by_peer {
+            // 2.6.5: answer the peer's detach in kind.
+            let answer = Detach { handle: Handle(handle), closed: d.closed, error: None };
+            self.send_performative(session.0, Performative::Detach(answer));
+        }
+        self.events.push_back(Event::LinkDetached {
+            link,
+            closed: d.closed,
+            error: d.error,
+            by_peer,
+        });
+    }
+
+    fn on_link_flow(&mut self, session: SessionId, f: Flow) {
+        let Some(handle) = f.handle else { return };
+        let Some(local) = self.local_handle(session, handle.0, "flow") else { return };
+        let link = LinkId { session, handle: Handle(local) };
+        let Some(l) = self.link_mut(link) else { return };
+        if l.role == Role::SENDER {
+            // 2.6.7: link-credit(snd) := delivery-count(rcv) + link-credit(rcv) - delivery-count(snd).
+            let rcv_count = f.delivery_count.unwrap_or_default();
+            let credit = f.link_credit.unwrap_or(0);
+            l.link_credit = rcv_count.0.wrapping_add(credit).wrapping_sub(l.delivery_count.0);
+            l.drain = f.drain;
+        } else {
+            // The sender's view: its delivery-count may have advanced (a drain used the
+            // credit up).
+            if let Some(count) = f.delivery_count {
+                let advanced = l.delivery_count.distance_to(count);
+                l.delivery_count = count;
+                l.link_credit = l.link_credit.saturating_sub(advanced);
+            }
+            l.available = f.available.unwrap_or(0);
+        }
+        let (credit, drain) = (l.link_credit, l.drain);
+        self.events.push_back(Event::Credit { link, credit, drain });
+        if f.echo {
+            self.send_link_flow(link, false);
+        }
+    }
+
+    fn on_transfer(&mut self, session: SessionId, t: Transfer, payload: Bytes) {
+        let Some(local) = self.local_handle(session, t.handle.0, "transfer") else { return };
+        let link = LinkId { session, handle: Handle(local) };
+        let Some(s) = self.session_mut(session) else { return };
+        // 2.5.6: each transfer frame uses one unit of our incoming-window.
+        if s.incoming_window == 0 {
+            return self.scoped(session, None, Violation::WindowViolation);
+        }
+        s.incoming_window -= 1;
+        s.next_incoming_id = Some(s.next_incoming_id.unwrap_or_default().next());
+        let low = s.incoming_window < s.max_incoming_window / 2;
+        if low {
+            // Re-advertise the window before it runs out, so a long run never stalls.
+            s.incoming_window = s.max_incoming_window;
+            let flow = s.flow(false);
+            self.send_performative(session.0, Performative::Flow(flow));
+        }
+        let Some(l) = self.link_mut(link) else { return };
+        if l.role != Role::RECEIVER {
+            return self.scoped(session, Some(link), Violation::TransferToSender);
+        }
+        match l.incoming.as_mut() {
+            None => {
+                let Some(delivery_id) = t.delivery_id else {
+                    return self.scoped(session, Some(link), Violation::MissingDeliveryId);
+                };
+                // 2.6.7: a transfer needs credit.
+                if l.link_credit == 0 {
+                    return self.scoped(session, Some(link), Violation::TransferLimitExceeded);
+                }
+                l.link_credit -= 1;
+                l.delivery_count = l.delivery_count.next();
+                l.incoming = Some(Incoming {
+                    delivery_id,
+                    tag: t.delivery_tag.clone().unwrap_or_default(),
+                    settled: t.settled.unwrap_or(false),
+                    payload: bytes::BytesMut::new(),
+                });
+            }
+            Some(inc) => {
+                if let Some(id) = t.delivery_id.filter(|id| *id != inc.delivery_id) {
+                    let v =
+                        Violation::DeliveryIdChanged { expected: inc.delivery_id.0, found: id.0 };
+                    return self.scoped(session, Some(link), v);
+                }
+                inc.settled |= t.settled.unwrap_or(false);
+            }
+        }
+        let max = l.options.max_message_size;
+        let Some(inc) = l.incoming.as_mut() else { return };
+        if t.aborted {
+            let delivery_id = inc.delivery_id;
+            l.incoming = None;
+            self.events.push_back(Event::Aborted { link, delivery_id });
+            return;
+        }
+        if t.more || !inc.payload.is_empty() {
+            inc.payload.extend_from_slice(&payload);
+        }
+        let size = if inc.payload.is_empty() { payload.len() } else { inc.payload.len() };
+        if let Some(max) = max.filter(|m| size as u64 > *m) {
+            l.incoming = None;
+            return self.scoped(session, Some(link), Violation::MessageSizeExceeded { size, max });
+        }
+        if t.more {
+            return;
+        }
+        let Some(inc) = l.incoming.take() else { return };
+        // A single-frame delivery keeps the frame's storage; a split one is joined once.
+        let body = if inc.payload.is_empty() { payload } else { inc.payload.freeze() };
+        if !inc.settled {
+            l.unsettled.insert(inc.delivery_id.0, Unsettled { tag: inc.tag.clone(), state: None });
+        }
+        self.events.push_back(Event::Delivery {
+            link,
+            delivery_id: inc.delivery_id,
+            tag: inc.tag,
+            payload: body,
+            settled: inc.settled,
+        });
+    }
+
+    fn on_disposition(&mut self, session: SessionId, d: Disposition) {
+        let last = d.last.unwrap_or(d.first);
+        let Some(s) = self.session_mut(session) else { return };
+        let mut hits = Vec::new();
+        for (h, l) in s.links.iter_mut().enumerate() {
+            let Some(l) = l.as_mut() else { continue };
+            // A disposition from the peer's role concerns our links of the other role.
+            if l.role == d.role {
+                continue;
+            }
+            for id in ids_in_range(&l.unsettled, d.first, last) {
+                if d.settled {
+                    l.unsettled.remove(&id);
+                } else if let Some(u) = l.unsettled.get_mut(&id) {
+                    u.state = d.state.clone();
+                }
+                hits.push((h as u32, id));
+            }
+        }
+        for (h, id) in hits {
+            self.events.push_back(Event::Disposition {
+                link: LinkId { session, handle: Handle(h) },
+                delivery_id: SequenceNo(id),
+                settled: d.settled,
+                state: d.state.clone(),
+            });
+        }
+    }
+
+    // ----- helpers -----
+
+    fn link(&self, link: LinkId) -> Option<&Link> {
+        self.sessions
+            .get(usize::from(link.session.0))
+            .and_then(Option::as_ref)
+            .and_then(|s| s.links.get(link.handle.0 as usize))
+            .and_then(Option::as_ref)
+    }
+
+    fn link_mut(&mut self, link: LinkId) -> Option<&mut Link> {
+        self.session_mut(link.session).and_then(|s| s.link_mut(link.handle.0))
+    }
+
+    /// Our handle for the peer's; a frame for an unknown handle ends the session (2.6.2).
+    fn local_handle(
+        &mut self,
+        session: SessionId,
+        remote: u32,
+        performative: &'static str,
+    ) -> Option<u32> {
+        let local = self.session_mut(session).and_then(|s| s.remote_handles.get(&remote).copied());
+        if local.is_none() {
+            self.scoped(
+                session,
+                None,
+                Violation::UnattachedHandle { handle: remote, performative },
+            );
+        }
+        local
+    }
+
+    /// Ends the scope a violation belongs to: the link (detach), the session (end) or the
+    /// connection (close).
+    fn scoped(&mut self, session: SessionId, link: Option<LinkId>, v: Violation) {
+        match (v.scope(), link) {
+            (Scope::Link, Some(link)) => {
+                let error = v.to_error();
+                if let Some(l) = self.link_mut(link) {
+                    l.state = LinkState::DetachSent;
+                    l.incoming = None;
+                }
+                let detach =
+                    Detach { handle: link.handle, closed: true, error: Some(error.clone()) };
+                self.send_performative(session.0, Performative::Detach(detach));
+                self.events.push_back(Event::LinkError { link, violation: v });
+            }
+            (Scope::Session | Scope::Link, _) => {
+                let error = v.to_error();
+                if let Some(s) = self.session_mut(session) {
+                    s.state = SessionState::Discarding;
+                    s.error = Some(error.clone());
+                }
+                self.send_performative(session.0, Performative::End(Session::end(Some(error))));
+                self.events.push_back(Event::SessionError { session, violation: v });
+            }
+            (Scope::Connection, _) => self.violation(v),
+        }
+    }
+
+    fn send_link_flow(&mut self, link: LinkId, echo: bool) {
+        let Some(s) = self.session_mut(link.session) else { return };
+        let mut f = s.flow(echo);
+        let Some(l) = s.link_mut(link.handle.0) else { return };
+        f.handle = Some(link.handle);
+        f.delivery_count = Some(l.delivery_count);
+        f.link_credit = Some(l.link_credit);
+        f.available = (l.role == Role::SENDER).then_some(l.available);
+        f.drain = l.drain;
+        self.send_performative(link.session.0, Performative::Flow(f));
+    }
+
+    /// Queues already-encoded frames, tracing each when tracing is on.
+    fn push_frames(&mut self, buf: &[u8]) {
+        if self.cfg.trace.is_some() {
+            let mut d = crate::frame::FrameDecoder::new(u32::MAX).frames_first();
+            d.push(buf);
+            let mut at = 0usize;
+            while let Ok(Some(crate::frame::StreamItem::Frame(raw))) = d.next_item() {
+                let len = raw.bytes.len();
+                if let Ok(frame) = raw.decode(crate::codec::DecodeOptions::STRICT) {
+                    let slice = &buf[at..at + len];
+                    self.trace_out_raw(slice, &frame);
+                }
+                self.push_out_raw(&buf[at..at + len]);
+                at += len;
+            }
+            return;
+        }
+        self.push_out_raw(buf);
+    }
+}
+
+/// The delivery-ids in `first..=last` (serial numbers, so the range may wrap) that a map of
+/// unsettled deliveries holds; bounded by the map, whatever the range claims.
+fn ids_in_range(
+    map: &std::collections::BTreeMap<u32, Unsettled>,
+    first: SequenceNo,
+    last: SequenceNo,
+) -> Vec<u32> {
+    if first.0 <= last.0 {
+        map.range(first.0..=last.0).map(|(k, _)| *k).collect()
+    } else {
+        map.range(first.0..).chain(map.range(..=last.0)).map(|(k, _)| *k).collect()
+    }
+}
+
+fn remove_range(
+    map: &mut std::collections::BTreeMap<u32, Unsettled>,
+    first: SequenceNo,
+    last: SequenceNo,
+) {
+    for id in ids_in_range(map, first, last) {
+        map.remove(&id);
+    }
+}
