@@ -179,6 +179,39 @@ pub fn connection(data: &[u8]) {
         assert!(out.len() < 64 * 1024 + 16 * data.len(), "output must stay bounded");
     };
     run(Connection::server(Config::new("server")), &open("peer"));
+    // Deeper: a session and a sending link already attached, so the input lands among
+    // transfers, flows and dispositions.
+    let mut deep = open("peer");
+    let begin = crate::types::Begin {
+        remote_channel: None,
+        next_outgoing_id: crate::types::SequenceNo(0),
+        incoming_window: 100,
+        outgoing_window: 100,
+        handle_max: crate::types::Handle(7),
+        offered_capabilities: Vec::new(),
+        desired_capabilities: Vec::new(),
+        properties: None,
+    };
+    let attach = crate::types::Attach {
+        name: "fuzz".into(),
+        handle: crate::types::Handle(0),
+        role: crate::types::Role::SENDER,
+        snd_settle_mode: crate::types::SenderSettleMode::MIXED,
+        rcv_settle_mode: crate::types::ReceiverSettleMode::FIRST,
+        source: None,
+        target: Some(crate::types::AttachTarget::Target(crate::types::Target::with_address("q"))),
+        unsettled: None,
+        incomplete_unsettled: false,
+        initial_delivery_count: Some(crate::types::SequenceNo(0)),
+        max_message_size: None,
+        offered_capabilities: Vec::new(),
+        desired_capabilities: Vec::new(),
+        properties: None,
+    };
+    let enc = FrameEncoder::new(u32::MAX);
+    let _ = enc.encode_amqp(0, &Performative::Begin(begin), &[], &mut deep);
+    let _ = enc.encode_amqp(0, &Performative::Attach(attach), &[], &mut deep);
+    run(Connection::server(Config::new("server")), &deep);
     run(Connection::client(Config::new("client")), &open("peer"));
     let mut sasl = Config::new("server");
     sasl.authenticator = Some(Box::new(Credentials::new(|| "n".into()).anonymous(true)));
