@@ -84,15 +84,24 @@ impl Connection {
         t.delivery_tag = Some(tag.clone());
         t.message_format = Some(0);
         t.settled = Some(settled);
-        let mut buf = Vec::with_capacity(payload.len() + 64);
+        // Encode straight into the output buffer (no per-message allocation); undone if
+        // the peer's window cannot take the frames.
+        let start = self.out.len();
         let enc = FrameEncoder { max_frame_size: max, layout };
-        let frames = enc
-            .encode_transfer(link.session.0, &t, payload, &mut buf)
-            .map_err(|_| UsageError::TooLarge)?;
+        let frames = match enc.encode_transfer(link.session.0, &t, payload, &mut self.out) {
+            Ok(n) => n,
+            Err(_) => {
+                self.out.truncate(start);
+                return Err(UsageError::TooLarge);
+            }
+        };
         // 2.5.6: the sender MUST NOT send more transfer frames than the peer's window.
         if frames as u32 > remote_window {
+            self.out.truncate(start);
             return Err(UsageError::SessionWindowFull);
         }
+        let s = self.session_mut(link.session).ok_or(UsageError::UnknownSession)?;
+        let l = s.link_mut(link.handle.0).ok_or(UsageError::UnknownLink)?;
         l.link_credit -= 1;
         l.delivery_count = l.delivery_count.next();
         if !settled {
@@ -102,7 +111,7 @@ impl Connection {
         s.next_delivery_id = delivery_id.next();
         s.next_outgoing_id = s.next_outgoing_id.wrapping_add(frames as u32);
         s.remote_incoming_window -= frames as u32;
-        self.push_frames(&buf);
+        self.account_out(start);
         Ok(delivery_id)
     }
 
@@ -445,24 +454,27 @@ impl Connection {
         self.send_performative(link.session.0, Performative::Flow(f));
     }
 
-    /// Queues already-encoded frames, tracing each when tracing is on.
-    fn push_frames(&mut self, buf: &[u8]) {
+    /// Accounts for frames just encoded into the output buffer from `start`: stream
+    /// offsets, the keepalive timer, and the trace (each frame, when tracing is on).
+    fn account_out(&mut self, start: usize) {
+        let end = self.out.len();
         if self.cfg.trace.is_some() {
+            let bytes = self.out[start..end].to_vec();
             let mut d = crate::frame::FrameDecoder::new(u32::MAX).frames_first();
-            d.push(buf);
+            d.push(&bytes);
             let mut at = 0usize;
             while let Ok(Some(crate::frame::StreamItem::Frame(raw))) = d.next_item() {
                 let len = raw.bytes.len();
                 if let Ok(frame) = raw.decode(crate::codec::DecodeOptions::STRICT) {
-                    let slice = &buf[at..at + len];
-                    self.trace_out_raw(slice, &frame);
+                    self.trace_out(&bytes[at..at + len], &frame);
                 }
-                self.push_out_raw(&buf[at..at + len]);
+                self.out_offset += len as u64;
                 at += len;
             }
-            return;
+        } else {
+            self.out_offset += (end - start) as u64;
         }
-        self.push_out_raw(buf);
+        self.arm_keepalive();
     }
 }
 

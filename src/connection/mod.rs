@@ -1122,14 +1122,6 @@ impl Connection {
         }
     }
 
-    fn push_out_raw(&mut self, bytes: &[u8]) {
-        self.push_out(bytes);
-    }
-
-    fn trace_out_raw(&mut self, raw: &[u8], frame: &Frame) {
-        self.trace_out(raw, frame);
-    }
-
     fn push_out(&mut self, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);
         self.out_offset += bytes.len() as u64;

@@ -1,0 +1,141 @@
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
+//! Throughput of the connection engine through an in-memory pair (no sockets): 100-byte
+//! messages on one link, pre-settled and unsettled with accepted dispositions, and 1 MiB
+//! messages. Figures go in docs/performance.md.
+
+use std::time::Instant;
+
+use amqpwire::connection::{Config, Connection, Event, LinkId, LinkOptions, UsageError};
+use amqpwire::types::{Accepted, DeliveryState, SequenceNo};
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+struct Pair {
+    client: Connection,
+    server: Connection,
+    snd: LinkId,
+    rcv: LinkId,
+    now: Instant,
+    buf: Vec<u8>,
+}
+
+impl Pair {
+    fn new(max_frame_size: u32) -> Self {
+        let mut c = Config::new("client");
+        c.max_frame_size = max_frame_size;
+        let mut s = Config::new("server");
+        s.max_frame_size = max_frame_size;
+        s.session.incoming_window = 100_000;
+        let mut p = Self {
+            client: Connection::client(c),
+            server: Connection::server(s),
+            snd: LinkId {
+                session: amqpwire::connection::SessionId(0),
+                handle: amqpwire::types::Handle(0),
+            },
+            rcv: LinkId {
+                session: amqpwire::connection::SessionId(0),
+                handle: amqpwire::types::Handle(0),
+            },
+            now: Instant::now(),
+            buf: Vec::new(),
+        };
+        let session = p.client.begin().expect("begin");
+        p.snd = p.client.attach(session, LinkOptions::sender("bench", "q")).expect("attach");
+        p.pump();
+        while let Some(e) = p.server.poll_event() {
+            if let Event::LinkAttached { link, .. } = e {
+                p.rcv = link;
+            }
+        }
+        while p.client.poll_event().is_some() {}
+        p
+    }
+
+    /// Moves bytes both ways until quiet; returns the deliveries the server saw.
+    fn pump(&mut self) -> u64 {
+        let mut delivered = 0;
+        loop {
+            self.buf.clear();
+            self.client.poll_transmit(&mut self.buf);
+            let a = !self.buf.is_empty();
+            self.server.handle_input(&self.buf, self.now);
+            self.buf.clear();
+            self.server.poll_transmit(&mut self.buf);
+            let b = !self.buf.is_empty();
+            self.client.handle_input(&self.buf, self.now);
+            while let Some(e) = self.server.poll_event() {
+                if matches!(e, Event::Delivery { .. }) {
+                    delivered += 1;
+                }
+            }
+            while self.client.poll_event().is_some() {}
+            if !a && !b {
+                return delivered;
+            }
+        }
+    }
+
+    /// Sends `n` messages of `body`, topping credit up as the receiver would.
+    fn run(&mut self, n: u64, body: &[u8], settled: bool) {
+        let mut sent = 0;
+        let mut done = 0;
+        let mut next_settle = 0u32;
+        self.server.flow(self.rcv, 5000, false).expect("credit");
+        while done < n {
+            while sent < n {
+                match self.client.send(self.snd, Bytes::new(), body, settled) {
+                    Ok(_) => sent += 1,
+                    Err(UsageError::NoCredit | UsageError::SessionWindowFull) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            let got = self.pump();
+            if !settled && got > 0 {
+                // One disposition settles the batch (accepted), as a broker would.
+                let last = next_settle + got as u32 - 1;
+                let state = Some(DeliveryState::Accepted(Accepted {}));
+                self.server
+                    .disposition(
+                        self.rcv,
+                        SequenceNo(next_settle),
+                        Some(SequenceNo(last)),
+                        true,
+                        state,
+                    )
+                    .expect("settle");
+                next_settle = last + 1;
+                self.pump();
+            }
+            done += got;
+            if self.server.link_credit(self.rcv).is_some_and(|c| c < 2500) {
+                self.server.flow(self.rcv, 5000, false).expect("credit");
+            }
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("engine_pair");
+    let n = 10_000u64;
+    g.throughput(Throughput::Elements(n));
+    let body = [b'7'; 100];
+    g.bench_function("presettled_100B", |b| {
+        let mut p = Pair::new(1 << 20);
+        b.iter(|| p.run(n, &body, true))
+    });
+    g.bench_function("unsettled_accepted_100B", |b| {
+        let mut p = Pair::new(1 << 20);
+        b.iter(|| p.run(n, &body, false))
+    });
+    let big = vec![b'7'; 1 << 20];
+    g.throughput(Throughput::Bytes(16 << 20));
+    g.bench_function("presettled_1MiB", |b| {
+        let mut p = Pair::new(1 << 20);
+        b.iter(|| p.run(16, &big, true))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
