@@ -107,6 +107,10 @@ pub(crate) struct Link {
     pub(crate) delivery_count: SequenceNo,
     /// Sender: what the receiver allows; receiver: what we allow.
     pub(crate) link_credit: u32,
+    /// Receiver: the highest delivery-count any of our grants allowed (delivery-count at
+    /// the grant plus the credit). Transfers below it were sent in good faith even if we
+    /// have since lowered the credit; beyond it they exceed anything we granted.
+    pub(crate) credit_limit: SequenceNo,
     pub(crate) available: u32,
     pub(crate) drain: bool,
     pub(crate) incoming: Option<Incoming>,
@@ -124,6 +128,7 @@ impl Link {
             remote: None,
             delivery_count: SequenceNo(0),
             link_credit: 0,
+            credit_limit: SequenceNo(0),
             available: 0,
             drain: false,
             incoming: None,

@@ -38,6 +38,10 @@ impl Connection {
         }
         l.link_credit = credit;
         l.drain = drain;
+        let limit = l.delivery_count.wrapping_add(credit);
+        if l.credit_limit.precedes(limit) {
+            l.credit_limit = limit;
+        }
         self.send_link_flow(link, false);
         Ok(())
     }
@@ -213,6 +217,7 @@ impl Connection {
         if l.role == Role::RECEIVER {
             // 2.6.7: the receiver starts counting from the sender's initial-delivery-count.
             l.delivery_count = a.initial_delivery_count.unwrap_or_default();
+            l.credit_limit = l.delivery_count;
         }
         let answer = by_peer.then(|| l.attach(Handle(handle)));
         l.remote = Some(a.clone());
@@ -250,17 +255,22 @@ impl Connection {
         let Some(l) = self.link_mut(link) else { return };
         if l.role == Role::SENDER {
             // 2.6.7: link-credit(snd) := delivery-count(rcv) + link-credit(rcv) - delivery-count(snd).
+            // When flows cross (our drain or sends in flight), the receiver's count lags
+            // ours and the difference is negative: that means no credit, not 4 billion.
             let rcv_count = f.delivery_count.unwrap_or_default();
-            let credit = f.link_credit.unwrap_or(0);
-            l.link_credit = rcv_count.0.wrapping_add(credit).wrapping_sub(l.delivery_count.0);
+            let limit = rcv_count.wrapping_add(f.link_credit.unwrap_or(0));
+            let ahead = limit.0.wrapping_sub(l.delivery_count.0) as i32;
+            l.link_credit = u32::try_from(ahead).unwrap_or(0);
             l.drain = f.drain;
         } else {
             // The sender's view: its delivery-count may have advanced (a drain used the
-            // credit up).
+            // credit up). A stale count (behind ours) changes nothing.
             if let Some(count) = f.delivery_count {
-                let advanced = l.delivery_count.distance_to(count);
-                l.delivery_count = count;
-                l.link_credit = l.link_credit.saturating_sub(advanced);
+                if l.delivery_count.precedes(count) {
+                    let advanced = l.delivery_count.distance_to(count);
+                    l.delivery_count = count;
+                    l.link_credit = l.link_credit.saturating_sub(advanced);
+                }
             }
             l.available = f.available.unwrap_or(0);
         }
@@ -297,11 +307,12 @@ impl Connection {
                 let Some(delivery_id) = t.delivery_id else {
                     return self.scoped(session, Some(link), Violation::MissingDeliveryId);
                 };
-                // 2.6.7: a transfer needs credit.
-                if l.link_credit == 0 {
+                // 2.6.7: a transfer needs credit. One sent under credit we have since
+                // lowered is still in good faith; one beyond every grant is not.
+                if !l.delivery_count.precedes(l.credit_limit) {
                     return self.scoped(session, Some(link), Violation::TransferLimitExceeded);
                 }
-                l.link_credit -= 1;
+                l.link_credit = l.link_credit.saturating_sub(1);
                 l.delivery_count = l.delivery_count.next();
                 l.incoming = Some(Incoming {
                     delivery_id,

@@ -1,0 +1,114 @@
+//! A two-peer harness for the connection engine: two `Connection`s joined in memory,
+//! virtual time that jumps to the next timer, and byte streams cut at random points.
+#![allow(dead_code)] // each test binary uses part of it
+
+use std::time::{Duration, Instant};
+
+use amqpwire::connection::{Config, Connection, ConnectionError, Event};
+
+/// Two connections and the wire between them.
+pub(crate) struct Pair {
+    pub(crate) client: Connection,
+    pub(crate) server: Connection,
+    pub(crate) now: Instant,
+    pub(crate) rng: u64,
+    /// Every byte each side sent, for inspection.
+    pub(crate) c2s: Vec<u8>,
+    pub(crate) s2c: Vec<u8>,
+    /// Drop what the server sends (a silent or vanished peer).
+    pub(crate) cut_s2c: bool,
+    pub(crate) cut_c2s: bool,
+}
+
+impl Pair {
+    pub(crate) fn new(client: Config, server: Config, seed: u64) -> Self {
+        Self {
+            client: Connection::client(client),
+            server: Connection::server(server),
+            now: Instant::now(),
+            rng: seed | 1,
+            c2s: Vec::new(),
+            s2c: Vec::new(),
+            cut_s2c: false,
+            cut_c2s: false,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        // xorshift64: reproducible splitting.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// Delivers `bytes` to `to` in random pieces.
+    pub(crate) fn deliver(&mut self, bytes: &[u8], to_server: bool) {
+        let mut at = 0;
+        while at < bytes.len() {
+            let n = 1 + (self.next() as usize % 40).min(bytes.len() - at - 1);
+            let chunk = &bytes[at..at + n];
+            if to_server {
+                self.server.handle_input(chunk, self.now);
+            } else {
+                self.client.handle_input(chunk, self.now);
+            }
+            at += n;
+        }
+    }
+
+    /// Moves bytes both ways until neither side has anything to send.
+    pub(crate) fn drive(&mut self) {
+        for _ in 0..1000 {
+            let mut a = Vec::new();
+            self.client.poll_transmit(&mut a);
+            let mut b = Vec::new();
+            self.server.poll_transmit(&mut b);
+            if a.is_empty() && b.is_empty() {
+                return;
+            }
+            self.c2s.extend_from_slice(&a);
+            self.s2c.extend_from_slice(&b);
+            if !self.cut_c2s {
+                self.deliver(&a, true);
+            }
+            if !self.cut_s2c {
+                self.deliver(&b, false);
+            }
+        }
+        panic!("the peers never went quiet");
+    }
+
+    /// Lets `d` of virtual time pass, firing every timer on the way.
+    pub(crate) fn advance(&mut self, d: Duration) {
+        let target = self.now + d;
+        loop {
+            self.drive();
+            let next = [self.client.poll_timeout(), self.server.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= target => {
+                    self.now = self.now.max(t);
+                    self.client.handle_timeout(self.now);
+                    self.server.handle_timeout(self.now);
+                }
+                _ => break,
+            }
+        }
+        self.now = target;
+        self.drive();
+    }
+}
+
+pub(crate) fn events(c: &mut Connection) -> Vec<Event> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+pub(crate) fn ended(events: &[Event]) -> Option<&Option<ConnectionError>> {
+    events.iter().find_map(|e| match e {
+        Event::Ended { error } => Some(error),
+        _ => None,
+    })
+}
