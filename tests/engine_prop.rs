@@ -64,10 +64,10 @@ fn run(ops: &[Op], seed: u64, max_frame: u32) -> Result<Outcome, TestCaseError> 
     let mut unsettled_rcv: Vec<u32> = Vec::new();
     let mut unsettled_snd: std::collections::BTreeSet<u32> = Default::default();
     let mut counter = 0u8;
-    let mut collect = |p: &mut Pair,
-                       out: &mut Outcome,
-                       unsettled_rcv: &mut Vec<u32>,
-                       unsettled_snd: &mut std::collections::BTreeSet<u32>|
+    let collect = |p: &mut Pair,
+                   out: &mut Outcome,
+                   unsettled_rcv: &mut Vec<u32>,
+                   unsettled_snd: &mut std::collections::BTreeSet<u32>|
      -> Result<(), TestCaseError> {
         for e in events(&mut p.server) {
             if let Event::Delivery { delivery_id, payload, settled, .. } = e {
