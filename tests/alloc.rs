@@ -60,7 +60,7 @@ fn the_engine_does_not_allocate_per_presettled_message() {
     server_cfg.session.incoming_window = 100_000;
     let mut server = Connection::server(server_cfg);
     let mut buf = Vec::with_capacity(1 << 20);
-    let mut pump = |client: &mut Connection, server: &mut Connection, buf: &mut Vec<u8>| {
+    let pump = |client: &mut Connection, server: &mut Connection, buf: &mut Vec<u8>| {
         let mut delivered = 0;
         loop {
             buf.clear();
