@@ -130,75 +130,49 @@ impl Codec for u16 {
     }
 }
 
-impl Codec for u32 {
-    const TYPE: &'static str = "uint";
-    #[inline]
-    fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
-        let Some((code, pos)) = ctor(r)? else {
-            return Ok(None);
-        };
-        match code {
-            fc::UINT0 => Ok(Some(0)),
-            fc::SMALLUINT => Ok(Some(Self::from(r.read_u8()?))),
-            fc::UINT => Ok(Some(r.read_u32()?)),
-            c => unexpected(r, pos, Self::TYPE, c),
-        }
-    }
-    #[inline]
-    fn encoded_len(&self) -> usize {
-        match *self {
-            0 => 1,
-            1..=255 => 2,
-            _ => 5,
-        }
-    }
-    #[inline]
-    fn encode(&self, out: &mut Vec<u8>) {
-        match *self {
-            0 => out.push(fc::UINT0),
-            v @ 1..=255 => out.extend_from_slice(&[fc::SMALLUINT, v as u8]),
-            v => {
-                out.push(fc::UINT);
-                out.extend_from_slice(&v.to_be_bytes());
+/// uint and ulong share their shape: a zero-width code for 0, a one-octet code for
+/// 1..=255, and the full width otherwise.
+macro_rules! unsigned_codec {
+    ($t:ty, $name:literal, $zero:ident, $small:ident, $full:ident, $read:ident) => {
+        impl Codec for $t {
+            const TYPE: &'static str = $name;
+            #[inline]
+            fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
+                let Some((code, pos)) = ctor(r)? else {
+                    return Ok(None);
+                };
+                match code {
+                    fc::$zero => Ok(Some(0)),
+                    fc::$small => Ok(Some(<$t>::from(r.read_u8()?))),
+                    fc::$full => Ok(Some(r.$read()?)),
+                    c => unexpected(r, pos, Self::TYPE, c),
+                }
+            }
+            #[inline]
+            fn encoded_len(&self) -> usize {
+                match *self {
+                    0 => 1,
+                    1..=255 => 2,
+                    _ => 1 + std::mem::size_of::<$t>(),
+                }
+            }
+            #[inline]
+            fn encode(&self, out: &mut Vec<u8>) {
+                match *self {
+                    0 => out.push(fc::$zero),
+                    v @ 1..=255 => out.extend_from_slice(&[fc::$small, v as u8]),
+                    v => {
+                        out.push(fc::$full);
+                        out.extend_from_slice(&v.to_be_bytes());
+                    }
+                }
             }
         }
-    }
+    };
 }
 
-impl Codec for u64 {
-    const TYPE: &'static str = "ulong";
-    #[inline]
-    fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
-        let Some((code, pos)) = ctor(r)? else {
-            return Ok(None);
-        };
-        match code {
-            fc::ULONG0 => Ok(Some(0)),
-            fc::SMALLULONG => Ok(Some(Self::from(r.read_u8()?))),
-            fc::ULONG => Ok(Some(r.read_u64()?)),
-            c => unexpected(r, pos, Self::TYPE, c),
-        }
-    }
-    #[inline]
-    fn encoded_len(&self) -> usize {
-        match *self {
-            0 => 1,
-            1..=255 => 2,
-            _ => 9,
-        }
-    }
-    #[inline]
-    fn encode(&self, out: &mut Vec<u8>) {
-        match *self {
-            0 => out.push(fc::ULONG0),
-            v @ 1..=255 => out.extend_from_slice(&[fc::SMALLULONG, v as u8]),
-            v => {
-                out.push(fc::ULONG);
-                out.extend_from_slice(&v.to_be_bytes());
-            }
-        }
-    }
-}
+unsigned_codec!(u32, "uint", UINT0, SMALLUINT, UINT, read_u32);
+unsigned_codec!(u64, "ulong", ULONG0, SMALLULONG, ULONG, read_u64);
 
 impl Codec for Timestamp {
     const TYPE: &'static str = "timestamp";
