@@ -642,3 +642,87 @@ fn a_frame_for_an_unknown_handle_ends_the_session_with_unattached_handle() {
     assert_eq!(err.condition.as_str(), condition::UNATTACHED_HANDLE);
     assert_eq!(p.client.state(), ConnectionState::Opened, "only the session ended");
 }
+
+#[test]
+fn a_sender_respects_the_receivers_max_message_size() {
+    let mut p = Pair::new(Config::new("client"), Config::new("server"), 51);
+    let s = p.client.begin().expect("begin");
+    let mut opts = LinkOptions::receiver("inbox", "q1");
+    opts.max_message_size = Some(1000);
+    let rcv = p.client.attach(s, opts).expect("attach");
+    p.drive();
+    let snd = events(&mut p.server)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::LinkAttached { link, .. } => Some(link),
+            _ => None,
+        })
+        .expect("attached");
+    p.client.flow(rcv, 5, false).expect("credit");
+    p.drive();
+    assert_eq!(
+        p.server.send(snd, Bytes::from_static(b"big"), &[0u8; 2000], true),
+        Err(UsageError::MessageTooLarge { size: 2000, max: 1000 })
+    );
+    assert!(p.server.send(snd, Bytes::from_static(b"ok"), &[0u8; 1000], true).is_ok());
+}
+
+#[test]
+fn an_attach_above_our_handle_max_ends_the_session() {
+    let mut client = Config::new("client");
+    client.session.handle_max = 3;
+    let mut p = Pair::new(client, Config::new("server"), 53);
+    p.client.begin().expect("begin");
+    p.drive();
+    let _ = events(&mut p.client);
+    let a = amqpwire::types::Attach {
+        name: "h".into(),
+        handle: amqpwire::types::Handle(10),
+        role: Role::SENDER,
+        snd_settle_mode: amqpwire::types::SenderSettleMode::MIXED,
+        rcv_settle_mode: amqpwire::types::ReceiverSettleMode::FIRST,
+        source: None,
+        target: None,
+        unsettled: None,
+        incomplete_unsettled: false,
+        initial_delivery_count: Some(SequenceNo(0)),
+        max_message_size: None,
+        offered_capabilities: vec![],
+        desired_capabilities: vec![],
+        properties: None,
+    };
+    let mut raw = Vec::new();
+    FrameEncoder::new(u32::MAX)
+        .encode_amqp(0, &Performative::Attach(a), &[], &mut raw)
+        .expect("frame");
+    p.client.handle_input(&raw, p.now);
+    let ce = events(&mut p.client);
+    assert!(
+        ce.iter().any(|e| matches!(
+            e,
+            Event::SessionError {
+                violation: Violation::HandleMaxExceeded { handle: 10, max: 3 },
+                ..
+            }
+        )),
+        "{ce:?}"
+    );
+}
+
+#[test]
+fn a_link_name_reused_in_the_other_role_before_detach_makes_a_second_link() {
+    // Qpid Proton names links <container>-<address>: a sender and a later receiver on the
+    // same address share a name, and its receiver's attach can come before the sender's
+    // detach.
+    let (mut p, snd, _) = link_pair(Config::new("client"), Config::new("server"), 55);
+    let again =
+        p.client.attach(SessionId(0), LinkOptions::receiver("telemetry", "q1")).expect("attach");
+    p.drive();
+    assert_eq!(p.client.link_state(snd), Some(LinkState::Attached));
+    assert_eq!(p.client.link_state(again), Some(LinkState::Attached));
+    assert!(events(&mut p.server).iter().any(|e| matches!(e, Event::LinkAttached { by_peer: true, remote, .. } if remote.role == Role::RECEIVER)));
+    p.client.detach(snd, true, None).expect("detach the old one");
+    p.drive();
+    assert_eq!(p.client.link_state(snd), None);
+    assert_eq!(p.client.link_state(again), Some(LinkState::Attached));
+}

@@ -56,6 +56,13 @@ pub enum Violation {
     ChannelInUse(u16),
     /// An attach on a handle already in use (session scope).
     HandleInUse(u32),
+    /// An attach on a handle above the handle-max we announced (session scope).
+    HandleMaxExceeded {
+        /// The handle.
+        handle: u32,
+        /// Our handle-max.
+        max: u32,
+    },
     /// A frame for a handle no link uses (session scope).
     UnattachedHandle {
         /// The handle.
@@ -104,6 +111,7 @@ impl Violation {
             Self::ChannelMax { .. } | Self::ChannelInUse(_) => condition::NOT_ALLOWED,
             Self::UnknownChannel { .. } => condition::NOT_FOUND,
             Self::HandleInUse(_) => condition::HANDLE_IN_USE,
+            Self::HandleMaxExceeded { .. } => condition::NOT_ALLOWED,
             Self::UnattachedHandle { .. } => condition::UNATTACHED_HANDLE,
             Self::WindowViolation => condition::WINDOW_VIOLATION,
             Self::TransferLimitExceeded => condition::TRANSFER_LIMIT_EXCEEDED,
@@ -118,9 +126,10 @@ impl Violation {
     /// the connection; session and link violations join when those layers do.
     pub fn scope(&self) -> Scope {
         match self {
-            Self::HandleInUse(_) | Self::UnattachedHandle { .. } | Self::WindowViolation => {
-                Scope::Session
-            }
+            Self::HandleInUse(_)
+            | Self::HandleMaxExceeded { .. }
+            | Self::UnattachedHandle { .. }
+            | Self::WindowViolation => Scope::Session,
             Self::TransferLimitExceeded
             | Self::MissingDeliveryId
             | Self::DeliveryIdChanged { .. }
@@ -169,6 +178,9 @@ impl fmt::Display for Violation {
                 write!(f, "2.5.1 sessions: begin on channel {c}, already in use")
             }
             Self::HandleInUse(h) => write!(f, "2.7.3 attach: handle {h} is already in use"),
+            Self::HandleMaxExceeded { handle, max } => {
+                write!(f, "2.7.2 begin: attach on handle {handle}, above handle-max {max}")
+            }
             Self::UnattachedHandle { handle, performative } => {
                 write!(
                     f,
@@ -259,6 +271,13 @@ pub enum UsageError {
     SessionWindowFull,
     /// A frame would exceed the peer's max-frame-size.
     TooLarge,
+    /// The message exceeds the max-message-size the peer set on the link.
+    MessageTooLarge {
+        /// The message's size.
+        size: usize,
+        /// The peer's limit.
+        max: u64,
+    },
 }
 
 impl fmt::Display for UsageError {
@@ -275,6 +294,9 @@ impl fmt::Display for UsageError {
             Self::NoCredit => f.write_str("the receiver has granted no credit"),
             Self::SessionWindowFull => f.write_str("the peer's session incoming-window is full"),
             Self::TooLarge => f.write_str("a frame would exceed the peer's max-frame-size"),
+            Self::MessageTooLarge { size, max } => {
+                write!(f, "a {size}-byte message exceeds the peer's max-message-size {max}")
+            }
         }
     }
 }

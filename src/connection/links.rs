@@ -83,6 +83,12 @@ impl Connection {
         if l.link_credit == 0 {
             return Err(UsageError::NoCredit);
         }
+        // 2.7.3: the peer's max-message-size bounds what we may send on the link.
+        if let Some(max) = l.remote.as_ref().and_then(|a| a.max_message_size).filter(|m| *m > 0) {
+            if payload.len() as u64 > max {
+                return Err(UsageError::MessageTooLarge { size: payload.len(), max });
+            }
+        }
         let mut t = Transfer::new(link.handle);
         t.delivery_id = Some(delivery_id);
         t.delivery_tag = Some(tag.clone());
@@ -191,6 +197,15 @@ impl Connection {
 
     fn on_attach(&mut self, session: SessionId, a: Attach) {
         let Some(s) = self.session_mut(session) else { return };
+        // 2.7.2: handles stay within the handle-max we announced in begin.
+        if a.handle.0 > s.handle_max {
+            let max = s.handle_max;
+            return self.scoped(
+                session,
+                None,
+                Violation::HandleMaxExceeded { handle: a.handle.0, max },
+            );
+        }
         if s.remote_handles.contains_key(&a.handle.0) {
             return self.scoped(session, None, Violation::HandleInUse(a.handle.0));
         }
