@@ -89,6 +89,18 @@ pub fn message(data: &[u8]) {
     let _ = Message::decode_with(&bytes, DecodeOptions::LENIENT);
     let owned = Message::decode(&bytes);
     let view = MessageView::decode(data);
+    // The fast path and the general decoder agree on every input.
+    let general = MessageView::decode_general(data);
+    assert_eq!(view.is_ok(), general.is_ok(), "fast and general view decoders must agree");
+    if let (Ok(a), Ok(b)) = (&view, &general) {
+        assert_eq!(a, b, "fast and general views must show the same message");
+        if let Some(ap) = b.application_properties {
+            for kv in ap.iter() {
+                let Ok((crate::codec::ValueRef::String(k), v)) = kv else { continue };
+                assert_eq!(a.application_property(k), Some(v), "indexed lookup of {k:?}");
+            }
+        }
+    }
     assert_eq!(
         owned.is_ok(),
         view.is_ok(),

@@ -84,10 +84,8 @@ pub fn decode_view(frame: &Bytes) -> usize {
         n += p.to().map_or(0, str::len) + p.content_type().map_or(0, str::len);
         n += usize::from(matches!(p.message_id(), Some(MessageIdRef::String(_))));
     }
-    if let Some(ap) = m.application_properties {
-        for key in ["temperatureAlert", "sequence", "site"] {
-            n += usize::from(matches!(ap.get(key), Ok(Some(_))));
-        }
+    for key in ["temperatureAlert", "sequence", "site"] {
+        n += usize::from(m.application_property(key).is_some());
     }
     n + match m.body {
         BodyView::Data { first, .. } => first.len(),

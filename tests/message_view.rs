@@ -86,6 +86,17 @@ fn agrees_with_the_owned_decoder_on_every_captured_message() {
                     .collect::<Vec<_>>()
             });
             assert_eq!(owned_props, view_props, "{}", path.display());
+            // Indexed lookups find every property the walk finds.
+            if let Some(ap) = view.application_properties {
+                for kv in ap.iter() {
+                    let (k, v) = kv.expect("entry");
+                    let ValueRef::String(k) = k else { continue };
+                    assert_eq!(view.application_property(k), Some(v), "{k}");
+                }
+                assert_eq!(view.application_property("no-such-key"), None);
+            }
+            // The fast path, where it applies, shows exactly what the general decoder shows.
+            assert_eq!(MessageView::decode(&d.payload).ok(), Some(view.clone()));
             if let (amqpwire::message::Body::Data(d), BodyView::Data { first, count }) =
                 (&owned.body, view.body)
             {

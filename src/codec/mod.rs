@@ -11,6 +11,7 @@
 //! for a size or count before checking it against the bytes present.
 
 mod error;
+mod fast;
 pub mod format;
 mod primitive;
 mod reader;
@@ -18,6 +19,7 @@ mod value;
 mod value_ref;
 
 pub use error::{DecodeError, ErrorDetail, ErrorKind, Warning};
+pub(crate) use fast::Fast;
 pub use format::Fmt;
 pub use primitive::{Symbol, Timestamp, Uuid};
 pub(crate) use reader::offset_within;

@@ -236,6 +236,35 @@ impl<'a> ValueRef<'a> {
         })
     }
 
+    /// Reads a simple value (not a compound or described value) at the start of `b` in
+    /// its common encodings, or `None`, for the general reader to take over.
+    #[inline]
+    pub(crate) fn read_simple(b: &'a [u8]) -> Option<Self> {
+        let mut f = super::Fast::new(b);
+        Some(match f.u8()? {
+            fc::NULL => Self::Null,
+            fc::TRUE => Self::Boolean(true),
+            fc::FALSE => Self::Boolean(false),
+            fc::UINT0 => Self::Uint(0),
+            fc::SMALLUINT => Self::Uint(u32::from(f.u8()?)),
+            fc::UINT => Self::Uint(f.u32()?),
+            fc::ULONG0 => Self::Ulong(0),
+            fc::SMALLULONG => Self::Ulong(u64::from(f.u8()?)),
+            fc::ULONG => Self::Ulong(f.u64()?),
+            fc::SMALLINT => Self::Int(i32::from(f.u8()? as i8)),
+            fc::INT => Self::Int(f.u32()? as i32),
+            fc::SMALLLONG => Self::Long(i64::from(f.u8()? as i8)),
+            fc::LONG => Self::Long(f.u64()? as i64),
+            fc::DOUBLE => Self::Double(f64::from_bits(f.u64()?)),
+            fc::TIMESTAMP => Self::Timestamp(Timestamp(f.u64()? as i64)),
+            code @ (fc::STR8 | fc::STR32) => {
+                Self::String(std::str::from_utf8(f.sized(code)?).ok()?)
+            }
+            code @ (fc::VBIN8 | fc::VBIN32) => Self::Binary(f.sized(code)?),
+            _ => return None,
+        })
+    }
+
     /// An owned copy, decoding compounds in full (strictly).
     pub fn to_owned_value(&self) -> Result<Value, DecodeError> {
         Ok(match *self {

@@ -14,7 +14,7 @@ use crate::types::{Composite, Header, SequenceNo};
 use super::validate_application_properties;
 
 /// A borrowed, validated view of an encoded message.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct MessageView<'a> {
     /// Transport headers (decoded eagerly: they are a handful of scalars).
     pub header: Option<Header>,
@@ -30,6 +30,33 @@ pub struct MessageView<'a> {
     pub body: BodyView<'a>,
     /// footer.
     pub footer: Option<MapRef<'a>>,
+    /// Where each application property's key and value sit, when the fast path indexed
+    /// them (up to eight entries): lookups then skip the walk.
+    index: AppIndex<'a>,
+}
+
+/// How many application properties the fast path indexes.
+const INDEXED: usize = 8;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct AppIndex<'a> {
+    buf: &'a [u8],
+    /// (key start, key end, value start) in `buf`.
+    entries: [(u32, u32, u32); INDEXED],
+    len: u8,
+}
+
+impl PartialEq for MessageView<'_> {
+    /// Compares what the view shows, not how it was found.
+    fn eq(&self, other: &Self) -> bool {
+        self.header == other.header
+            && self.delivery_annotations == other.delivery_annotations
+            && self.message_annotations == other.message_annotations
+            && self.properties == other.properties
+            && self.application_properties == other.application_properties
+            && self.body == other.body
+            && self.footer == other.footer
+    }
 }
 
 /// The body of a [`MessageView`].
@@ -126,6 +153,31 @@ const PROPERTY_NAMES: [&str; 13] = [
 impl<'a> MessageView<'a> {
     /// Locates and checks every section of the message that fills `buf`, strictly.
     pub fn decode(buf: &'a [u8]) -> Result<Self, DecodeError> {
+        if let Some(m) = fast::message(buf) {
+            return Ok(m);
+        }
+        Self::decode_general(buf)
+    }
+
+    /// The value of an application property (string key), if present.
+    pub fn application_property(&self, key: &str) -> Option<ValueRef<'a>> {
+        let idx = &self.index;
+        if idx.len > 0 {
+            for &(ks, ke, vs) in &idx.entries[..usize::from(idx.len)] {
+                if idx.buf.get(ks as usize..ke as usize) == Some(key.as_bytes()) {
+                    let at = idx.buf.get(vs as usize..)?;
+                    return ValueRef::read_simple(at).or_else(|| {
+                        ValueRef::read(&mut Reader::new(at, DecodeOptions::STRICT)).ok()
+                    });
+                }
+            }
+            return None;
+        }
+        self.application_properties?.get(key).ok().flatten()
+    }
+
+    /// The general decoder: every encoding, and errors with their offsets.
+    pub(crate) fn decode_general(buf: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(buf, DecodeOptions::STRICT);
         let mut m = Self::default();
         let mut last = 0u8;
@@ -389,5 +441,228 @@ fn rank(code: u8) -> u8 {
         0x70..=0x74 => code - 0x70,
         0x75..=0x77 => 5,
         _ => 6,
+    }
+}
+
+/// The fast path of [`MessageView::decode`]: the common encodings only, `None` for anything
+/// else (the general decoder then takes over, so results never depend on the path). It
+/// checks exactly what the general decoder checks for the encodings it accepts.
+mod fast {
+    use super::{AppIndex, BodyView, MessageIdRef, MessageView, PropertiesView, INDEXED};
+    use crate::codec::format as fc;
+    use crate::codec::{Fast, MapRef, Timestamp, Uuid};
+    use crate::types::{Header, SequenceNo};
+
+    pub(super) fn message(buf: &[u8]) -> Option<MessageView<'_>> {
+        let mut f = Fast::new(buf);
+        let mut m = MessageView::default();
+        let mut last = 0u8;
+        while f.i < buf.len() {
+            let code = f.small_descriptor()?;
+            if !(0x70..=0x78).contains(&code) || code == 0x76 || code == 0x77 {
+                return None;
+            }
+            let repeat = code == last && code == 0x75;
+            if last != 0
+                && (super::rank(code) < super::rank(last)
+                    || (super::rank(code) == super::rank(last) && !repeat))
+            {
+                return None;
+            }
+            last = code;
+            match code {
+                0x70 => m.header = Some(header(&mut f)?),
+                0x71 => m.delivery_annotations = Some(map(&mut f, false, None)?),
+                0x72 => m.message_annotations = Some(map(&mut f, false, None)?),
+                0x73 => m.properties = Some(properties(&mut f)?),
+                0x74 => {
+                    let mut index = AppIndex { buf, ..AppIndex::default() };
+                    m.application_properties = Some(map(&mut f, true, Some(&mut index))?);
+                    m.index = index;
+                }
+                0x75 => {
+                    let b = f.opt_binary()??;
+                    m.body = match m.body {
+                        BodyView::Data { first, count } => {
+                            BodyView::Data { first, count: count + 1 }
+                        }
+                        _ => BodyView::Data { first: b, count: 1 },
+                    };
+                }
+                _ => m.footer = Some(map(&mut f, false, None)?),
+            }
+        }
+        Some(m)
+    }
+
+    fn header(f: &mut Fast<'_>) -> Option<Header> {
+        let (count, end) = f.list()?;
+        if count > 5 {
+            return None;
+        }
+        let mut h = Header::default();
+        for i in 0..count {
+            match i {
+                0 => h.durable = f.opt_bool()?.unwrap_or(false),
+                1 => h.priority = f.opt_ubyte()?.unwrap_or(4),
+                2 => h.ttl = f.opt_uint()?,
+                3 => h.first_acquirer = f.opt_bool()?.unwrap_or(false),
+                _ => h.delivery_count = f.opt_uint()?.unwrap_or(0),
+            }
+        }
+        (f.i == end).then_some(h)
+    }
+
+    /// A UTF-8 string after its constructor.
+    fn text<'a>(f: &mut Fast<'a>, code: u8) -> Option<&'a str> {
+        std::str::from_utf8(f.sized(code)?).ok()
+    }
+
+    /// Checks UTF-8 without making a `&str` (ASCII, the usual case, is the cheap check).
+    fn valid_text(b: &[u8]) -> Option<&[u8]> {
+        (b.is_ascii() || std::str::from_utf8(b).is_ok()).then_some(b)
+    }
+
+    /// An ASCII symbol after its constructor.
+    fn symbol<'a>(f: &mut Fast<'a>, code: u8) -> Option<&'a str> {
+        let b = f.sized(code)?;
+        if !b.is_ascii() {
+            return None;
+        }
+        std::str::from_utf8(b).ok()
+    }
+
+    fn id<'a>(f: &mut Fast<'a>, code: u8) -> Option<MessageIdRef<'a>> {
+        Some(match code {
+            fc::ULONG0 => MessageIdRef::Ulong(0),
+            fc::SMALLULONG => MessageIdRef::Ulong(u64::from(f.u8()?)),
+            fc::ULONG => MessageIdRef::Ulong(f.u64()?),
+            fc::UUID => MessageIdRef::Uuid(Uuid(f.take(16)?.try_into().ok()?)),
+            fc::VBIN8 | fc::VBIN32 => MessageIdRef::Binary(f.sized(code)?),
+            fc::STR8 | fc::STR32 => MessageIdRef::String(text(f, code)?),
+            _ => return None,
+        })
+    }
+
+    fn properties<'a>(f: &mut Fast<'a>) -> Option<PropertiesView<'a>> {
+        let (count, end) = f.list()?;
+        if count > 13 {
+            return None;
+        }
+        let mut p = PropertiesView::default();
+        for i in 0..count {
+            let code = f.u8()?;
+            if code == fc::NULL {
+                continue;
+            }
+            let string = matches!(code, fc::STR8 | fc::STR32);
+            let sym = matches!(code, fc::SYM8 | fc::SYM32);
+            match i {
+                0 => p.message_id = Some(id(f, code)?),
+                1 if matches!(code, fc::VBIN8 | fc::VBIN32) => p.user_id = Some(f.sized(code)?),
+                2 if string => p.to = Some(text(f, code)?),
+                3 if string => p.subject = Some(text(f, code)?),
+                4 if string => p.reply_to = Some(text(f, code)?),
+                5 => p.correlation_id = Some(id(f, code)?),
+                6 if sym => p.content_type = Some(symbol(f, code)?),
+                7 if sym => p.content_encoding = Some(symbol(f, code)?),
+                8 if code == fc::TIMESTAMP => {
+                    p.absolute_expiry_time = Some(Timestamp(f.u64()? as i64))
+                }
+                9 if code == fc::TIMESTAMP => p.creation_time = Some(Timestamp(f.u64()? as i64)),
+                10 if string => p.group_id = Some(text(f, code)?),
+                11 => {
+                    let v = match code {
+                        fc::UINT0 => 0,
+                        fc::SMALLUINT => u32::from(f.u8()?),
+                        fc::UINT => f.u32()?,
+                        _ => return None,
+                    };
+                    p.group_sequence = Some(SequenceNo(v));
+                }
+                12 if string => p.reply_to_group_id = Some(text(f, code)?),
+                _ => return None,
+            }
+        }
+        (f.i == end).then_some(p)
+    }
+
+    /// A simple (non-compound, undescribed) value, checked as the general validator checks
+    /// it.
+    fn scalar(f: &mut Fast<'_>) -> Option<()> {
+        let code = f.u8()?;
+        match code {
+            fc::NULL | fc::TRUE | fc::FALSE | fc::UINT0 | fc::ULONG0 => {}
+            fc::BOOLEAN => {
+                if f.u8()? > 1 {
+                    return None;
+                }
+            }
+            fc::CHAR => {
+                char::from_u32(f.u32()?)?;
+            }
+            fc::STR8 | fc::STR32 => {
+                valid_text(f.sized(code)?)?;
+            }
+            fc::SYM8 | fc::SYM32 => {
+                if !f.sized(code)?.is_ascii() {
+                    return None;
+                }
+            }
+            fc::VBIN8 | fc::VBIN32 => {
+                f.sized(code)?;
+            }
+            // list0 is fixed-width but a compound: not a simple value.
+            fc::LIST0 => return None,
+            _ => {
+                f.take(fc::fixed_width(code)?)?;
+            }
+        }
+        Some(())
+    }
+
+    /// An application-properties map (string keys) or an annotations map (symbol keys),
+    /// each key once, simple values; records the entries in `index` when given.
+    fn map<'a>(
+        f: &mut Fast<'a>,
+        app: bool,
+        mut index: Option<&mut AppIndex<'a>>,
+    ) -> Option<MapRef<'a>> {
+        let (count, end) = f.map()?;
+        // The body starts after the count field, where `map()` left the cursor.
+        let body_start = f.i;
+        let pairs = count as usize / 2;
+        if pairs > INDEXED {
+            return None;
+        }
+        let mut keys: [&[u8]; INDEXED] = [&[]; INDEXED];
+        for k in 0..pairs {
+            let code = f.u8()?;
+            let key_start = f.i;
+            let key = match code {
+                fc::STR8 | fc::STR32 if app => valid_text(f.sized(code)?)?,
+                fc::SYM8 | fc::SYM32 if !app => {
+                    let k = f.sized(code)?;
+                    k.is_ascii().then_some(k)?
+                }
+                _ => return None,
+            };
+            if keys[..k].contains(&key) {
+                return None;
+            }
+            keys[k] = key;
+            let value_start = f.i;
+            scalar(f)?;
+            if let Some(idx) = index.as_deref_mut() {
+                let size_len = if matches!(code, fc::STR8 | fc::SYM8) { 1 } else { 4 };
+                let ks = key_start + size_len;
+                idx.entries[k] = (ks as u32, (ks + key.len()) as u32, value_start as u32);
+                idx.len = (k + 1) as u8;
+            }
+        }
+        if f.i != end {
+            return None;
+        }
+        Some(MapRef::from_parts(count, &f.b[body_start..end], body_start))
     }
 }

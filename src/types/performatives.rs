@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use bytestring::ByteString;
 
-use crate::codec::{DecodeError, DecodeOptions, ErrorKind, Reader, Symbol, Value};
+use crate::codec::{DecodeError, DecodeOptions, ErrorKind, Fast, Reader, Symbol, Value};
 
 use super::{
     read_descriptor, AttachSource, AttachTarget, Composite, DeliveryState, Error, Fields, Handle,
@@ -168,6 +168,42 @@ composite! {
 }
 
 impl Transfer {
+    /// The transfer list in its common encodings (uint, boolean, binary and null fields,
+    /// no delivery state), read without building errors. `None` leaves the reader where
+    /// it was, and the general reader takes over: it accepts everything else and reports
+    /// errors with their offsets, so the result never depends on which path ran.
+    #[inline]
+    pub(crate) fn read_fast(r: &mut Reader<'_>) -> Option<Self> {
+        let mut f = Fast::new(r.rest());
+        let (count, end) = f.list()?;
+        if count == 0 || count > 11 {
+            return None;
+        }
+        let mut t = Self::new(Handle(f.opt_uint()??));
+        let mut tag = None;
+        for i in 1..count {
+            match i {
+                1 => t.delivery_id = f.opt_uint()?.map(SequenceNo),
+                2 => tag = f.opt_binary()?,
+                3 => t.message_format = f.opt_uint()?,
+                4 => t.settled = f.opt_bool()?,
+                5 => t.more = f.opt_bool()?.unwrap_or(false),
+                6 => t.rcv_settle_mode = f.opt_ubyte()?.map(ReceiverSettleMode),
+                // A delivery state needs the general reader.
+                7 => (f.u8()? == crate::codec::format::NULL).then_some(())?,
+                8 => t.resume = f.opt_bool()?.unwrap_or(false),
+                9 => t.aborted = f.opt_bool()?.unwrap_or(false),
+                _ => t.batchable = f.opt_bool()?.unwrap_or(false),
+            }
+        }
+        if f.i != end {
+            return None;
+        }
+        t.delivery_tag = tag.map(|s| r.to_bytes(s));
+        r.advance(f.i);
+        Some(t)
+    }
+
     /// A transfer on `handle` with every optional field absent.
     pub fn new(handle: Handle) -> Self {
         Self {
@@ -278,6 +314,12 @@ macro_rules! performative_dispatch {
                 let pos = r.position();
                 let d = read_descriptor(r)?;
                 let code = d.code();
+                // The hot performative first, through the fast path when it applies.
+                if code == Some(Transfer::CODE) {
+                    if let Some(t) = Transfer::read_fast(r) {
+                        return Ok(Self::Transfer(t));
+                    }
+                }
                 $( if code == Some($v::CODE) { return Ok(Self::$v($v::read_list(r)?)); } )*
                 Err(r.error_at(pos, ErrorKind::UnexpectedDescriptor { expected: "a performative (open … close)", found: d.to_string() }))
             }
