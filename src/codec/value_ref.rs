@@ -13,7 +13,10 @@ use super::reader::{DecodeOptions, Reader};
 use super::value::{check_array_count, read_char, read_sized, Value};
 
 /// One encoded value, borrowed from the input.
-#[derive(Clone, Copy, Debug, PartialEq)]
+///
+/// Equality compares meaning, with floats compared by their bits (so a NaN equals itself),
+/// as [`Value`]'s does.
+#[derive(Clone, Copy, Debug)]
 pub enum ValueRef<'a> {
     /// null.
     Null,
@@ -65,6 +68,40 @@ pub enum ValueRef<'a> {
     Array(ArrayRef<'a>),
     /// described value.
     Described(DescribedRef<'a>),
+}
+
+impl PartialEq for ValueRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        use ValueRef as V;
+        match (self, other) {
+            (V::Float(a), V::Float(b)) => a.to_bits() == b.to_bits(),
+            (V::Double(a), V::Double(b)) => a.to_bits() == b.to_bits(),
+            (V::Null, V::Null) => true,
+            (V::Boolean(a), V::Boolean(b)) => a == b,
+            (V::Ubyte(a), V::Ubyte(b)) => a == b,
+            (V::Ushort(a), V::Ushort(b)) => a == b,
+            (V::Uint(a), V::Uint(b)) => a == b,
+            (V::Ulong(a), V::Ulong(b)) => a == b,
+            (V::Byte(a), V::Byte(b)) => a == b,
+            (V::Short(a), V::Short(b)) => a == b,
+            (V::Int(a), V::Int(b)) => a == b,
+            (V::Long(a), V::Long(b)) => a == b,
+            (V::Decimal32(a), V::Decimal32(b)) => a == b,
+            (V::Decimal64(a), V::Decimal64(b)) => a == b,
+            (V::Decimal128(a), V::Decimal128(b)) => a == b,
+            (V::Char(a), V::Char(b)) => a == b,
+            (V::Timestamp(a), V::Timestamp(b)) => a == b,
+            (V::Uuid(a), V::Uuid(b)) => a == b,
+            (V::Binary(a), V::Binary(b)) => a == b,
+            (V::String(a), V::String(b)) => a == b,
+            (V::Symbol(a), V::Symbol(b)) => a == b,
+            (V::List(a), V::List(b)) => a == b,
+            (V::Map(a), V::Map(b)) => a == b,
+            (V::Array(a), V::Array(b)) => a == b,
+            (V::Described(a), V::Described(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 /// The elements of a list, decoded one by one.
