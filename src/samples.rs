@@ -77,7 +77,7 @@ pub fn decode_view(frame: &Bytes) -> usize {
     if r.read_slice(usize::from(header.doff) * 4 - 8).is_err() {
         return 0;
     }
-    let Ok(Performative::Transfer(t)) = Performative::read(&mut r) else { return 0 };
+    let Ok(t) = Transfer::read(&mut r) else { return 0 };
     let Ok(m) = MessageView::decode(&frame[r.position()..]) else { return 0 };
     let mut n = usize::from(t.more);
     if let Some(p) = m.properties {

@@ -204,6 +204,24 @@ impl Transfer {
         Some(t)
     }
 
+    /// Reads a described transfer at the reader's position (the receive hot path: no
+    /// `Performative` is built), through the fast path when it applies.
+    #[inline]
+    pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let pos = r.position();
+        let d = read_descriptor(r)?;
+        if d.code() != Some(Self::CODE) {
+            return Err(r.error_at(
+                pos,
+                ErrorKind::UnexpectedDescriptor { expected: Self::SYMBOL, found: d.to_string() },
+            ));
+        }
+        match Self::read_fast(r) {
+            Some(t) => Ok(t),
+            None => Self::read_list(r),
+        }
+    }
+
     /// A transfer on `handle` with every optional field absent.
     pub fn new(handle: Handle) -> Self {
         Self {
