@@ -726,3 +726,67 @@ fn a_link_name_reused_in_the_other_role_before_detach_makes_a_second_link() {
     assert_eq!(p.client.link_state(snd), None);
     assert_eq!(p.client.link_state(again), Some(LinkState::Attached));
 }
+
+#[test]
+fn the_application_can_accept_or_refuse_a_peer_attach() {
+    let mut server = Config::new("server");
+    server.accept_links = false;
+    let mut p = Pair::new(Config::new("client"), server, 57);
+    let s = p.client.begin().expect("begin");
+    let good = p.client.attach(s, LinkOptions::sender("good", "q-ok")).expect("attach");
+    let bad = p.client.attach(s, LinkOptions::sender("bad", "q-forbidden")).expect("attach");
+    p.drive();
+    // Nothing answered yet: the server's application decides.
+    assert_eq!(p.client.link_state(good), Some(LinkState::AttachSent));
+    let requests: Vec<_> = events(&mut p.server)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::AttachRequested { link, remote } => Some((link, remote.name.to_string())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requests.len(), 2);
+    for (link, name) in requests {
+        if name == "good" {
+            assert_eq!(p.server.flow(link, 1, false), Err(UsageError::NotAttached));
+            p.server.accept_attach(link, None).expect("accept");
+            p.server.flow(link, 1, false).expect("credit");
+        } else {
+            let e = amqpwire::types::Error::new(
+                condition::UNAUTHORIZED_ACCESS,
+                "no access to q-forbidden",
+            );
+            p.server.refuse_attach(link, e).expect("refuse");
+        }
+    }
+    p.drive();
+    assert_eq!(p.client.link_state(good), Some(LinkState::Attached));
+    assert_eq!(p.client.link_credit(good), Some(1));
+    let ce = events(&mut p.client);
+    let refused = ce
+        .iter()
+        .find_map(|e| match e {
+            Event::LinkDetached { link, error: Some(err), closed: true, by_peer: true }
+                if *link == bad =>
+            {
+                Some(err)
+            }
+            _ => None,
+        })
+        .expect("the refused link was detached with the error");
+    assert_eq!(refused.condition.as_str(), condition::UNAUTHORIZED_ACCESS);
+    // 2.6.3: the refusal attached with a null target before detaching.
+    let attaches: Vec<_> = Inspector::inspect_all(&p.s2c, DecodeOptions::STRICT)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Frame(f) => match f.frame.ok()?.body {
+                FrameBody::Amqp { performative: Performative::Attach(a), .. } => Some(a),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert!(attaches.iter().any(|a| &*a.name == "bad" && a.target.is_none()));
+    assert!(attaches.iter().any(|a| &*a.name == "good" && a.target.is_some()));
+    assert_eq!(p.client.link_state(bad), None);
+}

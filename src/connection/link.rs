@@ -26,6 +26,8 @@ pub struct LinkId {
 pub enum LinkState {
     /// Our attach sent, the peer's not yet received.
     AttachSent,
+    /// The peer's attach received; waiting for the application to accept or refuse it.
+    AttachRcvd,
     /// Both attaches exchanged.
     Attached,
     /// Our detach sent, the peer's not yet received.

@@ -36,6 +36,9 @@ impl Connection {
         if l.role != Role::RECEIVER {
             return Err(UsageError::WrongRole);
         }
+        if l.state != LinkState::Attached {
+            return Err(UsageError::NotAttached);
+        }
         l.link_credit = credit;
         l.drain = drain;
         let limit = l.delivery_count.wrapping_add(credit);
@@ -226,21 +229,68 @@ impl Connection {
             }
         };
         s.remote_handles.insert(a.handle.0, handle);
+        let ask = by_peer && !self.cfg.accept_links;
+        let Some(s) = self.session_mut(session) else { return };
         let Some(l) = s.link_mut(handle) else { return };
         l.remote_handle = Some(a.handle);
-        l.state = LinkState::Attached;
+        l.state = if ask { LinkState::AttachRcvd } else { LinkState::Attached };
         if l.role == Role::RECEIVER {
             // 2.6.7: the receiver starts counting from the sender's initial-delivery-count.
             l.delivery_count = a.initial_delivery_count.unwrap_or_default();
             l.credit_limit = l.delivery_count;
         }
-        let answer = by_peer.then(|| l.attach(Handle(handle)));
+        let answer = (by_peer && !ask).then(|| l.attach(Handle(handle)));
         l.remote = Some(a.clone());
         if let Some(answer) = answer {
             self.send_performative(session.0, Performative::Attach(answer));
         }
         let link = LinkId { session, handle: Handle(handle) };
-        self.events.push_back(Event::LinkAttached { link, by_peer, remote: Box::new(a) });
+        if ask {
+            self.events.push_back(Event::AttachRequested { link, remote: Box::new(a) });
+        } else {
+            self.events.push_back(Event::LinkAttached { link, by_peer, remote: Box::new(a) });
+        }
+    }
+
+    /// Accepts a link the peer attached (with [`Config::accept_links`](super::Config) off),
+    /// answering with `options` (the mirrored role and the peer's termini by default).
+    pub fn accept_attach(
+        &mut self,
+        link: LinkId,
+        options: Option<LinkOptions>,
+    ) -> Result<(), UsageError> {
+        let l = self.link_mut(link).ok_or(UsageError::UnknownLink)?;
+        if l.state != LinkState::AttachRcvd {
+            return Err(UsageError::NotAttached);
+        }
+        if let Some(o) = options {
+            l.options = o;
+            l.role = l.options.role;
+        }
+        l.state = LinkState::Attached;
+        let attach = l.attach(link.handle);
+        self.send_performative(link.session.0, Performative::Attach(attach));
+        Ok(())
+    }
+
+    /// Refuses a link the peer attached: 2.6.3 has the refusing side attach with a null
+    /// source or target and then detach, closed, with the error.
+    pub fn refuse_attach(&mut self, link: LinkId, error: Error) -> Result<(), UsageError> {
+        let l = self.link_mut(link).ok_or(UsageError::UnknownLink)?;
+        if l.state != LinkState::AttachRcvd {
+            return Err(UsageError::NotAttached);
+        }
+        let mut attach = l.attach(link.handle);
+        if l.role == Role::RECEIVER {
+            attach.target = None;
+        } else {
+            attach.source = None;
+        }
+        l.state = LinkState::DetachSent;
+        self.send_performative(link.session.0, Performative::Attach(attach));
+        let detach = Detach { handle: link.handle, closed: true, error: Some(error) };
+        self.send_performative(link.session.0, Performative::Detach(detach));
+        Ok(())
     }
 
     fn on_detach(&mut self, session: SessionId, d: Detach) {

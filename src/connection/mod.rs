@@ -158,6 +158,10 @@ pub struct Config {
     pub external_identity: Option<String>,
     /// How sessions are set up (ours and the ones the peer begins).
     pub session: SessionConfig,
+    /// Answer links the peer attaches at once, mirroring their role and echoing their
+    /// termini (the default); when off, each arrives as [`Event::AttachRequested`] and waits
+    /// for [`Connection::accept_attach`] or [`Connection::refuse_attach`].
+    pub accept_links: bool,
     /// A callback that sees every header and frame in and out (no cost when `None`).
     pub trace: Option<TraceFn>,
 }
@@ -196,6 +200,7 @@ impl Config {
             require_sasl: false,
             external_identity: None,
             session: SessionConfig::default(),
+            accept_links: true,
             trace: None,
         }
     }
@@ -239,6 +244,14 @@ pub enum Event {
         link: LinkId,
         /// Whether the peer attached it.
         by_peer: bool,
+        /// The peer's attach.
+        remote: Box<crate::types::Attach>,
+    },
+    /// The peer attached a link and waits for us to accept or refuse it (only with
+    /// [`Config::accept_links`] off).
+    AttachRequested {
+        /// The link, as we would name it.
+        link: LinkId,
         /// The peer's attach.
         remote: Box<crate::types::Attach>,
     },
