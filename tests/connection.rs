@@ -790,3 +790,70 @@ fn the_application_can_accept_or_refuse_a_peer_attach() {
     assert!(attaches.iter().any(|a| &*a.name == "good" && a.target.is_some()));
     assert_eq!(p.client.link_state(bad), None);
 }
+
+#[test]
+fn receiver_settle_mode_second_settles_after_the_sender() {
+    let mut p = Pair::new(Config::new("client"), Config::new("server"), 59);
+    let s = p.client.begin().expect("begin");
+    let mut opts = LinkOptions::sender("twophase", "q");
+    opts.rcv_settle_mode = amqpwire::types::ReceiverSettleMode::SECOND;
+    let snd = p.client.attach(s, opts).expect("attach");
+    p.drive();
+    let rcv = events(&mut p.server)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::LinkAttached { link, .. } => Some(link),
+            _ => None,
+        })
+        .expect("attached");
+    p.server.flow(rcv, 1, false).expect("credit");
+    p.drive();
+    let id = p.client.send(snd, Bytes::from_static(b"1"), b"payload", false).expect("send");
+    p.drive();
+    let accepted = Some(DeliveryState::Accepted(Accepted {}));
+    // The receiver may not settle first.
+    assert_eq!(
+        p.server.disposition(rcv, id, None, true, accepted.clone()),
+        Err(UsageError::SettleOrder)
+    );
+    // It states the outcome unsettled; the sender settles; then the receiver is settled too.
+    p.server.disposition(rcv, id, None, false, accepted.clone()).expect("outcome");
+    p.drive();
+    assert!(events(&mut p.client).contains(&Event::Disposition {
+        link: snd,
+        delivery_id: id,
+        settled: false,
+        state: accepted.clone()
+    }));
+    assert_eq!(p.client.unsettled(snd), [id]);
+    p.client.disposition(snd, id, None, true, accepted.clone()).expect("sender settles");
+    p.drive();
+    assert!(events(&mut p.server).contains(&Event::Disposition {
+        link: rcv,
+        delivery_id: id,
+        settled: true,
+        state: accepted
+    }));
+    assert!(p.client.unsettled(snd).is_empty() && p.server.unsettled(rcv).is_empty());
+}
+
+#[test]
+fn a_sender_keeps_to_its_settle_mode() {
+    let mut p = Pair::new(Config::new("client"), Config::new("server"), 61);
+    let s = p.client.begin().expect("begin");
+    let mut opts = LinkOptions::sender("presettled-only", "q");
+    opts.snd_settle_mode = amqpwire::types::SenderSettleMode::SETTLED;
+    let snd = p.client.attach(s, opts).expect("attach");
+    p.drive();
+    let rcv = events(&mut p.server)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::LinkAttached { link, .. } => Some(link),
+            _ => None,
+        })
+        .expect("attached");
+    p.server.flow(rcv, 2, false).expect("credit");
+    p.drive();
+    assert_eq!(p.client.send(snd, Bytes::new(), b"x", false), Err(UsageError::SettleOrder));
+    assert!(p.client.send(snd, Bytes::new(), b"x", true).is_ok());
+}

@@ -271,6 +271,9 @@ pub enum UsageError {
     SessionWindowFull,
     /// A frame would exceed the peer's max-frame-size.
     TooLarge,
+    /// The settlement breaks the link's settle modes: a settled delivery on an unsettled
+    /// sender (or the reverse), or a receiver in mode second settling before the sender.
+    SettleOrder,
     /// The message exceeds the max-message-size the peer set on the link.
     MessageTooLarge {
         /// The message's size.
@@ -297,6 +300,7 @@ impl fmt::Display for UsageError {
             Self::MessageTooLarge { size, max } => {
                 write!(f, "a {size}-byte message exceeds the peer's max-message-size {max}")
             }
+            Self::SettleOrder => f.write_str("the settlement breaks the link's settle modes"),
         }
     }
 }

@@ -161,6 +161,15 @@ impl Link {
         }
     }
 
+    /// The receiver settle mode in force: the receiver's own choice (2.7.3: the
+    /// receiver's attach is authoritative for it).
+    pub(crate) fn rcv_settle_mode(&self) -> ReceiverSettleMode {
+        match (self.role, &self.remote) {
+            (Role::RECEIVER, _) | (_, None) => self.options.rcv_settle_mode,
+            (_, Some(remote)) => remote.rcv_settle_mode,
+        }
+    }
+
     /// The options of the link that answers the peer's attach: the mirrored role, the
     /// peer's source and target echoed.
     pub(crate) fn answering(remote: &Attach) -> LinkOptions {

@@ -8,8 +8,8 @@ use super::session::{Session, SessionState};
 use super::{Connection, Event, Scope, SessionId, UsageError, Violation};
 use crate::frame::FrameEncoder;
 use crate::types::{
-    Attach, DeliveryState, Detach, Disposition, Error, Flow, Handle, Performative, Role,
-    SequenceNo, Transfer,
+    Attach, DeliveryState, Detach, Disposition, Error, Flow, Handle, Performative,
+    ReceiverSettleMode, Role, SenderSettleMode, SequenceNo, Transfer,
 };
 
 impl Connection {
@@ -86,6 +86,12 @@ impl Connection {
         if l.link_credit == 0 {
             return Err(UsageError::NoCredit);
         }
+        // 2.8.2: a settled sender sends only settled deliveries, an unsettled one none.
+        match l.options.snd_settle_mode {
+            SenderSettleMode::SETTLED if !settled => return Err(UsageError::SettleOrder),
+            SenderSettleMode::UNSETTLED if settled => return Err(UsageError::SettleOrder),
+            _ => {}
+        }
         // 2.7.3: the peer's max-message-size bounds what we may send on the link.
         if let Some(max) = l.remote.as_ref().and_then(|a| a.max_message_size).filter(|m| *m > 0) {
             if payload.len() as u64 > max {
@@ -139,6 +145,14 @@ impl Connection {
     ) -> Result<(), UsageError> {
         let l = self.link_mut(link).ok_or(UsageError::UnknownLink)?;
         let role = l.role;
+        // 3.x rcv-settle-mode second: the receiver settles only after the sender has; its
+        // first disposition carries the outcome unsettled.
+        if settled && role == Role::RECEIVER && l.rcv_settle_mode() == ReceiverSettleMode::SECOND {
+            let pending = ids_in_range(&l.unsettled, first, last.unwrap_or(first));
+            if !pending.is_empty() {
+                return Err(UsageError::SettleOrder);
+            }
+        }
         if settled {
             remove_range(&mut l.unsettled, first, last.unwrap_or(first));
         }
