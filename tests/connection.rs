@@ -857,3 +857,169 @@ fn a_sender_keeps_to_its_settle_mode() {
     assert_eq!(p.client.send(snd, Bytes::new(), b"x", false), Err(UsageError::SettleOrder));
     assert!(p.client.send(snd, Bytes::new(), b"x", true).is_ok());
 }
+
+/// Encodes `p` on `channel` as one frame.
+fn frame(channel: u16, p: Performative) -> Vec<u8> {
+    let mut b = Vec::new();
+    FrameEncoder::new(u32::MAX).encode_amqp(channel, &p, &[], &mut b).expect("frame");
+    b
+}
+
+/// A server-side receiving link with `credit`, and a function to inject raw transfers as
+/// if the client had sent them.
+fn receiving(credit: u32, max_message_size: Option<u64>, seed: u64) -> (Pair, LinkId) {
+    let mut server = Config::new("server");
+    server.accept_links = false;
+    let mut p = Pair::new(Config::new("client"), server, seed);
+    let s = p.client.begin().expect("begin");
+    p.client.attach(s, LinkOptions::sender("raw", "q")).expect("attach");
+    p.drive();
+    let link = events(&mut p.server)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::AttachRequested { link, .. } => Some(link),
+            _ => None,
+        })
+        .expect("requested");
+    let mut opts = LinkOptions::receiver("raw", "q");
+    opts.max_message_size = max_message_size;
+    p.server.accept_attach(link, Some(opts)).expect("accept");
+    p.server.flow(link, credit, false).expect("credit");
+    p.drive();
+    let _ = events(&mut p.client);
+    (p, link)
+}
+
+fn transfer(id: Option<u32>, more: bool, aborted: bool, payload: &[u8]) -> Vec<u8> {
+    let mut t = amqpwire::types::Transfer::new(amqpwire::types::Handle(0));
+    t.delivery_id = id.map(SequenceNo);
+    t.delivery_tag = id.map(|i| Bytes::from(i.to_be_bytes().to_vec()));
+    t.more = more;
+    t.aborted = aborted;
+    t.settled = Some(true);
+    let mut b = Vec::new();
+    FrameEncoder::new(u32::MAX).encode_transfer(0, &t, payload, &mut b).expect("frame");
+    // encode_transfer clears `more` on a single frame; put it back for the test.
+    if more {
+        let mut t2 = t.clone();
+        t2.more = true;
+        b.clear();
+        FrameEncoder::new(u32::MAX)
+            .encode_amqp(0, &Performative::Transfer(t2), payload, &mut b)
+            .expect("frame");
+    }
+    b
+}
+
+fn link_error(p: &mut Pair) -> Option<Violation> {
+    events(&mut p.server).into_iter().find_map(|e| match e {
+        Event::LinkError { violation, .. } => Some(violation),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_first_transfer_without_a_delivery_id_detaches_the_link() {
+    let (mut p, _) = receiving(5, None, 63);
+    p.server.handle_input(&transfer(None, false, false, b"x"), p.now);
+    assert_eq!(link_error(&mut p), Some(Violation::MissingDeliveryId));
+}
+
+#[test]
+fn a_continuation_with_another_delivery_id_detaches_the_link() {
+    let (mut p, _) = receiving(5, None, 65);
+    p.server.handle_input(&transfer(Some(0), true, false, b"part"), p.now);
+    p.server.handle_input(&transfer(Some(9), false, false, b"rest"), p.now);
+    assert_eq!(link_error(&mut p), Some(Violation::DeliveryIdChanged { expected: 0, found: 9 }));
+}
+
+#[test]
+fn continuations_may_omit_the_delivery_id_and_an_abort_discards_the_delivery() {
+    let (mut p, link) = receiving(5, None, 67);
+    p.server.handle_input(&transfer(Some(0), true, false, b"he"), p.now);
+    p.server.handle_input(&transfer(None, false, false, b"llo"), p.now);
+    let ev = events(&mut p.server);
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::Delivery { payload, .. } if &payload[..] == b"hello")),
+        "{ev:?}"
+    );
+    p.server.handle_input(&transfer(Some(1), true, false, b"never"), p.now);
+    p.server.handle_input(&transfer(None, false, true, b""), p.now);
+    let ev = events(&mut p.server);
+    assert!(ev.contains(&Event::Aborted { link, delivery_id: SequenceNo(1) }), "{ev:?}");
+    assert!(!ev.iter().any(|e| matches!(e, Event::Delivery { .. })));
+}
+
+#[test]
+fn a_message_above_our_max_message_size_detaches_the_link() {
+    let (mut p, _) = receiving(5, Some(4), 69);
+    p.server.handle_input(&transfer(Some(0), false, false, b"too long"), p.now);
+    assert_eq!(link_error(&mut p), Some(Violation::MessageSizeExceeded { size: 8, max: 4 }));
+}
+
+#[test]
+fn a_one_frame_session_window_is_readvertised_after_every_transfer() {
+    let mut server = Config::new("server");
+    server.session.incoming_window = 1;
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), server, 71);
+    p.server.flow(rcv, 10, false).expect("credit");
+    p.drive();
+    // The sender may send one frame at a time; the receiver re-advertises after each, so
+    // all ten go through.
+    for i in 0..10u8 {
+        p.client.send(snd, Bytes::from(vec![i]), &[i], true).expect("the window reopened");
+        p.drive();
+    }
+    assert_eq!(deliveries(&events(&mut p.server)).len(), 10);
+}
+
+#[test]
+fn a_transfer_into_a_closed_session_window_ends_the_session() {
+    let mut server = Config::new("server");
+    server.session.incoming_window = 0;
+    let (mut p, _snd, rcv) = link_pair(Config::new("client"), server, 73);
+    p.server.flow(rcv, 10, false).expect("credit");
+    p.drive();
+    p.server.handle_input(&transfer(Some(0), false, false, b"a"), p.now);
+    let ev = events(&mut p.server);
+    assert!(
+        ev.iter().any(|e| matches!(
+            e,
+            Event::SessionError { violation: Violation::WindowViolation, .. }
+        )),
+        "{ev:?}"
+    );
+    p.drive();
+    let ended_with = events(&mut p.client).into_iter().find_map(|e| match e {
+        Event::SessionEnded { error: Some(err), .. } => Some(err.condition.to_string()),
+        _ => None,
+    });
+    assert_eq!(ended_with.as_deref(), Some(condition::WINDOW_VIOLATION));
+}
+
+#[test]
+fn a_second_open_or_a_begin_on_a_used_channel_are_refused() {
+    let mut b = server_open(Open::new("x"));
+    b.extend(frame(0, Performative::Open(Open::new("again"))));
+    let (c, _, _) = client_facing(&b);
+    assert_eq!(c.state(), ConnectionState::Discarding);
+    // A begin answering a channel we never began on.
+    let mut b = server_open(Open::new("x"));
+    let begin = Begin {
+        remote_channel: Some(3),
+        next_outgoing_id: SequenceNo(0),
+        incoming_window: 1,
+        outgoing_window: 1,
+        handle_max: amqpwire::types::Handle(1),
+        offered_capabilities: vec![],
+        desired_capabilities: vec![],
+        properties: None,
+    };
+    b.extend(frame(0, Performative::Begin(begin)));
+    let (c, _, ev) = client_facing(&b);
+    assert_eq!(c.state(), ConnectionState::Discarding);
+    assert!(matches!(
+        ended(&ev).or(Some(&None)),
+        Some(None) | Some(Some(ConnectionError::Violation(Violation::UnknownChannel { .. })))
+    ));
+}

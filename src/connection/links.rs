@@ -370,7 +370,8 @@ impl Connection {
         }
         s.incoming_window -= 1;
         s.next_incoming_id = Some(s.next_incoming_id.unwrap_or_default().next());
-        let low = s.incoming_window < s.max_incoming_window / 2;
+        // At or below half (so that a window of one is re-advertised too).
+        let low = s.max_incoming_window > 0 && s.incoming_window <= s.max_incoming_window / 2;
         if low {
             // Re-advertise the window before it runs out, so a long run never stalls.
             s.incoming_window = s.max_incoming_window;
