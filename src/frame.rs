@@ -534,8 +534,11 @@ impl FrameDecoder {
         let size = header.size as usize;
         if self.buf.len() < size {
             // Reserve for what is coming, but never on the peer's word alone: a header
-            // claiming 3 GB must not allocate 3 GB before the bytes arrive.
-            self.buf.reserve((size - self.buf.len()).min(RESERVE_AHEAD));
+            // claiming 3 GB must not allocate 3 GB before the bytes arrive. Growing by what
+            // has arrived (at least 64 KiB) keeps the growth geometric, so a large frame is
+            // not copied over and over, while memory stays within twice what was received.
+            let have = self.buf.len();
+            self.buf.reserve((size - have).min(have.max(RESERVE_AHEAD)));
             return Ok(None);
         }
         let offset = self.offset;
