@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use crate::codec::{DecodeError, DecodeOptions, ErrorKind, Reader};
 use crate::message::{Message, Payload};
@@ -411,6 +411,9 @@ pub enum StreamItem {
 #[derive(Debug)]
 pub struct FrameDecoder {
     buf: BytesMut,
+    /// An owned chunk handed over by [`FrameDecoder::push_bytes`]; items wholly inside it
+    /// are sliced off without copying. When it holds bytes, `buf` is empty.
+    pending: Bytes,
     offset: u64,
     max_frame_size: u32,
     expect_header: bool,
@@ -425,6 +428,7 @@ impl FrameDecoder {
     pub fn new(max_frame_size: u32) -> Self {
         Self {
             buf: BytesMut::new(),
+            pending: Bytes::new(),
             offset: 0,
             max_frame_size,
             expect_header: true,
@@ -466,12 +470,50 @@ impl FrameDecoder {
 
     /// Appends received bytes.
     pub fn push(&mut self, data: &[u8]) {
+        self.unpend();
         self.buf.extend_from_slice(data);
+    }
+
+    /// Appends received bytes the caller gives up: frames that lie wholly inside them are
+    /// returned as slices of them, with no copy (the rest is buffered as by
+    /// [`FrameDecoder::push`]).
+    pub fn push_bytes(&mut self, data: Bytes) {
+        if self.buf.is_empty() && self.pending.is_empty() {
+            self.pending = data;
+        } else {
+            self.push(&data);
+        }
     }
 
     /// Bytes received but not yet returned as items.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.pending.len()
+    }
+
+    /// Moves the owned chunk into the buffer (when an item straddles its end).
+    fn unpend(&mut self) {
+        if !self.pending.is_empty() {
+            self.buf.extend_from_slice(&self.pending);
+            self.pending = Bytes::new();
+        }
+    }
+
+    /// The bytes not yet decoded.
+    fn avail(&self) -> &[u8] {
+        if self.pending.is_empty() {
+            &self.buf
+        } else {
+            &self.pending
+        }
+    }
+
+    /// Takes the next `n` bytes (which are available).
+    fn consume(&mut self, n: usize) -> Bytes {
+        if self.pending.is_empty() {
+            self.buf.split_to(n).freeze()
+        } else {
+            self.pending.split_to(n)
+        }
     }
 
     /// Stream offset of the next byte to decode.
@@ -486,12 +528,13 @@ impl FrameDecoder {
             return Err(e.clone());
         }
         if self.auto_start {
-            if self.buf.len() < 8 {
+            if self.avail().len() < 8 {
+                self.unpend();
                 return Ok(None);
             }
             self.auto_start = false;
             let mut b = [0u8; 8];
-            b.copy_from_slice(&self.buf[..8]);
+            b.copy_from_slice(&self.avail()[..8]);
             // A TLS record or an HTTP request can pass for a frame header (a ClientHello's
             // sixth byte is 0x01, the SASL frame type); name them instead.
             let foreign = what_is(&b) != UNRECOGNISED;
@@ -499,18 +542,19 @@ impl FrameDecoder {
                 matches!(FrameHeader::parse(&b), Ok(h) if h.frame_type.name().is_some());
             self.expect_header = &b[..4] == b"AMQP" || foreign || !plausible_frame;
         }
-        let at_header =
-            self.expect_header || (self.sniff && self.buf.len() >= 4 && &self.buf[..4] == b"AMQP");
+        let at_header = self.expect_header
+            || (self.sniff && self.avail().len() >= 4 && &self.avail()[..4] == b"AMQP");
         if at_header {
-            if self.buf.len() < 8 {
+            if self.avail().len() < 8 {
+                self.unpend();
                 return Ok(None);
             }
             let mut b = [0u8; 8];
-            b.copy_from_slice(&self.buf[..8]);
+            b.copy_from_slice(&self.avail()[..8]);
             return match ProtocolHeader::parse(&b) {
                 Ok(header) => {
                     let offset = self.offset;
-                    self.buf.advance(8);
+                    self.consume(8);
                     self.offset += 8;
                     self.expect_header = false;
                     Ok(Some(StreamItem::Header { offset, header }))
@@ -518,11 +562,12 @@ impl FrameDecoder {
                 Err(e) => self.fail(FrameErrorKind::Header(e)),
             };
         }
-        if self.buf.len() < FRAME_HEADER_LEN {
+        if self.avail().len() < FRAME_HEADER_LEN {
+            self.unpend();
             return Ok(None);
         }
         let mut b = [0u8; 8];
-        b.copy_from_slice(&self.buf[..8]);
+        b.copy_from_slice(&self.avail()[..8]);
         let header = match FrameHeader::parse(&b) {
             Ok(h) => h,
             Err(k) => return self.fail(k),
@@ -532,7 +577,8 @@ impl FrameDecoder {
                 .fail(FrameErrorKind::TooLarge { size: header.size, max: self.max_frame_size });
         }
         let size = header.size as usize;
-        if self.buf.len() < size {
+        if self.avail().len() < size {
+            self.unpend();
             // Reserve for what is coming, but never on the peer's word alone: a header
             // claiming 3 GB must not allocate 3 GB before the bytes arrive. Growing by what
             // has arrived (at least 64 KiB) keeps the growth geometric, so a large frame is
@@ -542,7 +588,7 @@ impl FrameDecoder {
             return Ok(None);
         }
         let offset = self.offset;
-        let bytes = self.buf.split_to(size).freeze();
+        let bytes = self.consume(size);
         self.offset += size as u64;
         Ok(Some(StreamItem::Frame(RawFrame { offset, header, bytes })))
     }

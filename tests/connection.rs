@@ -1023,3 +1023,43 @@ fn a_second_open_or_a_begin_on_a_used_channel_are_refused() {
         Some(None) | Some(Some(ConnectionError::Violation(Violation::UnknownChannel { .. })))
     ));
 }
+
+#[test]
+fn large_bodies_travel_without_copies_through_chunks_and_owned_reads() {
+    let mut server = Config::new("server");
+    server.max_frame_size = 4 << 20;
+    let mut client = Config::new("client");
+    client.max_frame_size = 4 << 20;
+    let (mut p, snd, rcv) = link_pair(client, server, 75);
+    p.server.flow(rcv, 4, false).expect("credit");
+    p.drive();
+    let body = Bytes::from(vec![0xab; 1 << 20]);
+    let message = amqpwire::message::Message::with_data(body.clone());
+    let mut payload = amqpwire::message::Payload::default();
+    message.encode_payload(&mut payload);
+    p.client.send_payload(snd, Bytes::from_static(b"big"), &payload, true).expect("send");
+    // The sender passes the body on as it was given.
+    let mut chunks = Vec::new();
+    p.client.poll_transmit_chunks(&mut chunks);
+    assert!(chunks.iter().any(|c| c.as_ptr() == body.as_ptr() && c.len() == body.len()));
+    // The transport gathers what it reads into one buffer and hands it over.
+    let mut read = bytes::BytesMut::new();
+    for c in &chunks {
+        read.extend_from_slice(c);
+    }
+    let read = read.freeze();
+    p.server.handle_input_bytes(read.clone(), p.now);
+    let got = events(&mut p.server)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Delivery { payload, .. } => Some(payload),
+            _ => None,
+        })
+        .expect("delivered");
+    // The delivery is a slice of the transport's buffer: no copy on the way in either.
+    let range = read.as_ptr() as usize..read.as_ptr() as usize + read.len();
+    assert!(range.contains(&(got.as_ptr() as usize)));
+    let decoded = amqpwire::message::Message::decode(&got).expect("message");
+    assert_eq!(decoded.body.as_data().map(|b| b.len()), Some(1 << 20));
+    assert_eq!(decoded, message);
+}

@@ -7,6 +7,7 @@ use super::link::{Incoming, Link, LinkId, LinkOptions, LinkState, Unsettled};
 use super::session::{Session, SessionState};
 use super::{Connection, Event, Scope, SessionId, UsageError, Violation};
 use crate::frame::FrameEncoder;
+use crate::message::Payload;
 use crate::types::{
     Attach, DeliveryState, Detach, Disposition, Error, Flow, Handle, Performative,
     ReceiverSettleMode, Role, SenderSettleMode, SequenceNo, Transfer,
@@ -71,6 +72,39 @@ impl Connection {
         payload: &[u8],
         settled: bool,
     ) -> Result<SequenceNo, UsageError> {
+        self.send_with(link, tag, payload.len(), settled, |enc, channel, t, out| {
+            enc.encode_transfer(channel, t, payload, &mut out.head)
+        })
+    }
+
+    /// Sender: like [`Connection::send`] for a message encoded into a [`Payload`]; its
+    /// referenced data sections stay referenced in the output, so with
+    /// [`Connection::poll_transmit_chunks`] a large body reaches the transport uncopied.
+    pub fn send_payload(
+        &mut self,
+        link: LinkId,
+        tag: Bytes,
+        payload: &Payload,
+        settled: bool,
+    ) -> Result<SequenceNo, UsageError> {
+        self.send_with(link, tag, payload.len(), settled, |enc, channel, t, out| {
+            enc.encode_payload_transfer(channel, t, payload, out)
+        })
+    }
+
+    fn send_with(
+        &mut self,
+        link: LinkId,
+        tag: Bytes,
+        len: usize,
+        settled: bool,
+        encode: impl FnOnce(
+            &FrameEncoder,
+            u16,
+            &Transfer,
+            &mut Payload,
+        ) -> Result<usize, crate::frame::FrameTooLarge>,
+    ) -> Result<SequenceNo, UsageError> {
         let max = self.peer_max_frame_size;
         let layout = self.cfg.layout;
         let s = self.session_mut(link.session).ok_or(UsageError::UnknownSession)?;
@@ -94,8 +128,8 @@ impl Connection {
         }
         // 2.7.3: the peer's max-message-size bounds what we may send on the link.
         if let Some(max) = l.remote.as_ref().and_then(|a| a.max_message_size).filter(|m| *m > 0) {
-            if payload.len() as u64 > max {
-                return Err(UsageError::MessageTooLarge { size: payload.len(), max });
+            if len as u64 > max {
+                return Err(UsageError::MessageTooLarge { size: len, max });
             }
         }
         let mut t = Transfer::new(link.handle);
@@ -103,20 +137,22 @@ impl Connection {
         t.delivery_tag = Some(tag.clone());
         t.message_format = Some(0);
         t.settled = Some(settled);
-        // Encode straight into the output buffer (no per-message allocation); undone if
-        // the peer's window cannot take the frames.
-        let start = self.out.len();
+        // Encode straight into the output (no per-message allocation); undone if the
+        // peer's window cannot take the frames.
+        let (start, start_inserts) = (self.out.head.len(), self.out.inserts.len());
         let enc = FrameEncoder { max_frame_size: max, layout };
-        let frames = match enc.encode_transfer(link.session.0, &t, payload, &mut self.out) {
+        let frames = match encode(&enc, link.session.0, &t, &mut self.out) {
             Ok(n) => n,
             Err(_) => {
-                self.out.truncate(start);
+                self.out.head.truncate(start);
+                self.out.inserts.truncate(start_inserts);
                 return Err(UsageError::TooLarge);
             }
         };
         // 2.5.6: the sender MUST NOT send more transfer frames than the peer's window.
         if frames as u32 > remote_window {
-            self.out.truncate(start);
+            self.out.head.truncate(start);
+            self.out.inserts.truncate(start_inserts);
             return Err(UsageError::SessionWindowFull);
         }
         let s = self.session_mut(link.session).ok_or(UsageError::UnknownSession)?;
@@ -130,7 +166,7 @@ impl Connection {
         s.next_delivery_id = delivery_id.next();
         s.next_outgoing_id = s.next_outgoing_id.wrapping_add(frames as u32);
         s.remote_incoming_window -= frames as u32;
-        self.account_out(start);
+        self.account_out(start, start_inserts);
         Ok(delivery_id)
     }
 
@@ -545,25 +581,36 @@ impl Connection {
         self.send_performative(link.session.0, Performative::Flow(f));
     }
 
-    /// Accounts for frames just encoded into the output buffer from `start`: stream
-    /// offsets, the keepalive timer, and the trace (each frame, when tracing is on).
-    fn account_out(&mut self, start: usize) {
-        let end = self.out.len();
+    /// Accounts for frames just added to the output from head offset `start` (and insert
+    /// `start_inserts`): stream offsets, the keepalive timer, and the trace (each frame,
+    /// when tracing is on).
+    fn account_out(&mut self, start: usize, start_inserts: usize) {
+        let added_inserts: usize =
+            self.out.inserts[start_inserts..].iter().map(|(_, b)| b.len()).sum();
+        let added = self.out.head.len() - start + added_inserts;
         if self.cfg.trace.is_some() {
-            let bytes = self.out[start..end].to_vec();
+            // Only when tracing: gather the new bytes in order, then trace frame by frame.
+            let mut bytes = Vec::with_capacity(added);
+            let mut at = start;
+            for (pos, b) in &self.out.inserts[start_inserts..] {
+                bytes.extend_from_slice(&self.out.head[at..*pos]);
+                bytes.extend_from_slice(b);
+                at = *pos;
+            }
+            bytes.extend_from_slice(&self.out.head[at..]);
             let mut d = crate::frame::FrameDecoder::new(u32::MAX).frames_first();
             d.push(&bytes);
-            let mut at = 0usize;
+            let mut off = 0usize;
             while let Ok(Some(crate::frame::StreamItem::Frame(raw))) = d.next_item() {
                 let len = raw.bytes.len();
                 if let Ok(frame) = raw.decode(crate::codec::DecodeOptions::STRICT) {
-                    self.trace_out(&bytes[at..at + len], &frame);
+                    self.trace_out(&bytes[off..off + len], &frame);
                 }
                 self.out_offset += len as u64;
-                at += len;
+                off += len;
             }
         } else {
-            self.out_offset += (end - start) as u64;
+            self.out_offset += added as u64;
         }
         self.arm_keepalive();
     }

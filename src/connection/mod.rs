@@ -52,6 +52,7 @@ use crate::frame::{
     Frame, FrameBody, FrameDecoder, FrameEncoder, ProtocolHeader, ProtocolId, RawFrame, StreamItem,
     MIN_MAX_FRAME_SIZE,
 };
+use crate::message::Payload;
 use crate::sasl::{AuthStep, Authenticator, SaslClient, SaslError};
 use crate::types::{
     Close, Fields, Layout, Open, Performative, SaslChallenge, SaslFrameBody, SaslInit,
@@ -373,7 +374,7 @@ pub struct Connection {
     state: ConnectionState,
     sasl: Sasl,
     decoder: FrameDecoder,
-    out: Vec<u8>,
+    out: Payload,
     out_offset: u64,
     events: VecDeque<Event>,
     timers: [Option<Instant>; 3],
@@ -426,7 +427,7 @@ impl Connection {
             state: ConnectionState::Start,
             sasl: Sasl::Off,
             decoder: FrameDecoder::new(max),
-            out: Vec::new(),
+            out: Payload::default(),
             out_offset: 0,
             events: VecDeque::new(),
             timers: [None; 3],
@@ -468,14 +469,34 @@ impl Connection {
 
     /// Bytes received from the transport, split anywhere.
     pub fn handle_input(&mut self, data: &[u8], now: Instant) {
+        if self.before_input(now) {
+            self.decoder.push(data);
+            self.process_input();
+        }
+    }
+
+    /// Bytes received from the transport, handed over: frames that lie wholly inside them
+    /// reach the application (as delivery payloads) without being copied.
+    pub fn handle_input_bytes(&mut self, data: Bytes, now: Instant) {
+        if self.before_input(now) {
+            self.decoder.push_bytes(data);
+            self.process_input();
+        }
+    }
+
+    /// Notes the time and the peer's liveness; `false` when the connection is over.
+    fn before_input(&mut self, now: Instant) -> bool {
         self.now = Some(now);
         if self.state == ConnectionState::End {
-            return;
+            return false;
         }
         if let Some(idle) = self.cfg.idle_time_out.filter(|_| self.is_open_or_closing()) {
             self.timers[Timer::Idle as usize] = Some(now + idle);
         }
-        self.decoder.push(data);
+        true
+    }
+
+    fn process_input(&mut self) {
         while self.state != ConnectionState::End {
             match self.decoder.next_item() {
                 Ok(None) => break,
@@ -587,11 +608,32 @@ impl Connection {
 
     /// Appends the bytes to write to the transport.
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) {
-        if buf.is_empty() {
-            std::mem::swap(buf, &mut self.out);
-        } else {
-            buf.extend_from_slice(&self.out);
-            self.out.clear();
+        // Nothing referenced and an empty buffer: hand the output over without a copy.
+        if buf.is_empty() && self.out.inserts.is_empty() {
+            std::mem::swap(buf, &mut self.out.head);
+            return;
+        }
+        for chunk in self.out.chunks() {
+            buf.extend_from_slice(chunk);
+        }
+        self.out.clear();
+    }
+
+    /// Appends the bytes to write as chunks, for a vectored write: large message bodies
+    /// sent with [`Connection::send_payload`] are passed on as they were given, not copied.
+    pub fn poll_transmit_chunks(&mut self, chunks: &mut Vec<Bytes>) {
+        let out = std::mem::take(&mut self.out);
+        let head = Bytes::from(out.head);
+        let mut at = 0;
+        for (pos, b) in out.inserts {
+            if pos > at {
+                chunks.push(head.slice(at..pos));
+            }
+            chunks.push(b);
+            at = pos;
+        }
+        if head.len() > at {
+            chunks.push(head.slice(at..));
         }
     }
 
@@ -1136,7 +1178,7 @@ impl Connection {
     }
 
     fn push_out(&mut self, bytes: &[u8]) {
-        self.out.extend_from_slice(bytes);
+        self.out.head.extend_from_slice(bytes);
         self.out_offset += bytes.len() as u64;
         self.arm_keepalive();
     }
