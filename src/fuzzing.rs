@@ -49,8 +49,13 @@ pub fn frames(data: &[u8]) {
     let cut = data.first().map_or(0, |b| usize::from(*b) % (data.len() + 1));
     let mut d = FrameDecoder::new(64 * 1024).frames_first().sniff_headers(true);
     let mut seen = 0usize;
-    for part in [&data[..cut], &data[cut..]] {
-        d.push(part);
+    for (i, part) in [&data[..cut], &data[cut..]].into_iter().enumerate() {
+        // The second part goes in as an owned chunk: the no-copy path must agree too.
+        if i == 0 {
+            d.push(part);
+        } else {
+            d.push_bytes(Bytes::copy_from_slice(part));
+        }
         loop {
             match d.next_item() {
                 Ok(Some(StreamItem::Frame(raw))) => {

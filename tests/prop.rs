@@ -226,7 +226,12 @@ fn items(stream: &[u8], cuts: &[usize]) -> Vec<StreamItem> {
     let mut out = Vec::new();
     let mut at = 0;
     for p in points {
-        d.push(&stream[at..p]);
+        // Alternate the copying and the owned (no-copy) input paths.
+        if out.len() % 2 == 0 {
+            d.push(&stream[at..p]);
+        } else {
+            d.push_bytes(bytes::Bytes::copy_from_slice(&stream[at..p]));
+        }
         at = p;
         while let Some(item) = d.next_item().expect("valid stream") {
             out.push(item);
