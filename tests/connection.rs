@@ -1063,3 +1063,64 @@ fn large_bodies_travel_without_copies_through_chunks_and_owned_reads() {
     assert_eq!(decoded.body.as_data().map(|b| b.len()), Some(1 << 20));
     assert_eq!(decoded, message);
 }
+
+#[test]
+fn sasl_frames_out_of_place_and_foreign_headers_are_refused() {
+    use amqpwire::types::{SaslFrameBody, SaslOutcome};
+    let sasl_frame = |body: SaslFrameBody| {
+        let mut b = Vec::new();
+        FrameEncoder::new(u32::MAX).encode_sasl(&body, &mut b).expect("sasl");
+        b
+    };
+    // A SASL outcome on a connection that never did SASL: after open, it is out of place.
+    let mut b = server_open(Open::new("x"));
+    b.extend(sasl_frame(SaslOutcome { code: SaslCode::OK, additional_data: None }.into()));
+    let (c, out, _) = client_facing(&b);
+    assert_eq!(c.state(), ConnectionState::Discarding);
+    assert!(performatives(&out).contains(&"close".to_owned()));
+
+    // An AMQP frame in the middle of the SASL exchange.
+    let mut cfg = Config::new("client");
+    cfg.sasl_client = Some(SaslClient::plain("alice", "secret"));
+    let mut c = Connection::client(cfg);
+    let mut stream = ProtocolHeader::SASL.to_bytes().to_vec();
+    stream.extend(frame(0, Performative::Close(Default::default())));
+    c.handle_input(&stream, Instant::now());
+    assert!(c.is_ended());
+    let ev = events(&mut c);
+    assert!(
+        matches!(
+            ended(&ev),
+            Some(Some(ConnectionError::Violation(Violation::UnexpectedFrameType("AMQP"))))
+        ),
+        "{ev:?}"
+    );
+
+    // A server asked for TLS inside AMQP answers with the plain header and names the problem.
+    let mut s = Connection::server(Config::new("server"));
+    s.handle_input(&ProtocolHeader::TLS.to_bytes(), Instant::now());
+    let mut out = Vec::new();
+    s.poll_transmit(&mut out);
+    assert_eq!(out, ProtocolHeader::AMQP.to_bytes());
+    let ev = events(&mut s);
+    assert!(
+        matches!(ended(&ev), Some(Some(ConnectionError::ProtocolMismatch(m))) if m.contains("amqps")),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn closing_during_sasl_ends_without_an_amqp_close() {
+    let mut cfg = Config::new("client");
+    cfg.sasl_client = Some(SaslClient::anonymous(""));
+    let mut c = Connection::client(cfg);
+    let mut out = Vec::new();
+    c.poll_transmit(&mut out);
+    assert_eq!(out, ProtocolHeader::SASL.to_bytes());
+    c.close(None).expect("close");
+    assert!(c.is_ended());
+    out.clear();
+    c.poll_transmit(&mut out);
+    assert!(out.is_empty(), "no AMQP close can be sent before the AMQP header");
+    assert_eq!(ended(&events(&mut c)), Some(&None));
+}
