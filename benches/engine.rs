@@ -58,54 +58,43 @@ impl Pair {
 
     /// Moves bytes both ways until quiet; returns the deliveries the server saw.
     fn pump(&mut self) -> u64 {
+        self.pump_with(false)
+    }
+
+    /// Moves bytes both ways until quiet. Bytes arrive in socket-sized reads, as a
+    /// transport would hand them over. With `zero_copy`, the client's output goes out as
+    /// chunks (bodies referenced) and the transport gathers them into one read buffer (its
+    /// one copy, like a socket's) that it hands over.
+    fn pump_with(&mut self, zero_copy: bool) -> u64 {
         let mut delivered = 0;
+        let mut chunks = Vec::new();
         loop {
-            // Bytes arrive in socket-sized reads, as a transport would hand them over.
-            self.buf.clear();
-            self.client.poll_transmit(&mut self.buf);
-            let a = !self.buf.is_empty();
-            for chunk in self.buf.chunks(READ_SIZE) {
-                self.server.handle_input(chunk, self.now);
-            }
+            let a = if zero_copy {
+                chunks.clear();
+                self.client.poll_transmit_chunks(&mut chunks);
+                if !chunks.is_empty() {
+                    let mut read =
+                        bytes::BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+                    for c in &chunks {
+                        read.extend_from_slice(c);
+                    }
+                    self.server.handle_input_bytes(read.freeze(), self.now);
+                }
+                !chunks.is_empty()
+            } else {
+                self.buf.clear();
+                self.client.poll_transmit(&mut self.buf);
+                for chunk in self.buf.chunks(READ_SIZE) {
+                    self.server.handle_input(chunk, self.now);
+                }
+                !self.buf.is_empty()
+            };
             self.buf.clear();
             self.server.poll_transmit(&mut self.buf);
             let b = !self.buf.is_empty();
             for chunk in self.buf.chunks(READ_SIZE) {
                 self.client.handle_input(chunk, self.now);
             }
-            while let Some(e) = self.server.poll_event() {
-                if matches!(e, Event::Delivery { .. }) {
-                    delivered += 1;
-                }
-            }
-            while self.client.poll_event().is_some() {}
-            if !a && !b {
-                return delivered;
-            }
-        }
-    }
-
-    /// Moves bytes both ways until quiet, the large-message way: the sender's output goes
-    /// out as chunks (bodies referenced), the transport gathers each direction into one
-    /// read buffer (its one copy, like a socket's) and hands it over.
-    fn pump_chunks(&mut self) -> u64 {
-        let mut delivered = 0;
-        let mut chunks = Vec::new();
-        loop {
-            chunks.clear();
-            self.client.poll_transmit_chunks(&mut chunks);
-            let a = !chunks.is_empty();
-            if a {
-                let mut read = bytes::BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
-                for c in &chunks {
-                    read.extend_from_slice(c);
-                }
-                self.server.handle_input_bytes(read.freeze(), self.now);
-            }
-            self.buf.clear();
-            self.server.poll_transmit(&mut self.buf);
-            let b = !self.buf.is_empty();
-            self.client.handle_input(&self.buf, self.now);
             while let Some(e) = self.server.poll_event() {
                 if matches!(e, Event::Delivery { .. }) {
                     delivered += 1;
@@ -130,7 +119,7 @@ impl Pair {
                     Err(e) => panic!("{e}"),
                 }
             }
-            done += self.pump_chunks();
+            done += self.pump_with(true);
             if self.server.link_credit(self.rcv).is_some_and(|c| c < 32) {
                 self.server.flow(self.rcv, 64, false).expect("credit");
             }

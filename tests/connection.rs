@@ -428,24 +428,8 @@ use bytes::Bytes;
 /// An open pair with one session and a sender (client) → receiver (server) link.
 fn link_pair(client: Config, server: Config, seed: u64) -> (Pair, LinkId, LinkId) {
     let mut p = Pair::new(client, server, seed);
-    let s = p.client.begin().expect("begin");
-    let link = p.client.attach(s, LinkOptions::sender("telemetry", "q1")).expect("attach");
-    p.drive();
-    let ce = events(&mut p.client);
-    assert!(ce
-        .iter()
-        .any(|e| matches!(e, Event::LinkAttached { link: l, by_peer: false, .. } if *l == link)));
-    let remote = events(&mut p.server)
-        .into_iter()
-        .find_map(|e| match e {
-            Event::LinkAttached { link, by_peer: true, remote } => {
-                assert_eq!(remote.role, Role::SENDER);
-                Some(link)
-            }
-            _ => None,
-        })
-        .expect("the server saw the attach");
-    (p, link, remote)
+    let (snd, rcv) = p.attach(LinkOptions::sender("telemetry", "q1"));
+    (p, snd, rcv)
 }
 
 fn deliveries(events: &[Event]) -> Vec<(u32, Bytes, bool)> {
@@ -646,18 +630,9 @@ fn a_frame_for_an_unknown_handle_ends_the_session_with_unattached_handle() {
 #[test]
 fn a_sender_respects_the_receivers_max_message_size() {
     let mut p = Pair::new(Config::new("client"), Config::new("server"), 51);
-    let s = p.client.begin().expect("begin");
     let mut opts = LinkOptions::receiver("inbox", "q1");
     opts.max_message_size = Some(1000);
-    let rcv = p.client.attach(s, opts).expect("attach");
-    p.drive();
-    let snd = events(&mut p.server)
-        .into_iter()
-        .find_map(|e| match e {
-            Event::LinkAttached { link, .. } => Some(link),
-            _ => None,
-        })
-        .expect("attached");
+    let (rcv, snd) = p.attach(opts);
     p.client.flow(rcv, 5, false).expect("credit");
     p.drive();
     assert_eq!(
@@ -794,18 +769,9 @@ fn the_application_can_accept_or_refuse_a_peer_attach() {
 #[test]
 fn receiver_settle_mode_second_settles_after_the_sender() {
     let mut p = Pair::new(Config::new("client"), Config::new("server"), 59);
-    let s = p.client.begin().expect("begin");
     let mut opts = LinkOptions::sender("twophase", "q");
     opts.rcv_settle_mode = amqpwire::types::ReceiverSettleMode::SECOND;
-    let snd = p.client.attach(s, opts).expect("attach");
-    p.drive();
-    let rcv = events(&mut p.server)
-        .into_iter()
-        .find_map(|e| match e {
-            Event::LinkAttached { link, .. } => Some(link),
-            _ => None,
-        })
-        .expect("attached");
+    let (snd, rcv) = p.attach(opts);
     p.server.flow(rcv, 1, false).expect("credit");
     p.drive();
     let id = p.client.send(snd, Bytes::from_static(b"1"), b"payload", false).expect("send");
@@ -840,18 +806,9 @@ fn receiver_settle_mode_second_settles_after_the_sender() {
 #[test]
 fn a_sender_keeps_to_its_settle_mode() {
     let mut p = Pair::new(Config::new("client"), Config::new("server"), 61);
-    let s = p.client.begin().expect("begin");
     let mut opts = LinkOptions::sender("presettled-only", "q");
     opts.snd_settle_mode = amqpwire::types::SenderSettleMode::SETTLED;
-    let snd = p.client.attach(s, opts).expect("attach");
-    p.drive();
-    let rcv = events(&mut p.server)
-        .into_iter()
-        .find_map(|e| match e {
-            Event::LinkAttached { link, .. } => Some(link),
-            _ => None,
-        })
-        .expect("attached");
+    let (snd, rcv) = p.attach(opts);
     p.server.flow(rcv, 2, false).expect("credit");
     p.drive();
     assert_eq!(p.client.send(snd, Bytes::new(), b"x", false), Err(UsageError::SettleOrder));
@@ -1016,12 +973,17 @@ fn a_second_open_or_a_begin_on_a_used_channel_are_refused() {
         properties: None,
     };
     b.extend(frame(0, Performative::Begin(begin)));
-    let (c, _, ev) = client_facing(&b);
+    let (c, out, _) = client_facing(&b);
     assert_eq!(c.state(), ConnectionState::Discarding);
-    assert!(matches!(
-        ended(&ev).or(Some(&None)),
-        Some(None) | Some(Some(ConnectionError::Violation(Violation::UnknownChannel { .. })))
-    ));
+    // Closed with not-found, naming the channel that no session of ours uses.
+    let json: Vec<_> = Inspector::inspect_all(&out, DecodeOptions::STRICT)
+        .iter()
+        .flat_map(amqpwire::inspect::json::record_json)
+        .collect();
+    let close = json.iter().find(|j| j["performative"] == "close").expect("close");
+    assert_eq!(close["fields"]["error"]["error"]["condition"], condition::NOT_FOUND);
+    let text = close["fields"]["error"]["error"]["description"].as_str().expect("description");
+    assert!(text.contains("channel 3"), "{text}");
 }
 
 #[test]

@@ -43,20 +43,7 @@ fn run(ops: &[Op], seed: u64, max_frame: u32) -> Result<Outcome, TestCaseError> 
     server.max_frame_size = max_frame;
     server.session.incoming_window = 16;
     let mut p = Pair::new(Config::new("client"), server, seed);
-    let session = p.client.begin().map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let snd = p
-        .client
-        .attach(session, LinkOptions::sender("s", "q"))
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    p.drive();
-    let rcv = events(&mut p.server)
-        .into_iter()
-        .find_map(|e| match e {
-            Event::LinkAttached { link, .. } => Some(link),
-            _ => None,
-        })
-        .ok_or_else(|| TestCaseError::fail("no attach"))?;
-    let _ = events(&mut p.client);
+    let (snd, rcv) = p.attach(LinkOptions::sender("s", "q"));
 
     let mut out =
         Outcome { received: Vec::new(), settled_at_sender: Vec::new(), sends: Vec::new() };

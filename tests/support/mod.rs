@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use amqpwire::connection::{Config, Connection, ConnectionError, Event};
+use amqpwire::connection::{Config, Connection, ConnectionError, Event, LinkId, LinkOptions};
 
 /// Two connections and the wire between them.
 pub(crate) struct Pair {
@@ -111,4 +111,35 @@ pub(crate) fn ended(events: &[Event]) -> Option<&Option<ConnectionError>> {
         Event::Ended { error } => Some(error),
         _ => None,
     })
+}
+
+impl Pair {
+    /// Begins a session on the client, attaches a link with `opts` on it, and drives until
+    /// the server has answered; returns the client's link and the server's. Panics (the
+    /// test fails) if either side does not report the attach.
+    pub(crate) fn attach(&mut self, opts: LinkOptions) -> (LinkId, LinkId) {
+        let role = opts.role;
+        let session = self.client.begin().expect("begin");
+        let ours = self.client.attach(session, opts).expect("attach");
+        self.drive();
+        let ce = events(&mut self.client);
+        assert!(
+            ce.iter().any(
+                |e| matches!(e, Event::LinkAttached { link, by_peer: false, .. } if *link == ours)
+            ),
+            "the client's attach was not answered: {ce:?}"
+        );
+        let theirs = events(&mut self.server)
+            .into_iter()
+            .find_map(|e| match e {
+                Event::LinkAttached { link, by_peer: true, remote } => {
+                    // The server saw the client's role in the attach.
+                    assert_eq!(remote.role, role);
+                    Some(link)
+                }
+                _ => None,
+            })
+            .expect("the server saw the attach");
+        (ours, theirs)
+    }
 }
