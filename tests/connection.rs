@@ -6,7 +6,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{ended, events, Pair};
+use support::{ended, events, frame, sent, Pair};
 
 use amqpwire::codec::DecodeOptions;
 use amqpwire::connection::{
@@ -163,14 +163,11 @@ fn a_silent_peer_is_closed_with_resource_limit_exceeded() {
     p.drive();
     p.cut_s2c = true; // the server's bytes no longer arrive
     p.advance(Duration::from_secs(2));
-    let close = Inspector::inspect_all(&p.c2s, DecodeOptions::STRICT)
+    let close = sent(&p.c2s)
         .into_iter()
         .rev()
-        .find_map(|r| match r {
-            Record::Frame(f) => match f.frame.ok()?.body {
-                FrameBody::Amqp { performative: Performative::Close(c), .. } => Some(c),
-                _ => None,
-            },
+        .find_map(|(_, p)| match p {
+            Performative::Close(c) => Some(c),
             _ => None,
         })
         .expect("a close");
@@ -213,13 +210,10 @@ fn client_facing(bytes: &[u8]) -> (Connection, Vec<u8>, Vec<Event>) {
 /// The condition and description of the close in a byte stream (the test fails if there
 /// is no close with an error).
 fn close_error(stream: &[u8]) -> (String, String) {
-    Inspector::inspect_all(stream, DecodeOptions::STRICT)
+    sent(stream)
         .into_iter()
-        .find_map(|r| match r {
-            Record::Frame(f) => match f.frame.ok()?.body {
-                FrameBody::Amqp { performative: Performative::Close(c), .. } => c.error,
-                _ => None,
-            },
+        .find_map(|(_, p)| match p {
+            Performative::Close(c) => c.error,
             _ => None,
         })
         .map(|e| {
@@ -757,13 +751,10 @@ fn the_application_can_accept_or_refuse_a_peer_attach() {
         .expect("the refused link was detached with the error");
     assert_eq!(refused.condition.as_str(), condition::UNAUTHORIZED_ACCESS);
     // 2.6.3: the refusal attached with a null target before detaching.
-    let attaches: Vec<_> = Inspector::inspect_all(&p.s2c, DecodeOptions::STRICT)
+    let attaches: Vec<_> = sent(&p.s2c)
         .into_iter()
-        .filter_map(|r| match r {
-            Record::Frame(f) => match f.frame.ok()?.body {
-                FrameBody::Amqp { performative: Performative::Attach(a), .. } => Some(a),
-                _ => None,
-            },
+        .filter_map(|(_, p)| match p {
+            Performative::Attach(a) => Some(a),
             _ => None,
         })
         .collect();
@@ -821,36 +812,12 @@ fn a_sender_keeps_to_its_settle_mode() {
     assert!(p.client.send(snd, Bytes::new(), b"x", true).is_ok());
 }
 
-/// Encodes `p` on `channel` as one frame.
-fn frame(channel: u16, p: Performative) -> Vec<u8> {
-    let mut b = Vec::new();
-    FrameEncoder::new(u32::MAX).encode_amqp(channel, &p, &[], &mut b).expect("frame");
-    b
-}
-
 /// A server-side receiving link with `credit`, and a function to inject raw transfers as
 /// if the client had sent them.
 fn receiving(credit: u32, max_message_size: Option<u64>, seed: u64) -> (Pair, LinkId) {
-    let mut server = Config::new("server");
-    server.accept_links = false;
-    let mut p = Pair::new(Config::new("client"), server, seed);
-    let s = p.client.begin().expect("begin");
-    p.client.attach(s, LinkOptions::sender("raw", "q")).expect("attach");
-    p.drive();
-    let link = events(&mut p.server)
-        .into_iter()
-        .find_map(|e| match e {
-            Event::AttachRequested { link, .. } => Some(link),
-            _ => None,
-        })
-        .expect("requested");
     let mut opts = LinkOptions::receiver("raw", "q");
     opts.max_message_size = max_message_size;
-    p.server.accept_attach(link, Some(opts)).expect("accept");
-    p.server.flow(link, credit, false).expect("credit");
-    p.drive();
-    let _ = events(&mut p.client);
-    (p, link)
+    support::raw_receiver(seed, credit, opts)
 }
 
 fn transfer(id: Option<u32>, more: bool, aborted: bool, payload: &[u8]) -> Vec<u8> {

@@ -94,6 +94,14 @@ pub enum Violation {
     TransferToSender,
     /// A performative that needs an open connection arrived before the open exchange.
     NotOpen(&'static str),
+    /// The `unsettled` map of an attach is not a map of delivery-tags to delivery states
+    /// (link scope).
+    BadUnsettledMap(String),
+    /// A new (not resumed) delivery after we sent an incomplete unsettled map (link scope).
+    NewDeliveryDuringResume,
+    /// The peer began more sessions than wait for the application's answer, or sent more
+    /// frames on one than we hold before it is answered (session scope).
+    PendingBeginOverflow,
 }
 
 impl Violation {
@@ -118,6 +126,9 @@ impl Violation {
             Self::MissingDeliveryId | Self::DeliveryIdChanged { .. } => condition::INVALID_FIELD,
             Self::MessageSizeExceeded { .. } => condition::MESSAGE_SIZE_EXCEEDED,
             Self::TransferToSender => condition::NOT_ALLOWED,
+            Self::BadUnsettledMap(_) => condition::INVALID_FIELD,
+            Self::NewDeliveryDuringResume => condition::ILLEGAL_STATE,
+            Self::PendingBeginOverflow => condition::RESOURCE_LIMIT_EXCEEDED,
             Self::IdleTimeout => condition::RESOURCE_LIMIT_EXCEEDED,
         }
     }
@@ -129,12 +140,15 @@ impl Violation {
             Self::HandleInUse(_)
             | Self::HandleMaxExceeded { .. }
             | Self::UnattachedHandle { .. }
-            | Self::WindowViolation => Scope::Session,
+            | Self::WindowViolation
+            | Self::PendingBeginOverflow => Scope::Session,
             Self::TransferLimitExceeded
             | Self::MissingDeliveryId
             | Self::DeliveryIdChanged { .. }
             | Self::MessageSizeExceeded { .. }
-            | Self::TransferToSender => Scope::Link,
+            | Self::TransferToSender
+            | Self::BadUnsettledMap(_)
+            | Self::NewDeliveryDuringResume => Scope::Link,
             _ => Scope::Connection,
         }
     }
@@ -206,6 +220,13 @@ impl fmt::Display for Violation {
             Self::TransferToSender => {
                 f.write_str("2.6.1 links: a transfer on a link whose receiver is the peer")
             }
+            Self::BadUnsettledMap(why) => write!(f, "2.7.3 attach: {why}"),
+            Self::NewDeliveryDuringResume => f.write_str(
+                "2.7.3 attach: a new delivery after our incomplete unsettled map (only resumed ones may follow)",
+            ),
+            Self::PendingBeginOverflow => f.write_str(
+                "2.5.1 sessions: more unanswered begins, or frames on one, than we hold",
+            ),
         }
     }
 }
@@ -274,6 +295,13 @@ pub enum UsageError {
     /// The settlement breaks the link's settle modes: a settled delivery on an unsettled
     /// sender (or the reverse), or a receiver in mode second settling before the sender.
     SettleOrder,
+    /// The peer's unsettled map was incomplete: only resumed deliveries may be sent on this
+    /// attachment (2.7.3).
+    ResumeOnly,
+    /// The link carries no delivery with that tag over from an earlier attachment.
+    NotResumable,
+    /// The session is not waiting for the application's answer to the peer's begin.
+    NotRequested,
     /// The message exceeds the max-message-size the peer set on the link.
     MessageTooLarge {
         /// The message's size.
@@ -301,6 +329,13 @@ impl fmt::Display for UsageError {
                 write!(f, "a {size}-byte message exceeds the peer's max-message-size {max}")
             }
             Self::SettleOrder => f.write_str("the settlement breaks the link's settle modes"),
+            Self::ResumeOnly => f.write_str(
+                "the peer's unsettled map was incomplete: only resumed deliveries may be sent",
+            ),
+            Self::NotResumable => {
+                f.write_str("the link carries no delivery with that tag from an earlier attach")
+            }
+            Self::NotRequested => f.write_str("the session does not wait for an answer"),
         }
     }
 }

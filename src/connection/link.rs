@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::codec::{DecodeOptions, Fmt, Reader, Symbol, Value};
 use crate::types::{
-    Attach, AttachSource, AttachTarget, DeliveryState, Fields, Handle, ReceiverSettleMode, Role,
-    SenderSettleMode, SequenceNo, Source, Target,
+    Attach, AttachSource, AttachTarget, Codec, Coordinator, DeliveryState, Fields, Handle,
+    ReceiverSettleMode, Role, SenderSettleMode, SequenceNo, Source, Target,
 };
 
 use super::SessionId;
@@ -34,6 +35,54 @@ pub enum LinkState {
     DetachSent,
 }
 
+/// A delivery left unsettled by an earlier attachment of a link, known by its tag: what
+/// the `unsettled` map of an attach carries (2.6.13).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnsettledDelivery {
+    /// The delivery-tag.
+    pub tag: Bytes,
+    /// Its state as this side last knew it (`None`: no state yet).
+    pub state: Option<DeliveryState>,
+}
+
+/// What the peer's attach said of a delivery we carried over (2.6.13).
+#[derive(Clone, Debug, PartialEq)]
+pub enum PeerUnsettled {
+    /// The peer's map is complete and lacks the tag: the peer has no record of it (never
+    /// received, or settled and forgotten). A sender may send it again as a new delivery
+    /// or forget it; a resumed transfer would be ignored.
+    Unknown,
+    /// The peer's map was incomplete and lacks the tag: nothing can be concluded yet.
+    NotListed,
+    /// The peer holds the delivery unsettled, in this state. A terminal outcome means the
+    /// sender only needs to settle it; otherwise it resumes the transfer.
+    Known(Option<DeliveryState>),
+}
+
+/// A delivery that may be resumed on a re-attached link: our side's record and the
+/// peer's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resumable {
+    /// The delivery-tag.
+    pub tag: Bytes,
+    /// Its state on our side.
+    pub local: Option<DeliveryState>,
+    /// What the peer's attach said of it (`None` until the peer's attach arrives).
+    pub remote: Option<PeerUnsettled>,
+}
+
+impl Resumable {
+    /// Carried over from `u`, the peer not heard yet.
+    pub(crate) fn carried(u: &UnsettledDelivery) -> Self {
+        Self { tag: u.tag.clone(), local: u.state.clone(), remote: None }
+    }
+
+    /// Our record of it, for an `unsettled` map.
+    pub(crate) fn record(&self) -> UnsettledDelivery {
+        UnsettledDelivery { tag: self.tag.clone(), state: self.local.clone() }
+    }
+}
+
 /// What to attach.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LinkOptions {
@@ -42,9 +91,9 @@ pub struct LinkOptions {
     /// Our role.
     pub role: Role,
     /// The source (for a receiver: where messages come from).
-    pub source: Option<Source>,
-    /// The target (for a sender: where messages go).
-    pub target: Option<Target>,
+    pub source: Option<AttachSource>,
+    /// The target (for a sender: where messages go), or a transaction coordinator (4.5.1).
+    pub target: Option<AttachTarget>,
     /// Sender settle mode.
     pub snd_settle_mode: SenderSettleMode,
     /// Receiver settle mode.
@@ -53,20 +102,46 @@ pub struct LinkOptions {
     pub max_message_size: Option<u64>,
     /// Link properties.
     pub properties: Option<Fields>,
+    /// Extension capabilities we offer.
+    pub offered_capabilities: Vec<Symbol>,
+    /// Extension capabilities we would like the peer to have.
+    pub desired_capabilities: Vec<Symbol>,
+    /// Deliveries left unsettled by an earlier attachment of this link (on another
+    /// connection, say), to announce in the attach's `unsettled` map and resume. Empty: the
+    /// connection's own record of the link, if it detached earlier without closing.
+    pub unsettled: Vec<UnsettledDelivery>,
 }
 
 impl LinkOptions {
     /// A sender to `address`.
     pub fn sender(name: &str, address: &str) -> Self {
-        Self::new(name, Role::SENDER, None, Some(Target::with_address(address)))
+        let target = AttachTarget::Target(Target::with_address(address));
+        Self::new(name, Role::SENDER, None, Some(target))
     }
 
     /// A receiver from `address`.
     pub fn receiver(name: &str, address: &str) -> Self {
-        Self::new(name, Role::RECEIVER, Some(Source::with_address(address)), None)
+        let source = AttachSource::Source(Source::with_address(address));
+        Self::new(name, Role::RECEIVER, Some(source), None)
     }
 
-    fn new(name: &str, role: Role, source: Option<Source>, target: Option<Target>) -> Self {
+    /// A transaction controller: a sender whose target is the peer's coordinator (4.5.1),
+    /// asking for `capabilities` (`amqp:local-transactions`, say). Declare and discharge
+    /// messages travel on it like any others, and the outcomes come back as dispositions.
+    pub fn coordinator(name: &str, capabilities: Vec<Symbol>) -> Self {
+        let target = AttachTarget::Coordinator(Coordinator { capabilities });
+        let source = AttachSource::Source(Source::default());
+        let mut o = Self::new(name, Role::SENDER, Some(source), Some(target));
+        o.snd_settle_mode = SenderSettleMode::UNSETTLED;
+        o
+    }
+
+    fn new(
+        name: &str,
+        role: Role,
+        source: Option<AttachSource>,
+        target: Option<AttachTarget>,
+    ) -> Self {
         Self {
             name: name.to_owned(),
             role,
@@ -76,6 +151,9 @@ impl LinkOptions {
             rcv_settle_mode: ReceiverSettleMode::FIRST,
             max_message_size: None,
             properties: None,
+            offered_capabilities: Vec::new(),
+            desired_capabilities: Vec::new(),
+            unsettled: Vec::new(),
         }
     }
 }
@@ -87,6 +165,10 @@ pub(crate) struct Incoming {
     pub(crate) tag: Bytes,
     pub(crate) settled: bool,
     pub(crate) payload: BytesMut,
+    /// A resumed delivery (2.6.13) carried over from an earlier attachment.
+    pub(crate) resumed: bool,
+    /// A resumed delivery we hold no record of: 2.7.5 has the receiver ignore it.
+    pub(crate) ignored: bool,
 }
 
 /// An unsettled delivery (either side).
@@ -118,6 +200,13 @@ pub(crate) struct Link {
     pub(crate) incoming: Option<Incoming>,
     /// Unsettled deliveries by delivery-id.
     pub(crate) unsettled: BTreeMap<u32, Unsettled>,
+    /// Deliveries carried over from an earlier attachment, not yet resumed or forgotten.
+    pub(crate) resumable: Vec<Resumable>,
+    /// The peer's unsettled map was incomplete: a sender sends only resumed deliveries
+    /// on this attachment (2.7.3).
+    pub(crate) remote_incomplete: bool,
+    /// Ours was: a receiver accepts only resumed deliveries on this attachment (2.7.3).
+    pub(crate) local_incomplete: bool,
 }
 
 impl Link {
@@ -135,7 +224,36 @@ impl Link {
             drain: false,
             incoming: None,
             unsettled: BTreeMap::new(),
+            resumable: options.unsettled.iter().map(Resumable::carried).collect(),
+            remote_incomplete: false,
+            local_incomplete: false,
             options,
+        }
+    }
+
+    /// What this link leaves unsettled: its unsettled deliveries and the carried-over
+    /// ones not yet resumed, by tag.
+    pub(crate) fn unsettled_deliveries(&self) -> Vec<UnsettledDelivery> {
+        let current = self
+            .unsettled
+            .values()
+            .map(|u| UnsettledDelivery { tag: u.tag.clone(), state: u.state.clone() });
+        let carried = self.resumable.iter().map(Resumable::record);
+        current.chain(carried).collect()
+    }
+
+    /// Takes the `unsettled` map of the peer's attach: each carried-over delivery learns
+    /// what the peer knows of it.
+    pub(crate) fn on_remote_unsettled(&mut self, map: &[UnsettledDelivery], incomplete: bool) {
+        self.remote_incomplete = incomplete;
+        let by_tag: std::collections::HashMap<&[u8], &Option<DeliveryState>> =
+            map.iter().map(|u| (&u.tag[..], &u.state)).collect();
+        for r in &mut self.resumable {
+            r.remote = Some(match by_tag.get(&r.tag[..]) {
+                Some(state) => PeerUnsettled::Known((*state).clone()),
+                None if incomplete => PeerUnsettled::NotListed,
+                None => PeerUnsettled::Unknown,
+            });
         }
     }
 
@@ -148,15 +266,16 @@ impl Link {
             role: o.role,
             snd_settle_mode: o.snd_settle_mode,
             rcv_settle_mode: o.rcv_settle_mode,
-            source: o.source.clone().map(AttachSource::Source),
-            target: o.target.clone().map(AttachTarget::Target),
-            unsettled: None,
+            source: o.source.clone(),
+            target: o.target.clone(),
+            unsettled: (!self.resumable.is_empty())
+                .then(|| unsettled_map(self.resumable.iter().map(Resumable::record))),
             incomplete_unsettled: false,
             // 2.7.3: the sender MUST set initial-delivery-count.
             initial_delivery_count: (o.role == Role::SENDER).then_some(self.delivery_count),
             max_message_size: o.max_message_size,
-            offered_capabilities: Vec::new(),
-            desired_capabilities: Vec::new(),
+            offered_capabilities: o.offered_capabilities.clone(),
+            desired_capabilities: o.desired_capabilities.clone(),
             properties: o.properties.clone(),
         }
     }
@@ -176,18 +295,58 @@ impl Link {
         LinkOptions {
             name: remote.name.to_string(),
             role: Role(!remote.role.0),
-            source: match &remote.source {
-                Some(AttachSource::Source(s)) => Some(s.clone()),
-                _ => None,
-            },
-            target: match &remote.target {
-                Some(AttachTarget::Target(t)) => Some(t.clone()),
-                _ => None,
-            },
+            source: remote.source.clone(),
+            target: remote.target.clone(),
             snd_settle_mode: remote.snd_settle_mode,
             rcv_settle_mode: remote.rcv_settle_mode,
             max_message_size: None,
             properties: None,
+            offered_capabilities: Vec::new(),
+            desired_capabilities: Vec::new(),
+            unsettled: Vec::new(),
         }
     }
+}
+
+/// The `unsettled` field of an attach: a map from delivery-tag (binary) to delivery-state
+/// (null when there is none yet).
+pub(crate) fn unsettled_map(entries: impl Iterator<Item = UnsettledDelivery>) -> Value {
+    let pairs = entries
+        .map(|u| {
+            let state = match &u.state {
+                None => Value::Null,
+                Some(s) => {
+                    let mut buf = Vec::with_capacity(s.encoded_len());
+                    s.encode(&mut buf);
+                    // Our own encoding always reads back.
+                    Value::decode(&buf).unwrap_or(Value::Null)
+                }
+            };
+            (Value::Binary(u.tag, Fmt::Auto), state)
+        })
+        .collect();
+    Value::Map(pairs, Fmt::Auto)
+}
+
+/// Reads the `unsettled` field of a peer's attach; `Err` names what is wrong with it.
+pub(crate) fn read_unsettled_map(v: &Value) -> Result<Vec<UnsettledDelivery>, String> {
+    let Value::Map(pairs, _) = v else {
+        return Err(format!("unsettled is a {}, not a map", v.type_name()));
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let Value::Binary(tag, _) = k else {
+                return Err(format!(
+                    "an unsettled map key is a {}, not a delivery-tag",
+                    k.type_name()
+                ));
+            };
+            let bytes = v.to_vec();
+            let mut r = Reader::new(&bytes, DecodeOptions::STRICT);
+            let state = DeliveryState::read_opt(&mut r)
+                .map_err(|e| format!("the state of an unsettled delivery: {e}"))?;
+            Ok(UnsettledDelivery { tag: tag.clone(), state })
+        })
+        .collect()
 }

@@ -3,7 +3,10 @@
 
 use bytes::Bytes;
 
-use super::link::{Incoming, Link, LinkId, LinkOptions, LinkState, Unsettled};
+use super::link::{
+    read_unsettled_map, Incoming, Link, LinkId, LinkOptions, LinkState, Resumable, Unsettled,
+    UnsettledDelivery,
+};
 use super::session::{Session, SessionState};
 use super::{Connection, Event, Scope, SessionId, UsageError, Violation};
 use crate::frame::FrameEncoder;
@@ -17,17 +20,53 @@ impl Connection {
     // ----- commands -----
 
     /// Attaches a link on a session (the session may still be waiting for the peer's begin).
-    pub fn attach(&mut self, session: SessionId, opts: LinkOptions) -> Result<LinkId, UsageError> {
+    ///
+    /// Deliveries the link left unsettled when it last detached without closing (on this
+    /// connection, or given in [`LinkOptions::unsettled`]) are announced in the attach's
+    /// `unsettled` map; see [`Connection::resumable`].
+    pub fn attach(
+        &mut self,
+        session: SessionId,
+        mut opts: LinkOptions,
+    ) -> Result<LinkId, UsageError> {
         let s = self.session_mut(session).ok_or(UsageError::UnknownSession)?;
         if !matches!(s.state, SessionState::BeginSent | SessionState::Mapped) {
             return Err(UsageError::Closed);
         }
         let handle = s.free_handle().ok_or(UsageError::HandlesExhausted)?;
-        let link = Link::new(opts, LinkState::AttachSent);
-        let attach = link.attach(Handle(handle));
+        if opts.unsettled.is_empty() {
+            opts.unsettled = self.retained_take(&opts.name, opts.role);
+        }
+        let mut link = Link::new(opts, LinkState::AttachSent);
+        let attach = self.fitted_attach(&mut link, Handle(handle));
+        let Some(s) = self.session_mut(session) else { return Err(UsageError::UnknownSession) };
         s.put_link(handle, link);
         self.send_performative(session.0, Performative::Attach(attach));
         Ok(LinkId { session, handle: Handle(handle) })
+    }
+
+    /// Our attach for `link`, its `unsettled` map cut down (and marked incomplete) if the
+    /// whole would not fit the peer's max-frame-size.
+    fn fitted_attach(&self, link: &mut Link, handle: Handle) -> Attach {
+        let mut attach = link.attach(handle);
+        if attach.unsettled.is_none() {
+            return attach;
+        }
+        let enc =
+            FrameEncoder { max_frame_size: self.peer_max_frame_size, layout: self.cfg.layout };
+        let mut keep = link.resumable.len();
+        loop {
+            let p = Performative::Attach(attach.clone());
+            if enc.encode_amqp(0, &p, &[], &mut Vec::new()).is_ok() || keep == 0 {
+                return attach;
+            }
+            // 2.7.3: an incomplete map says so, and limits both sides to resumed deliveries.
+            keep /= 2;
+            let entries = link.resumable[..keep].iter().map(Resumable::record);
+            attach.unsettled = Some(super::link::unsettled_map(entries));
+            attach.incomplete_unsettled = true;
+            link.local_incomplete = true;
+        }
     }
 
     /// Receiver: grants `credit` (replacing what was granted), optionally asking the sender
@@ -72,9 +111,58 @@ impl Connection {
         payload: &[u8],
         settled: bool,
     ) -> Result<SequenceNo, UsageError> {
-        self.send_with(link, tag, payload.len(), settled, |enc, channel, t, out| {
+        self.send_with(link, tag, payload.len(), settled, None, |enc, channel, t, out| {
             enc.encode_transfer(channel, t, payload, &mut out.head)
         })
+    }
+
+    /// Sender: resumes a delivery carried over from an earlier attachment of the link
+    /// (2.6.13), by its tag: the whole message again (`payload`), or, when the peer already
+    /// holds a terminal outcome, an empty payload with `settled` to settle it, `state`
+    /// giving the outcome. The transfer carries `resume`; it uses credit like any other.
+    pub fn resume(
+        &mut self,
+        link: LinkId,
+        tag: Bytes,
+        payload: &[u8],
+        settled: bool,
+        state: Option<DeliveryState>,
+    ) -> Result<SequenceNo, UsageError> {
+        let l = self.link(link).ok_or(UsageError::UnknownLink)?;
+        // 2.7.5: the sender MUST NOT send resumed transfers for deliveries not in its
+        // local unsettled map.
+        if !l.resumable.iter().any(|r| r.tag == tag) {
+            return Err(UsageError::NotResumable);
+        }
+        let resume = Some(state);
+        self.send_with(link, tag, payload.len(), settled, resume, |enc, channel, t, out| {
+            enc.encode_transfer(channel, t, payload, &mut out.head)
+        })
+    }
+
+    /// Drops a carried-over delivery without telling the peer: a sender whose peer has no
+    /// record of it and that will not send it again, or a receiver giving up on it.
+    pub fn forget(&mut self, link: LinkId, tag: &[u8]) -> Result<(), UsageError> {
+        let l = self.link_mut(link).ok_or(UsageError::UnknownLink)?;
+        let before = l.resumable.len();
+        l.resumable.retain(|r| r.tag != tag);
+        if l.resumable.len() == before {
+            return Err(UsageError::NotResumable);
+        }
+        Ok(())
+    }
+
+    /// The deliveries carried over from an earlier attachment of the link that are neither
+    /// resumed nor forgotten yet, each with what the peer's attach said of it.
+    pub fn resumable(&self, link: LinkId) -> Vec<Resumable> {
+        self.link(link).map(|l| l.resumable.clone()).unwrap_or_default()
+    }
+
+    /// What a link named `name`, in `role`, left unsettled when it detached without
+    /// closing, or when its session or the connection ended: the map to give
+    /// [`LinkOptions::unsettled`] when attaching it again on a new connection.
+    pub fn retained_unsettled(&self, name: &str, role: Role) -> Vec<UnsettledDelivery> {
+        self.retained.get(&(name.to_owned(), role.0)).cloned().unwrap_or_default()
     }
 
     /// Sender: like [`Connection::send`] for a message encoded into a [`Payload`]; its
@@ -87,7 +175,7 @@ impl Connection {
         payload: &Payload,
         settled: bool,
     ) -> Result<SequenceNo, UsageError> {
-        self.send_with(link, tag, payload.len(), settled, |enc, channel, t, out| {
+        self.send_with(link, tag, payload.len(), settled, None, |enc, channel, t, out| {
             enc.encode_payload_transfer(channel, t, payload, out)
         })
     }
@@ -98,6 +186,7 @@ impl Connection {
         tag: Bytes,
         len: usize,
         settled: bool,
+        resume: Option<Option<DeliveryState>>,
         encode: impl FnOnce(
             &FrameEncoder,
             u16,
@@ -120,6 +209,10 @@ impl Connection {
         if l.link_credit == 0 {
             return Err(UsageError::NoCredit);
         }
+        // 2.7.3: after an incomplete unsettled map a sender MUST NOT send new deliveries.
+        if resume.is_none() && l.remote_incomplete {
+            return Err(UsageError::ResumeOnly);
+        }
         // 2.8.2: a settled sender sends only settled deliveries, an unsettled one none.
         match l.options.snd_settle_mode {
             SenderSettleMode::SETTLED if !settled => return Err(UsageError::SettleOrder),
@@ -137,6 +230,10 @@ impl Connection {
         t.delivery_tag = Some(tag.clone());
         t.message_format = Some(0);
         t.settled = Some(settled);
+        if let Some(state) = &resume {
+            t.resume = true;
+            t.state = state.clone();
+        }
         // Encode straight into the output (no per-message allocation); undone if the
         // peer's window cannot take the frames.
         let (start, start_inserts) = (self.out.head.len(), self.out.inserts.len());
@@ -159,8 +256,12 @@ impl Connection {
         let l = s.link_mut(link.handle.0).ok_or(UsageError::UnknownLink)?;
         l.link_credit -= 1;
         l.delivery_count = l.delivery_count.next();
+        if resume.is_some() {
+            l.resumable.retain(|r| r.tag != tag);
+        }
         if !settled {
-            l.unsettled.insert(delivery_id.0, Unsettled { tag, state: None });
+            let state = resume.flatten();
+            l.unsettled.insert(delivery_id.0, Unsettled { tag, state });
         }
         let s = self.session_mut(link.session).ok_or(UsageError::UnknownSession)?;
         s.next_delivery_id = delivery_id.next();
@@ -191,6 +292,13 @@ impl Connection {
         }
         if settled {
             remove_range(&mut l.unsettled, first, last.unwrap_or(first));
+        } else {
+            // Kept for the link's unsettled map, should it be re-attached.
+            for id in ids_in_range(&l.unsettled, first, last.unwrap_or(first)) {
+                if let Some(u) = l.unsettled.get_mut(&id) {
+                    u.state.clone_from(&state);
+                }
+            }
         }
         let d = Disposition { role, first, last, settled, state, batchable: false };
         self.send_performative(link.session.0, Performative::Disposition(d));
@@ -274,11 +382,16 @@ impl Connection {
                 let Some(h) = s.free_handle() else {
                     return self.scoped(session, None, Violation::HandleInUse(a.handle.0));
                 };
-                s.put_link(h, Link::new(Link::answering(&a), LinkState::AttachSent));
+                let mut options = Link::answering(&a);
+                options.unsettled = self.retained_take(&options.name, options.role);
+                let Some(s) = self.session_mut(session) else { return };
+                s.put_link(h, Link::new(options, LinkState::AttachSent));
                 (h, true)
             }
         };
+        let Some(s) = self.session_mut(session) else { return };
         s.remote_handles.insert(a.handle.0, handle);
+        let remote_map = a.unsettled.as_ref().map(read_unsettled_map).transpose();
         let ask = by_peer && !self.cfg.accept_links;
         let Some(s) = self.session_mut(session) else { return };
         let Some(l) = s.link_mut(handle) else { return };
@@ -289,17 +402,41 @@ impl Connection {
             l.delivery_count = a.initial_delivery_count.unwrap_or_default();
             l.credit_limit = l.delivery_count;
         }
-        let answer = (by_peer && !ask).then(|| l.attach(Handle(handle)));
+        let bad_map = match &remote_map {
+            Ok(map) => {
+                l.on_remote_unsettled(map.as_deref().unwrap_or(&[]), a.incomplete_unsettled);
+                None
+            }
+            Err(why) => Some(why.clone()),
+        };
         l.remote = Some(a.clone());
-        if let Some(answer) = answer {
-            self.send_performative(session.0, Performative::Attach(answer));
-        }
         let link = LinkId { session, handle: Handle(handle) };
+        if by_peer && !ask {
+            self.answer_attach(link);
+        }
         if ask {
             self.events.push_back(Event::AttachRequested { link, remote: Box::new(a) });
         } else {
             self.events.push_back(Event::LinkAttached { link, by_peer, remote: Box::new(a) });
         }
+        if let Some(why) = bad_map {
+            self.scoped(session, Some(link), Violation::BadUnsettledMap(why));
+        }
+    }
+
+    /// Sends our attach for a link the peer attached.
+    fn answer_attach(&mut self, link: LinkId) {
+        let Some(mut l) = self
+            .session_mut(link.session)
+            .and_then(|s| s.links.get_mut(link.handle.0 as usize).and_then(Option::take))
+        else {
+            return;
+        };
+        let attach = self.fitted_attach(&mut l, link.handle);
+        if let Some(s) = self.session_mut(link.session) {
+            s.put_link(link.handle.0, l);
+        }
+        self.send_performative(link.session.0, Performative::Attach(attach));
     }
 
     /// Accepts a link the peer attached (with [`Config::accept_links`](super::Config) off),
@@ -313,13 +450,23 @@ impl Connection {
         if l.state != LinkState::AttachRcvd {
             return Err(UsageError::NotAttached);
         }
-        if let Some(o) = options {
+        if let Some(mut o) = options {
+            if o.unsettled.is_empty() {
+                o.unsettled = l.options.unsettled.clone();
+            } else {
+                // The application's own record of the link: weigh it against the peer's.
+                l.resumable = o.unsettled.iter().map(Resumable::carried).collect();
+                let remote = l.remote.as_ref();
+                let map = remote.and_then(|a| a.unsettled.as_ref()).map(read_unsettled_map);
+                let incomplete = remote.is_some_and(|a| a.incomplete_unsettled);
+                // A malformed map has already detached the link.
+                l.on_remote_unsettled(&map.and_then(Result::ok).unwrap_or_default(), incomplete);
+            }
             l.options = o;
             l.role = l.options.role;
         }
         l.state = LinkState::Attached;
-        let attach = l.attach(link.handle);
-        self.send_performative(link.session.0, Performative::Attach(attach));
+        self.answer_attach(link);
         Ok(())
     }
 
@@ -349,7 +496,10 @@ impl Connection {
         let Some(s) = self.session_mut(session) else { return };
         s.remote_handles.remove(&d.handle.0);
         let by_peer = s.link_mut(handle).is_some_and(|l| l.state != LinkState::DetachSent);
-        s.links[handle as usize] = None;
+        let gone = s.links[handle as usize].take();
+        if let Some(l) = gone {
+            self.retain(&l, d.closed);
+        }
         if by_peer {
             // 2.6.5: answer the peer's detach in kind.
             let answer = Detach { handle: Handle(handle), closed: d.closed, error: None };
@@ -428,13 +578,24 @@ impl Connection {
                 if !l.delivery_count.precedes(l.credit_limit) {
                     return self.scoped(session, Some(link), Violation::TransferLimitExceeded);
                 }
+                // 2.7.3: a receiver that sent an incomplete unsettled map takes only
+                // resumed deliveries.
+                if !t.resume && l.local_incomplete {
+                    return self.scoped(session, Some(link), Violation::NewDeliveryDuringResume);
+                }
                 l.link_credit = l.link_credit.saturating_sub(1);
                 l.delivery_count = l.delivery_count.next();
+                let tag = t.delivery_tag.clone().unwrap_or_default();
+                // 2.7.5: the receiver MUST ignore resumed deliveries that are not in its
+                // local unsettled map.
+                let ignored = t.resume && !l.resumable.iter().any(|r| r.tag == tag);
                 l.incoming = Some(Incoming {
                     delivery_id,
-                    tag: t.delivery_tag.clone().unwrap_or_default(),
+                    tag,
                     settled: t.settled.unwrap_or(false),
                     payload: bytes::BytesMut::new(),
+                    resumed: t.resume,
+                    ignored,
                 });
             }
             Some(inc) => {
@@ -466,10 +627,30 @@ impl Connection {
             return;
         }
         let Some(inc) = l.incoming.take() else { return };
+        if inc.ignored {
+            return;
+        }
         // A single-frame delivery keeps the frame's storage; a split one is joined once.
         let body = if inc.payload.is_empty() { payload } else { inc.payload.freeze() };
+        let mut state = None;
+        if inc.resumed {
+            let at = l.resumable.iter().position(|r| r.tag == inc.tag);
+            state = at.and_then(|i| l.resumable.remove(i).local);
+        }
         if !inc.settled {
-            l.unsettled.insert(inc.delivery_id.0, Unsettled { tag: inc.tag.clone(), state: None });
+            let u = Unsettled { tag: inc.tag.clone(), state: state.clone() };
+            l.unsettled.insert(inc.delivery_id.0, u);
+        }
+        if inc.resumed {
+            self.events.push_back(Event::Resumed {
+                link,
+                delivery_id: inc.delivery_id,
+                tag: inc.tag,
+                payload: body,
+                settled: inc.settled,
+                state: t.state,
+            });
+            return;
         }
         self.events.push_back(Event::Delivery {
             link,
@@ -511,6 +692,22 @@ impl Connection {
 
     // ----- helpers -----
 
+    /// Keeps what a link leaves unsettled when it goes without closing (2.6.13: the
+    /// endpoint's state outlives the attachment), and forgets it when it closes.
+    pub(super) fn retain(&mut self, l: &Link, closed: bool) {
+        let key = (l.name.clone(), l.role.0);
+        let left = l.unsettled_deliveries();
+        if closed || left.is_empty() {
+            self.retained.remove(&key);
+        } else {
+            self.retained.insert(key, left);
+        }
+    }
+
+    fn retained_take(&mut self, name: &str, role: Role) -> Vec<UnsettledDelivery> {
+        self.retained.remove(&(name.to_owned(), role.0)).unwrap_or_default()
+    }
+
     fn link(&self, link: LinkId) -> Option<&Link> {
         self.sessions
             .get(usize::from(link.session.0))
@@ -543,7 +740,7 @@ impl Connection {
 
     /// Ends the scope a violation belongs to: the link (detach), the session (end) or the
     /// connection (close).
-    fn scoped(&mut self, session: SessionId, link: Option<LinkId>, v: Violation) {
+    pub(super) fn scoped(&mut self, session: SessionId, link: Option<LinkId>, v: Violation) {
         match (v.scope(), link) {
             (Scope::Link, Some(link)) => {
                 let error = v.to_error();

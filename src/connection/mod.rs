@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 pub use error::{ConnectionError, Scope, UsageError, Violation};
-pub use link::{LinkId, LinkOptions, LinkState};
+pub use link::{LinkId, LinkOptions, LinkState, PeerUnsettled, Resumable, UnsettledDelivery};
 pub use session::{SessionConfig, SessionId, SessionState};
 
 use session::Session;
@@ -163,9 +163,18 @@ pub struct Config {
     /// termini (the default); when off, each arrives as [`Event::AttachRequested`] and waits
     /// for [`Connection::accept_attach`] or [`Connection::refuse_attach`].
     pub accept_links: bool,
+    /// Answer sessions the peer begins at once (the default); when off, each arrives as
+    /// [`Event::BeginRequested`] and waits for [`Connection::accept_begin`] or
+    /// [`Connection::refuse_begin`]. Frames the peer sends on it meanwhile (up to
+    /// [`PENDING_FRAMES`]) are held and handled once it is accepted.
+    pub accept_sessions: bool,
     /// A callback that sees every header and frame in and out (no cost when `None`).
     pub trace: Option<TraceFn>,
 }
+
+/// How many frames the peer may send on a session it began before the application has
+/// accepted it; one more ends the session with `amqp:resource-limit-exceeded`.
+pub const PENDING_FRAMES: usize = 64;
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -202,6 +211,7 @@ impl Config {
             external_identity: None,
             session: SessionConfig::default(),
             accept_links: true,
+            accept_sessions: true,
             trace: None,
         }
     }
@@ -228,6 +238,14 @@ pub enum Event {
         session: SessionId,
         /// Whether the peer began it.
         by_peer: bool,
+    },
+    /// The peer began a session and waits for us to accept or refuse it (only with
+    /// [`Config::accept_sessions`] off).
+    BeginRequested {
+        /// The session, as we would name it.
+        session: SessionId,
+        /// The peer's begin.
+        remote: Box<crate::types::Begin>,
     },
     /// A session ended.
     SessionEnded {
@@ -288,6 +306,23 @@ pub enum Event {
         payload: Bytes,
         /// Whether the sender settled it.
         settled: bool,
+    },
+    /// A delivery carried over from an earlier attachment of the link arrived again, with
+    /// `resume` set (2.6.13): the whole message, or only its settlement (an empty
+    /// payload). Unless settled, it is now unsettled under its new delivery-id.
+    Resumed {
+        /// The link.
+        link: LinkId,
+        /// Its delivery-id on this attachment.
+        delivery_id: crate::types::SequenceNo,
+        /// Its delivery-tag.
+        tag: Bytes,
+        /// The message bytes (empty when the sender only settles it).
+        payload: Bytes,
+        /// Whether the sender settled it.
+        settled: bool,
+        /// The state the sender gave it, if any.
+        state: Option<crate::types::DeliveryState>,
     },
     /// A delivery was aborted by its sender; its frames are discarded.
     Aborted {
@@ -387,6 +422,8 @@ pub struct Connection {
     sessions: Vec<Option<Session>>,
     /// The peer's channel → ours.
     remote_channels: std::collections::HashMap<u16, u16>,
+    /// What links left unsettled when they went without closing, by name and role.
+    retained: std::collections::HashMap<(String, bool), Vec<UnsettledDelivery>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -439,6 +476,7 @@ impl Connection {
             error: None,
             sessions: Vec::new(),
             remote_channels: std::collections::HashMap::new(),
+            retained: std::collections::HashMap::new(),
             cfg,
         }
     }
@@ -593,6 +631,14 @@ impl Connection {
         match s.state {
             SessionState::EndSent | SessionState::Discarding => return Err(UsageError::Closed),
             SessionState::EndRcvd => {}
+            SessionState::BeginRcvd => {
+                // Not answered yet: our begin must come before our end.
+                s.pending.clear();
+                self.answer_begin(id.0);
+                if let Some(s) = self.session_mut(id) {
+                    s.state = SessionState::EndSent;
+                }
+            }
             _ => s.state = SessionState::EndSent,
         }
         self.send_performative(id.0, Performative::End(Session::end(error)));
@@ -911,6 +957,9 @@ impl Connection {
         if state == SessionState::Discarding && !matches!(p, Performative::End(_)) {
             return;
         }
+        if state == SessionState::BeginRcvd {
+            return self.hold_pending(id, p, payload);
+        }
         match p {
             Performative::End(end) => {
                 self.remote_channels.remove(&channel);
@@ -921,7 +970,7 @@ impl Connection {
                     // 2.5.4: answer the peer's end.
                     self.send_performative(local, Performative::End(Session::end(None)));
                 }
-                self.sessions[usize::from(local)] = None;
+                self.drop_session(local);
                 self.events.push_back(Event::SessionEnded { session: id, error, by_peer });
             }
             Performative::Flow(f) if f.handle.is_none() => {
@@ -951,7 +1000,8 @@ impl Connection {
                         performative: "begin",
                     });
                 };
-                if s.state != SessionState::BeginSent {
+                let ended_early = s.state == SessionState::EndSent && s.remote_channel.is_none();
+                if s.state != SessionState::BeginSent && !ended_early {
                     return self.violation(Violation::UnknownChannel {
                         channel: local,
                         performative: "begin",
@@ -959,13 +1009,17 @@ impl Connection {
                 }
                 s.on_begin(b);
                 s.remote_channel = Some(channel);
-                s.state = SessionState::Mapped;
                 self.remote_channels.insert(channel, local);
+                if ended_early {
+                    // We ended it before the answer came (pipelined): the peer's end follows.
+                    return;
+                }
+                s.state = SessionState::Mapped;
                 self.events
                     .push_back(Event::SessionBegun { session: SessionId(local), by_peer: false });
             }
             None => {
-                // The peer begins a session: map it and answer.
+                // The peer begins a session: map it, then answer (or ask the application).
                 let Some(local) = self.free_channel() else {
                     return self
                         .violation(Violation::ChannelMax { channel, max: self.cfg.channel_max });
@@ -973,15 +1027,108 @@ impl Connection {
                 let mut s = Session::new(&self.cfg.session, SessionState::BeginRcvd);
                 s.on_begin(b);
                 s.remote_channel = Some(channel);
-                s.state = SessionState::Mapped;
-                let mut answer = s.begin();
-                answer.remote_channel = Some(channel);
                 self.put_session(local, s);
                 self.remote_channels.insert(channel, local);
-                self.send_performative(local, Performative::Begin(answer));
-                self.events
-                    .push_back(Event::SessionBegun { session: SessionId(local), by_peer: true });
+                if self.cfg.accept_sessions {
+                    self.answer_begin(local);
+                    self.events.push_back(Event::SessionBegun {
+                        session: SessionId(local),
+                        by_peer: true,
+                    });
+                } else {
+                    let remote = Box::new(b.clone());
+                    self.events
+                        .push_back(Event::BeginRequested { session: SessionId(local), remote });
+                }
             }
+        }
+    }
+
+    /// Sends our begin for a session the peer began; it is mapped from then on.
+    fn answer_begin(&mut self, local: u16) {
+        let Some(s) = self.sessions.get_mut(usize::from(local)).and_then(Option::as_mut) else {
+            return;
+        };
+        s.state = SessionState::Mapped;
+        let answer = s.begin();
+        self.send_performative(local, Performative::Begin(answer));
+    }
+
+    /// Accepts a session the peer began (with [`Config::accept_sessions`] off): our begin
+    /// answers it, and the frames the peer sent on it meanwhile are handled now.
+    pub fn accept_begin(&mut self, session: SessionId) -> Result<(), UsageError> {
+        let s = self.session_mut(session).ok_or(UsageError::UnknownSession)?;
+        if s.state != SessionState::BeginRcvd {
+            return Err(UsageError::NotRequested);
+        }
+        let pending = std::mem::take(&mut s.pending);
+        let Some(channel) = s.remote_channel else { return Err(UsageError::NotRequested) };
+        self.answer_begin(session.0);
+        self.events.push_back(Event::SessionBegun { session, by_peer: true });
+        for (p, payload) in pending {
+            if self.state == ConnectionState::End {
+                break;
+            }
+            self.on_session_frame(channel, p, payload);
+        }
+        Ok(())
+    }
+
+    /// Refuses a session the peer began: our begin answers it and an end with `error`
+    /// follows at once, as for a refused link (2.6.3); what the peer sent on it is dropped.
+    pub fn refuse_begin(
+        &mut self,
+        session: SessionId,
+        error: crate::types::Error,
+    ) -> Result<(), UsageError> {
+        let s = self.session_mut(session).ok_or(UsageError::UnknownSession)?;
+        if s.state != SessionState::BeginRcvd {
+            return Err(UsageError::NotRequested);
+        }
+        s.pending.clear();
+        self.answer_begin(session.0);
+        if let Some(s) = self.session_mut(session) {
+            s.state = SessionState::EndSent;
+        }
+        self.send_performative(session.0, Performative::End(Session::end(Some(error))));
+        Ok(())
+    }
+
+    /// Holds a frame the peer sent on a session the application has not answered yet.
+    fn hold_pending(&mut self, id: SessionId, p: Performative, payload: Bytes) {
+        let Some(s) = self.session_mut(id) else { return };
+        if let Performative::End(end) = p {
+            // The peer gave up before we answered: answer both, and it is gone.
+            if let Some(channel) = s.remote_channel {
+                self.remote_channels.remove(&channel);
+            }
+            self.answer_begin(id.0);
+            self.send_performative(id.0, Performative::End(Session::end(None)));
+            self.drop_session(id.0);
+            self.events.push_back(Event::SessionEnded {
+                session: id,
+                error: end.error,
+                by_peer: true,
+            });
+            return;
+        }
+        if s.pending.len() >= PENDING_FRAMES {
+            s.pending.clear();
+            // Answer the begin so that the end has a session to end.
+            self.answer_begin(id.0);
+            return self.scoped(id, None, Violation::PendingBeginOverflow);
+        }
+        s.pending.push((p, payload));
+    }
+
+    /// Forgets a session, keeping what its links leave unsettled (ending a session detaches
+    /// its links without closing them).
+    fn drop_session(&mut self, local: u16) {
+        let Some(s) = self.sessions.get_mut(usize::from(local)).and_then(Option::take) else {
+            return;
+        };
+        for l in s.links.iter().flatten() {
+            self.retain(l, false);
         }
     }
 
@@ -1044,6 +1191,13 @@ impl Connection {
             return;
         }
         self.state = ConnectionState::End;
+        // The links of a connection that ends are detached, not closed: keep what they
+        // leave unsettled for `retained_unsettled`.
+        let sessions = std::mem::take(&mut self.sessions);
+        for l in sessions.iter().flatten().flat_map(|s| s.links.iter().flatten()) {
+            self.retain(l, false);
+        }
+        self.sessions = sessions;
         self.timers = [None; 3];
         self.events.push_back(Event::Ended { error });
     }

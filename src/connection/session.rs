@@ -70,6 +70,8 @@ pub(crate) struct Session {
     pub(crate) next_delivery_id: SequenceNo,
     /// The incoming-window we re-advertise when it runs low.
     pub(crate) max_incoming_window: u32,
+    /// Frames the peer sent before the application accepted its begin.
+    pub(crate) pending: Vec<(crate::types::Performative, bytes::Bytes)>,
 }
 
 impl Session {
@@ -90,6 +92,7 @@ impl Session {
             remote_handles: HashMap::new(),
             next_delivery_id: SequenceNo(0),
             max_incoming_window: cfg.incoming_window,
+            pending: Vec::new(),
         }
     }
 

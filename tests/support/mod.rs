@@ -4,7 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use amqpwire::codec::DecodeOptions;
 use amqpwire::connection::{Config, Connection, ConnectionError, Event, LinkId, LinkOptions};
+use amqpwire::frame::{FrameBody, FrameEncoder};
+use amqpwire::inspect::{Inspector, Record};
+use amqpwire::types::Performative;
 
 /// Two connections and the wire between them.
 pub(crate) struct Pair {
@@ -142,4 +146,57 @@ impl Pair {
             .expect("the server saw the attach");
         (ours, theirs)
     }
+}
+
+/// Encodes `p` on `channel` as one frame, as a hand-driven peer would send it.
+pub(crate) fn frame(channel: u16, p: Performative) -> Vec<u8> {
+    let mut b = Vec::new();
+    FrameEncoder::new(u32::MAX).encode_amqp(channel, &p, &[], &mut b).expect("frame");
+    b
+}
+
+/// The AMQP performatives a byte stream carries, decoded, with their channels.
+pub(crate) fn sent(stream: &[u8]) -> Vec<(u16, Performative)> {
+    Inspector::inspect_all(stream, DecodeOptions::STRICT)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Frame(f) => {
+                let frame = f.frame.ok()?;
+                match frame.body {
+                    FrameBody::Amqp { performative, .. } => Some((frame.channel, performative)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The link of the first [`Event::AttachRequested`] the server reports.
+pub(crate) fn requested(p: &mut Pair) -> LinkId {
+    events(&mut p.server)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::AttachRequested { link, .. } => Some(link),
+            _ => None,
+        })
+        .expect("an attach request")
+}
+
+/// A server-side receiving link, answered with `answer` and given `credit`, for a client
+/// sender named "raw" on handle 0: raw transfers can then be injected into the server as
+/// if the client had sent them.
+pub(crate) fn raw_receiver(seed: u64, credit: u32, answer: LinkOptions) -> (Pair, LinkId) {
+    let mut server = Config::new("server");
+    server.accept_links = false;
+    let mut p = Pair::new(Config::new("client"), server, seed);
+    let s = p.client.begin().expect("begin");
+    p.client.attach(s, LinkOptions::sender("raw", "q")).expect("attach");
+    p.drive();
+    let link = requested(&mut p);
+    p.server.accept_attach(link, Some(answer)).expect("accept");
+    p.server.flow(link, credit, false).expect("credit");
+    p.drive();
+    let _ = events(&mut p.client);
+    (p, link)
 }
