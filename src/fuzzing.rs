@@ -166,7 +166,7 @@ pub fn inspect(data: &[u8]) {
 /// header and open, or the SASL exchange), so that the input reaches their deep states;
 /// then lets time run. The engine must not panic, and what it sends stays bounded.
 pub fn connection(data: &[u8]) {
-    use crate::connection::{Config, Connection};
+    use crate::connection::{Config, Connection, Event, LinkOptions, UnsettledDelivery};
     use crate::frame::{FrameEncoder, ProtocolHeader};
     use crate::sasl::Credentials;
     use crate::types::{Open, Performative};
@@ -186,6 +186,25 @@ pub fn connection(data: &[u8]) {
         // Split where the first byte says, to vary the chunking.
         let cut = data.first().map_or(0, |b| usize::from(*b) % (data.len() + 1));
         c.handle_input(&data[..cut], now);
+        // Answer what waits for the application, so the rest lands in accepted sessions
+        // and on links that carry deliveries over from an earlier attachment.
+        while let Some(e) = c.poll_event() {
+            match e {
+                Event::BeginRequested { session, .. } => {
+                    let _ = c.accept_begin(session);
+                }
+                Event::AttachRequested { link, remote } => {
+                    let mut opts = LinkOptions::receiver(&remote.name, "q");
+                    opts.role = crate::types::Role(!remote.role.0);
+                    opts.unsettled = [&b"\0"[..], b"\x01"]
+                        .iter()
+                        .map(|t| UnsettledDelivery { tag: Bytes::from_static(t), state: None })
+                        .collect();
+                    let _ = c.accept_attach(link, Some(opts));
+                }
+                _ => {}
+            }
+        }
         c.handle_input(&data[cut..], now + Duration::from_millis(10));
         for step in 1..5u64 {
             let t = now + Duration::from_secs(step * 3);
@@ -231,6 +250,11 @@ pub fn connection(data: &[u8]) {
     let _ = enc.encode_amqp(0, &Performative::Begin(begin), &[], &mut deep);
     let _ = enc.encode_amqp(0, &Performative::Attach(attach), &[], &mut deep);
     run(Connection::server(Config::new("server")), &deep);
+    // The same, with the application answering sessions and links itself.
+    let mut asks = Config::new("server");
+    asks.accept_sessions = false;
+    asks.accept_links = false;
+    run(Connection::server(asks), &deep);
     run(Connection::client(Config::new("client")), &open("peer"));
     let mut sasl = Config::new("server");
     sasl.authenticator = Some(Box::new(Credentials::new(|| "n".into()).anonymous(true)));

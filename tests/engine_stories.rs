@@ -9,15 +9,15 @@ use bytes::Bytes;
 
 use support::{events, frame, raw_receiver, requested, sent, Pair};
 
-use amqpwire::codec::{Symbol, Value};
+use amqpwire::codec::{Described, Symbol, Value};
 use amqpwire::connection::{
     Config, Event, LinkId, LinkOptions, LinkState, PeerUnsettled, SessionId, SessionState,
     UnsettledDelivery, UsageError, Violation, PENDING_FRAMES,
 };
 use amqpwire::message::{Body, Message};
 use amqpwire::types::{
-    condition, Accepted, Attach, AttachTarget, Codec, Declare, Declared, DeliveryState, Error,
-    Flow, Handle, Performative, Role, SequenceNo, Transfer,
+    condition, Accepted, Attach, AttachSource, AttachTarget, Codec, Declare, Declared,
+    DeliveryState, Error, Fields, Flow, Handle, Performative, Role, SequenceNo, Source, Transfer,
 };
 
 fn accepted() -> Option<DeliveryState> {
@@ -510,6 +510,89 @@ fn a_disposition_for_deliveries_nobody_sent_changes_nothing() {
     assert!(!cev.iter().any(|e| matches!(e, Event::Disposition { .. })), "{cev:?}");
     assert_eq!(p.client.unsettled(snd), ids);
     assert_eq!(p.client.state(), amqpwire::connection::ConnectionState::Opened);
+}
+
+#[test]
+fn a_dynamic_source_gets_its_address_from_the_peer_and_filters_travel_whole() {
+    let mut server = Config::new("server");
+    server.accept_links = false;
+    let mut p = Pair::new(Config::new("client"), server, 125);
+    let s = p.client.begin().expect("begin");
+    let mut filter = Fields::new();
+    let selector = Value::Described(Box::new(Described {
+        descriptor: Value::from(Symbol::from("apache.org:selector-filter:string")),
+        value: Value::from("colour = 'red'"),
+    }));
+    filter.insert("selector", selector.clone());
+    let mut opts = LinkOptions::receiver("replies", "");
+    opts.source = Some(AttachSource::Source(Source {
+        dynamic: true,
+        filter: Some(filter.clone()),
+        ..Source::default()
+    }));
+    let rcv = p.client.attach(s, opts).expect("attach");
+    p.drive();
+    let (link, remote) = events(&mut p.server)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::AttachRequested { link, remote } => Some((link, remote)),
+            _ => None,
+        })
+        .expect("asked");
+    let Some(AttachSource::Source(asked)) = &remote.source else { panic!("no source") };
+    assert!(asked.dynamic && asked.address.is_none());
+    assert_eq!(asked.filter.as_ref().and_then(|f| f.get("selector")), Some(&selector));
+    // The node is created by the server's application, which names it in its answer.
+    let mut answer = LinkOptions::sender("replies", "");
+    answer.source = Some(AttachSource::Source(Source {
+        address: Some("tmp.replies.1".into()),
+        dynamic: true,
+        filter: Some(filter),
+        ..Source::default()
+    }));
+    p.server.accept_attach(link, Some(answer)).expect("accept");
+    p.drive();
+    let named = events(&mut p.client)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::LinkAttached { link, remote, .. } if link == rcv => Some(remote),
+            _ => None,
+        })
+        .expect("attached");
+    let Some(AttachSource::Source(src)) = &named.source else { panic!("no source") };
+    assert_eq!(src.address.as_deref(), Some("tmp.replies.1"));
+    assert_eq!(src.filter.as_ref().and_then(|f| f.get("selector")), Some(&selector));
+}
+
+#[test]
+fn echo_asks_the_peer_for_its_flow_state_and_available_reaches_the_receiver() {
+    let mut p = Pair::new(Config::new("client"), Config::new("server"), 127);
+    let (snd, rcv) = p.attach(LinkOptions::sender("e", "q"));
+    p.server.flow(rcv, 3, false).expect("credit");
+    p.drive();
+    let _ = events(&mut p.client);
+    p.client.set_available(snd, 42).expect("available");
+    assert_eq!(p.server.set_available(rcv, 1), Err(UsageError::WrongRole));
+    p.drive();
+    assert_eq!(p.server.link_available(rcv), Some(42));
+    // The receiver asks; the sender answers with its state, unchanged.
+    let flows_before = count_flows(&p.c2s);
+    p.server.request_flow(rcv).expect("echo");
+    p.drive();
+    assert_eq!(count_flows(&p.c2s), flows_before + 1, "the sender answered the echo");
+    let credit = events(&mut p.server).into_iter().find_map(|e| match e {
+        Event::Credit { link, credit, .. } if link == rcv => Some(credit),
+        _ => None,
+    });
+    assert_eq!(credit, Some(3));
+    assert_eq!(p.client.link_credit(snd), Some(3));
+}
+
+fn count_flows(stream: &[u8]) -> usize {
+    sent(stream)
+        .iter()
+        .filter(|(_, p)| matches!(p, Performative::Flow(f) if f.handle.is_some()))
+        .count()
 }
 
 // ----- helpers -----

@@ -324,9 +324,41 @@ impl Connection {
         Ok(())
     }
 
+    /// Sender: tells the receiver how many messages wait to be sent (the flow's
+    /// `available`, 2.6.7); a hint, it grants nothing.
+    pub fn set_available(&mut self, link: LinkId, available: u32) -> Result<(), UsageError> {
+        let l = self.link_mut(link).ok_or(UsageError::UnknownLink)?;
+        if l.role != Role::SENDER {
+            return Err(UsageError::WrongRole);
+        }
+        if l.state != LinkState::Attached {
+            return Err(UsageError::NotAttached);
+        }
+        l.available = available;
+        self.send_link_flow(link, false);
+        Ok(())
+    }
+
+    /// Either role: sends our link flow state with `echo` set, asking the peer for its own
+    /// (2.7.4); the answer arrives as [`Event::Credit`].
+    pub fn request_flow(&mut self, link: LinkId) -> Result<(), UsageError> {
+        let l = self.link(link).ok_or(UsageError::UnknownLink)?;
+        if l.state != LinkState::Attached {
+            return Err(UsageError::NotAttached);
+        }
+        self.send_link_flow(link, true);
+        Ok(())
+    }
+
     /// A link's credit as this side sees it.
     pub fn link_credit(&self, link: LinkId) -> Option<u32> {
         self.link(link).map(|l| l.link_credit)
+    }
+
+    /// How many messages the sender says wait to be sent (receivers: the sender's last
+    /// `available`; senders: what we last announced).
+    pub fn link_available(&self, link: LinkId) -> Option<u32> {
+        self.link(link).map(|l| l.available)
     }
 
     /// A link's state (`None` once detached).
