@@ -2,9 +2,11 @@
 //! amqpwire: an AMQP 1.0 protocol engine written from the OASIS specification, for people
 //! who need to see and trust every byte on the wire.
 //!
-//! This release holds the wire layer: the type system of part 1, every definition of
-//! parts 2 to 5, frames, messages, and an annotated stream decoder. The sans-IO
-//! connection engine, the tokio runtime and the tools build on it.
+//! It holds the wire layer (the type system of part 1, every definition of parts 2 to 5,
+//! frames, messages, an annotated stream decoder) and, on top of it, the sans-IO engine in
+//! [`connection`]: connection, session and link state machines for both roles, SASL,
+//! flow control, settlement and link recovery, driven by bytes in and bytes and events
+//! out, with time passed in. Nothing below the runtime reads a socket or a clock.
 //!
 //! ```text
 //!   bytes in ──► frame::FrameDecoder ──► RawFrame ──► types::Performative / SaslFrameBody
@@ -17,6 +19,10 @@
 //!
 //!   types::Performative + message::Message ──► frame::FrameEncoder ──► bytes out
 //!                                              (split at max-frame-size, bodies referenced)
+//!
+//!   connection::Connection   handle_input / handle_timeout / handle_eof ──► state machines
+//!   (client or server)       commands (begin, attach, flow, send, disposition, …)
+//!                            poll_transmit ──► bytes   poll_event ──► Event   poll_timeout
 //! ```
 //!
 //! Decoding never panics, never loops and never allocates for a size or count before

@@ -11,11 +11,23 @@
 //!
 //! The methods fall in four groups (the quinn-proto contract):
 //!
-//! - getters: [`Connection::state`], [`Connection::remote_open`], [`Connection::is_ended`];
+//! - getters: [`Connection::state`], [`Connection::remote_open`], [`Connection::is_ended`],
+//!   [`Connection::session_state`], [`Connection::link_state`], [`Connection::link_credit`],
+//!   [`Connection::unsettled`], [`Connection::resumable`],
+//!   [`Connection::retained_unsettled`];
 //! - input: [`Connection::handle_input`] (any chunking), [`Connection::handle_eof`],
 //!   [`Connection::handle_timeout`];
-//! - commands: [`Connection::close`], which return `Result<_, UsageError>` at once; what the
-//!   peer does arrives later as an [`Event`];
+//! - commands, which return `Result<_, UsageError>` at once; what the peer does arrives
+//!   later as an [`Event`]:
+//!   - connection and sessions: [`Connection::close`], [`Connection::begin`],
+//!     [`Connection::end_session`], [`Connection::accept_begin`], [`Connection::refuse_begin`];
+//!   - links: [`Connection::attach`], [`Connection::accept_attach`],
+//!     [`Connection::refuse_attach`], [`Connection::detach`];
+//!   - flow: [`Connection::flow`] (credit, drain), [`Connection::drained`],
+//!     [`Connection::set_available`], [`Connection::request_flow`] (echo);
+//!   - deliveries: [`Connection::send`], [`Connection::send_payload`],
+//!     [`Connection::disposition`] (settle or update, any delivery state, over ranges);
+//!   - link recovery: [`Connection::resume`], [`Connection::forget`];
 //! - output, to call after every input or command, in this order:
 //!   [`Connection::poll_transmit`] (write what it appends), [`Connection::poll_event`] until
 //!   it returns `None`, then [`Connection::poll_timeout`] to know when to call
@@ -29,6 +41,60 @@
 //!                                            └─open─► OPEN_RCVD            CLOSE_SENT / CLOSE_RCVD
 //!                                                                                 └──► END ◄──┘
 //!  an error while OPENED sends close with the error and DISCARDS until the peer's close.
+//! ```
+//!
+//! # Example
+//!
+//! A client and a server joined in memory: the client sends one message, the server
+//! accepts it.
+//!
+//! ```
+//! use std::time::Instant;
+//! use amqpwire::connection::{Config, Connection, Event, LinkOptions};
+//! use amqpwire::types::{Accepted, DeliveryState};
+//!
+//! let mut client = Connection::client(Config::new("client"));
+//! let mut server = Connection::server(Config::new("server"));
+//! let now = Instant::now();
+//! // Moves bytes both ways until both sides are quiet; returns the events of each side.
+//! let mut pump = |client: &mut Connection, server: &mut Connection| {
+//!     let (mut ce, mut se) = (Vec::new(), Vec::new());
+//!     loop {
+//!         let (mut a, mut b) = (Vec::new(), Vec::new());
+//!         client.poll_transmit(&mut a);
+//!         server.poll_transmit(&mut b);
+//!         if a.is_empty() && b.is_empty() {
+//!             return (ce, se);
+//!         }
+//!         server.handle_input(&a, now);
+//!         client.handle_input(&b, now);
+//!         ce.extend(std::iter::from_fn(|| client.poll_event()));
+//!         se.extend(std::iter::from_fn(|| server.poll_event()));
+//!     }
+//! };
+//!
+//! let session = client.begin()?;
+//! let sender = client.attach(session, LinkOptions::sender("telemetry", "events"))?;
+//! let (_, server_events) = pump(&mut client, &mut server);
+//! let receiver = server_events
+//!     .iter()
+//!     .find_map(|e| match e {
+//!         Event::LinkAttached { link, by_peer: true, .. } => Some(*link),
+//!         _ => None,
+//!     })
+//!     .expect("the server answered the attach");
+//!
+//! server.flow(receiver, 10, false)?; // credit for ten messages
+//! pump(&mut client, &mut server);
+//! let id = client.send(sender, bytes::Bytes::from_static(b"tag-0"), b"\x00\x53\x77\xa1\x02hi", false)?;
+//! let (_, server_events) = pump(&mut client, &mut server);
+//! assert!(server_events.iter().any(|e| matches!(e, Event::Delivery { payload, .. } if payload.ends_with(b"hi"))));
+//!
+//! let accepted = Some(DeliveryState::Accepted(Accepted {}));
+//! server.disposition(receiver, id, None, true, accepted.clone())?;
+//! let (client_events, _) = pump(&mut client, &mut server);
+//! assert!(client_events.contains(&Event::Disposition { link: sender, delivery_id: id, settled: true, state: accepted }));
+//! # Ok::<(), amqpwire::connection::UsageError>(())
 //! ```
 
 mod error;
