@@ -595,6 +595,47 @@ fn count_flows(stream: &[u8]) -> usize {
         .count()
 }
 
+#[test]
+fn endless_continuations_stop_at_the_connections_message_size_guard() {
+    let mut server = Config::new("server");
+    server.max_message_size = 1000;
+    let mut p = Pair::new(Config::new("client"), server, 129);
+    // The link sets no max-message-size of its own, so none is announced ...
+    let (_, rcv) = p.attach(LinkOptions::sender("big", "q"));
+    p.server.flow(rcv, 1, false).expect("credit");
+    p.drive();
+    let announced = sent(&p.s2c).into_iter().find_map(|(_, p)| match p {
+        Performative::Attach(a) => Some(a.max_message_size),
+        _ => None,
+    });
+    assert_eq!(announced, Some(None));
+    // ... but a delivery that keeps growing is cut off at the guard.
+    let mut t = Transfer::new(Handle(0));
+    t.delivery_id = Some(SequenceNo(0));
+    t.delivery_tag = Some(tag("endless"));
+    t.more = true;
+    let part = vec![0x55; 600];
+    let mut frame1 = Vec::new();
+    let enc = amqpwire::frame::FrameEncoder::new(u32::MAX);
+    enc.encode_amqp(0, &Performative::Transfer(t.clone()), &part, &mut frame1).expect("frame");
+    p.server.handle_input(&frame1, p.now);
+    assert!(events(&mut p.server).is_empty(), "600 bytes are within the guard");
+    p.server.handle_input(&frame1, p.now);
+    let ev = events(&mut p.server);
+    assert!(
+        ev.contains(&Event::LinkError {
+            link: rcv,
+            violation: Violation::MessageSizeExceeded { size: 1200, max: 1000 }
+        }),
+        "{ev:?}"
+    );
+    // The engine's output waits for the transport; the runtime can see how much.
+    assert!(p.server.pending_transmit() > 0);
+    let mut out = Vec::new();
+    p.server.poll_transmit(&mut out);
+    assert_eq!(p.server.pending_transmit(), 0);
+}
+
 // ----- helpers -----
 
 /// A client attach as a hand-driven peer would send it: a sender on handle 7.

@@ -579,6 +579,7 @@ impl Connection {
     }
 
     fn on_transfer(&mut self, session: SessionId, t: Transfer, payload: Bytes) {
+        let guard = self.cfg.max_message_size;
         let Some(local) = self.local_handle(session, t.handle.0, "transfer") else { return };
         let link = LinkId { session, handle: Handle(local) };
         let Some(s) = self.session_mut(session) else { return };
@@ -639,7 +640,9 @@ impl Connection {
                 inc.settled |= t.settled.unwrap_or(false);
             }
         }
-        let max = l.options.max_message_size;
+        // Our advertised limit, or else the connection's guard against endless
+        // continuations (never more than what is held in memory for one delivery).
+        let max = l.options.max_message_size.filter(|m| *m > 0).or(Some(guard));
         let Some(inc) = l.incoming.as_mut() else { return };
         if t.aborted {
             let delivery_id = inc.delivery_id;

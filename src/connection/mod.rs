@@ -229,6 +229,11 @@ pub struct Config {
     /// termini (the default); when off, each arrives as [`Event::AttachRequested`] and waits
     /// for [`Connection::accept_attach`] or [`Connection::refuse_attach`].
     pub accept_links: bool,
+    /// The largest message reassembled on a receiving link that sets no
+    /// `max-message-size` of its own: a guard against a peer that sends continuation frames
+    /// without end. Not announced to the peer; a larger message detaches the link with
+    /// `amqp:link:message-size-exceeded`.
+    pub max_message_size: u64,
     /// Answer sessions the peer begins at once (the default); when off, each arrives as
     /// [`Event::BeginRequested`] and waits for [`Connection::accept_begin`] or
     /// [`Connection::refuse_begin`]. Frames the peer sends on it meanwhile (up to
@@ -278,6 +283,7 @@ impl Config {
             session: SessionConfig::default(),
             accept_links: true,
             accept_sessions: true,
+            max_message_size: 256 * 1024 * 1024,
             trace: None,
         }
     }
@@ -757,6 +763,14 @@ impl Connection {
     /// When to call [`Connection::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.iter().flatten().min().copied()
+    }
+
+    /// How many bytes wait for [`Connection::poll_transmit`]. A runtime whose transport
+    /// cannot write stops feeding input while this is large: the engine's output only
+    /// grows in answer to input and commands, so a peer that does not read cannot make
+    /// it grow without bound.
+    pub fn pending_transmit(&self) -> usize {
+        self.out.len()
     }
 
     // ----- internals -----
