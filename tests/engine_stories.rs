@@ -636,6 +636,50 @@ fn endless_continuations_stop_at_the_connections_message_size_guard() {
     assert_eq!(p.server.pending_transmit(), 0);
 }
 
+#[test]
+fn every_outcome_and_the_received_state_reach_the_sender_exactly() {
+    use amqpwire::types::{Modified, Received, Rejected, Released};
+    let mut p = Pair::new(Config::new("client"), Config::new("server"), 131);
+    let (snd, rcv) = p.attach(LinkOptions::sender("outcomes", "q"));
+    let ids = send_all(&mut p, snd, rcv, &["a", "r", "l", "m"]);
+    let _ = events(&mut p.client);
+    let mut annotations = Fields::new();
+    annotations.insert("x-opt-reason", "retry later");
+    let states = [
+        DeliveryState::Accepted(Accepted {}),
+        DeliveryState::Rejected(Rejected {
+            error: Some(Error::new(condition::DECODE_ERROR, "not JSON")),
+        }),
+        DeliveryState::Released(Released {}),
+        DeliveryState::Modified(Modified {
+            delivery_failed: Some(true),
+            undeliverable_here: Some(true),
+            message_annotations: Some(annotations),
+        }),
+    ];
+    // First a non-terminal state: how far the message got (3.4.1), unsettled.
+    let progress = DeliveryState::Received(Received { section_number: 2, section_offset: 17 });
+    p.server.disposition(rcv, ids[0], None, false, Some(progress.clone())).expect("received");
+    for (id, state) in ids.iter().zip(&states) {
+        p.server.disposition(rcv, *id, None, true, Some(state.clone())).expect("outcome");
+    }
+    p.drive();
+    let seen: Vec<_> = events(&mut p.client)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Disposition { delivery_id, settled, state, .. } => {
+                Some((delivery_id, settled, state))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut expected = vec![(ids[0], false, Some(progress))];
+    expected.extend(ids.iter().zip(states).map(|(id, s)| (*id, true, Some(s))));
+    assert_eq!(seen, expected);
+    // Each settled exactly once: nothing is left, and settling again finds nothing.
+    assert!(p.client.unsettled(snd).is_empty() && p.server.unsettled(rcv).is_empty());
+}
+
 // ----- helpers -----
 
 /// A client attach as a hand-driven peer would send it: a sender on handle 7.
