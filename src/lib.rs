@@ -81,6 +81,8 @@ pub mod frame;
 pub mod fuzzing;
 pub mod inspect;
 pub mod message;
+#[cfg(feature = "tokio")]
+pub mod runtime;
 pub mod samples;
 pub mod sasl;
 

@@ -1,0 +1,392 @@
+//! Transports: the byte streams the engine runs over. TCP (`amqp://`), TLS (`amqps://`),
+//! WebSocket (`ws://`) and WebSocket over TLS (`wss://`), for clients and servers.
+//!
+//! ```text
+//!   Endpoint ("amqps://user:pw@host/?…") ──► connect ──► Transport (AsyncRead + AsyncWrite)
+//!   TcpStream from a listener + Endpoint  ──► accept  ──► Transport (+ peer_identity)
+//!
+//!   amqp   TcpStream
+//!   amqps  TcpStream ─► TLS (tokio-rustls, ring)
+//!   ws     TcpStream ─► WebSocket (tokio-tungstenite) ─► WsStream (bytes ⇄ binary messages)
+//!   wss    TcpStream ─► TLS ─► WebSocket ─► WsStream
+//! ```
+//!
+//! A [`Transport`] carries bytes only: the AMQP and SASL protocol headers and frames are the
+//! engine's business. Handshakes have no time limit of their own; a listener should wrap
+//! [`accept`] (and a client [`connect`]) in `tokio::time::timeout`. See
+//! `docs/transports.md` for URLs, TLS rules and the WebSocket binding.
+
+mod tls;
+mod url;
+mod ws;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsStream;
+
+pub use tls::{ClientTlsConfig, PeerIdentity, TlsServerConfig};
+pub use url::{
+    Endpoint, EndpointError, SaslMechanism, Scheme, AMQP_WS_SUBPROTOCOL, MIN_MAX_FRAME_SIZE,
+};
+pub use ws::{accept_ws, connect_ws, WsServerConfig, WsStream, WS_MESSAGE_SIZE};
+
+use tls::Sniffed;
+
+/// A byte stream that can stand in as a transport (an in-memory pipe in tests, say).
+pub trait AsyncIo: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncIo for T {}
+
+type TlsTcp = TlsStream<Sniffed<TcpStream>>;
+
+enum Inner {
+    Tcp(TcpStream),
+    Tls(Box<TlsTcp>),
+    Ws(Box<WsStream<TcpStream>>),
+    Wss(Box<WsStream<TlsTcp>>),
+    Other(Box<dyn AsyncIo>),
+}
+
+/// An established connection's byte stream: TCP, TLS, WebSocket or WebSocket over TLS,
+/// ready for the engine's protocol header. Reads and writes go straight through; over
+/// WebSocket a flush sends the bytes written so far as one binary message.
+pub struct Transport {
+    inner: Inner,
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = self.scheme().map_or("other", Scheme::as_str);
+        f.debug_struct("Transport").field("scheme", &kind).field("peer", &self.peer_addr()).finish()
+    }
+}
+
+impl Transport {
+    /// Wraps any byte stream (an in-memory pipe, a stream set up elsewhere).
+    pub fn from_io(io: impl AsyncIo + 'static) -> Self {
+        Self { inner: Inner::Other(Box::new(io)) }
+    }
+
+    /// The scheme this transport was made for, `None` for [`from_io`](Self::from_io).
+    pub fn scheme(&self) -> Option<Scheme> {
+        match &self.inner {
+            Inner::Tcp(_) => Some(Scheme::Amqp),
+            Inner::Tls(_) => Some(Scheme::Amqps),
+            Inner::Ws(_) => Some(Scheme::Ws),
+            Inner::Wss(_) => Some(Scheme::Wss),
+            Inner::Other(_) => None,
+        }
+    }
+
+    /// The peer's TLS certificate identity: on a server, the client certificate (the SASL
+    /// EXTERNAL identity) when the listener asked for one and the client sent it; on a
+    /// client, the server's certificate. `None` without TLS.
+    pub fn peer_identity(&self) -> Option<PeerIdentity> {
+        match &self.inner {
+            Inner::Tls(tls) => tls::peer_identity(tls),
+            Inner::Wss(ws) => tls::peer_identity(ws.get_ref()),
+            _ => None,
+        }
+    }
+
+    /// The peer's address, when the transport is a TCP connection.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        let tcp = match &self.inner {
+            Inner::Tcp(s) => s,
+            Inner::Tls(s) => s.get_ref().0.get_ref(),
+            Inner::Ws(s) => s.get_ref(),
+            Inner::Wss(s) => s.get_ref().get_ref().0.get_ref(),
+            Inner::Other(_) => return None,
+        };
+        tcp.peer_addr().ok()
+    }
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &mut $self.get_mut().inner {
+            Inner::Tcp($s) => $e,
+            Inner::Tls($s) => $e,
+            Inner::Ws($s) => $e,
+            Inner::Wss($s) => $e,
+            Inner::Other($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        each!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        each!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        each!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.inner {
+            Inner::Tcp(s) => s.is_write_vectored(),
+            Inner::Tls(s) => s.is_write_vectored(),
+            Inner::Ws(_) | Inner::Wss(_) => false,
+            Inner::Other(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// Opens a transport to `endpoint`: TCP (with `TCP_NODELAY`), then TLS for `amqps` and
+/// `wss` (server name and certificate checks against the URL's host, `tls` for roots and
+/// the client certificate), then the WebSocket handshake for `ws` and `wss`.
+pub async fn connect(
+    endpoint: &Endpoint,
+    tls: &ClientTlsConfig,
+) -> Result<Transport, TransportError> {
+    let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+        .await
+        .map_err(|source| TransportError::Connect { endpoint: endpoint.to_string(), source })?;
+    tcp.set_nodelay(true).map_err(TransportError::Io)?;
+    let inner = match endpoint.scheme {
+        Scheme::Amqp => Inner::Tcp(tcp),
+        Scheme::Amqps => {
+            Inner::Tls(Box::new(tls::client_handshake(tcp, &endpoint.host, tls, "amqp").await?))
+        }
+        Scheme::Ws => Inner::Ws(Box::new(ws::connect_ws(tcp, endpoint).await?)),
+        Scheme::Wss => {
+            let stream = tls::client_handshake(tcp, &endpoint.host, tls, "ws").await?;
+            Inner::Wss(Box::new(ws::connect_ws(stream, endpoint).await?))
+        }
+    };
+    Ok(Transport { inner })
+}
+
+/// What a listener needs to turn accepted TCP streams into transports.
+#[derive(Clone, Debug, Default)]
+pub struct AcceptConfig {
+    /// The certificate (and client checks) of `amqps` and `wss` listeners.
+    pub tls: Option<TlsServerConfig>,
+    /// The path and subprotocols of `ws` and `wss` listeners.
+    pub ws: WsServerConfig,
+}
+
+impl AcceptConfig {
+    /// The configuration for a listening endpoint: its WebSocket path and subprotocol, and
+    /// `tls` (needed for `amqps` and `wss`).
+    pub fn for_endpoint(endpoint: &Endpoint, tls: Option<TlsServerConfig>) -> Self {
+        Self { tls, ws: WsServerConfig::for_endpoint(endpoint) }
+    }
+}
+
+/// Turns one TCP stream accepted on a listener for `endpoint` into a transport: nothing
+/// more for `amqp`, the TLS handshake for `amqps`, the WebSocket handshake for `ws`, both
+/// for `wss`. Only the endpoint's scheme is used here; the WebSocket path and
+/// subprotocols come from `config.ws`.
+pub async fn accept(
+    tcp: TcpStream,
+    endpoint: &Endpoint,
+    config: &AcceptConfig,
+) -> Result<Transport, TransportError> {
+    tcp.set_nodelay(true).map_err(TransportError::Io)?;
+    let tls_config = || {
+        config.tls.as_ref().ok_or_else(|| {
+            TransportError::Config(format!(
+                "a {}:// listener needs a TLS certificate and key",
+                endpoint.scheme
+            ))
+        })
+    };
+    let inner = match endpoint.scheme {
+        Scheme::Amqp => Inner::Tcp(tcp),
+        Scheme::Amqps => {
+            Inner::Tls(Box::new(tls::server_handshake(tcp, tls_config()?, "amqps").await?))
+        }
+        Scheme::Ws => Inner::Ws(Box::new(ws::accept_ws(tcp, &config.ws).await?)),
+        Scheme::Wss => {
+            let stream = tls::server_handshake(tcp, tls_config()?, "wss").await?;
+            Inner::Wss(Box::new(ws::accept_ws(stream, &config.ws).await?))
+        }
+    };
+    Ok(Transport { inner })
+}
+
+/// Why a transport could not be set up. The messages say what happened and, for the
+/// usual mix-ups (TLS against a plain port, a wrong name, a wrong subprotocol), what to do.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The TCP connection could not be opened.
+    Connect {
+        /// The endpoint, password hidden.
+        endpoint: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// An I/O error during a handshake.
+    Io(io::Error),
+    /// A TLS or listener configuration problem: unreadable PEM, no trusted roots, a TLS
+    /// listener without a certificate.
+    Config(String),
+    /// A TLS handshake failed; the message gives rustls's reason.
+    Tls(String),
+    /// The server's certificate does not name the host the client connected to.
+    CertificateNameMismatch {
+        /// The host of the URL.
+        host: String,
+        /// The names the certificate holds, when rustls reports them.
+        presented: Vec<String>,
+    },
+    /// A TLS client got a non-TLS answer (`amqps://` to a plain AMQP port).
+    ServerNotTls {
+        /// What the server answered in: `plain AMQP` or `HTTP`.
+        answered: &'static str,
+        /// The scheme to use instead.
+        use_scheme: &'static str,
+    },
+    /// A TLS listener got non-TLS bytes (`amqp://` to an `amqps` port).
+    ClientNotTls {
+        /// What the client sent.
+        sent: &'static str,
+        /// The scheme the client should use.
+        use_scheme: &'static str,
+    },
+    /// A WebSocket handshake failed for another reason.
+    WebSocket(String),
+    /// The server refused the client's WebSocket upgrade with an HTTP status.
+    WsRefused {
+        /// The HTTP status (404 wrong path, 400 no common subprotocol, …).
+        status: u16,
+        /// The path requested.
+        path: String,
+        /// The subprotocol requested.
+        subprotocol: String,
+        /// The response body, which an amqpwire server fills with its reason.
+        body: String,
+    },
+    /// A WebSocket client asked for a path this listener does not serve (answered 404).
+    WsPath {
+        /// The path the client asked for.
+        requested: String,
+        /// The path served.
+        served: String,
+    },
+    /// A WebSocket client offered none of this listener's subprotocols (answered 400).
+    SubprotocolRefused {
+        /// What the client offered.
+        offered: Vec<String>,
+        /// What this listener speaks.
+        supported: Vec<String>,
+    },
+    /// The server accepted the WebSocket upgrade without agreeing to the subprotocol.
+    SubprotocolNotAgreed {
+        /// What the client asked for.
+        requested: String,
+        /// What the server answered: `none` or `one that was not asked for`.
+        answered: &'static str,
+    },
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Connect { endpoint, source } => {
+                write!(f, "could not connect to {endpoint}: {source}")
+            }
+            Self::Io(e) => write!(f, "transport I/O error: {e}"),
+            Self::Config(m) => write!(f, "transport configuration: {m}"),
+            Self::Tls(m) => write!(f, "TLS: {m}"),
+            Self::CertificateNameMismatch { host, presented } => {
+                write!(
+                    f,
+                    "TLS: certificate name mismatch: the server's certificate is not valid for \
+                     {host:?}"
+                )?;
+                if !presented.is_empty() {
+                    write!(f, " (it names {})", presented.join(", "))?;
+                }
+                Ok(())
+            }
+            Self::ServerNotTls { answered, use_scheme } => {
+                write!(f, "the server answered in {answered}, not TLS: use {use_scheme}://")
+            }
+            Self::ClientNotTls { sent, use_scheme } => {
+                write!(f, "the client sent {sent} to a TLS port: use {use_scheme}://")
+            }
+            Self::WebSocket(m) => write!(f, "WebSocket: {m}"),
+            Self::WsRefused { status, path, subprotocol, body } => {
+                write!(
+                    f,
+                    "WebSocket: the server refused the upgrade of path {path:?} with subprotocol \
+                     {subprotocol} (HTTP {status})"
+                )?;
+                if !body.is_empty() {
+                    write!(f, ": {body}")?;
+                }
+                Ok(())
+            }
+            Self::WsPath { requested, served } => write!(
+                f,
+                "WebSocket: the client asked for path {requested:?}, this listener serves \
+                 {served:?}"
+            ),
+            Self::SubprotocolRefused { offered, supported } => write!(
+                f,
+                "WebSocket: no common subprotocol: the client offered {}, this server speaks {}",
+                list(offered),
+                list(supported)
+            ),
+            Self::SubprotocolNotAgreed { requested, answered } => write!(
+                f,
+                "WebSocket: the client asked for subprotocol {requested}, the server answered \
+                 with {answered}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Connect { source, .. } => Some(source),
+            Self::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
