@@ -1,11 +1,43 @@
 //! The tokio runtime: the engine of [`crate::connection`] on real sockets.
 //!
-//! So far this holds the [`transport`] layer: URLs (`amqp://`, `amqps://`, `ws://`,
-//! `wss://`), TCP, TLS with rustls and the AMQP WebSocket binding, for clients and
-//! listeners. A transport is a plain byte stream; the task that drives the sans-IO engine
-//! over it sits on top.
+//! ```text
+//!   Connection::connect(url) ─► transport::connect ─► driver task ─► engine (client)
+//!   Listener::bind(url) ─► accept ─► Incoming::establish ─► driver task ─► engine (server)
+//!                                                           └► ServerConnection::next_link
+//!
+//!   driver task:  read ─► handle_input_bytes │ poll_transmit ─► write (+ flush: one
+//!                 WebSocket message)         │ poll_timeout ─► sleep ─► handle_timeout
+//!                 events ─► the handles waiting for them (open, begin, attach, outcomes,
+//!                 deliveries); commands from the handles run under the same lock
+//! ```
+//!
+//! Handles: [`Connection`] (begin sessions, close), [`Session`] (attach senders and
+//! receivers, end), [`Sender`] (send and await the outcome, pipeline many, or send
+//! pre-settled), [`Receiver`] (a credit window refilled as deliveries are taken, never
+//! waiting for settlement; accept, reject, release, modify; drain). A [`Listener`] accepts
+//! connections on any of the four schemes and hands the application each link the peer
+//! attaches as a [`LinkRequest`] to accept or refuse. Errors ([`Error`]) say which scope
+//! ended and carry the peer's condition and description.
+//!
+//! Back-pressure: the driver stops reading while more than [`HIGH_WATER`] bytes of output
+//! wait for a transport that does not take them; receivers only grant credit for what the
+//! application has taken.
 //!
 //! Built with the `tokio` feature (on by default). Without it the crate has no async, TLS
 //! or WebSocket dependency.
 
+mod driver;
+mod error;
+mod handles;
+mod listener;
 pub mod transport;
+
+pub use driver::{Delivery, HIGH_WATER};
+pub use error::Error;
+pub use handles::{
+    Configure, ConnectOptions, Connection, PendingOutcome, Receiver, Sender, Session,
+};
+pub use listener::{
+    AuthenticatorFactory, Incoming, LinkRequest, ListenOptions, Listener, ServerConnection,
+    SharedTrace,
+};

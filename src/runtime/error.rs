@@ -1,0 +1,104 @@
+//! Errors of the async API: each says which scope failed (transport, connection, session,
+//! link) and carries the peer's error condition and description when the peer sent one.
+
+use std::fmt;
+
+use crate::connection::{ConnectionError, UsageError};
+use crate::types;
+
+use super::transport::{EndpointError, TransportError};
+
+/// Why an operation of the async API failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL could not be parsed.
+    Endpoint(EndpointError),
+    /// The transport could not be set up (TCP, TLS or WebSocket).
+    Transport(TransportError),
+    /// The connection ended: closed by the peer with an error, a protocol violation (ours
+    /// to report, the peer's to fix), a SASL failure, a time-out, or the transport closing.
+    Connection(ConnectionError),
+    /// The connection was closed cleanly (by us or by the peer) before the operation ended.
+    Closed,
+    /// The session ended, by the peer (with its error, if any) or after a violation.
+    SessionEnded(Option<types::Error>),
+    /// The peer refused the link: it answered the attach without a terminus and detached
+    /// with this error (2.6.3).
+    LinkRefused(Option<types::Error>),
+    /// The link was detached, by the peer (with its error, if any) or after a violation.
+    LinkDetached(Option<types::Error>),
+    /// The engine refused the command (a programming error, or a limit of the peer's).
+    Usage(UsageError),
+    /// A message could not be decoded.
+    Decode(crate::codec::DecodeError),
+    /// A handshake or the open exchange took too long.
+    Timeout(&'static str),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let peer = |f: &mut fmt::Formatter<'_>, what: &str, e: &Option<types::Error>| match e {
+            Some(e) => write!(f, "{what}: {e}"),
+            None => f.write_str(what),
+        };
+        match self {
+            Self::Endpoint(e) => write!(f, "bad URL: {e}"),
+            Self::Transport(e) => write!(f, "transport: {e}"),
+            Self::Connection(e) => write!(f, "connection: {e}"),
+            Self::Closed => f.write_str("connection: closed"),
+            Self::SessionEnded(e) => peer(f, "session: ended", e),
+            Self::LinkRefused(e) => peer(f, "link: refused by the peer", e),
+            Self::LinkDetached(e) => peer(f, "link: detached", e),
+            Self::Usage(e) => write!(f, "usage: {e}"),
+            Self::Decode(e) => write!(f, "message: {e}"),
+            Self::Timeout(what) => write!(f, "timed out waiting for {what}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<UsageError> for Error {
+    fn from(e: UsageError) -> Self {
+        Self::Usage(e)
+    }
+}
+
+impl From<TransportError> for Error {
+    fn from(e: TransportError) -> Self {
+        Self::Transport(e)
+    }
+}
+
+impl From<EndpointError> for Error {
+    fn from(e: EndpointError) -> Self {
+        Self::Endpoint(e)
+    }
+}
+
+impl Error {
+    /// The AMQP error the peer sent, if this failure carries one.
+    pub fn remote(&self) -> Option<&types::Error> {
+        match self {
+            Self::Connection(ConnectionError::Remote(e)) => Some(e),
+            Self::SessionEnded(e) | Self::LinkRefused(e) | Self::LinkDetached(e) => e.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// A copy for a second waiter: the same scope and peer error (transport and decode
+    /// errors, which cannot be cloned, keep their message).
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Self::Connection(e) => Self::Connection(e.clone()),
+            Self::Closed => Self::Closed,
+            Self::SessionEnded(e) => Self::SessionEnded(e.clone()),
+            Self::LinkRefused(e) => Self::LinkRefused(e.clone()),
+            Self::LinkDetached(e) => Self::LinkDetached(e.clone()),
+            Self::Usage(e) => Self::Usage(e.clone()),
+            Self::Timeout(w) => Self::Timeout(w),
+            other => Self::Connection(ConnectionError::ProtocolMismatch(other.to_string())),
+        }
+    }
+}

@@ -1,0 +1,585 @@
+//! The async handles: [`Connection`], [`Session`], [`Sender`] and [`Receiver`]. Each is a
+//! thin view of the engine behind the driver task: commands run at once under a lock, and
+//! what the peer answers is awaited.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, Notify};
+
+use crate::connection::{self as engine, LinkId, LinkOptions, SessionId, UsageError};
+use crate::message::{Message, Payload};
+use crate::sasl::SaslClient;
+use crate::types::{
+    Accepted, Attach, DeliveryState, Error as AmqpError, Modified, Rejected, Released,
+};
+
+use super::driver::{drive, Delivery, Inner, PendingAttach, RecvQueue};
+use super::transport::{self, ClientTlsConfig, Endpoint, SaslMechanism, Transport};
+use super::Error;
+
+/// A last change to a client's engine configuration, after the URL's options.
+pub type Configure = Box<dyn FnOnce(&mut engine::Config) + Send>;
+
+/// How a client connects, beyond what its URL says.
+pub struct ConnectOptions {
+    /// Roots, extra CA and client certificate for `amqps://` and `wss://`.
+    pub tls: ClientTlsConfig,
+    /// The container-id when the URL gives none.
+    pub container_id: Option<String>,
+    /// How long the transport set-up and the open exchange may take.
+    pub timeout: Duration,
+    /// A callback that sees every header and frame in and out.
+    pub trace: Option<engine::TraceFn>,
+    /// Changes to the engine configuration made from the URL, applied last.
+    pub configure: Option<Configure>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            tls: ClientTlsConfig::new(),
+            container_id: None,
+            timeout: Duration::from_secs(30),
+            trace: None,
+            configure: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("container_id", &self.container_id)
+            .field("timeout", &self.timeout)
+            .field("trace", &self.trace.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A unique-enough container-id: process id, start time and a counter.
+pub(crate) fn container_id(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    format!("{prefix}-{}-{t:x}-{n}", std::process::id())
+}
+
+/// A nonce for SCRAM: the standard library's per-process random hash keys, the time and a
+/// counter, hashed.
+fn nonce() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(container_id("n").as_bytes());
+    let a = h.finish();
+    h.write_u64(a);
+    format!("{a:016x}{:016x}", h.finish())
+}
+
+/// The engine configuration for a client of `endpoint`.
+fn client_config(
+    endpoint: &Endpoint,
+    options: &mut ConnectOptions,
+) -> Result<engine::Config, Error> {
+    let id = endpoint
+        .container_id
+        .clone()
+        .or_else(|| options.container_id.clone())
+        .unwrap_or_else(|| container_id("amqpwire"));
+    let mut cfg = engine::Config::new(id);
+    cfg.hostname = Some(endpoint.amqp_hostname().to_owned());
+    cfg.idle_time_out = endpoint.idle_timeout;
+    if let Some(m) = endpoint.max_frame_size {
+        cfg.max_frame_size = m;
+    }
+    let user = endpoint.user.as_deref().unwrap_or("");
+    let password = endpoint.password.as_deref().unwrap_or("");
+    let sasl = match endpoint.effective_sasl_mechanism() {
+        SaslMechanism::Anonymous => SaslClient::anonymous(user),
+        SaslMechanism::Plain => SaslClient::plain(user, password),
+        SaslMechanism::External => SaslClient::external(user),
+        SaslMechanism::Mssbcbs => SaslClient::mssbcbs(),
+        SaslMechanism::ScramSha256 => SaslClient::scram_sha256(user, password, &nonce())
+            .map_err(|e| Error::Connection(engine::ConnectionError::Sasl(e)))?,
+    };
+    cfg.sasl_client = Some(sasl.with_hostname(endpoint.amqp_hostname()));
+    cfg.trace = options.trace.take();
+    if let Some(f) = options.configure.take() {
+        f(&mut cfg);
+    }
+    Ok(cfg)
+}
+
+/// An AMQP connection, client or server side, driven by its own task. Cloning gives
+/// another handle to the same connection.
+#[derive(Clone)]
+pub struct Connection {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("state", &self.inner.lock().conn.state()).finish()
+    }
+}
+
+impl Connection {
+    /// Connects to `url` (`amqp://`, `amqps://`, `ws://`, `wss://`) and waits for the
+    /// peer's open.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_with(&Endpoint::parse(url)?, ConnectOptions::default()).await
+    }
+
+    /// Connects to `endpoint` with `options`, and waits for the peer's open.
+    pub async fn connect_with(
+        endpoint: &Endpoint,
+        mut options: ConnectOptions,
+    ) -> Result<Self, Error> {
+        let cfg = client_config(endpoint, &mut options)?;
+        let io = tokio::time::timeout(options.timeout, transport::connect(endpoint, &options.tls))
+            .await
+            .map_err(|_| Error::Timeout("the transport to be set up"))??;
+        let conn = Self::start(engine::Connection::client(cfg), io, None);
+        let opened = conn.inner.wait_until(|s| {
+            s.opened.as_ref().map(|r| r.as_ref().map_err(Error::duplicate).copied())
+        });
+        match tokio::time::timeout(options.timeout, opened).await {
+            Ok(Ok(())) => Ok(conn),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::Timeout("the peer's open")),
+        }
+    }
+
+    /// Runs `engine` over `io` on a new task.
+    pub(crate) fn start(
+        engine: engine::Connection,
+        io: Transport,
+        requests: Option<tokio::sync::mpsc::UnboundedSender<super::driver::Request>>,
+    ) -> Self {
+        let inner = Arc::new(Inner::new(engine));
+        inner.lock().requests = requests;
+        tokio::spawn(drive(Arc::clone(&inner), io));
+        Self { inner }
+    }
+
+    /// Runs `f` on the engine, then wakes the driver to write what it queued.
+    pub(crate) fn command<T>(
+        &self,
+        f: impl FnOnce(&mut super::driver::Shared) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let r = {
+            let mut s = self.inner.lock();
+            if let Some(e) = s.end_error() {
+                return Err(e);
+            }
+            f(&mut s)
+        };
+        self.inner.wake_driver.notify_one();
+        r
+    }
+
+    /// Begins a session and waits for the peer's answer.
+    pub async fn begin_session(&self) -> Result<Session, Error> {
+        let id = self.command(|s| Ok(s.conn.begin()?))?;
+        self.inner.wait_until(|s| s.begun.remove(&id).or_else(|| s.end_error().map(Err))).await?;
+        Ok(Session { conn: self.clone(), id })
+    }
+
+    /// The peer's open, once received.
+    pub fn remote_open(&self) -> Option<crate::types::Open> {
+        self.inner.lock().conn.remote_open().cloned()
+    }
+
+    /// The identity SASL authenticated (server side), if any.
+    pub fn identity(&self) -> Option<String> {
+        self.inner.lock().identity.clone()
+    }
+
+    /// Closes the connection (with an error, or cleanly) and waits for the peer's close.
+    pub async fn close(&self, error: Option<AmqpError>) -> Result<(), Error> {
+        {
+            let mut s = self.inner.lock();
+            if s.ended.is_none() {
+                // A connection closing already is fine: we wait for the end either way.
+                let _ = s.conn.close(error);
+            }
+        }
+        self.inner.wake_driver.notify_one();
+        self.closed().await
+    }
+
+    /// Waits until the connection has ended: `Ok` for a clean close.
+    pub async fn closed(&self) -> Result<(), Error> {
+        self.inner
+            .wait_until(|s| s.ended.as_ref().map(|e| e.as_ref().map_err(Error::duplicate).copied()))
+            .await
+    }
+}
+
+/// A session on a connection.
+#[derive(Clone, Debug)]
+pub struct Session {
+    conn: Connection,
+    id: SessionId,
+}
+
+impl Session {
+    /// The session's id (our channel).
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// Attaches a sender to `address`, named `name`, and waits for the peer's answer.
+    pub async fn sender(&self, name: &str, address: &str) -> Result<Sender, Error> {
+        self.attach_sender(LinkOptions::sender(name, address)).await
+    }
+
+    /// Attaches a sender with `options` and waits for the peer's answer.
+    pub async fn attach_sender(&self, options: LinkOptions) -> Result<Sender, Error> {
+        let (link, remote) = self.attach(options, None).await?;
+        Ok(Sender::attached(self.conn.clone(), link, remote))
+    }
+
+    /// Attaches a receiver from `address`, keeping `credit` messages granted (refilled as
+    /// the application takes them; 0 to grant credit itself), and waits for the answer.
+    pub async fn receiver(
+        &self,
+        name: &str,
+        address: &str,
+        credit: u32,
+    ) -> Result<Receiver, Error> {
+        self.attach_receiver(LinkOptions::receiver(name, address), credit).await
+    }
+
+    /// Attaches a receiver with `options` and a credit window (see [`Session::receiver`]).
+    pub async fn attach_receiver(
+        &self,
+        options: LinkOptions,
+        credit: u32,
+    ) -> Result<Receiver, Error> {
+        let (link, remote) = self.attach(options, Some(credit)).await?;
+        let notify = self.conn.inner.lock().receivers.get(&link).map(|r| Arc::clone(&r.notify));
+        let notify = notify.unwrap_or_default();
+        if credit > 0 {
+            self.conn.command(|s| Ok(s.conn.flow(link, credit, false)?))?;
+        }
+        Ok(Receiver { conn: self.conn.clone(), link, notify, remote })
+    }
+
+    async fn attach(
+        &self,
+        options: LinkOptions,
+        window: Option<u32>,
+    ) -> Result<(LinkId, Box<Attach>), Error> {
+        let id = self.id;
+        let link = self.conn.command(|s| {
+            let link = s.conn.attach(id, options)?;
+            s.attaching.insert(link, PendingAttach { answer: None, refused: false });
+            s.detached.remove(&link);
+            if let Some(window) = window {
+                s.receivers.insert(link, RecvQueue::new(window));
+            }
+            Ok(link)
+        })?;
+        let answer = self
+            .conn
+            .inner
+            .wait_until(|s| {
+                let done = s.attaching.get(&link).is_some_and(|p| p.answer.is_some());
+                if done {
+                    s.attaching.remove(&link).and_then(|p| p.answer)
+                } else {
+                    s.end_error().map(Err)
+                }
+            })
+            .await;
+        if answer.is_err() {
+            self.conn.inner.lock().receivers.remove(&link);
+        }
+        Ok((link, answer?))
+    }
+
+    /// Ends the session and waits for the peer's end.
+    pub async fn end(&self) -> Result<(), Error> {
+        let id = self.id;
+        self.conn.command(|s| {
+            s.begun.remove(&id);
+            Ok(s.conn.end_session(id, None)?)
+        })?;
+        let ended = self
+            .conn
+            .inner
+            .wait_until(|s| match s.begun.remove(&id) {
+                Some(Err(Error::SessionEnded(None))) => Some(Ok(())),
+                Some(r) => Some(r),
+                None => s.end_error().map(Err),
+            })
+            .await;
+        ended
+    }
+}
+
+/// The outcome of a delivery, once the peer settles it.
+#[derive(Debug)]
+pub struct PendingOutcome {
+    rx: oneshot::Receiver<Result<DeliveryState, Error>>,
+}
+
+impl Future for PendingOutcome {
+    type Output = Result<DeliveryState, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(Error::Closed)))
+    }
+}
+
+/// The sending end of a link.
+#[derive(Debug)]
+pub struct Sender {
+    conn: Connection,
+    link: LinkId,
+    remote: Box<Attach>,
+    next_tag: AtomicU64,
+}
+
+impl Sender {
+    pub(crate) fn attached(conn: Connection, link: LinkId, remote: Box<Attach>) -> Self {
+        Self { conn, link, remote, next_tag: AtomicU64::new(0) }
+    }
+
+    /// The link.
+    pub fn link(&self) -> LinkId {
+        self.link
+    }
+
+    /// The peer's attach.
+    pub fn remote(&self) -> &Attach {
+        &self.remote
+    }
+
+    /// Sends `message` unsettled and waits for the peer's outcome (accepted, rejected,
+    /// released or modified).
+    pub async fn send(&self, message: &Message) -> Result<DeliveryState, Error> {
+        self.send_pipelined(message).await?.await
+    }
+
+    /// Sends `message` unsettled once there is credit, and returns at once with a future
+    /// for its outcome: many can be in flight.
+    pub async fn send_pipelined(&self, message: &Message) -> Result<PendingOutcome, Error> {
+        let mut payload = Payload::default();
+        message.encode_payload(&mut payload);
+        let rx = self.transfer(&payload, false).await?;
+        Ok(PendingOutcome { rx: rx.unwrap_or_else(|| oneshot::channel().1) })
+    }
+
+    /// Sends `message` pre-settled (at most once: there is no outcome).
+    pub async fn send_settled(&self, message: &Message) -> Result<(), Error> {
+        let mut payload = Payload::default();
+        message.encode_payload(&mut payload);
+        self.transfer(&payload, true).await.map(|_| ())
+    }
+
+    /// Sends an already encoded message (`settled`: pre-settled); returns the outcome's
+    /// receiver when unsettled.
+    async fn transfer(
+        &self,
+        payload: &Payload,
+        settled: bool,
+    ) -> Result<Option<oneshot::Receiver<Result<DeliveryState, Error>>>, Error> {
+        let n = self.next_tag.fetch_add(1, Ordering::Relaxed);
+        let tag = Bytes::copy_from_slice(&n.to_be_bytes()[n.leading_zeros() as usize / 8..]);
+        let link = self.link;
+        self.conn
+            .inner
+            .wait_until(|s| {
+                if let Some(e) = s.detached.get(&link) {
+                    return Some(Err(e.duplicate()));
+                }
+                if let Some(e) = s.end_error() {
+                    return Some(Err(e));
+                }
+                match s.conn.send_payload(link, tag.clone(), payload, settled) {
+                    Ok(id) => {
+                        self.conn.inner.wake_driver.notify_one();
+                        if settled {
+                            return Some(Ok(None));
+                        }
+                        let (tx, rx) = oneshot::channel();
+                        s.outcomes.insert((link, id.0), tx);
+                        Some(Ok(Some(rx)))
+                    }
+                    // Wait for credit, or room in the peer's session window.
+                    Err(UsageError::NoCredit | UsageError::SessionWindowFull) => None,
+                    Err(e) => Some(Err(e.into())),
+                }
+            })
+            .await
+    }
+
+    /// Detaches the link, closing it, and waits for the peer's detach.
+    pub async fn close(self) -> Result<(), Error> {
+        close_link(&self.conn, self.link).await
+    }
+}
+
+async fn close_link(conn: &Connection, link: LinkId) -> Result<(), Error> {
+    conn.command(|s| Ok(s.conn.detach(link, true, None)?))?;
+    let r = conn
+        .inner
+        .wait_until(|s| match s.detached.get(&link) {
+            Some(Error::LinkDetached(None)) => Some(Ok(())),
+            Some(e) => Some(Err(e.duplicate())),
+            None => s.end_error().map(Err),
+        })
+        .await;
+    let mut s = conn.inner.lock();
+    s.receivers.remove(&link);
+    s.detached.remove(&link);
+    r
+}
+
+impl RecvQueue {
+    pub(crate) fn new(window: u32) -> Self {
+        Self {
+            queue: std::collections::VecDeque::new(),
+            notify: Arc::new(Notify::new()),
+            window,
+            end: None,
+        }
+    }
+}
+
+/// The receiving end of a link.
+#[derive(Debug)]
+pub struct Receiver {
+    conn: Connection,
+    link: LinkId,
+    notify: Arc<Notify>,
+    remote: Box<Attach>,
+}
+
+impl Receiver {
+    pub(crate) fn new(
+        conn: Connection,
+        link: LinkId,
+        notify: Arc<Notify>,
+        remote: Box<Attach>,
+    ) -> Self {
+        Self { conn, link, notify, remote }
+    }
+
+    /// The link.
+    pub fn link(&self) -> LinkId {
+        self.link
+    }
+
+    /// The peer's attach.
+    pub fn remote(&self) -> &Attach {
+        &self.remote
+    }
+
+    /// The next delivery; an error once the link, session or connection has ended and
+    /// every delivery before that was taken. Credit is refilled as deliveries are taken,
+    /// never waiting for them to be settled.
+    pub async fn recv(&self) -> Result<Delivery, Error> {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut s = self.conn.inner.lock();
+                let link = self.link;
+                let Some(r) = s.receivers.get_mut(&link) else { return Err(Error::Closed) };
+                if let Some(d) = r.queue.pop_front() {
+                    let (window, queued) = (r.window, r.queue.len() as u32);
+                    let credit = s.conn.link_credit(link).unwrap_or(0);
+                    if window > 0 && credit + queued <= window / 2 {
+                        let _ = s.conn.flow(link, window - queued, false);
+                        drop(s);
+                        self.conn.inner.wake_driver.notify_one();
+                    }
+                    return Ok(d);
+                }
+                if let Some(e) = &r.end {
+                    return Err(e.duplicate());
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Grants `credit` (replacing what was granted); for receivers made with a window of 0.
+    pub fn set_credit(&self, credit: u32) -> Result<(), Error> {
+        let link = self.link;
+        self.conn.command(|s| Ok(s.conn.flow(link, credit, false)?))
+    }
+
+    /// Asks the sender to use the credit or give it up (drain), and waits until it has.
+    pub async fn drain(&self) -> Result<(), Error> {
+        let link = self.link;
+        self.conn.command(|s| {
+            let credit = s.conn.link_credit(link).unwrap_or(0);
+            Ok(s.conn.flow(link, credit, true)?)
+        })?;
+        self.conn
+            .inner
+            .wait_until(|s| match s.conn.link_credit(link) {
+                Some(0) => Some(Ok(())),
+                Some(_) => s.end_error().map(Err),
+                None => Some(Err(s.detached.get(&link).map_or(Error::Closed, Error::duplicate))),
+            })
+            .await
+    }
+
+    /// Settles `delivery` with `state` (does nothing for a pre-settled one).
+    pub fn settle(&self, delivery: &Delivery, state: DeliveryState) -> Result<(), Error> {
+        if delivery.settled {
+            return Ok(());
+        }
+        let (link, id) = (self.link, delivery.delivery_id);
+        self.conn.command(|s| Ok(s.conn.disposition(link, id, None, true, Some(state))?))
+    }
+
+    /// Accepts `delivery` (3.4.2).
+    pub fn accept(&self, delivery: &Delivery) -> Result<(), Error> {
+        self.settle(delivery, DeliveryState::Accepted(Accepted {}))
+    }
+
+    /// Rejects `delivery` with an error (3.4.3): it will not be processed.
+    pub fn reject(&self, delivery: &Delivery, error: Option<AmqpError>) -> Result<(), Error> {
+        self.settle(delivery, DeliveryState::Rejected(Rejected { error }))
+    }
+
+    /// Releases `delivery` (3.4.4): not processed, may go to someone else.
+    pub fn release(&self, delivery: &Delivery) -> Result<(), Error> {
+        self.settle(delivery, DeliveryState::Released(Released {}))
+    }
+
+    /// Modifies `delivery` (3.4.5): not processed; `delivery_failed` counts an attempt,
+    /// `undeliverable_here` keeps it away from this receiver.
+    pub fn modify(
+        &self,
+        delivery: &Delivery,
+        delivery_failed: bool,
+        undeliverable_here: bool,
+    ) -> Result<(), Error> {
+        let m = Modified {
+            delivery_failed: Some(delivery_failed),
+            undeliverable_here: Some(undeliverable_here),
+            message_annotations: None,
+        };
+        self.settle(delivery, DeliveryState::Modified(m))
+    }
+
+    /// Detaches the link, closing it, and waits for the peer's detach.
+    pub async fn close(self) -> Result<(), Error> {
+        close_link(&self.conn, self.link).await
+    }
+}

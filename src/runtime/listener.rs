@@ -1,0 +1,287 @@
+//! The server side: a [`Listener`] accepts TCP connections on an `amqp://`, `amqps://`,
+//! `ws://` or `wss://` endpoint, sets up the transport, runs a server-role engine on each,
+//! and hands the application the links its peers attach, to accept or refuse.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::connection::{self as engine, LinkId, LinkOptions, TraceRecord};
+use crate::sasl::Authenticator;
+use crate::types::{Attach, AttachSource, AttachTarget, Error as AmqpError, Role};
+
+use super::driver::{RecvQueue, Request};
+use super::handles::{container_id, Connection, Receiver, Sender};
+use super::transport::{self, AcceptConfig, Endpoint, TlsServerConfig, Transport};
+use super::Error;
+
+/// Makes the SASL authenticator of each accepted connection (`None`: no SASL layer).
+pub type AuthenticatorFactory =
+    Arc<dyn Fn() -> Option<Box<dyn Authenticator + Send>> + Send + Sync>;
+
+/// A trace callback shared by every connection of a listener: the connection's number
+/// (in accept order) and the record.
+pub type SharedTrace = Arc<dyn Fn(u64, &TraceRecord<'_>) + Send + Sync>;
+
+/// How a listener sets up the connections it accepts.
+#[derive(Clone)]
+pub struct ListenOptions {
+    /// Certificate and key for `amqps://` and `wss://`.
+    pub tls: Option<TlsServerConfig>,
+    /// SASL for each connection.
+    pub authenticator: Option<AuthenticatorFactory>,
+    /// Refuse clients that skip SASL (with an authenticator set).
+    pub require_sasl: bool,
+    /// Our container-id.
+    pub container_id: String,
+    /// The idle time-out to announce.
+    pub idle_time_out: Option<Duration>,
+    /// How long a client may take for the TLS and WebSocket handshakes.
+    pub handshake_timeout: Duration,
+    /// Sees every frame of every connection.
+    pub trace: Option<SharedTrace>,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            authenticator: None,
+            require_sasl: false,
+            container_id: container_id("amqpwire-listener"),
+            idle_time_out: None,
+            handshake_timeout: Duration::from_secs(10),
+            trace: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ListenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenOptions")
+            .field("tls", &self.tls.is_some())
+            .field("authenticator", &self.authenticator.is_some())
+            .field("require_sasl", &self.require_sasl)
+            .field("container_id", &self.container_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Accepts AMQP connections on one endpoint.
+pub struct Listener {
+    tcp: TcpListener,
+    endpoint: Endpoint,
+    setup: Arc<Setup>,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener").field("endpoint", &self.endpoint.to_string()).finish()
+    }
+}
+
+struct Setup {
+    endpoint: Endpoint,
+    accept: AcceptConfig,
+    options: ListenOptions,
+    count: std::sync::atomic::AtomicU64,
+}
+
+impl Listener {
+    /// Listens on `url` (port 0 picks a free port; see [`Listener::endpoint`]).
+    pub async fn bind(url: &str, options: ListenOptions) -> Result<Self, Error> {
+        let endpoint = parse_listen(url)?;
+        let tcp =
+            TcpListener::bind((endpoint.host.as_str(), endpoint.port)).await.map_err(|source| {
+                transport::TransportError::Connect { endpoint: endpoint.to_string(), source }
+            })?;
+        let mut endpoint = endpoint;
+        if let Ok(addr) = tcp.local_addr() {
+            endpoint.port = addr.port();
+        }
+        if endpoint.scheme.is_tls() && options.tls.is_none() {
+            return Err(Error::Transport(transport::TransportError::Config(format!(
+                "a {}:// listener needs a certificate and key",
+                endpoint.scheme
+            ))));
+        }
+        let accept = AcceptConfig::for_endpoint(&endpoint, options.tls.clone());
+        let setup =
+            Arc::new(Setup { endpoint: endpoint.clone(), accept, options, count: 0.into() });
+        Ok(Self { tcp, endpoint, setup })
+    }
+
+    /// The endpoint listened on, with the port actually bound.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Waits for the next TCP connection. Set it up with [`Incoming::establish`], on a task
+    /// of its own so that a slow handshake does not hold up the next accept.
+    pub async fn accept(&self) -> Result<Incoming, Error> {
+        let (tcp, _) = self
+            .tcp
+            .accept()
+            .await
+            .map_err(|e| Error::Transport(transport::TransportError::Io(e)))?;
+        Ok(Incoming { tcp, setup: Arc::clone(&self.setup) })
+    }
+}
+
+/// Parses a URL to listen on, where port 0 (any free port) is allowed, unlike a URL to
+/// connect to.
+fn parse_listen(url: &str) -> Result<Endpoint, Error> {
+    let first = match Endpoint::parse(url) {
+        Ok(e) => return Ok(e),
+        Err(e) => e,
+    };
+    // The authority ends at the first '/' or '?' after "://"; a port 0 ends it.
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
+    if !url[start..end].ends_with(":0") {
+        return Err(first.into());
+    }
+    let mut endpoint = Endpoint::parse(&format!("{}1{}", &url[..end - 1], &url[end..]))?;
+    endpoint.port = 0;
+    Ok(endpoint)
+}
+
+/// A TCP connection accepted by a [`Listener`], not yet set up.
+pub struct Incoming {
+    tcp: TcpStream,
+    setup: Arc<Setup>,
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming").field("peer", &self.tcp.peer_addr().ok()).finish()
+    }
+}
+
+impl Incoming {
+    /// Runs the TLS and WebSocket handshakes the endpoint asks for, then the server-role
+    /// engine on a task of its own.
+    pub async fn establish(self) -> Result<ServerConnection, Error> {
+        let setup = self.setup;
+        let io = tokio::time::timeout(
+            setup.options.handshake_timeout,
+            transport::accept(self.tcp, &setup.endpoint, &setup.accept),
+        )
+        .await
+        .map_err(|_| Error::Timeout("the client's handshake"))??;
+        let n = setup.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(ServerConnection::start(server_config(&setup.options, &io, n), io))
+    }
+}
+
+fn server_config(o: &ListenOptions, io: &Transport, n: u64) -> engine::Config {
+    let mut cfg = engine::Config::new(o.container_id.clone());
+    cfg.idle_time_out = o.idle_time_out;
+    cfg.authenticator = o.authenticator.as_ref().and_then(|f| f());
+    cfg.require_sasl = o.require_sasl && cfg.authenticator.is_some();
+    cfg.external_identity = io.peer_identity().and_then(|p| p.subject_cn);
+    cfg.accept_links = false;
+    if let Some(trace) = &o.trace {
+        let trace = Arc::clone(trace);
+        cfg.trace = Some(Box::new(move |r| trace(n, r)));
+    }
+    cfg
+}
+
+/// A connection a listener accepted: the connection, and the links its peer attaches.
+#[derive(Debug)]
+pub struct ServerConnection {
+    /// The connection (sessions the peer begins are answered at once).
+    pub connection: Connection,
+    requests: mpsc::UnboundedReceiver<Request>,
+}
+
+impl ServerConnection {
+    /// Runs a server-role `engine` over `io` (for transports set up elsewhere, such as
+    /// an in-memory pipe).
+    pub fn start(config: engine::Config, io: Transport) -> Self {
+        let (tx, requests) = mpsc::unbounded_channel();
+        let mut config = config;
+        config.accept_links = false;
+        let connection = Connection::start(engine::Connection::server(config), io, Some(tx));
+        Self { connection, requests }
+    }
+
+    /// The next link the peer attaches; `None` once the connection has ended.
+    pub async fn next_link(&mut self) -> Option<LinkRequest> {
+        let r = self.requests.recv().await?;
+        Some(LinkRequest { conn: self.connection.clone(), link: r.link, remote: r.remote })
+    }
+}
+
+/// A link the peer attached, waiting for the application to accept or refuse it.
+#[derive(Debug)]
+pub struct LinkRequest {
+    conn: Connection,
+    link: LinkId,
+    /// The peer's attach.
+    pub remote: Box<Attach>,
+}
+
+impl LinkRequest {
+    /// The link, as this side names it.
+    pub fn link(&self) -> LinkId {
+        self.link
+    }
+
+    /// The peer's role: [`Role::SENDER`] when it wants to send to us.
+    pub fn role(&self) -> Role {
+        self.remote.role
+    }
+
+    /// The address the peer names: the target's for a peer that sends, the source's for
+    /// one that receives.
+    pub fn address(&self) -> Option<&str> {
+        if self.remote.role == Role::SENDER {
+            match &self.remote.target {
+                Some(AttachTarget::Target(t)) => t.address.as_deref(),
+                _ => None,
+            }
+        } else {
+            match &self.remote.source {
+                Some(AttachSource::Source(s)) => s.address.as_deref(),
+                _ => None,
+            }
+        }
+    }
+
+    /// Accepts a link on which the peer sends: we receive, keeping `credit` granted.
+    pub fn accept_receiver(
+        self,
+        options: Option<LinkOptions>,
+        credit: u32,
+    ) -> Result<Receiver, Error> {
+        let link = self.link;
+        let notify = self.conn.command(|s| {
+            s.conn.accept_attach(link, options)?;
+            let q = RecvQueue::new(credit);
+            let notify = Arc::clone(&q.notify);
+            s.receivers.insert(link, q);
+            if credit > 0 {
+                s.conn.flow(link, credit, false)?;
+            }
+            Ok(notify)
+        })?;
+        Ok(Receiver::new(self.conn, link, notify, self.remote))
+    }
+
+    /// Accepts a link on which the peer receives: we send.
+    pub fn accept_sender(self, options: Option<LinkOptions>) -> Result<Sender, Error> {
+        let link = self.link;
+        self.conn.command(|s| Ok(s.conn.accept_attach(link, options)?))?;
+        Ok(Sender::attached(self.conn, link, self.remote))
+    }
+
+    /// Refuses the link with `error` (2.6.3).
+    pub fn refuse(self, error: AmqpError) -> Result<(), Error> {
+        let link = self.link;
+        self.conn.command(|s| Ok(s.conn.refuse_attach(link, error)?))
+    }
+}

@@ -1,0 +1,247 @@
+//! The tokio runtime on loopback sockets: an amqpwire client against an amqpwire listener
+//! whose application (in the test) accepts, refuses and answers links.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use amqpwire::message::Message;
+use amqpwire::runtime::{Connection, Error, ListenOptions, Listener, ServerConnection};
+use amqpwire::sasl::Credentials;
+use amqpwire::types::{condition, Accepted, DeliveryState, Error as AmqpError, Role};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// Fails a test that hangs instead of letting it run forever.
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+fn options() -> ListenOptions {
+    let credentials = Credentials::new(|| "servernonce".into())
+        .with_user("alice", "secret", b"0123456789abcdef")
+        .anonymous(true);
+    ListenOptions {
+        authenticator: Some(Arc::new(move || Some(Box::new(credentials.clone()) as _))),
+        ..ListenOptions::default()
+    }
+}
+
+/// What the test's server saw: each message received on an address.
+type Seen = mpsc::UnboundedReceiver<(String, Bytes)>;
+
+/// A server whose application takes every link: messages sent to it are accepted and
+/// reported (or rejected when the body is "reject"); a receiver attached to it gets
+/// `count` messages "m0".."m{count-1}" (pre-settled); the address "forbidden" is refused.
+async fn serve(url: &str, options: ListenOptions, count: usize) -> (String, Seen) {
+    let listener = Listener::bind(url, options).await.expect("bind");
+    let url = listener.endpoint().to_string();
+    let (tx, seen) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(incoming) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.establish().await else { return };
+                answer_links(conn, tx, count).await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+async fn answer_links(
+    mut conn: ServerConnection,
+    tx: mpsc::UnboundedSender<(String, Bytes)>,
+    count: usize,
+) {
+    while let Some(req) = conn.next_link().await {
+        let address = req.address().unwrap_or_default().to_owned();
+        if address == "forbidden" {
+            let _ = req.refuse(AmqpError::new(condition::UNAUTHORIZED_ACCESS, "not for you"));
+            continue;
+        }
+        if req.role() == Role::SENDER {
+            let Ok(rx) = req.accept_receiver(None, 50) else { continue };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Ok(d) = rx.recv().await {
+                    let body = d
+                        .message()
+                        .ok()
+                        .and_then(|m| m.body.as_data().cloned())
+                        .unwrap_or_default();
+                    if &body[..] == b"reject" {
+                        let _ = rx
+                            .reject(&d, Some(AmqpError::new(condition::DECODE_ERROR, "no thanks")));
+                    } else {
+                        let _ = rx.accept(&d);
+                    }
+                    let _ = tx.send((address.clone(), body));
+                }
+            });
+        } else {
+            let Ok(tx) = req.accept_sender(None) else { continue };
+            tokio::spawn(async move {
+                for i in 0..count {
+                    let m = Message::with_data(format!("m{i}").into_bytes());
+                    if tx.send_settled(&m).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_sends_and_gets_outcomes_over_tcp() {
+    let (url, mut seen) = serve("amqp://127.0.0.1:0", options(), 0).await;
+    let conn = within("connect", Connection::connect(&url)).await.expect("connect");
+    let session = within("begin", conn.begin_session()).await.expect("session");
+    let sender = within("attach", session.sender("s1", "queue-a")).await.expect("sender");
+    for body in ["one", "two", "reject"] {
+        let outcome =
+            within("send", sender.send(&Message::with_data(body.as_bytes().to_vec()))).await;
+        match (body, outcome.expect("an outcome")) {
+            ("reject", DeliveryState::Rejected(r)) => {
+                assert_eq!(r.error.expect("why").condition.as_str(), condition::DECODE_ERROR);
+            }
+            ("reject", other) => panic!("expected rejected, got {other:?}"),
+            (_, state) => assert_eq!(state, DeliveryState::Accepted(Accepted {})),
+        }
+    }
+    for body in ["one", "two", "reject"] {
+        let (address, got) = within("seen", seen.recv()).await.expect("seen");
+        assert_eq!((address.as_str(), &got[..]), ("queue-a", body.as_bytes()));
+    }
+    within("close", conn.close(None)).await.expect("clean close");
+}
+
+#[tokio::test]
+async fn a_client_receives_presettled_messages_with_credit_refilled() {
+    // 300 messages through a window of 10: credit must be refilled as they are taken.
+    let (url, _) = serve("amqp://127.0.0.1:0", options(), 300).await;
+    let conn = within("connect", Connection::connect(&url)).await.expect("connect");
+    let session = conn.begin_session().await.expect("session");
+    let rx = within("attach", session.receiver("r1", "queue-b", 10)).await.expect("receiver");
+    for i in 0..300 {
+        let d = within("recv", rx.recv()).await.expect("a delivery");
+        assert!(d.settled);
+        let body = d.message().expect("message").body.as_data().cloned().expect("data");
+        assert_eq!(&body[..], format!("m{i}").as_bytes());
+    }
+    rx.close().await.expect("detach");
+    conn.close(None).await.expect("close");
+}
+
+#[tokio::test]
+async fn a_refused_link_reports_the_peers_condition() {
+    let (url, _) = serve("amqp://127.0.0.1:0", options(), 0).await;
+    let conn = Connection::connect(&url).await.expect("connect");
+    let session = conn.begin_session().await.expect("session");
+    let err = within("attach", session.sender("s", "forbidden")).await.expect_err("refused");
+    assert!(
+        matches!(&err, Error::LinkRefused(Some(e)) if e.condition.as_str() == condition::UNAUTHORIZED_ACCESS),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not for you"), "{err}");
+    // The session and connection carry on.
+    let ok = session.sender("s2", "fine").await.expect("another link");
+    ok.send(&Message::with_data(&b"x"[..])).await.expect("sent");
+}
+
+#[tokio::test]
+async fn sasl_plain_and_scram_authenticate_and_a_wrong_password_is_refused() {
+    let (url, _) = serve("amqp://127.0.0.1:0", options(), 0).await;
+    let port = url.rsplit(':').next().expect("port").trim_end_matches('/').to_owned();
+    let good = format!("amqp://alice:secret@127.0.0.1:{port}");
+    let conn = within("plain", Connection::connect(&good)).await.expect("PLAIN");
+    conn.close(None).await.expect("close");
+    let scram = format!("amqp://alice:secret@127.0.0.1:{port}/?sasl-mechanism=SCRAM-SHA-256");
+    let conn = within("scram", Connection::connect(&scram)).await.expect("SCRAM");
+    conn.close(None).await.expect("close");
+    let bad = format!("amqp://alice:wrong@127.0.0.1:{port}");
+    let err = within("wrong", Connection::connect(&bad)).await.expect_err("refused");
+    assert!(
+        matches!(err, Error::Connection(amqpwire::connection::ConnectionError::Sasl(_))),
+        "{err}"
+    );
+    assert!(err.to_string().contains("SASL"), "{err}");
+}
+
+#[tokio::test]
+async fn websocket_carries_the_same_exchange_including_a_large_message() {
+    let (url, mut seen) = serve("ws://127.0.0.1:0/$iothub/websocket", options(), 0).await;
+    assert!(url.starts_with("ws://") && url.contains("/$iothub/websocket"), "{url}");
+    let conn = within("connect", Connection::connect(&url)).await.expect("connect over ws");
+    let session = conn.begin_session().await.expect("session");
+    let sender = session.sender("big", "queue-c").await.expect("sender");
+    let big: Vec<u8> = (0..10 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let outcome = within("10 MiB", sender.send(&Message::with_data(big.clone()))).await;
+    assert_eq!(outcome.expect("outcome"), DeliveryState::Accepted(Accepted {}));
+    let (_, got) = within("seen", seen.recv()).await.expect("seen");
+    assert!(got[..] == big[..], "the 10 MiB body arrived intact");
+    conn.close(None).await.expect("close");
+}
+
+/// A TCP relay to `upstream` that can be cut: both sockets dropped at once, as when a
+/// peer's machine vanishes.
+async fn relay(upstream: String) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = front.local_addr().expect("addr").port();
+    let (cut, cutting) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut a, _) = front.accept().await.expect("accept");
+        let mut b = tokio::net::TcpStream::connect(upstream).await.expect("upstream");
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
+            _ = cutting => {}
+        }
+    });
+    (format!("amqp://127.0.0.1:{port}"), cut)
+}
+
+#[tokio::test]
+async fn a_peer_that_vanishes_fails_what_was_not_settled() {
+    let listener = Listener::bind("amqp://127.0.0.1:0", options()).await.expect("bind");
+    let upstream = format!("127.0.0.1:{}", listener.endpoint().port);
+    let (held, mut hold) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut conn = listener.accept().await.expect("accept").establish().await.expect("up");
+        let req = conn.next_link().await.expect("a link");
+        // One message of credit, and the message is never settled.
+        let rx = req.accept_receiver(None, 1).expect("accepted");
+        let d = rx.recv().await.expect("the first message arrives");
+        let _ = held.send(d.payload.len());
+        std::future::pending::<()>().await;
+        drop((conn, rx));
+    });
+    let (url, cut) = relay(upstream).await;
+    let conn = Connection::connect(&url).await.expect("connect");
+    let session = conn.begin_session().await.expect("session");
+    let sender = session.sender("s", "q").await.expect("sender");
+    let first = sender.send_pipelined(&Message::with_data(&b"first"[..])).await.expect("sent");
+    within("the server holds it", hold.recv()).await.expect("held");
+    // The second waits for credit that never comes.
+    let second_message = Message::with_data(&b"second"[..]);
+    let second = sender.send(&second_message);
+    let vanish = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = cut.send(());
+    };
+    let (second, ()) = within("failure", async { tokio::join!(second, vanish) }).await;
+    let first = within("first", first).await;
+    // Neither is reported as delivered: both fail with the connection's end.
+    for r in [first, second] {
+        let err = r.expect_err("not delivered");
+        assert!(
+            matches!(
+                err,
+                Error::Connection(amqpwire::connection::ConnectionError::TransportClosed)
+            ),
+            "{err}"
+        );
+    }
+    assert!(conn.closed().await.is_err());
+}
