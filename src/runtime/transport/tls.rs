@@ -432,13 +432,9 @@ pub(super) async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     let name = ServerName::try_from(host.to_string())
         .map_err(|e| config_error(format!("{host:?} is not a valid TLS server name: {e}")))?;
     let connector = TlsConnector::from(config.rustls_config()?);
-    let mut handshake = connector.connect(name, Sniffed::new(stream));
-    match (&mut handshake).await {
+    match connector.connect(name, Sniffed::new(stream)).into_fallible().await {
         Ok(tls) => Ok(TlsStream::Client(tls)),
-        Err(e) => {
-            let head = handshake.get_ref().map(|s| s.head().to_vec()).unwrap_or_default();
-            Err(client_error(e, &head, host, plain))
-        }
+        Err((e, sniffed)) => Err(client_error(e, sniffed.head(), host, plain)),
     }
 }
 
@@ -449,13 +445,9 @@ pub(super) async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     config: &TlsServerConfig,
     tls_scheme: &'static str,
 ) -> Result<TlsStream<Sniffed<S>>, TransportError> {
-    let mut handshake = config.acceptor.accept(Sniffed::new(stream));
-    match (&mut handshake).await {
+    match config.acceptor.accept(Sniffed::new(stream)).into_fallible().await {
         Ok(tls) => Ok(TlsStream::Server(tls)),
-        Err(e) => {
-            let head = handshake.get_ref().map(|s| s.head().to_vec()).unwrap_or_default();
-            Err(server_error(e, &head, tls_scheme))
-        }
+        Err((e, sniffed)) => Err(server_error(e, sniffed.head(), tls_scheme)),
     }
 }
 
@@ -507,8 +499,7 @@ fn server_error(e: io::Error, head: &[u8], tls_scheme: &'static str) -> Transpor
         header[..head.len()].copy_from_slice(head);
         let sent = match ProtocolHeader::parse(&header) {
             Ok(h) if h == ProtocolHeader::TLS => {
-                "the AMQP TLS header (AMQP 2 1 0 0), which negotiates TLS after the header, \
-                 while this port starts TLS at the first byte"
+                "the AMQP TLS header (AMQP 2 1 0 0, which starts TLS after the header)"
             }
             _ => "a plain AMQP header",
         };
