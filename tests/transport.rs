@@ -592,6 +592,9 @@ where
     assert!(e.to_string().contains("text message"), "{e}");
     raw.close(None).await.unwrap();
     assert_eq!(client.read(&mut read).await.unwrap(), 0);
+    assert_eq!(client.read(&mut read).await.unwrap(), 0, "still the end");
+    // The client answered the close frame without waiting for its own shutdown.
+    assert!(matches!(raw.next().await, Some(Ok(Message::Close(_)))), "no close reply");
 }
 
 #[tokio::test]

@@ -110,7 +110,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
                          messages",
                     )))
                 }
-                Some(Ok(Message::Close(_))) | None => this.eof = true,
+                // A close frame is the end: push out tungstenite's close reply if the socket
+                // takes it now (shutdown sends it otherwise), but do not wait for the peer
+                // to drop the connection.
+                Some(Ok(Message::Close(_))) => {
+                    let _ = Pin::new(&mut this.ws).poll_flush(cx);
+                    this.eof = true;
+                }
+                None => this.eof = true,
                 Some(Err(
                     tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
                 )) => this.eof = true,
