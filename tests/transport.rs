@@ -340,6 +340,26 @@ async fn plain_client_to_a_tls_server_is_told_to_use_amqps() {
 }
 
 #[tokio::test]
+async fn wss_client_to_a_plain_ws_server_is_told_to_use_ws() {
+    guard(async {
+        // The WebSocket listener cannot parse a ClientHello as HTTP and hangs up.
+        let config = AcceptConfig::default();
+        let (endpoint, server) = serve("wss://localhost:{port}", Scheme::Ws, &config).await;
+        let e = connect(&endpoint, &pki().client()).await.unwrap_err().to_string();
+        assert!(
+            e.contains("closed the connection during the TLS handshake") && e.contains("use ws://"),
+            "{e}"
+        );
+        let e = server.await.unwrap().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the client sent a TLS ClientHello to a plain port: it expects wss://"
+        );
+    })
+    .await
+}
+
+#[tokio::test]
 async fn amqps_listener_without_a_certificate_is_a_configuration_error() {
     guard(async {
         let (endpoint, server) =

@@ -19,7 +19,7 @@ use tokio_rustls::rustls::{
 };
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
-use super::TransportError;
+use super::{hung_up, TransportError};
 use crate::frame::ProtocolHeader;
 
 fn provider() -> Arc<CryptoProvider> {
@@ -485,9 +485,9 @@ fn client_error(e: io::Error, head: &[u8], host: &str, plain: &'static str) -> T
              a client certificate sends this when none or a wrong one is presented)"
         )),
         Some(other) => TransportError::Tls(format!("TLS handshake with {host} failed: {other}")),
-        None if e.kind() == io::ErrorKind::UnexpectedEof => TransportError::Tls(format!(
-            "{host} closed the connection during the TLS handshake (is it a TLS port? plain \
-             AMQP uses {plain}://)"
+        None if hung_up(&e) => TransportError::Tls(format!(
+            "{host} closed the connection during the TLS handshake (is it a TLS port? for a \
+             plain connection use {plain}://)"
         )),
         None => TransportError::Io(e),
     }
@@ -520,7 +520,7 @@ fn server_error(e: io::Error, head: &[u8], tls_scheme: &'static str) -> Transpor
             TransportError::Tls(format!("the client's certificate was refused: {c}"))
         }
         Some(other) => TransportError::Tls(format!("TLS handshake with a client failed: {other}")),
-        None if e.kind() == io::ErrorKind::UnexpectedEof => {
+        None if hung_up(&e) => {
             TransportError::Tls("the client closed the connection during the TLS handshake".into())
         }
         None => TransportError::Io(e),

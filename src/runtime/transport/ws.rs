@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::{
 use tokio_tungstenite::WebSocketStream;
 
 use super::url::{Endpoint, AMQP_WS_SUBPROTOCOL};
-use super::TransportError;
+use super::{hung_up, TransportError};
 
 /// Writes are gathered up to this many bytes before a message is sent without a flush.
 pub const WS_MESSAGE_SIZE: usize = 64 * 1024;
@@ -296,7 +296,7 @@ pub async fn connect_ws<S: AsyncRead + AsyncWrite + Unpin>(
 
 fn ws_error(e: tungstenite::Error, what: &str) -> TransportError {
     match e {
-        tungstenite::Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+        tungstenite::Error::Io(e) if hung_up(&e) => {
             TransportError::WebSocket(format!("the peer closed the connection during {what}"))
         }
         tungstenite::Error::Io(e) => TransportError::Io(e),
