@@ -230,7 +230,14 @@ pub async fn accept(
         Scheme::Amqps => {
             Inner::Tls(Box::new(tls::server_handshake(tcp, tls_config()?, "amqps").await?))
         }
-        Scheme::Ws => Inner::Ws(Box::new(ws::accept_ws(tcp, &config.ws).await?)),
+        Scheme::Ws => {
+            // A WebSocket client speaks first; a TLS record (0x16) here is a wss:// client.
+            let mut first = [0u8; 1];
+            if tcp.peek(&mut first).await.map_err(TransportError::Io)? == 1 && first[0] == 0x16 {
+                return Err(TransportError::ClientSentTls { use_scheme: "wss" });
+            }
+            Inner::Ws(Box::new(ws::accept_ws(tcp, &config.ws).await?))
+        }
         Scheme::Wss => {
             let stream = tls::server_handshake(tcp, tls_config()?, "wss").await?;
             Inner::Wss(Box::new(ws::accept_ws(stream, &config.ws).await?))
@@ -279,6 +286,12 @@ pub enum TransportError {
         /// The scheme the client should use.
         use_scheme: &'static str,
     },
+    /// A plain WebSocket listener got a TLS ClientHello (`wss://` to a `ws` port). (A plain
+    /// AMQP listener leaves this to the engine, whose frame decoder names a ClientHello.)
+    ClientSentTls {
+        /// The scheme the listener would need.
+        use_scheme: &'static str,
+    },
     /// A WebSocket handshake failed for another reason.
     WebSocket(String),
     /// The server refused the client's WebSocket upgrade with an HTTP status.
@@ -315,6 +328,17 @@ pub enum TransportError {
     },
 }
 
+/// The peer closed or reset the connection.
+fn hung_up(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
+}
+
 fn list(items: &[String]) -> String {
     if items.is_empty() {
         "none".into()
@@ -349,6 +373,10 @@ impl fmt::Display for TransportError {
             Self::ClientNotTls { sent, use_scheme } => {
                 write!(f, "the client sent {sent} to a TLS port: use {use_scheme}://")
             }
+            Self::ClientSentTls { use_scheme } => write!(
+                f,
+                "the client sent a TLS ClientHello to a plain port: it expects {use_scheme}://"
+            ),
             Self::WebSocket(m) => write!(f, "WebSocket: {m}"),
             Self::WsRefused { status, path, subprotocol, body } => {
                 write!(

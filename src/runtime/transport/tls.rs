@@ -19,7 +19,7 @@ use tokio_rustls::rustls::{
 };
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
-use super::TransportError;
+use super::{hung_up, TransportError};
 use crate::frame::ProtocolHeader;
 
 fn provider() -> Arc<CryptoProvider> {
@@ -432,13 +432,9 @@ pub(super) async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     let name = ServerName::try_from(host.to_string())
         .map_err(|e| config_error(format!("{host:?} is not a valid TLS server name: {e}")))?;
     let connector = TlsConnector::from(config.rustls_config()?);
-    let mut handshake = connector.connect(name, Sniffed::new(stream));
-    match (&mut handshake).await {
+    match connector.connect(name, Sniffed::new(stream)).into_fallible().await {
         Ok(tls) => Ok(TlsStream::Client(tls)),
-        Err(e) => {
-            let head = handshake.get_ref().map(|s| s.head().to_vec()).unwrap_or_default();
-            Err(client_error(e, &head, host, plain))
-        }
+        Err((e, sniffed)) => Err(client_error(e, sniffed.head(), host, plain)),
     }
 }
 
@@ -449,13 +445,9 @@ pub(super) async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     config: &TlsServerConfig,
     tls_scheme: &'static str,
 ) -> Result<TlsStream<Sniffed<S>>, TransportError> {
-    let mut handshake = config.acceptor.accept(Sniffed::new(stream));
-    match (&mut handshake).await {
+    match config.acceptor.accept(Sniffed::new(stream)).into_fallible().await {
         Ok(tls) => Ok(TlsStream::Server(tls)),
-        Err(e) => {
-            let head = handshake.get_ref().map(|s| s.head().to_vec()).unwrap_or_default();
-            Err(server_error(e, &head, tls_scheme))
-        }
+        Err((e, sniffed)) => Err(server_error(e, sniffed.head(), tls_scheme)),
     }
 }
 
@@ -493,9 +485,9 @@ fn client_error(e: io::Error, head: &[u8], host: &str, plain: &'static str) -> T
              a client certificate sends this when none or a wrong one is presented)"
         )),
         Some(other) => TransportError::Tls(format!("TLS handshake with {host} failed: {other}")),
-        None if e.kind() == io::ErrorKind::UnexpectedEof => TransportError::Tls(format!(
-            "{host} closed the connection during the TLS handshake (is it a TLS port? plain \
-             AMQP uses {plain}://)"
+        None if hung_up(&e) => TransportError::Tls(format!(
+            "{host} closed the connection during the TLS handshake (is it a TLS port? for a \
+             plain connection use {plain}://)"
         )),
         None => TransportError::Io(e),
     }
@@ -507,8 +499,7 @@ fn server_error(e: io::Error, head: &[u8], tls_scheme: &'static str) -> Transpor
         header[..head.len()].copy_from_slice(head);
         let sent = match ProtocolHeader::parse(&header) {
             Ok(h) if h == ProtocolHeader::TLS => {
-                "the AMQP TLS header (AMQP 2 1 0 0), which negotiates TLS after the header, \
-                 while this port starts TLS at the first byte"
+                "the AMQP TLS header (AMQP 2 1 0 0, which starts TLS after the header)"
             }
             _ => "a plain AMQP header",
         };
@@ -529,7 +520,7 @@ fn server_error(e: io::Error, head: &[u8], tls_scheme: &'static str) -> Transpor
             TransportError::Tls(format!("the client's certificate was refused: {c}"))
         }
         Some(other) => TransportError::Tls(format!("TLS handshake with a client failed: {other}")),
-        None if e.kind() == io::ErrorKind::UnexpectedEof => {
+        None if hung_up(&e) => {
             TransportError::Tls("the client closed the connection during the TLS handshake".into())
         }
         None => TransportError::Io(e),

@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::{
 use tokio_tungstenite::WebSocketStream;
 
 use super::url::{Endpoint, AMQP_WS_SUBPROTOCOL};
-use super::TransportError;
+use super::{hung_up, TransportError};
 
 /// Writes are gathered up to this many bytes before a message is sent without a flush.
 pub const WS_MESSAGE_SIZE: usize = 64 * 1024;
@@ -110,7 +110,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
                          messages",
                     )))
                 }
-                Some(Ok(Message::Close(_))) | None => this.eof = true,
+                // A close frame is the end: push out tungstenite's close reply if the socket
+                // takes it now (shutdown sends it otherwise), but do not wait for the peer
+                // to drop the connection.
+                Some(Ok(Message::Close(_))) => {
+                    let _ = Pin::new(&mut this.ws).poll_flush(cx);
+                    this.eof = true;
+                }
+                None => this.eof = true,
                 Some(Err(
                     tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
                 )) => this.eof = true,
@@ -289,7 +296,7 @@ pub async fn connect_ws<S: AsyncRead + AsyncWrite + Unpin>(
 
 fn ws_error(e: tungstenite::Error, what: &str) -> TransportError {
     match e {
-        tungstenite::Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+        tungstenite::Error::Io(e) if hung_up(&e) => {
             TransportError::WebSocket(format!("the peer closed the connection during {what}"))
         }
         tungstenite::Error::Io(e) => TransportError::Io(e),
