@@ -22,12 +22,20 @@ enum Command {
     /// Decode an AMQP 1.0 byte stream (hex or binary): every header, frame, field and
     /// message, with offsets and raw bytes.
     Decode(cli::decode::DecodeArgs),
+    /// Send messages to an address: body from a flag, a file or standard input; a summary
+    /// of outcomes at the end.
+    Send(cli::client::SendArgs),
+    /// Receive messages from an address and print them (text or JSON lines), accepting
+    /// each.
+    Receive(cli::client::ReceiveArgs),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Command::Decode(a) => cli::decode::run(&a),
+        Command::Send(a) => cli::client::run_send(&a),
+        Command::Receive(a) => cli::client::run_receive(&a),
     };
     match result {
         Ok(code) => code,

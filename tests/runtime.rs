@@ -4,7 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "support/pki.rs"]
+mod pki;
+
 use amqpwire::message::Message;
+use amqpwire::runtime::transport::Endpoint;
+use amqpwire::runtime::ConnectOptions;
 use amqpwire::runtime::{Connection, Error, ListenOptions, Listener, ServerConnection};
 use amqpwire::sasl::Credentials;
 use amqpwire::types::{condition, Accepted, DeliveryState, Error as AmqpError, Role};
@@ -244,4 +249,81 @@ async fn a_peer_that_vanishes_fails_what_was_not_settled() {
         );
     }
     assert!(conn.closed().await.is_err());
+}
+
+#[tokio::test]
+async fn tls_and_websocket_over_tls_carry_the_exchange_and_a_wrong_name_is_refused() {
+    let pki = pki::pki();
+    for scheme in ["amqps", "wss"] {
+        let opts = ListenOptions { tls: Some(pki.server()), ..options() };
+        let (url, mut seen) = serve(&format!("{scheme}://localhost:0/"), opts, 0).await;
+        let endpoint = Endpoint::parse(&url).expect("url");
+        let connect = ConnectOptions { tls: pki.client(), ..ConnectOptions::default() };
+        let conn = within("connect", Connection::connect_with(&endpoint, connect))
+            .await
+            .unwrap_or_else(|e| panic!("{scheme}: {e}"));
+        let sender = conn
+            .begin_session()
+            .await
+            .expect("session")
+            .sender("s", "tls-q")
+            .await
+            .expect("sender");
+        let outcome = within("send", sender.send(&Message::with_data(&b"secret"[..]))).await;
+        assert_eq!(outcome.expect("outcome"), DeliveryState::Accepted(Accepted {}));
+        assert_eq!(&within("seen", seen.recv()).await.expect("seen").1[..], b"secret");
+        conn.close(None).await.expect("close");
+
+        // The certificate names localhost; 127.0.0.1 is not that name.
+        let mut wrong = endpoint.clone();
+        wrong.host = "127.0.0.1".into();
+        let connect = ConnectOptions { tls: pki.client(), ..ConnectOptions::default() };
+        let err = within("wrong name", Connection::connect_with(&wrong, connect))
+            .await
+            .expect_err("a wrong name is refused");
+        assert!(matches!(err, Error::Transport(_)), "{scheme}: {err}");
+        assert!(err.to_string().to_lowercase().contains("name"), "{scheme}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn idle_time_out_detects_a_peer_that_stops_answering() {
+    // The client asks the server for heartbeats every 100 ms (idle time-out 200 ms); a relay
+    // that goes on accepting bytes but stops passing them on looks like a hung peer.
+    let (url, _) = serve("amqp://127.0.0.1:0", options(), 0).await;
+    let upstream = url.trim_start_matches("amqp://").trim_end_matches('/').to_owned();
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = front.local_addr().expect("addr").port();
+    let (stall, stalled) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (a, _) = front.accept().await.expect("accept");
+        let b = tokio::net::TcpStream::connect(upstream).await.expect("upstream");
+        let (mut ar, mut aw) = a.into_split();
+        let (mut br, mut bw) = b.into_split();
+        tokio::spawn(async move { tokio::io::copy(&mut ar, &mut bw).await });
+        tokio::select! {
+            _ = tokio::io::copy(&mut br, &mut aw) => {}
+            _ = stalled => {}
+        }
+        // Keep the sockets open, silent.
+        std::future::pending::<()>().await;
+    });
+    let endpoint =
+        Endpoint::parse(&format!("amqp://127.0.0.1:{port}/?idle-timeout=200")).expect("url");
+    let quick_close = ConnectOptions {
+        configure: Some(Box::new(|c| c.close_timeout = Duration::from_millis(300))),
+        ..ConnectOptions::default()
+    };
+    let conn =
+        within("connect", Connection::connect_with(&endpoint, quick_close)).await.expect("connect");
+    // Heartbeats keep it alive for well past the time-out ...
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(conn.begin_session().await.is_ok(), "alive while heartbeats flow");
+    // ... and once the peer goes quiet, the client gives up.
+    let _ = stall.send(());
+    let err = within("idle", conn.closed()).await.expect_err("idle time-out");
+    assert!(
+        err.to_string().contains("resource-limit-exceeded") || err.to_string().contains("idle"),
+        "{err}"
+    );
 }

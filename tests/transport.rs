@@ -10,11 +10,11 @@ use amqpwire::runtime::transport::{
     accept, connect, AcceptConfig, ClientTlsConfig, Endpoint, Scheme, TlsServerConfig, Transport,
     TransportError, WsServerConfig,
 };
+#[path = "support/pki.rs"]
+mod pki;
+
 use futures_util::{SinkExt, StreamExt};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use pki::{pki, pki_named, Pki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -26,50 +26,6 @@ use tokio_tungstenite::WebSocketStream;
 /// A hang guard: every test finishes well within this.
 async fn guard<T>(f: impl Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(30), f).await.expect("test hung")
-}
-
-/// A CA, a server certificate for `localhost` and a client certificate for `device-1`.
-struct Pki {
-    ca: String,
-    server_cert: String,
-    server_key: String,
-    client_cert: String,
-    client_key: String,
-}
-
-fn pki() -> Pki {
-    pki_named("amqpwire test CA")
-}
-
-fn pki_named(ca_name: &str) -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, ca_name);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-
-    let leaf = |names: Vec<String>, cn: &str, usage: ExtendedKeyUsagePurpose| {
-        let mut params = CertificateParams::new(names).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages = vec![usage];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &ca).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (server_cert, server_key) =
-        leaf(vec!["localhost".into()], "localhost", ExtendedKeyUsagePurpose::ServerAuth);
-    let (client_cert, client_key) = leaf(vec![], "device-1", ExtendedKeyUsagePurpose::ClientAuth);
-    Pki { ca: ca.pem(), server_cert, server_key, client_cert, client_key }
-}
-
-impl Pki {
-    fn client(&self) -> ClientTlsConfig {
-        ClientTlsConfig::new().without_native_roots().with_ca_pem(self.ca.as_bytes()).unwrap()
-    }
-
-    fn server(&self) -> TlsServerConfig {
-        TlsServerConfig::from_pem(self.server_cert.as_bytes(), self.server_key.as_bytes()).unwrap()
-    }
 }
 
 async fn listen() -> (TcpListener, u16) {

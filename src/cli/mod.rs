@@ -1,3 +1,5 @@
 //! The subcommands.
 
+pub(crate) mod client;
 pub(crate) mod decode;
+pub(crate) mod trace;

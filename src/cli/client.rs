@@ -1,0 +1,338 @@
+//! `amqpwire send` and `amqpwire receive`: a client on any URL, with progress on a
+//! terminal, a summary line at the end, and the trace if asked.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use amqpwire::codec::Value;
+use amqpwire::message::{AnnotationMap, Message};
+use amqpwire::runtime::transport::{ClientTlsConfig, Endpoint};
+use amqpwire::runtime::{ConnectOptions, Connection, Error};
+use amqpwire::types::DeliveryState;
+use bytes::Bytes;
+
+use super::trace::{TraceArgs, Tracer};
+
+/// Arguments of `amqpwire send`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct SendArgs {
+    /// Where to connect: amqp://, amqps://, ws:// or wss:// (user:password@ for SASL PLAIN).
+    url: String,
+    /// The address (queue, topic, node) to send to.
+    #[arg(long, value_name = "ADDR")]
+    to: String,
+    /// The message body, as text.
+    #[arg(long, conflicts_with_all = ["body_file", "size"])]
+    body: Option<String>,
+    /// Read the body from a file (`-`: standard input).
+    #[arg(long, value_name = "FILE", conflicts_with = "size")]
+    body_file: Option<PathBuf>,
+    /// A body of this many bytes (a repeating pattern), for load and large messages.
+    #[arg(long, value_name = "BYTES")]
+    size: Option<usize>,
+    /// How many messages to send.
+    #[arg(long, default_value_t = 1)]
+    count: u64,
+    /// Send pre-settled (at most once: no outcomes awaited).
+    #[arg(long)]
+    settled: bool,
+    /// An application property (repeatable); the value is a string.
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    properties: Vec<String>,
+    /// Unsettled messages in flight at once.
+    #[arg(long, default_value_t = 1000)]
+    window: usize,
+    #[command(flatten)]
+    tls: TlsArgs,
+    #[command(flatten)]
+    trace: TraceArgs,
+}
+
+/// Arguments of `amqpwire receive`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ReceiveArgs {
+    /// Where to connect: amqp://, amqps://, ws:// or wss:// (user:password@ for SASL PLAIN).
+    url: String,
+    /// The address to receive from.
+    #[arg(long, value_name = "ADDR")]
+    from: String,
+    /// Stop after this many messages (default: until the time-out).
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop when no message has come for this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    timeout: f64,
+    /// One JSON object per message on standard output, instead of the body as text.
+    #[arg(long)]
+    json: bool,
+    /// The credit window kept open.
+    #[arg(long, default_value_t = 100)]
+    credit: u32,
+    #[command(flatten)]
+    tls: TlsArgs,
+    #[command(flatten)]
+    trace: TraceArgs,
+}
+
+/// TLS options of the client commands.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub(crate) struct TlsArgs {
+    /// Also trust the CA certificates in this PEM file (amqps://, wss://).
+    #[arg(long, value_name = "PEM")]
+    ca: Option<PathBuf>,
+    /// A client certificate (PEM) for TLS, with --key (SASL EXTERNAL uses its identity).
+    #[arg(long, value_name = "PEM", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn config(&self) -> Result<ClientTlsConfig, String> {
+        let mut tls = ClientTlsConfig::new();
+        if let Some(ca) = &self.ca {
+            tls = tls.with_ca_file(ca).map_err(|e| e.to_string())?;
+        }
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            tls = tls.with_client_cert_files(cert, key).map_err(|e| e.to_string())?;
+        }
+        Ok(tls)
+    }
+}
+
+/// Connects as the client commands do: the URL, TLS options and the trace.
+pub(crate) async fn connect(
+    url: &str,
+    tls: &TlsArgs,
+    tracer: Option<&Arc<Tracer>>,
+    connection: u64,
+) -> Result<Connection, String> {
+    let endpoint = Endpoint::parse(url).map_err(|e| format!("bad URL {url:?}: {e}"))?;
+    let options = ConnectOptions {
+        tls: tls.config()?,
+        trace: tracer.map(|t| t.for_connection(connection)),
+        ..ConnectOptions::default()
+    };
+    Connection::connect_with(&endpoint, options)
+        .await
+        .map_err(|e| format!("cannot connect to {endpoint}: {e}"))
+}
+
+/// Progress on a terminal: a line rewritten at most twice a second.
+struct Progress {
+    on: bool,
+    start: Instant,
+    last: Instant,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self { on: std::io::stderr().is_terminal(), start: now, last: now }
+    }
+
+    fn tick(&mut self, verb: &str, n: u64) {
+        if self.on && self.last.elapsed() >= Duration::from_millis(500) {
+            self.last = Instant::now();
+            let rate = n as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
+            eprint!("\r{verb} {n} messages ({rate:.0} msg/s)   ");
+        }
+    }
+
+    fn summary(&self, verb: &str, n: u64, bytes: u64, outcomes: &BTreeMap<&'static str, u64>) {
+        if self.on {
+            eprint!("\r");
+        }
+        let secs = self.start.elapsed().as_secs_f64();
+        let rate = n as f64 / secs.max(1e-9);
+        let mut line =
+            format!("{verb} {n} messages, {bytes} bytes in {secs:.3} s ({rate:.0} msg/s)");
+        if !outcomes.is_empty() {
+            let parts: Vec<_> = outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            line.push_str(&format!("; outcomes: {}", parts.join(", ")));
+        }
+        eprintln!("{line}");
+    }
+}
+
+fn body(args: &SendArgs, i: u64) -> Result<Bytes, String> {
+    if let Some(b) = &args.body {
+        return Ok(Bytes::copy_from_slice(b.as_bytes()));
+    }
+    if let Some(n) = args.size {
+        return Ok((0..n).map(|j| b"amqpwire "[j % 9]).collect::<Vec<u8>>().into());
+    }
+    if let Some(f) = &args.body_file {
+        let mut v = Vec::new();
+        if f.as_os_str() == "-" {
+            std::io::stdin()
+                .read_to_end(&mut v)
+                .map_err(|e| format!("cannot read standard input: {e}"))?;
+        } else {
+            v = std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        }
+        return Ok(v.into());
+    }
+    Ok(Bytes::from(format!("message {i}")))
+}
+
+pub(crate) fn run_send(args: &SendArgs) -> Result<std::process::ExitCode, String> {
+    runtime()?.block_on(send(args))
+}
+
+pub(crate) fn run_receive(args: &ReceiveArgs) -> Result<std::process::ExitCode, String> {
+    runtime()?.block_on(receive(args))
+}
+
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+async fn send(args: &SendArgs) -> Result<std::process::ExitCode, String> {
+    let tracer = Tracer::new(&args.trace, false)?;
+    let mut props = Vec::new();
+    for p in &args.properties {
+        let (k, v) =
+            p.split_once('=').ok_or_else(|| format!("--property {p:?}: write KEY=VALUE"))?;
+        props.push((k.to_owned(), v.to_owned()));
+    }
+    // The body is read once (a file or standard input cannot be read twice).
+    let fixed = if args.body.is_some() || args.size.is_some() || args.body_file.is_some() {
+        Some(body(args, 0)?)
+    } else {
+        None
+    };
+    let conn = connect(&args.url, &args.tls, tracer.as_ref(), 0).await?;
+    let result = send_on(&conn, args, fixed, &props).await;
+    let closed = conn.close(None).await;
+    if let Some(t) = &tracer {
+        t.flush();
+    }
+    let code = result?;
+    closed.map_err(|e| format!("closing: {e}"))?;
+    Ok(code)
+}
+
+async fn send_on(
+    conn: &Connection,
+    args: &SendArgs,
+    fixed: Option<Bytes>,
+    props: &[(String, String)],
+) -> Result<std::process::ExitCode, String> {
+    let session = conn.begin_session().await.map_err(|e| e.to_string())?;
+    let sender = session.sender("amqpwire-send", &args.to).await.map_err(|e| e.to_string())?;
+    let mut progress = Progress::new();
+    let mut outcomes = BTreeMap::new();
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut bytes = 0u64;
+    let mut failed = false;
+    let mut settle = |outcome: Result<DeliveryState, Error>,
+                      outcomes: &mut BTreeMap<&'static str, u64>| match outcome
+    {
+        Ok(state) => {
+            *outcomes.entry(state.name()).or_insert(0) += 1;
+            if !matches!(state, DeliveryState::Accepted(_)) {
+                failed = true;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    for i in 0..args.count {
+        let mut m = Message::with_data(match &fixed {
+            Some(b) => b.clone(),
+            None => body(args, i)?,
+        });
+        if !props.is_empty() {
+            let pairs =
+                props.iter().map(|(k, v)| (Value::from(k.as_str()), Value::from(v.as_str())));
+            m.application_properties = Some(AnnotationMap::from_pairs(pairs));
+        }
+        bytes += m.body.as_data().map_or(0, |b| b.len() as u64);
+        if args.settled {
+            sender.send_settled(&m).await.map_err(|e| e.to_string())?;
+        } else {
+            in_flight.push_back(sender.send_pipelined(&m).await.map_err(|e| e.to_string())?);
+            while in_flight.len() >= args.window.max(1) {
+                if let Some(p) = in_flight.pop_front() {
+                    settle(p.await, &mut outcomes)?;
+                }
+            }
+        }
+        progress.tick("sent", i + 1);
+    }
+    while let Some(p) = in_flight.pop_front() {
+        settle(p.await, &mut outcomes)?;
+    }
+    progress.summary("sent", args.count, bytes, &outcomes);
+    Ok(if failed { std::process::ExitCode::from(1) } else { std::process::ExitCode::SUCCESS })
+}
+
+async fn receive(args: &ReceiveArgs) -> Result<std::process::ExitCode, String> {
+    let tracer = Tracer::new(&args.trace, false)?;
+    let conn = connect(&args.url, &args.tls, tracer.as_ref(), 0).await?;
+    let result = receive_on(&conn, args).await;
+    let closed = conn.close(None).await;
+    if let Some(t) = &tracer {
+        t.flush();
+    }
+    let code = result?;
+    closed.map_err(|e| format!("closing: {e}"))?;
+    Ok(code)
+}
+
+async fn receive_on(
+    conn: &Connection,
+    args: &ReceiveArgs,
+) -> Result<std::process::ExitCode, String> {
+    let session = conn.begin_session().await.map_err(|e| e.to_string())?;
+    let rx = session
+        .receiver("amqpwire-receive", &args.from, args.credit.max(1))
+        .await
+        .map_err(|e| e.to_string())?;
+    let wait = Duration::from_secs_f64(args.timeout.max(0.0));
+    let mut progress = Progress::new();
+    let (mut n, mut bytes) = (0u64, 0u64);
+    let stdout = std::io::stdout();
+    while args.count.is_none_or(|c| n < c) {
+        let d = match tokio::time::timeout(wait, rx.recv()).await {
+            Err(_) => break,
+            Ok(r) => r.map_err(|e| e.to_string())?,
+        };
+        let line = if args.json {
+            let mut o = serde_json::Map::new();
+            o.insert("delivery_id".into(), d.delivery_id.0.into());
+            o.insert("settled".into(), d.settled.into());
+            o.insert("message".into(), amqpwire::inspect::json::payload_json(&d.payload, 1));
+            serde_json::Value::Object(o).to_string()
+        } else {
+            let m = d.message().map_err(|e| e.to_string())?;
+            match m.body.as_data() {
+                Some(b) => String::from_utf8_lossy(b).into_owned(),
+                None => format!("{:?}", m.body),
+            }
+        };
+        bytes += d.payload.len() as u64;
+        rx.accept(&d).map_err(|e| e.to_string())?;
+        n += 1;
+        let mut out = stdout.lock();
+        if writeln!(out, "{line}").is_err() {
+            break; // the reader went away
+        }
+        progress.tick("received", n);
+    }
+    progress.summary("received", n, bytes, &BTreeMap::new());
+    if args.count.is_some_and(|c| n < c) {
+        eprintln!("amqpwire: timed out after {n} of {} messages", args.count.unwrap_or(0));
+        return Ok(std::process::ExitCode::from(1));
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

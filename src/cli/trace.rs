@@ -1,0 +1,131 @@
+//! `--trace` and `--trace-json`: every header and frame in and out of a live connection,
+//! decoded as `amqpwire decode` would (credentials masked unless `--show-secrets`), as it
+//! happens.
+//!
+//! The engine hands the trace callback whole headers and frames with their offsets in each
+//! direction's stream; each direction of each connection has its own [`Inspector`], which
+//! also joins multi-frame deliveries so that the message is shown with its last frame.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use amqpwire::codec::DecodeOptions;
+use amqpwire::connection::{Direction, TraceFn, TraceRecord};
+use amqpwire::inspect::{json::record_json, render_text, Inspector, Record};
+use amqpwire::runtime::SharedTrace;
+
+/// The trace options every networked command takes.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub(crate) struct TraceArgs {
+    /// Print each frame in and out as it happens (on standard error): time, direction,
+    /// channel, performative and its fields, offsets.
+    #[arg(long)]
+    pub(crate) trace: bool,
+    /// Write each frame in and out as a JSON line (schema: docs/trace-format.md, plus
+    /// `direction`, `time` and `connection`) to FILE (`-`: standard output).
+    #[arg(long, value_name = "FILE", conflicts_with = "trace")]
+    pub(crate) trace_json: Option<String>,
+    /// Show credentials (SASL PLAIN passwords, tokens) in the trace instead of masking them.
+    #[arg(long)]
+    pub(crate) show_secrets: bool,
+}
+
+/// Where trace lines go, shared by every connection of a command.
+pub(crate) struct Tracer {
+    json: bool,
+    show_secrets: bool,
+    start: Instant,
+    out: Mutex<Box<dyn Write + Send>>,
+    /// Per connection: the inspectors of the incoming and outgoing streams.
+    streams: Mutex<HashMap<u64, [Inspector; 2]>>,
+}
+
+impl Tracer {
+    /// A tracer for `args`, or `None` when tracing is off. `text_to_stdout` sends the text
+    /// trace to standard output (the demo, whose output is the trace).
+    pub(crate) fn new(args: &TraceArgs, text_to_stdout: bool) -> Result<Option<Arc<Self>>, String> {
+        let (json, out): (bool, Box<dyn Write + Send>) = match (&args.trace_json, args.trace) {
+            (Some(f), _) if f == "-" => (true, Box::new(std::io::stdout())),
+            (Some(f), _) => {
+                let file = std::fs::File::create(f)
+                    .map_err(|e| format!("cannot write the trace to {f}: {e}"))?;
+                (true, Box::new(std::io::BufWriter::new(file)))
+            }
+            (None, true) if text_to_stdout => (false, Box::new(std::io::stdout())),
+            (None, true) => (false, Box::new(std::io::stderr())),
+            (None, false) => return Ok(None),
+        };
+        Ok(Some(Arc::new(Self {
+            json,
+            show_secrets: args.show_secrets,
+            start: Instant::now(),
+            out: Mutex::new(out),
+            streams: Mutex::new(HashMap::new()),
+        })))
+    }
+
+    /// The callback for one client connection.
+    pub(crate) fn for_connection(self: &Arc<Self>, connection: u64) -> TraceFn {
+        let me = Arc::clone(self);
+        Box::new(move |r| me.record(connection, r))
+    }
+
+    /// The callback for a listener's connections.
+    #[allow(dead_code)] // `serve` uses it; it lands with the broker
+    pub(crate) fn shared(self: &Arc<Self>) -> SharedTrace {
+        let me = Arc::clone(self);
+        Arc::new(move |n, r| me.record(n, r))
+    }
+
+    /// Writes out what is buffered (the JSON file).
+    pub(crate) fn flush(&self) {
+        if let Ok(mut out) = self.out.lock() {
+            let _ = out.flush();
+        }
+    }
+
+    fn record(&self, connection: u64, r: &TraceRecord<'_>) {
+        let time = self.start.elapsed().as_secs_f64();
+        let records = {
+            let Ok(mut streams) = self.streams.lock() else { return };
+            let pair = streams.entry(connection).or_insert_with(|| {
+                let new =
+                    || Inspector::new(DecodeOptions::LENIENT).redact_secrets(!self.show_secrets);
+                [new(), new()]
+            });
+            let inspector = &mut pair[usize::from(r.direction == Direction::Out)];
+            inspector.push(r.raw);
+            std::iter::from_fn(|| inspector.next_record()).collect::<Vec<Record>>()
+        };
+        let mut text = String::new();
+        let dir = match r.direction {
+            Direction::In => "in",
+            Direction::Out => "out",
+        };
+        for rec in &records {
+            if self.json {
+                for mut line in record_json(rec) {
+                    if let Some(o) = line.as_object_mut() {
+                        o.insert("direction".into(), dir.into());
+                        o.insert("time".into(), serde_json::json!((time * 1e6).round() / 1e6));
+                        o.insert("connection".into(), connection.into());
+                    }
+                    text.push_str(&line.to_string());
+                    text.push('\n');
+                }
+            } else {
+                let arrow = if r.direction == Direction::In { "<-" } else { "->" };
+                text.push_str(&format!("[{time:9.6}s] c{connection} {arrow} {dir}\n"));
+                render_text(rec, &mut text);
+            }
+        }
+        if let Ok(mut out) = self.out.lock() {
+            let _ = out.write_all(text.as_bytes());
+            if !self.json {
+                let _ = out.flush();
+            }
+        }
+    }
+}
