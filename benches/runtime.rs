@@ -1,0 +1,169 @@
+//! The runtime over loopback TCP: an amqpwire client sending to an amqpwire listener whose
+//! receiver decodes every message. A bench binary (not criterion): each scenario runs a
+//! fixed number of messages and prints its rate; the 64 KiB scenario also measures plain
+//! tokio TCP moving the same bytes on this machine in the same run, as the baseline.
+//!
+//! `cargo bench --bench runtime` (figures in docs/performance.md).
+
+use std::time::{Duration, Instant};
+
+use amqpwire::message::Message;
+use amqpwire::runtime::{Connection, ListenOptions, Listener, Sender};
+use amqpwire::sasl::Credentials;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// Starts a listener whose application decodes and (for unsettled ones) accepts every
+/// message, reporting each to `done`.
+async fn server() -> (String, mpsc::UnboundedReceiver<usize>) {
+    let credentials = Credentials::new(|| "n".into()).anonymous(true);
+    let options = ListenOptions {
+        authenticator: Some(std::sync::Arc::new(move || Some(Box::new(credentials.clone()) as _))),
+        ..ListenOptions::default()
+    };
+    let listener = Listener::bind("amqp://127.0.0.1:0", options).await.expect("bind");
+    let url = listener.endpoint().to_string();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(incoming) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = incoming.establish().await else { return };
+                while let Some(req) = conn.next_link().await {
+                    let Ok(rx) = req.accept_receiver(None, 1000) else { continue };
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        while let Ok(d) = rx.recv().await {
+                            let m = d.message().expect("a message");
+                            let n = m.body.as_data().map_or(0, |b| b.len());
+                            if !d.settled {
+                                let _ = rx.accept(&d);
+                            }
+                            let _ = tx.send(n);
+                        }
+                    });
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
+async fn sender(url: &str, name: &str) -> (Connection, Sender) {
+    let conn = Connection::connect(url).await.expect("connect");
+    let s = conn.begin_session().await.expect("session");
+    let snd = s.sender(name, "bench").await.expect("sender");
+    (conn, snd)
+}
+
+fn report(what: &str, n: usize, bytes: usize, t: Duration) {
+    let secs = t.as_secs_f64();
+    println!(
+        "{what:<48} {n:>8} msgs {:>12.0} msg/s {:>9.1} MiB/s",
+        n as f64 / secs,
+        bytes as f64 / secs / 1048576.0
+    );
+}
+
+async fn presettled(url: &str, done: &mut mpsc::UnboundedReceiver<usize>, n: usize) {
+    let (conn, snd) = sender(url, "presettled").await;
+    let m = Message::with_data(vec![7u8; 100]);
+    let t = Instant::now();
+    for _ in 0..n {
+        snd.send_settled(&m).await.expect("send");
+    }
+    for _ in 0..n {
+        done.recv().await.expect("received");
+    }
+    report("pre-settled, 100 B, receiver decodes", n, n * 100, t.elapsed());
+    conn.close(None).await.expect("close");
+}
+
+async fn unsettled(url: &str, done: &mut mpsc::UnboundedReceiver<usize>, n: usize, window: usize) {
+    let (conn, snd) = sender(url, "unsettled").await;
+    let m = Message::with_data(vec![7u8; 100]);
+    let t = Instant::now();
+    let mut flight = std::collections::VecDeque::new();
+    for _ in 0..n {
+        flight.push_back(snd.send_pipelined(&m).await.expect("send"));
+        if flight.len() >= window {
+            flight.pop_front().expect("one").await.expect("outcome");
+        }
+    }
+    while let Some(p) = flight.pop_front() {
+        p.await.expect("outcome");
+    }
+    let what = format!("unsettled, 100 B, outcomes awaited, {window} in flight");
+    report(&what, n, n * 100, t.elapsed());
+    for _ in 0..n {
+        done.recv().await.expect("received");
+    }
+    conn.close(None).await.expect("close");
+}
+
+async fn large(url: &str, done: &mut mpsc::UnboundedReceiver<usize>, n: usize) -> f64 {
+    let (conn, snd) = sender(url, "large").await;
+    let m = Message::with_data(vec![7u8; 64 * 1024]);
+    let t = Instant::now();
+    for _ in 0..n {
+        snd.send_settled(&m).await.expect("send");
+    }
+    for _ in 0..n {
+        done.recv().await.expect("received");
+    }
+    let e = t.elapsed();
+    report("pre-settled, 64 KiB, receiver decodes", n, n * 65536, e);
+    conn.close(None).await.expect("close");
+    (n * 65536) as f64 / e.as_secs_f64()
+}
+
+/// Plain tokio TCP moving `n` 64 KiB writes to a reader: the baseline for `large`.
+async fn baseline(n: usize) -> f64 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let reader = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.expect("accept");
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0usize;
+        while total < n * 65536 {
+            let k = s.read(&mut buf).await.expect("read");
+            if k == 0 {
+                break;
+            }
+            total += k;
+        }
+    });
+    let mut w = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    w.set_nodelay(true).expect("nodelay");
+    let chunk = vec![7u8; 64 * 1024];
+    let t = Instant::now();
+    for _ in 0..n {
+        w.write_all(&chunk).await.expect("write");
+    }
+    reader.await.expect("reader");
+    let e = t.elapsed();
+    report("baseline: plain tokio TCP, 64 KiB writes", n, n * 65536, e);
+    (n * 65536) as f64 / e.as_secs_f64()
+}
+
+fn main() {
+    // `cargo test --benches` runs bench binaries with no arguments in test mode: keep it
+    // short there.
+    let quick = std::env::args().any(|a| a == "--test") || std::env::var_os("QUICK").is_some();
+    let scale = if quick { 100 } else { 1 };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (url, mut done) = server().await;
+        presettled(&url, &mut done, 300_000 / scale).await;
+        unsettled(&url, &mut done, 200_000 / scale, 1000).await;
+        unsettled(&url, &mut done, 20_000 / scale, 1).await;
+        let n = 4000 / scale;
+        let base = baseline(n).await;
+        let ours = large(&url, &mut done, n).await;
+        println!("64 KiB: amqpwire moves {:.0} % of the plain TCP baseline", 100.0 * ours / base);
+    });
+}
