@@ -167,6 +167,21 @@ fn what_is(b: &[u8; 8]) -> &'static str {
     }
 }
 
+/// Names what a peer sent when it closed the stream before a whole protocol header: a
+/// TLS alert (a TLS server answering a plain client), the start of an AMQP header, …
+pub fn describe_partial_header(b: &[u8]) -> String {
+    let n = b.len().min(8);
+    let mut padded = [0u8; 8];
+    padded[..n].copy_from_slice(&b[..n]);
+    let what = if !b.is_empty() && b"AMQP".starts_with(&b[..n.min(4)]) {
+        "the start of an AMQP header"
+    } else {
+        what_is(&padded)
+    };
+    let hex: Vec<_> = b[..n].iter().map(|x| format!("{x:02x}")).collect();
+    format!("the peer sent {n} bytes ({}) and closed the stream: {what}", hex.join(" "))
+}
+
 /// The fixed eight bytes that start every frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameHeader {
@@ -488,6 +503,13 @@ impl FrameDecoder {
     /// Bytes received but not yet returned as items.
     pub fn buffered(&self) -> usize {
         self.buf.len() + self.pending.len()
+    }
+
+    /// The first `n` bytes received but not yet returned as items (fewer if fewer wait).
+    pub fn peek_buffered(&self, n: usize) -> Vec<u8> {
+        let mut v: Vec<u8> = self.buf.iter().take(n).copied().collect();
+        v.extend(self.pending.iter().take(n - v.len()));
+        v
     }
 
     /// Moves the owned chunk into the buffer (when an item straddles its end).

@@ -1054,3 +1054,26 @@ fn closing_during_sasl_ends_without_an_amqp_close() {
     assert!(out.is_empty(), "no AMQP close can be sent before the AMQP header");
     assert_eq!(ended(&events(&mut c)), Some(&None));
 }
+
+#[test]
+fn a_peer_that_closes_inside_its_protocol_header_is_named() {
+    // What a TLS server sends a plain client before hanging up: a 7-byte alert.
+    let alert = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46];
+    let (mut c, _, _) = client_facing(&alert);
+    c.handle_eof(Instant::now());
+    let ev = events(&mut c);
+    let Some(Some(ConnectionError::ProtocolMismatch(why))) = ended(&ev) else {
+        panic!("expected a protocol mismatch: {ev:?}")
+    };
+    assert!(why.contains("TLS alert") && why.contains("7 bytes"), "{why}");
+    // Half an AMQP header is named too; nothing at all is a plain early close.
+    let (mut c, _, _) = client_facing(b"AMQ");
+    c.handle_eof(Instant::now());
+    let ev = events(&mut c);
+    assert!(
+        matches!(ended(&ev), Some(Some(ConnectionError::ProtocolMismatch(w))) if w.contains("AMQP header"))
+    );
+    let (mut c, _, _) = client_facing(b"");
+    c.handle_eof(Instant::now());
+    assert_eq!(ended(&events(&mut c)), Some(&Some(ConnectionError::TransportClosed)));
+}

@@ -496,6 +496,8 @@ pub struct Connection {
     remote_channels: std::collections::HashMap<u16, u16>,
     /// What links left unsettled when they went without closing, by name and role.
     retained: std::collections::HashMap<(String, bool), Vec<UnsettledDelivery>>,
+    /// A protocol header has come from the peer.
+    header_seen: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -549,6 +551,7 @@ impl Connection {
             sessions: Vec::new(),
             remote_channels: std::collections::HashMap::new(),
             retained: std::collections::HashMap::new(),
+            header_seen: false,
             cfg,
         }
     }
@@ -627,7 +630,11 @@ impl Connection {
     pub fn handle_eof(&mut self, now: Instant) {
         self.now = Some(now);
         if self.state != ConnectionState::End {
-            let error = self.error.take().unwrap_or(ConnectionError::TransportClosed);
+            let partial = (!self.header_seen && self.decoder.buffered() > 0).then(|| {
+                let head = self.decoder.peek_buffered(8);
+                ConnectionError::ProtocolMismatch(crate::frame::describe_partial_header(&head))
+            });
+            let error = self.error.take().or(partial).unwrap_or(ConnectionError::TransportClosed);
             self.end(Some(error));
         }
     }
@@ -788,6 +795,7 @@ impl Connection {
 
     fn on_header(&mut self, h: ProtocolHeader) {
         use ConnectionState as S;
+        self.header_seen = true;
         match (self.side, self.sasl, h.id) {
             // Client: the server's answer to our SASL header.
             (Side::Client, Sasl::ClientMechanisms, ProtocolId::SASL) => {}
