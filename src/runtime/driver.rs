@@ -25,7 +25,7 @@ use super::Error;
 pub const HIGH_WATER: usize = 4 * 1024 * 1024;
 
 /// How much is read from the transport at a time.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 
 /// A delivery received on a link.
 #[derive(Clone, Debug)]
