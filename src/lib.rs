@@ -73,6 +73,8 @@
 //! To see a captured stream the way the spec describes it, use
 //! [`inspect::Inspector`] or the `amqpwire decode` command.
 
+#[cfg(feature = "tokio")]
+pub mod broker;
 pub mod codec;
 pub mod connection;
 #[macro_use]

@@ -355,6 +355,12 @@ impl Connection {
         self.link(link).map(|l| l.link_credit)
     }
 
+    /// Whether the peer's last flow on a link asked to drain (senders: use the credit or
+    /// give it up with [`Connection::drained`]).
+    pub fn link_drain(&self, link: LinkId) -> Option<bool> {
+        self.link(link).map(|l| l.drain)
+    }
+
     /// How many messages the sender says wait to be sent (receivers: the sender's last
     /// `available`; senders: what we last announced).
     pub fn link_available(&self, link: LinkId) -> Option<u32> {

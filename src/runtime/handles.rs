@@ -386,6 +386,73 @@ impl Sender {
         self.transfer(&payload, true).await.map(|_| ())
     }
 
+    /// Sends an already encoded message (a relay's stored bytes, say) once there is
+    /// credit: pre-settled when `settled` (no outcome, `None`), else unsettled with a future
+    /// for its outcome.
+    pub async fn send_encoded(
+        &self,
+        payload: &Payload,
+        settled: bool,
+    ) -> Result<Option<PendingOutcome>, Error> {
+        let rx = self.transfer(payload, settled).await?;
+        Ok(rx.map(|rx| PendingOutcome { rx }))
+    }
+
+    /// The credit the peer has granted and we have not used, and whether it asked to
+    /// drain it (2.6.7); an error once the link has ended.
+    pub fn credit(&self) -> Result<(u32, bool), Error> {
+        let s = self.conn.inner.lock();
+        self.flow_state(&s)
+    }
+
+    /// Waits until the peer grants credit (returns it with the drain flag); an error once
+    /// the link has ended.
+    pub async fn wait_credit(&self) -> Result<(u32, bool), Error> {
+        self.conn
+            .inner
+            .wait_until(|s| match self.flow_state(s) {
+                Ok((0, _)) => None,
+                r => Some(r),
+            })
+            .await
+    }
+
+    /// Waits until the credit or drain flag differs from `seen` (a [`Sender::credit`]
+    /// answer), and returns them; an error once the link has ended.
+    pub async fn wait_flow_change(&self, seen: (u32, bool)) -> Result<(u32, bool), Error> {
+        self.conn
+            .inner
+            .wait_until(|s| match self.flow_state(s) {
+                Ok(now) if now == seen => None,
+                r => Some(r),
+            })
+            .await
+    }
+
+    /// Answers a drain request when there is nothing to send: the credit is used up by
+    /// advancing the delivery-count (2.6.7).
+    pub fn drained(&self) -> Result<(), Error> {
+        let link = self.link;
+        self.conn.command(|s| Ok(s.conn.drained(link)?))
+    }
+
+    /// Credit and drain flag while the link is attached; why it ended otherwise.
+    fn flow_state(&self, s: &super::driver::Shared) -> Result<(u32, bool), Error> {
+        let link = self.link;
+        if let Some(e) = s.detached.get(&link) {
+            return Err(e.duplicate());
+        }
+        if let Some(e) = s.end_error() {
+            return Err(e);
+        }
+        // Gone with its session, or reused by a later link not yet accepted.
+        if s.conn.link_state(link) != Some(engine::LinkState::Attached) {
+            return Err(Error::LinkDetached(None));
+        }
+        let credit = s.conn.link_credit(link).unwrap_or(0);
+        Ok((credit, s.conn.link_drain(link).unwrap_or(false)))
+    }
+
     /// Sends an already encoded message (`settled`: pre-settled); returns the outcome's
     /// receiver when unsettled.
     async fn transfer(
@@ -538,13 +605,22 @@ impl Receiver {
             .await
     }
 
-    /// Settles `delivery` with `state` (does nothing for a pre-settled one).
+    /// Settles `delivery` with `state` (does nothing for a pre-settled one). On a link in
+    /// rcv-settle-mode second the outcome is sent unsettled, and the delivery is settled
+    /// when the sender settles it.
     pub fn settle(&self, delivery: &Delivery, state: DeliveryState) -> Result<(), Error> {
         if delivery.settled {
             return Ok(());
         }
         let (link, id) = (self.link, delivery.delivery_id);
-        self.conn.command(|s| Ok(s.conn.disposition(link, id, None, true, Some(state))?))
+        self.conn.command(|s| match s.conn.disposition(link, id, None, true, Some(state.clone())) {
+            // rcv-settle-mode second: the outcome goes unsettled; the sender settles, and
+            // its settlement settles the delivery here too.
+            Err(UsageError::SettleOrder) => {
+                Ok(s.conn.disposition(link, id, None, false, Some(state))?)
+            }
+            r => Ok(r?),
+        })
     }
 
     /// Accepts `delivery` (3.4.2).

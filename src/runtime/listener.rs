@@ -261,6 +261,8 @@ impl LinkRequest {
         let link = self.link;
         let notify = self.conn.command(|s| {
             s.conn.accept_attach(link, options)?;
+            // The engine reuses handles: forget how an earlier link with this id ended.
+            s.detached.remove(&link);
             let q = RecvQueue::new(credit);
             let notify = Arc::clone(&q.notify);
             s.receivers.insert(link, q);
@@ -275,7 +277,12 @@ impl LinkRequest {
     /// Accepts a link on which the peer receives: we send.
     pub fn accept_sender(self, options: Option<LinkOptions>) -> Result<Sender, Error> {
         let link = self.link;
-        self.conn.command(|s| Ok(s.conn.accept_attach(link, options)?))?;
+        self.conn.command(|s| {
+            s.conn.accept_attach(link, options)?;
+            // The engine reuses handles: forget how an earlier link with this id ended.
+            s.detached.remove(&link);
+            Ok(())
+        })?;
         Ok(Sender::attached(self.conn, link, self.remote))
     }
 

@@ -1,0 +1,96 @@
+//! The broker's listener set-up: SASL over its users (or ANONYMOUS without any), TLS and
+//! tracing.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::runtime::transport::TlsServerConfig;
+use crate::runtime::{ListenOptions, SharedTrace};
+use crate::sasl::{Authenticator, Credentials};
+
+/// Listener options for the broker.
+///
+/// Without `users`, clients may authenticate with SASL ANONYMOUS or skip SASL altogether.
+/// With users (`(name, password)` pairs), SASL is required and PLAIN and SCRAM-SHA-256 are
+/// offered over those users; ANONYMOUS, a wrong password and a client that skips SASL are
+/// refused (the first two with a SASL outcome, the last with the SASL protocol header).
+/// `tls` is needed for `amqps://` and `wss://` listeners; `trace` sees every frame.
+pub fn listen_options(
+    users: &[(String, String)],
+    tls: Option<TlsServerConfig>,
+    trace: Option<SharedTrace>,
+) -> ListenOptions {
+    let mut credentials = Credentials::new(nonce);
+    for (name, password) in users {
+        credentials = credentials.with_user(name, password, &salt());
+    }
+    let anonymous = users.is_empty();
+    let credentials = credentials.anonymous(anonymous);
+    ListenOptions {
+        tls,
+        authenticator: Some(Arc::new(move || {
+            Some(Box::new(credentials.clone()) as Box<dyn Authenticator + Send>)
+        })),
+        require_sasl: !anonymous,
+        trace,
+        ..ListenOptions::default()
+    }
+}
+
+/// 64 unpredictable bits: the standard library's randomly keyed hasher (fresh keys per
+/// process, stepped on each use) over a counter and the time.
+pub(crate) fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.write_u128(now);
+    h.finish()
+}
+
+/// A SCRAM server nonce: printable, no `,`.
+fn nonce() -> String {
+    format!("{:016x}{:016x}", random_u64(), random_u64())
+}
+
+/// A per-user SCRAM salt.
+fn salt() -> [u8; 16] {
+    let mut s = [0u8; 16];
+    s[..8].copy_from_slice(&random_u64().to_be_bytes());
+    s[8..].copy_from_slice(&random_u64().to_be_bytes());
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonces_and_salts_differ_each_time() {
+        let (a, b) = (nonce(), nonce());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(salt(), salt());
+    }
+
+    #[test]
+    fn users_require_sasl_and_none_allow_anonymous() {
+        let open = listen_options(&[], None, None);
+        assert!(!open.require_sasl);
+        let auth = open.authenticator.expect("an authenticator")().expect("SASL");
+        let names: Vec<String> = auth.mechanisms().iter().map(|m| m.as_str().to_owned()).collect();
+        assert_eq!(names, ["ANONYMOUS"]);
+
+        let users = [("alice".to_owned(), "secret".to_owned())];
+        let closed = listen_options(&users, None, None);
+        assert!(closed.require_sasl);
+        let auth = closed.authenticator.expect("an authenticator")().expect("SASL");
+        let names: Vec<String> = auth.mechanisms().iter().map(|m| m.as_str().to_owned()).collect();
+        assert_eq!(names, ["SCRAM-SHA-256", "PLAIN"]);
+    }
+}
