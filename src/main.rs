@@ -28,6 +28,12 @@ enum Command {
     /// Receive messages from an address and print them (text or JSON lines), accepting
     /// each.
     Receive(cli::client::ReceiveArgs),
+    /// Run the embedded broker: queues created on first use, on one or more listeners
+    /// (prints `listening on URL` for each). A local peer for tests and investigation.
+    Serve(cli::serve::ServeArgs),
+    /// Start the embedded broker on loopback and run a whole exchange against it (TCP and
+    /// WebSocket, SASL, send, receive, settle, close), showing every frame.
+    Demo(cli::serve::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +42,8 @@ fn main() -> ExitCode {
         Command::Decode(a) => cli::decode::run(&a),
         Command::Send(a) => cli::client::run_send(&a),
         Command::Receive(a) => cli::client::run_receive(&a),
+        Command::Serve(a) => cli::serve::run_serve(&a),
+        Command::Demo(a) => cli::serve::run_demo(&a),
     };
     match result {
         Ok(code) => code,

@@ -2,4 +2,5 @@
 
 pub(crate) mod client;
 pub(crate) mod decode;
+pub(crate) mod serve;
 pub(crate) mod trace;

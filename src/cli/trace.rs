@@ -73,7 +73,6 @@ impl Tracer {
     }
 
     /// The callback for a listener's connections.
-    #[allow(dead_code)] // `serve` uses it; it lands with the broker
     pub(crate) fn shared(self: &Arc<Self>) -> SharedTrace {
         let me = Arc::clone(self);
         Arc::new(move |n, r| me.record(n, r))

@@ -1,0 +1,172 @@
+//! `amqpwire serve` (the embedded broker on one or more listeners) and `amqpwire demo`
+//! (the broker in-process on loopback and a whole exchange against it, traced).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use amqpwire::broker::{listen_options, Broker};
+use amqpwire::message::Message;
+use amqpwire::runtime::transport::TlsServerConfig;
+use amqpwire::runtime::Listener;
+
+use super::client::{connect, runtime, TlsArgs};
+use super::trace::{TraceArgs, Tracer};
+
+/// Arguments of `amqpwire serve`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// Listen on this URL (repeatable): amqp://, amqps://, ws://, wss:// with a host and
+    /// port (port 0: any free port). Default: amqp://127.0.0.1:5672.
+    #[arg(long = "listen", value_name = "URL")]
+    listen: Vec<String>,
+    /// The server certificate chain (PEM), for amqps:// and wss://.
+    #[arg(long, value_name = "PEM", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The server certificate's private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Require SASL PLAIN or SCRAM-SHA-256 as this user (repeatable). Without it, SASL
+    /// ANONYMOUS and clients that skip SASL are accepted.
+    #[arg(long = "user", value_name = "NAME:PASSWORD")]
+    users: Vec<String>,
+    #[command(flatten)]
+    trace: TraceArgs,
+}
+
+/// Arguments of `amqpwire demo`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct DemoArgs {
+    /// Write the trace as JSON lines to FILE (`-`: standard output) instead of text.
+    #[arg(long, value_name = "FILE")]
+    trace_json: Option<String>,
+    /// Show the demo user's password in the trace instead of masking it.
+    #[arg(long)]
+    show_secrets: bool,
+}
+
+fn users(args: &[String]) -> Result<Vec<(String, String)>, String> {
+    args.iter()
+        .map(|u| {
+            u.split_once(':')
+                .filter(|(n, _)| !n.is_empty())
+                .map(|(n, p)| (n.to_owned(), p.to_owned()))
+                .ok_or_else(|| format!("--user {u:?}: write NAME:PASSWORD"))
+        })
+        .collect()
+}
+
+pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode, String> {
+    runtime()?.block_on(async {
+        let tracer = Tracer::new(&args.trace, false)?;
+        let tls = match (&args.cert, &args.key) {
+            (Some(c), Some(k)) => {
+                Some(TlsServerConfig::from_pem_files(c, k).map_err(|e| e.to_string())?)
+            }
+            _ => None,
+        };
+        let options =
+            listen_options(&users(&args.users)?, tls, tracer.as_ref().map(|t| t.shared()));
+        let urls = if args.listen.is_empty() {
+            vec!["amqp://127.0.0.1:5672".to_owned()]
+        } else {
+            args.listen.clone()
+        };
+        let broker = Broker::new();
+        let mut tasks = Vec::new();
+        for url in &urls {
+            let listener = Listener::bind(url, options.clone())
+                .await
+                .map_err(|e| format!("cannot listen on {url}: {e}"))?;
+            println!("listening on {}", listener.endpoint());
+            let broker = broker.clone();
+            tasks.push(tokio::spawn(async move { broker.serve(listener).await }));
+        }
+        let _ = std::io::stdout().flush();
+        for t in tasks {
+            match t.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(e) => return Err(format!("a listener stopped: {e}")),
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The demo user; the password is masked in the trace unless `--show-secrets`.
+const DEMO_USER: (&str, &str) = ("demo", "demo-password");
+
+pub(crate) fn run_demo(args: &DemoArgs) -> Result<ExitCode, String> {
+    runtime()?.block_on(demo(args))
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "\n=== {line}");
+    let _ = out.flush();
+}
+
+async fn demo(args: &DemoArgs) -> Result<ExitCode, String> {
+    let trace = TraceArgs {
+        trace: args.trace_json.is_none(),
+        trace_json: args.trace_json.clone(),
+        show_secrets: args.show_secrets,
+    };
+    let tracer = Tracer::new(&trace, true)?.ok_or("no trace")?;
+    let broker = Broker::new();
+    let users = vec![(DEMO_USER.0.to_owned(), DEMO_USER.1.to_owned())];
+    // Only the clients' side is traced (connections 1 and 2): the broker's mirrors it.
+    let options = listen_options(&users, None, None);
+    let tcp =
+        Listener::bind("amqp://127.0.0.1:0", options.clone()).await.map_err(|e| e.to_string())?;
+    let ws = Listener::bind("ws://127.0.0.1:0/amqp", options).await.map_err(|e| e.to_string())?;
+    let (tcp_port, ws_port) = (tcp.endpoint().port, ws.endpoint().port);
+    say(&format!(
+        "amqpwire demo: an embedded broker on {} and {} (user {:?}); every frame each client sends and receives is shown below",
+        tcp.endpoint(),
+        ws.endpoint(),
+        DEMO_USER.0
+    ));
+    for l in [tcp, ws] {
+        let b = broker.clone();
+        tokio::spawn(async move { b.serve(l).await });
+    }
+    let (user, password) = DEMO_USER;
+
+    say("1. client 1 connects over TCP, authenticates with SASL PLAIN, and sends 3 messages to queue \"demo\" (unsettled)");
+    let url = format!("amqp://{user}:{password}@127.0.0.1:{tcp_port}");
+    let c1 = connect(&url, &TlsArgs::default(), Some(&tracer), 1).await?;
+    let session = c1.begin_session().await.map_err(|e| e.to_string())?;
+    let sender = session.sender("demo-sender", "demo").await.map_err(|e| e.to_string())?;
+    for i in 1..=3 {
+        let m = Message::with_data(format!("hello {i} from amqpwire").into_bytes());
+        let outcome = sender.send(&m).await.map_err(|e| e.to_string())?;
+        say(&format!("message {i}: the broker answered {}", outcome.name()));
+    }
+    say("2. client 1 closes");
+    c1.close(None).await.map_err(|e| e.to_string())?;
+
+    say("3. client 2 connects over WebSocket (subprotocol AMQPWSB10), authenticates with SCRAM-SHA-256, and receives them");
+    let url =
+        format!("ws://{user}:{password}@127.0.0.1:{ws_port}/amqp?sasl-mechanism=SCRAM-SHA-256");
+    let c2 = connect(&url, &TlsArgs::default(), Some(&tracer), 2).await?;
+    let session = c2.begin_session().await.map_err(|e| e.to_string())?;
+    let rx = session.receiver("demo-receiver", "demo", 10).await.map_err(|e| e.to_string())?;
+    for _ in 0..3 {
+        let d = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .map_err(|_| "the demo messages did not arrive".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let m = d.message().map_err(|e| e.to_string())?;
+        let text =
+            m.body.as_data().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+        rx.accept(&d).map_err(|e| e.to_string())?;
+        say(&format!("received {text:?} and accepted it"));
+    }
+    say("4. client 2 closes");
+    c2.close(None).await.map_err(|e| e.to_string())?;
+    tracer.flush();
+    say("done: 3 messages sent over TCP and received over WebSocket, each settled once");
+    Ok(ExitCode::SUCCESS)
+}
