@@ -327,3 +327,51 @@ async fn idle_time_out_detects_a_peer_that_stops_answering() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn many_sessions_and_links_at_once_and_an_ended_session_fails_its_idle_senders() {
+    let (url, mut seen) = serve("amqp://127.0.0.1:0", options(), 0).await;
+    let conn = Connection::connect(&url).await.expect("connect");
+    let mut tasks = Vec::new();
+    for s in 0..5 {
+        let session = conn.begin_session().await.expect("session");
+        for l in 0..8 {
+            let session = session.clone();
+            tasks.push(tokio::spawn(async move {
+                let address = format!("q-{s}-{l}");
+                let sender =
+                    session.sender(&format!("link-{s}-{l}"), &address).await.expect("sender");
+                for i in 0..20 {
+                    let m = Message::with_data(format!("{address}/{i}").into_bytes());
+                    assert_eq!(
+                        sender.send(&m).await.expect("outcome"),
+                        DeliveryState::Accepted(Accepted {})
+                    );
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        within("all links", t).await.expect("a link's task");
+    }
+    let mut per_address = std::collections::HashMap::<String, Vec<String>>::new();
+    for _ in 0..5 * 8 * 20 {
+        let (address, body) = within("seen", seen.recv()).await.expect("seen");
+        per_address.entry(address).or_default().push(String::from_utf8_lossy(&body).into_owned());
+    }
+    assert_eq!(per_address.len(), 40);
+    for (address, bodies) in &per_address {
+        // In order on each link, none lost or doubled.
+        let expected: Vec<_> = (0..20).map(|i| format!("{address}/{i}")).collect();
+        assert_eq!(bodies, &expected);
+    }
+    // Ending a session tells its idle senders at once.
+    let session = conn.begin_session().await.expect("session");
+    let idle = session.sender("idle", "q-idle").await.expect("sender");
+    session.end().await.expect("end");
+    let err = within("fails fast", idle.send(&Message::with_data(&b"late"[..])))
+        .await
+        .expect_err("ended");
+    assert!(matches!(err, Error::SessionEnded(_)), "{err}");
+    conn.close(None).await.expect("close");
+}

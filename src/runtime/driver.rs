@@ -82,6 +82,9 @@ pub(crate) struct Shared {
     pub(crate) receivers: HashMap<LinkId, RecvQueue>,
     /// Links that ended, with why: later commands on them fail with it.
     pub(crate) detached: HashMap<LinkId, Error>,
+    /// Every link a handle was made for and that has not ended: when its session or the
+    /// connection ends, each is told, idle ones included.
+    pub(crate) live: std::collections::HashSet<LinkId>,
     /// Server connections: links the peer attached, for the application.
     pub(crate) requests: Option<tokio::sync::mpsc::UnboundedSender<Request>>,
     /// The identity SASL authenticated (server side).
@@ -109,6 +112,7 @@ impl Inner {
                 outcomes: HashMap::new(),
                 receivers: HashMap::new(),
                 detached: HashMap::new(),
+                live: std::collections::HashSet::new(),
                 requests: None,
                 identity: None,
                 ended: None,
@@ -270,7 +274,8 @@ impl Shared {
     /// Every link some handle knows of.
     fn links(&self) -> impl Iterator<Item = LinkId> + '_ {
         let waiting = self.outcomes.keys().map(|(l, _)| *l);
-        self.attaching.keys().copied().chain(self.receivers.keys().copied()).chain(waiting)
+        let known = self.attaching.keys().chain(self.receivers.keys()).chain(self.live.iter());
+        known.copied().chain(waiting)
     }
 
     /// A link ended: whoever waits on it hears why.
@@ -292,6 +297,7 @@ impl Shared {
             }
             r.notify.notify_one();
         }
+        self.live.remove(&link);
         self.detached.insert(link, why);
     }
 }

@@ -282,6 +282,7 @@ impl Session {
         let link = self.conn.command(|s| {
             let link = s.conn.attach(id, options)?;
             s.attaching.insert(link, PendingAttach { answer: None, refused: false });
+            s.live.insert(link);
             s.detached.remove(&link);
             if let Some(window) = window {
                 s.receivers.insert(link, RecvQueue::new(window));

@@ -263,6 +263,7 @@ impl LinkRequest {
             s.conn.accept_attach(link, options)?;
             // The engine reuses handles: forget how an earlier link with this id ended.
             s.detached.remove(&link);
+            s.live.insert(link);
             let q = RecvQueue::new(credit);
             let notify = Arc::clone(&q.notify);
             s.receivers.insert(link, q);
@@ -281,6 +282,7 @@ impl LinkRequest {
             s.conn.accept_attach(link, options)?;
             // The engine reuses handles: forget how an earlier link with this id ended.
             s.detached.remove(&link);
+            s.live.insert(link);
             Ok(())
         })?;
         Ok(Sender::attached(self.conn, link, self.remote))
