@@ -146,6 +146,47 @@ async fn baseline(n: usize) -> f64 {
     (n * 65536) as f64 / e.as_secs_f64()
 }
 
+/// A line of /proc/self/status in KiB (Linux), 0 elsewhere.
+fn status_kib(key: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resident memory per idle connection: a broker, and `n` client connections to it in
+/// this process (each pair counted whole, so the broker's share is at most this).
+async fn idle_connections(n: usize) {
+    let broker = amqpwire::broker::Broker::new();
+    let listener =
+        Listener::bind("amqp://127.0.0.1:0", amqpwire::broker::listen_options(&[], None, None))
+            .await
+            .expect("bind");
+    let url = listener.endpoint().to_string();
+    let b = broker.clone();
+    tokio::spawn(async move { b.serve(listener).await });
+    // One first, so that the runtime's one-time allocations are not counted.
+    let first = Connection::connect(&url).await.expect("connect");
+    first.begin_session().await.expect("session");
+    let before = status_kib("VmRSS:");
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = Connection::connect(&url).await.expect("connect");
+        c.begin_session().await.expect("session");
+        conns.push(c);
+    }
+    let after = status_kib("VmRSS:");
+    println!(
+        "{:<48} {n:>8} conns {:>9.1} KiB per client + broker connection pair",
+        "idle connections, each with a session",
+        (after.saturating_sub(before)) as f64 / n as f64
+    );
+    for c in conns {
+        let _ = c.close(None).await;
+    }
+}
+
 fn main() {
     // `cargo test --benches` runs bench binaries with no arguments in test mode: keep it
     // short there.
@@ -161,9 +202,15 @@ fn main() {
         presettled(&url, &mut done, 300_000 / scale).await;
         unsettled(&url, &mut done, 200_000 / scale, 1000).await;
         unsettled(&url, &mut done, 20_000 / scale, 1).await;
+        let hwm = status_kib("VmHWM:");
+        println!(
+            "peak resident memory so far (one connection at a time): {:.1} MiB",
+            hwm as f64 / 1024.0
+        );
         let n = 4000 / scale;
         let base = baseline(n).await;
         let ours = large(&url, &mut done, n).await;
         println!("64 KiB: amqpwire moves {:.0} % of the plain TCP baseline", 100.0 * ours / base);
+        idle_connections(1000 / scale).await;
     });
 }
