@@ -13,9 +13,34 @@ use amqpwire::sasl::Credentials;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-/// Starts a listener whose application decodes and (for unsettled ones) accepts every
-/// message, reporting each to `done`.
-async fn server() -> (String, mpsc::UnboundedReceiver<usize>) {
+/// Runs `f` on a thread of its own with a single-threaded runtime, as a separate process
+/// would: the client and the server each get one core.
+fn on_own_thread<F: std::future::Future<Output = ()> + Send + 'static>(f: F) {
+    std::thread::spawn(move || {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(f);
+    });
+}
+
+/// Starts a listener (on its own thread) whose application decodes and (for unsettled
+/// ones) accepts every message, reporting each to `done`.
+fn server() -> (String, mpsc::UnboundedReceiver<usize>) {
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    let (tx, rx) = mpsc::unbounded_channel();
+    on_own_thread(async move {
+        let (url, mut inner) = serve_here().await;
+        let _ = url_tx.send(url);
+        while let Some(n) = inner.recv().await {
+            if tx.send(n).is_err() {
+                return;
+            }
+        }
+    });
+    (url_rx.recv().expect("the server started"), rx)
+}
+
+async fn serve_here() -> (String, mpsc::UnboundedReceiver<usize>) {
     let credentials = Credentials::new(|| "n".into()).anonymous(true);
     let options = ListenOptions {
         authenticator: Some(std::sync::Arc::new(move || Some(Box::new(credentials.clone()) as _))),
@@ -119,9 +144,12 @@ async fn large(url: &str, done: &mut mpsc::UnboundedReceiver<usize>, n: usize) -
 
 /// Plain tokio TCP moving `n` 64 KiB writes to a reader: the baseline for `large`.
 async fn baseline(n: usize) -> f64 {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
-    let reader = tokio::spawn(async move {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    on_own_thread(async move {
+        l.set_nonblocking(true).expect("nonblocking");
+        let l = tokio::net::TcpListener::from_std(l).expect("listener");
         let (mut s, _) = l.accept().await.expect("accept");
         let mut buf = vec![0u8; 64 * 1024];
         let mut total = 0usize;
@@ -132,6 +160,7 @@ async fn baseline(n: usize) -> f64 {
             }
             total += k;
         }
+        let _ = done_tx.send(());
     });
     let mut w = tokio::net::TcpStream::connect(addr).await.expect("connect");
     w.set_nodelay(true).expect("nodelay");
@@ -140,7 +169,7 @@ async fn baseline(n: usize) -> f64 {
     for _ in 0..n {
         w.write_all(&chunk).await.expect("write");
     }
-    reader.await.expect("reader");
+    done_rx.await.expect("reader");
     let e = t.elapsed();
     report("baseline: plain tokio TCP, 64 KiB writes", n, n * 65536, e);
     (n * 65536) as f64 / e.as_secs_f64()
@@ -192,13 +221,9 @@ fn main() {
     // short there.
     let quick = std::env::args().any(|a| a == "--test") || std::env::var_os("QUICK").is_some();
     let scale = if quick { 100 } else { 1 };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (url, mut done) = server();
     rt.block_on(async {
-        let (url, mut done) = server().await;
         presettled(&url, &mut done, 300_000 / scale).await;
         unsettled(&url, &mut done, 200_000 / scale, 1000).await;
         unsettled(&url, &mut done, 20_000 / scale, 1).await;
