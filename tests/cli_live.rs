@@ -2,6 +2,9 @@
 //! and `receive` against it over TCP and WebSocket, `--trace` and `--trace-json`, a
 //! refused password, and `demo`.
 
+#[path = "support/pki.rs"]
+mod pki;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -42,8 +45,13 @@ impl Server {
         let mut args =
             vec!["serve", "--listen", "amqp://127.0.0.1:0", "--listen", "ws://127.0.0.1:0/"];
         args.extend_from_slice(extra);
+        Self::with_args(&args, 2)
+    }
+
+    /// `amqpwire` with `args`, once it has printed `listening on` `listeners` times.
+    fn with_args(args: &[&str], listeners: usize) -> Self {
         let mut child = bin()
-            .args(&args)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -52,7 +60,7 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let mut urls = Vec::new();
-        while urls.len() < 2 {
+        while urls.len() < listeners {
             let line = lines.next().expect("serve printed its listeners").expect("a line");
             let url = line.strip_prefix("listening on ").expect("`listening on URL`");
             urls.push(url.to_owned());
@@ -174,4 +182,43 @@ fn demo_runs_a_whole_exchange_and_shows_it() {
         assert!(out.contains(expected), "missing {expected:?}:\n{out}");
     }
     assert!(!out.contains("demo-password"), "the password is masked");
+}
+
+#[test]
+fn serve_over_tls_and_websocket_over_tls_with_a_certificate() {
+    let pki = pki::pki();
+    let dir = std::env::temp_dir().join(format!("amqpwire-cli-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write PEM");
+        p.to_string_lossy().into_owned()
+    };
+    let cert = write("server.pem", &pki.server_cert);
+    let key = write("server.key", &pki.server_key);
+    let ca = write("ca.pem", &pki.ca);
+    let args = [
+        "serve",
+        "--listen",
+        "amqps://localhost:0",
+        "--listen",
+        "wss://localhost:0/",
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+    ];
+    let server = Server::with_args(&args, 2);
+    for url in &server.urls {
+        let o = run(&["send", url, "--to", "secure", "--body", "over TLS", "--ca", &ca]);
+        assert!(o.status.success(), "{url}: {}", text(&o.stderr));
+        // Without the CA the server's certificate is not trusted: one clear line, status 2.
+        let o = run(&["send", url, "--to", "secure", "--body", "x"]);
+        assert_eq!(o.status.code(), Some(2), "{url}");
+        assert_eq!(text(&o.stderr).lines().count(), 1, "{}", text(&o.stderr));
+    }
+    let o = run(&["receive", &server.urls[1], "--from", "secure", "--count", "2", "--ca", &ca]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "over TLS\nover TLS\n");
+    let _ = std::fs::remove_dir_all(&dir);
 }
