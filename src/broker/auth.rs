@@ -1,11 +1,9 @@
 //! The broker's listener set-up: SASL over its users (or ANONYMOUS without any), TLS and
 //! tracing.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::runtime::random::{nonce, random_u64};
 use crate::runtime::transport::TlsServerConfig;
 use crate::runtime::{ListenOptions, SharedTrace};
 use crate::sasl::{Authenticator, Credentials};
@@ -37,24 +35,6 @@ pub fn listen_options(
         trace,
         ..ListenOptions::default()
     }
-}
-
-/// 64 unpredictable bits: the standard library's randomly keyed hasher (fresh keys per
-/// process, stepped on each use) over a counter and the time.
-pub(crate) fn random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    h.write_u128(now);
-    h.finish()
-}
-
-/// A SCRAM server nonce: printable, no `,`.
-fn nonce() -> String {
-    format!("{:016x}{:016x}", random_u64(), random_u64())
 }
 
 /// A per-user SCRAM salt.

@@ -264,8 +264,11 @@ impl Broker {
 
     /// A new dynamic node.
     fn dynamic_queue(&self) -> Arc<Queue> {
-        let address =
-            format!("{DYNAMIC_PREFIX}{}-{:08x}", self.next_id(), auth::random_u64() as u32);
+        let address = format!(
+            "{DYNAMIC_PREFIX}{}-{:08x}",
+            self.next_id(),
+            crate::runtime::random::random_u64() as u32
+        );
         let q = Arc::new(Queue::new(address.clone(), true));
         self.lock().insert(address, Arc::clone(&q));
         q

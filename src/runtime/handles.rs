@@ -72,17 +72,6 @@ pub(crate) fn container_id(prefix: &str) -> String {
     format!("{prefix}-{}-{t:x}-{n}", std::process::id())
 }
 
-/// A nonce for SCRAM: the standard library's per-process random hash keys, the time and a
-/// counter, hashed.
-fn nonce() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write(container_id("n").as_bytes());
-    let a = h.finish();
-    h.write_u64(a);
-    format!("{a:016x}{:016x}", h.finish())
-}
-
 /// The engine configuration for a client of `endpoint`.
 fn client_config(
     endpoint: &Endpoint,
@@ -106,8 +95,10 @@ fn client_config(
         SaslMechanism::Plain => SaslClient::plain(user, password),
         SaslMechanism::External => SaslClient::external(user),
         SaslMechanism::Mssbcbs => SaslClient::mssbcbs(),
-        SaslMechanism::ScramSha256 => SaslClient::scram_sha256(user, password, &nonce())
-            .map_err(|e| Error::Connection(engine::ConnectionError::Sasl(e)))?,
+        SaslMechanism::ScramSha256 => {
+            SaslClient::scram_sha256(user, password, &super::random::nonce())
+                .map_err(|e| Error::Connection(engine::ConnectionError::Sasl(e)))?
+        }
     };
     cfg.sasl_client = Some(sasl.with_hostname(endpoint.amqp_hostname()));
     cfg.trace = options.trace.take();

@@ -30,6 +30,7 @@ mod driver;
 mod error;
 mod handles;
 mod listener;
+pub(crate) mod random;
 pub mod transport;
 
 pub use driver::{Delivery, HIGH_WATER};
