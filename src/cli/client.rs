@@ -212,8 +212,18 @@ async fn send(args: &SendArgs) -> Result<std::process::ExitCode, String> {
     };
     let conn = connect(&args.url, &args.tls, tracer.as_ref(), 0).await?;
     let result = send_on(&conn, args, fixed, &props).await;
+    finish(&conn, tracer.as_deref(), result).await
+}
+
+/// Closes the connection gracefully whatever `result` is, writes out the trace, then
+/// reports the command's own failure first and a failed close after it.
+async fn finish(
+    conn: &Connection,
+    tracer: Option<&Tracer>,
+    result: Result<std::process::ExitCode, String>,
+) -> Result<std::process::ExitCode, String> {
     let closed = conn.close(None).await;
-    if let Some(t) = &tracer {
+    if let Some(t) = tracer {
         t.flush();
     }
     let code = result?;
@@ -280,13 +290,7 @@ async fn receive(args: &ReceiveArgs) -> Result<std::process::ExitCode, String> {
     let tracer = Tracer::new(&args.trace, false)?;
     let conn = connect(&args.url, &args.tls, tracer.as_ref(), 0).await?;
     let result = receive_on(&conn, args).await;
-    let closed = conn.close(None).await;
-    if let Some(t) = &tracer {
-        t.flush();
-    }
-    let code = result?;
-    closed.map_err(|e| format!("closing: {e}"))?;
-    Ok(code)
+    finish(&conn, tracer.as_deref(), result).await
 }
 
 async fn receive_on(
