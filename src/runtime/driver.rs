@@ -76,7 +76,9 @@ pub(crate) struct Request {
 pub(crate) struct Shared {
     pub(crate) conn: engine::Connection,
     pub(crate) opened: Option<Result<(), Error>>,
-    pub(crate) begun: HashMap<SessionId, Result<(), Error>>,
+    /// Sessions a handle waits on (to begin or to end), with the answer once it came.
+    /// Nothing is kept for sessions nobody waits on.
+    pub(crate) begun: HashMap<SessionId, Option<Result<(), Error>>>,
     pub(crate) attaching: HashMap<LinkId, PendingAttach>,
     pub(crate) outcomes: HashMap<(LinkId, u32), oneshot::Sender<Result<DeliveryState, Error>>>,
     pub(crate) receivers: HashMap<LinkId, RecvQueue>,
@@ -165,23 +167,10 @@ impl Shared {
         match e {
             Event::Opened { .. } => self.opened = Some(Ok(())),
             Event::SaslDone { identity, .. } => self.identity = identity,
-            Event::SessionBegun { session, by_peer: false } => {
-                self.begun.insert(session, Ok(()));
-            }
-            Event::SessionEnded { session, error, .. } => {
-                self.begun.insert(session, Err(Error::SessionEnded(error.clone())));
-                let links: Vec<_> = self.links().filter(|l| l.session == session).collect();
-                for link in links {
-                    self.fail_link(link, Error::SessionEnded(error.clone()));
-                }
-            }
+            Event::SessionBegun { session, by_peer: false } => self.session_news(session, Ok(())),
+            Event::SessionEnded { session, error, .. } => self.session_ended(session, error),
             Event::SessionError { session, violation } => {
-                let error = Some(violation.to_error());
-                self.begun.insert(session, Err(Error::SessionEnded(error.clone())));
-                let links: Vec<_> = self.links().filter(|l| l.session == session).collect();
-                for link in links {
-                    self.fail_link(link, Error::SessionEnded(error.clone()));
-                }
+                self.session_ended(session, Some(violation.to_error()));
             }
             Event::LinkAttached { link, by_peer: false, remote } => {
                 if let Some(p) = self.attaching.get_mut(&link) {
@@ -251,11 +240,6 @@ impl Shared {
                     self.opened = Some(Err(why.duplicate()));
                 }
                 self.ended = Some(end);
-                for s in self.begun.values_mut() {
-                    if s.is_ok() {
-                        *s = Err(why.duplicate());
-                    }
-                }
                 let links: Vec<_> = self.links().collect();
                 for link in links {
                     self.fail_link(link, why.duplicate());
@@ -269,6 +253,33 @@ impl Shared {
             | Event::Aborted { .. }
             | Event::RemoteClose { .. } => {}
         }
+    }
+
+    /// Hands `news` of a session to the handle waiting on it, if one is.
+    fn session_news(&mut self, session: SessionId, news: Result<(), Error>) {
+        if let Some(slot) = self.begun.get_mut(&session) {
+            *slot = Some(news);
+        }
+    }
+
+    /// A session ended: its waiter and every link on it hear why.
+    fn session_ended(&mut self, session: SessionId, error: Option<crate::types::Error>) {
+        self.session_news(session, Err(Error::SessionEnded(error.clone())));
+        let links: Vec<_> = self.links().filter(|l| l.session == session).collect();
+        for link in links {
+            self.fail_link(link, Error::SessionEnded(error.clone()));
+        }
+    }
+
+    /// Takes the answer for a session a handle waits on: the news, or the connection's
+    /// end; `None` while there is neither.
+    pub(crate) fn take_session_news(&mut self, session: SessionId) -> Option<Result<(), Error>> {
+        let news = self.begun.get_mut(&session).and_then(Option::take);
+        let answer = news.or_else(|| self.end_error().map(Err));
+        if answer.is_some() {
+            self.begun.remove(&session);
+        }
+        answer
     }
 
     /// Every link some handle knows of.

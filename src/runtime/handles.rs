@@ -178,8 +178,12 @@ impl Connection {
 
     /// Begins a session and waits for the peer's answer.
     pub async fn begin_session(&self) -> Result<Session, Error> {
-        let id = self.command(|s| Ok(s.conn.begin()?))?;
-        self.inner.wait_until(|s| s.begun.remove(&id).or_else(|| s.end_error().map(Err))).await?;
+        let id = self.command(|s| {
+            let id = s.conn.begin()?;
+            s.begun.insert(id, None);
+            Ok(id)
+        })?;
+        self.inner.wait_until(|s| s.take_session_news(id)).await?;
         Ok(Session { conn: self.clone(), id })
     }
 
@@ -302,19 +306,14 @@ impl Session {
     pub async fn end(&self) -> Result<(), Error> {
         let id = self.id;
         self.conn.command(|s| {
-            s.begun.remove(&id);
-            Ok(s.conn.end_session(id, None)?)
+            s.conn.end_session(id, None)?;
+            s.begun.insert(id, None);
+            Ok(())
         })?;
-        let ended = self
-            .conn
-            .inner
-            .wait_until(|s| match s.begun.remove(&id) {
-                Some(Err(Error::SessionEnded(None))) => Some(Ok(())),
-                Some(r) => Some(r),
-                None => s.end_error().map(Err),
-            })
-            .await;
-        ended
+        match self.conn.inner.wait_until(|s| s.take_session_news(id)).await {
+            Err(Error::SessionEnded(None)) => Ok(()),
+            other => other,
+        }
     }
 }
 
