@@ -373,6 +373,11 @@ fn a_peer_that_floods_an_unanswered_session_is_ended_and_one_that_gives_up_is_an
     );
     assert!(ended, "the client's end was answered");
 
+    // Two unanswered sessions share one allowance of held frames: half of it on the first
+    // is held, the rest and one more on the second ends the second.
+    let first = p.client.begin().expect("begin");
+    p.drive();
+    let first_held = requested_session(&mut p);
     let flooded = p.client.begin().expect("begin");
     p.drive();
     let held = requested_session(&mut p);
@@ -389,20 +394,54 @@ fn a_peer_that_floods_an_unanswered_session_is_ended_and_one_that_gives_up_is_an
         echo: false,
         properties: None,
     };
-    let mut many = Vec::new();
-    for _ in 0..=PENDING_FRAMES {
-        many.extend(frame(flooded.0, Performative::Flow(flow.clone())));
-    }
-    p.server.handle_input(&many, p.now);
-    let violation = events(&mut p.server).into_iter().find_map(|e| match e {
-        Event::SessionError { session, violation } if session == held => Some(violation),
-        _ => None,
-    });
-    assert_eq!(violation, Some(Violation::PendingBeginOverflow));
+    let flows = |channel: u16, n: usize| {
+        let mut bytes = Vec::new();
+        for _ in 0..n {
+            bytes.extend(frame(channel, Performative::Flow(flow.clone())));
+        }
+        bytes
+    };
+    p.server.handle_input(&flows(first.0, PENDING_FRAMES / 2), p.now);
+    assert!(events(&mut p.server).is_empty(), "held, within the allowance");
+    p.server.handle_input(&flows(flooded.0, PENDING_FRAMES / 2 + 1), p.now);
+    let violations: Vec<_> = events(&mut p.server)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::SessionError { session, violation } => Some((session, violation)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(violations, [(held, Violation::PendingBeginOverflow)]);
     p.drive();
     let cev = events(&mut p.client);
     assert!(cev.iter().any(|e| matches!(e,
-        Event::SessionEnded { error: Some(e), .. } if e.condition.as_str() == condition::RESOURCE_LIMIT_EXCEEDED)));
+        Event::SessionEnded { session, error: Some(e), .. }
+            if *session == flooded && e.condition.as_str() == condition::RESOURCE_LIMIT_EXCEEDED)));
+    // The first is still waiting, and its held frames are handled once it is accepted.
+    p.server.accept_begin(first_held).expect("accept");
+    p.drive();
+    assert_eq!(p.client.session_state(first), Some(SessionState::Mapped));
+
+    // A transfer cannot come on a session nobody answered: no link on it is attached.
+    let early = p.client.begin().expect("begin");
+    p.drive();
+    let waiting = requested_session(&mut p);
+    let mut t = Transfer::new(Handle(0));
+    t.delivery_id = Some(SequenceNo(0));
+    t.delivery_tag = Some(tag("early"));
+    let mut bytes = Vec::new();
+    amqpwire::frame::FrameEncoder::new(u32::MAX)
+        .encode_transfer(early.0, &t, &[0u8; 1000], &mut bytes)
+        .expect("frame");
+    p.server.handle_input(&bytes, p.now);
+    let violation = events(&mut p.server).into_iter().find_map(|e| match e {
+        Event::SessionError { session, violation } if session == waiting => Some(violation),
+        _ => None,
+    });
+    assert_eq!(
+        violation,
+        Some(Violation::UnattachedHandle { handle: 0, performative: "transfer" })
+    );
 }
 
 #[test]

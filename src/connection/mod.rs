@@ -243,8 +243,10 @@ pub struct Config {
     pub trace: Option<TraceFn>,
 }
 
-/// How many frames the peer may send on a session it began before the application has
-/// accepted it; one more ends the session with `amqp:resource-limit-exceeded`.
+/// How many frames the peer may send on the sessions it began before the application has
+/// accepted them, all such sessions together; one more ends the session it came on with
+/// `amqp:resource-limit-exceeded`. A transfer on such a session ends it with
+/// `amqp:session:unattached-handle`, since none of its links can be attached yet.
 pub const PENDING_FRAMES: usize = 64;
 
 impl std::fmt::Debug for Config {
@@ -1046,7 +1048,7 @@ impl Connection {
             return;
         }
         if state == SessionState::BeginRcvd {
-            return self.hold_pending(id, p, payload);
+            return self.hold_pending(id, p);
         }
         match p {
             Performative::End(end) => {
@@ -1153,11 +1155,11 @@ impl Connection {
         let Some(channel) = s.remote_channel else { return Err(UsageError::NotRequested) };
         self.answer_begin(session.0);
         self.events.push_back(Event::SessionBegun { session, by_peer: true });
-        for (p, payload) in pending {
+        for p in pending {
             if self.state == ConnectionState::End {
                 break;
             }
-            self.on_session_frame(channel, p, payload);
+            self.on_session_frame(channel, p, Bytes::new());
         }
         Ok(())
     }
@@ -1183,7 +1185,8 @@ impl Connection {
     }
 
     /// Holds a frame the peer sent on a session the application has not answered yet.
-    fn hold_pending(&mut self, id: SessionId, p: Performative, payload: Bytes) {
+    fn hold_pending(&mut self, id: SessionId, p: Performative) {
+        let held: usize = self.sessions.iter().flatten().map(|s| s.pending.len()).sum();
         let Some(s) = self.session_mut(id) else { return };
         if let Performative::End(end) = p {
             // The peer gave up before we answered: answer both, and it is gone.
@@ -1200,13 +1203,22 @@ impl Connection {
             });
             return;
         }
-        if s.pending.len() >= PENDING_FRAMES {
+        let refuse = match &p {
+            // No link on it is attached yet, so no transfer can have credit (2.6.2); only
+            // frames without a payload are held.
+            Performative::Transfer(t) => {
+                Some(Violation::UnattachedHandle { handle: t.handle.0, performative: "transfer" })
+            }
+            _ if held >= PENDING_FRAMES => Some(Violation::PendingBeginOverflow),
+            _ => None,
+        };
+        if let Some(v) = refuse {
             s.pending.clear();
             // Answer the begin so that the end has a session to end.
             self.answer_begin(id.0);
-            return self.scoped(id, None, Violation::PendingBeginOverflow);
+            return self.scoped(id, None, v);
         }
-        s.pending.push((p, payload));
+        s.pending.push(p);
     }
 
     /// Forgets a session, keeping what its links leave unsettled (ending a session detaches

@@ -71,7 +71,7 @@ pub(crate) struct Session {
     /// The incoming-window we re-advertise when it runs low.
     pub(crate) max_incoming_window: u32,
     /// Frames the peer sent before the application accepted its begin.
-    pub(crate) pending: Vec<(crate::types::Performative, bytes::Bytes)>,
+    pub(crate) pending: Vec<crate::types::Performative>,
 }
 
 impl Session {
