@@ -162,6 +162,27 @@ fn a_link_detached_without_closing_resumes_its_unsettled_deliveries() {
 }
 
 #[test]
+fn only_so_many_link_names_are_remembered_after_detaching() {
+    let mut server = Config::new("server");
+    server.retained_links = 2;
+    let mut p = Pair::new(Config::new("client"), server, 133);
+    for name in ["a", "b", "c"] {
+        let (snd, rcv) = p.attach(LinkOptions::sender(name, "q"));
+        send_all(&mut p, snd, rcv, &["t"]);
+        p.client.detach(snd, false, None).expect("detach");
+        p.drive();
+    }
+    let kept = |p: &Pair, name: &str| p.server.retained_unsettled(name, Role::RECEIVER).len();
+    assert_eq!((kept(&p, "a"), kept(&p, "b"), kept(&p, "c")), (1, 1, 0));
+    // A name already remembered is updated, not refused.
+    let (snd, rcv) = p.attach(LinkOptions::sender("a", "q"));
+    send_all(&mut p, snd, rcv, &["u"]);
+    p.client.detach(snd, false, None).expect("detach");
+    p.drive();
+    assert_eq!(kept(&p, "a"), 2);
+}
+
+#[test]
 fn a_new_connection_resumes_what_the_old_one_left_unsettled() {
     // A connection that dies with deliveries in flight: "a" arrived, "b" never did.
     let mut p = Pair::new(Config::new("client"), Config::new("server"), 103);

@@ -740,9 +740,12 @@ impl Connection {
         let left = l.unsettled_deliveries();
         if closed || left.is_empty() {
             self.retained.remove(&key);
-        } else {
+        } else if self.retained.contains_key(&key) || self.retained.len() < self.cfg.retained_links
+        {
             self.retained.insert(key, left);
         }
+        // Beyond `retained_links` names, what a new one leaves is forgotten: the peer picks
+        // link names, and must not grow this map without end.
     }
 
     fn retained_take(&mut self, name: &str, role: Role) -> Vec<UnsettledDelivery> {

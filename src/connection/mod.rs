@@ -234,6 +234,10 @@ pub struct Config {
     /// without end. Not announced to the peer; a larger message detaches the link with
     /// `amqp:link:message-size-exceeded`.
     pub max_message_size: u64,
+    /// How many link names' unsettled deliveries are kept after their links went without
+    /// closing (for `retained_unsettled` and re-attaching); beyond it, what a link of a new
+    /// name leaves is forgotten.
+    pub retained_links: usize,
     /// Answer sessions the peer begins at once (the default); when off, each arrives as
     /// [`Event::BeginRequested`] and waits for [`Connection::accept_begin`] or
     /// [`Connection::refuse_begin`]. Frames the peer sends on it meanwhile (up to
@@ -286,6 +290,7 @@ impl Config {
             accept_links: true,
             accept_sessions: true,
             max_message_size: 256 * 1024 * 1024,
+            retained_links: 1024,
             trace: None,
         }
     }
