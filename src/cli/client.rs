@@ -315,7 +315,7 @@ async fn receive_on(
             let mut o = serde_json::Map::new();
             o.insert("delivery_id".into(), d.delivery_id.0.into());
             o.insert("settled".into(), d.settled.into());
-            o.insert("message".into(), amqpwire::inspect::json::payload_json(&d.payload, 1));
+            o.insert("message".into(), amqpwire::inspect::json::payload_json(&d.payload, None));
             serde_json::Value::Object(o).to_string()
         } else {
             let m = d.message().map_err(|e| e.to_string())?;

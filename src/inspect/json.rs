@@ -127,16 +127,18 @@ fn composite_fields(v: &Value) -> Option<Json> {
 }
 
 fn message_json(d: &DeliveryRecord) -> Json {
-    payload_json(&d.payload, d.frames)
+    payload_json(&d.payload, Some(d.frames))
 }
 
 /// An encoded message as the `message` object of a transfer line (see
-/// `docs/trace-format.md`): its size, the number of frames it came in, its sections by
-/// name and its body.
-pub fn payload_json(payload: &[u8], frames: usize) -> Json {
+/// `docs/trace-format.md`): its size, the number of frames it came in (when known), its
+/// sections by name and its body.
+pub fn payload_json(payload: &[u8], frames: Option<usize>) -> Json {
     let mut o = Map::new();
     o.insert("size".into(), json!(payload.len()));
-    o.insert("frames".into(), json!(frames));
+    if let Some(frames) = frames {
+        o.insert("frames".into(), json!(frames));
+    }
     let mut r = Reader::new(payload, DecodeOptions::LENIENT);
     let mut body_kind = None;
     let mut body = Vec::new();
