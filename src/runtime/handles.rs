@@ -364,17 +364,14 @@ impl Sender {
     /// Sends `message` unsettled once there is credit, and returns at once with a future
     /// for its outcome: many can be in flight.
     pub async fn send_pipelined(&self, message: &Message) -> Result<PendingOutcome, Error> {
-        let mut payload = Payload::default();
-        message.encode_payload(&mut payload);
-        let rx = self.transfer(&payload, false).await?;
-        Ok(PendingOutcome { rx: rx.unwrap_or_else(|| oneshot::channel().1) })
+        let rx = self.transfer(&encode(message), false).await?;
+        // An unsettled transfer always registers for its outcome.
+        rx.map(|rx| PendingOutcome { rx }).ok_or(Error::Closed)
     }
 
     /// Sends `message` pre-settled (at most once: there is no outcome).
     pub async fn send_settled(&self, message: &Message) -> Result<(), Error> {
-        let mut payload = Payload::default();
-        message.encode_payload(&mut payload);
-        self.transfer(&payload, true).await.map(|_| ())
+        self.transfer(&encode(message), true).await.map(|_| ())
     }
 
     /// Sends an already encoded message (a relay's stored bytes, say) once there is
@@ -485,6 +482,13 @@ impl Sender {
     pub async fn close(self) -> Result<(), Error> {
         close_link(&self.conn, self.link).await
     }
+}
+
+/// A message encoded for sending, its data sections referenced rather than copied.
+fn encode(message: &Message) -> Payload {
+    let mut payload = Payload::default();
+    message.encode_payload(&mut payload);
+    payload
 }
 
 async fn close_link(conn: &Connection, link: LinkId) -> Result<(), Error> {
