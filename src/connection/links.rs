@@ -72,13 +72,7 @@ impl Connection {
     /// Receiver: grants `credit` (replacing what was granted), optionally asking the sender
     /// to use it all or say it has nothing (drain).
     pub fn flow(&mut self, link: LinkId, credit: u32, drain: bool) -> Result<(), UsageError> {
-        let l = self.link_mut(link).ok_or(UsageError::UnknownLink)?;
-        if l.role != Role::RECEIVER {
-            return Err(UsageError::WrongRole);
-        }
-        if l.state != LinkState::Attached {
-            return Err(UsageError::NotAttached);
-        }
+        let l = self.attached_as(link, Role::RECEIVER)?;
         l.link_credit = credit;
         l.drain = drain;
         let limit = l.delivery_count.wrapping_add(credit);
@@ -92,10 +86,7 @@ impl Connection {
     /// Sender: after a drain request, says it has nothing more: the remaining credit is
     /// used up by advancing delivery-count (2.6.7).
     pub fn drained(&mut self, link: LinkId) -> Result<(), UsageError> {
-        let l = self.link_mut(link).ok_or(UsageError::UnknownLink)?;
-        if l.role != Role::SENDER {
-            return Err(UsageError::WrongRole);
-        }
+        let l = self.attached_as(link, Role::SENDER)?;
         l.delivery_count = l.delivery_count.wrapping_add(l.link_credit);
         l.link_credit = 0;
         self.send_link_flow(link, false);
@@ -327,13 +318,7 @@ impl Connection {
     /// Sender: tells the receiver how many messages wait to be sent (the flow's
     /// `available`, 2.6.7); a hint, it grants nothing.
     pub fn set_available(&mut self, link: LinkId, available: u32) -> Result<(), UsageError> {
-        let l = self.link_mut(link).ok_or(UsageError::UnknownLink)?;
-        if l.role != Role::SENDER {
-            return Err(UsageError::WrongRole);
-        }
-        if l.state != LinkState::Attached {
-            return Err(UsageError::NotAttached);
-        }
+        let l = self.attached_as(link, Role::SENDER)?;
         l.available = available;
         self.send_link_flow(link, false);
         Ok(())
@@ -758,6 +743,18 @@ impl Connection {
             .and_then(Option::as_ref)
             .and_then(|s| s.links.get(link.handle.0 as usize))
             .and_then(Option::as_ref)
+    }
+
+    /// An attached link of ours in `role`, for a command only that role may give.
+    fn attached_as(&mut self, link: LinkId, role: Role) -> Result<&mut Link, UsageError> {
+        let l = self.link_mut(link).ok_or(UsageError::UnknownLink)?;
+        if l.role != role {
+            return Err(UsageError::WrongRole);
+        }
+        if l.state != LinkState::Attached {
+            return Err(UsageError::NotAttached);
+        }
+        Ok(l)
     }
 
     fn link_mut(&mut self, link: LinkId) -> Option<&mut Link> {
