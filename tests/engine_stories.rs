@@ -208,17 +208,11 @@ fn a_new_connection_resumes_what_the_old_one_left_unsettled() {
     opts.unsettled = client_kept;
     let snd = q.client.attach(s, opts).expect("attach");
     q.drive();
-    let requested = events(&mut q.server)
-        .into_iter()
-        .find_map(|e| match e {
-            Event::AttachRequested { link, .. } => Some(link),
-            _ => None,
-        })
-        .expect("requested");
+    let asked = requested(&mut q);
     let mut answer = LinkOptions::receiver("durable", "q");
     answer.unsettled = server_kept;
-    q.server.accept_attach(requested, Some(answer)).expect("accept");
-    q.server.flow(requested, 5, false).expect("credit");
+    q.server.accept_attach(asked, Some(answer)).expect("accept");
+    q.server.flow(asked, 5, false).expect("credit");
     q.drive();
     let plan = q.client.resumable(snd);
     assert_eq!(plan[0].remote, Some(PeerUnsettled::Known(None)));
