@@ -92,7 +92,7 @@ struct Setup {
 impl Listener {
     /// Listens on `url` (port 0 picks a free port; see [`Listener::endpoint`]).
     pub async fn bind(url: &str, options: ListenOptions) -> Result<Self, Error> {
-        let endpoint = parse_listen(url)?;
+        let endpoint = Endpoint::parse_listen(url)?;
         let tcp =
             TcpListener::bind((endpoint.host.as_str(), endpoint.port)).await.map_err(|source| {
                 transport::TransportError::Connect { endpoint: endpoint.to_string(), source }
@@ -128,24 +128,6 @@ impl Listener {
             .map_err(|e| Error::Transport(transport::TransportError::Io(e)))?;
         Ok(Incoming { tcp, setup: Arc::clone(&self.setup) })
     }
-}
-
-/// Parses a URL to listen on, where port 0 (any free port) is allowed, unlike a URL to
-/// connect to.
-fn parse_listen(url: &str) -> Result<Endpoint, Error> {
-    let first = match Endpoint::parse(url) {
-        Ok(e) => return Ok(e),
-        Err(e) => e,
-    };
-    // The authority ends at the first '/' or '?' after "://"; a port 0 ends it.
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
-    if !url[start..end].ends_with(":0") {
-        return Err(first.into());
-    }
-    let mut endpoint = Endpoint::parse(&format!("{}1{}", &url[..end - 1], &url[end..]))?;
-    endpoint.port = 0;
-    Ok(endpoint)
 }
 
 /// A TCP connection accepted by a [`Listener`], not yet set up.

@@ -247,6 +247,18 @@ impl FromStr for Endpoint {
     type Err = EndpointError;
 
     fn from_str(url: &str) -> Result<Self, EndpointError> {
+        Self::parse_with(url, false)
+    }
+}
+
+impl Endpoint {
+    /// Parses a URL to listen on: the same grammar, where port 0 (any free port) is also
+    /// allowed.
+    pub fn parse_listen(url: &str) -> Result<Self, EndpointError> {
+        Self::parse_with(url, true)
+    }
+
+    fn parse_with(url: &str, listen: bool) -> Result<Self, EndpointError> {
         if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(EndpointError::new("the URL contains white space or control characters"));
         }
@@ -337,7 +349,7 @@ impl FromStr for Endpoint {
         }
         e.host = host;
         if let Some(p) = port {
-            e.port = parse_port(p)?;
+            e.port = parse_port(p, listen)?;
         }
 
         // Path: WebSocket only; kept verbatim.
@@ -434,12 +446,12 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn parse_port(p: &str) -> Result<u16, EndpointError> {
+fn parse_port(p: &str, listen: bool) -> Result<u16, EndpointError> {
     if p.is_empty() {
         return Err(EndpointError::new("the port after ':' is empty"));
     }
     match p.parse::<u16>() {
-        Ok(0) => Err(EndpointError::new("port 0 is not a port to connect to")),
+        Ok(0) if !listen => Err(EndpointError::new("port 0 is not a port to connect to")),
         Ok(n) if p.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
         _ => Err(EndpointError::new(format!("port {p:?} is not a number from 1 to 65535"))),
     }
@@ -642,6 +654,10 @@ mod tests {
         assert!(!err("amqp://u:secret@:5672").contains("secret"));
         assert!(err("amqp://h:").contains("port after ':' is empty"));
         assert!(err("amqp://h:0").contains("port 0"));
+        // ... but a listener may ask for any free port.
+        let listen = Endpoint::parse_listen("ws://127.0.0.1:0/amqp").expect("port 0 to listen on");
+        assert_eq!((listen.port, listen.path.as_str()), (0, "/amqp"));
+        assert!(Endpoint::parse_listen("amqp://h:x").is_err());
         assert!(err("amqp://h:65536").contains("1 to 65535"));
         assert!(err("amqp://h:+80").contains("1 to 65535"));
         assert!(err("amqp://h:http").contains("1 to 65535"));
