@@ -435,6 +435,11 @@ pub struct FrameDecoder {
     sniff: bool,
     auto_start: bool,
     failed: Option<FrameError>,
+    /// The caller reads into a buffer of its own ([`FrameDecoder::swap_buffer`]) and sizes
+    /// it with [`FrameDecoder::wanted`]: the decoder does not reserve in it.
+    external: bool,
+    /// Room worth making for the item being received ([`FrameDecoder::wanted`]).
+    wanted: usize,
 }
 
 impl FrameDecoder {
@@ -450,6 +455,8 @@ impl FrameDecoder {
             sniff: false,
             auto_start: false,
             failed: None,
+            external: false,
+            wanted: 0,
         }
     }
 
@@ -498,6 +505,31 @@ impl FrameDecoder {
         } else {
             self.push(&data);
         }
+    }
+
+    /// Exchanges the decoder's buffer with the caller's, for a caller that reads into a
+    /// buffer of its own: swap it in, take the items, swap it back (with what is left of
+    /// an item that is not complete yet). Bytes the decoder held are kept in front of the
+    /// caller's on the way in.
+    pub fn swap_buffer(&mut self, buf: &mut BytesMut) {
+        self.external = true;
+        self.unpend();
+        if !self.buf.is_empty() && !buf.is_empty() {
+            // Both hold bytes: the decoder's come first, so the caller's join them.
+            self.buf.extend_from_slice(buf);
+            buf.clear();
+        } else {
+            std::mem::swap(&mut self.buf, buf);
+        }
+    }
+
+    /// How many more bytes the item being received needs, as far as is known (its
+    /// frame header says its size), but never more than has arrived of it already or
+    /// [`RESERVE_AHEAD`] (a header claiming 3 GB must not make a caller allocate 3 GB
+    /// before the bytes come): room worth making in a buffer read into, growing it
+    /// geometrically while keeping it within twice what was received.
+    pub fn wanted(&self) -> usize {
+        self.wanted
     }
 
     /// Bytes received but not yet returned as items.
@@ -601,14 +633,16 @@ impl FrameDecoder {
         let size = header.size as usize;
         if self.avail().len() < size {
             self.unpend();
-            // Reserve for what is coming, but never on the peer's word alone: a header
-            // claiming 3 GB must not allocate 3 GB before the bytes arrive. Growing by what
-            // has arrived (at least 64 KiB) keeps the growth geometric, so a large frame is
-            // not copied over and over, while memory stays within twice what was received.
             let have = self.buf.len();
-            self.buf.reserve((size - have).min(have.max(RESERVE_AHEAD)));
+            self.wanted = (size - have).min(have.max(RESERVE_AHEAD));
+            // Reserve for what is coming, but never on the peer's word alone, so a large
+            // frame is not copied over and over.
+            if !self.external {
+                self.buf.reserve(self.wanted);
+            }
             return Ok(None);
         }
+        self.wanted = 0;
         let offset = self.offset;
         let bytes = self.consume(size);
         self.offset += size as u64;

@@ -44,11 +44,15 @@ pub fn value(data: &[u8]) {
 
 /// Splits the input into frames (cut in two at a point the first byte chooses), decodes
 /// each, and checks that every decoded performative re-encodes to something that decodes
-/// to the same performative, in both layouts.
+/// to the same performative, in both layouts. A second decoder, fed through a buffer of
+/// the caller's ([`FrameDecoder::swap_buffer`], as the runtime reads), must return the same
+/// items and the same error.
 pub fn frames(data: &[u8]) {
     let cut = data.first().map_or(0, |b| usize::from(*b) % (data.len() + 1));
-    let mut d = FrameDecoder::new(64 * 1024).frames_first().sniff_headers(true);
+    let new = || FrameDecoder::new(64 * 1024).frames_first().sniff_headers(true);
+    let mut d = new();
     let mut seen = 0usize;
+    let mut items = Vec::new();
     for (i, part) in [&data[..cut], &data[cut..]].into_iter().enumerate() {
         // The second part goes in as an owned chunk: the no-copy path must agree too.
         if i == 0 {
@@ -57,7 +61,9 @@ pub fn frames(data: &[u8]) {
             d.push_bytes(Bytes::copy_from_slice(part));
         }
         loop {
-            match d.next_item() {
+            let item = d.next_item();
+            items.push(item.clone());
+            match item {
                 Ok(Some(StreamItem::Frame(raw))) => {
                     seen += raw.bytes.len();
                     for opts in [DecodeOptions::STRICT, DecodeOptions::LENIENT] {
@@ -74,6 +80,25 @@ pub fn frames(data: &[u8]) {
         }
     }
     assert!(seen + d.buffered() <= data.len(), "the decoder must not invent bytes");
+
+    let mut e = new();
+    let mut buf = bytes::BytesMut::new();
+    let mut again = Vec::new();
+    for part in [&data[..cut], &data[cut..]] {
+        buf.extend_from_slice(part);
+        e.swap_buffer(&mut buf);
+        loop {
+            let item = e.next_item();
+            again.push(item.clone());
+            if !matches!(item, Ok(Some(_))) {
+                break;
+            }
+        }
+        e.swap_buffer(&mut buf);
+        // What is wanted is bounded by what came, never by a header's claim alone.
+        assert!(e.wanted() <= buf.len().max(64 * 1024), "wanted {} of {}", e.wanted(), buf.len());
+    }
+    assert_eq!(items, again, "a caller's buffer must decode as pushed bytes do");
 }
 
 /// A performative decoded with `opts` re-encodes to bytes that decode, with the same
@@ -205,7 +230,10 @@ pub fn connection(data: &[u8]) {
                 _ => {}
             }
         }
-        c.handle_input(&data[cut..], now + Duration::from_millis(10));
+        // The rest as a runtime gives it: in its own read buffer, after what the decoder
+        // already holds.
+        let mut rest = bytes::BytesMut::from(&data[cut..]);
+        c.handle_input_buf(&mut rest, now + Duration::from_millis(10));
         for step in 1..5u64 {
             let t = now + Duration::from_secs(step * 3);
             c.handle_timeout(t);

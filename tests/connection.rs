@@ -995,6 +995,77 @@ fn large_bodies_travel_without_copies_through_chunks_and_owned_reads() {
 }
 
 #[test]
+fn output_as_a_payload_and_input_in_the_callers_buffer_copy_no_body() {
+    let mut server = Config::new("server");
+    server.max_frame_size = 4 << 20;
+    let mut client = Config::new("client");
+    client.max_frame_size = 4 << 20;
+    let (mut p, snd, rcv) = link_pair(client, server, 76);
+    p.server.flow(rcv, 4, false).expect("credit");
+    p.drive();
+    let body = Bytes::from(vec![0xcd; 300_000]);
+    let big = amqpwire::message::Message::with_data(body.clone());
+    let mut payload = amqpwire::message::Payload::default();
+    big.encode_payload(&mut payload);
+    p.client.send_payload(snd, Bytes::from_static(b"big"), &payload, true).expect("send");
+    let mut out = amqpwire::message::Payload::default();
+    p.client.poll_transmit_payload(&mut out);
+    assert!(out.inserts.iter().any(|(_, b)| b.as_ptr() == body.as_ptr()), "body referenced");
+    // More output joins what the transport has not written yet, after it.
+    let small = amqpwire::message::Message::with_data(&b"small"[..]);
+    let mut payload2 = amqpwire::message::Payload::default();
+    small.encode_payload(&mut payload2);
+    p.client.send_payload(snd, Bytes::from_static(b"s"), &payload2, true).expect("send");
+    p.client.poll_transmit_payload(&mut out);
+    assert_eq!(p.client.pending_transmit(), 0);
+    let wire = out.to_vec();
+    // Read as a runtime reads: into one buffer of its own, in two reads that cut the large
+    // frame; the frame completes in place.
+    let mut buf = bytes::BytesMut::with_capacity(wire.len());
+    let mem = buf.as_ptr() as usize..buf.as_ptr() as usize + wire.len();
+    let mut got = Vec::new();
+    for part in [&wire[..100_000], &wire[100_000..]] {
+        buf.extend_from_slice(part);
+        p.server.handle_input_buf(&mut buf, p.now);
+        got.extend(events(&mut p.server).into_iter().filter_map(|e| match e {
+            Event::Delivery { payload, .. } => Some(payload),
+            _ => None,
+        }));
+    }
+    assert!(buf.is_empty());
+    assert_eq!(got.len(), 2);
+    assert!(mem.contains(&(got[0].as_ptr() as usize)), "the large delivery was not copied");
+    assert_eq!(amqpwire::message::Message::decode(&got[0]).expect("message"), big);
+    assert_eq!(amqpwire::message::Message::decode(&got[1]).expect("message"), small);
+}
+
+#[test]
+fn a_delivery_in_two_frames_is_joined_whole() {
+    // The peer's frames are small: a 3000-byte body goes in two or more transfers.
+    let mut server = Config::new("server");
+    server.max_frame_size = 2048;
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), server, 77);
+    p.server.flow(rcv, 4, false).expect("credit");
+    p.drive();
+    for len in [1500usize, 3000, 9000] {
+        let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let m = amqpwire::message::Message::with_data(body);
+        let mut wire = Vec::new();
+        m.encode(&mut wire);
+        p.client.send(snd, Bytes::from(len.to_string()), &wire, true).expect("send");
+        p.drive();
+        let got = events(&mut p.server)
+            .into_iter()
+            .find_map(|e| match e {
+                Event::Delivery { payload, .. } => Some(payload),
+                _ => None,
+            })
+            .expect("delivered");
+        assert_eq!(amqpwire::message::Message::decode(&got).expect("message"), m, "{len}");
+    }
+}
+
+#[test]
 fn sasl_frames_out_of_place_and_foreign_headers_are_refused() {
     use amqpwire::types::{SaslFrameBody, SaslOutcome};
     let sasl_frame = |body: SaslFrameBody| {

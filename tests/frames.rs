@@ -7,7 +7,7 @@ use amqpwire::frame::{
 };
 use amqpwire::message::{Message, Payload};
 use amqpwire::types::{Handle, Performative, SaslFrameBody, SaslInit, SequenceNo, Transfer};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 fn first_error(bytes: &[u8], max: u32) -> FrameErrorKind {
     let mut d = FrameDecoder::new(max);
@@ -86,6 +86,85 @@ fn does_not_allocate_on_the_word_of_a_frame_header() {
         let _ = d.next_item();
     });
     assert!(info.bytes_max < 1 << 20, "{info:?}");
+}
+
+/// An empty frame (a heartbeat) of `size` bytes: doff 2 and padding would not parse, so
+/// the extra bytes are an extended header (doff grows with it).
+fn frame_of(size: usize) -> Vec<u8> {
+    assert!(size % 4 == 0 && size <= 1020);
+    let mut f = (size as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(&[(size / 4) as u8, 0, 0, 0]);
+    f.resize(size, 0xab);
+    f
+}
+
+/// The items a decoder returns from the bytes a caller read into its own buffer.
+fn drain_into(d: &mut FrameDecoder, buf: &mut BytesMut) -> Vec<Bytes> {
+    let mut frames = Vec::new();
+    d.swap_buffer(buf);
+    while let Some(item) = d.next_item().expect("valid") {
+        if let StreamItem::Frame(f) = item {
+            frames.push(f.bytes);
+        }
+    }
+    d.swap_buffer(buf);
+    frames
+}
+
+fn inside(b: &Bytes, range: std::ops::Range<usize>) -> bool {
+    let p = b.as_ptr() as usize;
+    range.contains(&p) && p + b.len() <= range.end
+}
+
+#[test]
+fn frames_read_into_a_callers_buffer_are_not_copied_even_across_reads() {
+    let mut d = FrameDecoder::new(1024).frames_first();
+    let (a, b) = (frame_of(40), frame_of(100));
+    let mut buf = BytesMut::with_capacity(4096);
+    let start = buf.as_ptr() as usize;
+    let mem = start..start + 4096;
+    // A whole frame and the first 30 bytes of the next, as one read.
+    buf.extend_from_slice(&a);
+    buf.extend_from_slice(&b[..30]);
+    let got = drain_into(&mut d, &mut buf);
+    assert_eq!(got, vec![Bytes::from(a.clone())]);
+    assert!(inside(&got[0], mem.clone()), "the whole frame is a slice of the read buffer");
+    assert_eq!(&buf[..], &b[..30], "the start of the next stays with the caller");
+    assert_eq!(d.buffered(), 0);
+    assert_eq!(d.wanted(), 70, "the frame header said 100 bytes; 30 came");
+    // The next read completes it in place: the straddling frame is not copied either.
+    buf.extend_from_slice(&b[30..]);
+    let got = drain_into(&mut d, &mut buf);
+    assert_eq!(got, vec![Bytes::from(b)]);
+    assert!(inside(&got[0], mem), "the frame that straddled two reads is still in place");
+    assert!(buf.is_empty());
+    assert_eq!(d.wanted(), 0);
+}
+
+#[test]
+fn bytes_pushed_before_come_ahead_of_a_callers_buffer() {
+    let mut d = FrameDecoder::new(1024).frames_first();
+    let f = frame_of(64);
+    d.push(&f[..10]);
+    let mut buf = BytesMut::from(&f[10..]);
+    let got = drain_into(&mut d, &mut buf);
+    assert_eq!(got, vec![Bytes::from(f)]);
+    assert!(buf.is_empty() && d.buffered() == 0);
+}
+
+#[test]
+fn what_a_callers_buffer_wants_is_bounded_by_what_came() {
+    // A header claiming 3 GB with no size limit: the caller is asked for at most 64 KiB
+    // more, not 3 GB.
+    let mut d = FrameDecoder::new(u32::MAX).frames_first();
+    let mut buf = BytesMut::from(&[0xba, 0xba, 0xba, 0xba, 2, 0, 0, 0, 1, 2, 3][..]);
+    assert!(drain_into(&mut d, &mut buf).is_empty());
+    assert_eq!(d.wanted(), 64 * 1024);
+    assert_eq!(buf.len(), 11, "the partial frame stays with the caller");
+    // Once 1 MiB of it has come, up to as much again is worth making room for.
+    buf.resize(1 << 20, 0);
+    assert!(drain_into(&mut d, &mut buf).is_empty());
+    assert_eq!(d.wanted(), 1 << 20);
 }
 
 #[test]

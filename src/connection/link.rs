@@ -164,11 +164,49 @@ pub(crate) struct Incoming {
     pub(crate) delivery_id: SequenceNo,
     pub(crate) tag: Bytes,
     pub(crate) settled: bool,
-    pub(crate) payload: BytesMut,
+    /// The first part of the payload, as it came (a slice of its frame).
+    pub(crate) first: Bytes,
+    /// The payload once a second part came: the parts joined.
+    pub(crate) joined: BytesMut,
     /// A resumed delivery (2.6.13) carried over from an earlier attachment.
     pub(crate) resumed: bool,
     /// A resumed delivery we hold no record of: 2.7.5 has the receiver ignore it.
     pub(crate) ignored: bool,
+}
+
+impl Incoming {
+    /// Adds one transfer's part of the payload (`more`: others follow). A delivery in one
+    /// frame keeps the frame's storage; the second part joins the first in a buffer made
+    /// for both, so a delivery in two frames is copied once; later parts grow that buffer.
+    /// Only the first part is ever held as a slice, so many tiny frames cannot pin more
+    /// than one receive buffer.
+    pub(crate) fn add(&mut self, part: Bytes, more: bool) {
+        if self.first.is_empty() && self.joined.is_empty() {
+            self.first = part;
+            return;
+        }
+        if !self.first.is_empty() {
+            let both = self.first.len() + part.len();
+            self.joined.reserve(if more { both * 2 } else { both });
+            self.joined.extend_from_slice(&self.first);
+            self.first = Bytes::new();
+        }
+        self.joined.extend_from_slice(&part);
+    }
+
+    /// Bytes of payload so far.
+    pub(crate) fn len(&self) -> usize {
+        self.first.len() + self.joined.len()
+    }
+
+    /// The whole payload.
+    pub(crate) fn take_payload(&mut self) -> Bytes {
+        if self.joined.is_empty() {
+            std::mem::take(&mut self.first)
+        } else {
+            std::mem::take(&mut self.joined).freeze()
+        }
+    }
 }
 
 /// An unsettled delivery (either side).

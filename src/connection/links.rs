@@ -617,7 +617,8 @@ impl Connection {
                     delivery_id,
                     tag,
                     settled: t.settled.unwrap_or(false),
-                    payload: bytes::BytesMut::new(),
+                    first: Bytes::new(),
+                    joined: bytes::BytesMut::new(),
                     resumed: t.resume,
                     ignored,
                 });
@@ -641,10 +642,8 @@ impl Connection {
             self.events.push_back(Event::Aborted { link, delivery_id });
             return;
         }
-        if t.more || !inc.payload.is_empty() {
-            inc.payload.extend_from_slice(&payload);
-        }
-        let size = if inc.payload.is_empty() { payload.len() } else { inc.payload.len() };
+        inc.add(payload, t.more);
+        let size = inc.len();
         if let Some(max) = max.filter(|m| size as u64 > *m) {
             l.incoming = None;
             return self.scoped(session, Some(link), Violation::MessageSizeExceeded { size, max });
@@ -652,12 +651,11 @@ impl Connection {
         if t.more {
             return;
         }
-        let Some(inc) = l.incoming.take() else { return };
+        let Some(mut inc) = l.incoming.take() else { return };
         if inc.ignored {
             return;
         }
-        // A single-frame delivery keeps the frame's storage; a split one is joined once.
-        let body = if inc.payload.is_empty() { payload } else { inc.payload.freeze() };
+        let body = inc.take_payload();
         let mut state = None;
         if inc.resumed {
             let at = l.resumable.iter().position(|r| r.tag == inc.tag);

@@ -105,7 +105,7 @@ mod session;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 pub use error::{ConnectionError, Scope, UsageError, Violation};
 pub use link::{LinkId, LinkOptions, LinkState, PeerUnsettled, Resumable, UnsettledDelivery};
@@ -269,13 +269,13 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
-    /// Defaults: 64 KiB frames, 255 channels, no idle time-out, a 10 s close time-out, no
+    /// Defaults: 1 MiB frames, 255 channels, no idle time-out, a 10 s close time-out, no
     /// SASL.
     pub fn new(container_id: impl Into<String>) -> Self {
         Self {
             container_id: container_id.into(),
             hostname: None,
-            max_frame_size: 64 * 1024,
+            max_frame_size: 1024 * 1024,
             channel_max: 255,
             idle_time_out: None,
             close_timeout: Duration::from_secs(10),
@@ -604,6 +604,28 @@ impl Connection {
         }
     }
 
+    /// Bytes received from the transport into `buf`, a buffer the caller reads into and
+    /// keeps: frames that lie wholly inside it are taken off its front without being
+    /// copied, and what remains (the start of a frame) is left in it for the next read to
+    /// complete, so a frame that straddles two reads is not copied either unless `buf`
+    /// has to move to new memory. Bytes given to [`Connection::handle_input`] before and
+    /// not yet decoded come first.
+    pub fn handle_input_buf(&mut self, buf: &mut BytesMut, now: Instant) {
+        if self.before_input(now) {
+            self.decoder.swap_buffer(buf);
+            self.process_input();
+            self.decoder.swap_buffer(buf);
+        }
+    }
+
+    /// Room worth making in the buffer given to [`Connection::handle_input_buf`] before
+    /// the next read, beyond a read's usual size: what the frame being received still
+    /// needs, bounded by what has arrived of it (a frame header alone never makes the
+    /// caller allocate much).
+    pub fn input_wanted(&self) -> usize {
+        self.decoder.wanted()
+    }
+
     /// Notes the time and the peer's liveness; `false` when the connection is over.
     fn before_input(&mut self, now: Instant) -> bool {
         self.now = Some(now);
@@ -748,6 +770,21 @@ impl Connection {
         for chunk in self.out.chunks() {
             buf.extend_from_slice(chunk);
         }
+        self.out.clear();
+    }
+
+    /// Appends the bytes to write to `out`, large message bodies sent with
+    /// [`Connection::send_payload`] referenced rather than copied, for a vectored write
+    /// ([`Payload::chunks`]). Given an empty `out`, the engine's output is handed over
+    /// whole and `out`'s capacity is kept for the next output.
+    pub fn poll_transmit_payload(&mut self, out: &mut Payload) {
+        if out.is_empty() {
+            out.clear();
+            std::mem::swap(out, &mut self.out);
+            return;
+        }
+        let n = self.out.len();
+        out.append_range(&self.out, 0, n);
         self.out.clear();
     }
 

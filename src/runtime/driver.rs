@@ -12,10 +12,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use std::io::IoSlice;
+
+use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, Notify};
 
 use crate::connection::{self as engine, Event, LinkId, SessionId};
+use crate::message::Payload;
 use crate::types::{Attach, DeliveryState, SequenceNo};
 
 use super::transport::Transport;
@@ -316,8 +320,8 @@ impl Shared {
 /// Drives the connection until it has ended and its last bytes are written.
 pub(crate) async fn drive(inner: Arc<Inner>, io: Transport) {
     let (mut rd, mut wr) = tokio::io::split(io);
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
-    let mut out: Vec<u8> = Vec::new();
+    let mut input = ReadBuffers::default();
+    let mut out = Payload::default();
     let mut written = 0usize;
     let mut eof = false;
     loop {
@@ -329,7 +333,7 @@ pub(crate) async fn drive(inner: Arc<Inner>, io: Transport) {
             if written == out.len() {
                 out.clear();
                 written = 0;
-                s.conn.poll_transmit(&mut out);
+                s.conn.poll_transmit_payload(&mut out);
             }
             let ended = s.conn.is_ended();
             let backlog = s.conn.pending_transmit() + (out.len() - written);
@@ -344,7 +348,7 @@ pub(crate) async fn drive(inner: Arc<Inner>, io: Transport) {
             deadline.map_or_else(far_future, tokio::time::Instant::from_std),
         );
         tokio::select! {
-            r = wr.write(&out[written..]), if written < out.len() => match r {
+            r = write_some(&mut wr, &out, written), if written < out.len() => match r {
                 Ok(n) if n > 0 => {
                     written += n;
                     // Over WebSocket a flush sends what was written as one message.
@@ -354,14 +358,18 @@ pub(crate) async fn drive(inner: Arc<Inner>, io: Transport) {
                 }
                 _ => transport_gone(&inner, &mut out, &mut written),
             },
-            r = read_more(&mut rd, &mut rbuf), if can_read => match r {
+            r = input.read(&mut rd), if can_read => match r {
                 Ok(0) | Err(_) => {
                     eof = true;
                     inner.lock().conn.handle_eof(Instant::now());
                 }
-                Ok(_) => {
-                    let data = rbuf.split().freeze();
-                    inner.lock().conn.handle_input_bytes(data, Instant::now());
+                Ok(n) => {
+                    let wanted = {
+                        let mut s = inner.lock();
+                        s.conn.handle_input_buf(&mut input.current, Instant::now());
+                        s.conn.input_wanted()
+                    };
+                    input.after_read(n, wanted);
                 }
             },
             () = inner.wake_driver.notified() => {}
@@ -375,22 +383,170 @@ pub(crate) async fn drive(inner: Arc<Inner>, io: Transport) {
 }
 
 /// The transport failed while writing: nothing more can be sent or received.
-fn transport_gone(inner: &Inner, out: &mut Vec<u8>, written: &mut usize) {
+fn transport_gone(inner: &Inner, out: &mut Payload, written: &mut usize) {
     out.clear();
     *written = 0;
     inner.lock().conn.handle_eof(Instant::now());
 }
 
-async fn read_more(
-    rd: &mut tokio::io::ReadHalf<Transport>,
-    buf: &mut BytesMut,
+/// Writes what of `out` lies past its first `skip` bytes, as one vectored write where the
+/// transport takes those (message bodies are referenced by `out`, not copied into it).
+async fn write_some(
+    wr: &mut tokio::io::WriteHalf<Transport>,
+    out: &Payload,
+    skip: usize,
 ) -> std::io::Result<usize> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
+    /// More slices than this per write gain nothing (and IOV_MAX is 1024).
+    const MAX_SLICES: usize = 64;
+    let mut slices: SmallVec<[IoSlice<'_>; 8]> = SmallVec::new();
+    let mut at = 0usize;
+    for chunk in out.chunks() {
+        let end = at + chunk.len();
+        if end > skip {
+            slices.push(IoSlice::new(&chunk[skip.saturating_sub(at)..]));
+            if slices.len() == MAX_SLICES {
+                break;
+            }
+        }
+        at = end;
     }
-    rd.read_buf(buf).await
+    wr.write_vectored(&slices).await
+}
+
+/// The buffers the transport is read into. The engine takes complete frames off the front
+/// of [`ReadBuffers::current`] without copying them (delivered payloads are slices of it)
+/// and leaves the start of an incomplete frame in it for the next read to complete.
+///
+/// When `current` fills up it is exchanged for a buffer whose earlier contents the
+/// application has since dropped, so a steady stream reuses the same few buffers (memory
+/// already mapped and warm) instead of asking the allocator for fresh memory each time;
+/// only the start of a frame that straddles the exchange is copied. When traffic turns
+/// light the retired buffers are let go.
+#[derive(Default)]
+struct ReadBuffers {
+    current: BytesMut,
+    /// Retired buffers, still referenced by payloads the application holds, or free again.
+    retired: Vec<BytesMut>,
+    /// Room the frame being received wants beyond what a read usually takes.
+    wanted: usize,
+    /// `current` has memory of its own (it starts with none).
+    allocated: bool,
+}
+
+impl ReadBuffers {
+    /// Retired buffers kept for reuse: with `current`, at most this + 1 buffers of about
+    /// [`READ_CHUNK`] are held for a busy connection.
+    const KEEP: usize = 3;
+
+    async fn read(&mut self, rd: &mut tokio::io::ReadHalf<Transport>) -> std::io::Result<usize> {
+        self.make_room();
+        rd.read_buf(&mut self.current).await
+    }
+
+    /// Makes room in `current` for a read: a quarter of [`READ_CHUNK`], or what the frame
+    /// being received wants if that is more.
+    fn make_room(&mut self) {
+        let room = self.wanted.max(READ_CHUNK / 4);
+        let len = self.current.len();
+        if self.current.capacity() - len >= room {
+            return;
+        }
+        let additional = room.max(READ_CHUNK.saturating_sub(len));
+        // Every payload taken from it dropped: it is rewound in place.
+        if self.current.try_reclaim(additional) {
+            return;
+        }
+        let free = self.retired.iter_mut().position(|b| b.try_reclaim(len + additional));
+        let mut next = match free {
+            Some(i) => self.retired.swap_remove(i),
+            None => BytesMut::with_capacity(len + additional),
+        };
+        // Only the start of a frame that straddles the exchange is copied.
+        next.extend_from_slice(&self.current);
+        let mut old = std::mem::replace(&mut self.current, next);
+        if std::mem::replace(&mut self.allocated, true) && self.retired.len() < Self::KEEP {
+            old.clear();
+            self.retired.push(old);
+        }
+    }
+
+    /// After a read of `n` bytes has been handed to the engine, which now wants `wanted`
+    /// more for the frame it is receiving. A short read that left nothing pending means
+    /// light traffic, which keeps no spare buffers.
+    fn after_read(&mut self, n: usize, wanted: usize) {
+        self.wanted = wanted;
+        if n < READ_CHUNK / 64 && self.current.is_empty() {
+            self.retired.clear();
+        }
+    }
 }
 
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + std::time::Duration::from_secs(86_400 * 365)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fills `current` as reads would, and takes what it holds off as the engine takes
+    /// complete frames (slices the application may keep).
+    fn fill_and_take(b: &mut ReadBuffers, n: usize) -> Bytes {
+        b.make_room();
+        b.current.resize(b.current.len() + n, 7);
+        b.current.split().freeze()
+    }
+
+    #[test]
+    fn a_full_buffer_is_rewound_when_the_application_dropped_its_payloads() {
+        let mut b = ReadBuffers::default();
+        let first = fill_and_take(&mut b, READ_CHUNK - 1000);
+        let start = first.as_ptr();
+        drop(first);
+        let again = fill_and_take(&mut b, 100);
+        assert_eq!(again.as_ptr(), start, "the same memory, read into again");
+        assert!(b.retired.is_empty());
+    }
+
+    #[test]
+    fn held_payloads_retire_their_buffer_until_they_are_dropped() {
+        let mut b = ReadBuffers::default();
+        let held = fill_and_take(&mut b, READ_CHUNK - 1000);
+        let second = fill_and_take(&mut b, READ_CHUNK - 1000);
+        assert_ne!(second.as_ptr(), held.as_ptr());
+        assert_eq!(b.retired.len(), 1, "the first buffer waits for its payload");
+        // The first is free again once its payload is dropped, and is reused before any
+        // new memory is asked for; the second is still held, so it retires in turn.
+        let start = held.as_ptr();
+        drop(held);
+        let third = fill_and_take(&mut b, 100);
+        assert_eq!(third.as_ptr(), start);
+        assert_eq!(b.retired.len(), 1);
+        drop((second, third));
+    }
+
+    #[test]
+    fn the_start_of_a_frame_moves_with_the_exchange_and_gets_the_room_it_wants() {
+        let mut b = ReadBuffers::default();
+        let held = fill_and_take(&mut b, READ_CHUNK - 1000);
+        // 500 bytes of a 200 KiB frame are left in the buffer; the engine wants the rest.
+        b.make_room();
+        b.current.resize(b.current.len() + 500, 9);
+        b.after_read(500, 200 * 1024 - 500);
+        b.make_room();
+        assert_eq!(&b.current[..], &[9u8; 500][..], "the partial frame came along");
+        assert!(b.current.capacity() - b.current.len() >= 200 * 1024 - 500);
+        drop(held);
+    }
+
+    #[test]
+    fn light_traffic_lets_the_spare_buffers_go() {
+        let mut b = ReadBuffers::default();
+        let held = fill_and_take(&mut b, READ_CHUNK - 1000);
+        let _second = fill_and_take(&mut b, READ_CHUNK - 1000);
+        assert_eq!(b.retired.len(), 1);
+        drop(held);
+        b.after_read(100, 0);
+        assert!(b.retired.is_empty());
+    }
 }
