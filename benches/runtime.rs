@@ -182,12 +182,13 @@ async fn baseline(n: usize) -> f64 {
     (n * 65536) as f64 / e.as_secs_f64()
 }
 
-/// Plain tokio TCP ping-pong of 100-byte messages, one in flight, between two threads:
-/// the floor under the round-trip scenario on this machine.
-async fn baseline_round_trips(n: usize) -> f64 {
+/// Plain tokio TCP ping-pong of 100-byte messages, one in flight, between two threads
+/// (`same_thread`: two tasks on this thread): the floor under the round-trip scenario on
+/// this machine.
+async fn baseline_round_trips(n: usize, same_thread: bool) -> f64 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
-    on_own_thread(async move {
+    let echo = async move {
         l.set_nonblocking(true).expect("nonblocking");
         let l = tokio::net::TcpListener::from_std(l).expect("listener");
         let (mut s, _) = l.accept().await.expect("accept");
@@ -198,7 +199,12 @@ async fn baseline_round_trips(n: usize) -> f64 {
                 break;
             }
         }
-    });
+    };
+    if same_thread {
+        tokio::spawn(echo);
+    } else {
+        on_own_thread(echo);
+    }
     let mut w = tokio::net::TcpStream::connect(addr).await.expect("connect");
     w.set_nodelay(true).expect("nodelay");
     let mut buf = [7u8; 100];
@@ -208,7 +214,8 @@ async fn baseline_round_trips(n: usize) -> f64 {
         w.read_exact(&mut buf).await.expect("read");
     }
     let e = t.elapsed();
-    report("baseline: plain tokio TCP ping-pong, 100 B", n, n * 100, e);
+    let what = if same_thread { "one thread" } else { "two threads" };
+    report(&format!("baseline: plain TCP ping-pong, 100 B, {what}"), n, n * 100, e);
     n as f64 / e.as_secs_f64()
 }
 
@@ -273,11 +280,21 @@ fn main() {
             unsettled(&url, &mut done, 200_000 / scale, 1000).await;
         }
         if run("round-trips") {
-            let floor = baseline_round_trips(20_000 / scale).await;
-            let rt = unsettled(&url, &mut done, 20_000 / scale, 1).await;
+            // Client and server on threads of their own, each waking the other over
+            // loopback (as two processes would), then both on this one thread.
+            let n = 20_000 / scale;
+            let floor = baseline_round_trips(n, false).await;
+            let ours = unsettled(&url, &mut done, n, 1).await;
             println!(
-                "round trips: amqpwire makes {:.0} % of the plain TCP ping-pong",
-                100.0 * rt / floor
+                "round trips, two threads: amqpwire makes {:.0} % of the plain TCP ping-pong",
+                100.0 * ours / floor
+            );
+            let (local, mut local_done) = serve_here().await;
+            let floor = baseline_round_trips(n, true).await;
+            let ours = unsettled(&local, &mut local_done, n, 1).await;
+            println!(
+                "round trips, one thread: amqpwire makes {:.0} % of the plain TCP ping-pong",
+                100.0 * ours / floor
             );
         }
         let hwm = status_kib("VmHWM:");
