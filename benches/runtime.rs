@@ -23,55 +23,99 @@ fn on_own_thread<F: std::future::Future<Output = ()> + Send + 'static>(f: F) {
     });
 }
 
-/// Starts a listener (on its own thread) whose application decodes and (for unsettled
-/// ones) accepts every message, reporting each to `done`.
-fn server() -> (String, mpsc::UnboundedReceiver<usize>) {
-    let (url_tx, url_rx) = std::sync::mpsc::channel();
-    let (tx, rx) = mpsc::unbounded_channel();
-    on_own_thread(async move {
-        let (url, mut inner) = serve_here().await;
-        let _ = url_tx.send(url);
-        while let Some(n) = inner.recv().await {
-            if tx.send(n).is_err() {
-                return;
-            }
-        }
-    });
-    (url_rx.recv().expect("the server started"), rx)
+/// What a server thread reports: each message's body length, and at the end the most heap
+/// its thread held at once while serving its one connection.
+struct Server {
+    url: String,
+    done: mpsc::UnboundedReceiver<usize>,
+    peak: std::sync::mpsc::Receiver<u64>,
 }
 
-async fn serve_here() -> (String, mpsc::UnboundedReceiver<usize>) {
+/// Starts a listener on a thread of its own, for one connection, whose application decodes
+/// and (for unsettled ones) accepts every message, reporting each to `done`.
+fn server() -> Server {
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    let (peak_tx, peak) = std::sync::mpsc::channel();
+    let (tx, done) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let info = allocation_counter::measure(|| {
+            rt.block_on(async move {
+                let listener = listen().await;
+                let _ = url_tx.send(listener.endpoint().to_string());
+                let incoming = listener.accept().await.expect("accept");
+                serve(incoming, tx).await;
+            });
+        });
+        let _ = peak_tx.send(info.bytes_max);
+    });
+    Server { url: url_rx.recv().expect("the server started"), done, peak }
+}
+
+async fn listen() -> Listener {
     let credentials = Credentials::new(|| "n".into()).anonymous(true);
     let options = ListenOptions {
         authenticator: Some(std::sync::Arc::new(move || Some(Box::new(credentials.clone()) as _))),
         ..ListenOptions::default()
     };
-    let listener = Listener::bind("amqp://127.0.0.1:0", options).await.expect("bind");
+    Listener::bind("amqp://127.0.0.1:0", options).await.expect("bind")
+}
+
+/// Serves one connection until it has ended and every receiver has finished.
+async fn serve(incoming: amqpwire::runtime::Incoming, tx: mpsc::UnboundedSender<usize>) {
+    let Ok(mut conn) = incoming.establish().await else { return };
+    let mut receivers = tokio::task::JoinSet::new();
+    while let Some(req) = conn.next_link().await {
+        let Ok(rx) = req.accept_receiver(None, 1000) else { continue };
+        let tx = tx.clone();
+        receivers.spawn(async move {
+            while let Ok(d) = rx.recv().await {
+                let m = d.message().expect("a message");
+                let n = m.body.as_data().map_or(0, |b| b.len());
+                if !d.settled {
+                    let _ = rx.accept(&d);
+                }
+                let _ = tx.send(n);
+            }
+        });
+    }
+    while receivers.join_next().await.is_some() {}
+}
+
+/// A server for every connection, on this thread.
+async fn serve_here() -> (String, mpsc::UnboundedReceiver<usize>) {
+    let listener = listen().await;
     let url = listener.endpoint().to_string();
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok(incoming) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let Ok(mut conn) = incoming.establish().await else { return };
-                while let Some(req) = conn.next_link().await {
-                    let Ok(rx) = req.accept_receiver(None, 1000) else { continue };
-                    let tx = tx.clone();
-                    tokio::spawn(async move {
-                        while let Ok(d) = rx.recv().await {
-                            let m = d.message().expect("a message");
-                            let n = m.body.as_data().map_or(0, |b| b.len());
-                            if !d.settled {
-                                let _ = rx.accept(&d);
-                            }
-                            let _ = tx.send(n);
-                        }
-                    });
-                }
-            });
+            tokio::spawn(serve(incoming, tx.clone()));
         }
     });
     (url, rx)
+}
+
+/// Runs one scenario's client on `rt` against a fresh server thread, then prints the peak
+/// heap of each end of the connection.
+fn with_server<T>(
+    rt: &tokio::runtime::Runtime,
+    what: &str,
+    f: impl AsyncFnOnce(&str, &mut mpsc::UnboundedReceiver<usize>) -> T,
+) -> T {
+    let mut server = server();
+    let mut out = None;
+    let client = allocation_counter::measure(|| {
+        out = Some(rt.block_on(f(&server.url, &mut server.done)));
+    });
+    let server_peak = server.peak.recv().expect("the server ended");
+    let mib = |b: u64| b as f64 / 1048576.0;
+    println!(
+        "  {what:<46} peak heap: client end {:.2} MiB, server end {:.2} MiB",
+        mib(client.bytes_max),
+        mib(server_peak)
+    );
+    out.expect("ran")
 }
 
 async fn sender(url: &str, name: &str) -> (Connection, Sender) {
@@ -149,7 +193,8 @@ async fn large(url: &str, done: &mut mpsc::UnboundedReceiver<usize>, n: usize) -
     (n * 65536) as f64 / e.as_secs_f64()
 }
 
-/// Plain tokio TCP moving `n` 64 KiB writes to a reader: the baseline for `large`.
+/// Plain tokio TCP moving `n` 64 KiB writes to a reader that reads 256 KiB at a time (as
+/// amqpwire does): the baseline for `large`.
 async fn baseline(n: usize) -> f64 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
@@ -158,7 +203,7 @@ async fn baseline(n: usize) -> f64 {
         l.set_nonblocking(true).expect("nonblocking");
         let l = tokio::net::TcpListener::from_std(l).expect("listener");
         let (mut s, _) = l.accept().await.expect("accept");
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; 256 * 1024];
         let mut total = 0usize;
         while total < n * 65536 {
             let k = s.read(&mut buf).await.expect("read");
@@ -271,24 +316,29 @@ fn main() {
     let run = |name: &str| picked.is_empty() || picked.contains(&name);
     let scale = if quick { 100 } else { 1 };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let (url, mut done) = server();
-    rt.block_on(async {
-        if run("presettled") {
-            presettled(&url, &mut done, 300_000 / scale).await;
-        }
-        if run("unsettled") {
-            unsettled(&url, &mut done, 200_000 / scale, 1000).await;
-        }
-        if run("round-trips") {
-            // Client and server on threads of their own, each waking the other over
-            // loopback (as two processes would), then both on this one thread.
-            let n = 20_000 / scale;
-            let floor = baseline_round_trips(n, false).await;
-            let ours = unsettled(&url, &mut done, n, 1).await;
-            println!(
-                "round trips, two threads: amqpwire makes {:.0} % of the plain TCP ping-pong",
-                100.0 * ours / floor
-            );
+    if run("presettled") {
+        with_server(&rt, "pre-settled, 100 B", async |url, done| {
+            presettled(url, done, 300_000 / scale).await
+        });
+    }
+    if run("unsettled") {
+        with_server(&rt, "unsettled, 1000 in flight", async |url, done| {
+            unsettled(url, done, 200_000 / scale, 1000).await
+        });
+    }
+    if run("round-trips") {
+        // Client and server on threads of their own, each waking the other over loopback
+        // (as two processes would), then both on this one thread.
+        let n = 20_000 / scale;
+        let floor = rt.block_on(baseline_round_trips(n, false));
+        let ours = with_server(&rt, "round trips, two threads", async |url, done| {
+            unsettled(url, done, n, 1).await
+        });
+        println!(
+            "round trips, two threads: amqpwire makes {:.0} % of the plain TCP ping-pong",
+            100.0 * ours / floor
+        );
+        rt.block_on(async {
             let (local, mut local_done) = serve_here().await;
             let floor = baseline_round_trips(n, true).await;
             let ours = unsettled(&local, &mut local_done, n, 1).await;
@@ -296,28 +346,28 @@ fn main() {
                 "round trips, one thread: amqpwire makes {:.0} % of the plain TCP ping-pong",
                 100.0 * ours / floor
             );
+        });
+    }
+    if run("large") {
+        // Both vary from run to run on a shared machine: the best of three of each, taken
+        // in turns.
+        let n = 16_000 / scale;
+        let (mut base, mut ours) = (0f64, 0f64);
+        for _ in 0..3 {
+            base = base.max(rt.block_on(baseline(n)));
+            let rate = with_server(&rt, "pre-settled, 64 KiB", async |url, done| {
+                large(url, done, n).await
+            });
+            ours = ours.max(rate);
         }
-        let hwm = status_kib("VmHWM:");
         println!(
-            "peak resident memory so far (one connection at a time): {:.1} MiB",
-            hwm as f64 / 1024.0
+            "64 KiB: amqpwire moves {:.0} % of the plain TCP baseline (best of three each)",
+            100.0 * ours / base
         );
-        if run("large") {
-            // Both vary from run to run on a shared machine: the best of three of each,
-            // taken in turns.
-            let n = 16_000 / scale;
-            let (mut base, mut ours) = (0f64, 0f64);
-            for _ in 0..3 {
-                base = base.max(baseline(n).await);
-                ours = ours.max(large(&url, &mut done, n).await);
-            }
-            println!(
-                "64 KiB: amqpwire moves {:.0} % of the plain TCP baseline (best of three each)",
-                100.0 * ours / base
-            );
-        }
-        if run("idle") {
-            idle_connections(1000 / scale).await;
-        }
-    });
+    }
+    let hwm = status_kib("VmHWM:");
+    println!("peak resident memory of the process so far: {:.1} MiB", hwm as f64 / 1024.0);
+    if run("idle") {
+        rt.block_on(idle_connections(1000 / scale));
+    }
 }

@@ -523,11 +523,11 @@ impl FrameDecoder {
         }
     }
 
-    /// How many more bytes the item being received needs, as far as is known (its
-    /// frame header says its size), but never more than has arrived of it already or
-    /// [`RESERVE_AHEAD`] (a header claiming 3 GB must not make a caller allocate 3 GB
-    /// before the bytes come): room worth making in a buffer read into, growing it
-    /// geometrically while keeping it within twice what was received.
+    /// How many more bytes the item being received needs, as far as is known (its frame
+    /// header says its size), but never more than the larger of what has arrived of it
+    /// and 64 KiB (a header claiming 3 GB must not make a caller allocate 3 GB before the
+    /// bytes come): room worth making in a buffer read into, growing it geometrically
+    /// while keeping it within twice what was received.
     pub fn wanted(&self) -> usize {
         self.wanted
     }

@@ -141,6 +141,53 @@ async fn a_client_receives_presettled_messages_with_credit_refilled() {
 }
 
 #[tokio::test]
+async fn a_credit_window_grants_few_credits_for_large_messages_and_many_for_small() {
+    use amqpwire::runtime::{INITIAL_CREDIT, RECV_BUDGET};
+    let listener = Listener::bind("amqp://127.0.0.1:0", options()).await.expect("bind");
+    let url = listener.endpoint().to_string();
+    let (tx, mut receivers) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let incoming = listener.accept().await.expect("accept");
+        let mut conn = incoming.establish().await.expect("establish");
+        while let Some(req) = conn.next_link().await {
+            let _ = tx.send(req.accept_receiver(None, 1000).expect("accept"));
+        }
+    });
+    let conn = within("connect", Connection::connect(&url)).await.expect("connect");
+    let session = conn.begin_session().await.expect("session");
+    for (name, size) in [("large", 256 * 1024), ("small", 100)] {
+        let snd = within("attach", session.sender(name, name)).await.expect("sender");
+        let rx = receivers.recv().await.expect("the server's receiver");
+        // Nothing is known of the sizes yet: a window of 1000 starts with a few credits.
+        let first = within("credit", snd.wait_credit()).await.expect("credit");
+        assert_eq!(first, (INITIAL_CREDIT, false), "{name}");
+        let m = Message::with_data(vec![1u8; size]);
+        for _ in 0..INITIAL_CREDIT {
+            within("send", snd.send_settled(&m)).await.expect("sent");
+        }
+        for _ in 0..INITIAL_CREDIT {
+            within("recv", rx.recv()).await.expect("delivery");
+        }
+        // Every message taken: the window refills to what the budget allows at that size
+        // (in steps as they were taken); take the last word.
+        let mut credit = snd.credit().expect("credit");
+        let quiet = Duration::from_millis(300);
+        while let Ok(c) = tokio::time::timeout(quiet, snd.wait_flow_change(credit)).await {
+            credit = c.expect("flow");
+        }
+        let mut wire = Vec::new();
+        m.encode(&mut wire);
+        let budget = u32::try_from(RECV_BUDGET / wire.len()).expect("fits");
+        if size > 1000 {
+            assert_eq!(credit.0, budget, "{name}: 2 MiB of 256 KiB messages");
+        } else {
+            assert!(credit.0 > 900, "{name}: the window, not the budget, bounds small ones");
+        }
+    }
+    conn.close(None).await.expect("close");
+}
+
+#[tokio::test]
 async fn a_refused_link_reports_the_peers_condition() {
     let (url, _) = serve("amqp://127.0.0.1:0", options(), 0).await;
     let conn = Connection::connect(&url).await.expect("connect");

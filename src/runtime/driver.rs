@@ -61,6 +61,15 @@ pub(crate) struct PendingAttach {
     pub(crate) refused: bool,
 }
 
+/// Bytes of deliveries a receiver with a credit window keeps queued and granted at most,
+/// as far as the sizes it has seen tell: large messages get fewer than the window's count
+/// of credits, so a window of 1,000 does not become 1,000 buffered messages of a megabyte.
+pub const RECV_BUDGET: usize = 2 * 1024 * 1024;
+
+/// Credits a receiver with a credit window grants first, before it has seen how large the
+/// link's messages are.
+pub const INITIAL_CREDIT: u32 = 16;
+
 /// What a receiving link holds for its handle.
 pub(crate) struct RecvQueue {
     pub(crate) queue: VecDeque<Delivery>,
@@ -68,6 +77,65 @@ pub(crate) struct RecvQueue {
     /// The credit window kept open (0: the application grants credit itself).
     pub(crate) window: u32,
     pub(crate) end: Option<Error>,
+    /// Payload bytes in `queue`.
+    pub(crate) queued_bytes: usize,
+    /// A running average of payload sizes on the link (0: none seen yet).
+    pub(crate) typical: usize,
+}
+
+impl RecvQueue {
+    pub(crate) fn new(window: u32) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            notify: Arc::new(Notify::new()),
+            window,
+            end: None,
+            queued_bytes: 0,
+            typical: 0,
+        }
+    }
+
+    /// Credits granted when the link is attached, before any size is known: the window,
+    /// but no more than [`INITIAL_CREDIT`], so that a first burst of large messages stays
+    /// small; the first delivery taken refills to what the sizes allow.
+    pub(crate) fn initial_credit(&self) -> u32 {
+        self.window.min(INITIAL_CREDIT)
+    }
+
+    /// The credit worth having granted now: the window less what is queued, and no more
+    /// than [`RECV_BUDGET`] leaves room for at the typical size; at least one while the
+    /// queue is empty, so that a message larger than the budget still comes.
+    pub(crate) fn wanted_credit(&self) -> u32 {
+        let queued = u32::try_from(self.queue.len()).unwrap_or(u32::MAX);
+        let mut credit = self.window.saturating_sub(queued);
+        if let Some(room) = RECV_BUDGET.saturating_sub(self.queued_bytes).checked_div(self.typical)
+        {
+            credit = credit.min(u32::try_from(room).unwrap_or(u32::MAX));
+        }
+        if self.queue.is_empty() && self.window > 0 {
+            credit = credit.max(1);
+        }
+        credit
+    }
+
+    fn push(&mut self, d: Delivery) {
+        let n = d.payload.len();
+        self.queued_bytes += n;
+        self.typical = if self.typical == 0 { n.max(1) } else { (self.typical * 7 + n) / 8 };
+        self.queue.push_back(d);
+        self.notify.notify_one();
+    }
+
+    /// The next delivery for the application, and the credit to grant now if the window
+    /// wants refilling (when what is granted has fallen to half of what is wanted).
+    pub(crate) fn pop(&mut self, granted: u32) -> Option<(Delivery, Option<u32>)> {
+        let d = self.queue.pop_front()?;
+        self.queued_bytes -= d.payload.len();
+        let wanted = self.wanted_credit();
+        let refill =
+            (self.window > 0 && granted < wanted && granted <= wanted / 2).then_some(wanted);
+        Some((d, refill))
+    }
 }
 
 /// A link the peer attached, for the application to accept or refuse.
@@ -213,8 +281,14 @@ impl Shared {
             Event::Delivery { link, delivery_id, tag, payload, settled }
             | Event::Resumed { link, delivery_id, tag, payload, settled, .. } => {
                 if let Some(r) = self.receivers.get_mut(&link) {
-                    r.queue.push_back(Delivery { link, delivery_id, tag, payload, settled });
-                    r.notify.notify_one();
+                    r.push(Delivery { link, delivery_id, tag, payload, settled });
+                    // What is granted could bring more than the budget at this size:
+                    // lower it (2.6.7 lets a receiver do so at any time).
+                    let granted = self.conn.link_credit(link).unwrap_or(0);
+                    let wanted = r.wanted_credit();
+                    if r.window > 0 && granted as usize * r.typical > RECV_BUDGET {
+                        let _ = self.conn.flow(link, wanted, false);
+                    }
                 }
             }
             Event::Disposition { link, delivery_id, settled, state } => {

@@ -244,6 +244,10 @@ impl Session {
 
     /// Attaches a receiver from `address`, keeping `credit` messages granted (refilled as
     /// the application takes them; 0 to grant credit itself), and waits for the answer.
+    /// Large messages get fewer credits than that: what is queued and granted is kept
+    /// within [`RECV_BUDGET`](super::RECV_BUDGET) bytes at the sizes seen so far, and
+    /// until a first message has been taken at most
+    /// [`INITIAL_CREDIT`](super::INITIAL_CREDIT) are granted.
     pub async fn receiver(
         &self,
         name: &str,
@@ -262,8 +266,9 @@ impl Session {
         let (link, remote) = self.attach(options, Some(credit)).await?;
         let notify = self.conn.inner.lock().receivers.get(&link).map(|r| Arc::clone(&r.notify));
         let notify = notify.unwrap_or_default();
-        if credit > 0 {
-            self.conn.command(|s| Ok(s.conn.flow(link, credit, false)?))?;
+        let initial = RecvQueue::new(credit).initial_credit();
+        if initial > 0 {
+            self.conn.command(|s| Ok(s.conn.flow(link, initial, false)?))?;
         }
         Ok(Receiver { conn: self.conn.clone(), link, notify, remote })
     }
@@ -507,17 +512,6 @@ async fn close_link(conn: &Connection, link: LinkId) -> Result<(), Error> {
     r
 }
 
-impl RecvQueue {
-    pub(crate) fn new(window: u32) -> Self {
-        Self {
-            queue: std::collections::VecDeque::new(),
-            notify: Arc::new(Notify::new()),
-            window,
-            end: None,
-        }
-    }
-}
-
 /// The receiving end of a link.
 #[derive(Debug)]
 pub struct Receiver {
@@ -558,12 +552,11 @@ impl Receiver {
             {
                 let mut s = self.conn.inner.lock();
                 let link = self.link;
+                let granted = s.conn.link_credit(link).unwrap_or(0);
                 let Some(r) = s.receivers.get_mut(&link) else { return Err(Error::Closed) };
-                if let Some(d) = r.queue.pop_front() {
-                    let (window, queued) = (r.window, r.queue.len() as u32);
-                    let credit = s.conn.link_credit(link).unwrap_or(0);
-                    if window > 0 && credit + queued <= window / 2 {
-                        let _ = s.conn.flow(link, window - queued, false);
+                if let Some((d, refill)) = r.pop(granted) {
+                    if let Some(credit) = refill {
+                        let _ = s.conn.flow(link, credit, false);
                         drop(s);
                         self.conn.inner.wake_driver.notify_one();
                     }

@@ -234,7 +234,8 @@ impl LinkRequest {
         }
     }
 
-    /// Accepts a link on which the peer sends: we receive, keeping `credit` granted.
+    /// Accepts a link on which the peer sends: we receive, keeping `credit` granted (fewer
+    /// for large messages, as [`Session::receiver`](super::Session::receiver) says).
     pub fn accept_receiver(
         self,
         options: Option<LinkOptions>,
@@ -248,9 +249,10 @@ impl LinkRequest {
             s.live.insert(link);
             let q = RecvQueue::new(credit);
             let notify = Arc::clone(&q.notify);
+            let initial = q.initial_credit();
             s.receivers.insert(link, q);
-            if credit > 0 {
-                s.conn.flow(link, credit, false)?;
+            if initial > 0 {
+                s.conn.flow(link, initial, false)?;
             }
             Ok(notify)
         })?;

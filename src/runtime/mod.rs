@@ -14,7 +14,8 @@
 //! Handles: [`Connection`] (begin sessions, close), [`Session`] (attach senders and
 //! receivers, end), [`Sender`] (send and await the outcome, pipeline many, or send
 //! pre-settled), [`Receiver`] (a credit window refilled as deliveries are taken, never
-//! waiting for settlement; accept, reject, release, modify; drain). A [`Listener`] accepts
+//! waiting for settlement, and bounded in bytes by [`RECV_BUDGET`]; accept, reject,
+//! release, modify; drain). A [`Listener`] accepts
 //! connections on any of the four schemes and hands the application each link the peer
 //! attaches as a [`LinkRequest`] to accept or refuse. Errors ([`Error`]) say which scope
 //! ended and carry the peer's condition and description.
@@ -33,7 +34,7 @@ mod listener;
 pub(crate) mod random;
 pub mod transport;
 
-pub use driver::{Delivery, HIGH_WATER};
+pub use driver::{Delivery, HIGH_WATER, INITIAL_CREDIT, RECV_BUDGET};
 pub use error::Error;
 pub use handles::{
     Configure, ConnectOptions, Connection, PendingOutcome, Receiver, Sender, Session,
