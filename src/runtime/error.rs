@@ -87,8 +87,7 @@ impl Error {
         }
     }
 
-    /// A copy for a second waiter: the same scope and peer error (transport and decode
-    /// errors, which cannot be cloned, keep their message).
+    /// A copy for a second waiter: the same scope and peer error.
     pub(crate) fn duplicate(&self) -> Self {
         match self {
             Self::Connection(e) => Self::Connection(e.clone()),
@@ -98,7 +97,41 @@ impl Error {
             Self::LinkDetached(e) => Self::LinkDetached(e.clone()),
             Self::Usage(e) => Self::Usage(e.clone()),
             Self::Timeout(w) => Self::Timeout(w),
-            other => Self::Connection(ConnectionError::ProtocolMismatch(other.to_string())),
+            Self::Endpoint(e) => Self::Endpoint(e.clone()),
+            Self::Transport(e) => Self::Transport(e.duplicate()),
+            Self::Decode(e) => Self::Decode(e.clone()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_duplicate_keeps_the_scope_and_the_words() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let errors = [
+            Error::Transport(TransportError::Connect { endpoint: "amqp://h:1".into(), source: io }),
+            Error::Transport(TransportError::WsPath {
+                requested: "/a".into(),
+                served: "/b".into(),
+            }),
+            Error::Decode(crate::codec::Value::decode(&[0xff]).expect_err("bad")),
+            Error::Endpoint(
+                crate::runtime::transport::Endpoint::parse("amqp://h/q").expect_err("path"),
+            ),
+            Error::LinkDetached(None),
+            Error::Timeout("open"),
+        ];
+        for e in &errors {
+            let d = e.duplicate();
+            assert_eq!(d.to_string(), e.to_string());
+            assert_eq!(std::mem::discriminant(&d), std::mem::discriminant(e), "{e}");
+        }
+        let Error::Transport(TransportError::Connect { source, .. }) = errors[0].duplicate() else {
+            panic!("not a connect error")
+        };
+        assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused);
     }
 }

@@ -361,7 +361,8 @@ impl Sender {
     }
 
     /// Sends `message` unsettled and waits for the peer's outcome (accepted, rejected,
-    /// released or modified).
+    /// released or modified). A peer that settles without saying an outcome is taken to
+    /// have accepted it.
     pub async fn send(&self, message: &Message) -> Result<DeliveryState, Error> {
         self.send_pipelined(message).await?.await
     }

@@ -328,6 +328,46 @@ pub enum TransportError {
     },
 }
 
+impl TransportError {
+    /// A copy for a second waiter: the same variant; an operating system error keeps its
+    /// kind and message.
+    pub(crate) fn duplicate(&self) -> Self {
+        let io = |e: &io::Error| io::Error::new(e.kind(), e.to_string());
+        match self {
+            Self::Connect { endpoint, source } => {
+                Self::Connect { endpoint: endpoint.clone(), source: io(source) }
+            }
+            Self::Io(e) => Self::Io(io(e)),
+            Self::Config(m) => Self::Config(m.clone()),
+            Self::Tls(m) => Self::Tls(m.clone()),
+            Self::CertificateNameMismatch { host, presented } => {
+                Self::CertificateNameMismatch { host: host.clone(), presented: presented.clone() }
+            }
+            Self::ServerNotTls { answered, use_scheme } => {
+                Self::ServerNotTls { answered, use_scheme }
+            }
+            Self::ClientNotTls { sent, use_scheme } => Self::ClientNotTls { sent, use_scheme },
+            Self::ClientSentTls { use_scheme } => Self::ClientSentTls { use_scheme },
+            Self::WebSocket(m) => Self::WebSocket(m.clone()),
+            Self::WsRefused { status, path, subprotocol, body } => Self::WsRefused {
+                status: *status,
+                path: path.clone(),
+                subprotocol: subprotocol.clone(),
+                body: body.clone(),
+            },
+            Self::WsPath { requested, served } => {
+                Self::WsPath { requested: requested.clone(), served: served.clone() }
+            }
+            Self::SubprotocolRefused { offered, supported } => {
+                Self::SubprotocolRefused { offered: offered.clone(), supported: supported.clone() }
+            }
+            Self::SubprotocolNotAgreed { requested, answered } => {
+                Self::SubprotocolNotAgreed { requested: requested.clone(), answered }
+            }
+        }
+    }
+}
+
 /// The peer closed or reset the connection.
 fn hung_up(e: &io::Error) -> bool {
     matches!(
