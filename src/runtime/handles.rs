@@ -486,7 +486,13 @@ impl Sender {
 
     /// Detaches the link, closing it, and waits for the peer's detach.
     pub async fn close(self) -> Result<(), Error> {
-        close_link(&self.conn, self.link).await
+        close_link(&self.conn, self.link, None).await
+    }
+
+    /// Detaches the link, closing it with `error` (the peer learns why), and waits for the
+    /// peer's detach.
+    pub async fn close_with_error(self, error: AmqpError) -> Result<(), Error> {
+        close_link(&self.conn, self.link, Some(error)).await
     }
 }
 
@@ -497,8 +503,12 @@ fn encode(message: &Message) -> Payload {
     payload
 }
 
-async fn close_link(conn: &Connection, link: LinkId) -> Result<(), Error> {
-    conn.command(|s| Ok(s.conn.detach(link, true, None)?))?;
+async fn close_link(
+    conn: &Connection,
+    link: LinkId,
+    error: Option<AmqpError>,
+) -> Result<(), Error> {
+    conn.command(|s| Ok(s.conn.detach(link, true, error)?))?;
     let r = conn
         .inner
         .wait_until(|s| match s.detached.get(&link) {
@@ -645,6 +655,12 @@ impl Receiver {
 
     /// Detaches the link, closing it, and waits for the peer's detach.
     pub async fn close(self) -> Result<(), Error> {
-        close_link(&self.conn, self.link).await
+        close_link(&self.conn, self.link, None).await
+    }
+
+    /// Detaches the link, closing it with `error` (the peer learns why), and waits for the
+    /// peer's detach.
+    pub async fn close_with_error(self, error: AmqpError) -> Result<(), Error> {
+        close_link(&self.conn, self.link, Some(error)).await
     }
 }
