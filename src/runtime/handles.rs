@@ -455,7 +455,10 @@ impl Sender {
         settled: bool,
     ) -> Result<Option<oneshot::Receiver<Result<DeliveryState, Error>>>, Error> {
         let n = self.next_tag.fetch_add(1, Ordering::Relaxed);
-        let tag = Bytes::copy_from_slice(&n.to_be_bytes()[n.leading_zeros() as usize / 8..]);
+        // The shortest big-endian form, but never empty: Qpid Proton's Python binding fails
+        // on a zero-length delivery-tag (the first delivery's, were zero written as none).
+        let skip = (n.leading_zeros() as usize / 8).min(7);
+        let tag = Bytes::copy_from_slice(&n.to_be_bytes()[skip..]);
         let link = self.link;
         self.conn
             .inner
