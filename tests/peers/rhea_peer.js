@@ -4,40 +4,83 @@
 //
 //   node rhea_peer.js server --port P [--max-frame-size N] [--idle-timeout MS]
 //                            [--exit-after N] [--ready-file PATH]
+//                            [--tls-cert PEM --tls-key PEM] [--ws]
 //   node rhea_peer.js client --port P --scenario NAME [--sasl anonymous|plain|none]
 //                            [--user U --password PW] [--count N]
 //                            [--max-frame-size N] [--idle-timeout MS]
+//                            [--transport tcp|tls|ws|wss] [--host NAME]
+//                            [--ca PEM] [--path P]
 //
 // server: a tiny queue broker on 127.0.0.1. Any address works; a queue is
 //   created on first use. SASL ANONYMOUS and PLAIN (alice/secret) are
 //   offered, and clients that skip SASL altogether are accepted too.
-//   Messages are stored and forwarded as the exact bytes the producer sent.
-//   A consumer may carry a selector filter of the form  name = 'value'
-//   (matched against application-properties, else against the properties
-//   section). A dynamic source gets a fresh queue named dynamic-<n>.
+//   Messages are stored and forwarded as the exact bytes the producer sent,
+//   never beyond the consumer's credit; a consumer's drain is answered (the
+//   unused credit is given back with a flow: delivery-count advanced,
+//   link-credit 0, drain set). A consumer may carry a selector filter of the
+//   form  name = 'value'  (matched against application-properties, else
+//   against the properties section). A dynamic source gets a fresh queue
+//   named dynamic-<n>. No message-size or link-count limit is set.
+//   --tls-cert/--tls-key make the listener TLS. --ws makes it a WebSocket
+//   listener (HTTP, or HTTPS with the TLS options; any path; subprotocol
+//   AMQPWSB10, else amqp; a handshake offering neither is refused).
 //   --exit-after N makes the broker exit once N connections have gone.
 //
 // client: runs one scenario over one connection, checks what comes back and
-//   exits 0 on success, 1 on failure (or after a 30 s time-out). Scenarios:
+//   exits 0 on success, 1 on failure (or after a 30 s time-out).
+//   --transport tls|wss verify the server's certificate against --ca (or
+//   the system store) and the name --host (default 127.0.0.1, which is also
+//   the address connected to). ws|wss connect to ws[s]://HOST:PORT/PATH
+//   (--path, default /) offering the subprotocol AMQPWSB10. Scenarios:
 //     basic         send --count messages to q.basic and receive them back
-//     messages      5 messages with header, message annotations, full
-//                   properties, typed application properties and every body
-//                   kind (data, amqp-value string/map/list, amqp-sequence)
+//     messages      14 messages covering every header field, every
+//                   properties field (message-id as string, ulong, uuid and
+//                   binary), typed message annotations and application
+//                   properties and every body kind (data, amqp-sequence,
+//                   amqp-value string/map/list/binary/symbol/int/long/
+//                   double/timestamp/uuid/boolean/null); each section is
+//                   decoded from the bytes received and compared field by
+//                   field, with AMQP types, against what was sent
 //     large         one 320 KiB data message, sent and received back
+//     large4m       one 4 MiB data message (byte i = i % 251), sent
+//                   unsettled, accepted, received back, compared
 //     dispositions  accepted, rejected, released (redelivered, then
 //                   accepted) and a pre-settled send
 //     filter-dynamic  a receiver with a selector filter and a dynamic
 //                   receiver; a message is sent to the dynamic address
 //     heartbeat     open with idle-time-out, stay idle ~3 s, then close
+//     heartbeat-peer  ask for an idle-time-out (--idle-timeout, default
+//                   1000 ms), open no session and stay idle 4 s: the server
+//                   must keep the connection alive with empty frames (fails
+//                   on a silence longer than 1.5 x the idle-time-out)
+//     wrong-password  SASL PLAIN alice/WRONG: passes only when the server
+//                   refuses with a SASL outcome (authentication failure)
+//     drain         3 messages to q.drain (accepted), then a receiver with
+//                   credit 2 (no automatic top-up) gets exactly 2, then
+//                   drains with credit 5: the 3rd arrives and the drain
+//                   completes with link-credit 0 and the delivery-count
+//                   advanced by 7
+//     many-links    3 sessions x (2 senders + 2 receivers) on
+//                   q.many.<session>.<n>, 2 messages per sender
+//     reuse-name    sender 'shared-name' on q.reuse sends 1 message; then,
+//                   in one batch, a receiver also named 'shared-name' is
+//                   attached (its attach written first) and the sender
+//                   detached; the message arrives on the receiver. rhea's
+//                   own server fails this ('Attach already received')
+//     detach-error  a sender on q.err is detached with amqp:internal-error,
+//                   then the connection is closed with amqp:connection:forced
 //   Every scenario ends with clean detaches, end and close.
 'use strict';
 
+const fs = require('fs');
+const net = require('net');
 const rhea = require('rhea');
 const rmessage = require('rhea/lib/message.js');
 const types = rhea.types;
 
 const HOST = '127.0.0.1';
 const SELECTOR_DESCRIPTOR = 0x0000468C00000004; // apache.org:selector-filter:string
+const WS_PROTOCOLS = ['AMQPWSB10', 'amqp'];     // in order of preference
 
 // ---------------------------------------------------------------- arguments
 function parseArgs(argv) {
@@ -67,6 +110,13 @@ function intArg(args, name, dflt) {
     return v;
 }
 
+function strArg(args, name, dflt) {
+    const v = args[name];
+    if (v === undefined) return dflt;
+    if (v === true) throw new Error('--' + name + ' needs a value');
+    return v;
+}
+
 function log(...parts) {
     if (process.env.PEER_QUIET) return;
     console.error('[rhea_peer]', ...parts);
@@ -75,7 +125,7 @@ function log(...parts) {
 // ------------------------------------------------------------------- server
 // rhea decodes every incoming message before handing it over. Keep the raw
 // encoded bytes next to the decoded message so the broker can forward them
-// unchanged.
+// unchanged (and the client can check the exact types that came back).
 const originalDecode = rmessage.decode;
 rmessage.decode = function (buffer) {
     const m = originalDecode(buffer);
@@ -106,10 +156,27 @@ function filterText(v) {
     return undefined;
 }
 
+// The Sec-WebSocket-Protocol value to answer with, or false.
+function pickWsProtocol(offered) {
+    for (const p of WS_PROTOCOLS) if (offered.has(p)) return p;
+    return false;
+}
+
+function offeredWsProtocols(req) {
+    const h = req.headers['sec-websocket-protocol'];
+    return new Set(h ? String(h).split(',').map((s) => s.trim()).filter(Boolean) : []);
+}
+
 function runServer(args) {
     const port = intArg(args, 'port');
     if (!port) throw new Error('server needs --port');
     const exitAfter = intArg(args, 'exit-after', 0);
+    const certFile = strArg(args, 'tls-cert');
+    const keyFile = strArg(args, 'tls-key');
+    if (Boolean(certFile) !== Boolean(keyFile)) throw new Error('--tls-cert and --tls-key go together');
+    const useTls = Boolean(certFile);
+    const useWs = args.ws === true;
+    if (args.ws !== undefined && args.ws !== true) throw new Error('--ws takes no value');
     const container = rhea.create_container({ id: 'amqpwire-rhea-broker' });
     container.sasl_server_mechanisms.enable_anonymous();
     container.sasl_server_mechanisms.enable_plain(function (user, pass) {
@@ -130,21 +197,50 @@ function runServer(args) {
         return q;
     }
 
+    // rhea's sendable() looks only at the link credit, and sender.send()
+    // queues a delivery in the session even without credit (it goes out once
+    // credit arrives, and blocks every later delivery of the session until
+    // then). Count what was handed to rhea but is not on the wire yet, so the
+    // broker never hands over more than the consumer's credit.
+    function unsent(sender) {
+        const list = sender.__handed || (sender.__handed = []);
+        const next = sender.session.outgoing.next_pending_delivery;
+        while (list.length && list[0].id < next) list.shift();
+        return list.length;
+    }
+
+    function available(sender) {
+        return sender.sendable() ? sender.credit - unsent(sender) : 0;
+    }
+
     function pump(q) {
         let progress = true;
         while (progress && q.messages.length) {
             progress = false;
             for (const sender of q.consumers) {
-                if (!sender.sendable()) continue;
+                if (available(sender) <= 0) continue;
                 const idx = q.messages.findIndex((e) => selectorMatches(sender.__selector, e.msg));
                 if (idx < 0) continue;
                 const entry = q.messages.splice(idx, 1)[0];
                 const delivery = sender.send(entry.raw, undefined, 0);
+                sender.__handed.push(delivery);
                 delivery.__entry = entry;
                 delivery.__queue = q;
                 progress = true;
             }
         }
+        for (const sender of q.consumers) answerDrain(sender, q);
+    }
+
+    // A consumer asked to drain and nothing more can be sent to it: give the
+    // remaining credit back (rhea then advances the delivery-count by the
+    // unused credit and sends a flow with link-credit 0 and drain set).
+    function answerDrain(sender, q) {
+        if (!sender._draining || sender.credit <= 0 || available(sender) <= 0) return;
+        if (q.messages.some((e) => selectorMatches(sender.__selector, e.msg))) return;
+        log('drain answered on', sender.name, 'credit returned', sender.credit - unsent(sender));
+        sender.set_drained(true);
+        sender.connection._register();
     }
 
     function dropConsumer(sender) {
@@ -209,11 +305,17 @@ function runServer(args) {
         link.local.attach.rcv_settle_mode = remote.rcv_settle_mode;
         const q = getQueue(address || '');
         link.__queue = q;
+        link.__handed = [];
         q.consumers.push(link);
         log('sender attached', link.name, '<-', address, link.__selector ? 'selector' : '');
     });
 
     container.on('sendable', function (ctx) {
+        if (ctx.sender.__queue) pump(ctx.sender.__queue);
+    });
+    // A flow with drain set but (after what is queued) nothing to send:
+    // 'sendable' may not fire, so look at every flow.
+    container.on('sender_flow', function (ctx) {
         if (ctx.sender.__queue) pump(ctx.sender.__queue);
     });
     container.on('accepted', function (ctx) {
@@ -230,34 +332,88 @@ function runServer(args) {
             pump(d.__queue);
         }
     });
-    container.on('sender_close', function (ctx) { dropConsumer(ctx.sender); });
-    container.on('receiver_close', function () {});
+    container.on('sender_close', function (ctx) {
+        if (ctx.sender.error) log('consumer detached with error', JSON.stringify(ctx.sender.error));
+        dropConsumer(ctx.sender);
+    });
+    container.on('receiver_close', function (ctx) {
+        if (ctx.receiver.error) log('producer detached with error', JSON.stringify(ctx.receiver.error));
+    });
     container.on('session_close', function () {});
     container.on('error', function (e) { log('error:', e && e.message); });
     function forgetConnection(conn) {
         conn.each_link(function (l) { if (l.is_sender()) dropConsumer(l); });
     }
-    container.on('connection_close', function (ctx) { forgetConnection(ctx.connection); });
+    container.on('connection_close', function (ctx) {
+        if (ctx.error) log('connection closed by peer with error', ctx.error.condition, ctx.error.description);
+        forgetConnection(ctx.connection);
+    });
     container.on('disconnected', function (ctx) { forgetConnection(ctx.connection); });
 
-    const listenOpts = { port: port, host: HOST };
-    if (args['max-frame-size'] !== undefined) listenOpts.max_frame_size = intArg(args, 'max-frame-size');
-    if (args['idle-timeout'] !== undefined) listenOpts.idle_time_out = intArg(args, 'idle-timeout');
-    const server = container.listen(listenOpts);
-    server.on('listening', function () {
-        log('listening on', HOST + ':' + port);
-        if (args['ready-file']) require('fs').writeFileSync(args['ready-file'], String(process.pid) + '\n');
-    });
-    // rhea reports no event when a cleanly closed socket goes away, so count
-    // finished connections on the sockets themselves.
-    server.on('connection', function (socket) {
-        socket.on('close', function () {
-            gone++;
-            log('connection gone (' + gone + ')');
-            if (exitAfter && gone >= exitAfter) {
-                setTimeout(function () { process.exit(0); }, 100);
-            }
+    // Options for each accepted connection. reconnect:false: rhea would
+    // otherwise re-open a server-side connection that the peer closed with
+    // amqp:connection:forced.
+    const connOpts = { reconnect: false };
+    if (args['max-frame-size'] !== undefined) connOpts.max_frame_size = intArg(args, 'max-frame-size');
+    if (args['idle-timeout'] !== undefined) connOpts.idle_time_out = intArg(args, 'idle-timeout');
+
+    function connectionGone() {
+        gone++;
+        log('connection gone (' + gone + ')');
+        if (exitAfter && gone >= exitAfter) {
+            setTimeout(function () { process.exit(0); }, 100);
+        }
+    }
+
+    let server;
+    const scheme = (useWs ? (useTls ? 'wss' : 'ws') : (useTls ? 'amqps' : 'amqp'));
+    if (useWs) {
+        const http = require('http');
+        const https = require('https');
+        const WebSocket = require('ws');
+        server = useTls
+            ? https.createServer({ cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile) })
+            : http.createServer();
+        server.on('request', function (req, res) {
+            res.writeHead(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket' });
+            res.end('AMQP over WebSocket only (subprotocol AMQPWSB10)\n');
         });
+        const wss = new WebSocket.WebSocketServer({
+            server: server,
+            perMessageDeflate: false,
+            maxPayload: 0x7fffffff,
+            handleProtocols: function (offered) { return pickWsProtocol(offered); },
+            verifyClient: function (info, cb) {
+                const offered = offeredWsProtocols(info.req);
+                if (pickWsProtocol(offered)) return cb(true);
+                log('refusing WebSocket handshake offering [' + Array.from(offered).join(', ') + ']');
+                cb(false, 400, 'AMQP WebSocket subprotocol (AMQPWSB10 or amqp) required');
+            },
+        });
+        wss.on('connection', function (ws, req) {
+            log('WebSocket connection on', req.url, 'subprotocol', ws.protocol);
+            ws.on('close', connectionGone);
+            container.websocket_accept(ws, Object.assign({}, connOpts));
+        });
+        wss.on('error', function (e) { log('websocket server error:', e.message); });
+        server.listen(port, HOST);
+    } else {
+        const listenOpts = Object.assign({ port: port, host: HOST }, connOpts);
+        if (useTls) {
+            listenOpts.transport = 'tls';
+            listenOpts.cert = fs.readFileSync(certFile);
+            listenOpts.key = fs.readFileSync(keyFile);
+        }
+        server = container.listen(listenOpts);
+        // rhea reports no event when a cleanly closed socket goes away, so
+        // count finished connections on the sockets themselves (for TLS this
+        // is the underlying TCP socket).
+        server.on('connection', function (socket) { socket.on('close', connectionGone); });
+        if (useTls) server.on('tlsClientError', function (e) { log('TLS handshake failed:', e.message); });
+    }
+    server.on('listening', function () {
+        log('listening on', scheme + '://' + HOST + ':' + port);
+        if (args['ready-file']) fs.writeFileSync(args['ready-file'], String(process.pid) + '\n');
     });
     server.on('error', function (e) { console.error('listen failed:', e.message); process.exit(1); });
     for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, function () { process.exit(0); });
@@ -269,6 +425,7 @@ const EXPIRY_TIME = CREATION_TIME + 3600 * 1000;
 const UUID_A = '9c2c3f6e-8d4e-4f43-9d0b-6c1e2a7b5f10';
 const UUID_B = '1b4e28ba-2fa1-11d2-883f-0016d3cca427';
 const LARGE_SIZE = 320 * 1024;
+const LARGE4M_SIZE = 4 * 1024 * 1024;
 
 function largeBody() {
     const b = Buffer.alloc(LARGE_SIZE);
@@ -276,69 +433,356 @@ function largeBody() {
     return b;
 }
 
-function commonProperties(n, subject, contentType) {
+function large4mBody() {
+    const b = Buffer.alloc(LARGE4M_SIZE);
+    for (let i = 0; i < b.length; i++) b[i] = i % 251;
+    return b;
+}
+
+// --- typed values -----------------------------------------------------------
+// The messages scenario describes every value as {t: AMQP type, v: value}.
+// The same description is turned into what rhea sends (toTyped) and is
+// compared with what the received bytes decode to (canon), so a type that
+// changes on the way (int -> long, string -> symbol, ...) is caught.
+const T = {
+    null: () => ({ t: 'null' }),
+    bool: (v) => ({ t: 'boolean', v: v }),
+    ubyte: (v) => ({ t: 'ubyte', v: v }),
+    uint: (v) => ({ t: 'uint', v: v }),
+    ulong: (v) => ({ t: 'ulong', v: String(v) }),
+    int: (v) => ({ t: 'int', v: v }),
+    long: (v) => ({ t: 'long', v: String(v) }),
+    double: (v) => ({ t: 'double', v: v }),
+    ts: (v) => ({ t: 'timestamp', v: v }),
+    uuid: (v) => ({ t: 'uuid', v: v }),
+    bin: (v) => ({ t: 'binary', v: Buffer.from(v).toString('hex') }),
+    str: (v) => ({ t: 'string', v: v }),
+    sym: (v) => ({ t: 'symbol', v: v }),
+    list: (items) => ({ t: 'list', v: items }),
+    map: (pairs) => ({ t: 'map', v: pairs }),
+};
+
+function toTyped(d) {
+    switch (d.t) {
+    case 'null': return types.Null();
+    case 'boolean': return types.wrap_boolean(d.v);
+    case 'ubyte': return types.wrap_ubyte(d.v);
+    case 'uint': return types.wrap_uint(d.v);
+    case 'ulong': return types.wrap_ulong(Number(d.v));
+    case 'int': return types.wrap_int(d.v);
+    case 'long': return types.wrap_long(Number(d.v));
+    case 'double': return types.wrap_double(d.v);
+    case 'timestamp': return types.wrap_timestamp(d.v);
+    case 'uuid': return types.wrap_uuid(rhea.string_to_uuid(d.v));
+    case 'binary': return types.wrap_binary(Buffer.from(d.v, 'hex'));
+    case 'string': return types.wrap_string(d.v);
+    case 'symbol': return types.wrap_symbol(d.v);
+    case 'list': return d.v.length ? types.List32(d.v.map(toTyped)) : types.List0();
+    case 'map': {
+        const items = [];
+        for (const [k, v] of d.v) { items.push(toTyped(k)); items.push(toTyped(v)); }
+        return types.Map32(items);
+    }
+    default: throw new Error('toTyped: unknown type ' + d.t);
+    }
+}
+
+function bigOf(v, signed) {
+    if (Buffer.isBuffer(v)) return (signed ? v.readBigInt64BE(0) : v.readBigUInt64BE(0)).toString();
+    return String(v);
+}
+
+// A rhea Typed value (as read by types.Reader) -> {t, v}.
+function canon(x) {
+    if (x === undefined || x === null) return T.null();
+    if (x.descriptor) {
+        const inner = Object.assign(Object.create(Object.getPrototypeOf(x)), x);
+        delete inner.descriptor;
+        return { t: 'described', d: canon(x.descriptor), v: canon(inner) };
+    }
+    const v = x.value;
+    switch (x.type.name) {
+    case 'Null': return T.null();
+    case 'Boolean': return T.bool(v !== 0);
+    case 'True': return T.bool(true);
+    case 'False': return T.bool(false);
+    case 'Ubyte': return T.ubyte(v);
+    case 'Ushort': return { t: 'ushort', v: v };
+    case 'Uint': case 'SmallUint': return T.uint(v);
+    case 'Uint0': return T.uint(0);
+    case 'Ulong': case 'SmallUlong': return { t: 'ulong', v: bigOf(v, false) };
+    case 'Ulong0': return T.ulong(0);
+    case 'Byte': return { t: 'byte', v: v };
+    case 'Short': return { t: 'short', v: v };
+    case 'Int': case 'SmallInt': return T.int(v);
+    case 'Long': case 'SmallLong': return { t: 'long', v: bigOf(v, true) };
+    case 'Float': return { t: 'float', v: v };
+    case 'Double': return T.double(v);
+    case 'Timestamp': return T.ts(v instanceof Date ? v.getTime() : Number(bigOf(v, true)));
+    case 'Uuid': return T.uuid(rhea.uuid_to_string(v));
+    case 'Vbin8': case 'Vbin32': return T.bin(v);
+    case 'Str8': case 'Str32': return T.str(v);
+    case 'Sym8': case 'Sym32': return T.sym(v);
+    case 'CharUTF32': return { t: 'char', v: String.fromCodePoint(v) };
+    case 'List0': return T.list([]);
+    case 'List8': case 'List32': return T.list(v.map(canon));
+    case 'Map8': case 'Map32': {
+        const pairs = [];
+        for (let i = 0; i + 1 < v.length; i += 2) pairs.push([canon(v[i]), canon(v[i + 1])]);
+        return T.map(pairs);
+    }
+    case 'Array8': case 'Array32': return { t: 'array', v: v.map(canon) };
+    default: return { t: x.type.name, v: Buffer.isBuffer(v) ? v.toString('hex') : v };
+    }
+}
+
+// Maps compare without regard to the order of their entries.
+function normalize(d) {
+    if (Array.isArray(d)) return d.map(normalize);
+    if (d === null || typeof d !== 'object') return d;
+    const o = {};
+    for (const k of Object.keys(d)) o[k] = normalize(d[k]);
+    if (o.t === 'map') o.v = o.v.slice().sort((a, b) => (JSON.stringify(a[0]) < JSON.stringify(b[0]) ? -1 : 1));
+    return o;
+}
+
+function same(a, b) {
+    return JSON.stringify(normalize(a)) === JSON.stringify(normalize(b));
+}
+
+function show(d) {
+    return JSON.stringify(d);
+}
+
+const HEADER_FIELDS = ['durable', 'priority', 'ttl', 'first_acquirer', 'delivery_count'];
+const HEADER_DEFAULTS = { durable: T.bool(false), priority: T.ubyte(4), ttl: T.null(), first_acquirer: T.bool(false), delivery_count: T.uint(0) };
+const PROPERTY_FIELDS = ['message_id', 'user_id', 'to', 'subject', 'reply_to', 'correlation_id', 'content_type',
+    'content_encoding', 'absolute_expiry_time', 'creation_time', 'group_id', 'group_sequence', 'reply_to_group_id'];
+const SECTION_NAMES = {
+    0x70: 'header', 0x71: 'delivery_annotations', 0x72: 'message_annotations', 0x73: 'properties',
+    0x74: 'application_properties', 0x75: 'data', 0x76: 'amqp_sequence', 0x77: 'amqp_value', 0x78: 'footer',
+};
+const SYMBOLIC_SECTIONS = {
+    'amqp:header:list': 0x70, 'amqp:delivery-annotations:map': 0x71, 'amqp:message-annotations:map': 0x72,
+    'amqp:properties:list': 0x73, 'amqp:application-properties:map': 0x74, 'amqp:data:binary': 0x75,
+    'amqp:amqp-sequence:list': 0x76, 'amqp:value:*': 0x77, 'amqp:footer:map': 0x78,
+};
+
+function isNull(x) {
+    return x === undefined || x === null || (x.type && x.type.name === 'Null');
+}
+
+// The fields of a message as {header: {...}, properties: {...},
+// message_annotations, application_properties, body}, each a {t, v} value.
+function describeSpec(spec) {
+    const out = { header: {}, properties: {}, message_annotations: null, application_properties: null, body: null };
+    for (const f of HEADER_FIELDS) out.header[f] = (spec.header && spec.header[f]) || HEADER_DEFAULTS[f];
+    for (const f of PROPERTY_FIELDS) out.properties[f] = (spec.properties && spec.properties[f]) || T.null();
+    if (spec.message_annotations) out.message_annotations = T.map(spec.message_annotations);
+    if (spec.application_properties) out.application_properties = T.map(spec.application_properties);
+    out.body = spec.body;
+    return JSON.parse(JSON.stringify(out));
+}
+
+function describeRaw(raw) {
+    const out = { header: {}, properties: {}, message_annotations: null, application_properties: null, body: null };
+    for (const f of HEADER_FIELDS) out.header[f] = HEADER_DEFAULTS[f];
+    for (const f of PROPERTY_FIELDS) out.properties[f] = T.null();
+    const reader = new types.Reader(raw);
+    while (reader.remaining()) {
+        const s = reader.read();
+        if (!s.descriptor) throw new Error('message section without descriptor');
+        const dv = s.descriptor.value;
+        const code = typeof dv === 'number' ? dv : SYMBOLIC_SECTIONS[dv];
+        const name = SECTION_NAMES[code];
+        if (name === 'header' || name === 'properties') {
+            const fields = name === 'header' ? HEADER_FIELDS : PROPERTY_FIELDS;
+            const vals = s.value || [];
+            if (vals.length > fields.length) throw new Error(name + ' has ' + vals.length + ' fields');
+            fields.forEach(function (f, i) { if (!isNull(vals[i])) out[name][f] = canon(vals[i]); });
+        } else if (name === 'message_annotations' || name === 'application_properties') {
+            const inner = Object.assign(Object.create(Object.getPrototypeOf(s)), s);
+            delete inner.descriptor;
+            out[name] = canon(inner);
+        } else if (name === 'data' || name === 'amqp_sequence') {
+            const kind = name === 'data' ? 'data' : 'sequence';
+            const inner = Object.assign(Object.create(Object.getPrototypeOf(s)), s);
+            delete inner.descriptor;
+            if (!out.body) out.body = { kind: kind, v: [] };
+            if (out.body.kind !== kind) throw new Error('mixed body sections');
+            out.body.v.push(kind === 'data' ? canon(inner).v : canon(inner));
+        } else if (name === 'amqp_value') {
+            if (out.body) throw new Error('second body section');
+            const inner = Object.assign(Object.create(Object.getPrototypeOf(s)), s);
+            delete inner.descriptor;
+            out.body = { kind: 'value', v: canon(inner) };
+        } else if (name !== 'delivery_annotations' && name !== 'footer') {
+            throw new Error('unknown section ' + JSON.stringify(dv));
+        }
+    }
+    return out;
+}
+
+// Field-by-field differences between what was sent and what came back.
+function diffMessages(want, got) {
+    const diffs = [];
+    for (const sec of ['header', 'properties']) {
+        for (const f of Object.keys(want[sec])) {
+            if (!same(want[sec][f], got[sec][f])) diffs.push(sec + '.' + f + ': sent ' + show(want[sec][f]) + ' got ' + show(got[sec][f]));
+        }
+    }
+    for (const sec of ['message_annotations', 'application_properties']) {
+        const w = want[sec], g = got[sec];
+        if (!w || !g) {
+            if (w !== g) diffs.push(sec + ': sent ' + show(w) + ' got ' + show(g));
+            continue;
+        }
+        const find = (pairs, k) => pairs.find((p) => same(p[0], k));
+        for (const [k, v] of w.v) {
+            const p = find(g.v, k);
+            if (!p) diffs.push(sec + '[' + show(k) + '] missing');
+            else if (!same(v, p[1])) diffs.push(sec + '[' + show(k) + ']: sent ' + show(v) + ' got ' + show(p[1]));
+        }
+        for (const [k] of g.v) if (!find(w.v, k)) diffs.push(sec + '[' + show(k) + '] not sent but received');
+    }
+    if (!same(want.body, got.body)) diffs.push('body: sent ' + show(want.body) + ' got ' + show(got.body));
+    return diffs;
+}
+
+// A message description -> the object rhea's sender.send() encodes.
+function rheaMessage(spec) {
+    const m = {};
+    const plain = (d) => (d.t === 'binary' ? Buffer.from(d.v, 'hex') : d.t === 'ulong' || d.t === 'long' ? Number(d.v) : d.v);
+    for (const [f, d] of Object.entries(spec.header || {})) m[f] = plain(d);
+    for (const [f, d] of Object.entries(spec.properties || {})) {
+        m[f] = (f === 'message_id' || f === 'correlation_id') ? toTyped(d) : plain(d);
+    }
+    if (spec.message_annotations) {
+        m.message_annotations = {};
+        for (const [k, v] of spec.message_annotations) {
+            if (k.t !== 'symbol') throw new Error('annotation keys are symbols');
+            m.message_annotations[k.v] = toTyped(v);
+        }
+    }
+    if (spec.application_properties) {
+        m.application_properties = {};
+        for (const [k, v] of spec.application_properties) {
+            if (k.t !== 'string') throw new Error('application property keys are strings');
+            m.application_properties[k.v] = toTyped(v);
+        }
+    }
+    const b = spec.body;
+    if (b.kind === 'data') {
+        if (b.v.length !== 1) throw new Error('one data section only');
+        m.body = rhea.message.data_section(Buffer.from(b.v[0], 'hex'));
+    } else if (b.kind === 'sequence') {
+        if (b.v.length !== 1) throw new Error('one sequence section only');
+        m.body = rhea.message.sequence_section(b.v[0].v.map(toTyped));
+    } else {
+        m.body = toTyped(b.v);
+    }
+    return m;
+}
+
+function fullProperties(n, messageId, correlationId, subject, contentType) {
     return {
-        to: 'q.messages',
-        subject: subject,
-        reply_to: 'q.replies',
-        content_type: contentType,
-        content_encoding: 'identity',
-        creation_time: CREATION_TIME,
-        absolute_expiry_time: EXPIRY_TIME,
-        group_id: 'group-a',
-        group_sequence: n,
+        message_id: messageId,
+        user_id: T.bin('amqpwire'),
+        to: T.str('q.messages'),
+        subject: T.str(subject),
+        reply_to: T.str('q.replies'),
+        correlation_id: correlationId,
+        content_type: T.sym(contentType),
+        content_encoding: T.sym('identity'),
+        absolute_expiry_time: T.ts(EXPIRY_TIME),
+        creation_time: T.ts(CREATION_TIME),
+        group_id: T.str('group-a'),
+        group_sequence: T.uint(n),
+        reply_to_group_id: T.str('group-replies'),
     };
 }
 
-function richMessages() {
-    const uuidA = rhea.string_to_uuid(UUID_A);
-    const uuidB = rhea.string_to_uuid(UUID_B);
-    const m1 = Object.assign(commonProperties(1, 'data-body', 'application/octet-stream'), {
-        durable: true, priority: 7, ttl: 60000,
-        message_id: 'msg-1',
-        correlation_id: 'corr-1',
-        message_annotations: { 'x-opt-foo': 'bar', 'x-opt-count': types.wrap_int(42) },
-        application_properties: {
-            'a-string': 'text',
-            'an-int': types.wrap_int(-7),
-            'a-long': types.wrap_long(1234567890123),
-            'a-double': types.wrap_double(3.25),
-            'a-boolean': true,
-            'a-null': null,
-            'a-timestamp': types.wrap_timestamp(CREATION_TIME),
-            'a-uuid': types.wrap_uuid(uuidA),
-            'a-binary': types.wrap_binary(Buffer.from([1, 2, 3, 4])),
-            'a-symbol': types.wrap_symbol('sym'),
-        },
-        body: rhea.message.data_section(Buffer.from([...Array(16).keys()])),
-    });
-    const m2 = Object.assign(commonProperties(2, 'string-body', 'text/plain'), {
-        durable: false, priority: 4, ttl: 30000,
-        message_id: types.wrap_ulong(2),
-        correlation_id: types.wrap_uuid(uuidB),
-        message_annotations: { 'x-opt-foo': 'baz' },
-        application_properties: { 'seq': types.wrap_int(2), 'flag': false },
-        body: 'hello, amqpwire',
-    });
-    const m3 = Object.assign(commonProperties(3, 'map-body', 'application/x-amqp-map'), {
-        durable: true, priority: 1, ttl: 10000,
-        message_id: types.wrap_uuid(uuidA),
-        correlation_id: types.wrap_binary(Buffer.from('corr-3')),
-        message_annotations: { 'x-opt-foo': 'qux', 'x-opt-when': types.wrap_timestamp(CREATION_TIME) },
-        application_properties: { 'seq': types.wrap_int(3), 'ratio': types.wrap_double(-0.5) },
-        body: { key: 'value', n: types.wrap_int(3), nested: { list: [types.wrap_int(1), types.wrap_int(2), types.wrap_int(3)] } },
-    });
-    const m4 = {
-        message_id: 'msg-4', to: 'q.messages', subject: 'list-body',
-        application_properties: { 'seq': types.wrap_int(4) },
-        body: ['one', types.wrap_int(2), types.wrap_double(3.5), true, null],
+function simpleMessage(n, subject, body) {
+    return {
+        properties: { message_id: T.str('msg-' + n), to: T.str('q.messages'), subject: T.str(subject) },
+        application_properties: [[T.str('seq'), T.int(n)]],
+        body: { kind: 'value', v: body },
     };
-    const m5 = {
-        message_id: 'msg-5', to: 'q.messages', subject: 'sequence-body',
-        application_properties: { 'seq': types.wrap_int(5) },
-        body: rhea.message.sequence_section([types.wrap_int(1), 'two', types.wrap_int(3)]),
-    };
-    return [m1, m2, m3, m4, m5];
+}
+
+// Every header field, every properties field, typed annotations and
+// application properties, and every body kind. Kept in step with
+// rich_messages() in proton_peer.py.
+function richMessageSpecs() {
+    const specs = [];
+    specs.push({
+        header: { durable: T.bool(true), priority: T.ubyte(7), ttl: T.uint(60000), first_acquirer: T.bool(true), delivery_count: T.uint(0) },
+        properties: fullProperties(1, T.str('msg-1'), T.str('corr-1'), 'data-body', 'application/octet-stream'),
+        message_annotations: [
+            [T.sym('x-opt-string'), T.str('bar')],
+            [T.sym('x-opt-int'), T.int(42)],
+            [T.sym('x-opt-long'), T.long(1234567890123)],
+            [T.sym('x-opt-double'), T.double(2.5)],
+            [T.sym('x-opt-boolean'), T.bool(true)],
+            [T.sym('x-opt-timestamp'), T.ts(CREATION_TIME + 123)],
+            [T.sym('x-opt-uuid'), T.uuid(UUID_A)],
+            [T.sym('x-opt-binary'), T.bin([1, 2, 3, 4])],
+            [T.sym('x-opt-symbol'), T.sym('annotation-symbol')],
+        ],
+        application_properties: [
+            [T.str('a-string'), T.str('text')],
+            [T.str('an-int'), T.int(-7)],
+            [T.str('a-long'), T.long(1234567890123)],
+            [T.str('a-negative-long'), T.long(-1234567890123)],
+            [T.str('a-double'), T.double(3.25)],
+            [T.str('a-boolean'), T.bool(true)],
+            [T.str('a-false'), T.bool(false)],
+            [T.str('a-null'), T.null()],
+            [T.str('a-timestamp'), T.ts(CREATION_TIME)],
+            [T.str('a-uuid'), T.uuid(UUID_A)],
+            [T.str('a-binary'), T.bin([1, 2, 3, 4])],
+            [T.str('a-symbol'), T.sym('sym')],
+        ],
+        body: { kind: 'data', v: [Buffer.from([...Array(16).keys()]).toString('hex')] },
+    });
+    specs.push({
+        header: { durable: T.bool(false), priority: T.ubyte(4), ttl: T.uint(30000), first_acquirer: T.bool(false), delivery_count: T.uint(2) },
+        properties: fullProperties(2, T.ulong(2), T.uuid(UUID_B), 'string-body', 'text/plain'),
+        message_annotations: [[T.sym('x-opt-foo'), T.str('baz')]],
+        application_properties: [[T.str('seq'), T.int(2)], [T.str('flag'), T.bool(false)]],
+        body: { kind: 'value', v: T.str('hello, amqpwire') },
+    });
+    specs.push({
+        header: { durable: T.bool(true), priority: T.ubyte(1), ttl: T.uint(10000) },
+        properties: fullProperties(3, T.uuid(UUID_A), T.bin('corr-3'), 'map-body', 'application/x-amqp-map'),
+        message_annotations: [[T.sym('x-opt-foo'), T.str('qux')], [T.sym('x-opt-when'), T.ts(CREATION_TIME)]],
+        application_properties: [[T.str('seq'), T.int(3)], [T.str('ratio'), T.double(-0.5)]],
+        body: { kind: 'value', v: T.map([
+            [T.str('key'), T.str('value')],
+            [T.str('n'), T.int(3)],
+            [T.str('nested'), T.map([[T.str('list'), T.list([T.int(1), T.int(2), T.int(3)])]])],
+        ]) },
+    });
+    specs.push({
+        properties: { message_id: T.bin('msg-4'), to: T.str('q.messages'), subject: T.str('list-body') },
+        application_properties: [[T.str('seq'), T.int(4)]],
+        body: { kind: 'value', v: T.list([T.str('one'), T.int(2), T.double(3.5), T.bool(true), T.null()]) },
+    });
+    specs.push({
+        properties: { message_id: T.str('msg-5'), to: T.str('q.messages'), subject: T.str('sequence-body'), correlation_id: T.ulong(5) },
+        application_properties: [[T.str('seq'), T.int(5)]],
+        body: { kind: 'sequence', v: [T.list([T.int(1), T.str('two'), T.int(3)])] },
+    });
+    specs.push(simpleMessage(6, 'binary-body', T.bin([0, 1, 2, 0xff])));
+    specs.push(simpleMessage(7, 'symbol-body', T.sym('a-symbol-body')));
+    specs.push(simpleMessage(8, 'int-body', T.int(-123456)));
+    specs.push(simpleMessage(9, 'long-body', T.long(-9876543210)));
+    specs.push(simpleMessage(10, 'double-body', T.double(6.02214076e23)));
+    specs.push(simpleMessage(11, 'timestamp-body', T.ts(CREATION_TIME + 1)));
+    specs.push(simpleMessage(12, 'uuid-body', T.uuid(UUID_B)));
+    specs.push(simpleMessage(13, 'boolean-body', T.bool(true)));
+    specs.push(simpleMessage(14, 'null-body', T.null()));
+    return specs;
 }
 
 function idOf(msg) {
@@ -348,100 +792,197 @@ function idOf(msg) {
     return String(id);
 }
 
+const NO_SESSION_SCENARIOS = new Set(['heartbeat-peer', 'wrong-password']);
+
 function runClient(args) {
     const port = intArg(args, 'port');
     const scenario = args.scenario || 'basic';
     if (!port) throw new Error('client needs --port');
-    const saslMode = args.sasl || 'anonymous';
+    let saslMode = args.sasl || 'anonymous';
     const count = intArg(args, 'count', 1);
+    const transport = strArg(args, 'transport', 'tcp');
+    const host = strArg(args, 'host', HOST);
+    const caFile = strArg(args, 'ca');
+    const wsPath = strArg(args, 'path', '/');
     const tag = 'rhea';
+    let user = args.user;
+    let password = args.password;
+    if (scenario === 'wrong-password') {
+        saslMode = 'plain';
+        user = user || 'alice';
+        password = password || 'WRONG';
+    }
 
     const container = rhea.create_container({ id: 'amqpwire-rhea-client' });
-    const opts = { host: HOST, port: port, hostname: 'localhost', reconnect: false };
+    const opts = { host: host, port: port, hostname: args.host === undefined ? 'localhost' : host, reconnect: false };
     if (saslMode === 'anonymous') {
         const mechs = rhea.sasl.client_mechanisms();
         mechs.enable_anonymous();
         opts.sasl_mechanisms = mechs;
     } else if (saslMode === 'plain') {
-        opts.username = args.user || 'alice';
-        opts.password = args.password || 'secret';
+        opts.username = user || 'alice';
+        opts.password = password || 'secret';
     } else if (saslMode !== 'none') {
         throw new Error('unknown --sasl ' + saslMode);
     }
     if (args['max-frame-size'] !== undefined) opts.max_frame_size = intArg(args, 'max-frame-size');
-    if (args['idle-timeout'] !== undefined) opts.idle_time_out = intArg(args, 'idle-timeout');
+    const idleDefault = scenario === 'heartbeat-peer' ? 1000 : undefined;
+    const idleTimeout = intArg(args, 'idle-timeout', idleDefault);
+    if (idleTimeout !== undefined) opts.idle_time_out = idleTimeout;
 
-    let failed = null;
+    // The WebSocket of a ws/wss connection (rhea only sees a wrapper).
+    let rawWs = null;
+    if (transport === 'tls') {
+        opts.transport = 'tls';
+        if (caFile) opts.ca = [fs.readFileSync(caFile)];
+        opts.rejectUnauthorized = true;
+        // rhea uses host as the TLS server name; SNI must not carry an IP
+        // address (node warns), but the certificate is still checked
+        // against the address.
+        if (net.isIP(host)) opts.servername = '';
+    } else if (transport === 'ws' || transport === 'wss') {
+        const WebSocket = require('ws');
+        class TrackedWebSocket extends WebSocket {
+            constructor(...a) { super(...a); rawWs = this; }
+        }
+        const path = wsPath.startsWith('/') ? wsPath : '/' + wsPath;
+        const hostPart = net.isIPv6(host) ? '[' + host + ']' : host;
+        const url = transport + '://' + hostPart + ':' + port + path;
+        const wsOpts = { perMessageDeflate: false, maxPayload: 0x7fffffff };
+        if (transport === 'wss') {
+            if (caFile) wsOpts.ca = fs.readFileSync(caFile);
+            wsOpts.rejectUnauthorized = true;
+        }
+        opts.connection_details = container.websocket_connect(TrackedWebSocket)(url, ['AMQPWSB10'], wsOpts);
+        log('connecting to', url);
+    } else if (transport !== 'tcp') {
+        throw new Error('unknown --transport ' + transport + ' (tcp, tls, ws, wss)');
+    }
+
     let finished = false;
+    let weClosed = false;
     const timer = setTimeout(function () { fail('timed out'); }, 30000);
 
     function fail(why) {
         if (finished) return;
         finished = true;
-        failed = why;
         console.error('[rhea_peer] FAILED:', why);
         clearTimeout(timer);
         process.exit(1);
     }
 
+    function succeed(note) {
+        if (finished) return;
+        finished = true;
+        clearTimeout(timer);
+        console.error('[rhea_peer] OK', scenario + (note ? ' (' + note + ')' : ''));
+        process.exit(0);
+    }
+
+    // Call fn once the underlying socket (or WebSocket) has closed.
+    function whenSocketGone(fn) {
+        if (rawWs) {
+            if (rawWs.readyState === 3) fn(); else rawWs.once('close', fn);
+            return;
+        }
+        const sock = conn.socket;
+        if (!sock || sock.destroyed) fn(); else sock.once('close', fn);
+    }
+
+    // Call fn(chunk) for every chunk of bytes that arrives.
+    function onIncoming(fn) {
+        if (rawWs) rawWs.on('message', fn); else conn.socket.on('data', fn);
+    }
+
+    function closeConnection(error) {
+        weClosed = true;
+        conn.close(error);
+    }
+
     const conn = container.connect(opts);
     let session = null;
+    const sessions = [];
     const links = [];
 
     function shutdown() {
-        // detach every link (closed=true), then end the session, then close.
+        // detach every link (closed=true), then end every session, then close.
         let open = links.length;
-        if (open === 0) { session.close(); return; }
+        const endSessions = function () { for (const s of sessions) s.close(); };
+        if (open === 0) { endSessions(); return; }
         for (const l of links) {
             l.once(l.is_sender() ? 'sender_close' : 'receiver_close', function () {
-                if (--open === 0) session.close();
+                if (--open === 0) endSessions();
             });
             l.close();
         }
     }
 
-    conn.on('session_close', function () { conn.close(); });
-    conn.on('connection_close', function () {
+    conn.on('session_close', function () {
+        if (sessions.every(function (s) { return s.is_closed(); })) closeConnection();
+    });
+    conn.on('connection_close', function (ctx) {
         // The peer's close arrived without error. rhea ends the socket once
         // its own close has gone out; report success when the socket is gone.
+        if (!weClosed) return fail('connection closed before the scenario finished (by the peer or by rhea\'s idle time-out)');
         log('connection closed');
-        const sock = conn.socket;
-        function ok() {
-            if (finished) return;
-            finished = true;
-            clearTimeout(timer);
-            console.error('[rhea_peer] OK', scenario);
-            process.exit(0);
-        }
-        if (!sock || sock.destroyed) ok(); else sock.once('close', ok);
+        whenSocketGone(function () { succeed(); });
     });
     conn.on('disconnected', function (ctx) {
+        if (scenario === 'detach-error' && weClosed && !ctx.error) {
+            return succeed('socket closed after our close was sent');
+        }
+        if (scenario === 'reuse-name') {
+            console.error('[rhea_peer] reuse-name: the server dropped the connection; rhea\'s own server does this ' +
+                "when an attach reuses the name of a link it has not seen detached yet ('Attach already received', a known rhea bug)");
+        }
         fail('disconnected before clean close' + (ctx.error ? ': ' + ctx.error : ''));
     });
-    conn.on('connection_error', function (ctx) { fail('connection error ' + JSON.stringify(ctx.connection.error)); });
+    conn.on('connection_error', function (ctx) {
+        const e = ctx.error || {};
+        const text = 'condition=' + e.condition + ' description=' + JSON.stringify(e.description || e.message);
+        if (scenario === 'wrong-password') {
+            console.error('[rhea_peer] wrong-password: connection refused:', text);
+            // rhea reports a SASL outcome of auth (1) as 'Failed to authenticate: 1'
+            // with amqp:unauthorized-access; a missing mechanism gives another text.
+            if (e.condition === 'amqp:unauthorized-access' && /^Failed to authenticate: 1\b/.test(String(e.description || e.message))) {
+                return succeed('authentication failure');
+            }
+            return fail('wrong-password: refused, but not by an authentication failure');
+        }
+        fail('connection error ' + text);
+    });
     conn.on('error', function (e) { fail('error ' + (e && e.message)); });
+    conn.on('protocol_error', function (e) { fail('protocol error ' + (e && e.message)); });
     conn.on('sender_error', function (ctx) { fail('sender error ' + JSON.stringify(ctx.sender.error)); });
     conn.on('receiver_error', function (ctx) { fail('receiver error ' + JSON.stringify(ctx.receiver.error)); });
+    conn.on('session_error', function (ctx) { fail('session error ' + JSON.stringify(ctx.session.error)); });
     // Stop default handlers from auto-closing links whose close we expect.
     conn.on('sender_close', function () {});
     conn.on('receiver_close', function () {});
 
     conn.on('connection_open', function () {
-        session = conn.create_session();
-        session.begin();
+        if (scenario === 'wrong-password') return fail('wrong-password: the connection opened with a wrong password');
         const s = SCENARIOS[scenario];
         if (!s) return fail('unknown scenario ' + scenario);
+        if (!NO_SESSION_SCENARIOS.has(scenario)) session = newSession();
         s();
     });
 
-    function openSender(name, address, extra) {
-        const l = session.open_sender(Object.assign({ name: name, target: { address: address }, source: { address: name } }, extra || {}));
+    function newSession() {
+        const s = conn.create_session();
+        s.begin();
+        sessions.push(s);
+        return s;
+    }
+
+    function openSender(name, address, extra, ssn) {
+        const l = (ssn || session).open_sender(Object.assign({ name: name, target: { address: address }, source: { address: name } }, extra || {}));
         links.push(l);
         return l;
     }
-    function openReceiver(name, source, extra) {
+    function openReceiver(name, source, extra, ssn) {
         const src = typeof source === 'string' ? { address: source } : source;
-        const l = session.open_receiver(Object.assign({ name: name, source: src, target: { address: name } }, extra || {}));
+        const l = (ssn || session).open_receiver(Object.assign({ name: name, source: src, target: { address: name } }, extra || {}));
         links.push(l);
         return l;
     }
@@ -470,27 +1011,28 @@ function runClient(args) {
         messages: function () {
             const snd = openSender(tag + '-messages-sender', 'q.messages');
             const rcv = openReceiver(tag + '-messages-receiver', 'q.messages');
-            const msgs = richMessages();
-            const want = ['msg-1', '2', 'uuid:' + UUID_A, 'msg-4', 'msg-5'];
-            let got = 0;
+            const specs = richMessageSpecs();
+            const want = specs.map(describeSpec);
+            let got = 0, accepted = 0;
             rcv.on('message', function (ctx) {
-                const m = ctx.message;
-                const id = idOf(m);
-                if (id !== want[got]) return fail('messages: expected id ' + want[got] + ' got ' + id);
-                if (got === 0) {
-                    if (!m.body || !Buffer.isBuffer(m.body.content) || m.body.content.length !== 16) return fail('messages: bad data body');
-                    const ap = m.application_properties;
-                    if (ap['a-string'] !== 'text' || ap['an-int'] !== -7 || ap['a-boolean'] !== true || ap['a-null'] !== null) return fail('messages: bad application properties ' + JSON.stringify(ap));
-                    if (!m.durable || m.priority !== 7 || m.ttl !== 60000) return fail('messages: bad header');
-                    if (m.message_annotations['x-opt-foo'] !== 'bar') return fail('messages: bad annotations');
+                const i = got++;
+                if (i >= want.length) return fail('messages: more messages than sent');
+                let desc;
+                try {
+                    desc = describeRaw(ctx.message.__raw);
+                } catch (e) {
+                    return fail('messages: message ' + (i + 1) + ' does not decode: ' + e.message);
                 }
-                if (got === 1 && m.body !== 'hello, amqpwire') return fail('messages: bad string body');
-                if (got === 2 && (!m.body || m.body.key !== 'value')) return fail('messages: bad map body');
-                if (got === 3 && (!Array.isArray(m.body) || m.body[0] !== 'one')) return fail('messages: bad list body');
-                if (got === 4 && (!m.body || m.body.typecode !== 0x76)) return fail('messages: bad sequence body');
-                if (++got === msgs.length) shutdown();
+                const diffs = diffMessages(want[i], desc);
+                if (diffs.length) return fail('messages: message ' + (i + 1) + ' (' + show(want[i].properties.message_id) + ') differs:\n  ' + diffs.join('\n  '));
+                log('message', i + 1, 'matches:', show(want[i].properties.message_id), want[i].body.kind, want[i].body.kind === 'value' ? want[i].body.v.t : '');
+                maybeDone();
             });
-            whenAllOpen([snd, rcv], function () { for (const m of msgs) snd.send(m); });
+            snd.on('accepted', function () { accepted++; maybeDone(); });
+            function maybeDone() {
+                if (got === want.length && accepted === want.length) shutdown();
+            }
+            whenAllOpen([snd, rcv], function () { for (const s of specs) snd.send(rheaMessage(s)); });
         },
 
         large: function () {
@@ -504,6 +1046,40 @@ function runClient(args) {
             });
             whenAllOpen([snd, rcv], function () {
                 snd.send({ message_id: 'large-1', content_type: 'application/octet-stream', body: rhea.message.data_section(body) });
+            });
+        },
+
+        large4m: function () {
+            const body = large4mBody();
+            const snd = openSender(tag + '-large4m-sender', 'q.large4m');
+            const rcv = openReceiver(tag + '-large4m-receiver', 'q.large4m');
+            let received = false, accepted = false;
+            rcv.on('message', function (ctx) {
+                const m = ctx.message;
+                if (received) return fail('large4m: a second message arrived');
+                if (idOf(m) !== 'large4m-1') return fail('large4m: message-id ' + idOf(m));
+                const b = m.body && m.body.content;
+                if (!m.body || m.body.typecode !== 0x75 || m.body.multiple) return fail('large4m: body is not one data section');
+                if (!Buffer.isBuffer(b) || b.length !== body.length) return fail('large4m: body length ' + (b && b.length) + ', sent ' + body.length);
+                if (!b.equals(body)) {
+                    let i = 0;
+                    while (b[i] === body[i]) i++;
+                    return fail('large4m: body differs first at byte ' + i);
+                }
+                if (ctx.delivery.remote_settled) return fail('large4m: delivery arrived settled');
+                received = true;
+                log('large4m: received', b.length, 'bytes intact');
+                if (accepted) shutdown();
+            });
+            snd.on('accepted', function (ctx) {
+                if (accepted) return fail('large4m: accepted twice');
+                accepted = true;
+                log('large4m: accepted');
+                if (received) shutdown();
+            });
+            whenAllOpen([snd, rcv], function () {
+                const d = snd.send({ message_id: 'large4m-1', content_type: 'application/octet-stream', body: rhea.message.data_section(body) });
+                if (d.settled) return fail('large4m: sent settled');
             });
         },
 
@@ -597,6 +1173,188 @@ function runClient(args) {
                 setTimeout(shutdown, 3000);
             });
         },
+
+        'heartbeat-peer': function () {
+            // No session, no links: after the open exchange the only traffic
+            // is heartbeats. Measure the gaps between incoming bytes.
+            const remoteIdle = conn.remote.open.idle_time_out;
+            log('heartbeat-peer: asked for idle-time-out', idleTimeout, 'ms; server asked for', remoteIdle || 'none');
+            let last = Date.now(), maxGap = 0, chunks = 0;
+            onIncoming(function () {
+                const now = Date.now();
+                maxGap = Math.max(maxGap, now - last);
+                last = now;
+                chunks++;
+            });
+            setTimeout(function () {
+                maxGap = Math.max(maxGap, Date.now() - last);
+                log('heartbeat-peer: idle 4 s,', chunks, 'chunks received, longest gap', maxGap, 'ms');
+                if (!conn.is_open()) return fail('heartbeat-peer: connection no longer open after 4 s');
+                if (chunks === 0) return fail('heartbeat-peer: the server sent nothing in 4 s');
+                // The server must send at least once per idle-time-out; allow
+                // half of it again for scheduling jitter (Proton's own server
+                // sends about once per idle-time-out, not twice).
+                if (maxGap > idleTimeout * 1.5) return fail('heartbeat-peer: the server was silent for ' + maxGap + ' ms (idle-time-out ' + idleTimeout + ' ms)');
+                if (maxGap > idleTimeout) console.error('[rhea_peer] heartbeat-peer: warning: a gap of ' + maxGap + ' ms exceeds the idle-time-out');
+                closeConnection();
+            }, 4000);
+        },
+
+        drain: function () {
+            const snd = openSender(tag + '-drain-sender', 'q.drain');
+            let accepted = 0;
+            snd.once('sendable', function () {
+                for (let i = 1; i <= 3; i++) snd.send({ message_id: 'drain-' + i, body: 'drain message ' + i });
+            });
+            snd.on('accepted', function () {
+                if (++accepted === 3) startReceiver();
+            });
+            function startReceiver() {
+                // credit_window 0: rhea grants no credit by itself.
+                const rcv = openReceiver(tag + '-drain-receiver', 'q.drain', { credit_window: 0 });
+                const got = [];
+                let draining = false;
+                let initialCount = 0;
+                rcv.once('receiver_open', function () {
+                    initialCount = rcv.remote.attach.initial_delivery_count || 0;
+                    if (rcv.credit !== 0) return fail('drain: receiver started with credit ' + rcv.credit);
+                    rcv.add_credit(2);
+                });
+                rcv.on('message', function (ctx) {
+                    const id = idOf(ctx.message);
+                    got.push(id);
+                    if (id !== 'drain-' + got.length) return fail('drain: expected drain-' + got.length + ' got ' + id);
+                    if (got.length > 2 && !draining) return fail('drain: a 3rd message arrived with credit 2');
+                    if (got.length > 3) return fail('drain: more than 3 messages');
+                    if (got.length === 2) {
+                        // give a 3rd message time to show up (it must not)
+                        setTimeout(function () {
+                            if (got.length !== 2) return fail('drain: ' + got.length + ' messages with credit 2');
+                            if (rcv.credit !== 0) return fail('drain: credit ' + rcv.credit + ' after 2 messages');
+                            log('drain: exactly 2 arrived; draining with credit 5');
+                            draining = true;
+                            rcv.drain = true;
+                            rcv.add_credit(5);
+                        }, 300);
+                    }
+                });
+                rcv.on('receiver_drained', function () {
+                    rcv.drain = false;
+                    if (!draining) return fail('drain: drained without a drain request');
+                    if (got.length !== 3) return fail('drain: drain completed after ' + got.length + ' messages, want 3');
+                    if (rcv.credit !== 0) return fail('drain: credit ' + rcv.credit + ' after the drain');
+                    const advanced = (rcv.delivery_count - initialCount) >>> 0;
+                    if (advanced !== 7) return fail('drain: delivery-count advanced by ' + advanced + ', want 7 (2 + 1 delivered + 4 drained)');
+                    log('drain: completed, credit 0, delivery-count', rcv.delivery_count);
+                    shutdown();
+                });
+            }
+        },
+
+        'many-links': function () {
+            const all = [];
+            const senders = [];
+            const receivers = [];
+            const perSender = 2;
+            for (let s = 1; s <= 3; s++) {
+                const ssn = s === 1 ? session : newSession();
+                for (let n = 1; n <= 2; n++) {
+                    const address = 'q.many.' + s + '.' + n;
+                    const snd = openSender(tag + '-many-' + s + '-' + n + '-sender', address, {}, ssn);
+                    snd.__address = address;
+                    senders.push(snd);
+                    all.push(snd);
+                    const rcv = openReceiver(tag + '-many-' + s + '-' + n + '-receiver', address, {}, ssn);
+                    rcv.__address = address;
+                    rcv.__got = 0;
+                    receivers.push(rcv);
+                    all.push(rcv);
+                }
+            }
+            let received = 0, accepted = 0;
+            const total = senders.length * perSender;
+            for (const rcv of receivers) {
+                rcv.on('message', function (ctx) {
+                    const m = ctx.message;
+                    const k = ++rcv.__got;
+                    const wantId = 'many-' + rcv.__address + '-' + k;
+                    if (idOf(m) !== wantId) return fail('many-links: ' + rcv.__address + ' expected ' + wantId + ' got ' + idOf(m));
+                    if (m.body !== 'to ' + rcv.__address + ' #' + k) return fail('many-links: bad body ' + JSON.stringify(m.body));
+                    if (m.to !== rcv.__address) return fail('many-links: bad to ' + m.to);
+                    if (k > perSender) return fail('many-links: too many on ' + rcv.__address);
+                    received++;
+                    maybeDone();
+                });
+            }
+            for (const snd of senders) snd.on('accepted', function () { accepted++; maybeDone(); });
+            function maybeDone() {
+                if (received === total && accepted === total) {
+                    log('many-links:', total, 'messages over', all.length, 'links in', sessions.length, 'sessions');
+                    shutdown();
+                }
+            }
+            whenAllOpen(all, function () {
+                for (const snd of senders) {
+                    for (let k = 1; k <= perSender; k++) {
+                        snd.send({ message_id: 'many-' + snd.__address + '-' + k, to: snd.__address, body: 'to ' + snd.__address + ' #' + k });
+                    }
+                }
+            });
+        },
+
+        'reuse-name': function () {
+            const NAME = 'shared-name';
+            const snd = session.open_sender({ name: NAME, target: { address: 'q.reuse' }, source: { address: NAME } });
+            let senderClosed = false, received = false;
+            snd.once('sendable', function () {
+                snd.send({ message_id: 'reuse-1', body: 'sent on the first shared-name link' });
+            });
+            snd.once('accepted', function () {
+                // rhea keeps a session's links in a map keyed by name, so a
+                // second link called 'shared-name' replaces the first there
+                // (and the first would never write its detach). Keep the old
+                // sender in the map under another key, after the receiver,
+                // so the receiver's attach goes out first and the sender's
+                // detach right after it, in the same batch; and only ever
+                // remove the link object itself from the session's tables.
+                const rcv = openReceiver(NAME, 'q.reuse');
+                session.links[NAME + ' (previous sender)'] = snd;
+                session.remove_link = function (link) {
+                    if (this.remote.handles[link.remote.handle] === link) delete this.remote.handles[link.remote.handle];
+                    if (this.local.handles[link.local.handle] === link) delete this.local.handles[link.local.handle];
+                    for (const k of Object.keys(this.links)) if (this.links[k] === link) delete this.links[k];
+                };
+                snd.once('sender_close', function () {
+                    senderClosed = true;
+                    log('reuse-name: previous sender detached');
+                    if (received) shutdown();
+                });
+                snd.close();
+                rcv.on('message', function (ctx) {
+                    if (idOf(ctx.message) !== 'reuse-1' || ctx.message.body !== 'sent on the first shared-name link') {
+                        return fail('reuse-name: unexpected message ' + JSON.stringify(ctx.message));
+                    }
+                    received = true;
+                    log('reuse-name: message received on the new receiver');
+                    if (senderClosed) shutdown();
+                });
+            });
+        },
+
+        'detach-error': function () {
+            const snd = session.open_sender({ name: tag + '-err-sender', target: { address: 'q.err' }, source: { address: tag + '-err-sender' } });
+            snd.once('sender_open', function () {
+                snd.once('sender_close', function () {
+                    if (snd.error) return fail('detach-error: the server detached with an error ' + JSON.stringify(snd.error));
+                    log('detach-error: detach answered; closing the connection with amqp:connection:forced');
+                    closeConnection({ condition: 'amqp:connection:forced', description: 'closing on purpose' });
+                    whenSocketGone(function () { setTimeout(function () { succeed('socket closed after our close was sent'); }, 50); });
+                });
+                snd.close({ condition: 'amqp:internal-error', description: 'detached on purpose' });
+            });
+        },
+
+        'wrong-password': function () {},
     };
 }
 
@@ -604,10 +1362,16 @@ function runClient(args) {
 function main() {
     const args = parseArgs(process.argv.slice(2));
     const role = args._[0];
-    if (role === 'server') runServer(args);
-    else if (role === 'client') runClient(args);
-    else {
-        console.error('usage: rhea_peer.js server|client --port P [options]  (see header comment)');
+    try {
+        if (role === 'server') runServer(args);
+        else if (role === 'client') runClient(args);
+        else {
+            console.error('usage: rhea_peer.js server|client --port P [options]  (see header comment)');
+            process.exit(2);
+        }
+    } catch (e) {
+        // bad options or unreadable files
+        console.error('rhea_peer.js: ' + e.message);
         process.exit(2);
     }
 }

@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# install.sh - install every third-party AMQP 1.0 peer used by amqpwire's interop
+# tests. Idempotent: what is already in place is only checked (a few seconds).
+# Meant for Debian 12, run as root (or as a user with sudo); .ci/run calls it.
+#
+#   tests/peers/install.sh
+#
+# Installs:
+#   RabbitMQ     the Debian package rabbitmq-server, pinned to $RABBITMQ_DEB_VERSION
+#                (override from the environment), with the rabbitmq_amqp1_0 plugin
+#                enabled (offline, system-wide). tests/peers/rabbitmq.sh runs nodes
+#                of it without touching /etc.
+#   Qpid Proton  python-qpid-proton from requirements.txt in the virtualenv
+#                tests/peers/.venv (built from sdist: gcc, pkg-config, the OpenSSL and
+#                Python headers are apt-installed when missing); SSL support checked.
+#   rhea         `npm ci` into tests/peers/node_modules when it is missing or does not
+#                match package-lock.json (node and npm apt-installed when missing).
+#
+# Environment: RABBITMQ_DEB_VERSION (see above), PEERS_PYTHON (the Python the venv is
+# made from; default python3).
+#
+# apt-get update runs only when a package is not known to apt. Any failure stops the
+# script with "install.sh: <peer> failed to install: <why>" on stderr and exit status 1.
+# At the end one line per peer gives its version.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+RABBITMQ_DEB_VERSION="${RABBITMQ_DEB_VERSION:-3.10.8-1.1+deb12u1}"
+VENV="$HERE/.venv"
+PYTHON="${PEERS_PYTHON:-python3}" # the interpreter the venv is made from
+
+LOGDIR="$(mktemp -d)"
+trap 'rm -rf "$LOGDIR"' EXIT
+
+fail() {
+    local peer="$1"
+    shift
+    echo "install.sh: $peer failed to install: $*" >&2
+    exit 1
+}
+note() { echo "install.sh: $*"; }
+
+# The tail of a log, indented, on stderr (before a fail).
+show_log() {
+    echo "---- last 30 lines of $2" >&2
+    tail -n 30 "$1" | sed 's/^/    /' >&2
+}
+
+# ------------------------------------------------------------------------ apt
+
+SUDO=()
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+fi
+
+# Version of an installed Debian package, empty when not installed.
+deb_version() {
+    { dpkg-query -W -f='${Status} ${Version}\n' "$1" 2>/dev/null || true; } |
+        awk '$1 == "install" && $3 == "installed" { print $4 }'
+}
+
+# True when apt knows package $1 (NAME or NAME=VERSION).
+apt_knows() {
+    local name="${1%%=*}" cand
+    if [[ "$1" == *=* ]]; then
+        apt-cache show "$1" >/dev/null 2>&1
+    else
+        cand="$(apt-cache policy "$name" 2>/dev/null | awk '/Candidate:/ { print $2 }')"
+        [ -n "$cand" ] && [ "$cand" != "(none)" ]
+    fi
+}
+
+APT_UPDATED=0
+# apt_install PEER PACKAGE... : install the packages (NAME or NAME=VERSION).
+apt_install() {
+    local peer="$1" p missing=()
+    shift
+    [ $# -gt 0 ] || return 0
+    command -v apt-get >/dev/null 2>&1 ||
+        fail "$peer" "apt-get not found (this script expects Debian 12); install $* by hand"
+    if [ "$(id -u)" != 0 ] && [ ${#SUDO[@]} -eq 0 ]; then
+        fail "$peer" "$* must be apt-installed: run this script as root (or install sudo)"
+    fi
+    for p in "$@"; do apt_knows "$p" || missing+=("$p"); done
+    if [ ${#missing[@]} -gt 0 ] && [ $APT_UPDATED = 0 ]; then
+        note "apt-get update (apt does not know ${missing[*]})"
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -q \
+            >"$LOGDIR/apt-update.log" 2>&1 || {
+            show_log "$LOGDIR/apt-update.log" "apt-get update"
+            fail "$peer" "apt-get update failed"
+        }
+        APT_UPDATED=1
+        missing=()
+        for p in "$@"; do apt_knows "$p" || missing+=("$p"); done
+    fi
+    for p in "${missing[@]}"; do
+        if [[ "$p" == *=* ]]; then
+            fail "$peer" "apt has no ${p%%=*} version ${p#*=} (candidate: $(apt-cache policy "${p%%=*}" 2>/dev/null | awk '/Candidate:/ { print $2 }')); update RABBITMQ_DEB_VERSION in tests/peers/install.sh or set it in the environment"
+        fi
+        fail "$peer" "apt knows no package $p, even after apt-get update"
+    done
+    note "apt-get install $*"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q \
+        --no-install-recommends "$@" >"$LOGDIR/apt-install.log" 2>&1 || {
+        show_log "$LOGDIR/apt-install.log" "apt-get install $*"
+        fail "$peer" "apt-get install $* failed"
+    }
+}
+
+# ------------------------------------------------------------------- RabbitMQ
+
+install_rabbitmq() {
+    local peer=rabbitmq-server v plugins=/etc/rabbitmq/enabled_plugins
+    v="$(deb_version rabbitmq-server)"
+    if [ -z "$v" ]; then
+        apt_install "$peer" "rabbitmq-server=$RABBITMQ_DEB_VERSION"
+        v="$(deb_version rabbitmq-server)"
+        [ "$v" = "$RABBITMQ_DEB_VERSION" ] ||
+            fail "$peer" "after apt-get install, dpkg reports version '${v:-none}', not $RABBITMQ_DEB_VERSION"
+    elif [ "$v" != "$RABBITMQ_DEB_VERSION" ]; then
+        echo "install.sh: warning: rabbitmq-server $v is installed; the tests were written against $RABBITMQ_DEB_VERSION" >&2
+    fi
+    [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] ||
+        fail "$peer" "/usr/lib/rabbitmq/bin/rabbitmq-server is missing although the package is installed"
+    if ! grep -qs 'rabbitmq_amqp1_0' "$plugins"; then
+        note "enabling the rabbitmq_amqp1_0 plugin (offline)"
+        "${SUDO[@]}" env RABBITMQ_CTL_ERL_ARGS="-start_epmd false" \
+            /usr/sbin/rabbitmq-plugins enable --offline rabbitmq_amqp1_0 >"$LOGDIR/plugins.log" 2>&1 || {
+            show_log "$LOGDIR/plugins.log" "rabbitmq-plugins enable --offline rabbitmq_amqp1_0"
+            fail "$peer" "rabbitmq-plugins enable --offline rabbitmq_amqp1_0 failed"
+        }
+        grep -qs 'rabbitmq_amqp1_0' "$plugins" ||
+            fail "$peer" "rabbitmq_amqp1_0 is still not listed in $plugins"
+    fi
+    RABBITMQ_VERSION="$v"
+}
+
+# ---------------------------------------------------------------- Qpid Proton
+
+PROTON_WANT="$(sed -n 's/^python-qpid-proton==\([0-9.]*\).*/\1/p' "$HERE/requirements.txt")"
+
+# Exit 0 when the venv has proton $PROTON_WANT with SSL; 3 without SSL; else other.
+proton_check() {
+    [ -x "$VENV/bin/python" ] || return 1
+    "$VENV/bin/python" - "$PROTON_WANT" <<'EOF' 2>/dev/null
+import sys
+import proton
+from proton import SSL
+if ".".join(map(str, proton.VERSION)) != sys.argv[1]:
+    sys.exit(2)
+sys.exit(0 if SSL.present() else 3)
+EOF
+}
+
+install_proton() {
+    local peer=python-qpid-proton pkgs=() st=0 inc
+    [ -n "$PROTON_WANT" ] || fail "$peer" "no python-qpid-proton==VERSION line in $HERE/requirements.txt"
+    proton_check || st=$?
+    if [ $st != 0 ]; then
+        # A Python with venv/ensurepip (Debian splits them into python3-venv).
+        if ! command -v "$PYTHON" >/dev/null 2>&1; then
+            apt_install "$peer" python3 python3-venv
+        elif ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+            apt_install "$peer" python3-venv
+        fi
+        if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+            note "creating the virtualenv $VENV"
+            "$PYTHON" -m venv --clear "$VENV" >"$LOGDIR/venv.log" 2>&1 || {
+                show_log "$LOGDIR/venv.log" "$PYTHON -m venv"
+                fail "$peer" "$PYTHON -m venv $VENV failed"
+            }
+        fi
+        # Build dependencies of the sdist: a C compiler, pkg-config, OpenSSL and Python headers.
+        command -v gcc >/dev/null 2>&1 || pkgs+=(build-essential)
+        command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
+        if ! { pkg-config --exists openssl 2>/dev/null || [ -f /usr/include/openssl/ssl.h ]; }; then
+            pkgs+=(libssl-dev)
+        fi
+        inc="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+        [ -f "$inc/Python.h" ] || pkgs+=(python3-dev)
+        apt_install "$peer" "${pkgs[@]}"
+        [ -f "$inc/Python.h" ] || fail "$peer" "no Python.h in $inc (the Python headers of $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])') are missing)"
+
+        local pipargs=(install --disable-pip-version-check -r "$HERE/requirements.txt")
+        # Installed but built without OpenSSL: rebuild, bypassing the wheel cache.
+        [ $st = 3 ] && pipargs+=(--force-reinstall --no-cache-dir)
+        note "pip install -r requirements.txt (python-qpid-proton $PROTON_WANT builds from source, 20-60 s)"
+        "$VENV/bin/python" -m pip "${pipargs[@]}" >"$LOGDIR/pip.log" 2>&1 || {
+            show_log "$LOGDIR/pip.log" "pip install"
+            fail "$peer" "pip install -r $HERE/requirements.txt failed"
+        }
+        st=0
+        proton_check || st=$?
+        case $st in
+        0) ;;
+        3) fail "$peer" "proton $PROTON_WANT was built without SSL support (OpenSSL headers not found by its build?)" ;;
+        2) fail "$peer" "the venv has proton $("$VENV/bin/python" -c 'import proton; print(".".join(map(str, proton.VERSION)))'), not $PROTON_WANT" ;;
+        *) fail "$peer" "$VENV/bin/python cannot import proton after pip install" ;;
+        esac
+    fi
+    PROTON_VERSION="$("$VENV/bin/python" -c 'import proton; print(".".join(map(str, proton.VERSION)))')"
+}
+
+# ----------------------------------------------------------------------- rhea
+
+# True when node_modules holds exactly what package-lock.json lists.
+node_modules_fresh() {
+    [ -f "$HERE/node_modules/.package-lock.json" ] || return 1
+    node - "$HERE" <<'EOF' 2>/dev/null
+const fs = require('fs');
+const path = require('path');
+const dir = process.argv[2];
+const read = (f) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')).packages || {};
+const want = read('package-lock.json');
+const have = read('node_modules/.package-lock.json');
+delete want['']; // the root package appears in the lockfile only
+const canon = (v) => Array.isArray(v) ? '[' + v.map(canon).join(',') + ']'
+    : v && typeof v === 'object'
+        ? '{' + Object.keys(v).sort().map((k) => JSON.stringify(k) + ':' + canon(v[k])).join(',') + '}'
+        : JSON.stringify(v);
+if (canon(want) !== canon(have)) process.exit(1);
+for (const [p, meta] of Object.entries(want)) {
+    const pj = path.join(dir, p, 'package.json');
+    if (!fs.existsSync(pj) || JSON.parse(fs.readFileSync(pj, 'utf8')).version !== meta.version) process.exit(1);
+}
+EOF
+}
+
+install_rhea() {
+    local peer=rhea pkgs=()
+    command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+    command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+    apt_install "$peer" "${pkgs[@]}"
+    command -v node >/dev/null 2>&1 || fail "$peer" "node is not on PATH"
+    command -v npm >/dev/null 2>&1 || fail "$peer" "npm is not on PATH"
+    if ! node_modules_fresh; then
+        note "npm ci in $HERE"
+        (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error) >"$LOGDIR/npm.log" 2>&1 || {
+            show_log "$LOGDIR/npm.log" "npm ci"
+            fail "$peer" "npm ci failed"
+        }
+        node_modules_fresh || fail "$peer" "node_modules still does not match package-lock.json after npm ci"
+    fi
+    RHEA_VERSION="$(node -p 'require(process.argv[1]).version' "$HERE/node_modules/rhea/package.json")" ||
+        fail "$peer" "cannot read $HERE/node_modules/rhea/package.json"
+    NODE_VERSION="$(node --version)"
+}
+
+install_rabbitmq
+install_proton
+install_rhea
+
+echo "rabbitmq-server $RABBITMQ_VERSION"
+echo "python-qpid-proton $PROTON_VERSION (SSL)"
+echo "rhea $RHEA_VERSION"
+echo "node $NODE_VERSION"
