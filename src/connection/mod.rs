@@ -204,8 +204,8 @@ pub struct Config {
     pub max_frame_size: u32,
     /// The highest channel we accept.
     pub channel_max: u16,
-    /// Close the connection when the peer is silent this long (sent to the peer in open,
-    /// which then sends heartbeats).
+    /// The idle-time-out sent to the peer in open (which then sends heartbeats); the
+    /// connection is closed when the peer is silent for twice this long (2.4.5).
     pub idle_time_out: Option<Duration>,
     /// How long to wait for the peer's close after sending ours.
     pub close_timeout: Duration,
@@ -633,7 +633,7 @@ impl Connection {
             return false;
         }
         if let Some(idle) = self.cfg.idle_time_out.filter(|_| self.is_open_or_closing()) {
-            self.timers[Timer::Idle as usize] = Some(now + idle);
+            self.timers[Timer::Idle as usize] = Some(now + silence_allowed(idle));
         }
         true
     }
@@ -1045,7 +1045,7 @@ impl Connection {
                 self.events.push_back(Event::Opened { remote: Box::new(open) });
                 self.arm_keepalive();
                 if let (Some(idle), Some(now)) = (self.cfg.idle_time_out, self.now) {
-                    self.timers[Timer::Idle as usize] = Some(now + idle);
+                    self.timers[Timer::Idle as usize] = Some(now + silence_allowed(idle));
                 }
             }
             _ if self.remote_open.is_none() => {
@@ -1478,4 +1478,12 @@ impl Connection {
         self.out_offset += bytes.len() as u64;
         self.arm_keepalive();
     }
+}
+
+/// How long the peer may stay silent before the connection is closed, given the
+/// idle-time-out we advertise. 2.4.5: "the value in idle-time-out SHOULD be half the peer's
+/// actual timeout threshold", so the advertised value is half of what is enforced: a peer
+/// that sends a heartbeat once per advertised period (Qpid Proton does) is not cut off.
+fn silence_allowed(advertised: Duration) -> Duration {
+    advertised.saturating_mul(2)
 }
