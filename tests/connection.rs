@@ -162,8 +162,8 @@ fn a_silent_peer_is_closed_with_resource_limit_exceeded() {
     let mut p = Pair::new(c, Config::new("server"), 11);
     p.drive();
     p.cut_s2c = true; // the server's bytes no longer arrive
-    // 2.4.5: the advertised idle-time-out is half the real threshold, so a peer silent for
-    // a little under twice it (one heartbeat per advertised period, late) is kept.
+                      // 2.4.5: the advertised idle-time-out is half the real threshold, so a peer silent for
+                      // a little under twice it (one heartbeat per advertised period, late) is kept.
     p.advance(Duration::from_millis(1900));
     assert_eq!(p.client.state(), ConnectionState::Opened);
     p.advance(Duration::from_millis(200));
