@@ -958,15 +958,21 @@ fn a_second_open_or_a_begin_on_a_used_channel_are_refused() {
     assert!(text.contains("channel 3"), "{text}");
 }
 
-#[test]
-fn large_bodies_travel_without_copies_through_chunks_and_owned_reads() {
+/// A link whose frames may be 4 MiB either way, with credit for 4 deliveries.
+fn large_frame_link(seed: u64) -> (Pair, LinkId) {
     let mut server = Config::new("server");
     server.max_frame_size = 4 << 20;
     let mut client = Config::new("client");
     client.max_frame_size = 4 << 20;
-    let (mut p, snd, rcv) = link_pair(client, server, 75);
+    let (mut p, snd, rcv) = link_pair(client, server, seed);
     p.server.flow(rcv, 4, false).expect("credit");
     p.drive();
+    (p, snd)
+}
+
+#[test]
+fn large_bodies_travel_without_copies_through_chunks_and_owned_reads() {
+    let (mut p, snd) = large_frame_link(75);
     let body = Bytes::from(vec![0xab; 1 << 20]);
     let message = amqpwire::message::Message::with_data(body.clone());
     let mut payload = amqpwire::message::Payload::default();
@@ -1000,13 +1006,7 @@ fn large_bodies_travel_without_copies_through_chunks_and_owned_reads() {
 
 #[test]
 fn output_as_a_payload_and_input_in_the_callers_buffer_copy_no_body() {
-    let mut server = Config::new("server");
-    server.max_frame_size = 4 << 20;
-    let mut client = Config::new("client");
-    client.max_frame_size = 4 << 20;
-    let (mut p, snd, rcv) = link_pair(client, server, 76);
-    p.server.flow(rcv, 4, false).expect("credit");
-    p.drive();
+    let (mut p, snd) = large_frame_link(76);
     let body = Bytes::from(vec![0xcd; 300_000]);
     let big = amqpwire::message::Message::with_data(body.clone());
     let mut payload = amqpwire::message::Payload::default();

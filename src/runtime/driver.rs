@@ -98,8 +98,8 @@ impl RecvQueue {
     /// Credits granted when the link is attached, before any size is known: the window,
     /// but no more than [`INITIAL_CREDIT`], so that a first burst of large messages stays
     /// small; the first delivery taken refills to what the sizes allow.
-    pub(crate) fn initial_credit(&self) -> u32 {
-        self.window.min(INITIAL_CREDIT)
+    pub(crate) fn initial_credit(window: u32) -> u32 {
+        window.min(INITIAL_CREDIT)
     }
 
     /// The credit worth having granted now: the window less what is queued, and no more
@@ -284,10 +284,11 @@ impl Shared {
                     r.push(Delivery { link, delivery_id, tag, payload, settled });
                     // What is granted could bring more than the budget at this size:
                     // lower it (2.6.7 lets a receiver do so at any time).
-                    let granted = self.conn.link_credit(link).unwrap_or(0);
-                    let wanted = r.wanted_credit();
-                    if r.window > 0 && granted as usize * r.typical > RECV_BUDGET {
-                        let _ = self.conn.flow(link, wanted, false);
+                    if r.window > 0 {
+                        let granted = self.conn.link_credit(link).unwrap_or(0) as usize;
+                        if granted * r.typical > RECV_BUDGET {
+                            let _ = self.conn.flow(link, r.wanted_credit(), false);
+                        }
                     }
                 }
             }

@@ -266,7 +266,7 @@ impl Session {
         let (link, remote) = self.attach(options, Some(credit)).await?;
         let notify = self.conn.inner.lock().receivers.get(&link).map(|r| Arc::clone(&r.notify));
         let notify = notify.unwrap_or_default();
-        let initial = RecvQueue::new(credit).initial_credit();
+        let initial = RecvQueue::initial_credit(credit);
         if initial > 0 {
             self.conn.command(|s| Ok(s.conn.flow(link, initial, false)?))?;
         }

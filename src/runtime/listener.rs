@@ -249,7 +249,7 @@ impl LinkRequest {
             s.live.insert(link);
             let q = RecvQueue::new(credit);
             let notify = Arc::clone(&q.notify);
-            let initial = q.initial_credit();
+            let initial = RecvQueue::initial_credit(credit);
             s.receivers.insert(link, q);
             if initial > 0 {
                 s.conn.flow(link, initial, false)?;
