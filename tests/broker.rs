@@ -1,6 +1,9 @@
 //! The embedded broker on loopback: amqpwire clients send to and receive from its queues,
 //! settle in every way, and authenticate (or fail to).
 
+#[path = "support/pki.rs"]
+mod pki;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -635,4 +638,42 @@ async fn a_link_handle_reused_after_a_detach_starts_afresh() {
         assert_eq!(body(&d), want.to_string());
         rx.accept(&d).expect("accept");
     }
+}
+
+/// EXTERNAL is offered exactly when TLS asks clients for certificates, and a client that
+/// presents one is authenticated as its subject's common name; one without is refused.
+#[tokio::test]
+async fn external_with_a_client_certificate() {
+    let pki = pki::pki();
+    let names = |tls| {
+        let options = listen_options(&[("alice".into(), "secret".into())], tls, None);
+        let auth = options.authenticator.expect("an authenticator")().expect("SASL");
+        auth.mechanisms().iter().map(|m| m.as_str().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(Some(pki.server())), ["SCRAM-SHA-256", "PLAIN"]);
+    let asking = || pki.server().with_client_ca_pem(pki.ca.as_bytes(), false).expect("CA");
+    assert_eq!(names(Some(asking())), ["SCRAM-SHA-256", "PLAIN", "EXTERNAL"]);
+
+    let options = listen_options(&[("alice".into(), "secret".into())], Some(asking()), None);
+    let listener = Listener::bind("amqps://127.0.0.1:0", options).await.expect("bind");
+    let port = listener.endpoint().port;
+    let broker = Broker::new();
+    tokio::spawn({
+        let b = broker.clone();
+        async move { b.serve(listener).await }
+    });
+    let url = format!("amqps://localhost:{port}?sasl-mechanism=EXTERNAL");
+    let endpoint = amqpwire::runtime::transport::Endpoint::parse(&url).expect("URL");
+    let with_cert = pki
+        .client()
+        .with_client_cert_pem(pki.client_cert.as_bytes(), pki.client_key.as_bytes())
+        .expect("client certificate");
+    let options = ConnectOptions { tls: with_cert, ..ConnectOptions::default() };
+    let conn = within("connect", Connection::connect_with(&endpoint, options)).await.expect("in");
+    within("close", conn.close(None)).await.expect("close");
+    let options = ConnectOptions { tls: pki.client(), ..ConnectOptions::default() };
+    let err = within("connect", Connection::connect_with(&endpoint, options))
+        .await
+        .expect_err("EXTERNAL without a certificate");
+    assert!(err.to_string().contains("sasl-outcome 1 (auth)"), "{err}");
 }

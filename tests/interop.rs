@@ -179,12 +179,15 @@ impl Drop for Scratch {
     }
 }
 
-/// Test certificates, also as files for the peers.
+/// Test certificates, also as files for the peers: the CA, the server's (`localhost`) and
+/// a client's (`device-1`).
 struct Certs {
     pki: pki::Pki,
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
 }
 
 impl Certs {
@@ -195,16 +198,36 @@ impl Certs {
         std::fs::write(&ca, &pki.ca).expect("write");
         std::fs::write(&cert, &pki.server_cert).expect("write");
         std::fs::write(&key, &pki.server_key).expect("write");
-        Self { pki, ca, cert, key }
+        let (client_cert, client_key) = (scratch.path("client.pem"), scratch.path("client.key"));
+        std::fs::write(&client_cert, &pki.client_cert).expect("write");
+        std::fs::write(&client_key, &pki.client_key).expect("write");
+        Self { pki, ca, cert, key, client_cert, client_key }
     }
 
     fn client_tls(&self) -> ClientTlsConfig {
         ClientTlsConfig::new().with_ca_pem(self.pki.ca.as_bytes()).expect("the test CA")
     }
 
+    /// [`client_tls`](Self::client_tls) presenting the client certificate.
+    fn client_tls_with_cert(&self) -> ClientTlsConfig {
+        self.client_tls()
+            .with_client_cert_pem(self.pki.client_cert.as_bytes(), self.pki.client_key.as_bytes())
+            .expect("the test client certificate")
+    }
+
     fn server_tls(&self) -> TlsServerConfig {
         TlsServerConfig::from_pem(self.pki.server_cert.as_bytes(), self.pki.server_key.as_bytes())
             .expect("the test certificate")
+    }
+
+    /// The peer arguments that present the client certificate.
+    fn client_cert_args(&self) -> Vec<String> {
+        vec![
+            "--cert".into(),
+            self.client_cert.display().to_string(),
+            "--key".into(),
+            self.client_key.display().to_string(),
+        ]
     }
 }
 
@@ -228,7 +251,14 @@ struct PeerServer {
 }
 
 impl PeerServer {
-    fn start(peer: Peer, transport: Transport, certs: &Certs, scratch: &Scratch) -> Self {
+    /// Starts the peer's broker; `extra` are more arguments for it.
+    fn start(
+        peer: Peer,
+        transport: Transport,
+        certs: &Certs,
+        scratch: &Scratch,
+        extra: &[String],
+    ) -> Self {
         let port = free_port();
         let ready = scratch.path(&format!("ready-{port}"));
         let log = scratch.path(&format!("{}-server-{}-{port}.log", peer.name(), transport.name()));
@@ -242,6 +272,7 @@ impl PeerServer {
         if matches!(transport, Transport::Ws | Transport::Wss) {
             cmd.arg("--ws");
         }
+        cmd.args(extra);
         cmd.stdout(Stdio::null()).stderr(File::create(&log).expect("log"));
         let mut child =
             cmd.spawn().unwrap_or_else(|e| panic!("{} server: {e}: {INSTALL}", peer.name()));
@@ -354,11 +385,20 @@ impl BrokerPorts {
     }
 }
 
-async fn start_broker(users: &[(String, String)], certs: &Certs) -> BrokerPorts {
+/// An amqpwire broker on every transport; with `users`, SASL with passwords is required;
+/// with `client_ca`, TLS clients are asked for a certificate and EXTERNAL is offered.
+async fn start_broker(users: &[(String, String)], certs: &Certs, client_ca: bool) -> BrokerPorts {
     let broker = Broker::new();
     let mut ports = Vec::new();
     for t in [Transport::Tcp, Transport::Tls, Transport::Ws, Transport::Wss] {
-        let tls = t.secure().then(|| certs.server_tls());
+        let tls = t.secure().then(|| {
+            let tls = certs.server_tls();
+            if client_ca {
+                tls.with_client_ca_pem(certs.pki.ca.as_bytes(), false).expect("client CA")
+            } else {
+                tls
+            }
+        });
         let url = format!("{}://127.0.0.1:0", t.scheme());
         let listener = Listener::bind(&url, listen_options(users, tls, None)).await.expect("bind");
         ports.push(listener.endpoint().port);
@@ -417,8 +457,8 @@ fn peer_clients_against_amqpwire(peer: Peer) {
         .enable_all()
         .build()
         .expect("runtime");
-    let open = rt.block_on(start_broker(&[], &certs));
-    let secure = rt.block_on(start_broker(&[("alice".into(), "secret".into())], &certs));
+    let open = rt.block_on(start_broker(&[], &certs, false));
+    let secure = rt.block_on(start_broker(&[("alice".into(), "secret".into())], &certs, true));
     let mut cases = Cases::default();
     let anonymous: &[&str] = &["--sasl", "anonymous"];
     for &t in peer.transports() {
@@ -445,6 +485,39 @@ fn peer_clients_against_amqpwire(peer: Peer) {
         let args = client_args("basic", secure.port(t), t, &certs, plain);
         cases.record(
             &format!("{} client, {}, PLAIN", peer.name(), t.name()),
+            run_client(peer, &args, &scratch),
+        );
+    }
+    if peer == Peer::Proton {
+        // Proton's SCRAM comes from Cyrus SASL (rhea has none).
+        let scram: &[&str] = &["--sasl", "scram", "--user", "alice", "--password", "secret"];
+        let args = client_args("basic", secure.tcp, Transport::Tcp, &certs, scram);
+        cases.record(
+            &format!("{} client, tcp, SCRAM-SHA-256", peer.name()),
+            run_client(peer, &args, &scratch),
+        );
+    }
+    // EXTERNAL: the TLS client certificate is the identity.
+    let mut args =
+        client_args("basic", secure.tls, Transport::Tls, &certs, &["--sasl", "external"]);
+    args.extend(certs.client_cert_args());
+    cases.record(
+        &format!("{} client, tls, EXTERNAL with a client certificate", peer.name()),
+        run_client(peer, &args, &scratch),
+    );
+    // An open whose container-id is the empty string.
+    let mut args = client_args("basic", open.tcp, Transport::Tcp, &certs, anonymous);
+    args.extend(["--container-id".to_string(), String::new()]);
+    cases.record(
+        &format!("{} client, empty container-id", peer.name()),
+        run_client(peer, &args, &scratch),
+    );
+    if peer == Peer::Rhea {
+        // Written with rhea's own frame encoder; Proton's API cannot send it.
+        let args =
+            client_args("transfer-before-attach", open.tcp, Transport::Tcp, &certs, anonymous);
+        cases.record(
+            &format!("{} client, a transfer before its attach ends the session", peer.name()),
             run_client(peer, &args, &scratch),
         );
     }
@@ -606,6 +679,85 @@ impl Target<'_> {
         let endpoint = Endpoint::parse(url).map_err(why("URL"))?;
         within("connect", Connection::connect_with(&endpoint, options)).await
     }
+}
+
+/// Connects, sends one message and closes: enough to show the way in worked.
+async fn one_message(conn: Connection, address: &str) -> Outcome {
+    let session = within("begin", conn.begin_session()).await?;
+    let sender = within("attach sender", session.sender("sasl-sender", address)).await?;
+    within("send", sender.send(&Message::with_data(&b"authenticated"[..]))).await?;
+    within("close", conn.close(None)).await
+}
+
+/// A wrong password must be refused by the SASL outcome, not fail some other way.
+fn refused_by_sasl(r: Result<Connection, String>) -> Outcome {
+    match r {
+        Ok(_) => Err("a wrong password was let in".into()),
+        Err(e) if e.contains("sasl-outcome 1 (auth)") => Ok(()),
+        Err(e) => Err(format!("failed, but not with the SASL outcome auth: {e}")),
+    }
+}
+
+/// amqpwire's client against a peer broker that checks passwords (Proton: Cyrus SASL) and
+/// takes TLS client certificates (both): PLAIN, SCRAM-SHA-256, wrong passwords, ANONYMOUS
+/// where it is not offered, EXTERNAL, and an open with an empty container-id.
+fn secured_against(peer: Peer, certs: &Certs, scratch: &Scratch, cases: &mut Cases) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let name = |what: &str| format!("amqpwire client → {} broker, {what}", peer.name());
+    let client_ca = vec!["--client-ca".to_string(), certs.ca.display().to_string()];
+    let mut extra = client_ca.clone();
+    if peer == Peer::Proton {
+        extra.extend(["--users".to_string(), "alice:secret".to_string()]);
+        let tcp = PeerServer::start(peer, Transport::Tcp, certs, scratch, &extra[2..]);
+        let t = Target { url: tcp.url(Transport::Tcp, ""), certs };
+        let with_log = |r: Outcome| {
+            r.map_err(|e| format!("{e}\n{} broker log:\n{}", peer.name(), tail(&tcp.log)))
+        };
+        let scram = "?sasl-mechanism=SCRAM-SHA-256";
+        let r = rt.block_on(async {
+            one_message(plain(&t, "alice:secret").await?, "q.plain").await?;
+            let url = format!("{}{scram}", tcp.url(Transport::Tcp, "alice:secret@"));
+            one_message(t.connect_to(&url).await?, "q.scram").await
+        });
+        cases.record(&name("tcp, Cyrus SASL, PLAIN and SCRAM-SHA-256"), with_log(r));
+        let r = rt.block_on(async {
+            refused_by_sasl(plain(&t, "alice:WRONG").await)?;
+            let url = format!("{}{scram}", tcp.url(Transport::Tcp, "alice:WRONG@"));
+            refused_by_sasl(t.connect_to(&url).await)
+        });
+        cases.record(&name("tcp, Cyrus SASL, wrong passwords refused (PLAIN, SCRAM)"), r);
+        let r = match rt.block_on(t.connect()) {
+            Ok(_) => Err("ANONYMOUS was let in".to_string()),
+            Err(e) if e.contains("does not offer ANONYMOUS") => Ok(()),
+            Err(e) => Err(format!("failed some other way: {e}")),
+        };
+        cases.record(&name("tcp, Cyrus SASL, no ANONYMOUS where it is not offered"), r);
+    }
+    let tls = PeerServer::start(peer, Transport::Tls, certs, scratch, &extra);
+    let with_log =
+        |r: Outcome| r.map_err(|e| format!("{e}\n{} broker log:\n{}", peer.name(), tail(&tls.log)));
+    let url = format!("{}?sasl-mechanism=EXTERNAL", tls.url(Transport::Tls, ""));
+    let r = rt.block_on(async {
+        let options =
+            ConnectOptions { tls: certs.client_tls_with_cert(), ..ConnectOptions::default() };
+        let endpoint = Endpoint::parse(&url).map_err(why("URL"))?;
+        let conn = within("connect", Connection::connect_with(&endpoint, options)).await?;
+        one_message(conn, "q.external").await
+    });
+    cases.record(&name("tls, EXTERNAL with a client certificate"), with_log(r));
+    let r = rt.block_on(async {
+        let options = ConnectOptions {
+            tls: certs.client_tls_with_cert(),
+            configure: Some(Box::new(|c: &mut amqpwire::connection::Config| {
+                c.container_id = String::new();
+            })),
+            ..ConnectOptions::default()
+        };
+        let endpoint = Endpoint::parse(&url).map_err(why("URL"))?;
+        let conn = within("connect", Connection::connect_with(&endpoint, options)).await?;
+        one_message(conn, "q.empty-container-id").await
+    });
+    cases.record(&name("tls, an open with an empty container-id"), with_log(r));
 }
 
 /// Every rich message sent unsettled and accepted, then received back unchanged.
@@ -834,7 +986,7 @@ fn amqpwire_against(peer: Peer) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let mut cases = Cases::default();
     for &transport in peer.transports() {
-        let server = PeerServer::start(peer, transport, &certs, &scratch);
+        let server = PeerServer::start(peer, transport, &certs, &scratch, &[]);
         let t = Target { url: server.url(transport, ""), certs: &certs };
         let name = |what: &str| {
             format!("amqpwire client → {} broker, {}, {what}", peer.name(), transport.name())
@@ -855,6 +1007,7 @@ fn amqpwire_against(peer: Peer) {
             cases.record(&name("heartbeats both ways"), with_log(rt.block_on(heartbeats(&t))));
         }
     }
+    secured_against(peer, &certs, &scratch, &mut cases);
     cases.finish();
 }
 
@@ -870,10 +1023,12 @@ fn amqpwire_client_against_proton() {
 
 // ------------------------------------------------------------------ RabbitMQ
 
-/// A throwaway RabbitMQ node (`tests/peers/rabbitmq.sh`), stopped when dropped.
+/// A throwaway RabbitMQ node (`tests/peers/rabbitmq.sh`) listening on TCP and TLS (with
+/// a CA of its own at `tls/ca.pem`), stopped when dropped.
 struct Rabbit {
     scratch: Scratch,
     port: u16,
+    tls_port: u16,
 }
 
 impl Rabbit {
@@ -881,10 +1036,17 @@ impl Rabbit {
         let script = Path::new(PEERS).join("rabbitmq.sh");
         let found = Command::new("sh").args(["-c", "command -v rabbitmq-server"]).output();
         assert!(found.is_ok_and(|o| o.status.success()), "RabbitMQ is not installed: {INSTALL}");
-        // The script derives two more ports from this one and wants it below 45536.
-        let port = loop {
+        // The script derives two more ports from the first and wants it below 45536.
+        let below = || loop {
             let p = free_port();
             if p < 45_536 {
+                break p;
+            }
+        };
+        let port = below();
+        let tls_port = loop {
+            let p = free_port();
+            if p != port && p != port + 10_000 && p != port + 20_000 {
                 break p;
             }
         };
@@ -893,6 +1055,7 @@ impl Rabbit {
             .arg("start")
             .arg(&scratch.0)
             .arg(port.to_string())
+            .arg(tls_port.to_string())
             .output()
             .expect("rabbitmq.sh");
         assert!(
@@ -901,7 +1064,7 @@ impl Rabbit {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        Self { scratch, port }
+        Self { scratch, port, tls_port }
     }
 }
 
@@ -1015,5 +1178,27 @@ fn amqpwire_client_against_rabbitmq() {
         Err(e) => Err(format!("a wrong password failed some other way: {e}")),
     };
     cases.record("amqpwire client → RabbitMQ, wrong password refused", r);
+    // TLS, against the node's own CA.
+    let ca = std::fs::read(rabbit.scratch.path("tls/ca.pem")).expect("RabbitMQ's CA");
+    let tls = ClientTlsConfig::new().with_ca_pem(&ca).expect("RabbitMQ's CA");
+    let url = format!("amqps://guest:guest@localhost:{}", rabbit.tls_port);
+    let r = rt.block_on(async {
+        let options = ConnectOptions { tls, ..ConnectOptions::default() };
+        let endpoint = Endpoint::parse(&url).map_err(why("URL"))?;
+        let conn = within("connect", Connection::connect_with(&endpoint, options)).await?;
+        let session = within("begin", conn.begin_session()).await?;
+        let address = "/queue/amqpwire-tls";
+        let m = &rich_messages("guest")[0];
+        let sender = within("attach sender", session.sender("rabbit-tls-sender", address)).await?;
+        let outcome = within("send", sender.send(m)).await?;
+        ensure!(outcome == DeliveryState::Accepted(Accepted {}), "outcome {outcome:?}");
+        let rx = within("attach receiver", session.receiver("rabbit-tls-rx", address, 5)).await?;
+        let d = within("recv", rx.recv()).await?;
+        let got = d.message().map_err(why("decode"))?;
+        ensure!(same_content(&got, m), "came back different:\nsent {m:?}\ngot  {got:?}");
+        rx.accept(&d).map_err(why("accept"))?;
+        within("close", conn.close(None)).await
+    });
+    cases.record("amqpwire client → RabbitMQ, TLS, PLAIN, a rich message round trip", log(r));
     cases.finish();
 }

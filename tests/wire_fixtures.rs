@@ -106,7 +106,10 @@ impl<'a> CaptureName<'a> {
         let (client, rest) = stem.split_once("-to-").unwrap_or_else(|| panic!("{name}: no -to-"));
         let (server, scenario) = rest.split_once('-').unwrap_or_else(|| panic!("{name}"));
         for lib in [client, server] {
-            assert!(matches!(lib, "proton" | "rhea"), "{name}: unknown library {lib}");
+            assert!(
+                matches!(lib, "proton" | "rhea" | "amqpwire" | "rabbitmq"),
+                "{name}: unknown library {lib}"
+            );
         }
         Self { client, server, scenario, c2s }
     }
@@ -382,7 +385,7 @@ fn every_capture_decodes_strictly_without_errors_or_warnings() {
 fn readme_frame_lists_match_the_decoded_frames() {
     let listing = readme_listing();
     let listed: Vec<&str> = listing.iter().map(|(n, _, _)| n.as_str()).collect();
-    assert_eq!(listed.len(), 34, "the README lists 34 captures");
+    assert_eq!(listed.len(), 40, "the README lists 40 captures");
     let mut sorted = listed.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, capture_names(), "README and directory list different files");
@@ -410,6 +413,12 @@ fn streaming_decoder_with_negotiated_limits_finds_the_same_frames() {
         );
         // Frames in this file are limited by what the receiving peer put in its open.
         let limit = the_open(&inspect(&peer)).max_frame_size;
+        // The AMQP header follows this side's last SASL frame (one sasl-init, or the last
+        // sasl-response of a SCRAM exchange; the server's outcome).
+        let last_sasl = frame_records(&records)
+            .filter(|f| f.header.frame_type == FrameType::SASL)
+            .map(|f| f.offset)
+            .last();
         let mut d = FrameDecoder::new(512);
         let mut items = Vec::new();
         for chunk in bytes.chunks(7) {
@@ -418,9 +427,7 @@ fn streaming_decoder_with_negotiated_limits_finds_the_same_frames() {
                 if let StreamItem::Frame(raw) = &item {
                     let frame = raw.decode(DecodeOptions::STRICT).expect("frame decodes");
                     match &frame.body {
-                        FrameBody::Sasl(SaslFrameBody::Init(_) | SaslFrameBody::Outcome(_)) => {
-                            d.expect_header()
-                        }
+                        FrameBody::Sasl(_) if Some(raw.offset) == last_sasl => d.expect_header(),
                         FrameBody::Amqp { performative: Performative::Open(_), .. } => {
                             d.set_max_frame_size(limit)
                         }
@@ -470,16 +477,24 @@ fn sasl_exchanges_come_in_order_before_the_amqp_header() {
             1
         } else {
             assert_eq!(first_header(0), ProtocolId::SASL, "{name}");
-            let mech = if cap.scenario == "sasl-plain" { "PLAIN" } else { "ANONYMOUS" };
+            let (mech, plain, rounds) = match (cap.scenario, cap.server) {
+                ("sasl-plain", _) => ("PLAIN", Some(&b"\0alice\0secret"[..]), 0),
+                (_, "rabbitmq") => ("PLAIN", Some(&b"\0guest\0guest"[..]), 0),
+                // SCRAM: two challenges and two responses (the second response empty).
+                ("sasl-scram", _) => ("SCRAM-SHA-256", None, 2),
+                _ => ("ANONYMOUS", None, 0),
+            };
             if cap.c2s {
                 let SaslFrameBody::Init(init) = sasl(1) else { panic!("{name}: no sasl-init") };
                 assert_eq!(init.mechanism.as_str(), mech, "{name}");
-                if mech == "PLAIN" {
-                    let resp = init.initial_response.as_deref();
-                    assert_eq!(resp, Some(&b"\0alice\0secret"[..]), "{name}");
+                if let Some(plain) = plain {
+                    assert_eq!(init.initial_response.as_deref(), Some(plain), "{name}");
                 }
-                assert_eq!(first_header(2), ProtocolId::AMQP, "{name}");
-                3
+                for i in 2..2 + rounds {
+                    assert!(matches!(sasl(i), SaslFrameBody::Response(_)), "{name}: record {i}");
+                }
+                assert_eq!(first_header(2 + rounds), ProtocolId::AMQP, "{name}");
+                3 + rounds
             } else {
                 let SaslFrameBody::Mechanisms(m) = sasl(1) else {
                     panic!("{name}: no sasl-mechanisms")
@@ -487,10 +502,15 @@ fn sasl_exchanges_come_in_order_before_the_amqp_header() {
                 let offered: Vec<&str> =
                     m.sasl_server_mechanisms.iter().map(Symbol::as_str).collect();
                 assert!(offered.contains(&mech), "{name}: {mech} not in {offered:?}");
-                let SaslFrameBody::Outcome(o) = sasl(2) else { panic!("{name}: no outcome") };
+                for i in 2..2 + rounds {
+                    assert!(matches!(sasl(i), SaslFrameBody::Challenge(_)), "{name}: record {i}");
+                }
+                let SaslFrameBody::Outcome(o) = sasl(2 + rounds) else {
+                    panic!("{name}: no outcome")
+                };
                 assert_eq!(o.code, SaslCode::OK, "{name}");
-                assert_eq!(first_header(3), ProtocolId::AMQP, "{name}");
-                4
+                assert_eq!(first_header(3 + rounds), ProtocolId::AMQP, "{name}");
+                4 + rounds
             }
         };
         // After the AMQP header: open first, then AMQP frames only, no more headers.
@@ -1024,7 +1044,9 @@ fn heartbeat_captures_hold_empty_frames_and_idle_time_out_2000() {
         let empties = order.iter().filter(|n| **n == "empty").count();
         let idle = the_open(&records).idle_time_out;
         if cap.scenario != "heartbeat" {
-            assert_eq!((empties, idle), (0, None), "{name}");
+            // RabbitMQ always asks for heartbeats (60 s); the captures are shorter.
+            let asked = if cap.sender() == "rabbitmq" { Some(60_000) } else { None };
+            assert_eq!((empties, idle), (0, asked), "{name}");
             continue;
         }
         assert_eq!(idle, Some(2000), "{name}: idle-time-out");
@@ -1151,16 +1173,26 @@ fn inspect_all_masks_only_the_sasl_plain_password() {
                 panic!("{name}@{}: redacted {:?}", m.offset, m.frame)
             };
             assert_eq!(init.mechanism.as_str(), "PLAIN", "{name}");
-            assert_eq!(init.initial_response.as_deref(), Some(&b"\0alice\0******"[..]), "{name}");
+            let (masked, password) = if CaptureName::parse(&name).server == "rabbitmq" {
+                (&b"\0guest\0*****"[..], &b"guest"[..])
+            } else {
+                (&b"\0alice\0******"[..], &b"secret"[..])
+            };
+            assert_eq!(init.initial_response.as_deref(), Some(masked), "{name}");
             assert_eq!(p.raw.len(), m.raw.len(), "{name}");
             let changed: Vec<u8> =
                 p.raw.iter().zip(&m.raw[..]).filter(|(a, b)| a != b).map(|(a, _)| *a).collect();
-            assert_eq!(changed, b"secret", "{name}: only the password is masked");
+            assert_eq!(changed, password, "{name}: only the password is masked");
         }
     }
     assert_eq!(
         masked_files,
-        ["proton-to-rhea-sasl-plain.c2s.bin", "rhea-to-rhea-sasl-plain.c2s.bin"],
+        [
+            "amqpwire-to-rabbitmq-receive.c2s.bin",
+            "amqpwire-to-rabbitmq-send.c2s.bin",
+            "proton-to-rhea-sasl-plain.c2s.bin",
+            "rhea-to-rhea-sasl-plain.c2s.bin"
+        ],
         "masked frames"
     );
 }
@@ -1175,7 +1207,17 @@ fn opens_carry_the_peers_container_ids() {
         let open = the_open(&records);
         let role = if cap.c2s { "client" } else { "broker" };
         let want = format!("amqpwire-{}-{role}", cap.sender());
-        if cap.sender() == "proton" && !cap.c2s {
+        if cap.sender() == "amqpwire" {
+            // The CLI's generated id: amqpwire-<pid>-<time>-<n>.
+            assert!(open.container_id.starts_with("amqpwire-"), "{name}: {open:?}");
+            assert_eq!(open.hostname.as_deref(), Some("127.0.0.1"), "{name}");
+            continue;
+        } else if cap.sender() == "rabbitmq" {
+            // RabbitMQ names itself after its node: rabbit@host in general, here
+            // amqpwire-<port>@<host> as tests/peers/rabbitmq.sh names its nodes.
+            assert!(open.container_id.starts_with("amqpwire-25700@"), "{name}: {open:?}");
+            continue;
+        } else if cap.sender() == "proton" && !cap.c2s {
             // Unlike the README's claim, the proton broker's open carries an empty
             // container-id (`a1 00`): proton_peer.py's on_start assignment does not reach
             // the connections its acceptor makes. The client's (set the same way) does.
@@ -1218,4 +1260,103 @@ fn no_frame_carries_a_composite_the_spec_does_not_define() {
             }
         }
     }
+}
+
+// ------------------------------------------------------- RabbitMQ and Cyrus SASL (servers)
+
+/// How many fields a frame's performative list carries on the wire (trailing nulls
+/// included).
+fn performative_field_count(f: &FrameRecord) -> usize {
+    let (values, _) = lossless(&body_of(f));
+    match values.first() {
+        Some(Value::Described(d)) => match &d.value {
+            Value::List(items, _) => items.len(),
+            other => panic!("frame at {}: performative is {other:?}", f.offset),
+        },
+        other => panic!("frame at {}: {other:?}", f.offset),
+    }
+}
+
+#[test]
+fn rabbitmq_writes_every_field_and_adds_subject_and_first_acquirer() {
+    let sent = inspect("amqpwire-to-rabbitmq-send.c2s.bin");
+    let got = inspect("amqpwire-to-rabbitmq-receive.s2c.bin");
+    // RabbitMQ writes every field of its performatives, trailing nulls included.
+    for (f, p) in performatives(&got) {
+        let all = match p {
+            Performative::Open(_) => 10,
+            Performative::Begin(_) => 8,
+            Performative::Attach(_) => 14,
+            Performative::Flow(_) | Performative::Transfer(_) => 11,
+            Performative::Close(_) => 1,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(performative_field_count(f), all, "{} at {}", p.name(), f.offset);
+    }
+    let open = the_open(&got);
+    let product = open
+        .properties
+        .as_ref()
+        .and_then(|p| p.iter().find(|(k, _)| k.as_str() == "product").map(|(_, v)| v.clone()));
+    assert_eq!(product, Some(Value::String("RabbitMQ".into(), Fmt::Auto)));
+    // What was sent: a data body and one application property, no header, no properties.
+    let (sent, got) = (deliveries(&sent), deliveries(&got));
+    assert_eq!((sent.len(), got.len()), (2, 2));
+    for (s, g) in sent.iter().zip(&got) {
+        let (s, g) = (s.message(), g.message());
+        assert_eq!(s.body, Body::Data([Bytes::from_static(b"hello-rabbit")].into()));
+        assert_eq!((s.header.as_ref(), s.properties.as_ref()), (None, None));
+        assert_eq!(g.body, s.body, "the body comes back unchanged");
+        assert_eq!(g.application_properties, s.application_properties);
+        // RabbitMQ adds a header with first-acquirer and a subject naming the queue.
+        let header = g.header.as_ref().expect("RabbitMQ adds a header");
+        assert!(header.first_acquirer && !header.durable, "{header:?}");
+        let subject = g.properties.as_ref().and_then(|p| p.subject.as_deref());
+        assert_eq!(subject, Some("capture"));
+    }
+    // After its close it still writes a flow: a frame after close, which a peer must ignore.
+    let names: Vec<&str> = performatives(&inspect("amqpwire-to-rabbitmq-receive.s2c.bin"))
+        .iter()
+        .map(|(_, p)| p.name())
+        .collect();
+    assert_eq!(names[names.len() - 2..], ["close", "flow"]);
+}
+
+#[test]
+fn cyrus_scram_sha_256_exchange_has_the_server_final_message_in_a_challenge() {
+    let records = inspect("amqpwire-to-proton-sasl-scram.s2c.bin");
+    let sasl: Vec<SaslFrameBody> = frame_records(&records)
+        .filter_map(|f| match &decoded(f).body {
+            FrameBody::Sasl(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    let [SaslFrameBody::Mechanisms(m), SaslFrameBody::Challenge(first), SaslFrameBody::Challenge(last), SaslFrameBody::Outcome(o)] =
+        &sasl[..]
+    else {
+        panic!("{sasl:?}")
+    };
+    let offered: Vec<&str> = m.sasl_server_mechanisms.iter().map(Symbol::as_str).collect();
+    assert_eq!(offered, ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-1"]);
+    // server-first: r=<client nonce + server nonce>,s=<salt>,i=<iterations>
+    let first = std::str::from_utf8(&first.challenge).expect("text");
+    let parts: Vec<&str> = first.split(',').collect();
+    assert!(parts.len() == 3 && parts[0].starts_with("r=") && parts[1].starts_with("s="));
+    assert_eq!(parts[2], "i=4096");
+    // server-final: v=<base64 server signature (32 bytes)>, then an outcome without data.
+    let last = std::str::from_utf8(&last.challenge).expect("text");
+    assert!(last.starts_with("v=") && last.len() == 2 + 44, "{last}");
+    assert_eq!((o.code, o.additional_data.as_ref()), (SaslCode::OK, None));
+    // The client's nonce is the prefix of the combined one.
+    let c2s = inspect("amqpwire-to-proton-sasl-scram.c2s.bin");
+    let init = frame_records(&c2s)
+        .find_map(|f| match &decoded(f).body {
+            FrameBody::Sasl(SaslFrameBody::Init(i)) => Some(i.clone()),
+            _ => None,
+        })
+        .expect("sasl-init");
+    let client_first = init.initial_response.expect("client-first message");
+    let client_first = std::str::from_utf8(&client_first).expect("text");
+    let nonce = client_first.split(",r=").nth(1).expect("client nonce");
+    assert!(parts[0][2..].starts_with(nonce) && parts[0].len() > 2 + nonce.len());
 }

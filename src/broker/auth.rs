@@ -14,7 +14,9 @@ use crate::sasl::{Authenticator, Credentials};
 /// With users (`(name, password)` pairs), SASL is required and PLAIN and SCRAM-SHA-256 are
 /// offered over those users; ANONYMOUS, a wrong password and a client that skips SASL are
 /// refused (the first two with a SASL outcome, the last with the SASL protocol header).
-/// `tls` is needed for `amqps://` and `wss://` listeners; `trace` sees every frame.
+/// `tls` is needed for `amqps://` and `wss://` listeners; when it asks clients for
+/// certificates, EXTERNAL is offered too, authenticating a client as its certificate's
+/// subject common name. `trace` sees every frame.
 pub fn listen_options(
     users: &[(String, String)],
     tls: Option<TlsServerConfig>,
@@ -25,7 +27,8 @@ pub fn listen_options(
         credentials = credentials.with_user(name, password, &salt());
     }
     let anonymous = users.is_empty();
-    let credentials = credentials.anonymous(anonymous);
+    let external = tls.as_ref().is_some_and(TlsServerConfig::asks_client_certificates);
+    let credentials = credentials.anonymous(anonymous).external(external);
     ListenOptions {
         tls,
         authenticator: Some(Arc::new(move || {

@@ -26,6 +26,11 @@ pub(crate) struct ServeArgs {
     /// The server certificate's private key (PEM).
     #[arg(long, value_name = "PEM", requires = "cert")]
     key: Option<PathBuf>,
+    /// Ask TLS clients for a certificate signed by a CA in this PEM file, and offer SASL
+    /// EXTERNAL to authenticate them as its subject common name (clients without one may
+    /// still use the other mechanisms).
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    client_ca: Option<PathBuf>,
     /// Require SASL PLAIN or SCRAM-SHA-256 as this user (repeatable). Without it, SASL
     /// ANONYMOUS and clients that skip SASL are accepted.
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
@@ -61,7 +66,13 @@ pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode, String> {
         let tracer = Tracer::new(&args.trace, false)?;
         let tls = match (&args.cert, &args.key) {
             (Some(c), Some(k)) => {
-                Some(TlsServerConfig::from_pem_files(c, k).map_err(|e| e.to_string())?)
+                let tls = TlsServerConfig::from_pem_files(c, k).map_err(|e| e.to_string())?;
+                match &args.client_ca {
+                    Some(ca) => {
+                        Some(tls.with_client_ca_file(ca, false).map_err(|e| e.to_string())?)
+                    }
+                    None => Some(tls),
+                }
             }
             _ => None,
         };

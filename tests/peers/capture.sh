@@ -12,6 +12,8 @@
 #             (default: tests/fixtures/wire next to this script's tests/).
 #
 # Environment:
+#   AMQPWIRE      the amqpwire binary for the captures where it is the client
+#                 (default: target/release/amqpwire, built with cargo if missing)
 #   BASE_PORT     first of the two loopback ports used (default 25700):
 #                 BASE_PORT   = the peer acting as server (broker),
 #                 BASE_PORT+1 = record_proxy.py, which the client connects to.
@@ -58,6 +60,13 @@ fi
 
 RHEA_VERSION="$(cd "$HERE" && node -p 'require("rhea/package.json").version')"
 PROTON_VERSION="$("$PY" -c 'import proton; print(".".join(map(str, proton.VERSION)))')"
+ROOT="$(cd "$HERE/../.." && pwd)"
+if [ -z "${AMQPWIRE:-}" ]; then
+    AMQPWIRE="$ROOT/target/release/amqpwire"
+    [ -x "$AMQPWIRE" ] || (cd "$ROOT" && cargo build --release --quiet)
+fi
+AMQPWIRE_VERSION="$("$AMQPWIRE" --version | awk '{ print $2 }')"
+RABBITMQ_VERSION="$(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo none)"
 NODE_VERSION="$(node --version)"
 PYTHON_VERSION="$("$PY" -c 'import platform; print(platform.python_version())')"
 echo "rhea $RHEA_VERSION (node $NODE_VERSION), python-qpid-proton $PROTON_VERSION (python $PYTHON_VERSION)"
@@ -106,9 +115,7 @@ peer_cmd() {    # peer_cmd rhea|proton
 capture() {
     local client="$1" server="$2" name="$3" sargs="$4" cargs="$5"
     local fixture="$client-to-$server-$name"
-    if [ -n "$ONLY" ] && [[ "$fixture" != *"$ONLY"* ]]; then
-        return 0
-    fi
+    wanted "$fixture" || return 0
     echo "== $fixture"
     rm -f "$WORK/server.ready" "$WORK/proxy.ready"
     # shellcheck disable=SC2086
@@ -141,6 +148,38 @@ LARGE_C="large --max-frame-size 16384"
 HB_S="--idle-timeout 2000"
 HB_C="heartbeat --idle-timeout 2000"
 
+# wanted FIXTURE: true unless ONLY names something else.
+wanted() { [ -z "$ONLY" ] || [[ "$1" == *"$ONLY"* ]]; }
+
+# capture_amqpwire SERVER SCENARIO "amqpwire arguments"
+# amqpwire's CLI is the client, through the proxy, of a server the caller has started on
+# SERVER_PORT (and stops afterwards).
+capture_amqpwire() {
+    local server="$1" name="$2" cargs="$3"
+    local fixture="amqpwire-to-$server-$name"
+    wanted "$fixture" || return 0
+    echo "== $fixture"
+    rm -f "$WORK/proxy.ready"
+    "$PY" "$HERE/record_proxy.py" --port "$PROXY_PORT" --upstream "$SERVER_PORT" \
+        --out "$WORK/$fixture" --chunks --ready-file "$WORK/proxy.ready" --timeout 60 \
+        > "$WORK/$fixture.proxy.log" 2>&1 &
+    local ppid=$!
+    PIDS+=("$ppid")
+    wait_file "$WORK/proxy.ready" 20
+    # shellcheck disable=SC2086
+    if ! "$AMQPWIRE" $cargs > "$WORK/$fixture.client.log" 2>&1; then
+        echo "amqpwire failed for $fixture:" >&2
+        cat "$WORK/$fixture.client.log" >&2
+        exit 1
+    fi
+    wait_pid "$ppid" 20
+    cp "$WORK/$fixture.c2s.bin" "$WORK/$fixture.s2c.bin" "$OUT/"
+    "$PY" "$HERE/amqp_frames.py" --summary "$OUT/$fixture.c2s.bin" "$OUT/$fixture.s2c.bin" >/dev/null
+}
+
+RABBIT_DIR="$WORK/rabbitmq"
+stop_rabbitmq() { "$HERE/rabbitmq.sh" stop "$RABBIT_DIR" >/dev/null 2>&1 || true; }
+
 # proton client -> rhea server
 capture proton rhea sasl-anonymous "" "basic --count 2 --sasl anonymous"
 capture proton rhea sasl-plain     "" "basic --count 2 --sasl plain --user alice --password secret"
@@ -164,6 +203,34 @@ capture rhea proton heartbeat      "$HB_S" "$HB_C"
 capture rhea rhea sasl-plain "" "basic --count 2 --sasl plain --user alice --password secret"
 capture rhea rhea no-sasl    "" "basic --count 2 --sasl none"
 
+# amqpwire client -> Proton with Cyrus SASL: the server's side of SCRAM-SHA-256
+if wanted amqpwire-to-proton-sasl-scram; then
+    rm -f "$WORK/server.ready"
+    PEER_QUIET=1 "$PY" "$HERE/proton_peer.py" server --port "$SERVER_PORT" --users alice:secret \
+        --ready-file "$WORK/server.ready" > "$WORK/proton-users.server.log" 2>&1 &
+    spid=$!
+    PIDS+=("$spid")
+    wait_file "$WORK/server.ready" 20
+    capture_amqpwire proton sasl-scram \
+        "send --to q.scram --body scram --property kind=scram amqp://alice:secret@127.0.0.1:$PROXY_PORT?sasl-mechanism=SCRAM-SHA-256"
+    kill "$spid" 2>/dev/null || true
+fi
+
+# amqpwire client -> RabbitMQ 3.10 (AMQP 1.0 plugin): its open, attach replies, flow,
+# dispositions, and the messages as it delivers them (with what it adds). One node
+# serves both captures: the queue keeps the sent messages for the receive.
+if wanted amqpwire-to-rabbitmq-send || wanted amqpwire-to-rabbitmq-receive; then
+    mkdir -p "$RABBIT_DIR"
+    "$HERE/rabbitmq.sh" start "$RABBIT_DIR" "$SERVER_PORT" >"$WORK/rabbitmq.log" 2>&1 ||
+        { cat "$WORK/rabbitmq.log" >&2; exit 1; }
+    trap 'stop_rabbitmq; cleanup' EXIT
+    capture_amqpwire rabbitmq send \
+        "send --to /queue/capture --count 2 --body hello-rabbit --property colour=red amqp://guest:guest@127.0.0.1:$PROXY_PORT"
+    capture_amqpwire rabbitmq receive \
+        "receive --from /queue/capture --count 2 --timeout 10 amqp://guest:guest@127.0.0.1:$PROXY_PORT"
+    stop_rabbitmq
+fi
+
 if [ -n "$ONLY" ]; then
     echo "ONLY set: README.md not rewritten"
     exit 0
@@ -174,6 +241,8 @@ version_of() {
     case "$1" in
         rhea) echo "rhea $RHEA_VERSION (Node.js $NODE_VERSION)" ;;
         proton) echo "python-qpid-proton $PROTON_VERSION (Python $PYTHON_VERSION)" ;;
+        amqpwire) echo "amqpwire $AMQPWIRE_VERSION (its CLI)" ;;
+        rabbitmq) echo "RabbitMQ $RABBITMQ_VERSION (Debian package, rabbitmq_amqp1_0 plugin)" ;;
     esac
 }
 
@@ -187,6 +256,9 @@ describe() {
         dispositions) echo "SASL ANONYMOUS. Sender 1 (unsettled) sends disp-accept, disp-reject, disp-release, which the broker accepts; sender 2 has snd-settle-mode settled and sends disp-presettled pre-settled. The receiver (manual settlement) accepts disp-accept, rejects disp-reject with error amqp:precondition-failed, releases disp-release (the broker redelivers it and it is then accepted) and accepts the broker's copy of disp-presettled. The rhea client settles one delivery per 20 ms: rhea 3.0.5 otherwise merges a release into the preceding reject's disposition range." ;;
         filter-dynamic) echo "SASL ANONYMOUS. A receiver on q.filter whose source carries a selector filter (descriptor apache.org:selector-filter:string, value \"color = 'red'\"; rhea keys it by that symbol, proton by 'selector'), a dynamic receiver (the broker names the node dynamic-1 in its attach reply), two sends to q.filter with application property color=blue and color=red (only red is delivered; blue stays queued), then a sender attached to dynamic-1 and one message through it." ;;
         heartbeat) echo "SASL ANONYMOUS. Both opens carry idle-time-out 2000 ms; one session stays idle for about 3 s so empty frames (heartbeats) flow both ways, then end and close. The number of empty frames depends on timing." ;;
+        sasl-scram) echo "SASL SCRAM-SHA-256 as alice/secret against Proton built with Cyrus SASL (which checks the password from a sasldb): sasl-mechanisms, sasl-init with the client-first message, a challenge with the server-first message, a response with the client-final message, a second challenge with the server-final message (Cyrus sends it there, not as the outcome's additional-data), an empty response, and outcome ok. Then one message to q.scram, accepted, and close. Nonces differ on every run." ;;
+        send) echo "SASL PLAIN as guest/guest. A sender on /queue/capture sends 2 data messages (body hello-rabbit, application property colour=red), accepted by one disposition; then close (amqpwire's CLI closes the connection without detaching or ending first)." ;;
+        receive) echo "SASL PLAIN as guest/guest. A receiver on /queue/capture gets the 2 messages of the send capture as RabbitMQ delivers them and accepts each; then close. RabbitMQ writes a flow after its close." ;;
     esac
 }
 
@@ -208,7 +280,10 @@ sent to each other, for amqpwire's decoder and interop tests.
   role is a small queue broker that forwards each producer's encoded message
   bytes unchanged, so the message sections inside the server's transfers
   were encoded by the client library; every frame (performative) was
-  encoded by the library that sent the file.
+  encoded by the library that sent the file. In the \`amqpwire-to-*\` captures the
+  client is amqpwire's own CLI, and what matters is the server's side: Proton
+  built with Cyrus SASL (\`--users\`, for SCRAM-SHA-256) and RabbitMQ's AMQP 1.0
+  plugin (a node of its own from \`tests/peers/rabbitmq.sh\`).
 - Versions: $(version_of rhea); $(version_of proton),
   built from its sdist with the bundled Proton-C and Proton's built-in SASL
   (which serves ANONYMOUS only, so the PLAIN captures use the rhea broker).
@@ -229,7 +304,7 @@ sent to each other, for amqpwire's decoder and interop tests.
 ## Scenarios
 
 EOF
-    for scen in sasl-anonymous sasl-plain no-sasl messages large dispositions filter-dynamic heartbeat; do
+    for scen in sasl-anonymous sasl-plain no-sasl messages large dispositions filter-dynamic heartbeat sasl-scram send receive; do
         echo "- **$scen**: $(describe "$scen")"
     done
     cat <<EOF

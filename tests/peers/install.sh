@@ -12,7 +12,8 @@
 #                of it without touching /etc.
 #   Qpid Proton  python-qpid-proton from requirements.txt in the virtualenv
 #                tests/peers/.venv (built from sdist: gcc, pkg-config, the OpenSSL and
-#                Python headers are apt-installed when missing); SSL support checked.
+#                Python headers and Cyrus SASL are apt-installed when missing); SSL
+#                and Cyrus SASL support checked.
 #   rhea         `npm ci` into tests/peers/node_modules when it is missing or does not
 #                match package-lock.json (node and npm apt-installed when missing).
 #
@@ -120,6 +121,8 @@ install_rabbitmq() {
     elif [ "$v" != "$RABBITMQ_DEB_VERSION" ]; then
         echo "install.sh: warning: rabbitmq-server $v is installed; the tests were written against $RABBITMQ_DEB_VERSION" >&2
     fi
+    # rabbitmq.sh makes the TLS listener's certificates with the openssl command.
+    command -v openssl >/dev/null 2>&1 || apt_install "$peer" openssl
     [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] ||
         fail "$peer" "/usr/lib/rabbitmq/bin/rabbitmq-server is missing although the package is installed"
     if ! grep -qs 'rabbitmq_amqp1_0' "$plugins"; then
@@ -139,7 +142,8 @@ install_rabbitmq() {
 
 PROTON_WANT="$(sed -n 's/^python-qpid-proton==\([0-9.]*\).*/\1/p' "$HERE/requirements.txt")"
 
-# Exit 0 when the venv has proton $PROTON_WANT with SSL; 3 without SSL; else other.
+# Exit 0 when the venv has proton $PROTON_WANT with SSL and Cyrus SASL; 3 without SSL;
+# 4 without Cyrus SASL (the built-in SASL serves only ANONYMOUS and EXTERNAL); else other.
 proton_check() {
     [ -x "$VENV/bin/python" ] || return 1
     "$VENV/bin/python" - "$PROTON_WANT" <<'EOF' 2>/dev/null
@@ -148,7 +152,10 @@ import proton
 from proton import SSL
 if ".".join(map(str, proton.VERSION)) != sys.argv[1]:
     sys.exit(2)
-sys.exit(0 if SSL.present() else 3)
+from proton import SASL
+if not SSL.present():
+    sys.exit(3)
+sys.exit(0 if SASL.extended() else 4)
 EOF
 }
 
@@ -176,14 +183,22 @@ install_proton() {
         if ! { pkg-config --exists openssl 2>/dev/null || [ -f /usr/include/openssl/ssl.h ]; }; then
             pkgs+=(libssl-dev)
         fi
+        # Cyrus SASL, so Proton's server can check PLAIN and SCRAM passwords: its headers
+        # for the build, saslpasswd2 for the test's user database, and the mechanism plugins.
+        if ! { pkg-config --exists libsasl2 2>/dev/null || [ -f /usr/include/sasl/sasl.h ]; }; then
+            pkgs+=(libsasl2-dev)
+        fi
+        command -v saslpasswd2 >/dev/null 2>&1 || pkgs+=(sasl2-bin)
+        ls /usr/lib/*/sasl2/libscram.so* >/dev/null 2>&1 || pkgs+=(libsasl2-modules)
         inc="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
         [ -f "$inc/Python.h" ] || pkgs+=(python3-dev)
         apt_install "$peer" "${pkgs[@]}"
         [ -f "$inc/Python.h" ] || fail "$peer" "no Python.h in $inc (the Python headers of $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])') are missing)"
 
-        local pipargs=(install --disable-pip-version-check -r "$HERE/requirements.txt")
-        # Installed but built without OpenSSL: rebuild, bypassing the wheel cache.
-        [ $st = 3 ] && pipargs+=(--force-reinstall --no-cache-dir)
+        # Always past the wheel cache: a cached wheel may have been built before the OpenSSL
+        # or Cyrus SASL headers were installed, and pip would reuse it without them.
+        local pipargs=(install --disable-pip-version-check --no-cache-dir -r "$HERE/requirements.txt")
+        case $st in 3 | 4) pipargs+=(--force-reinstall) ;; esac
         note "pip install -r requirements.txt (python-qpid-proton $PROTON_WANT builds from source, 20-60 s)"
         "$VENV/bin/python" -m pip "${pipargs[@]}" >"$LOGDIR/pip.log" 2>&1 || {
             show_log "$LOGDIR/pip.log" "pip install"
@@ -194,6 +209,7 @@ install_proton() {
         case $st in
         0) ;;
         3) fail "$peer" "proton $PROTON_WANT was built without SSL support (OpenSSL headers not found by its build?)" ;;
+        4) fail "$peer" "proton $PROTON_WANT was built without Cyrus SASL (libsasl2 not found by pkg-config during its build?)" ;;
         2) fail "$peer" "the venv has proton $("$VENV/bin/python" -c 'import proton; print(".".join(map(str, proton.VERSION)))'), not $PROTON_WANT" ;;
         *) fail "$peer" "$VENV/bin/python cannot import proton after pip install" ;;
         esac
@@ -251,6 +267,6 @@ install_proton
 install_rhea
 
 echo "rabbitmq-server $RABBITMQ_VERSION"
-echo "python-qpid-proton $PROTON_VERSION (SSL)"
+echo "python-qpid-proton $PROTON_VERSION (SSL, Cyrus SASL)"
 echo "rhea $RHEA_VERSION"
 echo "node $NODE_VERSION"

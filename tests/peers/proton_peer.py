@@ -4,15 +4,22 @@ for amqpwire interop tests and wire captures.
 
     python proton_peer.py server --port P [--max-frame-size N] [--idle-timeout MS]
                                  [--exit-after N] [--ready-file PATH]
-                                 [--tls-cert PEM --tls-key PEM]
-    python proton_peer.py client --port P --scenario NAME [--sasl anonymous|plain|none]
+                                 [--tls-cert PEM --tls-key PEM [--client-ca PEM]]
+                                 [--users NAME:PASSWORD,...]
+    python proton_peer.py client --port P --scenario NAME
+                                 [--sasl anonymous|plain|scram|external|none]
                                  [--user U --password PW] [--count N]
+                                 [--cert PEM --key PEM] [--container-id ID]
                                  [--max-frame-size N] [--idle-timeout MS]
                                  [--transport tcp|tls] [--host NAME] [--ca PEM]
 
 server: a tiny queue broker on 127.0.0.1. Any address works; a queue is
-  created on first use. Proton's built-in SASL offers ANONYMOUS only (PLAIN
-  needs Cyrus SASL on the server side); clients that skip SASL are accepted.
+  created on first use. Without --users it offers SASL ANONYMOUS and accepts
+  clients that skip SASL. --users makes Cyrus SASL (python-qpid-proton must
+  be built with it) check passwords from a sasldb the server writes with
+  saslpasswd2: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-1 are offered and SASL is
+  required. --client-ca asks TLS clients for a certificate signed by that
+  CA (required) and adds EXTERNAL to the mechanisms.
   Messages are stored and forwarded as the exact bytes the producer sent. A
   consumer may carry a selector filter of the form  name = 'value'. A
   dynamic source gets a fresh queue named dynamic-<n>. A consumer's drain is
@@ -27,13 +34,19 @@ client: runs one scenario over one connection, checks what comes back and
   drain, many-links, reuse-name, detach-error (see rhea_peer.js for what
   each does). --transport tls verifies the server certificate against --ca
   and the name --host (default 127.0.0.1, also the address connected to);
-  ws and wss are refused (no WebSocket in Proton).
+  ws and wss are refused (no WebSocket in Proton). --sasl scram uses
+  SCRAM-SHA-256 (Cyrus), --sasl external the TLS client certificate of
+  --cert/--key. --container-id sets the open's container-id (may be empty).
 """
 
 import argparse
+import atexit
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -110,8 +123,13 @@ class Broker(MessagingHandler):
         if self.args.tls_cert:
             ssl_domain = SSLDomain(SSLDomain.MODE_SERVER)
             ssl_domain.set_credentials(self.args.tls_cert, self.args.tls_key, None)
-            ssl_domain.set_peer_authentication(SSLDomain.ANONYMOUS_PEER)
+            if self.args.client_ca:
+                ssl_domain.set_trusted_ca_db(self.args.client_ca)
+                ssl_domain.set_peer_authentication(SSLDomain.VERIFY_PEER, self.args.client_ca)
+            else:
+                ssl_domain.set_peer_authentication(SSLDomain.ANONYMOUS_PEER)
             scheme = "amqps"
+        self.sasl_dir = sasl_config(self.args.users) if self.args.users else None
         self.acceptor = event.container.listen("%s://%s:%d" % (scheme, HOST, self.args.port), ssl_domain=ssl_domain)
         log("listening on %s://%s:%d" % (scheme, HOST, self.args.port))
         if self.args.ready_file:
@@ -122,8 +140,18 @@ class Broker(MessagingHandler):
         t = event.transport
         sasl = t.sasl()
         sasl.allow_insecure_mechs = True
-        sasl.allowed_mechs("ANONYMOUS")
-        t.require_auth(False)
+        if self.sasl_dir:
+            # Server-side SASL settings only take effect per transport, here.
+            sasl.config_path(self.sasl_dir)
+            sasl.config_name("proton-server")
+            mechs = "PLAIN SCRAM-SHA-256 SCRAM-SHA-1"
+            if self.args.client_ca:
+                mechs += " EXTERNAL"
+            sasl.allowed_mechs(mechs)
+            t.require_auth(True)
+        else:
+            sasl.allowed_mechs("ANONYMOUS EXTERNAL" if self.args.client_ca else "ANONYMOUS")
+            t.require_auth(False)
         if self.args.max_frame_size:
             t.max_frame_size = self.args.max_frame_size
         if self.args.idle_timeout:
@@ -331,6 +359,29 @@ UUID_A = uuid.UUID("9c2c3f6e-8d4e-4f43-9d0b-6c1e2a7b5f10")
 UUID_B = uuid.UUID("1b4e28ba-2fa1-11d2-883f-0016d3cca427")
 LARGE_SIZE = 320 * 1024
 LARGE4M_SIZE = 4 * 1024 * 1024
+
+
+def sasl_config(users):
+    """A Cyrus SASL configuration in a fresh directory: a sasldb with the users
+    ("name:password,..."), written by saslpasswd2, and proton-server.conf."""
+    if not SASL.extended():
+        raise SystemExit("proton_peer.py: --users needs python-qpid-proton built with Cyrus SASL "
+                         "(tests/peers/install.sh builds it so)")
+    d = tempfile.mkdtemp(prefix="proton-sasl-")
+    atexit.register(shutil.rmtree, d, True)
+    db = os.path.join(d, "users.sasldb")
+    for pair in users.split(","):
+        name, _, password = pair.partition(":")
+        # Without -u the realm is the host name, which is also the realm Cyrus gives a
+        # user name without one, so "alice" finds alice's entry.
+        r = subprocess.run(["saslpasswd2", "-p", "-c", "-f", db, name], input=password.encode(),
+                           capture_output=True)
+        if r.returncode != 0:
+            raise SystemExit("saslpasswd2 failed: %s" % r.stderr.decode(errors="replace"))
+    with open(os.path.join(d, "proton-server.conf"), "w") as f:
+        f.write("sasldb_path: %s\nmech_list: PLAIN SCRAM-SHA-256 SCRAM-SHA-1 EXTERNAL\n"
+                "pwcheck_method: auxprop\nauxprop_plugin: sasldb\n" % db)
+    return d
 
 
 def large_body():
@@ -661,7 +712,7 @@ class Client(MessagingHandler):
     # -- lifecycle
     def on_start(self, event):
         c = event.container
-        c.container_id = "amqpwire-proton-client"
+        c.container_id = "amqpwire-proton-client" if self.args.container_id is None else self.args.container_id
         host = self.args.host or HOST
         kw = dict(reconnect=False, virtual_host=self.args.host or "localhost")
         mode = self.args.sasl
@@ -674,11 +725,15 @@ class Client(MessagingHandler):
             kw["sasl_enabled"] = False
         elif mode == "anonymous":
             kw["allowed_mechs"] = "ANONYMOUS"
-        elif mode == "plain":
-            kw["allowed_mechs"] = "PLAIN"
+        elif mode in ("plain", "scram"):
+            kw["allowed_mechs"] = "PLAIN" if mode == "plain" else "SCRAM-SHA-256"
             kw["allow_insecure_mechs"] = True
             kw["user"] = user or "alice"
             kw["password"] = password or "secret"
+        elif mode == "external":
+            if not self.args.cert:
+                raise SystemExit("--sasl external needs --cert and --key")
+            kw["allowed_mechs"] = "EXTERNAL"
         else:
             raise SystemExit("unknown --sasl %s" % mode)
         if self.args.max_frame_size:
@@ -694,12 +749,18 @@ class Client(MessagingHandler):
             domain = SSLDomain(SSLDomain.MODE_CLIENT)
             if self.args.ca:
                 domain.set_trusted_ca_db(self.args.ca)
+            if self.args.cert:
+                domain.set_credentials(self.args.cert, self.args.key, None)
             domain.set_peer_authentication(SSLDomain.VERIFY_PEER_NAME)
             kw["ssl_domain"] = domain
             kw["sni"] = host
         self.timer = c.schedule(30.0, self)
         self.container = c
         self.conn = c.connect("%s://%s:%d" % (scheme, host, self.args.port), **kw)
+        if self.args.container_id == "":
+            # The container replaces an empty id with a UUID; the connection's own field
+            # is what the open carries, and it is written once the socket connects.
+            self.conn.container = ""
 
     def on_timer_task(self, event):
         if getattr(self, "pending_shutdown", False):
@@ -1268,7 +1329,12 @@ def main(argv=None):
     ap.add_argument("role", choices=["server", "client"])
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--scenario", default="basic")
-    ap.add_argument("--sasl", default="anonymous", choices=["anonymous", "plain", "none"])
+    ap.add_argument("--sasl", default="anonymous", choices=["anonymous", "plain", "scram", "external", "none"])
+    ap.add_argument("--users", help="server: NAME:PASSWORD,... checked by Cyrus SASL (PLAIN, SCRAM)")
+    ap.add_argument("--client-ca", help="server: require TLS client certificates from this CA; offer EXTERNAL")
+    ap.add_argument("--cert", help="client: TLS client certificate (PEM)")
+    ap.add_argument("--key", help="client: private key (PEM) for --cert")
+    ap.add_argument("--container-id", help="client: the open's container-id (may be empty)")
     ap.add_argument("--user")
     ap.add_argument("--password")
     ap.add_argument("--count", type=int, default=1)
@@ -1289,6 +1355,12 @@ def main(argv=None):
     if args.ws or args.transport in ("ws", "wss") or args.path is not None:
         print("proton_peer.py: WebSocket is not supported: Qpid Proton (python-qpid-proton) has no "
               "WebSocket transport; use rhea_peer.js for ws/wss", file=sys.stderr)
+        return 2
+    if bool(args.cert) != bool(args.key):
+        print("proton_peer.py: --cert and --key go together", file=sys.stderr)
+        return 2
+    if args.client_ca and not args.tls_cert:
+        print("proton_peer.py: --client-ca needs --tls-cert and --tls-key", file=sys.stderr)
         return 2
     if bool(args.tls_cert) != bool(args.tls_key):
         print("proton_peer.py: --tls-cert and --tls-key go together", file=sys.stderr)

@@ -4,9 +4,11 @@
 //
 //   node rhea_peer.js server --port P [--max-frame-size N] [--idle-timeout MS]
 //                            [--exit-after N] [--ready-file PATH]
-//                            [--tls-cert PEM --tls-key PEM] [--ws]
-//   node rhea_peer.js client --port P --scenario NAME [--sasl anonymous|plain|none]
+//                            [--tls-cert PEM --tls-key PEM [--client-ca PEM]] [--ws]
+//   node rhea_peer.js client --port P --scenario NAME
+//                            [--sasl anonymous|plain|external|none]
 //                            [--user U --password PW] [--count N]
+//                            [--cert PEM --key PEM] [--container-id ID]
 //                            [--max-frame-size N] [--idle-timeout MS]
 //                            [--transport tcp|tls|ws|wss] [--host NAME]
 //                            [--ca PEM] [--path P]
@@ -24,6 +26,8 @@
 //   --tls-cert/--tls-key make the listener TLS. --ws makes it a WebSocket
 //   listener (HTTP, or HTTPS with the TLS options; any path; subprotocol
 //   AMQPWSB10, else amqp; a handshake offering neither is refused).
+//   --client-ca asks TLS clients for a certificate signed by that CA and
+//   offers SASL EXTERNAL to those that present one.
 //   --exit-after N makes the broker exit once N connections have gone.
 //
 // client: runs one scenario over one connection, checks what comes back and
@@ -31,7 +35,10 @@
 //   --transport tls|wss verify the server's certificate against --ca (or
 //   the system store) and the name --host (default 127.0.0.1, which is also
 //   the address connected to). ws|wss connect to ws[s]://HOST:PORT/PATH
-//   (--path, default /) offering the subprotocol AMQPWSB10. Scenarios:
+//   (--path, default /) offering the subprotocol AMQPWSB10. --cert/--key
+//   present a TLS client certificate; --sasl external authenticates with
+//   it. --container-id sets the open's container-id (may be empty).
+//   Scenarios:
 //     basic         send --count messages to q.basic and receive them back
 //     messages      14 messages covering every header field, every
 //                   properties field (message-id as string, ulong, uuid and
@@ -69,6 +76,11 @@
 //                   own server fails this ('Attach already received')
 //     detach-error  a sender on q.err is detached with amqp:internal-error,
 //                   then the connection is closed with amqp:connection:forced
+//     transfer-before-attach  a transfer on handle 7, which no attach has
+//                   named, written with rhea's own frame encoder: passes
+//                   when the server ends the session with
+//                   amqp:session:unattached-handle (and the connection
+//                   then closes cleanly)
 //   Every scenario ends with clean detaches, end and close.
 'use strict';
 
@@ -76,6 +88,7 @@ const fs = require('fs');
 const net = require('net');
 const rhea = require('rhea');
 const rmessage = require('rhea/lib/message.js');
+const rframes = require('rhea/lib/frames.js');
 const types = rhea.types;
 
 const HOST = '127.0.0.1';
@@ -175,6 +188,8 @@ function runServer(args) {
     const keyFile = strArg(args, 'tls-key');
     if (Boolean(certFile) !== Boolean(keyFile)) throw new Error('--tls-cert and --tls-key go together');
     const useTls = Boolean(certFile);
+    const clientCa = strArg(args, 'client-ca');
+    if (clientCa && !useTls) throw new Error('--client-ca needs --tls-cert and --tls-key');
     const useWs = args.ws === true;
     if (args.ws !== undefined && args.ws !== true) throw new Error('--ws takes no value');
     const container = rhea.create_container({ id: 'amqpwire-rhea-broker' });
@@ -356,6 +371,8 @@ function runServer(args) {
     const connOpts = { reconnect: false };
     if (args['max-frame-size'] !== undefined) connOpts.max_frame_size = intArg(args, 'max-frame-size');
     if (args['idle-timeout'] !== undefined) connOpts.idle_time_out = intArg(args, 'idle-timeout');
+    // EXTERNAL is offered to TLS clients whose certificate verified.
+    if (clientCa) connOpts.enable_sasl_external = true;
 
     function connectionGone() {
         gone++;
@@ -403,6 +420,11 @@ function runServer(args) {
             listenOpts.transport = 'tls';
             listenOpts.cert = fs.readFileSync(certFile);
             listenOpts.key = fs.readFileSync(keyFile);
+            if (clientCa) {
+                listenOpts.ca = [fs.readFileSync(clientCa)];
+                listenOpts.requestCert = true;
+                listenOpts.rejectUnauthorized = false; // a client without one may still use PLAIN
+            }
         }
         server = container.listen(listenOpts);
         // rhea reports no event when a cleanly closed socket goes away, so
@@ -822,6 +844,9 @@ function runClient(args) {
     } else if (saslMode === 'plain') {
         opts.username = user || 'alice';
         opts.password = password || 'secret';
+    } else if (saslMode === 'external') {
+        if (!args.cert) throw new Error('--sasl external needs --cert and --key');
+        opts.enable_sasl_external = true;
     } else if (saslMode !== 'none') {
         throw new Error('unknown --sasl ' + saslMode);
     }
@@ -832,8 +857,15 @@ function runClient(args) {
 
     // The WebSocket of a ws/wss connection (rhea only sees a wrapper).
     let rawWs = null;
+    const certFile = strArg(args, 'cert');
+    const keyFile = strArg(args, 'key');
+    if (Boolean(certFile) !== Boolean(keyFile)) throw new Error('--cert and --key go together');
     if (transport === 'tls') {
         opts.transport = 'tls';
+        if (certFile) {
+            opts.cert = fs.readFileSync(certFile);
+            opts.key = fs.readFileSync(keyFile);
+        }
         if (caFile) opts.ca = [fs.readFileSync(caFile)];
         opts.rejectUnauthorized = true;
         // rhea uses host as the TLS server name; SNI must not carry an IP
@@ -861,6 +893,7 @@ function runClient(args) {
 
     let finished = false;
     let weClosed = false;
+    let sessionRefused = false;
     const timer = setTimeout(function () { fail('timed out'); }, 30000);
 
     function fail(why) {
@@ -900,6 +933,11 @@ function runClient(args) {
     }
 
     const conn = container.connect(opts);
+    // rhea replaces an empty container_id option with its own: set the open's field
+    // itself (the open is written once the socket connects).
+    if (args['container-id'] !== undefined) {
+        conn.local.open.container_id = args['container-id'] === true ? '' : args['container-id'];
+    }
     let session = null;
     const sessions = [];
     const links = [];
@@ -925,6 +963,9 @@ function runClient(args) {
         // its own close has gone out; report success when the socket is gone.
         if (!weClosed) return fail('connection closed before the scenario finished (by the peer or by rhea\'s idle time-out)');
         log('connection closed');
+        if (scenario === 'transfer-before-attach' && !sessionRefused) {
+            return fail('transfer-before-attach: the connection closed, but the session was not ended with amqp:session:unattached-handle');
+        }
         whenSocketGone(function () { succeed(); });
     });
     conn.on('disconnected', function (ctx) {
@@ -955,7 +996,16 @@ function runClient(args) {
     conn.on('protocol_error', function (e) { fail('protocol error ' + (e && e.message)); });
     conn.on('sender_error', function (ctx) { fail('sender error ' + JSON.stringify(ctx.sender.error)); });
     conn.on('receiver_error', function (ctx) { fail('receiver error ' + JSON.stringify(ctx.receiver.error)); });
-    conn.on('session_error', function (ctx) { fail('session error ' + JSON.stringify(ctx.session.error)); });
+    conn.on('session_error', function (ctx) {
+        const e = ctx.session.error || {};
+        if (scenario === 'transfer-before-attach' && e.condition === 'amqp:session:unattached-handle') {
+            log('transfer-before-attach: the server ended the session:', JSON.stringify(e));
+            sessionRefused = true;
+            ctx.session.close();
+            return closeConnection();
+        }
+        fail('session error ' + JSON.stringify(e));
+    });
     // Stop default handlers from auto-closing links whose close we expect.
     conn.on('sender_close', function () {});
     conn.on('receiver_close', function () {});
@@ -1355,6 +1405,17 @@ function runClient(args) {
         },
 
         'wrong-password': function () {},
+
+        'transfer-before-attach': function () {
+            session.once('session_open', function () {
+                const body = rmessage.encode({ body: 'sent before any attach' });
+                const transfer = rframes.transfer({
+                    handle: 7, delivery_id: 0, delivery_tag: Buffer.from('t0'), message_format: 0, settled: true,
+                });
+                log('transfer-before-attach: writing a transfer on handle 7');
+                session.output(transfer, body);
+            });
+        },
     };
 }
 

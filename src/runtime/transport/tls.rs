@@ -294,6 +294,12 @@ impl TlsServerConfig {
         self.with_client_ca_pem(&pem, required)
     }
 
+    /// True when clients are asked for a certificate
+    /// ([`with_client_ca_pem`](Self::with_client_ca_pem)), so SASL EXTERNAL can use it.
+    pub fn asks_client_certificates(&self) -> bool {
+        self.client_roots.is_some()
+    }
+
     /// The tokio-rustls acceptor.
     pub fn acceptor(&self) -> &TlsAcceptor {
         &self.acceptor
