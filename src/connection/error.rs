@@ -302,6 +302,11 @@ pub enum UsageError {
     NotResumable,
     /// The session is not waiting for the application's answer to the peer's begin.
     NotRequested,
+    /// A delivery-tag must be 1 to 32 bytes long (2.8.7: "up to 32 octets").
+    InvalidDeliveryTag {
+        /// The tag's length.
+        len: usize,
+    },
     /// The message exceeds the max-message-size the peer set on the link.
     MessageTooLarge {
         /// The message's size.
@@ -325,6 +330,9 @@ impl fmt::Display for UsageError {
             Self::NoCredit => f.write_str("the receiver has granted no credit"),
             Self::SessionWindowFull => f.write_str("the peer's session incoming-window is full"),
             Self::TooLarge => f.write_str("a frame would exceed the peer's max-frame-size"),
+            Self::InvalidDeliveryTag { len } => {
+                write!(f, "a delivery-tag is 1 to 32 bytes long, not {len}")
+            }
             Self::MessageTooLarge { size, max } => {
                 write!(f, "a {size}-byte message exceeds the peer's max-message-size {max}")
             }

@@ -370,14 +370,14 @@ impl Sender {
     /// Sends `message` unsettled once there is credit, and returns at once with a future
     /// for its outcome: many can be in flight.
     pub async fn send_pipelined(&self, message: &Message) -> Result<PendingOutcome, Error> {
-        let rx = self.transfer(&encode(message), false).await?;
+        let rx = self.transfer(&encode(message), false, None).await?;
         // An unsettled transfer always registers for its outcome.
         rx.map(|rx| PendingOutcome { rx }).ok_or(Error::Closed)
     }
 
     /// Sends `message` pre-settled (at most once: there is no outcome).
     pub async fn send_settled(&self, message: &Message) -> Result<(), Error> {
-        self.transfer(&encode(message), true).await.map(|_| ())
+        self.transfer(&encode(message), true, None).await.map(|_| ())
     }
 
     /// Sends an already encoded message (a relay's stored bytes, say) once there is
@@ -388,7 +388,24 @@ impl Sender {
         payload: &Payload,
         settled: bool,
     ) -> Result<Option<PendingOutcome>, Error> {
-        let rx = self.transfer(payload, settled).await?;
+        let rx = self.transfer(payload, settled, None).await?;
+        Ok(rx.map(|rx| PendingOutcome { rx }))
+    }
+
+    /// Sends `message` with a delivery-tag of the caller's choosing (a server that hands
+    /// out lock tokens as tags, say) once there is credit: pre-settled when `settled` (no
+    /// outcome, `None`), else unsettled with a future for its outcome. The tag must be 1 to
+    /// 32 bytes (2.8.7) and unique among this link's unsettled deliveries.
+    pub async fn send_tagged(
+        &self,
+        message: &Message,
+        tag: Bytes,
+        settled: bool,
+    ) -> Result<Option<PendingOutcome>, Error> {
+        if tag.is_empty() || tag.len() > 32 {
+            return Err(Error::Usage(UsageError::InvalidDeliveryTag { len: tag.len() }));
+        }
+        let rx = self.transfer(&encode(message), settled, Some(tag)).await?;
         Ok(rx.map(|rx| PendingOutcome { rx }))
     }
 
@@ -453,12 +470,16 @@ impl Sender {
         &self,
         payload: &Payload,
         settled: bool,
+        tag: Option<Bytes>,
     ) -> Result<Option<oneshot::Receiver<Result<DeliveryState, Error>>>, Error> {
-        let n = self.next_tag.fetch_add(1, Ordering::Relaxed);
-        // The shortest big-endian form, but never empty: Qpid Proton's Python binding fails
-        // on a zero-length delivery-tag (the first delivery's, were zero written as none).
-        let skip = (n.leading_zeros() as usize / 8).min(7);
-        let tag = Bytes::copy_from_slice(&n.to_be_bytes()[skip..]);
+        let tag = tag.unwrap_or_else(|| {
+            let n = self.next_tag.fetch_add(1, Ordering::Relaxed);
+            // The shortest big-endian form, but never empty: Qpid Proton's Python binding
+            // fails on a zero-length delivery-tag (the first delivery's, were zero written
+            // as none).
+            let skip = (n.leading_zeros() as usize / 8).min(7);
+            Bytes::copy_from_slice(&n.to_be_bytes()[skip..])
+        });
         let link = self.link;
         self.conn
             .inner

@@ -42,7 +42,13 @@ pub struct ListenOptions {
     pub handshake_timeout: Duration,
     /// Sees every frame of every connection.
     pub trace: Option<SharedTrace>,
+    /// Adjusts each connection's engine configuration last, for what the fields above do
+    /// not cover (max-frame-size, channel-max, session windows, the frame layout…).
+    pub configure: Option<ConfigureFn>,
 }
+
+/// Adjusts the engine configuration of each accepted connection.
+pub type ConfigureFn = Arc<dyn Fn(&mut engine::Config) + Send + Sync>;
 
 impl Default for ListenOptions {
     fn default() -> Self {
@@ -54,6 +60,7 @@ impl Default for ListenOptions {
             idle_time_out: None,
             handshake_timeout: Duration::from_secs(10),
             trace: None,
+            configure: None,
         }
     }
 }
@@ -168,6 +175,9 @@ fn server_config(o: &ListenOptions, io: &Transport, n: u64) -> engine::Config {
     if let Some(trace) = &o.trace {
         let trace = Arc::clone(trace);
         cfg.trace = Some(Box::new(move |r| trace(n, r)));
+    }
+    if let Some(configure) = &o.configure {
+        configure(&mut cfg);
     }
     cfg
 }
