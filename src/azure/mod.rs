@@ -1,0 +1,50 @@
+//! Azure credentials: shared access signature (SAS) tokens and the connection strings
+//! they are made from, for Azure IoT Hub and Event Hubs.
+//!
+//! ```text
+//!   connection string ──► key + resource URI + policy name ──► SasToken::new ──► token
+//!   HostName=…;DeviceId=…;SharedAccessKey=…                     (HMAC-SHA256)    (CBS put-token,
+//!   Endpoint=sb://…/;SharedAccessKeyName=…;…                                      SASL PLAIN)
+//!
+//!   token text ──► SasToken::from_str ──► signature_matches(key), is_expired(now, skew),
+//!                  (any field order)       authorizes(resource)
+//! ```
+//!
+//! A token is `SharedAccessSignature sr=…&sig=…&se=…[&skn=…]` (see [`SasToken`]). The
+//! signature is base64(HMAC-SHA256(key, `sr` + `"\n"` + `se`)), keyed with the
+//! **base64-decoded** key and computed over `sr` exactly as it stands in the token, still
+//! URL-encoded. Which tokens are for what:
+//!
+//! | credential | resource URI (`sr`, decoded) | `skn` |
+//! |---|---|---|
+//! | device key | `{hub host}/devices/{device id}` (`/modules/{module id}` for a module) | none |
+//! | policy key on behalf of a device | the same | the policy, e.g. `device` |
+//! | service policy key | `{hub host}` | the policy, e.g. `service`, `iothubowner` |
+//! | Event Hubs policy key | `sb://{namespace host}/{event hub}` | the policy |
+//!
+//! Nothing here reads the clock or does I/O: the current time is a parameter.
+//!
+//! # Example
+//!
+//! A device signs a token with its key; the hub checks it.
+//!
+//! ```
+//! use std::time::{Duration, UNIX_EPOCH};
+//! use amqpwire::azure::{device_resource_uri, SasKey, SasToken, DEFAULT_CLOCK_SKEW};
+//!
+//! let key = SasKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")?;
+//! let resource = device_resource_uri("myhub.azure-devices.net", "device1", None);
+//! let token = SasToken::new(&resource, &key, None, 1_700_000_000)?.to_string();
+//!
+//! let received: SasToken = token.parse()?;
+//! received.verify(&key, UNIX_EPOCH + Duration::from_secs(1_699_999_000), DEFAULT_CLOCK_SKEW)?;
+//! assert!(received.authorizes("myhub.azure-devices.net/devices/device1/messages/events"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod sas;
+
+pub use sas::{
+    device_resource_uri, percent_decode, percent_encode, PercentDecodeError, SasError, SasKey,
+    SasToken, DEFAULT_CLOCK_SKEW, SAS_PREFIX,
+};
