@@ -26,24 +26,39 @@
 //!
 //! # Example
 //!
-//! A device signs a token with its key; the hub checks it.
+//! A device makes a token from its connection string; the hub checks it.
 //!
 //! ```
 //! use std::time::{Duration, UNIX_EPOCH};
-//! use amqpwire::azure::{device_resource_uri, SasKey, SasToken, DEFAULT_CLOCK_SKEW};
+//! use amqpwire::azure::{ConnectionString, Credential, SasToken, DEFAULT_CLOCK_SKEW};
 //!
-//! let key = SasKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")?;
-//! let resource = device_resource_uri("myhub.azure-devices.net", "device1", None);
-//! let token = SasToken::new(&resource, &key, None, 1_700_000_000)?.to_string();
+//! let cs: ConnectionString = "HostName=myhub.azure-devices.net;DeviceId=device1;\
+//!     SharedAccessKey=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+//!     .parse()?;
+//! let token = cs.sas_token(1_700_000_000).to_string();
+//! assert_eq!(
+//!     token,
+//!     "SharedAccessSignature sr=myhub.azure-devices.net%2Fdevices%2Fdevice1\
+//!      &sig=gFSfLGMXDOvf906%2FiaX3KwzLLNFHgaFZyCbsGjxtd1Y%3D&se=1700000000"
+//! );
 //!
+//! // The hub's side: parse, check signature and expiry, then the resource.
 //! let received: SasToken = token.parse()?;
-//! received.verify(&key, UNIX_EPOCH + Duration::from_secs(1_699_999_000), DEFAULT_CLOCK_SKEW)?;
+//! let Credential::SharedAccessKey(device_key) = cs.credential() else { unreachable!() };
+//! let now = UNIX_EPOCH + Duration::from_secs(1_699_999_000);
+//! received.verify(device_key, now, DEFAULT_CLOCK_SKEW)?;
 //! assert!(received.authorizes("myhub.azure-devices.net/devices/device1/messages/events"));
+//! assert!(!received.authorizes("myhub.azure-devices.net/devices/device10"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod connection_string;
 mod sas;
 
+pub use connection_string::{
+    ConnectionString, ConnectionStringError, ConnectionStringKind, Credential,
+    EventHubsConnectionString, IotHubConnectionString,
+};
 pub use sas::{
     device_resource_uri, percent_decode, percent_encode, PercentDecodeError, SasError, SasKey,
     SasToken, DEFAULT_CLOCK_SKEW, SAS_PREFIX,
