@@ -71,8 +71,10 @@
 //! ```
 //!
 //! To see a captured stream the way the spec describes it, use
-//! [`inspect::Inspector`] or the `amqpwire decode` command.
+//! [`inspect::Inspector`] or the `amqpwire decode` command. For Azure, [`azure`] makes,
+//! parses and checks shared access signature tokens and reads connection strings.
 
+pub mod azure;
 #[cfg(feature = "tokio")]
 pub mod broker;
 pub mod codec;

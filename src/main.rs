@@ -34,6 +34,9 @@ enum Command {
     /// Start the embedded broker on loopback and run a whole exchange against it (TCP and
     /// WebSocket, SASL, send, receive, settle, close), showing every frame.
     Demo(cli::serve::DemoArgs),
+    /// Make an Azure SAS token (IoT Hub, Event Hubs) from a connection string or a key
+    /// and print it, or check one with --verify.
+    SasToken(cli::sas::SasTokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Receive(a) => cli::client::run_receive(&a),
         Command::Serve(a) => cli::serve::run_serve(&a),
         Command::Demo(a) => cli::serve::run_demo(&a),
+        Command::SasToken(a) => cli::sas::run(&a),
     };
     match result {
         Ok(code) => code,

@@ -2,5 +2,6 @@
 
 pub(crate) mod client;
 pub(crate) mod decode;
+pub(crate) mod sas;
 pub(crate) mod serve;
 pub(crate) mod trace;
