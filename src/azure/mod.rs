@@ -52,7 +52,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod cbs;
 mod connection_string;
+#[cfg(all(feature = "tokio", feature = "json"))]
+pub mod emulator;
 mod sas;
 
 pub use connection_string::{

@@ -268,7 +268,13 @@ impl Session {
         let notify = notify.unwrap_or_default();
         let initial = RecvQueue::initial_credit(credit);
         if initial > 0 {
-            self.conn.command(|s| Ok(s.conn.flow(link, initial, false)?))?;
+            if let Err(e) = self.conn.command(|s| Ok(s.conn.flow(link, initial, false)?)) {
+                // The peer may have detached right after its attach (a redirect, say):
+                // the receiver's recv says why.
+                if !self.conn.inner.lock().detached.contains_key(&link) {
+                    return Err(e);
+                }
+            }
         }
         Ok(Receiver { conn: self.conn.clone(), link, notify, remote })
     }

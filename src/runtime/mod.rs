@@ -40,6 +40,6 @@ pub use handles::{
     Configure, ConnectOptions, Connection, PendingOutcome, Receiver, Sender, Session,
 };
 pub use listener::{
-    AuthenticatorFactory, ConfigureFn, Incoming, LinkRequest, ListenOptions, Listener, ServerConnection,
-    SharedTrace,
+    AuthenticatorFactory, ConfigureFn, Incoming, LinkRequest, ListenOptions, Listener,
+    ServerConnection, SharedTrace,
 };

@@ -1,0 +1,436 @@
+//! A local emulator of Azure IoT Hub's AMQP surface, built on the engine and
+//! [`Listener`]: real IoT Hub clients (the Azure SDKs, amqpwire's own) talk to it as they
+//! would to a hub, with no internet. See `docs/iothub.md`.
+//!
+//! ```text
+//!   IotHub::serve(listener)             (amqps :5671, wss /$iothub/websocket)
+//!     SASL: none | MSSBCBS | ANONYMOUS (then CBS) | PLAIN (user …@sas[.root].hub, token)
+//!     $cbs               put-token: SAS token checked against the registry → a claim
+//!     /messages/devicebound                 service → per-device C2D queues (limit, size)
+//!     /messages/servicebound/feedback       ◄─ feedback JSON (Success, Rejected, …)
+//!     /devices/{id}/messages/events         device → event log (partition = hash(id))
+//!     /devices/{id}/messages/devicebound    ◄─ C2D, tag = lock token (GUID); complete /
+//!                                              abandon / reject → feedback, counts
+//!     messages/events/…                     ─► detach amqp:link:redirect (Event Hub endpoint)
+//!   IotHub::serve_event_hub(listener)
+//!     $cbs (202) · $management READ · {hub}/ConsumerGroups/{cg}/Partitions/{p} (filters)
+//! ```
+//!
+//! Every link is authorized by a claim: a SAS token put on `$cbs` (or given as the SASL
+//! PLAIN password) whose audience covers the node, signed by a device key or a policy key
+//! with the right permission, and not expired. When the last claim covering a link
+//! expires, the link is detached with `amqp:unauthorized-access` ("Token Invalid.");
+//! a PLAIN connection is closed.
+
+mod nodes;
+mod state;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::azure::{percent_decode, SasKey, SasToken};
+use crate::codec::Symbol;
+use crate::connection::Config as EngineConfig;
+use crate::runtime::transport::{TlsServerConfig, TransportError};
+use crate::runtime::{Error, ListenOptions, Listener, ServerConnection, SharedTrace};
+use crate::sasl::{AuthOutcome, AuthStep, Authenticator};
+use crate::types::{Layout, SaslCode};
+
+pub use state::{Ack, Event, FeedbackRecord, FeedbackStatus, StartPosition};
+
+/// What a policy may do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Permissions {
+    /// ServiceConnect: send cloud-to-device messages, read feedback and events.
+    pub service: bool,
+    /// DeviceConnect: act as any device.
+    pub device: bool,
+    /// RegistryRead / RegistryReadWrite (no AMQP node uses them here).
+    pub registry: bool,
+}
+
+impl Permissions {
+    /// The permissions of IoT Hub's built-in policies by name (`iothubowner`: all;
+    /// `service`; `device`; `registryRead`, `registryReadWrite`); any other name gets
+    /// service and device.
+    pub fn of_policy(name: &str) -> Self {
+        match name.to_ascii_lowercase().as_str() {
+            "iothubowner" => Self { service: true, device: true, registry: true },
+            "service" => Self { service: true, ..Self::default() },
+            "device" => Self { device: true, ..Self::default() },
+            "registryread" | "registryreadwrite" => Self { registry: true, ..Self::default() },
+            _ => Self { service: true, device: true, registry: false },
+        }
+    }
+}
+
+/// The emulated hub: its name, registry and limits.
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// The host name clients use and tokens name (`myhub.azure-devices.net`, `localhost`).
+    pub hostname: String,
+    /// Devices and their keys.
+    pub devices: Vec<(String, SasKey)>,
+    /// Shared access policies, their keys and permissions.
+    pub policies: Vec<(String, SasKey, Permissions)>,
+    /// Partitions of the event log.
+    pub partitions: u32,
+    /// The Event Hub-compatible name (default: the hub's name).
+    pub event_hub_name: String,
+    /// Where the redirect sends event readers: host and port of the Event Hub listener.
+    pub event_hub_endpoint: Option<(String, u16)>,
+    /// Cloud-to-device messages queued per device at most (IoT Hub: 50).
+    pub c2d_queue_limit: usize,
+    /// Largest cloud-to-device message (IoT Hub: 64 KiB).
+    pub c2d_max_size: usize,
+    /// Largest device-to-cloud message (IoT Hub: 256 KiB).
+    pub d2c_max_size: usize,
+    /// Deliveries of a cloud-to-device message before it is dead (IoT Hub default: 10).
+    pub max_delivery_count: u32,
+    /// How long a device holds a message before it goes back unsettled (IoT Hub: 1 min).
+    pub lock_timeout: Duration,
+    /// Time to live of a cloud-to-device message without absolute-expiry-time (1 h).
+    pub default_ttl: Duration,
+    /// How long feedback records are gathered into one message (IoT Hub: up to 15 s;
+    /// short for tests).
+    pub feedback_interval: Duration,
+    /// Allowed clock skew when checking token expiry (5 min).
+    pub clock_skew: Duration,
+}
+
+impl HubConfig {
+    /// A hub named by `hostname` with IoT Hub's limits and no devices or policies.
+    pub fn new(hostname: &str) -> Self {
+        let name = hostname.split('.').next().unwrap_or(hostname).to_owned();
+        Self {
+            hostname: hostname.to_owned(),
+            devices: Vec::new(),
+            policies: Vec::new(),
+            partitions: 4,
+            event_hub_name: name,
+            event_hub_endpoint: None,
+            c2d_queue_limit: 50,
+            c2d_max_size: 64 * 1024,
+            d2c_max_size: 256 * 1024,
+            max_delivery_count: 10,
+            lock_timeout: Duration::from_secs(60),
+            default_ttl: Duration::from_secs(3600),
+            feedback_interval: Duration::from_millis(500),
+            clock_skew: crate::azure::DEFAULT_CLOCK_SKEW,
+        }
+    }
+
+    /// The hub's short name: the first label of the host name.
+    pub fn hub_name(&self) -> &str {
+        self.hostname.split('.').next().unwrap_or(&self.hostname)
+    }
+}
+
+/// A claim a token established: what it covers, until when.
+#[derive(Clone, Debug)]
+pub(crate) struct Claim {
+    token: SasToken,
+    /// The device whose own key signed it.
+    device: Option<String>,
+    rights: Permissions,
+}
+
+impl Claim {
+    fn expiry(&self) -> u64 {
+        self.token.expiry()
+    }
+}
+
+/// What a node asks of a claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Need {
+    Service,
+    Device(String),
+}
+
+/// The emulator. Cloning gives another handle to the same hub.
+#[derive(Clone, Debug)]
+pub struct IotHub {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Mutex<HubConfig>,
+    queues: state::Queues,
+    log: state::EventLog,
+}
+
+fn unix_now() -> SystemTime {
+    SystemTime::now()
+}
+
+impl IotHub {
+    /// A hub with this configuration.
+    pub fn new(config: HubConfig) -> Self {
+        let log = state::EventLog::new(config.partitions);
+        Self {
+            inner: Arc::new(Inner { config: Mutex::new(config), queues: Default::default(), log }),
+        }
+    }
+
+    /// The configuration (a copy).
+    pub fn config(&self) -> HubConfig {
+        state::lock(&self.inner.config).clone()
+    }
+
+    /// Tells the hub where its Event Hub-compatible endpoint listens, for the redirect.
+    pub fn set_event_hub_endpoint(&self, host: &str, port: u16) {
+        state::lock(&self.inner.config).event_hub_endpoint = Some((host.to_owned(), port));
+    }
+
+    /// Listener options that make a listener look like IoT Hub: SASL optional (none,
+    /// MSSBCBS, ANONYMOUS or PLAIN with a token as the password), and IoT Hub's open and
+    /// begin: container-id `DeviceGateway_…`, max-frame-size 65536, channel-max 8191,
+    /// idle-time-out 240 s, incoming-window 5000, handle-max 262143, every field of every
+    /// performative written (some clients read fields by position).
+    pub fn listen_options(
+        &self,
+        tls: Option<TlsServerConfig>,
+        trace: Option<SharedTrace>,
+    ) -> ListenOptions {
+        let hub = self.clone();
+        ListenOptions {
+            tls,
+            authenticator: Some(Arc::new(move || {
+                Some(Box::new(HubAuth { hub: hub.clone(), current: None })
+                    as Box<dyn Authenticator + Send>)
+            })),
+            require_sasl: false,
+            container_id: format!(
+                "DeviceGateway_{:016x}{:016x}",
+                crate::runtime::random::random_u64(),
+                crate::runtime::random::random_u64()
+            ),
+            idle_time_out: Some(Duration::from_secs(240)),
+            trace,
+            configure: Some(Arc::new(|c: &mut EngineConfig| {
+                c.max_frame_size = 65_536;
+                c.channel_max = 8191;
+                c.session.incoming_window = 5000;
+                c.session.outgoing_window = u32::MAX;
+                c.session.handle_max = 262_143;
+                c.layout = Layout::AllFields;
+            })),
+            ..ListenOptions::default()
+        }
+    }
+
+    /// Serves IoT Hub's nodes on `listener` until the task is dropped.
+    pub async fn serve(&self, listener: Listener) -> Result<(), Error> {
+        self.accept_loop(listener, false).await
+    }
+
+    /// Serves the Event Hub-compatible endpoint (`$cbs`, `$management`, partition
+    /// readers) on `listener` until the task is dropped.
+    pub async fn serve_event_hub(&self, listener: Listener) -> Result<(), Error> {
+        self.accept_loop(listener, true).await
+    }
+
+    async fn accept_loop(&self, listener: Listener, event_hub: bool) -> Result<(), Error> {
+        loop {
+            match listener.accept().await {
+                Ok(incoming) => {
+                    let hub = self.clone();
+                    tokio::spawn(async move {
+                        if let Ok(conn) = incoming.establish().await {
+                            nodes::serve_connection(hub, conn, event_hub).await;
+                        }
+                    });
+                }
+                Err(Error::Transport(TransportError::Io(_))) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Answers the links of one connection set up elsewhere.
+    pub async fn serve_connection(&self, conn: ServerConnection, event_hub: bool) {
+        nodes::serve_connection(self.clone(), conn, event_hub).await;
+    }
+
+    /// The events in `partition`, oldest first (empty for no such partition).
+    pub fn events(&self, partition: usize) -> Vec<Event> {
+        self.inner.log.partitions.get(partition).map(|p| state::lock(p).clone()).unwrap_or_default()
+    }
+
+    /// The partition a device's events go to.
+    pub fn partition_of(&self, device: &str) -> usize {
+        self.inner.log.partition_of(device)
+    }
+
+    /// Cloud-to-device messages waiting for `device` (not counting those a device holds).
+    pub fn queued(&self, device: &str) -> usize {
+        state::lock(&self.inner.queues.devices).get(device).map_or(0, |q| q.waiting.len())
+    }
+
+    /// Feedback records not yet delivered to a service.
+    pub fn pending_feedback(&self) -> Vec<FeedbackRecord> {
+        state::lock(&self.inner.queues.feedback).iter().cloned().collect()
+    }
+
+    /// Checks a token for `host` (the hub's, or the Event Hub endpoint's): signature by
+    /// a known device or policy key, expiry, host. The claim it makes.
+    pub(crate) fn validate(&self, token: &str, host: &str) -> Result<Claim, String> {
+        let token: SasToken = token.trim().parse().map_err(|e| format!("bad token: {e}"))?;
+        let config = state::lock(&self.inner.config);
+        let audience = strip_scheme(token.audience());
+        let (aud_host, path) = audience.split_once('/').unwrap_or((audience, ""));
+        let aud_host = aud_host.split(':').next().unwrap_or(aud_host);
+        if !aud_host.eq_ignore_ascii_case(host) {
+            return Err(format!("the token is for {aud_host:?}, not {host:?}"));
+        }
+        let (key, device, rights) = match token.key_name() {
+            Some(policy) => {
+                let (_, key, rights) = config
+                    .policies
+                    .iter()
+                    .find(|(n, _, _)| n == policy)
+                    .ok_or_else(|| format!("no shared access policy named {policy:?}"))?;
+                (key.clone(), None, *rights)
+            }
+            None => {
+                let mut segs = path.split('/');
+                let id = match (segs.next(), segs.next()) {
+                    (Some(d), Some(id)) if d.eq_ignore_ascii_case("devices") && !id.is_empty() => id,
+                    _ => {
+                        return Err(format!(
+                            "a token without skn must be for a device ({host}/devices/ID), not {audience:?}"
+                        ))
+                    }
+                };
+                let (_, key) = config
+                    .devices
+                    .iter()
+                    .find(|(d, _)| d == id)
+                    .ok_or_else(|| format!("no device {id:?} in the registry"))?;
+                (key.clone(), Some(id.to_owned()), Permissions::default())
+            }
+        };
+        token.verify(&key, unix_now(), config.clock_skew).map_err(|e| e.to_string())?;
+        Ok(Claim { token, device, rights })
+    }
+}
+
+fn strip_scheme(s: &str) -> &str {
+    s.split_once("://").map_or(s, |(_, rest)| rest)
+}
+
+/// Seconds since the epoch now.
+fn unix_seconds() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// SASL for the hub: MSSBCBS and ANONYMOUS (CBS follows), PLAIN with a SAS token as the
+/// password and `{policy}@sas.root.{hub}` or `{device}@sas.{hub}` as the user.
+#[derive(Debug)]
+struct HubAuth {
+    hub: IotHub,
+    current: Option<()>,
+}
+
+/// The identity a PLAIN connection gets: this prefix and the token, which the connection
+/// handler checks again for its claim (and its expiry).
+pub(crate) const PLAIN_IDENTITY_PREFIX: &str = "sas-token:";
+
+impl Authenticator for HubAuth {
+    fn mechanisms(&self) -> Vec<Symbol> {
+        ["MSSBCBS", "ANONYMOUS", "PLAIN"].into_iter().map(Symbol::from).collect()
+    }
+
+    fn start(
+        &mut self,
+        mechanism: &str,
+        initial_response: Option<&[u8]>,
+        _hostname: Option<&str>,
+        _external_identity: Option<&str>,
+    ) -> AuthStep {
+        let done = |code, identity: Option<String>, reason: Option<String>| {
+            AuthStep::Done(AuthOutcome { code, identity, additional_data: None, reason })
+        };
+        match mechanism {
+            "MSSBCBS" => done(SaslCode::OK, Some("$cbs".into()), None),
+            "ANONYMOUS" => done(SaslCode::OK, Some("anonymous".into()), None),
+            "PLAIN" => {
+                let Some(r) = initial_response else {
+                    self.current = Some(());
+                    return AuthStep::Challenge(Bytes::new());
+                };
+                self.plain(r)
+            }
+            other => {
+                done(SaslCode::AUTH, None, Some(format!("mechanism {other:?} was not offered")))
+            }
+        }
+    }
+
+    fn step(&mut self, response: &[u8]) -> AuthStep {
+        if self.current.take().is_some() {
+            return self.plain(response);
+        }
+        AuthStep::Done(AuthOutcome {
+            code: SaslCode::AUTH,
+            identity: None,
+            additional_data: None,
+            reason: Some("no exchange in progress".into()),
+        })
+    }
+}
+
+impl HubAuth {
+    fn plain(&self, response: &[u8]) -> AuthStep {
+        let fail = |why: String| {
+            AuthStep::Done(AuthOutcome {
+                code: SaslCode::AUTH,
+                identity: None,
+                additional_data: None,
+                reason: Some(why),
+            })
+        };
+        let mut parts = response.split(|b| *b == 0);
+        let (Some(_authzid), Some(user), Some(password), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return fail("PLAIN: not authzid NUL user NUL password".into());
+        };
+        let (Ok(user), Ok(password)) = (std::str::from_utf8(user), std::str::from_utf8(password))
+        else {
+            return fail("PLAIN: not UTF-8".into());
+        };
+        let host = self.hub.config().hostname;
+        let claim = match self.hub.validate(password, &host) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        // The user names who the token is for: {policy}@sas.root.{hub} or {device}@sas.{hub}.
+        let who = user.split('@').next().unwrap_or("");
+        let matches = match (&claim.device, claim.token.key_name()) {
+            (Some(d), _) => user.contains("@sas.") && !user.contains("@sas.root.") && who == d,
+            (None, Some(policy)) => user.contains("@sas.root.") && who == policy,
+            (None, None) => false,
+        };
+        if !matches {
+            return fail(format!("user {user:?} does not match the token"));
+        }
+        AuthStep::Done(AuthOutcome {
+            code: SaslCode::OK,
+            identity: Some(format!("{PLAIN_IDENTITY_PREFIX}{password}")),
+            additional_data: None,
+            reason: None,
+        })
+    }
+}
+
+/// Decodes a device id from a path segment (clients URL-encode it).
+fn device_segment(s: &str) -> String {
+    percent_decode(s).unwrap_or_else(|_| s.to_owned())
+}

@@ -1,0 +1,791 @@
+//! The nodes of a connection: `$cbs`, the service and device nodes, the redirect, and
+//! the Event Hub-compatible endpoint's nodes.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::state::{lock, now_ms, Ack, C2d, FeedbackStatus, StartPosition};
+use super::{device_segment, unix_seconds, Claim, IotHub, Need, PLAIN_IDENTITY_PREFIX};
+use crate::azure::cbs::{CbsStatus, PutToken};
+use crate::codec::{Symbol, Value};
+use crate::connection::LinkOptions;
+use crate::message::{AnnotationMap, Body, Message};
+use crate::runtime::{LinkRequest, Receiver, Sender, ServerConnection};
+use crate::types::{
+    condition, AttachSource, AttachTarget, DeliveryState, Error as AmqpError, Fields, MessageId,
+    Properties, Role, Source, Target,
+};
+
+/// The selector filter's key in a source's filter map.
+const SELECTOR: &str = "apache.org:selector-filter:string";
+
+/// The link a request-response node answers on (the peer's receiver from it), which
+/// may attach after the first request arrives.
+#[derive(Debug, Default)]
+struct ReplyLink {
+    tx: Mutex<Option<Arc<Sender>>>,
+    ready: Notify,
+}
+
+impl ReplyLink {
+    fn set(&self, tx: Sender) {
+        *lock(&self.tx) = Some(Arc::new(tx));
+        self.ready.notify_waiters();
+    }
+
+    /// The link, waiting up to 10 s for it to attach.
+    async fn get(&self) -> Option<Arc<Sender>> {
+        loop {
+            let ready = self.ready.notified();
+            if let Some(tx) = lock(&self.tx).clone() {
+                return Some(tx);
+            }
+            if tokio::time::timeout(Duration::from_secs(10), ready).await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+/// What one connection has: its claims and its reply links.
+#[derive(Debug, Default)]
+struct Conn {
+    claims: Mutex<Vec<Claim>>,
+    claims_changed: Notify,
+    cbs_reply: ReplyLink,
+    management_reply: ReplyLink,
+}
+
+impl Conn {
+    /// The latest expiry among claims covering `resource` for `need`; `Err` when none.
+    fn covered(&self, resource: &str, need: &Need) -> Result<u64, String> {
+        let now = unix_seconds();
+        let claims = lock(&self.claims);
+        claims
+            .iter()
+            .filter(|c| c.expiry() >= now && c.token.authorizes(resource))
+            .filter(|c| match need {
+                Need::Service => c.rights.service,
+                Need::Device(id) => c.rights.device || c.device.as_deref() == Some(id.as_str()),
+            })
+            .map(Claim::expiry)
+            .max()
+            .ok_or_else(|| {
+                if claims.is_empty() {
+                    "no token has been put on $cbs for this connection".to_owned()
+                } else {
+                    format!("no valid token covers {resource}")
+                }
+            })
+    }
+
+    /// Resolves when no claim covers `resource` any longer (a renewal pushes it back).
+    async fn expired(&self, resource: &str, need: &Need) {
+        loop {
+            let Ok(until) = self.covered(resource, need) else { return };
+            let left = until.saturating_sub(unix_seconds()) + 1;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(left)) => {}
+                _ = self.claims_changed.notified() => {}
+            }
+        }
+    }
+}
+
+fn token_invalid() -> AmqpError {
+    AmqpError::new(condition::UNAUTHORIZED_ACCESS, "Token Invalid.")
+}
+
+/// A link address without `amqps://host`, leading and trailing `/`, split into segments.
+fn segments(address: &str) -> Vec<String> {
+    let rest = match address.split_once("://") {
+        Some((_, rest)) => rest.split_once('/').map_or("", |(_, p)| p),
+        None => address,
+    };
+    rest.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+fn is(seg: &[String], words: &[&str]) -> bool {
+    seg.len() == words.len()
+        && seg.iter().zip(words).all(|(s, w)| *w == "*" || s.eq_ignore_ascii_case(w))
+}
+
+/// Our attach for the peer's: the other role, both termini present (some clients
+/// detach without them), settle modes and properties echoed, max-message-size 1 MiB.
+fn echo(r: &crate::types::Attach, address: &str) -> LinkOptions {
+    let mut o = LinkOptions::receiver(&r.name, address);
+    o.role = if r.role == Role::SENDER { Role::RECEIVER } else { Role::SENDER };
+    o.source = r.source.clone().or_else(|| {
+        Some(AttachSource::Source(Source { address: Some(address.into()), ..Source::default() }))
+    });
+    o.target = r.target.clone().or_else(|| {
+        Some(AttachTarget::Target(Target { address: Some(address.into()), ..Target::default() }))
+    });
+    o.snd_settle_mode = r.snd_settle_mode;
+    o.rcv_settle_mode = r.rcv_settle_mode;
+    o.max_message_size = Some(1_048_576);
+    o.properties = r.properties.clone();
+    o
+}
+
+pub(super) async fn serve_connection(hub: IotHub, mut conn: ServerConnection, event_hub: bool) {
+    let c = Arc::new(Conn::default());
+    let config = hub.config();
+    let host = if event_hub {
+        config.event_hub_endpoint.as_ref().map_or(config.hostname.clone(), |(h, _)| h.clone())
+    } else {
+        config.hostname.clone()
+    };
+    // SASL PLAIN brought a token: its claim, and the connection ends when it expires.
+    if let Some(token) = conn
+        .connection
+        .identity()
+        .and_then(|i| i.strip_prefix(PLAIN_IDENTITY_PREFIX).map(str::to_owned))
+    {
+        match hub.validate(&token, &host) {
+            Ok(claim) => {
+                let until = claim.expiry();
+                lock(&c.claims).push(claim);
+                let handle = conn.connection.clone();
+                tokio::spawn(async move {
+                    let left = until.saturating_sub(unix_seconds()) + 1;
+                    tokio::time::sleep(Duration::from_secs(left)).await;
+                    let _ = handle.close(Some(token_invalid())).await;
+                });
+            }
+            Err(e) => {
+                let _ = conn
+                    .connection
+                    .close(Some(AmqpError::new(condition::UNAUTHORIZED_ACCESS, e)))
+                    .await;
+                return;
+            }
+        }
+    }
+    while let Some(request) = conn.next_link().await {
+        let (hub, c, host) = (hub.clone(), Arc::clone(&c), host.clone());
+        tokio::spawn(async move { answer(hub, c, request, &host, event_hub).await });
+    }
+}
+
+async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, event_hub: bool) {
+    let address = request.address().unwrap_or("").to_owned();
+    let seg = segments(&address);
+    let peer_sends = request.role() == Role::SENDER;
+    let refuse = |request: LinkRequest, cond: &str, why: String| {
+        let _ = request.refuse(AmqpError::new(cond, why));
+    };
+    if is(&seg, &["$cbs"]) {
+        return cbs(hub, c, request, host, event_hub).await;
+    }
+    // Which node, and what it needs.
+    enum Node {
+        C2dIn,
+        Feedback,
+        FileNotifications,
+        Telemetry(String),
+        C2dOut(String),
+        Redirect,
+        Management,
+        Partition(String),
+    }
+    let node = if event_hub {
+        let name = hub.config().event_hub_name;
+        if is(&seg, &["$management"]) {
+            Node::Management
+        } else if seg.len() == 5
+            && seg[0].eq_ignore_ascii_case(&name)
+            && is(&seg[1..], &["consumergroups", "*", "partitions", "*"])
+            && !peer_sends
+        {
+            Node::Partition(seg[4].clone())
+        } else {
+            return refuse(
+                request,
+                condition::NOT_FOUND,
+                format!("no node {address:?} on this Event Hub"),
+            );
+        }
+    } else if is(&seg, &["messages", "devicebound"]) && peer_sends {
+        Node::C2dIn
+    } else if is(&seg, &["messages", "servicebound", "feedback"]) && !peer_sends {
+        Node::Feedback
+    } else if is(&seg, &["messages", "servicebound", "filenotifications"]) && !peer_sends {
+        Node::FileNotifications
+    } else if (is(&seg, &["devices", "*", "messages", "events"])
+        || is(&seg, &["devices", "*", "modules", "*", "messages", "events"]))
+        && peer_sends
+    {
+        Node::Telemetry(device_segment(&seg[1]))
+    } else if is(&seg, &["devices", "*", "messages", "devicebound"]) && !peer_sends {
+        Node::C2dOut(device_segment(&seg[1]))
+    } else if seg.first().is_some_and(|s| s.eq_ignore_ascii_case("messages"))
+        && seg.get(1).is_some_and(|s| s.eq_ignore_ascii_case("events"))
+        && !peer_sends
+    {
+        Node::Redirect
+    } else {
+        let dir = if peer_sends { "to send to" } else { "to receive from" };
+        return refuse(
+            request,
+            condition::NOT_FOUND,
+            format!("IoT Hub has no node {address:?} {dir}"),
+        );
+    };
+    let need = match &node {
+        Node::Telemetry(d) | Node::C2dOut(d) => {
+            if !hub.config().devices.iter().any(|(id, _)| id == d) {
+                return refuse(
+                    request,
+                    condition::NOT_FOUND,
+                    format!("no device {d:?} in the registry"),
+                );
+            }
+            Need::Device(d.clone())
+        }
+        _ => Need::Service,
+    };
+    let resource = if event_hub {
+        format!("{host}/{}", hub.config().event_hub_name)
+    } else {
+        format!("{host}/{}", seg.join("/"))
+    };
+    if let Err(why) = c.covered(&resource, &need) {
+        return refuse(request, condition::UNAUTHORIZED_ACCESS, why);
+    }
+    let options = echo(&request.remote, &address);
+    match node {
+        Node::C2dIn => {
+            let Ok(rx) = request.accept_receiver(Some(options), 100) else { return };
+            until_expired_rx(&c, &resource, &need, rx, |rx| c2d_in(&hub, rx)).await;
+        }
+        Node::Telemetry(device) => {
+            let Ok(rx) = request.accept_receiver(Some(options), 100) else { return };
+            until_expired_rx(&c, &resource, &need, rx, |rx| telemetry(&hub, rx, &device)).await;
+        }
+        Node::Feedback => {
+            let Ok(tx) = request.accept_sender(Some(options)) else { return };
+            until_expired_tx(&c, &resource, &need, tx, |tx| feedback(&hub, tx)).await;
+        }
+        Node::FileNotifications => {
+            let Ok(tx) = request.accept_sender(Some(options)) else { return };
+            until_expired_tx(&c, &resource, &need, tx, |_| std::future::pending::<()>()).await;
+        }
+        Node::C2dOut(device) => {
+            let Ok(tx) = request.accept_sender(Some(options)) else { return };
+            until_expired_tx(&c, &resource, &need, tx, |tx| c2d_out(&hub, tx, &device)).await;
+        }
+        Node::Redirect => {
+            let Ok(tx) = request.accept_sender(Some(options)) else { return };
+            let _ = tx.close_with_error(redirect(&hub)).await;
+        }
+        Node::Management => management(&hub, c, request, options).await,
+        Node::Partition(p) => {
+            let Ok(index) = p.parse::<usize>() else {
+                return refuse(request, condition::NOT_FOUND, format!("no partition {p:?}"));
+            };
+            if index >= hub.inner.log.partitions.len() {
+                return refuse(request, condition::NOT_FOUND, format!("no partition {p:?}"));
+            }
+            let start = match start_position(&request.remote) {
+                Ok(s) => s,
+                Err(e) => return refuse(request, condition::INVALID_FIELD, e),
+            };
+            let Ok(tx) = request.accept_sender(Some(options)) else { return };
+            until_expired_tx(&c, &resource, &need, tx, |tx| partition(&hub, tx, index, start))
+                .await;
+        }
+    }
+}
+
+/// Runs a receiving node until its link ends or its claim expires (then detaches it with
+/// `amqp:unauthorized-access`).
+async fn until_expired_rx<F, Fut>(c: &Conn, resource: &str, need: &Need, rx: Receiver, work: F)
+where
+    F: FnOnce(Arc<Receiver>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let rx = Arc::new(rx);
+    let expired = tokio::select! {
+        _ = work(Arc::clone(&rx)) => false,
+        _ = c.expired(resource, need) => true,
+    };
+    if expired {
+        if let Ok(rx) = Arc::try_unwrap(rx) {
+            let _ = rx.close_with_error(token_invalid()).await;
+        }
+    }
+}
+
+/// [`until_expired_rx`] for a sending node.
+async fn until_expired_tx<F, Fut>(c: &Conn, resource: &str, need: &Need, tx: Sender, work: F)
+where
+    F: FnOnce(Arc<Sender>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let tx = Arc::new(tx);
+    let expired = tokio::select! {
+        _ = work(Arc::clone(&tx)) => false,
+        _ = c.expired(resource, need) => true,
+    };
+    if expired {
+        if let Ok(tx) = Arc::try_unwrap(tx) {
+            let _ = tx.close_with_error(token_invalid()).await;
+        }
+    }
+}
+
+fn redirect(hub: &IotHub) -> AmqpError {
+    let config = hub.config();
+    let (host, port) = config.event_hub_endpoint.clone().unwrap_or((config.hostname.clone(), 5671));
+    let address = format!("amqps://{host}:{port}/{}/$management", config.event_hub_name);
+    let mut e =
+        AmqpError::new(condition::LINK_REDIRECT, "Redirect to the Event Hub-compatible endpoint");
+    e.info = Some(Fields(vec![
+        (Symbol::from("hostname"), Value::from(host.as_str())),
+        (Symbol::from("network-host"), Value::from(host.as_str())),
+        (Symbol::from("port"), Value::from(i32::from(port))),
+        (Symbol::from("address"), Value::from(address)),
+    ]));
+    e
+}
+
+/// `$cbs`: a peer sender carries put-token requests; a peer receiver gets the answers.
+async fn cbs(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, event_hub: bool) {
+    let options = echo(&request.remote, "$cbs");
+    if request.role() == Role::RECEIVER {
+        if let Ok(tx) = request.accept_sender(Some(options)) {
+            c.cbs_reply.set(tx);
+        }
+        return;
+    }
+    let Ok(rx) = request.accept_receiver(Some(options), 10) else { return };
+    while let Ok(d) = rx.recv().await {
+        let answer = match d
+            .message()
+            .map_err(|e| e.to_string())
+            .and_then(|m| PutToken::from_message(&m).map(|p| (m, p)))
+        {
+            Err(why) => {
+                let _ = rx.reject(&d, Some(AmqpError::new(condition::DECODE_ERROR, why)));
+                continue;
+            }
+            Ok((_, put)) => {
+                let _ = rx.accept(&d);
+                let audience = crate::azure::percent_decode(&put.name).unwrap_or(put.name.clone());
+                let (code, description) = match hub.validate(&put.token, host) {
+                    Ok(claim) if claim.token.authorizes(&audience) || audience.is_empty() => {
+                        lock(&c.claims).push(claim);
+                        c.claims_changed.notify_waiters();
+                        (if event_hub { 202 } else { 200 }, "OK".to_owned())
+                    }
+                    Ok(_) => (401, format!("the token does not cover {audience:?}")),
+                    Err(why) => (401, why),
+                };
+                CbsStatus {
+                    correlation_id: put.message_id.clone(),
+                    code,
+                    description: Some(description),
+                }
+            }
+        };
+        // The answer goes on the peer's $cbs receiver, which may still be attaching.
+        let Some(reply) = c.cbs_reply.get().await else { continue };
+        let _ = reply.send_pipelined(&answer.to_message()).await;
+    }
+}
+
+/// The service's cloud-to-device sender: each message is queued for its device.
+async fn c2d_in(hub: &IotHub, rx: Arc<Receiver>) {
+    while let Ok(d) = rx.recv().await {
+        let config = hub.config();
+        let reject = |cond: &str, why: String| {
+            let _ = rx.reject(&d, Some(AmqpError::new(cond, why)));
+        };
+        if d.payload.len() > config.c2d_max_size {
+            reject(
+                condition::MESSAGE_SIZE_EXCEEDED,
+                format!(
+                    "the message is {} bytes; at most {} are allowed",
+                    d.payload.len(),
+                    config.c2d_max_size
+                ),
+            );
+            continue;
+        }
+        let Ok(message) = d.message() else {
+            reject(condition::DECODE_ERROR, "the message cannot be decoded".into());
+            continue;
+        };
+        let to = message.properties.as_ref().and_then(|p| p.to.as_deref()).unwrap_or("");
+        let seg = segments(to);
+        if !is(&seg, &["devices", "*", "messages", "devicebound"]) {
+            reject(
+                condition::INVALID_FIELD,
+                format!("to must be /devices/ID/messages/devicebound, not {to:?}"),
+            );
+            continue;
+        }
+        let device = device_segment(&seg[1]);
+        if !config.devices.iter().any(|(id, _)| *id == device) {
+            reject(condition::NOT_FOUND, format!("no device {device:?} in the registry"));
+            continue;
+        }
+        let ack_text = message
+            .application_properties
+            .as_ref()
+            .and_then(|a| a.get("iothub-ack").and_then(|v| v.as_str().map(str::to_owned)));
+        let ack = match ack_text.as_deref().map(Ack::parse) {
+            None => Ack::None,
+            Some(Some(a)) => a,
+            Some(None) => {
+                reject(
+                    condition::INVALID_FIELD,
+                    format!(
+                        "iothub-ack {:?}: none, positive, negative or full",
+                        ack_text.unwrap_or_default()
+                    ),
+                );
+                continue;
+            }
+        };
+        let expires_ms = message
+            .properties
+            .as_ref()
+            .and_then(|p| p.absolute_expiry_time)
+            .map_or(now_ms() + config.default_ttl.as_millis() as i64, |t| t.0);
+        let q = &hub.inner.queues;
+        let mut devices = lock(&q.devices);
+        let dq = devices.entry(device.clone()).or_default();
+        if dq.waiting.len() + dq.locked >= config.c2d_queue_limit {
+            drop(devices);
+            reject(
+                condition::RESOURCE_LIMIT_EXCEEDED,
+                format!(
+                    "device {device:?} has {} messages queued, the most allowed",
+                    config.c2d_queue_limit
+                ),
+            );
+            continue;
+        }
+        let sequence = q.next_sequence.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let message_id = message.properties.as_ref().and_then(|p| p.message_id.clone());
+        dq.waiting.push_back(C2d {
+            message,
+            message_id,
+            ack,
+            expires_ms,
+            delivery_count: 0,
+            sequence,
+        });
+        drop(devices);
+        q.changed.notify_waiters();
+        let _ = rx.accept(&d);
+    }
+}
+
+/// A device's telemetry sender: each message goes into the event log.
+async fn telemetry(hub: &IotHub, rx: Arc<Receiver>, device: &str) {
+    while let Ok(d) = rx.recv().await {
+        let max = hub.config().d2c_max_size;
+        if d.payload.len() > max {
+            let why =
+                format!("the message is {} bytes; at most {max} are allowed", d.payload.len());
+            let _ = rx.reject(&d, Some(AmqpError::new(condition::MESSAGE_SIZE_EXCEEDED, why)));
+            continue;
+        }
+        match d.message() {
+            Ok(m) => {
+                hub.inner.log.append(device, m);
+                let _ = rx.accept(&d);
+            }
+            Err(e) => {
+                let _ = rx.reject(&d, Some(AmqpError::new(condition::DECODE_ERROR, e.to_string())));
+            }
+        }
+    }
+}
+
+/// A fresh lock token: 16 random bytes, shaped as a version 4 GUID.
+fn lock_token() -> Bytes {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&crate::runtime::random::random_u64().to_le_bytes());
+    b[8..].copy_from_slice(&crate::runtime::random::random_u64().to_le_bytes());
+    b[7] = (b[7] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    Bytes::copy_from_slice(&b)
+}
+
+/// A device's cloud-to-device receiver: queued messages, one per credit, each locked
+/// until the device settles it or the lock times out.
+async fn c2d_out(hub: &IotHub, tx: Arc<Sender>, device: &str) {
+    let q = &hub.inner.queues;
+    loop {
+        if tx.wait_credit().await.is_err() {
+            return;
+        }
+        let changed = q.changed.notified();
+        let next = {
+            let mut devices = lock(&q.devices);
+            let dq = devices.entry(device.to_owned()).or_default();
+            let m = dq.waiting.pop_front();
+            if m.is_some() {
+                dq.locked += 1;
+            }
+            m
+        };
+        let Some(mut m) = next else {
+            changed.await;
+            continue;
+        };
+        if m.expires_ms <= now_ms() {
+            q.feedback(device, &m, FeedbackStatus::Expired);
+            q.unlock(device);
+            continue;
+        }
+        let mut out = m.message.clone();
+        let mut annotations =
+            out.message_annotations.as_ref().map(|a| a.to_pairs()).unwrap_or_default();
+        annotations.push((
+            Value::Symbol("x-opt-sequence-number".into(), Default::default()),
+            Value::from(m.sequence),
+        ));
+        out.message_annotations = Some(AnnotationMap::from_pairs(annotations));
+        let pending = match tx.send_tagged(&out, lock_token(), false).await {
+            Ok(Some(p)) => p,
+            _ => {
+                q.requeue(device, m);
+                return;
+            }
+        };
+        let (hub, device, lock_timeout) =
+            (hub.clone(), device.to_owned(), hub.config().lock_timeout);
+        tokio::spawn(async move {
+            let q = &hub.inner.queues;
+            match tokio::time::timeout(lock_timeout, pending).await {
+                Ok(Ok(DeliveryState::Accepted(_))) => {
+                    q.feedback(&device, &m, FeedbackStatus::Success);
+                    q.unlock(&device);
+                }
+                Ok(Ok(DeliveryState::Rejected(_))) => {
+                    q.feedback(&device, &m, FeedbackStatus::Rejected);
+                    q.unlock(&device);
+                }
+                Ok(Ok(DeliveryState::Released(_) | DeliveryState::Modified(_))) => {
+                    m.delivery_count += 1;
+                    if m.delivery_count >= hub.config().max_delivery_count {
+                        q.feedback(&device, &m, FeedbackStatus::DeliveryCountExceeded);
+                        q.unlock(&device);
+                    } else {
+                        q.requeue(&device, m);
+                    }
+                }
+                // No answer within the lock, the link or connection gone, or a state
+                // that settles nothing: back in the queue, not counted as a delivery.
+                _ => q.requeue(&device, m),
+            }
+        });
+    }
+}
+
+/// The service's feedback receiver: records gathered for `feedback_interval`, up to 64 a
+/// message, as a JSON array in one data section.
+async fn feedback(hub: &IotHub, tx: Arc<Sender>) {
+    let q = &hub.inner.queues;
+    loop {
+        let changed = q.feedback_changed.notified();
+        if lock(&q.feedback).is_empty() {
+            changed.await;
+            continue;
+        }
+        tokio::time::sleep(hub.config().feedback_interval).await;
+        if tx.wait_credit().await.is_err() {
+            return;
+        }
+        let batch: Vec<_> = {
+            let mut f = lock(&q.feedback);
+            let n = f.len().min(64);
+            f.drain(..n).collect()
+        };
+        let body: Vec<serde_json::Value> = batch.iter().map(|r| r.to_json()).collect();
+        let config = hub.config();
+        let m = Message {
+            properties: Some(Properties {
+                message_id: Some(MessageId::String(format!("feedback-{}", now_ms()).into())),
+                user_id: Some(Bytes::from(config.hub_name().to_owned())),
+                content_type: Some(Symbol::from("application/vnd.microsoft.iothub.feedback.json")),
+                creation_time: Some(crate::codec::Timestamp(now_ms())),
+                ..Properties::default()
+            }),
+            message_annotations: Some(AnnotationMap::from_pairs([(
+                Value::Symbol("iothub-enqueuedtime".into(), Default::default()),
+                Value::from(crate::codec::Timestamp(now_ms())),
+            )])),
+            body: Body::Data([Bytes::from(serde_json::Value::Array(body).to_string())].into()),
+            ..Message::default()
+        };
+        let outcome = match tx.send_pipelined(&m).await {
+            Ok(p) => p.await,
+            Err(_) => Err(crate::runtime::Error::Closed),
+        };
+        match outcome {
+            Ok(DeliveryState::Accepted(_) | DeliveryState::Rejected(_)) => {}
+            _ => {
+                let mut f = lock(&q.feedback);
+                for r in batch.into_iter().rev() {
+                    f.push_front(r);
+                }
+                drop(f);
+                if tx.credit().is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The start position a partition reader's source asks for (from the start without one).
+fn start_position(remote: &crate::types::Attach) -> Result<StartPosition, String> {
+    let Some(AttachSource::Source(s)) = &remote.source else {
+        return Ok(StartPosition::Offset { offset: -1, inclusive: false });
+    };
+    let Some(filter) = &s.filter else {
+        return Ok(StartPosition::Offset { offset: -1, inclusive: false });
+    };
+    for (key, value) in &filter.0 {
+        if key.as_str() != SELECTOR {
+            continue;
+        }
+        let text = match value {
+            Value::Described(d) => match &d.value {
+                Value::String(s, _) => s.to_string(),
+                other => return Err(format!("the selector filter holds {other:?}, not a string")),
+            },
+            Value::String(s, _) => s.to_string(),
+            other => return Err(format!("the selector filter is {other:?}")),
+        };
+        return StartPosition::parse(&text);
+    }
+    Ok(StartPosition::Offset { offset: -1, inclusive: false })
+}
+
+/// A partition reader: the log from the start position, then new events as they come.
+async fn partition(hub: &IotHub, tx: Arc<Sender>, index: usize, start: StartPosition) {
+    let log = &hub.inner.log;
+    let mut next = start.first_index(&lock(&log.partitions[index]));
+    let settled = tx.remote().snd_settle_mode == crate::types::SenderSettleMode::SETTLED;
+    loop {
+        let appended = log.appended.notified();
+        let event = lock(&log.partitions[index]).get(next).cloned();
+        let Some(event) = event else {
+            appended.await;
+            continue;
+        };
+        let Ok(message) = event.message() else {
+            next += 1;
+            continue;
+        };
+        let sent = if settled {
+            tx.send_settled(&message).await
+        } else {
+            // Readers settle as they like; the log keeps every event anyway.
+            tx.send_pipelined(&message).await.map(drop)
+        };
+        if sent.is_err() {
+            return;
+        }
+        next += 1;
+    }
+}
+
+/// `$management`: READ requests for the Event Hub and its partitions.
+async fn management(hub: &IotHub, c: Arc<Conn>, request: LinkRequest, options: LinkOptions) {
+    if request.role() == Role::RECEIVER {
+        if let Ok(tx) = request.accept_sender(Some(options)) {
+            c.management_reply.set(tx);
+        }
+        return;
+    }
+    let Ok(rx) = request.accept_receiver(Some(options), 10) else { return };
+    while let Ok(d) = rx.recv().await {
+        let _ = rx.accept(&d);
+        let Ok(m) = d.message() else { continue };
+        let reply = management_answer(hub, &m);
+        if let Some(tx) = c.management_reply.get().await {
+            let _ = tx.send_pipelined(&reply).await;
+        }
+    }
+}
+
+fn management_answer(hub: &IotHub, m: &Message) -> Message {
+    let props = m.application_properties.as_ref();
+    let text = |k: &str| props.and_then(|p| p.get(k).and_then(|v| v.as_str().map(str::to_owned)));
+    let config = hub.config();
+    let n = hub.inner.log.partitions.len();
+    let ids: Vec<Value> = (0..n).map(|i| Value::from(i.to_string())).collect();
+    let (code, description, body) = match (text("operation").as_deref(), text("type").as_deref()) {
+        (Some("READ"), Some("com.microsoft:eventhub")) => (
+            200,
+            "OK".to_owned(),
+            Value::Map(
+                vec![
+                    ("name".into(), config.event_hub_name.as_str().into()),
+                    ("created_at".into(), crate::codec::Timestamp(0).into()),
+                    ("partition_count".into(), (n as i32).into()),
+                    (
+                        "partition_ids".into(),
+                        crate::codec::Array::new(ids).map_or(Value::Null, Value::Array),
+                    ),
+                ],
+                Default::default(),
+            ),
+        ),
+        (Some("READ"), Some("com.microsoft:partition")) => {
+            let p = text("partition").and_then(|p| p.parse::<usize>().ok()).filter(|p| *p < n);
+            match p {
+                None => (404, "no such partition".to_owned(), Value::Null),
+                Some(p) => {
+                    let log = lock(&hub.inner.log.partitions[p]);
+                    let last = log.last();
+                    (
+                        200,
+                        "OK".to_owned(),
+                        Value::Map(
+                            vec![
+                                ("name".into(), config.event_hub_name.as_str().into()),
+                                ("partition".into(), p.to_string().into()),
+                                ("begin_sequence_number".into(), 0i64.into()),
+                                (
+                                    "last_enqueued_sequence_number".into(),
+                                    last.map_or(-1, |e| e.sequence_number).into(),
+                                ),
+                                (
+                                    "last_enqueued_offset".into(),
+                                    last.map_or("-1".to_owned(), |e| e.offset.to_string()).into(),
+                                ),
+                                (
+                                    "last_enqueued_time_utc".into(),
+                                    last.map_or(crate::codec::Timestamp(0), |e| e.enqueued).into(),
+                                ),
+                                ("is_partition_empty".into(), log.is_empty().into()),
+                            ],
+                            Default::default(),
+                        ),
+                    )
+                }
+            }
+        }
+        (op, ty) => (400, format!("unsupported operation {op:?} on {ty:?}"), Value::Null),
+    };
+    let mut reply = CbsStatus {
+        correlation_id: m.properties.as_ref().and_then(|p| p.message_id.clone()),
+        code,
+        description: Some(description),
+    }
+    .to_message();
+    reply.body = Body::Value(body);
+    reply
+}

@@ -1,0 +1,460 @@
+//! The hub's state: per-device cloud-to-device queues, the feedback waiting for the
+//! service, and the partitioned event log of device-to-cloud messages.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::codec::{Timestamp, Value};
+use crate::message::{AnnotationMap, Message};
+use crate::types::MessageId;
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub(super) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Which outcomes of a cloud-to-device message the service wants feedback on
+/// (`iothub-ack`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ack {
+    /// No feedback (the default).
+    None,
+    /// Feedback when the device completes the message.
+    Positive,
+    /// Feedback when it is rejected, expires or is abandoned too often.
+    Negative,
+    /// Both.
+    Full,
+}
+
+impl Ack {
+    /// Reads `iothub-ack` (any case); `None` for a value it does not know.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Some(Self::None),
+            "positive" => Some(Self::Positive),
+            "negative" => Some(Self::Negative),
+            "full" => Some(Self::Full),
+            _ => None,
+        }
+    }
+
+    fn wants(self, status: FeedbackStatus) -> bool {
+        match status {
+            FeedbackStatus::Success => matches!(self, Self::Positive | Self::Full),
+            _ => matches!(self, Self::Negative | Self::Full),
+        }
+    }
+}
+
+/// The statuses a feedback record carries (`statusCode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedbackStatus {
+    /// The device completed (accepted) the message.
+    Success,
+    /// Its time to live ran out before the device completed it.
+    Expired,
+    /// The device abandoned it more often than the hub allows.
+    DeliveryCountExceeded,
+    /// The device rejected it.
+    Rejected,
+}
+
+impl FeedbackStatus {
+    /// The name in the JSON record.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Success => "Success",
+            Self::Expired => "Expired",
+            Self::DeliveryCountExceeded => "DeliveryCountExceeded",
+            Self::Rejected => "Rejected",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Self::Success => "Success",
+            Self::Expired => "Message expired",
+            Self::DeliveryCountExceeded => "Message delivery count exceeded",
+            Self::Rejected => "Message rejected",
+        }
+    }
+}
+
+/// One feedback record, as the service receives it in a JSON array.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedbackRecord {
+    /// The cloud-to-device message's message-id, as text (a uuid in lower-case 8-4-4-4-12).
+    pub original_message_id: String,
+    /// The device it was for.
+    pub device_id: String,
+    /// What happened to it.
+    pub status: FeedbackStatus,
+    /// When the record was made (ms since the epoch).
+    pub enqueued_ms: i64,
+}
+
+impl FeedbackRecord {
+    /// The record as a JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "originalMessageId": self.original_message_id,
+            "enqueuedTimeUtc": Timestamp(self.enqueued_ms).to_string(),
+            "statusCode": self.status.name(),
+            "description": self.status.description(),
+            "deviceId": self.device_id,
+            "deviceGenerationId": "",
+        })
+    }
+}
+
+/// The text form of a message-id in feedback records.
+pub(crate) fn message_id_text(id: &MessageId) -> String {
+    match id {
+        MessageId::String(s) => s.to_string(),
+        MessageId::Uuid(u) => u.to_string(),
+        MessageId::Ulong(n) => n.to_string(),
+        MessageId::Binary(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
+    }
+}
+
+/// A cloud-to-device message waiting for its device.
+#[derive(Clone, Debug)]
+pub(super) struct C2d {
+    pub(super) message: Message,
+    pub(super) message_id: Option<MessageId>,
+    pub(super) ack: Ack,
+    pub(super) expires_ms: i64,
+    pub(super) delivery_count: u32,
+    pub(super) sequence: i64,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct DeviceQueue {
+    pub(super) waiting: VecDeque<C2d>,
+    /// Messages sent to the device and not yet settled (for the queue limit).
+    pub(super) locked: usize,
+}
+
+/// The per-device queues and the feedback.
+#[derive(Debug, Default)]
+pub(super) struct Queues {
+    pub(super) devices: Mutex<HashMap<String, DeviceQueue>>,
+    pub(super) changed: Notify,
+    pub(super) feedback: Mutex<VecDeque<FeedbackRecord>>,
+    pub(super) feedback_changed: Notify,
+    pub(super) next_sequence: std::sync::atomic::AtomicI64,
+}
+
+/// At most this many feedback records wait for a service to read them.
+const FEEDBACK_KEPT: usize = 10_000;
+
+impl Queues {
+    /// Records feedback if the message asked for it.
+    pub(super) fn feedback(&self, device: &str, m: &C2d, status: FeedbackStatus) {
+        if !m.ack.wants(status) {
+            return;
+        }
+        let Some(id) = &m.message_id else { return };
+        let mut f = lock(&self.feedback);
+        if f.len() >= FEEDBACK_KEPT {
+            f.pop_front();
+        }
+        f.push_back(FeedbackRecord {
+            original_message_id: message_id_text(id),
+            device_id: device.to_owned(),
+            status,
+            enqueued_ms: now_ms(),
+        });
+        drop(f);
+        self.feedback_changed.notify_waiters();
+    }
+
+    /// Puts a message back at the front of its device's queue.
+    pub(super) fn requeue(&self, device: &str, m: C2d) {
+        let mut d = lock(&self.devices);
+        let q = d.entry(device.to_owned()).or_default();
+        q.locked = q.locked.saturating_sub(1);
+        q.waiting.push_front(m);
+        drop(d);
+        self.changed.notify_waiters();
+    }
+
+    /// A message left its lock for good (completed, rejected, dead).
+    pub(super) fn unlock(&self, device: &str) {
+        let mut d = lock(&self.devices);
+        if let Some(q) = d.get_mut(device) {
+            q.locked = q.locked.saturating_sub(1);
+        }
+    }
+}
+
+/// One device-to-cloud event as the Event Hub-compatible endpoint serves it.
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// `x-opt-sequence-number`: 0, 1, 2… in its partition.
+    pub sequence_number: i64,
+    /// `x-opt-offset`: where it starts in its partition's byte stream.
+    pub offset: u64,
+    /// `x-opt-enqueued-time`.
+    pub enqueued: Timestamp,
+    /// The device that sent it.
+    pub device_id: String,
+    /// The message with the hub's annotations, encoded.
+    pub payload: Bytes,
+}
+
+impl Event {
+    /// Decodes the message.
+    pub fn message(&self) -> Result<Message, crate::codec::DecodeError> {
+        Message::decode(&self.payload)
+    }
+}
+
+/// The partitioned log of device-to-cloud events.
+#[derive(Debug)]
+pub(super) struct EventLog {
+    pub(super) partitions: Vec<Mutex<Vec<Event>>>,
+    pub(super) next_offset: Vec<std::sync::atomic::AtomicU64>,
+    pub(super) appended: Notify,
+}
+
+impl EventLog {
+    pub(super) fn new(n: u32) -> Self {
+        let n = n.max(1) as usize;
+        Self {
+            partitions: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
+            next_offset: (0..n).map(|_| std::sync::atomic::AtomicU64::new(0)).collect(),
+            appended: Notify::new(),
+        }
+    }
+
+    /// The partition of a device: a stable hash of its id (FNV-1a), modulo the count.
+    pub(super) fn partition_of(&self, device: &str) -> usize {
+        let mut h: u32 = 0x811c_9dc5;
+        for b in device.bytes() {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        h as usize % self.partitions.len()
+    }
+
+    /// Stamps `message` with the hub's annotations and appends it to its device's
+    /// partition; returns the partition and the event.
+    pub(super) fn append(&self, device: &str, mut message: Message) -> (usize, Event) {
+        let p = self.partition_of(device);
+        let mut log = lock(&self.partitions[p]);
+        let sequence_number = log.len() as i64;
+        let enqueued = Timestamp(now_ms());
+        let mut pairs =
+            message.message_annotations.as_ref().map(|a| a.to_pairs()).unwrap_or_default();
+        let offset = self.next_offset[p].load(std::sync::atomic::Ordering::Relaxed);
+        let sym = |s: &str| Value::Symbol(s.into(), Default::default());
+        let auth =
+            r#"{"scope":"device","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}"#;
+        pairs.extend([
+            (sym("iothub-connection-device-id"), Value::from(device)),
+            (sym("iothub-connection-auth-method"), Value::from(auth)),
+            (sym("iothub-connection-auth-generation-id"), Value::from("0")),
+            (sym("iothub-enqueuedtime"), Value::from(enqueued)),
+            (sym("iothub-message-source"), Value::from("Telemetry")),
+            (sym("x-opt-sequence-number"), Value::from(sequence_number)),
+            (sym("x-opt-offset"), Value::from(offset.to_string())),
+            (sym("x-opt-enqueued-time"), Value::from(enqueued)),
+        ]);
+        message.message_annotations = Some(AnnotationMap::from_pairs(pairs));
+        let payload = Bytes::from(message.to_vec());
+        self.next_offset[p].fetch_add(payload.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let event =
+            Event { sequence_number, offset, enqueued, device_id: device.to_owned(), payload };
+        log.push(event.clone());
+        drop(log);
+        self.appended.notify_waiters();
+        (p, event)
+    }
+}
+
+/// Where a partition reader starts, from its source's selector filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartPosition {
+    /// The first event whose offset is greater (or, inclusive, not less) than this.
+    Offset {
+        /// The offset.
+        offset: i64,
+        /// `>=` rather than `>`.
+        inclusive: bool,
+    },
+    /// The first event whose sequence number is greater (or not less) than this.
+    Sequence {
+        /// The sequence number.
+        sequence: i64,
+        /// `>=` rather than `>`.
+        inclusive: bool,
+    },
+    /// The first event enqueued after (or at) this time, in ms since the epoch.
+    EnqueuedTime {
+        /// The time.
+        ms: i64,
+        /// `>=` rather than `>`.
+        inclusive: bool,
+    },
+    /// Only events that arrive from now on (`@latest`).
+    Latest,
+}
+
+impl StartPosition {
+    /// Reads a selector such as `amqp.annotation.x-opt-offset > '-1'`.
+    pub fn parse(selector: &str) -> Result<Self, String> {
+        let s = selector.trim();
+        let (field, rest) = s
+            .split_once(|c: char| c.is_whitespace() || c == '>' || c == '=')
+            .ok_or_else(|| format!("selector {selector:?}: expected FIELD > 'VALUE'"))?;
+        let rest = rest.trim_start();
+        let (inclusive, rest) = if let Some(r) = rest.strip_prefix(">=") {
+            (true, r)
+        } else if let Some(r) = rest.strip_prefix('>') {
+            (false, r)
+        } else {
+            return Err(format!("selector {selector:?}: expected > or >="));
+        };
+        let value = rest.trim().trim_matches('\'');
+        let number = |what: &str| {
+            value
+                .parse::<i64>()
+                .map_err(|_| format!("selector {selector:?}: {what} {value:?} is not a number"))
+        };
+        match field.to_ascii_lowercase().as_str() {
+            "amqp.annotation.x-opt-offset" if value == "@latest" => Ok(Self::Latest),
+            "amqp.annotation.x-opt-offset" => {
+                Ok(Self::Offset { offset: number("offset")?, inclusive })
+            }
+            "amqp.annotation.x-opt-sequence-number" => {
+                Ok(Self::Sequence { sequence: number("sequence number")?, inclusive })
+            }
+            "amqp.annotation.x-opt-enqueued-time" => {
+                Ok(Self::EnqueuedTime { ms: number("enqueued time")?, inclusive })
+            }
+            other => Err(format!("selector {selector:?}: unknown field {other:?}")),
+        }
+    }
+
+    /// The index of the first event of `log` to deliver.
+    pub(super) fn first_index(self, log: &[Event]) -> usize {
+        let after = |e: &Event| match self {
+            Self::Offset { offset, inclusive } => {
+                let o = e.offset as i64;
+                if inclusive {
+                    o >= offset
+                } else {
+                    o > offset
+                }
+            }
+            Self::Sequence { sequence, inclusive } => {
+                if inclusive {
+                    e.sequence_number >= sequence
+                } else {
+                    e.sequence_number > sequence
+                }
+            }
+            Self::EnqueuedTime { ms, inclusive } => {
+                if inclusive {
+                    e.enqueued.0 >= ms
+                } else {
+                    e.enqueued.0 > ms
+                }
+            }
+            Self::Latest => false,
+        };
+        log.iter().position(after).unwrap_or(log.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_parse_and_pick_the_first_event() {
+        fn p(s: &str) -> StartPosition {
+            StartPosition::parse(s).unwrap()
+        }
+        assert_eq!(
+            p("amqp.annotation.x-opt-offset > '-1'"),
+            StartPosition::Offset { offset: -1, inclusive: false }
+        );
+        assert_eq!(p("amqp.annotation.x-opt-offset > '@latest'"), StartPosition::Latest);
+        assert_eq!(
+            p("amqp.annotation.x-opt-sequence-number >= '3'"),
+            StartPosition::Sequence { sequence: 3, inclusive: true }
+        );
+        assert_eq!(
+            p("amqp.annotation.x-opt-enqueued-time > '1700000000000'"),
+            StartPosition::EnqueuedTime { ms: 1_700_000_000_000, inclusive: false }
+        );
+        assert!(StartPosition::parse("amqp.annotation.x-opt-offset < '1'")
+            .unwrap_err()
+            .contains("expected >"));
+        assert!(StartPosition::parse("x > '1'").unwrap_err().contains("unknown field"));
+        assert!(StartPosition::parse("amqp.annotation.x-opt-offset > 'abc'")
+            .unwrap_err()
+            .contains("not a number"));
+
+        let log = EventLog::new(1);
+        for i in 0..4 {
+            log.append("d", Message::with_data(vec![i as u8; 10]));
+        }
+        let events = lock(&log.partitions[0]).clone();
+        assert_eq!(p("amqp.annotation.x-opt-offset > '-1'").first_index(&events), 0);
+        assert_eq!(p("amqp.annotation.x-opt-sequence-number > '1'").first_index(&events), 2);
+        assert_eq!(p("amqp.annotation.x-opt-sequence-number >= '1'").first_index(&events), 1);
+        let second = events[1].offset;
+        assert_eq!(
+            p(&format!("amqp.annotation.x-opt-offset >= '{second}'")).first_index(&events),
+            1
+        );
+        assert_eq!(p("amqp.annotation.x-opt-offset > '@latest'").first_index(&events), 4);
+        // Offsets grow by the encoded size, and the annotations are on each message.
+        assert!(events.windows(2).all(|w| w[1].offset == w[0].offset + w[0].payload.len() as u64));
+        let m = events[3].message().unwrap();
+        let a = m.message_annotations.unwrap();
+        assert_eq!(a.get("iothub-connection-device-id").and_then(|v| v.as_str()), Some("d"));
+        assert_eq!(a.get("x-opt-sequence-number"), Some(crate::codec::ValueRef::Long(3)));
+    }
+
+    #[test]
+    fn ack_modes_choose_the_feedback() {
+        let q = Queues::default();
+        let m = |ack| C2d {
+            message: Message::default(),
+            message_id: Some(MessageId::String("m".into())),
+            ack,
+            expires_ms: 0,
+            delivery_count: 0,
+            sequence: 0,
+        };
+        q.feedback("d", &m(Ack::Positive), FeedbackStatus::Rejected);
+        q.feedback("d", &m(Ack::None), FeedbackStatus::Success);
+        q.feedback("d", &m(Ack::Negative), FeedbackStatus::Success);
+        assert!(lock(&q.feedback).is_empty());
+        q.feedback("d", &m(Ack::Positive), FeedbackStatus::Success);
+        q.feedback("d", &m(Ack::Full), FeedbackStatus::Expired);
+        q.feedback("d", &m(Ack::Negative), FeedbackStatus::DeliveryCountExceeded);
+        let got: Vec<&str> = lock(&q.feedback).iter().map(|r| r.status.name()).collect();
+        assert_eq!(got, ["Success", "Expired", "DeliveryCountExceeded"]);
+        let json = lock(&q.feedback)[0].to_json();
+        assert_eq!(json["originalMessageId"], "m");
+        assert_eq!(json["deviceId"], "d");
+        assert!(json["enqueuedTimeUtc"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(Ack::parse("FULL"), Some(Ack::Full));
+        assert_eq!(Ack::parse("sometimes"), None);
+        let u = crate::codec::Uuid([0xab; 16]);
+        assert_eq!(message_id_text(&MessageId::Uuid(u)), "abababab-abab-abab-abab-abababababab");
+    }
+}
