@@ -225,7 +225,8 @@ async fn cloud_to_device_with_feedback_telemetry_and_the_event_hub_endpoint() {
     // The Event Hub endpoint: CBS answers 202; a partition read from the start.
     let (eh, e) = connect(&h, &format!("amqps://localhost:{}", h.event_hub)).await;
     let ecbs = within("cbs", CbsClient::attach(&e)).await.unwrap();
-    let audience = "sb://localhost/localhost";
+    // As azure-eventhub's reader does: the consumer group's audience, in lower case.
+    let audience = "sb://localhost/localhost/consumergroups/$default";
     let status = within("put", ecbs.put_token(audience, &service_token(audience), SAS_TOKEN_TYPE))
         .await
         .unwrap();

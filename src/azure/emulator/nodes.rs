@@ -248,10 +248,12 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
         }
         _ => Need::Service,
     };
-    let resource = if event_hub {
-        format!("{host}/{}", hub.config().event_hub_name)
-    } else {
-        format!("{host}/{}", seg.join("/"))
+    // The resource a claim must cover: the node's path under the host; `$management`
+    // stands for the whole Event Hub (readers put a token for `sb://host/{eh}` or for
+    // `sb://host/{eh}/consumergroups/{cg}`).
+    let resource = match node {
+        Node::Management => format!("{host}/{}", hub.config().event_hub_name),
+        _ => format!("{host}/{}", seg.join("/")),
     };
     if let Err(why) = c.covered(&resource, &need) {
         return refuse(request, condition::UNAUTHORIZED_ACCESS, why);
