@@ -14,8 +14,14 @@
 #                tests/peers/.venv (built from sdist: gcc, pkg-config, the OpenSSL and
 #                Python headers and Cyrus SASL are apt-installed when missing); SSL
 #                and Cyrus SASL support checked.
-#   rhea         `npm ci` into tests/peers/node_modules when it is missing or does not
-#                match package-lock.json (node and npm apt-installed when missing).
+#   azure-eventhub  the Python Event Hubs client and its dependencies, pinned in
+#                requirements-eventhub.txt, into the same virtualenv (pure Python, a few
+#                seconds); every pinned version is checked.
+#   rhea and the Azure IoT Node SDKs  `npm ci` into tests/peers/node_modules when it is
+#                missing or does not match package-lock.json (node and npm apt-installed
+#                when missing; the SDKs' @azure/* packages need node 20 or later): rhea,
+#                ws, azure-iothub, azure-iot-device, azure-iot-device-amqp and
+#                azure-iot-common, each checked against its exact version in package.json.
 #
 # Environment: RABBITMQ_DEB_VERSION (see above), PEERS_PYTHON (the Python the venv is
 # made from; default python3).
@@ -217,7 +223,62 @@ install_proton() {
     PROTON_VERSION="$("$VENV/bin/python" -c 'import proton; print(".".join(map(str, proton.VERSION)))')"
 }
 
-# ----------------------------------------------------------------------- rhea
+# -------------------------------------------------------------- azure-eventhub
+
+EVENTHUB_REQ="$HERE/requirements-eventhub.txt"
+
+# Exit 0 when the venv holds every NAME==VERSION of requirements-eventhub.txt and
+# azure.eventhub imports; else print what differs.
+eventhub_check() {
+    [ -x "$VENV/bin/python" ] || { echo "no virtualenv at $VENV"; return 1; }
+    "$VENV/bin/python" - "$EVENTHUB_REQ" <<'EOF'
+import re
+import sys
+from importlib import metadata
+bad = []
+for line in open(sys.argv[1]):
+    line = line.split("#", 1)[0].strip()
+    if not line:
+        continue
+    m = re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", line)
+    if not m:
+        print("requirements-eventhub.txt: not NAME==VERSION: " + line)
+        sys.exit(1)
+    try:
+        have = metadata.version(m.group(1))
+    except metadata.PackageNotFoundError:
+        have = None
+    if have != m.group(2):
+        bad.append("%s %s (want %s)" % (m.group(1), have or "missing", m.group(2)))
+if bad:
+    print("; ".join(bad))
+    sys.exit(1)
+try:
+    import azure.eventhub  # noqa: F401
+except Exception as e:  # pylint: disable=broad-except
+    print("import azure.eventhub: %s" % e)
+    sys.exit(1)
+EOF
+}
+
+install_eventhub() {
+    local peer=azure-eventhub why
+    [ -f "$EVENTHUB_REQ" ] || fail "$peer" "$EVENTHUB_REQ is missing"
+    if ! eventhub_check >/dev/null 2>&1; then
+        "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1 ||
+            fail "$peer" "no working virtualenv at $VENV (the python-qpid-proton step makes it)"
+        note "pip install -r requirements-eventhub.txt (azure-eventhub and its dependencies, a few seconds)"
+        "$VENV/bin/python" -m pip install --disable-pip-version-check -r "$EVENTHUB_REQ" \
+            >"$LOGDIR/pip-eventhub.log" 2>&1 || {
+            show_log "$LOGDIR/pip-eventhub.log" "pip install -r requirements-eventhub.txt"
+            fail "$peer" "pip install -r $EVENTHUB_REQ failed"
+        }
+        why="$(eventhub_check 2>&1)" || fail "$peer" "after pip install: $why"
+    fi
+    EVENTHUB_VERSION="$("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("azure-eventhub"))')"
+}
+
+# ------------------------------------------------- rhea and the Azure IoT Node SDKs
 
 # True when node_modules holds exactly what package-lock.json lists.
 node_modules_fresh() {
@@ -243,12 +304,15 @@ EOF
 }
 
 install_rhea() {
-    local peer=rhea pkgs=()
+    local peer="the npm packages (rhea, the Azure IoT SDKs)" pkgs=()
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
     command -v npm >/dev/null 2>&1 || pkgs+=(npm)
     apt_install "$peer" "${pkgs[@]}"
     command -v node >/dev/null 2>&1 || fail "$peer" "node is not on PATH"
     command -v npm >/dev/null 2>&1 || fail "$peer" "npm is not on PATH"
+    # The Azure SDKs' @azure/* dependencies declare node >= 20.
+    [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] ||
+        fail "$peer" "node $(node --version) is too old: the Azure IoT SDKs' @azure/* packages need node 20 or later"
     if ! node_modules_fresh; then
         note "npm ci in $HERE"
         (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error) >"$LOGDIR/npm.log" 2>&1 || {
@@ -257,6 +321,27 @@ install_rhea() {
         }
         node_modules_fresh || fail "$peer" "node_modules still does not match package-lock.json after npm ci"
     fi
+    # Each dependency of package.json at exactly its pinned version.
+    NODE_PACKAGES="$(node - "$HERE" <<'EOF'
+const fs = require('fs');
+const path = require('path');
+const dir = process.argv[2];
+const deps = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).dependencies;
+const out = [];
+for (const [name, want] of Object.entries(deps)) {
+    let have = 'missing';
+    try {
+        have = JSON.parse(fs.readFileSync(path.join(dir, 'node_modules', name, 'package.json'), 'utf8')).version;
+    } catch (e) { /* missing */ }
+    if (have !== want) {
+        console.error(name + ' ' + have + ' is installed, package.json pins ' + want);
+        process.exit(1);
+    }
+    out.push(name + ' ' + have);
+}
+console.log(out.join('\n'));
+EOF
+)" || fail "$peer" "node_modules does not hold the versions package.json pins (see above)"
     RHEA_VERSION="$(node -p 'require(process.argv[1]).version' "$HERE/node_modules/rhea/package.json")" ||
         fail "$peer" "cannot read $HERE/node_modules/rhea/package.json"
     NODE_VERSION="$(node --version)"
@@ -264,9 +349,12 @@ install_rhea() {
 
 install_rabbitmq
 install_proton
+install_eventhub
 install_rhea
 
 echo "rabbitmq-server $RABBITMQ_VERSION"
 echo "python-qpid-proton $PROTON_VERSION (SSL, Cyrus SASL)"
+echo "azure-eventhub $EVENTHUB_VERSION"
+echo "$NODE_PACKAGES" | grep -v -e '^rhea ' -e '^ws '
 echo "rhea $RHEA_VERSION"
 echo "node $NODE_VERSION"

@@ -1,0 +1,626 @@
+#!/usr/bin/env node
+// iothub_sdk.js - the real Azure IoT Node SDKs (azure-iothub 1.16.6, azure-iot-device
+// 1.18.4 with azure-iot-device-amqp 1.14.4; pinned in package.json) run against a local
+// IoT Hub, for amqpwire's emulator tests. Everything here goes through the SDKs' public
+// API; the only thing bent is the port (--port, below).
+//
+//   node iothub_sdk.js service-send --connection-string CS --device ID --message-id ID
+//        [--body TEXT] [--ack none|positive|negative|full] [--property K=V]...
+//        [--correlation-id ID] [--content-type T] [--content-encoding E]
+//        [--expiry-ms N] [--expect-feedback STATUS] [--expect-error NAME]
+//        [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
+//   node iothub_sdk.js service-feedback --connection-string CS --expect-message-id ID...
+//        --expect-status Success|Expired|DeliveryCountExceeded|Rejected|Purged
+//        [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
+//   node iothub_sdk.js device-receive --connection-string CS [--expect-body TEXT]
+//        [--expect-message-id ID] [--action complete|abandon|reject[,...]] [--count N]
+//        [--expect-no-more SECS] [--expect-error NAME]
+//        [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
+//   node iothub_sdk.js device-send --connection-string CS --body TEXT [--message-id ID]
+//        [--property K=V]... [--correlation-id ID] [--content-type T]
+//        [--content-encoding E] [--count N] [--expect-error NAME]
+//        [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
+//
+// Exit status: 0 when every check passed, 1 when one failed (one line
+// "iothub_sdk.js <command>: FAILED: <why>" on stderr), 2 on bad options. Every command
+// gives up after --timeout seconds (default 30) and closes its client at the end (a
+// close that does not complete within 5 s fails too). The SDKs' retry policies are
+// replaced by NoRetry, so a refused connection fails at once instead of being retried
+// for 4 minutes. Results are JSON lines on stdout; progress goes to stderr unless
+// PEER_QUIET is set.
+//
+// Where the SDKs connect:
+//   service  --transport amqp: amqps://HOSTNAME:5671 (TLS, no SASL, CBS put-token for
+//            the audience HOSTNAME). --transport ws: wss://HOSTNAME:443/$iothub/websocket,
+//            subprotocol AMQPWSB10. HOSTNAME is the connection string's HostName.
+//   device   --transport amqp: amqps://HOST:5671 where HOST is GatewayHostName if the
+//            connection string has one, else HostName. --transport ws:
+//            wss://HOST:443/$iothub/websocket. The SDK's WebSocket port is fixed to 443.
+//   --port P replaces only the port of that URL (5671 or 443), by overriding the
+//            transports' URL builder (_getConnectionUri, a private method of the pinned
+//            SDK versions); the host, the TLS name, the SAS audience and everything on
+//            the wire stay as the SDK makes them. Without --port nothing is overridden.
+//            (Without the override: a device connection string may carry
+//            GatewayHostName=localhost:P for amqp; a service HostName=localhost:P does
+//            pick port P, but then the SAS audience and the token's sr become
+//            "localhost:P" too, and ws has no such way at all.)
+//
+// TLS: the device commands trust --ca (the SDK's own setOptions({ca})). The service
+// SDK has no CA option: it trusts the system store plus NODE_EXTRA_CA_CERTS, which node
+// reads only at start-up. So either the caller sets NODE_EXTRA_CA_CERTS=ca.pem, or
+// passes --ca, in which case this script re-runs itself once with NODE_EXTRA_CA_CERTS
+// set to it. Both SDKs always use TLS; the certificate must name the host. An untrusted
+// certificate or a refused connection reaches the caller only as "NotConnectedError:
+// rhea: connection disconnected" (and, under the SDKs' default retry policy, only after
+// minutes of retries); the FAILED line adds the last socket error seen, e.g.
+// UNABLE_TO_VERIFY_LEAF_SIGNATURE or ECONNREFUSED.
+//
+// Commands:
+//   service-send      open the service client, send one C2D message to --device with
+//                     messageId --message-id, ack --ack (default full), the given
+//                     application properties and body (default "c2d <message-id>");
+//                     prints {"event":"sent",...} with the SDK's result (MessageEnqueued).
+//                     --expiry-ms sets expiryTimeUtc to now + N ms. --expect-feedback
+//                     STATUS then waits, on the same connection, for a feedback record
+//                     for the message id with that statusCode (as service-feedback).
+//                     --expect-error NAME passes only if the send fails with that SDK
+//                     error (e.g. DeviceNotFoundError, DeviceMaximumQueueDepthExceededError).
+//   service-feedback  open the service client, attach the feedback receiver and wait
+//                     until each --expect-message-id (repeatable) has a feedback record
+//                     with statusCode --expect-status; prints {"event":"feedback",...}
+//                     per feedback message and {"event":"feedback-record",...} per
+//                     record. A record for an expected id with another statusCode, a
+//                     body that is not a JSON array or a content type other than
+//                     application/vnd.microsoft.iothub.feedback.json fails.
+//   device-receive    open the device client, listen for C2D messages and settle each:
+//                     --action is complete (default), abandon or reject, or a comma list
+//                     applied in turn (the last repeats: abandon,complete). Checks the
+//                     body (--expect-body) and the message id (--expect-message-id) of
+//                     each; passes after --count (default 1) messages were settled and,
+//                     with --expect-no-more SECS, none more arrived within SECS. Prints
+//                     {"event":"message",...} per message.
+//   device-send       open the device client and sendEvent --count (default 1)
+//                     telemetry messages; with --count > 1 the message ids are
+//                     ID-1..ID-N. Prints {"event":"sent",...} per message.
+//   --expect-error NAME on a device command passes only if open (or the send) fails
+//                     with an error of that name (e.g. UnauthorizedError).
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+const { spawnSync } = require('child_process');
+const util = require('util');
+
+const PROG = path.basename(__filename);
+const CLOSE_TIMEOUT_MS = 5000;
+
+// stdout carries only this script's JSON lines, and stderr one line per library message
+// (rhea prints multi-line objects on some errors); PEER_QUIET drops the libraries' lines.
+const libraryLine = (...args) => {
+    if (process.env.PEER_QUIET) return;
+    const text = util.formatWithOptions({ breakLength: Infinity, compact: true, depth: 3 }, ...args);
+    process.stderr.write('[library] ' + text.replace(/\s*\n\s*/g, ' ') + '\n');
+};
+const say = (line) => process.stderr.write(line + '\n');
+for (const k of ['log', 'info', 'warn', 'error', 'debug', 'trace']) console[k] = libraryLine;
+
+function usage(msg) {
+    if (msg) say(PROG + ': ' + msg);
+    say('usage: node ' + PROG + ' service-send|service-feedback|device-receive|device-send [options]' +
+        ' (see the header of ' + PROG + ')');
+    process.exit(2);
+}
+
+// ------------------------------------------------------------------ options
+
+const COMMANDS = {
+    'service-send': ['connection-string', 'device', 'message-id', 'body', 'ack', 'property', 'correlation-id',
+        'content-type', 'content-encoding', 'expiry-ms', 'expect-feedback', 'expect-error',
+        'transport', 'port', 'ca', 'timeout'],
+    'service-feedback': ['connection-string', 'expect-message-id', 'expect-status', 'transport', 'port', 'ca',
+        'timeout'],
+    'device-receive': ['connection-string', 'expect-body', 'expect-message-id', 'action', 'count',
+        'expect-no-more', 'expect-error', 'transport', 'port', 'ca', 'timeout'],
+    'device-send': ['connection-string', 'body', 'message-id', 'property', 'correlation-id', 'content-type',
+        'content-encoding', 'count', 'expect-error', 'transport', 'port', 'ca', 'timeout'],
+};
+const REPEATABLE = new Set(['property', 'expect-message-id']);
+const FEEDBACK_STATUSES = ['Success', 'Expired', 'DeliveryCountExceeded', 'Rejected', 'Purged'];
+
+// --help: the header comment of this file, on stdout.
+function help() {
+    const lines = fs.readFileSync(__filename, 'utf8').split('\n');
+    const out = [];
+    for (const l of lines.slice(1)) {
+        if (!l.startsWith('//')) break;
+        out.push(l.replace(/^\/\/ ?/, ''));
+    }
+    process.stdout.write(out.join('\n') + '\n');
+    process.exit(0);
+}
+
+function parseArgs(argv) {
+    const cmd = argv[0];
+    if (!cmd) usage();
+    if (cmd === '--help' || cmd === '-h' || cmd === 'help') help();
+    if (!COMMANDS[cmd]) usage('unknown command ' + JSON.stringify(cmd));
+    const allowed = new Set(COMMANDS[cmd]);
+    const o = { cmd, property: [], 'expect-message-id': [] };
+    for (let i = 1; i < argv.length; i++) {
+        const a = argv[i];
+        if (a === '--help' || a === '-h') help();
+        if (!a.startsWith('--')) usage('unexpected argument ' + JSON.stringify(a));
+        const name = a.slice(2);
+        if (!allowed.has(name)) usage(cmd + ' takes no option --' + name);
+        if (i + 1 >= argv.length) usage('--' + name + ' needs a value');
+        const v = argv[++i];
+        if (REPEATABLE.has(name)) o[name].push(v);
+        else if (name in o) usage('--' + name + ' given twice');
+        else o[name] = v;
+    }
+    const need = (n) => { if (o[n] === undefined || o[n] === '') usage(cmd + ' needs --' + n); };
+    const int = (n, dflt, min) => {
+        if (o[n] === undefined) return dflt;
+        if (!/^\d+$/.test(o[n]) || Number(o[n]) < min) usage('--' + n + ' must be an integer >= ' + min);
+        return Number(o[n]);
+    };
+    need('connection-string');
+    o.transport = o.transport || 'amqp';
+    if (!['amqp', 'ws'].includes(o.transport)) usage('--transport must be amqp or ws');
+    o.timeout = int('timeout', 30, 1);
+    o.port = int('port', undefined, 1);
+    if (o.port !== undefined && o.port > 65535) usage('--port must be at most 65535');
+    o.count = int('count', 1, 1);
+    o['expiry-ms'] = int('expiry-ms', undefined, 1);
+    o['expect-no-more'] = int('expect-no-more', 0, 0);
+    const props = [];
+    for (const p of o.property) {
+        const eq = p.indexOf('=');
+        if (eq <= 0) usage('--property wants K=V, not ' + JSON.stringify(p));
+        props.push([p.slice(0, eq), p.slice(eq + 1)]);
+    }
+    o.props = props;
+    if (o.ca !== undefined && !fs.existsSync(o.ca)) usage('--ca ' + o.ca + ': no such file');
+    if (cmd === 'service-send') {
+        need('device');
+        need('message-id');
+        o.ack = o.ack || 'full';
+        if (!['none', 'positive', 'negative', 'full'].includes(o.ack)) usage('--ack must be none|positive|negative|full');
+        if (o['expect-feedback'] !== undefined && !FEEDBACK_STATUSES.includes(o['expect-feedback'])) {
+            usage('--expect-feedback must be one of ' + FEEDBACK_STATUSES.join('|'));
+        }
+        if (o['expect-feedback'] !== undefined && o['expect-error'] !== undefined) {
+            usage('--expect-feedback and --expect-error exclude each other');
+        }
+    }
+    if (cmd === 'service-feedback') {
+        if (o['expect-message-id'].length === 0) usage('service-feedback needs --expect-message-id');
+        need('expect-status');
+        if (!FEEDBACK_STATUSES.includes(o['expect-status'])) {
+            usage('--expect-status must be one of ' + FEEDBACK_STATUSES.join('|'));
+        }
+    }
+    if (cmd === 'device-receive') {
+        if (o['expect-message-id'].length > 1) usage('--expect-message-id given twice');
+        o['expect-message-id'] = o['expect-message-id'][0];
+        o.actions = (o.action || 'complete').split(',');
+        for (const a of o.actions) {
+            if (!['complete', 'abandon', 'reject'].includes(a)) usage('--action: unknown action ' + JSON.stringify(a));
+        }
+    }
+    if (cmd === 'device-send') need('body');
+    return o;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+
+// The service SDK trusts only the system store and NODE_EXTRA_CA_CERTS, read at start-up:
+// honour --ca for the service commands by running this script again with it set.
+if (opts.cmd.startsWith('service-') && opts.ca !== undefined &&
+    process.env.NODE_EXTRA_CA_CERTS !== path.resolve(opts.ca)) {
+    const r = spawnSync(process.execPath, [__filename, ...process.argv.slice(2)], {
+        stdio: 'inherit',
+        env: Object.assign({}, process.env, { NODE_EXTRA_CA_CERTS: path.resolve(opts.ca) }),
+    });
+    if (r.error) {
+        say(PROG + ' ' + opts.cmd + ': FAILED: cannot re-run with NODE_EXTRA_CA_CERTS: ' + r.error.message);
+        process.exit(1);
+    }
+    process.exit(r.status === null ? 1 : r.status);
+}
+
+// ------------------------------------------------------------------ helpers
+
+// The SDKs turn a refused connection or a failed TLS handshake into a bare
+// "NotConnectedError: rhea: connection disconnected": remember the last socket error
+// (every connection, TLS or WebSocket, goes through tls.connect) to name the cause.
+let lastSocketError = null;
+{
+    const tls = require('tls');
+    const connect = tls.connect;
+    tls.connect = function (...args) {
+        const socket = connect.apply(this, args);
+        socket.on('error', (e) => { lastSocketError = e; });
+        return socket;
+    };
+}
+
+let phase = 'starting';
+let client = null;
+let finished = false;
+
+function log(...args) {
+    if (!process.env.PEER_QUIET) say('[' + PROG + ' ' + opts.cmd + '] ' + args.join(' '));
+}
+
+function emit(obj) {
+    process.stdout.write(JSON.stringify(obj, (k, v) => {
+        if (v && v.type === 'Buffer' && Array.isArray(v.data)) return Buffer.from(v.data).toString('hex');
+        if (typeof v === 'bigint') return v.toString();
+        return v;
+    }) + '\n');
+}
+
+function errText(err) {
+    if (!err) return String(err);
+    let s = (err.name || (err.constructor && err.constructor.name) || 'Error') + ': ' + err.message;
+    const amqp = err.amqpError;
+    if (amqp && amqp.condition) s += ' [' + amqp.condition + (amqp.description ? ' "' + amqp.description + '"' : '') + ']';
+    return s.replace(/\s+/g, ' ');
+}
+
+function errName(err) {
+    return (err && (err.name || (err.constructor && err.constructor.name))) || 'Error';
+}
+
+function fail(why) {
+    if (finished) return;
+    finished = true;
+    let line = String(why);
+    if (lastSocketError && /NotConnected|disconnect|timed out/i.test(line)) line += ' (socket error: ' + (lastSocketError.code ? lastSocketError.code + ' ' : '') + lastSocketError.message + ')';
+    say(PROG + ' ' + opts.cmd + ': FAILED: ' + line.replace(/\s+/g, ' '));
+    // Flush stdout, then leave without waiting for the SDK's sockets.
+    process.stdout.write('', () => process.exit(1));
+    setTimeout(() => process.exit(1), 500).unref();
+}
+
+// Close the client (bounded by CLOSE_TIMEOUT_MS), then exit 0.
+function succeed(what) {
+    if (finished) return;
+    phase = 'closing the client';
+    const done = (err) => {
+        if (finished) return;
+        if (err) return fail('close failed: ' + errText(err));
+        finished = true;
+        say(PROG + ' ' + opts.cmd + ': OK ' + what);
+        process.stdout.write('', () => process.exit(0));
+    };
+    const t = setTimeout(() => fail('close did not complete within ' + CLOSE_TIMEOUT_MS / 1000 + ' s'),
+        CLOSE_TIMEOUT_MS);
+    t.unref();
+    try {
+        client.close((err) => { clearTimeout(t); done(err); });
+    } catch (e) {
+        clearTimeout(t);
+        done(e);
+    }
+}
+
+setTimeout(() => {
+    fail('timed out after ' + opts.timeout + ' s while ' + phase);
+}, opts.timeout * 1000).unref();
+// Keep the process alive for the timer even when the SDK holds no handle.
+const keepAlive = setInterval(() => {}, 1 << 30);
+
+process.on('uncaughtException', (e) => fail('uncaught exception while ' + phase + ': ' + errText(e)));
+process.on('unhandledRejection', (e) => fail('unhandled rejection while ' + phase + ': ' + errText(e)));
+
+// Transport subclasses that replace only the port of the SDK's URL (--port).
+function withPort(Transport) {
+    if (opts.port === undefined) return Transport;
+    const P = class extends Transport {
+        _getConnectionUri(...args) {
+            const uri = super._getConnectionUri(...args);
+            // amqps://HOST[:PORT] or wss://HOST:443/$iothub/websocket
+            const m = /^([a-z]+:\/\/)([^/]*?)(:\d+)?(\/.*)?$/.exec(uri);
+            if (!m) throw new Error('cannot set the port in the SDK URL ' + uri);
+            return m[1] + m[2] + ':' + opts.port + (m[4] || '');
+        }
+    };
+    Object.defineProperty(P, 'name', { value: Transport.name });
+    return P;
+}
+
+function propsObject(properties) {
+    const out = {};
+    if (!properties) return out;
+    for (let i = 0; i < properties.count(); i++) {
+        const item = properties.getItem(i);
+        if (item) out[item.key] = item.value;
+    }
+    return out;
+}
+
+function resultName(r) {
+    return r ? (r.constructor && r.constructor.name) || String(r) : null;
+}
+
+// ------------------------------------------------------------------ service
+
+function serviceClient() {
+    const iothub = require('azure-iothub');
+    const { NoRetry } = require('azure-iot-common');
+    const Transport = withPort(opts.transport === 'ws' ? iothub.AmqpWs : iothub.Amqp);
+    let c;
+    try {
+        c = iothub.Client.fromConnectionString(opts['connection-string'], Transport);
+    } catch (e) {
+        usage('bad service connection string: ' + errText(e));
+    }
+    c.setRetryPolicy(new NoRetry());
+    c.on('disconnect', (evt) => {
+        if (!finished && phase !== 'closing the client') {
+            fail('disconnected while ' + phase + ': ' + errText(evt && evt.reason));
+        }
+    });
+    return c;
+}
+
+// Attach the feedback receiver and resolve once every id in `ids` has a record with `status`.
+function waitFeedback(c, ids, status, then) {
+    phase = 'attaching the feedback receiver';
+    const pending = new Set(ids);
+    c.getFeedbackReceiver((err, receiver) => {
+        if (err) return fail('getFeedbackReceiver: ' + errText(err));
+        phase = 'waiting for feedback for ' + [...pending].join(', ');
+        log('feedback receiver attached; ' + phase);
+        receiver.on('error', (e) => fail('feedback receiver error: ' + errText(e)));
+        receiver.on('message', (msg) => {
+            if (finished) return;
+            const data = msg.getData();
+            const text = Buffer.isBuffer(data) ? data.toString('utf8') : data === undefined ? undefined : String(data);
+            emit({ event: 'feedback', contentType: msg.contentType, messageId: msg.messageId,
+                properties: propsObject(msg.properties), body: text });
+            if (msg.contentType !== 'application/vnd.microsoft.iothub.feedback.json') {
+                return fail('feedback message has content type ' + JSON.stringify(msg.contentType) +
+                    ', not application/vnd.microsoft.iothub.feedback.json');
+            }
+            let records;
+            try {
+                records = JSON.parse(text);
+            } catch (e) {
+                return fail('feedback body is not JSON (' + e.message + '): ' + JSON.stringify(text));
+            }
+            if (!Array.isArray(records)) return fail('feedback body is not a JSON array: ' + text);
+            for (const r of records) {
+                emit(Object.assign({ event: 'feedback-record' }, r));
+                if (!r || typeof r !== 'object') return fail('feedback record is not an object: ' + JSON.stringify(r));
+                if (pending.has(r.originalMessageId)) {
+                    if (r.statusCode !== status) {
+                        return fail('feedback for ' + r.originalMessageId + ' has statusCode ' +
+                            JSON.stringify(r.statusCode) + ', expected ' + status);
+                    }
+                    pending.delete(r.originalMessageId);
+                }
+            }
+            if (pending.size === 0) then();
+            else phase = 'waiting for feedback for ' + [...pending].join(', ');
+        });
+    });
+}
+
+function serviceSend() {
+    const { Message } = require('azure-iot-common');
+    client = serviceClient();
+    phase = 'opening the service client';
+    client.open((err) => {
+        if (err) return fail('open: ' + errText(err));
+        log('service client open');
+        const msg = new Message(opts.body !== undefined ? opts.body : 'c2d ' + opts['message-id']);
+        msg.messageId = opts['message-id'];
+        msg.ack = opts.ack;
+        if (opts['correlation-id'] !== undefined) msg.correlationId = opts['correlation-id'];
+        if (opts['content-type'] !== undefined) msg.contentType = opts['content-type'];
+        if (opts['content-encoding'] !== undefined) msg.contentEncoding = opts['content-encoding'];
+        if (opts['expiry-ms'] !== undefined) msg.expiryTimeUtc = Date.now() + opts['expiry-ms'];
+        for (const [k, v] of opts.props) msg.properties.add(k, v);
+        phase = 'sending to ' + opts.device;
+        client.send(opts.device, msg, (err, result) => {
+            if (opts['expect-error'] !== undefined) {
+                if (!err) return fail('the send succeeded (' + resultName(result) + '), expected ' + opts['expect-error']);
+                emit({ event: 'send-error', name: errName(err), message: err.message,
+                    condition: err.amqpError && err.amqpError.condition });
+                if (errName(err) !== opts['expect-error']) {
+                    return fail('the send failed with ' + errText(err) + ', expected ' + opts['expect-error']);
+                }
+                return succeed('send failed with ' + errName(err) + ' as expected');
+            }
+            if (err) return fail('send: ' + errText(err));
+            emit({ event: 'sent', device: opts.device, messageId: opts['message-id'], ack: opts.ack,
+                properties: Object.fromEntries(opts.props), result: resultName(result) });
+            if (resultName(result) !== 'MessageEnqueued') return fail('send result is ' + resultName(result) + ', not MessageEnqueued');
+            if (opts['expect-feedback'] === undefined) return succeed('sent ' + opts['message-id']);
+            waitFeedback(client, [opts['message-id']], opts['expect-feedback'],
+                () => succeed('sent ' + opts['message-id'] + ', feedback ' + opts['expect-feedback']));
+        });
+    });
+}
+
+function serviceFeedback() {
+    client = serviceClient();
+    phase = 'opening the service client';
+    client.open((err) => {
+        if (err) return fail('open: ' + errText(err));
+        log('service client open');
+        waitFeedback(client, opts['expect-message-id'], opts['expect-status'],
+            () => succeed('feedback ' + opts['expect-status'] + ' for ' + opts['expect-message-id'].join(', ')));
+    });
+}
+
+// ------------------------------------------------------------------ device
+
+function deviceClient() {
+    const { Client } = require('azure-iot-device');
+    const { Amqp, AmqpWs } = require('azure-iot-device-amqp');
+    const { NoRetry } = require('azure-iot-common');
+    const Transport = withPort(opts.transport === 'ws' ? AmqpWs : Amqp);
+    let c;
+    try {
+        c = Client.fromConnectionString(opts['connection-string'], Transport);
+    } catch (e) {
+        usage('bad device connection string: ' + errText(e));
+    }
+    c.setRetryPolicy(new NoRetry());
+    c.on('error', (e) => fail('device client error while ' + phase + ': ' + errText(e)));
+    c.on('disconnect', (evt) => {
+        if (!finished && phase !== 'closing the client') {
+            fail('disconnected while ' + phase + ': ' + errText(evt && evt.reason));
+        }
+    });
+    return c;
+}
+
+// setOptions({ca}) when --ca is given, then open; `then` runs once open. With
+// --expect-error, an open failure of that name is the success.
+function deviceOpen(then) {
+    const open = () => {
+        phase = 'opening the device client';
+        client.open((err) => {
+            if (err) {
+                if (opts['expect-error'] !== undefined) {
+                    emit({ event: 'open-error', name: errName(err), message: err.message });
+                    if (errName(err) === opts['expect-error']) {
+                        finished = true;
+                        say(PROG + ' ' + opts.cmd + ': OK open failed with ' + errName(err) + ' as expected');
+                        process.stdout.write('', () => process.exit(0));
+                        return;
+                    }
+                    return fail('open failed with ' + errText(err) + ', expected ' + opts['expect-error']);
+                }
+                return fail('open: ' + errText(err));
+            }
+            if (opts['expect-error'] !== undefined && opts.cmd === 'device-receive') {
+                return fail('open succeeded, expected ' + opts['expect-error']);
+            }
+            log('device client open (' + opts.transport + ')');
+            then();
+        });
+    };
+    if (opts.ca === undefined) return open();
+    phase = 'setting the device options';
+    client.setOptions({ ca: fs.readFileSync(opts.ca, 'utf8') }, (err) => {
+        if (err) return fail('setOptions: ' + errText(err));
+        open();
+    });
+}
+
+// The delivery tag (the hub's lock token) of a received message, from the SDK's
+// receiver link; null when it cannot be found.
+function deliveryTag(msg) {
+    try {
+        const link = client._transport._c2dLink;
+        for (const d of link._undisposedDeliveries) {
+            if (d.msg === msg.transportObj) return Buffer.from(d.delivery.tag).toString('hex');
+        }
+    } catch (e) { /* not available */ }
+    return null;
+}
+
+function deviceReceive() {
+    client = deviceClient();
+    let settled = 0;
+    let received = 0;
+    deviceOpen(() => {
+        phase = 'waiting for C2D message 1 of ' + opts.count;
+        client.on('message', (msg) => {
+            // A message redelivered while closing (after a final abandon) is expected.
+            if (finished || phase === 'closing the client') return;
+            received++;
+            if (received > opts.count) {
+                return fail('message ' + received + ' arrived, expected only ' + opts.count + ' (messageId ' +
+                    JSON.stringify(msg.messageId) + ')');
+            }
+            const data = msg.getData();
+            const body = Buffer.isBuffer(data) ? data.toString('utf8') : data === undefined ? null : String(data);
+            const amqp = msg.transportObj || {};
+            const action = opts.actions[Math.min(received - 1, opts.actions.length - 1)];
+            emit({ event: 'message', n: received, messageId: msg.messageId, correlationId: msg.correlationId,
+                to: msg.to, ack: msg.ack, contentType: msg.contentType, contentEncoding: msg.contentEncoding,
+                expiryTimeUtc: msg.expiryTimeUtc, properties: propsObject(msg.properties), body,
+                messageAnnotations: amqp.message_annotations, userId: amqp.user_id,
+                deliveryTag: deliveryTag(msg), action });
+            if (opts['expect-body'] !== undefined && body !== opts['expect-body']) {
+                return fail('message ' + received + ' has body ' + JSON.stringify(body) + ', expected ' +
+                    JSON.stringify(opts['expect-body']));
+            }
+            if (opts['expect-message-id'] !== undefined && msg.messageId !== opts['expect-message-id']) {
+                return fail('message ' + received + ' has messageId ' + JSON.stringify(msg.messageId) + ', expected ' +
+                    JSON.stringify(opts['expect-message-id']));
+            }
+            phase = action + ' of message ' + received;
+            client[action](msg, (err, result) => {
+                if (err) return fail(action + ' of message ' + received + ': ' + errText(err));
+                emit({ event: 'settled', n: received, action, result: resultName(result) });
+                settled++;
+                if (settled < opts.count) {
+                    phase = 'waiting for C2D message ' + (settled + 1) + ' of ' + opts.count;
+                    return;
+                }
+                if (opts['expect-no-more'] > 0) {
+                    phase = 'checking that no message follows for ' + opts['expect-no-more'] + ' s';
+                    setTimeout(() => succeed(settled + ' message(s) settled, none more in ' + opts['expect-no-more'] + ' s'),
+                        opts['expect-no-more'] * 1000);
+                } else {
+                    succeed(settled + ' message(s) settled (' + opts.actions.join(',') + ')');
+                }
+            });
+        });
+    });
+}
+
+function deviceSend() {
+    const { Message } = require('azure-iot-device');
+    client = deviceClient();
+    deviceOpen(() => {
+        let n = 0;
+        const next = () => {
+            if (n === opts.count) return succeed(opts.count + ' message(s) sent');
+            n++;
+            const msg = new Message(opts.body);
+            let id = opts['message-id'];
+            if (id !== undefined && opts.count > 1) id += '-' + n;
+            if (id !== undefined) msg.messageId = id;
+            if (opts['correlation-id'] !== undefined) msg.correlationId = opts['correlation-id'];
+            if (opts['content-type'] !== undefined) msg.contentType = opts['content-type'];
+            if (opts['content-encoding'] !== undefined) msg.contentEncoding = opts['content-encoding'];
+            for (const [k, v] of opts.props) msg.properties.add(k, v);
+            phase = 'sending message ' + n + ' of ' + opts.count;
+            client.sendEvent(msg, (err, result) => {
+                if (opts['expect-error'] !== undefined) {
+                    if (!err) return fail('message ' + n + ' was sent (' + resultName(result) + '), expected ' + opts['expect-error']);
+                    emit({ event: 'send-error', n, name: errName(err), message: err.message });
+                    if (errName(err) !== opts['expect-error']) {
+                        return fail('send failed with ' + errText(err) + ', expected ' + opts['expect-error']);
+                    }
+                    return succeed('send failed with ' + errName(err) + ' as expected');
+                }
+                if (err) return fail('sendEvent ' + n + ': ' + errText(err));
+                emit({ event: 'sent', n, messageId: id === undefined ? null : id, body: opts.body,
+                    properties: Object.fromEntries(opts.props), result: resultName(result) });
+                if (resultName(result) !== 'MessageEnqueued') {
+                    return fail('sendEvent ' + n + ' result is ' + resultName(result) + ', not MessageEnqueued');
+                }
+                next();
+            });
+        };
+        next();
+    });
+}
+
+({
+    'service-send': serviceSend,
+    'service-feedback': serviceFeedback,
+    'device-receive': deviceReceive,
+    'device-send': deviceSend,
+})[opts.cmd]();
+void keepAlive;
