@@ -677,3 +677,26 @@ async fn external_with_a_client_certificate() {
         .expect_err("EXTERNAL without a certificate");
     assert!(err.to_string().contains("sasl-outcome 1 (auth)"), "{err}");
 }
+
+/// `send_tagged`: a tag over 32 bytes (2.8.7) is refused by the engine and an empty one by
+/// the runtime, sending nothing; a good one is sent. (The emulator's tests see such tags
+/// arrive: its lock tokens.)
+#[tokio::test]
+async fn send_tagged_refuses_tags_the_spec_or_peers_cannot_take() {
+    let (broker, port) = start(&[]).await;
+    let (_conn, session) = session(port).await;
+    let tx = within("attach", session.sender("tagged", "q.tagged")).await.expect("sender");
+    let m = Message::with_data(&b"tagged"[..]);
+    for (len, tag) in [(33, Bytes::from(vec![7u8; 33])), (0, Bytes::new())] {
+        match tx.send_tagged(&m, tag, false).await {
+            Err(Error::Usage(amqpwire::connection::UsageError::InvalidDeliveryTag { len: l })) => {
+                assert_eq!(l, len)
+            }
+            other => panic!("a {len}-byte tag: {other:?}"),
+        }
+    }
+    let tag = Bytes::from(vec![0xab; 16]);
+    let pending = tx.send_tagged(&m, tag.clone(), false).await.expect("send").expect("unsettled");
+    assert!(matches!(within("outcome", pending).await, Ok(DeliveryState::Accepted(_))));
+    assert_eq!(broker.queue_depth("q.tagged"), 1, "only the good one was sent");
+}

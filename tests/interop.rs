@@ -704,11 +704,11 @@ fn refused_by_sasl(r: Result<Connection, String>) -> Outcome {
 fn secured_against(peer: Peer, certs: &Certs, scratch: &Scratch, cases: &mut Cases) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let name = |what: &str| format!("amqpwire client → {} broker, {what}", peer.name());
-    let client_ca = vec!["--client-ca".to_string(), certs.ca.display().to_string()];
-    let mut extra = client_ca.clone();
+    let mut tls_args = vec!["--client-ca".to_string(), certs.ca.display().to_string()];
     if peer == Peer::Proton {
-        extra.extend(["--users".to_string(), "alice:secret".to_string()]);
-        let tcp = PeerServer::start(peer, Transport::Tcp, certs, scratch, &extra[2..]);
+        let users = ["--users".to_string(), "alice:secret".to_string()];
+        tls_args.extend(users.clone());
+        let tcp = PeerServer::start(peer, Transport::Tcp, certs, scratch, &users);
         let t = Target { url: tcp.url(Transport::Tcp, ""), certs };
         let with_log = |r: Outcome| {
             r.map_err(|e| format!("{e}\n{} broker log:\n{}", peer.name(), tail(&tcp.log)))
@@ -733,7 +733,7 @@ fn secured_against(peer: Peer, certs: &Certs, scratch: &Scratch, cases: &mut Cas
         };
         cases.record(&name("tcp, Cyrus SASL, no ANONYMOUS where it is not offered"), r);
     }
-    let tls = PeerServer::start(peer, Transport::Tls, certs, scratch, &extra);
+    let tls = PeerServer::start(peer, Transport::Tls, certs, scratch, &tls_args);
     let with_log =
         |r: Outcome| r.map_err(|e| format!("{e}\n{} broker log:\n{}", peer.name(), tail(&tls.log)));
     let url = format!("{}?sasl-mechanism=EXTERNAL", tls.url(Transport::Tls, ""));

@@ -301,6 +301,30 @@ async fn no_token_a_bad_token_and_an_unknown_device_are_refused() {
         }
         other => panic!("{other:?}"),
     }
+    // Renewals replace the claim they renew, so putting one token again and again is fine;
+    // but a connection holds at most 64 claims for different audiences.
+    for _ in 0..80 {
+        within(
+            "renew",
+            cbs.put_token("localhost%2Fdevices%2Fdev1", &device_token(), SAS_TOKEN_TYPE),
+        )
+        .await
+        .unwrap();
+    }
+    let key = SasKey::from_base64(DEVICE_KEY).unwrap();
+    let mut refused = None;
+    for i in 0..70 {
+        let audience = format!("localhost/devices/dev1/x{i}");
+        let token = SasToken::new(&audience, &key, None, in_an_hour()).unwrap().to_string();
+        if let Err(e) = within("put", cbs.put_token(&audience, &token, SAS_TOKEN_TYPE)).await {
+            refused = Some((i, e.to_string()));
+            break;
+        }
+    }
+    let (i, why) = refused.expect("the 65th claim is refused");
+    // The device token above holds one place: 63 more fit.
+    assert_eq!(i, 63, "{why}");
+    assert!(why.contains("403") && why.contains("64 tokens"), "{why}");
     // An unknown device's node is not found.
     match within("attach", s.receiver("x", "/devices/ghost/messages/devicebound", 1)).await {
         Err(Error::LinkRefused(Some(e)) | Error::LinkDetached(Some(e))) => {

@@ -302,7 +302,8 @@ pub enum UsageError {
     NotResumable,
     /// The session is not waiting for the application's answer to the peer's begin.
     NotRequested,
-    /// A delivery-tag must be 1 to 32 bytes long (2.8.7: "up to 32 octets").
+    /// A delivery-tag longer than 32 bytes (2.8.7: "up to 32 octets"), or an empty one
+    /// where the runtime's API asks for a tag (some peers cannot handle those).
     InvalidDeliveryTag {
         /// The tag's length.
         len: usize,

@@ -185,6 +185,10 @@ impl Connection {
             &mut Payload,
         ) -> Result<usize, crate::frame::FrameTooLarge>,
     ) -> Result<SequenceNo, UsageError> {
+        // 2.8.7 delivery-tag: "A delivery-tag may be up to 32 octets of binary data."
+        if tag.len() > 32 {
+            return Err(UsageError::InvalidDeliveryTag { len: tag.len() });
+        }
         let max = self.peer_max_frame_size;
         let layout = self.cfg.layout;
         let s = self.session_mut(link.session).ok_or(UsageError::UnknownSession)?;

@@ -408,8 +408,10 @@ impl Sender {
         tag: Bytes,
         settled: bool,
     ) -> Result<Option<PendingOutcome>, Error> {
-        if tag.is_empty() || tag.len() > 32 {
-            return Err(Error::Usage(UsageError::InvalidDeliveryTag { len: tag.len() }));
+        // The engine refuses tags over 32 bytes; an empty one is legal but breaks peers
+        // such as Qpid Proton's Python binding.
+        if tag.is_empty() {
+            return Err(Error::Usage(UsageError::InvalidDeliveryTag { len: 0 }));
         }
         let rx = self.transfer(&encode(message), settled, Some(tag)).await?;
         Ok(rx.map(|rx| PendingOutcome { rx }))

@@ -111,25 +111,39 @@ peer_cmd() {    # peer_cmd rhea|proton
     if [ "$1" = rhea ]; then echo "node $HERE/rhea_peer.js"; else echo "$PY $HERE/proton_peer.py"; fi
 }
 
+# start_proxy FIXTURE: record_proxy.py between PROXY_PORT and SERVER_PORT, writing
+# $WORK/FIXTURE.{c2s,s2c}.bin; its pid in PROXY_PID once it listens.
+start_proxy() {
+    rm -f "$WORK/proxy.ready"
+    "$PY" "$HERE/record_proxy.py" --port "$PROXY_PORT" --upstream "$SERVER_PORT" \
+        --out "$WORK/$1" --chunks --ready-file "$WORK/proxy.ready" --timeout 60 \
+        > "$WORK/$1.proxy.log" 2>&1 &
+    PROXY_PID=$!
+    PIDS+=("$PROXY_PID")
+    wait_file "$WORK/proxy.ready" 20
+}
+
+# keep_capture FIXTURE: copy both directions to OUT and check they parse.
+keep_capture() {
+    cp "$WORK/$1.c2s.bin" "$WORK/$1.s2c.bin" "$OUT/"
+    "$PY" "$HERE/amqp_frames.py" --summary "$OUT/$1.c2s.bin" "$OUT/$1.s2c.bin" >/dev/null
+}
+
 # capture CLIENT SERVER SCENARIO "server args" "client args"
 capture() {
     local client="$1" server="$2" name="$3" sargs="$4" cargs="$5"
     local fixture="$client-to-$server-$name"
     wanted "$fixture" || return 0
     echo "== $fixture"
-    rm -f "$WORK/server.ready" "$WORK/proxy.ready"
+    rm -f "$WORK/server.ready"
     # shellcheck disable=SC2086
     PEER_QUIET=1 $(peer_cmd "$server") server --port "$SERVER_PORT" --exit-after 1 \
         --ready-file "$WORK/server.ready" $sargs > "$WORK/$fixture.server.log" 2>&1 &
     local spid=$!
     PIDS+=("$spid")
     wait_file "$WORK/server.ready" 20
-    "$PY" "$HERE/record_proxy.py" --port "$PROXY_PORT" --upstream "$SERVER_PORT" \
-        --out "$WORK/$fixture" --chunks --ready-file "$WORK/proxy.ready" --timeout 60 \
-        > "$WORK/$fixture.proxy.log" 2>&1 &
-    local ppid=$!
-    PIDS+=("$ppid")
-    wait_file "$WORK/proxy.ready" 20
+    start_proxy "$fixture"
+    local ppid=$PROXY_PID
     # shellcheck disable=SC2086
     if ! PEER_QUIET=1 $(peer_cmd "$client") client --port "$PROXY_PORT" --scenario $cargs \
         > "$WORK/$fixture.client.log" 2>&1; then
@@ -139,8 +153,7 @@ capture() {
     fi
     wait_pid "$ppid" 20
     wait_pid "$spid" 20
-    cp "$WORK/$fixture.c2s.bin" "$WORK/$fixture.s2c.bin" "$OUT/"
-    "$PY" "$HERE/amqp_frames.py" --summary "$OUT/$fixture.c2s.bin" "$OUT/$fixture.s2c.bin" >/dev/null
+    keep_capture "$fixture"
 }
 
 LARGE_S="--max-frame-size 16384"
@@ -159,13 +172,8 @@ capture_amqpwire() {
     local fixture="amqpwire-to-$server-$name"
     wanted "$fixture" || return 0
     echo "== $fixture"
-    rm -f "$WORK/proxy.ready"
-    "$PY" "$HERE/record_proxy.py" --port "$PROXY_PORT" --upstream "$SERVER_PORT" \
-        --out "$WORK/$fixture" --chunks --ready-file "$WORK/proxy.ready" --timeout 60 \
-        > "$WORK/$fixture.proxy.log" 2>&1 &
-    local ppid=$!
-    PIDS+=("$ppid")
-    wait_file "$WORK/proxy.ready" 20
+    start_proxy "$fixture"
+    local ppid=$PROXY_PID
     # shellcheck disable=SC2086
     if ! "$AMQPWIRE" $cargs > "$WORK/$fixture.client.log" 2>&1; then
         echo "amqpwire failed for $fixture:" >&2
@@ -173,8 +181,7 @@ capture_amqpwire() {
         exit 1
     fi
     wait_pid "$ppid" 20
-    cp "$WORK/$fixture.c2s.bin" "$WORK/$fixture.s2c.bin" "$OUT/"
-    "$PY" "$HERE/amqp_frames.py" --summary "$OUT/$fixture.c2s.bin" "$OUT/$fixture.s2c.bin" >/dev/null
+    keep_capture "$fixture"
 }
 
 RABBIT_DIR="$WORK/rabbitmq"

@@ -77,6 +77,9 @@ pub struct HubConfig {
     pub policies: Vec<(String, SasKey, Permissions)>,
     /// Partitions of the event log.
     pub partitions: u32,
+    /// Events kept per partition; older ones are dropped (IoT Hub keeps them for a
+    /// retention period instead).
+    pub retained_events: usize,
     /// The Event Hub-compatible name (default: the hub's name).
     pub event_hub_name: String,
     /// Where the redirect sends event readers: host and port of the Event Hub listener.
@@ -109,6 +112,7 @@ impl HubConfig {
             devices: Vec::new(),
             policies: Vec::new(),
             partitions: 4,
+            retained_events: 100_000,
             event_hub_name: name,
             event_hub_endpoint: None,
             c2d_queue_limit: 50,
@@ -158,32 +162,34 @@ pub struct IotHub {
 
 #[derive(Debug)]
 struct Inner {
-    config: Mutex<HubConfig>,
+    /// Shared, so the per-message paths read it without copying the registry.
+    config: Mutex<Arc<HubConfig>>,
     queues: state::Queues,
     log: state::EventLog,
-}
-
-fn unix_now() -> SystemTime {
-    SystemTime::now()
 }
 
 impl IotHub {
     /// A hub with this configuration.
     pub fn new(config: HubConfig) -> Self {
-        let log = state::EventLog::new(config.partitions);
+        let log = state::EventLog::new(config.partitions, config.retained_events);
         Self {
-            inner: Arc::new(Inner { config: Mutex::new(config), queues: Default::default(), log }),
+            inner: Arc::new(Inner {
+                config: Mutex::new(Arc::new(config)),
+                queues: Default::default(),
+                log,
+            }),
         }
     }
 
-    /// The configuration (a copy).
-    pub fn config(&self) -> HubConfig {
-        state::lock(&self.inner.config).clone()
+    /// The configuration.
+    pub fn config(&self) -> Arc<HubConfig> {
+        Arc::clone(&state::lock(&self.inner.config))
     }
 
     /// Tells the hub where its Event Hub-compatible endpoint listens, for the redirect.
     pub fn set_event_hub_endpoint(&self, host: &str, port: u16) {
-        state::lock(&self.inner.config).event_hub_endpoint = Some((host.to_owned(), port));
+        let mut config = state::lock(&self.inner.config);
+        Arc::make_mut(&mut config).event_hub_endpoint = Some((host.to_owned(), port));
     }
 
     /// Listener options that make a listener look like IoT Hub: SASL optional (none,
@@ -200,7 +206,7 @@ impl IotHub {
         ListenOptions {
             tls,
             authenticator: Some(Arc::new(move || {
-                Some(Box::new(HubAuth { hub: hub.clone(), current: None })
+                Some(Box::new(HubAuth { hub: hub.clone(), awaiting_plain: false })
                     as Box<dyn Authenticator + Send>)
             })),
             require_sasl: false,
@@ -258,9 +264,10 @@ impl IotHub {
         nodes::serve_connection(self.clone(), conn, event_hub).await;
     }
 
-    /// The events in `partition`, oldest first (empty for no such partition).
+    /// The events kept in `partition`, oldest first (empty for no such partition).
     pub fn events(&self, partition: usize) -> Vec<Event> {
-        self.inner.log.partitions.get(partition).map(|p| state::lock(p).clone()).unwrap_or_default()
+        let Some(p) = self.inner.log.partitions.get(partition) else { return Vec::new() };
+        state::lock(p).events.iter().cloned().collect()
     }
 
     /// The partition a device's events go to.
@@ -282,7 +289,7 @@ impl IotHub {
     /// a known device or policy key, expiry, host. The claim it makes.
     pub(crate) fn validate(&self, token: &str, host: &str) -> Result<Claim, String> {
         let token: SasToken = token.trim().parse().map_err(|e| format!("bad token: {e}"))?;
-        let config = state::lock(&self.inner.config);
+        let config = self.config();
         let audience = strip_scheme(token.audience());
         let (aud_host, path) = audience.split_once('/').unwrap_or((audience, ""));
         let aud_host = aud_host.split(':').next().unwrap_or(aud_host);
@@ -316,7 +323,7 @@ impl IotHub {
                 (key.clone(), Some(id.to_owned()), Permissions::default())
             }
         };
-        token.verify(&key, unix_now(), config.clock_skew).map_err(|e| e.to_string())?;
+        token.verify(&key, SystemTime::now(), config.clock_skew).map_err(|e| e.to_string())?;
         Ok(Claim { token, device, rights })
     }
 }
@@ -335,7 +342,8 @@ fn unix_seconds() -> u64 {
 #[derive(Debug)]
 struct HubAuth {
     hub: IotHub,
-    current: Option<()>,
+    /// PLAIN began without an initial response: the next response carries it.
+    awaiting_plain: bool,
 }
 
 /// The identity a PLAIN connection gets: this prefix and the token, which the connection
@@ -362,7 +370,7 @@ impl Authenticator for HubAuth {
             "ANONYMOUS" => done(SaslCode::OK, Some("anonymous".into()), None),
             "PLAIN" => {
                 let Some(r) = initial_response else {
-                    self.current = Some(());
+                    self.awaiting_plain = true;
                     return AuthStep::Challenge(Bytes::new());
                 };
                 self.plain(r)
@@ -374,7 +382,7 @@ impl Authenticator for HubAuth {
     }
 
     fn step(&mut self, response: &[u8]) -> AuthStep {
-        if self.current.take().is_some() {
+        if std::mem::take(&mut self.awaiting_plain) {
             return self.plain(response);
         }
         AuthStep::Done(AuthOutcome {
@@ -406,7 +414,7 @@ impl HubAuth {
         else {
             return fail("PLAIN: not UTF-8".into());
         };
-        let host = self.hub.config().hostname;
+        let host = self.hub.config().hostname.clone();
         let claim = match self.hub.validate(password, &host) {
             Ok(c) => c,
             Err(e) => return fail(e),

@@ -59,7 +59,29 @@ struct Conn {
     management_reply: ReplyLink,
 }
 
+/// Claims one connection may hold at once (renewals replace the claim they renew).
+const MAX_CLAIMS: usize = 64;
+
 impl Conn {
+    /// Adds a claim: expired ones go, one for the same audience and signer is replaced
+    /// (a renewal), and a connection holding [`MAX_CLAIMS`] others is refused.
+    fn add_claim(&self, claim: Claim) -> Result<(), String> {
+        let now = unix_seconds();
+        let mut claims = lock(&self.claims);
+        claims.retain(|c| {
+            c.expiry() >= now
+                && !(c.token.audience().eq_ignore_ascii_case(claim.token.audience())
+                    && c.token.key_name() == claim.token.key_name())
+        });
+        if claims.len() >= MAX_CLAIMS {
+            return Err(format!("this connection already holds {MAX_CLAIMS} tokens"));
+        }
+        claims.push(claim);
+        drop(claims);
+        self.claims_changed.notify_waiters();
+        Ok(())
+    }
+
     /// The latest expiry among claims covering `resource` for `need`; `Err` when none.
     fn covered(&self, resource: &str, need: &Need) -> Result<u64, String> {
         let now = unix_seconds();
@@ -148,12 +170,16 @@ pub(super) async fn serve_connection(hub: IotHub, mut conn: ServerConnection, ev
         match hub.validate(&token, &host) {
             Ok(claim) => {
                 let until = claim.expiry();
-                lock(&c.claims).push(claim);
+                let _ = c.add_claim(claim);
                 let handle = conn.connection.clone();
                 tokio::spawn(async move {
                     let left = until.saturating_sub(unix_seconds()) + 1;
-                    tokio::time::sleep(Duration::from_secs(left)).await;
-                    let _ = handle.close(Some(token_invalid())).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(left)) => {
+                            let _ = handle.close(Some(token_invalid())).await;
+                        }
+                        _ = handle.closed() => {}
+                    }
                 });
             }
             Err(e) => {
@@ -193,7 +219,7 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
         Partition(String),
     }
     let node = if event_hub {
-        let name = hub.config().event_hub_name;
+        let name = hub.config().event_hub_name.clone();
         if is(&seg, &["$management"]) {
             Node::Management
         } else if seg.len() == 5
@@ -262,23 +288,23 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
     match node {
         Node::C2dIn => {
             let Ok(rx) = request.accept_receiver(Some(options), 100) else { return };
-            until_expired_rx(&c, &resource, &need, rx, |rx| c2d_in(&hub, rx)).await;
+            until_expired(&c, &resource, &need, rx, |rx| c2d_in(&hub, rx)).await;
         }
         Node::Telemetry(device) => {
             let Ok(rx) = request.accept_receiver(Some(options), 100) else { return };
-            until_expired_rx(&c, &resource, &need, rx, |rx| telemetry(&hub, rx, &device)).await;
+            until_expired(&c, &resource, &need, rx, |rx| telemetry(&hub, rx, &device)).await;
         }
         Node::Feedback => {
             let Ok(tx) = request.accept_sender(Some(options)) else { return };
-            until_expired_tx(&c, &resource, &need, tx, |tx| feedback(&hub, tx)).await;
+            until_expired(&c, &resource, &need, tx, |tx| feedback(&hub, tx)).await;
         }
         Node::FileNotifications => {
             let Ok(tx) = request.accept_sender(Some(options)) else { return };
-            until_expired_tx(&c, &resource, &need, tx, |_| std::future::pending::<()>()).await;
+            until_expired(&c, &resource, &need, tx, |_| std::future::pending::<()>()).await;
         }
         Node::C2dOut(device) => {
             let Ok(tx) = request.accept_sender(Some(options)) else { return };
-            until_expired_tx(&c, &resource, &need, tx, |tx| c2d_out(&hub, tx, &device)).await;
+            until_expired(&c, &resource, &need, tx, |tx| c2d_out(&hub, tx, &device)).await;
         }
         Node::Redirect => {
             let Ok(tx) = request.accept_sender(Some(options)) else { return };
@@ -297,46 +323,44 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
                 Err(e) => return refuse(request, condition::INVALID_FIELD, e),
             };
             let Ok(tx) = request.accept_sender(Some(options)) else { return };
-            until_expired_tx(&c, &resource, &need, tx, |tx| partition(&hub, tx, index, start))
-                .await;
+            until_expired(&c, &resource, &need, tx, |tx| partition(&hub, tx, index, start)).await;
         }
     }
 }
 
-/// Runs a receiving node until its link ends or its claim expires (then detaches it with
+/// The end of a link a node holds, which an expired claim detaches.
+trait LinkEnd: Sized {
+    async fn detach(self, error: AmqpError);
+}
+
+impl LinkEnd for Receiver {
+    async fn detach(self, error: AmqpError) {
+        let _ = self.close_with_error(error).await;
+    }
+}
+
+impl LinkEnd for Sender {
+    async fn detach(self, error: AmqpError) {
+        let _ = self.close_with_error(error).await;
+    }
+}
+
+/// Runs a node until its link ends or its claim expires (then detaches it with
 /// `amqp:unauthorized-access`).
-async fn until_expired_rx<F, Fut>(c: &Conn, resource: &str, need: &Need, rx: Receiver, work: F)
+async fn until_expired<L, F, Fut>(c: &Conn, resource: &str, need: &Need, link: L, work: F)
 where
-    F: FnOnce(Arc<Receiver>) -> Fut,
+    L: LinkEnd,
+    F: FnOnce(Arc<L>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let rx = Arc::new(rx);
+    let link = Arc::new(link);
     let expired = tokio::select! {
-        _ = work(Arc::clone(&rx)) => false,
+        _ = work(Arc::clone(&link)) => false,
         _ = c.expired(resource, need) => true,
     };
-    if expired {
-        if let Ok(rx) = Arc::try_unwrap(rx) {
-            let _ = rx.close_with_error(token_invalid()).await;
-        }
-    }
-}
-
-/// [`until_expired_rx`] for a sending node.
-async fn until_expired_tx<F, Fut>(c: &Conn, resource: &str, need: &Need, tx: Sender, work: F)
-where
-    F: FnOnce(Arc<Sender>) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let tx = Arc::new(tx);
-    let expired = tokio::select! {
-        _ = work(Arc::clone(&tx)) => false,
-        _ = c.expired(resource, need) => true,
-    };
-    if expired {
-        if let Ok(tx) = Arc::try_unwrap(tx) {
-            let _ = tx.close_with_error(token_invalid()).await;
-        }
+    // The work is dropped, and with it every other handle to the link.
+    if let (true, Ok(link)) = (expired, Arc::try_unwrap(link)) {
+        link.detach(token_invalid()).await;
     }
 }
 
@@ -366,34 +390,33 @@ async fn cbs(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, event_
     }
     let Ok(rx) = request.accept_receiver(Some(options), 10) else { return };
     while let Ok(d) = rx.recv().await {
-        let answer = match d
-            .message()
-            .map_err(|e| e.to_string())
-            .and_then(|m| PutToken::from_message(&m).map(|p| (m, p)))
-        {
-            Err(why) => {
-                let _ = rx.reject(&d, Some(AmqpError::new(condition::DECODE_ERROR, why)));
-                continue;
-            }
-            Ok((_, put)) => {
-                let _ = rx.accept(&d);
-                let audience = crate::azure::percent_decode(&put.name).unwrap_or(put.name.clone());
-                let (code, description) = match hub.validate(&put.token, host) {
-                    Ok(claim) if claim.token.authorizes(&audience) || audience.is_empty() => {
-                        lock(&c.claims).push(claim);
-                        c.claims_changed.notify_waiters();
-                        (if event_hub { 202 } else { 200 }, "OK".to_owned())
-                    }
-                    Ok(_) => (401, format!("the token does not cover {audience:?}")),
-                    Err(why) => (401, why),
-                };
-                CbsStatus {
-                    correlation_id: put.message_id.clone(),
-                    code,
-                    description: Some(description),
+        let answer =
+            match d.message().map_err(|e| e.to_string()).and_then(|m| PutToken::from_message(&m)) {
+                Err(why) => {
+                    let _ = rx.reject(&d, Some(AmqpError::new(condition::DECODE_ERROR, why)));
+                    continue;
                 }
-            }
-        };
+                Ok(put) => {
+                    let _ = rx.accept(&d);
+                    let audience =
+                        crate::azure::percent_decode(&put.name).unwrap_or(put.name.clone());
+                    let (code, description) = match hub.validate(&put.token, host) {
+                        Ok(claim) if claim.token.authorizes(&audience) || audience.is_empty() => {
+                            match c.add_claim(claim) {
+                                Ok(()) => (if event_hub { 202 } else { 200 }, "OK".to_owned()),
+                                Err(why) => (403, why),
+                            }
+                        }
+                        Ok(_) => (401, format!("the token does not cover {audience:?}")),
+                        Err(why) => (401, why),
+                    };
+                    CbsStatus {
+                        correlation_id: put.message_id.clone(),
+                        code,
+                        description: Some(description),
+                    }
+                }
+            };
         // The answer goes on the peer's $cbs receiver, which may still be attaching.
         let Some(reply) = c.cbs_reply.get().await else { continue };
         let _ = reply.send_pipelined(&answer.to_message()).await;
@@ -674,32 +697,28 @@ fn start_position(remote: &crate::types::Attach) -> Result<StartPosition, String
     Ok(StartPosition::Offset { offset: -1, inclusive: false })
 }
 
-/// A partition reader: the log from the start position, then new events as they come.
+/// A partition reader: the log from the start position, then new events as they come,
+/// each sent as the bytes the log keeps.
 async fn partition(hub: &IotHub, tx: Arc<Sender>, index: usize, start: StartPosition) {
     let log = &hub.inner.log;
-    let mut next = start.first_index(&lock(&log.partitions[index]));
+    let mut next = start.first_sequence(&lock(&log.partitions[index]));
     let settled = tx.remote().snd_settle_mode == crate::types::SenderSettleMode::SETTLED;
     loop {
         let appended = log.appended.notified();
-        let event = lock(&log.partitions[index]).get(next).cloned();
+        let event = lock(&log.partitions[index]).at_or_after(next).cloned();
         let Some(event) = event else {
             appended.await;
             continue;
         };
-        let Ok(message) = event.message() else {
-            next += 1;
-            continue;
+        let payload = crate::message::Payload {
+            head: Vec::new(),
+            inserts: [(0, event.payload)].into_iter().collect(),
         };
-        let sent = if settled {
-            tx.send_settled(&message).await
-        } else {
-            // Readers settle as they like; the log keeps every event anyway.
-            tx.send_pipelined(&message).await.map(drop)
-        };
-        if sent.is_err() {
+        // Readers settle as they like (or not at all): the log keeps every event anyway.
+        if tx.send_encoded(&payload, settled).await.is_err() {
             return;
         }
-        next += 1;
+        next = event.sequence_number + 1;
     }
 }
 
@@ -751,7 +770,8 @@ fn management_answer(hub: &IotHub, m: &Message) -> Message {
                 None => (404, "no such partition".to_owned(), Value::Null),
                 Some(p) => {
                     let log = lock(&hub.inner.log.partitions[p]);
-                    let last = log.last();
+                    let first = log.events.front().map_or(0, |e| e.sequence_number);
+                    let last = log.events.back();
                     (
                         200,
                         "OK".to_owned(),
@@ -759,7 +779,7 @@ fn management_answer(hub: &IotHub, m: &Message) -> Message {
                             vec![
                                 ("name".into(), config.event_hub_name.as_str().into()),
                                 ("partition".into(), p.to_string().into()),
-                                ("begin_sequence_number".into(), 0i64.into()),
+                                ("begin_sequence_number".into(), first.into()),
                                 (
                                     "last_enqueued_sequence_number".into(),
                                     last.map_or(-1, |e| e.sequence_number).into(),
@@ -772,7 +792,7 @@ fn management_answer(hub: &IotHub, m: &Message) -> Message {
                                     "last_enqueued_time_utc".into(),
                                     last.map_or(crate::codec::Timestamp(0), |e| e.enqueued).into(),
                                 ),
-                                ("is_partition_empty".into(), log.is_empty().into()),
+                                ("is_partition_empty".into(), log.events.is_empty().into()),
                             ],
                             Default::default(),
                         ),

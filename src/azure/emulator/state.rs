@@ -218,20 +218,38 @@ impl Event {
     }
 }
 
+/// One partition: its newest events (at most the retention), and where the next goes.
+#[derive(Debug, Default)]
+pub(super) struct Partition {
+    pub(super) events: VecDeque<Event>,
+    next_sequence: i64,
+    next_offset: u64,
+}
+
+impl Partition {
+    /// The event with sequence number `seq`, or the oldest kept after it (older events
+    /// were dropped for the retention); `None` when nothing that new has arrived.
+    pub(super) fn at_or_after(&self, seq: i64) -> Option<&Event> {
+        let first = self.events.front()?.sequence_number;
+        self.events.get(usize::try_from(seq.saturating_sub(first)).unwrap_or(0))
+    }
+}
+
 /// The partitioned log of device-to-cloud events.
 #[derive(Debug)]
 pub(super) struct EventLog {
-    pub(super) partitions: Vec<Mutex<Vec<Event>>>,
-    pub(super) next_offset: Vec<std::sync::atomic::AtomicU64>,
+    pub(super) partitions: Vec<Mutex<Partition>>,
+    /// Events kept per partition; the oldest go first.
+    retained: usize,
     pub(super) appended: Notify,
 }
 
 impl EventLog {
-    pub(super) fn new(n: u32) -> Self {
+    pub(super) fn new(n: u32, retained: usize) -> Self {
         let n = n.max(1) as usize;
         Self {
-            partitions: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
-            next_offset: (0..n).map(|_| std::sync::atomic::AtomicU64::new(0)).collect(),
+            partitions: (0..n).map(|_| Mutex::default()).collect(),
+            retained: retained.max(1),
             appended: Notify::new(),
         }
     }
@@ -251,11 +269,10 @@ impl EventLog {
     pub(super) fn append(&self, device: &str, mut message: Message) -> (usize, Event) {
         let p = self.partition_of(device);
         let mut log = lock(&self.partitions[p]);
-        let sequence_number = log.len() as i64;
+        let (sequence_number, offset) = (log.next_sequence, log.next_offset);
         let enqueued = Timestamp(now_ms());
         let mut pairs =
             message.message_annotations.as_ref().map(|a| a.to_pairs()).unwrap_or_default();
-        let offset = self.next_offset[p].load(std::sync::atomic::Ordering::Relaxed);
         let sym = |s: &str| Value::Symbol(s.into(), Default::default());
         let auth =
             r#"{"scope":"device","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}"#;
@@ -271,10 +288,14 @@ impl EventLog {
         ]);
         message.message_annotations = Some(AnnotationMap::from_pairs(pairs));
         let payload = Bytes::from(message.to_vec());
-        self.next_offset[p].fetch_add(payload.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        log.next_sequence += 1;
+        log.next_offset += payload.len() as u64;
         let event =
             Event { sequence_number, offset, enqueued, device_id: device.to_owned(), payload };
-        log.push(event.clone());
+        if log.events.len() >= self.retained {
+            log.events.pop_front();
+        }
+        log.events.push_back(event.clone());
         drop(log);
         self.appended.notify_waiters();
         (p, event)
@@ -345,8 +366,8 @@ impl StartPosition {
         }
     }
 
-    /// The index of the first event of `log` to deliver.
-    pub(super) fn first_index(self, log: &[Event]) -> usize {
+    /// The sequence number of the first event of `log` to deliver.
+    pub(super) fn first_sequence(self, log: &Partition) -> i64 {
         let after = |e: &Event| match self {
             Self::Offset { offset, inclusive } => {
                 let o = e.offset as i64;
@@ -372,7 +393,7 @@ impl StartPosition {
             }
             Self::Latest => false,
         };
-        log.iter().position(after).unwrap_or(log.len())
+        log.events.iter().find(|e| after(e)).map_or(log.next_sequence, |e| e.sequence_number)
     }
 }
 
@@ -380,11 +401,12 @@ impl StartPosition {
 mod tests {
     use super::*;
 
+    fn p(s: &str) -> StartPosition {
+        StartPosition::parse(s).unwrap()
+    }
+
     #[test]
     fn selectors_parse_and_pick_the_first_event() {
-        fn p(s: &str) -> StartPosition {
-            StartPosition::parse(s).unwrap()
-        }
         assert_eq!(
             p("amqp.annotation.x-opt-offset > '-1'"),
             StartPosition::Offset { offset: -1, inclusive: false }
@@ -406,26 +428,42 @@ mod tests {
             .unwrap_err()
             .contains("not a number"));
 
-        let log = EventLog::new(1);
+        let log = EventLog::new(1, 100);
         for i in 0..4 {
             log.append("d", Message::with_data(vec![i as u8; 10]));
         }
-        let events = lock(&log.partitions[0]).clone();
-        assert_eq!(p("amqp.annotation.x-opt-offset > '-1'").first_index(&events), 0);
-        assert_eq!(p("amqp.annotation.x-opt-sequence-number > '1'").first_index(&events), 2);
-        assert_eq!(p("amqp.annotation.x-opt-sequence-number >= '1'").first_index(&events), 1);
-        let second = events[1].offset;
-        assert_eq!(
-            p(&format!("amqp.annotation.x-opt-offset >= '{second}'")).first_index(&events),
-            1
-        );
-        assert_eq!(p("amqp.annotation.x-opt-offset > '@latest'").first_index(&events), 4);
+        let part = lock(&log.partitions[0]);
+        let first = |sel: &str| p(sel).first_sequence(&part);
+        assert_eq!(first("amqp.annotation.x-opt-offset > '-1'"), 0);
+        assert_eq!(first("amqp.annotation.x-opt-sequence-number > '1'"), 2);
+        assert_eq!(first("amqp.annotation.x-opt-sequence-number >= '1'"), 1);
+        let second = part.events[1].offset;
+        assert_eq!(first(&format!("amqp.annotation.x-opt-offset >= '{second}'")), 1);
+        assert_eq!(first("amqp.annotation.x-opt-offset > '@latest'"), 4);
         // Offsets grow by the encoded size, and the annotations are on each message.
+        let events: Vec<&Event> = part.events.iter().collect();
         assert!(events.windows(2).all(|w| w[1].offset == w[0].offset + w[0].payload.len() as u64));
         let m = events[3].message().unwrap();
         let a = m.message_annotations.unwrap();
         assert_eq!(a.get("iothub-connection-device-id").and_then(|v| v.as_str()), Some("d"));
         assert_eq!(a.get("x-opt-sequence-number"), Some(crate::codec::ValueRef::Long(3)));
+    }
+
+    #[test]
+    fn the_log_keeps_its_retention_and_readers_skip_what_went() {
+        let log = EventLog::new(1, 3);
+        for i in 0..5u8 {
+            log.append("d", Message::with_data(vec![i; 4]));
+        }
+        let part = lock(&log.partitions[0]);
+        let kept: Vec<i64> = part.events.iter().map(|e| e.sequence_number).collect();
+        assert_eq!(kept, [2, 3, 4], "the oldest went; numbering goes on");
+        // A reader that wanted event 0 gets the oldest kept one; 4 is there; 5 is not yet.
+        assert_eq!(part.at_or_after(0).map(|e| e.sequence_number), Some(2));
+        assert_eq!(part.at_or_after(4).map(|e| e.sequence_number), Some(4));
+        assert!(part.at_or_after(5).is_none());
+        assert_eq!(p("amqp.annotation.x-opt-offset > '-1'").first_sequence(&part), 2);
+        assert_eq!(p("amqp.annotation.x-opt-offset > '@latest'").first_sequence(&part), 5);
     }
 
     #[test]
