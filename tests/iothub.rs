@@ -36,9 +36,16 @@ struct Hub {
     amqps: u16,
     wss: u16,
     event_hub: u16,
+    event_hub_wss: u16,
 }
 
 async fn start(feedback_interval: Duration) -> Hub {
+    start_with(|c| c.feedback_interval = feedback_interval).await
+}
+
+/// The emulator with one device and the owner policy, on four listeners: the hub over TLS
+/// and WebSocket, the Event Hub endpoint over TLS and WebSocket.
+async fn start_with(tweak: impl FnOnce(&mut HubConfig)) -> Hub {
     let pki = pki::pki();
     let mut config = HubConfig::new("localhost");
     config.devices.push(("dev1".into(), SasKey::from_base64(DEVICE_KEY).unwrap()));
@@ -47,16 +54,20 @@ async fn start(feedback_interval: Duration) -> Hub {
         SasKey::from_base64(OWNER_KEY).unwrap(),
         Permissions::of_policy("iothubowner"),
     ));
-    config.feedback_interval = feedback_interval;
     config.partitions = 2;
+    tweak(&mut config);
     let hub = IotHub::new(config);
     let mut ports = Vec::new();
-    for url in ["amqps://127.0.0.1:0", "wss://127.0.0.1:0/$iothub/websocket", "amqps://127.0.0.1:0"]
-    {
+    for url in [
+        "amqps://127.0.0.1:0",
+        "wss://127.0.0.1:0/$iothub/websocket",
+        "amqps://127.0.0.1:0",
+        "wss://127.0.0.1:0/$servicebus/websocket",
+    ] {
         let l = Listener::bind(url, hub.listen_options(Some(pki.server()), None)).await.unwrap();
         ports.push(l.endpoint().port);
         let h = hub.clone();
-        let event_hub = ports.len() == 3;
+        let event_hub = ports.len() > 2;
         tokio::spawn(async move {
             if event_hub {
                 h.serve_event_hub(l).await
@@ -66,7 +77,7 @@ async fn start(feedback_interval: Duration) -> Hub {
         });
     }
     hub.set_event_hub_endpoint("localhost", ports[2]);
-    Hub { hub, pki, amqps: ports[0], wss: ports[1], event_hub: ports[2] }
+    Hub { hub, pki, amqps: ports[0], wss: ports[1], event_hub: ports[2], event_hub_wss: ports[3] }
 }
 
 fn in_an_hour() -> u64 {
@@ -332,4 +343,257 @@ async fn no_token_a_bad_token_and_an_unknown_device_are_refused() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+// ---- amqpwire's own IoT Hub clients against the emulator ----
+
+use amqpwire::azure::client::{
+    DeviceClient, EventHubTarget, EventReader, HubError, HubOptions, HubTransport, ReadOptions,
+    Security, ServiceClient,
+};
+use amqpwire::azure::emulator::{Ack, FeedbackStatus, StartPosition};
+use amqpwire::azure::IotHubConnectionString;
+
+fn owner_cs() -> IotHubConnectionString {
+    format!("HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey={OWNER_KEY}")
+        .parse()
+        .unwrap()
+}
+
+fn device_cs() -> IotHubConnectionString {
+    format!("HostName=localhost;DeviceId=dev1;SharedAccessKey={DEVICE_KEY}").parse().unwrap()
+}
+
+fn options(h: &Hub, transport: HubTransport, security: Security) -> HubOptions {
+    let mut o = HubOptions::new(transport, security);
+    o.tls = h.pki.client();
+    o.port = Some(match transport {
+        HubTransport::Amqps => h.amqps,
+        HubTransport::WebSocket => h.wss,
+    });
+    o.event_hub_ws_port = Some(h.event_hub_wss);
+    o.timeout = Duration::from_secs(10);
+    o
+}
+
+/// The seed scenario with the clients: C2D with full feedback, completed by the device;
+/// telemetry; the monitor follows the redirect and reads it.
+async fn round_trip(transport: HubTransport, security: Security) {
+    let h = start(Duration::from_millis(50)).await;
+    let o = options(&h, transport, security);
+    let service = within("service", ServiceClient::connect(&owner_cs(), o.clone())).await.unwrap();
+    let device = within("device", DeviceClient::connect(&device_cs(), o.clone())).await.unwrap();
+    let mut m = Message::with_data(&b"switch on"[..]);
+    m.application_properties = Some(AnnotationMap::from_pairs([("room", "kitchen")]));
+    let id = within("send-c2d", service.send_c2d("dev1", m, Ack::Full)).await.unwrap();
+    let c2d = within("receive", device.receive()).await.unwrap();
+    assert_eq!(c2d.message.properties.as_ref().unwrap().message_id, Some(id.clone()));
+    assert_eq!(c2d.lock_token().len(), 36, "{}", c2d.lock_token());
+    let room = c2d.message.application_properties.as_ref().unwrap().get("room");
+    assert_eq!(room.and_then(|v| v.as_str()), Some("kitchen"));
+    device.complete(&c2d).unwrap();
+    let feedback = within("attach feedback", service.feedback()).await.unwrap();
+    let records = within("feedback", feedback.next()).await.unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let MessageId::Uuid(u) = id else { panic!("{id:?}") };
+    assert_eq!(records[0].original_message_id, u.to_string());
+    assert_eq!(
+        (records[0].device_id.as_str(), records[0].status),
+        ("dev1", FeedbackStatus::Success)
+    );
+
+    let mut t = Message::with_data(&b"{\"temp\":21.5}"[..]);
+    t.application_properties = Some(AnnotationMap::from_pairs([("alert", "no")]));
+    within("send_event", device.send_event(t)).await.unwrap();
+
+    let target = within("redirect", EventHubTarget::discover(&owner_cs(), &o)).await.unwrap();
+    assert_eq!((target.hostname.as_str(), target.port), ("localhost", h.event_hub));
+    assert_eq!(target.event_hub, "localhost");
+    let read = ReadOptions { start: StartPosition::START, ..ReadOptions::default() };
+    let mut reader =
+        within("reader", EventReader::connect(&owner_cs(), &target, read, &o)).await.unwrap();
+    assert_eq!(reader.partitions(), ["0", "1"]);
+    let event = within("event", reader.next()).await.unwrap();
+    assert_eq!(event.device_id.as_deref(), Some("dev1"));
+    assert_eq!(event.partition, h.hub.partition_of("dev1").to_string());
+    assert!(event.enqueued_time.is_some());
+    assert_eq!(event.body_text().as_deref(), Some("{\"temp\":21.5}"));
+    assert_eq!(event.sequence_number, Some(0));
+
+    within("close", reader.close()).await.unwrap();
+    within("close", device.close()).await.unwrap();
+    within("close", service.close()).await.unwrap();
+}
+
+#[tokio::test]
+async fn clients_over_tls_with_no_sasl_and_cbs() {
+    round_trip(HubTransport::Amqps, Security::None).await;
+}
+
+#[tokio::test]
+async fn clients_over_tls_with_anonymous_and_cbs() {
+    round_trip(HubTransport::Amqps, Security::Anonymous).await;
+}
+
+#[tokio::test]
+async fn clients_over_tls_with_mssbcbs_and_cbs() {
+    round_trip(HubTransport::Amqps, Security::Mssbcbs).await;
+}
+
+#[tokio::test]
+async fn clients_over_tls_with_plain() {
+    round_trip(HubTransport::Amqps, Security::Plain).await;
+}
+
+#[tokio::test]
+async fn clients_over_websocket_with_no_sasl_and_cbs() {
+    round_trip(HubTransport::WebSocket, Security::None).await;
+}
+
+#[tokio::test]
+async fn clients_over_websocket_with_anonymous_and_cbs() {
+    round_trip(HubTransport::WebSocket, Security::Anonymous).await;
+}
+
+#[tokio::test]
+async fn clients_over_websocket_with_mssbcbs_and_cbs() {
+    round_trip(HubTransport::WebSocket, Security::Mssbcbs).await;
+}
+
+#[tokio::test]
+async fn clients_over_websocket_with_plain() {
+    round_trip(HubTransport::WebSocket, Security::Plain).await;
+}
+
+/// The description of an `amqp:unauthorized-access` that ended a link.
+fn unauthorized(e: &HubError) -> Option<String> {
+    match e {
+        HubError::Amqp(Error::LinkDetached(Some(a)) | Error::LinkRefused(Some(a)))
+            if a.condition.as_str() == condition::UNAUTHORIZED_ACCESS =>
+        {
+            Some(a.description.as_deref().unwrap_or_default().to_owned())
+        }
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn cbs_renewal_keeps_links_alive_past_the_first_tokens_expiry() {
+    let h = start_with(|c| c.clock_skew = Duration::ZERO).await;
+    let mut renewing = options(&h, HubTransport::WebSocket, Security::None);
+    renewing.token_lifetime = Duration::from_secs(3);
+    renewing.renew_at = Some(0.5);
+    let mut lapsing = renewing.clone();
+    lapsing.renew_at = None;
+    let a = within("device", DeviceClient::connect(&device_cs(), renewing)).await.unwrap();
+    let b = within("device", DeviceClient::connect(&device_cs(), lapsing)).await.unwrap();
+    within("send", a.send_event(Message::with_data(&b"a1"[..]))).await.unwrap();
+    within("send", b.send_event(Message::with_data(&b"b1"[..]))).await.unwrap();
+    // Past the first tokens' expiry (at most 3 s away).
+    tokio::time::sleep(Duration::from_millis(4200)).await;
+    within("send", a.send_event(Message::with_data(&b"a2"[..]))).await.unwrap();
+    assert!(a.hub().renewals() >= 1, "renewals: {}", a.hub().renewals());
+    assert_eq!(a.hub().renewal_error(), None);
+    // Without renewal the hub detached the telemetry link: "Token Invalid.".
+    let e = within("send", b.send_event(Message::with_data(&b"b2"[..]))).await.unwrap_err();
+    assert_eq!(unauthorized(&e).as_deref(), Some("Token Invalid."), "{e}");
+    assert_eq!(b.hub().renewals(), 0);
+}
+
+#[tokio::test]
+async fn a_plain_connection_ends_when_its_token_expires() {
+    let h = start_with(|c| c.clock_skew = Duration::ZERO).await;
+    let mut o = options(&h, HubTransport::Amqps, Security::Plain);
+    o.token_lifetime = Duration::from_secs(2);
+    let device = within("device", DeviceClient::connect(&device_cs(), o)).await.unwrap();
+    within("send", device.send_event(Message::with_data(&b"x"[..]))).await.unwrap();
+    let closed = within("expiry", device.hub().connection().closed()).await;
+    let e = closed.unwrap_err();
+    assert!(e.to_string().contains("Token Invalid."), "{e}");
+
+    // A PLAIN user that does not match the token is refused at SASL.
+    let cs: IotHubConnectionString =
+        format!("HostName=localhost;DeviceId=ghost;SharedAccessKey={DEVICE_KEY}").parse().unwrap();
+    let o = options(&h, HubTransport::Amqps, Security::Plain);
+    let e = within("device", DeviceClient::connect(&cs, o)).await.unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("auth"), "{e}");
+}
+
+#[tokio::test]
+async fn c2d_locks_time_out_ttls_expire_and_abandons_are_counted() {
+    let h = start_with(|c| {
+        c.feedback_interval = Duration::from_millis(50);
+        c.lock_timeout = Duration::from_millis(400);
+        c.max_delivery_count = 2;
+    })
+    .await;
+    let o = options(&h, HubTransport::Amqps, Security::None);
+    let service = within("service", ServiceClient::connect(&owner_cs(), o.clone())).await.unwrap();
+
+    // A message whose time to live has run out by the time the device asks.
+    let mut short = Message::with_data(&b"too late"[..]);
+    let soon = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64 + 200;
+    short.properties = Some(Properties {
+        absolute_expiry_time: Some(amqpwire::codec::Timestamp(soon)),
+        ..Properties::default()
+    });
+    let expired_id = within("send", service.send_c2d("dev1", short, Ack::Negative)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let abandoned_id =
+        within("send", service.send_c2d("dev1", Message::with_data(&b"b"[..]), Ack::Full))
+            .await
+            .unwrap();
+
+    let device = within("device", DeviceClient::connect(&device_cs(), o.clone())).await.unwrap();
+    // The expired one is skipped: the first the device sees is the second.
+    let first = within("receive", device.receive()).await.unwrap();
+    assert_eq!(first.message.properties.as_ref().unwrap().message_id, Some(abandoned_id.clone()));
+    // Not settled within the lock time-out: delivered again, with a new lock token.
+    let again = within("redelivery", device.receive()).await.unwrap();
+    assert_eq!(again.message.properties.as_ref().unwrap().message_id, Some(abandoned_id.clone()));
+    assert_ne!(again.lock_token(), first.lock_token());
+    // Abandoned twice: past max_delivery_count, so it is dropped with feedback.
+    device.abandon(&again).unwrap();
+    let third = within("after abandon", device.receive()).await.unwrap();
+    device.abandon(&third).unwrap();
+
+    let feedback = within("feedback", service.feedback()).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        for r in within("records", feedback.next()).await.unwrap() {
+            seen.push((r.original_message_id, r.status));
+        }
+    }
+    let text = |id: &MessageId| match id {
+        MessageId::Uuid(u) => u.to_string(),
+        other => panic!("{other:?}"),
+    };
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut want = vec![
+        (text(&expired_id), FeedbackStatus::Expired),
+        (text(&abandoned_id), FeedbackStatus::DeliveryCountExceeded),
+    ];
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(seen, want);
+    assert_eq!(h.hub.queued("dev1"), 0);
+}
+
+#[tokio::test]
+async fn clients_refuse_the_wrong_kind_of_connection_string() {
+    let h = start(Duration::from_millis(50)).await;
+    let o = options(&h, HubTransport::Amqps, Security::None);
+    let e = ServiceClient::connect(&device_cs(), o.clone()).await.unwrap_err();
+    assert!(e.to_string().contains("device connection string"), "{e}");
+    let e = DeviceClient::connect(&owner_cs(), o.clone()).await.unwrap_err();
+    assert!(e.to_string().contains("service connection string"), "{e}");
+    let e = EventHubTarget::discover(&device_cs(), &o).await.unwrap_err();
+    assert!(e.to_string().contains("service policy"), "{e}");
+    // A wrong key: the put-token is refused, and the client says so.
+    let cs: IotHubConnectionString =
+        format!("HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey={DEVICE_KEY}")
+            .parse()
+            .unwrap();
+    let e = ServiceClient::connect(&cs, o).await.unwrap_err();
+    assert!(matches!(e, HubError::Cbs(CbsError::Refused(_))), "{e}");
+    assert!(e.to_string().contains("401"), "{e}");
 }

@@ -89,6 +89,27 @@ pub enum Credential {
     SharedAccessSignature(SasToken),
 }
 
+impl Credential {
+    /// A token for `resource_uri` (not encoded): signed with the key, `skn` = `key_name`,
+    /// expiring at `expiry` (seconds since the Unix epoch); or the connection string's own
+    /// token, whose resource and expiry stand.
+    ///
+    /// # Errors
+    ///
+    /// [`SasError::EmptyField`] when `resource_uri` is empty.
+    pub fn token(
+        &self,
+        resource_uri: &str,
+        key_name: Option<&str>,
+        expiry: u64,
+    ) -> Result<SasToken, SasError> {
+        match self {
+            Self::SharedAccessKey(key) => SasToken::new(resource_uri, key, key_name, expiry),
+            Self::SharedAccessSignature(token) => Ok(token.clone()),
+        }
+    }
+}
+
 /// An Azure IoT Hub connection string.
 ///
 /// - Service (a shared access policy): `HostName=…;SharedAccessKeyName=…;SharedAccessKey=…`.

@@ -53,9 +53,12 @@
 //! ```
 
 pub mod cbs;
+#[cfg(all(feature = "tokio", feature = "json"))]
+pub mod client;
 mod connection_string;
 #[cfg(all(feature = "tokio", feature = "json"))]
 pub mod emulator;
+pub mod hub;
 mod sas;
 
 pub use connection_string::{

@@ -138,10 +138,7 @@ impl Connection {
             .await
             .map_err(|_| Error::Timeout("the transport to be set up"))??;
         let conn = Self::start(engine::Connection::client(cfg), io, None);
-        let opened = conn.inner.wait_until(|s| {
-            s.opened.as_ref().map(|r| r.as_ref().map_err(Error::duplicate).copied())
-        });
-        match tokio::time::timeout(options.timeout, opened).await {
+        match tokio::time::timeout(options.timeout, conn.opened()).await {
             Ok(Ok(())) => Ok(conn),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::Timeout("the peer's open")),
@@ -190,6 +187,16 @@ impl Connection {
     /// The peer's open, once received.
     pub fn remote_open(&self) -> Option<crate::types::Open> {
         self.inner.lock().conn.remote_open().cloned()
+    }
+
+    /// Waits for the peer's open (or the end of a connection that never opened). On the
+    /// server side SASL is over by then, so [`identity`](Self::identity) is known.
+    pub async fn opened(&self) -> Result<(), Error> {
+        self.inner
+            .wait_until(|s| {
+                s.opened.as_ref().map(|r| r.as_ref().map_err(Error::duplicate).copied())
+            })
+            .await
     }
 
     /// The identity SASL authenticated (server side), if any.

@@ -38,7 +38,8 @@ use crate::runtime::{Error, ListenOptions, Listener, ServerConnection, SharedTra
 use crate::sasl::{AuthOutcome, AuthStep, Authenticator};
 use crate::types::{Layout, SaslCode};
 
-pub use state::{Ack, Event, FeedbackRecord, FeedbackStatus, StartPosition};
+pub use crate::azure::hub::{Ack, FeedbackRecord, FeedbackStatus, StartPosition};
+pub use state::Event;
 
 /// What a policy may do.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

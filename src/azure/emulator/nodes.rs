@@ -7,9 +7,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::state::{lock, now_ms, Ack, C2d, FeedbackStatus, StartPosition};
+use super::state::{lock, now_ms, C2d};
 use super::{device_segment, unix_seconds, Claim, IotHub, Need, PLAIN_IDENTITY_PREFIX};
 use crate::azure::cbs::{CbsStatus, PutToken};
+use crate::azure::hub::{Ack, FeedbackStatus, StartPosition};
 use crate::codec::{Symbol, Value};
 use crate::connection::LinkOptions;
 use crate::message::{AnnotationMap, Body, Message};
@@ -18,9 +19,6 @@ use crate::types::{
     condition, AttachSource, AttachTarget, DeliveryState, Error as AmqpError, Fields, MessageId,
     Properties, Role, Source, Target,
 };
-
-/// The selector filter's key in a source's filter map.
-const SELECTOR: &str = "apache.org:selector-filter:string";
 
 /// The link a request-response node answers on (the peer's receiver from it), which
 /// may attach after the first request arrives.
@@ -161,6 +159,10 @@ pub(super) async fn serve_connection(hub: IotHub, mut conn: ServerConnection, ev
     } else {
         config.hostname.clone()
     };
+    // The identity is known once the peer's open came (SASL is over by then).
+    if conn.connection.opened().await.is_err() {
+        return;
+    }
     // SASL PLAIN brought a token: its claim, and the connection ends when it expires.
     if let Some(token) = conn
         .connection
@@ -681,7 +683,7 @@ fn start_position(remote: &crate::types::Attach) -> Result<StartPosition, String
         return Ok(StartPosition::Offset { offset: -1, inclusive: false });
     };
     for (key, value) in &filter.0 {
-        if key.as_str() != SELECTOR {
+        if key.as_str() != crate::azure::hub::SELECTOR_FILTER {
             continue;
         }
         let text = match value {

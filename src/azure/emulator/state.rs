@@ -12,117 +12,14 @@ use crate::codec::{Timestamp, Value};
 use crate::message::{AnnotationMap, Message};
 use crate::types::MessageId;
 
+use crate::azure::hub::{message_id_text, Ack, FeedbackRecord, FeedbackStatus, StartPosition};
+
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub(super) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Which outcomes of a cloud-to-device message the service wants feedback on
-/// (`iothub-ack`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ack {
-    /// No feedback (the default).
-    None,
-    /// Feedback when the device completes the message.
-    Positive,
-    /// Feedback when it is rejected, expires or is abandoned too often.
-    Negative,
-    /// Both.
-    Full,
-}
-
-impl Ack {
-    /// Reads `iothub-ack` (any case); `None` for a value it does not know.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "none" => Some(Self::None),
-            "positive" => Some(Self::Positive),
-            "negative" => Some(Self::Negative),
-            "full" => Some(Self::Full),
-            _ => None,
-        }
-    }
-
-    fn wants(self, status: FeedbackStatus) -> bool {
-        match status {
-            FeedbackStatus::Success => matches!(self, Self::Positive | Self::Full),
-            _ => matches!(self, Self::Negative | Self::Full),
-        }
-    }
-}
-
-/// The statuses a feedback record carries (`statusCode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FeedbackStatus {
-    /// The device completed (accepted) the message.
-    Success,
-    /// Its time to live ran out before the device completed it.
-    Expired,
-    /// The device abandoned it more often than the hub allows.
-    DeliveryCountExceeded,
-    /// The device rejected it.
-    Rejected,
-}
-
-impl FeedbackStatus {
-    /// The name in the JSON record.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Success => "Success",
-            Self::Expired => "Expired",
-            Self::DeliveryCountExceeded => "DeliveryCountExceeded",
-            Self::Rejected => "Rejected",
-        }
-    }
-
-    fn description(self) -> &'static str {
-        match self {
-            Self::Success => "Success",
-            Self::Expired => "Message expired",
-            Self::DeliveryCountExceeded => "Message delivery count exceeded",
-            Self::Rejected => "Message rejected",
-        }
-    }
-}
-
-/// One feedback record, as the service receives it in a JSON array.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FeedbackRecord {
-    /// The cloud-to-device message's message-id, as text (a uuid in lower-case 8-4-4-4-12).
-    pub original_message_id: String,
-    /// The device it was for.
-    pub device_id: String,
-    /// What happened to it.
-    pub status: FeedbackStatus,
-    /// When the record was made (ms since the epoch).
-    pub enqueued_ms: i64,
-}
-
-impl FeedbackRecord {
-    /// The record as a JSON object.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "originalMessageId": self.original_message_id,
-            "enqueuedTimeUtc": Timestamp(self.enqueued_ms).to_string(),
-            "statusCode": self.status.name(),
-            "description": self.status.description(),
-            "deviceId": self.device_id,
-            "deviceGenerationId": "",
-        })
-    }
-}
-
-/// The text form of a message-id in feedback records.
-pub(crate) fn message_id_text(id: &MessageId) -> String {
-    match id {
-        MessageId::String(s) => s.to_string(),
-        MessageId::Uuid(u) => u.to_string(),
-        MessageId::Ulong(n) => n.to_string(),
-        MessageId::Binary(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
-    }
 }
 
 /// A cloud-to-device message waiting for its device.
@@ -171,7 +68,9 @@ impl Queues {
             original_message_id: message_id_text(id),
             device_id: device.to_owned(),
             status,
-            enqueued_ms: now_ms(),
+            description: status.description().to_owned(),
+            enqueued_time_utc: Timestamp(now_ms()).to_string(),
+            device_generation_id: String::new(),
         });
         drop(f);
         self.feedback_changed.notify_waiters();
@@ -302,70 +201,7 @@ impl EventLog {
     }
 }
 
-/// Where a partition reader starts, from its source's selector filter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StartPosition {
-    /// The first event whose offset is greater (or, inclusive, not less) than this.
-    Offset {
-        /// The offset.
-        offset: i64,
-        /// `>=` rather than `>`.
-        inclusive: bool,
-    },
-    /// The first event whose sequence number is greater (or not less) than this.
-    Sequence {
-        /// The sequence number.
-        sequence: i64,
-        /// `>=` rather than `>`.
-        inclusive: bool,
-    },
-    /// The first event enqueued after (or at) this time, in ms since the epoch.
-    EnqueuedTime {
-        /// The time.
-        ms: i64,
-        /// `>=` rather than `>`.
-        inclusive: bool,
-    },
-    /// Only events that arrive from now on (`@latest`).
-    Latest,
-}
-
 impl StartPosition {
-    /// Reads a selector such as `amqp.annotation.x-opt-offset > '-1'`.
-    pub fn parse(selector: &str) -> Result<Self, String> {
-        let s = selector.trim();
-        let (field, rest) = s
-            .split_once(|c: char| c.is_whitespace() || c == '>' || c == '=')
-            .ok_or_else(|| format!("selector {selector:?}: expected FIELD > 'VALUE'"))?;
-        let rest = rest.trim_start();
-        let (inclusive, rest) = if let Some(r) = rest.strip_prefix(">=") {
-            (true, r)
-        } else if let Some(r) = rest.strip_prefix('>') {
-            (false, r)
-        } else {
-            return Err(format!("selector {selector:?}: expected > or >="));
-        };
-        let value = rest.trim().trim_matches('\'');
-        let number = |what: &str| {
-            value
-                .parse::<i64>()
-                .map_err(|_| format!("selector {selector:?}: {what} {value:?} is not a number"))
-        };
-        match field.to_ascii_lowercase().as_str() {
-            "amqp.annotation.x-opt-offset" if value == "@latest" => Ok(Self::Latest),
-            "amqp.annotation.x-opt-offset" => {
-                Ok(Self::Offset { offset: number("offset")?, inclusive })
-            }
-            "amqp.annotation.x-opt-sequence-number" => {
-                Ok(Self::Sequence { sequence: number("sequence number")?, inclusive })
-            }
-            "amqp.annotation.x-opt-enqueued-time" => {
-                Ok(Self::EnqueuedTime { ms: number("enqueued time")?, inclusive })
-            }
-            other => Err(format!("selector {selector:?}: unknown field {other:?}")),
-        }
-    }
-
     /// The sequence number of the first event of `log` to deliver.
     pub(super) fn first_sequence(self, log: &Partition) -> i64 {
         let after = |e: &Event| match self {

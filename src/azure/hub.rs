@@ -1,0 +1,302 @@
+//! The words IoT Hub's messages use, shared by its clients and the emulator: the
+//! addresses of its nodes, `iothub-ack` modes, feedback records, and the start positions of
+//! Event Hub partition readers.
+
+use crate::codec::{Described, Symbol, Value};
+use crate::types::MessageId;
+
+/// Where the service sends cloud-to-device messages.
+pub const C2D_SEND_ADDRESS: &str = "/messages/devicebound";
+/// Where the service reads feedback on cloud-to-device messages.
+pub const FEEDBACK_ADDRESS: &str = "/messages/serviceBound/feedback";
+/// The `content-type` of feedback messages.
+pub const FEEDBACK_CONTENT_TYPE: &str = "application/vnd.microsoft.iothub.feedback.json";
+/// The application property that asks for feedback.
+pub const ACK_PROPERTY: &str = "iothub-ack";
+/// The source filter key of partition readers' start positions.
+pub const SELECTOR_FILTER: &str = "apache.org:selector-filter:string";
+/// The descriptor code of the selector filter's value.
+pub const SELECTOR_FILTER_CODE: u64 = 0x0000_468C_0000_0004;
+/// The default consumer group.
+pub const DEFAULT_CONSUMER_GROUP: &str = "$Default";
+
+/// The path a device (or a module of it) sends telemetry to.
+pub fn telemetry_address(device_id: &str, module_id: Option<&str>) -> String {
+    match module_id {
+        Some(m) => format!("/devices/{device_id}/modules/{m}/messages/events"),
+        None => format!("/devices/{device_id}/messages/events"),
+    }
+}
+
+/// The path a device receives cloud-to-device messages from (also the `to` of those
+/// messages).
+pub fn c2d_address(device_id: &str) -> String {
+    format!("/devices/{device_id}/messages/devicebound")
+}
+
+/// Which outcomes of a cloud-to-device message the service wants feedback on
+/// (`iothub-ack`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ack {
+    /// No feedback (the default).
+    None,
+    /// Feedback when the device completes the message.
+    Positive,
+    /// Feedback when it is rejected, expires or is abandoned too often.
+    Negative,
+    /// Both.
+    Full,
+}
+
+impl Ack {
+    /// Reads `iothub-ack` (any case); `None` for a value it does not know.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Some(Self::None),
+            "positive" => Some(Self::Positive),
+            "negative" => Some(Self::Negative),
+            "full" => Some(Self::Full),
+            _ => None,
+        }
+    }
+
+    /// The value of `iothub-ack`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Positive => "positive",
+            Self::Negative => "negative",
+            Self::Full => "full",
+        }
+    }
+
+    /// Whether a record with `status` is wanted.
+    pub fn wants(self, status: FeedbackStatus) -> bool {
+        match status {
+            FeedbackStatus::Success => matches!(self, Self::Positive | Self::Full),
+            _ => matches!(self, Self::Negative | Self::Full),
+        }
+    }
+}
+
+/// The statuses a feedback record carries (`statusCode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedbackStatus {
+    /// The device completed (accepted) the message.
+    Success,
+    /// Its time to live ran out before the device completed it.
+    Expired,
+    /// The device abandoned it more often than the hub allows.
+    DeliveryCountExceeded,
+    /// The device rejected it.
+    Rejected,
+    /// The device's queue was purged before it was delivered.
+    Purged,
+}
+
+impl FeedbackStatus {
+    /// The name in the JSON record.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Success => "Success",
+            Self::Expired => "Expired",
+            Self::DeliveryCountExceeded => "DeliveryCountExceeded",
+            Self::Rejected => "Rejected",
+            Self::Purged => "Purged",
+        }
+    }
+
+    /// Reads a `statusCode` (any case).
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Success, Self::Expired, Self::DeliveryCountExceeded, Self::Rejected, Self::Purged]
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The hub's description of the status.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Success => "Success",
+            Self::Expired => "Message expired",
+            Self::DeliveryCountExceeded => "Message delivery count exceeded",
+            Self::Rejected => "Message rejected",
+            Self::Purged => "Message purged",
+        }
+    }
+}
+
+/// One feedback record, as the service receives it in a JSON array.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedbackRecord {
+    /// The cloud-to-device message's message-id, as text (a uuid in lower-case 8-4-4-4-12).
+    pub original_message_id: String,
+    /// The device it was for.
+    pub device_id: String,
+    /// What happened to it.
+    pub status: FeedbackStatus,
+    /// The hub's words for the status.
+    pub description: String,
+    /// When the record was made, as the hub wrote it (ISO 8601, UTC).
+    pub enqueued_time_utc: String,
+    /// The device's generation id (empty when the hub does not say).
+    pub device_generation_id: String,
+}
+
+#[cfg(feature = "json")]
+impl FeedbackRecord {
+    /// The record as a JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "originalMessageId": self.original_message_id,
+            "enqueuedTimeUtc": self.enqueued_time_utc,
+            "statusCode": self.status.name(),
+            "description": self.description,
+            "deviceId": self.device_id,
+            "deviceGenerationId": self.device_generation_id,
+        })
+    }
+
+    /// Reads one record of a feedback message.
+    pub fn from_json(v: &serde_json::Value) -> Result<Self, String> {
+        let text = |key: &str| -> Result<String, String> {
+            match v.get(key) {
+                Some(serde_json::Value::String(s)) => Ok(s.clone()),
+                Some(serde_json::Value::Null) | None => Ok(String::new()),
+                Some(other) => Err(format!("feedback record: {key} is {other}, not a string")),
+            }
+        };
+        if !v.is_object() {
+            return Err(format!("feedback record: {v} is not an object"));
+        }
+        let code = text("statusCode")?;
+        let status = FeedbackStatus::parse(&code)
+            .ok_or_else(|| format!("feedback record: unknown statusCode {code:?}"))?;
+        let original_message_id = text("originalMessageId")?;
+        if original_message_id.is_empty() {
+            return Err("feedback record: no originalMessageId".into());
+        }
+        Ok(Self {
+            original_message_id,
+            device_id: text("deviceId")?,
+            status,
+            description: text("description")?,
+            enqueued_time_utc: text("enqueuedTimeUtc")?,
+            device_generation_id: text("deviceGenerationId")?,
+        })
+    }
+
+    /// Reads the body of a feedback message: a JSON array of records.
+    pub fn parse_batch(body: &[u8]) -> Result<Vec<Self>, String> {
+        let v: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| format!("feedback message: not JSON ({e})"))?;
+        let serde_json::Value::Array(items) = v else {
+            return Err("feedback message: not a JSON array".into());
+        };
+        items.iter().map(Self::from_json).collect()
+    }
+}
+
+/// The text form of a message-id in feedback records.
+pub fn message_id_text(id: &MessageId) -> String {
+    match id {
+        MessageId::String(s) => s.to_string(),
+        MessageId::Uuid(u) => u.to_string(),
+        MessageId::Ulong(n) => n.to_string(),
+        MessageId::Binary(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
+    }
+}
+
+/// Where a partition reader starts: the selector filter of its source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartPosition {
+    /// The first event whose offset is greater (or, inclusive, not less) than this.
+    Offset {
+        /// The offset.
+        offset: i64,
+        /// `>=` rather than `>`.
+        inclusive: bool,
+    },
+    /// The first event whose sequence number is greater (or not less) than this.
+    Sequence {
+        /// The sequence number.
+        sequence: i64,
+        /// `>=` rather than `>`.
+        inclusive: bool,
+    },
+    /// The first event enqueued after (or at) this time, in ms since the epoch.
+    EnqueuedTime {
+        /// The time.
+        ms: i64,
+        /// `>=` rather than `>`.
+        inclusive: bool,
+    },
+    /// Only events that arrive from now on (`@latest`).
+    Latest,
+}
+
+impl StartPosition {
+    /// Reads a selector such as `amqp.annotation.x-opt-offset > '-1'`.
+    pub fn parse(selector: &str) -> Result<Self, String> {
+        let s = selector.trim();
+        let (field, rest) = s
+            .split_once(|c: char| c.is_whitespace() || c == '>' || c == '=')
+            .ok_or_else(|| format!("selector {selector:?}: expected FIELD > 'VALUE'"))?;
+        let rest = rest.trim_start();
+        let (inclusive, rest) = if let Some(r) = rest.strip_prefix(">=") {
+            (true, r)
+        } else if let Some(r) = rest.strip_prefix('>') {
+            (false, r)
+        } else {
+            return Err(format!("selector {selector:?}: expected > or >="));
+        };
+        let value = rest.trim().trim_matches('\'');
+        let number = |what: &str| {
+            value
+                .parse::<i64>()
+                .map_err(|_| format!("selector {selector:?}: {what} {value:?} is not a number"))
+        };
+        match field.to_ascii_lowercase().as_str() {
+            "amqp.annotation.x-opt-offset" if value == "@latest" => Ok(Self::Latest),
+            "amqp.annotation.x-opt-offset" => {
+                Ok(Self::Offset { offset: number("offset")?, inclusive })
+            }
+            "amqp.annotation.x-opt-sequence-number" => {
+                Ok(Self::Sequence { sequence: number("sequence number")?, inclusive })
+            }
+            "amqp.annotation.x-opt-enqueued-time" => {
+                Ok(Self::EnqueuedTime { ms: number("enqueued time")?, inclusive })
+            }
+            other => Err(format!("selector {selector:?}: unknown field {other:?}")),
+        }
+    }
+
+    /// The selector text, as [`parse`](Self::parse) reads it and Event Hubs expects it.
+    pub fn selector(self) -> String {
+        let op = |inclusive: bool| if inclusive { ">=" } else { ">" };
+        match self {
+            Self::Offset { offset, inclusive } => {
+                format!("amqp.annotation.x-opt-offset {} '{offset}'", op(inclusive))
+            }
+            Self::Sequence { sequence, inclusive } => {
+                format!("amqp.annotation.x-opt-sequence-number {} '{sequence}'", op(inclusive))
+            }
+            Self::EnqueuedTime { ms, inclusive } => {
+                format!("amqp.annotation.x-opt-enqueued-time {} '{ms}'", op(inclusive))
+            }
+            Self::Latest => "amqp.annotation.x-opt-offset > '@latest'".into(),
+        }
+    }
+
+    /// The start of the stream (`x-opt-offset > '-1'`).
+    pub const START: Self = Self::Offset { offset: -1, inclusive: false };
+
+    /// The source filter map entry that asks for this position: the key
+    /// [`SELECTOR_FILTER`] and the described string.
+    pub fn filter(self) -> (Symbol, Value) {
+        let selector = Described {
+            descriptor: Value::Ulong(SELECTOR_FILTER_CODE, Default::default()),
+            value: Value::from(self.selector()),
+        };
+        (Symbol::from(SELECTOR_FILTER), Value::Described(Box::new(selector)))
+    }
+}
