@@ -37,6 +37,8 @@ enum Command {
     /// Make an Azure SAS token (IoT Hub, Event Hubs) from a connection string or a key
     /// and print it, or check one with --verify.
     SasToken(cli::sas::SasTokenArgs),
+    /// Azure IoT Hub: the emulator, the service, device and monitor clients, and the demo.
+    Iothub(cli::iothub::IothubArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => cli::serve::run_serve(&a),
         Command::Demo(a) => cli::serve::run_demo(&a),
         Command::SasToken(a) => cli::sas::run(&a),
+        Command::Iothub(a) => cli::iothub::run(&a),
     };
     match result {
         Ok(code) => code,

@@ -167,17 +167,33 @@ fn body(args: &SendArgs, i: u64) -> Result<Bytes, String> {
         return Ok((0..n).map(|j| b"amqpwire "[j % 9]).collect::<Vec<u8>>().into());
     }
     if let Some(f) = &args.body_file {
-        let mut v = Vec::new();
-        if f.as_os_str() == "-" {
-            std::io::stdin()
-                .read_to_end(&mut v)
-                .map_err(|e| format!("cannot read standard input: {e}"))?;
-        } else {
-            v = std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-        }
-        return Ok(v.into());
+        return read_body_file(f);
     }
     Ok(Bytes::from(format!("message {i}")))
+}
+
+/// A message body from a file, or standard input for `-`.
+pub(crate) fn read_body_file(f: &std::path::Path) -> Result<Bytes, String> {
+    let mut v = Vec::new();
+    if f.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_end(&mut v)
+            .map_err(|e| format!("cannot read standard input: {e}"))?;
+    } else {
+        v = std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+    }
+    Ok(v.into())
+}
+
+/// `--property KEY=VALUE` arguments as pairs.
+pub(crate) fn properties(args: &[String]) -> Result<Vec<(String, String)>, String> {
+    args.iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| format!("--property {p:?}: write KEY=VALUE"))
+        })
+        .collect()
 }
 
 pub(crate) fn run_send(args: &SendArgs) -> Result<std::process::ExitCode, String> {
@@ -198,12 +214,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 async fn send(args: &SendArgs) -> Result<std::process::ExitCode, String> {
     let tracer = Tracer::new(&args.trace, false)?;
-    let mut props = Vec::new();
-    for p in &args.properties {
-        let (k, v) =
-            p.split_once('=').ok_or_else(|| format!("--property {p:?}: write KEY=VALUE"))?;
-        props.push((k.to_owned(), v.to_owned()));
-    }
+    let props = properties(&args.properties)?;
     // The body is read once (a file or standard input cannot be read twice).
     let fixed = if args.body.is_some() || args.size.is_some() || args.body_file.is_some() {
         Some(body(args, 0)?)

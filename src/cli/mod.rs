@@ -1,7 +1,9 @@
 //! The subcommands.
 
+pub(crate) mod certs;
 pub(crate) mod client;
 pub(crate) mod decode;
+pub(crate) mod iothub;
 pub(crate) mod sas;
 pub(crate) mod serve;
 pub(crate) mod trace;

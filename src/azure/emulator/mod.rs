@@ -41,6 +41,15 @@ use crate::types::{Layout, SaslCode};
 pub use crate::azure::hub::{Ack, FeedbackRecord, FeedbackStatus, StartPosition};
 pub use state::Event;
 
+/// A new random 256-bit shared access key, for devices and policies made up on the spot.
+pub fn generate_key() -> SasKey {
+    let mut b = Vec::with_capacity(32);
+    for _ in 0..4 {
+        b.extend_from_slice(&crate::runtime::random::random_u64().to_be_bytes());
+    }
+    SasKey::from_bytes(b)
+}
+
 /// What a policy may do.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Permissions {

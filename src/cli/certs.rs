@@ -1,0 +1,70 @@
+//! Certificates for the IoT Hub emulator when none are given: a CA and a server
+//! certificate for the hub's host name, `localhost` and `127.0.0.1`, made with rcgen.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+
+/// A CA and a server certificate signed by it, in PEM.
+pub(crate) struct ServerPki {
+    pub(crate) ca_pem: String,
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: String,
+}
+
+/// Makes a CA and a server certificate for `hostname` (and `localhost`, `127.0.0.1`).
+pub(crate) fn generate(hostname: &str) -> Result<ServerPki, String> {
+    let fail = |e: rcgen::Error| format!("cannot make the emulator's certificates: {e}");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "amqpwire IoT Hub emulator CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(fail)?)
+        .map_err(fail)?;
+    let mut names = vec![hostname.to_owned()];
+    for extra in ["localhost", "127.0.0.1"] {
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(extra)) {
+            names.push(extra.to_owned());
+        }
+    }
+    let mut params = CertificateParams::new(names).map_err(fail)?;
+    params.distinguished_name.push(DnType::CommonName, hostname);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().map_err(fail)?;
+    let cert = params.signed_by(&key, &ca).map_err(fail)?;
+    Ok(ServerPki { ca_pem: ca.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+/// The files of a certificate directory.
+pub(crate) struct CertFiles {
+    pub(crate) ca: PathBuf,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    /// Whether they were made now (rather than found).
+    pub(crate) made: bool,
+}
+
+/// `DIR/ca.pem`, `DIR/server.pem` and `DIR/server-key.pem`: kept when all three exist
+/// (clients keep trusting the same CA), made for `hostname` otherwise.
+pub(crate) fn in_dir(dir: &Path, hostname: &str) -> Result<CertFiles, String> {
+    let files = CertFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server-key.pem"),
+        made: false,
+    };
+    if files.ca.is_file() && files.cert.is_file() && files.key.is_file() {
+        return Ok(files);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let pki = generate(hostname)?;
+    for (path, pem) in
+        [(&files.ca, &pki.ca_pem), (&files.cert, &pki.cert_pem), (&files.key, &pki.key_pem)]
+    {
+        std::fs::write(path, pem).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(CertFiles { made: true, ..files })
+}

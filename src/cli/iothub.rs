@@ -1,0 +1,941 @@
+//! `amqpwire iothub …`: the IoT Hub emulator, the service, device and monitor clients,
+//! and the demo that runs the seed scenario end to end with every frame shown.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use amqpwire::azure::client::{
+    DeviceClient, Event, EventHubTarget, EventReader, HubError, HubOptions, HubTransport,
+    ReadOptions, Security, ServiceClient,
+};
+use amqpwire::azure::emulator::{generate_key, HubConfig, IotHub, Permissions};
+use amqpwire::azure::hub::{message_id_text, Ack, StartPosition, DEFAULT_CONSUMER_GROUP};
+use amqpwire::azure::{IotHubConnectionString, SasKey, SasToken};
+use amqpwire::codec::{Timestamp, Value};
+use amqpwire::message::{AnnotationMap, Message};
+use amqpwire::runtime::transport::{ClientTlsConfig, TlsServerConfig};
+use amqpwire::runtime::Listener;
+use amqpwire::types::{MessageId, Properties};
+use bytes::Bytes;
+
+use super::client::{properties, read_body_file, runtime};
+use super::trace::{TraceArgs, Tracer};
+
+/// Arguments of `amqpwire iothub`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct IothubArgs {
+    #[command(subcommand)]
+    command: IothubCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum IothubCommand {
+    /// Run the IoT Hub emulator: the hub over TLS and WebSocket, its Event Hub-compatible
+    /// endpoint, a registry of devices and policies. Prints `listening on URL` per
+    /// listener and the connection strings it accepts.
+    Emulate(EmulateArgs),
+    /// Send a cloud-to-device message to a device (service connection string); prints
+    /// its message-id.
+    SendC2d(SendC2dArgs),
+    /// Read cloud-to-device feedback records (service connection string).
+    Feedback(FeedbackArgs),
+    /// Send telemetry as a device (device connection string).
+    DeviceSend(DeviceSendArgs),
+    /// Receive cloud-to-device messages as a device and complete, abandon or reject them.
+    DeviceReceive(DeviceReceiveArgs),
+    /// Read device-to-cloud events: follow the hub's redirect to its Event Hub-compatible
+    /// endpoint and read its partitions (service connection string).
+    Monitor(MonitorArgs),
+    /// Start the emulator in-process and run the whole scenario against it over
+    /// WebSocket: tokens, CBS, a cloud-to-device message completed with feedback,
+    /// telemetry read by the monitor; every frame shown.
+    Demo(DemoArgs),
+}
+
+pub(crate) fn run(args: &IothubArgs) -> Result<ExitCode, String> {
+    let rt = runtime()?;
+    match &args.command {
+        IothubCommand::Emulate(a) => rt.block_on(emulate(a)),
+        IothubCommand::SendC2d(a) => rt.block_on(send_c2d(a)),
+        IothubCommand::Feedback(a) => rt.block_on(feedback(a)),
+        IothubCommand::DeviceSend(a) => rt.block_on(device_send(a)),
+        IothubCommand::DeviceReceive(a) => rt.block_on(device_receive(a)),
+        IothubCommand::Monitor(a) => rt.block_on(monitor(a)),
+        IothubCommand::Demo(a) => rt.block_on(demo(a)),
+    }
+}
+
+// ------------------------------------------------------------------ the emulator
+
+/// Arguments of `amqpwire iothub emulate`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct EmulateArgs {
+    /// The hub's host name: in tokens, connection strings and the certificate.
+    #[arg(long, default_value = "localhost")]
+    hostname: String,
+    /// A device (repeatable), with its base64 key; without a key one is made up. Default:
+    /// one device, `device1`.
+    #[arg(long = "device", value_name = "ID[:KEY]")]
+    devices: Vec<String>,
+    /// A shared access policy (repeatable), with its base64 key; `iothubowner`, `service`,
+    /// `device`, `registryRead`, `registryReadWrite` get IoT Hub's permissions, other
+    /// names service and device. Default: `iothubowner` and `service`.
+    #[arg(long = "policy", value_name = "NAME[:KEY]")]
+    policies: Vec<String>,
+    /// Devices and policies from a JSON file:
+    /// `{"devices": {"ID": "KEY", …}, "policies": {"NAME": "KEY", …}}` (a null key is made up).
+    #[arg(long, value_name = "FILE")]
+    registry: Option<PathBuf>,
+    /// Where the hub listens for AMQP over TLS (`off`: nowhere).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5671")]
+    amqps: String,
+    /// Where the hub listens for AMQP over WebSocket over TLS, at /$iothub/websocket
+    /// (`off`: nowhere). IoT Hub uses 443, which needs root here.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    wss: String,
+    /// Where the Event Hub-compatible endpoint listens (TLS); the redirect names it.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15671")]
+    eventhub: String,
+    /// Where the Event Hub-compatible endpoint listens for WebSocket over TLS, at
+    /// /$servicebus/websocket (`off`: nowhere).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:18443")]
+    eventhub_wss: String,
+    /// Keep the CA and server certificate here: `ca.pem`, `server.pem`,
+    /// `server-key.pem`, made for --hostname unless all three exist. Default: a directory
+    /// under the system's temporary directory.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["cert", "key"])]
+    cert_dir: Option<PathBuf>,
+    /// Use this server certificate chain (PEM) instead of making one.
+    #[arg(long, value_name = "PEM", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Partitions of the event log.
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+    #[command(flatten)]
+    trace: TraceArgs,
+}
+
+/// One registry entry from `ID[:KEY]`.
+fn entry(arg: &str, what: &str) -> Result<(String, SasKey), String> {
+    let (name, key) = match arg.split_once(':') {
+        Some((n, k)) => (n, Some(k)),
+        None => (arg, None),
+    };
+    if name.is_empty() {
+        return Err(format!("--{what} {arg:?}: the name is empty"));
+    }
+    let key = match key {
+        Some(k) => SasKey::from_base64(k).map_err(|e| format!("--{what} {name}: {e}"))?,
+        None => generate_key(),
+    };
+    Ok((name.to_owned(), key))
+}
+
+/// Devices and policies from a `--registry` file.
+type Registry = (Vec<(String, SasKey)>, Vec<(String, SasKey)>);
+
+fn read_registry(path: &std::path::Path) -> Result<Registry, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    let section = |name: &str| -> Result<Vec<(String, SasKey)>, String> {
+        let Some(s) = v.get(name) else { return Ok(Vec::new()) };
+        let obj = s
+            .as_object()
+            .ok_or_else(|| format!("{}: {name:?} is not an object", path.display()))?;
+        obj.iter()
+            .map(|(id, key)| match key {
+                serde_json::Value::Null => Ok((id.clone(), generate_key())),
+                serde_json::Value::String(k) => SasKey::from_base64(k)
+                    .map(|k| (id.clone(), k))
+                    .map_err(|e| format!("{}: {name}.{id}: {e}", path.display())),
+                other => Err(format!("{}: {name}.{id} is {other}, not a string", path.display())),
+            })
+            .collect()
+    };
+    if !v.is_object() {
+        return Err(format!("{}: not a JSON object", path.display()));
+    }
+    Ok((section("devices")?, section("policies")?))
+}
+
+/// `off`, or an address for a URL.
+fn listen_url(scheme: &str, addr: &str, path: &str) -> Option<String> {
+    (!addr.eq_ignore_ascii_case("off")).then(|| format!("{scheme}://{addr}{path}"))
+}
+
+async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
+    let tracer = Tracer::new(&args.trace, false)?;
+    let mut config = HubConfig::new(&args.hostname);
+    config.partitions = args.partitions.max(1);
+    if let Some(path) = &args.registry {
+        let (devices, policies) = read_registry(path)?;
+        config.devices.extend(devices);
+        for (name, key) in policies {
+            let p = Permissions::of_policy(&name);
+            config.policies.push((name, key, p));
+        }
+    }
+    for d in &args.devices {
+        config.devices.push(entry(d, "device")?);
+    }
+    for p in &args.policies {
+        let (name, key) = entry(p, "policy")?;
+        let perms = Permissions::of_policy(&name);
+        config.policies.push((name, key, perms));
+    }
+    if config.devices.is_empty() {
+        config.devices.push(("device1".into(), generate_key()));
+    }
+    if config.policies.is_empty() {
+        for name in ["iothubowner", "service"] {
+            config.policies.push((name.into(), generate_key(), Permissions::of_policy(name)));
+        }
+    }
+    let (tls, ca) = match (&args.cert, &args.key) {
+        (Some(c), Some(k)) => {
+            (TlsServerConfig::from_pem_files(c, k).map_err(|e| e.to_string())?, None)
+        }
+        _ => {
+            let dir = args.cert_dir.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("amqpwire-iothub-{}", args.hostname))
+            });
+            let files = super::certs::in_dir(&dir, &args.hostname)?;
+            let tls = TlsServerConfig::from_pem_files(&files.cert, &files.key)
+                .map_err(|e| format!("{}: {e}", files.cert.display()))?;
+            (tls, Some(files))
+        }
+    };
+    let hub = IotHub::new(config);
+    let options = hub.listen_options(Some(tls), tracer.as_ref().map(|t| t.shared()));
+    let mut listeners = Vec::new();
+    let urls = [
+        (listen_url("amqps", &args.amqps, ""), false),
+        (listen_url("wss", &args.wss, "/$iothub/websocket"), false),
+        (listen_url("amqps", &args.eventhub, ""), true),
+        (listen_url("wss", &args.eventhub_wss, "/$servicebus/websocket"), true),
+    ];
+    for (url, event_hub) in urls {
+        let Some(url) = url else { continue };
+        let l = Listener::bind(&url, options.clone())
+            .await
+            .map_err(|e| format!("cannot listen on {url}: {e}"))?;
+        if event_hub && l.endpoint().scheme.as_str() == "amqps" {
+            hub.set_event_hub_endpoint(&args.hostname, l.endpoint().port);
+        }
+        listeners.push((l, event_hub));
+    }
+    if listeners.is_empty() {
+        return Err("every listener is off".into());
+    }
+    let mut out = std::io::stdout().lock();
+    for (l, _) in &listeners {
+        let _ = writeln!(out, "listening on {}", l.endpoint());
+    }
+    for (l, event_hub) in &listeners {
+        let what = if *event_hub { "event hub endpoint" } else { "iothub endpoint" };
+        let _ = writeln!(out, "{what}: {}", l.endpoint());
+    }
+    let config = hub.config();
+    for (id, key) in &config.devices {
+        let _ = writeln!(
+            out,
+            "device {id}: HostName={};DeviceId={id};SharedAccessKey={}",
+            config.hostname,
+            key.to_base64()
+        );
+    }
+    for (name, key, _) in &config.policies {
+        let _ = writeln!(
+            out,
+            "policy {name}: HostName={};SharedAccessKeyName={name};SharedAccessKey={}",
+            config.hostname,
+            key.to_base64()
+        );
+    }
+    if let Some(files) = &ca {
+        let how = if files.made { "made now" } else { "kept from an earlier run" };
+        let _ = writeln!(out, "ca certificate: {} ({how})", files.ca.display());
+    }
+    let _ = out.flush();
+    drop(out);
+    let mut tasks = Vec::new();
+    for (l, event_hub) in listeners {
+        let hub = hub.clone();
+        tasks.push(tokio::spawn(async move {
+            if event_hub {
+                hub.serve_event_hub(l).await
+            } else {
+                hub.serve(l).await
+            }
+        }));
+    }
+    for t in tasks {
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(e) => return Err(format!("a listener stopped: {e}")),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ------------------------------------------------------------------ the clients
+
+/// How the clients connect.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum TransportArg {
+    /// AMQP over TLS (port 5671).
+    Amqps,
+    /// AMQP over WebSocket over TLS (port 443, /$iothub/websocket).
+    #[value(alias = "wss", alias = "websocket")]
+    Ws,
+}
+
+/// The options every client command takes.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct HubArgs {
+    /// The IoT Hub connection string (a device's or a policy's, as the command needs).
+    #[arg(long, value_name = "CS")]
+    connection_string: String,
+    /// AMQP over TLS or over WebSocket.
+    #[arg(long, value_enum, default_value = "amqps")]
+    transport: TransportArg,
+    /// How to authenticate: `mssbcbs`, `anonymous` or `none` (SASL layer, then a CBS
+    /// put-token, renewed), or `plain` (the token as the SASL PLAIN password).
+    #[arg(long, default_value = "mssbcbs", value_parser = parse_security)]
+    security: Security,
+    /// The hub's port when not 5671 (TLS) or 443 (WebSocket).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Also trust the CA certificates of this PEM file (repeatable), such as the
+    /// emulator's ca.pem.
+    #[arg(long, value_name = "PEM")]
+    ca: Vec<PathBuf>,
+    /// How long each token is valid, in seconds; CBS tokens are renewed at 80 % of it.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    token_ttl: u64,
+    #[command(flatten)]
+    trace: TraceArgs,
+}
+
+fn parse_security(s: &str) -> Result<Security, String> {
+    Security::from_name(s).ok_or_else(|| format!("{s:?}: one of mssbcbs, anonymous, none, plain"))
+}
+
+impl HubArgs {
+    fn connection_string(&self) -> Result<IotHubConnectionString, String> {
+        self.connection_string.parse().map_err(|e| format!("--connection-string: {e}"))
+    }
+
+    fn options(&self, tracer: Option<&Arc<Tracer>>) -> Result<HubOptions, String> {
+        let transport = match self.transport {
+            TransportArg::Amqps => HubTransport::Amqps,
+            TransportArg::Ws => HubTransport::WebSocket,
+        };
+        let mut o = HubOptions::new(transport, self.security);
+        o.port = self.port;
+        let mut tls = ClientTlsConfig::new();
+        for ca in &self.ca {
+            tls = tls.with_ca_file(ca).map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+        }
+        o.tls = tls;
+        o.token_lifetime = Duration::from_secs(self.token_ttl.max(1));
+        o.trace = tracer.map(|t| t.shared());
+        Ok(o)
+    }
+}
+
+/// The message body options.
+#[derive(clap::Args, Debug, Clone)]
+struct BodyArgs {
+    /// The message body, as text.
+    #[arg(long, conflicts_with = "body_file")]
+    body: Option<String>,
+    /// Read the body from a file (`-`: standard input).
+    #[arg(long, value_name = "FILE")]
+    body_file: Option<PathBuf>,
+    /// An application property (repeatable); the value is a string.
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    properties: Vec<String>,
+    /// The message-id (a string); a random uuid when not given.
+    #[arg(long)]
+    message_id: Option<String>,
+    /// The content-type, such as application/json.
+    #[arg(long)]
+    content_type: Option<String>,
+}
+
+impl BodyArgs {
+    /// The message, the same each time (a file or standard input is read once).
+    fn message(&self, default_body: &str) -> Result<Message, String> {
+        let body = match (&self.body, &self.body_file) {
+            (Some(b), _) => Bytes::copy_from_slice(b.as_bytes()),
+            (None, Some(f)) => read_body_file(f)?,
+            (None, None) => Bytes::copy_from_slice(default_body.as_bytes()),
+        };
+        let mut m = Message::with_data(body);
+        let props = properties(&self.properties)?;
+        if !props.is_empty() {
+            m.application_properties = Some(AnnotationMap::from_pairs(
+                props.iter().map(|(k, v)| (Value::from(k.as_str()), Value::from(v.as_str()))),
+            ));
+        }
+        m.properties = Some(Properties {
+            message_id: Some(match &self.message_id {
+                Some(id) => MessageId::String(id.as_str().into()),
+                None => MessageId::Uuid(amqpwire::azure::client::random_uuid()),
+            }),
+            content_type: self.content_type.as_deref().map(Into::into),
+            ..Properties::default()
+        });
+        Ok(m)
+    }
+}
+
+/// Arguments of `amqpwire iothub send-c2d`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct SendC2dArgs {
+    /// The device to send to.
+    #[arg(long, value_name = "ID")]
+    device: String,
+    #[command(flatten)]
+    body: BodyArgs,
+    /// The feedback to ask for (`iothub-ack`).
+    #[arg(long, value_enum, default_value = "none")]
+    ack: AckArg,
+    /// The message's time to live, in seconds (absolute-expiry-time); the hub's default
+    /// otherwise.
+    #[arg(long, value_name = "SECS")]
+    ttl: Option<u64>,
+    /// How many messages to send (each with its own message-id unless --message-id).
+    #[arg(long, default_value_t = 1)]
+    count: u64,
+    #[command(flatten)]
+    hub: HubArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum AckArg {
+    None,
+    Positive,
+    Negative,
+    Full,
+}
+
+impl From<AckArg> for Ack {
+    fn from(a: AckArg) -> Self {
+        match a {
+            AckArg::None => Self::None,
+            AckArg::Positive => Self::Positive,
+            AckArg::Negative => Self::Negative,
+            AckArg::Full => Self::Full,
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs a client command, then writes out the trace; errors become one line.
+async fn traced<T>(
+    tracer: Option<&Arc<Tracer>>,
+    work: impl std::future::Future<Output = Result<T, HubError>>,
+) -> Result<T, String> {
+    let r = work.await;
+    if let Some(t) = tracer {
+        t.flush();
+    }
+    r.map_err(|e| e.to_string())
+}
+
+async fn send_c2d(args: &SendC2dArgs) -> Result<ExitCode, String> {
+    let cs = args.hub.connection_string()?;
+    let tracer = Tracer::new(&args.hub.trace, false)?;
+    let options = args.hub.options(tracer.as_ref())?;
+    let template = args.body.message("")?;
+    traced(tracer.as_ref(), async {
+        let service = ServiceClient::connect(&cs, options).await?;
+        for _ in 0..args.count {
+            let mut m = template.clone();
+            if let Some(p) = m.properties.as_mut() {
+                if args.body.message_id.is_none() {
+                    p.message_id = Some(MessageId::Uuid(amqpwire::azure::client::random_uuid()));
+                }
+                if let Some(ttl) = args.ttl {
+                    p.absolute_expiry_time = Some(Timestamp(now_ms() + ttl as i64 * 1000));
+                }
+            }
+            let id = service.send_c2d(&args.device, m, args.ack.into()).await?;
+            println!("{}", message_id_text(&id));
+        }
+        service.close().await
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `amqpwire iothub feedback`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct FeedbackArgs {
+    /// Stop after this many records (default: until the time-out).
+    #[arg(long)]
+    count: Option<usize>,
+    /// Stop when nothing has come for this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    timeout: f64,
+    /// One JSON object per record (the hub's own fields) instead of a line of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    hub: HubArgs,
+}
+
+async fn feedback(args: &FeedbackArgs) -> Result<ExitCode, String> {
+    let cs = args.hub.connection_string()?;
+    let tracer = Tracer::new(&args.hub.trace, false)?;
+    let options = args.hub.options(tracer.as_ref())?;
+    let wait = Duration::from_secs_f64(args.timeout.max(0.0));
+    let n = traced(tracer.as_ref(), async {
+        let service = ServiceClient::connect(&cs, options).await?;
+        let rx = service.feedback().await?;
+        let mut n = 0;
+        while args.count.is_none_or(|c| n < c) {
+            let Ok(batch) = tokio::time::timeout(wait, rx.next()).await else { break };
+            for r in batch? {
+                if args.json {
+                    println!("{}", r.to_json());
+                } else {
+                    println!(
+                        "{} {} {} {}",
+                        r.original_message_id,
+                        r.device_id,
+                        r.status.name(),
+                        r.enqueued_time_utc
+                    );
+                }
+                n += 1;
+            }
+        }
+        service.close().await?;
+        Ok(n)
+    })
+    .await?;
+    short_of(args.count, n, "feedback records")
+}
+
+/// Exit status 1 with a line when fewer than `count` things came.
+fn short_of(count: Option<usize>, n: usize, what: &str) -> Result<ExitCode, String> {
+    match count {
+        Some(c) if n < c => {
+            eprintln!("amqpwire: timed out after {n} of {c} {what}");
+            Ok(ExitCode::from(1))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Arguments of `amqpwire iothub device-send`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct DeviceSendArgs {
+    #[command(flatten)]
+    body: BodyArgs,
+    /// How many messages to send.
+    #[arg(long, default_value_t = 1)]
+    count: u64,
+    #[command(flatten)]
+    hub: HubArgs,
+}
+
+async fn device_send(args: &DeviceSendArgs) -> Result<ExitCode, String> {
+    let cs = args.hub.connection_string()?;
+    let tracer = Tracer::new(&args.hub.trace, false)?;
+    let options = args.hub.options(tracer.as_ref())?;
+    let template = args.body.message("{\"hello\":\"from amqpwire\"}")?;
+    traced(tracer.as_ref(), async {
+        let device = DeviceClient::connect(&cs, options).await?;
+        for _ in 0..args.count {
+            let mut m = template.clone();
+            if let (Some(p), None) = (m.properties.as_mut(), &args.body.message_id) {
+                p.message_id = Some(MessageId::Uuid(amqpwire::azure::client::random_uuid()));
+            }
+            device.send_event(m).await?;
+        }
+        device.close().await
+    })
+    .await?;
+    eprintln!("sent {} message(s); the hub accepted each", args.count);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum SettleArg {
+    /// Accept: the hub deletes it (positive feedback).
+    Complete,
+    /// Release: the hub delivers it again.
+    Abandon,
+    /// Reject: the hub dead-letters it (negative feedback).
+    Reject,
+}
+
+/// Arguments of `amqpwire iothub device-receive`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct DeviceReceiveArgs {
+    /// Stop after this many messages (default: until the time-out).
+    #[arg(long)]
+    count: Option<usize>,
+    /// Stop when nothing has come for this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    timeout: f64,
+    /// What to do with each message.
+    #[arg(long, value_enum, default_value = "complete")]
+    settle: SettleArg,
+    /// One JSON object per message (lock token and the decoded message) instead of the
+    /// body as text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    hub: HubArgs,
+}
+
+async fn device_receive(args: &DeviceReceiveArgs) -> Result<ExitCode, String> {
+    let cs = args.hub.connection_string()?;
+    let tracer = Tracer::new(&args.hub.trace, false)?;
+    let options = args.hub.options(tracer.as_ref())?;
+    let wait = Duration::from_secs_f64(args.timeout.max(0.0));
+    let n = traced(tracer.as_ref(), async {
+        let device = DeviceClient::connect(&cs, options).await?;
+        let mut n = 0;
+        while args.count.is_none_or(|c| n < c) {
+            let Ok(m) = tokio::time::timeout(wait, device.receive()).await else { break };
+            let m = m?;
+            if args.json {
+                let j = serde_json::json!({
+                    "lock_token": m.lock_token(),
+                    "message": amqpwire::inspect::json::payload_json(&m.delivery.payload, None),
+                });
+                println!("{j}");
+            } else {
+                println!("{}", body_text(&m.message));
+            }
+            match args.settle {
+                SettleArg::Complete => device.complete(&m)?,
+                SettleArg::Abandon => device.abandon(&m)?,
+                SettleArg::Reject => device.reject(&m)?,
+            }
+            n += 1;
+        }
+        device.close().await?;
+        Ok(n)
+    })
+    .await?;
+    short_of(args.count, n, "messages")
+}
+
+fn body_text(m: &Message) -> String {
+    match m.body.as_data() {
+        Some(b) => String::from_utf8_lossy(b).into_owned(),
+        None => format!("{:?}", m.body),
+    }
+}
+
+/// Arguments of `amqpwire iothub monitor`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct MonitorArgs {
+    /// Read from the start of each partition (as --start start).
+    #[arg(long, conflicts_with = "start")]
+    from_start: bool,
+    /// Where to start: `latest` (only new events, the default), `start`, `offset:N`,
+    /// `sequence:N` or `enqueued:MS` (ms since the Unix epoch); each exclusive.
+    #[arg(long, value_name = "POS", value_parser = parse_start)]
+    start: Option<StartPosition>,
+    /// The consumer group.
+    #[arg(long, default_value = DEFAULT_CONSUMER_GROUP)]
+    consumer_group: String,
+    /// Read only this partition (repeatable); all by default.
+    #[arg(long = "partition", value_name = "ID")]
+    partitions: Vec<String>,
+    /// Stop after this many events (default: until the time-out).
+    #[arg(long)]
+    count: Option<usize>,
+    /// Stop when nothing has come for this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    timeout: f64,
+    /// One JSON object per event (device, enqueued time, offsets, the message) instead
+    /// of a line of text.
+    #[arg(long)]
+    json: bool,
+    /// The Event Hub endpoint's WebSocket port, with --transport ws (443 otherwise).
+    #[arg(long)]
+    eventhub_ws_port: Option<u16>,
+    #[command(flatten)]
+    hub: HubArgs,
+}
+
+fn parse_start(s: &str) -> Result<StartPosition, String> {
+    let number = |v: &str| v.parse::<i64>().map_err(|_| format!("{v:?} is not a number"));
+    match s.split_once(':') {
+        None if s == "start" => Ok(StartPosition::START),
+        None if s == "latest" => Ok(StartPosition::Latest),
+        Some(("offset", v)) => Ok(StartPosition::Offset { offset: number(v)?, inclusive: false }),
+        Some(("sequence", v)) => {
+            Ok(StartPosition::Sequence { sequence: number(v)?, inclusive: false })
+        }
+        Some(("enqueued", v)) => {
+            Ok(StartPosition::EnqueuedTime { ms: number(v)?, inclusive: false })
+        }
+        _ => Err(format!("{s:?}: latest, start, offset:N, sequence:N or enqueued:MS")),
+    }
+}
+
+fn event_line(e: &Event) -> String {
+    format!(
+        "{} {} partition {} seq {}: {}",
+        e.enqueued_time.map_or_else(|| "-".to_owned(), |t| t.to_string()),
+        e.device_id.as_deref().unwrap_or("-"),
+        e.partition,
+        e.sequence_number.map_or_else(|| "-".to_owned(), |s| s.to_string()),
+        e.body_text().unwrap_or_else(|| format!("{:?}", e.message.body)),
+    )
+}
+
+async fn monitor(args: &MonitorArgs) -> Result<ExitCode, String> {
+    let cs = args.hub.connection_string()?;
+    let tracer = Tracer::new(&args.hub.trace, false)?;
+    let mut options = args.hub.options(tracer.as_ref())?;
+    options.event_hub_ws_port = args.eventhub_ws_port;
+    let start = if args.from_start {
+        StartPosition::START
+    } else {
+        args.start.unwrap_or(StartPosition::Latest)
+    };
+    let read = ReadOptions {
+        consumer_group: args.consumer_group.clone(),
+        start,
+        partitions: (!args.partitions.is_empty()).then(|| args.partitions.clone()),
+    };
+    let wait = Duration::from_secs_f64(args.timeout.max(0.0));
+    let n = traced(tracer.as_ref(), async {
+        let target = EventHubTarget::discover(&cs, &options).await?;
+        eprintln!(
+            "redirected to {}:{} (Event Hub {:?})",
+            target.hostname, target.port, target.event_hub
+        );
+        let mut reader = EventReader::connect(&cs, &target, read, &options).await?;
+        eprintln!("reading partitions {}", reader.partitions().join(", "));
+        let mut n = 0;
+        while args.count.is_none_or(|c| n < c) {
+            let Ok(e) = tokio::time::timeout(wait, reader.next()).await else { break };
+            let e = e?;
+            if args.json {
+                println!("{}", e.to_json());
+            } else {
+                println!("{}", event_line(&e));
+            }
+            n += 1;
+        }
+        reader.close().await?;
+        Ok(n)
+    })
+    .await?;
+    short_of(args.count, n, "events")
+}
+
+// ------------------------------------------------------------------ the demo
+
+/// Arguments of `amqpwire iothub demo`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct DemoArgs {
+    /// Write the trace as JSON lines to FILE (`-`: standard output) instead of text.
+    #[arg(long, value_name = "FILE")]
+    trace_json: Option<String>,
+    /// Show token signatures in the trace instead of masking them.
+    #[arg(long)]
+    show_secrets: bool,
+    /// AMQP over WebSocket (as IoT Hub on 443) or over TLS (5671).
+    #[arg(long, value_enum, default_value = "ws")]
+    transport: TransportArg,
+    /// How the clients authenticate.
+    #[arg(long, default_value = "mssbcbs", value_parser = parse_security)]
+    security: Security,
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "\n=== {line}");
+    let _ = out.flush();
+}
+
+async fn demo(args: &DemoArgs) -> Result<ExitCode, String> {
+    let trace = TraceArgs {
+        trace: args.trace_json.is_none(),
+        trace_json: args.trace_json.clone(),
+        show_secrets: args.show_secrets,
+    };
+    let tracer = Tracer::new(&trace, true)?.ok_or("no trace")?;
+    let r = run_demo(args, &tracer).await;
+    tracer.flush();
+    r.map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_demo(args: &DemoArgs, tracer: &Arc<Tracer>) -> Result<(), Box<dyn std::error::Error>> {
+    const HOST: &str = "localhost";
+    const DEVICE: &str = "demo-device";
+    let pki = super::certs::generate(HOST)?;
+    let device_key = generate_key();
+    let owner_key = generate_key();
+    let mut config = HubConfig::new(HOST);
+    config.devices.push((DEVICE.into(), device_key.clone()));
+    config.policies.push((
+        "iothubowner".into(),
+        owner_key.clone(),
+        Permissions::of_policy("iothubowner"),
+    ));
+    config.partitions = 2;
+    config.feedback_interval = Duration::from_millis(200);
+    let hub = IotHub::new(config);
+    // Only the clients' side is traced: the hub's mirrors it.
+    let tls = TlsServerConfig::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes())?;
+    let options = hub.listen_options(Some(tls), None);
+    let hub_url = match args.transport {
+        TransportArg::Ws => "wss://127.0.0.1:0/$iothub/websocket",
+        TransportArg::Amqps => "amqps://127.0.0.1:0",
+    };
+    let eh_url = match args.transport {
+        TransportArg::Ws => "wss://127.0.0.1:0/$servicebus/websocket",
+        TransportArg::Amqps => "amqps://127.0.0.1:0",
+    };
+    let hub_listener = Listener::bind(hub_url, options.clone()).await?;
+    let eh_listener = Listener::bind(eh_url, options).await?;
+    let (hub_port, eh_port) = (hub_listener.endpoint().port, eh_listener.endpoint().port);
+    hub.set_event_hub_endpoint(HOST, eh_port);
+    say(&format!(
+        "amqpwire iothub demo: an IoT Hub emulator for {HOST:?} at {} and its Event Hub-compatible endpoint at {}; device {DEVICE:?}, policy \"iothubowner\"; every frame each client sends and receives is shown below",
+        hub_listener.endpoint(),
+        eh_listener.endpoint()
+    ));
+    for (l, event_hub) in [(hub_listener, false), (eh_listener, true)] {
+        let h = hub.clone();
+        tokio::spawn(async move {
+            if event_hub {
+                h.serve_event_hub(l).await
+            } else {
+                h.serve(l).await
+            }
+        });
+    }
+    let device_cs: IotHubConnectionString =
+        format!("HostName={HOST};DeviceId={DEVICE};SharedAccessKey={}", device_key.to_base64())
+            .parse()?;
+    let service_cs: IotHubConnectionString = format!(
+        "HostName={HOST};SharedAccessKeyName=iothubowner;SharedAccessKey={}",
+        owner_key.to_base64()
+    )
+    .parse()?;
+    let expiry = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 3600;
+    let token = SasToken::new(&device_cs.resource_uri(), &device_key, None, expiry)?;
+    let shown = if args.show_secrets { token.to_string() } else { mask_sig(&token) };
+    say(&format!(
+        "1. tokens: the device signs HMAC-SHA256(key, \"{}\") with its base64-decoded key:\n    {shown}",
+        token.string_to_sign().replace('\n', "\\n")
+    ));
+
+    let transport = match args.transport {
+        TransportArg::Ws => HubTransport::WebSocket,
+        TransportArg::Amqps => HubTransport::Amqps,
+    };
+    let mut options = HubOptions::new(transport, args.security);
+    options.port = Some(hub_port);
+    options.event_hub_ws_port = Some(eh_port);
+    options.tls = ClientTlsConfig::new().with_ca_pem(pki.ca_pem.as_bytes())?;
+    options.trace = Some(tracer.shared());
+
+    say(&format!(
+        "2. the service connects ({}, security {}), puts its token on $cbs, and sends a cloud-to-device message with iothub-ack=full",
+        transport_name(transport),
+        args.security.name()
+    ));
+    let service = ServiceClient::connect(&service_cs, options.clone()).await?;
+    let mut m = Message::with_data(&b"{\"command\":\"switch-on\"}"[..]);
+    m.application_properties = Some(AnnotationMap::from_pairs([("room", "kitchen")]));
+    let id = service.send_c2d(DEVICE, m, Ack::Full).await?;
+    say(&format!("the hub accepted message {}", message_id_text(&id)));
+
+    say("3. the device connects, puts its own token, receives the message and completes it");
+    let device = DeviceClient::connect(&device_cs, options.clone()).await?;
+    let c2d = tokio::time::timeout(Duration::from_secs(10), device.receive())
+        .await
+        .map_err(|_| "the cloud-to-device message did not arrive")??;
+    say(&format!(
+        "received {:?} (lock token {}); completing it",
+        body_text(&c2d.message),
+        c2d.lock_token()
+    ));
+    device.complete(&c2d)?;
+
+    say("4. the service reads the feedback");
+    let fb = service.feedback().await?;
+    let records = tokio::time::timeout(Duration::from_secs(10), fb.next())
+        .await
+        .map_err(|_| "the feedback did not arrive")??;
+    for r in &records {
+        say(&format!(
+            "feedback: message {} to {}: {} ({})",
+            r.original_message_id,
+            r.device_id,
+            r.status.name(),
+            r.description
+        ));
+    }
+
+    say("5. the device sends telemetry with an application property");
+    let mut t = Message::with_data(&b"{\"temperature\":21.5}"[..]);
+    t.application_properties = Some(AnnotationMap::from_pairs([("alert", "none")]));
+    device.send_event(t).await?;
+
+    say("6. the monitor asks the hub for events and is redirected (amqp:link:redirect) to the Event Hub-compatible endpoint");
+    let target = EventHubTarget::discover(&service_cs, &options).await?;
+    say(&format!(
+        "redirected to {}:{}, Event Hub {:?}; reading every partition from the start",
+        target.hostname, target.port, target.event_hub
+    ));
+    let read = ReadOptions { start: StartPosition::START, ..ReadOptions::default() };
+    let mut reader = EventReader::connect(&service_cs, &target, read, &options).await?;
+    let event = tokio::time::timeout(Duration::from_secs(10), reader.next())
+        .await
+        .map_err(|_| "the telemetry did not reach the monitor")??;
+    say(&format!("event: {}", event_line(&event)));
+
+    say("7. everyone closes");
+    reader.close().await?;
+    device.close().await?;
+    service.close().await?;
+    say("done: a cloud-to-device message completed with its feedback, and telemetry read back through the redirect");
+    Ok(())
+}
+
+fn transport_name(t: HubTransport) -> &'static str {
+    match t {
+        HubTransport::Amqps => "AMQP over TLS",
+        HubTransport::WebSocket => "AMQP over WebSocket, subprotocol AMQPWSB10",
+    }
+}
+
+/// The token with its signature masked, as the trace shows it.
+fn mask_sig(t: &SasToken) -> String {
+    let mut s = format!("SharedAccessSignature sr={}&sig=***&se={}", t.sr(), t.expiry());
+    if let Some(k) = t.key_name() {
+        s.push_str("&skn=");
+        s.push_str(k);
+    }
+    s
+}

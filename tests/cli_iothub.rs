@@ -1,0 +1,305 @@
+//! `amqpwire iothub …` as a user runs it: the emulator started as a process, then the
+//! service, device and monitor commands against it over TLS and WebSocket; the demo; and
+//! the one-line errors for bad input and refused tokens.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const DEVICE_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const OWNER_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_amqpwire"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    let child = bin()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run amqpwire");
+    let start = Instant::now();
+    let out = child.wait_with_output().expect("wait");
+    assert!(start.elapsed() < Duration::from_secs(60), "amqpwire {args:?} took too long");
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(out.status.success(), "{args:?}: {}\n{}", text(&out.stderr), text(&out.stdout));
+    text(&out.stdout)
+}
+
+/// `amqpwire iothub emulate` on free loopback ports, with a certificate directory of its
+/// own; killed when dropped.
+struct Emulator {
+    child: Child,
+    dir: PathBuf,
+    /// Every line it printed before serving.
+    lines: Vec<String>,
+}
+
+impl Emulator {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "amqpwire-cli-iothub-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut child = bin()
+            .args(["iothub", "emulate", "--hostname", "localhost"])
+            .args(["--device", &format!("dev1:{DEVICE_KEY}"), "--device", "dev2"])
+            .args(["--policy", &format!("iothubowner:{OWNER_KEY}")])
+            .args(["--amqps", "127.0.0.1:0", "--wss", "127.0.0.1:0"])
+            .args(["--eventhub", "127.0.0.1:0", "--eventhub-wss", "127.0.0.1:0"])
+            .arg("--cert-dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the emulator");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("a line");
+            let done = line.starts_with("ca certificate:");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        Self { child, dir, lines }
+    }
+
+    fn port_of(&self, prefix: &str, nth: usize) -> String {
+        let url = self
+            .lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .nth(nth)
+            .unwrap_or_else(|| panic!("no {prefix:?} line {nth} in {:?}", self.lines));
+        let after_host = url.rsplit_once(':').expect("a port").1;
+        after_host.split('/').next().unwrap().to_owned()
+    }
+
+    fn ca(&self) -> String {
+        self.dir.join("ca.pem").display().to_string()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn service_cs() -> String {
+    format!("HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey={OWNER_KEY}")
+}
+
+fn device_cs() -> String {
+    format!("HostName=localhost;DeviceId=dev1;SharedAccessKey={DEVICE_KEY}")
+}
+
+#[test]
+fn the_emulator_prints_its_listeners_and_connection_strings() {
+    let e = Emulator::start();
+    let listening: Vec<&String> =
+        e.lines.iter().filter(|l| l.starts_with("listening on ")).collect();
+    assert_eq!(listening.len(), 4, "{:?}", e.lines);
+    assert!(listening[1].ends_with("/$iothub/websocket"), "{:?}", e.lines);
+    assert!(listening[3].ends_with("/$servicebus/websocket"), "{:?}", e.lines);
+    assert!(e.lines.contains(&format!("device dev1: {}", device_cs())), "{:?}", e.lines);
+    assert!(e.lines.contains(&format!("policy iothubowner: {}", service_cs())), "{:?}", e.lines);
+    // dev2 got a key made up on the spot, usable as printed.
+    let dev2 = e.lines.iter().find_map(|l| l.strip_prefix("device dev2: ")).expect("dev2");
+    assert!(dev2.contains(";DeviceId=dev2;SharedAccessKey="), "{dev2}");
+    let ca = std::fs::read_to_string(e.ca()).expect("ca.pem written");
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));
+    let out = ok(&[
+        "iothub",
+        "device-send",
+        "--connection-string",
+        dev2,
+        "--ca",
+        &e.ca(),
+        "--port",
+        &e.port_of("listening on ", 0),
+    ]);
+    assert!(out.is_empty(), "{out}");
+}
+
+/// The seed scenario through the commands, over `transport`.
+fn scenario(transport: &str, security: &str) {
+    let e = Emulator::start();
+    let ca = e.ca();
+    let (port, eh_ws) = match transport {
+        "ws" => (e.port_of("listening on ", 1), e.port_of("listening on ", 3)),
+        _ => (e.port_of("listening on ", 0), e.port_of("listening on ", 3)),
+    };
+    let common = |cs: String| -> Vec<String> {
+        [
+            "--connection-string",
+            &cs,
+            "--ca",
+            &ca,
+            "--port",
+            &port,
+            "--transport",
+            transport,
+            "--security",
+            security,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let args = |head: &[&str], cs: String| -> Vec<String> {
+        let mut v: Vec<String> = head.iter().map(|s| s.to_string()).collect();
+        v.extend(common(cs));
+        v
+    };
+    let call = |v: Vec<String>| ok(&v.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let id = call(args(
+        &[
+            "iothub",
+            "send-c2d",
+            "--device",
+            "dev1",
+            "--body",
+            "switch on",
+            "--ack",
+            "full",
+            "--property",
+            "room=kitchen",
+        ],
+        service_cs(),
+    ));
+    let id = id.trim().to_owned();
+    assert_eq!(id.len(), 36, "a uuid message-id: {id:?}");
+
+    let got = call(args(&["iothub", "device-receive", "--count", "1", "--json"], device_cs()));
+    let m: serde_json::Value = serde_json::from_str(got.trim()).expect("one JSON line");
+    assert_eq!(m["message"]["body"]["content"][0]["text"], "switch on", "{m}");
+    assert_eq!(m["message"]["application-properties"]["room"], "kitchen", "{m}");
+    assert_eq!(m["message"]["properties"]["message-id"]["uuid"], id.as_str(), "{m}");
+
+    let fb = call(args(
+        &["iothub", "feedback", "--count", "1", "--json", "--timeout", "20"],
+        service_cs(),
+    ));
+    let r: serde_json::Value = serde_json::from_str(fb.trim()).expect("one JSON line");
+    assert_eq!(r["originalMessageId"], id.as_str(), "{r}");
+    assert_eq!(r["statusCode"], "Success", "{r}");
+    assert_eq!(r["deviceId"], "dev1", "{r}");
+
+    call(args(
+        &["iothub", "device-send", "--body", "{\"temp\":21.5}", "--property", "alert=no"],
+        device_cs(),
+    ));
+    let mut monitor = args(
+        &["iothub", "monitor", "--from-start", "--count", "1", "--json", "--timeout", "20"],
+        service_cs(),
+    );
+    monitor.extend(["--eventhub-ws-port".to_owned(), eh_ws.clone()]);
+    let ev = call(monitor);
+    let ev: serde_json::Value = serde_json::from_str(ev.trim()).expect("one JSON line");
+    assert_eq!(ev["device_id"], "dev1", "{ev}");
+    assert_eq!(ev["body"], "{\"temp\":21.5}", "{ev}");
+    assert_eq!(ev["message"]["application-properties"]["alert"], "no", "{ev}");
+    assert!(ev["enqueued_time"].as_str().is_some_and(|t| t.ends_with('Z')), "{ev}");
+}
+
+#[test]
+fn the_commands_over_tls_with_mssbcbs() {
+    scenario("amqps", "mssbcbs");
+}
+
+#[test]
+fn the_commands_over_websocket_with_plain() {
+    scenario("ws", "plain");
+}
+
+#[test]
+fn bad_input_and_refusals_end_with_one_line() {
+    // A connection string without a key: exit 2, one line, no network.
+    let out = run(&["iothub", "send-c2d", "--device", "d", "--connection-string", "HostName=h"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--connection-string"), "{err}");
+    // A wrong key: the put-token is refused, promptly, and said so.
+    let e = Emulator::start();
+    let wrong = format!("HostName=localhost;DeviceId=dev1;SharedAccessKey={OWNER_KEY}");
+    let start = Instant::now();
+    let out = run(&[
+        "iothub",
+        "device-send",
+        "--connection-string",
+        &wrong,
+        "--ca",
+        &e.ca(),
+        "--port",
+        &e.port_of("listening on ", 0),
+    ]);
+    assert!(start.elapsed() < Duration::from_secs(15));
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("put-token refused") && err.contains("401"), "{err}");
+    // A bad start position is a usage error.
+    let out = run(&["iothub", "monitor", "--connection-string", &service_cs(), "--start", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("offset:N"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn the_demo_runs_the_scenario_with_its_trace() {
+    let dir = std::env::temp_dir().join(format!("amqpwire-iothub-demo-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let json = dir.join("trace.jsonl");
+    let out = ok(&["iothub", "demo", "--trace-json", json.to_str().unwrap()]);
+    for step in [
+        "1. tokens",
+        "2. the service",
+        "3. the device",
+        "4. the service reads",
+        "5. the device sends",
+        "6. the monitor",
+        "7. everyone closes",
+        "done:",
+    ] {
+        assert!(out.contains(step), "{step:?} missing from:\n{out}");
+    }
+    assert!(out.contains("feedback: message") && out.contains("Success"), "{out}");
+    assert!(out.contains("event: ") && out.contains("demo-device"), "{out}");
+    assert!(out.contains("&sig=***&"), "the token is masked: {out}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&json)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let redirect = lines
+        .iter()
+        .any(|l| l["performative"] == "detach" && l.to_string().contains("amqp:link:redirect"));
+    assert!(redirect, "the trace shows the redirect");
+    let put_token = lines.iter().any(|l| l.to_string().contains("put-token"));
+    assert!(put_token, "the trace shows the put-token");
+    // Secrets are masked in the trace too.
+    assert!(!lines.iter().any(|l| l.to_string().contains(DEVICE_KEY)));
+    let _ = std::fs::remove_dir_all(&dir);
+}
