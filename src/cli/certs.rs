@@ -61,10 +61,27 @@ pub(crate) fn in_dir(dir: &Path, hostname: &str) -> Result<CertFiles, String> {
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let pki = generate(hostname)?;
-    for (path, pem) in
-        [(&files.ca, &pki.ca_pem), (&files.cert, &pki.cert_pem), (&files.key, &pki.key_pem)]
-    {
-        std::fs::write(path, pem).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    for (path, pem, private) in [
+        (&files.ca, &pki.ca_pem, false),
+        (&files.cert, &pki.cert_pem, false),
+        (&files.key, &pki.key_pem, true),
+    ] {
+        write(path, pem, private).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(CertFiles { made: true, ..files })
+}
+
+/// Writes a file; a private key is readable by its owner only (on Unix).
+fn write(path: &Path, text: &str, private: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    o.open(path)?.write_all(text.as_bytes())
 }
