@@ -72,7 +72,9 @@
 //!
 //! To see a captured stream the way the spec describes it, use
 //! [`inspect::Inspector`] or the `amqpwire decode` command. For Azure, [`azure`] makes,
-//! parses and checks shared access signature tokens and reads connection strings.
+//! parses and checks shared access signature tokens and reads connection strings; with the
+//! `tokio` feature, `azure::client` talks to IoT Hub (service, device, event monitor) and
+//! `azure::emulator` is a local IoT Hub for tests.
 
 pub mod azure;
 #[cfg(feature = "tokio")]
