@@ -18,8 +18,14 @@ pub type Target = fn(&[u8]);
 
 /// The fuzz targets, by name (the names of `fuzz/fuzz_targets/*.rs` and of the corpus
 /// folders).
-pub const TARGETS: &[(&str, Target)] =
-    &[("value", value), ("frames", frames), ("message", message), ("inspect", inspect)];
+pub const TARGETS: &[(&str, Target)] = &[
+    ("value", value),
+    ("frames", frames),
+    ("message", message),
+    ("inspect", inspect),
+    ("connection", connection),
+    ("azure", azure),
+];
 
 /// Decodes one value every way; checks that a strict decode re-encodes to the same bytes
 /// and that the borrowed view agrees with the owned value.
@@ -287,4 +293,54 @@ pub fn connection(data: &[u8]) {
     let mut sasl = Config::new("server");
     sasl.authenticator = Some(Box::new(Credentials::new(|| "n".into()).anonymous(true)));
     run(Connection::server(sasl), &ProtocolHeader::SASL.to_bytes());
+}
+
+/// Azure's decoders of peer and user input: SAS tokens, connection strings, start-position
+/// selectors, percent-encoding, CBS requests and answers, feedback JSON. What parses must
+/// print as text that parses back to the same thing.
+pub fn azure(data: &[u8]) {
+    use crate::azure::cbs::{CbsStatus, PutToken};
+    use crate::azure::hub::StartPosition;
+    use crate::azure::{percent_decode, percent_encode, ConnectionString, SasToken};
+
+    let text = String::from_utf8_lossy(data);
+    if let Ok(t) = text.parse::<SasToken>() {
+        let again: SasToken = t.to_string().parse().expect("a token's own text must parse again");
+        assert_eq!(again, t, "token: parse(print(t)) must be t");
+    }
+    if let Ok(cs) = text.parse::<ConnectionString>() {
+        let again: ConnectionString =
+            cs.to_string().parse().expect("a connection string's own text must parse again");
+        assert_eq!(again, cs, "connection string: parse(print(cs)) must be cs");
+        let _ = cs.sas_token(1_700_000_000);
+    }
+    if let Ok(p) = StartPosition::parse(&text) {
+        assert_eq!(StartPosition::parse(&p.selector()), Ok(p), "selector: parse(print(p))");
+    }
+    if let Ok(decoded) = percent_decode(&text) {
+        assert_eq!(
+            percent_decode(&percent_encode(&decoded)).as_deref(),
+            Ok(decoded.as_str()),
+            "percent-decoding undoes percent-encoding"
+        );
+    }
+    #[cfg(feature = "json")]
+    if let Ok(records) = crate::azure::hub::FeedbackRecord::parse_batch(data) {
+        for r in records {
+            let back = crate::azure::hub::FeedbackRecord::from_json(&r.to_json());
+            assert_eq!(back.as_ref(), Ok(&r), "feedback: from_json(to_json(r)) must be r");
+        }
+    }
+    if let Ok(m) = Message::decode(&Bytes::copy_from_slice(data)) {
+        if let Ok(put) = PutToken::from_message(&m) {
+            let back =
+                Message::decode(&Bytes::from(put.to_message().to_vec())).expect("our own encoding");
+            assert_eq!(PutToken::from_message(&back), Ok(put), "put-token round trip");
+        }
+        if let Ok(status) = CbsStatus::from_message(&m) {
+            let back = Message::decode(&Bytes::from(status.to_message().to_vec()))
+                .expect("our own encoding");
+            assert_eq!(CbsStatus::from_message(&back), Ok(status), "CBS status round trip");
+        }
+    }
 }
