@@ -63,6 +63,7 @@ impl Emulator {
             .args(["--policy", &format!("iothubowner:{OWNER_KEY}")])
             .args(["--amqps", "127.0.0.1:0", "--wss", "127.0.0.1:0"])
             .args(["--eventhub", "127.0.0.1:0", "--eventhub-wss", "127.0.0.1:0"])
+            .args(["--https", "127.0.0.1:0"])
             .arg("--cert-dir")
             .arg(&dir)
             .stdin(Stdio::null())
@@ -120,7 +121,8 @@ fn the_emulator_prints_its_listeners_and_connection_strings() {
     let e = Emulator::start();
     let listening: Vec<&String> =
         e.lines.iter().filter(|l| l.starts_with("listening on ")).collect();
-    assert_eq!(listening.len(), 4, "{:?}", e.lines);
+    assert_eq!(listening.len(), 5, "{:?}", e.lines);
+    assert!(listening[4].starts_with("listening on https://127.0.0.1:"), "{:?}", e.lines);
     assert!(listening[1].ends_with("/$iothub/websocket"), "{:?}", e.lines);
     assert!(listening[3].ends_with("/$servicebus/websocket"), "{:?}", e.lines);
     assert!(e.lines.contains(&format!("device dev1: {}", device_cs())), "{:?}", e.lines);

@@ -597,3 +597,163 @@ async fn clients_refuse_the_wrong_kind_of_connection_string() {
     assert!(matches!(e, HubError::Cbs(CbsError::Refused(_))), "{e}");
     assert!(e.to_string().contains("401"), "{e}");
 }
+
+// ---- the HTTPS device endpoint ----
+
+/// The emulator's HTTPS endpoint on a free port.
+async fn start_https(h: &Hub) -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let hub = h.hub.clone();
+    let tls = h.pki.server();
+    tokio::spawn(async move { hub.serve_https(l, tls).await });
+    port
+}
+
+/// Sends raw requests on one TLS connection; returns each response's status and body.
+async fn https(h: &Hub, port: u16, requests: &[Vec<u8>]) -> Vec<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = h.pki.client().rustls_config().unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut io = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    for r in requests {
+        io.write_all(r).await.unwrap();
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + length {
+                    let status = head[9..12].parse().unwrap();
+                    let body =
+                        String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned();
+                    buf.drain(..end + 4 + length);
+                    out.push((status, body));
+                    break;
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = within("response", io.read(&mut chunk)).await.unwrap();
+            assert!(n > 0, "the server closed after {out:?}");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+    out
+}
+
+fn post(device: &str, token: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "POST /devices/{device}/messages/events?api-version=2021-04-12 HTTP/1.1\r\nHost: localhost\r\nAuthorization: {token}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        r.push_str(&format!("{k}: {v}\r\n"));
+    }
+    r.push_str("\r\n");
+    let mut r = r.into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+#[tokio::test]
+async fn a_rest_device_posts_telemetry_that_the_amqp_monitor_reads() {
+    let h = start(Duration::from_millis(50)).await;
+    let port = start_https(&h).await;
+    let token = device_token();
+    // One message with properties, then a batch of two, on one kept-alive connection.
+    let batch = br#"[{"body":"YQ==","properties":{"iothub-app-n":"1"}},{"body":"Yg=="}]"#;
+    let answers = https(
+        &h,
+        port,
+        &[
+            post(
+                "dev1",
+                &token,
+                &[("iothub-app-alert", "no"), ("IoTHub-MessageId", "rest-1")],
+                b"{\"temp\":20}",
+            ),
+            post(
+                "dev1",
+                &token,
+                &[("Content-Type", "application/vnd.microsoft.iothub.json")],
+                batch,
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(answers, [(204, String::new()), (204, String::new())]);
+    assert_eq!(h.hub.events(h.hub.partition_of("dev1")).len(), 3);
+
+    // The monitor meets the REST device through the redirect.
+    let o = options(&h, HubTransport::Amqps, Security::Mssbcbs);
+    let target = within("redirect", EventHubTarget::discover(&owner_cs(), &o)).await.unwrap();
+    let read = ReadOptions { start: StartPosition::START, ..ReadOptions::default() };
+    let mut reader =
+        within("reader", EventReader::connect(&owner_cs(), &target, read, &o)).await.unwrap();
+    let first = within("event", reader.next()).await.unwrap();
+    assert_eq!(first.device_id.as_deref(), Some("dev1"));
+    assert_eq!(first.body_text().as_deref(), Some("{\"temp\":20}"));
+    let p = first.message.properties.as_ref().unwrap();
+    assert_eq!(p.message_id, Some(MessageId::String("rest-1".into())));
+    let alert = first.message.application_properties.as_ref().and_then(|a| a.get("alert"));
+    assert_eq!(alert.and_then(|v| v.as_str()), Some("no"));
+    let second = within("event", reader.next()).await.unwrap();
+    assert_eq!(second.body_text().as_deref(), Some("a"));
+    let third = within("event", reader.next()).await.unwrap();
+    assert_eq!(third.body_text().as_deref(), Some("b"));
+}
+
+#[tokio::test]
+async fn the_rest_endpoint_refuses_what_iot_hub_refuses() {
+    let h = start(Duration::from_millis(50)).await;
+    let port = start_https(&h).await;
+    let token = device_token();
+    let status = |r: Vec<u8>| {
+        let h = &h;
+        async move { https(h, port, &[r]).await.remove(0) }
+    };
+    // A bad signature, another device's token, no token.
+    let bad = token.replace("sig=", "sig=A");
+    let (code, body) = status(post("dev1", &bad, &[], b"x")).await;
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("signature") || body.contains("token"), "{body}");
+    let (code, _) = status(post("dev2", &token, &[], b"x")).await;
+    assert_eq!(code, 404, "an unknown device");
+    let no_auth = b"POST /devices/dev1/messages/events?api-version=2021-04-12 HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_vec();
+    assert_eq!(status(no_auth).await.0, 401);
+    // Too large: 413 before the body is read.
+    let big = format!(
+        "POST /devices/dev1/messages/events?api-version=2021-04-12 HTTP/1.1\r\nAuthorization: {token}\r\nContent-Length: 300000\r\n\r\n"
+    );
+    assert_eq!(status(big.into_bytes()).await.0, 413);
+    // No api-version, another method, another path, a bad batch.
+    let no_version =
+        format!("POST /devices/dev1/messages/events HTTP/1.1\r\nAuthorization: {token}\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(status(no_version.into_bytes()).await.0, 400);
+    let get = format!("GET /devices/dev1/messages/events?api-version=1 HTTP/1.1\r\nAuthorization: {token}\r\n\r\n");
+    assert_eq!(status(get.into_bytes()).await.0, 405);
+    assert_eq!(status(b"GET /nowhere HTTP/1.1\r\n\r\n".to_vec()).await.0, 404);
+    let (code, body) = status(post(
+        "dev1",
+        &token,
+        &[("Content-Type", "application/vnd.microsoft.iothub.json")],
+        b"[{\"body\":\"%%\"}]",
+    ))
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("base64"), "{body}");
+    // Chunked bodies are not taken.
+    let chunked = format!("POST /devices/dev1/messages/events?api-version=1 HTTP/1.1\r\nAuthorization: {token}\r\nTransfer-Encoding: chunked\r\n\r\n");
+    assert_eq!(status(chunked.into_bytes()).await.0, 411);
+    // Nothing refused reached the log.
+    assert!(h.hub.events(h.hub.partition_of("dev1")).is_empty());
+}

@@ -103,6 +103,10 @@ pub(crate) struct EmulateArgs {
     /// /$servicebus/websocket (`off`: nowhere).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:18443")]
     eventhub_wss: String,
+    /// Where the HTTPS device endpoint listens (POST telemetry to
+    /// /devices/{id}/messages/events; `off`: nowhere).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9443")]
+    https: String,
     /// Keep the CA and server certificate here: `ca.pem`, `server.pem`,
     /// `server-key.pem`, made for --hostname unless all three exist. Default: a directory
     /// under the system's temporary directory.
@@ -214,6 +218,7 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
         }
     };
     let hub = IotHub::new(config);
+    let tls_for_https = tls.clone();
     let options = hub.listen_options(Some(tls), tracer.as_ref().map(|t| t.shared()));
     let mut listeners = Vec::new();
     let urls = [
@@ -232,16 +237,34 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
         }
         listeners.push((l, event_hub));
     }
-    if listeners.is_empty() {
+    let https = match listen_url("https", &args.https, "") {
+        None => None,
+        Some(url) => {
+            let addr = &args.https;
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {url}: {e}"))?;
+            let port = l.local_addr().map_err(|e| e.to_string())?.port();
+            let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+            Some((l, format!("https://{host}:{port}")))
+        }
+    };
+    if listeners.is_empty() && https.is_none() {
         return Err("every listener is off".into());
     }
     let mut out = std::io::stdout().lock();
     for (l, _) in &listeners {
         let _ = writeln!(out, "listening on {}", l.endpoint());
     }
+    if let Some((_, url)) = &https {
+        let _ = writeln!(out, "listening on {url}");
+    }
     for (l, event_hub) in &listeners {
         let what = if *event_hub { "event hub endpoint" } else { "iothub endpoint" };
         let _ = writeln!(out, "{what}: {}", l.endpoint());
+    }
+    if let Some((_, url)) = &https {
+        let _ = writeln!(out, "https device endpoint: {url}/devices/{{id}}/messages/events");
     }
     let config = hub.config();
     for (id, key) in &config.devices {
@@ -267,6 +290,13 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
     let _ = out.flush();
     drop(out);
     let mut tasks = Vec::new();
+    if let Some((l, _)) = https {
+        let (hub, tls) = (hub.clone(), tls_for_https);
+        tasks.push(tokio::spawn(async move {
+            hub.serve_https(l, tls).await;
+            Ok(())
+        }));
+    }
     for (l, event_hub) in listeners {
         let hub = hub.clone();
         tasks.push(tokio::spawn(async move {

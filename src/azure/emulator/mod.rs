@@ -22,8 +22,11 @@
 //! expires, the link is detached with `amqp:unauthorized-access` ("Token Invalid.");
 //! a PLAIN connection is closed.
 
+mod https;
 mod nodes;
 mod state;
+
+pub use https::BATCH_CONTENT_TYPE;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -154,6 +157,15 @@ pub(crate) struct Claim {
 impl Claim {
     fn expiry(&self) -> u64 {
         self.token.expiry()
+    }
+
+    /// Whether the claim opens `resource` for `need` (expiry aside).
+    fn grants(&self, resource: &str, need: &Need) -> bool {
+        self.token.authorizes(resource)
+            && match need {
+                Need::Service => self.rights.service,
+                Need::Device(id) => self.rights.device || self.device.as_deref() == Some(id),
+            }
     }
 }
 

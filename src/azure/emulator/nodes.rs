@@ -86,11 +86,7 @@ impl Conn {
         let claims = lock(&self.claims);
         claims
             .iter()
-            .filter(|c| c.expiry() >= now && c.token.authorizes(resource))
-            .filter(|c| match need {
-                Need::Service => c.rights.service,
-                Need::Device(id) => c.rights.device || c.device.as_deref() == Some(id.as_str()),
-            })
+            .filter(|c| c.expiry() >= now && c.grants(resource, need))
             .map(Claim::expiry)
             .max()
             .ok_or_else(|| {
