@@ -202,6 +202,8 @@ pub enum HubError {
     BadMessage(String),
     /// Nothing within the time-out.
     Timeout(&'static str),
+    /// A call that does not fit the client's state (it says why).
+    Usage(String),
 }
 
 impl std::fmt::Display for HubError {
@@ -223,6 +225,7 @@ impl std::fmt::Display for HubError {
             Self::Redirect(why) => write!(f, "the redirect to the Event Hub endpoint: {why}"),
             Self::BadMessage(why) => write!(f, "{why}"),
             Self::Timeout(what) => write!(f, "timed out waiting for {what}"),
+            Self::Usage(why) => write!(f, "{why}"),
         }
     }
 }
@@ -759,7 +762,7 @@ impl DeviceClient {
     /// The next cloud-to-device message (attaching the receiver on first use).
     pub async fn receive(&self) -> Result<C2dMessage, HubError> {
         if self.module_id.is_some() {
-            return Err(HubError::Credential(
+            return Err(HubError::Usage(
                 "modules do not receive cloud-to-device messages; use the device's connection string"
                     .into(),
             ));
@@ -782,7 +785,7 @@ impl DeviceClient {
 
     fn settle(&self, m: &C2dMessage, state: DeliveryState) -> Result<(), HubError> {
         let rx = self.c2d.get().ok_or_else(|| {
-            HubError::Credential("no cloud-to-device message was received".into())
+            HubError::Usage("no cloud-to-device message was received on this client".into())
         })?;
         Ok(rx.settle(&m.delivery, state)?)
     }
