@@ -757,3 +757,47 @@ async fn the_rest_endpoint_refuses_what_iot_hub_refuses() {
     // Nothing refused reached the log.
     assert!(h.hub.events(h.hub.partition_of("dev1")).is_empty());
 }
+
+/// The condition of a rejected outcome.
+fn rejected(e: &HubError) -> String {
+    match e {
+        HubError::Refused(DeliveryState::Rejected(r)) => {
+            r.error.as_ref().map(|e| e.condition.as_str().to_owned()).unwrap_or_default()
+        }
+        other => panic!("not a rejection: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn oversized_messages_full_queues_and_bad_acks_are_rejected() {
+    let h = start_with(|c| c.c2d_queue_limit = 2).await;
+    let o = options(&h, HubTransport::Amqps, Security::Anonymous);
+    let service = within("service", ServiceClient::connect(&owner_cs(), o.clone())).await.unwrap();
+    let device = within("device", DeviceClient::connect(&device_cs(), o)).await.unwrap();
+    // Telemetry above 256 KiB and a cloud-to-device message above 64 KiB.
+    let big = Message::with_data(vec![b'x'; 300 * 1024]);
+    let e = within("send", device.send_event(big)).await.unwrap_err();
+    assert_eq!(rejected(&e), condition::MESSAGE_SIZE_EXCEEDED, "{e}");
+    let big = Message::with_data(vec![b'x'; 70 * 1024]);
+    let e = within("send", service.send_c2d("dev1", big, Ack::None)).await.unwrap_err();
+    assert_eq!(rejected(&e), condition::MESSAGE_SIZE_EXCEEDED, "{e}");
+    // An iothub-ack the hub does not know.
+    let mut m = Message::with_data(&b"x"[..]);
+    m.application_properties = Some(AnnotationMap::from_pairs([("iothub-ack", "sometimes")]));
+    let e = within("send", service.send_c2d("dev1", m, Ack::None)).await.unwrap_err();
+    assert_eq!(rejected(&e), condition::INVALID_FIELD, "{e}");
+    // The queue holds two; the third is refused, and nothing refused was queued.
+    for _ in 0..2 {
+        within("send", service.send_c2d("dev1", Message::with_data(&b"q"[..]), Ack::None))
+            .await
+            .unwrap();
+    }
+    let e = within("send", service.send_c2d("dev1", Message::with_data(&b"q"[..]), Ack::None))
+        .await
+        .unwrap_err();
+    assert_eq!(rejected(&e), condition::RESOURCE_LIMIT_EXCEEDED, "{e}");
+    assert_eq!(h.hub.queued("dev1"), 2);
+    assert!(h.hub.events(h.hub.partition_of("dev1")).is_empty());
+    // The links survive the rejections: a small message still goes through.
+    within("send", device.send_event(Message::with_data(&b"ok"[..]))).await.unwrap();
+}
