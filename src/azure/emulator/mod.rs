@@ -102,6 +102,11 @@ pub struct HubConfig {
     pub feedback_interval: Duration,
     /// Allowed clock skew when checking token expiry (5 min).
     pub clock_skew: Duration,
+    /// Also accept, on the Event Hub-compatible endpoint, policy tokens whose HMAC is
+    /// keyed with the base64-decoded key, IoT Hub's way. Event Hubs does not: its tokens
+    /// are keyed with the key's text (its UTF-8 bytes), as the Event Hubs SDKs sign them.
+    /// Off by default.
+    pub event_hub_accepts_decoded_key: bool,
 }
 
 impl HubConfig {
@@ -124,6 +129,7 @@ impl HubConfig {
             default_ttl: Duration::from_secs(3600),
             feedback_interval: Duration::from_millis(500),
             clock_skew: crate::azure::DEFAULT_CLOCK_SKEW,
+            event_hub_accepts_decoded_key: false,
         }
     }
 
@@ -286,9 +292,21 @@ impl IotHub {
         state::lock(&self.inner.queues.feedback).iter().cloned().collect()
     }
 
-    /// Checks a token for `host` (the hub's, or the Event Hub endpoint's): signature by
-    /// a known device or policy key, expiry, host. The claim it makes.
-    pub(crate) fn validate(&self, token: &str, host: &str) -> Result<Claim, String> {
+    /// Checks a token for `host` (the hub's, or with `event_hub` the Event Hub-compatible
+    /// endpoint's): signature by a known device or policy key, expiry, host. The claim it
+    /// makes.
+    ///
+    /// IoT Hub keys the HMAC with the base64-decoded key; Event Hubs (and Service Bus) key
+    /// it with the key's text, its UTF-8 bytes as they stand in the connection string, and
+    /// so do the Event Hubs SDKs (azure-eventhub's `generate_sas_token`: `key.encode()`).
+    /// The Event Hub endpoint checks policy tokens that way (see
+    /// [`HubConfig::event_hub_accepts_decoded_key`]).
+    pub(crate) fn validate(
+        &self,
+        token: &str,
+        host: &str,
+        event_hub: bool,
+    ) -> Result<Claim, String> {
         let token: SasToken = token.trim().parse().map_err(|e| format!("bad token: {e}"))?;
         let config = self.config();
         let audience = strip_scheme(token.audience());
@@ -323,6 +341,23 @@ impl IotHub {
                     .ok_or_else(|| format!("no device {id:?} in the registry"))?;
                 (key.clone(), Some(id.to_owned()), Permissions::default())
             }
+        };
+        // On the Event Hub endpoint a policy token is keyed with the key's text.
+        let key = if event_hub && device.is_none() {
+            let text_key = SasKey::from_bytes(key.to_base64().into_bytes());
+            let decoded_way = !token.signature_matches(&text_key) && token.signature_matches(&key);
+            match (decoded_way, config.event_hub_accepts_decoded_key) {
+                (false, _) => text_key,
+                (true, true) => key,
+                (true, false) => {
+                    return Err("signature does not match: it is keyed with the decoded key, \
+                                as IoT Hub tokens are; Event Hubs tokens are keyed with the \
+                                key's text (its UTF-8 bytes)"
+                        .to_owned())
+                }
+            }
+        } else {
+            key
         };
         token.verify(&key, SystemTime::now(), config.clock_skew).map_err(|e| e.to_string())?;
         Ok(Claim { token, device, rights })
@@ -416,7 +451,7 @@ impl HubAuth {
             return fail("PLAIN: not UTF-8".into());
         };
         let host = self.hub.config().hostname.clone();
-        let claim = match self.hub.validate(password, &host) {
+        let claim = match self.hub.validate(password, &host, false) {
             Ok(c) => c,
             Err(e) => return fail(e),
         };
