@@ -3,81 +3,30 @@
 //! Hub-compatible endpoint and reading a partition there, and the refusals (no token, a
 //! bad token, an unknown device) — over TLS and WebSocket over TLS.
 
+#[path = "support/hub.rs"]
+mod hub;
 #[path = "support/pki.rs"]
 mod pki;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use amqpwire::azure::cbs::{CbsClient, CbsError, SAS_TOKEN_TYPE};
-use amqpwire::azure::emulator::{HubConfig, IotHub, Permissions};
 use amqpwire::azure::{SasKey, SasToken};
 use amqpwire::codec::{Symbol, Value};
 use amqpwire::connection::LinkOptions;
 use amqpwire::message::{AnnotationMap, Body, Message};
 use amqpwire::runtime::transport::Endpoint;
-use amqpwire::runtime::{ConnectOptions, Connection, Error, Listener, Session};
+use amqpwire::runtime::{ConnectOptions, Connection, Error, Session};
 use amqpwire::types::{
     condition, AttachSource, DeliveryState, Fields, MessageId, Properties, Source,
 };
 use bytes::Bytes;
-
-const DEVICE_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-const OWNER_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+use hub::{start, start_with, Hub, DEVICE_KEY, OWNER_KEY};
 
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(20), f)
         .await
         .unwrap_or_else(|_| panic!("{what}: timed out"))
-}
-
-struct Hub {
-    hub: IotHub,
-    pki: pki::Pki,
-    amqps: u16,
-    wss: u16,
-    event_hub: u16,
-    event_hub_wss: u16,
-}
-
-async fn start(feedback_interval: Duration) -> Hub {
-    start_with(|c| c.feedback_interval = feedback_interval).await
-}
-
-/// The emulator with one device and the owner policy, on four listeners: the hub over TLS
-/// and WebSocket, the Event Hub endpoint over TLS and WebSocket.
-async fn start_with(tweak: impl FnOnce(&mut HubConfig)) -> Hub {
-    let pki = pki::pki();
-    let mut config = HubConfig::new("localhost");
-    config.devices.push(("dev1".into(), SasKey::from_base64(DEVICE_KEY).unwrap()));
-    config.policies.push((
-        "iothubowner".into(),
-        SasKey::from_base64(OWNER_KEY).unwrap(),
-        Permissions::of_policy("iothubowner"),
-    ));
-    config.partitions = 2;
-    tweak(&mut config);
-    let hub = IotHub::new(config);
-    let mut ports = Vec::new();
-    for url in [
-        "amqps://127.0.0.1:0",
-        "wss://127.0.0.1:0/$iothub/websocket",
-        "amqps://127.0.0.1:0",
-        "wss://127.0.0.1:0/$servicebus/websocket",
-    ] {
-        let l = Listener::bind(url, hub.listen_options(Some(pki.server()), None)).await.unwrap();
-        ports.push(l.endpoint().port);
-        let h = hub.clone();
-        let event_hub = ports.len() > 2;
-        tokio::spawn(async move {
-            if event_hub {
-                h.serve_event_hub(l).await
-            } else {
-                h.serve(l).await
-            }
-        });
-    }
-    hub.set_event_hub_endpoint("localhost", ports[2]);
-    Hub { hub, pki, amqps: ports[0], wss: ports[1], event_hub: ports[2], event_hub_wss: ports[3] }
 }
 
 fn in_an_hour() -> u64 {
@@ -236,11 +185,25 @@ async fn cloud_to_device_with_feedback_telemetry_and_the_event_hub_endpoint() {
     // The Event Hub endpoint: CBS answers 202; a partition read from the start.
     let (eh, e) = connect(&h, &format!("amqps://localhost:{}", h.event_hub)).await;
     let ecbs = within("cbs", CbsClient::attach(&e)).await.unwrap();
-    // As azure-eventhub's reader does: the consumer group's audience, in lower case.
+    // As azure-eventhub's reader does: the consumer group's audience (`consumergroups` in
+    // lower case), and the HMAC keyed with the key's text (Event Hubs' way), not with the
+    // decoded key.
     let audience = "sb://localhost/localhost/consumergroups/$default";
-    let status = within("put", ecbs.put_token(audience, &service_token(audience), SAS_TOKEN_TYPE))
-        .await
-        .unwrap();
+    let iothub_way = service_token(audience);
+    match within("put", ecbs.put_token(audience, &iothub_way, SAS_TOKEN_TYPE)).await {
+        Err(CbsError::Refused(s)) => {
+            assert_eq!(s.code, 401);
+            assert!(s.description.unwrap().contains("keyed with the decoded key"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let text_key = SasKey::from_bytes(OWNER_KEY.as_bytes());
+    let event_hubs_way =
+        SasToken::new(audience, &text_key, Some("iothubowner"), in_an_hour()).unwrap();
+    let status =
+        within("put", ecbs.put_token(audience, &event_hubs_way.to_string(), SAS_TOKEN_TYPE))
+            .await
+            .unwrap();
     assert_eq!(status.code, 202);
     let mut o = LinkOptions::receiver(
         "reader",

@@ -1004,7 +1004,7 @@ pub struct EventReader {
 
 impl EventReader {
     /// Connects to `target` with the service policy of `cs` (the same key signs for
-    /// `sb://{hostname}/{event hub}`), asks `$management` for the partitions unless
+    /// `sb://{hostname}/{event hub}`, keyed by its text as Event Hubs wants), asks `$management` for the partitions unless
     /// `read` names them, and attaches a reader to each.
     ///
     /// With [`Security::Plain`] the Event Hub connection uses SASL ANONYMOUS and CBS.
@@ -1014,10 +1014,13 @@ impl EventReader {
         read: ReadOptions,
         options: &HubOptions,
     ) -> Result<Self, HubError> {
-        let signer = Signer {
-            credential: cs.credential().clone(),
-            key_name: cs.shared_access_key_name().map(str::to_owned),
+        // The same policy key, keyed as Event Hubs keys are: by its text.
+        let credential = match cs.credential() {
+            Credential::SharedAccessKey(k) => Credential::SharedAccessKey(k.event_hubs_key()),
+            other => other.clone(),
         };
+        let signer =
+            Signer { credential, key_name: cs.shared_access_key_name().map(str::to_owned) };
         let port = match options.transport {
             HubTransport::Amqps => Some(target.port),
             HubTransport::WebSocket => options.event_hub_ws_port,

@@ -224,7 +224,7 @@ impl fmt::Display for IotHubConnectionString {
         write_opt(f, DEVICE_ID, self.device_id.as_deref())?;
         write_opt(f, MODULE_ID, self.module_id.as_deref())?;
         write_opt(f, SHARED_ACCESS_KEY_NAME, self.shared_access_key_name.as_deref())?;
-        write_credential(f, &self.credential)?;
+        write_credential(f, &self.credential, false)?;
         write_opt(f, GATEWAY_HOST_NAME, self.gateway_host_name.as_deref())
     }
 }
@@ -335,7 +335,7 @@ impl fmt::Display for EventHubsConnectionString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{ENDPOINT}={}", self.endpoint)?;
         write_opt(f, SHARED_ACCESS_KEY_NAME, self.shared_access_key_name.as_deref())?;
-        write_credential(f, &self.credential)?;
+        write_credential(f, &self.credential, true)?;
         write_opt(f, ENTITY_PATH, self.entity_path.as_deref())?;
         if self.use_development_emulator {
             write!(f, ";{USE_DEVELOPMENT_EMULATOR}=true")?;
@@ -557,6 +557,10 @@ fn credential(
     use ConnectionStringError as E;
     match (key, signature) {
         (Some(_), Some(_)) => Err(E::ConflictingCredentials),
+        // Event Hubs keys the HMAC with the key's text; IoT Hub with its base64 decoding.
+        (Some(k), None) if kind == ConnectionStringKind::EventHubs => {
+            SasKey::from_text(k).map(Credential::SharedAccessKey).map_err(E::InvalidKey)
+        }
         (Some(k), None) => {
             SasKey::from_base64(k).map(Credential::SharedAccessKey).map_err(E::InvalidKey)
         }
@@ -597,8 +601,16 @@ fn write_opt(f: &mut fmt::Formatter<'_>, key: &str, value: Option<&str>) -> fmt:
     }
 }
 
-fn write_credential(f: &mut fmt::Formatter<'_>, credential: &Credential) -> fmt::Result {
+/// Writes the credential pair; an Event Hubs key (`text_key`) is written as its text.
+fn write_credential(
+    f: &mut fmt::Formatter<'_>,
+    credential: &Credential,
+    text_key: bool,
+) -> fmt::Result {
     match credential {
+        Credential::SharedAccessKey(k) if text_key => {
+            write!(f, ";{SHARED_ACCESS_KEY}={}", String::from_utf8_lossy(k.as_bytes()))
+        }
         Credential::SharedAccessKey(k) => write!(f, ";{SHARED_ACCESS_KEY}={}", k.to_base64()),
         Credential::SharedAccessSignature(t) => write!(f, ";{SHARED_ACCESS_SIGNATURE}={t}"),
     }
@@ -618,6 +630,29 @@ mod tests {
 
     fn eh(s: &str) -> Result<EventHubsConnectionString, ConnectionStringError> {
         s.parse()
+    }
+
+    #[test]
+    fn event_hubs_keys_sign_with_their_text() {
+        // Event Hubs keys the HMAC with the key's text (what azure-eventhub does with
+        // key.encode()), not with its base64 decoding as IoT Hub does.
+        let cs = eh(&format!(
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;\
+             SharedAccessKey={KEY_0_31};EntityPath=hub"
+        ))
+        .unwrap();
+        assert_eq!(
+            cs.sas_token(1_700_000_000).to_string(),
+            "SharedAccessSignature sr=sb%3A%2F%2Fns.servicebus.windows.net%2Fhub\
+             &sig=lS43vbWorWga1iv7dhAynY8Pjdbo%2Bhb3RtsVMMsKVLY%3D&se=1700000000&skn=k"
+        );
+        // The same key given to IoT Hub, moved to its Event Hub endpoint, signs the same.
+        let Credential::SharedAccessKey(text) = cs.credential() else { unreachable!() };
+        let hub_key = SasKey::from_base64(KEY_0_31).unwrap();
+        assert_eq!(hub_key.event_hubs_key(), *text);
+        // A key that is not base64 is still a key to Event Hubs, and prints as given.
+        let odd = eh("Endpoint=sb://h/;SharedAccessKeyName=k;SharedAccessKey=not base64!").unwrap();
+        assert!(odd.to_string().ends_with(";SharedAccessKey=not base64!"), "{odd}");
     }
 
     fn any_kind(s: &str) -> Result<ConnectionString, ConnectionStringError> {

@@ -11,16 +11,17 @@
 //! ```
 //!
 //! A token is `SharedAccessSignature sr=…&sig=…&se=…[&skn=…]` (see [`SasToken`]). The
-//! signature is base64(HMAC-SHA256(key, `sr` + `"\n"` + `se`)), keyed with the
-//! **base64-decoded** key and computed over `sr` exactly as it stands in the token, still
-//! URL-encoded. Which tokens are for what:
+//! signature is base64(HMAC-SHA256(key, `sr` + `"\n"` + `se`)), computed over `sr` exactly
+//! as it stands in the token, still URL-encoded. IoT Hub keys the HMAC with the
+//! **base64-decoded** key; Event Hubs with the key's **text** ([`SasKey::from_text`],
+//! [`SasKey::event_hubs_key`]). Which tokens are for what:
 //!
 //! | credential | resource URI (`sr`, decoded) | `skn` |
 //! |---|---|---|
 //! | device key | `{hub host}/devices/{device id}` (`/modules/{module id}` for a module) | none |
 //! | policy key on behalf of a device | the same | the policy, e.g. `device` |
 //! | service policy key | `{hub host}` | the policy, e.g. `service`, `iothubowner` |
-//! | Event Hubs policy key | `sb://{namespace host}/{event hub}` | the policy |
+//! | Event Hubs policy key (keyed by its text) | `sb://{namespace host}/{event hub}` | the policy |
 //!
 //! Nothing here reads the clock or does I/O: the current time is a parameter.
 //!

@@ -49,6 +49,35 @@ impl SasKey {
         Self { bytes: bytes.into() }
     }
 
+    /// An Event Hubs (or Service Bus) key. Those services key the HMAC with the key's
+    /// text, its UTF-8 bytes as the connection string carries them, where IoT Hub keys it
+    /// with the base64-decoded bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`SasError::EmptyKey`] for `""`.
+    pub fn from_text(key: &str) -> Result<Self, SasError> {
+        if key.is_empty() {
+            return Err(SasError::EmptyKey);
+        }
+        Ok(Self::from_bytes(key.as_bytes()))
+    }
+
+    /// The key an IoT Hub policy key is at the hub's Event Hub-compatible endpoint: the
+    /// same key, keyed as Event Hubs keys are (by its base64 text).
+    ///
+    /// ```
+    /// use amqpwire::azure::SasKey;
+    ///
+    /// let hub = SasKey::from_base64("cGFzc3dvcmQ=")?;
+    /// assert_eq!(hub.as_bytes(), b"password");
+    /// assert_eq!(hub.event_hubs_key().as_bytes(), b"cGFzc3dvcmQ=");
+    /// # Ok::<(), amqpwire::azure::SasError>(())
+    /// ```
+    pub fn event_hubs_key(&self) -> Self {
+        Self::from_bytes(self.to_base64().into_bytes())
+    }
+
     /// The raw key bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes

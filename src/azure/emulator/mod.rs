@@ -307,9 +307,21 @@ impl IotHub {
         state::lock(&self.inner.queues.feedback).iter().cloned().collect()
     }
 
-    /// Checks a token for `host` (the hub's, or the Event Hub endpoint's): signature by
-    /// a known device or policy key, expiry, host. The claim it makes.
-    pub(crate) fn validate(&self, token: &str, host: &str) -> Result<Claim, String> {
+    /// Checks a token for `host` (the hub's, or with `event_hub` the Event Hub-compatible
+    /// endpoint's): signature by a known device or policy key, expiry, host. The claim it
+    /// makes.
+    ///
+    /// IoT Hub keys the HMAC with the base64-decoded key; Event Hubs (and Service Bus) key
+    /// it with the key's text, its UTF-8 bytes as they stand in the connection string, and
+    /// so do the Event Hubs SDKs (azure-eventhub's `generate_sas_token`: `key.encode()`).
+    /// The Event Hub endpoint checks policy tokens that way, and says so when a token was
+    /// keyed the IoT Hub way.
+    pub(crate) fn validate(
+        &self,
+        token: &str,
+        host: &str,
+        event_hub: bool,
+    ) -> Result<Claim, String> {
         let token: SasToken = token.trim().parse().map_err(|e| format!("bad token: {e}"))?;
         let config = self.config();
         let audience = strip_scheme(token.audience());
@@ -344,6 +356,19 @@ impl IotHub {
                     .ok_or_else(|| format!("no device {id:?} in the registry"))?;
                 (key.clone(), Some(id.to_owned()), Permissions::default())
             }
+        };
+        // On the Event Hub endpoint a policy token is keyed with the key's text.
+        let key = if event_hub && device.is_none() {
+            let text_key = key.event_hubs_key();
+            if !token.signature_matches(&text_key) && token.signature_matches(&key) {
+                return Err("signature does not match: it is keyed with the decoded key, \
+                            as IoT Hub tokens are; Event Hubs tokens are keyed with the \
+                            key's text (its UTF-8 bytes)"
+                    .to_owned());
+            }
+            text_key
+        } else {
+            key
         };
         token.verify(&key, SystemTime::now(), config.clock_skew).map_err(|e| e.to_string())?;
         Ok(Claim { token, device, rights })
@@ -437,7 +462,7 @@ impl HubAuth {
             return fail("PLAIN: not UTF-8".into());
         };
         let host = self.hub.config().hostname.clone();
-        let claim = match self.hub.validate(password, &host) {
+        let claim = match self.hub.validate(password, &host, false) {
             Ok(c) => c,
             Err(e) => return fail(e),
         };

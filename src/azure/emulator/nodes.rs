@@ -165,7 +165,7 @@ pub(super) async fn serve_connection(hub: IotHub, mut conn: ServerConnection, ev
         .identity()
         .and_then(|i| i.strip_prefix(PLAIN_IDENTITY_PREFIX).map(str::to_owned))
     {
-        match hub.validate(&token, &host) {
+        match hub.validate(&token, &host, event_hub) {
             Ok(claim) => {
                 let until = claim.expiry();
                 let _ = c.add_claim(claim);
@@ -398,7 +398,7 @@ async fn cbs(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, event_
                     let _ = rx.accept(&d);
                     let audience =
                         crate::azure::percent_decode(&put.name).unwrap_or(put.name.clone());
-                    let (code, description) = match hub.validate(&put.token, host) {
+                    let (code, description) = match hub.validate(&put.token, host, event_hub) {
                         Ok(claim) if claim.token.authorizes(&audience) || audience.is_empty() => {
                             match c.add_claim(claim) {
                                 Ok(()) => (if event_hub { 202 } else { 200 }, "OK".to_owned()),

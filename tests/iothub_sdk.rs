@@ -1,0 +1,1882 @@
+//! The real Azure SDKs, unchanged, against amqpwire's IoT Hub emulator: the Azure IoT SDK
+//! for Node (azure-iothub's service client, azure-iot-device with azure-iot-device-amqp,
+//! over `Amqp` and `AmqpWs`) and the Python Event Hubs client (azure-eventhub), driven by
+//! `tests/peers/iothub_sdk.js` and `tests/peers/eventhub_consumer.py`.
+//!
+//! Per Node transport: the service sends a cloud-to-device message with `ack` full, the
+//! device receives and completes it, the service reads the `Success` feedback; the device
+//! sends telemetry with properties, which amqpwire's own `EventReader` reads after the
+//! redirect, and azure-eventhub reads from the Event Hub-compatible endpoint. The hub's
+//! state is checked between the steps. And the hub's refusals as the Node SDKs see them
+//! (an unknown device, a wrong key), and reject and abandon with their feedback.
+//!
+//! Every connection the SDKs make is traced on the emulator's side (both directions, the
+//! raw AMQP byte streams with their protocol headers; inside WebSocket and TLS). With
+//! `AMQPWIRE_WRITE_FIXTURES=1` the traces are written to `tests/fixtures/iothub/` (see its
+//! README.md); `sdk_fixtures_show_what_the_sdks_send` checks those files only, and the same
+//! checks run on the fresh traces of every run.
+//!
+//! The peers are installed by `tests/peers/install.sh`; a missing peer fails the test with
+//! what to run. Nothing is skipped.
+
+#[path = "support/hub.rs"]
+mod hub;
+#[path = "support/pki.rs"]
+mod pki;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use amqpwire::azure::client::{
+    EventHubTarget, EventReader, HubOptions, HubTransport, ReadOptions, Security,
+};
+use amqpwire::azure::emulator::{FeedbackStatus, StartPosition};
+use amqpwire::azure::{IotHubConnectionString, SasKey, SasToken};
+use amqpwire::codec::{DecodeOptions, Value};
+use amqpwire::connection::{Direction, TraceRecord};
+use amqpwire::frame::{Frame, FrameBody, ProtocolId};
+use amqpwire::inspect::{Inspector, Record};
+use amqpwire::message::{Body, Message};
+use amqpwire::types::{
+    Attach, AttachSource, AttachTarget, Close, DeliveryState, Disposition, Fields, Flow, MessageId,
+    Open, Performative, Properties, Role, SaslFrameBody, Transfer,
+};
+use hub::{Endpoint, Hub, HubTrace, DEVICE_KEY, OWNER_KEY};
+
+const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/iothub");
+
+/// How to install the peers, for the message of a test that cannot find one.
+const INSTALL: &str = "run tests/peers/install.sh (as root on Debian: it installs node 20 \
+    with the Azure IoT Node SDKs, and the Python venv with azure-eventhub)";
+
+/// Set to 1 to write the traces of the SDKs' connections into `tests/fixtures/iothub/`.
+const WRITE_FIXTURES: &str = "AMQPWIRE_WRITE_FIXTURES";
+
+// ------------------------------------------------------------------ the peers
+
+/// node, with the pinned Azure IoT SDKs in `tests/peers/node_modules`.
+fn node_sdks_installed() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        for module in
+            ["azure-iothub", "azure-iot-device", "azure-iot-device-amqp", "azure-iot-common"]
+        {
+            let p = Path::new(PEERS).join("node_modules").join(module).join("package.json");
+            assert!(
+                p.exists(),
+                "{module} is not installed ({} is missing): {INSTALL}",
+                p.display()
+            );
+        }
+        let node = Command::new("node").arg("--version").output();
+        assert!(node.is_ok_and(|o| o.status.success()), "node does not run: {INSTALL}");
+    });
+}
+
+/// The Python with azure-eventhub: `AMQPWIRE_EVENTHUB_PYTHON`, else the venv that
+/// `tests/peers/install.sh` makes.
+fn eventhub_python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let python = std::env::var_os("AMQPWIRE_EVENTHUB_PYTHON")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| Path::new(PEERS).join(".venv/bin/python"));
+            let ok = Command::new(&python).args(["-c", "import azure.eventhub"]).output();
+            assert!(
+                ok.is_ok_and(|o| o.status.success()),
+                "azure-eventhub is not installed ({} cannot import azure.eventhub): {INSTALL}",
+                python.display()
+            );
+            python
+        })
+        .clone()
+}
+
+/// A directory of its own for one test, removed at the end.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(what: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir()
+            .join(format!("amqpwire-iothub-sdk-{what}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Self(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The last lines of a log, for a failure message.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// What a peer printed: its JSON lines.
+struct PeerRun {
+    lines: Vec<serde_json::Value>,
+}
+
+impl PeerRun {
+    /// The lines whose `event` is `what`.
+    fn events(&self, what: &str) -> Vec<&serde_json::Value> {
+        self.lines.iter().filter(|l| l["event"] == what).collect()
+    }
+}
+
+/// Runs a peer to its end (at most `limit`) while the emulator keeps serving; `Err` with
+/// the tail of its log when it failed.
+async fn run_peer(
+    mut cmd: Command,
+    label: &str,
+    scratch: &Scratch,
+    limit: Duration,
+) -> Result<PeerRun, String> {
+    let out = scratch.path(&format!("{label}.out"));
+    let log = scratch.path(&format!("{label}.log"));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(File::create(&out).expect("out"))
+        .stderr(File::create(&log).expect("log"))
+        .spawn()
+        .map_err(|e| format!("could not start: {e}: {INSTALL}"))?;
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("still running after {limit:?}:\n{}", tail(&log)));
+            }
+            Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    if !status.success() {
+        return Err(format!("exited with {status}:\n{}", tail(&log)));
+    }
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let mut lines = Vec::new();
+    for l in text.lines().filter(|l| !l.trim().is_empty()) {
+        lines.push(
+            serde_json::from_str(l).map_err(|e| format!("stdout line {l:?} is not JSON: {e}"))?,
+        );
+    }
+    Ok(PeerRun { lines })
+}
+
+/// The Node transports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NodeTransport {
+    /// `Amqp`: amqps to port 5671.
+    Amqp,
+    /// `AmqpWs`: wss to port 443, `/$iothub/websocket`.
+    Ws,
+}
+
+impl NodeTransport {
+    fn arg(self) -> &'static str {
+        match self {
+            Self::Amqp => "amqp",
+            Self::Ws => "ws",
+        }
+    }
+
+    fn port(self, h: &Hub) -> u16 {
+        match self {
+            Self::Amqp => h.amqps,
+            Self::Ws => h.wss,
+        }
+    }
+
+    fn endpoint(self) -> Endpoint {
+        match self {
+            Self::Amqp => Endpoint::Amqps,
+            Self::Ws => Endpoint::Wss,
+        }
+    }
+
+    fn hub_transport(self) -> HubTransport {
+        match self {
+            Self::Amqp => HubTransport::Amqps,
+            Self::Ws => HubTransport::WebSocket,
+        }
+    }
+}
+
+fn owner_cs() -> String {
+    format!("HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey={OWNER_KEY}")
+}
+
+fn device_cs() -> String {
+    format!("HostName=localhost;DeviceId=dev1;SharedAccessKey={DEVICE_KEY}")
+}
+
+fn event_hub_cs() -> String {
+    format!(
+        "Endpoint=sb://localhost/;SharedAccessKeyName=iothubowner;SharedAccessKey={OWNER_KEY};\
+         EntityPath=localhost"
+    )
+}
+
+/// `node iothub_sdk.js COMMAND` against the emulator over `t`.
+fn node(command: &str, t: NodeTransport, h: &Hub, ca: &Path) -> Command {
+    node_sdks_installed();
+    let mut c = Command::new("node");
+    c.arg(Path::new(PEERS).join("iothub_sdk.js")).arg(command);
+    let cs = if command.starts_with("service-") { owner_cs() } else { device_cs() };
+    c.args(["--connection-string", &cs, "--transport", t.arg()]);
+    c.args(["--port", &t.port(h).to_string(), "--timeout", "20"]);
+    c.arg("--ca").arg(ca);
+    c
+}
+
+// ------------------------------------------------------------------ the traces
+
+/// One connection as the emulator saw it: each direction's bytes, in stream order.
+#[derive(Clone, Debug, Default)]
+struct Capture {
+    /// What the client sent.
+    c2s: Vec<u8>,
+    /// What the emulator sent.
+    s2c: Vec<u8>,
+    /// Records that did not continue their stream where the previous one ended.
+    gaps: Vec<String>,
+}
+
+/// Every connection of the emulator, by listener and number.
+#[derive(Default)]
+struct Recorder {
+    conns: Mutex<BTreeMap<(Endpoint, u64), Capture>>,
+}
+
+impl Recorder {
+    fn trace(self: &Arc<Self>) -> HubTrace {
+        let me = Arc::clone(self);
+        Arc::new(move |endpoint, n, r: &TraceRecord<'_>| {
+            let mut conns = me.conns.lock().unwrap();
+            let c = conns.entry((endpoint, n)).or_default();
+            let stream = match r.direction {
+                Direction::In => &mut c.c2s,
+                Direction::Out => &mut c.s2c,
+            };
+            if r.offset != stream.len() as u64 {
+                c.gaps.push(format!(
+                    "{:?} record at offset {} but {} bytes so far",
+                    r.direction,
+                    r.offset,
+                    stream.len()
+                ));
+            }
+            stream.extend_from_slice(r.raw);
+        })
+    }
+
+    fn keys(&self) -> BTreeSet<(Endpoint, u64)> {
+        self.conns.lock().unwrap().keys().copied().collect()
+    }
+
+    /// The connections that began since `before`, on `endpoint`.
+    fn new_since(
+        &self,
+        before: &BTreeSet<(Endpoint, u64)>,
+        endpoint: Endpoint,
+    ) -> Vec<(Endpoint, u64)> {
+        self.keys().into_iter().filter(|k| k.0 == endpoint && !before.contains(k)).collect()
+    }
+
+    fn get(&self, key: (Endpoint, u64)) -> Capture {
+        self.conns.lock().unwrap().get(&key).cloned().unwrap_or_default()
+    }
+}
+
+/// The captures of one test: fixture stem (`<sdk>-<transport>-<step>`) and connection.
+#[derive(Default)]
+struct Captures(Vec<(String, Capture, bool)>);
+
+impl Captures {
+    /// Takes the connections a peer made on `endpoint` since `before`, one per stem, in
+    /// the order they began, once both sides of each have sent their close (a peer may
+    /// exit before the emulator has read its last frames); `write`: a fixture when asked
+    /// for.
+    async fn take(
+        &mut self,
+        rec: &Recorder,
+        before: &BTreeSet<(Endpoint, u64)>,
+        endpoint: Endpoint,
+        stems: &[&str],
+        write: bool,
+    ) -> Result<(), String> {
+        let keys = rec.new_since(before, endpoint);
+        if keys.len() != stems.len() {
+            return Err(format!(
+                "{} connection(s) on {endpoint:?} for {stems:?}, expected {}",
+                keys.len(),
+                stems.len()
+            ));
+        }
+        let closed = |c: &Capture| {
+            [&c.c2s, &c.s2c].iter().all(|b| Stream::decode(b).is_ok_and(|s| s.close().is_some()))
+        };
+        let start = Instant::now();
+        while !keys.iter().all(|k| closed(&rec.get(*k))) && start.elapsed() < Duration::from_secs(5)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for (key, stem) in keys.into_iter().zip(stems) {
+            let c = rec.get(key);
+            if !c.gaps.is_empty() {
+                return Err(format!("{stem}: the trace has gaps: {:?}", c.gaps));
+            }
+            self.0.push(((*stem).to_owned(), c, write));
+        }
+        Ok(())
+    }
+
+    /// With `AMQPWIRE_WRITE_FIXTURES=1`, writes each capture as `STEM.c2s.bin` and
+    /// `STEM.s2c.bin` and prints a README line for each.
+    fn write_if_asked(&self) {
+        if std::env::var(WRITE_FIXTURES).as_deref() != Ok("1") {
+            return;
+        }
+        for (stem, c, _) in self.0.iter().filter(|c| c.2) {
+            for (dir, bytes) in [("c2s", &c.c2s), ("s2c", &c.s2c)] {
+                let name = format!("{stem}.{dir}.bin");
+                std::fs::write(Path::new(FIXTURES).join(&name), bytes).expect("write fixture");
+                eprintln!("wrote {name} ({} bytes): frames: {}", bytes.len(), frame_list(bytes));
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ reading streams
+
+/// One item of a stream, decoded strictly.
+#[derive(Debug)]
+enum Item {
+    Header(ProtocolId),
+    Sasl(SaslFrameBody),
+    Amqp { channel: u16, performative: Box<Performative>, message: Option<Box<Message>> },
+    Empty,
+}
+
+/// The items of one direction of a connection.
+struct Stream(Vec<Item>);
+
+impl Stream {
+    /// Decodes a whole stream strictly; `Err` on anything that does not decode or is cut
+    /// short.
+    fn decode(stream: &[u8]) -> Result<Self, String> {
+        let mut i = Inspector::new(DecodeOptions::STRICT).redact_secrets(false);
+        i.push(stream);
+        let mut out = Vec::new();
+        while let Some(r) = i.next_record() {
+            match r {
+                Record::Header { header, .. } => out.push(Item::Header(header.id)),
+                Record::Frame(f) => {
+                    let frame = f.frame.map_err(|e| format!("frame at {}: {e}", f.offset))?;
+                    let message = match f.delivery {
+                        Some(d) => Some(Box::new(
+                            d.message.map_err(|e| format!("message at {}: {e}", f.offset))?,
+                        )),
+                        None => None,
+                    };
+                    out.push(match frame {
+                        Frame { body: FrameBody::Empty, .. } => Item::Empty,
+                        Frame { body: FrameBody::Sasl(s), .. } => Item::Sasl(s),
+                        Frame { channel, body: FrameBody::Amqp { performative, .. } } => {
+                            Item::Amqp { channel, performative: Box::new(performative), message }
+                        }
+                    });
+                }
+                other => return Err(format!("{other:?}")),
+            }
+        }
+        if let Some(r) = i.finish() {
+            return Err(format!("{r:?}"));
+        }
+        Ok(Self(out))
+    }
+
+    fn performatives(&self) -> impl Iterator<Item = &Performative> {
+        self.0.iter().filter_map(|i| match i {
+            Item::Amqp { performative, .. } => Some(&**performative),
+            _ => None,
+        })
+    }
+
+    /// The performatives' names in order (`open`, `begin`, …).
+    fn names(&self) -> Vec<&'static str> {
+        self.performatives().map(Performative::name).collect()
+    }
+
+    fn open(&self) -> Option<&Open> {
+        self.performatives().find_map(|p| match p {
+            Performative::Open(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    fn attaches(&self) -> Vec<&Attach> {
+        self.performatives()
+            .filter_map(|p| match p {
+                Performative::Attach(a) => Some(a),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The attach of the link named `name`.
+    fn attach(&self, name: &str) -> Option<&Attach> {
+        self.attaches().into_iter().find(|a| a.name.as_ref() as &str == name)
+    }
+
+    /// The transfers on `handle` and their messages, in order.
+    fn transfers(&self, handle: u32) -> Vec<(&Transfer, &Message)> {
+        self.0
+            .iter()
+            .filter_map(|i| match i {
+                Item::Amqp { performative, message: Some(m), .. } => match &**performative {
+                    Performative::Transfer(t) if t.handle.0 == handle => Some((t, &**m)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The dispositions that settle `delivery` (as first, or within first..=last).
+    fn dispositions(&self, delivery: u32) -> Vec<&Disposition> {
+        self.performatives()
+            .filter_map(|p| match p {
+                Performative::Disposition(d)
+                    if d.first.0 <= delivery && delivery <= d.last.unwrap_or(d.first).0 =>
+                {
+                    Some(d)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn flows(&self, handle: u32) -> Vec<&Flow> {
+        self.performatives()
+            .filter_map(|p| match p {
+                Performative::Flow(f) if f.handle.map(|h| h.0) == Some(handle) => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn close(&self) -> Option<&Close> {
+        self.performatives().find_map(|p| match p {
+            Performative::Close(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    fn has_sasl(&self) -> bool {
+        self.0.iter().any(|i| {
+            matches!(i, Item::Sasl(_)) || matches!(i, Item::Header(id) if *id != ProtocolId::AMQP)
+        })
+    }
+}
+
+/// The frames of a stream in order, as the fixture README lists them.
+fn frame_list(stream: &[u8]) -> String {
+    let mut names: Vec<(String, usize)> = Vec::new();
+    for r in Inspector::inspect_all(stream, DecodeOptions::STRICT) {
+        let name = match r {
+            Record::Header { header: h, .. } => {
+                let layer = h.id.name().unwrap_or("(unknown)");
+                format!("protocol-header {layer} {}.{}.{}", h.major, h.minor, h.revision)
+            }
+            Record::Frame(f) => f.performative().unwrap_or("undecodable").to_owned(),
+            other => format!("{other:?}"),
+        };
+        match names.last_mut() {
+            Some((last, n)) if *last == name => *n += 1,
+            _ => names.push((name, 1)),
+        }
+    }
+    let each =
+        names.iter().map(|(name, n)| if *n > 1 { format!("{name} x{n}") } else { name.clone() });
+    each.collect::<Vec<_>>().join(", ")
+}
+
+/// An address of a terminus.
+fn source_address(a: &Attach) -> Option<&str> {
+    match &a.source {
+        Some(AttachSource::Source(s)) => s.address.as_deref(),
+        _ => None,
+    }
+}
+
+fn target_address(a: &Attach) -> Option<&str> {
+    match &a.target {
+        Some(AttachTarget::Target(t)) => t.address.as_deref(),
+        _ => None,
+    }
+}
+
+fn fields_get<'f>(f: Option<&'f Fields>, key: &str) -> Option<&'f Value> {
+    f?.0.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+}
+
+/// An application property as an owned value.
+fn app(m: &Message, key: &str) -> Option<Value> {
+    m.application_properties.as_ref()?.get(key)?.to_owned_value().ok()
+}
+
+/// A message annotation as an owned value.
+fn annotation(m: &Message, key: &str) -> Option<Value> {
+    m.message_annotations.as_ref()?.get(key)?.to_owned_value().ok()
+}
+
+fn text(m: &Message, key: &str) -> Option<String> {
+    app(m, key)?.as_str().map(str::to_owned)
+}
+
+fn props(m: &Message) -> Properties {
+    m.properties.clone().unwrap_or_default()
+}
+
+fn body_text(m: &Message) -> Option<String> {
+    match &m.body {
+        Body::Data(parts) => String::from_utf8(parts.concat()).ok(),
+        Body::Value(Value::String(s, _)) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+fn is_guid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| {
+            if [8, 13, 18, 23].contains(&i) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+}
+
+// ------------------------------------------------------------------ what the SDKs send
+
+/// The checks failed on one capture.
+struct Facts {
+    failed: Vec<String>,
+}
+
+macro_rules! fact {
+    ($f:expr, $ok:expr, $($why:tt)+) => {
+        if !$ok {
+            $f.failed.push(format!($($why)+));
+        }
+    };
+}
+
+/// Which SDK made a capture, from its stem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sdk {
+    /// azure-iothub (the Node service client).
+    NodeService,
+    /// azure-iot-device with azure-iot-device-amqp.
+    NodeDevice,
+    /// azure-eventhub (Python).
+    EventHubPy,
+}
+
+/// The checks of one capture, named by its stem (see [`stem`]); the same run on the fresh
+/// traces of every run and on the fixture files. `Err` lists what did not hold.
+fn check_capture(stem: &str, c2s: &[u8], s2c: &[u8]) -> Result<(), String> {
+    let client = Stream::decode(c2s).map_err(|e| format!("{stem}.c2s: {e}"))?;
+    let server = Stream::decode(s2c).map_err(|e| format!("{stem}.s2c: {e}"))?;
+    let mut f = Facts { failed: Vec::new() };
+    let sdk = if stem.starts_with("node-service-") {
+        Sdk::NodeService
+    } else if stem.starts_with("node-device-") {
+        Sdk::NodeDevice
+    } else if stem.starts_with("eventhub-py-") {
+        Sdk::EventHubPy
+    } else {
+        return Err(format!("{stem}: no checks for this capture"));
+    };
+    match sdk {
+        Sdk::NodeService | Sdk::NodeDevice => {
+            let cbs = node_common(&mut f, sdk, &client, &server);
+            // rhea writes its open as a list32 of 2 fields, as in client-open.bin: header (8),
+            // frame header (8), descriptor 0x00 0x53 0x10, then 0xd0, size, count.
+            let list = c2s.get(19..28);
+            let shape = list.map(|l| (l[0], u32::from_be_bytes([l[5], l[6], l[7], l[8]])));
+            fact!(f, shape == Some((0xd0, 2)), "open is not a list32 of 2 fields: {list:?}");
+            let ws = stem.contains("-amqpws-");
+            if stem.ends_with("-c2d-send") {
+                node_c2d_send(&mut f, &client, &server, cbs, ws);
+            } else if stem.ends_with("-feedback") {
+                node_feedback(&mut f, &client, &server, cbs, ws);
+            } else if stem.ends_with("-c2d-receive") {
+                node_c2d_receive(&mut f, &client, &server, cbs, ws);
+            } else if stem.ends_with("-telemetry") {
+                node_telemetry(&mut f, &client, &server, cbs, ws);
+            } else {
+                return Err(format!("{stem}: no checks for this capture"));
+            }
+        }
+        Sdk::EventHubPy => {
+            let management = stem.ends_with("-management");
+            let cbs = eventhub_common(&mut f, &client, &server, management);
+            if management {
+                eventhub_management(&mut f, &client, &server, cbs);
+            } else {
+                eventhub_receive(&mut f, &client, &server, cbs);
+            }
+        }
+    }
+    if f.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{stem}:\n  {}", f.failed.join("\n  ")))
+    }
+}
+
+/// Where the put-token request went: the index of the first performative after it.
+#[derive(Clone, Copy)]
+struct AfterCbs(usize);
+
+/// The index of the performative after the first transfer on `handle`.
+fn after_first_transfer(s: &Stream, handle: u32) -> usize {
+    s.performatives()
+        .position(|p| matches!(p, Performative::Transfer(t) if t.handle.0 == handle))
+        .map_or(usize::MAX, |i| i + 1)
+}
+
+/// The attach of the link to or from `address` whose role is `role`, and where it stands
+/// among the performatives.
+fn attach_at<'s>(s: &'s Stream, address: &str, role: Role) -> Option<(usize, &'s Attach)> {
+    s.performatives().enumerate().find_map(|(i, p)| match p {
+        Performative::Attach(a)
+            if a.role == role
+                && if role == Role::SENDER {
+                    target_address(a) == Some(address)
+                } else {
+                    source_address(a) == Some(address)
+                } =>
+        {
+            Some((i, a))
+        }
+        _ => None,
+    })
+}
+
+/// What both Node SDKs do on every connection: no SASL, rhea's open and begin, the CBS
+/// links and the put-token (checked against the test key), a clean close.
+fn node_common(f: &mut Facts, sdk: Sdk, c: &Stream, s: &Stream) -> AfterCbs {
+    fact!(
+        f,
+        matches!(c.0.first(), Some(Item::Header(ProtocolId::AMQP))),
+        "the client starts with {:?}, not the AMQP header",
+        c.0.first()
+    );
+    fact!(f, !c.has_sasl(), "the Node SDK sent SASL");
+    fact!(
+        f,
+        matches!(s.0.first(), Some(Item::Header(ProtocolId::AMQP))) && !s.has_sasl(),
+        "the hub answered with SASL"
+    );
+    match c.open() {
+        Some(o) => {
+            fact!(f, is_guid(&o.container_id), "container-id {:?} is not a GUID", o.container_id);
+            fact!(f, o.hostname.as_deref() == Some("localhost"), "open hostname {:?}", o.hostname);
+            // rhea writes only container-id and hostname.
+            fact!(
+                f,
+                o.max_frame_size == u32::MAX
+                    && o.channel_max == u16::MAX
+                    && o.idle_time_out.is_none()
+                    && o.properties.is_none(),
+                "open {o:?}"
+            );
+        }
+        None => f.failed.push("no open".into()),
+    }
+    let begin = c.performatives().find_map(|p| match p {
+        Performative::Begin(b) => Some(b),
+        _ => None,
+    });
+    fact!(
+        f,
+        begin.is_some_and(|b| b.incoming_window == 2048 && b.outgoing_window == u32::MAX),
+        "begin {begin:?}"
+    );
+    // Every attach names the SDK.
+    let version = match sdk {
+        Sdk::NodeService => "azure-iothub/1.16.6",
+        _ => "azure-iot-device/1.18.4 (node ",
+    };
+    for a in c.attaches() {
+        let v = fields_get(a.properties.as_ref(), "com.microsoft:client-version");
+        fact!(
+            f,
+            v.and_then(Value::as_str).is_some_and(|v| v.starts_with(version)),
+            "attach {} has client-version {v:?}, not {version}…",
+            a.name
+        );
+    }
+    // The CBS links come first: a sender to $cbs (no source address) on handle 0 and a
+    // receiver from $cbs on handle 1.
+    let attaches = c.attaches();
+    let cbs_ok = attaches.len() >= 2
+        && attaches[0].role == Role::SENDER
+        && attaches[0].name.starts_with("rheaSender_")
+        && attaches[0].handle.0 == 0
+        && target_address(attaches[0]) == Some("$cbs")
+        && source_address(attaches[0]).is_none()
+        && attaches[1].role == Role::RECEIVER
+        && attaches[1].name.starts_with("rheaReceiver_")
+        && source_address(attaches[1]) == Some("$cbs");
+    fact!(f, cbs_ok, "the first attaches are not the CBS links: {attaches:?}");
+    let puts = c.transfers(0);
+    let Some((_, put)) = puts.first() else {
+        f.failed.push("no put-token".into());
+        return AfterCbs(usize::MAX);
+    };
+    let p = props(put);
+    let id = match &p.message_id {
+        Some(MessageId::String(s)) if is_guid(s) => Some(s.to_string()),
+        other => {
+            f.failed.push(format!("put-token message-id {other:?}, not a GUID string"));
+            None
+        }
+    };
+    fact!(
+        f,
+        p.to.as_deref() == Some("$cbs") && p.reply_to.as_deref() == Some("cbs"),
+        "put-token to {:?}, reply-to {:?}",
+        p.to,
+        p.reply_to
+    );
+    fact!(
+        f,
+        text(put, "operation").as_deref() == Some("put-token"),
+        "operation {:?}",
+        app(put, "operation")
+    );
+    fact!(
+        f,
+        text(put, "type").as_deref() == Some("servicebus.windows.net:sastoken"),
+        "token type {:?}",
+        app(put, "type")
+    );
+    let (name, key_name, key) = match sdk {
+        Sdk::NodeService => ("localhost", Some("iothubowner"), OWNER_KEY),
+        _ => ("localhost%2Fdevices%2Fdev1", None, DEVICE_KEY),
+    };
+    fact!(
+        f,
+        text(put, "name").as_deref() == Some(name),
+        "put-token name {:?}, not {name}",
+        app(put, "name")
+    );
+    match body_text(put).map(|t| t.parse::<SasToken>()) {
+        Some(Ok(t)) => {
+            fact!(
+                f,
+                t.sr() == name && t.key_name() == key_name,
+                "token sr {:?} skn {:?}",
+                t.sr(),
+                t.key_name()
+            );
+            // IoT Hub's way: the HMAC keyed with the decoded key.
+            fact!(
+                f,
+                t.signature_matches(&SasKey::from_base64(key).unwrap()),
+                "the token is not signed with the decoded key"
+            );
+        }
+        other => f.failed.push(format!("put-token body {other:?}")),
+    }
+    // The hub's answer: status-code 200 as an int, correlation-id = the message-id.
+    let reply_link = s.attach(&attaches[1].name).map(|a| a.handle.0);
+    let answer = reply_link.and_then(|h| s.transfers(h).first().map(|(_, m)| *m));
+    match answer {
+        Some(m) => {
+            fact!(
+                f,
+                matches!(app(m, "status-code"), Some(Value::Int(200, _))),
+                "status-code {:?}",
+                app(m, "status-code")
+            );
+            let corr = props(m).correlation_id;
+            fact!(
+                f,
+                id.is_some() && corr == id.map(|i| MessageId::String(i.into())),
+                "correlation-id {corr:?}"
+            );
+        }
+        None => f.failed.push("no put-token answer".into()),
+    }
+    // azure-iothub settles the answer twice; azure-iot-device once.
+    let settles = c.dispositions(0).len();
+    let want = if sdk == Sdk::NodeService { 2 } else { 1 };
+    fact!(f, settles == want, "the put-token answer is settled {settles} times, not {want}");
+    // The end: the three links detached, end, close, all without error; the hub alike.
+    let names = c.names();
+    fact!(
+        f,
+        names.ends_with(&["detach", "detach", "detach", "end", "close"]),
+        "the client ends with {names:?}"
+    );
+    for side in [c, s] {
+        for p in side.performatives() {
+            let error = match p {
+                Performative::Detach(d) => d.error.as_ref().map(|e| e.condition.to_string()),
+                Performative::End(e) => e.error.as_ref().map(|e| e.condition.to_string()),
+                Performative::Close(c) => c.error.as_ref().map(|e| e.condition.to_string()),
+                _ => None,
+            };
+            fact!(f, error.is_none(), "{} with error {error:?}", p.name());
+        }
+    }
+    fact!(f, s.close().is_some(), "the hub did not close");
+    AfterCbs(after_first_transfer(c, 0))
+}
+
+fn c2d_id_of(ws: bool) -> MessageId {
+    if ws {
+        MessageId::Uuid(amqpwire::codec::Uuid::parse(UUID_ID).unwrap())
+    } else {
+        MessageId::String("c2d-amqp-1".into())
+    }
+}
+
+/// azure-iothub's cloud-to-device send.
+fn node_c2d_send(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs, ws: bool) {
+    let Some((at, a)) = attach_at(c, "/messages/devicebound", Role::SENDER) else {
+        return f.failed.push("no sender to /messages/devicebound".into());
+    };
+    fact!(f, at > cbs.0, "the C2D sender attached before the put-token");
+    fact!(f, a.name.starts_with("rheaSender_") && source_address(a).is_none(), "C2D sender {a:?}");
+    let sent = c.transfers(a.handle.0);
+    let [(t, m)] = sent.as_slice() else {
+        return f.failed.push(format!("{} C2D transfers", sent.len()));
+    };
+    let p = props(m);
+    // A message id that looks like a UUID goes out as an AMQP uuid.
+    fact!(f, p.message_id == Some(c2d_id_of(ws)), "C2D message-id {:?}", p.message_id);
+    fact!(f, p.to.as_deref() == Some("/devices/dev1/messages/devicebound"), "C2D to {:?}", p.to);
+    fact!(
+        f,
+        text(m, "iothub-ack").as_deref() == Some("full")
+            && text(m, "room").as_deref() == Some("kitchen"),
+        "C2D properties {:?}",
+        m.application_properties
+    );
+    fact!(
+        f,
+        matches!(m.body, Body::Data(_)) && body_text(m).is_some_and(|b| b.starts_with("switch on")),
+        "C2D body {:?}",
+        m.body
+    );
+    fact!(f, t.settled != Some(true), "the C2D message was sent settled");
+    let d = t.delivery_id.map(|d| d.0).unwrap_or(u32::MAX);
+    let outcome = s.dispositions(d);
+    fact!(
+        f,
+        outcome.iter().any(|o| matches!(o.state, Some(DeliveryState::Accepted(_)))),
+        "the hub's outcome {outcome:?}"
+    );
+}
+
+/// azure-iothub's feedback receiver.
+fn node_feedback(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs, ws: bool) {
+    // serviceBound, as the Node SDK spells it.
+    let Some((at, a)) = attach_at(c, "/messages/serviceBound/feedback", Role::RECEIVER) else {
+        return f.failed.push("no receiver from /messages/serviceBound/feedback".into());
+    };
+    fact!(f, at > cbs.0, "the feedback receiver attached before the put-token");
+    let credit = c.flows(a.handle.0).first().and_then(|fl| fl.link_credit);
+    fact!(f, credit == Some(1000), "feedback credit {credit:?}");
+    let Some(ours) = s.attach(&a.name) else {
+        return f.failed.push("the hub did not attach".into());
+    };
+    let got = s.transfers(ours.handle.0);
+    let [(t, m)] = got.as_slice() else {
+        return f.failed.push(format!("{} feedback messages", got.len()));
+    };
+    let ct = props(m).content_type;
+    fact!(
+        f,
+        ct.as_ref().map(|c| c.as_str()) == Some("application/vnd.microsoft.iothub.feedback.json"),
+        "feedback content-type {ct:?}"
+    );
+    let records: serde_json::Value =
+        body_text(m).and_then(|b| serde_json::from_str(&b).ok()).unwrap_or_default();
+    let id = match c2d_id_of(ws) {
+        MessageId::Uuid(u) => u.to_string(),
+        MessageId::String(s) => s.to_string(),
+        other => format!("{other:?}"),
+    };
+    let ok = records.as_array().is_some_and(|r| {
+        r.len() == 1
+            && r[0]["originalMessageId"] == id.as_str()
+            && r[0]["statusCode"] == "Success"
+            && r[0]["deviceId"] == "dev1"
+    });
+    fact!(f, ok, "feedback records {records}");
+    // The SDK accepts the feedback message.
+    let d = t.delivery_id.map(|d| d.0).unwrap_or(u32::MAX);
+    let settled = c.dispositions(d);
+    fact!(
+        f,
+        settled.iter().any(|o| o.settled && matches!(o.state, Some(DeliveryState::Accepted(_)))),
+        "feedback settled with {settled:?}"
+    );
+}
+
+/// azure-iot-device receiving a cloud-to-device message and completing it.
+fn node_c2d_receive(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs, ws: bool) {
+    let Some((at, a)) = attach_at(c, "/devices/dev1/messages/devicebound", Role::RECEIVER) else {
+        return f.failed.push("no receiver from /devices/dev1/messages/devicebound".into());
+    };
+    // The device attaches its C2D receiver only after the put-token.
+    fact!(f, at > cbs.0, "the C2D receiver attached before the put-token");
+    fact!(
+        f,
+        a.name.starts_with("rheaReceiver_") && target_address(a).is_none(),
+        "C2D receiver {a:?}"
+    );
+    let credit = c.flows(a.handle.0).first().and_then(|fl| fl.link_credit);
+    fact!(f, credit == Some(1000), "C2D credit {credit:?}");
+    let Some(ours) = s.attach(&a.name) else {
+        return f.failed.push("the hub did not attach".into());
+    };
+    let got = s.transfers(ours.handle.0);
+    let [(t, m)] = got.as_slice() else {
+        return f.failed.push(format!("{} C2D deliveries", got.len()));
+    };
+    // The delivery tag is the lock token, a GUID's 16 bytes.
+    fact!(
+        f,
+        t.delivery_tag.as_ref().map(|t| t.len()) == Some(16),
+        "delivery-tag {:?}",
+        t.delivery_tag
+    );
+    fact!(f, props(m).message_id == Some(c2d_id_of(ws)), "message-id {:?}", props(m).message_id);
+    // Complete: accepted, settled.
+    let d = t.delivery_id.map(|d| d.0).unwrap_or(u32::MAX);
+    let settled = c.dispositions(d);
+    let ok = settled.len() == 1
+        && settled[0].settled
+        && settled[0].role == Role::RECEIVER
+        && matches!(settled[0].state, Some(DeliveryState::Accepted(_)));
+    fact!(f, ok, "the C2D message was settled with {settled:?}");
+}
+
+/// azure-iot-device sending telemetry.
+fn node_telemetry(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs, ws: bool) {
+    let Some((at, a)) = attach_at(c, "/devices/dev1/messages/events", Role::SENDER) else {
+        return f.failed.push("no sender to /devices/dev1/messages/events".into());
+    };
+    fact!(f, at > cbs.0, "the telemetry sender attached before the put-token");
+    let sent = c.transfers(a.handle.0);
+    let [(t, m)] = sent.as_slice() else {
+        return f.failed.push(format!("{} telemetry transfers", sent.len()));
+    };
+    let p = props(m);
+    let via = if ws { "ws" } else { "amqp" };
+    fact!(
+        f,
+        p.message_id == Some(MessageId::String(format!("tel-{via}").into())),
+        "message-id {:?}",
+        p.message_id
+    );
+    // The SDK sets `to` to the link's address.
+    fact!(f, p.to.as_deref() == Some("/devices/dev1/messages/events"), "to {:?}", p.to);
+    let ct = (
+        p.content_type.as_ref().map(|c| c.as_str()),
+        p.content_encoding.as_ref().map(|c| c.as_str()),
+    );
+    fact!(f, ct == (Some("application/json"), Some("utf-8")), "content-type/encoding {ct:?}");
+    fact!(
+        f,
+        text(m, "alert").as_deref() == Some("no") && text(m, "transport").as_deref() == Some(via),
+        "properties {:?}",
+        m.application_properties
+    );
+    fact!(f, m.header.is_some(), "no header section");
+    fact!(
+        f,
+        body_text(m).is_some_and(|b| b.contains(&format!("\"via\":\"{via}\""))),
+        "body {:?}",
+        m.body
+    );
+    let d = t.delivery_id.map(|d| d.0).unwrap_or(u32::MAX);
+    let outcome = s.dispositions(d);
+    fact!(
+        f,
+        outcome.iter().any(|o| matches!(o.state, Some(DeliveryState::Accepted(_)))),
+        "the hub's outcome {outcome:?}"
+    );
+}
+
+/// What the put-token of azure-eventhub holds, for the management request.
+struct EventHubCbs {
+    /// The audience of the put-token's token.
+    audience: Option<String>,
+}
+
+/// What azure-eventhub does on both connections: SASL ANONYMOUS, its open, a session on
+/// channel 1, the CBS links with both termini, a put-token keyed Event Hubs' way.
+fn eventhub_common(f: &mut Facts, c: &Stream, s: &Stream, management: bool) -> EventHubCbs {
+    // SASL ANONYMOUS (empty initial response, hostname), then AMQP.
+    let start: Vec<&Item> = c.0.iter().take(3).collect();
+    let sasl_ok = matches!(start.as_slice(), [Item::Header(ProtocolId::SASL), Item::Sasl(SaslFrameBody::Init(i)), Item::Header(ProtocolId::AMQP)]
+        if i.mechanism.as_str() == "ANONYMOUS"
+            && i.initial_response.as_deref() == Some(&b""[..])
+            && i.hostname.as_deref() == Some("localhost"));
+    fact!(f, sasl_ok, "azure-eventhub starts with {start:?}");
+    let mechanisms = s.0.iter().find_map(|i| match i {
+        Item::Sasl(SaslFrameBody::Mechanisms(m)) => Some(m.sasl_server_mechanisms.clone()),
+        _ => None,
+    });
+    fact!(
+        f,
+        mechanisms.is_some_and(|m| m.iter().any(|m| m.as_str() == "ANONYMOUS")),
+        "the hub's mechanisms"
+    );
+    match c.open() {
+        Some(o) => {
+            fact!(
+                f,
+                o.hostname.as_deref() == Some("localhost")
+                    && o.max_frame_size == 1_048_576
+                    && o.channel_max == 65_535,
+                "open {o:?}"
+            );
+            if management {
+                fact!(
+                    f,
+                    is_guid(&o.container_id) && o.properties.is_none(),
+                    "management open {o:?}"
+                );
+            } else {
+                let product = fields_get(o.properties.as_ref(), "product").and_then(Value::as_str);
+                let version = fields_get(o.properties.as_ref(), "version").and_then(Value::as_str);
+                fact!(
+                    f,
+                    product == Some("azsdk-python-eventhubs") && version == Some("5.15.1"),
+                    "open properties {:?}",
+                    o.properties
+                );
+                let cid = &o.container_id;
+                fact!(
+                    f,
+                    cid.starts_with("EHConsumer-") && cid.contains("-partition"),
+                    "receiver container-id {cid:?}"
+                );
+            }
+        }
+        None => f.failed.push("no open".into()),
+    }
+    let channels: BTreeSet<u16> = c
+        .0
+        .iter()
+        .filter_map(|i| match i {
+            Item::Amqp { channel, performative, .. }
+                if !matches!(&**performative, Performative::Open(_) | Performative::Close(_)) =>
+            {
+                Some(*channel)
+            }
+            _ => None,
+        })
+        .collect();
+    fact!(
+        f,
+        channels == BTreeSet::from([1]),
+        "azure-eventhub's session is on channels {channels:?}, not 1"
+    );
+    // The CBS links: both termini $cbs, each way.
+    for role in [Role::SENDER, Role::RECEIVER] {
+        let a = c.attaches().into_iter().find(|a| {
+            a.role == role && target_address(a) == Some("$cbs") && source_address(a) == Some("$cbs")
+        });
+        fact!(f, a.is_some(), "no CBS {role:?} with source and target $cbs");
+    }
+    let sender = c
+        .attaches()
+        .into_iter()
+        .find(|a| a.role == Role::SENDER && target_address(a) == Some("$cbs"));
+    let Some((_, put)) = sender.and_then(|a| c.transfers(a.handle.0).into_iter().next()) else {
+        f.failed.push("no put-token".into());
+        return EventHubCbs { audience: None };
+    };
+    let p = props(put);
+    fact!(
+        f,
+        matches!(p.message_id, Some(MessageId::Uuid(_))) && p.reply_to.is_none() && p.to.is_none(),
+        "put-token properties {p:?}"
+    );
+    fact!(
+        f,
+        text(put, "operation").as_deref() == Some("put-token")
+            && text(put, "type").as_deref() == Some("servicebus.windows.net:sastoken"),
+        "put-token {:?}",
+        put.application_properties
+    );
+    fact!(
+        f,
+        matches!(app(put, "expiration"), Some(Value::Timestamp(_))),
+        "expiration {:?}",
+        app(put, "expiration")
+    );
+    let audience = if management {
+        "sb://localhost/localhost"
+    } else {
+        "sb://localhost/localhost/consumergroups/$Default"
+    };
+    fact!(
+        f,
+        text(put, "name").as_deref() == Some(audience),
+        "put-token name {:?}, not {audience}",
+        app(put, "name")
+    );
+    let token = body_text(put).unwrap_or_default();
+    let parsed = token.parse::<SasToken>();
+    match &parsed {
+        Ok(t) => {
+            fact!(
+                f,
+                t.audience() == audience && t.key_name() == Some("iothubowner"),
+                "token for {:?} skn {:?}",
+                t.audience(),
+                t.key_name()
+            );
+            // sr fully URL-encoded (quote_plus).
+            fact!(
+                f,
+                !t.sr().contains(':') && !t.sr().contains('/'),
+                "sr {:?} is not fully encoded",
+                t.sr()
+            );
+            // Event Hubs' way: the HMAC keyed with the key's text, not the decoded key.
+            let text_key = SasKey::from_bytes(OWNER_KEY.as_bytes());
+            fact!(f, t.signature_matches(&text_key), "the token is not keyed with the key's text");
+            fact!(
+                f,
+                !t.signature_matches(&SasKey::from_base64(OWNER_KEY).unwrap()),
+                "the token is keyed with the decoded key"
+            );
+        }
+        Err(e) => f.failed.push(format!("put-token body {token:?}: {e}")),
+    }
+    // Event Hubs answers 202.
+    let receiver = c
+        .attaches()
+        .into_iter()
+        .find(|a| a.role == Role::RECEIVER && source_address(a) == Some("$cbs"));
+    let answer = receiver
+        .and_then(|a| s.attach(&a.name))
+        .and_then(|a| s.transfers(a.handle.0).into_iter().next());
+    match answer {
+        Some((_, m)) => {
+            fact!(
+                f,
+                matches!(app(m, "status-code"), Some(Value::Int(202, _))),
+                "status-code {:?}",
+                app(m, "status-code")
+            );
+            fact!(
+                f,
+                props(m).correlation_id == p.message_id,
+                "correlation-id {:?}",
+                props(m).correlation_id
+            );
+        }
+        None => f.failed.push("no put-token answer".into()),
+    }
+    EventHubCbs { audience: parsed.ok().map(|t| t.audience().to_owned()) }
+}
+
+/// azure-eventhub's first connection: a READ of the Event Hub on `$management`.
+fn eventhub_management(f: &mut Facts, c: &Stream, s: &Stream, cbs: EventHubCbs) {
+    let sender = attach_at(c, "$management", Role::SENDER).map(|(_, a)| a);
+    let receiver = attach_at(c, "$management", Role::RECEIVER).map(|(_, a)| a);
+    let (Some(tx), Some(rx)) = (sender, receiver) else {
+        return f.failed.push("no $management links".into());
+    };
+    fact!(
+        f,
+        source_address(tx) == Some("$management") && target_address(rx) == Some("$management"),
+        "the $management links have both termini"
+    );
+    let requests = c.transfers(tx.handle.0);
+    let [(_, m)] = requests.as_slice() else {
+        return f.failed.push(format!("{} management requests", requests.len()));
+    };
+    let p = props(m);
+    fact!(
+        f,
+        matches!(p.message_id, Some(MessageId::Uuid(_))) && p.reply_to.is_none(),
+        "request properties {p:?}"
+    );
+    fact!(
+        f,
+        text(m, "operation").as_deref() == Some("READ")
+            && text(m, "type").as_deref() == Some("com.microsoft:eventhub")
+            && text(m, "name").as_deref() == Some("localhost"),
+        "request {:?}",
+        m.application_properties
+    );
+    // A token goes along as `security_token`: one for the put-token's audience, signed
+    // afresh (its expiry may differ by a second).
+    let token = text(m, "security_token").and_then(|t| t.parse::<SasToken>().ok());
+    let ok = token.is_some_and(|t| {
+        Some(t.audience()) == cbs.audience.as_deref()
+            && t.signature_matches(&SasKey::from_bytes(OWNER_KEY.as_bytes()))
+    });
+    fact!(f, ok, "security_token {:?}", app(m, "security_token"));
+    fact!(f, matches!(m.body, Body::Empty), "request body {:?}", m.body);
+    let answer = s.attach(&rx.name).and_then(|a| s.transfers(a.handle.0).into_iter().next());
+    match answer {
+        Some((_, r)) => {
+            fact!(
+                f,
+                matches!(app(r, "status-code"), Some(Value::Int(200, _)))
+                    && props(r).correlation_id == p.message_id,
+                "the answer {:?}",
+                r.application_properties
+            );
+            let ok = match &r.body {
+                Body::Value(Value::Map(entries, _)) => {
+                    let get = |k: &str| {
+                        entries.iter().find(|(key, _)| key.as_str() == Some(k)).map(|(_, v)| v)
+                    };
+                    get("name").and_then(Value::as_str) == Some("localhost")
+                        && matches!(get("created_at"), Some(Value::Timestamp(_)))
+                        && matches!(get("partition_ids"), Some(Value::Array(_)))
+                }
+                _ => false,
+            };
+            fact!(f, ok, "the answer's body {:?}", r.body);
+        }
+        None => f.failed.push("no management answer".into()),
+    }
+    // azure-eventhub ends its session before it detaches the $management links, on the
+    // channel it just ended; the emulator closes the connection with amqp:not-found.
+    let names = c.names();
+    let tail: Vec<&str> = names.iter().rev().take(6).rev().copied().collect();
+    fact!(
+        f,
+        tail == ["detach", "detach", "end", "detach", "detach", "close"],
+        "the client ends with {tail:?}"
+    );
+    let close = s.close().and_then(|c| c.error.as_ref()).map(|e| e.condition.to_string());
+    fact!(f, close.as_deref() == Some("amqp:not-found"), "the hub's close has error {close:?}");
+}
+
+/// azure-eventhub's second connection: the partition receiver.
+fn eventhub_receive(f: &mut Facts, c: &Stream, s: &Stream, _cbs: EventHubCbs) {
+    let receiver = c.attaches().into_iter().find(|a| {
+        a.role == Role::RECEIVER && source_address(a).is_some_and(|s| s.contains("/Partitions/"))
+    });
+    let Some(a) = receiver else { return f.failed.push("no partition receiver".into()) };
+    // The full URL, with the `amqps` scheme.
+    let address = source_address(a).unwrap_or_default();
+    let p = address.strip_prefix("amqps://localhost/localhost/ConsumerGroups/$Default/Partitions/");
+    fact!(
+        f,
+        p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+        "source address {address:?}"
+    );
+    fact!(
+        f,
+        target_address(a) == Some(format!("receiver-link-{}", a.name).as_str()),
+        "target {:?}",
+        target_address(a)
+    );
+    // The selector filter, keyed and described by the symbol (not the numeric code).
+    let filter = match &a.source {
+        Some(AttachSource::Source(s)) => {
+            fields_get(s.filter.as_ref(), "apache.org:selector-filter:string")
+        }
+        _ => None,
+    };
+    let filter_ok = matches!(filter, Some(Value::Described(d))
+        if matches!(&d.descriptor, Value::Symbol(s, _) if s.as_str() == "apache.org:selector-filter:string")
+            && d.value.as_str() == Some("amqp.annotation.x-opt-offset > '-1'"));
+    fact!(f, filter_ok, "filter {filter:?}");
+    fact!(f, a.max_message_size == Some(1_048_576), "max-message-size {:?}", a.max_message_size);
+    fact!(
+        f,
+        a.desired_capabilities.iter().any(|c| c.as_str() == "com.microsoft:georeplication"),
+        "desired-capabilities {:?}",
+        a.desired_capabilities
+    );
+    // Credit 0 first, then 300.
+    let credits: Vec<Option<u32>> = c.flows(a.handle.0).iter().map(|f| f.link_credit).collect();
+    fact!(f, credits.last() == Some(&Some(300)), "credits {credits:?}");
+    // The event, as the emulator stamped it.
+    let Some(ours) = s.attach(&a.name) else {
+        return f.failed.push("the hub did not attach".into());
+    };
+    let events = s.transfers(ours.handle.0);
+    let Some((_, m)) = events.first() else { return f.failed.push("no event".into()) };
+    fact!(
+        f,
+        annotation(m, "iothub-connection-device-id").as_ref().and_then(Value::as_str)
+            == Some("dev1"),
+        "device id {:?}",
+        annotation(m, "iothub-connection-device-id")
+    );
+    fact!(
+        f,
+        annotation(m, "x-opt-offset").as_ref().and_then(Value::as_str) == Some("0"),
+        "x-opt-offset {:?}",
+        annotation(m, "x-opt-offset")
+    );
+    fact!(
+        f,
+        matches!(annotation(m, "x-opt-sequence-number"), Some(Value::Long(0, _))),
+        "x-opt-sequence-number {:?}",
+        annotation(m, "x-opt-sequence-number")
+    );
+    fact!(
+        f,
+        matches!(annotation(m, "x-opt-enqueued-time"), Some(Value::Timestamp(_))),
+        "x-opt-enqueued-time {:?}",
+        annotation(m, "x-opt-enqueued-time")
+    );
+    fact!(
+        f,
+        text(m, "alert").as_deref() == Some("no"),
+        "properties {:?}",
+        m.application_properties
+    );
+    // A clean end.
+    let names = c.names();
+    fact!(
+        f,
+        names.ends_with(&["detach", "detach", "detach", "end", "close"]),
+        "the client ends with {names:?}"
+    );
+    fact!(f, s.close().is_some_and(|c| c.error.is_none()), "the hub's close {:?}", s.close());
+}
+
+// ------------------------------------------------------------------ the scenario
+
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) -> Result<(), String> {
+    let start = Instant::now();
+    while !f() {
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(format!("{what}: not within 10 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+const UUID_ID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
+
+/// One Node transport's run: the captures of every SDK connection, and the steps that
+/// failed.
+struct Run {
+    captures: Captures,
+    failed: Vec<String>,
+}
+
+fn c2d_id(t: NodeTransport) -> &'static str {
+    // Over AmqpWs a message id that looks like a UUID: the SDK sends it as an AMQP uuid.
+    match t {
+        NodeTransport::Amqp => "c2d-amqp-1",
+        NodeTransport::Ws => UUID_ID,
+    }
+}
+
+fn stem(role: &str, t: NodeTransport, step: &str) -> String {
+    let transport = match t {
+        NodeTransport::Amqp => "amqp",
+        NodeTransport::Ws => "amqpws",
+    };
+    format!("node-{role}-{transport}-{step}")
+}
+
+/// The Node service sends a C2D message with ack full; the Node device receives and
+/// completes it; the Node service reads the Success feedback.
+async fn c2d_with_feedback(
+    t: NodeTransport,
+    h: &Hub,
+    rec: &Recorder,
+    caps: &mut Captures,
+    scratch: &Scratch,
+    ca: &Path,
+) -> Result<(), String> {
+    let id = c2d_id(t);
+    let body = format!("switch on ({})", t.arg());
+    let limit = Duration::from_secs(40);
+
+    let before = rec.keys();
+    let mut cmd = node("service-send", t, h, ca);
+    cmd.args(["--device", "dev1", "--message-id", id, "--body", &body, "--ack", "full"]);
+    cmd.args(["--property", "room=kitchen"]);
+    let run = run_peer(cmd, &format!("service-send-{}", t.arg()), scratch, limit)
+        .await
+        .map_err(|e| format!("service-send: {e}"))?;
+    let sent = run.events("sent");
+    if sent.len() != 1 || sent[0]["result"] != "MessageEnqueued" {
+        return Err(format!("service-send printed {:?}", run.lines));
+    }
+    caps.take(rec, &before, t.endpoint(), &[&stem("service", t, "c2d-send")], true).await?;
+    if h.hub.queued("dev1") != 1 {
+        return Err(format!(
+            "after service-send {} message(s) queued for dev1, not 1",
+            h.hub.queued("dev1")
+        ));
+    }
+
+    let before = rec.keys();
+    let mut cmd = node("device-receive", t, h, ca);
+    cmd.args(["--expect-body", &body, "--expect-message-id", id, "--action", "complete"]);
+    let run = run_peer(cmd, &format!("device-receive-{}", t.arg()), scratch, limit)
+        .await
+        .map_err(|e| format!("device-receive: {e}"))?;
+    let got = run.events("message");
+    let [m] = got.as_slice() else { return Err(format!("device-receive printed {:?}", run.lines)) };
+    if m["properties"]["room"] != "kitchen" {
+        return Err(format!("the device saw properties {}, not room=kitchen", m["properties"]));
+    }
+    // The lock token: a GUID's 16 bytes.
+    if m["deliveryTag"].as_str().map(str::len) != Some(32) {
+        return Err(format!("the delivery tag is {}, not 16 bytes", m["deliveryTag"]));
+    }
+    let settled = run.events("settled");
+    if settled.len() != 1 || settled[0]["result"] != "MessageCompleted" {
+        return Err(format!("complete: {:?}", run.lines));
+    }
+    caps.take(rec, &before, t.endpoint(), &[&stem("device", t, "c2d-receive")], true).await?;
+    eventually("the Success feedback for the completed message", || {
+        let f = h.hub.pending_feedback();
+        h.hub.queued("dev1") == 0
+            && f.len() == 1
+            && f[0].original_message_id == id
+            && f[0].status == FeedbackStatus::Success
+    })
+    .await
+    .map_err(|e| {
+        format!("{e}: queued {}, feedback {:?}", h.hub.queued("dev1"), h.hub.pending_feedback())
+    })?;
+
+    let before = rec.keys();
+    let mut cmd = node("service-feedback", t, h, ca);
+    cmd.args(["--expect-message-id", id, "--expect-status", "Success"]);
+    let run = run_peer(cmd, &format!("service-feedback-{}", t.arg()), scratch, limit)
+        .await
+        .map_err(|e| format!("service-feedback: {e}"))?;
+    let records = run.events("feedback-record");
+    let ok = records.len() == 1
+        && records[0]["originalMessageId"] == id
+        && records[0]["deviceId"] == "dev1"
+        && records[0]["statusCode"] == "Success";
+    if !ok {
+        return Err(format!("service-feedback printed {:?}", run.lines));
+    }
+    caps.take(rec, &before, t.endpoint(), &[&stem("service", t, "feedback")], true).await?;
+    if !h.hub.pending_feedback().is_empty() {
+        return Err(format!("feedback left after it was read: {:?}", h.hub.pending_feedback()));
+    }
+    Ok(())
+}
+
+/// The Node device sends telemetry with properties; amqpwire's EventReader (after the
+/// redirect) and azure-eventhub read it.
+async fn telemetry(
+    t: NodeTransport,
+    h: &Hub,
+    rec: &Recorder,
+    caps: &mut Captures,
+    scratch: &Scratch,
+    ca: &Path,
+) -> Result<(), String> {
+    let body = format!("{{\"temp\":21.5,\"via\":\"{}\"}}", t.arg());
+    let id = format!("tel-{}", t.arg());
+    let limit = Duration::from_secs(40);
+
+    let before = rec.keys();
+    let mut cmd = node("device-send", t, h, ca);
+    cmd.args(["--body", &body, "--message-id", &id, "--property", "alert=no"]);
+    cmd.args(["--property", &format!("transport={}", t.arg())]);
+    cmd.args(["--content-type", "application/json", "--content-encoding", "utf-8"]);
+    let run = run_peer(cmd, &format!("device-send-{}", t.arg()), scratch, limit)
+        .await
+        .map_err(|e| format!("device-send: {e}"))?;
+    let sent = run.events("sent");
+    if sent.len() != 1 || sent[0]["result"] != "MessageEnqueued" {
+        return Err(format!("device-send printed {:?}", run.lines));
+    }
+    caps.take(rec, &before, t.endpoint(), &[&stem("device", t, "telemetry")], true).await?;
+    let p = h.hub.partition_of("dev1");
+    let events = h.hub.events(p);
+    let [e] = events.as_slice() else {
+        return Err(format!("{} events in partition {p}, not 1", events.len()));
+    };
+    if e.device_id != "dev1" {
+        return Err(format!("the event is from {:?}", e.device_id));
+    }
+
+    // amqpwire's own reader, as `az iot hub monitor-events` would: the redirect, then the
+    // partitions from the start.
+    let cs: IotHubConnectionString = owner_cs().parse().unwrap();
+    let mut o = HubOptions::new(t.hub_transport(), Security::None);
+    o.tls = h.pki.client();
+    o.port = Some(t.port(h));
+    o.event_hub_ws_port = Some(h.event_hub_wss);
+    o.timeout = Duration::from_secs(10);
+    let read = async {
+        let target =
+            EventHubTarget::discover(&cs, &o).await.map_err(|e| format!("discover: {e}"))?;
+        if (target.hostname.as_str(), target.port) != ("localhost", h.event_hub) {
+            return Err(format!("the redirect names {}:{}", target.hostname, target.port));
+        }
+        let opts = ReadOptions { start: StartPosition::START, ..ReadOptions::default() };
+        let mut reader = EventReader::connect(&cs, &target, opts, &o)
+            .await
+            .map_err(|e| format!("EventReader::connect: {e}"))?;
+        let event = reader.next().await.map_err(|e| format!("EventReader::next: {e}"))?;
+        let _ = reader.close().await;
+        Ok::<_, String>(event)
+    };
+    let event = tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .map_err(|_| "amqpwire's EventReader: timed out".to_owned())??;
+    let m = &event.message;
+    let props = m.properties.as_ref();
+    let ok = event.device_id.as_deref() == Some("dev1")
+        && event.partition == p.to_string()
+        && event.body_text().as_deref() == Some(body.as_str())
+        && text(m, "alert").as_deref() == Some("no")
+        && text(m, "transport").as_deref() == Some(t.arg())
+        && props.and_then(|p| p.message_id.clone()) == Some(MessageId::String(id.as_str().into()))
+        && props.and_then(|p| p.content_type.as_ref()).map(|s| s.as_str())
+            == Some("application/json");
+    if !ok {
+        return Err(format!("amqpwire's EventReader read {event:?}"));
+    }
+
+    // azure-eventhub, over TLS to the Event Hub endpoint.
+    let before = rec.keys();
+    let mut cmd = Command::new(eventhub_python());
+    cmd.arg(Path::new(PEERS).join("eventhub_consumer.py"));
+    cmd.args(["--connection-string", &event_hub_cs(), "--partition", &p.to_string()]);
+    cmd.arg("--ca").arg(ca);
+    cmd.args(["--custom-endpoint-address", &format!("sb://localhost:{}", h.event_hub)]);
+    cmd.args(["--count", "1", "--expect-body", &body, "--expect-device-id", "dev1"]);
+    cmd.args(["--timeout", "20"]);
+    let run = run_peer(cmd, &format!("eventhub-{}", t.arg()), scratch, limit)
+        .await
+        .map_err(|e| format!("eventhub_consumer.py: {e}"))?;
+    let got = run.events("event");
+    let [e] = got.as_slice() else {
+        return Err(format!("eventhub_consumer.py printed {:?}", run.lines));
+    };
+    let ok = e["properties"]["alert"] == "no"
+        && e["properties"]["transport"] == t.arg()
+        && e["system_properties"]["iothub-connection-device-id"] == "dev1"
+        && e["sequence_number"] == 0
+        && e["offset"] == "0"
+        && e["message_id"] == id.as_str();
+    if !ok {
+        return Err(format!("azure-eventhub read {e}"));
+    }
+    // Its two connections: $management, then the partition receiver. One pair is kept.
+    let keep = t == NodeTransport::Amqp;
+    caps.take(
+        rec,
+        &before,
+        Endpoint::EventHub,
+        &["eventhub-py-management", "eventhub-py-receive"],
+        keep,
+    )
+    .await?;
+    Ok(())
+}
+
+async fn node_sdks_against_the_emulator(t: NodeTransport) -> Run {
+    // Every peer this test needs, before anything starts.
+    node_sdks_installed();
+    eventhub_python();
+    let rec = Arc::new(Recorder::default());
+    let tweak = |c: &mut amqpwire::azure::emulator::HubConfig| {
+        c.feedback_interval = Duration::from_millis(50);
+    };
+    let h = hub::start_traced(tweak, Some(rec.trace())).await;
+    let scratch = Scratch::new(t.arg());
+    let ca = scratch.path("ca.pem");
+    std::fs::write(&ca, &h.pki.ca).expect("write");
+    let mut captures = Captures::default();
+    let mut failed = Vec::new();
+    let started = Instant::now();
+    if let Err(e) = c2d_with_feedback(t, &h, &rec, &mut captures, &scratch, &ca).await {
+        failed.push(format!("C2D with feedback over {}: {e}", t.arg()));
+    }
+    if let Err(e) = telemetry(t, &h, &rec, &mut captures, &scratch, &ca).await {
+        failed.push(format!("telemetry over {}: {e}", t.arg()));
+    }
+    eprintln!("{}: {:?}", t.arg(), started.elapsed());
+    Run { captures, failed }
+}
+
+/// Checks what the SDKs sent on every connection, writes the fixtures when asked and the
+/// run passed, and fails with every step and check that did not hold.
+fn finish(mut run: Run) {
+    for (stem, c, _) in &run.captures.0 {
+        if let Err(e) = check_capture(stem, &c.c2s, &c.s2c) {
+            run.failed.push(e);
+        }
+    }
+    assert!(
+        run.failed.is_empty(),
+        "{} step(s) or capture(s) failed:\n\n{}",
+        run.failed.len(),
+        run.failed.join("\n\n")
+    );
+    run.captures.write_if_asked();
+}
+
+/// The hub's refusals reach the Node SDKs as their own errors, and reject and abandon
+/// settle as IoT Hub settles them.
+async fn refusals_and_settlements(
+    t: NodeTransport,
+    h: &Hub,
+    scratch: &Scratch,
+    ca: &Path,
+) -> Result<(), String> {
+    let limit = Duration::from_secs(40);
+    let label = |what: &str| format!("{what}-{}", t.arg());
+
+    // A device the registry does not know: amqp:not-found, DeviceNotFoundError.
+    let mut cmd = node("service-send", t, h, ca);
+    cmd.args([
+        "--device",
+        "ghost",
+        "--message-id",
+        "to-ghost",
+        "--expect-error",
+        "DeviceNotFoundError",
+    ]);
+    let run = run_peer(cmd, &label("ghost"), scratch, limit)
+        .await
+        .map_err(|e| format!("send to ghost: {e}"))?;
+    let e = run.events("send-error");
+    if e.len() != 1 || e[0]["condition"] != "amqp:not-found" {
+        return Err(format!("send to ghost printed {:?}", run.lines));
+    }
+    // A device connection string with the wrong key: the put-token's 401 is
+    // UnauthorizedError, with the emulator's description.
+    let mut cmd = Command::new("node");
+    cmd.arg(Path::new(PEERS).join("iothub_sdk.js")).arg("device-send");
+    let wrong = format!("HostName=localhost;DeviceId=dev1;SharedAccessKey={OWNER_KEY}");
+    cmd.args(["--connection-string", &wrong, "--transport", t.arg(), "--body", "x"]);
+    cmd.args(["--port", &t.port(h).to_string(), "--timeout", "20"]);
+    cmd.arg("--ca").arg(ca);
+    cmd.args(["--expect-error", "UnauthorizedError"]);
+    let run = run_peer(cmd, &label("wrong-key"), scratch, limit)
+        .await
+        .map_err(|e| format!("wrong key: {e}"))?;
+    let e = run.events("open-error");
+    if e.len() != 1 || e[0]["message"] != "signature does not match" {
+        return Err(format!("the wrong key printed {:?}", run.lines));
+    }
+
+    // The device rejects one message; then abandons another and completes it when it
+    // comes again, with a new lock token. One message at a time: azure-iot-device's rhea
+    // (1.0.24) folds a settlement into the previous one-delivery disposition without
+    // comparing outcomes, so a reject and an abandon in a row go out as one `rejected`
+    // for both deliveries.
+    let ids = [format!("rej-{}", t.arg()), format!("ab-{}", t.arg())];
+    let (mut seen, mut results) = (Vec::new(), Vec::new());
+    for (id, actions, count) in [(&ids[0], "reject", "1"), (&ids[1], "abandon,complete", "2")] {
+        let mut cmd = node("service-send", t, h, ca);
+        cmd.args(["--device", "dev1", "--message-id", id, "--ack", "full"]);
+        run_peer(cmd, &label(id), scratch, limit).await.map_err(|e| format!("send {id}: {e}"))?;
+        let mut cmd = node("device-receive", t, h, ca);
+        cmd.args(["--expect-message-id", id, "--action", actions, "--count", count]);
+        let run = run_peer(cmd, &label(&format!("settle-{id}")), scratch, limit)
+            .await
+            .map_err(|e| format!("device-receive {id}: {e}"))?;
+        for m in run.events("message") {
+            let s = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
+            seen.push((s("messageId"), s("action"), s("deliveryTag")));
+        }
+        results.extend(run.events("settled").iter().map(|r| r["result"].clone()));
+    }
+    let steps: Vec<(&str, &str)> =
+        seen.iter().map(|(id, a, _)| (id.as_str(), a.as_str())).collect();
+    let want =
+        [(ids[0].as_str(), "reject"), (ids[1].as_str(), "abandon"), (ids[1].as_str(), "complete")];
+    let ok = steps == want
+        && results == ["MessageRejected", "MessageAbandoned", "MessageCompleted"]
+        && seen[1].2 != seen[2].2;
+    if !ok {
+        return Err(format!("the device saw {seen:?}, settled {results:?}"));
+    }
+    eventually("Rejected and Success feedback", || {
+        let mut f: Vec<(String, FeedbackStatus)> = h
+            .hub
+            .pending_feedback()
+            .into_iter()
+            .map(|r| (r.original_message_id, r.status))
+            .collect();
+        f.sort_by(|a, b| a.0.cmp(&b.0));
+        h.hub.queued("dev1") == 0
+            && f == [
+                (ids[1].clone(), FeedbackStatus::Success),
+                (ids[0].clone(), FeedbackStatus::Rejected),
+            ]
+    })
+    .await
+    .map_err(|e| format!("{e}: {:?}", h.hub.pending_feedback()))?;
+    let mut cmd = node("service-feedback", t, h, ca);
+    cmd.args(["--expect-message-id", &ids[0], "--expect-status", "Rejected"]);
+    run_peer(cmd, &label("feedback"), scratch, limit)
+        .await
+        .map_err(|e| format!("service-feedback: {e}"))?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_sdks_see_refusals_rejects_and_abandons() {
+    let h = hub::start(Duration::from_millis(50)).await;
+    let scratch = Scratch::new("refusals");
+    let ca = scratch.path("ca.pem");
+    std::fs::write(&ca, &h.pki.ca).expect("write");
+    let mut failed = Vec::new();
+    for t in [NodeTransport::Amqp, NodeTransport::Ws] {
+        if let Err(e) = refusals_and_settlements(t, &h, &scratch, &ca).await {
+            failed.push(format!("over {}: {e}", t.arg()));
+        }
+    }
+    assert!(failed.is_empty(), "{} transport(s) failed:\n\n{}", failed.len(), failed.join("\n\n"));
+}
+
+// ------------------------------------------------------------------ the fixtures
+
+/// Every capture in `tests/fixtures/iothub/`: `STEM.c2s.bin` and `STEM.s2c.bin`.
+const STEMS: [&str; 10] = [
+    "node-service-amqp-c2d-send",
+    "node-service-amqp-feedback",
+    "node-device-amqp-c2d-receive",
+    "node-device-amqp-telemetry",
+    "node-service-amqpws-c2d-send",
+    "node-service-amqpws-feedback",
+    "node-device-amqpws-c2d-receive",
+    "node-device-amqpws-telemetry",
+    "eventhub-py-management",
+    "eventhub-py-receive",
+];
+
+fn fixture(name: &str) -> Vec<u8> {
+    let p = Path::new(FIXTURES).join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The captured fixtures show what the SDKs send: the same checks as on a live run, and
+/// that `Amqp` and `AmqpWs` send the same frames. Reads only the files.
+#[test]
+fn sdk_fixtures_show_what_the_sdks_send() {
+    let mut failed = Vec::new();
+    for stem in STEMS {
+        let (c2s, s2c) = (fixture(&format!("{stem}.c2s.bin")), fixture(&format!("{stem}.s2c.bin")));
+        if let Err(e) = check_capture(stem, &c2s, &s2c) {
+            failed.push(e);
+        }
+    }
+    // Over WebSocket the Node SDKs send the frames they send over TLS, in the same order.
+    for stem in STEMS.iter().filter(|s| s.contains("-amqp-")) {
+        let ws = stem.replace("-amqp-", "-amqpws-");
+        for dir in ["c2s", "s2c"] {
+            let names = |stem: &str| {
+                Stream::decode(&fixture(&format!("{stem}.{dir}.bin")))
+                    .map(|s| s.names().join(" "))
+                    .unwrap_or_else(|e| e)
+            };
+            let (a, b) = (names(stem), names(&ws));
+            if a != b {
+                failed.push(format!("{stem}.{dir} and {ws}.{dir} differ:\n  {a}\n  {b}"));
+            }
+        }
+    }
+    // The checks tell the captures apart: a service capture fails the device's and
+    // azure-eventhub's checks, and the two directions swapped fail their own.
+    let (c, s) = (
+        fixture("node-service-amqp-c2d-send.c2s.bin"),
+        fixture("node-service-amqp-c2d-send.s2c.bin"),
+    );
+    for (stem, c, s) in [
+        ("node-device-amqp-c2d-receive", &c, &s),
+        ("eventhub-py-receive", &c, &s),
+        ("node-service-amqp-c2d-send", &s, &c),
+    ] {
+        if check_capture(stem, c, s).is_ok() {
+            failed.push(format!("the checks of {stem} pass on another capture"));
+        }
+    }
+    // Each capture file is listed in the README with its size and frames, and there is no
+    // other.
+    let readme = String::from_utf8(fixture("README.md")).unwrap();
+    for entry in std::fs::read_dir(FIXTURES).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".c2s.bin").or_else(|| name.strip_suffix(".s2c.bin"))
+        else {
+            continue;
+        };
+        if !STEMS.contains(&stem) {
+            failed.push(format!("{name}: not a capture this test knows"));
+        }
+        let bytes = fixture(&name);
+        let line = readme.lines().find(|l| l.starts_with(&format!("- `{name}` (")));
+        match line {
+            None => failed.push(format!("{name}: not described in README.md")),
+            Some(line) => {
+                let size = format!("({} bytes)", bytes.len());
+                let frames = format!("frames: {}.", frame_list(&bytes));
+                if !line.contains(&size) || !line.ends_with(&frames) {
+                    failed.push(format!("{name}: README says {line:?}, the file {size} {frames}"));
+                }
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} fixture check(s) failed:\n\n{}",
+        failed.len(),
+        failed.join("\n\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_sdks_over_amqp() {
+    finish(node_sdks_against_the_emulator(NodeTransport::Amqp).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_sdks_over_amqp_ws() {
+    finish(node_sdks_against_the_emulator(NodeTransport::Ws).await);
+}
