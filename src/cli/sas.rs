@@ -33,6 +33,11 @@ pub(crate) struct SasTokenArgs {
     /// The shared access key, in base64.
     #[arg(long, value_name = "BASE64")]
     key: Option<String>,
+    /// Key the HMAC with --key's text, as Event Hubs and Service Bus do, instead of its
+    /// base64 decoding, as IoT Hub does (an Event Hubs connection string does this by
+    /// itself).
+    #[arg(long, requires = "key")]
+    text_key: bool,
     /// The shared access policy the key belongs to (`skn`); leave it out for a device key.
     #[arg(long, value_name = "NAME", requires = "uri", conflicts_with_all = ["connection_string", "verify"])]
     policy: Option<String>,
@@ -88,7 +93,7 @@ fn generate(args: &SasTokenArgs, now: SystemTime) -> Result<ExitCode, String> {
     } else {
         // The argument groups make --uri and --key present here.
         let uri = args.uri.as_deref().ok_or("give --uri, --connection-string or --verify")?;
-        let key = parse_key(args.key.as_deref())?;
+        let key = parse_key(args.key.as_deref(), args.text_key)?;
         let policy = args.policy.as_deref();
         let made = if args.literal_sr {
             SasToken::with_encoded_sr(uri, &key, policy, expiry)
@@ -114,7 +119,7 @@ fn verify(args: &SasTokenArgs, token: &str, now: SystemTime) -> Result<ExitCode,
                     .into())
             }
         },
-        None => parse_key(args.key.as_deref())?,
+        None => parse_key(args.key.as_deref(), args.text_key)?,
     };
     let skew = Duration::from_secs(args.clock_skew.unwrap_or(300));
     let now_secs = unix_seconds(now);
@@ -159,9 +164,10 @@ fn parse_connection_string(cs: &str) -> Result<ConnectionString, String> {
     cs.parse().map_err(|e| format!("--connection-string: {e}"))
 }
 
-fn parse_key(key: Option<&str>) -> Result<SasKey, String> {
+fn parse_key(key: Option<&str>, text: bool) -> Result<SasKey, String> {
     let key = key.ok_or("give --key or --connection-string")?;
-    SasKey::from_base64(key).map_err(|e| format!("--key: {e}"))
+    let parsed = if text { SasKey::from_text(key) } else { SasKey::from_base64(key) };
+    parsed.map_err(|e| format!("--key: {e}"))
 }
 
 /// How long until expiry, or since.
