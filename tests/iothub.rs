@@ -352,6 +352,8 @@ async fn round_trip(transport: HubTransport, security: Security) {
     let c2d = within("receive", device.receive()).await.unwrap();
     assert_eq!(c2d.message.properties.as_ref().unwrap().message_id, Some(id.clone()));
     assert_eq!(c2d.lock_token().len(), 36, "{}", c2d.lock_token());
+    // Read in .NET's byte order, the hub's version 4 GUID shows its version where it should.
+    assert_eq!(&c2d.lock_token()[14..15], "4", "{}", c2d.lock_token());
     let room = c2d.message.application_properties.as_ref().unwrap().get("room");
     assert_eq!(room.and_then(|v| v.as_str()), Some("kitchen"));
     device.complete(&c2d).unwrap();
@@ -689,8 +691,12 @@ async fn the_rest_endpoint_refuses_what_iot_hub_refuses() {
     let (code, body) = status(post("dev1", &bad, &[], b"x")).await;
     assert_eq!(code, 401, "{body}");
     assert!(body.contains("signature") || body.contains("token"), "{body}");
+    // Another device's token says nothing about who is registered: 401. A policy that
+    // may act for any device learns that dev2 does not exist: 404.
     let (code, _) = status(post("dev2", &token, &[], b"x")).await;
-    assert_eq!(code, 404, "an unknown device");
+    assert_eq!(code, 401, "another device's token");
+    let (code, body) = status(post("dev2", &service_token("localhost"), &[], b"x")).await;
+    assert_eq!(code, 404, "an unknown device: {body}");
     let no_auth = b"POST /devices/dev1/messages/events?api-version=2021-04-12 HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_vec();
     assert_eq!(status(no_auth).await.0, 401);
     // Too large: 413 before the body is read.

@@ -153,6 +153,8 @@ impl CbsStatus {
 }
 
 #[cfg(feature = "tokio")]
+pub(crate) use client::request_reply;
+#[cfg(feature = "tokio")]
 pub use client::{CbsClient, CbsError};
 
 #[cfg(feature = "tokio")]
@@ -163,6 +165,7 @@ mod client {
 
     use super::{CbsStatus, PutToken, CBS_NODE};
     use crate::connection::LinkOptions;
+    use crate::message::Message;
     use crate::runtime::{Error, Receiver, Sender, Session};
     use crate::types::{AttachSource, AttachTarget, MessageId, Source, Target};
 
@@ -250,22 +253,35 @@ mod client {
                 token: token.to_owned(),
                 expiration: None,
             };
-            sender.send(&request.to_message()).await?;
-            loop {
-                let d = receiver.recv().await?;
-                let _ = receiver.accept(&d);
-                let m = d.message()?;
-                let status = CbsStatus::from_message(&m).map_err(CbsError::BadResponse)?;
-                // An answer to an earlier request that timed out on our side: skip it.
-                if status.correlation_id.as_ref().is_some_and(|c| *c != id) {
-                    continue;
-                }
-                return if status.is_success() {
-                    Ok(status)
-                } else {
-                    Err(CbsError::Refused(status))
-                };
+            let (_, status) = request_reply(sender, receiver, &request.to_message(), &id).await?;
+            if status.is_success() {
+                Ok(status)
+            } else {
+                Err(CbsError::Refused(status))
             }
+        }
+    }
+
+    /// Sends `request`, whose message-id is `id`, and waits on `receiver` for the answer
+    /// that correlates with it, which it accepts; answers to earlier requests (that timed
+    /// out on this side) are skipped. The answer and its status. The request-response
+    /// pattern of `$cbs` and `$management` alike.
+    pub(crate) async fn request_reply(
+        sender: &Sender,
+        receiver: &Receiver,
+        request: &Message,
+        id: &MessageId,
+    ) -> Result<(Message, CbsStatus), CbsError> {
+        sender.send(request).await?;
+        loop {
+            let d = receiver.recv().await?;
+            let _ = receiver.accept(&d);
+            let m = d.message()?;
+            let status = CbsStatus::from_message(&m).map_err(CbsError::BadResponse)?;
+            if status.correlation_id.as_ref().is_some_and(|c| c != id) {
+                continue;
+            }
+            return Ok((m, status));
         }
     }
 }

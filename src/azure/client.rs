@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, Notify, OnceCell};
+use tokio::sync::{mpsc, Notify};
 
 use super::cbs::{renewal_delay, CbsClient, CbsError, CbsStatus, RENEW_AT, SAS_TOKEN_TYPE};
 use super::hub::{
@@ -250,9 +250,7 @@ fn unix_now() -> f64 {
 
 /// A version 4 (random) uuid, for message-ids.
 pub fn random_uuid() -> Uuid {
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&crate::runtime::random::random_u64().to_be_bytes());
-    b[8..].copy_from_slice(&crate::runtime::random::random_u64().to_be_bytes());
+    let mut b: [u8; 16] = crate::runtime::random::bytes();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     Uuid(b)
@@ -403,6 +401,8 @@ pub struct HubConnection {
     session: Session,
     claims: Option<Arc<Claims>>,
     _renewal: Option<AbortOnDrop>,
+    /// How long an attach or an outcome may take.
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for HubConnection {
@@ -485,7 +485,7 @@ impl HubConnection {
             let task = tokio::spawn(renewal(Arc::clone(&claims), connection.clone()));
             (Some(claims), Some(AbortOnDrop(task)))
         };
-        Ok(Self { connection, session, claims, _renewal: renewal })
+        Ok(Self { connection, session, claims, _renewal: renewal, timeout: options.timeout })
     }
 
     /// Puts a token for `resource` (not encoded; the put-token `name` is it
@@ -504,6 +504,18 @@ impl HubConnection {
         }
         claims.changed.notify_one();
         Ok(Some(status))
+    }
+
+    /// Runs `f` (an attach, a send) for at most the time-out of the options.
+    async fn within<T>(
+        &self,
+        what: &'static str,
+        f: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, HubError> {
+        match tokio::time::timeout(self.timeout, f).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(HubError::Timeout(what)),
+        }
     }
 
     /// The connection.
@@ -573,6 +585,62 @@ async fn connect_hub(
     Ok(hub)
 }
 
+/// A link attached on first use, and again after it failed (the hub may detach a link,
+/// for one when a token ran out).
+#[derive(Debug)]
+struct Slot<L>(tokio::sync::Mutex<Option<Arc<L>>>);
+
+impl<L> Slot<L> {
+    fn new() -> Self {
+        Self(tokio::sync::Mutex::new(None))
+    }
+
+    /// The link, attached by `attach` if there is none.
+    async fn get<F, Fut>(&self, attach: F) -> Result<Arc<L>, HubError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<L, HubError>>,
+    {
+        let mut slot = self.0.lock().await;
+        if let Some(link) = &*slot {
+            return Ok(Arc::clone(link));
+        }
+        let link = Arc::new(attach().await?);
+        *slot = Some(Arc::clone(&link));
+        Ok(link)
+    }
+
+    /// Forgets `link` after it failed, so that the next use attaches a new one.
+    async fn forget(&self, link: &Arc<L>) {
+        let mut slot = self.0.lock().await;
+        if slot.as_ref().is_some_and(|l| Arc::ptr_eq(l, link)) {
+            *slot = None;
+        }
+    }
+}
+
+/// Sends `message` on the link in `slot` (attached with `attach` when needed) and waits
+/// for the outcome; a link that failed is forgotten.
+async fn send_on<F, Fut>(
+    hub: &HubConnection,
+    slot: &Slot<Sender>,
+    attach: F,
+    message: &Message,
+) -> Result<(), HubError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Sender, Error>>,
+{
+    let sender = slot.get(|| hub.within("the hub to answer the attach", attach())).await?;
+    match hub.within("the hub's outcome", sender.send(message)).await {
+        Ok(state) => outcome(state),
+        Err(e) => {
+            slot.forget(&sender).await;
+            Err(e)
+        }
+    }
+}
+
 fn outcome(state: DeliveryState) -> Result<(), HubError> {
     match state {
         DeliveryState::Accepted(_) => Ok(()),
@@ -587,7 +655,7 @@ fn outcome(state: DeliveryState) -> Result<(), HubError> {
 #[derive(Debug)]
 pub struct ServiceClient {
     hub: HubConnection,
-    sender: OnceCell<Sender>,
+    sender: Slot<Sender>,
 }
 
 impl ServiceClient {
@@ -604,7 +672,7 @@ impl ServiceClient {
             ));
         }
         let hub = connect_hub(cs, &options).await?;
-        Ok(Self { hub, sender: OnceCell::new() })
+        Ok(Self { hub, sender: Slot::new() })
     }
 
     /// The connection, for its session and renewal state.
@@ -635,17 +703,15 @@ impl ServiceClient {
             pairs.push((Value::from(ACK_PROPERTY), Value::from(ack.as_str())));
             message.application_properties = Some(AnnotationMap::from_pairs(pairs));
         }
-        let sender = self
-            .sender
-            .get_or_try_init(|| self.hub.session.sender("c2d-sender", C2D_SEND_ADDRESS))
-            .await?;
-        outcome(sender.send(&message).await?)?;
+        let attach = || self.hub.session.sender("c2d-sender", C2D_SEND_ADDRESS);
+        send_on(&self.hub, &self.sender, attach, &message).await?;
         Ok(id)
     }
 
     /// Attaches a receiver of feedback messages.
     pub async fn feedback(&self) -> Result<FeedbackReceiver, HubError> {
-        let rx = self.hub.session.receiver("feedback-receiver", FEEDBACK_ADDRESS, 10).await?;
+        let attach = self.hub.session.receiver("feedback-receiver", FEEDBACK_ADDRESS, 10);
+        let rx = self.hub.within("the hub to answer the attach", attach).await?;
         Ok(FeedbackReceiver { rx })
     }
 
@@ -666,13 +732,9 @@ impl FeedbackReceiver {
     /// rejected when it cannot be read (and the error returned).
     pub async fn next(&self) -> Result<Vec<FeedbackRecord>, HubError> {
         let d = self.rx.recv().await?;
-        let parsed = d.message().map_err(|e| e.to_string()).and_then(|m| match &m.body {
-            Body::Data(parts) => {
-                let body: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
-                FeedbackRecord::parse_batch(&body)
-            }
-            Body::Value(Value::String(s, _)) => FeedbackRecord::parse_batch(s.as_bytes()),
-            other => Err(format!("feedback message: a body of {other:?}")),
+        let parsed = d.message().map_err(|e| e.to_string()).and_then(|m| match m.body.bytes() {
+            Some(body) => FeedbackRecord::parse_batch(&body),
+            None => Err(format!("feedback message: a body of {:?}", m.body)),
         });
         match parsed {
             Ok(records) => {
@@ -696,8 +758,8 @@ pub struct DeviceClient {
     hub: HubConnection,
     device_id: String,
     module_id: Option<String>,
-    telemetry: OnceCell<Sender>,
-    c2d: OnceCell<Receiver>,
+    telemetry: Slot<Sender>,
+    c2d: Slot<Receiver>,
 }
 
 /// A cloud-to-device message as the device receives it, to complete, abandon or reject.
@@ -707,13 +769,22 @@ pub struct C2dMessage {
     pub delivery: Delivery,
     /// The message.
     pub message: Message,
+    /// The link it came on, which settles it.
+    receiver: Arc<Receiver>,
 }
 
 impl C2dMessage {
-    /// The lock token: the delivery-tag, shown as a GUID when it is 16 bytes.
+    /// The lock token: the delivery-tag, shown as a GUID when it is 16 bytes long. IoT Hub
+    /// writes the GUID's bytes as .NET does, the first three groups little-endian, so they
+    /// are read back that way.
     pub fn lock_token(&self) -> String {
         match <[u8; 16]>::try_from(&self.delivery.tag[..]) {
-            Ok(b) => Uuid(b).to_string(),
+            Ok(mut b) => {
+                b[..4].reverse();
+                b[4..6].reverse();
+                b[6..8].reverse();
+                Uuid(b).to_string()
+            }
             Err(_) => self.delivery.tag.iter().map(|b| format!("{b:02x}")).collect(),
         }
     }
@@ -737,8 +808,8 @@ impl DeviceClient {
             hub,
             device_id: device_id.to_owned(),
             module_id: cs.module_id().map(str::to_owned),
-            telemetry: OnceCell::new(),
-            c2d: OnceCell::new(),
+            telemetry: Slot::new(),
+            c2d: Slot::new(),
         })
     }
 
@@ -749,17 +820,14 @@ impl DeviceClient {
 
     /// Sends one telemetry message and waits for the hub to accept it.
     pub async fn send_event(&self, message: Message) -> Result<(), HubError> {
-        let sender = self
-            .telemetry
-            .get_or_try_init(|| {
-                let address = telemetry_address(&self.device_id, self.module_id.as_deref());
-                async move { self.hub.session.sender("telemetry-sender", &address).await }
-            })
-            .await?;
-        outcome(sender.send(&message).await?)
+        let address = telemetry_address(&self.device_id, self.module_id.as_deref());
+        let attach = || self.hub.session.sender("telemetry-sender", &address);
+        send_on(&self.hub, &self.telemetry, attach, &message).await
     }
 
-    /// The next cloud-to-device message (attaching the receiver on first use).
+    /// The next cloud-to-device message (attaching the receiver on first use, with a credit
+    /// of one: the hub locks no message the device has not asked for). A message that
+    /// cannot be decoded is rejected, and the error says why.
     pub async fn receive(&self) -> Result<C2dMessage, HubError> {
         if self.module_id.is_some() {
             return Err(HubError::Usage(
@@ -767,27 +835,32 @@ impl DeviceClient {
                     .into(),
             ));
         }
-        let rx = self.c2d_receiver().await?;
-        let delivery = rx.recv().await?;
-        let message = delivery.message().map_err(|e| HubError::BadMessage(e.to_string()))?;
-        Ok(C2dMessage { delivery, message })
-    }
-
-    async fn c2d_receiver(&self) -> Result<&Receiver, HubError> {
-        Ok(self
-            .c2d
-            .get_or_try_init(|| {
-                let address = c2d_address(&self.device_id);
-                async move { self.hub.session.receiver("c2d-receiver", &address, 10).await }
-            })
-            .await?)
+        let address = c2d_address(&self.device_id);
+        let attach = || {
+            let attach = self.hub.session.receiver("c2d-receiver", &address, 1);
+            self.hub.within("the hub to answer the attach", attach)
+        };
+        let rx = self.c2d.get(attach).await?;
+        let delivery = match rx.recv().await {
+            Ok(d) => d,
+            Err(e) => {
+                self.c2d.forget(&rx).await;
+                return Err(e.into());
+            }
+        };
+        match delivery.message() {
+            Ok(message) => Ok(C2dMessage { delivery, message, receiver: rx }),
+            Err(e) => {
+                let why = format!("a cloud-to-device message that cannot be decoded: {e}");
+                let error = AmqpError::new(crate::types::condition::DECODE_ERROR, why.clone());
+                let _ = rx.reject(&delivery, Some(error));
+                Err(HubError::BadMessage(why))
+            }
+        }
     }
 
     fn settle(&self, m: &C2dMessage, state: DeliveryState) -> Result<(), HubError> {
-        let rx = self.c2d.get().ok_or_else(|| {
-            HubError::Usage("no cloud-to-device message was received on this client".into())
-        })?;
-        Ok(rx.settle(&m.delivery, state)?)
+        Ok(m.receiver.settle(&m.delivery, state)?)
     }
 
     /// Completes the message (accepted): the hub deletes it and sends positive feedback.
@@ -816,7 +889,7 @@ impl DeviceClient {
 pub struct EventHubTarget {
     /// The Event Hubs namespace host (`hostname` of the redirect).
     pub hostname: String,
-    /// Its AMQP port (`port`, 5671 when absent).
+    /// Its AMQP port (`port`; else the address's port; else 5671).
     pub port: u16,
     /// The Event Hub's name (from `address`).
     pub event_hub: String,
@@ -842,16 +915,16 @@ impl EventHubTarget {
             get("address").and_then(Value::as_str).ok_or("the redirect has no address")?.to_owned();
         let after_scheme = address.split_once("://").map_or(address.as_str(), |(_, r)| r);
         let (authority, path) = after_scheme.split_once('/').unwrap_or((after_scheme, ""));
+        let (address_host, address_port) = split_authority(authority);
         let hostname = match get("hostname").and_then(Value::as_str) {
             Some(h) => h.to_owned(),
-            None => authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_owned(),
+            None => address_host.to_owned(),
         };
         let port = match get("port") {
-            Some(v) => v
-                .as_i64()
-                .and_then(|p| u16::try_from(p).ok())
-                .ok_or_else(|| format!("the redirect's port {v:?} is not a port"))?,
-            None => authority.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(5671),
+            Some(v) => {
+                port_of(v).ok_or_else(|| format!("the redirect's port {v:?} is not a port"))?
+            }
+            None => address_port.unwrap_or(5671),
         };
         let event_hub = path
             .split('/')
@@ -897,6 +970,33 @@ impl EventHubTarget {
             Some(other) => Err(HubError::Redirect(other.to_string())),
             None => Err(HubError::Redirect("the hub sent a message instead".into())),
         }
+    }
+}
+
+/// Host and port of `host[:port]` or `[v6 address][:port]`.
+fn split_authority(authority: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = authority.strip_prefix('[') {
+        if let Some((host, after)) = rest.split_once(']') {
+            return (host, after.strip_prefix(':').and_then(|p| p.parse().ok()));
+        }
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, port.parse().ok()),
+        _ => (authority, None),
+    }
+}
+
+/// A port number in any AMQP integer type.
+fn port_of(v: &Value) -> Option<u16> {
+    match v {
+        Value::Ushort(p) => Some(*p),
+        Value::Ubyte(p) => Some(u16::from(*p)),
+        Value::Uint(p, _) => u16::try_from(*p).ok(),
+        Value::Ulong(p, _) => u16::try_from(*p).ok(),
+        Value::Short(p) => u16::try_from(*p).ok(),
+        Value::Int(p, _) => u16::try_from(*p).ok(),
+        Value::Long(p, _) => u16::try_from(*p).ok(),
+        _ => None,
     }
 }
 
@@ -967,14 +1067,7 @@ impl Event {
 
     /// The body as text, when it is UTF-8 data or a string value.
     pub fn body_text(&self) -> Option<String> {
-        match &self.message.body {
-            Body::Data(parts) => {
-                let bytes: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
-                String::from_utf8(bytes).ok()
-            }
-            Body::Value(Value::String(s, _)) => Some(s.to_string()),
-            _ => None,
-        }
+        self.message.body.text()
     }
 
     /// One JSON object: partition, device, module, enqueued time (UTC text), sequence
@@ -1015,10 +1108,15 @@ impl EventReader {
         options: &HubOptions,
     ) -> Result<Self, HubError> {
         // The same policy key, keyed as Event Hubs keys are: by its text.
-        let credential = match cs.credential() {
-            Credential::SharedAccessKey(k) => Credential::SharedAccessKey(k.event_hubs_key()),
-            other => other.clone(),
-        };
+        let credential =
+            match cs.credential() {
+                Credential::SharedAccessKey(k) => Credential::SharedAccessKey(k.event_hubs_key()),
+                Credential::SharedAccessSignature(_) => return Err(HubError::Credential(
+                    "reading events needs the policy's key: a SharedAccessSignature is for the \
+                     hub, and the Event Hub endpoint needs a token of its own"
+                        .into(),
+                )),
+            };
         let signer =
             Signer { credential, key_name: cs.shared_access_key_name().map(str::to_owned) };
         let port = match options.transport {
@@ -1064,7 +1162,8 @@ impl EventReader {
                         }
                         Err(e) => Err(HubError::Amqp(e)),
                     };
-                    let stop = item.is_err();
+                    // An event that cannot be read is reported; the partition goes on.
+                    let stop = matches!(item, Err(HubError::Amqp(_)));
                     if tx.send(item).await.is_err() || stop {
                         return;
                     }
@@ -1079,7 +1178,9 @@ impl EventReader {
         &self.partitions
     }
 
-    /// The next event from any partition, in the order they arrive.
+    /// The next event from any partition, in the order they arrive. An event that cannot
+    /// be decoded comes as [`HubError::BadMessage`], and reading goes on; a link or
+    /// connection error ends that partition's reader.
     pub async fn next(&mut self) -> Result<Event, HubError> {
         match self.events.recv().await {
             Some(r) => r,
@@ -1126,46 +1227,39 @@ async fn partition_ids(
             body: Body::Value(Value::Null),
             ..Message::default()
         };
-        tx.send(&request).await?;
-        loop {
-            let d = rx.recv().await?;
-            let _ = rx.accept(&d);
-            let m = d.message()?;
-            let status = CbsStatus::from_message(&m).map_err(HubError::BadMessage)?;
-            if status.correlation_id.as_ref().is_some_and(|c| *c != id) {
-                continue;
-            }
-            if !(200..300).contains(&status.code) {
-                return Err(HubError::BadMessage(format!(
-                    "$management READ: status {} ({})",
-                    status.code,
-                    status.description.as_deref().unwrap_or("no description")
-                )));
-            }
-            let Body::Value(Value::Map(pairs, _)) = &m.body else {
-                return Err(HubError::BadMessage(
-                    "$management READ: the answer is not a map".into(),
-                ));
-            };
-            let ids = pairs.iter().find(|(k, _)| k.as_str() == Some("partition_ids"));
-            let ids: Vec<String> = match ids.map(|(_, v)| v) {
-                Some(Value::Array(a)) => {
-                    a.items().iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
-                }
-                Some(Value::List(items, _)) => {
-                    items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
-                }
-                _ => Vec::new(),
-            };
-            if ids.is_empty() {
-                return Err(HubError::BadMessage(
-                    "$management READ: no partition_ids in the answer".into(),
-                ));
-            }
-            let _ = tx.close().await;
-            let _ = rx.close().await;
-            return Ok(ids);
+        let (m, status) =
+            super::cbs::request_reply(&tx, &rx, &request, &id).await.map_err(|e| match e {
+                CbsError::Link(e) => HubError::Amqp(e),
+                other => HubError::BadMessage(format!("$management: {other}")),
+            })?;
+        if !(200..300).contains(&status.code) {
+            return Err(HubError::BadMessage(format!(
+                "$management READ: status {} ({})",
+                status.code,
+                status.description.as_deref().unwrap_or("no description")
+            )));
         }
+        let Body::Value(Value::Map(pairs, _)) = &m.body else {
+            return Err(HubError::BadMessage("$management READ: the answer is not a map".into()));
+        };
+        let ids = pairs.iter().find(|(k, _)| k.as_str() == Some("partition_ids"));
+        let ids: Vec<String> = match ids.map(|(_, v)| v) {
+            Some(Value::Array(a)) => {
+                a.items().iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+            }
+            Some(Value::List(items, _)) => {
+                items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+            }
+            _ => Vec::new(),
+        };
+        if ids.is_empty() {
+            return Err(HubError::BadMessage(
+                "$management READ: no partition_ids in the answer".into(),
+            ));
+        }
+        let _ = tx.close().await;
+        let _ = rx.close().await;
+        Ok(ids)
     };
     tokio::time::timeout(timeout, work)
         .await
@@ -1219,6 +1313,18 @@ mod tests {
         e.info =
             Some(Fields(vec![(Symbol::from("address"), Value::from("amqps://h:1/$management"))]));
         assert!(EventHubTarget::from_redirect(&e).unwrap_err().contains("no Event Hub name"));
+        // A port of another integer type, and an IPv6 address.
+        e.info = Some(Fields(vec![
+            (Symbol::from("address"), Value::from("amqps://[::1]:5999/eh3/$management")),
+            (Symbol::from("port"), Value::Ushort(5672)),
+        ]));
+        let t = EventHubTarget::from_redirect(&e).unwrap();
+        assert_eq!((t.hostname.as_str(), t.port, t.event_hub.as_str()), ("::1", 5672, "eh3"));
+        e.info = Some(Fields(vec![(
+            Symbol::from("address"),
+            Value::from("amqps://[::1]:5999/eh3/$management"),
+        )]));
+        assert_eq!(EventHubTarget::from_redirect(&e).unwrap().port, 5999);
     }
 
     #[test]

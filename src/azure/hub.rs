@@ -128,7 +128,8 @@ impl FeedbackStatus {
 /// One feedback record, as the service receives it in a JSON array.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FeedbackRecord {
-    /// The cloud-to-device message's message-id, as text (a uuid in lower-case 8-4-4-4-12).
+    /// The cloud-to-device message's message-id, as text (a uuid is written lower-case
+    /// 8-4-4-4-12).
     pub original_message_id: String,
     /// The device it was for.
     pub device_id: String,
@@ -238,10 +239,11 @@ impl StartPosition {
     /// Reads a selector such as `amqp.annotation.x-opt-offset > '-1'`.
     pub fn parse(selector: &str) -> Result<Self, String> {
         let s = selector.trim();
-        let (field, rest) = s
-            .split_once(|c: char| c.is_whitespace() || c == '>' || c == '=')
+        // The field ends where the operator (or a space) begins; the operator stays.
+        let end = s
+            .find(|c: char| c.is_whitespace() || c == '>' || c == '=')
             .ok_or_else(|| format!("selector {selector:?}: expected FIELD > 'VALUE'"))?;
-        let rest = rest.trim_start();
+        let (field, rest) = (&s[..end], s[end..].trim_start());
         let (inclusive, rest) = if let Some(r) = rest.strip_prefix(">=") {
             (true, r)
         } else if let Some(r) = rest.strip_prefix('>') {

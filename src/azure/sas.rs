@@ -20,10 +20,12 @@ pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
 /// A shared access key: the bytes HMAC-SHA256 is keyed with.
 ///
-/// Keys travel as base64 (in connection strings, the portal, the CLI); the signature is
-/// keyed with the *decoded* bytes. [`SasKey::from_base64`] decodes strictly (standard
-/// alphabet, padding required, no stray bits); [`SasKey::from_bytes`] takes the bytes of a
-/// key decoded some other way. `Debug` never shows the key.
+/// Keys travel as base64 (in connection strings, the portal, the CLI). IoT Hub keys the
+/// signature with the *decoded* bytes: [`SasKey::from_base64`] decodes strictly (standard
+/// alphabet, padding required, no stray bits). Event Hubs and Service Bus key it with the
+/// key's text: [`SasKey::from_text`], or [`SasKey::event_hubs_key`] for an IoT Hub key used
+/// at its Event Hub-compatible endpoint. [`SasKey::from_bytes`] takes the bytes of a key
+/// made some other way. `Debug` never shows the key.
 #[derive(Clone)]
 pub struct SasKey {
     bytes: Vec<u8>,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::runtime::random::{nonce, random_u64};
+use crate::runtime::random::nonce;
 use crate::runtime::transport::TlsServerConfig;
 use crate::runtime::{ListenOptions, SharedTrace};
 use crate::sasl::{Authenticator, Credentials};
@@ -42,10 +42,7 @@ pub fn listen_options(
 
 /// A per-user SCRAM salt.
 fn salt() -> [u8; 16] {
-    let mut s = [0u8; 16];
-    s[..8].copy_from_slice(&random_u64().to_be_bytes());
-    s[8..].copy_from_slice(&random_u64().to_be_bytes());
-    s
+    crate::runtime::random::bytes()
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ pub(crate) fn in_dir(dir: &Path, hostname: &str) -> Result<CertFiles, String> {
     if files.ca.is_file() && files.cert.is_file() && files.key.is_file() {
         return Ok(files);
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    create_private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let pki = generate(hostname)?;
     for (path, pem, private) in [
         (&files.ca, &pki.ca_pem, false),
@@ -71,11 +71,42 @@ pub(crate) fn in_dir(dir: &Path, hostname: &str) -> Result<CertFiles, String> {
     Ok(CertFiles { made: true, ..files })
 }
 
-/// Writes a file; a private key is readable by its owner only (on Unix).
+/// Where the emulator keeps its certificates by default: under the user's cache
+/// directory, so that no other user can plant a key there; without `HOME`, a directory of
+/// this process under the temporary directory.
+pub(crate) fn default_dir(hostname: &str) -> PathBuf {
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => {
+            PathBuf::from(home).join(".cache/amqpwire").join(format!("iothub-{hostname}"))
+        }
+        None => {
+            std::env::temp_dir().join(format!("amqpwire-iothub-{hostname}-{}", std::process::id()))
+        }
+    }
+}
+
+/// Creates `dir` (and its parents) readable by its owner only (on Unix).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+/// Writes a new file (a link or file already there is removed first, never followed); a
+/// private key is readable by its owner only (on Unix).
 fn write(path: &Path, text: &str, private: bool) -> std::io::Result<()> {
     use std::io::Write;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
+    o.write(true).create_new(true);
     #[cfg(unix)]
     if private {
         use std::os::unix::fs::OpenOptionsExt;

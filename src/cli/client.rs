@@ -63,8 +63,8 @@ pub(crate) struct ReceiveArgs {
     #[arg(long)]
     count: Option<u64>,
     /// Stop when no message has come for this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
-    timeout: f64,
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    timeout: Duration,
     /// One JSON object per message on standard output, instead of the body as text.
     #[arg(long)]
     json: bool,
@@ -183,6 +183,20 @@ pub(crate) fn read_body_file(f: &std::path::Path) -> Result<Bytes, String> {
         v = std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
     }
     Ok(v.into())
+}
+
+/// The body as text (lossy), or its debug form when it is not bytes or a string.
+pub(crate) fn body_text(m: &Message) -> String {
+    match m.body.bytes() {
+        Some(b) => String::from_utf8_lossy(&b).into_owned(),
+        None => format!("{:?}", m.body),
+    }
+}
+
+/// A number of seconds (fractions allowed) as a duration: `--timeout` and the like.
+pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?}: give 0 to 10^18 seconds"))
 }
 
 /// `--property KEY=VALUE` arguments as pairs.
@@ -313,7 +327,7 @@ async fn receive_on(
         .receiver("amqpwire-receive", &args.from, args.credit.max(1))
         .await
         .map_err(|e| e.to_string())?;
-    let wait = Duration::from_secs_f64(args.timeout.max(0.0));
+    let wait = args.timeout;
     let mut progress = Progress::new();
     let (mut n, mut bytes) = (0u64, 0u64);
     let stdout = std::io::stdout();
@@ -329,11 +343,7 @@ async fn receive_on(
             o.insert("message".into(), amqpwire::inspect::json::payload_json(&d.payload, None));
             serde_json::Value::Object(o).to_string()
         } else {
-            let m = d.message().map_err(|e| e.to_string())?;
-            match m.body.as_data() {
-                Some(b) => String::from_utf8_lossy(b).into_owned(),
-                None => format!("{:?}", m.body),
-            }
+            body_text(&d.message().map_err(|e| e.to_string())?)
         };
         bytes += d.payload.len() as u64;
         rx.accept(&d).map_err(|e| e.to_string())?;

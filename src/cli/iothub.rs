@@ -21,7 +21,7 @@ use amqpwire::runtime::Listener;
 use amqpwire::types::{MessageId, Properties};
 use bytes::Bytes;
 
-use super::client::{properties, read_body_file, runtime};
+use super::client::{body_text, parse_secs, properties, read_body_file, runtime};
 use super::trace::{TraceArgs, Tracer};
 
 /// Arguments of `amqpwire iothub`.
@@ -108,8 +108,9 @@ pub(crate) struct EmulateArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9443")]
     https: String,
     /// Keep the CA and server certificate here: `ca.pem`, `server.pem`,
-    /// `server-key.pem`, made for --hostname unless all three exist. Default: a directory
-    /// under the system's temporary directory.
+    /// `server-key.pem`, made for --hostname unless all three exist. Default:
+    /// `$HOME/.cache/amqpwire/iothub-HOSTNAME` (without HOME, a fresh directory under the
+    /// system's temporary directory).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["cert", "key"])]
     cert_dir: Option<PathBuf>,
     /// Use this server certificate chain (PEM) instead of making one.
@@ -119,7 +120,7 @@ pub(crate) struct EmulateArgs {
     #[arg(long, value_name = "PEM", requires = "cert")]
     key: Option<PathBuf>,
     /// Partitions of the event log.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     partitions: u32,
     #[command(flatten)]
     trace: TraceArgs,
@@ -208,9 +209,10 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
             (TlsServerConfig::from_pem_files(c, k).map_err(|e| e.to_string())?, None)
         }
         _ => {
-            let dir = args.cert_dir.clone().unwrap_or_else(|| {
-                std::env::temp_dir().join(format!("amqpwire-iothub-{}", args.hostname))
-            });
+            let dir = match &args.cert_dir {
+                Some(d) => d.clone(),
+                None => super::certs::default_dir(&args.hostname),
+            };
             let files = super::certs::in_dir(&dir, &args.hostname)?;
             let tls = TlsServerConfig::from_pem_files(&files.cert, &files.key)
                 .map_err(|e| format!("{}: {e}", files.cert.display()))?;
@@ -289,28 +291,29 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
     }
     let _ = out.flush();
     drop(out);
-    let mut tasks = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
     if let Some((l, _)) = https {
         let (hub, tls) = (hub.clone(), tls_for_https);
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             hub.serve_https(l, tls).await;
             Ok(())
-        }));
+        });
     }
     for (l, event_hub) in listeners {
         let hub = hub.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             if event_hub {
                 hub.serve_event_hub(l).await
             } else {
                 hub.serve(l).await
             }
-        }));
+        });
     }
-    for t in tasks {
-        match t.await {
+    // The listeners serve until one of them fails: that ends the emulator.
+    while let Some(done) = tasks.join_next().await {
+        match done {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Err(e)) => return Err(format!("a listener stopped: {e}")),
             Err(e) => return Err(format!("a listener stopped: {e}")),
         }
     }
@@ -350,7 +353,7 @@ pub(crate) struct HubArgs {
     #[arg(long, value_name = "PEM")]
     ca: Vec<PathBuf>,
     /// How long each token is valid, in seconds; CBS tokens are renewed at 80 % of it.
-    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
     token_ttl: u64,
     #[command(flatten)]
     trace: TraceArgs,
@@ -377,7 +380,7 @@ impl HubArgs {
             tls = tls.with_ca_file(ca).map_err(|e| format!("--ca {}: {e}", ca.display()))?;
         }
         o.tls = tls;
-        o.token_lifetime = Duration::from_secs(self.token_ttl.max(1));
+        o.token_lifetime = Duration::from_secs(self.token_ttl);
         o.trace = tracer.map(|t| t.shared());
         Ok(o)
     }
@@ -418,11 +421,9 @@ impl BodyArgs {
                 props.iter().map(|(k, v)| (Value::from(k.as_str()), Value::from(v.as_str()))),
             ));
         }
+        // Without --message-id each send gives the message a uuid of its own.
         m.properties = Some(Properties {
-            message_id: Some(match &self.message_id {
-                Some(id) => MessageId::String(id.as_str().into()),
-                None => MessageId::Uuid(amqpwire::azure::client::random_uuid()),
-            }),
+            message_id: self.message_id.as_deref().map(|id| MessageId::String(id.into())),
             content_type: self.content_type.as_deref().map(Into::into),
             ..Properties::default()
         });
@@ -443,7 +444,7 @@ pub(crate) struct SendC2dArgs {
     ack: AckArg,
     /// The message's time to live, in seconds (absolute-expiry-time); the hub's default
     /// otherwise.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
     ttl: Option<u64>,
     /// How many messages to send (each with its own message-id unless --message-id).
     #[arg(long, default_value_t = 1)]
@@ -469,6 +470,15 @@ impl From<AckArg> for Ack {
             AckArg::Full => Self::Full,
         }
     }
+}
+
+/// The longest time to live or token lifetime the commands take: ten years.
+const MAX_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// Writes a line of data to standard output; `false` once the reader has gone away.
+fn emit(line: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
 }
 
 fn now_ms() -> i64 {
@@ -501,11 +511,14 @@ async fn send_c2d(args: &SendC2dArgs) -> Result<ExitCode, String> {
                     p.message_id = Some(MessageId::Uuid(amqpwire::azure::client::random_uuid()));
                 }
                 if let Some(ttl) = args.ttl {
+                    // --ttl is at most ten years: no overflow.
                     p.absolute_expiry_time = Some(Timestamp(now_ms() + ttl as i64 * 1000));
                 }
             }
             let id = service.send_c2d(&args.device, m, args.ack.into()).await?;
-            println!("{}", message_id_text(&id));
+            if !emit(&message_id_text(&id)) {
+                break;
+            }
         }
         service.close().await
     })
@@ -520,8 +533,8 @@ pub(crate) struct FeedbackArgs {
     #[arg(long)]
     count: Option<usize>,
     /// Stop when nothing has come for this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
-    timeout: f64,
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    timeout: Duration,
     /// One JSON object per record (the hub's own fields) instead of a line of text.
     #[arg(long)]
     json: bool,
@@ -533,24 +546,30 @@ async fn feedback(args: &FeedbackArgs) -> Result<ExitCode, String> {
     let cs = args.hub.connection_string()?;
     let tracer = Tracer::new(&args.hub.trace, false)?;
     let options = args.hub.options(tracer.as_ref())?;
-    let wait = Duration::from_secs_f64(args.timeout.max(0.0));
+    let wait = args.timeout;
     let n = traced(tracer.as_ref(), async {
         let service = ServiceClient::connect(&cs, options).await?;
         let rx = service.feedback().await?;
         let mut n = 0;
-        while args.count.is_none_or(|c| n < c) {
+        'reading: while args.count.is_none_or(|c| n < c) {
             let Ok(batch) = tokio::time::timeout(wait, rx.next()).await else { break };
             for r in batch? {
-                if args.json {
-                    println!("{}", r.to_json());
+                if args.count.is_some_and(|c| n >= c) {
+                    break 'reading;
+                }
+                let line = if args.json {
+                    r.to_json().to_string()
                 } else {
-                    println!(
+                    format!(
                         "{} {} {} {}",
                         r.original_message_id,
                         r.device_id,
                         r.status.name(),
                         r.enqueued_time_utc
-                    );
+                    )
+                };
+                if !emit(&line) {
+                    break 'reading;
                 }
                 n += 1;
             }
@@ -623,8 +642,8 @@ pub(crate) struct DeviceReceiveArgs {
     #[arg(long)]
     count: Option<usize>,
     /// Stop when nothing has come for this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
-    timeout: f64,
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    timeout: Duration,
     /// What to do with each message.
     #[arg(long, value_enum, default_value = "complete")]
     settle: SettleArg,
@@ -640,41 +659,39 @@ async fn device_receive(args: &DeviceReceiveArgs) -> Result<ExitCode, String> {
     let cs = args.hub.connection_string()?;
     let tracer = Tracer::new(&args.hub.trace, false)?;
     let options = args.hub.options(tracer.as_ref())?;
-    let wait = Duration::from_secs_f64(args.timeout.max(0.0));
+    let wait = args.timeout;
     let n = traced(tracer.as_ref(), async {
         let device = DeviceClient::connect(&cs, options).await?;
         let mut n = 0;
         while args.count.is_none_or(|c| n < c) {
             let Ok(m) = tokio::time::timeout(wait, device.receive()).await else { break };
             let m = m?;
-            if args.json {
+            let line = if args.json {
                 let j = serde_json::json!({
                     "lock_token": m.lock_token(),
                     "message": amqpwire::inspect::json::payload_json(&m.delivery.payload, None),
                 });
-                println!("{j}");
+                j.to_string()
             } else {
-                println!("{}", body_text(&m.message));
-            }
+                body_text(&m.message)
+            };
+            // Settled as asked even when nobody reads the output any more.
+            let shown = emit(&line);
             match args.settle {
                 SettleArg::Complete => device.complete(&m)?,
                 SettleArg::Abandon => device.abandon(&m)?,
                 SettleArg::Reject => device.reject(&m)?,
             }
             n += 1;
+            if !shown {
+                break;
+            }
         }
         device.close().await?;
         Ok(n)
     })
     .await?;
     short_of(args.count, n, "messages")
-}
-
-fn body_text(m: &Message) -> String {
-    match m.body.as_data() {
-        Some(b) => String::from_utf8_lossy(b).into_owned(),
-        None => format!("{:?}", m.body),
-    }
 }
 
 /// Arguments of `amqpwire iothub monitor`.
@@ -697,8 +714,8 @@ pub(crate) struct MonitorArgs {
     #[arg(long)]
     count: Option<usize>,
     /// Stop when nothing has come for this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
-    timeout: f64,
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    timeout: Duration,
     /// One JSON object per event (device, enqueued time, offsets, the message) instead
     /// of a line of text.
     #[arg(long)]
@@ -752,7 +769,7 @@ async fn monitor(args: &MonitorArgs) -> Result<ExitCode, String> {
         start,
         partitions: (!args.partitions.is_empty()).then(|| args.partitions.clone()),
     };
-    let wait = Duration::from_secs_f64(args.timeout.max(0.0));
+    let wait = args.timeout;
     let n = traced(tracer.as_ref(), async {
         let target = EventHubTarget::discover(&cs, &options).await?;
         eprintln!(
@@ -764,11 +781,18 @@ async fn monitor(args: &MonitorArgs) -> Result<ExitCode, String> {
         let mut n = 0;
         while args.count.is_none_or(|c| n < c) {
             let Ok(e) = tokio::time::timeout(wait, reader.next()).await else { break };
-            let e = e?;
-            if args.json {
-                println!("{}", e.to_json());
-            } else {
-                println!("{}", event_line(&e));
+            let e = match e {
+                Ok(e) => e,
+                // One event that cannot be read does not stop the monitor.
+                Err(HubError::BadMessage(why)) => {
+                    eprintln!("amqpwire: skipped an event: {why}");
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
+            let line = if args.json { e.to_json().to_string() } else { event_line(&e) };
+            if !emit(&line) {
+                break;
             }
             n += 1;
         }

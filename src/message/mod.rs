@@ -74,6 +74,23 @@ impl Body {
             _ => None,
         }
     }
+
+    /// The body's bytes as text-bearing applications see them: every data section joined
+    /// (without a copy when there is one), or the UTF-8 of an amqp-value string; `None`
+    /// for other bodies.
+    pub fn bytes(&self) -> Option<Bytes> {
+        match self {
+            Self::Data(d) if d.len() == 1 => d.first().cloned(),
+            Self::Data(d) => Some(d.iter().flat_map(|p| p.iter().copied()).collect()),
+            Self::Value(Value::String(s, _)) => Some(s.as_bytes().clone()),
+            _ => None,
+        }
+    }
+
+    /// [`bytes`](Self::bytes) as text, when it is UTF-8.
+    pub fn text(&self) -> Option<String> {
+        self.bytes().and_then(|b| String::from_utf8(b.to_vec()).ok())
+    }
 }
 
 /// A map section (annotations, application properties, footer), kept encoded and read

@@ -19,6 +19,15 @@ pub(crate) fn random_u64() -> u64 {
     h.finish()
 }
 
+/// `N` unpredictable bytes.
+pub(crate) fn bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    for chunk in b.chunks_mut(8) {
+        chunk.copy_from_slice(&random_u64().to_be_bytes()[..chunk.len()]);
+    }
+    b
+}
+
 /// A SCRAM nonce: 32 hex digits (printable, no `,`).
 pub(crate) fn nonce() -> String {
     format!("{:016x}{:016x}", random_u64(), random_u64())

@@ -12,15 +12,21 @@
 //! ```
 //!
 //! HTTP/1.1 with keep-alive and `Content-Length` bodies; one request at a time per
-//! connection. Nothing a client sends can make the server hold more than the hub's
-//! device-to-cloud limit (256 KiB) plus 16 KiB of headers.
+//! connection. What a client can make the server hold is bounded: at most
+//! [`HTTPS_MAX_CONNECTIONS`] connections at once, each with one request (16 KiB of head, the
+//! hub's device-to-cloud limit of body) and what it pipelined behind it. A connection
+//! waits [`HTTPS_IDLE`] for a request to start, then [`HTTPS_TRANSFER`] for the head, again for the
+//! body (408 after that), and again for the client to take the reply.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use super::{device_segment, IotHub, Need};
 use crate::codec::Value;
@@ -30,8 +36,12 @@ use crate::types::{MessageId, Properties};
 
 /// The most header bytes a request may have.
 const MAX_HEAD: usize = 16 * 1024;
-/// How long a connection may wait for the next request.
-const IDLE: Duration = Duration::from_secs(60);
+/// How long a connection may wait for the next request to start.
+pub const HTTPS_IDLE: Duration = Duration::from_secs(60);
+/// How long a request's head, its body, and the taking of the reply may each take.
+pub const HTTPS_TRANSFER: Duration = Duration::from_secs(30);
+/// Connections served at once; more wait to be accepted.
+pub const HTTPS_MAX_CONNECTIONS: usize = 256;
 /// The content type of a batch.
 pub const BATCH_CONTENT_TYPE: &str = "application/vnd.microsoft.iothub.json";
 
@@ -88,17 +98,21 @@ impl Head {
 }
 
 impl IotHub {
-    /// Serves the HTTPS device endpoint on `listener` until the task is dropped.
+    /// Serves the HTTPS device endpoint on `listener`, forever; each connection runs on a
+    /// task of its own until it ends or times out.
     pub async fn serve_https(&self, listener: TcpListener, tls: TlsServerConfig) {
+        let slots = Arc::new(Semaphore::new(HTTPS_MAX_CONNECTIONS));
         loop {
+            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { return };
             let Ok((tcp, _)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
             let (hub, acceptor) = (self.clone(), tls.acceptor().clone());
             tokio::spawn(async move {
+                let _permit = permit;
                 let Ok(Ok(stream)) =
-                    tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                    tokio::time::timeout(HTTPS_TRANSFER, acceptor.accept(tcp)).await
                 else {
                     return;
                 };
@@ -107,64 +121,84 @@ impl IotHub {
         }
     }
 
-    /// Answers requests on one connection until the client closes it or asks to.
+    /// Answers requests on one connection until the client closes it, asks to, or is too
+    /// slow.
     async fn http_connection<S: AsyncRead + AsyncWrite + Unpin>(&self, mut io: S) {
         let mut buf: Vec<u8> = Vec::new();
         loop {
-            let reply = match tokio::time::timeout(IDLE, self.one_request(&mut io, &mut buf)).await
-            {
-                Ok(Some(reply)) => reply,
-                Ok(None) | Err(_) => return,
-            };
-            if io.write_all(&reply.to_bytes()).await.is_err() || io.flush().await.is_err() {
+            let Some(reply) = self.one_request(&mut io, &mut buf).await else { return };
+            let sent = tokio::time::timeout(HTTPS_TRANSFER, async {
+                io.write_all(&reply.to_bytes()).await?;
+                io.flush().await
+            })
+            .await;
+            if !matches!(sent, Ok(Ok(()))) {
                 return;
             }
             if reply.close {
                 let _ = io.shutdown().await;
                 return;
             }
+            // Give back what a large request left behind.
+            buf.shrink_to(buf.len().max(8 * 1024));
         }
     }
 
     /// Reads one request (the head, then its body) and answers it; `None` when the
-    /// connection ended.
+    /// connection ended, or idled, between requests.
     async fn one_request<S: AsyncRead + Unpin>(
         &self,
         io: &mut S,
         buf: &mut Vec<u8>,
     ) -> Option<Reply> {
+        let too_slow =
+            || Some(Reply::error(408, "Request Timeout", "the request came too slowly").closing());
+        let mut deadline =
+            Instant::now() + if buf.is_empty() { HTTPS_IDLE } else { HTTPS_TRANSFER };
+        // Where the search for the end of the head resumes: each byte is looked at once.
+        let mut scanned: usize = 0;
         let (head, used) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(buf) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let head = Head {
-                        method: req.method.unwrap_or("").to_owned(),
-                        path: req.path.unwrap_or("").to_owned(),
-                        headers: req
-                            .headers
-                            .iter()
-                            .map(|h| {
-                                (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned())
-                            })
-                            .collect(),
-                    };
-                    break (head, n);
-                }
-                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
-                Ok(httparse::Status::Partial) => {
-                    let why = "the request head is larger than 16 KiB";
-                    return Some(
-                        Reply::error(431, "Request Header Fields Too Large", why).closing(),
-                    );
-                }
-                Err(e) => {
-                    let why = format!("not an HTTP/1.1 request: {e}");
-                    return Some(Reply::error(400, "Bad Request", &why).closing());
+            let from = scanned.saturating_sub(3);
+            let ended = buf[from..].windows(2).any(|w| w == b"\n\n")
+                || buf[from..].windows(4).any(|w| w == b"\r\n\r\n");
+            scanned = buf.len();
+            if ended {
+                let mut headers = [httparse::EMPTY_HEADER; 64];
+                let mut req = httparse::Request::new(&mut headers);
+                match req.parse(buf) {
+                    Ok(httparse::Status::Complete(n)) => {
+                        let head = Head {
+                            method: req.method.unwrap_or("").to_owned(),
+                            path: req.path.unwrap_or("").to_owned(),
+                            headers: req
+                                .headers
+                                .iter()
+                                .map(|h| {
+                                    let value = String::from_utf8_lossy(h.value).into_owned();
+                                    (h.name.to_owned(), value)
+                                })
+                                .collect(),
+                        };
+                        break (head, n);
+                    }
+                    Ok(httparse::Status::Partial) => {}
+                    Err(e) => {
+                        let why = format!("not an HTTP/1.1 request: {e}");
+                        return Some(Reply::error(400, "Bad Request", &why).closing());
+                    }
                 }
             }
-            if read_more(io, buf).await == 0 {
-                return None;
+            if buf.len() >= MAX_HEAD {
+                let why = "the request head is larger than 16 KiB";
+                return Some(Reply::error(431, "Request Header Fields Too Large", why).closing());
+            }
+            let started = !buf.is_empty();
+            match read_more(io, buf, deadline).await {
+                Read::Data if !started => deadline = Instant::now() + HTTPS_TRANSFER,
+                Read::Data => {}
+                Read::End => return None,
+                Read::Late if started => return too_slow(),
+                Read::Late => return None,
             }
         };
         buf.drain(..used);
@@ -185,9 +219,12 @@ impl IotHub {
             let why = format!("the message is {length} bytes; at most {max} are allowed");
             return Some(Reply::error(413, "Payload Too Large", &why).closing());
         }
+        let deadline = Instant::now() + HTTPS_TRANSFER;
         while buf.len() < length {
-            if read_more(io, buf).await == 0 {
-                return None;
+            match read_more(io, buf, deadline).await {
+                Read::Data => {}
+                Read::End => return None,
+                Read::Late => return too_slow(),
             }
         }
         let body = Bytes::from(buf.drain(..length).collect::<Vec<u8>>());
@@ -215,14 +252,8 @@ impl IotHub {
         if !query.split('&').any(|kv| kv.starts_with("api-version=")) {
             return Reply::error(400, "Bad Request", "the api-version query parameter is missing");
         }
+        // The token first, as IoT Hub does: who is registered is no one else's business.
         let config = self.config();
-        if !config.devices.iter().any(|(id, _)| *id == device) {
-            return Reply::error(
-                404,
-                "Not Found",
-                &format!("no device {device:?} in the registry"),
-            );
-        }
         let Some(token) = head.header("authorization") else {
             return Reply::error(401, "Unauthorized", "no Authorization header");
         };
@@ -230,13 +261,15 @@ impl IotHub {
         match self.validate(token, &config.hostname, false) {
             Ok(claim) if claim.grants(&resource, &Need::Device(device.clone())) => {}
             Ok(_) => {
-                return Reply::error(
-                    401,
-                    "Unauthorized",
-                    &format!("the token does not cover {resource}"),
-                )
+                let why = format!("the token does not cover {resource}");
+                return Reply::error(401, "Unauthorized", &why);
             }
             Err(why) => return Reply::error(401, "Unauthorized", &why),
+        }
+        // A policy token may name a device that does not exist.
+        if !config.devices.iter().any(|(id, _)| *id == device) {
+            let why = format!("no device {device:?} in the registry");
+            return Reply::error(404, "Not Found", &why);
         }
         let batch = head.header("content-type").is_some_and(|t| {
             t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(BATCH_CONTENT_TYPE)
@@ -256,15 +289,26 @@ impl IotHub {
     }
 }
 
-/// Reads what is there into `buf`; 0 at the end of the stream or on an error.
-async fn read_more<S: AsyncRead + Unpin>(io: &mut S, buf: &mut Vec<u8>) -> usize {
+/// What a read brought.
+enum Read {
+    /// Some bytes, now in the buffer.
+    Data,
+    /// The end of the stream, or an error.
+    End,
+    /// Nothing before the deadline.
+    Late,
+}
+
+/// Reads what is there into `buf`, waiting until `deadline` at most.
+async fn read_more<S: AsyncRead + Unpin>(io: &mut S, buf: &mut Vec<u8>, deadline: Instant) -> Read {
     let mut chunk = [0u8; 8192];
-    match io.read(&mut chunk).await {
-        Ok(n) => {
+    match tokio::time::timeout_at(deadline, io.read(&mut chunk)).await {
+        Err(_) => Read::Late,
+        Ok(Ok(0) | Err(_)) => Read::End,
+        Ok(Ok(n)) => {
             buf.extend_from_slice(&chunk[..n]);
-            n
+            Read::Data
         }
-        Err(_) => 0,
     }
 }
 
@@ -309,13 +353,25 @@ fn batch_messages(body: &[u8]) -> Result<Vec<Message>, String> {
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let b64 = item
+            let text = item
                 .get("body")
                 .and_then(|b| b.as_str())
                 .ok_or_else(|| format!("batch item {i}: no \"body\" string"))?;
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .map_err(|e| format!("batch item {i}: the body is not base64: {e}"))?;
+            // The SDKs send `"base64Encoded": true`; with false the body is the text itself.
+            let encoded = match item.get("base64Encoded") {
+                None | Some(serde_json::Value::Null) => true,
+                Some(serde_json::Value::Bool(b)) => *b,
+                Some(other) => {
+                    return Err(format!("batch item {i}: base64Encoded is {other}, not a boolean"))
+                }
+            };
+            let bytes = if encoded {
+                base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map_err(|e| format!("batch item {i}: the body is not base64: {e}"))?
+            } else {
+                text.as_bytes().to_vec()
+            };
             let props: Vec<(&str, &str)> = match item.get("properties") {
                 None | Some(serde_json::Value::Null) => Vec::new(),
                 Some(serde_json::Value::Object(o)) => o
@@ -336,6 +392,55 @@ fn batch_messages(body: &[u8]) -> Result<Vec<Message>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A hub with device `d1`, and a token for it.
+    fn hub() -> (IotHub, String) {
+        let key = crate::azure::SasKey::from_bytes(vec![7; 32]);
+        let mut config = super::super::HubConfig::new("localhost");
+        config.devices.push(("d1".into(), key.clone()));
+        let expiry = super::super::unix_seconds() + 3600;
+        let token = crate::azure::SasToken::new("localhost/devices/d1", &key, None, expiry);
+        (IotHub::new(config), token.unwrap().to_string())
+    }
+
+    #[tokio::test]
+    async fn heads_in_single_bytes_and_pipelined_requests_are_answered_in_order() {
+        let (hub, token) = hub();
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let h = hub.clone();
+        tokio::spawn(async move { h.http_connection(server).await });
+        let one = format!(
+            "POST /devices/d1/messages/events?api-version=1 HTTP/1.1\r\nAuthorization: {token}\r\nContent-Length: 2\r\n\r\nhi"
+        );
+        // The first request a byte at a time, then two more in one write.
+        for b in one.as_bytes() {
+            client.write_all(&[*b]).await.unwrap();
+        }
+        let two = format!("{one}GET /x HTTP/1.1\r\nConnection: close\r\n\r\n");
+        client.write_all(two.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        let statuses: Vec<&str> = answer.lines().filter(|l| l.starts_with("HTTP/1.1 ")).collect();
+        assert_eq!(
+            statuses,
+            ["HTTP/1.1 204 No Content", "HTTP/1.1 204 No Content", "HTTP/1.1 404 Not Found"],
+            "{answer}"
+        );
+        assert_eq!(hub.events(hub.partition_of("d1")).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_head_that_never_ends_is_refused_at_16_kib() {
+        let (hub, _) = hub();
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move { hub.http_connection(server).await });
+        let endless = format!("GET /{} HTTP/1.1\r\n", "a".repeat(20_000));
+        client.write_all(endless.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    }
 
     #[test]
     fn headers_become_properties() {
@@ -359,10 +464,15 @@ mod tests {
 
     #[test]
     fn batches_are_checked_item_by_item() {
-        let ok = br#"[{"body":"aGk=","properties":{"iothub-app-k":"v"}},{"body":""}]"#;
+        let ok = br#"[{"body":"aGk=","properties":{"iothub-app-k":"v"}},{"body":""},
+            {"body":"abcd","base64Encoded":false},{"body":"YQ==","base64Encoded":true}]"#;
         let ms = batch_messages(ok).unwrap();
-        assert_eq!(ms.len(), 2);
+        assert_eq!(ms.len(), 4);
         assert_eq!(ms[0].body.as_data().map(|b| &b[..]), Some(&b"hi"[..]));
+        assert_eq!(ms[2].body.as_data().map(|b| &b[..]), Some(&b"abcd"[..]));
+        assert_eq!(ms[3].body.as_data().map(|b| &b[..]), Some(&b"a"[..]));
+        let flag = br#"[{"body":"","base64Encoded":"yes"}]"#;
+        assert!(batch_messages(flag).unwrap_err().contains("not a boolean"));
         assert!(batch_messages(b"{}").unwrap_err().contains("not a JSON array"));
         assert!(batch_messages(br#"[{"body":"***"}]"#).unwrap_err().contains("not base64"));
         assert!(batch_messages(br#"[{"nobody":1}]"#).unwrap_err().contains("item 0"));

@@ -26,7 +26,7 @@ mod https;
 mod nodes;
 mod state;
 
-pub use https::BATCH_CONTENT_TYPE;
+pub use https::{BATCH_CONTENT_TYPE, HTTPS_IDLE, HTTPS_MAX_CONNECTIONS, HTTPS_TRANSFER};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -46,11 +46,7 @@ pub use state::Event;
 
 /// A new random 256-bit shared access key, for devices and policies made up on the spot.
 pub fn generate_key() -> SasKey {
-    let mut b = Vec::with_capacity(32);
-    for _ in 0..4 {
-        b.extend_from_slice(&crate::runtime::random::random_u64().to_be_bytes());
-    }
-    SasKey::from_bytes(b)
+    SasKey::from_bytes(crate::runtime::random::bytes::<32>().to_vec())
 }
 
 /// What a policy may do.

@@ -532,11 +532,10 @@ async fn telemetry(hub: &IotHub, rx: Arc<Receiver>, device: &str) {
     }
 }
 
-/// A fresh lock token: 16 random bytes, shaped as a version 4 GUID.
+/// A fresh lock token: a version 4 GUID in .NET's byte order (the first three groups
+/// little-endian, so the version is in byte 7), as IoT Hub writes it.
 fn lock_token() -> Bytes {
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&crate::runtime::random::random_u64().to_le_bytes());
-    b[8..].copy_from_slice(&crate::runtime::random::random_u64().to_le_bytes());
+    let mut b: [u8; 16] = crate::runtime::random::bytes();
     b[7] = (b[7] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     Bytes::copy_from_slice(&b)

@@ -248,6 +248,15 @@ mod tests {
             StartPosition::Offset { offset: -1, inclusive: false }
         );
         assert_eq!(p("amqp.annotation.x-opt-offset > '@latest'"), StartPosition::Latest);
+        // No spaces around the operator.
+        assert_eq!(
+            p("amqp.annotation.x-opt-offset>'5'"),
+            StartPosition::Offset { offset: 5, inclusive: false }
+        );
+        assert_eq!(
+            p("amqp.annotation.x-opt-sequence-number>='7'"),
+            StartPosition::Sequence { sequence: 7, inclusive: true }
+        );
         assert_eq!(
             p("amqp.annotation.x-opt-sequence-number >= '3'"),
             StartPosition::Sequence { sequence: 3, inclusive: true }
