@@ -2,37 +2,18 @@
 //! service, device and monitor commands against it over TLS and WebSocket; the demo; and
 //! the one-line errors for bad input and refused tokens.
 
-use std::io::{BufRead, BufReader};
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/hub.rs"]
+mod hub;
+#[path = "support/pki.rs"]
+mod pki;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const DEVICE_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-const OWNER_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_amqpwire"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    let child = bin()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run amqpwire");
-    let start = Instant::now();
-    let out = child.wait_with_output().expect("wait");
-    assert!(start.elapsed() < Duration::from_secs(60), "amqpwire {args:?} took too long");
-    out
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use cli::{bin, run, text, Running};
+use hub::{DEVICE_KEY, OWNER_KEY};
 
 fn ok(args: &[&str]) -> String {
     let out = run(args);
@@ -43,10 +24,8 @@ fn ok(args: &[&str]) -> String {
 /// `amqpwire iothub emulate` on free loopback ports, with a certificate directory of its
 /// own; killed when dropped.
 struct Emulator {
-    child: Child,
+    running: Running,
     dir: PathBuf,
-    /// Every line it printed before serving.
-    lines: Vec<String>,
 }
 
 impl Emulator {
@@ -57,40 +36,33 @@ impl Emulator {
             std::thread::current().id()
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut child = bin()
-            .args(["iothub", "emulate", "--hostname", "localhost"])
+        let mut cmd = bin();
+        cmd.args(["iothub", "emulate", "--hostname", "localhost"])
             .args(["--device", &format!("dev1:{DEVICE_KEY}"), "--device", "dev2"])
             .args(["--policy", &format!("iothubowner:{OWNER_KEY}")])
             .args(["--amqps", "127.0.0.1:0", "--wss", "127.0.0.1:0"])
             .args(["--eventhub", "127.0.0.1:0", "--eventhub-wss", "127.0.0.1:0"])
             .args(["--https", "127.0.0.1:0"])
             .arg("--cert-dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the emulator");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let line = line.expect("a line");
-            let done = line.starts_with("ca certificate:");
-            lines.push(line);
-            if done {
-                break;
-            }
-        }
-        Self { child, dir, lines }
+            .arg(&dir);
+        // The CA's line is the last before it serves.
+        let ready =
+            |lines: &[String]| lines.last().is_some_and(|l| l.starts_with("ca certificate:"));
+        Self { running: Running::start(cmd, ready), dir }
+    }
+
+    /// Every line it printed before serving.
+    fn lines(&self) -> &[String] {
+        &self.running.lines
     }
 
     fn port_of(&self, prefix: &str, nth: usize) -> String {
         let url = self
-            .lines
+            .lines()
             .iter()
             .filter_map(|l| l.strip_prefix(prefix))
             .nth(nth)
-            .unwrap_or_else(|| panic!("no {prefix:?} line {nth} in {:?}", self.lines));
+            .unwrap_or_else(|| panic!("no {prefix:?} line {nth} in {:?}", self.lines()));
         let after_host = url.rsplit_once(':').expect("a port").1;
         after_host.split('/').next().unwrap().to_owned()
     }
@@ -102,8 +74,6 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -120,15 +90,19 @@ fn device_cs() -> String {
 fn the_emulator_prints_its_listeners_and_connection_strings() {
     let e = Emulator::start();
     let listening: Vec<&String> =
-        e.lines.iter().filter(|l| l.starts_with("listening on ")).collect();
-    assert_eq!(listening.len(), 5, "{:?}", e.lines);
-    assert!(listening[4].starts_with("listening on https://127.0.0.1:"), "{:?}", e.lines);
-    assert!(listening[1].ends_with("/$iothub/websocket"), "{:?}", e.lines);
-    assert!(listening[3].ends_with("/$servicebus/websocket"), "{:?}", e.lines);
-    assert!(e.lines.contains(&format!("device dev1: {}", device_cs())), "{:?}", e.lines);
-    assert!(e.lines.contains(&format!("policy iothubowner: {}", service_cs())), "{:?}", e.lines);
+        e.lines().iter().filter(|l| l.starts_with("listening on ")).collect();
+    assert_eq!(listening.len(), 5, "{:?}", e.lines());
+    assert!(listening[4].starts_with("listening on https://127.0.0.1:"), "{:?}", e.lines());
+    assert!(listening[1].ends_with("/$iothub/websocket"), "{:?}", e.lines());
+    assert!(listening[3].ends_with("/$servicebus/websocket"), "{:?}", e.lines());
+    assert!(e.lines().contains(&format!("device dev1: {}", device_cs())), "{:?}", e.lines());
+    assert!(
+        e.lines().contains(&format!("policy iothubowner: {}", service_cs())),
+        "{:?}",
+        e.lines()
+    );
     // dev2 got a key made up on the spot, usable as printed.
-    let dev2 = e.lines.iter().find_map(|l| l.strip_prefix("device dev2: ")).expect("dev2");
+    let dev2 = e.lines().iter().find_map(|l| l.strip_prefix("device dev2: ")).expect("dev2");
     assert!(dev2.contains(";DeviceId=dev2;SharedAccessKey="), "{dev2}");
     let ca = std::fs::read_to_string(e.ca()).expect("ca.pem written");
     assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));

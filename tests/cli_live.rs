@@ -2,41 +2,18 @@
 //! and `receive` against it over TCP and WebSocket, `--trace` and `--trace-json`, a
 //! refused password, and `demo`.
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/pki.rs"]
 mod pki;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_amqpwire"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
-}
-
-/// Runs the binary to completion, failing the test if it takes longer than 60 s.
-fn run(args: &[&str]) -> Output {
-    let child = bin()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run amqpwire");
-    let start = Instant::now();
-    let out = child.wait_with_output().expect("wait");
-    assert!(start.elapsed() < Duration::from_secs(60), "amqpwire {args:?} took too long");
-    out
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use cli::{bin, run, text, Running};
 
 /// `amqpwire serve` on free loopback ports; killed when dropped.
 struct Server {
-    child: Child,
+    _running: Running,
     urls: Vec<String>,
 }
 
@@ -50,29 +27,15 @@ impl Server {
 
     /// `amqpwire` with `args`, once it has printed `listening on` `listeners` times.
     fn with_args(args: &[&str], listeners: usize) -> Self {
-        let mut child = bin()
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut urls = Vec::new();
-        while urls.len() < listeners {
-            let line = lines.next().expect("serve printed its listeners").expect("a line");
-            let url = line.strip_prefix("listening on ").expect("`listening on URL`");
-            urls.push(url.to_owned());
-        }
-        Self { child, urls }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let mut cmd = bin();
+        cmd.args(args);
+        let running = Running::start(cmd, |lines| lines.len() == listeners);
+        let urls = running
+            .lines
+            .iter()
+            .map(|l| l.strip_prefix("listening on ").expect("`listening on URL`").to_owned())
+            .collect();
+        Self { _running: running, urls }
     }
 }
 

@@ -10,6 +10,8 @@
 //! is skipped. Every case of a test runs even when an earlier one failed, and the test
 //! lists all that failed, each with the tail of the peer's log.
 
+#[path = "support/peers.rs"]
+mod peers;
 #[path = "support/pki.rs"]
 mod pki;
 
@@ -17,7 +19,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use amqpwire::broker::{listen_options, Broker};
@@ -32,13 +33,14 @@ use amqpwire::types::{
 };
 use bytes::Bytes;
 
-const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers");
-
-/// How to install the peers, for the message of a test that cannot find one.
-const INSTALL: &str = "run tests/peers/install.sh (as root on Debian: it installs node, the \
-    Python venv with python-qpid-proton and RabbitMQ)";
-
 // ------------------------------------------------------------------ the peers
+
+use peers::{tail, Scratch, INSTALL, PEERS};
+
+/// The Python with python-qpid-proton (`AMQPWIRE_PROTON_PYTHON`, else the peers' venv).
+fn proton_python() -> std::path::PathBuf {
+    peers::venv_python("AMQPWIRE_PROTON_PYTHON", "proton", "Qpid Proton")
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Peer {
@@ -58,7 +60,7 @@ impl Peer {
     fn command(self) -> Command {
         match self {
             Self::Rhea => {
-                rhea_installed();
+                peers::node_modules(&["rhea"]);
                 let mut c = Command::new("node");
                 c.arg(Path::new(PEERS).join("rhea_peer.js"));
                 c
@@ -78,40 +80,6 @@ impl Peer {
             Self::Proton => &[Transport::Tcp, Transport::Tls],
         }
     }
-}
-
-fn rhea_installed() {
-    static CHECKED: OnceLock<()> = OnceLock::new();
-    CHECKED.get_or_init(|| {
-        let module = Path::new(PEERS).join("node_modules/rhea/package.json");
-        assert!(
-            module.exists(),
-            "rhea is not installed ({} is missing): {INSTALL}",
-            module.display()
-        );
-        let node = Command::new("node").arg("--version").output();
-        assert!(node.is_ok_and(|o| o.status.success()), "node does not run: {INSTALL}");
-    });
-}
-
-/// The Python with python-qpid-proton: `AMQPWIRE_PROTON_PYTHON`, else the venv that
-/// `tests/peers/install.sh` makes.
-fn proton_python() -> PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            let python = std::env::var_os("AMQPWIRE_PROTON_PYTHON")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| Path::new(PEERS).join(".venv/bin/python"));
-            let ok = Command::new(&python).args(["-c", "import proton"]).output();
-            assert!(
-                ok.is_ok_and(|o| o.status.success()),
-                "Qpid Proton is not installed ({} cannot import proton): {INSTALL}",
-                python.display()
-            );
-            python
-        })
-        .clone()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,30 +120,6 @@ impl Transport {
         } else {
             "127.0.0.1"
         }
-    }
-}
-
-/// A directory of its own for one test, removed at the end.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(what: &str) -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir()
-            .join(format!("amqpwire-interop-{what}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Self(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -234,13 +178,6 @@ impl Certs {
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
-}
-
-/// The last lines of a log, for a failure message.
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(25)..].join("\n")
 }
 
 /// A peer's broker, stopped when dropped.
@@ -450,7 +387,7 @@ const CLIENT_SCENARIOS: &[&str] = &[
 ];
 
 fn peer_clients_against_amqpwire(peer: Peer) {
-    let scratch = Scratch::new(&format!("{}-clients", peer.name()));
+    let scratch = Scratch::new("interop", &format!("{}-clients", peer.name()));
     let certs = Certs::write(&scratch);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -981,7 +918,7 @@ async fn sasl(peer: Peer, t: &Target<'_>) -> Outcome {
 }
 
 fn amqpwire_against(peer: Peer) {
-    let scratch = Scratch::new(&format!("{}-server", peer.name()));
+    let scratch = Scratch::new("interop", &format!("{}-server", peer.name()));
     let certs = Certs::write(&scratch);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let mut cases = Cases::default();
@@ -1050,10 +987,10 @@ impl Rabbit {
                 break p;
             }
         };
-        let scratch = Scratch::new("rabbitmq");
+        let scratch = Scratch::new("interop", "rabbitmq");
         let out = Command::new(&script)
             .arg("start")
-            .arg(&scratch.0)
+            .arg(scratch.dir())
             .arg(port.to_string())
             .arg(tls_port.to_string())
             .output()
@@ -1072,7 +1009,7 @@ impl Drop for Rabbit {
     fn drop(&mut self) {
         let _ = Command::new(Path::new(PEERS).join("rabbitmq.sh"))
             .arg("stop")
-            .arg(&self.scratch.0)
+            .arg(self.scratch.dir())
             .output();
     }
 }
@@ -1146,7 +1083,7 @@ async fn rabbit_large(t: &Target<'_>, address: &str) -> Outcome {
 #[test]
 fn amqpwire_client_against_rabbitmq() {
     let rabbit = Rabbit::start();
-    let scratch = Scratch::new("rabbitmq-client");
+    let scratch = Scratch::new("interop", "rabbitmq-client");
     let certs = Certs::write(&scratch);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let mut cases = Cases::default();

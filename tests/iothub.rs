@@ -17,9 +17,7 @@ use amqpwire::connection::LinkOptions;
 use amqpwire::message::{AnnotationMap, Body, Message};
 use amqpwire::runtime::transport::Endpoint;
 use amqpwire::runtime::{ConnectOptions, Connection, Error, Session};
-use amqpwire::types::{
-    condition, AttachSource, DeliveryState, Fields, MessageId, Properties, Source,
-};
+use amqpwire::types::{condition, AttachSource, DeliveryState, Fields, MessageId, Properties};
 use bytes::Bytes;
 use hub::{start, start_with, Hub, DEVICE_KEY, OWNER_KEY};
 
@@ -227,7 +225,6 @@ async fn cloud_to_device_with_feedback_telemetry_and_the_event_hub_endpoint() {
     let a = m.message_annotations.unwrap();
     assert_eq!(a.get("iothub-connection-device-id").and_then(|v| v.as_str()), Some("dev1"));
     assert_eq!(a.get("x-opt-offset").and_then(|v| v.as_str()), Some("0"));
-    let _ = Source::default();
 
     for c in [service, device, eh] {
         within("close", c.close(None)).await.unwrap();

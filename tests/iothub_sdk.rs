@@ -21,6 +21,8 @@
 
 #[path = "support/hub.rs"]
 mod hub;
+#[path = "support/peers.rs"]
+mod peers;
 #[path = "support/pki.rs"]
 mod pki;
 
@@ -28,8 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use amqpwire::azure::client::{
@@ -48,86 +49,28 @@ use amqpwire::types::{
 };
 use hub::{Endpoint, Hub, HubTrace, DEVICE_KEY, OWNER_KEY};
 
-const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/iothub");
-
-/// How to install the peers, for the message of a test that cannot find one.
-const INSTALL: &str = "run tests/peers/install.sh (as root on Debian: it installs node 20 \
-    with the Azure IoT Node SDKs, and the Python venv with azure-eventhub)";
 
 /// Set to 1 to write the traces of the SDKs' connections into `tests/fixtures/iothub/`.
 const WRITE_FIXTURES: &str = "AMQPWIRE_WRITE_FIXTURES";
 
 // ------------------------------------------------------------------ the peers
 
+use peers::{tail, Scratch, INSTALL, PEERS};
+
 /// node, with the pinned Azure IoT SDKs in `tests/peers/node_modules`.
 fn node_sdks_installed() {
-    static CHECKED: OnceLock<()> = OnceLock::new();
-    CHECKED.get_or_init(|| {
-        for module in
-            ["azure-iothub", "azure-iot-device", "azure-iot-device-amqp", "azure-iot-common"]
-        {
-            let p = Path::new(PEERS).join("node_modules").join(module).join("package.json");
-            assert!(
-                p.exists(),
-                "{module} is not installed ({} is missing): {INSTALL}",
-                p.display()
-            );
-        }
-        let node = Command::new("node").arg("--version").output();
-        assert!(node.is_ok_and(|o| o.status.success()), "node does not run: {INSTALL}");
-    });
+    peers::node_modules(&[
+        "azure-iothub",
+        "azure-iot-device",
+        "azure-iot-device-amqp",
+        "azure-iot-common",
+    ]);
 }
 
-/// The Python with azure-eventhub: `AMQPWIRE_EVENTHUB_PYTHON`, else the venv that
-/// `tests/peers/install.sh` makes.
+/// The Python with azure-eventhub (`AMQPWIRE_EVENTHUB_PYTHON`, else the peers' venv).
 fn eventhub_python() -> PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            let python = std::env::var_os("AMQPWIRE_EVENTHUB_PYTHON")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| Path::new(PEERS).join(".venv/bin/python"));
-            let ok = Command::new(&python).args(["-c", "import azure.eventhub"]).output();
-            assert!(
-                ok.is_ok_and(|o| o.status.success()),
-                "azure-eventhub is not installed ({} cannot import azure.eventhub): {INSTALL}",
-                python.display()
-            );
-            python
-        })
-        .clone()
-}
-
-/// A directory of its own for one test, removed at the end.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(what: &str) -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir()
-            .join(format!("amqpwire-iothub-sdk-{what}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Self(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The last lines of a log, for a failure message.
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
+    peers::venv_python("AMQPWIRE_EVENTHUB_PYTHON", "azure.eventhub", "azure-eventhub")
 }
 
 /// What a peer printed: its JSON lines.
@@ -1627,7 +1570,7 @@ async fn node_sdks_against_the_emulator(t: NodeTransport) -> Run {
         c.feedback_interval = Duration::from_millis(50);
     };
     let h = hub::start_traced(tweak, Some(rec.trace())).await;
-    let scratch = Scratch::new(t.arg());
+    let scratch = Scratch::new("iothub-sdk", t.arg());
     let ca = scratch.path("ca.pem");
     std::fs::write(&ca, &h.pki.ca).expect("write");
     let mut captures = Captures::default();
@@ -1764,7 +1707,7 @@ async fn refusals_and_settlements(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_sdks_see_refusals_rejects_and_abandons() {
     let h = hub::start(Duration::from_millis(50)).await;
-    let scratch = Scratch::new("refusals");
+    let scratch = Scratch::new("iothub-sdk", "refusals");
     let ca = scratch.path("ca.pem");
     std::fs::write(&ca, &h.pki.ca).expect("write");
     let mut failed = Vec::new();

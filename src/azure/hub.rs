@@ -302,3 +302,54 @@ impl StartPosition {
         (Symbol::from(SELECTOR_FILTER), Value::Described(Box::new(selector)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_positions_print_as_event_hubs_reads_them() {
+        let (key, value) = StartPosition::START.filter();
+        assert_eq!(key.as_str(), "apache.org:selector-filter:string");
+        let Value::Described(d) = value else { panic!("{value:?}") };
+        assert_eq!(d.descriptor, Value::Ulong(0x0000_468C_0000_0004, Default::default()));
+        assert_eq!(d.value.as_str(), Some("amqp.annotation.x-opt-offset > '-1'"));
+        let all = [
+            StartPosition::Latest,
+            StartPosition::Offset { offset: 120, inclusive: true },
+            StartPosition::Sequence { sequence: 7, inclusive: false },
+            StartPosition::EnqueuedTime { ms: 1_700_000_000_000, inclusive: false },
+        ];
+        let texts: Vec<String> = all.iter().map(|p| p.selector()).collect();
+        assert_eq!(
+            texts,
+            [
+                "amqp.annotation.x-opt-offset > '@latest'",
+                "amqp.annotation.x-opt-offset >= '120'",
+                "amqp.annotation.x-opt-sequence-number > '7'",
+                "amqp.annotation.x-opt-enqueued-time > '1700000000000'",
+            ]
+        );
+        for p in all {
+            assert_eq!(StartPosition::parse(&p.selector()), Ok(p));
+        }
+    }
+
+    #[test]
+    #[cfg(feature = "json")]
+    fn feedback_records_read_what_the_hub_writes() {
+        let body = br#"[{"originalMessageId":"m1","enqueuedTimeUtc":"2026-01-01T00:00:00.000Z",
+            "statusCode":"DeliveryCountExceeded","description":"x","deviceId":"d1",
+            "deviceGenerationId":null}]"#;
+        let r = FeedbackRecord::parse_batch(body).unwrap();
+        assert_eq!(r[0].status, FeedbackStatus::DeliveryCountExceeded);
+        assert_eq!((r[0].device_id.as_str(), r[0].device_generation_id.as_str()), ("d1", ""));
+        assert!(FeedbackRecord::parse_batch(br#"[{"statusCode":"Success"}]"#)
+            .unwrap_err()
+            .contains("originalMessageId"));
+        assert!(FeedbackRecord::parse_batch(br#"[{"originalMessageId":"m","statusCode":"Lost"}]"#)
+            .unwrap_err()
+            .contains("Lost"));
+        assert!(FeedbackRecord::parse_batch(b"{}").unwrap_err().contains("array"));
+    }
+}

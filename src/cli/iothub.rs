@@ -22,7 +22,7 @@ use amqpwire::types::{MessageId, Properties};
 use bytes::Bytes;
 
 use super::client::{body_text, parse_secs, properties, read_body_file, runtime};
-use super::trace::{TraceArgs, Tracer};
+use super::trace::{say, DemoTraceArgs, TraceArgs, Tracer};
 
 /// Arguments of `amqpwire iothub`.
 #[derive(clap::Args, Debug)]
@@ -364,8 +364,13 @@ fn parse_security(s: &str) -> Result<Security, String> {
 }
 
 impl HubArgs {
-    fn connection_string(&self) -> Result<IotHubConnectionString, String> {
-        self.connection_string.parse().map_err(|e| format!("--connection-string: {e}"))
+    /// What every client command starts from: the connection string, the tracer (when
+    /// asked for) and the client options.
+    fn setup(&self) -> Result<(IotHubConnectionString, Option<Arc<Tracer>>, HubOptions), String> {
+        let cs = self.connection_string.parse().map_err(|e| format!("--connection-string: {e}"))?;
+        let tracer = Tracer::new(&self.trace, false)?;
+        let options = self.options(tracer.as_ref())?;
+        Ok((cs, tracer, options))
     }
 
     fn options(&self, tracer: Option<&Arc<Tracer>>) -> Result<HubOptions, String> {
@@ -498,9 +503,7 @@ async fn traced<T>(
 }
 
 async fn send_c2d(args: &SendC2dArgs) -> Result<ExitCode, String> {
-    let cs = args.hub.connection_string()?;
-    let tracer = Tracer::new(&args.hub.trace, false)?;
-    let options = args.hub.options(tracer.as_ref())?;
+    let (cs, tracer, options) = args.hub.setup()?;
     let template = args.body.message("")?;
     traced(tracer.as_ref(), async {
         let service = ServiceClient::connect(&cs, options).await?;
@@ -529,35 +532,25 @@ async fn send_c2d(args: &SendC2dArgs) -> Result<ExitCode, String> {
 /// Arguments of `amqpwire iothub feedback`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct FeedbackArgs {
-    /// Stop after this many records (default: until the time-out).
-    #[arg(long)]
-    count: Option<usize>,
-    /// Stop when nothing has come for this many seconds.
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
-    timeout: Duration,
-    /// One JSON object per record (the hub's own fields) instead of a line of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    read: ReadArgs,
     #[command(flatten)]
     hub: HubArgs,
 }
 
 async fn feedback(args: &FeedbackArgs) -> Result<ExitCode, String> {
-    let cs = args.hub.connection_string()?;
-    let tracer = Tracer::new(&args.hub.trace, false)?;
-    let options = args.hub.options(tracer.as_ref())?;
-    let wait = args.timeout;
+    let (cs, tracer, options) = args.hub.setup()?;
     let n = traced(tracer.as_ref(), async {
         let service = ServiceClient::connect(&cs, options).await?;
         let rx = service.feedback().await?;
         let mut n = 0;
-        'reading: while args.count.is_none_or(|c| n < c) {
-            let Ok(batch) = tokio::time::timeout(wait, rx.next()).await else { break };
+        'reading: while args.read.more(n) {
+            let Ok(batch) = tokio::time::timeout(args.read.timeout, rx.next()).await else { break };
             for r in batch? {
-                if args.count.is_some_and(|c| n >= c) {
+                if !args.read.more(n) {
                     break 'reading;
                 }
-                let line = if args.json {
+                let line = if args.read.json {
                     r.to_json().to_string()
                 } else {
                     format!(
@@ -578,17 +571,40 @@ async fn feedback(args: &FeedbackArgs) -> Result<ExitCode, String> {
         Ok(n)
     })
     .await?;
-    short_of(args.count, n, "feedback records")
+    args.read.short_of(n, "feedback records")
 }
 
-/// Exit status 1 with a line when fewer than `count` things came.
-fn short_of(count: Option<usize>, n: usize, what: &str) -> Result<ExitCode, String> {
-    match count {
-        Some(c) if n < c => {
-            eprintln!("amqpwire: timed out after {n} of {c} {what}");
-            Ok(ExitCode::from(1))
+/// How the reading commands (feedback, device-receive, monitor) stop and print.
+#[derive(clap::Args, Debug)]
+struct ReadArgs {
+    /// Stop after this many (records, messages, events); default: until the time-out.
+    #[arg(long)]
+    count: Option<usize>,
+    /// Stop when nothing has come for this many seconds.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    timeout: Duration,
+    /// One JSON object per line instead of text (feedback: the hub's own fields;
+    /// device-receive: the lock token and the decoded message; monitor: device, enqueued
+    /// time, offsets and the message).
+    #[arg(long)]
+    json: bool,
+}
+
+impl ReadArgs {
+    /// Whether to read more after `n`.
+    fn more(&self, n: usize) -> bool {
+        self.count.is_none_or(|c| n < c)
+    }
+
+    /// Exit status 1 with a line when fewer than `--count` things came.
+    fn short_of(&self, n: usize, what: &str) -> Result<ExitCode, String> {
+        match self.count {
+            Some(c) if n < c => {
+                eprintln!("amqpwire: timed out after {n} of {c} {what}");
+                Ok(ExitCode::from(1))
+            }
+            _ => Ok(ExitCode::SUCCESS),
         }
-        _ => Ok(ExitCode::SUCCESS),
     }
 }
 
@@ -605,9 +621,7 @@ pub(crate) struct DeviceSendArgs {
 }
 
 async fn device_send(args: &DeviceSendArgs) -> Result<ExitCode, String> {
-    let cs = args.hub.connection_string()?;
-    let tracer = Tracer::new(&args.hub.trace, false)?;
-    let options = args.hub.options(tracer.as_ref())?;
+    let (cs, tracer, options) = args.hub.setup()?;
     let template = args.body.message("{\"hello\":\"from amqpwire\"}")?;
     traced(tracer.as_ref(), async {
         let device = DeviceClient::connect(&cs, options).await?;
@@ -638,35 +652,26 @@ enum SettleArg {
 /// Arguments of `amqpwire iothub device-receive`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct DeviceReceiveArgs {
-    /// Stop after this many messages (default: until the time-out).
-    #[arg(long)]
-    count: Option<usize>,
-    /// Stop when nothing has come for this many seconds.
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
-    timeout: Duration,
+    #[command(flatten)]
+    read: ReadArgs,
     /// What to do with each message.
     #[arg(long, value_enum, default_value = "complete")]
     settle: SettleArg,
-    /// One JSON object per message (lock token and the decoded message) instead of the
-    /// body as text.
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
     hub: HubArgs,
 }
 
 async fn device_receive(args: &DeviceReceiveArgs) -> Result<ExitCode, String> {
-    let cs = args.hub.connection_string()?;
-    let tracer = Tracer::new(&args.hub.trace, false)?;
-    let options = args.hub.options(tracer.as_ref())?;
-    let wait = args.timeout;
+    let (cs, tracer, options) = args.hub.setup()?;
     let n = traced(tracer.as_ref(), async {
         let device = DeviceClient::connect(&cs, options).await?;
         let mut n = 0;
-        while args.count.is_none_or(|c| n < c) {
-            let Ok(m) = tokio::time::timeout(wait, device.receive()).await else { break };
+        while args.read.more(n) {
+            let Ok(m) = tokio::time::timeout(args.read.timeout, device.receive()).await else {
+                break;
+            };
             let m = m?;
-            let line = if args.json {
+            let line = if args.read.json {
                 let j = serde_json::json!({
                     "lock_token": m.lock_token(),
                     "message": amqpwire::inspect::json::payload_json(&m.delivery.payload, None),
@@ -691,7 +696,7 @@ async fn device_receive(args: &DeviceReceiveArgs) -> Result<ExitCode, String> {
         Ok(n)
     })
     .await?;
-    short_of(args.count, n, "messages")
+    args.read.short_of(n, "messages")
 }
 
 /// Arguments of `amqpwire iothub monitor`.
@@ -710,16 +715,8 @@ pub(crate) struct MonitorArgs {
     /// Read only this partition (repeatable); all by default.
     #[arg(long = "partition", value_name = "ID")]
     partitions: Vec<String>,
-    /// Stop after this many events (default: until the time-out).
-    #[arg(long)]
-    count: Option<usize>,
-    /// Stop when nothing has come for this many seconds.
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
-    timeout: Duration,
-    /// One JSON object per event (device, enqueued time, offsets, the message) instead
-    /// of a line of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    read: ReadArgs,
     /// The Event Hub endpoint's WebSocket port, with --transport ws (443 otherwise).
     #[arg(long)]
     eventhub_ws_port: Option<u16>,
@@ -755,9 +752,7 @@ fn event_line(e: &Event) -> String {
 }
 
 async fn monitor(args: &MonitorArgs) -> Result<ExitCode, String> {
-    let cs = args.hub.connection_string()?;
-    let tracer = Tracer::new(&args.hub.trace, false)?;
-    let mut options = args.hub.options(tracer.as_ref())?;
+    let (cs, tracer, mut options) = args.hub.setup()?;
     options.event_hub_ws_port = args.eventhub_ws_port;
     let start = if args.from_start {
         StartPosition::START
@@ -769,7 +764,6 @@ async fn monitor(args: &MonitorArgs) -> Result<ExitCode, String> {
         start,
         partitions: (!args.partitions.is_empty()).then(|| args.partitions.clone()),
     };
-    let wait = args.timeout;
     let n = traced(tracer.as_ref(), async {
         let target = EventHubTarget::discover(&cs, &options).await?;
         eprintln!(
@@ -779,8 +773,8 @@ async fn monitor(args: &MonitorArgs) -> Result<ExitCode, String> {
         let mut reader = EventReader::connect(&cs, &target, read, &options).await?;
         eprintln!("reading partitions {}", reader.partitions().join(", "));
         let mut n = 0;
-        while args.count.is_none_or(|c| n < c) {
-            let Ok(e) = tokio::time::timeout(wait, reader.next()).await else { break };
+        while args.read.more(n) {
+            let Ok(e) = tokio::time::timeout(args.read.timeout, reader.next()).await else { break };
             let e = match e {
                 Ok(e) => e,
                 // One event that cannot be read does not stop the monitor.
@@ -790,7 +784,7 @@ async fn monitor(args: &MonitorArgs) -> Result<ExitCode, String> {
                 }
                 Err(other) => return Err(other),
             };
-            let line = if args.json { e.to_json().to_string() } else { event_line(&e) };
+            let line = if args.read.json { e.to_json().to_string() } else { event_line(&e) };
             if !emit(&line) {
                 break;
             }
@@ -800,7 +794,7 @@ async fn monitor(args: &MonitorArgs) -> Result<ExitCode, String> {
         Ok(n)
     })
     .await?;
-    short_of(args.count, n, "events")
+    args.read.short_of(n, "events")
 }
 
 // ------------------------------------------------------------------ the demo
@@ -808,12 +802,8 @@ async fn monitor(args: &MonitorArgs) -> Result<ExitCode, String> {
 /// Arguments of `amqpwire iothub demo`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct DemoArgs {
-    /// Write the trace as JSON lines to FILE (`-`: standard output) instead of text.
-    #[arg(long, value_name = "FILE")]
-    trace_json: Option<String>,
-    /// Show token signatures in the trace instead of masking them.
-    #[arg(long)]
-    show_secrets: bool,
+    #[command(flatten)]
+    trace: DemoTraceArgs,
     /// AMQP over WebSocket (as IoT Hub on 443) or over TLS (5671).
     #[arg(long, value_enum, default_value = "ws")]
     transport: TransportArg,
@@ -822,19 +812,8 @@ pub(crate) struct DemoArgs {
     security: Security,
 }
 
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "\n=== {line}");
-    let _ = out.flush();
-}
-
 async fn demo(args: &DemoArgs) -> Result<ExitCode, String> {
-    let trace = TraceArgs {
-        trace: args.trace_json.is_none(),
-        trace_json: args.trace_json.clone(),
-        show_secrets: args.show_secrets,
-    };
-    let tracer = Tracer::new(&trace, true)?.ok_or("no trace")?;
+    let tracer = args.trace.tracer()?;
     let r = run_demo(args, &tracer).await;
     tracer.flush();
     r.map_err(|e| e.to_string())?;
@@ -897,7 +876,7 @@ async fn run_demo(args: &DemoArgs, tracer: &Arc<Tracer>) -> Result<(), Box<dyn s
     .parse()?;
     let expiry = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 3600;
     let token = SasToken::new(&device_cs.resource_uri(), &device_key, None, expiry)?;
-    let shown = if args.show_secrets { token.to_string() } else { mask_sig(&token) };
+    let shown = if args.trace.show_secrets { token.to_string() } else { mask_sig(&token) };
     say(&format!(
         "1. tokens: the device signs HMAC-SHA256(key, \"{}\") with its base64-decoded key:\n    {shown}",
         token.string_to_sign().replace('\n', "\\n")

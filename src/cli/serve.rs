@@ -11,7 +11,7 @@ use amqpwire::runtime::transport::TlsServerConfig;
 use amqpwire::runtime::Listener;
 
 use super::client::{connect, runtime, TlsArgs};
-use super::trace::{TraceArgs, Tracer};
+use super::trace::{say, DemoTraceArgs, TraceArgs, Tracer};
 
 /// Arguments of `amqpwire serve`.
 #[derive(clap::Args, Debug)]
@@ -42,12 +42,8 @@ pub(crate) struct ServeArgs {
 /// Arguments of `amqpwire demo`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct DemoArgs {
-    /// Write the trace as JSON lines to FILE (`-`: standard output) instead of text.
-    #[arg(long, value_name = "FILE")]
-    trace_json: Option<String>,
-    /// Show the demo user's password in the trace instead of masking it.
-    #[arg(long)]
-    show_secrets: bool,
+    #[command(flatten)]
+    trace: DemoTraceArgs,
 }
 
 fn users(args: &[String]) -> Result<Vec<(String, String)>, String> {
@@ -112,19 +108,8 @@ pub(crate) fn run_demo(args: &DemoArgs) -> Result<ExitCode, String> {
     runtime()?.block_on(demo(args))
 }
 
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "\n=== {line}");
-    let _ = out.flush();
-}
-
 async fn demo(args: &DemoArgs) -> Result<ExitCode, String> {
-    let trace = TraceArgs {
-        trace: args.trace_json.is_none(),
-        trace_json: args.trace_json.clone(),
-        show_secrets: args.show_secrets,
-    };
-    let tracer = Tracer::new(&trace, true)?.ok_or("no trace")?;
+    let tracer = args.trace.tracer()?;
     let broker = Broker::new();
     let users = vec![(DEMO_USER.0.to_owned(), DEMO_USER.1.to_owned())];
     // Only the clients' side is traced (connections 1 and 2): the broker's mirrors it.

@@ -32,6 +32,36 @@ pub(crate) struct TraceArgs {
     pub(crate) show_secrets: bool,
 }
 
+/// The trace options of the demos, whose output is the trace.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub(crate) struct DemoTraceArgs {
+    /// Write the trace as JSON lines to FILE (`-`: standard output) instead of text.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) trace_json: Option<String>,
+    /// Show credentials (passwords, token signatures) instead of masking them.
+    #[arg(long)]
+    pub(crate) show_secrets: bool,
+}
+
+impl DemoTraceArgs {
+    /// The demo's tracer: text on standard output unless JSON to a file is asked for.
+    pub(crate) fn tracer(&self) -> Result<Arc<Tracer>, String> {
+        let args = TraceArgs {
+            trace: self.trace_json.is_none(),
+            trace_json: self.trace_json.clone(),
+            show_secrets: self.show_secrets,
+        };
+        Tracer::new(&args, true)?.ok_or_else(|| "no trace".to_owned())
+    }
+}
+
+/// A step of a demo, on standard output between the frames of its trace.
+pub(crate) fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "\n=== {line}");
+    let _ = out.flush();
+}
+
 /// Where trace lines go, shared by every connection of a command.
 pub(crate) struct Tracer {
     json: bool,

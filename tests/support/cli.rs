@@ -1,0 +1,72 @@
+//! Running the `amqpwire` binary from a test: to completion, or as a server that is
+//! killed when dropped.
+#![allow(dead_code)] // each test binary uses part of it
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary, run from the crate's directory.
+pub(crate) fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_amqpwire"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+/// Runs the binary to completion, failing the test if it takes longer than 60 s.
+pub(crate) fn run(args: &[&str]) -> Output {
+    let child = bin()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run amqpwire");
+    let start = Instant::now();
+    let out = child.wait_with_output().expect("wait");
+    assert!(start.elapsed() < Duration::from_secs(60), "amqpwire {args:?} took too long");
+    out
+}
+
+/// Output bytes as text.
+pub(crate) fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A running `amqpwire` (a server), killed when dropped.
+pub(crate) struct Running {
+    child: Child,
+    /// The lines it printed on standard output before it was ready.
+    pub(crate) lines: Vec<String>,
+}
+
+impl Running {
+    /// Starts `cmd` and reads its standard output until `ready` says the lines so far are
+    /// all it prints before serving.
+    pub(crate) fn start(mut cmd: Command, ready: impl Fn(&[String]) -> bool) -> Self {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start amqpwire");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            lines.push(line.expect("a line"));
+            if ready(&lines) {
+                return Self { child, lines };
+            }
+        }
+        let _ = child.kill();
+        let status = child.wait();
+        panic!("amqpwire ended ({status:?}) before it was ready; it printed {lines:?}");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
