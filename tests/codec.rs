@@ -365,3 +365,62 @@ fn default_termini_are_the_specs_defaults() {
     assert_eq!(Source::default().to_vec(), hex("00 53 28 45"));
     assert_eq!(Target::default().to_vec(), hex("00 53 29 45"));
 }
+
+/// Found by fuzzing (`fuzz/corpus/frames/lenient-array-padding-zero-width-*`): the limit on
+/// zero-width array elements counted the bytes an array *claimed*, so a lenient decode of
+/// `e0 0e 06 41 <12 bytes skipped>` accepted six `true`s that its re-encoding `e0 02 06 41`
+/// could no longer carry. The limit now counts only the array's header, in every mode and
+/// every decoder.
+#[test]
+fn a_zero_width_array_is_judged_by_its_header_never_by_bytes_it_skips() {
+    let padded = hex("e0 0e 06 41 000000000000000000000000");
+    let lenient = Value::decode_with(&padded, DecodeOptions::LENIENT).expect("padding skipped");
+    let again = lenient.to_vec();
+    assert_eq!(again, hex("e0 02 06 41"));
+    assert_eq!(Value::decode(&again).expect("our own encoding decodes strictly"), lenient);
+    let (view, _) = ValueRef::decode(&again).expect("the borrowed view agrees");
+    assert_eq!(view.to_owned_value().expect("owned"), lenient);
+    // The limit: one element per byte of the header (constructor, size, count, element
+    // constructor) plus the slack, whatever the claimed size.
+    let limit = 4 + amqpwire::codec::ZERO_WIDTH_SLACK;
+    let at_limit = format!("e0 02 {limit:02x} 41");
+    assert_eq!(Value::decode(&hex(&at_limit)).expect("at the limit").to_vec(), hex(&at_limit));
+    let over = format!("e0 02 {:02x} 41", limit + 1);
+    assert!(matches!(strict_err(&over), ErrorKind::ArrayTooLong { .. }));
+    let over_padded = format!("e0 22 {:02x} 41 {}", limit + 1, "00".repeat(32));
+    for mode in [DecodeOptions::STRICT, DecodeOptions::LENIENT] {
+        let e = Value::decode_with(&hex(&over_padded), mode).expect_err("padding buys nothing");
+        assert!(matches!(e.into_detail().kind, ErrorKind::ArrayTooLong { .. }));
+    }
+    // A descriptor is part of the header.
+    let described = format!("e0 05 {:02x} 00 53 24 45", limit + 3);
+    assert!(Value::decode(&hex(&described)).is_ok());
+}
+
+/// Found by fuzzing (`fuzz/corpus/message/duplicate-map-keys-in-amqp-value-*`): a map with
+/// the key `0` twice (`ulong0` and `smallulong 0`) inside an amqp-value body was refused by
+/// the owned decoder and accepted by `MessageView` and `ValueRef` validation. Every decoder
+/// now refuses it strictly (part 1, 1.6.23: a map's keys are distinct) and keeps it with a
+/// warning leniently.
+#[test]
+fn every_decoder_refuses_a_map_whose_keys_are_equal_in_any_encoding() {
+    use amqpwire::message::{Message, MessageView};
+    for map in ["c1 06 04 44 41 5300 42", "c1 0c 04 a1 01 61 41 b1 00000001 61 42"] {
+        let bytes = hex(map);
+        assert!(matches!(strict_err(map), ErrorKind::DuplicateKey(_)), "{map}");
+        let (view, _) = ValueRef::decode(&bytes).expect("the borrowed view decodes lazily");
+        let e = view.validate(DecodeOptions::DEFAULT_MAX_DEPTH).expect_err("validation refuses");
+        assert!(matches!(e.into_detail().kind, ErrorKind::DuplicateKey(_)), "{map}");
+        let lenient = Value::decode_with(&bytes, DecodeOptions::LENIENT).expect("kept leniently");
+        assert!(matches!(lenient, Value::Map(ref p, _) if p.len() == 2));
+        // In an amqp-value body.
+        let mut msg = hex("00 53 77");
+        msg.extend_from_slice(&bytes);
+        assert!(Message::decode(&Bytes::from(msg.clone())).is_err(), "{map}");
+        assert!(MessageView::decode(&msg).is_err(), "{map}: the view agrees");
+    }
+    // Distinct keys that merely look alike are fine.
+    let ok = hex("c1 06 04 44 41 53 01 42");
+    assert!(Value::decode(&ok).is_ok());
+    assert!(ValueRef::decode(&ok).expect("view").0.validate(8).is_ok());
+}

@@ -25,5 +25,5 @@ pub use primitive::{Symbol, Timestamp, Uuid};
 pub(crate) use reader::offset_within;
 pub use reader::{DecodeOptions, Mode, Reader};
 pub(crate) use value::check_array_count;
-pub use value::{Array, Described, MixedArray, Value};
+pub use value::{Array, Described, MixedArray, Value, ZERO_WIDTH_SLACK};
 pub use value_ref::{ArrayRef, DescribedRef, Descriptor, Iter, ListRef, MapRef, ValueRef};

@@ -382,6 +382,30 @@ impl<'a> Reader<'a> {
         self.validate_body(code, pos)
     }
 
+    /// The first key of the encoded keys at `keys` equal to an earlier one, as the owned
+    /// decoder shows it ([`duplicate_key`](super::value::duplicate_key) decides).
+    fn duplicate_key(&self, keys: &[(usize, usize)]) -> Option<String> {
+        let opts = DecodeOptions { mode: Mode::Lenient, max_depth: self.opts.max_depth };
+        let bytes = |&(s, e): &(usize, usize)| self.buf.get(s..e).unwrap_or_default();
+        let refs: Option<smallvec::SmallVec<[super::ValueRef<'_>; 16]>> = keys
+            .iter()
+            .map(|k| super::ValueRef::read(&mut Reader::new(bytes(k), opts)).ok())
+            .collect();
+        match refs {
+            Some(refs) => super::value::duplicate_key(&refs),
+            // A key the borrowed reader cannot show (text with invalid UTF-8, kept by a
+            // lenient decode) is compared as the owned decoder sees it.
+            None => {
+                let pairs: Vec<(super::Value, super::Value)> = keys
+                    .iter()
+                    .filter_map(|k| super::Value::decode_with(bytes(k), opts).ok())
+                    .map(|k| (k, super::Value::Null))
+                    .collect();
+                super::value::first_duplicate_key(&pairs).map(|k| format!("{k:?}"))
+            }
+        }
+    }
+
     /// Checks what follows constructor `code`, read at `pos`.
     pub(crate) fn validate_body(&mut self, code: u8, pos: usize) -> Result<(), DecodeError> {
         match code {
@@ -417,14 +441,35 @@ impl<'a> Reader<'a> {
                     )?;
                 }
             }
-            fc::LIST0 | fc::LIST8 | fc::LIST32 | fc::MAP8 | fc::MAP32 => {
+            fc::LIST0 | fc::LIST8 | fc::LIST32 => {
                 self.enter()?;
                 let (count, c) = self.open_compound(code)?;
                 for _ in 0..count {
                     self.validate_value()?;
                 }
-                self.close_compound(c, fc::name(code).unwrap_or("compound"))?;
+                self.close_compound(c, fc::name(code).unwrap_or("list"))?;
                 self.leave();
+            }
+            fc::MAP8 | fc::MAP32 => {
+                self.enter()?;
+                let (count, c) = self.open_compound(code)?;
+                let start = c.start;
+                // Where each key lies, to look for duplicates once the map is known valid.
+                let mut keys: smallvec::SmallVec<[(usize, usize); 16]> = smallvec::SmallVec::new();
+                for i in 0..count {
+                    let at = self.pos;
+                    self.validate_value()?;
+                    if i % 2 == 0 {
+                        keys.push((at, self.pos));
+                    }
+                }
+                self.close_compound(c, fc::name(code).unwrap_or("map"))?;
+                self.leave();
+                // Part 1, 1.6.23: a map's keys are distinct. The same test as the owned
+                // decoder's, so that the two accept the same maps.
+                if let Some(key) = self.duplicate_key(&keys) {
+                    self.deviation(start, ErrorKind::DuplicateKey(key), "kept both entries")?;
+                }
             }
             fc::ARRAY8 | fc::ARRAY32 => {
                 self.enter()?;
@@ -436,7 +481,7 @@ impl<'a> Reader<'a> {
                     epos = self.pos;
                     elem = self.read_u8()?;
                 }
-                crate::codec::check_array_count(self, c.start, elem, count)?;
+                crate::codec::check_array_count(self, &c, elem, count)?;
                 for _ in 0..count {
                     self.validate_body(elem, epos)?;
                 }

@@ -860,20 +860,33 @@ pub(crate) fn element_min_width(code: u8) -> Option<usize> {
     }
 }
 
-/// Checks an array's count against its bytes before anything is allocated.
+/// Zero-width array elements allowed beyond one per byte of the array's header.
+///
+/// An element whose constructor takes no bytes (null, true, false, uint0, ulong0, list0)
+/// costs nothing on the wire, so a few bytes could claim billions of them. The limit is
+/// counted from what the array's own constructor, size, count and descriptor take, never
+/// from the size it claims: bytes a lenient decode skips inside the array must not raise
+/// it, or a value accepted once would be refused after re-encoding (which drops them).
+pub const ZERO_WIDTH_SLACK: usize = 8;
+
+/// Checks an array's count against its bytes before anything is allocated. `c` is the
+/// array's compound, opened by [`Reader::open_compound`]; the element constructor (and any
+/// descriptor) has just been read. Every decoder of arrays calls this, so that they all
+/// accept and refuse the same arrays.
 pub(crate) fn check_array_count(
     r: &Reader<'_>,
-    start: usize,
+    c: &super::reader::Compound,
     elem: u8,
     count: u32,
 ) -> Result<(), DecodeError> {
+    let start = c.start;
     let width = element_min_width(elem)
         .ok_or_else(|| r.error_at(start, ErrorKind::InvalidArrayConstructor(elem)))?;
     let left = r.remaining();
     if width == 0 {
-        // Zero-width elements (null, true, uint0, list0…) cost no bytes, so a few bytes
-        // could claim billions of them; allow at most one per byte of the array.
-        let limit = left.max(r.position() - start);
+        // The header: size, count, element constructor and descriptor, plus the constructor
+        // byte before `start`.
+        let limit = r.position() - start + 1 + ZERO_WIDTH_SLACK;
         if count as usize > limit {
             return Err(r.error_at(start, ErrorKind::ArrayTooLong { count, limit }));
         }
@@ -896,7 +909,7 @@ fn read_array(r: &mut Reader<'_>, code: u8) -> Result<Array, DecodeError> {
     } else {
         None
     };
-    check_array_count(r, c.start, elem, count)?;
+    check_array_count(r, &c, elem, count)?;
     let mut items = Vec::with_capacity(count as usize);
     for _ in 0..count {
         items.push(Value::read_body(r, elem, ctor_pos)?);
@@ -970,6 +983,27 @@ pub(crate) fn first_duplicate_key(pairs: &[(Value, Value)]) -> Option<&Value> {
     }
     let mut seen = std::collections::HashSet::with_capacity(pairs.len());
     pairs.iter().map(|(k, _)| k).find(|k| !seen.insert(canonical_bytes(k)))
+}
+
+/// The first of `keys` equal to an earlier one, shown as the owned decoder shows it: the one
+/// test of "the same key" for borrowed decoders, matching [`first_duplicate_key`]. Simple
+/// keys of a small map compare as borrowed values, with no allocation; compound and
+/// described keys, and large maps, are compared as owned values.
+pub(crate) fn duplicate_key(keys: &[super::ValueRef<'_>]) -> Option<String> {
+    use super::ValueRef;
+    let compound = |k: &ValueRef<'_>| {
+        matches!(
+            k,
+            ValueRef::List(_) | ValueRef::Map(_) | ValueRef::Array(_) | ValueRef::Described(_)
+        )
+    };
+    if keys.len() <= 32 && !keys.iter().any(compound) {
+        let i = (0..keys.len()).find(|&i| keys[..i].contains(&keys[i]))?;
+        return keys[i].to_owned_value().ok().map(|v| format!("{v:?}"));
+    }
+    let pairs: Vec<(Value, Value)> =
+        keys.iter().filter_map(|k| k.to_owned_value().ok()).map(|k| (k, Value::Null)).collect();
+    first_duplicate_key(&pairs).map(|k| format!("{k:?}"))
 }
 
 /// The canonical encoding of a value (every remembered `Fmt` dropped), so that two equal

@@ -263,7 +263,7 @@ impl<'a> ValueRef<'a> {
                     descriptor = Some(r.skip_value()?);
                     elem = r.read_u8()?;
                 }
-                check_array_count(r, c.start, elem, count)?;
+                check_array_count(r, &c, elem, count)?;
                 let offset = r.offset();
                 let body = r.read_slice(r.remaining())?;
                 r.close_compound(c, "array")?;
@@ -376,11 +376,20 @@ impl<'a> ValueRef<'a> {
         }
         match self {
             Self::List(l) => l.iter().try_for_each(|v| v?.validate(max_depth - 1)),
-            Self::Map(m) => m.iter().try_for_each(|kv| {
-                let (k, v) = kv?;
-                k.validate(max_depth - 1)?;
-                v.validate(max_depth - 1)
-            }),
+            Self::Map(m) => {
+                let mut keys: smallvec::SmallVec<[ValueRef<'a>; 16]> = smallvec::SmallVec::new();
+                for kv in m.iter() {
+                    let (k, v) = kv?;
+                    k.validate(max_depth - 1)?;
+                    v.validate(max_depth - 1)?;
+                    keys.push(k);
+                }
+                // Part 1, 1.6.23: a map's keys are distinct.
+                match super::value::duplicate_key(&keys) {
+                    Some(k) => Err(DecodeError::new(m.list.offset, ErrorKind::DuplicateKey(k))),
+                    None => Ok(()),
+                }
+            }
             Self::Array(a) => {
                 if let Some(d) = a.descriptor()? {
                     d.validate(max_depth - 1)?;

@@ -463,7 +463,7 @@ pub fn annotate(
                 children.push(annotate(r, "descriptor".into(), None)?);
                 elem = r.read_u8()?;
             }
-            crate::codec::check_array_count(r, start, elem, count)?;
+            crate::codec::check_array_count(r, &c, elem, count)?;
             let head = r.position() - start;
             for i in 0..count {
                 let epos = r.position();

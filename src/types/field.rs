@@ -341,7 +341,6 @@ impl Codec for Vec<Symbol> {
     const TYPE: &'static str = "symbol (multiple)";
     #[inline]
     fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
-        let pos = r.position();
         let code = r.peek_u8()?;
         match code {
             fc::NULL => {
@@ -356,7 +355,7 @@ impl Codec for Vec<Symbol> {
                 if !matches!(elem, fc::SYM8 | fc::SYM32) {
                     return unexpected(r, epos, "array of symbol", elem);
                 }
-                crate::codec::check_array_count(r, pos, elem, count)?;
+                crate::codec::check_array_count(r, &c, elem, count)?;
                 let mut v = Self::with_capacity(count as usize);
                 for _ in 0..count {
                     let spos = r.position();
