@@ -620,6 +620,17 @@ impl Receiver {
         }
     }
 
+    /// The credit this receiver has granted and the sender has not used yet, as the engine
+    /// knows it now (2.6.7: `link-credit`). A receiver with a credit window refills it as
+    /// deliveries are taken, so right after [`recv`](Self::recv) returns this already
+    /// counts that refill.
+    pub fn credit(&self) -> Result<u32, Error> {
+        let s = self.conn.inner.lock();
+        s.conn
+            .link_credit(self.link)
+            .ok_or_else(|| s.detached.get(&self.link).map_or(Error::Closed, Error::duplicate))
+    }
+
     /// Grants `credit` (replacing what was granted); for receivers made with a window of 0.
     pub fn set_credit(&self, credit: u32) -> Result<(), Error> {
         let link = self.link;
