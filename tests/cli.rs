@@ -169,3 +169,31 @@ fn decode_survives_an_empty_plain_response_and_names_tls() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("TLS ClientHello"), "{}", stdout(&o));
 }
+
+/// Part 5, 5.3.2: after the SASL protocol header only SASL frames may come. An AMQP frame
+/// there is reported, in strict and lenient mode alike, and so is a SASL frame after the
+/// AMQP header; the same frames after the right header decode cleanly.
+#[test]
+fn decode_reports_a_frame_on_the_wrong_layer_in_every_mode() {
+    let sasl = "414d515003010000";
+    let amqp = "414d515000010000";
+    let disposition = "0000001b02000000005315c00e064170000007fd40410053244540";
+    let sasl_outcome = "0000001002010000005344c003015000";
+    for (header, frame, what) in [(sasl, disposition, "SASL layer"), (amqp, sasl_outcome, "AMQP")] {
+        for mode in ["--strict", "--lenient"] {
+            let input = format!("{header}{frame}");
+            let o = amqpwire(&["decode", mode, "--hex", &input], None);
+            assert_eq!(o.status.code(), Some(1), "{what} {mode}: {}", stdout(&o));
+            assert!(stdout(&o).contains("! error: a"), "{what} {mode}: {}", stdout(&o));
+            let o = amqpwire(&["decode", mode, "--json", "--hex", &input], None);
+            let errors: Vec<_> =
+                json_lines(&o).into_iter().filter(|l| l["kind"] == "error").collect();
+            assert_eq!(errors.len(), 1, "{what} {mode}");
+            assert_eq!(errors[0]["offset"], 13, "the frame type byte");
+        }
+    }
+    for (header, frame) in [(amqp, disposition), (sasl, sasl_outcome)] {
+        let o = amqpwire(&["decode", "--hex", &format!("{header}{frame}")], None);
+        assert!(o.status.success(), "{}", stdout(&o));
+    }
+}

@@ -77,6 +77,7 @@ fn count_errors(rec: &Record) -> usize {
         Record::Error(_) | Record::Truncated { .. } => 1,
         Record::Frame(f) => {
             usize::from(f.frame.is_err())
+                + usize::from(f.layer_error.is_some())
                 + f.delivery.as_ref().map_or(0, |d| usize::from(d.message.is_err()))
         }
     }

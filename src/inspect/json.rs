@@ -84,6 +84,9 @@ fn frame_json(f: &FrameRecord) -> Vec<Json> {
     }
     o.insert("raw".into(), json!(hex(&f.raw)));
     let mut lines = vec![Json::Object(o)];
+    if let Some(e) = f.layer_error {
+        lines.push(json!({"offset": f.offset + 5, "kind": "error", "fatal": false, "frame_offset": f.offset, "error": e}));
+    }
     if let Err(e) = &f.frame {
         lines.push(json!({"offset": e.offset, "kind": "error", "fatal": false, "frame_offset": f.offset, "error": e.kind.to_string()}));
     }

@@ -24,7 +24,8 @@ pub use text::render_text;
 use crate::codec::format as fc;
 use crate::codec::{DecodeError, DecodeOptions, Reader, Value, Warning};
 use crate::frame::{
-    Frame, FrameBody, FrameDecoder, FrameError, FrameHeader, FrameType, ProtocolHeader, StreamItem,
+    Frame, FrameBody, FrameDecoder, FrameError, FrameHeader, FrameType, ProtocolHeader, ProtocolId,
+    StreamItem,
 };
 use crate::message::Message;
 use crate::types::{fields_for_code, name_for_code, Performative};
@@ -91,6 +92,10 @@ pub struct FrameRecord {
     pub aborted: bool,
     /// Credentials in the frame were masked (a SASL PLAIN password, a SAS signature).
     pub redacted: bool,
+    /// The frame's type does not belong to the layer the last protocol header opened (an
+    /// AMQP frame after the SASL header, a SASL frame after the AMQP header): an error in
+    /// every mode, whatever the frame holds.
+    pub layer_error: Option<&'static str>,
 }
 
 impl FrameRecord {
@@ -139,6 +144,8 @@ pub struct Inspector {
     partial: HashMap<(u16, u32), Partial>,
     failed: bool,
     redact: bool,
+    /// The layer the last protocol header opened (none seen yet: frames of either type).
+    layer: Option<ProtocolId>,
 }
 
 #[derive(Debug, Default)]
@@ -157,6 +164,7 @@ impl Inspector {
             partial: HashMap::new(),
             failed: false,
             redact: true,
+            layer: None,
         }
     }
 
@@ -182,6 +190,7 @@ impl Inspector {
         match self.decoder.next_item() {
             Ok(None) => None,
             Ok(Some(StreamItem::Header { offset, header })) => {
+                self.layer = Some(header.id);
                 Some(Record::Header { offset, header })
             }
             Ok(Some(StreamItem::Frame(raw))) => Some(Record::Frame(Box::new(self.frame(raw)))),
@@ -242,6 +251,7 @@ impl Inspector {
             continuation: None,
             aborted: false,
             redacted,
+            layer_error: self.layer_error(raw.header.frame_type),
         };
         if let Ok(Frame {
             channel,
@@ -269,6 +279,21 @@ impl Inspector {
             }
         }
         rec
+    }
+
+    /// Part 5, 5.3.2 and part 2, 2.3: a SASL layer carries only SASL frames, and the AMQP
+    /// layer only AMQP frames. Checked in every mode: a frame on the wrong layer is not a
+    /// deviation a lenient reader can work around, since the peer would reject the stream.
+    fn layer_error(&self, ty: FrameType) -> Option<&'static str> {
+        match self.layer? {
+            ProtocolId::SASL if ty != FrameType::SASL => Some(
+                "a frame other than SASL after the SASL protocol header: the SASL layer carries only SASL frames (part 5, 5.3.2)",
+            ),
+            ProtocolId::AMQP if ty == FrameType::SASL => Some(
+                "a SASL frame after the AMQP protocol header: SASL frames belong to the SASL layer only (part 2, 2.3; part 5, 5.3.2)",
+            ),
+            _ => None,
+        }
     }
 
     fn delivery(

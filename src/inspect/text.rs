@@ -73,6 +73,9 @@ fn frame(f: &FrameRecord, out: &mut String) {
             }
         }
     }
+    if let Some(e) = f.layer_error {
+        let _ = writeln!(out, "{:>8}  ! error: {e}", f.offset + 5);
+    }
     for w in &f.warnings {
         let _ = writeln!(out, "{:>8}  ! warning: {} ({})", w.offset, w.kind, w.action);
     }
