@@ -25,6 +25,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("inspect", inspect),
     ("connection", connection),
     ("azure", azure),
+    ("differential", differential),
 ];
 
 /// Decodes one value every way; checks that a strict decode re-encodes to the same bytes
@@ -293,6 +294,73 @@ pub fn connection(data: &[u8]) {
     let mut sasl = Config::new("server");
     sasl.authenticator = Some(Box::new(Credentials::new(|| "n".into()).anonymous(true)));
     run(Connection::server(sasl), &ProtocolHeader::SASL.to_bytes());
+}
+
+/// Every decoder that must agree, on the same bytes: the owned [`Value`], the borrowed
+/// [`ValueRef`] with its validation, the reader's allocation-free validator and the
+/// inspector's annotation must accept and refuse the same values, consume the same bytes
+/// and read the same value; a typed performative is a valid value; [`Message`] and both
+/// [`MessageView`] decoders must accept the same messages; in each mode a lenient decode
+/// accepts everything a strict one does.
+pub fn differential(data: &[u8]) {
+    use crate::inspect::annotate;
+    for opts in [DecodeOptions::STRICT, DecodeOptions::LENIENT] {
+        let mut r = Reader::new(data, opts);
+        let owned = Value::read(&mut r).map(|v| (v, r.position()));
+        let mut r = Reader::new(data, opts);
+        let valid = r.validate_value().map(|()| r.position());
+        let mut r = Reader::new(data, opts);
+        let tree = annotate(&mut r, String::new(), None).map(|n| (n, r.position()));
+        assert_eq!(
+            owned.as_ref().map(|o| o.1).ok(),
+            valid.as_ref().ok().copied(),
+            "{opts:?}: the owned decoder and the validator must agree ({:?} / {:?})",
+            owned.as_ref().err(),
+            valid.as_ref().err()
+        );
+        assert_eq!(
+            owned.as_ref().map(|o| o.1).ok(),
+            tree.as_ref().map(|t| t.1).ok(),
+            "{opts:?}: the owned decoder and the inspector must agree ({:?} / {:?})",
+            owned.as_ref().err(),
+            tree.as_ref().err()
+        );
+        if let Ok((n, used)) = &tree {
+            assert_eq!(n.len, *used, "the inspector's node spans what it read");
+        }
+        if opts.mode == crate::codec::Mode::Strict {
+            let borrowed = ValueRef::decode(data).and_then(|(v, n)| {
+                v.validate(DecodeOptions::DEFAULT_MAX_DEPTH)?;
+                Ok((v, n))
+            });
+            assert_eq!(
+                owned.as_ref().map(|o| o.1).ok(),
+                borrowed.as_ref().map(|b| b.1).ok(),
+                "the owned and the borrowed decoders must agree ({:?} / {:?})",
+                owned.as_ref().err(),
+                borrowed.as_ref().err()
+            );
+            if let (Ok((v, _)), Ok((b, _))) = (&owned, &borrowed) {
+                assert_eq!(b.to_owned_value().as_ref(), Ok(v), "both read the same value");
+            }
+            // What a strict decode accepts, a lenient one accepts the same way.
+            if let Ok((v, used)) = &owned {
+                let lenient = Value::decode_with(&data[..*used], DecodeOptions::LENIENT);
+                assert_eq!(lenient.as_ref(), Ok(v), "lenient accepts what strict accepts");
+            }
+        }
+        // A typed performative is a valid value, consuming the same bytes.
+        if let Ok((_, used)) = Performative::decode(data, opts) {
+            let v = owned.as_ref().map(|o| o.1);
+            assert_eq!(v.as_ref().ok(), Some(&used), "{opts:?}: a performative is a value");
+        }
+    }
+    let bytes = Bytes::copy_from_slice(data);
+    let owned = Message::decode(&bytes);
+    let view = MessageView::decode(data);
+    let general = MessageView::decode_general(data);
+    assert_eq!(owned.is_ok(), view.is_ok(), "Message and MessageView ({:?})", owned.err());
+    assert_eq!(view.is_ok(), general.is_ok(), "fast and general views");
 }
 
 /// Azure's decoders of peer and user input: SAS tokens, connection strings, start-position

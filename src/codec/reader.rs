@@ -382,6 +382,20 @@ impl<'a> Reader<'a> {
         self.validate_body(code, pos)
     }
 
+    /// Part 1, 1.6.23: a map's keys are distinct. `keys` are where the keys of the map
+    /// whose compound started at `start` lie in the buffer; the same test as the owned
+    /// decoder's, so that every decoder accepts the same maps.
+    pub(crate) fn check_distinct_keys(
+        &mut self,
+        start: usize,
+        keys: &[(usize, usize)],
+    ) -> Result<(), DecodeError> {
+        match self.duplicate_key(keys) {
+            Some(key) => self.deviation(start, ErrorKind::DuplicateKey(key), "kept both entries"),
+            None => Ok(()),
+        }
+    }
+
     /// The first key of the encoded keys at `keys` equal to an earlier one, as the owned
     /// decoder shows it ([`duplicate_key`](super::value::duplicate_key) decides).
     fn duplicate_key(&self, keys: &[(usize, usize)]) -> Option<String> {
@@ -465,11 +479,7 @@ impl<'a> Reader<'a> {
                 }
                 self.close_compound(c, fc::name(code).unwrap_or("map"))?;
                 self.leave();
-                // Part 1, 1.6.23: a map's keys are distinct. The same test as the owned
-                // decoder's, so that the two accept the same maps.
-                if let Some(key) = self.duplicate_key(&keys) {
-                    self.deviation(start, ErrorKind::DuplicateKey(key), "kept both entries")?;
-                }
+                self.check_distinct_keys(start, &keys)?;
             }
             fc::ARRAY8 | fc::ARRAY32 => {
                 self.enter()?;

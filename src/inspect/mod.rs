@@ -443,10 +443,14 @@ pub fn annotate(
             let head = r.position() - start;
             let mut children = Vec::with_capacity(count as usize);
             let is_map = matches!(code, fc::MAP8 | fc::MAP32);
+            let map_start = c.start;
+            let mut keys = Vec::new();
             let mut i = 0;
             while i < count {
                 if is_map {
+                    let kpos = r.position();
                     let k = annotate(r, "key".into(), None)?;
+                    keys.push((kpos, r.position()));
                     let v = annotate(r, k.summary.clone(), None)?;
                     children.push(k);
                     children.push(v);
@@ -470,6 +474,7 @@ pub fn annotate(
             }
             r.close_compound(c, fc::name(code).unwrap_or("compound"))?;
             r.leave();
+            r.check_distinct_keys(map_start, &keys)?;
             let summary = match (is_map, count) {
                 (true, 2) => "1 entry".to_owned(),
                 (true, _) => format!("{} entries", count / 2),
