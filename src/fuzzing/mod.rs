@@ -5,6 +5,8 @@
 //! Each function must never panic on any input except through the invariant assertions
 //! it makes, each of which names the property that failed.
 
+pub mod generate;
+
 use bytes::Bytes;
 
 use crate::codec::{DecodeOptions, Reader, Value, ValueRef};
@@ -26,6 +28,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("connection", connection),
     ("azure", azure),
     ("differential", differential),
+    ("structured", structured),
 ];
 
 /// Decodes one value every way; checks that a strict decode re-encodes to the same bytes
@@ -361,6 +364,28 @@ pub fn differential(data: &[u8]) {
     let general = MessageView::decode_general(data);
     assert_eq!(owned.is_ok(), view.is_ok(), "Message and MessageView ({:?})", owned.err());
     assert_eq!(view.is_ok(), general.is_ok(), "fast and general views");
+}
+
+/// Structure-aware: the input drives [`generate::value`], which writes a value valid by
+/// construction with every encoding choice part 1 allows. Every decoder must accept it
+/// strictly, re-encode it to the same bytes (the lossless property, for non-canonical forms
+/// too), and agree on it ([`differential`]), alone and as the amqp-value body of a message.
+pub fn structured(data: &[u8]) {
+    let mut u = arbitrary::Unstructured::new(data);
+    let mut bytes = Vec::new();
+    generate::value(&mut u, &mut bytes);
+    let v = Value::decode(&bytes).unwrap_or_else(|e| {
+        panic!("a generated value must decode strictly: {e} in {}", crate::inspect::hex(&bytes))
+    });
+    assert_eq!(v.to_vec(), bytes, "lossless: a generated value must re-encode to its bytes");
+    assert_eq!(v.encoded_len(), bytes.len(), "encoded_len must match the encoding");
+    differential(&bytes);
+    let mut message = vec![0x00, 0x53, 0x77];
+    message.extend_from_slice(&bytes);
+    let m = Message::decode(&Bytes::from(message.clone()))
+        .unwrap_or_else(|e| panic!("an amqp-value body of a generated value must decode: {e}"));
+    assert_eq!(m.to_vec(), message, "the message re-encodes to its bytes");
+    differential(&message);
 }
 
 /// Azure's decoders of peer and user input: SAS tokens, connection strings, start-position
