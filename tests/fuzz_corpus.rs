@@ -68,3 +68,12 @@ proptest::proptest! {
         amqpwire::fuzzing::structured(&data);
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+    /// The stateful engine target on random command sequences.
+    #[test]
+    fn random_command_sequences_keep_the_engine_invariants(data in proptest::collection::vec(proptest::num::u8::ANY, 0..1500)) {
+        amqpwire::fuzzing::engine(&data);
+    }
+}

@@ -5,6 +5,7 @@
 //! Each function must never panic on any input except through the invariant assertions
 //! it makes, each of which names the property that failed.
 
+pub mod engine;
 pub mod generate;
 
 use bytes::Bytes;
@@ -29,6 +30,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("azure", azure),
     ("differential", differential),
     ("structured", structured),
+    ("engine", engine),
 ];
 
 /// Decodes one value every way; checks that a strict decode re-encodes to the same bytes
@@ -386,6 +388,13 @@ pub fn structured(data: &[u8]) {
         .unwrap_or_else(|e| panic!("an amqp-value body of a generated value must decode: {e}"));
     assert_eq!(m.to_vec(), message, "the message re-encodes to its bytes");
     differential(&message);
+}
+
+/// Stateful: a client and a server engine driven by fuzzer-chosen commands, chunk sizes,
+/// time steps and hostile bytes, with invariants checked after every step
+/// ([`engine::run`]).
+pub fn engine(data: &[u8]) {
+    engine::run(data);
 }
 
 /// Azure's decoders of peer and user input: SAS tokens, connection strings, start-position

@@ -1,0 +1,419 @@
+//! The stateful engine target: a client and a server [`Connection`] joined in memory and
+//! driven by a sequence of commands the fuzzer chooses (begin, attach, flow, send,
+//! disposition, drained, detach, end, close), of the sizes in which bytes cross the wire,
+//! and of steps of virtual time, with adversarial bytes fed into either side at chosen
+//! points. The quinn style: structure-aware operation sequences over a sans-IO machine.
+//!
+//! Checked after every step: nothing panics, and what either side writes stays bounded.
+//! Whenever both sides have read everything the other wrote, and as long as only the two
+//! engines wrote the bytes: on every link attached at both ends, the receiver has every
+//! delivery the sender sent, once and in order; both ends agree on the link's credit; the
+//! sender sees each unsettled delivery settled at most once, and only those it sent
+//! unsettled. At the end a close from the client ends both connections cleanly.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use arbitrary::Unstructured;
+use bytes::Bytes;
+
+use crate::connection::{Config, Connection, Event, LinkId, LinkOptions, SessionId};
+use crate::types::{Accepted, DeliveryState, Modified, Rejected, Released, SequenceNo};
+
+/// One link as both ends know it, and what crossed it.
+#[derive(Debug, Default)]
+struct Link {
+    /// The client's end and its role (true: the client sends).
+    client: Option<LinkId>,
+    client_sends: bool,
+    /// The server's end, once its attach arrived there.
+    server: Option<LinkId>,
+    /// The server's answer reached the client.
+    answered: bool,
+    /// Either end detached it (or its session ended).
+    dead: bool,
+    /// Tags the sender sent, in order.
+    sent: Vec<Bytes>,
+    /// Tags the receiver got, in order.
+    received: Vec<Bytes>,
+    /// Delivery-ids the sender sent unsettled and has not seen settled.
+    awaiting: BTreeSet<u32>,
+    /// Delivery-ids the receiver holds unsettled.
+    unsettled: Vec<SequenceNo>,
+}
+
+/// The pair, the wire between them, and what the checks need to know.
+struct Pair {
+    client: Connection,
+    server: Connection,
+    /// Written by the client, not yet read by the server; and the other way.
+    c2s: Vec<u8>,
+    s2c: Vec<u8>,
+    now: Instant,
+    sessions: Vec<SessionId>,
+    links: Vec<Link>,
+    by_name: HashMap<String, usize>,
+    /// Only the two engines have written the bytes each side read.
+    honest: bool,
+    /// Either side reported a protocol error or ended: the link checks stop.
+    troubled: bool,
+    tags: u32,
+}
+
+/// Runs the commands the input describes; see the module documentation for the checks.
+pub fn run(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let mut server = Config::new("server");
+    // Small frames on one side, so that large messages span several transfers.
+    server.max_frame_size = [512, 4096, 65536][usize::from(byte(&mut u)) % 3];
+    server.session.incoming_window = 1 + u32::from(byte(&mut u) % 32);
+    let mut client = Config::new("client");
+    client.idle_time_out = flag(&mut u).then(|| Duration::from_millis(1000));
+    let mut p = Pair {
+        client: Connection::client(client),
+        server: Connection::server(server),
+        c2s: Vec::new(),
+        s2c: Vec::new(),
+        now: Instant::now(),
+        sessions: Vec::new(),
+        links: Vec::new(),
+        by_name: HashMap::new(),
+        honest: true,
+        troubled: false,
+        tags: 0,
+    };
+    let mut steps = 0;
+    while !u.is_empty() && steps < 256 {
+        steps += 1;
+        p.step(&mut u);
+        p.transmit();
+        p.collect();
+    }
+    // The end: everything delivered, checked, then a clean close.
+    p.quiesce(&mut u);
+    let clean = p.honest && !p.troubled;
+    let _ = p.client.close(None);
+    p.quiesce(&mut u);
+    if clean {
+        assert!(p.client.is_ended(), "the client's close must end its connection");
+        assert!(p.server.is_ended(), "the client's close must end the server's connection");
+    }
+}
+
+impl Pair {
+    /// One command.
+    fn step(&mut self, u: &mut Unstructured<'_>) {
+        // Weighted: links and deliveries often, hostile bytes rarely.
+        match byte(u) % 32 {
+            0 | 1 => {
+                if let Ok(s) = self.client.begin() {
+                    self.sessions.push(s);
+                }
+            }
+            2..=5 => self.attach(u),
+            6..=9 => self.flow(u),
+            10..=15 => self.send(u),
+            16..=18 => self.settle(u),
+            19 => {
+                if let Some(l) = self.pick_link(u) {
+                    let (sender, id) = self.end_of(l, true);
+                    if let Some(id) = id {
+                        let _ = sender.drained(id);
+                    }
+                }
+            }
+            20 => {
+                if let Some(l) = self.pick_link(u) {
+                    let closed = flag(u);
+                    let on_client = flag(u);
+                    let link = &self.links[l];
+                    let id = if link.dead {
+                        None
+                    } else if on_client {
+                        link.client
+                    } else {
+                        link.server
+                    };
+                    let conn = if on_client { &mut self.client } else { &mut self.server };
+                    if let Some(id) = id {
+                        if conn.detach(id, closed, None).is_ok() {
+                            self.links[l].dead = true;
+                        }
+                    }
+                }
+            }
+            21 => {
+                if !self.sessions.is_empty() {
+                    let s = self.sessions[usize::from(byte(u)) % self.sessions.len()];
+                    if self.client.end_session(s, None).is_ok() {
+                        // Its links go with it.
+                        for l in &mut self.links {
+                            if l.client.is_some_and(|c| c.session == s) {
+                                l.dead = true;
+                            }
+                        }
+                    }
+                }
+            }
+            22..=24 => {
+                // Part of what one side wrote crosses, in a chunk of the fuzzer's size.
+                let n = usize::from(byte(u)) * 4 + 1;
+                if flag(u) {
+                    let n = n.min(self.c2s.len());
+                    let chunk: Vec<u8> = self.c2s.drain(..n).collect();
+                    self.server.handle_input(&chunk, self.now);
+                } else {
+                    let n = n.min(self.s2c.len());
+                    let chunk: Vec<u8> = self.s2c.drain(..n).collect();
+                    self.client.handle_input(&chunk, self.now);
+                }
+            }
+            25 => {
+                // Time passes; timers fire.
+                let ms = u64::from(byte(u)) * 16;
+                self.now += Duration::from_millis(ms);
+                self.client.handle_timeout(self.now);
+                self.server.handle_timeout(self.now);
+            }
+            26..=30 => self.quiesce(u),
+            _ => {
+                // Hostile bytes into one side, where its stream stands now.
+                let n = usize::from(byte(u) % 64);
+                let junk: Vec<u8> = (0..n).map(|_| byte(u)).collect();
+                if n > 0 {
+                    self.honest = false;
+                    if flag(u) {
+                        self.server.handle_input(&junk, self.now);
+                    } else {
+                        self.client.handle_input(&junk, self.now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn attach(&mut self, u: &mut Unstructured<'_>) {
+        if self.sessions.is_empty() {
+            return;
+        }
+        let s = self.sessions[usize::from(byte(u)) % self.sessions.len()];
+        let name = format!("link-{}", self.links.len());
+        let client_sends = flag(u);
+        let mut opts = if client_sends {
+            LinkOptions::sender(&name, "q")
+        } else {
+            LinkOptions::receiver(&name, "q")
+        };
+        if flag(u) {
+            // rcv-settle-mode second: the receiver's outcome waits for the sender's settle.
+            opts.rcv_settle_mode = crate::types::ReceiverSettleMode::SECOND;
+        }
+        if let Ok(id) = self.client.attach(s, opts) {
+            self.by_name.insert(name, self.links.len());
+            self.links.push(Link { client: Some(id), client_sends, ..Link::default() });
+        }
+    }
+
+    fn flow(&mut self, u: &mut Unstructured<'_>) {
+        let Some(l) = self.pick_link(u) else { return };
+        let credit = u32::from(byte(u) % 40);
+        let drain = byte(u) % 8 == 0;
+        let (receiver, id) = self.end_of(l, false);
+        if let Some(id) = id {
+            let _ = receiver.flow(id, credit, drain);
+        }
+    }
+
+    fn send(&mut self, u: &mut Unstructured<'_>) {
+        let Some(l) = self.pick_link(u) else { return };
+        let size = match byte(u) % 4 {
+            0 => 0,
+            1 => usize::from(byte(u)),
+            _ => usize::from(byte(u)) * 24,
+        };
+        let settled = flag(u);
+        self.tags += 1;
+        let tag = Bytes::from(self.tags.to_be_bytes().to_vec());
+        let payload = vec![0x55; size];
+        let (sender, id) = self.end_of(l, true);
+        let Some(id) = id else { return };
+        let before = sender.link_credit(id);
+        if let Ok(delivery) = sender.send(id, tag.clone(), &payload, settled) {
+            // Credit is never exceeded: a send uses one unit that existed.
+            assert!(before.is_some_and(|c| c > 0), "a send succeeded without credit");
+            let link = &mut self.links[l];
+            link.sent.push(tag);
+            if !settled {
+                link.awaiting.insert(delivery.0);
+            }
+        }
+    }
+
+    fn settle(&mut self, u: &mut Unstructured<'_>) {
+        let Some(l) = self.pick_link(u) else { return };
+        let n = usize::from(byte(u) % 4) + 1;
+        let state = match byte(u) % 4 {
+            0 => DeliveryState::Accepted(Accepted {}),
+            1 => DeliveryState::Rejected(Rejected { error: None }),
+            2 => DeliveryState::Released(Released {}),
+            _ => DeliveryState::Modified(Modified {
+                delivery_failed: Some(true),
+                undeliverable_here: None,
+                message_annotations: None,
+            }),
+        };
+        let settled = !flag(u) || byte(u) % 2 == 0;
+        let ids: Vec<SequenceNo> = {
+            let link = &mut self.links[l];
+            let n = n.min(link.unsettled.len());
+            link.unsettled.drain(..n).collect()
+        };
+        let (receiver, id) = self.end_of(l, false);
+        let Some(id) = id else { return };
+        for d in ids {
+            let _ = receiver.disposition(id, d, None, settled, Some(state.clone()));
+        }
+    }
+
+    /// A link that exists at the client's end, if any.
+    fn pick_link(&self, u: &mut Unstructured<'_>) -> Option<usize> {
+        (!self.links.is_empty()).then(|| usize::from(byte(u)) % self.links.len())
+    }
+
+    /// The sending (or receiving) end of link `l`: its connection and its id there (none
+    /// once the link detached: its handle may already name a newer link).
+    fn end_of(&mut self, l: usize, sending: bool) -> (&mut Connection, Option<LinkId>) {
+        let link = &self.links[l];
+        if link.dead {
+            return (&mut self.client, None);
+        }
+        if link.client_sends == sending {
+            (&mut self.client, link.client)
+        } else {
+            (&mut self.server, link.server)
+        }
+    }
+
+    /// Moves what each side wants to write onto the wire, bounded.
+    fn transmit(&mut self) {
+        for (conn, wire) in [(&mut self.client, &mut self.c2s), (&mut self.server, &mut self.s2c)] {
+            let before = wire.len();
+            conn.poll_transmit(wire);
+            // One step sends at most a few frames of every link plus one message of up
+            // to 6 KiB split into 512-byte frames: far below this.
+            assert!(wire.len() - before < 1 << 20, "one step wrote {} bytes", wire.len() - before);
+        }
+        assert!(self.c2s.len() + self.s2c.len() < 64 << 20, "the wire holds too much");
+    }
+
+    /// Reads both sides' events, keeping the records the checks need.
+    fn collect(&mut self) {
+        while let Some(e) = self.server.poll_event() {
+            self.on_event(e, false);
+        }
+        while let Some(e) = self.client.poll_event() {
+            self.on_event(e, true);
+        }
+    }
+
+    fn on_event(&mut self, e: Event, at_client: bool) {
+        match e {
+            Event::LinkAttached { link, by_peer, remote } => {
+                if let Some(&l) = self.by_name.get(&*remote.name) {
+                    match (at_client, by_peer) {
+                        (false, true) => self.links[l].server = Some(link),
+                        (true, false) => self.links[l].answered = true,
+                        _ => {}
+                    }
+                }
+            }
+            Event::Delivery { link, delivery_id, tag, settled, .. } => {
+                if let Some(l) = self.index_of(link, at_client) {
+                    let r = &mut self.links[l];
+                    r.received.push(tag);
+                    if !settled {
+                        r.unsettled.push(delivery_id);
+                    }
+                }
+            }
+            Event::Disposition { link, delivery_id, settled: true, .. } => {
+                if let Some(l) = self.index_of(link, at_client) {
+                    let r = &mut self.links[l];
+                    if !r.dead && self.honest && !self.troubled {
+                        // Settled once, and only what was sent unsettled.
+                        assert!(
+                            r.awaiting.remove(&delivery_id.0),
+                            "delivery {} settled twice, or never sent unsettled",
+                            delivery_id.0
+                        );
+                    }
+                }
+            }
+            Event::LinkDetached { link, .. } | Event::LinkError { link, .. } => {
+                if let Some(l) = self.index_of(link, at_client) {
+                    self.links[l].dead = true;
+                }
+            }
+            // What only a broken protocol, or time running out, explains; ending a session
+            // or closing the connection without an error is ordinary.
+            Event::SessionEnded { error: Some(_), .. }
+            | Event::SessionError { .. }
+            | Event::RemoteClose { error: Some(_) }
+            | Event::Ended { error: Some(_) } => self.troubled = true,
+            _ => {}
+        }
+    }
+
+    /// The link whose end on this side is `link`: the newest, since a handle is reused
+    /// once the link that held it has detached.
+    fn index_of(&self, link: LinkId, at_client: bool) -> Option<usize> {
+        self.links.iter().rposition(|l| if at_client { l.client } else { l.server } == Some(link))
+    }
+
+    /// Delivers everything both ways, in chunks the fuzzer sizes, until both are quiet;
+    /// then checks what both ends of every live link must agree on.
+    fn quiesce(&mut self, u: &mut Unstructured<'_>) {
+        for _ in 0..64 {
+            self.transmit();
+            if self.c2s.is_empty() && self.s2c.is_empty() {
+                break;
+            }
+            let cut = usize::from(byte(u)) + 1;
+            for to_server in [true, false] {
+                let wire = if to_server { &mut self.c2s } else { &mut self.s2c };
+                let bytes = std::mem::take(wire);
+                let conn = if to_server { &mut self.server } else { &mut self.client };
+                for chunk in bytes.chunks(cut) {
+                    conn.handle_input(chunk, self.now);
+                }
+            }
+            self.collect();
+        }
+        self.collect();
+        if !self.c2s.is_empty() || !self.s2c.is_empty() || !self.honest || self.troubled {
+            return;
+        }
+        for (i, l) in self.links.iter().enumerate() {
+            let (Some(c), Some(s)) = (l.client, l.server) else { continue };
+            if l.dead || !l.answered {
+                continue;
+            }
+            assert_eq!(l.received, l.sent, "link {i}: every delivery once, in order");
+            let (snd, rcv) = if l.client_sends { (c, s) } else { (s, c) };
+            let (sc, rc) = if l.client_sends {
+                (self.client.link_credit(snd), self.server.link_credit(rcv))
+            } else {
+                (self.server.link_credit(snd), self.client.link_credit(rcv))
+            };
+            assert_eq!(sc, rc, "link {i}: both ends agree on the credit");
+        }
+    }
+}
+
+fn byte(u: &mut Unstructured<'_>) -> u8 {
+    u.arbitrary::<u8>().unwrap_or(0)
+}
+
+fn flag(u: &mut Unstructured<'_>) -> bool {
+    byte(u) & 1 == 1
+}
