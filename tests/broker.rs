@@ -80,9 +80,13 @@ fn body(d: &amqpwire::runtime::Delivery) -> String {
     String::from_utf8(m.body.as_data().expect("data").to_vec()).expect("UTF-8")
 }
 
-/// Asserts that nothing arrives on `rx` for a while.
+/// Asserts that nothing more arrives on `rx`: a drain is the barrier (the broker answers
+/// it after every transfer it was going to send on the link, 2.6.7), then nothing may be
+/// queued. No quiet window: the verdict does not depend on how fast anything runs.
 async fn nothing_more(rx: &Receiver) {
-    let r = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await;
+    within("drain", rx.drain()).await.expect("drained");
+    // A zero time-out polls `recv` once: what is queued comes out at once.
+    let r = tokio::time::timeout(Duration::ZERO, rx.recv()).await;
     assert!(r.is_err(), "nothing more should arrive, got {:?}", r.map(|d| d.map(|d| body(&d))));
 }
 
@@ -142,11 +146,12 @@ async fn every_body_kind_goes_through_a_named_queue_unchanged() {
         assert_eq!(&d.message().expect("decodes"), m);
         rx.accept(&d).expect("accept");
     }
+    // The counter is updated after the queue, so it is part of the condition waited on.
     eventually("all accepted", || {
         broker.queue_info("kinds").is_some_and(|q| q.depth == 0 && q.in_flight == 0)
+            && broker.stats().messages_out == sent.len() as u64
     })
     .await;
-    assert_eq!(broker.stats().messages_out, sent.len() as u64);
     nothing_more(&rx).await;
     within("close", conn.close(None)).await.expect("clean close");
 }
@@ -158,7 +163,8 @@ async fn a_queue_made_by_a_receiver_is_filled_later() {
     assert!(broker.queues().is_empty());
     let rx = within("attach", session.receiver("early", "later", 10)).await.expect("receiver");
     assert_eq!(broker.queues(), ["later"]);
-    assert_eq!(broker.queue_info("later").expect("made").consumers, 1);
+    // The consumer registers when the link's task first runs, after the attach answer.
+    eventually("a consumer", || broker.queue_info("later").is_some_and(|q| q.consumers == 1)).await;
     let (_conn2, session2) = self::session(port).await;
     fill(&session2, "later", &["1", "2", "3"]).await;
     for want in ["1", "2", "3"] {
@@ -180,13 +186,20 @@ async fn competing_consumers_share_a_queue_without_duplicates() {
     let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
     let (_c3, s3) = session(port).await;
     fill(&s3, "work", &refs).await;
+    // Take from whichever has a delivery: how the ten are shared depends on when each
+    // window refills, and only their sum is fixed.
     let mut seen = HashSet::new();
-    for rx in [&a, &b] {
-        for _ in 0..5 {
-            let d = within("recv", rx.recv()).await.expect("a delivery");
-            assert!(seen.insert(body(&d)), "a message delivered twice");
-            rx.accept(&d).expect("accept");
-        }
+    while seen.len() < 10 {
+        let (d, rx) = within("recv", async {
+            tokio::select! {
+                d = a.recv() => (d, &a),
+                d = b.recv() => (d, &b),
+            }
+        })
+        .await;
+        let d = d.expect("a delivery");
+        assert!(seen.insert(body(&d)), "a message delivered twice");
+        rx.accept(&d).expect("accept");
     }
     assert_eq!(seen, bodies.into_iter().collect::<HashSet<_>>());
     eventually("all settled", || broker.queue_info("work").is_some_and(|q| q.in_flight == 0)).await;
@@ -271,9 +284,9 @@ async fn presettled_both_ways() {
     // Gone once sent: nothing waits for an outcome.
     eventually("delivered", || {
         broker.queue_info("fast").is_some_and(|q| q.depth == 0 && q.in_flight == 0)
+            && broker.stats().messages_out == 3
     })
     .await;
-    assert_eq!(broker.stats().messages_out, 3);
 }
 
 #[tokio::test]
@@ -296,9 +309,9 @@ async fn receiver_settle_mode_second_both_ways() {
     rx.accept(&d).expect("the outcome goes unsettled, the broker settles first");
     eventually("accepted", || {
         broker.queue_info("second").is_some_and(|q| q.depth == 0 && q.in_flight == 0)
+            && broker.stats().messages_out == 1
     })
     .await;
-    assert_eq!(broker.stats().messages_out, 1);
 }
 
 #[tokio::test]
@@ -360,7 +373,10 @@ async fn rejected_goes_to_the_dead_letter_queue_with_its_error() {
     assert_eq!(body(&d), "bad");
     let why = AmqpError::new(condition::PRECONDITION_FAILED, "no such product");
     rx.reject(&d, Some(why.clone())).expect("reject");
-    eventually("dead-lettered", || broker.dead_letters("orders").len() == 1).await;
+    eventually("dead-lettered", || {
+        broker.dead_letters("orders").len() == 1 && broker.stats().dead_lettered == 1
+    })
+    .await;
     assert_eq!(broker.queue_depth("orders"), 0);
     assert_eq!(dead_letter_address("orders"), "orders/$deadletter");
     assert_eq!(broker.queue_depth("orders/$deadletter"), 1);
@@ -540,8 +556,9 @@ async fn with_users_sasl_is_required_and_checked() {
     let conn = within("SCRAM", Connection::connect(&scram)).await.expect("SCRAM");
     conn.close(None).await.expect("close");
 
-    // Refusals come promptly, as SASL outcomes (not a hang until some time-out).
-    let quick = Duration::from_secs(5);
+    // Refusals come as SASL outcomes, not a hang until some time-out: the error's kind
+    // says so, whatever the machine's load (the bound only turns a hang into a failure).
+    let quick = Duration::from_secs(20);
     for url in [
         format!("amqp://alice:wrong@127.0.0.1:{port}"),
         format!("amqp://alice:wrong@127.0.0.1:{port}/?sasl-mechanism=SCRAM-SHA-256"),

@@ -443,16 +443,18 @@ fn unauthorized(e: &HubError) -> Option<String> {
 async fn cbs_renewal_keeps_links_alive_past_the_first_tokens_expiry() {
     let h = start_with(|c| c.clock_skew = Duration::ZERO).await;
     let mut renewing = options(&h, HubTransport::WebSocket, Security::None);
-    renewing.token_lifetime = Duration::from_secs(3);
-    renewing.renew_at = Some(0.5);
+    // A first token of 5 to 6 s (expiries are whole seconds), renewed after a quarter of
+    // it: the renewal has seconds to cross before the first token runs out.
+    renewing.token_lifetime = Duration::from_secs(6);
+    renewing.renew_at = Some(0.25);
     let mut lapsing = renewing.clone();
     lapsing.renew_at = None;
     let a = within("device", DeviceClient::connect(&device_cs(), renewing)).await.unwrap();
     let b = within("device", DeviceClient::connect(&device_cs(), lapsing)).await.unwrap();
     within("send", a.send_event(Message::with_data(&b"a1"[..]))).await.unwrap();
     within("send", b.send_event(Message::with_data(&b"b1"[..]))).await.unwrap();
-    // Past the first tokens' expiry (at most 3 s away).
-    tokio::time::sleep(Duration::from_millis(4200)).await;
+    // Past the first tokens' expiry (at most 6 s away).
+    tokio::time::sleep(Duration::from_millis(7200)).await;
     within("send", a.send_event(Message::with_data(&b"a2"[..]))).await.unwrap();
     assert!(a.hub().renewals() >= 1, "renewals: {}", a.hub().renewals());
     assert_eq!(a.hub().renewal_error(), None);
@@ -466,7 +468,8 @@ async fn cbs_renewal_keeps_links_alive_past_the_first_tokens_expiry() {
 async fn a_plain_connection_ends_when_its_token_expires() {
     let h = start_with(|c| c.clock_skew = Duration::ZERO).await;
     let mut o = options(&h, HubTransport::Amqps, Security::Plain);
-    o.token_lifetime = Duration::from_secs(2);
+    // 3 to 4 s: time enough for one send before the hub ends the connection.
+    o.token_lifetime = Duration::from_secs(4);
     let device = within("device", DeviceClient::connect(&device_cs(), o)).await.unwrap();
     within("send", device.send_event(Message::with_data(&b"x"[..]))).await.unwrap();
     let closed = within("expiry", device.hub().connection().closed()).await;
@@ -482,11 +485,12 @@ async fn a_plain_connection_ends_when_its_token_expires() {
 }
 
 #[tokio::test]
-async fn c2d_locks_time_out_ttls_expire_and_abandons_are_counted() {
+async fn c2d_locks_time_out_and_ttls_expire() {
+    // Only time passing matters here (a TTL running out, a lock expiring), never how fast
+    // the test runs: with a lock of 400 ms the redelivery comes sooner or later.
     let h = start_with(|c| {
         c.feedback_interval = Duration::from_millis(50);
         c.lock_timeout = Duration::from_millis(400);
-        c.max_delivery_count = 2;
     })
     .await;
     let o = options(&h, HubTransport::Amqps, Security::None);
@@ -501,42 +505,53 @@ async fn c2d_locks_time_out_ttls_expire_and_abandons_are_counted() {
     });
     let expired_id = within("send", service.send_c2d("dev1", short, Ack::Negative)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let abandoned_id =
-        within("send", service.send_c2d("dev1", Message::with_data(&b"b"[..]), Ack::Full))
+    let locked_id =
+        within("send", service.send_c2d("dev1", Message::with_data(&b"b"[..]), Ack::Negative))
             .await
             .unwrap();
 
     let device = within("device", DeviceClient::connect(&device_cs(), o.clone())).await.unwrap();
     // The expired one is skipped: the first the device sees is the second.
     let first = within("receive", device.receive()).await.unwrap();
-    assert_eq!(first.message.properties.as_ref().unwrap().message_id, Some(abandoned_id.clone()));
+    assert_eq!(first.message.properties.as_ref().unwrap().message_id, Some(locked_id.clone()));
     // Not settled within the lock time-out: delivered again, with a new lock token.
     let again = within("redelivery", device.receive()).await.unwrap();
-    assert_eq!(again.message.properties.as_ref().unwrap().message_id, Some(abandoned_id.clone()));
+    assert_eq!(again.message.properties.as_ref().unwrap().message_id, Some(locked_id.clone()));
     assert_ne!(again.lock_token(), first.lock_token());
-    // Abandoned twice: past max_delivery_count, so it is dropped with feedback.
-    device.abandon(&again).unwrap();
-    let third = within("after abandon", device.receive()).await.unwrap();
-    device.abandon(&third).unwrap();
 
     let feedback = within("feedback", service.feedback()).await.unwrap();
-    let mut seen = Vec::new();
-    while seen.len() < 2 {
-        for r in within("records", feedback.next()).await.unwrap() {
-            seen.push((r.original_message_id, r.status));
-        }
-    }
-    let text = |id: &MessageId| match id {
-        MessageId::Uuid(u) => u.to_string(),
-        other => panic!("{other:?}"),
-    };
-    seen.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut want = vec![
-        (text(&expired_id), FeedbackStatus::Expired),
-        (text(&abandoned_id), FeedbackStatus::DeliveryCountExceeded),
-    ];
-    want.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(seen, want);
+    let records = within("records", feedback.next()).await.unwrap();
+    let seen: Vec<_> = records.into_iter().map(|r| (r.original_message_id, r.status)).collect();
+    let MessageId::Uuid(expired) = &expired_id else { panic!("{expired_id:?}") };
+    assert_eq!(seen, vec![(expired.to_string(), FeedbackStatus::Expired)]);
+}
+
+#[tokio::test]
+async fn abandons_are_counted_up_to_the_max_delivery_count() {
+    // The default lock (a minute) cannot run out while the device abandons: every
+    // delivery counted here is one the device abandoned.
+    let h = start_with(|c| {
+        c.feedback_interval = Duration::from_millis(50);
+        c.max_delivery_count = 2;
+    })
+    .await;
+    let o = options(&h, HubTransport::Amqps, Security::None);
+    let service = within("service", ServiceClient::connect(&owner_cs(), o.clone())).await.unwrap();
+    let id = within("send", service.send_c2d("dev1", Message::with_data(&b"b"[..]), Ack::Full))
+        .await
+        .unwrap();
+    let device = within("device", DeviceClient::connect(&device_cs(), o.clone())).await.unwrap();
+    let first = within("receive", device.receive()).await.unwrap();
+    device.abandon(&first).unwrap();
+    let second = within("after abandon", device.receive()).await.unwrap();
+    assert_eq!(second.message.properties.as_ref().unwrap().message_id, Some(id.clone()));
+    // Abandoned twice: past max_delivery_count, so it is dropped with feedback.
+    device.abandon(&second).unwrap();
+    let feedback = within("feedback", service.feedback()).await.unwrap();
+    let records = within("records", feedback.next()).await.unwrap();
+    let seen: Vec<_> = records.into_iter().map(|r| (r.original_message_id, r.status)).collect();
+    let MessageId::Uuid(uuid) = &id else { panic!("{id:?}") };
+    assert_eq!(seen, vec![(uuid.to_string(), FeedbackStatus::DeliveryCountExceeded)]);
     assert_eq!(h.hub.queued("dev1"), 0);
 }
 

@@ -281,7 +281,8 @@ impl Captures {
             [&c.c2s, &c.s2c].iter().all(|b| Stream::decode(b).is_ok_and(|s| s.close().is_some()))
         };
         let start = Instant::now();
-        while !keys.iter().all(|k| closed(&rec.get(*k))) && start.elapsed() < Duration::from_secs(5)
+        while !keys.iter().all(|k| closed(&rec.get(*k)))
+            && start.elapsed() < Duration::from_secs(20)
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -305,8 +305,9 @@ async fn a_peer_that_vanishes_fails_what_was_not_settled() {
     // The second waits for credit that never comes.
     let second_message = Message::with_data(&b"second"[..]);
     let second = sender.send(&second_message);
+    // join! polls the send first, so it is waiting when the peer vanishes; in any order
+    // both end with the transport's close.
     let vanish = async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
         let _ = cut.send(());
     };
     let (second, ()) = within("failure", async { tokio::join!(second, vanish) }).await;
@@ -362,36 +363,60 @@ async fn tls_and_websocket_over_tls_carry_the_exchange_and_a_wrong_name_is_refus
 
 #[tokio::test]
 async fn idle_time_out_detects_a_peer_that_stops_answering() {
-    // The client asks the server for heartbeats every 100 ms (idle time-out 200 ms); a relay
-    // that goes on accepting bytes but stops passing them on looks like a hung peer.
+    // The client asks the server for heartbeats every second (idle time-out 2 s; it allows
+    // 4 s of silence); a relay that goes on accepting bytes but stops passing them on looks
+    // like a hung peer. The relay counts the heartbeats it passes, so the test waits for
+    // events, not for a duration: the verdict holds unless the machine stalls for seconds.
     let (url, _) = serve("amqp://127.0.0.1:0", options(), 0).await;
     let upstream = url.trim_start_matches("amqp://").trim_end_matches('/').to_owned();
     let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = front.local_addr().expect("addr").port();
-    let (stall, stalled) = tokio::sync::oneshot::channel::<()>();
+    let (stall, mut stalled) = tokio::sync::oneshot::channel::<()>();
+    let (beat, mut beats) = mpsc::unbounded_channel::<()>();
     tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (a, _) = front.accept().await.expect("accept");
         let b = tokio::net::TcpStream::connect(upstream).await.expect("upstream");
         let (mut ar, mut aw) = a.into_split();
         let (mut br, mut bw) = b.into_split();
         tokio::spawn(async move { tokio::io::copy(&mut ar, &mut bw).await });
-        tokio::select! {
-            _ = tokio::io::copy(&mut br, &mut aw) => {}
-            _ = stalled => {}
+        // Server to client, counting empty frames (heartbeats) as they pass.
+        const HEARTBEAT: [u8; 8] = [0, 0, 0, 8, 2, 0, 0, 0];
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            tokio::select! {
+                n = br.read(&mut buf) => {
+                    let Ok(n @ 1..) = n else { break };
+                    if aw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(at) = seen.windows(8).position(|w| w == HEARTBEAT) {
+                        let _ = beat.send(());
+                        seen.drain(..at + 8);
+                    }
+                    let keep = seen.len().saturating_sub(7);
+                    seen.drain(..keep);
+                }
+                _ = &mut stalled => break,
+            }
         }
         // Keep the sockets open, silent.
         std::future::pending::<()>().await;
     });
     let endpoint =
-        Endpoint::parse(&format!("amqp://127.0.0.1:{port}/?idle-timeout=200")).expect("url");
+        Endpoint::parse(&format!("amqp://127.0.0.1:{port}/?idle-timeout=2000")).expect("url");
     let quick_close = ConnectOptions {
         configure: Some(Box::new(|c| c.close_timeout = Duration::from_millis(300))),
         ..ConnectOptions::default()
     };
     let conn =
         within("connect", Connection::connect_with(&endpoint, quick_close)).await.expect("connect");
-    // Heartbeats keep it alive for well past the time-out ...
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Heartbeats keep it alive past the time-out: three of them have crossed (3 s) ...
+    for _ in 0..3 {
+        within("heartbeat", beats.recv()).await.expect("a heartbeat");
+    }
     assert!(conn.begin_session().await.is_ok(), "alive while heartbeats flow");
     // ... and once the peer goes quiet, the client gives up.
     let _ = stall.send(());
