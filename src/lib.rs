@@ -88,6 +88,8 @@ pub mod fuzzing;
 pub mod inspect;
 pub mod message;
 #[cfg(feature = "tokio")]
+pub mod proxy;
+#[cfg(feature = "tokio")]
 pub mod runtime;
 pub mod samples;
 pub mod sasl;

@@ -39,6 +39,9 @@ enum Command {
     SasToken(cli::sas::SasTokenArgs),
     /// Azure IoT Hub: the emulator, the service, device and monitor clients, and the demo.
     Iothub(cli::iothub::IothubArgs),
+    /// Relay clients to a server, byte for byte, on any pair of transports (amqp, amqps,
+    /// ws, wss), decoding both directions as they pass.
+    Proxy(cli::proxy::ProxyArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => cli::serve::run_demo(&a),
         Command::SasToken(a) => cli::sas::run(&a),
         Command::Iothub(a) => cli::iothub::run(&a),
+        Command::Proxy(a) => cli::proxy::run(&a),
     };
     match result {
         Ok(code) => code,

@@ -184,3 +184,111 @@ fn serve_over_tls_and_websocket_over_tls_with_a_certificate() {
     assert_eq!(text(&o.stdout), "over TLS\nover TLS\n");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every JSON line of a trace file.
+fn trace_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).expect("the trace file");
+    text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+}
+
+/// A scratch file path of this test process.
+fn scratch(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("amqpwire-cli-live-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn the_proxy_relays_a_client_and_traces_both_directions() {
+    let server = Server::start(&[]);
+    let trace = scratch("proxy.jsonl");
+    let proxy = Server::with_args(
+        &[
+            "proxy",
+            "--listen",
+            "ws://127.0.0.1:0/through",
+            "--to",
+            &server.urls[0],
+            "--trace-json",
+            trace.to_str().expect("path"),
+        ],
+        1,
+    );
+    let front = &proxy.urls[0];
+    assert!(front.starts_with("ws://127.0.0.1:") && front.ends_with("/through"), "{front}");
+    let o = run(&["send", front, "--to", "relayed", "--body", "over the proxy"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = run(&["receive", &server.urls[1], "--from", "relayed", "--count", "1"]);
+    assert_eq!(text(&o.stdout).trim(), "over the proxy");
+    drop(proxy);
+    let lines = trace_lines(&trace);
+    let frames = |dir: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l["kind"] == "frame" && l["direction"] == dir)
+            .map(|l| l["performative"].as_str().unwrap_or("?").to_owned())
+            .collect()
+    };
+    let c2s = frames("c2s");
+    let s2c = frames("s2c");
+    for p in ["open", "begin", "attach", "transfer", "close"] {
+        assert!(c2s.iter().any(|f| f == p), "the client's {p}: {c2s:?}");
+    }
+    for p in ["open", "begin", "attach", "flow", "disposition", "close"] {
+        assert!(s2c.iter().any(|f| f == p), "the server's {p}: {s2c:?}");
+    }
+    assert!(lines.iter().all(|l| l["connection"] == 1), "one connection, numbered 1");
+    let events: Vec<&str> =
+        lines.iter().filter(|l| l["kind"] == "event").filter_map(|l| l["event"].as_str()).collect();
+    assert!(events.iter().any(|e| e.starts_with("relaying to amqp://")), "{events:?}");
+    assert!(events.iter().any(|e| e.ends_with("closed its side")), "{events:?}");
+    let _ = std::fs::remove_file(&trace);
+}
+
+/// What a raw client gets back through a proxy (with `extra` flags) after sending the AMQP
+/// header and an open frame whose list claims more bytes than the frame holds.
+fn through_proxy_with_a_bad_open(server: &Server, extra: &[&str]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut args = vec!["proxy", "--listen", "amqp://127.0.0.1:0", "--to", &server.urls[0]];
+    args.extend_from_slice(extra);
+    let proxy = Server::with_args(&args, 1);
+    let port = proxy.urls[0].rsplit(':').next().expect("port").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).expect("timeout");
+    let mut bad = b"AMQP\x00\x01\x00\x00\x00\x00\x00\x10\x02\x00\x00\x00".to_vec();
+    bad.extend_from_slice(b"\x00\x53\x10\xc0\x30\x01\x40\x40");
+    s.write_all(&bad).expect("write");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    got
+}
+
+#[test]
+fn the_proxy_stops_a_connection_at_bytes_that_do_not_decode_with_strict_stop() {
+    let server = Server::start(&[]);
+    // The close performative's descriptor: the broker's answer to the bad open.
+    let has_close = |b: &[u8]| b.windows(3).any(|w| w == [0x00, 0x53, 0x18]);
+    // Relayed: the broker reads the bad open and closes with an error.
+    let relayed = through_proxy_with_a_bad_open(&server, &[]);
+    assert!(has_close(&relayed), "the broker answered the bad open: {relayed:?}");
+    // Stopped: the bad open never reaches the broker, so it never answers it; the proxy
+    // closes the client's connection (read_to_end returned).
+    let stopped = through_proxy_with_a_bad_open(&server, &["--strict-stop"]);
+    assert!(!has_close(&stopped), "the broker never saw the bad open: {stopped:?}");
+}
+
+#[test]
+fn a_json_trace_keeps_every_frame_when_the_server_is_killed() {
+    let trace = scratch("serve.jsonl");
+    let server = Server::with_args(
+        &["serve", "--listen", "amqp://127.0.0.1:0", "--trace-json", trace.to_str().expect("path")],
+        1,
+    );
+    let o = run(&["send", &server.urls[0], "--to", "q", "--body", "x"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // Killed without a chance to flush anything (SIGKILL): what was written is there.
+    drop(server);
+    let lines = trace_lines(&trace);
+    let closes: Vec<_> =
+        lines.iter().filter(|l| l["performative"] == "close").map(|l| &l["direction"]).collect();
+    assert_eq!(closes.len(), 2, "the client's close and the broker's answer: {closes:?}");
+    let _ = std::fs::remove_file(&trace);
+}

@@ -1,5 +1,6 @@
-//! Certificates for the IoT Hub emulator when none are given: a CA and a server
-//! certificate for the hub's host name, `localhost` and `127.0.0.1`, made with rcgen.
+//! Certificates for the IoT Hub emulator and the proxy when none are given: a CA and a
+//! server certificate for the names asked for, `localhost` and `127.0.0.1`, made with
+//! rcgen.
 
 use std::path::{Path, PathBuf};
 
@@ -15,16 +16,18 @@ pub(crate) struct ServerPki {
     pub(crate) key_pem: String,
 }
 
-/// Makes a CA and a server certificate for `hostname` (and `localhost`, `127.0.0.1`).
-pub(crate) fn generate(hostname: &str) -> Result<ServerPki, String> {
-    let fail = |e: rcgen::Error| format!("cannot make the emulator's certificates: {e}");
+/// Makes a CA and a server certificate for `names` (and `localhost`, `127.0.0.1`); the
+/// first name is its common name.
+pub(crate) fn generate(names: &[String]) -> Result<ServerPki, String> {
+    let fail = |e: rcgen::Error| format!("cannot make certificates: {e}");
+    let hostname = names.first().map_or("localhost", String::as_str);
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "amqpwire IoT Hub emulator CA");
+    ca_params.distinguished_name.push(DnType::CommonName, "amqpwire local CA");
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(fail)?)
         .map_err(fail)?;
-    let mut names = vec![hostname.to_owned()];
+    let mut names = names.to_vec();
     for extra in ["localhost", "127.0.0.1"] {
         if !names.iter().any(|n| n.eq_ignore_ascii_case(extra)) {
             names.push(extra.to_owned());
@@ -48,8 +51,8 @@ pub(crate) struct CertFiles {
 }
 
 /// `DIR/ca.pem`, `DIR/server.pem` and `DIR/server-key.pem`: kept when all three exist
-/// (clients keep trusting the same CA), made for `hostname` otherwise.
-pub(crate) fn in_dir(dir: &Path, hostname: &str) -> Result<CertFiles, String> {
+/// (clients keep trusting the same CA), made for `names` otherwise.
+pub(crate) fn in_dir(dir: &Path, names: &[String]) -> Result<CertFiles, String> {
     let files = CertFiles {
         ca: dir.join("ca.pem"),
         cert: dir.join("server.pem"),
@@ -60,7 +63,7 @@ pub(crate) fn in_dir(dir: &Path, hostname: &str) -> Result<CertFiles, String> {
         return Ok(files);
     }
     create_private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let pki = generate(hostname)?;
+    let pki = generate(names)?;
     for (path, pem, private) in [
         (&files.ca, &pki.ca_pem, false),
         (&files.cert, &pki.cert_pem, false),
@@ -71,17 +74,14 @@ pub(crate) fn in_dir(dir: &Path, hostname: &str) -> Result<CertFiles, String> {
     Ok(CertFiles { made: true, ..files })
 }
 
-/// Where the emulator keeps its certificates by default: under the user's cache
-/// directory, so that no other user can plant a key there; without `HOME`, a directory of
-/// this process under the temporary directory.
-pub(crate) fn default_dir(hostname: &str) -> PathBuf {
+/// Where generated certificates are kept by default (`folder` names the user: the
+/// emulator's `iothub-HOST`, the proxy's `proxy-NAMES`): under the user's cache directory,
+/// so that no other user can plant a key there; without `HOME`, a directory of this
+/// process under the temporary directory.
+pub(crate) fn default_dir(folder: &str) -> PathBuf {
     match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        Some(home) => {
-            PathBuf::from(home).join(".cache/amqpwire").join(format!("iothub-{hostname}"))
-        }
-        None => {
-            std::env::temp_dir().join(format!("amqpwire-iothub-{hostname}-{}", std::process::id()))
-        }
+        Some(home) => PathBuf::from(home).join(".cache/amqpwire").join(folder),
+        None => std::env::temp_dir().join(format!("amqpwire-{folder}-{}", std::process::id())),
     }
 }
 

@@ -211,9 +211,9 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
         _ => {
             let dir = match &args.cert_dir {
                 Some(d) => d.clone(),
-                None => super::certs::default_dir(&args.hostname),
+                None => super::certs::default_dir(&format!("iothub-{}", args.hostname)),
             };
-            let files = super::certs::in_dir(&dir, &args.hostname)?;
+            let files = super::certs::in_dir(&dir, std::slice::from_ref(&args.hostname))?;
             let tls = TlsServerConfig::from_pem_files(&files.cert, &files.key)
                 .map_err(|e| format!("{}: {e}", files.cert.display()))?;
             (tls, Some(files))
@@ -823,7 +823,7 @@ async fn demo(args: &DemoArgs) -> Result<ExitCode, String> {
 async fn run_demo(args: &DemoArgs, tracer: &Arc<Tracer>) -> Result<(), Box<dyn std::error::Error>> {
     const HOST: &str = "localhost";
     const DEVICE: &str = "demo-device";
-    let pki = super::certs::generate(HOST)?;
+    let pki = super::certs::generate(&[HOST.to_owned()])?;
     let device_key = generate_key();
     let owner_key = generate_key();
     let mut config = HubConfig::new(HOST);

@@ -116,24 +116,41 @@ impl Tracer {
     }
 
     fn record(&self, connection: u64, r: &TraceRecord<'_>) {
+        let (index, dir, arrow) = match r.direction {
+            Direction::In => (0, "in", "<-"),
+            Direction::Out => (1, "out", "->"),
+        };
+        let records = self.inspect(connection, index, r.raw);
+        self.write(connection, dir, arrow, &records);
+    }
+
+    /// Runs `raw`, the next bytes of one direction (`index` 0 or 1) of `connection`,
+    /// through that direction's inspector; returns what it completed.
+    pub(crate) fn inspect(&self, connection: u64, index: usize, raw: &[u8]) -> Vec<Record> {
+        let Ok(mut streams) = self.streams.lock() else { return Vec::new() };
+        let pair = streams.entry(connection).or_insert_with(|| {
+            let new = || Inspector::new(DecodeOptions::LENIENT).redact_secrets(!self.show_secrets);
+            [new(), new()]
+        });
+        let Some(inspector) = pair.get_mut(index) else { return Vec::new() };
+        inspector.push(raw);
+        std::iter::from_fn(|| inspector.next_record()).collect()
+    }
+
+    /// Forgets a connection's inspectors once it is over.
+    pub(crate) fn forget(&self, connection: u64) {
+        if let Ok(mut streams) = self.streams.lock() {
+            streams.remove(&connection);
+        }
+    }
+
+    /// Writes `records` of `connection` in direction `dir` (`in`, `out`, `c2s`, `s2c`),
+    /// shown with `arrow` in text, and flushes: a trace stopped by a signal or a crash
+    /// keeps every frame written before it (the detach or end that explains a failure).
+    pub(crate) fn write(&self, connection: u64, dir: &str, arrow: &str, records: &[Record]) {
         let time = self.start.elapsed().as_secs_f64();
-        let records = {
-            let Ok(mut streams) = self.streams.lock() else { return };
-            let pair = streams.entry(connection).or_insert_with(|| {
-                let new =
-                    || Inspector::new(DecodeOptions::LENIENT).redact_secrets(!self.show_secrets);
-                [new(), new()]
-            });
-            let inspector = &mut pair[usize::from(r.direction == Direction::Out)];
-            inspector.push(r.raw);
-            std::iter::from_fn(|| inspector.next_record()).collect::<Vec<Record>>()
-        };
         let mut text = String::new();
-        let dir = match r.direction {
-            Direction::In => "in",
-            Direction::Out => "out",
-        };
-        for rec in &records {
+        for rec in records {
             if self.json {
                 for mut line in record_json(rec) {
                     if let Some(o) = line.as_object_mut() {
@@ -145,16 +162,38 @@ impl Tracer {
                     text.push('\n');
                 }
             } else {
-                let arrow = if r.direction == Direction::In { "<-" } else { "->" };
                 text.push_str(&format!("[{time:9.6}s] c{connection} {arrow} {dir}\n"));
                 render_text(rec, &mut text);
             }
         }
+        self.emit(&text);
+    }
+
+    /// Writes a line about `connection` that is not a frame (a relay's events): a JSON
+    /// object of kind `event` in JSON mode, a text line otherwise.
+    pub(crate) fn note(&self, connection: u64, event: &str) {
+        let time = self.start.elapsed().as_secs_f64();
+        let text = if self.json {
+            let line = serde_json::json!({
+                "kind": "event",
+                "connection": connection,
+                "time": (time * 1e6).round() / 1e6,
+                "event": event,
+            });
+            format!("{line}\n")
+        } else {
+            format!("[{time:9.6}s] c{connection} {event}\n")
+        };
+        self.emit(&text);
+    }
+
+    fn emit(&self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
         if let Ok(mut out) = self.out.lock() {
             let _ = out.write_all(text.as_bytes());
-            if !self.json {
-                let _ = out.flush();
-            }
+            let _ = out.flush();
         }
     }
 }

@@ -172,9 +172,31 @@ pub async fn connect(
     endpoint: &Endpoint,
     tls: &ClientTlsConfig,
 ) -> Result<Transport, TransportError> {
-    let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
-        .await
-        .map_err(|source| TransportError::Connect { endpoint: endpoint.to_string(), source })?;
+    connect_via(endpoint, tls, None).await
+}
+
+/// [`connect`], with the TCP connection opened to `address` (`HOST:PORT`, or `HOST` for
+/// the endpoint's port) instead of the endpoint's host, which still names the server for
+/// TLS (SNI and certificate checks) and for the WebSocket `Host` header. A relay uses it to
+/// reach a server under its own name while clients resolve that name to the relay.
+pub async fn connect_via(
+    endpoint: &Endpoint,
+    tls: &ClientTlsConfig,
+    address: Option<&str>,
+) -> Result<Transport, TransportError> {
+    let target = match address {
+        None => (endpoint.host.clone(), endpoint.port),
+        Some(a) => split_address(a, endpoint.port)?,
+    };
+    let tcp = TcpStream::connect((target.0.as_str(), target.1)).await.map_err(|source| {
+        TransportError::Connect {
+            endpoint: match address {
+                None => endpoint.to_string(),
+                Some(a) => format!("{endpoint} (at {a})"),
+            },
+            source,
+        }
+    })?;
     tcp.set_nodelay(true).map_err(TransportError::Io)?;
     let inner = match endpoint.scheme {
         Scheme::Amqp => Inner::Tcp(tcp),
@@ -188,6 +210,27 @@ pub async fn connect(
         }
     };
     Ok(Transport { inner })
+}
+
+/// `HOST:PORT`, `[V6]:PORT`, `HOST` or `[V6]` (the port then `default_port`).
+pub(crate) fn split_address(a: &str, default_port: u16) -> Result<(String, u16), TransportError> {
+    let bad = || TransportError::Config(format!("bad address {a:?}: expected HOST[:PORT]"));
+    let port = |p: &str| p.parse::<u16>().map_err(|_| bad());
+    if let Some(rest) = a.strip_prefix('[') {
+        let (host, tail) = rest.split_once(']').ok_or_else(bad)?;
+        return match tail {
+            "" => Ok((host.to_owned(), default_port)),
+            t => Ok((host.to_owned(), port(t.strip_prefix(':').ok_or_else(bad)?)?)),
+        };
+    }
+    match a.rsplit_once(':') {
+        // One colon: host and port; more would be a bare IPv6 address.
+        Some((host, p)) if !host.contains(':') && !host.is_empty() => {
+            Ok((host.to_owned(), port(p)?))
+        }
+        _ if a.is_empty() => Err(bad()),
+        _ => Ok((a.to_owned(), default_port)),
+    }
 }
 
 /// What a listener needs to turn accepted TCP streams into transports.

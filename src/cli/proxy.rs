@@ -1,0 +1,214 @@
+//! `amqpwire proxy`: a byte-exact relay between a client and a server, decoding both
+//! directions beside it.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use amqpwire::codec::DecodeOptions;
+use amqpwire::inspect::{Inspector, Record};
+use amqpwire::proxy::{Flow, Proxy, ProxyEvent, ProxyOptions, Tap};
+use amqpwire::runtime::transport::{ClientTlsConfig, Endpoint, TlsServerConfig};
+
+use super::certs;
+use super::client::runtime;
+use super::trace::{TraceArgs, Tracer};
+
+/// Arguments of `amqpwire proxy`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ProxyArgs {
+    /// Accept clients on this URL: amqp://, amqps://, ws:// or wss:// with a host and port
+    /// (port 0: any free port) and, for WebSocket, the path clients use.
+    #[arg(long, value_name = "URL")]
+    listen: String,
+    /// Relay each client to this upstream URL (any of the four schemes; the host names
+    /// the server for TLS and the WebSocket Host header, the path is the upgrade's).
+    #[arg(long, value_name = "URL")]
+    to: String,
+    /// Open the upstream's TCP connection to this address (HOST[:PORT]) instead of the
+    /// host of --to, which still names the server for TLS and WebSocket: clients can keep
+    /// using the real server's name (a hosts-file entry pointing it at the proxy) without
+    /// the proxy looping back to itself.
+    #[arg(long, value_name = "ADDRESS")]
+    connect_to: Option<String>,
+    /// The certificate chain (PEM) the proxy shows to amqps:// and wss:// clients. Without
+    /// it, a CA and a certificate for the --name names are made (see --cert-dir).
+    #[arg(long, value_name = "PEM", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
+    /// A name the generated certificate covers (repeatable): the name clients connect to,
+    /// such as myhub.azure-devices.net. Default: the host of --to, then localhost and
+    /// 127.0.0.1.
+    #[arg(long = "name", value_name = "NAME")]
+    names: Vec<String>,
+    /// Where the generated CA and certificate are kept (ca.pem, server.pem,
+    /// server-key.pem); clients trust DIR/ca.pem. Default: a folder per set of names under
+    /// ~/.cache/amqpwire.
+    #[arg(long, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
+    /// Trust the CAs in this PEM file for an amqps:// or wss:// upstream (beside the
+    /// system's roots).
+    #[arg(long, value_name = "PEM")]
+    ca: Option<PathBuf>,
+    /// Close both sides of a connection at the first byte either sends that does not
+    /// decode (by default decoding errors are reported and the bytes relayed anyway).
+    #[arg(long)]
+    strict_stop: bool,
+    #[command(flatten)]
+    trace: TraceArgs,
+}
+
+pub(crate) fn run(args: &ProxyArgs) -> Result<ExitCode, String> {
+    runtime()?.block_on(async {
+        let listen = Endpoint::parse_listen(&args.listen)
+            .map_err(|e| format!("--listen {}: {e}", args.listen))?;
+        let upstream: Endpoint = args.to.parse().map_err(|e| format!("--to {}: {e}", args.to))?;
+        let tls = server_tls(args, &listen, &upstream)?;
+        let mut options = ProxyOptions::new(&listen, upstream, tls);
+        options.connect_to = args.connect_to.clone();
+        if let Some(ca) = &args.ca {
+            options.tls = ClientTlsConfig::new()
+                .with_ca_file(ca)
+                .map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+        }
+        let tracer = Tracer::new(&args.trace, false)?;
+        let tap = Arc::new(CliTap {
+            tracer,
+            strict_stop: args.strict_stop,
+            inspectors: Mutex::new(HashMap::new()),
+        });
+        let proxy = Proxy::bind(&args.listen, options, tap)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        println!("listening on {}", proxy.endpoint());
+        eprintln!("relaying to {}", args.to);
+        let _ = std::io::stdout().flush();
+        proxy.run().await.map_err(|e| e.to_string())?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The listener's TLS: the given certificate, or one made for the names asked for.
+fn server_tls(
+    args: &ProxyArgs,
+    listen: &Endpoint,
+    upstream: &Endpoint,
+) -> Result<Option<TlsServerConfig>, String> {
+    if let (Some(c), Some(k)) = (&args.cert, &args.key) {
+        return TlsServerConfig::from_pem_files(c, k).map(Some).map_err(|e| e.to_string());
+    }
+    if !listen.scheme.is_tls() {
+        return Ok(None);
+    }
+    let mut names = args.names.clone();
+    if names.is_empty() {
+        names.push(upstream.host.clone());
+    }
+    let dir = args
+        .cert_dir
+        .clone()
+        .unwrap_or_else(|| certs::default_dir(&format!("proxy-{}", names.join("+"))));
+    let files = certs::in_dir(&dir, &names)?;
+    eprintln!(
+        "clients must trust {} (the proxy's CA; its certificate covers {})",
+        files.ca.display(),
+        names.join(", ")
+    );
+    TlsServerConfig::from_pem_files(&files.cert, &files.key).map(Some).map_err(|e| e.to_string())
+}
+
+/// Decodes both directions of every relayed connection; traces them; stops a connection
+/// at the first error with --strict-stop.
+struct CliTap {
+    tracer: Option<Arc<Tracer>>,
+    strict_stop: bool,
+    /// Per connection, when there is no tracer to hold them: the inspectors that judge
+    /// --strict-stop.
+    inspectors: Mutex<HashMap<u64, [Inspector; 2]>>,
+}
+
+impl CliTap {
+    /// The first error among `records`, in words.
+    fn first_error(records: &[Record]) -> Option<String> {
+        records.iter().find_map(|r| match r {
+            Record::Error(e) => Some(e.to_string()),
+            Record::Truncated { offset, left } => {
+                Some(format!("at offset {offset}: {left} bytes left inside an item"))
+            }
+            Record::Frame(f) => match (&f.frame, f.layer_error) {
+                (Err(e), _) => Some(format!("at offset {}: {}", e.offset, e.kind)),
+                (Ok(_), Some(e)) => Some(format!("at offset {}: {e}", f.offset)),
+                _ => None,
+            },
+            Record::Header { .. } => None,
+        })
+    }
+}
+
+impl Tap for CliTap {
+    fn bytes(&self, connection: u64, flow: Flow, data: &[u8]) -> Result<(), String> {
+        let (index, dir, arrow) = match flow {
+            Flow::ClientToServer => (0, "c2s", "->"),
+            Flow::ServerToClient => (1, "s2c", "<-"),
+        };
+        let records = match &self.tracer {
+            Some(t) => {
+                let records = t.inspect(connection, index, data);
+                t.write(connection, dir, arrow, &records);
+                records
+            }
+            None if self.strict_stop => {
+                let Ok(mut all) = self.inspectors.lock() else { return Ok(()) };
+                let pair = all.entry(connection).or_insert_with(|| {
+                    [Inspector::new(DecodeOptions::LENIENT), Inspector::new(DecodeOptions::LENIENT)]
+                });
+                let Some(i) = pair.get_mut(index) else { return Ok(()) };
+                i.push(data);
+                std::iter::from_fn(|| i.next_record()).collect()
+            }
+            None => return Ok(()),
+        };
+        match Self::first_error(&records) {
+            Some(e) if self.strict_stop => {
+                let who = flow.sender();
+                Err(format!("{who} sent bytes that do not decode ({e})"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn event(&self, connection: u64, event: &ProxyEvent) {
+        let line = match event {
+            ProxyEvent::Accepted { peer } => match peer {
+                Some(p) => format!("accepted a client from {p}"),
+                None => "accepted a client".to_owned(),
+            },
+            ProxyEvent::Relaying { upstream, upstream_addr } => match upstream_addr {
+                Some(a) => format!("relaying to {upstream} ({a})"),
+                None => format!("relaying to {upstream}"),
+            },
+            ProxyEvent::ClientHandshakeFailed(e) => format!("the client's handshake failed: {e}"),
+            ProxyEvent::UpstreamFailed(e) => format!("cannot reach the upstream: {e}"),
+            ProxyEvent::Closed { by } => format!("{by} closed its side"),
+            ProxyEvent::Failed { side, error } => format!("{side}'s side failed: {error}"),
+            ProxyEvent::Stopped { reason } => format!("stopped: {reason}"),
+            ProxyEvent::Finished => {
+                if let Some(t) = &self.tracer {
+                    t.forget(connection);
+                }
+                if let Ok(mut all) = self.inspectors.lock() {
+                    all.remove(&connection);
+                }
+                "finished".to_owned()
+            }
+        };
+        eprintln!("c{connection}: {line}");
+        if let Some(t) = &self.tracer {
+            t.note(connection, &line);
+        }
+    }
+}

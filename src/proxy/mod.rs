@@ -1,0 +1,362 @@
+//! A byte-exact AMQP relay: accepts clients on one transport and relays each connection
+//! to an upstream on another, so that a third party can watch two programs that were
+//! not written to be watched.
+//!
+//! ```text
+//!   client ──amqp│amqps│ws│wss──▶ Proxy ──amqp│amqps│ws│wss──▶ upstream
+//!                                  │
+//!                                  └─ Tap: every byte of each direction, as it passes
+//! ```
+//!
+//! The relay forwards what each side sends, unchanged and unparsed: malformed bytes, SASL
+//! (relayed, not terminated), anything. What it sees goes to a [`Tap`] as it passes,
+//! before it is written on; the tap decodes, records or captures it beside the relay, and
+//! may stop a connection (the CLI's `--strict-stop`). Transports change only how bytes
+//! travel: a WebSocket's message boundaries are not kept, the AMQP byte stream is.
+//!
+//! Each accepted connection gets a number (from 1). When one side closes, the other's
+//! write half is shut down and what it still sends is relayed for a grace period (so that
+//! a close frame's answer gets through); when one side fails, both are closed. The tap
+//! learns which side did what.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::runtime::transport::{
+    self, AcceptConfig, ClientTlsConfig, Endpoint, Transport, TransportError,
+};
+
+/// Which way bytes flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Flow {
+    /// From the client to the upstream server.
+    ClientToServer,
+    /// From the upstream server to the client.
+    ServerToClient,
+}
+
+impl Flow {
+    /// The side that sends in this direction.
+    pub fn sender(self) -> Side {
+        match self {
+            Self::ClientToServer => Side::Client,
+            Self::ServerToClient => Side::Server,
+        }
+    }
+}
+
+/// One end of a relayed connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The client that connected to the proxy.
+    Client,
+    /// The upstream server.
+    Server,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Client => "the client",
+            Self::Server => "the server",
+        })
+    }
+}
+
+/// What happened to a relayed connection, for the tap.
+#[derive(Debug)]
+pub enum ProxyEvent {
+    /// A client connected (TCP), before any handshake.
+    Accepted {
+        /// The client's address.
+        peer: Option<std::net::SocketAddr>,
+    },
+    /// The client's transport (TLS, WebSocket) is set up and the upstream is connected:
+    /// bytes flow from now on.
+    Relaying {
+        /// The upstream endpoint, as `scheme://host:port/path`.
+        upstream: String,
+        /// The address the upstream connection went to.
+        upstream_addr: Option<std::net::SocketAddr>,
+    },
+    /// The client's TLS or WebSocket handshake failed; nothing was relayed.
+    ClientHandshakeFailed(TransportError),
+    /// The upstream could not be reached (or its handshakes failed); the client is let go.
+    UpstreamFailed(TransportError),
+    /// One side ended its stream cleanly (its last bytes were relayed).
+    Closed {
+        /// Who closed.
+        by: Side,
+    },
+    /// One side's transport failed; both were closed.
+    Failed {
+        /// Whose transport.
+        side: Side,
+        /// What went wrong.
+        error: String,
+    },
+    /// The tap stopped the connection (both sides closed).
+    Stopped {
+        /// Why.
+        reason: String,
+    },
+    /// The connection is over; no more bytes or events for it.
+    Finished,
+}
+
+/// What sees the relayed bytes and events. Called on the connection's task, in order;
+/// `bytes` is called before the bytes are written on. An error from it stops the
+/// connection (both sides closed) with that reason.
+pub trait Tap: Send + Sync {
+    /// Bytes that passed in one direction.
+    fn bytes(&self, connection: u64, flow: Flow, data: &[u8]) -> Result<(), String>;
+    /// Something that happened to a connection.
+    fn event(&self, connection: u64, event: &ProxyEvent);
+}
+
+/// How to reach the upstream, and how to accept clients.
+#[derive(Clone, Debug)]
+pub struct ProxyOptions {
+    /// The upstream: its scheme, host (TLS server name, WebSocket `Host`), port and path.
+    pub upstream: Endpoint,
+    /// Where to open the upstream's TCP connection instead of its host name (`HOST:PORT`
+    /// or `HOST`, the upstream's port then), so that a hosts-file entry can point clients
+    /// at the proxy under the upstream's own name without looping back.
+    pub connect_to: Option<String>,
+    /// Roots and client certificate for an `amqps` or `wss` upstream.
+    pub tls: ClientTlsConfig,
+    /// Certificate (for `amqps` and `wss` listeners) and WebSocket path and subprotocol.
+    pub accept: AcceptConfig,
+    /// The longest the client's and the upstream's handshakes may take.
+    pub handshake_timeout: Duration,
+    /// How long the other side may go on sending after one side closed.
+    pub close_grace: Duration,
+}
+
+impl ProxyOptions {
+    /// Options for relaying clients of `listen` to `upstream`, with the system's roots and
+    /// `tls` as the listener's certificate.
+    pub fn new(
+        listen: &Endpoint,
+        upstream: Endpoint,
+        tls: Option<transport::TlsServerConfig>,
+    ) -> Self {
+        Self {
+            upstream,
+            connect_to: None,
+            tls: ClientTlsConfig::new(),
+            accept: AcceptConfig::for_endpoint(listen, tls),
+            handshake_timeout: Duration::from_secs(30),
+            close_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A listening relay.
+pub struct Proxy {
+    tcp: TcpListener,
+    listen: Endpoint,
+    options: Arc<ProxyOptions>,
+    tap: Arc<dyn Tap>,
+    count: AtomicU64,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("listen", &self.listen.to_string())
+            .field("upstream", &self.options.upstream.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// Listens on `listen` (port 0 picks a free port; see [`Proxy::endpoint`]).
+    pub async fn bind(
+        listen: &str,
+        options: ProxyOptions,
+        tap: Arc<dyn Tap>,
+    ) -> Result<Self, TransportError> {
+        let mut endpoint =
+            Endpoint::parse_listen(listen).map_err(|e| TransportError::Config(e.to_string()))?;
+        if endpoint.scheme.is_tls() && options.accept.tls.is_none() {
+            return Err(TransportError::Config(format!(
+                "a {}:// listener needs a certificate and key",
+                endpoint.scheme
+            )));
+        }
+        let tcp = TcpListener::bind((endpoint.host.as_str(), endpoint.port))
+            .await
+            .map_err(|source| TransportError::Connect { endpoint: endpoint.to_string(), source })?;
+        if let Ok(addr) = tcp.local_addr() {
+            endpoint.port = addr.port();
+        }
+        Ok(Self { tcp, listen: endpoint, options: Arc::new(options), tap, count: 0.into() })
+    }
+
+    /// The endpoint listened on, with the port actually bound.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.listen
+    }
+
+    /// Accepts clients until the listener fails, relaying each on a task of its own.
+    pub async fn run(&self) -> Result<(), TransportError> {
+        loop {
+            let (tcp, peer) = self.tcp.accept().await.map_err(TransportError::Io)?;
+            let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+            let (listen, options, tap) =
+                (self.listen.clone(), Arc::clone(&self.options), Arc::clone(&self.tap));
+            tap.event(n, &ProxyEvent::Accepted { peer: Some(peer) });
+            tokio::spawn(async move {
+                serve_one(n, tcp, &listen, &options, tap.as_ref()).await;
+                tap.event(n, &ProxyEvent::Finished);
+            });
+        }
+    }
+}
+
+/// Sets up one client's transport and its upstream, then relays.
+async fn serve_one(
+    n: u64,
+    tcp: tokio::net::TcpStream,
+    listen: &Endpoint,
+    options: &ProxyOptions,
+    tap: &dyn Tap,
+) {
+    let limit = options.handshake_timeout;
+    let timed_out = |what: &str| {
+        TransportError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{what} took longer than {limit:?}"),
+        ))
+    };
+    let client =
+        match tokio::time::timeout(limit, transport::accept(tcp, listen, &options.accept)).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return tap.event(n, &ProxyEvent::ClientHandshakeFailed(e)),
+            Err(_) => {
+                return tap.event(n, &ProxyEvent::ClientHandshakeFailed(timed_out("the handshake")))
+            }
+        };
+    let upstream = match tokio::time::timeout(
+        limit,
+        transport::connect_via(&options.upstream, &options.tls, options.connect_to.as_deref()),
+    )
+    .await
+    {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return tap.event(n, &ProxyEvent::UpstreamFailed(e)),
+        Err(_) => {
+            return tap.event(n, &ProxyEvent::UpstreamFailed(timed_out("reaching the upstream")))
+        }
+    };
+    tap.event(
+        n,
+        &ProxyEvent::Relaying {
+            upstream: options.upstream.to_string(),
+            upstream_addr: upstream.peer_addr(),
+        },
+    );
+    relay(n, client, upstream, options.close_grace, tap).await;
+}
+
+/// How one direction ended.
+enum End {
+    /// Its sender closed its stream.
+    Eof,
+    /// Reading from its sender failed.
+    ReadFailed(String),
+    /// Writing to the other side failed.
+    WriteFailed(String),
+    /// The tap stopped it.
+    Stopped(String),
+}
+
+/// Relays both directions until both have ended (or one failed).
+async fn relay(n: u64, client: Transport, upstream: Transport, grace: Duration, tap: &dyn Tap) {
+    let (mut client_rd, mut client_wr) = tokio::io::split(client);
+    let (mut server_rd, mut server_wr) = tokio::io::split(upstream);
+    let up = pump(n, Flow::ClientToServer, &mut client_rd, &mut server_wr, tap);
+    let down = pump(n, Flow::ServerToClient, &mut server_rd, &mut client_wr, tap);
+    tokio::pin!(up, down);
+    // The first direction to end decides what happens to the other.
+    let (first, flow) = tokio::select! {
+        e = &mut up => (e, Flow::ClientToServer),
+        e = &mut down => (e, Flow::ServerToClient),
+    };
+    let rest = match first {
+        End::Eof => {
+            tap.event(n, &ProxyEvent::Closed { by: flow.sender() });
+            // The other side learns of the close (its write half shut down by the pump) and
+            // may still answer: relay that for a while.
+            let other = async {
+                match flow {
+                    Flow::ClientToServer => (&mut down).await,
+                    Flow::ServerToClient => (&mut up).await,
+                }
+            };
+            match tokio::time::timeout(grace, other).await {
+                Ok(e) => Some((e, other_flow(flow))),
+                Err(_) => None,
+            }
+        }
+        e => Some((e, flow)),
+    };
+    if let Some((end, flow)) = rest {
+        match end {
+            End::Eof => tap.event(n, &ProxyEvent::Closed { by: flow.sender() }),
+            End::ReadFailed(error) => {
+                tap.event(n, &ProxyEvent::Failed { side: flow.sender(), error });
+            }
+            End::WriteFailed(error) => {
+                let side = other_flow(flow).sender();
+                tap.event(n, &ProxyEvent::Failed { side, error });
+            }
+            End::Stopped(reason) => tap.event(n, &ProxyEvent::Stopped { reason }),
+        }
+    }
+    // Whatever is left is closed when the halves drop.
+}
+
+fn other_flow(flow: Flow) -> Flow {
+    match flow {
+        Flow::ClientToServer => Flow::ServerToClient,
+        Flow::ServerToClient => Flow::ClientToServer,
+    }
+}
+
+/// Copies one direction: read, show the tap, write on and flush (a WebSocket sends what
+/// was written as a message on flush). At the end of the stream, shuts the writer down
+/// so that the other side sees the close.
+async fn pump<R, W>(n: u64, flow: Flow, from: &mut R, to: &mut W, tap: &dyn Tap) -> End
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let got = match from.read(&mut buf).await {
+            Ok(0) => {
+                let _ = to.shutdown().await;
+                return End::Eof;
+            }
+            Ok(got) => got,
+            Err(e) => return End::ReadFailed(e.to_string()),
+        };
+        let data = buf.get(..got).unwrap_or_default();
+        if let Err(reason) = tap.bytes(n, flow, data) {
+            let _ = to.shutdown().await;
+            return End::Stopped(reason);
+        }
+        if let Err(e) = to.write_all(data).await {
+            return End::WriteFailed(e.to_string());
+        }
+        if let Err(e) = to.flush().await {
+            return End::WriteFailed(e.to_string());
+        }
+    }
+}
