@@ -14,6 +14,8 @@
 mod peers;
 #[path = "support/pki.rs"]
 mod pki;
+#[path = "support/tap.rs"]
+mod tap;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -1138,5 +1140,103 @@ fn amqpwire_client_against_rabbitmq() {
         within("close", conn.close(None)).await
     });
     cases.record("amqpwire client → RabbitMQ, TLS, PLAIN, a rich message round trip", log(r));
+    cases.finish();
+}
+
+// ------------------------------------------------- peers through amqpwire's relay
+
+/// A relay from `listen` to `upstream` with `tap`; its port.
+async fn start_proxy(
+    listen: Transport,
+    upstream: &str,
+    certs: &Certs,
+    tap: std::sync::Arc<tap::Recorder>,
+) -> u16 {
+    use amqpwire::proxy::{Proxy, ProxyOptions};
+    let path = if matches!(listen, Transport::Ws | Transport::Wss) { "/" } else { "" };
+    let url = format!("{}://127.0.0.1:0{path}", listen.scheme());
+    let endpoint = Endpoint::parse_listen(&url).expect("listen URL");
+    let mut options = ProxyOptions::new(
+        &endpoint,
+        upstream.parse().expect("upstream URL"),
+        listen.secure().then(|| certs.server_tls()),
+    );
+    options.tls = certs.client_tls();
+    let proxy = Proxy::bind(&url, options, tap).await.expect("the proxy listens");
+    let port = proxy.endpoint().port;
+    tokio::spawn(async move { proxy.run().await });
+    port
+}
+
+/// rhea and Qpid Proton talk to each other through two relays in a row, on every pair of
+/// transports each has: client → relay A (the client's transport) → relay B (WebSocket over
+/// TLS) → server (the server's transport). The client's scenario passes, and the bytes
+/// seen on both sides of the hop between the relays are the same, both ways.
+#[test]
+fn rhea_and_proton_talk_through_the_relay_byte_for_byte() {
+    let scratch = Scratch::new("interop", "relay");
+    let certs = Certs::write(&scratch);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut cases = Cases::default();
+    let anonymous: &[&str] = &["--sasl", "anonymous"];
+    for (client, server) in [(Peer::Rhea, Peer::Proton), (Peer::Proton, Peer::Rhea)] {
+        for &st in server.transports() {
+            let srv = PeerServer::start(server, st, &certs, &scratch, &[]);
+            for &ct in client.transports() {
+                let what = format!(
+                    "{} client ({}) → relay → relay → {} server ({})",
+                    client.name(),
+                    ct.name(),
+                    server.name(),
+                    st.name()
+                );
+                let (a, b) = (
+                    std::sync::Arc::new(tap::Recorder::default()),
+                    std::sync::Arc::new(tap::Recorder::default()),
+                );
+                let b_port = rt.block_on(start_proxy(
+                    Transport::Wss,
+                    &format!("{}/", srv.url(st, "")),
+                    &certs,
+                    b.clone(),
+                ));
+                let a_port = rt.block_on(start_proxy(
+                    ct,
+                    &format!("wss://localhost:{b_port}/"),
+                    &certs,
+                    a.clone(),
+                ));
+                let args = client_args("messages", a_port, ct, &certs, anonymous);
+                let r = run_client(client, &args, &scratch).and_then(|()| {
+                    rt.block_on(async {
+                        let wait = Duration::from_secs(20);
+                        for t in [&a, &b] {
+                            tokio::time::timeout(wait, t.finished.notified())
+                                .await
+                                .map_err(|_| "a relay did not finish".to_owned())?;
+                        }
+                        Ok::<(), String>(())
+                    })?;
+                    let (ac, bc) = (a.c2s.lock().unwrap().clone(), b.c2s.lock().unwrap().clone());
+                    let (asc, bsc) = (a.s2c.lock().unwrap().clone(), b.s2c.lock().unwrap().clone());
+                    ensure!(ac.len() > 100 && asc.len() > 100, "too little relayed");
+                    ensure!(
+                        ac == bc,
+                        "client to server: {} bytes at A, {} at B",
+                        ac.len(),
+                        bc.len()
+                    );
+                    ensure!(asc == bsc, "server to client: {} at A, {} at B", asc.len(), bsc.len());
+                    Ok(())
+                });
+                cases.record(&what, r);
+            }
+            drop(srv);
+        }
+    }
     cases.finish();
 }

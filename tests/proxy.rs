@@ -5,6 +5,8 @@
 
 #[path = "support/pki.rs"]
 mod pki;
+#[path = "support/tap.rs"]
+mod tap;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use amqpwire::broker::{listen_options, Broker};
 use amqpwire::connection::{Direction, TraceRecord};
 use amqpwire::message::Message;
-use amqpwire::proxy::{Flow, Proxy, ProxyEvent, ProxyOptions, Side, Tap};
+use amqpwire::proxy::{Proxy, ProxyOptions, Tap};
 use amqpwire::runtime::transport::{Endpoint, Scheme};
 use amqpwire::runtime::{ConnectOptions, Connection, Listener};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,44 +23,6 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(20), f)
         .await
         .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
-
-/// What a tap saw: the bytes of each direction per connection, and the events.
-#[derive(Default)]
-struct Recorder {
-    c2s: Mutex<Vec<u8>>,
-    s2c: Mutex<Vec<u8>>,
-    events: Mutex<Vec<String>>,
-    finished: tokio::sync::Notify,
-    /// Stop a connection once this many client bytes have passed.
-    stop_after: Option<usize>,
-}
-
-impl Tap for Recorder {
-    fn bytes(&self, _connection: u64, flow: Flow, data: &[u8]) -> Result<(), String> {
-        let mut buf = match flow {
-            Flow::ClientToServer => self.c2s.lock().unwrap(),
-            Flow::ServerToClient => self.s2c.lock().unwrap(),
-        };
-        buf.extend_from_slice(data);
-        match self.stop_after {
-            Some(n) if flow == Flow::ClientToServer && buf.len() >= n => Err("enough".into()),
-            _ => Ok(()),
-        }
-    }
-
-    fn event(&self, connection: u64, event: &ProxyEvent) {
-        let line = match event {
-            ProxyEvent::Closed { by: Side::Client } => "closed by client".to_owned(),
-            ProxyEvent::Closed { by: Side::Server } => "closed by server".to_owned(),
-            ProxyEvent::Finished => "finished".to_owned(),
-            other => format!("{other:?}"),
-        };
-        self.events.lock().unwrap().push(format!("c{connection} {line}"));
-        if matches!(event, ProxyEvent::Finished) {
-            self.finished.notify_one();
-        }
-    }
 }
 
 /// The bytes of each direction an engine traced.
@@ -133,7 +97,7 @@ async fn every_transport_pair_relays_byte_for_byte() {
         let (upstream, server_wire) = broker(upstream_scheme, &pki).await;
         for listen in SCHEMES {
             let what = format!("{listen} to {upstream_scheme}");
-            let tap = Arc::new(Recorder::default());
+            let tap = Arc::new(tap::Recorder::default());
             let front = proxy(listen, &upstream, &pki, tap.clone(), None).await;
             server_wire.incoming.lock().unwrap().clear();
             server_wire.outgoing.lock().unwrap().clear();
@@ -202,7 +166,7 @@ async fn malformed_bytes_are_relayed_unchanged_and_a_close_is_passed_on() {
     let mut hostile = b"AMQP\x00\x01\x00\x00\xff\xff\xff\xff\x02\x00\x00\x00".to_vec();
     hostile.extend((0..44u8).map(|i| i.wrapping_mul(37)));
     let (port, server) = raw_server(b"AMQP\x03\x01\x00\x00\x00\x00\x00\x05not a frame").await;
-    let tap = Arc::new(Recorder::default());
+    let tap = Arc::new(tap::Recorder::default());
     let front =
         proxy(Scheme::Amqp, &format!("amqp://127.0.0.1:{port}"), &pki, tap.clone(), None).await;
     let port = front.rsplit(':').next().expect("port").parse::<u16>().expect("port");
@@ -221,7 +185,7 @@ async fn malformed_bytes_are_relayed_unchanged_and_a_close_is_passed_on() {
 async fn a_tap_that_stops_a_connection_closes_both_sides() {
     let pki = pki::pki();
     let (port, server) = raw_server(b"never sent").await;
-    let tap = Arc::new(Recorder { stop_after: Some(8), ..Recorder::default() });
+    let tap = Arc::new(tap::Recorder { stop_after: Some(8), ..tap::Recorder::default() });
     let front =
         proxy(Scheme::Amqp, &format!("amqp://127.0.0.1:{port}"), &pki, tap.clone(), None).await;
     let port = front.rsplit(':').next().expect("port").parse::<u16>().expect("port");
@@ -244,7 +208,7 @@ async fn the_upstream_is_reached_at_an_address_given_apart_from_its_name() {
     let port = upstream.rsplit(':').next().expect("port").to_owned();
     // The name (localhost, which the certificate covers) is kept for TLS; the TCP connection
     // goes to the address. Port 1 in the URL would fail if it were used.
-    let tap = Arc::new(Recorder::default());
+    let tap = Arc::new(tap::Recorder::default());
     let front = proxy(
         Scheme::Amqp,
         "amqps://localhost:1",
@@ -256,7 +220,7 @@ async fn the_upstream_is_reached_at_an_address_given_apart_from_its_name() {
     let conn = within("connect", Connection::connect(&front)).await.expect("connect");
     within("close", conn.close(None)).await.expect("close");
     // Without the address, the upstream is unreachable and the client is let go.
-    let tap = Arc::new(Recorder::default());
+    let tap = Arc::new(tap::Recorder::default());
     let front = proxy(Scheme::Amqp, "amqps://localhost:1", &pki, tap.clone(), None).await;
     let err = within("refused", Connection::connect(&front)).await.expect_err("no upstream");
     assert!(!err.to_string().is_empty());
