@@ -25,6 +25,8 @@ mod hub;
 mod peers;
 #[path = "support/pki.rs"]
 mod pki;
+#[path = "support/tap.rs"]
+mod tap;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -183,12 +185,17 @@ fn event_hub_cs() -> String {
 
 /// `node iothub_sdk.js COMMAND` against the emulator over `t`.
 fn node(command: &str, t: NodeTransport, h: &Hub, ca: &Path) -> Command {
+    node_at(command, t, t.port(h), ca)
+}
+
+/// [`node`], connecting to `port` (a relay's, say) instead of the hub's.
+fn node_at(command: &str, t: NodeTransport, port: u16, ca: &Path) -> Command {
     node_sdks_installed();
     let mut c = Command::new("node");
     c.arg(Path::new(PEERS).join("iothub_sdk.js")).arg(command);
     let cs = if command.starts_with("service-") { owner_cs() } else { device_cs() };
     c.args(["--connection-string", &cs, "--transport", t.arg()]);
-    c.args(["--port", &t.port(h).to_string(), "--timeout", "20"]);
+    c.args(["--port", &port.to_string(), "--timeout", "20"]);
     c.arg("--ca").arg(ca);
     c
 }
@@ -1823,4 +1830,75 @@ async fn node_sdks_over_amqp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_sdks_over_amqp_ws() {
     finish(node_sdks_against_the_emulator(NodeTransport::Ws).await);
+}
+
+/// The Node SDK's device sends telemetry through amqpwire's relay (`Amqp` through an
+/// amqps relay, `AmqpWs` through a wss relay on `/$iothub/websocket`), and the bytes on
+/// both sides of the relay are the same: what the relay read from the SDK is what the
+/// emulator read, and what the emulator wrote is what the relay passed back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_sdk_talks_to_the_emulator_through_the_relay() {
+    use amqpwire::proxy::{Proxy, ProxyOptions};
+    node_sdks_installed();
+    let rec = Arc::new(Recorder::default());
+    let h = hub::start_traced(|_| {}, Some(rec.trace())).await;
+    let scratch = Scratch::new("iothub-sdk", "relay");
+    let ca = scratch.path("ca.pem");
+    std::fs::write(&ca, &h.pki.ca).expect("write");
+    let mut failed = Vec::new();
+    for t in [NodeTransport::Amqp, NodeTransport::Ws] {
+        let (listen, upstream) = match t {
+            NodeTransport::Amqp => {
+                ("amqps://127.0.0.1:0".to_owned(), format!("amqps://localhost:{}", h.amqps))
+            }
+            NodeTransport::Ws => (
+                "wss://127.0.0.1:0/$iothub/websocket".to_owned(),
+                format!("wss://localhost:{}/$iothub/websocket", h.wss),
+            ),
+        };
+        let endpoint = amqpwire::runtime::transport::Endpoint::parse_listen(&listen).unwrap();
+        let mut options =
+            ProxyOptions::new(&endpoint, upstream.parse().unwrap(), Some(h.pki.server()));
+        options.tls = h.pki.client();
+        let tap = Arc::new(tap::Recorder::default());
+        let proxy = Proxy::bind(&listen, options, tap.clone()).await.expect("the relay");
+        let port = proxy.endpoint().port;
+        tokio::spawn(async move { proxy.run().await });
+
+        let before = rec.keys();
+        let mut cmd = node_at("device-send", t, port, &ca);
+        cmd.args(["--body", "through the relay"]);
+        let r = async {
+            let run =
+                run_peer(cmd, &format!("relay-{}", t.arg()), &scratch, Duration::from_secs(40))
+                    .await?;
+            let sent = run.events("sent");
+            if sent.len() != 1 || sent[0]["result"] != "MessageEnqueued" {
+                return Err(format!("device-send printed {:?}", run.lines));
+            }
+            tokio::time::timeout(Duration::from_secs(20), tap.finished.notified())
+                .await
+                .map_err(|_| "the relay did not finish".to_owned())?;
+            let keys = rec.new_since(&before, t.endpoint());
+            let [key] = keys.as_slice() else {
+                return Err(format!("{} connections at the emulator", keys.len()));
+            };
+            let seen = rec.get(*key);
+            let (c2s, s2c) = (tap.c2s.lock().unwrap().clone(), tap.s2c.lock().unwrap().clone());
+            if c2s != seen.c2s || s2c != seen.s2c || c2s.is_empty() {
+                return Err(format!(
+                    "the relay saw {}/{} bytes, the emulator {}/{}",
+                    c2s.len(),
+                    s2c.len(),
+                    seen.c2s.len(),
+                    seen.s2c.len()
+                ));
+            }
+            Ok(())
+        };
+        if let Err(e) = r.await {
+            failed.push(format!("{}: {e}", t.arg()));
+        }
+    }
+    assert!(failed.is_empty(), "{failed:#?}");
 }
