@@ -292,3 +292,50 @@ fn a_json_trace_keeps_every_frame_when_the_server_is_killed() {
     assert_eq!(closes.len(), 2, "the client's close and the broker's answer: {closes:?}");
     let _ = std::fs::remove_file(&trace);
 }
+
+/// With SSLKEYLOGFILE set, a TLS client and a TLS server both write their session secrets
+/// in the NSS key log format (what Wireshark needs to decrypt a capture).
+#[test]
+fn tls_session_secrets_go_to_sslkeylogfile() {
+    let pki = pki::pki();
+    let dir = scratch("keylog");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        p.to_string_lossy().into_owned()
+    };
+    let (cert, key, ca) = (
+        write("server.pem", &pki.server_cert),
+        write("server.key", &pki.server_key),
+        write("ca.pem", &pki.ca),
+    );
+    let server_log = dir.join("server.keys");
+    let client_log = dir.join("client.keys");
+    let mut cmd = bin();
+    cmd.args(["serve", "--listen", "amqps://localhost:0", "--cert", &cert, "--key", &key]);
+    cmd.env("SSLKEYLOGFILE", &server_log);
+    let running = Running::start(cmd, |lines| !lines.is_empty());
+    let url = running.lines[0].strip_prefix("listening on ").expect("a URL").to_owned();
+    let o = bin()
+        .args(["send", &url, "--to", "q", "--body", "secret", "--ca", &ca])
+        .env("SSLKEYLOGFILE", &client_log)
+        .output()
+        .expect("send");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    drop(running);
+    for (who, path) in [("client", &client_log), ("server", &server_log)] {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        // TLS 1.3 secrets, each with the 32-byte client random in hex.
+        let secrets: Vec<&str> = log.lines().filter(|l| l.contains("TRAFFIC_SECRET_0")).collect();
+        assert_eq!(secrets.len(), 2, "{who}: {log}");
+        assert!(secrets.iter().all(|l| l.split(' ').nth(1).is_some_and(|r| r.len() == 64)));
+    }
+    // The same client randoms on both sides: the same session.
+    let randoms = |p: &std::path::Path| -> std::collections::BTreeSet<String> {
+        let log = std::fs::read_to_string(p).unwrap_or_default();
+        log.lines().filter_map(|l| l.split(' ').nth(1).map(str::to_owned)).collect()
+    };
+    assert_eq!(randoms(&client_log), randoms(&server_log));
+    let _ = std::fs::remove_dir_all(&dir);
+}

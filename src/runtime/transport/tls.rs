@@ -222,12 +222,14 @@ impl ClientTlsConfig {
             .with_safe_default_protocol_versions()
             .map_err(config_error)?
             .with_webpki_verifier(verifier);
-        match &self.client_identity {
-            None => Ok(builder.with_no_client_auth()),
+        let mut config = match &self.client_identity {
+            None => builder.with_no_client_auth(),
             Some(id) => builder
                 .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
-                .map_err(|e| config_error(format!("client certificate and key: {e}"))),
-        }
+                .map_err(|e| config_error(format!("client certificate and key: {e}")))?,
+        };
+        config.key_log = key_log();
+        Ok(config)
     }
 }
 
@@ -324,10 +326,19 @@ fn build_acceptor(
             builder.with_client_cert_verifier(v)
         }
     };
-    let config = builder
+    let mut config = builder
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())
         .map_err(|e| config_error(format!("server certificate and key: {e}")))?;
+    config.key_log = key_log();
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The session secrets of every TLS connection, in the NSS key log format, appended to the
+/// file `SSLKEYLOGFILE` names when it is set (as browsers, curl and Node do), so that
+/// Wireshark, or `amqpwire decode --keylog`, can decrypt a capture of a real connection.
+/// Nothing is written when it is not set.
+fn key_log() -> Arc<dyn tokio_rustls::rustls::KeyLog> {
+    Arc::new(tokio_rustls::rustls::KeyLogFile::new())
 }
 
 /// Who the peer of a TLS connection proved to be: its end-entity certificate. For SASL
