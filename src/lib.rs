@@ -93,6 +93,8 @@ pub mod proxy;
 pub mod runtime;
 pub mod samples;
 pub mod sasl;
+#[cfg(feature = "json")]
+pub mod script;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

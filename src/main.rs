@@ -22,6 +22,9 @@ enum Command {
     /// Decode an AMQP 1.0 byte stream (hex or binary): every header, frame, field and
     /// message, with offsets and raw bytes.
     Decode(cli::decode::DecodeArgs),
+    /// Write bytes from JSON lines: `decode --json` output (byte for byte), or frames
+    /// written by hand, malformations included.
+    Encode(cli::encode::EncodeArgs),
     /// Send messages to an address: body from a flag, a file or standard input; a summary
     /// of outcomes at the end.
     Send(cli::client::SendArgs),
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Command::Decode(a) => cli::decode::run(&a),
+        Command::Encode(a) => cli::encode::run(&a),
         Command::Send(a) => cli::client::run_send(&a),
         Command::Receive(a) => cli::client::run_receive(&a),
         Command::Serve(a) => cli::serve::run_serve(&a),

@@ -170,6 +170,30 @@ impl Array {
         self.descriptor.as_deref()
     }
 
+    /// The same array encoded with `code` (`array8` or `array32`, `None` for the smallest
+    /// that holds it) and element constructor `element`, where the elements fit it: the
+    /// choices a peer made, for a lossless re-encoding.
+    pub fn with_codes(mut self, code: Option<u8>, element: u8) -> Self {
+        self.fmt = code.map_or(Fmt::Auto, Fmt::Code);
+        self.elem = element;
+        self.exact = true;
+        self
+    }
+
+    /// The array's own format code (`array8` or `array32`) that encoding will use.
+    pub fn format_code(&self) -> u8 {
+        self.code()
+    }
+
+    /// The smallest array format code that holds it.
+    pub fn canonical_code(&self) -> u8 {
+        if self.body_len() < 255 && self.items.len() <= 255 {
+            fc::ARRAY8
+        } else {
+            fc::ARRAY32
+        }
+    }
+
     /// The element constructor's format code that encoding will use.
     pub fn element_code(&self) -> u8 {
         if self.exact && self.items.iter().all(|v| v.fits(self.elem)) {
@@ -338,6 +362,17 @@ impl Value {
             }
             other => return Err(r.error_at(pos, ErrorKind::UnknownFormatCode(other))),
         })
+    }
+
+    /// The format code the smallest encoding of this value starts with (0x00 for a
+    /// described value): where it differs from [`Value::format_code`], the value keeps a
+    /// peer's non-canonical choice.
+    pub fn canonical_format_code(&self) -> u8 {
+        match self {
+            Self::Described(_) => fc::DESCRIBED,
+            Self::Array(a) => a.canonical_code(),
+            _ => self.canonical_code(),
+        }
     }
 
     /// The format code [`Value::encode`] writes first (0x00 for a described value).

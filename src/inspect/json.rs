@@ -82,6 +82,23 @@ fn frame_json(f: &FrameRecord) -> Vec<Json> {
     if !warnings.is_empty() {
         o.insert("warnings".into(), Json::Array(warnings));
     }
+    // The lossless form, for `amqpwire encode`: the body's first value typed, the bytes
+    // after it in hex; or the body in hex when it is not a value that re-encodes to itself.
+    let body = f.raw.get(doff..).unwrap_or_default();
+    if !body.is_empty() {
+        let mut r = crate::codec::Reader::new(body, crate::codec::DecodeOptions::STRICT);
+        match crate::codec::Value::read(&mut r) {
+            Ok(v) if v.to_vec() == body[..r.position()] => {
+                o.insert("typed".into(), super::typed::to_typed(&v));
+                if r.position() < body.len() {
+                    o.insert("payload".into(), json!(hex(&body[r.position()..])));
+                }
+            }
+            _ => {
+                o.insert("body".into(), json!(hex(body)));
+            }
+        }
+    }
     o.insert("raw".into(), json!(hex(&f.raw)));
     let mut lines = vec![Json::Object(o)];
     if let Some(e) = f.layer_error {

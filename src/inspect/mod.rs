@@ -14,6 +14,8 @@
 #[cfg(feature = "json")]
 pub mod json;
 mod text;
+#[cfg(feature = "json")]
+pub mod typed;
 
 use std::collections::HashMap;
 

@@ -13,6 +13,10 @@ use crate::codec::{DecodeError, ErrorKind, Fmt, Reader, Symbol, Timestamp, Value
 pub trait Codec: Sized {
     /// The spec's name of the type, for error messages.
     const TYPE: &'static str;
+    /// The AMQP type on the wire: [`Codec::TYPE`] for primitives, the underlying type for
+    /// restricted types (`handle` is a `uint`), the type's own name for composites and
+    /// unions. Writers of hand-written frames use it to type a field's JSON value.
+    const WIRE: &'static str = Self::TYPE;
 
     /// Reads one encoded value; `None` if it is null.
     fn read_opt(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError>;

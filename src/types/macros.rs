@@ -35,6 +35,7 @@ macro_rules! restricted {
 
         impl $crate::types::Codec for $name {
             const TYPE: &'static str = $spec;
+            const WIRE: &'static str = <$inner as $crate::types::Codec>::WIRE;
             fn read_opt(r: &mut $crate::codec::Reader<'_>) -> Result<Option<Self>, $crate::codec::DecodeError> {
                 Ok(<$inner as $crate::types::Codec>::read_opt(r)?.map(Self))
             }
@@ -81,6 +82,8 @@ macro_rules! composite {
             const SYMBOL: &'static str = $symbol;
             const CODE: u64 = $code;
             const FIELDS: &'static [&'static str] = &[$($wire),*];
+            const FIELD_TYPES: &'static [&'static str] =
+                &[$(<$fty as $crate::types::Codec>::WIRE),*];
 
             #[allow(unused_assignments, unused_mut, unused_variables)]
             fn read_fields(r: &mut $crate::codec::Reader<'_>, count: u32) -> Result<Self, $crate::codec::DecodeError> {

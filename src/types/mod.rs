@@ -33,6 +33,9 @@ pub trait Composite: Sized {
     const CODE: u64;
     /// The spec's field names, in order.
     const FIELDS: &'static [&'static str];
+    /// Each field's type on the wire ([`Codec::WIRE`]), in the order of
+    /// [`Composite::FIELDS`].
+    const FIELD_TYPES: &'static [&'static str];
 
     /// Reads the `count` list elements that follow the list header.
     fn read_fields(r: &mut Reader<'_>, count: u32) -> Result<Self, DecodeError>;
@@ -309,9 +312,21 @@ pub(crate) fn field_values(
 /// The field names of the list-shaped composite with descriptor `code`, for annotating
 /// encoded values.
 pub fn fields_for_code(code: u64) -> Option<&'static [&'static str]> {
+    composite_table(code).map(|(names, _)| names)
+}
+
+/// The field names and wire types ([`Codec::WIRE`]) of the list-shaped composite with
+/// descriptor `code`, for writing hand-written frames.
+pub fn field_types_for_code(
+    code: u64,
+) -> Option<(&'static [&'static str], &'static [&'static str])> {
+    composite_table(code)
+}
+
+fn composite_table(code: u64) -> Option<(&'static [&'static str], &'static [&'static str])> {
     macro_rules! table {
         ($($t:ty),*) => {
-            $( if code == <$t>::CODE { return Some(<$t>::FIELDS); } )*
+            $( if code == <$t>::CODE { return Some((<$t>::FIELDS, <$t>::FIELD_TYPES)); } )*
         };
     }
     table!(

@@ -1,0 +1,448 @@
+//! JSON lines to bytes: the trace format read backwards, malformations included.
+//!
+//! Each line is one JSON object:
+//!
+//! - `{"kind": "header", "protocol_id": 3}` (or `"protocol": "SASL"`): a protocol
+//!   header; `"version": "1.0.0"` may be changed to write a wrong one.
+//! - `{"kind": "frame", …}`: a frame. Its body comes from, in this order:
+//!   - `typed`: the lossless typed value ([`typed`](crate::inspect::typed)) that
+//!     `decode --json` writes, then `payload` (hex) for the bytes after it;
+//!   - `performative` and `fields`: the hand-written form. Field values are typed by the
+//!     spec's field types (`"handle": 0` is a uint, `"name": "x"` a string, `"role":
+//!     "receiver"` the role), and may always be written typed; mandatory fields left out
+//!     get a default. `data` (text) adds a message with one data section; `payload` (hex)
+//!     adds bytes as they are;
+//!   - `body`: the body's bytes in hex.
+//!
+//!   `type` (`amqp`, `sasl` or a number), `channel` (default 0), `doff` (default: from
+//!   `extended_header`, hex, else 2) and `size` (default: the real size) may each be given,
+//!   wrong on purpose; `truncate` keeps only that many bytes of the frame.
+//! - `{"kind": "raw", "hex": "…"}`: bytes as they are.
+//! - `{"kind": "error"}` and `{"kind": "event"}` lines (from `decode` and traces) are
+//!   skipped.
+//!
+//! Anywhere a typed value may stand, `{"raw": "hex"}` splices bytes as they are, and
+//! `{"list": […], "size": N, "count": N}` (also `map`, `array`) writes a compound whose size
+//! or count disagrees with its contents.
+
+use serde_json::Value as Json;
+
+use crate::codec::format as fc;
+use crate::codec::{Symbol, Value};
+use crate::inspect::typed::{from_typed, parse_code, to_typed, unhex};
+
+/// Encodes JSON lines (one object per line; blank lines and lines starting with `#` are
+/// skipped) into bytes. An error names the line (from 1) and what is wrong; nothing is
+/// written for a bad input.
+pub fn encode_lines(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let j: Json =
+            serde_json::from_str(line).map_err(|e| format!("line {}: not JSON: {e}", i + 1))?;
+        encode_line(&j, &mut out).map_err(|e| format!("line {}: {e}", i + 1))?;
+    }
+    Ok(out)
+}
+
+/// Encodes one line's object, appending to `out`.
+pub fn encode_line(j: &Json, out: &mut Vec<u8>) -> Result<(), String> {
+    let o = j.as_object().ok_or("a line is a JSON object")?;
+    let kind = o.get("kind").and_then(Json::as_str).unwrap_or("frame");
+    match kind {
+        "header" => header(o, out),
+        "frame" => frame(o, out),
+        "raw" => {
+            let h = o.get("hex").and_then(Json::as_str).ok_or("a raw line needs \"hex\"")?;
+            out.extend(unhex(h).ok_or("raw: bad hex")?);
+            Ok(())
+        }
+        "error" | "event" => Ok(()),
+        other => Err(format!("unknown kind {other:?}")),
+    }
+}
+
+fn header(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), String> {
+    let id = match (o.get("protocol_id"), o.get("protocol").and_then(Json::as_str)) {
+        (Some(n), _) => {
+            n.as_u64().and_then(|n| u8::try_from(n).ok()).ok_or("protocol_id is a number 0-255")?
+        }
+        (None, Some("AMQP")) => 0,
+        (None, Some("TLS")) => 2,
+        (None, Some("SASL")) => 3,
+        _ => return Err("a header needs \"protocol_id\" (0, 2 or 3) or \"protocol\"".into()),
+    };
+    let version = o.get("version").and_then(Json::as_str).unwrap_or("1.0.0");
+    let v: Vec<u8> = version.split('.').filter_map(|p| p.parse().ok()).collect();
+    let [major, minor, revision] = v.as_slice() else {
+        return Err(format!("version {version:?} is not MAJOR.MINOR.REVISION"));
+    };
+    out.extend_from_slice(&[b'A', b'M', b'Q', b'P', id, *major, *minor, *revision]);
+    Ok(())
+}
+
+fn frame(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), String> {
+    let ty: u8 = match o.get("type") {
+        None => 0,
+        Some(Json::String(s)) if s == "amqp" => 0,
+        Some(Json::String(s)) if s == "sasl" => 1,
+        Some(Json::Number(n)) => {
+            n.as_u64().and_then(|n| u8::try_from(n).ok()).ok_or("type is 0-255")?
+        }
+        Some(other) => return Err(format!("type {other}: write \"amqp\", \"sasl\" or a number")),
+    };
+    let number = |key: &str, max: u64| -> Result<Option<u64>, String> {
+        match o.get(key) {
+            None => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(n) if n <= max => Ok(Some(n)),
+                _ => Err(format!("{key} is a number up to {max}")),
+            },
+        }
+    };
+    let channel = number("channel", u64::from(u16::MAX))?.unwrap_or(0) as u16;
+    let ext = match o.get("extended_header").and_then(Json::as_str) {
+        Some(h) => unhex(h).ok_or("extended_header: bad hex")?,
+        None => Vec::new(),
+    };
+    let doff = match number("doff", 255)? {
+        Some(d) => d as u8,
+        None => u8::try_from(2 + ext.len().div_ceil(4)).map_err(|_| "extended_header too long")?,
+    };
+    // The extended header fills doff's words, padded with zeros.
+    let mut ext = ext;
+    ext.resize(ext.len().max(usize::from(doff).saturating_sub(2) * 4), 0);
+    let mut body = Vec::new();
+    if let Some(t) = o.get("typed") {
+        write_value(t, "typed", &mut body)?;
+    } else if let Some(p) = o.get("performative").and_then(Json::as_str) {
+        let empty = serde_json::Map::new();
+        let fields = match o.get("fields") {
+            Some(Json::Object(f)) => f,
+            None => &empty,
+            Some(_) => return Err("fields is an object".into()),
+        };
+        if p != "empty" {
+            performative(p, fields, &mut body)?;
+        }
+    } else if let Some(h) = o.get("body").and_then(Json::as_str) {
+        body.extend(unhex(h).ok_or("body: bad hex")?);
+    }
+    if let Some(h) = o.get("payload").and_then(Json::as_str) {
+        body.extend(unhex(h).ok_or("payload: bad hex")?);
+    }
+    if let Some(text) = o.get("data").and_then(Json::as_str) {
+        // A message of one data section.
+        body.extend_from_slice(&[fc::DESCRIBED, fc::SMALLULONG, 0x75]);
+        Value::Binary(bytes::Bytes::copy_from_slice(text.as_bytes()), crate::codec::Fmt::Auto)
+            .encode(&mut body);
+    }
+    let real = 8 + ext.len() + body.len();
+    let size = match number("size", u64::from(u32::MAX))? {
+        Some(s) => s as u32,
+        None => u32::try_from(real).map_err(|_| "the frame is larger than 4 GiB")?,
+    };
+    let start = out.len();
+    out.extend_from_slice(&size.to_be_bytes());
+    out.extend_from_slice(&[doff, ty]);
+    out.extend_from_slice(&channel.to_be_bytes());
+    out.extend_from_slice(&ext);
+    out.extend_from_slice(&body);
+    if let Some(n) = number("truncate", u64::from(u32::MAX))? {
+        out.truncate(start + (n as usize).min(real));
+    }
+    Ok(())
+}
+
+/// A performative (or SASL body) from its name and hand-written fields.
+fn performative(
+    name: &str,
+    fields: &serde_json::Map<String, Json>,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let code = crate::types::code_for_symbol(&format!("amqp:{name}:list"))
+        .ok_or_else(|| format!("unknown performative {name:?}"))?;
+    let (names, types) = crate::types::field_types_for_code(code)
+        .ok_or_else(|| format!("{name} has no field table"))?;
+    for k in fields.keys() {
+        if !names.contains(&k.as_str()) && !k.starts_with('[') {
+            return Err(format!("{name} has no field {k:?} (its fields: {})", names.join(", ")));
+        }
+    }
+    // Up to the last field given or defaulted: trailing absent fields are left out. Fields
+    // holding byte-level escapes are kept as written, the others typed by the field table.
+    let mut items = Vec::new();
+    for (field, ty) in names.iter().zip(types.iter()) {
+        let at = format!("fields.{field}");
+        let v = match fields.get(*field) {
+            Some(j) if needs_bytes(j) => j.clone(),
+            Some(j) => to_typed(&typed_field(j, ty, &at)?),
+            None => default_for(name, field).map_or(Json::Null, |v| to_typed(&v)),
+        };
+        items.push(v);
+    }
+    while items.last() == Some(&Json::Null) {
+        items.pop();
+    }
+    let typed = serde_json::json!({ "described": [{ "ulong": code }, { "list": items }] });
+    write_value(&typed, name, out)
+}
+
+/// Defaults for the mandatory fields a hand-written performative leaves out.
+fn default_for(performative: &str, field: &str) -> Option<Value> {
+    use crate::codec::Fmt::Auto;
+    Some(match (performative, field) {
+        ("open", "container-id") => Value::String("amqpwire-script".into(), Auto),
+        ("begin", "next-outgoing-id") | ("flow", "next-outgoing-id") => Value::Uint(0, Auto),
+        ("begin", "incoming-window") | ("flow", "incoming-window") => Value::Uint(2048, Auto),
+        ("begin", "outgoing-window") | ("flow", "outgoing-window") => Value::Uint(2048, Auto),
+        ("attach", "name") => Value::String("link".into(), Auto),
+        ("attach" | "transfer" | "detach", "handle") => Value::Uint(0, Auto),
+        ("attach", "role") | ("disposition", "role") => Value::Boolean(false, Auto),
+        ("disposition", "first") => Value::Uint(0, Auto),
+        ("sasl-mechanisms", "sasl-server-mechanisms") => {
+            Value::Symbol(Symbol::from("ANONYMOUS"), Auto)
+        }
+        ("sasl-init", "mechanism") => Value::Symbol(Symbol::from("ANONYMOUS"), Auto),
+        ("sasl-challenge", "challenge") | ("sasl-response", "response") => {
+            Value::Binary(bytes::Bytes::new(), Auto)
+        }
+        ("sasl-outcome", "code") => Value::Ubyte(0),
+        _ => return None,
+    })
+}
+
+/// A hand-written field value, typed by the field's wire type where JSON leaves it open.
+fn typed_field(j: &Json, ty: &str, at: &str) -> Result<Value, String> {
+    use crate::codec::Fmt::Auto;
+    let wrong = || format!("{at}: {j} does not fit a {ty}");
+    match (ty, j) {
+        (_, Json::Null) => Ok(Value::Null),
+        // A fields map written as a plain object: symbol keys, values typed as written.
+        ("fields", Json::Object(o)) if !o.contains_key("map") => {
+            let pairs = o
+                .iter()
+                .map(|(k, v)| {
+                    let key = Value::Symbol(Symbol::from(k.as_str()), Auto);
+                    Ok((key, from_typed(v, &format!("{at}.{k}"))?))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            Ok(Value::Map(pairs, Auto))
+        }
+        // A typed value (or a splice) always stands for itself.
+        (_, Json::Object(_)) => from_typed(j, at),
+        ("uint", Json::Number(n)) => {
+            Ok(Value::Uint(n.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(wrong)?, Auto))
+        }
+        ("ulong", Json::Number(n)) => Ok(Value::Ulong(n.as_u64().ok_or_else(wrong)?, Auto)),
+        ("ushort", Json::Number(n)) => {
+            Ok(Value::Ushort(n.as_u64().and_then(|n| u16::try_from(n).ok()).ok_or_else(wrong)?))
+        }
+        ("ubyte", Json::Number(n)) => {
+            Ok(Value::Ubyte(n.as_u64().and_then(|n| u8::try_from(n).ok()).ok_or_else(wrong)?))
+        }
+        ("timestamp", Json::Number(n)) => {
+            Ok(Value::Timestamp(crate::codec::Timestamp(n.as_i64().ok_or_else(wrong)?)))
+        }
+        ("boolean", Json::Bool(b)) => Ok(Value::Boolean(*b, Auto)),
+        // The role is a boolean: the spec's names read as it.
+        ("boolean", Json::String(s)) if s == "sender" => Ok(Value::Boolean(false, Auto)),
+        ("boolean", Json::String(s)) if s == "receiver" => Ok(Value::Boolean(true, Auto)),
+        ("ubyte", Json::String(s)) => Ok(Value::Ubyte(match s.as_str() {
+            "unsettled" | "first" | "ok" => 0,
+            "settled" | "second" | "auth" => 1,
+            "mixed" | "sys" => 2,
+            "sys-perm" => 3,
+            "sys-temp" => 4,
+            _ => return Err(wrong()),
+        })),
+        ("string", Json::String(s)) => Ok(Value::String(s.as_str().into(), Auto)),
+        ("symbol", Json::String(s)) if s.is_ascii() => {
+            Ok(Value::Symbol(Symbol::from(s.as_str()), Auto))
+        }
+        ("binary", Json::String(s)) => {
+            Ok(Value::Binary(unhex(s).ok_or_else(|| format!("{at}: binary is hex"))?.into(), Auto))
+        }
+        ("symbol (multiple)", Json::String(s)) if s.is_ascii() => {
+            Ok(Value::Symbol(Symbol::from(s.as_str()), Auto))
+        }
+        ("symbol (multiple)", Json::Array(items)) => {
+            let syms = items
+                .iter()
+                .map(|i| i.as_str().filter(|s| s.is_ascii()).map(Symbol::from).ok_or_else(wrong))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Value::Array(crate::codec::Array::symbols(syms)))
+        }
+        // Anything else must be written typed, or is a JSON shape typed JSON reads as is.
+        (_, Json::String(_) | Json::Bool(_) | Json::Array(_)) => from_typed(j, at),
+        _ => Err(wrong()),
+    }
+}
+
+/// Writes a typed value, honouring the byte-level escapes (`raw`, compound `size` and
+/// `count` overrides) anywhere inside it.
+fn write_value(j: &Json, at: &str, out: &mut Vec<u8>) -> Result<(), String> {
+    if let Json::Object(o) = j {
+        if let Some(h) = o.get("raw").and_then(Json::as_str) {
+            out.extend(unhex(h).ok_or_else(|| format!("{at}: raw: bad hex"))?);
+            return Ok(());
+        }
+        let overrides = o.contains_key("size") || o.contains_key("count");
+        if let (true, Some(items), Some(kind)) = (
+            overrides,
+            o.get("list").or_else(|| o.get("map")).and_then(Json::as_array),
+            ["list", "map"].into_iter().find(|k| o.contains_key(*k)),
+        ) {
+            return compound(o, kind, items, at, out);
+        }
+        if let Some(Json::Array(pair)) = o.get("described") {
+            if let [d, v] = pair.as_slice() {
+                if needs_bytes(d) || needs_bytes(v) {
+                    out.push(fc::DESCRIBED);
+                    write_value(d, &format!("{at}.descriptor"), out)?;
+                    return write_value(v, &format!("{at}.value"), out);
+                }
+            }
+        }
+        if o.contains_key("list")
+            && o.get("list").and_then(Json::as_array).is_some_and(|i| i.iter().any(needs_bytes))
+        {
+            let items =
+                o.get("list").and_then(Json::as_array).map(Vec::as_slice).unwrap_or_default();
+            return compound(o, "list", items, at, out);
+        }
+    }
+    if let Json::Array(items) = j {
+        if items.iter().any(needs_bytes) {
+            return compound(&serde_json::Map::new(), "list", items, at, out);
+        }
+    }
+    from_typed(j, at)?.encode(out);
+    Ok(())
+}
+
+/// Whether a typed value holds a byte-level escape somewhere.
+fn needs_bytes(j: &Json) -> bool {
+    match j {
+        Json::Object(o) => {
+            o.contains_key("raw")
+                || ((o.contains_key("list") || o.contains_key("map"))
+                    && (o.contains_key("size") || o.contains_key("count")))
+                || o.values().any(needs_bytes)
+        }
+        Json::Array(items) => items.iter().any(needs_bytes),
+        _ => false,
+    }
+}
+
+/// A list or map written element by element, its size and count as given or as counted.
+fn compound(
+    o: &serde_json::Map<String, Json>,
+    kind: &str,
+    items: &[Json],
+    at: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let mut body = Vec::new();
+    let mut count = 0u64;
+    for (i, item) in items.iter().enumerate() {
+        match (kind, item) {
+            ("map", Json::Array(pair)) if pair.len() == 2 => {
+                write_value(&pair[0], &format!("{at}.map[{i}][0]"), &mut body)?;
+                write_value(&pair[1], &format!("{at}.map[{i}][1]"), &mut body)?;
+                count += 2;
+            }
+            ("map", _) => return Err(format!("{at}.map[{i}]: a pair is [key, value]")),
+            _ => {
+                write_value(item, &format!("{at}.list[{i}]"), &mut body)?;
+                count += 1;
+            }
+        }
+    }
+    let count = o.get("count").and_then(Json::as_u64).unwrap_or(count);
+    let small = body.len() < 255 && count <= 255;
+    let code = match o.get("code") {
+        Some(c) => parse_code(c, at)?,
+        None if kind == "map" && small => fc::MAP8,
+        None if kind == "map" => fc::MAP32,
+        None if small => fc::LIST8,
+        None => fc::LIST32,
+    };
+    out.push(code);
+    match code {
+        fc::LIST8 | fc::MAP8 => {
+            let size = o.get("size").and_then(Json::as_u64).unwrap_or(body.len() as u64 + 1);
+            out.push(size as u8);
+            out.push(count as u8);
+        }
+        fc::LIST0 => {}
+        _ => {
+            let size = o.get("size").and_then(Json::as_u64).unwrap_or(body.len() as u64 + 4);
+            out.extend_from_slice(&(size as u32).to_be_bytes());
+            out.extend_from_slice(&(count as u32).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&body);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(b: &[u8]) -> String {
+        crate::inspect::hex(b)
+    }
+
+    #[test]
+    fn hand_written_performatives_take_their_field_types_and_defaults() {
+        let b = encode_lines(
+            r#"{"kind": "header", "protocol": "AMQP"}
+               {"performative": "open", "fields": {"container-id": "c", "max-frame-size": 512}}
+               {"performative": "attach", "channel": 1, "fields": {"name": "l", "role": "receiver"}}
+               {"performative": "transfer", "fields": {"handle": 0, "delivery-id": 0, "delivery-tag": "01"}, "data": "hi"}"#,
+        )
+        .expect("encodes");
+        let frames =
+            crate::inspect::Inspector::inspect_all(&b, crate::codec::DecodeOptions::STRICT);
+        let names: Vec<_> = frames
+            .iter()
+            .filter_map(|r| match r {
+                crate::inspect::Record::Frame(f) => f.performative(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["open", "attach", "transfer"], "{}", hex(&b));
+        assert!(frames.iter().all(|r| match r {
+            crate::inspect::Record::Frame(f) => f.frame.is_ok(),
+            crate::inspect::Record::Header { .. } => true,
+            _ => false,
+        }));
+    }
+
+    #[test]
+    fn malformations_are_written_as_asked() {
+        // A frame claiming 4 GiB, a doff of 1, a list whose count and size lie, a splice.
+        let b = encode_lines(
+            r#"{"kind": "frame", "size": 4294967295, "typed": null}
+               {"kind": "frame", "doff": 1, "body": ""}
+               {"kind": "frame", "typed": {"described": [{"ulong": 16}, {"list": ["c"], "count": 9, "size": 200}]}}
+               {"kind": "frame", "typed": ["a", {"raw": "a105ff"}]}
+               {"kind": "frame", "performative": "open", "truncate": 10}"#,
+        )
+        .expect("encodes");
+        assert_eq!(&b[..8], &[0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0]);
+        assert_eq!(&b[9..17], &[0, 0, 0, 8, 1, 0, 0, 0]);
+        let third = &b[17..];
+        assert_eq!(hex(&third[..17]), "0000001102000000005310c0c809a10163");
+        let fourth = &b[17 + 17..];
+        assert_eq!(hex(&fourth[..17]), "0000001102000000c00702a10161a105ff");
+        assert_eq!(b.len(), 17 + 17 + 17 + 10);
+        for bad in [r#"{"kind": "frame", "typed": 5}"#, r#"{"performative": "nope"}"#, "[1]"] {
+            assert!(encode_lines(bad).is_err(), "{bad}");
+        }
+    }
+}
