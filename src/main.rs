@@ -45,6 +45,9 @@ enum Command {
     /// Relay clients to a server, byte for byte, on any pair of transports (amqp, amqps,
     /// ws, wss), decoding both directions as they pass.
     Proxy(cli::proxy::ProxyArgs),
+    /// Play a scripted peer (JSON lines: send, expect, expect-close, …) against a server
+    /// (--connect) or a client (--listen); exit 1 at the first step that does not hold.
+    Script(cli::script::ScriptArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::SasToken(a) => cli::sas::run(&a),
         Command::Iothub(a) => cli::iothub::run(&a),
         Command::Proxy(a) => cli::proxy::run(&a),
+        Command::Script(a) => cli::script::run(&a),
     };
     match result {
         Ok(code) => code,

@@ -339,3 +339,22 @@ fn tls_session_secrets_go_to_sslkeylogfile() {
     assert_eq!(randoms(&client_log), randoms(&server_log));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn script_plays_a_client_against_serve_and_reports_the_step_that_failed() {
+    let server = Server::start(&[]);
+    let o = run(&["script", "examples/scripts/pipelined-open.jsonl", "--connect", &server.urls[0]]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    // A step that does not hold: status 1, the step and what came on stdout.
+    let bad = scratch("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"send\": {\"kind\": \"header\", \"protocol_id\": 0}}\n{\"expect\": {\"kind\": \"header\", \"protocol_id\": 3}}\n",
+    )
+    .expect("write");
+    let o = run(&["script", bad.to_str().expect("path"), "--connect", &server.urls[0]]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o.stdout);
+    assert!(out.starts_with("step 2: expected") && out.contains("protocol header AMQP 0"), "{out}");
+    let _ = std::fs::remove_file(&bad);
+}

@@ -7,5 +7,6 @@ pub(crate) mod encode;
 pub(crate) mod iothub;
 pub(crate) mod proxy;
 pub(crate) mod sas;
+pub(crate) mod script;
 pub(crate) mod serve;
 pub(crate) mod trace;

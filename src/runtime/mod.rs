@@ -32,6 +32,8 @@ mod error;
 mod handles;
 mod listener;
 pub(crate) mod random;
+#[cfg(feature = "json")]
+pub mod script;
 pub mod transport;
 
 pub use driver::{Delivery, HIGH_WATER, INITIAL_CREDIT, RECV_BUDGET};

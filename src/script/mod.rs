@@ -6,3 +6,5 @@
 
 /// JSON lines to bytes.
 pub mod encode;
+/// Scripted peers.
+pub mod player;

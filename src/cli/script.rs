@@ -1,0 +1,96 @@
+//! `amqpwire script`: play a scripted peer against a real one, as client or server.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use amqpwire::runtime::script::play;
+use amqpwire::runtime::transport::{self, AcceptConfig, Endpoint, TlsServerConfig, Transport};
+use amqpwire::script::player::{parse, Player};
+
+use super::client::runtime;
+
+/// Arguments of `amqpwire script`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ScriptArgs {
+    /// The script: JSON lines, one step each (send, expect, expect-close, expect-silence,
+    /// wait, close, half-close; see docs/scripts.md).
+    file: PathBuf,
+    /// Play the client: connect to this URL (amqp, amqps, ws, wss).
+    #[arg(long, value_name = "URL", conflicts_with = "listen", required_unless_present = "listen")]
+    connect: Option<String>,
+    /// Play the server: listen on this URL and play the script against the first client.
+    #[arg(long, value_name = "URL")]
+    listen: Option<String>,
+    /// The time limit of an expectation that gives none, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    within: u64,
+    /// Trust the CAs in this PEM file (--connect to amqps:// or wss://).
+    #[arg(long, value_name = "PEM")]
+    ca: Option<PathBuf>,
+    /// The server certificate (PEM) for --listen on amqps:// or wss://.
+    #[arg(long, value_name = "PEM", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: &ScriptArgs) -> Result<ExitCode, String> {
+    let text = std::fs::read_to_string(&args.file)
+        .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
+    let steps = parse(&text, Duration::from_millis(args.within))
+        .map_err(|e| format!("{}: {e}", args.file.display()))?;
+    runtime()?.block_on(async {
+        let io = match (&args.connect, &args.listen) {
+            (Some(url), _) => {
+                let endpoint: Endpoint = url.parse().map_err(|e| format!("{url}: {e}"))?;
+                let mut tls = transport::ClientTlsConfig::new();
+                if let Some(ca) = &args.ca {
+                    tls = tls.with_ca_file(ca).map_err(|e| e.to_string())?;
+                }
+                transport::connect(&endpoint, &tls).await.map_err(|e| e.to_string())?
+            }
+            (None, Some(url)) => accept_one(url, args).await?,
+            (None, None) => return Err("give --connect URL or --listen URL".to_owned()),
+        };
+        let mut player = Player::new(steps);
+        play(&mut player, io).await;
+        match player.verdict() {
+            Some(Ok(())) => {
+                eprintln!("every step held");
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Err(f)) => {
+                println!("{f}");
+                let _ = std::io::stdout().flush();
+                eprintln!("amqpwire: the script failed at step {}", f.step);
+                Ok(ExitCode::from(1))
+            }
+            None => Err("the script did not finish".to_owned()),
+        }
+    })
+}
+
+/// Listens on `url`, prints where, and sets up the first client's transport.
+async fn accept_one(url: &str, args: &ScriptArgs) -> Result<Transport, String> {
+    let mut endpoint = Endpoint::parse_listen(url).map_err(|e| format!("{url}: {e}"))?;
+    let tls = match (&args.cert, &args.key) {
+        (Some(c), Some(k)) => {
+            Some(TlsServerConfig::from_pem_files(c, k).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
+    let tcp = tokio::net::TcpListener::bind((endpoint.host.as_str(), endpoint.port))
+        .await
+        .map_err(|e| format!("cannot listen on {url}: {e}"))?;
+    if let Ok(a) = tcp.local_addr() {
+        endpoint.port = a.port();
+    }
+    println!("listening on {endpoint}");
+    let _ = std::io::stdout().flush();
+    let (stream, _) = tcp.accept().await.map_err(|e| e.to_string())?;
+    let config = AcceptConfig::for_endpoint(&endpoint, tls);
+    transport::accept(stream, &endpoint, &config).await.map_err(|e| e.to_string())
+}

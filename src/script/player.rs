@@ -1,0 +1,474 @@
+//! Scripted peers: a script of JSON lines played against a real peer, sans-IO.
+//!
+//! One step per line:
+//!
+//! | step | meaning |
+//! | --- | --- |
+//! | `{"send": {…}}` | write a header or frame in the [`encode`](super::encode) form; `{"send": "hex"}` writes bytes |
+//! | `{"expect": {…}}` | the next header or frame from the peer matches the pattern (below) |
+//! | `{"expect-close": true}` | the peer closes the connection (its stream ends) |
+//! | `{"expect-silence": MS}` | nothing arrives for MS milliseconds |
+//! | `{"wait": MS}` | let MS milliseconds pass |
+//! | `{"close": true}` | close the connection |
+//! | `{"half-close": true}` | end our stream, keep reading the peer's |
+//!
+//! A pattern is a line of the trace format reduced to what matters: `{"kind": "header",
+//! "protocol_id": 0}`, or `{"performative": "attach", "channel": 0, "fields": {"name": "*",
+//! "handle": "$handle"}}`. Every key given must match; keys not given are not checked.
+//! `"*"` matches any value that is present; `"$name"` matches anything the first time and
+//! binds it, then must equal what it bound. Bound names are substituted wherever they appear
+//! in later `send` and `expect` steps. Heartbeats (empty frames) are skipped unless a
+//! pattern asks for `"performative": "empty"`. Every expectation has a time limit: `within`
+//! (milliseconds) on the step, else the player's default.
+//!
+//! The player is sans-IO: bytes in with [`Player::handle_input`], bytes out with
+//! [`Player::poll_transmit`], time passed in, and what to do with the transport from
+//! [`Player::poll_action`]. [`Player::verdict`] says when it is over and how.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+use crate::codec::DecodeOptions;
+use crate::inspect::json::record_json;
+use crate::inspect::{render_text, Inspector, Record};
+
+/// One step of a script.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// Write this line (encode form) or these bytes.
+    Send(Json),
+    /// The next item from the peer matches this pattern, within the time limit.
+    Expect {
+        /// The pattern.
+        pattern: Json,
+        /// The time limit.
+        within: Duration,
+    },
+    /// The peer's stream ends, within the time limit.
+    ExpectClose {
+        /// The time limit.
+        within: Duration,
+    },
+    /// Nothing arrives for this long.
+    ExpectSilence(Duration),
+    /// Time passes.
+    Wait(Duration),
+    /// Close the connection.
+    Close,
+    /// End our stream.
+    HalfClose,
+}
+
+/// What the driver must do to the transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Close the connection (both ways).
+    Close,
+    /// Shut down our writing side.
+    HalfClose,
+}
+
+/// Why a script failed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    /// The step (from 1, as the script's lines with steps are counted).
+    pub step: usize,
+    /// What the step expected.
+    pub expected: String,
+    /// What came instead, decoded, with offsets.
+    pub got: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "step {}: expected {}\ngot: {}", self.step, self.expected, self.got)
+    }
+}
+
+/// Parses a script: one step per line; blank lines and lines starting with `#` skipped.
+/// `within` is the default time limit of expectations.
+pub fn parse(text: &str, within: Duration) -> Result<Vec<Step>, String> {
+    let mut steps = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let j: Json =
+            serde_json::from_str(line).map_err(|e| format!("line {}: not JSON: {e}", i + 1))?;
+        steps.push(step(&j, within).map_err(|e| format!("line {}: {e}", i + 1))?);
+    }
+    Ok(steps)
+}
+
+fn step(j: &Json, default: Duration) -> Result<Step, String> {
+    let o = j.as_object().ok_or("a step is a JSON object")?;
+    let ms = |v: &Json, what: &str| {
+        v.as_u64().map(Duration::from_millis).ok_or_else(|| format!("{what} is milliseconds"))
+    };
+    let within = match o.get("within") {
+        Some(v) => ms(v, "within")?,
+        None => default,
+    };
+    let key = o.keys().find(|k| *k != "within").ok_or(
+        "a step needs one of send, expect, expect-close, expect-silence, wait, close, half-close",
+    )?;
+    let v = &o[key];
+    Ok(match key.as_str() {
+        "send" => Step::Send(v.clone()),
+        "expect" => Step::Expect { pattern: v.clone(), within },
+        "expect-close" => Step::ExpectClose { within },
+        "expect-silence" => Step::ExpectSilence(ms(v, "expect-silence")?),
+        "wait" => Step::Wait(ms(v, "wait")?),
+        "close" => Step::Close,
+        "half-close" => Step::HalfClose,
+        other => return Err(format!("unknown step {other:?}")),
+    })
+}
+
+/// Plays a script.
+#[derive(Debug)]
+pub struct Player {
+    steps: Vec<Step>,
+    next: usize,
+    inspector: Inspector,
+    /// Records from the peer not yet matched.
+    incoming: VecDeque<Record>,
+    /// The peer's stream ended.
+    eof: bool,
+    out: Vec<u8>,
+    actions: VecDeque<Action>,
+    /// When the current step times out (expectations) or ends (waits, silences).
+    deadline: Option<Instant>,
+    bound: HashMap<String, Json>,
+    verdict: Option<Result<(), Failure>>,
+}
+
+impl Player {
+    /// A player for `steps`.
+    pub fn new(steps: Vec<Step>) -> Self {
+        Self {
+            steps,
+            next: 0,
+            inspector: Inspector::new(DecodeOptions::LENIENT).redact_secrets(false),
+            incoming: VecDeque::new(),
+            eof: false,
+            out: Vec::new(),
+            actions: VecDeque::new(),
+            deadline: None,
+            bound: HashMap::new(),
+            verdict: None,
+        }
+    }
+
+    /// Starts the script (call once, with the time the connection was made).
+    pub fn start(&mut self, now: Instant) {
+        self.run(now);
+    }
+
+    /// Bytes from the peer.
+    pub fn handle_input(&mut self, data: &[u8], now: Instant) {
+        self.inspector.push(data);
+        while let Some(r) = self.inspector.next_record() {
+            self.incoming.push_back(r);
+        }
+        self.run(now);
+    }
+
+    /// The peer's stream ended.
+    pub fn handle_eof(&mut self, now: Instant) {
+        if let Some(r) = self.inspector.finish() {
+            self.incoming.push_back(r);
+        }
+        self.eof = true;
+        self.run(now);
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.run(now);
+    }
+
+    /// Appends what must be written to the peer.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) {
+        buf.append(&mut self.out);
+    }
+
+    /// What to do to the transport next.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When to call [`Player::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.verdict.is_none().then_some(self.deadline).flatten()
+    }
+
+    /// `None` while the script runs; then whether every step held.
+    pub fn verdict(&self) -> Option<&Result<(), Failure>> {
+        self.verdict.as_ref()
+    }
+
+    /// Values bound by `$name` patterns so far.
+    pub fn bound(&self) -> &HashMap<String, Json> {
+        &self.bound
+    }
+
+    /// Runs steps until one must wait for the peer or for time.
+    fn run(&mut self, now: Instant) {
+        while self.verdict.is_none() {
+            let Some(step) = self.steps.get(self.next).cloned() else {
+                self.verdict = Some(Ok(()));
+                return;
+            };
+            let n = self.next + 1;
+            match step {
+                Step::Send(j) => {
+                    let j = self.substitute(&j);
+                    let r = match &j {
+                        Json::String(h) => crate::inspect::typed::unhex(h)
+                            .map(|b| self.out.extend(b))
+                            .ok_or_else(|| "send: bad hex".to_owned()),
+                        _ => super::encode::encode_line(&j, &mut self.out),
+                    };
+                    if let Err(e) = r {
+                        return self.fail(n, "a line that encodes", &e);
+                    }
+                }
+                Step::Close => {
+                    self.actions.push_back(Action::Close);
+                }
+                Step::HalfClose => {
+                    self.actions.push_back(Action::HalfClose);
+                }
+                Step::Wait(d) => {
+                    let until = *self.deadline.get_or_insert(now + d);
+                    if now < until {
+                        return;
+                    }
+                }
+                Step::ExpectSilence(d) => {
+                    self.skip_heartbeats(None);
+                    if let Some(r) = self.incoming.front() {
+                        let got = describe(r);
+                        return self.fail(n, &format!("silence for {d:?}"), &got);
+                    }
+                    if self.eof {
+                        return self.fail(n, &format!("silence for {d:?}"), "the peer closed");
+                    }
+                    let until = *self.deadline.get_or_insert(now + d);
+                    if now < until {
+                        return;
+                    }
+                }
+                Step::ExpectClose { within } => {
+                    self.skip_heartbeats(None);
+                    if let Some(r) = self.incoming.front() {
+                        let got = describe(r);
+                        return self.fail(n, "the peer to close the connection", &got);
+                    }
+                    if !self.eof {
+                        let until = *self.deadline.get_or_insert(now + within);
+                        if now >= until {
+                            return self.fail(
+                                n,
+                                "the peer to close the connection",
+                                &format!("nothing within {within:?}"),
+                            );
+                        }
+                        return;
+                    }
+                }
+                Step::Expect { pattern, within } => {
+                    let pattern = self.substitute(&pattern);
+                    self.skip_heartbeats(Some(&pattern));
+                    let Some(r) = self.incoming.pop_front() else {
+                        if self.eof {
+                            return self.fail(n, &pattern.to_string(), "the peer closed");
+                        }
+                        let until = *self.deadline.get_or_insert(now + within);
+                        if now >= until {
+                            return self.fail(
+                                n,
+                                &pattern.to_string(),
+                                &format!("nothing within {within:?}"),
+                            );
+                        }
+                        return;
+                    };
+                    let line = record_json(&r).into_iter().next().unwrap_or(Json::Null);
+                    let mut bound = self.bound.clone();
+                    if !matches(&pattern, &line, &mut bound) {
+                        let got = describe(&r);
+                        return self.fail(n, &pattern.to_string(), &got);
+                    }
+                    self.bound = bound;
+                }
+            }
+            self.next += 1;
+            self.deadline = None;
+        }
+    }
+
+    /// Drops heartbeats at the head of the queue, unless the pattern asks for one.
+    fn skip_heartbeats(&mut self, pattern: Option<&Json>) {
+        if pattern.is_some_and(|p| p.get("performative") == Some(&Json::from("empty"))) {
+            return;
+        }
+        while let Some(Record::Frame(f)) = self.incoming.front() {
+            if f.performative() != Some("empty") {
+                break;
+            }
+            self.incoming.pop_front();
+        }
+    }
+
+    fn fail(&mut self, step: usize, expected: &str, got: &str) {
+        self.verdict =
+            Some(Err(Failure { step, expected: expected.to_owned(), got: got.to_owned() }));
+    }
+
+    /// `j` with every `"$name"` string that is bound replaced by its value.
+    fn substitute(&self, j: &Json) -> Json {
+        match j {
+            Json::String(s) if s.starts_with('$') => {
+                self.bound.get(&s[1..]).cloned().unwrap_or_else(|| j.clone())
+            }
+            Json::Array(a) => Json::Array(a.iter().map(|v| self.substitute(v)).collect()),
+            Json::Object(o) => {
+                Json::Object(o.iter().map(|(k, v)| (k.clone(), self.substitute(v))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+}
+
+/// Whether `got` matches `pattern` (see the module documentation), binding names.
+pub fn matches(pattern: &Json, got: &Json, bound: &mut HashMap<String, Json>) -> bool {
+    match pattern {
+        Json::String(s) if s == "*" => true,
+        Json::String(s) if s.starts_with('$') && s.len() > 1 => {
+            let name = &s[1..];
+            match bound.get(name) {
+                Some(v) => v == got,
+                None => {
+                    bound.insert(name.to_owned(), got.clone());
+                    true
+                }
+            }
+        }
+        Json::Object(p) => match got.as_object() {
+            Some(g) => p.iter().all(|(k, pv)| match g.get(k) {
+                Some(gv) => matches(pv, gv, bound),
+                // A field the peer left out reads as null, as the spec's defaults do.
+                None => pv.is_null(),
+            }),
+            None => false,
+        },
+        Json::Array(p) => match got.as_array() {
+            Some(g) => p.len() == g.len() && p.iter().zip(g).all(|(a, b)| matches(a, b, bound)),
+            None => false,
+        },
+        other => other == got,
+    }
+}
+
+/// A record as people read it: the text rendering (offsets, fields).
+fn describe(r: &Record) -> String {
+    let mut s = String::new();
+    render_text(r, &mut s);
+    s.trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::{Config, Connection};
+
+    /// Plays `script` against an engine in server role, in memory; the verdict.
+    fn against_server(script: &str) -> Result<(), Failure> {
+        let steps = parse(script, Duration::from_secs(5)).expect("script");
+        let mut p = Player::new(steps);
+        let mut server = Connection::server(Config::new("engine"));
+        let mut now = Instant::now();
+        p.start(now);
+        for _ in 0..100 {
+            let mut b = Vec::new();
+            p.poll_transmit(&mut b);
+            if !b.is_empty() {
+                server.handle_input(&b, now);
+            }
+            let mut back = Vec::new();
+            server.poll_transmit(&mut back);
+            if !back.is_empty() {
+                p.handle_input(&back, now);
+            }
+            while let Some(a) = p.poll_action() {
+                if a == Action::Close {
+                    server.handle_eof(now);
+                }
+            }
+            if server.is_ended() && back.is_empty() {
+                p.handle_eof(now);
+            }
+            if let Some(v) = p.verdict() {
+                return v.clone();
+            }
+            if b.is_empty() && back.is_empty() {
+                // Nothing moves: let time run to the next deadline.
+                now = p.poll_timeout().unwrap_or(now + Duration::from_secs(1));
+                p.handle_timeout(now);
+                server.handle_timeout(now);
+            }
+        }
+        panic!("the script never ended");
+    }
+
+    const OPEN: &str = r#"{"send": {"kind": "header", "protocol_id": 0}}
+{"send": {"performative": "open", "fields": {"container-id": "script"}}}
+{"expect": {"kind": "header", "protocol_id": 0}}
+{"expect": {"performative": "open", "fields": {"container-id": "$peer"}}}"#;
+
+    #[test]
+    fn a_script_that_holds_passes_and_binds_names() {
+        let script = format!(
+            r#"{OPEN}
+{{"send": {{"performative": "begin"}}}}
+{{"expect": {{"performative": "begin", "fields": {{"remote-channel": 0, "next-outgoing-id": "*"}}}}}}
+{{"send": {{"performative": "close"}}}}
+{{"expect": {{"performative": "close"}}}}
+{{"expect-close": true}}"#
+        );
+        assert_eq!(against_server(&script), Ok(()));
+    }
+
+    #[test]
+    fn a_wrong_expectation_fails_at_its_step_with_what_came() {
+        let script = format!(
+            r#"{OPEN}
+{{"send": {{"performative": "begin"}}}}
+{{"expect": {{"performative": "attach"}}}}"#
+        );
+        let f = against_server(&script).expect_err("no attach comes");
+        assert_eq!(f.step, 6);
+        assert!(f.expected.contains("attach"), "{f}");
+        assert!(f.got.contains("begin"), "{f}");
+        // A transfer on a link never attached: the engine ends the session with an error.
+        let script = format!(
+            r#"{OPEN}
+{{"send": {{"performative": "begin"}}}}
+{{"expect": {{"performative": "begin"}}}}
+{{"send": {{"performative": "transfer", "fields": {{"handle": 3, "delivery-id": 0, "delivery-tag": "01"}}, "data": "x"}}}}
+{{"expect": {{"performative": "end", "fields": {{"error": {{"error": {{"condition": "amqp:session:unattached-handle"}}}}}}}}}}"#
+        );
+        assert_eq!(against_server(&script), Ok(()));
+    }
+
+    #[test]
+    fn the_credit_violation_example_holds_against_an_engine_that_grants_nothing() {
+        let script = include_str!("../../examples/scripts/credit-violation.jsonl");
+        assert_eq!(against_server(script), Ok(()));
+    }
+}
