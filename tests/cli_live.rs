@@ -358,3 +358,34 @@ fn script_plays_a_client_against_serve_and_reports_the_step_that_failed() {
     assert!(out.starts_with("step 2: expected") && out.contains("protocol header AMQP 0"), "{out}");
     let _ = std::fs::remove_file(&bad);
 }
+
+#[test]
+fn record_writes_a_script_that_replays_against_a_fresh_broker() {
+    let recorded = scratch("served.jsonl");
+    let client_side = scratch("sent.jsonl");
+    let server = Server::with_args(
+        &["serve", "--listen", "amqp://127.0.0.1:0", "--record", recorded.to_str().expect("path")],
+        1,
+    );
+    let o = run(&[
+        "send",
+        &server.urls[0],
+        "--to",
+        "recorded",
+        "--body",
+        "again",
+        "--record",
+        client_side.to_str().expect("path"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // The broker is killed: the script it grew as the connection went is all there.
+    drop(server);
+    let fresh = Server::start(&[]);
+    for script in [&recorded, &client_side] {
+        let text_of = std::fs::read_to_string(script).expect("a recording");
+        assert!(text_of.contains("\"expect\"") && text_of.contains("\"send\""), "{text_of}");
+        let o = run(&["script", script.to_str().expect("path"), "--connect", &fresh.urls[0]]);
+        assert!(o.status.success(), "{}: {}{}", script.display(), text(&o.stdout), text(&o.stderr));
+        let _ = std::fs::remove_file(script);
+    }
+}

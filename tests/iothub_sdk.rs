@@ -1902,3 +1902,90 @@ async fn the_node_sdk_talks_to_the_emulator_through_the_relay() {
     }
     assert!(failed.is_empty(), "{failed:#?}");
 }
+
+/// A tap that records each relayed connection as a script of the client's side.
+#[derive(Default)]
+struct ScriptTap {
+    recorders: Mutex<BTreeMap<u64, amqpwire::script::record::Recorder>>,
+    finished: tokio::sync::Notify,
+}
+
+impl amqpwire::proxy::Tap for ScriptTap {
+    fn bytes(&self, n: u64, flow: amqpwire::proxy::Flow, data: &[u8]) -> Result<(), String> {
+        let mut all = self.recorders.lock().unwrap();
+        let r = all.entry(n).or_default();
+        match flow {
+            amqpwire::proxy::Flow::ClientToServer => r.ours(data),
+            amqpwire::proxy::Flow::ServerToClient => r.theirs(data),
+        }
+        Ok(())
+    }
+
+    fn event(&self, _: u64, event: &amqpwire::proxy::ProxyEvent) {
+        if matches!(event, amqpwire::proxy::ProxyEvent::Finished) {
+            self.finished.notify_one();
+        }
+    }
+}
+
+/// Record and replay: the Node SDK's device session (telemetry, with its CBS put-token) is
+/// recorded through the relay as a script, then replayed. Against a fresh emulator every
+/// step holds; against the embedded broker, which has no claims-based security, the
+/// divergence is reported at the `$cbs` answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_sdk_session_replays_against_the_emulator_and_diverges_on_the_broker() {
+    use amqpwire::proxy::{Proxy, ProxyOptions};
+    use amqpwire::runtime::transport::{self as tr, Endpoint as Url};
+    use amqpwire::script::player::{parse, Player};
+    node_sdks_installed();
+    let h = hub::start_traced(|_| {}, None).await;
+    let scratch = Scratch::new("iothub-sdk", "record");
+    let ca = scratch.path("ca.pem");
+    std::fs::write(&ca, &h.pki.ca).expect("write");
+    let listen = "amqps://127.0.0.1:0";
+    let endpoint = Url::parse_listen(listen).unwrap();
+    let upstream = format!("amqps://localhost:{}", h.amqps);
+    let mut options = ProxyOptions::new(&endpoint, upstream.parse().unwrap(), Some(h.pki.server()));
+    options.tls = h.pki.client();
+    let tap = Arc::new(ScriptTap::default());
+    let proxy = Proxy::bind(listen, options, tap.clone()).await.expect("the relay");
+    let port = proxy.endpoint().port;
+    tokio::spawn(async move { proxy.run().await });
+    let mut cmd = node_at("device-send", NodeTransport::Amqp, port, &ca);
+    cmd.args(["--body", "recorded"]);
+    run_peer(cmd, "record", &scratch, Duration::from_secs(40)).await.expect("device-send");
+    tokio::time::timeout(Duration::from_secs(20), tap.finished.notified()).await.expect("finished");
+    let script = tap.recorders.lock().unwrap().values().next().expect("a connection").script();
+    std::fs::write(scratch.path("device-send.jsonl"), &script).expect("write");
+    assert!(script.contains("\"$cbs\""), "the CBS links are in the script");
+
+    let replay = |url: String, tls: tr::ClientTlsConfig| {
+        let script = script.clone();
+        async move {
+            let mut player = Player::new(parse(&script, Duration::from_secs(10)).expect("parses"));
+            let io = tr::connect(&url.parse::<Url>().unwrap(), &tls).await.expect("connect");
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                amqpwire::runtime::script::play(&mut player, io),
+            )
+            .await
+            .expect("ends");
+            player.verdict().cloned().expect("a verdict")
+        }
+    };
+    // A fresh emulator: the same answers.
+    let fresh = hub::start_traced(|_| {}, None).await;
+    let r = replay(format!("amqps://localhost:{}", fresh.amqps), fresh.pki.client()).await;
+    assert_eq!(r, Ok(()), "against a fresh emulator");
+    // The embedded broker: no $cbs node, so no CBS answer.
+    let listener = amqpwire::runtime::Listener::bind(
+        "amqp://127.0.0.1:0",
+        amqpwire::broker::listen_options(&[], None, None),
+    )
+    .await
+    .expect("bind");
+    let url = listener.endpoint().to_string();
+    tokio::spawn(async move { amqpwire::broker::Broker::new().serve(listener).await });
+    let f = replay(url, tr::ClientTlsConfig::new()).await.expect_err("diverges");
+    assert!(f.expected.contains("status-code"), "the divergence is the CBS answer: {f}");
+}

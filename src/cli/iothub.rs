@@ -177,7 +177,7 @@ fn listen_url(scheme: &str, addr: &str, path: &str) -> Option<String> {
 }
 
 async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
-    let tracer = Tracer::new(&args.trace, false)?;
+    let tracer = Tracer::for_server(&args.trace)?;
     let mut config = HubConfig::new(&args.hostname);
     config.partitions = args.partitions.max(1);
     if let Some(path) = &args.registry {

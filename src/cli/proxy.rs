@@ -155,13 +155,16 @@ impl Tap for CliTap {
             Flow::ClientToServer => (0, "c2s", "->"),
             Flow::ServerToClient => (1, "s2c", "<-"),
         };
+        if let Some(t) = &self.tracer {
+            t.record_bytes(connection, flow == Flow::ClientToServer, data);
+        }
         let records = match &self.tracer {
-            Some(t) => {
+            Some(t) if t.prints() => {
                 let records = t.inspect(connection, index, data);
                 t.write(connection, dir, arrow, &records);
                 records
             }
-            None if self.strict_stop => {
+            _ if self.strict_stop => {
                 let Ok(mut all) = self.inspectors.lock() else { return Ok(()) };
                 let pair = all.entry(connection).or_insert_with(|| {
                     [Inspector::new(DecodeOptions::LENIENT), Inspector::new(DecodeOptions::LENIENT)]
@@ -170,7 +173,7 @@ impl Tap for CliTap {
                 i.push(data);
                 std::iter::from_fn(|| i.next_record()).collect()
             }
-            None => return Ok(()),
+            _ => return Ok(()),
         };
         match Self::first_error(&records) {
             Some(e) if self.strict_stop => {

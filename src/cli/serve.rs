@@ -59,7 +59,7 @@ fn users(args: &[String]) -> Result<Vec<(String, String)>, String> {
 
 pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode, String> {
     runtime()?.block_on(async {
-        let tracer = Tracer::new(&args.trace, false)?;
+        let tracer = Tracer::for_server(&args.trace)?;
         let tls = match (&args.cert, &args.key) {
             (Some(c), Some(k)) => {
                 let tls = TlsServerConfig::from_pem_files(c, k).map_err(|e| e.to_string())?;

@@ -15,6 +15,7 @@ use amqpwire::codec::DecodeOptions;
 use amqpwire::connection::{Direction, TraceFn, TraceRecord};
 use amqpwire::inspect::{json::record_json, render_text, Inspector, Record};
 use amqpwire::runtime::SharedTrace;
+use amqpwire::script::record::Recorder;
 
 /// The trace options every networked command takes.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -30,6 +31,12 @@ pub(crate) struct TraceArgs {
     /// Show credentials (SASL PLAIN passwords, tokens) in the trace instead of masking them.
     #[arg(long)]
     pub(crate) show_secrets: bool,
+    /// Record each connection as a script (docs/scripts.md) that replays this side's
+    /// peer's counterpart: a client's frames as `send`, the server's as `expect` (for
+    /// `serve` and `iothub emulate`, the client is the side recorded). FILE holds the
+    /// first connection, FILE-2… the next.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) record: Option<std::path::PathBuf>,
 }
 
 /// The trace options of the demos, whose output is the trace.
@@ -50,6 +57,7 @@ impl DemoTraceArgs {
             trace: self.trace_json.is_none(),
             trace_json: self.trace_json.clone(),
             show_secrets: self.show_secrets,
+            record: None,
         };
         Tracer::new(&args, true)?.ok_or_else(|| "no trace".to_owned())
     }
@@ -62,6 +70,10 @@ pub(crate) fn say(line: &str) {
     let _ = out.flush();
 }
 
+/// One connection's `--record` script, the file it grows in (once opened), and the
+/// connection's place in the order connections first sent something.
+type Recording = (Recorder, Option<std::fs::File>, u64);
+
 /// Where trace lines go, shared by every connection of a command.
 pub(crate) struct Tracer {
     json: bool,
@@ -70,6 +82,13 @@ pub(crate) struct Tracer {
     out: Mutex<Box<dyn Write + Send>>,
     /// Per connection: the inspectors of the incoming and outgoing streams.
     streams: Mutex<HashMap<u64, [Inspector; 2]>>,
+    /// Frames are printed (a trace was asked for, not only a recording).
+    print: bool,
+    /// `--record FILE`, and whether the side recorded for replay is the peer's (a server
+    /// records its clients).
+    record: Option<(std::path::PathBuf, bool)>,
+    /// Per connection: its script so far and the file it grows in.
+    recorders: Mutex<HashMap<u64, Recording>>,
 }
 
 impl Tracer {
@@ -85,6 +104,7 @@ impl Tracer {
             }
             (None, true) if text_to_stdout => (false, Box::new(std::io::stdout())),
             (None, true) => (false, Box::new(std::io::stderr())),
+            (None, false) if args.record.is_some() => (false, Box::new(std::io::sink())),
             (None, false) => return Ok(None),
         };
         Ok(Some(Arc::new(Self {
@@ -93,7 +113,50 @@ impl Tracer {
             start: Instant::now(),
             out: Mutex::new(out),
             streams: Mutex::new(HashMap::new()),
+            print: args.trace || args.trace_json.is_some(),
+            record: args.record.clone().map(|p| (p, false)),
+            recorders: Mutex::new(HashMap::new()),
         })))
+    }
+
+    /// [`Tracer::new`] for a server: `--record` records the clients' side.
+    pub(crate) fn for_server(args: &TraceArgs) -> Result<Option<Arc<Self>>, String> {
+        let Some(t) = Self::new(args, false)? else { return Ok(None) };
+        let mut t = Arc::into_inner(t).ok_or("a new tracer is not shared")?;
+        if let Some((_, peer)) = &mut t.record {
+            *peer = true;
+        }
+        Ok(Some(Arc::new(t)))
+    }
+
+    /// Feeds `--record`: `data` sent by the side replayed (`ours`) or by the other.
+    pub(crate) fn record_bytes(&self, connection: u64, ours: bool, data: &[u8]) {
+        let Some((path, _)) = &self.record else { return };
+        let Ok(mut all) = self.recorders.lock() else { return };
+        // Files are numbered in the order connections first sent something.
+        let order = all.len() as u64 + 1;
+        let (recorder, file, nth) =
+            all.entry(connection).or_insert_with(|| (Recorder::new(), None, order));
+        if ours {
+            recorder.ours(data);
+        } else {
+            recorder.theirs(data);
+        }
+        let new = recorder.take_new();
+        if new.is_empty() {
+            return;
+        }
+        if file.is_none() {
+            let path = numbered(path, *nth);
+            match std::fs::File::create(&path) {
+                Ok(f) => *file = Some(f),
+                Err(e) => eprintln!("amqpwire: cannot write the recording {}: {e}", path.display()),
+            }
+        }
+        if let Some(f) = file {
+            // Appended as it grows: a process stopped by a signal keeps its script.
+            let _ = f.write_all(new.as_bytes());
+        }
     }
 
     /// The callback for one client connection.
@@ -120,8 +183,13 @@ impl Tracer {
             Direction::In => (0, "in", "<-"),
             Direction::Out => (1, "out", "->"),
         };
-        let records = self.inspect(connection, index, r.raw);
-        self.write(connection, dir, arrow, &records);
+        if let Some((_, peer)) = &self.record {
+            self.record_bytes(connection, (r.direction == Direction::In) == *peer, r.raw);
+        }
+        if self.print {
+            let records = self.inspect(connection, index, r.raw);
+            self.write(connection, dir, arrow, &records);
+        }
     }
 
     /// Runs `raw`, the next bytes of one direction (`index` 0 or 1) of `connection`,
@@ -135,6 +203,11 @@ impl Tracer {
         let Some(inspector) = pair.get_mut(index) else { return Vec::new() };
         inspector.push(raw);
         std::iter::from_fn(|| inspector.next_record()).collect()
+    }
+
+    /// Whether frames are printed (not only recorded).
+    pub(crate) fn prints(&self) -> bool {
+        self.print
     }
 
     /// Forgets a connection's inspectors once it is over.
@@ -196,4 +269,17 @@ impl Tracer {
             let _ = out.flush();
         }
     }
+}
+
+/// `FILE` for the first connection, `FILE-N` (before the extension) for the Nth.
+fn numbered(path: &std::path::Path, nth: u64) -> std::path::PathBuf {
+    if nth <= 1 {
+        return path.to_path_buf();
+    }
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{nth}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{nth}"),
+    };
+    path.with_file_name(name)
 }

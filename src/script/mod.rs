@@ -8,3 +8,5 @@
 pub mod encode;
 /// Scripted peers.
 pub mod player;
+/// Recording a session as a script.
+pub mod record;

@@ -11,6 +11,7 @@
 //! | `{"wait": MS}` | let MS milliseconds pass |
 //! | `{"close": true}` | close the connection |
 //! | `{"half-close": true}` | end our stream, keep reading the peer's |
+//! | `{"ignore": ["flow"]}` | from here on, skip the peer's frames of these performatives while expecting |
 //!
 //! A pattern is a line of the trace format reduced to what matters: `{"kind": "header",
 //! "protocol_id": 0}`, or `{"performative": "attach", "channel": 0, "fields": {"name": "*",
@@ -59,6 +60,8 @@ pub enum Step {
     Close,
     /// End our stream.
     HalfClose,
+    /// From here on, skip the peer's frames of these performatives while expecting.
+    Ignore(Vec<String>),
 }
 
 /// What the driver must do to the transport.
@@ -124,6 +127,13 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
         "wait" => Step::Wait(ms(v, "wait")?),
         "close" => Step::Close,
         "half-close" => Step::HalfClose,
+        "ignore" => Step::Ignore(
+            v.as_array()
+                .ok_or("ignore lists performatives")?
+                .iter()
+                .map(|p| p.as_str().map(str::to_owned).ok_or("ignore lists performative names"))
+                .collect::<Result<_, _>>()?,
+        ),
         other => return Err(format!("unknown step {other:?}")),
     })
 }
@@ -144,6 +154,8 @@ pub struct Player {
     deadline: Option<Instant>,
     bound: HashMap<String, Json>,
     verdict: Option<Result<(), Failure>>,
+    /// Performatives skipped while expecting (heartbeats always are).
+    ignored: Vec<String>,
 }
 
 impl Player {
@@ -160,6 +172,7 @@ impl Player {
             deadline: None,
             bound: HashMap::new(),
             verdict: None,
+            ignored: Vec::new(),
         }
     }
 
@@ -243,6 +256,7 @@ impl Player {
                 Step::HalfClose => {
                     self.actions.push_back(Action::HalfClose);
                 }
+                Step::Ignore(names) => self.ignored = names,
                 Step::Wait(d) => {
                     let until = *self.deadline.get_or_insert(now + d);
                     if now < until {
@@ -312,13 +326,14 @@ impl Player {
         }
     }
 
-    /// Drops heartbeats at the head of the queue, unless the pattern asks for one.
+    /// Drops heartbeats and ignored performatives at the head of the queue, unless the
+    /// pattern asks for that very performative.
     fn skip_heartbeats(&mut self, pattern: Option<&Json>) {
-        if pattern.is_some_and(|p| p.get("performative") == Some(&Json::from("empty"))) {
-            return;
-        }
+        let asked = pattern.and_then(|p| p.get("performative")).and_then(Json::as_str);
         while let Some(Record::Frame(f)) = self.incoming.front() {
-            if f.performative() != Some("empty") {
+            let Some(name) = f.performative() else { break };
+            let skipped = name == "empty" || self.ignored.iter().any(|i| i == name);
+            if !skipped || asked == Some(name) {
                 break;
             }
             self.incoming.pop_front();
