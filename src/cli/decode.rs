@@ -30,10 +30,29 @@ pub(crate) struct DecodeArgs {
     /// them with `*`.
     #[arg(long)]
     show_secrets: bool,
+    /// Also write a ladder view to OUT: one self-contained HTML page drawing every frame
+    /// as an arrow between the two sides. The input may also be a JSON trace
+    /// (`--trace-json` of the live commands), both directions of every connection.
+    #[arg(long, value_name = "OUT")]
+    html: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
     let input = read_input(args)?;
+    if let (Some(out), true) = (&args.html, looks_like_json(&input)) {
+        // A JSON trace: its lines already say direction, connection and time.
+        let text = String::from_utf8_lossy(&input);
+        let lines = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|e| format!("line {} of the trace: {e}", i + 1))
+            })
+            .collect::<Result<Vec<serde_json::Value>, String>>()?;
+        write_html(out, &lines, args)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let opts = if args.strict { DecodeOptions::STRICT } else { DecodeOptions::LENIENT };
     let mut inspector = Inspector::new(opts).redact_secrets(!args.show_secrets);
     inspector.push(&input);
@@ -64,6 +83,10 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
         }
     }
     let _ = out.flush();
+    if let Some(path) = &args.html {
+        let lines: Vec<serde_json::Value> = records.iter().flat_map(record_json).collect();
+        write_html(path, &lines, args)?;
+    }
     if errors > 0 {
         eprintln!("amqpwire: {} bytes, {frames} frames, {errors} errors", input.len());
         return Ok(ExitCode::from(1));
@@ -133,4 +156,23 @@ fn parse_hex(text: &[u8]) -> Result<Vec<u8>, String> {
         return Err("hex input: odd number of hex digits".into());
     }
     Ok(out)
+}
+
+/// Whether the input is JSON lines (a trace) rather than bytes or hex.
+fn looks_like_json(input: &[u8]) -> bool {
+    input.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// Writes the ladder view of `lines` to `path`.
+fn write_html(
+    path: &std::path::Path,
+    lines: &[serde_json::Value],
+    args: &DecodeArgs,
+) -> Result<(), String> {
+    let title = match &args.file {
+        Some(f) if f.as_os_str() != "-" => format!("amqpwire: {}", f.display()),
+        _ => "amqpwire: ladder".to_owned(),
+    };
+    std::fs::write(path, amqpwire::inspect::html::ladder_html(&title, lines))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

@@ -12,6 +12,8 @@
 //! header stops it, since no later frame boundary can be trusted.
 
 #[cfg(feature = "json")]
+pub mod html;
+#[cfg(feature = "json")]
 pub mod json;
 mod text;
 #[cfg(feature = "json")]

@@ -22,6 +22,7 @@
 #                when missing; the SDKs' @azure/* packages need node 20 or later): rhea,
 #                ws, azure-iothub, azure-iot-device, azure-iot-device-amqp and
 #                azure-iot-common, each checked against its exact version in package.json.
+#   Chromium     Debian's chromium, run headless by tests/ladder.rs.
 #
 # Environment: RABBITMQ_DEB_VERSION (see above), PEERS_PYTHON (the Python the venv is
 # made from; default python3).
@@ -347,10 +348,19 @@ EOF
     NODE_VERSION="$(node --version)"
 }
 
+# Headless Chromium: tests/ladder.rs loads the ladder view (decode --html) in a real
+# browser. Debian's package; checked by running it.
+install_chromium() {
+    local peer=chromium
+    command -v chromium >/dev/null 2>&1 || apt_install "$peer" chromium
+    CHROMIUM_VERSION="$(chromium --version 2>/dev/null)" || fail "$peer" "chromium --version failed"
+}
+
 install_rabbitmq
 install_proton
 install_eventhub
 install_rhea
+install_chromium
 
 echo "rabbitmq-server $RABBITMQ_VERSION"
 echo "python-qpid-proton $PROTON_VERSION (SSL, Cyrus SASL)"
@@ -358,3 +368,4 @@ echo "azure-eventhub $EVENTHUB_VERSION"
 echo "$NODE_PACKAGES" | grep -v -e '^rhea ' -e '^ws '
 echo "rhea $RHEA_VERSION"
 echo "node $NODE_VERSION"
+echo "$CHROMIUM_VERSION"
