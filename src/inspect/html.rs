@@ -22,8 +22,9 @@ pub fn ladder_html(title: &str, lines: &[Json]) -> String {
             )
         })
         .collect();
-    // The data goes into a script element as JSON; `</` cannot end it early once escaped.
-    let json = serde_json::to_string(&data).unwrap_or_else(|_| "[]".into()).replace("</", "<\\/");
+    // The data goes into a script element as JSON, every `<` escaped: nothing in it can
+    // end the element or open another.
+    let json = serde_json::to_string(&data).unwrap_or_else(|_| "[]".into()).replace('<', "\\u003c");
     let title = escape(title);
     format!("{HEAD}<title>{title}</title>{STYLE}</head><body><h1>{title}</h1>{BODY}<script type=\"application/json\" id=\"data\">{json}</script>{SCRIPT}</body></html>\n")
 }
