@@ -177,6 +177,15 @@ impl Certs {
     }
 }
 
+/// The runtime the in-process brokers and relays run on while a peer's client runs.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
@@ -391,11 +400,7 @@ const CLIENT_SCENARIOS: &[&str] = &[
 fn peer_clients_against_amqpwire(peer: Peer) {
     let scratch = Scratch::new("interop", &format!("{}-clients", peer.name()));
     let certs = Certs::write(&scratch);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let open = rt.block_on(start_broker(&[], &certs, false));
     let secure = rt.block_on(start_broker(&[("alice".into(), "secret".into())], &certs, true));
     let mut cases = Cases::default();
@@ -1176,11 +1181,7 @@ async fn start_proxy(
 fn rhea_and_proton_talk_through_the_relay_byte_for_byte() {
     let scratch = Scratch::new("interop", "relay");
     let certs = Certs::write(&scratch);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let mut cases = Cases::default();
     let anonymous: &[&str] = &["--sasl", "anonymous"];
     for (client, server) in [(Peer::Rhea, Peer::Proton), (Peer::Proton, Peer::Rhea)] {

@@ -36,14 +36,9 @@ use crate::inspect::typed::{from_typed, parse_code, to_typed, unhex};
 /// written for a bad input.
 pub fn encode_lines(text: &str) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let j: Json =
-            serde_json::from_str(line).map_err(|e| format!("line {}: not JSON: {e}", i + 1))?;
-        encode_line(&j, &mut out).map_err(|e| format!("line {}: {e}", i + 1))?;
+    for line in super::json_lines(text) {
+        let (n, j) = line?;
+        encode_line(&j, &mut out).map_err(|e| format!("line {n}: {e}"))?;
     }
     Ok(out)
 }

@@ -10,3 +10,22 @@ pub mod encode;
 pub mod player;
 /// Recording a session as a script.
 pub mod record;
+
+/// The JSON objects of a text of JSON lines, each with its line number (from 1); blank
+/// lines and lines starting with `#` are skipped. The one reader of scripts and encode
+/// input.
+pub(crate) fn json_lines(
+    text: &str,
+) -> impl Iterator<Item = Result<(usize, serde_json::Value), String>> + '_ {
+    text.lines().enumerate().filter_map(|(i, line)| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return None;
+        }
+        Some(
+            serde_json::from_str(line)
+                .map(|j| (i + 1, j))
+                .map_err(|e| format!("line {}: not JSON: {e}", i + 1)),
+        )
+    })
+}

@@ -94,14 +94,9 @@ impl std::fmt::Display for Failure {
 /// `within` is the default time limit of expectations.
 pub fn parse(text: &str, within: Duration) -> Result<Vec<Step>, String> {
     let mut steps = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let j: Json =
-            serde_json::from_str(line).map_err(|e| format!("line {}: not JSON: {e}", i + 1))?;
-        steps.push(step(&j, within).map_err(|e| format!("line {}: {e}", i + 1))?);
+    for line in super::json_lines(text) {
+        let (n, j) = line?;
+        steps.push(step(&j, within).map_err(|e| format!("line {n}: {e}"))?);
     }
     Ok(steps)
 }
