@@ -89,3 +89,30 @@ fn a_decoded_stream_and_a_json_trace_draw_one_arrow_per_frame_in_a_browser() {
     check(&page, frames);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_live_command_draws_its_ladder_as_frames_come() {
+    let dir = std::env::temp_dir().join(format!("amqpwire-ladder-live-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let page = dir.join("serve.html");
+    let trace = dir.join("serve.jsonl");
+    let mut cmd = cli::bin();
+    cmd.args(["serve", "--listen", "amqp://127.0.0.1:0", "--html"])
+        .arg(&page)
+        .arg("--trace-json")
+        .arg(&trace);
+    let server = cli::Running::start(cmd, |lines| !lines.is_empty());
+    let url = server.lines[0].strip_prefix("listening on ").expect("URL").to_owned();
+    let o = run(&["send", &url, "--to", "q", "--body", "drawn", "--count", "2"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // Killed: the page was rewritten as the frames came, so it is complete.
+    drop(server);
+    let frames = std::fs::read_to_string(&trace)
+        .expect("trace")
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"frame\""))
+        .count();
+    assert!(frames >= 10, "{frames} frames");
+    check(&page, frames);
+    let _ = std::fs::remove_dir_all(&dir);
+}

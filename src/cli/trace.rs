@@ -37,6 +37,10 @@ pub(crate) struct TraceArgs {
     /// first connection, FILE-2… the next.
     #[arg(long, value_name = "FILE")]
     pub(crate) record: Option<std::path::PathBuf>,
+    /// Draw every connection's frames as a ladder (a sequence diagram) in FILE, one
+    /// self-contained HTML page, rewritten as frames come.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) html: Option<std::path::PathBuf>,
 }
 
 /// The trace options of the demos, whose output is the trace.
@@ -58,6 +62,7 @@ impl DemoTraceArgs {
             trace_json: self.trace_json.clone(),
             show_secrets: self.show_secrets,
             record: None,
+            html: None,
         };
         Tracer::new(&args, true)?.ok_or_else(|| "no trace".to_owned())
     }
@@ -89,6 +94,8 @@ pub(crate) struct Tracer {
     record: Option<(std::path::PathBuf, bool)>,
     /// Per connection: its script so far and the file it grows in.
     recorders: Mutex<HashMap<u64, Recording>>,
+    /// `--html FILE`, and every line so far (the page is rewritten from them).
+    html: Option<(std::path::PathBuf, Mutex<Vec<serde_json::Value>>)>,
 }
 
 impl Tracer {
@@ -104,7 +111,9 @@ impl Tracer {
             }
             (None, true) if text_to_stdout => (false, Box::new(std::io::stdout())),
             (None, true) => (false, Box::new(std::io::stderr())),
-            (None, false) if args.record.is_some() => (false, Box::new(std::io::sink())),
+            (None, false) if args.record.is_some() || args.html.is_some() => {
+                (false, Box::new(std::io::sink()))
+            }
             (None, false) => return Ok(None),
         };
         Ok(Some(Arc::new(Self {
@@ -113,7 +122,8 @@ impl Tracer {
             start: Instant::now(),
             out: Mutex::new(out),
             streams: Mutex::new(HashMap::new()),
-            print: args.trace || args.trace_json.is_some(),
+            print: args.trace || args.trace_json.is_some() || args.html.is_some(),
+            html: args.html.clone().map(|p| (p, Mutex::new(Vec::new()))),
             record: args.record.clone().map(|p| (p, false)),
             recorders: Mutex::new(HashMap::new()),
         })))
@@ -222,6 +232,25 @@ impl Tracer {
     /// keeps every frame written before it (the detach or end that explains a failure).
     pub(crate) fn write(&self, connection: u64, dir: &str, arrow: &str, records: &[Record]) {
         let time = self.start.elapsed().as_secs_f64();
+        if let Some((path, lines)) = &self.html {
+            if let Ok(mut lines) = lines.lock() {
+                for rec in records {
+                    for mut line in record_json(rec) {
+                        if let Some(o) = line.as_object_mut() {
+                            o.insert("direction".into(), dir.into());
+                            o.insert("time".into(), serde_json::json!((time * 1e6).round() / 1e6));
+                            o.insert("connection".into(), connection.into());
+                        }
+                        lines.push(line);
+                    }
+                }
+                if !records.is_empty() {
+                    let page =
+                        amqpwire::inspect::html::ladder_html("amqpwire: live ladder", &lines);
+                    let _ = std::fs::write(path, page);
+                }
+            }
+        }
         let mut text = String::new();
         for rec in records {
             if self.json {
