@@ -79,6 +79,8 @@
 pub mod azure;
 #[cfg(feature = "tokio")]
 pub mod broker;
+/// Packet captures, sans-IO: AMQP streams as pcapng files; AMQP found and decoded in captures.
+pub mod capture;
 pub mod codec;
 pub mod connection;
 #[macro_use]
