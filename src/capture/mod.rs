@@ -1,17 +1,27 @@
 //!
-//! The writer turns AMQP byte streams into pcapng files that Wireshark dissects.
+//! The writer turns AMQP byte streams into pcapng files that Wireshark dissects; the
+//! reader and the TCP reassembler read pcap and pcapng files back into byte streams.
 //!
 //! ```text
 //!   writing   plaintext bytes per connection and direction
 //!               ──► PcapWriter ──► pcapng: SHB, IDB (Ethernet), EPBs of synthetic
 //!                                  Ethernet/IP/TCP packets (handshake, data, FIN)
+//!
+//!   reading   pcap / pcapng bytes ──► CaptureReader ──► Packet (number, time, link type)
+//!               ──► net::parse_tcp ──► TcpSegment
+//!               ──► tcp::Reassembler ──► in-order bytes per direction, gaps, FIN, RST
 //! ```
 //!
-//! Nothing here writes to a file or reads a clock: the writer writes to any
-//! [`std::io::Write`] with the times it is given.
+//! Nothing here reads a file, a socket or a clock: the writer writes to any
+//! [`std::io::Write`] with the times it is given, and the reader works on bytes in
+//! memory. Everything that reads input is bounded (see each part) and never panics.
 
+pub mod net;
+mod reader;
+pub mod tcp;
 mod writer;
 
+pub use reader::{Block, CaptureError, CaptureReader, Format, Packet, Section};
 pub use writer::{ConnectionInfo, PcapWriter, WriterOptions};
 
 /// Which way bytes flow on a connection.
@@ -60,3 +70,10 @@ impl Direction {
 /// The AMQP port, Wireshark's default for its AMQP dissector; the writer's default server
 /// port.
 pub const AMQP_PORT: u16 = 5672;
+
+/// Whether `data` starts like a capture file: the magic number of pcap (either byte order,
+/// microsecond or nanosecond timestamps, or the modified format of old Red Hat patches)
+/// or of pcapng (a section header block).
+pub fn is_capture(data: &[u8]) -> bool {
+    reader::detect(data).is_some()
+}

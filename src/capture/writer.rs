@@ -123,7 +123,7 @@ struct Flow {
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
-/// use amqpwire::capture::{ConnectionInfo, Direction, PcapWriter, WriterOptions};
+/// use amqpwire::capture::{CaptureReader, ConnectionInfo, Direction, PcapWriter, WriterOptions};
 ///
 /// let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
 /// let mut w = PcapWriter::new(Vec::new(), WriterOptions::default())?;
@@ -133,6 +133,8 @@ struct Flow {
 /// w.write(1, Direction::ServerToClient, b"AMQP\x00\x01\x00\x00", t)?;
 /// w.close(1, Direction::ClientToServer, t)?;
 /// assert_eq!(w.packets(), 3 + 2 + 3); // handshake, data, FIN exchange
+/// let file = w.into_inner();
+/// assert_eq!(CaptureReader::new(&file)?.packets().count(), 8);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
