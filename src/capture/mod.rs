@@ -1,6 +1,7 @@
 //!
 //! The writer turns AMQP byte streams into pcapng files that Wireshark dissects; the
-//! reader and the TCP reassembler read pcap and pcapng files back into byte streams.
+//! reader and the TCP reassembler read pcap and pcapng files back into byte streams,
+//! and the WebSocket unframer takes the frames off a WebSocket connection's bytes.
 //!
 //! ```text
 //!   writing   plaintext bytes per connection and direction
@@ -10,6 +11,7 @@
 //!   reading   pcap / pcapng bytes ──► CaptureReader ──► Packet (number, time, link type)
 //!               ──► net::parse_tcp ──► TcpSegment
 //!               ──► tcp::Reassembler ──► in-order bytes per direction, gaps, FIN, RST
+//!               ──► websocket::Unframer (WebSocket frames to bytes)
 //! ```
 //!
 //! Nothing here reads a file, a socket or a clock: the writer writes to any
@@ -19,6 +21,7 @@
 pub mod net;
 mod reader;
 pub mod tcp;
+pub mod websocket;
 mod writer;
 
 pub use reader::{Block, CaptureError, CaptureReader, Format, Packet, Section};
