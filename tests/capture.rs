@@ -1,17 +1,22 @@
-//! Packet captures: the pcapng writer, the pcap/pcapng reader and TCP reassembly, on the
-//! real AMQP exchanges of tests/fixtures/wire/ and on segments crafted by hand.
+//! Packet captures: the pcapng writer, the pcap/pcapng reader, TCP reassembly, WebSocket
+//! unframing and the capture decoder, on the real AMQP exchanges of tests/fixtures/wire/,
+//! on captures broken by hand, and against tshark's own AMQP dissector.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use amqpwire::capture::net::{parse_tcp, TcpSegment};
 use amqpwire::capture::tcp::{Limits, Reassembler, TcpEvent};
+use amqpwire::capture::websocket::Opcode;
 use amqpwire::capture::{
-    Block, CaptureReader, ConnectionInfo, Direction, PcapWriter, WriterOptions,
+    Block, CaptureDecoder, CaptureEvent, CaptureReader, ConnectionInfo, Direction, EventKind,
+    Format, PcapWriter, Transport, WriterOptions, WsEvent,
 };
 use amqpwire::codec::DecodeOptions;
+use amqpwire::frame::FrameBody;
 use amqpwire::inspect::{Inspector, Record};
 
 const C2S: Direction = Direction::ClientToServer;
@@ -396,4 +401,939 @@ fn the_reader_yields_sections_and_packets_in_order() {
         })
         .collect();
     assert_eq!(numbers, (1..blocks.len() as u64).collect::<Vec<_>>());
+}
+
+/// A frame or header as tshark and amqpwire can both describe it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Item {
+    Header(u8),
+    Frame { size: u32, kind: u8, channel: u16, code: Option<u8> },
+}
+
+fn performative_code(name: &str) -> Option<u8> {
+    let names =
+        ["open", "begin", "attach", "flow", "transfer", "disposition", "detach", "end", "close"];
+    let sasl = ["sasl-mechanisms", "sasl-init", "sasl-challenge", "sasl-response", "sasl-outcome"];
+    if let Some(i) = names.iter().position(|n| *n == name) {
+        return Some(0x10 + i as u8);
+    }
+    sasl.iter().position(|n| *n == name).map(|i| 0x40 + i as u8)
+}
+
+fn record_item(r: &Record) -> Option<Item> {
+    match r {
+        Record::Header { header, .. } => Some(Item::Header(header.id.0)),
+        Record::Frame(f) => Some(Item::Frame {
+            size: f.header.size,
+            kind: f.header.frame_type.0,
+            channel: f.header.channel,
+            code: f.performative().and_then(performative_code),
+        }),
+        _ => None,
+    }
+}
+
+/// Per connection and direction, the items amqpwire's capture decoder found.
+fn decoded_items(events: &[CaptureEvent]) -> BTreeMap<(u32, Direction), Vec<Item>> {
+    let mut out: BTreeMap<(u32, Direction), Vec<Item>> = BTreeMap::new();
+    for e in events {
+        if let (EventKind::Record(r), Some(c), Some(d)) = (&e.kind, e.connection, e.direction) {
+            if let Some(item) = record_item(r) {
+                out.entry((c, d)).or_default().push(item);
+            }
+        }
+    }
+    out
+}
+
+fn stream_items(stream: &[u8]) -> Vec<Item> {
+    Inspector::inspect_all(stream, DecodeOptions::LENIENT).iter().filter_map(record_item).collect()
+}
+
+fn decode(file: &[u8]) -> Vec<CaptureEvent> {
+    CaptureDecoder::decode_all(file, DecodeOptions::LENIENT, true)
+}
+
+fn errors(events: &[CaptureEvent]) -> Vec<String> {
+    events.iter().filter(|e| e.errors() > 0).map(|e| format!("{e:?}")).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// The decoder
+
+#[test]
+fn the_decoder_shows_every_frame_of_both_directions_with_time_and_packet() {
+    let (c2s, s2c) = fixture("rhea-to-proton-messages");
+    let file = write_exchanges(WriterOptions::default(), &[(&c2s, &s2c)]);
+    let events = decode(&file);
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    let items = decoded_items(&events);
+    assert_eq!(items[&(1, C2S)], stream_items(&c2s));
+    assert_eq!(items[&(1, S2C)], stream_items(&s2c));
+
+    // The section header, then the connection, with the writer's comment.
+    assert!(
+        matches!(&events[0].kind, EventKind::Section(s) if s.format == Format::Pcapng { big_endian: false }
+        && s.application.as_deref().is_some_and(|a| a.starts_with("amqpwire ")))
+    );
+    let EventKind::Connection(c) = &events[1].kind else { panic!("{:?}", events[1]) };
+    assert_eq!(c.transport, Transport::Tcp);
+    assert!(c.handshake);
+    assert_eq!(c.server, "192.0.2.2:5672".parse::<SocketAddr>().expect("addr"));
+    assert_eq!(c.client, "192.0.2.1:49152".parse::<SocketAddr>().expect("addr"));
+    assert_eq!(
+        c.comments,
+        ["amqpwire connection 1; transport tls; url amqps://broker.example:5671/conn1; \
+          client 10.1.2.3:50000; server 10.9.8.7:5671"]
+    );
+    assert_eq!(events[1].packet, Some(1), "the SYN starts the connection");
+
+    // Records come in capture order, each at its packet's time, both directions
+    // interleaved as written (client item, server item, …).
+    let records: Vec<&CaptureEvent> =
+        events.iter().filter(|e| matches!(e.kind, EventKind::Record(_))).collect();
+    let dirs: Vec<Direction> = records.iter().take(4).filter_map(|e| e.direction).collect();
+    assert_eq!(dirs, [C2S, S2C, C2S, S2C]);
+    let mut last = (0, Duration::ZERO);
+    for e in &records {
+        let (p, t) = (e.packet.expect("packet"), e.time);
+        assert!(p > last.0 && t > last.1, "one item per packet, 1 ms apart");
+        assert_eq!(e.connection, Some(1));
+        last = (p, t);
+    }
+    let first = records[0].time - Duration::from_secs(1_795_000_000);
+    assert_eq!(first, Duration::from_millis(1));
+    // The end: both FINs.
+    let ends: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Closed { reset: false, offset } => Some((e.direction, offset)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends, [(Some(C2S), c2s.len() as u64), (Some(S2C), s2c.len() as u64)]);
+}
+
+#[test]
+fn several_connections_get_their_own_ports_and_numbers() {
+    let a = fixture("proton-to-rhea-no-sasl");
+    let b = fixture("rhea-to-proton-sasl-anonymous");
+    let file = write_exchanges(WriterOptions::default(), &[(&a.0, &a.1), (&b.0, &b.1)]);
+    let events = decode(&file);
+    let conns: Vec<(u32, SocketAddr)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Connection(c) => Some((e.connection.expect("number"), c.client)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(conns.len(), 2);
+    assert_eq!(conns[0].0, 1);
+    assert_eq!(conns[1].0, 2);
+    assert_ne!(conns[0].1.port(), conns[1].1.port());
+    let items = decoded_items(&events);
+    assert_eq!(items[&(1, C2S)], stream_items(&a.0));
+    assert_eq!(items[&(2, S2C)], stream_items(&b.1));
+}
+
+#[test]
+fn ipv6_and_a_chosen_port_work_too() {
+    let (c2s, s2c) = fixture("rhea-to-rhea-sasl-plain");
+    let opts = WriterOptions {
+        client_ip: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+        server_ip: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2)),
+        server_port: 15672,
+        ..WriterOptions::default()
+    };
+    let file = write_exchanges(opts, &[(&c2s, &s2c)]);
+    let events = decode(&file);
+    let EventKind::Connection(c) = &events[1].kind else { panic!("{:?}", events[1]) };
+    assert_eq!(c.server, "[2001:db8::2]:15672".parse::<SocketAddr>().expect("addr"));
+    let items = decoded_items(&events);
+    assert_eq!(items[&(1, C2S)], stream_items(&c2s));
+    assert_eq!(items[&(1, S2C)], stream_items(&s2c));
+    // Mixed families are refused.
+    let mixed =
+        WriterOptions { client_ip: IpAddr::V6(Ipv6Addr::LOCALHOST), ..WriterOptions::default() };
+    assert!(PcapWriter::new(Vec::new(), mixed).is_err());
+}
+
+#[test]
+fn a_reset_ends_the_connection_and_reports_an_unfinished_frame() {
+    let mut w = PcapWriter::new(Vec::new(), WriterOptions::default()).expect("writer");
+    w.write(5, C2S, b"AMQP\x00\x01\x00\x00", at(0)).expect("write");
+    // Half an open frame, then the server resets.
+    w.write(5, C2S, &[0, 0, 0, 0x20, 2, 0, 0, 0], at(1)).expect("write");
+    w.reset(5, S2C, at(2)).expect("reset");
+    let events = decode(&w.into_inner());
+    let kinds: Vec<String> = events.iter().map(|e| format!("{:?}", e.kind)).collect();
+    let truncated = events
+        .iter()
+        .position(|e| matches!(e.kind, EventKind::Record(Record::Truncated { offset: 8, left: 8 })))
+        .unwrap_or_else(|| panic!("{kinds:#?}"));
+    let reset = events
+        .iter()
+        .position(|e| matches!(e.kind, EventKind::Closed { reset: true, .. }))
+        .unwrap_or_else(|| panic!("{kinds:#?}"));
+    assert!(truncated < reset);
+    assert_eq!(events[reset].direction, Some(S2C));
+}
+
+// ---------------------------------------------------------------------------------------
+// Captures of other shapes: pcap, byte orders, link types
+/// The packets (time, Ethernet frame) of a capture.
+fn frames_of(file: &[u8]) -> Vec<(Duration, Vec<u8>)> {
+    CaptureReader::new(file)
+        .expect("capture")
+        .packets()
+        .map(|p| {
+            let p = p.expect("packet");
+            assert_eq!(p.link_type, 1);
+            (p.time, p.data.to_vec())
+        })
+        .collect()
+}
+
+/// A classic pcap file of the packets.
+fn pcap(link_type: u32, big_endian: bool, nanos: bool, packets: &[(Duration, Vec<u8>)]) -> Vec<u8> {
+    let u32b = |v: u32| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
+    let u16b = |v: u16| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
+    let mut out = Vec::new();
+    out.extend_from_slice(&u32b(if nanos { 0xA1B2_3C4D } else { 0xA1B2_C3D4 }));
+    out.extend_from_slice(&u16b(2));
+    out.extend_from_slice(&u16b(4));
+    out.extend_from_slice(&u32b(0));
+    out.extend_from_slice(&u32b(0));
+    out.extend_from_slice(&u32b(262144));
+    out.extend_from_slice(&u32b(link_type));
+    for (t, data) in packets {
+        let frac = if nanos { t.subsec_nanos() } else { t.subsec_micros() };
+        out.extend_from_slice(&u32b(t.as_secs() as u32));
+        out.extend_from_slice(&u32b(frac));
+        out.extend_from_slice(&u32b(data.len() as u32));
+        out.extend_from_slice(&u32b(data.len() as u32));
+        out.extend_from_slice(data);
+    }
+    out
+}
+
+/// The Ethernet frame re-wrapped for another link type.
+fn relink(link_type: u32, frame: &[u8]) -> Vec<u8> {
+    let ether = [frame[12], frame[13]];
+    let ip = &frame[14..];
+    let v6 = ether == [0x86, 0xdd];
+    let mut out = Vec::new();
+    match link_type {
+        0 => out.extend_from_slice(&(if v6 { 30u32 } else { 2 }).to_le_bytes()),
+        108 => out.extend_from_slice(&(if v6 { 24u32 } else { 2 }).to_be_bytes()),
+        113 => {
+            out.extend_from_slice(&[0, 0, 0, 1, 0, 6]);
+            out.extend_from_slice(&frame[6..12]);
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(&ether);
+        }
+        276 => {
+            out.extend_from_slice(&ether);
+            out.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 1, 0, 6]);
+            out.extend_from_slice(&frame[6..12]);
+            out.extend_from_slice(&[0, 0]);
+        }
+        101 | 228 | 229 => {}
+        other => panic!("link type {other}"),
+    }
+    out.extend_from_slice(ip);
+    out
+}
+
+#[test]
+fn pcap_files_of_every_byte_order_resolution_and_link_type_decode_the_same() {
+    let (c2s, s2c) = fixture("proton-to-rhea-sasl-plain");
+    let want = (stream_items(&c2s), stream_items(&s2c));
+    for v6 in [false, true] {
+        let mut opts = WriterOptions { mss: 300, ..WriterOptions::default() };
+        if v6 {
+            opts.client_ip = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1));
+            opts.server_ip = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2));
+        }
+        let frames = frames_of(&write_exchanges(opts, &[(&c2s, &s2c)]));
+        let raw = if v6 { 229 } else { 228 };
+        for link in [1u32, 0, 108, 113, 276, 101, raw] {
+            for (big_endian, nanos) in [(false, false), (true, false), (false, true), (true, true)]
+            {
+                let packets: Vec<(Duration, Vec<u8>)> = frames
+                    .iter()
+                    .map(|(t, f)| (*t, if link == 1 { f.clone() } else { relink(link, f) }))
+                    .collect();
+                let file = pcap(link, big_endian, nanos, &packets);
+                let events = decode(&file);
+                let what = format!("v6 {v6} link {link} big-endian {big_endian} nanos {nanos}");
+                assert!(errors(&events).is_empty(), "{what}: {:?}", errors(&events));
+                assert!(
+                    matches!(&events[0].kind, EventKind::Section(s)
+                        if s.format == Format::Pcap { nanos, big_endian, modified: false }),
+                    "{what}"
+                );
+                let items = decoded_items(&events);
+                assert_eq!(items.get(&(1, C2S)), Some(&want.0), "{what}");
+                assert_eq!(items.get(&(1, S2C)), Some(&want.1), "{what}");
+                let first = events.iter().find_map(|e| e.packet.map(|_| e.time)).expect("time");
+                assert_eq!(first, frames[0].0, "{what}: timestamps keep their precision");
+            }
+        }
+    }
+}
+
+#[test]
+fn dropped_duplicated_and_reordered_packets_decode_with_the_gap_reported() {
+    let (c2s, s2c) = fixture("rhea-to-proton-dispositions");
+    let opts = WriterOptions { mss: 60, ..WriterOptions::default() };
+    let frames = frames_of(&write_exchanges(opts, &[(&c2s, &s2c)]));
+    // Swap two neighbours and send one packet twice: nothing is lost.
+    let mut shuffled = frames.clone();
+    shuffled.swap(10, 11);
+    shuffled.swap(20, 22);
+    shuffled.insert(15, frames[14].clone());
+    let events = decode(&pcap(1, false, false, &shuffled));
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    let items = decoded_items(&events);
+    assert_eq!(items[&(1, C2S)], stream_items(&c2s));
+    assert_eq!(items[&(1, S2C)], stream_items(&s2c));
+
+    // Drop a packet of the client's in the middle: the client's stream stops there with a
+    // gap; the server's is whole.
+    let mut dropped = frames.clone();
+    let victim = dropped
+        .iter()
+        .enumerate()
+        .skip(dropped.len() / 2)
+        .find(|(_, (_, f))| f.len() == 54 + 60 && f[34..36] != 5672u16.to_be_bytes())
+        .map(|(i, _)| i)
+        .expect("a client data packet");
+    dropped.remove(victim);
+    let events = decode(&pcap(1, false, false, &dropped));
+    let gaps: Vec<&CaptureEvent> =
+        events.iter().filter(|e| matches!(e.kind, EventKind::Gap { .. })).collect();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert_eq!(gaps[0].direction, Some(C2S));
+    let EventKind::Gap { len, .. } = gaps[0].kind else { unreachable!() };
+    assert_eq!(len, 60, "one full segment");
+    let items = decoded_items(&events);
+    assert_eq!(items[&(1, S2C)], stream_items(&s2c));
+    // The client's frames but the one or two the lost segment was part of: decoding
+    // resumed at the next frame after the gap.
+    let got = &items[&(1, C2S)];
+    let all = stream_items(&c2s);
+    let same_start = all.iter().zip(got).take_while(|(a, b)| a == b).count();
+    let same_end = all.iter().rev().zip(got.iter().rev()).take_while(|(a, b)| a == b).count();
+    assert_eq!(same_start + same_end, got.len(), "the frames either side of the gap");
+    assert!((1..=2).contains(&(all.len() - got.len())), "{} of {} frames", got.len(), all.len());
+    let resync = events
+        .iter()
+        .position(|e| matches!(e.kind, EventKind::Resync { .. }))
+        .expect("decoding resumes");
+    let gap = events.iter().position(|e| matches!(e.kind, EventKind::Gap { .. })).expect("gap");
+    assert!(gap < resync);
+    assert!(errors(&events).len() == 1, "the gap is the one error: {:?}", errors(&events));
+    // Text output names the gap.
+    let mut text = String::new();
+    for e in &events {
+        amqpwire::capture::event_text(e, Duration::ZERO, &mut text);
+    }
+    assert!(text.contains("gap: 60 bytes missing at seq"), "{text}");
+}
+
+#[test]
+fn a_capture_joined_midway_is_reported_not_decoded() {
+    let (c2s, s2c) = fixture("rhea-to-proton-no-sasl");
+    let frames = frames_of(&write_exchanges(WriterOptions::default(), &[(&c2s, &s2c)]));
+    // Without the handshake and the first two items of each side.
+    let events = decode(&pcap(1, false, false, &frames[7..]));
+    assert!(decoded_items(&events).is_empty());
+    let infos: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Info(m) => Some(m.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(infos.len(), 1, "{infos:?}");
+    assert!(infos[0].contains("192.0.2.1:49152 -> 192.0.2.2:5672"), "{}", infos[0]);
+    assert!(infos[0].contains("joined the connection after its start"), "{}", infos[0]);
+}
+
+#[test]
+fn amqp_is_found_on_any_port_from_either_side_and_tls_is_reported() {
+    // AMQP on port 80, and a server that speaks first.
+    let mut w =
+        PcapWriter::new(Vec::new(), WriterOptions { server_port: 80, ..Default::default() })
+            .expect("writer");
+    w.write(1, S2C, b"AMQP\x03\x01\x00\x00", at(0)).expect("write");
+    w.write(1, C2S, b"AMQP\x03\x01\x00\x00", at(1)).expect("write");
+    // An HTTP connection: skipped, silently (not an AMQP port).
+    w.write(2, C2S, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", at(2)).expect("write");
+    w.write(2, S2C, b"HTTP/1.1 200 OK\r\n\r\n", at(3)).expect("write");
+    let events = decode(&w.into_inner());
+    let items = decoded_items(&events);
+    assert_eq!(items[&(1, S2C)], [Item::Header(3)]);
+    assert_eq!(items[&(1, C2S)], [Item::Header(3)]);
+    assert_eq!(items.len(), 2);
+    assert!(!events.iter().any(|e| matches!(e.kind, EventKind::Info(_))));
+
+    // A TLS ClientHello on 5671, and AMQP's TLS protocol header followed by TLS.
+    let hello = [0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x00];
+    let mut w =
+        PcapWriter::new(Vec::new(), WriterOptions { server_port: 5671, ..Default::default() })
+            .expect("writer");
+    w.write(1, C2S, &hello, at(0)).expect("write");
+    let mut w2 = PcapWriter::new(Vec::new(), WriterOptions::default()).expect("writer");
+    let mut tls_header = b"AMQP\x02\x01\x00\x00".to_vec();
+    tls_header.extend_from_slice(&hello);
+    w2.write(1, C2S, &tls_header, at(0)).expect("write");
+    w2.write(1, S2C, b"AMQP\x02\x01\x00\x00\x16\x03\x03", at(1)).expect("write");
+    for (file, transport) in [(w.into_inner(), Transport::Tls), (w2.into_inner(), Transport::Tcp)] {
+        let events = decode(&file);
+        let c = events
+            .iter()
+            .find_map(|e| match &e.kind {
+                EventKind::Connection(c) => Some(c.transport),
+                _ => None,
+            })
+            .expect("a connection");
+        assert_eq!(c, transport);
+        let notes: Vec<&CaptureEvent> = events
+            .iter()
+            .filter(|e| matches!(&e.kind, EventKind::Info(m) if m == "TLS: give --keylog (not supported yet)"))
+            .collect();
+        assert_eq!(notes.len(), 1, "{events:?}");
+        assert_eq!(notes[0].connection, Some(1));
+        assert!(errors(&events).is_empty(), "TLS is not an error: {:?}", errors(&events));
+        if transport == Transport::Tcp {
+            let items = decoded_items(&events);
+            assert_eq!(items[&(1, C2S)], [Item::Header(2)], "the header shows, TLS does not");
+            assert_eq!(items[&(1, S2C)], [Item::Header(2)]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// WebSocket
+/// A WebSocket frame: FIN flag, opcode, payload, masked with `mask` when given.
+fn ws_frame(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+    let m = if mask.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(m | n as u8),
+        n if n < 65536 => {
+            out.push(m | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(m | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    match mask {
+        Some(k) => {
+            out.extend_from_slice(&k);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+        }
+        None => out.extend_from_slice(payload),
+    }
+    out
+}
+
+#[test]
+fn amqp_over_websocket_is_unframed_from_a_capture_made_by_hand() {
+    let (c2s, s2c) = fixture("proton-to-rhea-large");
+    let request =
+        "GET /$servicebus/websocket HTTP/1.1\r\nHost: hub.example\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: AMQPWSB10\r\n\r\n";
+    let response = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGJzzZYK+xOo4=\r\nSec-WebSocket-Protocol: AMQPWSB10\r\n\r\n";
+    // Client: one masked binary message per item; the first large transfer fragmented
+    // over three frames with a ping between them; a 64-bit length for one message.
+    let mut client = request.as_bytes().to_vec();
+    let mut mask = [0x37u8, 0xfa, 0x21, 0x3d];
+    let mut fragmented = false;
+    for item in items(&c2s) {
+        mask = mask.map(|b| b.wrapping_add(1));
+        if !fragmented && item.len() > 10_000 {
+            fragmented = true;
+            let (a, rest) = item.split_at(100);
+            let (b, c) = rest.split_at(5000);
+            client.extend(ws_frame(false, 2, a, Some(mask)));
+            client.extend(ws_frame(true, 9, b"ping!", Some(mask)));
+            client.extend(ws_frame(false, 0, b, Some(mask)));
+            client.extend(ws_frame(true, 0, c, Some(mask)));
+        } else {
+            client.extend(ws_frame(true, 2, item, Some(mask)));
+        }
+    }
+    client.extend(ws_frame(true, 8, b"\x03\xe8bye", Some(mask)));
+    // Server: every item in unmasked binary frames, a pong, a text message, a close.
+    let mut server = response.as_bytes().to_vec();
+    for item in items(&s2c) {
+        server.extend(ws_frame(true, 2, item, None));
+    }
+    server.extend(ws_frame(true, 10, b"ping!", None));
+    server.extend(ws_frame(true, 1, b"{\"text\":1}", None));
+    server.extend(ws_frame(true, 8, b"\x03\xe8", None));
+    assert!(server.len() > 65536 && client.len() > 65536);
+
+    // Both directions in uneven packets, alternating.
+    let opts = WriterOptions { server_port: 443, mss: 1400, ..WriterOptions::default() };
+    let mut w = PcapWriter::new(Vec::new(), opts).expect("writer");
+    let (mut i, mut j, mut t) = (0, 0, 0);
+    let cuts = [7, 300, 1, 9000, 65, 2];
+    while i < client.len() || j < server.len() {
+        let n = cuts[t % cuts.len()];
+        t += 1;
+        let a = (i + n).min(client.len());
+        w.write(1, C2S, &client[i..a], at(t as u64)).expect("write");
+        i = a;
+        let b = (j + n * 2).min(server.len());
+        w.write(1, S2C, &server[j..b], at(t as u64)).expect("write");
+        j = b;
+    }
+    w.close(1, S2C, at(t as u64 + 1)).expect("close");
+    let events = decode(&w.into_inner());
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    let EventKind::Connection(c) = &events[1].kind else { panic!("{:?}", events[1]) };
+    assert_eq!(c.transport, Transport::WebSocket);
+    assert_eq!(c.server.port(), 443);
+
+    let items = decoded_items(&events);
+    assert_eq!(items[&(1, C2S)], stream_items(&c2s));
+    assert_eq!(items[&(1, S2C)], stream_items(&s2c));
+    // The multi-frame deliveries still come out whole.
+    let messages = events
+        .iter()
+        .filter(|e| {
+            matches!(&e.kind, EventKind::Record(Record::Frame(f))
+                if f.delivery.as_ref().is_some_and(|d| d.frames == 21 && d.message.is_ok()))
+        })
+        .count();
+    assert_eq!(messages, 2, "one 21-frame delivery each way");
+
+    let ws: Vec<(Direction, &WsEvent)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::WebSocket(w) => Some((e.direction.expect("direction"), w)),
+            _ => None,
+        })
+        .collect();
+    let summary: Vec<String> = ws
+        .iter()
+        .map(|(d, w)| match w {
+            WsEvent::Request { line, protocol } => {
+                format!("{} request {line} {protocol:?}", d.label())
+            }
+            WsEvent::Response { status, .. } => format!("{} response {status}", d.label()),
+            WsEvent::Control { opcode, payload, .. } => {
+                format!("{} {} {}", d.label(), opcode.name(), String::from_utf8_lossy(payload))
+            }
+            WsEvent::Text { len, .. } => format!("{} text {len}", d.label()),
+            WsEvent::Error { message, .. } => format!("{} error {message}", d.label()),
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "c2s request GET /$servicebus/websocket HTTP/1.1 Some(\"AMQPWSB10\")",
+            "s2c response 101",
+            "c2s ping ping!",
+            "s2c pong ping!",
+            "s2c text 10",
+            "s2c close \u{3}\u{fffd}",
+            "c2s close \u{3}\u{fffd}bye",
+        ]
+    );
+    assert!(matches!(ws[2].1, WsEvent::Control { opcode: Opcode::Ping, .. }));
+}
+
+#[test]
+fn websocket_breaches_and_refusals_are_reported() {
+    let request =
+        "GET / HTTP/1.1\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: AMQPWSB10\r\n\r\n";
+    let header = b"AMQP\x00\x01\x00\x00";
+    // An unmasked client frame (reported, decoded anyway), then a reserved opcode (fatal).
+    let mut client = request.as_bytes().to_vec();
+    client.extend(ws_frame(true, 2, header, None));
+    client.extend(ws_frame(true, 3, b"??", Some([1, 2, 3, 4])));
+    let mut w = PcapWriter::new(Vec::new(), WriterOptions::default()).expect("writer");
+    w.write(1, C2S, &client, at(0)).expect("write");
+    w.write(1, S2C, b"HTTP/1.1 101 Switching Protocols\r\n\r\n", at(1)).expect("write");
+    // A refused upgrade.
+    w.write(2, C2S, request.as_bytes(), at(2)).expect("write");
+    w.write(2, S2C, b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", at(3)).expect("write");
+    let events = decode(&w.into_inner());
+    let errs: Vec<(u32, bool, String)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::WebSocket(WsEvent::Error { message, fatal, .. }) => {
+                Some((e.connection.expect("conn"), *fatal, message.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(!errs[0].1 && errs[0].2.contains("from the client is not masked"), "{errs:?}");
+    assert!(errs[1].1 && errs[1].2.contains("reserved opcode 0x3"), "{errs:?}");
+    assert_eq!(errs[2].0, 2);
+    assert!(errs[2].1 && errs[2].2.contains("refused: HTTP/1.1 403 Forbidden"), "{errs:?}");
+    assert_eq!(decoded_items(&events)[&(1, C2S)], [Item::Header(0)]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Damaged captures
+
+#[test]
+fn a_capture_cut_short_names_the_packet_and_keeps_what_came_before() {
+    let file = small_capture();
+    let frames = frames_of(&file);
+    let classic = pcap(1, false, false, &frames);
+    // Cut inside the record header of packet 6, then inside its data.
+    let header_end: usize = 24 + frames[..5].iter().map(|(_, f)| 16 + f.len()).sum::<usize>();
+    for (cut, want) in [
+        (header_end + 10, "packet 6 (file offset "),
+        (header_end + 16 + 20, "packet 6 (file offset "),
+    ] {
+        let events = decode(&classic[..cut]);
+        let e = events
+            .iter()
+            .find_map(|e| match &e.kind {
+                EventKind::Error(e) => Some(e.clone()),
+                _ => None,
+            })
+            .expect("an error");
+        assert!(e.fatal);
+        assert_eq!(e.packet, Some(6));
+        assert!(e.to_string().starts_with(want), "{e}");
+        let problem = if cut == header_end + 10 {
+            "the file ends inside the packet's record header (10 of 16 bytes)".to_owned()
+        } else {
+            format!("captured length {} exceeds the 20 bytes left in the file", frames[5].1.len())
+        };
+        assert_eq!(e.problem, problem);
+        // The five packets before it were decoded: the handshake and two items.
+        assert_eq!(decoded_items(&events)[&(1, C2S)].len(), 1);
+    }
+    // A pcapng cut inside a block.
+    let events = decode(&file[..file.len() - 30]);
+    let last_error = events.iter().rev().find_map(|e| match &e.kind {
+        EventKind::Error(e) => Some(e.clone()),
+        _ => None,
+    });
+    let e = last_error.expect("an error");
+    assert!(e.fatal && e.problem.contains("exceeds the"), "{e}");
+    assert_eq!(e.packet, Some(frames.len() as u64));
+}
+
+#[test]
+fn garbage_after_a_valid_start_is_a_clear_error_never_a_panic() {
+    let file = small_capture();
+    let frames = frames_of(&file);
+    // pcapng: the third packet's block replaced by garbage.
+    let mut blocks = Vec::new();
+    let mut pos = 0;
+    while pos < file.len() {
+        let len = u32::from_le_bytes(file[pos + 4..pos + 8].try_into().expect("4")) as usize;
+        blocks.push(pos);
+        pos += len;
+    }
+    let third_packet = blocks[2 + 2];
+    let mut bad = file.clone();
+    bad[third_packet..third_packet + 8].copy_from_slice(b"\xde\xad\xbe\xef\xf0\xff\xff\x7f");
+    let events = decode(&bad);
+    let e = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::Error(e) => Some(e.clone()),
+            _ => None,
+        })
+        .expect("an error");
+    assert!(e.fatal);
+    assert_eq!(e.offset, third_packet);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "file offset {third_packet}: block of type 0xefbeadde: block length 2147483632 \
+             exceeds the {} bytes left in the file (after packet 2)",
+            file.len() - third_packet
+        )
+    );
+    // A length that is not a multiple of 4, and a trailing length that disagrees.
+    let mut bad = file.clone();
+    bad[third_packet + 4] = bad[third_packet + 4].wrapping_add(1);
+    let e = first_error(&bad);
+    assert!(e.problem.contains("is not a multiple of 4"), "{e}");
+    assert_eq!(e.packet, Some(3));
+    let mut bad = file.clone();
+    let next = blocks[5];
+    bad[next - 1] ^= 0x40;
+    let e = first_error(&bad);
+    assert!(e.problem.contains("differs from the length at its start"), "{e}");
+
+    // pcap: a captured length larger than the file, in the third record.
+    let mut classic = pcap(1, false, false, &frames);
+    let third: usize = 24 + frames[..2].iter().map(|(_, f)| 16 + f.len()).sum::<usize>();
+    classic[third + 8..third + 12].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    let e = first_error(&classic);
+    assert_eq!(e.packet, Some(3));
+    assert!(e.problem.starts_with("captured length 2147483647 exceeds the"), "{e}");
+    // Not a capture at all, and a header cut short.
+    let e = CaptureReader::new(b"AMQP\x00\x01\x00\x00").expect_err("not a capture");
+    assert!(e.problem.contains("no pcap or pcapng magic number"), "{e}");
+    let e = CaptureReader::new(&classic[..10]).expect_err("short header");
+    assert_eq!(e.problem, "pcap file header: the file ends after 10 of its 24 bytes");
+    // An enhanced packet block naming an interface that was never described.
+    let mut bad = file.clone();
+    bad[blocks[2] + 8] = 9;
+    let e = first_error(&bad);
+    assert!(!e.fatal && e.problem.starts_with("interface 9 was not described"), "{e}");
+    assert_eq!(e.packet, Some(1));
+    // Every prefix and every single-byte change of a small capture: no panic.
+    for cut in (0..file.len()).step_by(5) {
+        let _ = decode(&file[..cut]);
+    }
+    for i in (0..file.len()).step_by(7) {
+        let mut f = file.clone();
+        f[i] ^= 0xa5;
+        let _ = decode(&f);
+    }
+}
+
+fn first_error(file: &[u8]) -> amqpwire::capture::CaptureError {
+    decode(file)
+        .into_iter()
+        .find_map(|e| match e.kind {
+            EventKind::Error(e) => Some(e),
+            _ => None,
+        })
+        .expect("an error")
+}
+
+// ---------------------------------------------------------------------------------------
+// tshark agrees
+/// Runs tshark on `file`: per packet, the TCP source port and the AMQP fields.
+fn tshark(file: &Path) -> Vec<Vec<String>> {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(file)
+        .args(["-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE"])
+        .args([
+            "-Y",
+            "amqp || tcp.checksum.status == 0 || ip.checksum.status == 0 || tcp.analysis.flags",
+        ])
+        .args(["-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=,"])
+        .args(["-e", "tcp.srcport", "-e", "amqp.init.id", "-e", "amqp.length", "-e", "amqp.type"])
+        .args(["-e", "amqp.channel", "-e", "amqp.performative", "-e", "amqp.sasl.method"])
+        .args(["-e", "tcp.checksum.status", "-e", "ip.checksum.status", "-e", "tcp.analysis.flags"])
+        .args(["-e", "amqp.performative.arguments.deliveryId"])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "tshark could not be run ({e}): this test needs it; install it with \
+                 tests/peers/install.sh (apt-get install tshark)"
+            )
+        });
+    assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| l.split('|').map(str::to_owned).collect())
+        .collect()
+}
+
+fn number(s: &str) -> u32 {
+    match s.strip_prefix("0x") {
+        Some(h) => u32::from_str_radix(h, 16).expect("hex"),
+        None => s.parse().expect("number"),
+    }
+}
+
+#[test]
+fn tshark_reads_the_writers_files_as_amqpwire_does() {
+    let dir = std::env::temp_dir().join(format!("amqpwire-capture-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // The large exchange: 21-frame transfers each way, split over packets by a small MSS;
+    // and SASL PLAIN with its frames on a second connection.
+    let large = fixture("proton-to-rhea-large");
+    let plain = fixture("rhea-to-proton-sasl-anonymous");
+    let opts = WriterOptions { mss: 1460, ..WriterOptions::default() };
+    let file = write_exchanges(opts, &[(&large.0, &large.1), (&plain.0, &plain.1)]);
+    let path = dir.join("exchange.pcapng");
+    std::fs::write(&path, &file).expect("write");
+    let rows = tshark(&path);
+    std::fs::remove_dir_all(&dir).ok();
+
+    // tshark's list, per connection and direction.
+    let ports = |client: u16| (client, 5672u16);
+    let mut theirs: BTreeMap<(u32, Direction), Vec<Item>> = BTreeMap::new();
+    let mut delivery_ids = Vec::new();
+    for row in &rows {
+        let f = |i: usize| row.get(i).map(String::as_str).unwrap_or("");
+        // 1: good (0 would be bad, 2 unverified).
+        assert_eq!(f(7), "1", "tshark finds a bad TCP checksum: {row:?}");
+        assert_eq!(f(8), "1", "tshark finds a bad IP checksum: {row:?}");
+        assert_eq!(f(9), "", "tshark's TCP analysis flags a packet: {row:?}");
+        let sport: u16 = f(0).parse().expect("port");
+        let (conn, dir) = match sport {
+            5672 => (0, S2C),
+            p => (u32::from(p - ports(49152).0) + 1, C2S),
+        };
+        let split = |i: usize| f(i).split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>();
+        let (inits, lengths, types, channels) = (split(1), split(2), split(3), split(4));
+        let (perfs, sasl) = (split(5), split(6));
+        assert!(lengths.len() + inits.len() <= 1, "one item per packet: {row:?}");
+        delivery_ids.extend(split(10).into_iter().map(number));
+        let item = if let Some(id) = inits.first() {
+            Item::Header(number(id) as u8)
+        } else if let Some(len) = lengths.first() {
+            Item::Frame {
+                size: number(len),
+                kind: number(types[0]) as u8,
+                channel: number(channels[0]) as u16,
+                code: perfs.first().or(sasl.first()).map(|c| number(c) as u8),
+            }
+        } else {
+            continue;
+        };
+        theirs.entry((conn, dir)).or_default().push(item);
+    }
+    // Split the server's items between the connections by replaying them in order:
+    // the writer wrote connection 1 completely before connection 2.
+    let server_items = theirs.remove(&(0, S2C)).unwrap_or_default();
+    let events = decode(&file);
+    let ours = decoded_items(&events);
+    let n1 = ours[&(1, S2C)].len();
+    theirs.insert((1, S2C), server_items[..n1.min(server_items.len())].to_vec());
+    theirs.insert((2, S2C), server_items[n1.min(server_items.len())..].to_vec());
+    assert_eq!(theirs, ours, "tshark and amqpwire list the same headers and frames");
+    // And a key field: the delivery ids of the transfers (tshark lists them where set).
+    let our_ids: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Record(Record::Frame(f)) => match &f.frame {
+                Ok(amqpwire::frame::Frame {
+                    body:
+                        FrameBody::Amqp {
+                            performative: amqpwire::types::Performative::Transfer(t), ..
+                        },
+                    ..
+                }) => t.delivery_id.map(|d| d.0),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert!(!our_ids.is_empty());
+    assert_eq!(delivery_ids, our_ids);
+    assert!(
+        ours[&(1, C2S)]
+            .iter()
+            .filter(|i| matches!(i, Item::Frame { code: Some(0x14), .. }))
+            .count()
+            >= 21
+    );
+}
+
+/// Runs a Wireshark tool (tshark, editcap, mergecap); this test needs it.
+fn wireshark_tool(tool: &str, args: &[&std::ffi::OsStr]) {
+    let out = Command::new(tool).args(args).output().unwrap_or_else(|e| {
+        panic!(
+            "{tool} could not be run ({e}): this test needs it; install it with \
+             tests/peers/install.sh (apt-get install tshark)"
+        )
+    });
+    assert!(out.status.success(), "{tool}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn files_rewritten_by_wiresharks_tools_decode_the_same() {
+    let dir = std::env::temp_dir().join(format!("amqpwire-editcap-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (c2s, s2c) = fixture("rhea-to-proton-messages");
+    let opts = WriterOptions { mss: 500, ..WriterOptions::default() };
+    let ours = dir.join("ours.pcapng");
+    std::fs::write(&ours, write_exchanges(opts, &[(&c2s, &s2c)])).expect("write");
+    let (b, s2c_b) = fixture("proton-to-rhea-no-sasl");
+    let other = dir.join("other.pcapng");
+    let opts = WriterOptions { server_port: 5673, ..WriterOptions::default() };
+    std::fs::write(&other, write_exchanges(opts, &[(&b, &s2c_b)])).expect("write");
+    let path = |name: &str| dir.join(name);
+    let os = |p: &Path| p.as_os_str().to_owned();
+    // libpcap formats by editcap, pcapng rewritten by tshark, and two files merged by
+    // mergecap into one pcapng with two interfaces.
+    for (format, name) in
+        [("pcap", "a.pcap"), ("nsecpcap", "a.nsec.pcap"), ("modpcap", "a.mod.pcap")]
+    {
+        wireshark_tool("editcap", &["-F".as_ref(), format.as_ref(), &os(&ours), &os(&path(name))]);
+    }
+    wireshark_tool("tshark", &["-r".as_ref(), &os(&ours), "-w".as_ref(), &os(&path("t.pcapng"))]);
+    wireshark_tool(
+        "mergecap",
+        &["-w".as_ref(), &os(&path("merged.pcapng")), &os(&ours), &os(&other)],
+    );
+    wireshark_tool(
+        "editcap",
+        &["-s".as_ref(), "120".as_ref(), &os(&ours), &os(&path("snap.pcapng"))],
+    );
+    for name in ["a.pcap", "a.nsec.pcap", "a.mod.pcap", "t.pcapng", "merged.pcapng"] {
+        let file = std::fs::read(path(name)).expect("read");
+        let events = decode(&file);
+        assert!(errors(&events).is_empty(), "{name}: {:?}", errors(&events));
+        let items = decoded_items(&events);
+        // Connections by server port (mergecap interleaves the two files by time).
+        let number = |port: u16| {
+            events
+                .iter()
+                .find_map(|e| match &e.kind {
+                    EventKind::Connection(c) if c.server.port() == port => e.connection,
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("{name}: no connection to port {port}"))
+        };
+        let n = number(5672);
+        assert_eq!(items[&(n, C2S)], stream_items(&c2s), "{name}");
+        assert_eq!(items[&(n, S2C)], stream_items(&s2c), "{name}");
+        if name == "merged.pcapng" {
+            let m = number(5673);
+            assert_eq!(items[&(m, C2S)], stream_items(&b), "{name}");
+            assert_eq!(items[&(m, S2C)], stream_items(&s2c_b), "{name}");
+            assert_eq!(items.len(), 4);
+        }
+        let modified = name == "a.mod.pcap";
+        match &events[0].kind {
+            EventKind::Section(s) if name.ends_with("pcap") => assert!(
+                matches!(s.format, Format::Pcap { nanos, modified: m, .. }
+                    if nanos == name.contains("nsec") && m == modified),
+                "{name}: {s:?}"
+            ),
+            EventKind::Section(s) => assert!(matches!(s.format, Format::Pcapng { .. }), "{s:?}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    // Packets cut at 120 bytes: a gap for each packet cut, and the frames that are whole
+    // in what was kept decode.
+    let file = std::fs::read(path("snap.pcapng")).expect("read");
+    let events = decode(&file);
+    let cut = |d: Direction| {
+        frames_of(&std::fs::read(&ours).expect("read"))
+            .iter()
+            .filter(|(_, f)| f.len() > 120 && (f[34..36] == 5672u16.to_be_bytes()) == (d == S2C))
+            .count()
+    };
+    for (d, stream) in [(C2S, &c2s), (S2C, &s2c)] {
+        let gaps = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Gap { .. }) && e.direction == Some(d))
+            .count();
+        assert_eq!(gaps, cut(d), "{d:?}");
+        let all = stream_items(stream);
+        let got = &decoded_items(&events)[&(1, d)];
+        assert!(got.len() >= 4 && got.iter().all(|i| all.contains(i)), "{d:?}: {got:?}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

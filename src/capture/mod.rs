@@ -1,7 +1,7 @@
 //!
 //! The writer turns AMQP byte streams into pcapng files that Wireshark dissects; the
-//! reader and the TCP reassembler read pcap and pcapng files back into byte streams,
-//! and the WebSocket unframer takes the frames off a WebSocket connection's bytes.
+//! reader, the TCP reassembler, the WebSocket unframer and the decoder find the AMQP
+//! connections in pcap and pcapng files and decode them.
 //!
 //! ```text
 //!   writing   plaintext bytes per connection and direction
@@ -11,20 +11,31 @@
 //!   reading   pcap / pcapng bytes ──► CaptureReader ──► Packet (number, time, link type)
 //!               ──► net::parse_tcp ──► TcpSegment
 //!               ──► tcp::Reassembler ──► in-order bytes per direction, gaps, FIN, RST
-//!               ──► websocket::Unframer (WebSocket frames to bytes)
+//!               ──► CaptureDecoder: AMQP header? HTTP upgrade to AMQPWSB10? TLS?
+//!                     ──► websocket::Unframer (WebSocket frames to bytes)
+//!                     ──► inspect::Inspector, one per direction ──► CaptureEvent
 //! ```
 //!
 //! Nothing here reads a file, a socket or a clock: the writer writes to any
-//! [`std::io::Write`] with the times it is given, and the reader works on bytes in
-//! memory. Everything that reads input is bounded (see each part) and never panics.
+//! [`std::io::Write`] with the times it is given, the reader works on bytes in memory, and
+//! the decoder is fed packets and hands back events. Everything that reads input is bounded
+//! (see each part) and never panics.
 
+mod decode;
 pub mod net;
 mod reader;
+mod render;
 pub mod tcp;
 pub mod websocket;
 mod writer;
 
+pub use decode::{
+    CaptureDecoder, CaptureEvent, ConnectionSummary, DecodeStats, EventKind, Transport, WsEvent,
+};
 pub use reader::{Block, CaptureError, CaptureReader, Format, Packet, Section};
+#[cfg(feature = "json")]
+pub use render::event_json;
+pub use render::{event_text, rfc3339};
 pub use writer::{ConnectionInfo, PcapWriter, WriterOptions};
 
 /// Which way bytes flow on a connection.

@@ -23,6 +23,10 @@
 #                ws, azure-iothub, azure-iot-device, azure-iot-device-amqp and
 #                azure-iot-common, each checked against its exact version in package.json.
 #   Chromium     Debian's chromium, run headless by tests/ladder.rs.
+#   tshark       Wireshark's command-line dissector (and editcap, mergecap), the Debian
+#                package, for tests/capture.rs: its AMQP dissector must read amqpwire's
+#                pcapng files as amqpwire does. Installed non-interactively; non-root
+#                users are not allowed to capture (the package's debconf question).
 #
 # Environment: RABBITMQ_DEB_VERSION (see above), PEERS_PYTHON (the Python the venv is
 # made from; default python3).
@@ -356,11 +360,28 @@ install_chromium() {
     CHROMIUM_VERSION="$(chromium --version 2>/dev/null)" || fail "$peer" "chromium --version failed"
 }
 
+# tshark: tests/capture.rs checks amqpwire's pcapng files with Wireshark's own AMQP
+# dissector, and rewrites them with editcap and mergecap.
+install_tshark() {
+    local peer=tshark
+    if ! command -v tshark >/dev/null 2>&1 || ! command -v editcap >/dev/null 2>&1; then
+        # wireshark-common asks whether non-root users may capture packets: no.
+        echo "wireshark-common wireshark-common/install-setuid boolean false" |
+            "${SUDO[@]}" debconf-set-selections >/dev/null 2>&1 || true
+        apt_install "$peer" tshark
+    fi
+    command -v tshark >/dev/null 2>&1 || fail "$peer" "tshark is not on PATH after apt-get install tshark"
+    command -v editcap >/dev/null 2>&1 || fail "$peer" "editcap (wireshark-common) is not on PATH"
+    TSHARK_VERSION="$(tshark --version 2>/dev/null | awk 'NR == 1 { print $3 }')"
+    [ -n "$TSHARK_VERSION" ] || fail "$peer" "tshark --version says nothing"
+}
+
 install_rabbitmq
 install_proton
 install_eventhub
 install_rhea
 install_chromium
+install_tshark
 
 echo "rabbitmq-server $RABBITMQ_VERSION"
 echo "python-qpid-proton $PROTON_VERSION (SSL, Cyrus SASL)"
@@ -369,3 +390,4 @@ echo "$NODE_PACKAGES" | grep -v -e '^rhea ' -e '^ws '
 echo "rhea $RHEA_VERSION"
 echo "node $NODE_VERSION"
 echo "$CHROMIUM_VERSION"
+echo "tshark $TSHARK_VERSION"
