@@ -1337,3 +1337,116 @@ fn files_rewritten_by_wiresharks_tools_decode_the_same() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// ---------------------------------------------------------------------------------------
+// The command line
+fn amqpwire(args: &[&std::ffi::OsStr], stdin: Option<&[u8]>) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_amqpwire"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run amqpwire");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(data) = stdin {
+        input.write_all(data).expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn amqpwire_decode_takes_a_capture_file_or_standard_input() {
+    let dir = std::env::temp_dir().join(format!("amqpwire-cli-capture-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (c2s, s2c) = fixture("rhea-to-rhea-sasl-plain");
+    let file = write_exchanges(WriterOptions::default(), &[(&c2s, &s2c)]);
+    let path = dir.join("x.pcapng");
+    std::fs::write(&path, &file).expect("write");
+
+    let text = amqpwire(&["decode".as_ref(), path.as_os_str()], None);
+    assert!(text.status.success(), "{}", String::from_utf8_lossy(&text.stderr));
+    let out = String::from_utf8(text.stdout).expect("utf-8");
+    assert!(out.starts_with("capture: pcapng, written by amqpwire "), "{out}");
+    assert!(
+        out.contains(
+            "[ 0.000000s] c1 (packet 1) connection: 192.0.2.1:49152 -> 192.0.2.2:5672 over tcp"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("c1 -> c2s (packet 4)\n       0  41 4d 51 50 03 01 00 00"), "{out}");
+    assert!(out.contains("c1 <- s2c (packet 5)\n       0  41 4d 51 50 03 01 00 00"), "{out}");
+    assert!(out.contains("credentials masked"), "the PLAIN password is masked: {out}");
+    assert!(!out.contains("73 65 63 72 65 74"), "the password leaked");
+
+    let json = amqpwire(&["decode".as_ref(), "--json".as_ref(), "-".as_ref()], Some(&file));
+    assert!(json.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(json.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(lines[0]["kind"], "capture");
+    assert_eq!(lines[0]["start"], "2026-11-18T11:06:40.000000Z");
+    assert_eq!(lines[1]["kind"], "connection");
+    assert_eq!(lines[1]["transport"], "tcp");
+    assert_eq!(lines[1]["server"], "192.0.2.2:5672");
+    let mut per_dir: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for l in &lines[2..] {
+        if l["kind"] == "frame" || l["kind"] == "header" {
+            assert_eq!(l["connection"], 1);
+            assert!(l["time"].as_f64().expect("time") > 0.0);
+            assert!(l["packet"].as_u64().expect("packet") >= 4);
+            let what = l["performative"].as_str().unwrap_or("header").to_owned();
+            per_dir
+                .entry(l["direction"].as_str().expect("direction").into())
+                .or_default()
+                .push(what);
+        }
+    }
+    let names = |s: &[u8]| -> Vec<String> {
+        Inspector::inspect_all(s, DecodeOptions::LENIENT)
+            .iter()
+            .map(|r| match r {
+                Record::Frame(f) => f.performative().unwrap_or("?").to_owned(),
+                _ => "header".into(),
+            })
+            .collect()
+    };
+    assert_eq!(per_dir["c2s"], names(&c2s));
+    assert_eq!(per_dir["s2c"], names(&s2c));
+    let last = lines.last().expect("lines");
+    assert_eq!((last["kind"].as_str(), last["event"].as_str()), (Some("tcp"), Some("fin")));
+
+    // The ladder view draws the records, and the connection and the FINs as notes.
+    let page = dir.join("x.html");
+    let o =
+        amqpwire(&["decode".as_ref(), "--html".as_ref(), page.as_os_str(), path.as_os_str()], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&page).expect("the page");
+    assert!(html.contains(r#""performative":"sasl-init""#), "{html}");
+    assert!(html.contains(r#""direction":"s2c""#));
+    assert!(
+        html.contains(r#""kind":"event","#) && html.contains(r#""event":"FIN after 655 bytes""#)
+    );
+    assert!(html.contains("connection: 192.0.2.1:49152 -> 192.0.2.2:5672 over tcp"), "{html}");
+
+    // A capture cut short: what came is decoded, the error says where, status 1.
+    let cut = amqpwire(&["decode".as_ref(), "--json".as_ref()], Some(&file[..file.len() - 100]));
+    assert_eq!(cut.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&cut.stderr);
+    assert!(stderr.contains("1 AMQP connections") && stderr.contains("1 errors"), "{stderr}");
+    let out = String::from_utf8(cut.stdout).expect("utf-8");
+    let err: serde_json::Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+        .find(|l| l["kind"] == "error")
+        .expect("an error line");
+    assert_eq!(err["in"], "capture");
+    assert_eq!(err["fatal"], true);
+    assert!(err["packet"].as_u64().is_some());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,9 +1,14 @@
-//! `amqpwire decode`: annotate a captured byte stream.
+//! `amqpwire decode`: annotate a captured byte stream, or the AMQP connections of a pcap or
+//! pcapng capture.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use amqpwire::capture::{
+    event_json, event_text, is_capture, CaptureDecoder, CaptureEvent, CaptureReader, EventKind,
+};
 use amqpwire::codec::DecodeOptions;
 use amqpwire::inspect::{json::record_json, render_text, Inspector, Record};
 
@@ -11,7 +16,9 @@ use amqpwire::inspect::{json::record_json, render_text, Inspector, Record};
 #[derive(clap::Args, Debug)]
 pub(crate) struct DecodeArgs {
     /// A file holding the stream, as raw bytes or as hex text (spaces and newlines
-    /// allowed); `-` or nothing reads standard input.
+    /// allowed), or a pcap or pcapng capture (recognised by its magic number: every AMQP
+    /// connection in it is decoded, over TCP or WebSocket); `-` or nothing reads standard
+    /// input.
     file: Option<PathBuf>,
     /// The stream as hex on the command line instead of a file.
     #[arg(long, value_name = "HEX", conflicts_with = "file")]
@@ -54,6 +61,9 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let opts = if args.strict { DecodeOptions::STRICT } else { DecodeOptions::LENIENT };
+    if is_capture(&input) {
+        return run_capture(args, opts, &input);
+    }
     let mut inspector = Inspector::new(opts).redact_secrets(!args.show_secrets);
     inspector.push(&input);
     let mut records = Vec::new();
@@ -92,6 +102,97 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Decodes a pcap or pcapng capture: every AMQP connection, both directions interleaved in
+/// capture order, each event printed as soon as its packet is read (and, with `--html`,
+/// drawn: records as they are, the capture's own events as notes).
+fn run_capture(args: &DecodeArgs, opts: DecodeOptions, input: &[u8]) -> Result<ExitCode, String> {
+    // Times count from the first packet, as Wireshark shows them.
+    let start = CaptureReader::new(input)
+        .ok()
+        .and_then(|r| r.packets().find_map(Result::ok))
+        .map_or(Duration::ZERO, |p| p.time);
+    let mut decoder = CaptureDecoder::new(opts).redact_secrets(!args.show_secrets);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut errors = 0usize;
+    let mut frames = 0usize;
+    let mut html = Vec::new();
+    let mut write = |decoder: &mut CaptureDecoder| -> bool {
+        while let Some(ev) = decoder.next_event() {
+            errors += ev.errors();
+            frames += usize::from(matches!(ev.kind, EventKind::Record(Record::Frame(_))));
+            if args.html.is_some() {
+                html.extend(ladder_lines(&ev, start));
+            }
+            if out.write_all(render(&ev, start, args.json).as_bytes()).is_err() {
+                return false;
+            }
+        }
+        true
+    };
+    match CaptureReader::new(input) {
+        Ok(reader) => {
+            for block in reader {
+                decoder.push_block(block);
+                if !write(&mut decoder) {
+                    // The reader went away (a closed pipe): stop quietly.
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+        }
+        Err(e) => decoder.push_block(Err(e)),
+    }
+    decoder.finish();
+    if !write(&mut decoder) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let _ = out.flush();
+    if let Some(path) = &args.html {
+        write_html(path, &html, args)?;
+    }
+    let s = decoder.stats();
+    let found = s.amqp + s.websocket;
+    if errors > 0 || found + s.tls == 0 {
+        eprintln!(
+            "amqpwire: capture of {} packets: {found} AMQP connections ({} over WebSocket), \
+             {} in TLS, {} other TCP connections skipped; {frames} frames, {errors} errors",
+            s.packets, s.websocket, s.tls, s.skipped
+        );
+    }
+    Ok(if errors > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// The lines the ladder view draws for a capture event: a record's JSON lines, or an
+/// `event` line (a note) with the text of a connection, gap, WebSocket or TCP event.
+fn ladder_lines(ev: &CaptureEvent, start: Duration) -> Vec<serde_json::Value> {
+    let mut lines = event_json(ev, start);
+    if matches!(ev.kind, EventKind::Record(_) | EventKind::Error(_) | EventKind::Section(_)) {
+        return lines;
+    }
+    let mut text = String::new();
+    event_text(ev, start, &mut text);
+    // The text's first line, without its "[time] cN -> c2s (packet N)" head.
+    let first = text.lines().next().unwrap_or_default();
+    let note = first.split_once(") ").map_or(first, |(_, rest)| rest);
+    for line in &mut lines {
+        if let Some(o) = line.as_object_mut() {
+            o.insert("kind".into(), "event".into());
+            o.insert("event".into(), note.trim().into());
+        }
+    }
+    lines
+}
+
+fn render(ev: &CaptureEvent, start: Duration, json: bool) -> String {
+    if json {
+        event_json(ev, start).iter().map(|j| j.to_string() + "\n").collect()
+    } else {
+        let mut s = String::new();
+        event_text(ev, start, &mut s);
+        s
+    }
 }
 
 fn count_errors(rec: &Record) -> usize {
