@@ -1450,3 +1450,61 @@ fn amqpwire_decode_takes_a_capture_file_or_standard_input() {
     assert!(err["packet"].as_u64().is_some());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// ---------------------------------------------------------------------------------------
+// The fuzz target's seeds
+/// Writes the seeds of `fuzz/corpus/capture/`: small captures of every shape the decoder
+/// reads. Run by hand after a change of format: `cargo test --test capture -- --ignored`.
+#[test]
+#[ignore = "rewrites fuzz/corpus/capture/"]
+fn regenerate_fuzz_seeds() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/capture");
+    std::fs::create_dir_all(&dir).expect("corpus dir");
+    let (c2s, s2c) = fixture("rhea-to-rhea-no-sasl");
+    let small = write_exchanges(WriterOptions { mss: 400, ..Default::default() }, &[(&c2s, &s2c)]);
+    let frames = frames_of(&small);
+    let mut seeds: Vec<(&str, Vec<u8>)> = vec![("pcapng-no-sasl", small.clone())];
+    seeds.push(("pcap-be-nanos-sll2", {
+        let p: Vec<_> = frames.iter().map(|(t, f)| (*t, relink(276, f))).collect();
+        pcap(276, true, true, &p)
+    }));
+    seeds.push(("pcap-null-loopback", {
+        let p: Vec<_> = frames.iter().map(|(t, f)| (*t, relink(0, f))).collect();
+        pcap(0, false, false, &p)
+    }));
+    let mut dropped = frames.clone();
+    dropped.remove(6);
+    dropped.swap(8, 9);
+    seeds.push(("pcap-gap-reordered", pcap(1, false, false, &dropped)));
+    seeds.push(("pcapng-truncated", small[..small.len() - 77].to_vec()));
+    let v6 = WriterOptions {
+        client_ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
+        server_ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ..Default::default()
+    };
+    let mut w = PcapWriter::new(Vec::new(), v6).expect("writer");
+    w.write(1, C2S, b"AMQP\x00\x01\x00\x00\x00\x00\x00\x08\x02\x00\x00\x00", at(0)).expect("w");
+    w.reset(1, S2C, at(1)).expect("reset");
+    seeds.push(("pcapng-ipv6-reset", w.into_inner()));
+    let request =
+        "GET / HTTP/1.1\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: AMQPWSB10\r\n\r\n";
+    let mut client = request.as_bytes().to_vec();
+    for (i, item) in items(&c2s).into_iter().take(4).enumerate() {
+        client.extend(ws_frame(i != 1, if i == 2 { 0 } else { 2 }, item, Some([1, 2, 3, i as u8])));
+    }
+    client.extend(ws_frame(true, 9, b"hi", Some([9, 9, 9, 9])));
+    let mut server = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
+    for item in items(&s2c).into_iter().take(3) {
+        server.extend(ws_frame(true, 2, item, None));
+    }
+    server.extend(ws_frame(true, 8, b"\x03\xe8", None));
+    let mut w = PcapWriter::new(Vec::new(), WriterOptions { mss: 300, ..Default::default() })
+        .expect("writer");
+    w.write(1, C2S, &client, at(0)).expect("w");
+    w.write(1, S2C, &server, at(1)).expect("w");
+    seeds.push(("pcapng-websocket", w.into_inner()));
+    seeds.push(("raw-amqp-stream", c2s[..200].to_vec()));
+    for (name, bytes) in seeds {
+        std::fs::write(dir.join(name), bytes).expect("write seed");
+    }
+}

@@ -31,6 +31,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("differential", differential),
     ("structured", structured),
     ("engine", engine),
+    ("capture", capture),
 ];
 
 /// Decodes one value every way; checks that a strict decode re-encodes to the same bytes
@@ -444,5 +445,38 @@ pub fn azure(data: &[u8]) {
                 .expect("our own encoding");
             assert_eq!(CbsStatus::from_message(&back), Ok(status), "CBS status round trip");
         }
+    }
+}
+
+/// Decodes the input as a pcap or pcapng capture, whole: the reader, TCP reassembly,
+/// WebSocket unframing, the inspectors and both renderings. Input that is not a capture is
+/// first written as one (the two halves of the input as the two directions of a
+/// connection, in packets of a size the first byte chooses) by the pcapng writer. Nothing
+/// is asserted but the absence of panics; libFuzzer's limits catch runaway memory.
+pub fn capture(data: &[u8]) {
+    use crate::capture::{CaptureDecoder, Direction, PcapWriter, WriterOptions};
+    let written;
+    let file = if crate::capture::is_capture(data) {
+        data
+    } else {
+        let mss = usize::from(data.first().copied().unwrap_or(0)) + 1;
+        let opts = WriterOptions { mss, ..WriterOptions::default() };
+        let Ok(mut w) = PcapWriter::new(Vec::new(), opts) else { return };
+        let (c2s, s2c) = data.split_at(data.len() / 2);
+        let t = std::time::UNIX_EPOCH;
+        let _ = w.write(1, Direction::ClientToServer, c2s, t);
+        let _ = w.write(1, Direction::ServerToClient, s2c, t);
+        let _ = w.close(1, Direction::ClientToServer, t);
+        written = w.into_inner();
+        &written
+    };
+    let mut out = String::new();
+    for ev in CaptureDecoder::decode_all(file, DecodeOptions::LENIENT, true) {
+        crate::capture::event_text(&ev, std::time::Duration::ZERO, &mut out);
+        #[cfg(feature = "json")]
+        for j in crate::capture::event_json(&ev, std::time::Duration::ZERO) {
+            out.push_str(&j.to_string());
+        }
+        out.clear();
     }
 }
