@@ -20,6 +20,9 @@
 //! [`std::io::Write`] with the times it is given, the reader works on bytes in memory, and
 //! the decoder is fed packets and hands back events. Everything that reads input is bounded
 //! (see each part) and never panics; the `capture` fuzz target checks the whole path.
+//!
+//! The layout of the files the writer makes and the limits of the decoder are described
+//! in `docs/capture.md`.
 
 mod decode;
 pub mod net;
