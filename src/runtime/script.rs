@@ -1,4 +1,4 @@
-//! Plays a [`Player`](crate::script::player::Player) over a transport: the async driver of
+//! Plays a [`Player`] over a transport: the async driver of
 //! the sans-IO scripted peer.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -4,11 +4,8 @@
 //! format (with the lossless [`typed`](crate::inspect::typed) values `decode --json` adds)
 //! and a shorter hand-written form back into bytes.
 
-/// JSON lines to bytes.
 pub mod encode;
-/// Scripted peers.
 pub mod player;
-/// Recording a session as a script.
 pub mod record;
 
 /// The JSON objects of a text of JSON lines, each with its line number (from 1); blank
