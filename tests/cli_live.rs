@@ -389,3 +389,51 @@ fn record_writes_a_script_that_replays_against_a_fresh_broker() {
         let _ = std::fs::remove_file(script);
     }
 }
+
+/// `--pcap` on a server whose real transport is WebSocket: the capture holds the
+/// plaintext AMQP as synthetic TCP, written as it went (the server is killed), and tshark's
+/// AMQP dissector reads the same performatives as amqpwire's own decode of it.
+#[test]
+fn pcap_captures_a_websocket_connection_that_tshark_decodes() {
+    let capture = scratch("serve.pcapng");
+    let server = Server::with_args(
+        &["serve", "--listen", "ws://127.0.0.1:0/", "--pcap", capture.to_str().expect("path")],
+        1,
+    );
+    let o = run(&["send", &server.urls[0], "--to", "q", "--body", "captured"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    drop(server);
+    let ours: Vec<String> =
+        text(&run(&["decode", "--json", capture.to_str().expect("path")]).stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["kind"] == "frame" && l["type"] == "amqp")
+            .map(|l| l["performative"].as_str().unwrap_or("?").to_owned())
+            .collect();
+    for p in ["open", "begin", "attach", "transfer", "disposition", "close"] {
+        assert!(ours.iter().any(|o| o == p), "{p} in {ours:?}");
+    }
+    let names =
+        ["open", "begin", "attach", "flow", "transfer", "disposition", "detach", "end", "close"];
+    let tshark = std::process::Command::new("tshark")
+        .args([
+            "-r",
+            capture.to_str().expect("path"),
+            "-Y",
+            "amqp",
+            "-T",
+            "fields",
+            "-e",
+            "amqp.performative",
+        ])
+        .output()
+        .expect("tshark (installed by tests/peers/install.sh)");
+    let theirs: Vec<String> = text(&tshark.stdout)
+        .split_whitespace()
+        .flat_map(|l| l.split(','))
+        .filter_map(|c| c.parse::<usize>().ok())
+        .filter_map(|c| names.get(c.checked_sub(16)?).map(|s| (*s).to_owned()))
+        .collect();
+    assert_eq!(theirs, ours, "tshark and amqpwire read the same frames");
+    let _ = std::fs::remove_file(&capture);
+}

@@ -157,6 +157,7 @@ impl Tap for CliTap {
         };
         if let Some(t) = &self.tracer {
             t.record_bytes(connection, flow == Flow::ClientToServer, data);
+            t.capture_bytes(connection, flow == Flow::ClientToServer, data);
         }
         let records = match &self.tracer {
             Some(t) if t.prints() => {

@@ -11,6 +11,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use amqpwire::capture::{Direction as CaptureDirection, PcapWriter, WriterOptions};
 use amqpwire::codec::DecodeOptions;
 use amqpwire::connection::{Direction, TraceFn, TraceRecord};
 use amqpwire::inspect::{json::record_json, render_text, Inspector, Record};
@@ -41,6 +42,11 @@ pub(crate) struct TraceArgs {
     /// self-contained HTML page, rewritten as frames come.
     #[arg(long, value_name = "FILE")]
     pub(crate) html: Option<std::path::PathBuf>,
+    /// Write every connection's plaintext AMQP bytes, both directions, to FILE as a pcapng
+    /// capture that Wireshark and tshark decode as AMQP (synthetic TCP on port 5672), even
+    /// when the real transport was TLS or WebSocket; flushed as it goes.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pcap: Option<std::path::PathBuf>,
 }
 
 /// The trace options of the demos, whose output is the trace.
@@ -63,6 +69,7 @@ impl DemoTraceArgs {
             show_secrets: self.show_secrets,
             record: None,
             html: None,
+            pcap: None,
         };
         Tracer::new(&args, true)?.ok_or_else(|| "no trace".to_owned())
     }
@@ -89,13 +96,16 @@ pub(crate) struct Tracer {
     streams: Mutex<HashMap<u64, [Inspector; 2]>>,
     /// Frames are printed (a trace was asked for, not only a recording).
     print: bool,
-    /// `--record FILE`, and whether the side recorded for replay is the peer's (a server
-    /// records its clients).
-    record: Option<(std::path::PathBuf, bool)>,
+    /// `--record FILE`: the client side of each connection is recorded for replay.
+    record: Option<std::path::PathBuf>,
+    /// The command is a server (`for_server`): its clients' bytes come in.
+    server: bool,
     /// Per connection: its script so far and the file it grows in.
     recorders: Mutex<HashMap<u64, Recording>>,
     /// `--html FILE`, and every line so far (the page is rewritten from them).
     html: Option<(std::path::PathBuf, Mutex<Vec<serde_json::Value>>)>,
+    /// `--pcap FILE`.
+    pcap: Option<Mutex<PcapWriter<std::fs::File>>>,
 }
 
 impl Tracer {
@@ -111,7 +121,9 @@ impl Tracer {
             }
             (None, true) if text_to_stdout => (false, Box::new(std::io::stdout())),
             (None, true) => (false, Box::new(std::io::stderr())),
-            (None, false) if args.record.is_some() || args.html.is_some() => {
+            (None, false)
+                if args.record.is_some() || args.html.is_some() || args.pcap.is_some() =>
+            {
                 (false, Box::new(std::io::sink()))
             }
             (None, false) => return Ok(None),
@@ -124,24 +136,48 @@ impl Tracer {
             streams: Mutex::new(HashMap::new()),
             print: args.trace || args.trace_json.is_some() || args.html.is_some(),
             html: args.html.clone().map(|p| (p, Mutex::new(Vec::new()))),
-            record: args.record.clone().map(|p| (p, false)),
+            pcap: match &args.pcap {
+                Some(p) => {
+                    let file = std::fs::File::create(p)
+                        .map_err(|e| format!("cannot write the capture to {}: {e}", p.display()))?;
+                    let writer = PcapWriter::new(file, WriterOptions::default())
+                        .map_err(|e| format!("cannot write the capture to {}: {e}", p.display()))?;
+                    Some(Mutex::new(writer))
+                }
+                None => None,
+            },
+            record: args.record.clone(),
+            server: false,
             recorders: Mutex::new(HashMap::new()),
         })))
     }
 
-    /// [`Tracer::new`] for a server: `--record` records the clients' side.
+    /// [`Tracer::new`] for a server: its clients' bytes come in (`--record` records them,
+    /// `--pcap` writes them as the client's side).
     pub(crate) fn for_server(args: &TraceArgs) -> Result<Option<Arc<Self>>, String> {
         let Some(t) = Self::new(args, false)? else { return Ok(None) };
         let mut t = Arc::into_inner(t).ok_or("a new tracer is not shared")?;
-        if let Some((_, peer)) = &mut t.record {
-            *peer = true;
-        }
+        t.server = true;
         Ok(Some(Arc::new(t)))
+    }
+
+    /// Feeds `--pcap`: `data` that the client (`from_client`) or the server sent on
+    /// `connection`, flushed at once so that a killed process keeps its capture.
+    pub(crate) fn capture_bytes(&self, connection: u64, from_client: bool, data: &[u8]) {
+        let Some(pcap) = &self.pcap else { return };
+        let Ok(mut w) = pcap.lock() else { return };
+        let dir = if from_client {
+            CaptureDirection::ClientToServer
+        } else {
+            CaptureDirection::ServerToClient
+        };
+        let _ = w.write(connection, dir, data, std::time::SystemTime::now());
+        let _ = w.flush();
     }
 
     /// Feeds `--record`: `data` sent by the side replayed (`ours`) or by the other.
     pub(crate) fn record_bytes(&self, connection: u64, ours: bool, data: &[u8]) {
-        let Some((path, _)) = &self.record else { return };
+        let Some(path) = &self.record else { return };
         let Ok(mut all) = self.recorders.lock() else { return };
         // Files are numbered in the order connections first sent something.
         let order = all.len() as u64 + 1;
@@ -193,9 +229,12 @@ impl Tracer {
             Direction::In => (0, "in", "<-"),
             Direction::Out => (1, "out", "->"),
         };
-        if let Some((_, peer)) = &self.record {
-            self.record_bytes(connection, (r.direction == Direction::In) == *peer, r.raw);
+        // A server (`for_server`) hears its clients on In; a client speaks on Out.
+        let from_client = (r.direction == Direction::In) == self.server;
+        if self.record.is_some() {
+            self.record_bytes(connection, from_client, r.raw);
         }
+        self.capture_bytes(connection, from_client, r.raw);
         if self.print {
             let records = self.inspect(connection, index, r.raw);
             self.write(connection, dir, arrow, &records);
