@@ -125,7 +125,13 @@ fn a_broker_with_users_refuses_a_wrong_password_promptly() {
 
 #[test]
 fn demo_runs_a_whole_exchange_and_shows_it() {
-    let o = run(&["demo"]);
+    let capture = scratch("demo.pcapng");
+    let o = run(&["demo", "--pcap", capture.to_str().expect("path")]);
+    // The capture decodes as the demo's two connections, both directions.
+    let decoded = text(&run(&["decode", "--json", capture.to_str().expect("path")]).stdout);
+    let closes = decoded.lines().filter(|l| l.contains("\"performative\":\"close\"")).count();
+    assert_eq!(closes, 4, "two connections, each closed both ways");
+    let _ = std::fs::remove_file(&capture);
     let out = text(&o.stdout);
     assert!(o.status.success(), "{}\n{out}", text(&o.stderr));
     for expected in [

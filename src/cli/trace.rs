@@ -58,6 +58,9 @@ pub(crate) struct DemoTraceArgs {
     /// Show credentials (passwords, token signatures) instead of masking them.
     #[arg(long)]
     pub(crate) show_secrets: bool,
+    /// Also write every connection's plaintext AMQP bytes to FILE as a pcapng capture.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pcap: Option<std::path::PathBuf>,
 }
 
 impl DemoTraceArgs {
@@ -69,7 +72,7 @@ impl DemoTraceArgs {
             show_secrets: self.show_secrets,
             record: None,
             html: None,
-            pcap: None,
+            pcap: self.pcap.clone(),
         };
         Tracer::new(&args, true)?.ok_or_else(|| "no trace".to_owned())
     }
