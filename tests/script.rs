@@ -44,6 +44,7 @@ async fn the_example_scripts_hold_against_the_embedded_broker() {
         "size-claim-4gib.jsonl",
         "pipelined-open.jsonl",
         "abrupt-close.jsonl",
+        "credit-violation.jsonl",
     ] {
         play_against(&url, &script(name)).await.unwrap_or_else(|e| panic!("{name}: {e}"));
     }

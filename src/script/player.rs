@@ -477,8 +477,17 @@ mod tests {
     }
 
     #[test]
-    fn the_credit_violation_example_holds_against_an_engine_that_grants_nothing() {
-        let script = include_str!("../../examples/scripts/credit-violation.jsonl");
-        assert_eq!(against_server(script), Ok(()));
+    fn a_transfer_without_credit_detaches_the_link() {
+        // The engine grants no credit to a link it accepts until its application asks.
+        let script = format!(
+            r#"{OPEN}
+{{"send": {{"performative": "begin"}}}}
+{{"expect": {{"performative": "begin"}}}}
+{{"send": {{"performative": "attach", "fields": {{"name": "s", "handle": 0, "role": "sender", "initial-delivery-count": 0, "target": {{"described": [{{"ulong": 41}}, ["q"]]}}}}}}}}
+{{"expect": {{"performative": "attach", "fields": {{"handle": "$handle"}}}}}}
+{{"send": {{"performative": "transfer", "fields": {{"handle": 0, "delivery-id": 0, "delivery-tag": "01", "settled": true}}, "data": "no credit"}}}}
+{{"expect": {{"performative": "detach", "fields": {{"handle": "$handle", "error": {{"error": {{"condition": "amqp:link:transfer-limit-exceeded"}}}}}}}}}}"#
+        );
+        assert_eq!(against_server(&script), Ok(()));
     }
 }
