@@ -36,91 +36,126 @@ pub fn record_json(record: &Record) -> Vec<Json> {
 }
 
 fn frame_json(f: &FrameRecord) -> Vec<Json> {
+    // Built with the map and `From` directly: `json!` copies every value it is given
+    // through serde's serializer, and a frame's line is built for every frame.
     let h = &f.header;
-    let mut o = Map::new();
-    o.insert("offset".into(), json!(f.offset));
-    o.insert("kind".into(), json!("frame"));
-    o.insert("type".into(), json!(h.frame_type.name().unwrap_or("unknown")));
-    o.insert("channel".into(), json!(h.channel));
-    o.insert("size".into(), json!(h.size));
-    o.insert("doff".into(), json!(h.doff));
-    o.insert("performative".into(), json!(f.performative()));
+    // Room for every key a frame line can have: growing the map rehashes it.
+    let mut o = Map::with_capacity(16);
+    o.insert("offset".into(), f.offset.into());
+    o.insert("kind".into(), "frame".into());
+    o.insert("type".into(), h.frame_type.name().unwrap_or("unknown").into());
+    o.insert("channel".into(), h.channel.into());
+    o.insert("size".into(), h.size.into());
+    o.insert("doff".into(), h.doff.into());
+    o.insert("performative".into(), f.performative().into());
     let doff = usize::from(h.doff) * 4;
     if doff > 8 {
-        o.insert("extended_header".into(), json!(hex(&f.raw[8..doff])));
+        o.insert("extended_header".into(), hex(&f.raw[8..doff]).into());
     }
-    if let Some(fields) = body_fields(&f.raw[doff..]) {
-        o.insert("fields".into(), fields);
+    // The body's first value, read once for its fields and for its typed form, over the
+    // frame's storage (strings and binaries are shared, not copied).
+    let body = f.raw.slice(doff..);
+    let mut r = Reader::from_bytes(&body, DecodeOptions::LENIENT);
+    let first = if body.is_empty() { None } else { Value::read(&mut r).ok() };
+    // A lenient read that met no deviation reads what a strict read does: strict mode
+    // refuses exactly what lenient mode accepts with a warning.
+    let strict = first.as_ref().filter(|_| r.warnings().is_empty());
+    let used = r.position();
+    if let Some(v) = &first {
+        // The fields of a performative or SASL body, by spec name, as far as they were
+        // encoded.
+        o.insert("fields".into(), composite_fields(v).unwrap_or_else(|| value_json(v)));
     }
     if let Ok(crate::frame::Frame { body: crate::frame::FrameBody::Amqp { payload, .. }, .. }) =
         &f.frame
     {
         if !payload.is_empty() {
-            o.insert("payload_size".into(), json!(payload.len()));
+            o.insert("payload_size".into(), payload.len().into());
         }
     }
     if let Some(n) = f.continuation {
-        o.insert("continuation".into(), json!(n));
+        o.insert("continuation".into(), n.into());
     }
     if f.aborted {
-        o.insert("aborted".into(), json!(true));
+        o.insert("aborted".into(), true.into());
     }
     if f.redacted {
-        o.insert("redacted".into(), json!(true));
+        o.insert("redacted".into(), true.into());
     }
     if let Some(d) = &f.delivery {
         o.insert("message".into(), message_json(d));
     }
-    let mut warnings: Vec<Json> = f
-        .warnings
-        .iter()
-        .map(|w| json!({"offset": w.offset, "warning": w.kind.to_string(), "action": w.action}))
-        .collect();
+    let warning = |w: &crate::codec::Warning| {
+        [
+            ("offset", w.offset.into()),
+            ("warning", w.kind.to_string().into()),
+            ("action", w.action.into()),
+        ]
+    };
+    let mut warnings: Vec<Json> = f.warnings.iter().map(|w| object(warning(w))).collect();
     if let Some(d) = &f.delivery {
-        warnings.extend(d.warnings.iter().map(|w| json!({"offset": w.offset, "warning": w.kind.to_string(), "action": w.action, "in": "message"})));
+        warnings.extend(d.warnings.iter().map(|w| {
+            let [a, b, c] = warning(w);
+            object([a, b, c, ("in", "message".into())])
+        }));
     }
     if !warnings.is_empty() {
         o.insert("warnings".into(), Json::Array(warnings));
     }
     // The lossless form, for `amqpwire encode`: the body's first value typed, the bytes
     // after it in hex; or the body in hex when it is not a value that re-encodes to itself.
-    let body = f.raw.get(doff..).unwrap_or_default();
     if !body.is_empty() {
-        let mut r = crate::codec::Reader::new(body, crate::codec::DecodeOptions::STRICT);
-        match crate::codec::Value::read(&mut r) {
-            Ok(v) if v.to_vec() == body[..r.position()] => {
-                o.insert("typed".into(), super::typed::to_typed(&v));
-                if r.position() < body.len() {
-                    o.insert("payload".into(), json!(hex(&body[r.position()..])));
+        match strict {
+            Some(v) if v.to_vec() == body[..used] => {
+                o.insert("typed".into(), super::typed::to_typed(v));
+                if used < body.len() {
+                    o.insert("payload".into(), hex(&body[used..]).into());
                 }
             }
             _ => {
-                o.insert("body".into(), json!(hex(body)));
+                o.insert("body".into(), hex(&body).into());
             }
         }
     }
-    o.insert("raw".into(), json!(hex(&f.raw)));
+    o.insert("raw".into(), hex(&f.raw).into());
     let mut lines = vec![Json::Object(o)];
+    let error = |offset: Json, e: String| {
+        [
+            ("offset", offset),
+            ("kind", "error".into()),
+            ("fatal", false.into()),
+            ("frame_offset", f.offset.into()),
+            ("error", e.into()),
+        ]
+    };
     if let Some(e) = f.layer_error {
-        lines.push(json!({"offset": f.offset + 5, "kind": "error", "fatal": false, "frame_offset": f.offset, "error": e}));
+        lines.push(object(error((f.offset + 5).into(), e.into())));
     }
     if let Err(e) = &f.frame {
-        lines.push(json!({"offset": e.offset, "kind": "error", "fatal": false, "frame_offset": f.offset, "error": e.kind.to_string()}));
+        lines.push(object(error(e.offset.into(), e.kind.to_string())));
     }
     if let Some(DeliveryRecord { message: Err(e), reassembled, .. }) = &f.delivery {
-        lines.push(json!({"offset": e.offset, "kind": "error", "fatal": false, "frame_offset": f.offset, "in": "message", "offset_in_message": reassembled, "error": e.kind.to_string()}));
+        let [offset, kind, fatal, frame_offset, error] = error(e.offset.into(), e.kind.to_string());
+        lines.push(object([
+            offset,
+            kind,
+            fatal,
+            frame_offset,
+            ("in", "message".into()),
+            ("offset_in_message", (*reassembled).into()),
+            error,
+        ]));
     }
     lines
 }
 
-/// The fields of a performative or SASL body, by spec name, as far as they were encoded.
-fn body_fields(body: &[u8]) -> Option<Json> {
-    if body.is_empty() {
-        return None;
+/// An object with these entries, in this order.
+fn object<const N: usize>(entries: [(&str, Json); N]) -> Json {
+    let mut m = Map::with_capacity(N);
+    for (k, v) in entries {
+        m.insert(k.to_owned(), v);
     }
-    let mut r = Reader::new(body, DecodeOptions::LENIENT);
-    let v = Value::read(&mut r).ok()?;
-    Some(composite_fields(&v).unwrap_or_else(|| value_json(&v)))
+    Json::Object(m)
 }
 
 /// The numeric code of a descriptor: a ulong, or a symbol the spec names.
@@ -138,7 +173,7 @@ fn composite_fields(v: &Value) -> Option<Json> {
     let Value::Described(d) = v else { return None };
     let fields = fields_for_code(descriptor_code(&d.descriptor)?)?;
     let Value::List(items, _) = &d.value else { return None };
-    let mut m = Map::new();
+    let mut m = Map::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let key = fields.get(i).map_or_else(|| format!("[{i}]"), |f| (*f).to_owned());
         m.insert(key, value_json(item));
@@ -214,28 +249,29 @@ pub fn payload_json(payload: &[u8], frames: Option<usize>) -> Json {
 /// value, …}}` with the fields present on the wire; any other described value becomes
 /// `{"described": {"descriptor": …, "value": …}}`.
 pub fn value_json(v: &Value) -> Json {
+    // Built with `From` and maps directly: `json!` copies what it is given.
     match v {
         Value::Null => Json::Null,
-        Value::Boolean(b, _) => json!(b),
-        Value::Ubyte(x) => json!(x),
-        Value::Ushort(x) => json!(x),
-        Value::Uint(x, _) => json!(x),
-        Value::Ulong(x, _) => json!(x),
-        Value::Byte(x) => json!(x),
-        Value::Short(x) => json!(x),
-        Value::Int(x, _) => json!(x),
-        Value::Long(x, _) => json!(x),
+        Value::Boolean(b, _) => (*b).into(),
+        Value::Ubyte(x) => (*x).into(),
+        Value::Ushort(x) => (*x).into(),
+        Value::Uint(x, _) => (*x).into(),
+        Value::Ulong(x, _) => (*x).into(),
+        Value::Byte(x) => (*x).into(),
+        Value::Short(x) => (*x).into(),
+        Value::Int(x, _) => (*x).into(),
+        Value::Long(x, _) => (*x).into(),
         Value::Float(x) => float(f64::from(*x)),
         Value::Double(x) => float(*x),
-        Value::Decimal32(b) => json!({"decimal32": hex(b)}),
-        Value::Decimal64(b) => json!({"decimal64": hex(b)}),
-        Value::Decimal128(b) => json!({"decimal128": hex(b)}),
-        Value::Char(c) => json!(c.to_string()),
-        Value::Timestamp(t) => json!({"timestamp": t.0, "utc": t.to_string()}),
-        Value::Uuid(u) => json!({"uuid": u.to_string()}),
-        Value::Binary(b, _) => json!({"binary": hex(b)}),
-        Value::String(s, _) => json!(&**s),
-        Value::Symbol(s, _) => json!(s.as_str()),
+        Value::Decimal32(b) => object([("decimal32", hex(b).into())]),
+        Value::Decimal64(b) => object([("decimal64", hex(b).into())]),
+        Value::Decimal128(b) => object([("decimal128", hex(b).into())]),
+        Value::Char(c) => c.to_string().into(),
+        Value::Timestamp(t) => object([("timestamp", t.0.into()), ("utc", t.to_string().into())]),
+        Value::Uuid(u) => object([("uuid", u.to_string().into())]),
+        Value::Binary(b, _) => object([("binary", hex(b).into())]),
+        Value::String(s, _) => (&**s).into(),
+        Value::Symbol(s, _) => s.as_str().into(),
         Value::List(items, _) => Json::Array(items.iter().map(value_json).collect()),
         // Elements of an array of described values are each that described value.
         Value::Array(a) => match a.descriptor() {
@@ -253,17 +289,20 @@ pub fn value_json(v: &Value) -> Json {
             ),
         },
         Value::Map(pairs, _) => {
-            let mut m = Map::new();
+            let pairs_json = || {
+                let pairs =
+                    pairs.iter().map(|(k, v)| Json::Array(vec![value_json(k), value_json(v)]));
+                object([("map", Json::Array(pairs.collect()))])
+            };
+            let mut m = Map::with_capacity(pairs.len());
             for (k, val) in pairs {
                 let key = match k {
                     Value::String(s, _) => s.to_string(),
                     Value::Symbol(s, _) => s.as_str().to_owned(),
-                    _ => {
-                        return json!({"map": pairs.iter().map(|(k, v)| json!([value_json(k), value_json(v)])).collect::<Vec<_>>()})
-                    }
+                    _ => return pairs_json(),
                 };
                 if m.insert(key, value_json(val)).is_some() {
-                    return json!({"map": pairs.iter().map(|(k, v)| json!([value_json(k), value_json(v)])).collect::<Vec<_>>()});
+                    return pairs_json();
                 }
             }
             Json::Object(m)
@@ -271,11 +310,15 @@ pub fn value_json(v: &Value) -> Json {
         Value::Described(d) => {
             let name = descriptor_code(&d.descriptor).and_then(name_for_code);
             match (name, composite_fields(v)) {
-                (Some(n), Some(fields)) => json!({ n: fields }),
-                (Some(n), None) => json!({ n: value_json(&d.value) }),
-                _ => {
-                    json!({"described": {"descriptor": value_json(&d.descriptor), "value": value_json(&d.value)}})
-                }
+                (Some(n), Some(fields)) => object([(n, fields)]),
+                (Some(n), None) => object([(n, value_json(&d.value))]),
+                _ => object([(
+                    "described",
+                    object([
+                        ("descriptor", value_json(&d.descriptor)),
+                        ("value", value_json(&d.value)),
+                    ]),
+                )]),
             }
         }
     }
@@ -283,8 +326,8 @@ pub fn value_json(v: &Value) -> Json {
 
 fn float(x: f64) -> Json {
     if x.is_finite() {
-        json!(x)
+        x.into()
     } else {
-        json!(x.to_string())
+        x.to_string().into()
     }
 }

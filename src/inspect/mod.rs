@@ -19,6 +19,7 @@ mod text;
 #[cfg(feature = "json")]
 pub mod typed;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use bytes::Bytes;
@@ -46,11 +47,11 @@ pub struct Node {
     /// primitive).
     pub head: usize,
     /// What the value is in its context: a field name, a section name, `[3]`, a map key.
-    pub label: String,
+    pub label: Cow<'static, str>,
     /// The encoding: the spec's name for the constructor (`str8-utf8`, `list32`…).
     pub encoding: &'static str,
     /// The value rendered for people, or a summary for compounds.
-    pub summary: String,
+    pub summary: Cow<'static, str>,
     /// Elements of a compound, or descriptor and value of a described type.
     pub children: Vec<Self>,
 }
@@ -241,8 +242,8 @@ impl Inspector {
         let tree = if body.is_empty() || frame.is_err() && raw.header.frame_type.name().is_none() {
             None
         } else {
-            let mut r = Reader::new(&body, DecodeOptions::LENIENT).with_base(base);
-            annotate(&mut r, String::new(), None).ok()
+            let mut r = Reader::from_bytes(&body, DecodeOptions::LENIENT).with_base(base);
+            annotate(&mut r, "", None).ok()
         };
         let mut rec = FrameRecord {
             offset: raw.offset,
@@ -311,9 +312,9 @@ impl Inspector {
         let message = Message::read(&mut r);
         let warnings = r.take_warnings();
         let mut sections = Vec::new();
-        let mut r = Reader::new(&payload, DecodeOptions::LENIENT).with_base(base);
+        let mut r = Reader::from_bytes(&payload, DecodeOptions::LENIENT).with_base(base);
         while !r.is_empty() {
-            match annotate(&mut r, String::new(), None) {
+            match annotate(&mut r, "", None) {
                 Ok(n) => sections.push(n),
                 Err(_) => break,
             }
@@ -326,49 +327,55 @@ impl Inspector {
 /// masked anything.
 pub fn redact(raw: &mut crate::frame::RawFrame) -> bool {
     let doff = usize::from(raw.header.doff) * 4;
-    let mut bytes = raw.bytes.to_vec();
-    let mut masked = false;
+    // The frame is copied only when there is something to mask: most frames have nothing.
     if raw.header.frame_type == FrameType::SASL {
-        if let Ok(Frame {
-            body: FrameBody::Sasl(crate::types::SaslFrameBody::Init(init)), ..
-        }) = raw.decode(DecodeOptions::LENIENT)
-        {
-            if init.mechanism.as_str() == "PLAIN" {
-                // The response shares the frame's storage; find where it sits (an empty
-                // response is not a slice of the frame, and has nothing to mask).
-                let found = init
-                    .initial_response
-                    .as_ref()
-                    .and_then(|r| crate::codec::offset_within(&raw.bytes, r).map(|at| (r, at)));
-                if let Some((resp, start)) = found {
-                    // PLAIN: authzid NUL authcid NUL passwd (RFC 4616): mask the password.
-                    if let Some(second_nul) =
-                        resp.iter().enumerate().filter(|(_, b)| **b == 0).nth(1).map(|(i, _)| i)
-                    {
-                        for b in &mut bytes[start + second_nul + 1..start + resp.len()] {
-                            *b = b'*';
-                            masked = true;
-                        }
-                    }
-                }
-            }
-        }
-    } else {
-        masked = mask_sas_signatures(&mut bytes[doff..]);
-    }
-    if masked {
+        let Some(password) = plain_password(raw) else { return false };
+        let mut bytes = raw.bytes.to_vec();
+        bytes[password].fill(b'*');
         raw.bytes = Bytes::from(bytes);
+        true
+    } else if find(&raw.bytes[doff..], SAS_TOKEN).is_some() {
+        let mut bytes = raw.bytes.to_vec();
+        let masked = mask_sas_signatures(&mut bytes[doff..]);
+        if masked {
+            raw.bytes = Bytes::from(bytes);
+        }
+        masked
+    } else {
+        false
     }
-    masked
 }
+
+/// Where the password of a SASL PLAIN initial response sits in the frame, when there is
+/// one (not empty).
+fn plain_password(raw: &crate::frame::RawFrame) -> Option<std::ops::Range<usize>> {
+    let Ok(Frame { body: FrameBody::Sasl(crate::types::SaslFrameBody::Init(init)), .. }) =
+        raw.decode(DecodeOptions::LENIENT)
+    else {
+        return None;
+    };
+    if init.mechanism.as_str() != "PLAIN" {
+        return None;
+    }
+    // The response shares the frame's storage; find where it sits (an empty response is
+    // not a slice of the frame, and has nothing to mask).
+    let resp = init.initial_response.as_ref()?;
+    let start = crate::codec::offset_within(&raw.bytes, resp)?;
+    // PLAIN: authzid NUL authcid NUL passwd (RFC 4616): mask the password.
+    let second_nul = resp.iter().enumerate().filter(|(_, b)| **b == 0).nth(1)?.0;
+    let password = start + second_nul + 1..start + resp.len();
+    (!password.is_empty()).then_some(password)
+}
+
+/// What starts an Azure SAS token.
+const SAS_TOKEN: &[u8] = b"SharedAccessSignature ";
 
 /// Masks the value of `sig=` in every `SharedAccessSignature` token found in `buf`.
 fn mask_sas_signatures(buf: &mut [u8]) -> bool {
-    const TOKEN: &[u8] = b"SharedAccessSignature ";
     let mut masked = false;
     let mut i = 0;
-    while let Some(p) = find(&buf[i..], TOKEN) {
-        let start = i + p + TOKEN.len();
+    while let Some(p) = find(&buf[i..], SAS_TOKEN) {
+        let start = i + p + SAS_TOKEN.len();
         // The token runs while its bytes are printable and not a quote.
         let end = buf[start..]
             .iter()
@@ -389,57 +396,74 @@ fn mask_sas_signatures(buf: &mut [u8]) -> bool {
     masked
 }
 
+/// Where `needle` (not empty) first occurs in `hay`.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    // The first byte alone rules out most positions, without comparing slices.
+    hay.windows(needle.len()).position(|w| w[0] == needle[0] && w == needle)
 }
 
 /// Annotates the value at the reader's position. `fields` names the elements when the
 /// value is the list of a known composite.
 pub fn annotate(
     r: &mut Reader<'_>,
-    label: String,
+    label: impl Into<Cow<'static, str>>,
     fields: Option<&'static [&'static str]>,
 ) -> Result<Node, DecodeError> {
+    annotate_value(r, label.into(), fields).map(|(node, _)| node)
+}
+
+/// [`annotate`], also giving back the value of a primitive read without deviation (what a
+/// strict decode of its bytes gives), from which a descriptor's code and a field's meaning
+/// come without decoding it again.
+///
+/// Labels and summaries that are the same for every value (field names, `null`…) are
+/// borrowed, not allocated: a frame has a node per value.
+fn annotate_value(
+    r: &mut Reader<'_>,
+    label: Cow<'static, str>,
+    fields: Option<&'static [&'static str]>,
+) -> Result<(Node, Option<Value>), DecodeError> {
     let start = r.position();
     let offset = r.offset();
     let code = r.read_u8()?;
-    let node = |r: &Reader<'_>,
-                head: usize,
-                encoding: &'static str,
-                summary: String,
-                children: Vec<Node>| Node {
-        offset,
-        len: r.position() - start,
-        head,
-        label: label.clone(),
-        encoding,
-        summary,
-        children,
-    };
-    match code {
+    let mut primitive = None;
+    let (head, encoding, summary, children) = match code {
         fc::DESCRIBED => {
             r.enter()?;
-            let dpos = r.position();
-            let descriptor = annotate(r, "descriptor".into(), None)?;
-            let dval = Value::decode(&r.buffer()[dpos..r.position()]).ok();
+            let (mut descriptor, dval) = annotate_value(r, Cow::Borrowed("descriptor"), None)?;
             let known = match &dval {
                 Some(Value::Ulong(c, _)) => Some(*c),
                 Some(Value::Symbol(s, _)) => crate::types::code_for_symbol(s),
                 _ => None,
             };
-            let name = known.and_then(name_for_code);
-            let mut descriptor = descriptor;
-            if let (Some(n), Some(c)) = (name, known) {
-                descriptor.summary = format!("0x{c:016x} = {n}");
+            let named = known.and_then(|c| name_for_code(c).map(|n| (c, n)));
+            if let Some((c, n)) = named {
+                // 0x{c:016x} = {n}
+                let mut s = String::with_capacity(21 + n.len());
+                push_hex(&mut s, c, 16);
+                s.push_str(" = ");
+                s.push_str(n);
+                descriptor.summary = s.into();
             }
-            let value =
-                annotate(r, name.unwrap_or("value").into(), known.and_then(fields_for_code))?;
+            let (value, _) = annotate_value(
+                r,
+                Cow::Borrowed(named.map_or("value", |(_, n)| n)),
+                known.and_then(fields_for_code),
+            )?;
             r.leave();
-            let summary = match (name, known) {
-                (Some(n), Some(c)) => format!("{n} (0x{c:02x})"),
-                _ => format!("described, descriptor {}", descriptor.summary),
+            let summary = match named {
+                Some((c, n)) => {
+                    // {n} (0x{c:02x})
+                    let mut s = String::with_capacity(n.len() + 24);
+                    s.push_str(n);
+                    s.push_str(" (");
+                    push_hex(&mut s, c, 2);
+                    s.push(')');
+                    Cow::Owned(s)
+                }
+                None => Cow::Owned(format!("described, descriptor {}", descriptor.summary)),
             };
-            Ok(node(r, 1, "described", summary, vec![descriptor, value]))
+            (1, "described", summary, vec![descriptor, value])
         }
         fc::LIST0 | fc::LIST8 | fc::LIST32 | fc::MAP8 | fc::MAP32 => {
             r.enter()?;
@@ -453,7 +477,7 @@ pub fn annotate(
             while i < count {
                 if is_map {
                     let kpos = r.position();
-                    let k = annotate(r, "key".into(), None)?;
+                    let k = annotate(r, "key", None)?;
                     keys.push((kpos, r.position()));
                     let v = annotate(r, k.summary.clone(), None)?;
                     children.push(k);
@@ -462,14 +486,14 @@ pub fn annotate(
                 } else {
                     let l = fields
                         .and_then(|f| f.get(i as usize))
-                        .map_or_else(|| format!("[{i}]"), |n| (*n).to_owned());
-                    let cpos = r.position();
-                    let mut child = annotate(r, l, None)?;
+                        .map_or_else(|| Cow::Owned(format!("[{i}]")), |n| Cow::Borrowed(*n));
+                    let (mut child, value) = annotate_value(r, l, None)?;
                     if fields.is_some() {
-                        if let Ok(v) = Value::decode(&r.buffer()[cpos..r.position()]) {
-                            if let Some(m) = meaning(&child.label, &v) {
-                                child.summary = format!("{} ({m})", child.summary);
-                            }
+                        if let Some(m) = value.and_then(|v| meaning(&child.label, &v)) {
+                            let s = child.summary.to_mut();
+                            s.push_str(" (");
+                            s.push_str(m);
+                            s.push(')');
                         }
                     }
                     children.push(child);
@@ -480,12 +504,12 @@ pub fn annotate(
             r.leave();
             r.check_distinct_keys(map_start, &keys)?;
             let summary = match (is_map, count) {
-                (true, 2) => "1 entry".to_owned(),
-                (true, _) => format!("{} entries", count / 2),
-                (false, 1) => "1 element".to_owned(),
-                (false, _) => format!("{count} elements"),
+                (true, 2) => Cow::Borrowed("1 entry"),
+                (true, _) => Cow::Owned(format!("{} entries", count / 2)),
+                (false, 1) => Cow::Borrowed("1 element"),
+                (false, _) => Cow::Owned(format!("{count} elements")),
             };
-            Ok(node(r, head, fc::name(code).unwrap_or("?"), summary, children))
+            (head, fc::name(code).unwrap_or("?"), summary, children)
         }
         fc::ARRAY8 | fc::ARRAY32 => {
             // Decode it whole (checks, limits) then annotate elements by re-reading.
@@ -494,7 +518,7 @@ pub fn annotate(
             let mut elem = r.read_u8()?;
             let mut children = Vec::new();
             if elem == fc::DESCRIBED {
-                children.push(annotate(r, "descriptor".into(), None)?);
+                children.push(annotate(r, "descriptor", None)?);
                 elem = r.read_u8()?;
             }
             crate::codec::check_array_count(r, &c, elem, count)?;
@@ -507,22 +531,53 @@ pub fn annotate(
                     offset: eoff,
                     len: r.position() - epos,
                     head: r.position() - epos,
-                    label: format!("[{i}]"),
+                    label: Cow::Owned(format!("[{i}]")),
                     encoding: fc::name(elem).unwrap_or("?"),
-                    summary: render(&v),
+                    summary: summary(&v),
                     children: Vec::new(),
                 });
             }
             r.close_compound(c, fc::name(code).unwrap_or("array"))?;
             r.leave();
-            let summary = format!("{count} × {}", fc::name(elem).unwrap_or("?"));
-            Ok(node(r, head, fc::name(code).unwrap_or("?"), summary, children))
+            let summary = Cow::Owned(format!("{count} × {}", fc::name(elem).unwrap_or("?")));
+            (head, fc::name(code).unwrap_or("?"), summary, children)
         }
         _ => {
+            let warnings = r.warnings().len();
             let v = Value::read_body(r, code, start)?;
-            let head = r.position() - start;
-            Ok(node(r, head, fc::name(code).unwrap_or("?"), render(&v), Vec::new()))
+            let summary = summary(&v);
+            // Read without deviation, it is what a strict decode of its bytes gives (a
+            // boolean byte of 2 reads as true here, but is no boolean to a strict reader).
+            if r.warnings().len() == warnings {
+                primitive = Some(v);
+            }
+            (r.position() - start, fc::name(code).unwrap_or("?"), summary, Vec::new())
         }
+    };
+    let node = Node { offset, len: r.position() - start, head, label, encoding, summary, children };
+    Ok((node, primitive))
+}
+
+/// Appends `0x` and the lower-case hex digits of `x`, at least `digits` (at most 16) of
+/// them: what `format!("0x{x:0digits$x}")` gives, without the formatting machinery.
+fn push_hex(s: &mut String, x: u64, digits: usize) {
+    let significant = 16 - x.leading_zeros() as usize / 4;
+    s.push_str("0x");
+    for i in (0..significant.max(digits)).rev() {
+        s.push(char::from(HEX_DIGITS[(x >> (4 * i)) as usize & 0xf]));
+    }
+}
+
+/// The digits of lower-case hex.
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// [`render`], borrowed where the rendering is always the same.
+fn summary(v: &Value) -> Cow<'static, str> {
+    match v {
+        Value::Null => Cow::Borrowed("null"),
+        Value::Boolean(true, _) => Cow::Borrowed("true"),
+        Value::Boolean(false, _) => Cow::Borrowed("false"),
+        _ => Cow::Owned(render(v)),
     }
 }
 
@@ -590,10 +645,10 @@ pub fn render(v: &Value) -> String {
 
 /// Lower-case hex of bytes.
 pub fn hex(b: &[u8]) -> String {
-    use std::fmt::Write;
     let mut s = String::with_capacity(b.len() * 2);
     for x in b {
-        let _ = write!(s, "{x:02x}");
+        s.push(char::from(HEX_DIGITS[usize::from(x >> 4)]));
+        s.push(char::from(HEX_DIGITS[usize::from(x & 0xf)]));
     }
     s
 }

@@ -3,10 +3,17 @@
 
 use std::fmt::Write;
 
-use super::{FrameRecord, Node, Record};
+use super::{FrameRecord, Node, Record, HEX_DIGITS};
+
+/// Width of the offset column.
+const OFFSET_COLUMN: usize = 8;
 
 /// Raw bytes shown per line before eliding with `…`.
 const RAW_COLUMN_BYTES: usize = 12;
+
+/// Width of the raw bytes column (each byte as two hex digits and a space, then `…` when
+/// elided), before the two spaces of indent per depth.
+const RAW_COLUMN: usize = 38;
 
 /// Characters of a value shown before eliding (the JSON rendering keeps everything).
 const TEXT_COLUMN_CHARS: usize = 160;
@@ -15,14 +22,9 @@ const TEXT_COLUMN_CHARS: usize = 160;
 pub fn render_text(record: &Record, out: &mut String) {
     match record {
         Record::Header { offset, header } => {
-            line(
-                out,
-                *offset as usize,
-                &header.to_bytes(),
-                0,
-                &format!("protocol header {header} ({})", header.id.name().unwrap_or("?")),
-                "",
-            );
+            let text = begin_line(out, *offset as usize, &header.to_bytes(), 0);
+            let _ = write!(out, "protocol header {header} ({})", header.id.name().unwrap_or("?"));
+            end_line(out, text, "");
         }
         Record::Frame(f) => frame(f, out),
         Record::Error(e) => {
@@ -42,19 +44,15 @@ fn frame(f: &FrameRecord, out: &mut String) {
     let h = &f.header;
     let what = f.performative().unwrap_or("undecodable");
     let ty = h.frame_type.name().unwrap_or("?");
-    let head =
-        format!("frame {ty} channel {}, size {}, doff {}: {what}", h.channel, h.size, h.doff);
-    line(out, f.offset as usize, &f.raw[..8], 0, &head, "");
+    let text = begin_line(out, f.offset as usize, &f.raw[..8], 0);
+    let _ =
+        write!(out, "frame {ty} channel {}, size {}, doff {}: {what}", h.channel, h.size, h.doff);
+    end_line(out, text, "");
     let ext = &f.raw[8..usize::from(h.doff) * 4];
     if !ext.is_empty() {
-        line(
-            out,
-            f.offset as usize + 8,
-            ext,
-            1,
-            &format!("extended header, {} bytes (ignored)", ext.len()),
-            "",
-        );
+        let text = begin_line(out, f.offset as usize + 8, ext, 1);
+        let _ = write!(out, "extended header, {} bytes (ignored)", ext.len());
+        end_line(out, text, "");
     }
     if let Some(tree) = &f.tree {
         node(tree, &f.raw, f.offset as usize, 1, out);
@@ -84,12 +82,11 @@ fn frame(f: &FrameRecord, out: &mut String) {
             writeln!(out, "{:>8}    (credentials masked with '*'; --show-secrets shows them)", "");
     }
     if let Some(d) = &f.delivery {
-        let how = if d.reassembled {
-            format!("message reassembled from {} transfer frames, {} bytes (offsets below count from the message start)", d.frames, d.payload.len())
+        if d.reassembled {
+            let _ = writeln!(out, "{:>8}    message reassembled from {} transfer frames, {} bytes (offsets below count from the message start)", "", d.frames, d.payload.len());
         } else {
-            format!("message, {} bytes", d.payload.len())
-        };
-        let _ = writeln!(out, "{:>8}    {how}", "");
+            let _ = writeln!(out, "{:>8}    message, {} bytes", "", d.payload.len());
+        }
         let (buf, base): (&[u8], usize) =
             if d.reassembled { (&d.payload, 0) } else { (&f.raw, f.offset as usize) };
         for s in &d.sections {
@@ -107,32 +104,79 @@ fn frame(f: &FrameRecord, out: &mut String) {
 fn node(n: &Node, buf: &[u8], base: usize, depth: usize, out: &mut String) {
     let start = n.offset.saturating_sub(base);
     let raw = buf.get(start..start + n.head).unwrap_or(&[]);
-    let text =
-        if n.label.is_empty() { n.summary.clone() } else { format!("{}: {}", n.label, n.summary) };
-    line(out, n.offset, raw, depth, &text, n.encoding);
+    let text = begin_line(out, n.offset, raw, depth);
+    if !n.label.is_empty() {
+        out.push_str(&n.label);
+        out.push_str(": ");
+    }
+    out.push_str(&n.summary);
+    end_line(out, text, n.encoding);
     for c in &n.children {
         node(c, buf, base, depth + 1, out);
     }
 }
 
-fn line(out: &mut String, offset: usize, raw: &[u8], depth: usize, text: &str, encoding: &str) {
-    let mut hex = String::new();
-    for b in raw.iter().take(RAW_COLUMN_BYTES) {
-        let _ = write!(hex, "{b:02x} ");
+/// Starts a line: the offset, the raw bytes in hex and the indent. The caller appends the
+/// text, then calls [`end_line`] with the position returned, where the text starts.
+///
+/// There is a line per value: this writes straight into `out`, without allocating and
+/// without the formatting machinery.
+fn begin_line(out: &mut String, offset: usize, raw: &[u8], depth: usize) -> usize {
+    // The offset (right-aligned), two spaces and the hex of the bytes shown are ASCII,
+    // put together here and appended at once.
+    const DIGITS: usize = 20; // of the largest usize
+    let mut ascii = [b' '; DIGITS + 2 + 3 * RAW_COLUMN_BYTES];
+    let mut first = DIGITS;
+    let mut n = offset;
+    loop {
+        first -= 1;
+        ascii[first] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
+    let first = first.min(DIGITS - OFFSET_COLUMN);
+    let mut end = DIGITS + 2;
+    let shown = &raw[..raw.len().min(RAW_COLUMN_BYTES)];
+    for b in shown {
+        ascii[end] = HEX_DIGITS[usize::from(b >> 4)];
+        ascii[end + 1] = HEX_DIGITS[usize::from(b & 0xf)];
+        end += 3;
+    }
+    out.push_str(std::str::from_utf8(&ascii[first..end]).unwrap_or_default());
+    let mut columns = 3 * shown.len();
     if raw.len() > RAW_COLUMN_BYTES {
-        hex.push('…');
+        out.push('…');
+        columns += 1;
     }
-    let indent = "  ".repeat(depth);
-    let text: std::borrow::Cow<'_, str> = if text.chars().count() > TEXT_COLUMN_CHARS {
-        let cut: String = text.chars().take(TEXT_COLUMN_CHARS).collect();
-        format!("{cut}… ({} chars)", text.chars().count()).into()
-    } else {
-        text.into()
-    };
-    let _ = write!(out, "{offset:>8}  {hex:<38}{indent}{text}");
+    let mut pad = (RAW_COLUMN + 2 * depth).saturating_sub(columns);
+    const SPACES: &str = "                                                                ";
+    while pad > 0 {
+        let n = pad.min(SPACES.len());
+        out.push_str(&SPACES[..n]);
+        pad -= n;
+    }
+    out.len()
+}
+
+/// Ends a line begun by [`begin_line`]: elides the text from `text` on when it is too
+/// long, then adds the encoding.
+fn end_line(out: &mut String, text: usize, encoding: &str) {
+    // Never more characters than bytes: most lines need no counting.
+    if out.len() - text > TEXT_COLUMN_CHARS {
+        let chars = out[text..].chars().count();
+        if chars > TEXT_COLUMN_CHARS {
+            let cut =
+                out[text..].char_indices().nth(TEXT_COLUMN_CHARS).map_or(out.len(), |c| text + c.0);
+            out.truncate(cut);
+            let _ = write!(out, "… ({chars} chars)");
+        }
+    }
     if !encoding.is_empty() {
-        let _ = write!(out, "  [{encoding}]");
+        out.push_str("  [");
+        out.push_str(encoding);
+        out.push(']');
     }
     out.push('\n');
 }

@@ -21,7 +21,7 @@
 //! is absent the smallest form is used. Array elements carry no `code`: the array's
 //! `element` constructor decides.
 
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json};
 
 use crate::codec::{Array, Described, Fmt, Symbol, Timestamp, Uuid, Value};
 
@@ -31,69 +31,78 @@ pub fn to_typed(v: &Value) -> Json {
 }
 
 fn typed(v: &Value, in_array: bool) -> Json {
+    // Built with maps and `From` directly: `json!` copies each value it is given through
+    // serde's serializer, which for a nested value is its whole subtree, at every level.
     let code = v.format_code();
     let canonical = v.canonical_format_code();
-    let with_code = |mut j: Json| {
+    // `{key: value}`, and the format code where the value was not written in its smallest
+    // form (never inside an array, whose element constructor decides).
+    let with_code = |key: &str, value: Json| {
+        let mut o = Map::with_capacity(2);
+        o.insert(key.into(), value);
         if code != canonical && !in_array {
-            if let Some(o) = j.as_object_mut() {
-                o.insert("code".into(), json!(hex_code(code)));
-            }
+            o.insert("code".into(), hex_code(code).into());
         }
-        j
+        Json::Object(o)
+    };
+    let single = |key: &str, value: Json| {
+        let mut o = Map::with_capacity(1);
+        o.insert(key.into(), value);
+        Json::Object(o)
     };
     match v {
         Value::Null => Json::Null,
-        Value::Boolean(b, _) if code == canonical || in_array => json!(b),
-        Value::Boolean(b, _) => with_code(json!({ "boolean": b })),
-        Value::Ubyte(x) => json!({ "ubyte": x }),
-        Value::Ushort(x) => json!({ "ushort": x }),
-        Value::Uint(x, _) => with_code(json!({ "uint": x })),
-        Value::Ulong(x, _) => with_code(json!({ "ulong": x })),
-        Value::Byte(x) => json!({ "byte": x }),
-        Value::Short(x) => json!({ "short": x }),
-        Value::Int(x, _) => with_code(json!({ "int": x })),
-        Value::Long(x, _) => with_code(json!({ "long": x })),
-        Value::Float(x) if x.is_finite() => json!({ "float": x }),
-        Value::Float(x) => json!({ "float-bits": format!("{:08x}", x.to_bits()) }),
-        Value::Double(x) if x.is_finite() => json!({ "double": x }),
-        Value::Double(x) => json!({ "double-bits": format!("{:016x}", x.to_bits()) }),
-        Value::Decimal32(b) => json!({ "decimal32": hex(b) }),
-        Value::Decimal64(b) => json!({ "decimal64": hex(b) }),
-        Value::Decimal128(b) => json!({ "decimal128": hex(b) }),
-        Value::Char(c) => json!({ "char": c.to_string() }),
-        Value::Timestamp(t) => json!({ "timestamp": t.0 }),
-        Value::Uuid(u) => json!({ "uuid": u.to_string() }),
-        Value::Binary(b, _) => with_code(json!({ "binary": hex(b) })),
-        Value::String(s, _) if code == canonical || in_array => json!(&**s),
-        Value::String(s, _) => with_code(json!({ "string": &**s })),
-        Value::Symbol(s, _) => with_code(json!({ "symbol": s.as_str() })),
+        Value::Boolean(b, _) if code == canonical || in_array => (*b).into(),
+        Value::Boolean(b, _) => with_code("boolean", (*b).into()),
+        Value::Ubyte(x) => single("ubyte", (*x).into()),
+        Value::Ushort(x) => single("ushort", (*x).into()),
+        Value::Uint(x, _) => with_code("uint", (*x).into()),
+        Value::Ulong(x, _) => with_code("ulong", (*x).into()),
+        Value::Byte(x) => single("byte", (*x).into()),
+        Value::Short(x) => single("short", (*x).into()),
+        Value::Int(x, _) => with_code("int", (*x).into()),
+        Value::Long(x, _) => with_code("long", (*x).into()),
+        Value::Float(x) if x.is_finite() => single("float", (*x).into()),
+        Value::Float(x) => single("float-bits", format!("{:08x}", x.to_bits()).into()),
+        Value::Double(x) if x.is_finite() => single("double", (*x).into()),
+        Value::Double(x) => single("double-bits", format!("{:016x}", x.to_bits()).into()),
+        Value::Decimal32(b) => single("decimal32", hex(b).into()),
+        Value::Decimal64(b) => single("decimal64", hex(b).into()),
+        Value::Decimal128(b) => single("decimal128", hex(b).into()),
+        Value::Char(c) => single("char", c.to_string().into()),
+        Value::Timestamp(t) => single("timestamp", t.0.into()),
+        Value::Uuid(u) => single("uuid", u.to_string().into()),
+        Value::Binary(b, _) => with_code("binary", hex(b).into()),
+        Value::String(s, _) if code == canonical || in_array => (&**s).into(),
+        Value::String(s, _) => with_code("string", (&**s).into()),
+        Value::Symbol(s, _) => with_code("symbol", s.as_str().into()),
         Value::List(items, _) => {
-            let items: Vec<Json> = items.iter().map(to_typed).collect();
+            let items = Json::Array(items.iter().map(to_typed).collect());
             if code == canonical || in_array {
-                Json::Array(items)
+                items
             } else {
-                with_code(json!({ "list": items }))
+                with_code("list", items)
             }
         }
         Value::Map(pairs, _) => {
-            let pairs: Vec<Json> =
-                pairs.iter().map(|(k, v)| json!([to_typed(k), to_typed(v)])).collect();
-            with_code(json!({ "map": pairs }))
+            let pairs =
+                pairs.iter().map(|(k, v)| Json::Array(vec![to_typed(k), to_typed(v)])).collect();
+            with_code("map", Json::Array(pairs))
         }
         Value::Array(a) => {
-            let mut o = Map::new();
+            let mut o = Map::with_capacity(4);
             o.insert("array".into(), a.items().iter().map(|i| typed(i, true)).collect());
-            o.insert("element".into(), json!(hex_code(a.element_code())));
+            o.insert("element".into(), hex_code(a.element_code()).into());
             if let Some(d) = a.descriptor() {
                 o.insert("descriptor".into(), to_typed(d));
             }
             if a.format_code() != a.canonical_code() && !in_array {
-                o.insert("code".into(), json!(hex_code(a.format_code())));
+                o.insert("code".into(), hex_code(a.format_code()).into());
             }
             Json::Object(o)
         }
         Value::Described(d) => {
-            json!({ "described": [to_typed(&d.descriptor), to_typed(&d.value)] })
+            single("described", Json::Array(vec![to_typed(&d.descriptor), to_typed(&d.value)]))
         }
     }
 }
