@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use bytestring::ByteString;
+use smallvec::SmallVec;
 
 use super::error::{DecodeError, ErrorKind};
 use super::format::{self as fc, Fmt};
@@ -182,12 +183,17 @@ impl Array {
 
     /// The array's own format code (`array8` or `array32`) that encoding will use.
     pub fn format_code(&self) -> u8 {
-        self.code()
+        self.code(self.body_len())
     }
 
     /// The smallest array format code that holds it.
     pub fn canonical_code(&self) -> u8 {
-        if self.body_len() < 255 && self.items.len() <= 255 {
+        self.canonical_code_for(self.body_len())
+    }
+
+    /// The smallest array format code that holds it, given its body's length.
+    fn canonical_code_for(&self, body: usize) -> u8 {
+        if body < 255 && self.items.len() <= 255 {
             fc::ARRAY8
         } else {
             fc::ARRAY32
@@ -196,15 +202,27 @@ impl Array {
 
     /// The element constructor's format code that encoding will use.
     pub fn element_code(&self) -> u8 {
-        if self.exact && self.items.iter().all(|v| v.fits(self.elem)) {
+        self.element_code_for(&self.contents())
+    }
+
+    /// The [content length](Value::content_len) of each element: walked once, both the
+    /// element constructor and the elements' lengths follow from it.
+    fn contents(&self) -> SmallVec<[usize; 16]> {
+        self.items.iter().map(Value::content_len).collect()
+    }
+
+    /// The element constructor, given the elements' [`Array::contents`].
+    fn element_code_for(&self, contents: &[usize]) -> u8 {
+        let items = || self.items.iter().zip(contents.iter().copied());
+        if self.exact && items().all(|(v, content)| v.fits(self.elem, content)) {
             return self.elem;
         }
         // The widest of the smallest codes each element needs, never zero-width: a
         // zero-width array element type (uint0, list0, true…) is legal but surprises peers.
         let mut best = self.elem;
         let mut best_rank = 0;
-        for v in &self.items {
-            let c = v.array_code();
+        for (v, content) in items() {
+            let c = v.array_code(content);
             let r = width_rank(c);
             if r > best_rank {
                 best = c;
@@ -217,14 +235,25 @@ impl Array {
         best
     }
 
+    /// The bytes after the size and count: element constructor (with the descriptor of
+    /// described elements) and elements.
     fn body_len(&self) -> usize {
-        let code = self.element_code();
-        let ctor = 1 + self.descriptor.as_ref().map_or(0, |d| 1 + d.encoded_len());
-        ctor + self.items.iter().map(|v| v.body_len(code)).sum::<usize>()
+        self.layout().1
     }
 
-    fn code(&self) -> u8 {
-        let body = self.body_len();
+    /// The element constructor, [`Array::body_len`] and the elements' content lengths,
+    /// from one walk of the elements.
+    fn layout(&self) -> (u8, usize, SmallVec<[usize; 16]>) {
+        let contents = self.contents();
+        let elem = self.element_code_for(&contents);
+        let ctor = 1 + self.descriptor.as_ref().map_or(0, |d| 1 + d.encoded_len());
+        let items = self.items.iter().zip(contents.iter().copied());
+        let body = ctor + items.map(|(v, content)| v.body_len(elem, content)).sum::<usize>();
+        (elem, body, contents)
+    }
+
+    /// The array's format code, given its body's length.
+    fn code(&self, body: usize) -> u8 {
         let small = body < 255 && self.items.len() <= 255;
         match self.fmt {
             Fmt::Code(fc::ARRAY32) => fc::ARRAY32,
@@ -371,7 +400,7 @@ impl Value {
         match self {
             Self::Described(_) => fc::DESCRIBED,
             Self::Array(a) => a.canonical_code(),
-            _ => self.canonical_code(),
+            _ => self.canonical_code(self.content_len()),
         }
     }
 
@@ -379,7 +408,7 @@ impl Value {
     pub fn format_code(&self) -> u8 {
         match self {
             Self::Described(_) => fc::DESCRIBED,
-            _ => self.code(),
+            _ => self.code(self.content_len()),
         }
     }
 
@@ -388,8 +417,8 @@ impl Value {
         match self {
             Self::Described(d) => 1 + d.descriptor.encoded_len() + d.value.encoded_len(),
             _ => {
-                let code = self.code();
-                1 + self.body_len(code)
+                let content = self.content_len();
+                1 + self.body_len(self.code(content), content)
             }
         }
     }
@@ -403,9 +432,10 @@ impl Value {
                 d.value.encode(out);
             }
             _ => {
-                let code = self.code();
+                let content = self.content_len();
+                let code = self.code(content);
                 out.push(code);
-                self.write_body(code, out);
+                self.write_body(code, content, out);
             }
         }
     }
@@ -417,9 +447,33 @@ impl Value {
         v
     }
 
-    /// The constructor this (undescribed) value encodes with: the remembered one when it
-    /// holds the value, else the smallest.
-    fn code(&self) -> u8 {
+    /// What an (undescribed) value holds, in bytes, whatever its constructor: a binary's,
+    /// string's or symbol's bytes, the encodings of a list's or map's elements, an
+    /// array's body; 0 for the rest.
+    ///
+    /// The constructor and the length of the body both follow from it, so that a
+    /// compound's elements are walked once for both: walking them for each, at every
+    /// level of nesting, took time exponential in the depth.
+    fn content_len(&self) -> usize {
+        match self {
+            Self::Binary(b, _) => b.len(),
+            Self::String(s, _) => s.len(),
+            Self::Symbol(s, _) => s.as_bytes().len(),
+            Self::List(items, _) => items.iter().map(Self::encoded_len).sum(),
+            Self::Map(pairs, _) => {
+                pairs.iter().map(|(k, v)| k.encoded_len() + v.encoded_len()).sum()
+            }
+            Self::Array(a) => a.body_len(),
+            // An element of a described array, which encodes its own value.
+            Self::Described(d) => d.value.content_len(),
+            _ => 0,
+        }
+    }
+
+    /// The constructor this (undescribed) value encodes with, given its
+    /// [content length](Value::content_len): the remembered one when it holds the value,
+    /// else the smallest.
+    fn code(&self, content: usize) -> u8 {
         let fmt = match self {
             Self::Boolean(_, f)
             | Self::Uint(_, f)
@@ -431,19 +485,20 @@ impl Value {
             | Self::Symbol(_, f)
             | Self::List(_, f)
             | Self::Map(_, f) => *f,
-            Self::Array(a) => return a.code(),
+            Self::Array(a) => return a.code(content),
             _ => Fmt::Auto,
         };
         if let Fmt::Code(c) = fmt {
-            if self.fits(c) {
+            if self.fits(c, content) {
                 return c;
             }
         }
-        self.canonical_code()
+        self.canonical_code(content)
     }
 
-    /// The smallest constructor that holds this (undescribed) value.
-    fn canonical_code(&self) -> u8 {
+    /// The smallest constructor that holds this (undescribed) value, given its
+    /// [content length](Value::content_len).
+    fn canonical_code(&self, content: usize) -> u8 {
         match self {
             Self::Null => fc::NULL,
             Self::Boolean(true, _) => fc::TRUE,
@@ -470,35 +525,33 @@ impl Value {
             Self::Char(_) => fc::CHAR,
             Self::Timestamp(_) => fc::TIMESTAMP,
             Self::Uuid(_) => fc::UUID,
-            Self::Binary(b, _) => small_or(b.len(), fc::VBIN8, fc::VBIN32),
-            Self::String(s, _) => small_or(s.len(), fc::STR8, fc::STR32),
-            Self::Symbol(s, _) => small_or(s.as_bytes().len(), fc::SYM8, fc::SYM32),
+            Self::Binary(..) => small_or(content, fc::VBIN8, fc::VBIN32),
+            Self::String(..) => small_or(content, fc::STR8, fc::STR32),
+            Self::Symbol(..) => small_or(content, fc::SYM8, fc::SYM32),
             Self::List(items, _) if items.is_empty() => fc::LIST0,
             Self::List(items, _) => {
-                let body: usize = items.iter().map(Self::encoded_len).sum();
-                if body < 255 && items.len() <= 255 {
+                if content < 255 && items.len() <= 255 {
                     fc::LIST8
                 } else {
                     fc::LIST32
                 }
             }
             Self::Map(pairs, _) => {
-                let body: usize =
-                    pairs.iter().map(|(k, v)| k.encoded_len() + v.encoded_len()).sum();
-                if body < 255 && pairs.len() * 2 <= 255 {
+                if content < 255 && pairs.len() * 2 <= 255 {
                     fc::MAP8
                 } else {
                     fc::MAP32
                 }
             }
-            Self::Array(a) => a.code(),
+            Self::Array(a) => a.code(content),
             Self::Described(_) => fc::DESCRIBED,
         }
     }
 
-    /// The smallest non-zero-width constructor for this value as an array element.
-    fn array_code(&self) -> u8 {
-        match self.canonical_code() {
+    /// The smallest non-zero-width constructor for this value as an array element, given
+    /// its [content length](Value::content_len).
+    fn array_code(&self, content: usize) -> u8 {
+        match self.canonical_code(content) {
             fc::TRUE | fc::FALSE => fc::BOOLEAN,
             fc::UINT0 => fc::SMALLUINT,
             fc::ULONG0 => fc::SMALLULONG,
@@ -507,8 +560,9 @@ impl Value {
         }
     }
 
-    /// Whether constructor `code` can hold this (undescribed) value.
-    fn fits(&self, code: u8) -> bool {
+    /// Whether constructor `code` can hold this (undescribed) value, given its
+    /// [content length](Value::content_len).
+    fn fits(&self, code: u8, content: usize) -> bool {
         match (self, code) {
             (Self::Null, fc::NULL) => true,
             (Self::Boolean(_, _), fc::BOOLEAN) => true,
@@ -534,68 +588,46 @@ impl Value {
             | (Self::Char(_), fc::CHAR)
             | (Self::Timestamp(_), fc::TIMESTAMP)
             | (Self::Uuid(_), fc::UUID) => true,
-            (Self::Binary(b, _), fc::VBIN8) => b.len() <= 255,
-            (Self::String(s, _), fc::STR8) => s.len() <= 255,
-            (Self::Symbol(s, _), fc::SYM8) => s.as_bytes().len() <= 255,
+            (Self::Binary(..), fc::VBIN8)
+            | (Self::String(..), fc::STR8)
+            | (Self::Symbol(..), fc::SYM8) => content <= 255,
             (Self::Binary(..), fc::VBIN32)
             | (Self::String(..), fc::STR32)
             | (Self::Symbol(..), fc::SYM32) => true,
             (Self::List(items, _), fc::LIST0) => items.is_empty(),
-            (Self::List(items, _), fc::LIST8) => {
-                items.len() <= 255 && items.iter().map(Self::encoded_len).sum::<usize>() < 255
-            }
+            (Self::List(items, _), fc::LIST8) => items.len() <= 255 && content < 255,
             (Self::List(_, _), fc::LIST32) => true,
-            (Self::Map(pairs, _), fc::MAP8) => {
-                pairs.len() * 2 <= 255
-                    && pairs.iter().map(|(k, v)| k.encoded_len() + v.encoded_len()).sum::<usize>()
-                        < 255
-            }
+            (Self::Map(pairs, _), fc::MAP8) => pairs.len() * 2 <= 255 && content < 255,
             (Self::Map(_, _), fc::MAP32) => true,
-            (Self::Array(a), fc::ARRAY8) => a.items.len() <= 255 && a.body_len() < 255,
+            (Self::Array(a), fc::ARRAY8) => a.items.len() <= 255 && content < 255,
             (Self::Array(_), fc::ARRAY32) => true,
             _ => false,
         }
     }
 
-    /// Bytes that follow constructor `code`.
-    fn body_len(&self, code: u8) -> usize {
-        match (self, code) {
-            (Self::Described(d), _) => {
-                // Only reached for array elements of described arrays, whose items are
-                // stored undescribed; a described item here encodes its own value.
-                d.value.body_len(code)
-            }
-            (Self::Binary(b, _), _) => sized_len(code, b.len()),
-            (Self::String(s, _), _) => sized_len(code, s.len()),
-            (Self::Symbol(s, _), _) => sized_len(code, s.as_bytes().len()),
-            (Self::List(items, _), _) => match code {
+    /// Bytes that follow constructor `code`, given the value's
+    /// [content length](Value::content_len).
+    fn body_len(&self, code: u8, content: usize) -> usize {
+        match self {
+            // Only reached for array elements of described arrays, whose items are stored
+            // undescribed; a described item here encodes its own value.
+            Self::Described(d) => d.value.body_len(code, content),
+            Self::Binary(..) | Self::String(..) | Self::Symbol(..) => sized_len(code, content),
+            Self::List(..) => match code {
                 fc::LIST0 => 0,
-                fc::LIST8 => 2 + items.iter().map(Self::encoded_len).sum::<usize>(),
-                _ => 8 + items.iter().map(Self::encoded_len).sum::<usize>(),
+                fc::LIST8 => 2 + content,
+                _ => 8 + content,
             },
-            (Self::Map(pairs, _), _) => {
-                let body: usize =
-                    pairs.iter().map(|(k, v)| k.encoded_len() + v.encoded_len()).sum();
-                if code == fc::MAP8 {
-                    2 + body
-                } else {
-                    8 + body
-                }
-            }
-            (Self::Array(a), _) => {
-                let body = a.body_len();
-                if code == fc::ARRAY8 {
-                    2 + body
-                } else {
-                    8 + body
-                }
-            }
+            Self::Map(..) if code == fc::MAP8 => 2 + content,
+            Self::Array(_) if code == fc::ARRAY8 => 2 + content,
+            Self::Map(..) | Self::Array(_) => 8 + content,
             _ => fc::fixed_width(code).unwrap_or(0),
         }
     }
 
-    /// Writes the bytes that follow constructor `code`.
-    fn write_body(&self, code: u8, out: &mut Vec<u8>) {
+    /// Writes the bytes that follow constructor `code`, given the value's
+    /// [content length](Value::content_len).
+    fn write_body(&self, code: u8, content: usize, out: &mut Vec<u8>) {
         match self {
             Self::Null => {}
             Self::Boolean(v, _) => {
@@ -638,25 +670,21 @@ impl Value {
             Self::Symbol(s, _) => write_sized(code, s.as_bytes(), out),
             Self::List(items, _) => {
                 if code != fc::LIST0 {
-                    let body: usize = items.iter().map(Self::encoded_len).sum();
-                    write_size_count(code == fc::LIST8, body, items.len(), out);
+                    write_size_count(code == fc::LIST8, content, items.len(), out);
                     for v in items {
                         v.encode(out);
                     }
                 }
             }
             Self::Map(pairs, _) => {
-                let body: usize =
-                    pairs.iter().map(|(k, v)| k.encoded_len() + v.encoded_len()).sum();
-                write_size_count(code == fc::MAP8, body, pairs.len() * 2, out);
+                write_size_count(code == fc::MAP8, content, pairs.len() * 2, out);
                 for (k, v) in pairs {
                     k.encode(out);
                     v.encode(out);
                 }
             }
             Self::Array(a) => {
-                let elem = a.element_code();
-                let body = a.body_len();
+                let (elem, body, contents) = a.layout();
                 // `body` already counts the constructor; size/count below add the count.
                 if code == fc::ARRAY8 {
                     out.push((body + 1) as u8);
@@ -670,11 +698,11 @@ impl Value {
                     d.encode(out);
                 }
                 out.push(elem);
-                for v in &a.items {
-                    v.write_body(elem, out);
+                for (v, content) in a.items.iter().zip(contents) {
+                    v.write_body(elem, content, out);
                 }
             }
-            Self::Described(d) => d.value.write_body(code, out),
+            Self::Described(d) => d.value.write_body(code, content, out),
         }
     }
 
@@ -969,7 +997,7 @@ fn family_code(v: &Value) -> Option<u8> {
         Value::List(..) => fc::LIST32,
         Value::Map(..) => fc::MAP32,
         Value::Array(_) => fc::ARRAY32,
-        other => other.canonical_code(),
+        other => other.canonical_code(other.content_len()),
     })
 }
 
@@ -1076,4 +1104,40 @@ fn canonical_bytes(v: &Value) -> Vec<u8> {
         }
     }
     auto(v).to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Encodes `v`, checks the length and format code it announces, and decodes it back.
+    fn round_trip(v: &Value) {
+        let b = v.to_vec();
+        assert_eq!(b.len(), v.encoded_len());
+        assert_eq!(b[0], v.format_code());
+        let back = Value::decode(&b).expect("our own encoding must decode");
+        assert_eq!(&back, v);
+        assert_eq!(back.to_vec(), b, "lossless");
+    }
+
+    /// Sizing a compound walks its elements once: walking them once for the constructor
+    /// and again for the length, at every level, took time exponential in the depth (a
+    /// 60-deep list would not finish).
+    #[test]
+    fn deep_nesting_encodes_in_linear_time() {
+        let mut list = Value::Null;
+        let mut map = Value::Null;
+        for _ in 0..60 {
+            list = Value::List(vec![list, Value::Uint(7, Fmt::Auto)], Fmt::Auto);
+            map = Value::Map(vec![(Value::from("k"), map)], Fmt::Auto);
+        }
+        round_trip(&list);
+        round_trip(&map);
+        // Arrays of arrays of lists: the element constructor also depends on the size.
+        let mut array = Value::List(vec![Value::Null], Fmt::Auto);
+        for _ in 0..60 {
+            array = Value::Array(Array::new(vec![array]).expect("one type"));
+        }
+        round_trip(&array);
+    }
 }
