@@ -87,6 +87,8 @@ pub mod connection;
 pub mod types;
 pub mod frame;
 pub mod fuzzing;
+#[cfg(feature = "json")]
+pub mod fuzzpeer;
 pub mod inspect;
 pub mod message;
 #[cfg(feature = "tokio")]

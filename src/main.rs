@@ -48,6 +48,10 @@ enum Command {
     /// Play a scripted peer (JSON lines: send, expect, expect-close, …) against a server
     /// (--connect) or a client (--listen); exit 1 at the first step that does not hold.
     Script(cli::script::ScriptArgs),
+    /// Fuzz another AMQP implementation: structure-aware cases against a server
+    /// (--connect) or clients (--listen); crashes, hangs, memory growth and malformed
+    /// answers saved as minimised, replayable scripts.
+    FuzzPeer(cli::fuzz_peer::FuzzPeerArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         Command::Iothub(a) => cli::iothub::run(&a),
         Command::Proxy(a) => cli::proxy::run(&a),
         Command::Script(a) => cli::script::run(&a),
+        Command::FuzzPeer(a) => cli::fuzz_peer::run(&a),
     };
     match result {
         Ok(code) => code,

@@ -33,6 +33,8 @@ mod handles;
 mod listener;
 pub(crate) mod random;
 #[cfg(feature = "json")]
+pub mod fuzzpeer;
+#[cfg(feature = "json")]
 pub mod script;
 pub mod transport;
 

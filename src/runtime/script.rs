@@ -18,7 +18,7 @@ pub async fn play(player: &mut Player, io: Transport) {
     loop {
         let mut out = Vec::new();
         player.poll_transmit(&mut out);
-        if !out.is_empty() && (wr.write_all(&out).await.is_err() || wr.flush().await.is_err()) {
+        if !out.is_empty() && write_paced(&mut wr, &out, player.pacing()).await.is_err() {
             // The peer is gone: what it sent so far is all there is.
             if reading {
                 reading = false;
@@ -54,4 +54,25 @@ pub async fn play(player: &mut Player, io: Transport) {
             () = sleep => player.handle_timeout(now()),
         }
     }
+}
+
+/// Writes `data`, split into writes of `chunk` bytes with `delay` between them when a
+/// pacing is given, each flushed.
+async fn write_paced<W: tokio::io::AsyncWrite + Unpin>(
+    wr: &mut W,
+    data: &[u8],
+    pacing: Option<(usize, std::time::Duration)>,
+) -> std::io::Result<()> {
+    let Some((chunk, delay)) = pacing else {
+        wr.write_all(data).await?;
+        return wr.flush().await;
+    };
+    for (i, piece) in data.chunks(chunk.max(1)).enumerate() {
+        if i > 0 && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        wr.write_all(piece).await?;
+        wr.flush().await?;
+    }
+    Ok(())
 }

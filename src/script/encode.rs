@@ -158,6 +158,17 @@ fn performative(
     fields: &serde_json::Map<String, Json>,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
+    let typed = performative_typed(name, fields)?;
+    write_value(&typed, name, out)
+}
+
+/// The typed form of a hand-written performative (or SASL body): `{"described":
+/// [{"ulong": code}, {"list": [...]}]}`, each field typed by the spec's field table and
+/// mandatory fields left out given their defaults. Byte-level escapes in fields are kept.
+pub fn performative_typed(
+    name: &str,
+    fields: &serde_json::Map<String, Json>,
+) -> Result<Json, String> {
     let code = crate::types::code_for_symbol(&format!("amqp:{name}:list"))
         .ok_or_else(|| format!("unknown performative {name:?}"))?;
     let (names, types) = crate::types::field_types_for_code(code)
@@ -182,8 +193,7 @@ fn performative(
     while items.last() == Some(&Json::Null) {
         items.pop();
     }
-    let typed = serde_json::json!({ "described": [{ "ulong": code }, { "list": items }] });
-    write_value(&typed, name, out)
+    Ok(serde_json::json!({ "described": [{ "ulong": code }, { "list": items }] }))
 }
 
 /// Defaults for the mandatory fields a hand-written performative leaves out.
@@ -217,7 +227,7 @@ fn typed_field(j: &Json, ty: &str, at: &str) -> Result<Value, String> {
     match (ty, j) {
         (_, Json::Null) => Ok(Value::Null),
         // A fields map written as a plain object: symbol keys, values typed as written.
-        ("fields", Json::Object(o)) if !o.contains_key("map") => {
+        ("fields", Json::Object(o)) if !is_typed(o) => {
             let pairs = o
                 .iter()
                 .map(|(k, v)| {
@@ -275,6 +285,20 @@ fn typed_field(j: &Json, ty: &str, at: &str) -> Result<Value, String> {
         (_, Json::String(_) | Json::Bool(_) | Json::Array(_)) => from_typed(j, at),
         _ => Err(wrong()),
     }
+}
+
+/// Whether an object is a typed value (`{"uint": 5}`, `{"map": […]}`, `{"raw": "…"}`)
+/// rather than a fields map written as a plain object.
+fn is_typed(o: &serde_json::Map<String, Json>) -> bool {
+    const TYPES: &[&str] = &[
+        "boolean", "ubyte", "ushort", "uint", "ulong", "byte", "short", "int", "long", "float",
+        "float-bits", "double", "double-bits", "decimal32", "decimal64", "decimal128", "char",
+        "timestamp", "uuid", "binary", "string", "symbol", "list", "map", "array", "described",
+        "raw",
+    ];
+    const MODIFIERS: &[&str] = &["code", "element", "descriptor", "size", "count"];
+    o.keys().any(|k| TYPES.contains(&k.as_str()))
+        && o.keys().all(|k| TYPES.contains(&k.as_str()) || MODIFIERS.contains(&k.as_str()))
 }
 
 /// Writes a typed value, honouring the byte-level escapes (`raw`, compound `size` and

@@ -1,0 +1,241 @@
+//! `amqpwire fuzz-peer`: fuzz another AMQP implementation, server or client.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use amqpwire::fuzzpeer::scenarios::{names, scenario, Role, Sasl};
+use amqpwire::runtime::fuzzpeer::{lines, read_steps, Campaign, Kind, Mode, Settings};
+use amqpwire::runtime::transport::{ClientTlsConfig, Endpoint, TlsServerConfig};
+
+use super::client::runtime;
+
+/// Arguments of `amqpwire fuzz-peer`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct FuzzPeerArgs {
+    /// Attack the server at this URL (amqp, amqps, ws, wss).
+    #[arg(long, value_name = "URL", conflicts_with = "listen", required_unless_present = "listen")]
+    connect: Option<String>,
+    /// Attack clients: listen at this URL; --exec starts a client for each case.
+    #[arg(long, value_name = "URL")]
+    listen: Option<String>,
+    /// The command that starts the target, run by `sh`: a server is started once and again
+    /// whenever it dies; a client once per case. `{url}` and `{port}` are replaced.
+    #[arg(long, value_name = "CMD")]
+    exec: Option<String>,
+    /// The target's process id, when it runs already (its death and memory are watched).
+    #[arg(long, value_name = "PID", conflicts_with = "exec")]
+    pid: Option<u32>,
+    /// A finding when the target's resident memory passes this many MiB.
+    #[arg(long, value_name = "MIB")]
+    max_rss: Option<u64>,
+    /// Built-in scenarios to mutate (repeatable; default: all for the role). Client role:
+    /// sasl, open, session, sender, multi-frame, receiver, drain, two-sessions; server
+    /// role: serve-open, serve-sender, serve-receiver.
+    #[arg(long, value_name = "NAME")]
+    scenario: Vec<String>,
+    /// A script to mutate as well (a recording, or any script; repeatable).
+    #[arg(long, value_name = "FILE")]
+    script: Vec<PathBuf>,
+    /// SASL of the scenarios and the probe: none, anonymous or plain.
+    #[arg(long, value_name = "MECH", default_value = "anonymous")]
+    sasl: String,
+    /// The user name for --sasl plain.
+    #[arg(long, default_value = "guest")]
+    user: String,
+    /// The password for --sasl plain.
+    #[arg(long, default_value = "guest")]
+    password: String,
+    /// The node the scenarios' links attach to.
+    #[arg(long, default_value = "fuzz")]
+    address: String,
+    /// The campaign's seed (default: a fresh one, printed): the same seed gives the same
+    /// cases.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The number of the first case (to play again one case of a campaign).
+    #[arg(long, default_value_t = 0)]
+    first_case: u64,
+    /// Stop after this many cases.
+    #[arg(long)]
+    cases: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// How long a case waits for each answer it paces on, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    within: u64,
+    /// How long the probe after each case waits for each answer before the target counts
+    /// as hung, in milliseconds (a client: four times this to connect and to end).
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    probe_within: u64,
+    /// Where findings (and the target's log) are written.
+    #[arg(long, value_name = "DIR", default_value = "fuzz-peer-findings")]
+    findings: PathBuf,
+    /// Seconds spent minimising each finding (0: keep the case as it was).
+    #[arg(long, value_name = "S", default_value_t = 60)]
+    minimise: u64,
+    /// Play one saved case (a finding) and report what it does; exit 1 if it finds.
+    #[arg(long, value_name = "FILE")]
+    replay: Option<PathBuf>,
+    /// Print the case that --seed and --first-case give, and exit.
+    #[arg(long)]
+    print_case: bool,
+    /// Trust the CAs in this PEM file (--connect to amqps:// or wss://).
+    #[arg(long, value_name = "PEM")]
+    ca: Option<PathBuf>,
+    /// The certificate (PEM) for --listen on amqps:// or wss://.
+    #[arg(long, value_name = "PEM", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
+    /// A line for every case: number, scenario, time taken, mutations.
+    #[arg(long)]
+    verbose: bool,
+}
+
+pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
+    let sasl = match a.sasl.as_str() {
+        "none" => Sasl::None,
+        "anonymous" => Sasl::Anonymous,
+        "plain" => Sasl::Plain { user: a.user.clone(), password: a.password.clone() },
+        other => return Err(format!("--sasl {other}: none, anonymous or plain")),
+    };
+    let (mode, role, target_args) = match (&a.connect, &a.listen) {
+        (Some(url), _) => {
+            let endpoint: Endpoint = url.parse().map_err(|e| format!("{url}: {e}"))?;
+            let mut tls = ClientTlsConfig::new();
+            if let Some(ca) = &a.ca {
+                tls = tls.with_ca_file(ca).map_err(|e| e.to_string())?;
+            }
+            (Mode::Connect { endpoint, tls }, Role::Client, format!("--connect {url}"))
+        }
+        (None, Some(url)) => {
+            let endpoint = Endpoint::parse_listen(url).map_err(|e| format!("{url}: {e}"))?;
+            let tls = match (&a.cert, &a.key) {
+                (Some(c), Some(k)) => {
+                    Some(TlsServerConfig::from_pem_files(c, k).map_err(|e| e.to_string())?)
+                }
+                _ => None,
+            };
+            if a.exec.is_none() && a.replay.is_none() && !a.print_case {
+                return Err("--listen needs --exec CMD to start a client for each case".into());
+            }
+            (Mode::Listen { endpoint, tls }, Role::Server, format!("--listen {url}"))
+        }
+        (None, None) => return Err("give --connect URL or --listen URL".into()),
+    };
+    let mut target_args = format!("{target_args} --sasl {}", a.sasl);
+    if let Some(cmd) = &a.exec {
+        target_args.push_str(&format!(" --exec '{}'", cmd.replace('\'', r"'\''")));
+    }
+    if let Some(pid) = a.pid {
+        target_args.push_str(&format!(" --pid {pid}"));
+    }
+    let mut scenarios = Vec::new();
+    let chosen: Vec<String> = if a.scenario.is_empty() && a.script.is_empty() {
+        names(role).iter().map(|s| (*s).to_owned()).collect()
+    } else {
+        a.scenario.clone()
+    };
+    for name in &chosen {
+        let steps = scenario(name, &sasl, &a.address).ok_or_else(|| {
+            format!("no scenario {name:?} (for this role: {})", names(role).join(", "))
+        })?;
+        scenarios.push((name.clone(), steps));
+    }
+    for path in &a.script {
+        scenarios.push((path.display().to_string(), read_steps(path)?));
+        target_args.push_str(&format!(" --script {}", path.display()));
+    }
+    let seed = a.seed.unwrap_or_else(fresh_seed);
+    let settings = Settings {
+        mode,
+        scenarios,
+        sasl,
+        seed,
+        cases: a.cases.or(if a.seconds.is_none() { Some(1000) } else { None }),
+        time: a.seconds.map(Duration::from_secs),
+        within: Duration::from_millis(a.within),
+        probe_within: Duration::from_millis(a.probe_within),
+        exec: a.exec.clone(),
+        pid: a.pid,
+        max_rss_kib: a.max_rss.map(|m| m * 1024),
+        findings: a.findings.clone(),
+        minimise: Duration::from_secs(a.minimise),
+        target_args,
+        progress: (!a.quiet).then_some(Duration::from_secs(2)),
+        verbose: a.verbose,
+    };
+    if a.print_case {
+        return print_case(settings, a.first_case);
+    }
+    runtime()?.block_on(async {
+        let mut campaign = Campaign::new(settings).await?;
+        if let Some(e) = campaign.listening() {
+            println!("listening on {e}");
+        }
+        if let Some(path) = &a.replay {
+            let text = lines(&read_steps(path)?);
+            return Ok(match campaign.judge(&text).await? {
+                Some(f) => {
+                    println!("{}: {}", f.kind.name(), f.detail);
+                    for l in f.last_words.lines() {
+                        println!("target: {l}");
+                    }
+                    ExitCode::from(1)
+                }
+                None => {
+                    println!("nothing found: the target survived and answered well-formed");
+                    ExitCode::SUCCESS
+                }
+            });
+        }
+        eprintln!("fuzz-peer: seed {seed}");
+        let sum = campaign.run_from(a.first_case).await;
+        let secs = sum.elapsed.as_secs_f64();
+        println!(
+            "{} cases in {secs:.1} s ({:.1}/s), seed {seed}, {} target restarts",
+            sum.cases,
+            sum.cases as f64 / secs.max(1e-9),
+            sum.restarts
+        );
+        for (f, path) in &sum.findings {
+            println!("{}: {} -> {}", f.kind.name(), f.detail, path.display());
+        }
+        let mut repeats: Vec<(&Kind, &u64)> = sum.repeats.iter().collect();
+        repeats.sort();
+        for (k, n) in repeats {
+            println!("{n} more {} findings repeated one above", k.name());
+        }
+        if sum.findings.is_empty() {
+            println!("no findings");
+        }
+        if let Some(why) = &sum.stopped {
+            println!("stopped early: {why}");
+        }
+        Ok(if sum.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    })
+}
+
+fn print_case(settings: Settings, index: u64) -> Result<ExitCode, String> {
+    let (name, case) = amqpwire::runtime::fuzzpeer::case(&settings.scenarios, settings.seed, index);
+    println!("# seed {}, case {index}, scenario {name}", settings.seed);
+    for m in &case.mutations {
+        println!("# mutation: {m}");
+    }
+    print!("{}", lines(&case.steps));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A seed from the clock and the process id.
+fn fresh_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (t ^ u64::from(std::process::id()).rotate_left(32)) % 1_000_000_000
+}

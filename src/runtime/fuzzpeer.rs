@@ -1,0 +1,711 @@
+//! The fuzz-peer campaign: cases ([`crate::fuzzpeer`]) played against a real server or
+//! client over any transport, the target's process watched, findings judged, minimised and
+//! saved as replayable scripts.
+//!
+//! Against a server (`connect` mode) each case is one connection; after it a probe (the
+//! preamble, an open, a close, every answer awaited) tells a live target from a dead or hung
+//! one. Against a client (`listen` mode) the client is started for each case and must end
+//! by itself once the case closes its connection.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+use super::script::play;
+use super::transport::{self, AcceptConfig, ClientTlsConfig, Endpoint, TlsServerConfig};
+use crate::fuzzpeer::mutate::{mutate, Rng};
+use crate::fuzzpeer::scenarios::{probe, Sasl};
+use crate::fuzzpeer::strict_fault;
+use crate::script::player::{parse, Player};
+
+/// What a case did to the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// The target's process ended (or, without a process to watch, its port closed).
+    Crash,
+    /// The target stopped serving: its process lives, but connections are refused or
+    /// closed unanswered.
+    Refuses,
+    /// A well-formed probe got no answer within the limit (a client did not end).
+    Hang,
+    /// The target's resident memory passed the bound.
+    Grows,
+    /// The target sent bytes the strict decoder flags.
+    Malformed,
+}
+
+impl Kind {
+    /// The word used in file names and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Crash => "crash",
+            Self::Refuses => "refuses",
+            Self::Hang => "hang",
+            Self::Grows => "grows",
+            Self::Malformed => "malformed",
+        }
+    }
+}
+
+/// A finding: its kind and what was seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// The kind.
+    pub kind: Kind,
+    /// What was seen, in one line (an exit status, a decoder's complaint).
+    pub detail: String,
+    /// The target's last words (the new lines of its log), when it has a log.
+    pub last_words: String,
+}
+
+/// Which side the campaign attacks, and how to reach it.
+#[derive(Clone, Debug)]
+pub enum Mode {
+    /// Connect to a server at this endpoint.
+    Connect {
+        /// Where.
+        endpoint: Endpoint,
+        /// CAs and settings for `amqps` and `wss`.
+        tls: ClientTlsConfig,
+    },
+    /// Listen here and let clients (started by `exec`, one per case) connect.
+    Listen {
+        /// Where.
+        endpoint: Endpoint,
+        /// The certificate for `amqps` and `wss`.
+        tls: Option<TlsServerConfig>,
+    },
+}
+
+/// Everything a campaign needs.
+#[derive(Debug)]
+pub struct Settings {
+    /// The side attacked.
+    pub mode: Mode,
+    /// The scenarios: a name and a script each.
+    pub scenarios: Vec<(String, Vec<Json>)>,
+    /// How the probe authenticates.
+    pub sasl: Sasl,
+    /// The seed: the same seed gives the same cases.
+    pub seed: u64,
+    /// Stop after this many cases.
+    pub cases: Option<u64>,
+    /// Stop after this long.
+    pub time: Option<Duration>,
+    /// How long a case waits for each answer it paces on.
+    pub within: Duration,
+    /// How long the probe waits for each answer before the target counts as hung.
+    pub probe_within: Duration,
+    /// The command that starts the target (a server once and again after each death; a
+    /// client once per case, with `{url}` and `{port}` replaced).
+    pub exec: Option<String>,
+    /// The target's process, when it runs already.
+    pub pid: Option<u32>,
+    /// The bound on the target's resident memory, in KiB.
+    pub max_rss_kib: Option<u64>,
+    /// Where findings and the target's log go.
+    pub findings: PathBuf,
+    /// Time spent minimising each finding (zero: no minimisation).
+    pub minimise: Duration,
+    /// The command line that reaches the same target, for the replay hint in findings
+    /// (`--connect URL --exec '…'`).
+    pub target_args: String,
+    /// Print a progress line this often (`None`: never).
+    pub progress: Option<Duration>,
+    /// Print a line for every case: its number, scenario, time taken and mutations.
+    pub verbose: bool,
+}
+
+/// What a campaign found, in the end.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Cases played.
+    pub cases: u64,
+    /// Time taken.
+    pub elapsed: Duration,
+    /// Each new finding and the file it was saved in.
+    pub findings: Vec<(Finding, PathBuf)>,
+    /// Findings that repeated one already saved (same kind and signature), by kind.
+    pub repeats: HashMap<Kind, u64>,
+    /// Times the target was started again after it died.
+    pub restarts: u64,
+    /// Why the campaign stopped early, if it did.
+    pub stopped: Option<String>,
+}
+
+/// The target's process: started by the campaign or watched by its id.
+#[derive(Debug)]
+struct Process {
+    child: Option<Child>,
+    pid: Option<u32>,
+    exec: Option<String>,
+    log: PathBuf,
+    /// Where the log stood before the current case.
+    mark: u64,
+}
+
+impl Process {
+    fn start(&mut self, url: &str, port: u16) -> Result<(), String> {
+        let Some(cmd) = &self.exec else { return Ok(()) };
+        let cmd = cmd.replace("{url}", url).replace("{port}", &port.to_string());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("cannot write {}: {e}", self.log.display()))?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec {cmd}"))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+        self.pid = Some(child.id());
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// How the process ended, if it has: `exit status N`, `killed by signal N`, `gone`.
+    fn ended(&mut self) -> Option<String> {
+        if let Some(c) = &mut self.child {
+            return match c.try_wait() {
+                Ok(Some(status)) => Some(describe_status(status)),
+                Ok(None) => None,
+                Err(e) => Some(format!("cannot be waited for: {e}")),
+            };
+        }
+        let pid = self.pid?;
+        match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            Ok(s) if s.lines().any(|l| l.starts_with("State:") && l.contains('Z')) => {
+                Some("ended (a zombie)".into())
+            }
+            Ok(_) => None,
+            Err(_) => Some("gone".into()),
+        }
+    }
+
+    /// Waits up to `limit` for the process to end.
+    async fn ended_within(&mut self, limit: Duration) -> Option<String> {
+        if self.child.is_none() && self.pid.is_none() {
+            return None;
+        }
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.ended() {
+                return Some(s);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn rss_kib(&self) -> Option<u64> {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
+        let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    fn kill(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.child = None;
+    }
+
+    fn set_mark(&mut self) {
+        self.mark = std::fs::metadata(&self.log).map_or(0, |m| m.len());
+    }
+
+    /// The log written since the mark: the last 40 lines of it.
+    fn last_words(&self) -> String {
+        let Ok(mut f) = std::fs::File::open(&self.log) else { return String::new() };
+        let mut s = String::new();
+        if f.seek(SeekFrom::Start(self.mark)).is_err() {
+            return s;
+        }
+        let mut buf = Vec::new();
+        let _ = f.take(1 << 20).read_to_end(&mut buf);
+        s = String::from_utf8_lossy(&buf).into_owned();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+fn describe_status(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "ended".into(),
+    }
+}
+
+/// The line of a target's last words that names what went wrong, to tell findings apart.
+fn signature(f: &Finding) -> String {
+    let telling = f.last_words.lines().find(|l| {
+        let l = l.trim_start();
+        l.contains("Error")
+            || l.contains("panicked")
+            || l.contains("Exception")
+            || l.contains("Traceback")
+            || l.contains("Assertion")
+            || l.contains("Segmentation")
+    });
+    match telling {
+        Some(l) => format!("{} {}", f.kind.name(), l.trim()),
+        None => match f.kind {
+            // A decoder's complaint names the fault; keep it, less the offset.
+            Kind::Malformed => format!(
+                "malformed {}",
+                f.detail.split_once(": ").map_or(f.detail.as_str(), |(_, d)| d)
+            ),
+            k => k.name().to_owned(),
+        },
+    }
+}
+
+/// A campaign in progress.
+pub struct Campaign {
+    s: Settings,
+    process: Process,
+    listener: Option<(tokio::net::TcpListener, Endpoint, AcceptConfig)>,
+    probe_steps: String,
+    saved: HashMap<String, PathBuf>,
+}
+
+impl Campaign {
+    /// Prepares a campaign: creates the findings directory, starts the target or binds the
+    /// listener, and waits until a server target accepts connections.
+    pub async fn new(s: Settings) -> Result<Self, String> {
+        std::fs::create_dir_all(&s.findings)
+            .map_err(|e| format!("cannot create {}: {e}", s.findings.display()))?;
+        let log = s.findings.join("target.log");
+        let process = Process { child: None, pid: s.pid, exec: s.exec.clone(), log, mark: 0 };
+        let probe_steps = lines(&probe(&s.sasl));
+        let mut c = Self { s, process, listener: None, probe_steps, saved: HashMap::new() };
+        match &c.s.mode {
+            Mode::Connect { .. } => c.start_server().await?,
+            Mode::Listen { endpoint, tls } => {
+                let mut endpoint = endpoint.clone();
+                let tcp = tokio::net::TcpListener::bind((endpoint.host.as_str(), endpoint.port))
+                    .await
+                    .map_err(|e| format!("cannot listen on {endpoint}: {e}"))?;
+                if let Ok(a) = tcp.local_addr() {
+                    endpoint.port = a.port();
+                }
+                let config = AcceptConfig::for_endpoint(&endpoint, tls.clone());
+                c.listener = Some((tcp, endpoint, config));
+            }
+        }
+        Ok(c)
+    }
+
+    /// Where a listening campaign listens.
+    pub fn listening(&self) -> Option<&Endpoint> {
+        self.listener.as_ref().map(|(_, e, _)| e)
+    }
+
+    /// Starts a server target (when there is a command) and waits until it accepts.
+    async fn start_server(&mut self) -> Result<(), String> {
+        let Mode::Connect { endpoint, .. } = &self.s.mode else { return Ok(()) };
+        let endpoint = endpoint.clone();
+        if self.process.exec.is_some() {
+            self.process.kill();
+            self.process.start(&endpoint.to_string(), endpoint.port)?;
+        }
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let addr = (endpoint.host.as_str(), endpoint.port);
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Ok(());
+            }
+            if let Some(how) = self.process.ended() {
+                return Err(format!(
+                    "the target ended before it accepted connections ({how}); its log: {}",
+                    self.process.log.display()
+                ));
+            }
+            if Instant::now() >= until {
+                return Err(format!("the target does not accept connections at {endpoint}"));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Case `index`: its scenario's name and its script.
+    pub fn case(&self, index: u64) -> (String, crate::fuzzpeer::mutate::Mutated) {
+        case(&self.s.scenarios, self.s.seed, index)
+    }
+
+    /// Runs the campaign to its end, from case 0.
+    pub async fn run(&mut self) -> Summary {
+        self.run_from(0).await
+    }
+
+    /// Runs the campaign to its end, from case `first`.
+    pub async fn run_from(&mut self, first: u64) -> Summary {
+        let mut sum = Summary::default();
+        let start = Instant::now();
+        let mut last_progress = start;
+        let mut index = first;
+        loop {
+            if self.s.cases.is_some_and(|n| index - first >= n)
+                || self.s.time.is_some_and(|t| start.elapsed() >= t)
+            {
+                break;
+            }
+            let (scenario, case) = self.case(index);
+            let text = lines(&case.steps);
+            let t0 = Instant::now();
+            let judged = self.judge(&text).await;
+            if self.s.verbose {
+                eprintln!(
+                    "fuzz-peer: case {index} ({scenario}, {} ms): {}",
+                    t0.elapsed().as_millis(),
+                    case.mutations.join("; ")
+                );
+            }
+            match judged {
+                Ok(None) => {}
+                Ok(Some(f)) => {
+                    let sig = signature(&f);
+                    if self.saved.contains_key(&sig) {
+                        *sum.repeats.entry(f.kind).or_default() += 1;
+                    } else {
+                        eprintln!(
+                            "fuzz-peer: case {index} ({scenario}): {}: {}",
+                            f.kind.name(),
+                            f.detail
+                        );
+                        let (f, path) =
+                            self.save(f, &case.steps, index, &scenario, &case.mutations).await;
+                        self.saved.insert(sig, path.clone());
+                        sum.findings.push((f, path));
+                    }
+                    if let Err(e) = self.recover(&mut sum).await {
+                        sum.stopped = Some(e);
+                        index += 1;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    sum.stopped = Some(e);
+                    break;
+                }
+            }
+            index += 1;
+            if let Some(every) = self.s.progress {
+                if last_progress.elapsed() >= every {
+                    last_progress = Instant::now();
+                    let secs = start.elapsed().as_secs_f64();
+                    eprintln!(
+                        "fuzz-peer: {index} cases ({:.1}/s), {} findings ({} repeats), {} restarts, {:.0} s",
+                        index as f64 / secs.max(1e-9),
+                        sum.findings.len(),
+                        sum.repeats.values().sum::<u64>(),
+                        sum.restarts,
+                        secs
+                    );
+                }
+            }
+        }
+        sum.cases = index - first;
+        sum.elapsed = start.elapsed();
+        self.process.kill();
+        sum
+    }
+
+    /// After a finding: a dead server target is started again (or the campaign stops, when
+    /// there is no command to start it).
+    async fn recover(&mut self, sum: &mut Summary) -> Result<(), String> {
+        if !matches!(self.s.mode, Mode::Connect { .. }) {
+            return Ok(());
+        }
+        if self.server_alive().await {
+            return Ok(());
+        }
+        if self.process.exec.is_none() {
+            return Err("the target is down and there is no --exec to start it again".into());
+        }
+        sum.restarts += 1;
+        self.start_server().await
+    }
+
+    /// Whether a server target answers the probe.
+    async fn server_alive(&mut self) -> bool {
+        self.process.ended().is_none() && self.probe().await.is_none()
+    }
+
+    /// Plays one case (a script's text) and judges what the target did: `Ok(None)` when
+    /// nothing is wrong, `Err` when the campaign cannot go on.
+    pub async fn judge(&mut self, text: &str) -> Result<Option<Finding>, String> {
+        self.process.set_mark();
+        let f = match self.s.mode.clone() {
+            Mode::Connect { endpoint, tls } => self.judge_server(text, &endpoint, &tls).await?,
+            Mode::Listen { .. } => self.judge_client(text).await?,
+        };
+        Ok(f.map(|(kind, detail)| Finding { kind, detail, last_words: self.process.last_words() }))
+    }
+
+    async fn judge_server(
+        &mut self,
+        text: &str,
+        endpoint: &Endpoint,
+        tls: &ClientTlsConfig,
+    ) -> Result<Option<(Kind, String)>, String> {
+        let received = match transport::connect(endpoint, tls).await {
+            Ok(io) => play_case(text, self.s.within, io).await?,
+            Err(e) => return Ok(Some(self.why_unreachable(&e.to_string()).await)),
+        };
+        if let Some(f) = self.probe().await {
+            return Ok(Some(f));
+        }
+        if let Some(how) = self.process.ended() {
+            return Ok(Some((Kind::Crash, format!("the target's process ended: {how}"))));
+        }
+        if let Some(fault) = strict_fault(&received) {
+            return Ok(Some((Kind::Malformed, fault)));
+        }
+        if let (Some(max), Some(rss)) = (self.s.max_rss_kib, self.process.rss_kib()) {
+            if rss > max {
+                return Ok(Some((
+                    Kind::Grows,
+                    format!("resident memory {rss} KiB, past the bound of {max} KiB"),
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Why a server cannot be reached: its process ended, or it stopped accepting.
+    async fn why_unreachable(&mut self, err: &str) -> (Kind, String) {
+        match self.process.ended_within(Duration::from_secs(2)).await {
+            Some(how) => (Kind::Crash, format!("the target's process ended: {how}")),
+            None if self.process.pid.is_none() && self.process.child.is_none() => {
+                (Kind::Crash, format!("the target stopped accepting connections: {err}"))
+            }
+            None => (Kind::Refuses, format!("the process lives but refuses connections: {err}")),
+        }
+    }
+
+    /// Probes a server target; a finding when it is dead, hung or not serving.
+    async fn probe(&mut self) -> Option<(Kind, String)> {
+        let Mode::Connect { endpoint, tls } = self.s.mode.clone() else { return None };
+        let mut unanswered = None;
+        // Two tries: one unanswered probe may be a target busy with the case before.
+        for _ in 0..2 {
+            let io = match transport::connect(&endpoint, &tls).await {
+                Ok(io) => io,
+                Err(e) => return Some(self.why_unreachable(&e.to_string()).await),
+            };
+            let steps = parse(&self.probe_steps, self.s.probe_within).ok()?;
+            let mut p = Player::new(steps);
+            play(&mut p, io).await;
+            match p.verdict() {
+                Some(Ok(())) => return None,
+                Some(Err(f)) if f.got.starts_with("nothing within") => {
+                    unanswered = Some((
+                        Kind::Hang,
+                        format!(
+                            "a probe got no answer within {:?} at step {} (twice)",
+                            self.s.probe_within, f.step
+                        ),
+                    ));
+                }
+                Some(Err(f)) if f.got == "the peer closed" => {
+                    if let Some(how) = self.process.ended_within(Duration::from_secs(2)).await {
+                        return Some((Kind::Crash, format!("the target's process ended: {how}")));
+                    }
+                    unanswered = Some((
+                        Kind::Refuses,
+                        format!("probes are closed unanswered (at step {}, twice)", f.step),
+                    ));
+                }
+                // Any other answer: the target is alive and speaking.
+                _ => return None,
+            }
+        }
+        unanswered
+    }
+
+    async fn judge_client(&mut self, text: &str) -> Result<Option<(Kind, String)>, String> {
+        let Some((tcp, endpoint, config)) = &self.listener else {
+            return Err("no listener".into());
+        };
+        let url = endpoint.to_string();
+        self.process.start(&url, endpoint.port)?;
+        let limit = self.s.probe_within.max(Duration::from_secs(1));
+        let accepted = tokio::select! {
+            a = tcp.accept() => Some(a),
+            () = tokio::time::sleep(limit * 4) => None,
+            () = wait_ended(&mut self.process) => None,
+        };
+        let Some(Ok((stream, _))) = accepted else {
+            // The client never came: judged by how it ended, if it did.
+            let f = match self.process.ended() {
+                Some(how) if how.starts_with("killed") => {
+                    Some((Kind::Crash, format!("the client ended before connecting: {how}")))
+                }
+                _ => None,
+            };
+            self.process.kill();
+            return Ok(f);
+        };
+        let received = match transport::accept(stream, endpoint, config).await {
+            Ok(io) => play_case(text, self.s.within, io).await?,
+            Err(_) => Vec::new(),
+        };
+        let ended = self.process.ended_within(limit * 4).await;
+        let f = match ended {
+            Some(how) if how.starts_with("killed") => {
+                Some((Kind::Crash, format!("the client's process ended: {how}")))
+            }
+            None => {
+                Some((Kind::Hang, format!("the client did not end within {:?} of the case", limit * 4)))
+            }
+            Some(_) => strict_fault(&received).map(|f| (Kind::Malformed, f)),
+        };
+        self.process.kill();
+        Ok(f)
+    }
+
+    /// Minimises a finding's case and writes it to a file; the finding as reproduced.
+    async fn save(
+        &mut self,
+        f: Finding,
+        steps: &[Json],
+        index: u64,
+        scenario: &str,
+        mutations: &[String],
+    ) -> (Finding, PathBuf) {
+        let before = steps.len();
+        let (steps, f) = self.minimise(steps.to_vec(), f).await;
+        let n = self.saved.len() + 1;
+        let path = self.s.findings.join(format!("finding-{n:03}-{}.jsonl", f.kind.name()));
+        let mut out = String::new();
+        out.push_str(&format!("# amqpwire fuzz-peer finding {n}: {}\n", f.kind.name()));
+        out.push_str(&format!("# {}\n", f.detail));
+        for l in f.last_words.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev() {
+            out.push_str(&format!("# target: {l}\n"));
+        }
+        out.push_str(&format!("# seed {}, case {index}, scenario {scenario}\n", self.s.seed));
+        for m in mutations {
+            out.push_str(&format!("# mutation: {m}\n"));
+        }
+        out.push_str(&format!("# minimised from {before} steps to {}\n", steps.len()));
+        let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        out.push_str(&format!(
+            "# replay: amqpwire fuzz-peer --replay {file} {}\n",
+            self.s.target_args
+        ));
+        out.push_str(&format!(
+            "# regenerate: amqpwire fuzz-peer --seed {} --first-case {index} --cases 1 {}\n",
+            self.s.seed, self.s.target_args
+        ));
+        out.push_str(&lines(&steps));
+        if let Err(e) = std::fs::write(&path, out) {
+            eprintln!("fuzz-peer: cannot write {}: {e}", path.display());
+        }
+        (f, path)
+    }
+
+    /// Removes steps while the finding's kind still comes back, within the time budget.
+    async fn minimise(&mut self, mut steps: Vec<Json>, mut f: Finding) -> (Vec<Json>, Finding) {
+        if self.s.minimise.is_zero() {
+            return (steps, f);
+        }
+        let until = Instant::now() + self.s.minimise;
+        let mut sum = Summary::default();
+        loop {
+            let mut changed = false;
+            let mut i = steps.len();
+            while i > 1 {
+                i -= 1;
+                if Instant::now() >= until {
+                    return (steps, f);
+                }
+                if self.recover(&mut sum).await.is_err() {
+                    return (steps, f);
+                }
+                let mut shorter = steps.clone();
+                shorter.remove(i);
+                if let Ok(Some(g)) = self.judge(&lines(&shorter)).await {
+                    if g.kind == f.kind {
+                        steps = shorter;
+                        f = g;
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                let _ = self.recover(&mut sum).await;
+                return (steps, f);
+            }
+        }
+    }
+}
+
+/// Case `index` of a campaign over `scenarios` with `seed`: the scenario's name and the
+/// mutated script. The same arguments give the same case.
+pub fn case(
+    scenarios: &[(String, Vec<Json>)],
+    seed: u64,
+    index: u64,
+) -> (String, crate::fuzzpeer::mutate::Mutated) {
+    let mut pick = Rng::for_case(seed ^ 0x5ce7_a410, index);
+    let (name, base) = &scenarios[pick.below(scenarios.len())];
+    (name.clone(), mutate(base, seed, index))
+}
+
+/// Waits until the process ends (forever, without one).
+async fn wait_ended(p: &mut Process) {
+    loop {
+        if p.child.is_some() && p.ended().is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Plays a case over `io`; what the peer sent.
+async fn play_case(
+    text: &str,
+    within: Duration,
+    io: transport::Transport,
+) -> Result<Vec<u8>, String> {
+    let steps = parse(text, within)?;
+    let mut p = Player::new(steps).keep_input();
+    // A case ends by itself (every wait is bounded); the bound here only guards against a
+    // peer that keeps the player busy forever.
+    let _ = tokio::time::timeout(Duration::from_secs(120), play(&mut p, io)).await;
+    Ok(p.received().to_vec())
+}
+
+/// Steps as JSON lines.
+pub fn lines(steps: &[Json]) -> String {
+    let mut s = String::new();
+    for l in steps {
+        s.push_str(&l.to_string());
+        s.push('\n');
+    }
+    s
+}
+
+/// The steps of a saved finding or any script file (comments and blank lines skipped).
+pub fn read_steps(path: &Path) -> Result<Vec<Json>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    crate::script::json_lines(&text)
+        .map(|l| l.map(|(_, j)| j))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
