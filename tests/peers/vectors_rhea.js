@@ -30,7 +30,7 @@ const frames = require(path.join(lib, 'frames.js'));
 const message = require(path.join(lib, 'message.js'));
 const errors = require(path.join(lib, 'errors.js'));
 
-const LIMIT_MS = 2000;
+const LIMIT_MS = 1000;
 
 // rhea's message.decode warns on the console about sections it does not know; the output
 // of this script is the JSON lines only.
