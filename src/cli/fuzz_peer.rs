@@ -184,6 +184,9 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
             return Ok(match campaign.judge(&text).await? {
                 Some(f) => {
                     println!("{}: {}", f.kind.name(), f.detail);
+                    if !f.evidence.is_empty() {
+                        println!("the target's frame: {}", f.evidence);
+                    }
                     for l in f.last_words.lines() {
                         println!("target: {l}");
                     }
@@ -215,10 +218,21 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         if sum.findings.is_empty() {
             println!("no findings");
         }
+        if sum.unconnected > 0 {
+            println!("{} cases: the client never connected", sum.unconnected);
+        }
         if let Some(why) = &sum.stopped {
             println!("stopped early: {why}");
         }
-        Ok(if sum.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        Ok(match (sum.findings.is_empty(), &sum.stopped) {
+            (false, _) => ExitCode::from(1),
+            // Nothing found, but the campaign could not run as asked.
+            (true, Some(why)) => {
+                eprintln!("amqpwire: fuzz-peer stopped early: {why}");
+                ExitCode::from(2)
+            }
+            (true, None) => ExitCode::SUCCESS,
+        })
     })
 }
 

@@ -21,24 +21,35 @@ pub mod scenarios;
 use crate::codec::DecodeOptions;
 use crate::inspect::{Inspector, Record};
 
+/// A fault in what the target sent: what is wrong, in words with its offset, and the bytes
+/// of the frame that holds it (hex; empty when the stream cannot be split into frames).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// What the strict decoder says.
+    pub what: String,
+    /// The whole frame, in hex.
+    pub frame: String,
+}
+
 /// What the strict decoder finds wrong in bytes the target sent: the first fault of its
-/// framing or of a performative or SASL body, in words with its offset; `None` when all
-/// is well-formed. Message contents are not judged (a broker passes on what it was given),
-/// nor a frame cut off by the end of the stream (the connection may have been closed while
-/// it was being written).
-pub fn strict_fault(received: &[u8]) -> Option<String> {
+/// framing or of a performative or SASL body; `None` when all is well-formed. Message
+/// contents are not judged (a broker passes on what it was given), nor a frame cut off by
+/// the end of the stream (the connection may have been closed while it was being written).
+pub fn strict_fault(received: &[u8]) -> Option<Fault> {
     let mut inspector = Inspector::new(DecodeOptions::STRICT).redact_secrets(false);
     inspector.push(received);
     while let Some(r) = inspector.next_record() {
         match r {
-            Record::Error(e) => return Some(format!("framing: {e}")),
+            Record::Error(e) => {
+                return Some(Fault { what: format!("framing: {e}"), frame: String::new() })
+            }
             Record::Frame(f) => {
-                if let Some(why) = f.layer_error {
-                    return Some(format!("frame at offset {}: {why}", f.offset));
-                }
-                if let Err(e) = &f.frame {
-                    return Some(format!("frame at offset {}: {e}", f.offset));
-                }
+                let what = match (&f.layer_error, &f.frame) {
+                    (Some(why), _) => format!("frame at offset {}: {why}", f.offset),
+                    (None, Err(e)) => format!("frame at offset {}: {e}", f.offset),
+                    (None, Ok(_)) => continue,
+                };
+                return Some(Fault { what, frame: crate::inspect::hex(&f.raw) });
             }
             Record::Header { .. } | Record::Truncated { .. } => {}
         }
@@ -70,12 +81,13 @@ mod tests {
         )
         .expect("encodes");
         let fault = strict_fault(&bad).expect("bad UTF-8 in the open");
-        assert!(fault.contains("offset 8"), "{fault}");
+        assert!(fault.what.contains("offset 8"), "{fault:?}");
+        assert_eq!(fault.frame, crate::inspect::hex(&bad[8..]));
         let tiny = crate::script::encode::encode_lines(
             r#"{"kind": "header", "protocol_id": 0}
                {"kind": "frame", "size": 4, "body": ""}"#,
         )
         .expect("encodes");
-        assert!(strict_fault(&tiny).expect("size 4").starts_with("framing"));
+        assert!(strict_fault(&tiny).expect("size 4").what.starts_with("framing"));
     }
 }

@@ -132,7 +132,8 @@ fn has_placeholder(j: &Json) -> bool {
 fn typed_sends(steps: &[Json]) -> Vec<usize> {
     (0..steps.len())
         .filter(|&i| {
-            typed_code(&steps[i]["send"]).is_some_and(|c| crate::types::field_types_for_code(c).is_some())
+            typed_code(&steps[i]["send"])
+                .is_some_and(|c| crate::types::field_types_for_code(c).is_some())
         })
         .collect()
 }
@@ -178,10 +179,10 @@ fn field_value(steps: &mut Vec<Json>, rng: &mut Rng) -> Option<String> {
     let i = rng.below(fields.len());
     let value = if rng.below(3) == 0 { wrong_type(rng) } else { boundary(types[i], rng) };
     let shown = short(&value);
-    send.entry("fields").or_insert_with(|| Json::Object(Map::new())).as_object_mut()?.insert(
-        fields[i].to_owned(),
-        value,
-    );
+    send.entry("fields")
+        .or_insert_with(|| Json::Object(Map::new()))
+        .as_object_mut()?
+        .insert(fields[i].to_owned(), value);
     Some(format!("{name}.{} = {shown} (step {at})", fields[i]))
 }
 
@@ -316,10 +317,8 @@ fn deep_list(n: usize) -> String {
 /// A performative whose list lies about its size or count, carries more fields than the
 /// spec defines, or has another descriptor.
 fn list_claim(steps: &mut Vec<Json>, rng: &mut Rng) -> Option<String> {
-    let candidates: Vec<usize> = performative_sends(steps)
-        .into_iter()
-        .filter(|&i| !has_placeholder(&steps[i]))
-        .collect();
+    let candidates: Vec<usize> =
+        performative_sends(steps).into_iter().filter(|&i| !has_placeholder(&steps[i])).collect();
     let mut candidates = candidates;
     candidates.extend(typed_sends(steps));
     let at = *rng.pick(&candidates)?;
@@ -367,7 +366,8 @@ fn list_claim(steps: &mut Vec<Json>, rng: &mut Rng) -> Option<String> {
             format!("{name} with {extra} fields beyond the spec's")
         }
         3 => {
-            let d = *rng.pick(&[0x10u64, 0x11, 0x13, 0x14, 0x17, 0x18, 0x40, 0x44, 0x77, 0xffff])?;
+            let d =
+                *rng.pick(&[0x10u64, 0x11, 0x13, 0x14, 0x17, 0x18, 0x40, 0x44, 0x77, 0xffff])?;
             pair[0] = json!({"ulong": d});
             format!("{name} fields under descriptor 0x{d:x}")
         }
@@ -395,7 +395,8 @@ fn frame_header(steps: &mut Vec<Json>, rng: &mut Rng) -> Option<String> {
     let candidates: Vec<usize> = sends(steps)
         .into_iter()
         .filter(|&i| {
-            steps[i]["send"].is_object() && steps[i]["send"].get("kind").is_none_or(|k| k == "frame")
+            steps[i]["send"].is_object()
+                && steps[i]["send"].get("kind").is_none_or(|k| k == "frame")
         })
         .collect();
     let at = *rng.pick(&candidates)?;
@@ -408,7 +409,9 @@ fn frame_header(steps: &mut Vec<Json>, rng: &mut Rng) -> Option<String> {
     };
     let send = steps[at].get_mut("send")?.as_object_mut()?;
     let (key, value) = match (rng.below(6), real) {
-        (0, Some(r)) => ("size", *rng.pick(&[0, 1, 7, 8, r - 1, r + 1, 0x7fff_ffff, u32::MAX.into()])?),
+        (0, Some(r)) => {
+            ("size", *rng.pick(&[0, 1, 7, 8, r - 1, r + 1, 0x7fff_ffff, u32::MAX.into()])?)
+        }
         (0, None) => ("size", *rng.pick(&[0, 7, u32::MAX.into()])?),
         (1, _) => ("doff", *rng.pick(&[0, 1, 3, 255])?),
         (2, _) => ("type", *rng.pick(&[1, 2, 255])?),
@@ -441,7 +444,9 @@ fn protocol_header(steps: &mut Vec<Json>, rng: &mut Rng) -> Option<String> {
             "an HTTP request".to_owned(),
         ),
         3 => (json!({"kind": "raw", "hex": "414d5150"}), "half a header".to_owned()),
-        _ => (json!({"kind": "raw", "hex": "414d515000010000"}), "the AMQP 0-9-1 header".to_owned()),
+        _ => {
+            (json!({"kind": "raw", "hex": "414d515000010000"}), "the AMQP 0-9-1 header".to_owned())
+        }
     };
     steps[at]["send"] = new;
     Some(format!("{what} instead of the protocol header (step {at})"))
@@ -478,7 +483,11 @@ fn swap_steps(steps: &mut Vec<Json>, rng: &mut Rng) -> Option<String> {
     let b = a + 1 + rng.below((s.len() - a - 1).min(3));
     let (i, j) = (s[a], s[b]);
     steps.swap(i, j);
-    Some(format!("{} and {} swapped (steps {i}, {j})", describe_step(&steps[j]), describe_step(&steps[i])))
+    Some(format!(
+        "{} and {} swapped (steps {i}, {j})",
+        describe_step(&steps[j]),
+        describe_step(&steps[i])
+    ))
 }
 
 /// A performative where it does not belong: on a channel never begun, for a handle never
@@ -612,8 +621,7 @@ mod tests {
                     for i in 0..150 {
                         let case = mutate(&base, 1, i);
                         assert!(!case.mutations.is_empty(), "{name} case {i}");
-                        let text: String =
-                            case.steps.iter().map(|s| format!("{s}\n")).collect();
+                        let text: String = case.steps.iter().map(|s| format!("{s}\n")).collect();
                         let steps = crate::script::player::parse(
                             &text,
                             std::time::Duration::from_millis(1),

@@ -60,6 +60,8 @@ pub struct Finding {
     pub detail: String,
     /// The target's last words (the new lines of its log), when it has a log.
     pub last_words: String,
+    /// For a malformed answer: the frame that holds the fault, in hex.
+    pub evidence: String,
 }
 
 /// Which side the campaign attacks, and how to reach it.
@@ -135,6 +137,8 @@ pub struct Summary {
     pub restarts: u64,
     /// Why the campaign stopped early, if it did.
     pub stopped: Option<String>,
+    /// Cases whose client never connected (listen mode).
+    pub unconnected: u64,
 }
 
 /// The target's process: started by the campaign or watched by its id.
@@ -236,7 +240,14 @@ impl Process {
         let _ = f.take(1 << 20).read_to_end(&mut buf);
         s = String::from_utf8_lossy(&buf).into_owned();
         let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        lines[lines.len().saturating_sub(80)..].join("\n")
+    }
+}
+
+impl Drop for Process {
+    /// A target the campaign started does not outlive it.
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -249,27 +260,53 @@ fn describe_status(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// The line of a target's last words that names what went wrong, to tell findings apart.
-fn signature(f: &Finding) -> String {
-    let telling = f.last_words.lines().find(|l| {
+/// Where in a target's last words the failure is told: the index of the last line that
+/// names an error, a panic or a signal (earlier ones may be errors it survived).
+fn telling_line(last_words: &str) -> Option<usize> {
+    let lines: Vec<&str> = last_words.lines().collect();
+    lines.iter().rposition(|l| {
         let l = l.trim_start();
-        l.contains("Error")
-            || l.contains("panicked")
-            || l.contains("Exception")
-            || l.contains("Traceback")
+        let first = l.split([':', ' ', '[']).next().unwrap_or_default();
+        first.ends_with("Error")
+            || first.ends_with("Exception")
+            || l.contains("panicked at")
+            || l.starts_with("Traceback")
             || l.contains("Assertion")
-            || l.contains("Segmentation")
-    });
-    match telling {
-        Some(l) => format!("{} {}", f.kind.name(), l.trim()),
-        None => match f.kind {
-            // A decoder's complaint names the fault; keep it, less the offset.
-            Kind::Malformed => format!(
-                "malformed {}",
-                f.detail.split_once(": ").map_or(f.detail.as_str(), |(_, d)| d)
-            ),
-            k => k.name().to_owned(),
-        },
+            || l.contains("Segmentation fault")
+            || l.contains("AddressSanitizer")
+    })
+}
+
+/// What tells one finding from another: its kind, and for a target that said why it
+/// died, the error's type (without its message, which may name values) and the first
+/// place in the stack below it.
+fn signature(f: &Finding) -> String {
+    let lines: Vec<&str> = f.last_words.lines().collect();
+    if let Some(i) = telling_line(&f.last_words) {
+        let what = lines[i].trim().split(':').next().unwrap_or_default();
+        let place = lines[i + 1..]
+            .iter()
+            .map(|l| l.trim())
+            .find(|l| l.starts_with("at ") || l.starts_with("File "))
+            .unwrap_or_default();
+        return format!("{} {what} {place}", f.kind.name());
+    }
+    match f.kind {
+        // A decoder's complaint names the fault; keep it, less the offset.
+        Kind::Malformed => {
+            format!("malformed {}", f.detail.split_once(": ").map_or(f.detail.as_str(), |(_, d)| d))
+        }
+        k => k.name().to_owned(),
+    }
+}
+
+/// The lines of a target's last words worth keeping in a finding: from the line that
+/// tells the failure, else the end.
+fn worth_keeping(last_words: &str) -> Vec<&str> {
+    let lines: Vec<&str> = last_words.lines().collect();
+    match telling_line(last_words) {
+        Some(i) => lines[i..].iter().take(16).copied().collect(),
+        None => lines[lines.len().saturating_sub(12)..].to_vec(),
     }
 }
 
@@ -280,6 +317,11 @@ pub struct Campaign {
     listener: Option<(tokio::net::TcpListener, Endpoint, AcceptConfig)>,
     probe_steps: String,
     saved: HashMap<String, PathBuf>,
+    /// The offending frame of the last malformed answer.
+    evidence: String,
+    /// Clients that connected, and that did not (listen mode).
+    connected: u64,
+    unconnected: u64,
 }
 
 impl Campaign {
@@ -291,7 +333,16 @@ impl Campaign {
         let log = s.findings.join("target.log");
         let process = Process { child: None, pid: s.pid, exec: s.exec.clone(), log, mark: 0 };
         let probe_steps = lines(&probe(&s.sasl));
-        let mut c = Self { s, process, listener: None, probe_steps, saved: HashMap::new() };
+        let mut c = Self {
+            s,
+            process,
+            listener: None,
+            probe_steps,
+            saved: HashMap::new(),
+            evidence: String::new(),
+            connected: 0,
+            unconnected: 0,
+        };
         match &c.s.mode {
             Mode::Connect { .. } => c.start_server().await?,
             Mode::Listen { endpoint, tls } => {
@@ -419,6 +470,7 @@ impl Campaign {
             }
         }
         sum.cases = index - first;
+        sum.unconnected = self.unconnected;
         sum.elapsed = start.elapsed();
         self.process.kill();
         sum
@@ -449,11 +501,17 @@ impl Campaign {
     /// nothing is wrong, `Err` when the campaign cannot go on.
     pub async fn judge(&mut self, text: &str) -> Result<Option<Finding>, String> {
         self.process.set_mark();
+        self.evidence.clear();
         let f = match self.s.mode.clone() {
             Mode::Connect { endpoint, tls } => self.judge_server(text, &endpoint, &tls).await?,
             Mode::Listen { .. } => self.judge_client(text).await?,
         };
-        Ok(f.map(|(kind, detail)| Finding { kind, detail, last_words: self.process.last_words() }))
+        Ok(f.map(|(kind, detail)| Finding {
+            kind,
+            detail,
+            last_words: self.process.last_words(),
+            evidence: std::mem::take(&mut self.evidence),
+        }))
     }
 
     async fn judge_server(
@@ -473,7 +531,8 @@ impl Campaign {
             return Ok(Some((Kind::Crash, format!("the target's process ended: {how}"))));
         }
         if let Some(fault) = strict_fault(&received) {
-            return Ok(Some((Kind::Malformed, fault)));
+            self.evidence = fault.frame;
+            return Ok(Some((Kind::Malformed, fault.what)));
         }
         if let (Some(max), Some(rss)) = (self.s.max_rss_kib, self.process.rss_kib()) {
             if rss > max {
@@ -551,15 +610,23 @@ impl Campaign {
         };
         let Some(Ok((stream, _))) = accepted else {
             // The client never came: judged by how it ended, if it did.
-            let f = match self.process.ended() {
-                Some(how) if how.starts_with("killed") => {
-                    Some((Kind::Crash, format!("the client ended before connecting: {how}")))
-                }
-                _ => None,
-            };
+            let ended = self.process.ended();
             self.process.kill();
-            return Ok(f);
+            self.unconnected += 1;
+            return match ended {
+                Some(how) if how.starts_with("killed") => {
+                    Ok(Some((Kind::Crash, format!("the client ended before connecting: {how}"))))
+                }
+                // Before any case: the command is wrong, not the client.
+                _ if self.connected == 0 => Err(format!(
+                    "the client ({}) never connected; its output is in {}",
+                    ended.unwrap_or_else(|| "still running".into()),
+                    self.process.log.display()
+                )),
+                _ => Ok(None),
+            };
         };
+        self.connected += 1;
         let received = match transport::accept(stream, endpoint, config).await {
             Ok(io) => play_case(text, self.s.within, io).await?,
             Err(_) => Vec::new(),
@@ -569,10 +636,14 @@ impl Campaign {
             Some(how) if how.starts_with("killed") => {
                 Some((Kind::Crash, format!("the client's process ended: {how}")))
             }
-            None => {
-                Some((Kind::Hang, format!("the client did not end within {:?} of the case", limit * 4)))
-            }
-            Some(_) => strict_fault(&received).map(|f| (Kind::Malformed, f)),
+            None => Some((
+                Kind::Hang,
+                format!("the client did not end within {:?} of the case", limit * 4),
+            )),
+            Some(_) => strict_fault(&received).map(|f| {
+                self.evidence = f.frame;
+                (Kind::Malformed, f.what)
+            }),
         };
         self.process.kill();
         Ok(f)
@@ -594,7 +665,11 @@ impl Campaign {
         let mut out = String::new();
         out.push_str(&format!("# amqpwire fuzz-peer finding {n}: {}\n", f.kind.name()));
         out.push_str(&format!("# {}\n", f.detail));
-        for l in f.last_words.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev() {
+        if !f.evidence.is_empty() {
+            out.push_str(&format!("# the target's frame: {}\n", f.evidence));
+            out.push_str("# (decoded: amqpwire decode --strict --hex FRAME)\n");
+        }
+        for l in worth_keeping(&f.last_words) {
             out.push_str(&format!("# target: {l}\n"));
         }
         out.push_str(&format!("# seed {}, case {index}, scenario {scenario}\n", self.s.seed));

@@ -29,11 +29,11 @@
 
 mod driver;
 mod error;
+#[cfg(feature = "json")]
+pub mod fuzzpeer;
 mod handles;
 mod listener;
 pub(crate) mod random;
-#[cfg(feature = "json")]
-pub mod fuzzpeer;
 #[cfg(feature = "json")]
 pub mod script;
 pub mod transport;

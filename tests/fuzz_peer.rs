@@ -1,0 +1,285 @@
+//! `amqpwire fuzz-peer` against real targets: rhea's example server (a program no one here
+//! wrote) crashes and the finding replays; a Qpid Proton broker and amqpwire's own broker
+//! survive with no finding; amqpwire's client survives as a target; and stand-in targets
+//! that hang or answer malformed bytes are judged so. Every verdict is the target's, not
+//! the clock's: cases are fixed by their seed, and the time limits only bound waiting for
+//! answers that a live target gives in milliseconds.
+
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/peers.rs"]
+mod peers;
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+use peers::{node_modules, venv_python, Scratch, PEERS};
+
+/// Runs `amqpwire fuzz-peer ARGS` to completion.
+fn fuzz_peer(args: &[&str]) -> Output {
+    cli::bin()
+        .arg("fuzz-peer")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run amqpwire fuzz-peer")
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        cli::text(&o.stdout),
+        cli::text(&o.stderr)
+    )
+}
+
+/// The finding files a campaign wrote.
+fn findings(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
+    v.sort();
+    v
+}
+
+#[test]
+fn rhea_example_server_crashes_and_the_minimised_finding_replays() {
+    node_modules(&["rhea"]);
+    let scratch = Scratch::new("fuzz-peer", "rhea");
+    let port = free_port().to_string();
+    let url = format!("amqp://127.0.0.1:{port}");
+    let exec = format!("node {PEERS}/rhea_example_server.js --port {port}");
+    let dir = scratch.path("findings");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let target = ["--connect", &url, "--exec", &exec, "--sasl", "none"];
+    let mut args = target.to_vec();
+    args.extend(["--seed", "1", "--cases", "12", "--minimise", "20", "--findings", &dir_s]);
+    let out = fuzz_peer(&args);
+    let all = show(&out);
+    assert_eq!(out.status.code(), Some(1), "findings exit 1: {all}");
+    assert!(cli::text(&out.stdout).contains("crash: the target's process ended"), "{all}");
+    let files = findings(&dir);
+    assert!(!files.is_empty(), "{all}");
+    let first = std::fs::read_to_string(&files[0]).expect("finding");
+    assert!(first.starts_with("# amqpwire fuzz-peer finding 1: crash"), "{first}");
+    assert!(first.contains("# seed 1, case "), "{first}");
+    assert!(
+        first.contains("# replay: amqpwire fuzz-peer --replay finding-001-crash.jsonl"),
+        "{first}"
+    );
+    // node said why it died; the finding keeps it.
+    assert!(first.contains("# target: ") && first.contains("Error"), "{first}");
+    // Minimised: fewer steps than the scenario it came from.
+    let (before, after) = first
+        .lines()
+        .find_map(|l| l.strip_prefix("# minimised from "))
+        .and_then(|l| l.split_once(" steps to "))
+        .map(|(a, b)| (a.parse::<usize>().unwrap_or(0), b.parse::<usize>().unwrap_or(0)))
+        .expect("minimised line");
+    assert!(after < before && after > 1, "{first}");
+    // The saved case crashes a fresh target again.
+    let mut replay = target.to_vec();
+    let file = files[0].to_string_lossy().into_owned();
+    let dir2 = scratch.path("replay").to_string_lossy().into_owned();
+    replay.extend(["--replay", &file, "--findings", &dir2]);
+    let again = fuzz_peer(&replay);
+    assert_eq!(again.status.code(), Some(1), "{}", show(&again));
+    assert!(cli::text(&again.stdout).starts_with("crash: "), "{}", show(&again));
+}
+
+#[test]
+fn a_qpid_proton_broker_survives_with_no_finding() {
+    let python = venv_python("PROTON_PYTHON", "proton", "python-qpid-proton");
+    let scratch = Scratch::new("fuzz-peer", "proton");
+    let port = free_port().to_string();
+    let url = format!("amqp://127.0.0.1:{port}");
+    let exec = format!("{} {PEERS}/proton_peer.py server --port {port}", python.display());
+    let dir = scratch.path("findings").to_string_lossy().into_owned();
+    let out = fuzz_peer(&[
+        "--connect",
+        &url,
+        "--exec",
+        &exec,
+        "--seed",
+        "2",
+        "--cases",
+        "120",
+        "--findings",
+        &dir,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = cli::text(&out.stdout);
+    assert!(stdout.starts_with("120 cases in "), "{stdout}");
+    assert!(stdout.contains("0 target restarts") && stdout.contains("no findings"), "{stdout}");
+}
+
+#[test]
+fn amqpwire_serve_survives_with_no_finding() {
+    let scratch = Scratch::new("fuzz-peer", "serve");
+    let port = free_port().to_string();
+    let url = format!("amqp://127.0.0.1:{port}");
+    let exec = format!("{} serve --listen {url}", env!("CARGO_BIN_EXE_amqpwire"));
+    let dir = scratch.path("findings").to_string_lossy().into_owned();
+    for sasl in ["anonymous", "none"] {
+        let out = fuzz_peer(&[
+            "--connect",
+            &url,
+            "--exec",
+            &exec,
+            "--sasl",
+            sasl,
+            "--seed",
+            "3",
+            "--cases",
+            "150",
+            "--findings",
+            &dir,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{sasl}: {}", show(&out));
+        assert!(cli::text(&out.stdout).contains("no findings"), "{}", show(&out));
+    }
+}
+
+#[test]
+fn amqpwire_send_survives_as_a_fuzzed_client() {
+    let scratch = Scratch::new("fuzz-peer", "client");
+    let exec =
+        format!("{} send {{url}} --to fuzz --body hi --count 2", env!("CARGO_BIN_EXE_amqpwire"));
+    let dir = scratch.path("findings").to_string_lossy().into_owned();
+    let out = fuzz_peer(&[
+        "--listen",
+        "amqp://127.0.0.1:0",
+        "--exec",
+        &exec,
+        "--seed",
+        "4",
+        "--cases",
+        "40",
+        "--findings",
+        &dir,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = cli::text(&out.stdout);
+    assert!(stdout.starts_with("listening on amqp://127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("40 cases in ") && stdout.contains("no findings"), "{stdout}");
+    assert!(!stdout.contains("never connected"), "{stdout}");
+    // A client command that never connects is a mistake in the command, said at once.
+    let out = fuzz_peer(&[
+        "--listen",
+        "amqp://127.0.0.1:0",
+        "--exec",
+        "sh -c 'exit 3'",
+        "--cases",
+        "5",
+        "--findings",
+        &dir,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        cli::text(&out.stderr).contains("the client (exit status 3) never connected"),
+        "{}",
+        show(&out)
+    );
+}
+
+/// A stand-in server in Python: accepts every connection and either never answers
+/// (`silent`) or answers each with the AMQP header and a frame whose size is 4
+/// (`malformed`).
+fn stand_in(scratch: &Scratch, port: u16, behaviour: &str) -> String {
+    let script = scratch.path("stand_in.py");
+    std::fs::write(
+        &script,
+        r#"import socket, sys, threading
+port, behaviour = int(sys.argv[1]), sys.argv[2]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.listen(64)
+held = []
+def serve(c):
+    if behaviour == "malformed":
+        c.sendall(b"AMQP\x03\x01\x00\x00" + b"\x00\x00\x00\x04\x02\x01\x00\x00")
+    while c.recv(65536):
+        pass
+while True:
+    c, _ = s.accept()
+    held.append(c)
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#,
+    )
+    .expect("write stand-in");
+    format!("python3 {} {port} {behaviour}", script.display())
+}
+
+#[test]
+fn a_target_that_stops_answering_is_a_hang_and_bad_bytes_are_malformed() {
+    let scratch = Scratch::new("fuzz-peer", "stand-ins");
+    for (behaviour, kind) in [("silent", "hang"), ("malformed", "malformed")] {
+        let port = free_port();
+        let url = format!("amqp://127.0.0.1:{port}");
+        let exec = stand_in(&scratch, port, behaviour);
+        let dir = scratch.path(behaviour).to_string_lossy().into_owned();
+        let out = fuzz_peer(&[
+            "--connect",
+            &url,
+            "--exec",
+            &exec,
+            "--cases",
+            "1",
+            "--seed",
+            "5",
+            "--within",
+            "100",
+            "--probe-within",
+            "300",
+            "--minimise",
+            "0",
+            "--findings",
+            &dir,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{behaviour}: {}", show(&out));
+        let stdout = cli::text(&out.stdout);
+        assert!(stdout.contains(&format!("\n{kind}: ")), "{behaviour}: {stdout}");
+        let file = Path::new(&dir).join(format!("finding-001-{kind}.jsonl"));
+        let text = std::fs::read_to_string(&file).expect("finding file");
+        if kind == "malformed" {
+            assert!(text.contains("frame size 4 is below the minimum of 8"), "{text}");
+            assert!(stdout.contains("malformed: framing: at offset 8"), "{stdout}");
+        } else {
+            assert!(stdout.contains("no answer within 300ms"), "{stdout}");
+        }
+    }
+}
+
+#[test]
+fn a_seed_and_a_case_number_always_print_the_same_case() {
+    let print = |seed: &str, case: &str| {
+        let out = fuzz_peer(&[
+            "--connect",
+            "amqp://127.0.0.1:1",
+            "--seed",
+            seed,
+            "--first-case",
+            case,
+            "--print-case",
+        ]);
+        assert!(out.status.success(), "{}", show(&out));
+        cli::text(&out.stdout)
+    };
+    let a = print("9", "17");
+    assert!(a.starts_with("# seed 9, case 17, scenario "), "{a}");
+    assert!(a.contains("# mutation: "), "{a}");
+    assert!(a.contains("{\"lenient\":true}"), "{a}");
+    assert_eq!(a, print("9", "17"));
+    assert_ne!(a, print("10", "17"));
+    assert_ne!(a, print("9", "18"));
+}
