@@ -589,6 +589,43 @@ mod tests {
     }
 
     #[test]
+    fn a_lenient_script_is_paced_by_expectations_and_never_fails() {
+        // The attach expected never comes (no attach was sent): strictly the script fails
+        // at that step; leniently it waits out the limit, moves on, and ends well.
+        let body = r#"{"send": {"performative": "begin"}}
+{"expect": {"performative": "attach"}, "within": 100}
+{"expect": {"performative": "end"}, "within": 100}
+{"send": {"performative": "close"}}
+{"expect": {"performative": "close"}}
+{"expect-close": true}"#;
+        let strict = format!("{OPEN}\n{body}");
+        assert_eq!(against_server(&strict).expect_err("no attach").step, 6);
+        let lenient = format!("{{\"lenient\": true}}\n{OPEN}\n{body}");
+        assert_eq!(against_server(&lenient), Ok(()));
+    }
+
+    #[test]
+    fn a_write_step_sets_the_pacing_of_what_follows() {
+        let steps = parse(
+            r#"{"send": "00"}
+{"write": {"chunk": 3, "delay": 7}}
+{"send": "0102030405"}"#,
+            Duration::from_secs(1),
+        )
+        .expect("script");
+        let mut p = Player::new(steps);
+        assert_eq!(p.pacing(), None);
+        p.start(Instant::now());
+        assert_eq!(p.pacing(), Some((3, Duration::from_millis(7))));
+        let mut out = Vec::new();
+        p.poll_transmit(&mut out);
+        assert_eq!(out, [0, 1, 2, 3, 4, 5]);
+        for bad in [r#"{"write": {"chunk": 0}}"#, r#"{"write": {"delay": 5}}"#] {
+            assert!(parse(bad, Duration::from_secs(1)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn a_transfer_without_credit_detaches_the_link() {
         // The engine grants no credit to a link it accepts until its application asks.
         let script = format!(
