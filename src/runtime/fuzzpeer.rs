@@ -439,7 +439,9 @@ impl Campaign {
                         );
                         let (f, path) =
                             self.save(f, &case.steps, index, &scenario, &case.mutations).await;
+                        // Known by what the target said both before and after minimising.
                         self.saved.insert(sig, path.clone());
+                        self.saved.insert(signature(&f), path.clone());
                         sum.findings.push((f, path));
                     }
                     if let Err(e) = self.recover(&mut sum).await {
@@ -660,11 +662,12 @@ impl Campaign {
     ) -> (Finding, PathBuf) {
         let before = steps.len();
         let (steps, f) = self.minimise(steps.to_vec(), f).await;
-        let n = self.saved.len() + 1;
+        let n = self.saved.values().collect::<std::collections::HashSet<_>>().len() + 1;
         let path = self.s.findings.join(format!("finding-{n:03}-{}.jsonl", f.kind.name()));
         let mut out = String::new();
         out.push_str(&format!("# amqpwire fuzz-peer finding {n}: {}\n", f.kind.name()));
         out.push_str(&format!("# {}\n", f.detail));
+        out.push_str(&format!("# signature: {}\n", signature(&f)));
         if !f.evidence.is_empty() {
             out.push_str(&format!("# the target's frame: {}\n", f.evidence));
             out.push_str("# (decoded: amqpwire decode --strict --hex FRAME)\n");
@@ -693,12 +696,14 @@ impl Campaign {
         (f, path)
     }
 
-    /// Removes steps while the finding's kind still comes back, within the time budget.
+    /// Removes steps while the same finding (same kind and signature) still comes back,
+    /// within the time budget.
     async fn minimise(&mut self, mut steps: Vec<Json>, mut f: Finding) -> (Vec<Json>, Finding) {
         if self.s.minimise.is_zero() {
             return (steps, f);
         }
         let until = Instant::now() + self.s.minimise;
+        let want = signature(&f);
         let mut sum = Summary::default();
         loop {
             let mut changed = false;
@@ -714,7 +719,9 @@ impl Campaign {
                 let mut shorter = steps.clone();
                 shorter.remove(i);
                 if let Ok(Some(g)) = self.judge(&lines(&shorter)).await {
-                    if g.kind == f.kind {
+                    // The same failure, not merely the same kind: a shorter case that
+                    // crashes the target elsewhere is another finding.
+                    if signature(&g) == want {
                         steps = shorter;
                         f = g;
                         changed = true;
