@@ -150,6 +150,44 @@ fn amqpwire_serve_survives_with_no_finding() {
 }
 
 #[test]
+fn scram_and_websocket_reach_the_target_and_a_target_refusing_the_probe_is_said_at_once() {
+    let scratch = Scratch::new("fuzz-peer", "scram-ws");
+    let dir = scratch.path("findings").to_string_lossy().into_owned();
+    let port = free_port();
+    let url = format!("ws://127.0.0.1:{port}/");
+    let exec =
+        format!("{} serve --listen {url} --user alice:secret", env!("CARGO_BIN_EXE_amqpwire"));
+    let run = |password: &str| {
+        fuzz_peer(&[
+            "--connect",
+            &url,
+            "--exec",
+            &exec,
+            "--sasl",
+            "scram",
+            "--user",
+            "alice",
+            "--password",
+            password,
+            "--seed",
+            "6",
+            "--cases",
+            "40",
+            "--findings",
+            &dir,
+        ])
+    };
+    let out = run("secret");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(cli::text(&out.stdout).contains("40 cases in "), "{}", show(&out));
+    // The wrong password: the probe before any case fails, and says why.
+    let out = run("wrong");
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = cli::text(&out.stderr);
+    assert!(err.contains("does not pass the probe") && err.contains("sasl-outcome"), "{err}");
+}
+
+#[test]
 fn amqpwire_send_survives_as_a_fuzzed_client() {
     let scratch = Scratch::new("fuzz-peer", "client");
     let exec =
@@ -191,29 +229,39 @@ fn amqpwire_send_survives_as_a_fuzzed_client() {
     );
 }
 
-/// A stand-in server in Python: accepts every connection and either never answers
-/// (`silent`) or answers each with the AMQP header and a frame whose size is 4
-/// (`malformed`).
+/// A stand-in server in Python (no SASL): it answers its first two connections (the
+/// campaign's check that it accepts, and the first probe) with the AMQP header and an open;
+/// from the third on it either never answers (`silent`), answers with the AMQP header and
+/// a frame whose size is 4 (`malformed`), or answers well but keeps 96 MiB more for each
+/// connection (`grows`).
 fn stand_in(scratch: &Scratch, port: u16, behaviour: &str) -> String {
     let script = scratch.path("stand_in.py");
     std::fs::write(
         &script,
         r#"import socket, sys, threading
 port, behaviour = int(sys.argv[1]), sys.argv[2]
+OPEN = bytes.fromhex("414d5150000100000000001802000000005310c00b01a1087374616e642d696e")
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", port))
 s.listen(64)
 held = []
-def serve(c):
-    if behaviour == "malformed":
-        c.sendall(b"AMQP\x03\x01\x00\x00" + b"\x00\x00\x00\x04\x02\x01\x00\x00")
+def serve(c, n):
+    if n <= 2:
+        c.sendall(OPEN)
+    elif behaviour == "malformed":
+        c.sendall(b"AMQP\x00\x01\x00\x00" + b"\x00\x00\x00\x04\x02\x00\x00\x00")
+    elif behaviour == "grows":
+        held.append(bytearray(b"x" * (96 << 20)))
+        c.sendall(OPEN)
     while c.recv(65536):
         pass
+n = 0
 while True:
     c, _ = s.accept()
+    n += 1
     held.append(c)
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
+    threading.Thread(target=serve, args=(c, n), daemon=True).start()
 "#,
     )
     .expect("write stand-in");
@@ -221,9 +269,9 @@ while True:
 }
 
 #[test]
-fn a_target_that_stops_answering_is_a_hang_and_bad_bytes_are_malformed() {
+fn stand_ins_that_stop_answering_answer_malformed_or_grow_are_judged_so() {
     let scratch = Scratch::new("fuzz-peer", "stand-ins");
-    for (behaviour, kind) in [("silent", "hang"), ("malformed", "malformed")] {
+    for (behaviour, kind) in [("silent", "hang"), ("malformed", "malformed"), ("grows", "grows")] {
         let port = free_port();
         let url = format!("amqp://127.0.0.1:{port}");
         let exec = stand_in(&scratch, port, behaviour);
@@ -233,6 +281,8 @@ fn a_target_that_stops_answering_is_a_hang_and_bad_bytes_are_malformed() {
             &url,
             "--exec",
             &exec,
+            "--sasl",
+            "none",
             "--cases",
             "1",
             "--seed",
@@ -243,6 +293,8 @@ fn a_target_that_stops_answering_is_a_hang_and_bad_bytes_are_malformed() {
             "300",
             "--minimise",
             "0",
+            "--max-rss",
+            "64",
             "--findings",
             &dir,
         ]);
@@ -254,8 +306,10 @@ fn a_target_that_stops_answering_is_a_hang_and_bad_bytes_are_malformed() {
         if kind == "malformed" {
             assert!(text.contains("frame size 4 is below the minimum of 8"), "{text}");
             assert!(stdout.contains("malformed: framing: at offset 8"), "{stdout}");
-        } else {
+        } else if kind == "hang" {
             assert!(stdout.contains("no answer within 300ms"), "{stdout}");
+        } else {
+            assert!(stdout.contains("past the bound of 65536 KiB"), "{stdout}");
         }
     }
 }

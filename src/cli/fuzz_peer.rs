@@ -37,15 +37,24 @@ pub(crate) struct FuzzPeerArgs {
     /// A script to mutate as well (a recording, or any script; repeatable).
     #[arg(long, value_name = "FILE")]
     script: Vec<PathBuf>,
-    /// SASL of the scenarios and the probe: none, anonymous or plain.
+    /// SASL of the scenarios and the probe: none, anonymous, plain, scram (SCRAM-SHA-256)
+    /// or external (with --client-cert). A listening campaign offers ANONYMOUS, PLAIN and
+    /// EXTERNAL unless this is none.
     #[arg(long, value_name = "MECH", default_value = "anonymous")]
     sasl: String,
-    /// The user name for --sasl plain.
+    /// The user name for --sasl plain and scram.
     #[arg(long, default_value = "guest")]
     user: String,
-    /// The password for --sasl plain.
+    /// The password for --sasl plain and scram.
     #[arg(long, default_value = "guest")]
     password: String,
+    /// A client certificate (PEM) to present to amqps:// and wss:// servers (for --sasl
+    /// external).
+    #[arg(long, value_name = "PEM", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "client_cert")]
+    client_key: Option<PathBuf>,
     /// The node the scenarios' links attach to.
     #[arg(long, default_value = "fuzz")]
     address: String,
@@ -103,7 +112,9 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         "none" => Sasl::None,
         "anonymous" => Sasl::Anonymous,
         "plain" => Sasl::Plain { user: a.user.clone(), password: a.password.clone() },
-        other => return Err(format!("--sasl {other}: none, anonymous or plain")),
+        "scram" => Sasl::Scram { user: a.user.clone(), password: a.password.clone() },
+        "external" => Sasl::External,
+        other => return Err(format!("--sasl {other}: none, anonymous, plain, scram or external")),
     };
     let (mode, role, target_args) = match (&a.connect, &a.listen) {
         (Some(url), _) => {
@@ -111,6 +122,9 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
             let mut tls = ClientTlsConfig::new();
             if let Some(ca) = &a.ca {
                 tls = tls.with_ca_file(ca).map_err(|e| e.to_string())?;
+            }
+            if let (Some(c), Some(k)) = (&a.client_cert, &a.client_key) {
+                tls = tls.with_client_cert_files(c, k).map_err(|e| e.to_string())?;
             }
             (Mode::Connect { endpoint, tls }, Role::Client, format!("--connect {url}"))
         }
@@ -130,6 +144,9 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         (None, None) => return Err("give --connect URL or --listen URL".into()),
     };
     let mut target_args = format!("{target_args} --sasl {}", a.sasl);
+    if matches!(a.sasl.as_str(), "plain" | "scram") {
+        target_args.push_str(&format!(" --user {} --password {}", a.user, a.password));
+    }
     if let Some(cmd) = &a.exec {
         target_args.push_str(&format!(" --exec '{}'", cmd.replace('\'', r"'\''")));
     }

@@ -23,6 +23,16 @@ pub enum Sasl {
         /// The password.
         password: String,
     },
+    /// SASL SCRAM-SHA-256 with this user and password (computed by the script's `sasl`
+    /// step: the client's proof and the server's signature, both checked).
+    Scram {
+        /// The user.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// SASL EXTERNAL: the identity is the TLS client certificate's.
+    External,
 }
 
 /// Which side of the connection the scenarios play.
@@ -290,6 +300,18 @@ fn client_prelude(sasl: &Sasl) -> Vec<Json> {
         Sasl::Plain { user, password } => {
             ("PLAIN", crate::inspect::hex(format!("\0{user}\0{password}").as_bytes()))
         }
+        // Computed exchanges: the script's sasl step plays them.
+        Sasl::Scram { user, password } => {
+            let mut s = vec![json!({"sasl": {"mechanism": "SCRAM-SHA-256", "user": user,
+                "password": password, "hostname": "localhost"}})];
+            s.extend(amqp);
+            return s;
+        }
+        Sasl::External => {
+            let mut s = vec![json!({"sasl": {"mechanism": "EXTERNAL", "hostname": "localhost"}})];
+            s.extend(amqp);
+            return s;
+        }
     };
     let mut s = vec![
         json!({"send": {"kind": "header", "protocol_id": 3}}),
@@ -303,7 +325,9 @@ fn client_prelude(sasl: &Sasl) -> Vec<Json> {
     s
 }
 
-/// The server's preamble: answer the client's headers, and SASL when it is asked for.
+/// The server's preamble: answer the client's headers, and SASL when it is asked for
+/// (ANONYMOUS, PLAIN and EXTERNAL offered, any sasl-init accepted; a scripted server cannot
+/// prove a SCRAM password, so SCRAM is not offered).
 fn server_prelude(sasl: &Sasl) -> Vec<Json> {
     let amqp = vec![
         json!({"expect": {"kind": "header", "protocol_id": 0}}),
@@ -316,7 +340,7 @@ fn server_prelude(sasl: &Sasl) -> Vec<Json> {
         json!({"expect": {"kind": "header", "protocol_id": 3}}),
         json!({"send": {"kind": "header", "protocol_id": 3}}),
         json!({"send": {"type": "sasl", "performative": "sasl-mechanisms", "fields": {
-            "sasl-server-mechanisms": ["ANONYMOUS", "PLAIN"]}}}),
+            "sasl-server-mechanisms": ["ANONYMOUS", "PLAIN", "EXTERNAL"]}}}),
         json!({"expect": {"performative": "sasl-init"}}),
         json!({"send": {"type": "sasl", "performative": "sasl-outcome", "fields": {"code": 0}}}),
     ];

@@ -344,7 +344,21 @@ impl Campaign {
             unconnected: 0,
         };
         match &c.s.mode {
-            Mode::Connect { .. } => c.start_server().await?,
+            Mode::Connect { endpoint, tls } => {
+                let (endpoint, tls) = (endpoint.clone(), tls.clone());
+                c.start_server().await?;
+                // A campaign against a target that does not pass the well-formed probe
+                // would judge nothing: wrong credentials, wrong SASL, not AMQP.
+                let io = transport::connect(&endpoint, &tls).await.map_err(|e| e.to_string())?;
+                let steps = parse(&c.probe_steps, c.s.probe_within)?;
+                let mut p = Player::new(steps);
+                play(&mut p, io).await;
+                if let Some(Err(f)) = p.verdict() {
+                    return Err(format!(
+                        "the target does not pass the probe (the preamble, an open, a close): {f}"
+                    ));
+                }
+            }
             Mode::Listen { endpoint, tls } => {
                 let mut endpoint = endpoint.clone();
                 let tcp = tokio::net::TcpListener::bind((endpoint.host.as_str(), endpoint.port))

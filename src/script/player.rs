@@ -14,6 +14,7 @@
 //! | `{"ignore": ["flow"]}` | from here on, skip the peer's frames of these performatives while expecting |
 //! | `{"lenient": true}` | from here on, expectations only pace the script: a frame that does not match is skipped, a time limit passed moves on, the peer closing ends the script; nothing fails |
 //! | `{"write": {"chunk": N, "delay": MS}}` | from here on, split what is sent into writes of N bytes, MS milliseconds apart |
+//! | `{"sasl": {"mechanism": "SCRAM-SHA-256", "user": …, "password": …}}` | the client's whole SASL layer, computed: the SASL header, the mechanism checked against those offered, sasl-init, a response to each challenge, the outcome checked (SCRAM's server signature included); also ANONYMOUS, PLAIN, EXTERNAL, MSSBCBS |
 //!
 //! A pattern is a line of the trace format reduced to what matters: `{"kind": "header",
 //! "protocol_id": 0}`, or `{"performative": "attach", "channel": 0, "fields": {"name": "*",
@@ -66,6 +67,14 @@ pub enum Step {
     Ignore(Vec<String>),
     /// From here on, expectations only pace the script (see the module documentation).
     Lenient,
+    /// The client's SASL layer, computed by a [`SaslClient`](crate::sasl::SaslClient): the
+    /// step's JSON names the mechanism and its credentials.
+    Sasl {
+        /// `mechanism`, `user`, `password`, `authzid`, `hostname`, `nonce`.
+        spec: Json,
+        /// The time limit of each answer.
+        within: Duration,
+    },
     /// From here on, split writes into pieces of this many bytes, this far apart.
     Write {
         /// Bytes per write (at least 1).
@@ -134,6 +143,10 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
         "close" => Step::Close,
         "half-close" => Step::HalfClose,
         "lenient" => Step::Lenient,
+        "sasl" => {
+            sasl_client(v)?;
+            Step::Sasl { spec: v.clone(), within }
+        }
         "write" => {
             let chunk = v
                 .get("chunk")
@@ -183,6 +196,8 @@ pub struct Player {
     hurried: bool,
     /// How writes are split: bytes per write and the time between writes.
     pacing: Option<(usize, Duration)>,
+    /// The SASL exchange of the current `sasl` step, once started.
+    sasl: Option<crate::sasl::SaslClient>,
     /// Everything the peer sent, when kept ([`Player::keep_input`]), up to [`KEPT_INPUT`].
     received: Option<Vec<u8>>,
 }
@@ -210,6 +225,7 @@ impl Player {
             peer_closed: false,
             hurried: false,
             pacing: None,
+            sasl: None,
             received: None,
         }
     }
@@ -321,6 +337,18 @@ impl Player {
                 }
                 Step::Ignore(names) => self.ignored = names,
                 Step::Lenient => self.lenient = true,
+                Step::Sasl { spec, within } => match self.sasl_step(&spec, within, now) {
+                    SaslProgress::Waiting => return,
+                    SaslProgress::Done => {}
+                    SaslProgress::Failed(expected, got) => {
+                        if self.lenient {
+                            // The peer left the script's path: the SASL layer is moot.
+                            self.verdict = Some(Ok(()));
+                            return;
+                        }
+                        return self.fail(n, &expected, &got);
+                    }
+                },
                 Step::Write { chunk, delay } => self.pacing = Some((chunk.max(1), delay)),
                 Step::Wait(d) => {
                     let until = *self.deadline.get_or_insert(now + d);
@@ -423,6 +451,96 @@ impl Player {
         }
     }
 
+    /// Runs the `sasl` step as far as the peer's answers allow.
+    fn sasl_step(&mut self, spec: &Json, within: Duration, now: Instant) -> SaslProgress {
+        use crate::frame::FrameBody;
+        use crate::types::SaslFrameBody as B;
+        if self.sasl.is_none() {
+            let Ok(client) = sasl_client(spec) else {
+                return SaslProgress::Failed("a sasl step that parses".into(), String::new());
+            };
+            self.sasl = Some(client);
+            self.out.extend_from_slice(b"AMQP\x03\x01\x00\x00");
+        }
+        let within = self.lenient_within(within);
+        let until = *self.deadline.get_or_insert(now + within);
+        while let Some(r) = self.incoming.pop_front() {
+            let Some(client) = self.sasl.as_mut() else { break };
+            let body = match &r {
+                Record::Header { header, .. } if header.id == crate::frame::ProtocolId::SASL => {
+                    continue
+                }
+                Record::Frame(f) => match &f.frame {
+                    Ok(crate::frame::Frame { body: FrameBody::Sasl(b), .. }) => b.clone(),
+                    _ => return SaslProgress::Failed("a SASL frame".into(), describe(&r)),
+                },
+                _ => return SaslProgress::Failed("the SASL header".into(), describe(&r)),
+            };
+            let (name, fields) = match body {
+                B::Mechanisms(m) => {
+                    if let Err(e) = client.check_offered(&m.sasl_server_mechanisms) {
+                        return SaslProgress::Failed(client.mechanism().into(), e.to_string());
+                    }
+                    let mut f = serde_json::json!({ "mechanism": client.mechanism() });
+                    if let Some(r) = client.initial_response() {
+                        f["initial-response"] = crate::inspect::hex(&r).into();
+                    }
+                    if let Some(h) = client.hostname() {
+                        f["hostname"] = h.into();
+                    }
+                    ("sasl-init", f)
+                }
+                B::Challenge(c) => match client.challenge(&c.challenge) {
+                    Ok(resp) => (
+                        "sasl-response",
+                        serde_json::json!({ "response": crate::inspect::hex(&resp) }),
+                    ),
+                    Err(e) => {
+                        return SaslProgress::Failed(
+                            "a challenge it can answer".into(),
+                            e.to_string(),
+                        )
+                    }
+                },
+                B::Outcome(o) => {
+                    let r = client.outcome(o.code, o.additional_data.as_deref());
+                    self.sasl = None;
+                    return match r {
+                        Ok(()) => SaslProgress::Done,
+                        Err(e) => {
+                            SaslProgress::Failed("a sasl-outcome of ok".into(), e.to_string())
+                        }
+                    };
+                }
+                other => {
+                    return SaslProgress::Failed(
+                        "sasl-mechanisms, sasl-challenge or sasl-outcome".into(),
+                        format!("{other:?}"),
+                    )
+                }
+            };
+            let line =
+                serde_json::json!({ "type": "sasl", "performative": name, "fields": fields });
+            if let Err(e) = super::encode::encode_line(&line, &mut self.out) {
+                return SaslProgress::Failed(format!("{name} that encodes"), e);
+            }
+            self.deadline = Some(now + within);
+        }
+        if self.eof {
+            self.sasl = None;
+            return SaslProgress::Failed("the SASL exchange".into(), "the peer closed".into());
+        }
+        if now >= until {
+            self.sasl = None;
+            self.hurried = true;
+            return SaslProgress::Failed(
+                "the SASL exchange".into(),
+                format!("nothing within {within:?}"),
+            );
+        }
+        SaslProgress::Waiting
+    }
+
     /// The time limit of an expectation: as written, or a fifth of it in lenient mode once
     /// one expectation has gone unanswered (the peer has left the script's path).
     fn lenient_within(&self, within: Duration) -> Duration {
@@ -465,6 +583,51 @@ impl Player {
             other => other.clone(),
         }
     }
+}
+
+/// Where a `sasl` step stands.
+enum SaslProgress {
+    /// Waiting for the peer.
+    Waiting,
+    /// Authenticated.
+    Done,
+    /// What was expected, and what came.
+    Failed(String, String),
+}
+
+/// The SASL client a `sasl` step describes.
+fn sasl_client(v: &Json) -> Result<crate::sasl::SaslClient, String> {
+    use crate::sasl::SaslClient;
+    let text = |k: &str| v.get(k).and_then(Json::as_str).unwrap_or_default();
+    let mechanism = v
+        .get("mechanism")
+        .and_then(Json::as_str)
+        .ok_or("sasl needs \"mechanism\" (ANONYMOUS, PLAIN, EXTERNAL, SCRAM-SHA-256, MSSBCBS)")?;
+    let client = match mechanism {
+        "ANONYMOUS" => SaslClient::anonymous(text("trace")),
+        "PLAIN" => SaslClient::plain_as(text("authzid"), text("user"), text("password")),
+        "EXTERNAL" => SaslClient::external(text("authzid")),
+        "MSSBCBS" => SaslClient::mssbcbs(),
+        "SCRAM-SHA-256" => {
+            // A script is data and plays the same every time; a nonce that is not given is
+            // made from the credentials (scripts test peers, they do not guard secrets).
+            let nonce = match v.get("nonce").and_then(Json::as_str) {
+                Some(n) => n.to_owned(),
+                None => {
+                    use sha2::Digest;
+                    let d = sha2::Sha256::digest(format!("{}\0{}", text("user"), text("password")));
+                    crate::inspect::hex(&d[..16])
+                }
+            };
+            SaslClient::scram_sha256(text("user"), text("password"), &nonce)
+                .map_err(|e| e.to_string())?
+        }
+        other => return Err(format!("sasl: no mechanism {other:?}")),
+    };
+    Ok(match v.get("hostname").and_then(Json::as_str) {
+        Some(h) => client.with_hostname(h),
+        None => client,
+    })
 }
 
 /// Whether `got` matches `pattern` (see the module documentation), binding names.
@@ -602,6 +765,60 @@ mod tests {
         assert_eq!(against_server(&strict).expect_err("no attach").step, 6);
         let lenient = format!("{{\"lenient\": true}}\n{OPEN}\n{body}");
         assert_eq!(against_server(&lenient), Ok(()));
+    }
+
+    /// Plays `script` against an engine server that authenticates alice (password secret)
+    /// with PLAIN or SCRAM-SHA-256.
+    fn against_authenticating_server(script: &str) -> Result<(), Failure> {
+        let steps = parse(script, Duration::from_secs(5)).expect("script");
+        let mut p = Player::new(steps);
+        let mut cfg = Config::new("engine");
+        cfg.authenticator = Some(Box::new(
+            crate::sasl::Credentials::new(|| "servernonce".to_owned())
+                .with_user("alice", "secret", b"salt"),
+        ));
+        let mut server = Connection::server(cfg);
+        let now = Instant::now();
+        p.start(now);
+        for _ in 0..50 {
+            let mut b = Vec::new();
+            p.poll_transmit(&mut b);
+            server.handle_input(&b, now);
+            let mut back = Vec::new();
+            server.poll_transmit(&mut back);
+            p.handle_input(&back, now);
+            if let Some(v) = p.verdict() {
+                return v.clone();
+            }
+        }
+        panic!("the script never ended");
+    }
+
+    #[test]
+    fn a_sasl_step_authenticates_with_scram_and_checks_the_server() {
+        let open = r#"{"send": {"kind": "header", "protocol_id": 0}}
+{"expect": {"kind": "header", "protocol_id": 0}}
+{"send": {"performative": "open", "fields": {"container-id": "script"}}}
+{"expect": {"performative": "open"}}"#;
+        for mechanism in ["SCRAM-SHA-256", "PLAIN"] {
+            let good = format!(
+                r#"{{"sasl": {{"mechanism": "{mechanism}", "user": "alice", "password": "secret"}}}}
+{open}"#
+            );
+            assert_eq!(against_authenticating_server(&good), Ok(()), "{mechanism}");
+            let bad = format!(
+                r#"{{"sasl": {{"mechanism": "{mechanism}", "user": "alice", "password": "nope"}}}}
+{open}"#
+            );
+            let f = against_authenticating_server(&bad).expect_err("wrong password");
+            assert_eq!(f.step, 1, "{f}");
+            assert!(f.got.contains("auth"), "{f}");
+        }
+        // A mechanism the server does not offer is refused before any sasl-init.
+        let f = against_authenticating_server(r#"{"sasl": {"mechanism": "EXTERNAL"}}"#)
+            .expect_err("EXTERNAL is not offered");
+        assert!(f.got.contains("EXTERNAL"), "{f}");
+        assert!(parse(r#"{"sasl": {"mechanism": "KERBEROS"}}"#, Duration::ZERO).is_err());
     }
 
     #[test]
