@@ -513,6 +513,9 @@ fn insert_foreign(steps: &mut Vec<Json>, rng: &mut Rng) -> Option<String> {
         json!({"performative": "close"}),
         json!({"type": "sasl", "performative": "sasl-init", "fields": {"mechanism": "PLAIN"}}),
         json!({"type": "sasl", "performative": "sasl-outcome", "fields": {"code": 0}}),
+        json!({"type": "sasl", "performative": "sasl-response", "fields": {"response": "00"}}),
+        json!({"type": "sasl", "performative": "sasl-challenge", "fields": {"challenge": ""}}),
+        json!({"type": "sasl", "performative": "sasl-mechanisms"}),
         json!({"performative": "open", "fields": {"container-id": "tiny", "max-frame-size": 0}}),
         json!({"kind": "header", "protocol_id": 0}),
     ];

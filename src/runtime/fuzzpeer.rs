@@ -292,6 +292,8 @@ fn signature(f: &Finding) -> String {
         return format!("{} {what} {place}", f.kind.name());
     }
     match f.kind {
+        // How the process ended (a signal, an exit status) tells crashes apart.
+        Kind::Crash => format!("crash {}", f.detail.rsplit(": ").next().unwrap_or_default()),
         // A decoder's complaint names the fault; keep it, less the offset.
         Kind::Malformed => {
             format!("malformed {}", f.detail.split_once(": ").map_or(f.detail.as_str(), |(_, d)| d))
