@@ -19,7 +19,7 @@ restricted! {
 restricted! {
     /// Settlement policy for a sender (2.8.2).
     #[derive(Copy)]
-    pub struct SenderSettleMode(u8) : "sender-settle-mode" {
+    pub struct SenderSettleMode(u8) : "sender-settle-mode", closed {
         /// The sender sends every delivery unsettled.
         UNSETTLED = 0 => "unsettled",
         /// The sender sends every delivery settled.
@@ -32,7 +32,7 @@ restricted! {
 restricted! {
     /// Settlement policy for a receiver (2.8.3).
     #[derive(Copy)]
-    pub struct ReceiverSettleMode(u8) : "receiver-settle-mode" {
+    pub struct ReceiverSettleMode(u8) : "receiver-settle-mode", closed {
         /// The receiver settles spontaneously.
         FIRST = 0 => "first",
         /// The receiver settles only after the sender has settled.
@@ -80,7 +80,7 @@ impl SequenceNo {
 restricted! {
     /// Durability of a terminus (3.5.5).
     #[derive(Copy, Default)]
-    pub struct TerminusDurability(u32) : "terminus-durability" {
+    pub struct TerminusDurability(u32) : "terminus-durability", closed {
         /// No terminus state is retained durably.
         NONE = 0 => "none",
         /// Only the existence and configuration of the terminus is retained.
@@ -92,7 +92,7 @@ restricted! {
 
 restricted! {
     /// When the expiry timer of a terminus starts (3.5.6).
-    pub struct TerminusExpiryPolicy(Symbol) : "terminus-expiry-policy" {
+    pub struct TerminusExpiryPolicy(Symbol) : "terminus-expiry-policy", closed {
         /// When the link detaches.
         LINK_DETACH = Symbol::from_static("link-detach") => "link-detach",
         /// When the session ends.
@@ -113,7 +113,7 @@ impl Default for TerminusExpiryPolicy {
 restricted! {
     /// The outcome of a SASL exchange (5.3.3.6).
     #[derive(Copy)]
-    pub struct SaslCode(u8) : "sasl-code" {
+    pub struct SaslCode(u8) : "sasl-code", closed {
         /// Authentication succeeded.
         OK = 0 => "ok",
         /// Failed: bad credentials.

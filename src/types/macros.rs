@@ -2,9 +2,74 @@
 
 /// Declares an open newtype over a wire type with named constants (rustls'
 /// `enum_builder!` idiom): values the spec does not name still survive a round trip and
-/// print in hex.
+/// print in hex. A type marked `closed` has a fixed set of choices: a value outside them is
+/// refused in strict mode and kept with a warning in lenient mode.
 macro_rules! restricted {
     (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident($inner:ty) : $spec:literal, closed {
+            $( $(#[$cmeta:meta])* $cname:ident = $cval:expr => $label:literal ),* $(,)?
+        }
+    ) => {
+        restricted! { @define $(#[$meta])* $vis struct $name($inner) : $spec {
+            $( $(#[$cmeta])* $cname = $cval => $label ),*
+        } }
+
+        impl $crate::types::Codec for $name {
+            const TYPE: &'static str = $spec;
+            const WIRE: &'static str = <$inner as $crate::types::Codec>::WIRE;
+            fn read_opt(r: &mut $crate::codec::Reader<'_>) -> Result<Option<Self>, $crate::codec::DecodeError> {
+                let pos = r.position();
+                let v = <$inner as $crate::types::Codec>::read_opt(r)?.map(Self);
+                if let Some(x) = &v {
+                    if x.name().is_none() {
+                        // A restricted type's values are its choices (part 1, 1.2).
+                        r.deviation(
+                            pos,
+                            $crate::codec::ErrorKind::InvalidValue {
+                                what: $spec,
+                                reason: format!("{x:?} is not one of its choices"),
+                            },
+                            "kept the value",
+                        )?;
+                    }
+                }
+                Ok(v)
+            }
+            fn encoded_len(&self) -> usize {
+                $crate::types::Codec::encoded_len(&self.0)
+            }
+            fn encode(&self, out: &mut Vec<u8>) {
+                $crate::types::Codec::encode(&self.0, out)
+            }
+        }
+    };
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident($inner:ty) : $spec:literal {
+            $( $(#[$cmeta:meta])* $cname:ident = $cval:expr => $label:literal ),* $(,)?
+        }
+    ) => {
+        restricted! { @define $(#[$meta])* $vis struct $name($inner) : $spec {
+            $( $(#[$cmeta])* $cname = $cval => $label ),*
+        } }
+
+        impl $crate::types::Codec for $name {
+            const TYPE: &'static str = $spec;
+            const WIRE: &'static str = <$inner as $crate::types::Codec>::WIRE;
+            fn read_opt(r: &mut $crate::codec::Reader<'_>) -> Result<Option<Self>, $crate::codec::DecodeError> {
+                Ok(<$inner as $crate::types::Codec>::read_opt(r)?.map(Self))
+            }
+            fn encoded_len(&self) -> usize {
+                $crate::types::Codec::encoded_len(&self.0)
+            }
+            fn encode(&self, out: &mut Vec<u8>) {
+                $crate::types::Codec::encode(&self.0, out)
+            }
+        }
+    };
+    (
+        @define
         $(#[$meta:meta])*
         $vis:vis struct $name:ident($inner:ty) : $spec:literal {
             $( $(#[$cmeta:meta])* $cname:ident = $cval:expr => $label:literal ),* $(,)?
@@ -33,19 +98,6 @@ macro_rules! restricted {
             }
         }
 
-        impl $crate::types::Codec for $name {
-            const TYPE: &'static str = $spec;
-            const WIRE: &'static str = <$inner as $crate::types::Codec>::WIRE;
-            fn read_opt(r: &mut $crate::codec::Reader<'_>) -> Result<Option<Self>, $crate::codec::DecodeError> {
-                Ok(<$inner as $crate::types::Codec>::read_opt(r)?.map(Self))
-            }
-            fn encoded_len(&self) -> usize {
-                $crate::types::Codec::encoded_len(&self.0)
-            }
-            fn encode(&self, out: &mut Vec<u8>) {
-                $crate::types::Codec::encode(&self.0, out)
-            }
-        }
     };
 }
 
