@@ -365,3 +365,63 @@ fn a_seed_and_a_case_number_always_print_the_same_case() {
     assert_ne!(a, print("10", "17"));
     assert_ne!(a, print("9", "18"));
 }
+
+#[test]
+fn a_recorded_session_is_fuzzed_field_by_field() {
+    // Record what amqpwire's client does against a broker, then fuzz that recording.
+    let scratch = Scratch::new("fuzz-peer", "recorded");
+    let mut serve = cli::bin();
+    serve.args(["serve", "--listen", "amqp://127.0.0.1:0"]);
+    let broker = cli::Running::start(serve, |l| l.iter().any(|l| l.starts_with("listening on")));
+    let url = broker.lines[0].trim_start_matches("listening on ").trim().to_owned();
+    let record = scratch.path("send.jsonl");
+    let record_s = record.to_string_lossy().into_owned();
+    let out = cli::run(&["send", &url, "--to", "q", "--body", "hi", "--record", &record_s]);
+    assert!(out.status.success(), "{}", show(&out));
+    let recorded = std::fs::read_to_string(&record).expect("recording");
+    assert!(recorded.contains("\"typed\""), "{recorded}");
+    // The cases mutate the recording's typed frames by their fields.
+    let mut field_mutations = 0;
+    for case in 0..40 {
+        let case = case.to_string();
+        let out = fuzz_peer(&[
+            "--connect",
+            &url,
+            "--script",
+            &record_s,
+            "--seed",
+            "8",
+            "--first-case",
+            &case,
+            "--print-case",
+        ]);
+        let text = cli::text(&out.stdout);
+        assert!(text.contains(&format!("scenario {record_s}")), "{text}");
+        field_mutations += text
+            .lines()
+            .filter(|l| l.starts_with("# mutation: ") && l.contains(" = ") && l.contains('.'))
+            .count();
+    }
+    assert!(field_mutations >= 5, "{field_mutations}");
+    // And played against a broker of its own: it survives.
+    let port = free_port();
+    let target = format!("amqp://127.0.0.1:{port}");
+    let exec = format!("{} serve --listen {target}", env!("CARGO_BIN_EXE_amqpwire"));
+    let dir = scratch.path("findings").to_string_lossy().into_owned();
+    let out = fuzz_peer(&[
+        "--connect",
+        &target,
+        "--exec",
+        &exec,
+        "--script",
+        &record_s,
+        "--seed",
+        "8",
+        "--cases",
+        "40",
+        "--findings",
+        &dir,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(cli::text(&out.stdout).contains("40 cases in "), "{}", show(&out));
+}
