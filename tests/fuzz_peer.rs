@@ -298,6 +298,8 @@ while True:
 
 #[test]
 fn stand_ins_that_stop_answering_answer_malformed_or_grow_are_judged_so() {
+    // Case 0 of seed 8 keeps the AMQP 1.0 header (its mutation is open.properties), so the
+    // stand-in's answer is judged as AMQP 1.0.
     let scratch = Scratch::new("fuzz-peer", "stand-ins");
     for (behaviour, kind) in [("silent", "hang"), ("malformed", "malformed"), ("grows", "grows")] {
         let port = free_port();
@@ -314,7 +316,7 @@ fn stand_ins_that_stop_answering_answer_malformed_or_grow_are_judged_so() {
             "--cases",
             "1",
             "--seed",
-            "5",
+            "8",
             "--within",
             "100",
             "--probe-within",

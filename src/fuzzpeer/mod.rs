@@ -21,6 +21,26 @@ pub mod scenarios;
 use crate::codec::DecodeOptions;
 use crate::inspect::{Inspector, Record};
 
+/// Whether a case asks the target to speak something other than AMQP 1.0: it sends raw
+/// bytes or a protocol header of another version or protocol. The target may then answer in
+/// the protocol it was asked for (an AMQP 0-9-1 broker starts 0-9-1 on its own header), so
+/// its bytes are not judged as AMQP 1.0.
+pub fn leaves_amqp10(steps: &[serde_json::Value]) -> bool {
+    steps.iter().filter_map(|s| s.get("send")).any(|send| {
+        match send.get("kind").and_then(serde_json::Value::as_str) {
+            Some("raw") => true,
+            Some("header") => {
+                send.get("version").is_some_and(|v| v != "1.0.0")
+                    || send
+                        .get("protocol_id")
+                        .and_then(serde_json::Value::as_u64)
+                        .is_some_and(|p| !matches!(p, 0 | 3))
+            }
+            _ => send.is_string(),
+        }
+    })
+}
+
 /// A fault in what the target sent: what is wrong, in words with its offset, and the bytes
 /// of the frame that holds it (hex; empty when the stream cannot be split into frames).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +56,15 @@ pub struct Fault {
 /// contents are not judged (a broker passes on what it was given), nor a frame cut off by
 /// the end of the stream (the connection may have been closed while it was being written).
 pub fn strict_fault(received: &[u8]) -> Option<Fault> {
+    // A protocol header other than AMQP 1.0 (with or without SASL) is the target's answer to
+    // a header it does not support: it names the version it speaks and closes (2.2), and
+    // what follows is not AMQP 1.0 to judge.
+    if let Some(h) = received.get(..8) {
+        let amqp10 = h.starts_with(b"AMQP") && matches!(h[4], 0 | 2 | 3) && h[5..] == [1, 0, 0];
+        if h.starts_with(b"AMQP") && !amqp10 {
+            return None;
+        }
+    }
     let mut inspector = Inspector::new(DecodeOptions::STRICT).redact_secrets(false);
     inspector.push(received);
     while let Some(r) = inspector.next_record() {
@@ -89,5 +118,9 @@ mod tests {
         )
         .expect("encodes");
         assert!(strict_fault(&tiny).expect("size 4").what.starts_with("framing"));
+        // Version negotiation (2.2): another protocol's header, then its own bytes.
+        assert_eq!(strict_fault(b"AMQP\x00\x00\x09\x01\x01\x00\x00\x00"), None);
+        assert_eq!(strict_fault(b"AMQP\x00\x01\x01\x00"), None);
+        assert!(strict_fault(b"AMQP\x00\x01\x00\x00\x00\x00\x00\x04\x02\x00\x00\x00").is_some());
     }
 }

@@ -294,12 +294,25 @@ fn signature(f: &Finding) -> String {
     match f.kind {
         // How the process ended (a signal, an exit status) tells crashes apart.
         Kind::Crash => format!("crash {}", f.detail.rsplit(": ").next().unwrap_or_default()),
-        // A decoder's complaint names the fault; keep it, less the offset.
-        Kind::Malformed => {
-            format!("malformed {}", f.detail.split_once(": ").map_or(f.detail.as_str(), |(_, d)| d))
-        }
+        // A decoder's complaint names the fault; keep it, less its offsets.
+        Kind::Malformed => format!("malformed {}", without_offsets(&f.detail)),
         k => k.name().to_owned(),
     }
+}
+
+/// A decoder's complaint without the offsets in it (`frame at offset 85: at offset 124:
+/// expected uint, …` becomes `expected uint, …`), so that the same fault found at another
+/// place is the same finding.
+fn without_offsets(detail: &str) -> &str {
+    let mut rest = detail;
+    while let Some((head, tail)) = rest.split_once(": ") {
+        if head.ends_with(|c: char| c.is_ascii_digit()) && head.contains("offset ") {
+            rest = tail;
+        } else {
+            break;
+        }
+    }
+    rest
 }
 
 /// The lines of a target's last words worth keeping in a finding: from the line that
@@ -548,7 +561,7 @@ impl Campaign {
         if let Some(how) = self.process.ended() {
             return Ok(Some((Kind::Crash, format!("the target's process ended: {how}"))));
         }
-        if let Some(fault) = strict_fault(&received) {
+        if let Some(fault) = strict_fault(&received).filter(|_| !leaves_amqp10_text(text)) {
             self.evidence = fault.frame;
             return Ok(Some((Kind::Malformed, fault.what)));
         }
@@ -658,7 +671,7 @@ impl Campaign {
                 Kind::Hang,
                 format!("the client did not end within {:?} of the case", limit * 4),
             )),
-            Some(_) => strict_fault(&received).map(|f| {
+            Some(_) => strict_fault(&received).filter(|_| !leaves_amqp10_text(text)).map(|f| {
                 self.evidence = f.frame;
                 (Kind::Malformed, f.what)
             }),
@@ -788,6 +801,13 @@ async fn play_case(
     Ok(p.received().to_vec())
 }
 
+/// [`leaves_amqp10`](crate::fuzzpeer::leaves_amqp10) for a case's text.
+fn leaves_amqp10_text(text: &str) -> bool {
+    let steps: Vec<Json> =
+        crate::script::json_lines(text).filter_map(|l| l.ok().map(|(_, j)| j)).collect();
+    crate::fuzzpeer::leaves_amqp10(&steps)
+}
+
 /// Steps as JSON lines.
 pub fn lines(steps: &[Json]) -> String {
     let mut s = String::new();
@@ -806,4 +826,35 @@ pub fn read_steps(path: &Path) -> Result<Vec<Json>, String> {
         .map(|l| l.map(|(_, j)| j))
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_answer_is_known_by_its_fault_wherever_it_is() {
+        let f = |detail: &str| Finding {
+            kind: Kind::Malformed,
+            detail: detail.into(),
+            last_words: String::new(),
+            evidence: String::new(),
+        };
+        let a = signature(&f("frame at offset 539: at offset 592: string is not valid UTF-8"));
+        let b = signature(&f("frame at offset 675: at offset 728: string is not valid UTF-8"));
+        assert_eq!(a, "malformed string is not valid UTF-8");
+        assert_eq!(a, b);
+        assert_eq!(
+            signature(&f("framing: at offset 8: frame size 4 is below the minimum of 8")),
+            "malformed framing: at offset 8: frame size 4 is below the minimum of 8"
+        );
+        let crash =
+            Finding { kind: Kind::Crash, ..f("the target's process ended: killed by signal 11") };
+        assert_eq!(signature(&crash), "crash killed by signal 11");
+        let node = Finding {
+            last_words: "boom\nTypeError: Cannot read properties of null (reading 'x')\n    at f (a.js:1:2)\n    at g (b.js:3:4)".into(),
+            ..crash
+        };
+        assert_eq!(signature(&node), "crash TypeError at f (a.js:1:2)");
+    }
 }
