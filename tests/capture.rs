@@ -802,7 +802,7 @@ fn amqp_is_found_on_any_port_from_either_side_and_tls_is_reported() {
         assert_eq!(c, transport);
         let notes: Vec<&CaptureEvent> = events
             .iter()
-            .filter(|e| matches!(&e.kind, EventKind::Info(m) if m == "TLS: give --keylog (not supported yet)"))
+            .filter(|e| matches!(&e.kind, EventKind::Info(m) if m == "TLS: give --keylog FILE (the key log SSLKEYLOGFILE writes) to decrypt it"))
             .collect();
         assert_eq!(notes.len(), 1, "{events:?}");
         assert_eq!(notes[0].connection, Some(1));

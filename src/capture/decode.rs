@@ -23,8 +23,9 @@ const TLS_PORTS: [u16; 3] = [5671, 5672, 443];
 /// decoded, such as a connection the capture joined in the middle).
 const AMQP_PORTS: [u16; 2] = [5671, 5672];
 
-/// The message for a connection in TLS.
-pub(super) const TLS_NOTE: &str = "TLS: give --keylog (not supported yet)";
+/// The message for a connection in TLS, without a key log.
+pub(super) const TLS_NOTE: &str =
+    "TLS: give --keylog FILE (the key log SSLKEYLOGFILE writes) to decrypt it";
 
 /// How an AMQP connection was carried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,6 +259,12 @@ struct Conn {
     tls_noted: bool,
     /// The packet and time it was first seen at.
     opened: (Option<u64>, Duration),
+    /// TLS being decrypted with the key log, and what it carries once known (AMQP or
+    /// WebSocket, from the client's first bytes).
+    #[cfg(feature = "keylog")]
+    tls: Option<super::tls::TlsSession>,
+    #[cfg(feature = "keylog")]
+    inner: Option<State>,
 }
 
 /// Finds the AMQP connections of a capture and decodes both directions of each, in capture
@@ -294,6 +301,9 @@ pub struct CaptureDecoder {
     time: Duration,
     links_reported: BTreeSet<u16>,
     stats: DecodeStats,
+    /// The key log that TLS connections are decrypted with.
+    #[cfg(feature = "keylog")]
+    keylog: Option<std::sync::Arc<super::tls::KeyLog>>,
 }
 
 impl CaptureDecoder {
@@ -310,7 +320,17 @@ impl CaptureDecoder {
             time: Duration::ZERO,
             links_reported: BTreeSet::new(),
             stats: DecodeStats::default(),
+            #[cfg(feature = "keylog")]
+            keylog: None,
         }
+    }
+
+    /// Decrypts TLS connections with the secrets of `keys` (a key log), instead of only
+    /// reporting them.
+    #[cfg(feature = "keylog")]
+    pub fn with_keylog(mut self, keys: super::tls::KeyLog) -> Self {
+        self.keylog = Some(std::sync::Arc::new(keys));
+        self
     }
 
     /// Whether to mask credentials, as [`Inspector::redact_secrets`] (on by default).
@@ -434,6 +454,10 @@ impl CaptureDecoder {
                     held_bytes: 0,
                     tls_noted: false,
                     opened: (self.packet, self.time),
+                    #[cfg(feature = "keylog")]
+                    tls: None,
+                    #[cfg(feature = "keylog")]
+                    inner: None,
                 };
                 self.conns.insert(flow, conn);
                 continue;
@@ -538,8 +562,18 @@ impl CaptureDecoder {
             comments: conn.comments.clone(),
         };
         let (packet, time) = conn.opened;
-        self.push(packet, time, Some(number), None, EventKind::Connection(summary));
+        #[cfg(feature = "keylog")]
         if state == State::Tls {
+            if let Some(keys) = &self.keylog {
+                conn.tls = Some(super::tls::TlsSession::new(keys.clone()));
+            }
+        }
+        #[cfg(feature = "keylog")]
+        let decrypting = conn.tls.is_some();
+        #[cfg(not(feature = "keylog"))]
+        let decrypting = false;
+        self.push(packet, time, Some(number), None, EventKind::Connection(summary));
+        if state == State::Tls && !decrypting {
             self.push(packet, time, Some(number), None, EventKind::Info(TLS_NOTE.into()));
             if let Some(c) = self.conns.get_mut(&flow) {
                 for side in &mut c.sides {
@@ -562,6 +596,11 @@ impl CaptureDecoder {
             TcpEvent::Data { dir, data, .. } => {
                 let side = &mut conn.sides[dir.index()];
                 side.tcp_offset += data.len() as u64;
+                #[cfg(feature = "keylog")]
+                if conn.state == State::Tls {
+                    self.decrypted(flow, dir, &data, packet, time);
+                    return;
+                }
                 if conn.state == State::WebSocket {
                     self.websocket(flow, dir, &data, packet, time);
                 } else {
@@ -614,6 +653,60 @@ impl CaptureDecoder {
                     self.end_side_at(flow, d, packet, time);
                 }
                 self.conns.remove(&flow);
+            }
+        }
+    }
+
+    /// TLS bytes of one direction, decrypted with the key log; the application data goes
+    /// on as AMQP or as WebSocket, as the client's first plaintext bytes say.
+    #[cfg(feature = "keylog")]
+    fn decrypted(
+        &mut self,
+        flow: u64,
+        dir: Direction,
+        data: &[u8],
+        packet: Option<u64>,
+        time: Duration,
+    ) {
+        use super::tls::TlsOutput;
+        let Some(conn) = self.conns.get_mut(&flow) else { return };
+        let number = conn.number;
+        let Some(tls) = conn.tls.as_mut() else { return };
+        let mut out = Vec::new();
+        tls.push(dir.index(), data, &mut out);
+        for o in out {
+            match o {
+                TlsOutput::Note(n) => self.push(packet, time, number, None, EventKind::Info(n)),
+                TlsOutput::Data(i, bytes) => {
+                    let d =
+                        if i == 0 { Direction::ClientToServer } else { Direction::ServerToClient };
+                    let Some(conn) = self.conns.get_mut(&flow) else { return };
+                    let inner = match conn.inner {
+                        Some(s) => s,
+                        None => {
+                            let ws = d == Direction::ClientToServer && bytes.starts_with(b"GET ");
+                            let s = if ws { State::WebSocket } else { State::Amqp };
+                            conn.inner = Some(s);
+                            for (k, side) in conn.sides.iter_mut().enumerate() {
+                                side.inspector =
+                                    Some(Inspector::new(self.opts).redact_secrets(self.redact));
+                                side.first.clear();
+                                if ws {
+                                    side.ws = Some(Unframer::new(k == 0));
+                                }
+                            }
+                            let what = if ws { "WebSocket" } else { "AMQP" };
+                            let note = format!("TLS decrypted: {what} inside");
+                            self.push(packet, time, number, None, EventKind::Info(note));
+                            s
+                        }
+                    };
+                    if inner == State::WebSocket {
+                        self.websocket(flow, d, &bytes, packet, time);
+                    } else {
+                        self.feed(flow, d, &bytes, packet, time);
+                    }
+                }
             }
         }
     }

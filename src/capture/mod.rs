@@ -29,6 +29,8 @@ pub mod net;
 mod reader;
 mod render;
 pub mod tcp;
+#[cfg(feature = "keylog")]
+pub mod tls;
 pub mod websocket;
 mod writer;
 

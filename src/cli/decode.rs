@@ -42,6 +42,11 @@ pub(crate) struct DecodeArgs {
     /// (`--trace-json` of the live commands), both directions of every connection.
     #[arg(long, value_name = "OUT")]
     html: Option<PathBuf>,
+    /// Decrypt the TLS connections of a capture (TLS 1.3, and TLS 1.2 with AES-GCM or
+    /// ChaCha20-Poly1305) with this key log: the NSS format that SSLKEYLOGFILE makes
+    /// browsers, curl, OpenSSL, Node, rustls and `amqpwire proxy` write.
+    #[arg(long, value_name = "FILE")]
+    keylog: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
@@ -114,6 +119,13 @@ fn run_capture(args: &DecodeArgs, opts: DecodeOptions, input: &[u8]) -> Result<E
         .and_then(|r| r.packets().find_map(Result::ok))
         .map_or(Duration::ZERO, |p| p.time);
     let mut decoder = CaptureDecoder::new(opts).redact_secrets(!args.show_secrets);
+    if let Some(path) = &args.keylog {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let keys = amqpwire::capture::tls::KeyLog::parse(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        decoder = decoder.with_keylog(keys);
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut errors = 0usize;
