@@ -554,6 +554,17 @@ impl CaptureDecoder {
                 side.inspector = Some(Inspector::new(self.opts).redact_secrets(self.redact));
             }
         }
+        let joined = why == JOINED;
+        if joined {
+            // No protocol header to start from: each direction is scanned for its first
+            // frame, as after a gap.
+            for side in &mut conn.sides {
+                side.resync = true;
+                side.inspector = None;
+                side.scan.clear();
+                side.scan_start = side.tcp_offset;
+            }
+        }
         let summary = ConnectionSummary {
             client: conn.client,
             server: conn.server,
@@ -573,6 +584,12 @@ impl CaptureDecoder {
         #[cfg(not(feature = "keylog"))]
         let decrypting = false;
         self.push(packet, time, Some(number), None, EventKind::Connection(summary));
+        if joined {
+            let note = "the capture joined this connection after its start: each direction is \
+                        decoded from its first frame (frame sizes, channels and deliveries \
+                        begun before are not known)";
+            self.push(packet, time, Some(number), None, EventKind::Info(note.into()));
+        }
         if state == State::Tls && !decrypting {
             self.push(packet, time, Some(number), None, EventKind::Info(TLS_NOTE.into()));
             if let Some(c) = self.conns.get_mut(&flow) {
@@ -990,8 +1007,13 @@ fn classify(conn: &Conn, c2s: &Side, s2c: &Side, last: bool) -> Option<(State, S
     if !enough(s2c) {
         return None;
     }
+    // Joined after its start: AMQP if a frame can be found in either direction; decoding
+    // starts at the first frame boundary of each.
+    if !conn.handshake && (frame_boundary(c).is_some() || frame_boundary(&s2c.first).is_some()) {
+        return Some((State::Amqp, JOINED.to_owned()));
+    }
     let why = if !conn.handshake {
-        "the capture joined the connection after its start, and no direction starts with an AMQP protocol header"
+        "the capture joined the connection after its start, and neither direction holds an AMQP frame header"
             .to_owned()
     } else if c.is_empty() && s2c.first.is_empty() {
         "no data".to_owned()
@@ -1002,6 +1024,9 @@ fn classify(conn: &Conn, c2s: &Side, s2c: &Side, last: bool) -> Option<(State, S
     };
     Some((State::Ignored, why))
 }
+
+/// What `classify` says of AMQP found in a connection the capture joined after its start.
+const JOINED: &str = "joined";
 
 /// The bytes a frame header is recognised by, after a gap.
 const RESYNC_WINDOW: usize = 11;
