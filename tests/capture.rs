@@ -781,6 +781,81 @@ fn a_capture_joined_midway_is_decoded_from_each_directions_first_frame() {
     );
 }
 
+/// The Ethernet frame's IPv4 datagram cut into fragments of `size` bytes of payload (a
+/// multiple of 8), each a frame of its own with a correct header checksum.
+fn fragments(frame: &[u8], size: usize, id: u16) -> Vec<Vec<u8>> {
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let header = &frame[14..14 + ihl];
+    let payload = &frame[14 + ihl..];
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < payload.len() {
+        let chunk = &payload[off..(off + size).min(payload.len())];
+        let more = off + chunk.len() < payload.len();
+        let mut h = header.to_vec();
+        h[2..4].copy_from_slice(&((ihl + chunk.len()) as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&id.to_be_bytes());
+        let flags_offset = (u16::from(more) << 13) | (off / 8) as u16;
+        h[6..8].copy_from_slice(&flags_offset.to_be_bytes());
+        h[10..12].copy_from_slice(&[0, 0]);
+        let sum: u32 = h.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+        let sum = (sum & 0xffff) + (sum >> 16);
+        let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        h[10..12].copy_from_slice(&sum.to_be_bytes());
+        let mut f = frame[..14].to_vec();
+        f.extend_from_slice(&h);
+        f.extend_from_slice(chunk);
+        out.push(f);
+        off += chunk.len();
+    }
+    out
+}
+
+#[test]
+fn ipv4_fragments_are_reassembled_in_any_order() {
+    let (c2s, s2c) = fixture("rhea-to-proton-no-sasl");
+    let file = write_exchanges(WriterOptions::default(), &[(&c2s, &s2c)]);
+    let whole = decoded_items(&decode(&file));
+    // Every packet with a payload, cut into 48-byte fragments; every other datagram's
+    // fragments in reverse order, and one fragment sent twice.
+    let mut packets = Vec::new();
+    for (i, (t, frame)) in frames_of(&file).into_iter().enumerate() {
+        if frame.len() <= 14 + 20 + 20 + 48 {
+            packets.push((t, frame));
+            continue;
+        }
+        let mut f = fragments(&frame, 48, 1000 + i as u16);
+        if i % 2 == 0 {
+            f.reverse();
+        }
+        let again = f[0].clone();
+        f.push(again);
+        packets.extend(f.into_iter().map(|f| (t, f)));
+    }
+    let events = decode(&pcap(1, false, false, &packets));
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    assert_eq!(decoded_items(&events), whole);
+    // A datagram missing a fragment: said at the end, and its bytes are a gap.
+    let frames = frames_of(&file);
+    let (big, _) = frames
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, f))| f.len() > 14 + 20 + 20 + 96)
+        .map(|(i, (_, f))| (i, f.len()))
+        .next()
+        .expect("a large packet");
+    let mut packets = frames.clone();
+    let mut f = fragments(&packets[big].1, 48, 7);
+    f.remove(1);
+    let t = packets[big].0;
+    packets.splice(big..=big, f.into_iter().map(|f| (t, f)));
+    let events = decode(&pcap(1, false, false, &packets));
+    assert!(
+        events.iter().any(|e| matches!(&e.kind, EventKind::Info(m) if m.contains("IPv4 datagram 7") && m.contains("incomplete"))),
+        "{events:?}"
+    );
+}
+
 #[test]
 fn amqp_is_found_on_any_port_from_either_side_and_tls_is_reported() {
     // AMQP on port 80, and a server that speaks first.

@@ -301,6 +301,8 @@ pub struct CaptureDecoder {
     time: Duration,
     links_reported: BTreeSet<u16>,
     stats: DecodeStats,
+    /// IPv4 datagrams arriving in fragments.
+    defrag: super::net::Defrag,
     /// The key log that TLS connections are decrypted with.
     #[cfg(feature = "keylog")]
     keylog: Option<std::sync::Arc<super::tls::KeyLog>>,
@@ -320,6 +322,7 @@ impl CaptureDecoder {
             time: Duration::ZERO,
             links_reported: BTreeSet::new(),
             stats: DecodeStats::default(),
+            defrag: super::net::Defrag::new(),
             #[cfg(feature = "keylog")]
             keylog: None,
         }
@@ -400,7 +403,19 @@ impl CaptureDecoder {
             }
             return;
         }
-        let seg = match parse_tcp(p.link_type, p.data) {
+        let reassembled;
+        let parsed = match super::net::fragment(p.link_type, p.data) {
+            None => parse_tcp(p.link_type, p.data),
+            Some(f) => match self.defrag.push(f) {
+                Ok(None) => return,
+                Ok(Some(d)) => {
+                    reassembled = d;
+                    reassembled.segment().map(Some)
+                }
+                Err(problem) => Err(problem),
+            },
+        };
+        let seg = match parsed {
             Ok(Some(seg)) => seg,
             Ok(None) => return,
             Err(problem) => {
@@ -421,6 +436,10 @@ impl CaptureDecoder {
     /// The end of the capture: holes become gaps, connections still being recognised are
     /// decided with the bytes there are, and each direction's unfinished frame is reported.
     pub fn finish(&mut self) {
+        for note in self.defrag.incomplete() {
+            let time = self.time;
+            self.push(None, time, None, None, EventKind::Info(note));
+        }
         self.tcp.finish();
         self.pump(&[]);
         self.packet = None;

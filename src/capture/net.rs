@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use etherparse::err::Layer;
-use etherparse::{EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use etherparse::{EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice};
 
 /// `LINKTYPE_NULL`: BSD loopback, a 4-byte address family in the capturing host's byte
 /// order.
@@ -170,7 +170,9 @@ fn segment<'a>(p: &LaxSlicedPacket<'a>) -> Result<Option<TcpSegment<'a>>, String
         return Ok(None);
     }
     if payload.fragmented {
-        return Err("IP fragment of a TCP segment: fragments are not reassembled".into());
+        // IPv4 fragments come through `fragment` and `Defrag`; an IPv6 fragment of TCP is
+        // rare enough (TCP sizes its segments to the path) to be reported instead.
+        return Err("IPv6 fragment of a TCP segment: IPv6 fragments are not reassembled".into());
     }
     let Some(TransportSlice::Tcp(tcp)) = &p.transport else {
         return Err(match &p.stop_err {
@@ -196,4 +198,191 @@ fn segment<'a>(p: &LaxSlicedPacket<'a>) -> Result<Option<TcpSegment<'a>>, String
         payload: data,
         wire_len,
     }))
+}
+
+/// A fragment of an IPv4 datagram carrying TCP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fragment {
+    /// Source and destination addresses.
+    pub src: Ipv4Addr,
+    /// The destination.
+    pub dst: Ipv4Addr,
+    /// The datagram's identification.
+    pub id: u16,
+    /// Where this fragment's bytes go in the datagram's payload.
+    pub offset: usize,
+    /// More fragments follow (MF).
+    pub more: bool,
+    /// Its bytes.
+    pub data: Vec<u8>,
+}
+
+/// The IPv4 fragment of a TCP datagram in a packet of link type `link_type`, if it is one
+/// (a datagram sent whole is not).
+pub fn fragment(link_type: u16, data: &[u8]) -> Option<Fragment> {
+    let sliced = match link_type {
+        LINKTYPE_ETHERNET => LaxSlicedPacket::from_ethernet(data).ok()?,
+        LINKTYPE_LINUX_SLL => LaxSlicedPacket::from_ether_type(
+            EtherType(be16(data, 14)?),
+            data.get(16..).unwrap_or_default(),
+        ),
+        LINKTYPE_LINUX_SLL2 => {
+            LaxSlicedPacket::from_ether_type(EtherType(be16(data, 0)?), data.get(20..)?)
+        }
+        LINKTYPE_NULL | LINKTYPE_LOOP => LaxSlicedPacket::from_ip(data.get(4..)?).ok()?,
+        LINKTYPE_RAW | 12 | 14 | LINKTYPE_IPV4 => LaxSlicedPacket::from_ip(data).ok()?,
+        _ => return None,
+    };
+    let Some(LaxNetSlice::Ipv4(v4)) = &sliced.net else { return None };
+    let h = v4.header();
+    let payload = v4.payload();
+    if !h.is_fragmenting_payload() || payload.ip_number != IpNumber::TCP {
+        return None;
+    }
+    Some(Fragment {
+        src: Ipv4Addr::from(h.source()),
+        dst: Ipv4Addr::from(h.destination()),
+        id: h.identification(),
+        offset: usize::from(h.fragments_offset().value()) * 8,
+        more: h.more_fragments(),
+        data: payload.payload.to_vec(),
+    })
+}
+
+/// A reassembled IPv4 datagram's TCP bytes, with its addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// The sender.
+    pub src: Ipv4Addr,
+    /// The receiver.
+    pub dst: Ipv4Addr,
+    /// The TCP header and payload.
+    pub tcp: Vec<u8>,
+}
+
+impl Datagram {
+    /// Its TCP segment.
+    pub fn segment(&self) -> Result<TcpSegment<'_>, String> {
+        let tcp = TcpSlice::from_slice(&self.tcp)
+            .map_err(|e| format!("TCP header of a reassembled IPv4 datagram: {e}"))?;
+        let data = tcp.payload();
+        Ok(TcpSegment {
+            src: SocketAddr::new(IpAddr::V4(self.src), tcp.source_port()),
+            dst: SocketAddr::new(IpAddr::V4(self.dst), tcp.destination_port()),
+            seq: tcp.sequence_number(),
+            ack: tcp.ack().then(|| tcp.acknowledgment_number()),
+            syn: tcp.syn(),
+            fin: tcp.fin(),
+            rst: tcp.rst(),
+            payload: data,
+            wire_len: data.len(),
+        })
+    }
+}
+
+/// Datagrams being reassembled at once, at most; past it the oldest is given up.
+pub const MAX_DATAGRAMS: usize = 64;
+
+/// IPv4 reassembly (RFC 791) of the TCP datagrams a capture holds in fragments, in any
+/// order, bounded: at most [`MAX_DATAGRAMS`] at once, each at most 65535 bytes, overlapping
+/// fragments refused. Datagrams are kept in arrival order.
+#[derive(Debug, Default)]
+pub struct Defrag {
+    open: Vec<Pending>,
+}
+
+/// A datagram being reassembled: (source, destination, identification), its fragments so
+/// far by offset, and the payload's length once the last fragment came.
+type Pending =
+    ((Ipv4Addr, Ipv4Addr, u16), std::collections::BTreeMap<usize, Vec<u8>>, Option<usize>);
+
+impl Defrag {
+    /// A reassembler.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a fragment: the datagram when it is complete, `Ok(None)` while it is not, an
+    /// error for a fragment that cannot belong (past 65535 bytes, overlapping another); a
+    /// note on a datagram given up for room is the error's too.
+    pub fn push(&mut self, f: Fragment) -> Result<Option<Datagram>, String> {
+        let key = (f.src, f.dst, f.id);
+        let end = f.offset + f.data.len();
+        if end > 65535 - 20 {
+            return Err(format!(
+                "IPv4 fragment of datagram {} ({} -> {}) ends at {end}, past the largest datagram",
+                f.id, f.src, f.dst
+            ));
+        }
+        let at = match self.open.iter().position(|(k, _, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                let mut given_up = None;
+                if self.open.len() >= MAX_DATAGRAMS {
+                    let ((s, d, id), _, _) = self.open.remove(0);
+                    given_up = Some(format!(
+                        "IPv4 datagram {id} ({s} -> {d}) never completed: given up for room"
+                    ));
+                }
+                self.open.push((key, Default::default(), None));
+                if let Some(msg) = given_up {
+                    self.add(self.open.len() - 1, f, end)?;
+                    return Err(msg);
+                }
+                self.open.len() - 1
+            }
+        };
+        self.add(at, f, end)
+    }
+
+    fn add(&mut self, at: usize, f: Fragment, end: usize) -> Result<Option<Datagram>, String> {
+        let (_, parts, total) = &mut self.open[at];
+        if parts.get(&f.offset) == Some(&f.data) && (f.more || *total == Some(end)) {
+            // The same fragment again (a capture on both ends, a retransmission).
+            return Ok(None);
+        }
+        let overlaps = parts.range(..end).next_back().is_some_and(|(o, d)| o + d.len() > f.offset);
+        if overlaps
+            || total.is_some_and(|t| end > t)
+            || (!f.more && parts.keys().any(|&o| o >= end))
+        {
+            let ((s, d, id), _, _) = self.open.remove(at);
+            return Err(format!(
+                "IPv4 fragments of datagram {id} ({s} -> {d}) overlap or disagree on its length: not reassembled"
+            ));
+        }
+        if !f.more {
+            *total = Some(end);
+        }
+        parts.insert(f.offset, f.data);
+        let Some(total) = *total else { return Ok(None) };
+        // Complete when the parts cover 0..total without a hole.
+        let mut covered = 0;
+        for (o, d) in parts.iter() {
+            if *o != covered {
+                return Ok(None);
+            }
+            covered += d.len();
+        }
+        if covered != total {
+            return Ok(None);
+        }
+        let ((src, dst, _), parts, _) = self.open.remove(at);
+        let mut tcp = Vec::with_capacity(total);
+        for (_, d) in parts {
+            tcp.extend(d);
+        }
+        Ok(Some(Datagram { src, dst, tcp }))
+    }
+
+    /// The datagrams still incomplete (for a note at the end of a capture).
+    pub fn incomplete(&self) -> Vec<String> {
+        self.open
+            .iter()
+            .map(|((s, d, id), parts, _)| {
+                let have: usize = parts.values().map(Vec::len).sum();
+                format!("IPv4 datagram {id} ({s} -> {d}) incomplete at the end: {have} bytes of fragments, not reassembled")
+            })
+            .collect()
+    }
 }
