@@ -937,6 +937,104 @@ fn ws_frame(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec
     out
 }
 
+/// permessage-deflate (RFC 7692) for one direction: each message compressed with the
+/// window kept across messages (or reset, with `reset`), the trailing 00 00 ff ff removed.
+struct Compressor {
+    c: Box<miniz_oxide::deflate::core::CompressorOxide>,
+    reset: bool,
+}
+
+impl Compressor {
+    fn new(reset: bool) -> Self {
+        let flags = miniz_oxide::deflate::core::create_comp_flags_from_zip_params(6, -15, 0);
+        Self { c: Box::new(miniz_oxide::deflate::core::CompressorOxide::new(flags)), reset }
+    }
+
+    fn message(&mut self, data: &[u8]) -> Vec<u8> {
+        use miniz_oxide::deflate::stream::deflate;
+        use miniz_oxide::MZFlush;
+        let mut out = vec![0u8; data.len() * 2 + 64];
+        let r = deflate(&mut self.c, data, &mut out, MZFlush::Sync);
+        assert_eq!(r.bytes_consumed, data.len());
+        out.truncate(r.bytes_written);
+        assert!(out.ends_with(&[0, 0, 0xff, 0xff]), "a sync flush ends so");
+        out.truncate(out.len() - 4);
+        if self.reset {
+            self.c.reset();
+        }
+        out
+    }
+}
+
+#[test]
+fn permessage_deflate_messages_are_inflated_with_their_window() {
+    let (c2s, s2c) = fixture("proton-to-rhea-large");
+    let request = "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Protocol: AMQPWSB10\r\n\
+        Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
+    let response = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Protocol: AMQPWSB10\r\n\
+        Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n\r\n";
+    // The client resets its window per message (as negotiated); the server keeps it, so its
+    // later messages refer back into earlier ones. Some messages go uncompressed (RSV1
+    // clear), one compressed message is split over two frames.
+    let mut client = request.as_bytes().to_vec();
+    let mut zc = Compressor::new(true);
+    for (i, item) in items(&c2s).iter().enumerate() {
+        let mask = Some([1, 2, 3, (i % 251) as u8]);
+        if i % 3 == 2 {
+            client.extend(ws_frame(true, 2, item, mask));
+        } else {
+            let mut f = ws_frame(true, 2, &zc.message(item), mask);
+            f[0] |= 0x40;
+            client.extend(f);
+        }
+    }
+    let mut server = response.as_bytes().to_vec();
+    let mut zs = Compressor::new(false);
+    for (i, item) in items(&s2c).iter().enumerate() {
+        let z = zs.message(item);
+        if i == 1 && z.len() > 4 {
+            let (a, b) = z.split_at(z.len() / 2);
+            let mut f = ws_frame(false, 2, a, None);
+            f[0] |= 0x40;
+            server.extend(f);
+            server.extend(ws_frame(true, 0, b, None));
+        } else {
+            let mut f = ws_frame(true, 2, &z, None);
+            f[0] |= 0x40;
+            server.extend(f);
+        }
+    }
+    let opts = WriterOptions { server_port: 443, mss: 1400, ..WriterOptions::default() };
+    let mut w = PcapWriter::new(Vec::new(), opts.clone()).expect("writer");
+    // The request, the server's answer, then the client's messages: a client sends none
+    // before the 101 (RFC 6455 4.1).
+    let half = request.len();
+    w.write(1, C2S, &client[..half], at(1)).expect("write");
+    w.write(1, S2C, &server, at(2)).expect("write");
+    w.write(1, C2S, &client[half..], at(3)).expect("write");
+    let events = decode(&w.into_inner());
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    let got = decoded_items(&events);
+    assert_eq!(got[&(1, C2S)], stream_items(&c2s));
+    assert_eq!(got[&(1, S2C)], stream_items(&s2c));
+    // A compressed frame on a connection that negotiated nothing: a fatal error, said so.
+    let plain = "GET / HTTP/1.1\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: AMQPWSB10\r\n\r\n";
+    let mut bad = plain.as_bytes().to_vec();
+    let mut f =
+        ws_frame(true, 2, &Compressor::new(false).message(b"AMQP\x00\x01\x00\x00"), Some([9; 4]));
+    f[0] |= 0x40;
+    bad.extend(f);
+    let mut w = PcapWriter::new(Vec::new(), opts).expect("writer");
+    w.write(1, C2S, &bad, at(1)).expect("write");
+    let events = decode(&w.into_inner());
+    assert!(
+        events.iter().any(|e| matches!(&e.kind, EventKind::WebSocket(WsEvent::Error { message, fatal: true, .. }) if message.contains("negotiated no extension"))),
+        "{events:?}"
+    );
+}
+
 #[test]
 fn amqp_over_websocket_is_unframed_from_a_capture_made_by_hand() {
     let (c2s, s2c) = fixture("proton-to-rhea-large");

@@ -764,6 +764,9 @@ impl CaptureDecoder {
         }
         let mut data = data;
         let mut events = Vec::new();
+        // permessage-deflate as the server's 101 accepted it: whether each side resets its
+        // window after every message.
+        let mut deflate = None;
         if !side.head_done {
             let before = side.first.len();
             let room = websocket::MAX_HEAD.saturating_sub(before);
@@ -786,6 +789,14 @@ impl CaptureDecoder {
                         }
                         (Direction::ServerToClient, Some(status)) => {
                             let refused = status != 101;
+                            if let Some(ext) = head.header("Sec-WebSocket-Extensions") {
+                                if !refused && ext.contains("permessage-deflate") {
+                                    deflate = Some((
+                                        ext.contains("client_no_context_takeover"),
+                                        ext.contains("server_no_context_takeover"),
+                                    ));
+                                }
+                            }
                             let line = head.start_line.clone();
                             events.push(WsEvent::Response {
                                 line: head.start_line,
@@ -816,9 +827,17 @@ impl CaptureDecoder {
             }
         }
         let mut items = Vec::new();
+        if let (Some((_, server)), Some(ws)) = (deflate, &mut side.ws) {
+            ws.enable_deflate(server);
+        }
         if !data.is_empty() && !side.stopped {
             if let Some(ws) = &mut side.ws {
                 ws.push(data, &mut items);
+            }
+        }
+        if let Some((client, _)) = deflate {
+            if let Some(ws) = &mut conn.sides[Direction::ClientToServer.index()].ws {
+                ws.enable_deflate(client);
             }
         }
         for e in events {

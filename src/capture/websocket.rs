@@ -205,6 +205,68 @@ pub struct Unframer {
     offset: u64,
     closed: bool,
     failed: bool,
+    /// permessage-deflate (RFC 7692), once the handshake negotiated it.
+    deflate: Option<Deflate>,
+}
+
+/// The inflating side of permessage-deflate for one direction.
+struct Deflate {
+    state: Box<miniz_oxide::inflate::stream::InflateState>,
+    /// The sender resets its window after each message (`*_no_context_takeover`).
+    no_context_takeover: bool,
+    /// The message in progress is compressed (RSV1 on its first frame).
+    compressed: bool,
+    /// Its compressed bytes so far.
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Deflate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deflate")
+            .field("no_context_takeover", &self.no_context_takeover)
+            .field("compressed", &self.compressed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The largest message permessage-deflate may inflate to (64 MiB): a few bytes of DEFLATE
+/// can claim far more.
+pub const MAX_INFLATED: usize = 64 << 20;
+
+impl Deflate {
+    /// Inflates a whole message (RFC 7692 7.2.2: its bytes, then 00 00 ff ff).
+    fn inflate(&mut self) -> Result<Vec<u8>, String> {
+        use miniz_oxide::inflate::stream::inflate;
+        use miniz_oxide::{DataFormat, MZFlush, MZStatus};
+        let mut input = std::mem::take(&mut self.buf);
+        input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+        let mut out = Vec::new();
+        let mut chunk = vec![0u8; 32 * 1024];
+        let mut rest = &input[..];
+        loop {
+            let r = inflate(&mut self.state, rest, &mut chunk, MZFlush::Sync);
+            rest = &rest[r.bytes_consumed..];
+            out.extend_from_slice(&chunk[..r.bytes_written]);
+            if out.len() > MAX_INFLATED {
+                return Err(format!(
+                    "a permessage-deflate message inflates past {MAX_INFLATED} bytes"
+                ));
+            }
+            match r.status {
+                Ok(MZStatus::StreamEnd) => break,
+                Ok(_) if rest.is_empty() && r.bytes_written < chunk.len() => break,
+                Ok(_) if r.bytes_consumed == 0 && r.bytes_written == 0 => break,
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(format!("a permessage-deflate message does not inflate: {e:?}"))
+                }
+            }
+        }
+        if self.no_context_takeover {
+            self.state.reset(DataFormat::Raw);
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -220,6 +282,21 @@ struct Frame {
 }
 
 impl Unframer {
+    /// From here on, messages with RSV1 set are compressed with permessage-deflate (RFC
+    /// 7692), the window kept from message to message unless `no_context_takeover` (the
+    /// handshake's `client_no_context_takeover` for a client's bytes,
+    /// `server_no_context_takeover` for a server's).
+    pub fn enable_deflate(&mut self, no_context_takeover: bool) {
+        self.deflate = Some(Deflate {
+            state: miniz_oxide::inflate::stream::InflateState::new_boxed(
+                miniz_oxide::DataFormat::Raw,
+            ),
+            no_context_takeover,
+            compressed: false,
+            buf: Vec::new(),
+        });
+    }
+
     /// An unframer for the bytes a client sent (`from_client`: frames must be masked) or a
     /// server sent (frames must not be).
     pub fn new(from_client: bool) -> Self {
@@ -233,6 +310,7 @@ impl Unframer {
             offset: 0,
             closed: false,
             failed: false,
+            deflate: None,
         }
     }
 
@@ -259,8 +337,26 @@ impl Unframer {
                 }
                 let frame = *frame;
                 match frame.kind {
-                    Opcode::Binary | Opcode::Continuation => push_data(out, bytes),
-                    Opcode::Text => {}
+                    Opcode::Binary | Opcode::Continuation | Opcode::Text => match &mut self.deflate
+                    {
+                        Some(d) if d.compressed => {
+                            if d.buf.len() + bytes.len() > MAX_INFLATED {
+                                self.failed = true;
+                                out.push(WsItem::Error {
+                                    offset: frame.offset,
+                                    message: format!(
+                                        "a compressed WebSocket message past {MAX_INFLATED} bytes"
+                                    ),
+                                    fatal: true,
+                                });
+                                return;
+                            }
+                            d.buf.extend_from_slice(&bytes);
+                        }
+                        // Text is skipped (the AMQP binding is binary).
+                        _ if frame.kind == Opcode::Text => {}
+                        _ => push_data(out, bytes),
+                    },
                     _ => self.control.extend_from_slice(&bytes),
                 }
                 if frame.left == 0 {
@@ -332,19 +428,34 @@ impl Unframer {
             [h[at], h[at + 1], h[at + 2], h[at + 3]]
         });
         let fatal = |message: String| WsItem::Error { offset, message, fatal: true };
-        if b0 & 0x70 != 0 {
-            self.failed = true;
-            out.push(fatal(format!(
-                "RSV bits {:#x} set: a negotiated extension (permessage-deflate?) that is not supported",
-                (b0 & 0x70) >> 4
-            )));
-            return;
-        }
         let Some(opcode) = Opcode::from_bits(b0 & 0x0F) else {
             self.failed = true;
             out.push(fatal(format!("reserved opcode {:#x} (RFC 6455, 5.2)", b0 & 0x0F)));
             return;
         };
+        // RSV1 is permessage-deflate's "compressed" bit, on a message's first frame only
+        // (RFC 7692 6); any other RSV bit is an extension nobody negotiated.
+        let first_of_message = matches!(opcode, Opcode::Text | Opcode::Binary);
+        let rsv1_ok = self.deflate.is_some() && first_of_message;
+        if b0 & 0x30 != 0 || (b0 & 0x40 != 0 && !rsv1_ok) {
+            self.failed = true;
+            out.push(fatal(if self.deflate.is_none() {
+                format!(
+                    "RSV bits {:#x} set, and the handshake negotiated no extension (RFC 6455, 5.2)",
+                    (b0 & 0x70) >> 4
+                )
+            } else {
+                format!(
+                    "RSV bits {:#x} set where permessage-deflate allows none (RFC 7692, 6)",
+                    (b0 & 0x70) >> 4
+                )
+            }));
+            return;
+        }
+        if let (Some(d), true) = (&mut self.deflate, first_of_message) {
+            d.compressed = b0 & 0x40 != 0;
+            d.buf.clear();
+        }
         if left >> 63 != 0 {
             self.failed = true;
             out.push(fatal("a 64-bit payload length with its top bit set (RFC 6455, 5.2)".into()));
@@ -421,6 +532,19 @@ impl Unframer {
             return;
         }
         if frame.fin {
+            if let Some(d) = self.deflate.as_mut().filter(|d| d.compressed) {
+                d.compressed = false;
+                let binary = matches!(self.message, Some((Opcode::Binary, _, _)));
+                match d.inflate() {
+                    Ok(bytes) if binary => push_data(out, bytes),
+                    Ok(_) => {}
+                    Err(message) => {
+                        self.failed = true;
+                        out.push(WsItem::Error { offset: frame.offset, message, fatal: true });
+                        return;
+                    }
+                }
+            }
             if let Some((Opcode::Text, start, len)) = self.message {
                 out.push(WsItem::Text { len, offset: start });
             }
@@ -534,7 +658,24 @@ mod tests {
         };
         assert!(fatal(&frame(0x89, &[0; 126], None), false).contains("longer than 125"));
         assert!(fatal(&frame(0x09, b"x", None), false).contains("fragmented"));
-        assert!(fatal(&frame(0xC2, b"x", None), false).contains("permessage-deflate"));
+        assert!(fatal(&frame(0xC2, b"x", None), false).contains("negotiated no extension"));
+        // With permessage-deflate: RSV1 only on a message's first frame, never RSV2.
+        let rsv = |bytes: &[u8]| {
+            let mut u = Unframer::new(false);
+            u.enable_deflate(false);
+            let mut out = Vec::new();
+            u.push(bytes, &mut out);
+            match out.pop() {
+                Some(WsItem::Error { message, fatal: true, .. }) => message,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(rsv(&frame(0xC9, b"x", None)).contains("RFC 7692"));
+        assert!(rsv(&frame(0xA2, b"x", None)).contains("RFC 7692"));
+        let mut two = frame(0x42, b"", None);
+        two.extend(frame(0xC0, b"x", None));
+        assert!(rsv(&two).contains("RFC 7692"));
+        assert!(rsv(&frame(0xC2, b"\xff\xff", None)).contains("does not inflate"));
         assert!(fatal(&frame(0x83, b"x", None), false).contains("reserved opcode 0x3"));
         let mut huge = vec![0x82, 127];
         huge.extend_from_slice(&u64::MAX.to_be_bytes());
