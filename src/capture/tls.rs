@@ -79,6 +79,10 @@ pub enum TlsOutput {
 /// The largest TLS record: 2^14 bytes of plaintext plus expansion (RFC 8446 5.2).
 const MAX_RECORD: usize = (1 << 14) + 256;
 
+/// The most handshake bytes kept waiting for a message to complete: a certificate chain
+/// fits many times over, a 24-bit length claiming 16 MiB does not.
+const MAX_HANDSHAKE: usize = 1 << 20;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Suite {
     Aes128Gcm,
@@ -192,12 +196,7 @@ impl TlsSession {
             // ChangeCipherSpec: TLS 1.2 turns protection on; TLS 1.3 sends it for middleboxes.
             (20, false) if !self.tls13 => self.tls12_keys(dir, out),
             (20, _) => {}
-            (22, false) => {
-                let mut msgs = std::mem::take(&mut self.dirs[dir].handshake);
-                msgs.extend_from_slice(body);
-                let used = self.handshake(dir, &msgs, out);
-                self.dirs[dir].handshake = msgs.split_off(used.min(msgs.len()));
-            }
+            (22, false) => self.handshake_bytes(dir, body, out),
             (21, false) => out.push(TlsOutput::Note(alert(dir, body))),
             (_, true) => self.decrypt(dir, record, out),
             (23, false) => {
@@ -209,6 +208,24 @@ impl TlsSession {
             }
             _ => {}
         }
+    }
+
+    /// Handshake bytes of one direction: whole messages are read, the rest kept (at most
+    /// [`MAX_HANDSHAKE`]) for the next record.
+    fn handshake_bytes(&mut self, dir: usize, bytes: &[u8], out: &mut Vec<TlsOutput>) {
+        let mut msgs = std::mem::take(&mut self.dirs[dir].handshake);
+        msgs.extend_from_slice(bytes);
+        let used = self.handshake(dir, &msgs, out);
+        let rest = msgs.split_off(used.min(msgs.len()));
+        if rest.len() > MAX_HANDSHAKE {
+            self.dirs[dir].stopped = true;
+            out.push(TlsOutput::Note(format!(
+                "TLS: a handshake message from the {} claims more than {MAX_HANDSHAKE} bytes: this direction is not decrypted further",
+                side(dir)
+            )));
+            return;
+        }
+        self.dirs[dir].handshake = rest;
     }
 
     /// Reads whole handshake messages from `msgs`; how many bytes were used.
@@ -399,12 +416,7 @@ impl TlsSession {
         };
         match kind {
             23 => out.push(TlsOutput::Data(dir, plain)),
-            22 => {
-                let mut msgs = std::mem::take(&mut self.dirs[dir].handshake);
-                msgs.extend_from_slice(&plain);
-                let used = self.handshake(dir, &msgs, out);
-                self.dirs[dir].handshake = msgs.split_off(used.min(msgs.len()));
-            }
+            22 => self.handshake_bytes(dir, &plain, out),
             21 => out.push(TlsOutput::Note(alert(dir, &plain))),
             _ => {}
         }
@@ -681,6 +693,24 @@ mod tests {
             assert!(data[0].is_empty(), "{said}");
             assert!(notes.iter().any(|n| n.contains("does not decrypt")), "{said}: {notes:?}");
         }
+    }
+
+    #[test]
+    fn a_handshake_message_claiming_megabytes_is_not_waited_for_forever() {
+        let mut s = TlsSession::new(std::sync::Arc::new(KeyLog::default()));
+        let mut out = Vec::new();
+        // A ClientHello header claiming 16 MiB, then records of filler.
+        let first = [22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff];
+        s.push(0, &first, &mut out);
+        let filler = [&[22u8, 3, 3, 0x40, 0][..], &[0u8; 0x4000][..]].concat();
+        for _ in 0..70 {
+            s.push(0, &filler, &mut out);
+        }
+        assert!(s.dirs[0].handshake.len() <= MAX_HANDSHAKE);
+        assert!(
+            out.iter().any(|o| matches!(o, TlsOutput::Note(n) if n.contains("more than"))),
+            "{out:?}"
+        );
     }
 
     #[test]

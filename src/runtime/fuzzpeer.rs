@@ -20,7 +20,7 @@ use super::transport::{self, AcceptConfig, ClientTlsConfig, Endpoint, TlsServerC
 use crate::fuzzpeer::mutate::{mutate, Rng};
 use crate::fuzzpeer::scenarios::{probe, Sasl};
 use crate::fuzzpeer::strict_fault;
-use crate::script::player::{parse, Player};
+use crate::script::player::{parse, Failure, Player};
 
 /// What a case did to the target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -365,10 +365,7 @@ impl Campaign {
                 // A campaign against a target that does not pass the well-formed probe
                 // would judge nothing: wrong credentials, wrong SASL, not AMQP.
                 let io = transport::connect(&endpoint, &tls).await.map_err(|e| e.to_string())?;
-                let steps = parse(&c.probe_steps, c.s.probe_within)?;
-                let mut p = Player::new(steps);
-                play(&mut p, io).await;
-                if let Some(Err(f)) = p.verdict() {
+                if let Err(f) = c.play_probe(io).await {
                     return Err(format!(
                         "the target does not pass the probe (the preamble, an open, a close): {f}"
                     ));
@@ -587,6 +584,26 @@ impl Campaign {
         }
     }
 
+    /// Plays the probe over `io`: its verdict.
+    async fn play_probe(&self, io: transport::Transport) -> Result<(), Failure> {
+        let steps = match parse(&self.probe_steps, self.s.probe_within) {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(Failure { step: 0, expected: "a probe that parses".into(), got: e })
+            }
+        };
+        let mut p = Player::new(steps);
+        play(&mut p, io).await;
+        match p.verdict() {
+            Some(v) => v.clone(),
+            None => Err(Failure {
+                step: 0,
+                expected: "the probe to finish".into(),
+                got: "no verdict".into(),
+            }),
+        }
+    }
+
     /// Probes a server target; a finding when it is dead, hung or not serving.
     async fn probe(&mut self) -> Option<(Kind, String)> {
         let Mode::Connect { endpoint, tls } = self.s.mode.clone() else { return None };
@@ -597,12 +614,9 @@ impl Campaign {
                 Ok(io) => io,
                 Err(e) => return Some(self.why_unreachable(&e.to_string()).await),
             };
-            let steps = parse(&self.probe_steps, self.s.probe_within).ok()?;
-            let mut p = Player::new(steps);
-            play(&mut p, io).await;
-            match p.verdict() {
-                Some(Ok(())) => return None,
-                Some(Err(f)) if f.got.starts_with("nothing within") => {
+            match self.play_probe(io).await {
+                Ok(()) => return None,
+                Err(f) if f.got.starts_with("nothing within") => {
                     unanswered = Some((
                         Kind::Hang,
                         format!(
@@ -611,7 +625,7 @@ impl Campaign {
                         ),
                     ));
                 }
-                Some(Err(f)) if f.got == "the peer closed" => {
+                Err(f) if f.got == "the peer closed" => {
                     if let Some(how) = self.process.ended_within(Duration::from_secs(2)).await {
                         return Some((Kind::Crash, format!("the target's process ended: {how}")));
                     }

@@ -7,7 +7,7 @@
 macro_rules! restricted {
     (
         $(#[$meta:meta])*
-        $vis:vis struct $name:ident($inner:ty) : $spec:literal, closed {
+        $vis:vis struct $name:ident($inner:ty) : $spec:literal $(, $closed:ident)? {
             $( $(#[$cmeta:meta])* $cname:ident = $cval:expr => $label:literal ),* $(,)?
         }
     ) => {
@@ -21,19 +21,8 @@ macro_rules! restricted {
             fn read_opt(r: &mut $crate::codec::Reader<'_>) -> Result<Option<Self>, $crate::codec::DecodeError> {
                 let pos = r.position();
                 let v = <$inner as $crate::types::Codec>::read_opt(r)?.map(Self);
-                if let Some(x) = &v {
-                    if x.name().is_none() {
-                        // A restricted type's values are its choices (part 1, 1.2).
-                        r.deviation(
-                            pos,
-                            $crate::codec::ErrorKind::InvalidValue {
-                                what: $spec,
-                                reason: format!("{x:?} is not one of its choices"),
-                            },
-                            "kept the value",
-                        )?;
-                    }
-                }
+                $( restricted!(@$closed r, pos, v, $spec); )?
+                let _ = pos;
                 Ok(v)
             }
             fn encoded_len(&self) -> usize {
@@ -44,27 +33,18 @@ macro_rules! restricted {
             }
         }
     };
-    (
-        $(#[$meta:meta])*
-        $vis:vis struct $name:ident($inner:ty) : $spec:literal {
-            $( $(#[$cmeta:meta])* $cname:ident = $cval:expr => $label:literal ),* $(,)?
-        }
-    ) => {
-        restricted! { @define $(#[$meta])* $vis struct $name($inner) : $spec {
-            $( $(#[$cmeta])* $cname = $cval => $label ),*
-        } }
-
-        impl $crate::types::Codec for $name {
-            const TYPE: &'static str = $spec;
-            const WIRE: &'static str = <$inner as $crate::types::Codec>::WIRE;
-            fn read_opt(r: &mut $crate::codec::Reader<'_>) -> Result<Option<Self>, $crate::codec::DecodeError> {
-                Ok(<$inner as $crate::types::Codec>::read_opt(r)?.map(Self))
-            }
-            fn encoded_len(&self) -> usize {
-                $crate::types::Codec::encoded_len(&self.0)
-            }
-            fn encode(&self, out: &mut Vec<u8>) {
-                $crate::types::Codec::encode(&self.0, out)
+    // A closed type: its values are its choices (part 1, 1.2).
+    (@closed $r:ident, $pos:ident, $v:ident, $spec:literal) => {
+        if let Some(x) = &$v {
+            if x.name().is_none() {
+                $r.deviation(
+                    $pos,
+                    $crate::codec::ErrorKind::InvalidValue {
+                        what: $spec,
+                        reason: format!("{x:?} is not one of its choices"),
+                    },
+                    "kept the value",
+                )?;
             }
         }
     };
