@@ -40,6 +40,7 @@ use bytes::Bytes;
 
 use super::{Connection, Event, LinkId, UsageError};
 use crate::codec::{DecodeOptions, Symbol, Value};
+use crate::inspect::hex;
 use crate::message::{Body, Message, Payload};
 use crate::types::{
     condition, Accepted, AttachTarget, Composite, Coordinator as CoordinatorTarget, Declare,
@@ -226,10 +227,6 @@ fn rollback_words(why: Option<&str>) -> String {
 
 fn rollback_error(why: Option<&str>) -> Error {
     Error::new(condition::TRANSACTION_ROLLBACK, rollback_words(why))
-}
-
-fn hex(id: &[u8]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether an attach's target is a transaction coordinator.
