@@ -541,12 +541,7 @@ impl Connection {
             let answer = Detach { handle: Handle(handle), closed: d.closed, error: None };
             self.send_performative(session.0, Performative::Detach(answer));
         }
-        self.events.push_back(Event::LinkDetached {
-            link,
-            closed: d.closed,
-            error: d.error,
-            by_peer,
-        });
+        self.push_ending(Event::LinkDetached { link, closed: d.closed, error: d.error, by_peer });
     }
 
     fn on_link_flow(&mut self, session: SessionId, f: Flow) {
@@ -837,7 +832,7 @@ impl Connection {
                 let detach =
                     Detach { handle: link.handle, closed: true, error: Some(error.clone()) };
                 self.send_performative(session.0, Performative::Detach(detach));
-                self.events.push_back(Event::LinkError { link, violation: v });
+                self.push_ending(Event::LinkError { link, violation: v });
             }
             (Scope::Session | Scope::Link, _) => {
                 let error = v.to_error();
@@ -846,7 +841,7 @@ impl Connection {
                     s.error = Some(error.clone());
                 }
                 self.send_performative(session.0, Performative::End(Session::end(Some(error))));
-                self.events.push_back(Event::SessionError { session, violation: v });
+                self.push_ending(Event::SessionError { session, violation: v });
             }
             (Scope::Connection, _) => self.violation(v),
         }

@@ -858,20 +858,6 @@ impl Connection {
 
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<Event> {
-        let ends = match self.events.front()? {
-            Event::Ended { .. } => Some(true),
-            Event::LinkDetached { .. }
-            | Event::LinkError { .. }
-            | Event::SessionEnded { .. }
-            | Event::SessionError { .. } => Some(false),
-            _ => None,
-        };
-        if let Some(ended) = ends {
-            // Transactions whose control link went roll back first (part 4).
-            for e in self.txn_sweep(ended).into_iter().rev() {
-                self.events.push_front(e);
-            }
-        }
         self.events.pop_front()
     }
 
@@ -1169,7 +1155,7 @@ impl Connection {
                     self.send_performative(local, Performative::End(Session::end(None)));
                 }
                 self.drop_session(local);
-                self.events.push_back(Event::SessionEnded { session: id, error, by_peer });
+                self.push_ending(Event::SessionEnded { session: id, error, by_peer });
             }
             Performative::Flow(f) if f.handle.is_none() => {
                 let Some(s) = self.session_mut(id) else { return };
@@ -1304,11 +1290,7 @@ impl Connection {
             self.answer_begin(id.0);
             self.send_performative(id.0, Performative::End(Session::end(None)));
             self.drop_session(id.0);
-            self.events.push_back(Event::SessionEnded {
-                session: id,
-                error: end.error,
-                by_peer: true,
-            });
+            self.push_ending(Event::SessionEnded { session: id, error: end.error, by_peer: true });
             return;
         }
         let refuse = match &p {
@@ -1407,7 +1389,7 @@ impl Connection {
         }
         self.sessions = sessions;
         self.timers = [None; 3];
-        self.events.push_back(Event::Ended { error });
+        self.push_ending(Event::Ended { error });
     }
 
     fn arm_keepalive(&mut self) {

@@ -526,10 +526,19 @@ impl Connection {
         }
     }
 
-    /// Before an event that may have taken control links away (a detach, a session's or
-    /// the connection's end): the events rolling back the transactions whose control link
-    /// is gone, to come first.
-    pub(super) fn txn_sweep(&mut self, ended: bool) -> Vec<Event> {
+    /// Queues an event that may say control links went (a detach, a link error, a
+    /// session's or the connection's end), after the events rolling back the transactions
+    /// whose control link is gone by now: those come after all the work handed out for
+    /// them, and before the event that explains them.
+    pub(super) fn push_ending(&mut self, e: Event) {
+        let rollbacks = self.txn_sweep(matches!(e, Event::Ended { .. }));
+        self.events.extend(rollbacks);
+        self.events.push_back(e);
+    }
+
+    /// The events rolling back the transactions whose control link is gone (all of them
+    /// once the connection has `ended`).
+    fn txn_sweep(&mut self, ended: bool) -> Vec<Event> {
         let Some(t) = self.txn.as_ref() else { return Vec::new() };
         if t.open.is_empty() && (!ended || t.pending.is_empty()) {
             return Vec::new();
