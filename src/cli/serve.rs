@@ -101,9 +101,7 @@ pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode, String> {
         let broker = Broker::with_cbs_keys(cbs_keys(&args.cbs_keys)?);
         let mut tasks = Vec::new();
         for url in &urls {
-            let listener = Listener::bind(url, options.clone())
-                .await
-                .map_err(|e| format!("cannot listen on {url}: {e}"))?;
+            let listener = Listener::bind(url, options.clone()).await.map_err(|e| e.to_string())?;
             println!("listening on {}", listener.endpoint());
             let broker = broker.clone();
             tasks.push(tokio::spawn(async move { broker.serve(listener).await }));
