@@ -113,16 +113,21 @@ pub struct LinkOptions {
 }
 
 impl LinkOptions {
-    /// A sender to `address`.
+    /// A sender to `address`. Its source is present and empty (what the sender knows of
+    /// where its messages come from): a null source reads as a refused attach to some
+    /// peers, and others echo it back and fail on it.
     pub fn sender(name: &str, address: &str) -> Self {
         let target = AttachTarget::Target(Target::with_address(address));
-        Self::new(name, Role::SENDER, None, Some(target))
+        let source = AttachSource::Source(Source::default());
+        Self::new(name, Role::SENDER, Some(source), Some(target))
     }
 
-    /// A receiver from `address`.
+    /// A receiver from `address`. Its target is present and empty, as every other client
+    /// sends it.
     pub fn receiver(name: &str, address: &str) -> Self {
         let source = AttachSource::Source(Source::with_address(address));
-        Self::new(name, Role::RECEIVER, Some(source), None)
+        let target = AttachTarget::Target(Target::default());
+        Self::new(name, Role::RECEIVER, Some(source), Some(target))
     }
 
     /// A transaction controller: a sender whose target is the peer's coordinator (4.5.1),
