@@ -12,7 +12,9 @@
 //! unsettled. At the end a close from the client ends both connections cleanly.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::time::Instant;
 
 use arbitrary::Unstructured;
 use bytes::Bytes;
