@@ -49,9 +49,13 @@ fn missing_tools() -> Option<String> {
         .output()
         .ok()
         .map(|o| text(&o.stdout).split_whitespace().nth(1).unwrap_or_default().to_owned());
-    if have.is_none() || have != want {
+    let Some(want) = want else {
+        return Some("Cargo.lock has no wasm-bindgen".into());
+    };
+    if have.as_deref() != Some(want.as_str()) {
         return Some(format!(
-            "wasm-bindgen-cli {want:?} is not installed (found {have:?}): run tests/peers/install.sh"
+            "wasm-bindgen-cli {want} is not installed (found: {}): run tests/peers/install.sh",
+            have.as_deref().unwrap_or("none")
         ));
     }
     let targets = Command::new("rustup").args(["target", "list", "--installed"]).output();
@@ -80,6 +84,12 @@ fn tools_present() -> bool {
     assert!(std::env::var("CI").as_deref() != Ok("true"), "browser tests cannot run: {why}");
     eprintln!("skipped: {why}");
     false
+}
+
+/// The pages' HTTP port, once they are built and served; `None` when the tests cannot run
+/// here (see [`tools_present`]).
+fn start() -> Option<u16> {
+    tools_present().then(|| serve(pages()))
 }
 
 /// The pages, built once per test run.
@@ -209,10 +219,7 @@ fn hex(b: &[u8]) -> String {
 
 #[test]
 fn the_inspector_page_decodes_a_fixture_of_real_wire_bytes() {
-    if !tools_present() {
-        return;
-    }
-    let port = serve(pages());
+    let Some(port) = start() else { return };
     for fixture in
         ["wire/proton-to-rhea-heartbeat.c2s.bin", "iothub/node-service-amqpws-feedback.s2c.bin"]
     {
@@ -237,10 +244,7 @@ fn the_inspector_page_decodes_a_fixture_of_real_wire_bytes() {
 
 #[test]
 fn the_inspector_page_decodes_a_chosen_pcapng_capture() {
-    if !tools_present() {
-        return;
-    }
-    let port = serve(pages());
+    let Some(port) = start() else { return };
     let path = Path::new(ROOT).join("fuzz/corpus/capture/pcapng-websocket");
     let bytes = std::fs::read(&path).unwrap();
     // Frames as `amqpwire decode` counts them in a capture.
@@ -261,10 +265,7 @@ fn the_inspector_page_decodes_a_chosen_pcapng_capture() {
 
 #[test]
 fn the_seed_page_sends_a_c2d_message_and_reads_its_feedback_from_the_browser() {
-    if !tools_present() {
-        return;
-    }
-    let port = serve(pages());
+    let Some(port) = start() else { return };
     let dir =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("browser-hub-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -322,6 +323,15 @@ fn the_seed_page_sends_a_c2d_message_and_reads_its_feedback_from_the_browser() {
         assert!(page.text.contains(&format!("-> {shown} ")), "no {shown} sent:\n{}", page.text);
     }
     assert!(page.text.contains("<- open "), "{}", page.text);
+
+    // A wrong key: the hub refuses the token, and the page says so rather than waiting.
+    let wrong = url.replace(&enc(OWNER_KEY), &enc(hub::DEVICE_KEY));
+    let page = load(&wrong, "SEED000 OK");
+    assert_eq!(
+        page.title, "FAILED: connect: SASL: authentication failed: sasl-outcome 1 (auth)",
+        "{}",
+        page.text
+    );
     drop(emulator);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -34,12 +34,13 @@ CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true \
     --features wasm --crate-type cdylib
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 mkdir -p "$out"
-wasm-bindgen --target web --no-typescript --out-dir "$out" --out-name amqpwire \
+wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
+    --out-dir "$out" --out-name amqpwire \
     "$target_dir/wasm32-unknown-unknown/release/amqpwire.wasm"
 # wasm-opt shrinks the module by about a fifth, but binaryen before 116 (Debian 12 has
 # 108) breaks wasm-bindgen's reference-types table (the page fails with
 # "WebAssembly.Table.set(): Argument 1 is invalid for table"): it is used only when new
-# enough.
+# enough (116 is a guess at the first that keeps the table; only 108 was tried).
 opt_version=$(wasm-opt --version 2>/dev/null | awk '{ print $3 }' || true)
 if [ -n "$opt_version" ] && [ "$opt_version" -ge 116 ] 2>/dev/null; then
     wasm-opt -Oz --enable-reference-types --enable-bulk-memory --enable-multivalue \

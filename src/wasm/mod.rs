@@ -79,7 +79,8 @@ impl Engine {
     /// `maxFrameSize`, `channelMax`, `idleTimeOut` (milliseconds), `outgoingLocales`,
     /// `incomingLocales` (arrays of strings; `locales` sets both), `properties` (an object
     /// of string keys), `sasl` (`{"mechanism": "PLAIN", "username": …, "password": …}` or
-    /// `{"mechanism": "ANONYMOUS"}`; none: no SASL layer), `showSecrets` (trace records
+    /// `{"mechanism": "ANONYMOUS"}` or `{"mechanism": "MSSBCBS"}`; none: no SASL layer),
+    /// `showSecrets` (trace records
     /// keep passwords and signatures instead of masking them).
     #[wasm_bindgen(constructor)]
     pub fn new(options: &str) -> Result<Self, JsError> {
@@ -139,9 +140,12 @@ impl Engine {
                     SaslClient::plain(user, password)
                 }
                 "ANONYMOUS" => SaslClient::anonymous(""),
+                // Azure's: an empty exchange, then tokens on $cbs (putTokenMessage).
+                "MSSBCBS" => SaslClient::mssbcbs(),
                 other => {
                     return Err(err(format!(
-                        "SASL mechanism {other:?}: the browser binding offers PLAIN and ANONYMOUS"
+                        "SASL mechanism {other:?}: the browser binding offers PLAIN, \
+                         ANONYMOUS and MSSBCBS"
                     )))
                 }
             });
