@@ -37,7 +37,7 @@ mkdir -p "$out"
 wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
     --out-dir "$out" --out-name amqpwire \
     "$target_dir/wasm32-unknown-unknown/release/amqpwire.wasm"
-# wasm-opt shrinks the module by about a fifth, but binaryen before 116 (Debian 12 has
+# wasm-opt shrinks the module by about 5 % more, but binaryen before 116 (Debian 12 has
 # 108) breaks wasm-bindgen's reference-types table (the page fails with
 # "WebAssembly.Table.set(): Argument 1 is invalid for table"): it is used only when new
 # enough (116 is a guess at the first that keeps the table; only 108 was tried).
