@@ -85,6 +85,26 @@ impl Engine {
     #[wasm_bindgen(constructor)]
     pub fn new(options: &str) -> Result<Self, JsError> {
         let o = parse_json("connection options", options)?;
+        const KNOWN: [&str; 11] = [
+            "containerId",
+            "hostname",
+            "maxFrameSize",
+            "channelMax",
+            "idleTimeOut",
+            "locales",
+            "outgoingLocales",
+            "incomingLocales",
+            "properties",
+            "sasl",
+            "showSecrets",
+        ];
+        let fields = o.as_object().ok_or_else(|| err("connection options: not an object"))?;
+        if let Some(k) = fields.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(err(format!(
+                "connection options: unknown option {k:?} (known: {})",
+                KNOWN.join(", ")
+            )));
+        }
         let container_id = o
             .get("containerId")
             .and_then(Json::as_str)
