@@ -513,16 +513,12 @@ async fn a_dynamic_node_gets_a_unique_address_and_vanishes_when_its_link_closes(
 }
 
 #[tokio::test]
-async fn coordinators_and_addressless_links_are_refused() {
+async fn addressless_links_are_refused_and_coordinators_answered() {
     let (broker, port) = start(&[]).await;
     let (_conn, session) = session(port).await;
-    let o = LinkOptions::coordinator("txn", vec![Symbol::from("amqp:local-transactions")]);
-    let err = within("attach", session.attach_sender(o)).await.expect_err("refused");
-    assert!(
-        matches!(&err, Error::LinkRefused(Some(e)) if e.condition.as_str() == condition::NOT_IMPLEMENTED),
-        "{err}"
-    );
-    assert!(err.to_string().contains("transactions"), "{err}");
+    let ctl = within("attach", session.coordinator()).await.expect("a coordinator");
+    let Some(AttachTarget::Coordinator(c)) = &ctl.remote().target else { panic!("no coordinator") };
+    assert!(c.capabilities.iter().any(|s| s.as_str() == "amqp:local-transactions"));
 
     let mut o = LinkOptions::receiver("nowhere", "");
     o.source = Some(AttachSource::Source(Source::default()));
@@ -716,4 +712,111 @@ async fn send_tagged_refuses_tags_the_spec_or_peers_cannot_take() {
     let pending = tx.send_tagged(&m, tag.clone(), false).await.expect("send").expect("unsettled");
     assert!(matches!(within("outcome", pending).await, Ok(DeliveryState::Accepted(_))));
     assert_eq!(broker.queue_depth("q.tagged"), 1, "only the good one was sent");
+}
+
+// ------------------------------------------------------------------ transactions
+
+#[tokio::test]
+async fn messages_sent_in_a_transaction_appear_on_commit_and_vanish_on_rollback() {
+    let (broker, port) = start(&[]).await;
+    let (_conn, session) = session(port).await;
+    let ctl = within("attach", session.coordinator()).await.expect("coordinator");
+    let tx = within("attach", session.sender("in", "txq")).await.expect("sender");
+    let txn = within("declare", ctl.declare()).await.expect("declared");
+    for b in ["a", "b"] {
+        let state = within("send", tx.send_in(&txn, &Message::with_data(b.as_bytes().to_vec())))
+            .await
+            .expect("an outcome");
+        let DeliveryState::TransactionalState(t) = state else { panic!("{state:?}") };
+        assert_eq!(&t.txn_id, txn.id());
+        assert!(matches!(t.outcome.as_deref(), Some(DeliveryState::Accepted(_))));
+    }
+    assert_eq!(broker.queue_depth("txq"), 0, "nothing is visible before the commit");
+    within("commit", txn.commit()).await.expect("committed");
+    // The answer to the commit comes once the work is applied.
+    assert_eq!(broker.queue_depth("txq"), 2);
+
+    let txn = within("declare", ctl.declare()).await.expect("declared");
+    within("send", tx.send_in(&txn, &Message::with_data(&b"c"[..]))).await.expect("outcome");
+    within("rollback", txn.rollback()).await.expect("rolled back");
+    assert_eq!(broker.queue_depth("txq"), 2);
+    let rx = manual_receiver(&session, "out", "txq").await;
+    rx.set_credit(3).expect("credit");
+    for want in ["a", "b"] {
+        let d = within("recv", rx.recv()).await.expect("a delivery");
+        assert_eq!(body(&d), want);
+        rx.accept(&d).expect("accept");
+    }
+    nothing_more(&rx).await;
+    assert_eq!(broker.stats().messages_in, 2);
+}
+
+#[tokio::test]
+async fn outcomes_given_in_a_transaction_take_effect_on_commit_only() {
+    let (broker, port) = start(&[]).await;
+    let (_conn, session) = session(port).await;
+    fill(&session, "retire", &["a", "b"]).await;
+    let ctl = within("attach", session.coordinator()).await.expect("coordinator");
+    let rx = manual_receiver(&session, "r", "retire").await;
+    rx.set_credit(2).expect("credit");
+    let txn = within("declare", ctl.declare()).await.expect("declared");
+    let a = within("recv", rx.recv()).await.expect("a");
+    let b = within("recv", rx.recv()).await.expect("b");
+    rx.accept_in(&txn, &a).expect("accept in txn");
+    rx.accept_in(&txn, &b).expect("accept in txn");
+    within("rollback", txn.rollback()).await.expect("rolled back");
+    // Rolled back: both are available again, their delivery-count raised.
+    assert_eq!(broker.queue_depth("retire"), 2);
+    rx.set_credit(2).expect("credit");
+    let txn = within("declare", ctl.declare()).await.expect("declared");
+    let mut again = Vec::new();
+    for _ in 0..2 {
+        let d = within("recv", rx.recv()).await.expect("again");
+        assert_eq!(d.message().expect("message").header.map_or(0, |h| h.delivery_count), 1);
+        again.push(body(&d));
+        rx.accept_in(&txn, &d).expect("accept in txn");
+    }
+    again.sort();
+    assert_eq!(again, ["a", "b"]);
+    assert_eq!(broker.queue_info("retire").expect("queue").in_flight, 2, "held until the end");
+    within("commit", txn.commit()).await.expect("committed");
+    let q = broker.queue_info("retire").expect("queue");
+    assert_eq!((q.depth, q.in_flight), (0, 0));
+    assert_eq!(broker.stats().messages_out, 2);
+}
+
+#[tokio::test]
+async fn the_coordinator_refuses_what_it_does_not_know_and_rolls_back_when_the_controller_goes() {
+    let (broker, port) = start(&[]).await;
+    let (_conn, session) = session(port).await;
+    let ctl = within("attach", session.coordinator()).await.expect("coordinator");
+    let tx = within("attach", session.sender("in", "gone")).await.expect("sender");
+    let txn = within("declare", ctl.declare()).await.expect("declared");
+    within("send", tx.send_in(&txn, &Message::with_data(&b"x"[..]))).await.expect("outcome");
+    let id = txn.id().clone();
+    within("commit", txn.commit()).await.expect("committed");
+    assert_eq!(broker.queue_depth("gone"), 1);
+    // The same id again: discharged already, so unknown to work and to a discharge.
+    let stale = ctl.transaction(id);
+    let state = within("send", tx.send_in(&stale, &Message::with_data(&b"y"[..])))
+        .await
+        .expect("an outcome");
+    let DeliveryState::Rejected(Rejected { error: Some(e) }) = state else { panic!("{state:?}") };
+    assert_eq!(e.condition.as_str(), condition::TRANSACTION_UNKNOWN_ID);
+    let err = within("commit", stale.commit()).await.expect_err("unknown");
+    assert!(
+        matches!(&err, Error::Transaction(e) if e.condition.as_str() == condition::TRANSACTION_UNKNOWN_ID),
+        "{err}"
+    );
+    assert_eq!(broker.queue_depth("gone"), 1);
+
+    // Work left open when the control link closes is rolled back.
+    let txn = within("declare", ctl.declare()).await.expect("declared");
+    within("send", tx.send_in(&txn, &Message::with_data(&b"z"[..]))).await.expect("outcome");
+    drop(txn);
+    within("close", ctl.close()).await.expect("closed");
+    let ctl = within("attach", session.coordinator()).await.expect("coordinator");
+    let txn = within("declare", ctl.declare()).await.expect("declared");
+    within("commit", txn.commit()).await.expect("committed");
+    assert_eq!(broker.queue_depth("gone"), 1, "the rolled-back message never arrives");
 }

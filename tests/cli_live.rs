@@ -72,6 +72,38 @@ fn send_and_receive_through_the_broker_over_tcp_and_websocket() {
 }
 
 #[test]
+fn send_and_receive_in_a_transaction_commit_or_roll_back() {
+    let server = Server::start(&[]);
+    let url = &server.urls[0];
+    let send = |body: &str, end: &str| {
+        let o =
+            run(&["send", url, "--to", "tx", "--body", body, "--count", "2", "--transaction", end]);
+        let err = text(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        assert!(err.contains("declared") && err.contains("accepted 2"), "{err}");
+        err
+    };
+    assert!(send("dropped", "rollback").contains("rolled back"));
+    assert!(send("kept", "commit").contains("committed"));
+    // Received and rolled back: still there for the next receiver.
+    let receive = |end: &str| {
+        let o = run(&["receive", url, "--from", "tx", "--count", "2", "--transaction", end]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    assert_eq!(receive("rollback"), "kept\nkept\n");
+    assert_eq!(receive("commit"), "kept\nkept\n");
+    // Nothing came back: a marker sent now is the first message there.
+    assert!(run(&["send", url, "--to", "tx", "--body", "marker"]).status.success());
+    let o = run(&["receive", url, "--from", "tx", "--count", "1"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "marker\n", "committed receipts consumed the messages");
+    let o =
+        run(&["send", url, "--to", "tx", "--body", "x", "--settled", "--transaction", "commit"]);
+    assert!(!o.status.success(), "--settled and --transaction conflict");
+}
+
+#[test]
 fn trace_shows_every_frame_and_trace_json_follows_the_schema() {
     let server = Server::start(&[]);
     let tcp = &server.urls[0];

@@ -221,21 +221,7 @@ impl PeerServer {
             cmd.arg("--ws");
         }
         cmd.args(extra);
-        cmd.stdout(Stdio::null()).stderr(File::create(&log).expect("log"));
-        let mut child =
-            cmd.spawn().unwrap_or_else(|e| panic!("{} server: {e}: {INSTALL}", peer.name()));
-        let start = Instant::now();
-        while !ready.exists() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("the {} server exited ({status}):\n{}", peer.name(), tail(&log));
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "the {} server did not start",
-                peer.name()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = spawn_ready(cmd, peer.name(), &ready, &log);
         Self { child, port, log }
     }
 
@@ -251,15 +237,33 @@ impl Drop for PeerServer {
     }
 }
 
+/// Starts a peer's server and waits until it has written its ready file.
+fn spawn_ready(mut cmd: Command, name: &str, ready: &Path, log: &Path) -> Child {
+    cmd.stdout(Stdio::null()).stderr(File::create(log).expect("log"));
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{name} server: {e}: {INSTALL}"));
+    let start = Instant::now();
+    while !ready.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the {name} server exited ({status}):\n{}", tail(log));
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the {name} server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
 /// Runs a peer's client scenario to its end; `Err` with its log when it failed.
 fn run_client(peer: Peer, args: &[String], scratch: &Scratch) -> Result<(), String> {
+    let mut cmd = peer.command();
+    cmd.arg("client").args(args);
+    run_to_end(cmd, peer.name(), scratch)
+}
+
+/// Runs a peer's client to its end; `Err` with its log when it failed.
+fn run_to_end(mut cmd: Command, name: &str, scratch: &Scratch) -> Result<(), String> {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let log =
-        scratch.path(&format!("{}-client-{}.log", peer.name(), N.fetch_add(1, Ordering::Relaxed)));
-    let mut child = peer
-        .command()
-        .arg("client")
-        .args(args)
+    let log = scratch.path(&format!("{name}-client-{}.log", N.fetch_add(1, Ordering::Relaxed)));
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(File::create(&log).expect("log"))
         .spawn()
@@ -1240,4 +1244,112 @@ fn rhea_and_proton_talk_through_the_relay_byte_for_byte() {
         }
     }
     cases.finish();
+}
+
+// ---------------------------------------------------------------- transactions
+
+/// Qpid Proton's transaction script (tests/peers/proton_txn.py), ready for its arguments.
+fn proton_txn() -> Command {
+    let mut c = Command::new(proton_python());
+    c.arg(Path::new(PEERS).join("proton_txn.py"));
+    c
+}
+
+#[test]
+fn proton_transactions_against_the_amqpwire_broker() {
+    let scratch = Scratch::new("interop", "proton-transactions");
+    let certs = Certs::write(&scratch);
+    let rt = runtime();
+    let open = rt.block_on(start_broker(&[], &certs, false));
+    let mut cases = Cases::default();
+    for scenario in ["send-commit", "send-rollback", "receive-commit", "receive-rollback"] {
+        let mut cmd = proton_txn();
+        cmd.args(["client", "--port", &open.tcp.to_string(), "--scenario", scenario]);
+        cases.record(
+            &format!("proton transactional client, {scenario}"),
+            run_to_end(cmd, "proton-txn", &scratch),
+        );
+    }
+    cases.finish();
+}
+
+#[test]
+fn amqpwire_transactions_against_a_proton_coordinator() {
+    let scratch = Scratch::new("interop", "proton-coordinator");
+    let port = free_port();
+    let ready = scratch.path("coordinator-ready");
+    let log = scratch.path("proton-coordinator.log");
+    let mut cmd = proton_txn();
+    cmd.args(["coordinator", "--port", &port.to_string()]).arg("--ready-file").arg(&ready);
+    let child = spawn_ready(cmd, "proton coordinator", &ready, &log);
+    let server = PeerServer { child, port, log };
+    let rt = runtime();
+    let r = rt.block_on(against_a_coordinator(server.port));
+    if let Err(e) = r {
+        panic!("{e}\nthe coordinator's log:\n{}", tail(&server.log));
+    }
+}
+
+/// The body of a data message, as text.
+fn text(d: &amqpwire::runtime::Delivery) -> Result<String, String> {
+    let m = d.message().map_err(why("decode"))?;
+    let b = m.body.as_data().ok_or("not a data body")?;
+    String::from_utf8(b.to_vec()).map_err(why("UTF-8"))
+}
+
+async fn against_a_coordinator(port: u16) -> Outcome {
+    let conn = within("connect", Connection::connect(&format!("amqp://127.0.0.1:{port}"))).await?;
+    let session = within("begin", conn.begin_session()).await?;
+    let ctl = within("coordinator", session.coordinator()).await?;
+    let tx = within("sender", session.sender("in", "q")).await?;
+    let rx = within("receiver", session.receiver("out", "q", 0)).await?;
+    let data = |b: &str| Message::with_data(b.as_bytes().to_vec());
+    // Posting: two in a commit, one in a rollback, then a plain marker.
+    let txn = within("declare", ctl.declare()).await?;
+    for b in ["a", "b"] {
+        let state = within("send in txn", tx.send_in(&txn, &data(b))).await?;
+        ensure!(
+            matches!(&state, DeliveryState::TransactionalState(t) if t.txn_id == txn.id()),
+            "the coordinator answered a transactional transfer with {state:?}"
+        );
+    }
+    within("commit", txn.commit()).await?;
+    let txn = within("declare", ctl.declare()).await?;
+    within("send in txn", tx.send_in(&txn, &data("rolled-back"))).await?;
+    within("rollback", txn.rollback()).await?;
+    within("marker", tx.send(&data("marker"))).await?;
+    rx.set_credit(3).map_err(why("credit"))?;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let d = within("receive", rx.recv()).await?;
+        got.push(text(&d)?);
+        rx.accept(&d).map_err(why("accept"))?;
+    }
+    ensure!(got == ["a", "b", "marker"], "received {got:?} after a commit and a rollback");
+    // Retirement: an accept in a rolled-back transaction gives the message back; one in a
+    // committed transaction consumes it.
+    within("send", tx.send(&data("retire"))).await?;
+    rx.set_credit(1).map_err(why("credit"))?;
+    let d = within("receive", rx.recv()).await?;
+    let txn = within("declare", ctl.declare()).await?;
+    rx.accept_in(&txn, &d).map_err(why("accept in txn"))?;
+    within("rollback", txn.rollback()).await?;
+    rx.set_credit(1).map_err(why("credit"))?;
+    let d = within("receive again", rx.recv()).await?;
+    ensure!(text(&d)? == "retire", "the rolled-back retirement did not come back");
+    let txn = within("declare", ctl.declare()).await?;
+    rx.accept_in(&txn, &d).map_err(why("accept in txn"))?;
+    within("commit", txn.commit()).await?;
+    within("marker", tx.send(&data("marker-2"))).await?;
+    rx.set_credit(1).map_err(why("credit"))?;
+    let d = within("receive", rx.recv()).await?;
+    ensure!(text(&d)? == "marker-2", "a committed retirement came back: {:?}", text(&d));
+    rx.accept(&d).map_err(why("accept"))?;
+    // An id the coordinator never gave out.
+    match ctl.transaction(Bytes::from_static(b"bogus")).commit().await {
+        Err(amqpwire::runtime::Error::Transaction(e))
+            if e.condition.as_str() == "amqp:transaction:unknown-id" => {}
+        other => return Err(format!("discharging an unknown id: {other:?}")),
+    }
+    within("close", conn.close(None)).await
 }

@@ -36,6 +36,10 @@ pub fn listen_options(
         })),
         require_sasl: !anonymous,
         trace,
+        // The engine coordinates transactions; the broker applies their work.
+        configure: Some(Arc::new(|cfg: &mut crate::connection::Config| {
+            cfg.coordinator = Some(crate::connection::CoordinatorConfig::default());
+        })),
         ..ListenOptions::default()
     }
 }

@@ -11,13 +11,15 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::queue::{Entry, Queue};
+use super::txn::{Retired, Txns};
 use super::{dead_letter_address, Broker, DEAD_LETTER_SUFFIX};
 use crate::codec::{DecodeOptions, Fmt, Value};
+use crate::connection::txn::transactional;
 use crate::connection::UsageError;
 use crate::message::{AnnotationMap, Message, Payload};
 use crate::runtime::{Error, PendingOutcome, Receiver, Sender};
 use crate::types::{
-    condition, DeliveryState, Error as AmqpError, Header, Modified, SenderSettleMode,
+    condition, Accepted, DeliveryState, Error as AmqpError, Header, Modified, SenderSettleMode,
 };
 
 /// Deliveries at most this long are copied out of the read buffer they arrived in, so a
@@ -28,13 +30,15 @@ const COPY_BELOW: usize = 16 * 1024;
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// A client sends on `rx`: store each message, then settle it `accepted` (nothing to
-/// answer for pre-settled ones). `owned`: the dynamic node this link made, deleted when
-/// the link goes.
+/// answer for pre-settled ones); a message sent in a transaction is held by `txns` until
+/// it ends, and settled with `transactional-state` (4.4.1). `owned`: the dynamic node this
+/// link made, deleted when the link goes.
 pub(super) async fn store(
     broker: Broker,
     queue: Arc<Queue>,
     rx: Receiver,
     owned: Option<Arc<Queue>>,
+    txns: Arc<Txns>,
 ) {
     while let Ok(d) = rx.recv().await {
         let payload = if d.payload.len() <= COPY_BELOW {
@@ -42,6 +46,13 @@ pub(super) async fn store(
         } else {
             d.payload.clone()
         };
+        // The engine's coordinator has checked the transaction already.
+        if let Some(txn) = d.transaction().cloned() {
+            txns.post(&txn, Arc::clone(&queue), Entry::new(payload));
+            let state = transactional(txn, Some(DeliveryState::Accepted(Accepted {})));
+            let _ = rx.settle(&d, state);
+            continue;
+        }
         if queue.push_back(Entry::new(payload)) {
             broker.inner.messages_in.fetch_add(1, Ordering::Relaxed);
             let _ = rx.accept(&d);
@@ -76,6 +87,7 @@ pub(super) async fn consume(
     tx: Sender,
     id: u64,
     owned: Option<Arc<Queue>>,
+    txns: Arc<Txns>,
 ) {
     let presettled = tx.remote().snd_settle_mode == SenderSettleMode::SETTLED;
     queue.consumer(true);
@@ -99,7 +111,7 @@ pub(super) async fn consume(
             }
             Step::Outcome(i, outcome) => {
                 let (_, _, entry) = in_flight.remove(i);
-                settle(&broker, &queue, entry, outcome, id);
+                outcome_of(&broker, &queue, entry, outcome, id, &txns);
             }
             Step::Send(entry) => {
                 let payload = payload_of(&entry.payload);
@@ -138,7 +150,7 @@ pub(super) async fn consume(
     for (n, mut outcome, entry) in in_flight {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match Pin::new(&mut outcome).poll(&mut cx) {
-            Poll::Ready(Ok(state)) => settle(&broker, &queue, entry, Ok(state), id),
+            Poll::Ready(Ok(state)) => outcome_of(&broker, &queue, entry, Ok(state), id, &txns),
             Poll::Ready(Err(_)) | Poll::Pending => returning.push((n, entry)),
         }
     }
@@ -200,9 +212,29 @@ fn payload_of(bytes: &Bytes) -> Payload {
     p
 }
 
+/// Acts on the outcome of a delivery to consumer `id`, or holds it in its transaction
+/// (4.4.2) when it came in one.
+fn outcome_of(
+    broker: &Broker,
+    queue: &Arc<Queue>,
+    entry: Entry,
+    outcome: Result<DeliveryState, Error>,
+    id: u64,
+    txns: &Txns,
+) {
+    match outcome {
+        Ok(DeliveryState::TransactionalState(t)) if t.outcome.is_some() => {
+            let outcome = t.outcome.map_or(DeliveryState::Accepted(Accepted {}), |o| *o);
+            let retired = Retired { queue: Arc::clone(queue), entry, outcome, consumer: id };
+            txns.retire(&t.txn_id, retired);
+        }
+        other => settle(broker, queue, entry, other, id),
+    }
+}
+
 /// Acts on the outcome of a delivery to consumer `id`: `Err` (the link ended first) and
 /// anything but the four outcomes count as released.
-fn settle(
+pub(super) fn settle(
     broker: &Broker,
     queue: &Queue,
     mut entry: Entry,
@@ -229,7 +261,7 @@ fn settle(
 /// 3.4.5: `delivery-failed` counts an attempt in the header's delivery-count,
 /// `undeliverable-here` keeps the message from this consumer, and annotations are merged
 /// into the message's.
-fn modify(entry: &mut Entry, m: &Modified, id: u64) {
+pub(super) fn modify(entry: &mut Entry, m: &Modified, id: u64) {
     if m.undeliverable_here == Some(true) {
         entry.avoid.push(id);
     }

@@ -1,7 +1,7 @@
 //! An embedded broker: a local AMQP 1.0 peer for tests, demos and investigation, built on
 //! the same engine and [`Listener`] as everything else in the crate. It is not a
-//! production broker: everything is in memory, nothing survives a restart, and there are
-//! no transactions. See `docs/broker.md`.
+//! production broker: everything is in memory and nothing survives a restart. See
+//! `docs/broker.md`.
 //!
 //! ```text
 //!   Broker::serve(listener) ─► accept ─► (own task) establish ─► next_link
@@ -22,6 +22,12 @@
 //! - Settle modes: a receiver that asks for `snd-settle-mode` settled gets pre-settled
 //!   messages (gone once sent); others get unsettled ones. `rcv-settle-mode` second is
 //!   honoured both ways.
+//! - Transactions (part 4): the engine's coordinator answers controllers; messages sent in
+//!   a transaction reach their queue on commit, and outcomes given in one take effect on
+//!   commit (on rollback the message is available again, its delivery-count raised).
+//!   Transactional acquisition (4.4.3) is not offered: the coordinator does not announce
+//!   it, and a link whose flow asks for it (a `txn-id` property) is detached with
+//!   `amqp:not-implemented`.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), amqpwire::runtime::Error> {
@@ -37,6 +43,7 @@
 mod auth;
 mod link;
 mod queue;
+mod txn;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,11 +54,12 @@ use bytes::Bytes;
 
 use crate::connection::{LinkId, LinkOptions};
 use crate::runtime::transport::TransportError;
-use crate::runtime::{Error, LinkRequest, Listener, ServerConnection};
+use crate::runtime::{Error, LinkRequest, Listener, ServerConnection, ServerEvent};
 use crate::types::{condition, AttachSource, AttachTarget, Error as AmqpError, Role};
 
 pub use auth::listen_options;
 use queue::Queue;
+use txn::Txns;
 
 /// Dynamic nodes get addresses under this prefix (`$dynamic/7-3f09c2a1`). Attaching to an
 /// address under it that no dynamic node has (or has any longer) is refused with
@@ -178,7 +186,22 @@ impl Broker {
         s.connections.fetch_add(1, Ordering::Relaxed);
         s.open_connections.fetch_add(1, Ordering::Relaxed);
         let mut links: HashMap<LinkId, tokio::task::JoinHandle<()>> = HashMap::new();
-        while let Some(request) = conn.next_link().await {
+        let txns = Arc::new(Txns::default());
+        while let Some(event) = conn.next().await {
+            let request = match event {
+                ServerEvent::Link(request) => request,
+                ServerEvent::TxnEnded(end) => {
+                    // On a task of its own: the link tasks may still have to take in the
+                    // transaction's last work, and links go on being answered meanwhile.
+                    let (broker, txns) = (self.clone(), Arc::clone(&txns));
+                    tokio::spawn(async move {
+                        let work = txns.take(&end.txn_id, end.work).await;
+                        broker.end_transaction(work, end.commit);
+                        let _ = end.complete(Ok(()));
+                    });
+                    continue;
+                }
+            };
             links.retain(|_, task| !task.is_finished());
             // The engine reuses link handles: the task of an earlier link with this id
             // has seen that link end (or is about to); let it put its messages back first.
@@ -186,7 +209,7 @@ impl Broker {
                 let _ = earlier.await;
             }
             let id = request.link();
-            if let Some(task) = self.answer(request) {
+            if let Some(task) = self.answer(request, &txns) {
                 links.insert(id, task);
             }
         }
@@ -282,7 +305,11 @@ impl Broker {
 
     /// Answers a link the peer attached: a queue to store into or consume from, or a
     /// refusal. Returns the link's task.
-    fn answer(&self, request: LinkRequest) -> Option<tokio::task::JoinHandle<()>> {
+    fn answer(
+        &self,
+        request: LinkRequest,
+        txns: &Arc<Txns>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         let r = &request.remote;
         // The terminus on our side of the link: the target when the peer sends.
         let (address, dynamic) = if r.role == Role::SENDER {
@@ -294,8 +321,8 @@ impl Broker {
                     return refuse(
                         request,
                         condition::NOT_IMPLEMENTED,
-                        "the amqpwire broker has no transaction coordinator: transactions are \
-                         not supported",
+                        "this connection has no transaction coordinator (the listener's \
+                         engine configuration has no coordinator)",
                     );
                 }
                 Some(AttachTarget::Other(_)) => {
@@ -337,12 +364,21 @@ impl Broker {
         let owned = dynamic.then(|| Arc::clone(&queue));
         let task = if r.role == Role::SENDER {
             request.accept_receiver(Some(options), CREDIT_WINDOW).ok().map(|rx| {
-                tokio::spawn(link::store(self.clone(), Arc::clone(&queue), rx, owned.clone()))
+                let txns = Arc::clone(txns);
+                tokio::spawn(link::store(self.clone(), Arc::clone(&queue), rx, owned.clone(), txns))
             })
         } else {
             request.accept_sender(Some(options)).ok().map(|tx| {
                 let id = self.next_id();
-                tokio::spawn(link::consume(self.clone(), Arc::clone(&queue), tx, id, owned.clone()))
+                let txns = Arc::clone(txns);
+                tokio::spawn(link::consume(
+                    self.clone(),
+                    Arc::clone(&queue),
+                    tx,
+                    id,
+                    owned.clone(),
+                    txns,
+                ))
             })
         };
         if task.is_none() {

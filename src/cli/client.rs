@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use amqpwire::codec::Value;
+use amqpwire::inspect::hex;
 use amqpwire::message::{AnnotationMap, Message};
 use amqpwire::runtime::transport::{ClientTlsConfig, Endpoint};
-use amqpwire::runtime::{ConnectOptions, Connection, Error};
+use amqpwire::runtime::{ConnectOptions, Connection, Error, Transaction};
 use amqpwire::types::DeliveryState;
 use bytes::Bytes;
 
@@ -45,6 +46,10 @@ pub(crate) struct SendArgs {
     /// Unsettled messages in flight at once.
     #[arg(long, default_value_t = 1000)]
     window: usize,
+    /// Send the messages in one transaction (part 4) on the peer's coordinator, then commit
+    /// it or roll it back; each message waits for its answer before the next goes.
+    #[arg(long, value_name = "END", value_enum, conflicts_with = "settled")]
+    transaction: Option<TxnEnd>,
     #[command(flatten)]
     tls: TlsArgs,
     #[command(flatten)]
@@ -71,10 +76,50 @@ pub(crate) struct ReceiveArgs {
     /// The credit window kept open.
     #[arg(long, default_value_t = 100)]
     credit: u32,
+    /// Accept the messages in one transaction (part 4) on the peer's coordinator, then
+    /// commit it (they are consumed) or roll it back (the peer keeps them).
+    #[arg(long, value_name = "END", value_enum)]
+    transaction: Option<TxnEnd>,
     #[command(flatten)]
     tls: TlsArgs,
     #[command(flatten)]
     trace: TraceArgs,
+}
+
+/// How `--transaction` ends the transaction.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TxnEnd {
+    /// Commit: the work takes effect.
+    Commit,
+    /// Roll back: the work is undone.
+    Rollback,
+}
+
+/// Declares the transaction `--transaction` asks for, if it asks for one.
+async fn declare(
+    session: &amqpwire::runtime::Session,
+    end: Option<TxnEnd>,
+) -> Result<Option<Transaction>, String> {
+    if end.is_none() {
+        return Ok(None);
+    }
+    let ctl = session.coordinator().await.map_err(|e| format!("transaction controller: {e}"))?;
+    let txn = ctl.declare().await.map_err(|e| format!("declare: {e}"))?;
+    eprintln!("amqpwire: transaction {} declared", hex(txn.id()));
+    Ok(Some(txn))
+}
+
+/// Commits or rolls back what `declare` made.
+async fn discharge(txn: Option<Transaction>, end: Option<TxnEnd>) -> Result<(), String> {
+    let Some(txn) = txn else { return Ok(()) };
+    let id = hex(txn.id());
+    let (r, done) = match end {
+        Some(TxnEnd::Rollback) => (txn.rollback().await, "rolled back"),
+        _ => (txn.commit().await, "committed"),
+    };
+    r.map_err(|e| format!("transaction {id}: {e}"))?;
+    eprintln!("amqpwire: transaction {id} {done}");
+    Ok(())
 }
 
 /// TLS options of the client commands.
@@ -264,6 +309,7 @@ async fn send_on(
 ) -> Result<std::process::ExitCode, String> {
     let session = conn.begin_session().await.map_err(|e| e.to_string())?;
     let sender = session.sender("amqpwire-send", &args.to).await.map_err(|e| e.to_string())?;
+    let txn = declare(&session, args.transaction).await?;
     let mut progress = Progress::new();
     let mut outcomes = BTreeMap::new();
     let mut in_flight = std::collections::VecDeque::new();
@@ -273,8 +319,13 @@ async fn send_on(
                       outcomes: &mut BTreeMap<&'static str, u64>| match outcome
     {
         Ok(state) => {
-            *outcomes.entry(state.name()).or_insert(0) += 1;
-            if !matches!(state, DeliveryState::Accepted(_)) {
+            // In a transaction the outcome comes inside transactional-state (4.4.1).
+            let outcome = match &state {
+                DeliveryState::TransactionalState(t) => t.outcome.as_deref().unwrap_or(&state),
+                other => other,
+            };
+            *outcomes.entry(outcome.name()).or_insert(0) += 1;
+            if !matches!(outcome, DeliveryState::Accepted(_)) {
                 failed = true;
             }
             Ok(())
@@ -292,7 +343,9 @@ async fn send_on(
             m.application_properties = Some(AnnotationMap::from_pairs(pairs));
         }
         bytes += m.body.as_data().map_or(0, |b| b.len() as u64);
-        if args.settled {
+        if let Some(txn) = &txn {
+            settle(sender.send_in(txn, &m).await, &mut outcomes)?;
+        } else if args.settled {
             sender.send_settled(&m).await.map_err(|e| e.to_string())?;
         } else {
             in_flight.push_back(sender.send_pipelined(&m).await.map_err(|e| e.to_string())?);
@@ -307,6 +360,7 @@ async fn send_on(
     while let Some(p) = in_flight.pop_front() {
         settle(p.await, &mut outcomes)?;
     }
+    discharge(txn, args.transaction).await?;
     progress.summary("sent", args.count, bytes, &outcomes);
     Ok(if failed { std::process::ExitCode::from(1) } else { std::process::ExitCode::SUCCESS })
 }
@@ -327,6 +381,7 @@ async fn receive_on(
         .receiver("amqpwire-receive", &args.from, args.credit.max(1))
         .await
         .map_err(|e| e.to_string())?;
+    let txn = declare(&session, args.transaction).await?;
     let wait = args.timeout;
     let mut progress = Progress::new();
     let (mut n, mut bytes) = (0u64, 0u64);
@@ -346,7 +401,11 @@ async fn receive_on(
             body_text(&d.message().map_err(|e| e.to_string())?)
         };
         bytes += d.payload.len() as u64;
-        rx.accept(&d).map_err(|e| e.to_string())?;
+        match &txn {
+            Some(txn) => rx.accept_in(txn, &d),
+            None => rx.accept(&d),
+        }
+        .map_err(|e| e.to_string())?;
         n += 1;
         let mut out = stdout.lock();
         if writeln!(out, "{line}").is_err() {
@@ -354,6 +413,7 @@ async fn receive_on(
         }
         progress.tick("received", n);
     }
+    discharge(txn, args.transaction).await?;
     progress.summary("received", n, bytes, &BTreeMap::new());
     if args.count.is_some_and(|c| n < c) {
         eprintln!("amqpwire: timed out after {n} of {} messages", args.count.unwrap_or(0));

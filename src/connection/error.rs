@@ -102,6 +102,14 @@ pub enum Violation {
     /// The peer began more sessions than wait for the application's answer, or sent more
     /// frames on one than we hold before it is answered (session scope).
     PendingBeginOverflow,
+    /// A disposition put a delivery into a transaction that cannot take work: unknown,
+    /// timed out, or rolled back (link scope; part 4).
+    TransactionWork {
+        /// The transaction error's condition (`amqp:transaction:unknown-id`, …).
+        condition: &'static str,
+        /// What is wrong.
+        why: String,
+    },
 }
 
 impl Violation {
@@ -130,6 +138,7 @@ impl Violation {
             Self::NewDeliveryDuringResume => condition::ILLEGAL_STATE,
             Self::PendingBeginOverflow => condition::RESOURCE_LIMIT_EXCEEDED,
             Self::IdleTimeout => condition::RESOURCE_LIMIT_EXCEEDED,
+            Self::TransactionWork { condition, .. } => condition,
         }
     }
 
@@ -148,7 +157,8 @@ impl Violation {
             | Self::MessageSizeExceeded { .. }
             | Self::TransferToSender
             | Self::BadUnsettledMap(_)
-            | Self::NewDeliveryDuringResume => Scope::Link,
+            | Self::NewDeliveryDuringResume
+            | Self::TransactionWork { .. } => Scope::Link,
             _ => Scope::Connection,
         }
     }
@@ -227,6 +237,7 @@ impl fmt::Display for Violation {
             Self::PendingBeginOverflow => f.write_str(
                 "2.5.1 sessions: more unanswered begins, or frames on one, than we hold",
             ),
+            Self::TransactionWork { why, .. } => write!(f, "4.4 transactional work: {why}"),
         }
     }
 }
@@ -315,6 +326,9 @@ pub enum UsageError {
         /// The peer's limit.
         max: u64,
     },
+    /// The coordinator has no transaction with that id waiting for this command (never
+    /// declared, already discharged, or rolled back).
+    UnknownTransaction,
 }
 
 impl fmt::Display for UsageError {
@@ -345,6 +359,9 @@ impl fmt::Display for UsageError {
                 f.write_str("the link carries no delivery with that tag from an earlier attach")
             }
             Self::NotRequested => f.write_str("the session does not wait for an answer"),
+            Self::UnknownTransaction => {
+                f.write_str("the coordinator has no such transaction waiting for this")
+            }
         }
     }
 }

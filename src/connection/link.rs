@@ -172,6 +172,8 @@ pub(crate) struct Incoming {
     pub(crate) resumed: bool,
     /// A resumed delivery we hold no record of: 2.7.5 has the receiver ignore it.
     pub(crate) ignored: bool,
+    /// The delivery state its first transfer carried (transactional work, 4.4.1).
+    pub(crate) state: Option<DeliveryState>,
 }
 
 impl Incoming {
@@ -245,6 +247,8 @@ pub(crate) struct Link {
     pub(crate) remote_incomplete: bool,
     /// Ours was: a receiver accepts only resumed deliveries on this attachment (2.7.3).
     pub(crate) local_incomplete: bool,
+    /// A control link to our transaction coordinator (part 4), by its serial number.
+    pub(crate) control: Option<u64>,
 }
 
 impl Link {
@@ -265,6 +269,7 @@ impl Link {
             resumable: options.unsettled.iter().map(Resumable::carried).collect(),
             remote_incomplete: false,
             local_incomplete: false,
+            control: None,
             options,
         }
     }

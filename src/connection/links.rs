@@ -102,7 +102,7 @@ impl Connection {
         payload: &[u8],
         settled: bool,
     ) -> Result<SequenceNo, UsageError> {
-        self.send_with(link, tag, payload.len(), settled, None, |enc, channel, t, out| {
+        self.send_with(link, tag, payload.len(), settled, false, None, |enc, channel, t, out| {
             enc.encode_transfer(channel, t, payload, &mut out.head)
         })
     }
@@ -119,14 +119,13 @@ impl Connection {
         settled: bool,
         state: Option<DeliveryState>,
     ) -> Result<SequenceNo, UsageError> {
-        let l = self.link(link).ok_or(UsageError::UnknownLink)?;
+        let l = self.link_ref(link).ok_or(UsageError::UnknownLink)?;
         // 2.7.5: the sender MUST NOT send resumed transfers for deliveries not in its
         // local unsettled map.
         if !l.resumable.iter().any(|r| r.tag == tag) {
             return Err(UsageError::NotResumable);
         }
-        let resume = Some(state);
-        self.send_with(link, tag, payload.len(), settled, resume, |enc, channel, t, out| {
+        self.send_with(link, tag, payload.len(), settled, true, state, |enc, channel, t, out| {
             enc.encode_transfer(channel, t, payload, &mut out.head)
         })
     }
@@ -146,7 +145,7 @@ impl Connection {
     /// The deliveries carried over from an earlier attachment of the link that are neither
     /// resumed nor forgotten yet, each with what the peer's attach said of it.
     pub fn resumable(&self, link: LinkId) -> Vec<Resumable> {
-        self.link(link).map(|l| l.resumable.clone()).unwrap_or_default()
+        self.link_ref(link).map(|l| l.resumable.clone()).unwrap_or_default()
     }
 
     /// What a link named `name`, in `role`, left unsettled when it detached without
@@ -166,18 +165,22 @@ impl Connection {
         payload: &Payload,
         settled: bool,
     ) -> Result<SequenceNo, UsageError> {
-        self.send_with(link, tag, payload.len(), settled, None, |enc, channel, t, out| {
+        self.send_with(link, tag, payload.len(), settled, false, None, |enc, channel, t, out| {
             enc.encode_payload_transfer(channel, t, payload, out)
         })
     }
 
-    fn send_with(
+    /// Sends one delivery: `resume` for a resumed one (2.6.13), `state` the transfer's
+    /// delivery state (a resumed delivery's, or a transactional one's, 4.4.1).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn send_with(
         &mut self,
         link: LinkId,
         tag: Bytes,
         len: usize,
         settled: bool,
-        resume: Option<Option<DeliveryState>>,
+        resume: bool,
+        state: Option<DeliveryState>,
         encode: impl FnOnce(
             &FrameEncoder,
             u16,
@@ -205,7 +208,7 @@ impl Connection {
             return Err(UsageError::NoCredit);
         }
         // 2.7.3: after an incomplete unsettled map a sender MUST NOT send new deliveries.
-        if resume.is_none() && l.remote_incomplete {
+        if !resume && l.remote_incomplete {
             return Err(UsageError::ResumeOnly);
         }
         // 2.8.2: a settled sender sends only settled deliveries, an unsettled one none.
@@ -225,10 +228,8 @@ impl Connection {
         t.delivery_tag = Some(tag.clone());
         t.message_format = Some(0);
         t.settled = Some(settled);
-        if let Some(state) = &resume {
-            t.resume = true;
-            t.state = state.clone();
-        }
+        t.resume = resume;
+        t.state.clone_from(&state);
         // Encode straight into the output (no per-message allocation); undone if the
         // peer's window cannot take the frames.
         let (start, start_inserts) = (self.out.head.len(), self.out.inserts.len());
@@ -251,11 +252,10 @@ impl Connection {
         let l = s.link_mut(link.handle.0).ok_or(UsageError::UnknownLink)?;
         l.link_credit -= 1;
         l.delivery_count = l.delivery_count.next();
-        if resume.is_some() {
+        if resume {
             l.resumable.retain(|r| r.tag != tag);
         }
         if !settled {
-            let state = resume.flatten();
             l.unsettled.insert(delivery_id.0, Unsettled { tag, state });
         }
         let s = self.session_mut(link.session).ok_or(UsageError::UnknownSession)?;
@@ -331,7 +331,7 @@ impl Connection {
     /// Either role: sends our link flow state with `echo` set, asking the peer for its own
     /// (2.7.4); the answer arrives as [`Event::Credit`].
     pub fn request_flow(&mut self, link: LinkId) -> Result<(), UsageError> {
-        let l = self.link(link).ok_or(UsageError::UnknownLink)?;
+        let l = self.link_ref(link).ok_or(UsageError::UnknownLink)?;
         if l.state != LinkState::Attached {
             return Err(UsageError::NotAttached);
         }
@@ -341,29 +341,29 @@ impl Connection {
 
     /// A link's credit as this side sees it.
     pub fn link_credit(&self, link: LinkId) -> Option<u32> {
-        self.link(link).map(|l| l.link_credit)
+        self.link_ref(link).map(|l| l.link_credit)
     }
 
     /// Whether the peer's last flow on a link asked to drain (senders: use the credit or
     /// give it up with [`Connection::drained`]).
     pub fn link_drain(&self, link: LinkId) -> Option<bool> {
-        self.link(link).map(|l| l.drain)
+        self.link_ref(link).map(|l| l.drain)
     }
 
     /// How many messages the sender says wait to be sent (receivers: the sender's last
     /// `available`; senders: what we last announced).
     pub fn link_available(&self, link: LinkId) -> Option<u32> {
-        self.link(link).map(|l| l.available)
+        self.link_ref(link).map(|l| l.available)
     }
 
     /// A link's state (`None` once detached).
     pub fn link_state(&self, link: LinkId) -> Option<LinkState> {
-        self.link(link).map(|l| l.state)
+        self.link_ref(link).map(|l| l.state)
     }
 
     /// The delivery-ids of a link's unsettled deliveries.
     pub fn unsettled(&self, link: LinkId) -> Vec<SequenceNo> {
-        self.link(link)
+        self.link_ref(link)
             .map(|l| l.unsettled.keys().map(|k| SequenceNo(*k)).collect())
             .unwrap_or_default()
     }
@@ -411,17 +411,23 @@ impl Connection {
                 };
                 let mut options = Link::answering(&a);
                 options.unsettled = self.retained_take(&options.name, options.role);
+                // A link to our transaction coordinator is answered by the engine.
+                let control = self.coordinator_answer(&mut options);
+                let mut link = Link::new(options, LinkState::AttachSent);
+                link.control = control;
                 let Some(s) = self.session_mut(session) else { return };
-                s.put_link(h, Link::new(options, LinkState::AttachSent));
+                s.put_link(h, link);
                 (h, true)
             }
         };
         let Some(s) = self.session_mut(session) else { return };
         s.remote_handles.insert(a.handle.0, handle);
         let remote_map = a.unsettled.as_ref().map(read_unsettled_map).transpose();
-        let ask = by_peer && !self.cfg.accept_links;
+        let accept_links = self.cfg.accept_links;
         let Some(s) = self.session_mut(session) else { return };
         let Some(l) = s.link_mut(handle) else { return };
+        let ask = by_peer && !accept_links && l.control.is_none();
+        let control = l.control.is_some();
         l.remote_handle = Some(a.handle);
         l.state = if ask { LinkState::AttachRcvd } else { LinkState::Attached };
         if l.role == Role::RECEIVER {
@@ -440,6 +446,9 @@ impl Connection {
         let link = LinkId { session, handle: Handle(handle) };
         if by_peer && !ask {
             self.answer_attach(link);
+            if control {
+                self.control_credit(link);
+            }
         }
         if ask {
             self.events.push_back(Event::AttachRequested { link, remote: Box::new(a) });
@@ -532,18 +541,23 @@ impl Connection {
             let answer = Detach { handle: Handle(handle), closed: d.closed, error: None };
             self.send_performative(session.0, Performative::Detach(answer));
         }
-        self.events.push_back(Event::LinkDetached {
-            link,
-            closed: d.closed,
-            error: d.error,
-            by_peer,
-        });
+        self.push_ending(Event::LinkDetached { link, closed: d.closed, error: d.error, by_peer });
     }
 
     fn on_link_flow(&mut self, session: SessionId, f: Flow) {
         let Some(handle) = f.handle else { return };
         let Some(local) = self.local_handle(session, handle.0, "flow") else { return };
         let link = LinkId { session, handle: Handle(local) };
+        // 4.4.3: transactional acquisition asks with a `txn-id` in the flow's properties;
+        // our coordinator does not offer it, so the link is refused it clearly.
+        let acquisition = f.properties.as_ref().is_some_and(|p| p.get("txn-id").is_some());
+        if acquisition && self.txn.is_some() {
+            let v = Violation::TransactionWork {
+                condition: crate::types::condition::NOT_IMPLEMENTED,
+                why: "transactional acquisition (a flow with a txn-id) is not supported".into(),
+            };
+            return self.scoped(session, Some(link), v);
+        }
         let Some(l) = self.link_mut(link) else { return };
         if l.role == Role::SENDER {
             // 2.6.7: link-credit(snd) := delivery-count(rcv) + link-credit(rcv) - delivery-count(snd).
@@ -625,6 +639,7 @@ impl Connection {
                     joined: bytes::BytesMut::new(),
                     resumed: t.resume,
                     ignored,
+                    state: t.state.clone(),
                 });
             }
             Some(inc) => {
@@ -669,6 +684,13 @@ impl Connection {
             let u = Unsettled { tag: inc.tag.clone(), state: state.clone() };
             l.unsettled.insert(inc.delivery_id.0, u);
         }
+        if l.control.is_some() {
+            return self.on_control(link, inc.delivery_id, inc.settled, &body);
+        }
+        let state = t.state.or(inc.state.take());
+        if !inc.resumed && !self.txn_transfer(link, inc.delivery_id, inc.settled, state.as_ref()) {
+            return;
+        }
         if inc.resumed {
             self.events.push_back(Event::Resumed {
                 link,
@@ -676,7 +698,7 @@ impl Connection {
                 tag: inc.tag,
                 payload: body,
                 settled: inc.settled,
-                state: t.state,
+                state,
             });
             return;
         }
@@ -686,6 +708,7 @@ impl Connection {
             tag: inc.tag,
             payload: body,
             settled: inc.settled,
+            state,
         });
     }
 
@@ -700,17 +723,32 @@ impl Connection {
                 continue;
             }
             for id in ids_in_range(&l.unsettled, d.first, last) {
+                // Only our senders' deliveries can be retired in a transaction (4.4.2).
+                let prior = if l.role == Role::SENDER {
+                    l.unsettled.get(&id).and_then(|u| u.state.clone())
+                } else {
+                    None
+                };
                 if d.settled {
                     l.unsettled.remove(&id);
                 } else if let Some(u) = l.unsettled.get_mut(&id) {
                     u.state = d.state.clone();
                 }
-                hits.push((h as u32, id));
+                hits.push((h as u32, id, l.role == Role::SENDER, prior));
             }
         }
-        for (h, id) in hits {
+        for (h, id, ours, prior) in hits {
+            let link = LinkId { session, handle: Handle(h) };
+            if ours {
+                if let Err(v) = self.txn_disposition(prior.as_ref(), d.state.as_ref()) {
+                    if self.link_ref(link).is_some_and(|l| l.state == LinkState::Attached) {
+                        self.scoped(session, Some(link), v);
+                    }
+                    continue;
+                }
+            }
             self.events.push_back(Event::Disposition {
-                link: LinkId { session, handle: Handle(h) },
+                link,
                 delivery_id: SequenceNo(id),
                 settled: d.settled,
                 state: d.state.clone(),
@@ -739,7 +777,7 @@ impl Connection {
         self.retained.remove(&(name.to_owned(), role.0)).unwrap_or_default()
     }
 
-    fn link(&self, link: LinkId) -> Option<&Link> {
+    pub(super) fn link_ref(&self, link: LinkId) -> Option<&Link> {
         self.sessions
             .get(usize::from(link.session.0))
             .and_then(Option::as_ref)
@@ -794,7 +832,7 @@ impl Connection {
                 let detach =
                     Detach { handle: link.handle, closed: true, error: Some(error.clone()) };
                 self.send_performative(session.0, Performative::Detach(detach));
-                self.events.push_back(Event::LinkError { link, violation: v });
+                self.push_ending(Event::LinkError { link, violation: v });
             }
             (Scope::Session | Scope::Link, _) => {
                 let error = v.to_error();
@@ -803,7 +841,7 @@ impl Connection {
                     s.error = Some(error.clone());
                 }
                 self.send_performative(session.0, Performative::End(Session::end(Some(error))));
-                self.events.push_back(Event::SessionError { session, violation: v });
+                self.push_ending(Event::SessionError { session, violation: v });
             }
             (Scope::Connection, _) => self.violation(v),
         }

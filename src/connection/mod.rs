@@ -101,6 +101,7 @@ mod error;
 mod link;
 mod links;
 mod session;
+pub mod txn;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -112,6 +113,7 @@ use crate::time::Instant;
 pub use error::{ConnectionError, Scope, UsageError, Violation};
 pub use link::{LinkId, LinkOptions, LinkState, PeerUnsettled, Resumable, UnsettledDelivery};
 pub use session::{SessionConfig, SessionId, SessionState};
+pub use txn::{CoordinatorConfig, TxnEndCause};
 
 use session::Session;
 
@@ -251,6 +253,10 @@ pub struct Config {
     pub accept_sessions: bool,
     /// A callback that sees every header and frame in and out (no cost when `None`).
     pub trace: Option<TraceFn>,
+    /// A transaction coordinator (part 4) for links the peer attaches with a
+    /// `coordinator` target: the engine answers them and their declares and discharges;
+    /// see [`txn`]. `None` (the default): such links reach the application like any other.
+    pub coordinator: Option<CoordinatorConfig>,
 }
 
 /// How many frames the peer may send on the sessions it began before the application has
@@ -300,6 +306,7 @@ impl Config {
             max_message_size: 256 * 1024 * 1024,
             retained_links: 1024,
             trace: None,
+            coordinator: None,
         }
     }
 }
@@ -393,6 +400,9 @@ pub enum Event {
         payload: Bytes,
         /// Whether the sender settled it.
         settled: bool,
+        /// The transfer's delivery state: `transactional-state` for work of a transaction
+        /// (4.4.1), otherwise usually none.
+        state: Option<crate::types::DeliveryState>,
     },
     /// A delivery carried over from an earlier attachment of the link arrived again, with
     /// `resume` set (2.6.13): the whole message, or only its settlement (an empty
@@ -442,6 +452,40 @@ pub enum Event {
         session: SessionId,
         /// What happened.
         violation: Violation,
+    },
+    /// Our coordinator declared a transaction (part 4; with [`Config::coordinator`]).
+    TxnDeclared {
+        /// The control link the declare came on.
+        link: LinkId,
+        /// The new transaction's id.
+        txn_id: Bytes,
+    },
+    /// A transaction on our coordinator ended: apply its work (`commit`) or undo it. When
+    /// the cause [awaits an answer](TxnEndCause::awaits_answer), the controller hears the
+    /// outcome once the application calls [`Connection::complete_discharge`].
+    TxnEnded {
+        /// The transaction.
+        txn_id: Bytes,
+        /// Commit its work; `false`: roll it back.
+        commit: bool,
+        /// Why it ended.
+        cause: TxnEndCause,
+        /// How many pieces of work the engine handed the application for it before it
+        /// ended ([`Event::Delivery`] and [`Event::Disposition`] events naming it): an
+        /// application that processes them on other tasks waits until it has taken that
+        /// many before it commits or rolls back.
+        work: u32,
+    },
+    /// A transactional delivery named a transaction that cannot take work (unknown, timed
+    /// out, rolled back): the engine refused it (rejected, with the transaction error) and
+    /// it is not delivered. A receiver that keeps a credit window tops it up here.
+    TxnWorkRefused {
+        /// The link.
+        link: LinkId,
+        /// The delivery.
+        delivery_id: crate::types::SequenceNo,
+        /// The error it was rejected with.
+        error: crate::types::Error,
     },
     /// The peer sent close (we answer it).
     RemoteClose {
@@ -513,6 +557,8 @@ pub struct Connection {
     retained: std::collections::HashMap<(String, bool), Vec<UnsettledDelivery>>,
     /// A protocol header has come from the peer.
     header_seen: bool,
+    /// The transaction coordinator, when [`Config::coordinator`] asks for one.
+    txn: Option<txn::TxnState>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -567,6 +613,7 @@ impl Connection {
             remote_channels: std::collections::HashMap::new(),
             retained: std::collections::HashMap::new(),
             header_seen: false,
+            txn: cfg.coordinator.clone().map(txn::TxnState::new),
             cfg,
         }
     }
@@ -696,6 +743,9 @@ impl Connection {
                 self.send_empty();
             }
         }
+        if self.state != ConnectionState::End {
+            self.txn_timeouts(now);
+        }
     }
 
     // ----- commands -----
@@ -821,7 +871,9 @@ impl Connection {
 
     /// When to call [`Connection::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.iter().flatten().min().copied()
+        let live = self.state != ConnectionState::End;
+        let txn = self.txn.as_ref().filter(|_| live).and_then(txn::TxnState::next_deadline);
+        self.timers.iter().flatten().copied().chain(txn).min()
     }
 
     /// How many bytes wait for [`Connection::poll_transmit`]. A runtime whose transport
@@ -1111,7 +1163,7 @@ impl Connection {
                     self.send_performative(local, Performative::End(Session::end(None)));
                 }
                 self.drop_session(local);
-                self.events.push_back(Event::SessionEnded { session: id, error, by_peer });
+                self.push_ending(Event::SessionEnded { session: id, error, by_peer });
             }
             Performative::Flow(f) if f.handle.is_none() => {
                 let Some(s) = self.session_mut(id) else { return };
@@ -1246,11 +1298,7 @@ impl Connection {
             self.answer_begin(id.0);
             self.send_performative(id.0, Performative::End(Session::end(None)));
             self.drop_session(id.0);
-            self.events.push_back(Event::SessionEnded {
-                session: id,
-                error: end.error,
-                by_peer: true,
-            });
+            self.push_ending(Event::SessionEnded { session: id, error: end.error, by_peer: true });
             return;
         }
         let refuse = match &p {
@@ -1349,7 +1397,7 @@ impl Connection {
         }
         self.sessions = sessions;
         self.timers = [None; 3];
-        self.events.push_back(Event::Ended { error });
+        self.push_ending(Event::Ended { error });
     }
 
     fn arm_keepalive(&mut self) {

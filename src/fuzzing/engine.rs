@@ -10,6 +10,12 @@
 //! delivery the sender sent, once and in order; both ends agree on the link's credit; the
 //! sender sees each unsettled delivery settled at most once, and only those it sent
 //! unsettled. At the end a close from the client ends both connections cleanly.
+//!
+//! The server's engine runs a transaction coordinator (part 4): the client attaches
+//! controllers, declares and discharges (real ids and made-up ones), and sends work in
+//! transactions. Checked too: every control message is answered exactly once; work refused
+//! by the coordinator never reaches the application; the work a transaction's end reports
+//! is the work the application was handed for it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -19,7 +25,10 @@ use crate::time::Instant;
 use arbitrary::Unstructured;
 use bytes::Bytes;
 
-use crate::connection::{Config, Connection, Event, LinkId, LinkOptions, SessionId};
+use crate::connection::txn::{declare_message, discharge_message, LOCAL_TRANSACTIONS};
+use crate::connection::{
+    Config, Connection, CoordinatorConfig, Event, LinkId, LinkOptions, SessionId,
+};
 use crate::types::{Accepted, DeliveryState, Modified, Rejected, Released, SequenceNo};
 
 /// One link as both ends know it, and what crossed it.
@@ -55,6 +64,16 @@ struct Pair {
     sessions: Vec<SessionId>,
     links: Vec<Link>,
     by_name: HashMap<String, usize>,
+    /// Controller links at the client, the control messages awaiting an answer, and
+    /// whether the link has gone.
+    controllers: Vec<(LinkId, BTreeSet<u32>, bool)>,
+    /// Transaction ids the coordinator gave out.
+    txns: Vec<Bytes>,
+    /// Work the server's application was handed, by transaction.
+    work: HashMap<Bytes, u32>,
+    /// Tags of transactional sends, by link and delivery-id (refused ones are taken off
+    /// the link's sent list).
+    txn_sent: HashMap<(usize, u32), Bytes>,
     /// Only the two engines have written the bytes each side read.
     honest: bool,
     /// Either side reported a protocol error or ended: the link checks stop.
@@ -69,6 +88,11 @@ pub fn run(data: &[u8]) {
     // Small frames on one side, so that large messages span several transfers.
     server.max_frame_size = [512, 4096, 65536][usize::from(byte(&mut u)) % 3];
     server.session.incoming_window = 1 + u32::from(byte(&mut u) % 32);
+    server.coordinator = Some(CoordinatorConfig {
+        timeout: flag(&mut u).then(|| Duration::from_millis(2000)),
+        max_open: 1 + usize::from(byte(&mut u) % 4),
+        ..CoordinatorConfig::default()
+    });
     let mut client = Config::new("client");
     client.idle_time_out = flag(&mut u).then(|| Duration::from_millis(1000));
     let mut p = Pair {
@@ -80,6 +104,10 @@ pub fn run(data: &[u8]) {
         sessions: Vec::new(),
         links: Vec::new(),
         by_name: HashMap::new(),
+        controllers: Vec::new(),
+        txns: Vec::new(),
+        work: HashMap::new(),
+        txn_sent: HashMap::new(),
         honest: true,
         troubled: false,
         tags: 0,
@@ -106,7 +134,7 @@ impl Pair {
     /// One command.
     fn step(&mut self, u: &mut Unstructured<'_>) {
         // Weighted: links and deliveries often, hostile bytes rarely.
-        match byte(u) % 32 {
+        match byte(u) % 36 {
             0 | 1 => {
                 if let Ok(s) = self.client.begin() {
                     self.sessions.push(s);
@@ -149,11 +177,7 @@ impl Pair {
                     let s = self.sessions[usize::from(byte(u)) % self.sessions.len()];
                     if self.client.end_session(s, None).is_ok() {
                         // Its links go with it.
-                        for l in &mut self.links {
-                            if l.client.is_some_and(|c| c.session == s) {
-                                l.dead = true;
-                            }
-                        }
+                        self.session_gone(s);
                     }
                 }
             }
@@ -178,6 +202,9 @@ impl Pair {
                 self.server.handle_timeout(self.now);
             }
             26..=30 => self.quiesce(u),
+            32 => self.controller(u),
+            33 | 34 => self.control(u),
+            35 => self.send_in_txn(u),
             _ => {
                 // Hostile bytes into one side, where its stream stands now.
                 let n = usize::from(byte(u) % 64);
@@ -213,6 +240,80 @@ impl Pair {
         if let Ok(id) = self.client.attach(s, opts) {
             self.by_name.insert(name, self.links.len());
             self.links.push(Link { client: Some(id), client_sends, ..Link::default() });
+        }
+    }
+
+    fn controller(&mut self, u: &mut Unstructured<'_>) {
+        if self.sessions.is_empty() {
+            return;
+        }
+        let s = self.sessions[usize::from(byte(u)) % self.sessions.len()];
+        let name = format!("ctl-{}", self.controllers.len());
+        let opts = LinkOptions::coordinator(&name, vec![LOCAL_TRANSACTIONS.into()]);
+        if let Ok(id) = self.client.attach(s, opts) {
+            self.controllers.push((id, BTreeSet::new(), false));
+        }
+    }
+
+    /// The client's session `s` ended (or is ending): its links are gone, and their
+    /// handles may name newer links.
+    fn session_gone(&mut self, s: SessionId) {
+        for l in &mut self.links {
+            if l.client.is_some_and(|c| c.session == s) {
+                l.dead = true;
+            }
+        }
+        for c in &mut self.controllers {
+            if c.0.session == s {
+                c.2 = true;
+            }
+        }
+    }
+
+    /// A real or made-up transaction id.
+    fn txn_id(&self, u: &mut Unstructured<'_>) -> Bytes {
+        match self.txns.len() {
+            0 => Bytes::from_static(b"made-up"),
+            len => self.txns[usize::from(byte(u)) % len].clone(),
+        }
+    }
+
+    /// A declare, or a discharge of a real or made-up transaction.
+    fn control(&mut self, u: &mut Unstructured<'_>) {
+        if self.controllers.is_empty() {
+            return;
+        }
+        let c = usize::from(byte(u)) % self.controllers.len();
+        let message = match byte(u) % 3 {
+            0 => declare_message(),
+            n => discharge_message(self.txn_id(u), n == 2),
+        };
+        self.tags += 1;
+        let tag = Bytes::from(self.tags.to_be_bytes().to_vec());
+        let (link, awaiting, dead) = &mut self.controllers[c];
+        if *dead {
+            return;
+        }
+        if let Ok(d) = self.client.send(*link, tag, &message.to_vec(), false) {
+            awaiting.insert(d.0);
+        }
+    }
+
+    /// Work in a transaction on a link where the client sends.
+    fn send_in_txn(&mut self, u: &mut Unstructured<'_>) {
+        let Some(l) = self.pick_link(u) else { return };
+        let txn = self.txn_id(u);
+        self.tags += 1;
+        let tag = Bytes::from(self.tags.to_be_bytes().to_vec());
+        let (sender, id) = self.end_of(l, true);
+        let Some(id) = id else { return };
+        let mut payload = crate::message::Payload::default();
+        payload.head.extend_from_slice(&[0x55; 16]);
+        if let Ok(d) = sender.send_transactional(id, tag.clone(), &payload, false, txn) {
+            let link = &mut self.links[l];
+            link.sent.push(tag.clone());
+            link.awaiting.insert(d.0);
+            self.txn_sent.insert((l, d.0), tag);
         }
     }
 
@@ -329,7 +430,10 @@ impl Pair {
                     }
                 }
             }
-            Event::Delivery { link, delivery_id, tag, settled, .. } => {
+            Event::Delivery { link, delivery_id, tag, settled, state, .. } => {
+                if let Some((txn, _)) = crate::connection::txn::transaction_of(state.as_ref()) {
+                    *self.work.entry(txn.clone()).or_default() += 1;
+                }
                 if let Some(l) = self.index_of(link, at_client) {
                     let r = &mut self.links[l];
                     r.received.push(tag);
@@ -338,10 +442,18 @@ impl Pair {
                     }
                 }
             }
-            Event::Disposition { link, delivery_id, settled: true, .. } => {
-                if let Some(l) = self.index_of(link, at_client) {
+            Event::Disposition { link, delivery_id, settled: true, state } => {
+                let honest = self.honest && !self.troubled;
+                let ctl = self.controllers.iter_mut().rfind(|c| at_client && c.0 == link && !c.2);
+                if let Some((_, awaiting, _)) = ctl {
+                    // Every control message is answered once.
+                    assert!(awaiting.remove(&delivery_id.0) || !honest, "answered twice");
+                    if let Some(DeliveryState::Declared(d)) = state {
+                        self.txns.push(d.txn_id);
+                    }
+                } else if let Some(l) = self.index_of(link, at_client) {
                     let r = &mut self.links[l];
-                    if !r.dead && self.honest && !self.troubled {
+                    if !r.dead && honest {
                         // Settled once, and only what was sent unsettled.
                         assert!(
                             r.awaiting.remove(&delivery_id.0),
@@ -351,17 +463,51 @@ impl Pair {
                     }
                 }
             }
+            Event::TxnEnded { txn_id, cause, work, .. } => {
+                // The work reported is the work handed out (retirement is not fuzzed).
+                let handed = self.work.remove(&txn_id).unwrap_or(0);
+                if self.honest && !self.troubled {
+                    assert_eq!(work, handed, "a transaction's work, as reported and as handed out");
+                }
+                if cause.awaits_answer() {
+                    let _ = self.server.complete_discharge(&txn_id, Ok(()));
+                }
+            }
+            Event::TxnWorkRefused { link, delivery_id, .. } => {
+                // Refused work never reaches the application: it leaves the sent list.
+                if let Some(l) = self.index_of(link, at_client) {
+                    if let Some(tag) = self.txn_sent.remove(&(l, delivery_id.0)) {
+                        self.links[l].sent.retain(|t| *t != tag);
+                    }
+                }
+            }
             Event::LinkDetached { link, .. } | Event::LinkError { link, .. } => {
+                if at_client {
+                    for c in self.controllers.iter_mut().filter(|c| c.0 == link) {
+                        c.2 = true;
+                    }
+                }
                 if let Some(l) = self.index_of(link, at_client) {
                     self.links[l].dead = true;
                 }
             }
             // What only a broken protocol, or time running out, explains; ending a session
             // or closing the connection without an error is ordinary.
-            Event::SessionEnded { error: Some(_), .. }
-            | Event::SessionError { .. }
-            | Event::RemoteClose { error: Some(_) }
-            | Event::Ended { error: Some(_) } => self.troubled = true,
+            Event::SessionEnded { session, error, .. } => {
+                if at_client {
+                    self.session_gone(session);
+                }
+                self.troubled |= error.is_some();
+            }
+            Event::SessionError { session, .. } => {
+                if at_client {
+                    self.session_gone(session);
+                }
+                self.troubled = true;
+            }
+            Event::RemoteClose { error: Some(_) } | Event::Ended { error: Some(_) } => {
+                self.troubled = true
+            }
             _ => {}
         }
     }
@@ -408,6 +554,13 @@ impl Pair {
                 (self.server.link_credit(snd), self.client.link_credit(rcv))
             };
             assert_eq!(sc, rc, "link {i}: both ends agree on the credit");
+        }
+        for (link, awaiting, dead) in &self.controllers {
+            let attached =
+                self.client.link_state(*link) == Some(crate::connection::LinkState::Attached);
+            if !dead && attached {
+                assert!(awaiting.is_empty(), "control messages {awaiting:?} never answered");
+            }
         }
     }
 }

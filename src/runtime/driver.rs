@@ -44,9 +44,17 @@ pub struct Delivery {
     pub payload: Bytes,
     /// Whether the sender settled it (pre-settled: nothing to answer).
     pub settled: bool,
+    /// The transfer's delivery state: `transactional-state` for work of a transaction
+    /// (see [`Delivery::transaction`]), a resumed delivery's last state, or none.
+    pub state: Option<DeliveryState>,
 }
 
 impl Delivery {
+    /// The transaction this delivery is work of (4.4.1), if it is transactional.
+    pub fn transaction(&self) -> Option<&Bytes> {
+        crate::connection::txn::transaction_of(self.state.as_ref()).map(|(id, _)| id)
+    }
+
     /// Decodes the message.
     pub fn message(&self) -> Result<crate::message::Message, Error> {
         crate::message::Message::decode(&self.payload).map_err(Error::Decode)
@@ -138,10 +146,13 @@ impl RecvQueue {
     }
 }
 
-/// A link the peer attached, for the application to accept or refuse.
-pub(crate) struct Request {
-    pub(crate) link: LinkId,
-    pub(crate) remote: Box<Attach>,
+/// What a server connection hands its application.
+pub(crate) enum Request {
+    /// A link the peer attached, to accept or refuse.
+    Link { link: LinkId, remote: Box<Attach> },
+    /// A transaction on the engine's coordinator ended: its work is to be applied or
+    /// undone (and the discharge answered, for the causes that wait for it).
+    TxnEnded { txn_id: Bytes, commit: bool, cause: engine::TxnEndCause, work: u32 },
 }
 
 /// Everything behind the lock.
@@ -257,7 +268,7 @@ impl Shared {
                 }
             }
             Event::AttachRequested { link, remote } => match &self.requests {
-                Some(tx) if tx.send(Request { link, remote }).is_ok() => {}
+                Some(tx) if tx.send(Request::Link { link, remote }).is_ok() => {}
                 _ => {
                     let e = crate::types::Error::new(
                         crate::types::condition::NOT_IMPLEMENTED,
@@ -278,10 +289,10 @@ impl Shared {
             Event::LinkError { link, violation } => {
                 self.fail_link(link, Error::LinkDetached(Some(violation.to_error())));
             }
-            Event::Delivery { link, delivery_id, tag, payload, settled }
-            | Event::Resumed { link, delivery_id, tag, payload, settled, .. } => {
+            Event::Delivery { link, delivery_id, tag, payload, settled, state }
+            | Event::Resumed { link, delivery_id, tag, payload, settled, state } => {
                 if let Some(r) = self.receivers.get_mut(&link) {
-                    r.push(Delivery { link, delivery_id, tag, payload, settled });
+                    r.push(Delivery { link, delivery_id, tag, payload, settled, state });
                     // What is granted could bring more than the budget at this size:
                     // lower it (2.6.7 lets a receiver do so at any time).
                     if r.window > 0 {
@@ -298,7 +309,11 @@ impl Shared {
                     // The receiver settles second (rcv-settle-mode second): settle now.
                     let _ = self.conn.disposition(link, delivery_id, None, true, state.clone());
                 }
-                if settled || terminal {
+                // A transactional outcome (4.4.2) is final for the transaction's work even
+                // while unsettled: the controller may settle only after the discharge.
+                let txn_outcome = crate::connection::txn::transaction_of(state.as_ref())
+                    .is_some_and(|(_, outcome)| outcome.is_some());
+                if settled || terminal || txn_outcome {
                     if let Some(tx) = self.outcomes.remove(&(link, delivery_id.0)) {
                         let outcome =
                             state.unwrap_or(DeliveryState::Accepted(crate::types::Accepted {}));
@@ -325,7 +340,28 @@ impl Shared {
                 }
                 self.requests = None;
             }
+            Event::TxnEnded { txn_id, commit, cause, work } => {
+                let news = Request::TxnEnded { txn_id: txn_id.clone(), commit, cause, work };
+                let heard = self.requests.as_ref().is_some_and(|tx| tx.send(news).is_ok());
+                if !heard && cause.awaits_answer() {
+                    let e = crate::types::Error::new(
+                        crate::types::condition::NOT_IMPLEMENTED,
+                        "nothing applies this connection's transactions: the work was dropped",
+                    );
+                    let _ = self.conn.complete_discharge(&txn_id, Err(e));
+                }
+            }
+            Event::TxnWorkRefused { link, .. } => {
+                // The refused delivery used a credit that no taken delivery will refill.
+                if let Some(r) = self.receivers.get(&link).filter(|r| r.window > 0) {
+                    let wanted = r.wanted_credit();
+                    if self.conn.link_credit(link).is_some_and(|granted| granted < wanted) {
+                        let _ = self.conn.flow(link, wanted, false);
+                    }
+                }
+            }
             Event::SessionBegun { by_peer: true, .. }
+            | Event::TxnDeclared { .. }
             | Event::LinkAttached { by_peer: true, .. }
             | Event::BeginRequested { .. }
             | Event::Credit { .. }

@@ -34,6 +34,9 @@ pub enum Error {
     Decode(crate::codec::DecodeError),
     /// A handshake or the open exchange took too long.
     Timeout(&'static str),
+    /// The transaction coordinator refused a declare or a discharge (part 4), with its
+    /// error (`amqp:transaction:rollback`, `…:unknown-id`, `…:timeout`, …).
+    Transaction(types::Error),
 }
 
 impl fmt::Display for Error {
@@ -53,6 +56,7 @@ impl fmt::Display for Error {
             Self::Usage(e) => write!(f, "usage: {e}"),
             Self::Decode(e) => write!(f, "message: {e}"),
             Self::Timeout(what) => write!(f, "timed out waiting for {what}"),
+            Self::Transaction(e) => write!(f, "transaction: refused by the coordinator: {e}"),
         }
     }
 }
@@ -83,6 +87,7 @@ impl Error {
         match self {
             Self::Connection(ConnectionError::Remote(e)) => Some(e),
             Self::SessionEnded(e) | Self::LinkRefused(e) | Self::LinkDetached(e) => e.as_ref(),
+            Self::Transaction(e) => Some(e),
             _ => None,
         }
     }
@@ -100,6 +105,7 @@ impl Error {
             Self::Endpoint(e) => Self::Endpoint(e.clone()),
             Self::Transport(e) => Self::Transport(e.duplicate()),
             Self::Decode(e) => Self::Decode(e.clone()),
+            Self::Transaction(e) => Self::Transaction(e.clone()),
         }
     }
 }

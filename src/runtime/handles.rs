@@ -21,6 +21,7 @@ use crate::types::{
 
 use super::driver::{drive, Delivery, Inner, PendingAttach, RecvQueue};
 use super::transport::{self, ClientTlsConfig, Endpoint, SaslMechanism, Transport};
+use super::txn::{Controller, Transaction};
 use super::Error;
 
 /// A last change to a client's engine configuration, after the URL's options.
@@ -184,6 +185,20 @@ impl Connection {
         Ok(Session { conn: self.clone(), id })
     }
 
+    /// Whether work may go into transaction `txn_id` of this connection's coordinator now
+    /// (a server applying transactional transfers and dispositions): `Err` with the error
+    /// to refuse the work with (`amqp:transaction:unknown-id`, `…:timeout`, `…:rollback`).
+    pub fn check_transaction(&self, txn_id: &[u8]) -> Result<(), AmqpError> {
+        self.inner.lock().conn.check_transaction(txn_id)
+    }
+
+    /// Marks transaction `txn_id` as failed (work it could not take): it can only roll
+    /// back, and a discharge asking to commit it is refused with
+    /// `amqp:transaction:rollback`.
+    pub fn fail_transaction(&self, txn_id: &[u8], error: AmqpError) -> Result<(), Error> {
+        self.command(|s| Ok(s.conn.fail_transaction(txn_id, error)?))
+    }
+
     /// The peer's open, once received.
     pub fn remote_open(&self) -> Option<crate::types::Open> {
         self.inner.lock().conn.remote_open().cloned()
@@ -320,6 +335,16 @@ impl Session {
         Ok((link, answer?))
     }
 
+    /// Attaches a transaction controller to the peer's coordinator (4.5.1), asking for
+    /// local transactions, and waits for the answer: a refusal comes back as
+    /// [`Error::LinkRefused`] with the peer's reason.
+    pub async fn coordinator(&self) -> Result<Controller, Error> {
+        let name = format!("txn-controller-{:016x}", super::random::random_u64());
+        let caps = vec![crate::connection::txn::LOCAL_TRANSACTIONS.into()];
+        let sender = self.attach_sender(LinkOptions::coordinator(&name, caps)).await?;
+        Ok(Controller::new(sender))
+    }
+
     /// Ends the session and waits for the peer's end.
     pub async fn end(&self) -> Result<(), Error> {
         let id = self.id;
@@ -424,6 +449,24 @@ impl Sender {
         Ok(rx.map(|rx| PendingOutcome { rx }))
     }
 
+    /// Sends `message` unsettled as work of transaction `txn` (4.4.1) and waits for the
+    /// peer's answer: usually `transactional-state` with the outcome that takes effect
+    /// when the transaction commits.
+    pub async fn send_in(
+        &self,
+        txn: &Transaction,
+        message: &Message,
+    ) -> Result<DeliveryState, Error> {
+        let rx = self.transfer_in(&encode(message), false, None, Some(txn.id())).await?;
+        let rx = rx.ok_or(Error::Closed)?;
+        PendingOutcome { rx }.await
+    }
+
+    /// The connection the link belongs to.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
     /// The credit the peer has granted and we have not used, and whether it asked to
     /// drain it (2.6.7); an error once the link has ended.
     pub fn credit(&self) -> Result<(u32, bool), Error> {
@@ -487,6 +530,17 @@ impl Sender {
         settled: bool,
         tag: Option<Bytes>,
     ) -> Result<Option<oneshot::Receiver<Result<DeliveryState, Error>>>, Error> {
+        self.transfer_in(payload, settled, tag, None).await
+    }
+
+    /// [`Sender::transfer`], as work of transaction `txn` when given.
+    async fn transfer_in(
+        &self,
+        payload: &Payload,
+        settled: bool,
+        tag: Option<Bytes>,
+        txn: Option<&Bytes>,
+    ) -> Result<Option<oneshot::Receiver<Result<DeliveryState, Error>>>, Error> {
         let tag = tag.unwrap_or_else(|| {
             let n = self.next_tag.fetch_add(1, Ordering::Relaxed);
             // The shortest big-endian form, but never empty: Qpid Proton's Python binding
@@ -505,7 +559,13 @@ impl Sender {
                 if let Some(e) = s.end_error() {
                     return Some(Err(e));
                 }
-                match s.conn.send_payload(link, tag.clone(), payload, settled) {
+                let sent = match txn {
+                    None => s.conn.send_payload(link, tag.clone(), payload, settled),
+                    Some(txn) => {
+                        s.conn.send_transactional(link, tag.clone(), payload, settled, txn.clone())
+                    }
+                };
+                match sent {
                     Ok(id) => {
                         self.conn.inner.wake_driver.notify_one();
                         if settled {
@@ -670,6 +730,29 @@ impl Receiver {
             }
             r => Ok(r?),
         })
+    }
+
+    /// Settles `delivery` as work of transaction `txn` (4.4.2): `outcome` takes effect
+    /// when the transaction commits; on a rollback the sender gets the message back.
+    pub fn settle_in(
+        &self,
+        txn: &Transaction,
+        delivery: &Delivery,
+        outcome: DeliveryState,
+    ) -> Result<(), Error> {
+        let state = crate::connection::txn::transactional(txn.id().clone(), Some(outcome));
+        self.settle(delivery, state)
+    }
+
+    /// Accepts `delivery` in transaction `txn` (4.4.2): it is consumed when the
+    /// transaction commits.
+    pub fn accept_in(&self, txn: &Transaction, delivery: &Delivery) -> Result<(), Error> {
+        self.settle_in(txn, delivery, DeliveryState::Accepted(Accepted {}))
+    }
+
+    /// The connection the link belongs to.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
     }
 
     /// Accepts `delivery` (3.4.2).

@@ -8,7 +8,9 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::connection::{self as engine, LinkId, LinkOptions, TraceRecord};
+use bytes::Bytes;
+
+use crate::connection::{self as engine, LinkId, LinkOptions, TraceRecord, TxnEndCause};
 use crate::sasl::Authenticator;
 use crate::types::{Attach, AttachSource, AttachTarget, Error as AmqpError, Role};
 
@@ -201,10 +203,78 @@ impl ServerConnection {
         Self { connection, requests }
     }
 
-    /// The next link the peer attaches; `None` once the connection has ended.
+    /// The next link the peer attaches; `None` once the connection has ended. For a
+    /// connection whose engine runs a transaction coordinator, use [`ServerConnection::next`]
+    /// instead: here a transaction that ends is rolled back with nothing applied, and its
+    /// discharge refused.
     pub async fn next_link(&mut self) -> Option<LinkRequest> {
-        let r = self.requests.recv().await?;
-        Some(LinkRequest { conn: self.connection.clone(), link: r.link, remote: r.remote })
+        loop {
+            match self.next().await? {
+                ServerEvent::Link(r) => return Some(r),
+                ServerEvent::TxnEnded(t) => {
+                    let e = AmqpError::new(
+                        crate::types::condition::NOT_IMPLEMENTED,
+                        "this server applies no transactions",
+                    );
+                    let _ = t.complete(Err(e));
+                }
+            }
+        }
+    }
+
+    /// The next thing the application must answer: a link the peer attached, or the end of
+    /// a transaction on the engine's coordinator (with
+    /// [`Config::coordinator`](crate::connection::Config::coordinator)); `None` once the
+    /// connection has ended and everything before was taken. Ends of transactions come in
+    /// the order the engine decided them, and those that the connection's end rolls back
+    /// come before `None`.
+    pub async fn next(&mut self) -> Option<ServerEvent> {
+        let conn = self.connection.clone();
+        Some(match self.requests.recv().await? {
+            Request::Link { link, remote } => ServerEvent::Link(LinkRequest { conn, link, remote }),
+            Request::TxnEnded { txn_id, commit, cause, work } => {
+                ServerEvent::TxnEnded(TxnEnd { conn, txn_id, commit, cause, work })
+            }
+        })
+    }
+}
+
+/// What a [`ServerConnection`] hands its application.
+#[derive(Debug)]
+pub enum ServerEvent {
+    /// A link the peer attached.
+    Link(LinkRequest),
+    /// A transaction ended.
+    TxnEnded(TxnEnd),
+}
+
+/// A transaction on the engine's coordinator ended (part 4): commit or roll back its work,
+/// then [`TxnEnd::complete`] so that the controller hears the outcome of its discharge.
+#[derive(Debug)]
+pub struct TxnEnd {
+    conn: Connection,
+    /// The transaction.
+    pub txn_id: Bytes,
+    /// Apply its work; `false`: undo it.
+    pub commit: bool,
+    /// Why it ended.
+    pub cause: TxnEndCause,
+    /// How many transactional deliveries and dispositions naming it the connection handed
+    /// to its receivers and senders before it ended: the work to have taken in before
+    /// committing or rolling back, when links are served by tasks of their own.
+    pub work: u32,
+}
+
+impl TxnEnd {
+    /// Answers the discharge, when the cause waits for an answer: `Ok` accepts it, `Err`
+    /// refuses it with the error (a commit that could not be applied). Nothing to answer
+    /// for a time-out or a control link that went.
+    pub fn complete(self, result: Result<(), AmqpError>) -> Result<(), Error> {
+        if !self.cause.awaits_answer() {
+            return Ok(());
+        }
+        let id = self.txn_id;
+        self.conn.command(|s| Ok(s.conn.complete_discharge(&id, result)?))
     }
 }
 

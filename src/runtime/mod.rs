@@ -17,7 +17,11 @@
 //! waiting for settlement, and bounded in bytes by [`RECV_BUDGET`]; accept, reject,
 //! release, modify; drain). A [`Listener`] accepts
 //! connections on any of the four schemes and hands the application each link the peer
-//! attaches as a [`LinkRequest`] to accept or refuse. Errors ([`Error`]) say which scope
+//! attaches as a [`LinkRequest`] to accept or refuse. Transactions (part 4): a
+//! [`Controller`] from [`Session::coordinator`] declares [`Transaction`]s that
+//! [`Sender::send_in`] and [`Receiver::settle_in`] put work into; a server whose engine
+//! runs the coordinator hears of each transaction's end from [`ServerConnection::next`].
+//! Errors ([`Error`]) say which scope
 //! ended and carry the peer's condition and description.
 //!
 //! Back-pressure: the driver stops reading while more than [`HIGH_WATER`] bytes of output
@@ -37,6 +41,7 @@ pub(crate) mod random;
 #[cfg(feature = "json")]
 pub mod script;
 pub mod transport;
+mod txn;
 
 pub use driver::{Delivery, HIGH_WATER, INITIAL_CREDIT, RECV_BUDGET};
 pub use error::Error;
@@ -45,5 +50,6 @@ pub use handles::{
 };
 pub use listener::{
     AuthenticatorFactory, ConfigureFn, Incoming, LinkRequest, ListenOptions, Listener,
-    ServerConnection, SharedTrace,
+    ServerConnection, ServerEvent, SharedTrace, TxnEnd,
 };
+pub use txn::{Controller, Transaction};
