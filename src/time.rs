@@ -4,6 +4,11 @@
 //! `wasm32-unknown-unknown`), where std's clock panics and `web_time::Instant` reads
 //! `performance.now()` instead. On other targets `web_time::Instant` *is* std's, so code
 //! written against `std::time::Instant` keeps working unchanged.
+//!
+//! Code that hands instants to the engine (everything under `connection`, the fuzzing
+//! engine) must name this one: `std::time::Instant` there breaks the browser build, which
+//! `.ci/run` checks (`cargo clippy --no-default-features --features wasm --target
+//! wasm32-unknown-unknown`).
 
 #[cfg(not(feature = "wasm"))]
 pub use std::time::Instant;
