@@ -820,3 +820,82 @@ async fn the_coordinator_refuses_what_it_does_not_know_and_rolls_back_when_the_c
     within("commit", txn.commit()).await.expect("committed");
     assert_eq!(broker.queue_depth("gone"), 1, "the rolled-back message never arrives");
 }
+
+// ------------------------------------------------------------------ $cbs
+
+#[tokio::test]
+async fn cbs_answers_each_connection_alone_and_never_passes_a_token_on() {
+    use amqpwire::azure::cbs::{CbsClient, CbsStatus, PutToken, SAS_TOKEN_TYPE};
+    let (broker, port) = start(&[]).await;
+    let token = |who: &str| {
+        format!("SharedAccessSignature sr=sb%3A%2F%2Fb%2F{who}&sig=c2ln&se=4102444800&skn=k")
+    };
+    // A first client puts its token.
+    let (_a, a) = session(port).await;
+    let cbs = within("attach $cbs", CbsClient::attach(&a)).await.expect("links");
+    let status = within("put", cbs.put_token("sb://b/a", &token("a"), SAS_TOKEN_TYPE)).await;
+    assert_eq!(status.expect("accepted").code, 200);
+    // A second client's first message on its $cbs receiver is the answer to its own
+    // request: the first client's token is nowhere to be had.
+    let (_b, b) = session(port).await;
+    let rx = within("attach", b.receiver("$cbs-receiver", "$cbs", 10)).await.expect("receiver");
+    let tx = within("attach", b.sender("$cbs-sender", "$cbs")).await.expect("sender");
+    let put = PutToken {
+        message_id: Some(MessageId::String("b-1".into())),
+        token_type: SAS_TOKEN_TYPE.into(),
+        name: "sb://b/b".into(),
+        token: token("b"),
+        expiration: None,
+    };
+    within("send", tx.send(&put.to_message())).await.expect("sent");
+    let d = within("answer", rx.recv()).await.expect("an answer");
+    let m = d.message().expect("message");
+    assert!(PutToken::from_message(&m).is_err(), "another client's token was delivered");
+    let status = CbsStatus::from_message(&m).expect("a status");
+    assert_eq!(status.correlation_id, put.message_id);
+    assert_eq!(status.code, 200);
+    assert!(broker.queues().is_empty(), "no queue was made: {:?}", broker.queues());
+}
+
+#[tokio::test]
+async fn reserved_addresses_are_not_queues_and_cbs_checks_keys_when_given() {
+    use amqpwire::azure::cbs::{CbsClient, CbsError, SAS_TOKEN_TYPE};
+    use amqpwire::azure::{SasKey, SasToken};
+    let key = SasKey::from_bytes(b"broker key".to_vec());
+    let listener =
+        Listener::bind("amqp://127.0.0.1:0", listen_options(&[], None, None)).await.expect("bind");
+    let port = listener.endpoint().port;
+    let broker = Broker::with_cbs_keys(vec![("owner".into(), key.clone())]);
+    let b = broker.clone();
+    tokio::spawn(async move { b.serve(listener).await });
+    let (_conn, session) = session(port).await;
+    for address in ["$management", "$foo/bar"] {
+        let err = within("attach", session.sender("s", address)).await.expect_err("refused");
+        assert!(
+            matches!(&err, Error::LinkRefused(Some(e)) if e.condition.as_str() == condition::NOT_FOUND),
+            "{address}: {err}"
+        );
+    }
+    let cbs = within("attach $cbs", CbsClient::attach(&session)).await.expect("links");
+    let expiry = 4_102_444_800;
+    let good = SasToken::new("sb://broker/orders", &key, Some("owner"), expiry).expect("token");
+    let status =
+        within("put", cbs.put_token("sb://broker/orders", &good.to_string(), SAS_TOKEN_TYPE))
+            .await
+            .expect("accepted");
+    assert_eq!(status.code, 200);
+    let forged = SasToken::new(
+        "sb://broker/orders",
+        &SasKey::from_bytes(b"guess".to_vec()),
+        Some("owner"),
+        expiry,
+    )
+    .expect("token");
+    match within("put", cbs.put_token("sb://broker/orders", &forged.to_string(), SAS_TOKEN_TYPE))
+        .await
+    {
+        Err(CbsError::Refused(s)) => assert_eq!(s.code, 401),
+        other => panic!("a forged token: {other:?}"),
+    }
+    assert!(broker.queues().is_empty(), "{:?}", broker.queues());
+}

@@ -422,6 +422,26 @@ async fn configurable_subprotocols_agree() {
 }
 
 #[tokio::test]
+async fn amqp_is_offered_after_amqpwsb10_and_accepted_by_listeners() {
+    guard(async {
+        let tls = ClientTlsConfig::new();
+        // ActiveMQ 5 knows the AMQP subprotocol only as `amqp`: a default client agrees.
+        let config = ws_config("/", &["amqp"], None);
+        let (c, s) = pair("ws://127.0.0.1:{port}", &tls, &config).await;
+        exchange(c.unwrap(), s.unwrap(), 10).await;
+        // A listener's default accepts a client that offers only `amqp`, and prefers
+        // AMQPWSB10 when both are offered.
+        let endpoint = Endpoint::parse_listen("ws://127.0.0.1:0/").unwrap();
+        let ws = WsServerConfig::for_endpoint(&endpoint);
+        assert_eq!(ws.subprotocols, ["AMQPWSB10", "amqp"]);
+        let config = AcceptConfig { tls: None, ws };
+        let (c, s) = pair("ws://127.0.0.1:{port}/?subprotocol=amqp", &tls, &config).await;
+        exchange(c.unwrap(), s.unwrap(), 10).await;
+    })
+    .await
+}
+
+#[tokio::test]
 async fn wrong_subprotocol_is_refused_on_both_sides() {
     guard(async {
         let config = ws_config("/", &["AMQPWSB10"], None);
@@ -456,7 +476,7 @@ async fn a_server_that_ignores_the_subprotocol_is_refused_by_the_client() {
         assert!(matches!(e, TransportError::SubprotocolNotAgreed { .. }), "{e:?}");
         assert_eq!(
             e.to_string(),
-            "WebSocket: the client asked for subprotocol AMQPWSB10, the server answered with none"
+            "WebSocket: the client asked for subprotocol AMQPWSB10 or amqp, the server answered with none"
         );
         let _ = server.await;
     })
@@ -490,7 +510,7 @@ where
 {
     let agree = |request: &Request, mut response: Response| {
         let asked = request.headers().get("Sec-WebSocket-Protocol").cloned();
-        assert_eq!(asked, Some(HeaderValue::from_static("AMQPWSB10")));
+        assert_eq!(asked, Some(HeaderValue::from_static("AMQPWSB10, amqp")));
         response
             .headers_mut()
             .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("AMQPWSB10"));

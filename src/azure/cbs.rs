@@ -155,6 +155,95 @@ impl CbsStatus {
 #[cfg(feature = "tokio")]
 pub(crate) use client::request_reply;
 #[cfg(feature = "tokio")]
+pub(crate) use server::{serve_node, ReplyLink};
+
+/// The server side of `$cbs`: a node that answers each connection's put-tokens on that
+/// connection's own reply link (never anyone else's), judged by the server.
+#[cfg(feature = "tokio")]
+mod server {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use tokio::sync::Notify;
+
+    use super::{CbsStatus, PutToken};
+    use crate::connection::LinkOptions;
+    use crate::runtime::{LinkRequest, Sender};
+    use crate::types::{condition, Error as AmqpError, Role};
+
+    /// The link a request-response node answers on (the peer's receiver from it), which
+    /// may attach after the first request arrives. One per connection.
+    #[derive(Debug, Default)]
+    pub(crate) struct ReplyLink {
+        tx: Mutex<Option<Arc<Sender>>>,
+        ready: Notify,
+    }
+
+    impl ReplyLink {
+        pub(crate) fn set(&self, tx: Sender) {
+            *self.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(tx));
+            self.ready.notify_waiters();
+        }
+
+        /// The link, waiting up to 10 s for it to attach.
+        pub(crate) async fn get(&self) -> Option<Arc<Sender>> {
+            loop {
+                let ready = self.ready.notified();
+                let tx = self.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                if let Some(tx) = tx {
+                    return Some(tx);
+                }
+                if tokio::time::timeout(Duration::from_secs(10), ready).await.is_err() {
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Serves a link the peer attached to `$cbs` with `options`: its receiver becomes the
+    /// connection's reply link; on its sender each put-token is accepted (a message that is
+    /// not one is rejected with `amqp:decode-error`) and answered on the reply link with
+    /// the status `judge` gives (code and description), correlated by message-id. Nothing
+    /// of a token is kept here: `judge` decides what to remember.
+    pub(crate) async fn serve_node(
+        request: LinkRequest,
+        options: LinkOptions,
+        reply: &ReplyLink,
+        mut judge: impl FnMut(&PutToken) -> (i32, String),
+    ) {
+        if request.role() == Role::RECEIVER {
+            if let Ok(tx) = request.accept_sender(Some(options)) {
+                reply.set(tx);
+            }
+            return;
+        }
+        let Ok(rx) = request.accept_receiver(Some(options), 10) else { return };
+        while let Ok(d) = rx.recv().await {
+            let put = match d
+                .message()
+                .map_err(|e| e.to_string())
+                .and_then(|m| PutToken::from_message(&m))
+            {
+                Err(why) => {
+                    let _ = rx.reject(&d, Some(AmqpError::new(condition::DECODE_ERROR, why)));
+                    continue;
+                }
+                Ok(put) => put,
+            };
+            let _ = rx.accept(&d);
+            let (code, description) = judge(&put);
+            let answer = CbsStatus {
+                correlation_id: put.message_id.clone(),
+                code,
+                description: Some(description),
+            };
+            // The answer goes on the peer's $cbs receiver, which may still be attaching.
+            let Some(tx) = reply.get().await else { continue };
+            let _ = tx.send_pipelined(&answer.to_message()).await;
+        }
+    }
+}
+#[cfg(feature = "tokio")]
 pub use client::{CbsClient, CbsError};
 
 #[cfg(feature = "tokio")]

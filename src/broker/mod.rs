@@ -41,6 +41,7 @@
 //! ```
 
 mod auth;
+mod cbs;
 mod link;
 mod queue;
 mod txn;
@@ -89,6 +90,8 @@ pub struct Broker {
 #[derive(Debug, Default)]
 struct Shared {
     queues: Mutex<HashMap<String, Arc<Queue>>>,
+    /// Keys that `$cbs` put-tokens are checked against (none: any SAS token).
+    cbs_keys: Vec<(String, crate::azure::SasKey)>,
     /// Consumer link ids and dynamic node numbers.
     next_id: AtomicU64,
     connections: AtomicU64,
@@ -155,6 +158,13 @@ impl Broker {
         Self::default()
     }
 
+    /// A broker whose `$cbs` node checks put-tokens against these named keys (a token's
+    /// `skn` names its key): signature, expiry and audience. Without keys any well-formed
+    /// SAS token is accepted. Tokens are never stored or passed on either way.
+    pub fn with_cbs_keys(keys: Vec<(String, crate::azure::SasKey)>) -> Self {
+        Self { inner: Arc::new(Shared { cbs_keys: keys, ..Shared::default() }) }
+    }
+
     /// Accepts connections on `listener` until the task running it is dropped. Each
     /// connection is set up (TLS, WebSocket, SASL) on a task of its own, so a slow
     /// handshake holds up no one, and its links are answered by the broker. Failures to
@@ -187,6 +197,8 @@ impl Broker {
         s.open_connections.fetch_add(1, Ordering::Relaxed);
         let mut links: HashMap<LinkId, tokio::task::JoinHandle<()>> = HashMap::new();
         let txns = Arc::new(Txns::default());
+        // This connection's `$cbs` answers go here, and only here.
+        let cbs_reply = Arc::new(crate::azure::cbs::ReplyLink::default());
         while let Some(event) = conn.next().await {
             let request = match event {
                 ServerEvent::Link(request) => request,
@@ -209,7 +221,7 @@ impl Broker {
                 let _ = earlier.await;
             }
             let id = request.link();
-            if let Some(task) = self.answer(request, &txns) {
+            if let Some(task) = self.answer(request, &txns, &cbs_reply) {
                 links.insert(id, task);
             }
         }
@@ -309,6 +321,7 @@ impl Broker {
         &self,
         request: LinkRequest,
         txns: &Arc<Txns>,
+        cbs_reply: &Arc<crate::azure::cbs::ReplyLink>,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let r = &request.remote;
         // The terminus on our side of the link: the target when the peer sends.
@@ -345,6 +358,24 @@ impl Broker {
                 }
             }
         };
+        // `$` addresses name service nodes, never queues: only `$cbs` is served (and the
+        // dynamic nodes' own prefix).
+        if let Some(a) = address.filter(|a| a.starts_with('$') && !a.starts_with(DYNAMIC_PREFIX)) {
+            if a == crate::azure::cbs::CBS_NODE {
+                let options = answer_options(r, a);
+                let (broker, reply) = (self.clone(), Arc::clone(cbs_reply));
+                return Some(tokio::spawn(async move {
+                    let keys = &broker.inner.cbs_keys;
+                    let judge = |put: &_| cbs::judge(keys, put, std::time::SystemTime::now());
+                    crate::azure::cbs::serve_node(request, options, &reply, judge).await;
+                }));
+            }
+            let why = format!(
+                "{a:?} is a reserved address (`$` names service nodes, not queues); this broker \
+                 has $cbs and {DYNAMIC_PREFIX}… nodes only"
+            );
+            return refuse(request, condition::NOT_FOUND, &why);
+        }
         let queue = match (dynamic, address) {
             (true, _) => self.dynamic_queue(),
             (false, Some(a)) => match self.queue(a) {

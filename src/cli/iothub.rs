@@ -231,9 +231,7 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
     ];
     for (url, event_hub) in urls {
         let Some(url) = url else { continue };
-        let l = Listener::bind(&url, options.clone())
-            .await
-            .map_err(|e| format!("cannot listen on {url}: {e}"))?;
+        let l = Listener::bind(&url, options.clone()).await.map_err(|e| e.to_string())?;
         if event_hub && l.endpoint().scheme.as_str() == "amqps" {
             hub.set_event_hub_endpoint(&args.hostname, l.endpoint().port);
         }

@@ -81,9 +81,7 @@ pub(crate) fn run(args: &ProxyArgs) -> Result<ExitCode, String> {
             strict_stop: args.strict_stop,
             inspectors: Mutex::new(HashMap::new()),
         });
-        let proxy = Proxy::bind(&args.listen, options, tap)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let proxy = Proxy::bind(&args.listen, options, tap).await.map_err(|e| e.to_string())?;
         println!("listening on {}", proxy.endpoint());
         eprintln!("relaying to {}", args.to);
         let _ = std::io::stdout().flush();

@@ -35,6 +35,11 @@ pub(crate) struct ServeArgs {
     /// ANONYMOUS and clients that skip SASL are accepted.
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
     users: Vec<String>,
+    /// Check put-tokens on `$cbs` against this key (repeatable; KEY in base64, as Azure
+    /// shows keys): a token's `skn` names its key, and its signature, expiry and audience
+    /// must hold. Without it any well-formed SAS token is accepted. Tokens are never kept.
+    #[arg(long = "cbs-key", value_name = "NAME=KEY")]
+    cbs_keys: Vec<String>,
     #[command(flatten)]
     trace: TraceArgs,
 }
@@ -53,6 +58,20 @@ fn users(args: &[String]) -> Result<Vec<(String, String)>, String> {
                 .filter(|(n, _)| !n.is_empty())
                 .map(|(n, p)| (n.to_owned(), p.to_owned()))
                 .ok_or_else(|| format!("--user {u:?}: write NAME:PASSWORD"))
+        })
+        .collect()
+}
+
+fn cbs_keys(args: &[String]) -> Result<Vec<(String, amqpwire::azure::SasKey)>, String> {
+    args.iter()
+        .map(|k| {
+            let (name, key) = k
+                .split_once('=')
+                .filter(|(n, _)| !n.is_empty())
+                .ok_or_else(|| format!("--cbs-key {k:?}: write NAME=KEY (KEY in base64)"))?;
+            let key = amqpwire::azure::SasKey::from_base64(key)
+                .map_err(|e| format!("--cbs-key {name}: {e}"))?;
+            Ok((name.to_owned(), key))
         })
         .collect()
 }
@@ -79,12 +98,10 @@ pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode, String> {
         } else {
             args.listen.clone()
         };
-        let broker = Broker::new();
+        let broker = Broker::with_cbs_keys(cbs_keys(&args.cbs_keys)?);
         let mut tasks = Vec::new();
         for url in &urls {
-            let listener = Listener::bind(url, options.clone())
-                .await
-                .map_err(|e| format!("cannot listen on {url}: {e}"))?;
+            let listener = Listener::bind(url, options.clone()).await.map_err(|e| e.to_string())?;
             println!("listening on {}", listener.endpoint());
             let broker = broker.clone();
             tasks.push(tokio::spawn(async move { broker.serve(listener).await }));
@@ -165,4 +182,19 @@ async fn demo(args: &DemoArgs) -> Result<ExitCode, String> {
     tracer.flush();
     say("done: 3 messages sent over TCP and received over WebSocket, each settled once");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cbs_keys_are_named_base64_keys() {
+        let keys = cbs_keys(&["owner=c2VjcmV0".to_owned()]).expect("a key");
+        assert_eq!(keys[0].0, "owner");
+        assert_eq!(keys[0].1.as_bytes(), b"secret");
+        assert!(cbs_keys(&["c2VjcmV0".to_owned()]).expect_err("no name").contains("NAME=KEY"));
+        assert!(cbs_keys(&["=c2VjcmV0".to_owned()]).is_err());
+        assert!(cbs_keys(&["owner=***".to_owned()]).expect_err("bad").contains("owner"));
+    }
 }

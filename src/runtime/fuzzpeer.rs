@@ -375,7 +375,7 @@ impl Campaign {
                 let mut endpoint = endpoint.clone();
                 let tcp = tokio::net::TcpListener::bind((endpoint.host.as_str(), endpoint.port))
                     .await
-                    .map_err(|e| format!("cannot listen on {endpoint}: {e}"))?;
+                    .map_err(|e| e.to_string())?;
                 if let Ok(a) = tcp.local_addr() {
                     endpoint.port = a.port();
                 }

@@ -104,7 +104,7 @@ impl Listener {
         let endpoint = Endpoint::parse_listen(url)?;
         let tcp =
             TcpListener::bind((endpoint.host.as_str(), endpoint.port)).await.map_err(|source| {
-                transport::TransportError::Connect { endpoint: endpoint.to_string(), source }
+                transport::TransportError::Bind { endpoint: endpoint.to_string(), source }
             })?;
         let mut endpoint = endpoint;
         if let Ok(addr) = tcp.local_addr() {

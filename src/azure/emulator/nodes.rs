@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use super::state::{lock, now_ms, C2d};
 use super::{device_segment, unix_seconds, Claim, IotHub, Need, PLAIN_IDENTITY_PREFIX};
-use crate::azure::cbs::{CbsStatus, PutToken};
+use crate::azure::cbs::{serve_node, CbsStatus, ReplyLink};
 use crate::azure::hub::{Ack, FeedbackStatus, StartPosition};
 use crate::codec::{Symbol, Value};
 use crate::connection::LinkOptions;
@@ -19,34 +19,6 @@ use crate::types::{
     condition, AttachSource, AttachTarget, DeliveryState, Error as AmqpError, Fields, MessageId,
     Properties, Role, Source, Target,
 };
-
-/// The link a request-response node answers on (the peer's receiver from it), which
-/// may attach after the first request arrives.
-#[derive(Debug, Default)]
-struct ReplyLink {
-    tx: Mutex<Option<Arc<Sender>>>,
-    ready: Notify,
-}
-
-impl ReplyLink {
-    fn set(&self, tx: Sender) {
-        *lock(&self.tx) = Some(Arc::new(tx));
-        self.ready.notify_waiters();
-    }
-
-    /// The link, waiting up to 10 s for it to attach.
-    async fn get(&self) -> Option<Arc<Sender>> {
-        loop {
-            let ready = self.ready.notified();
-            if let Some(tx) = lock(&self.tx).clone() {
-                return Some(tx);
-            }
-            if tokio::time::timeout(Duration::from_secs(10), ready).await.is_err() {
-                return None;
-            }
-        }
-    }
-}
 
 /// What one connection has: its claims and its reply links.
 #[derive(Debug, Default)]
@@ -380,45 +352,20 @@ fn redirect(hub: &IotHub) -> AmqpError {
 /// `$cbs`: a peer sender carries put-token requests; a peer receiver gets the answers.
 async fn cbs(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, event_hub: bool) {
     let options = echo(&request.remote, "$cbs");
-    if request.role() == Role::RECEIVER {
-        if let Ok(tx) = request.accept_sender(Some(options)) {
-            c.cbs_reply.set(tx);
+    serve_node(request, options, &c.cbs_reply, |put| {
+        let audience = crate::azure::percent_decode(&put.name).unwrap_or(put.name.clone());
+        match hub.validate(&put.token, host, event_hub) {
+            Ok(claim) if claim.token.authorizes(&audience) || audience.is_empty() => {
+                match c.add_claim(claim) {
+                    Ok(()) => (if event_hub { 202 } else { 200 }, "OK".to_owned()),
+                    Err(why) => (403, why),
+                }
+            }
+            Ok(_) => (401, format!("the token does not cover {audience:?}")),
+            Err(why) => (401, why),
         }
-        return;
-    }
-    let Ok(rx) = request.accept_receiver(Some(options), 10) else { return };
-    while let Ok(d) = rx.recv().await {
-        let answer =
-            match d.message().map_err(|e| e.to_string()).and_then(|m| PutToken::from_message(&m)) {
-                Err(why) => {
-                    let _ = rx.reject(&d, Some(AmqpError::new(condition::DECODE_ERROR, why)));
-                    continue;
-                }
-                Ok(put) => {
-                    let _ = rx.accept(&d);
-                    let audience =
-                        crate::azure::percent_decode(&put.name).unwrap_or(put.name.clone());
-                    let (code, description) = match hub.validate(&put.token, host, event_hub) {
-                        Ok(claim) if claim.token.authorizes(&audience) || audience.is_empty() => {
-                            match c.add_claim(claim) {
-                                Ok(()) => (if event_hub { 202 } else { 200 }, "OK".to_owned()),
-                                Err(why) => (403, why),
-                            }
-                        }
-                        Ok(_) => (401, format!("the token does not cover {audience:?}")),
-                        Err(why) => (401, why),
-                    };
-                    CbsStatus {
-                        correlation_id: put.message_id.clone(),
-                        code,
-                        description: Some(description),
-                    }
-                }
-            };
-        // The answer goes on the peer's $cbs receiver, which may still be attaching.
-        let Some(reply) = c.cbs_reply.get().await else { continue };
-        let _ = reply.send_pipelined(&answer.to_message()).await;
-    }
+    })
+    .await;
 }
 
 /// The service's cloud-to-device sender: each message is queued for its device.

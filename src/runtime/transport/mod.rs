@@ -32,7 +32,8 @@ use tokio_rustls::TlsStream;
 
 pub use tls::{ClientTlsConfig, PeerIdentity, TlsServerConfig};
 pub use url::{
-    Endpoint, EndpointError, SaslMechanism, Scheme, AMQP_WS_SUBPROTOCOL, MIN_MAX_FRAME_SIZE,
+    Endpoint, EndpointError, SaslMechanism, Scheme, AMQP_WS_SUBPROTOCOL, AMQP_WS_SUBPROTOCOL_ALT,
+    MIN_MAX_FRAME_SIZE,
 };
 pub use ws::{accept_ws, connect_ws, WsServerConfig, WsStream, WS_MESSAGE_SIZE};
 
@@ -301,6 +302,13 @@ pub enum TransportError {
         /// The operating system's error.
         source: io::Error,
     },
+    /// A listener could not bind its address.
+    Bind {
+        /// The endpoint.
+        endpoint: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
     /// An I/O error during a handshake.
     Io(io::Error),
     /// A TLS or listener configuration problem: unreadable PEM, no trusted roots, a TLS
@@ -380,6 +388,9 @@ impl TransportError {
             Self::Connect { endpoint, source } => {
                 Self::Connect { endpoint: endpoint.clone(), source: io(source) }
             }
+            Self::Bind { endpoint, source } => {
+                Self::Bind { endpoint: endpoint.clone(), source: io(source) }
+            }
             Self::Io(e) => Self::Io(io(e)),
             Self::Config(m) => Self::Config(m.clone()),
             Self::Tls(m) => Self::Tls(m.clone()),
@@ -436,6 +447,7 @@ impl fmt::Display for TransportError {
             Self::Connect { endpoint, source } => {
                 write!(f, "could not connect to {endpoint}: {source}")
             }
+            Self::Bind { endpoint, source } => write!(f, "cannot listen on {endpoint}: {source}"),
             Self::Io(e) => write!(f, "transport I/O error: {e}"),
             Self::Config(m) => write!(f, "transport configuration: {m}"),
             Self::Tls(m) => write!(f, "TLS: {m}"),
@@ -495,7 +507,7 @@ impl fmt::Display for TransportError {
 impl std::error::Error for TransportError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Connect { source, .. } => Some(source),
+            Self::Connect { source, .. } | Self::Bind { source, .. } => Some(source),
             Self::Io(e) => Some(e),
             _ => None,
         }

@@ -113,6 +113,10 @@ pub const MIN_MAX_FRAME_SIZE: u32 = 512;
 /// The WebSocket subprotocol of the AMQP WebSocket binding.
 pub const AMQP_WS_SUBPROTOCOL: &str = "AMQPWSB10";
 
+/// The WebSocket subprotocol name some servers (ActiveMQ 5) use for AMQP instead:
+/// offered after [`AMQP_WS_SUBPROTOCOL`] and accepted by listeners.
+pub const AMQP_WS_SUBPROTOCOL_ALT: &str = "amqp";
+
 /// A parsed `amqp://`, `amqps://`, `ws://` or `wss://` URL: where to connect or listen, and
 /// the connection options it carries.
 ///
@@ -204,6 +208,16 @@ impl Endpoint {
     /// The WebSocket subprotocol to request: the `subprotocol` option or `AMQPWSB10`.
     pub fn ws_subprotocol(&self) -> &str {
         self.subprotocol.as_deref().unwrap_or(AMQP_WS_SUBPROTOCOL)
+    }
+
+    /// The WebSocket subprotocols a client offers and a listener accepts, in order of
+    /// preference: the one `subprotocol=` names, or else [`AMQP_WS_SUBPROTOCOL`] and then
+    /// `amqp` (which ActiveMQ 5 and some other servers know it by).
+    pub fn ws_subprotocols(&self) -> Vec<&str> {
+        match &self.subprotocol {
+            Some(p) => vec![p.as_str()],
+            None => vec![AMQP_WS_SUBPROTOCOL, AMQP_WS_SUBPROTOCOL_ALT],
+        }
     }
 
     /// `host:port` for connecting or binding, with brackets around an IPv6 address.

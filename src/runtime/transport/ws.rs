@@ -178,7 +178,8 @@ impl Default for WsServerConfig {
 impl WsServerConfig {
     /// The path and subprotocol of a listening endpoint (`ws://` or `wss://`).
     pub fn for_endpoint(endpoint: &Endpoint) -> Self {
-        Self { path: endpoint.path.clone(), subprotocols: vec![endpoint.ws_subprotocol().into()] }
+        let subprotocols = endpoint.ws_subprotocols().into_iter().map(str::to_owned).collect();
+        Self { path: endpoint.path.clone(), subprotocols }
     }
 }
 
@@ -250,8 +251,8 @@ pub async fn accept_ws<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Runs the client side of a WebSocket handshake over `stream` for a `ws://` or `wss://`
-/// endpoint: requests its path with its subprotocol (`AMQPWSB10` unless the URL says
-/// otherwise) and insists that the server agrees to it.
+/// endpoint: requests its path with its subprotocols (`AMQPWSB10`, then `amqp`, unless the
+/// URL names one) and insists that the server agrees to one of them.
 pub async fn connect_ws<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     endpoint: &Endpoint,
@@ -261,8 +262,9 @@ pub async fn connect_ws<S: AsyncRead + AsyncWrite + Unpin>(
     let mut request = url.as_str().into_client_request().map_err(|e| {
         TransportError::WebSocket(format!("cannot build a WebSocket request for {url}: {e}"))
     })?;
-    let wanted = endpoint.ws_subprotocol().to_string();
-    let value = HeaderValue::from_str(&wanted).map_err(|_| {
+    let offered = endpoint.ws_subprotocols();
+    let wanted = offered.join(" or ");
+    let value = HeaderValue::from_str(&offered.join(", ")).map_err(|_| {
         TransportError::WebSocket(format!("subprotocol {wanted:?} is not a valid header value"))
     })?;
     request.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, value);
