@@ -99,6 +99,9 @@ pub mod samples;
 pub mod sasl;
 #[cfg(feature = "json")]
 pub mod script;
+pub mod time;
+#[cfg(feature = "wasm")]
+pub mod wasm;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

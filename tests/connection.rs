@@ -1152,3 +1152,30 @@ fn a_peer_that_closes_inside_its_protocol_header_is_named() {
     c.handle_eof(Instant::now());
     assert_eq!(ended(&events(&mut c)), Some(&Some(ConnectionError::TransportClosed)));
 }
+
+#[test]
+fn the_open_carries_the_configured_locales() {
+    let mut cfg = Config::new("page");
+    cfg.outgoing_locales = vec!["en-US".into()];
+    cfg.incoming_locales = vec!["de-DE".into(), "en-US".into()];
+    let mut client = Connection::client(cfg);
+    let mut out = Vec::new();
+    client.poll_transmit(&mut out);
+    let open = Inspector::inspect_all(&out, DecodeOptions::STRICT)
+        .into_iter()
+        .find_map(|r| match r {
+            Record::Frame(f) => match f.frame {
+                Ok(amqpwire::frame::Frame {
+                    body: FrameBody::Amqp { performative: Performative::Open(o), .. },
+                    ..
+                }) => Some(o),
+                _ => None,
+            },
+            _ => None,
+        })
+        .expect("the client sends its open at once");
+    let names =
+        |v: &[amqpwire::codec::Symbol]| v.iter().map(|s| s.as_str().to_owned()).collect::<Vec<_>>();
+    assert_eq!(names(&open.outgoing_locales), ["en-US"]);
+    assert_eq!(names(&open.incoming_locales), ["de-DE", "en-US"]);
+}

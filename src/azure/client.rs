@@ -50,8 +50,8 @@ use tokio::sync::{mpsc, Notify};
 
 use super::cbs::{renewal_delay, CbsClient, CbsError, CbsStatus, RENEW_AT, SAS_TOKEN_TYPE};
 use super::hub::{
-    c2d_address, telemetry_address, Ack, FeedbackRecord, StartPosition, ACK_PROPERTY,
-    C2D_SEND_ADDRESS, DEFAULT_CONSUMER_GROUP, FEEDBACK_ADDRESS,
+    c2d_address, prepare_c2d, sasl_plain_user, telemetry_address, Ack, FeedbackRecord,
+    StartPosition, C2D_SEND_ADDRESS, DEFAULT_CONSUMER_GROUP, FEEDBACK_ADDRESS,
 };
 use super::{percent_encode, Credential, IotHubConnectionString};
 use crate::codec::{Timestamp, Uuid, Value};
@@ -544,11 +544,6 @@ impl HubConnection {
     }
 }
 
-/// The first label of the hub's host: `myhub` of `myhub.azure-devices.net`.
-fn hub_name(host: &str) -> &str {
-    host.split('.').next().unwrap_or(host)
-}
-
 /// Connects with the credential of an IoT Hub connection string.
 async fn connect_hub(
     cs: &IotHubConnectionString,
@@ -559,15 +554,10 @@ async fn connect_hub(
         credential: cs.credential().clone(),
         key_name: cs.shared_access_key_name().map(str::to_owned),
     };
-    let user = match (cs.device_id(), cs.shared_access_key_name()) {
-        (Some(d), _) => format!("{d}@sas.{}", hub_name(host)),
-        (None, Some(policy)) => format!("{policy}@sas.root.{}", hub_name(host)),
-        (None, None) => {
-            return Err(HubError::Credential(
-                "the connection string names neither a device nor a policy".into(),
-            ))
-        }
-    };
+    let user =
+        sasl_plain_user(host, cs.device_id(), cs.shared_access_key_name()).ok_or_else(|| {
+            HubError::Credential("the connection string names neither a device nor a policy".into())
+        })?;
     let resource = cs.resource_uri();
     // A device behind an IoT Edge gateway connects to the gateway.
     let connect_to = cs.gateway_host_name().unwrap_or(host);
@@ -689,20 +679,7 @@ impl ServiceClient {
         mut message: Message,
         ack: Ack,
     ) -> Result<MessageId, HubError> {
-        let properties = message.properties.get_or_insert_with(Properties::default);
-        properties.to = Some(c2d_address(device_id).into());
-        let id =
-            properties.message_id.get_or_insert_with(|| MessageId::Uuid(random_uuid())).clone();
-        if ack != Ack::None {
-            let mut pairs = message
-                .application_properties
-                .as_ref()
-                .map(AnnotationMap::to_pairs)
-                .unwrap_or_default();
-            pairs.retain(|(k, _)| k.as_str() != Some(ACK_PROPERTY));
-            pairs.push((Value::from(ACK_PROPERTY), Value::from(ack.as_str())));
-            message.application_properties = Some(AnnotationMap::from_pairs(pairs));
-        }
+        let id = prepare_c2d(&mut message, device_id, ack, || MessageId::Uuid(random_uuid()));
         let attach = || self.hub.session.sender("c2d-sender", C2D_SEND_ADDRESS);
         send_on(&self.hub, &self.sender, attach, &message).await?;
         Ok(id)

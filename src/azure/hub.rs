@@ -3,7 +3,8 @@
 //! Event Hub partition readers.
 
 use crate::codec::{Described, Symbol, Value};
-use crate::types::MessageId;
+use crate::message::{AnnotationMap, Message};
+use crate::types::{MessageId, Properties};
 
 /// Where the service sends cloud-to-device messages.
 pub const C2D_SEND_ADDRESS: &str = "/messages/devicebound";
@@ -32,6 +33,48 @@ pub fn telemetry_address(device_id: &str, module_id: Option<&str>) -> String {
 /// messages).
 pub fn c2d_address(device_id: &str) -> String {
     format!("/devices/{device_id}/messages/devicebound")
+}
+
+/// Makes `message` a cloud-to-device message for `device_id` asking for `ack` feedback:
+/// sets `to`, a message-id from `new_id` when it has none (feedback records name it), and
+/// `iothub-ack` (unless [`Ack::None`]), replacing any `iothub-ack` it had. Returns its
+/// message-id.
+pub fn prepare_c2d(
+    message: &mut Message,
+    device_id: &str,
+    ack: Ack,
+    new_id: impl FnOnce() -> MessageId,
+) -> MessageId {
+    let properties = message.properties.get_or_insert_with(Properties::default);
+    properties.to = Some(c2d_address(device_id).into());
+    let id = properties.message_id.get_or_insert_with(new_id).clone();
+    if ack != Ack::None {
+        let mut pairs = message
+            .application_properties
+            .as_ref()
+            .map(AnnotationMap::to_pairs)
+            .unwrap_or_default();
+        pairs.retain(|(k, _)| k.as_str() != Some(ACK_PROPERTY));
+        pairs.push((Value::from(ACK_PROPERTY), Value::from(ack.as_str())));
+        message.application_properties = Some(AnnotationMap::from_pairs(pairs));
+    }
+    id
+}
+
+/// The SASL PLAIN user name IoT Hub expects, with a SAS token as the password:
+/// `{device}@sas.{hub}` for a device, `{policy}@sas.root.{hub}` for a policy, where `hub`
+/// is the first label of the host name (`myhub` of `myhub.azure-devices.net`).
+pub fn sasl_plain_user(
+    host: &str,
+    device_id: Option<&str>,
+    policy: Option<&str>,
+) -> Option<String> {
+    let hub = host.split('.').next().unwrap_or(host);
+    match (device_id, policy) {
+        (Some(d), _) => Some(format!("{d}@sas.{hub}")),
+        (None, Some(p)) => Some(format!("{p}@sas.root.{hub}")),
+        (None, None) => None,
+    }
 }
 
 /// Which outcomes of a cloud-to-device message the service wants feedback on

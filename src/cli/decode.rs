@@ -10,7 +10,9 @@ use amqpwire::capture::{
     event_json, event_text, is_capture, CaptureDecoder, CaptureEvent, CaptureReader, EventKind,
 };
 use amqpwire::codec::DecodeOptions;
-use amqpwire::inspect::{json::record_json, render_text, Inspector, Record};
+use amqpwire::inspect::{
+    json::record_json, looks_like_hex, parse_hex, render_text, Inspector, Record,
+};
 
 /// Arguments of `amqpwire decode`.
 #[derive(clap::Args, Debug)]
@@ -81,7 +83,7 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
     let mut errors = 0usize;
     let mut frames = 0usize;
     for rec in &records {
-        errors += count_errors(rec);
+        errors += rec.errors();
         if matches!(rec, Record::Frame(_)) {
             frames += 1;
         }
@@ -207,18 +209,6 @@ fn render(ev: &CaptureEvent, start: Duration, json: bool) -> String {
     }
 }
 
-fn count_errors(rec: &Record) -> usize {
-    match rec {
-        Record::Header { .. } => 0,
-        Record::Error(_) | Record::Truncated { .. } => 1,
-        Record::Frame(f) => {
-            usize::from(f.frame.is_err())
-                + usize::from(f.layer_error.is_some())
-                + f.delivery.as_ref().map_or(0, |d| usize::from(d.message.is_err()))
-        }
-    }
-}
-
 fn read_input(args: &DecodeArgs) -> Result<Vec<u8>, String> {
     if let Some(h) = &args.hex {
         return parse_hex(h.as_bytes());
@@ -240,35 +230,6 @@ fn read_input(args: &DecodeArgs) -> Result<Vec<u8>, String> {
     } else {
         Ok(raw)
     }
-}
-
-/// Hex text: only hex digits and white space, with at least one digit. A binary AMQP
-/// stream never qualifies: it starts with `AMQP` or with a frame size whose first byte is
-/// a control character.
-fn looks_like_hex(b: &[u8]) -> bool {
-    b.iter().any(u8::is_ascii_hexdigit)
-        && b.iter().all(|c| c.is_ascii_hexdigit() || c.is_ascii_whitespace())
-}
-
-fn parse_hex(text: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(text.len() / 2);
-    let mut high: Option<u8> = None;
-    for (i, &c) in text.iter().enumerate() {
-        if c.is_ascii_whitespace() {
-            continue;
-        }
-        let d = (c as char).to_digit(16).ok_or_else(|| {
-            format!("hex input: {:?} at character {i} is not a hex digit", c as char)
-        })? as u8;
-        match high.take() {
-            None => high = Some(d),
-            Some(h) => out.push(h << 4 | d),
-        }
-    }
-    if high.is_some() {
-        return Err("hex input: odd number of hex digits".into());
-    }
-    Ok(out)
 }
 
 /// Whether the input is JSON lines (a trace) rather than bytes or hex.

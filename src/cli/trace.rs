@@ -14,7 +14,7 @@ use std::time::Instant;
 use amqpwire::capture::{Direction as CaptureDirection, PcapWriter, WriterOptions};
 use amqpwire::codec::DecodeOptions;
 use amqpwire::connection::{Direction, TraceFn, TraceRecord};
-use amqpwire::inspect::{json::record_json, render_text, Inspector, Record};
+use amqpwire::inspect::{json::trace_lines, render_text, Inspector, Record};
 use amqpwire::runtime::SharedTrace;
 use amqpwire::script::record::Recorder;
 
@@ -277,14 +277,7 @@ impl Tracer {
         if let Some((path, lines)) = &self.html {
             if let Ok(mut lines) = lines.lock() {
                 for rec in records {
-                    for mut line in record_json(rec) {
-                        if let Some(o) = line.as_object_mut() {
-                            o.insert("direction".into(), dir.into());
-                            o.insert("time".into(), serde_json::json!((time * 1e6).round() / 1e6));
-                            o.insert("connection".into(), connection.into());
-                        }
-                        lines.push(line);
-                    }
+                    lines.extend(trace_lines(rec, dir, time, connection));
                 }
                 if !records.is_empty() {
                     let page =
@@ -296,12 +289,7 @@ impl Tracer {
         let mut text = String::new();
         for rec in records {
             if self.json {
-                for mut line in record_json(rec) {
-                    if let Some(o) = line.as_object_mut() {
-                        o.insert("direction".into(), dir.into());
-                        o.insert("time".into(), serde_json::json!((time * 1e6).round() / 1e6));
-                        o.insert("connection".into(), connection.into());
-                    }
+                for line in trace_lines(rec, dir, time, connection) {
                     text.push_str(&line.to_string());
                     text.push('\n');
                 }

@@ -104,9 +104,11 @@ mod session;
 pub mod txn;
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+
+use crate::time::Instant;
 
 pub use error::{ConnectionError, Scope, UsageError, Violation};
 pub use link::{LinkId, LinkOptions, LinkState, PeerUnsettled, Resumable, UnsettledDelivery};
@@ -213,6 +215,10 @@ pub struct Config {
     pub close_timeout: Duration,
     /// Connection properties for open.
     pub properties: Option<Fields>,
+    /// The locales we write text in, for open's `outgoing-locales` (empty: none sent).
+    pub outgoing_locales: Vec<Symbol>,
+    /// The locales we want text in, most preferred first, for open's `incoming-locales`.
+    pub incoming_locales: Vec<Symbol>,
     /// Compact, or every field written (for peers that index fields by position).
     pub layout: Layout,
     /// The largest SASL frame we accept (tokens can exceed 512 bytes).
@@ -286,6 +292,8 @@ impl Config {
             idle_time_out: None,
             close_timeout: Duration::from_secs(10),
             properties: None,
+            outgoing_locales: Vec::new(),
+            incoming_locales: Vec::new(),
             layout: Layout::Compact,
             sasl_frame_limit: 64 * 1024,
             sasl_client: None,
@@ -1427,6 +1435,8 @@ impl Connection {
         open.idle_time_out =
             self.cfg.idle_time_out.map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX));
         open.properties = self.cfg.properties.clone();
+        open.outgoing_locales.clone_from(&self.cfg.outgoing_locales);
+        open.incoming_locales.clone_from(&self.cfg.incoming_locales);
         self.send_performative(0, Performative::Open(open));
         self.state = match self.state {
             S::HdrSent => S::OpenPipe,

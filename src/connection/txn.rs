@@ -34,7 +34,7 @@
 //! outlive its transaction.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -42,6 +42,7 @@ use super::{Connection, Event, LinkId, UsageError};
 use crate::codec::{DecodeOptions, Symbol, Value};
 use crate::inspect::hex;
 use crate::message::{Body, Message, Payload};
+use crate::time::Instant;
 use crate::types::{
     condition, Accepted, AttachTarget, Composite, Coordinator as CoordinatorTarget, Declare,
     Declared, DeliveryState, Discharge, Error, Rejected, SequenceNo, TransactionalState,

@@ -18,7 +18,9 @@
 //! is the work the application was handed for it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::time::Instant;
 
 use arbitrary::Unstructured;
 use bytes::Bytes;

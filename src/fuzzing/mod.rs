@@ -208,7 +208,9 @@ pub fn connection(data: &[u8]) {
     use crate::frame::{FrameEncoder, ProtocolHeader};
     use crate::sasl::Credentials;
     use crate::types::{Open, Performative};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
+
+    use crate::time::Instant;
 
     let open = |id: &str| {
         let mut b = ProtocolHeader::AMQP.to_bytes().to_vec();

@@ -1,6 +1,6 @@
 //! Fuzzing other implementations: cases built from scenarios and mutated by structure, and
 //! the verdicts on what the target did. Sans-IO; the campaign that plays cases over real
-//! connections and watches the target's process is [`runtime::fuzzpeer`](crate::runtime::fuzzpeer)
+//! connections and watches the target's process is `runtime::fuzzpeer` (feature `tokio`)
 //! and the `amqpwire fuzz-peer` command.
 //!
 //! ```text

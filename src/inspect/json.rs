@@ -7,6 +7,21 @@ use super::{hex, DeliveryRecord, FrameRecord, Record};
 use crate::codec::{DecodeOptions, Reader, Value};
 use crate::types::{fields_for_code, name_for_code};
 
+/// The lines of a live trace (`--trace-json`) for one record: [`record_json`]'s, each with
+/// the `direction` it went (`in`, `out`), the `time` in seconds since the trace began
+/// (rounded to the microsecond) and the `connection` number.
+pub fn trace_lines(record: &Record, direction: &str, time: f64, connection: u64) -> Vec<Json> {
+    let mut lines = record_json(record);
+    for line in &mut lines {
+        if let Some(o) = line.as_object_mut() {
+            o.insert("direction".into(), direction.into());
+            o.insert("time".into(), json!((time * 1e6).round() / 1e6));
+            o.insert("connection".into(), connection.into());
+        }
+    }
+    lines
+}
+
 /// The JSON lines for one record: usually one, two when a frame's body is malformed (the
 /// frame, then an `error` line).
 pub fn record_json(record: &Record) -> Vec<Json> {

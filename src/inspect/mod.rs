@@ -141,6 +141,23 @@ pub enum Record {
     },
 }
 
+impl Record {
+    /// How many errors it holds (as `amqpwire decode` counts them): a fatal error or a
+    /// truncated stream, a frame that cannot be decoded, a layer error, a delivery whose
+    /// message cannot be decoded.
+    pub fn errors(&self) -> usize {
+        match self {
+            Self::Header { .. } => 0,
+            Self::Error(_) | Self::Truncated { .. } => 1,
+            Self::Frame(f) => {
+                usize::from(f.frame.is_err())
+                    + usize::from(f.layer_error.is_some())
+                    + f.delivery.as_ref().map_or(0, |d| usize::from(d.message.is_err()))
+            }
+        }
+    }
+}
+
 /// Decodes and annotates a byte stream.
 #[derive(Debug)]
 pub struct Inspector {
@@ -651,4 +668,36 @@ pub fn hex(b: &[u8]) -> String {
         s.push(char::from(HEX_DIGITS[usize::from(x & 0xf)]));
     }
     s
+}
+
+/// Whether `b` is hex text rather than bytes (as `amqpwire decode` takes a file): only
+/// hex digits and white space, with at least one digit. A binary AMQP
+/// stream never qualifies: it starts with `AMQP` or with a frame size whose first byte is
+/// a control character.
+pub fn looks_like_hex(b: &[u8]) -> bool {
+    b.iter().any(u8::is_ascii_hexdigit)
+        && b.iter().all(|c| c.is_ascii_hexdigit() || c.is_ascii_whitespace())
+}
+
+/// Hex text (white space between digits allowed) to bytes; `Err` names the first
+/// character that is not a hex digit, or says the number of digits is odd.
+pub fn parse_hex(text: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len() / 2);
+    let mut high: Option<u8> = None;
+    for (i, &c) in text.iter().enumerate() {
+        if c.is_ascii_whitespace() {
+            continue;
+        }
+        let d = (c as char).to_digit(16).ok_or_else(|| {
+            format!("hex input: {:?} at character {i} is not a hex digit", c as char)
+        })? as u8;
+        match high.take() {
+            None => high = Some(d),
+            Some(h) => out.push(h << 4 | d),
+        }
+    }
+    if high.is_some() {
+        return Err("hex input: odd number of hex digits".into());
+    }
+    Ok(out)
 }

@@ -22,7 +22,12 @@
 #                when missing; the SDKs' @azure/* packages need node 20 or later): rhea,
 #                ws, azure-iothub, azure-iot-device, azure-iot-device-amqp and
 #                azure-iot-common, each checked against its exact version in package.json.
-#   Chromium     Debian's chromium, run headless by tests/ladder.rs.
+#   Chromium     Debian's chromium, run headless by tests/ladder.rs, and by
+#                tests/browser.rs through playwright-core (an npm package above, which
+#                downloads no browser of its own).
+#   wasm tools   the wasm32-unknown-unknown target (rustup) and wasm-bindgen-cli at the
+#                version of the wasm-bindgen crate in Cargo.lock (cargo install, once:
+#                several minutes), for examples/browser/build.sh and tests/browser.rs.
 #   tshark       Wireshark's command-line dissector (and editcap, mergecap), the Debian
 #                package, for tests/capture.rs: its AMQP dissector must read amqpwire's
 #                pcapng files as amqpwire does. Installed non-interactively; non-root
@@ -360,6 +365,36 @@ install_chromium() {
     CHROMIUM_VERSION="$(chromium --version 2>/dev/null)" || fail "$peer" "chromium --version failed"
 }
 
+# The browser build (examples/browser/build.sh, tests/browser.rs): the wasm32 target and
+# wasm-bindgen-cli at the version of the wasm-bindgen crate in Cargo.lock.
+install_wasm_tools() {
+    local peer="wasm-bindgen-cli" want have
+    command -v rustup >/dev/null 2>&1 || fail "$peer" "rustup is not on PATH (the wasm32 target comes from it)"
+    if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+        note "rustup target add wasm32-unknown-unknown"
+        rustup target add wasm32-unknown-unknown >"$LOGDIR/rustup.log" 2>&1 || {
+            show_log "$LOGDIR/rustup.log" "rustup target add"
+            fail "$peer" "rustup target add wasm32-unknown-unknown failed"
+        }
+    fi
+    want="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/^version = "|"$/, ""); print; exit }' "$HERE/../../Cargo.lock")"
+    [ -n "$want" ] || fail "$peer" "no wasm-bindgen in Cargo.lock"
+    have="$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)"
+    if [ "$have" != "$want" ]; then
+        note "cargo install --locked --version $want wasm-bindgen-cli (several minutes)"
+        # --locked first; a registry that lacks one of its locked versions gets a fresh
+        # resolution of the same wasm-bindgen-cli version instead.
+        cargo install --locked --version "$want" wasm-bindgen-cli >"$LOGDIR/wasm-bindgen.log" 2>&1 ||
+            cargo install --version "$want" wasm-bindgen-cli >"$LOGDIR/wasm-bindgen.log" 2>&1 || {
+            show_log "$LOGDIR/wasm-bindgen.log" "cargo install wasm-bindgen-cli"
+            fail "$peer" "cargo install wasm-bindgen-cli $want failed"
+        }
+        have="$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)"
+        [ "$have" = "$want" ] || fail "$peer" "wasm-bindgen --version says ${have:-nothing}, not $want (is ~/.cargo/bin on PATH?)"
+    fi
+    WASM_BINDGEN_VERSION="$have"
+}
+
 # tshark: tests/capture.rs checks amqpwire's pcapng files with Wireshark's own AMQP
 # dissector, and rewrites them with editcap and mergecap.
 install_tshark() {
@@ -381,6 +416,7 @@ install_proton
 install_eventhub
 install_rhea
 install_chromium
+install_wasm_tools
 install_tshark
 
 echo "rabbitmq-server $RABBITMQ_VERSION"
@@ -390,4 +426,5 @@ echo "$NODE_PACKAGES" | grep -v -e '^rhea ' -e '^ws '
 echo "rhea $RHEA_VERSION"
 echo "node $NODE_VERSION"
 echo "$CHROMIUM_VERSION"
+echo "wasm-bindgen-cli $WASM_BINDGEN_VERSION"
 echo "tshark $TSHARK_VERSION"

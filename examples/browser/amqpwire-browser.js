@@ -1,0 +1,418 @@
+// amqpwire in the browser: the sans-IO engine (amqpwire_bg.wasm, through wasm-bindgen's
+// amqpwire.js) driven over the browser's own WebSocket, with promises.
+//
+//   const conn = await connect("wss://myhub.azure-devices.net/$iothub/websocket", {
+//     containerId: "seed000", hostname: "myhub.azure-devices.net",
+//     sasl: { mechanism: "PLAIN", username, password },
+//   });
+//   conn.onframe = (record) => …;          // each --trace-json record, in and out
+//   const session = await conn.begin();
+//   const sender = await session.sender("c2d", "/messages/devicebound");
+//   await sender.send({ body: "hi", applicationProperties: { k: "v" } });
+//   const receiver = await session.receiver("fb", "/messages/serviceBound/feedback", 10);
+//   const delivery = await receiver.receive();
+//   delivery.accept();
+//   await conn.close();
+//
+// This file does I/O and bookkeeping only: every frame is made and read by the engine.
+
+import init, * as wasm from "./amqpwire.js";
+
+export { wasm };
+
+let ready = null;
+
+/** Loads the WebAssembly module (once). */
+export function load() {
+  if (!ready) ready = init();
+  return ready;
+}
+
+function hexToBytes(hex) {
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(i * 2, 2), 16);
+  return out;
+}
+
+function describe(error) {
+  if (!error) return "no error";
+  if (typeof error === "string") return error;
+  return error.description ? `${error.condition}: ${error.description}` : error.condition;
+}
+
+/**
+ * Opens a connection over WebSocket (subprotocol AMQPWSB10) and waits for the peer's open.
+ * `options` are the engine's (see docs/browser.md), plus `onframe` and `onevent` callbacks,
+ * set before the first byte goes out so that they see the SASL exchange and the opens.
+ */
+export async function connect(url, options) {
+  await load();
+  const { onframe = null, onevent = null, ...engineOptions } = options;
+  const engine = new wasm.Engine(JSON.stringify(engineOptions));
+  const conn = new Connection(engine);
+  conn.onframe = onframe;
+  conn.onevent = onevent;
+  await conn._open(url);
+  return conn;
+}
+
+class Waiters {
+  constructor() {
+    this.map = new Map();
+  }
+  wait(key) {
+    return new Promise((resolve, reject) => {
+      const list = this.map.get(key) || [];
+      list.push({ resolve, reject });
+      this.map.set(key, list);
+    });
+  }
+  resolve(key, value) {
+    const list = this.map.get(key) || [];
+    this.map.delete(key);
+    for (const w of list) w.resolve(value);
+  }
+  reject(key, error) {
+    const list = this.map.get(key) || [];
+    this.map.delete(key);
+    for (const w of list) w.reject(error);
+  }
+  rejectAll(error) {
+    for (const key of [...this.map.keys()]) this.reject(key, error);
+  }
+}
+
+export class Connection {
+  constructor(engine) {
+    this.engine = engine;
+    this.socket = null;
+    this.timer = null;
+    this.waiters = new Waiters();
+    this.links = new Map();
+    this.remoteOpen = null;
+    this.ended = false;
+    this.endError = null;
+    /** Called with each trace record (the JSON of --trace-json). */
+    this.onframe = null;
+    /** Called with each engine event. */
+    this.onevent = null;
+  }
+
+  _open(url) {
+    const opened = this.waiters.wait("opened");
+    const socket = new WebSocket(url, ["AMQPWSB10"]);
+    socket.binaryType = "arraybuffer";
+    this.socket = socket;
+    socket.onopen = () => this._pump();
+    socket.onmessage = (m) => {
+      if (typeof m.data === "string") {
+        this._fail("the peer sent a text WebSocket message; AMQP goes in binary ones");
+        return;
+      }
+      this.engine.handleInput(new Uint8Array(m.data));
+      this._pump();
+    };
+    socket.onerror = () => this._fail(`WebSocket error on ${url}`);
+    socket.onclose = (e) => {
+      if (!this.ended) {
+        this.engine.handleEof();
+        this._pump();
+        this._fail(`WebSocket closed (code ${e.code}${e.reason ? ", " + e.reason : ""})`);
+      }
+    };
+    return opened;
+  }
+
+  _fail(why) {
+    if (this.ended) return;
+    this.ended = true;
+    this.endError = new Error(why);
+    clearTimeout(this.timer);
+    this.waiters.rejectAll(this.endError);
+    for (const l of this.links.values()) l._end(this.endError);
+    try {
+      this.socket.close();
+    } catch (_) {
+      // already closed
+    }
+  }
+
+  /** Runs the engine's outputs: bytes to write, trace records, events, the next timer. */
+  _pump() {
+    for (;;) {
+      const out = this.engine.pollTransmit();
+      if (out.length && this.socket.readyState === WebSocket.OPEN) this.socket.send(out);
+      const trace = JSON.parse(this.engine.pollTrace());
+      if (this.onframe) for (const r of trace) this.onframe(r);
+      const events = JSON.parse(this.engine.pollEvents());
+      for (const ev of events) this._event(ev);
+      if (!out.length && !events.length) break;
+    }
+    clearTimeout(this.timer);
+    const ms = this.engine.pollTimeout();
+    if (ms >= 0 && !this.ended) {
+      this.timer = setTimeout(() => {
+        this.engine.handleTimeout();
+        this._pump();
+      }, Math.ceil(ms));
+    }
+  }
+
+  _event(ev) {
+    if (this.onevent) this.onevent(ev);
+    switch (ev.type) {
+      case "opened":
+        this.remoteOpen = ev;
+        this.waiters.resolve("opened", this);
+        break;
+      case "sessionBegun":
+        this.waiters.resolve(`session ${ev.session}`, new Session(this, ev.session));
+        break;
+      case "sessionEnded":
+        this.waiters.reject(`session ${ev.session}`, new Error(`session ended: ${describe(ev.error)}`));
+        break;
+      case "linkAttached": {
+        const link = this.links.get(ev.link);
+        if (ev.refused) break; // its detach, with the error, follows
+        this.waiters.resolve(`link ${ev.link}`, link);
+        break;
+      }
+      case "linkDetached": {
+        const error = new Error(`link detached: ${describe(ev.error)}`);
+        this.waiters.reject(`link ${ev.link}`, error);
+        const link = this.links.get(ev.link);
+        if (link) link._end(error);
+        break;
+      }
+      case "linkError":
+      case "sessionError":
+        break;
+      case "credit": {
+        const link = this.links.get(ev.link);
+        if (link) link._credit(ev.credit);
+        break;
+      }
+      case "delivery": {
+        const link = this.links.get(ev.link);
+        if (link) link._deliver(ev);
+        break;
+      }
+      case "disposition": {
+        const link = this.links.get(ev.link);
+        if (link) link._disposition(ev);
+        break;
+      }
+      case "remoteClose":
+        if (ev.error) this.endError = new Error(`the peer closed: ${describe(ev.error)}`);
+        break;
+      case "ended":
+        this.ended = true;
+        clearTimeout(this.timer);
+        if (ev.error) this.endError = new Error(ev.error);
+        this.waiters.resolve("closed", this.endError);
+        this.waiters.rejectAll(this.endError || new Error("the connection closed"));
+        for (const l of this.links.values()) l._end(this.endError || new Error("the connection closed"));
+        try {
+          this.socket.close();
+        } catch (_) {
+          // already closed
+        }
+        break;
+    }
+  }
+
+  /** Calls `f` on the engine, then runs its outputs; a usage error rejects. */
+  _command(f) {
+    if (this.ended) throw this.endError || new Error("the connection is closed");
+    const r = f(this.engine);
+    this._pump();
+    return r;
+  }
+
+  /** Begins a session. */
+  begin() {
+    const n = this._command((e) => e.begin());
+    return this.waiters.wait(`session ${n}`);
+  }
+
+  /** Closes the connection; resolves once the peer answered. */
+  close() {
+    if (this.ended) return Promise.resolve();
+    const closed = this.waiters.wait("closed");
+    this._command((e) => e.close());
+    return closed.then((error) => {
+      if (error) throw error;
+    });
+  }
+}
+
+export class Session {
+  constructor(conn, number) {
+    this.conn = conn;
+    this.number = number;
+  }
+
+  _attach(link, n) {
+    this.conn.links.set(n, link);
+    return this.conn.waiters.wait(`link ${n}`);
+  }
+
+  /** Attaches a sender to `address`. */
+  sender(name, address) {
+    const n = this.conn._command((e) => e.attachSender(this.number, name, address));
+    return this._attach(new Sender(this.conn, n), n);
+  }
+
+  /** Attaches a receiver from `address`, keeping `credit` messages granted. */
+  receiver(name, address, credit = 10) {
+    const n = this.conn._command((e) => e.attachReceiver(this.number, name, address, credit));
+    return this._attach(new Receiver(this.conn, n, credit), n);
+  }
+}
+
+class Link {
+  constructor(conn, number) {
+    this.conn = conn;
+    this.number = number;
+    this.error = null;
+  }
+  _end(error) {
+    this.error = this.error || error;
+  }
+  _credit() {}
+  _deliver() {}
+  _disposition() {}
+  /** Detaches (closes) the link. */
+  detach() {
+    this.conn._command((e) => e.detach(this.number));
+  }
+}
+
+export class Sender extends Link {
+  constructor(conn, number) {
+    super(conn, number);
+    this.credit = 0;
+    this.queue = [];
+    this.pending = new Map();
+  }
+
+  /** Sends a message (JSON form, see the docs) and resolves with its outcome. */
+  send(message) {
+    return this._send((e) => e.send(this.number, JSON.stringify(message)));
+  }
+
+  /** Sends an encoded message (from c2dMessage, putTokenMessage). */
+  sendEncoded(bytes) {
+    return this._send((e) => e.sendEncoded(this.number, bytes));
+  }
+
+  _send(f) {
+    if (this.error) return Promise.reject(this.error);
+    return new Promise((resolve, reject) => {
+      this.queue.push({ f, resolve, reject });
+      this._flush();
+    });
+  }
+
+  _flush() {
+    while (this.credit > 0 && this.queue.length) {
+      const { f, resolve, reject } = this.queue.shift();
+      try {
+        const id = this.conn._command(f);
+        this.credit -= 1;
+        this.pending.set(id, { resolve, reject });
+      } catch (e) {
+        reject(e);
+      }
+    }
+  }
+
+  _credit(credit) {
+    this.credit = credit;
+    this._flush();
+  }
+
+  _disposition(ev) {
+    const p = this.pending.get(ev.deliveryId);
+    if (!p || !ev.settled) return;
+    this.pending.delete(ev.deliveryId);
+    const state = ev.state || { outcome: "none" };
+    if (state.outcome === "accepted") p.resolve(state);
+    else p.reject(new Error(`the peer did not accept the message: ${state.outcome}${state.description ? " (" + state.description + ")" : ""}`));
+  }
+
+  _end(error) {
+    super._end(error);
+    for (const q of this.queue) q.reject(error);
+    this.queue = [];
+    for (const p of this.pending.values()) p.reject(error);
+    this.pending.clear();
+  }
+}
+
+export class Delivery {
+  constructor(receiver, ev) {
+    this.receiver = receiver;
+    this.deliveryId = ev.deliveryId;
+    this.settled = ev.settled;
+    /** The message as `amqpwire decode --json` shows it. */
+    this.message = ev.message;
+    /** The encoded message. */
+    this.payload = hexToBytes(ev.payload);
+  }
+  _settle(outcome, description) {
+    if (this.settled) return;
+    this.settled = true;
+    const r = this.receiver;
+    r.conn._command((e) => e.settle(r.number, this.deliveryId, outcome, description));
+    r._refill();
+  }
+  accept() {
+    this._settle("accepted");
+  }
+  reject(description) {
+    this._settle("rejected", description);
+  }
+  release() {
+    this._settle("released");
+  }
+}
+
+export class Receiver extends Link {
+  constructor(conn, number, credit) {
+    super(conn, number);
+    this.window = credit;
+    this.granted = credit;
+    this.queue = [];
+    this.waiting = [];
+  }
+
+  /** Resolves with the next delivery. */
+  receive() {
+    if (this.queue.length) return Promise.resolve(this.queue.shift());
+    if (this.error) return Promise.reject(this.error);
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+  }
+
+  _deliver(ev) {
+    this.granted = Math.max(0, this.granted - 1);
+    const d = new Delivery(this, ev);
+    if (d.settled) this._refill();
+    const w = this.waiting.shift();
+    if (w) w.resolve(d);
+    else this.queue.push(d);
+  }
+
+  _refill() {
+    if (this.granted <= this.window / 2 && !this.error && !this.conn.ended) {
+      this.granted = this.window;
+      this.conn._command((e) => e.flow(this.number, this.window));
+    }
+  }
+
+  _end(error) {
+    super._end(error);
+    for (const w of this.waiting) w.reject(error);
+    this.waiting = [];
+  }
+}

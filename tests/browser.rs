@@ -1,0 +1,337 @@
+//! amqpwire in a real browser: the pages of examples/browser (built by its build.sh into a
+//! temporary folder: the engine in WebAssembly, the WebSocket driver, the pages), served
+//! over HTTP from this test and loaded in headless Chromium through playwright-core
+//! (tests/peers/browser.js):
+//!
+//! - seed000.html against `amqpwire iothub emulate`'s wss listener: SAS token, SASL PLAIN,
+//!   a cloud-to-device message with `iothub-ack=full`, completed by a device
+//!   (`amqpwire iothub device-receive`), and its feedback; the page's title says
+//!   `SEED000 OK`;
+//! - inspector.html on a fixture of real wire bytes: `DECODED <n> frames`, n as the
+//!   crate's own inspector counts them.
+//!
+//! Needs the wasm32-unknown-unknown target, wasm-bindgen-cli at the version of the
+//! wasm-bindgen crate in Cargo.lock, Chromium and tests/peers/node_modules (all installed
+//! by tests/peers/install.sh). When one is missing the tests say so and pass, except with
+//! `CI=true`, where they fail.
+
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/hub.rs"]
+mod hub;
+#[path = "support/pki.rs"]
+mod pki;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use amqpwire::capture::{CaptureDecoder, CaptureReader, EventKind};
+use amqpwire::codec::DecodeOptions;
+use amqpwire::inspect::{Inspector, Record};
+use cli::{bin, text, Running};
+use hub::OWNER_KEY;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Why the browser tests cannot run here, if they cannot.
+fn missing_tools() -> Option<String> {
+    let lock = std::fs::read_to_string(Path::new(ROOT).join("Cargo.lock")).ok()?;
+    let want = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"wasm-bindgen\"\n"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
+        .map(|v| v.trim_end_matches('"').to_owned());
+    let have = Command::new("wasm-bindgen")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| text(&o.stdout).split_whitespace().nth(1).unwrap_or_default().to_owned());
+    let Some(want) = want else {
+        return Some("Cargo.lock has no wasm-bindgen".into());
+    };
+    if have.as_deref() != Some(want.as_str()) {
+        return Some(format!(
+            "wasm-bindgen-cli {want} is not installed (found: {}): run tests/peers/install.sh",
+            have.as_deref().unwrap_or("none")
+        ));
+    }
+    let targets = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    if !targets.is_ok_and(|o| text(&o.stdout).contains("wasm32-unknown-unknown")) {
+        return Some("the wasm32-unknown-unknown target is not installed: rustup target add wasm32-unknown-unknown".into());
+    }
+    if !Path::new(&chromium()).exists() {
+        return Some(format!("Chromium is not at {}: run tests/peers/install.sh", chromium()));
+    }
+    if !Path::new(ROOT).join("tests/peers/node_modules/playwright-core").exists() {
+        return Some(
+            "tests/peers/node_modules has no playwright-core: run tests/peers/install.sh".into(),
+        );
+    }
+    None
+}
+
+fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
+}
+
+/// True when the tests can run; false (after saying why) when they cannot and this is not
+/// CI; a failure in CI.
+fn tools_present() -> bool {
+    let Some(why) = missing_tools() else { return true };
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "browser tests cannot run: {why}");
+    eprintln!("skipped: {why}");
+    false
+}
+
+/// The pages' HTTP port, once they are built and served; `None` when the tests cannot run
+/// here (see [`tools_present`]).
+fn start() -> Option<u16> {
+    tools_present().then(|| serve(pages()))
+}
+
+/// The pages, built once per test run.
+fn pages() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let out = tmp.join("browser-pages");
+        let _ = std::fs::remove_dir_all(&out);
+        // A target folder of its own: the one running this test may be locked by cargo.
+        let o = Command::new("sh")
+            .arg(Path::new(ROOT).join("examples/browser/build.sh"))
+            .arg(&out)
+            .env("CARGO_TARGET_DIR", tmp.join("browser-target"))
+            .current_dir(ROOT)
+            .output()
+            .expect("run examples/browser/build.sh");
+        assert!(
+            o.status.success(),
+            "examples/browser/build.sh failed:\n{}\n{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        for f in ["seed000.html", "inspector.html", "amqpwire-browser.js", "amqpwire.js"] {
+            assert!(out.join(f).exists(), "build.sh made no {f}");
+        }
+        out
+    })
+}
+
+/// Serves `dir` over HTTP on a loopback port (GET only, for the life of the test binary).
+fn serve(dir: &'static Path) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut reader = BufReader::new(match stream.try_clone() {
+                    Ok(s) => s,
+                    Err(_) => return,
+                });
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    return;
+                }
+                // The rest of the head.
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("/");
+                let path = path.split('?').next().unwrap_or("/").trim_start_matches('/');
+                let file = dir.join(path);
+                let body = (!path.contains("..")).then(|| std::fs::read(&file).ok()).flatten();
+                let head = match &body {
+                    Some(b) => {
+                        let kind = match file.extension().and_then(|e| e.to_str()) {
+                            Some("html") => "text/html; charset=utf-8",
+                            Some("js") => "text/javascript",
+                            Some("wasm") => "application/wasm",
+                            _ => "application/octet-stream",
+                        };
+                        format!("HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len())
+                    }
+                    None => {
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .into()
+                    }
+                };
+                let _ = stream.write_all(head.as_bytes());
+                if let Some(b) = body {
+                    let _ = stream.write_all(&b);
+                }
+                let _ = stream.flush();
+                let _ = stream.read(&mut [0u8; 1]);
+            });
+        }
+    });
+    port
+}
+
+/// What tests/peers/browser.js saw: the final title, the page's text, its console.
+struct Page {
+    title: String,
+    text: String,
+    console: Vec<String>,
+}
+
+/// Loads `url` until its title starts with `done` (or `FAILED`); the safety net is a
+/// generous time-out in the browser script, never a fixed wait.
+fn load(url: &str, done: &str) -> Page {
+    load_with(url, done, &[])
+}
+
+/// [`load`], with more arguments for tests/peers/browser.js.
+fn load_with(url: &str, done: &str, more: &[&str]) -> Page {
+    let o = Command::new("node")
+        .arg(Path::new(ROOT).join("tests/peers/browser.js"))
+        .args([url, done, "--timeout", "120", "--ignore-https-errors"])
+        .args(more)
+        .env("CHROMIUM", chromium())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node tests/peers/browser.js");
+    let out = text(&o.stdout);
+    let Ok(j) = serde_json::from_str::<serde_json::Value>(out.trim()) else {
+        panic!("browser.js printed no result ({:?}):\n{out}\n{}", o.status, text(&o.stderr));
+    };
+    let s = |k: &str| j[k].as_str().unwrap_or_default().to_owned();
+    let console =
+        j["console"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).map(String::from);
+    Page { title: s("title"), text: s("text"), console: console.collect() }
+}
+
+/// Frames in a stream as `amqpwire decode` counts them.
+fn frames_in(bytes: &[u8]) -> usize {
+    Inspector::inspect_all(bytes, DecodeOptions::LENIENT)
+        .iter()
+        .filter(|r| matches!(r, Record::Frame(_)))
+        .count()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn the_inspector_page_decodes_a_fixture_of_real_wire_bytes() {
+    let Some(port) = start() else { return };
+    for fixture in
+        ["wire/proton-to-rhea-heartbeat.c2s.bin", "iothub/node-service-amqpws-feedback.s2c.bin"]
+    {
+        let bytes = std::fs::read(Path::new(ROOT).join("tests/fixtures").join(fixture)).unwrap();
+        let n = frames_in(&bytes);
+        assert!(n > 2, "{fixture}: a fixture with frames");
+        let page =
+            load(&format!("http://127.0.0.1:{port}/inspector.html?hex={}", hex(&bytes)), "DECODED");
+        assert_eq!(
+            page.title,
+            format!("DECODED {n} frames"),
+            "{fixture}: {:?}\n{}",
+            page.console,
+            page.text
+        );
+        assert!(page.text.contains("open (0x10)"), "{fixture}: the tree is shown:\n{}", page.text);
+    }
+    // Bad input: a clear message, not a hang.
+    let page = load(&format!("http://127.0.0.1:{port}/inspector.html?hex=0g"), "DECODED");
+    assert!(page.title.starts_with("FAILED: hex input"), "{}", page.title);
+}
+
+#[test]
+fn the_inspector_page_decodes_a_chosen_pcapng_capture() {
+    let Some(port) = start() else { return };
+    let path = Path::new(ROOT).join("fuzz/corpus/capture/pcapng-websocket");
+    let bytes = std::fs::read(&path).unwrap();
+    // Frames as `amqpwire decode` counts them in a capture.
+    let mut decoder = CaptureDecoder::new(DecodeOptions::LENIENT);
+    for block in CaptureReader::new(&bytes).expect("a capture") {
+        decoder.push_block(block);
+    }
+    decoder.finish();
+    let n = std::iter::from_fn(|| decoder.next_event())
+        .filter(|e| matches!(e.kind, EventKind::Record(Record::Frame(_))))
+        .count();
+    assert!(n > 2, "a capture with frames");
+    let url = format!("http://127.0.0.1:{port}/inspector.html");
+    let page = load_with(&url, "DECODED", &["--file", path.to_str().unwrap()]);
+    assert_eq!(page.title, format!("DECODED {n} frames"), "{:?}\n{}", page.console, page.text);
+    assert!(page.text.contains("over websocket"), "{}", page.text);
+}
+
+#[test]
+fn the_seed_page_sends_a_c2d_message_and_reads_its_feedback_from_the_browser() {
+    let Some(port) = start() else { return };
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("browser-hub-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cmd = bin();
+    cmd.args(["iothub", "emulate", "--hostname", "localhost"])
+        .args(["--device", &format!("dev1:{}", hub::DEVICE_KEY)])
+        .args(["--policy", &format!("iothubowner:{OWNER_KEY}")])
+        .args(["--amqps", "127.0.0.1:0", "--wss", "127.0.0.1:0"])
+        .arg("--cert-dir")
+        .arg(&dir);
+    let emulator = Running::start(cmd, |lines: &[String]| {
+        lines.last().is_some_and(|l| l.starts_with("ca certificate:"))
+    });
+    let listening: Vec<&str> =
+        emulator.lines.iter().filter_map(|l| l.strip_prefix("listening on ")).collect();
+    let amqps = listening.iter().find(|u| u.starts_with("amqps://")).expect("an amqps listener");
+    let wss = listening.iter().find(|u| u.starts_with("wss://")).expect("a wss listener");
+    let amqps_port = amqps.rsplit(':').next().unwrap().to_owned();
+    let ca = dir.join("ca.pem");
+
+    // The device completes the message whenever it comes (the hub keeps it until then).
+    let device_cs = format!("HostName=localhost;DeviceId=dev1;SharedAccessKey={}", hub::DEVICE_KEY);
+    let device = bin()
+        .args(["iothub", "device-receive", "--count", "1", "--timeout", "120"])
+        .args(["--connection-string", &device_cs, "--port", &amqps_port])
+        .arg("--ca")
+        .arg(&ca)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the device");
+
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let url = format!(
+        "http://127.0.0.1:{port}/seed000.html?url={}&hub=localhost&key={}&policy=iothubowner&device=dev1",
+        enc(wss),
+        enc(OWNER_KEY)
+    );
+    let page = load(&url, "SEED000 OK");
+    let out = device.wait_with_output().expect("the device ends");
+    assert_eq!(page.title, "SEED000 OK", "{:?}\n{}", page.console, page.text);
+    assert!(out.status.success(), "the device: {}\n{}", text(&out.stderr), text(&out.stdout));
+    // Every frame was shown, from the SASL exchange to the close.
+    for shown in ["sasl-init", "open", "attach", "transfer", "disposition", "close"] {
+        assert!(page.text.contains(&format!("-> {shown} ")), "no {shown} sent:\n{}", page.text);
+    }
+    assert!(page.text.contains("<- open "), "{}", page.text);
+
+    // A wrong key: the hub refuses the token, and the page says so rather than waiting.
+    let wrong = url.replace(&enc(OWNER_KEY), &enc(hub::DEVICE_KEY));
+    let page = load(&wrong, "SEED000 OK");
+    assert_eq!(
+        page.title, "FAILED: connect: SASL: authentication failed: sasl-outcome 1 (auth)",
+        "{}",
+        page.text
+    );
+    drop(emulator);
+    let _ = std::fs::remove_dir_all(&dir);
+}

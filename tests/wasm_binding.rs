@@ -1,0 +1,263 @@
+//! The browser binding (feature `wasm`) exercised natively, without a browser: the same
+//! `Engine` the pages drive, joined in memory to a server engine; its events and trace
+//! records as JSON; and the Azure and decoder exports. Run with
+//! `cargo test --features wasm --test wasm_binding` (.ci/run does).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde_json::Value as Json;
+
+use amqpwire::azure::cbs::PutToken;
+use amqpwire::azure::{SasKey, SasToken, DEFAULT_CLOCK_SKEW};
+use amqpwire::codec::DecodeOptions;
+use amqpwire::connection::{Config, Connection, Event};
+use amqpwire::inspect::{Inspector, Record};
+use amqpwire::message::Message;
+use amqpwire::sasl::Credentials;
+use amqpwire::time::Instant;
+use amqpwire::types::{Accepted, DeliveryState, MessageId, SequenceNo};
+use amqpwire::wasm::{self, Engine};
+
+const KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
+/// Moves bytes both ways until both sides are quiet; returns the engine's events (parsed)
+/// and the server's.
+fn pump(engine: &mut Engine, server: &mut Connection) -> (Vec<Json>, Vec<Event>) {
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    loop {
+        let a = engine.poll_transmit();
+        let mut b = Vec::new();
+        server.poll_transmit(&mut b);
+        let before = (ours.len(), theirs.len());
+        server.handle_input(&a, Instant::now());
+        engine.handle_input(&b);
+        let events: Json = serde_json::from_str(&engine.poll_events()).expect("events JSON");
+        ours.extend(events.as_array().expect("an array").iter().cloned());
+        theirs.extend(std::iter::from_fn(|| server.poll_event()));
+        if a.is_empty() && b.is_empty() && before == (ours.len(), theirs.len()) {
+            return (ours, theirs);
+        }
+    }
+}
+
+fn of_type<'a>(events: &'a [Json], t: &str) -> Vec<&'a Json> {
+    events.iter().filter(|e| e["type"] == t).collect()
+}
+
+fn trace(engine: &mut Engine) -> Vec<Json> {
+    let t: Json = serde_json::from_str(&engine.poll_trace()).expect("trace JSON");
+    t.as_array().expect("an array").clone()
+}
+
+#[test]
+fn a_page_connection_opens_sends_receives_and_closes_with_its_trace() {
+    let mut server_cfg = Config::new("broker");
+    server_cfg.authenticator = Some(Box::new(Credentials::new(|| "nonce".into()).with_user(
+        "alice",
+        "secret",
+        b"0123456789abcdef",
+    )));
+    let mut server = Connection::server(server_cfg);
+    let mut engine = Engine::new(
+        r#"{"containerId": "page", "hostname": "hub", "maxFrameSize": 65536, "channelMax": 7,
+            "idleTimeOut": 120000, "locales": ["en-US"], "properties": {"scenario": "seed000"},
+            "sasl": {"mechanism": "PLAIN", "username": "alice", "password": "secret"}}"#,
+    )
+    .expect("options accepted");
+
+    let (events, _) = pump(&mut engine, &mut server);
+    assert_eq!(of_type(&events, "saslDone")[0]["mechanism"], "PLAIN", "{events:?}");
+    assert_eq!(of_type(&events, "opened")[0]["containerId"], "broker", "{events:?}");
+    let remote = server.remote_open().expect("the server has our open");
+    assert_eq!(&*remote.container_id, "page");
+    assert_eq!(remote.max_frame_size, 65536);
+    assert_eq!(remote.channel_max, 7);
+    assert_eq!(remote.idle_time_out, Some(120_000));
+    assert_eq!(remote.outgoing_locales.len(), 1);
+    assert_eq!(remote.incoming_locales.len(), 1);
+    // The trace: what --trace-json writes, both directions, the password masked.
+    let records = trace(&mut engine);
+    let sasl_init = records.iter().find(|r| r["performative"] == "sasl-init").expect("sasl-init");
+    assert_eq!(sasl_init["direction"], "out");
+    assert_eq!(sasl_init["connection"], 1);
+    assert!(!sasl_init.to_string().contains("secret"), "{sasl_init}");
+    let open_in = records.iter().find(|r| r["performative"] == "open" && r["direction"] == "in");
+    assert!(open_in.is_some(), "{records:?}");
+    let open_out = records
+        .iter()
+        .find(|r| r["performative"] == "open" && r["direction"] == "out")
+        .expect("our open traced");
+    assert_eq!(open_out["fields"]["max-frame-size"], 65536, "{open_out}");
+    assert!(records.iter().all(|r| r["time"].is_number()));
+
+    let session = engine.begin().expect("begin");
+    let sender = engine.attach_sender(session, "s", "q").expect("attach");
+    let receiver = engine.attach_receiver(session, "r", "out", 5).expect("attach");
+    let (events, theirs) = pump(&mut engine, &mut server);
+    assert_eq!(of_type(&events, "sessionBegun").len(), 1, "{events:?}");
+    assert_eq!(of_type(&events, "linkAttached").len(), 2, "{events:?}");
+    // Our receiver granted its credit once attached; give our sender some.
+    let mut server_rcv = None;
+    let mut server_snd = None;
+    for e in &theirs {
+        match e {
+            Event::LinkAttached { link, remote, .. } if &*remote.name == "s" => {
+                server_rcv = Some(*link)
+            }
+            Event::LinkAttached { link, .. } => server_snd = Some(*link),
+            _ => {}
+        }
+    }
+    let (server_rcv, server_snd) = (server_rcv.unwrap(), server_snd.unwrap());
+    assert!(
+        theirs
+            .iter()
+            .any(|e| matches!(e, Event::Credit { link, credit: 5, .. } if *link == server_snd)),
+        "{theirs:?}"
+    );
+    server.flow(server_rcv, 10, false).expect("credit");
+    let (events, _) = pump(&mut engine, &mut server);
+    assert_eq!(of_type(&events, "credit")[0]["credit"], 10, "{events:?}");
+
+    let id = engine
+        .send(
+            sender,
+            r#"{"body": "switch on", "properties": {"messageId": "m1", "to": "q"},
+                "applicationProperties": {"room": "kitchen", "n": 2, "ok": true}}"#,
+        )
+        .expect("send");
+    let (_, theirs) = pump(&mut engine, &mut server);
+    let Some(Event::Delivery { payload, delivery_id, .. }) =
+        theirs.iter().find(|e| matches!(e, Event::Delivery { .. }))
+    else {
+        panic!("no delivery: {theirs:?}")
+    };
+    let m = Message::decode(payload).expect("a message");
+    assert_eq!(m.body.bytes().as_deref(), Some(&b"switch on"[..]));
+    let props = m.properties.as_ref().expect("properties");
+    assert_eq!(props.message_id, Some(MessageId::String("m1".into())));
+    let app = m.application_properties.as_ref().expect("application properties");
+    assert_eq!(
+        app.get("room").and_then(|v| v.as_str().map(str::to_owned)).as_deref(),
+        Some("kitchen")
+    );
+    server
+        .disposition(
+            server_rcv,
+            *delivery_id,
+            None,
+            true,
+            Some(DeliveryState::Accepted(Accepted {})),
+        )
+        .expect("settle");
+    let (events, _) = pump(&mut engine, &mut server);
+    let d = of_type(&events, "disposition");
+    assert_eq!(d[0]["deliveryId"], id, "{events:?}");
+    assert_eq!(d[0]["state"]["outcome"], "accepted", "{events:?}");
+
+    let out = Message::with_data(&b"to the page"[..]).to_vec();
+    server.send(server_snd, Bytes::from_static(b"t1"), &out, false).expect("send");
+    let (events, _) = pump(&mut engine, &mut server);
+    let d = of_type(&events, "delivery");
+    assert_eq!(d[0]["link"], receiver, "{events:?}");
+    assert_eq!(d[0]["payload"], amqpwire::inspect::hex(&out));
+    assert!(d[0]["message"].to_string().contains("to the page"), "{}", d[0]);
+    let delivery_id = u32::try_from(d[0]["deliveryId"].as_u64().unwrap()).unwrap();
+    engine.settle(receiver, delivery_id, "accepted", None).expect("settle");
+    let (_, theirs) = pump(&mut engine, &mut server);
+    assert!(
+        theirs.iter().any(|e| matches!(
+            e,
+            Event::Disposition { delivery_id: SequenceNo(0), settled: true, .. }
+        )),
+        "{theirs:?}"
+    );
+
+    engine.close().expect("close");
+    let (events, _) = pump(&mut engine, &mut server);
+    assert_eq!(of_type(&events, "ended")[0]["error"], Json::Null, "{events:?}");
+    assert!(engine.is_ended());
+    assert_eq!(engine.poll_timeout(), -1.0);
+}
+
+#[test]
+fn the_azure_exports_make_what_the_hub_reads() {
+    let expiry = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600;
+    let cs = format!(
+        "HostName=myhub.azure-devices.net;SharedAccessKeyName=service;SharedAccessKey={KEY}"
+    );
+    let creds: Json =
+        serde_json::from_str(&wasm::iothub_plain_credentials(&cs, expiry as f64).unwrap()).unwrap();
+    assert_eq!(creds["username"], "service@sas.root.myhub");
+    let token: SasToken = creds["password"].as_str().unwrap().parse().expect("a SAS token");
+    token
+        .verify(&SasKey::from_base64(KEY).unwrap(), SystemTime::now(), DEFAULT_CLOCK_SKEW)
+        .expect("signed with the key");
+    assert!(token.authorizes("myhub.azure-devices.net"));
+    assert_eq!(token.key_name(), Some("service"));
+    assert_eq!(
+        wasm::sas_token_from_connection_string(&cs, expiry as f64).unwrap(),
+        wasm::sas_token("myhub.azure-devices.net", KEY, Some("service".into()), expiry as f64)
+            .unwrap()
+    );
+
+    let id = "0b7f1c2e-1111-4222-8333-444455556666";
+    let c2d = wasm::c2d_message(
+        "dev1",
+        r#"{"body": "on", "applicationProperties": {"iothub-ack": "none"}}"#,
+        "full",
+        id,
+    )
+    .unwrap();
+    let m = Message::decode(&Bytes::from(c2d)).unwrap();
+    let p = m.properties.as_ref().unwrap();
+    assert_eq!(p.to.as_deref(), Some("/devices/dev1/messages/devicebound"));
+    assert_eq!(p.message_id.as_ref().map(ToString::to_string).as_deref(), Some(id));
+    let app = m.application_properties.as_ref().unwrap().to_pairs();
+    let acks: Vec<_> = app.iter().filter(|(k, _)| k.as_str() == Some("iothub-ack")).collect();
+    assert_eq!(acks.len(), 1, "one iothub-ack, the one asked for: {app:?}");
+    assert_eq!(acks[0].1.as_str(), Some("full"));
+
+    let put = wasm::put_token_message(
+        "myhub.azure-devices.net",
+        "SharedAccessSignature sr=x",
+        None,
+        "p1",
+    );
+    let put = PutToken::from_message(&Message::decode(&Bytes::from(put)).unwrap()).unwrap();
+    assert_eq!(put.token_type, "azure-devices.net:sastoken");
+    assert_eq!(put.name, "myhub.azure-devices.net");
+    assert_eq!(put.message_id, Some(MessageId::String("p1".into())));
+
+    let body = format!(
+        r#"[{{"originalMessageId":"{id}","deviceId":"dev1","statusCode":"Success","description":"Success","enqueuedTimeUtc":"2026-12-04T00:00:00Z"}}]"#
+    );
+    let fb = Message::with_data(body.into_bytes()).to_vec();
+    let records: Json = serde_json::from_str(&wasm::parse_feedback(&fb).unwrap()).unwrap();
+    assert_eq!(records[0]["originalMessageId"], id);
+    assert_eq!(records[0]["statusCode"], "Success");
+}
+
+#[test]
+fn decode_counts_what_the_inspector_counts() {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/wire/proton-to-rhea-heartbeat.s2c.bin"
+    ))
+    .unwrap();
+    let frames = Inspector::inspect_all(&bytes, DecodeOptions::LENIENT)
+        .iter()
+        .filter(|r| matches!(r, Record::Frame(_)))
+        .count();
+    let r: Json = serde_json::from_str(&wasm::decode(&bytes, false).unwrap()).unwrap();
+    assert_eq!(r["frames"], frames);
+    assert_eq!(r["errors"], 0);
+    let hex = amqpwire::inspect::hex(&bytes);
+    let h: Json = serde_json::from_str(&wasm::decode_hex(&hex, false).unwrap()).unwrap();
+    assert_eq!(h["text"], r["text"]);
+    // The same text through the bytes path when given as hex text.
+    let t: Json = serde_json::from_str(&wasm::decode(hex.as_bytes(), false).unwrap()).unwrap();
+    assert_eq!(t["records"], r["records"]);
+    assert!(r["text"].as_str().unwrap().contains("open (0x10)"));
+}
