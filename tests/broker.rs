@@ -899,3 +899,13 @@ async fn reserved_addresses_are_not_queues_and_cbs_checks_keys_when_given() {
     }
     assert!(broker.queues().is_empty(), "{:?}", broker.queues());
 }
+
+#[tokio::test]
+async fn a_sender_gets_the_whole_credit_window_in_the_first_flow() {
+    let (_broker, port) = start(&[]).await;
+    let (_conn, session) = session(port).await;
+    let tx = within("attach", session.sender("s", "window")).await.expect("sender");
+    // The first flow: nothing else has happened on the link yet.
+    let (credit, drain) = within("credit", tx.wait_credit()).await.expect("credit");
+    assert_eq!((credit, drain), (100, false), "docs/broker.md promises 100");
+}

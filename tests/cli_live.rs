@@ -72,6 +72,44 @@ fn send_and_receive_through_the_broker_over_tcp_and_websocket() {
 }
 
 #[test]
+fn serve_announces_itself_and_the_frame_size_channels_and_idle_time_out_asked_for() {
+    let server = Server::with_args(
+        &[
+            "serve",
+            "--listen",
+            "amqp://127.0.0.1:0",
+            "--max-frame-size",
+            "4096",
+            "--channel-max",
+            "7",
+            "--idle-timeout",
+            "2",
+        ],
+        1,
+    );
+    let o = run(&["send", &server.urls[0], "--to", "q", "--body", "x", "--trace"]);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    // The broker's open: the second open in the trace, the one that came in.
+    let records: Vec<&str> = err.split("\n[").collect();
+    let theirs = records
+        .iter()
+        .find(|r| r.lines().next().is_some_and(|l| l.ends_with("<- in")) && r.contains(": open\n"))
+        .expect("the broker's open");
+    for want in [
+        "max-frame-size: 4096",
+        "channel-max: 7",
+        "idle-time-out: 2000",
+        ":product: \"amqpwire\"",
+        ":version: \"",
+    ] {
+        assert!(theirs.contains(want), "{want} in\n{theirs}");
+    }
+    let o = run(&["serve", "--listen", "amqp://127.0.0.1:0", "--max-frame-size", "100"]);
+    assert!(!o.status.success(), "a max-frame-size below 512 is refused");
+}
+
+#[test]
 fn send_and_receive_in_a_transaction_commit_or_roll_back() {
     let server = Server::start(&[]);
     let url = &server.urls[0];

@@ -394,7 +394,11 @@ impl Broker {
         let options = answer_options(r, &queue.address);
         let owned = dynamic.then(|| Arc::clone(&queue));
         let task = if r.role == Role::SENDER {
-            request.accept_receiver(Some(options), CREDIT_WINDOW).ok().map(|rx| {
+            // The whole window up front: clients that send only on their first grant must
+            // not stall at the runtime's cautious first grant.
+            let granted =
+                request.accept_receiver_granting(Some(options), CREDIT_WINDOW, CREDIT_WINDOW);
+            granted.ok().map(|rx| {
                 let txns = Arc::clone(txns);
                 tokio::spawn(link::store(self.clone(), Arc::clone(&queue), rx, owned.clone(), txns))
             })

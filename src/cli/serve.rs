@@ -40,6 +40,16 @@ pub(crate) struct ServeArgs {
     /// must hold. Without it any well-formed SAS token is accepted. Tokens are never kept.
     #[arg(long = "cbs-key", value_name = "NAME=KEY")]
     cbs_keys: Vec<String>,
+    /// The largest frame the broker accepts (its open's max-frame-size; at least 512).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(512..))]
+    max_frame_size: Option<u32>,
+    /// The highest channel the broker accepts (its open's channel-max).
+    #[arg(long, value_name = "N")]
+    channel_max: Option<u16>,
+    /// The idle time-out the broker announces (its open's idle-time-out): clients must send
+    /// something at least this often, and the broker closes on twice this long of silence.
+    #[arg(long, value_name = "SECS", value_parser = super::client::parse_secs)]
+    idle_timeout: Option<std::time::Duration>,
     #[command(flatten)]
     trace: TraceArgs,
 }
@@ -91,8 +101,24 @@ pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode, String> {
             }
             _ => None,
         };
-        let options =
+        let mut options =
             listen_options(&users(&args.users)?, tls, tracer.as_ref().map(|t| t.shared()));
+        options.idle_time_out = args.idle_timeout;
+        let (frame, channels) = (args.max_frame_size, args.channel_max);
+        if frame.is_some() || channels.is_some() {
+            let earlier = options.configure.take();
+            options.configure = Some(std::sync::Arc::new(move |cfg| {
+                if let Some(f) = &earlier {
+                    f(cfg);
+                }
+                if let Some(n) = frame {
+                    cfg.max_frame_size = n;
+                }
+                if let Some(n) = channels {
+                    cfg.channel_max = n;
+                }
+            }));
+        }
         let urls = if args.listen.is_empty() {
             vec!["amqp://127.0.0.1:5672".to_owned()]
         } else {

@@ -170,6 +170,11 @@ impl Incoming {
 fn server_config(o: &ListenOptions, io: &Transport, n: u64) -> engine::Config {
     let mut cfg = engine::Config::new(o.container_id.clone());
     cfg.idle_time_out = o.idle_time_out;
+    // Names the peer for test suites and investigators, as other brokers do.
+    let mut properties = crate::types::Fields::new();
+    properties.insert("product", "amqpwire");
+    properties.insert("version", env!("CARGO_PKG_VERSION"));
+    cfg.properties = Some(properties);
     cfg.authenticator = o.authenticator.as_ref().and_then(|f| f());
     cfg.require_sasl = o.require_sasl && cfg.authenticator.is_some();
     cfg.external_identity = io.peer_identity().and_then(|p| p.subject_cn);
@@ -321,6 +326,19 @@ impl LinkRequest {
         options: Option<LinkOptions>,
         credit: u32,
     ) -> Result<Receiver, Error> {
+        let initial = RecvQueue::initial_credit(credit);
+        self.accept_receiver_granting(options, credit, initial)
+    }
+
+    /// [`LinkRequest::accept_receiver`], granting `initial` credits at once instead of the
+    /// cautious first grant (a broker that knows its messages are small, say): the window
+    /// is then kept as usual.
+    pub fn accept_receiver_granting(
+        self,
+        options: Option<LinkOptions>,
+        credit: u32,
+        initial: u32,
+    ) -> Result<Receiver, Error> {
         let link = self.link;
         let notify = self.conn.command(|s| {
             s.conn.accept_attach(link, options)?;
@@ -329,7 +347,6 @@ impl LinkRequest {
             s.live.insert(link);
             let q = RecvQueue::new(credit);
             let notify = Arc::clone(&q.notify);
-            let initial = RecvQueue::initial_credit(credit);
             s.receivers.insert(link, q);
             if initial > 0 {
                 s.conn.flow(link, initial, false)?;
