@@ -110,6 +110,32 @@ fn serve_announces_itself_and_the_frame_size_channels_and_idle_time_out_asked_fo
 }
 
 #[test]
+fn receive_count_grants_no_more_credit_than_messages_still_wanted() {
+    let server = Server::start(&[]);
+    let url = &server.urls[0];
+    let o = run(&["send", url, "--to", "few", "--body", "m", "--count", "5"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = run(&["receive", url, "--from", "few", "--count", "2", "--trace"]);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(text(&o.stdout), "m\nm\n");
+    // Every flow this client sent grants at most the 2 wanted.
+    let credits: Vec<u32> = err
+        .split("\n[")
+        .filter(|r| {
+            r.lines().next().is_some_and(|l| l.ends_with("-> out")) && r.contains(": flow\n")
+        })
+        .filter_map(|r| r.lines().find_map(|l| l.split("link-credit: ").nth(1)))
+        .map(|v| v.split_whitespace().next().unwrap_or("").parse().expect("a credit"))
+        .collect();
+    assert!(!credits.is_empty(), "no flow in\n{err}");
+    assert!(credits.iter().all(|c| *c <= 2), "credits granted: {credits:?}");
+    let o = run(&["receive", url, "--from", "few", "--count", "3", "--credit", "2"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "m\nm\nm\n", "a window smaller than the count is topped up");
+}
+
+#[test]
 fn send_and_receive_in_a_transaction_commit_or_roll_back() {
     let server = Server::start(&[]);
     let url = &server.urls[0];

@@ -311,26 +311,12 @@ async fn send_on(
     let sender = session.sender("amqpwire-send", &args.to).await.map_err(|e| e.to_string())?;
     let txn = declare(&session, args.transaction).await?;
     let mut progress = Progress::new();
-    let mut outcomes = BTreeMap::new();
+    let mut tally = Tally::default();
     let mut in_flight = std::collections::VecDeque::new();
     let mut bytes = 0u64;
-    let mut failed = false;
-    let mut settle = |outcome: Result<DeliveryState, Error>,
-                      outcomes: &mut BTreeMap<&'static str, u64>| match outcome
-    {
-        Ok(state) => {
-            // In a transaction the outcome comes inside transactional-state (4.4.1).
-            let outcome = match &state {
-                DeliveryState::TransactionalState(t) => t.outcome.as_deref().unwrap_or(&state),
-                other => other,
-            };
-            *outcomes.entry(outcome.name()).or_insert(0) += 1;
-            if !matches!(outcome, DeliveryState::Accepted(_)) {
-                failed = true;
-            }
-            Ok(())
-        }
-        Err(e) => Err(e.to_string()),
+    // A failure says what is known of every message: nothing is lost from the user's view.
+    let lost = |e: Error, tally: &Tally, in_flight: usize, sent: u64| {
+        format!("{e}\n{}", tally.account(in_flight, args.count - sent, args.settled))
     };
     for i in 0..args.count {
         let mut m = Message::with_data(match &fixed {
@@ -344,25 +330,67 @@ async fn send_on(
         }
         bytes += m.body.as_data().map_or(0, |b| b.len() as u64);
         if let Some(txn) = &txn {
-            settle(sender.send_in(txn, &m).await, &mut outcomes)?;
+            let outcome = sender.send_in(txn, &m).await;
+            tally.add(outcome).map_err(|e| lost(e, &tally, 1, i + 1))?;
         } else if args.settled {
-            sender.send_settled(&m).await.map_err(|e| e.to_string())?;
+            sender.send_settled(&m).await.map_err(|e| lost(e, &tally, 0, i))?;
+            tally.settled += 1;
         } else {
-            in_flight.push_back(sender.send_pipelined(&m).await.map_err(|e| e.to_string())?);
+            let pending = sender.send_pipelined(&m).await;
+            in_flight.push_back(pending.map_err(|e| lost(e, &tally, in_flight.len(), i))?);
             while in_flight.len() >= args.window.max(1) {
                 if let Some(p) = in_flight.pop_front() {
-                    settle(p.await, &mut outcomes)?;
+                    let n = in_flight.len() + 1;
+                    tally.add(p.await).map_err(|e| lost(e, &tally, n, i + 1))?;
                 }
             }
         }
         progress.tick("sent", i + 1);
     }
     while let Some(p) = in_flight.pop_front() {
-        settle(p.await, &mut outcomes)?;
+        let n = in_flight.len() + 1;
+        tally.add(p.await).map_err(|e| lost(e, &tally, n, args.count))?;
     }
     discharge(txn, args.transaction).await?;
-    progress.summary("sent", args.count, bytes, &outcomes);
+    progress.summary("sent", args.count, bytes, &tally.outcomes);
+    let failed = tally.outcomes.iter().any(|(name, _)| *name != "accepted");
     Ok(if failed { std::process::ExitCode::from(1) } else { std::process::ExitCode::SUCCESS })
+}
+
+/// What `send` knows of its messages' fate.
+#[derive(Default)]
+struct Tally {
+    /// Outcomes by name (inside `transactional-state` for transactional sends).
+    outcomes: BTreeMap<&'static str, u64>,
+    /// Sent pre-settled.
+    settled: u64,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: Result<DeliveryState, Error>) -> Result<(), Error> {
+        let state = outcome?;
+        // In a transaction the outcome comes inside transactional-state (4.4.1).
+        let outcome = match &state {
+            DeliveryState::TransactionalState(t) => t.outcome.as_deref().unwrap_or(&state),
+            other => other,
+        };
+        *self.outcomes.entry(outcome.name()).or_insert(0) += 1;
+        Ok(())
+    }
+
+    /// Every message accounted for, after a failure.
+    fn account(&self, in_flight: usize, never_sent: u64, settled_mode: bool) -> String {
+        let mut parts: Vec<String> =
+            self.outcomes.iter().map(|(name, n)| format!("{n} {name}")).collect();
+        if settled_mode {
+            parts.push(format!("{} sent pre-settled (no outcome to know)", self.settled));
+        }
+        parts.push(format!(
+            "{in_flight} in flight with no outcome (they may or may not have arrived)"
+        ));
+        parts.push(format!("{never_sent} never sent"));
+        format!("amqpwire: of the messages: {}", parts.join(", "))
+    }
 }
 
 async fn receive(args: &ReceiveArgs) -> Result<std::process::ExitCode, String> {
@@ -377,19 +405,28 @@ async fn receive_on(
     args: &ReceiveArgs,
 ) -> Result<std::process::ExitCode, String> {
     let session = conn.begin_session().await.map_err(|e| e.to_string())?;
+    // With --count, credit is granted by hand and never beyond the messages still wanted:
+    // a broker would otherwise send more than are taken.
+    let window = if args.count.is_some() { 0 } else { args.credit.max(1) };
     let rx = session
-        .receiver("amqpwire-receive", &args.from, args.credit.max(1))
+        .receiver("amqpwire-receive", &args.from, window)
         .await
         .map_err(|e| e.to_string())?;
+    let wanted =
+        |n: u64| args.count.map(|c| c.saturating_sub(n).min(u64::from(args.credit.max(1))) as u32);
+    if let Some(first) = wanted(0) {
+        rx.set_credit(first).map_err(|e| e.to_string())?;
+    }
     let txn = declare(&session, args.transaction).await?;
     let wait = args.timeout;
     let mut progress = Progress::new();
     let (mut n, mut bytes) = (0u64, 0u64);
     let stdout = std::io::stdout();
+    let lost = |e: Error, n: u64| format!("{e} (after {n} messages received and accepted)");
     while args.count.is_none_or(|c| n < c) {
         let d = match tokio::time::timeout(wait, rx.recv()).await {
             Err(_) => break,
-            Ok(r) => r.map_err(|e| e.to_string())?,
+            Ok(r) => r.map_err(|e| lost(e, n))?,
         };
         let line = if args.json {
             let mut o = serde_json::Map::new();
@@ -405,13 +442,24 @@ async fn receive_on(
             Some(txn) => rx.accept_in(txn, &d),
             None => rx.accept(&d),
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| lost(e, n))?;
         n += 1;
+        // Top up by hand (at half), to what is still wanted.
+        if let Some(left) = wanted(n).filter(|l| *l > 0) {
+            let have = rx.credit().map_err(|e| lost(e, n))?;
+            if have * 2 <= left {
+                rx.set_credit(left).map_err(|e| lost(e, n))?;
+            }
+        }
         let mut out = stdout.lock();
         if writeln!(out, "{line}").is_err() {
             break; // the reader went away
         }
         progress.tick("received", n);
+    }
+    // Anything that came beyond what was wanted goes back untouched.
+    while let Ok(Ok(extra)) = tokio::time::timeout(Duration::ZERO, rx.recv()).await {
+        rx.release(&extra).map_err(|e| lost(e, n))?;
     }
     discharge(txn, args.transaction).await?;
     progress.summary("received", n, bytes, &BTreeMap::new());
@@ -420,4 +468,25 @@ async fn receive_on(
         return Ok(std::process::ExitCode::from(1));
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_send_accounts_for_every_message() {
+        let mut t = Tally::default();
+        t.add(Ok(DeliveryState::Accepted(amqpwire::types::Accepted {}))).expect("accepted");
+        t.add(Ok(DeliveryState::Released(amqpwire::types::Released {}))).expect("released");
+        assert!(t.add(Err(Error::Closed)).is_err());
+        let s = t.account(7, 90, false);
+        assert_eq!(
+            s,
+            "amqpwire: of the messages: 1 accepted, 1 released, 7 in flight with no outcome \
+             (they may or may not have arrived), 90 never sent"
+        );
+        let settled = Tally { settled: 4, ..Tally::default() };
+        assert!(settled.account(0, 6, true).contains("4 sent pre-settled"));
+    }
 }
