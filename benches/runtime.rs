@@ -305,13 +305,84 @@ async fn idle_connections(n: usize) {
     }
 }
 
+/// K clients, each on a thread of its own (as K processes would be), sending `n`
+/// pre-settled 100-byte messages each to its own queue of one broker whose runtime has a
+/// worker thread per core; aggregate msg/s for K = 1, 2, 4, … up to the core count, and
+/// each rate as a fraction of K times the K = 1 rate.
+fn cores_curve(n: usize) {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let broker = amqpwire::broker::Broker::new();
+    let url = rt.block_on(async {
+        let options = amqpwire::broker::listen_options(&[], None, None);
+        let listener = Listener::bind("amqp://127.0.0.1:0", options).await.expect("bind");
+        let url = listener.endpoint().to_string();
+        let b = broker.clone();
+        tokio::spawn(async move { b.serve(listener).await });
+        url
+    });
+    println!("broker on {cores} worker threads; K clients, {n} pre-settled 100 B messages each");
+    let mut one = 0f64;
+    let mut k = 1;
+    while k <= cores.max(2) {
+        let before = broker.stats().messages_in;
+        let start = std::sync::Arc::new(std::sync::Barrier::new(k + 1));
+        let clients: Vec<_> = (0..k)
+            .map(|i| {
+                let (url, start) = (url.clone(), std::sync::Arc::clone(&start));
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    rt.block_on(async move {
+                        let conn = Connection::connect(&url).await.expect("connect");
+                        let s = conn.begin_session().await.expect("session");
+                        let snd = s.sender("s", &format!("cores-{k}-{i}")).await.expect("sender");
+                        let m = Message::with_data(vec![7u8; 100]);
+                        start.wait();
+                        for _ in 0..n {
+                            snd.send_settled(&m).await.expect("send");
+                        }
+                        conn.close(None).await.expect("close");
+                    });
+                })
+            })
+            .collect();
+        start.wait();
+        let t = Instant::now();
+        for c in clients {
+            c.join().expect("a client");
+        }
+        // Every message stored (a clean close comes after the transfers it follows).
+        let want = before + (k * n) as u64;
+        while broker.stats().messages_in < want {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let rate = (k * n) as f64 / t.elapsed().as_secs_f64();
+        if k == 1 {
+            one = rate;
+        }
+        println!(
+            "  K = {k:>2}: {:>10.0} msg/s aggregate, {:.2} of {k} × K=1",
+            rate,
+            rate / (one * k as f64)
+        );
+        k *= 2;
+    }
+}
+
 fn main() {
     // `cargo test --benches` runs bench binaries with no arguments in test mode: keep it
     // short there. Naming scenarios (`presettled`, `unsettled`, `round-trips`, `large`,
-    // `idle`) runs only those.
+    // `idle`, `cores`) runs only those.
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--test") || std::env::var_os("QUICK").is_some();
-    let names = ["presettled", "unsettled", "round-trips", "large", "idle"];
+    let names = ["presettled", "unsettled", "round-trips", "large", "idle", "cores"];
     let picked: Vec<&str> = names.into_iter().filter(|n| args.iter().any(|a| a == n)).collect();
     let run = |name: &str| picked.is_empty() || picked.contains(&name);
     let scale = if quick { 100 } else { 1 };
@@ -369,5 +440,8 @@ fn main() {
     println!("peak resident memory of the process so far: {:.1} MiB", hwm as f64 / 1024.0);
     if run("idle") {
         rt.block_on(idle_connections(1000 / scale));
+    }
+    if run("cores") {
+        cores_curve(200_000 / scale);
     }
 }

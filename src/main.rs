@@ -13,6 +13,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "amqpwire", version, about, long_about = None)]
 struct Args {
+    /// Worker threads of the async runtime (networked commands): by default one per core
+    /// of the machine.
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -56,6 +60,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    cli::client::set_threads(args.threads.map(usize::from));
     let result = match args.command {
         Command::Decode(a) => cli::decode::run(&a),
         Command::Encode(a) => cli::encode::run(&a),

@@ -263,9 +263,21 @@ pub(crate) fn run_receive(args: &ReceiveArgs) -> Result<std::process::ExitCode, 
     runtime()?.block_on(receive(args))
 }
 
+/// Worker threads of [`runtime`], from `--threads` (`None`: one per core).
+static THREADS: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+
+pub(crate) fn set_threads(n: Option<usize>) {
+    let _ = THREADS.set(n);
+}
+
+/// The runtime of the networked commands: sized to the machine (one worker thread per
+/// core) unless `--threads` says otherwise, so that `serve`, `iothub emulate` and `proxy`
+/// spread their connections over every core.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let threads = THREADS.get().copied().flatten().unwrap_or(cores).max(1);
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(threads)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))
