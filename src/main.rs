@@ -17,8 +17,48 @@ struct Args {
     /// of the machine.
     #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
+    /// Log what the library does on standard error: -v connections, SASL and errors
+    /// (INFO), -vv sessions, links and transactions too (DEBUG), -vvv every frame (TRACE,
+    /// credentials never shown). RUST_LOG, when set, takes precedence (`amqpwire=debug`).
+    #[arg(short = 'v', long = "log-verbose", global = true, action = clap::ArgAction::Count)]
+    log_verbose: u8,
+    /// The log's format: human-readable lines, or one JSON object per event.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per event.
+    Json,
+}
+
+/// Installs the subscriber of the library's `tracing` events: nothing is logged unless
+/// `-v` or RUST_LOG asks.
+fn install_logging(verbose: u8, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::new(v),
+        _ => EnvFilter::new(match verbose {
+            0 => "off",
+            1 => "amqpwire=info",
+            2 => "amqpwire=debug",
+            _ => "amqpwire=trace",
+        }),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 #[derive(Subcommand, Debug)]
@@ -61,6 +101,7 @@ enum Command {
 fn main() -> ExitCode {
     let args = Args::parse();
     cli::client::set_threads(args.threads.map(usize::from));
+    install_logging(args.log_verbose, args.log_format);
     let result = match args.command {
         Command::Decode(a) => cli::decode::run(&a),
         Command::Encode(a) => cli::encode::run(&a),

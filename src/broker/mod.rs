@@ -171,9 +171,14 @@ impl Broker {
     /// accept (a connection reset before it was taken, no file descriptors left) are
     /// retried after a short pause; another kind of error ends the loop.
     pub async fn serve(&self, listener: Listener) -> Result<(), Error> {
+        // Said once per spell of failures (no file descriptors left, say), not per retry.
+        let mut failing = false;
         loop {
             match listener.accept().await {
                 Ok(incoming) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::info!(endpoint = %listener.endpoint(), "accepting connections again");
+                    }
                     let broker = self.clone();
                     tokio::spawn(async move {
                         if let Ok(conn) = incoming.establish().await {
@@ -181,7 +186,13 @@ impl Broker {
                         }
                     });
                 }
-                Err(Error::Transport(TransportError::Io(_))) => {
+                Err(Error::Transport(TransportError::Io(e))) => {
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::warn!(
+                            endpoint = %listener.endpoint(),
+                            "cannot accept connections ({e}); retrying every 50 ms"
+                        );
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(e) => return Err(e),
@@ -381,8 +392,8 @@ impl Broker {
             (false, Some(a)) => match self.queue(a) {
                 Ok(q) => q,
                 Err(e) => {
-                    let _ = request.refuse(e);
-                    return None;
+                    let why = e.description.clone().unwrap_or_default();
+                    return refuse(request, e.condition.as_str(), &why);
                 }
             },
             (false, None) => {
@@ -431,6 +442,7 @@ fn refuse(
     condition: &str,
     description: &str,
 ) -> Option<tokio::task::JoinHandle<()>> {
+    tracing::info!(name = %request.remote.name, condition, "link refused: {description}");
     let _ = request.refuse(AmqpError::new(condition, description));
     None
 }

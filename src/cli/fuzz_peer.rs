@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use amqpwire::fuzzpeer::scenarios::{names, scenario, Role, Sasl};
-use amqpwire::runtime::fuzzpeer::{lines, read_steps, Campaign, Kind, Mode, Settings};
+use amqpwire::runtime::fuzzpeer::{lines, read_steps, Campaign, Kind, Mode, Say, Settings};
 use amqpwire::runtime::transport::{ClientTlsConfig, Endpoint, TlsServerConfig};
 
 use super::client::runtime;
@@ -187,6 +187,7 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         target_args,
         progress: (!a.quiet).then_some(Duration::from_secs(2)),
         verbose: a.verbose,
+        say: Say(Some(std::sync::Arc::new(|line: &str| eprintln!("{line}")))),
     };
     if a.print_case {
         return print_case(settings, a.first_case);

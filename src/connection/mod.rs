@@ -620,6 +620,26 @@ impl Connection {
 
     // ----- getters -----
 
+    /// Our container-id.
+    pub fn container_id(&self) -> &str {
+        &self.cfg.container_id
+    }
+
+    /// Whether this is the client (the side that sent the first protocol header).
+    pub fn is_client(&self) -> bool {
+        self.side == Side::Client
+    }
+
+    /// Whether a trace callback sees the frames.
+    pub fn has_trace(&self) -> bool {
+        self.cfg.trace.is_some()
+    }
+
+    /// Sets the trace callback after the connection was made (replacing any).
+    pub fn set_trace(&mut self, trace: TraceFn) {
+        self.cfg.trace = Some(trace);
+    }
+
     /// The state, as the spec names it.
     pub fn state(&self) -> ConnectionState {
         self.state

@@ -25,6 +25,165 @@ use crate::types::{Attach, DeliveryState, SequenceNo};
 use super::transport::Transport;
 use super::Error;
 
+/// The span of one connection: its role, container-id, peer address and scheme.
+pub(crate) fn connection_span(
+    engine: &engine::Connection,
+    io: &super::transport::Transport,
+) -> tracing::Span {
+    let role = if engine.is_client() { "client" } else { "server" };
+    let peer = io.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let scheme = io.scheme().map(|s| format!("{s:?}").to_lowercase()).unwrap_or_default();
+    tracing::info_span!(
+        "amqp_connection",
+        role,
+        container_id = engine.container_id(),
+        peer = %peer,
+        scheme = %scheme,
+    )
+}
+
+/// A trace callback that turns each header and frame into a TRACE event (target
+/// `amqpwire::frame`): direction, channel, performative and size, and for transfers their
+/// delivery-id; never a field that can hold a secret (SASL responses, message bodies).
+pub(crate) fn frame_events(span: tracing::Span) -> engine::TraceFn {
+    Box::new(move |r| {
+        let _entered = span.enter();
+        let direction = match r.direction {
+            engine::Direction::In => "in",
+            engine::Direction::Out => "out",
+        };
+        let size = r.raw.len();
+        match &r.item {
+            engine::TraceItem::Header(h) => {
+                tracing::trace!(target: "amqpwire::frame", direction, size, "protocol header {h:?}");
+            }
+            engine::TraceItem::Undecodable(e) => {
+                tracing::trace!(target: "amqpwire::frame", direction, size, "undecodable frame: {e}");
+            }
+            engine::TraceItem::Frame(f) => {
+                let channel = f.channel;
+                match &f.body {
+                    crate::frame::FrameBody::Empty => {
+                        tracing::trace!(target: "amqpwire::frame", direction, channel, size, "heartbeat");
+                    }
+                    crate::frame::FrameBody::Amqp { performative, .. } => {
+                        let delivery_id = match performative {
+                            crate::types::Performative::Transfer(t) => t.delivery_id.map(|d| d.0),
+                            _ => None,
+                        };
+                        tracing::trace!(
+                            target: "amqpwire::frame",
+                            direction,
+                            channel,
+                            size,
+                            delivery_id,
+                            "{}",
+                            performative.name()
+                        );
+                    }
+                    crate::frame::FrameBody::Sasl(s) => {
+                        tracing::trace!(target: "amqpwire::frame", direction, size, "{}", s.name());
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The events an application may want to hear of, at their level: state changes at DEBUG
+/// and INFO, errors (with their AMQP condition) at WARN.
+fn log_event(e: &Event) {
+    match e {
+        Event::Opened { remote } => {
+            tracing::info!(peer_container_id = %remote.container_id, "open exchanged");
+        }
+        Event::SaslDone { mechanism, identity } => {
+            tracing::info!(%mechanism, identity = identity.as_deref().unwrap_or(""), "SASL succeeded");
+        }
+        Event::SessionBegun { session, by_peer } => {
+            tracing::debug!(session = session.0, by_peer, "session begun");
+        }
+        Event::SessionEnded { session, error, by_peer } => match error {
+            Some(e) => {
+                tracing::warn!(session = session.0, by_peer, condition = %e.condition, "session ended: {e}")
+            }
+            None => tracing::debug!(session = session.0, by_peer, "session ended"),
+        },
+        Event::SessionError { session, violation } => {
+            tracing::warn!(
+                session = session.0,
+                condition = violation.condition(),
+                "session ended by a protocol violation: {violation}"
+            );
+        }
+        Event::LinkAttached { link, by_peer, remote } => {
+            let (role, address) = link_words(remote);
+            tracing::debug!(session = link.session.0, handle = link.handle.0, name = %remote.name, role, address, by_peer, "link attached");
+        }
+        Event::LinkDetached { link, closed, error, by_peer } => match error {
+            Some(e) => {
+                tracing::warn!(session = link.session.0, handle = link.handle.0, closed, by_peer, condition = %e.condition, "link detached: {e}")
+            }
+            None => tracing::debug!(
+                session = link.session.0,
+                handle = link.handle.0,
+                closed,
+                by_peer,
+                "link detached"
+            ),
+        },
+        Event::LinkError { link, violation } => {
+            tracing::warn!(
+                session = link.session.0,
+                handle = link.handle.0,
+                condition = violation.condition(),
+                "link detached by a protocol violation: {violation}"
+            );
+        }
+        Event::RemoteClose { error: Some(e) } => {
+            tracing::warn!(condition = %e.condition, "the peer closed the connection: {e}");
+        }
+        Event::Ended { error: Some(e) } => {
+            let condition = match e {
+                engine::ConnectionError::Remote(r) => Some(r.condition.to_string()),
+                engine::ConnectionError::Violation(v) => Some(v.condition().to_owned()),
+                _ => None,
+            };
+            tracing::warn!(condition = condition.as_deref(), "connection ended: {e}");
+        }
+        Event::Ended { error: None } => tracing::info!("connection closed"),
+        Event::TxnDeclared { txn_id, .. } => {
+            tracing::debug!(txn_id = %crate::inspect::hex(txn_id), "transaction declared");
+        }
+        Event::TxnEnded { txn_id, commit, cause, work } => {
+            tracing::debug!(txn_id = %crate::inspect::hex(txn_id), commit, ?cause, work, "transaction ended");
+        }
+        Event::TxnWorkRefused { error, .. } => {
+            tracing::warn!(condition = %error.condition, "transactional work refused: {error}");
+        }
+        _ => {}
+    }
+}
+
+/// A link's role and address, as its attach names them.
+fn link_words(a: &Attach) -> (&'static str, String) {
+    use crate::types::{AttachSource, AttachTarget, Role};
+    let role = if a.role == Role::SENDER { "sender" } else { "receiver" };
+    let address = if a.role == Role::SENDER {
+        match &a.target {
+            Some(AttachTarget::Target(t)) => t.address.as_deref().unwrap_or("").to_owned(),
+            Some(AttachTarget::Coordinator(_)) => "(coordinator)".to_owned(),
+            _ => String::new(),
+        }
+    } else {
+        match &a.source {
+            Some(AttachSource::Source(s)) => s.address.as_deref().unwrap_or("").to_owned(),
+            _ => String::new(),
+        }
+    };
+    (role, address)
+}
+
 /// Output the engine may hold for a transport that does not take it before reading stops.
 pub const HIGH_WATER: usize = 4 * 1024 * 1024;
 
@@ -247,6 +406,7 @@ impl Shared {
     }
 
     fn on_event(&mut self, e: Event) {
+        log_event(&e);
         match e {
             Event::Opened { .. } => self.opened = Some(Ok(())),
             Event::SaslDone { identity, .. } => self.identity = identity,

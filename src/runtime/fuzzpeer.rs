@@ -120,6 +120,31 @@ pub struct Settings {
     pub progress: Option<Duration>,
     /// Print a line for every case: its number, scenario, time taken and mutations.
     pub verbose: bool,
+    /// Where the campaign's lines (progress, findings, cases) go.
+    pub say: Say,
+}
+
+/// Where a campaign's lines go: a function of the application's (the CLI prints them on
+/// standard error), or else INFO events of target `amqpwire::fuzz_peer`.
+#[derive(Clone, Default)]
+pub struct Say(pub Option<SayFn>);
+
+/// A function that takes a campaign's lines.
+pub type SayFn = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
+impl Say {
+    fn line(&self, line: &str) {
+        match &self.0 {
+            Some(f) => f(line),
+            None => tracing::info!(target: "amqpwire::fuzz_peer", "{line}"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Say {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Say(a function)" } else { "Say(tracing)" })
+    }
 }
 
 /// What a campaign found, in the end.
@@ -445,11 +470,11 @@ impl Campaign {
             let t0 = Instant::now();
             let judged = self.judge(&text).await;
             if self.s.verbose {
-                eprintln!(
+                self.s.say.line(&format!(
                     "fuzz-peer: case {index} ({scenario}, {} ms): {}",
                     t0.elapsed().as_millis(),
                     case.mutations.join("; ")
-                );
+                ));
             }
             match judged {
                 Ok(None) => {}
@@ -458,11 +483,11 @@ impl Campaign {
                     if self.saved.contains_key(&sig) {
                         *sum.repeats.entry(f.kind).or_default() += 1;
                     } else {
-                        eprintln!(
+                        self.s.say.line(&format!(
                             "fuzz-peer: case {index} ({scenario}): {}: {}",
                             f.kind.name(),
                             f.detail
-                        );
+                        ));
                         let (f, path) =
                             self.save(f, &case.steps, index, &scenario, &case.mutations).await;
                         // Known by what the target said both before and after minimising.
@@ -486,14 +511,14 @@ impl Campaign {
                 if last_progress.elapsed() >= every {
                     last_progress = Instant::now();
                     let secs = start.elapsed().as_secs_f64();
-                    eprintln!(
+                    self.s.say.line(&format!(
                         "fuzz-peer: {index} cases ({:.1}/s), {} findings ({} repeats), {} restarts, {:.0} s",
                         index as f64 / secs.max(1e-9),
                         sum.findings.len(),
                         sum.repeats.values().sum::<u64>(),
                         sum.restarts,
                         secs
-                    );
+                    ));
                 }
             }
         }
@@ -734,7 +759,7 @@ impl Campaign {
         ));
         out.push_str(&lines(&steps));
         if let Err(e) = std::fs::write(&path, out) {
-            eprintln!("fuzz-peer: cannot write {}: {e}", path.display());
+            self.s.say.line(&format!("fuzz-peer: cannot write {}: {e}", path.display()));
         }
         (f, path)
     }

@@ -152,9 +152,18 @@ impl Connection {
         io: Transport,
         requests: Option<tokio::sync::mpsc::UnboundedSender<super::driver::Request>>,
     ) -> Self {
+        let mut engine = engine;
+        let span = super::driver::connection_span(&engine, &io);
+        if !engine.has_trace() {
+            // Frames at TRACE, when someone listens (cheap to check, costly to render).
+            let _entered = span.enter();
+            if tracing::enabled!(target: "amqpwire::frame", tracing::Level::TRACE) {
+                engine.set_trace(super::driver::frame_events(span.clone()));
+            }
+        }
         let inner = Arc::new(Inner::new(engine));
         inner.lock().requests = requests;
-        tokio::spawn(drive(Arc::clone(&inner), io));
+        tokio::spawn(tracing::Instrument::instrument(drive(Arc::clone(&inner), io), span));
         Self { inner }
     }
 

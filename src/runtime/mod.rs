@@ -28,6 +28,12 @@
 //! wait for a transport that does not take them; receivers only grant credit for what the
 //! application has taken.
 //!
+//! Observability: each connection runs in a `tracing` span `amqp_connection` (role,
+//! container-id, peer address, scheme); opens, closes and SASL outcomes are INFO events,
+//! sessions, links and transactions DEBUG, errors WARN with their AMQP condition, and with
+//! TRACE enabled for target `amqpwire::frame` every frame in and out is an event (its
+//! name, channel and size, never a field that can hold a credential).
+//!
 //! Built with the `tokio` feature (on by default). Without it the crate has no async, TLS
 //! or WebSocket dependency.
 
