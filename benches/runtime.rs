@@ -7,6 +7,9 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "../tests/support/pki.rs"]
+mod pki;
+
 use amqpwire::message::Message;
 use amqpwire::runtime::{Connection, ListenOptions, Listener, Sender};
 use amqpwire::sasl::Credentials;
@@ -376,13 +379,184 @@ fn cores_curve(n: usize) {
     }
 }
 
+/// Connection storm: `n` connections set up and torn down (open, begin, end, close), 16 at
+/// a time, over plain TCP and over TLS, against the broker; beside a raw tokio accept loop
+/// taking the same number of TCP connections (connect, accept, close) in the same run.
+fn storm(n: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let pki = pki::pki();
+        let broker = amqpwire::broker::Broker::new();
+        let mut urls = Vec::new();
+        for (scheme, tls) in [("amqp", None), ("amqps", Some(pki.server()))] {
+            let options = amqpwire::broker::listen_options(&[], tls, None);
+            let url = format!("{scheme}://localhost:0");
+            let listener = Listener::bind(&url, options).await.expect("bind");
+            urls.push(format!("{scheme}://localhost:{}", listener.endpoint().port));
+            let b = broker.clone();
+            tokio::spawn(async move { b.serve(listener).await });
+        }
+        // Raw TCP: the server accepts, writes one byte and closes; the client reads it.
+        let raw = tokio::net::TcpListener::bind("localhost:0").await.expect("bind");
+        let raw_port = raw.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = raw.accept().await {
+                tokio::spawn(async move {
+                    let _ = s.write_all(b"x").await;
+                });
+            }
+        });
+        let rate = async |f: std::sync::Arc<
+            dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+                + Send
+                + Sync,
+        >| {
+            let t = Instant::now();
+            let per = n / 16;
+            let tasks: Vec<_> = (0..16)
+                .map(|_| {
+                    let f = std::sync::Arc::clone(&f);
+                    tokio::spawn(async move {
+                        for _ in 0..per {
+                            f().await;
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.expect("a connector");
+            }
+            (per * 16) as f64 / t.elapsed().as_secs_f64()
+        };
+        let tcp = rate(std::sync::Arc::new(move || {
+            Box::pin(async move {
+                let mut s =
+                    tokio::net::TcpStream::connect(("localhost", raw_port)).await.expect("tcp");
+                let mut b = [0u8; 1];
+                s.read_exact(&mut b).await.expect("a byte");
+            })
+        }))
+        .await;
+        let mut amqp = Vec::new();
+        for (url, tls) in [(urls[0].clone(), None), (urls[1].clone(), Some(pki.client()))] {
+            let r = rate(std::sync::Arc::new(move || {
+                let (url, tls) = (url.clone(), tls.clone());
+                Box::pin(async move {
+                    let mut options = amqpwire::runtime::ConnectOptions::default();
+                    if let Some(tls) = tls {
+                        options.tls = tls;
+                    }
+                    let endpoint =
+                        amqpwire::runtime::transport::Endpoint::parse(&url).expect("url");
+                    let c = Connection::connect_with(&endpoint, options).await.expect("connect");
+                    let s = c.begin_session().await.expect("session");
+                    s.end().await.expect("end");
+                    c.close(None).await.expect("close");
+                })
+            }))
+            .await;
+            amqp.push(r);
+        }
+        println!("connection storm, {n} connections, 16 at a time:");
+        println!("  raw TCP connect, accept, 1 byte, close {tcp:>9.0} conn/s");
+        println!(
+            "  amqp: open, begin, end, close         {:>10.0} conn/s ({:.0} % of raw TCP)",
+            amqp[0],
+            100.0 * amqp[0] / tcp
+        );
+        println!(
+            "  amqps: TLS, open, begin, end, close   {:>10.0} conn/s ({:.0} % of raw TCP)",
+            amqp[1],
+            100.0 * amqp[1] / tcp
+        );
+    });
+}
+
+/// `n` idle connections, each with a session, on one broker: the broker's resident memory
+/// per connection. The clients run in a child process (this binary again, with `--clients
+/// URL N`), so that each process needs only `n` descriptors and the memory measured is
+/// the broker's alone. The descriptor limit is raised to its hard limit first, or the
+/// bench says why it cannot hold `n`.
+fn idle_broker(n: usize) {
+    let need = n as u64 + 64;
+    match rlimit::increase_nofile_limit(need) {
+        Ok(got) if got >= need => {}
+        Ok(got) => {
+            println!("idle broker connections: skipped: {n} need {need} descriptors, the limit is {got} (raise the hard limit: ulimit -Hn)");
+            return;
+        }
+        Err(e) => {
+            println!("idle broker connections: skipped: cannot raise the descriptor limit: {e}");
+            return;
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let broker = amqpwire::broker::Broker::new();
+        let options = amqpwire::broker::listen_options(&[], None, None);
+        let listener = Listener::bind("amqp://127.0.0.1:0", options).await.expect("bind");
+        let url = listener.endpoint().to_string();
+        let b = broker.clone();
+        tokio::spawn(async move { b.serve(listener).await });
+        // One first, so that the runtime's one-time allocations are not counted.
+        let first = Connection::connect(&url).await.expect("connect");
+        first.begin_session().await.expect("session");
+        let before = status_kib("VmRSS:");
+        let mut child = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+            .args(["--clients", &url, &n.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the client process");
+        let mut out = tokio::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line).await.expect("ready");
+        assert_eq!(line.trim(), "ready", "the client process: {line}");
+        while broker.stats().open_connections < n as u64 + 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let after = status_kib("VmRSS:");
+        println!(
+            "{:<48} {n:>8} conns {:>9.1} KiB per broker connection (resident, broker process only)",
+            "idle broker connections, each with a session",
+            (after.saturating_sub(before)) as f64 / n as f64
+        );
+        drop(child.stdin.take());
+        let _ = child.wait().await;
+    });
+}
+
+/// The child of [`idle_broker`]: `n` connections to `url`, each with a session; says
+/// `ready`, then holds them until its standard input closes.
+fn idle_clients(url: &str, n: usize) {
+    let _ = rlimit::increase_nofile_limit(n as u64 + 64);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let mut conns = Vec::with_capacity(n);
+        for _ in 0..n {
+            let c = Connection::connect(url).await.expect("connect");
+            c.begin_session().await.expect("session");
+            conns.push(c);
+        }
+        println!("ready");
+        let mut sink = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await;
+    });
+}
+
 fn main() {
     // `cargo test --benches` runs bench binaries with no arguments in test mode: keep it
     // short there. Naming scenarios (`presettled`, `unsettled`, `round-trips`, `large`,
-    // `idle`, `cores`) runs only those.
+    // `idle`, `cores`, `storm`, `idle-10k`) runs only those.
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, url, n] = &args[..] {
+        if flag == "--clients" {
+            return idle_clients(url, n.parse().expect("a count"));
+        }
+    }
     let quick = args.iter().any(|a| a == "--test") || std::env::var_os("QUICK").is_some();
-    let names = ["presettled", "unsettled", "round-trips", "large", "idle", "cores"];
+    let names =
+        ["presettled", "unsettled", "round-trips", "large", "idle", "cores", "storm", "idle-10k"];
     let picked: Vec<&str> = names.into_iter().filter(|n| args.iter().any(|a| a == n)).collect();
     let run = |name: &str| picked.is_empty() || picked.contains(&name);
     let scale = if quick { 100 } else { 1 };
@@ -443,5 +617,11 @@ fn main() {
     }
     if run("cores") {
         cores_curve(200_000 / scale);
+    }
+    if run("storm") {
+        storm(8_000 / scale.min(40));
+    }
+    if run("idle-10k") {
+        idle_broker(10_000 / scale);
     }
 }
