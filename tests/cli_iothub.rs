@@ -6,6 +6,8 @@
 mod cli;
 #[path = "support/hub.rs"]
 mod hub;
+#[path = "support/peers.rs"]
+mod peers;
 #[path = "support/pki.rs"]
 mod pki;
 
@@ -116,6 +118,44 @@ fn the_emulator_prints_its_listeners_and_connection_strings() {
         &e.port_of("listening on ", 0),
     ]);
     assert!(out.is_empty(), "{out}");
+}
+
+#[test]
+fn the_event_hub_connection_string_it_prints_is_all_the_event_hubs_quickstart_needs() {
+    let e = Emulator::start();
+    let eh = e
+        .lines()
+        .iter()
+        .find_map(|l| l.strip_prefix("event hub-compatible iothubowner: "))
+        .unwrap_or_else(|| panic!("no Event Hub connection string in {:?}", e.lines()))
+        .to_owned();
+    let eh_port = e.port_of("listening on ", 2);
+    assert_eq!(
+        eh,
+        format!(
+            "Endpoint=sb://localhost:{eh_port}/;SharedAccessKeyName=iothubowner;\
+             SharedAccessKey={OWNER_KEY};EntityPath=localhost"
+        )
+    );
+    let port = e.port_of("listening on ", 0);
+    let send = ["--connection-string", &device_cs(), "--ca", &e.ca(), "--port", &port];
+    ok(&[&["iothub", "device-send", "--body", "to-the-quickstart"][..], &send[..]].concat());
+    // @azure/event-hubs's quickstart: a consumer client from that string alone, subscribe()
+    // to every partition from the earliest event (the token it puts covers `$management`
+    // on a port of its own).
+    peers::node_modules(&["@azure/event-hubs"]);
+    let out = std::process::Command::new("node")
+        .arg(std::path::Path::new(peers::PEERS).join("eventhubs_quickstart.js"))
+        .args([eh.as_str(), "1"])
+        .env("NODE_EXTRA_CA_CERTS", e.ca())
+        .output()
+        .expect("node");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
+    let event: serde_json::Value =
+        serde_json::from_str(stdout.lines().next().expect("an event")).expect("JSON");
+    assert_eq!(event["body"], "to-the-quickstart", "{event}");
+    assert_eq!(event["device"], "dev1", "{event}");
 }
 
 /// The seed scenario through the commands, over `transport`.

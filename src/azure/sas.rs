@@ -316,6 +316,19 @@ impl SasToken {
         segments(&self.audience).all(|a| wanted.next().is_some_and(|r| eq_ignore_case(a, r)))
     }
 
+    /// [`SasToken::authorizes`], with a port on the audience's host ignored: a client
+    /// that reaches a hub or Event Hub on a port of its own (`sb://localhost:15671/eh`)
+    /// signs for that address, and the hub is still the same by its name.
+    pub fn authorizes_any_port(&self, resource: &str) -> bool {
+        let mut wanted = segments(resource);
+        let mut audience = segments(&self.audience);
+        let host_matches = match (audience.next(), wanted.next()) {
+            (Some(a), Some(r)) => eq_ignore_case(a.split(':').next().unwrap_or(a), r),
+            _ => false,
+        };
+        host_matches && audience.all(|a| wanted.next().is_some_and(|r| eq_ignore_case(a, r)))
+    }
+
     /// Checks the signature with `key`, then the expiry at `now` with `clock_skew`.
     ///
     /// # Errors

@@ -283,6 +283,23 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
             key.to_base64()
         );
     }
+    // The Event Hub-compatible endpoint as @azure/event-hubs and azure-eventhub take it:
+    // everything in one string (the port in Endpoint, EntityPath the Event Hub's name).
+    let eh_port = listeners
+        .iter()
+        .find(|(l, eh)| *eh && l.endpoint().scheme.as_str() == "amqps")
+        .map(|(l, _)| l.endpoint().port);
+    if let Some(port) = eh_port {
+        for (name, key, _) in config.policies.iter().filter(|(_, _, rights)| rights.service) {
+            let _ = writeln!(
+                out,
+                "event hub-compatible {name}: Endpoint=sb://{}:{port}/;SharedAccessKeyName={name};SharedAccessKey={};EntityPath={}",
+                config.hostname,
+                key.to_base64(),
+                config.event_hub_name
+            );
+        }
+    }
     if let Some(files) = &ca {
         let how = if files.made { "made now" } else { "kept from an earlier run" };
         let _ = writeln!(out, "ca certificate: {} ({how})", files.ca.display());

@@ -157,7 +157,7 @@ impl Claim {
 
     /// Whether the claim opens `resource` for `need` (expiry aside).
     fn grants(&self, resource: &str, need: &Need) -> bool {
-        self.token.authorizes(resource)
+        self.token.authorizes_any_port(resource)
             && match need {
                 Need::Service => self.rights.service,
                 Need::Device(id) => self.rights.device || self.device.as_deref() == Some(id),

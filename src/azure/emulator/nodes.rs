@@ -244,11 +244,12 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
         }
         _ => Need::Service,
     };
-    // The resource a claim must cover: the node's path under the host; `$management`
-    // stands for the whole Event Hub (readers put a token for `sb://host/{eh}` or for
-    // `sb://host/{eh}/consumergroups/{cg}`).
+    // The resource a claim must cover: the node's path under the host (readers put a
+    // token for `sb://host/{eh}` or for `sb://host/{eh}/consumergroups/{cg}`).
     let resource = match node {
-        Node::Management => format!("{host}/{}", hub.config().event_hub_name),
+        // A token for the whole Event Hub covers its management node, and so does one for
+        // the node itself (`sb://host/{eh}/$management`, as @azure/event-hubs puts it).
+        Node::Management => format!("{host}/{}/$management", hub.config().event_hub_name),
         _ => format!("{host}/{}", seg.join("/")),
     };
     if let Err(why) = c.covered(&resource, &need) {
