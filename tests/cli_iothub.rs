@@ -40,6 +40,7 @@ impl Emulator {
         let mut cmd = bin();
         cmd.args(["iothub", "emulate", "--hostname", "localhost"])
             .args(["--device", &format!("dev1:{DEVICE_KEY}"), "--device", "dev2"])
+            .args(["--module", &format!("dev1/m1:{MODULE_KEY}")])
             .args(["--policy", &format!("iothubowner:{OWNER_KEY}")])
             .args(["--amqps", "127.0.0.1:0", "--wss", "127.0.0.1:0"])
             .args(["--eventhub", "127.0.0.1:0", "--eventhub-wss", "127.0.0.1:0"])
@@ -78,6 +79,9 @@ impl Drop for Emulator {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The key of module `m1` of `dev1` (base64 of 32 bytes).
+const MODULE_KEY: &str = "bW9kdWxlLWtleS1vZi1kZXYxLW0xLWZvci10ZXN0cyE=";
 
 fn service_cs() -> String {
     format!("HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey={OWNER_KEY}")
@@ -156,6 +160,55 @@ fn the_event_hub_connection_string_it_prints_is_all_the_event_hubs_quickstart_ne
         serde_json::from_str(stdout.lines().next().expect("an event")).expect("JSON");
     assert_eq!(event["body"], "to-the-quickstart", "{event}");
     assert_eq!(event["device"], "dev1", "{event}");
+}
+
+#[test]
+fn modules_are_registry_identities_and_their_events_say_so() {
+    let e = Emulator::start();
+    let module =
+        format!("HostName=localhost;DeviceId=dev1;ModuleId=m1;SharedAccessKey={MODULE_KEY}");
+    assert!(e.lines().contains(&format!("module dev1/m1: {module}")), "{:?}", e.lines());
+    let port = e.port_of("listening on ", 0);
+    let node = |cs: &str, extra: &[&str]| {
+        peers::node_modules(&["azure-iot-device", "azure-iot-device-amqp"]);
+        std::process::Command::new("node")
+            .arg(std::path::Path::new(peers::PEERS).join("iothub_sdk.js"))
+            .args(["device-send", "--connection-string", cs, "--port", &port, "--ca", &e.ca()])
+            .args(extra)
+            .env("PEER_QUIET", "1")
+            .output()
+            .expect("node")
+    };
+    // The Node SDK's ModuleClient sends as m1 ...
+    let out = node(&module, &["--body", "from-m1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // ... and an invented module, even signed with its device's key, is refused.
+    let ghost =
+        format!("HostName=localhost;DeviceId=dev1;ModuleId=ghost;SharedAccessKey={DEVICE_KEY}");
+    let out = node(&ghost, &["--body", "x", "--expect-error", "UnauthorizedError"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The event carries the module's id beside the device's.
+    let events = ok(&[
+        "iothub",
+        "monitor",
+        "--connection-string",
+        &service_cs(),
+        "--ca",
+        &e.ca(),
+        "--port",
+        &port,
+        "--from-start",
+        "--count",
+        "1",
+        "--json",
+        "--timeout",
+        "20",
+    ]);
+    let event: serde_json::Value =
+        serde_json::from_str(events.lines().next().expect("an event")).expect("JSON");
+    let text = event.to_string();
+    assert!(text.contains("\"iothub-connection-module-id\":\"m1\""), "{text}");
+    assert!(text.contains("\"iothub-connection-device-id\":\"dev1\""), "{text}");
 }
 
 /// The seed scenario through the commands, over `transport`.

@@ -80,6 +80,10 @@ pub(crate) struct EmulateArgs {
     /// one device, `device1`.
     #[arg(long = "device", value_name = "ID[:KEY]")]
     devices: Vec<String>,
+    /// A module identity of a device (repeatable), with its own base64 key; without a key
+    /// one is made up. The device must be in the registry.
+    #[arg(long = "module", value_name = "DEVICE/MODULE[:KEY]")]
+    modules: Vec<String>,
     /// A shared access policy (repeatable), with its base64 key; `iothubowner`, `service`,
     /// `device`, `registryRead`, `registryReadWrite` get IoT Hub's permissions, other
     /// names service and device. Default: `iothubowner` and `service`.
@@ -199,6 +203,18 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
     if config.devices.is_empty() {
         config.devices.push(("device1".into(), generate_key()));
     }
+    for m in &args.modules {
+        let (path, key) = entry(m, "module")?;
+        let Some((device, module)) =
+            path.split_once('/').filter(|(d, m)| !d.is_empty() && !m.is_empty())
+        else {
+            return Err(format!("--module {m:?}: write DEVICE/MODULE[:KEY]"));
+        };
+        if !config.devices.iter().any(|(d, _)| d == device) {
+            return Err(format!("--module {m:?}: no device {device:?} (add it with --device)"));
+        }
+        config.modules.push((device.to_owned(), module.to_owned(), key));
+    }
     if config.policies.is_empty() {
         for name in ["iothubowner", "service"] {
             config.policies.push((name.into(), generate_key(), Permissions::of_policy(name)));
@@ -271,6 +287,14 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
         let _ = writeln!(
             out,
             "device {id}: HostName={};DeviceId={id};SharedAccessKey={}",
+            config.hostname,
+            key.to_base64()
+        );
+    }
+    for (device, module, key) in &config.modules {
+        let _ = writeln!(
+            out,
+            "module {device}/{module}: HostName={};DeviceId={device};ModuleId={module};SharedAccessKey={}",
             config.hostname,
             key.to_base64()
         );

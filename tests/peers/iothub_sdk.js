@@ -17,6 +17,7 @@
 //        [--expect-no-more SECS] [--expect-error NAME]
 //        [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
 //   node iothub_sdk.js device-send --connection-string CS --body TEXT [--message-id ID]
+//        (a module's connection string, with ModuleId=, sends as that module)
 //        [--property K=V]... [--correlation-id ID] [--content-type T]
 //        [--content-encoding E] [--count N] [--expect-error NAME]
 //        [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
@@ -460,13 +461,16 @@ function serviceFeedback() {
 // ------------------------------------------------------------------ device
 
 function deviceClient() {
-    const { Client } = require('azure-iot-device');
+    const { Client, ModuleClient } = require('azure-iot-device');
     const { Amqp, AmqpWs } = require('azure-iot-device-amqp');
     const { NoRetry } = require('azure-iot-common');
     const Transport = withPort(opts.transport === 'ws' ? AmqpWs : Amqp);
+    // A module's connection string (ModuleId=...) makes a ModuleClient, as the SDK's own
+    // samples do; everything else is the same.
+    const isModule = /(^|;)ModuleId=/i.test(opts['connection-string'] || '');
     let c;
     try {
-        c = Client.fromConnectionString(opts['connection-string'], Transport);
+        c = (isModule ? ModuleClient : Client).fromConnectionString(opts['connection-string'], Transport);
     } catch (e) {
         usage('bad device connection string: ' + errText(e));
     }

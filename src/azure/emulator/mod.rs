@@ -84,6 +84,10 @@ pub struct HubConfig {
     pub devices: Vec<(String, SasKey)>,
     /// Shared access policies, their keys and permissions.
     pub policies: Vec<(String, SasKey, Permissions)>,
+    /// Module identities: the device, the module id and the module's own key. A module
+    /// authenticates with its key (a token for `{host}/devices/{device}/modules/{module}`)
+    /// and sends telemetry on `devices/{device}/modules/{module}/messages/events`.
+    pub modules: Vec<(String, String, SasKey)>,
     /// Partitions of the event log.
     pub partitions: u32,
     /// Events kept per partition; older ones are dropped (IoT Hub keeps them for a
@@ -120,6 +124,7 @@ impl HubConfig {
             hostname: hostname.to_owned(),
             devices: Vec::new(),
             policies: Vec::new(),
+            modules: Vec::new(),
             partitions: 4,
             retained_events: 100_000,
             event_hub_name: name,
@@ -345,12 +350,23 @@ impl IotHub {
                         ))
                     }
                 };
-                let (_, key) = config
-                    .devices
-                    .iter()
-                    .find(|(d, _)| d == id)
-                    .ok_or_else(|| format!("no device {id:?} in the registry"))?;
-                (key.clone(), Some(id.to_owned()), Permissions::default())
+                let Some((_, device_key)) = config.devices.iter().find(|(d, _)| d == id) else {
+                    return Err(format!("no device {id:?} in the registry"));
+                };
+                // A module's token is for its own path and keyed with its own key: the
+                // device's key does not sign for modules.
+                let key = match (segs.next(), segs.next()) {
+                    (Some(m), Some(module)) if m.eq_ignore_ascii_case("modules") => config
+                        .modules
+                        .iter()
+                        .find(|(d, mid, _)| d == id && mid == module)
+                        .map(|(_, _, key)| key.clone())
+                        .ok_or_else(|| {
+                            format!("no module {module:?} of device {id:?} in the registry")
+                        })?,
+                    _ => device_key.clone(),
+                };
+                (key, Some(id.to_owned()), Permissions::default())
             }
         };
         // On the Event Hub endpoint a policy token is keyed with the key's text.

@@ -182,7 +182,7 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
         C2dIn,
         Feedback,
         FileNotifications,
-        Telemetry(String),
+        Telemetry(String, Option<String>),
         C2dOut(String),
         Redirect,
         Management,
@@ -215,7 +215,7 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
         || is(&seg, &["devices", "*", "modules", "*", "messages", "events"]))
         && peer_sends
     {
-        Node::Telemetry(device_segment(&seg[1]))
+        Node::Telemetry(device_segment(&seg[1]), (seg.len() == 6).then(|| device_segment(&seg[3])))
     } else if is(&seg, &["devices", "*", "messages", "devicebound"]) && !peer_sends {
         Node::C2dOut(device_segment(&seg[1]))
     } else if seg.first().is_some_and(|s| s.eq_ignore_ascii_case("messages"))
@@ -231,8 +231,18 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
             format!("IoT Hub has no node {address:?} {dir}"),
         );
     };
+    if let Node::Telemetry(d, Some(m)) = &node {
+        // Modules are registry identities: an unknown one is refused.
+        if !hub.config().modules.iter().any(|(dev, id, _)| dev == d && id == m) {
+            return refuse(
+                request,
+                condition::NOT_FOUND,
+                format!("no module {m:?} of device {d:?} in the registry"),
+            );
+        }
+    }
     let need = match &node {
-        Node::Telemetry(d) | Node::C2dOut(d) => {
+        Node::Telemetry(d, _) | Node::C2dOut(d) => {
             if !hub.config().devices.iter().any(|(id, _)| id == d) {
                 return refuse(
                     request,
@@ -261,9 +271,11 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
             let Ok(rx) = request.accept_receiver(Some(options), 100) else { return };
             until_expired(&c, &resource, &need, rx, |rx| c2d_in(&hub, rx)).await;
         }
-        Node::Telemetry(device) => {
+        Node::Telemetry(device, module) => {
             let Ok(rx) = request.accept_receiver(Some(options), 100) else { return };
-            until_expired(&c, &resource, &need, rx, |rx| telemetry(&hub, rx, &device)).await;
+            let module = module.as_deref();
+            until_expired(&c, &resource, &need, rx, |rx| telemetry(&hub, rx, &device, module))
+                .await;
         }
         Node::Feedback => {
             let Ok(tx) = request.accept_sender(Some(options)) else { return };
@@ -459,7 +471,7 @@ async fn c2d_in(hub: &IotHub, rx: Arc<Receiver>) {
 }
 
 /// A device's telemetry sender: each message goes into the event log.
-async fn telemetry(hub: &IotHub, rx: Arc<Receiver>, device: &str) {
+async fn telemetry(hub: &IotHub, rx: Arc<Receiver>, device: &str, module: Option<&str>) {
     while let Ok(d) = rx.recv().await {
         let max = hub.config().d2c_max_size;
         if d.payload.len() > max {
@@ -470,7 +482,7 @@ async fn telemetry(hub: &IotHub, rx: Arc<Receiver>, device: &str) {
         }
         match d.message() {
             Ok(m) => {
-                hub.inner.log.append(device, m);
+                hub.inner.log.append_from(device, module, m);
                 let _ = rx.accept(&d);
             }
             Err(e) => {

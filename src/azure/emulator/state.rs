@@ -165,7 +165,18 @@ impl EventLog {
 
     /// Stamps `message` with the hub's annotations and appends it to its device's
     /// partition; returns the partition and the event.
-    pub(super) fn append(&self, device: &str, mut message: Message) -> (usize, Event) {
+    pub(super) fn append(&self, device: &str, message: Message) -> (usize, Event) {
+        self.append_from(device, None, message)
+    }
+
+    /// [`EventLog::append`] for a message a device's module sent: it carries
+    /// `iothub-connection-module-id` too.
+    pub(super) fn append_from(
+        &self,
+        device: &str,
+        module: Option<&str>,
+        mut message: Message,
+    ) -> (usize, Event) {
         let p = self.partition_of(device);
         let mut log = lock(&self.partitions[p]);
         let (sequence_number, offset) = (log.next_sequence, log.next_offset);
@@ -185,6 +196,9 @@ impl EventLog {
             (sym("x-opt-offset"), Value::from(offset.to_string())),
             (sym("x-opt-enqueued-time"), Value::from(enqueued)),
         ]);
+        if let Some(m) = module {
+            pairs.push((sym("iothub-connection-module-id"), Value::from(m)));
+        }
         message.message_annotations = Some(AnnotationMap::from_pairs(pairs));
         let payload = Bytes::from(message.to_vec());
         log.next_sequence += 1;
