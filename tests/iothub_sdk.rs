@@ -1989,3 +1989,54 @@ async fn a_recorded_sdk_session_replays_against_the_emulator_and_diverges_on_the
     let f = replay(url, tr::ClientTlsConfig::new()).await.expect_err("diverges");
     assert!(f.expected.contains("status-code"), "the divergence is the CBS answer: {f}");
 }
+
+// ------------------------------------------------------------------ device twin
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_device_sdk_reads_its_twin_reports_and_hears_desired_updates() {
+    let h = hub::start(Duration::from_millis(50)).await;
+    let scratch = Scratch::new("iothub-sdk", "twin");
+    let ca = scratch.path("ca.pem");
+    std::fs::write(&ca, &h.pki.ca).expect("write");
+    h.hub.patch_desired("dev1", r#"{"interval": 30}"#).await.expect("desired");
+    let mut failed = Vec::new();
+    for (n, t) in [NodeTransport::Amqp, NodeTransport::Ws].into_iter().enumerate() {
+        let mut cmd = node("device-twin", t, &h, &ca);
+        cmd.args([
+            "--reported",
+            &format!(r#"{{"firmware": "1.{n}", "battery": {{"level": 80}}}}"#),
+        ]);
+        cmd.args(["--await-desired", &format!("fan={n}")]);
+        let label = format!("twin-{}", t.arg());
+        let peer = run_peer(cmd, &label, &scratch, Duration::from_secs(40));
+        // Once the device has subscribed (the SDK's PUT), the service changes desired.
+        let service = async {
+            eventually("the twin subscription", || h.hub.twin_subscribers("dev1") > n).await?;
+            h.hub.patch_desired("dev1", &format!(r#"{{"fan": {n}}}"#)).await
+        };
+        let (run, version) = match tokio::join!(peer, service) {
+            (Ok(run), Ok(v)) => (run, v),
+            (run, v) => {
+                failed.push(format!("over {}: {:?} {:?}", t.arg(), run.err(), v.err()));
+                continue;
+            }
+        };
+        let twins = run.events("twin");
+        let desired = run.events("desired");
+        let first_ok = twins.first().is_some_and(|t| t["desired"]["interval"] == 30);
+        let second = twins.get(1).cloned().unwrap_or_default();
+        let reported_ok = second["reported"]["firmware"] == format!("1.{n}").as_str()
+            && second["reported"]["battery"]["level"] == 80
+            && second["reported"]["$version"] == (n as u64 + 1);
+        let desired_ok = desired
+            .iter()
+            .any(|d| d["delta"]["fan"] == n as u64 && d["delta"]["$version"] == version);
+        if !(first_ok && reported_ok && desired_ok) {
+            failed.push(format!("over {}: {:?}", t.arg(), run.lines));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+    let twin = h.hub.twin("dev1");
+    assert_eq!(twin["reported"]["$version"], 2, "{twin}");
+    assert_eq!(twin["desired"]["$version"], 3, "{twin}");
+}

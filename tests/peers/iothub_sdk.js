@@ -18,6 +18,8 @@
 //        [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
 //   node iothub_sdk.js device-send --connection-string CS --body TEXT [--message-id ID]
 //        (a module's connection string, with ModuleId=, sends as that module)
+//   node iothub_sdk.js device-twin --connection-string CS --reported JSON
+//        [--await-desired KEY=JSON] [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
 //        [--property K=V]... [--correlation-id ID] [--content-type T]
 //        [--content-encoding E] [--count N] [--expect-error NAME]
 //        [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
@@ -124,6 +126,7 @@ const COMMANDS = {
         'expect-no-more', 'expect-error', 'transport', 'port', 'ca', 'timeout'],
     'device-send': ['connection-string', 'body', 'message-id', 'property', 'correlation-id', 'content-type',
         'content-encoding', 'count', 'expect-error', 'transport', 'port', 'ca', 'timeout'],
+    'device-twin': ['connection-string', 'reported', 'await-desired', 'transport', 'port', 'ca', 'timeout'],
 };
 const REPEATABLE = new Set(['property', 'expect-message-id']);
 const FEEDBACK_STATUSES = ['Success', 'Expired', 'DeliveryCountExceeded', 'Rejected', 'Purged'];
@@ -210,6 +213,16 @@ function parseArgs(argv) {
         }
     }
     if (cmd === 'device-send') need('body');
+    if (cmd === 'device-twin') {
+        need('reported');
+        try { o.reportedPatch = JSON.parse(o.reported); } catch (e) { usage('--reported is not JSON: ' + e.message); }
+        if (o['await-desired'] !== undefined) {
+            const eq = o['await-desired'].indexOf('=');
+            if (eq <= 0) usage('--await-desired wants KEY=JSON');
+            o.awaitKey = o['await-desired'].slice(0, eq);
+            try { o.awaitValue = JSON.parse(o['await-desired'].slice(eq + 1)); } catch (e) { usage('--await-desired value is not JSON'); }
+        }
+    }
     return o;
 }
 
@@ -621,7 +634,40 @@ function deviceSend() {
     });
 }
 
+// getTwin (printed), update the reported properties with --reported and read the twin
+// again (printed: the reported properties and their $version), then, with
+// --await-desired KEY=JSON, subscribe to desired updates (the SDK's PUT), say so, and wait
+// for an update that sets KEY to that value.
+function deviceTwin() {
+    client = deviceClient();
+    deviceOpen(() => {
+        phase = 'getting the twin';
+        client.getTwin((err, twin) => {
+            if (err) return fail('getTwin: ' + errText(err));
+            emit({ event: 'twin', desired: twin.properties.desired, reported: twin.properties.reported });
+            phase = 'updating reported properties';
+            twin.properties.reported.update(opts.reportedPatch, (err) => {
+                if (err) return fail('reported update: ' + errText(err));
+                phase = 'getting the twin again';
+                client.getTwin((err, again) => {
+                    if (err) return fail('getTwin again: ' + errText(err));
+                    emit({ event: 'twin', desired: again.properties.desired, reported: again.properties.reported });
+                    if (opts.awaitKey === undefined) return succeed('twin read, reported, read again');
+                    phase = 'waiting for desired ' + opts.awaitKey;
+                    again.on('properties.desired', (delta) => {
+                        emit({ event: 'desired', delta });
+                        if (JSON.stringify(delta[opts.awaitKey]) === JSON.stringify(opts.awaitValue)) {
+                            succeed('desired ' + opts.awaitKey + ' arrived');
+                        }
+                    });
+                });
+            });
+        });
+    });
+}
+
 ({
+    'device-twin': deviceTwin,
     'service-send': serviceSend,
     'service-feedback': serviceFeedback,
     'device-receive': deviceReceive,

@@ -25,6 +25,7 @@
 mod https;
 mod nodes;
 mod state;
+mod twin;
 
 pub use https::{BATCH_CONTENT_TYPE, HTTPS_IDLE, HTTPS_MAX_CONNECTIONS, HTTPS_TRANSFER};
 
@@ -189,6 +190,7 @@ struct Inner {
     config: Mutex<Arc<HubConfig>>,
     queues: state::Queues,
     log: state::EventLog,
+    twins: twin::Twins,
 }
 
 impl IotHub {
@@ -200,6 +202,7 @@ impl IotHub {
                 config: Mutex::new(Arc::new(config)),
                 queues: Default::default(),
                 log,
+                twins: Default::default(),
             }),
         }
     }

@@ -27,6 +27,7 @@ struct Conn {
     claims_changed: Notify,
     cbs_reply: ReplyLink,
     management_reply: ReplyLink,
+    twins: super::twin::TwinLinks,
 }
 
 /// Claims one connection may hold at once (renewals replace the claim they renew).
@@ -184,6 +185,7 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
         FileNotifications,
         Telemetry(String, Option<String>),
         C2dOut(String),
+        Twin(String),
         Redirect,
         Management,
         Partition(String),
@@ -216,6 +218,8 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
         && peer_sends
     {
         Node::Telemetry(device_segment(&seg[1]), (seg.len() == 6).then(|| device_segment(&seg[3])))
+    } else if is(&seg, &["devices", "*", "twin"]) {
+        Node::Twin(device_segment(&seg[1]))
     } else if is(&seg, &["devices", "*", "messages", "devicebound"]) && !peer_sends {
         Node::C2dOut(device_segment(&seg[1]))
     } else if seg.first().is_some_and(|s| s.eq_ignore_ascii_case("messages"))
@@ -242,7 +246,7 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
         }
     }
     let need = match &node {
-        Node::Telemetry(d, _) | Node::C2dOut(d) => {
+        Node::Telemetry(d, _) | Node::C2dOut(d) | Node::Twin(d) => {
             if !hub.config().devices.iter().any(|(id, _)| id == d) {
                 return refuse(
                     request,
@@ -270,6 +274,9 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
         Node::C2dIn => {
             let Ok(rx) = request.accept_receiver(Some(options), 100) else { return };
             until_expired(&c, &resource, &need, rx, |rx| c2d_in(&hub, rx)).await;
+        }
+        Node::Twin(device) => {
+            super::twin::twin_node(&hub, &c.twins, request, options, &device).await;
         }
         Node::Telemetry(device, module) => {
             let Ok(rx) = request.accept_receiver(Some(options), 100) else { return };

@@ -1,0 +1,254 @@
+//! Device twins over AMQP: the link pair a device attaches on `/devices/{id}/twin`, the
+//! requests on it (GET the twin, PATCH reported properties, PUT and DELETE the
+//! subscription to desired-property updates), and desired updates pushed to subscribers.
+//!
+//! A request is a message with the message annotations `operation` (`GET`, `PATCH`, `PUT`,
+//! `DELETE`) and `resource` (none, `/properties/reported`,
+//! `/notifications/twin/properties/desired`), a correlation-id, and for PATCH the JSON
+//! patch as its data. The answer, on the device's receiver of the same
+//! `com.microsoft:channel-correlation-id`, carries the correlation-id, the annotation
+//! `status` (an int: 200, 204, or 400 with a reason) and `version`, and for GET the twin
+//! `{"desired": {…, "$version": n}, "reported": {…, "$version": n}}`. Desired updates
+//! go to subscribed devices without a correlation-id: the patch with its `$version`. Both
+//! links are pre-settled, as the SDKs attach them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use super::state::lock;
+use super::IotHub;
+use crate::azure::cbs::ReplyLink;
+use crate::codec::Value;
+use crate::message::{AnnotationMap, Body, Message};
+use crate::runtime::{LinkRequest, Sender};
+use crate::types::{Properties, Role};
+
+/// The property that pairs a twin's two links.
+const CHANNEL: &str = "com.microsoft:channel-correlation-id";
+
+/// One device's twin.
+#[derive(Debug, Default)]
+pub(super) struct Twin {
+    desired: serde_json::Map<String, serde_json::Value>,
+    desired_version: u64,
+    reported: serde_json::Map<String, serde_json::Value>,
+    reported_version: u64,
+    /// The links of devices subscribed to desired updates.
+    subscribers: Vec<Arc<Sender>>,
+}
+
+impl Twin {
+    fn document(&self) -> serde_json::Value {
+        let with_version = |m: &serde_json::Map<String, serde_json::Value>, v: u64| {
+            let mut m = m.clone();
+            m.insert("$version".into(), v.into());
+            serde_json::Value::Object(m)
+        };
+        serde_json::json!({
+            "desired": with_version(&self.desired, self.desired_version),
+            "reported": with_version(&self.reported, self.reported_version),
+        })
+    }
+}
+
+/// The twins of a hub.
+#[derive(Debug, Default)]
+pub(super) struct Twins {
+    twins: Mutex<HashMap<String, Twin>>,
+}
+
+/// One connection's twin reply links, by channel-correlation-id.
+#[derive(Debug, Default)]
+pub(super) struct TwinLinks {
+    replies: Mutex<HashMap<String, Arc<ReplyLink>>>,
+}
+
+impl TwinLinks {
+    fn reply(&self, channel: &str) -> Arc<ReplyLink> {
+        Arc::clone(lock(&self.replies).entry(channel.to_owned()).or_default())
+    }
+}
+
+/// Message annotation keys are symbols.
+fn sym(s: &str) -> Value {
+    Value::Symbol(s.into(), Default::default())
+}
+
+fn long(v: u64) -> Value {
+    Value::Long(i64::try_from(v).unwrap_or(i64::MAX), Default::default())
+}
+
+/// Applies a JSON merge patch (RFC 7396: `null` removes a property) to `target`, except
+/// keys starting with `$`, which are the hub's.
+fn merge(
+    target: &mut serde_json::Map<String, serde_json::Value>,
+    patch: &serde_json::Map<String, serde_json::Value>,
+) {
+    for (k, v) in patch {
+        if k.starts_with('$') {
+            continue;
+        }
+        match v {
+            serde_json::Value::Null => {
+                target.remove(k);
+            }
+            serde_json::Value::Object(p) => {
+                let slot = target.entry(k.clone()).or_insert_with(|| serde_json::json!({}));
+                if !slot.is_object() {
+                    *slot = serde_json::json!({});
+                }
+                if let serde_json::Value::Object(t) = slot {
+                    merge(t, p);
+                }
+            }
+            other => {
+                target.insert(k.clone(), other.clone());
+            }
+        }
+    }
+}
+
+impl IotHub {
+    /// Updates device `device`'s desired properties with a JSON merge patch (as the service
+    /// API's twin PATCH does) and pushes the patch to the device's subscribed twin links;
+    /// the new desired `$version`. `Err` for an unknown device or a patch that is not a
+    /// JSON object.
+    pub async fn patch_desired(&self, device: &str, patch: &str) -> Result<u64, String> {
+        if !self.config().devices.iter().any(|(d, _)| d == device) {
+            return Err(format!("no device {device:?} in the registry"));
+        }
+        let patch: serde_json::Value =
+            serde_json::from_str(patch).map_err(|e| format!("the patch is not JSON: {e}"))?;
+        let serde_json::Value::Object(p) = &patch else {
+            return Err("the patch is not a JSON object".into());
+        };
+        let (version, subscribers) = {
+            let mut twins = lock(&self.inner.twins.twins);
+            let twin = twins.entry(device.to_owned()).or_default();
+            merge(&mut twin.desired, p);
+            twin.desired_version += 1;
+            (twin.desired_version, twin.subscribers.clone())
+        };
+        let mut body = p.clone();
+        body.insert("$version".into(), version.into());
+        let push = Message {
+            message_annotations: Some(AnnotationMap::from_pairs([(sym("version"), long(version))])),
+            body: Body::Data([Bytes::from(serde_json::Value::Object(body).to_string())].into()),
+            ..Message::default()
+        };
+        let mut gone = Vec::new();
+        for tx in subscribers {
+            if tx.send_settled(&push).await.is_err() {
+                gone.push(tx);
+            }
+        }
+        // Links that went (their device disconnected) are subscribed no more.
+        if !gone.is_empty() {
+            if let Some(twin) = lock(&self.inner.twins.twins).get_mut(device) {
+                twin.subscribers.retain(|s| !gone.iter().any(|g| Arc::ptr_eq(s, g)));
+            }
+        }
+        Ok(version)
+    }
+
+    /// How many twin links of device `device` are subscribed to desired updates.
+    pub fn twin_subscribers(&self, device: &str) -> usize {
+        lock(&self.inner.twins.twins).get(device).map_or(0, |t| t.subscribers.len())
+    }
+
+    /// Device `device`'s twin as the service sees it: desired and reported, with versions.
+    pub fn twin(&self, device: &str) -> serde_json::Value {
+        lock(&self.inner.twins.twins).entry(device.to_owned()).or_default().document()
+    }
+}
+
+/// Serves a link a device attached on its twin.
+pub(super) async fn twin_node(
+    hub: &IotHub,
+    links: &TwinLinks,
+    request: LinkRequest,
+    options: crate::connection::LinkOptions,
+    device: &str,
+) {
+    let channel = request
+        .remote
+        .properties
+        .as_ref()
+        .and_then(|p| p.get(CHANNEL))
+        .and_then(|v| match v {
+            Value::String(s, _) => Some(s.to_string()),
+            Value::Symbol(s, _) => Some(s.as_str().to_owned()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let reply = links.reply(&channel);
+    if request.role() == Role::RECEIVER {
+        if let Ok(tx) = request.accept_sender(Some(options)) {
+            reply.set(tx);
+        }
+        return;
+    }
+    let Ok(rx) = request.accept_receiver(Some(options), 10) else { return };
+    while let Ok(d) = rx.recv().await {
+        let _ = rx.accept(&d);
+        let Ok(m) = d.message() else { continue };
+        let annotation = |k: &str| {
+            m.message_annotations
+                .as_ref()
+                .and_then(|a| a.get(k))
+                .and_then(|v| v.as_str().map(str::to_owned))
+        };
+        let operation = annotation("operation").unwrap_or_default();
+        let resource = annotation("resource").unwrap_or_default();
+        let Some(tx) = reply.get().await else { continue };
+        let (status, version, body) = {
+            let mut twins = lock(&hub.inner.twins.twins);
+            let twin = twins.entry(device.to_owned()).or_default();
+            match (operation.as_str(), resource.as_str()) {
+                ("GET", "") => (200, None, Some(twin.document().to_string())),
+                ("PATCH", "/properties/reported") => {
+                    let data = m.body.bytes().unwrap_or_default();
+                    match serde_json::from_slice::<serde_json::Value>(&data) {
+                        Ok(serde_json::Value::Object(p)) => {
+                            merge(&mut twin.reported, &p);
+                            twin.reported_version += 1;
+                            (204, Some(twin.reported_version), None)
+                        }
+                        _ => (
+                            400,
+                            None,
+                            Some(r#"{"Message":"the patch is not a JSON object"}"#.to_owned()),
+                        ),
+                    }
+                }
+                ("PUT", "/notifications/twin/properties/desired") => {
+                    twin.subscribers.retain(|s| !Arc::ptr_eq(s, &tx));
+                    twin.subscribers.push(Arc::clone(&tx));
+                    (200, None, None)
+                }
+                ("DELETE", "/notifications/twin/properties/desired") => {
+                    twin.subscribers.retain(|s| !Arc::ptr_eq(s, &tx));
+                    (200, None, None)
+                }
+                (op, res) => {
+                    let why = format!(r#"{{"Message":"no twin operation {op:?} on {res:?}"}}"#);
+                    (400, None, Some(why))
+                }
+            }
+        };
+        let mut pairs = vec![(sym("status"), Value::Int(status, Default::default()))];
+        if let Some(v) = version {
+            pairs.push((sym("version"), long(v)));
+        }
+        let correlation_id = m.properties.as_ref().and_then(|p| p.correlation_id.clone());
+        let answer = Message {
+            properties: Some(Properties { correlation_id, ..Properties::default() }),
+            message_annotations: Some(AnnotationMap::from_pairs(pairs)),
+            body: body.map_or(Body::Empty, |b| Body::Data([Bytes::from(b)].into())),
+            ..Message::default()
+        };
+        let _ = tx.send_settled(&answer).await;
+    }
+}
