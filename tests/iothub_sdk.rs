@@ -2040,3 +2040,55 @@ async fn the_node_device_sdk_reads_its_twin_reports_and_hears_desired_updates() 
     assert_eq!(twin["reported"]["$version"], 2, "{twin}");
     assert_eq!(twin["desired"]["$version"], 3, "{twin}");
 }
+
+// ------------------------------------------------------------------ direct methods
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_invokes_a_direct_method_the_node_device_sdk_answers() {
+    let h = hub::start(Duration::from_millis(50)).await;
+    let scratch = Scratch::new("iothub-sdk", "methods");
+    let ca = scratch.path("ca.pem");
+    std::fs::write(&ca, &h.pki.ca).expect("write");
+    // Nobody listens yet: 404, as for an offline device.
+    let e = h
+        .hub
+        .invoke_method("dev1", "reboot", "{}", Duration::from_secs(5))
+        .await
+        .expect_err("offline");
+    assert_eq!(e.status, 404, "{e:?}");
+    let mut failed = Vec::new();
+    for t in [NodeTransport::Amqp, NodeTransport::Ws] {
+        let mut cmd = node("device-method", t, &h, &ca);
+        cmd.args(["--method", "reboot", "--status", "201", "--answer", r#"{"rebooting": true}"#]);
+        let label = format!("method-{}", t.arg());
+        let peer = run_peer(cmd, &label, &scratch, Duration::from_secs(40));
+        let service = async {
+            eventually("the method links", || h.hub.method_listeners("dev1") > 0).await?;
+            h.hub
+                .invoke_method("dev1", "reboot", r#"{"delay": 5}"#, Duration::from_secs(20))
+                .await
+                .map_err(|e| format!("{e:?}"))
+        };
+        match tokio::join!(peer, service) {
+            (Ok(run), Ok(answer)) => {
+                let requests = run.events("request");
+                let asked = requests
+                    .first()
+                    .is_some_and(|r| r["method"] == "reboot" && r["payload"]["delay"] == 5);
+                let body: serde_json::Value =
+                    serde_json::from_slice(&answer.payload).unwrap_or_default();
+                if !(asked && answer.status == 201 && body["rebooting"] == true) {
+                    failed.push(format!("over {}: {answer:?} {:?}", t.arg(), run.lines));
+                }
+            }
+            (run, answer) => {
+                failed.push(format!("over {}: {:?} {:?}", t.arg(), run.err(), answer.err()))
+            }
+        }
+        // The device has gone: its links with it.
+        if eventually("the links to go", || h.hub.method_listeners("dev1") == 0).await.is_err() {
+            failed.push(format!("over {}: the method links outlived the device", t.arg()));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}

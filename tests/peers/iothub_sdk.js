@@ -18,6 +18,8 @@
 //        [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
 //   node iothub_sdk.js device-send --connection-string CS --body TEXT [--message-id ID]
 //        (a module's connection string, with ModuleId=, sends as that module)
+//   node iothub_sdk.js device-method --connection-string CS --method NAME [--status N]
+//        [--answer JSON] [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
 //   node iothub_sdk.js device-twin --connection-string CS --reported JSON
 //        [--await-desired KEY=JSON] [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
 //        [--property K=V]... [--correlation-id ID] [--content-type T]
@@ -127,6 +129,7 @@ const COMMANDS = {
     'device-send': ['connection-string', 'body', 'message-id', 'property', 'correlation-id', 'content-type',
         'content-encoding', 'count', 'expect-error', 'transport', 'port', 'ca', 'timeout'],
     'device-twin': ['connection-string', 'reported', 'await-desired', 'transport', 'port', 'ca', 'timeout'],
+    'device-method': ['connection-string', 'method', 'status', 'answer', 'transport', 'port', 'ca', 'timeout'],
 };
 const REPEATABLE = new Set(['property', 'expect-message-id']);
 const FEEDBACK_STATUSES = ['Success', 'Expired', 'DeliveryCountExceeded', 'Rejected', 'Purged'];
@@ -213,6 +216,12 @@ function parseArgs(argv) {
         }
     }
     if (cmd === 'device-send') need('body');
+    if (cmd === 'device-method') {
+        need('method');
+        o.status = int('status', 200, 0);
+        o.answer = o.answer === undefined ? '{}' : o.answer;
+        try { JSON.parse(o.answer); } catch (e) { usage('--answer is not JSON: ' + e.message); }
+    }
     if (cmd === 'device-twin') {
         need('reported');
         try { o.reportedPatch = JSON.parse(o.reported); } catch (e) { usage('--reported is not JSON: ' + e.message); }
@@ -666,7 +675,25 @@ function deviceTwin() {
     });
 }
 
+// Listens for direct method --method, prints each request (its payload), answers the
+// first with --status and the JSON --answer, and ends once the answer is sent.
+function deviceMethod() {
+    client = deviceClient();
+    deviceOpen(() => {
+        phase = 'waiting for a call of ' + opts.method;
+        client.onDeviceMethod(opts.method, (request, response) => {
+            emit({ event: 'request', method: request.methodName, payload: request.payload, requestId: request.requestId });
+            phase = 'answering ' + opts.method;
+            response.send(opts.status, JSON.parse(opts.answer), (err) => {
+                if (err) return fail('answer: ' + errText(err));
+                succeed('answered ' + opts.method + ' with ' + opts.status);
+            });
+        });
+    });
+}
+
 ({
+    'device-method': deviceMethod,
     'device-twin': deviceTwin,
     'service-send': serviceSend,
     'service-feedback': serviceFeedback,

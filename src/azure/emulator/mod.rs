@@ -23,9 +23,12 @@
 //! a PLAIN connection is closed.
 
 mod https;
+mod methods;
 mod nodes;
 mod state;
 mod twin;
+
+pub use methods::{MethodError, MethodResponse};
 
 pub use https::{BATCH_CONTENT_TYPE, HTTPS_IDLE, HTTPS_MAX_CONNECTIONS, HTTPS_TRANSFER};
 
@@ -191,6 +194,7 @@ struct Inner {
     queues: state::Queues,
     log: state::EventLog,
     twins: twin::Twins,
+    methods: methods::Methods,
 }
 
 impl IotHub {
@@ -203,6 +207,7 @@ impl IotHub {
                 queues: Default::default(),
                 log,
                 twins: Default::default(),
+                methods: Default::default(),
             }),
         }
     }

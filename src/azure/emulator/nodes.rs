@@ -186,6 +186,7 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
         Telemetry(String, Option<String>),
         C2dOut(String),
         Twin(String),
+        Methods(String),
         Redirect,
         Management,
         Partition(String),
@@ -218,6 +219,8 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
         && peer_sends
     {
         Node::Telemetry(device_segment(&seg[1]), (seg.len() == 6).then(|| device_segment(&seg[3])))
+    } else if is(&seg, &["devices", "*", "methods", "devicebound"]) {
+        Node::Methods(device_segment(&seg[1]))
     } else if is(&seg, &["devices", "*", "twin"]) {
         Node::Twin(device_segment(&seg[1]))
     } else if is(&seg, &["devices", "*", "messages", "devicebound"]) && !peer_sends {
@@ -246,7 +249,7 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
         }
     }
     let need = match &node {
-        Node::Telemetry(d, _) | Node::C2dOut(d) | Node::Twin(d) => {
+        Node::Telemetry(d, _) | Node::C2dOut(d) | Node::Twin(d) | Node::Methods(d) => {
             if !hub.config().devices.iter().any(|(id, _)| id == d) {
                 return refuse(
                     request,
@@ -274,6 +277,9 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
         Node::C2dIn => {
             let Ok(rx) = request.accept_receiver(Some(options), 100) else { return };
             until_expired(&c, &resource, &need, rx, |rx| c2d_in(&hub, rx)).await;
+        }
+        Node::Methods(device) => {
+            super::methods::methods_node(&hub, request, options, &device).await;
         }
         Node::Twin(device) => {
             super::twin::twin_node(&hub, &c.twins, request, options, &device).await;
