@@ -31,6 +31,11 @@ struct Emulator {
 
 impl Emulator {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`Emulator::start`] with more arguments (fault injection, say).
+    fn start_with(extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "amqpwire-cli-iothub-{}-{:?}",
             std::process::id(),
@@ -45,6 +50,7 @@ impl Emulator {
             .args(["--amqps", "127.0.0.1:0", "--wss", "127.0.0.1:0"])
             .args(["--eventhub", "127.0.0.1:0", "--eventhub-wss", "127.0.0.1:0"])
             .args(["--https", "127.0.0.1:0"])
+            .args(extra)
             .arg("--cert-dir")
             .arg(&dir);
         // The CA's line is the last before it serves.
@@ -209,6 +215,58 @@ fn modules_are_registry_identities_and_their_events_say_so() {
     let text = event.to_string();
     assert!(text.contains("\"iothub-connection-module-id\":\"m1\""), "{text}");
     assert!(text.contains("\"iothub-connection-device-id\":\"dev1\""), "{text}");
+}
+
+#[test]
+fn injected_faults_reach_the_client_as_iot_hub_would_send_them() {
+    // Each fault on an emulator of its own; the device sends until it hits it.
+    let cases: [(&[&str], &str, &str); 4] = [
+        (
+            &["--fault-throttle-after", "2", "--fault-throttle-for", "60"],
+            "3",
+            "com.microsoft:device-container-throttled",
+        ),
+        (&["--fault-detach-after", "1"], "3", "amqp:link:detach-forced"),
+        (&["--fault-close-after", "1"], "3", "amqp:connection:forced"),
+        (&["--fault-slow", "50"], "2", ""),
+    ];
+    for (flags, count, want) in cases {
+        let e = Emulator::start_with(flags);
+        let port = e.port_of("listening on ", 0);
+        let ca = e.ca();
+        let cs = device_cs();
+        let args =
+            ["iothub", "device-send", "--connection-string", &cs, "--ca", &ca, "--port", &port];
+        let out = run(&[&args[..], &["--body", "x", "--count", count]].concat());
+        let err = text(&out.stderr);
+        if want.is_empty() {
+            // A slow hub is still a working one.
+            assert!(out.status.success(), "{flags:?}: {err}");
+        } else {
+            assert!(!out.status.success(), "{flags:?}: the fault never came: {err}");
+            assert!(err.contains(want), "{flags:?}: {err}");
+        }
+    }
+    // Tokens cut short: a device waiting for cloud-to-device messages is detached once its
+    // one-second token has run out (its own expiry is an hour away).
+    let e = Emulator::start_with(&["--fault-token-lifetime", "1"]);
+    let out = run(&[
+        "iothub",
+        "device-receive",
+        "--connection-string",
+        &device_cs(),
+        "--ca",
+        &e.ca(),
+        "--port",
+        &e.port_of("listening on ", 0),
+        "--count",
+        "1",
+        "--timeout",
+        "30",
+    ]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("amqp:unauthorized-access"), "{err}");
 }
 
 /// The seed scenario through the commands, over `transport`.

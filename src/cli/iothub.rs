@@ -126,6 +126,28 @@ pub(crate) struct EmulateArgs {
     /// Partitions of the event log.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     partitions: u32,
+    /// Fault injection: after N telemetry messages from a device, throttle it (rejected
+    /// with com.microsoft:device-container-throttled; HTTP 429) for --fault-throttle-for.
+    #[arg(long, value_name = "N")]
+    fault_throttle_after: Option<u64>,
+    /// Fault injection: how long a throttled device stays throttled.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = super::client::parse_secs)]
+    fault_throttle_for: std::time::Duration,
+    /// Fault injection: detach a telemetry link (amqp:link:detach-forced) after N messages
+    /// on it.
+    #[arg(long, value_name = "N")]
+    fault_detach_after: Option<u64>,
+    /// Fault injection: close a connection (amqp:connection:forced) after N telemetry
+    /// messages on it.
+    #[arg(long, value_name = "N")]
+    fault_close_after: Option<u64>,
+    /// Fault injection: tokens expire this long after they are put, whatever their expiry
+    /// says (their links are then detached with amqp:unauthorized-access).
+    #[arg(long, value_name = "SECS", value_parser = super::client::parse_secs)]
+    fault_token_lifetime: Option<std::time::Duration>,
+    /// Fault injection: answer each telemetry message this many milliseconds later.
+    #[arg(long, value_name = "MS")]
+    fault_slow: Option<u64>,
     #[command(flatten)]
     trace: TraceArgs,
 }
@@ -184,6 +206,12 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
     let tracer = Tracer::for_server(&args.trace)?;
     let mut config = HubConfig::new(&args.hostname);
     config.partitions = args.partitions.max(1);
+    config.faults.throttle_after = args.fault_throttle_after;
+    config.faults.throttle_for = args.fault_throttle_for;
+    config.faults.detach_after = args.fault_detach_after;
+    config.faults.close_after = args.fault_close_after;
+    config.faults.token_lifetime = args.fault_token_lifetime;
+    config.faults.slow = args.fault_slow.map(std::time::Duration::from_millis);
     if let Some(path) = &args.registry {
         let (devices, policies) = read_registry(path)?;
         config.devices.extend(devices);

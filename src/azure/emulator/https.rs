@@ -282,6 +282,10 @@ impl IotHub {
         } else {
             vec![message(body, head.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))]
         };
+        if self.throttled(&device) {
+            let why = format!("device {device:?} is throttled (fault injection)");
+            return Reply::error(429, "Too Many Requests", &why);
+        }
         for m in messages {
             self.inner.log.append(&device, m);
         }

@@ -118,6 +118,42 @@ pub struct HubConfig {
     pub feedback_interval: Duration,
     /// Allowed clock skew when checking token expiry (5 min).
     pub clock_skew: Duration,
+    /// Faults to inject, for testing clients' retry logic (none by default).
+    pub faults: Faults,
+}
+
+/// The condition of a throttled device's refused message (`com.microsoft:…`).
+pub const DEVICE_THROTTLED: &str = "com.microsoft:device-container-throttled";
+
+/// Faults the emulator injects into device telemetry and tokens, as IoT Hub can show
+/// them, so that a client's retry logic can be tested (no other emulator offers this).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Faults {
+    /// After this many telemetry messages from one device, the next ones are throttled
+    /// for [`Faults::throttle_for`]: rejected with `com.microsoft:device-container-throttled`
+    /// over AMQP, HTTP 429 over HTTPS; then counting starts again.
+    pub throttle_after: Option<u64>,
+    /// How long a device stays throttled.
+    pub throttle_for: Duration,
+    /// After this many telemetry messages on one link, the hub detaches the link with
+    /// `amqp:link:detach-forced`.
+    pub detach_after: Option<u64>,
+    /// After this many telemetry messages on one connection, the hub closes the connection
+    /// with `amqp:connection:forced`.
+    pub close_after: Option<u64>,
+    /// Tokens expire this long after they are put on `$cbs`, whatever their `se` says
+    /// (links they opened are then detached with `amqp:unauthorized-access`).
+    pub token_lifetime: Option<Duration>,
+    /// Each telemetry message (AMQP) is answered this much later.
+    pub slow: Option<Duration>,
+}
+
+impl Faults {
+    /// No faults.
+    pub fn none() -> Self {
+        Self::default()
+    }
 }
 
 impl HubConfig {
@@ -141,6 +177,7 @@ impl HubConfig {
             default_ttl: Duration::from_secs(3600),
             feedback_interval: Duration::from_millis(500),
             clock_skew: crate::azure::DEFAULT_CLOCK_SKEW,
+            faults: Faults::default(),
         }
     }
 
@@ -157,11 +194,13 @@ pub(crate) struct Claim {
     /// The device whose own key signed it.
     device: Option<String>,
     rights: Permissions,
+    /// An expiry earlier than the token's own (fault injection).
+    cut_short: Option<u64>,
 }
 
 impl Claim {
     fn expiry(&self) -> u64 {
-        self.token.expiry()
+        self.cut_short.map_or(self.token.expiry(), |c| c.min(self.token.expiry()))
     }
 
     /// Whether the claim opens `resource` for `need` (expiry aside).
@@ -195,6 +234,9 @@ struct Inner {
     log: state::EventLog,
     twins: twin::Twins,
     methods: methods::Methods,
+    /// Per device: telemetry messages counted towards throttling, and until when it is
+    /// throttled.
+    throttles: Mutex<std::collections::HashMap<String, (u64, Option<std::time::Instant>)>>,
 }
 
 impl IotHub {
@@ -208,8 +250,32 @@ impl IotHub {
                 log,
                 twins: Default::default(),
                 methods: Default::default(),
+                throttles: Default::default(),
             }),
         }
+    }
+
+    /// Whether a telemetry message from `device` is throttled now ([`Faults::throttle_after`]);
+    /// a message that is not counts towards the next throttling.
+    pub(crate) fn throttled(&self, device: &str) -> bool {
+        let config = self.config();
+        let Some(after) = config.faults.throttle_after else { return false };
+        let now = std::time::Instant::now();
+        let mut all = state::lock(&self.inner.throttles);
+        let (count, until) = all.entry(device.to_owned()).or_default();
+        if let Some(t) = *until {
+            if now < t {
+                return true;
+            }
+            *until = None;
+            *count = 0;
+        }
+        if *count >= after {
+            *until = Some(now + config.faults.throttle_for);
+            return true;
+        }
+        *count += 1;
+        false
     }
 
     /// The configuration.
@@ -391,7 +457,9 @@ impl IotHub {
             key
         };
         token.verify(&key, SystemTime::now(), config.clock_skew).map_err(|e| e.to_string())?;
-        Ok(Claim { token, device, rights })
+        let cut_short =
+            config.faults.token_lifetime.map(|l| unix_seconds().saturating_add(l.as_secs()));
+        Ok(Claim { token, device, rights, cut_short })
     }
 }
 

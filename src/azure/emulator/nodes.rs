@@ -27,6 +27,8 @@ struct Conn {
     claims_changed: Notify,
     cbs_reply: ReplyLink,
     management_reply: ReplyLink,
+    /// Telemetry messages taken on this connection (for `Faults::close_after`).
+    telemetry: std::sync::atomic::AtomicU64,
     twins: super::twin::TwinLinks,
 }
 
@@ -287,8 +289,8 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
         Node::Telemetry(device, module) => {
             let Ok(rx) = request.accept_receiver(Some(options), 100) else { return };
             let module = module.as_deref();
-            until_expired(&c, &resource, &need, rx, |rx| telemetry(&hub, rx, &device, module))
-                .await;
+            let work = |rx| telemetry(&hub, &c, rx, &device, module);
+            until_expired_or(&c, &resource, &need, rx, work).await;
         }
         Node::Feedback => {
             let Ok(tx) = request.accept_sender(Some(options)) else { return };
@@ -349,14 +351,28 @@ where
     F: FnOnce(Arc<L>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    until_expired_or(c, resource, need, link, |l| async move {
+        work(l).await;
+        None
+    })
+    .await;
+}
+
+/// [`until_expired`], for work that may end by asking to detach the link with an error.
+async fn until_expired_or<L, F, Fut>(c: &Conn, resource: &str, need: &Need, link: L, work: F)
+where
+    L: LinkEnd,
+    F: FnOnce(Arc<L>) -> Fut,
+    Fut: std::future::Future<Output = Option<AmqpError>>,
+{
     let link = Arc::new(link);
-    let expired = tokio::select! {
-        _ = work(Arc::clone(&link)) => false,
-        _ = c.expired(resource, need) => true,
+    let detach = tokio::select! {
+        why = work(Arc::clone(&link)) => why,
+        _ = c.expired(resource, need) => Some(token_invalid()),
     };
     // The work is dropped, and with it every other handle to the link.
-    if let (true, Ok(link)) = (expired, Arc::try_unwrap(link)) {
-        link.detach(token_invalid()).await;
+    if let (Some(why), Ok(link)) = (detach, Arc::try_unwrap(link)) {
+        link.detach(why).await;
     }
 }
 
@@ -484,8 +500,26 @@ async fn c2d_in(hub: &IotHub, rx: Arc<Receiver>) {
 }
 
 /// A device's telemetry sender: each message goes into the event log.
-async fn telemetry(hub: &IotHub, rx: Arc<Receiver>, device: &str, module: Option<&str>) {
+/// A device's telemetry, with the configured faults; `Some` to detach the link with that
+/// error.
+async fn telemetry(
+    hub: &IotHub,
+    c: &Conn,
+    rx: Arc<Receiver>,
+    device: &str,
+    module: Option<&str>,
+) -> Option<AmqpError> {
+    let faults = hub.config().faults.clone();
+    let mut on_link = 0u64;
     while let Ok(d) = rx.recv().await {
+        if let Some(pause) = faults.slow {
+            tokio::time::sleep(pause).await;
+        }
+        if hub.throttled(device) {
+            let why = format!("device {device:?} is throttled (fault injection)");
+            let _ = rx.reject(&d, Some(AmqpError::new(super::DEVICE_THROTTLED, why)));
+            continue;
+        }
         let max = hub.config().d2c_max_size;
         if d.payload.len() > max {
             let why =
@@ -497,12 +531,25 @@ async fn telemetry(hub: &IotHub, rx: Arc<Receiver>, device: &str, module: Option
             Ok(m) => {
                 hub.inner.log.append_from(device, module, m);
                 let _ = rx.accept(&d);
+                on_link += 1;
+                let on_conn = c.telemetry.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if faults.close_after.is_some_and(|n| on_conn >= n) {
+                    let why = format!("closed after {on_conn} messages (fault injection)");
+                    let e = AmqpError::new(condition::CONNECTION_FORCED, why);
+                    let _ = rx.connection().close(Some(e)).await;
+                    return None;
+                }
+                if faults.detach_after.is_some_and(|n| on_link >= n) {
+                    let why = format!("detached after {on_link} messages (fault injection)");
+                    return Some(AmqpError::new(condition::DETACH_FORCED, why));
+                }
             }
             Err(e) => {
                 let _ = rx.reject(&d, Some(AmqpError::new(condition::DECODE_ERROR, e.to_string())));
             }
         }
     }
+    None
 }
 
 /// A fresh lock token: a version 4 GUID in .NET's byte order (the first three groups
