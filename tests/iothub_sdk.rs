@@ -2092,3 +2092,42 @@ async fn the_service_invokes_a_direct_method_the_node_device_sdk_answers() {
     }
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
 }
+
+// ------------------------------------------------------------------ X.509 devices
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_x509_device_sends_with_its_certificate_and_no_token() {
+    let h = hub::start_with(|c| {
+        c.devices.push(("device-1".into(), amqpwire::azure::SasKey::from_bytes(b"unused".to_vec())))
+    })
+    .await;
+    let scratch = Scratch::new("iothub-sdk", "x509");
+    let (ca, cert, key) =
+        (scratch.path("ca.pem"), scratch.path("cert.pem"), scratch.path("key.pem"));
+    std::fs::write(&ca, &h.pki.ca).expect("write");
+    std::fs::write(&cert, &h.pki.client_cert).expect("write");
+    std::fs::write(&key, &h.pki.client_key).expect("write");
+    let mut failed = Vec::new();
+    for t in [NodeTransport::Amqp, NodeTransport::Ws] {
+        node_sdks_installed();
+        let mut cmd = Command::new("node");
+        cmd.arg(Path::new(PEERS).join("iothub_sdk.js")).arg("device-send");
+        cmd.args(["--connection-string", "HostName=localhost;DeviceId=device-1;x509=true"]);
+        cmd.args(["--transport", t.arg(), "--port", &t.port(&h).to_string(), "--timeout", "20"]);
+        cmd.arg("--ca").arg(&ca).arg("--cert").arg(&cert).arg("--key").arg(&key);
+        cmd.args(["--body", "signed-by-certificate"]);
+        if let Err(e) =
+            run_peer(cmd, &format!("x509-{}", t.arg()), &scratch, Duration::from_secs(40)).await
+        {
+            failed.push(format!("over {}: {e}", t.arg()));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+    // Without the certificate the same device has nothing to authenticate with.
+    let mut cmd = Command::new("node");
+    cmd.arg(Path::new(PEERS).join("iothub_sdk.js")).arg("device-send");
+    cmd.args(["--connection-string", "HostName=localhost;DeviceId=device-1;x509=true"]);
+    cmd.args(["--port", &h.amqps.to_string(), "--timeout", "20", "--body", "x"]);
+    cmd.arg("--ca").arg(&ca);
+    assert!(run_peer(cmd, "x509-none", &scratch, Duration::from_secs(40)).await.is_err());
+}

@@ -148,6 +148,12 @@ pub(crate) struct EmulateArgs {
     /// Fault injection: answer each telemetry message this many milliseconds later.
     #[arg(long, value_name = "MS")]
     fault_slow: Option<u64>,
+    /// X.509 devices: the CA (PEM) that signs device certificates. A registered device
+    /// that presents a certificate it signed, with the device id as subject common name,
+    /// is authenticated by TLS alone (no SASL, no token); its connection string says
+    /// `x509=true`.
+    #[arg(long, value_name = "PEM")]
+    x509_ca: Option<PathBuf>,
     #[command(flatten)]
     trace: TraceArgs,
 }
@@ -212,6 +218,11 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
     config.faults.close_after = args.fault_close_after;
     config.faults.token_lifetime = args.fault_token_lifetime;
     config.faults.slow = args.fault_slow.map(std::time::Duration::from_millis);
+    if let Some(path) = &args.x509_ca {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| format!("--x509-ca {}: {e}", path.display()))?;
+        config.x509_ca = Some(pem);
+    }
     if let Some(path) = &args.registry {
         let (devices, policies) = read_registry(path)?;
         config.devices.extend(devices);

@@ -625,6 +625,12 @@ impl Connection {
         &self.cfg.container_id
     }
 
+    /// Server role: the transport's authenticated identity ([`Config::external_identity`]:
+    /// a TLS client certificate's subject common name).
+    pub fn external_identity(&self) -> Option<&str> {
+        self.cfg.external_identity.as_deref()
+    }
+
     /// Whether this is the client (the side that sent the first protocol header).
     pub fn is_client(&self) -> bool {
         self.side == Side::Client

@@ -228,6 +228,12 @@ impl Connection {
         self.inner.lock().identity.clone()
     }
 
+    /// The identity the transport authenticated (server side): the subject common name of
+    /// the client's TLS certificate, when it presented one the listener trusts.
+    pub fn tls_identity(&self) -> Option<String> {
+        self.inner.lock().conn.external_identity().map(str::to_owned)
+    }
+
     /// Closes the connection (with an error, or cleanly) and waits for the peer's close.
     pub async fn close(&self, error: Option<AmqpError>) -> Result<(), Error> {
         {

@@ -127,7 +127,7 @@ const COMMANDS = {
     'device-receive': ['connection-string', 'expect-body', 'expect-message-id', 'action', 'count',
         'expect-no-more', 'expect-error', 'transport', 'port', 'ca', 'timeout'],
     'device-send': ['connection-string', 'body', 'message-id', 'property', 'correlation-id', 'content-type',
-        'content-encoding', 'count', 'expect-error', 'transport', 'port', 'ca', 'timeout'],
+        'content-encoding', 'count', 'expect-error', 'transport', 'port', 'ca', 'timeout', 'cert', 'key'],
     'device-twin': ['connection-string', 'reported', 'await-desired', 'transport', 'port', 'ca', 'timeout'],
     'device-method': ['connection-string', 'method', 'status', 'answer', 'transport', 'port', 'ca', 'timeout'],
 };
@@ -532,9 +532,14 @@ function deviceOpen(then) {
             then();
         });
     };
-    if (opts.ca === undefined) return open();
+    if (opts.ca === undefined && opts.cert === undefined) return open();
     phase = 'setting the device options';
-    client.setOptions({ ca: fs.readFileSync(opts.ca, 'utf8') }, (err) => {
+    const options = {};
+    if (opts.ca !== undefined) options.ca = fs.readFileSync(opts.ca, 'utf8');
+    // An X.509 device (x509=true in its connection string): its certificate and key.
+    if (opts.cert !== undefined) options.cert = fs.readFileSync(opts.cert, 'utf8');
+    if (opts.key !== undefined) options.key = fs.readFileSync(opts.key, 'utf8');
+    client.setOptions(options, (err) => {
         if (err) return fail('setOptions: ' + errText(err));
         open();
     });

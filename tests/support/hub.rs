@@ -89,6 +89,8 @@ pub(crate) async fn start_traced(
         Permissions::of_policy("iothubowner"),
     ));
     config.partitions = 2;
+    // Devices may also present a certificate from the test CA (CN `device-1`).
+    config.x509_ca = Some(pki.ca.clone());
     tweak(&mut config);
     let hub = IotHub::new(config);
     let mut ports = Vec::new();

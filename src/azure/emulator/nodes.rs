@@ -134,6 +134,16 @@ pub(super) async fn serve_connection(hub: IotHub, mut conn: ServerConnection, ev
     if conn.connection.opened().await.is_err() {
         return;
     }
+    // A device certificate (X.509): its claim, with no token at all.
+    if let (Some(cn), Some(_), false) =
+        (conn.connection.tls_identity(), config.x509_ca.as_ref(), event_hub)
+    {
+        if config.devices.iter().any(|(d, _)| *d == cn) {
+            if let Some(claim) = super::Claim::x509(&host, &cn) {
+                let _ = c.add_claim(claim);
+            }
+        }
+    }
     // SASL PLAIN brought a token: its claim, and the connection ends when it expires.
     if let Some(token) = conn
         .connection
