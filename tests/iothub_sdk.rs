@@ -2131,3 +2131,55 @@ async fn an_x509_device_sends_with_its_certificate_and_no_token() {
     cmd.arg("--ca").arg(&ca);
     assert!(run_peer(cmd, "x509-none", &scratch, Duration::from_secs(40)).await.is_err());
 }
+
+// ------------------------------------------------------------------ modules
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_has_its_own_twin_and_methods() {
+    const MODULE_KEY: &str = "bW9kdWxlLWtleS1vZi1kZXYxLW0xLWZvci10ZXN0cyE=";
+    let key = amqpwire::azure::SasKey::from_base64(MODULE_KEY).expect("key");
+    let h = hub::start_with(|c| c.modules.push(("dev1".into(), "m1".into(), key))).await;
+    let scratch = Scratch::new("iothub-sdk", "module");
+    let ca = scratch.path("ca.pem");
+    std::fs::write(&ca, &h.pki.ca).expect("write");
+    let cs = format!("HostName=localhost;DeviceId=dev1;ModuleId=m1;SharedAccessKey={MODULE_KEY}");
+    let module = |command: &str| {
+        let mut c = Command::new("node");
+        c.arg(Path::new(PEERS).join("iothub_sdk.js")).arg(command);
+        c.args(["--connection-string", &cs, "--port", &h.amqps.to_string(), "--timeout", "20"]);
+        c.arg("--ca").arg(&ca);
+        c
+    };
+    node_sdks_installed();
+    // The module's twin: reported properties, then a desired update for the module alone.
+    let mut twin = module("device-twin");
+    twin.args(["--reported", r#"{"role": "filter"}"#, "--await-desired", "threshold=7"]);
+    let peer = run_peer(twin, "module-twin", &scratch, Duration::from_secs(40));
+    let service = async {
+        eventually("the module's twin subscription", || h.hub.twin_subscribers("dev1/m1") > 0)
+            .await?;
+        h.hub.patch_desired("dev1/m1", r#"{"threshold": 7}"#).await
+    };
+    let (run, v) = tokio::join!(peer, service);
+    let run = run.expect("the module's twin");
+    v.expect("patched");
+    assert_eq!(h.hub.twin("dev1/m1")["reported"]["role"], "filter");
+    assert!(h.hub.twin("dev1")["reported"].get("role").is_none(), "the device's twin is its own");
+    assert!(run.events("desired").iter().any(|d| d["delta"]["threshold"] == 7), "{:?}", run.lines);
+    // The module's methods.
+    let mut method = module("device-method");
+    method.args(["--method", "flush", "--status", "200", "--answer", r#"{"flushed": 3}"#]);
+    let peer = run_peer(method, "module-method", &scratch, Duration::from_secs(40));
+    let service = async {
+        eventually("the module's method links", || h.hub.method_listeners("dev1/m1") > 0).await?;
+        h.hub
+            .invoke_method("dev1/m1", "flush", "{}", Duration::from_secs(20))
+            .await
+            .map_err(|e| format!("{e:?}"))
+    };
+    let (run, answer) = tokio::join!(peer, service);
+    run.expect("the module's method");
+    let answer = answer.expect("answered");
+    assert_eq!(answer.status, 200);
+    assert_eq!(h.hub.method_listeners("dev1"), 0, "the device itself listens for nothing");
+}

@@ -686,7 +686,9 @@ function deviceMethod() {
     client = deviceClient();
     deviceOpen(() => {
         phase = 'waiting for a call of ' + opts.method;
-        client.onDeviceMethod(opts.method, (request, response) => {
+        // A device client listens with onDeviceMethod, a module client with onMethod.
+        const listen = (client.onDeviceMethod || client.onMethod).bind(client);
+        listen(opts.method, (request, response) => {
             emit({ event: 'request', method: request.methodName, payload: request.payload, requestId: request.requestId });
             phase = 'answering ' + opts.method;
             response.send(opts.status, JSON.parse(opts.answer), (err) => {

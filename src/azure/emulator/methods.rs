@@ -62,7 +62,8 @@ fn uuid_text(u: &Uuid) -> String {
 }
 
 impl IotHub {
-    /// Invokes direct method `name` on device `device` with a JSON `payload`, and waits up
+    /// Invokes direct method `name` on device `device` (or module `DEVICE/MODULE`) with a
+    /// JSON `payload`, and waits up
     /// to `timeout` for its answer: `Err` with 404 when the device is unknown or has no
     /// method link attached (offline), 504 when it does not answer in time.
     pub async fn invoke_method(
@@ -73,8 +74,8 @@ impl IotHub {
         timeout: Duration,
     ) -> Result<MethodResponse, MethodError> {
         let not_found = |why: String| MethodError { status: 404, message: why };
-        if !self.config().devices.iter().any(|(d, _)| d == device) {
-            return Err(not_found(format!("no device {device:?} in the registry")));
+        if !self.knows(device) {
+            return Err(not_found(format!("no device or module {device:?} in the registry")));
         }
         let link = lock(&self.inner.methods.links).get(device).and_then(|l| l.last().cloned());
         let Some(link) = link else {

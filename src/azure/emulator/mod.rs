@@ -299,6 +299,15 @@ impl IotHub {
         false
     }
 
+    /// Whether `id` names a registered identity: a device, or `DEVICE/MODULE` a module.
+    pub(crate) fn knows(&self, id: &str) -> bool {
+        let config = self.config();
+        match id.split_once('/') {
+            None => config.devices.iter().any(|(d, _)| d == id),
+            Some((d, m)) => config.modules.iter().any(|(dd, mm, _)| dd == d && mm == m),
+        }
+    }
+
     /// The configuration.
     pub fn config(&self) -> Arc<HubConfig> {
         Arc::clone(&state::lock(&self.inner.config))

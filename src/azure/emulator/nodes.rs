@@ -197,8 +197,8 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
         FileNotifications,
         Telemetry(String, Option<String>),
         C2dOut(String),
-        Twin(String),
-        Methods(String),
+        Twin(String, Option<String>),
+        Methods(String, Option<String>),
         Redirect,
         Management,
         Partition(String),
@@ -232,9 +232,13 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
     {
         Node::Telemetry(device_segment(&seg[1]), (seg.len() == 6).then(|| device_segment(&seg[3])))
     } else if is(&seg, &["devices", "*", "methods", "devicebound"]) {
-        Node::Methods(device_segment(&seg[1]))
+        Node::Methods(device_segment(&seg[1]), None)
+    } else if is(&seg, &["devices", "*", "modules", "*", "methods", "devicebound"]) {
+        Node::Methods(device_segment(&seg[1]), Some(device_segment(&seg[3])))
     } else if is(&seg, &["devices", "*", "twin"]) {
-        Node::Twin(device_segment(&seg[1]))
+        Node::Twin(device_segment(&seg[1]), None)
+    } else if is(&seg, &["devices", "*", "modules", "*", "twin"]) {
+        Node::Twin(device_segment(&seg[1]), Some(device_segment(&seg[3])))
     } else if is(&seg, &["devices", "*", "messages", "devicebound"]) && !peer_sends {
         Node::C2dOut(device_segment(&seg[1]))
     } else if seg.first().is_some_and(|s| s.eq_ignore_ascii_case("messages"))
@@ -250,7 +254,8 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
             format!("IoT Hub has no node {address:?} {dir}"),
         );
     };
-    if let Node::Telemetry(d, Some(m)) = &node {
+    if let Node::Telemetry(d, Some(m)) | Node::Twin(d, Some(m)) | Node::Methods(d, Some(m)) = &node
+    {
         // Modules are registry identities: an unknown one is refused.
         if !hub.config().modules.iter().any(|(dev, id, _)| dev == d && id == m) {
             return refuse(
@@ -261,7 +266,7 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
         }
     }
     let need = match &node {
-        Node::Telemetry(d, _) | Node::C2dOut(d) | Node::Twin(d) | Node::Methods(d) => {
+        Node::Telemetry(d, _) | Node::C2dOut(d) | Node::Twin(d, _) | Node::Methods(d, _) => {
             if !hub.config().devices.iter().any(|(id, _)| id == d) {
                 return refuse(
                     request,
@@ -290,11 +295,14 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
             let Ok(rx) = request.accept_receiver(Some(options), 100) else { return };
             until_expired(&c, &resource, &need, rx, |rx| c2d_in(&hub, rx)).await;
         }
-        Node::Methods(device) => {
-            super::methods::methods_node(&hub, request, options, &device).await;
+        // A module's twin and methods are its own: keyed `DEVICE/MODULE`.
+        Node::Methods(device, module) => {
+            let id = module.map_or(device.clone(), |m| format!("{device}/{m}"));
+            super::methods::methods_node(&hub, request, options, &id).await;
         }
-        Node::Twin(device) => {
-            super::twin::twin_node(&hub, &c.twins, request, options, &device).await;
+        Node::Twin(device, module) => {
+            let id = module.map_or(device.clone(), |m| format!("{device}/{m}"));
+            super::twin::twin_node(&hub, &c.twins, request, options, &id).await;
         }
         Node::Telemetry(device, module) => {
             let Ok(rx) = request.accept_receiver(Some(options), 100) else { return };

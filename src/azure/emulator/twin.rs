@@ -111,13 +111,14 @@ fn merge(
 }
 
 impl IotHub {
-    /// Updates device `device`'s desired properties with a JSON merge patch (as the service
-    /// API's twin PATCH does) and pushes the patch to the device's subscribed twin links;
+    /// Updates the desired properties of device `device` (or of module `DEVICE/MODULE`)
+    /// with a JSON merge patch (as the service API's twin PATCH does) and pushes the patch
+    /// to its subscribed twin links;
     /// the new desired `$version`. `Err` for an unknown device or a patch that is not a
     /// JSON object.
     pub async fn patch_desired(&self, device: &str, patch: &str) -> Result<u64, String> {
-        if !self.config().devices.iter().any(|(d, _)| d == device) {
-            return Err(format!("no device {device:?} in the registry"));
+        if !self.knows(device) {
+            return Err(format!("no device or module {device:?} in the registry"));
         }
         let patch: serde_json::Value =
             serde_json::from_str(patch).map_err(|e| format!("the patch is not JSON: {e}"))?;
