@@ -279,17 +279,7 @@ fn status_kib(key: &str) -> u64 {
 /// Resident memory per idle connection: a broker, and `n` client connections to it in
 /// this process (each pair counted whole, so the broker's share is at most this).
 async fn idle_connections(n: usize) {
-    let broker = amqpwire::broker::Broker::new();
-    let listener =
-        Listener::bind("amqp://127.0.0.1:0", amqpwire::broker::listen_options(&[], None, None))
-            .await
-            .expect("bind");
-    let url = listener.endpoint().to_string();
-    let b = broker.clone();
-    tokio::spawn(async move { b.serve(listener).await });
-    // One first, so that the runtime's one-time allocations are not counted.
-    let first = Connection::connect(&url).await.expect("connect");
-    first.begin_session().await.expect("session");
+    let (_broker, url, _first) = broker_with_a_first_connection().await;
     let before = status_kib("VmRSS:");
     let mut conns = Vec::with_capacity(n);
     for _ in 0..n {
@@ -377,6 +367,20 @@ fn cores_curve(n: usize) {
         );
         k *= 2;
     }
+}
+
+/// A broker on a loopback port, its URL, and one connection with a session made first, so
+/// that the runtime's one-time allocations are not counted in what follows.
+async fn broker_with_a_first_connection() -> (amqpwire::broker::Broker, String, Connection) {
+    let broker = amqpwire::broker::Broker::new();
+    let options = amqpwire::broker::listen_options(&[], None, None);
+    let listener = Listener::bind("amqp://127.0.0.1:0", options).await.expect("bind");
+    let url = listener.endpoint().to_string();
+    let b = broker.clone();
+    tokio::spawn(async move { b.serve(listener).await });
+    let first = Connection::connect(&url).await.expect("connect");
+    first.begin_session().await.expect("session");
+    (broker, url, first)
 }
 
 /// Connection storm: `n` connections set up and torn down (open, begin, end, close), 16 at
@@ -492,15 +496,7 @@ fn idle_broker(n: usize) {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let broker = amqpwire::broker::Broker::new();
-        let options = amqpwire::broker::listen_options(&[], None, None);
-        let listener = Listener::bind("amqp://127.0.0.1:0", options).await.expect("bind");
-        let url = listener.endpoint().to_string();
-        let b = broker.clone();
-        tokio::spawn(async move { b.serve(listener).await });
-        // One first, so that the runtime's one-time allocations are not counted.
-        let first = Connection::connect(&url).await.expect("connect");
-        first.begin_session().await.expect("session");
+        let (broker, url, _first) = broker_with_a_first_connection().await;
         let before = status_kib("VmRSS:");
         let mut child = tokio::process::Command::new(std::env::current_exe().expect("exe"))
             .args(["--clients", &url, &n.to_string()])

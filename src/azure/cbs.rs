@@ -155,7 +155,7 @@ impl CbsStatus {
 #[cfg(feature = "tokio")]
 pub(crate) use client::request_reply;
 #[cfg(feature = "tokio")]
-pub(crate) use server::{serve_node, ReplyLink};
+pub(crate) use server::{accept_pair, serve_node, ReplyLink};
 
 /// The server side of `$cbs`: a node that answers each connection's put-tokens on that
 /// connection's own reply link (never anyone else's), judged by the server.
@@ -200,6 +200,23 @@ mod server {
         }
     }
 
+    /// Accepts one link of a request-response pair (`$cbs`, `$management`, a twin): the
+    /// peer's receiver becomes `reply`, the link answers go on (`None`); the peer's sender
+    /// is accepted as our receiver of requests (`Some`).
+    pub(crate) fn accept_pair(
+        request: LinkRequest,
+        options: LinkOptions,
+        reply: &ReplyLink,
+    ) -> Option<crate::runtime::Receiver> {
+        if request.role() == Role::RECEIVER {
+            if let Ok(tx) = request.accept_sender(Some(options)) {
+                reply.set(tx);
+            }
+            return None;
+        }
+        request.accept_receiver(Some(options), 10).ok()
+    }
+
     /// Serves a link the peer attached to `$cbs` with `options`: its receiver becomes the
     /// connection's reply link; on its sender each put-token is accepted (a message that is
     /// not one is rejected with `amqp:decode-error`) and answered on the reply link with
@@ -211,13 +228,7 @@ mod server {
         reply: &ReplyLink,
         mut judge: impl FnMut(&PutToken) -> (i32, String),
     ) {
-        if request.role() == Role::RECEIVER {
-            if let Ok(tx) = request.accept_sender(Some(options)) {
-                reply.set(tx);
-            }
-            return;
-        }
-        let Ok(rx) = request.accept_receiver(Some(options), 10) else { return };
+        let Some(rx) = accept_pair(request, options, reply) else { return };
         while let Ok(d) = rx.recv().await {
             let put = match d
                 .message()

@@ -759,13 +759,9 @@ async fn partition(hub: &IotHub, tx: Arc<Sender>, index: usize, start: StartPosi
 
 /// `$management`: READ requests for the Event Hub and its partitions.
 async fn management(hub: &IotHub, c: Arc<Conn>, request: LinkRequest, options: LinkOptions) {
-    if request.role() == Role::RECEIVER {
-        if let Ok(tx) = request.accept_sender(Some(options)) {
-            c.management_reply.set(tx);
-        }
+    let Some(rx) = crate::azure::cbs::accept_pair(request, options, &c.management_reply) else {
         return;
-    }
-    let Ok(rx) = request.accept_receiver(Some(options), 10) else { return };
+    };
     while let Ok(d) = rx.recv().await {
         let _ = rx.accept(&d);
         let Ok(m) = d.message() else { continue };

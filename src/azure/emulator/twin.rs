@@ -23,7 +23,7 @@ use crate::azure::cbs::ReplyLink;
 use crate::codec::Value;
 use crate::message::{AnnotationMap, Body, Message};
 use crate::runtime::{LinkRequest, Sender};
-use crate::types::{Properties, Role};
+use crate::types::Properties;
 
 /// The property that pairs a twin's two links.
 const CHANNEL: &str = "com.microsoft:channel-correlation-id";
@@ -185,13 +185,7 @@ pub(super) async fn twin_node(
         })
         .unwrap_or_default();
     let reply = links.reply(&channel);
-    if request.role() == Role::RECEIVER {
-        if let Ok(tx) = request.accept_sender(Some(options)) {
-            reply.set(tx);
-        }
-        return;
-    }
-    let Ok(rx) = request.accept_receiver(Some(options), 10) else { return };
+    let Some(rx) = crate::azure::cbs::accept_pair(request, options, &reply) else { return };
     while let Ok(d) = rx.recv().await {
         let _ = rx.accept(&d);
         let Ok(m) = d.message() else { continue };
