@@ -187,14 +187,23 @@ pub fn message(data: &[u8]) {
 }
 
 /// Runs the inspector and both renderings over the input as a whole stream.
+///
+/// The JSON lines are serialised with `serde_json`'s writer into a byte buffer: the bytes
+/// that `amqpwire decode --json` prints (through `to_string`), without the formatting
+/// machinery that `Display` adds to every write.
 pub fn inspect(data: &[u8]) {
+    let mut text = String::new();
+    #[cfg(feature = "json")]
+    let mut json = Vec::new();
     for opts in [DecodeOptions::STRICT, DecodeOptions::LENIENT] {
-        let mut out = String::new();
+        text.clear();
         for r in Inspector::inspect_all(data, opts) {
-            render_text(&r, &mut out);
+            render_text(&r, &mut text);
             #[cfg(feature = "json")]
             for j in crate::inspect::json::record_json(&r) {
-                out.push_str(&j.to_string());
+                json.clear();
+                // Writing into a Vec cannot fail, and a JSON value always serialises.
+                let _ = serde_json::to_writer(&mut json, &j);
             }
         }
     }
