@@ -236,7 +236,8 @@ impl Pair {
                 let b = byte(u);
                 if b >= 128 {
                     return match b % 4 {
-                        0 | 1 => self.reattach(u),
+                        0 => self.reattach(u),
+                        1 => self.credit_to_resume(u),
                         2 => self.resume(u),
                         _ => self.forget(u),
                     };
@@ -317,7 +318,7 @@ impl Pair {
     /// The sender resumes a delivery its end carried over: the whole message again,
     /// settled or not, or only its settlement with an outcome.
     fn resume(&mut self, u: &mut Unstructured<'_>) {
-        let Some(l) = self.pick_link(u) else { return };
+        let Some(l) = self.pick_carrying(u, true) else { return };
         let choice = byte(u);
         let size = usize::from(byte(u)) * 8;
         let (sender, id) = self.end_of(l, true);
@@ -347,10 +348,21 @@ impl Pair {
         }
     }
 
+    /// The receiver of a link whose sender carries deliveries over grants credit, so that
+    /// they can be resumed.
+    fn credit_to_resume(&mut self, u: &mut Unstructured<'_>) {
+        let Some(l) = self.pick_carrying(u, true) else { return };
+        let credit = u32::from(byte(u) % 8) + 1;
+        let (receiver, id) = self.end_of(l, false);
+        if let Some(id) = id {
+            let _ = receiver.flow(id, credit, false);
+        }
+    }
+
     /// Either end drops a delivery it carried over, without telling the peer.
     fn forget(&mut self, u: &mut Unstructured<'_>) {
-        let Some(l) = self.pick_link(u) else { return };
         let sending = flag(u);
+        let Some(l) = self.pick_carrying(u, sending) else { return };
         let choice = usize::from(byte(u));
         let (conn, id) = self.end_of(l, sending);
         let Some(id) = id else { return };
@@ -498,6 +510,18 @@ impl Pair {
         for d in ids {
             let _ = receiver.disposition(id, d, None, settled, Some(state.clone()));
         }
+    }
+
+    /// A live link whose sending (or receiving) end still carries deliveries over from an
+    /// earlier attachment, if any.
+    fn pick_carrying(&mut self, u: &mut Unstructured<'_>, sending: bool) -> Option<usize> {
+        let carrying: Vec<usize> = (0..self.links.len())
+            .filter(|&l| {
+                let (conn, id) = self.end_of(l, sending);
+                id.is_some_and(|id| !conn.resumable(id).is_empty())
+            })
+            .collect();
+        (!carrying.is_empty()).then(|| carrying[usize::from(byte(u)) % carrying.len()])
     }
 
     /// A link that exists at the client's end, if any.

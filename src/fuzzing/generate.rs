@@ -268,6 +268,14 @@ fn key(u: &mut Unstructured<'_>, i: usize, out: &mut Vec<u8>) {
     }
 }
 
+/// Writes a map of `n` entries (`items` holds their keys and values): `map8` when it fits
+/// and the input wants, else `map32`.
+fn map(u: &mut Unstructured<'_>, n: usize, items: &[u8], out: &mut Vec<u8>) {
+    let small = items.len() <= SMALL_BODY && flag(u);
+    out.push(if small { fc::MAP8 } else { fc::MAP32 });
+    compound(small, 2 * n as u32, items, out);
+}
+
 /// Writes a list, map or array body after its constructor: size, count, then `items`.
 fn compound(small: bool, count: u32, items: &[u8], out: &mut Vec<u8>) {
     if small {
@@ -590,9 +598,7 @@ pub fn message(u: &mut Unstructured<'_>, out: &mut Vec<u8>) -> MessageParts {
             items.push(code);
             body(u, code, MAX_DEPTH, &mut items);
         }
-        let small = items.len() <= SMALL_BODY && flag(u);
-        out.push(if small { fc::MAP8 } else { fc::MAP32 });
-        compound(small, 2 * n as u32, &items, out);
+        map(u, n, &items, out);
     }
     let mut parts = MessageParts::default();
     match byte(u) % 3 {
@@ -649,9 +655,7 @@ fn annotations(u: &mut Unstructured<'_>, code: u64, out: &mut Vec<u8>) {
         }
         write_value(u, 2, &mut items);
     }
-    let small = items.len() <= SMALL_BODY && flag(u);
-    out.push(if small { fc::MAP8 } else { fc::MAP32 });
-    compound(small, 2 * n as u32, &items, out);
+    map(u, n, &items, out);
 }
 
 /// `0x00` and a known descriptor, as `smallulong`, `ulong`, `sym8` or `sym32`.
@@ -800,9 +804,7 @@ fn field(u: &mut Unstructured<'_>, f: Field, depth: u32, out: &mut Vec<u8>) {
                 sized(true, k.as_bytes(), &mut items);
                 write_value(u, 3, &mut items);
             }
-            let small = items.len() <= SMALL_BODY && flag(u);
-            out.push(if small { fc::MAP8 } else { fc::MAP32 });
-            compound(small, 2 * n as u32, &items, out);
+            map(u, n, &items, out);
         }
         MessageId => match byte(u) % 4 {
             0 => field(u, Ulong, depth, out),
@@ -841,9 +843,7 @@ fn field(u: &mut Unstructured<'_>, f: Field, depth: u32, out: &mut Vec<u8>) {
                     field(u, State, depth, &mut items);
                 }
             }
-            let small = items.len() <= SMALL_BODY && flag(u);
-            out.push(if small { fc::MAP8 } else { fc::MAP32 });
-            compound(small, 2 * n as u32, &items, out);
+            map(u, n, &items, out);
         }
         Filter => {
             let n = usize::from(byte(u) % 3);
@@ -861,9 +861,7 @@ fn field(u: &mut Unstructured<'_>, f: Field, depth: u32, out: &mut Vec<u8>) {
                     field(u, Str, depth, &mut items);
                 }
             }
-            let small = items.len() <= SMALL_BODY && flag(u);
-            out.push(if small { fc::MAP8 } else { fc::MAP32 });
-            compound(small, 2 * n as u32, &items, out);
+            map(u, n, &items, out);
         }
     }
 }
