@@ -424,3 +424,47 @@ fn every_decoder_refuses_a_map_whose_keys_are_equal_in_any_encoding() {
     assert!(Value::decode(&ok).is_ok());
     assert!(ValueRef::decode(&ok).expect("view").0.validate(8).is_ok());
 }
+
+/// Found by the `structured` target's typed generator, on its first proptest run (the seed
+/// is in `tests/fuzz_corpus.proptest-regressions`): a sasl-mechanisms whose
+/// mandatory `sasl-server-mechanisms` was an empty array of symbols decoded, strictly, to
+/// an empty list; our encoding writes an empty list as null, which the strict decoder then
+/// refused as a missing field. Part 1, 1.3: null and an empty array both mean zero values,
+/// so every `multiple` field now reads an empty array as it reads null, and the encoder and
+/// the decoder agree.
+#[test]
+fn an_empty_array_in_a_multiple_field_means_what_null_means() {
+    use amqpwire::types::{Layout, Performative, SaslFrameBody, SaslMechanisms};
+    let read_sasl =
+        |b: &[u8], mode| SaslFrameBody::read(&mut amqpwire::codec::Reader::new(b, mode));
+    // sasl-mechanisms with an empty array of sym8, then with null: both lack the field.
+    let empty_array = hex("00 53 40 c0 05 01 e0 02 00 a3");
+    let null = hex("00 53 40 c0 02 01 40");
+    for mode in [DecodeOptions::STRICT, DecodeOptions::LENIENT] {
+        for body in [&empty_array, &null] {
+            let e = read_sasl(body, mode).expect_err("no mechanism is no sasl-server-mechanisms");
+            assert!(matches!(e.into_detail().kind, ErrorKind::MissingField { .. }));
+        }
+    }
+    // Our own encoding of an empty list is refused the same way, never accepted.
+    let mut ours = Vec::new();
+    SaslFrameBody::Mechanisms(SaslMechanisms { sasl_server_mechanisms: Vec::new() })
+        .encode_with(Layout::AllFields, &mut ours);
+    assert!(read_sasl(&ours, DecodeOptions::STRICT).is_err());
+    // An optional multiple field: an empty array reads as null does.
+    let open = |caps: &str| {
+        let fields = format!("a1 01 63 {} {caps}", "40 ".repeat(6));
+        let n = hex(&fields).len();
+        hex(&format!("00 53 10 c0 {:02x} 08 {fields}", n + 1))
+    };
+    let decoded = |b: &[u8]| Performative::decode(b, DecodeOptions::STRICT).expect("open").0;
+    let with_empty = decoded(&open("e0 02 00 a3"));
+    assert_eq!(with_empty, decoded(&open("40")));
+    let Performative::Open(o) = &with_empty else { panic!("not an open: {with_empty:?}") };
+    assert!(o.offered_capabilities.is_empty());
+    assert_eq!(decoded(&open("e0 04 01 a3 01 78")), {
+        let mut with_x = o.clone();
+        with_x.offered_capabilities = vec![Symbol::from("x")];
+        Performative::Open(with_x)
+    });
+}

@@ -404,6 +404,22 @@ impl Value {
         }
     }
 
+    /// [`Value::format_code`] and [`Value::canonical_format_code`] together, sizing a
+    /// compound once for both (each alone walks its elements).
+    pub fn format_codes(&self) -> (u8, u8) {
+        match self {
+            Self::Described(_) => (fc::DESCRIBED, fc::DESCRIBED),
+            Self::Array(a) => {
+                let body = a.body_len();
+                (a.code(body), a.canonical_code_for(body))
+            }
+            _ => {
+                let content = self.content_len();
+                (self.code(content), self.canonical_code(content))
+            }
+        }
+    }
+
     /// The format code [`Value::encode`] writes first (0x00 for a described value).
     pub fn format_code(&self) -> u8 {
         match self {

@@ -112,7 +112,7 @@ use crate::time::Instant;
 
 pub use error::{ConnectionError, Scope, UsageError, Violation};
 pub use link::{LinkId, LinkOptions, LinkState, PeerUnsettled, Resumable, UnsettledDelivery};
-pub use session::{SessionConfig, SessionId, SessionState};
+pub use session::{SessionConfig, SessionId, SessionState, SessionWindows};
 pub use txn::{CoordinatorConfig, TxnEndCause};
 
 use session::Session;
@@ -840,6 +840,12 @@ impl Connection {
     /// A session's state (`None` once it is gone).
     pub fn session_state(&self, id: SessionId) -> Option<SessionState> {
         self.sessions.get(usize::from(id.0)).and_then(Option::as_ref).map(|s| s.state)
+    }
+
+    /// A session's flow-control state: its transfer-ids and windows (`None` once it is
+    /// gone).
+    pub fn session_windows(&self, id: SessionId) -> Option<SessionWindows> {
+        self.sessions.get(usize::from(id.0)).and_then(Option::as_ref).map(Session::windows)
     }
 
     // ----- output -----

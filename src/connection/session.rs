@@ -28,6 +28,30 @@ pub enum SessionState {
     Discarding,
 }
 
+/// A session's flow-control state (2.5.6), as [`Connection::session_windows`] gives it:
+/// its own view of both directions. Once both ends have read everything, each end's
+/// next-outgoing-id is the other's next-incoming-id, and each end's view of the other's
+/// windows is the other's own.
+///
+/// [`Connection::session_windows`]: super::Connection::session_windows
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionWindows {
+    /// The peer's channel for this session, once known.
+    pub remote_channel: Option<u16>,
+    /// The transfer-id of our next transfer.
+    pub next_outgoing_id: SequenceNo,
+    /// The transfer-id expected next from the peer (`None` before the peer's begin).
+    pub next_incoming_id: Option<SequenceNo>,
+    /// Transfers we can still take.
+    pub incoming_window: u32,
+    /// Transfers we may still send, as we advertise it.
+    pub outgoing_window: u32,
+    /// Transfers the peer can still take, as far as we know.
+    pub remote_incoming_window: u32,
+    /// The peer's outgoing-window, as it last advertised it.
+    pub remote_outgoing_window: u32,
+}
+
 /// How new sessions are set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -93,6 +117,19 @@ impl Session {
             next_delivery_id: SequenceNo(0),
             max_incoming_window: cfg.incoming_window,
             pending: Vec::new(),
+        }
+    }
+
+    /// Its flow-control state.
+    pub(crate) fn windows(&self) -> SessionWindows {
+        SessionWindows {
+            remote_channel: self.remote_channel,
+            next_outgoing_id: self.next_outgoing_id,
+            next_incoming_id: self.next_incoming_id,
+            incoming_window: self.incoming_window,
+            outgoing_window: self.outgoing_window,
+            remote_incoming_window: self.remote_incoming_window,
+            remote_outgoing_window: self.remote_outgoing_window,
         }
     }
 

@@ -1,6 +1,8 @@
 //! The stateful engine target: a client and a server [`Connection`] joined in memory and
 //! driven by a sequence of commands the fuzzer chooses (begin, attach, flow, send,
-//! disposition, drained, detach, end, close), of the sizes in which bytes cross the wire,
+//! disposition, drained, detach, end, close, and the recovery of a link detached without
+//! closing: attach again under its name, resume or forget what it carried over), of the
+//! sizes in which bytes cross the wire,
 //! and of steps of virtual time, with adversarial bytes fed into either side at chosen
 //! points. The quinn style: structure-aware operation sequences over a sans-IO machine.
 //!
@@ -9,7 +11,11 @@
 //! engines wrote the bytes: on every link attached at both ends, the receiver has every
 //! delivery the sender sent, once and in order; both ends agree on the link's credit; the
 //! sender sees each unsettled delivery settled at most once, and only those it sent
-//! unsettled. At the end a close from the client ends both connections cleanly.
+//! unsettled; the receiver hears of each resumed delivery at most once, in the order it was
+//! resumed, and of every one it carried over itself and did not forget. On every session
+//! mapped at both ends, each end's next-outgoing-id is the other's next-incoming-id and each
+//! end's view of the other's windows is the other's own (2.5.6). At the end a close from
+//! the client ends both connections cleanly.
 //!
 //! The server's engine runs a transaction coordinator (part 4): the client attaches
 //! controllers, declares and discharges (real ids and made-up ones), and sends work in
@@ -34,6 +40,8 @@ use crate::types::{Accepted, DeliveryState, Modified, Rejected, Released, Sequen
 /// One link as both ends know it, and what crossed it.
 #[derive(Debug, Default)]
 struct Link {
+    /// Its name: an attach under the same name later recovers it.
+    name: String,
     /// The client's end and its role (true: the client sends).
     client: Option<LinkId>,
     client_sends: bool,
@@ -43,6 +51,17 @@ struct Link {
     answered: bool,
     /// Either end detached it (or its session ended).
     dead: bool,
+    /// Its end is gone at the client, and at the server: only then may its name attach
+    /// again.
+    client_gone: bool,
+    server_gone: bool,
+    /// Tags of deliveries carried over from an earlier attachment: as the sender resumed
+    /// them, and as the receiver heard of them.
+    resumed_sent: Vec<Bytes>,
+    resumed_received: Vec<Bytes>,
+    /// What the receiving end carried over when it attached, and what it forgot since.
+    rcv_carried: BTreeSet<Bytes>,
+    rcv_forgot: BTreeSet<Bytes>,
     /// Tags the sender sent, in order.
     sent: Vec<Bytes>,
     /// Tags the receiver got, in order.
@@ -167,7 +186,13 @@ impl Pair {
                     let conn = if on_client { &mut self.client } else { &mut self.server };
                     if let Some(id) = id {
                         if conn.detach(id, closed, None).is_ok() {
-                            self.links[l].dead = true;
+                            let link = &mut self.links[l];
+                            link.dead = true;
+                            if on_client {
+                                link.client_gone = true;
+                            } else {
+                                link.server_gone = true;
+                            }
                         }
                     }
                 }
@@ -206,8 +231,19 @@ impl Pair {
             33 | 34 => self.control(u),
             35 => self.send_in_txn(u),
             _ => {
+                // Recovery shares its command with hostile bytes, so that the inputs found
+                // before it existed mostly keep their meaning.
+                let b = byte(u);
+                if b >= 128 {
+                    return match b % 4 {
+                        0 => self.reattach(u),
+                        1 => self.credit_to_resume(u),
+                        2 => self.resume(u),
+                        _ => self.forget(u),
+                    };
+                }
                 // Hostile bytes into one side, where its stream stands now.
-                let n = usize::from(byte(u) % 64);
+                let n = usize::from(b % 64);
                 let junk: Vec<u8> = (0..n).map(|_| byte(u)).collect();
                 if n > 0 {
                     self.honest = false;
@@ -222,12 +258,19 @@ impl Pair {
     }
 
     fn attach(&mut self, u: &mut Unstructured<'_>) {
+        let name = format!("link-{}", self.links.len());
+        let client_sends = flag(u);
+        self.attach_named(u, name, client_sends);
+    }
+
+    /// Attaches a link named `name` from the client, in a session the input chooses. An
+    /// earlier attachment of the name that detached without closing left its unsettled
+    /// deliveries behind at both ends: each end's attach carries them (2.6.13).
+    fn attach_named(&mut self, u: &mut Unstructured<'_>, name: String, client_sends: bool) {
         if self.sessions.is_empty() {
             return;
         }
         let s = self.sessions[usize::from(byte(u)) % self.sessions.len()];
-        let name = format!("link-{}", self.links.len());
-        let client_sends = flag(u);
         let mut opts = if client_sends {
             LinkOptions::sender(&name, "q")
         } else {
@@ -238,8 +281,98 @@ impl Pair {
             opts.rcv_settle_mode = crate::types::ReceiverSettleMode::SECOND;
         }
         if let Ok(id) = self.client.attach(s, opts) {
-            self.by_name.insert(name, self.links.len());
-            self.links.push(Link { client: Some(id), client_sends, ..Link::default() });
+            // A receiving end knows what it carried over from the start.
+            let rcv_carried = if client_sends {
+                BTreeSet::new()
+            } else {
+                self.client.resumable(id).into_iter().map(|r| r.tag).collect()
+            };
+            self.by_name.insert(name.clone(), self.links.len());
+            self.links.push(Link {
+                name,
+                client: Some(id),
+                client_sends,
+                rcv_carried,
+                ..Link::default()
+            });
+        }
+    }
+
+    /// Attaches again, under its name and in its role, a link whose ends are both gone and
+    /// that no newer attachment has taken the name of.
+    fn reattach(&mut self, u: &mut Unstructured<'_>) {
+        let gone: Vec<usize> = (0..self.links.len())
+            .filter(|&l| {
+                let link = &self.links[l];
+                link.client_gone && link.server_gone && self.by_name.get(&link.name) == Some(&l)
+            })
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let l = gone[usize::from(byte(u)) % gone.len()];
+        let (name, client_sends) = (self.links[l].name.clone(), self.links[l].client_sends);
+        self.attach_named(u, name, client_sends);
+    }
+
+    /// The sender resumes a delivery its end carried over: the whole message again,
+    /// settled or not, or only its settlement with an outcome.
+    fn resume(&mut self, u: &mut Unstructured<'_>) {
+        let Some(l) = self.pick_carrying(u, true) else { return };
+        let choice = byte(u);
+        let size = usize::from(byte(u)) * 8;
+        let (sender, id) = self.end_of(l, true);
+        let Some(id) = id else { return };
+        let carried = sender.resumable(id);
+        if carried.is_empty() {
+            return;
+        }
+        let r = &carried[usize::from(choice) % carried.len()];
+        let (payload, settled, state) = match choice % 3 {
+            0 => (vec![0x55; size], false, None),
+            1 => (vec![0x55; size], true, None),
+            _ => (
+                Vec::new(),
+                true,
+                Some(r.local.clone().unwrap_or(DeliveryState::Accepted(Accepted {}))),
+            ),
+        };
+        let before = sender.link_credit(id);
+        if let Ok(d) = sender.resume(id, r.tag.clone(), &payload, settled, state) {
+            assert!(before.is_some_and(|c| c > 0), "a resume succeeded without credit");
+            let link = &mut self.links[l];
+            link.resumed_sent.push(r.tag.clone());
+            if !settled {
+                link.awaiting.insert(d.0);
+            }
+        }
+    }
+
+    /// The receiver of a link whose sender carries deliveries over grants credit, so that
+    /// they can be resumed.
+    fn credit_to_resume(&mut self, u: &mut Unstructured<'_>) {
+        let Some(l) = self.pick_carrying(u, true) else { return };
+        let credit = u32::from(byte(u) % 8) + 1;
+        let (receiver, id) = self.end_of(l, false);
+        if let Some(id) = id {
+            let _ = receiver.flow(id, credit, false);
+        }
+    }
+
+    /// Either end drops a delivery it carried over, without telling the peer.
+    fn forget(&mut self, u: &mut Unstructured<'_>) {
+        let sending = flag(u);
+        let Some(l) = self.pick_carrying(u, sending) else { return };
+        let choice = usize::from(byte(u));
+        let (conn, id) = self.end_of(l, sending);
+        let Some(id) = id else { return };
+        let carried = conn.resumable(id);
+        if carried.is_empty() {
+            return;
+        }
+        let tag = carried[choice % carried.len()].tag.clone();
+        if conn.forget(id, &tag).is_ok() && !sending {
+            self.links[l].rcv_forgot.insert(tag);
         }
     }
 
@@ -261,6 +394,7 @@ impl Pair {
         for l in &mut self.links {
             if l.client.is_some_and(|c| c.session == s) {
                 l.dead = true;
+                l.client_gone = true;
             }
         }
         for c in &mut self.controllers {
@@ -378,6 +512,18 @@ impl Pair {
         }
     }
 
+    /// A live link whose sending (or receiving) end still carries deliveries over from an
+    /// earlier attachment, if any.
+    fn pick_carrying(&mut self, u: &mut Unstructured<'_>, sending: bool) -> Option<usize> {
+        let carrying: Vec<usize> = (0..self.links.len())
+            .filter(|&l| {
+                let (conn, id) = self.end_of(l, sending);
+                id.is_some_and(|id| !conn.resumable(id).is_empty())
+            })
+            .collect();
+        (!carrying.is_empty()).then(|| carrying[usize::from(byte(u)) % carrying.len()])
+    }
+
     /// A link that exists at the client's end, if any.
     fn pick_link(&self, u: &mut Unstructured<'_>) -> Option<usize> {
         (!self.links.is_empty()).then(|| usize::from(byte(u)) % self.links.len())
@@ -424,9 +570,29 @@ impl Pair {
             Event::LinkAttached { link, by_peer, remote } => {
                 if let Some(&l) = self.by_name.get(&*remote.name) {
                     match (at_client, by_peer) {
-                        (false, true) => self.links[l].server = Some(link),
+                        (false, true) => {
+                            let r = &mut self.links[l];
+                            r.server = Some(link);
+                            if r.client_sends {
+                                r.rcv_carried = self
+                                    .server
+                                    .resumable(link)
+                                    .into_iter()
+                                    .map(|r| r.tag)
+                                    .collect();
+                            }
+                        }
                         (true, false) => self.links[l].answered = true,
                         _ => {}
+                    }
+                }
+            }
+            Event::Resumed { link, delivery_id, tag, settled, .. } => {
+                if let Some(l) = self.index_of(link, at_client) {
+                    let r = &mut self.links[l];
+                    r.resumed_received.push(tag);
+                    if !settled {
+                        r.unsettled.push(delivery_id);
                     }
                 }
             }
@@ -488,27 +654,43 @@ impl Pair {
                     }
                 }
                 if let Some(l) = self.index_of(link, at_client) {
-                    self.links[l].dead = true;
+                    let r = &mut self.links[l];
+                    r.dead = true;
+                    if at_client {
+                        r.client_gone = true;
+                    } else {
+                        r.server_gone = true;
+                    }
                 }
             }
             // What only a broken protocol, or time running out, explains; ending a session
             // or closing the connection without an error is ordinary.
             Event::SessionEnded { session, error, .. } => {
-                if at_client {
-                    self.session_gone(session);
-                }
+                self.end_gone(session, at_client);
                 self.troubled |= error.is_some();
             }
             Event::SessionError { session, .. } => {
-                if at_client {
-                    self.session_gone(session);
-                }
+                self.end_gone(session, at_client);
                 self.troubled = true;
             }
             Event::RemoteClose { error: Some(_) } | Event::Ended { error: Some(_) } => {
                 self.troubled = true
             }
             _ => {}
+        }
+    }
+
+    /// A session ended at one end: the links it held there are gone.
+    fn end_gone(&mut self, session: SessionId, at_client: bool) {
+        if at_client {
+            self.session_gone(session);
+        } else {
+            for l in &mut self.links {
+                if l.server.is_some_and(|s| s.session == session) {
+                    l.dead = true;
+                    l.server_gone = true;
+                }
+            }
         }
     }
 
@@ -547,6 +729,17 @@ impl Pair {
                 continue;
             }
             assert_eq!(l.received, l.sent, "link {i}: every delivery once, in order");
+            // Resumed deliveries: each heard of at most once, in the order resumed, and
+            // every one the receiver carried over and kept.
+            let mut resumed = l.resumed_sent.iter();
+            for t in &l.resumed_received {
+                assert!(resumed.any(|s| s == t), "link {i}: resumed {t:?} heard out of order");
+            }
+            for t in &l.resumed_sent {
+                if l.rcv_carried.contains(t) && !l.rcv_forgot.contains(t) {
+                    assert!(l.resumed_received.contains(t), "link {i}: resumed {t:?} never heard");
+                }
+            }
             let (snd, rcv) = if l.client_sends { (c, s) } else { (s, c) };
             let (sc, rc) = if l.client_sends {
                 (self.client.link_credit(snd), self.server.link_credit(rcv))
@@ -555,12 +748,56 @@ impl Pair {
             };
             assert_eq!(sc, rc, "link {i}: both ends agree on the credit");
         }
+        self.check_session_windows();
         for (link, awaiting, dead) in &self.controllers {
             let attached =
                 self.client.link_state(*link) == Some(crate::connection::LinkState::Attached);
             if !dead && attached {
                 assert!(awaiting.is_empty(), "control messages {awaiting:?} never answered");
             }
+        }
+    }
+}
+
+impl Pair {
+    /// On every session mapped at both ends, with nothing in flight: each end's
+    /// next-outgoing-id is the other's next-incoming-id, and each end's view of the other's
+    /// incoming and outgoing windows is the other's own (2.5.6).
+    fn check_session_windows(&self) {
+        use crate::connection::SessionState::Mapped;
+        for &s in &self.sessions {
+            if self.client.session_state(s) != Some(Mapped) {
+                continue;
+            }
+            let Some(c) = self.client.session_windows(s) else { continue };
+            let Some(peer) = c.remote_channel.map(SessionId) else { continue };
+            if self.server.session_state(peer) != Some(Mapped) {
+                continue;
+            }
+            let Some(v) = self.server.session_windows(peer) else { continue };
+            assert_eq!(v.remote_channel, Some(s.0), "session {}: the server's end is its", s.0);
+            assert_eq!(Some(c.next_outgoing_id), v.next_incoming_id, "session {}: c2s ids", s.0);
+            assert_eq!(Some(v.next_outgoing_id), c.next_incoming_id, "session {}: s2c ids", s.0);
+            assert_eq!(
+                c.remote_incoming_window, v.incoming_window,
+                "session {}: server's window",
+                s.0
+            );
+            assert_eq!(
+                v.remote_incoming_window, c.incoming_window,
+                "session {}: client's window",
+                s.0
+            );
+            assert_eq!(
+                c.remote_outgoing_window, v.outgoing_window,
+                "session {}: server's outgoing",
+                s.0
+            );
+            assert_eq!(
+                v.remote_outgoing_window, c.outgoing_window,
+                "session {}: client's outgoing",
+                s.0
+            );
         }
     }
 }

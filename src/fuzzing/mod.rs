@@ -187,14 +187,23 @@ pub fn message(data: &[u8]) {
 }
 
 /// Runs the inspector and both renderings over the input as a whole stream.
+///
+/// The JSON lines are serialised with `serde_json`'s writer into a byte buffer: the bytes
+/// that `amqpwire decode --json` prints (through `to_string`), without the formatting
+/// machinery that `Display` adds to every write.
 pub fn inspect(data: &[u8]) {
+    let mut text = String::new();
+    #[cfg(feature = "json")]
+    let mut json = Vec::new();
     for opts in [DecodeOptions::STRICT, DecodeOptions::LENIENT] {
-        let mut out = String::new();
+        text.clear();
         for r in Inspector::inspect_all(data, opts) {
-            render_text(&r, &mut out);
+            render_text(&r, &mut text);
             #[cfg(feature = "json")]
             for j in crate::inspect::json::record_json(&r) {
-                out.push_str(&j.to_string());
+                json.clear();
+                // Writing into a Vec cannot fail, and a JSON value always serialises.
+                let _ = serde_json::to_writer(&mut json, &j);
             }
         }
     }
@@ -371,10 +380,19 @@ pub fn differential(data: &[u8]) {
     assert_eq!(view.is_ok(), general.is_ok(), "fast and general views");
 }
 
-/// Structure-aware: the input drives [`generate::value`], which writes a value valid by
-/// construction with every encoding choice part 1 allows. Every decoder must accept it
-/// strictly, re-encode it to the same bytes (the lossless property, for non-canonical forms
-/// too), and agree on it ([`differential`]), alone and as the amqp-value body of a message.
+/// Structure-aware: the input drives the generators of [`generate`], which write values,
+/// performatives and SASL bodies, and messages valid by construction, with every encoding
+/// choice the spec allows.
+///
+/// - A value ([`generate::value`]) must decode strictly, re-encode to the same bytes (the
+///   lossless property, for non-canonical forms too), and every decoder must agree on it
+///   ([`differential`]), alone and as the amqp-value body of a message.
+/// - A performative or SASL body ([`generate::frame_body`], from the bytes the value left)
+///   must be a lossless value, decode strictly as its type, keep the meaning of every
+///   primitive field it was given, and round-trip through both layouts.
+/// - A message ([`generate::message`], from the bytes left after that) must be lossless
+///   section by section, decode strictly with the body it was given, round-trip, and the
+///   decoders must agree on it.
 pub fn structured(data: &[u8]) {
     let mut u = arbitrary::Unstructured::new(data);
     let mut bytes = Vec::new();
@@ -391,6 +409,113 @@ pub fn structured(data: &[u8]) {
         .unwrap_or_else(|e| panic!("an amqp-value body of a generated value must decode: {e}"));
     assert_eq!(m.to_vec(), message, "the message re-encodes to its bytes");
     differential(&message);
+
+    let mut body = Vec::new();
+    let sasl = generate::frame_body(&mut u, &mut body);
+    structured_frame_body(&body, sasl);
+    let mut message = Vec::new();
+    let parts = generate::message(&mut u, &mut message);
+    structured_message(&message, &parts);
+}
+
+/// Reads `bytes` as a sequence of values, strictly; each must re-encode to its own bytes.
+fn lossless_values(bytes: &[u8], what: &str) -> Vec<Value> {
+    let mut r = Reader::new(bytes, DecodeOptions::STRICT);
+    let mut values = Vec::new();
+    while !r.is_empty() {
+        let start = r.position();
+        let v = Value::read(&mut r).unwrap_or_else(|e| {
+            panic!("a generated {what} must be valid values: {e} in {}", crate::inspect::hex(bytes))
+        });
+        assert_eq!(v.to_vec(), &bytes[start..r.position()], "lossless: a generated {what}");
+        values.push(v);
+    }
+    values
+}
+
+/// The checks of [`structured`] on a generated performative or SASL body.
+fn structured_frame_body(bytes: &[u8], sasl: bool) {
+    use crate::types::SaslFrameBody;
+    let given = lossless_values(bytes, "frame body");
+    let hex = || crate::inspect::hex(bytes);
+    let mut again = Vec::new();
+    if sasl {
+        let mut r = Reader::new(bytes, DecodeOptions::STRICT);
+        let b = SaslFrameBody::read(&mut r)
+            .unwrap_or_else(|e| panic!("a generated SASL body must decode: {e} in {}", hex()));
+        assert!(r.is_empty(), "a SASL body is one value");
+        for layout in [Layout::Compact, Layout::AllFields] {
+            let mut out = Vec::new();
+            b.encode_with(layout, &mut out);
+            assert_eq!(out.len(), b.encoded_len_with(layout), "encoded_len must match");
+            let mut r = Reader::new(&out, DecodeOptions::STRICT);
+            let back = SaslFrameBody::read(&mut r).expect("our own SASL encoding must decode");
+            assert_eq!(back, b, "SASL body round trip");
+            again = out;
+        }
+    } else {
+        let (p, used) = Performative::decode(bytes, DecodeOptions::STRICT)
+            .unwrap_or_else(|e| panic!("a generated performative must decode: {e} in {}", hex()));
+        assert_eq!(used, bytes.len(), "a performative is one value");
+        round_trip(&p, DecodeOptions::STRICT);
+        p.encode_with(Layout::AllFields, &mut again);
+    }
+    // Meaning: every primitive field given keeps its value in our own encoding (a
+    // `multiple` field given as one value comes back as an array of it).
+    let again = Value::decode(&again).expect("our own encoding is a value");
+    let fields = |v: &Value| match v {
+        Value::Described(d) => match &d.value {
+            Value::List(items, _) => items.clone(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    let (given, ours) = (fields(&given[0]), fields(&again));
+    for (i, g) in given.iter().enumerate() {
+        if matches!(g, Value::Null | Value::List(..) | Value::Map(..) | Value::Described(_)) {
+            continue;
+        }
+        match (g, ours.get(i)) {
+            (Value::Symbol(..), Some(Value::Array(a))) => {
+                assert_eq!(a.items(), std::slice::from_ref(g), "field {i} of {}", hex())
+            }
+            (Value::Array(_), _) => {}
+            (g, o) => assert_eq!(Some(g), o, "field {i} keeps its meaning in {}", hex()),
+        }
+    }
+    differential(bytes);
+}
+
+/// The checks of [`structured`] on a generated message.
+fn structured_message(bytes: &[u8], parts: &generate::MessageParts) {
+    use crate::message::Body;
+    lossless_values(bytes, "message");
+    let hex = || crate::inspect::hex(bytes);
+    let m = Message::decode(&Bytes::copy_from_slice(bytes))
+        .unwrap_or_else(|e| panic!("a generated message must decode: {e} in {}", hex()));
+    let value = |b: &[u8]| Value::decode(b).expect("a generated value");
+    match &m.body {
+        Body::Data(d) => {
+            assert_eq!(d.iter().map(|b| b.to_vec()).collect::<Vec<_>>(), parts.data, "data")
+        }
+        Body::Sequence(seqs) => {
+            assert_eq!(seqs.len(), parts.values.len(), "amqp-sequence sections in {}", hex());
+            for (s, given) in seqs.iter().zip(&parts.values) {
+                let Value::List(items, _) = value(given) else { panic!("a sequence is a list") };
+                assert_eq!(s, &items, "amqp-sequence in {}", hex());
+            }
+        }
+        Body::Value(v) => {
+            assert!(parts.amqp_value, "an amqp-value body only where one was written");
+            assert_eq!(v, &value(&parts.values[0]), "amqp-value in {}", hex());
+        }
+        other => panic!("a generated message has the body it was given, not {other:?}"),
+    }
+    let again = m.to_vec();
+    assert_eq!(again.len(), m.encoded_len(), "encoded_len must match the encoding");
+    let back = Message::decode(&Bytes::from(again)).expect("our own encoding must decode");
+    assert_eq!(back, m, "message round trip");
+    differential(bytes);
 }
 
 /// Stateful: a client and a server engine driven by fuzzer-chosen commands, chunk sizes,

@@ -33,8 +33,7 @@ pub fn to_typed(v: &Value) -> Json {
 fn typed(v: &Value, in_array: bool) -> Json {
     // Built with maps and `From` directly: `json!` copies each value it is given through
     // serde's serializer, which for a nested value is its whole subtree, at every level.
-    let code = v.format_code();
-    let canonical = v.canonical_format_code();
+    let (code, canonical) = v.format_codes();
     // `{key: value}`, and the format code where the value was not written in its smallest
     // form (never inside an array, whose element constructor decides).
     let with_code = |key: &str, value: Json| {

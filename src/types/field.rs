@@ -340,7 +340,9 @@ impl Codec for Value {
 }
 
 /// A `multiple` field (part 1, 1.3): one value or an array of them. Reading accepts both;
-/// writing uses an array, which every peer accepts. An empty list is written as null.
+/// writing uses an array, which every peer accepts. An empty list is written as null, and
+/// an empty array reads as null: both mean zero values (1.3), so a mandatory field given
+/// an empty array is as absent as one given null, whichever side wrote it.
 impl Codec for Vec<Symbol> {
     const TYPE: &'static str = "symbol (multiple)";
     #[inline]
@@ -372,7 +374,7 @@ impl Codec for Vec<Symbol> {
                     v.push(Symbol(r.make_symbol(spos, s)?));
                 }
                 r.close_compound(c, "array")?;
-                Ok(Some(v))
+                Ok((!v.is_empty()).then_some(v))
             }
             _ => Ok(Symbol::read_opt(r)?.map(|s| vec![s])),
         }
