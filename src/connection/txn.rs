@@ -405,10 +405,15 @@ impl Connection {
                         "distributed transactions (a declare with a global-id) are not supported",
                     );
                     Some(DeliveryState::Rejected(Rejected { error: Some(e) }))
-                } else if t.open.len() >= t.cfg.max_open {
+                } else if t.open.len() + t.pending.len() >= t.cfg.max_open {
+                    // Discharges the application has not answered yet count too: a peer
+                    // cannot grow the coordinator's state past the limit.
                     let e = Error::new(
                         condition::RESOURCE_LIMIT_EXCEEDED,
-                        format!("{} transactions are open already", t.open.len()),
+                        format!(
+                            "{} transactions are open or being discharged already",
+                            t.open.len() + t.pending.len()
+                        ),
                     );
                     Some(DeliveryState::Rejected(Rejected { error: Some(e) }))
                 } else {
