@@ -49,7 +49,6 @@ impl Emulator {
             .args(["--policy", &format!("iothubowner:{OWNER_KEY}")])
             .args(["--amqps", "127.0.0.1:0", "--wss", "127.0.0.1:0"])
             .args(["--eventhub", "127.0.0.1:0", "--eventhub-wss", "127.0.0.1:0"])
-            .args(["--https", "127.0.0.1:0"])
             .args(extra)
             .arg("--cert-dir")
             .arg(&dir);
@@ -104,6 +103,8 @@ fn the_emulator_prints_its_listeners_and_connection_strings() {
         e.lines().iter().filter(|l| l.starts_with("listening on ")).collect();
     assert_eq!(listening.len(), 5, "{:?}", e.lines());
     assert!(listening[4].starts_with("listening on https://127.0.0.1:"), "{:?}", e.lines());
+    // Port 443 as IoT Hub has it: the REST APIs and AMQP over WebSocket on one port.
+    assert_eq!(e.port_of("listening on https://", 0), e.port_of("listening on wss://", 0));
     assert!(listening[1].ends_with("/$iothub/websocket"), "{:?}", e.lines());
     assert!(listening[3].ends_with("/$servicebus/websocket"), "{:?}", e.lines());
     assert!(e.lines().contains(&format!("device dev1: {}", device_cs())), "{:?}", e.lines());

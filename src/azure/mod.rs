@@ -57,7 +57,7 @@ pub mod cbs;
 #[cfg(all(feature = "tokio", feature = "json"))]
 pub mod client;
 mod connection_string;
-#[cfg(all(feature = "tokio", feature = "json"))]
+#[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod hub;
 mod sas;

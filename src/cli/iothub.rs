@@ -96,9 +96,11 @@ pub(crate) struct EmulateArgs {
     /// Where the hub listens for AMQP over TLS (`off`: nowhere).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5671")]
     amqps: String,
-    /// Where the hub listens for AMQP over WebSocket over TLS, at /$iothub/websocket
-    /// (`off`: nowhere). IoT Hub uses 443, which needs root here.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    /// Where the hub serves what IoT Hub serves on port 443 (`off`: nowhere): AMQP over
+    /// WebSocket over TLS at /$iothub/websocket, and on the same port the REST APIs over
+    /// HTTPS (device telemetry and cloud-to-device messages; the service's registry, twins
+    /// and direct methods). 443 itself needs root here. (`--https` is another name for it.)
+    #[arg(long, alias = "https", value_name = "ADDR", default_value = "127.0.0.1:8443")]
     wss: String,
     /// Where the Event Hub-compatible endpoint listens (TLS); the redirect names it.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15671")]
@@ -107,10 +109,6 @@ pub(crate) struct EmulateArgs {
     /// /$servicebus/websocket (`off`: nowhere).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:18443")]
     eventhub_wss: String,
-    /// Where the HTTPS device endpoint listens (POST telemetry to
-    /// /devices/{id}/messages/events; `off`: nowhere).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9443")]
-    https: String,
     /// Keep the CA and server certificate here: `ca.pem`, `server.pem`,
     /// `server-key.pem`, made for --hostname unless all three exist. Default:
     /// `$HOME/.cache/amqpwire/iothub-HOSTNAME` (without HOME, a fresh directory under the
@@ -275,12 +273,10 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
         }
     };
     let hub = IotHub::new(config);
-    let tls_for_https = tls.clone();
     let options = hub.listen_options(Some(tls), tracer.as_ref().map(|t| t.shared()));
     let mut listeners = Vec::new();
     let urls = [
         (listen_url("amqps", &args.amqps, ""), false),
-        (listen_url("wss", &args.wss, "/$iothub/websocket"), false),
         (listen_url("amqps", &args.eventhub, ""), true),
         (listen_url("wss", &args.eventhub_wss, "/$servicebus/websocket"), true),
     ];
@@ -292,34 +288,54 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
         }
         listeners.push((l, event_hub));
     }
-    let https = match listen_url("https", &args.https, "") {
+    // Port 443: AMQP over WebSocket and the REST APIs, on one listener.
+    let https = match listen_url("wss", &args.wss, "") {
         None => None,
         Some(url) => {
-            let addr = &args.https;
+            let addr = &args.wss;
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("cannot listen on {url}: {e}"))?;
             let port = l.local_addr().map_err(|e| e.to_string())?.port();
             let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
-            Some((l, format!("https://{host}:{port}")))
+            Some((l, format!("{host}:{port}")))
         }
     };
     if listeners.is_empty() && https.is_none() {
         return Err("every listener is off".into());
     }
     let mut out = std::io::stdout().lock();
-    for (l, _) in &listeners {
+    // In the order of the options: amqps, wss, the Event Hub's two, then https (the wss
+    // port again).
+    let ws_url = https.as_ref().map(|(_, a)| format!("wss://{a}/$iothub/websocket"));
+    let (iothub, event_hub): (Vec<_>, Vec<_>) = listeners.iter().partition(|(_, eh)| !*eh);
+    for (l, _) in &iothub {
         let _ = writeln!(out, "listening on {}", l.endpoint());
     }
-    if let Some((_, url)) = &https {
+    if let Some(url) = &ws_url {
         let _ = writeln!(out, "listening on {url}");
     }
-    for (l, event_hub) in &listeners {
-        let what = if *event_hub { "event hub endpoint" } else { "iothub endpoint" };
-        let _ = writeln!(out, "{what}: {}", l.endpoint());
+    for (l, _) in &event_hub {
+        let _ = writeln!(out, "listening on {}", l.endpoint());
     }
-    if let Some((_, url)) = &https {
-        let _ = writeln!(out, "https device endpoint: {url}/devices/{{id}}/messages/events");
+    if let Some((_, a)) = &https {
+        let _ = writeln!(out, "listening on https://{a}");
+    }
+    for (l, _) in &iothub {
+        let _ = writeln!(out, "iothub endpoint: {}", l.endpoint());
+    }
+    if let Some(url) = &ws_url {
+        let _ = writeln!(out, "iothub endpoint: {url}");
+    }
+    for (l, _) in &event_hub {
+        let _ = writeln!(out, "event hub endpoint: {}", l.endpoint());
+    }
+    if let Some((_, a)) = &https {
+        let _ = writeln!(out, "https device endpoint: https://{a}/devices/{{id}}/messages/events");
+        let _ = writeln!(
+            out,
+            "https service endpoint: https://{a}/devices, /twins/{{id}}, /twins/{{id}}/methods"
+        );
     }
     let config = hub.config();
     for (id, key) in &config.devices {
@@ -371,9 +387,9 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
     drop(out);
     let mut tasks = tokio::task::JoinSet::new();
     if let Some((l, _)) = https {
-        let (hub, tls) = (hub.clone(), tls_for_https);
+        let (hub, options) = (hub.clone(), options.clone());
         tasks.spawn(async move {
-            hub.serve_https(l, tls).await;
+            hub.serve_https_with(l, options).await;
             Ok(())
         });
     }

@@ -67,6 +67,15 @@ impl Default for ListenOptions {
     }
 }
 
+impl ListenOptions {
+    /// Runs the server-role engine, set up as these options say, on a transport accepted
+    /// elsewhere (see [`Transport::from_accepted`]); `n` numbers the connection for
+    /// [`ListenOptions::trace`].
+    pub fn start(&self, io: Transport, n: u64) -> ServerConnection {
+        ServerConnection::start(server_config(self, &io, n), io)
+    }
+}
+
 impl std::fmt::Debug for ListenOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ListenOptions")

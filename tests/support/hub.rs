@@ -99,11 +99,18 @@ pub(crate) async fn start_traced(
             let s: SharedTrace = Arc::new(move |n, r| t(endpoint, n, r));
             s
         });
-        let l = Listener::bind(endpoint.url(), hub.listen_options(Some(pki.server()), shared))
-            .await
-            .unwrap();
-        ports.push(l.endpoint().port);
+        let options = hub.listen_options(Some(pki.server()), shared);
         let h = hub.clone();
+        if endpoint == Endpoint::Wss {
+            // Port 443 as IoT Hub has it: AMQP over WebSocket and the REST APIs on one
+            // listener.
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            ports.push(l.local_addr().unwrap().port());
+            tokio::spawn(async move { h.serve_https_with(l, options).await });
+            continue;
+        }
+        let l = Listener::bind(endpoint.url(), options).await.unwrap();
+        ports.push(l.endpoint().port);
         tokio::spawn(async move {
             match endpoint {
                 Endpoint::Amqps | Endpoint::Wss => h.serve(l).await,

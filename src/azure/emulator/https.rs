@@ -1,319 +1,659 @@
-//! The HTTPS device endpoint: telemetry posted over REST, as small devices without an AMQP
-//! stack send it, lands in the same event log as AMQP telemetry.
+//! The emulator's HTTPS listener, IoT Hub's port 443: the device REST API, the service
+//! REST API, and AMQP over WebSocket, on one port, as the SDKs assume. HTTP/1.1 is hyper's;
+//! what each request means is here and in `rest.rs`.
 //!
 //! ```text
-//!   POST /devices/{id}/messages/events?api-version=…   Authorization: SharedAccessSignature …
-//!     one message: the body as it is; iothub-app-{name} headers → application properties;
-//!                  iothub-messageid, iothub-correlationid, iothub-contenttype,
-//!                  iothub-contentencoding → properties
-//!     a batch (Content-Type: application/vnd.microsoft.iothub.json):
-//!                  [{"body": base64, "properties": {"iothub-app-k": "v", …}}, …]
-//!   ─► 204 No Content │ 400 │ 401 (token) │ 404 (device, path) │ 405 │ 411 │ 413 (size) │ 431
+//!   GET /$iothub/websocket  (Upgrade: websocket, Sec-WebSocket-Protocol: AMQPWSB10)
+//!        ─► 101, then AMQP over WebSocket: the same nodes as the amqps listener
+//!   device API (a device's token, or a policy with DeviceConnect)
+//!     POST   /devices/{id}/messages/events                 telemetry (one, or a batch)
+//!     GET    /devices/{id}/messages/devicebound            C2D: 200 + ETag lock │ 204 none
+//!     DELETE /devices/{id}/messages/devicebound/{etag}     complete (`&reject`: reject)
+//!     POST   /devices/{id}/messages/devicebound/{etag}/abandon
+//!   service API (a policy token; see rest.rs)
+//!     /devices[/{id}[/modules[/{mid}]]]   registry: list, get, put, delete
+//!     /twins/{id}[/modules/{mid}]         GET, PATCH (merge), PUT (replace)
+//!     /twins/{id}[/modules/{mid}]/methods POST: invoke a direct method
+//!   every request: ?api-version=…, Authorization: SharedAccessSignature …
+//!   errors: {"Message": "ErrorCode:{code};{what}", "ExceptionMessage": "{what}"}
 //! ```
 //!
-//! HTTP/1.1 with keep-alive and `Content-Length` bodies; one request at a time per
-//! connection. What a client can make the server hold is bounded: at most
-//! [`HTTPS_MAX_CONNECTIONS`] connections at once, each with one request (16 KiB of head, the
-//! hub's device-to-cloud limit of body) and what it pipelined behind it. A connection
-//! waits [`HTTPS_IDLE`] for a request to start, then [`HTTPS_TRANSFER`] for the head, again for the
-//! body (408 after that), and again for the client to take the reply.
+//! What a client can make the server hold is bounded: at most [`HTTPS_MAX_CONNECTIONS`]
+//! connections at once (an upgraded WebSocket leaves the count), a request head of 16 KiB
+//! (431 beyond), which must arrive within [`HTTPS_IDLE`] of the connection's last answer
+//! (the connection closes otherwise), and a body within [`HTTPS_TRANSFER`] (408) of at most
+//! the device-to-cloud limit or 256 KiB, whichever is larger (413, refused from its
+//! `Content-Length` before it is read).
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
 
-use super::{device_segment, IotHub, Need};
-use crate::codec::Value;
+use super::rest;
+use super::state::{lock, now_ms};
+use super::{device_segment, IotHub, Need, RestError};
+use crate::azure::client::IOTHUB_WS_PATH;
+use crate::azure::hub::{message_id_text, FeedbackStatus};
+use crate::codec::{Timestamp, Value};
 use crate::message::{AnnotationMap, Message};
-use crate::runtime::transport::TlsServerConfig;
+use crate::runtime::transport::{
+    PeerIdentity, Scheme, TlsServerConfig, Transport, WsStream, AMQP_WS_SUBPROTOCOL,
+};
+use crate::runtime::ListenOptions;
 use crate::types::{MessageId, Properties};
 
 /// The most header bytes a request may have.
 const MAX_HEAD: usize = 16 * 1024;
-/// How long a connection may wait for the next request to start.
+/// The smallest body limit (service requests: twins, identities, method payloads).
+const MIN_BODY_LIMIT: usize = 256 * 1024;
+/// How long a connection may take to send a request's head, counted from the answer before
+/// (or from the TLS handshake); idle connections close after this.
 pub const HTTPS_IDLE: Duration = Duration::from_secs(60);
-/// How long a request's head, its body, and the taking of the reply may each take.
+/// How long a request's body, and the TLS handshake, may take.
 pub const HTTPS_TRANSFER: Duration = Duration::from_secs(30);
 /// Connections served at once; more wait to be accepted.
 pub const HTTPS_MAX_CONNECTIONS: usize = 256;
 /// The content type of a batch.
 pub const BATCH_CONTENT_TYPE: &str = "application/vnd.microsoft.iothub.json";
 
-/// An answer: status, reason, JSON body (empty for 204).
-struct Reply {
-    status: u16,
-    reason: &'static str,
-    body: String,
-    close: bool,
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: u16, body: Bytes, json: bool) -> Reply {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if json {
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+    }
+    r
 }
 
-impl Reply {
-    fn no_content() -> Self {
-        Self { status: 204, reason: "No Content", body: String::new(), close: false }
-    }
-
-    fn error(status: u16, reason: &'static str, why: &str) -> Self {
-        let body = serde_json::json!({ "Message": why }).to_string();
-        Self { status, reason, body, close: false }
-    }
-
-    fn closing(mut self) -> Self {
-        self.close = true;
-        self
-    }
-
-    fn to_bytes(&self) -> Vec<u8> {
-        let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, self.reason);
-        if !self.body.is_empty() {
-            head.push_str("Content-Type: application/json; charset=utf-8\r\n");
-        }
-        head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
-        if self.close {
-            head.push_str("Connection: close\r\n");
-        }
-        head.push_str("\r\n");
-        let mut out = head.into_bytes();
-        out.extend_from_slice(self.body.as_bytes());
-        out
-    }
+fn json_reply(status: u16, v: &serde_json::Value) -> Reply {
+    reply(status, Bytes::from(v.to_string()), true)
 }
 
-/// A parsed request head.
-struct Head {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
+fn no_content() -> Reply {
+    reply(204, Bytes::new(), false)
 }
 
-impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
+/// An error as IoT Hub writes it: the SDKs read the code from `Message`
+/// (`ErrorCode:{code};{what}`) to choose their error type.
+fn error(e: &RestError) -> Reply {
+    let body = serde_json::json!({
+        "Message": format!("ErrorCode:{};{}", e.code, e.message),
+        "ExceptionMessage": e.message,
+    });
+    json_reply(e.status, &body)
+}
+
+fn err(status: u16, code: &'static str, why: impl Into<String>) -> Reply {
+    error(&RestError::new(status, code, why))
+}
+
+/// The answer, and the connection closed after it (the rest of its request unread).
+fn closing(mut r: Reply) -> Reply {
+    r.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// What the TLS layer learned about a connection's client.
+#[derive(Clone, Debug, Default)]
+struct Peer {
+    identity: Option<PeerIdentity>,
+    addr: Option<SocketAddr>,
+}
+
+/// How upgraded WebSocket connections are set up: the AMQP listener's options, and their
+/// numbering for its trace.
+struct Front {
+    options: ListenOptions,
+    count: AtomicU64,
+}
+
+/// Who a request must come from.
+enum Access {
+    /// The device (or module `DEVICE/MODULE`) itself, or a policy with DeviceConnect.
+    Device(String),
+    /// RegistryRead.
+    RegistryRead,
+    /// RegistryReadWrite.
+    RegistryWrite,
+    /// ServiceConnect or RegistryRead (reading twins).
+    ServiceRead,
+    /// ServiceConnect.
+    Service,
 }
 
 impl IotHub {
-    /// Serves the HTTPS device endpoint on `listener`, forever; each connection runs on a
-    /// task of its own until it ends or times out.
+    /// Serves IoT Hub's port 443 on `listener` with certificate `tls`, forever: the REST
+    /// APIs, and AMQP over WebSocket at `/$iothub/websocket` with the listener options of
+    /// [`IotHub::listen_options`] (no trace).
     pub async fn serve_https(&self, listener: TcpListener, tls: TlsServerConfig) {
+        self.serve_https_with(listener, self.listen_options(Some(tls), None)).await;
+    }
+
+    /// [`IotHub::serve_https`] with these listener options for the WebSocket connections
+    /// (their certificate, client certificates, trace); nothing is served without a
+    /// certificate in `options.tls`.
+    pub async fn serve_https_with(&self, listener: TcpListener, options: ListenOptions) {
+        let Some(tls) = options.tls.clone() else {
+            tracing::error!("the HTTPS listener needs a certificate (ListenOptions::tls)");
+            return;
+        };
+        let front = Arc::new(Front { options, count: AtomicU64::new(0) });
         let slots = Arc::new(Semaphore::new(HTTPS_MAX_CONNECTIONS));
         loop {
             let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { return };
-            let Ok((tcp, _)) = listener.accept().await else {
+            let Ok((tcp, addr)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
-            let (hub, acceptor) = (self.clone(), tls.acceptor().clone());
+            let _ = tcp.set_nodelay(true);
+            let (hub, acceptor, front) = (self.clone(), tls.acceptor().clone(), Arc::clone(&front));
             tokio::spawn(async move {
-                let _permit = permit;
                 let Ok(Ok(stream)) =
                     tokio::time::timeout(HTTPS_TRANSFER, acceptor.accept(tcp)).await
                 else {
                     return;
                 };
-                hub.http_connection(stream).await;
+                let identity = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| PeerIdentity::from_der(c.clone().into_owned()));
+                let peer = Peer { identity, addr: Some(addr) };
+                hub.http_connection(stream, front, peer).await;
+                // An upgraded WebSocket runs on a task of its own: the slot is free now.
+                drop(permit);
             });
         }
     }
 
-    /// Answers requests on one connection until the client closes it, asks to, or is too
-    /// slow.
-    async fn http_connection<S: AsyncRead + AsyncWrite + Unpin>(&self, mut io: S) {
-        let mut buf: Vec<u8> = Vec::new();
-        loop {
-            let Some(reply) = self.one_request(&mut io, &mut buf).await else { return };
-            let sent = tokio::time::timeout(HTTPS_TRANSFER, async {
-                io.write_all(&reply.to_bytes()).await?;
-                io.flush().await
-            })
+    /// Answers the requests of one connection until the client closes it, idles, or
+    /// upgrades it to a WebSocket.
+    async fn http_connection<S>(&self, io: S, front: Arc<Front>, peer: Peer)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (hub, peer) = (self.clone(), Arc::new(peer));
+        let service = hyper::service::service_fn(move |req| {
+            let (hub, front, peer) = (hub.clone(), Arc::clone(&front), Arc::clone(&peer));
+            async move { Ok::<_, Infallible>(hub.handle(req, &front, &peer).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HTTPS_IDLE)
+            .max_buf_size(MAX_HEAD)
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades()
             .await;
-            if !matches!(sent, Ok(Ok(()))) {
-                return;
-            }
-            if reply.close {
-                let _ = io.shutdown().await;
-                return;
-            }
-            // Give back what a large request left behind.
-            buf.shrink_to(buf.len().max(8 * 1024));
-        }
     }
 
-    /// Reads one request (the head, then its body) and answers it; `None` when the
-    /// connection ended, or idled, between requests.
-    async fn one_request<S: AsyncRead + Unpin>(
+    async fn handle(
         &self,
-        io: &mut S,
-        buf: &mut Vec<u8>,
-    ) -> Option<Reply> {
-        let too_slow =
-            || Some(Reply::error(408, "Request Timeout", "the request came too slowly").closing());
-        let mut deadline =
-            Instant::now() + if buf.is_empty() { HTTPS_IDLE } else { HTTPS_TRANSFER };
-        // Where the search for the end of the head resumes: each byte is looked at once.
-        let mut scanned: usize = 0;
-        let (head, used) = loop {
-            let from = scanned.saturating_sub(3);
-            let ended = buf[from..].windows(2).any(|w| w == b"\n\n")
-                || buf[from..].windows(4).any(|w| w == b"\r\n\r\n");
-            scanned = buf.len();
-            if ended {
-                let mut headers = [httparse::EMPTY_HEADER; 64];
-                let mut req = httparse::Request::new(&mut headers);
-                match req.parse(buf) {
-                    Ok(httparse::Status::Complete(n)) => {
-                        let head = Head {
-                            method: req.method.unwrap_or("").to_owned(),
-                            path: req.path.unwrap_or("").to_owned(),
-                            headers: req
-                                .headers
-                                .iter()
-                                .map(|h| {
-                                    let value = String::from_utf8_lossy(h.value).into_owned();
-                                    (h.name.to_owned(), value)
-                                })
-                                .collect(),
-                        };
-                        break (head, n);
-                    }
-                    Ok(httparse::Status::Partial) => {}
-                    Err(e) => {
-                        let why = format!("not an HTTP/1.1 request: {e}");
-                        return Some(Reply::error(400, "Bad Request", &why).closing());
-                    }
+        mut req: Request<Incoming>,
+        front: &Arc<Front>,
+        peer: &Arc<Peer>,
+    ) -> Reply {
+        if req.uri().path() == IOTHUB_WS_PATH {
+            return self.upgrade(&mut req, front, peer);
+        }
+        if req.headers().contains_key(hyper::header::UPGRADE) {
+            let why = format!(
+                "no WebSocket at {:?}: AMQP over WebSocket is at {IOTHUB_WS_PATH}",
+                req.uri().path()
+            );
+            return closing(err(404, "NotFound", why));
+        }
+        let limit = self.config().d2c_max_size.max(MIN_BODY_LIMIT);
+        let length = header(req.headers(), "content-length").map(|v| v.trim().parse::<usize>());
+        match length {
+            Some(Ok(n)) if n > limit => {
+                let why = format!("the body is {n} bytes; at most {limit} are allowed");
+                return closing(err(413, "MessageTooLarge", why));
+            }
+            Some(Err(_)) => return closing(err(400, "ArgumentInvalid", "a bad Content-Length")),
+            _ => {}
+        }
+        let (parts, body) = req.into_parts();
+        let body =
+            match tokio::time::timeout(HTTPS_TRANSFER, Limited::new(body, limit).collect()).await {
+                Err(_) => return closing(err(408, "RequestTimeout", "the body came too slowly")),
+                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                    let why = format!("the body is larger than {limit} bytes");
+                    return closing(err(413, "MessageTooLarge", why));
                 }
-            }
-            if buf.len() >= MAX_HEAD {
-                let why = "the request head is larger than 16 KiB";
-                return Some(Reply::error(431, "Request Header Fields Too Large", why).closing());
-            }
-            let started = !buf.is_empty();
-            match read_more(io, buf, deadline).await {
-                Read::Data if !started => deadline = Instant::now() + HTTPS_TRANSFER,
-                Read::Data => {}
-                Read::End => return None,
-                Read::Late if started => return too_slow(),
-                Read::Late => return None,
-            }
-        };
-        buf.drain(..used);
-        let close = head.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
-        if head.header("transfer-encoding").is_some() {
-            let why = "send the body with Content-Length";
-            return Some(Reply::error(411, "Length Required", why).closing());
+                Ok(Err(e)) => {
+                    return closing(err(
+                        400,
+                        "ArgumentInvalid",
+                        format!("the body could not be read: {e}"),
+                    ))
+                }
+                Ok(Ok(b)) => b.to_bytes(),
+            };
+        let path = parts.uri.path();
+        let query = parts.uri.query().unwrap_or("");
+        match self.route(&parts.method, path, query, &parts.headers, body).await {
+            Ok(r) => r,
+            Err(r) => *r,
         }
-        let length = match head.header("content-length").map(|v| v.trim().parse::<usize>()) {
-            None => 0,
-            Some(Ok(n)) => n,
-            Some(Err(_)) => {
-                return Some(Reply::error(400, "Bad Request", "a bad Content-Length").closing())
-            }
-        };
-        let max = self.config().d2c_max_size;
-        if length > max {
-            let why = format!("the message is {length} bytes; at most {max} are allowed");
-            return Some(Reply::error(413, "Payload Too Large", &why).closing());
-        }
-        let deadline = Instant::now() + HTTPS_TRANSFER;
-        while buf.len() < length {
-            match read_more(io, buf, deadline).await {
-                Read::Data => {}
-                Read::End => return None,
-                Read::Late => return too_slow(),
-            }
-        }
-        let body = Bytes::from(buf.drain(..length).collect::<Vec<u8>>());
-        let reply = self.answer(&head, body);
-        Some(if close { reply.closing() } else { reply })
     }
 
-    fn answer(&self, head: &Head, body: Bytes) -> Reply {
-        let (path, query) = head.path.split_once('?').unwrap_or((&head.path, ""));
-        let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let device = match seg.as_slice() {
-            [d, id, m, e]
-                if d.eq_ignore_ascii_case("devices")
-                    && m.eq_ignore_ascii_case("messages")
-                    && e.eq_ignore_ascii_case("events") =>
-            {
-                device_segment(id)
-            }
-            _ => return Reply::error(404, "Not Found", &format!("no resource {path:?}")),
+    /// The WebSocket upgrade at `/$iothub/websocket`: checked as RFC 6455 asks, answered 101
+    /// with subprotocol `AMQPWSB10`, and the upgraded stream served as an AMQP connection.
+    fn upgrade(&self, req: &mut Request<Incoming>, front: &Arc<Front>, peer: &Arc<Peer>) -> Reply {
+        let headers = req.headers();
+        let has_token = |name: HeaderName, token: &str| {
+            headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case(token))
         };
-        if head.method != "POST" {
-            let why = format!("{} is not allowed here; POST telemetry", head.method);
-            return Reply::error(405, "Method Not Allowed", &why);
+        if req.method() != Method::GET
+            || !has_token(hyper::header::UPGRADE, "websocket")
+            || !has_token(hyper::header::CONNECTION, "upgrade")
+        {
+            let why = format!(
+                "{IOTHUB_WS_PATH} takes a WebSocket upgrade (GET with Upgrade: websocket) only"
+            );
+            return closing(err(400, "ArgumentInvalid", why));
         }
-        if !query.split('&').any(|kv| kv.starts_with("api-version=")) {
-            return Reply::error(400, "Bad Request", "the api-version query parameter is missing");
+        if header(headers, "sec-websocket-version") != Some("13") {
+            let mut r = closing(err(426, "ArgumentInvalid", "WebSocket version 13 only"));
+            r.headers_mut().insert("sec-websocket-version", HeaderValue::from_static("13"));
+            return r;
         }
-        // The token first, as IoT Hub does: who is registered is no one else's business.
+        let Some(key) = header(headers, "sec-websocket-key").map(str::to_owned) else {
+            return closing(err(400, "ArgumentInvalid", "no Sec-WebSocket-Key"));
+        };
+        let offered: Vec<String> = headers
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if !offered.iter().any(|p| p == AMQP_WS_SUBPROTOCOL) {
+            let why = format!(
+                "the client offered subprotocols {offered:?}; this endpoint speaks {AMQP_WS_SUBPROTOCOL}"
+            );
+            return closing(err(400, "ArgumentInvalid", why));
+        }
+        let upgraded = hyper::upgrade::on(req);
+        let (hub, front, peer) = (self.clone(), Arc::clone(front), Arc::clone(peer));
+        tokio::spawn(async move {
+            let Ok(upgraded) = upgraded.await else { return };
+            let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                tokio_tungstenite::tungstenite::protocol::Role::Server,
+                None,
+            )
+            .await;
+            let io = Transport::from_accepted(
+                WsStream::new(ws),
+                Scheme::Wss,
+                peer.identity.clone(),
+                peer.addr,
+            );
+            let n = front.count.fetch_add(1, Ordering::Relaxed);
+            let conn = front.options.start(io, n);
+            hub.serve_connection(conn, false).await;
+        });
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let mut r = reply(101, Bytes::new(), false);
+        let h = r.headers_mut();
+        h.insert(hyper::header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(hyper::header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Ok(v) = HeaderValue::from_str(&accept) {
+            h.insert("sec-websocket-accept", v);
+        }
+        h.insert("sec-websocket-protocol", HeaderValue::from_static(AMQP_WS_SUBPROTOCOL));
+        r
+    }
+
+    /// Checks the request's token for `access`.
+    fn authorize(&self, headers: &HeaderMap, access: &Access) -> Result<(), RestError> {
+        let unauthorized = |why: String| RestError::new(401, "IotHubUnauthorizedAccess", why);
         let config = self.config();
-        let Some(token) = head.header("authorization") else {
-            return Reply::error(401, "Unauthorized", "no Authorization header");
+        let Some(token) = header(headers, "authorization") else {
+            return Err(unauthorized("no Authorization header".into()));
         };
-        let resource = format!("{}/devices/{device}/messages/events", config.hostname);
-        match self.validate(token, &config.hostname, false) {
-            Ok(claim) if claim.grants(&resource, &Need::Device(device.clone())) => {}
-            Ok(_) => {
-                let why = format!("the token does not cover {resource}");
-                return Reply::error(401, "Unauthorized", &why);
+        let claim = self.validate(token, &config.hostname, false).map_err(unauthorized)?;
+        let host = &config.hostname;
+        let (resource, allowed) = match access {
+            Access::Device(id) => {
+                let (device, module) = match id.split_once('/') {
+                    None => (id.as_str(), None),
+                    Some((d, m)) => (d, Some(m)),
+                };
+                let resource = match module {
+                    None => format!("{host}/devices/{device}"),
+                    Some(m) => format!("{host}/devices/{device}/modules/{m}"),
+                };
+                let ok = claim.grants(&resource, &Need::Device(device.to_owned()));
+                (resource, ok)
             }
-            Err(why) => return Reply::error(401, "Unauthorized", &why),
+            service => {
+                let r = &claim.rights;
+                let ok = claim.device.is_none()
+                    && match service {
+                        Access::RegistryRead => r.registry || r.registry_write,
+                        Access::RegistryWrite => r.registry_write,
+                        Access::ServiceRead => r.service || r.registry || r.registry_write,
+                        _ => r.service,
+                    };
+                let resource = format!("{host}/devices");
+                (resource.clone(), ok && claim.token.authorizes_any_port(&resource))
+            }
+        };
+        if allowed {
+            return Ok(());
         }
-        // A policy token may name a device that does not exist.
-        if !config.devices.iter().any(|(id, _)| *id == device) {
-            let why = format!("no device {device:?} in the registry");
-            return Reply::error(404, "Not Found", &why);
+        let need = match access {
+            Access::Device(_) => "the device or DeviceConnect",
+            Access::RegistryRead => "RegistryRead",
+            Access::RegistryWrite => "RegistryReadWrite",
+            Access::ServiceRead => "ServiceConnect or RegistryRead",
+            Access::Service => "ServiceConnect",
+        };
+        Err(unauthorized(format!("the token does not grant {need} for {resource}")))
+    }
+
+    /// Finds what a request asks for, checks its api-version and token, and answers it.
+    async fn route(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Reply, Box<Reply>> {
+        let raw: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let lower: Vec<String> = raw.iter().map(|s| s.to_ascii_lowercase()).collect();
+        let w: Vec<&str> = lower.iter().map(String::as_str).collect();
+        let id = |i: usize| device_segment(raw[i]);
+        let module = |d: usize, m: usize| format!("{}/{}", id(d), id(m));
+        let not_allowed = |allowed: &str| {
+            let why = format!("{method} is not allowed on {path}; {allowed}");
+            Err(Box::new(err(405, "MethodNotAllowed", why)))
+        };
+        use rest::Call;
+        let call = match (w.as_slice(), method) {
+            (["devices", _, "messages", "events"], &Method::POST) => Call::Telemetry(id(1)),
+            (["devices", _, "messages", "events"], _) => return not_allowed("POST telemetry"),
+            (["devices", _, "messages", "devicebound"], &Method::GET) => Call::Receive(id(1)),
+            (["devices", _, "messages", "devicebound"], _) => return not_allowed("GET a message"),
+            (["devices", _, "messages", "devicebound", _], &Method::DELETE) => {
+                let reject = query.split('&').any(|kv| {
+                    kv.eq_ignore_ascii_case("reject")
+                        || kv.to_ascii_lowercase().starts_with("reject=")
+                });
+                let how = if reject { Settle::Reject } else { Settle::Complete };
+                Call::Settle(id(1), raw[4].to_owned(), how)
+            }
+            (["devices", _, "messages", "devicebound", _], _) => {
+                return not_allowed("DELETE completes or (&reject) rejects")
+            }
+            (["devices", _, "messages", "devicebound", _, "abandon"], &Method::POST) => {
+                Call::Settle(id(1), raw[4].to_owned(), Settle::Abandon)
+            }
+            (["devices"], &Method::GET) => Call::ListDevices,
+            (["devices"], _) => return not_allowed("GET lists the devices"),
+            (["devices", _], m) => Call::Identity(id(1), m.clone()),
+            (["devices", _, "modules"], &Method::GET) => Call::ListModules(id(1)),
+            (["devices", _, "modules"], _) => return not_allowed("GET lists the modules"),
+            (["devices", _, "modules", _], m) => Call::Identity(module(1, 3), m.clone()),
+            (["twins", _], m) => Call::Twin(id(1), m.clone()),
+            (["twins", _, "modules", _], m) => Call::Twin(module(1, 3), m.clone()),
+            (["twins", _, "methods"], &Method::POST) => Call::Method(id(1)),
+            (["twins", _, "modules", _, "methods"], &Method::POST) => Call::Method(module(1, 3)),
+            (["twins", _, "methods"] | ["twins", _, "modules", _, "methods"], _) => {
+                return not_allowed("POST invokes a method")
+            }
+            _ => return Err(Box::new(err(404, "NotFound", format!("no resource {path:?}")))),
+        };
+        if !query.split('&').any(|kv| kv.starts_with("api-version=")) {
+            return Err(Box::new(err(
+                400,
+                "ArgumentInvalid",
+                "the api-version query parameter is missing",
+            )));
         }
-        let batch = head.header("content-type").is_some_and(|t| {
+        let access = match &call {
+            Call::Telemetry(d) | Call::Receive(d) | Call::Settle(d, _, _) => {
+                Access::Device(d.clone())
+            }
+            Call::ListDevices | Call::ListModules(_) => Access::RegistryRead,
+            Call::Identity(_, m) if m == Method::GET => Access::RegistryRead,
+            Call::Identity(..) => Access::RegistryWrite,
+            Call::Twin(_, m) if m == Method::GET => Access::ServiceRead,
+            Call::Twin(..) | Call::Method(_) => Access::Service,
+        };
+        // The token first, as IoT Hub does: who is registered is no one else's business.
+        self.authorize(headers, &access).map_err(|e| Box::new(error(&e)))?;
+        let if_match = header(headers, "if-match");
+        Ok(match call {
+            Call::Telemetry(device) => self.telemetry(&device, headers, body),
+            Call::Receive(device) => self.receive(&device),
+            Call::Settle(device, token, how) => self.settle(&device, &token, how),
+            service => match self.service_call(service, if_match, &body).await {
+                Ok((status, Some(v))) => json_reply(status, &v),
+                Ok((_, None)) => no_content(),
+                Err(e) => error(&e),
+            },
+        })
+    }
+
+    /// `POST /devices/{id}/messages/events`: one message, or a batch, into the event log.
+    fn telemetry(&self, device: &str, headers: &HeaderMap, body: Bytes) -> Reply {
+        let config = self.config();
+        if !config.devices.iter().any(|(id, _)| id == device) {
+            // A policy token may name a device that does not exist.
+            return err(404, "DeviceNotFound", format!("no device {device:?} in the registry"));
+        }
+        if body.len() > config.d2c_max_size {
+            let why = format!(
+                "the message is {} bytes; at most {} are allowed",
+                body.len(),
+                config.d2c_max_size
+            );
+            return err(413, "MessageTooLarge", why);
+        }
+        let batch = header(headers, "content-type").is_some_and(|t| {
             t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(BATCH_CONTENT_TYPE)
         });
         let messages = if batch {
             match batch_messages(&body) {
                 Ok(m) => m,
-                Err(why) => return Reply::error(400, "Bad Request", &why),
+                Err(why) => return err(400, "ArgumentInvalid", why),
             }
         } else {
-            vec![message(body, head.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))]
+            let pairs = headers.iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
+            vec![message(body, pairs)]
         };
-        if self.throttled(&device) {
+        if self.throttled(device) {
             let why = format!("device {device:?} is throttled (fault injection)");
-            return Reply::error(429, "Too Many Requests", &why);
+            return err(429, "ThrottlingException", why);
         }
         for m in messages {
-            self.inner.log.append(&device, m);
+            self.inner.log.append(device, m);
         }
-        Reply::no_content()
+        no_content()
+    }
+
+    /// `GET /devices/{id}/messages/devicebound`: the next cloud-to-device message, locked
+    /// for the hub's lock time-out under the lock token its `ETag` carries; 204 when none
+    /// waits.
+    fn receive(&self, device: &str) -> Reply {
+        if !self.knows(device) || device.contains('/') {
+            return err(404, "DeviceNotFound", format!("no device {device:?} in the registry"));
+        }
+        let q = &self.inner.queues;
+        loop {
+            let next = {
+                let mut devices = lock(&q.devices);
+                let dq = devices.entry(device.to_owned()).or_default();
+                let m = dq.waiting.pop_front();
+                if m.is_some() {
+                    dq.locked += 1;
+                }
+                m
+            };
+            let Some(m) = next else { return no_content() };
+            if m.expires_ms <= now_ms() {
+                q.feedback(device, &m, FeedbackStatus::Expired);
+                q.unlock(device);
+                continue;
+            }
+            let token =
+                super::methods::uuid_text(&crate::codec::Uuid(crate::runtime::random::bytes()));
+            let r = c2d_reply(device, &m, &token);
+            lock(&q.http_locks).insert(token.clone(), (device.to_owned(), m));
+            // The lock runs out: back in the queue, not counted as a delivery.
+            let (hub, lock_timeout) = (self.clone(), self.config().lock_timeout);
+            tokio::spawn(async move {
+                tokio::time::sleep(lock_timeout).await;
+                let q = &hub.inner.queues;
+                let held = lock(&q.http_locks).remove(&token);
+                if let Some((device, m)) = held {
+                    q.requeue(&device, m);
+                }
+            });
+            return r;
+        }
+    }
+
+    /// Settles a message received over HTTPS by its lock token.
+    fn settle(&self, device: &str, token: &str, how: Settle) -> Reply {
+        let q = &self.inner.queues;
+        let token = super::registry::if_match_value(token).to_ascii_lowercase();
+        let held = {
+            let mut locks = lock(&q.http_locks);
+            match locks.get(&token) {
+                Some((d, _)) if d == device => locks.remove(&token),
+                _ => None,
+            }
+        };
+        let Some((_, mut m)) = held else {
+            let why = format!(
+                "no message of device {device:?} is locked with {token:?} (settled, expired, or never given)"
+            );
+            return err(412, "DeviceMessageLockLost", why);
+        };
+        match how {
+            Settle::Complete => {
+                q.feedback(device, &m, FeedbackStatus::Success);
+                q.unlock(device);
+            }
+            Settle::Reject => {
+                q.feedback(device, &m, FeedbackStatus::Rejected);
+                q.unlock(device);
+            }
+            Settle::Abandon => {
+                m.delivery_count += 1;
+                if m.delivery_count >= self.config().max_delivery_count {
+                    q.feedback(device, &m, FeedbackStatus::DeliveryCountExceeded);
+                    q.unlock(device);
+                } else {
+                    q.requeue(device, m);
+                }
+            }
+        }
+        no_content()
     }
 }
 
-/// What a read brought.
-enum Read {
-    /// Some bytes, now in the buffer.
-    Data,
-    /// The end of the stream, or an error.
-    End,
-    /// Nothing before the deadline.
-    Late,
+/// How a device settles a message it received over HTTPS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Settle {
+    Complete,
+    Reject,
+    Abandon,
 }
 
-/// Reads what is there into `buf`, waiting until `deadline` at most.
-async fn read_more<S: AsyncRead + Unpin>(io: &mut S, buf: &mut Vec<u8>, deadline: Instant) -> Read {
-    let mut chunk = [0u8; 8192];
-    match tokio::time::timeout_at(deadline, io.read(&mut chunk)).await {
-        Err(_) => Read::Late,
-        Ok(Ok(0) | Err(_)) => Read::End,
-        Ok(Ok(n)) => {
-            buf.extend_from_slice(&chunk[..n]);
-            Read::Data
+/// A cloud-to-device message as the HTTPS device API gives it: the body as it is, its
+/// properties as `iothub-…` headers, application properties as `iothub-app-{name}`, and the
+/// lock token as the `ETag`.
+fn c2d_reply(device: &str, m: &super::state::C2d, token: &str) -> Reply {
+    let message = &m.message;
+    let mut r = reply(200, message.body.bytes().unwrap_or_default(), false);
+    let h = r.headers_mut();
+    let mut put = |name: &str, value: String| {
+        if let (Ok(n), Ok(v)) =
+            (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value))
+        {
+            h.append(n, v);
+        }
+    };
+    put("etag", format!("\"{token}\""));
+    put(
+        "iothub-to",
+        format!("/devices/{}/messages/devicebound", crate::azure::percent_encode(device)),
+    );
+    put("iothub-sequencenumber", m.sequence.to_string());
+    put("iothub-deliverycount", m.delivery_count.to_string());
+    put("iothub-expiry", Timestamp(m.expires_ms).to_string());
+    put("iothub-ack", m.ack.as_str().to_owned());
+    if let Some(p) = &message.properties {
+        if let Some(id) = &p.message_id {
+            put("iothub-messageid", message_id_text(id));
+        }
+        if let Some(id) = &p.correlation_id {
+            put("iothub-correlationid", message_id_text(id));
+        }
+        if let Some(u) = p.user_id.as_ref().and_then(|u| std::str::from_utf8(u).ok()) {
+            put("iothub-userid", u.to_owned());
+        }
+        if let Some(t) = &p.content_type {
+            put("iothub-contenttype", t.as_str().to_owned());
+        }
+        if let Some(e) = &p.content_encoding {
+            put("iothub-contentencoding", e.as_str().to_owned());
         }
     }
+    for (k, v) in message.application_properties.as_ref().map(|a| a.to_pairs()).unwrap_or_default()
+    {
+        let Some(k) = k.as_str() else { continue };
+        if k.eq_ignore_ascii_case("iothub-ack") {
+            continue;
+        }
+        let text = match &v {
+            Value::String(s, _) => s.to_string(),
+            Value::Symbol(s, _) => s.as_str().to_owned(),
+            Value::Boolean(b, _) => b.to_string(),
+            other => match (other.as_i64(), other.as_u64()) {
+                (Some(n), _) => n.to_string(),
+                (_, Some(n)) => n.to_string(),
+                _ => continue,
+            },
+        };
+        put(&format!("iothub-app-{k}"), text);
+    }
+    r
 }
 
 /// A telemetry message from a body and its `iothub-…` headers (or batch properties).
@@ -408,12 +748,18 @@ mod tests {
         (IotHub::new(config), token.unwrap().to_string())
     }
 
+    /// Serves one in-memory connection.
+    fn serve(hub: &IotHub, server: tokio::io::DuplexStream) {
+        let front = Arc::new(Front { options: hub.listen_options(None, None), count: 0.into() });
+        let hub = hub.clone();
+        tokio::spawn(async move { hub.http_connection(server, front, Peer::default()).await });
+    }
+
     #[tokio::test]
     async fn heads_in_single_bytes_and_pipelined_requests_are_answered_in_order() {
         let (hub, token) = hub();
         let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let h = hub.clone();
-        tokio::spawn(async move { h.http_connection(server).await });
+        serve(&hub, server);
         let one = format!(
             "POST /devices/d1/messages/events?api-version=1 HTTP/1.1\r\nAuthorization: {token}\r\nContent-Length: 2\r\n\r\nhi"
         );
@@ -438,7 +784,7 @@ mod tests {
     async fn a_head_that_never_ends_is_refused_at_16_kib() {
         let (hub, _) = hub();
         let (mut client, server) = tokio::io::duplex(64 * 1024);
-        tokio::spawn(async move { hub.http_connection(server).await });
+        serve(&hub, server);
         let endless = format!("GET /{} HTTP/1.1\r\n", "a".repeat(20_000));
         client.write_all(endless.as_bytes()).await.unwrap();
         let mut answer = String::new();

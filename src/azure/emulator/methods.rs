@@ -44,6 +44,8 @@ pub struct MethodError {
 pub(super) struct Methods {
     links: Mutex<HashMap<String, Vec<Arc<Sender>>>>,
     pending: Mutex<HashMap<String, oneshot::Sender<MethodResponse>>>,
+    /// Woken when a device attaches a method link (for calls that wait for it to connect).
+    attached: tokio::sync::Notify,
 }
 
 /// A correlation-id as text: a uuid in its 8-4-4-4-12 form, other ids as they are.
@@ -56,7 +58,7 @@ fn id_text(id: &MessageId) -> String {
     }
 }
 
-fn uuid_text(u: &Uuid) -> String {
+pub(super) fn uuid_text(u: &Uuid) -> String {
     let h = crate::inspect::hex(&u.0);
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
@@ -73,15 +75,35 @@ impl IotHub {
         payload: &str,
         timeout: Duration,
     ) -> Result<MethodResponse, MethodError> {
+        self.invoke_method_connecting(device, name, payload, timeout, Duration::ZERO).await
+    }
+
+    /// [`IotHub::invoke_method`] that first waits up to `connect_timeout` for an offline
+    /// device to attach its method link (the REST API's `connectTimeoutInSeconds`).
+    pub async fn invoke_method_connecting(
+        &self,
+        device: &str,
+        name: &str,
+        payload: &str,
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<MethodResponse, MethodError> {
         let not_found = |why: String| MethodError { status: 404, message: why };
         if !self.knows(device) {
             return Err(not_found(format!("no device or module {device:?} in the registry")));
         }
-        let link = lock(&self.inner.methods.links).get(device).and_then(|l| l.last().cloned());
-        let Some(link) = link else {
-            return Err(not_found(format!(
-                "device {device:?} is not listening for direct methods"
-            )));
+        let deadline = tokio::time::Instant::now() + connect_timeout;
+        let link = loop {
+            let attached = self.inner.methods.attached.notified();
+            let link = lock(&self.inner.methods.links).get(device).and_then(|l| l.last().cloned());
+            if let Some(link) = link {
+                break link;
+            }
+            if tokio::time::timeout_at(deadline, attached).await.is_err() {
+                return Err(not_found(format!(
+                    "device {device:?} is not online: it is not listening for direct methods"
+                )));
+            }
         };
         let id = Uuid(crate::runtime::random::bytes());
         let (tx, rx) = oneshot::channel();
@@ -132,6 +154,7 @@ pub(super) async fn methods_node(
         let Ok(tx) = request.accept_sender(Some(options)) else { return };
         let tx = Arc::new(tx);
         lock(&methods.links).entry(device.to_owned()).or_default().push(Arc::clone(&tx));
+        methods.attached.notify_waiters();
         // Parked until the link ends (a flow query fails then).
         loop {
             let Ok(seen) = tx.credit() else { break };

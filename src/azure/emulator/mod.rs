@@ -25,10 +25,13 @@
 mod https;
 mod methods;
 mod nodes;
+mod registry;
+mod rest;
 mod state;
 mod twin;
 
 pub use methods::{MethodError, MethodResponse};
+pub use registry::{valid_id, RestError};
 
 pub use https::{BATCH_CONTENT_TYPE, HTTPS_IDLE, HTTPS_MAX_CONNECTIONS, HTTPS_TRANSFER};
 
@@ -60,8 +63,10 @@ pub struct Permissions {
     pub service: bool,
     /// DeviceConnect: act as any device.
     pub device: bool,
-    /// RegistryRead / RegistryReadWrite (no AMQP node uses them here).
+    /// RegistryRead: read the identity registry (devices, modules) over the REST API.
     pub registry: bool,
+    /// RegistryReadWrite: create, update and delete identities too.
+    pub registry_write: bool,
 }
 
 impl Permissions {
@@ -70,11 +75,14 @@ impl Permissions {
     /// service and device.
     pub fn of_policy(name: &str) -> Self {
         match name.to_ascii_lowercase().as_str() {
-            "iothubowner" => Self { service: true, device: true, registry: true },
+            "iothubowner" => {
+                Self { service: true, device: true, registry: true, registry_write: true }
+            }
             "service" => Self { service: true, ..Self::default() },
             "device" => Self { device: true, ..Self::default() },
-            "registryread" | "registryreadwrite" => Self { registry: true, ..Self::default() },
-            _ => Self { service: true, device: true, registry: false },
+            "registryread" => Self { registry: true, ..Self::default() },
+            "registryreadwrite" => Self { registry: true, registry_write: true, ..Self::default() },
+            _ => Self { service: true, device: true, ..Self::default() },
         }
     }
 }
@@ -255,6 +263,7 @@ struct Inner {
     log: state::EventLog,
     twins: twin::Twins,
     methods: methods::Methods,
+    registry: registry::Registry,
     /// Per device: telemetry messages counted towards throttling, and until when it is
     /// throttled.
     throttles: Mutex<std::collections::HashMap<String, (u64, Option<std::time::Instant>)>>,
@@ -271,6 +280,7 @@ impl IotHub {
                 log,
                 twins: Default::default(),
                 methods: Default::default(),
+                registry: Default::default(),
                 throttles: Default::default(),
             }),
         }
@@ -470,16 +480,28 @@ impl IotHub {
                 };
                 // A module's token is for its own path and keyed with its own key: the
                 // device's key does not sign for modules.
-                let key = match (segs.next(), segs.next()) {
+                let (identity, key) = match (segs.next(), segs.next()) {
                     (Some(m), Some(module)) if m.eq_ignore_ascii_case("modules") => config
                         .modules
                         .iter()
                         .find(|(d, mid, _)| d == id && mid == module)
-                        .map(|(_, _, key)| key.clone())
+                        .map(|(_, _, key)| (format!("{id}/{module}"), key.clone()))
                         .ok_or_else(|| {
                             format!("no module {module:?} of device {id:?} in the registry")
                         })?,
-                    _ => device_key.clone(),
+                    _ => (id.to_owned(), device_key.clone()),
+                };
+                if self.disabled(&identity) {
+                    return Err(format!("{identity:?} is disabled in the registry"));
+                }
+                // Either of the identity's two keys signs its tokens.
+                let key = match self.secondary_key(&identity) {
+                    Some(second)
+                        if !token.signature_matches(&key) && token.signature_matches(&second) =>
+                    {
+                        second
+                    }
+                    _ => key,
                 };
                 (key, Some(id.to_owned()), Permissions::default())
             }

@@ -138,7 +138,7 @@ pub(super) async fn serve_connection(hub: IotHub, mut conn: ServerConnection, ev
     if let (Some(cn), Some(_), false) =
         (conn.connection.tls_identity(), config.x509_ca.as_ref(), event_hub)
     {
-        if config.devices.iter().any(|(d, _)| *d == cn) {
+        if config.devices.iter().any(|(d, _)| *d == cn) && !hub.disabled(&cn) {
             if let Some(claim) = super::Claim::x509(&host, &cn) {
                 let _ = c.add_claim(claim);
             }

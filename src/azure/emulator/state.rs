@@ -48,6 +48,9 @@ pub(super) struct Queues {
     pub(super) feedback: Mutex<VecDeque<FeedbackRecord>>,
     pub(super) feedback_changed: Notify,
     pub(super) next_sequence: std::sync::atomic::AtomicI64,
+    /// Messages devices received over HTTPS and hold, by lock token: the device and the
+    /// message.
+    pub(super) http_locks: Mutex<HashMap<String, (String, C2d)>>,
 }
 
 /// At most this many feedback records wait for a service to read them.

@@ -31,6 +31,10 @@ const CHANNEL: &str = "com.microsoft:channel-correlation-id";
 /// One device's twin.
 #[derive(Debug, Default)]
 pub(super) struct Twin {
+    /// The service's tags (never seen by the device).
+    tags: serde_json::Map<String, serde_json::Value>,
+    /// Counts every change of tags, desired or reported: the twin's `version` and etag.
+    version: u64,
     desired: serde_json::Map<String, serde_json::Value>,
     desired_version: u64,
     reported: serde_json::Map<String, serde_json::Value>,
@@ -51,6 +55,48 @@ impl Twin {
             "reported": with_version(&self.reported, self.reported_version),
         })
     }
+
+    /// The twin's etag: its version as 8 big-endian bytes in base64, as IoT Hub writes it
+    /// (`AAAAAAAAAAE=` for version 1).
+    fn etag(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(self.version.to_be_bytes())
+    }
+}
+
+/// How a service changes a twin's desired properties.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum TwinWrite {
+    /// `PATCH /twins/{id}`: tags and desired merged (JSON merge patch).
+    Patch,
+    /// `PUT /twins/{id}`: tags and desired replaced; reported stays the device's.
+    Replace,
+}
+
+/// The merge patch that turns `old` into `new`: changed and added keys with their new
+/// values, removed keys as `null`; `None` when nothing changed.
+fn diff(
+    old: &serde_json::Map<String, serde_json::Value>,
+    new: &serde_json::Map<String, serde_json::Value>,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let mut patch = serde_json::Map::new();
+    for (k, v) in new {
+        match (old.get(k), v) {
+            (Some(o), n) if o == n => {}
+            (Some(serde_json::Value::Object(o)), serde_json::Value::Object(n)) => {
+                if let Some(d) = diff(o, n) {
+                    patch.insert(k.clone(), serde_json::Value::Object(d));
+                }
+            }
+            _ => {
+                patch.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    for k in old.keys().filter(|k| !new.contains_key(*k)) {
+        patch.insert(k.clone(), serde_json::Value::Null);
+    }
+    (!patch.is_empty()).then_some(patch)
 }
 
 /// The twins of a hub.
@@ -122,17 +168,30 @@ impl IotHub {
         }
         let patch: serde_json::Value =
             serde_json::from_str(patch).map_err(|e| format!("the patch is not JSON: {e}"))?;
-        let serde_json::Value::Object(p) = &patch else {
+        let serde_json::Value::Object(p) = patch else {
             return Err("the patch is not a JSON object".into());
         };
-        let (version, subscribers) = {
+        let (version, push) = {
             let mut twins = lock(&self.inner.twins.twins);
             let twin = twins.entry(device.to_owned()).or_default();
-            merge(&mut twin.desired, p);
+            merge(&mut twin.desired, &p);
             twin.desired_version += 1;
-            (twin.desired_version, twin.subscribers.clone())
+            twin.version += 1;
+            (twin.desired_version, (twin.subscribers.clone(), p))
         };
-        let mut body = p.clone();
+        self.push_desired(device, version, push).await;
+        Ok(version)
+    }
+
+    /// Sends a desired-properties patch, stamped with its `$version`, to the twin links
+    /// subscribed to them; forgets links that went.
+    async fn push_desired(
+        &self,
+        device: &str,
+        version: u64,
+        (subscribers, patch): (Vec<Arc<Sender>>, serde_json::Map<String, serde_json::Value>),
+    ) {
+        let mut body = patch;
         body.insert("$version".into(), version.into());
         let push = Message {
             message_annotations: Some(AnnotationMap::from_pairs([(sym("version"), long(version))])),
@@ -151,7 +210,119 @@ impl IotHub {
                 twin.subscribers.retain(|s| !gone.iter().any(|g| Arc::ptr_eq(s, g)));
             }
         }
-        Ok(version)
+    }
+
+    /// Twin `id` (a device, or `DEVICE/MODULE`) as the service API shows it: ids, etag,
+    /// version, status, tags, and desired and reported properties with their versions.
+    pub fn service_twin(&self, id: &str) -> Option<serde_json::Value> {
+        if !self.knows(id) {
+            return None;
+        }
+        let (doc, etag, version, tags) = {
+            let mut twins = lock(&self.inner.twins.twins);
+            let twin = twins.entry(id.to_owned()).or_default();
+            (twin.document(), twin.etag(), twin.version, twin.tags.clone())
+        };
+        let identity = self.identity_json(id).unwrap_or_default();
+        let field = |k: &str| identity.get(k).cloned().unwrap_or(serde_json::Value::Null);
+        let mut twin = serde_json::json!({
+            "deviceId": field("deviceId"),
+            "etag": etag,
+            "deviceEtag": field("etag"),
+            "status": identity.get("status").cloned().unwrap_or_else(|| "enabled".into()),
+            "statusUpdateTime": "0001-01-01T00:00:00Z",
+            "connectionState": field("connectionState"),
+            "lastActivityTime": field("lastActivityTime"),
+            "cloudToDeviceMessageCount": field("cloudToDeviceMessageCount"),
+            "authenticationType": identity.pointer("/authentication/type").cloned().unwrap_or_default(),
+            "x509Thumbprint": { "primaryThumbprint": null, "secondaryThumbprint": null },
+            "modelId": "",
+            "version": version,
+            "tags": tags,
+            "properties": doc,
+        });
+        if let Some((_, module)) = id.split_once('/') {
+            twin["moduleId"] = module.into();
+        }
+        Some(twin)
+    }
+
+    /// Changes twin `id` as the service API does (`PATCH` merges tags and desired, `PUT`
+    /// replaces them), if `if_match` (`*` or the twin's etag) allows; pushes the change of
+    /// desired properties to subscribed devices as a merge patch. The twin as it now stands.
+    pub(super) async fn write_twin(
+        &self,
+        id: &str,
+        body: &serde_json::Value,
+        if_match: Option<&str>,
+        how: TwinWrite,
+    ) -> Result<serde_json::Value, super::RestError> {
+        use super::RestError;
+        if !self.knows(id) {
+            return Err(RestError::not_found(id));
+        }
+        let serde_json::Value::Object(body) = body else {
+            return Err(RestError::bad("the twin is not a JSON object"));
+        };
+        let object = |v: Option<&serde_json::Value>, what: &str| match v {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::Object(m)) => Ok(Some(m.clone())),
+            Some(other) => Err(RestError::bad(format!("{what} is {other}, not an object"))),
+        };
+        let tags = object(body.get("tags"), "tags")?;
+        let props = object(body.get("properties"), "properties")?;
+        let desired = object(props.as_ref().and_then(|p| p.get("desired")), "properties.desired")?;
+        if props.as_ref().is_some_and(|p| p.get("reported").is_some_and(|r| !r.is_null())) {
+            return Err(RestError::bad("reported properties are the device's to write"));
+        }
+        let pushed = {
+            let mut twins = lock(&self.inner.twins.twins);
+            let twin = twins.entry(id.to_owned()).or_default();
+            if let Some(tag) = if_match.map(super::registry::if_match_value) {
+                if tag != "*" && tag != twin.etag() {
+                    return Err(RestError::new(
+                        412,
+                        "PreconditionFailed",
+                        format!("the etag {tag:?} is not the twin's ({:?})", twin.etag()),
+                    ));
+                }
+            }
+            let old_desired = twin.desired.clone();
+            match how {
+                TwinWrite::Patch => {
+                    if let Some(t) = &tags {
+                        merge(&mut twin.tags, t);
+                    }
+                    if let Some(d) = &desired {
+                        merge(&mut twin.desired, d);
+                    }
+                }
+                TwinWrite::Replace => {
+                    twin.tags = tags.clone().unwrap_or_default();
+                    let mut d = desired.clone().unwrap_or_default();
+                    d.retain(|k, v| !k.starts_with('$') && !v.is_null());
+                    twin.desired = d;
+                }
+            }
+            twin.version += 1;
+            match diff(&old_desired, &twin.desired) {
+                Some(change) => {
+                    twin.desired_version += 1;
+                    Some((twin.desired_version, (twin.subscribers.clone(), change)))
+                }
+                None => None,
+            }
+        };
+        if let Some((version, push)) = pushed {
+            self.push_desired(id, version, push).await;
+        }
+        self.service_twin(id).ok_or_else(|| RestError::not_found(id))
+    }
+
+    /// Forgets the twins of identity `id` (and of its modules, for a device).
+    pub(super) fn forget_twins(&self, id: &str) {
+        let prefix = format!("{id}/");
+        lock(&self.inner.twins.twins).retain(|k, _| k != id && !k.starts_with(&prefix));
     }
 
     /// How many twin links of device `device` are subscribed to desired updates.
@@ -209,6 +380,7 @@ pub(super) async fn twin_node(
                         Ok(serde_json::Value::Object(p)) => {
                             merge(&mut twin.reported, &p);
                             twin.reported_version += 1;
+                            twin.version += 1;
                             (204, Some(twin.reported_version), None)
                         }
                         _ => (

@@ -59,6 +59,18 @@ enum Inner {
 /// WebSocket a flush sends the bytes written so far as one binary message.
 pub struct Transport {
     inner: Inner,
+    /// What [`Transport::from_accepted`] was told about a stream set up elsewhere.
+    accepted: Option<Accepted>,
+}
+
+/// The scheme, peer certificate and address of a stream accepted outside a [`Listener`]
+/// (a WebSocket upgraded by an HTTP server, say).
+///
+/// [`Listener`]: crate::runtime::Listener
+struct Accepted {
+    scheme: Scheme,
+    identity: Option<PeerIdentity>,
+    addr: Option<SocketAddr>,
 }
 
 impl fmt::Debug for Transport {
@@ -71,7 +83,24 @@ impl fmt::Debug for Transport {
 impl Transport {
     /// Wraps any byte stream (an in-memory pipe, a stream set up elsewhere).
     pub fn from_io(io: impl AsyncIo + 'static) -> Self {
-        Self { inner: Inner::Other(Box::new(io)) }
+        Self { inner: Inner::Other(Box::new(io)), accepted: None }
+    }
+
+    /// Wraps a byte stream a server set up itself, saying what it is: the scheme it
+    /// serves, the client certificate its TLS layer saw, and the client's address. An HTTP
+    /// server that upgrades some of its requests to AMQP over WebSocket hands the upgraded
+    /// [`WsStream`] over this way, so the engine gets the same SASL EXTERNAL identity as
+    /// behind a `wss://` [`Listener`](crate::runtime::Listener).
+    pub fn from_accepted(
+        io: impl AsyncIo + 'static,
+        scheme: Scheme,
+        identity: Option<PeerIdentity>,
+        addr: Option<SocketAddr>,
+    ) -> Self {
+        Self {
+            inner: Inner::Other(Box::new(io)),
+            accepted: Some(Accepted { scheme, identity, addr }),
+        }
     }
 
     /// The scheme this transport was made for, `None` for [`from_io`](Self::from_io).
@@ -81,7 +110,7 @@ impl Transport {
             Inner::Tls(_) => Some(Scheme::Amqps),
             Inner::Ws(_) => Some(Scheme::Ws),
             Inner::Wss(_) => Some(Scheme::Wss),
-            Inner::Other(_) => None,
+            Inner::Other(_) => self.accepted.as_ref().map(|a| a.scheme),
         }
     }
 
@@ -92,6 +121,7 @@ impl Transport {
         match &self.inner {
             Inner::Tls(tls) => tls::peer_identity(tls),
             Inner::Wss(ws) => tls::peer_identity(ws.get_ref()),
+            Inner::Other(_) => self.accepted.as_ref().and_then(|a| a.identity.clone()),
             _ => None,
         }
     }
@@ -103,7 +133,7 @@ impl Transport {
             Inner::Tls(s) => s.get_ref().0.get_ref(),
             Inner::Ws(s) => s.get_ref(),
             Inner::Wss(s) => s.get_ref().get_ref().0.get_ref(),
-            Inner::Other(_) => return None,
+            Inner::Other(_) => return self.accepted.as_ref().and_then(|a| a.addr),
         };
         tcp.peer_addr().ok()
     }
@@ -210,7 +240,7 @@ pub async fn connect_via(
             Inner::Wss(Box::new(ws::connect_ws(stream, endpoint).await?))
         }
     };
-    Ok(Transport { inner })
+    Ok(Transport { inner, accepted: None })
 }
 
 /// `HOST:PORT`, `[V6]:PORT`, `HOST` or `[V6]` (the port then `default_port`).
@@ -287,7 +317,7 @@ pub async fn accept(
             Inner::Wss(Box::new(ws::accept_ws(stream, &config.ws).await?))
         }
     };
-    Ok(Transport { inner })
+    Ok(Transport { inner, accepted: None })
 }
 
 /// Why a transport could not be set up. The messages say what happened and, for the

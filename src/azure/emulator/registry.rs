@@ -1,0 +1,432 @@
+//! The identity registry as the service REST API shows and changes it: devices and
+//! modules with their keys, status, generation id and etag. Changes apply at once: a
+//! device created here can connect with its key on the next token it puts, a deleted one
+//! cannot, a disabled one is refused.
+//!
+//! The keys themselves stay in [`HubConfig`](super::HubConfig) (`devices`, `modules`),
+//! where every token check reads them; what only the REST API shows (the secondary key,
+//! status, etag, generation id, how the identity authenticates) is kept here, made on
+//! first sight for identities configured at start.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use super::state::{lock, now_ms};
+use super::{generate_key, IotHub};
+use crate::azure::SasKey;
+use crate::codec::Timestamp;
+
+/// Why a REST request failed: its HTTP status, IoT Hub's error code, and what happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestError {
+    /// The HTTP status.
+    pub status: u16,
+    /// IoT Hub's error code (`DeviceNotFound`, `DeviceAlreadyExists`, `PreconditionFailed`…),
+    /// which the SDKs read from the `Message` of the error body.
+    pub code: &'static str,
+    /// What happened.
+    pub message: String,
+}
+
+impl RestError {
+    pub(super) fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    pub(super) fn bad(message: impl Into<String>) -> Self {
+        Self::new(400, "ArgumentInvalid", message)
+    }
+
+    pub(super) fn not_found(id: &str) -> Self {
+        match id.split_once('/') {
+            None => Self::new(404, "DeviceNotFound", format!("no device {id:?} in the registry")),
+            Some((d, m)) => Self::new(
+                404,
+                "ModuleNotFound",
+                format!("no module {m:?} of device {d:?} in the registry"),
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for RestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+impl std::error::Error for RestError {}
+
+/// How an identity authenticates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AuthKind {
+    /// SAS tokens signed with its keys.
+    Sas,
+    /// A TLS client certificate signed by the hub's CA (`HubConfig::x509_ca`).
+    CertificateAuthority,
+}
+
+impl AuthKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sas => "sas",
+            Self::CertificateAuthority => "certificateAuthority",
+        }
+    }
+}
+
+/// What the REST API shows of one identity beyond its primary key.
+#[derive(Clone, Debug)]
+pub(super) struct Identity {
+    secondary: SasKey,
+    pub(super) enabled: bool,
+    generation: String,
+    etag: u64,
+    auth: AuthKind,
+    updated: String,
+}
+
+impl Identity {
+    fn new() -> Self {
+        Self {
+            secondary: generate_key(),
+            enabled: true,
+            generation: format!("63{:016}", crate::runtime::random::random_u64() % 10u64.pow(16)),
+            etag: 1,
+            auth: AuthKind::Sas,
+            updated: Timestamp(now_ms()).to_string(),
+        }
+    }
+
+    fn etag(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.etag.to_string())
+    }
+}
+
+/// The registry's REST-only state, by identity (`DEVICE` or `DEVICE/MODULE`).
+#[derive(Debug, Default)]
+pub(super) struct Registry {
+    identities: Mutex<HashMap<String, Identity>>,
+}
+
+/// Whether `id` is a valid device or module id: at most 128 characters, ASCII letters,
+/// digits and `-.%_*?!(),:=@$'` (IoT Hub's rule; no `/`, which separates the two here).
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.%_*?!(),:=@$'".contains(&b))
+}
+
+/// An `If-Match` value without its quotes; `*` matches anything.
+pub(super) fn if_match_value(v: &str) -> &str {
+    v.trim().trim_matches('"')
+}
+
+impl IotHub {
+    /// The REST-only part of identity `id`, made on first sight for one configured at start;
+    /// `None` for an identity not in the registry.
+    fn identity(&self, id: &str) -> Option<Identity> {
+        if !self.knows(id) {
+            return None;
+        }
+        Some(
+            lock(&self.inner.registry.identities)
+                .entry(id.to_owned())
+                .or_insert_with(Identity::new)
+                .clone(),
+        )
+    }
+
+    /// The secondary key of identity `id`, which signs tokens as well as its primary.
+    pub(super) fn secondary_key(&self, id: &str) -> Option<SasKey> {
+        self.identity(id).map(|i| i.secondary)
+    }
+
+    /// Whether identity `id` (a device, or `DEVICE/MODULE`) is disabled; a module of a
+    /// disabled device is too.
+    pub(super) fn disabled(&self, id: &str) -> bool {
+        let all = lock(&self.inner.registry.identities);
+        let off = |k: &str| all.get(k).is_some_and(|i| !i.enabled);
+        off(id) || id.split_once('/').is_some_and(|(d, _)| off(d))
+    }
+
+    fn primary_key(&self, id: &str) -> Option<SasKey> {
+        let config = self.config();
+        match id.split_once('/') {
+            None => config.devices.iter().find(|(d, _)| d == id).map(|(_, k)| k.clone()),
+            Some((d, m)) => config
+                .modules
+                .iter()
+                .find(|(dd, mm, _)| dd == d && mm == m)
+                .map(|(_, _, k)| k.clone()),
+        }
+    }
+
+    /// Identity `id` as the registry API shows it (a device, or `DEVICE/MODULE` a module).
+    pub fn identity_json(&self, id: &str) -> Option<Value> {
+        let meta = self.identity(id)?;
+        let primary = self.primary_key(id)?;
+        let epoch = "0001-01-01T00:00:00Z";
+        let (primary, secondary) = match meta.auth {
+            AuthKind::Sas => (json!(primary.to_base64()), json!(meta.secondary.to_base64())),
+            AuthKind::CertificateAuthority => (Value::Null, Value::Null),
+        };
+        let authentication = json!({
+            "symmetricKey": { "primaryKey": primary, "secondaryKey": secondary },
+            "x509Thumbprint": { "primaryThumbprint": null, "secondaryThumbprint": null },
+            "type": meta.auth.name(),
+        });
+        let queued = self.queued(id);
+        Some(match id.split_once('/') {
+            None => json!({
+                "deviceId": id,
+                "generationId": meta.generation,
+                "etag": meta.etag(),
+                "connectionState": "Disconnected",
+                "status": if meta.enabled { "enabled" } else { "disabled" },
+                "statusReason": null,
+                "connectionStateUpdatedTime": epoch,
+                "statusUpdatedTime": meta.updated,
+                "lastActivityTime": epoch,
+                "cloudToDeviceMessageCount": queued,
+                "authentication": authentication,
+                "capabilities": { "iotEdge": false },
+            }),
+            Some((device, module)) => json!({
+                "moduleId": module,
+                "deviceId": device,
+                "managedBy": null,
+                "generationId": meta.generation,
+                "etag": meta.etag(),
+                "connectionState": "Disconnected",
+                "connectionStateUpdatedTime": epoch,
+                "lastActivityTime": epoch,
+                "cloudToDeviceMessageCount": 0,
+                "authentication": authentication,
+            }),
+        })
+    }
+
+    /// Every device of the registry, as [`IotHub::identity_json`] shows them.
+    pub fn list_devices(&self) -> Value {
+        let config = self.config();
+        Value::Array(config.devices.iter().filter_map(|(id, _)| self.identity_json(id)).collect())
+    }
+
+    /// Every module of `device`; `Err` when the device is not in the registry.
+    pub fn list_modules(&self, device: &str) -> Result<Value, RestError> {
+        if !self.knows(device) {
+            return Err(RestError::not_found(device));
+        }
+        let config = self.config();
+        Ok(Value::Array(
+            config
+                .modules
+                .iter()
+                .filter(|(d, _, _)| d == device)
+                .filter_map(|(d, m, _)| self.identity_json(&format!("{d}/{m}")))
+                .collect(),
+        ))
+    }
+
+    /// Creates or updates identity `id` (a device, or `DEVICE/MODULE`) from its JSON as the
+    /// registry API takes it, as IoT Hub does: without `If-Match` only a new identity is
+    /// created (an existing one is 409); with `If-Match` (`*` or its etag) only an existing
+    /// one is updated (404 when there is none, 412 for another etag). Keys left empty are
+    /// made up on creation and kept on update. The identity as it now stands.
+    pub fn put_identity(
+        &self,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Value, RestError> {
+        let (device, module) = match id.split_once('/') {
+            None => (id, None),
+            Some((d, m)) => (d, Some(m)),
+        };
+        for part in [Some(device), module].into_iter().flatten() {
+            if !valid_id(part) {
+                return Err(RestError::bad(format!(
+                    "{part:?} is not a valid id: 1 to 128 ASCII letters, digits or -.%_*?!(),:=@$'"
+                )));
+            }
+        }
+        let Value::Object(body) = body else {
+            return Err(RestError::bad("the identity is not a JSON object"));
+        };
+        let named = |k: &str, want: &str| match body.get(k) {
+            None | Some(Value::Null) => Ok(()),
+            Some(Value::String(s)) if s == want => Ok(()),
+            Some(other) => {
+                Err(RestError::bad(format!("{k} is {other}, but the path names {want:?}")))
+            }
+        };
+        named("deviceId", device)?;
+        match module {
+            Some(m) => named("moduleId", m)?,
+            None if body.get("moduleId").is_some_and(|v| !v.is_null()) => {
+                return Err(RestError::bad("a device's identity has no moduleId"));
+            }
+            None => {}
+        }
+        let enabled = match body.get("status") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("enabled") => Some(true),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("disabled") => Some(false),
+            Some(other) => {
+                return Err(RestError::bad(format!("status is {other}: enabled or disabled")))
+            }
+        };
+        let auth = body.get("authentication").filter(|v| !v.is_null());
+        let kind = match auth.and_then(|a| a.get("type")).filter(|v| !v.is_null()) {
+            None => None,
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("sas") => Some(AuthKind::Sas),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("certificateAuthority") => {
+                Some(AuthKind::CertificateAuthority)
+            }
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("selfSigned") => {
+                return Err(RestError::bad(
+                    "selfSigned (thumbprint) authentication is not emulated; use sas, or \
+                     certificateAuthority with the hub's --x509-ca",
+                ))
+            }
+            Some(other) => {
+                return Err(RestError::bad(format!(
+                    "authentication.type is {other}: sas or certificateAuthority"
+                )))
+            }
+        };
+        let key = |name: &str| -> Result<Option<SasKey>, RestError> {
+            match auth.and_then(|a| a.get("symmetricKey")).and_then(|k| k.get(name)) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if s.is_empty() => Ok(None),
+                Some(Value::String(s)) => SasKey::from_base64(s)
+                    .map(Some)
+                    .map_err(|e| RestError::bad(format!("symmetricKey.{name}: {e}"))),
+                Some(other) => Err(RestError::bad(format!("symmetricKey.{name} is {other}"))),
+            }
+        };
+        let (primary, secondary) = (key("primaryKey")?, key("secondaryKey")?);
+        if module.is_some() && !self.knows(device) {
+            return Err(RestError::not_found(device));
+        }
+        let exists = self.knows(id);
+        match (exists, if_match.map(if_match_value)) {
+            (true, None) => {
+                let what = if module.is_some() { "module" } else { "device" };
+                let code = if module.is_some() {
+                    "ModuleAlreadyExistsOnDevice"
+                } else {
+                    "DeviceAlreadyExists"
+                };
+                return Err(RestError::new(409, code, format!("{what} {id:?} already exists")));
+            }
+            (false, Some(_)) => return Err(RestError::not_found(id)),
+            (true, Some(tag)) if tag != "*" => {
+                let current = self.identity(id).map(|i| i.etag()).unwrap_or_default();
+                if tag != current {
+                    return Err(RestError::new(
+                        412,
+                        "PreconditionFailed",
+                        format!("the etag {tag:?} is not the current one ({current:?})"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        // The keys: in the configuration, where every token check reads them.
+        {
+            let mut config = lock(&self.inner.config);
+            let config = Arc::make_mut(&mut config);
+            let primary_now = primary.clone().unwrap_or_else(generate_key);
+            match module {
+                None => match config.devices.iter_mut().find(|(d, _)| d == device) {
+                    Some((_, k)) => {
+                        if let Some(p) = &primary {
+                            *k = p.clone();
+                        }
+                    }
+                    None => config.devices.push((device.to_owned(), primary_now)),
+                },
+                Some(m) => {
+                    match config.modules.iter_mut().find(|(d, mm, _)| d == device && mm == m) {
+                        Some((_, _, k)) => {
+                            if let Some(p) = &primary {
+                                *k = p.clone();
+                            }
+                        }
+                        None => config.modules.push((device.to_owned(), m.to_owned(), primary_now)),
+                    }
+                }
+            }
+        }
+        {
+            let mut all = lock(&self.inner.registry.identities);
+            let meta = all.entry(id.to_owned()).or_insert_with(Identity::new);
+            if exists {
+                meta.etag += 1;
+            }
+            if let Some(s) = secondary {
+                meta.secondary = s;
+            }
+            if let Some(e) = enabled {
+                if e != meta.enabled {
+                    meta.updated = Timestamp(now_ms()).to_string();
+                }
+                meta.enabled = e;
+            }
+            if let Some(k) = kind {
+                meta.auth = k;
+            }
+        }
+        self.identity_json(id).ok_or_else(|| RestError::not_found(id))
+    }
+
+    /// Deletes identity `id` (a device with its modules, twins and queued messages, or
+    /// `DEVICE/MODULE` a module); `if_match` is `*` or its etag (412 for another).
+    pub fn delete_identity(&self, id: &str, if_match: Option<&str>) -> Result<(), RestError> {
+        let Some(meta) = self.identity(id) else { return Err(RestError::not_found(id)) };
+        if let Some(tag) = if_match.map(if_match_value) {
+            if tag != "*" && tag != meta.etag() {
+                return Err(RestError::new(
+                    412,
+                    "PreconditionFailed",
+                    format!("the etag {tag:?} is not the current one ({:?})", meta.etag()),
+                ));
+            }
+        }
+        {
+            let mut config = lock(&self.inner.config);
+            let config = Arc::make_mut(&mut config);
+            match id.split_once('/') {
+                None => {
+                    config.devices.retain(|(d, _)| d != id);
+                    config.modules.retain(|(d, _, _)| d != id);
+                }
+                Some((d, m)) => config.modules.retain(|(dd, mm, _)| !(dd == d && mm == m)),
+            }
+        }
+        let prefix = format!("{id}/");
+        lock(&self.inner.registry.identities).retain(|k, _| k != id && !k.starts_with(&prefix));
+        self.forget_twins(id);
+        lock(&self.inner.queues.devices).remove(id);
+        Ok(())
+    }
+
+    /// Adds device `id` to the registry with `key` (one is made up without), or gives an
+    /// existing one that key; the key. For tests and embedding: the REST API does the same
+    /// with `PUT /devices/{id}`.
+    pub fn register_device(&self, id: &str, key: Option<SasKey>) -> SasKey {
+        let key = key.unwrap_or_else(generate_key);
+        let mut config = lock(&self.inner.config);
+        let config = Arc::make_mut(&mut config);
+        match config.devices.iter_mut().find(|(d, _)| d == id) {
+            Some((_, k)) => *k = key.clone(),
+            None => config.devices.push((id.to_owned(), key.clone())),
+        }
+        key
+    }
+}
