@@ -2183,3 +2183,230 @@ async fn a_module_has_its_own_twin_and_methods() {
     assert_eq!(answer.status, 200);
     assert_eq!(h.hub.method_listeners("dev1"), 0, "the device itself listens for nothing");
 }
+
+// ------------------------------------------------------------------ the REST APIs
+
+/// `node iothub_sdk.js COMMAND` with connection string `cs`, to `port`.
+fn node_with(command: &str, cs: &str, port: u16, ca: &Path) -> Command {
+    node_sdks_installed();
+    let mut c = Command::new("node");
+    c.arg(Path::new(PEERS).join("iothub_sdk.js")).arg(command);
+    c.args(["--connection-string", cs, "--port", &port.to_string(), "--timeout", "30"]);
+    c.arg("--ca").arg(ca);
+    c
+}
+
+/// The one event named `what` of a run.
+fn one<'r>(run: &'r PeerRun, what: &str) -> &'r serde_json::Value {
+    let all = run.events(what);
+    assert_eq!(all.len(), 1, "one {what:?} event in {:?}", run.lines);
+    all[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_sdk_manages_the_registry_and_what_it_creates_connects_at_once() {
+    let h = hub::start(Duration::from_millis(50)).await;
+    let scratch = Scratch::new("iothub-sdk", "registry");
+    let ca = scratch.path("ca.pem");
+    std::fs::write(&ca, &h.pki.ca).expect("write");
+    // azure-iothub's Registry, over HTTPS on the port that also serves AMQP over WebSocket.
+    let mut cmd = node_with("service-registry", &owner_cs(), h.wss, &ca);
+    cmd.args(["--device", "made-1", "--module", "edge"]);
+    let run = run_peer(cmd, "registry", &scratch, Duration::from_secs(40)).await.expect("registry");
+    let created = one(&run, "created");
+    assert_eq!(created["status"], "enabled");
+    assert_eq!(created["type"], "sas");
+    let again = one(&run, "create-again");
+    assert_eq!(
+        (again["name"].as_str(), again["status"].as_u64()),
+        (Some("DeviceAlreadyExistsError"), Some(409))
+    );
+    let listed = one(&run, "listed")["deviceIds"].clone();
+    assert_eq!(listed, serde_json::json!(["dev1", "made-1"]));
+    // Each update gets a new etag.
+    let updates = run.events("updated");
+    let etags: Vec<&str> = updates.iter().filter_map(|u| u["etag"].as_str()).collect();
+    assert_eq!(etags.len(), 2);
+    assert!(etags[0] != etags[1] && created["etag"].as_str() != Some(etags[0]), "{etags:?}");
+    assert_eq!(one(&run, "modules-listed")["moduleIds"], serde_json::json!(["edge"]));
+    let device_cs = created["connectionString"].as_str().expect("cs").to_owned();
+    let module_cs =
+        one(&run, "module-created")["connectionString"].as_str().expect("cs").to_owned();
+    // What the registry made connects at once, device and module, with the keys it gave.
+    for (label, cs) in [("made-device", &device_cs), ("made-module", &module_cs)] {
+        let mut send = node_with("device-send", cs, h.amqps, &ca);
+        send.args(["--body", label]);
+        run_peer(send, label, &scratch, Duration::from_secs(40)).await.expect(label);
+    }
+    let events = h.hub.events(h.hub.partition_of("made-1"));
+    let texts: Vec<String> =
+        events.iter().filter_map(|e| e.message().ok()).filter_map(|m| m.body.text()).collect();
+    assert_eq!(texts, ["made-device", "made-module"]);
+    let module_event = events[1].message().expect("decodes");
+    let annotation = module_event
+        .message_annotations
+        .as_ref()
+        .and_then(|a| a.get("iothub-connection-module-id"));
+    assert_eq!(annotation.and_then(|v| v.as_str().map(str::to_owned)).as_deref(), Some("edge"));
+    // A disabled device is refused; enabled again, it gets in.
+    let off = serde_json::json!({ "deviceId": "made-1", "status": "disabled" });
+    h.hub.put_identity("made-1", &off, Some("*")).expect("disabled");
+    let mut send = node_with("device-send", &device_cs, h.amqps, &ca);
+    send.args(["--body", "x", "--expect-error", "UnauthorizedError"]);
+    run_peer(send, "disabled", &scratch, Duration::from_secs(40)).await.expect("refused");
+    // Deleted: gone from the registry, and its key opens nothing.
+    let cmd = node_with("service-registry-delete", &owner_cs(), h.wss, &ca);
+    let mut cmd = cmd;
+    cmd.args(["--device", "made-1"]);
+    let run = run_peer(cmd, "delete", &scratch, Duration::from_secs(40)).await.expect("delete");
+    assert_eq!(one(&run, "get-deleted")["status"], 404);
+    assert!(
+        h.hub.identity_json("made-1").is_none() && h.hub.identity_json("made-1/edge").is_none()
+    );
+    let mut send = node_with("device-send", &device_cs, h.amqps, &ca);
+    send.args(["--body", "x", "--expect-error", "UnauthorizedError"]);
+    run_peer(send, "deleted", &scratch, Duration::from_secs(40)).await.expect("refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_sdk_updates_a_twin_and_the_device_sdk_hears_it() {
+    let h = hub::start(Duration::from_millis(50)).await;
+    let scratch = Scratch::new("iothub-sdk", "service-twin");
+    let ca = scratch.path("ca.pem");
+    std::fs::write(&ca, &h.pki.ca).expect("write");
+    let mut twin = node("device-twin", NodeTransport::Ws, &h, &ca);
+    twin.args(["--reported", r#"{"firmware": "1.2"}"#, "--await-desired", "rate=5"]);
+    let device = run_peer(twin, "device-twin", &scratch, Duration::from_secs(40));
+    let service = async {
+        eventually("the twin subscription", || h.hub.twin_subscribers("dev1") > 0).await?;
+        let mut cmd = node_with("service-twin", &owner_cs(), h.wss, &ca);
+        cmd.args(["--device", "dev1", "--tags", r#"{"floor": 3}"#, "--desired", r#"{"rate": 5}"#]);
+        run_peer(cmd, "service-twin", &scratch, Duration::from_secs(40)).await
+    };
+    let (device, service) = tokio::join!(device, service);
+    let device = device.expect("the device's twin");
+    let service = service.expect("the service's twin");
+    let read = one(&service, "twin");
+    assert_eq!(read["reported"]["firmware"], "1.2", "the service sees what the device reported");
+    let updated = one(&service, "updated");
+    assert_eq!(updated["tags"]["floor"], 3);
+    assert_eq!(updated["desired"]["rate"], 5);
+    assert_ne!(updated["etag"], read["etag"]);
+    let stale = one(&service, "stale-update");
+    assert_eq!(
+        (stale["name"].as_str(), stale["status"].as_u64()),
+        (Some("InvalidEtagError"), Some(412))
+    );
+    assert!(device.events("desired").iter().any(|d| d["delta"]["rate"] == 5), "{:?}", device.lines);
+    // The tags are the service's: the device's twin document has none.
+    assert!(h.hub.twin("dev1").get("tags").is_none());
+    assert_eq!(h.hub.service_twin("dev1").expect("twin")["tags"]["floor"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_sdk_invokes_direct_methods_over_rest() {
+    let h = hub::start(Duration::from_millis(50)).await;
+    let scratch = Scratch::new("iothub-sdk", "rest-methods");
+    let ca = scratch.path("ca.pem");
+    std::fs::write(&ca, &h.pki.ca).expect("write");
+    let invoke = |device: &str, extra: &[&str]| {
+        let mut c = node_with("service-method", &owner_cs(), h.wss, &ca);
+        c.args(["--device", device, "--method", "reboot"]).args(extra);
+        c
+    };
+    // Offline: 404; not in the registry: 404 that the SDK names DeviceNotFoundError.
+    let run = run_peer(
+        invoke("dev1", &["--expect-error", "Error"]),
+        "offline",
+        &scratch,
+        Duration::from_secs(40),
+    )
+    .await
+    .expect("offline");
+    assert_eq!(one(&run, "error")["status"], 404);
+    let run = run_peer(
+        invoke("ghost", &["--expect-error", "DeviceNotFoundError"]),
+        "ghost",
+        &scratch,
+        Duration::from_secs(40),
+    )
+    .await
+    .expect("ghost");
+    assert_eq!(one(&run, "error")["status"], 404);
+    // Online, over each device transport: the request reaches the device SDK, its answer
+    // the service SDK.
+    for t in [NodeTransport::Amqp, NodeTransport::Ws] {
+        let mut device = node("device-method", t, &h, &ca);
+        device.args([
+            "--method",
+            "reboot",
+            "--status",
+            "201",
+            "--answer",
+            r#"{"rebooting": true}"#,
+        ]);
+        let label = format!("rest-method-{}", t.arg());
+        let device = run_peer(device, &label, &scratch, Duration::from_secs(40));
+        let service = async {
+            eventually("the method links", || h.hub.method_listeners("dev1") > 0).await?;
+            let call = invoke("dev1", &["--payload", r#"{"delay": 5}"#, "--expect-status", "201"]);
+            run_peer(call, &format!("{label}-service"), &scratch, Duration::from_secs(40)).await
+        };
+        let (device, service) = tokio::join!(device, service);
+        let device = device.expect("the device");
+        let service = service.expect("the service");
+        assert_eq!(one(&device, "request")["payload"]["delay"], 5);
+        let result = one(&service, "result");
+        assert_eq!(result["status"], 201);
+        assert_eq!(result["payload"]["rebooting"], true);
+        eventually("the links to go", || h.hub.method_listeners("dev1") == 0).await.expect("gone");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_http_device_receives_cloud_to_device_messages_and_settles_them() {
+    let h = hub::start(Duration::from_millis(50)).await;
+    let scratch = Scratch::new("iothub-sdk", "http-c2d");
+    let ca = scratch.path("ca.pem");
+    std::fs::write(&ca, &h.pki.ca).expect("write");
+    // The service SDK sends three over AMQP, each asking for full feedback.
+    for id in ["h1", "h2", "h3"] {
+        let mut send = node("service-send", NodeTransport::Amqp, &h, &ca);
+        send.args(["--device", "dev1", "--message-id", id, "--ack", "full", "--property", "k=v"]);
+        run_peer(send, &format!("send-{id}"), &scratch, Duration::from_secs(40)).await.expect(id);
+    }
+    assert_eq!(h.hub.queued("dev1"), 3);
+    // The device over HTTPS: abandon h1 (it comes back first), then complete, reject,
+    // complete.
+    let mut receive = node_with("device-http-receive", &device_cs(), h.wss, &ca);
+    receive.args(["--action", "abandon,complete,reject,complete", "--count", "4"]);
+    let run = run_peer(receive, "http-receive", &scratch, Duration::from_secs(60))
+        .await
+        .expect("receive");
+    let messages = run.events("message");
+    let ids: Vec<&str> = messages.iter().filter_map(|m| m["messageId"].as_str()).collect();
+    assert_eq!(ids, ["h1", "h1", "h2", "h3"]);
+    let first = messages[0];
+    assert_eq!(first["to"], "/devices/dev1/messages/devicebound");
+    assert_eq!(first["body"], "c2d h1");
+    assert_eq!(first["properties"]["iothub-app-k"], "v");
+    assert!(first["lockToken"].as_str().is_some_and(is_guid), "{first}");
+    assert_ne!(messages[0]["lockToken"], messages[1]["lockToken"], "a new lock each time");
+    let results: Vec<&str> =
+        run.events("settled").iter().filter_map(|s| s["result"].as_str()).collect();
+    assert_eq!(
+        results,
+        ["MessageAbandoned", "MessageCompleted", "MessageRejected", "MessageCompleted"]
+    );
+    assert_eq!(h.hub.queued("dev1"), 0);
+    let feedback: Vec<(String, &str)> = h
+        .hub
+        .pending_feedback()
+        .iter()
+        .map(|r| (r.original_message_id.clone(), r.status.name()))
+        .collect();
+    assert_eq!(
+        feedback,
+        [("h1".to_owned(), "Success"), ("h2".to_owned(), "Rejected"), ("h3".to_owned(), "Success")]
+    );
+}

@@ -20,7 +20,8 @@
 #   rhea and the Azure IoT Node SDKs  `npm ci` into tests/peers/node_modules when it is
 #                missing or does not match package-lock.json (node and npm apt-installed
 #                when missing; the SDKs' @azure/* packages need node 20 or later): rhea,
-#                ws, azure-iothub, azure-iot-device, azure-iot-device-amqp and
+#                ws, azure-iothub, azure-iot-device, azure-iot-device-amqp,
+#                azure-iot-device-http and
 #                azure-iot-common, each checked against its exact version in package.json.
 #   Chromium     Debian's chromium, run headless by tests/ladder.rs, and by
 #                tests/browser.rs through playwright-core (an npm package above, which

@@ -22,6 +22,17 @@
 //        [--answer JSON] [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
 //   node iothub_sdk.js device-twin --connection-string CS --reported JSON
 //        [--await-desired KEY=JSON] [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
+//   node iothub_sdk.js service-registry --connection-string CS --device ID [--module MID]
+//        [--port P] [--ca PEM] [--timeout SECS]
+//   node iothub_sdk.js service-registry-delete --connection-string CS --device ID
+//        [--port P] [--ca PEM] [--timeout SECS]
+//   node iothub_sdk.js service-twin --connection-string CS --device ID --tags JSON
+//        --desired JSON [--port P] [--ca PEM] [--timeout SECS]
+//   node iothub_sdk.js service-method --connection-string CS --device ID [--module MID]
+//        --method NAME [--payload JSON] [--response-timeout SECS] [--connect-timeout SECS]
+//        [--expect-status N] [--expect-error NAME] [--port P] [--ca PEM] [--timeout SECS]
+//   node iothub_sdk.js device-http-receive --connection-string CS [--action A[,...]]
+//        [--count N] [--port P] [--ca PEM] [--timeout SECS]
 //        [--property K=V]... [--correlation-id ID] [--content-type T]
 //        [--content-encoding E] [--count N] [--expect-error NAME]
 //        [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
@@ -33,6 +44,27 @@
 // replaced by NoRetry, so a refused connection fails at once instead of being retried
 // for 4 minutes. Results are JSON lines on stdout; progress goes to stderr unless
 // PEER_QUIET is set.
+//
+// The REST commands (service-registry, service-registry-delete, service-twin,
+// service-method: azure-iothub's Registry and Client over HTTPS; device-http-receive:
+// azure-iot-device with azure-iot-device-http 1.14.4) go to https://HOSTNAME:443; --port
+// replaces that port by making every agent of node's https module connect to port P (the Host header, the TLS name and the tokens stay as the SDK makes them).
+//   service-registry  create device --device with no keys (the hub makes them), create
+//                     it again (DeviceAlreadyExistsError expected), get and list it,
+//                     disable and enable it; with --module, create the module, get it and
+//                     list the device's modules. Prints one JSON line per step, with the
+//                     connection strings of what it created.
+//   service-registry-delete  delete --device, then get it (DeviceNotFoundError expected).
+//   service-twin      get the twin of --device, update it (tags --tags, desired --desired)
+//                     with its etag, then update it again with the stale etag
+//                     (InvalidEtagError expected).
+//   service-method    invoke --method on --device (or its --module) with --payload; prints
+//                     {"event":"result","status","payload"}; --expect-status checks the
+//                     device's status; --expect-error NAME passes only when the call fails
+//                     with that error (its HTTP status printed too).
+//   device-http-receive  the device over HTTPS: poll for C2D messages (every second) and
+//                     settle each as --action says (complete, abandon, reject), --count of
+//                     them.
 //
 // Where the SDKs connect:
 //   service  --transport amqp: amqps://HOSTNAME:5671 (TLS, no SASL, CBS put-token for
@@ -130,6 +162,12 @@ const COMMANDS = {
         'content-encoding', 'count', 'expect-error', 'transport', 'port', 'ca', 'timeout', 'cert', 'key'],
     'device-twin': ['connection-string', 'reported', 'await-desired', 'transport', 'port', 'ca', 'timeout'],
     'device-method': ['connection-string', 'method', 'status', 'answer', 'transport', 'port', 'ca', 'timeout'],
+    'service-registry': ['connection-string', 'device', 'module', 'port', 'ca', 'timeout'],
+    'service-registry-delete': ['connection-string', 'device', 'port', 'ca', 'timeout'],
+    'service-twin': ['connection-string', 'device', 'tags', 'desired', 'port', 'ca', 'timeout'],
+    'service-method': ['connection-string', 'device', 'module', 'method', 'payload', 'response-timeout',
+        'connect-timeout', 'expect-status', 'expect-error', 'port', 'ca', 'timeout'],
+    'device-http-receive': ['connection-string', 'action', 'count', 'port', 'ca', 'timeout'],
 };
 const REPEATABLE = new Set(['property', 'expect-message-id']);
 const FEEDBACK_STATUSES = ['Success', 'Expired', 'DeliveryCountExceeded', 'Rejected', 'Purged'];
@@ -216,6 +254,25 @@ function parseArgs(argv) {
         }
     }
     if (cmd === 'device-send') need('body');
+    if (cmd.startsWith('service-registry') || cmd === 'service-twin' || cmd === 'service-method') need('device');
+    if (cmd === 'service-twin') {
+        need('tags');
+        need('desired');
+        try { o.tagsPatch = JSON.parse(o.tags); o.desiredPatch = JSON.parse(o.desired); } catch (e) { usage('--tags and --desired must be JSON: ' + e.message); }
+    }
+    if (cmd === 'service-method') {
+        need('method');
+        try { o.payloadValue = o.payload === undefined ? null : JSON.parse(o.payload); } catch (e) { usage('--payload is not JSON: ' + e.message); }
+        o.responseTimeout = int('response-timeout', 30, 1);
+        o.connectTimeout = int('connect-timeout', 0, 0);
+        o.expectStatus = int('expect-status', undefined, 0);
+    }
+    if (cmd === 'device-http-receive') {
+        o.actions = (o.action || 'complete').split(',');
+        for (const a of o.actions) {
+            if (!['complete', 'abandon', 'reject'].includes(a)) usage('--action: unknown action ' + JSON.stringify(a));
+        }
+    }
     if (cmd === 'device-method') {
         need('method');
         o.status = int('status', 200, 0);
@@ -699,7 +756,195 @@ function deviceMethod() {
     });
 }
 
+// ------------------------------------------------------------------ REST
+
+// --port for the REST commands: every https connection goes to port P instead of 443
+// (the SDKs make agents of their own, so every agent's connections).
+function restPort() {
+    if (opts.port === undefined) return;
+    const https = require('https');
+    const create = https.Agent.prototype.createConnection;
+    https.Agent.prototype.createConnection = function (options, cb) {
+        return create.call(this, Object.assign({}, options, { port: opts.port }), cb);
+    };
+}
+
+function hostName() {
+    const m = /(^|;)HostName=([^;]+)/i.exec(opts['connection-string']);
+    if (!m) usage('the connection string has no HostName');
+    return m[2];
+}
+
+function registry() {
+    restPort();
+    const iothub = require('azure-iothub');
+    client = { close: (cb) => cb() };
+    try {
+        return iothub.Registry.fromConnectionString(opts['connection-string']);
+    } catch (e) {
+        usage('bad service connection string: ' + errText(e));
+    }
+}
+
+// `await op` that must fail with error `name`; prints the failure.
+async function mustFail(event, name, op) {
+    try {
+        await op;
+    } catch (e) {
+        emit({ event, name: errName(e), status: e.response && e.response.statusCode, message: e.message });
+        if (errName(e) !== name) throw new Error(event + ' failed with ' + errText(e) + ', expected ' + name);
+        return;
+    }
+    throw new Error(event + ' succeeded, expected ' + name);
+}
+
+async function serviceRegistry() {
+    const r = registry();
+    const id = opts.device;
+    const host = hostName();
+    phase = 'creating device ' + id;
+    const created = (await r.create({ deviceId: id })).responseBody;
+    const key = created.authentication.symmetricKey.primaryKey;
+    emit({ event: 'created', deviceId: created.deviceId, status: created.status, etag: created.etag,
+        type: created.authentication.type, secondaryKey: created.authentication.symmetricKey.secondaryKey,
+        connectionString: 'HostName=' + host + ';DeviceId=' + id + ';SharedAccessKey=' + key });
+    if (!key) throw new Error('the created device has no primary key');
+    phase = 'creating device ' + id + ' again';
+    await mustFail('create-again', 'DeviceAlreadyExistsError', r.create({ deviceId: id }));
+    phase = 'getting device ' + id;
+    const got = (await r.get(id)).responseBody;
+    emit({ event: 'got', deviceId: got.deviceId, status: got.status, etag: got.etag });
+    if (got.authentication.symmetricKey.primaryKey !== key) throw new Error('get gave another primary key');
+    phase = 'listing devices';
+    const list = (await r.list()).responseBody;
+    emit({ event: 'listed', deviceIds: list.map((d) => d.deviceId) });
+    for (const status of ['disabled', 'enabled']) {
+        phase = 'setting device ' + id + ' ' + status;
+        const u = (await r.update({ deviceId: id, status })).responseBody;
+        emit({ event: 'updated', deviceId: u.deviceId, status: u.status, etag: u.etag });
+        if (u.status !== status) throw new Error('the update left the status ' + u.status);
+        if (u.authentication.symmetricKey.primaryKey !== key) throw new Error('the update changed the key');
+    }
+    if (opts.module !== undefined) {
+        const m = opts.module;
+        phase = 'creating module ' + id + '/' + m;
+        const mod = (await r.addModule({ deviceId: id, moduleId: m })).responseBody;
+        const mkey = mod.authentication.symmetricKey.primaryKey;
+        emit({ event: 'module-created', deviceId: mod.deviceId, moduleId: mod.moduleId,
+            connectionString: 'HostName=' + host + ';DeviceId=' + id + ';ModuleId=' + m + ';SharedAccessKey=' + mkey });
+        phase = 'getting module ' + id + '/' + m;
+        const gm = (await r.getModule(id, m)).responseBody;
+        emit({ event: 'module-got', moduleId: gm.moduleId, etag: gm.etag });
+        phase = 'listing the modules of ' + id;
+        const mods = (await r.getModulesOnDevice(id)).responseBody;
+        emit({ event: 'modules-listed', moduleIds: mods.map((x) => x.moduleId) });
+    }
+    succeed('registry steps done for ' + id);
+}
+
+async function serviceRegistryDelete() {
+    const r = registry();
+    phase = 'deleting device ' + opts.device;
+    await r.delete(opts.device);
+    emit({ event: 'deleted', deviceId: opts.device });
+    phase = 'getting deleted device ' + opts.device;
+    await mustFail('get-deleted', 'DeviceNotFoundError', r.get(opts.device));
+    succeed('device ' + opts.device + ' deleted');
+}
+
+async function serviceTwin() {
+    const r = registry();
+    phase = 'getting the twin of ' + opts.device;
+    const twin = (await r.getTwin(opts.device)).responseBody;
+    emit({ event: 'twin', deviceId: twin.deviceId, etag: twin.etag, tags: twin.tags,
+        desired: twin.properties.desired, reported: twin.properties.reported });
+    phase = 'updating the twin';
+    const patch = { tags: opts.tagsPatch, properties: { desired: opts.desiredPatch } };
+    const updated = (await r.updateTwin(opts.device, patch, twin.etag)).responseBody;
+    emit({ event: 'updated', etag: updated.etag, tags: updated.tags, desired: updated.properties.desired });
+    phase = 'updating the twin with its stale etag';
+    await mustFail('stale-update', 'InvalidEtagError', r.updateTwin(opts.device, patch, twin.etag));
+    succeed('twin updated');
+}
+
+async function serviceMethod() {
+    restPort();
+    const iothub = require('azure-iothub');
+    const { NoRetry } = require('azure-iot-common');
+    let c;
+    try {
+        c = iothub.Client.fromConnectionString(opts['connection-string']);
+    } catch (e) {
+        usage('bad service connection string: ' + errText(e));
+    }
+    c.setRetryPolicy(new NoRetry());
+    client = { close: (cb) => cb() };
+    const params = { methodName: opts.method, payload: opts.payloadValue,
+        responseTimeoutInSeconds: opts.responseTimeout, connectTimeoutInSeconds: opts.connectTimeout };
+    phase = 'invoking ' + opts.method + ' on ' + opts.device;
+    const call = opts.module === undefined ? c.invokeDeviceMethod(opts.device, params)
+        : c.invokeDeviceMethod(opts.device, opts.module, params);
+    if (opts['expect-error'] !== undefined) {
+        await mustFail('error', opts['expect-error'], call);
+        return succeed('the call failed with ' + opts['expect-error'] + ' as expected');
+    }
+    const result = (await call).result;
+    emit({ event: 'result', status: result.status, payload: result.payload });
+    if (opts.expectStatus !== undefined && result.status !== opts.expectStatus) {
+        throw new Error('the device answered ' + result.status + ', expected ' + opts.expectStatus);
+    }
+    succeed(opts.method + ' answered ' + result.status);
+}
+
+function deviceHttpReceive() {
+    restPort();
+    const { Client } = require('azure-iot-device');
+    const { Http } = require('azure-iot-device-http');
+    const { NoRetry } = require('azure-iot-common');
+    try {
+        client = Client.fromConnectionString(opts['connection-string'], Http);
+    } catch (e) {
+        usage('bad device connection string: ' + errText(e));
+    }
+    client.setRetryPolicy(new NoRetry());
+    client.on('error', (e) => fail('device client error while ' + phase + ': ' + errText(e)));
+    const options = { http: { receivePolicy: { interval: 1 } } };
+    if (opts.ca !== undefined) options.ca = fs.readFileSync(opts.ca, 'utf8');
+    let received = 0;
+    let settled = 0;
+    phase = 'setting the device options';
+    client.setOptions(options, (err) => {
+        if (err) return fail('setOptions: ' + errText(err));
+        phase = 'waiting for C2D message 1 of ' + opts.count;
+        client.on('message', (msg) => {
+            if (finished || phase === 'closing the client') return;
+            received++;
+            const action = opts.actions[Math.min(received - 1, opts.actions.length - 1)];
+            const data = msg.getData();
+            emit({ event: 'message', n: received, messageId: msg.messageId, correlationId: msg.correlationId,
+                to: msg.to, expiryTimeUtc: msg.expiryTimeUtc, lockToken: msg.lockToken,
+                properties: propsObject(msg.properties),
+                body: Buffer.isBuffer(data) ? data.toString('utf8') : String(data), action });
+            phase = action + ' of message ' + received;
+            client[action](msg, (err, result) => {
+                if (err) return fail(action + ' of message ' + received + ': ' + errText(err));
+                emit({ event: 'settled', n: received, action, result: resultName(result) });
+                settled++;
+                if (settled >= opts.count) return succeed(settled + ' message(s) settled over HTTPS');
+                phase = 'waiting for C2D message ' + (settled + 1) + ' of ' + opts.count;
+            });
+        });
+    });
+}
+
+const rest = (f) => () => f().catch((e) => fail(phase + ': ' + errText(e)));
+
 ({
+    'service-registry': rest(serviceRegistry),
+    'service-registry-delete': rest(serviceRegistryDelete),
+    'service-twin': rest(serviceTwin),
+    'service-method': rest(serviceMethod),
+    'device-http-receive': deviceHttpReceive,
     'device-method': deviceMethod,
     'device-twin': deviceTwin,
     'service-send': serviceSend,
