@@ -792,3 +792,164 @@ async fn oversized_messages_full_queues_and_bad_acks_are_rejected() {
     // The links survive the rejections: a small message still goes through.
     within("send", device.send_event(Message::with_data(&b"ok"[..]))).await.unwrap();
 }
+
+// ---- the service REST API and the WebSocket upgrade on port 443 ----
+
+/// A request with a token, an optional `If-Match` and a JSON body.
+fn rest(method: &str, path: &str, token: &str, if_match: Option<&str>, body: &str) -> Vec<u8> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut r = format!(
+        "{method} {path}{sep}api-version=2021-04-12 HTTP/1.1\r\nHost: localhost\r\nAuthorization: {token}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(m) = if_match {
+        r.push_str(&format!("If-Match: {m}\r\n"));
+    }
+    r.push_str("\r\n");
+    r.push_str(body);
+    r.into_bytes()
+}
+
+fn policy_token(name: &str, key: &SasKey) -> String {
+    SasToken::new("localhost", key, Some(name), in_an_hour()).unwrap().to_string()
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// IoT Hub's error code in an error body (`ErrorCode:{code};…`).
+fn code(body: &str) -> String {
+    let m = json(body)["Message"].as_str().unwrap_or_default().to_owned();
+    m.strip_prefix("ErrorCode:").and_then(|r| r.split(';').next()).unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn the_service_rest_api_checks_rights_and_etags_and_replaces_twins() {
+    use amqpwire::azure::emulator::Permissions;
+    let read_key = SasKey::from_bytes(vec![3; 32]);
+    let service_key = SasKey::from_bytes(vec![4; 32]);
+    let (rk, sk) = (read_key.clone(), service_key.clone());
+    let h = start_with(move |c| {
+        c.policies.push(("registryRead".into(), rk, Permissions::of_policy("registryRead")));
+        c.policies.push(("service".into(), sk, Permissions::of_policy("service")));
+    })
+    .await;
+    let owner = service_token("localhost");
+    let reader = policy_token("registryRead", &read_key);
+    let service = policy_token("service", &service_key);
+    let ask = |r: Vec<u8>| {
+        let h = &h;
+        async move { https(h, h.wss, &[r]).await.remove(0) }
+    };
+    // Rights: RegistryRead reads the registry and writes nothing; ServiceConnect reads
+    // twins, not the registry; a device's own token opens no service API.
+    let (status, body) = ask(rest("GET", "/devices", &reader, None, "")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)[0]["deviceId"], "dev1");
+    let (status, body) = ask(rest("PUT", "/devices/x1", &reader, None, "{}")).await;
+    assert_eq!((status, code(&body).as_str()), (401, "IotHubUnauthorizedAccess"), "{body}");
+    assert_eq!(ask(rest("GET", "/devices", &service, None, "")).await.0, 401);
+    assert_eq!(ask(rest("GET", "/twins/dev1", &service, None, "")).await.0, 200);
+    assert_eq!(ask(rest("GET", "/devices", &device_token(), None, "")).await.0, 401);
+    assert!(h.hub.identity_json("x1").is_none(), "nothing refused was made");
+    // A module, its twin, a twin replaced, and etags.
+    let (status, body) = ask(rest("PUT", "/devices/dev1/modules/m1", &owner, None, "{}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["moduleId"], "m1");
+    let (status, body) = ask(rest("GET", "/twins/dev1/modules/m1", &owner, None, "")).await;
+    assert_eq!((status, json(&body)["moduleId"].as_str()), (200, Some("m1")), "{body}");
+    let first = r#"{"tags":{"site":"a"},"properties":{"desired":{"x":1,"y":2}}}"#;
+    let (status, body) = ask(rest("PUT", "/twins/dev1", &owner, Some("*"), first)).await;
+    assert_eq!(status, 200, "{body}");
+    let etag = json(&body)["etag"].as_str().unwrap().to_owned();
+    // Replaced: y and the tags are gone, the desired version moved on.
+    let second = r#"{"properties":{"desired":{"x":1}}}"#;
+    let (status, body) =
+        ask(rest("PUT", "/twins/dev1", &owner, Some(&format!("\"{etag}\"")), second)).await;
+    assert_eq!(status, 200, "{body}");
+    let twin = json(&body);
+    assert_eq!(twin["properties"]["desired"], serde_json::json!({"x": 1, "$version": 2}));
+    assert_eq!(twin["tags"], serde_json::json!({}));
+    // The old etag is stale now.
+    let (status, body) = ask(rest("PATCH", "/twins/dev1", &owner, Some(&etag), second)).await;
+    assert_eq!((status, code(&body).as_str()), (412, "PreconditionFailed"), "{body}");
+    let reported = r#"{"properties":{"reported":{"x":1}}}"#;
+    assert_eq!(ask(rest("PATCH", "/twins/dev1", &owner, Some("*"), reported)).await.0, 400);
+    // Deleting with a wrong etag is refused; with * it goes, and stays gone.
+    let (status, _) =
+        ask(rest("DELETE", "/devices/dev1/modules/m1", &owner, Some("\"bogus\""), "")).await;
+    assert_eq!(status, 412);
+    assert_eq!(ask(rest("DELETE", "/devices/dev1/modules/m1", &owner, Some("*"), "")).await.0, 204);
+    let (status, body) = ask(rest("GET", "/devices/dev1/modules/m1", &owner, None, "")).await;
+    assert_eq!((status, code(&body).as_str()), (404, "ModuleNotFound"), "{body}");
+    // Bad requests: an id with a slash, a method call without a name or with a time-out
+    // out of range, a twin that is not an object, a verb a resource does not take.
+    assert_eq!(ask(rest("PUT", "/devices/a%2Fb", &owner, None, "{}")).await.0, 400);
+    let (status, body) = ask(rest("POST", "/twins/dev1/methods", &owner, None, "{}")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("methodName"), "{body}");
+    let short = r#"{"methodName":"m","responseTimeoutInSeconds":1}"#;
+    assert_eq!(ask(rest("POST", "/twins/dev1/methods", &owner, None, short)).await.0, 400);
+    assert_eq!(ask(rest("PATCH", "/twins/dev1", &owner, None, "[1]")).await.0, 400);
+    assert_eq!(ask(rest("DELETE", "/twins/dev1", &owner, None, "")).await.0, 405);
+    let (status, _) = ask(rest("PUT", "/twins/dev1/methods", &owner, None, "")).await;
+    assert_eq!(status, 405);
+}
+
+#[tokio::test]
+async fn a_method_the_device_does_not_answer_in_time_is_504() {
+    let h = start(Duration::from_millis(50)).await;
+    // The device attaches its method link over WebSocket and never answers.
+    let (_device, d) = connect(&h, &format!("wss://localhost:{}/$iothub/websocket", h.wss)).await;
+    let dcbs = within("cbs", CbsClient::attach(&d)).await.unwrap();
+    within("put", dcbs.put_token("localhost%2Fdevices%2Fdev1", &device_token(), SAS_TOKEN_TYPE))
+        .await
+        .unwrap();
+    let rx = within("attach", d.receiver("m-rx", "/devices/dev1/methods/devicebound", 10))
+        .await
+        .unwrap();
+    let call = r#"{"methodName":"slow","payload":{"n":1},"responseTimeoutInSeconds":5}"#;
+    let request = rest("POST", "/twins/dev1/methods", &service_token("localhost"), None, call);
+    let requests = [request];
+    let (answer, asked) = tokio::join!(https(&h, h.wss, &requests), within("request", rx.recv()));
+    let (status, body) = &answer[0];
+    assert_eq!((*status, code(body).as_str()), (504, "GatewayTimeout"), "{body}");
+    let asked = asked.unwrap().message().unwrap();
+    let name = asked.application_properties.as_ref().and_then(|a| a.get("IoThub-methodname"));
+    assert_eq!(name.and_then(|v| v.as_str().map(str::to_owned)).as_deref(), Some("slow"));
+    assert_eq!(asked.body.text().as_deref(), Some(r#"{"n":1}"#));
+}
+
+#[tokio::test]
+async fn a_throttled_rest_device_gets_429() {
+    let h = start_with(|c| {
+        c.faults.throttle_after = Some(1);
+        c.faults.throttle_for = Duration::from_secs(3600);
+    })
+    .await;
+    let token = device_token();
+    let answers =
+        https(&h, h.wss, &[post("dev1", &token, &[], b"1"), post("dev1", &token, &[], b"2")]).await;
+    assert_eq!(answers[0], (204, String::new()));
+    assert_eq!((answers[1].0, code(&answers[1].1).as_str()), (429, "ThrottlingException"));
+    assert_eq!(h.hub.events(h.hub.partition_of("dev1")).len(), 1, "the throttled one was dropped");
+}
+
+#[tokio::test]
+async fn port_443_refuses_what_is_not_a_websocket_upgrade_to_the_hub() {
+    let h = start(Duration::from_millis(50)).await;
+    let upgrade = |path: &str, protocol: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n").into_bytes()
+    };
+    let ask = |r: Vec<u8>| {
+        let h = &h;
+        async move { https(h, h.wss, &[r]).await.remove(0) }
+    };
+    let (status, body) = ask(upgrade("/$iothub/websocket", "mqtt")).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("AMQPWSB10"), "{body}");
+    assert_eq!(ask(upgrade("/elsewhere", "AMQPWSB10")).await.0, 404);
+    let plain = b"GET /$iothub/websocket HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec();
+    assert_eq!(ask(plain).await.0, 400);
+}

@@ -395,7 +395,15 @@ impl IotHub {
         let raw: Vec<&str> = path.trim_matches('/').split('/').collect();
         let lower: Vec<String> = raw.iter().map(|s| s.to_ascii_lowercase()).collect();
         let w: Vec<&str> = lower.iter().map(String::as_str).collect();
-        let id = |i: usize| device_segment(raw[i]);
+        // An id that decodes to something with a `/` would read as DEVICE/MODULE.
+        let slashed = std::sync::atomic::AtomicBool::new(false);
+        let id = |i: usize| {
+            let d = device_segment(raw[i]);
+            if d.contains('/') {
+                slashed.store(true, Ordering::Relaxed);
+            }
+            d
+        };
         let module = |d: usize, m: usize| format!("{}/{}", id(d), id(m));
         let not_allowed = |allowed: &str| {
             let why = format!("{method} is not allowed on {path}; {allowed}");
@@ -436,6 +444,10 @@ impl IotHub {
             }
             _ => return Err(Box::new(err(404, "NotFound", format!("no resource {path:?}")))),
         };
+        if slashed.load(Ordering::Relaxed) {
+            let why = format!("{path:?} names an id with a '/', which no device or module id has");
+            return Err(Box::new(err(400, "ArgumentInvalid", why)));
+        }
         if !query.split('&').any(|kv| kv.starts_with("api-version=")) {
             return Err(Box::new(err(
                 400,
