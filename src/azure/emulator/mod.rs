@@ -3,7 +3,8 @@
 //! would to a hub, with no internet. See `docs/iothub.md`.
 //!
 //! ```text
-//!   IotHub::serve(listener)             (amqps :5671, wss /$iothub/websocket)
+//!   IotHub::serve(listener)             (amqps :5671)
+//!   IotHub::serve_https(tcp, tls)       (:443: wss /$iothub/websocket and the REST APIs)
 //!     SASL: none | MSSBCBS | ANONYMOUS (then CBS) | PLAIN (user …@sas[.root].hub, token)
 //!     $cbs               put-token: SAS token checked against the registry → a claim
 //!     /messages/devicebound                 service → per-device C2D queues (limit, size)
