@@ -588,6 +588,10 @@ fn check_capture(stem: &str, c2s: &[u8], s2c: &[u8]) -> Result<(), String> {
                 node_c2d_receive(&mut f, &client, &server, cbs, ws);
             } else if stem.ends_with("-telemetry") {
                 node_telemetry(&mut f, &client, &server, cbs, ws);
+            } else if stem.ends_with("-twin") {
+                node_twin(&mut f, &client, &server, cbs);
+            } else if stem.ends_with("-method") {
+                node_method(&mut f, &client, &server, cbs);
             } else {
                 return Err(format!("{stem}: no checks for this capture"));
             }
@@ -940,6 +944,130 @@ fn node_c2d_receive(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs, ws: bo
         && settled[0].role == Role::RECEIVER
         && matches!(settled[0].state, Some(DeliveryState::Accepted(_)));
     fact!(f, ok, "the C2D message was settled with {settled:?}");
+}
+
+/// The pair a device SDK attaches on `address` (its sender, then its receiver), both with
+/// `com.microsoft:channel-correlation-id` `{prefix}:<uuid>` and an api-version; the
+/// hub's attaches answering them.
+fn node_pair<'s>(
+    f: &mut Facts,
+    c: &'s Stream,
+    s: &'s Stream,
+    cbs: AfterCbs,
+    address: &str,
+    prefix: &str,
+) -> Option<((&'s Attach, &'s Attach), (&'s Attach, &'s Attach))> {
+    let tx = attach_at(c, address, Role::SENDER);
+    let rx = attach_at(c, address, Role::RECEIVER);
+    let (Some((at_tx, tx)), Some((at_rx, rx))) = (tx, rx) else {
+        f.failed.push(format!("no sender and receiver pair on {address}"));
+        return None;
+    };
+    fact!(f, at_tx > cbs.0 && at_rx > cbs.0, "the {prefix} links attached before the put-token");
+    let channel = |a: &Attach| {
+        fields_get(a.properties.as_ref(), "com.microsoft:channel-correlation-id")
+            .and_then(|v| v.as_str().map(str::to_owned))
+    };
+    let (a, b) = (channel(tx), channel(rx));
+    let paired = a.is_some() && a == b;
+    let uuid =
+        a.as_deref().and_then(|c| c.strip_prefix(&format!("{prefix}:"))).is_some_and(is_guid);
+    fact!(f, paired && uuid, "channel-correlation-ids {a:?} and {b:?}");
+    for l in [tx, rx] {
+        let v = fields_get(l.properties.as_ref(), "com.microsoft:api-version");
+        fact!(f, v.and_then(|v| v.as_str()) == Some("2021-04-12"), "{prefix} api-version {v:?}");
+    }
+    let (Some(hub_rx), Some(hub_tx)) = (s.attach(&tx.name), s.attach(&rx.name)) else {
+        f.failed.push(format!("the hub did not attach the {prefix} links"));
+        return None;
+    };
+    Some(((tx, rx), (hub_rx, hub_tx)))
+}
+
+/// azure-iot-device with its twin: GET, PATCH reported, GET, PUT (subscribe), then a
+/// desired update pushed by the hub.
+fn node_twin(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs) {
+    let Some(((tx, _), (_, hub_tx))) = node_pair(f, c, s, cbs, "/devices/dev1/twin", "twin") else {
+        return;
+    };
+    let requests = c.transfers(tx.handle.0);
+    let ops: Vec<(Option<String>, Option<String>)> = requests
+        .iter()
+        .map(|(_, m)| {
+            let a = |k| annotation(m, k).and_then(|v| v.as_str().map(str::to_owned));
+            (a("operation"), a("resource"))
+        })
+        .collect();
+    let want = [
+        (Some("GET"), None),
+        (Some("PATCH"), Some("/properties/reported")),
+        (Some("GET"), None),
+        (Some("PUT"), Some("/notifications/twin/properties/desired")),
+    ];
+    let got: Vec<(Option<&str>, Option<&str>)> =
+        ops.iter().map(|(o, r)| (o.as_deref(), r.as_deref())).collect();
+    fact!(f, got == want, "twin requests {got:?}");
+    fact!(
+        f,
+        requests.iter().all(|(t, _)| t.settled == Some(true)),
+        "twin requests not pre-settled"
+    );
+    let patch = requests.get(1).and_then(|(_, m)| body_text(m));
+    fact!(f, patch.as_deref().is_some_and(|p| p.contains("firmware")), "the PATCH body {patch:?}");
+    // Each answer carries its request's correlation-id and a status; then the push.
+    let answers = s.transfers(hub_tx.handle.0);
+    fact!(f, answers.len() == 5, "{} transfers from the hub's twin link", answers.len());
+    for (i, ((_, q), (_, a))) in requests.iter().zip(&answers).enumerate() {
+        let status = annotation(a, "status").and_then(|v| v.as_i64());
+        let want = if i == 1 { 204 } else { 200 };
+        fact!(f, status == Some(want), "answer {i}: status {status:?}");
+        let (qc, ac) = (props(q).correlation_id, props(a).correlation_id);
+        fact!(f, qc.is_some() && qc == ac, "answer {i}: correlation-id {ac:?} for {qc:?}");
+    }
+    if let Some((_, push)) = answers.get(4) {
+        fact!(f, props(push).correlation_id.is_none(), "the desired push has a correlation-id");
+        let body = body_text(push).unwrap_or_default();
+        fact!(f, body.contains("\"rate\":5") && body.contains("$version"), "the push {body:?}");
+    }
+}
+
+/// azure-iot-device answering a direct method.
+fn node_method(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs) {
+    let address = "/devices/dev1/methods/devicebound";
+    let Some(((tx, _), (_, hub_tx))) = node_pair(f, c, s, cbs, address, "methods") else {
+        return;
+    };
+    let asked = s.transfers(hub_tx.handle.0);
+    let [(t, request)] = asked.as_slice() else {
+        return f.failed.push(format!("{} method requests", asked.len()));
+    };
+    fact!(f, t.settled == Some(true), "the request is not pre-settled");
+    fact!(f, text(request, "IoThub-methodname").as_deref() == Some("reboot"), "method name");
+    let Some(MessageId::Uuid(id)) = props(request).correlation_id else {
+        return f
+            .failed
+            .push(format!("request correlation-id {:?}", props(request).correlation_id));
+    };
+    let answered = c.transfers(tx.handle.0);
+    let [(_, answer)] = answered.as_slice() else {
+        return f.failed.push(format!("{} method answers", answered.len()));
+    };
+    // The SDK writes the uuid back as text.
+    let text_id = crate::uuid_text(&id.0);
+    fact!(
+        f,
+        props(answer).correlation_id == Some(MessageId::String(text_id.as_str().into())),
+        "answer correlation-id {:?} for {text_id}",
+        props(answer).correlation_id
+    );
+    let status = app(answer, "IoThub-status").and_then(|v| v.as_i64());
+    fact!(f, status == Some(201), "IoThub-status {status:?}");
+    fact!(f, body_text(answer).as_deref() == Some(r#"{"rebooting":true}"#), "answer body");
+}
+
+fn uuid_text(b: &[u8; 16]) -> String {
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 
 /// azure-iot-device sending telemetry.
@@ -1730,7 +1858,7 @@ async fn node_sdks_see_refusals_rejects_and_abandons() {
 // ------------------------------------------------------------------ the fixtures
 
 /// Every capture in `tests/fixtures/iothub/`: `STEM.c2s.bin` and `STEM.s2c.bin`.
-const STEMS: [&str; 10] = [
+const STEMS: [&str; 12] = [
     "node-service-amqp-c2d-send",
     "node-service-amqp-feedback",
     "node-device-amqp-c2d-receive",
@@ -1741,6 +1869,8 @@ const STEMS: [&str; 10] = [
     "node-device-amqpws-telemetry",
     "eventhub-py-management",
     "eventhub-py-receive",
+    "node-device-amqp-twin",
+    "node-device-amqp-method",
 ];
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -1762,6 +1892,9 @@ fn sdk_fixtures_show_what_the_sdks_send() {
     // Over WebSocket the Node SDKs send the frames they send over TLS, in the same order.
     for stem in STEMS.iter().filter(|s| s.contains("-amqp-")) {
         let ws = stem.replace("-amqp-", "-amqpws-");
+        if !STEMS.contains(&ws.as_str()) {
+            continue;
+        }
         for dir in ["c2s", "s2c"] {
             let names = |stem: &str| {
                 Stream::decode(&fixture(&format!("{stem}.{dir}.bin")))
@@ -1785,6 +1918,13 @@ fn sdk_fixtures_show_what_the_sdks_send() {
         ("eventhub-py-receive", &c, &s),
         ("node-service-amqp-c2d-send", &s, &c),
     ] {
+        if check_capture(stem, c, s).is_ok() {
+            failed.push(format!("the checks of {stem} pass on another capture"));
+        }
+    }
+    let (c, s) =
+        (fixture("node-device-amqp-method.c2s.bin"), fixture("node-device-amqp-method.s2c.bin"));
+    for (stem, c, s) in [("node-device-amqp-twin", &c, &s), ("node-device-amqp-method", &s, &c)] {
         if check_capture(stem, c, s).is_ok() {
             failed.push(format!("the checks of {stem} pass on another capture"));
         }
@@ -2409,4 +2549,56 @@ async fn the_node_http_device_receives_cloud_to_device_messages_and_settles_them
         feedback,
         [("h1".to_owned(), "Success"), ("h2".to_owned(), "Rejected"), ("h3".to_owned(), "Success")]
     );
+}
+
+/// The twin and a direct method as the Node device SDK speaks them, captured and checked
+/// like the other SDK traffic (and written as fixtures with `AMQPWIRE_WRITE_FIXTURES=1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_device_sdks_twin_and_method_traffic() {
+    node_sdks_installed();
+    let rec = Arc::new(Recorder::default());
+    let h =
+        hub::start_traced(|c| c.feedback_interval = Duration::from_millis(50), Some(rec.trace()))
+            .await;
+    let scratch = Scratch::new("iothub-sdk", "twin-method-traffic");
+    let ca = scratch.path("ca.pem");
+    std::fs::write(&ca, &h.pki.ca).expect("write");
+    let mut captures = Captures::default();
+    let t = NodeTransport::Amqp;
+    // The twin: the device reads, reports, reads, subscribes; the service's patch arrives.
+    let before = rec.keys();
+    let mut twin = node("device-twin", t, &h, &ca);
+    twin.args(["--reported", r#"{"firmware": "1.2"}"#, "--await-desired", "rate=5"]);
+    let device = run_peer(twin, "twin", &scratch, Duration::from_secs(40));
+    let service = async {
+        eventually("the twin subscription", || h.hub.twin_subscribers("dev1") > 0).await?;
+        h.hub.patch_desired("dev1", r#"{"rate": 5}"#).await
+    };
+    let (device, patched) = tokio::join!(device, service);
+    device.expect("the device's twin");
+    patched.expect("patched");
+    captures
+        .take(&rec, &before, t.endpoint(), &["node-device-amqp-twin"], true)
+        .await
+        .expect("the twin's connection");
+    // A method.
+    let before = rec.keys();
+    let mut method = node("device-method", t, &h, &ca);
+    method.args(["--method", "reboot", "--status", "201", "--answer", r#"{"rebooting": true}"#]);
+    let device = run_peer(method, "method", &scratch, Duration::from_secs(40));
+    let service = async {
+        eventually("the method links", || h.hub.method_listeners("dev1") > 0).await?;
+        h.hub
+            .invoke_method("dev1", "reboot", r#"{"delay":5}"#, Duration::from_secs(20))
+            .await
+            .map_err(|e| format!("{e:?}"))
+    };
+    let (device, answer) = tokio::join!(device, service);
+    device.expect("the device's method");
+    assert_eq!(answer.expect("answered").status, 201);
+    captures
+        .take(&rec, &before, t.endpoint(), &["node-device-amqp-method"], true)
+        .await
+        .expect("the method's connection");
+    finish(Run { captures, failed: Vec::new() });
 }
