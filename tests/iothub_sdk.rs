@@ -948,7 +948,7 @@ fn node_c2d_receive(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs, ws: bo
 
 /// The pair a device SDK attaches on `address` (its sender, then its receiver), both with
 /// `com.microsoft:channel-correlation-id` `{prefix}:<uuid>` and an api-version; the
-/// hub's attaches answering them.
+/// device's sender and the hub's sender.
 fn node_pair<'s>(
     f: &mut Facts,
     c: &'s Stream,
@@ -956,7 +956,7 @@ fn node_pair<'s>(
     cbs: AfterCbs,
     address: &str,
     prefix: &str,
-) -> Option<((&'s Attach, &'s Attach), (&'s Attach, &'s Attach))> {
+) -> Option<(&'s Attach, &'s Attach)> {
     let tx = attach_at(c, address, Role::SENDER);
     let rx = attach_at(c, address, Role::RECEIVER);
     let (Some((at_tx, tx)), Some((at_rx, rx))) = (tx, rx) else {
@@ -981,13 +981,15 @@ fn node_pair<'s>(
         f.failed.push(format!("the hub did not attach the {prefix} links"));
         return None;
     };
-    Some(((tx, rx), (hub_rx, hub_tx)))
+    // The hub's receiver answers the device's sender; the hub's sender its receiver.
+    fact!(f, hub_rx.role == Role::RECEIVER, "the hub's {prefix} receiver {hub_rx:?}");
+    Some((tx, hub_tx))
 }
 
 /// azure-iot-device with its twin: GET, PATCH reported, GET, PUT (subscribe), then a
 /// desired update pushed by the hub.
 fn node_twin(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs) {
-    let Some(((tx, _), (_, hub_tx))) = node_pair(f, c, s, cbs, "/devices/dev1/twin", "twin") else {
+    let Some((tx, hub_tx)) = node_pair(f, c, s, cbs, "/devices/dev1/twin", "twin") else {
         return;
     };
     let requests = c.transfers(tx.handle.0);
@@ -1034,7 +1036,7 @@ fn node_twin(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs) {
 /// azure-iot-device answering a direct method.
 fn node_method(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs) {
     let address = "/devices/dev1/methods/devicebound";
-    let Some(((tx, _), (_, hub_tx))) = node_pair(f, c, s, cbs, address, "methods") else {
+    let Some((tx, hub_tx)) = node_pair(f, c, s, cbs, address, "methods") else {
         return;
     };
     let asked = s.transfers(hub_tx.handle.0);
