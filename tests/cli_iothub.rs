@@ -221,13 +221,14 @@ fn modules_are_registry_identities_and_their_events_say_so() {
 #[test]
 fn injected_faults_reach_the_client_as_iot_hub_would_send_them() {
     // Each fault on an emulator of its own; the device sends until it hits it.
-    let cases: [(&[&str], &str, &str); 4] = [
+    let cases: [(&[&str], &str, &str); 5] = [
         (
             &["--fault-throttle-after", "2", "--fault-throttle-for", "60"],
             "3",
             "com.microsoft:device-container-throttled",
         ),
         (&["--fault-detach-after", "1"], "3", "amqp:link:detach-forced"),
+        (&["--fault-redirect-after", "1"], "3", "amqp:link:redirect"),
         (&["--fault-close-after", "1"], "3", "amqp:connection:forced"),
         (&["--fault-slow", "50"], "2", ""),
     ];

@@ -953,3 +953,33 @@ async fn port_443_refuses_what_is_not_a_websocket_upgrade_to_the_hub() {
     let plain = b"GET /$iothub/websocket HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec();
     assert_eq!(ask(plain).await.0, 400);
 }
+
+#[tokio::test]
+async fn a_redirect_fault_names_where_to_go_as_part_2_asks() {
+    let h = start_with(|c| {
+        c.faults.redirect_after = Some(1);
+        c.faults.redirect_to = Some(("gateway-2.localhost".into(), 15999));
+    })
+    .await;
+    let (_device, d) = connect(&h, &format!("amqps://localhost:{}", h.amqps)).await;
+    let dcbs = within("cbs", CbsClient::attach(&d)).await.unwrap();
+    within("put", dcbs.put_token("localhost%2Fdevices%2Fdev1", &device_token(), SAS_TOKEN_TYPE))
+        .await
+        .unwrap();
+    let tx = within("attach", d.sender("tel", "/devices/dev1/messages/events")).await.unwrap();
+    let first = within("send", tx.send(&Message::with_data(&b"one"[..]))).await.unwrap();
+    assert!(matches!(first, DeliveryState::Accepted(_)), "{first:?}");
+    // The link is detached with the redirect after its first message.
+    let e = match within("send", tx.send(&Message::with_data(&b"two"[..]))).await {
+        Err(Error::LinkDetached(Some(e))) => e,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(e.condition.as_str(), condition::LINK_REDIRECT);
+    let info = e.info.expect("the redirect's fields");
+    let field = |k: &str| info.0.iter().find(|(key, _)| key.as_str() == k).map(|(_, v)| v.clone());
+    assert_eq!(field("hostname"), Some(Value::from("gateway-2.localhost")));
+    assert_eq!(field("network-host"), Some(Value::from("gateway-2.localhost")));
+    assert_eq!(field("port").and_then(|v| v.as_i64()), Some(15999));
+    assert_eq!(field("address"), Some(Value::from("/devices/dev1/messages/events")));
+    assert_eq!(h.hub.events(h.hub.partition_of("dev1")).len(), 1, "the second was not taken");
+}

@@ -146,6 +146,13 @@ pub(crate) struct EmulateArgs {
     /// Fault injection: answer each telemetry message this many milliseconds later.
     #[arg(long, value_name = "MS")]
     fault_slow: Option<u64>,
+    /// Fault injection: detach a telemetry link with amqp:link:redirect after N messages
+    /// on it, naming --fault-redirect-to (default: this hub's amqps listener).
+    #[arg(long, value_name = "N")]
+    fault_redirect_after: Option<u64>,
+    /// Fault injection: where a redirect points.
+    #[arg(long, value_name = "HOST:PORT", requires = "fault_redirect_after")]
+    fault_redirect_to: Option<String>,
     /// X.509 devices: the CA (PEM) that signs device certificates. A registered device
     /// that presents a certificate it signed, with the device id as subject common name,
     /// is authenticated by TLS alone (no SASL, no token); its connection string says
@@ -216,6 +223,14 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
     config.faults.close_after = args.fault_close_after;
     config.faults.token_lifetime = args.fault_token_lifetime;
     config.faults.slow = args.fault_slow.map(std::time::Duration::from_millis);
+    config.faults.redirect_after = args.fault_redirect_after;
+    if let Some(to) = &args.fault_redirect_to {
+        let (host, port) = to
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| format!("--fault-redirect-to {to:?}: HOST:PORT"))?;
+        config.faults.redirect_to = Some((host, port));
+    }
     if let Some(path) = &args.x509_ca {
         let pem = std::fs::read_to_string(path)
             .map_err(|e| format!("--x509-ca {}: {e}", path.display()))?;
@@ -285,6 +300,11 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
         let l = Listener::bind(&url, options.clone()).await.map_err(|e| e.to_string())?;
         if event_hub && l.endpoint().scheme.as_str() == "amqps" {
             hub.set_event_hub_endpoint(&args.hostname, l.endpoint().port);
+        }
+        // A redirect fault points at this hub's own amqps listener unless told otherwise.
+        if !event_hub && hub.config().faults.redirect_to.is_none() {
+            let port = l.endpoint().port;
+            hub.reconfigure(|c| c.faults.redirect_to = Some((args.hostname.clone(), port)));
         }
         listeners.push((l, event_hub));
     }

@@ -161,6 +161,13 @@ pub struct Faults {
     pub token_lifetime: Option<Duration>,
     /// Each telemetry message (AMQP) is answered this much later.
     pub slow: Option<Duration>,
+    /// After this many telemetry messages on one link, the hub detaches the link with
+    /// `amqp:link:redirect`, naming [`Faults::redirect_to`] (as a gateway hands a device to
+    /// another), so that a client's handling of redirects can be tested.
+    pub redirect_after: Option<u64>,
+    /// Where a redirect points: host and port (default: the hub's host name, port 5671).
+    /// The address is the link's own.
+    pub redirect_to: Option<(String, u16)>,
 }
 
 impl Faults {
@@ -322,6 +329,13 @@ impl IotHub {
     /// The configuration.
     pub fn config(&self) -> Arc<HubConfig> {
         Arc::clone(&state::lock(&self.inner.config))
+    }
+
+    /// Changes the configuration of the running hub: faults to inject from now on, limits,
+    /// the registry. Connections already open keep the claims they have.
+    pub fn reconfigure(&self, change: impl FnOnce(&mut HubConfig)) {
+        let mut config = state::lock(&self.inner.config);
+        change(Arc::make_mut(&mut config));
     }
 
     /// Tells the hub where its Event Hub-compatible endpoint listens, for the redirect.

@@ -398,11 +398,16 @@ fn redirect(hub: &IotHub) -> AmqpError {
     let config = hub.config();
     let (host, port) = config.event_hub_endpoint.clone().unwrap_or((config.hostname.clone(), 5671));
     let address = format!("amqps://{host}:{port}/{}/$management", config.event_hub_name);
-    let mut e =
-        AmqpError::new(condition::LINK_REDIRECT, "Redirect to the Event Hub-compatible endpoint");
+    redirect_error(&host, port, &address, "Redirect to the Event Hub-compatible endpoint")
+}
+
+/// `amqp:link:redirect` with the fields part 2.8.17 names: hostname, network-host, port,
+/// address.
+fn redirect_error(host: &str, port: u16, address: &str, why: &str) -> AmqpError {
+    let mut e = AmqpError::new(condition::LINK_REDIRECT, why);
     e.info = Some(Fields(vec![
-        (Symbol::from("hostname"), Value::from(host.as_str())),
-        (Symbol::from("network-host"), Value::from(host.as_str())),
+        (Symbol::from("hostname"), Value::from(host)),
+        (Symbol::from("network-host"), Value::from(host)),
         (Symbol::from("port"), Value::from(i32::from(port))),
         (Symbol::from("address"), Value::from(address)),
     ]));
@@ -560,6 +565,17 @@ async fn telemetry(
                 if faults.detach_after.is_some_and(|n| on_link >= n) {
                     let why = format!("detached after {on_link} messages (fault injection)");
                     return Some(AmqpError::new(condition::DETACH_FORCED, why));
+                }
+                if faults.redirect_after.is_some_and(|n| on_link >= n) {
+                    let config = hub.config();
+                    let (host, port) =
+                        faults.redirect_to.clone().unwrap_or((config.hostname.clone(), 5671));
+                    let address = match module {
+                        None => format!("/devices/{device}/messages/events"),
+                        Some(m) => format!("/devices/{device}/modules/{m}/messages/events"),
+                    };
+                    let why = format!("redirected after {on_link} messages (fault injection)");
+                    return Some(redirect_error(&host, port, &address, &why));
                 }
             }
             Err(e) => {
