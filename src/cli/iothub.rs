@@ -36,7 +36,7 @@ enum IothubCommand {
     /// Run the IoT Hub emulator: the hub over TLS and WebSocket, its Event Hub-compatible
     /// endpoint, a registry of devices and policies. Prints `listening on URL` per
     /// listener and the connection strings it accepts.
-    Emulate(EmulateArgs),
+    Emulate(Box<EmulateArgs>),
     /// Send a cloud-to-device message to a device (service connection string); prints
     /// its message-id.
     SendC2d(SendC2dArgs),
