@@ -2604,3 +2604,84 @@ async fn the_node_device_sdks_twin_and_method_traffic() {
         .expect("the method's connection");
     finish(Run { captures, failed: Vec::new() });
 }
+
+/// A self-signed certificate with subject CN `cn`: its PEM and its key's PEM, and the
+/// SHA-256 thumbprint (upper-case hex) of its DER.
+fn self_signed(cn: &str) -> (String, String, String) {
+    use sha2::Digest as _;
+    let mut params = rcgen::CertificateParams::new(vec![cn.to_owned()]).expect("params");
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("certificate");
+    let print = sha2::Sha256::digest(cert.der()).iter().map(|b| format!("{b:02X}")).collect();
+    (cert.pem(), key.serialize_pem(), print)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_device_registered_by_thumbprint_sends_with_no_token() {
+    let h = hub::start(Duration::from_millis(50)).await;
+    let scratch = Scratch::new("iothub-sdk", "thumbprint");
+    let ca = scratch.path("ca.pem");
+    std::fs::write(&ca, &h.pki.ca).expect("write");
+    let write = |name: &str, pem: &str| {
+        let p = scratch.path(name);
+        std::fs::write(&p, pem).expect("write");
+        p
+    };
+    let (cert, key, print) = self_signed("thumb-dev");
+    let (cert, key) = (write("cert.pem", &cert), write("key.pem", &key));
+    // Registered as IoT Hub's registry API takes it, the thumbprint written with colons
+    // and in lower case.
+    let colons: Vec<String> =
+        print.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).to_lowercase()).collect();
+    let identity = serde_json::json!({
+        "deviceId": "thumb-dev",
+        "authentication": { "type": "selfSigned", "x509Thumbprint": { "primaryThumbprint": colons.join(":") } },
+    });
+    let made = h.hub.put_identity("thumb-dev", &identity, None).expect("registered");
+    assert_eq!(made["authentication"]["type"], "selfSigned");
+    assert_eq!(made["authentication"]["x509Thumbprint"]["primaryThumbprint"], print.as_str());
+    assert!(made["authentication"]["symmetricKey"]["primaryKey"].is_null(), "no key to show");
+    let send = |device: &str, t: NodeTransport, cert: &Path, key: &Path, body: &str| {
+        node_sdks_installed();
+        let mut cmd = Command::new("node");
+        cmd.arg(Path::new(PEERS).join("iothub_sdk.js")).arg("device-send");
+        cmd.args([
+            "--connection-string",
+            &format!("HostName=localhost;DeviceId={device};x509=true"),
+        ]);
+        cmd.args(["--transport", t.arg(), "--port", &t.port(&h).to_string(), "--timeout", "20"]);
+        cmd.arg("--ca").arg(&ca).arg("--cert").arg(cert).arg("--key").arg(key);
+        cmd.args(["--body", body]);
+        cmd
+    };
+    for t in [NodeTransport::Amqp, NodeTransport::Ws] {
+        let cmd = send("thumb-dev", t, &cert, &key, t.arg());
+        run_peer(cmd, &format!("thumb-{}", t.arg()), &scratch, Duration::from_secs(40))
+            .await
+            .unwrap_or_else(|e| panic!("over {}: {e}", t.arg()));
+    }
+    let bodies: Vec<String> = h
+        .hub
+        .events(h.hub.partition_of("thumb-dev"))
+        .iter()
+        .filter(|e| e.device_id == "thumb-dev")
+        .filter_map(|e| e.message().ok()?.body.text())
+        .collect();
+    assert_eq!(bodies, ["amqp", "ws"]);
+    // Another self-signed certificate gets nowhere, even one whose subject names a
+    // registered device: without the hub's CA a subject proves nothing.
+    for (cn, device) in [("thumb-dev", "thumb-dev"), ("dev1", "dev1")] {
+        let (c, k, _) = self_signed(cn);
+        let (c, k) = (write("other.pem", &c), write("other-key.pem", &k));
+        let cmd = send(device, NodeTransport::Amqp, &c, &k, "x");
+        let label = format!("stranger-{cn}");
+        let refused = run_peer(cmd, &label, &scratch, Duration::from_secs(40)).await;
+        assert!(refused.is_err(), "a stranger's certificate for {device} got in");
+    }
+    // Disabled, the registered certificate gets nowhere either.
+    let off = serde_json::json!({ "deviceId": "thumb-dev", "status": "disabled" });
+    h.hub.put_identity("thumb-dev", &off, Some("*")).expect("disabled");
+    let cmd = send("thumb-dev", NodeTransport::Amqp, &cert, &key, "x");
+    assert!(run_peer(cmd, "disabled", &scratch, Duration::from_secs(40)).await.is_err());
+}

@@ -27,7 +27,7 @@ pub fn listen_options(
         credentials = credentials.with_user(name, password, &salt());
     }
     let anonymous = users.is_empty();
-    let external = tls.as_ref().is_some_and(TlsServerConfig::asks_client_certificates);
+    let external = tls.as_ref().is_some_and(TlsServerConfig::checks_client_certificates);
     let credentials = credentials.anonymous(anonymous).external(external);
     ListenOptions {
         tls,

@@ -153,6 +153,12 @@ pub(crate) struct EmulateArgs {
     /// Fault injection: where a redirect points.
     #[arg(long, value_name = "HOST:PORT", requires = "fault_redirect_after")]
     fault_redirect_to: Option<String>,
+    /// X.509 devices: ask TLS clients for a certificate, so that devices registered by
+    /// thumbprint (self-signed; `authentication.type` `selfSigned` in the registry API) can
+    /// authenticate with theirs. Browsers cannot connect over WebSocket then. Implied by
+    /// --x509-ca.
+    #[arg(long)]
+    client_certificates: bool,
     /// X.509 devices: the CA (PEM) that signs device certificates. A registered device
     /// that presents a certificate it signed, with the device id as subject common name,
     /// is authenticated by TLS alone (no SASL, no token); its connection string says
@@ -231,6 +237,7 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
             .ok_or_else(|| format!("--fault-redirect-to {to:?}: HOST:PORT"))?;
         config.faults.redirect_to = Some((host, port));
     }
+    config.client_certificates = args.client_certificates;
     if let Some(path) = &args.x509_ca {
         let pem = std::fs::read_to_string(path)
             .map_err(|e| format!("--x509-ca {}: {e}", path.display()))?;

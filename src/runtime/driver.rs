@@ -333,6 +333,8 @@ pub(crate) struct Shared {
     pub(crate) requests: Option<tokio::sync::mpsc::UnboundedSender<Request>>,
     /// The identity SASL authenticated (server side).
     pub(crate) identity: Option<String>,
+    /// The certificate chain the peer presented to the TLS layer.
+    pub(crate) peer_certificate: Option<super::transport::PeerIdentity>,
     /// How the connection ended (`Ok`: a clean close).
     pub(crate) ended: Option<Result<(), Error>>,
 }
@@ -359,6 +361,7 @@ impl Inner {
                 live: std::collections::HashSet::new(),
                 requests: None,
                 identity: None,
+                peer_certificate: None,
                 ended: None,
             }),
             wake_driver: Notify::new(),

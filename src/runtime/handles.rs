@@ -162,7 +162,11 @@ impl Connection {
             }
         }
         let inner = Arc::new(Inner::new(engine));
-        inner.lock().requests = requests;
+        {
+            let mut s = inner.lock();
+            s.requests = requests;
+            s.peer_certificate = io.peer_identity();
+        }
         tokio::spawn(tracing::Instrument::instrument(drive(Arc::clone(&inner), io), span));
         Self { inner }
     }
@@ -226,6 +230,13 @@ impl Connection {
     /// The identity SASL authenticated (server side), if any.
     pub fn identity(&self) -> Option<String> {
         self.inner.lock().identity.clone()
+    }
+
+    /// The certificate chain the peer presented to the TLS layer (on a server, the
+    /// client's certificate, when the listener asked for one and the client sent it),
+    /// whether or not it names anyone the application trusts.
+    pub fn peer_certificate(&self) -> Option<super::transport::PeerIdentity> {
+        self.inner.lock().peer_certificate.clone()
     }
 
     /// The identity the transport authenticated (server side): the subject common name of

@@ -186,7 +186,11 @@ fn server_config(o: &ListenOptions, io: &Transport, n: u64) -> engine::Config {
     cfg.properties = Some(properties);
     cfg.authenticator = o.authenticator.as_ref().and_then(|f| f());
     cfg.require_sasl = o.require_sasl && cfg.authenticator.is_some();
-    cfg.external_identity = io.peer_identity().and_then(|p| p.subject_cn);
+    // Only a certificate the TLS layer checked against the client CAs names anyone; one a
+    // listener took unchecked (`with_any_client_certificate`) is the application's to judge.
+    if o.tls.as_ref().is_some_and(TlsServerConfig::checks_client_certificates) {
+        cfg.external_identity = io.peer_identity().and_then(|p| p.subject_cn);
+    }
     cfg.accept_links = false;
     if let Some(trace) = &o.trace {
         let trace = Arc::clone(trace);

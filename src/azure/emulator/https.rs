@@ -175,12 +175,8 @@ impl IotHub {
                 else {
                     return;
                 };
-                let identity = stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|c| PeerIdentity::from_der(c.clone().into_owned()));
+                let identity =
+                    stream.get_ref().1.peer_certificates().and_then(PeerIdentity::from_chain);
                 let peer = Peer { identity, addr: Some(addr) };
                 hub.http_connection(stream, front, peer).await;
                 // An upgraded WebSocket runs on a task of its own: the slot is free now.

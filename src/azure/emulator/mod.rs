@@ -134,6 +134,11 @@ pub struct HubConfig {
     /// subject common name, is authenticated by TLS alone: no SASL, no `$cbs` token. The
     /// listeners then ask TLS clients for a certificate (optional: SAS clients need none).
     pub x509_ca: Option<String>,
+    /// Ask TLS clients for a certificate (optional for them), so that X.509 devices can
+    /// authenticate with one: signed by [`HubConfig::x509_ca`], or self-signed and
+    /// registered by its thumbprint. On whenever `x509_ca` is set. Off by default because
+    /// browsers' WebSockets fail when a server asks for a certificate.
+    pub client_certificates: bool,
 }
 
 /// The condition of a throttled device's refused message (`com.microsoft:…`).
@@ -200,6 +205,7 @@ impl HubConfig {
             clock_skew: crate::azure::DEFAULT_CLOCK_SKEW,
             faults: Faults::default(),
             x509_ca: None,
+            client_certificates: false,
         }
     }
 
@@ -223,10 +229,13 @@ pub(crate) struct Claim {
 impl Claim {
     /// The claim of a device that TLS authenticated with its certificate: its own paths,
     /// for as long as the connection lasts.
-    pub(crate) fn x509(host: &str, device: &str) -> Option<Self> {
+    pub(crate) fn x509(host: &str, id: &str) -> Option<Self> {
         // Never verified again: the audience is what a claim grants.
         let throwaway = SasKey::from_bytes(crate::runtime::random::bytes::<32>().to_vec());
-        let audience = format!("{host}/devices/{device}");
+        let (device, audience) = match id.split_once('/') {
+            None => (id, format!("{host}/devices/{id}")),
+            Some((d, m)) => (d, format!("{host}/devices/{d}/modules/{m}")),
+        };
         let token = SasToken::new(&audience, &throwaway, None, u64::MAX / 2).ok()?;
         Some(Self {
             token,
@@ -338,6 +347,13 @@ impl IotHub {
         change(Arc::make_mut(&mut config));
     }
 
+    /// Whether the hub's TLS listeners ask clients for a certificate
+    /// ([`HubConfig::client_certificates`], or a CA for X.509 devices).
+    pub fn asks_client_certificates(&self) -> bool {
+        let config = self.config();
+        config.client_certificates || config.x509_ca.is_some()
+    }
+
     /// Tells the hub where its Event Hub-compatible endpoint listens, for the redirect.
     pub fn set_event_hub_endpoint(&self, host: &str, port: u16) {
         let mut config = state::lock(&self.inner.config);
@@ -355,16 +371,20 @@ impl IotHub {
         trace: Option<SharedTrace>,
     ) -> ListenOptions {
         let hub = self.clone();
-        // Devices with certificates: ask TLS clients for one (optional).
-        let tls = match (tls, &self.config().x509_ca) {
-            (Some(t), Some(ca)) => Some(match t.clone().with_client_ca_pem(ca.as_bytes(), false) {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::warn!("the X.509 device CA cannot be used: {e}");
-                    t
-                }
-            }),
-            (t, _) => t,
+        // X.509 devices: TLS clients are asked for a certificate (optional), and any is
+        // taken; whom it identifies (by the hub's CA, or by a registered thumbprint) is
+        // decided when the connection opens, so devices registered later get in too.
+        let tls = match tls {
+            Some(t) if self.asks_client_certificates() => {
+                Some(match t.clone().with_any_client_certificate() {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::warn!("TLS clients cannot be asked for certificates: {e}");
+                        t
+                    }
+                })
+            }
+            t => t,
         };
         ListenOptions {
             tls,

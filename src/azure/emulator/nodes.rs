@@ -134,12 +134,10 @@ pub(super) async fn serve_connection(hub: IotHub, mut conn: ServerConnection, ev
     if conn.connection.opened().await.is_err() {
         return;
     }
-    // A device certificate (X.509): its claim, with no token at all.
-    if let (Some(cn), Some(_), false) =
-        (conn.connection.tls_identity(), config.x509_ca.as_ref(), event_hub)
-    {
-        if config.devices.iter().any(|(d, _)| *d == cn) && !hub.disabled(&cn) {
-            if let Some(claim) = super::Claim::x509(&host, &cn) {
+    // A device certificate (X.509, CA-signed or by thumbprint): its claims, with no token.
+    if let (Some(peer), false) = (conn.connection.peer_certificate(), event_hub) {
+        for id in hub.x509_identities(&peer) {
+            if let Some(claim) = super::Claim::x509(&host, &id) {
                 let _ = c.add_claim(claim);
             }
         }

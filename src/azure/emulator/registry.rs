@@ -67,6 +67,8 @@ enum AuthKind {
     Sas,
     /// A TLS client certificate signed by the hub's CA (`HubConfig::x509_ca`).
     CertificateAuthority,
+    /// A TLS client certificate known by its thumbprint (self-signed, or from any CA).
+    SelfSigned,
 }
 
 impl AuthKind {
@@ -74,8 +76,30 @@ impl AuthKind {
         match self {
             Self::Sas => "sas",
             Self::CertificateAuthority => "certificateAuthority",
+            Self::SelfSigned => "selfSigned",
         }
     }
+}
+
+/// A thumbprint as IoT Hub takes it: the SHA-1 (40 hex digits) or SHA-256 (64) of the
+/// certificate, any case, colons and spaces allowed; kept in upper case without them.
+fn thumbprint(v: &str) -> Result<String, RestError> {
+    let hex: String = v.chars().filter(|c| *c != ':' && !c.is_whitespace()).collect();
+    if !(hex.len() == 40 || hex.len() == 64) || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(RestError::bad(format!(
+            "thumbprint {v:?}: the SHA-1 (40 hex digits) or SHA-256 (64) of the certificate"
+        )));
+    }
+    Ok(hex.to_ascii_uppercase())
+}
+
+/// The SHA-1 and SHA-256 thumbprints of a DER certificate, in upper-case hex.
+pub(super) fn thumbprints_of(der: &[u8]) -> [String; 2] {
+    let hex = |d: ring::digest::Digest| d.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+    [
+        hex(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der)),
+        hex(ring::digest::digest(&ring::digest::SHA256, der)),
+    ]
 }
 
 /// What the REST API shows of one identity beyond its primary key.
@@ -86,6 +110,8 @@ pub(super) struct Identity {
     generation: String,
     etag: u64,
     auth: AuthKind,
+    /// Primary and secondary thumbprints of a self-signed identity.
+    thumbprints: [Option<String>; 2],
     updated: String,
 }
 
@@ -97,6 +123,7 @@ impl Identity {
             generation: format!("63{:016}", crate::runtime::random::random_u64() % 10u64.pow(16)),
             etag: 1,
             auth: AuthKind::Sas,
+            thumbprints: [None, None],
             updated: Timestamp(now_ms()).to_string(),
         }
     }
@@ -172,11 +199,12 @@ impl IotHub {
         let epoch = "0001-01-01T00:00:00Z";
         let (primary, secondary) = match meta.auth {
             AuthKind::Sas => (json!(primary.to_base64()), json!(meta.secondary.to_base64())),
-            AuthKind::CertificateAuthority => (Value::Null, Value::Null),
+            AuthKind::CertificateAuthority | AuthKind::SelfSigned => (Value::Null, Value::Null),
         };
+        let [t1, t2] = &meta.thumbprints;
         let authentication = json!({
             "symmetricKey": { "primaryKey": primary, "secondaryKey": secondary },
-            "x509Thumbprint": { "primaryThumbprint": null, "secondaryThumbprint": null },
+            "x509Thumbprint": { "primaryThumbprint": t1, "secondaryThumbprint": t2 },
             "type": meta.auth.name(),
         });
         let queued = self.queued(id);
@@ -288,17 +316,37 @@ impl IotHub {
                 Some(AuthKind::CertificateAuthority)
             }
             Some(Value::String(s)) if s.eq_ignore_ascii_case("selfSigned") => {
-                return Err(RestError::bad(
-                    "selfSigned (thumbprint) authentication is not emulated; use sas, or \
-                     certificateAuthority with the hub's --x509-ca",
-                ))
+                Some(AuthKind::SelfSigned)
             }
             Some(other) => {
                 return Err(RestError::bad(format!(
-                    "authentication.type is {other}: sas or certificateAuthority"
+                    "authentication.type is {other}: sas, selfSigned or certificateAuthority"
                 )))
             }
         };
+        let print = |name: &str| -> Result<Option<String>, RestError> {
+            match auth.and_then(|a| a.get("x509Thumbprint")).and_then(|t| t.get(name)) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if s.is_empty() => Ok(None),
+                Some(Value::String(s)) => thumbprint(s).map(Some),
+                Some(other) => Err(RestError::bad(format!("x509Thumbprint.{name} is {other}"))),
+            }
+        };
+        let prints = [print("primaryThumbprint")?, print("secondaryThumbprint")?];
+        if matches!(kind, Some(AuthKind::SelfSigned | AuthKind::CertificateAuthority))
+            && !self.asks_client_certificates()
+        {
+            return Err(RestError::bad(
+                "this hub does not ask TLS clients for certificates, so no X.509 device could \
+                 authenticate: start it with client certificates on (iothub emulate \
+                 --client-certificates, HubConfig::client_certificates) or a CA (--x509-ca)",
+            ));
+        }
+        if kind == Some(AuthKind::SelfSigned) && prints[0].is_none() {
+            return Err(RestError::bad(
+                "a selfSigned identity needs x509Thumbprint.primaryThumbprint",
+            ));
+        }
         let key = |name: &str| -> Result<Option<SasKey>, RestError> {
             match auth.and_then(|a| a.get("symmetricKey")).and_then(|k| k.get(name)) {
                 None | Some(Value::Null) => Ok(None),
@@ -380,6 +428,7 @@ impl IotHub {
             }
             if let Some(k) = kind {
                 meta.auth = k;
+                meta.thumbprints = if k == AuthKind::SelfSigned { prints } else { [None, None] };
             }
         }
         self.identity_json(id).ok_or_else(|| RestError::not_found(id))
@@ -416,6 +465,34 @@ impl IotHub {
         Ok(())
     }
 
+    /// Whom a TLS client certificate identifies: the registered device its subject names
+    /// when it chains to the hub's CA (`HubConfig::x509_ca`), and every identity (device
+    /// or `DEVICE/MODULE`) registered with its SHA-1 or SHA-256 thumbprint. Disabled
+    /// identities are left out.
+    pub fn x509_identities(&self, peer: &crate::runtime::transport::PeerIdentity) -> Vec<String> {
+        let config = self.config();
+        let mut ids = Vec::new();
+        if let (Some(ca), Some(cn)) = (&config.x509_ca, &peer.subject_cn) {
+            let registered = config.devices.iter().any(|(d, _)| d == cn);
+            if registered && peer.verify_chain(ca.as_bytes()).is_ok() {
+                ids.push(cn.clone());
+            }
+        }
+        let prints = thumbprints_of(peer.certificate.as_ref());
+        let all = lock(&self.inner.registry.identities);
+        for (id, meta) in all.iter() {
+            let known = meta.auth == AuthKind::SelfSigned
+                && meta.thumbprints.iter().flatten().any(|t| prints.contains(t));
+            if known && !ids.contains(id) {
+                ids.push(id.clone());
+            }
+        }
+        drop(all);
+        ids.retain(|id| self.knows(id) && !self.disabled(id));
+        ids.sort();
+        ids
+    }
+
     /// Adds device `id` to the registry with `key` (one is made up without), or gives an
     /// existing one that key; the key. For tests and embedding: the REST API does the same
     /// with `PUT /devices/{id}`.
@@ -428,5 +505,44 @@ impl IotHub {
             None => config.devices.push((id.to_owned(), key.clone())),
         }
         key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::azure::emulator::HubConfig;
+
+    fn self_signed(print: &str) -> Value {
+        json!({ "authentication": { "type": "selfSigned",
+            "x509Thumbprint": { "primaryThumbprint": print } } })
+    }
+
+    #[test]
+    fn thumbprints_are_checked_kept_in_one_form_and_need_a_hub_that_asks_for_certificates() {
+        let sha1 = "0a:1b:2c:3d:4e:5f:60:71:82:93:a4:b5:c6:d7:e8:f9:0a:1b:2c:3d";
+        // A hub that does not ask TLS clients for certificates refuses X.509 identities.
+        let hub = IotHub::new(HubConfig::new("localhost"));
+        let e = hub.put_identity("d", &self_signed(sha1), None).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("--client-certificates"), "{e}");
+        assert!(!hub.knows("d"), "nothing refused was made");
+        let mut config = HubConfig::new("localhost");
+        config.client_certificates = true;
+        let hub = IotHub::new(config);
+        let made = hub.put_identity("d", &self_signed(sha1), None).unwrap();
+        let kept = made["authentication"]["x509Thumbprint"]["primaryThumbprint"].clone();
+        assert_eq!(kept, "0A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D");
+        assert_eq!(made["authentication"]["type"], "selfSigned");
+        for bad in ["0a1b", "zz1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d"] {
+            let e = hub.put_identity("e", &self_signed(bad), None).unwrap_err();
+            assert!(e.message.contains("SHA-1"), "{bad}: {e}");
+        }
+        let none = json!({ "authentication": { "type": "selfSigned" } });
+        assert!(hub.put_identity("e", &none, None).unwrap_err().message.contains("primary"));
+        // The thumbprints of a certificate are its SHA-1 and SHA-256, in upper-case hex.
+        let [one, two] = thumbprints_of(b"abc");
+        assert_eq!(one, "A9993E364706816ABA3E25717850C26C9CD0D89D");
+        assert_eq!(two, "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD");
     }
 }

@@ -238,6 +238,8 @@ impl ClientTlsConfig {
 pub struct TlsServerConfig {
     identity: Identity,
     client_roots: Option<(Arc<RootCertStore>, bool)>,
+    /// Any client certificate is taken (see [`TlsServerConfig::with_any_client_certificate`]).
+    any_client: bool,
     acceptor: TlsAcceptor,
 }
 
@@ -246,6 +248,7 @@ impl fmt::Debug for TlsServerConfig {
         f.debug_struct("TlsServerConfig")
             .field("chain", &self.identity.chain.len())
             .field("client_auth", &self.client_roots.as_ref().map(|(_, required)| *required))
+            .field("any_client_certificate", &self.any_client)
             .finish()
     }
 }
@@ -264,8 +267,8 @@ impl TlsServerConfig {
     /// The server's certificate chain and private key from PEM texts.
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, TransportError> {
         let identity = Identity::from_pem(cert_pem, key_pem, "server")?;
-        let acceptor = build_acceptor(&identity, None)?;
-        Ok(Self { identity, client_roots: None, acceptor })
+        let acceptor = build_acceptor(&identity, None, false)?;
+        Ok(Self { identity, client_roots: None, any_client: false, acceptor })
     }
 
     /// Asks clients for a certificate signed by one of the CAs of `ca_pem`. With `required`
@@ -281,8 +284,24 @@ impl TlsServerConfig {
             roots.add(ca).map_err(|e| config_error(format!("client CA certificate: {e}")))?;
         }
         let client_roots = Some((Arc::new(roots), required));
-        self.acceptor = build_acceptor(&self.identity, client_roots.as_ref())?;
+        self.acceptor = build_acceptor(&self.identity, client_roots.as_ref(), false)?;
         self.client_roots = client_roots;
+        self.any_client = false;
+        Ok(self)
+    }
+
+    /// Asks clients for a certificate and takes any, self-signed ones included, once the
+    /// client proves it holds its key; clients without one are taken too. The application
+    /// decides whom a certificate identifies: see [`Transport::peer_identity`]
+    /// (its whole chain) and [`PeerIdentity::verify_chain`]. Replaces
+    /// [`with_client_ca_pem`](Self::with_client_ca_pem): nothing is checked against a CA
+    /// during the handshake, so a listener gives the engine no SASL EXTERNAL identity.
+    ///
+    /// [`Transport::peer_identity`]: super::Transport::peer_identity
+    pub fn with_any_client_certificate(mut self) -> Result<Self, TransportError> {
+        self.acceptor = build_acceptor(&self.identity, None, true)?;
+        self.client_roots = None;
+        self.any_client = true;
         Ok(self)
     }
 
@@ -296,10 +315,18 @@ impl TlsServerConfig {
         self.with_client_ca_pem(&pem, required)
     }
 
-    /// True when clients are asked for a certificate
-    /// ([`with_client_ca_pem`](Self::with_client_ca_pem)), so SASL EXTERNAL can use it.
-    pub fn asks_client_certificates(&self) -> bool {
+    /// True when client certificates are checked against CAs during the handshake
+    /// ([`with_client_ca_pem`](Self::with_client_ca_pem)), so that the subject of one names
+    /// its client (the SASL EXTERNAL identity).
+    pub fn checks_client_certificates(&self) -> bool {
         self.client_roots.is_some()
+    }
+
+    /// True when clients are asked for a certificate, checked against CAs
+    /// ([`with_client_ca_pem`](Self::with_client_ca_pem)) or not
+    /// ([`with_any_client_certificate`](Self::with_any_client_certificate)).
+    pub fn asks_client_certificates(&self) -> bool {
+        self.client_roots.is_some() || self.any_client
     }
 
     /// The tokio-rustls acceptor.
@@ -311,11 +338,15 @@ impl TlsServerConfig {
 fn build_acceptor(
     identity: &Identity,
     client_roots: Option<&(Arc<RootCertStore>, bool)>,
+    any_client: bool,
 ) -> Result<TlsAcceptor, TransportError> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(config_error)?;
     let builder = match client_roots {
+        None if any_client => builder.with_client_cert_verifier(Arc::new(AnyClientCertificate {
+            algorithms: provider().signature_verification_algorithms,
+        })),
         None => builder.with_no_client_auth(),
         Some((roots, required)) => {
             let mut v = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider());
@@ -349,20 +380,102 @@ pub struct PeerIdentity {
     pub certificate: CertificateDer<'static>,
     /// The subject's common name (CN), when the certificate has one.
     pub subject_cn: Option<String>,
+    /// The certificates the peer sent after its own (intermediates), DER-encoded.
+    pub intermediates: Vec<CertificateDer<'static>>,
 }
 
 impl PeerIdentity {
     /// The identity of a DER certificate.
     pub fn from_der(certificate: CertificateDer<'static>) -> Self {
         let subject_cn = subject_common_name(&certificate);
-        Self { certificate, subject_cn }
+        Self { certificate, subject_cn, intermediates: Vec::new() }
+    }
+
+    /// The identity of the chain a TLS peer presented: its certificate first, then the
+    /// intermediates. `None` for an empty chain.
+    pub fn from_chain(chain: &[CertificateDer<'_>]) -> Option<Self> {
+        let (first, rest) = chain.split_first()?;
+        let mut me = Self::from_der(first.clone().into_owned());
+        me.intermediates = rest.iter().map(|c| c.clone().into_owned()).collect();
+        Some(me)
+    }
+
+    /// Whether the certificate chains to one of the CA certificates in `ca_pem` and is
+    /// valid now for client authentication; `Err` says why not (or that the PEM holds no
+    /// usable certificate). For servers that take any client certificate
+    /// ([`TlsServerConfig::with_any_client_certificate`]) and decide afterwards.
+    pub fn verify_chain(&self, ca_pem: &[u8]) -> Result<(), TransportError> {
+        let mut roots = RootCertStore::empty();
+        for ca in certs_from_pem(ca_pem, "client CA")? {
+            roots.add(ca).map_err(|e| config_error(format!("client CA certificate: {e}")))?;
+        }
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| config_error(format!("client verifier: {e}")))?;
+        verifier
+            .verify_client_cert(
+                &self.certificate,
+                &self.intermediates,
+                rustls_pki_types::UnixTime::now(),
+            )
+            .map(|_| ())
+            .map_err(|e| TransportError::Tls(format!("the client certificate: {e}")))
     }
 }
 
 pub(super) fn peer_identity<S>(tls: &TlsStream<S>) -> Option<PeerIdentity> {
     let (_, state) = tls.get_ref();
-    let cert = state.peer_certificates()?.first()?;
-    Some(PeerIdentity::from_der(cert.clone().into_owned()))
+    PeerIdentity::from_chain(state.peer_certificates()?)
+}
+
+/// A client verifier that takes any certificate, self-signed ones included, as long as the
+/// client proves it holds the certificate's key (the handshake signature is checked). Who
+/// the certificate names, and whether to trust it, is the application's to decide (by
+/// thumbprint, say, as IoT Hub does for self-signed devices).
+#[derive(Debug)]
+struct AnyClientCertificate {
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::server::danger::ClientCertVerifier for AnyClientCertificate {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
 }
 
 /// A stream that keeps the first eight bytes read from it, so a failed TLS handshake can
