@@ -221,7 +221,7 @@ fn modules_are_registry_identities_and_their_events_say_so() {
 #[test]
 fn injected_faults_reach_the_client_as_iot_hub_would_send_them() {
     // Each fault on an emulator of its own; the device sends until it hits it.
-    let cases: [(&[&str], &str, &str); 5] = [
+    let cases: [(&[&str], &str, &str); 7] = [
         (
             &["--fault-throttle-after", "2", "--fault-throttle-for", "60"],
             "3",
@@ -229,6 +229,10 @@ fn injected_faults_reach_the_client_as_iot_hub_would_send_them() {
         ),
         (&["--fault-detach-after", "1"], "3", "amqp:link:detach-forced"),
         (&["--fault-redirect-after", "1"], "3", "amqp:link:redirect"),
+        // At a time: a device that keeps sending (a hundred messages, each answered 50 ms
+        // later) meets the fault one second in.
+        (&["--fault-detach-at", "1", "--fault-slow", "50"], "100", "amqp:link:detach-forced"),
+        (&["--fault-close-at", "1", "--fault-slow", "50"], "100", "amqp:connection:forced"),
         (&["--fault-close-after", "1"], "3", "amqp:connection:forced"),
         (&["--fault-slow", "50"], "2", ""),
     ];

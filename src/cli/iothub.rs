@@ -150,6 +150,14 @@ pub(crate) struct EmulateArgs {
     /// on it, naming --fault-redirect-to (default: this hub's amqps listener).
     #[arg(long, value_name = "N")]
     fault_redirect_after: Option<u64>,
+    /// Fault injection: detach each telemetry link (amqp:link:detach-forced) this long
+    /// after it attached.
+    #[arg(long, value_name = "SECS", value_parser = super::client::parse_secs)]
+    fault_detach_at: Option<std::time::Duration>,
+    /// Fault injection: close each connection (amqp:connection:forced) this long after it
+    /// opened.
+    #[arg(long, value_name = "SECS", value_parser = super::client::parse_secs)]
+    fault_close_at: Option<std::time::Duration>,
     /// Fault injection: where a redirect points.
     #[arg(long, value_name = "HOST:PORT", requires = "fault_redirect_after")]
     fault_redirect_to: Option<String>,
@@ -230,6 +238,8 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
     config.faults.token_lifetime = args.fault_token_lifetime;
     config.faults.slow = args.fault_slow.map(std::time::Duration::from_millis);
     config.faults.redirect_after = args.fault_redirect_after;
+    config.faults.detach_at = args.fault_detach_at;
+    config.faults.close_at = args.fault_close_at;
     if let Some(to) = &args.fault_redirect_to {
         let (host, port) = to
             .rsplit_once(':')

@@ -173,6 +173,12 @@ pub struct Faults {
     /// Where a redirect points: host and port (default: the hub's host name, port 5671).
     /// The address is the link's own.
     pub redirect_to: Option<(String, u16)>,
+    /// A telemetry link is detached with `amqp:link:detach-forced` this long after it
+    /// attached, whatever it sent.
+    pub detach_at: Option<Duration>,
+    /// A connection to the hub is closed with `amqp:connection:forced` this long after it
+    /// opened.
+    pub close_at: Option<Duration>,
 }
 
 impl Faults {

@@ -172,6 +172,18 @@ pub(super) async fn serve_connection(hub: IotHub, mut conn: ServerConnection, ev
             }
         }
     }
+    if let (Some(after), false) = (config.faults.close_at, event_hub) {
+        let handle = conn.connection.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(after) => {
+                    let why = format!("closed {after:?} after it opened (fault injection)");
+                    let _ = handle.close(Some(AmqpError::new(condition::CONNECTION_FORCED, why))).await;
+                }
+                _ = handle.closed() => {}
+            }
+        });
+    }
     while let Some(request) = conn.next_link().await {
         let (hub, c, host) = (hub.clone(), Arc::clone(&c), host.clone());
         tokio::spawn(async move { answer(hub, c, request, &host, event_hub).await });
@@ -532,7 +544,21 @@ async fn telemetry(
 ) -> Option<AmqpError> {
     let faults = hub.config().faults.clone();
     let mut on_link = 0u64;
-    while let Ok(d) = rx.recv().await {
+    let detach_at = faults.detach_at.map(|after| (tokio::time::Instant::now() + after, after));
+    loop {
+        let next = match detach_at {
+            None => rx.recv().await,
+            // The deadline first: a link with messages waiting still meets it.
+            Some((at, after)) => tokio::select! {
+                biased;
+                () = tokio::time::sleep_until(at) => {
+                    let why = format!("detached {after:?} after it attached (fault injection)");
+                    return Some(AmqpError::new(condition::DETACH_FORCED, why));
+                }
+                r = rx.recv() => r,
+            },
+        };
+        let Ok(d) = next else { break };
         if let Some(pause) = faults.slow {
             tokio::time::sleep(pause).await;
         }
