@@ -205,7 +205,22 @@ impl IotHub {
             .await;
     }
 
-    async fn handle(
+    async fn handle(&self, req: Request<Incoming>, front: &Arc<Front>, peer: &Arc<Peer>) -> Reply {
+        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+        let reply = self.answer_request(req, front, peer).await;
+        // One event per request, as the AMQP side logs its links (`-v` shows them).
+        tracing::info!(
+            target: "amqpwire::emulator::https",
+            %method,
+            path,
+            status = reply.status().as_u16(),
+            peer = ?peer.addr,
+            "request"
+        );
+        reply
+    }
+
+    async fn answer_request(
         &self,
         mut req: Request<Incoming>,
         front: &Arc<Front>,
