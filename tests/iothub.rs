@@ -41,6 +41,16 @@ fn service_token(audience: &str) -> String {
     SasToken::new(audience, &key, Some("iothubowner"), in_an_hour()).unwrap().to_string()
 }
 
+/// [`connect`]s as device `dev1`: its token put on `$cbs`.
+async fn connect_device(h: &Hub, url: &str) -> (Connection, Session) {
+    let (connection, session) = connect(h, url).await;
+    let cbs = within("cbs", CbsClient::attach(&session)).await.unwrap();
+    within("put", cbs.put_token("localhost%2Fdevices%2Fdev1", &device_token(), SAS_TOKEN_TYPE))
+        .await
+        .unwrap();
+    (connection, session)
+}
+
 /// Connects with no SASL layer, as the Azure Node SDKs do.
 async fn connect(h: &Hub, url: &str) -> (Connection, Session) {
     let options = ConnectOptions {
@@ -104,11 +114,8 @@ async fn cloud_to_device_with_feedback_telemetry_and_the_event_hub_endpoint() {
     assert_eq!(h.hub.queued("dev1"), 2);
 
     // The device, over WebSocket: completes the first, rejects the second.
-    let (device, d) = connect(&h, &format!("wss://localhost:{}/$iothub/websocket", h.wss)).await;
-    let dcbs = within("cbs", CbsClient::attach(&d)).await.unwrap();
-    within("put", dcbs.put_token("localhost%2Fdevices%2Fdev1", &device_token(), SAS_TOKEN_TYPE))
-        .await
-        .unwrap();
+    let (device, d) =
+        connect_device(&h, &format!("wss://localhost:{}/$iothub/websocket", h.wss)).await;
     let rx = within("attach", d.receiver("c2d-rx", "/devices/dev1/messages/devicebound", 10))
         .await
         .unwrap();
@@ -901,11 +908,8 @@ async fn the_service_rest_api_checks_rights_and_etags_and_replaces_twins() {
 async fn a_method_the_device_does_not_answer_in_time_is_504() {
     let h = start(Duration::from_millis(50)).await;
     // The device attaches its method link over WebSocket and never answers.
-    let (_device, d) = connect(&h, &format!("wss://localhost:{}/$iothub/websocket", h.wss)).await;
-    let dcbs = within("cbs", CbsClient::attach(&d)).await.unwrap();
-    within("put", dcbs.put_token("localhost%2Fdevices%2Fdev1", &device_token(), SAS_TOKEN_TYPE))
-        .await
-        .unwrap();
+    let (_device, d) =
+        connect_device(&h, &format!("wss://localhost:{}/$iothub/websocket", h.wss)).await;
     let rx = within("attach", d.receiver("m-rx", "/devices/dev1/methods/devicebound", 10))
         .await
         .unwrap();
@@ -961,11 +965,7 @@ async fn a_redirect_fault_names_where_to_go_as_part_2_asks() {
         c.faults.redirect_to = Some(("gateway-2.localhost".into(), 15999));
     })
     .await;
-    let (_device, d) = connect(&h, &format!("amqps://localhost:{}", h.amqps)).await;
-    let dcbs = within("cbs", CbsClient::attach(&d)).await.unwrap();
-    within("put", dcbs.put_token("localhost%2Fdevices%2Fdev1", &device_token(), SAS_TOKEN_TYPE))
-        .await
-        .unwrap();
+    let (_device, d) = connect_device(&h, &format!("amqps://localhost:{}", h.amqps)).await;
     let tx = within("attach", d.sender("tel", "/devices/dev1/messages/events")).await.unwrap();
     let first = within("send", tx.send(&Message::with_data(&b"one"[..]))).await.unwrap();
     assert!(matches!(first, DeliveryState::Accepted(_)), "{first:?}");

@@ -43,7 +43,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::rest;
-use super::state::{lock, now_ms};
+use super::state::{lock, now_ms, Settle};
 use super::{device_segment, IotHub, Need, RestError};
 use crate::azure::client::IOTHUB_WS_PATH;
 use crate::azure::hub::{message_id_text, FeedbackStatus};
@@ -537,16 +537,7 @@ impl IotHub {
         }
         let q = &self.inner.queues;
         loop {
-            let next = {
-                let mut devices = lock(&q.devices);
-                let dq = devices.entry(device.to_owned()).or_default();
-                let m = dq.waiting.pop_front();
-                if m.is_some() {
-                    dq.locked += 1;
-                }
-                m
-            };
-            let Some(m) = next else { return no_content() };
+            let Some(m) = q.take(device) else { return no_content() };
             if m.expires_ms <= now_ms() {
                 q.feedback(device, &m, FeedbackStatus::Expired);
                 q.unlock(device);
@@ -581,41 +572,15 @@ impl IotHub {
                 _ => None,
             }
         };
-        let Some((_, mut m)) = held else {
+        let Some((_, m)) = held else {
             let why = format!(
                 "no message of device {device:?} is locked with {token:?} (settled, expired, or never given)"
             );
             return err(412, "DeviceMessageLockLost", why);
         };
-        match how {
-            Settle::Complete => {
-                q.feedback(device, &m, FeedbackStatus::Success);
-                q.unlock(device);
-            }
-            Settle::Reject => {
-                q.feedback(device, &m, FeedbackStatus::Rejected);
-                q.unlock(device);
-            }
-            Settle::Abandon => {
-                m.delivery_count += 1;
-                if m.delivery_count >= self.config().max_delivery_count {
-                    q.feedback(device, &m, FeedbackStatus::DeliveryCountExceeded);
-                    q.unlock(device);
-                } else {
-                    q.requeue(device, m);
-                }
-            }
-        }
+        q.settle(device, m, how, self.config().max_delivery_count);
         no_content()
     }
-}
-
-/// How a device settles a message it received over HTTPS.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Settle {
-    Complete,
-    Reject,
-    Abandon,
 }
 
 /// A cloud-to-device message as the HTTPS device API gives it: the body as it is, its

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::state::{lock, now_ms, C2d};
+use super::state::{lock, now_ms, C2d, Settle};
 use super::{device_segment, unix_seconds, Claim, IotHub, Need, PLAIN_IDENTITY_PREFIX};
 use crate::azure::cbs::{serve_node, CbsStatus, ReplyLink};
 use crate::azure::hub::{Ack, FeedbackStatus, StartPosition};
@@ -628,16 +628,7 @@ async fn c2d_out(hub: &IotHub, tx: Arc<Sender>, device: &str) {
             return;
         }
         let changed = q.changed.notified();
-        let next = {
-            let mut devices = lock(&q.devices);
-            let dq = devices.entry(device.to_owned()).or_default();
-            let m = dq.waiting.pop_front();
-            if m.is_some() {
-                dq.locked += 1;
-            }
-            m
-        };
-        let Some(mut m) = next else {
+        let Some(m) = q.take(device) else {
             changed.await;
             continue;
         };
@@ -665,23 +656,12 @@ async fn c2d_out(hub: &IotHub, tx: Arc<Sender>, device: &str) {
             (hub.clone(), device.to_owned(), hub.config().lock_timeout);
         tokio::spawn(async move {
             let q = &hub.inner.queues;
+            let max = hub.config().max_delivery_count;
             match tokio::time::timeout(lock_timeout, pending).await {
-                Ok(Ok(DeliveryState::Accepted(_))) => {
-                    q.feedback(&device, &m, FeedbackStatus::Success);
-                    q.unlock(&device);
-                }
-                Ok(Ok(DeliveryState::Rejected(_))) => {
-                    q.feedback(&device, &m, FeedbackStatus::Rejected);
-                    q.unlock(&device);
-                }
+                Ok(Ok(DeliveryState::Accepted(_))) => q.settle(&device, m, Settle::Complete, max),
+                Ok(Ok(DeliveryState::Rejected(_))) => q.settle(&device, m, Settle::Reject, max),
                 Ok(Ok(DeliveryState::Released(_) | DeliveryState::Modified(_))) => {
-                    m.delivery_count += 1;
-                    if m.delivery_count >= hub.config().max_delivery_count {
-                        q.feedback(&device, &m, FeedbackStatus::DeliveryCountExceeded);
-                        q.unlock(&device);
-                    } else {
-                        q.requeue(&device, m);
-                    }
+                    q.settle(&device, m, Settle::Abandon, max)
                 }
                 // No answer within the lock, the link or connection gone, or a state
                 // that settles nothing: back in the queue, not counted as a delivery.

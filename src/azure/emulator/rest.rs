@@ -22,7 +22,7 @@ use std::time::Duration;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use super::https::Settle;
+use super::state::Settle;
 use super::twin::TwinWrite;
 use super::{IotHub, RestError};
 

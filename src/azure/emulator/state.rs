@@ -40,6 +40,15 @@ pub(super) struct DeviceQueue {
     pub(super) locked: usize,
 }
 
+/// How a device settles a cloud-to-device message it holds (AMQP: accepted, rejected,
+/// released or modified; HTTPS: DELETE, DELETE `?reject`, POST `…/abandon`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Settle {
+    Complete,
+    Reject,
+    Abandon,
+}
+
 /// The per-device queues and the feedback.
 #[derive(Debug, Default)]
 pub(super) struct Queues {
@@ -87,6 +96,35 @@ impl Queues {
         q.waiting.push_front(m);
         drop(d);
         self.changed.notify_waiters();
+    }
+
+    /// The next message waiting for `device`, now locked to it.
+    pub(super) fn take(&self, device: &str) -> Option<C2d> {
+        let mut devices = lock(&self.devices);
+        let dq = devices.entry(device.to_owned()).or_default();
+        let m = dq.waiting.pop_front();
+        if m.is_some() {
+            dq.locked += 1;
+        }
+        m
+    }
+
+    /// A device settled a message it held: completed or rejected, it leaves with its
+    /// feedback; abandoned, it goes back to the front of the queue with its delivery count
+    /// raised, unless that reaches `max_deliveries` (dead: `DeliveryCountExceeded`).
+    pub(super) fn settle(&self, device: &str, mut m: C2d, how: Settle, max_deliveries: u32) {
+        match how {
+            Settle::Complete => self.feedback(device, &m, FeedbackStatus::Success),
+            Settle::Reject => self.feedback(device, &m, FeedbackStatus::Rejected),
+            Settle::Abandon => {
+                m.delivery_count += 1;
+                if m.delivery_count < max_deliveries {
+                    return self.requeue(device, m);
+                }
+                self.feedback(device, &m, FeedbackStatus::DeliveryCountExceeded);
+            }
+        }
+        self.unlock(device);
     }
 
     /// A message left its lock for good (completed, rejected, dead).
