@@ -230,6 +230,116 @@ async fn baseline(n: usize) -> f64 {
     (n * 65536) as f64 / e.as_secs_f64()
 }
 
+/// A broker on a thread of its own (one core, as `serve` on a busy machine), for the
+/// 64 KiB scenarios: its URL, and at the end what its thread held (bytes allocated and not
+/// freed, with every message it keeps) and the most it held at once.
+struct BrokerThread {
+    url: String,
+    stats: std::sync::mpsc::Receiver<amqpwire::broker::Broker>,
+    heap: std::sync::mpsc::Receiver<(i64, u64)>,
+}
+
+/// Starts a broker thread that serves until its broker has stored `stored` messages and
+/// delivered `delivered` ones, then reports its heap (with the broker, and so its queues,
+/// still held).
+fn broker_thread(stored: u64, delivered: u64) -> BrokerThread {
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    let (heap_tx, heap) = std::sync::mpsc::channel();
+    let (stats_tx, stats) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let mut keep = None;
+        let info = allocation_counter::measure(|| {
+            keep = Some(rt.block_on(async move {
+                let broker = amqpwire::broker::Broker::new();
+                let options = amqpwire::broker::listen_options(&[], None, None);
+                let listener = Listener::bind("amqp://127.0.0.1:0", options).await.expect("bind");
+                let _ = url_tx.send(listener.endpoint().to_string());
+                let b = broker.clone();
+                tokio::spawn(async move { b.serve(listener).await });
+                loop {
+                    let s = broker.stats();
+                    if s.messages_in >= stored && s.messages_out >= delivered {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                broker
+            }));
+        });
+        let _ = heap_tx.send((info.bytes_current, info.bytes_max));
+        if let Some(b) = keep {
+            let _ = stats_tx.send(b);
+        }
+        drop(rt);
+    });
+    BrokerThread { url: url_rx.recv().expect("the broker started"), stats, heap }
+}
+
+/// `n` pre-settled 64 KiB messages into a broker on a thread of its own that keeps them
+/// (`drain`: while a receiver on a thread of its own takes them as they come): the rate
+/// until the broker has stored (and the receiver received) them all, and what the broker
+/// held at the end per payload byte it keeps.
+fn broker_large(n: usize, drain: bool) -> f64 {
+    let delivered = if drain { n as u64 } else { 0 };
+    let b = broker_thread(n as u64, delivered);
+    let (got_tx, got_rx) = std::sync::mpsc::channel();
+    if drain {
+        let url = b.url.clone();
+        let ready = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let r = std::sync::Arc::clone(&ready);
+        on_own_thread(async move {
+            let conn = Connection::connect(&url).await.expect("connect");
+            let s = conn.begin_session().await.expect("session");
+            let rx = s.receiver("drain", "bench-large-drain", 32).await.expect("receiver");
+            r.wait();
+            let mut bytes = 0usize;
+            for _ in 0..n {
+                let d = rx.recv().await.expect("a message");
+                bytes += d.payload.len();
+            }
+            let _ = got_tx.send(bytes);
+            conn.close(None).await.expect("close");
+        });
+        ready.wait();
+    }
+    let queue = if drain { "bench-large-drain" } else { "bench-large" };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let t = Instant::now();
+    rt.block_on(async {
+        let conn = Connection::connect(&b.url).await.expect("connect");
+        let s = conn.begin_session().await.expect("session");
+        let snd = s.sender("large", queue).await.expect("sender");
+        let m = Message::with_data(vec![7u8; 64 * 1024]);
+        for _ in 0..n {
+            snd.send_settled(&m).await.expect("send");
+        }
+        conn.close(None).await.expect("close");
+    });
+    let (kept, peak) = b.heap.recv().expect("the broker's heap");
+    if drain {
+        got_rx.recv().expect("the receiver");
+    }
+    let e = t.elapsed();
+    let what = if drain {
+        "64 KiB into the broker, drained at once"
+    } else {
+        "64 KiB into the broker, kept"
+    };
+    report(what, n, n * 65536, e);
+    let payload = (n * 65536) as f64;
+    let broker = b.stats.recv().expect("the broker");
+    println!(
+        "  broker thread holds {:.1} MiB at the end ({:.2} bytes per payload byte sent), peak {:.1} MiB",
+        kept as f64 / 1048576.0,
+        kept as f64 / payload,
+        peak as f64 / 1048576.0,
+    );
+    drop(broker);
+    payload / e.as_secs_f64()
+}
+
 /// Plain tokio TCP ping-pong of 100-byte messages, one in flight, between two threads
 /// (`same_thread`: two tasks on this thread): the floor under the round-trip scenario on
 /// this machine.
@@ -543,7 +653,7 @@ fn idle_clients(url: &str, n: usize) {
 fn main() {
     // `cargo test --benches` runs bench binaries with no arguments in test mode: keep it
     // short there. Naming scenarios (`presettled`, `unsettled`, `round-trips`, `large`,
-    // `idle`, `cores`, `storm`, `idle-10k`) runs only those.
+    // `broker-large`, `idle`, `cores`, `storm`, `idle-10k`) runs only those.
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let [flag, url, n] = &args[..] {
         if flag == "--clients" {
@@ -551,8 +661,17 @@ fn main() {
         }
     }
     let quick = args.iter().any(|a| a == "--test") || std::env::var_os("QUICK").is_some();
-    let names =
-        ["presettled", "unsettled", "round-trips", "large", "idle", "cores", "storm", "idle-10k"];
+    let names = [
+        "presettled",
+        "unsettled",
+        "round-trips",
+        "large",
+        "broker-large",
+        "idle",
+        "cores",
+        "storm",
+        "idle-10k",
+    ];
     let picked: Vec<&str> = names.into_iter().filter(|n| args.iter().any(|a| a == n)).collect();
     let run = |name: &str| picked.is_empty() || picked.contains(&name);
     let scale = if quick { 100 } else { 1 };
@@ -604,6 +723,22 @@ fn main() {
         println!(
             "64 KiB: amqpwire moves {:.0} % of the plain TCP baseline (best of three each)",
             100.0 * ours / base
+        );
+    }
+    if run("broker-large") {
+        // Into the broker, kept; then drained at once. The best of three of each, beside
+        // the best of three plain TCP runs, taken in turns.
+        let n = 2_000 / scale;
+        let (mut base, mut kept, mut drained) = (0f64, 0f64, 0f64);
+        for _ in 0..3 {
+            base = base.max(rt.block_on(baseline(n)));
+            kept = kept.max(broker_large(n, false));
+            drained = drained.max(broker_large(n, true));
+        }
+        println!(
+            "64 KiB through the broker: {:.2} of plain TCP kept, {:.2} drained at once (best of three each)",
+            kept / base,
+            drained / base
         );
     }
     let hwm = status_kib("VmHWM:");
