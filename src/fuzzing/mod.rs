@@ -188,23 +188,20 @@ pub fn message(data: &[u8]) {
 
 /// Runs the inspector and both renderings over the input as a whole stream.
 ///
-/// The JSON lines are serialised with `serde_json`'s writer into a byte buffer: the bytes
-/// that `amqpwire decode --json` prints (through `to_string`), without the formatting
-/// machinery that `Display` adds to every write.
+/// The JSON lines are streamed into a string (`inspect::json::write_record_json`): the
+/// bytes that `amqpwire decode --json` prints.
 pub fn inspect(data: &[u8]) {
     let mut text = String::new();
     #[cfg(feature = "json")]
-    let mut json = Vec::new();
+    let mut json = String::new();
     for opts in [DecodeOptions::STRICT, DecodeOptions::LENIENT] {
         text.clear();
+        #[cfg(feature = "json")]
+        json.clear();
         for r in Inspector::inspect_all(data, opts) {
             render_text(&r, &mut text);
             #[cfg(feature = "json")]
-            for j in crate::inspect::json::record_json(&r) {
-                json.clear();
-                // Writing into a Vec cannot fail, and a JSON value always serialises.
-                let _ = serde_json::to_writer(&mut json, &j);
-            }
+            crate::inspect::json::write_record_json(&r, &mut json);
         }
     }
 }

@@ -15,6 +15,8 @@
 pub mod html;
 #[cfg(feature = "json")]
 pub mod json;
+#[cfg(all(test, feature = "json"))]
+mod json_oracle;
 mod text;
 #[cfg(feature = "json")]
 pub mod typed;
