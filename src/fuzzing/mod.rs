@@ -186,24 +186,26 @@ pub fn message(data: &[u8]) {
     }
 }
 
-/// Runs the inspector and both renderings over the input as a whole stream.
+/// Runs the inspector in both modes and both renderings over the input as a whole
+/// stream.
 ///
-/// The JSON lines are streamed into a string (`inspect::json::write_record_json`): the
-/// bytes that `amqpwire decode --json` prints.
+/// The two modes share what does not depend on the mode ([`Inspector::inspect_both`]).
+/// A rendering is a function of its record alone: a strict record equal to the lenient
+/// one (the usual case, where nothing deviates) would render to the same text, so it is
+/// rendered once. The JSON lines are streamed into a string
+/// (`inspect::json::write_record_json`): the bytes that `amqpwire decode --json` prints.
 pub fn inspect(data: &[u8]) {
+    let [strict, lenient] = Inspector::inspect_both(data);
     let mut text = String::new();
     #[cfg(feature = "json")]
     let mut json = String::new();
-    for opts in [DecodeOptions::STRICT, DecodeOptions::LENIENT] {
-        text.clear();
+    let mut render = |r: &crate::inspect::Record| {
+        render_text(r, &mut text);
         #[cfg(feature = "json")]
-        json.clear();
-        for r in Inspector::inspect_all(data, opts) {
-            render_text(&r, &mut text);
-            #[cfg(feature = "json")]
-            crate::inspect::json::write_record_json(&r, &mut json);
-        }
-    }
+        crate::inspect::json::write_record_json(r, &mut json);
+    };
+    lenient.iter().for_each(&mut render);
+    strict.iter().zip(&lenient).filter(|(s, l)| s != l).for_each(|(s, _)| render(s));
 }
 
 /// Feeds arbitrary bytes to connections of both roles after a valid prefix (a protocol

@@ -23,6 +23,7 @@ pub mod typed;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -38,7 +39,7 @@ use crate::message::Message;
 use crate::types::{fields_for_code, name_for_code, Performative};
 
 /// One annotated value.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Node {
     /// Offset of the first byte (stream offset, or message offset for a reassembled
     /// delivery).
@@ -59,7 +60,7 @@ pub struct Node {
 }
 
 /// A decoded message with its annotated sections.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DeliveryRecord {
     /// The message bytes (joined when reassembled).
     pub payload: Bytes,
@@ -70,14 +71,15 @@ pub struct DeliveryRecord {
     pub reassembled: bool,
     /// The typed message, or why it could not be decoded.
     pub message: Result<Message, DecodeError>,
-    /// One node per section.
-    pub sections: Vec<Node>,
+    /// One node per section (shared: the sections do not depend on the mode, see
+    /// [`Inspector::inspect_both`]).
+    pub sections: Arc<[Node]>,
     /// Deviations accepted in lenient mode.
     pub warnings: Vec<Warning>,
 }
 
 /// One frame as the inspector saw it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FrameRecord {
     /// Stream offset.
     pub offset: u64,
@@ -88,7 +90,9 @@ pub struct FrameRecord {
     /// The typed decode, or why it failed.
     pub frame: Result<Frame, DecodeError>,
     /// The performative's annotated tree (absent for an empty frame or a failed decode).
-    pub tree: Option<Node>,
+    /// Shared: the tree is read leniently whatever the mode, see
+    /// [`Inspector::inspect_both`].
+    pub tree: Option<Arc<Node>>,
     /// Deviations accepted in lenient mode.
     pub warnings: Vec<Warning>,
     /// For the last transfer of a delivery: the message.
@@ -121,7 +125,7 @@ impl FrameRecord {
 }
 
 /// An item of the inspected stream.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     /// A protocol header.
     Header {
@@ -217,7 +221,10 @@ impl Inspector {
                 self.layer = Some(header.id);
                 Some(Record::Header { offset, header })
             }
-            Ok(Some(StreamItem::Frame(raw))) => Some(Record::Frame(Box::new(self.frame(raw)))),
+            Ok(Some(StreamItem::Frame(raw))) => {
+                let mut shared = Shared::new(raw, self.redact);
+                Some(Record::Frame(Box::new(self.frame(&mut shared))))
+            }
             Err(e) => {
                 self.failed = true;
                 Some(Record::Error(e))
@@ -246,8 +253,49 @@ impl Inspector {
         out
     }
 
-    fn frame(&mut self, mut raw: crate::frame::RawFrame) -> FrameRecord {
-        let redacted = self.redact && redact(&mut raw);
+    /// Every record of a complete stream in strict mode and in lenient mode (with
+    /// credentials masked): `[inspect_all(data, STRICT), inspect_all(data, LENIENT)]`, with
+    /// the work that does not depend on the mode done once. The stream splits into the
+    /// same frames in both modes, masking reads the frame leniently in both, and the
+    /// annotated trees of a frame's body and of a message are read leniently in both:
+    /// the two records of a frame share them.
+    pub fn inspect_both(data: &[u8]) -> [Vec<Record>; 2] {
+        let mut modes = [Self::new(DecodeOptions::STRICT), Self::new(DecodeOptions::LENIENT)];
+        // The lenient inspector's decoder splits the stream for both.
+        let [strict, lenient] = &mut modes;
+        lenient.push(data);
+        let mut out = [Vec::new(), Vec::new()];
+        loop {
+            match lenient.decoder.next_item() {
+                Ok(None) => break,
+                Ok(Some(StreamItem::Header { offset, header })) => {
+                    strict.layer = Some(header.id);
+                    lenient.layer = Some(header.id);
+                    out[0].push(Record::Header { offset, header });
+                    out[1].push(Record::Header { offset, header });
+                }
+                Ok(Some(StreamItem::Frame(raw))) => {
+                    let mut shared = Shared::new(raw, lenient.redact);
+                    out[0].push(Record::Frame(Box::new(strict.frame(&mut shared))));
+                    out[1].push(Record::Frame(Box::new(lenient.frame(&mut shared))));
+                }
+                Err(e) => {
+                    lenient.failed = true;
+                    out[0].push(Record::Error(e.clone()));
+                    out[1].push(Record::Error(e));
+                    break;
+                }
+            }
+        }
+        if let Some(r) = lenient.finish() {
+            out[0].push(r.clone());
+            out[1].push(r);
+        }
+        out
+    }
+
+    fn frame(&mut self, shared: &mut Shared) -> FrameRecord {
+        let raw = &shared.raw;
         let body = raw.body();
         let base = raw.body_offset() as usize;
         let mut warnings = Vec::new();
@@ -261,9 +309,9 @@ impl Inspector {
         let tree = if body.is_empty() || frame.is_err() && raw.header.frame_type.name().is_none() {
             None
         } else {
-            let mut r = Reader::from_bytes(&body, DecodeOptions::LENIENT).with_base(base);
-            annotate(&mut r, "", None).ok()
+            shared.tree(&body, base)
         };
+        let raw = &shared.raw;
         let mut rec = FrameRecord {
             offset: raw.offset,
             header: raw.header,
@@ -274,7 +322,7 @@ impl Inspector {
             delivery: None,
             continuation: None,
             aborted: false,
-            redacted,
+            redacted: shared.redacted,
             layer_error: self.layer_error(raw.header.frame_type),
         };
         if let Ok(Frame {
@@ -296,9 +344,9 @@ impl Inspector {
                 rec.delivery = Some(match self.partial.remove(&key) {
                     Some(mut p) => {
                         p.payload.extend_from_slice(payload);
-                        self.delivery(Bytes::from(p.payload), p.frames + 1, 0, true)
+                        self.delivery(Bytes::from(p.payload), p.frames + 1, 0, true, shared)
                     }
-                    None => self.delivery(payload.clone(), 1, payload_offset, false),
+                    None => self.delivery(payload.clone(), 1, payload_offset, false, shared),
                 });
             }
         }
@@ -326,19 +374,66 @@ impl Inspector {
         frames: usize,
         base: usize,
         reassembled: bool,
+        shared: &mut Shared,
     ) -> DeliveryRecord {
         let mut r = Reader::from_bytes(&payload, self.opts).with_base(base);
         let message = Message::read(&mut r);
         let warnings = r.take_warnings();
+        let sections = shared.sections(&payload, base);
+        DeliveryRecord { payload, frames, reassembled, message, sections, warnings }
+    }
+}
+
+/// What a frame gives whatever the mode, worked out once for the records of both modes:
+/// its bytes with credentials masked, and the annotated trees of its body and of the
+/// message it ends, all read leniently.
+struct Shared {
+    raw: crate::frame::RawFrame,
+    redacted: bool,
+    /// The body's tree, once annotated.
+    tree: Option<Option<Arc<Node>>>,
+    /// The sections of a message, once annotated: its bytes, their base offset, the
+    /// sections.
+    sections: Option<(Bytes, usize, Arc<[Node]>)>,
+}
+
+impl Shared {
+    fn new(mut raw: crate::frame::RawFrame, redact_secrets: bool) -> Self {
+        let redacted = redact_secrets && redact(&mut raw);
+        Self { raw, redacted, tree: None, sections: None }
+    }
+
+    /// The annotated tree of the frame's `body`, which starts at stream offset `base`.
+    fn tree(&mut self, body: &Bytes, base: usize) -> Option<Arc<Node>> {
+        self.tree
+            .get_or_insert_with(|| {
+                let mut r = Reader::from_bytes(body, DecodeOptions::LENIENT).with_base(base);
+                annotate(&mut r, "", None).ok().map(Arc::new)
+            })
+            .clone()
+    }
+
+    /// The annotated sections of a message: as far as they can be read, from offset
+    /// `base`. The two modes may end different deliveries with a frame (one may have
+    /// refused a transfer the other took): the sections are shared only for the same
+    /// bytes at the same offset.
+    fn sections(&mut self, payload: &Bytes, base: usize) -> Arc<[Node]> {
+        if let Some((p, b, sections)) = &self.sections {
+            if *b == base && p == payload {
+                return sections.clone();
+            }
+        }
         let mut sections = Vec::new();
-        let mut r = Reader::from_bytes(&payload, DecodeOptions::LENIENT).with_base(base);
+        let mut r = Reader::from_bytes(payload, DecodeOptions::LENIENT).with_base(base);
         while !r.is_empty() {
             match annotate(&mut r, "", None) {
                 Ok(n) => sections.push(n),
                 Err(_) => break,
             }
         }
-        DeliveryRecord { payload, frames, reassembled, message, sections, warnings }
+        let sections: Arc<[Node]> = sections.into();
+        self.sections = Some((payload.clone(), base, sections.clone()));
+        sections
     }
 }
 
@@ -702,4 +797,45 @@ pub fn parse_hex(text: &[u8]) -> Result<Vec<u8>, String> {
         return Err("hex input: odd number of hex digits".into());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inspecting_both_modes_at_once_gives_each_mode_s_records() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut frames = 0;
+        let mut differ = 0;
+        for dir in [
+            "fuzz/corpus/inspect",
+            "fuzz/corpus/frames",
+            "fuzz/corpus/connection",
+            "tests/fixtures/iothub",
+            "tests/fixtures/wire",
+        ] {
+            let mut paths: Vec<_> = std::fs::read_dir(root.join(dir))
+                .expect("corpus folder")
+                .map(|e| e.expect("entry").path())
+                .filter(|p| p.is_file())
+                .collect();
+            paths.sort();
+            for p in paths {
+                let data = std::fs::read(&p).expect("file");
+                let [strict, lenient] = Inspector::inspect_both(&data);
+                let name = p.display();
+                assert_eq!(strict, Inspector::inspect_all(&data, DecodeOptions::STRICT), "{name}");
+                assert_eq!(
+                    lenient,
+                    Inspector::inspect_all(&data, DecodeOptions::LENIENT),
+                    "{name}"
+                );
+                frames += lenient.iter().filter(|r| matches!(r, Record::Frame(_))).count();
+                differ += strict.iter().zip(&lenient).filter(|(s, l)| s != l).count();
+            }
+        }
+        // Enough frames to mean something, and seeds where the modes part (few do).
+        assert!(frames > 1000 && differ > 0, "{frames} frames, {differ} differing records");
+    }
 }
