@@ -13,7 +13,7 @@ use std::fmt::{self, Write as _};
 
 use serde_json::{Map, Value as Json};
 
-use super::{DeliveryRecord, FrameRecord, Record, HEX_DIGITS};
+use super::{push_decimal, DeliveryRecord, FrameRecord, Record, HEX_DIGITS};
 use crate::codec::{DecodeOptions, Reader, Value, Warning};
 use crate::frame::{Frame, FrameBody};
 use crate::types::{fields_for_code, name_for_code};
@@ -242,55 +242,61 @@ impl Sink for Writer<'_> {
     }
 }
 
-/// Appends the decimal digits of `x`.
-fn push_decimal(out: &mut String, mut x: u64) {
-    let mut digits = [0u8; 20];
-    let mut first = digits.len();
-    loop {
-        first -= 1;
-        digits[first] = b'0' + (x % 10) as u8;
-        x /= 10;
-        if x == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&digits[first..]).unwrap_or_default());
-}
-
 /// Appends the lower-case hex of `b`.
 fn push_hex(out: &mut String, b: &[u8]) {
+    // A chunk at a time, through a buffer on the stack: a frame's bytes are most of a
+    // line, and pushing them a character at a time checks the capacity each time.
+    const CHUNK: usize = 64;
     out.reserve(2 * b.len());
-    for x in b {
-        out.push(char::from(HEX_DIGITS[usize::from(x >> 4)]));
-        out.push(char::from(HEX_DIGITS[usize::from(x & 0xf)]));
+    let mut digits = [0u8; 2 * CHUNK];
+    for chunk in b.chunks(CHUNK) {
+        for (pair, x) in digits.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = HEX_DIGITS[usize::from(x >> 4)];
+            pair[1] = HEX_DIGITS[usize::from(x & 0xf)];
+        }
+        out.push_str(std::str::from_utf8(&digits[..2 * chunk.len()]).unwrap_or_default());
     }
 }
+
+/// How each byte appears in a JSON string: `0` as it is, `u` as `\u00xx`, else the letter
+/// of its short escape (`n` for `\n`…).
+const ESCAPES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
 
 /// Appends `s` escaped for a JSON string (RFC 8259, section 7), as `serde_json` escapes
 /// it: the quote, the backslash and the control characters below U+0020, by their short
 /// escapes where JSON has one (`\n`…) and as `\u00xx` otherwise; everything else as it is.
 fn push_escaped(out: &mut String, s: &str) {
+    let bytes = s.as_bytes();
     let mut plain = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let short = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        // An ASCII byte is a character of its own: the slices fall on boundaries.
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape = ESCAPES[usize::from(b)];
+        if escape == 0 {
+            continue;
+        }
+        // An escaped byte is ASCII, a character of its own: the slices fall on boundaries.
         out.push_str(&s[plain..i]);
-        if short.is_empty() {
+        if escape == b'u' {
             out.push_str("\\u00");
             out.push(char::from(HEX_DIGITS[usize::from(b >> 4)]));
             out.push(char::from(HEX_DIGITS[usize::from(b & 0xf)]));
         } else {
-            out.push_str(short);
+            out.push('\\');
+            out.push(char::from(escape));
         }
         plain = i + 1;
     }

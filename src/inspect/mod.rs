@@ -600,7 +600,7 @@ fn annotate_value(
                 } else {
                     let l = fields
                         .and_then(|f| f.get(i as usize))
-                        .map_or_else(|| Cow::Owned(format!("[{i}]")), |n| Cow::Borrowed(*n));
+                        .map_or_else(|| index_label(i), |n| Cow::Borrowed(*n));
                     let (mut child, value) = annotate_value(r, l, None)?;
                     if fields.is_some() {
                         if let Some(m) = value.and_then(|v| meaning(&child.label, &v)) {
@@ -619,9 +619,9 @@ fn annotate_value(
             r.check_distinct_keys(map_start, &keys)?;
             let summary = match (is_map, count) {
                 (true, 2) => Cow::Borrowed("1 entry"),
-                (true, _) => Cow::Owned(format!("{} entries", count / 2)),
+                (true, _) => counted(count / 2, " entries"),
                 (false, 1) => Cow::Borrowed("1 element"),
-                (false, _) => Cow::Owned(format!("{count} elements")),
+                (false, _) => counted(count, " elements"),
             };
             (head, fc::name(code).unwrap_or("?"), summary, children)
         }
@@ -645,7 +645,7 @@ fn annotate_value(
                     offset: eoff,
                     len: r.position() - epos,
                     head: r.position() - epos,
-                    label: Cow::Owned(format!("[{i}]")),
+                    label: index_label(i),
                     encoding: fc::name(elem).unwrap_or("?"),
                     summary: summary(&v),
                     children: Vec::new(),
@@ -685,13 +685,91 @@ fn push_hex(s: &mut String, x: u64, digits: usize) {
 /// The digits of lower-case hex.
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-/// [`render`], borrowed where the rendering is always the same.
+/// [`render`], borrowed where the rendering is always the same. There is a summary per
+/// value: the common ones (integers, symbols, binaries) are written without the
+/// formatting machinery.
 fn summary(v: &Value) -> Cow<'static, str> {
     match v {
         Value::Null => Cow::Borrowed("null"),
         Value::Boolean(true, _) => Cow::Borrowed("true"),
         Value::Boolean(false, _) => Cow::Borrowed("false"),
+        Value::Ubyte(x) => decimal(false, (*x).into()),
+        Value::Ushort(x) => decimal(false, (*x).into()),
+        Value::Uint(x, _) => decimal(false, (*x).into()),
+        Value::Ulong(x, _) => decimal(false, *x),
+        Value::Byte(x) => decimal(*x < 0, x.unsigned_abs().into()),
+        Value::Short(x) => decimal(*x < 0, x.unsigned_abs().into()),
+        Value::Int(x, _) => decimal(*x < 0, x.unsigned_abs().into()),
+        Value::Long(x, _) => decimal(*x < 0, x.unsigned_abs()),
+        Value::Symbol(s, _) => {
+            let mut out = String::with_capacity(1 + s.as_str().len());
+            out.push(':');
+            out.push_str(s.as_str());
+            Cow::Owned(out)
+        }
+        Value::Binary(b, _) if std::str::from_utf8(b).is_err() => {
+            let mut out = String::with_capacity(2 + 2 * b.len());
+            out.push_str("0x");
+            push_hex_bytes(&mut out, b);
+            Cow::Owned(out)
+        }
         _ => Cow::Owned(render(v)),
+    }
+}
+
+/// An integer in decimal, `-` first when `negative`: `x.to_string()`. A single digit is
+/// borrowed.
+fn decimal(negative: bool, x: u64) -> Cow<'static, str> {
+    const DIGITS: &str = "0123456789";
+    if !negative && x < 10 {
+        let x = x as usize;
+        return Cow::Borrowed(&DIGITS[x..x + 1]);
+    }
+    let mut s = String::with_capacity(usize::from(negative) + 20);
+    if negative {
+        s.push('-');
+    }
+    push_decimal(&mut s, x);
+    Cow::Owned(s)
+}
+
+/// `n` then `what` (` elements`): `format!("{n}{what}")`.
+fn counted(n: u32, what: &str) -> Cow<'static, str> {
+    let mut s = String::with_capacity(10 + what.len());
+    push_decimal(&mut s, n.into());
+    s.push_str(what);
+    Cow::Owned(s)
+}
+
+/// The label `[i]` of an element with no field name.
+fn index_label(i: u32) -> Cow<'static, str> {
+    let mut s = String::with_capacity(12);
+    s.push('[');
+    push_decimal(&mut s, i.into());
+    s.push(']');
+    Cow::Owned(s)
+}
+
+/// Appends the decimal digits of `x`, without the formatting machinery.
+pub(crate) fn push_decimal(out: &mut String, mut x: u64) {
+    let mut digits = [0u8; 20];
+    let mut first = digits.len();
+    loop {
+        first -= 1;
+        digits[first] = b'0' + (x % 10) as u8;
+        x /= 10;
+        if x == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[first..]).unwrap_or_default());
+}
+
+/// Appends the lower-case hex of `b`.
+fn push_hex_bytes(out: &mut String, b: &[u8]) {
+    for x in b {
+        out.push(char::from(HEX_DIGITS[usize::from(x >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(x & 0xf)]));
     }
 }
 
@@ -802,6 +880,59 @@ pub fn parse_hex(text: &[u8]) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summaries_are_the_renderings() {
+        // Every encoding choice of generated values (integers at their limits, symbols,
+        // binaries that are text or not), each element of their compounds too.
+        fn walk(v: &Value, seen: &mut usize) {
+            assert_eq!(summary(v), render(v).as_str(), "{v:?}");
+            *seen += 1;
+            match v {
+                Value::List(items, _) => items.iter().for_each(|i| walk(i, seen)),
+                Value::Map(pairs, _) => pairs.iter().for_each(|(k, v)| {
+                    walk(k, seen);
+                    walk(v, seen);
+                }),
+                Value::Array(a) => a.items().iter().for_each(|i| walk(i, seen)),
+                Value::Described(d) => {
+                    walk(&d.descriptor, seen);
+                    walk(&d.value, seen);
+                }
+                _ => {}
+            }
+        }
+        let mut seen = 0;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for n in 0..2000 {
+            let noise: Vec<u8> = (0..64 + n % 256)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let mut out = Vec::new();
+            crate::fuzzing::generate::value(&mut arbitrary::Unstructured::new(&noise), &mut out);
+            if let Ok(v) = Value::decode_with(&out, DecodeOptions::LENIENT) {
+                walk(&v, &mut seen);
+            }
+        }
+        for v in [
+            Value::Long(i64::MIN, crate::codec::Fmt::Auto),
+            Value::Ulong(u64::MAX, crate::codec::Fmt::Auto),
+            Value::Byte(-128),
+            Value::Int(-7, crate::codec::Fmt::Auto),
+            Value::Ubyte(9),
+            Value::Ushort(10),
+        ] {
+            walk(&v, &mut seen);
+        }
+        assert!(seen > 10_000, "only {seen} values");
+        assert_eq!(index_label(12), "[12]");
+        assert_eq!(counted(3, " elements"), "3 elements");
+    }
 
     #[test]
     fn inspecting_both_modes_at_once_gives_each_mode_s_records() {
