@@ -199,8 +199,13 @@ pub fn inspect(data: &[u8]) {
     let mut text = String::new();
     #[cfg(feature = "json")]
     let mut json = String::new();
+    // Each record's renderings go into the same two buffers, emptied first: nothing reads
+    // them, and small buffers stay in the cache.
     let mut render = |r: &crate::inspect::Record| {
+        text.clear();
         render_text(r, &mut text);
+        #[cfg(feature = "json")]
+        json.clear();
         #[cfg(feature = "json")]
         crate::inspect::json::write_record_json(r, &mut json);
     };
