@@ -23,6 +23,7 @@ pub mod typed;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -707,14 +708,57 @@ fn summary(v: &Value) -> Cow<'static, str> {
             out.push_str(s.as_str());
             Cow::Owned(out)
         }
-        Value::Binary(b, _) if std::str::from_utf8(b).is_err() => {
-            let mut out = String::with_capacity(2 + 2 * b.len());
-            out.push_str("0x");
-            push_hex_bytes(&mut out, b);
+        Value::Binary(b, _) => match std::str::from_utf8(b) {
+            // Text in a binary (JSON telemetry, tags like "2044") reads better as text.
+            Ok(t) if !t.is_empty() && !t.chars().any(|c| c.is_control() && c != '\n') => {
+                let mut out = String::with_capacity(t.len() + 20);
+                push_quoted(&mut out, t);
+                out.push_str(" (");
+                push_decimal(&mut out, b.len() as u64);
+                out.push_str(if b.len() == 1 { " byte)" } else { " bytes)" });
+                Cow::Owned(out)
+            }
+            _ => {
+                let mut out = String::with_capacity(2 + 2 * b.len());
+                out.push_str("0x");
+                push_hex_bytes(&mut out, b);
+                Cow::Owned(out)
+            }
+        },
+        Value::String(s, _) => {
+            let mut out = String::with_capacity(s.len() + 2);
+            push_quoted(&mut out, s);
             Cow::Owned(out)
         }
         _ => Cow::Owned(render(v)),
     }
+}
+
+/// Appends `s` quoted and escaped as `format!("{s:?}")` writes it. Text of printable
+/// ASCII (with line breaks and tabs) is escaped here, a byte at a time; anything else
+/// goes through `Debug`, which knows which characters of Unicode are printable.
+fn push_quoted(out: &mut String, s: &str) {
+    if !s.bytes().all(|b| (0x20..0x7f).contains(&b) || matches!(b, b'\n' | b'\r' | b'\t')) {
+        let _ = write!(out, "{s:?}");
+        return;
+    }
+    out.push('"');
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            _ => continue,
+        };
+        out.push_str(&s[plain..i]);
+        out.push_str(escaped);
+        plain = i + 1;
+    }
+    out.push_str(&s[plain..]);
+    out.push('"');
 }
 
 /// An integer in decimal, `-` first when `negative`: `x.to_string()`. A single digit is
@@ -918,6 +962,22 @@ mod tests {
             if let Ok(v) = Value::decode_with(&out, DecodeOptions::LENIENT) {
                 walk(&v, &mut seen);
             }
+        }
+        let texts = [
+            "",
+            "plain",
+            "quote \" and \\ backslash, 'single'",
+            "tab\tnew\nline\rreturn",
+            "nul\0 escape\u{1b} del\u{7f}",
+            "é, 😀, \u{200b}, \u{301}combining",
+            "{\"temperature\": 21.5}",
+        ];
+        for s in texts {
+            walk(&Value::String(s.into(), crate::codec::Fmt::Auto), &mut seen);
+            walk(
+                &Value::Binary(Bytes::copy_from_slice(s.as_bytes()), crate::codec::Fmt::Auto),
+                &mut seen,
+            );
         }
         for v in [
             Value::Long(i64::MIN, crate::codec::Fmt::Auto),
