@@ -573,7 +573,7 @@ fn frame_lines<S: Sink>(s: &mut S, f: &FrameRecord, trace: Option<&Trace<'_>>) {
     // after it in hex; or the body in hex when it is not a value that re-encodes to itself.
     if !body.is_empty() {
         match strict {
-            Some(v) if v.to_vec() == body[..used] => {
+            Some(v) if reencodes(v, &body[..used]) => {
                 s.key("typed");
                 super::typed::write_typed(s, v, false);
                 if used < body.len() {
@@ -599,6 +599,14 @@ fn frame_lines<S: Sink>(s: &mut S, f: &FrameRecord, trace: Option<&Trace<'_>>) {
     if let Some(DeliveryRecord { message: Err(e), reassembled, .. }) = &f.delivery {
         error_line(s, f, e.offset as u64, Some(*reassembled), &e.kind, trace);
     }
+}
+
+/// Whether `v` encodes to `bytes`: `v.to_vec() == bytes`, without sizing `v` first (the
+/// bytes give the size to expect).
+fn reencodes(v: &Value, bytes: &[u8]) -> bool {
+    let mut out = Vec::with_capacity(bytes.len());
+    v.encode(&mut out);
+    out == bytes
 }
 
 /// A warning of the frame, or of its message (`in_message`).
