@@ -806,7 +806,10 @@ pub(crate) fn push_decimal(out: &mut String, mut x: u64) {
             break;
         }
     }
-    out.push_str(std::str::from_utf8(&digits[first..]).unwrap_or_default());
+    // A character at a time: checking a few digits as UTF-8 costs more.
+    for &d in &digits[first..] {
+        out.push(char::from(d));
+    }
 }
 
 /// Appends the lower-case hex of `b`.
