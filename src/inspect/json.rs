@@ -596,7 +596,7 @@ fn frame_lines<S: Sink>(s: &mut S, f: &FrameRecord, trace: Option<&Trace<'_>>) {
     if let Err(e) = &f.frame {
         error_line(s, f, e.offset as u64, None, &e.kind, trace);
     }
-    if let Some(DeliveryRecord { message: Err(e), reassembled, .. }) = &f.delivery {
+    if let Some(DeliveryRecord { message: Err(e), reassembled, .. }) = f.delivery.as_deref() {
         error_line(s, f, e.offset as u64, Some(*reassembled), &e.kind, trace);
     }
 }

@@ -155,7 +155,7 @@ fn frame_json(f: &FrameRecord) -> Vec<Json> {
     if let Err(e) = &f.frame {
         lines.push(object(error(e.offset.into(), e.kind.to_string())));
     }
-    if let Some(DeliveryRecord { message: Err(e), reassembled, .. }) = &f.delivery {
+    if let Some(DeliveryRecord { message: Err(e), reassembled, .. }) = f.delivery.as_deref() {
         let [offset, kind, fatal, frame_offset, error] = error(e.offset.into(), e.kind.to_string());
         lines.push(object([
             offset,

@@ -96,8 +96,10 @@ pub struct FrameRecord {
     pub tree: Option<Arc<Node>>,
     /// Deviations accepted in lenient mode.
     pub warnings: Vec<Warning>,
-    /// For the last transfer of a delivery: the message.
-    pub delivery: Option<DeliveryRecord>,
+    /// For the last transfer of a delivery: the message. Boxed, since few frames end a
+    /// delivery: a record small enough for the allocator's fast path is a frame's largest
+    /// allocation.
+    pub delivery: Option<Box<DeliveryRecord>>,
     /// For a transfer that continues a delivery: which frame of it this is (1-based).
     pub continuation: Option<usize>,
     /// A transfer that aborted its delivery.
@@ -342,13 +344,13 @@ impl Inspector {
                 p.frames += 1;
                 rec.continuation = Some(p.frames);
             } else {
-                rec.delivery = Some(match self.partial.remove(&key) {
+                rec.delivery = Some(Box::new(match self.partial.remove(&key) {
                     Some(mut p) => {
                         p.payload.extend_from_slice(payload);
                         self.delivery(Bytes::from(p.payload), p.frames + 1, 0, true, shared)
                     }
                     None => self.delivery(payload.clone(), 1, payload_offset, false, shared),
-                });
+                }));
             }
         }
         rec
