@@ -11,7 +11,8 @@ use amqpwire::capture::{
 };
 use amqpwire::codec::DecodeOptions;
 use amqpwire::inspect::{
-    json::record_json, looks_like_hex, parse_hex, render_text, Inspector, Record,
+    json::{record_json, write_record_json},
+    looks_like_hex, parse_hex, render_text, Inspector, Record,
 };
 
 /// Arguments of `amqpwire decode`.
@@ -87,13 +88,12 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
         if matches!(rec, Record::Frame(_)) {
             frames += 1;
         }
-        let text = if args.json {
-            record_json(rec).iter().map(|j| j.to_string() + "\n").collect::<String>()
+        let mut text = String::new();
+        if args.json {
+            write_record_json(rec, &mut text);
         } else {
-            let mut s = String::new();
-            render_text(rec, &mut s);
-            s
-        };
+            render_text(rec, &mut text);
+        }
         if out.write_all(text.as_bytes()).is_err() {
             // The reader went away (a closed pipe): stop quietly.
             return Ok(ExitCode::SUCCESS);

@@ -14,7 +14,10 @@ use std::time::Instant;
 use amqpwire::capture::{Direction as CaptureDirection, PcapWriter, WriterOptions};
 use amqpwire::codec::DecodeOptions;
 use amqpwire::connection::{Direction, TraceFn, TraceRecord};
-use amqpwire::inspect::{json::trace_lines, render_text, Inspector, Record};
+use amqpwire::inspect::{
+    json::{trace_lines, write_trace_lines},
+    render_text, Inspector, Record,
+};
 use amqpwire::runtime::SharedTrace;
 use amqpwire::script::record::Recorder;
 
@@ -289,10 +292,7 @@ impl Tracer {
         let mut text = String::new();
         for rec in records {
             if self.json {
-                for line in trace_lines(rec, dir, time, connection) {
-                    text.push_str(&line.to_string());
-                    text.push('\n');
-                }
+                write_trace_lines(rec, dir, time, connection, &mut text);
             } else {
                 text.push_str(&format!("[{time:9.6}s] c{connection} {arrow} {dir}\n"));
                 render_text(rec, &mut text);

@@ -186,27 +186,31 @@ pub fn message(data: &[u8]) {
     }
 }
 
-/// Runs the inspector and both renderings over the input as a whole stream.
+/// Runs the inspector in both modes and both renderings over the input as a whole
+/// stream.
 ///
-/// The JSON lines are serialised with `serde_json`'s writer into a byte buffer: the bytes
-/// that `amqpwire decode --json` prints (through `to_string`), without the formatting
-/// machinery that `Display` adds to every write.
+/// The two modes share what does not depend on the mode ([`Inspector::inspect_both`]).
+/// A rendering is a function of its record alone: a strict record equal to the lenient
+/// one (the usual case, where nothing deviates) would render to the same text, so it is
+/// rendered once. The JSON lines are streamed into a string
+/// (`inspect::json::write_record_json`): the bytes that `amqpwire decode --json` prints.
 pub fn inspect(data: &[u8]) {
+    let [strict, lenient] = Inspector::inspect_both(data);
     let mut text = String::new();
     #[cfg(feature = "json")]
-    let mut json = Vec::new();
-    for opts in [DecodeOptions::STRICT, DecodeOptions::LENIENT] {
+    let mut json = String::new();
+    // Each record's renderings go into the same two buffers, emptied first: nothing reads
+    // them, and small buffers stay in the cache.
+    let mut render = |r: &crate::inspect::Record| {
         text.clear();
-        for r in Inspector::inspect_all(data, opts) {
-            render_text(&r, &mut text);
-            #[cfg(feature = "json")]
-            for j in crate::inspect::json::record_json(&r) {
-                json.clear();
-                // Writing into a Vec cannot fail, and a JSON value always serialises.
-                let _ = serde_json::to_writer(&mut json, &j);
-            }
-        }
-    }
+        render_text(r, &mut text);
+        #[cfg(feature = "json")]
+        json.clear();
+        #[cfg(feature = "json")]
+        crate::inspect::json::write_record_json(r, &mut json);
+    };
+    lenient.iter().for_each(&mut render);
+    strict.iter().zip(&lenient).filter(|(s, l)| s != l).for_each(|(s, _)| render(s));
 }
 
 /// Feeds arbitrary bytes to connections of both roles after a valid prefix (a protocol

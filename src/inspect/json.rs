@@ -1,71 +1,521 @@
 //! The JSON rendering of inspected records: one object per line, in the schema of
 //! `docs/trace-format.md`. Field names are the spec's (`container-id`, `max-frame-size`…).
+//!
+//! Each rendering is written once, against a sink of JSON tokens, and comes in two forms:
+//! text streamed straight into a string ([`write_record_json`], [`write_trace_lines`]),
+//! which is what `amqpwire decode --json` and the live trace print, and `serde_json`
+//! values ([`record_json`], [`trace_lines`], [`payload_json`], [`value_json`]) for callers
+//! that edit or embed them. The text is, byte for byte, what `serde_json` prints for the
+//! values: keys in the same order, strings escaped as it escapes them (RFC 8259), numbers
+//! written as it writes them.
 
-use serde_json::{json, Map, Value as Json};
+use std::fmt::{self, Write as _};
 
-use super::{hex, DeliveryRecord, FrameRecord, Record};
-use crate::codec::{DecodeOptions, Reader, Value};
+use serde_json::{Map, Value as Json};
+
+use super::{push_decimal, DeliveryRecord, FrameRecord, Record, HEX_DIGITS};
+use crate::codec::{DecodeOptions, Reader, Value, Warning};
+use crate::frame::{Frame, FrameBody};
 use crate::types::{fields_for_code, name_for_code};
+
+/// Appends the JSON lines of `record` to `out`, each ended by a newline: the text of
+/// [`record_json`]'s values as `serde_json` prints them, without building them.
+pub fn write_record_json(record: &Record, out: &mut String) {
+    record_lines(&mut Writer::new(out), record, None);
+}
+
+/// Appends the lines of a live trace for one record to `out`, each ended by a newline:
+/// the text of [`trace_lines`]'s values, without building them.
+pub fn write_trace_lines(
+    record: &Record,
+    direction: &str,
+    time: f64,
+    connection: u64,
+    out: &mut String,
+) {
+    let trace = Trace { direction, time, connection };
+    record_lines(&mut Writer::new(out), record, Some(&trace));
+}
 
 /// The lines of a live trace (`--trace-json`) for one record: [`record_json`]'s, each with
 /// the `direction` it went (`in`, `out`), the `time` in seconds since the trace began
 /// (rounded to the microsecond) and the `connection` number.
 pub fn trace_lines(record: &Record, direction: &str, time: f64, connection: u64) -> Vec<Json> {
-    let mut lines = record_json(record);
-    for line in &mut lines {
-        if let Some(o) = line.as_object_mut() {
-            o.insert("direction".into(), direction.into());
-            o.insert("time".into(), json!((time * 1e6).round() / 1e6));
-            o.insert("connection".into(), connection.into());
-        }
-    }
-    lines
+    let mut b = Builder::default();
+    record_lines(&mut b, record, Some(&Trace { direction, time, connection }));
+    b.done
 }
 
 /// The JSON lines for one record: usually one, two when a frame's body is malformed (the
 /// frame, then an `error` line).
 pub fn record_json(record: &Record) -> Vec<Json> {
-    match record {
-        Record::Header { offset, header } => vec![json!({
-            "offset": offset,
-            "kind": "header",
-            "protocol_id": header.id.0,
-            "protocol": header.id.name(),
-            "version": format!("{}.{}.{}", header.major, header.minor, header.revision),
-            "raw": hex(&header.to_bytes()),
-        })],
-        Record::Frame(f) => frame_json(f),
-        Record::Error(e) => vec![json!({
-            "offset": e.offset,
-            "kind": "error",
-            "fatal": true,
-            "error": e.kind.to_string(),
-        })],
-        Record::Truncated { offset, left } => vec![json!({
-            "offset": offset,
-            "kind": "error",
-            "fatal": true,
-            "error": format!("the stream ends inside an item: {left} bytes left over"),
-        })],
+    let mut b = Builder::default();
+    record_lines(&mut b, record, None);
+    b.done
+}
+
+/// An encoded message as the `message` object of a transfer line (see
+/// `docs/trace-format.md`): its size, the number of frames it came in (when known), its
+/// sections by name and its body.
+pub fn payload_json(payload: &[u8], frames: Option<usize>) -> Json {
+    let mut b = Builder::default();
+    write_payload(&mut b, payload, frames);
+    b.value()
+}
+
+/// An AMQP value as JSON: null, booleans, numbers and strings map to themselves (symbols
+/// too); binaries become `{"binary": hex}`, timestamps `{"timestamp": ms, "utc": …}`, uuids
+/// `{"uuid": …}`; lists and arrays become arrays; maps become objects when every key is a
+/// string or symbol, else `{"map": [[k, v], …]}`; a known composite becomes `{name: {field:
+/// value, …}}` with the fields present on the wire; any other described value becomes
+/// `{"described": {"descriptor": …, "value": …}}`.
+pub fn value_json(v: &Value) -> Json {
+    let mut b = Builder::default();
+    write_value(&mut b, v);
+    b.value()
+}
+
+/// Where a rendering goes, one JSON token at a time: the text ([`Writer`]) or `serde_json`
+/// values ([`Builder`]). A value that completes at the top level is a line.
+pub(crate) trait Sink {
+    /// `null`.
+    fn null(&mut self);
+    /// `true` or `false`.
+    fn bool(&mut self, b: bool);
+    /// A number.
+    fn u64(&mut self, x: u64);
+    /// A number.
+    fn i64(&mut self, x: i64);
+    /// A number when finite; `null` otherwise (as `serde_json` makes a value of a float).
+    fn f64(&mut self, x: f64);
+    /// A string.
+    fn str(&mut self, s: &str);
+    /// A string: what `d` displays.
+    fn display(&mut self, d: impl fmt::Display);
+    /// A string: the lower-case hex of `b`.
+    fn hex(&mut self, b: &[u8]);
+    /// Opens an object.
+    fn begin_object(&mut self);
+    /// The key of the next value of the open object.
+    fn key(&mut self, k: &str);
+    /// The key `[i]`.
+    fn index_key(&mut self, i: usize);
+    /// Closes the open object.
+    fn end_object(&mut self);
+    /// Opens an array.
+    fn begin_array(&mut self);
+    /// Closes the open array.
+    fn end_array(&mut self);
+}
+
+/// JSON text, written into a string as `serde_json`'s compact serialiser writes the same
+/// value; a newline ends each value written at the top level.
+pub(crate) struct Writer<'a> {
+    out: &'a mut String,
+    /// The next value or key goes after another one, so a comma comes first.
+    comma: bool,
+    /// How many objects and arrays are open.
+    depth: usize,
+}
+
+impl<'a> Writer<'a> {
+    pub(crate) fn new(out: &'a mut String) -> Self {
+        Self { out, comma: false, depth: 0 }
+    }
+
+    fn before(&mut self) {
+        if self.comma {
+            self.out.push(',');
+        }
+    }
+
+    fn after(&mut self) {
+        if self.depth == 0 {
+            self.out.push('\n');
+            self.comma = false;
+        } else {
+            self.comma = true;
+        }
     }
 }
 
-fn frame_json(f: &FrameRecord) -> Vec<Json> {
-    // Built with the map and `From` directly: `json!` copies every value it is given
-    // through serde's serializer, and a frame's line is built for every frame.
+impl Sink for Writer<'_> {
+    fn null(&mut self) {
+        self.before();
+        self.out.push_str("null");
+        self.after();
+    }
+
+    fn bool(&mut self, b: bool) {
+        self.before();
+        self.out.push_str(if b { "true" } else { "false" });
+        self.after();
+    }
+
+    fn u64(&mut self, x: u64) {
+        self.before();
+        push_decimal(self.out, x);
+        self.after();
+    }
+
+    fn i64(&mut self, x: i64) {
+        self.before();
+        if x < 0 {
+            self.out.push('-');
+        }
+        push_decimal(self.out, x.unsigned_abs());
+        self.after();
+    }
+
+    fn f64(&mut self, x: f64) {
+        self.before();
+        // serde_json's own digits (the shortest that read back as `x`), written in one
+        // piece; a float that is not finite is `null`.
+        let _ = serde_json::to_writer(Utf8(self.out), &x);
+        self.after();
+    }
+
+    fn str(&mut self, s: &str) {
+        self.before();
+        self.out.push('"');
+        push_escaped(self.out, s);
+        self.out.push('"');
+        self.after();
+    }
+
+    fn display(&mut self, d: impl fmt::Display) {
+        self.before();
+        self.out.push('"');
+        let _ = write!(Escaped(self.out), "{d}");
+        self.out.push('"');
+        self.after();
+    }
+
+    fn hex(&mut self, b: &[u8]) {
+        self.before();
+        self.out.push('"');
+        push_hex(self.out, b);
+        self.out.push('"');
+        self.after();
+    }
+
+    fn begin_object(&mut self) {
+        self.before();
+        self.out.push('{');
+        self.depth += 1;
+        self.comma = false;
+    }
+
+    fn key(&mut self, k: &str) {
+        self.before();
+        self.out.push('"');
+        push_escaped(self.out, k);
+        self.out.push_str("\":");
+        self.comma = false;
+    }
+
+    fn index_key(&mut self, i: usize) {
+        self.before();
+        self.out.push_str("\"[");
+        push_decimal(self.out, i as u64);
+        self.out.push_str("]\":");
+        self.comma = false;
+    }
+
+    fn end_object(&mut self) {
+        self.out.push('}');
+        self.depth = self.depth.saturating_sub(1);
+        self.after();
+    }
+
+    fn begin_array(&mut self) {
+        self.before();
+        self.out.push('[');
+        self.depth += 1;
+        self.comma = false;
+    }
+
+    fn end_array(&mut self) {
+        self.out.push(']');
+        self.depth = self.depth.saturating_sub(1);
+        self.after();
+    }
+}
+
+/// Appends the lower-case hex of `b`.
+fn push_hex(out: &mut String, b: &[u8]) {
+    // A chunk at a time, through a buffer on the stack: a frame's bytes are most of a
+    // line, and pushing them a character at a time checks the capacity each time.
+    const CHUNK: usize = 64;
+    out.reserve(2 * b.len());
+    let mut digits = [0u8; 2 * CHUNK];
+    for chunk in b.chunks(CHUNK) {
+        for (pair, x) in digits.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = HEX_DIGITS[usize::from(x >> 4)];
+            pair[1] = HEX_DIGITS[usize::from(x & 0xf)];
+        }
+        out.push_str(std::str::from_utf8(&digits[..2 * chunk.len()]).unwrap_or_default());
+    }
+}
+
+/// How each byte appears in a JSON string: `0` as it is, `u` as `\u00xx`, else the letter
+/// of its short escape (`n` for `\n`…).
+const ESCAPES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// Appends `s` escaped for a JSON string (RFC 8259, section 7), as `serde_json` escapes
+/// it: the quote, the backslash and the control characters below U+0020, by their short
+/// escapes where JSON has one (`\n`…) and as `\u00xx` otherwise; everything else as it is.
+fn push_escaped(out: &mut String, s: &str) {
+    let bytes = s.as_bytes();
+    let mut plain = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape = ESCAPES[usize::from(b)];
+        if escape == 0 {
+            continue;
+        }
+        // An escaped byte is ASCII, a character of its own: the slices fall on boundaries.
+        out.push_str(&s[plain..i]);
+        if escape == b'u' {
+            out.push_str("\\u00");
+            out.push(char::from(HEX_DIGITS[usize::from(b >> 4)]));
+            out.push(char::from(HEX_DIGITS[usize::from(b & 0xf)]));
+        } else {
+            out.push('\\');
+            out.push(char::from(escape));
+        }
+        plain = i + 1;
+    }
+    out.push_str(&s[plain..]);
+}
+
+/// Escapes what is displayed into it, into the string.
+struct Escaped<'a>(&'a mut String);
+
+impl fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        push_escaped(self.0, s);
+        Ok(())
+    }
+}
+
+/// A string as a byte sink, for `serde_json`'s number writer (which writes ASCII).
+struct Utf8<'a>(&'a mut String);
+
+impl std::io::Write for Utf8<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let s = std::str::from_utf8(b)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        self.0.push_str(s);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `serde_json` values; each value completed at the top level is kept, in order.
+#[derive(Default)]
+pub(crate) struct Builder {
+    /// The open objects and arrays, innermost last, each object with the key of its next
+    /// value.
+    open: Vec<(Json, Option<String>)>,
+    /// The values completed at the top level.
+    done: Vec<Json>,
+}
+
+impl Builder {
+    /// The last value completed (`null` when none was).
+    pub(crate) fn value(mut self) -> Json {
+        self.done.pop().unwrap_or(Json::Null)
+    }
+
+    fn put(&mut self, v: Json) {
+        match self.open.last_mut() {
+            Some((Json::Array(a), _)) => a.push(v),
+            // A key given twice keeps its first place and its last value, as in a map.
+            Some((Json::Object(m), key)) => {
+                m.insert(key.take().unwrap_or_default(), v);
+            }
+            _ => self.done.push(v),
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some((v, _)) = self.open.pop() {
+            self.put(v);
+        }
+    }
+}
+
+impl Sink for Builder {
+    fn null(&mut self) {
+        self.put(Json::Null);
+    }
+
+    fn bool(&mut self, b: bool) {
+        self.put(b.into());
+    }
+
+    fn u64(&mut self, x: u64) {
+        self.put(x.into());
+    }
+
+    fn i64(&mut self, x: i64) {
+        self.put(x.into());
+    }
+
+    fn f64(&mut self, x: f64) {
+        self.put(x.into());
+    }
+
+    fn str(&mut self, s: &str) {
+        self.put(s.into());
+    }
+
+    fn display(&mut self, d: impl fmt::Display) {
+        self.put(d.to_string().into());
+    }
+
+    fn hex(&mut self, b: &[u8]) {
+        self.put(super::hex(b).into());
+    }
+
+    fn begin_object(&mut self) {
+        self.open.push((Json::Object(Map::new()), None));
+    }
+
+    fn key(&mut self, k: &str) {
+        if let Some((_, key)) = self.open.last_mut() {
+            *key = Some(k.to_owned());
+        }
+    }
+
+    fn index_key(&mut self, i: usize) {
+        if let Some((_, key)) = self.open.last_mut() {
+            *key = Some(format!("[{i}]"));
+        }
+    }
+
+    fn end_object(&mut self) {
+        self.close();
+    }
+
+    fn begin_array(&mut self) {
+        self.open.push((Json::Array(Vec::new()), None));
+    }
+
+    fn end_array(&mut self) {
+        self.close();
+    }
+}
+
+/// What a live trace adds to each line.
+struct Trace<'a> {
+    direction: &'a str,
+    time: f64,
+    connection: u64,
+}
+
+/// Ends a line's object, after the trace's entries when there are any.
+fn end_line<S: Sink>(s: &mut S, trace: Option<&Trace<'_>>) {
+    if let Some(t) = trace {
+        s.key("direction");
+        s.str(t.direction);
+        s.key("time");
+        s.f64((t.time * 1e6).round() / 1e6);
+        s.key("connection");
+        s.u64(t.connection);
+    }
+    s.end_object();
+}
+
+fn record_lines<S: Sink>(s: &mut S, record: &Record, trace: Option<&Trace<'_>>) {
+    match record {
+        Record::Header { offset, header } => {
+            s.begin_object();
+            s.key("offset");
+            s.u64(*offset);
+            s.key("kind");
+            s.str("header");
+            s.key("protocol_id");
+            s.u64(header.id.0.into());
+            s.key("protocol");
+            match header.id.name() {
+                Some(n) => s.str(n),
+                None => s.null(),
+            }
+            s.key("version");
+            s.display(format_args!("{}.{}.{}", header.major, header.minor, header.revision));
+            s.key("raw");
+            s.hex(&header.to_bytes());
+            end_line(s, trace);
+        }
+        Record::Frame(f) => frame_lines(s, f, trace),
+        Record::Error(e) => {
+            fatal_line(s, e.offset, &e.kind, trace);
+        }
+        Record::Truncated { offset, left } => {
+            let e = format_args!("the stream ends inside an item: {left} bytes left over");
+            fatal_line(s, *offset, e, trace);
+        }
+    }
+}
+
+/// A line of kind `error` that stops the decoding.
+fn fatal_line<S: Sink>(s: &mut S, offset: u64, e: impl fmt::Display, trace: Option<&Trace<'_>>) {
+    s.begin_object();
+    s.key("offset");
+    s.u64(offset);
+    s.key("kind");
+    s.str("error");
+    s.key("fatal");
+    s.bool(true);
+    s.key("error");
+    s.display(e);
+    end_line(s, trace);
+}
+
+fn frame_lines<S: Sink>(s: &mut S, f: &FrameRecord, trace: Option<&Trace<'_>>) {
     let h = &f.header;
-    // Room for every key a frame line can have: growing the map rehashes it.
-    let mut o = Map::with_capacity(16);
-    o.insert("offset".into(), f.offset.into());
-    o.insert("kind".into(), "frame".into());
-    o.insert("type".into(), h.frame_type.name().unwrap_or("unknown").into());
-    o.insert("channel".into(), h.channel.into());
-    o.insert("size".into(), h.size.into());
-    o.insert("doff".into(), h.doff.into());
-    o.insert("performative".into(), f.performative().into());
-    let doff = usize::from(h.doff) * 4;
+    s.begin_object();
+    s.key("offset");
+    s.u64(f.offset);
+    s.key("kind");
+    s.str("frame");
+    s.key("type");
+    s.str(h.frame_type.name().unwrap_or("unknown"));
+    s.key("channel");
+    s.u64(h.channel.into());
+    s.key("size");
+    s.u64(h.size.into());
+    s.key("doff");
+    s.u64(h.doff.into());
+    s.key("performative");
+    match f.performative() {
+        Some(p) => s.str(p),
+        None => s.null(),
+    }
+    // The frame decoder checked that the header's doff lies within the frame.
+    let doff = (usize::from(h.doff) * 4).min(f.raw.len());
     if doff > 8 {
-        o.insert("extended_header".into(), hex(&f.raw[8..doff]).into());
+        s.key("extended_header");
+        s.hex(&f.raw[8..doff]);
     }
     // The body's first value, read once for its fields and for its typed form, over the
     // frame's storage (strings and binaries are shared, not copied).
@@ -79,98 +529,130 @@ fn frame_json(f: &FrameRecord) -> Vec<Json> {
     if let Some(v) = &first {
         // The fields of a performative or SASL body, by spec name, as far as they were
         // encoded.
-        o.insert("fields".into(), composite_fields(v).unwrap_or_else(|| value_json(v)));
+        s.key("fields");
+        match composite(v) {
+            Some((fields, items)) => write_fields(s, fields, items),
+            None => write_value(s, v),
+        }
     }
-    if let Ok(crate::frame::Frame { body: crate::frame::FrameBody::Amqp { payload, .. }, .. }) =
-        &f.frame
-    {
+    if let Ok(Frame { body: FrameBody::Amqp { payload, .. }, .. }) = &f.frame {
         if !payload.is_empty() {
-            o.insert("payload_size".into(), payload.len().into());
+            s.key("payload_size");
+            s.u64(payload.len() as u64);
         }
     }
     if let Some(n) = f.continuation {
-        o.insert("continuation".into(), n.into());
+        s.key("continuation");
+        s.u64(n as u64);
     }
     if f.aborted {
-        o.insert("aborted".into(), true.into());
+        s.key("aborted");
+        s.bool(true);
     }
     if f.redacted {
-        o.insert("redacted".into(), true.into());
+        s.key("redacted");
+        s.bool(true);
     }
     if let Some(d) = &f.delivery {
-        o.insert("message".into(), message_json(d));
+        s.key("message");
+        write_payload(s, &d.payload, Some(d.frames));
     }
-    let warning = |w: &crate::codec::Warning| {
-        [
-            ("offset", w.offset.into()),
-            ("warning", w.kind.to_string().into()),
-            ("action", w.action.into()),
-        ]
-    };
-    let mut warnings: Vec<Json> = f.warnings.iter().map(|w| object(warning(w))).collect();
-    if let Some(d) = &f.delivery {
-        warnings.extend(d.warnings.iter().map(|w| {
-            let [a, b, c] = warning(w);
-            object([a, b, c, ("in", "message".into())])
-        }));
-    }
-    if !warnings.is_empty() {
-        o.insert("warnings".into(), Json::Array(warnings));
+    let message_warnings = f.delivery.as_ref().map_or(&[][..], |d| &d.warnings[..]);
+    if !f.warnings.is_empty() || !message_warnings.is_empty() {
+        s.key("warnings");
+        s.begin_array();
+        for w in &f.warnings {
+            write_warning(s, w, false);
+        }
+        for w in message_warnings {
+            write_warning(s, w, true);
+        }
+        s.end_array();
     }
     // The lossless form, for `amqpwire encode`: the body's first value typed, the bytes
     // after it in hex; or the body in hex when it is not a value that re-encodes to itself.
     if !body.is_empty() {
         match strict {
-            Some(v) if v.to_vec() == body[..used] => {
-                o.insert("typed".into(), super::typed::to_typed(v));
+            Some(v) if reencodes(v, &body[..used]) => {
+                s.key("typed");
+                super::typed::write_typed(s, v, false);
                 if used < body.len() {
-                    o.insert("payload".into(), hex(&body[used..]).into());
+                    s.key("payload");
+                    s.hex(&body[used..]);
                 }
             }
             _ => {
-                o.insert("body".into(), hex(&body).into());
+                s.key("body");
+                s.hex(&body);
             }
         }
     }
-    o.insert("raw".into(), hex(&f.raw).into());
-    let mut lines = vec![Json::Object(o)];
-    let error = |offset: Json, e: String| {
-        [
-            ("offset", offset),
-            ("kind", "error".into()),
-            ("fatal", false.into()),
-            ("frame_offset", f.offset.into()),
-            ("error", e.into()),
-        ]
-    };
+    s.key("raw");
+    s.hex(&f.raw);
+    end_line(s, trace);
     if let Some(e) = f.layer_error {
-        lines.push(object(error((f.offset + 5).into(), e.into())));
+        error_line(s, f, f.offset + 5, None, e, trace);
     }
     if let Err(e) = &f.frame {
-        lines.push(object(error(e.offset.into(), e.kind.to_string())));
+        error_line(s, f, e.offset as u64, None, &e.kind, trace);
     }
-    if let Some(DeliveryRecord { message: Err(e), reassembled, .. }) = &f.delivery {
-        let [offset, kind, fatal, frame_offset, error] = error(e.offset.into(), e.kind.to_string());
-        lines.push(object([
-            offset,
-            kind,
-            fatal,
-            frame_offset,
-            ("in", "message".into()),
-            ("offset_in_message", (*reassembled).into()),
-            error,
-        ]));
+    if let Some(DeliveryRecord { message: Err(e), reassembled, .. }) = f.delivery.as_deref() {
+        error_line(s, f, e.offset as u64, Some(*reassembled), &e.kind, trace);
     }
-    lines
 }
 
-/// An object with these entries, in this order.
-fn object<const N: usize>(entries: [(&str, Json); N]) -> Json {
-    let mut m = Map::with_capacity(N);
-    for (k, v) in entries {
-        m.insert(k.to_owned(), v);
+/// Whether `v` encodes to `bytes`: `v.to_vec() == bytes`, without sizing `v` first (the
+/// bytes give the size to expect).
+fn reencodes(v: &Value, bytes: &[u8]) -> bool {
+    let mut out = Vec::with_capacity(bytes.len());
+    v.encode(&mut out);
+    out == bytes
+}
+
+/// A warning of the frame, or of its message (`in_message`).
+fn write_warning<S: Sink>(s: &mut S, w: &Warning, in_message: bool) {
+    s.begin_object();
+    s.key("offset");
+    s.u64(w.offset as u64);
+    s.key("warning");
+    s.display(&w.kind);
+    s.key("action");
+    s.str(w.action);
+    if in_message {
+        s.key("in");
+        s.str("message");
     }
-    Json::Object(m)
+    s.end_object();
+}
+
+/// A line of kind `error` about the frame `f`, after which decoding goes on; about its
+/// message when `in_message` says whether the offset counts from the message's start.
+fn error_line<S: Sink>(
+    s: &mut S,
+    f: &FrameRecord,
+    offset: u64,
+    in_message: Option<bool>,
+    e: impl fmt::Display,
+    trace: Option<&Trace<'_>>,
+) {
+    s.begin_object();
+    s.key("offset");
+    s.u64(offset);
+    s.key("kind");
+    s.str("error");
+    s.key("fatal");
+    s.bool(false);
+    s.key("frame_offset");
+    s.u64(f.offset);
+    if let Some(reassembled) = in_message {
+        s.key("in");
+        s.str("message");
+        s.key("offset_in_message");
+        s.bool(reassembled);
+    }
+    s.key("error");
+    s.display(e);
+    end_line(s, trace);
 }
 
 /// The numeric code of a descriptor: a ulong, or a symbol the spec names.
@@ -182,167 +664,359 @@ fn descriptor_code(d: &Value) -> Option<u64> {
     }
 }
 
-/// The fields of a known list-shaped composite, by spec name, as far as they were
-/// encoded; `None` for anything else.
-fn composite_fields(v: &Value) -> Option<Json> {
+/// The field names and the encoded fields of a known list-shaped composite; `None` for
+/// anything else.
+fn composite(v: &Value) -> Option<(&'static [&'static str], &[Value])> {
     let Value::Described(d) = v else { return None };
-    let fields = fields_for_code(descriptor_code(&d.descriptor)?)?;
-    let Value::List(items, _) = &d.value else { return None };
-    let mut m = Map::with_capacity(items.len());
+    composite_parts(&d.descriptor, &d.value)
+}
+
+/// [`composite`], of a described value's parts.
+fn composite_parts<'v>(
+    descriptor: &Value,
+    value: &'v Value,
+) -> Option<(&'static [&'static str], &'v [Value])> {
+    let fields = fields_for_code(descriptor_code(descriptor)?)?;
+    let Value::List(items, _) = value else { return None };
+    Some((fields, items))
+}
+
+/// A composite's fields, by spec name (`[i]` past the names), as far as they were encoded.
+fn write_fields<S: Sink>(s: &mut S, fields: &[&str], items: &[Value]) {
+    s.begin_object();
     for (i, item) in items.iter().enumerate() {
-        let key = fields.get(i).map_or_else(|| format!("[{i}]"), |f| (*f).to_owned());
-        m.insert(key, value_json(item));
+        match fields.get(i) {
+            Some(f) => s.key(f),
+            None => s.index_key(i),
+        }
+        write_value(s, item);
     }
-    Some(Json::Object(m))
+    s.end_object();
 }
 
-fn message_json(d: &DeliveryRecord) -> Json {
-    payload_json(&d.payload, Some(d.frames))
+/// A section of a message, as its entry in the `message` object.
+#[derive(Clone, Copy)]
+enum Section<'v> {
+    /// A known section (header, properties, the annotation maps, footer) or an unknown
+    /// code: its fields, or its value.
+    Known(&'v Value, &'v Value),
+    /// A section whose descriptor is no known code: the described value whole.
+    Whole(&'v Value),
 }
 
-/// An encoded message as the `message` object of a transfer line (see
-/// `docs/trace-format.md`): its size, the number of frames it came in (when known), its
-/// sections by name and its body.
-pub fn payload_json(payload: &[u8], frames: Option<usize>) -> Json {
-    let mut o = Map::new();
-    o.insert("size".into(), json!(payload.len()));
-    if let Some(frames) = frames {
-        o.insert("frames".into(), json!(frames));
-    }
+/// An element of a message's body.
+enum BodyPart<'v> {
+    Data(&'v [u8]),
+    Value(&'v Value),
+}
+
+/// [`payload_json`], into a sink.
+pub(crate) fn write_payload<S: Sink>(s: &mut S, payload: &[u8], frames: Option<usize>) {
     let mut r = Reader::new(payload, DecodeOptions::LENIENT);
+    let mut values = Vec::new();
+    while !r.is_empty() {
+        match Value::read(&mut r) {
+            Ok(v @ Value::Described(_)) => values.push(v),
+            _ => break,
+        }
+    }
+    // The sections by name, in the order of their first occurrence; a name met again
+    // keeps that place and takes the later section (as a JSON object's entry does).
+    let mut sections: Vec<(&str, Section<'_>)> = Vec::new();
     let mut body_kind = None;
     let mut body = Vec::new();
-    while !r.is_empty() {
-        let Ok(v) = Value::read(&mut r) else { break };
-        let Value::Described(desc) = &v else { break };
+    for v in &values {
+        let Value::Described(desc) = v else { break };
         let code = descriptor_code(&desc.descriptor);
-        let name = code.and_then(name_for_code).unwrap_or("unknown-section");
-        match code {
+        let (name, section) = match code {
             Some(0x75) => {
                 body_kind = Some("data");
                 if let Value::Binary(b, _) = &desc.value {
-                    let mut s = Map::new();
-                    s.insert("size".into(), json!(b.len()));
-                    s.insert("hex".into(), json!(hex(b)));
-                    if let Ok(t) = std::str::from_utf8(b) {
-                        s.insert("text".into(), json!(t));
-                    }
-                    body.push(Json::Object(s));
+                    body.push(BodyPart::Data(b));
                 }
+                continue;
             }
             Some(0x76) => {
                 body_kind = Some("amqp-sequence");
-                body.push(value_json(&desc.value));
+                body.push(BodyPart::Value(&desc.value));
+                continue;
             }
             Some(0x77) => {
                 body_kind = Some("amqp-value");
-                body.push(value_json(&desc.value));
+                body.push(BodyPart::Value(&desc.value));
+                continue;
             }
             // Header and properties become their fields; the map sections their entries;
             // an unknown section stays whole.
-            Some(_) => {
-                let j = composite_fields(&v).unwrap_or_else(|| value_json(&desc.value));
-                o.insert(name.into(), j);
-            }
-            None => {
-                o.insert(name.into(), value_json(&v));
-            }
+            Some(c) => (
+                name_for_code(c).unwrap_or("unknown-section"),
+                Section::Known(&desc.descriptor, &desc.value),
+            ),
+            None => ("unknown-section", Section::Whole(v)),
+        };
+        match sections.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, earlier)) => *earlier = section,
+            None => sections.push((name, section)),
+        }
+    }
+    s.begin_object();
+    s.key("size");
+    s.u64(payload.len() as u64);
+    if let Some(frames) = frames {
+        s.key("frames");
+        s.u64(frames as u64);
+    }
+    for (name, section) in &sections {
+        s.key(name);
+        match *section {
+            Section::Known(descriptor, value) => match composite_parts(descriptor, value) {
+                Some((fields, items)) => write_fields(s, fields, items),
+                None => write_value(s, value),
+            },
+            Section::Whole(v) => write_value(s, v),
         }
     }
     if let Some(kind) = body_kind {
-        let content =
-            if kind == "amqp-value" { body.pop().unwrap_or(Json::Null) } else { Json::Array(body) };
-        o.insert("body".into(), json!({"kind": kind, "content": content}));
-    }
-    Json::Object(o)
-}
-
-/// An AMQP value as JSON: null, booleans, numbers and strings map to themselves (symbols
-/// too); binaries become `{"binary": hex}`, timestamps `{"timestamp": ms, "utc": …}`, uuids
-/// `{"uuid": …}`; lists and arrays become arrays; maps become objects when every key is a
-/// string or symbol, else `{"map": [[k, v], …]}`; a known composite becomes `{name: {field:
-/// value, …}}` with the fields present on the wire; any other described value becomes
-/// `{"described": {"descriptor": …, "value": …}}`.
-pub fn value_json(v: &Value) -> Json {
-    // Built with `From` and maps directly: `json!` copies what it is given.
-    match v {
-        Value::Null => Json::Null,
-        Value::Boolean(b, _) => (*b).into(),
-        Value::Ubyte(x) => (*x).into(),
-        Value::Ushort(x) => (*x).into(),
-        Value::Uint(x, _) => (*x).into(),
-        Value::Ulong(x, _) => (*x).into(),
-        Value::Byte(x) => (*x).into(),
-        Value::Short(x) => (*x).into(),
-        Value::Int(x, _) => (*x).into(),
-        Value::Long(x, _) => (*x).into(),
-        Value::Float(x) => float(f64::from(*x)),
-        Value::Double(x) => float(*x),
-        Value::Decimal32(b) => object([("decimal32", hex(b).into())]),
-        Value::Decimal64(b) => object([("decimal64", hex(b).into())]),
-        Value::Decimal128(b) => object([("decimal128", hex(b).into())]),
-        Value::Char(c) => c.to_string().into(),
-        Value::Timestamp(t) => object([("timestamp", t.0.into()), ("utc", t.to_string().into())]),
-        Value::Uuid(u) => object([("uuid", u.to_string().into())]),
-        Value::Binary(b, _) => object([("binary", hex(b).into())]),
-        Value::String(s, _) => (&**s).into(),
-        Value::Symbol(s, _) => s.as_str().into(),
-        Value::List(items, _) => Json::Array(items.iter().map(value_json).collect()),
-        // Elements of an array of described values are each that described value.
-        Value::Array(a) => match a.descriptor() {
-            None => Json::Array(a.items().iter().map(value_json).collect()),
-            Some(d) => Json::Array(
-                a.items()
-                    .iter()
-                    .map(|item| {
-                        value_json(&Value::Described(Box::new(crate::codec::Described {
-                            descriptor: d.clone(),
-                            value: item.clone(),
-                        })))
-                    })
-                    .collect(),
-            ),
-        },
-        Value::Map(pairs, _) => {
-            let pairs_json = || {
-                let pairs =
-                    pairs.iter().map(|(k, v)| Json::Array(vec![value_json(k), value_json(v)]));
-                object([("map", Json::Array(pairs.collect()))])
-            };
-            let mut m = Map::with_capacity(pairs.len());
-            for (k, val) in pairs {
-                let key = match k {
-                    Value::String(s, _) => s.to_string(),
-                    Value::Symbol(s, _) => s.as_str().to_owned(),
-                    _ => return pairs_json(),
-                };
-                if m.insert(key, value_json(val)).is_some() {
-                    return pairs_json();
+        s.key("body");
+        s.begin_object();
+        s.key("kind");
+        s.str(kind);
+        s.key("content");
+        let part = |s: &mut S, p: &BodyPart<'_>| match p {
+            BodyPart::Data(b) => {
+                s.begin_object();
+                s.key("size");
+                s.u64(b.len() as u64);
+                s.key("hex");
+                s.hex(b);
+                if let Ok(t) = std::str::from_utf8(b) {
+                    s.key("text");
+                    s.str(t);
                 }
+                s.end_object();
             }
-            Json::Object(m)
+            BodyPart::Value(v) => write_value(s, v),
+        };
+        if kind == "amqp-value" {
+            match body.last() {
+                Some(p) => part(s, p),
+                None => s.null(),
+            }
+        } else {
+            s.begin_array();
+            for p in &body {
+                part(s, p);
+            }
+            s.end_array();
         }
-        Value::Described(d) => {
-            let name = descriptor_code(&d.descriptor).and_then(name_for_code);
-            match (name, composite_fields(v)) {
-                (Some(n), Some(fields)) => object([(n, fields)]),
-                (Some(n), None) => object([(n, value_json(&d.value))]),
-                _ => object([(
-                    "described",
-                    object([
-                        ("descriptor", value_json(&d.descriptor)),
-                        ("value", value_json(&d.value)),
-                    ]),
-                )]),
+        s.end_object();
+    }
+    s.end_object();
+}
+
+/// [`value_json`], into a sink.
+pub(crate) fn write_value<S: Sink>(s: &mut S, v: &Value) {
+    let single_hex = |s: &mut S, key: &str, b: &[u8]| {
+        s.begin_object();
+        s.key(key);
+        s.hex(b);
+        s.end_object();
+    };
+    match v {
+        Value::Null => s.null(),
+        Value::Boolean(b, _) => s.bool(*b),
+        Value::Ubyte(x) => s.u64((*x).into()),
+        Value::Ushort(x) => s.u64((*x).into()),
+        Value::Uint(x, _) => s.u64((*x).into()),
+        Value::Ulong(x, _) => s.u64(*x),
+        Value::Byte(x) => s.i64((*x).into()),
+        Value::Short(x) => s.i64((*x).into()),
+        Value::Int(x, _) => s.i64((*x).into()),
+        Value::Long(x, _) => s.i64(*x),
+        Value::Float(x) => float(s, f64::from(*x)),
+        Value::Double(x) => float(s, *x),
+        Value::Decimal32(b) => single_hex(s, "decimal32", b),
+        Value::Decimal64(b) => single_hex(s, "decimal64", b),
+        Value::Decimal128(b) => single_hex(s, "decimal128", b),
+        Value::Char(c) => s.str(c.encode_utf8(&mut [0; 4])),
+        Value::Timestamp(t) => {
+            s.begin_object();
+            s.key("timestamp");
+            s.i64(t.0);
+            s.key("utc");
+            s.display(t);
+            s.end_object();
+        }
+        Value::Uuid(u) => {
+            s.begin_object();
+            s.key("uuid");
+            s.display(u);
+            s.end_object();
+        }
+        Value::Binary(b, _) => single_hex(s, "binary", b),
+        Value::String(x, _) => s.str(x),
+        Value::Symbol(x, _) => s.str(x.as_str()),
+        Value::List(items, _) => {
+            s.begin_array();
+            for i in items {
+                write_value(s, i);
+            }
+            s.end_array();
+        }
+        // Elements of an array of described values are each that described value.
+        Value::Array(a) => {
+            s.begin_array();
+            match a.descriptor() {
+                None => a.items().iter().for_each(|i| write_value(s, i)),
+                Some(d) => a.items().iter().for_each(|i| write_described(s, d, i)),
+            }
+            s.end_array();
+        }
+        Value::Map(pairs, _) => {
+            if has_object_keys(pairs) {
+                s.begin_object();
+                for (k, val) in pairs {
+                    s.key(object_key(k).unwrap_or_default());
+                    write_value(s, val);
+                }
+                s.end_object();
+            } else {
+                s.begin_object();
+                s.key("map");
+                s.begin_array();
+                for (k, val) in pairs {
+                    s.begin_array();
+                    write_value(s, k);
+                    write_value(s, val);
+                    s.end_array();
+                }
+                s.end_array();
+                s.end_object();
             }
         }
+        Value::Described(d) => write_described(s, &d.descriptor, &d.value),
     }
 }
 
-fn float(x: f64) -> Json {
+/// A described value: `{name: fields}` or `{name: value}` for a known descriptor, else
+/// `{"described": {"descriptor": …, "value": …}}`.
+fn write_described<S: Sink>(s: &mut S, descriptor: &Value, value: &Value) {
+    s.begin_object();
+    match descriptor_code(descriptor).and_then(name_for_code) {
+        Some(n) => {
+            s.key(n);
+            match composite_parts(descriptor, value) {
+                Some((fields, items)) => write_fields(s, fields, items),
+                None => write_value(s, value),
+            }
+        }
+        None => {
+            s.key("described");
+            s.begin_object();
+            s.key("descriptor");
+            write_value(s, descriptor);
+            s.key("value");
+            write_value(s, value);
+            s.end_object();
+        }
+    }
+    s.end_object();
+}
+
+/// A float: a number when finite, else its name as a string (`NaN`, `inf`, `-inf`).
+fn float<S: Sink>(s: &mut S, x: f64) {
     if x.is_finite() {
-        x.into()
+        s.f64(x);
     } else {
-        x.to_string().into()
+        s.display(x);
+    }
+}
+
+/// The key a map key makes in a JSON object: a string's or a symbol's text.
+fn object_key(k: &Value) -> Option<&str> {
+    match k {
+        Value::String(s, _) => Some(&**s),
+        Value::Symbol(s, _) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+/// Whether a map becomes a JSON object: every key is a string or symbol, no two alike.
+fn has_object_keys(pairs: &[(Value, Value)]) -> bool {
+    // Small maps (the usual application properties) are compared pairwise; larger ones
+    // through a set, so that a map of many keys costs no more than its size.
+    const PAIRWISE: usize = 16;
+    if pairs.len() <= PAIRWISE {
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            let Some(k) = object_key(k) else { return false };
+            if pairs[..i].iter().any(|(p, _)| object_key(p) == Some(k)) {
+                return false;
+            }
+        }
+        true
+    } else {
+        let mut seen = std::collections::HashSet::with_capacity(pairs.len());
+        pairs.iter().all(|(k, _)| object_key(k).is_some_and(|k| seen.insert(k)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text the writer gives for one value.
+    fn written(f: impl FnOnce(&mut Writer<'_>)) -> String {
+        let mut out = String::new();
+        f(&mut Writer::new(&mut out));
+        out
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut all: String = (0u32..0x80).filter_map(char::from_u32).collect();
+        all.push_str("é€😀\u{2028}\u{7f}\"\\/");
+        for s in [all.as_str(), "", "plain", "\"", "a\u{0}b", "\u{1f}x\u{1b}"] {
+            let want = serde_json::to_string(s).expect("a string serialises") + "\n";
+            assert_eq!(written(|w| w.str(s)), want, "{s:?}");
+            assert_eq!(written(|w| w.display(s)), want, "{s:?} displayed");
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_as_serde_json_writes_them() {
+        for x in [0, 1, 9, 10, 99, 100, 12345, u64::from(u32::MAX), u64::MAX] {
+            assert_eq!(written(|w| w.u64(x)), format!("{}\n", Json::from(x)));
+        }
+        for x in [0, -1, 7, i64::MIN, i64::MAX, -1234567] {
+            assert_eq!(written(|w| w.i64(x)), format!("{}\n", Json::from(x)));
+        }
+        for x in [0.0, -0.0, 1.0, 1.5, 0.1, 1e16, 1e-7, 123456789.125, f64::MAX, f64::MIN_POSITIVE]
+        {
+            assert_eq!(written(|w| w.f64(x)), format!("{}\n", Json::from(x)), "{x}");
+        }
+        for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(written(|w| w.f64(x)), "null\n");
+        }
+    }
+
+    #[test]
+    fn nesting_puts_commas_and_ends_top_level_values_with_newlines() {
+        let out = written(|w| {
+            w.begin_object();
+            w.key("a");
+            w.begin_array();
+            w.u64(1);
+            w.begin_object();
+            w.end_object();
+            w.begin_array();
+            w.end_array();
+            w.null();
+            w.end_array();
+            w.index_key(3);
+            w.bool(false);
+            w.end_object();
+            w.str("next");
+        });
+        assert_eq!(out, "{\"a\":[1,{},[],null],\"[3]\":false}\n\"next\"\n");
     }
 }

@@ -15,12 +15,16 @@
 pub mod html;
 #[cfg(feature = "json")]
 pub mod json;
+#[cfg(all(test, feature = "json"))]
+mod json_oracle;
 mod text;
 #[cfg(feature = "json")]
 pub mod typed;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -36,7 +40,7 @@ use crate::message::Message;
 use crate::types::{fields_for_code, name_for_code, Performative};
 
 /// One annotated value.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Node {
     /// Offset of the first byte (stream offset, or message offset for a reassembled
     /// delivery).
@@ -57,7 +61,7 @@ pub struct Node {
 }
 
 /// A decoded message with its annotated sections.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DeliveryRecord {
     /// The message bytes (joined when reassembled).
     pub payload: Bytes,
@@ -68,14 +72,15 @@ pub struct DeliveryRecord {
     pub reassembled: bool,
     /// The typed message, or why it could not be decoded.
     pub message: Result<Message, DecodeError>,
-    /// One node per section.
-    pub sections: Vec<Node>,
+    /// One node per section (shared: the sections do not depend on the mode, see
+    /// [`Inspector::inspect_both`]).
+    pub sections: Arc<[Node]>,
     /// Deviations accepted in lenient mode.
     pub warnings: Vec<Warning>,
 }
 
 /// One frame as the inspector saw it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FrameRecord {
     /// Stream offset.
     pub offset: u64,
@@ -86,11 +91,15 @@ pub struct FrameRecord {
     /// The typed decode, or why it failed.
     pub frame: Result<Frame, DecodeError>,
     /// The performative's annotated tree (absent for an empty frame or a failed decode).
-    pub tree: Option<Node>,
+    /// Shared: the tree is read leniently whatever the mode, see
+    /// [`Inspector::inspect_both`].
+    pub tree: Option<Arc<Node>>,
     /// Deviations accepted in lenient mode.
     pub warnings: Vec<Warning>,
-    /// For the last transfer of a delivery: the message.
-    pub delivery: Option<DeliveryRecord>,
+    /// For the last transfer of a delivery: the message. Boxed, since few frames end a
+    /// delivery: a record small enough for the allocator's fast path is a frame's largest
+    /// allocation.
+    pub delivery: Option<Box<DeliveryRecord>>,
     /// For a transfer that continues a delivery: which frame of it this is (1-based).
     pub continuation: Option<usize>,
     /// A transfer that aborted its delivery.
@@ -119,7 +128,7 @@ impl FrameRecord {
 }
 
 /// An item of the inspected stream.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     /// A protocol header.
     Header {
@@ -215,7 +224,10 @@ impl Inspector {
                 self.layer = Some(header.id);
                 Some(Record::Header { offset, header })
             }
-            Ok(Some(StreamItem::Frame(raw))) => Some(Record::Frame(Box::new(self.frame(raw)))),
+            Ok(Some(StreamItem::Frame(raw))) => {
+                let mut shared = Shared::new(raw, self.redact);
+                Some(Record::Frame(Box::new(self.frame(&mut shared))))
+            }
             Err(e) => {
                 self.failed = true;
                 Some(Record::Error(e))
@@ -244,8 +256,49 @@ impl Inspector {
         out
     }
 
-    fn frame(&mut self, mut raw: crate::frame::RawFrame) -> FrameRecord {
-        let redacted = self.redact && redact(&mut raw);
+    /// Every record of a complete stream in strict mode and in lenient mode (with
+    /// credentials masked): `[inspect_all(data, STRICT), inspect_all(data, LENIENT)]`, with
+    /// the work that does not depend on the mode done once. The stream splits into the
+    /// same frames in both modes, masking reads the frame leniently in both, and the
+    /// annotated trees of a frame's body and of a message are read leniently in both:
+    /// the two records of a frame share them.
+    pub fn inspect_both(data: &[u8]) -> [Vec<Record>; 2] {
+        let mut modes = [Self::new(DecodeOptions::STRICT), Self::new(DecodeOptions::LENIENT)];
+        // The lenient inspector's decoder splits the stream for both.
+        let [strict, lenient] = &mut modes;
+        lenient.push(data);
+        let mut out = [Vec::new(), Vec::new()];
+        loop {
+            match lenient.decoder.next_item() {
+                Ok(None) => break,
+                Ok(Some(StreamItem::Header { offset, header })) => {
+                    strict.layer = Some(header.id);
+                    lenient.layer = Some(header.id);
+                    out[0].push(Record::Header { offset, header });
+                    out[1].push(Record::Header { offset, header });
+                }
+                Ok(Some(StreamItem::Frame(raw))) => {
+                    let mut shared = Shared::new(raw, lenient.redact);
+                    out[0].push(Record::Frame(Box::new(strict.frame(&mut shared))));
+                    out[1].push(Record::Frame(Box::new(lenient.frame(&mut shared))));
+                }
+                Err(e) => {
+                    lenient.failed = true;
+                    out[0].push(Record::Error(e.clone()));
+                    out[1].push(Record::Error(e));
+                    break;
+                }
+            }
+        }
+        if let Some(r) = lenient.finish() {
+            out[0].push(r.clone());
+            out[1].push(r);
+        }
+        out
+    }
+
+    fn frame(&mut self, shared: &mut Shared) -> FrameRecord {
+        let raw = &shared.raw;
         let body = raw.body();
         let base = raw.body_offset() as usize;
         let mut warnings = Vec::new();
@@ -259,9 +312,9 @@ impl Inspector {
         let tree = if body.is_empty() || frame.is_err() && raw.header.frame_type.name().is_none() {
             None
         } else {
-            let mut r = Reader::from_bytes(&body, DecodeOptions::LENIENT).with_base(base);
-            annotate(&mut r, "", None).ok()
+            shared.tree(&body, base)
         };
+        let raw = &shared.raw;
         let mut rec = FrameRecord {
             offset: raw.offset,
             header: raw.header,
@@ -272,7 +325,7 @@ impl Inspector {
             delivery: None,
             continuation: None,
             aborted: false,
-            redacted,
+            redacted: shared.redacted,
             layer_error: self.layer_error(raw.header.frame_type),
         };
         if let Ok(Frame {
@@ -291,13 +344,13 @@ impl Inspector {
                 p.frames += 1;
                 rec.continuation = Some(p.frames);
             } else {
-                rec.delivery = Some(match self.partial.remove(&key) {
+                rec.delivery = Some(Box::new(match self.partial.remove(&key) {
                     Some(mut p) => {
                         p.payload.extend_from_slice(payload);
-                        self.delivery(Bytes::from(p.payload), p.frames + 1, 0, true)
+                        self.delivery(Bytes::from(p.payload), p.frames + 1, 0, true, shared)
                     }
-                    None => self.delivery(payload.clone(), 1, payload_offset, false),
-                });
+                    None => self.delivery(payload.clone(), 1, payload_offset, false, shared),
+                }));
             }
         }
         rec
@@ -324,19 +377,66 @@ impl Inspector {
         frames: usize,
         base: usize,
         reassembled: bool,
+        shared: &mut Shared,
     ) -> DeliveryRecord {
         let mut r = Reader::from_bytes(&payload, self.opts).with_base(base);
         let message = Message::read(&mut r);
         let warnings = r.take_warnings();
+        let sections = shared.sections(&payload, base);
+        DeliveryRecord { payload, frames, reassembled, message, sections, warnings }
+    }
+}
+
+/// What a frame gives whatever the mode, worked out once for the records of both modes:
+/// its bytes with credentials masked, and the annotated trees of its body and of the
+/// message it ends, all read leniently.
+struct Shared {
+    raw: crate::frame::RawFrame,
+    redacted: bool,
+    /// The body's tree, once annotated.
+    tree: Option<Option<Arc<Node>>>,
+    /// The sections of a message, once annotated: its bytes, their base offset, the
+    /// sections.
+    sections: Option<(Bytes, usize, Arc<[Node]>)>,
+}
+
+impl Shared {
+    fn new(mut raw: crate::frame::RawFrame, redact_secrets: bool) -> Self {
+        let redacted = redact_secrets && redact(&mut raw);
+        Self { raw, redacted, tree: None, sections: None }
+    }
+
+    /// The annotated tree of the frame's `body`, which starts at stream offset `base`.
+    fn tree(&mut self, body: &Bytes, base: usize) -> Option<Arc<Node>> {
+        self.tree
+            .get_or_insert_with(|| {
+                let mut r = Reader::from_bytes(body, DecodeOptions::LENIENT).with_base(base);
+                annotate(&mut r, "", None).ok().map(Arc::new)
+            })
+            .clone()
+    }
+
+    /// The annotated sections of a message: as far as they can be read, from offset
+    /// `base`. The two modes may end different deliveries with a frame (one may have
+    /// refused a transfer the other took): the sections are shared only for the same
+    /// bytes at the same offset.
+    fn sections(&mut self, payload: &Bytes, base: usize) -> Arc<[Node]> {
+        if let Some((p, b, sections)) = &self.sections {
+            if *b == base && p == payload {
+                return sections.clone();
+            }
+        }
         let mut sections = Vec::new();
-        let mut r = Reader::from_bytes(&payload, DecodeOptions::LENIENT).with_base(base);
+        let mut r = Reader::from_bytes(payload, DecodeOptions::LENIENT).with_base(base);
         while !r.is_empty() {
             match annotate(&mut r, "", None) {
                 Ok(n) => sections.push(n),
                 Err(_) => break,
             }
         }
-        DeliveryRecord { payload, frames, reassembled, message, sections, warnings }
+        let sections: Arc<[Node]> = sections.into();
+        self.sections = Some((payload.clone(), base, sections.clone()));
+        sections
     }
 }
 
@@ -503,7 +603,7 @@ fn annotate_value(
                 } else {
                     let l = fields
                         .and_then(|f| f.get(i as usize))
-                        .map_or_else(|| Cow::Owned(format!("[{i}]")), |n| Cow::Borrowed(*n));
+                        .map_or_else(|| index_label(i), |n| Cow::Borrowed(*n));
                     let (mut child, value) = annotate_value(r, l, None)?;
                     if fields.is_some() {
                         if let Some(m) = value.and_then(|v| meaning(&child.label, &v)) {
@@ -522,9 +622,9 @@ fn annotate_value(
             r.check_distinct_keys(map_start, &keys)?;
             let summary = match (is_map, count) {
                 (true, 2) => Cow::Borrowed("1 entry"),
-                (true, _) => Cow::Owned(format!("{} entries", count / 2)),
+                (true, _) => counted(count / 2, " entries"),
                 (false, 1) => Cow::Borrowed("1 element"),
-                (false, _) => Cow::Owned(format!("{count} elements")),
+                (false, _) => counted(count, " elements"),
             };
             (head, fc::name(code).unwrap_or("?"), summary, children)
         }
@@ -548,7 +648,7 @@ fn annotate_value(
                     offset: eoff,
                     len: r.position() - epos,
                     head: r.position() - epos,
-                    label: Cow::Owned(format!("[{i}]")),
+                    label: index_label(i),
                     encoding: fc::name(elem).unwrap_or("?"),
                     summary: summary(&v),
                     children: Vec::new(),
@@ -588,13 +688,137 @@ fn push_hex(s: &mut String, x: u64, digits: usize) {
 /// The digits of lower-case hex.
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-/// [`render`], borrowed where the rendering is always the same.
+/// [`render`], borrowed where the rendering is always the same. There is a summary per
+/// value: the common ones (integers, symbols, binaries) are written without the
+/// formatting machinery.
 fn summary(v: &Value) -> Cow<'static, str> {
     match v {
         Value::Null => Cow::Borrowed("null"),
         Value::Boolean(true, _) => Cow::Borrowed("true"),
         Value::Boolean(false, _) => Cow::Borrowed("false"),
+        Value::Ubyte(x) => decimal(false, (*x).into()),
+        Value::Ushort(x) => decimal(false, (*x).into()),
+        Value::Uint(x, _) => decimal(false, (*x).into()),
+        Value::Ulong(x, _) => decimal(false, *x),
+        Value::Byte(x) => decimal(*x < 0, x.unsigned_abs().into()),
+        Value::Short(x) => decimal(*x < 0, x.unsigned_abs().into()),
+        Value::Int(x, _) => decimal(*x < 0, x.unsigned_abs().into()),
+        Value::Long(x, _) => decimal(*x < 0, x.unsigned_abs()),
+        Value::Symbol(s, _) => {
+            let mut out = String::with_capacity(1 + s.as_str().len());
+            out.push(':');
+            out.push_str(s.as_str());
+            Cow::Owned(out)
+        }
+        Value::Binary(b, _) => match std::str::from_utf8(b) {
+            // Text in a binary (JSON telemetry, tags like "2044") reads better as text.
+            Ok(t) if !t.is_empty() && !t.chars().any(|c| c.is_control() && c != '\n') => {
+                let mut out = String::with_capacity(t.len() + 20);
+                push_quoted(&mut out, t);
+                out.push_str(" (");
+                push_decimal(&mut out, b.len() as u64);
+                out.push_str(if b.len() == 1 { " byte)" } else { " bytes)" });
+                Cow::Owned(out)
+            }
+            _ => {
+                let mut out = String::with_capacity(2 + 2 * b.len());
+                out.push_str("0x");
+                push_hex_bytes(&mut out, b);
+                Cow::Owned(out)
+            }
+        },
+        Value::String(s, _) => {
+            let mut out = String::with_capacity(s.len() + 2);
+            push_quoted(&mut out, s);
+            Cow::Owned(out)
+        }
         _ => Cow::Owned(render(v)),
+    }
+}
+
+/// Appends `s` quoted and escaped as `format!("{s:?}")` writes it. Text of printable
+/// ASCII (with line breaks and tabs) is escaped here, a byte at a time; anything else
+/// goes through `Debug`, which knows which characters of Unicode are printable.
+fn push_quoted(out: &mut String, s: &str) {
+    if !s.bytes().all(|b| (0x20..0x7f).contains(&b) || matches!(b, b'\n' | b'\r' | b'\t')) {
+        let _ = write!(out, "{s:?}");
+        return;
+    }
+    out.push('"');
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            _ => continue,
+        };
+        out.push_str(&s[plain..i]);
+        out.push_str(escaped);
+        plain = i + 1;
+    }
+    out.push_str(&s[plain..]);
+    out.push('"');
+}
+
+/// An integer in decimal, `-` first when `negative`: `x.to_string()`. A single digit is
+/// borrowed.
+fn decimal(negative: bool, x: u64) -> Cow<'static, str> {
+    const DIGITS: &str = "0123456789";
+    if !negative && x < 10 {
+        let x = x as usize;
+        return Cow::Borrowed(&DIGITS[x..x + 1]);
+    }
+    let mut s = String::with_capacity(usize::from(negative) + 20);
+    if negative {
+        s.push('-');
+    }
+    push_decimal(&mut s, x);
+    Cow::Owned(s)
+}
+
+/// `n` then `what` (` elements`): `format!("{n}{what}")`.
+fn counted(n: u32, what: &str) -> Cow<'static, str> {
+    let mut s = String::with_capacity(10 + what.len());
+    push_decimal(&mut s, n.into());
+    s.push_str(what);
+    Cow::Owned(s)
+}
+
+/// The label `[i]` of an element with no field name.
+fn index_label(i: u32) -> Cow<'static, str> {
+    let mut s = String::with_capacity(12);
+    s.push('[');
+    push_decimal(&mut s, i.into());
+    s.push(']');
+    Cow::Owned(s)
+}
+
+/// Appends the decimal digits of `x`, without the formatting machinery.
+pub(crate) fn push_decimal(out: &mut String, mut x: u64) {
+    let mut digits = [0u8; 20];
+    let mut first = digits.len();
+    loop {
+        first -= 1;
+        digits[first] = b'0' + (x % 10) as u8;
+        x /= 10;
+        if x == 0 {
+            break;
+        }
+    }
+    // A character at a time: checking a few digits as UTF-8 costs more.
+    for &d in &digits[first..] {
+        out.push(char::from(d));
+    }
+}
+
+/// Appends the lower-case hex of `b`.
+fn push_hex_bytes(out: &mut String, b: &[u8]) {
+    for x in b {
+        out.push(char::from(HEX_DIGITS[usize::from(x >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(x & 0xf)]));
     }
 }
 
@@ -700,4 +924,114 @@ pub fn parse_hex(text: &[u8]) -> Result<Vec<u8>, String> {
         return Err("hex input: odd number of hex digits".into());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_are_the_renderings() {
+        // Every encoding choice of generated values (integers at their limits, symbols,
+        // binaries that are text or not), each element of their compounds too.
+        fn walk(v: &Value, seen: &mut usize) {
+            assert_eq!(summary(v), render(v).as_str(), "{v:?}");
+            *seen += 1;
+            match v {
+                Value::List(items, _) => items.iter().for_each(|i| walk(i, seen)),
+                Value::Map(pairs, _) => pairs.iter().for_each(|(k, v)| {
+                    walk(k, seen);
+                    walk(v, seen);
+                }),
+                Value::Array(a) => a.items().iter().for_each(|i| walk(i, seen)),
+                Value::Described(d) => {
+                    walk(&d.descriptor, seen);
+                    walk(&d.value, seen);
+                }
+                _ => {}
+            }
+        }
+        let mut seen = 0;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for n in 0..2000 {
+            let noise: Vec<u8> = (0..64 + n % 256)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let mut out = Vec::new();
+            crate::fuzzing::generate::value(&mut arbitrary::Unstructured::new(&noise), &mut out);
+            if let Ok(v) = Value::decode_with(&out, DecodeOptions::LENIENT) {
+                walk(&v, &mut seen);
+            }
+        }
+        let texts = [
+            "",
+            "plain",
+            "quote \" and \\ backslash, 'single'",
+            "tab\tnew\nline\rreturn",
+            "nul\0 escape\u{1b} del\u{7f}",
+            "é, 😀, \u{200b}, \u{301}combining",
+            "{\"temperature\": 21.5}",
+        ];
+        for s in texts {
+            walk(&Value::String(s.into(), crate::codec::Fmt::Auto), &mut seen);
+            walk(
+                &Value::Binary(Bytes::copy_from_slice(s.as_bytes()), crate::codec::Fmt::Auto),
+                &mut seen,
+            );
+        }
+        for v in [
+            Value::Long(i64::MIN, crate::codec::Fmt::Auto),
+            Value::Ulong(u64::MAX, crate::codec::Fmt::Auto),
+            Value::Byte(-128),
+            Value::Int(-7, crate::codec::Fmt::Auto),
+            Value::Ubyte(9),
+            Value::Ushort(10),
+        ] {
+            walk(&v, &mut seen);
+        }
+        assert!(seen > 10_000, "only {seen} values");
+        assert_eq!(index_label(12), "[12]");
+        assert_eq!(counted(3, " elements"), "3 elements");
+    }
+
+    #[test]
+    fn inspecting_both_modes_at_once_gives_each_mode_s_records() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut frames = 0;
+        let mut differ = 0;
+        for dir in [
+            "fuzz/corpus/inspect",
+            "fuzz/corpus/frames",
+            "fuzz/corpus/connection",
+            "tests/fixtures/iothub",
+            "tests/fixtures/wire",
+        ] {
+            let mut paths: Vec<_> = std::fs::read_dir(root.join(dir))
+                .expect("corpus folder")
+                .map(|e| e.expect("entry").path())
+                .filter(|p| p.is_file())
+                .collect();
+            paths.sort();
+            for p in paths {
+                let data = std::fs::read(&p).expect("file");
+                let [strict, lenient] = Inspector::inspect_both(&data);
+                let name = p.display();
+                assert_eq!(strict, Inspector::inspect_all(&data, DecodeOptions::STRICT), "{name}");
+                assert_eq!(
+                    lenient,
+                    Inspector::inspect_all(&data, DecodeOptions::LENIENT),
+                    "{name}"
+                );
+                frames += lenient.iter().filter(|r| matches!(r, Record::Frame(_))).count();
+                differ += strict.iter().zip(&lenient).filter(|(s, l)| s != l).count();
+            }
+        }
+        // Enough frames to mean something, and seeds where the modes part (few do).
+        assert!(frames > 1000 && differ > 0, "{frames} frames, {differ} differing records");
+    }
 }

@@ -89,7 +89,7 @@ fn frame(f: &FrameRecord, out: &mut String) {
         }
         let (buf, base): (&[u8], usize) =
             if d.reassembled { (&d.payload, 0) } else { (&f.raw, f.offset as usize) };
-        for s in &d.sections {
+        for s in d.sections.iter() {
             node(s, buf, base, 2, out);
         }
         if let Err(e) = &d.message {

@@ -23,87 +23,139 @@
 
 use serde_json::{Map, Value as Json};
 
+use super::json::{Builder, Sink};
+use super::HEX_DIGITS;
 use crate::codec::{Array, Described, Fmt, Symbol, Timestamp, Uuid, Value};
 
 /// The typed JSON of `v`.
 pub fn to_typed(v: &Value) -> Json {
-    typed(v, false)
+    let mut b = Builder::default();
+    write_typed(&mut b, v, false);
+    b.value()
 }
 
-fn typed(v: &Value, in_array: bool) -> Json {
-    // Built with maps and `From` directly: `json!` copies each value it is given through
-    // serde's serializer, which for a nested value is its whole subtree, at every level.
-    let (code, canonical) = v.format_codes();
-    // `{key: value}`, and the format code where the value was not written in its smallest
-    // form (never inside an array, whose element constructor decides).
-    let with_code = |key: &str, value: Json| {
-        let mut o = Map::with_capacity(2);
-        o.insert(key.into(), value);
-        if code != canonical && !in_array {
-            o.insert("code".into(), hex_code(code).into());
-        }
-        Json::Object(o)
-    };
-    let single = |key: &str, value: Json| {
-        let mut o = Map::with_capacity(1);
-        o.insert(key.into(), value);
-        Json::Object(o)
+/// [`to_typed`], into a sink; `in_array` for an element of an array, whose element
+/// constructor decides its format code.
+pub(crate) fn write_typed<S: Sink>(s: &mut S, v: &Value, in_array: bool) {
+    // The format code, when the value was not written in its smallest form (never inside
+    // an array). Sizing a compound walks it: only the values that can show a code ask.
+    let shown_code = || {
+        let (code, canonical) = v.format_codes();
+        (code != canonical && !in_array).then_some(code)
     };
     match v {
-        Value::Null => Json::Null,
-        Value::Boolean(b, _) if code == canonical || in_array => (*b).into(),
-        Value::Boolean(b, _) => with_code("boolean", (*b).into()),
-        Value::Ubyte(x) => single("ubyte", (*x).into()),
-        Value::Ushort(x) => single("ushort", (*x).into()),
-        Value::Uint(x, _) => with_code("uint", (*x).into()),
-        Value::Ulong(x, _) => with_code("ulong", (*x).into()),
-        Value::Byte(x) => single("byte", (*x).into()),
-        Value::Short(x) => single("short", (*x).into()),
-        Value::Int(x, _) => with_code("int", (*x).into()),
-        Value::Long(x, _) => with_code("long", (*x).into()),
-        Value::Float(x) if x.is_finite() => single("float", (*x).into()),
-        Value::Float(x) => single("float-bits", format!("{:08x}", x.to_bits()).into()),
-        Value::Double(x) if x.is_finite() => single("double", (*x).into()),
-        Value::Double(x) => single("double-bits", format!("{:016x}", x.to_bits()).into()),
-        Value::Decimal32(b) => single("decimal32", hex(b).into()),
-        Value::Decimal64(b) => single("decimal64", hex(b).into()),
-        Value::Decimal128(b) => single("decimal128", hex(b).into()),
-        Value::Char(c) => single("char", c.to_string().into()),
-        Value::Timestamp(t) => single("timestamp", t.0.into()),
-        Value::Uuid(u) => single("uuid", u.to_string().into()),
-        Value::Binary(b, _) => with_code("binary", hex(b).into()),
-        Value::String(s, _) if code == canonical || in_array => (&**s).into(),
-        Value::String(s, _) => with_code("string", (&**s).into()),
-        Value::Symbol(s, _) => with_code("symbol", s.as_str().into()),
+        Value::Null => s.null(),
+        Value::Boolean(b, _) => match shown_code() {
+            None => s.bool(*b),
+            Some(c) => {
+                open(s, "boolean");
+                s.bool(*b);
+                close(s, Some(c));
+            }
+        },
+        Value::Ubyte(x) => single(s, "ubyte", |s| s.u64((*x).into())),
+        Value::Ushort(x) => single(s, "ushort", |s| s.u64((*x).into())),
+        Value::Uint(x, _) => with_code(s, "uint", shown_code(), |s| s.u64((*x).into())),
+        Value::Ulong(x, _) => with_code(s, "ulong", shown_code(), |s| s.u64(*x)),
+        Value::Byte(x) => single(s, "byte", |s| s.i64((*x).into())),
+        Value::Short(x) => single(s, "short", |s| s.i64((*x).into())),
+        Value::Int(x, _) => with_code(s, "int", shown_code(), |s| s.i64((*x).into())),
+        Value::Long(x, _) => with_code(s, "long", shown_code(), |s| s.i64(*x)),
+        Value::Float(x) if x.is_finite() => single(s, "float", |s| s.f64(f64::from(*x))),
+        Value::Float(x) => single(s, "float-bits", |s| s.hex(&x.to_bits().to_be_bytes())),
+        Value::Double(x) if x.is_finite() => single(s, "double", |s| s.f64(*x)),
+        Value::Double(x) => single(s, "double-bits", |s| s.hex(&x.to_bits().to_be_bytes())),
+        Value::Decimal32(b) => single(s, "decimal32", |s| s.hex(b)),
+        Value::Decimal64(b) => single(s, "decimal64", |s| s.hex(b)),
+        Value::Decimal128(b) => single(s, "decimal128", |s| s.hex(b)),
+        Value::Char(c) => single(s, "char", |s| s.str(c.encode_utf8(&mut [0; 4]))),
+        Value::Timestamp(t) => single(s, "timestamp", |s| s.i64(t.0)),
+        Value::Uuid(u) => single(s, "uuid", |s| s.display(u)),
+        Value::Binary(b, _) => with_code(s, "binary", shown_code(), |s| s.hex(b)),
+        Value::String(x, _) => match shown_code() {
+            None => s.str(x),
+            c => with_code(s, "string", c, |s| s.str(x)),
+        },
+        Value::Symbol(x, _) => with_code(s, "symbol", shown_code(), |s| s.str(x.as_str())),
         Value::List(items, _) => {
-            let items = Json::Array(items.iter().map(to_typed).collect());
-            if code == canonical || in_array {
-                items
-            } else {
-                with_code("list", items)
+            let list = |s: &mut S| {
+                s.begin_array();
+                for i in items {
+                    write_typed(s, i, false);
+                }
+                s.end_array();
+            };
+            match shown_code() {
+                None => list(s),
+                c => with_code(s, "list", c, list),
             }
         }
-        Value::Map(pairs, _) => {
-            let pairs =
-                pairs.iter().map(|(k, v)| Json::Array(vec![to_typed(k), to_typed(v)])).collect();
-            with_code("map", Json::Array(pairs))
-        }
+        Value::Map(pairs, _) => with_code(s, "map", shown_code(), |s| {
+            s.begin_array();
+            for (k, v) in pairs {
+                s.begin_array();
+                write_typed(s, k, false);
+                write_typed(s, v, false);
+                s.end_array();
+            }
+            s.end_array();
+        }),
         Value::Array(a) => {
-            let mut o = Map::with_capacity(4);
-            o.insert("array".into(), a.items().iter().map(|i| typed(i, true)).collect());
-            o.insert("element".into(), hex_code(a.element_code()).into());
+            open(s, "array");
+            s.begin_array();
+            for i in a.items() {
+                write_typed(s, i, true);
+            }
+            s.end_array();
+            s.key("element");
+            write_code(s, a.element_code());
             if let Some(d) = a.descriptor() {
-                o.insert("descriptor".into(), to_typed(d));
+                s.key("descriptor");
+                write_typed(s, d, false);
             }
-            if a.format_code() != a.canonical_code() && !in_array {
-                o.insert("code".into(), hex_code(a.format_code()).into());
-            }
-            Json::Object(o)
+            let shown = a.format_code() != a.canonical_code() && !in_array;
+            close(s, shown.then(|| a.format_code()));
         }
-        Value::Described(d) => {
-            single("described", Json::Array(vec![to_typed(&d.descriptor), to_typed(&d.value)]))
-        }
+        Value::Described(d) => single(s, "described", |s| {
+            s.begin_array();
+            write_typed(s, &d.descriptor, false);
+            write_typed(s, &d.value, false);
+            s.end_array();
+        }),
     }
+}
+
+/// Opens `{key: `.
+fn open<S: Sink>(s: &mut S, key: &str) {
+    s.begin_object();
+    s.key(key);
+}
+
+/// Closes an object opened by [`open`], after the format code when there is one.
+fn close<S: Sink>(s: &mut S, code: Option<u8>) {
+    if let Some(c) = code {
+        s.key("code");
+        write_code(s, c);
+    }
+    s.end_object();
+}
+
+/// `{key: value}`.
+fn single<S: Sink>(s: &mut S, key: &str, value: impl FnOnce(&mut S)) {
+    with_code(s, key, None, value);
+}
+
+/// `{key: value}`, with the format code when there is one.
+fn with_code<S: Sink>(s: &mut S, key: &str, code: Option<u8>, value: impl FnOnce(&mut S)) {
+    open(s, key);
+    value(s);
+    close(s, code);
+}
+
+/// The string `0x52`, without allocating.
+fn write_code<S: Sink>(s: &mut S, c: u8) {
+    let text = [b'0', b'x', HEX_DIGITS[usize::from(c >> 4)], HEX_DIGITS[usize::from(c & 0xf)]];
+    s.str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
 /// A value from its typed JSON; an error names what is wrong and where (`at` is a path
@@ -333,11 +385,6 @@ pub(crate) fn parse_code(c: &Json, at: &str) -> Result<u8, String> {
 /// `0x52`.
 pub(crate) fn hex_code(c: u8) -> String {
     format!("0x{c:02x}")
-}
-
-/// Lower-case hex.
-pub(crate) fn hex(b: &[u8]) -> String {
-    super::hex(b)
 }
 
 /// Bytes from hex (whitespace allowed between byte pairs).
