@@ -298,6 +298,7 @@ fn broker_large(n: usize, drain: bool) -> f64 {
             for _ in 0..n {
                 let d = rx.recv().await.expect("a message");
                 bytes += d.payload.len();
+                rx.accept(&d).expect("accept");
             }
             let _ = got_tx.send(bytes);
             conn.close(None).await.expect("close");
