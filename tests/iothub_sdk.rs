@@ -2345,9 +2345,181 @@ fn one<'r>(run: &'r PeerRun, what: &str) -> &'r serde_json::Value {
     all[0]
 }
 
+/// The plaintext of the hub's HTTPS connections, by connection: (from the client, to it).
+#[derive(Default)]
+struct HttpsRecord(Mutex<BTreeMap<u64, Capture>>);
+
+impl HttpsRecord {
+    fn attach(h: &Hub) -> Arc<Self> {
+        let me = Arc::new(Self::default());
+        let r = Arc::clone(&me);
+        h.hub.record_https(Arc::new(move |n, dir, bytes| {
+            let mut all = r.0.lock().unwrap();
+            let c = all.entry(n).or_default();
+            match dir {
+                Direction::In => c.c2s.extend_from_slice(bytes),
+                Direction::Out => c.s2c.extend_from_slice(bytes),
+            }
+        }));
+        me
+    }
+
+    /// Every connection's bytes one after the other, each direction.
+    fn streams(&self) -> (Vec<u8>, Vec<u8>) {
+        let all = self.0.lock().unwrap();
+        let c2s = all.values().flat_map(|c| c.c2s.clone()).collect();
+        let s2c = all.values().flat_map(|c| c.s2c.clone()).collect();
+        (c2s, s2c)
+    }
+}
+
+/// The value of header `name`.
+fn http_header(headers: &[httparse::Header<'_>], name: &str) -> Option<String> {
+    let h = headers.iter().find(|h| h.name.eq_ignore_ascii_case(name))?;
+    Some(String::from_utf8_lossy(h.value).into_owned())
+}
+
+/// The HTTP exchanges of a recorded stream, one line each: `METHOD /path → status`
+/// (the path without its query, which must carry an api-version), checking on the way
+/// that each request carries a SharedAccessSignature for `localhost`.
+fn http_exchanges(c2s: &[u8], s2c: &[u8]) -> Result<Vec<String>, String> {
+    let length = |headers: &[httparse::Header<'_>]| -> Result<usize, String> {
+        http_header(headers, "content-length")
+            .map_or(Ok(0), |v| v.parse().map_err(|e| format!("{e}")))
+    };
+    let mut requests = Vec::new();
+    let mut at = 0;
+    while at < c2s.len() {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        let Ok(httparse::Status::Complete(n)) = req.parse(&c2s[at..]) else {
+            return Err(format!("no whole request at byte {at}"));
+        };
+        let path = req.path.unwrap_or_default();
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        if !query.split('&').any(|kv| kv.starts_with("api-version=")) {
+            return Err(format!("{path}: no api-version"));
+        }
+        let auth = http_header(req.headers, "authorization").unwrap_or_default();
+        if !(auth.starts_with("SharedAccessSignature ") && auth.contains("sr=localhost")) {
+            return Err(format!("{path}: Authorization {auth:?}"));
+        }
+        requests.push(format!("{} {path}", req.method.unwrap_or_default()));
+        at += n + length(req.headers)?;
+    }
+    let mut statuses = Vec::new();
+    let mut at = 0;
+    while at < s2c.len() {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut res = httparse::Response::new(&mut headers);
+        let Ok(httparse::Status::Complete(n)) = res.parse(&s2c[at..]) else {
+            return Err(format!("no whole answer at byte {at}"));
+        };
+        statuses.push(res.code.unwrap_or_default());
+        at += n + length(res.headers)?;
+    }
+    if requests.len() != statuses.len() {
+        return Err(format!("{} requests, {} answers", requests.len(), statuses.len()));
+    }
+    Ok(requests.iter().zip(statuses).map(|(r, s)| format!("{r} → {s}")).collect())
+}
+
+/// What the registry steps of `service-registry` send (azure-iothub 1.16.6's Registry).
+const REGISTRY_EXCHANGES: [&str; 9] = [
+    "PUT /devices/made-1 → 200",
+    "PUT /devices/made-1 → 409",
+    "GET /devices/made-1 → 200",
+    "GET /devices/ → 200",
+    "PUT /devices/made-1 → 200",
+    "PUT /devices/made-1 → 200",
+    "PUT /devices/made-1/modules/edge → 200",
+    "GET /devices/made-1/modules/edge → 200",
+    "GET /devices/made-1/modules → 200",
+];
+
+/// What `device-http-receive --action abandon,complete,reject,complete` sends
+/// (azure-iot-device-http 1.14.4), polls that found nothing left out, sorted: the SDK
+/// polls and settles on connections of their own, so the exchanges of one connection
+/// follow those of another in the recording.
+const HTTP_C2D_EXCHANGES: [&str; 8] = [
+    "DELETE /devices/dev1/messages/devicebound/* → 204",
+    "DELETE /devices/dev1/messages/devicebound/* → 204",
+    "DELETE /devices/dev1/messages/devicebound/* → 204",
+    "GET /devices/dev1/messages/devicebound → 200",
+    "GET /devices/dev1/messages/devicebound → 200",
+    "GET /devices/dev1/messages/devicebound → 200",
+    "GET /devices/dev1/messages/devicebound → 200",
+    "POST /devices/dev1/messages/devicebound/*/abandon → 204",
+];
+
+/// The exchanges with lock tokens as `*`, polls answered 204 (nothing waiting) left out,
+/// sorted.
+fn c2d_shape(exchanges: &[String]) -> Vec<String> {
+    let mut shape: Vec<String> = exchanges
+        .iter()
+        .filter(|e| !(e.starts_with("GET ") && e.ends_with("→ 204")))
+        .map(|e| {
+            let mut parts: Vec<String> = e.split('/').map(str::to_owned).collect();
+            // "", devices, dev1, messages, devicebound, {lock}[, abandon → …| → …]
+            if let Some(lock) = parts.get_mut(5) {
+                let rest = lock.find(' ').map_or(String::new(), |i| lock[i..].to_owned());
+                *lock = format!("*{rest}");
+            }
+            parts.join("/")
+        })
+        .collect();
+    shape.sort();
+    shape
+}
+
+/// Checks a recorded REST exchange against what it must be.
+fn check_rest_fixture(stem: &str, c2s: &[u8], s2c: &[u8]) -> Result<(), String> {
+    let exchanges = http_exchanges(c2s, s2c).map_err(|e| format!("{stem}: {e}"))?;
+    let (got, want): (Vec<String>, Vec<&str>) = match stem {
+        "node-service-rest-registry" => (exchanges, REGISTRY_EXCHANGES.to_vec()),
+        "node-device-http-c2d" => (c2d_shape(&exchanges), HTTP_C2D_EXCHANGES.to_vec()),
+        _ => return Err(format!("{stem}: no checks for this capture")),
+    };
+    if got != want {
+        return Err(format!("{stem}: exchanges {got:#?}, expected {want:#?}"));
+    }
+    Ok(())
+}
+
+/// Writes a recorded REST exchange as a fixture (`STEM.c2s.http`, `STEM.s2c.http`) with
+/// `AMQPWIRE_WRITE_FIXTURES=1`.
+fn write_rest_fixture(stem: &str, c2s: &[u8], s2c: &[u8]) {
+    if std::env::var(WRITE_FIXTURES).as_deref() == Ok("1") {
+        for (dir, bytes) in [("c2s", c2s), ("s2c", s2c)] {
+            let name = format!("{stem}.{dir}.http");
+            std::fs::write(Path::new(FIXTURES).join(&name), bytes).expect("write fixture");
+            eprintln!("wrote {name} ({} bytes)", bytes.len());
+        }
+    }
+}
+
+/// The REST fixtures still show what the SDKs send, and are described in the README.
+#[test]
+fn rest_fixtures_show_what_the_sdks_send() {
+    let readme = String::from_utf8(fixture("README.md")).unwrap();
+    for stem in ["node-service-rest-registry", "node-device-http-c2d"] {
+        let read = |dir: &str| fixture(&format!("{stem}.{dir}.http"));
+        check_rest_fixture(stem, &read("c2s"), &read("s2c")).unwrap();
+        for dir in ["c2s", "s2c"] {
+            let name = format!("`{stem}.{dir}.http` ({} bytes)", read(dir).len());
+            assert!(readme.contains(&name), "README.md does not describe {name}");
+        }
+    }
+    // The checks tell the two apart.
+    let c = fixture("node-service-rest-registry.c2s.http");
+    let s = fixture("node-service-rest-registry.s2c.http");
+    assert!(check_rest_fixture("node-device-http-c2d", &c, &s).is_err());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_sdk_manages_the_registry_and_what_it_creates_connects_at_once() {
     let h = hub::start(Duration::from_millis(50)).await;
+    let record = HttpsRecord::attach(&h);
     let scratch = Scratch::new("iothub-sdk", "registry");
     let ca = scratch.path("ca.pem");
     std::fs::write(&ca, &h.pki.ca).expect("write");
@@ -2371,6 +2543,10 @@ async fn the_service_sdk_manages_the_registry_and_what_it_creates_connects_at_on
     assert_eq!(etags.len(), 2);
     assert!(etags[0] != etags[1] && created["etag"].as_str() != Some(etags[0]), "{etags:?}");
     assert_eq!(one(&run, "modules-listed")["moduleIds"], serde_json::json!(["edge"]));
+    // The SDK's HTTP exchanges, as a fixture.
+    let (c2s, s2c) = record.streams();
+    check_rest_fixture("node-service-rest-registry", &c2s, &s2c).unwrap();
+    write_rest_fixture("node-service-rest-registry", &c2s, &s2c);
     let device_cs = created["connectionString"].as_str().expect("cs").to_owned();
     let module_cs =
         one(&run, "module-created")["connectionString"].as_str().expect("cs").to_owned();
@@ -2518,6 +2694,7 @@ async fn the_node_http_device_receives_cloud_to_device_messages_and_settles_them
         run_peer(send, &format!("send-{id}"), &scratch, Duration::from_secs(40)).await.expect(id);
     }
     assert_eq!(h.hub.queued("dev1"), 3);
+    let record = HttpsRecord::attach(&h);
     // The device over HTTPS: abandon h1 (it comes back first), then complete, reject,
     // complete.
     let mut receive = node_with("device-http-receive", &device_cs(), h.wss, &ca);
@@ -2540,6 +2717,9 @@ async fn the_node_http_device_receives_cloud_to_device_messages_and_settles_them
         results,
         ["MessageAbandoned", "MessageCompleted", "MessageRejected", "MessageCompleted"]
     );
+    let (c2s, s2c) = record.streams();
+    check_rest_fixture("node-device-http-c2d", &c2s, &s2c).unwrap();
+    write_rest_fixture("node-device-http-c2d", &c2s, &s2c);
     assert_eq!(h.hub.queued("dev1"), 0);
     let feedback: Vec<(String, &str)> = h
         .hub

@@ -115,6 +115,78 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Sees the plaintext bytes of HTTPS connections as they pass: the connection's number (in
+/// accept order), the direction (`In`: from the client) and the bytes. The HTTP requests
+/// and answers, and after an upgrade the WebSocket frames.
+pub type HttpsRecorder = Arc<dyn Fn(u64, crate::connection::Direction, &[u8]) + Send + Sync>;
+
+/// Where a hub keeps its recorder, if any.
+#[derive(Default)]
+pub(super) struct RecorderSlot(std::sync::Mutex<Option<HttpsRecorder>>);
+
+impl std::fmt::Debug for RecorderSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if lock(&self.0).is_some() { "recording" } else { "not recording" })
+    }
+}
+
+/// A stream whose bytes, both ways, go to a recorder.
+struct Recorded<S> {
+    inner: S,
+    n: u64,
+    recorder: HttpsRecorder,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Recorded<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let me = &mut *self;
+        let r = std::pin::Pin::new(&mut me.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = r {
+            let new = &buf.filled()[before..];
+            if !new.is_empty() {
+                (me.recorder)(me.n, crate::connection::Direction::In, new);
+            }
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Recorded<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let me = &mut *self;
+        let r = std::pin::Pin::new(&mut me.inner).poll_write(cx, data);
+        if let std::task::Poll::Ready(Ok(k)) = r {
+            if k > 0 {
+                (me.recorder)(me.n, crate::connection::Direction::Out, &data[..k]);
+            }
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// What the TLS layer learned about a connection's client.
 #[derive(Clone, Debug, Default)]
 struct Peer {
@@ -127,6 +199,8 @@ struct Peer {
 struct Front {
     options: ListenOptions,
     count: AtomicU64,
+    /// Numbers the connections a recorder sees.
+    recorded: AtomicU64,
 }
 
 /// Who a request must come from.
@@ -144,6 +218,12 @@ enum Access {
 }
 
 impl IotHub {
+    /// Hands the plaintext bytes of every HTTPS connection accepted from now on to
+    /// `recorder` (tests keep the SDKs' REST exchanges this way, as fixtures).
+    pub fn record_https(&self, recorder: HttpsRecorder) {
+        *lock(&self.inner.https_recorder.0) = Some(recorder);
+    }
+
     /// Serves IoT Hub's port 443 on `listener` with certificate `tls`, forever: the REST
     /// APIs, and AMQP over WebSocket at `/$iothub/websocket` with the listener options of
     /// [`IotHub::listen_options`] (no trace).
@@ -159,7 +239,7 @@ impl IotHub {
             tracing::error!("the HTTPS listener needs a certificate (ListenOptions::tls)");
             return;
         };
-        let front = Arc::new(Front { options, count: AtomicU64::new(0) });
+        let front = Arc::new(Front { options, count: AtomicU64::new(0), recorded: 0.into() });
         let slots = Arc::new(Semaphore::new(HTTPS_MAX_CONNECTIONS));
         loop {
             let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { return };
@@ -178,7 +258,15 @@ impl IotHub {
                 let identity =
                     stream.get_ref().1.peer_certificates().and_then(PeerIdentity::from_chain);
                 let peer = Peer { identity, addr: Some(addr) };
-                hub.http_connection(stream, front, peer).await;
+                let recorder = lock(&hub.inner.https_recorder.0).clone();
+                match recorder {
+                    Some(recorder) => {
+                        let n = front.recorded.fetch_add(1, Ordering::Relaxed);
+                        let stream = Recorded { inner: stream, n, recorder };
+                        hub.http_connection(stream, front, peer).await;
+                    }
+                    None => hub.http_connection(stream, front, peer).await,
+                }
                 // An upgraded WebSocket runs on a task of its own: the slot is free now.
                 drop(permit);
             });
@@ -543,8 +631,11 @@ impl IotHub {
                 q.unlock(device);
                 continue;
             }
-            let token =
-                super::methods::uuid_text(&crate::codec::Uuid(crate::runtime::random::bytes()));
+            // A version 4 GUID, as IoT Hub's lock tokens are.
+            let mut b: [u8; 16] = crate::runtime::random::bytes();
+            b[6] = (b[6] & 0x0f) | 0x40;
+            b[8] = (b[8] & 0x3f) | 0x80;
+            let token = super::methods::uuid_text(&crate::codec::Uuid(b));
             let r = c2d_reply(device, &m, &token);
             lock(&q.http_locks).insert(token.clone(), (device.to_owned(), m));
             // The lock runs out: back in the queue, not counted as a delivery.
@@ -738,7 +829,11 @@ mod tests {
 
     /// Serves one in-memory connection.
     fn serve(hub: &IotHub, server: tokio::io::DuplexStream) {
-        let front = Arc::new(Front { options: hub.listen_options(None, None), count: 0.into() });
+        let front = Arc::new(Front {
+            options: hub.listen_options(None, None),
+            count: 0.into(),
+            recorded: 0.into(),
+        });
         let hub = hub.clone();
         tokio::spawn(async move { hub.http_connection(server, front, Peer::default()).await });
     }

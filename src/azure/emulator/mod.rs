@@ -34,7 +34,9 @@ mod twin;
 pub use methods::{MethodError, MethodResponse};
 pub use registry::{valid_id, RestError};
 
-pub use https::{BATCH_CONTENT_TYPE, HTTPS_IDLE, HTTPS_MAX_CONNECTIONS, HTTPS_TRANSFER};
+pub use https::{
+    HttpsRecorder, BATCH_CONTENT_TYPE, HTTPS_IDLE, HTTPS_MAX_CONNECTIONS, HTTPS_TRANSFER,
+};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -287,6 +289,8 @@ struct Inner {
     twins: twin::Twins,
     methods: methods::Methods,
     registry: registry::Registry,
+    /// Sees the plaintext bytes of every HTTPS connection (see [`IotHub::record_https`]).
+    https_recorder: https::RecorderSlot,
     /// Per device: telemetry messages counted towards throttling, and until when it is
     /// throttled.
     throttles: Mutex<std::collections::HashMap<String, (u64, Option<std::time::Instant>)>>,
@@ -304,6 +308,7 @@ impl IotHub {
                 twins: Default::default(),
                 methods: Default::default(),
                 registry: Default::default(),
+                https_recorder: Default::default(),
                 throttles: Default::default(),
             }),
         }
