@@ -983,3 +983,35 @@ async fn a_redirect_fault_names_where_to_go_as_part_2_asks() {
     assert_eq!(field("address"), Some(Value::from("/devices/dev1/messages/events")));
     assert_eq!(h.hub.events(h.hub.partition_of("dev1")).len(), 1, "the second was not taken");
 }
+
+#[tokio::test]
+async fn a_disabled_or_deleted_device_loses_its_links_at_once() {
+    let h = start(Duration::from_millis(50)).await;
+    let gone = |e: &Error| match e {
+        Error::LinkDetached(Some(e)) => e.condition.as_str() == condition::UNAUTHORIZED_ACCESS,
+        _ => false,
+    };
+    // Disabled: the device's cloud-to-device receiver is detached, and a new token is
+    // refused.
+    let (_device, d) = connect_device(&h, &format!("amqps://localhost:{}", h.amqps)).await;
+    let rx = within("attach", d.receiver("c2d", "/devices/dev1/messages/devicebound", 10))
+        .await
+        .unwrap();
+    let off = serde_json::json!({ "deviceId": "dev1", "status": "disabled" });
+    h.hub.put_identity("dev1", &off, Some("*")).unwrap();
+    let e = within("the detach", rx.recv()).await.unwrap_err();
+    assert!(gone(&e), "{e}");
+    let cbs = within("cbs", CbsClient::attach(&d)).await.unwrap();
+    let token = device_token();
+    let again = cbs.put_token("localhost%2Fdevices%2Fdev1", &token, SAS_TOKEN_TYPE);
+    assert!(within("put", again).await.is_err(), "a disabled device's token");
+    // Enabled again it gets in; deleted, it is out again.
+    let on = serde_json::json!({ "deviceId": "dev1", "status": "enabled" });
+    h.hub.put_identity("dev1", &on, Some("*")).unwrap();
+    let (_device, d) = connect_device(&h, &format!("amqps://localhost:{}", h.amqps)).await;
+    let tx = within("attach", d.sender("tel", "/devices/dev1/messages/events")).await.unwrap();
+    within("send", tx.send(&Message::with_data(&b"before"[..]))).await.unwrap();
+    h.hub.delete_identity("dev1", None).unwrap();
+    let e = within("the detach", tx.send(&Message::with_data(&b"after"[..]))).await.unwrap_err();
+    assert!(gone(&e), "{e}");
+}

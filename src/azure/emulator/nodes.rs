@@ -21,8 +21,10 @@ use crate::types::{
 };
 
 /// What one connection has: its claims and its reply links.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Conn {
+    /// The hub, whose registry says whether a device's claims still hold.
+    hub: IotHub,
     claims: Mutex<Vec<Claim>>,
     claims_changed: Notify,
     cbs_reply: ReplyLink,
@@ -36,6 +38,24 @@ struct Conn {
 const MAX_CLAIMS: usize = 64;
 
 impl Conn {
+    fn new(hub: IotHub) -> Self {
+        Self {
+            hub,
+            claims: Mutex::default(),
+            claims_changed: Notify::new(),
+            cbs_reply: ReplyLink::default(),
+            management_reply: ReplyLink::default(),
+            telemetry: std::sync::atomic::AtomicU64::new(0),
+            twins: super::twin::TwinLinks::default(),
+        }
+    }
+
+    /// Whether a claim still holds: a device's, while the device is in the registry and
+    /// enabled (IoT Hub drops a device's links when it is deleted or disabled).
+    fn holds(&self, claim: &Claim) -> bool {
+        claim.device.as_deref().is_none_or(|d| self.hub.knows(d) && !self.hub.disabled(d))
+    }
+
     /// Adds a claim: expired ones go, one for the same audience and signer is replaced
     /// (a renewal), and a connection holding [`MAX_CLAIMS`] others is refused.
     fn add_claim(&self, claim: Claim) -> Result<(), String> {
@@ -61,7 +81,7 @@ impl Conn {
         let claims = lock(&self.claims);
         claims
             .iter()
-            .filter(|c| c.expiry() >= now && c.grants(resource, need))
+            .filter(|c| c.expiry() >= now && c.grants(resource, need) && self.holds(c))
             .map(Claim::expiry)
             .max()
             .ok_or_else(|| {
@@ -81,6 +101,7 @@ impl Conn {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(left)) => {}
                 _ = self.claims_changed.notified() => {}
+                _ = self.hub.registry_changed() => {}
             }
         }
     }
@@ -123,7 +144,7 @@ fn echo(r: &crate::types::Attach, address: &str) -> LinkOptions {
 }
 
 pub(super) async fn serve_connection(hub: IotHub, mut conn: ServerConnection, event_hub: bool) {
-    let c = Arc::new(Conn::default());
+    let c = Arc::new(Conn::new(hub.clone()));
     let config = hub.config();
     let host = if event_hub {
         config.event_hub_endpoint.as_ref().map_or(config.hostname.clone(), |(h, _)| h.clone())

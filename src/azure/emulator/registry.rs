@@ -137,6 +137,8 @@ impl Identity {
 #[derive(Debug, Default)]
 pub(super) struct Registry {
     identities: Mutex<HashMap<String, Identity>>,
+    /// Woken when an identity is deleted or disabled: links its claims opened must go.
+    changed: tokio::sync::Notify,
 }
 
 /// Whether `id` is a valid device or module id: at most 128 characters, ASCII letters,
@@ -165,6 +167,11 @@ impl IotHub {
                 .or_insert_with(Identity::new)
                 .clone(),
         )
+    }
+
+    /// Resolves at the next deletion or disabling of an identity.
+    pub(super) async fn registry_changed(&self) {
+        self.inner.registry.changed.notified().await;
     }
 
     /// The secondary key of identity `id`, which signs tokens as well as its primary.
@@ -426,6 +433,9 @@ impl IotHub {
                 }
                 meta.enabled = e;
             }
+            if enabled == Some(false) {
+                self.inner.registry.changed.notify_waiters();
+            }
             if let Some(k) = kind {
                 meta.auth = k;
                 meta.thumbprints = if k == AuthKind::SelfSigned { prints } else { [None, None] };
@@ -462,6 +472,7 @@ impl IotHub {
         lock(&self.inner.registry.identities).retain(|k, _| k != id && !k.starts_with(&prefix));
         self.forget_twins(id);
         lock(&self.inner.queues.devices).remove(id);
+        self.inner.registry.changed.notify_waiters();
         Ok(())
     }
 
