@@ -440,6 +440,8 @@ pub struct FrameDecoder {
     external: bool,
     /// Room worth making for the item being received ([`FrameDecoder::wanted`]).
     wanted: usize,
+    /// The size of the last frame returned ([`FrameDecoder::last_frame_size`]).
+    last_frame: usize,
 }
 
 impl FrameDecoder {
@@ -457,6 +459,7 @@ impl FrameDecoder {
             failed: None,
             external: false,
             wanted: 0,
+            last_frame: 0,
         }
     }
 
@@ -530,6 +533,13 @@ impl FrameDecoder {
     /// while keeping it within twice what was received.
     pub fn wanted(&self) -> usize {
         self.wanted
+    }
+
+    /// The size of the last frame returned, header included (0 before the first): a
+    /// caller reading into buffers of its own can size them to whole frames of a stream
+    /// whose frames are alike.
+    pub fn last_frame_size(&self) -> usize {
+        self.last_frame
     }
 
     /// Bytes received but not yet returned as items.
@@ -643,6 +653,7 @@ impl FrameDecoder {
             return Ok(None);
         }
         self.wanted = 0;
+        self.last_frame = size;
         let offset = self.offset;
         let bytes = self.consume(size);
         self.offset += size as u64;

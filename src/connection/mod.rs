@@ -707,6 +707,13 @@ impl Connection {
         self.decoder.wanted()
     }
 
+    /// The size of the last frame received, header included (0 before the first): a
+    /// caller reading into buffers of its own can size them to hold whole frames when the
+    /// peer's frames are alike (large messages, one frame each).
+    pub fn input_frame_size(&self) -> usize {
+        self.decoder.last_frame_size()
+    }
+
     /// Notes the time and the peer's liveness; `false` when the connection is over.
     fn before_input(&mut self, now: Instant) -> bool {
         self.now = Some(now);

@@ -638,12 +638,12 @@ pub(crate) async fn drive(inner: Arc<Inner>, io: Transport) {
                     inner.lock().conn.handle_eof(Instant::now());
                 }
                 Ok(n) => {
-                    let wanted = {
+                    let (wanted, frame) = {
                         let mut s = inner.lock();
                         s.conn.handle_input_buf(&mut input.current, Instant::now());
-                        s.conn.input_wanted()
+                        (s.conn.input_wanted(), s.conn.input_frame_size())
                     };
-                    input.after_read(n, wanted);
+                    input.after_read(n, wanted, frame);
                 }
             },
             () = inner.wake_driver.notified() => {}
@@ -703,6 +703,8 @@ struct ReadBuffers {
     retired: Vec<BytesMut>,
     /// Room the frame being received wants beyond what a read usually takes.
     wanted: usize,
+    /// The size of the last frame received (see [`ReadBuffers::chunk`]).
+    frame: usize,
     /// `current` has memory of its own (it starts with none).
     allocated: bool,
 }
@@ -725,7 +727,7 @@ impl ReadBuffers {
         if self.current.capacity() - len >= room {
             return;
         }
-        let additional = room.max(READ_CHUNK.saturating_sub(len));
+        let additional = room.max(self.chunk().saturating_sub(len));
         // Every payload taken from it dropped: it is rewound in place.
         if self.current.try_reclaim(additional) {
             return;
@@ -744,11 +746,25 @@ impl ReadBuffers {
         }
     }
 
+    /// The size of a new buffer: [`READ_CHUNK`], or when the peer's frames are large (a
+    /// sixteenth of it or more) as many whole frames of the last size as fit in it. A
+    /// stream of alike frames then ends each buffer at a frame's end: no frame straddles
+    /// two buffers, none is copied to complete it, and a buffer the application keeps
+    /// slices of (a broker's queue) holds no bytes that belong to no message.
+    fn chunk(&self) -> usize {
+        match self.frame {
+            f if (READ_CHUNK / 16..=READ_CHUNK).contains(&f) => READ_CHUNK / f * f,
+            _ => READ_CHUNK,
+        }
+    }
+
     /// After a read of `n` bytes has been handed to the engine, which now wants `wanted`
-    /// more for the frame it is receiving. A short read that left nothing pending means
-    /// light traffic, which keeps no spare buffers.
-    fn after_read(&mut self, n: usize, wanted: usize) {
+    /// more for the frame it is receiving, the last it received being `frame` bytes. A
+    /// short read that left nothing pending means light traffic, which keeps no spare
+    /// buffers.
+    fn after_read(&mut self, n: usize, wanted: usize, frame: usize) {
         self.wanted = wanted;
+        self.frame = frame;
         if n < READ_CHUNK / 64 && self.current.is_empty() {
             self.retired.clear();
         }
@@ -806,7 +822,7 @@ mod tests {
         // 500 bytes of a 200 KiB frame are left in the buffer; the engine wants the rest.
         b.make_room();
         b.current.resize(b.current.len() + 500, 9);
-        b.after_read(500, 200 * 1024 - 500);
+        b.after_read(500, 200 * 1024 - 500, 0);
         b.make_room();
         assert_eq!(&b.current[..], &[9u8; 500][..], "the partial frame came along");
         assert!(b.current.capacity() - b.current.len() >= 200 * 1024 - 500);
@@ -820,7 +836,28 @@ mod tests {
         let _second = fill_and_take(&mut b, READ_CHUNK - 1000);
         assert_eq!(b.retired.len(), 1);
         drop(held);
-        b.after_read(100, 0);
+        b.after_read(100, 0, 0);
         assert!(b.retired.is_empty());
+    }
+
+    #[test]
+    fn buffers_hold_whole_frames_once_the_frames_are_large() {
+        let mut b = ReadBuffers::default();
+        assert_eq!(b.chunk(), READ_CHUNK, "nothing received yet");
+        // 64 KiB messages, one frame each: three fit a buffer, and each buffer is made for
+        // exactly three, so a kept buffer holds nothing but frames.
+        let frame = 65_536 + 30;
+        let held = fill_and_take(&mut b, READ_CHUNK - 1000);
+        b.after_read(READ_CHUNK - 1000, 0, frame);
+        assert_eq!(b.chunk(), 3 * frame);
+        let second = fill_and_take(&mut b, 3 * frame);
+        assert_eq!(second.len(), 3 * frame);
+        assert_eq!(b.current.capacity() - b.current.len(), 0, "no room left over");
+        // Small frames, or frames larger than a read: the usual size.
+        b.after_read(100, 0, 2_000);
+        assert_eq!(b.chunk(), READ_CHUNK);
+        b.after_read(100, 0, 2 * READ_CHUNK);
+        assert_eq!(b.chunk(), READ_CHUNK);
+        drop((held, second));
     }
 }
