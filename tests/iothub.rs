@@ -881,6 +881,13 @@ async fn the_service_rest_api_checks_rights_and_etags_and_replaces_twins() {
     // The old etag is stale now.
     let (status, body) = ask(rest("PATCH", "/twins/dev1", &owner, Some(&etag), second)).await;
     assert_eq!((status, code(&body).as_str()), (412, "PreconditionFailed"), "{body}");
+    // A twin section past IoT Hub's 32 KiB is refused, and the twin is left as it was.
+    let big = format!(r#"{{"tags":{{"blob":"{}"}}}}"#, "x".repeat(40 * 1024));
+    let (status, body) = ask(rest("PATCH", "/twins/dev1", &owner, Some("*"), &big)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("32768"), "{body}");
+    let (_, body) = ask(rest("GET", "/twins/dev1", &owner, None, "")).await;
+    assert_eq!(json(&body)["tags"], serde_json::json!({}), "nothing of the refused patch");
     let reported = r#"{"properties":{"reported":{"x":1}}}"#;
     assert_eq!(ask(rest("PATCH", "/twins/dev1", &owner, Some("*"), reported)).await.0, 400);
     // Deleting with a wrong etag is refused; with * it goes, and stays gone.

@@ -521,22 +521,17 @@ impl IotHub {
                         ))
                     }
                 };
-                let Some((_, device_key)) = config.devices.iter().find(|(d, _)| d == id) else {
-                    return Err(format!("no device {id:?} in the registry"));
-                };
                 // A module's token is for its own path and keyed with its own key: the
                 // device's key does not sign for modules.
-                let (identity, key) = match (segs.next(), segs.next()) {
-                    (Some(m), Some(module)) if m.eq_ignore_ascii_case("modules") => config
-                        .modules
-                        .iter()
-                        .find(|(d, mid, _)| d == id && mid == module)
-                        .map(|(_, _, key)| (format!("{id}/{module}"), key.clone()))
-                        .ok_or_else(|| {
-                            format!("no module {module:?} of device {id:?} in the registry")
-                        })?,
-                    _ => (id.to_owned(), device_key.clone()),
+                let identity = match (segs.next(), segs.next()) {
+                    (Some(m), Some(module)) if m.eq_ignore_ascii_case("modules") => {
+                        format!("{id}/{module}")
+                    }
+                    _ => id.to_owned(),
                 };
+                let key = self
+                    .primary_key(&identity)
+                    .ok_or_else(|| registry::RestError::not_found(&identity).message)?;
                 if self.disabled(&identity) {
                     return Err(format!("{identity:?} is disabled in the registry"));
                 }

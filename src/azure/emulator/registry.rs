@@ -187,7 +187,8 @@ impl IotHub {
         off(id) || id.split_once('/').is_some_and(|(d, _)| off(d))
     }
 
-    fn primary_key(&self, id: &str) -> Option<SasKey> {
+    /// The primary key of identity `id` (a device, or `DEVICE/MODULE`).
+    pub(super) fn primary_key(&self, id: &str) -> Option<SasKey> {
         let config = self.config();
         match id.split_once('/') {
             None => config.devices.iter().find(|(d, _)| d == id).map(|(_, k)| k.clone()),
@@ -393,30 +394,8 @@ impl IotHub {
             _ => {}
         }
         // The keys: in the configuration, where every token check reads them.
-        {
-            let mut config = lock(&self.inner.config);
-            let config = Arc::make_mut(&mut config);
-            let primary_now = primary.clone().unwrap_or_else(generate_key);
-            match module {
-                None => match config.devices.iter_mut().find(|(d, _)| d == device) {
-                    Some((_, k)) => {
-                        if let Some(p) = &primary {
-                            *k = p.clone();
-                        }
-                    }
-                    None => config.devices.push((device.to_owned(), primary_now)),
-                },
-                Some(m) => {
-                    match config.modules.iter_mut().find(|(d, mm, _)| d == device && mm == m) {
-                        Some((_, _, k)) => {
-                            if let Some(p) = &primary {
-                                *k = p.clone();
-                            }
-                        }
-                        None => config.modules.push((device.to_owned(), m.to_owned(), primary_now)),
-                    }
-                }
-            }
+        if primary.is_some() || !exists {
+            self.store_key(id, primary.unwrap_or_else(generate_key));
         }
         {
             let mut all = lock(&self.inner.registry.identities);
@@ -509,13 +488,27 @@ impl IotHub {
     /// with `PUT /devices/{id}`.
     pub fn register_device(&self, id: &str, key: Option<SasKey>) -> SasKey {
         let key = key.unwrap_or_else(generate_key);
+        self.store_key(id, key.clone());
+        key
+    }
+
+    /// Gives identity `id` (a device, or `DEVICE/MODULE`) primary key `key`, adding it to
+    /// the registry if it is not there.
+    fn store_key(&self, id: &str, key: SasKey) {
         let mut config = lock(&self.inner.config);
         let config = Arc::make_mut(&mut config);
-        match config.devices.iter_mut().find(|(d, _)| d == id) {
-            Some((_, k)) => *k = key.clone(),
-            None => config.devices.push((id.to_owned(), key.clone())),
+        match id.split_once('/') {
+            None => match config.devices.iter_mut().find(|(d, _)| d == id) {
+                Some((_, k)) => *k = key,
+                None => config.devices.push((id.to_owned(), key)),
+            },
+            Some((d, m)) => {
+                match config.modules.iter_mut().find(|(dd, mm, _)| dd == d && mm == m) {
+                    Some((_, _, k)) => *k = key,
+                    None => config.modules.push((d.to_owned(), m.to_owned(), key)),
+                }
+            }
         }
-        key
     }
 }
 

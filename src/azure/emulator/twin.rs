@@ -25,6 +25,21 @@ use crate::message::{AnnotationMap, Body, Message};
 use crate::runtime::{LinkRequest, Sender};
 use crate::types::Properties;
 
+/// The most a twin's tags, desired or reported properties may hold, each as JSON text
+/// (IoT Hub's limit): what a peer can make the hub keep per twin is bounded.
+pub(super) const TWIN_SECTION_MAX: usize = 32 * 1024;
+
+/// `Err` with what to say when a twin section is larger than [`TWIN_SECTION_MAX`].
+fn within_limit(what: &str, m: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+    let size = serde_json::to_vec(m).map_or(usize::MAX, |v| v.len());
+    if size > TWIN_SECTION_MAX {
+        return Err(format!(
+            "the twin's {what} would be {size} bytes; at most {TWIN_SECTION_MAX} are allowed"
+        ));
+    }
+    Ok(())
+}
+
 /// The property that pairs a twin's two links.
 const CHANNEL: &str = "com.microsoft:channel-correlation-id";
 
@@ -174,7 +189,10 @@ impl IotHub {
         let (version, push) = {
             let mut twins = lock(&self.inner.twins.twins);
             let twin = twins.entry(device.to_owned()).or_default();
-            merge(&mut twin.desired, &p);
+            let mut desired = twin.desired.clone();
+            merge(&mut desired, &p);
+            within_limit("desired properties", &desired)?;
+            twin.desired = desired;
             twin.desired_version += 1;
             twin.version += 1;
             (twin.desired_version, (twin.subscribers.clone(), p))
@@ -287,23 +305,26 @@ impl IotHub {
                     ));
                 }
             }
-            let old_desired = twin.desired.clone();
+            let (mut new_tags, mut new_desired) = (twin.tags.clone(), twin.desired.clone());
             match how {
                 TwinWrite::Patch => {
                     if let Some(t) = &tags {
-                        merge(&mut twin.tags, t);
+                        merge(&mut new_tags, t);
                     }
                     if let Some(d) = &desired {
-                        merge(&mut twin.desired, d);
+                        merge(&mut new_desired, d);
                     }
                 }
                 TwinWrite::Replace => {
-                    twin.tags = tags.clone().unwrap_or_default();
-                    let mut d = desired.clone().unwrap_or_default();
-                    d.retain(|k, v| !k.starts_with('$') && !v.is_null());
-                    twin.desired = d;
+                    new_tags = tags.clone().unwrap_or_default();
+                    new_desired = desired.clone().unwrap_or_default();
+                    new_desired.retain(|k, v| !k.starts_with('$') && !v.is_null());
                 }
             }
+            within_limit("tags", &new_tags).map_err(RestError::bad)?;
+            within_limit("desired properties", &new_desired).map_err(RestError::bad)?;
+            let old_desired = std::mem::replace(&mut twin.desired, new_desired);
+            twin.tags = new_tags;
             twin.version += 1;
             match diff(&old_desired, &twin.desired) {
                 Some(change) => {
@@ -378,10 +399,20 @@ pub(super) async fn twin_node(
                     let data = m.body.bytes().unwrap_or_default();
                     match serde_json::from_slice::<serde_json::Value>(&data) {
                         Ok(serde_json::Value::Object(p)) => {
-                            merge(&mut twin.reported, &p);
-                            twin.reported_version += 1;
-                            twin.version += 1;
-                            (204, Some(twin.reported_version), None)
+                            let mut reported = twin.reported.clone();
+                            merge(&mut reported, &p);
+                            match within_limit("reported properties", &reported) {
+                                Ok(()) => {
+                                    twin.reported = reported;
+                                    twin.reported_version += 1;
+                                    twin.version += 1;
+                                    (204, Some(twin.reported_version), None)
+                                }
+                                Err(why) => {
+                                    let body = serde_json::json!({ "Message": why });
+                                    (400, None, Some(body.to_string()))
+                                }
+                            }
                         }
                         _ => (
                             400,
