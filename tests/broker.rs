@@ -907,5 +907,5 @@ async fn a_sender_gets_the_whole_credit_window_in_the_first_flow() {
     let tx = within("attach", session.sender("s", "window")).await.expect("sender");
     // The first flow: nothing else has happened on the link yet.
     let (credit, drain) = within("credit", tx.wait_credit()).await.expect("credit");
-    assert_eq!((credit, drain), (100, false), "docs/broker.md promises 100");
+    assert_eq!((credit, drain), (1000, false), "docs/broker.md promises 1,000");
 }
