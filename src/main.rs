@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "amqpwire", version, about, long_about = None)]
 struct Args {
     /// Worker threads of the async runtime (networked commands): by default one per core
-    /// of the machine.
+    /// of the machine, and one for `send` and `receive`, which drive a single connection.
     #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
     /// Log what the library does on standard error: -v connections, SASL and errors

@@ -64,8 +64,13 @@ impl Queue {
             return false;
         }
         s.messages.push_back(entry);
+        // Only consumers wait for arrivals, and one that joins later looks at the queue
+        // before it waits: with none, nobody needs waking (which takes the waiters' lock).
+        let waiting = s.consumers > 0;
         drop(s);
-        self.arrived.notify_waiters();
+        if waiting {
+            self.arrived.notify_waiters();
+        }
         true
     }
 

@@ -377,6 +377,11 @@ impl Inner {
 
     /// Runs `f` under the lock each time something changes, until it returns a value.
     pub(crate) async fn wait_until<T>(&self, mut f: impl FnMut(&mut Shared) -> Option<T>) -> T {
+        // Most calls are answered at once (a send with credit): those register no waiter,
+        // which takes and releases the waiters' lock; the others register, then ask again.
+        if let Some(v) = f(&mut self.lock()) {
+            return v;
+        }
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);

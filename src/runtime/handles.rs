@@ -681,29 +681,38 @@ impl Receiver {
     /// every delivery before that was taken. Credit is refilled as deliveries are taken,
     /// never waiting for them to be settled.
     pub async fn recv(&self) -> Result<Delivery, Error> {
+        // What is queued already is taken without registering a waiter (a busy link
+        // always has something queued); the waiter is registered, and the queue looked at
+        // again, only when it was empty.
+        if let Some(r) = self.try_recv() {
+            return r;
+        }
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
-                let mut s = self.conn.inner.lock();
-                let link = self.link;
-                let granted = s.conn.link_credit(link).unwrap_or(0);
-                let Some(r) = s.receivers.get_mut(&link) else { return Err(Error::Closed) };
-                if let Some((d, refill)) = r.pop(granted) {
-                    if let Some(credit) = refill {
-                        let _ = s.conn.flow(link, credit, false);
-                        drop(s);
-                        self.conn.inner.wake_driver.notify_one();
-                    }
-                    return Ok(d);
-                }
-                if let Some(e) = &r.end {
-                    return Err(e.duplicate());
-                }
+            if let Some(r) = self.try_recv() {
+                return r;
             }
             notified.await;
         }
+    }
+
+    /// The next delivery queued, or why there will be none; `None` while the link waits.
+    fn try_recv(&self) -> Option<Result<Delivery, Error>> {
+        let mut s = self.conn.inner.lock();
+        let link = self.link;
+        let granted = s.conn.link_credit(link).unwrap_or(0);
+        let Some(r) = s.receivers.get_mut(&link) else { return Some(Err(Error::Closed)) };
+        if let Some((d, refill)) = r.pop(granted) {
+            if let Some(credit) = refill {
+                let _ = s.conn.flow(link, credit, false);
+                drop(s);
+                self.conn.inner.wake_driver.notify_one();
+            }
+            return Some(Ok(d));
+        }
+        r.end.as_ref().map(|e| Err(e.duplicate()))
     }
 
     /// The credit this receiver has granted and the sender has not used yet, as the engine
