@@ -539,6 +539,8 @@ pub struct Connection {
     cfg: Config,
     state: ConnectionState,
     sasl: Sasl,
+    /// Server: the mechanism the client's sasl-init chose, for the exchange's later steps.
+    sasl_mechanism: String,
     decoder: FrameDecoder,
     out: Payload,
     out_offset: u64,
@@ -598,6 +600,7 @@ impl Connection {
             side,
             state: ConnectionState::Start,
             sasl: Sasl::Off,
+            sasl_mechanism: String::new(),
             decoder: FrameDecoder::new(max),
             out: Payload::default(),
             out_offset: 0,
@@ -1074,12 +1077,15 @@ impl Connection {
                     init.hostname.as_deref(),
                     self.cfg.external_identity.as_deref(),
                 );
+                self.sasl_mechanism = init.mechanism.as_str().to_owned();
                 self.server_step(init.mechanism.as_str().to_owned(), step);
             }
             (Side::Server, Sasl::ServerResponse, SaslFrameBody::Response(r)) => {
                 let Some(auth) = self.cfg.authenticator.as_mut() else { return };
                 let step = auth.step(&r.response);
-                self.server_step(String::new(), step);
+                // A multi-step exchange (SCRAM) ends on a response: its mechanism is init's.
+                let mechanism = std::mem::take(&mut self.sasl_mechanism);
+                self.server_step(mechanism, step);
             }
             (_, _, other) => self.violation(Violation::UnexpectedSasl(other.name())),
         }
