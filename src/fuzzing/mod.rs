@@ -217,10 +217,11 @@ pub fn inspect(data: &[u8]) {
 /// header and open, or the SASL exchange), so that the input reaches their deep states;
 /// then lets time run. The engine must not panic, and what it sends stays bounded.
 pub fn connection(data: &[u8]) {
+    use crate::codec::Symbol;
     use crate::connection::{Config, Connection, Event, LinkOptions, UnsettledDelivery};
     use crate::frame::{FrameEncoder, ProtocolHeader};
-    use crate::sasl::Credentials;
-    use crate::types::{Open, Performative};
+    use crate::sasl::{Credentials, SaslClient};
+    use crate::types::{Open, Performative, SaslFrameBody, SaslMechanisms};
     use std::time::Duration;
 
     use crate::time::Instant;
@@ -315,6 +316,45 @@ pub fn connection(data: &[u8]) {
     let mut sasl = Config::new("server");
     sasl.authenticator = Some(Box::new(Credentials::new(|| "n".into()).anonymous(true)));
     run(Connection::server(sasl), &ProtocolHeader::SASL.to_bytes());
+    // SASL with users: the input as a client's sasl-init and responses to a server that
+    // knows a PLAIN and SCRAM user and a SCRAM-only one, then as a hostile server's frames
+    // to a PLAIN client and to a SCRAM client (its challenge and server-final parsing),
+    // the SCRAM client right after the mechanisms, where a server-first is due.
+    let mut sasl = Config::new("server");
+    sasl.authenticator = Some(Box::new(sasl_users().clone()));
+    sasl.require_sasl = true;
+    run(Connection::server(sasl), &ProtocolHeader::SASL.to_bytes());
+    let mut plain = Config::new("client");
+    plain.sasl_client = Some(SaslClient::plain("u", "p"));
+    run(Connection::client(plain), &ProtocolHeader::SASL.to_bytes());
+    if let Ok(scram) = SaslClient::scram_sha256("s", "q", FUZZ_CLIENT_NONCE) {
+        let mut config = Config::new("client");
+        // Iterations cost time per input; the parsing around them is what is fuzzed.
+        config.sasl_client = Some(scram.with_max_scram_iterations(16));
+        let mut prefix = ProtocolHeader::SASL.to_bytes().to_vec();
+        let mechanisms = SaslMechanisms {
+            sasl_server_mechanisms: vec![Symbol::from("SCRAM-SHA-256"), Symbol::from("PLAIN")],
+        };
+        let _ = FrameEncoder::new(u32::MAX)
+            .encode_sasl(&SaslFrameBody::Mechanisms(mechanisms), &mut prefix);
+        run(Connection::client(config), &prefix);
+    }
+}
+
+/// The SCRAM client nonce of [`connection`]'s SCRAM client: a seed's server-first extends
+/// it, so that the fuzzer starts from a challenge the client accepts.
+pub const FUZZ_CLIENT_NONCE: &str = "fuzzclientnonce";
+
+/// The users of [`connection`]'s SASL server, made once: deriving SCRAM keys takes 4,096
+/// PBKDF2 iterations, far too slow to repeat for every input.
+fn sasl_users() -> &'static crate::sasl::Credentials {
+    use crate::sasl::{Credentials, ScramStored};
+    static USERS: std::sync::OnceLock<Credentials> = std::sync::OnceLock::new();
+    USERS.get_or_init(|| {
+        Credentials::new(|| "fuzzservernonce".into())
+            .with_user("u", "p", b"salt")
+            .with_scram_user("s", ScramStored::derive("q", b"salt", 16))
+    })
 }
 
 /// Every decoder that must agree, on the same bytes: the owned [`Value`], the borrowed
@@ -609,5 +649,161 @@ pub fn capture(data: &[u8]) {
             out.push_str(&j.to_string());
         }
         out.clear();
+    }
+}
+
+/// Seeds for [`connection`]'s SASL stages, made by real exchanges between the engine's
+/// client and server (both deterministic: fixed nonces, no clock): `(file name in
+/// fuzz/corpus/connection/, bytes)`. Each starts where its stage's prefix ends, so the
+/// fuzzer begins from an exchange that succeeds and varies it:
+///
+/// - `sasl-plain-user-then-open`: a client's sasl-init for PLAIN `u`, then its AMQP header
+///   and open (for the server that knows the users);
+/// - `sasl-scram-user-then-open`: the same with SCRAM-SHA-256 as `s`: sasl-init with the
+///   client-first message, the sasl-response with the client proof, header and open;
+/// - `sasl-scram-server-answers`: what that server says to a SCRAM client with
+///   [`FUZZ_CLIENT_NONCE`] after its mechanisms: the challenge with the server-first
+///   message, the outcome carrying the server signature, its AMQP header and open.
+pub fn sasl_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use crate::connection::{Config, Connection};
+    use crate::sasl::SaslClient;
+
+    /// Runs a client and a server until neither has more to say; what each sent.
+    fn converse(mut client: Connection, mut server: Connection) -> (Vec<u8>, Vec<u8>) {
+        let now = crate::time::Instant::now();
+        let (mut from_client, mut from_server) = (Vec::new(), Vec::new());
+        for _ in 0..16 {
+            let (mut c, mut s) = (Vec::new(), Vec::new());
+            client.poll_transmit(&mut c);
+            server.poll_transmit(&mut s);
+            if c.is_empty() && s.is_empty() {
+                break;
+            }
+            server.handle_input(&c, now);
+            client.handle_input(&s, now);
+            from_client.extend_from_slice(&c);
+            from_server.extend_from_slice(&s);
+        }
+        (from_client, from_server)
+    }
+    let server = || {
+        let mut c = Config::new("server");
+        c.authenticator = Some(Box::new(sasl_users().clone()));
+        c.require_sasl = true;
+        Connection::server(c)
+    };
+    let client = |sasl: SaslClient| {
+        let mut c = Config::new("client");
+        c.sasl_client = Some(sasl);
+        Connection::client(c)
+    };
+    // The client's bytes after its SASL protocol header (the stage's prefix).
+    let after_header = |b: Vec<u8>| b.get(8..).unwrap_or_default().to_vec();
+    let mut seeds = Vec::new();
+    let (plain, _) = converse(client(SaslClient::plain("u", "p")), server());
+    seeds.push(("sasl-plain-user-then-open", after_header(plain)));
+    if let Ok(scram) = SaslClient::scram_sha256("s", "q", "seednonce") {
+        let (scram, _) = converse(client(scram), server());
+        seeds.push(("sasl-scram-user-then-open", after_header(scram)));
+    }
+    if let Ok(scram) = SaslClient::scram_sha256("s", "q", FUZZ_CLIENT_NONCE) {
+        let (_, answers) = converse(client(scram), server());
+        // The server's header, then its sasl-mechanisms frame (the prefix has its own).
+        let first = answers
+            .get(8..12)
+            .and_then(|s| <[u8; 4]>::try_from(s).ok())
+            .map_or(0, |s| u32::from_be_bytes(s) as usize);
+        seeds.push((
+            "sasl-scram-server-answers",
+            answers.get(8 + first..).unwrap_or_default().to_vec(),
+        ));
+    }
+    seeds
+}
+
+#[cfg(test)]
+mod sasl_seed_tests {
+    use super::*;
+    use crate::connection::{Config, Connection, Event};
+    use crate::frame::ProtocolHeader;
+
+    /// Feeds `prefix` then `seed` to `c` as the connection target does; the SASL verdict.
+    fn sasl_done(
+        mut c: Connection,
+        prefix: &[u8],
+        seed: &[u8],
+    ) -> Option<(String, Option<String>)> {
+        let now = crate::time::Instant::now();
+        c.handle_input(prefix, now);
+        c.handle_input(seed, now);
+        let mut done = None;
+        while let Some(e) = c.poll_event() {
+            if let Event::SaslDone { mechanism, identity } = e {
+                done = Some((mechanism.to_string(), identity));
+            }
+        }
+        done
+    }
+
+    /// The seeds in fuzz/corpus/connection/ are what [`sasl_seeds`] makes (set
+    /// AMQPWIRE_WRITE_SEEDS=1 to write them), and each takes its stage through a
+    /// successful exchange: the fuzzer starts past the SASL gate, not at it.
+    #[test]
+    fn sasl_seeds_are_checked_in_and_reach_past_authentication() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/connection");
+        let seeds = sasl_seeds();
+        assert_eq!(seeds.len(), 3);
+        for (name, bytes) in &seeds {
+            let path = dir.join(name);
+            if std::env::var_os("AMQPWIRE_WRITE_SEEDS").is_some() {
+                std::fs::write(&path, bytes).expect("write the seed");
+            }
+            let on_disk = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                &on_disk == bytes,
+                "{name} differs from sasl_seeds() (AMQPWIRE_WRITE_SEEDS=1 rewrites it)"
+            );
+        }
+        let server = || {
+            let mut c = Config::new("server");
+            c.authenticator = Some(Box::new(sasl_users().clone()));
+            c.require_sasl = true;
+            Connection::server(c)
+        };
+        let header = ProtocolHeader::SASL.to_bytes();
+        assert_eq!(
+            sasl_done(server(), &header, &seeds[0].1),
+            Some(("PLAIN".into(), Some("u".into())))
+        );
+        assert_eq!(
+            sasl_done(server(), &header, &seeds[1].1),
+            Some(("SCRAM-SHA-256".into(), Some("s".into())))
+        );
+        // The SCRAM client, after the mechanisms the target's prefix offers: it checks the
+        // server's signature before it counts the exchange done.
+        let mut config = Config::new("client");
+        config.sasl_client = Some(
+            crate::sasl::SaslClient::scram_sha256("s", "q", FUZZ_CLIENT_NONCE)
+                .expect("nonce")
+                .with_max_scram_iterations(16),
+        );
+        let mut prefix = header.to_vec();
+        let mechanisms = crate::types::SaslMechanisms {
+            sasl_server_mechanisms: vec!["SCRAM-SHA-256".into(), "PLAIN".into()],
+        };
+        crate::frame::FrameEncoder::new(u32::MAX)
+            .encode_sasl(&crate::types::SaslFrameBody::Mechanisms(mechanisms), &mut prefix)
+            .expect("fits");
+        let done = sasl_done(Connection::client(config), &prefix, &seeds[2].1);
+        assert_eq!(done.map(|d| d.0), Some("SCRAM-SHA-256".into()));
+        // A byte changed in the server signature fails the client's check.
+        let mut forged = seeds[2].1.clone();
+        let at = forged.windows(2).position(|w| w == b"v=").expect("server-final") + 2;
+        forged[at] ^= 1;
+        let mut config = Config::new("client");
+        config.sasl_client = Some(
+            crate::sasl::SaslClient::scram_sha256("s", "q", FUZZ_CLIENT_NONCE).expect("nonce"),
+        );
+        assert_eq!(sasl_done(Connection::client(config), &prefix, &forged), None);
     }
 }

@@ -150,6 +150,16 @@ impl SaslClient {
         Ok(Self::with(ClientMechanism::Scram(ScramClient::new(user, password, nonce)?)))
     }
 
+    /// For SCRAM: refuses a server-first message that asks for more PBKDF2 iterations than
+    /// `max` (1,000,000 unless set), so that a hostile server cannot keep the client
+    /// computing. Other mechanisms ignore it.
+    pub fn with_max_scram_iterations(mut self, max: u32) -> Self {
+        if let ClientMechanism::Scram(s) = self.mechanism {
+            self.mechanism = ClientMechanism::Scram(s.with_max_iterations(max));
+        }
+        self
+    }
+
     /// MSSBCBS: an empty exchange; the application authenticates over CBS afterwards.
     pub fn mssbcbs() -> Self {
         Self::with(ClientMechanism::Mssbcbs)
