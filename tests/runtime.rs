@@ -474,3 +474,24 @@ async fn many_sessions_and_links_at_once_and_an_ended_session_fails_its_idle_sen
     assert!(matches!(err, Error::SessionEnded(_)), "{err}");
     conn.close(None).await.expect("close");
 }
+
+/// The close time-out runs from when `close` is called, not from the last frame: a client
+/// quiet for longer than its close time-out (no idle time-out, so no timer ran meanwhile)
+/// still closes cleanly. It used to fail at once with "the peer did not answer our close in
+/// time", the engine having last heard the time before the quiet spell.
+#[tokio::test]
+async fn a_connection_quiet_for_longer_than_its_close_timeout_still_closes_cleanly() {
+    let (url, _seen) = serve("amqp://127.0.0.1:0", options(), 0).await;
+    let endpoint = Endpoint::parse(&url).expect("url");
+    let short = ConnectOptions {
+        configure: Some(Box::new(|c| c.close_timeout = Duration::from_secs(2))),
+        ..ConnectOptions::default()
+    };
+    let conn =
+        within("connect", Connection::connect_with(&endpoint, short)).await.expect("connect");
+    within("open", conn.opened()).await.expect("opened");
+    // Quiet for longer than the close time-out; the peer answers a close in milliseconds,
+    // so only a time-out counted from the last frame can fail this.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    within("close", conn.close(None)).await.expect("a clean close");
+}

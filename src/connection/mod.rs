@@ -786,7 +786,12 @@ impl Connection {
 
     // ----- commands -----
 
-    /// Closes the connection, with an error or without.
+    /// Closes the connection, with an error or without. If the peer does not answer
+    /// within [`Config::close_timeout`] the connection ends with
+    /// [`ConnectionError::CloseTimeout`]; that time runs from the last time the engine was
+    /// given (by [`Connection::handle_input`], [`Connection::handle_timeout`] or
+    /// [`Connection::handle_eof`]), so a driver that has been quiet for a while gives it
+    /// the time first with `handle_timeout(now)`.
     pub fn close(&mut self, error: Option<crate::types::Error>) -> Result<(), UsageError> {
         use ConnectionState as S;
         match self.state {

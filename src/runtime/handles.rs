@@ -15,6 +15,7 @@ use tokio::sync::{oneshot, Notify};
 use crate::connection::{self as engine, LinkId, LinkOptions, SessionId, UsageError};
 use crate::message::{Message, Payload};
 use crate::sasl::SaslClient;
+use crate::time::Instant;
 use crate::types::{
     Accepted, Attach, DeliveryState, Error as AmqpError, Modified, Rejected, Released,
 };
@@ -250,6 +251,9 @@ impl Connection {
         {
             let mut s = self.inner.lock();
             if s.ended.is_none() {
+                // The close time-out runs from the time the engine last heard: after a
+                // quiet spell that is long past, so tell it the time first.
+                s.conn.handle_timeout(Instant::now());
                 // A connection closing already is fine: we wait for the end either way.
                 let _ = s.conn.close(error);
             }

@@ -362,6 +362,8 @@ impl Engine {
 
     /// Closes the connection (`ended` follows once the peer answered).
     pub fn close(&mut self) -> Result<(), JsError> {
+        // The close time-out runs from the time the engine last heard: tell it the time.
+        self.conn.handle_timeout(Instant::now());
         self.conn.close(None).map_err(err)
     }
 }
