@@ -73,8 +73,9 @@ pub(crate) struct ReceiveArgs {
     /// One JSON object per message on standard output, instead of the body as text.
     #[arg(long)]
     json: bool,
-    /// The credit window kept open.
-    #[arg(long, default_value_t = 100)]
+    /// The credit window kept open (never more than the messages still wanted with
+    /// --count; fewer for large messages, whose bytes queued stay under 2 MiB).
+    #[arg(long, default_value_t = 1000)]
     credit: u32,
     /// Accept the messages in one transaction (part 4) on the peer's coordinator, then
     /// commit it (they are consumed) or roll it back (the peer keeps them).
