@@ -107,3 +107,60 @@ async fn a_scripted_server_refuses_amqpwires_client_with_its_reason() {
     let verdict = tokio::time::timeout(Duration::from_secs(20), server).await.expect("ends");
     assert_eq!(verdict.expect("task"), Some(Ok(())));
 }
+
+/// Serves one connection with `text` played as the server; the port and the verdict to come.
+async fn scripted_server(
+    text: &str,
+) -> (u16, tokio::task::JoinHandle<Option<Result<(), amqpwire::script::player::Failure>>>) {
+    let steps = parse(text, Duration::from_secs(10)).expect("script");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let endpoint = Endpoint::new(transport::Scheme::Amqp, "127.0.0.1", port);
+        let io = transport::accept(tcp, &endpoint, &transport::AcceptConfig::default())
+            .await
+            .expect("transport");
+        let mut player = Player::new(steps);
+        play(&mut player, io).await;
+        player.verdict().cloned()
+    });
+    (port, server)
+}
+
+#[tokio::test]
+async fn a_scripted_server_authenticates_clients_with_scram_and_plain_and_refuses_a_wrong_password()
+{
+    // The SASL layer computed, then the AMQP layer as written.
+    let text = r#"{"sasl-server": {"users": {"alice": "secret"}}}
+{"expect": {"kind": "header", "protocol_id": 0}}
+{"expect": {"performative": "open"}}
+{"send": {"kind": "header", "protocol_id": 0}}
+{"send": {"performative": "open", "fields": {"container-id": "scripted"}}}
+{"expect": {"performative": "close"}}
+{"send": {"performative": "close"}}"#;
+    for mechanism in ["SCRAM-SHA-256", "PLAIN"] {
+        let (port, server) = scripted_server(text).await;
+        let url = format!("amqp://alice:secret@127.0.0.1:{port}/?sasl-mechanism={mechanism}");
+        let conn = tokio::time::timeout(Duration::from_secs(20), Connection::connect(&url))
+            .await
+            .expect("in time")
+            .unwrap_or_else(|e| panic!("{mechanism}: {e}"));
+        conn.close(None).await.unwrap_or_else(|e| panic!("{mechanism}: close: {e}"));
+        let verdict = tokio::time::timeout(Duration::from_secs(20), server).await.expect("ends");
+        assert_eq!(verdict.expect("task"), Some(Ok(())), "{mechanism}");
+    }
+    // A wrong password: the outcome refuses, the client hears it, and the script (whose
+    // step is done once the outcome is sent) sees the client go.
+    let text = r#"{"sasl-server": {"users": {"alice": "secret"}}}
+{"expect-close": true}"#;
+    let (port, server) = scripted_server(text).await;
+    let url = format!("amqp://alice:guess@127.0.0.1:{port}/?sasl-mechanism=SCRAM-SHA-256");
+    let err = tokio::time::timeout(Duration::from_secs(20), Connection::connect(&url))
+        .await
+        .expect("in time")
+        .expect_err("refused");
+    assert!(err.to_string().contains("SASL"), "{err}");
+    let verdict = tokio::time::timeout(Duration::from_secs(20), server).await.expect("ends");
+    assert_eq!(verdict.expect("task"), Some(Ok(())));
+}

@@ -15,6 +15,7 @@
 //! | `{"lenient": true}` | from here on, expectations only pace the script: a frame that does not match is skipped, a time limit passed moves on, the peer closing ends the script; nothing fails |
 //! | `{"write": {"chunk": N, "delay": MS}}` | from here on, split what is sent into writes of N bytes, MS milliseconds apart |
 //! | `{"sasl": {"mechanism": "SCRAM-SHA-256", "user": …, "password": …}}` | the client's whole SASL layer, computed: the SASL header, the mechanism checked against those offered, sasl-init, a response to each challenge, the outcome checked (SCRAM's server signature included); also ANONYMOUS, PLAIN, EXTERNAL, MSSBCBS |
+//! | `{"sasl-server": {"users": {"alice": "secret"}, "anonymous": true}}` | a server's whole SASL layer, computed: waits for the client's SASL header, answers with its own and the mechanisms (SCRAM-SHA-256 and PLAIN for the users; ANONYMOUS, EXTERNAL, MSSBCBS when set true), judges sasl-init and each response (SCRAM's challenges computed), and sends the outcome, ok or not: the step is done once the outcome is sent, and the lines after it expect what the client does next |
 //!
 //! A pattern is a line of the trace format reduced to what matters: `{"kind": "header",
 //! "protocol_id": 0}`, or `{"performative": "attach", "channel": 0, "fields": {"name": "*",
@@ -73,6 +74,14 @@ pub enum Step {
         /// `mechanism`, `user`, `password`, `authzid`, `hostname`, `nonce`.
         spec: Json,
         /// The time limit of each answer.
+        within: Duration,
+    },
+    /// A server's SASL layer, computed by a [`Credentials`](crate::sasl::Credentials)
+    /// authenticator: the step's JSON names the users and the other mechanisms.
+    SaslServer {
+        /// `users` (name to password), `anonymous`, `external`, `mssbcbs`, `nonce`.
+        spec: Json,
+        /// The time limit of each message from the client.
         within: Duration,
     },
     /// From here on, split writes into pieces of this many bytes, this far apart.
@@ -147,6 +156,10 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
             sasl_client(v)?;
             Step::Sasl { spec: v.clone(), within }
         }
+        "sasl-server" => {
+            sasl_server(v)?;
+            Step::SaslServer { spec: v.clone(), within }
+        }
         "write" => {
             let chunk = v
                 .get("chunk")
@@ -198,6 +211,8 @@ pub struct Player {
     pacing: Option<(usize, Duration)>,
     /// The SASL exchange of the current `sasl` step, once started.
     sasl: Option<crate::sasl::SaslClient>,
+    /// The authenticator of the current `sasl-server` step, once started.
+    sasl_server: Option<crate::sasl::Credentials>,
     /// Everything the peer sent, when kept ([`Player::keep_input`]), up to [`KEPT_INPUT`].
     received: Option<Vec<u8>>,
 }
@@ -226,6 +241,7 @@ impl Player {
             hurried: false,
             pacing: None,
             sasl: None,
+            sasl_server: None,
             received: None,
         }
     }
@@ -349,6 +365,19 @@ impl Player {
                         return self.fail(n, &expected, &got);
                     }
                 },
+                Step::SaslServer { spec, within } => {
+                    match self.sasl_server_step(&spec, within, now) {
+                        SaslProgress::Waiting => return,
+                        SaslProgress::Done => {}
+                        SaslProgress::Failed(expected, got) => {
+                            if self.lenient {
+                                self.verdict = Some(Ok(()));
+                                return;
+                            }
+                            return self.fail(n, &expected, &got);
+                        }
+                    }
+                }
                 Step::Write { chunk, delay } => self.pacing = Some((chunk.max(1), delay)),
                 Step::Wait(d) => {
                     let until = *self.deadline.get_or_insert(now + d);
@@ -541,6 +570,97 @@ impl Player {
         SaslProgress::Waiting
     }
 
+    /// Plays a `sasl-server` step as far as the client's input allows.
+    fn sasl_server_step(&mut self, spec: &Json, within: Duration, now: Instant) -> SaslProgress {
+        use crate::frame::FrameBody;
+        use crate::sasl::{AuthStep, Authenticator};
+        use crate::types::SaslFrameBody as B;
+        if self.sasl_server.is_none() {
+            let Ok(auth) = sasl_server(spec) else {
+                return SaslProgress::Failed(
+                    "a sasl-server step that parses".into(),
+                    String::new(),
+                );
+            };
+            self.sasl_server = Some(auth);
+        }
+        let within = self.lenient_within(within);
+        let until = *self.deadline.get_or_insert(now + within);
+        while let Some(r) = self.incoming.pop_front() {
+            let Some(auth) = self.sasl_server.as_mut() else { break };
+            let step = match &r {
+                Record::Header { header, .. } if header.id == crate::frame::ProtocolId::SASL => {
+                    self.out.extend_from_slice(b"AMQP\x03\x01\x00\x00");
+                    let offered: Vec<Json> =
+                        auth.mechanisms().iter().map(|m| m.as_str().into()).collect();
+                    let line = serde_json::json!({ "type": "sasl", "performative":
+                        "sasl-mechanisms", "fields": { "sasl-server-mechanisms": offered } });
+                    if let Err(e) = super::encode::encode_line(&line, &mut self.out) {
+                        return SaslProgress::Failed("sasl-mechanisms that encode".into(), e);
+                    }
+                    self.deadline = Some(now + within);
+                    continue;
+                }
+                Record::Frame(f) => match &f.frame {
+                    Ok(crate::frame::Frame { body: FrameBody::Sasl(B::Init(i)), .. }) => auth
+                        .start(
+                            i.mechanism.as_str(),
+                            i.initial_response.as_deref(),
+                            i.hostname.as_deref(),
+                            None,
+                        ),
+                    Ok(crate::frame::Frame {
+                        body: FrameBody::Sasl(B::Response(resp)), ..
+                    }) => auth.step(&resp.response),
+                    _ => {
+                        return SaslProgress::Failed(
+                            "sasl-init or sasl-response".into(),
+                            describe(&r),
+                        )
+                    }
+                },
+                _ => return SaslProgress::Failed("the SASL header".into(), describe(&r)),
+            };
+            let (name, fields, done) = match step {
+                AuthStep::Challenge(c) => (
+                    "sasl-challenge",
+                    serde_json::json!({ "challenge": crate::inspect::hex(&c) }),
+                    false,
+                ),
+                AuthStep::Done(o) => {
+                    let mut f = serde_json::json!({ "code": o.code.0 });
+                    if let Some(d) = &o.additional_data {
+                        f["additional-data"] = crate::inspect::hex(d).into();
+                    }
+                    ("sasl-outcome", f, true)
+                }
+            };
+            let line =
+                serde_json::json!({ "type": "sasl", "performative": name, "fields": fields });
+            if let Err(e) = super::encode::encode_line(&line, &mut self.out) {
+                return SaslProgress::Failed(format!("{name} that encodes"), e);
+            }
+            if done {
+                self.sasl_server = None;
+                return SaslProgress::Done;
+            }
+            self.deadline = Some(now + within);
+        }
+        if self.eof {
+            self.sasl_server = None;
+            return SaslProgress::Failed("the SASL exchange".into(), "the peer closed".into());
+        }
+        if now >= until {
+            self.sasl_server = None;
+            self.hurried = true;
+            return SaslProgress::Failed(
+                "the SASL exchange".into(),
+                format!("nothing within {within:?}"),
+            );
+        }
+        SaslProgress::Waiting
+    }
+
     /// The time limit of an expectation: as written, or a fifth of it in lenient mode once
     /// one expectation has gone unanswered (the peer has left the script's path).
     fn lenient_within(&self, within: Duration) -> Duration {
@@ -628,6 +748,51 @@ fn sasl_client(v: &Json) -> Result<crate::sasl::SaslClient, String> {
         Some(h) => client.with_hostname(h),
         None => client,
     })
+}
+
+/// The authenticator a `sasl-server` step describes. SCRAM keys are derived with a salt
+/// made from the user's name, and the server nonce, unless given, from the users: a
+/// script plays the same every time (scripts test peers, they do not guard secrets).
+fn sasl_server(v: &Json) -> Result<crate::sasl::Credentials, String> {
+    use crate::sasl::Credentials;
+    let o =
+        v.as_object().ok_or("sasl-server is an object: {\"users\": {…}, \"anonymous\": true}")?;
+    for k in o.keys() {
+        if !matches!(k.as_str(), "users" | "anonymous" | "external" | "mssbcbs" | "nonce") {
+            return Err(format!(
+                "sasl-server: no field {k:?} (users, anonymous, external, mssbcbs, nonce)"
+            ));
+        }
+    }
+    let users = match o.get("users") {
+        None => serde_json::Map::new(),
+        Some(Json::Object(u)) => u.clone(),
+        Some(_) => return Err("sasl-server.users maps each user to a password".into()),
+    };
+    let flag = |k: &str| match o.get(k) {
+        None => Ok(false),
+        Some(Json::Bool(b)) => Ok(*b),
+        Some(_) => Err(format!("sasl-server.{k} is true or false")),
+    };
+    let nonce = match o.get("nonce") {
+        Some(Json::String(n)) => n.clone(),
+        Some(_) => return Err("sasl-server.nonce is a string".into()),
+        None => {
+            use sha2::Digest;
+            let names: Vec<&String> = users.keys().collect();
+            crate::inspect::hex(&sha2::Sha256::digest(format!("{names:?}"))[..16])
+        }
+    };
+    let mut c = Credentials::new(move || nonce.clone())
+        .anonymous(flag("anonymous")?)
+        .external(flag("external")?)
+        .mssbcbs(flag("mssbcbs")?);
+    for (user, password) in &users {
+        let password =
+            password.as_str().ok_or_else(|| format!("sasl-server.users.{user} is a string"))?;
+        c = c.with_user(user, password, format!("salt:{user}").as_bytes());
+    }
+    Ok(c)
 }
 
 /// Whether `got` matches `pattern` (see the module documentation), binding names.
