@@ -503,13 +503,17 @@ const EVENT_HUBS_KEYS: [&str; 6] = [
 ];
 
 /// Splits into `(key, value)` pairs: `;` between pairs (empty parts, such as a trailing
-/// `;`, skipped), the first `=` of each between key and value. Keys are unique and values
-/// non-empty.
+/// `;`, skipped), the first `=` of each between key and value, whitespace around each key
+/// and value dropped (`HostName=h; DeviceId=d` is two pairs, as the Azure SDKs read it).
+/// Keys are unique and values non-empty. Trimming each value, not only the whole string,
+/// makes the printed form parse back to the same values: a value that ended in whitespace
+/// kept it inside the string but lost it at the string's end (found by fuzzing).
 fn pairs(s: &str) -> Result<Vec<(&str, &str)>, ConnectionStringError> {
     use ConnectionStringError as E;
     let mut out: Vec<(&str, &str)> = Vec::new();
-    for part in s.trim().split(';').filter(|p| !p.is_empty()) {
+    for part in s.split(';').filter(|p| !p.trim().is_empty()) {
         let (key, value) = part.split_once('=').ok_or_else(|| E::MissingEquals(part.to_owned()))?;
+        let (key, value) = (key.trim(), value.trim());
         if key.is_empty() {
             return Err(E::EmptyKey);
         }
@@ -675,6 +679,29 @@ mod tests {
             "SharedAccessSignature sr=myhub.azure-devices.net\
              &sig=iIzEw6hi6GK79RY5jNXO6QeQkSL%2FAx4zTmy44X2G1VY%3D&se=1700000000&skn=service"
         );
+    }
+
+    #[test]
+    fn whitespace_around_keys_and_values_is_dropped_and_the_printed_form_parses_back() {
+        let cs = iot(&format!(
+            " HostName = myhub.azure-devices.net ;\tDeviceId=device1 ; SharedAccessKey={KEY_0_31}\t; "
+        ))
+        .expect("parses");
+        assert_eq!(
+            cs.to_string(),
+            format!("HostName=myhub.azure-devices.net;DeviceId=device1;SharedAccessKey={KEY_0_31}")
+        );
+        // An Event Hubs key is its text: a key that ended in a tab inside the string once
+        // printed last (with its tab) and parsed back without it.
+        let text =
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=abc\t;";
+        let cs: ConnectionString = text.parse().expect("parses");
+        let again: ConnectionString = cs.to_string().parse().expect("parses again");
+        assert_eq!(again, cs);
+        assert!(matches!(
+            "HostName=h;DeviceId= ;SharedAccessKey=a2V5".parse::<ConnectionString>(),
+            Err(ConnectionStringError::EmptyValue(k)) if k == "DeviceId"
+        ));
     }
 
     #[test]
