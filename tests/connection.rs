@@ -202,6 +202,27 @@ fn an_unanswered_close_times_out() {
     assert_eq!(ended(&events(&mut p.client)), Some(&Some(ConnectionError::CloseTimeout)));
 }
 
+#[test]
+fn a_close_counts_its_time_out_from_the_last_time_the_engine_was_given() {
+    // What the runtime and the browser binding rely on: after a quiet minute, a close
+    // given the time first waits its whole time-out; one not given it is already late.
+    for told in [true, false] {
+        let mut p = Pair::new(Config::new("client"), Config::new("server"), 17);
+        p.drive();
+        let later = p.now + Duration::from_secs(60);
+        if told {
+            p.client.handle_timeout(later);
+        }
+        p.client.close(None).expect("close");
+        let deadline = p.client.poll_timeout().expect("the close time-out");
+        if told {
+            assert_eq!(deadline, later + Config::new("c").close_timeout);
+        } else {
+            assert!(deadline < later, "counted from before the quiet minute");
+        }
+    }
+}
+
 /// A hand-driven peer: feeds the client the bytes given, returns what the client answers.
 fn client_facing(bytes: &[u8]) -> (Connection, Vec<u8>, Vec<Event>) {
     let mut c = Connection::client(Config::new("client"));

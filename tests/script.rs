@@ -76,19 +76,7 @@ async fn a_step_that_does_not_hold_is_reported_with_what_came() {
 
 #[tokio::test]
 async fn a_scripted_server_refuses_amqpwires_client_with_its_reason() {
-    let steps = parse(&script("server-refuses-open.jsonl"), Duration::from_secs(10)).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.expect("accept");
-        let endpoint = Endpoint::new(transport::Scheme::Amqp, "127.0.0.1", port);
-        let io = transport::accept(tcp, &endpoint, &transport::AcceptConfig::default())
-            .await
-            .expect("transport");
-        let mut player = Player::new(steps);
-        play(&mut player, io).await;
-        player.verdict().cloned()
-    });
+    let (port, server) = scripted_server(&script("server-refuses-open.jsonl")).await;
     // The script speaks no SASL: the client skips it.
     let endpoint: Endpoint = format!("amqp://127.0.0.1:{port}").parse().expect("URL");
     let options = amqpwire::runtime::ConnectOptions {

@@ -353,29 +353,16 @@ impl Player {
                 }
                 Step::Ignore(names) => self.ignored = names,
                 Step::Lenient => self.lenient = true,
-                Step::Sasl { spec, within } => match self.sasl_step(&spec, within, now) {
-                    SaslProgress::Waiting => return,
-                    SaslProgress::Done => {}
-                    SaslProgress::Failed(expected, got) => {
-                        if self.lenient {
-                            // The peer left the script's path: the SASL layer is moot.
-                            self.verdict = Some(Ok(()));
-                            return;
-                        }
-                        return self.fail(n, &expected, &got);
+                Step::Sasl { spec, within } => {
+                    let progress = self.sasl_step(&spec, within, now);
+                    if !self.sasl_went_on(progress, n) {
+                        return;
                     }
-                },
+                }
                 Step::SaslServer { spec, within } => {
-                    match self.sasl_server_step(&spec, within, now) {
-                        SaslProgress::Waiting => return,
-                        SaslProgress::Done => {}
-                        SaslProgress::Failed(expected, got) => {
-                            if self.lenient {
-                                self.verdict = Some(Ok(()));
-                                return;
-                            }
-                            return self.fail(n, &expected, &got);
-                        }
+                    let progress = self.sasl_server_step(&spec, within, now);
+                    if !self.sasl_went_on(progress, n) {
+                        return;
                     }
                 }
                 Step::Write { chunk, delay } => self.pacing = Some((chunk.max(1), delay)),
@@ -548,26 +535,12 @@ impl Player {
                     )
                 }
             };
-            let line =
-                serde_json::json!({ "type": "sasl", "performative": name, "fields": fields });
-            if let Err(e) = super::encode::encode_line(&line, &mut self.out) {
-                return SaslProgress::Failed(format!("{name} that encodes"), e);
+            if let Err(failed) = self.send_sasl(name, fields) {
+                return failed;
             }
             self.deadline = Some(now + within);
         }
-        if self.eof {
-            self.sasl = None;
-            return SaslProgress::Failed("the SASL exchange".into(), "the peer closed".into());
-        }
-        if now >= until {
-            self.sasl = None;
-            self.hurried = true;
-            return SaslProgress::Failed(
-                "the SASL exchange".into(),
-                format!("nothing within {within:?}"),
-            );
-        }
-        SaslProgress::Waiting
+        self.sasl_waiting(until, within, now)
     }
 
     /// Plays a `sasl-server` step as far as the client's input allows.
@@ -593,10 +566,9 @@ impl Player {
                     self.out.extend_from_slice(b"AMQP\x03\x01\x00\x00");
                     let offered: Vec<Json> =
                         auth.mechanisms().iter().map(|m| m.as_str().into()).collect();
-                    let line = serde_json::json!({ "type": "sasl", "performative":
-                        "sasl-mechanisms", "fields": { "sasl-server-mechanisms": offered } });
-                    if let Err(e) = super::encode::encode_line(&line, &mut self.out) {
-                        return SaslProgress::Failed("sasl-mechanisms that encode".into(), e);
+                    let fields = serde_json::json!({ "sasl-server-mechanisms": offered });
+                    if let Err(failed) = self.send_sasl("sasl-mechanisms", fields) {
+                        return failed;
                     }
                     self.deadline = Some(now + within);
                     continue;
@@ -635,10 +607,8 @@ impl Player {
                     ("sasl-outcome", f, true)
                 }
             };
-            let line =
-                serde_json::json!({ "type": "sasl", "performative": name, "fields": fields });
-            if let Err(e) = super::encode::encode_line(&line, &mut self.out) {
-                return SaslProgress::Failed(format!("{name} that encodes"), e);
+            if let Err(failed) = self.send_sasl(name, fields) {
+                return failed;
             }
             if done {
                 self.sasl_server = None;
@@ -646,19 +616,47 @@ impl Player {
             }
             self.deadline = Some(now + within);
         }
-        if self.eof {
-            self.sasl_server = None;
-            return SaslProgress::Failed("the SASL exchange".into(), "the peer closed".into());
+        self.sasl_waiting(until, within, now)
+    }
+
+    /// Acts on a SASL step's progress: `true` when the script goes on to the next step.
+    fn sasl_went_on(&mut self, progress: SaslProgress, n: usize) -> bool {
+        match progress {
+            SaslProgress::Waiting => false,
+            SaslProgress::Done => true,
+            SaslProgress::Failed(_, _) if self.lenient => {
+                // The peer left the script's path: the SASL layer is moot.
+                self.verdict = Some(Ok(()));
+                false
+            }
+            SaslProgress::Failed(expected, got) => {
+                self.fail(n, &expected, &got);
+                false
+            }
         }
-        if now >= until {
-            self.sasl_server = None;
+    }
+
+    /// Writes a SASL body, given as its name and fields in the trace format.
+    fn send_sasl(&mut self, name: &str, fields: Json) -> Result<(), SaslProgress> {
+        let line = serde_json::json!({ "type": "sasl", "performative": name, "fields": fields });
+        super::encode::encode_line(&line, &mut self.out)
+            .map_err(|e| SaslProgress::Failed(format!("{name} that encodes"), e))
+    }
+
+    /// A SASL step with nothing more to read: it fails if the peer has gone or its time is
+    /// up (ending the exchange), else it waits.
+    fn sasl_waiting(&mut self, until: Instant, within: Duration, now: Instant) -> SaslProgress {
+        let why = if self.eof {
+            "the peer closed".to_owned()
+        } else if now >= until {
             self.hurried = true;
-            return SaslProgress::Failed(
-                "the SASL exchange".into(),
-                format!("nothing within {within:?}"),
-            );
-        }
-        SaslProgress::Waiting
+            format!("nothing within {within:?}")
+        } else {
+            return SaslProgress::Waiting;
+        };
+        self.sasl = None;
+        self.sasl_server = None;
+        SaslProgress::Failed("the SASL exchange".into(), why)
     }
 
     /// The time limit of an expectation: as written, or a fifth of it in lenient mode once
