@@ -168,6 +168,9 @@ impl NodeTransport {
     }
 }
 
+/// The key of module `dev1/m1` in the module tests.
+const MODULE_KEY: &str = "bW9kdWxlLWtleS1vZi1kZXYxLW0xLWZvci10ZXN0cyE=";
+
 fn owner_cs() -> String {
     format!("HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey={OWNER_KEY}")
 }
@@ -552,6 +555,10 @@ enum Sdk {
     NodeService,
     /// azure-iot-device with azure-iot-device-amqp.
     NodeDevice,
+    /// azure-iot-device's ModuleClient, as module `dev1/m1`.
+    NodeModule,
+    /// azure-iot-device with an X.509 certificate (`x509=true`): no SASL, no CBS.
+    NodeX509,
     /// azure-eventhub (Python).
     EventHubPy,
 }
@@ -564,6 +571,10 @@ fn check_capture(stem: &str, c2s: &[u8], s2c: &[u8]) -> Result<(), String> {
     let mut f = Facts { failed: Vec::new() };
     let sdk = if stem.starts_with("node-service-") {
         Sdk::NodeService
+    } else if stem.starts_with("node-device-x509-") {
+        Sdk::NodeX509
+    } else if stem.starts_with("node-module-") {
+        Sdk::NodeModule
     } else if stem.starts_with("node-device-") {
         Sdk::NodeDevice
     } else if stem.starts_with("eventhub-py-") {
@@ -572,8 +583,12 @@ fn check_capture(stem: &str, c2s: &[u8], s2c: &[u8]) -> Result<(), String> {
         return Err(format!("{stem}: no checks for this capture"));
     };
     match sdk {
-        Sdk::NodeService | Sdk::NodeDevice => {
-            let cbs = node_common(&mut f, sdk, &client, &server);
+        Sdk::NodeService | Sdk::NodeDevice | Sdk::NodeModule | Sdk::NodeX509 => {
+            let cbs = if sdk == Sdk::NodeX509 {
+                node_x509_common(&mut f, &client, &server)
+            } else {
+                node_common(&mut f, sdk, &client, &server)
+            };
             // rhea writes its open as a list32 of 2 fields, as in client-open.bin: header (8),
             // frame header (8), descriptor 0x00 0x53 0x10, then 0xd0, size, count.
             let list = c2s.get(19..28);
@@ -587,7 +602,12 @@ fn check_capture(stem: &str, c2s: &[u8], s2c: &[u8]) -> Result<(), String> {
             } else if stem.ends_with("-c2d-receive") {
                 node_c2d_receive(&mut f, &client, &server, cbs, ws);
             } else if stem.ends_with("-telemetry") {
-                node_telemetry(&mut f, &client, &server, cbs, ws);
+                let (address, id) = match sdk {
+                    Sdk::NodeModule => ("/devices/dev1/modules/m1/messages/events", "tel-module"),
+                    Sdk::NodeX509 => ("/devices/device-1/messages/events", "tel-x509"),
+                    _ => ("/devices/dev1/messages/events", if ws { "tel-ws" } else { "tel-amqp" }),
+                };
+                node_telemetry(&mut f, &client, &server, cbs, address, id);
             } else if stem.ends_with("-twin") {
                 node_twin(&mut f, &client, &server, cbs);
             } else if stem.ends_with("-method") {
@@ -640,6 +660,48 @@ fn attach_at<'s>(s: &'s Stream, address: &str, role: Role) -> Option<(usize, &'s
         }
         _ => None,
     })
+}
+
+/// What the Node device SDK does on a connection authenticated by an X.509 certificate
+/// (TLS alone): no SASL, rhea's open and begin, no CBS link and no token, a clean close.
+/// Nothing comes before the first link, so the returned index is 0.
+fn node_x509_common(f: &mut Facts, c: &Stream, s: &Stream) -> AfterCbs {
+    for (side, who) in [(c, "the device"), (s, "the hub")] {
+        fact!(
+            f,
+            matches!(side.0.first(), Some(Item::Header(ProtocolId::AMQP))) && !side.has_sasl(),
+            "{who} starts with {:?} or sends SASL",
+            side.0.first()
+        );
+    }
+    match c.open() {
+        Some(o) => {
+            fact!(f, is_guid(&o.container_id), "container-id {:?} is not a GUID", o.container_id);
+            fact!(f, o.hostname.as_deref() == Some("localhost"), "open hostname {:?}", o.hostname);
+        }
+        None => f.failed.push("no open".into()),
+    }
+    let attaches = c.attaches();
+    let cbs = attaches
+        .iter()
+        .any(|a| target_address(a) == Some("$cbs") || source_address(a) == Some("$cbs"));
+    fact!(f, !cbs, "a CBS link on an X.509 connection: {attaches:?}");
+    fact!(f, attaches.len() == 1, "{} attaches, not the telemetry sender's alone", attaches.len());
+    let names = c.names();
+    fact!(f, names.ends_with(&["detach", "end", "close"]), "the client ends with {names:?}");
+    for side in [c, s] {
+        for p in side.performatives() {
+            let error = match p {
+                Performative::Detach(d) => d.error.as_ref(),
+                Performative::End(e) => e.error.as_ref(),
+                Performative::Close(c) => c.error.as_ref(),
+                _ => None,
+            };
+            fact!(f, error.is_none(), "{} with error {error:?}", p.name());
+        }
+    }
+    fact!(f, s.close().is_some(), "the hub did not close");
+    AfterCbs(0)
 }
 
 /// What both Node SDKs do on every connection: no SASL, rhea's open and begin, the CBS
@@ -743,6 +805,7 @@ fn node_common(f: &mut Facts, sdk: Sdk, c: &Stream, s: &Stream) -> AfterCbs {
     );
     let (name, key_name, key) = match sdk {
         Sdk::NodeService => ("localhost", Some("iothubowner"), OWNER_KEY),
+        Sdk::NodeModule => ("localhost%2Fdevices%2Fdev1%2Fmodules%2Fm1", None, MODULE_KEY),
         _ => ("localhost%2Fdevices%2Fdev1", None, DEVICE_KEY),
     };
     fact!(
@@ -770,7 +833,7 @@ fn node_common(f: &mut Facts, sdk: Sdk, c: &Stream, s: &Stream) -> AfterCbs {
         other => f.failed.push(format!("put-token body {other:?}")),
     }
     // The hub's answer: status-code 200 as an int, correlation-id = the message-id.
-    let reply_link = s.attach(&attaches[1].name).map(|a| a.handle.0);
+    let reply_link = attaches.get(1).and_then(|a| s.attach(&a.name)).map(|a| a.handle.0);
     let answer = reply_link.and_then(|h| s.transfers(h).first().map(|(_, m)| *m));
     match answer {
         Some(m) => {
@@ -1073,9 +1136,11 @@ fn uuid_text(b: &[u8; 16]) -> String {
 }
 
 /// azure-iot-device sending telemetry.
-fn node_telemetry(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs, ws: bool) {
-    let Some((at, a)) = attach_at(c, "/devices/dev1/messages/events", Role::SENDER) else {
-        return f.failed.push("no sender to /devices/dev1/messages/events".into());
+/// azure-iot-device's sendEvent to `address` (a device's or a module's), as `telemetry`
+/// sends it: message-id `id`, the transport (the id's end) in the properties and body.
+fn node_telemetry(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs, address: &str, id: &str) {
+    let Some((at, a)) = attach_at(c, address, Role::SENDER) else {
+        return f.failed.push(format!("no sender to {address}"));
     };
     fact!(f, at > cbs.0, "the telemetry sender attached before the put-token");
     let sent = c.transfers(a.handle.0);
@@ -1083,15 +1148,10 @@ fn node_telemetry(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs, ws: bool
         return f.failed.push(format!("{} telemetry transfers", sent.len()));
     };
     let p = props(m);
-    let via = if ws { "ws" } else { "amqp" };
-    fact!(
-        f,
-        p.message_id == Some(MessageId::String(format!("tel-{via}").into())),
-        "message-id {:?}",
-        p.message_id
-    );
+    let via = id.strip_prefix("tel-").unwrap_or(id);
+    fact!(f, p.message_id == Some(MessageId::String(id.into())), "message-id {:?}", p.message_id);
     // The SDK sets `to` to the link's address.
-    fact!(f, p.to.as_deref() == Some("/devices/dev1/messages/events"), "to {:?}", p.to);
+    fact!(f, p.to.as_deref() == Some(address), "to {:?}", p.to);
     let ct = (
         p.content_type.as_ref().map(|c| c.as_str()),
         p.content_encoding.as_ref().map(|c| c.as_str()),
@@ -1589,6 +1649,16 @@ async fn c2d_with_feedback(
 
 /// The Node device sends telemetry with properties; amqpwire's EventReader (after the
 /// redirect) and azure-eventhub read it.
+/// The telemetry message `device-send` sends, as [`node_telemetry`] checks it: message-id
+/// `tel-VIA`, `via` in the JSON body and in the `transport` property.
+fn telemetry_args(cmd: &mut Command, via: &str) {
+    // The same body and id as [`telemetry`] reads back.
+    let body = format!("{{\"temp\":21.5,\"via\":\"{via}\"}}");
+    cmd.args(["--body", &body, "--message-id", &format!("tel-{via}"), "--property", "alert=no"]);
+    cmd.args(["--property", &format!("transport={via}")]);
+    cmd.args(["--content-type", "application/json", "--content-encoding", "utf-8"]);
+}
+
 async fn telemetry(
     t: NodeTransport,
     h: &Hub,
@@ -1600,12 +1670,9 @@ async fn telemetry(
     let body = format!("{{\"temp\":21.5,\"via\":\"{}\"}}", t.arg());
     let id = format!("tel-{}", t.arg());
     let limit = Duration::from_secs(40);
-
     let before = rec.keys();
     let mut cmd = node("device-send", t, h, ca);
-    cmd.args(["--body", &body, "--message-id", &id, "--property", "alert=no"]);
-    cmd.args(["--property", &format!("transport={}", t.arg())]);
-    cmd.args(["--content-type", "application/json", "--content-encoding", "utf-8"]);
+    telemetry_args(&mut cmd, t.arg());
     let run = run_peer(cmd, &format!("device-send-{}", t.arg()), scratch, limit)
         .await
         .map_err(|e| format!("device-send: {e}"))?;
@@ -1861,7 +1928,7 @@ async fn node_sdks_see_refusals_rejects_and_abandons() {
 // ------------------------------------------------------------------ the fixtures
 
 /// Every capture in `tests/fixtures/iothub/`: `STEM.c2s.bin` and `STEM.s2c.bin`.
-const STEMS: [&str; 12] = [
+const STEMS: [&str; 14] = [
     "node-service-amqp-c2d-send",
     "node-service-amqp-feedback",
     "node-device-amqp-c2d-receive",
@@ -1874,6 +1941,8 @@ const STEMS: [&str; 12] = [
     "eventhub-py-receive",
     "node-device-amqp-twin",
     "node-device-amqp-method",
+    "node-module-amqp-telemetry",
+    "node-device-x509-amqp-telemetry",
 ];
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -1930,6 +1999,21 @@ fn sdk_fixtures_show_what_the_sdks_send() {
     for (stem, c, s) in [("node-device-amqp-twin", &c, &s), ("node-device-amqp-method", &s, &c)] {
         if check_capture(stem, c, s).is_ok() {
             failed.push(format!("the checks of {stem} pass on another capture"));
+        }
+    }
+    // A module's telemetry is not a device's, and a connection with a token is not an
+    // X.509 one (nor the other way round).
+    let pair =
+        |stem: &str| (fixture(&format!("{stem}.c2s.bin")), fixture(&format!("{stem}.s2c.bin")));
+    for (stem, other) in [
+        ("node-device-amqp-telemetry", "node-module-amqp-telemetry"),
+        ("node-module-amqp-telemetry", "node-device-amqp-telemetry"),
+        ("node-device-x509-amqp-telemetry", "node-device-amqp-telemetry"),
+        ("node-device-amqp-telemetry", "node-device-x509-amqp-telemetry"),
+    ] {
+        let (c, s) = pair(other);
+        if check_capture(stem, &c, &s).is_ok() {
+            failed.push(format!("the checks of {stem} pass on {other}"));
         }
     }
     // Each capture file is listed in the README with its size and frames, and there is no
@@ -2279,7 +2363,6 @@ async fn an_x509_device_sends_with_its_certificate_and_no_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_module_has_its_own_twin_and_methods() {
-    const MODULE_KEY: &str = "bW9kdWxlLWtleS1vZi1kZXYxLW0xLWZvci10ZXN0cyE=";
     let key = amqpwire::azure::SasKey::from_base64(MODULE_KEY).expect("key");
     let h = hub::start_with(|c| c.modules.push(("dev1".into(), "m1".into(), key))).await;
     let scratch = Scratch::new("iothub-sdk", "module");
@@ -2734,15 +2817,24 @@ async fn the_node_http_device_receives_cloud_to_device_messages_and_settles_them
     );
 }
 
-/// The twin and a direct method as the Node device SDK speaks them, captured and checked
-/// like the other SDK traffic (and written as fixtures with `AMQPWIRE_WRITE_FIXTURES=1`).
+/// The twin and a direct method as the Node device SDK speaks them, and telemetry from a
+/// module and from an X.509 device, captured and checked like the other SDK traffic (and
+/// written as fixtures with `AMQPWIRE_WRITE_FIXTURES=1`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_node_device_sdks_twin_and_method_traffic() {
+async fn the_node_device_sdks_twin_method_module_and_x509_traffic() {
     node_sdks_installed();
     let rec = Arc::new(Recorder::default());
-    let h =
-        hub::start_traced(|c| c.feedback_interval = Duration::from_millis(50), Some(rec.trace()))
-            .await;
+    let module_key = SasKey::from_base64(MODULE_KEY).expect("key");
+    let h = hub::start_traced(
+        |c| {
+            c.feedback_interval = Duration::from_millis(50);
+            c.modules.push(("dev1".into(), "m1".into(), module_key));
+            // The test CA's client certificate names device-1.
+            c.devices.push(("device-1".into(), SasKey::from_bytes(b"unused".to_vec())));
+        },
+        Some(rec.trace()),
+    )
+    .await;
     let scratch = Scratch::new("iothub-sdk", "twin-method-traffic");
     let ca = scratch.path("ca.pem");
     std::fs::write(&ca, &h.pki.ca).expect("write");
@@ -2783,6 +2875,42 @@ async fn the_node_device_sdks_twin_and_method_traffic() {
         .take(&rec, &before, t.endpoint(), &["node-device-amqp-method"], true)
         .await
         .expect("the method's connection");
+    // Telemetry from module dev1/m1, with the module's own key.
+    let before = rec.keys();
+    let mut module = node_with(
+        "device-send",
+        &format!("HostName=localhost;DeviceId=dev1;ModuleId=m1;SharedAccessKey={MODULE_KEY}"),
+        h.amqps,
+        &ca,
+    );
+    telemetry_args(&mut module, "module");
+    run_peer(module, "module-send", &scratch, Duration::from_secs(40)).await.expect("module");
+    captures
+        .take(&rec, &before, t.endpoint(), &["node-module-amqp-telemetry"], true)
+        .await
+        .expect("the module's connection");
+    // Telemetry from device-1, authenticated by the test CA's certificate alone.
+    let (cert, key) = (scratch.path("cert.pem"), scratch.path("key.pem"));
+    std::fs::write(&cert, &h.pki.client_cert).expect("write");
+    std::fs::write(&key, &h.pki.client_key).expect("write");
+    let before = rec.keys();
+    let mut x509 =
+        node_with("device-send", "HostName=localhost;DeviceId=device-1;x509=true", h.amqps, &ca);
+    x509.arg("--cert").arg(&cert).arg("--key").arg(&key);
+    telemetry_args(&mut x509, "x509");
+    run_peer(x509, "x509-send", &scratch, Duration::from_secs(40)).await.expect("x509");
+    captures
+        .take(&rec, &before, t.endpoint(), &["node-device-x509-amqp-telemetry"], true)
+        .await
+        .expect("the X.509 device's connection");
+    let events = h.hub.events(h.hub.partition_of("dev1"));
+    let from_module = events.iter().find(|e| e.device_id == "dev1").expect("the module's event");
+    let module_id = from_module
+        .message()
+        .ok()
+        .and_then(|m| annotation(&m, "iothub-connection-module-id"))
+        .and_then(|v| v.as_str().map(str::to_owned));
+    assert_eq!(module_id.as_deref(), Some("m1"), "the module's event");
     finish(Run { captures, failed: Vec::new() });
 }
 
