@@ -397,6 +397,98 @@ fn a_zero_width_array_is_judged_by_its_header_never_by_bytes_it_skips() {
     assert!(Value::decode(&hex(&described)).is_ok());
 }
 
+/// Found by the fuzz campaign of 2026-12-05 (`fuzz/corpus/frames/lenient-skipped-bytes-in-array-descriptor-*`):
+/// bytes a lenient decode skipped *inside an array's descriptor* (a map with extra bytes
+/// after its entries) still counted as header, so they raised the zero-width limit; the
+/// re-encoding, which drops them, was then refused. Skipped bytes never count, wherever
+/// in the header they lie.
+#[test]
+fn bytes_skipped_inside_an_array_descriptor_do_not_raise_the_zero_width_limit() {
+    // e0 size count | 00 c1 0a 00 <9 skipped bytes> | 41 ...: the kept header is e0, size,
+    // count, 00, c1, size, count and the element constructor: 8 bytes.
+    let limit = 8 + amqpwire::codec::ZERO_WIDTH_SLACK;
+    let array = |count: usize| hex(&format!("e0 0f {count:02x} 00 c1 0a 00 {} 41", "00".repeat(9)));
+    let kept = Value::decode_with(&array(limit), DecodeOptions::LENIENT).expect("at the limit");
+    let again = kept.to_vec();
+    assert_eq!(again, hex(&format!("e0 06 {limit:02x} 00 c1 01 00 41")));
+    assert_eq!(Value::decode(&again).expect("our own encoding decodes strictly"), kept);
+    for mode in [DecodeOptions::STRICT, DecodeOptions::LENIENT] {
+        let e = Value::decode_with(&array(limit + 1), mode).expect_err("one more is too many");
+        let kind = e.into_detail().kind;
+        if mode.mode == Mode::Lenient {
+            assert!(matches!(kind, ErrorKind::ArrayTooLong { .. }), "{kind:?}");
+        }
+        let over = array(limit + 1);
+        let mut r = amqpwire::codec::Reader::new(&over, mode);
+        assert!(r.validate_value().is_err(), "the validator agrees");
+    }
+}
+
+/// Found by the fuzz campaign of 2026-12-05 (`fuzz/corpus/differential/array-descriptor-depth`):
+/// the owned decoder counted an array's descriptor one level deeper than the validator,
+/// the borrowed view and the inspector did, so near the depth limit they disagreed. The
+/// descriptor now sits one level inside its array for every decoder.
+#[test]
+fn every_decoder_counts_an_array_descriptor_at_the_same_depth() {
+    use amqpwire::codec::Reader;
+    // An array of one null, described by ulong 1: one level deep.
+    let bytes = hex("e0 05 01 00 53 01 40");
+    for max_depth in 0..3 {
+        let opts = DecodeOptions { max_depth, ..DecodeOptions::STRICT };
+        let owned = Value::decode_with(&bytes, opts).is_ok();
+        let valid = Reader::new(&bytes, opts).validate_value().is_ok();
+        let tree = amqpwire::inspect::annotate(&mut Reader::new(&bytes, opts), String::new(), None)
+            .is_ok();
+        let borrowed = ValueRef::decode(&bytes).expect("lazy").0.validate(max_depth).is_ok();
+        assert_eq!(owned, max_depth >= 1, "the owned decoder at max_depth {max_depth}");
+        assert_eq!([valid, tree, borrowed], [owned; 3], "max_depth {max_depth}");
+    }
+}
+
+/// Found by the fuzz campaign of 2026-12-05 (`fuzz/corpus/differential/lenient-extra-field-*`):
+/// a performative read leniently skipped the fields beyond those the spec defines without
+/// checking them, so it accepted a close whose extra field no value decoder accepts. And a
+/// composite read as itself nested one level shallower than read as a value (its
+/// described wrapper took no level), so near the depth limit the two disagreed. Extra
+/// fields are now checked as values, and a composite's described wrapper takes its level.
+#[test]
+fn a_performative_is_accepted_only_where_it_is_a_value() {
+    use amqpwire::types::{Close, Error, Fields, Open, Performative};
+    // close with a second, undefined field: an array claiming 64 null elements in 2 bytes.
+    let extra = hex("00 53 18 c0 06 02 40 e0 02 40 40");
+    for mode in [DecodeOptions::STRICT, DecodeOptions::LENIENT] {
+        assert!(Performative::decode(&extra, mode).is_err(), "{mode:?}");
+        assert!(Value::decode_with(&extra, mode).is_err(), "{mode:?}");
+    }
+    // The same field, valid: ignored leniently, as a value it decodes.
+    let fine = hex("00 53 18 c0 06 02 40 e0 02 01 40");
+    let (p, used) = Performative::decode(&fine, DecodeOptions::LENIENT).expect("lenient");
+    assert_eq!((p, used), (Performative::Close(Close { error: None }), fine.len()));
+    // Depth: a close with an error whose info map holds a list; an open with capabilities.
+    let mut info = Fields::new();
+    info.insert("k", Value::List(vec![Value::Null], Fmt::Auto));
+    let close = Performative::Close(Close {
+        error: Some(Error { condition: "x:y".into(), description: None, info: Some(info) }),
+    });
+    let mut open = Open::new("c");
+    open.offered_capabilities = vec![Symbol::from("a"), Symbol::from("b")];
+    for p in [close, Performative::Open(open)] {
+        let mut bytes = Vec::new();
+        p.encode(&mut bytes);
+        for max_depth in 0..8 {
+            for mode in [Mode::Strict, Mode::Lenient] {
+                let opts = DecodeOptions { mode, max_depth };
+                assert_eq!(
+                    Performative::decode(&bytes, opts).is_ok(),
+                    Value::decode_with(&bytes, opts).is_ok(),
+                    "{} at max_depth {max_depth}",
+                    p.name()
+                );
+            }
+        }
+    }
+}
+
 /// Found by fuzzing (`fuzz/corpus/message/duplicate-map-keys-in-amqp-value-*`): a map with
 /// the key `0` twice (`ulong0` and `smallulong 0`) inside an amqp-value body was refused by
 /// the owned decoder and accepted by `MessageView` and `ValueRef` validation. Every decoder

@@ -61,6 +61,8 @@ pub struct Reader<'a> {
     depth: u32,
     opts: DecodeOptions,
     warnings: Vec<Warning>,
+    /// Bytes a lenient read has skipped so far (extra bytes at the end of a compound).
+    skipped: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -75,6 +77,7 @@ impl<'a> Reader<'a> {
             depth: 0,
             opts,
             warnings: Vec::new(),
+            skipped: 0,
         }
     }
 
@@ -309,7 +312,7 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         let (size, count, count_width) = match code {
             fc::LIST0 => {
-                let c = Compound { outer_end: self.end, start };
+                let c = Compound { outer_end: self.end, start, skipped: self.skipped };
                 self.end = self.pos;
                 return Ok((0, c));
             }
@@ -339,7 +342,7 @@ impl<'a> Reader<'a> {
         if matches!(code, fc::MAP8 | fc::MAP32) && count % 2 != 0 {
             return Err(self.error_at(start, ErrorKind::OddMapCount(count)));
         }
-        let c = Compound { outer_end: self.end, start };
+        let c = Compound { outer_end: self.end, start, skipped: self.skipped };
         self.end = self.pos + body;
         Ok((count, c))
     }
@@ -360,6 +363,7 @@ impl<'a> Reader<'a> {
                 ErrorKind::TrailingBytes { within, left },
                 "skipped the extra bytes",
             )?;
+            self.skipped += left;
             self.pos = self.end;
         }
         self.end = c.outer_end;
@@ -556,6 +560,17 @@ impl<'a> Reader<'a> {
 pub(crate) struct Compound {
     outer_end: usize,
     pub(crate) start: usize,
+    /// The reader's skipped bytes when the compound was opened.
+    skipped: usize,
+}
+
+impl Compound {
+    /// The bytes read since the compound's constructor that a re-encoding keeps: what the
+    /// reader has consumed from `start` (plus the constructor byte before it), less what a
+    /// lenient read skipped in between.
+    pub(crate) fn kept_since_constructor(&self, r: &Reader<'_>) -> usize {
+        r.pos - self.start + 1 - (r.skipped - self.skipped)
+    }
 }
 
 /// Where `inner` starts inside `outer`, if it lies wholly inside it (pointer arithmetic on

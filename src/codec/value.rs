@@ -964,8 +964,9 @@ pub(crate) fn check_array_count(
     let left = r.remaining();
     if width == 0 {
         // The header: size, count, element constructor and descriptor, plus the constructor
-        // byte before `start`.
-        let limit = r.position() - start + 1 + ZERO_WIDTH_SLACK;
+        // byte before `start`, without what a lenient read skipped inside the descriptor
+        // (re-encoding drops those bytes, and must not make the array too long).
+        let limit = c.kept_since_constructor(r) + ZERO_WIDTH_SLACK;
         if count as usize > limit {
             return Err(r.error_at(start, ErrorKind::ArrayTooLong { count, limit }));
         }
@@ -979,10 +980,10 @@ fn read_array(r: &mut Reader<'_>, code: u8) -> Result<Array, DecodeError> {
     let (count, c) = r.open_compound(code)?;
     let ctor_pos = r.position();
     let mut elem = r.read_u8()?;
+    // The descriptor sits one level inside the array, as every other decoder counts it
+    // (the array itself has already entered a level).
     let descriptor = if elem == fc::DESCRIBED {
-        r.enter()?;
         let d = Value::read(r)?;
-        r.leave();
         elem = r.read_u8()?;
         Some(Box::new(d))
     } else {

@@ -355,6 +355,7 @@ impl Codec for Vec<Symbol> {
             }
             fc::ARRAY8 | fc::ARRAY32 => {
                 r.read_u8()?;
+                r.enter()?;
                 let (count, c) = r.open_compound(code)?;
                 let epos = r.position();
                 let elem = r.read_u8()?;
@@ -374,6 +375,7 @@ impl Codec for Vec<Symbol> {
                     v.push(Symbol(r.make_symbol(spos, s)?));
                 }
                 r.close_compound(c, "array")?;
+                r.leave();
                 Ok((!v.is_empty()).then_some(v))
             }
             _ => Ok(Symbol::read_opt(r)?.map(|s| vec![s])),

@@ -59,10 +59,14 @@ pub trait Composite: Sized {
                 r.error_at(pos, ErrorKind::UnexpectedType { expected: "list", found: code })
             );
         }
+        // The described value and its list each take a nesting level, as they do for the
+        // generic decoder: a composite read as itself or as a value nests equally deep.
+        r.enter()?;
         r.enter()?;
         let (count, c) = r.open_compound(code)?;
         let v = Self::read_fields(r, count)?;
         r.close_compound(c, Self::NAME)?;
+        r.leave();
         r.leave();
         Ok(v)
     }
@@ -208,8 +212,10 @@ pub(crate) fn skip_extra_fields(
             ErrorKind::TooManyFields { composite, count, defined },
             "ignored the extra fields",
         )?;
+        // Ignored, but checked as any value is: a performative read leniently must still
+        // be a value every decoder accepts.
         for _ in defined..count as usize {
-            r.skip_value()?;
+            r.validate_value()?;
         }
     }
     Ok(())
