@@ -634,6 +634,46 @@ fn links_detach_from_either_side_and_names_can_be_reused() {
     assert_eq!(p.client.detach(again, true, None), Err(UsageError::Closed));
 }
 
+/// 2.6.5: a link detached before the peer's attach answered it. The answer crosses our
+/// detach; it belongs to the detaching link and is never taken for a new one (which each
+/// side would answer and detach again, for ever). Found by the `engine` fuzz target
+/// (`fuzz/corpus/engine/attach-answer-crosses-detach`).
+#[test]
+fn an_attach_answer_that_crosses_our_detach_ends_the_link_once() {
+    let mut p = Pair::new(Config::new("client"), Config::new("server"), 45);
+    let session = p.client.begin().expect("begin");
+    let link = p.client.attach(session, LinkOptions::sender("early", "q1")).expect("attach");
+    p.client.detach(link, true, None).expect("detach before any answer");
+    p.drive();
+    let kinds = |stream: &[u8]| -> Vec<&'static str> {
+        sent(stream)
+            .into_iter()
+            .filter_map(|(_, p)| match p {
+                Performative::Attach(_) => Some("attach"),
+                Performative::Detach(_) => Some("detach"),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(kinds(&p.c2s), ["attach", "detach"], "the client attached and detached once");
+    assert_eq!(kinds(&p.s2c), ["attach", "detach"], "the server answered each once");
+    let ce = events(&mut p.client);
+    assert!(
+        !ce.iter().any(|e| matches!(e, Event::LinkAttached { .. })),
+        "the late answer is no new link: {ce:?}"
+    );
+    assert!(ce.iter().any(|e| matches!(
+        e,
+        Event::LinkDetached { link: l, by_peer: false, .. } if *l == link
+    )));
+    // The handle and the name are free again.
+    assert_eq!(p.client.link_state(link), None);
+    let again = p.client.attach(session, LinkOptions::sender("early", "q1")).expect("attach");
+    p.drive();
+    assert_eq!(again.handle, link.handle);
+    assert_eq!(p.client.link_state(again), Some(LinkState::Attached));
+}
+
 #[test]
 fn a_frame_for_an_unknown_handle_ends_the_session_with_unattached_handle() {
     let (mut p, _snd, _rcv) = link_pair(Config::new("client"), Config::new("server"), 43);

@@ -397,6 +397,26 @@ impl Connection {
         if s.remote_handles.contains_key(&a.handle.0) {
             return self.scoped(session, None, Violation::HandleInUse(a.handle.0));
         }
+        // The answer to an attach of ours that we detached before it came: our detach
+        // crossed it, and the peer's detach follows. It names the link's remote handle so
+        // that detach ends it; taken as a new attach instead, it would be answered, and
+        // each side would take the other's late answers for new links, without end.
+        let crossed = s.links.iter().position(|l| {
+            l.as_ref().is_some_and(|l| {
+                l.state == LinkState::DetachSent
+                    && l.remote_handle.is_none()
+                    && l.name == *a.name
+                    && l.role != a.role
+            })
+        });
+        if let Some(h) = crossed {
+            s.remote_handles.insert(a.handle.0, h as u32);
+            if let Some(l) = s.link_mut(h as u32) {
+                l.remote_handle = Some(a.handle);
+                l.remote = Some(a);
+            }
+            return;
+        }
         // The answer to our attach: same name, the other role.
         let ours = s.links.iter().position(|l| {
             l.as_ref().is_some_and(|l| {
