@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use amqpwire::azure::client::{
     EventHubTarget, EventReader, HubOptions, HubTransport, ReadOptions, Security,
 };
-use amqpwire::azure::emulator::{FeedbackStatus, StartPosition};
+use amqpwire::azure::emulator::{Faults, FeedbackStatus, StartPosition};
 use amqpwire::azure::{IotHubConnectionString, SasKey, SasToken};
 use amqpwire::codec::{DecodeOptions, Value};
 use amqpwire::connection::{Direction, TraceRecord};
@@ -3048,4 +3048,73 @@ async fn a_self_signed_device_registered_by_thumbprint_sends_with_no_token() {
     h.hub.put_identity("thumb-dev", &off, Some("*")).expect("disabled");
     let cmd = send("thumb-dev", NodeTransport::Amqp, &cert, &key, "x");
     assert!(run_peer(cmd, "disabled", &scratch, Duration::from_secs(40)).await.is_err());
+}
+
+/// The emulator's fault injection as the Node device SDK meets it, changed on the running
+/// hub between runs (`IotHub::reconfigure`): each fault reaches the SDK as the error IoT
+/// Hub's condition maps to in the SDK, and with the SDK's own retry policy a forced detach
+/// is recovered from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_device_sdk_meets_injected_faults_as_iot_hub_sends_them() {
+    let h = hub::start(Duration::from_millis(50)).await;
+    let scratch = Scratch::new("iothub-sdk", "faults");
+    let ca = scratch.path("ca.pem");
+    std::fs::write(&ca, &h.pki.ca).expect("write");
+    let send = |t: NodeTransport, body: &str, count: &str, extra: &[&str]| {
+        let mut cmd = node("device-send", t, &h, &ca);
+        cmd.args(["--body", body, "--count", count]).args(extra);
+        cmd
+    };
+    let bodies = |body: &str| {
+        let events = h.hub.events(h.hub.partition_of("dev1"));
+        let of = |e: &&amqpwire::azure::emulator::Event| {
+            e.message().ok().and_then(|m| m.body.text()).is_some_and(|b| b == body)
+        };
+        events.iter().filter(of).count()
+    };
+    // Throttled after two messages: the third is rejected with
+    // com.microsoft:device-container-throttled, which the SDK names ThrottlingError.
+    h.hub.reconfigure(|c| {
+        c.faults.throttle_after = Some(2);
+        c.faults.throttle_for = Duration::from_secs(600);
+    });
+    let cmd = send(NodeTransport::Amqp, "throttled", "3", &["--expect-error", "ThrottlingError"]);
+    let run = run_peer(cmd, "throttle", &scratch, Duration::from_secs(40)).await.expect("throttle");
+    assert_eq!(run.events("sent").len(), 2, "{:?}", run.lines);
+    let error = one(&run, "send-error");
+    assert_eq!(error["n"], 3);
+    assert_eq!(error["condition"], "com.microsoft:device-container-throttled");
+    assert_eq!(bodies("throttled"), 2);
+    // Detached after one message on a link: amqp:link:detach-forced, ServiceUnavailableError.
+    h.hub.reconfigure(|c| {
+        c.faults = Faults::none();
+        c.faults.detach_after = Some(1);
+    });
+    let cmd =
+        send(NodeTransport::Ws, "detached", "2", &["--expect-error", "ServiceUnavailableError"]);
+    let run = run_peer(cmd, "detach", &scratch, Duration::from_secs(40)).await.expect("detach");
+    assert_eq!(run.events("sent").len(), 1, "{:?}", run.lines);
+    assert_eq!(one(&run, "send-error")["condition"], "amqp:link:detach-forced");
+    assert_eq!(bodies("detached"), 1);
+    // The same fault with the SDK's own retry policy: it attaches again after each detach,
+    // and every message arrives, one per link.
+    let cmd = send(NodeTransport::Amqp, "recovered", "3", &["--retry", "sdk"]);
+    let run = run_peer(cmd, "recover", &scratch, Duration::from_secs(60)).await.expect("recover");
+    assert_eq!(run.events("sent").len(), 3, "{:?}", run.lines);
+    assert_eq!(bodies("recovered"), 3);
+    // Redirected after one message: amqp:link:redirect, which this SDK does not follow: it
+    // reports the condition.
+    h.hub.reconfigure(|c| {
+        c.faults = Faults::none();
+        c.faults.redirect_after = Some(1);
+    });
+    let cmd = send(NodeTransport::Ws, "redirected", "2", &["--expect-error", "Error"]);
+    let run = run_peer(cmd, "redirect", &scratch, Duration::from_secs(40)).await.expect("redirect");
+    assert_eq!(one(&run, "send-error")["condition"], "amqp:link:redirect");
+    assert_eq!(bodies("redirected"), 1);
+    // No faults: the device is no longer throttled, nothing is detached.
+    h.hub.reconfigure(|c| c.faults = Faults::none());
+    let cmd = send(NodeTransport::Amqp, "clear", "3", &[]);
+    run_peer(cmd, "clear", &scratch, Duration::from_secs(40)).await.expect("no faults");
+    assert_eq!(bodies("clear"), 3);
 }

@@ -17,7 +17,11 @@
 //        [--expect-no-more SECS] [--expect-error NAME]
 //        [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
 //   node iothub_sdk.js device-send --connection-string CS --body TEXT [--message-id ID]
-//        (a module's connection string, with ModuleId=, sends as that module)
+//        [--count N] [--retry none|sdk] [--expect-error NAME]
+//        (with --expect-error, the messages before the error are sent as usual; the
+//        last one must fail)
+//        (a module's connection string, with ModuleId=, sends as that module;
+//        --retry sdk keeps the SDK's own retry policy, to see it recover from a fault)
 //   node iothub_sdk.js device-method --connection-string CS --method NAME [--status N]
 //        [--answer JSON] [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
 //   node iothub_sdk.js device-twin --connection-string CS --reported JSON
@@ -41,8 +45,8 @@
 // "iothub_sdk.js <command>: FAILED: <why>" on stderr), 2 on bad options. Every command
 // gives up after --timeout seconds (default 30) and closes its client at the end (a
 // close that does not complete within 5 s fails too). The SDKs' retry policies are
-// replaced by NoRetry, so a refused connection fails at once instead of being retried
-// for 4 minutes. Results are JSON lines on stdout; progress goes to stderr unless
+// replaced by NoRetry (unless device-send's --retry sdk), so a refused connection fails
+// at once instead of being retried for 4 minutes. Results are JSON lines on stdout; progress goes to stderr unless
 // PEER_QUIET is set.
 //
 // The REST commands (service-registry, service-registry-delete, service-twin,
@@ -159,7 +163,8 @@ const COMMANDS = {
     'device-receive': ['connection-string', 'expect-body', 'expect-message-id', 'action', 'count',
         'expect-no-more', 'expect-error', 'transport', 'port', 'ca', 'timeout'],
     'device-send': ['connection-string', 'body', 'message-id', 'property', 'correlation-id', 'content-type',
-        'content-encoding', 'count', 'expect-error', 'transport', 'port', 'ca', 'timeout', 'cert', 'key'],
+        'content-encoding', 'count', 'expect-error', 'retry', 'transport', 'port', 'ca', 'timeout', 'cert',
+        'key'],
     'device-twin': ['connection-string', 'reported', 'await-desired', 'transport', 'port', 'ca', 'timeout'],
     'device-method': ['connection-string', 'method', 'status', 'answer', 'transport', 'port', 'ca', 'timeout'],
     'service-registry': ['connection-string', 'device', 'module', 'port', 'ca', 'timeout'],
@@ -254,6 +259,8 @@ function parseArgs(argv) {
         }
     }
     if (cmd === 'device-send') need('body');
+    o.retry = o.retry || 'none';
+    if (!['none', 'sdk'].includes(o.retry)) usage('--retry must be none or sdk');
     if (cmd.startsWith('service-registry') || cmd === 'service-twin' || cmd === 'service-method') need('device');
     if (cmd === 'service-twin') {
         need('tags');
@@ -553,7 +560,7 @@ function deviceClient() {
     } catch (e) {
         usage('bad device connection string: ' + errText(e));
     }
-    c.setRetryPolicy(new NoRetry());
+    if (opts.retry !== 'sdk') c.setRetryPolicy(new NoRetry());
     c.on('error', (e) => fail('device client error while ' + phase + ': ' + errText(e)));
     c.on('disconnect', (evt) => {
         if (!finished && phase !== 'closing the client') {
@@ -685,8 +692,16 @@ function deviceSend() {
             phase = 'sending message ' + n + ' of ' + opts.count;
             client.sendEvent(msg, (err, result) => {
                 if (opts['expect-error'] !== undefined) {
+                    // The messages before the expected error are sent as usual.
+                    if (!err && n < opts.count) {
+                        emit({ event: 'sent', n, messageId: id === undefined ? null : id, body: opts.body,
+                            properties: Object.fromEntries(opts.props), result: resultName(result) });
+                        return next();
+                    }
                     if (!err) return fail('message ' + n + ' was sent (' + resultName(result) + '), expected ' + opts['expect-error']);
-                    emit({ event: 'send-error', n, name: errName(err), message: err.message });
+                    const amqp = err.amqpError;
+                    emit({ event: 'send-error', n, name: errName(err), message: err.message,
+                        condition: (amqp && amqp.condition) || null });
                     if (errName(err) !== opts['expect-error']) {
                         return fail('send failed with ' + errText(err) + ', expected ' + opts['expect-error']);
                     }
