@@ -2618,6 +2618,54 @@ fn write_rest_fixture(stem: &str, c2s: &[u8], s2c: &[u8]) {
     }
 }
 
+/// `amqpwire decode` of a fixture, as text.
+fn decoded(name: &str) -> String {
+    let mut inspector = Inspector::new(DecodeOptions::LENIENT).redact_secrets(true);
+    inspector.push(&fixture(name));
+    let mut text = String::new();
+    while let Some(r) = inspector.next_record() {
+        amqpwire::inspect::render_text(&r, &mut text);
+    }
+    for r in inspector.finish() {
+        amqpwire::inspect::render_text(&r, &mut text);
+    }
+    text
+}
+
+/// docs/iothub.md's sections 12 (the twin) and 13 (a direct method) show frames of the
+/// fixtures: every line of their excerpts is a line of `amqpwire decode` of the fixture,
+/// so the docs cannot drift from what the SDK sends.
+#[test]
+fn the_twin_and_method_sections_show_the_fixtures() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/iothub.md"))
+        .expect("docs/iothub.md");
+    let section = |from: &str, to: Option<&str>| -> String {
+        let start = doc.find(from).unwrap_or_else(|| panic!("no {from:?}"));
+        let end = to.and_then(|t| doc[start..].find(t)).map_or(doc.len(), |e| start + e);
+        doc[start..end].to_owned()
+    };
+    let twin = section("## 12. The twin, frame by frame", Some("## 13."));
+    let method = section("## 13. A direct method, frame by frame", Some("\n## 14."));
+    for (text, stem, least) in
+        [(twin, "node-device-amqp-twin", 9), (method, "node-device-amqp-method", 5)]
+    {
+        let lines: BTreeSet<String> =
+            [decoded(&format!("{stem}.c2s.bin")), decoded(&format!("{stem}.s2c.bin"))]
+                .iter()
+                .flat_map(|d| d.lines().map(|l| l.trim_end().to_owned()).collect::<Vec<_>>())
+                .collect();
+        let mut frames = 0;
+        for block in text.split("```text\n").skip(1) {
+            let block = block.split("```").next().unwrap_or_default();
+            for line in block.lines() {
+                assert!(lines.contains(line.trim_end()), "{stem}: not in the fixture: {line}");
+                frames += usize::from(line.contains(" frame amqp "));
+            }
+        }
+        assert!(frames >= least, "{stem}: only {frames} frames shown");
+    }
+}
+
 /// The REST fixtures still show what the SDKs send, and are described in the README.
 #[test]
 fn rest_fixtures_show_what_the_sdks_send() {
