@@ -2626,7 +2626,7 @@ fn decoded(name: &str) -> String {
     while let Some(r) = inspector.next_record() {
         amqpwire::inspect::render_text(&r, &mut text);
     }
-    for r in inspector.finish() {
+    if let Some(r) = inspector.finish() {
         amqpwire::inspect::render_text(&r, &mut text);
     }
     text
