@@ -432,6 +432,33 @@ impl Stream {
             .collect()
     }
 
+    /// The attach of the link named `name`, and the channel it came on.
+    fn attach_with_channel(&self, name: &str) -> Option<(u16, &Attach)> {
+        self.0.iter().find_map(|i| match i {
+            Item::Amqp { channel, performative, .. } => match &**performative {
+                Performative::Attach(a) if a.name.as_ref() as &str == name => Some((*channel, a)),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+
+    /// [`Stream::transfers`] of a connection with several sessions: those on `channel`.
+    fn transfers_on(&self, channel: u16, handle: u32) -> Vec<(&Transfer, &Message)> {
+        self.0
+            .iter()
+            .filter_map(|i| match i {
+                Item::Amqp { channel: c, performative, message: Some(m) } if *c == channel => {
+                    match &**performative {
+                        Performative::Transfer(t) if t.handle.0 == handle => Some((t, &**m)),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     fn flows(&self, handle: u32) -> Vec<&Flow> {
         self.performatives()
             .filter_map(|p| match p {
@@ -561,6 +588,8 @@ enum Sdk {
     NodeX509,
     /// azure-eventhub (Python).
     EventHubPy,
+    /// @azure/event-hubs (JavaScript).
+    EventHubJs,
 }
 
 /// The checks of one capture, named by its stem (see [`stem`]); the same run on the fresh
@@ -579,6 +608,8 @@ fn check_capture(stem: &str, c2s: &[u8], s2c: &[u8]) -> Result<(), String> {
         Sdk::NodeDevice
     } else if stem.starts_with("eventhub-py-") {
         Sdk::EventHubPy
+    } else if stem == "eventhub-js-quickstart" {
+        Sdk::EventHubJs
     } else {
         return Err(format!("{stem}: no checks for this capture"));
     };
@@ -616,6 +647,7 @@ fn check_capture(stem: &str, c2s: &[u8], s2c: &[u8]) -> Result<(), String> {
                 return Err(format!("{stem}: no checks for this capture"));
             }
         }
+        Sdk::EventHubJs => eventhub_js_quickstart(&mut f, &client, &server),
         Sdk::EventHubPy => {
             let management = stem.ends_with("-management");
             let cbs = eventhub_common(&mut f, &client, &server, management);
@@ -1522,6 +1554,169 @@ fn eventhub_receive(f: &mut Facts, c: &Stream, s: &Stream, _cbs: EventHubCbs) {
     fact!(f, s.close().is_some_and(|c| c.error.is_none()), "the hub's close {:?}", s.close());
 }
 
+/// @azure/event-hubs's quickstart on one connection: SASL ANONYMOUS, then on session 0 the
+/// CBS links and a put-token per resource it touches (`$management`, then each partition),
+/// each keyed with the key's text and answered 202; on session 1 a READ of the Event Hub on
+/// `$management`; then a receiver per partition the READ named, each on a session of its
+/// own, with the offset filter under its numeric descriptor; the event on one of them.
+fn eventhub_js_quickstart(f: &mut Facts, c: &Stream, s: &Stream) {
+    let start: Vec<&Item> = c.0.iter().take(3).collect();
+    let sasl_ok = matches!(start.as_slice(), [Item::Header(ProtocolId::SASL), Item::Sasl(SaslFrameBody::Init(i)), Item::Header(ProtocolId::AMQP)]
+        if i.mechanism.as_str() == "ANONYMOUS" && i.hostname.as_deref() == Some("localhost"));
+    fact!(f, sasl_ok, "@azure/event-hubs starts with {start:?}");
+    fact!(
+        f,
+        c.open().is_some_and(|o| o.hostname.as_deref() == Some("localhost")),
+        "open {:?}",
+        c.open()
+    );
+    // The put-tokens, in order, to sb://localhost:<port>/localhost/...
+    let Some(cbs) = c
+        .attaches()
+        .into_iter()
+        .find(|a| a.role == Role::SENDER && target_address(a) == Some("$cbs"))
+    else {
+        return f.failed.push("no CBS sender".into());
+    };
+    let Some((cbs_channel, _)) = c.attach_with_channel(&cbs.name) else { return };
+    let puts = c.transfers_on(cbs_channel, cbs.handle.0);
+    let names: Vec<String> = puts
+        .iter()
+        .filter_map(|(_, m)| {
+            let name = text(m, "name")?;
+            let rest = name.strip_prefix("sb://localhost:")?;
+            let (port, path) = rest.split_once('/')?;
+            port.parse::<u16>().ok().map(|_| path.to_owned())
+        })
+        .collect();
+    fact!(
+        f,
+        names
+            == [
+                "localhost/$management",
+                "localhost/ConsumerGroups/$Default/Partitions/0",
+                "localhost/ConsumerGroups/$Default/Partitions/1"
+            ],
+        "put-token names {names:?}"
+    );
+    for (_, m) in &puts {
+        fact!(
+            f,
+            text(m, "operation").as_deref() == Some("put-token")
+                && text(m, "type").as_deref() == Some("servicebus.windows.net:sastoken"),
+            "put-token {:?}",
+            m.application_properties
+        );
+        // The token in an amqp-value, keyed Event Hubs' way (with the key's text).
+        let token = match &m.body {
+            Body::Value(v) => v.as_str().and_then(|t| t.parse::<SasToken>().ok()),
+            _ => None,
+        };
+        let ok = token.is_some_and(|t| {
+            Some(t.audience()) == text(m, "name").as_deref()
+                && t.key_name() == Some("iothubowner")
+                && t.signature_matches(&SasKey::from_bytes(OWNER_KEY.as_bytes()))
+        });
+        fact!(f, ok, "the token of {:?}", text(m, "name"));
+    }
+    let answers: Vec<Option<Value>> = c
+        .attaches()
+        .into_iter()
+        .find(|a| a.role == Role::RECEIVER && source_address(a) == Some("$cbs"))
+        .and_then(|a| s.attach_with_channel(&a.name))
+        .map(|(ch, a)| s.transfers_on(ch, a.handle.0))
+        .unwrap_or_default()
+        .iter()
+        .map(|(_, m)| app(m, "status-code"))
+        .collect();
+    fact!(
+        f,
+        answers.len() == puts.len()
+            && answers.iter().all(|v| matches!(v, Some(Value::Int(202, _)))),
+        "put-token answers {answers:?}"
+    );
+    // The READ on $management, and its partition ids.
+    let mut partitions = Vec::new();
+    match attach_at(c, "$management", Role::SENDER).map(|(_, a)| a) {
+        Some(tx) => {
+            let ch = c.attach_with_channel(&tx.name).map_or(0, |(ch, _)| ch);
+            fact!(f, ch != cbs_channel, "$management shares the CBS session");
+            let requests = c.transfers_on(ch, tx.handle.0);
+            let read = requests.first().map(|(_, m)| *m);
+            fact!(
+                f,
+                read.is_some_and(|m| text(m, "operation").as_deref() == Some("READ")
+                    && text(m, "type").as_deref() == Some("com.microsoft:eventhub")
+                    && text(m, "name").as_deref() == Some("localhost")),
+                "the management request {:?}",
+                read.map(|m| &m.application_properties)
+            );
+            let rx = attach_at(c, "$management", Role::RECEIVER).map(|(_, a)| a);
+            let answer = rx
+                .and_then(|a| s.attach_with_channel(&a.name))
+                .and_then(|(ch, a)| s.transfers_on(ch, a.handle.0).into_iter().next());
+            if let Some((_, Body::Value(Value::Map(entries, _)))) =
+                answer.map(|(t, m)| (t, &m.body))
+            {
+                if let Some((_, Value::Array(ids))) =
+                    entries.iter().find(|(k, _)| k.as_str() == Some("partition_ids"))
+                {
+                    partitions =
+                        ids.items().iter().filter_map(Value::as_str).map(str::to_owned).collect();
+                }
+            }
+            fact!(f, partitions == ["0", "1"], "partition ids {partitions:?}");
+        }
+        None => f.failed.push("no $management sender".into()),
+    }
+    // A receiver per partition, each on a session of its own.
+    let mut channels = BTreeSet::from([cbs_channel]);
+    let mut events = 0;
+    for p in &partitions {
+        let address = format!("localhost/ConsumerGroups/$Default/Partitions/{p}");
+        let Some(a) = c
+            .attaches()
+            .into_iter()
+            .find(|a| a.role == Role::RECEIVER && source_address(a) == Some(address.as_str()))
+        else {
+            f.failed.push(format!("no receiver on {address}"));
+            continue;
+        };
+        let ch = c.attach_with_channel(&a.name).map_or(0, |(ch, _)| ch);
+        fact!(f, channels.insert(ch), "the receiver of partition {p} shares channel {ch}");
+        let filter = match &a.source {
+            Some(AttachSource::Source(s)) => {
+                fields_get(s.filter.as_ref(), "apache.org:selector-filter:string")
+            }
+            _ => None,
+        };
+        // apache.org:selector-filter:string under its code, 0x0000468C:0x00000004.
+        let filter_ok = matches!(filter, Some(Value::Described(d))
+            if matches!(d.descriptor, Value::Ulong(0x0000_468c_0000_0004, _))
+                && d.value.as_str() == Some("amqp.annotation.x-opt-offset > '-1'"));
+        fact!(f, filter_ok, "partition {p}'s filter {filter:?}");
+        let credit = c.flows(a.handle.0).iter().filter_map(|f| f.link_credit).max();
+        fact!(f, credit.is_some_and(|c| c > 0), "partition {p}'s credit {credit:?}");
+        if let Some((sch, ours)) = s.attach_with_channel(&a.name) {
+            for (_, m) in s.transfers_on(sch, ours.handle.0) {
+                events += 1;
+                fact!(
+                    f,
+                    annotation(m, "iothub-connection-device-id").as_ref().and_then(Value::as_str)
+                        == Some("dev1")
+                        && annotation(m, "x-opt-offset").as_ref().and_then(Value::as_str)
+                            == Some("0"),
+                    "the event's annotations {:?}",
+                    m.message_annotations
+                );
+            }
+        }
+    }
+    fact!(f, events == 1, "{events} events, not 1");
+    fact!(f, c.close().is_some_and(|c| c.error.is_none()), "the client's close {:?}", c.close());
+    fact!(f, s.close().is_some_and(|c| c.error.is_none()), "the hub's close {:?}", s.close());
+}
+
 // ------------------------------------------------------------------ the scenario
 
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) -> Result<(), String> {
@@ -1764,7 +1959,44 @@ async fn telemetry(
         keep,
     )
     .await?;
+    if t == NodeTransport::Amqp {
+        eventhubs_quickstart(h, rec, caps, scratch, ca, &body).await?;
+    }
     Ok(())
+}
+
+/// @azure/event-hubs's quickstart (`tests/peers/eventhubs_quickstart.js`), unchanged in
+/// shape: a consumer client made from the Event Hub-compatible connection string alone,
+/// `subscribe()` to every partition from the earliest event; it must read `body`.
+async fn eventhubs_quickstart(
+    h: &Hub,
+    rec: &Recorder,
+    caps: &mut Captures,
+    scratch: &Scratch,
+    ca: &Path,
+    body: &str,
+) -> Result<(), String> {
+    let cs = format!(
+        "Endpoint=sb://localhost:{}/;SharedAccessKeyName=iothubowner;SharedAccessKey={OWNER_KEY};\
+         EntityPath=localhost",
+        h.event_hub
+    );
+    let before = rec.keys();
+    let mut cmd = Command::new("node");
+    cmd.arg(Path::new(PEERS).join("eventhubs_quickstart.js")).args([cs.as_str(), "1"]);
+    cmd.env("NODE_EXTRA_CA_CERTS", ca);
+    let run = run_peer(cmd, "eventhubs-quickstart", scratch, Duration::from_secs(70))
+        .await
+        .map_err(|e| format!("eventhubs_quickstart.js: {e}"))?;
+    let [e] = run.lines.as_slice() else {
+        return Err(format!("eventhubs_quickstart.js printed {:?}", run.lines));
+    };
+    // The body is JSON (content-type application/json): the SDK hands it over parsed.
+    let json: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    if e["body"] != json || e["device"] != "dev1" || e["properties"]["alert"] != "no" {
+        return Err(format!("@azure/event-hubs read {e}"));
+    }
+    caps.take(rec, &before, Endpoint::EventHub, &["eventhub-js-quickstart"], true).await
 }
 
 async fn node_sdks_against_the_emulator(t: NodeTransport) -> Run {
@@ -1928,7 +2160,7 @@ async fn node_sdks_see_refusals_rejects_and_abandons() {
 // ------------------------------------------------------------------ the fixtures
 
 /// Every capture in `tests/fixtures/iothub/`: `STEM.c2s.bin` and `STEM.s2c.bin`.
-const STEMS: [&str; 14] = [
+const STEMS: [&str; 15] = [
     "node-service-amqp-c2d-send",
     "node-service-amqp-feedback",
     "node-device-amqp-c2d-receive",
@@ -1943,6 +2175,7 @@ const STEMS: [&str; 14] = [
     "node-device-amqp-method",
     "node-module-amqp-telemetry",
     "node-device-x509-amqp-telemetry",
+    "eventhub-js-quickstart",
 ];
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -1988,6 +2221,7 @@ fn sdk_fixtures_show_what_the_sdks_send() {
     for (stem, c, s) in [
         ("node-device-amqp-c2d-receive", &c, &s),
         ("eventhub-py-receive", &c, &s),
+        ("eventhub-js-quickstart", &c, &s),
         ("node-service-amqp-c2d-send", &s, &c),
     ] {
         if check_capture(stem, c, s).is_ok() {
@@ -2010,6 +2244,8 @@ fn sdk_fixtures_show_what_the_sdks_send() {
         ("node-module-amqp-telemetry", "node-device-amqp-telemetry"),
         ("node-device-x509-amqp-telemetry", "node-device-amqp-telemetry"),
         ("node-device-amqp-telemetry", "node-device-x509-amqp-telemetry"),
+        ("eventhub-js-quickstart", "eventhub-py-receive"),
+        ("eventhub-py-receive", "eventhub-js-quickstart"),
     ] {
         let (c, s) = pair(other);
         if check_capture(stem, &c, &s).is_ok() {
