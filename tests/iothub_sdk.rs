@@ -2160,7 +2160,7 @@ async fn node_sdks_see_refusals_rejects_and_abandons() {
 // ------------------------------------------------------------------ the fixtures
 
 /// Every capture in `tests/fixtures/iothub/`: `STEM.c2s.bin` and `STEM.s2c.bin`.
-const STEMS: [&str; 15] = [
+const STEMS: [&str; 17] = [
     "node-service-amqp-c2d-send",
     "node-service-amqp-feedback",
     "node-device-amqp-c2d-receive",
@@ -2173,6 +2173,8 @@ const STEMS: [&str; 15] = [
     "eventhub-py-receive",
     "node-device-amqp-twin",
     "node-device-amqp-method",
+    "node-device-amqpws-twin",
+    "node-device-amqpws-method",
     "node-module-amqp-telemetry",
     "node-device-x509-amqp-telemetry",
     "eventhub-js-quickstart",
@@ -3156,8 +3158,8 @@ async fn the_node_http_device_receives_cloud_to_device_messages_and_settles_them
     );
 }
 
-/// The twin and a direct method as the Node device SDK speaks them, and telemetry from a
-/// module and from an X.509 device, captured and checked like the other SDK traffic (and
+/// The twin and a direct method as the Node device SDK speaks them over AMQP and AMQP
+/// over WebSocket, and telemetry from a module and from an X.509 device, captured and checked like the other SDK traffic (and
 /// written as fixtures with `AMQPWIRE_WRITE_FIXTURES=1`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_device_sdks_twin_method_module_and_x509_traffic() {
@@ -3178,42 +3180,55 @@ async fn the_node_device_sdks_twin_method_module_and_x509_traffic() {
     let ca = scratch.path("ca.pem");
     std::fs::write(&ca, &h.pki.ca).expect("write");
     let mut captures = Captures::default();
-    let t = NodeTransport::Amqp;
-    // The twin: the device reads, reports, reads, subscribes; the service's patch arrives.
-    let before = rec.keys();
-    let mut twin = node("device-twin", t, &h, &ca);
-    twin.args(["--reported", r#"{"firmware": "1.2"}"#, "--await-desired", "rate=5"]);
-    let device = run_peer(twin, "twin", &scratch, Duration::from_secs(40));
-    let service = async {
-        eventually("the twin subscription", || h.hub.twin_subscribers("dev1") > 0).await?;
-        h.hub.patch_desired("dev1", r#"{"rate": 5}"#).await
-    };
-    let (device, patched) = tokio::join!(device, service);
-    device.expect("the device's twin");
-    patched.expect("patched");
-    captures
-        .take(&rec, &before, t.endpoint(), &["node-device-amqp-twin"], true)
-        .await
-        .expect("the twin's connection");
-    // A method.
-    let before = rec.keys();
-    let mut method = node("device-method", t, &h, &ca);
-    method.args(["--method", "reboot", "--status", "201", "--answer", r#"{"rebooting": true}"#]);
-    let device = run_peer(method, "method", &scratch, Duration::from_secs(40));
-    let service = async {
-        eventually("the method links", || h.hub.method_listeners("dev1") > 0).await?;
-        h.hub
-            .invoke_method("dev1", "reboot", r#"{"delay":5}"#, Duration::from_secs(20))
+    for t in [NodeTransport::Amqp, NodeTransport::Ws] {
+        // The twin: the device reads, reports, reads, subscribes; the service's patch arrives.
+        // Each transport starts without the desired rate, so that only the patch brings it.
+        h.hub.patch_desired("dev1", r#"{"rate": null}"#).await.expect("rate removed");
+        let before = rec.keys();
+        let mut twin = node("device-twin", t, &h, &ca);
+        twin.args(["--reported", r#"{"firmware": "1.2"}"#, "--await-desired", "rate=5"]);
+        let label = format!("twin-{}", t.arg());
+        let device = run_peer(twin, &label, &scratch, Duration::from_secs(40));
+        let service = async {
+            eventually("the twin subscription", || h.hub.twin_subscribers("dev1") > 0).await?;
+            h.hub.patch_desired("dev1", r#"{"rate": 5}"#).await
+        };
+        let (device, patched) = tokio::join!(device, service);
+        device.expect("the device's twin");
+        patched.expect("patched");
+        captures
+            .take(&rec, &before, t.endpoint(), &[&stem("device", t, "twin")], true)
             .await
-            .map_err(|e| format!("{e:?}"))
-    };
-    let (device, answer) = tokio::join!(device, service);
-    device.expect("the device's method");
-    assert_eq!(answer.expect("answered").status, 201);
-    captures
-        .take(&rec, &before, t.endpoint(), &["node-device-amqp-method"], true)
-        .await
-        .expect("the method's connection");
+            .expect("the twin's connection");
+        // A method.
+        let before = rec.keys();
+        let mut method = node("device-method", t, &h, &ca);
+        method.args([
+            "--method",
+            "reboot",
+            "--status",
+            "201",
+            "--answer",
+            r#"{"rebooting": true}"#,
+        ]);
+        let label = format!("method-{}", t.arg());
+        let device = run_peer(method, &label, &scratch, Duration::from_secs(40));
+        let service = async {
+            eventually("the method links", || h.hub.method_listeners("dev1") > 0).await?;
+            h.hub
+                .invoke_method("dev1", "reboot", r#"{"delay":5}"#, Duration::from_secs(20))
+                .await
+                .map_err(|e| format!("{e:?}"))
+        };
+        let (device, answer) = tokio::join!(device, service);
+        device.expect("the device's method");
+        assert_eq!(answer.expect("answered").status, 201);
+        captures
+            .take(&rec, &before, t.endpoint(), &[&stem("device", t, "method")], true)
+            .await
+            .expect("the method's connection");
+    }
+    let t = NodeTransport::Amqp;
     // Telemetry from module dev1/m1, with the module's own key.
     let before = rec.keys();
     let mut module = node_with(
