@@ -2457,6 +2457,46 @@ async fn a_recorded_sdk_session_replays_against_the_emulator_and_diverges_on_the
     assert!(f.got.contains("not checked"), "the broker's description: {f}");
 }
 
+/// The embedded broker's `$cbs` node, as the Node device SDK uses it: without keys the
+/// SDK's put-token is answered 200 and its telemetry lands in the broker's queue for the
+/// address, and `$cbs` never becomes a queue; with keys, a device token (no `skn`, a key the
+/// broker does not know) is answered 401, which the SDK reports as UnauthorizedError.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_device_sdk_puts_its_token_on_the_brokers_cbs_node() {
+    node_sdks_installed();
+    let pki = pki::pki();
+    let scratch = Scratch::new("iothub-sdk", "broker-cbs");
+    let ca = scratch.path("ca.pem");
+    std::fs::write(&ca, &pki.ca).expect("write");
+    let serve = |broker: amqpwire::broker::Broker| {
+        let pki = &pki;
+        async move {
+            let options = amqpwire::broker::listen_options(&[], Some(pki.server()), None);
+            let listener = amqpwire::runtime::Listener::bind("amqps://127.0.0.1:0", options)
+                .await
+                .expect("bind");
+            let port = listener.endpoint().port;
+            let b = broker.clone();
+            tokio::spawn(async move { b.serve(listener).await });
+            (broker, port)
+        }
+    };
+    let (broker, port) = serve(amqpwire::broker::Broker::new()).await;
+    let mut cmd = node_at("device-send", NodeTransport::Amqp, port, &ca);
+    cmd.args(["--body", "to-the-broker", "--count", "2"]);
+    let run = run_peer(cmd, "no-keys", &scratch, Duration::from_secs(40)).await.expect("no keys");
+    assert_eq!(run.events("sent").len(), 2, "{:?}", run.lines);
+    assert_eq!(broker.queue_depth("/devices/dev1/messages/events"), 2);
+    assert!(!broker.queues().iter().any(|q| q.starts_with('$')), "{:?}", broker.queues());
+    // With keys: the device's token names no key the broker has.
+    let keys = vec![("iothubowner".to_owned(), SasKey::from_base64(OWNER_KEY).unwrap())];
+    let (broker, port) = serve(amqpwire::broker::Broker::with_cbs_keys(keys)).await;
+    let mut cmd = node_at("device-send", NodeTransport::Amqp, port, &ca);
+    cmd.args(["--body", "x", "--expect-error", "UnauthorizedError"]);
+    run_peer(cmd, "keys", &scratch, Duration::from_secs(40)).await.expect("refused");
+    assert_eq!(broker.queue_depth("/devices/dev1/messages/events"), 0);
+}
+
 // ------------------------------------------------------------------ device twin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
