@@ -626,6 +626,8 @@ fn check_capture(stem: &str, c2s: &[u8], s2c: &[u8]) -> Result<(), String> {
             let shape = list.map(|l| (l[0], u32::from_be_bytes([l[5], l[6], l[7], l[8]])));
             fact!(f, shape == Some((0xd0, 2)), "open is not a list32 of 2 fields: {list:?}");
             let ws = stem.contains("-amqpws-");
+            let identity =
+                if sdk == Sdk::NodeModule { "/devices/dev1/modules/m1" } else { "/devices/dev1" };
             if stem.ends_with("-c2d-send") {
                 node_c2d_send(&mut f, &client, &server, cbs, ws);
             } else if stem.ends_with("-feedback") {
@@ -640,9 +642,9 @@ fn check_capture(stem: &str, c2s: &[u8], s2c: &[u8]) -> Result<(), String> {
                 };
                 node_telemetry(&mut f, &client, &server, cbs, address, id);
             } else if stem.ends_with("-twin") {
-                node_twin(&mut f, &client, &server, cbs);
+                node_twin(&mut f, &client, &server, cbs, identity);
             } else if stem.ends_with("-method") {
-                node_method(&mut f, &client, &server, cbs);
+                node_method(&mut f, &client, &server, cbs, identity);
             } else {
                 return Err(format!("{stem}: no checks for this capture"));
             }
@@ -1083,8 +1085,10 @@ fn node_pair<'s>(
 
 /// azure-iot-device with its twin: GET, PATCH reported, GET, PUT (subscribe), then a
 /// desired update pushed by the hub.
-fn node_twin(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs) {
-    let Some((tx, hub_tx)) = node_pair(f, c, s, cbs, "/devices/dev1/twin", "twin") else {
+/// `identity`: the device's path (`/devices/dev1`) or a module's.
+fn node_twin(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs, identity: &str) {
+    let address = format!("{identity}/twin");
+    let Some((tx, hub_tx)) = node_pair(f, c, s, cbs, &address, "twin") else {
         return;
     };
     let requests = c.transfers(tx.handle.0);
@@ -1129,9 +1133,9 @@ fn node_twin(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs) {
 }
 
 /// azure-iot-device answering a direct method.
-fn node_method(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs) {
-    let address = "/devices/dev1/methods/devicebound";
-    let Some((tx, hub_tx)) = node_pair(f, c, s, cbs, address, "methods") else {
+fn node_method(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs, identity: &str) {
+    let address = format!("{identity}/methods/devicebound");
+    let Some((tx, hub_tx)) = node_pair(f, c, s, cbs, &address, "methods") else {
         return;
     };
     let asked = s.transfers(hub_tx.handle.0);
@@ -2160,7 +2164,7 @@ async fn node_sdks_see_refusals_rejects_and_abandons() {
 // ------------------------------------------------------------------ the fixtures
 
 /// Every capture in `tests/fixtures/iothub/`: `STEM.c2s.bin` and `STEM.s2c.bin`.
-const STEMS: [&str; 17] = [
+const STEMS: [&str; 20] = [
     "node-service-amqp-c2d-send",
     "node-service-amqp-feedback",
     "node-device-amqp-c2d-receive",
@@ -2176,7 +2180,10 @@ const STEMS: [&str; 17] = [
     "node-device-amqpws-twin",
     "node-device-amqpws-method",
     "node-module-amqp-telemetry",
+    "node-module-amqp-twin",
+    "node-module-amqp-method",
     "node-device-x509-amqp-telemetry",
+    "node-device-x509-amqpws-telemetry",
     "eventhub-js-quickstart",
 ];
 
@@ -2246,6 +2253,10 @@ fn sdk_fixtures_show_what_the_sdks_send() {
         ("node-module-amqp-telemetry", "node-device-amqp-telemetry"),
         ("node-device-x509-amqp-telemetry", "node-device-amqp-telemetry"),
         ("node-device-amqp-telemetry", "node-device-x509-amqp-telemetry"),
+        ("node-module-amqp-twin", "node-device-amqp-twin"),
+        ("node-device-amqp-twin", "node-module-amqp-twin"),
+        ("node-module-amqp-method", "node-device-amqp-method"),
+        ("node-device-amqp-method", "node-module-amqp-method"),
         ("eventhub-js-quickstart", "eventhub-py-receive"),
         ("eventhub-py-receive", "eventhub-js-quickstart"),
     ] {
@@ -3269,6 +3280,43 @@ async fn the_node_device_sdks_twin_method_module_and_x509_traffic() {
             .expect("the method's connection");
     }
     let t = NodeTransport::Amqp;
+    // Module dev1/m1's own twin and method, with the module's own key.
+    let module_cs =
+        format!("HostName=localhost;DeviceId=dev1;ModuleId=m1;SharedAccessKey={MODULE_KEY}");
+    let before = rec.keys();
+    let mut twin = node_with("device-twin", &module_cs, h.amqps, &ca);
+    twin.args(["--reported", r#"{"firmware": "1.2"}"#, "--await-desired", "rate=5"]);
+    let device = run_peer(twin, "module-twin", &scratch, Duration::from_secs(40));
+    let service = async {
+        eventually("the module's twin subscription", || h.hub.twin_subscribers("dev1/m1") > 0)
+            .await?;
+        h.hub.patch_desired("dev1/m1", r#"{"rate": 5}"#).await
+    };
+    let (device, patched) = tokio::join!(device, service);
+    device.expect("the module's twin");
+    patched.expect("patched");
+    captures
+        .take(&rec, &before, t.endpoint(), &["node-module-amqp-twin"], true)
+        .await
+        .expect("the module twin's connection");
+    let before = rec.keys();
+    let mut method = node_with("device-method", &module_cs, h.amqps, &ca);
+    method.args(["--method", "reboot", "--status", "201", "--answer", r#"{"rebooting": true}"#]);
+    let device = run_peer(method, "module-method", &scratch, Duration::from_secs(40));
+    let service = async {
+        eventually("the module's method links", || h.hub.method_listeners("dev1/m1") > 0).await?;
+        h.hub
+            .invoke_method("dev1/m1", "reboot", r#"{"delay":5}"#, Duration::from_secs(20))
+            .await
+            .map_err(|e| format!("{e:?}"))
+    };
+    let (device, answer) = tokio::join!(device, service);
+    device.expect("the module's method");
+    assert_eq!(answer.expect("answered").status, 201);
+    captures
+        .take(&rec, &before, t.endpoint(), &["node-module-amqp-method"], true)
+        .await
+        .expect("the module method's connection");
     // Telemetry from module dev1/m1, with the module's own key.
     let before = rec.keys();
     let mut module = node_with(
@@ -3297,6 +3345,17 @@ async fn the_node_device_sdks_twin_method_module_and_x509_traffic() {
         .take(&rec, &before, t.endpoint(), &["node-device-x509-amqp-telemetry"], true)
         .await
         .expect("the X.509 device's connection");
+    // The same over AMQP over WebSocket: the certificate goes in the TLS under the socket.
+    let before = rec.keys();
+    let mut x509 =
+        node_with("device-send", "HostName=localhost;DeviceId=device-1;x509=true", h.wss, &ca);
+    x509.args(["--transport", "ws"]).arg("--cert").arg(&cert).arg("--key").arg(&key);
+    telemetry_args(&mut x509, "x509");
+    run_peer(x509, "x509-send-ws", &scratch, Duration::from_secs(40)).await.expect("x509 ws");
+    captures
+        .take(&rec, &before, Endpoint::Wss, &["node-device-x509-amqpws-telemetry"], true)
+        .await
+        .expect("the X.509 device's WebSocket connection");
     let events = h.hub.events(h.hub.partition_of("dev1"));
     let from_module = events.iter().find(|e| e.device_id == "dev1").expect("the module's event");
     let module_id = from_module
