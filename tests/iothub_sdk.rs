@@ -2519,6 +2519,9 @@ async fn the_node_device_sdk_reads_its_twin_reports_and_hears_desired_updates() 
     h.hub.patch_desired("dev1", r#"{"interval": 30}"#).await.expect("desired");
     let mut failed = Vec::new();
     for (n, t) in [NodeTransport::Amqp, NodeTransport::Ws].into_iter().enumerate() {
+        // The last run's subscription ends with its links.
+        let none = || h.hub.twin_subscribers("dev1") == 0;
+        eventually("no twin subscription", none).await.expect("the last one gone");
         let mut cmd = node("device-twin", t, &h, &ca);
         cmd.args([
             "--reported",
@@ -2529,7 +2532,7 @@ async fn the_node_device_sdk_reads_its_twin_reports_and_hears_desired_updates() 
         let peer = run_peer(cmd, &label, &scratch, Duration::from_secs(40));
         // Once the device has subscribed (the SDK's PUT), the service changes desired.
         let service = async {
-            eventually("the twin subscription", || h.hub.twin_subscribers("dev1") > n).await?;
+            eventually("the twin subscription", || h.hub.twin_subscribers("dev1") > 0).await?;
             h.hub.patch_desired("dev1", &format!(r#"{{"fan": {n}}}"#)).await
         };
         let (run, version) = match tokio::join!(peer, service) {
@@ -3233,7 +3236,11 @@ async fn the_node_device_sdks_twin_method_module_and_x509_traffic() {
     let mut captures = Captures::default();
     for t in [NodeTransport::Amqp, NodeTransport::Ws] {
         // The twin: the device reads, reports, reads, subscribes; the service's patch arrives.
-        // Each transport starts without the desired rate, so that only the patch brings it.
+        // Each transport starts without the desired rate, so that only the patch brings it,
+        // and once the hub has let go of the last run's links (else the patch or the call
+        // below could go to those).
+        let quiet = || h.hub.twin_subscribers("dev1") == 0 && h.hub.method_listeners("dev1") == 0;
+        eventually("the last run's links to go", quiet).await.expect("gone");
         h.hub.patch_desired("dev1", r#"{"rate": null}"#).await.expect("rate removed");
         let before = rec.keys();
         let mut twin = node("device-twin", t, &h, &ca);
@@ -3251,7 +3258,8 @@ async fn the_node_device_sdks_twin_method_module_and_x509_traffic() {
             .take(&rec, &before, t.endpoint(), &[&stem("device", t, "twin")], true)
             .await
             .expect("the twin's connection");
-        // A method.
+        // A method, once the twin's links are gone.
+        eventually("the twin's links to go", quiet).await.expect("gone");
         let before = rec.keys();
         let mut method = node("device-method", t, &h, &ca);
         method.args([
@@ -3299,6 +3307,8 @@ async fn the_node_device_sdks_twin_method_module_and_x509_traffic() {
         .take(&rec, &before, t.endpoint(), &["node-module-amqp-twin"], true)
         .await
         .expect("the module twin's connection");
+    let gone = || h.hub.twin_subscribers("dev1/m1") == 0;
+    eventually("the module twin's links to go", gone).await.expect("gone");
     let before = rec.keys();
     let mut method = node_with("device-method", &module_cs, h.amqps, &ca);
     method.args(["--method", "reboot", "--status", "201", "--answer", r#"{"rebooting": true}"#]);

@@ -378,6 +378,8 @@ pub(super) async fn twin_node(
         .unwrap_or_default();
     let reply = links.reply(&channel);
     let Some(rx) = crate::azure::cbs::accept_pair(request, options, &reply) else { return };
+    // The reply link this device subscribed with, to let go of when its requests end.
+    let mut subscribed: Option<Arc<Sender>> = None;
     while let Ok(d) = rx.recv().await {
         let _ = rx.accept(&d);
         let Ok(m) = d.message() else { continue };
@@ -424,10 +426,12 @@ pub(super) async fn twin_node(
                 ("PUT", "/notifications/twin/properties/desired") => {
                     twin.subscribers.retain(|s| !Arc::ptr_eq(s, &tx));
                     twin.subscribers.push(Arc::clone(&tx));
+                    subscribed = Some(Arc::clone(&tx));
                     (200, None, None)
                 }
                 ("DELETE", "/notifications/twin/properties/desired") => {
                     twin.subscribers.retain(|s| !Arc::ptr_eq(s, &tx));
+                    subscribed = None;
                     (200, None, None)
                 }
                 (op, res) => {
@@ -448,5 +452,12 @@ pub(super) async fn twin_node(
             ..Message::default()
         };
         let _ = tx.send_settled(&answer).await;
+    }
+    // The device's twin links went (a detach, or its connection closed): it is subscribed
+    // no more, at once rather than when a push to it fails.
+    if let Some(tx) = subscribed {
+        if let Some(twin) = lock(&hub.inner.twins.twins).get_mut(device) {
+            twin.subscribers.retain(|s| !Arc::ptr_eq(s, &tx));
+        }
     }
 }
