@@ -2839,11 +2839,14 @@ const SERVICE_TWIN_EXCHANGES: [&str; 3] =
 /// What the `service-method` calls of `the_service_sdk_invokes_direct_methods_over_rest`
 /// send (azure-iothub 1.16.6's Client): to an offline device, to one not in the registry,
 /// then to dev1 online over AMQP and over AMQP over WebSocket (the device's answer, 201,
-/// is in the body of a 200).
-const SERVICE_METHOD_EXCHANGES: [&str; 4] = [
+/// is in the body of a 200), then a method the device does not answer (504 after the
+/// response timeout) and one it does.
+const SERVICE_METHOD_EXCHANGES: [&str; 6] = [
     "POST /twins/dev1/methods → 404",
     "POST /twins/ghost/methods → 404",
     "POST /twins/dev1/methods → 200",
+    "POST /twins/dev1/methods → 200",
+    "POST /twins/dev1/methods → 504",
     "POST /twins/dev1/methods → 200",
 ];
 
@@ -3155,6 +3158,25 @@ async fn the_service_sdk_invokes_direct_methods_over_rest() {
         assert_eq!(result["payload"]["rebooting"], true);
         eventually("the links to go", || h.hub.method_listeners("dev1") == 0).await.expect("gone");
     }
+    // A method the device does not answer (its SDK has no handler for it): after the
+    // response timeout, 504, which the SDK names GatewayTimeoutError.
+    let mut device = node("device-method", NodeTransport::Amqp, &h, &ca);
+    device.args(["--method", "reboot", "--status", "200", "--answer", "{}"]);
+    let device = run_peer(device, "unanswered-device", &scratch, Duration::from_secs(40));
+    let service = async {
+        eventually("the method links", || h.hub.method_listeners("dev1") > 0).await?;
+        let mut call = node_with("service-method", &owner_cs(), h.wss, &ca);
+        call.args(["--device", "dev1", "--method", "other", "--response-timeout", "5"]);
+        call.args(["--expect-error", "GatewayTimeoutError"]);
+        let run = run_peer(call, "unanswered", &scratch, Duration::from_secs(40)).await;
+        // Then the method the device does answer, so that it ends.
+        let answered = invoke("dev1", &["--expect-status", "200"]);
+        run_peer(answered, "answered", &scratch, Duration::from_secs(40)).await?;
+        run
+    };
+    let (device, unanswered) = tokio::join!(device, service);
+    device.expect("the device");
+    assert_eq!(one(&unanswered.expect("504"), "error")["status"], 504);
     let (c2s, s2c) = record.streams();
     check_rest_fixture("node-service-rest-method", &c2s, &s2c).unwrap();
     write_rest_fixture("node-service-rest-method", &c2s, &s2c);
