@@ -3548,3 +3548,28 @@ async fn the_node_device_sdk_meets_injected_faults_as_iot_hub_sends_them() {
     run_peer(cmd, "clear", &scratch, Duration::from_secs(40)).await.expect("no faults");
     assert_eq!(bodies("clear"), 3);
 }
+
+/// `close_after`: the hub closes the connection with `amqp:connection:forced` after the
+/// first message. The Node device SDK then runs its links down cleanly over the closed
+/// connection, waits for answers that cannot come, and after its own 45 s timer forces
+/// them; only then does the next `sendEvent` fail, with the hub's condition (its retry
+/// policy does not retry it). The wait is the SDK's own: it does not take the hub's close
+/// as the end of its links.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_device_sdk_reports_a_forced_close_once_its_rundown_ends() {
+    let h = hub::start(Duration::from_millis(50)).await;
+    let scratch = Scratch::new("iothub-sdk", "forced-close");
+    let ca = scratch.path("ca.pem");
+    std::fs::write(&ca, &h.pki.ca).expect("write");
+    h.hub.reconfigure(|c| c.faults.close_after = Some(1));
+    node_sdks_installed();
+    let mut cmd = Command::new("node");
+    cmd.arg(Path::new(PEERS).join("iothub_sdk.js")).arg("device-send");
+    cmd.args(["--connection-string", &device_cs(), "--port", &h.amqps.to_string()]);
+    cmd.arg("--ca").arg(&ca).args(["--timeout", "120", "--retry", "sdk"]);
+    cmd.args(["--body", "forced", "--count", "2", "--expect-error", "Error"]);
+    let run = run_peer(cmd, "close", &scratch, Duration::from_secs(130)).await.expect("close");
+    assert_eq!(run.events("sent").len(), 1, "{:?}", run.lines);
+    let error = one(&run, "send-error");
+    assert_eq!((&error["n"], &error["condition"]), (&2.into(), &"amqp:connection:forced".into()));
+}
