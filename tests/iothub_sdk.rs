@@ -1166,6 +1166,12 @@ fn node_method(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs, identity: &
     fact!(f, body_text(answer).as_deref() == Some(r#"{"rebooting":true}"#), "answer body");
 }
 
+/// `device-method`'s arguments for the method the method checks expect: `reboot`,
+/// answered with status 201 and `{"rebooting": true}`.
+fn answers_reboot(cmd: &mut Command) {
+    cmd.args(["--method", "reboot", "--status", "201", "--answer", r#"{"rebooting": true}"#]);
+}
+
 fn uuid_text(b: &[u8; 16]) -> String {
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
@@ -2580,7 +2586,7 @@ async fn the_service_invokes_a_direct_method_the_node_device_sdk_answers() {
     let mut failed = Vec::new();
     for t in [NodeTransport::Amqp, NodeTransport::Ws] {
         let mut cmd = node("device-method", t, &h, &ca);
-        cmd.args(["--method", "reboot", "--status", "201", "--answer", r#"{"rebooting": true}"#]);
+        answers_reboot(&mut cmd);
         let label = format!("method-{}", t.arg());
         let peer = run_peer(cmd, &label, &scratch, Duration::from_secs(40));
         let service = async {
@@ -3134,14 +3140,7 @@ async fn the_service_sdk_invokes_direct_methods_over_rest() {
     // the service SDK.
     for t in [NodeTransport::Amqp, NodeTransport::Ws] {
         let mut device = node("device-method", t, &h, &ca);
-        device.args([
-            "--method",
-            "reboot",
-            "--status",
-            "201",
-            "--answer",
-            r#"{"rebooting": true}"#,
-        ]);
+        answers_reboot(&mut device);
         let label = format!("rest-method-{}", t.arg());
         let device = run_peer(device, &label, &scratch, Duration::from_secs(40));
         let service = async {
@@ -3284,14 +3283,7 @@ async fn the_node_device_sdks_twin_method_module_and_x509_traffic() {
         eventually("the twin's links to go", quiet).await.expect("gone");
         let before = rec.keys();
         let mut method = node("device-method", t, &h, &ca);
-        method.args([
-            "--method",
-            "reboot",
-            "--status",
-            "201",
-            "--answer",
-            r#"{"rebooting": true}"#,
-        ]);
+        answers_reboot(&mut method);
         let label = format!("method-{}", t.arg());
         let device = run_peer(method, &label, &scratch, Duration::from_secs(40));
         let service = async {
@@ -3333,7 +3325,7 @@ async fn the_node_device_sdks_twin_method_module_and_x509_traffic() {
     eventually("the module twin's links to go", gone).await.expect("gone");
     let before = rec.keys();
     let mut method = node_with("device-method", &module_cs, h.amqps, &ca);
-    method.args(["--method", "reboot", "--status", "201", "--answer", r#"{"rebooting": true}"#]);
+    answers_reboot(&mut method);
     let device = run_peer(method, "module-method", &scratch, Duration::from_secs(40));
     let service = async {
         eventually("the module's method links", || h.hub.method_listeners("dev1/m1") > 0).await?;
