@@ -1153,11 +1153,19 @@ fn node_method(f: &mut Facts, c: &Stream, s: &Stream, cbs: AfterCbs, identity: &
     let [(_, answer)] = answered.as_slice() else {
         return f.failed.push(format!("{} method answers", answered.len()));
     };
-    // The SDK writes the uuid back as text.
+    // The hub's id is a version 4 GUID, as IoT Hub's are; the SDK writes an id in RFC 4122's
+    // form (version 1 to 5, variant 10xx) back as a uuid, anything else as text.
+    let (version, variant) = (id.0[6] >> 4, id.0[8] >> 6);
+    fact!(f, (version, variant) == (4, 0b10), "the request's id {id:?} is no version 4 GUID");
     let text_id = crate::uuid_text(&id.0);
+    let written = if (1..=5).contains(&version) && variant == 0b10 {
+        MessageId::Uuid(id)
+    } else {
+        MessageId::String(text_id.as_str().into())
+    };
     fact!(
         f,
-        props(answer).correlation_id == Some(MessageId::String(text_id.as_str().into())),
+        props(answer).correlation_id == Some(written),
         "answer correlation-id {:?} for {text_id}",
         props(answer).correlation_id
     );

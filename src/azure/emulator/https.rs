@@ -632,10 +632,7 @@ impl IotHub {
                 continue;
             }
             // A version 4 GUID, as IoT Hub's lock tokens are.
-            let mut b: [u8; 16] = crate::runtime::random::bytes();
-            b[6] = (b[6] & 0x0f) | 0x40;
-            b[8] = (b[8] & 0x3f) | 0x80;
-            let token = super::methods::uuid_text(&crate::codec::Uuid(b));
+            let token = super::methods::uuid_text(&crate::azure::client::random_uuid());
             let r = c2d_reply(device, &m, &token);
             lock(&q.http_locks).insert(token.clone(), (device.to_owned(), m));
             // The lock runs out: back in the queue, not counted as a delivery.

@@ -105,7 +105,9 @@ impl IotHub {
                 )));
             }
         };
-        let id = Uuid(crate::runtime::random::bytes());
+        // A version 4 GUID, as IoT Hub's are: the SDKs write an id of that form back as a
+        // uuid, and anything else as text.
+        let id = crate::azure::client::random_uuid();
         let (tx, rx) = oneshot::channel();
         let key = uuid_text(&id);
         lock(&self.inner.methods.pending).insert(key.clone(), tx);
