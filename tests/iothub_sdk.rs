@@ -3080,6 +3080,7 @@ async fn the_service_sdk_updates_a_twin_and_the_device_sdk_hears_it() {
     let scratch = Scratch::new("iothub-sdk", "service-twin");
     let ca = scratch.path("ca.pem");
     std::fs::write(&ca, &h.pki.ca).expect("write");
+    assert_eq!(h.hub.connection_state("dev1").0, "Disconnected", "before the device connects");
     let mut twin = node("device-twin", NodeTransport::Ws, &h, &ca);
     twin.args(["--reported", r#"{"firmware": "1.2"}"#, "--await-desired", "rate=5"]);
     let device = run_peer(twin, "device-twin", &scratch, Duration::from_secs(40));
@@ -3094,6 +3095,14 @@ async fn the_service_sdk_updates_a_twin_and_the_device_sdk_hears_it() {
     let service = service.expect("the service's twin");
     let read = one(&service, "twin");
     assert_eq!(read["reported"]["firmware"], "1.2", "the service sees what the device reported");
+    // The service read the twin while the device was connected (it waited for its
+    // subscription); once the device has gone, the hub says so.
+    assert_eq!(read["connectionState"], "Connected", "{read}");
+    let gone = || h.hub.connection_state("dev1").0 == "Disconnected";
+    eventually("the device to count as disconnected", gone).await.expect("disconnected");
+    let identity = h.hub.identity_json("dev1").expect("dev1");
+    assert_eq!(identity["connectionState"], "Disconnected");
+    assert_ne!(identity["connectionStateUpdatedTime"], "0001-01-01T00:00:00Z", "it changed");
     let updated = one(&service, "updated");
     assert_eq!(updated["tags"]["floor"], 3);
     assert_eq!(updated["desired"]["rate"], 5);

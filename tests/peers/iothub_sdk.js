@@ -872,6 +872,7 @@ async function serviceTwin() {
     phase = 'getting the twin of ' + opts.device;
     const twin = (await r.getTwin(opts.device)).responseBody;
     emit({ event: 'twin', deviceId: twin.deviceId, etag: twin.etag, tags: twin.tags,
+        connectionState: twin.connectionState,
         desired: twin.properties.desired, reported: twin.properties.reported });
     phase = 'updating the twin';
     const patch = { tags: opts.tagsPatch, properties: { desired: opts.desiredPatch } };

@@ -41,6 +41,9 @@ pub use https::{
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The time IoT Hub shows for what never happened (.NET's `DateTime.MinValue`).
+pub(crate) const EPOCH: &str = "0001-01-01T00:00:00Z";
+
 use bytes::Bytes;
 
 use crate::azure::{percent_decode, SasKey, SasToken};
@@ -229,6 +232,9 @@ pub(crate) struct Claim {
     token: SasToken,
     /// The device whose own key signed it.
     device: Option<String>,
+    /// The identity (a device, or `DEVICE/MODULE`) whose own key or certificate it
+    /// stands for; `None` for a policy's.
+    identity: Option<String>,
     rights: Permissions,
     /// An expiry earlier than the token's own (fault injection).
     cut_short: Option<u64>,
@@ -248,6 +254,7 @@ impl Claim {
         Some(Self {
             token,
             device: Some(device.to_owned()),
+            identity: Some(id.to_owned()),
             rights: Permissions::default(),
             cut_short: None,
         })
@@ -294,6 +301,9 @@ struct Inner {
     /// Per device: telemetry messages counted towards throttling, and until when it is
     /// throttled.
     throttles: Mutex<std::collections::HashMap<String, (u64, Option<std::time::Instant>)>>,
+    /// Per identity (a device, or `DEVICE/MODULE`): the AMQP connections that hold a claim
+    /// of its own, and when that last went from none to some or back.
+    connected: Mutex<std::collections::HashMap<String, (usize, String)>>,
 }
 
 impl IotHub {
@@ -310,7 +320,30 @@ impl IotHub {
                 registry: Default::default(),
                 https_recorder: Default::default(),
                 throttles: Default::default(),
+                connected: Default::default(),
             }),
+        }
+    }
+
+    /// One more (`true`) or one fewer connection holds a claim of identity `id`'s own.
+    pub(crate) fn count_connection(&self, id: &str, more: bool) {
+        let mut all = state::lock(&self.inner.connected);
+        let entry = all.entry(id.to_owned()).or_insert((0, EPOCH.to_owned()));
+        let was = entry.0;
+        entry.0 = if more { was + 1 } else { was.saturating_sub(1) };
+        if (was == 0) != (entry.0 == 0) {
+            entry.1 = crate::codec::Timestamp(state::now_ms()).to_string();
+        }
+    }
+
+    /// Identity `id`'s connection state as the registry and twin APIs show it:
+    /// `Connected` while an AMQP connection holds a claim of its own (its token, or its
+    /// certificate), and when that last changed.
+    pub fn connection_state(&self, id: &str) -> (&'static str, String) {
+        let all = state::lock(&self.inner.connected);
+        match all.get(id) {
+            Some((n, at)) => (if *n > 0 { "Connected" } else { "Disconnected" }, at.clone()),
+            None => ("Disconnected", EPOCH.to_owned()),
         }
     }
 
@@ -502,14 +535,14 @@ impl IotHub {
         if !aud_host.eq_ignore_ascii_case(host) {
             return Err(format!("the token is for {aud_host:?}, not {host:?}"));
         }
-        let (key, device, rights) = match token.key_name() {
+        let (key, device, identity, rights) = match token.key_name() {
             Some(policy) => {
                 let (_, key, rights) = config
                     .policies
                     .iter()
                     .find(|(n, _, _)| n == policy)
                     .ok_or_else(|| format!("no shared access policy named {policy:?}"))?;
-                (key.clone(), None, *rights)
+                (key.clone(), None, None, *rights)
             }
             None => {
                 let mut segs = path.split('/');
@@ -544,7 +577,7 @@ impl IotHub {
                     }
                     _ => key,
                 };
-                (key, Some(id.to_owned()), Permissions::default())
+                (key, Some(id.to_owned()), Some(identity), Permissions::default())
             }
         };
         // On the Event Hub endpoint a policy token is keyed with the key's text.
@@ -563,7 +596,7 @@ impl IotHub {
         token.verify(&key, SystemTime::now(), config.clock_skew).map_err(|e| e.to_string())?;
         let cut_short =
             config.faults.token_lifetime.map(|l| unix_seconds().saturating_add(l.as_secs()));
-        Ok(Claim { token, device, rights, cut_short })
+        Ok(Claim { token, device, identity, rights, cut_short })
     }
 }
 

@@ -32,6 +32,17 @@ struct Conn {
     /// Telemetry messages taken on this connection (for `Faults::close_after`).
     telemetry: std::sync::atomic::AtomicU64,
     twins: super::twin::TwinLinks,
+    /// The identities whose own claims this connection has held: it counts as their
+    /// connection (`connectionState`) until it ends.
+    identities: Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        for id in std::mem::take(&mut *lock(&self.identities)) {
+            self.hub.count_connection(&id, false);
+        }
+    }
 }
 
 /// Claims one connection may hold at once (renewals replace the claim they renew).
@@ -47,6 +58,7 @@ impl Conn {
             management_reply: ReplyLink::default(),
             telemetry: std::sync::atomic::AtomicU64::new(0),
             twins: super::twin::TwinLinks::default(),
+            identities: Mutex::default(),
         }
     }
 
@@ -68,6 +80,11 @@ impl Conn {
         });
         if claims.len() >= MAX_CLAIMS {
             return Err(format!("this connection already holds {MAX_CLAIMS} tokens"));
+        }
+        if let Some(id) = claim.identity.clone() {
+            if lock(&self.identities).insert(id.clone()) {
+                self.hub.count_connection(&id, true);
+            }
         }
         claims.push(claim);
         drop(claims);

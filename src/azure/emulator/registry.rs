@@ -204,7 +204,8 @@ impl IotHub {
     pub fn identity_json(&self, id: &str) -> Option<Value> {
         let meta = self.identity(id)?;
         let primary = self.primary_key(id)?;
-        let epoch = "0001-01-01T00:00:00Z";
+        let epoch = super::EPOCH;
+        let (state, state_updated) = self.connection_state(id);
         let (primary, secondary) = match meta.auth {
             AuthKind::Sas => (json!(primary.to_base64()), json!(meta.secondary.to_base64())),
             AuthKind::CertificateAuthority | AuthKind::SelfSigned => (Value::Null, Value::Null),
@@ -221,10 +222,10 @@ impl IotHub {
                 "deviceId": id,
                 "generationId": meta.generation,
                 "etag": meta.etag(),
-                "connectionState": "Disconnected",
+                "connectionState": state,
                 "status": if meta.enabled { "enabled" } else { "disabled" },
                 "statusReason": null,
-                "connectionStateUpdatedTime": epoch,
+                "connectionStateUpdatedTime": state_updated,
                 "statusUpdatedTime": meta.updated,
                 "lastActivityTime": epoch,
                 "cloudToDeviceMessageCount": queued,
@@ -237,8 +238,8 @@ impl IotHub {
                 "managedBy": null,
                 "generationId": meta.generation,
                 "etag": meta.etag(),
-                "connectionState": "Disconnected",
-                "connectionStateUpdatedTime": epoch,
+                "connectionState": state,
+                "connectionStateUpdatedTime": state_updated,
                 "lastActivityTime": epoch,
                 "cloudToDeviceMessageCount": 0,
                 "authentication": authentication,

@@ -248,7 +248,7 @@ impl IotHub {
             "etag": etag,
             "deviceEtag": field("etag"),
             "status": identity.get("status").cloned().unwrap_or_else(|| "enabled".into()),
-            "statusUpdateTime": "0001-01-01T00:00:00Z",
+            "statusUpdateTime": super::EPOCH,
             "connectionState": field("connectionState"),
             "lastActivityTime": field("lastActivityTime"),
             "cloudToDeviceMessageCount": field("cloudToDeviceMessageCount"),
