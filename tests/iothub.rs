@@ -881,13 +881,43 @@ async fn the_service_rest_api_checks_rights_and_etags_and_replaces_twins() {
     // The old etag is stale now.
     let (status, body) = ask(rest("PATCH", "/twins/dev1", &owner, Some(&etag), second)).await;
     assert_eq!((status, code(&body).as_str()), (412, "PreconditionFailed"), "{body}");
-    // A twin section past IoT Hub's 32 KiB is refused, and the twin is left as it was.
-    let big = format!(r#"{{"tags":{{"blob":"{}"}}}}"#, "x".repeat(40 * 1024));
-    let (status, body) = ask(rest("PATCH", "/twins/dev1", &owner, Some("*"), &big)).await;
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("32768"), "{body}");
+    // Sections past IoT Hub's limits (desired 32 KB, tags 8 KB, counted as IoT Hub
+    // counts: names and strings by their characters, numbers 8), names and values that
+    // break its rules: each refused, and the twin is left as it was.
+    let blobs = |n: usize| {
+        let blob = "x".repeat(4000);
+        let pairs: Vec<String> = (0..n).map(|i| format!(r#""b{i}":"{blob}""#)).collect();
+        format!("{{{}}}", pairs.join(","))
+    };
+    let refusals = [
+        (format!(r#"{{"properties":{{"desired":{}}}}}"#, blobs(9)), "32768"),
+        (format!(r#"{{"tags":{}}}"#, blobs(3)), "8192"),
+        (format!(r#"{{"tags":{{"s":"{}"}}}}"#, "y".repeat(4097)), "4097 bytes"),
+        (r#"{"tags":{"a.b":1}}"#.to_owned(), "'.'"),
+        (r#"{"properties":{"desired":{"o":{"in side":1}}}}"#.to_owned(), "(in o)"),
+        (r#"{"properties":{"desired":{"o":{"$x":1}}}}"#.to_owned(), "'$'"),
+        (r#"{"tags":{"":1}}"#.to_owned(), "0 bytes"),
+        (format!(r#"{{"tags":{{"{}":1}}}}"#, "k".repeat(1025)), "1025 bytes"),
+        (
+            format!(r#"{{"tags":{{"d":{}1{}}}}}"#, r#"{"n":"#.repeat(10), "}".repeat(10)),
+            "deeper than 10",
+        ),
+    ];
+    for (patch, says) in &refusals {
+        let (status, body) = ask(rest("PATCH", "/twins/dev1", &owner, Some("*"), patch)).await;
+        assert_eq!(status, 400, "{patch:.80}: {body}");
+        assert!(body.contains(says), "{patch:.80}: {body}");
+    }
+    // Ten levels of names is the most.
+    let deepest = format!(r#"{{"tags":{{"d":{}1{}}}}}"#, r#"{"n":"#.repeat(9), "}".repeat(9));
+    let (status, body) = ask(rest("PATCH", "/twins/dev1", &owner, Some("*"), &deepest)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) =
+        ask(rest("PATCH", "/twins/dev1", &owner, Some("*"), r#"{"tags":{"d":null}}"#)).await;
+    assert_eq!(status, 200, "{body}");
     let (_, body) = ask(rest("GET", "/twins/dev1", &owner, None, "")).await;
-    assert_eq!(json(&body)["tags"], serde_json::json!({}), "nothing of the refused patch");
+    assert_eq!(json(&body)["tags"], serde_json::json!({}), "nothing of the refused patches");
+    assert_eq!(json(&body)["properties"]["desired"], serde_json::json!({"x": 1, "$version": 2}));
     let reported = r#"{"properties":{"reported":{"x":1}}}"#;
     assert_eq!(ask(rest("PATCH", "/twins/dev1", &owner, Some("*"), reported)).await.0, 400);
     // Deleting with a wrong etag is refused; with * it goes, and stays gone.

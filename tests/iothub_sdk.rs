@@ -2574,6 +2574,32 @@ async fn the_node_device_sdk_reads_its_twin_reports_and_hears_desired_updates() 
     let twin = h.hub.twin("dev1");
     assert_eq!(twin["reported"]["$version"], 2, "{twin}");
     assert_eq!(twin["desired"]["$version"], 3, "{twin}");
+    // Patches IoT Hub refuses with 400: a name with a '.', and reported properties past
+    // 32 KB. The SDK's twin client names the answer FormatError, and its AMQP transport
+    // wraps that in a plain Error with the hub's message appended. The twin is left as
+    // it was.
+    let blobs: serde_json::Map<String, serde_json::Value> =
+        (0..9).map(|i| (format!("b{i}"), "x".repeat(4000).into())).collect();
+    let big = serde_json::Value::Object(blobs).to_string();
+    for (t, patch, says) in [
+        (NodeTransport::Amqp, r#"{"fw.version": "2.0"}"#, "'.'"),
+        (NodeTransport::Ws, big.as_str(), "32768"),
+    ] {
+        let mut cmd = node("device-twin", t, &h, &ca);
+        cmd.args(["--reported", patch, "--expect-twin-error", "Error"]);
+        let label = format!("twin-refused-{}", t.arg());
+        let run = run_peer(cmd, &label, &scratch, Duration::from_secs(40)).await.expect(&label);
+        let error = one(&run, "twin-error");
+        assert_eq!(error["status"], 400, "{error}");
+        assert!(error["body"].as_str().is_some_and(|m| m.contains(says)), "{error}");
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("could not update twin reported properties. "), "{error}");
+        assert!(message.contains(says), "{error}");
+        // Read again after the refusal: the reported properties as they were.
+        let again = run.events("twin").last().map(|t| t["reported"].clone()).unwrap_or_default();
+        assert_eq!(again["$version"], 2, "{again}");
+        assert_eq!(again["firmware"], "1.1", "{again}");
+    }
 }
 
 // ------------------------------------------------------------------ direct methods
@@ -3059,18 +3085,22 @@ async fn the_service_sdk_manages_the_registry_and_what_it_creates_connects_at_on
     let mut send = node_with("device-send", &device_cs, h.amqps, &ca);
     send.args(["--body", "x", "--expect-error", "UnauthorizedError"]);
     run_peer(send, "disabled", &scratch, Duration::from_secs(40)).await.expect("refused");
-    // Deleted: gone from the registry, and its key opens nothing.
-    let cmd = node_with("service-registry-delete", &owner_cs(), h.wss, &ca);
-    let mut cmd = cmd;
-    cmd.args(["--device", "made-1"]);
+    // The module deleted (removeModule), then the device: each gone from the registry,
+    // and their keys open nothing.
+    let mut cmd = node_with("service-registry-delete", &owner_cs(), h.wss, &ca);
+    cmd.args(["--device", "made-1", "--module", "edge"]);
     let run = run_peer(cmd, "delete", &scratch, Duration::from_secs(40)).await.expect("delete");
+    assert_eq!(one(&run, "get-deleted-module")["status"], 404);
+    assert_eq!(one(&run, "modules-left")["moduleIds"], serde_json::json!([]));
     assert_eq!(one(&run, "get-deleted")["status"], 404);
     assert!(
         h.hub.identity_json("made-1").is_none() && h.hub.identity_json("made-1/edge").is_none()
     );
-    let mut send = node_with("device-send", &device_cs, h.amqps, &ca);
-    send.args(["--body", "x", "--expect-error", "UnauthorizedError"]);
-    run_peer(send, "deleted", &scratch, Duration::from_secs(40)).await.expect("refused");
+    for (label, cs) in [("deleted-device", &device_cs), ("deleted-module", &module_cs)] {
+        let mut send = node_with("device-send", cs, h.amqps, &ca);
+        send.args(["--body", "x", "--expect-error", "UnauthorizedError"]);
+        run_peer(send, label, &scratch, Duration::from_secs(40)).await.expect("refused");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

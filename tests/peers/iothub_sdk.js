@@ -25,10 +25,13 @@
 //   node iothub_sdk.js device-method --connection-string CS --method NAME [--status N]
 //        [--answer JSON] [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
 //   node iothub_sdk.js device-twin --connection-string CS --reported JSON
-//        [--await-desired KEY=JSON] [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
+//        [--await-desired KEY=JSON] [--expect-twin-error NAME] [--transport amqp|ws] [--port P]
+//        [--ca PEM] [--timeout SECS]
+//        (--expect-twin-error NAME: the reported update must fail with that SDK error;
+//        over AMQP the hub's 400 arrives as a plain Error; the twin is then read again)
 //   node iothub_sdk.js service-registry --connection-string CS --device ID [--module MID]
 //        [--port P] [--ca PEM] [--timeout SECS]
-//   node iothub_sdk.js service-registry-delete --connection-string CS --device ID
+//   node iothub_sdk.js service-registry-delete --connection-string CS --device ID [--module MID]
 //        [--port P] [--ca PEM] [--timeout SECS]
 //   node iothub_sdk.js service-twin --connection-string CS --device ID --tags JSON
 //        --desired JSON [--port P] [--ca PEM] [--timeout SECS]
@@ -58,7 +61,9 @@
 //                     disable and enable it; with --module, create the module, get it and
 //                     list the device's modules. Prints one JSON line per step, with the
 //                     connection strings of what it created.
-//   service-registry-delete  delete --device, then get it (DeviceNotFoundError expected).
+//   service-registry-delete  with --module, delete that module first, get it (a plain Error,
+//                     404 expected) and list what modules are left; then delete --device,
+//                     then get it (DeviceNotFoundError expected).
 //   service-twin      get the twin of --device, update it (tags --tags, desired --desired)
 //                     with its etag, then update it again with the stale etag
 //                     (InvalidEtagError expected).
@@ -165,10 +170,11 @@ const COMMANDS = {
     'device-send': ['connection-string', 'body', 'message-id', 'property', 'correlation-id', 'content-type',
         'content-encoding', 'count', 'expect-error', 'retry', 'transport', 'port', 'ca', 'timeout', 'cert',
         'key'],
-    'device-twin': ['connection-string', 'reported', 'await-desired', 'transport', 'port', 'ca', 'timeout'],
+    'device-twin': ['connection-string', 'reported', 'await-desired', 'expect-twin-error', 'transport', 'port', 'ca',
+        'timeout'],
     'device-method': ['connection-string', 'method', 'status', 'answer', 'transport', 'port', 'ca', 'timeout'],
     'service-registry': ['connection-string', 'device', 'module', 'port', 'ca', 'timeout'],
-    'service-registry-delete': ['connection-string', 'device', 'port', 'ca', 'timeout'],
+    'service-registry-delete': ['connection-string', 'device', 'module', 'port', 'ca', 'timeout'],
     'service-twin': ['connection-string', 'device', 'tags', 'desired', 'port', 'ca', 'timeout'],
     'service-method': ['connection-string', 'device', 'module', 'method', 'payload', 'response-timeout',
         'connect-timeout', 'expect-status', 'expect-error', 'port', 'ca', 'timeout'],
@@ -733,7 +739,22 @@ function deviceTwin() {
             emit({ event: 'twin', desired: twin.properties.desired, reported: twin.properties.reported });
             phase = 'updating reported properties';
             twin.properties.reported.update(opts.reportedPatch, (err) => {
-                if (err) return fail('reported update: ' + errText(err));
+                const expected = opts['expect-twin-error'];
+                if (expected !== undefined) {
+                    if (!err) return fail('the reported update succeeded, expected ' + expected);
+                    // The hub's answer, its status annotation and its JSON body: under the
+                    // twin client's error, which the transport's error wraps.
+                    const inner = err.amqpError || {};
+                    const answer = inner.amqpError || inner;
+                    const status = answer.message_annotations ? answer.message_annotations.status : null;
+                    const body = answer.body && answer.body.content ? String(answer.body.content) : null;
+                    emit({ event: 'twin-error', name: errName(err), message: String(err.message), status, body });
+                    if (errName(err) !== expected) {
+                        return fail('the reported update failed with ' + errText(err) + ', expected ' + expected);
+                    }
+                } else if (err) {
+                    return fail('reported update: ' + errText(err));
+                }
                 phase = 'getting the twin again';
                 client.getTwin((err, again) => {
                     if (err) return fail('getTwin again: ' + errText(err));
@@ -859,6 +880,18 @@ async function serviceRegistry() {
 
 async function serviceRegistryDelete() {
     const r = registry();
+    if (opts.module !== undefined) {
+        // The module first (removeModule with ids sends If-Match "*"), then the device.
+        phase = 'deleting module ' + opts.module + ' of ' + opts.device;
+        await r.removeModule(opts.device, opts.module);
+        emit({ event: 'module-deleted', deviceId: opts.device, moduleId: opts.module });
+        phase = 'getting deleted module ' + opts.module;
+        // The SDK names only DeviceNotFound and IotHubNotFound; a module's 404 is a plain Error.
+        await mustFail('get-deleted-module', 'Error', r.getModule(opts.device, opts.module));
+        phase = 'listing the modules of ' + opts.device;
+        const left = (await r.getModulesOnDevice(opts.device)).responseBody.map((m) => m.moduleId);
+        emit({ event: 'modules-left', moduleIds: left });
+    }
     phase = 'deleting device ' + opts.device;
     await r.delete(opts.device);
     emit({ event: 'deleted', deviceId: opts.device });

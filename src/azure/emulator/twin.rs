@@ -25,17 +25,122 @@ use crate::message::{AnnotationMap, Body, Message};
 use crate::runtime::{LinkRequest, Sender};
 use crate::types::Properties;
 
-/// The most a twin's tags, desired or reported properties may hold, each as JSON text
-/// (IoT Hub's limit): what a peer can make the hub keep per twin is bounded.
+/// The most a twin's desired or reported properties may hold, in IoT Hub's measure
+/// ([`twin_size`]): what a peer can make the hub keep per twin is bounded.
 pub(super) const TWIN_SECTION_MAX: usize = 32 * 1024;
 
-/// `Err` with what to say when a twin section is larger than [`TWIN_SECTION_MAX`].
+/// The most a twin's tags may hold, in the same measure.
+const TWIN_TAGS_MAX: usize = 8 * 1024;
+
+/// The longest property name, in UTF-8 bytes.
+const TWIN_KEY_MAX: usize = 1024;
+
+/// The longest string value, in UTF-8 bytes.
+const TWIN_STRING_MAX: usize = 4 * 1024;
+
+/// How deep objects may nest in a section: a section's own properties are at depth 1.
+const TWIN_DEPTH_MAX: usize = 10;
+
+/// The size IoT Hub counts for a section: each property's name and value; names and
+/// strings by their characters less Unicode control characters, numbers 8, booleans 4,
+/// objects and arrays by what they hold.
+fn twin_size(m: &serde_json::Map<String, serde_json::Value>) -> usize {
+    fn chars(s: &str) -> usize {
+        s.chars().filter(|c| !c.is_control()).count()
+    }
+    fn value(v: &serde_json::Value) -> usize {
+        match v {
+            serde_json::Value::Null => 0,
+            serde_json::Value::Bool(_) => 4,
+            serde_json::Value::Number(_) => 8,
+            serde_json::Value::String(s) => chars(s),
+            serde_json::Value::Array(a) => a.iter().map(value).sum(),
+            serde_json::Value::Object(o) => twin_size(o),
+        }
+    }
+    m.iter().map(|(k, v)| chars(k) + value(v)).sum()
+}
+
+/// `Err` with what to say when a twin section is larger than IoT Hub allows: tags 8 KB,
+/// desired and reported properties 32 KB each, counted by [`twin_size`]. As the measure
+/// leaves control characters out, the section's JSON text is held to four times the limit
+/// too, so that memory stays bounded whatever the strings hold.
 fn within_limit(what: &str, m: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
-    let size = serde_json::to_vec(m).map_or(usize::MAX, |v| v.len());
-    if size > TWIN_SECTION_MAX {
+    let limit = if what == "tags" { TWIN_TAGS_MAX } else { TWIN_SECTION_MAX };
+    let size = twin_size(m);
+    if size > limit {
         return Err(format!(
-            "the twin's {what} would be {size} bytes; at most {TWIN_SECTION_MAX} are allowed"
+            "the twin's {what} would be {size} bytes; at most {limit} are allowed"
         ));
+    }
+    let text = serde_json::to_vec(m).map_or(usize::MAX, |v| v.len());
+    if text > 4 * limit {
+        return Err(format!(
+            "the twin's {what} would be {text} bytes of JSON; at most {} are kept",
+            4 * limit
+        ));
+    }
+    Ok(())
+}
+
+/// `Err` with what to say when a patch (or a replacement) of a twin section breaks IoT
+/// Hub's rules for property names and values: a name is 1 to 1,024 UTF-8 bytes with no
+/// Unicode control character, `.`, `$` or space; a string value is at most 4 KB; objects
+/// nest at most 10 deep. Names at the top that start with `$` are the hub's own
+/// (`$version`, `$metadata`, as a twin read from the hub carries them): they are let
+/// through here and ignored when the patch is applied.
+fn check_patch(
+    what: &str,
+    patch: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), String> {
+    fn key(what: &str, parent: &str, k: &str) -> Result<(), String> {
+        let under = if parent.is_empty() { String::new() } else { format!(" (in {parent})") };
+        if k.is_empty() || k.len() > TWIN_KEY_MAX {
+            return Err(format!(
+                "{what}: a property name{under} is {} bytes long; names are 1 to \
+                 {TWIN_KEY_MAX} bytes",
+                k.len()
+            ));
+        }
+        if let Some(c) = k.chars().find(|c| c.is_control() || matches!(c, '.' | '$' | ' ')) {
+            return Err(format!(
+                "{what}: the property name {k:?}{under} holds {c:?}; names may not hold \
+                 control characters, '.', '$' or spaces"
+            ));
+        }
+        Ok(())
+    }
+    fn value(what: &str, path: &str, v: &serde_json::Value, depth: usize) -> Result<(), String> {
+        match v {
+            serde_json::Value::String(s) if s.len() > TWIN_STRING_MAX => Err(format!(
+                "{what}: the value of {path} is a string of {} bytes; at most \
+                 {TWIN_STRING_MAX} are allowed",
+                s.len()
+            )),
+            serde_json::Value::Array(a) => {
+                a.iter().try_for_each(|item| value(what, path, item, depth))
+            }
+            serde_json::Value::Object(o) => {
+                if depth >= TWIN_DEPTH_MAX {
+                    return Err(format!(
+                        "{what}: {path} nests objects deeper than {TWIN_DEPTH_MAX} levels"
+                    ));
+                }
+                for (k, v) in o {
+                    key(what, path, k)?;
+                    value(what, &format!("{path}.{k}"), v, depth + 1)?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+    for (k, v) in patch {
+        if k.starts_with('$') {
+            continue;
+        }
+        key(what, "", k)?;
+        value(what, k, v, 1)?;
     }
     Ok(())
 }
@@ -132,6 +237,13 @@ impl TwinLinks {
     }
 }
 
+/// The body of a refused twin request: IoT Hub's JSON error with `errorCode` 400004
+/// (ArgumentInvalid) and the reason as `message`, which the Node device SDK appends to
+/// its own error text.
+fn twin_error(why: &str) -> String {
+    serde_json::json!({ "errorCode": 400_004, "message": why }).to_string()
+}
+
 /// Message annotation keys are symbols.
 fn sym(s: &str) -> Value {
     Value::Symbol(s.into(), Default::default())
@@ -189,6 +301,7 @@ impl IotHub {
         let (version, push) = {
             let mut twins = lock(&self.inner.twins.twins);
             let twin = twins.entry(device.to_owned()).or_default();
+            check_patch("desired properties", &p)?;
             let mut desired = twin.desired.clone();
             merge(&mut desired, &p);
             within_limit("desired properties", &desired)?;
@@ -292,6 +405,12 @@ impl IotHub {
         let desired = object(props.as_ref().and_then(|p| p.get("desired")), "properties.desired")?;
         if props.as_ref().is_some_and(|p| p.get("reported").is_some_and(|r| !r.is_null())) {
             return Err(RestError::bad("reported properties are the device's to write"));
+        }
+        if let Some(t) = &tags {
+            check_patch("tags", t).map_err(RestError::bad)?;
+        }
+        if let Some(d) = &desired {
+            check_patch("desired properties", d).map_err(RestError::bad)?;
         }
         let pushed = {
             let mut twins = lock(&self.inner.twins.twins);
@@ -403,24 +522,19 @@ pub(super) async fn twin_node(
                         Ok(serde_json::Value::Object(p)) => {
                             let mut reported = twin.reported.clone();
                             merge(&mut reported, &p);
-                            match within_limit("reported properties", &reported) {
+                            let checked = check_patch("reported properties", &p)
+                                .and_then(|()| within_limit("reported properties", &reported));
+                            match checked {
                                 Ok(()) => {
                                     twin.reported = reported;
                                     twin.reported_version += 1;
                                     twin.version += 1;
                                     (204, Some(twin.reported_version), None)
                                 }
-                                Err(why) => {
-                                    let body = serde_json::json!({ "Message": why });
-                                    (400, None, Some(body.to_string()))
-                                }
+                                Err(why) => (400, None, Some(twin_error(&why))),
                             }
                         }
-                        _ => (
-                            400,
-                            None,
-                            Some(r#"{"Message":"the patch is not a JSON object"}"#.to_owned()),
-                        ),
+                        _ => (400, None, Some(twin_error("the patch is not a JSON object"))),
                     }
                 }
                 ("PUT", "/notifications/twin/properties/desired") => {
@@ -435,8 +549,7 @@ pub(super) async fn twin_node(
                     (200, None, None)
                 }
                 (op, res) => {
-                    let why = format!(r#"{{"Message":"no twin operation {op:?} on {res:?}"}}"#);
-                    (400, None, Some(why))
+                    (400, None, Some(twin_error(&format!("no twin operation {op:?} on {res:?}"))))
                 }
             }
         };
