@@ -637,6 +637,9 @@ fn check_capture(stem: &str, c2s: &[u8], s2c: &[u8]) -> Result<(), String> {
             } else if stem.ends_with("-telemetry") {
                 let (address, id) = match sdk {
                     Sdk::NodeModule => ("/devices/dev1/modules/m1/messages/events", "tel-module"),
+                    Sdk::NodeX509 if stem.contains("-thumbprint-") => {
+                        ("/devices/thumb-dev/messages/events", "tel-thumbprint")
+                    }
                     Sdk::NodeX509 => ("/devices/device-1/messages/events", "tel-x509"),
                     _ => ("/devices/dev1/messages/events", if ws { "tel-ws" } else { "tel-amqp" }),
                 };
@@ -2178,7 +2181,7 @@ async fn node_sdks_see_refusals_rejects_and_abandons() {
 // ------------------------------------------------------------------ the fixtures
 
 /// Every capture in `tests/fixtures/iothub/`: `STEM.c2s.bin` and `STEM.s2c.bin`.
-const STEMS: [&str; 20] = [
+const STEMS: [&str; 21] = [
     "node-service-amqp-c2d-send",
     "node-service-amqp-feedback",
     "node-device-amqp-c2d-receive",
@@ -2198,6 +2201,7 @@ const STEMS: [&str; 20] = [
     "node-module-amqp-method",
     "node-device-x509-amqp-telemetry",
     "node-device-x509-amqpws-telemetry",
+    "node-device-x509-thumbprint-amqp-telemetry",
     "eventhub-js-quickstart",
 ];
 
@@ -2267,6 +2271,8 @@ fn sdk_fixtures_show_what_the_sdks_send() {
         ("node-module-amqp-telemetry", "node-device-amqp-telemetry"),
         ("node-device-x509-amqp-telemetry", "node-device-amqp-telemetry"),
         ("node-device-amqp-telemetry", "node-device-x509-amqp-telemetry"),
+        ("node-device-x509-thumbprint-amqp-telemetry", "node-device-x509-amqp-telemetry"),
+        ("node-device-x509-amqp-telemetry", "node-device-x509-thumbprint-amqp-telemetry"),
         ("node-module-amqp-twin", "node-device-amqp-twin"),
         ("node-device-amqp-twin", "node-module-amqp-twin"),
         ("node-module-amqp-method", "node-device-amqp-method"),
@@ -3427,6 +3433,27 @@ async fn the_node_device_sdks_twin_method_module_and_x509_traffic() {
         .take(&rec, &before, Endpoint::Wss, &["node-device-x509-amqpws-telemetry"], true)
         .await
         .expect("the X.509 device's WebSocket connection");
+    // A self-signed device, registered by its certificate's thumbprint: the same AMQP,
+    // under a TLS handshake that the CA did not sign.
+    let (thumb_cert, thumb_key, print) = self_signed("thumb-dev");
+    let identity = serde_json::json!({
+        "deviceId": "thumb-dev",
+        "authentication": { "type": "selfSigned", "x509Thumbprint": { "primaryThumbprint": print } },
+    });
+    h.hub.put_identity("thumb-dev", &identity, None).expect("registered");
+    let (cert, key) = (scratch.path("thumb.pem"), scratch.path("thumb-key.pem"));
+    std::fs::write(&cert, thumb_cert).expect("write");
+    std::fs::write(&key, thumb_key).expect("write");
+    let before = rec.keys();
+    let mut thumb =
+        node_with("device-send", "HostName=localhost;DeviceId=thumb-dev;x509=true", h.amqps, &ca);
+    thumb.arg("--cert").arg(&cert).arg("--key").arg(&key);
+    telemetry_args(&mut thumb, "thumbprint");
+    run_peer(thumb, "thumb-send", &scratch, Duration::from_secs(40)).await.expect("thumbprint");
+    captures
+        .take(&rec, &before, t.endpoint(), &["node-device-x509-thumbprint-amqp-telemetry"], true)
+        .await
+        .expect("the self-signed device's connection");
     let events = h.hub.events(h.hub.partition_of("dev1"));
     let from_module = events.iter().find(|e| e.device_id == "dev1").expect("the module's event");
     let module_id = from_module
