@@ -273,7 +273,7 @@ fn an_x509_ca_given_to_the_emulator_admits_the_devices_it_signed() {
 #[test]
 fn injected_faults_reach_the_client_as_iot_hub_would_send_them() {
     // Each fault on an emulator of its own; the device sends until it hits it.
-    let cases: [(&[&str], &str, &str); 7] = [
+    let cases: [(&[&str], &str, &str); 8] = [
         (
             &["--fault-throttle-after", "2", "--fault-throttle-for", "60"],
             "3",
@@ -286,6 +286,7 @@ fn injected_faults_reach_the_client_as_iot_hub_would_send_them() {
         (&["--fault-detach-at", "1", "--fault-slow", "50"], "100", "amqp:link:detach-forced"),
         (&["--fault-close-at", "1", "--fault-slow", "50"], "100", "amqp:connection:forced"),
         (&["--fault-close-after", "1"], "3", "amqp:connection:forced"),
+        (&["--fault-expire-after", "1"], "3", "amqp:unauthorized-access"),
         (&["--fault-slow", "50"], "2", ""),
     ];
     for (flags, count, want) in cases {

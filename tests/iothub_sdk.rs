@@ -3608,6 +3608,40 @@ async fn the_node_device_sdk_meets_injected_faults_as_iot_hub_sends_them() {
     let run = run_peer(cmd, "redirect", &scratch, Duration::from_secs(40)).await.expect("redirect");
     assert_eq!(one(&run, "send-error")["condition"], "amqp:link:redirect");
     assert_eq!(bodies("redirected"), 1);
+    // The tokens expire after every message: the hub detaches the telemetry link with
+    // amqp:unauthorized-access, as it does when a token's time runs out. The SDK names it
+    // UnauthorizedError, and its own retry policy does not retry it: an application must
+    // open the client again (a fresh token) to go on.
+    h.hub.reconfigure(|c| {
+        c.faults = Faults::none();
+        c.faults.expire_after = Some(1);
+    });
+    for (t, body, retry) in
+        [(NodeTransport::Amqp, "expired", "none"), (NodeTransport::Ws, "expired-ws", "sdk")]
+    {
+        let cmd = send(t, body, "2", &["--retry", retry, "--expect-error", "UnauthorizedError"]);
+        let run = run_peer(cmd, body, &scratch, Duration::from_secs(40)).await.expect(body);
+        assert_eq!(run.events("sent").len(), 1, "{:?}", run.lines);
+        let error = one(&run, "send-error");
+        assert_eq!(
+            (&error["n"], &error["condition"]),
+            (&2.into(), &"amqp:unauthorized-access".into())
+        );
+        assert_eq!(bodies(body), 1);
+    }
+    // Slow answers: each message is settled 300 ms after it arrives. The SDK waits that
+    // long for each outcome (a lower bound, which load can only lengthen; its own clock's
+    // millisecond may round one down), and every message arrives.
+    h.hub.reconfigure(|c| {
+        c.faults = Faults::none();
+        c.faults.slow = Some(Duration::from_millis(300));
+    });
+    let cmd = send(NodeTransport::Ws, "slow", "3", &[]);
+    let run = run_peer(cmd, "slow", &scratch, Duration::from_secs(40)).await.expect("slow");
+    let waited: Vec<u64> =
+        run.events("sent").iter().filter_map(|e| e["waitedMs"].as_u64()).collect();
+    assert!(waited.len() == 3 && waited.iter().all(|&ms| ms >= 299), "{:?}", run.lines);
+    assert_eq!(bodies("slow"), 3);
     // No faults: the device is no longer throttled, nothing is detached.
     h.hub.reconfigure(|c| c.faults = Faults::none());
     let cmd = send(NodeTransport::Amqp, "clear", "3", &[]);

@@ -143,6 +143,10 @@ pub(crate) struct EmulateArgs {
     /// says (their links are then detached with amqp:unauthorized-access).
     #[arg(long, value_name = "SECS", value_parser = super::client::parse_secs)]
     fault_token_lifetime: Option<std::time::Duration>,
+    /// Fault injection: after every N telemetry messages on a connection, the tokens it
+    /// put expire at once (its links are then detached with amqp:unauthorized-access).
+    #[arg(long, value_name = "N")]
+    fault_expire_after: Option<u64>,
     /// Fault injection: answer each telemetry message this many milliseconds later.
     #[arg(long, value_name = "MS")]
     fault_slow: Option<u64>,
@@ -236,6 +240,7 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
     config.faults.detach_after = args.fault_detach_after;
     config.faults.close_after = args.fault_close_after;
     config.faults.token_lifetime = args.fault_token_lifetime;
+    config.faults.expire_after = args.fault_expire_after;
     config.faults.slow = args.fault_slow.map(std::time::Duration::from_millis);
     config.faults.redirect_after = args.fault_redirect_after;
     config.faults.detach_at = args.fault_detach_at;

@@ -696,7 +696,9 @@ function deviceSend() {
             if (opts['content-encoding'] !== undefined) msg.contentEncoding = opts['content-encoding'];
             for (const [k, v] of opts.props) msg.properties.add(k, v);
             phase = 'sending message ' + n + ' of ' + opts.count;
+            const sentAt = Date.now();
             client.sendEvent(msg, (err, result) => {
+                const waitedMs = Date.now() - sentAt;
                 if (opts['expect-error'] !== undefined) {
                     // The messages before the expected error are sent as usual.
                     if (!err && n < opts.count) {
@@ -715,7 +717,7 @@ function deviceSend() {
                 }
                 if (err) return fail('sendEvent ' + n + ': ' + errText(err));
                 emit({ event: 'sent', n, messageId: id === undefined ? null : id, body: opts.body,
-                    properties: Object.fromEntries(opts.props), result: resultName(result) });
+                    properties: Object.fromEntries(opts.props), result: resultName(result), waitedMs });
                 if (resultName(result) !== 'MessageEnqueued') {
                     return fail('sendEvent ' + n + ' result is ' + resultName(result) + ', not MessageEnqueued');
                 }

@@ -169,6 +169,11 @@ pub struct Faults {
     /// Tokens expire this long after they are put on `$cbs`, whatever their `se` says
     /// (links they opened are then detached with `amqp:unauthorized-access`).
     pub token_lifetime: Option<Duration>,
+    /// After this many telemetry messages on one connection, every token the connection
+    /// holds expires at once, as a token past its `se` does (its links are detached with
+    /// `amqp:unauthorized-access`); counting starts again with the next message. The
+    /// count-based twin of [`Faults::token_lifetime`], for tests that must not wait.
+    pub expire_after: Option<u64>,
     /// Each telemetry message (AMQP) is answered this much later.
     pub slow: Option<Duration>,
     /// After this many telemetry messages on one link, the hub detaches the link with

@@ -92,6 +92,16 @@ impl Conn {
         Ok(())
     }
 
+    /// Ends every claim the connection holds now, as if each token's expiry had come
+    /// (fault injection): the links they cover are detached, and a new token on `$cbs`
+    /// covers them again.
+    fn expire_claims(&self) {
+        for claim in lock(&self.claims).iter_mut() {
+            claim.cut_short = Some(0);
+        }
+        self.claims_changed.notify_waiters();
+    }
+
     /// The latest expiry among claims covering `resource` for `need`; `Err` when none.
     fn covered(&self, resource: &str, need: &Need) -> Result<u64, String> {
         let now = unix_seconds();
@@ -623,6 +633,9 @@ async fn telemetry(
                     let e = AmqpError::new(condition::CONNECTION_FORCED, why);
                     let _ = rx.connection().close(Some(e)).await;
                     return None;
+                }
+                if faults.expire_after.is_some_and(|n| n > 0 && on_conn % n == 0) {
+                    c.expire_claims();
                 }
                 if faults.detach_after.is_some_and(|n| on_link >= n) {
                     let why = format!("detached after {on_link} messages (fault injection)");
