@@ -3608,26 +3608,30 @@ async fn the_node_device_sdk_meets_injected_faults_as_iot_hub_sends_them() {
     let run = run_peer(cmd, "redirect", &scratch, Duration::from_secs(40)).await.expect("redirect");
     assert_eq!(one(&run, "send-error")["condition"], "amqp:link:redirect");
     assert_eq!(bodies("redirected"), 1);
-    // The tokens expire after every message: the hub detaches the telemetry link with
-    // amqp:unauthorized-access, as it does when a token's time runs out. The SDK names it
-    // UnauthorizedError, and its own retry policy does not retry it: an application must
-    // open the client again (a fresh token) to go on.
+    // The tokens expire after every second message on a connection: the hub detaches the
+    // telemetry link with amqp:unauthorized-access, as it does when a token's time runs
+    // out, so the third message fails. The SDK names it UnauthorizedError, and its own
+    // retry policy does not retry it. A new client (a fresh connection and token) goes
+    // on: the third message, sent again, arrives (the first on its connection, so no
+    // expiry follows it).
     h.hub.reconfigure(|c| {
         c.faults = Faults::none();
-        c.faults.expire_after = Some(1);
+        c.faults.expire_after = Some(2);
     });
     for (t, body, retry) in
         [(NodeTransport::Amqp, "expired", "none"), (NodeTransport::Ws, "expired-ws", "sdk")]
     {
-        let cmd = send(t, body, "2", &["--retry", retry, "--expect-error", "UnauthorizedError"]);
+        let expect = ["--retry", retry, "--expect-error", "UnauthorizedError", "--reopen"];
+        let cmd = send(t, body, "3", &expect);
         let run = run_peer(cmd, body, &scratch, Duration::from_secs(40)).await.expect(body);
-        assert_eq!(run.events("sent").len(), 1, "{:?}", run.lines);
+        assert_eq!(run.events("sent").len(), 2, "{:?}", run.lines);
         let error = one(&run, "send-error");
         assert_eq!(
             (&error["n"], &error["condition"]),
-            (&2.into(), &"amqp:unauthorized-access".into())
+            (&3.into(), &"amqp:unauthorized-access".into())
         );
-        assert_eq!(bodies(body), 1);
+        assert_eq!(one(&run, "sent-again")["result"], "MessageEnqueued");
+        assert_eq!(bodies(body), 3);
     }
     // Slow answers: each message is settled 300 ms after it arrives. The SDK waits that
     // long for each outcome (a lower bound, which load can only lengthen; its own clock's

@@ -18,8 +18,10 @@
 //        [--transport amqp|ws] [--port P] [--ca PEM] [--timeout SECS]
 //   node iothub_sdk.js device-send --connection-string CS --body TEXT [--message-id ID]
 //        [--count N] [--retry none|sdk] [--expect-error NAME]
+//        [--reopen]
 //        (with --expect-error, the messages before the error are sent as usual; the
-//        last one must fail)
+//        last one must fail; --reopen then closes the client, opens a new one and sends
+//        that message again, printing {"event":"sent-again",...})
 //        (a module's connection string, with ModuleId=, sends as that module;
 //        --retry sdk keeps the SDK's own retry policy, to see it recover from a fault)
 //   node iothub_sdk.js device-method --connection-string CS --method NAME [--status N]
@@ -168,8 +170,8 @@ const COMMANDS = {
     'device-receive': ['connection-string', 'expect-body', 'expect-message-id', 'action', 'count',
         'expect-no-more', 'expect-error', 'transport', 'port', 'ca', 'timeout'],
     'device-send': ['connection-string', 'body', 'message-id', 'property', 'correlation-id', 'content-type',
-        'content-encoding', 'count', 'expect-error', 'retry', 'transport', 'port', 'ca', 'timeout', 'cert',
-        'key'],
+        'content-encoding', 'count', 'expect-error', 'reopen', 'retry', 'transport', 'port', 'ca', 'timeout',
+        'cert', 'key'],
     'device-twin': ['connection-string', 'reported', 'await-desired', 'expect-twin-error', 'transport', 'port', 'ca',
         'timeout'],
     'device-method': ['connection-string', 'method', 'status', 'answer', 'transport', 'port', 'ca', 'timeout'],
@@ -195,6 +197,9 @@ function help() {
     process.exit(0);
 }
 
+// Options that take no value.
+const FLAGS = new Set(['reopen']);
+
 function parseArgs(argv) {
     const cmd = argv[0];
     if (!cmd) usage();
@@ -208,6 +213,7 @@ function parseArgs(argv) {
         if (!a.startsWith('--')) usage('unexpected argument ' + JSON.stringify(a));
         const name = a.slice(2);
         if (!allowed.has(name)) usage(cmd + ' takes no option --' + name);
+        if (FLAGS.has(name)) { o[name] = true; continue; }
         if (i + 1 >= argv.length) usage('--' + name + ' needs a value');
         const v = argv[++i];
         if (REPEATABLE.has(name)) o[name].push(v);
@@ -713,7 +719,27 @@ function deviceSend() {
                     if (errName(err) !== opts['expect-error']) {
                         return fail('send failed with ' + errText(err) + ', expected ' + opts['expect-error']);
                     }
-                    return succeed('send failed with ' + errName(err) + ' as expected');
+                    if (opts.reopen === undefined) return succeed('send failed with ' + errName(err) + ' as expected');
+                    // --reopen: what an application does next: close the client, open a
+                    // new one (a fresh connection and token) and send the message again.
+                    // (Opening the closed client again races its own late close event:
+                    // azure-iot-device-amqp 1.14.4 then fails the open with NotConnectedError.)
+                    phase = 'closing the client after the error';
+                    const old = client;
+                    return old.close(() => {
+                        old.removeAllListeners('disconnect');
+                        old.removeAllListeners('error');
+                        phase = 'opening a new client';
+                        client = deviceClient();
+                        deviceOpen(() => {
+                            phase = 'sending message ' + n + ' again';
+                            client.sendEvent(new Message(opts.body), (again, result) => {
+                                if (again) return fail('sendEvent ' + n + ' after reopening: ' + errText(again));
+                                emit({ event: 'sent-again', n, result: resultName(result) });
+                                succeed('send failed with ' + errName(err) + ' as expected; sent again after reopening');
+                            });
+                        });
+                    });
                 }
                 if (err) return fail('sendEvent ' + n + ': ' + errText(err));
                 emit({ event: 'sent', n, messageId: id === undefined ? null : id, body: opts.body,

@@ -635,7 +635,10 @@ async fn telemetry(
                     return None;
                 }
                 if faults.expire_after.is_some_and(|n| n > 0 && on_conn % n == 0) {
+                    // The connection's other links go as their claims' watch sees it;
+                    // this one goes now, before it could take another message.
                     c.expire_claims();
+                    return Some(token_invalid());
                 }
                 if faults.detach_after.is_some_and(|n| on_link >= n) {
                     let why = format!("detached after {on_link} messages (fault injection)");
