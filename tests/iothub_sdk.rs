@@ -3677,3 +3677,67 @@ async fn the_node_device_sdk_reports_a_forced_close_once_its_rundown_ends() {
     let error = one(&run, "send-error");
     assert_eq!((&error["n"], &error["condition"]), (&2.into(), &"amqp:connection:forced".into()));
 }
+
+// ------------------------------------------------------------------ IoT Hub's own ports
+
+/// The SDKs as an application runs them, with no port of their own: the emulator on IoT
+/// Hub's ports (5671 for AMQP over TLS, 443 for AMQP over WebSocket and the REST APIs, on
+/// 127.0.0.1), and nothing of the SDKs overridden but the CA they trust (`--ca`: the
+/// device SDK's `ca` option, the service SDK's `NODE_EXTRA_CA_CERTS`). Binding port 443
+/// needs root (or `CAP_NET_BIND_SERVICE`): where it cannot be bound, the test says so and
+/// passes, except in CI, where it fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_sdks_need_no_port_of_their_own_on_iot_hubs_ports() {
+    let h = match hub::start_on_iot_hub_ports(Duration::from_millis(50)).await {
+        Ok(h) => h,
+        Err(why) => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "IoT Hub's ports: {why}");
+            eprintln!("skipped: IoT Hub's ports cannot be bound here: {why}");
+            return;
+        }
+    };
+    assert_eq!((h.amqps, h.wss), (5671, 443));
+    let scratch = Scratch::new("iothub-sdk", "own-ports");
+    let ca = scratch.path("ca.pem");
+    std::fs::write(&ca, &h.pki.ca).expect("write");
+    let bare = |command: &str, cs: &str, args: &[&str]| {
+        node_sdks_installed();
+        let mut c = Command::new("node");
+        c.arg(Path::new(PEERS).join("iothub_sdk.js")).arg(command);
+        c.args(["--connection-string", cs, "--timeout", "30"]).arg("--ca").arg(&ca).args(args);
+        c
+    };
+    // Telemetry over both device transports: amqps://localhost:5671 and
+    // wss://localhost:443/$iothub/websocket, as the SDK builds them.
+    for t in [NodeTransport::Amqp, NodeTransport::Ws] {
+        let body = format!("own-port-{}", t.arg());
+        let cmd = bare("device-send", &device_cs(), &["--transport", t.arg(), "--body", &body]);
+        run_peer(cmd, &body, &scratch, Duration::from_secs(40)).await.expect(&body);
+    }
+    let texts: Vec<String> = h
+        .hub
+        .events(h.hub.partition_of("dev1"))
+        .iter()
+        .filter_map(|e| e.message().ok()?.body.text())
+        .collect();
+    assert_eq!(texts, ["own-port-amqp", "own-port-ws"]);
+    // A cloud-to-device message from the service SDK (AMQP on 5671), received by the
+    // device over AMQP over WebSocket (443).
+    let send = bare("service-send", &owner_cs(), &["--device", "dev1", "--message-id", "own-1"]);
+    let receive = bare(
+        "device-receive",
+        &device_cs(),
+        &["--transport", "ws", "--expect-message-id", "own-1"],
+    );
+    run_peer(send, "own-send", &scratch, Duration::from_secs(40)).await.expect("service send");
+    run_peer(receive, "own-receive", &scratch, Duration::from_secs(40)).await.expect("receive");
+    // The REST API on 443: the service SDK reads and patches the twin.
+    let twin = bare(
+        "service-twin",
+        &owner_cs(),
+        &["--device", "dev1", "--tags", r#"{"site":"own"}"#, "--desired", r#"{"rate":2}"#],
+    );
+    let run = run_peer(twin, "own-twin", &scratch, Duration::from_secs(40)).await.expect("twin");
+    assert_eq!(one(&run, "updated")["desired"]["rate"], 2);
+    assert_eq!(h.hub.twin("dev1")["desired"]["rate"], 2);
+}

@@ -80,6 +80,24 @@ pub(crate) async fn start_traced(
     tweak: impl FnOnce(&mut HubConfig),
     trace: Option<HubTrace>,
 ) -> Hub {
+    start_at(tweak, trace, 0, 0).await.expect("bind")
+}
+
+/// The emulator as [`start`] makes it, with the hub on IoT Hub's own ports on 127.0.0.1:
+/// 5671 for AMQP over TLS, 443 for AMQP over WebSocket and the REST APIs, so that the SDKs
+/// need no port of their own; `Err` when either cannot be bound (taken, or no right to
+/// bind a port below 1024).
+pub(crate) async fn start_on_iot_hub_ports(feedback_interval: Duration) -> Result<Hub, String> {
+    start_at(|c| c.feedback_interval = feedback_interval, None, 5671, 443).await
+}
+
+/// [`start_traced`] with the hub's AMQP and WebSocket listeners on the given ports (0: any).
+async fn start_at(
+    tweak: impl FnOnce(&mut HubConfig),
+    trace: Option<HubTrace>,
+    amqps: u16,
+    wss: u16,
+) -> Result<Hub, String> {
     let pki = pki::pki();
     let mut config = HubConfig::new("localhost");
     config.devices.push(("dev1".into(), SasKey::from_base64(DEVICE_KEY).unwrap()));
@@ -104,12 +122,18 @@ pub(crate) async fn start_traced(
         if endpoint == Endpoint::Wss {
             // Port 443 as IoT Hub has it: AMQP over WebSocket and the REST APIs on one
             // listener.
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let l = tokio::net::TcpListener::bind(("127.0.0.1", wss))
+                .await
+                .map_err(|e| format!("cannot listen on 127.0.0.1:{wss}: {e}"))?;
             ports.push(l.local_addr().unwrap().port());
             tokio::spawn(async move { h.serve_https_with(l, options).await });
             continue;
         }
-        let l = Listener::bind(endpoint.url(), options).await.unwrap();
+        let url = match endpoint {
+            Endpoint::Amqps => format!("amqps://127.0.0.1:{amqps}"),
+            _ => endpoint.url().to_owned(),
+        };
+        let l = Listener::bind(&url, options).await.map_err(|e| format!("{url}: {e}"))?;
         ports.push(l.endpoint().port);
         tokio::spawn(async move {
             match endpoint {
@@ -119,5 +143,12 @@ pub(crate) async fn start_traced(
         });
     }
     hub.set_event_hub_endpoint("localhost", ports[2]);
-    Hub { hub, pki, amqps: ports[0], wss: ports[1], event_hub: ports[2], event_hub_wss: ports[3] }
+    Ok(Hub {
+        hub,
+        pki,
+        amqps: ports[0],
+        wss: ports[1],
+        event_hub: ports[2],
+        event_hub_wss: ports[3],
+    })
 }
