@@ -3308,100 +3308,71 @@ async fn the_node_device_sdks_twin_method_module_and_x509_traffic() {
     let ca = scratch.path("ca.pem");
     std::fs::write(&ca, &h.pki.ca).expect("write");
     let mut captures = Captures::default();
-    for t in [NodeTransport::Amqp, NodeTransport::Ws] {
+    // Module dev1/m1 signs with its own key.
+    let module_cs =
+        format!("HostName=localhost;DeviceId=dev1;ModuleId=m1;SharedAccessKey={MODULE_KEY}");
+    let identities = [
+        ("device", "dev1", device_cs(), NodeTransport::Amqp),
+        ("device", "dev1", device_cs(), NodeTransport::Ws),
+        ("module", "dev1/m1", module_cs, NodeTransport::Amqp),
+    ];
+    for (role, id, cs, t) in &identities {
+        let (t, port) = (*t, t.port(&h));
+        let node = |command: &str| {
+            let mut c = node_with(command, cs, port, &ca);
+            c.args(["--transport", t.arg()]);
+            c
+        };
+        let label = |step: &str| format!("{role}-{step}-{}", t.arg());
         // The twin: the device reads, reports, reads, subscribes; the service's patch arrives.
-        // Each transport starts without the desired rate, so that only the patch brings it,
-        // and once the hub has let go of the last run's links (else the patch or the call
+        // Each run starts without the desired rate, so that only the patch brings it, and
+        // once the hub has let go of the last run's links (else the patch or the call
         // below could go to those).
-        let quiet = || h.hub.twin_subscribers("dev1") == 0 && h.hub.method_listeners("dev1") == 0;
+        let quiet = || h.hub.twin_subscribers(id) == 0 && h.hub.method_listeners(id) == 0;
         eventually("the last run's links to go", quiet).await.expect("gone");
-        h.hub.patch_desired("dev1", r#"{"rate": null}"#).await.expect("rate removed");
+        h.hub.patch_desired(id, r#"{"rate": null}"#).await.expect("rate removed");
         let before = rec.keys();
-        let mut twin = node("device-twin", t, &h, &ca);
+        let mut twin = node("device-twin");
         twin.args(["--reported", r#"{"firmware": "1.2"}"#, "--await-desired", "rate=5"]);
-        let label = format!("twin-{}", t.arg());
-        let device = run_peer(twin, &label, &scratch, Duration::from_secs(40));
+        let twin_label = label("twin");
+        let device = run_peer(twin, &twin_label, &scratch, Duration::from_secs(40));
         let service = async {
-            eventually("the twin subscription", || h.hub.twin_subscribers("dev1") > 0).await?;
-            h.hub.patch_desired("dev1", r#"{"rate": 5}"#).await
+            eventually("the twin subscription", || h.hub.twin_subscribers(id) > 0).await?;
+            h.hub.patch_desired(id, r#"{"rate": 5}"#).await
         };
         let (device, patched) = tokio::join!(device, service);
-        device.expect("the device's twin");
+        device.expect("the twin");
         patched.expect("patched");
         captures
-            .take(&rec, &before, t.endpoint(), &[&stem("device", t, "twin")], true)
+            .take(&rec, &before, t.endpoint(), &[&stem(role, t, "twin")], true)
             .await
             .expect("the twin's connection");
         // A method, once the twin's links are gone.
         eventually("the twin's links to go", quiet).await.expect("gone");
         let before = rec.keys();
-        let mut method = node("device-method", t, &h, &ca);
+        let mut method = node("device-method");
         answers_reboot(&mut method);
-        let label = format!("method-{}", t.arg());
-        let device = run_peer(method, &label, &scratch, Duration::from_secs(40));
+        let method_label = label("method");
+        let device = run_peer(method, &method_label, &scratch, Duration::from_secs(40));
         let service = async {
-            eventually("the method links", || h.hub.method_listeners("dev1") > 0).await?;
+            eventually("the method links", || h.hub.method_listeners(id) > 0).await?;
             h.hub
-                .invoke_method("dev1", "reboot", r#"{"delay":5}"#, Duration::from_secs(20))
+                .invoke_method(id, "reboot", r#"{"delay":5}"#, Duration::from_secs(20))
                 .await
                 .map_err(|e| format!("{e:?}"))
         };
         let (device, answer) = tokio::join!(device, service);
-        device.expect("the device's method");
+        device.expect("the method");
         assert_eq!(answer.expect("answered").status, 201);
         captures
-            .take(&rec, &before, t.endpoint(), &[&stem("device", t, "method")], true)
+            .take(&rec, &before, t.endpoint(), &[&stem(role, t, "method")], true)
             .await
             .expect("the method's connection");
     }
     let t = NodeTransport::Amqp;
-    // Module dev1/m1's own twin and method, with the module's own key.
-    let module_cs =
-        format!("HostName=localhost;DeviceId=dev1;ModuleId=m1;SharedAccessKey={MODULE_KEY}");
-    let before = rec.keys();
-    let mut twin = node_with("device-twin", &module_cs, h.amqps, &ca);
-    twin.args(["--reported", r#"{"firmware": "1.2"}"#, "--await-desired", "rate=5"]);
-    let device = run_peer(twin, "module-twin", &scratch, Duration::from_secs(40));
-    let service = async {
-        eventually("the module's twin subscription", || h.hub.twin_subscribers("dev1/m1") > 0)
-            .await?;
-        h.hub.patch_desired("dev1/m1", r#"{"rate": 5}"#).await
-    };
-    let (device, patched) = tokio::join!(device, service);
-    device.expect("the module's twin");
-    patched.expect("patched");
-    captures
-        .take(&rec, &before, t.endpoint(), &["node-module-amqp-twin"], true)
-        .await
-        .expect("the module twin's connection");
-    let gone = || h.hub.twin_subscribers("dev1/m1") == 0;
-    eventually("the module twin's links to go", gone).await.expect("gone");
-    let before = rec.keys();
-    let mut method = node_with("device-method", &module_cs, h.amqps, &ca);
-    answers_reboot(&mut method);
-    let device = run_peer(method, "module-method", &scratch, Duration::from_secs(40));
-    let service = async {
-        eventually("the module's method links", || h.hub.method_listeners("dev1/m1") > 0).await?;
-        h.hub
-            .invoke_method("dev1/m1", "reboot", r#"{"delay":5}"#, Duration::from_secs(20))
-            .await
-            .map_err(|e| format!("{e:?}"))
-    };
-    let (device, answer) = tokio::join!(device, service);
-    device.expect("the module's method");
-    assert_eq!(answer.expect("answered").status, 201);
-    captures
-        .take(&rec, &before, t.endpoint(), &["node-module-amqp-method"], true)
-        .await
-        .expect("the module method's connection");
     // Telemetry from module dev1/m1, with the module's own key.
     let before = rec.keys();
-    let mut module = node_with(
-        "device-send",
-        &format!("HostName=localhost;DeviceId=dev1;ModuleId=m1;SharedAccessKey={MODULE_KEY}"),
-        h.amqps,
-        &ca,
-    );
+    let mut module = node_with("device-send", &identities[2].2, h.amqps, &ca);
     telemetry_args(&mut module, "module");
     run_peer(module, "module-send", &scratch, Duration::from_secs(40)).await.expect("module");
     captures

@@ -458,7 +458,7 @@ impl IotHub {
             }
             service => {
                 let r = &claim.rights;
-                let ok = claim.device.is_none()
+                let ok = claim.device().is_none()
                     && match service {
                         Access::RegistryRead => r.registry || r.registry_write,
                         Access::RegistryWrite => r.registry_write,

@@ -235,8 +235,6 @@ impl HubConfig {
 #[derive(Clone, Debug)]
 pub(crate) struct Claim {
     token: SasToken,
-    /// The device whose own key signed it.
-    device: Option<String>,
     /// The identity (a device, or `DEVICE/MODULE`) whose own key or certificate it
     /// stands for; `None` for a policy's.
     identity: Option<String>,
@@ -251,18 +249,23 @@ impl Claim {
     pub(crate) fn x509(host: &str, id: &str) -> Option<Self> {
         // Never verified again: the audience is what a claim grants.
         let throwaway = SasKey::from_bytes(crate::runtime::random::bytes::<32>().to_vec());
-        let (device, audience) = match id.split_once('/') {
-            None => (id, format!("{host}/devices/{id}")),
-            Some((d, m)) => (d, format!("{host}/devices/{d}/modules/{m}")),
+        let audience = match id.split_once('/') {
+            None => format!("{host}/devices/{id}"),
+            Some((d, m)) => format!("{host}/devices/{d}/modules/{m}"),
         };
         let token = SasToken::new(&audience, &throwaway, None, u64::MAX / 2).ok()?;
         Some(Self {
             token,
-            device: Some(device.to_owned()),
             identity: Some(id.to_owned()),
             rights: Permissions::default(),
             cut_short: None,
         })
+    }
+
+    /// The device whose own key (or certificate) it stands for: the identity's device,
+    /// for a module too; `None` for a policy's.
+    fn device(&self) -> Option<&str> {
+        self.identity.as_deref().map(|i| i.split_once('/').map_or(i, |(d, _)| d))
     }
 
     fn expiry(&self) -> u64 {
@@ -274,7 +277,7 @@ impl Claim {
         self.token.authorizes_any_port(resource)
             && match need {
                 Need::Service => self.rights.service,
-                Need::Device(id) => self.rights.device || self.device.as_deref() == Some(id),
+                Need::Device(id) => self.rights.device || self.device() == Some(id),
             }
     }
 }
@@ -540,14 +543,14 @@ impl IotHub {
         if !aud_host.eq_ignore_ascii_case(host) {
             return Err(format!("the token is for {aud_host:?}, not {host:?}"));
         }
-        let (key, device, identity, rights) = match token.key_name() {
+        let (key, identity, rights) = match token.key_name() {
             Some(policy) => {
                 let (_, key, rights) = config
                     .policies
                     .iter()
                     .find(|(n, _, _)| n == policy)
                     .ok_or_else(|| format!("no shared access policy named {policy:?}"))?;
-                (key.clone(), None, None, *rights)
+                (key.clone(), None, *rights)
             }
             None => {
                 let mut segs = path.split('/');
@@ -582,11 +585,11 @@ impl IotHub {
                     }
                     _ => key,
                 };
-                (key, Some(id.to_owned()), Some(identity), Permissions::default())
+                (key, Some(identity), Permissions::default())
             }
         };
         // On the Event Hub endpoint a policy token is keyed with the key's text.
-        let key = if event_hub && device.is_none() {
+        let key = if event_hub && identity.is_none() {
             let text_key = key.event_hubs_key();
             if !token.signature_matches(&text_key) && token.signature_matches(&key) {
                 return Err("signature does not match: it is keyed with the decoded key, \
@@ -601,7 +604,7 @@ impl IotHub {
         token.verify(&key, SystemTime::now(), config.clock_skew).map_err(|e| e.to_string())?;
         let cut_short =
             config.faults.token_lifetime.map(|l| unix_seconds().saturating_add(l.as_secs()));
-        Ok(Claim { token, device, identity, rights, cut_short })
+        Ok(Claim { token, identity, rights, cut_short })
     }
 }
 
@@ -698,7 +701,7 @@ impl HubAuth {
         };
         // The user names who the token is for: {policy}@sas.root.{hub} or {device}@sas.{hub}.
         let who = user.split('@').next().unwrap_or("");
-        let matches = match (&claim.device, claim.token.key_name()) {
+        let matches = match (claim.device(), claim.token.key_name()) {
             (Some(d), _) => user.contains("@sas.") && !user.contains("@sas.root.") && who == d,
             (None, Some(policy)) => user.contains("@sas.root.") && who == policy,
             (None, None) => false,

@@ -65,7 +65,7 @@ impl Conn {
     /// Whether a claim still holds: a device's, while the device is in the registry and
     /// enabled (IoT Hub drops a device's links when it is deleted or disabled).
     fn holds(&self, claim: &Claim) -> bool {
-        claim.device.as_deref().is_none_or(|d| self.hub.knows(d) && !self.hub.disabled(d))
+        claim.device().is_none_or(|d| self.hub.knows(d) && !self.hub.disabled(d))
     }
 
     /// Adds a claim: expired ones go, one for the same audience and signer is replaced
