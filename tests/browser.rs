@@ -113,9 +113,23 @@ fn pages() -> &'static Path {
             text(&o.stdout),
             text(&o.stderr)
         );
-        for f in ["seed000.html", "inspector.html", "amqpwire-browser.js", "amqpwire.js"] {
+        let files = [
+            "seed000.html",
+            "inspector.html",
+            "amqpwire-browser.js",
+            "amqpwire.js",
+            "amqpwire_bg.wasm",
+            "amqpwire-inspector.js",
+            "amqpwire-inspector_bg.wasm",
+        ];
+        for f in files {
             assert!(out.join(f).exists(), "build.sh made no {f}");
         }
+        // The decoder is the inspector's alone: the client's module carries no capture
+        // reader.
+        let glue = |f: &str| std::fs::read_to_string(out.join(f)).expect("glue");
+        assert!(!glue("amqpwire.js").contains("export function decode("), "decode in the client");
+        assert!(glue("amqpwire-inspector.js").contains("export function decode("));
         out
     })
 }

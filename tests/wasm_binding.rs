@@ -1,7 +1,7 @@
 //! The browser binding (feature `wasm`) exercised natively, without a browser: the same
 //! `Engine` the pages drive, joined in memory to a server engine; its events and trace
 //! records as JSON; and the Azure and decoder exports. Run with
-//! `cargo test --features wasm --test wasm_binding` (.ci/run does).
+//! `cargo test --features wasm-inspector --test wasm_binding` (.ci/run does).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

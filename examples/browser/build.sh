@@ -2,12 +2,12 @@
 # Builds the browser folder: examples/browser/build.sh OUTDIR
 #
 # OUTDIR gets seed000.html, inspector.html, amqpwire-browser.js (the WebSocket driver and
-# promise API), amqpwire.js (wasm-bindgen's glue) and amqpwire_bg.wasm: a self-contained
-# folder to serve (or open the inspector from file:// in browsers that allow module
-# scripts there). Needs the wasm32-unknown-unknown target and wasm-bindgen-cli at the
-# version of the wasm-bindgen crate in Cargo.lock; wasm-opt (Debian's binaryen) is used
-# when it is
-# version 116 or later.
+# promise API), amqpwire.js (wasm-bindgen's glue) and amqpwire_bg.wasm (the client's
+# module), amqpwire-inspector.js and amqpwire-inspector_bg.wasm (the inspector's): a
+# self-contained folder to serve (or open the inspector from file:// in browsers that
+# allow module scripts there). Needs the wasm32-unknown-unknown target and
+# wasm-bindgen-cli at the version of the wasm-bindgen crate in Cargo.lock; wasm-opt
+# (Debian's binaryen) is used when it is version 116 or later.
 set -eu
 out=${1:?usage: examples/browser/build.sh OUTDIR}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,31 +26,40 @@ if [ "$have" != "$want" ]; then
     exit 1
 fi
 
-# Built for size (the crate's own release profile is left as it is), as a cdylib without
-# making every native build link one.
-CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true \
-    CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 CARGO_PROFILE_RELEASE_PANIC=abort \
-    cargo rustc --lib --release --target wasm32-unknown-unknown --no-default-features \
-    --features wasm --crate-type cdylib
+# Two modules, each built for size (the crate's own release profile is left as it is), as
+# a cdylib without making every native build link one: the client's (feature wasm:
+# amqpwire.js and amqpwire_bg.wasm) for the seed page and any page that connects, and the
+# inspector's (feature wasm-inspector, which adds the decoder and the capture readers:
+# amqpwire-inspector.js and amqpwire-inspector_bg.wasm).
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 mkdir -p "$out"
-wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
-    --out-dir "$out" --out-name amqpwire \
-    "$target_dir/wasm32-unknown-unknown/release/amqpwire.wasm"
-# wasm-opt shrinks the module by about 5 % more, but binaryen before 116 (Debian 12 has
+# wasm-opt shrinks a module by about 5 % more, but binaryen before 116 (Debian 12 has
 # 108) breaks wasm-bindgen's reference-types table (the page fails with
 # "WebAssembly.Table.set(): Argument 1 is invalid for table"): it is used only when new
 # enough (116 is a guess at the first that keeps the table; only 108 was tried).
 opt_version=$(wasm-opt --version 2>/dev/null | awk '{ print $3 }' || true)
-if [ -n "$opt_version" ] && [ "$opt_version" -ge 116 ] 2>/dev/null; then
-    wasm-opt -Oz --enable-reference-types --enable-bulk-memory --enable-multivalue \
-        --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
-        -o "$out/amqpwire_bg.opt.wasm" "$out/amqpwire_bg.wasm"
-    mv "$out/amqpwire_bg.opt.wasm" "$out/amqpwire_bg.wasm"
-elif [ -n "$opt_version" ]; then
+if [ -n "$opt_version" ] && ! [ "$opt_version" -ge 116 ] 2>/dev/null; then
     echo "build.sh: wasm-opt $opt_version is older than 116: not used" >&2
+    opt_version=
 fi
+module() { # FEATURE NAME
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true \
+        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 CARGO_PROFILE_RELEASE_PANIC=abort \
+        cargo rustc --lib --release --target wasm32-unknown-unknown --no-default-features \
+        --features "$1" --crate-type cdylib
+    wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
+        --out-dir "$out" --out-name "$2" \
+        "$target_dir/wasm32-unknown-unknown/release/amqpwire.wasm"
+    if [ -n "$opt_version" ]; then
+        wasm-opt -Oz --enable-reference-types --enable-bulk-memory --enable-multivalue \
+            --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+            -o "$out/$2_bg.opt.wasm" "$out/$2_bg.wasm"
+        mv "$out/$2_bg.opt.wasm" "$out/$2_bg.wasm"
+    fi
+    raw=$(wc -c < "$out/$2_bg.wasm")
+    gz=$(gzip -9 -c "$out/$2_bg.wasm" | wc -c)
+    echo "build.sh: $out/$2_bg.wasm: $raw bytes, $gz gzipped"
+}
+module wasm amqpwire
+module wasm-inspector amqpwire-inspector
 cp "$here/seed000.html" "$here/inspector.html" "$here/amqpwire-browser.js" "$out/"
-raw=$(wc -c < "$out/amqpwire_bg.wasm")
-gz=$(gzip -9 -c "$out/amqpwire_bg.wasm" | wc -c)
-echo "build.sh: $out/amqpwire_bg.wasm: $raw bytes, $gz gzipped"

@@ -1,6 +1,8 @@
 //! The browser binding (feature `wasm`, target `wasm32-unknown-unknown`): the sans-IO
-//! engine, the Azure pieces that need no socket, and the stream decoder of
-//! `amqpwire decode`, exported to JavaScript with `wasm-bindgen`.
+//! engine and the Azure pieces that need no socket, and with feature `wasm-inspector` the
+//! stream decoder of `amqpwire decode` ([`decode`], [`decode_hex`]), exported to JavaScript
+//! with `wasm-bindgen`. The browser folder builds the two as separate modules, so that a
+//! page that only connects does not load the capture readers.
 //!
 //! Nothing here does I/O. [`Engine`] is one client [`Connection`] that JavaScript drives
 //! the way the tokio runtime's driver does: bytes from the WebSocket go to
@@ -15,7 +17,12 @@
 //! (`Uint8Array`). Every failure is a thrown `Error` with a message; nothing panics on bad
 //! input.
 
+#[cfg(feature = "wasm-inspector")]
+mod decoder;
 mod message;
+
+#[cfg(feature = "wasm-inspector")]
+pub use decoder::{decode, decode_hex};
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -28,15 +35,12 @@ use wasm_bindgen::prelude::*;
 use crate::azure::cbs::{CbsStatus, PutToken, IOTHUB_SAS_TOKEN_TYPE};
 use crate::azure::hub::{prepare_c2d, sasl_plain_user, Ack, FeedbackRecord};
 use crate::azure::{ConnectionString, IotHubConnectionString, SasKey, SasToken};
-use crate::capture::{
-    event_json, event_text, is_capture, CaptureDecoder, CaptureReader, EventKind,
-};
 use crate::codec::{DecodeOptions, Symbol};
 use crate::connection::{
     Config, Connection, Direction, Event, LinkId, LinkOptions, SessionId, TraceRecord,
 };
-use crate::inspect::json::{payload_json, record_json};
-use crate::inspect::{looks_like_hex, parse_hex, render_text, Inspector, Record};
+use crate::inspect::json::payload_json;
+use crate::inspect::Inspector;
 use crate::message::Message;
 use crate::sasl::SaslClient;
 use crate::time::Instant;
@@ -638,67 +642,4 @@ pub fn parse_feedback(payload: &[u8]) -> Result<String, JsError> {
 
 fn decode_message(payload: &[u8]) -> Result<Message, JsError> {
     Message::decode(&Bytes::copy_from_slice(payload)).map_err(|e| err(format!("message: {e}")))
-}
-
-// ------------------------------------------------------------------ the decoder
-
-/// Decodes what `amqpwire decode` decodes: a raw AMQP stream (bytes, or hex text), or a
-/// pcap or pcapng capture. Returns JSON: `text` (the annotated tree the command prints),
-/// `records` (its `--json` lines), `frames` and `errors` (counts).
-#[wasm_bindgen]
-pub fn decode(input: &[u8], show_secrets: bool) -> Result<String, JsError> {
-    if looks_like_hex(input) {
-        return decode_bytes(&parse_hex(input).map_err(err)?, show_secrets);
-    }
-    decode_bytes(input, show_secrets)
-}
-
-/// Decodes hex text (white space allowed) as [`decode`] decodes bytes; anything but hex
-/// digits is an error.
-#[wasm_bindgen(js_name = decodeHex)]
-pub fn decode_hex(hex: &str, show_secrets: bool) -> Result<String, JsError> {
-    decode_bytes(&parse_hex(hex.as_bytes()).map_err(err)?, show_secrets)
-}
-
-fn decode_bytes(input: &[u8], show_secrets: bool) -> Result<String, JsError> {
-    let opts = DecodeOptions::LENIENT;
-    let (mut text, mut records, mut frames, mut errors) = (String::new(), Vec::new(), 0, 0);
-    if is_capture(input) {
-        let start = CaptureReader::new(input)
-            .ok()
-            .and_then(|r| r.packets().find_map(Result::ok))
-            .map_or(Duration::ZERO, |p| p.time);
-        let mut decoder = CaptureDecoder::new(opts).redact_secrets(!show_secrets);
-        let mut drain = |decoder: &mut CaptureDecoder| {
-            while let Some(ev) = decoder.next_event() {
-                errors += ev.errors();
-                frames += usize::from(matches!(ev.kind, EventKind::Record(Record::Frame(_))));
-                records.extend(event_json(&ev, start));
-                event_text(&ev, start, &mut text);
-            }
-        };
-        match CaptureReader::new(input) {
-            Ok(reader) => {
-                for block in reader {
-                    decoder.push_block(block);
-                    drain(&mut decoder);
-                }
-            }
-            Err(e) => decoder.push_block(Err(e)),
-        }
-        decoder.finish();
-        drain(&mut decoder);
-    } else {
-        let mut inspector = Inspector::new(opts).redact_secrets(!show_secrets);
-        inspector.push(input);
-        let mut all: Vec<Record> = std::iter::from_fn(|| inspector.next_record()).collect();
-        all.extend(inspector.finish());
-        for rec in &all {
-            errors += rec.errors();
-            frames += usize::from(matches!(rec, Record::Frame(_)));
-            records.extend(record_json(rec));
-            render_text(rec, &mut text);
-        }
-    }
-    Ok(json!({"text": text, "records": records, "frames": frames, "errors": errors}).to_string())
 }
