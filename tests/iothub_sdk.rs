@@ -2605,6 +2605,11 @@ async fn the_node_device_sdk_reads_its_twin_reports_and_hears_desired_updates() 
         let again = run.events("twin").last().map(|t| t["reported"].clone()).unwrap_or_default();
         assert_eq!(again["$version"], 2, "{again}");
         assert_eq!(again["firmware"], "1.1", "{again}");
+        let kept = h.hub.twin("dev1");
+        assert_eq!(
+            (&kept["reported"]["$version"], &kept["reported"]["firmware"]),
+            (&2.into(), &"1.1".into())
+        );
     }
 }
 
@@ -3604,6 +3609,24 @@ async fn the_node_device_sdk_meets_injected_faults_as_iot_hub_sends_them() {
         assert_eq!(one(&run, "sent-again")["result"], "MessageEnqueued");
         assert_eq!(bodies(body), 3);
     }
+    // An X.509 device put no token: nothing of its connection expires, and all three
+    // messages arrive on one link.
+    let ca_signed = serde_json::json!({
+        "deviceId": "device-1", "authentication": { "type": "certificateAuthority" },
+    });
+    h.hub.put_identity("device-1", &ca_signed, None).expect("registered");
+    let (cert, key) = (scratch.path("cert.pem"), scratch.path("key.pem"));
+    std::fs::write(&cert, &h.pki.client_cert).expect("write");
+    std::fs::write(&key, &h.pki.client_key).expect("write");
+    let mut cmd =
+        node_with("device-send", "HostName=localhost;DeviceId=device-1;x509=true", h.amqps, &ca);
+    cmd.args(["--body", "x509-kept", "--count", "3"])
+        .arg("--cert")
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key);
+    let run = run_peer(cmd, "x509-expire", &scratch, Duration::from_secs(40)).await.expect("x509");
+    assert_eq!(run.events("sent").len(), 3, "{:?}", run.lines);
     // Slow answers: each message is settled 300 ms after it arrives. The SDK waits that
     // long for each outcome (a lower bound, which load can only lengthen; its own clock's
     // millisecond may round one down), and every message arrives.

@@ -144,8 +144,9 @@ pub(crate) struct EmulateArgs {
     #[arg(long, value_name = "SECS", value_parser = super::client::parse_secs)]
     fault_token_lifetime: Option<std::time::Duration>,
     /// Fault injection: after every N telemetry messages on a connection, the tokens it
-    /// put expire at once (its links are then detached with amqp:unauthorized-access).
-    #[arg(long, value_name = "N")]
+    /// put on $cbs expire at once (its links are then detached with
+    /// amqp:unauthorized-access).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     fault_expire_after: Option<u64>,
     /// Fault injection: answer each telemetry message this many milliseconds later.
     #[arg(long, value_name = "MS")]

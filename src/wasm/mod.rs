@@ -1,6 +1,6 @@
 //! The browser binding (feature `wasm`, target `wasm32-unknown-unknown`): the sans-IO
 //! engine and the Azure pieces that need no socket, and with feature `wasm-inspector` the
-//! stream decoder of `amqpwire decode` ([`decode`], [`decode_hex`]), exported to JavaScript
+//! stream decoder of `amqpwire decode` (`decode`, `decode_hex`), exported to JavaScript
 //! with `wasm-bindgen`. The browser folder builds the two as separate modules, so that a
 //! page that only connects does not load the capture readers.
 //!

@@ -726,9 +726,12 @@ function deviceSend() {
                     // azure-iot-device-amqp 1.14.4 then fails the open with NotConnectedError.)
                     phase = 'closing the client after the error';
                     const old = client;
-                    return old.close(() => {
+                    return old.close((closeErr) => {
+                        // The old client's late events are no longer this run's concern.
                         old.removeAllListeners('disconnect');
                         old.removeAllListeners('error');
+                        old.on('error', () => {});
+                        if (closeErr) emit({ event: 'close-error', name: errName(closeErr), message: String(closeErr.message) });
                         phase = 'opening a new client';
                         client = deviceClient();
                         deviceOpen(() => {

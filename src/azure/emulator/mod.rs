@@ -170,9 +170,10 @@ pub struct Faults {
     /// (links they opened are then detached with `amqp:unauthorized-access`).
     pub token_lifetime: Option<Duration>,
     /// After this many telemetry messages on one connection, every token the connection
-    /// holds expires at once, as a token past its `se` does (its links are detached with
-    /// `amqp:unauthorized-access`); counting starts again with the next message. The
-    /// count-based twin of [`Faults::token_lifetime`], for tests that must not wait.
+    /// put on `$cbs` expires at once, as a token past its `se` does (its links are
+    /// detached with `amqp:unauthorized-access`); counting starts again with the next
+    /// message. The count-based twin of [`Faults::token_lifetime`], for tests that must
+    /// not wait. 0 is taken as no fault.
     pub expire_after: Option<u64>,
     /// Each telemetry message (AMQP) is answered this much later.
     pub slow: Option<Duration>,
@@ -241,6 +242,8 @@ pub(crate) struct Claim {
     rights: Permissions,
     /// An expiry earlier than the token's own (fault injection).
     cut_short: Option<u64>,
+    /// Put on `$cbs` (not brought by SASL PLAIN or a certificate).
+    put_on_cbs: bool,
 }
 
 impl Claim {
@@ -259,6 +262,7 @@ impl Claim {
             identity: Some(id.to_owned()),
             rights: Permissions::default(),
             cut_short: None,
+            put_on_cbs: false,
         })
     }
 
@@ -604,7 +608,7 @@ impl IotHub {
         token.verify(&key, SystemTime::now(), config.clock_skew).map_err(|e| e.to_string())?;
         let cut_short =
             config.faults.token_lifetime.map(|l| unix_seconds().saturating_add(l.as_secs()));
-        Ok(Claim { token, identity, rights, cut_short })
+        Ok(Claim { token, identity, rights, cut_short, put_on_cbs: false })
     }
 }
 

@@ -92,14 +92,18 @@ impl Conn {
         Ok(())
     }
 
-    /// Ends every claim the connection holds now, as if each token's expiry had come
+    /// Ends every claim the connection put on `$cbs`, as if each token's expiry had come
     /// (fault injection): the links they cover are detached, and a new token on `$cbs`
-    /// covers them again.
-    fn expire_claims(&self) {
-        for claim in lock(&self.claims).iter_mut() {
+    /// covers them again. A certificate's or SASL PLAIN's claim stays. `true` when there
+    /// was one to end.
+    fn expire_claims(&self) -> bool {
+        let mut any = false;
+        for claim in lock(&self.claims).iter_mut().filter(|c| c.put_on_cbs) {
             claim.cut_short = Some(0);
+            any = true;
         }
         self.claims_changed.notify_waiters();
+        any
     }
 
     /// The latest expiry among claims covering `resource` for `need`; `Err` when none.
@@ -478,7 +482,8 @@ async fn cbs(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, event_
     serve_node(request, options, &c.cbs_reply, |put| {
         let audience = crate::azure::percent_decode(&put.name).unwrap_or(put.name.clone());
         match hub.validate(&put.token, host, event_hub) {
-            Ok(claim) if claim.token.authorizes(&audience) || audience.is_empty() => {
+            Ok(mut claim) if claim.token.authorizes(&audience) || audience.is_empty() => {
+                claim.put_on_cbs = true;
                 match c.add_claim(claim) {
                     Ok(()) => (if event_hub { 202 } else { 200 }, "OK".to_owned()),
                     Err(why) => (403, why),
@@ -634,10 +639,11 @@ async fn telemetry(
                     let _ = rx.connection().close(Some(e)).await;
                     return None;
                 }
-                if faults.expire_after.is_some_and(|n| n > 0 && on_conn % n == 0) {
+                if faults.expire_after.is_some_and(|n| n > 0 && on_conn % n == 0)
+                    && c.expire_claims()
+                {
                     // The connection's other links go as their claims' watch sees it;
                     // this one goes now, before it could take another message.
-                    c.expire_claims();
                     return Some(token_invalid());
                 }
                 if faults.detach_after.is_some_and(|n| on_link >= n) {

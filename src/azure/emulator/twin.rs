@@ -38,8 +38,14 @@ const TWIN_KEY_MAX: usize = 1024;
 /// The longest string value, in UTF-8 bytes.
 const TWIN_STRING_MAX: usize = 4 * 1024;
 
-/// How deep objects may nest in a section: a section's own properties are at depth 1.
+/// How deep objects may nest in a section: the values of a section's own properties are
+/// at depth 1, so `one.two.….ten.property` is the deepest allowed.
 const TWIN_DEPTH_MAX: usize = 10;
+
+/// The most JSON text a section may take: the emulator's own guard on memory, since IoT
+/// Hub's measure ([`twin_size`]) counts nothing for control characters, nulls and empty
+/// objects.
+const TWIN_TEXT_MAX: usize = 1024 * 1024;
 
 /// The size IoT Hub counts for a section: each property's name and value; names and
 /// strings by their characters less Unicode control characters, numbers 8, booleans 4,
@@ -62,22 +68,22 @@ fn twin_size(m: &serde_json::Map<String, serde_json::Value>) -> usize {
 }
 
 /// `Err` with what to say when a twin section is larger than IoT Hub allows: tags 8 KB,
-/// desired and reported properties 32 KB each, counted by [`twin_size`]. As the measure
-/// leaves control characters out, the section's JSON text is held to four times the limit
-/// too, so that memory stays bounded whatever the strings hold.
+/// desired and reported properties 32 KB each, counted by [`twin_size`]; and when its JSON
+/// text passes [`TWIN_TEXT_MAX`].
 fn within_limit(what: &str, m: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
     let limit = if what == "tags" { TWIN_TAGS_MAX } else { TWIN_SECTION_MAX };
     let size = twin_size(m);
     if size > limit {
         return Err(format!(
-            "the twin's {what} would be {size} bytes; at most {limit} are allowed"
+            "the twin's {what} would be {size} bytes in IoT Hub's measure; at most {limit} \
+             are allowed"
         ));
     }
     let text = serde_json::to_vec(m).map_or(usize::MAX, |v| v.len());
-    if text > 4 * limit {
+    if text > TWIN_TEXT_MAX {
         return Err(format!(
-            "the twin's {what} would be {text} bytes of JSON; at most {} are kept",
-            4 * limit
+            "the twin's {what} would be {text} bytes of JSON; the emulator keeps at most \
+             {TWIN_TEXT_MAX}"
         ));
     }
     Ok(())
@@ -86,15 +92,19 @@ fn within_limit(what: &str, m: &serde_json::Map<String, serde_json::Value>) -> R
 /// `Err` with what to say when a patch (or a replacement) of a twin section breaks IoT
 /// Hub's rules for property names and values: a name is 1 to 1,024 UTF-8 bytes with no
 /// Unicode control character, `.`, `$` or space; a string value is at most 4 KB; objects
-/// nest at most 10 deep. Names at the top that start with `$` are the hub's own
-/// (`$version`, `$metadata`, as a twin read from the hub carries them): they are let
-/// through here and ignored when the patch is applied.
+/// nest at most 10 deep ([`TWIN_DEPTH_MAX`]). Names at the top that start with `$` are the
+/// hub's own (`$version`, `$metadata`, as a twin read from the hub carries them): they are
+/// let through here and left out when the patch is applied ([`without_hub_names`]).
 fn check_patch(
     what: &str,
     patch: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), String> {
-    fn key(what: &str, parent: &str, k: &str) -> Result<(), String> {
-        let under = if parent.is_empty() { String::new() } else { format!(" (in {parent})") };
+    /// The names from the section down to where the check is, joined only for an error.
+    fn at(path: &[&str]) -> String {
+        path.join(".")
+    }
+    fn key(what: &str, parent: &[&str], k: &str) -> Result<(), String> {
+        let under = if parent.is_empty() { String::new() } else { format!(" (in {})", at(parent)) };
         if k.is_empty() || k.len() > TWIN_KEY_MAX {
             return Err(format!(
                 "{what}: a property name{under} is {} bytes long; names are 1 to \
@@ -110,25 +120,34 @@ fn check_patch(
         }
         Ok(())
     }
-    fn value(what: &str, path: &str, v: &serde_json::Value, depth: usize) -> Result<(), String> {
+    fn value<'a>(
+        what: &str,
+        path: &mut Vec<&'a str>,
+        v: &'a serde_json::Value,
+        depth: usize,
+    ) -> Result<(), String> {
         match v {
             serde_json::Value::String(s) if s.len() > TWIN_STRING_MAX => Err(format!(
-                "{what}: the value of {path} is a string of {} bytes; at most \
+                "{what}: the value of {} is a string of {} bytes; at most \
                  {TWIN_STRING_MAX} are allowed",
+                at(path),
                 s.len()
             )),
             serde_json::Value::Array(a) => {
                 a.iter().try_for_each(|item| value(what, path, item, depth))
             }
             serde_json::Value::Object(o) => {
-                if depth >= TWIN_DEPTH_MAX {
+                if depth > TWIN_DEPTH_MAX {
                     return Err(format!(
-                        "{what}: {path} nests objects deeper than {TWIN_DEPTH_MAX} levels"
+                        "{what}: {} nests objects deeper than {TWIN_DEPTH_MAX} levels",
+                        at(path)
                     ));
                 }
                 for (k, v) in o {
                     key(what, path, k)?;
-                    value(what, &format!("{path}.{k}"), v, depth + 1)?;
+                    path.push(k);
+                    value(what, path, v, depth + 1)?;
+                    path.pop();
                 }
                 Ok(())
             }
@@ -139,10 +158,19 @@ fn check_patch(
         if k.starts_with('$') {
             continue;
         }
-        key(what, "", k)?;
-        value(what, k, v, 1)?;
+        key(what, &[], k)?;
+        value(what, &mut vec![k.as_str()], v, 1)?;
     }
     Ok(())
+}
+
+/// `m` without the hub's own names at its top (`$version`, `$metadata`, …), which a
+/// patch or a replacement may carry but never sets.
+fn without_hub_names(
+    mut m: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    m.retain(|k, _| !k.starts_with('$'));
+    m
 }
 
 /// The property that pairs a twin's two links.
@@ -298,10 +326,12 @@ impl IotHub {
         let serde_json::Value::Object(p) = patch else {
             return Err("the patch is not a JSON object".into());
         };
+        check_patch("desired properties", &p)?;
+        // Devices get what changed, never the hub's own names.
+        let p = without_hub_names(p);
         let (version, push) = {
             let mut twins = lock(&self.inner.twins.twins);
             let twin = twins.entry(device.to_owned()).or_default();
-            check_patch("desired properties", &p)?;
             let mut desired = twin.desired.clone();
             merge(&mut desired, &p);
             within_limit("desired properties", &desired)?;
@@ -435,9 +465,15 @@ impl IotHub {
                     }
                 }
                 TwinWrite::Replace => {
-                    new_tags = tags.clone().unwrap_or_default();
-                    new_desired = desired.clone().unwrap_or_default();
-                    new_desired.retain(|k, v| !k.starts_with('$') && !v.is_null());
+                    // What replaces a section holds no null (nothing to remove) and none
+                    // of the hub's own names.
+                    let replacement = |m: &Option<serde_json::Map<String, serde_json::Value>>| {
+                        let mut m = without_hub_names(m.clone().unwrap_or_default());
+                        m.retain(|_, v| !v.is_null());
+                        m
+                    };
+                    new_tags = replacement(&tags);
+                    new_desired = replacement(&desired);
                 }
             }
             within_limit("tags", &new_tags).map_err(RestError::bad)?;
@@ -511,30 +547,36 @@ pub(super) async fn twin_node(
         let operation = annotation("operation").unwrap_or_default();
         let resource = annotation("resource").unwrap_or_default();
         let Some(tx) = reply.get().await else { continue };
+        // A reported patch is read and checked before the twins are locked.
+        let reported_patch =
+            (operation == "PATCH" && resource == "/properties/reported").then(|| {
+                let data = m.body.bytes().unwrap_or_default();
+                match serde_json::from_slice::<serde_json::Value>(&data) {
+                    Ok(serde_json::Value::Object(p)) => {
+                        check_patch("reported properties", &p).map(|()| p)
+                    }
+                    _ => Err("the patch is not a JSON object".to_owned()),
+                }
+            });
         let (status, version, body) = {
             let mut twins = lock(&hub.inner.twins.twins);
             let twin = twins.entry(device.to_owned()).or_default();
             match (operation.as_str(), resource.as_str()) {
                 ("GET", "") => (200, None, Some(twin.document().to_string())),
                 ("PATCH", "/properties/reported") => {
-                    let data = m.body.bytes().unwrap_or_default();
-                    match serde_json::from_slice::<serde_json::Value>(&data) {
-                        Ok(serde_json::Value::Object(p)) => {
-                            let mut reported = twin.reported.clone();
-                            merge(&mut reported, &p);
-                            let checked = check_patch("reported properties", &p)
-                                .and_then(|()| within_limit("reported properties", &reported));
-                            match checked {
-                                Ok(()) => {
-                                    twin.reported = reported;
-                                    twin.reported_version += 1;
-                                    twin.version += 1;
-                                    (204, Some(twin.reported_version), None)
-                                }
-                                Err(why) => (400, None, Some(twin_error(&why))),
-                            }
+                    let checked = reported_patch.unwrap_or_else(|| Err(String::new()));
+                    match checked.and_then(|p| {
+                        let mut reported = twin.reported.clone();
+                        merge(&mut reported, &p);
+                        within_limit("reported properties", &reported).map(|()| reported)
+                    }) {
+                        Ok(reported) => {
+                            twin.reported = reported;
+                            twin.reported_version += 1;
+                            twin.version += 1;
+                            (204, Some(twin.reported_version), None)
                         }
-                        _ => (400, None, Some(twin_error("the patch is not a JSON object"))),
+                        Err(why) => (400, None, Some(twin_error(&why))),
                     }
                 }
                 ("PUT", "/notifications/twin/properties/desired") => {
