@@ -496,3 +496,75 @@ async fn a_connection_quiet_for_longer_than_its_close_timeout_still_closes_clean
     tokio::time::sleep(Duration::from_millis(5500)).await;
     within("close", conn.close(None)).await.expect("a clean close");
 }
+
+/// A sender or receiver whose link the peer detached is stale: the engine gives its handle
+/// to the next link, and the stale one must never act on that link (send to another
+/// address, take its deliveries, detach it), only say that its own link ended.
+#[tokio::test]
+async fn a_stale_link_never_acts_on_a_later_link_with_its_handle() {
+    let listener = Listener::bind("amqp://127.0.0.1:0", options()).await.expect("bind");
+    let url = listener.endpoint().to_string();
+    let (tx, mut links) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let incoming = listener.accept().await.expect("accept");
+        let mut conn = incoming.establish().await.expect("establish");
+        while let Some(req) = conn.next_link().await {
+            // The client's senders are our receivers, and the other way round.
+            let end = if req.role() == Role::SENDER {
+                Ok(req.accept_receiver(None, 10).expect("accept"))
+            } else {
+                Err(req.accept_sender(None).expect("accept"))
+            };
+            let _ = tx.send(end);
+        }
+    });
+    let conn = within("connect", Connection::connect(&url)).await.expect("connect");
+    let session = conn.begin_session().await.expect("session");
+    let forced = || AmqpError::new(condition::DETACH_FORCED, "gone");
+    let body = |m: &amqpwire::runtime::Delivery| m.message().expect("message").body.text();
+
+    // Sender A to "a", detached by the server; then sender B to "b" takes its handle.
+    let a = within("attach a", session.sender("a", "a")).await.expect("a");
+    let Ok(ra) = links.recv().await.expect("a's link") else { panic!("a is a sender") };
+    ra.close_with_error(forced()).await.expect("detach a");
+    let ended = within("a ends", a.wait_credit()).await;
+    assert!(matches!(ended, Err(Error::LinkDetached(Some(_)))), "{ended:?}");
+    let b = within("attach b", session.sender("b", "b")).await.expect("b");
+    let Ok(rb) = links.recv().await.expect("b's link") else { panic!("b is a sender") };
+    assert_eq!(a.link(), b.link(), "the test needs the handle reused");
+    // A says its link ended; nothing of it reaches B's link.
+    let stale = a.send_settled(&Message::with_value("from a")).await;
+    assert!(matches!(stale, Err(Error::LinkDetached(_))), "{stale:?}");
+    assert!(a.credit().is_err() && a.drained().is_err());
+    a.close().await.expect("closing a stale sender does nothing");
+    within("send b", b.send_settled(&Message::with_value("from b"))).await.expect("b sends");
+    let first = within("b's first", rb.recv()).await.expect("a delivery");
+    assert_eq!(body(&first).as_deref(), Some("from b"));
+
+    // Receiver C from "c", detached by the server; then receiver D from "d" takes its
+    // handle, and the server sends two messages on D.
+    let c = within("attach c", session.receiver("c", "c", 10)).await.expect("c");
+    let Err(sc) = links.recv().await.expect("c's link") else { panic!("c is a receiver") };
+    sc.close_with_error(forced()).await.expect("detach c");
+    let ended = within("c ends", c.recv()).await;
+    assert!(matches!(ended, Err(Error::LinkDetached(Some(_)))), "{ended:?}");
+    let d = within("attach d", session.receiver("d", "d", 10)).await.expect("d");
+    let Err(sd) = links.recv().await.expect("d's link") else { panic!("d is a receiver") };
+    assert_eq!(c.link(), d.link(), "the test needs the handle reused");
+    for text in ["d1", "d2"] {
+        within("send d", sd.send_settled(&Message::with_value(text))).await.expect("sent");
+    }
+    // C takes nothing of D's, grants nothing on D's link, and does not detach it.
+    let stale = within("c stays ended", c.recv()).await;
+    assert!(matches!(stale, Err(Error::LinkDetached(_))), "{stale:?}");
+    assert!(c.credit().is_err() && c.set_credit(5).is_err());
+    c.close().await.expect("closing a stale receiver does nothing");
+    for text in ["d1", "d2"] {
+        let m = within("d receives", d.recv()).await.expect("d's delivery");
+        assert_eq!(body(&m).as_deref(), Some(text));
+    }
+    within("b still sends", b.send_settled(&Message::with_value("b again"))).await.expect("b");
+    let again = within("b's second", rb.recv()).await.expect("a delivery");
+    assert_eq!(body(&again).as_deref(), Some("b again"));
+    conn.close(None).await.expect("close");
+}

@@ -290,8 +290,8 @@ impl Session {
 
     /// Attaches a sender with `options` and waits for the peer's answer.
     pub async fn attach_sender(&self, options: LinkOptions) -> Result<Sender, Error> {
-        let (link, remote) = self.attach(options, None).await?;
-        Ok(Sender::attached(self.conn.clone(), link, remote))
+        let (link, incarnation, remote) = self.attach(options, None).await?;
+        Ok(Sender::attached(self.conn.clone(), link, incarnation, remote))
     }
 
     /// Attaches a receiver from `address`, keeping `credit` messages granted (refilled as
@@ -315,7 +315,7 @@ impl Session {
         options: LinkOptions,
         credit: u32,
     ) -> Result<Receiver, Error> {
-        let (link, remote) = self.attach(options, Some(credit)).await?;
+        let (link, incarnation, remote) = self.attach(options, Some(credit)).await?;
         let notify = self.conn.inner.lock().receivers.get(&link).map(|r| Arc::clone(&r.notify));
         let notify = notify.unwrap_or_default();
         let initial = RecvQueue::initial_credit(credit);
@@ -328,24 +328,23 @@ impl Session {
                 }
             }
         }
-        Ok(Receiver { conn: self.conn.clone(), link, notify, remote })
+        Ok(Receiver { conn: self.conn.clone(), link, incarnation, notify, remote })
     }
 
     async fn attach(
         &self,
         options: LinkOptions,
         window: Option<u32>,
-    ) -> Result<(LinkId, Box<Attach>), Error> {
+    ) -> Result<(LinkId, u64, Box<Attach>), Error> {
         let id = self.id;
-        let link = self.conn.command(|s| {
+        let (link, incarnation) = self.conn.command(|s| {
             let link = s.conn.attach(id, options)?;
             s.attaching.insert(link, PendingAttach { answer: None, refused: false });
-            s.live.insert(link);
-            s.detached.remove(&link);
+            let incarnation = s.new_link(link);
             if let Some(window) = window {
                 s.receivers.insert(link, RecvQueue::new(window));
             }
-            Ok(link)
+            Ok((link, incarnation))
         })?;
         let answer = self
             .conn
@@ -362,7 +361,7 @@ impl Session {
         if answer.is_err() {
             self.conn.inner.lock().receivers.remove(&link);
         }
-        Ok((link, answer?))
+        Ok((link, incarnation, answer?))
     }
 
     /// Attaches a transaction controller to the peer's coordinator (4.5.1), asking for
@@ -409,13 +408,20 @@ impl Future for PendingOutcome {
 pub struct Sender {
     conn: Connection,
     link: LinkId,
+    /// Tells this link from later ones given the same id (see `Shared::incarnations`).
+    incarnation: u64,
     remote: Box<Attach>,
     next_tag: AtomicU64,
 }
 
 impl Sender {
-    pub(crate) fn attached(conn: Connection, link: LinkId, remote: Box<Attach>) -> Self {
-        Self { conn, link, remote, next_tag: AtomicU64::new(0) }
+    pub(crate) fn attached(
+        conn: Connection,
+        link: LinkId,
+        incarnation: u64,
+        remote: Box<Attach>,
+    ) -> Self {
+        Self { conn, link, incarnation, remote, next_tag: AtomicU64::new(0) }
     }
 
     /// The link.
@@ -531,13 +537,17 @@ impl Sender {
     /// Answers a drain request when there is nothing to send: the credit is used up by
     /// advancing the delivery-count (2.6.7).
     pub fn drained(&self) -> Result<(), Error> {
-        let link = self.link;
-        self.conn.command(|s| Ok(s.conn.drained(link)?))
+        let (link, incarnation) = (self.link, self.incarnation);
+        self.conn.command(|s| {
+            s.own(link, incarnation)?;
+            Ok(s.conn.drained(link)?)
+        })
     }
 
     /// Credit and drain flag while the link is attached; why it ended otherwise.
     fn flow_state(&self, s: &super::driver::Shared) -> Result<(u32, bool), Error> {
         let link = self.link;
+        s.own(link, self.incarnation)?;
         if let Some(e) = s.detached.get(&link) {
             return Err(e.duplicate());
         }
@@ -583,6 +593,9 @@ impl Sender {
         self.conn
             .inner
             .wait_until(|s| {
+                if let Err(e) = s.own(link, self.incarnation) {
+                    return Some(Err(e));
+                }
                 if let Some(e) = s.detached.get(&link) {
                     return Some(Err(e.duplicate()));
                 }
@@ -615,13 +628,13 @@ impl Sender {
 
     /// Detaches the link, closing it, and waits for the peer's detach.
     pub async fn close(self) -> Result<(), Error> {
-        close_link(&self.conn, self.link, None).await
+        close_link(&self.conn, self.link, self.incarnation, None).await
     }
 
     /// Detaches the link, closing it with `error` (the peer learns why), and waits for the
     /// peer's detach.
     pub async fn close_with_error(self, error: AmqpError) -> Result<(), Error> {
-        close_link(&self.conn, self.link, Some(error)).await
+        close_link(&self.conn, self.link, self.incarnation, Some(error)).await
     }
 }
 
@@ -632,11 +645,17 @@ fn encode(message: &Message) -> Payload {
     payload
 }
 
+/// Detaches `link` and waits for the peer's detach; nothing when a later link holds its id
+/// (this one ended before).
 async fn close_link(
     conn: &Connection,
     link: LinkId,
+    incarnation: u64,
     error: Option<AmqpError>,
 ) -> Result<(), Error> {
+    if conn.inner.lock().own(link, incarnation).is_err() {
+        return Ok(());
+    }
     conn.command(|s| Ok(s.conn.detach(link, true, error)?))?;
     let r = conn
         .inner
@@ -657,6 +676,8 @@ async fn close_link(
 pub struct Receiver {
     conn: Connection,
     link: LinkId,
+    /// Tells this link from later ones given the same id (see `Shared::incarnations`).
+    incarnation: u64,
     notify: Arc<Notify>,
     remote: Box<Attach>,
 }
@@ -665,10 +686,11 @@ impl Receiver {
     pub(crate) fn new(
         conn: Connection,
         link: LinkId,
+        incarnation: u64,
         notify: Arc<Notify>,
         remote: Box<Attach>,
     ) -> Self {
-        Self { conn, link, notify, remote }
+        Self { conn, link, incarnation, notify, remote }
     }
 
     /// The link.
@@ -706,6 +728,9 @@ impl Receiver {
     fn try_recv(&self) -> Option<Result<Delivery, Error>> {
         let mut s = self.conn.inner.lock();
         let link = self.link;
+        if let Err(e) = s.own(link, self.incarnation) {
+            return Some(Err(e));
+        }
         let granted = s.conn.link_credit(link).unwrap_or(0);
         let Some(r) = s.receivers.get_mut(&link) else { return Some(Err(Error::Closed)) };
         if let Some((d, refill)) = r.pop(granted) {
@@ -725,6 +750,7 @@ impl Receiver {
     /// counts that refill.
     pub fn credit(&self) -> Result<u32, Error> {
         let s = self.conn.inner.lock();
+        s.own(self.link, self.incarnation)?;
         s.conn
             .link_credit(self.link)
             .ok_or_else(|| s.detached.get(&self.link).map_or(Error::Closed, Error::duplicate))
@@ -732,20 +758,25 @@ impl Receiver {
 
     /// Grants `credit` (replacing what was granted); for receivers made with a window of 0.
     pub fn set_credit(&self, credit: u32) -> Result<(), Error> {
-        let link = self.link;
-        self.conn.command(|s| Ok(s.conn.flow(link, credit, false)?))
+        let (link, incarnation) = (self.link, self.incarnation);
+        self.conn.command(|s| {
+            s.own(link, incarnation)?;
+            Ok(s.conn.flow(link, credit, false)?)
+        })
     }
 
     /// Asks the sender to use the credit or give it up (drain), and waits until it has.
     pub async fn drain(&self) -> Result<(), Error> {
-        let link = self.link;
+        let (link, incarnation) = (self.link, self.incarnation);
         self.conn.command(|s| {
+            s.own(link, incarnation)?;
             let credit = s.conn.link_credit(link).unwrap_or(0);
             Ok(s.conn.flow(link, credit, true)?)
         })?;
         self.conn
             .inner
             .wait_until(|s| match s.conn.link_credit(link) {
+                _ if s.own(link, incarnation).is_err() => Some(Err(Error::LinkDetached(None))),
                 Some(0) => Some(Ok(())),
                 Some(_) => s.end_error().map(Err),
                 None => Some(Err(s.detached.get(&link).map_or(Error::Closed, Error::duplicate))),
@@ -760,15 +791,28 @@ impl Receiver {
         if delivery.settled {
             return Ok(());
         }
-        let (link, id) = (self.link, delivery.delivery_id);
-        self.conn.command(|s| match s.conn.disposition(link, id, None, true, Some(state.clone())) {
+        let (link, id, incarnation) = (self.link, delivery.delivery_id, self.incarnation);
+        self.conn.command(|s| {
+            s.own(link, incarnation)?;
+            Self::settle_on(s, link, id, state)
+        })
+    }
+
+    /// [`Receiver::settle`] on the engine, once the link is known to be this one's.
+    fn settle_on(
+        s: &mut super::driver::Shared,
+        link: LinkId,
+        id: crate::types::SequenceNo,
+        state: DeliveryState,
+    ) -> Result<(), Error> {
+        match s.conn.disposition(link, id, None, true, Some(state.clone())) {
             // rcv-settle-mode second: the outcome goes unsettled; the sender settles, and
             // its settlement settles the delivery here too.
             Err(UsageError::SettleOrder) => {
                 Ok(s.conn.disposition(link, id, None, false, Some(state))?)
             }
             r => Ok(r?),
-        })
+        }
     }
 
     /// Settles `delivery` as work of transaction `txn` (4.4.2): `outcome` takes effect
@@ -827,12 +871,12 @@ impl Receiver {
 
     /// Detaches the link, closing it, and waits for the peer's detach.
     pub async fn close(self) -> Result<(), Error> {
-        close_link(&self.conn, self.link, None).await
+        close_link(&self.conn, self.link, self.incarnation, None).await
     }
 
     /// Detaches the link, closing it with `error` (the peer learns why), and waits for the
     /// peer's detach.
     pub async fn close_with_error(self, error: AmqpError) -> Result<(), Error> {
-        close_link(&self.conn, self.link, Some(error)).await
+        close_link(&self.conn, self.link, self.incarnation, Some(error)).await
     }
 }
