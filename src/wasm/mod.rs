@@ -65,8 +65,9 @@ type TraceQueue = Arc<Mutex<VecDeque<(Direction, Vec<u8>)>>>;
 #[wasm_bindgen]
 pub struct Engine {
     conn: Connection,
-    /// Links by the number JavaScript knows them by (their index).
-    links: Vec<LinkId>,
+    /// Links by the number JavaScript knows them by (their index); `None` once a later
+    /// link holds the id (the engine gives an ended link's handle to the next one).
+    links: Vec<Option<LinkId>>,
     /// Credit to grant each receiving link once it is attached (by link number).
     credit_on_attach: Vec<(usize, u32)>,
     /// Delivery-tags handed out so far.
@@ -373,21 +374,36 @@ impl Engine {
 }
 
 impl Engine {
+    /// A number for a new link; an ended link that had the same id keeps its number, but
+    /// no longer names anything.
     fn add_link(&mut self, id: LinkId) -> usize {
-        self.links.push(id);
+        for l in &mut self.links {
+            if *l == Some(id) {
+                *l = None;
+            }
+        }
+        self.links.push(Some(id));
         self.links.len() - 1
     }
 
     fn link(&self, n: usize) -> Result<LinkId, JsError> {
-        self.links.get(n).copied().ok_or_else(|| err(format!("no link {n}")))
+        match self.links.get(n) {
+            Some(Some(id)) => Ok(*id),
+            Some(None) => Err(err(format!("link {n} has ended"))),
+            None => Err(err(format!("no link {n}"))),
+        }
+    }
+
+    fn number_of_link(&self, id: LinkId) -> Option<usize> {
+        self.links.iter().position(|l| *l == Some(id))
     }
 
     fn number_of(&self, id: LinkId) -> Json {
-        self.links.iter().position(|l| *l == id).map_or(Json::Null, Json::from)
+        self.number_of_link(id).map_or(Json::Null, Json::from)
     }
 
     fn grant_initial_credit(&mut self, id: LinkId) {
-        let Some(n) = self.links.iter().position(|l| *l == id) else { return };
+        let Some(n) = self.number_of_link(id) else { return };
         if let Some(i) = self.credit_on_attach.iter().position(|(l, _)| *l == n) {
             let (_, credit) = self.credit_on_attach.swap_remove(i);
             // A link refused at once is detached by now: nothing to grant.
