@@ -262,6 +262,17 @@ fn decode_counts_what_the_inspector_counts() {
     assert!(r["text"].as_str().unwrap().contains("open (0x10)"));
 }
 
+/// The server's end of the link it saw attached first.
+fn attached(events: &[Event]) -> amqpwire::connection::LinkId {
+    events
+        .iter()
+        .find_map(|e| match e {
+            Event::LinkAttached { link, .. } => Some(*link),
+            _ => None,
+        })
+        .expect("the server's end")
+}
+
 /// A link number stays with its link: once the peer detached link 0, a new link that the
 /// engine gives the same handle gets a number of its own, and its events carry that
 /// number, never the ended one's.
@@ -273,13 +284,7 @@ fn an_ended_links_number_never_names_a_later_link_with_its_handle() {
     let session = engine.begin().expect("begin");
     let first = engine.attach_sender(session, "s1", "q1").expect("attach");
     let (_, theirs) = pump(&mut engine, &mut server);
-    let server_end = theirs
-        .iter()
-        .find_map(|e| match e {
-            Event::LinkAttached { link, .. } => Some(*link),
-            _ => None,
-        })
-        .expect("the server's end");
+    let server_end = attached(&theirs);
     let gone = amqpwire::types::Error::new(amqpwire::types::condition::DETACH_FORCED, "gone");
     server.detach(server_end, true, Some(gone)).expect("detach");
     let (events, _) = pump(&mut engine, &mut server);
@@ -291,13 +296,7 @@ fn an_ended_links_number_never_names_a_later_link_with_its_handle() {
     assert_ne!(first, second);
     let (events, theirs) = pump(&mut engine, &mut server);
     assert_eq!(of_type(&events, "linkAttached")[0]["link"], second as u64, "{events:?}");
-    let server_end = theirs
-        .iter()
-        .find_map(|e| match e {
-            Event::LinkAttached { link, .. } => Some(*link),
-            _ => None,
-        })
-        .expect("the server's end");
+    let server_end = attached(&theirs);
     server.flow(server_end, 3, false).expect("credit");
     let (events, _) = pump(&mut engine, &mut server);
     assert_eq!(of_type(&events, "credit")[0]["link"], second as u64, "{events:?}");

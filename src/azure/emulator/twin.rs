@@ -564,7 +564,8 @@ pub(super) async fn twin_node(
             match (operation.as_str(), resource.as_str()) {
                 ("GET", "") => (200, None, Some(twin.document().to_string())),
                 ("PATCH", "/properties/reported") => {
-                    let checked = reported_patch.unwrap_or_else(|| Err(String::new()));
+                    let checked = reported_patch
+                        .unwrap_or_else(|| Err("the patch is not a JSON object".to_owned()));
                     match checked.and_then(|p| {
                         let mut reported = twin.reported.clone();
                         merge(&mut reported, &p);
