@@ -2,7 +2,7 @@
 """Where a .wasm module's code bytes go: examples/browser/sizes.py MODULE.wasm [DEPTH]
 
 Reads the module's code section and its name section (so run it on the module cargo
-builds, before wasm-bindgen removes the names) and sums each function body's size by the
+builds, or on wasm-bindgen's output made without --remove-name-section) and sums each function body's size by the
 path its Rust symbol names: the crate and DEPTH - 1 modules below it (default 2, such as
 `amqpwire::connection`). Prints the sizes, largest first, and the data section's size.
 """
@@ -88,6 +88,18 @@ def path_of(symbol, depth):
             crate = text[:int(n)]
             break
         return crate or symbol[:24]
+    if "::" in symbol:
+        # Demangled, as wasm-bindgen writes its output's names: "path::f" or
+        # "<path::Type as Trait>::f" ("<&T as Trait>::f": the trait's path).
+        if symbol.startswith("<"):
+            inner = symbol[1:]
+            m = re.match(r"[&*\[(]|mut |const |dyn ", inner)
+            if m and " as " in inner:
+                inner = inner.split(" as ", 1)[1]
+            symbol = re.split(r"[ <>]", inner, 1)[0]
+        symbol = re.sub(r"\[[0-9a-f]{16}\]", "", symbol)
+        parts = [q for q in symbol.split("::") if q]
+        return "::".join(parts[:depth])
     return "(exports and others)"
 
 
