@@ -1244,3 +1244,104 @@ fn the_open_carries_the_configured_locales() {
     assert_eq!(names(&open.outgoing_locales), ["en-US"]);
     assert_eq!(names(&open.incoming_locales), ["de-DE", "en-US"]);
 }
+
+/// 2.7.6: a disposition's `first` and `last` are delivery-numbers, serial numbers that wrap
+/// (RFC 1982). A range from 4294967295 to 0 covers two deliveries, a `last` left out
+/// covers `first` alone, and nothing outside either is settled. (rhea walks the range as
+/// integers: it settles nothing of a wrapped range and spends seconds on 0..=4294967295;
+/// docs/fuzz-peer.md.)
+#[test]
+fn a_disposition_range_that_wraps_settles_exactly_the_deliveries_it_covers() {
+    use amqpwire::types::{Accepted, Attach, DeliveryState, Disposition, Handle, Role, Transfer};
+    let now = Instant::now();
+    let mut c = Connection::client(Config::new("client"));
+    let session = c.begin().expect("begin");
+    let rcv = c.attach(session, LinkOptions::receiver("r", "q")).expect("attach");
+    let enc = FrameEncoder::new(u32::MAX);
+    let amqp = |p: Performative, payload: &[u8], out: &mut Vec<u8>| {
+        enc.encode_amqp(0, &p, payload, out).expect("frame");
+    };
+    // The peer: open, a begin whose deliveries start four before the wrap, its attach.
+    let mut b = server_open(Open::new("x"));
+    let begin = Begin {
+        remote_channel: Some(0),
+        next_outgoing_id: SequenceNo(u32::MAX - 1),
+        incoming_window: 100,
+        outgoing_window: 100,
+        handle_max: Handle(u32::MAX),
+        offered_capabilities: vec![],
+        desired_capabilities: vec![],
+        properties: None,
+    };
+    amqp(Performative::Begin(begin), &[], &mut b);
+    let attach = Attach {
+        name: "r".into(),
+        handle: Handle(7),
+        role: Role::SENDER,
+        snd_settle_mode: amqpwire::types::SenderSettleMode::UNSETTLED,
+        rcv_settle_mode: amqpwire::types::ReceiverSettleMode::FIRST,
+        source: None,
+        target: None,
+        unsettled: None,
+        incomplete_unsettled: false,
+        initial_delivery_count: Some(SequenceNo(0)),
+        max_message_size: None,
+        offered_capabilities: vec![],
+        desired_capabilities: vec![],
+        properties: None,
+    };
+    amqp(Performative::Attach(attach), &[], &mut b);
+    c.handle_input(&b, now);
+    assert_eq!(c.link_state(rcv), Some(LinkState::Attached));
+    c.flow(rcv, 10, false).expect("credit");
+    // Four unsettled deliveries: 4294967294, 4294967295, 0, 1.
+    let ids = [u32::MAX - 1, u32::MAX, 0, 1];
+    let mut b = Vec::new();
+    for (n, id) in ids.into_iter().enumerate() {
+        let mut t = Transfer::new(Handle(7));
+        t.delivery_id = Some(SequenceNo(id));
+        t.delivery_tag = Some(bytes::Bytes::from(vec![n as u8]));
+        t.message_format = Some(0);
+        t.settled = Some(false);
+        enc.encode_transfer(0, &t, b"m", &mut b).expect("transfer");
+    }
+    c.handle_input(&b, now);
+    let got: Vec<u32> = events(&mut c)
+        .iter()
+        .filter_map(|e| match e {
+            Event::Delivery { delivery_id, .. } => Some(delivery_id.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, ids);
+    let accepted = Some(DeliveryState::Accepted(Accepted {}));
+    let settled = |c: &mut Connection, first: u32, last: Option<u32>| -> Vec<u32> {
+        let d = Disposition {
+            role: Role::SENDER,
+            first: SequenceNo(first),
+            last: last.map(SequenceNo),
+            settled: true,
+            state: accepted.clone(),
+            batchable: false,
+        };
+        let mut b = Vec::new();
+        amqp(Performative::Disposition(d), &[], &mut b);
+        c.handle_input(&b, now);
+        let ev = events(c);
+        ev.iter()
+            .map(|e| match e {
+                Event::Disposition { link, delivery_id, settled: true, state } => {
+                    assert_eq!((*link, state), (rcv, &accepted));
+                    delivery_id.0
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(settled(&mut c, u32::MAX, Some(0)), [u32::MAX, 0]);
+    assert_eq!(settled(&mut c, 1, None), [1]);
+    // The whole space, twice over the wrap: only the one still unsettled is left.
+    assert_eq!(settled(&mut c, 2, Some(1)), [u32::MAX - 1]);
+    assert_eq!(settled(&mut c, 0, Some(u32::MAX)), Vec::<u32>::new());
+    assert_eq!(c.state(), ConnectionState::Opened);
+}
