@@ -711,17 +711,11 @@ fn a_sender_respects_the_receivers_max_message_size() {
     assert!(p.server.send(snd, Bytes::from_static(b"ok"), &[0u8; 1000], true).is_ok());
 }
 
-#[test]
-fn an_attach_above_our_handle_max_ends_the_session() {
-    let mut client = Config::new("client");
-    client.session.handle_max = 3;
-    let mut p = Pair::new(client, Config::new("server"), 53);
-    p.client.begin().expect("begin");
-    p.drive();
-    let _ = events(&mut p.client);
-    let a = amqpwire::types::Attach {
-        name: "h".into(),
-        handle: amqpwire::types::Handle(10),
+/// A peer's attach of a sending link: `name` on `handle`, every optional field absent.
+fn sender_attach(name: &str, handle: u32) -> amqpwire::types::Attach {
+    amqpwire::types::Attach {
+        name: name.into(),
+        handle: amqpwire::types::Handle(handle),
         role: Role::SENDER,
         snd_settle_mode: amqpwire::types::SenderSettleMode::MIXED,
         rcv_settle_mode: amqpwire::types::ReceiverSettleMode::FIRST,
@@ -734,7 +728,18 @@ fn an_attach_above_our_handle_max_ends_the_session() {
         offered_capabilities: vec![],
         desired_capabilities: vec![],
         properties: None,
-    };
+    }
+}
+
+#[test]
+fn an_attach_above_our_handle_max_ends_the_session() {
+    let mut client = Config::new("client");
+    client.session.handle_max = 3;
+    let mut p = Pair::new(client, Config::new("server"), 53);
+    p.client.begin().expect("begin");
+    p.drive();
+    let _ = events(&mut p.client);
+    let a = sender_attach("h", 10);
     let mut raw = Vec::new();
     FrameEncoder::new(u32::MAX)
         .encode_amqp(0, &Performative::Attach(a), &[], &mut raw)
@@ -1252,7 +1257,7 @@ fn the_open_carries_the_configured_locales() {
 /// docs/fuzz-peer.md.)
 #[test]
 fn a_disposition_range_that_wraps_settles_exactly_the_deliveries_it_covers() {
-    use amqpwire::types::{Accepted, Attach, DeliveryState, Disposition, Handle, Role, Transfer};
+    use amqpwire::types::{Accepted, DeliveryState, Disposition, Handle, Role, Transfer};
     let now = Instant::now();
     let mut c = Connection::client(Config::new("client"));
     let session = c.begin().expect("begin");
@@ -1274,23 +1279,7 @@ fn a_disposition_range_that_wraps_settles_exactly_the_deliveries_it_covers() {
         properties: None,
     };
     amqp(Performative::Begin(begin), &[], &mut b);
-    let attach = Attach {
-        name: "r".into(),
-        handle: Handle(7),
-        role: Role::SENDER,
-        snd_settle_mode: amqpwire::types::SenderSettleMode::UNSETTLED,
-        rcv_settle_mode: amqpwire::types::ReceiverSettleMode::FIRST,
-        source: None,
-        target: None,
-        unsettled: None,
-        incomplete_unsettled: false,
-        initial_delivery_count: Some(SequenceNo(0)),
-        max_message_size: None,
-        offered_capabilities: vec![],
-        desired_capabilities: vec![],
-        properties: None,
-    };
-    amqp(Performative::Attach(attach), &[], &mut b);
+    amqp(Performative::Attach(sender_attach("r", 7)), &[], &mut b);
     c.handle_input(&b, now);
     assert_eq!(c.link_state(rcv), Some(LinkState::Attached));
     c.flow(rcv, 10, false).expect("credit");
