@@ -77,11 +77,19 @@ def tag_of(dlv):
     """A delivery's tag as a key. python-qpid-proton 0.40.0 decodes tags as UTF-8 and
     raises UnicodeDecodeError on any other bytes, though a tag is binary (2.8.7); amqpwire
     fuzz-peer found it by crashing this broker with a transfer tagged 0xaa. Deliveries on a
-    link arrive one after another, so one shared key for such tags is enough here."""
+    link arrive one after another, so one shared key for such tags is enough here.
+
+    Proton-C also takes a transfer with no delivery-id and no delivery-tag, after the
+    link's last delivery has ended, for the first transfer of a new delivery (2.7.5 makes
+    both mandatory there), and gives that delivery a null tag: reading it raises
+    RuntimeError ("cannot use unpack() on <cdata 'char *' NULL>"). fuzz-peer found that
+    too (seed 5, case 207)."""
     try:
         return dlv.tag
     except UnicodeDecodeError:
         return "<a tag that is not UTF-8>"
+    except RuntimeError:
+        return "<no tag>"
 
 
 def log(*parts):
