@@ -19,8 +19,10 @@ pub(crate) struct FuzzPeerArgs {
     /// Attack clients: listen at this URL; --exec starts a client for each case.
     #[arg(long, value_name = "URL")]
     listen: Option<String>,
-    /// The command that starts the target, run by `sh`: a server is started once and again
-    /// whenever it dies; a client once per case. `{url}` and `{port}` are replaced.
+    /// The command that starts the target, run by `sh` as `exec CMD` (so the process
+    /// watched is the target itself; leading `NAME=value` assignments are kept): a server is
+    /// started once and again whenever it dies; a client once per case. `{url}` and
+    /// `{port}` are replaced.
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
     /// The target's process id, when it runs already (its death and memory are watched).

@@ -167,6 +167,34 @@ pub struct Summary {
 }
 
 /// The target's process: started by the campaign or watched by its id.
+/// The line `sh -c` runs for `--exec CMD`: `exec CMD`, so that the target replaces the
+/// shell and its own death and memory are what is watched. Leading `NAME=value`
+/// assignments (`PEER_QUIET=1 python3 client.py`) go before `exec`, where the shell keeps
+/// them for the command; after it they would be taken for the command's name.
+fn exec_line(cmd: &str) -> String {
+    let cmd = cmd.trim_start();
+    let mut rest = cmd;
+    let mut assignments = 0;
+    while let Some((word, after)) = rest.split_once(char::is_whitespace) {
+        let is_assignment = word.split_once('=').is_some_and(|(name, value)| {
+            let mut chars = name.chars();
+            chars.next().is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+                && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+                && !value.contains(['\'', '"', '\\', '$', '`'])
+        });
+        if !is_assignment {
+            break;
+        }
+        assignments += 1;
+        rest = after.trim_start();
+    }
+    if assignments == 0 {
+        return format!("exec {cmd}");
+    }
+    let words = &cmd[..cmd.len() - rest.len()];
+    format!("{}exec {rest}", words)
+}
+
 #[derive(Debug)]
 struct Process {
     child: Option<Child>,
@@ -189,7 +217,7 @@ impl Process {
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let child = Command::new("sh")
             .arg("-c")
-            .arg(format!("exec {cmd}"))
+            .arg(exec_line(&cmd))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
@@ -870,6 +898,20 @@ pub fn read_steps(path: &Path) -> Result<Vec<Json>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leading_assignments_of_an_exec_command_stay_before_exec() {
+        assert_eq!(exec_line("node server.js --port 1"), "exec node server.js --port 1");
+        assert_eq!(exec_line("  PEER_QUIET=1 python3 c.py"), "PEER_QUIET=1 exec python3 c.py");
+        assert_eq!(exec_line("A=1 _B2=x  ./t {url}"), "A=1 _B2=x  exec ./t {url}");
+        // Not assignments: a quoted or expanded value, a name that is not one, an `=` in
+        // an argument, a command that is only assignments.
+        assert_eq!(exec_line("A='x y' t"), "exec A='x y' t");
+        assert_eq!(exec_line("A=$HOME t"), "exec A=$HOME t");
+        assert_eq!(exec_line("1A=1 t"), "exec 1A=1 t");
+        assert_eq!(exec_line("t --opt=1"), "exec t --opt=1");
+        assert_eq!(exec_line("A=1"), "exec A=1");
+    }
 
     #[test]
     fn a_malformed_answer_is_known_by_its_fault_wherever_it_is() {
