@@ -152,3 +152,49 @@ async fn a_scripted_server_authenticates_clients_with_scram_and_plain_and_refuse
     let verdict = tokio::time::timeout(Duration::from_secs(20), server).await.expect("ends");
     assert_eq!(verdict.expect("task"), Some(Ok(())));
 }
+
+/// `fuzz-peer` reaches the deep states docs/fuzz-peer.md names (a link answered, credit
+/// granted, a transfer settled) only if every expectation of its scenarios holds: a
+/// lenient case skips one that does not, and a name it should have bound (the client's
+/// link name, its delivery-id) is then sent as written. Played strictly, each client
+/// scenario holds against the embedded broker, and the server scenarios that a client
+/// completes hold against amqpwire's own client sending and receiving. (`serve-open`
+/// expects the client to close after its open, which no client that goes on does.)
+#[tokio::test]
+async fn every_fuzz_peer_scenario_holds_step_by_step_against_amqpwire() {
+    use amqpwire::fuzzpeer::scenarios::{names, scenario, Role, Sasl};
+    let text = |name: &str| {
+        let steps = scenario(name, &Sasl::Anonymous, "fuzz").expect("a scenario");
+        steps.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("\n")
+    };
+    for name in names(Role::Client) {
+        // A broker of its own: what one scenario leaves queued, the next would receive.
+        let url = broker().await;
+        play_against(&url, &text(name)).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert_eq!(names(Role::Server), ["serve-open", "serve-sender", "serve-receiver"]);
+    for name in ["serve-sender", "serve-receiver"] {
+        let (port, server) = scripted_server(&text(name)).await;
+        let client = async {
+            let conn = Connection::connect(&format!("amqp://127.0.0.1:{port}")).await?;
+            let session = conn.begin_session().await?;
+            if name == "serve-sender" {
+                let sender = session.sender("s", "fuzz").await?;
+                let outcome = sender.send(&Message::with_data(&b"to the fuzz peer"[..])).await?;
+                assert!(outcome.is_outcome(), "{outcome:?}");
+                sender.close().await?;
+            } else {
+                let receiver = session.receiver("r", "fuzz", 1).await?;
+                let delivery = receiver.recv().await?;
+                receiver.accept(&delivery)?;
+                receiver.close().await?;
+            }
+            session.end().await?;
+            conn.close(None).await
+        };
+        let client = tokio::time::timeout(Duration::from_secs(20), client).await.expect("in time");
+        let verdict = tokio::time::timeout(Duration::from_secs(20), server).await.expect("ends");
+        assert_eq!(verdict.expect("task"), Some(Ok(())), "{name}");
+        client.unwrap_or_else(|e| panic!("{name}: the client: {e}"));
+    }
+}

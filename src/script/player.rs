@@ -21,7 +21,8 @@
 //! "protocol_id": 0}`, or `{"performative": "attach", "channel": 0, "fields": {"name": "*",
 //! "handle": "$handle"}}`. Every key given must match; keys not given are not checked.
 //! `"*"` matches any value that is present; `"$name"` matches anything the first time and
-//! binds it, then must equal what it bound. Bound names are substituted wherever they appear
+//! binds it, then must equal what it bound. A `role` may be written by name (`"sender"`,
+//! `"receiver"`), as `send` steps write it. Bound names are substituted wherever they appear
 //! in later `send` and `expect` steps. Heartbeats (empty frames) are skipped unless a
 //! pattern asks for `"performative": "empty"`. Every expectation has a time limit: `within`
 //! (milliseconds) on the step, else the player's default.
@@ -809,6 +810,13 @@ pub fn matches(pattern: &Json, got: &Json, bound: &mut HashMap<String, Json>) ->
         }
         Json::Object(p) => match got.as_object() {
             Some(g) => p.iter().all(|(k, pv)| match g.get(k) {
+                // A role may be written by the spec's names, as `send` steps write it
+                // (2.8.1: sender is false, receiver is true).
+                Some(Json::Bool(role))
+                    if k == "role" && matches!(pv.as_str(), Some("sender" | "receiver")) =>
+                {
+                    pv.as_str() == Some(if *role { "receiver" } else { "sender" })
+                }
                 Some(gv) => matches(pv, gv, bound),
                 // A field the peer left out reads as null, as the spec's defaults do.
                 None => pv.is_null(),
@@ -890,6 +898,31 @@ mod tests {
 {{"expect-close": true}}"#
         );
         assert_eq!(against_server(&script), Ok(()));
+    }
+
+    #[test]
+    fn a_role_is_expected_by_its_name_as_it_is_sent() {
+        // 2.8.1: a role is a boolean; scripts write it "sender" or "receiver" on both sides.
+        let attach = |role: &str| {
+            format!(
+                r#"{OPEN}
+{{"send": {{"performative": "begin"}}}}
+{{"expect": {{"performative": "begin"}}}}
+{{"send": {{"performative": "attach", "fields": {{"name": "s", "handle": 0, "role": "sender", "initial-delivery-count": 0, "target": {{"described": [{{"ulong": 41}}, ["q"]]}}}}}}}}
+{{"expect": {{"performative": "attach", "fields": {{"name": "$name", "role": "{role}"}}}}}}
+{{"send": {{"performative": "detach", "fields": {{"handle": 0, "closed": true}}}}}}
+{{"expect": {{"performative": "detach"}}}}"#
+            )
+        };
+        assert_eq!(against_server(&attach("receiver")), Ok(()));
+        let f = against_server(&attach("sender")).expect_err("the engine answers as receiver");
+        assert_eq!(f.step, 8, "{f}");
+        assert!(f.got.contains("role: true (receiver)"), "{f}");
+        // The boolean itself still matches, and a name never matches another value.
+        assert_eq!(against_server(&attach("receiver").replace(r#""receiver""#, "true")), Ok(()));
+        let mut bound = HashMap::new();
+        let pattern = serde_json::json!({"first": "receiver"});
+        assert!(!matches(&pattern, &serde_json::json!({"first": true}), &mut bound));
     }
 
     #[test]
