@@ -172,7 +172,7 @@ const TO_A_SESSION: &str = r#"{"lenient":true}
 "#;
 
 #[test]
-fn a_qpid_proton_broker_echoes_a_settle_mode_it_was_given_outside_the_choices() {
+fn qpid_proton_echoes_a_settle_mode_outside_the_choices_and_sends_a_sasl_init_with_no_mechanism() {
     // Seed 5 (case 480) found that Proton answers an attach whose snd-settle-mode is 255
     // with an attach carrying the same 255, though the type has three choices (2.8.2).
     // Replayed from a hand-written script, it is judged malformed, with the field named.
@@ -224,6 +224,44 @@ fn a_qpid_proton_broker_echoes_a_settle_mode_it_was_given_outside_the_choices() 
         replay("no-tag.jsonl", format!("{TO_A_SESSION}{}{transfers}", attach(2)));
     assert_eq!(code, Some(0), "{all}");
     assert!(stdout.starts_with("nothing found"), "{all}");
+
+    // Proton as a client (seed 3 of `--listen`, case 63): a server that sends its
+    // sasl-outcome without any sasl-mechanisms gets a sasl-init with no mechanism, a
+    // mandatory field (5.3.3.2). The client is started with an assignment before its
+    // command, which --exec keeps for it.
+    let file = scratch.path("outcome-first.jsonl");
+    std::fs::write(
+        &file,
+        r#"{"lenient":true}
+{"send":{"kind":"header","protocol_id":3}}
+{"send":{"type":"sasl","performative":"sasl-outcome","fields":{"code":0}}}
+{"expect":{"kind":"header","protocol_id":0}}
+"#,
+    )
+    .expect("script");
+    let client = format!(
+        "PEER_QUIET=1 {} {PEERS}/proton_peer.py client --port {{port}} --scenario basic --sasl anonymous",
+        python.display()
+    );
+    let file = file.to_string_lossy().into_owned();
+    let dir = scratch.path("client.findings").to_string_lossy().into_owned();
+    let out = fuzz_peer(&[
+        "--listen",
+        "amqp://127.0.0.1:0",
+        "--exec",
+        &client,
+        "--replay",
+        &file,
+        "--findings",
+        &dir,
+    ]);
+    let all = show(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        cli::text(&out.stdout)
+            .contains("malformed: frame at offset 8: at offset 20: sasl-init: mandatory field mechanism is absent or null"),
+        "{all}"
+    );
 }
 
 #[test]
