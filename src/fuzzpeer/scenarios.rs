@@ -235,9 +235,10 @@ pub fn scenario(name: &str, sasl: &Sasl, address: &str) -> Option<Vec<Json>> {
             close(&mut s);
         }
         "serve-open" => {
+            // The client's open answered, then closed by the server: a client that goes
+            // on to begin a session is not waited for.
             s.push(expect(json!({"performative": "open"})));
             s.push(open);
-            s.push(expect(json!({"performative": "close"})));
             close(&mut s);
         }
         "serve-sender" | "serve-receiver" => {
