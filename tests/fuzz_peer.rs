@@ -101,16 +101,22 @@ fn rhea_example_server_crashes_and_the_minimised_finding_replays() {
     assert!(cli::text(&again.stdout).starts_with("crash: "), "{}", show(&again));
 }
 
+/// The Python of the Proton virtualenv, a scratch folder, and the URL and `--exec` command
+/// of a Proton broker (tests/peers/proton_peer.py) on a free port.
+fn proton_broker(scratch: &str) -> (std::path::PathBuf, Scratch, String, String) {
+    let python = venv_python("PROTON_PYTHON", "proton", "python-qpid-proton");
+    let port = free_port().to_string();
+    let url = format!("amqp://127.0.0.1:{port}");
+    let exec = format!("{} {PEERS}/proton_peer.py server --port {port}", python.display());
+    (python, Scratch::new("fuzz-peer", scratch), url, exec)
+}
+
 #[test]
 fn a_qpid_proton_broker_segfaults_on_a_sasl_response_first_and_nothing_else_is_reported() {
     // Case 123 of seed 2 sends a sasl-response right after the SASL header: Proton-C
     // (python-qpid-proton 0.40.0) dies of SIGSEGV. The 129 other cases find nothing: every
     // finding against Proton is a real one, and it replays.
-    let python = venv_python("PROTON_PYTHON", "proton", "python-qpid-proton");
-    let scratch = Scratch::new("fuzz-peer", "proton");
-    let port = free_port().to_string();
-    let url = format!("amqp://127.0.0.1:{port}");
-    let exec = format!("{} {PEERS}/proton_peer.py server --port {port}", python.display());
+    let (_, scratch, url, exec) = proton_broker("proton");
     let dir = scratch.path("findings");
     let dir_s = dir.to_string_lossy().into_owned();
     let target = ["--connect", &url, "--exec", &exec];
@@ -180,11 +186,7 @@ fn qpid_proton_echoes_a_settle_mode_outside_the_choices_and_sends_a_sasl_init_wi
     // no tag, after the link's last delivery ended, for a new delivery with a null tag,
     // whose tag crashed the Python binding; tests/peers/proton_peer.py now survives it,
     // and the broker keeps serving.
-    let python = venv_python("PROTON_PYTHON", "proton", "python-qpid-proton");
-    let scratch = Scratch::new("fuzz-peer", "proton-replay");
-    let port = free_port().to_string();
-    let url = format!("amqp://127.0.0.1:{port}");
-    let exec = format!("{} {PEERS}/proton_peer.py server --port {port}", python.display());
+    let (python, scratch, url, exec) = proton_broker("proton-replay");
     let attach = |mode: u8| {
         format!(
             r#"{{"send":{{"performative":"attach","fields":{{"name":"s","handle":0,"role":"sender","initial-delivery-count":0,"target":{{"described":[{{"ulong":41}},["q"]]}},"snd-settle-mode":{{"ubyte":{mode}}}}}}}}}
