@@ -166,7 +166,6 @@ pub struct Summary {
     pub unconnected: u64,
 }
 
-/// The target's process: started by the campaign or watched by its id.
 /// The line `sh -c` runs for `--exec CMD`: `exec CMD`, so that the target replaces the
 /// shell and its own death and memory are what is watched. Leading `NAME=value`
 /// assignments (`PEER_QUIET=1 python3 client.py`) go before `exec`, where the shell keeps
@@ -192,9 +191,10 @@ fn exec_line(cmd: &str) -> String {
         return format!("exec {cmd}");
     }
     let words = &cmd[..cmd.len() - rest.len()];
-    format!("{}exec {rest}", words)
+    format!("{words}exec {rest}")
 }
 
+/// The target's process: started by the campaign or watched by its id.
 #[derive(Debug)]
 struct Process {
     child: Option<Child>,
