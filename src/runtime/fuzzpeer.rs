@@ -173,7 +173,6 @@ pub struct Summary {
 fn exec_line(cmd: &str) -> String {
     let cmd = cmd.trim_start();
     let mut rest = cmd;
-    let mut assignments = 0;
     while let Some((word, after)) = rest.split_once(char::is_whitespace) {
         let is_assignment = word.split_once('=').is_some_and(|(name, value)| {
             let mut chars = name.chars();
@@ -184,14 +183,10 @@ fn exec_line(cmd: &str) -> String {
         if !is_assignment {
             break;
         }
-        assignments += 1;
         rest = after.trim_start();
     }
-    if assignments == 0 {
-        return format!("exec {cmd}");
-    }
-    let words = &cmd[..cmd.len() - rest.len()];
-    format!("{words}exec {rest}")
+    let assignments = &cmd[..cmd.len() - rest.len()];
+    format!("{assignments}exec {rest}")
 }
 
 /// The target's process: started by the campaign or watched by its id.

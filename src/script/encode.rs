@@ -220,10 +220,46 @@ fn default_for(performative: &str, field: &str) -> Option<Value> {
     })
 }
 
+/// What one of the spec's names stands for in a `boolean` or `ubyte` field, as plain JSON:
+/// a role (2.8.1: sender is false), a settle mode (2.8.2, 2.8.3), a SASL code (5.3.3.6),
+/// a terminus durability (3.5.5).
+fn named(ty: &str, name: &str) -> Option<Json> {
+    Some(match (ty, name) {
+        ("boolean", "sender") => Json::Bool(false),
+        ("boolean", "receiver") => Json::Bool(true),
+        ("ubyte", "unsettled" | "first" | "ok") => 0.into(),
+        ("ubyte", "settled" | "second" | "auth") => 1.into(),
+        ("ubyte", "mixed" | "sys") => 2.into(),
+        ("ubyte", "sys-perm") => 3.into(),
+        ("ubyte", "sys-temp") => 4.into(),
+        _ => return None,
+    })
+}
+
+/// An `expect` pattern read as a `send` step writes its fields: the spec's names in a
+/// performative's `boolean` and `ubyte` fields (`"role": "receiver"`, `"snd-settle-mode":
+/// "mixed"`, `"code": "ok"`) become the values a decoded frame shows (`true`, `2`, `0`).
+pub fn pattern_values(pattern: &mut Json) {
+    let Some(name) = pattern.get("performative").and_then(Json::as_str) else { return };
+    let Some(code) = crate::types::code_for_symbol(&format!("amqp:{name}:list")) else {
+        return;
+    };
+    let Some((names, types)) = crate::types::field_types_for_code(code) else { return };
+    let Some(Json::Object(fields)) = pattern.get_mut("fields") else { return };
+    for (field, ty) in names.iter().zip(types.iter()) {
+        if let Some(v) = fields.get(*field).and_then(Json::as_str).and_then(|s| named(ty, s)) {
+            fields.insert((*field).to_owned(), v);
+        }
+    }
+}
+
 /// A hand-written field value, typed by the field's wire type where JSON leaves it open.
 fn typed_field(j: &Json, ty: &str, at: &str) -> Result<Value, String> {
     use crate::codec::Fmt::Auto;
     let wrong = || format!("{at}: {j} does not fit a {ty}");
+    if let Some(v) = j.as_str().and_then(|s| named(ty, s)) {
+        return typed_field(&v, ty, at);
+    }
     match (ty, j) {
         (_, Json::Null) => Ok(Value::Null),
         // A fields map written as a plain object: symbol keys, values typed as written.
@@ -253,17 +289,8 @@ fn typed_field(j: &Json, ty: &str, at: &str) -> Result<Value, String> {
             Ok(Value::Timestamp(crate::codec::Timestamp(n.as_i64().ok_or_else(wrong)?)))
         }
         ("boolean", Json::Bool(b)) => Ok(Value::Boolean(*b, Auto)),
-        // The role is a boolean: the spec's names read as it.
-        ("boolean", Json::String(s)) if s == "sender" => Ok(Value::Boolean(false, Auto)),
-        ("boolean", Json::String(s)) if s == "receiver" => Ok(Value::Boolean(true, Auto)),
-        ("ubyte", Json::String(s)) => Ok(Value::Ubyte(match s.as_str() {
-            "unsettled" | "first" | "ok" => 0,
-            "settled" | "second" | "auth" => 1,
-            "mixed" | "sys" => 2,
-            "sys-perm" => 3,
-            "sys-temp" => 4,
-            _ => return Err(wrong()),
-        })),
+        // A name that is not one of `named`'s.
+        ("ubyte", Json::String(_)) => Err(wrong()),
         ("string", Json::String(s)) => Ok(Value::String(s.as_str().into(), Auto)),
         ("symbol", Json::String(s)) if s.is_ascii() => {
             Ok(Value::Symbol(Symbol::from(s.as_str()), Auto))
@@ -434,6 +461,30 @@ fn compound(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pattern_reads_the_spec_s_names_as_a_send_step_does() {
+        let mut p = serde_json::json!({"performative": "attach", "fields": {
+            "name": "sender", "role": "receiver", "snd-settle-mode": "mixed",
+            "rcv-settle-mode": "$mode", "handle": "*"}});
+        pattern_values(&mut p);
+        assert_eq!(
+            p,
+            serde_json::json!({"performative": "attach", "fields": {
+                "name": "sender", "role": true, "snd-settle-mode": 2,
+                "rcv-settle-mode": "$mode", "handle": "*"}})
+        );
+        let mut p = serde_json::json!({"performative": "sasl-outcome", "fields": {"code": "auth"}});
+        pattern_values(&mut p);
+        assert_eq!(p["fields"]["code"], 1);
+        // Not a performative, or a name its field does not take: left as written.
+        let mut p = serde_json::json!({"kind": "header", "fields": {"role": "sender"}});
+        pattern_values(&mut p);
+        assert_eq!(p["fields"]["role"], "sender");
+        let mut p = serde_json::json!({"performative": "attach", "fields": {"role": "mixed"}});
+        pattern_values(&mut p);
+        assert_eq!(p["fields"]["role"], "mixed");
+    }
 
     fn hex(b: &[u8]) -> String {
         crate::inspect::hex(b)
