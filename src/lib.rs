@@ -90,6 +90,7 @@ pub mod fuzzing;
 #[cfg(feature = "json")]
 pub mod fuzzpeer;
 pub mod inspect;
+pub mod json;
 pub mod message;
 #[cfg(feature = "tokio")]
 pub mod proxy;

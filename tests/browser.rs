@@ -349,3 +349,51 @@ fn the_seed_page_sends_a_c2d_message_and_reads_its_feedback_from_the_browser() {
     drop(emulator);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_client_module_reads_numbers_with_the_browser_s_own_reader() {
+    // The client's module reads JSON numbers with JavaScript's Number (core's reader
+    // would add its tables to the module): the doubles a page gives must arrive exact,
+    // and a number no double holds must be refused, as natively.
+    let Some(port) = start() else { return };
+    let page = r#"<!doctype html><title>loading</title><pre id="out"></pre>
+<script type="module">
+import init, { c2dMessage } from "./amqpwire.js";
+const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+try {
+  await init();
+  const props = { sum: 0.1 + 0.2, tiny: 5e-324, third: 1 / 3, big: 1.7976931348623157e308,
+                  whole: 9007199254740993, e: 1e21 };
+  const m = c2dMessage("d", JSON.stringify({ applicationProperties: props }), "none", "x");
+  let refused = "accepted";
+  try { c2dMessage("d", '{"applicationProperties": {"x": 1e400}}', "none", "y"); }
+  catch (e) { refused = e.message; }
+  document.getElementById("out").textContent = refused;
+  document.title = "NUMBERS " + hex(m);
+} catch (e) {
+  document.title = "FAILED: " + e.message;
+}
+</script>
+"#;
+    std::fs::write(pages().join("numbers.html"), page).expect("write the page");
+    let page = load(&format!("http://127.0.0.1:{port}/numbers.html"), "NUMBERS");
+    let hex = page.title.strip_prefix("NUMBERS ").unwrap_or_else(|| {
+        panic!("{}: {:?}\n{}", page.title, page.console, page.text);
+    });
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect();
+    let m = amqpwire::message::Message::decode(&bytes::Bytes::from(bytes)).expect("a message");
+    let app = m.application_properties.as_ref().expect("application-properties").to_pairs();
+    let get = |k: &str| app.iter().find(|(key, _)| key.as_str() == Some(k)).map(|(_, v)| v.clone());
+    use amqpwire::codec::Value;
+    assert_eq!(get("sum"), Some(Value::from(0.1 + 0.2)), "{app:?}");
+    assert_eq!(get("tiny"), Some(Value::from(f64::from_bits(1))), "{app:?}");
+    assert_eq!(get("third"), Some(Value::from(1.0 / 3.0)), "{app:?}");
+    assert_eq!(get("big"), Some(Value::from(f64::MAX)), "{app:?}");
+    // JSON.stringify wrote 9007199254740992 (the double's own digits): a whole number, a long.
+    assert_eq!(get("whole"), Some(Value::from(9_007_199_254_740_992_i64)), "{app:?}");
+    assert_eq!(get("e"), Some(Value::from(1e21)), "{app:?}");
+    assert!(page.text.contains("number out of range"), "{}", page.text);
+}

@@ -11,9 +11,10 @@ use serde_json::Value as Json;
 use amqpwire::azure::cbs::PutToken;
 use amqpwire::azure::{SasKey, SasToken, DEFAULT_CLOCK_SKEW};
 use amqpwire::codec::DecodeOptions;
+use amqpwire::codec::Value;
 use amqpwire::connection::{Config, Connection, Event};
 use amqpwire::inspect::{Inspector, Record};
-use amqpwire::message::Message;
+use amqpwire::message::{Body, Message};
 use amqpwire::sasl::Credentials;
 use amqpwire::time::Instant;
 use amqpwire::types::{Accepted, DeliveryState, MessageId, SequenceNo};
@@ -237,6 +238,37 @@ fn the_azure_exports_make_what_the_hub_reads() {
     let records: Json = serde_json::from_str(&wasm::parse_feedback(&fb).unwrap()).unwrap();
     assert_eq!(records[0]["originalMessageId"], id);
     assert_eq!(records[0]["statusCode"], "Success");
+}
+
+#[test]
+fn message_json_keeps_every_number_and_escape_as_javascript_wrote_it() {
+    // What JSON.stringify writes for values a page may give: the shortest digits of a
+    // double (17 of them here), whole numbers beyond 2^53 (kept exactly as longs), a
+    // negative zero, escapes, a pair of surrogates, and a key given twice (the last wins).
+    let json = r#"{"applicationProperties": {"sum": 0.30000000000000004, "tiny": 5e-324,
+        "big": 9007199254740993, "neg": -9223372036854775808, "zero": -0,
+        "text": "caf\u00e9 \ud83d\ude00 \"q\" \\ \n", "twice": 1, "twice": 2},
+        "properties": {"messageId": 18446744073709551615, "contentType": "text/plain"},
+        "body": {"value": 1.5}}"#;
+    let m =
+        Message::decode(&Bytes::from(wasm::c2d_message("d", json, "none", "x").unwrap())).unwrap();
+    let app = m.application_properties.as_ref().unwrap().to_pairs();
+    let get = |k: &str| {
+        let found: Vec<_> = app.iter().filter(|(key, _)| key.as_str() == Some(k)).collect();
+        assert_eq!(found.len(), 1, "{k} once: {app:?}");
+        found[0].1.clone()
+    };
+    assert_eq!(get("sum"), Value::from(0.1 + 0.2));
+    assert_eq!(get("tiny"), Value::from(f64::from_bits(1)));
+    assert_eq!(get("big"), Value::from(9_007_199_254_740_993_i64));
+    assert_eq!(get("neg"), Value::from(i64::MIN));
+    assert!(matches!(get("zero"), Value::Double(z) if z == 0.0 && z.is_sign_negative()));
+    assert_eq!(get("text"), Value::from("caf\u{e9} \u{1f600} \"q\" \\ \n"));
+    assert_eq!(get("twice"), Value::from(2_i64));
+    let p = m.properties.as_ref().unwrap();
+    assert_eq!(p.message_id, Some(MessageId::Ulong(u64::MAX)));
+    assert_eq!(p.content_type.as_ref().map(|s| s.as_str()), Some("text/plain"));
+    assert_eq!(m.body, Body::Value(Value::from(1.5)));
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! Event Hub partition readers.
 
 use crate::codec::{Described, Symbol, Value};
+use crate::json::Json;
 use crate::message::{AnnotationMap, Message};
 use crate::types::{MessageId, Properties};
 
@@ -186,30 +187,36 @@ pub struct FeedbackRecord {
     pub device_generation_id: String,
 }
 
-#[cfg(feature = "json")]
 impl FeedbackRecord {
-    /// The record as a JSON object.
+    /// The record as a JSON object, with the hub's field names.
+    pub fn json(&self) -> Json {
+        let text = |s: &str| Json::from(s);
+        Json::Object(vec![
+            ("originalMessageId".into(), text(&self.original_message_id)),
+            ("enqueuedTimeUtc".into(), text(&self.enqueued_time_utc)),
+            ("statusCode".into(), text(self.status.name())),
+            ("description".into(), text(&self.description)),
+            ("deviceId".into(), text(&self.device_id)),
+            ("deviceGenerationId".into(), text(&self.device_generation_id)),
+        ])
+    }
+
+    /// The record as a `serde_json` object ([`FeedbackRecord::json`]'s).
+    #[cfg(feature = "json")]
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "originalMessageId": self.original_message_id,
-            "enqueuedTimeUtc": self.enqueued_time_utc,
-            "statusCode": self.status.name(),
-            "description": self.description,
-            "deviceId": self.device_id,
-            "deviceGenerationId": self.device_generation_id,
-        })
+        serde_json::from_str(&self.json().to_string()).unwrap_or_default()
     }
 
     /// Reads one record of a feedback message.
-    pub fn from_json(v: &serde_json::Value) -> Result<Self, String> {
+    pub fn from_json(v: &Json) -> Result<Self, String> {
         let text = |key: &str| -> Result<String, String> {
             match v.get(key) {
-                Some(serde_json::Value::String(s)) => Ok(s.clone()),
-                Some(serde_json::Value::Null) | None => Ok(String::new()),
+                Some(Json::String(s)) => Ok(s.clone()),
+                Some(Json::Null) | None => Ok(String::new()),
                 Some(other) => Err(format!("feedback record: {key} is {other}, not a string")),
             }
         };
-        if !v.is_object() {
+        if v.as_object().is_none() {
             return Err(format!("feedback record: {v} is not an object"));
         }
         let code = text("statusCode")?;
@@ -229,11 +236,10 @@ impl FeedbackRecord {
         })
     }
 
-    /// Reads the body of a feedback message: a JSON array of records.
+    /// Reads a feedback message's body: a JSON array of records.
     pub fn parse_batch(body: &[u8]) -> Result<Vec<Self>, String> {
-        let v: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|e| format!("feedback message: not JSON ({e})"))?;
-        let serde_json::Value::Array(items) = v else {
+        let v = Json::parse(body).map_err(|e| format!("feedback message: not JSON ({e})"))?;
+        let Json::Array(items) = v else {
             return Err("feedback message: not a JSON array".into());
         };
         items.iter().map(Self::from_json).collect()
@@ -379,7 +385,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(feature = "json")]
     fn feedback_records_read_what_the_hub_writes() {
         let body = br#"[{"originalMessageId":"m1","enqueuedTimeUtc":"2026-01-01T00:00:00.000Z",
             "statusCode":"DeliveryCountExceeded","description":"x","deviceId":"d1",

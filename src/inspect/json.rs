@@ -11,6 +11,7 @@
 
 use std::fmt::{self, Write as _};
 
+#[cfg(feature = "json")]
 use serde_json::{Map, Value as Json};
 
 use super::{push_decimal, DeliveryRecord, FrameRecord, Record, HEX_DIGITS};
@@ -33,10 +34,22 @@ pub fn write_trace_lines(
     connection: u64,
     out: &mut String,
 ) {
-    let trace = Trace { direction, time, connection };
-    record_lines(&mut Writer::new(out), record, Some(&trace));
+    trace_values(&mut Writer::new(out), record, direction, time, connection);
 }
 
+/// The lines of a live trace for one record, as values of an open array or object of `s`
+/// (the browser binding's `pollTrace` writes them into one array).
+pub(crate) fn trace_values<S: Sink>(
+    s: &mut S,
+    record: &Record,
+    direction: &str,
+    time: f64,
+    connection: u64,
+) {
+    record_lines(s, record, Some(&Trace { direction, time, connection }));
+}
+
+#[cfg(feature = "json")]
 /// The lines of a live trace (`--trace-json`) for one record: [`record_json`]'s, each with
 /// the `direction` it went (`in`, `out`), the `time` in seconds since the trace began
 /// (rounded to the microsecond) and the `connection` number.
@@ -46,6 +59,7 @@ pub fn trace_lines(record: &Record, direction: &str, time: f64, connection: u64)
     b.done
 }
 
+#[cfg(feature = "json")]
 /// The JSON lines for one record: usually one, two when a frame's body is malformed (the
 /// frame, then an `error` line).
 pub fn record_json(record: &Record) -> Vec<Json> {
@@ -54,6 +68,7 @@ pub fn record_json(record: &Record) -> Vec<Json> {
     b.done
 }
 
+#[cfg(feature = "json")]
 /// An encoded message as the `message` object of a transfer line (see
 /// `docs/trace-format.md`): its size, the number of frames it came in (when known), its
 /// sections by name and its body.
@@ -63,6 +78,7 @@ pub fn payload_json(payload: &[u8], frames: Option<usize>) -> Json {
     b.value()
 }
 
+#[cfg(feature = "json")]
 /// An AMQP value as JSON: null, booleans, numbers and strings map to themselves (symbols
 /// too); binaries become `{"binary": hex}`, timestamps `{"timestamp": ms, "utc": …}`, uuids
 /// `{"uuid": …}`; lists and arrays become arrays; maps become objects when every key is a
@@ -169,9 +185,7 @@ impl Sink for Writer<'_> {
 
     fn f64(&mut self, x: f64) {
         self.before();
-        // serde_json's own digits (the shortest that read back as `x`), written in one
-        // piece; a float that is not finite is `null`.
-        let _ = serde_json::to_writer(Utf8(self.out), &x);
+        push_f64(self.out, x);
         self.after();
     }
 
@@ -242,6 +256,16 @@ impl Sink for Writer<'_> {
     }
 }
 
+/// Appends a float as `serde_json` writes it: the shortest digits that read back as `x`
+/// (its own formatter, `zmij`), or `null` when `x` is not finite.
+pub(crate) fn push_f64(out: &mut String, x: f64) {
+    if x.is_finite() {
+        out.push_str(zmij::Buffer::new().format_finite(x));
+    } else {
+        out.push_str("null");
+    }
+}
+
 /// Appends the lower-case hex of `b`.
 fn push_hex(out: &mut String, b: &[u8]) {
     // A chunk at a time, through a buffer on the stack: a frame's bytes are most of a
@@ -280,7 +304,7 @@ const ESCAPES: [u8; 256] = {
 /// Appends `s` escaped for a JSON string (RFC 8259, section 7), as `serde_json` escapes
 /// it: the quote, the backslash and the control characters below U+0020, by their short
 /// escapes where JSON has one (`\n`…) and as `\u00xx` otherwise; everything else as it is.
-fn push_escaped(out: &mut String, s: &str) {
+pub(crate) fn push_escaped(out: &mut String, s: &str) {
     let bytes = s.as_bytes();
     let mut plain = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -313,23 +337,8 @@ impl fmt::Write for Escaped<'_> {
     }
 }
 
-/// A string as a byte sink, for `serde_json`'s number writer (which writes ASCII).
-struct Utf8<'a>(&'a mut String);
-
-impl std::io::Write for Utf8<'_> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let s = std::str::from_utf8(b)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        self.0.push_str(s);
-        Ok(b.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// `serde_json` values; each value completed at the top level is kept, in order.
+#[cfg(feature = "json")]
 #[derive(Default)]
 pub(crate) struct Builder {
     /// The open objects and arrays, innermost last, each object with the key of its next
@@ -339,6 +348,7 @@ pub(crate) struct Builder {
     done: Vec<Json>,
 }
 
+#[cfg(feature = "json")]
 impl Builder {
     /// The last value completed (`null` when none was).
     pub(crate) fn value(mut self) -> Json {
@@ -363,6 +373,7 @@ impl Builder {
     }
 }
 
+#[cfg(feature = "json")]
 impl Sink for Builder {
     fn null(&mut self) {
         self.put(Json::Null);
@@ -960,7 +971,7 @@ fn has_object_keys(pairs: &[(Value, Value)]) -> bool {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "json"))]
 mod tests {
     use super::*;
 

@@ -13,12 +13,10 @@
 
 #[cfg(feature = "json")]
 pub mod html;
-#[cfg(feature = "json")]
 pub mod json;
 #[cfg(all(test, feature = "json"))]
 mod json_oracle;
 mod text;
-#[cfg(feature = "json")]
 pub mod typed;
 
 use std::borrow::Cow;

@@ -21,12 +21,18 @@
 //! is absent the smallest form is used. Array elements carry no `code`: the array's
 //! `element` constructor decides.
 
+#[cfg(feature = "json")]
 use serde_json::{Map, Value as Json};
 
-use super::json::{Builder, Sink};
+#[cfg(feature = "json")]
+use super::json::Builder;
+use super::json::Sink;
 use super::HEX_DIGITS;
-use crate::codec::{Array, Described, Fmt, Symbol, Timestamp, Uuid, Value};
+use crate::codec::Value;
+#[cfg(feature = "json")]
+use crate::codec::{Array, Described, Fmt, Symbol, Timestamp, Uuid};
 
+#[cfg(feature = "json")]
 /// The typed JSON of `v`.
 pub fn to_typed(v: &Value) -> Json {
     let mut b = Builder::default();
@@ -158,12 +164,14 @@ fn write_code<S: Sink>(s: &mut S, c: u8) {
     s.str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
+#[cfg(feature = "json")]
 /// A value from its typed JSON; an error names what is wrong and where (`at` is a path
 /// such as `fields.handle`).
 pub fn from_typed(j: &Json, at: &str) -> Result<Value, String> {
     value(j, at, None)
 }
 
+#[cfg(feature = "json")]
 /// Reads `j`; `element` is the constructor of the array it is an element of.
 fn value(j: &Json, at: &str, element: Option<u8>) -> Result<Value, String> {
     let fmt = |o: &Map<String, Json>| -> Result<Fmt, String> {
@@ -341,6 +349,7 @@ fn value(j: &Json, at: &str, element: Option<u8>) -> Result<Value, String> {
     }
 }
 
+#[cfg(feature = "json")]
 fn array(o: &Map<String, Json>, inner: &Json, at: &str) -> Result<Value, String> {
     let element = match o.get("element") {
         Some(c) => parse_code(c, at)?,
@@ -372,6 +381,7 @@ fn array(o: &Map<String, Json>, inner: &Json, at: &str) -> Result<Value, String>
     Ok(Value::Array(built))
 }
 
+#[cfg(feature = "json")]
 /// `"0x52"` or `"52"` or the number 82.
 pub(crate) fn parse_code(c: &Json, at: &str) -> Result<u8, String> {
     match c {
@@ -383,11 +393,13 @@ pub(crate) fn parse_code(c: &Json, at: &str) -> Result<u8, String> {
 }
 
 /// `0x52`.
+#[cfg(feature = "json")]
 pub(crate) fn hex_code(c: u8) -> String {
     format!("0x{c:02x}")
 }
 
 /// Bytes from hex (whitespace allowed between byte pairs).
+#[cfg(any(feature = "json", feature = "keylog"))]
 pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     let s: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     if s.len() % 2 != 0 {
@@ -398,7 +410,7 @@ pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "json"))]
 mod tests {
     use super::*;
 

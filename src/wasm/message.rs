@@ -1,12 +1,12 @@
 //! Messages and maps given as JSON by JavaScript.
 
 use bytes::Bytes;
-use serde_json::Value as Json;
 use wasm_bindgen::JsError;
 
 use super::err;
 use crate::codec::{Symbol, Uuid, Value};
 use crate::inspect::parse_hex;
+use crate::json::Json;
 use crate::message::{AnnotationMap, Body, Message};
 use crate::types::{Fields, MessageId, Properties};
 
@@ -22,7 +22,7 @@ use crate::types::{Fields, MessageId, Properties};
 ///   numbers are longs, others doubles), booleans.
 pub fn message_from_json(j: &Json) -> Result<Message, JsError> {
     let o = j.as_object().ok_or_else(|| err(format!("message: {j} is not an object")))?;
-    for key in o.keys() {
+    for (key, _) in o {
         if !["body", "properties", "applicationProperties", "messageAnnotations"]
             .contains(&key.as_str())
         {
@@ -32,14 +32,14 @@ pub fn message_from_json(j: &Json) -> Result<Message, JsError> {
             )));
         }
     }
-    let body = match o.get("body") {
+    let body = match j.get("body") {
         None | Some(Json::Null) => Body::Empty,
         Some(Json::String(s)) => Body::data(Bytes::from(s.clone().into_bytes())),
-        Some(Json::Object(b)) if b.contains_key("hex") => {
+        Some(b @ Json::Object(_)) if b.get("hex").is_some() => {
             let hex = b.get("hex").and_then(Json::as_str).unwrap_or_default();
             Body::data(Bytes::from(parse_hex(hex.as_bytes()).map_err(err)?))
         }
-        Some(Json::Object(b)) if b.contains_key("value") => {
+        Some(b @ Json::Object(_)) if b.get("value").is_some() => {
             Body::Value(simple_value("body value", b.get("value").unwrap_or(&Json::Null))?)
         }
         Some(other) => {
@@ -49,13 +49,13 @@ pub fn message_from_json(j: &Json) -> Result<Message, JsError> {
         }
     };
     let mut m = Message { body, ..Message::default() };
-    if let Some(p) = o.get("properties").filter(|p| !p.is_null()) {
+    if let Some(p) = j.get("properties").filter(|p| !p.is_null()) {
         m.properties = Some(properties_from_json(p)?);
     }
-    if let Some(a) = o.get("applicationProperties").filter(|a| !a.is_null()) {
+    if let Some(a) = j.get("applicationProperties").filter(|a| !a.is_null()) {
         m.application_properties = Some(map_from_json("applicationProperties", a)?);
     }
-    if let Some(a) = o.get("messageAnnotations").filter(|a| !a.is_null()) {
+    if let Some(a) = j.get("messageAnnotations").filter(|a| !a.is_null()) {
         m.message_annotations = Some(map_from_json("messageAnnotations", a)?);
     }
     Ok(m)
@@ -102,10 +102,10 @@ pub(super) fn message_id(s: &str) -> MessageId {
 fn id_from_json(key: &str, v: &Json) -> Result<MessageId, JsError> {
     match v {
         Json::String(s) => Ok(message_id(s)),
-        Json::Number(n) => n
+        Json::Number(_) => v
             .as_u64()
             .map(MessageId::Ulong)
-            .ok_or_else(|| err(format!("message: {key} {n} is not a whole number of at least 0"))),
+            .ok_or_else(|| err(format!("message: {key} {v} is not a whole number of at least 0"))),
         other => Err(err(format!("message: {key} is {other}, not a string or a number"))),
     }
 }
@@ -115,10 +115,10 @@ fn simple_value(what: &str, v: &Json) -> Result<Value, JsError> {
     match v {
         Json::String(s) => Ok(Value::from(s.as_str())),
         Json::Bool(b) => Ok(Value::from(*b)),
-        Json::Number(n) => match (n.as_i64(), n.as_f64()) {
+        Json::Number(_) => match (v.as_i64(), v.as_f64()) {
             (Some(i), _) => Ok(Value::from(i)),
             (None, Some(f)) => Ok(Value::from(f)),
-            _ => Err(err(format!("{what}: {n} does not fit a long or a double"))),
+            _ => Err(err(format!("{what}: {v} does not fit a long or a double"))),
         },
         other => Err(err(format!("{what}: {other} is not a string, number or boolean"))),
     }

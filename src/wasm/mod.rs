@@ -29,7 +29,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::{json, Value as Json};
 use wasm_bindgen::prelude::*;
 
 use crate::azure::cbs::{CbsStatus, PutToken, IOTHUB_SAS_TOKEN_TYPE};
@@ -39,8 +38,9 @@ use crate::codec::{DecodeOptions, Symbol};
 use crate::connection::{
     Config, Connection, Direction, Event, LinkId, LinkOptions, SessionId, TraceRecord,
 };
-use crate::inspect::json::payload_json;
+use crate::inspect::json::{write_payload, Sink, Writer};
 use crate::inspect::Inspector;
+use crate::json::Json;
 use crate::message::Message;
 use crate::sasl::SaslClient;
 use crate::time::Instant;
@@ -55,7 +55,7 @@ fn err(msg: impl std::fmt::Display) -> JsError {
 
 /// Reads a JSON argument.
 fn parse_json(what: &str, text: &str) -> Result<Json, JsError> {
-    serde_json::from_str(text).map_err(|e| err(format!("{what}: not JSON ({e})")))
+    Json::parse(text.as_bytes()).map_err(|e| err(format!("{what}: not JSON ({e})")))
 }
 
 /// Bytes a trace callback saw, waiting for [`Engine::poll_trace`].
@@ -104,7 +104,7 @@ impl Engine {
             "showSecrets",
         ];
         let fields = o.as_object().ok_or_else(|| err("connection options: not an object"))?;
-        if let Some(k) = fields.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        if let Some((k, _)) = fields.iter().find(|(k, _)| !KNOWN.contains(&k.as_str())) {
             return Err(err(format!(
                 "connection options: unknown option {k:?} (known: {})",
                 KNOWN.join(", ")
@@ -242,14 +242,17 @@ impl Engine {
     /// it (`message`) and its bytes in hex (`payload`).
     #[wasm_bindgen(js_name = pollEvents)]
     pub fn poll_events(&mut self) -> String {
-        let mut out = Vec::new();
+        let mut out = String::new();
+        let mut w = Writer::new(&mut out);
+        w.begin_array();
         while let Some(ev) = self.conn.poll_event() {
             if let Event::LinkAttached { link, .. } = &ev {
                 self.grant_initial_credit(*link);
             }
-            out.push(self.event_json(&ev));
+            self.write_event(&mut w, &ev);
         }
-        Json::Array(out).to_string()
+        w.end_array();
+        out
     }
 
     /// Every header and frame in and out since the last call, as the JSON records of
@@ -262,7 +265,9 @@ impl Engine {
             Err(_) => Vec::new(),
         };
         let time = self.start.elapsed().as_secs_f64();
-        let mut lines = Vec::new();
+        let mut out = String::new();
+        let mut w = Writer::new(&mut out);
+        w.begin_array();
         for (direction, raw) in pending {
             let (index, dir) = match direction {
                 Direction::In => (0, "in"),
@@ -271,10 +276,11 @@ impl Engine {
             let inspector = &mut self.inspectors[index];
             inspector.push(&raw);
             while let Some(rec) = inspector.next_record() {
-                lines.extend(crate::inspect::json::trace_lines(&rec, dir, time, 1));
+                crate::inspect::json::trace_values(&mut w, &rec, dir, time, 1);
             }
         }
-        Json::Array(lines).to_string()
+        w.end_array();
+        out
     }
 
     /// Begins a session; its number comes back at once, `sessionBegun` when the peer
@@ -398,10 +404,6 @@ impl Engine {
         self.links.iter().position(|l| *l == Some(id))
     }
 
-    fn number_of(&self, id: LinkId) -> Json {
-        self.number_of_link(id).map_or(Json::Null, Json::from)
-    }
-
     fn grant_initial_credit(&mut self, id: LinkId) {
         let Some(n) = self.number_of_link(id) else { return };
         if let Some(i) = self.credit_on_attach.iter().position(|(l, _)| *l == n) {
@@ -411,96 +413,187 @@ impl Engine {
         }
     }
 
-    fn event_json(&self, ev: &Event) -> Json {
-        let error = |e: &Option<crate::types::Error>| match e {
-            Some(e) => json!({
-                "condition": e.condition.as_str(),
-                "description": e.description.as_deref(),
-            }),
-            None => Json::Null,
-        };
+    /// `"link": n`, or `null` for a link this binding did not attach.
+    fn link_member(&self, w: &mut Writer<'_>, id: LinkId) {
+        w.key("link");
+        match self.number_of_link(id) {
+            Some(n) => w.u64(n as u64),
+            None => w.null(),
+        }
+    }
+
+    /// One event as a JSON object (see [`Engine::poll_events`]).
+    fn write_event(&self, w: &mut Writer<'_>, ev: &Event) {
+        w.begin_object();
+        let kind = |w: &mut Writer<'_>, kind: &str| member_str(w, "type", kind);
         match ev {
             Event::SaslDone { mechanism, .. } => {
-                json!({"type": "saslDone", "mechanism": mechanism})
+                kind(w, "saslDone");
+                member_str(w, "mechanism", mechanism);
             }
-            Event::Opened { remote } => json!({
-                "type": "opened",
-                "containerId": &*remote.container_id,
-                "maxFrameSize": remote.max_frame_size,
-                "channelMax": remote.channel_max,
-                "idleTimeOut": remote.idle_time_out,
-            }),
+            Event::Opened { remote } => {
+                kind(w, "opened");
+                member_str(w, "containerId", &remote.container_id);
+                member_u64(w, "maxFrameSize", remote.max_frame_size.into());
+                member_u64(w, "channelMax", remote.channel_max.into());
+                w.key("idleTimeOut");
+                match remote.idle_time_out {
+                    Some(t) => w.u64(t.into()),
+                    None => w.null(),
+                }
+            }
             Event::SessionBegun { session, .. } => {
-                json!({"type": "sessionBegun", "session": session.0})
+                kind(w, "sessionBegun");
+                member_u64(w, "session", session.0.into());
             }
-            Event::SessionEnded { session, error: e, by_peer } => json!({
-                "type": "sessionEnded", "session": session.0, "error": error(e), "byPeer": by_peer,
-            }),
-            Event::LinkAttached { link, remote, .. } => json!({
-                "type": "linkAttached",
-                "link": self.number_of(*link),
-                "refused": remote.source.is_none() && remote.target.is_none(),
-            }),
-            Event::LinkDetached { link, closed, error: e, by_peer } => json!({
-                "type": "linkDetached", "link": self.number_of(*link), "closed": closed,
-                "error": error(e), "byPeer": by_peer,
-            }),
-            Event::Credit { link, credit, drain } => json!({
-                "type": "credit", "link": self.number_of(*link), "credit": credit, "drain": drain,
-            }),
-            Event::Delivery { link, delivery_id, payload, settled, .. } => json!({
-                "type": "delivery",
-                "link": self.number_of(*link),
-                "deliveryId": delivery_id.0,
-                "settled": settled,
-                "message": payload_json(payload, None),
-                "payload": crate::inspect::hex(payload),
-            }),
-            Event::Disposition { link, delivery_id, settled, state } => json!({
-                "type": "disposition",
-                "link": self.number_of(*link),
-                "deliveryId": delivery_id.0,
-                "settled": settled,
-                "state": state.as_ref().map(state_json),
-            }),
-            Event::Aborted { link, delivery_id } => json!({
-                "type": "aborted", "link": self.number_of(*link), "deliveryId": delivery_id.0,
-            }),
-            Event::LinkError { link, violation } => json!({
-                "type": "linkError", "link": self.number_of(*link), "error": violation.to_string(),
-            }),
-            Event::SessionError { session, violation } => json!({
-                "type": "sessionError", "session": session.0, "error": violation.to_string(),
-            }),
-            Event::RemoteClose { error: e } => json!({"type": "remoteClose", "error": error(e)}),
-            Event::Ended { error } => json!({
-                "type": "ended",
-                "error": error.as_ref().map(ToString::to_string),
-            }),
+            Event::SessionEnded { session, error, by_peer } => {
+                kind(w, "sessionEnded");
+                member_u64(w, "session", session.0.into());
+                member_error(w, error.as_ref());
+                member_bool(w, "byPeer", *by_peer);
+            }
+            Event::LinkAttached { link, remote, .. } => {
+                kind(w, "linkAttached");
+                self.link_member(w, *link);
+                member_bool(w, "refused", remote.source.is_none() && remote.target.is_none());
+            }
+            Event::LinkDetached { link, closed, error, by_peer } => {
+                kind(w, "linkDetached");
+                self.link_member(w, *link);
+                member_bool(w, "closed", *closed);
+                member_error(w, error.as_ref());
+                member_bool(w, "byPeer", *by_peer);
+            }
+            Event::Credit { link, credit, drain } => {
+                kind(w, "credit");
+                self.link_member(w, *link);
+                member_u64(w, "credit", (*credit).into());
+                member_bool(w, "drain", *drain);
+            }
+            Event::Delivery { link, delivery_id, payload, settled, .. } => {
+                kind(w, "delivery");
+                self.link_member(w, *link);
+                member_u64(w, "deliveryId", delivery_id.0.into());
+                member_bool(w, "settled", *settled);
+                w.key("message");
+                write_payload(w, payload, None);
+                w.key("payload");
+                w.hex(payload);
+            }
+            Event::Disposition { link, delivery_id, settled, state } => {
+                kind(w, "disposition");
+                self.link_member(w, *link);
+                member_u64(w, "deliveryId", delivery_id.0.into());
+                member_bool(w, "settled", *settled);
+                w.key("state");
+                match state {
+                    Some(s) => write_state(w, s),
+                    None => w.null(),
+                }
+            }
+            Event::Aborted { link, delivery_id } => {
+                kind(w, "aborted");
+                self.link_member(w, *link);
+                member_u64(w, "deliveryId", delivery_id.0.into());
+            }
+            Event::LinkError { link, violation } => {
+                kind(w, "linkError");
+                self.link_member(w, *link);
+                w.key("error");
+                w.display(violation);
+            }
+            Event::SessionError { session, violation } => {
+                kind(w, "sessionError");
+                member_u64(w, "session", session.0.into());
+                w.key("error");
+                w.display(violation);
+            }
+            Event::RemoteClose { error } => {
+                kind(w, "remoteClose");
+                member_error(w, error.as_ref());
+            }
+            Event::Ended { error } => {
+                kind(w, "ended");
+                w.key("error");
+                match error {
+                    Some(e) => w.display(e),
+                    None => w.null(),
+                }
+            }
             // BeginRequested, AttachRequested and Resumed come only with options this
             // binding does not set (accept_sessions or accept_links off, link recovery).
             // Not rendered with Debug, which would pull every type's Debug into the module.
-            _ => json!({"type": "other"}),
+            _ => kind(w, "other"),
         }
+        w.end_object();
     }
 }
 
-/// A delivery state as JSON: its name, and a rejection's error.
-fn state_json(s: &DeliveryState) -> Json {
-    match s {
-        DeliveryState::Accepted(_) => json!({"outcome": "accepted"}),
-        DeliveryState::Rejected(r) => json!({
-            "outcome": "rejected",
-            "condition": r.error.as_ref().map(|e| e.condition.as_str().to_owned()),
-            "description": r.error.as_ref().and_then(|e| e.description.as_deref().map(str::to_owned)),
-        }),
-        DeliveryState::Released(_) => json!({"outcome": "released"}),
-        DeliveryState::Modified(_) => json!({"outcome": "modified"}),
-        DeliveryState::Received(_) => json!({"outcome": "received"}),
-        DeliveryState::Declared(_) => json!({"outcome": "declared"}),
-        DeliveryState::TransactionalState(_) => json!({"outcome": "transactional-state"}),
-        _ => json!({"outcome": "other"}),
+fn member_str(w: &mut Writer<'_>, key: &str, v: &str) {
+    w.key(key);
+    w.str(v);
+}
+
+fn member_u64(w: &mut Writer<'_>, key: &str, v: u64) {
+    w.key(key);
+    w.u64(v);
+}
+
+fn member_bool(w: &mut Writer<'_>, key: &str, v: bool) {
+    w.key(key);
+    w.bool(v);
+}
+
+/// `key`: a string, or `null`.
+fn member_opt_str(w: &mut Writer<'_>, key: &str, v: Option<&str>) {
+    w.key(key);
+    match v {
+        Some(v) => w.str(v),
+        None => w.null(),
     }
+}
+
+/// `"error": {"condition", "description"}`, or `null`.
+fn member_error(w: &mut Writer<'_>, e: Option<&crate::types::Error>) {
+    w.key("error");
+    let Some(e) = e else { return w.null() };
+    w.begin_object();
+    member_str(w, "condition", e.condition.as_str());
+    member_opt_str(w, "description", e.description.as_deref());
+    w.end_object();
+}
+
+/// A delivery state as JSON: its name, and a rejection's error.
+fn write_state(w: &mut Writer<'_>, s: &DeliveryState) {
+    w.begin_object();
+    let outcome = match s {
+        DeliveryState::Accepted(_) => "accepted",
+        DeliveryState::Rejected(r) => {
+            member_str(w, "outcome", "rejected");
+            let error = r.error.as_ref();
+            member_opt_str(w, "condition", error.map(|e| e.condition.as_str()));
+            member_opt_str(w, "description", error.and_then(|e| e.description.as_deref()));
+            return w.end_object();
+        }
+        DeliveryState::Released(_) => "released",
+        DeliveryState::Modified(_) => "modified",
+        DeliveryState::Received(_) => "received",
+        DeliveryState::Declared(_) => "declared",
+        DeliveryState::TransactionalState(_) => "transactional-state",
+        _ => "other",
+    };
+    member_str(w, "outcome", outcome);
+    w.end_object();
+}
+
+/// A JSON object's text, from its members written by `f`.
+fn object_text(f: impl FnOnce(&mut Writer<'_>)) -> String {
+    let mut out = String::new();
+    let mut w = Writer::new(&mut out);
+    w.begin_object();
+    f(&mut w);
+    w.end_object();
+    out
 }
 
 fn opt_str<'a>(o: &'a Json, key: &str) -> Result<Option<&'a str>, JsError> {
@@ -566,13 +659,12 @@ pub fn iothub_plain_credentials(connection_string: &str, expiry: f64) -> Result<
     let user = sasl_plain_user(cs.host_name(), cs.device_id(), cs.shared_access_key_name())
         .ok_or_else(|| err("the connection string names neither a device nor a policy"))?;
     let token = cs.sas_token(expiry_secs(expiry)?);
-    Ok(json!({
-        "username": user,
-        "password": token.to_string(),
-        "hostname": cs.host_name(),
-        "resource": cs.resource_uri(),
-    })
-    .to_string())
+    Ok(object_text(|w| {
+        member_str(w, "username", &user);
+        member_str(w, "password", &token.to_string());
+        member_str(w, "hostname", cs.host_name());
+        member_str(w, "resource", &cs.resource_uri());
+    }))
 }
 
 /// A CBS put-token request (to send on a sender to `$cbs`), encoded: `audience` as the
@@ -602,12 +694,12 @@ pub fn put_token_message(
 pub fn read_cbs_status(payload: &[u8]) -> Result<String, JsError> {
     let m = decode_message(payload)?;
     let s = CbsStatus::from_message(&m).map_err(|e| err(format!("CBS answer: {e}")))?;
-    Ok(json!({
-        "statusCode": s.code,
-        "description": s.description,
-        "success": s.is_success(),
-    })
-    .to_string())
+    Ok(object_text(|w| {
+        w.key("statusCode");
+        w.i64(s.code.into());
+        member_opt_str(w, "description", s.description.as_deref());
+        member_bool(w, "success", s.is_success());
+    }))
 }
 
 /// A cloud-to-device message for `device_id` (the message as JSON, see
@@ -634,15 +726,14 @@ pub fn c2d_message(
 #[wasm_bindgen(js_name = iothubAddresses)]
 pub fn iothub_addresses(device_id: &str) -> String {
     use crate::azure::hub;
-    json!({
-        "c2dSend": hub::C2D_SEND_ADDRESS,
-        "feedback": hub::FEEDBACK_ADDRESS,
-        "cbs": crate::azure::cbs::CBS_NODE,
-        "ackProperty": hub::ACK_PROPERTY,
-        "c2d": hub::c2d_address(device_id),
-        "telemetry": hub::telemetry_address(device_id, None),
+    object_text(|w| {
+        member_str(w, "c2dSend", hub::C2D_SEND_ADDRESS);
+        member_str(w, "feedback", hub::FEEDBACK_ADDRESS);
+        member_str(w, "cbs", crate::azure::cbs::CBS_NODE);
+        member_str(w, "ackProperty", hub::ACK_PROPERTY);
+        member_str(w, "c2d", &hub::c2d_address(device_id));
+        member_str(w, "telemetry", &hub::telemetry_address(device_id, None));
     })
-    .to_string()
 }
 
 /// Reads a feedback message (encoded, as received on `/messages/serviceBound/feedback`):
@@ -653,7 +744,7 @@ pub fn parse_feedback(payload: &[u8]) -> Result<String, JsError> {
     let m = decode_message(payload)?;
     let body = m.body.bytes().ok_or_else(|| err("feedback message: no data body"))?;
     let records = FeedbackRecord::parse_batch(&body).map_err(err)?;
-    Ok(Json::Array(records.iter().map(FeedbackRecord::to_json).collect()).to_string())
+    Ok(Json::Array(records.iter().map(FeedbackRecord::json).collect()).to_string())
 }
 
 fn decode_message(payload: &[u8]) -> Result<Message, JsError> {
