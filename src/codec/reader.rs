@@ -419,7 +419,7 @@ impl<'a> Reader<'a> {
                     .filter_map(|k| super::Value::decode_with(bytes(k), opts).ok())
                     .map(|k| (k, super::Value::Null))
                     .collect();
-                super::value::first_duplicate_key(&pairs).map(|k| format!("{k:?}"))
+                super::value::first_duplicate_key(&pairs).map(crate::inspect::render)
             }
         }
     }

@@ -18,7 +18,8 @@ use super::reader::{DecodeOptions, Reader};
 ///
 /// Equality compares meaning, not encoding: `Uint(5, Fmt::Code(0x70))` equals
 /// `Uint(5, Fmt::Auto)`, and floats compare by their bits (so a NaN equals itself).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Debug))]
 pub enum Value {
     /// null.
     Null,
@@ -70,6 +71,16 @@ pub enum Value {
     Array(Array),
     /// A described value: a descriptor and the value it describes.
     Described(Box<Described>),
+}
+
+/// In WebAssembly, a value's `Debug` is the text people read ([`crate::inspect::render`]):
+/// the derived form would bring core's float formatting (about 13 KB) into the browser
+/// module for the sake of error texts.
+#[cfg(target_arch = "wasm32")]
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::inspect::render(self))
+    }
 }
 
 /// A descriptor and the value it describes (part 1, 1.5).
@@ -378,7 +389,7 @@ impl Value {
                 r.close_compound(c, fc::name(code).unwrap_or("map"))?;
                 r.leave();
                 if let Some(k) = first_duplicate_key(&pairs) {
-                    let key = format!("{k:?}");
+                    let key = crate::inspect::render(k);
                     r.deviation(c.start, ErrorKind::DuplicateKey(key), "kept both entries")?;
                 }
                 Self::Map(pairs, f)
@@ -1079,11 +1090,11 @@ pub(crate) fn duplicate_key(keys: &[super::ValueRef<'_>]) -> Option<String> {
     };
     if keys.len() <= 32 && !keys.iter().any(compound) {
         let i = (0..keys.len()).find(|&i| keys[..i].contains(&keys[i]))?;
-        return keys[i].to_owned_value().ok().map(|v| format!("{v:?}"));
+        return keys[i].to_owned_value().ok().map(|v| crate::inspect::render(&v));
     }
     let pairs: Vec<(Value, Value)> =
         keys.iter().filter_map(|k| k.to_owned_value().ok()).map(|k| (k, Value::Null)).collect();
-    first_duplicate_key(&pairs).map(|k| format!("{k:?}"))
+    first_duplicate_key(&pairs).map(crate::inspect::render)
 }
 
 /// The canonical encoding of a value (every remembered `Fmt` dropped), so that two equal

@@ -16,7 +16,8 @@ use super::value::{check_array_count, read_char, read_sized, Value};
 ///
 /// Equality compares meaning, with floats compared by their bits (so a NaN equals itself),
 /// as [`Value`]'s does.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Debug))]
 pub enum ValueRef<'a> {
     /// null.
     Null,
@@ -68,6 +69,17 @@ pub enum ValueRef<'a> {
     Array(ArrayRef<'a>),
     /// described value.
     Described(DescribedRef<'a>),
+}
+
+/// In WebAssembly, as [`Value`]'s: the text people read, not the derived form.
+#[cfg(target_arch = "wasm32")]
+impl std::fmt::Debug for ValueRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.to_owned_value() {
+            Ok(v) => std::fmt::Debug::fmt(&v, f),
+            Err(e) => write!(f, "(undecodable: {e})"),
+        }
+    }
 }
 
 impl PartialEq for ValueRef<'_> {

@@ -939,7 +939,7 @@ fn float<S: Sink>(s: &mut S, x: f64) {
     if x.is_finite() {
         s.f64(x);
     } else {
-        s.display(x);
+        s.str(&super::float_text(x, ""));
     }
 }
 

@@ -777,6 +777,59 @@ fn decimal(negative: bool, x: u64) -> Cow<'static, str> {
     Cow::Owned(s)
 }
 
+/// A float as `Display` writes it (`1`, `0.5`, `1000000000000000000000`, `-0`, `NaN`,
+/// `inf`), from `shortest`: `x`'s shortest digits that read back as it, as `zmij` writes
+/// them (`1.0`, `1e21`), which are the digits `Display` chooses. Core's own float
+/// formatting would add about 13 KB to the browser module.
+pub(crate) fn float_text(x: f64, shortest: &str) -> Cow<'static, str> {
+    if x.is_nan() {
+        return Cow::Borrowed("NaN");
+    }
+    if x.is_infinite() {
+        return Cow::Borrowed(if x > 0.0 { "inf" } else { "-inf" });
+    }
+    let (negative, s) = match shortest.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, shortest),
+    };
+    let (mantissa, exponent) = match s.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (s, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all: String = [whole, fraction].concat();
+    // The digits without leading or trailing zeros, and where the point falls in them.
+    let lead = all.bytes().take_while(|&b| b == b'0').count();
+    let digits = all[lead..].trim_end_matches('0');
+    let point = whole.len() as i64 - lead as i64 + i64::from(exponent);
+    let mut out = String::with_capacity(digits.len() + 8);
+    if negative {
+        out.push('-');
+    }
+    let zeros = |out: &mut String, n: i64| (0..n).for_each(|_| out.push('0'));
+    if digits.is_empty() {
+        out.push('0');
+    } else if point <= 0 {
+        out.push_str("0.");
+        zeros(&mut out, -point);
+        out.push_str(digits);
+    } else if point >= digits.len() as i64 {
+        out.push_str(digits);
+        zeros(&mut out, point - digits.len() as i64);
+    } else {
+        let (a, b) = digits.split_at(point as usize);
+        out.push_str(a);
+        out.push('.');
+        out.push_str(b);
+    }
+    Cow::Owned(out)
+}
+
+/// A double as `Display` writes it (see [`float_text`]).
+pub(crate) fn f64_text(x: f64) -> Cow<'static, str> {
+    float_text(x, zmij::Buffer::new().format_finite(x))
+}
+
 /// `n` then `what` (` elements`): `format!("{n}{what}")`.
 fn counted(n: u32, what: &str) -> Cow<'static, str> {
     let mut s = String::with_capacity(10 + what.len());
@@ -847,8 +900,10 @@ pub fn render(v: &Value) -> String {
         Value::Short(x) => x.to_string(),
         Value::Int(x, _) => x.to_string(),
         Value::Long(x, _) => x.to_string(),
-        Value::Float(x) => x.to_string(),
-        Value::Double(x) => x.to_string(),
+        Value::Float(x) => {
+            float_text(f64::from(*x), zmij::Buffer::new().format_finite(*x)).into_owned()
+        }
+        Value::Double(x) => f64_text(*x).into_owned(),
         Value::Decimal32(b) => format!("decimal32 0x{}", hex(b)),
         Value::Decimal64(b) => format!("decimal64 0x{}", hex(b)),
         Value::Decimal128(b) => format!("decimal128 0x{}", hex(b)),
@@ -927,6 +982,75 @@ pub fn parse_hex(text: &[u8]) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn floats_are_written_as_display_writes_them_but_for_ties() {
+        for x in [
+            0.0,
+            -0.0,
+            1.0,
+            -1.5,
+            0.1,
+            0.1 + 0.2,
+            1e21,
+            1e-7,
+            123_456.789,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            f64::from_bits(1),
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            assert_eq!(f64_text(x), x.to_string(), "{x:?}");
+        }
+        for x in [0.1_f32, 1e-45, f32::MAX, 16_777_217.0, -3.4e38, f32::NAN] {
+            let shown = float_text(f64::from(x), zmij::Buffer::new().format_finite(x));
+            assert_eq!(shown, x.to_string(), "{x:?}");
+        }
+        // A tie between two shortest forms goes to the even digit.
+        let tie = f32::from_bits(3_366_274_964); // -338492.625 exactly
+        let shown = float_text(f64::from(tie), zmij::Buffer::new().format_finite(tie));
+        assert_eq!((shown.as_ref(), tie.to_string().as_str()), ("-338492.62", "-338492.63"));
+    }
+
+    /// `ours` reads back as `x`, in as many characters as `Display` takes, and is its text
+    /// but for a tie between two shortest forms, which `zmij` settles to the even digit
+    /// where `Display` rounds the half up (`-338492.625f32`: `-338492.62`, `-338492.63`).
+    fn shortest_like_display<T>(ours: &str, x: T) -> Result<(), String>
+    where
+        T: std::fmt::Display + std::str::FromStr + PartialEq + Copy,
+    {
+        let theirs = x.to_string();
+        let back = ours.parse::<T>().ok();
+        if theirs == "NaN" {
+            return if ours == "NaN" { Ok(()) } else { Err(ours.to_owned()) };
+        }
+        let same_but_last = ours.len() == theirs.len()
+            && ours[..ours.len() - 1] == theirs[..theirs.len() - 1]
+            && ours.bytes().last().zip(theirs.bytes().last()).is_some_and(|(a, b)| {
+                a.is_ascii_digit()
+                    && b.is_ascii_digit()
+                    && a.abs_diff(b) == 1
+                    && (a - b'0') % 2 == 0
+            });
+        if back == Some(x) && (ours == theirs || same_but_last) {
+            Ok(())
+        } else {
+            Err(format!("{ours} for {theirs}"))
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_float_is_written_in_its_shortest_form(bits in proptest::prelude::any::<u64>(), small in proptest::prelude::any::<u32>()) {
+            let x = f64::from_bits(bits);
+            proptest::prop_assert_eq!(shortest_like_display(&f64_text(x), x), Ok(()));
+            let y = f32::from_bits(small);
+            let shown = float_text(f64::from(y), zmij::Buffer::new().format_finite(y));
+            proptest::prop_assert_eq!(shortest_like_display(&shown, y), Ok(()));
+        }
+    }
 
     #[test]
     fn summaries_are_the_renderings() {

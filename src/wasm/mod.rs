@@ -646,7 +646,8 @@ fn expiry_secs(expiry: f64) -> Result<u64, JsError> {
         // Whole seconds; a fraction from Date.now()/1000 is dropped.
         Ok(expiry as u64)
     } else {
-        Err(err(format!("expiry {expiry}: seconds since 1970 expected")))
+        let shown = crate::inspect::f64_text(expiry);
+        Err(err(format!("expiry {shown}: seconds since 1970 expected")))
     }
 }
 
