@@ -30,22 +30,19 @@ impl Pair {
         let mut s = Config::new("server");
         s.max_frame_size = max_frame_size;
         s.session.incoming_window = 100_000;
+        let mut client = Connection::client(c);
+        let session = client.begin().expect("begin");
+        let snd = client.attach(session, LinkOptions::sender("bench", "q")).expect("attach");
+        // The server's end is known once its attach event comes: until then, the client's
+        // id stands in (the pump below reads neither).
         let mut p = Self {
-            client: Connection::client(c),
+            client,
             server: Connection::server(s),
-            snd: LinkId {
-                session: amqpwire::connection::SessionId(0),
-                handle: amqpwire::types::Handle(0),
-            },
-            rcv: LinkId {
-                session: amqpwire::connection::SessionId(0),
-                handle: amqpwire::types::Handle(0),
-            },
+            snd,
+            rcv: snd,
             now: Instant::now(),
             buf: Vec::new(),
         };
-        let session = p.client.begin().expect("begin");
-        p.snd = p.client.attach(session, LinkOptions::sender("bench", "q")).expect("attach");
         p.pump();
         while let Some(e) = p.server.poll_event() {
             if let Event::LinkAttached { link, .. } = e {

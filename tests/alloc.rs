@@ -82,11 +82,22 @@ fn the_engine_does_not_allocate_per_presettled_message() {
     };
     let session = client.begin().expect("begin");
     let snd = client.attach(session, LinkOptions::sender("s", "q")).expect("attach");
-    pump(&mut client, &mut server, &mut buf);
-    let rcv = amqpwire::connection::LinkId {
-        session: amqpwire::connection::SessionId(0),
-        handle: amqpwire::types::Handle(0),
-    };
+    // The server's end of the link, from its attach event.
+    let mut rcv = None;
+    for _ in 0..4 {
+        buf.clear();
+        client.poll_transmit(&mut buf);
+        server.handle_input(&buf, now);
+        buf.clear();
+        server.poll_transmit(&mut buf);
+        client.handle_input(&buf, now);
+        while let Some(e) = server.poll_event() {
+            if let Event::LinkAttached { link, .. } = e {
+                rcv = Some(link);
+            }
+        }
+    }
+    let rcv = rcv.expect("the server saw the attach");
     server.flow(rcv, 100_000, false).expect("credit");
     pump(&mut client, &mut server, &mut buf);
     let body = [7u8; 100];

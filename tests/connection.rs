@@ -1334,3 +1334,73 @@ fn a_disposition_range_that_wraps_settles_exactly_the_deliveries_it_covers() {
     assert_eq!(settled(&mut c, 0, Some(u32::MAX)), Vec::<u32>::new());
     assert_eq!(c.state(), ConnectionState::Opened);
 }
+
+#[test]
+fn an_ended_links_id_never_names_the_link_given_its_handle_after_it() {
+    // A handle an ended link freed goes to the next link attached on the session; the
+    // ended link's id must not reach that link (a send, a flow or a detach through a
+    // stale id would act on a link its caller never attached).
+    let mut p = Pair::new(Config::new("client"), Config::new("server"), 131);
+    let (first, first_there) = p.attach(LinkOptions::sender("first", "q1"));
+    p.server.flow(first_there, 10, false).expect("credit");
+    p.drive();
+    p.client.detach(first, true, None).expect("detach");
+    p.drive();
+    let _ = events(&mut p.client);
+    let _ = events(&mut p.server);
+    assert_eq!(p.client.link_state(first), None, "the first link has ended");
+
+    let second =
+        p.client.attach(first.session, LinkOptions::sender("second", "q2")).expect("attach");
+    p.drive();
+    let second_there = events(&mut p.server)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::LinkAttached { link, .. } => Some(link),
+            _ => None,
+        })
+        .expect("the server saw the second attach");
+    assert_eq!(
+        (second.session, second.handle),
+        (first.session, first.handle),
+        "the handle is reused"
+    );
+    assert_eq!(
+        (second_there.session, second_there.handle),
+        (first_there.session, first_there.handle)
+    );
+    assert_ne!(second, first, "but the id is new");
+    assert_ne!(second_there, first_there);
+    p.server.flow(second_there, 5, false).expect("credit for the second link");
+    p.drive();
+    let _ = events(&mut p.client);
+
+    // Every command through the stale ids is refused, and the new link is untouched.
+    let stale = p.client.send(first, Bytes::from_static(b"t"), b"x", false);
+    assert_eq!(stale.err(), Some(UsageError::UnknownLink));
+    assert_eq!(p.client.link_state(first), None);
+    assert_eq!(p.client.link_credit(first), None);
+    assert_eq!(p.client.detach(first, true, None), Err(UsageError::UnknownLink));
+    assert_eq!(p.server.flow(first_there, 1, false), Err(UsageError::UnknownLink));
+    assert_eq!(p.client.link_state(second), Some(LinkState::Attached));
+    assert_eq!(p.client.link_credit(second), Some(5));
+    p.drive();
+    assert!(
+        !events(&mut p.server)
+            .iter()
+            .any(|e| matches!(e, Event::Delivery { .. } | Event::LinkDetached { .. })),
+        "nothing reached the second link through the first's id"
+    );
+
+    // Through its own id, the second link works.
+    p.client.send(second, Bytes::from_static(b"t"), b"x", false).expect("send on the second");
+    p.drive();
+    let delivered = events(&mut p.server)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Delivery { link, .. } => Some(link),
+            _ => None,
+        })
+        .expect("the delivery");
+    assert_eq!(delivered, second_there);
+}

@@ -13,13 +13,30 @@ use crate::types::{
 
 use super::SessionId;
 
-/// A link, named by its session and our handle.
+/// A link, named by its session and our handle, and told apart from every other link the
+/// connection had on that handle: a handle an ended link freed goes to the next link
+/// attached on the session, and a command given the ended link's id then fails with
+/// [`UsageError::UnknownLink`](super::UsageError::UnknownLink) rather than acting on the
+/// new link. Ids come from [`Connection::attach`](super::Connection::attach) and from
+/// events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LinkId {
     /// The session.
     pub session: SessionId,
     /// Our handle.
     pub handle: Handle,
+    /// Which link on that handle (the connection numbers its links from 1).
+    serial: u64,
+}
+
+impl LinkId {
+    pub(crate) fn new(session: SessionId, handle: u32, serial: u64) -> Self {
+        Self { session, handle: Handle(handle), serial }
+    }
+
+    pub(crate) fn serial(self) -> u64 {
+        self.serial
+    }
 }
 
 /// Link states (2.6.1: attached or detached, with the attach/detach exchange in between).
@@ -254,6 +271,8 @@ pub(crate) struct Link {
     pub(crate) local_incomplete: bool,
     /// A control link to our transaction coordinator (part 4), by its serial number.
     pub(crate) control: Option<u64>,
+    /// The link's own number in its connection (see [`LinkId`]).
+    pub(crate) serial: u64,
 }
 
 impl Link {
@@ -275,6 +294,7 @@ impl Link {
             remote_incomplete: false,
             local_incomplete: false,
             control: None,
+            serial: 0,
             options,
         }
     }

@@ -38,11 +38,13 @@ impl Connection {
             opts.unsettled = self.retained_take(&opts.name, opts.role);
         }
         let mut link = Link::new(opts, LinkState::AttachSent);
+        link.serial = self.next_link_serial();
+        let id = LinkId::new(session, handle, link.serial);
         let attach = self.fitted_attach(&mut link, Handle(handle));
         let Some(s) = self.session_mut(session) else { return Err(UsageError::UnknownSession) };
         s.put_link(handle, link);
         self.send_performative(session.0, Performative::Attach(attach));
-        Ok(LinkId { session, handle: Handle(handle) })
+        Ok(id)
     }
 
     /// Our attach for `link`, its `unsettled` map cut down (and marked incomplete) if the
@@ -197,7 +199,7 @@ impl Connection {
         let s = self.session_mut(link.session).ok_or(UsageError::UnknownSession)?;
         let delivery_id = s.next_delivery_id;
         let remote_window = s.remote_incoming_window;
-        let l = s.link_mut(link.handle.0).ok_or(UsageError::UnknownLink)?;
+        let l = s.link_by_id(link).ok_or(UsageError::UnknownLink)?;
         if l.role != Role::SENDER {
             return Err(UsageError::WrongRole);
         }
@@ -249,7 +251,7 @@ impl Connection {
             return Err(UsageError::SessionWindowFull);
         }
         let s = self.session_mut(link.session).ok_or(UsageError::UnknownSession)?;
-        let l = s.link_mut(link.handle.0).ok_or(UsageError::UnknownLink)?;
+        let l = s.link_by_id(link).ok_or(UsageError::UnknownLink)?;
         l.link_credit -= 1;
         l.delivery_count = l.delivery_count.next();
         if resume {
@@ -435,6 +437,7 @@ impl Connection {
                 let control = self.coordinator_answer(&mut options);
                 let mut link = Link::new(options, LinkState::AttachSent);
                 link.control = control;
+                link.serial = self.next_link_serial();
                 let Some(s) = self.session_mut(session) else { return };
                 s.put_link(h, link);
                 (h, true)
@@ -463,7 +466,7 @@ impl Connection {
             Err(why) => Some(why.clone()),
         };
         l.remote = Some(a.clone());
-        let link = LinkId { session, handle: Handle(handle) };
+        let link = LinkId::new(session, handle, l.serial);
         if by_peer && !ask {
             self.answer_attach(link);
             if control {
@@ -548,7 +551,7 @@ impl Connection {
 
     fn on_detach(&mut self, session: SessionId, d: Detach) {
         let Some(handle) = self.local_handle(session, d.handle.0, "detach") else { return };
-        let link = LinkId { session, handle: Handle(handle) };
+        let link = self.id_at(session, handle);
         let Some(s) = self.session_mut(session) else { return };
         s.remote_handles.remove(&d.handle.0);
         let by_peer = s.link_mut(handle).is_some_and(|l| l.state != LinkState::DetachSent);
@@ -567,7 +570,7 @@ impl Connection {
     fn on_link_flow(&mut self, session: SessionId, f: Flow) {
         let Some(handle) = f.handle else { return };
         let Some(local) = self.local_handle(session, handle.0, "flow") else { return };
-        let link = LinkId { session, handle: Handle(local) };
+        let link = self.id_at(session, local);
         // 4.4.3: transactional acquisition asks with a `txn-id` in the flow's properties;
         // our coordinator does not offer it, so the link is refused it clearly.
         let acquisition = f.properties.as_ref().is_some_and(|p| p.get("txn-id").is_some());
@@ -610,7 +613,7 @@ impl Connection {
     fn on_transfer(&mut self, session: SessionId, t: Transfer, payload: Bytes) {
         let guard = self.cfg.max_message_size;
         let Some(local) = self.local_handle(session, t.handle.0, "transfer") else { return };
-        let link = LinkId { session, handle: Handle(local) };
+        let link = self.id_at(session, local);
         let Some(s) = self.session_mut(session) else { return };
         // 2.5.6: each transfer frame uses one unit of our incoming-window.
         if s.incoming_window == 0 {
@@ -758,7 +761,7 @@ impl Connection {
             }
         }
         for (h, id, ours, prior) in hits {
-            let link = LinkId { session, handle: Handle(h) };
+            let link = self.id_at(session, h);
             if ours {
                 if let Err(v) = self.txn_disposition(prior.as_ref(), d.state.as_ref()) {
                     if self.link_ref(link).is_some_and(|l| l.state == LinkState::Attached) {
@@ -803,6 +806,24 @@ impl Connection {
             .and_then(Option::as_ref)
             .and_then(|s| s.links.get(link.handle.0 as usize))
             .and_then(Option::as_ref)
+            .filter(|l| l.serial == link.serial())
+    }
+
+    /// The id of the link now on our `handle` of `session`.
+    fn id_at(&self, session: SessionId, handle: u32) -> LinkId {
+        let serial = self
+            .sessions
+            .get(usize::from(session.0))
+            .and_then(Option::as_ref)
+            .and_then(|s| s.links.get(handle as usize))
+            .and_then(Option::as_ref)
+            .map_or(0, |l| l.serial);
+        LinkId::new(session, handle, serial)
+    }
+
+    fn next_link_serial(&mut self) -> u64 {
+        self.link_serial += 1;
+        self.link_serial
     }
 
     /// An attached link of ours in `role`, for a command only that role may give.
@@ -818,7 +839,7 @@ impl Connection {
     }
 
     fn link_mut(&mut self, link: LinkId) -> Option<&mut Link> {
-        self.session_mut(link.session).and_then(|s| s.link_mut(link.handle.0))
+        self.session_mut(link.session).and_then(|s| s.link_by_id(link))
     }
 
     /// Our handle for the peer's; a frame for an unknown handle ends the session (2.6.2).
@@ -870,7 +891,7 @@ impl Connection {
     fn send_link_flow(&mut self, link: LinkId, echo: bool) {
         let Some(s) = self.session_mut(link.session) else { return };
         let mut f = s.flow(echo);
-        let Some(l) = s.link_mut(link.handle.0) else { return };
+        let Some(l) = s.link_by_id(link) else { return };
         f.handle = Some(link.handle);
         f.delivery_count = Some(l.delivery_count);
         f.link_credit = Some(l.link_credit);

@@ -561,6 +561,9 @@ pub struct Connection {
     header_seen: bool,
     /// The transaction coordinator, when [`Config::coordinator`] asks for one.
     txn: Option<txn::TxnState>,
+    /// The serial of the last link made: each link has its own, so that the [`LinkId`] of
+    /// an ended link never names a later one given the same handle.
+    link_serial: u64,
 }
 
 impl std::fmt::Debug for Connection {
@@ -617,6 +620,7 @@ impl Connection {
             retained: std::collections::HashMap::new(),
             header_seen: false,
             txn: cfg.coordinator.clone().map(txn::TxnState::new),
+            link_serial: 0,
             cfg,
         }
     }

@@ -151,6 +151,11 @@ impl Session {
         self.links.get_mut(handle as usize).and_then(Option::as_mut)
     }
 
+    /// The link `id` names, if it is still on its handle (not a later link given it).
+    pub(crate) fn link_by_id(&mut self, id: super::LinkId) -> Option<&mut Link> {
+        self.link_mut(id.handle.0).filter(|l| l.serial == id.serial())
+    }
+
     /// Our begin; `remote_channel` when answering the peer's.
     pub(crate) fn begin(&self) -> Begin {
         Begin {

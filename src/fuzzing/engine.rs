@@ -694,8 +694,8 @@ impl Pair {
         }
     }
 
-    /// The link whose end on this side is `link`: the newest, since a handle is reused
-    /// once the link that held it has detached.
+    /// The link whose end on this side is `link` (a handle is reused once the link that
+    /// held it has detached, but each link's id is its own).
     fn index_of(&self, link: LinkId, at_client: bool) -> Option<usize> {
         self.links.iter().rposition(|l| if at_client { l.client } else { l.server } == Some(link))
     }

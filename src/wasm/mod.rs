@@ -65,9 +65,10 @@ type TraceQueue = Arc<Mutex<VecDeque<(Direction, Vec<u8>)>>>;
 #[wasm_bindgen]
 pub struct Engine {
     conn: Connection,
-    /// Links by the number JavaScript knows them by (their index); `None` once a later
-    /// link holds the id (the engine gives an ended link's handle to the next one).
-    links: Vec<Option<LinkId>>,
+    /// Links by the number JavaScript knows them by (their index). An ended link keeps
+    /// its number, and its id names no later link (the engine tells links on a reused
+    /// handle apart).
+    links: Vec<LinkId>,
     /// Credit to grant each receiving link once it is attached (by link number).
     credit_on_attach: Vec<(usize, u32)>,
     /// Delivery-tags handed out so far.
@@ -380,28 +381,22 @@ impl Engine {
 }
 
 impl Engine {
-    /// A number for a new link; an ended link that had the same id keeps its number, but
-    /// no longer names anything.
+    /// A number for a new link.
     fn add_link(&mut self, id: LinkId) -> usize {
-        for l in &mut self.links {
-            if *l == Some(id) {
-                *l = None;
-            }
-        }
-        self.links.push(Some(id));
+        self.links.push(id);
         self.links.len() - 1
     }
 
     fn link(&self, n: usize) -> Result<LinkId, JsError> {
-        match self.links.get(n) {
-            Some(Some(id)) => Ok(*id),
-            Some(None) => Err(err(format!("link {n} has ended"))),
-            None => Err(err(format!("no link {n}"))),
+        let id = *self.links.get(n).ok_or_else(|| err(format!("no link {n}")))?;
+        if self.conn.link_state(id).is_none() {
+            return Err(err(format!("link {n} has ended")));
         }
+        Ok(id)
     }
 
     fn number_of_link(&self, id: LinkId) -> Option<usize> {
-        self.links.iter().position(|l| *l == Some(id))
+        self.links.iter().position(|l| *l == id)
     }
 
     fn grant_initial_credit(&mut self, id: LinkId) {
