@@ -392,7 +392,7 @@ fn a_session_begins_and_ends_from_either_side() {
     let mut p = Pair::new(Config::new("client"), Config::new("server"), 21);
     // Pipelined: begin before the server's open has arrived.
     let s = p.client.begin().expect("begin");
-    assert_eq!(s, amqpwire::connection::SessionId(0));
+    assert_eq!(s.0, 0, "the first channel");
     p.drive();
     assert_eq!(p.client.session_state(s), Some(amqpwire::connection::SessionState::Mapped));
     let ce = events(&mut p.client);
@@ -450,7 +450,7 @@ fn a_frame_on_a_channel_no_session_uses_closes_with_not_found() {
     assert_eq!(close_error(&out).0, condition::NOT_FOUND);
 }
 
-use amqpwire::connection::{LinkId, LinkOptions, LinkState, SessionId, UsageError};
+use amqpwire::connection::{LinkId, LinkOptions, LinkState, UsageError};
 use amqpwire::types::{Accepted, DeliveryState, Role};
 use bytes::Bytes;
 
@@ -627,7 +627,7 @@ fn links_detach_from_either_side_and_names_can_be_reused() {
         .any(|e| matches!(e, Event::LinkDetached { by_peer: false, .. })));
     // The same name again, now as a receiver: a new link.
     let again =
-        p.client.attach(SessionId(0), LinkOptions::receiver("telemetry", "q1")).expect("attach");
+        p.client.attach(snd.session, LinkOptions::receiver("telemetry", "q1")).expect("attach");
     p.drive();
     assert_eq!(p.client.link_state(again), Some(LinkState::Attached));
     assert_eq!(p.client.detach(again, true, None), Ok(()));
@@ -765,7 +765,7 @@ fn a_link_name_reused_in_the_other_role_before_detach_makes_a_second_link() {
     // detach.
     let (mut p, snd, _) = link_pair(Config::new("client"), Config::new("server"), 55);
     let again =
-        p.client.attach(SessionId(0), LinkOptions::receiver("telemetry", "q1")).expect("attach");
+        p.client.attach(snd.session, LinkOptions::receiver("telemetry", "q1")).expect("attach");
     p.drive();
     assert_eq!(p.client.link_state(snd), Some(LinkState::Attached));
     assert_eq!(p.client.link_state(again), Some(LinkState::Attached));
@@ -1403,4 +1403,37 @@ fn an_ended_links_id_never_names_the_link_given_its_handle_after_it() {
         })
         .expect("the delivery");
     assert_eq!(delivered, second_there);
+}
+
+#[test]
+fn an_ended_sessions_id_never_names_the_session_given_its_channel_after_it() {
+    let mut p = Pair::new(Config::new("client"), Config::new("server"), 137);
+    let first = p.client.begin().expect("begin");
+    p.drive();
+    p.client.end_session(first, None).expect("end");
+    p.drive();
+    let _ = events(&mut p.client);
+    assert_eq!(p.client.session_state(first), None, "the first session has ended");
+    assert_eq!(p.client.session_on(first.0), None);
+
+    let second = p.client.begin().expect("begin again");
+    p.drive();
+    assert_eq!(second.0, first.0, "the channel is reused");
+    assert_ne!(second, first, "but the id is new");
+    assert_eq!(p.client.session_on(second.0), Some(second));
+    let ended = p.client.end_session(first, None);
+    assert_eq!(ended, Err(UsageError::UnknownSession));
+    let attached = p.client.attach(first, LinkOptions::sender("s", "q"));
+    assert_eq!(attached.err(), Some(UsageError::UnknownSession));
+    assert_eq!(p.client.session_state(first), None);
+    assert_eq!(p.client.session_windows(first), None);
+    assert_eq!(
+        p.client.session_state(second),
+        Some(amqpwire::connection::SessionState::Mapped),
+        "the second session is untouched"
+    );
+    let link =
+        p.client.attach(second, LinkOptions::sender("s", "q")).expect("attach on the second");
+    p.drive();
+    assert_eq!(p.client.link_state(link), Some(LinkState::Attached));
 }

@@ -108,7 +108,7 @@ fn a_link_detached_without_closing_resumes_its_unsettled_deliveries() {
     // Attached again under the same name: each attach carries its side's unsettled map.
     let c2s_before = p.c2s.len();
     let s2c_before = p.s2c.len();
-    let again = p.client.attach(SessionId(0), LinkOptions::sender("durable", "q")).expect("attach");
+    let again = p.client.attach(snd.session, LinkOptions::sender("durable", "q")).expect("attach");
     p.drive();
     let attached = events(&mut p.server)
         .into_iter()
@@ -387,6 +387,10 @@ fn a_peer_that_floods_an_unanswered_session_is_ended_and_one_that_gives_up_is_an
         |e| matches!(e, Event::SessionEnded { session, error: None, .. } if session == gives_up),
     );
     assert!(ended, "the client's end was answered");
+    // The server asked about that session before its end came; that request is spent (its
+    // id names no later session on the channel).
+    let spent = requested_session(&mut p);
+    assert_eq!(p.server.accept_begin(spent), Err(UsageError::UnknownSession));
 
     // Two unanswered sessions share one allowance of held frames: half of it on the first
     // is held, the rest and one more on the second ends the second.
@@ -524,17 +528,15 @@ fn a_transfer_on_a_link_where_we_send_detaches_it() {
 #[test]
 fn a_second_attach_on_a_used_handle_ends_the_session_with_handle_in_use() {
     let mut p = Pair::new(Config::new("client"), Config::new("server"), 121);
-    p.attach(LinkOptions::sender("first", "q"));
+    let (_, server_end) = p.attach(LinkOptions::sender("first", "q"));
+    let session = server_end.session;
     let mut out = Vec::new();
     p.server.poll_transmit(&mut out);
     let mut again = attach_from_client("second");
     again.handle = Handle(0);
     p.server.handle_input(&frame(0, Performative::Attach(again)), p.now);
     let ev = events(&mut p.server);
-    assert!(ev.contains(&Event::SessionError {
-        session: SessionId(0),
-        violation: Violation::HandleInUse(0)
-    }));
+    assert!(ev.contains(&Event::SessionError { session, violation: Violation::HandleInUse(0) }));
     out.clear();
     p.server.poll_transmit(&mut out);
     let end = sent(&out)
@@ -546,7 +548,7 @@ fn a_second_attach_on_a_used_handle_ends_the_session_with_handle_in_use() {
         .expect("an end with an error");
     assert_eq!(end.condition.as_str(), condition::HANDLE_IN_USE);
     // Frames for the session are discarded until the peer's end; other frames still flow.
-    assert_eq!(p.server.session_state(SessionId(0)), Some(SessionState::Discarding));
+    assert_eq!(p.server.session_state(session), Some(SessionState::Discarding));
 }
 
 #[test]

@@ -374,7 +374,7 @@ impl Connection {
 
     /// A frame for a link of the session on our `channel`.
     pub(super) fn on_link_frame(&mut self, channel: u16, p: Performative, payload: Bytes) {
-        let session = SessionId(channel);
+        let session = self.sid(channel);
         match p {
             Performative::Attach(a) => self.on_attach(session, a),
             Performative::Detach(d) => self.on_detach(session, d),

@@ -564,6 +564,8 @@ pub struct Connection {
     /// The serial of the last link made: each link has its own, so that the [`LinkId`] of
     /// an ended link never names a later one given the same handle.
     link_serial: u64,
+    /// The serial of the last session made (see [`SessionId`]).
+    session_serial: u64,
 }
 
 impl std::fmt::Debug for Connection {
@@ -621,6 +623,7 @@ impl Connection {
             header_seen: false,
             txn: cfg.coordinator.clone().map(txn::TxnState::new),
             link_serial: 0,
+            session_serial: 0,
             cfg,
         }
     }
@@ -827,9 +830,9 @@ impl Connection {
         let channel = self.free_channel().ok_or(UsageError::ChannelsExhausted)?;
         let session = Session::new(&self.cfg.session, SessionState::BeginSent);
         let begin = session.begin();
-        self.put_session(channel, session);
+        let id = self.put_session(channel, session);
         self.send_performative(channel, Performative::Begin(begin));
-        Ok(SessionId(channel))
+        Ok(id)
     }
 
     /// Ends a session, with an error or without.
@@ -856,15 +859,22 @@ impl Connection {
         Ok(())
     }
 
+    /// The session now on our `channel`, if there is one (the id of that session only: a
+    /// later session on the channel has another).
+    pub fn session_on(&self, channel: u16) -> Option<SessionId> {
+        let s = self.sessions.get(usize::from(channel)).and_then(Option::as_ref)?;
+        Some(SessionId::new(channel, s.serial))
+    }
+
     /// A session's state (`None` once it is gone).
     pub fn session_state(&self, id: SessionId) -> Option<SessionState> {
-        self.sessions.get(usize::from(id.0)).and_then(Option::as_ref).map(|s| s.state)
+        self.session_ref(id).map(|s| s.state)
     }
 
     /// A session's flow-control state: its transfer-ids and windows (`None` once it is
     /// gone).
     pub fn session_windows(&self, id: SessionId) -> Option<SessionWindows> {
-        self.sessions.get(usize::from(id.0)).and_then(Option::as_ref).map(Session::windows)
+        self.session_ref(id).map(Session::windows)
     }
 
     // ----- output -----
@@ -1198,7 +1208,7 @@ impl Connection {
             // 2.7.2: frames other than begin need a channel the peer has begun.
             return self.violation(Violation::UnknownChannel { channel, performative: p.name() });
         };
-        let id = SessionId(local);
+        let id = self.sid(local);
         let Some(state) = self.session_state(id) else { return };
         if state == SessionState::Discarding && !matches!(p, Performative::End(_)) {
             return;
@@ -1261,8 +1271,8 @@ impl Connection {
                     return;
                 }
                 s.state = SessionState::Mapped;
-                self.events
-                    .push_back(Event::SessionBegun { session: SessionId(local), by_peer: false });
+                let session = SessionId::new(local, s.serial);
+                self.events.push_back(Event::SessionBegun { session, by_peer: false });
             }
             None => {
                 // The peer begins a session: map it, then answer (or ask the application).
@@ -1273,18 +1283,14 @@ impl Connection {
                 let mut s = Session::new(&self.cfg.session, SessionState::BeginRcvd);
                 s.on_begin(b);
                 s.remote_channel = Some(channel);
-                self.put_session(local, s);
+                let session = self.put_session(local, s);
                 self.remote_channels.insert(channel, local);
                 if self.cfg.accept_sessions {
                     self.answer_begin(local);
-                    self.events.push_back(Event::SessionBegun {
-                        session: SessionId(local),
-                        by_peer: true,
-                    });
+                    self.events.push_back(Event::SessionBegun { session, by_peer: true });
                 } else {
                     let remote = Box::new(b.clone());
-                    self.events
-                        .push_back(Event::BeginRequested { session: SessionId(local), remote });
+                    self.events.push_back(Event::BeginRequested { session, remote });
                 }
             }
         }
@@ -1385,15 +1391,35 @@ impl Connection {
     }
 
     fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
-        self.sessions.get_mut(usize::from(id.0)).and_then(Option::as_mut)
+        self.sessions
+            .get_mut(usize::from(id.0))
+            .and_then(Option::as_mut)
+            .filter(|s| s.serial == id.serial())
     }
 
-    fn put_session(&mut self, channel: u16, s: Session) {
+    fn session_ref(&self, id: SessionId) -> Option<&Session> {
+        self.sessions
+            .get(usize::from(id.0))
+            .and_then(Option::as_ref)
+            .filter(|s| s.serial == id.serial())
+    }
+
+    /// The id of the session now on our `channel`.
+    pub(super) fn sid(&self, channel: u16) -> SessionId {
+        let serial = self.sessions.get(usize::from(channel)).and_then(Option::as_ref);
+        SessionId::new(channel, serial.map_or(0, |s| s.serial))
+    }
+
+    /// Stores a new session on `channel`, giving it its serial; returns its id.
+    fn put_session(&mut self, channel: u16, mut s: Session) -> SessionId {
+        self.session_serial += 1;
+        s.serial = self.session_serial;
         let i = usize::from(channel);
         if self.sessions.len() <= i {
             self.sessions.resize_with(i + 1, || None);
         }
         self.sessions[i] = Some(s);
+        SessionId::new(channel, self.session_serial)
     }
 
     /// The lowest channel free for a new session, within both sides' channel-max.

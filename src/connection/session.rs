@@ -7,9 +7,24 @@ use crate::types::{Begin, End, Error, Flow, Handle, SequenceNo};
 
 use super::link::Link;
 
-/// A session, named by our channel number.
+/// A session, named by our channel number (`.0`), and told apart from every other session
+/// the connection had on that channel: a channel an ended session freed goes to the next
+/// session begun, and a command given the ended session's id then fails with
+/// [`UsageError::UnknownSession`](super::UsageError::UnknownSession) rather than acting on
+/// the new one. Ids come from [`Connection::begin`](super::Connection::begin) and from
+/// events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(pub u16);
+pub struct SessionId(pub u16, u64);
+
+impl SessionId {
+    pub(crate) fn new(channel: u16, serial: u64) -> Self {
+        Self(channel, serial)
+    }
+
+    pub(crate) fn serial(self) -> u64 {
+        self.1
+    }
+}
 
 /// Session states as the spec names them (2.5.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +88,9 @@ impl Default for SessionConfig {
 /// One session's state.
 #[derive(Debug)]
 pub(crate) struct Session {
+    /// The session's own number in its connection (see [`SessionId`]), given when it is
+    /// stored.
+    pub(crate) serial: u64,
     pub(crate) state: SessionState,
     pub(crate) remote_channel: Option<u16>,
     /// The transfer-id we give our next transfer.
@@ -101,6 +119,7 @@ pub(crate) struct Session {
 impl Session {
     pub(crate) fn new(cfg: &SessionConfig, state: SessionState) -> Self {
         Self {
+            serial: 0,
             state,
             remote_channel: None,
             next_outgoing_id: SequenceNo(0),

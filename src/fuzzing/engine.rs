@@ -770,7 +770,9 @@ impl Pair {
                 continue;
             }
             let Some(c) = self.client.session_windows(s) else { continue };
-            let Some(peer) = c.remote_channel.map(SessionId) else { continue };
+            let Some(peer) = c.remote_channel.and_then(|ch| self.server.session_on(ch)) else {
+                continue;
+            };
             if self.server.session_state(peer) != Some(Mapped) {
                 continue;
             }

@@ -65,6 +65,8 @@ type TraceQueue = Arc<Mutex<VecDeque<(Direction, Vec<u8>)>>>;
 #[wasm_bindgen]
 pub struct Engine {
     conn: Connection,
+    /// Sessions by the number JavaScript knows them by (their index), as links below.
+    sessions: Vec<SessionId>,
     /// Links by the number JavaScript knows them by (their index). An ended link keeps
     /// its number, and its id names no later link (the engine tells links on a reused
     /// handle apart).
@@ -187,6 +189,7 @@ impl Engine {
         let new = || Inspector::new(DecodeOptions::LENIENT).redact_secrets(!show_secrets);
         Ok(Self {
             conn: Connection::client(cfg),
+            sessions: Vec::new(),
             links: Vec::new(),
             credit_on_attach: Vec::new(),
             next_tag: 0,
@@ -286,19 +289,21 @@ impl Engine {
 
     /// Begins a session; its number comes back at once, `sessionBegun` when the peer
     /// answered.
-    pub fn begin(&mut self) -> Result<u16, JsError> {
-        self.conn.begin().map(|s| s.0).map_err(err)
+    pub fn begin(&mut self) -> Result<usize, JsError> {
+        let id = self.conn.begin().map_err(err)?;
+        self.sessions.push(id);
+        Ok(self.sessions.len() - 1)
     }
 
     /// Attaches a sender to `address`; returns the link's number (`linkAttached` follows).
     #[wasm_bindgen(js_name = attachSender)]
     pub fn attach_sender(
         &mut self,
-        session: u16,
+        session: usize,
         name: &str,
         address: &str,
     ) -> Result<usize, JsError> {
-        let link = self.conn.attach(SessionId(session), LinkOptions::sender(name, address));
+        let link = self.conn.attach(self.session(session)?, LinkOptions::sender(name, address));
         Ok(self.add_link(link.map_err(err)?))
     }
 
@@ -306,12 +311,13 @@ impl Engine {
     #[wasm_bindgen(js_name = attachReceiver)]
     pub fn attach_receiver(
         &mut self,
-        session: u16,
+        session: usize,
         name: &str,
         address: &str,
         credit: u32,
     ) -> Result<usize, JsError> {
-        let link = self.conn.attach(SessionId(session), LinkOptions::receiver(name, address));
+        let session = self.session(session)?;
+        let link = self.conn.attach(session, LinkOptions::receiver(name, address));
         let n = self.add_link(link.map_err(err)?);
         self.credit_on_attach.push((n, credit));
         Ok(n)
@@ -395,6 +401,23 @@ impl Engine {
         Ok(id)
     }
 
+    fn session(&self, n: usize) -> Result<SessionId, JsError> {
+        let id = *self.sessions.get(n).ok_or_else(|| err(format!("no session {n}")))?;
+        if self.conn.session_state(id).is_none() {
+            return Err(err(format!("session {n} has ended")));
+        }
+        Ok(id)
+    }
+
+    /// `"session": n`, or `null` for a session this binding did not begin.
+    fn session_member(&self, w: &mut Writer<'_>, id: SessionId) {
+        w.key("session");
+        match self.sessions.iter().position(|s| *s == id) {
+            Some(n) => w.u64(n as u64),
+            None => w.null(),
+        }
+    }
+
     fn number_of_link(&self, id: LinkId) -> Option<usize> {
         self.links.iter().position(|l| *l == id)
     }
@@ -439,11 +462,11 @@ impl Engine {
             }
             Event::SessionBegun { session, .. } => {
                 kind(w, "sessionBegun");
-                member_u64(w, "session", session.0.into());
+                self.session_member(w, *session);
             }
             Event::SessionEnded { session, error, by_peer } => {
                 kind(w, "sessionEnded");
-                member_u64(w, "session", session.0.into());
+                self.session_member(w, *session);
                 member_error(w, error.as_ref());
                 member_bool(w, "byPeer", *by_peer);
             }
@@ -499,7 +522,7 @@ impl Engine {
             }
             Event::SessionError { session, violation } => {
                 kind(w, "sessionError");
-                member_u64(w, "session", session.0.into());
+                self.session_member(w, *session);
                 w.key("error");
                 w.display(violation);
             }
