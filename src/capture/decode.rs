@@ -242,6 +242,10 @@ struct Side {
     scan_start: u64,
     /// FIN or RST seen, or the data ended before the protocol was known.
     ended: bool,
+    /// This direction sent the AMQP TLS header (`AMQP 2 1 0 0`) and TLS follows it, which
+    /// the key log decrypts.
+    #[cfg(feature = "keylog")]
+    upgraded: bool,
 }
 
 #[derive(Debug)]
@@ -633,7 +637,7 @@ impl CaptureDecoder {
                 let side = &mut conn.sides[dir.index()];
                 side.tcp_offset += data.len() as u64;
                 #[cfg(feature = "keylog")]
-                if conn.state == State::Tls {
+                if conn.state == State::Tls || side.upgraded {
                     self.decrypted(flow, dir, &data, packet, time);
                     return;
                 }
@@ -919,25 +923,43 @@ impl CaptureDecoder {
         }
         let data: &[u8] = if replay.is_empty() { data } else { &replay };
         let Some(inspector) = &mut side.inspector else { return };
-        // The TLS protocol header: TLS follows it, which is not decoded.
+        // The TLS protocol header: TLS follows it, decrypted with the key log when one is
+        // given (what comes after the header in these bytes goes to it), else not decoded.
         let mut data = data;
         let mut tls = false;
+        #[cfg(feature = "keylog")]
+        let mut after_header: &[u8] = &[];
         if side.amqp_offset < 8 {
             let have = side.amqp_offset as usize;
             let take = (8 - have).min(data.len());
             side.first.extend_from_slice(data.get(..take).unwrap_or_default());
             if side.first.len() == 8 && side.first.starts_with(b"AMQP\x02") {
                 tls = true;
+                #[cfg(feature = "keylog")]
+                {
+                    after_header = data.get(take..).unwrap_or_default();
+                }
                 data = data.get(..take).unwrap_or_default();
             }
         }
         side.amqp_offset += data.len() as u64;
         inspector.push(data);
         let records: Vec<Record> = std::iter::from_fn(|| inspector.next_record()).collect();
-        if tls {
+        #[cfg(feature = "keylog")]
+        let decrypting = tls && self.keylog.is_some();
+        #[cfg(not(feature = "keylog"))]
+        let decrypting = false;
+        if tls && !decrypting {
             side.stopped = true;
         }
-        let note = tls && !conn.tls_noted;
+        #[cfg(feature = "keylog")]
+        if decrypting {
+            side.upgraded = true;
+            if conn.tls.is_none() {
+                conn.tls = self.keylog.clone().map(super::tls::TlsSession::new);
+            }
+        }
+        let note = tls && !decrypting && !conn.tls_noted;
         if note {
             conn.tls_noted = true;
         }
@@ -949,6 +971,10 @@ impl CaptureDecoder {
         }
         if note {
             self.push(packet, time, number, None, EventKind::Info(TLS_NOTE.into()));
+        }
+        #[cfg(feature = "keylog")]
+        if decrypting && !after_header.is_empty() {
+            self.decrypted(flow, dir, after_header, packet, time);
         }
     }
 
