@@ -531,7 +531,13 @@ async fn a_stale_link_never_acts_on_a_later_link_with_its_handle() {
     assert!(matches!(ended, Err(Error::LinkDetached(Some(_)))), "{ended:?}");
     let b = within("attach b", session.sender("b", "b")).await.expect("b");
     let Ok(rb) = links.recv().await.expect("b's link") else { panic!("b is a sender") };
-    assert_eq!(a.link(), b.link(), "the test needs the handle reused");
+    let (old, new) = (a.link(), b.link());
+    assert_eq!(
+        (old.session, old.handle),
+        (new.session, new.handle),
+        "the test needs the handle reused"
+    );
+    assert_ne!(old, new, "the engine's ids tell the two apart");
     // A says its link ended; nothing of it reaches B's link.
     let stale = a.send_settled(&Message::with_value("from a")).await;
     assert!(matches!(stale, Err(Error::LinkDetached(_))), "{stale:?}");
@@ -550,7 +556,13 @@ async fn a_stale_link_never_acts_on_a_later_link_with_its_handle() {
     assert!(matches!(ended, Err(Error::LinkDetached(Some(_)))), "{ended:?}");
     let d = within("attach d", session.receiver("d", "d", 10)).await.expect("d");
     let Err(sd) = links.recv().await.expect("d's link") else { panic!("d is a receiver") };
-    assert_eq!(c.link(), d.link(), "the test needs the handle reused");
+    let (old, new) = (c.link(), d.link());
+    assert_eq!(
+        (old.session, old.handle),
+        (new.session, new.handle),
+        "the test needs the handle reused"
+    );
+    assert_ne!(old, new, "the engine's ids tell the two apart");
     for text in ["d1", "d2"] {
         within("send d", sd.send_settled(&Message::with_value(text))).await.expect("sent");
     }

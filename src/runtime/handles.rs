@@ -645,16 +645,19 @@ fn encode(message: &Message) -> Payload {
     payload
 }
 
-/// Detaches `link` and waits for the peer's detach; nothing when a later link holds its id
-/// (this one ended before).
+/// Detaches `link` and waits for the peer's detach; nothing when the link has ended
+/// already (the peer detached it, and a later link may hold its handle).
 async fn close_link(
     conn: &Connection,
     link: LinkId,
     incarnation: u64,
     error: Option<AmqpError>,
 ) -> Result<(), Error> {
-    if conn.inner.lock().own(link, incarnation).is_err() {
-        return Ok(());
+    {
+        let s = conn.inner.lock();
+        if s.own(link, incarnation).is_err() || s.conn.link_state(link).is_none() {
+            return Ok(());
+        }
     }
     conn.command(|s| Ok(s.conn.detach(link, true, error)?))?;
     let r = conn
