@@ -329,13 +329,6 @@ pub(crate) struct Shared {
     /// Every link a handle was made for and that has not ended: when its session or the
     /// connection ends, each is told, idle ones included.
     pub(crate) live: std::collections::HashSet<LinkId>,
-    /// Which link holds each id now: the engine gives a handle back to the next link once
-    /// the last one ended, so a [`Sender`](super::Sender) or
-    /// [`Receiver`](super::Receiver) keeps the number its link was given here, and acts
-    /// only while the id is still its own.
-    pub(crate) incarnations: HashMap<LinkId, u64>,
-    /// The number the next link gets.
-    next_incarnation: u64,
     /// Server connections: links the peer attached, for the application.
     pub(crate) requests: Option<tokio::sync::mpsc::UnboundedSender<Request>>,
     /// The identity SASL authenticated (server side).
@@ -366,8 +359,6 @@ impl Inner {
                 receivers: HashMap::new(),
                 detached: HashMap::new(),
                 live: std::collections::HashSet::new(),
-                incarnations: HashMap::new(),
-                next_incarnation: 0,
                 requests: None,
                 identity: None,
                 peer_certificate: None,
@@ -404,23 +395,18 @@ impl Inner {
 }
 
 impl Shared {
-    /// A new link holds `link` now: how an earlier link with this id ended is forgotten,
-    /// and the number that tells the new one from it comes back.
-    pub(crate) fn new_link(&mut self, link: LinkId) -> u64 {
-        self.next_incarnation += 1;
-        self.incarnations.insert(link, self.next_incarnation);
-        self.detached.remove(&link);
+    /// A handle is made for `link`. (The engine's ids are never reused, even where a
+    /// later link gets an ended one's AMQP handle: the id names this link alone.)
+    pub(crate) fn new_link(&mut self, link: LinkId) {
         self.live.insert(link);
-        self.next_incarnation
     }
 
-    /// `Err` when `link` is held by a later link than incarnation `incarnation`: that
-    /// link ended, and its handle is stale.
-    pub(crate) fn own(&self, link: LinkId, incarnation: u64) -> Result<(), Error> {
-        if self.incarnations.get(&link) == Some(&incarnation) {
-            Ok(())
-        } else {
-            Err(Error::LinkDetached(None))
+    /// A handle for `link` is gone: what is kept about the link once it has ended (why
+    /// it ended, its queue of deliveries) goes with it, so a connection that makes and
+    /// drops links for its whole life keeps no more than its live ones.
+    pub(crate) fn handle_dropped(&mut self, link: LinkId) {
+        if self.detached.remove(&link).is_some() {
+            self.receivers.remove(&link);
         }
     }
 

@@ -290,8 +290,8 @@ impl Session {
 
     /// Attaches a sender with `options` and waits for the peer's answer.
     pub async fn attach_sender(&self, options: LinkOptions) -> Result<Sender, Error> {
-        let (link, incarnation, remote) = self.attach(options, None).await?;
-        Ok(Sender::attached(self.conn.clone(), link, incarnation, remote))
+        let (link, remote) = self.attach(options, None).await?;
+        Ok(Sender::attached(self.conn.clone(), link, remote))
     }
 
     /// Attaches a receiver from `address`, keeping `credit` messages granted (refilled as
@@ -315,7 +315,7 @@ impl Session {
         options: LinkOptions,
         credit: u32,
     ) -> Result<Receiver, Error> {
-        let (link, incarnation, remote) = self.attach(options, Some(credit)).await?;
+        let (link, remote) = self.attach(options, Some(credit)).await?;
         let notify = self.conn.inner.lock().receivers.get(&link).map(|r| Arc::clone(&r.notify));
         let notify = notify.unwrap_or_default();
         let initial = RecvQueue::initial_credit(credit);
@@ -328,23 +328,23 @@ impl Session {
                 }
             }
         }
-        Ok(Receiver { conn: self.conn.clone(), link, incarnation, notify, remote })
+        Ok(Receiver { conn: self.conn.clone(), link, notify, remote })
     }
 
     async fn attach(
         &self,
         options: LinkOptions,
         window: Option<u32>,
-    ) -> Result<(LinkId, u64, Box<Attach>), Error> {
+    ) -> Result<(LinkId, Box<Attach>), Error> {
         let id = self.id;
-        let (link, incarnation) = self.conn.command(|s| {
+        let link = self.conn.command(|s| {
             let link = s.conn.attach(id, options)?;
             s.attaching.insert(link, PendingAttach { answer: None, refused: false });
-            let incarnation = s.new_link(link);
+            s.new_link(link);
             if let Some(window) = window {
                 s.receivers.insert(link, RecvQueue::new(window));
             }
-            Ok((link, incarnation))
+            Ok(link)
         })?;
         let answer = self
             .conn
@@ -361,7 +361,7 @@ impl Session {
         if answer.is_err() {
             self.conn.inner.lock().receivers.remove(&link);
         }
-        Ok((link, incarnation, answer?))
+        Ok((link, answer?))
     }
 
     /// Attaches a transaction controller to the peer's coordinator (4.5.1), asking for
@@ -408,20 +408,19 @@ impl Future for PendingOutcome {
 pub struct Sender {
     conn: Connection,
     link: LinkId,
-    /// Tells this link from later ones given the same id (see `Shared::incarnations`).
-    incarnation: u64,
     remote: Box<Attach>,
     next_tag: AtomicU64,
 }
 
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.conn.inner.lock().handle_dropped(self.link);
+    }
+}
+
 impl Sender {
-    pub(crate) fn attached(
-        conn: Connection,
-        link: LinkId,
-        incarnation: u64,
-        remote: Box<Attach>,
-    ) -> Self {
-        Self { conn, link, incarnation, remote, next_tag: AtomicU64::new(0) }
+    pub(crate) fn attached(conn: Connection, link: LinkId, remote: Box<Attach>) -> Self {
+        Self { conn, link, remote, next_tag: AtomicU64::new(0) }
     }
 
     /// The link.
@@ -537,17 +536,13 @@ impl Sender {
     /// Answers a drain request when there is nothing to send: the credit is used up by
     /// advancing the delivery-count (2.6.7).
     pub fn drained(&self) -> Result<(), Error> {
-        let (link, incarnation) = (self.link, self.incarnation);
-        self.conn.command(|s| {
-            s.own(link, incarnation)?;
-            Ok(s.conn.drained(link)?)
-        })
+        let link = self.link;
+        self.conn.command(|s| Ok(s.conn.drained(link)?))
     }
 
     /// Credit and drain flag while the link is attached; why it ended otherwise.
     fn flow_state(&self, s: &super::driver::Shared) -> Result<(u32, bool), Error> {
         let link = self.link;
-        s.own(link, self.incarnation)?;
         if let Some(e) = s.detached.get(&link) {
             return Err(e.duplicate());
         }
@@ -593,9 +588,6 @@ impl Sender {
         self.conn
             .inner
             .wait_until(|s| {
-                if let Err(e) = s.own(link, self.incarnation) {
-                    return Some(Err(e));
-                }
                 if let Some(e) = s.detached.get(&link) {
                     return Some(Err(e.duplicate()));
                 }
@@ -628,13 +620,13 @@ impl Sender {
 
     /// Detaches the link, closing it, and waits for the peer's detach.
     pub async fn close(self) -> Result<(), Error> {
-        close_link(&self.conn, self.link, self.incarnation, None).await
+        close_link(&self.conn, self.link, None).await
     }
 
     /// Detaches the link, closing it with `error` (the peer learns why), and waits for the
     /// peer's detach.
     pub async fn close_with_error(self, error: AmqpError) -> Result<(), Error> {
-        close_link(&self.conn, self.link, self.incarnation, Some(error)).await
+        close_link(&self.conn, self.link, Some(error)).await
     }
 }
 
@@ -650,12 +642,11 @@ fn encode(message: &Message) -> Payload {
 async fn close_link(
     conn: &Connection,
     link: LinkId,
-    incarnation: u64,
     error: Option<AmqpError>,
 ) -> Result<(), Error> {
     {
         let s = conn.inner.lock();
-        if s.own(link, incarnation).is_err() || s.conn.link_state(link).is_none() {
+        if s.conn.link_state(link).is_none() {
             return Ok(());
         }
     }
@@ -679,21 +670,24 @@ async fn close_link(
 pub struct Receiver {
     conn: Connection,
     link: LinkId,
-    /// Tells this link from later ones given the same id (see `Shared::incarnations`).
-    incarnation: u64,
     notify: Arc<Notify>,
     remote: Box<Attach>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.conn.inner.lock().handle_dropped(self.link);
+    }
 }
 
 impl Receiver {
     pub(crate) fn new(
         conn: Connection,
         link: LinkId,
-        incarnation: u64,
         notify: Arc<Notify>,
         remote: Box<Attach>,
     ) -> Self {
-        Self { conn, link, incarnation, notify, remote }
+        Self { conn, link, notify, remote }
     }
 
     /// The link.
@@ -731,9 +725,6 @@ impl Receiver {
     fn try_recv(&self) -> Option<Result<Delivery, Error>> {
         let mut s = self.conn.inner.lock();
         let link = self.link;
-        if let Err(e) = s.own(link, self.incarnation) {
-            return Some(Err(e));
-        }
         let granted = s.conn.link_credit(link).unwrap_or(0);
         let Some(r) = s.receivers.get_mut(&link) else { return Some(Err(Error::Closed)) };
         if let Some((d, refill)) = r.pop(granted) {
@@ -753,7 +744,6 @@ impl Receiver {
     /// counts that refill.
     pub fn credit(&self) -> Result<u32, Error> {
         let s = self.conn.inner.lock();
-        s.own(self.link, self.incarnation)?;
         s.conn
             .link_credit(self.link)
             .ok_or_else(|| s.detached.get(&self.link).map_or(Error::Closed, Error::duplicate))
@@ -761,25 +751,20 @@ impl Receiver {
 
     /// Grants `credit` (replacing what was granted); for receivers made with a window of 0.
     pub fn set_credit(&self, credit: u32) -> Result<(), Error> {
-        let (link, incarnation) = (self.link, self.incarnation);
-        self.conn.command(|s| {
-            s.own(link, incarnation)?;
-            Ok(s.conn.flow(link, credit, false)?)
-        })
+        let link = self.link;
+        self.conn.command(|s| Ok(s.conn.flow(link, credit, false)?))
     }
 
     /// Asks the sender to use the credit or give it up (drain), and waits until it has.
     pub async fn drain(&self) -> Result<(), Error> {
-        let (link, incarnation) = (self.link, self.incarnation);
+        let link = self.link;
         self.conn.command(|s| {
-            s.own(link, incarnation)?;
             let credit = s.conn.link_credit(link).unwrap_or(0);
             Ok(s.conn.flow(link, credit, true)?)
         })?;
         self.conn
             .inner
             .wait_until(|s| match s.conn.link_credit(link) {
-                _ if s.own(link, incarnation).is_err() => Some(Err(Error::LinkDetached(None))),
                 Some(0) => Some(Ok(())),
                 Some(_) => s.end_error().map(Err),
                 None => Some(Err(s.detached.get(&link).map_or(Error::Closed, Error::duplicate))),
@@ -794,11 +779,8 @@ impl Receiver {
         if delivery.settled {
             return Ok(());
         }
-        let (link, id, incarnation) = (self.link, delivery.delivery_id, self.incarnation);
-        self.conn.command(|s| {
-            s.own(link, incarnation)?;
-            Self::settle_on(s, link, id, state)
-        })
+        let (link, id) = (self.link, delivery.delivery_id);
+        self.conn.command(|s| Self::settle_on(s, link, id, state))
     }
 
     /// [`Receiver::settle`] on the engine, once the link is known to be this one's.
@@ -874,12 +856,74 @@ impl Receiver {
 
     /// Detaches the link, closing it, and waits for the peer's detach.
     pub async fn close(self) -> Result<(), Error> {
-        close_link(&self.conn, self.link, self.incarnation, None).await
+        close_link(&self.conn, self.link, None).await
     }
 
     /// Detaches the link, closing it with `error` (the peer learns why), and waits for the
     /// peer's detach.
     pub async fn close_with_error(self, error: AmqpError) -> Result<(), Error> {
-        close_link(&self.conn, self.link, self.incarnation, Some(error)).await
+        close_link(&self.conn, self.link, Some(error)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{ListenOptions, Listener};
+    use crate::types::Role;
+
+    /// Fails a test that hangs instead of letting it run forever.
+    async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(20), f)
+            .await
+            .unwrap_or_else(|_| panic!("timed out: {what}"))
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_makes_and_drops_links_keeps_nothing_of_the_ended_ones() {
+        // Link ids are never reused, so whatever is kept per id must go with the link:
+        // 200 links, each detached by the peer with an error and its handle dropped.
+        let credentials = crate::sasl::Credentials::new(|| "nonce".into()).anonymous(true);
+        let options = ListenOptions {
+            authenticator: Some(std::sync::Arc::new(move || {
+                Some(Box::new(credentials.clone()) as _)
+            })),
+            ..ListenOptions::default()
+        };
+        let listener = Listener::bind("amqp://127.0.0.1:0", options).await.expect("bind");
+        let url = listener.endpoint().to_string();
+        tokio::spawn(async move {
+            let incoming = listener.accept().await.expect("accept");
+            let mut conn = incoming.establish().await.expect("establish");
+            while let Some(req) = conn.next_link().await {
+                let forced = AmqpError::new(crate::types::condition::DETACH_FORCED, "gone");
+                if req.role() == Role::SENDER {
+                    let r = req.accept_receiver(None, 10).expect("accept");
+                    r.close_with_error(forced).await.expect("detach");
+                } else {
+                    let s = req.accept_sender(None).expect("accept");
+                    s.close_with_error(forced).await.expect("detach");
+                }
+            }
+        });
+        let conn = within("connect", Connection::connect(&url)).await.expect("connect");
+        let session = conn.begin_session().await.expect("session");
+        for i in 0..100 {
+            let s = within("sender", session.sender(&format!("s{i}"), "q")).await.expect("s");
+            let ended = within("sender ends", s.wait_credit()).await;
+            assert!(matches!(ended, Err(Error::LinkDetached(Some(_)))), "{ended:?}");
+            drop(s);
+            let r =
+                within("receiver", session.receiver(&format!("r{i}"), "q", 5)).await.expect("r");
+            let ended = within("receiver ends", r.recv()).await;
+            assert!(matches!(ended, Err(Error::LinkDetached(Some(_)))), "{ended:?}");
+            drop(r);
+        }
+        let s = conn.inner.lock();
+        assert_eq!(
+            (s.detached.len(), s.receivers.len(), s.live.len(), s.outcomes.len()),
+            (0, 0, 0, 0),
+            "nothing kept of 200 ended links"
+        );
     }
 }

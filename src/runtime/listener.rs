@@ -353,30 +353,29 @@ impl LinkRequest {
         initial: u32,
     ) -> Result<Receiver, Error> {
         let link = self.link;
-        let (notify, incarnation) = self.conn.command(|s| {
+        let notify = self.conn.command(|s| {
             s.conn.accept_attach(link, options)?;
-            // The engine reuses handles: forget how an earlier link with this id ended.
-            let incarnation = s.new_link(link);
+            s.new_link(link);
             let q = RecvQueue::new(credit);
             let notify = Arc::clone(&q.notify);
             s.receivers.insert(link, q);
             if initial > 0 {
                 s.conn.flow(link, initial, false)?;
             }
-            Ok((notify, incarnation))
+            Ok(notify)
         })?;
-        Ok(Receiver::new(self.conn, link, incarnation, notify, self.remote))
+        Ok(Receiver::new(self.conn, link, notify, self.remote))
     }
 
     /// Accepts a link on which the peer receives: we send.
     pub fn accept_sender(self, options: Option<LinkOptions>) -> Result<Sender, Error> {
         let link = self.link;
-        let incarnation = self.conn.command(|s| {
+        self.conn.command(|s| {
             s.conn.accept_attach(link, options)?;
-            // The engine reuses handles: forget how an earlier link with this id ended.
-            Ok(s.new_link(link))
+            s.new_link(link);
+            Ok(())
         })?;
-        Ok(Sender::attached(self.conn, link, incarnation, self.remote))
+        Ok(Sender::attached(self.conn, link, self.remote))
     }
 
     /// Refuses the link with `error` (2.6.3).
