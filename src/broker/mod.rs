@@ -229,12 +229,20 @@ impl Broker {
                 }
             };
             links.retain(|_, task| !task.is_finished());
-            // The engine reuses link handles: the task of an earlier link with this id
-            // has seen that link end (or is about to); let it put its messages back first.
-            if let Some(earlier) = links.remove(&request.link()) {
-                let _ = earlier.await;
-            }
+            // The engine gives an ended link's channel and handle to a later link (with an
+            // id of its own): the task of the earlier one has seen it end (or is about
+            // to); let it put its messages back first.
             let id = request.link();
+            let earlier: Vec<LinkId> = links
+                .keys()
+                .copied()
+                .filter(|l| (l.session.0, l.handle) == (id.session.0, id.handle))
+                .collect();
+            for l in earlier {
+                if let Some(task) = links.remove(&l) {
+                    let _ = task.await;
+                }
+            }
             if let Some(task) = self.answer(request, &txns, &cbs_reply) {
                 links.insert(id, task);
             }
