@@ -269,8 +269,8 @@ pub(crate) struct Link {
     pub(crate) remote_incomplete: bool,
     /// Ours was: a receiver accepts only resumed deliveries on this attachment (2.7.3).
     pub(crate) local_incomplete: bool,
-    /// A control link to our transaction coordinator (part 4), by its serial number.
-    pub(crate) control: Option<u64>,
+    /// A control link to our transaction coordinator (part 4).
+    pub(crate) control: bool,
     /// The link's own number in its connection (see [`LinkId`]).
     pub(crate) serial: u64,
 }
@@ -293,7 +293,7 @@ impl Link {
             resumable: options.unsettled.iter().map(Resumable::carried).collect(),
             remote_incomplete: false,
             local_incomplete: false,
-            control: None,
+            control: false,
             serial: 0,
             options,
         }

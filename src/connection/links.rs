@@ -449,8 +449,8 @@ impl Connection {
         let accept_links = self.cfg.accept_links;
         let Some(s) = self.session_mut(session) else { return };
         let Some(l) = s.link_mut(handle) else { return };
-        let ask = by_peer && !accept_links && l.control.is_none();
-        let control = l.control.is_some();
+        let ask = by_peer && !accept_links && !l.control;
+        let control = l.control;
         l.remote_handle = Some(a.handle);
         l.state = if ask { LinkState::AttachRcvd } else { LinkState::Attached };
         if l.role == Role::RECEIVER {
@@ -707,7 +707,7 @@ impl Connection {
             let u = Unsettled { tag: inc.tag.clone(), state: state.clone() };
             l.unsettled.insert(inc.delivery_id.0, u);
         }
-        if l.control.is_some() {
+        if l.control {
             return self.on_control(link, inc.delivery_id, inc.settled, &body);
         }
         let state = t.state.or(inc.state.take());

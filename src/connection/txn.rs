@@ -123,7 +123,7 @@ impl TxnEndCause {
 /// An open transaction.
 #[derive(Debug)]
 struct Txn {
-    /// The control link it was declared on (its serial: a handle can be reused).
+    /// The serial of the control link it was declared on (see [`LinkId`]).
     serial: u64,
     deadline: Option<Instant>,
     /// Marked as failed by the application: it can only roll back.
@@ -136,8 +136,8 @@ struct Txn {
 /// A discharge waiting for the application's answer.
 #[derive(Debug)]
 struct Pending {
+    /// The control link the discharge came on.
     link: LinkId,
-    serial: u64,
     delivery_id: SequenceNo,
     settled: bool,
     /// The refusal due whatever the application answers (a rollback-only transaction).
@@ -149,7 +149,6 @@ struct Pending {
 pub(crate) struct TxnState {
     cfg: CoordinatorConfig,
     next_txn: u64,
-    next_serial: u64,
     open: HashMap<Bytes, Txn>,
     pending: HashMap<Bytes, Pending>,
     expired: VecDeque<Bytes>,
@@ -160,7 +159,6 @@ impl TxnState {
         Self {
             cfg,
             next_txn: 1,
-            next_serial: 1,
             open: HashMap::new(),
             pending: HashMap::new(),
             expired: VecDeque::new(),
@@ -295,7 +293,7 @@ impl Connection {
             (Some(e), _) | (None, Err(e)) => DeliveryState::Rejected(Rejected { error: Some(e) }),
             (None, Ok(())) => DeliveryState::Accepted(Accepted {}),
         };
-        if !p.settled && self.control_serial(p.link) == Some(p.serial) {
+        if !p.settled && self.control_serial(p.link).is_some() {
             // Sending can only fail on a link that has gone, which was checked.
             let _ = self.disposition(p.link, p.delivery_id, None, true, Some(state));
         }
@@ -348,28 +346,27 @@ impl Connection {
 
     // ----- the coordinator: hooks -----
 
-    /// The serial of a control link, if `link` is one and still attached.
+    /// The serial of a control link, if `link` is one and still attached (an id names
+    /// one link only, never a later one on its handle).
     fn control_serial(&self, link: LinkId) -> Option<u64> {
         self.link_ref(link)
-            .filter(|l| l.state == super::LinkState::Attached)
-            .and_then(|l| l.control)
+            .filter(|l| l.state == super::LinkState::Attached && l.control)
+            .map(|l| l.serial)
     }
 
     /// Answers a peer's attach to our coordinator: the coordinator target with our
-    /// capabilities, and credit for control messages. `None` unless the attach asks
+    /// capabilities, and credit for control messages. `false` unless the attach asks
     /// for one and this connection has a coordinator.
-    pub(super) fn coordinator_answer(&mut self, options: &mut super::LinkOptions) -> Option<u64> {
-        let t = self.txn.as_mut()?;
+    pub(super) fn coordinator_answer(&mut self, options: &mut super::LinkOptions) -> bool {
+        let Some(t) = self.txn.as_mut() else { return false };
         if options.role != crate::types::Role::RECEIVER || !is_coordinator(options.target.as_ref())
         {
-            return None;
+            return false;
         }
         options.target = Some(AttachTarget::Coordinator(CoordinatorTarget {
             capabilities: t.cfg.capabilities.clone(),
         }));
-        let serial = t.next_serial;
-        t.next_serial += 1;
-        Some(serial)
+        true
     }
 
     /// Grants the control link its credit (after our attach, and as control messages use
@@ -442,7 +439,7 @@ impl Connection {
                     } else {
                         TxnEndCause::Discharge
                     };
-                    let pending = Pending { link, serial, delivery_id, settled, forced };
+                    let pending = Pending { link, delivery_id, settled, forced };
                     t.pending.insert(d.txn_id.clone(), pending);
                     self.events.push_back(Event::TxnEnded {
                         txn_id: d.txn_id,
@@ -556,8 +553,8 @@ impl Connection {
                 .iter()
                 .flatten()
                 .flat_map(|s| s.links.iter().flatten())
-                .filter(|l| l.state == super::LinkState::Attached)
-                .filter_map(|l| l.control)
+                .filter(|l| l.state == super::LinkState::Attached && l.control)
+                .map(|l| l.serial)
                 .collect()
         };
         let Some(t) = self.txn.as_mut() else { return Vec::new() };
