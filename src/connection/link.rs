@@ -25,16 +25,17 @@ pub struct LinkId {
     pub session: SessionId,
     /// Our handle.
     pub handle: Handle,
-    /// Which link on that handle (the connection numbers its links from 1).
-    serial: u64,
+    /// Which link on that handle (the connection numbers its links from 1; 32 bits, so an
+    /// id held across four billion later links could name one of them).
+    serial: u32,
 }
 
 impl LinkId {
-    pub(crate) fn new(session: SessionId, handle: u32, serial: u64) -> Self {
+    pub(crate) fn new(session: SessionId, handle: u32, serial: u32) -> Self {
         Self { session, handle: Handle(handle), serial }
     }
 
-    pub(crate) fn serial(self) -> u64 {
+    pub(crate) fn serial(self) -> u32 {
         self.serial
     }
 }
@@ -272,7 +273,7 @@ pub(crate) struct Link {
     /// A control link to our transaction coordinator (part 4).
     pub(crate) control: bool,
     /// The link's own number in its connection (see [`LinkId`]).
-    pub(crate) serial: u64,
+    pub(crate) serial: u32,
 }
 
 impl Link {

@@ -821,8 +821,9 @@ impl Connection {
         LinkId::new(session, handle, serial)
     }
 
-    fn next_link_serial(&mut self) -> u64 {
-        self.link_serial += 1;
+    fn next_link_serial(&mut self) -> u32 {
+        // 32 bits, counted round (0 is skipped: it names no link).
+        self.link_serial = self.link_serial.checked_add(1).unwrap_or(1);
         self.link_serial
     }
 

@@ -563,9 +563,9 @@ pub struct Connection {
     txn: Option<txn::TxnState>,
     /// The serial of the last link made: each link has its own, so that the [`LinkId`] of
     /// an ended link never names a later one given the same handle.
-    link_serial: u64,
+    link_serial: u32,
     /// The serial of the last session made (see [`SessionId`]).
-    session_serial: u64,
+    session_serial: u32,
 }
 
 impl std::fmt::Debug for Connection {
@@ -1412,7 +1412,8 @@ impl Connection {
 
     /// Stores a new session on `channel`, giving it its serial; returns its id.
     fn put_session(&mut self, channel: u16, mut s: Session) -> SessionId {
-        self.session_serial += 1;
+        // 32 bits, counted round (0 is skipped: it names no session).
+        self.session_serial = self.session_serial.checked_add(1).unwrap_or(1);
         s.serial = self.session_serial;
         let i = usize::from(channel);
         if self.sessions.len() <= i {

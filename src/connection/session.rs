@@ -12,16 +12,17 @@ use super::link::Link;
 /// session begun, and a command given the ended session's id then fails with
 /// [`UsageError::UnknownSession`](super::UsageError::UnknownSession) rather than acting on
 /// the new one. Ids come from [`Connection::begin`](super::Connection::begin) and from
-/// events.
+/// events. (The serial that tells sessions apart is 32 bits: an id held across four
+/// billion later sessions could name one of them.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(pub u16, u64);
+pub struct SessionId(pub u16, u32);
 
 impl SessionId {
-    pub(crate) fn new(channel: u16, serial: u64) -> Self {
+    pub(crate) fn new(channel: u16, serial: u32) -> Self {
         Self(channel, serial)
     }
 
-    pub(crate) fn serial(self) -> u64 {
+    pub(crate) fn serial(self) -> u32 {
         self.1
     }
 }
@@ -90,7 +91,7 @@ impl Default for SessionConfig {
 pub(crate) struct Session {
     /// The session's own number in its connection (see [`SessionId`]), given when it is
     /// stored.
-    pub(crate) serial: u64,
+    pub(crate) serial: u32,
     pub(crate) state: SessionState,
     pub(crate) remote_channel: Option<u16>,
     /// The transfer-id we give our next transfer.

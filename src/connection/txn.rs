@@ -124,7 +124,7 @@ impl TxnEndCause {
 #[derive(Debug)]
 struct Txn {
     /// The serial of the control link it was declared on (see [`LinkId`]).
-    serial: u64,
+    serial: u32,
     deadline: Option<Instant>,
     /// Marked as failed by the application: it can only roll back.
     failed: Option<Error>,
@@ -348,7 +348,7 @@ impl Connection {
 
     /// The serial of a control link, if `link` is one and still attached (an id names
     /// one link only, never a later one on its handle).
-    fn control_serial(&self, link: LinkId) -> Option<u64> {
+    fn control_serial(&self, link: LinkId) -> Option<u32> {
         self.link_ref(link)
             .filter(|l| l.state == super::LinkState::Attached && l.control)
             .map(|l| l.serial)
@@ -546,7 +546,7 @@ impl Connection {
         if t.open.is_empty() && (!ended || t.pending.is_empty()) {
             return Vec::new();
         }
-        let live: std::collections::HashSet<u64> = if ended {
+        let live: std::collections::HashSet<u32> = if ended {
             Default::default()
         } else {
             self.sessions
