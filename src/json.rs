@@ -73,11 +73,11 @@ impl Json {
         // what is not UTF-8. Checking the whole text first refuses the same texts.
         let text = std::str::from_utf8(text)
             .map_err(|e| JsonError { offset: e.valid_up_to(), reason: "not UTF-8" })?;
-        let mut p = Parser { s: text.as_bytes(), text, pos: 0 };
+        let mut p = Parser { text, pos: 0 };
         p.skip_space();
         let v = p.value(0)?;
         p.skip_space();
-        if p.pos < p.s.len() {
+        if p.pos < p.text.len() {
             return Err(p.error("trailing characters"));
         }
         Ok(v)
@@ -207,7 +207,6 @@ fn push_string(out: &mut String, s: &str) {
 }
 
 struct Parser<'a> {
-    s: &'a [u8],
     text: &'a str,
     pos: usize,
 }
@@ -218,7 +217,7 @@ impl Parser<'_> {
     }
 
     fn peek(&self) -> Option<u8> {
-        self.s.get(self.pos).copied()
+        self.text.as_bytes().get(self.pos).copied()
     }
 
     fn skip_space(&mut self) {
@@ -231,7 +230,7 @@ impl Parser<'_> {
     fn literal(&mut self, word: &[u8], v: Json) -> Result<Json, JsonError> {
         for &b in word {
             if self.peek() != Some(b) {
-                return Err(self.error(if self.pos >= self.s.len() {
+                return Err(self.error(if self.pos >= self.text.len() {
                     "EOF while parsing a value"
                 } else {
                     "expected ident"
@@ -387,7 +386,7 @@ impl Parser<'_> {
                 match hi {
                     0xd800..=0xdbff => {
                         // A surrogate pair: "\uD834\uDD1E" is one character (RFC 8259, 7).
-                        if self.s.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                        if self.text.as_bytes().get(self.pos..self.pos + 2) != Some(b"\\u") {
                             return Err(self.error("lone leading surrogate in hex escape"));
                         }
                         self.pos += 2;

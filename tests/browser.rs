@@ -380,10 +380,7 @@ try {
     let hex = page.title.strip_prefix("NUMBERS ").unwrap_or_else(|| {
         panic!("{}: {:?}\n{}", page.title, page.console, page.text);
     });
-    let bytes: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-        .collect();
+    let bytes = amqpwire::inspect::parse_hex(hex.as_bytes()).expect("hex");
     let m = amqpwire::message::Message::decode(&bytes::Bytes::from(bytes)).expect("a message");
     let app = m.application_properties.as_ref().expect("application-properties").to_pairs();
     let get = |k: &str| app.iter().find(|(key, _)| key.as_str() == Some(k)).map(|(_, v)| v.clone());

@@ -1406,8 +1406,8 @@ impl Connection {
 
     /// The id of the session now on our `channel`.
     pub(super) fn sid(&self, channel: u16) -> SessionId {
-        let serial = self.sessions.get(usize::from(channel)).and_then(Option::as_ref);
-        SessionId::new(channel, serial.map_or(0, |s| s.serial))
+        // Serial 0 names no session: lookups with it find nothing.
+        self.session_on(channel).unwrap_or(SessionId::new(channel, 0))
     }
 
     /// Stores a new session on `channel`, giving it its serial; returns its id.
