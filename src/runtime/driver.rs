@@ -329,6 +329,10 @@ pub(crate) struct Shared {
     /// Every link a handle was made for and that has not ended: when its session or the
     /// connection ends, each is told, idle ones included.
     pub(crate) live: std::collections::HashSet<LinkId>,
+    /// Links whose handle was dropped while they were attached: each is detached (closed)
+    /// once no outcome of its deliveries is awaited (`true` once the detach is sent), and
+    /// nothing is kept of it when it ends.
+    pub(crate) dropped: HashMap<LinkId, bool>,
     /// Server connections: links the peer attached, for the application.
     pub(crate) requests: Option<tokio::sync::mpsc::UnboundedSender<Request>>,
     /// The identity SASL authenticated (server side).
@@ -359,6 +363,7 @@ impl Inner {
                 receivers: HashMap::new(),
                 detached: HashMap::new(),
                 live: std::collections::HashSet::new(),
+                dropped: HashMap::new(),
                 requests: None,
                 identity: None,
                 peer_certificate: None,
@@ -404,9 +409,36 @@ impl Shared {
     /// A handle for `link` is gone: what is kept about the link once it has ended (why
     /// it ended, its queue of deliveries) goes with it, so a connection that makes and
     /// drops links for its whole life keeps no more than its live ones.
+    ///
+    /// A link still attached is closed, as [`Sender::close`](super::Sender::close) would
+    /// close it, but without waiting: at once, or once the outcomes its sender's deliveries
+    /// still await have arrived (a [`PendingOutcome`](super::PendingOutcome) may outlive
+    /// its `Sender`). Deliveries that arrive for a dropped receiver meanwhile are left
+    /// unsettled, for the peer to release when the link ends.
     pub(crate) fn handle_dropped(&mut self, link: LinkId) {
-        if self.detached.remove(&link).is_some() {
-            self.receivers.remove(&link);
+        self.receivers.remove(&link);
+        if self.detached.remove(&link).is_some() || self.ended.is_some() {
+            self.live.remove(&link);
+            return;
+        }
+        self.dropped.insert(link, false);
+        self.detach_dropped(link);
+    }
+
+    /// Detaches a dropped link once none of its outcomes is awaited; forgets it if the
+    /// engine no longer knows it (no event will come for it).
+    fn detach_dropped(&mut self, link: LinkId) {
+        if self.dropped.get(&link) != Some(&false) || self.outcomes.keys().any(|(l, _)| *l == link)
+        {
+            return;
+        }
+        let sent = self.conn.detach(link, true, None).is_ok();
+        if sent || self.conn.link_state(link).is_some() {
+            // Sent, or the link is ending already: its end comes as an event.
+            self.dropped.insert(link, true);
+        } else {
+            self.dropped.remove(&link);
+            self.live.remove(&link);
         }
     }
 
@@ -501,6 +533,7 @@ impl Shared {
                         let outcome =
                             state.unwrap_or(DeliveryState::Accepted(crate::types::Accepted {}));
                         let _ = tx.send(Ok(outcome));
+                        self.detach_dropped(link);
                     }
                 }
             }
@@ -607,7 +640,14 @@ impl Shared {
             r.notify.notify_one();
         }
         self.live.remove(&link);
-        self.detached.insert(link, why);
+        if self.dropped.remove(&link).is_some() {
+            // No handle is left to ask why.
+            self.receivers.remove(&link);
+            return;
+        }
+        // The first reason stands: a link the peer detached with an error has not ended
+        // again when its session or the connection ends later.
+        self.detached.entry(link).or_insert(why);
     }
 }
 

@@ -404,6 +404,10 @@ impl Future for PendingOutcome {
 }
 
 /// The sending end of a link.
+///
+/// Dropping it closes the link (a detach with `closed` set, as [`Sender::close`] sends)
+/// once the outcomes its deliveries still await have arrived; [`Sender::close`] does the
+/// same and waits for the peer's answer.
 #[derive(Debug)]
 pub struct Sender {
     conn: Connection,
@@ -415,6 +419,8 @@ pub struct Sender {
 impl Drop for Sender {
     fn drop(&mut self) {
         self.conn.inner.lock().handle_dropped(self.link);
+        // A detach may be waiting to be written.
+        self.conn.inner.wake_driver.notify_one();
     }
 }
 
@@ -666,6 +672,9 @@ async fn close_link(
 }
 
 /// The receiving end of a link.
+///
+/// Dropping it closes the link at once (a detach with `closed` set, as
+/// [`Receiver::close`] sends); deliveries not settled by then are the peer's to release.
 #[derive(Debug)]
 pub struct Receiver {
     conn: Connection,
@@ -677,6 +686,8 @@ pub struct Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.conn.inner.lock().handle_dropped(self.link);
+        // A detach may be waiting to be written.
+        self.conn.inner.wake_driver.notify_one();
     }
 }
 
@@ -879,10 +890,8 @@ mod tests {
             .unwrap_or_else(|_| panic!("timed out: {what}"))
     }
 
-    #[tokio::test]
-    async fn a_connection_that_makes_and_drops_links_keeps_nothing_of_the_ended_ones() {
-        // Link ids are never reused, so whatever is kept per id must go with the link:
-        // 200 links, each detached by the peer with an error and its handle dropped.
+    /// A listener that takes anonymous SASL, and its URL.
+    async fn anonymous_listener() -> (Listener, String) {
         let credentials = crate::sasl::Credentials::new(|| "nonce".into()).anonymous(true);
         let options = ListenOptions {
             authenticator: Some(std::sync::Arc::new(move || {
@@ -892,6 +901,111 @@ mod tests {
         };
         let listener = Listener::bind("amqp://127.0.0.1:0", options).await.expect("bind");
         let url = listener.endpoint().to_string();
+        (listener, url)
+    }
+
+    /// Waits until the client keeps nothing of any link, then says so.
+    async fn forgets_every_link(conn: &Connection) {
+        let empty = |s: &mut crate::runtime::driver::Shared| {
+            let kept = s.detached.len()
+                + s.receivers.len()
+                + s.live.len()
+                + s.outcomes.len()
+                + s.dropped.len();
+            (kept == 0).then_some(())
+        };
+        within("the client forgets its links", conn.inner.wait_until(empty)).await;
+    }
+
+    #[tokio::test]
+    async fn a_dropped_sender_detaches_its_link_once_the_outcomes_it_awaits_arrived() {
+        let (listener, url) = anonymous_listener().await;
+        let (told, heard) = oneshot::channel();
+        tokio::spawn(async move {
+            let incoming = listener.accept().await.expect("accept");
+            let mut conn = incoming.establish().await.expect("establish");
+            let req = conn.next_link().await.expect("a link");
+            let r = req.accept_receiver(None, 10).expect("accept");
+            let d = r.recv().await.expect("the delivery");
+            // Settled after the client dropped its sender: had the link been closed at
+            // the drop, this outcome would never reach the client.
+            r.accept(&d).expect("accept the delivery");
+            let _ = told.send(r.recv().await.map(|_| ()));
+            let _ = conn.connection.closed().await;
+        });
+        let conn = within("connect", Connection::connect(&url)).await.expect("connect");
+        let session = conn.begin_session().await.expect("session");
+        let s = within("sender", session.sender("s", "q")).await.expect("sender");
+        let outcome = s.send_pipelined(&Message::with_data(&b"m"[..])).await.expect("send");
+        drop(s);
+        let outcome = within("the outcome", outcome).await;
+        assert!(matches!(outcome, Ok(DeliveryState::Accepted(_))), "{outcome:?}");
+        let end = within("the server hears the detach", heard).await.expect("told");
+        assert!(matches!(end, Err(Error::LinkDetached(None))), "closed without error: {end:?}");
+        forgets_every_link(&conn).await;
+    }
+
+    #[tokio::test]
+    async fn a_dropped_receiver_closes_its_link_and_keeps_nothing() {
+        let (listener, url) = anonymous_listener().await;
+        let (told, heard) = oneshot::channel();
+        tokio::spawn(async move {
+            let incoming = listener.accept().await.expect("accept");
+            let mut conn = incoming.establish().await.expect("establish");
+            let req = conn.next_link().await.expect("a link");
+            let s = req.accept_sender(None).expect("accept");
+            s.wait_credit().await.expect("credit");
+            s.send_settled(&Message::with_data(&b"one"[..])).await.expect("send");
+            // Waits for credit that never comes: the receiver is dropped, its link closed.
+            let _ = s.send_settled(&Message::with_data(&b"two"[..])).await;
+            let _ = told.send(s.wait_credit().await);
+            let _ = conn.connection.closed().await;
+        });
+        let conn = within("connect", Connection::connect(&url)).await.expect("connect");
+        let session = conn.begin_session().await.expect("session");
+        let r = within("receiver", session.receiver("r", "q", 0)).await.expect("receiver");
+        r.set_credit(1).expect("credit");
+        let d = within("the delivery", r.recv()).await.expect("one");
+        assert_eq!(d.payload.as_ref(), &Message::with_data(&b"one"[..]).to_vec()[..]);
+        drop(r);
+        let end = within("the server hears the detach", heard).await.expect("told");
+        assert!(matches!(end, Err(Error::LinkDetached(None))), "closed without error: {end:?}");
+        forgets_every_link(&conn).await;
+    }
+
+    #[tokio::test]
+    async fn why_a_link_ended_stays_when_its_connection_ends_later() {
+        let (listener, url) = anonymous_listener().await;
+        tokio::spawn(async move {
+            let incoming = listener.accept().await.expect("accept");
+            let mut conn = incoming.establish().await.expect("establish");
+            let req = conn.next_link().await.expect("a link");
+            let s = req.accept_sender(None).expect("accept");
+            let forced = AmqpError::new(crate::types::condition::DETACH_FORCED, "gone");
+            s.close_with_error(forced).await.expect("detach");
+            conn.connection.close(None).await.expect("close");
+        });
+        let conn = within("connect", Connection::connect(&url)).await.expect("connect");
+        let session = conn.begin_session().await.expect("session");
+        let r = within("receiver", session.receiver("r", "q", 5)).await.expect("receiver");
+        let ended = within("the detach", r.recv()).await;
+        assert!(matches!(ended, Err(Error::LinkDetached(Some(_)))), "{ended:?}");
+        let closed = within("the close", conn.closed()).await;
+        assert!(closed.is_ok(), "{closed:?}");
+        // The link ended first, with the peer's error; the close came after.
+        match r.credit() {
+            Err(Error::LinkDetached(Some(e))) => {
+                assert_eq!(e.condition, crate::types::condition::DETACH_FORCED);
+            }
+            other => panic!("the detach's error, not the close: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_makes_and_drops_links_keeps_nothing_of_the_ended_ones() {
+        // Link ids are never reused, so whatever is kept per id must go with the link:
+        // 200 links, each detached by the peer with an error and its handle dropped.
+        let (listener, url) = anonymous_listener().await;
         tokio::spawn(async move {
             let incoming = listener.accept().await.expect("accept");
             let mut conn = incoming.establish().await.expect("establish");
