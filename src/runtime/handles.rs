@@ -195,8 +195,10 @@ impl Connection {
             s.begun.insert(id, None);
             Ok(id)
         })?;
+        let guard = Arc::new(SessionGuard { conn: self.clone(), id });
+        // Dropped unanswered, the guard ends the session the peer is about to begin.
         self.inner.wait_until(|s| s.take_session_news(id)).await?;
-        Ok(Session { conn: self.clone(), id })
+        Ok(Session { conn: self.clone(), id, guard })
     }
 
     /// Whether work may go into transaction `txn_id` of this connection's coordinator now
@@ -271,10 +273,37 @@ impl Connection {
 }
 
 /// A session on a connection.
+///
+/// The session ends (an `end` without error, as [`Session::end`] sends) once its last
+/// clone is dropped and so is every `Sender`, `Receiver` and [`PendingOutcome`] made on
+/// it: a connection that begins sessions and drops them does not run out of channels.
 #[derive(Clone, Debug)]
 pub struct Session {
     conn: Connection,
     id: SessionId,
+    guard: Arc<SessionGuard>,
+}
+
+/// Held by a [`Session`] and by what is made on it: the last one dropped ends the session.
+#[derive(Debug)]
+pub(crate) struct SessionGuard {
+    conn: Connection,
+    id: SessionId,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let mut s = self.conn.inner.lock();
+        if s.ended.is_some() {
+            return;
+        }
+        // An ended (or ending) session, or one whose channel a later session holds, is
+        // refused by the engine: nothing to do then.
+        if s.conn.end_session(self.id, None).is_ok() {
+            drop(s);
+            self.conn.inner.wake_driver.notify_one();
+        }
+    }
 }
 
 impl Session {
@@ -291,7 +320,7 @@ impl Session {
     /// Attaches a sender with `options` and waits for the peer's answer.
     pub async fn attach_sender(&self, options: LinkOptions) -> Result<Sender, Error> {
         let (link, remote) = self.attach(options, None).await?;
-        Ok(Sender::attached(self.conn.clone(), link, remote))
+        Ok(Sender::attached(self.conn.clone(), link, remote, Some(Arc::clone(&self.guard))))
     }
 
     /// Attaches a receiver from `address`, keeping `credit` messages granted (refilled as
@@ -328,7 +357,8 @@ impl Session {
                 }
             }
         }
-        Ok(Receiver { conn: self.conn.clone(), link, notify, remote })
+        let session = Some(Arc::clone(&self.guard));
+        Ok(Receiver { conn: self.conn.clone(), link, notify, remote, _session: session })
     }
 
     async fn attach(
@@ -359,7 +389,11 @@ impl Session {
             })
             .await;
         if answer.is_err() {
-            self.conn.inner.lock().receivers.remove(&link);
+            // No handle is made: nothing is kept of the link.
+            let mut s = self.conn.inner.lock();
+            s.receivers.remove(&link);
+            s.detached.remove(&link);
+            s.live.remove(&link);
         }
         Ok((link, answer?))
     }
@@ -393,6 +427,8 @@ impl Session {
 #[derive(Debug)]
 pub struct PendingOutcome {
     rx: oneshot::Receiver<Result<DeliveryState, Error>>,
+    /// Keeps the session while the outcome is awaited.
+    _session: Option<Arc<SessionGuard>>,
 }
 
 impl Future for PendingOutcome {
@@ -414,6 +450,9 @@ pub struct Sender {
     link: LinkId,
     remote: Box<Attach>,
     next_tag: AtomicU64,
+    /// The session it was made on, kept while the sender is (dropped after the link's
+    /// detach is queued, so the session's end follows it).
+    session: Option<Arc<SessionGuard>>,
 }
 
 impl Drop for Sender {
@@ -425,8 +464,18 @@ impl Drop for Sender {
 }
 
 impl Sender {
-    pub(crate) fn attached(conn: Connection, link: LinkId, remote: Box<Attach>) -> Self {
-        Self { conn, link, remote, next_tag: AtomicU64::new(0) }
+    pub(crate) fn attached(
+        conn: Connection,
+        link: LinkId,
+        remote: Box<Attach>,
+        session: Option<Arc<SessionGuard>>,
+    ) -> Self {
+        Self { conn, link, remote, next_tag: AtomicU64::new(0), session }
+    }
+
+    /// An outcome to await, keeping the session.
+    fn pending(&self, rx: oneshot::Receiver<Result<DeliveryState, Error>>) -> PendingOutcome {
+        PendingOutcome { rx, _session: self.session.clone() }
     }
 
     /// The link.
@@ -451,7 +500,7 @@ impl Sender {
     pub async fn send_pipelined(&self, message: &Message) -> Result<PendingOutcome, Error> {
         let rx = self.transfer(&encode(message), false, None).await?;
         // An unsettled transfer always registers for its outcome.
-        rx.map(|rx| PendingOutcome { rx }).ok_or(Error::Closed)
+        rx.map(|rx| self.pending(rx)).ok_or(Error::Closed)
     }
 
     /// Sends `message` pre-settled (at most once: there is no outcome).
@@ -468,7 +517,7 @@ impl Sender {
         settled: bool,
     ) -> Result<Option<PendingOutcome>, Error> {
         let rx = self.transfer(payload, settled, None).await?;
-        Ok(rx.map(|rx| PendingOutcome { rx }))
+        Ok(rx.map(|rx| self.pending(rx)))
     }
 
     /// Sends `message` with a delivery-tag of the caller's choosing (a server that hands
@@ -487,7 +536,7 @@ impl Sender {
             return Err(Error::Usage(UsageError::InvalidDeliveryTag { len: 0 }));
         }
         let rx = self.transfer(&encode(message), settled, Some(tag)).await?;
-        Ok(rx.map(|rx| PendingOutcome { rx }))
+        Ok(rx.map(|rx| self.pending(rx)))
     }
 
     /// Sends `message` unsettled as work of transaction `txn` (4.4.1) and waits for the
@@ -500,7 +549,7 @@ impl Sender {
     ) -> Result<DeliveryState, Error> {
         let rx = self.transfer_in(&encode(message), false, None, Some(txn.id())).await?;
         let rx = rx.ok_or(Error::Closed)?;
-        PendingOutcome { rx }.await
+        self.pending(rx).await
     }
 
     /// The connection the link belongs to.
@@ -681,6 +730,8 @@ pub struct Receiver {
     link: LinkId,
     notify: Arc<Notify>,
     remote: Box<Attach>,
+    /// The session it was made on, kept while the receiver is.
+    _session: Option<Arc<SessionGuard>>,
 }
 
 impl Drop for Receiver {
@@ -698,7 +749,7 @@ impl Receiver {
         notify: Arc<Notify>,
         remote: Box<Attach>,
     ) -> Self {
-        Self { conn, link, notify, remote }
+        Self { conn, link, notify, remote, _session: None }
     }
 
     /// The link.
@@ -971,6 +1022,51 @@ mod tests {
         let end = within("the server hears the detach", heard).await.expect("told");
         assert!(matches!(end, Err(Error::LinkDetached(None))), "closed without error: {end:?}");
         forgets_every_link(&conn).await;
+    }
+
+    #[tokio::test]
+    async fn a_dropped_session_ends_once_nothing_made_on_it_is_left() {
+        let (listener, url) = anonymous_listener().await;
+        tokio::spawn(async move {
+            let incoming = listener.accept().await.expect("accept");
+            let mut conn = incoming.establish().await.expect("establish");
+            while let Some(req) = conn.next_link().await {
+                if req.role() == Role::SENDER {
+                    let r = req.accept_receiver(None, 10).expect("accept");
+                    tokio::spawn(async move {
+                        while let Ok(d) = r.recv().await {
+                            r.accept(&d).expect("accept the delivery");
+                        }
+                    });
+                } else {
+                    let no = AmqpError::new(crate::types::condition::NOT_FOUND, "no such node");
+                    req.refuse(no).expect("refuse");
+                }
+            }
+        });
+        let conn = within("connect", Connection::connect(&url)).await.expect("connect");
+        let session = conn.begin_session().await.expect("session");
+        let channel = session.id().0;
+        // A refused link leaves nothing behind either.
+        let refused = within("refused", session.receiver("r", "nowhere", 5)).await;
+        assert!(matches!(refused, Err(Error::LinkRefused(Some(_)))), "{refused:?}");
+        let s = within("sender", session.sender("s", "q")).await.expect("sender");
+        drop(session);
+        // The sender keeps the session, and an outcome awaited keeps it after the sender.
+        let first = within("first", s.send(&Message::with_data(&b"1"[..]))).await;
+        assert!(matches!(first, Ok(DeliveryState::Accepted(_))), "{first:?}");
+        let pending = s.send_pipelined(&Message::with_data(&b"2"[..])).await.expect("send");
+        drop(s);
+        let second = within("second", pending).await;
+        assert!(matches!(second, Ok(DeliveryState::Accepted(_))), "{second:?}");
+        let gone = |s: &mut crate::runtime::driver::Shared| {
+            s.conn.session_on(channel).is_none().then_some(())
+        };
+        within("the session ends", conn.inner.wait_until(gone)).await;
+        forgets_every_link(&conn).await;
+        assert!(conn.inner.lock().begun.is_empty(), "nothing kept of the session");
+        let again = conn.begin_session().await.expect("a new session");
+        assert_eq!(again.id().0, channel, "the channel is free again");
     }
 
     #[tokio::test]

@@ -375,7 +375,7 @@ impl LinkRequest {
             s.new_link(link);
             Ok(())
         })?;
-        Ok(Sender::attached(self.conn, link, self.remote))
+        Ok(Sender::attached(self.conn, link, self.remote, None))
     }
 
     /// Refuses the link with `error` (2.6.3).
