@@ -130,6 +130,15 @@ fn pages() -> &'static Path {
         let glue = |f: &str| std::fs::read_to_string(out.join(f)).expect("glue");
         assert!(!glue("amqpwire.js").contains("export function decode("), "decode in the client");
         assert!(glue("amqpwire-inspector.js").contains("export function decode("));
+        // Panic locations name sources from the registry or the project down, never by
+        // the builder's paths.
+        for f in ["amqpwire_bg.wasm", "amqpwire-inspector_bg.wasm"] {
+            let module = std::fs::read(out.join(f)).expect("module");
+            for local in [ROOT, "/registry/src/"] {
+                let found = module.windows(local.len()).any(|w| w == local.as_bytes());
+                assert!(!found, "{f} names a path of this machine ({local})");
+            }
+        }
         out
     })
 }

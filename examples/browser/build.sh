@@ -42,8 +42,21 @@ if [ -n "$opt_version" ] && ! [ "$opt_version" -ge 116 ] 2>/dev/null; then
     echo "build.sh: wasm-opt $opt_version is older than 116: not used" >&2
     opt_version=
 fi
+# Panic locations name source files. The crates' sources are named from the registry
+# down, and the project's from its root, not by this machine's paths: the modules are the
+# same wherever they are built and carry nothing of the builder's home. (Cargo's encoded
+# flags are separated by 0x1f, so a path with spaces stays one argument.)
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+us=$(printf '\037')
+flags="--remap-path-prefix=$root=amqpwire"
+for d in "$cargo_home"/registry/src/*/; do
+    [ -d "$d" ] && flags="$flags$us--remap-path-prefix=${d%/}=crates"
+done
+for f in ${RUSTFLAGS:-}; do
+    flags="$flags$us$f"
+done
 module() { # FEATURE NAME
-    CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true \
+    CARGO_ENCODED_RUSTFLAGS="$flags" CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true \
         CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 CARGO_PROFILE_RELEASE_PANIC=abort \
         cargo rustc --lib --release --target wasm32-unknown-unknown --no-default-features \
         --features "$1" --crate-type cdylib
