@@ -968,24 +968,43 @@ mod tests {
         within("the client forgets its links", conn.inner.wait_until(empty)).await;
     }
 
-    #[tokio::test]
-    async fn a_dropped_sender_detaches_its_link_once_the_outcomes_it_awaits_arrived() {
-        let (listener, url) = anonymous_listener().await;
-        let (told, heard) = oneshot::channel();
+    /// On the listener's first connection, hands the first link the client attaches to
+    /// `serve`, then keeps the connection until the client ends it.
+    fn serve_first_link<F>(
+        listener: Listener,
+        serve: impl FnOnce(crate::runtime::LinkRequest, Connection) -> F + Send + 'static,
+    ) where
+        F: std::future::Future<Output = ()> + Send,
+    {
         tokio::spawn(async move {
             let incoming = listener.accept().await.expect("accept");
             let mut conn = incoming.establish().await.expect("establish");
             let req = conn.next_link().await.expect("a link");
+            serve(req, conn.connection.clone()).await;
+            let _ = conn.connection.closed().await;
+        });
+    }
+
+    /// A client connection to `url` and a session on it.
+    async fn client_session(url: &str) -> (Connection, Session) {
+        let conn = within("connect", Connection::connect(url)).await.expect("connect");
+        let session = within("session", conn.begin_session()).await.expect("session");
+        (conn, session)
+    }
+
+    #[tokio::test]
+    async fn a_dropped_sender_detaches_its_link_once_the_outcomes_it_awaits_arrived() {
+        let (listener, url) = anonymous_listener().await;
+        let (told, heard) = oneshot::channel();
+        serve_first_link(listener, |req, _| async move {
             let r = req.accept_receiver(None, 10).expect("accept");
             let d = r.recv().await.expect("the delivery");
             // Settled after the client dropped its sender: had the link been closed at
             // the drop, this outcome would never reach the client.
             r.accept(&d).expect("accept the delivery");
             let _ = told.send(r.recv().await.map(|_| ()));
-            let _ = conn.connection.closed().await;
         });
-        let conn = within("connect", Connection::connect(&url)).await.expect("connect");
-        let session = conn.begin_session().await.expect("session");
+        let (conn, session) = client_session(&url).await;
         let s = within("sender", session.sender("s", "q")).await.expect("sender");
         let outcome = s.send_pipelined(&Message::with_data(&b"m"[..])).await.expect("send");
         drop(s);
@@ -1000,20 +1019,15 @@ mod tests {
     async fn a_dropped_receiver_closes_its_link_and_keeps_nothing() {
         let (listener, url) = anonymous_listener().await;
         let (told, heard) = oneshot::channel();
-        tokio::spawn(async move {
-            let incoming = listener.accept().await.expect("accept");
-            let mut conn = incoming.establish().await.expect("establish");
-            let req = conn.next_link().await.expect("a link");
+        serve_first_link(listener, |req, _| async move {
             let s = req.accept_sender(None).expect("accept");
             s.wait_credit().await.expect("credit");
             s.send_settled(&Message::with_data(&b"one"[..])).await.expect("send");
             // Waits for credit that never comes: the receiver is dropped, its link closed.
             let _ = s.send_settled(&Message::with_data(&b"two"[..])).await;
             let _ = told.send(s.wait_credit().await);
-            let _ = conn.connection.closed().await;
         });
-        let conn = within("connect", Connection::connect(&url)).await.expect("connect");
-        let session = conn.begin_session().await.expect("session");
+        let (conn, session) = client_session(&url).await;
         let r = within("receiver", session.receiver("r", "q", 0)).await.expect("receiver");
         r.set_credit(1).expect("credit");
         let d = within("the delivery", r.recv()).await.expect("one");
@@ -1072,17 +1086,13 @@ mod tests {
     #[tokio::test]
     async fn why_a_link_ended_stays_when_its_connection_ends_later() {
         let (listener, url) = anonymous_listener().await;
-        tokio::spawn(async move {
-            let incoming = listener.accept().await.expect("accept");
-            let mut conn = incoming.establish().await.expect("establish");
-            let req = conn.next_link().await.expect("a link");
+        serve_first_link(listener, |req, conn| async move {
             let s = req.accept_sender(None).expect("accept");
             let forced = AmqpError::new(crate::types::condition::DETACH_FORCED, "gone");
             s.close_with_error(forced).await.expect("detach");
-            conn.connection.close(None).await.expect("close");
+            conn.close(None).await.expect("close");
         });
-        let conn = within("connect", Connection::connect(&url)).await.expect("connect");
-        let session = conn.begin_session().await.expect("session");
+        let (conn, session) = client_session(&url).await;
         let r = within("receiver", session.receiver("r", "q", 5)).await.expect("receiver");
         let ended = within("the detach", r.recv()).await;
         assert!(matches!(ended, Err(Error::LinkDetached(Some(_)))), "{ended:?}");
