@@ -1084,6 +1084,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_link_request_dropped_unanswered_is_refused() {
+        let (listener, url) = anonymous_listener().await;
+        serve_first_link(listener, |req, _| async move { drop(req) });
+        let (_conn, session) = client_session(&url).await;
+        match within("the answer", session.sender("s", "q")).await {
+            Err(Error::LinkRefused(Some(e))) => {
+                assert_eq!(e.condition, crate::types::condition::NOT_IMPLEMENTED);
+            }
+            other => panic!("refused with a reason: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transaction_end_dropped_unanswered_refuses_the_discharge() {
+        let credentials = crate::sasl::Credentials::new(|| "nonce".into()).anonymous(true);
+        let options = ListenOptions {
+            authenticator: Some(Arc::new(move || Some(Box::new(credentials.clone()) as _))),
+            configure: Some(Arc::new(|cfg: &mut engine::Config| {
+                cfg.coordinator = Some(engine::txn::CoordinatorConfig::default());
+            })),
+            ..ListenOptions::default()
+        };
+        let listener = Listener::bind("amqp://127.0.0.1:0", options).await.expect("bind");
+        let url = listener.endpoint().to_string();
+        tokio::spawn(async move {
+            let incoming = listener.accept().await.expect("accept");
+            let mut conn = incoming.establish().await.expect("establish");
+            while let Some(event) = conn.next().await {
+                if let crate::runtime::ServerEvent::TxnEnded(end) = event {
+                    assert!(end.commit, "the client commits");
+                    drop(end);
+                }
+            }
+        });
+        let (_conn, session) = client_session(&url).await;
+        let controller = within("coordinator", session.coordinator()).await.expect("attach");
+        let txn = within("declare", controller.declare()).await.expect("declared");
+        match within("commit", txn.commit()).await {
+            Err(e) => {
+                let text = e.to_string();
+                assert!(text.contains("not-implemented"), "{text}");
+                assert!(text.contains("dropped the transaction's end unanswered"), "{text}");
+            }
+            Ok(()) => panic!("a commit nobody applied was accepted"),
+        }
+    }
+
+    #[tokio::test]
     async fn why_a_link_ended_stays_when_its_connection_ends_later() {
         let (listener, url) = anonymous_listener().await;
         serve_first_link(listener, |req, conn| async move {

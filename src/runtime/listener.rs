@@ -249,9 +249,14 @@ impl ServerConnection {
     pub async fn next(&mut self) -> Option<ServerEvent> {
         let conn = self.connection.clone();
         Some(match self.requests.recv().await? {
-            Request::Link { link, remote } => ServerEvent::Link(LinkRequest { conn, link, remote }),
+            Request::Link { link, remote } => {
+                let answer = Unanswered { conn, pending: Some(Pending::Attach(link)) };
+                ServerEvent::Link(LinkRequest { answer, link, remote })
+            }
             Request::TxnEnded { txn_id, commit, cause, work } => {
-                ServerEvent::TxnEnded(TxnEnd { conn, txn_id, commit, cause, work })
+                let pending = cause.awaits_answer().then(|| Pending::Discharge(txn_id.clone()));
+                let answer = Unanswered { conn, pending };
+                ServerEvent::TxnEnded(TxnEnd { answer, txn_id, commit, cause, work })
             }
         })
     }
@@ -266,11 +271,58 @@ pub enum ServerEvent {
     TxnEnded(TxnEnd),
 }
 
+/// What the peer waits for until the application answers it; answered with a refusal
+/// (`amqp:not-implemented`) when dropped unanswered, so that the peer is never left
+/// waiting for ever.
+#[derive(Debug)]
+struct Unanswered {
+    conn: Connection,
+    pending: Option<Pending>,
+}
+
+/// What an [`Unanswered`] answers.
+#[derive(Debug)]
+enum Pending {
+    /// The peer's attach.
+    Attach(LinkId),
+    /// A discharge, by its transaction.
+    Discharge(Bytes),
+}
+
+impl Unanswered {
+    /// The connection to answer on; dropping no longer refuses (an answer that fails is
+    /// the caller's error to report, not a reason to refuse something half answered).
+    fn answered(mut self) -> Connection {
+        self.pending = None;
+        self.conn.clone()
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let Some(pending) = self.pending.take() else { return };
+        let e = |what| AmqpError::new(crate::types::condition::NOT_IMPLEMENTED, what);
+        // A connection that has ended needs no answer: the error is not news.
+        let _ = self.conn.command(|s| match pending {
+            Pending::Attach(link) => {
+                let e = e("the application dropped the link request unanswered");
+                Ok(s.conn.refuse_attach(link, e)?)
+            }
+            Pending::Discharge(txn_id) => {
+                let e = e("the application dropped the transaction's end unanswered: its work was not applied");
+                Ok(s.conn.complete_discharge(&txn_id, Err(e))?)
+            }
+        });
+    }
+}
+
 /// A transaction on the engine's coordinator ended (part 4): commit or roll back its work,
 /// then [`TxnEnd::complete`] so that the controller hears the outcome of its discharge.
+/// Dropped without [`TxnEnd::complete`], a discharge that waits for an answer is refused
+/// (`amqp:not-implemented`): the controller hears that its work was not applied.
 #[derive(Debug)]
 pub struct TxnEnd {
-    conn: Connection,
+    answer: Unanswered,
     /// The transaction.
     pub txn_id: Bytes,
     /// Apply its work; `false`: undo it.
@@ -288,18 +340,21 @@ impl TxnEnd {
     /// refuses it with the error (a commit that could not be applied). Nothing to answer
     /// for a time-out or a control link that went.
     pub fn complete(self, result: Result<(), AmqpError>) -> Result<(), Error> {
+        let conn = self.answer.answered();
         if !self.cause.awaits_answer() {
             return Ok(());
         }
         let id = self.txn_id;
-        self.conn.command(|s| Ok(s.conn.complete_discharge(&id, result)?))
+        conn.command(|s| Ok(s.conn.complete_discharge(&id, result)?))
     }
 }
 
-/// A link the peer attached, waiting for the application to accept or refuse it.
+/// A link the peer attached, waiting for the application to accept or refuse it. Dropped
+/// unanswered, it is refused (`amqp:not-implemented`), so the peer's attach never waits
+/// for ever.
 #[derive(Debug)]
 pub struct LinkRequest {
-    conn: Connection,
+    answer: Unanswered,
     link: LinkId,
     /// The peer's attach.
     pub remote: Box<Attach>,
@@ -353,7 +408,8 @@ impl LinkRequest {
         initial: u32,
     ) -> Result<Receiver, Error> {
         let link = self.link;
-        let notify = self.conn.command(|s| {
+        let conn = self.answer.answered();
+        let notify = conn.command(|s| {
             s.conn.accept_attach(link, options)?;
             s.new_link(link);
             let q = RecvQueue::new(credit);
@@ -364,23 +420,24 @@ impl LinkRequest {
             }
             Ok(notify)
         })?;
-        Ok(Receiver::new(self.conn, link, notify, self.remote))
+        Ok(Receiver::new(conn, link, notify, self.remote))
     }
 
     /// Accepts a link on which the peer receives: we send.
     pub fn accept_sender(self, options: Option<LinkOptions>) -> Result<Sender, Error> {
         let link = self.link;
-        self.conn.command(|s| {
+        let conn = self.answer.answered();
+        conn.command(|s| {
             s.conn.accept_attach(link, options)?;
             s.new_link(link);
             Ok(())
         })?;
-        Ok(Sender::attached(self.conn, link, self.remote, None))
+        Ok(Sender::attached(conn, link, self.remote, None))
     }
 
     /// Refuses the link with `error` (2.6.3).
     pub fn refuse(self, error: AmqpError) -> Result<(), Error> {
         let link = self.link;
-        self.conn.command(|s| Ok(s.conn.refuse_attach(link, error)?))
+        self.answer.answered().command(|s| Ok(s.conn.refuse_attach(link, error)?))
     }
 }
