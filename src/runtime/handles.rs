@@ -112,9 +112,39 @@ fn client_config(
 
 /// An AMQP connection, client or server side, driven by its own task. Cloning gives
 /// another handle to the same connection.
+///
+/// Once every handle is dropped (each clone, and every [`Session`], [`Sender`],
+/// [`Receiver`] and [`PendingOutcome`] on it, or on a server the
+/// [`ServerConnection`](super::ServerConnection)), the connection is closed cleanly, as
+/// [`Connection::close`] with no error would close it, and its task ends with the close
+/// exchange.
 #[derive(Clone)]
 pub struct Connection {
     pub(crate) inner: Arc<Inner>,
+    /// Shared by every handle: the last one dropped closes the connection.
+    _owner: Arc<Owner>,
+}
+
+/// Closes its connection when dropped (see [`Connection`]).
+struct Owner {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        {
+            let mut s = self.inner.lock();
+            if s.ended.is_some() {
+                return;
+            }
+            // As `Connection::close`: the close time-out runs from now, not from the time
+            // the engine last heard.
+            s.conn.handle_timeout(Instant::now());
+            // One closing already needs nothing more.
+            let _ = s.conn.close(None);
+        }
+        self.inner.wake_driver.notify_one();
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -169,7 +199,7 @@ impl Connection {
             s.peer_certificate = io.peer_identity();
         }
         tokio::spawn(tracing::Instrument::instrument(drive(Arc::clone(&inner), io), span));
-        Self { inner }
+        Self { _owner: Arc::new(Owner { inner: Arc::clone(&inner) }), inner }
     }
 
     /// Runs `f` on the engine, then wakes the driver to write what it queued.
@@ -1081,6 +1111,38 @@ mod tests {
         assert!(conn.inner.lock().begun.is_empty(), "nothing kept of the session");
         let again = conn.begin_session().await.expect("a new session");
         assert_eq!(again.id().0, channel, "the channel is free again");
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_last_handle_is_dropped_closes_cleanly() {
+        let (listener, url) = anonymous_listener().await;
+        let (told, heard) = oneshot::channel();
+        tokio::spawn(async move {
+            let incoming = listener.accept().await.expect("accept");
+            let mut conn = incoming.establish().await.expect("establish");
+            while let Some(refused) = conn.next_link().await {
+                drop(refused);
+            }
+            let _ = told.send(conn.connection.closed().await);
+        });
+        let (conn, session) = client_session(&url).await;
+        let s = within("sender", session.sender("s", "q")).await;
+        // Refused (the server drops every link request); only the connection and the
+        // session remain.
+        assert!(s.is_err(), "{s:?}");
+        let still = conn.clone();
+        drop(conn);
+        drop(session);
+        // A clone is a handle: the connection stays open while it lives.
+        within("opened", still.opened()).await.expect("open");
+        assert!(still.inner.lock().ended.is_none(), "open while a handle lives");
+        let inner = Arc::clone(&still.inner);
+        drop(still);
+        let closed = within("the server sees the close", heard).await.expect("told");
+        assert!(closed.is_ok(), "a clean close: {closed:?}");
+        let ended = |s: &mut crate::runtime::driver::Shared| s.ended.as_ref().map(Result::is_ok);
+        let ended = within("the client's end", Inner::wait_until(&inner, ended)).await;
+        assert!(ended, "the client's side ended cleanly");
     }
 
     #[tokio::test]
