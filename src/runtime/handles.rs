@@ -1146,6 +1146,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn links_closed_by_the_application_leave_nothing_behind() {
+        let (listener, url) = anonymous_listener().await;
+        tokio::spawn(async move {
+            let incoming = listener.accept().await.expect("accept");
+            let mut conn = incoming.establish().await.expect("establish");
+            let mut held = Vec::new();
+            while let Some(req) = conn.next_link().await {
+                if req.role() == Role::SENDER {
+                    held.push(Ok(req.accept_receiver(None, 10).expect("accept")));
+                } else {
+                    held.push(Err(req.accept_sender(None).expect("accept")));
+                }
+            }
+        });
+        let (conn, session) = client_session(&url).await;
+        for i in 0..3 {
+            let s = within("sender", session.sender(&format!("s{i}"), "q")).await.expect("s");
+            within("close the sender", s.close()).await.expect("closed");
+            let r = within("receiver", session.receiver(&format!("r{i}"), "q", 5)).await;
+            within("close the receiver", r.expect("r").close()).await.expect("closed");
+        }
+        forgets_every_link(&conn).await;
+    }
+
+    #[tokio::test]
     async fn a_link_request_dropped_unanswered_is_refused() {
         let (listener, url) = anonymous_listener().await;
         serve_first_link(listener, |req, _| async move { drop(req) });
