@@ -1184,6 +1184,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn links_queued_for_a_dropped_server_connection_are_refused() {
+        let (listener, url) = anonymous_listener().await;
+        tokio::spawn(async move {
+            let incoming = listener.accept().await.expect("accept");
+            let server = incoming.establish().await.expect("establish");
+            // The application keeps the connection but not the ServerConnection, once
+            // the client's attach waits in its queue.
+            let keep = server.connection.clone();
+            let queued = |_: &mut crate::runtime::driver::Shared| {
+                (!server.requests.rx.is_empty()).then_some(())
+            };
+            keep.inner.wait_until(queued).await;
+            drop(server);
+            let _ = keep.closed().await;
+        });
+        let (_conn, session) = client_session(&url).await;
+        match within("the answer", session.sender("s", "q")).await {
+            Err(Error::LinkRefused(Some(e))) => {
+                assert_eq!(e.condition, crate::types::condition::NOT_IMPLEMENTED);
+            }
+            other => panic!("refused with a reason: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
     async fn a_transaction_end_dropped_unanswered_refuses_the_discharge() {
         let credentials = crate::sasl::Credentials::new(|| "nonce".into()).anonymous(true);
         let options = ListenOptions {

@@ -207,7 +207,43 @@ fn server_config(o: &ListenOptions, io: &Transport, n: u64) -> engine::Config {
 pub struct ServerConnection {
     /// The connection (sessions the peer begins are answered at once).
     pub connection: Connection,
-    requests: mpsc::UnboundedReceiver<Request>,
+    pub(crate) requests: Requests,
+}
+
+/// What the engine hands the application, in order. Whatever is still queued when the
+/// application drops its [`ServerConnection`] is answered as a dropped [`LinkRequest`] or
+/// [`TxnEnd`] is (refused), and what comes later is refused by the connection itself.
+#[derive(Debug)]
+pub(crate) struct Requests {
+    pub(crate) rx: mpsc::UnboundedReceiver<Request>,
+    conn: Connection,
+}
+
+impl Requests {
+    /// What the application gets for `request`.
+    fn event(&self, request: Request) -> ServerEvent {
+        let conn = self.conn.clone();
+        match request {
+            Request::Link { link, remote } => {
+                let answer = Unanswered { conn, pending: Some(Pending::Attach(link)) };
+                ServerEvent::Link(LinkRequest { answer, link, remote })
+            }
+            Request::TxnEnded { txn_id, commit, cause, work } => {
+                let pending = cause.awaits_answer().then(|| Pending::Discharge(txn_id.clone()));
+                let answer = Unanswered { conn, pending };
+                ServerEvent::TxnEnded(TxnEnd { answer, txn_id, commit, cause, work })
+            }
+        }
+    }
+}
+
+impl Drop for Requests {
+    fn drop(&mut self) {
+        self.rx.close();
+        while let Ok(request) = self.rx.try_recv() {
+            drop(self.event(request));
+        }
+    }
 }
 
 impl ServerConnection {
@@ -218,6 +254,7 @@ impl ServerConnection {
         let mut config = config;
         config.accept_links = false;
         let connection = Connection::start(engine::Connection::server(config), io, Some(tx));
+        let requests = Requests { rx: requests, conn: connection.clone() };
         Self { connection, requests }
     }
 
@@ -247,18 +284,8 @@ impl ServerConnection {
     /// the order the engine decided them, and those that the connection's end rolls back
     /// come before `None`.
     pub async fn next(&mut self) -> Option<ServerEvent> {
-        let conn = self.connection.clone();
-        Some(match self.requests.recv().await? {
-            Request::Link { link, remote } => {
-                let answer = Unanswered { conn, pending: Some(Pending::Attach(link)) };
-                ServerEvent::Link(LinkRequest { answer, link, remote })
-            }
-            Request::TxnEnded { txn_id, commit, cause, work } => {
-                let pending = cause.awaits_answer().then(|| Pending::Discharge(txn_id.clone()));
-                let answer = Unanswered { conn, pending };
-                ServerEvent::TxnEnded(TxnEnd { answer, txn_id, commit, cause, work })
-            }
-        })
+        let request = self.requests.rx.recv().await?;
+        Some(self.requests.event(request))
     }
 }
 
