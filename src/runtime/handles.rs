@@ -314,6 +314,30 @@ pub struct Session {
     guard: Arc<SessionGuard>,
 }
 
+/// A link being attached: dropped armed (the attach refused, failed or given up), it is
+/// handed to [`Shared::handle_dropped`](super::driver::Shared::handle_dropped) as a link
+/// whose handle went, so that nothing is kept of it and, if the peer attaches it after
+/// all, it is closed.
+struct Attaching<'a> {
+    conn: &'a Connection,
+    link: LinkId,
+    armed: bool,
+}
+
+impl Drop for Attaching<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        {
+            let mut s = self.conn.inner.lock();
+            s.attaching.remove(&self.link);
+            s.handle_dropped(self.link);
+        }
+        self.conn.inner.wake_driver.notify_one();
+    }
+}
+
 /// Held by a [`Session`] and by what is made on it: the last one dropped ends the session.
 #[derive(Debug)]
 pub(crate) struct SessionGuard {
@@ -324,6 +348,8 @@ pub(crate) struct SessionGuard {
 impl Drop for SessionGuard {
     fn drop(&mut self) {
         let mut s = self.conn.inner.lock();
+        // Nobody waits on its news any more (a begin or an end given up).
+        s.begun.remove(&self.id);
         if s.ended.is_some() {
             return;
         }
@@ -377,6 +403,10 @@ impl Session {
         let (link, remote) = self.attach(options, Some(credit)).await?;
         let notify = self.conn.inner.lock().receivers.get(&link).map(|r| Arc::clone(&r.notify));
         let notify = notify.unwrap_or_default();
+        let session = Some(Arc::clone(&self.guard));
+        // Made first, so that a failure below drops it (which closes the link).
+        let receiver =
+            Receiver { conn: self.conn.clone(), link, notify, remote, _session: session };
         let initial = RecvQueue::initial_credit(credit);
         if initial > 0 {
             if let Err(e) = self.conn.command(|s| Ok(s.conn.flow(link, initial, false)?)) {
@@ -387,8 +417,7 @@ impl Session {
                 }
             }
         }
-        let session = Some(Arc::clone(&self.guard));
-        Ok(Receiver { conn: self.conn.clone(), link, notify, remote, _session: session })
+        Ok(receiver)
     }
 
     async fn attach(
@@ -406,6 +435,9 @@ impl Session {
             }
             Ok(link)
         })?;
+        // Refused, failed or given up (this future dropped, by a time-out around it say):
+        // no handle is made, so the link is treated as one whose handle was dropped.
+        let mut attaching = Attaching { conn: &self.conn, link, armed: true };
         let answer = self
             .conn
             .inner
@@ -417,15 +449,9 @@ impl Session {
                     s.end_error().map(Err)
                 }
             })
-            .await;
-        if answer.is_err() {
-            // No handle is made: nothing is kept of the link.
-            let mut s = self.conn.inner.lock();
-            s.receivers.remove(&link);
-            s.detached.remove(&link);
-            s.live.remove(&link);
-        }
-        Ok((link, answer?))
+            .await?;
+        attaching.armed = false;
+        Ok((link, answer))
     }
 
     /// Attaches a transaction controller to the peer's coordinator (4.5.1), asking for
@@ -1168,6 +1194,41 @@ mod tests {
             within("close the receiver", r.expect("r").close()).await.expect("closed");
         }
         forgets_every_link(&conn).await;
+    }
+
+    #[tokio::test]
+    async fn an_attach_given_up_before_its_answer_closes_the_link_when_it_comes() {
+        let (listener, url) = anonymous_listener().await;
+        let (asked, request_in) = oneshot::channel();
+        let (answer, answer_now) = oneshot::channel::<()>();
+        let (told, heard) = oneshot::channel();
+        serve_first_link(listener, |req, _| async move {
+            let _ = asked.send(());
+            // Answered only once the client has given up waiting: its detach may have come
+            // in already (the link is gone), or comes after the answer.
+            let _ = answer_now.await;
+            let end = match req.accept_receiver(None, 10) {
+                Ok(r) => r.recv().await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            let _ = told.send(end);
+        });
+        let (conn, session) = client_session(&url).await;
+        let on = session.clone();
+        let attach = tokio::spawn(async move { on.sender("s", "q").await.map(|_| ()) });
+        within("the server has the attach", request_in).await.expect("asked");
+        attach.abort();
+        assert!(attach.await.is_err_and(|e| e.is_cancelled()), "given up before its answer");
+        let _ = answer.send(());
+        let end = within("the server hears the detach", heard).await.expect("told");
+        let closed =
+            matches!(end, Err(Error::LinkDetached(None) | Error::Usage(UsageError::UnknownLink)));
+        assert!(closed, "closed without error, before or after the answer: {end:?}");
+        forgets_every_link(&conn).await;
+        let s = conn.inner.lock();
+        assert!(s.attaching.is_empty() && s.begun.is_empty(), "no waiter is kept");
+        drop(s);
+        drop(session);
     }
 
     #[tokio::test]
