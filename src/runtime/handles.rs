@@ -1041,6 +1041,14 @@ mod tests {
         });
     }
 
+    /// The peer's error that refused or detached a link; fails on anything else.
+    fn peer_error<T: std::fmt::Debug>(r: Result<T, Error>) -> AmqpError {
+        match r {
+            Err(Error::LinkRefused(Some(e)) | Error::LinkDetached(Some(e))) => e,
+            other => panic!("a refusal or detach with the peer's error: {other:?}"),
+        }
+    }
+
     /// A client connection to `url` and a session on it.
     async fn client_session(url: &str) -> (Connection, Session) {
         let conn = within("connect", Connection::connect(url)).await.expect("connect");
@@ -1236,12 +1244,8 @@ mod tests {
         let (listener, url) = anonymous_listener().await;
         serve_first_link(listener, |req, _| async move { drop(req) });
         let (_conn, session) = client_session(&url).await;
-        match within("the answer", session.sender("s", "q")).await {
-            Err(Error::LinkRefused(Some(e))) => {
-                assert_eq!(e.condition, crate::types::condition::NOT_IMPLEMENTED);
-            }
-            other => panic!("refused with a reason: {other:?}"),
-        }
+        let refused = peer_error(within("the answer", session.sender("s", "q")).await);
+        assert_eq!(refused.condition, crate::types::condition::NOT_IMPLEMENTED);
     }
 
     #[tokio::test]
@@ -1261,12 +1265,8 @@ mod tests {
             let _ = keep.closed().await;
         });
         let (_conn, session) = client_session(&url).await;
-        match within("the answer", session.sender("s", "q")).await {
-            Err(Error::LinkRefused(Some(e))) => {
-                assert_eq!(e.condition, crate::types::condition::NOT_IMPLEMENTED);
-            }
-            other => panic!("refused with a reason: {other:?}"),
-        }
+        let refused = peer_error(within("the answer", session.sender("s", "q")).await);
+        assert_eq!(refused.condition, crate::types::condition::NOT_IMPLEMENTED);
     }
 
     #[tokio::test]
@@ -1320,12 +1320,8 @@ mod tests {
         let closed = within("the close", conn.closed()).await;
         assert!(closed.is_ok(), "{closed:?}");
         // The link ended first, with the peer's error; the close came after.
-        match r.credit() {
-            Err(Error::LinkDetached(Some(e))) => {
-                assert_eq!(e.condition, crate::types::condition::DETACH_FORCED);
-            }
-            other => panic!("the detach's error, not the close: {other:?}"),
-        }
+        let why = peer_error(r.credit());
+        assert_eq!(why.condition, crate::types::condition::DETACH_FORCED, "not the close");
     }
 
     #[tokio::test]
