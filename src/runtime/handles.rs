@@ -687,14 +687,7 @@ impl Sender {
         tag: Option<Bytes>,
         txn: Option<&Bytes>,
     ) -> Result<Option<oneshot::Receiver<Result<DeliveryState, Error>>>, Error> {
-        let tag = tag.unwrap_or_else(|| {
-            let n = self.next_tag.fetch_add(1, Ordering::Relaxed);
-            // The shortest big-endian form, but never empty: Qpid Proton's Python binding
-            // fails on a zero-length delivery-tag (the first delivery's, were zero written
-            // as none).
-            let skip = (n.leading_zeros() as usize / 8).min(7);
-            Bytes::copy_from_slice(&n.to_be_bytes()[skip..])
-        });
+        let tag = tag.unwrap_or_else(|| self.new_tag());
         let link = self.link;
         self.conn
             .inner
@@ -727,6 +720,35 @@ impl Sender {
                 }
             })
             .await
+    }
+
+    /// The next delivery-tag of ours.
+    fn new_tag(&self) -> Bytes {
+        let n = self.next_tag.fetch_add(1, Ordering::Relaxed);
+        // The shortest big-endian form, but never empty: Qpid Proton's Python binding
+        // fails on a zero-length delivery-tag (the first delivery's, were zero written
+        // as none).
+        let skip = (n.leading_zeros() as usize / 8).min(7);
+        Bytes::copy_from_slice(&n.to_be_bytes()[skip..])
+    }
+
+    /// Queues `message` unsettled at once, without waiting for credit or for its outcome
+    /// (settled when it comes, heard by no one); `false` when it cannot go now: no credit,
+    /// no room in the session window, or the link or connection has ended. For what must
+    /// be sent from a `Drop`.
+    pub(crate) fn send_unawaited(&self, message: &Message) -> bool {
+        let payload = encode(message);
+        let tag = self.new_tag();
+        let queued = {
+            let mut s = self.conn.inner.lock();
+            s.ended.is_none()
+                && !s.detached.contains_key(&self.link)
+                && s.conn.send_payload(self.link, tag, &payload, false).is_ok()
+        };
+        if queued {
+            self.conn.inner.wake_driver.notify_one();
+        }
+        queued
     }
 
     /// Detaches the link, closing it, and waits for the peer's detach.
@@ -1269,8 +1291,9 @@ mod tests {
         assert_eq!(refused.condition, crate::types::condition::NOT_IMPLEMENTED);
     }
 
-    #[tokio::test]
-    async fn a_transaction_end_dropped_unanswered_refuses_the_discharge() {
+    /// A listener that takes anonymous SASL and whose engine runs a transaction
+    /// coordinator, and its URL.
+    async fn coordinator_listener() -> (Listener, String) {
         let credentials = crate::sasl::Credentials::new(|| "nonce".into()).anonymous(true);
         let options = ListenOptions {
             authenticator: Some(Arc::new(move || Some(Box::new(credentials.clone()) as _))),
@@ -1281,6 +1304,39 @@ mod tests {
         };
         let listener = Listener::bind("amqp://127.0.0.1:0", options).await.expect("bind");
         let url = listener.endpoint().to_string();
+        (listener, url)
+    }
+
+    #[tokio::test]
+    async fn a_transaction_dropped_undischarged_is_rolled_back_at_once() {
+        let (listener, url) = coordinator_listener().await;
+        let (ends, mut ended) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let incoming = listener.accept().await.expect("accept");
+            let mut conn = incoming.establish().await.expect("establish");
+            while let Some(event) = conn.next().await {
+                if let crate::runtime::ServerEvent::TxnEnded(end) = event {
+                    let _ = ends.send((end.commit, end.cause));
+                    end.complete(Ok(())).expect("answer the discharge");
+                }
+            }
+        });
+        let (_conn, session) = client_session(&url).await;
+        let controller = within("coordinator", session.coordinator()).await.expect("attach");
+        let txn = within("declare", controller.declare()).await.expect("declared");
+        drop(txn);
+        // The controller lives on: only the dropped transaction's own discharge ends it.
+        let first = within("the first end", ended.recv()).await;
+        assert_eq!(first, Some((false, engine::TxnEndCause::Discharge)), "rolled back");
+        let txn = within("declare", controller.declare()).await.expect("declared");
+        within("commit", txn.commit()).await.expect("committed");
+        let second = within("the second end", ended.recv()).await;
+        assert_eq!(second, Some((true, engine::TxnEndCause::Discharge)), "committed");
+    }
+
+    #[tokio::test]
+    async fn a_transaction_end_dropped_unanswered_refuses_the_discharge() {
+        let (listener, url) = coordinator_listener().await;
         tokio::spawn(async move {
             let incoming = listener.accept().await.expect("accept");
             let mut conn = incoming.establish().await.expect("establish");

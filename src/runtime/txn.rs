@@ -48,13 +48,13 @@ impl Controller {
     pub async fn declare(&self) -> Result<Transaction, Error> {
         let state = self.sender.send(&txn::declare_message()).await?;
         let id = txn::read_declared(Some(&state)).map_err(Error::Transaction)?;
-        Ok(Transaction { id, sender: Arc::clone(&self.sender) })
+        Ok(Transaction { id, sender: Arc::clone(&self.sender), discharged: false })
     }
 
     /// A handle for transaction `id`, declared earlier on this controller or elsewhere
     /// (or never: the coordinator judges the id when work or a discharge names it).
     pub fn transaction(&self, id: Bytes) -> Transaction {
-        Transaction { id, sender: Arc::clone(&self.sender) }
+        Transaction { id, sender: Arc::clone(&self.sender), discharged: false }
     }
 
     /// Detaches the control link (closing it): transactions still open on it roll back.
@@ -69,10 +69,27 @@ impl Controller {
 
 /// A transaction declared by a [`Controller`]: work goes into it until it is committed or
 /// rolled back.
+///
+/// Dropped before [`commit`](Self::commit) or [`rollback`](Self::rollback) sent its
+/// discharge (an early return on an error, say), it is rolled back: a discharge with
+/// `fail` is queued on the control link at once, without waiting for its answer. When the
+/// coordinator has granted no credit at that moment nothing can be queued, and the
+/// transaction rolls back when the control link goes (the [`Controller`] and every
+/// `Transaction` of it dropped or closed) or when the coordinator's time limit ends it.
 #[derive(Debug)]
 pub struct Transaction {
     id: Bytes,
     sender: Arc<Sender>,
+    /// Whether a discharge of it has been queued.
+    discharged: bool,
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if !self.discharged {
+            self.sender.send_unawaited(&txn::discharge_message(self.id.clone(), true));
+        }
+    }
 }
 
 impl Transaction {
@@ -93,8 +110,12 @@ impl Transaction {
         self.discharge(true).await
     }
 
-    async fn discharge(self, fail: bool) -> Result<(), Error> {
-        let state = self.sender.send(&txn::discharge_message(self.id.clone(), fail)).await?;
+    async fn discharge(mut self, fail: bool) -> Result<(), Error> {
+        let message = txn::discharge_message(self.id.clone(), fail);
+        let outcome = self.sender.send_pipelined(&message).await?;
+        // Queued: given up from here on (this future dropped), the discharge still goes.
+        self.discharged = true;
+        let state = outcome.await?;
         txn::read_discharged(Some(&state)).map_err(Error::Transaction)
     }
 }
