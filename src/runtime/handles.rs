@@ -1261,6 +1261,77 @@ mod tests {
         drop(session);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tasks_that_make_and_drop_sessions_and_links_at_once_leave_nothing_behind() {
+        let (listener, url) = coordinator_listener().await;
+        let broker = crate::broker::Broker::new();
+        tokio::spawn(async move { broker.serve(listener).await });
+        let conn = within("connect", Connection::connect(&url)).await.expect("connect");
+        let message = || Message::with_data(&b"m"[..]);
+        let mut tasks = Vec::new();
+        for i in 0..30u32 {
+            let conn = conn.clone();
+            tasks.push(tokio::spawn(async move {
+                let session = conn.begin_session().await.expect("session");
+                let (name, queue) = (format!("link-{i}"), format!("q{}", i % 3));
+                match i % 6 {
+                    // An outcome that outlives its sender and its session.
+                    0 => {
+                        let s = session.sender(&name, &queue).await.expect("sender");
+                        let outcome = s.send_pipelined(&message()).await.expect("send");
+                        drop((s, session));
+                        let outcome = outcome.await;
+                        assert!(matches!(outcome, Ok(DeliveryState::Accepted(_))), "{outcome:?}");
+                    }
+                    // A receiver that outlives its session, dropped with credit granted.
+                    1 => {
+                        let r = session.receiver(&name, &queue, 5).await.expect("receiver");
+                        drop(session);
+                        drop(r);
+                    }
+                    // An attach given up at any point.
+                    2 => {
+                        let on = session.clone();
+                        let attach =
+                            tokio::spawn(async move { on.sender(&name, &queue).await.map(|_| ()) });
+                        attach.abort();
+                        let _ = attach.await;
+                    }
+                    // Everything closed and ended by the application.
+                    3 => {
+                        let s = session.sender(&name, &queue).await.expect("sender");
+                        s.send_settled(&message()).await.expect("send");
+                        s.close().await.expect("close");
+                        session.end().await.expect("end");
+                    }
+                    // A session with nothing on it.
+                    4 => drop(session),
+                    // A transaction dropped undischarged, its work on a dropped sender.
+                    _ => {
+                        let s = session.sender(&name, &queue).await.expect("sender");
+                        let controller = session.coordinator().await.expect("coordinator");
+                        let txn = controller.declare().await.expect("declare");
+                        s.send_in(&txn, &message()).await.expect("send");
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            within("a task", t).await.expect("the task");
+        }
+        forgets_every_link(&conn).await;
+        let no_session = |s: &mut crate::runtime::driver::Shared| {
+            let none = (0..=u16::MAX).all(|ch| s.conn.session_on(ch).is_none());
+            (none && s.begun.is_empty() && s.attaching.is_empty()).then_some(())
+        };
+        within("every session ends", conn.inner.wait_until(no_session)).await;
+        // The connection is still good for more.
+        let session = within("a new session", conn.begin_session()).await.expect("session");
+        let s = within("sender", session.sender("after", "q0")).await.expect("sender");
+        let outcome = within("send", s.send(&message())).await;
+        assert!(matches!(outcome, Ok(DeliveryState::Accepted(_))), "{outcome:?}");
+    }
+
     #[tokio::test]
     async fn a_link_request_dropped_unanswered_is_refused() {
         let (listener, url) = anonymous_listener().await;
