@@ -24,6 +24,13 @@
 //! Errors ([`Error`]) say which scope
 //! ended and carry the peer's condition and description.
 //!
+//! Dropping cleans up, so that a long-lived connection holds only what is in use and the
+//! peer is never left waiting: a dropped `Sender` or `Receiver` closes its link (a sender
+//! once the outcomes still awaited have arrived), an attach given up before its answer
+//! closes the link, a `Session` ends once nothing made on it is left, a `Connection` closes
+//! once its last handle goes, a `Transaction` not discharged rolls back, and on a server a
+//! `LinkRequest` or `TxnEnd` dropped unanswered is refused.
+//!
 //! Back-pressure: the driver stops reading while more than [`HIGH_WATER`] bytes of output
 //! wait for a transport that does not take them; receivers only grant credit for what the
 //! application has taken.
