@@ -330,9 +330,9 @@ pub(crate) struct Shared {
     /// connection ends, each is told, idle ones included.
     pub(crate) live: std::collections::HashSet<LinkId>,
     /// Links whose handle was dropped while they were attached: each is detached (closed)
-    /// once no outcome of its deliveries is awaited (`true` once the detach is sent), and
-    /// nothing is kept of it when it ends.
-    pub(crate) dropped: HashMap<LinkId, bool>,
+    /// once no outcome of its deliveries is awaited (`Some(n)`: `n` outcomes still awaited;
+    /// `None` once the detach is sent), and nothing is kept of it when it ends.
+    pub(crate) dropped: HashMap<LinkId, Option<usize>>,
     /// Server connections: links the peer attached, for the application.
     pub(crate) requests: Option<tokio::sync::mpsc::UnboundedSender<Request>>,
     /// The identity SASL authenticated (server side).
@@ -421,21 +421,34 @@ impl Shared {
             self.live.remove(&link);
             return;
         }
-        self.dropped.insert(link, false);
+        // Counted once: no outcome is added for a link without a handle, and each leaves
+        // through `outcome_arrived` or the link's end.
+        let awaited = self.outcomes.keys().filter(|(l, _)| *l == link).count();
+        self.dropped.insert(link, Some(awaited));
         self.detach_dropped(link);
+    }
+
+    /// An outcome awaited on `link` arrived: a dropped link may be detached now.
+    fn outcome_arrived(&mut self, link: LinkId) {
+        if self.dropped.is_empty() {
+            return; // the usual case, on every outcome: no hashing
+        }
+        if let Some(Some(awaited)) = self.dropped.get_mut(&link) {
+            *awaited = awaited.saturating_sub(1);
+            self.detach_dropped(link);
+        }
     }
 
     /// Detaches a dropped link once none of its outcomes is awaited; forgets it if the
     /// engine no longer knows it (no event will come for it).
     fn detach_dropped(&mut self, link: LinkId) {
-        if self.dropped.get(&link) != Some(&false) || self.outcomes.keys().any(|(l, _)| *l == link)
-        {
+        if self.dropped.get(&link) != Some(&Some(0)) {
             return;
         }
         let sent = self.conn.detach(link, true, None).is_ok();
         if sent || self.conn.link_state(link).is_some() {
             // Sent, or the link is ending already: its end comes as an event.
-            self.dropped.insert(link, true);
+            self.dropped.insert(link, None);
         } else {
             self.dropped.remove(&link);
             self.live.remove(&link);
@@ -533,7 +546,7 @@ impl Shared {
                         let outcome =
                             state.unwrap_or(DeliveryState::Accepted(crate::types::Accepted {}));
                         let _ = tx.send(Ok(outcome));
-                        self.detach_dropped(link);
+                        self.outcome_arrived(link);
                     }
                 }
             }
