@@ -1437,3 +1437,29 @@ fn an_ended_sessions_id_never_names_the_session_given_its_channel_after_it() {
     p.drive();
     assert_eq!(p.client.link_state(link), Some(LinkState::Attached));
 }
+
+#[test]
+fn after_our_end_no_command_sends_a_frame_on_the_session() {
+    // The peer unmaps the channel when our end arrives: a detach, flow, disposition or
+    // transfer written after it would be on an unknown channel, an error of the whole
+    // connection. Each is refused, and nothing follows the end on the wire.
+    let mut p = Pair::new(Config::new("client"), Config::new("server"), 133);
+    let (sender, sender_there) = p.attach(LinkOptions::sender("out", "q"));
+    p.server.flow(sender_there, 10, false).expect("credit");
+    p.drive();
+    let _ = events(&mut p.client);
+    let id = p.client.send(sender, Bytes::from_static(b"t"), b"x", false).expect("send");
+    p.client.end_session(sender.session, None).expect("end");
+    let mut out = Vec::new();
+    p.client.poll_transmit(&mut out);
+    let written = out.len();
+    assert!(written > 0, "the transfer and the end are written");
+    let ending = Err(UsageError::SessionEnding);
+    assert_eq!(p.client.detach(sender, true, None), ending);
+    assert_eq!(p.client.send(sender, Bytes::from_static(b"u"), b"y", false).map(|_| ()), ending);
+    assert_eq!(p.client.request_flow(sender), ending);
+    assert_eq!(p.client.disposition(sender, id, None, true, None), ending);
+    let mut more = Vec::new();
+    p.client.poll_transmit(&mut more);
+    assert!(more.is_empty(), "nothing after the end: {more:02x?}");
+}

@@ -294,6 +294,9 @@ pub enum UsageError {
     UnknownLink,
     /// The link is not attached (yet, or any more).
     NotAttached,
+    /// The link's session has sent its end: nothing more goes out on it, and its links end
+    /// with it.
+    SessionEnding,
     /// The command is for the other role (credit is granted by receivers, messages sent by
     /// senders).
     WrongRole,
@@ -341,6 +344,7 @@ impl fmt::Display for UsageError {
             Self::HandlesExhausted => f.write_str("every handle up to handle-max is in use"),
             Self::UnknownLink => f.write_str("no such link"),
             Self::NotAttached => f.write_str("the link is not attached"),
+            Self::SessionEnding => f.write_str("the link's session has sent its end"),
             Self::WrongRole => f.write_str("the link has the other role for this command"),
             Self::NoCredit => f.write_str("the receiver has granted no credit"),
             Self::SessionWindowFull => f.write_str("the peer's session incoming-window is full"),

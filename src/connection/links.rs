@@ -197,6 +197,9 @@ impl Connection {
         let max = self.peer_max_frame_size;
         let layout = self.cfg.layout;
         let s = self.session_mut(link.session).ok_or(UsageError::UnknownSession)?;
+        if matches!(s.state, SessionState::EndSent | SessionState::Discarding) {
+            return Err(UsageError::SessionEnding);
+        }
         let delivery_id = s.next_delivery_id;
         let remote_window = s.remote_incoming_window;
         let l = s.link_by_id(link).ok_or(UsageError::UnknownLink)?;
@@ -277,7 +280,7 @@ impl Connection {
         settled: bool,
         state: Option<DeliveryState>,
     ) -> Result<(), UsageError> {
-        let l = self.link_mut(link).ok_or(UsageError::UnknownLink)?;
+        let l = self.command_link(link)?;
         let role = l.role;
         // 3.x rcv-settle-mode second: the receiver settles only after the sender has; its
         // first disposition carries the outcome unsettled.
@@ -309,7 +312,7 @@ impl Connection {
         closed: bool,
         error: Option<Error>,
     ) -> Result<(), UsageError> {
-        let l = self.link_mut(link).ok_or(UsageError::UnknownLink)?;
+        let l = self.command_link(link)?;
         if l.state == LinkState::DetachSent {
             return Err(UsageError::Closed);
         }
@@ -333,7 +336,7 @@ impl Connection {
     /// Either role: sends our link flow state with `echo` set, asking the peer for its own
     /// (2.7.4); the answer arrives as [`Event::Credit`].
     pub fn request_flow(&mut self, link: LinkId) -> Result<(), UsageError> {
-        let l = self.link_ref(link).ok_or(UsageError::UnknownLink)?;
+        let l = self.command_link(link)?;
         if l.state != LinkState::Attached {
             return Err(UsageError::NotAttached);
         }
@@ -505,7 +508,7 @@ impl Connection {
         link: LinkId,
         options: Option<LinkOptions>,
     ) -> Result<(), UsageError> {
-        let l = self.link_mut(link).ok_or(UsageError::UnknownLink)?;
+        let l = self.command_link(link)?;
         if l.state != LinkState::AttachRcvd {
             return Err(UsageError::NotAttached);
         }
@@ -532,7 +535,7 @@ impl Connection {
     /// Refuses a link the peer attached: 2.6.3 has the refusing side attach with a null
     /// source or target and then detach, closed, with the error.
     pub fn refuse_attach(&mut self, link: LinkId, error: Error) -> Result<(), UsageError> {
-        let l = self.link_mut(link).ok_or(UsageError::UnknownLink)?;
+        let l = self.command_link(link)?;
         if l.state != LinkState::AttachRcvd {
             return Err(UsageError::NotAttached);
         }
@@ -829,7 +832,7 @@ impl Connection {
 
     /// An attached link of ours in `role`, for a command only that role may give.
     fn attached_as(&mut self, link: LinkId, role: Role) -> Result<&mut Link, UsageError> {
-        let l = self.link_mut(link).ok_or(UsageError::UnknownLink)?;
+        let l = self.command_link(link)?;
         if l.role != role {
             return Err(UsageError::WrongRole);
         }
@@ -837,6 +840,17 @@ impl Connection {
             return Err(UsageError::NotAttached);
         }
         Ok(l)
+    }
+
+    /// A link of ours for a command that sends a frame on it. After our end the session
+    /// sends nothing more (2.5: the peer unmaps the channel at our end, so a later frame on
+    /// it is an error of the whole connection); its links end with it.
+    fn command_link(&mut self, link: LinkId) -> Result<&mut Link, UsageError> {
+        let s = self.session_mut(link.session).ok_or(UsageError::UnknownLink)?;
+        if matches!(s.state, SessionState::EndSent | SessionState::Discarding) {
+            return Err(UsageError::SessionEnding);
+        }
+        s.link_by_id(link).ok_or(UsageError::UnknownLink)
     }
 
     fn link_mut(&mut self, link: LinkId) -> Option<&mut Link> {
