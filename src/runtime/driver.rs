@@ -652,9 +652,12 @@ impl Shared {
             }
             r.notify.notify_one();
         }
-        self.live.remove(&link);
-        if self.dropped.remove(&link).is_some() {
-            // No handle is left to ask why.
+        let held = self.live.remove(&link)
+            || self.attaching.contains_key(&link)
+            || self.receivers.contains_key(&link);
+        if self.dropped.remove(&link).is_some() || !held {
+            // No handle is left to ask why (one dropped, or a link that ended before and
+            // whose handle has gone since: the peer's answer to our detach after an error).
             self.receivers.remove(&link);
             return;
         }

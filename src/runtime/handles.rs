@@ -1400,6 +1400,9 @@ mod tests {
         let first = within("the first end", ended.recv()).await;
         assert_eq!(first, Some((false, engine::TxnEndCause::Discharge)), "rolled back");
         let txn = within("declare", controller.declare()).await.expect("declared");
+        // A handle rebuilt from the id does not own the transaction: dropping it does not
+        // roll it back.
+        drop(controller.transaction(txn.id().clone()));
         within("commit", txn.commit()).await.expect("committed");
         let second = within("the second end", ended.recv()).await;
         assert_eq!(second, Some((true, engine::TxnEndCause::Discharge)), "committed");

@@ -442,12 +442,14 @@ impl LinkRequest {
             let q = RecvQueue::new(credit);
             let notify = Arc::clone(&q.notify);
             s.receivers.insert(link, q);
-            if initial > 0 {
-                s.conn.flow(link, initial, false)?;
-            }
             Ok(notify)
         })?;
-        Ok(Receiver::new(conn, link, notify, self.remote))
+        // Made before the first grant, so that a failure drops it (closing the link).
+        let receiver = Receiver::new(conn, link, notify, self.remote);
+        if initial > 0 {
+            receiver.set_credit(initial)?;
+        }
+        Ok(receiver)
     }
 
     /// Accepts a link on which the peer receives: we send.

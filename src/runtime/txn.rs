@@ -48,13 +48,15 @@ impl Controller {
     pub async fn declare(&self) -> Result<Transaction, Error> {
         let state = self.sender.send(&txn::declare_message()).await?;
         let id = txn::read_declared(Some(&state)).map_err(Error::Transaction)?;
-        Ok(Transaction { id, sender: Arc::clone(&self.sender), discharged: false })
+        Ok(Transaction { id, sender: Arc::clone(&self.sender), discharged: true })
     }
 
     /// A handle for transaction `id`, declared earlier on this controller or elsewhere
-    /// (or never: the coordinator judges the id when work or a discharge names it).
+    /// (or never: the coordinator judges the id when work or a discharge names it). Unlike
+    /// one from [`declare`](Self::declare), dropping it does not roll the transaction back.
     pub fn transaction(&self, id: Bytes) -> Transaction {
-        Transaction { id, sender: Arc::clone(&self.sender), discharged: false }
+        // Not its owner: dropping this handle leaves the transaction as it is.
+        Transaction { id, sender: Arc::clone(&self.sender), discharged: true }
     }
 
     /// Detaches the control link (closing it): transactions still open on it roll back.
@@ -70,8 +72,8 @@ impl Controller {
 /// A transaction declared by a [`Controller`]: work goes into it until it is committed or
 /// rolled back.
 ///
-/// Dropped before [`commit`](Self::commit) or [`rollback`](Self::rollback) sent its
-/// discharge (an early return on an error, say), it is rolled back: a discharge with
+/// One from [`Controller::declare`], dropped before [`commit`](Self::commit) or
+/// [`rollback`](Self::rollback) sent its discharge (an early return on an error, say), it is rolled back: a discharge with
 /// `fail` is queued on the control link at once, without waiting for its answer. When the
 /// coordinator has granted no credit at that moment nothing can be queued, and the
 /// transaction rolls back when the control link goes (the [`Controller`] and every
@@ -80,7 +82,8 @@ impl Controller {
 pub struct Transaction {
     id: Bytes,
     sender: Arc<Sender>,
-    /// Whether a discharge of it has been queued.
+    /// Whether dropping it needs no rollback: its discharge is queued, or the transaction
+    /// is not this handle's (one from [`Controller::transaction`]).
     discharged: bool,
 }
 
