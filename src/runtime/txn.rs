@@ -48,7 +48,7 @@ impl Controller {
     pub async fn declare(&self) -> Result<Transaction, Error> {
         let state = self.sender.send(&txn::declare_message()).await?;
         let id = txn::read_declared(Some(&state)).map_err(Error::Transaction)?;
-        Ok(Transaction { id, sender: Arc::clone(&self.sender), discharged: true })
+        Ok(Transaction { id, sender: Arc::clone(&self.sender), discharged: false })
     }
 
     /// A handle for transaction `id`, declared earlier on this controller or elsewhere
