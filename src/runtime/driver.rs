@@ -18,7 +18,7 @@ use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, Notify};
 
-use crate::connection::{self as engine, Event, LinkId, SessionId};
+use crate::connection::{self as engine, Event, LinkId, SessionId, UsageError};
 use crate::message::Payload;
 use crate::types::{Attach, DeliveryState, SequenceNo};
 
@@ -333,6 +333,10 @@ pub(crate) struct Shared {
     /// once no outcome of its deliveries is awaited (`Some(n)`: `n` outcomes still awaited;
     /// `None` once the detach is sent), and nothing is kept of it when it ends.
     pub(crate) dropped: HashMap<LinkId, Option<usize>>,
+    /// Transfers queued from a `Drop` (a dropped transaction's rollback) that found no
+    /// credit or no room in the session window: tried again whenever events come in,
+    /// forgotten when their link ends.
+    pub(crate) unsent: Vec<(LinkId, Bytes, Payload)>,
     /// Server connections: links the peer attached, for the application.
     pub(crate) requests: Option<tokio::sync::mpsc::UnboundedSender<Request>>,
     /// The identity SASL authenticated (server side).
@@ -364,6 +368,7 @@ impl Inner {
                 detached: HashMap::new(),
                 live: std::collections::HashSet::new(),
                 dropped: HashMap::new(),
+                unsent: Vec::new(),
                 requests: None,
                 identity: None,
                 peer_certificate: None,
@@ -470,7 +475,49 @@ impl Shared {
             any = true;
             self.on_event(e);
         }
+        // A session window may open without an event: tried on every turn while held.
+        if !self.unsent.is_empty() {
+            self.retry_unsent();
+        }
         any
+    }
+
+    /// Queues `payload` on `link` unsettled now, or as soon as credit and the session
+    /// window allow (see [`Shared::unsent`]); `false` if it can never go (the link or
+    /// the connection has ended).
+    pub(crate) fn send_or_keep(&mut self, link: LinkId, tag: Bytes, payload: Payload) -> bool {
+        if self.ended.is_some() || self.detached.contains_key(&link) {
+            return false;
+        }
+        match self.conn.send_payload(link, tag.clone(), &payload, false) {
+            Ok(_) => true,
+            Err(UsageError::NoCredit | UsageError::SessionWindowFull) => {
+                self.unsent.push((link, tag, payload));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Sends what [`Shared::unsent`] holds that can go now, in order per link.
+    fn retry_unsent(&mut self) {
+        let waiting = std::mem::take(&mut self.unsent);
+        let mut blocked: Vec<LinkId> = Vec::new();
+        for (link, tag, payload) in waiting {
+            if blocked.contains(&link) {
+                self.unsent.push((link, tag, payload));
+                continue;
+            }
+            match self.conn.send_payload(link, tag.clone(), &payload, false) {
+                Ok(_) => {}
+                Err(UsageError::NoCredit | UsageError::SessionWindowFull) => {
+                    blocked.push(link);
+                    self.unsent.push((link, tag, payload));
+                }
+                // The link is gone or ended: nothing more to send on it.
+                Err(_) => {}
+            }
+        }
     }
 
     fn on_event(&mut self, e: Event) {
@@ -651,6 +698,9 @@ impl Shared {
                 r.end = Some(why.duplicate());
             }
             r.notify.notify_one();
+        }
+        if !self.unsent.is_empty() {
+            self.unsent.retain(|(l, ..)| *l != link);
         }
         let held = self.live.remove(&link)
             || self.attaching.contains_key(&link)

@@ -732,19 +732,14 @@ impl Sender {
         Bytes::copy_from_slice(&n.to_be_bytes()[skip..])
     }
 
-    /// Queues `message` unsettled at once, without waiting for credit or for its outcome
-    /// (settled when it comes, heard by no one); `false` when it cannot go now: no credit,
-    /// no room in the session window, or the link or connection has ended. For what must
-    /// be sent from a `Drop`.
+    /// Queues `message` unsettled without waiting, for what must be sent from a `Drop`:
+    /// at once, or as soon as the peer's credit and session window allow (its outcome is
+    /// settled when it comes, and heard by no one); `false` when it can never go (the
+    /// link or the connection has ended).
     pub(crate) fn send_unawaited(&self, message: &Message) -> bool {
         let payload = encode(message);
         let tag = self.new_tag();
-        let queued = {
-            let mut s = self.conn.inner.lock();
-            s.ended.is_none()
-                && !s.detached.contains_key(&self.link)
-                && s.conn.send_payload(self.link, tag, &payload, false).is_ok()
-        };
+        let queued = self.conn.inner.lock().send_or_keep(self.link, tag, payload);
         if queued {
             self.conn.inner.wake_driver.notify_one();
         }
@@ -1406,6 +1401,37 @@ mod tests {
         within("commit", txn.commit()).await.expect("committed");
         let second = within("the second end", ended.recv()).await;
         assert_eq!(second, Some((true, engine::TxnEndCause::Discharge)), "committed");
+    }
+
+    #[tokio::test]
+    async fn a_rollback_without_credit_goes_once_the_coordinator_grants_some() {
+        // The coordinator is played by hand: one credit, spent on the declare.
+        let (listener, url) = anonymous_listener().await;
+        let (told, heard) = oneshot::channel();
+        let (dropped, txn_gone) = oneshot::channel::<()>();
+        serve_first_link(listener, |req, _| async move {
+            let r = req.accept_receiver_granting(None, 0, 1).expect("accept");
+            let declare = r.recv().await.expect("the declare");
+            let declared = crate::types::Declared { txn_id: Bytes::from_static(b"t1") };
+            r.settle(&declare, DeliveryState::Declared(declared)).expect("declared");
+            // Credit only once the client has dropped its transaction with none.
+            let _ = txn_gone.await;
+            r.set_credit(1).expect("credit");
+            let discharge = r.recv().await.expect("the discharge");
+            let _ = told.send(Message::decode(&discharge.payload).expect("a message"));
+        });
+        let (_conn, session) = client_session(&url).await;
+        let controller = within("coordinator", session.coordinator()).await.expect("attach");
+        let txn = within("declare", controller.declare()).await.expect("declared");
+        let no_credit = controller.sender.credit().expect("attached");
+        assert_eq!(no_credit.0, 0, "the declare spent the only credit");
+        drop(txn);
+        assert_eq!(controller.sender.conn.inner.lock().unsent.len(), 1, "kept for later");
+        let _ = dropped.send(());
+        let sent = within("the rollback", heard).await.expect("told");
+        let expected = crate::connection::txn::discharge_message(Bytes::from_static(b"t1"), true);
+        assert_eq!(sent.to_vec(), expected.to_vec(), "a discharge with fail");
+        assert!(controller.sender.conn.inner.lock().unsent.is_empty(), "nothing left queued");
     }
 
     #[tokio::test]

@@ -30,7 +30,7 @@ use crate::types::Attach;
 /// declared and discharged.
 #[derive(Debug)]
 pub struct Controller {
-    sender: Arc<Sender>,
+    pub(crate) sender: Arc<Sender>,
 }
 
 impl Controller {
@@ -73,11 +73,11 @@ impl Controller {
 /// rolled back.
 ///
 /// One from [`Controller::declare`], dropped before [`commit`](Self::commit) or
-/// [`rollback`](Self::rollback) sent its discharge (an early return on an error, say), it is rolled back: a discharge with
-/// `fail` is queued on the control link at once, without waiting for its answer. When the
-/// coordinator has granted no credit at that moment nothing can be queued, and the
-/// transaction rolls back when the control link goes (the [`Controller`] and every
-/// `Transaction` of it dropped or closed) or when the coordinator's time limit ends it.
+/// [`rollback`](Self::rollback) sent its discharge (an early return on an error, say), is
+/// rolled back: a discharge with `fail` is queued on the control link without waiting for
+/// its answer, sent at once or, when the coordinator has granted no credit, as soon as it
+/// grants some. If the control link goes first, the coordinator rolls the transaction back
+/// for that.
 #[derive(Debug)]
 pub struct Transaction {
     id: Bytes,
