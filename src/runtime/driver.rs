@@ -483,19 +483,22 @@ impl Shared {
     }
 
     /// Queues `payload` on `link` unsettled now, or as soon as credit and the session
-    /// window allow (see [`Shared::unsent`]); `false` if it can never go (the link or
-    /// the connection has ended).
-    pub(crate) fn send_or_keep(&mut self, link: LinkId, tag: Bytes, payload: Payload) -> bool {
-        if self.ended.is_some() || self.detached.contains_key(&link) {
-            return false;
-        }
-        match self.conn.send_payload(link, tag.clone(), &payload, false) {
-            Ok(_) => true,
-            Err(UsageError::NoCredit | UsageError::SessionWindowFull) => {
-                self.unsent.push((link, tag, payload));
-                true
-            }
-            Err(_) => false,
+    /// window allow (see [`Shared::unsent`]); dropped if it can never go (the link or the
+    /// connection has ended).
+    pub(crate) fn send_or_keep(&mut self, link: LinkId, tag: Bytes, payload: Payload) {
+        self.unsent.push((link, tag, payload));
+        self.retry_unsent();
+    }
+
+    /// Starts closing the connection (a clean close with no `error`), unless it has ended
+    /// or is closing already.
+    pub(crate) fn start_close(&mut self, error: Option<crate::types::Error>) {
+        if self.ended.is_none() {
+            // The close time-out runs from the time the engine last heard: after a quiet
+            // spell that is long past, so tell it the time first.
+            self.conn.handle_timeout(Instant::now());
+            // A connection closing already is fine: its end comes either way.
+            let _ = self.conn.close(error);
         }
     }
 

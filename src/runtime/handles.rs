@@ -15,7 +15,6 @@ use tokio::sync::{oneshot, Notify};
 use crate::connection::{self as engine, LinkId, LinkOptions, SessionId, UsageError};
 use crate::message::{Message, Payload};
 use crate::sasl::SaslClient;
-use crate::time::Instant;
 use crate::types::{
     Accepted, Attach, DeliveryState, Error as AmqpError, Modified, Rejected, Released,
 };
@@ -132,17 +131,7 @@ struct Owner {
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        {
-            let mut s = self.inner.lock();
-            if s.ended.is_some() {
-                return;
-            }
-            // As `Connection::close`: the close time-out runs from now, not from the time
-            // the engine last heard.
-            s.conn.handle_timeout(Instant::now());
-            // One closing already needs nothing more.
-            let _ = s.conn.close(None);
-        }
+        self.inner.lock().start_close(None);
         self.inner.wake_driver.notify_one();
     }
 }
@@ -280,16 +269,7 @@ impl Connection {
 
     /// Closes the connection (with an error, or cleanly) and waits for the peer's close.
     pub async fn close(&self, error: Option<AmqpError>) -> Result<(), Error> {
-        {
-            let mut s = self.inner.lock();
-            if s.ended.is_none() {
-                // The close time-out runs from the time the engine last heard: after a
-                // quiet spell that is long past, so tell it the time first.
-                s.conn.handle_timeout(Instant::now());
-                // A connection closing already is fine: we wait for the end either way.
-                let _ = s.conn.close(error);
-            }
-        }
+        self.inner.lock().start_close(error);
         self.inner.wake_driver.notify_one();
         self.closed().await
     }
@@ -734,16 +714,13 @@ impl Sender {
 
     /// Queues `message` unsettled without waiting, for what must be sent from a `Drop`:
     /// at once, or as soon as the peer's credit and session window allow (its outcome is
-    /// settled when it comes, and heard by no one); `false` when it can never go (the
-    /// link or the connection has ended).
-    pub(crate) fn send_unawaited(&self, message: &Message) -> bool {
+    /// settled when it comes, and heard by no one); nothing once the link or the
+    /// connection has ended.
+    pub(crate) fn send_unawaited(&self, message: &Message) {
         let payload = encode(message);
         let tag = self.new_tag();
-        let queued = self.conn.inner.lock().send_or_keep(self.link, tag, payload);
-        if queued {
-            self.conn.inner.wake_driver.notify_one();
-        }
-        queued
+        self.conn.inner.lock().send_or_keep(self.link, tag, payload);
+        self.conn.inner.wake_driver.notify_one();
     }
 
     /// Detaches the link, closing it, and waits for the peer's detach.
