@@ -725,13 +725,22 @@ impl Sender {
 
     /// Detaches the link, closing it, and waits for the peer's detach.
     pub async fn close(self) -> Result<(), Error> {
-        close_link(&self.conn, self.link, None).await
+        end_link(&self.conn, self.link, true, None).await
     }
 
     /// Detaches the link, closing it with `error` (the peer learns why), and waits for the
     /// peer's detach.
     pub async fn close_with_error(self, error: AmqpError) -> Result<(), Error> {
-        close_link(&self.conn, self.link, Some(error)).await
+        end_link(&self.conn, self.link, true, Some(error)).await
+    }
+
+    /// Detaches the link without closing it, and waits for the peer's detach: the link is
+    /// suspended (2.6.6), not destroyed, so its terminus lives on at the peer (a durable
+    /// subscription, say). Outcomes still awaited fail with [`Error::LinkDetached`]; the
+    /// deliveries stay unsettled, and a later sender of the same name on this connection
+    /// names them in its attach's `unsettled` map (2.6.13), for the peer to resume.
+    pub async fn detach(self) -> Result<(), Error> {
+        end_link(&self.conn, self.link, false, None).await
     }
 }
 
@@ -742,11 +751,13 @@ fn encode(message: &Message) -> Payload {
     payload
 }
 
-/// Detaches `link` and waits for the peer's detach; nothing when the link has ended
-/// already (the peer detached it, and a later link may hold its handle).
-async fn close_link(
+/// Detaches `link` (closing it when `closed`) and waits for the peer's detach; nothing
+/// when the link has ended already (the peer detached it, and a later link may hold its
+/// handle).
+async fn end_link(
     conn: &Connection,
     link: LinkId,
+    closed: bool,
     error: Option<AmqpError>,
 ) -> Result<(), Error> {
     {
@@ -755,7 +766,7 @@ async fn close_link(
             return Ok(());
         }
     }
-    conn.command(|s| Ok(s.conn.detach(link, true, error)?))?;
+    conn.command(|s| Ok(s.conn.detach(link, closed, error)?))?;
     let r = conn
         .inner
         .wait_until(|s| match s.detached.get(&link) {
@@ -774,6 +785,8 @@ async fn close_link(
 ///
 /// Dropping it closes the link at once (a detach with `closed` set, as
 /// [`Receiver::close`] sends); deliveries not settled by then are the peer's to release.
+/// A link whose terminus must outlive it (a durable subscription) is suspended with
+/// [`Receiver::detach`] instead.
 #[derive(Debug)]
 pub struct Receiver {
     conn: Connection,
@@ -968,13 +981,22 @@ impl Receiver {
 
     /// Detaches the link, closing it, and waits for the peer's detach.
     pub async fn close(self) -> Result<(), Error> {
-        close_link(&self.conn, self.link, None).await
+        end_link(&self.conn, self.link, true, None).await
     }
 
     /// Detaches the link, closing it with `error` (the peer learns why), and waits for the
     /// peer's detach.
     pub async fn close_with_error(self, error: AmqpError) -> Result<(), Error> {
-        close_link(&self.conn, self.link, Some(error)).await
+        end_link(&self.conn, self.link, true, Some(error)).await
+    }
+
+    /// Detaches the link without closing it, and waits for the peer's detach: the link is
+    /// suspended (2.6.6), not destroyed, so its terminus lives on at the peer (a durable
+    /// subscription, say, which [`Receiver::close`] would end). Deliveries not settled by
+    /// then stay unsettled, and a later receiver of the same name on this connection names
+    /// them in its attach's `unsettled` map (2.6.13), for the peer to resume.
+    pub async fn detach(self) -> Result<(), Error> {
+        end_link(&self.conn, self.link, false, None).await
     }
 }
 
@@ -1071,6 +1093,105 @@ mod tests {
         let end = within("the server hears the detach", heard).await.expect("told");
         assert!(matches!(end, Err(Error::LinkDetached(None))), "closed without error: {end:?}");
         forgets_every_link(&conn).await;
+    }
+
+    /// The delivery-tags an attach names in its `unsettled` map.
+    fn unsettled_tags(a: &Attach) -> Vec<Bytes> {
+        match &a.unsettled {
+            Some(crate::codec::Value::Map(entries, _)) => entries
+                .iter()
+                .filter_map(|(k, _)| match k {
+                    crate::codec::Value::Binary(b, _) => Some(b.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Serves a peer that takes two links named alike, one after the other, settling
+    /// nothing: what each attach of the client's names as unsettled goes to `told`.
+    async fn suspend_and_resume(
+        suspend: bool,
+    ) -> (Vec<Bytes>, Vec<Bytes>, Result<DeliveryState, Error>, Bytes) {
+        let (listener, url) = anonymous_listener().await;
+        let (told, heard) = oneshot::channel();
+        tokio::spawn(async move {
+            let incoming = listener.accept().await.expect("accept");
+            let mut conn = incoming.establish().await.expect("establish");
+            let first = conn.next_link().await.expect("the first attach");
+            let before = unsettled_tags(&first.remote);
+            let r = first.accept_receiver(None, 10).expect("accept");
+            let d = r.recv().await.expect("the delivery");
+            // Left unsettled; the client's detach ends the link.
+            assert!(matches!(r.recv().await, Err(Error::LinkDetached(None))));
+            let again = conn.next_link().await.expect("the second attach");
+            let after = unsettled_tags(&again.remote);
+            let _r = again.accept_receiver(None, 10).expect("accept again");
+            let _ = told.send((before, after, d.tag));
+            let _ = conn.connection.closed().await;
+        });
+        let (_conn, session) = client_session(&url).await;
+        let s = within("sender", session.sender("durable", "q")).await.expect("sender");
+        let outcome = s.send_pipelined(&Message::with_data(&b"m"[..])).await.expect("send");
+        let ended = within("the detach", async {
+            if suspend {
+                s.detach().await
+            } else {
+                s.close().await
+            }
+        });
+        ended.await.expect("detached");
+        let outcome = within("the outcome", outcome).await;
+        let again = within("sender again", session.sender("durable", "q")).await.expect("again");
+        let (before, after, tag) = within("the server", heard).await.expect("told");
+        // The peer kept its end too, and says so in its answer.
+        let answered = unsettled_tags(again.remote());
+        assert_eq!(answered, after, "both ends name the same deliveries");
+        (before, after, outcome, tag)
+    }
+
+    #[tokio::test]
+    async fn a_suspended_sender_names_its_unsettled_delivery_when_attached_again() {
+        let (before, after, outcome, tag) = suspend_and_resume(true).await;
+        assert!(before.is_empty(), "a new link names nothing: {before:?}");
+        assert_eq!(after, vec![tag], "the suspended link's delivery is named");
+        assert!(matches!(outcome, Err(Error::LinkDetached(None))), "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn a_closed_sender_leaves_nothing_to_resume() {
+        let (before, after, outcome, _) = suspend_and_resume(false).await;
+        assert!(before.is_empty() && after.is_empty(), "{before:?} {after:?}");
+        assert!(matches!(outcome, Err(Error::LinkDetached(None))), "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn a_suspended_receiver_names_its_unsettled_delivery_when_attached_again() {
+        let (listener, url) = anonymous_listener().await;
+        let (told, heard) = oneshot::channel();
+        tokio::spawn(async move {
+            let incoming = listener.accept().await.expect("accept");
+            let mut conn = incoming.establish().await.expect("establish");
+            let first = conn.next_link().await.expect("the first attach");
+            let s = first.accept_sender(None).expect("accept");
+            s.wait_credit().await.expect("credit");
+            let outcome = s.send_pipelined(&Message::with_data(&b"m"[..])).await.expect("send");
+            let outcome = outcome.await;
+            let again = conn.next_link().await.expect("the second attach");
+            let _ = told.send((outcome, unsettled_tags(&again.remote)));
+            let _s = again.accept_sender(None).expect("accept again");
+            let _ = conn.connection.closed().await;
+        });
+        let (_conn, session) = client_session(&url).await;
+        let r = within("receiver", session.receiver("durable", "q", 1)).await.expect("receiver");
+        let d = within("the delivery", r.recv()).await.expect("one");
+        within("the detach", r.detach()).await.expect("detached");
+        let again = within("again", session.receiver("durable", "q", 1)).await.expect("again");
+        let (outcome, named) = within("the server", heard).await.expect("told");
+        assert!(matches!(outcome, Err(Error::LinkDetached(None))), "{outcome:?}");
+        assert_eq!(named, vec![d.tag.clone()], "the suspended link's delivery is named");
+        assert_eq!(unsettled_tags(again.remote()), named, "both ends name it");
     }
 
     #[tokio::test]

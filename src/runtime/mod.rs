@@ -30,6 +30,8 @@
 //! closes the link, a `Session` ends once nothing made on it is left, a `Connection` closes
 //! once its last handle goes, a `Transaction` not discharged rolls back, and on a server a
 //! `LinkRequest` or `TxnEnd` dropped unanswered is refused.
+//! `close()` and dropping destroy a link's terminus; `detach()` suspends the link instead,
+//! keeping its unsettled deliveries for a later link of the same name to resume.
 //!
 //! Back-pressure: the driver stops reading while more than [`HIGH_WATER`] bytes of output
 //! wait for a transport that does not take them; receivers only grant credit for what the
