@@ -461,6 +461,48 @@ fn stand_ins_that_stop_answering_answer_malformed_or_grow_are_judged_so() {
 }
 
 #[test]
+fn a_client_that_hangs_again_is_a_repeat_judged_after_the_probe_limit_alone() {
+    // A client that connects and never ends: the first case's hang is judged after four
+    // times --probe-within and saved; the later ones can only repeat it, and are judged
+    // after --probe-within alone.
+    let scratch = Scratch::new("fuzz-peer", "hanging-client");
+    let script = scratch.path("hang.py");
+    std::fs::write(
+        &script,
+        "import socket, sys, time\n\
+         s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
+         time.sleep(600)\n",
+    )
+    .expect("write stand-in");
+    let exec = format!("python3 {} {{port}}", script.display());
+    let dir = scratch.path("findings").to_string_lossy().into_owned();
+    let out = fuzz_peer(&[
+        "--listen",
+        "amqp://127.0.0.1:0",
+        "--exec",
+        &exec,
+        "--cases",
+        "3",
+        "--seed",
+        "8",
+        "--within",
+        "100",
+        "--probe-within",
+        "1000",
+        "--minimise",
+        "0",
+        "--findings",
+        &dir,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stdout = cli::text(&out.stdout);
+    assert!(stdout.contains("hang: the client did not end within 4s of the case"), "{stdout}");
+    assert!(stdout.contains("\n2 more hang findings repeated one above\n"), "{stdout}");
+    assert!(stdout.contains("\n2 of those hangs judged after --probe-within alone"), "{stdout}");
+    assert_eq!(findings(Path::new(&dir)).len(), 1, "{stdout}");
+}
+
+#[test]
 fn a_seed_and_a_case_number_always_print_the_same_case() {
     let print = |seed: &str, case: &str| {
         let out = fuzz_peer(&[

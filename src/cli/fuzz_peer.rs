@@ -77,7 +77,8 @@ pub(crate) struct FuzzPeerArgs {
     #[arg(long, value_name = "MS", default_value_t = 250)]
     within: u64,
     /// How long the probe after each case waits for each answer before the target counts
-    /// as hung, in milliseconds (a client: four times this to connect and to end).
+    /// as hung, in milliseconds (a client: four times this to connect and to end; this
+    /// alone to end once a hang is known).
     #[arg(long, value_name = "MS", default_value_t = 5000)]
     probe_within: u64,
     /// Where findings (and the target's log) are written.
@@ -234,6 +235,12 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         repeats.sort();
         for (k, n) in repeats {
             println!("{n} more {} findings repeated one above", k.name());
+        }
+        if sum.cut_hangs > 0 {
+            println!(
+                "{} of those hangs judged after --probe-within alone, a hang being known",
+                sum.cut_hangs
+            );
         }
         if sum.findings.is_empty() {
             println!("no findings");

@@ -158,6 +158,11 @@ pub struct Summary {
     pub findings: Vec<(Finding, PathBuf)>,
     /// Findings that repeated one already saved (same kind and signature), by kind.
     pub repeats: HashMap<Kind, u64>,
+    /// Of the repeated hangs, the clients judged hung after `probe_within` alone rather
+    /// than four times it: once a hang that names no cause is saved, another such one can
+    /// only repeat it, and a campaign against a client that hangs on most cases would
+    /// otherwise spend most of its time waiting on known hangs.
+    pub cut_hangs: u64,
     /// Times the target was started again after it died.
     pub restarts: u64,
     /// Why the campaign stopped early, if it did.
@@ -385,6 +390,11 @@ pub struct Campaign {
     /// Clients that connected, and that did not (listen mode).
     connected: u64,
     unconnected: u64,
+    /// While judging a campaign's case (not a minimisation's) with a hang that names no
+    /// cause already saved: a client then gets `probe_within` to end, not four times it.
+    cut_hang_wait: bool,
+    /// Whether the last case's client was judged hung after the cut wait.
+    cut_hang: bool,
 }
 
 impl Campaign {
@@ -405,6 +415,8 @@ impl Campaign {
             evidence: String::new(),
             connected: 0,
             unconnected: 0,
+            cut_hang_wait: false,
+            cut_hang: false,
         };
         match &c.s.mode {
             Mode::Connect { endpoint, tls } => {
@@ -491,7 +503,9 @@ impl Campaign {
             let (scenario, case) = self.case(index);
             let text = lines(&case.steps);
             let t0 = Instant::now();
+            self.cut_hang_wait = self.saved.contains_key(Kind::Hang.name());
             let judged = self.judge(&text).await;
+            self.cut_hang_wait = false;
             if self.s.verbose {
                 self.s.say.line(&format!(
                     "fuzz-peer: case {index} ({scenario}, {} ms): {}",
@@ -505,6 +519,7 @@ impl Campaign {
                     let sig = signature(&f);
                     if self.saved.contains_key(&sig) {
                         *sum.repeats.entry(f.kind).or_default() += 1;
+                        sum.cut_hangs += u64::from(self.cut_hang);
                     } else {
                         self.s.say.line(&format!(
                             "fuzz-peer: case {index} ({scenario}): {}: {}",
@@ -578,6 +593,7 @@ impl Campaign {
     pub async fn judge(&mut self, text: &str) -> Result<Option<Finding>, String> {
         self.process.set_mark();
         self.evidence.clear();
+        self.cut_hang = false;
         let f = match self.s.mode.clone() {
             Mode::Connect { endpoint, tls } => self.judge_server(text, &endpoint, &tls).await?,
             Mode::Listen { .. } => self.judge_client(text).await?,
@@ -724,15 +740,18 @@ impl Campaign {
             Ok(io) => play_case(text, self.s.within, io).await?,
             Err(_) => Vec::new(),
         };
-        let ended = self.process.ended_within(limit * 4).await;
+        // A hang found again can only repeat the one saved, unless the client's last words
+        // name a cause (then the finding is new, and minimising it waits the full time).
+        let wait = if self.cut_hang_wait { limit } else { limit * 4 };
+        let ended = self.process.ended_within(wait).await;
+        self.cut_hang = ended.is_none() && self.cut_hang_wait;
         let f = match ended {
             Some(how) if how.starts_with("killed") => {
                 Some((Kind::Crash, format!("the client's process ended: {how}")))
             }
-            None => Some((
-                Kind::Hang,
-                format!("the client did not end within {:?} of the case", limit * 4),
-            )),
+            None => {
+                Some((Kind::Hang, format!("the client did not end within {wait:?} of the case")))
+            }
             Some(_) => strict_fault(&received).filter(|_| !leaves_amqp10_text(text)).map(|f| {
                 self.evidence = f.frame;
                 (Kind::Malformed, f.what)
