@@ -1027,6 +1027,12 @@ mod tests {
         (listener, url)
     }
 
+    /// The listener's next connection, established.
+    async fn first_connection(listener: &Listener) -> crate::runtime::ServerConnection {
+        let incoming = listener.accept().await.expect("accept");
+        incoming.establish().await.expect("establish")
+    }
+
     /// Waits until the client keeps nothing of any link, then says so.
     async fn forgets_every_link(conn: &Connection) {
         let empty = |s: &mut crate::runtime::driver::Shared| {
@@ -1049,8 +1055,7 @@ mod tests {
         F: std::future::Future<Output = ()> + Send,
     {
         tokio::spawn(async move {
-            let incoming = listener.accept().await.expect("accept");
-            let mut conn = incoming.establish().await.expect("establish");
+            let mut conn = first_connection(&listener).await;
             let req = conn.next_link().await.expect("a link");
             serve(req, conn.connection.clone()).await;
             let _ = conn.connection.closed().await;
@@ -1117,8 +1122,7 @@ mod tests {
         let (listener, url) = anonymous_listener().await;
         let (told, heard) = oneshot::channel();
         tokio::spawn(async move {
-            let incoming = listener.accept().await.expect("accept");
-            let mut conn = incoming.establish().await.expect("establish");
+            let mut conn = first_connection(&listener).await;
             let first = conn.next_link().await.expect("the first attach");
             let before = unsettled_tags(&first.remote);
             let r = first.accept_receiver(None, 10).expect("accept");
@@ -1171,8 +1175,7 @@ mod tests {
         let (listener, url) = anonymous_listener().await;
         let (told, heard) = oneshot::channel();
         tokio::spawn(async move {
-            let incoming = listener.accept().await.expect("accept");
-            let mut conn = incoming.establish().await.expect("establish");
+            let mut conn = first_connection(&listener).await;
             let first = conn.next_link().await.expect("the first attach");
             let s = first.accept_sender(None).expect("accept");
             s.wait_credit().await.expect("credit");
@@ -1221,8 +1224,7 @@ mod tests {
     async fn a_dropped_session_ends_once_nothing_made_on_it_is_left() {
         let (listener, url) = anonymous_listener().await;
         tokio::spawn(async move {
-            let incoming = listener.accept().await.expect("accept");
-            let mut conn = incoming.establish().await.expect("establish");
+            let mut conn = first_connection(&listener).await;
             while let Some(req) = conn.next_link().await {
                 if req.role() == Role::SENDER {
                     let r = req.accept_receiver(None, 10).expect("accept");
@@ -1267,8 +1269,7 @@ mod tests {
         let (listener, url) = anonymous_listener().await;
         let (told, heard) = oneshot::channel();
         tokio::spawn(async move {
-            let incoming = listener.accept().await.expect("accept");
-            let mut conn = incoming.establish().await.expect("establish");
+            let mut conn = first_connection(&listener).await;
             while let Some(refused) = conn.next_link().await {
                 drop(refused);
             }
@@ -1298,8 +1299,7 @@ mod tests {
     async fn links_closed_by_the_application_leave_nothing_behind() {
         let (listener, url) = anonymous_listener().await;
         tokio::spawn(async move {
-            let incoming = listener.accept().await.expect("accept");
-            let mut conn = incoming.establish().await.expect("establish");
+            let mut conn = first_connection(&listener).await;
             let mut held = Vec::new();
             while let Some(req) = conn.next_link().await {
                 if req.role() == Role::SENDER {
@@ -1438,8 +1438,7 @@ mod tests {
     async fn links_queued_for_a_dropped_server_connection_are_refused() {
         let (listener, url) = anonymous_listener().await;
         tokio::spawn(async move {
-            let incoming = listener.accept().await.expect("accept");
-            let server = incoming.establish().await.expect("establish");
+            let server = first_connection(&listener).await;
             // The application keeps the connection but not the ServerConnection, once
             // the client's attach waits in its queue.
             let keep = server.connection.clone();
@@ -1476,8 +1475,7 @@ mod tests {
         let (listener, url) = coordinator_listener().await;
         let (ends, mut ended) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
-            let incoming = listener.accept().await.expect("accept");
-            let mut conn = incoming.establish().await.expect("establish");
+            let mut conn = first_connection(&listener).await;
             while let Some(event) = conn.next().await {
                 if let crate::runtime::ServerEvent::TxnEnded(end) = event {
                     let _ = ends.send((end.commit, end.cause));
@@ -1536,8 +1534,7 @@ mod tests {
     async fn a_transaction_end_dropped_unanswered_refuses_the_discharge() {
         let (listener, url) = coordinator_listener().await;
         tokio::spawn(async move {
-            let incoming = listener.accept().await.expect("accept");
-            let mut conn = incoming.establish().await.expect("establish");
+            let mut conn = first_connection(&listener).await;
             while let Some(event) = conn.next().await {
                 if let crate::runtime::ServerEvent::TxnEnded(end) = event {
                     assert!(end.commit, "the client commits");
@@ -1584,8 +1581,7 @@ mod tests {
         // 200 links, each detached by the peer with an error and its handle dropped.
         let (listener, url) = anonymous_listener().await;
         tokio::spawn(async move {
-            let incoming = listener.accept().await.expect("accept");
-            let mut conn = incoming.establish().await.expect("establish");
+            let mut conn = first_connection(&listener).await;
             while let Some(req) = conn.next_link().await {
                 let forced = AmqpError::new(crate::types::condition::DETACH_FORCED, "gone");
                 if req.role() == Role::SENDER {
