@@ -395,6 +395,37 @@ fn a_json_trace_keeps_every_frame_when_the_server_is_killed() {
     let _ = std::fs::remove_file(&trace);
 }
 
+#[test]
+fn connections_on_two_listeners_have_numbers_of_their_own_in_one_trace() {
+    let trace = scratch("two-listeners.jsonl");
+    let server = Server::with_args(
+        &[
+            "serve",
+            "--listen",
+            "amqp://127.0.0.1:0",
+            "--listen",
+            "ws://127.0.0.1:0",
+            "--trace-json",
+            trace.to_str().expect("path"),
+        ],
+        2,
+    );
+    for url in &server.urls {
+        let o = run(&["send", url, "--to", "q", "--body", "x"]);
+        assert!(o.status.success(), "{url}: {}", text(&o.stderr));
+    }
+    drop(server);
+    let lines = trace_lines(&trace);
+    // Each client's open, under a number of its own: before, each listener counted from 0.
+    let opens: std::collections::BTreeSet<_> = lines
+        .iter()
+        .filter(|l| l["performative"] == "open" && l["direction"] == "in")
+        .map(|l| l["connection"].as_u64().expect("a connection number"))
+        .collect();
+    assert_eq!(opens, [0, 1].into(), "{lines:?}");
+    let _ = std::fs::remove_file(&trace);
+}
+
 /// With SSLKEYLOGFILE set, a TLS client and a TLS server both write their session secrets
 /// in the NSS key log format (what Wireshark needs to decrypt a capture).
 #[test]

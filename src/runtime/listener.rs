@@ -44,6 +44,11 @@ pub struct ListenOptions {
     pub handshake_timeout: Duration,
     /// Sees every frame of every connection.
     pub trace: Option<SharedTrace>,
+    /// Numbers the connections for [`ListenOptions::trace`], in accept order. Clones of
+    /// these options share it, so that listeners made from one set of options (a broker
+    /// on TCP and WebSocket, say) never give two connections the same number in one trace
+    /// or capture.
+    pub numbers: ConnectionNumbers,
     /// Adjusts each connection's engine configuration last, for what the fields above do
     /// not cover (max-frame-size, channel-max, session windows, the frame layout…).
     pub configure: Option<ConfigureFn>,
@@ -62,16 +67,29 @@ impl Default for ListenOptions {
             idle_time_out: None,
             handshake_timeout: Duration::from_secs(10),
             trace: None,
+            numbers: ConnectionNumbers::default(),
             configure: None,
         }
     }
 }
 
+/// The next number for a connection, shared by the clones of one [`ListenOptions`].
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionNumbers(Arc<std::sync::atomic::AtomicU64>);
+
+impl ConnectionNumbers {
+    /// Takes the next number (0 first).
+    pub fn take(&self) -> u64 {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 impl ListenOptions {
     /// Runs the server-role engine, set up as these options say, on a transport accepted
-    /// elsewhere (see [`Transport::from_accepted`]); `n` numbers the connection for
-    /// [`ListenOptions::trace`].
-    pub fn start(&self, io: Transport, n: u64) -> ServerConnection {
+    /// elsewhere (see [`Transport::from_accepted`]), numbered by
+    /// [`ListenOptions::numbers`] like the connections of listeners made from them.
+    pub fn start(&self, io: Transport) -> ServerConnection {
+        let n = self.numbers.take();
         ServerConnection::start(server_config(self, &io, n), io)
     }
 }
@@ -104,7 +122,6 @@ struct Setup {
     endpoint: Endpoint,
     accept: AcceptConfig,
     options: ListenOptions,
-    count: std::sync::atomic::AtomicU64,
 }
 
 impl Listener {
@@ -126,8 +143,7 @@ impl Listener {
             ))));
         }
         let accept = AcceptConfig::for_endpoint(&endpoint, options.tls.clone());
-        let setup =
-            Arc::new(Setup { endpoint: endpoint.clone(), accept, options, count: 0.into() });
+        let setup = Arc::new(Setup { endpoint: endpoint.clone(), accept, options });
         Ok(Self { tcp, endpoint, setup })
     }
 
@@ -171,8 +187,7 @@ impl Incoming {
         )
         .await
         .map_err(|_| Error::Timeout("the client's handshake"))??;
-        let n = setup.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(ServerConnection::start(server_config(&setup.options, &io, n), io))
+        Ok(setup.options.start(io))
     }
 }
 

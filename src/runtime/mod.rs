@@ -64,7 +64,7 @@ pub use handles::{
     Configure, ConnectOptions, Connection, PendingOutcome, Receiver, Sender, Session,
 };
 pub use listener::{
-    AuthenticatorFactory, ConfigureFn, Incoming, LinkRequest, ListenOptions, Listener,
-    ServerConnection, ServerEvent, SharedTrace, TxnEnd,
+    AuthenticatorFactory, ConfigureFn, ConnectionNumbers, Incoming, LinkRequest, ListenOptions,
+    Listener, ServerConnection, ServerEvent, SharedTrace, TxnEnd,
 };
 pub use txn::{Controller, Transaction};

@@ -194,11 +194,10 @@ struct Peer {
     addr: Option<SocketAddr>,
 }
 
-/// How upgraded WebSocket connections are set up: the AMQP listener's options, and their
-/// numbering for its trace.
+/// How upgraded WebSocket connections are set up: the AMQP listener's options (which
+/// number them for its trace, with the other listeners' connections).
 struct Front {
     options: ListenOptions,
-    count: AtomicU64,
     /// Numbers the connections a recorder sees.
     recorded: AtomicU64,
 }
@@ -239,7 +238,7 @@ impl IotHub {
             tracing::error!("the HTTPS listener needs a certificate (ListenOptions::tls)");
             return;
         };
-        let front = Arc::new(Front { options, count: AtomicU64::new(0), recorded: 0.into() });
+        let front = Arc::new(Front { options, recorded: 0.into() });
         let slots = Arc::new(Semaphore::new(HTTPS_MAX_CONNECTIONS));
         loop {
             let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { return };
@@ -418,8 +417,7 @@ impl IotHub {
                 peer.identity.clone(),
                 peer.addr,
             );
-            let n = front.count.fetch_add(1, Ordering::Relaxed);
-            let conn = front.options.start(io, n);
+            let conn = front.options.start(io);
             hub.serve_connection(conn, false).await;
         });
         let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
@@ -826,11 +824,7 @@ mod tests {
 
     /// Serves one in-memory connection.
     fn serve(hub: &IotHub, server: tokio::io::DuplexStream) {
-        let front = Arc::new(Front {
-            options: hub.listen_options(None, None),
-            count: 0.into(),
-            recorded: 0.into(),
-        });
+        let front = Arc::new(Front { options: hub.listen_options(None, None), recorded: 0.into() });
         let hub = hub.clone();
         tokio::spawn(async move { hub.http_connection(server, front, Peer::default()).await });
     }
