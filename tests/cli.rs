@@ -215,3 +215,21 @@ fn encode_writes_hand_written_frames_and_round_trips_decode() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("line 1") && err.contains("opne"), "{err}");
 }
+
+#[test]
+fn encode_says_when_it_writes_credentials_decode_masked() {
+    let fixture =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/wire/rhea-to-rhea-sasl-plain.c2s.bin");
+    let original = std::fs::read(fixture).expect("fixture");
+    for (flags, same) in [(&["--json"][..], false), (&["--json", "--show-secrets"][..], true)] {
+        let mut args = vec!["decode"];
+        args.extend(flags);
+        args.push(fixture);
+        let json = stdout(&amqpwire(&args, None));
+        let o = amqpwire(&["encode"], Some(json.as_bytes()));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(o.stdout == original, same, "{flags:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.contains("credentials masked by decode"), !same, "{flags:?}: {err}");
+    }
+}

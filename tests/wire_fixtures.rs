@@ -533,6 +533,19 @@ fn sasl_exchanges_come_in_order_before_the_amqp_header() {
 // --------------------------------------------------------------------- 2. lossless bytes
 
 #[test]
+fn decode_json_lines_encode_back_to_every_capture_byte_for_byte() {
+    for name in capture_names() {
+        let mut text = String::new();
+        for r in &inspect(&name) {
+            amqpwire::inspect::json::write_record_json(r, &mut text);
+        }
+        let back =
+            amqpwire::script::encode::encode_lines(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(back == fixture(&name), "{name}: the bytes differ");
+    }
+}
+
+#[test]
 fn lossless_decoder_reencodes_every_frame_body_byte_for_byte() {
     for name in capture_names() {
         let records = inspect(&name);

@@ -31,6 +31,23 @@ pub(crate) fn run(args: &EncodeArgs) -> Result<ExitCode, String> {
         }
     };
     let bytes = encode_lines(&text)?;
+    // `decode` masks credentials unless told not to, in the exact forms as well: say so,
+    // since the bytes written then differ from the ones decoded.
+    let masked = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|j| j["redacted"] == true)
+        })
+        .map(|(i, _)| (i + 1).to_string())
+        .collect::<Vec<_>>();
+    if !masked.is_empty() {
+        eprintln!(
+            "amqpwire: line {}: credentials masked by decode are written as the stars they are \
+             now (decode with --show-secrets to write them back)",
+            masked.join(", ")
+        );
+    }
     let mut out = std::io::stdout().lock();
     let written = if args.hex {
         writeln!(out, "{}", amqpwire::inspect::hex(&bytes))

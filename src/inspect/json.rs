@@ -510,7 +510,11 @@ fn frame_lines<S: Sink>(s: &mut S, f: &FrameRecord, trace: Option<&Trace<'_>>) {
     s.key("kind");
     s.str("frame");
     s.key("type");
-    s.str(h.frame_type.name().unwrap_or("unknown"));
+    // Another type byte is written as its number, which `encode` takes back.
+    match h.frame_type.name() {
+        Some(name) => s.str(name),
+        None => s.u64(h.frame_type.0.into()),
+    }
     s.key("channel");
     s.u64(h.channel.into());
     s.key("size");

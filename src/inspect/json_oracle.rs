@@ -64,7 +64,8 @@ fn frame_json(f: &FrameRecord) -> Vec<Json> {
     let mut o = Map::with_capacity(16);
     o.insert("offset".into(), f.offset.into());
     o.insert("kind".into(), "frame".into());
-    o.insert("type".into(), h.frame_type.name().unwrap_or("unknown").into());
+    let ty = h.frame_type.name().map_or_else(|| Json::from(h.frame_type.0), Json::from);
+    o.insert("type".into(), ty);
     o.insert("channel".into(), h.channel.into());
     o.insert("size".into(), h.size.into());
     o.insert("doff".into(), h.doff.into());

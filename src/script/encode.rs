@@ -7,12 +7,17 @@
 //! - `{"kind": "frame", …}`: a frame. Its body comes from, in this order:
 //!   - `typed`: the lossless typed value ([`typed`](crate::inspect::typed)) that
 //!     `decode --json` writes, then `payload` (hex) for the bytes after it;
+//!   - `body`: the body's bytes in hex (what `decode --json` writes for a frame it could
+//!     not type: malformed, or read with warnings);
 //!   - `performative` and `fields`: the hand-written form. Field values are typed by the
 //!     spec's field types (`"handle": 0` is a uint, `"name": "x"` a string, `"role":
 //!     "receiver"` the role), and may always be written typed; mandatory fields left out
 //!     get a default. `data` (text) adds a message with one data section; `payload` (hex)
-//!     adds bytes as they are;
-//!   - `body`: the body's bytes in hex.
+//!     adds bytes as they are.
+//!
+//!   A line with `typed` or `body` that also has `performative` or `fields` (a line of
+//!   `decode --json`) must show what it writes: edited fields would otherwise be lost, so
+//!   such a line is refused, and the edit is written by removing `typed` and `body`.
 //!
 //!   `type` (`amqp`, `sasl` or a number), `channel` (default 0), `doff` (default: from
 //!   `extended_header`, hex, else 2) and `size` (default: the real size) may each be given,
@@ -113,6 +118,10 @@ fn frame(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), Str
     let mut body = Vec::new();
     if let Some(t) = o.get("typed") {
         write_value(t, "typed", &mut body)?;
+    } else if let Some(h) = o.get("body").and_then(Json::as_str) {
+        // A frame `decode --json` could not type (malformed, or with warnings): its fields
+        // are only what could be read, its body the bytes themselves.
+        body.extend(unhex(h).ok_or("body: bad hex")?);
     } else if let Some(p) = o.get("performative").and_then(Json::as_str) {
         let empty = serde_json::Map::new();
         let fields = match o.get("fields") {
@@ -123,8 +132,6 @@ fn frame(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), Str
         if p != "empty" {
             performative(p, fields, &mut body)?;
         }
-    } else if let Some(h) = o.get("body").and_then(Json::as_str) {
-        body.extend(unhex(h).ok_or("body: bad hex")?);
     }
     if let Some(h) = o.get("payload").and_then(Json::as_str) {
         body.extend(unhex(h).ok_or("payload: bad hex")?);
@@ -149,7 +156,56 @@ fn frame(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), Str
     if let Some(n) = number("truncate", u64::from(u32::MAX))? {
         out.truncate(start + (n as usize).min(real));
     }
+    if o.contains_key("typed") || o.contains_key("body") {
+        same_fields_as_written(o, &out[start..])?;
+    }
     Ok(())
+}
+
+/// A `decode --json` line is written from its `typed` value or its `body`, which are
+/// exact; its `performative` and `fields` only show them. Fields edited by hand (or a
+/// performative renamed) would be lost without a word: the frame written is decoded again,
+/// and a line whose performative or fields differ from what it shows in either mode is
+/// refused, saying how to write the edit.
+fn same_fields_as_written(o: &serde_json::Map<String, Json>, frame: &[u8]) -> Result<(), String> {
+    let (performative, fields) = (o.get("performative"), o.get("fields"));
+    if performative.is_none() && fields.is_none() {
+        return Ok(());
+    }
+    // Whether the frame's decoded line shows this performative and these fields; `None`
+    // when the frame alone is not read as a frame (a type byte no one defines, which only
+    // a stream started otherwise makes a frame of): nothing to compare then.
+    let shown = |records: &[crate::inspect::Record]| {
+        let lines = records.first().map(crate::inspect::json::record_json).unwrap_or_default();
+        let line =
+            lines.into_iter().find(|l| l.get("kind").and_then(Json::as_str) == Some("frame"))?;
+        Some(
+            performative.is_none_or(|p| line.get("performative") == Some(p))
+                && fields.is_none_or(|f| line.get("fields") == Some(f)),
+        )
+    };
+    // Unmasked: a line of `decode --show-secrets` shows the credentials, and a masked one
+    // has its stars in `typed` and `body` too.
+    let shows = |opts| {
+        let mut i = crate::inspect::Inspector::new(opts).redact_secrets(false);
+        i.push(frame);
+        let mut records: Vec<_> = std::iter::from_fn(|| i.next_record()).take(1).collect();
+        records.extend(i.finish().filter(|_| records.is_empty()));
+        shown(&records)
+    };
+    let lenient = shows(crate::codec::DecodeOptions::LENIENT);
+    if lenient.is_none() || lenient == Some(true) {
+        return Ok(());
+    }
+    if shows(crate::codec::DecodeOptions::STRICT) == Some(true) {
+        return Ok(());
+    }
+    let from = if o.contains_key("typed") { "typed" } else { "body" };
+    Err(format!(
+        "its performative or fields differ from its {from}, which is what is written (a line of \
+         `decode --json` edited?): to write the edited fields, remove \"{from}\"{}",
+        if from == "typed" && o.contains_key("body") { " and \"body\"" } else { "" }
+    ))
 }
 
 /// A performative (or SASL body) from its name and hand-written fields.
@@ -536,6 +592,56 @@ mod tests {
         assert_eq!(b.len(), 17 + 17 + 17 + 10);
         for bad in [r#"{"kind": "frame", "typed": 5}"#, r#"{"performative": "nope"}"#, "[1]"] {
             assert!(encode_lines(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// `decode --json`'s lines for `bytes`, as JSON lines.
+    fn decoded(bytes: &[u8], secrets: bool) -> String {
+        let mut i = crate::inspect::Inspector::new(crate::codec::DecodeOptions::LENIENT)
+            .redact_secrets(!secrets);
+        i.push(bytes);
+        let mut records: Vec<_> = std::iter::from_fn(|| i.next_record()).collect();
+        records.extend(i.finish());
+        let mut out = String::new();
+        for r in &records {
+            crate::inspect::json::write_record_json(r, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn decode_json_lines_of_malformed_and_unknown_frames_are_written_back_byte_for_byte() {
+        let streams = [
+            // An open with a byte left after its list (a warning: no typed value).
+            "0000001502000000005310c00802a1036162634040",
+            // A string that is not UTF-8 in an open (shown with U+FFFD in the fields).
+            "0000001402000000005310c00701a104ff6565ff",
+            // An open, a frame type no one defines, then a SASL frame with a bad body.
+            "0000001302000000005310c00601a103616263\
+             0000001402020000005310c00701a104706565720000000c0201000000534101",
+        ];
+        for h in streams {
+            let bytes = unhex(h).expect("hex");
+            let lines = decoded(&bytes, true);
+            assert_eq!(encode_lines(&lines).map(|b| hex(&b)), Ok(hex(&bytes)), "{lines}");
+        }
+    }
+
+    #[test]
+    fn an_edited_field_beside_the_exact_form_is_refused_not_lost() {
+        let malformed = unhex("0000001502000000005310c00802a1036162634040").expect("hex");
+        let well_formed =
+            encode_lines(r#"{"performative": "open", "fields": {"container-id": "abc"}}"#)
+                .expect("encodes");
+        for (bytes, exact) in [(malformed, "body"), (well_formed, "typed")] {
+            let line = decoded(&bytes, true);
+            assert!(line.contains(&format!("\"{exact}\":")), "{line}");
+            let edited = line.replace(r#""container-id":"abc""#, r#""container-id":"xyz""#);
+            assert_ne!(edited, line);
+            let e = encode_lines(&edited).expect_err("an edit it would lose");
+            assert!(e.contains(&format!("remove \"{exact}\"")), "{e}");
+            let renamed = line.replace(r#""performative":"open""#, r#""performative":"close""#);
+            assert!(encode_lines(&renamed).is_err(), "{renamed}");
         }
     }
 }
