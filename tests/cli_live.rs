@@ -396,8 +396,10 @@ fn a_json_trace_keeps_every_frame_when_the_server_is_killed() {
 }
 
 #[test]
-fn connections_on_two_listeners_have_numbers_of_their_own_in_one_trace() {
+fn connections_on_two_listeners_have_numbers_of_their_own_in_one_trace_and_capture() {
     let trace = scratch("two-listeners.jsonl");
+    let capture = scratch("two-listeners.pcapng");
+    let client_capture = scratch("client.pcapng");
     let server = Server::with_args(
         &[
             "serve",
@@ -407,14 +409,40 @@ fn connections_on_two_listeners_have_numbers_of_their_own_in_one_trace() {
             "ws://127.0.0.1:0",
             "--trace-json",
             trace.to_str().expect("path"),
+            "--pcap",
+            capture.to_str().expect("path"),
         ],
         2,
     );
     for url in &server.urls {
-        let o = run(&["send", url, "--to", "q", "--body", "x"]);
+        let cap = client_capture.to_str().expect("path");
+        let o = run(&["send", url, "--to", "q", "--body", "x", "--pcap", cap]);
         assert!(o.status.success(), "{url}: {}", text(&o.stderr));
     }
+    let urls = server.urls.clone();
     drop(server);
+    // Each connection of the capture is a stream of its own, its SYN commented with the
+    // listener's transport and URL; the client's capture (the last send, over WebSocket)
+    // names where it went and ends with both FINs.
+    let o = run(&["decode", "--json", capture.to_str().expect("path")]);
+    let decoded = text(&o.stdout);
+    let comments: Vec<String> = decoded
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["kind"] == "connection")
+        .map(|l| l["comments"][0].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let expected = [
+        format!("amqpwire connection 0; transport tcp; url {}", urls[0]),
+        format!("amqpwire connection 1; transport ws; url {}", urls[1]),
+    ];
+    assert_eq!(comments, expected, "{decoded}");
+    let o = run(&["decode", client_capture.to_str().expect("path")]);
+    let decoded = text(&o.stdout);
+    assert_eq!(decoded.matches(" FIN after ").count(), 2, "{decoded}");
+    for f in [&capture, &client_capture] {
+        let _ = std::fs::remove_file(f);
+    }
     let lines = trace_lines(&trace);
     // Each client's open, under a number of its own: before, each listener counted from 0.
     let opens: std::collections::BTreeSet<_> = lines

@@ -160,7 +160,7 @@ pub(crate) async fn connect(
     let endpoint = Endpoint::parse(url).map_err(|e| format!("bad URL {url:?}: {e}"))?;
     let options = ConnectOptions {
         tls: tls.config()?,
-        trace: tracer.map(|t| t.for_connection(connection)),
+        trace: tracer.map(|t| t.for_connection(connection, url)),
         ..ConnectOptions::default()
     };
     Connection::connect_with(&endpoint, options)
@@ -326,7 +326,7 @@ async fn finish(
 ) -> Result<std::process::ExitCode, String> {
     let closed = conn.close(None).await;
     if let Some(t) = tracer {
-        t.flush();
+        t.finish();
     }
     let code = result?;
     closed.map_err(|e| format!("closing: {e}"))?;

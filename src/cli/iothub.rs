@@ -311,7 +311,13 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
         }
     };
     let hub = IotHub::new(config);
-    let options = hub.listen_options(Some(tls), tracer.as_ref().map(|t| t.shared()));
+    let options = hub.listen_options(Some(tls), None);
+    // Each listener's connections are traced with its URL (the capture's comments).
+    let traced = |place: &super::trace::Place| {
+        let mut o = options.clone();
+        o.trace = tracer.as_ref().map(|t| t.shared(Arc::clone(place)));
+        o
+    };
     let mut listeners = Vec::new();
     let urls = [
         (listen_url("amqps", &args.amqps, ""), false),
@@ -320,7 +326,9 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
     ];
     for (url, event_hub) in urls {
         let Some(url) = url else { continue };
-        let l = Listener::bind(&url, options.clone()).await.map_err(|e| e.to_string())?;
+        let place = super::trace::Place::default();
+        let l = Listener::bind(&url, traced(&place)).await.map_err(|e| e.to_string())?;
+        let _ = place.set(l.endpoint().to_string());
         if event_hub && l.endpoint().scheme.as_str() == "amqps" {
             hub.set_event_hub_endpoint(&args.hostname, l.endpoint().port);
         }
@@ -429,8 +437,11 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
     let _ = out.flush();
     drop(out);
     let mut tasks = tokio::task::JoinSet::new();
-    if let Some((l, _)) = https {
-        let (hub, options) = (hub.clone(), options.clone());
+    if let Some((l, at)) = https {
+        let place = super::trace::Place::default();
+        let _ = place.set(format!("wss://{at}/$iothub/websocket"));
+        let hub = hub.clone();
+        let options = traced(&place);
         tasks.spawn(async move {
             hub.serve_https_with(l, options).await;
             Ok(())
@@ -523,7 +534,7 @@ impl HubArgs {
         }
         o.tls = tls;
         o.token_lifetime = Duration::from_secs(self.token_ttl);
-        o.trace = tracer.map(|t| t.shared());
+        o.trace = tracer.map(|t| t.shared(super::trace::Place::default()));
         Ok(o)
     }
 }
@@ -634,7 +645,7 @@ async fn traced<T>(
 ) -> Result<T, String> {
     let r = work.await;
     if let Some(t) = tracer {
-        t.flush();
+        t.finish();
     }
     r.map_err(|e| e.to_string())
 }
@@ -952,7 +963,7 @@ pub(crate) struct DemoArgs {
 async fn demo(args: &DemoArgs) -> Result<ExitCode, String> {
     let tracer = args.trace.tracer()?;
     let r = run_demo(args, &tracer).await;
-    tracer.flush();
+    tracer.finish();
     r.map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -1027,7 +1038,7 @@ async fn run_demo(args: &DemoArgs, tracer: &Arc<Tracer>) -> Result<(), Box<dyn s
     options.port = Some(hub_port);
     options.event_hub_ws_port = Some(eh_port);
     options.tls = ClientTlsConfig::new().with_ca_pem(pki.ca_pem.as_bytes())?;
-    options.trace = Some(tracer.shared());
+    options.trace = Some(tracer.shared(super::trace::Place::default()));
 
     say(&format!(
         "2. the service connects ({}, security {}), puts its token on $cbs, and sends a cloud-to-device message with iothub-ack=full",

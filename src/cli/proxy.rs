@@ -76,12 +76,15 @@ pub(crate) fn run(args: &ProxyArgs) -> Result<ExitCode, String> {
                 .map_err(|e| format!("--ca {}: {e}", ca.display()))?;
         }
         let tracer = Tracer::new(&args.trace, false)?;
+        let place = super::trace::Place::default();
         let tap = Arc::new(CliTap {
             tracer,
+            place: Arc::clone(&place),
             strict_stop: args.strict_stop,
             inspectors: Mutex::new(HashMap::new()),
         });
         let proxy = Proxy::bind(&args.listen, options, tap).await.map_err(|e| e.to_string())?;
+        let _ = place.set(proxy.endpoint().to_string());
         println!("listening on {}", proxy.endpoint());
         eprintln!("relaying to {}", args.to);
         let _ = std::io::stdout().flush();
@@ -123,6 +126,8 @@ fn server_tls(
 /// at the first error with --strict-stop.
 struct CliTap {
     tracer: Option<Arc<Tracer>>,
+    /// The URL listened on, for the capture's comments.
+    place: super::trace::Place,
     strict_stop: bool,
     /// Per connection, when there is no tracer to hold them: the inspectors that judge
     /// --strict-stop.
@@ -155,7 +160,8 @@ impl Tap for CliTap {
         };
         if let Some(t) = &self.tracer {
             t.record_bytes(connection, flow == Flow::ClientToServer, data);
-            t.capture_bytes(connection, flow == Flow::ClientToServer, data);
+            let place = self.place.get().map(String::as_str);
+            t.capture_bytes(connection, place, flow == Flow::ClientToServer, data);
         }
         let records = match &self.tracer {
             Some(t) if t.prints() => {

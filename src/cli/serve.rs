@@ -101,8 +101,7 @@ pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode, String> {
             }
             _ => None,
         };
-        let mut options =
-            listen_options(&users(&args.users)?, tls, tracer.as_ref().map(|t| t.shared()));
+        let mut options = listen_options(&users(&args.users)?, tls, None);
         options.idle_time_out = args.idle_timeout;
         let (frame, channels) = (args.max_frame_size, args.channel_max);
         if frame.is_some() || channels.is_some() {
@@ -127,7 +126,12 @@ pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode, String> {
         let broker = Broker::with_cbs_keys(cbs_keys(&args.cbs_keys)?);
         let mut tasks = Vec::new();
         for url in &urls {
-            let listener = Listener::bind(url, options.clone()).await.map_err(|e| e.to_string())?;
+            // Each listener's connections are traced with its URL (the capture's comments).
+            let place = super::trace::Place::default();
+            let mut options = options.clone();
+            options.trace = tracer.as_ref().map(|t| t.shared(std::sync::Arc::clone(&place)));
+            let listener = Listener::bind(url, options).await.map_err(|e| e.to_string())?;
+            let _ = place.set(listener.endpoint().to_string());
             println!("listening on {}", listener.endpoint());
             let broker = broker.clone();
             tasks.push(tokio::spawn(async move { broker.serve(listener).await }));
@@ -205,7 +209,7 @@ async fn demo(args: &DemoArgs) -> Result<ExitCode, String> {
     }
     say("4. client 2 closes");
     c2.close(None).await.map_err(|e| e.to_string())?;
-    tracer.flush();
+    tracer.finish();
     say("done: 3 messages sent over TCP and received over WebSocket, each settled once");
     Ok(ExitCode::SUCCESS)
 }

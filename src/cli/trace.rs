@@ -6,12 +6,12 @@
 //! direction's stream; each direction of each connection has its own [`Inspector`], which
 //! also joins multi-frame deliveries so that the message is shown with its last frame.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use amqpwire::capture::{Direction as CaptureDirection, PcapWriter, WriterOptions};
+use amqpwire::capture::{ConnectionInfo, Direction as CaptureDirection, PcapWriter, WriterOptions};
 use amqpwire::codec::DecodeOptions;
 use amqpwire::connection::{Direction, TraceFn, TraceRecord};
 use amqpwire::inspect::{
@@ -47,7 +47,9 @@ pub(crate) struct TraceArgs {
     pub(crate) html: Option<std::path::PathBuf>,
     /// Write every connection's plaintext AMQP bytes, both directions, to FILE as a pcapng
     /// capture that Wireshark and tshark decode as AMQP (synthetic TCP on port 5672), even
-    /// when the real transport was TLS or WebSocket; flushed as it goes.
+    /// when the real transport was TLS or WebSocket (each connection's SYN is commented
+    /// with its transport and URL); flushed as it goes. A client's connections end with
+    /// FINs when the command ends, a relayed one when it is over; a server's have none.
     #[arg(long, value_name = "FILE")]
     pub(crate) pcap: Option<std::path::PathBuf>,
 }
@@ -110,9 +112,13 @@ pub(crate) struct Tracer {
     recorders: Mutex<HashMap<u64, Recording>>,
     /// `--html FILE`, and every line so far (the page is rewritten from them).
     html: Option<(std::path::PathBuf, Mutex<Vec<serde_json::Value>>)>,
-    /// `--pcap FILE`.
-    pcap: Option<Mutex<PcapWriter<std::fs::File>>>,
+    /// `--pcap FILE`, and the connections started in it (with their transport and URL).
+    pcap: Option<Mutex<(PcapWriter<std::fs::File>, HashSet<u64>)>>,
 }
+
+/// Where a traced connection goes, or was accepted: its URL (for `--pcap`'s comments),
+/// known once the listener is bound for a server.
+pub(crate) type Place = Arc<std::sync::OnceLock<String>>;
 
 impl Tracer {
     /// A tracer for `args`, or `None` when tracing is off. `text_to_stdout` sends the text
@@ -148,7 +154,7 @@ impl Tracer {
                         .map_err(|e| format!("cannot write the capture to {}: {e}", p.display()))?;
                     let writer = PcapWriter::new(file, WriterOptions::default())
                         .map_err(|e| format!("cannot write the capture to {}: {e}", p.display()))?;
-                    Some(Mutex::new(writer))
+                    Some(Mutex::new((writer, HashSet::new())))
                 }
                 None => None,
             },
@@ -169,15 +175,40 @@ impl Tracer {
 
     /// Feeds `--pcap`: `data` that the client (`from_client`) or the server sent on
     /// `connection`, flushed at once so that a killed process keeps its capture.
-    pub(crate) fn capture_bytes(&self, connection: u64, from_client: bool, data: &[u8]) {
+    /// The connection's first bytes start it with its transport and URL (`place`) in the
+    /// SYN's comment, as the proxy's captures do.
+    pub(crate) fn capture_bytes(
+        &self,
+        connection: u64,
+        place: Option<&str>,
+        from_client: bool,
+        data: &[u8],
+    ) {
         let Some(pcap) = &self.pcap else { return };
-        let Ok(mut w) = pcap.lock() else { return };
+        let Ok(mut guard) = pcap.lock() else { return };
+        let (w, started) = &mut *guard;
+        let now = std::time::SystemTime::now();
+        if started.insert(connection) {
+            let info = ConnectionInfo {
+                transport: place.and_then(|u| u.split_once("://")).map(|(scheme, _)| {
+                    match scheme {
+                        "amqp" => "tcp",
+                        "amqps" => "tls",
+                        other => other,
+                    }
+                    .to_owned()
+                }),
+                url: place.map(str::to_owned),
+                ..ConnectionInfo::default()
+            };
+            let _ = w.open(connection, &info, now);
+        }
         let dir = if from_client {
             CaptureDirection::ClientToServer
         } else {
             CaptureDirection::ServerToClient
         };
-        let _ = w.write(connection, dir, data, std::time::SystemTime::now());
+        let _ = w.write(connection, dir, data, now);
         let _ = w.flush();
     }
 
@@ -211,16 +242,17 @@ impl Tracer {
         }
     }
 
-    /// The callback for one client connection.
-    pub(crate) fn for_connection(self: &Arc<Self>, connection: u64) -> TraceFn {
+    /// The callback for one client connection to `url`.
+    pub(crate) fn for_connection(self: &Arc<Self>, connection: u64, url: &str) -> TraceFn {
         let me = Arc::clone(self);
-        Box::new(move |r| me.record(connection, r))
+        let url = url.to_owned();
+        Box::new(move |r| me.record(connection, Some(&url), r))
     }
 
-    /// The callback for a listener's connections.
-    pub(crate) fn shared(self: &Arc<Self>) -> SharedTrace {
+    /// The callback for the connections of a listener bound at `place`.
+    pub(crate) fn shared(self: &Arc<Self>, place: Place) -> SharedTrace {
         let me = Arc::clone(self);
-        Arc::new(move |n, r| me.record(n, r))
+        Arc::new(move |n, r| me.record(n, place.get().map(String::as_str), r))
     }
 
     /// Writes out what is buffered (the JSON file).
@@ -230,7 +262,17 @@ impl Tracer {
         }
     }
 
-    fn record(&self, connection: u64, r: &TraceRecord<'_>) {
+    /// At the command's end: every connection the capture holds ends with a FIN exchange,
+    /// then what is buffered is written out.
+    pub(crate) fn finish(&self) {
+        if let Some(Ok(mut guard)) = self.pcap.as_ref().map(Mutex::lock) {
+            let _ = guard.0.close_all(std::time::SystemTime::now());
+            let _ = guard.0.flush();
+        }
+        self.flush();
+    }
+
+    fn record(&self, connection: u64, place: Option<&str>, r: &TraceRecord<'_>) {
         let (index, dir, arrow) = match r.direction {
             Direction::In => (0, "in", "<-"),
             Direction::Out => (1, "out", "->"),
@@ -240,7 +282,7 @@ impl Tracer {
         if self.record.is_some() {
             self.record_bytes(connection, from_client, r.raw);
         }
-        self.capture_bytes(connection, from_client, r.raw);
+        self.capture_bytes(connection, place, from_client, r.raw);
         if self.print {
             let records = self.inspect(connection, index, r.raw);
             self.write(connection, dir, arrow, &records);
@@ -265,10 +307,19 @@ impl Tracer {
         self.print
     }
 
-    /// Forgets a connection's inspectors once it is over.
+    /// Forgets a connection's inspectors once it is over, and ends it in the capture with
+    /// a FIN exchange (the client's first).
     pub(crate) fn forget(&self, connection: u64) {
         if let Ok(mut streams) = self.streams.lock() {
             streams.remove(&connection);
+        }
+        if let Some(Ok(mut guard)) = self.pcap.as_ref().map(Mutex::lock) {
+            let (w, started) = &mut *guard;
+            if started.remove(&connection) {
+                let now = std::time::SystemTime::now();
+                let _ = w.close(connection, CaptureDirection::ClientToServer, now);
+                let _ = w.flush();
+            }
         }
     }
 
