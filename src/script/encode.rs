@@ -364,6 +364,17 @@ fn typed_field(j: &Json, ty: &str, at: &str) -> Result<Value, String> {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Value::Array(crate::codec::Array::symbols(syms)))
         }
+        // A field of one of these types written as a plain JSON value of another shape (a
+        // misspelt name, `"0"` for a number) is a mistake: written as it reads, it would be
+        // a value of another type, said nowhere. Another type on purpose is written typed.
+        (
+            "uint" | "ulong" | "ushort" | "ubyte" | "timestamp" | "boolean" | "string" | "symbol"
+            | "binary" | "symbol (multiple)",
+            _,
+        ) => Err(format!(
+            "{} (to write another type here on purpose, write it typed: {{\"string\": …}})",
+            wrong()
+        )),
         // Anything else must be written typed, or is a JSON shape typed JSON reads as is.
         (_, Json::String(_) | Json::Bool(_) | Json::Array(_)) => from_typed(j, at),
         _ => Err(wrong()),
@@ -593,6 +604,20 @@ mod tests {
         for bad in [r#"{"kind": "frame", "typed": 5}"#, r#"{"performative": "nope"}"#, "[1]"] {
             assert!(encode_lines(bad).is_err(), "{bad}");
         }
+        // A plain value of the wrong shape for its field is a mistake, not another type.
+        for (bad, field) in [
+            (r#"{"performative": "attach", "fields": {"role": "reciever"}}"#, "role"),
+            (r#"{"performative": "attach", "fields": {"handle": "0"}}"#, "handle"),
+            (r#"{"performative": "flow", "fields": {"drain": "true"}}"#, "drain"),
+            (r#"{"performative": "open", "fields": {"hostname": true}}"#, "hostname"),
+        ] {
+            let e = encode_lines(bad).expect_err(bad);
+            assert!(e.contains(&format!("fields.{field}")) && e.contains("typed"), "{e}");
+        }
+        // Written typed, another type is written as asked.
+        let b = encode_lines(r#"{"performative": "flow", "fields": {"drain": {"string": "x"}}}"#)
+            .expect("typed on purpose");
+        assert!(hex(&b).ends_with("a10178"), "{}", hex(&b));
     }
 
     /// `decode --json`'s lines for `bytes`, as JSON lines.
