@@ -145,8 +145,29 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
     )?;
     let v = &o[key];
     Ok(match key.as_str() {
-        "send" => Step::Send(v.clone()),
+        "send" => {
+            // A line with no variable encodes the same whenever it is sent: a mistake in
+            // it is the script's, said before anything is played.
+            if !has_variable(v) {
+                match v {
+                    Json::String(h) => {
+                        crate::inspect::typed::unhex(h).ok_or("send: bad hex")?;
+                    }
+                    _ => super::encode::encode_line(v, &mut Vec::new())
+                        .map_err(|e| format!("send: {e}"))?,
+                }
+            }
+            Step::Send(v.clone())
+        }
         "expect" => {
+            if let Some(p) = v.get("performative").and_then(Json::as_str) {
+                let known = p == "empty"
+                    || p.starts_with('$')
+                    || crate::types::code_for_symbol(&format!("amqp:{p}:list")).is_some();
+                if !known {
+                    return Err(format!("expect: no performative or SASL body is named {p:?}"));
+                }
+            }
             let mut pattern = v.clone();
             super::encode::pattern_values(&mut pattern);
             Step::Expect { pattern, within }
@@ -186,6 +207,17 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
         ),
         other => return Err(format!("unknown step {other:?}")),
     })
+}
+
+/// Whether a step's value holds a string starting with `$` anywhere: a variable, bound
+/// when the step runs (or a literal such as `$cbs`, which is left as it is).
+fn has_variable(j: &Json) -> bool {
+    match j {
+        Json::String(s) => s.starts_with('$'),
+        Json::Array(a) => a.iter().any(has_variable),
+        Json::Object(o) => o.values().any(has_variable),
+        _ => false,
+    }
 }
 
 /// Plays a script.
@@ -839,6 +871,29 @@ fn describe(r: &Record) -> String {
 mod tests {
     use super::*;
     use crate::connection::{Config, Connection};
+
+    #[test]
+    fn mistakes_in_a_script_are_said_before_it_is_played() {
+        let within = Duration::from_secs(1);
+        for (script, said) in [
+            (r#"{"send": {"performative": "bogus"}}"#, "unknown performative"),
+            (r#"{"send": "zz"}"#, "bad hex"),
+            (r#"{"send": {"performative": "attach", "fields": {"handle": "0"}}}"#, "fields.handle"),
+            (r#"{"expect": {"performative": "opne"}}"#, "\"opne\""),
+        ] {
+            let e = parse(script, within).expect_err(script);
+            assert!(e.starts_with("line 1: ") && e.contains(said), "{script}: {e}");
+        }
+        // Variables are bound when the step runs; literals such as `$cbs` stay as written.
+        for script in [
+            r#"{"send": {"performative": "attach", "fields": {"handle": "$h"}}}"#,
+            r#"{"expect": {"performative": "$p"}}"#,
+            r#"{"send": {"performative": "attach", "fields": {"name": "$cbs", "handle": 0}}}"#,
+            r#"{"expect": {"performative": "empty"}}"#,
+        ] {
+            assert!(parse(script, within).is_ok(), "{script}");
+        }
+    }
 
     /// Plays `script` against an engine in server role, in memory; the verdict.
     fn against_server(script: &str) -> Result<(), Failure> {
