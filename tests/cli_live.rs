@@ -396,6 +396,33 @@ fn a_json_trace_keeps_every_frame_when_the_server_is_killed() {
 }
 
 #[test]
+fn the_text_trace_and_the_json_trace_can_be_asked_for_together() {
+    let server = Server::with_args(&["serve", "--listen", "amqp://127.0.0.1:0"], 1);
+    let json = scratch("both.jsonl");
+    let file = json.to_str().expect("path");
+    let o = run(&[
+        "send",
+        &server.urls[0],
+        "--to",
+        "q",
+        "--body",
+        "x",
+        "--trace",
+        "--trace-json",
+        file,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let lines = trace_lines(&json);
+    let opens = |dir: &str| {
+        lines.iter().filter(|l| l["performative"] == "open" && l["direction"] == dir).count()
+    };
+    assert_eq!((opens("out"), opens("in")), (1, 1), "{lines:?}");
+    let err = text(&o.stderr);
+    assert!(err.contains(" c0 -> out\n") && err.contains("open"), "{err}");
+    let _ = std::fs::remove_file(&json);
+}
+
+#[test]
 fn connections_on_two_listeners_have_numbers_of_their_own_in_one_trace_and_capture() {
     let trace = scratch("two-listeners.jsonl");
     let capture = scratch("two-listeners.pcapng");

@@ -30,7 +30,8 @@ pub(crate) struct TraceArgs {
     pub(crate) trace: bool,
     /// Write each frame in and out as a JSON line (schema: docs/trace-format.md, plus
     /// `direction`, `time` and `connection`) to FILE (`-`: standard output).
-    #[arg(long, value_name = "FILE", conflicts_with = "trace")]
+    /// With `--trace` too, both are written.
+    #[arg(long, value_name = "FILE")]
     pub(crate) trace_json: Option<String>,
     /// Show credentials (SASL PLAIN passwords, tokens) in the trace instead of masking them.
     #[arg(long)]
@@ -96,10 +97,12 @@ type Recording = (Recorder, Option<std::fs::File>, u64);
 
 /// Where trace lines go, shared by every connection of a command.
 pub(crate) struct Tracer {
-    json: bool,
+    /// `--trace`'s text (standard error; the demos' standard output).
+    text: Option<Mutex<Box<dyn Write + Send>>>,
+    /// `--trace-json`'s lines.
+    json: Option<Mutex<Box<dyn Write + Send>>>,
     show_secrets: bool,
     start: Instant,
-    out: Mutex<Box<dyn Write + Send>>,
     /// Per connection: the inspectors of the incoming and outgoing streams.
     streams: Mutex<HashMap<u64, [Inspector; 2]>>,
     /// Frames are printed (a trace was asked for, not only a recording).
@@ -124,27 +127,29 @@ impl Tracer {
     /// A tracer for `args`, or `None` when tracing is off. `text_to_stdout` sends the text
     /// trace to standard output (the demo, whose output is the trace).
     pub(crate) fn new(args: &TraceArgs, text_to_stdout: bool) -> Result<Option<Arc<Self>>, String> {
-        let (json, out): (bool, Box<dyn Write + Send>) = match (&args.trace_json, args.trace) {
-            (Some(f), _) if f == "-" => (true, Box::new(std::io::stdout())),
-            (Some(f), _) => {
+        let json: Option<Box<dyn Write + Send>> = match &args.trace_json {
+            Some(f) if f == "-" => Some(Box::new(std::io::stdout())),
+            Some(f) => {
                 let file = std::fs::File::create(f)
                     .map_err(|e| format!("cannot write the trace to {f}: {e}"))?;
-                (true, Box::new(std::io::BufWriter::new(file)))
+                Some(Box::new(std::io::BufWriter::new(file)))
             }
-            (None, true) if text_to_stdout => (false, Box::new(std::io::stdout())),
-            (None, true) => (false, Box::new(std::io::stderr())),
-            (None, false)
-                if args.record.is_some() || args.html.is_some() || args.pcap.is_some() =>
-            {
-                (false, Box::new(std::io::sink()))
-            }
-            (None, false) => return Ok(None),
+            None => None,
         };
+        let text: Option<Box<dyn Write + Send>> = match args.trace {
+            true if text_to_stdout => Some(Box::new(std::io::stdout())),
+            true => Some(Box::new(std::io::stderr())),
+            false => None,
+        };
+        let other = args.record.is_some() || args.html.is_some() || args.pcap.is_some();
+        if text.is_none() && json.is_none() && !other {
+            return Ok(None);
+        }
         Ok(Some(Arc::new(Self {
-            json,
+            text: text.map(Mutex::new),
+            json: json.map(Mutex::new),
             show_secrets: args.show_secrets,
             start: Instant::now(),
-            out: Mutex::new(out),
             streams: Mutex::new(HashMap::new()),
             print: args.trace || args.trace_json.is_some() || args.html.is_some(),
             html: args.html.clone().map(|p| (p, Mutex::new(Vec::new()))),
@@ -257,8 +262,10 @@ impl Tracer {
 
     /// Writes out what is buffered (the JSON file).
     pub(crate) fn flush(&self) {
-        if let Ok(mut out) = self.out.lock() {
-            let _ = out.flush();
+        for out in [&self.text, &self.json].into_iter().flatten() {
+            if let Ok(mut out) = out.lock() {
+                let _ = out.flush();
+            }
         }
     }
 
@@ -340,44 +347,48 @@ impl Tracer {
                 }
             }
         }
-        let mut text = String::new();
-        for rec in records {
-            if self.json {
-                write_trace_lines(rec, dir, time, connection, &mut text);
-            } else {
+        if self.json.is_some() {
+            let mut lines = String::new();
+            for rec in records {
+                write_trace_lines(rec, dir, time, connection, &mut lines);
+            }
+            emit(&self.json, &lines);
+        }
+        if self.text.is_some() {
+            let mut text = String::new();
+            for rec in records {
                 text.push_str(&format!("[{time:9.6}s] c{connection} {arrow} {dir}\n"));
                 render_text(rec, &mut text);
             }
+            emit(&self.text, &text);
         }
-        self.emit(&text);
     }
 
     /// Writes a line about `connection` that is not a frame (a relay's events): a JSON
-    /// object of kind `event` in JSON mode, a text line otherwise.
+    /// object of kind `event` in the JSON trace, a line in the text.
     pub(crate) fn note(&self, connection: u64, event: &str) {
         let time = self.start.elapsed().as_secs_f64();
-        let text = if self.json {
+        if self.json.is_some() {
             let line = serde_json::json!({
                 "kind": "event",
                 "connection": connection,
                 "time": (time * 1e6).round() / 1e6,
                 "event": event,
             });
-            format!("{line}\n")
-        } else {
-            format!("[{time:9.6}s] c{connection} {event}\n")
-        };
-        self.emit(&text);
+            emit(&self.json, &format!("{line}\n"));
+        }
+        emit(&self.text, &format!("[{time:9.6}s] c{connection} {event}\n"));
     }
+}
 
-    fn emit(&self, text: &str) {
-        if text.is_empty() {
-            return;
-        }
-        if let Ok(mut out) = self.out.lock() {
-            let _ = out.write_all(text.as_bytes());
-            let _ = out.flush();
-        }
+/// Writes `text` to `out`, if that output is on, and flushes it.
+fn emit(out: &Option<Mutex<Box<dyn Write + Send>>>, text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    if let Some(Ok(mut out)) = out.as_ref().map(Mutex::lock) {
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
     }
 }
 
