@@ -19,20 +19,19 @@ use amqpwire::capture::{ConnectionInfo, Direction, PcapWriter, WriterOptions};
 
 type Capture = Arc<Mutex<PcapWriter<Vec<u8>>>>;
 
-/// Relays one connection from a listener to `upstream`, writing every chunk to the
+/// Relays one connection from a listener to `upstream`, writing every chunk to each
 /// capture in the order the relay passes it; returns the listener's port and the thread.
-fn relay(upstream: u16, capture: Capture) -> (u16, std::thread::JoinHandle<()>) {
+fn relay(upstream: u16, captures: Vec<Capture>) -> (u16, std::thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let t = std::thread::spawn(move || {
         let (client, _) = listener.accept().expect("accept");
         let server = TcpStream::connect(("127.0.0.1", upstream)).expect("connect");
-        capture
-            .lock()
-            .expect("capture")
-            .open(1, &ConnectionInfo::default(), SystemTime::now())
-            .expect("open");
-        let pump = |mut from: TcpStream, mut to: TcpStream, dir: Direction, cap: Capture| {
+        for capture in &captures {
+            let mut w = capture.lock().expect("capture");
+            w.open(1, &ConnectionInfo::default(), SystemTime::now()).expect("open");
+        }
+        let pump = |mut from: TcpStream, mut to: TcpStream, dir: Direction, caps: Vec<Capture>| {
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 65536];
                 loop {
@@ -41,10 +40,10 @@ fn relay(upstream: u16, capture: Capture) -> (u16, std::thread::JoinHandle<()>) 
                         Ok(n) => n,
                     };
                     // Recorded before it is passed on: the capture's order is the wire's.
-                    cap.lock()
-                        .expect("capture")
-                        .write(1, dir, &buf[..n], SystemTime::now())
-                        .expect("write");
+                    for cap in &caps {
+                        let mut w = cap.lock().expect("capture");
+                        w.write(1, dir, &buf[..n], SystemTime::now()).expect("write");
+                    }
                     if to.write_all(&buf[..n]).is_err() {
                         break;
                     }
@@ -56,12 +55,14 @@ fn relay(upstream: u16, capture: Capture) -> (u16, std::thread::JoinHandle<()>) 
             client.try_clone().expect("clone"),
             server.try_clone().expect("clone"),
             Direction::ClientToServer,
-            capture.clone(),
+            captures.clone(),
         );
-        let b = pump(server, client, Direction::ServerToClient, capture.clone());
+        let b = pump(server, client, Direction::ServerToClient, captures.clone());
         let _ = a.join();
         let _ = b.join();
-        capture.lock().expect("capture").close_all(SystemTime::now()).expect("close");
+        for capture in &captures {
+            capture.lock().expect("capture").close_all(SystemTime::now()).expect("close");
+        }
     });
     (port, t)
 }
@@ -92,7 +93,12 @@ fn amqp_and_websocket_in_tls_decrypt_with_the_client_key_log() {
         let capture: Capture = Arc::new(Mutex::new(
             PcapWriter::new(Vec::new(), WriterOptions::default()).expect("writer"),
         ));
-        let (relay_port, relay_thread) = relay(port, capture.clone());
+        // The same bytes as a server on a port of its own, which only the key log says is
+        // worth decrypting.
+        let options = WriterOptions { server_port: 15671, ..WriterOptions::default() };
+        let odd: Capture =
+            Arc::new(Mutex::new(PcapWriter::new(Vec::new(), options).expect("writer")));
+        let (relay_port, relay_thread) = relay(port, vec![capture.clone(), odd.clone()]);
         let keys = scratch.path(&format!("{scheme}-keys.log"));
         let out = cli::bin()
             .args(["send", &format!("{scheme}://localhost:{relay_port}/"), "--to", "q"])
@@ -164,6 +170,20 @@ fn amqp_and_websocket_in_tls_decrypt_with_the_client_key_log() {
                 .collect();
             assert_eq!(tshark_performatives(&pcap, &keys), ours, "{text}");
         }
+
+        // On another port: decrypted the same, since the key log holds the session.
+        let odd_pcap = scratch.path(&format!("{scheme}-15671.pcapng"));
+        std::fs::write(&odd_pcap, odd.lock().expect("capture").get_ref()).expect("pcap");
+        let out = cli::bin()
+            .arg("decode")
+            .arg(&odd_pcap)
+            .arg("--keylog")
+            .arg(&keys)
+            .output()
+            .expect("decode");
+        let odd_text = cli::text(&out.stdout);
+        assert!(odd_text.contains(&format!("TLS decrypted: {inside} inside")), "{odd_text}");
+        assert_eq!(odd_text.matches(": open").count(), 2, "{scheme} on 15671: {odd_text}");
 
         // Without it: the connection is named, and what is needed said.
         let out = cli::bin().arg("decode").arg(&pcap).output().expect("decode");

@@ -278,8 +278,9 @@ struct Conn {
 /// A TCP connection is AMQP when either direction starts with an AMQP 1.0 protocol header
 /// (`AMQP` 0, 2 or 3, version 1.0.0), on any port; AMQP over WebSocket when the client's
 /// first bytes are an HTTP upgrade to `websocket` offering `AMQPWSB10`; TLS when the
-/// client's first bytes are a TLS handshake record on port 5671, 5672 or 443 (reported,
-/// not decoded). Other connections are skipped (and reported when on port 5671 or 5672).
+/// client's first bytes are a TLS handshake record on port 5671, 5672 or 443, or on any
+/// port when the key log holds that session's secrets (decrypted with a key log, else
+/// reported). Other connections are skipped (and reported when on port 5671 or 5672).
 ///
 /// ```
 /// use std::time::UNIX_EPOCH;
@@ -524,7 +525,12 @@ impl CaptureDecoder {
     fn decide(&mut self, flow: u64, last: bool) {
         let Some(conn) = self.conns.get(&flow) else { return };
         let [c2s, s2c] = &conn.sides;
-        let decided = classify(conn, c2s, s2c, last || conn.held_bytes > 2 * SNIFF);
+        // TLS on a port of its own is taken when the key log holds the session's secrets.
+        #[cfg(feature = "keylog")]
+        let keyed = self.keylog.as_ref().is_some_and(|k| k.knows_hello(&c2s.first));
+        #[cfg(not(feature = "keylog"))]
+        let keyed = false;
+        let decided = classify(conn, c2s, s2c, keyed, last || conn.held_bytes > 2 * SNIFF);
         let Some((state, why)) = decided else { return };
         let Some(conn) = self.conns.get_mut(&flow) else { return };
         conn.state = state;
@@ -1032,7 +1038,13 @@ impl CaptureDecoder {
 
 /// The protocol of a connection from its first bytes, with a reason when it is skipped;
 /// `None` while they do not say enough and `last` is not set.
-fn classify(conn: &Conn, c2s: &Side, s2c: &Side, last: bool) -> Option<(State, String)> {
+fn classify(
+    conn: &Conn,
+    c2s: &Side,
+    s2c: &Side,
+    keyed: bool,
+    last: bool,
+) -> Option<(State, String)> {
     let amqp = |b: &[u8]| {
         b.len() >= 8
             && b.starts_with(b"AMQP")
@@ -1061,7 +1073,7 @@ fn classify(conn: &Conn, c2s: &Side, s2c: &Side, last: bool) -> Option<(State, S
         };
     }
     let tls_hello = c.len() >= 3 && c.first() == Some(&0x16) && c.get(1) == Some(&0x03);
-    if tls_hello && TLS_PORTS.contains(&conn.server.port()) {
+    if tls_hello && (keyed || TLS_PORTS.contains(&conn.server.port())) {
         return Some((State::Tls, String::new()));
     }
     if !enough(c2s) || (c.len() < 8 && !enough(s2c)) {

@@ -61,6 +61,19 @@ impl KeyLog {
         self.secrets.is_empty()
     }
 
+    /// Whether it holds a secret of the TLS session whose client's first bytes (a
+    /// ClientHello record) are `hello`: a session its writer wants read, on any port.
+    pub(crate) fn knows_hello(&self, hello: &[u8]) -> bool {
+        // Record header (5 bytes), handshake type 1 and length (4), version (2), random.
+        let Some(random) = hello.get(11..43).filter(|_| hello.get(5) == Some(&1)) else {
+            return false;
+        };
+        let Ok(random) = <[u8; 32]>::try_from(random) else { return false };
+        ["CLIENT_RANDOM", "CLIENT_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0"]
+            .iter()
+            .any(|label| self.get(&random, label).is_some())
+    }
+
     fn get(&self, random: &[u8; 32], label: &str) -> Option<&[u8]> {
         self.secrets.get(&(*random, label.to_owned())).map(Vec::as_slice)
     }
