@@ -396,6 +396,24 @@ fn a_json_trace_keeps_every_frame_when_the_server_is_killed() {
 }
 
 #[test]
+fn a_listening_port_in_use_is_said_as_such_and_named() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("amqp://127.0.0.1:{}", taken.local_addr().expect("addr").port());
+    let script =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/scripts/transfer-on-detached-link.jsonl");
+    for args in [
+        vec!["proxy", "--listen", &url, "--to", "amqp://127.0.0.1:1"],
+        vec!["script", script, "--listen", &url],
+        vec!["serve", "--listen", &url],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = text(&o.stderr);
+        assert!(err.contains(&format!("cannot listen on {url}")), "{args:?}: {err}");
+    }
+}
+
+#[test]
 fn the_text_trace_and_the_json_trace_can_be_asked_for_together() {
     let server = Server::with_args(&["serve", "--listen", "amqp://127.0.0.1:0"], 1);
     let json = scratch("both.jsonl");

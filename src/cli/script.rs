@@ -84,7 +84,7 @@ async fn accept_one(url: &str, args: &ScriptArgs) -> Result<Transport, String> {
     };
     let tcp = tokio::net::TcpListener::bind((endpoint.host.as_str(), endpoint.port))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("cannot listen on {endpoint}: {e}"))?;
     if let Ok(a) = tcp.local_addr() {
         endpoint.port = a.port();
     }

@@ -191,7 +191,7 @@ impl Proxy {
         }
         let tcp = TcpListener::bind((endpoint.host.as_str(), endpoint.port))
             .await
-            .map_err(|source| TransportError::Connect { endpoint: endpoint.to_string(), source })?;
+            .map_err(|source| TransportError::Bind { endpoint: endpoint.to_string(), source })?;
         if let Ok(addr) = tcp.local_addr() {
             endpoint.port = addr.port();
         }
