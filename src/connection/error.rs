@@ -254,7 +254,8 @@ pub enum ConnectionError {
     Sasl(crate::sasl::SaslError),
     /// The peer closed with an error.
     Remote(Error),
-    /// The transport ended before the close exchange finished.
+    /// The transport ended without a close exchange: after the peer's protocol header
+    /// (before its close, or before it answered ours), or before the peer sent anything.
     TransportClosed,
     /// Our close went unanswered for the close time-out.
     CloseTimeout,
@@ -268,7 +269,7 @@ impl fmt::Display for ConnectionError {
             Self::Sasl(e) => write!(f, "SASL: {e}"),
             Self::Remote(e) => write!(f, "the peer closed the connection: {e}"),
             Self::TransportClosed => {
-                f.write_str("the transport closed before the close exchange finished")
+                f.write_str("the transport closed without a close exchange (the peer's close never came, or the peer sent nothing at all)")
             }
             Self::CloseTimeout => f.write_str("the peer did not answer our close in time"),
         }
