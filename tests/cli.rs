@@ -233,3 +233,11 @@ fn encode_says_when_it_writes_credentials_decode_masked() {
         assert_eq!(err.contains("credentials masked by decode"), !same, "{flags:?}: {err}");
     }
 }
+
+#[test]
+fn a_key_log_given_for_a_byte_stream_is_said_not_to_apply() {
+    let o = amqpwire(&["decode", "--hex", "0000000802000000", "--keylog", "keys.log"], None);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--keylog keys.log applies to pcap and pcapng captures"), "{err}");
+}

@@ -72,6 +72,14 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
     if is_capture(&input) {
         return run_capture(args, opts, &input);
     }
+    if let Some(path) = &args.keylog {
+        // A byte stream is already plaintext: say the key log is not used, rather than
+        // let a missing or mistyped file pass unnoticed.
+        return Err(format!(
+            "--keylog {} applies to pcap and pcapng captures; this input is a byte stream",
+            path.display()
+        ));
+    }
     let mut inspector = Inspector::new(opts).redact_secrets(!args.show_secrets);
     inspector.push(&input);
     let mut records = Vec::new();
