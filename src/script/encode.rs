@@ -73,6 +73,11 @@ fn header(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), St
         (None, Some("AMQP")) => 0,
         (None, Some("TLS")) => 2,
         (None, Some("SASL")) => 3,
+        (None, Some(other)) => {
+            return Err(format!(
+                "protocol {other:?}: write \"AMQP\", \"TLS\" or \"SASL\", or a protocol_id"
+            ))
+        }
         _ => return Err("a header needs \"protocol_id\" (0, 2 or 3) or \"protocol\"".into()),
     };
     let version = o.get("version").and_then(Json::as_str).unwrap_or("1.0.0");
@@ -604,6 +609,8 @@ mod tests {
         for bad in [r#"{"kind": "frame", "typed": 5}"#, r#"{"performative": "nope"}"#, "[1]"] {
             assert!(encode_lines(bad).is_err(), "{bad}");
         }
+        let e = encode_lines(r#"{"kind": "header", "protocol": "FOO"}"#).expect_err("FOO");
+        assert!(e.contains("protocol \"FOO\""), "{e}");
         // A plain value of the wrong shape for its field is a mistake, not another type.
         for (bad, field) in [
             (r#"{"performative": "attach", "fields": {"role": "reciever"}}"#, "role"),
