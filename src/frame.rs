@@ -602,8 +602,11 @@ impl FrameDecoder {
             // A TLS record or an HTTP request can pass for a frame header (a ClientHello's
             // sixth byte is 0x01, the SASL frame type); name them instead.
             let foreign = what_is(&b) != UNRECOGNISED;
-            let plausible_frame =
-                matches!(FrameHeader::parse(&b), Ok(h) if h.frame_type.name().is_some());
+            // A frame header whose only fault is its size (below 8, with the usual doff
+            // and an AMQP or SASL type) is a frame, and its framing error says so.
+            let too_small = b[4] == 2 && b[5] <= 1 && b[..4] < [0, 0, 0, 8][..];
+            let plausible_frame = too_small
+                || matches!(FrameHeader::parse(&b), Ok(h) if h.frame_type.name().is_some());
             self.expect_header = &b[..4] == b"AMQP" || foreign || !plausible_frame;
         }
         let at_header = self.expect_header

@@ -241,3 +241,16 @@ fn a_key_log_given_for_a_byte_stream_is_said_not_to_apply() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--keylog keys.log applies to pcap and pcapng captures"), "{err}");
 }
+
+#[test]
+fn a_stream_that_starts_with_a_frame_too_small_is_named_as_one() {
+    let o = amqpwire(&["decode", "--hex", "0000000402000000"], None);
+    assert!(
+        stdout(&o).contains("framing error: frame size 4 is below the minimum of 8"),
+        "{}",
+        stdout(&o)
+    );
+    // Bytes that are no frame header at all stay unrecognised.
+    let o = amqpwire(&["decode", "--hex", "0000000409000000"], None);
+    assert!(stdout(&o).contains("no recognised protocol"), "{}", stdout(&o));
+}
