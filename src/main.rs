@@ -69,7 +69,7 @@ enum Command {
     /// Write bytes from JSON lines: `decode --json` output (byte for byte), or frames
     /// written by hand, malformations included.
     Encode(cli::encode::EncodeArgs),
-    /// Send messages to an address: body from a flag, a file or standard input; a summary
+    /// Send messages to an address: body from `--body`, a file, or standard input with `--file -` (otherwise "message N"); a summary
     /// of outcomes at the end.
     Send(cli::client::SendArgs),
     /// Receive messages from an address and print them (text or JSON lines), accepting
