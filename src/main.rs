@@ -69,8 +69,8 @@ enum Command {
     /// Write bytes from JSON lines: `decode --json` output (byte for byte), or frames
     /// written by hand, malformations included.
     Encode(cli::encode::EncodeArgs),
-    /// Send messages to an address: body from `--body`, a file, or standard input with `--file -` (otherwise "message N"); a summary
-    /// of outcomes at the end.
+    /// Send messages to an address: body from `--body`, a file, or standard input with
+    /// `--file -` (otherwise "message N"); a summary of outcomes at the end.
     Send(cli::client::SendArgs),
     /// Receive messages from an address and print them (text or JSON lines), accepting
     /// each.
