@@ -227,6 +227,13 @@ fn demo_runs_a_whole_exchange_and_shows_it() {
     let decoded = text(&run(&["decode", "--json", capture.to_str().expect("path")]).stdout);
     let closes = decoded.lines().filter(|l| l.contains("\"performative\":\"close\"")).count();
     assert_eq!(closes, 4, "two connections, each closed both ways");
+    // Each connection's SYN names where it went, its password masked (the WebSocket one
+    // authenticates with SCRAM: the password is on no wire, and in no comment either).
+    let comments: Vec<&str> =
+        decoded.lines().filter(|l| l.contains("\"kind\":\"connection\"")).collect();
+    assert_eq!(comments.len(), 2, "{decoded}");
+    assert!(comments.iter().all(|l| l.contains("url ") && l.contains("demo:***@")), "{comments:?}");
+    assert!(!comments.iter().any(|l| l.contains("demo-password")), "{comments:?}");
     let _ = std::fs::remove_file(&capture);
     let out = text(&o.stdout);
     assert!(o.status.success(), "{}\n{out}", text(&o.stderr));

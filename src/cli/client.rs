@@ -160,7 +160,8 @@ pub(crate) async fn connect(
     let endpoint = Endpoint::parse(url).map_err(|e| format!("bad URL {url:?}: {e}"))?;
     let options = ConnectOptions {
         tls: tls.config()?,
-        trace: tracer.map(|t| t.for_connection(connection, url)),
+        // The endpoint as it prints, with any password in the URL masked.
+        trace: tracer.map(|t| t.for_connection(connection, &endpoint.to_string())),
         ..ConnectOptions::default()
     };
     Connection::connect_with(&endpoint, options)

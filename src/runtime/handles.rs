@@ -506,7 +506,20 @@ impl Sender {
         remote: Box<Attach>,
         session: Option<Arc<SessionGuard>>,
     ) -> Self {
-        Self { conn, link, remote, next_tag: AtomicU64::new(0), session }
+        // Deliveries carried over from a suspended link of this name keep their tags (a
+        // tag names one delivery among those either end holds unsettled, 2.8.7): ours
+        // start after the largest of them.
+        let first = conn
+            .inner
+            .lock()
+            .conn
+            .resumable(link)
+            .iter()
+            .filter(|r| r.tag.len() <= 8)
+            .map(|r| r.tag.iter().fold(0u64, |n, b| n << 8 | u64::from(*b)))
+            .max()
+            .map_or(0, |n| n.saturating_add(1));
+        Self { conn, link, remote, next_tag: AtomicU64::new(first), session }
     }
 
     /// An outcome to await, keeping the session.
@@ -1131,7 +1144,10 @@ mod tests {
             assert!(matches!(r.recv().await, Err(Error::LinkDetached(None))));
             let again = conn.next_link().await.expect("the second attach");
             let after = unsettled_tags(&again.remote);
-            let _r = again.accept_receiver(None, 10).expect("accept again");
+            let r = again.accept_receiver(None, 10).expect("accept again");
+            // The new link's first delivery: its tag must not be one still unsettled.
+            let next = r.recv().await.expect("a delivery on the new link");
+            assert!(!after.contains(&next.tag), "tag {:?} reused: {after:?}", next.tag);
             let _ = told.send((before, after, d.tag));
             let _ = conn.connection.closed().await;
         });
@@ -1148,6 +1164,7 @@ mod tests {
         ended.await.expect("detached");
         let outcome = within("the outcome", outcome).await;
         let again = within("sender again", session.sender("durable", "q")).await.expect("again");
+        let _next = again.send_pipelined(&Message::with_data(&b"n"[..])).await.expect("send");
         let (before, after, tag) = within("the server", heard).await.expect("told");
         // The peer kept its end too, and says so in its answer.
         let answered = unsettled_tags(again.remote());

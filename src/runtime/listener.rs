@@ -24,7 +24,7 @@ pub type AuthenticatorFactory =
     Arc<dyn Fn() -> Option<Box<dyn Authenticator + Send>> + Send + Sync>;
 
 /// A trace callback shared by every connection of a listener: the connection's number
-/// (in accept order) and the record.
+/// (in the order connections are set up, see [`ListenOptions::numbers`]) and the record.
 pub type SharedTrace = Arc<dyn Fn(u64, &TraceRecord<'_>) + Send + Sync>;
 
 /// How a listener sets up the connections it accepts.
@@ -44,10 +44,10 @@ pub struct ListenOptions {
     pub handshake_timeout: Duration,
     /// Sees every frame of every connection.
     pub trace: Option<SharedTrace>,
-    /// Numbers the connections for [`ListenOptions::trace`], in accept order. Clones of
-    /// these options share it, so that listeners made from one set of options (a broker
-    /// on TCP and WebSocket, say) never give two connections the same number in one trace
-    /// or capture.
+    /// Numbers the connections for [`ListenOptions::trace`], in the order they are set up
+    /// (after their TLS and WebSocket handshakes). Clones of these options share it, so
+    /// that listeners made from one set of options (a broker on TCP and WebSocket, say)
+    /// never give two connections the same number in one trace or capture.
     pub numbers: ConnectionNumbers,
     /// Adjusts each connection's engine configuration last, for what the fields above do
     /// not cover (max-frame-size, channel-max, session windows, the frame layout…).

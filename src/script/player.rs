@@ -162,6 +162,7 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
         "expect" => {
             if let Some(p) = v.get("performative").and_then(Json::as_str) {
                 let known = p == "empty"
+                    || p == "*"
                     || p.starts_with('$')
                     || crate::types::code_for_symbol(&format!("amqp:{p}:list")).is_some();
                 if !known {
@@ -890,6 +891,7 @@ mod tests {
             r#"{"expect": {"performative": "$p"}}"#,
             r#"{"send": {"performative": "attach", "fields": {"name": "$cbs", "handle": 0}}}"#,
             r#"{"expect": {"performative": "empty"}}"#,
+            r#"{"expect": {"performative": "*"}}"#,
         ] {
             assert!(parse(script, within).is_ok(), "{script}");
         }
