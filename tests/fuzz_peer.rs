@@ -464,7 +464,9 @@ fn stand_ins_that_stop_answering_answer_malformed_or_grow_are_judged_so() {
 fn a_client_that_hangs_again_is_a_repeat_judged_after_the_probe_limit_alone() {
     // A client that connects and never ends: the first case's hang is judged after four
     // times --probe-within and saved; the later ones can only repeat it, and are judged
-    // after --probe-within alone.
+    // after --probe-within alone. The verdicts do not rest on the clock: the client sleeps
+    // for ten minutes, and --probe-within only bounds how long Python may take to start
+    // and connect (four times it) on a loaded machine.
     let scratch = Scratch::new("fuzz-peer", "hanging-client");
     let script = scratch.path("hang.py");
     std::fs::write(
@@ -488,7 +490,7 @@ fn a_client_that_hangs_again_is_a_repeat_judged_after_the_probe_limit_alone() {
         "--within",
         "100",
         "--probe-within",
-        "1000",
+        "5000",
         "--minimise",
         "0",
         "--findings",
@@ -496,7 +498,7 @@ fn a_client_that_hangs_again_is_a_repeat_judged_after_the_probe_limit_alone() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stdout = cli::text(&out.stdout);
-    assert!(stdout.contains("hang: the client did not end within 4s of the case"), "{stdout}");
+    assert!(stdout.contains("hang: the client did not end within 20s of the case"), "{stdout}");
     assert!(stdout.contains("\n2 more hang findings repeated one above\n"), "{stdout}");
     assert!(stdout.contains("\n2 of those hangs judged after --probe-within alone"), "{stdout}");
     assert_eq!(findings(Path::new(&dir)).len(), 1, "{stdout}");
