@@ -12,6 +12,7 @@
 use serde_json::{json, Map, Value as Json};
 
 use crate::script::encode::performative_typed;
+use crate::script::player::has_placeholder;
 
 /// A small, fast, seedable generator (SplitMix64): cases must be the same for the same
 /// seed on every machine, so no platform randomness is involved.
@@ -115,16 +116,6 @@ fn performative_sends(steps: &[Json]) -> Vec<usize> {
 /// Indexes of every `send` step.
 fn sends(steps: &[Json]) -> Vec<usize> {
     (0..steps.len()).filter(|&i| steps[i].get("send").is_some()).collect()
-}
-
-/// Whether a JSON value holds a `$name` placeholder bound at play time.
-fn has_placeholder(j: &Json) -> bool {
-    match j {
-        Json::String(s) => s.starts_with('$') && s.len() > 1,
-        Json::Array(a) => a.iter().any(has_placeholder),
-        Json::Object(o) => o.values().any(has_placeholder),
-        _ => false,
-    }
 }
 
 /// Indexes of `send` steps whose frame is written typed (as recordings write them) with a

@@ -148,7 +148,7 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
         "send" => {
             // A line with no variable encodes the same whenever it is sent: a mistake in
             // it is the script's, said before anything is played.
-            if !has_variable(v) {
+            if !has_placeholder(v) {
                 match v {
                     Json::String(h) => {
                         crate::inspect::typed::unhex(h).ok_or("send: bad hex")?;
@@ -210,13 +210,13 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
     })
 }
 
-/// Whether a step's value holds a string starting with `$` anywhere: a variable, bound
-/// when the step runs (or a literal such as `$cbs`, which is left as it is).
-fn has_variable(j: &Json) -> bool {
+/// Whether a step's value holds a `$name` placeholder anywhere: a variable, bound when
+/// the step runs (or a literal such as `$cbs`, which is left as it is).
+pub(crate) fn has_placeholder(j: &Json) -> bool {
     match j {
-        Json::String(s) => s.starts_with('$'),
-        Json::Array(a) => a.iter().any(has_variable),
-        Json::Object(o) => o.values().any(has_variable),
+        Json::String(s) => s.starts_with('$') && s.len() > 1,
+        Json::Array(a) => a.iter().any(has_placeholder),
+        Json::Object(o) => o.values().any(has_placeholder),
         _ => false,
     }
 }
