@@ -554,6 +554,13 @@ impl FrameDecoder {
         v
     }
 
+    /// Takes every byte received but not yet returned as an item (the decoder then holds
+    /// none): what is left when decoding has stopped.
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        self.unpend();
+        std::mem::take(&mut self.buf).to_vec()
+    }
+
     /// Moves the owned chunk into the buffer (when an item straddles its end).
     fn unpend(&mut self) {
         if !self.pending.is_empty() {

@@ -569,7 +569,10 @@ fn a_reset_ends_the_connection_and_reports_an_unfinished_frame() {
     let kinds: Vec<String> = events.iter().map(|e| format!("{:?}", e.kind)).collect();
     let truncated = events
         .iter()
-        .position(|e| matches!(e.kind, EventKind::Record(Record::Truncated { offset: 8, left: 8 })))
+        .position(|e| {
+            matches!(&e.kind, EventKind::Record(Record::Truncated { offset: 8, rest, .. })
+                if rest[..] == [0, 0, 0, 0x20, 2, 0, 0, 0])
+        })
         .unwrap_or_else(|| panic!("{kinds:#?}"));
     let reset = events
         .iter()

@@ -369,9 +369,9 @@ fn every_capture_decodes_strictly_without_errors_or_warnings() {
                     );
                     at += f.raw.len() as u64;
                 }
-                Record::Error(e) => panic!("{name}: framing error {e:?}"),
-                Record::Truncated { offset, left } => {
-                    panic!("{name}: truncated at {offset} with {left} bytes left")
+                Record::Error { error, .. } => panic!("{name}: framing error {error:?}"),
+                Record::Truncated { offset, rest, .. } => {
+                    panic!("{name}: truncated at {offset} with {} bytes left", rest.len())
                 }
             }
         }
@@ -542,6 +542,59 @@ fn decode_json_lines_encode_back_to_every_capture_byte_for_byte() {
         let back =
             amqpwire::script::encode::encode_lines(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(back == fixture(&name), "{name}: the bytes differ");
+    }
+}
+
+/// `decode --json` then `encode` of `bytes`, through the library.
+fn json_round_trip(bytes: &[u8]) -> (Vec<Record>, Vec<u8>) {
+    let mut i = Inspector::new(DecodeOptions::STRICT).redact_secrets(false);
+    i.push(bytes);
+    let mut records: Vec<Record> = std::iter::from_fn(|| i.next_record()).collect();
+    records.extend(i.finish());
+    let mut text = String::new();
+    for r in &records {
+        amqpwire::inspect::json::write_record_json(r, &mut text);
+    }
+    let back = amqpwire::script::encode::encode_lines(&text).unwrap_or_else(|e| panic!("{e}"));
+    (records, back)
+}
+
+#[test]
+fn streams_that_break_off_or_cannot_be_split_encode_back_byte_for_byte() {
+    for name in capture_names() {
+        let whole = fixture(&name);
+        // Cut anywhere: the last item is left unfinished (or, at a boundary, nothing is).
+        for cut in [whole.len() / 3, whole.len() / 2, whole.len() - 1] {
+            let (records, back) = json_round_trip(&whole[..cut]);
+            assert!(back == whole[..cut], "{name} cut at {cut}: the bytes differ");
+            assert!(
+                matches!(records.last(), Some(Record::Truncated { rest, .. }) if !rest.is_empty())
+                    || matches!(records.last(), Some(Record::Frame(_) | Record::Header { .. })),
+                "{name} cut at {cut}"
+            );
+        }
+        // A frame header too small for a frame, at a frame boundary in the middle: what
+        // follows cannot be split, and is kept as it is.
+        let middle = inspect(&name)
+            .iter()
+            .filter_map(|r| match r {
+                Record::Frame(f) => Some(f.offset as usize),
+                _ => None,
+            })
+            .min_by_key(|o| o.abs_diff(whole.len() / 2))
+            .expect("a frame");
+        let mut broken = whole[..middle].to_vec();
+        broken.extend_from_slice(&[0, 0, 0, 4, 2, 0, 0, 0]);
+        broken.extend_from_slice(&whole[middle..]);
+        let (records, back) = json_round_trip(&broken);
+        assert!(back == broken, "{name} broken at {middle}: the bytes differ");
+        match records.last() {
+            Some(Record::Error { error, rest, redacted: false }) => {
+                assert_eq!(error.offset, middle as u64, "{name}");
+                assert_eq!(rest.len(), broken.len() - middle, "{name}");
+            }
+            other => panic!("{name} broken at {middle}: {other:?}"),
+        }
     }
 }
 

@@ -184,7 +184,7 @@ impl CaptureEvent {
             EventKind::Error(_) | EventKind::Gap { .. } => 1,
             EventKind::WebSocket(WsEvent::Error { .. }) => 1,
             EventKind::Record(Record::Header { .. }) => 0,
-            EventKind::Record(Record::Error(_) | Record::Truncated { .. }) => 1,
+            EventKind::Record(Record::Error { .. } | Record::Truncated { .. }) => 1,
             EventKind::Record(Record::Frame(f)) => {
                 usize::from(f.frame.is_err())
                     + usize::from(f.layer_error.is_some())

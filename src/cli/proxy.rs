@@ -138,9 +138,9 @@ impl CliTap {
     /// The first error among `records`, in words.
     fn first_error(records: &[Record]) -> Option<String> {
         records.iter().find_map(|r| match r {
-            Record::Error(e) => Some(e.to_string()),
-            Record::Truncated { offset, left } => {
-                Some(format!("at offset {offset}: {left} bytes left inside an item"))
+            Record::Error { error, .. } => Some(error.to_string()),
+            Record::Truncated { offset, rest, .. } => {
+                Some(format!("at offset {offset}: {} bytes left inside an item", rest.len()))
             }
             Record::Frame(f) => match (&f.frame, f.layer_error) {
                 (Err(e), _) => Some(format!("at offset {}: {}", e.offset, e.kind)),

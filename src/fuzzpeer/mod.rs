@@ -69,8 +69,8 @@ pub fn strict_fault(received: &[u8]) -> Option<Fault> {
     inspector.push(received);
     while let Some(r) = inspector.next_record() {
         match r {
-            Record::Error(e) => {
-                return Some(Fault { what: format!("framing: {e}"), frame: String::new() })
+            Record::Error { error, .. } => {
+                return Some(Fault { what: format!("framing: {error}"), frame: String::new() })
             }
             Record::Frame(f) => {
                 let what = match (&f.layer_error, &f.frame) {

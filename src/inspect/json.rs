@@ -478,18 +478,26 @@ fn record_lines<S: Sink>(s: &mut S, record: &Record, trace: Option<&Trace<'_>>) 
             end_line(s, trace);
         }
         Record::Frame(f) => frame_lines(s, f, trace),
-        Record::Error(e) => {
-            fatal_line(s, e.offset, &e.kind, trace);
+        Record::Error { error, rest, redacted } => {
+            fatal_line(s, error.offset, &error.kind, rest, *redacted, trace);
         }
-        Record::Truncated { offset, left } => {
-            let e = format_args!("the stream ends inside an item: {left} bytes left over");
-            fatal_line(s, *offset, e, trace);
+        Record::Truncated { offset, rest, redacted } => {
+            let e = format_args!("the stream ends inside an item: {} bytes left over", rest.len());
+            fatal_line(s, *offset, e, rest, *redacted, trace);
         }
     }
 }
 
-/// A line of kind `error` that stops the decoding.
-fn fatal_line<S: Sink>(s: &mut S, offset: u64, e: impl fmt::Display, trace: Option<&Trace<'_>>) {
+/// A line of kind `error` that stops the decoding, with the bytes left undecoded as its
+/// `raw` (which `encode` writes back).
+fn fatal_line<S: Sink>(
+    s: &mut S,
+    offset: u64,
+    e: impl fmt::Display,
+    rest: &[u8],
+    redacted: bool,
+    trace: Option<&Trace<'_>>,
+) {
     s.begin_object();
     s.key("offset");
     s.u64(offset);
@@ -499,6 +507,14 @@ fn fatal_line<S: Sink>(s: &mut S, offset: u64, e: impl fmt::Display, trace: Opti
     s.bool(true);
     s.key("error");
     s.display(e);
+    if !rest.is_empty() {
+        s.key("raw");
+        s.hex(rest);
+    }
+    if redacted {
+        s.key("redacted");
+        s.bool(true);
+    }
     end_line(s, trace);
 }
 

@@ -41,19 +41,27 @@ pub(super) fn record_json(record: &Record) -> Vec<Json> {
             "raw": hex(&header.to_bytes()),
         })],
         Record::Frame(f) => frame_json(f),
-        Record::Error(e) => vec![json!({
-            "offset": e.offset,
-            "kind": "error",
-            "fatal": true,
-            "error": e.kind.to_string(),
-        })],
-        Record::Truncated { offset, left } => vec![json!({
-            "offset": offset,
-            "kind": "error",
-            "fatal": true,
-            "error": format!("the stream ends inside an item: {left} bytes left over"),
-        })],
+        Record::Error { error, rest, redacted } => {
+            vec![fatal(error.offset, error.kind.to_string(), rest, *redacted)]
+        }
+        Record::Truncated { offset, rest, redacted } => vec![fatal(
+            *offset,
+            format!("the stream ends inside an item: {} bytes left over", rest.len()),
+            rest,
+            *redacted,
+        )],
     }
+}
+
+fn fatal(offset: u64, error: String, rest: &[u8], redacted: bool) -> Json {
+    let mut line = json!({"offset": offset, "kind": "error", "fatal": true, "error": error});
+    if !rest.is_empty() {
+        line["raw"] = Json::from(hex(rest));
+    }
+    if redacted {
+        line["redacted"] = Json::from(true);
+    }
+    line
 }
 
 fn frame_json(f: &FrameRecord) -> Vec<Json> {

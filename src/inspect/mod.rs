@@ -138,13 +138,24 @@ pub enum Record {
     /// A frame.
     Frame(Box<FrameRecord>),
     /// The stream cannot be split into frames from here on.
-    Error(FrameError),
+    Error {
+        /// What is wrong, and where.
+        error: FrameError,
+        /// The bytes from the error's offset that had arrived when decoding stopped (of a
+        /// stream given whole, the rest of it), masked as frames are (see
+        /// [`Inspector::redact_secrets`]). Bytes that arrive later are not kept.
+        rest: Bytes,
+        /// Whether credentials in `rest` were masked.
+        redacted: bool,
+    },
     /// The stream ended inside a header or frame.
     Truncated {
         /// Stream offset of the incomplete item.
         offset: u64,
-        /// Bytes left over.
-        left: usize,
+        /// The bytes left over (what there is of the item), masked as frames are.
+        rest: Bytes,
+        /// Whether credentials in `rest` were masked.
+        redacted: bool,
     },
 }
 
@@ -155,7 +166,7 @@ impl Record {
     pub fn errors(&self) -> usize {
         match self {
             Self::Header { .. } => 0,
-            Self::Error(_) | Self::Truncated { .. } => 1,
+            Self::Error { .. } | Self::Truncated { .. } => 1,
             Self::Frame(f) => {
                 usize::from(f.frame.is_err())
                     + usize::from(f.layer_error.is_some())
@@ -206,9 +217,13 @@ impl Inspector {
         self
     }
 
-    /// Appends bytes of the stream.
+    /// Appends bytes of the stream. After a framing error they are dropped: nothing
+    /// later can be decoded, and a relay that goes on feeding a long connection must not
+    /// pile them up.
     pub fn push(&mut self, data: &[u8]) {
-        self.decoder.push(data);
+        if !self.failed {
+            self.decoder.push(data);
+        }
     }
 
     /// The next record, or `None` when more bytes are needed (or after a framing error).
@@ -226,9 +241,10 @@ impl Inspector {
                 let mut shared = Shared::new(raw, self.redact);
                 Some(Record::Frame(Box::new(self.frame(&mut shared))))
             }
-            Err(e) => {
+            Err(error) => {
                 self.failed = true;
-                Some(Record::Error(e))
+                let (rest, redacted) = self.take_rest();
+                Some(Record::Error { error, rest, redacted })
             }
         }
     }
@@ -239,7 +255,17 @@ impl Inspector {
             return None;
         }
         self.failed = true;
-        Some(Record::Truncated { offset: self.decoder.offset(), left: self.decoder.buffered() })
+        let offset = self.decoder.offset();
+        let (rest, redacted) = self.take_rest();
+        Some(Record::Truncated { offset, rest, redacted })
+    }
+
+    /// The bytes the decoder holds and will not decode (it has stopped), masked when
+    /// masking is on (and whether that masked anything); the decoder keeps none of them.
+    fn take_rest(&mut self) -> (Bytes, bool) {
+        let mut rest = self.decoder.take_buffered();
+        let redacted = self.redact && mask_undecoded(&mut rest);
+        (Bytes::from(rest), redacted)
     }
 
     /// Every record of a complete stream.
@@ -280,10 +306,13 @@ impl Inspector {
                     out[0].push(Record::Frame(Box::new(strict.frame(&mut shared))));
                     out[1].push(Record::Frame(Box::new(lenient.frame(&mut shared))));
                 }
-                Err(e) => {
+                Err(error) => {
                     lenient.failed = true;
-                    out[0].push(Record::Error(e.clone()));
-                    out[1].push(Record::Error(e));
+                    let (rest, redacted) = lenient.take_rest();
+                    let first =
+                        Record::Error { error: error.clone(), rest: rest.clone(), redacted };
+                    out[0].push(first);
+                    out[1].push(Record::Error { error, rest, redacted });
                     break;
                 }
             }
@@ -480,6 +509,42 @@ fn plain_password(raw: &crate::frame::RawFrame) -> Option<std::ops::Range<usize>
     let second_nul = resp.iter().enumerate().filter(|(_, b)| **b == 0).nth(1)?.0;
     let password = start + second_nul + 1..start + resp.len();
     (!password.is_empty()).then_some(password)
+}
+
+/// Masks credentials in bytes that do not split into frames (after a framing error, or
+/// an item the stream ends inside): the `sig=` of SAS tokens, and the password of a SASL
+/// PLAIN initial response, as far as either is there. With no frame to decode, a PLAIN
+/// response is found by its mechanism symbol followed by a binary: in a stream cut short,
+/// the password runs to the end of what there is. Returns whether it masked anything.
+fn mask_undecoded(buf: &mut [u8]) -> bool {
+    let mut masked = mask_sas_signatures(buf);
+    const PLAIN: &[u8] = b"\xa3\x05PLAIN";
+    let mut i = 0;
+    while let Some(p) = find(&buf[i..], PLAIN) {
+        let at = i + p + PLAIN.len();
+        i = at;
+        // The initial response: vbin8 or vbin32 (part 1, 1.6.19).
+        let (start, len) = match buf.get(at) {
+            Some(&fc::VBIN8) => (at + 2, buf.get(at + 1).map(|n| usize::from(*n))),
+            Some(&fc::VBIN32) => (
+                at + 5,
+                buf.get(at + 1..at + 5)
+                    .map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize),
+            ),
+            _ => continue,
+        };
+        let Some(len) = len else { continue };
+        let end = start.saturating_add(len).min(buf.len());
+        let Some(response) = buf.get_mut(start..end) else { continue };
+        // authzid NUL authcid NUL passwd (RFC 4616)
+        if let Some(second_nul) = response.iter().enumerate().filter(|(_, b)| **b == 0).nth(1) {
+            let from = second_nul.0 + 1;
+            masked |= from < response.len();
+            response[from..].fill(b'*');
+        }
+        i = end.max(at);
+    }
+    masked
 }
 
 /// What starts an Azure SAS token.
@@ -982,6 +1047,83 @@ pub fn parse_hex(text: &[u8]) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A SASL header and the start of a sasl-init frame with a PLAIN response of user
+    /// "u" and password "pw", 29 bytes.
+    const SASL_INIT: &[u8] = b"AMQP\x03\x01\x00\x00\x00\x00\x00\x1d\x02\x01\x00\x00\
+        \x00\x53\x41\xc0\x10\x03\xa3\x05PLAIN\xa0\x05\x00u\x00pw\x40";
+
+    fn records(bytes: &[u8], redact: bool) -> Vec<Record> {
+        let mut i = Inspector::new(DecodeOptions::STRICT).redact_secrets(redact);
+        i.push(bytes);
+        let mut out: Vec<Record> = std::iter::from_fn(|| i.next_record()).collect();
+        out.extend(i.finish());
+        out
+    }
+
+    #[test]
+    fn what_a_stream_breaks_off_inside_is_kept_with_its_credentials_masked() {
+        // Whole, the frame decodes and the password is masked in it.
+        let whole = records(SASL_INIT, true);
+        assert!(matches!(&whole[1], Record::Frame(f) if f.redacted), "{whole:?}");
+        // Cut inside the password, and one byte into it: the rest is kept, the
+        // password's bytes that are there masked.
+        for (cut, masked) in [(SASL_INIT.len() - 2, &b"*"[..]), (SASL_INIT.len() - 1, b"**")] {
+            let rs = records(&SASL_INIT[..cut], true);
+            let Some(Record::Truncated { offset: 8, rest, redacted: true }) = rs.last() else {
+                panic!("{rs:?}");
+            };
+            assert_eq!(rest.len(), cut - 8);
+            assert!(rest.ends_with(&[&[b'u', 0][..], masked].concat()), "{rest:?}");
+            let shown = records(&SASL_INIT[..cut], false);
+            let Some(Record::Truncated { rest, redacted: false, .. }) = shown.last() else {
+                panic!("{shown:?}");
+            };
+            assert_eq!(rest[..], SASL_INIT[8..cut]);
+        }
+        // Cut before the password starts: nothing to mask.
+        let rs = records(&SASL_INIT[..SASL_INIT.len() - 4], true);
+        assert!(matches!(rs.last(), Some(Record::Truncated { redacted: false, .. })), "{rs:?}");
+    }
+
+    #[test]
+    fn after_a_framing_error_the_rest_is_kept_masked_and_later_bytes_are_dropped() {
+        let token = b"SharedAccessSignature sr=hub&sig=abc%2Bd&se=1";
+        let mut stream = b"AMQP\x00\x01\x00\x00\x00\x00\x00\x04\x02\x00\x00\x00".to_vec();
+        stream.extend_from_slice(token);
+        let mut i = Inspector::new(DecodeOptions::STRICT);
+        i.push(&stream);
+        assert!(matches!(i.next_record(), Some(Record::Header { .. })));
+        let Some(Record::Error { error, rest, redacted: true }) = i.next_record() else {
+            panic!("no framing error");
+        };
+        assert_eq!(error.offset, 8);
+        assert_eq!(rest.len(), stream.len() - 8);
+        assert!(rest.ends_with(b"sig=*******&se=1"), "{rest:?}");
+        // A relay goes on feeding it: nothing more is held, and nothing more comes.
+        for _ in 0..64 {
+            i.push(&[0u8; 16 * 1024]);
+        }
+        assert_eq!(i.decoder.buffered(), 0);
+        assert!(i.next_record().is_none() && i.finish().is_none());
+    }
+
+    #[test]
+    fn the_text_shows_the_bytes_a_fatal_error_left_and_says_how_many_more() {
+        let mut stream = b"\x00\x00\x00\x04\x02\x00\x00\x00".to_vec();
+        stream.extend(0..100u8);
+        let mut text = String::new();
+        for r in &records(&stream, true) {
+            render_text(r, &mut text);
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("framing error: frame size 4"), "{text}");
+        assert!(lines[1].starts_with("       0  00 00 00 04 02 00 00 00 "), "{text}");
+        assert!(lines[1].ends_with("not decoded: 108 bytes"), "{text}");
+        assert_eq!(lines[2], "       8  00 01 02 03 04 05 06 07", "{text}");
+        assert_eq!(lines.len(), 1 + 8 + 1, "{text}");
+        assert!(lines[9].ends_with("… 44 more bytes not shown (decode --json has them all)"));
+    }
 
     #[test]
     fn floats_are_written_as_display_writes_them_but_for_ties() {

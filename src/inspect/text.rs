@@ -27,16 +27,53 @@ pub fn render_text(record: &Record, out: &mut String) {
             end_line(out, text, "");
         }
         Record::Frame(f) => frame(f, out),
-        Record::Error(e) => {
-            let _ =
-                writeln!(out, "{:>8}  ! framing error: {}; decoding stops here", e.offset, e.kind);
-        }
-        Record::Truncated { offset, left } => {
+        Record::Error { error, rest, redacted } => {
             let _ = writeln!(
                 out,
-                "{offset:>8}  ! the stream ends inside an item: {left} bytes left over"
+                "{:>8}  ! framing error: {}; decoding stops here",
+                error.offset, error.kind
             );
+            undecoded(error.offset, rest, *redacted, out);
         }
+        Record::Truncated { offset, rest, redacted } => {
+            let _ = writeln!(
+                out,
+                "{offset:>8}  ! the stream ends inside an item: {} bytes left over",
+                rest.len()
+            );
+            undecoded(*offset, rest, *redacted, out);
+        }
+    }
+}
+
+/// Rows of undecoded bytes shown under a fatal error (the JSON rendering has them all).
+const UNDECODED_ROWS: usize = 8;
+
+/// The bytes a fatal error left undecoded, eight to a row as frame headers are shown.
+fn undecoded(offset: u64, rest: &[u8], redacted: bool, out: &mut String) {
+    for (i, row) in rest.chunks(8).take(UNDECODED_ROWS).enumerate() {
+        let text = begin_line(out, offset as usize + 8 * i, row, 0);
+        if i == 0 {
+            let _ = write!(out, "not decoded: {} bytes", rest.len());
+            end_line(out, text, "");
+        } else {
+            // Bytes alone: no padding left at the end of the line.
+            out.truncate(out.trim_end().len());
+            out.push('\n');
+        }
+    }
+    let shown = rest.len().min(8 * UNDECODED_ROWS);
+    if rest.len() > shown {
+        let _ = writeln!(
+            out,
+            "{:>8}    … {} more bytes not shown (decode --json has them all)",
+            "",
+            rest.len() - shown
+        );
+    }
+    if redacted {
+        let _ =
+            writeln!(out, "{:>8}    (credentials masked with '*'; --show-secrets shows them)", "");
     }
 }
 

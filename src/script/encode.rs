@@ -23,8 +23,9 @@
 //!   `extended_header`, hex, else 2) and `size` (default: the real size) may each be given,
 //!   wrong on purpose; `truncate` keeps only that many bytes of the frame.
 //! - `{"kind": "raw", "hex": "…"}`: bytes as they are.
-//! - `{"kind": "error"}` and `{"kind": "event"}` lines (from `decode` and traces) are
-//!   skipped.
+//! - `{"kind": "error"}` and `{"kind": "event"}` lines (from `decode` and traces) write
+//!   nothing, except a fatal error's `raw`: the bytes `decode` could not split into frames
+//!   (after a framing error, or an item the stream ends inside), written as they are.
 //!
 //! Anywhere a typed value may stand, `{"raw": "hex"}` splices bytes as they are, and
 //! `{"list": […], "size": N, "count": N}` (also `map`, `array`) writes a compound whose size
@@ -60,7 +61,19 @@ pub fn encode_line(j: &Json, out: &mut Vec<u8>) -> Result<(), String> {
             out.extend(unhex(h).ok_or("raw: bad hex")?);
             Ok(())
         }
-        "error" | "event" => Ok(()),
+        // A fatal error of `decode` carries the bytes it left undecoded: written back, so
+        // a stream that breaks off or cannot be split comes out as it went in. Other error
+        // lines, and events, say something about the bytes around them and write nothing.
+        "error" => {
+            if o.get("fatal") == Some(&Json::Bool(true)) {
+                if let Some(h) = o.get("raw") {
+                    let h = h.as_str().ok_or("an error line's \"raw\" must be a hex string")?;
+                    out.extend(unhex(h).ok_or("error: bad hex in \"raw\"")?);
+                }
+            }
+            Ok(())
+        }
+        "event" => Ok(()),
         other => Err(format!("unknown kind {other:?}")),
     }
 }
