@@ -77,10 +77,8 @@ fn rhea_example_server_crashes_and_the_minimised_finding_replays() {
     let first = std::fs::read_to_string(&files[0]).expect("finding");
     assert!(first.starts_with("# amqpwire fuzz-peer finding 1: crash"), "{first}");
     assert!(first.contains("# seed 1, case "), "{first}");
-    assert!(
-        first.contains("# replay: amqpwire fuzz-peer --replay finding-001-crash.jsonl"),
-        "{first}"
-    );
+    let replay_line = format!("# replay: amqpwire fuzz-peer --replay {}", files[0].display());
+    assert!(first.contains(&replay_line), "{first}");
     // node said why it died; the finding keeps it.
     assert!(first.contains("# target: ") && first.contains("Error"), "{first}");
     // Minimised: fewer steps than the scenario it came from.
@@ -291,6 +289,31 @@ fn amqpwire_serve_survives_with_no_finding() {
         assert_eq!(out.status.code(), Some(0), "{sasl}: {}", show(&out));
         assert!(cli::text(&out.stdout).contains("no findings"), "{}", show(&out));
     }
+    // The last case numbers: the campaign plays the two there are, and stops.
+    let last = (u64::MAX - 1).to_string();
+    let tail = ["--sasl", "none", "--first-case", &last, "--cases", "5", "--findings", &dir];
+    let out = fuzz_peer(&[&["--connect", &url, "--exec", &exec][..], &tail[..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(cli::text(&out.stdout).starts_with("2 cases in "), "{}", show(&out));
+    // A process to watch that is not there, and a memory bound the target passes before
+    // any case: said at once, exit 2, no finding.
+    let mut cmd = cli::bin();
+    cmd.args(["serve", "--listen", &url]);
+    let serve = cli::Running::start(cmd, |l| l.iter().any(|l| l.starts_with("listening on")));
+    let pid = serve.id().to_string();
+    for (extra, said) in [
+        (["--pid", "4194305"], "--pid 4194305: no such process to watch"),
+        (["--max-rss", "1"], "before any case, past --max-rss 1"),
+    ] {
+        let args = [&["--connect", &url, "--sasl", "none", "--findings", &dir][..], &extra[..]];
+        let mut args = args.concat();
+        if extra[0] == "--max-rss" {
+            args.extend(["--pid", &pid]);
+        }
+        let out = fuzz_peer(&args);
+        assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+        assert!(cli::text(&out.stderr).contains(said), "{}", show(&out));
+    }
 }
 
 #[test]
@@ -449,6 +472,26 @@ fn stand_ins_that_stop_answering_answer_malformed_or_grow_are_judged_so() {
         assert!(stdout.contains(&format!("\n{kind}: ")), "{behaviour}: {stdout}");
         let file = Path::new(&dir).join(format!("finding-001-{kind}.jsonl"));
         let text = std::fs::read_to_string(&file).expect("finding file");
+        // Both command lines of the finding carry what judged it: the waits and the bound.
+        for line in ["# replay: ", "# regenerate: "] {
+            let l = text.lines().find(|l| l.starts_with(line)).unwrap_or_else(|| panic!("{text}"));
+            assert!(l.ends_with(" --within 100 --probe-within 10000 --max-rss 64"), "{l}");
+        }
+        if kind == "grows" {
+            // Run as printed, the replay line finds the growth again (without the bound it
+            // said "nothing found").
+            let line = text.lines().find_map(|l| l.strip_prefix("# replay: amqpwire "));
+            let again = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("exec \"$0\" {} --findings \"$1\"", line.expect("replay line")))
+                .arg(env!("CARGO_BIN_EXE_amqpwire"))
+                .arg(scratch.path("replay-grows"))
+                .stdin(Stdio::null())
+                .output()
+                .expect("replay");
+            assert_eq!(again.status.code(), Some(1), "{}", show(&again));
+            assert!(cli::text(&again.stdout).starts_with("grows: "), "{}", show(&again));
+        }
         if kind == "malformed" {
             assert!(text.contains("frame size 4 is below the minimum of 8"), "{text}");
             assert!(stdout.contains("malformed: framing: at offset 8"), "{stdout}");
@@ -526,6 +569,16 @@ fn a_seed_and_a_case_number_always_print_the_same_case() {
     assert_eq!(a, print("9", "17"));
     assert_ne!(a, print("10", "17"));
     assert_ne!(a, print("9", "18"));
+    // A scenario of the other role is refused, not played on the wrong side.
+    for (side, url, name) in [
+        ("--connect", "amqp://127.0.0.1:1", "serve-open"),
+        ("--listen", "amqp://127.0.0.1:0", "sender"),
+    ] {
+        let out = fuzz_peer(&[side, url, "--scenario", name, "--exec", "true", "--print-case"]);
+        assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+        let e = cli::text(&out.stderr);
+        assert!(e.contains(&format!("no scenario \"{name}\" (for this role: ")), "{e}");
+    }
 }
 
 #[test]

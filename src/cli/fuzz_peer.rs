@@ -5,16 +5,19 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use amqpwire::fuzzpeer::scenarios::{names, scenario, Role, Sasl};
-use amqpwire::runtime::fuzzpeer::{lines, read_steps, Campaign, Kind, Mode, Say, Settings};
+use amqpwire::runtime::fuzzpeer::{
+    lines, read_steps, shell_word, Campaign, Kind, Mode, Say, Settings,
+};
 use amqpwire::runtime::transport::{ClientTlsConfig, Endpoint, TlsServerConfig};
 
 use super::client::runtime;
 
 /// Arguments of `amqpwire fuzz-peer`.
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["connect", "listen"])))]
 pub(crate) struct FuzzPeerArgs {
     /// Attack the server at this URL (amqp, amqps, ws, wss).
-    #[arg(long, value_name = "URL", conflicts_with = "listen", required_unless_present = "listen")]
+    #[arg(long, value_name = "URL", conflicts_with = "listen")]
     connect: Option<String>,
     /// Attack clients: listen at this URL; --exec starts a client for each case.
     #[arg(long, value_name = "URL")]
@@ -146,15 +149,46 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         }
         (None, None) => return Err("give --connect URL or --listen URL".into()),
     };
+    // What the saved findings' replay and regenerate lines repeat: every option that
+    // shapes a case's bytes (scenarios, scripts, address, SASL) or its verdict (the
+    // waits, the memory limit), so that either line, run as printed, plays the same case
+    // and judges it the same way.
     let mut target_args = format!("{target_args} --sasl {}", a.sasl);
     if matches!(a.sasl.as_str(), "plain" | "scram") {
-        target_args.push_str(&format!(" --user {} --password {}", a.user, a.password));
+        target_args.push_str(&format!(
+            " --user {} --password {}",
+            shell_word(&a.user),
+            shell_word(&a.password)
+        ));
     }
     if let Some(cmd) = &a.exec {
-        target_args.push_str(&format!(" --exec '{}'", cmd.replace('\'', r"'\''")));
+        target_args.push_str(&format!(" --exec {}", shell_word(cmd)));
     }
     if let Some(pid) = a.pid {
         target_args.push_str(&format!(" --pid {pid}"));
+    }
+    for (flag, path) in [
+        ("--ca", &a.ca),
+        ("--cert", &a.cert),
+        ("--key", &a.key),
+        ("--client-cert", &a.client_cert),
+        ("--client-key", &a.client_key),
+    ] {
+        if let Some(p) = path {
+            target_args.push_str(&format!(" {flag} {}", shell_word(&p.display().to_string())));
+        }
+    }
+    if a.address != "fuzz" {
+        target_args.push_str(&format!(" --address {}", shell_word(&a.address)));
+    }
+    if a.within != 250 {
+        target_args.push_str(&format!(" --within {}", a.within));
+    }
+    if a.probe_within != 5000 {
+        target_args.push_str(&format!(" --probe-within {}", a.probe_within));
+    }
+    if let Some(m) = a.max_rss {
+        target_args.push_str(&format!(" --max-rss {m}"));
     }
     let mut scenarios = Vec::new();
     let chosen: Vec<String> = if a.scenario.is_empty() && a.script.is_empty() {
@@ -163,14 +197,23 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         a.scenario.clone()
     };
     for name in &chosen {
-        let steps = scenario(name, &sasl, &a.address).ok_or_else(|| {
-            format!("no scenario {name:?} (for this role: {})", names(role).join(", "))
-        })?;
+        // A scenario of the other role would play the wrong side of the exchange: a
+        // server's steps sent to a server test nothing, and wait for ever on a client.
+        let steps = names(role)
+            .contains(&name.as_str())
+            .then(|| scenario(name, &sasl, &a.address))
+            .flatten()
+            .ok_or_else(|| {
+                format!("no scenario {name:?} (for this role: {})", names(role).join(", "))
+            })?;
         scenarios.push((name.clone(), steps));
+    }
+    for name in &a.scenario {
+        target_args.push_str(&format!(" --scenario {name}"));
     }
     for path in &a.script {
         scenarios.push((path.display().to_string(), read_steps(path)?));
-        target_args.push_str(&format!(" --script {}", path.display()));
+        target_args.push_str(&format!(" --script {}", shell_word(&path.display().to_string())));
     }
     let seed = a.seed.unwrap_or_else(fresh_seed);
     let settings = Settings {
@@ -195,14 +238,15 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
     if a.print_case {
         return print_case(settings, a.first_case);
     }
+    // Read before anything is started or made (the findings folder).
+    let replay = a.replay.as_ref().map(|p| read_steps(p).map(|steps| lines(&steps))).transpose()?;
     runtime()?.block_on(async {
         let mut campaign = Campaign::new(settings).await?;
         if let Some(e) = campaign.listening() {
             println!("listening on {e}");
         }
-        if let Some(path) = &a.replay {
-            let text = lines(&read_steps(path)?);
-            return Ok(match campaign.judge(&text).await? {
+        if let Some(text) = &replay {
+            return Ok(match campaign.judge(text).await? {
                 Some(f) => {
                     println!("{}: {}", f.kind.name(), f.detail);
                     if !f.evidence.is_empty() {
@@ -229,7 +273,16 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
             sum.restarts
         );
         for (f, path) in &sum.findings {
-            println!("{}: {} -> {}", f.kind.name(), f.detail, path.display());
+            // The signature tells findings of one kind apart (two crashes, each with
+            // exit status 1, at different places).
+            let sig = f.signature();
+            let sig = sig.strip_prefix(f.kind.name()).unwrap_or(&sig).trim();
+            let sig = if sig.is_empty() || f.detail.contains(sig) {
+                String::new()
+            } else {
+                format!(" [{sig}]")
+            };
+            println!("{}: {}{sig} -> {}", f.kind.name(), f.detail, path.display());
         }
         let mut repeats: Vec<(&Kind, &u64)> = sum.repeats.iter().collect();
         repeats.sort();
@@ -242,11 +295,26 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
                 sum.cut_hangs
             );
         }
-        if sum.findings.is_empty() {
+        if sum.findings.is_empty() && sum.stopped.is_none() {
             println!("no findings");
         }
         if sum.unconnected > 0 {
             println!("{} cases: the client never connected", sum.unconnected);
+        }
+        if sum.header_only * 2 > sum.cases {
+            println!(
+                "{} of {} cases: the client sent no more than a protocol header, which tests \
+                 little (is --sasl {} what it speaks? --sasl none is for a client without SASL)",
+                sum.header_only, sum.cases, a.sasl
+            );
+        }
+        if sum.failed_exits > 0 {
+            println!(
+                "{} cases: the client exited with a non-zero status (not judged a crash; its \
+                 output is in {})",
+                sum.failed_exits,
+                a.findings.join("target.log").display()
+            );
         }
         if let Some(why) = &sum.stopped {
             println!("stopped early: {why}");

@@ -8,7 +8,7 @@
 //! by itself once the case closes its connection.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -64,6 +64,15 @@ pub struct Finding {
     pub evidence: String,
 }
 
+impl Finding {
+    /// What tells this finding from others of its kind (its kind, then what the target's
+    /// last words name, or how it ended, or the fault): a campaign saves one finding per
+    /// signature.
+    pub fn signature(&self) -> String {
+        signature(self)
+    }
+}
+
 /// Which side the campaign attacks, and how to reach it.
 #[derive(Clone, Debug)]
 pub enum Mode {
@@ -113,8 +122,9 @@ pub struct Settings {
     pub findings: PathBuf,
     /// Time spent minimising each finding (zero: no minimisation).
     pub minimise: Duration,
-    /// The command line that reaches the same target, for the replay hint in findings
-    /// (`--connect URL --exec '…'`).
+    /// The command-line options that reach the same target and play and judge its cases
+    /// the same way, for the replay and regenerate lines of findings (`--connect URL
+    /// --exec '…' --scenario …`).
     pub target_args: String,
     /// Print a progress line this often (`None`: never).
     pub progress: Option<Duration>,
@@ -163,12 +173,19 @@ pub struct Summary {
     /// only repeat it, and a campaign against a client that hangs on most cases would
     /// otherwise spend most of its time waiting on known hangs.
     pub cut_hangs: u64,
-    /// Times the target was started again after it died.
+    /// Times the target was started again after it died (while minimising too).
     pub restarts: u64,
     /// Why the campaign stopped early, if it did.
     pub stopped: Option<String>,
     /// Cases whose client never connected (listen mode).
     pub unconnected: u64,
+    /// Cases whose client sent no more than a protocol header (listen mode): most of a
+    /// campaign's cases, when the client does not speak the SASL offered, and tests
+    /// little.
+    pub header_only: u64,
+    /// Cases whose client ended with a non-zero exit status (listen mode): not judged a
+    /// crash (a client may exit 1 on a refused connection), but worth a look when many.
+    pub failed_exits: u64,
 }
 
 /// The line `sh -c` runs for `--exec CMD`: `exec CMD`, so that the target replaces the
@@ -278,6 +295,17 @@ impl Process {
         self.child = None;
     }
 
+    /// Writes a line of the campaign's own into the target's log (`=== amqpwire
+    /// fuzz-peer: …`), so that what the target wrote can be told apart by case.
+    fn note(&self, what: &str) {
+        if self.exec.is_none() {
+            return; // the log holds only what a started target writes
+        }
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.log) {
+            let _ = writeln!(f, "=== amqpwire fuzz-peer: {what}");
+        }
+    }
+
     fn set_mark(&mut self) {
         self.mark = std::fs::metadata(&self.log).map_or(0, |m| m.len());
     }
@@ -333,6 +361,17 @@ fn telling_line(last_words: &str) -> Option<usize> {
 /// What tells one finding from another: its kind, and for a target that said why it
 /// died, the error's type (without its message, which may name values) and the first
 /// place in the stack below it.
+/// `s` as one word for `sh`, for the command lines a finding carries: as it is when that
+/// is safe, else in single quotes.
+pub fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:@%+=,{}".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
 fn signature(f: &Finding) -> String {
     let lines: Vec<&str> = f.last_words.lines().collect();
     if let Some(i) = telling_line(&f.last_words) {
@@ -395,6 +434,12 @@ pub struct Campaign {
     cut_hang_wait: bool,
     /// Whether the last case's client was judged hung after the cut wait.
     cut_hang: bool,
+    /// Times the target was started again after it died.
+    restarts: u64,
+    /// Whether the last case's client sent no more than a protocol header.
+    header_only: bool,
+    /// Whether the last case's client ended with a non-zero exit status.
+    failed_exit: bool,
 }
 
 impl Campaign {
@@ -417,11 +462,30 @@ impl Campaign {
             unconnected: 0,
             cut_hang_wait: false,
             cut_hang: false,
+            restarts: 0,
+            header_only: false,
+            failed_exit: false,
         };
+        if let (Some(pid), None) = (c.s.pid, &c.s.exec) {
+            if let Some(how) = c.process.ended() {
+                return Err(format!("--pid {pid}: no such process to watch ({how})"));
+            }
+        }
         match &c.s.mode {
             Mode::Connect { endpoint, tls } => {
                 let (endpoint, tls) = (endpoint.clone(), tls.clone());
                 c.start_server().await?;
+                // A bound the target passes before any case would make every case a
+                // finding of growth.
+                if let (Some(max), Some(rss)) = (c.s.max_rss_kib, c.process.rss_kib()) {
+                    if rss > max {
+                        return Err(format!(
+                            "the target already uses {} MiB before any case, past --max-rss {}",
+                            rss.div_ceil(1024),
+                            max / 1024
+                        ));
+                    }
+                }
                 // A campaign against a target that does not pass the well-formed probe
                 // would judge nothing: wrong credentials, wrong SASL, not AMQP.
                 let io = transport::connect(&endpoint, &tls).await.map_err(|e| e.to_string())?;
@@ -493,19 +557,25 @@ impl Campaign {
         let mut sum = Summary::default();
         let start = Instant::now();
         let mut last_progress = start;
-        let mut index = first;
+        let mut played = 0u64;
+        let restarts_before = self.restarts;
         loop {
-            if self.s.cases.is_some_and(|n| index - first >= n)
+            if self.s.cases.is_some_and(|n| played >= n)
                 || self.s.time.is_some_and(|t| start.elapsed() >= t)
             {
                 break;
             }
+            // Case numbers end at u64::MAX: there are no cases past it.
+            let Some(index) = first.checked_add(played) else { break };
             let (scenario, case) = self.case(index);
+            self.process.note(&format!("case {index} ({scenario})"));
             let text = lines(&case.steps);
             let t0 = Instant::now();
             self.cut_hang_wait = self.saved.contains_key(Kind::Hang.name());
             let judged = self.judge(&text).await;
             self.cut_hang_wait = false;
+            sum.header_only += u64::from(self.header_only);
+            sum.failed_exits += u64::from(self.failed_exit);
             if self.s.verbose {
                 self.s.say.line(&format!(
                     "fuzz-peer: case {index} ({scenario}, {} ms): {}",
@@ -517,7 +587,15 @@ impl Campaign {
                 Ok(None) => {}
                 Ok(Some(f)) => {
                     let sig = signature(&f);
-                    if self.saved.contains_key(&sig) {
+                    if let Some(path) = self.saved.get(&sig) {
+                        if self.s.verbose {
+                            self.s.say.line(&format!(
+                                "fuzz-peer: case {index} ({scenario}): {}: {} (repeats {})",
+                                f.kind.name(),
+                                f.detail,
+                                path.display()
+                            ));
+                        }
                         *sum.repeats.entry(f.kind).or_default() += 1;
                         sum.cut_hangs += u64::from(self.cut_hang && f.kind == Kind::Hang);
                     } else {
@@ -533,9 +611,9 @@ impl Campaign {
                         self.saved.insert(signature(&f), path.clone());
                         sum.findings.push((f, path));
                     }
-                    if let Err(e) = self.recover(&mut sum).await {
+                    if let Err(e) = self.recover().await {
                         sum.stopped = Some(e);
-                        index += 1;
+                        played += 1;
                         break;
                     }
                 }
@@ -544,24 +622,26 @@ impl Campaign {
                     break;
                 }
             }
-            index += 1;
+            played += 1;
             if let Some(every) = self.s.progress {
                 if last_progress.elapsed() >= every {
                     last_progress = Instant::now();
                     let secs = start.elapsed().as_secs_f64();
                     self.s.say.line(&format!(
-                        "fuzz-peer: {index} cases ({:.1}/s), {} findings ({} repeats), {} restarts, {:.0} s",
-                        index as f64 / secs.max(1e-9),
+                        "fuzz-peer: {played} cases ({:.1}/s), {} findings ({} repeats), {} restarts, {:.0} s",
+                        played as f64 / secs.max(1e-9),
                         sum.findings.len(),
                         sum.repeats.values().sum::<u64>(),
-                        sum.restarts,
+                        self.restarts - restarts_before,
                         secs
                     ));
                 }
             }
         }
-        sum.cases = index - first;
+        sum.cases = played;
+        sum.restarts = self.restarts - restarts_before;
         sum.unconnected = self.unconnected;
+
         sum.elapsed = start.elapsed();
         self.process.kill();
         sum
@@ -569,7 +649,7 @@ impl Campaign {
 
     /// After a finding: a dead server target is started again (or the campaign stops, when
     /// there is no command to start it).
-    async fn recover(&mut self, sum: &mut Summary) -> Result<(), String> {
+    async fn recover(&mut self) -> Result<(), String> {
         if !matches!(self.s.mode, Mode::Connect { .. }) {
             return Ok(());
         }
@@ -579,7 +659,8 @@ impl Campaign {
         if self.process.exec.is_none() {
             return Err("the target is down and there is no --exec to start it again".into());
         }
-        sum.restarts += 1;
+        self.restarts += 1;
+        self.process.note("the target is down: started again");
         self.start_server().await
     }
 
@@ -594,6 +675,8 @@ impl Campaign {
         self.process.set_mark();
         self.evidence.clear();
         self.cut_hang = false;
+        self.header_only = false;
+        self.failed_exit = false;
         let f = match self.s.mode.clone() {
             Mode::Connect { endpoint, tls } => self.judge_server(text, &endpoint, &tls).await?,
             Mode::Listen { .. } => self.judge_client(text).await?,
@@ -747,6 +830,9 @@ impl Campaign {
         let wait = if self.cut_hang_wait { limit } else { limit * 4 };
         let ended = self.process.ended_within(wait).await;
         self.cut_hang = ended.is_none() && self.cut_hang_wait;
+        self.header_only = received.len() <= 8;
+        self.failed_exit =
+            ended.as_deref().is_some_and(|h| h.starts_with("exit status") && h != "exit status 0");
         let malformed = |me: &mut Self| {
             strict_fault(&received).filter(|_| !leaves_amqp10_text(text)).map(|f| {
                 me.evidence = f.frame;
@@ -799,7 +885,8 @@ impl Campaign {
             out.push_str(&format!("# mutation: {m}\n"));
         }
         out.push_str(&format!("# minimised from {before} steps to {}\n", steps.len()));
-        let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        // The path as the campaign was given it: the line runs from where the campaign ran.
+        let file = shell_word(&path.display().to_string());
         out.push_str(&format!(
             "# replay: amqpwire fuzz-peer --replay {file} {}\n",
             self.s.target_args
@@ -823,7 +910,7 @@ impl Campaign {
         }
         let until = Instant::now() + self.s.minimise;
         let want = signature(&f);
-        let mut sum = Summary::default();
+        self.process.note("minimising the finding above");
         loop {
             let mut changed = false;
             let mut i = steps.len();
@@ -832,7 +919,7 @@ impl Campaign {
                 if Instant::now() >= until {
                     return (steps, f);
                 }
-                if self.recover(&mut sum).await.is_err() {
+                if self.recover().await.is_err() {
                     return (steps, f);
                 }
                 let mut shorter = steps.clone();
@@ -848,7 +935,7 @@ impl Campaign {
                 }
             }
             if !changed {
-                let _ = self.recover(&mut sum).await;
+                let _ = self.recover().await;
                 return (steps, f);
             }
         }
