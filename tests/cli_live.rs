@@ -385,6 +385,76 @@ fn the_proxy_stops_a_connection_at_bytes_that_do_not_decode_with_strict_stop() {
 }
 
 #[test]
+fn a_client_that_stops_inside_a_frame_is_shown_so_in_the_proxy_trace() {
+    use std::io::{Read, Write};
+    let server = Server::start(&[]);
+    let trace = scratch("proxy-cut.jsonl");
+    let args = ["--to", &server.urls[0], "--trace-json", trace.to_str().expect("path")];
+    let proxy =
+        Server::with_args(&[&["proxy", "--listen", "amqp://127.0.0.1:0"][..], &args].concat(), 1);
+    let port = proxy.urls[0].rsplit(':').next().expect("port").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).expect("timeout");
+    // The header, an open, then 10 bytes of a frame that says it has 100.
+    let mut bytes = b"AMQP\x00\x01\x00\x00\x00\x00\x00\x11\x02\x00\x00\x00".to_vec();
+    bytes.extend_from_slice(b"\x00\x53\x10\xc0\x04\x01\xa1\x01x");
+    bytes.extend_from_slice(b"\x00\x00\x00\x64\x02\x00\x00\x00\x00\x53");
+    s.write_all(&bytes).expect("write");
+    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    // The proxy traced the client's close before it passed it on, and the broker's answer
+    // to that close came back after it.
+    let _ = s.read_to_end(&mut Vec::new());
+    drop(proxy);
+    let lines = trace_lines(&trace);
+    let cut = lines
+        .iter()
+        .find(|l| l["kind"] == "error" && l["direction"] == "c2s")
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!(cut["offset"], 25, "{cut}");
+    assert_eq!(cut["fatal"], true, "{cut}");
+    assert_eq!(cut["raw"], "00000064020000000053", "{cut}");
+    assert!(cut["error"].as_str().is_some_and(|e| e.contains("10 bytes left over")), "{cut}");
+    let _ = std::fs::remove_file(&trace);
+}
+
+#[test]
+fn a_client_that_resets_its_connection_is_captured_with_a_reset() {
+    use std::io::Read;
+    let server = Server::start(&[]);
+    let pcap = scratch("proxy-reset.pcapng");
+    let args = ["--to", &server.urls[0], "--pcap", pcap.to_str().expect("path")];
+    let proxy =
+        Server::with_args(&[&["proxy", "--listen", "amqp://127.0.0.1:0"][..], &args].concat(), 1);
+    let port = proxy.urls[0].rsplit(':').next().expect("port").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
+    std::io::Write::write_all(&mut s, b"AMQP\x00\x01\x00\x00").expect("write");
+    // The broker's header, then its open waiting unread: closing a socket with bytes
+    // unread makes the kernel abort the connection with a reset.
+    let mut header = [0u8; 8];
+    s.read_exact(&mut header).expect("the header");
+    let _ = s.peek(&mut [0u8; 1]).expect("the open");
+    drop(s);
+    // The proxy hears of the reset after the client is gone: wait for it in the capture.
+    let mut lines = Vec::new();
+    for _ in 0..300 {
+        let o = run(&["decode", "--json", pcap.to_str().expect("path")]);
+        lines = text(&o.stdout).lines().map(str::to_owned).collect();
+        if lines.iter().any(|l| l.contains(r#""kind":"tcp""#)) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(proxy);
+    let end: Vec<&String> = lines.iter().filter(|l| l.contains(r#""kind":"tcp""#)).collect();
+    assert_eq!(end.len(), 1, "{lines:#?}");
+    assert!(
+        end[0].contains(r#""event":"rst""#) && end[0].contains(r#""direction":"c2s""#),
+        "{end:?}"
+    );
+    let _ = std::fs::remove_file(&pcap);
+}
+
+#[test]
 fn a_json_trace_keeps_every_frame_when_the_server_is_killed() {
     let trace = scratch("serve.jsonl");
     let server = Server::with_args(

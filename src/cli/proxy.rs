@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use amqpwire::codec::DecodeOptions;
 use amqpwire::inspect::{Inspector, Record};
-use amqpwire::proxy::{Flow, Proxy, ProxyEvent, ProxyOptions, Tap};
+use amqpwire::proxy::{Flow, Proxy, ProxyEvent, ProxyOptions, Side, Tap};
 use amqpwire::runtime::transport::{ClientTlsConfig, Endpoint, TlsServerConfig};
 
 use super::certs;
@@ -152,12 +152,17 @@ impl CliTap {
     }
 }
 
+/// The direction a side sends in: its inspector's index, its name and its arrow in traces.
+fn lane(sender: Side) -> (usize, &'static str, &'static str) {
+    match sender {
+        Side::Client => (0, "c2s", "->"),
+        Side::Server => (1, "s2c", "<-"),
+    }
+}
+
 impl Tap for CliTap {
     fn bytes(&self, connection: u64, flow: Flow, data: &[u8]) -> Result<(), String> {
-        let (index, dir, arrow) = match flow {
-            Flow::ClientToServer => (0, "c2s", "->"),
-            Flow::ServerToClient => (1, "s2c", "<-"),
-        };
+        let (index, dir, arrow) = lane(flow.sender());
         if let Some(t) = &self.tracer {
             t.record_bytes(connection, flow == Flow::ClientToServer, data);
             let place = self.place.get().map(String::as_str);
@@ -190,6 +195,19 @@ impl Tap for CliTap {
     }
 
     fn event(&self, connection: u64, event: &ProxyEvent) {
+        // A stream that ended inside a frame: what there is of it, before the event.
+        let ended: &[Side] = match event {
+            ProxyEvent::Closed { by } => &[*by][..],
+            ProxyEvent::Failed { side, .. } => &[*side],
+            ProxyEvent::Finished => &[Side::Client, Side::Server],
+            _ => &[],
+        };
+        if let Some(t) = self.tracer.as_ref().filter(|t| t.prints()) {
+            for side in ended {
+                let (index, dir, arrow) = lane(*side);
+                t.write(connection, dir, arrow, &t.end_stream(connection, index));
+            }
+        }
         let line = match event {
             ProxyEvent::Accepted { peer } => match peer {
                 Some(p) => format!("accepted a client from {p}"),
@@ -202,7 +220,12 @@ impl Tap for CliTap {
             ProxyEvent::ClientHandshakeFailed(e) => format!("the client's handshake failed: {e}"),
             ProxyEvent::UpstreamFailed(e) => format!("cannot reach the upstream: {e}"),
             ProxyEvent::Closed { by } => format!("{by} closed its side"),
-            ProxyEvent::Failed { side, error } => format!("{side}'s side failed: {error}"),
+            ProxyEvent::Failed { side, error, reset } => {
+                if let (Some(t), true) = (&self.tracer, reset) {
+                    t.capture_reset(connection, *side == Side::Client);
+                }
+                format!("{side}'s side failed: {error}")
+            }
             ProxyEvent::Stopped { reason } => format!("stopped: {reason}"),
             ProxyEvent::Finished => {
                 if let Some(t) = &self.tracer {
@@ -214,7 +237,11 @@ impl Tap for CliTap {
                 "finished".to_owned()
             }
         };
-        eprintln!("c{connection}: {line}");
+        // The text trace, when there is one, has the events among the frames (on
+        // standard error too): said once.
+        if !self.tracer.as_ref().is_some_and(|t| t.has_text()) {
+            eprintln!("c{connection}: {line}");
+        }
         if let Some(t) = &self.tracer {
             t.note(connection, &line);
         }

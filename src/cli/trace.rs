@@ -309,6 +309,22 @@ impl Tracer {
         std::iter::from_fn(|| inspector.next_record()).collect()
     }
 
+    /// The stream of one direction (`index` 0 or 1) of `connection` has ended: what its
+    /// inspector holds of an unfinished item, as a record (none when it ended between
+    /// items, or was never inspected).
+    pub(crate) fn end_stream(&self, connection: u64, index: usize) -> Vec<Record> {
+        let Ok(mut streams) = self.streams.lock() else { return Vec::new() };
+        let Some(inspector) = streams.get_mut(&connection).and_then(|p| p.get_mut(index)) else {
+            return Vec::new();
+        };
+        inspector.finish().into_iter().collect()
+    }
+
+    /// Whether there is a text trace (which then carries the events too).
+    pub(crate) fn has_text(&self) -> bool {
+        self.text.is_some()
+    }
+
     /// Whether frames are printed (not only recorded).
     pub(crate) fn prints(&self) -> bool {
         self.print
@@ -325,6 +341,23 @@ impl Tracer {
             if started.remove(&connection) {
                 let now = std::time::SystemTime::now();
                 let _ = w.close(connection, CaptureDirection::ClientToServer, now);
+                let _ = w.flush();
+            }
+        }
+    }
+
+    /// Ends `connection` in the capture with a reset from `from_client`'s side (or the
+    /// server's): the side that aborted it.
+    pub(crate) fn capture_reset(&self, connection: u64, from_client: bool) {
+        if let Some(Ok(mut guard)) = self.pcap.as_ref().map(Mutex::lock) {
+            let (w, started) = &mut *guard;
+            if started.remove(&connection) {
+                let by = if from_client {
+                    CaptureDirection::ClientToServer
+                } else {
+                    CaptureDirection::ServerToClient
+                };
+                let _ = w.reset(connection, by, std::time::SystemTime::now());
                 let _ = w.flush();
             }
         }

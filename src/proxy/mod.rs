@@ -98,6 +98,9 @@ pub enum ProxyEvent {
         side: Side,
         /// What went wrong.
         error: String,
+        /// Whether that side aborted its connection (a TCP reset) rather than failing
+        /// otherwise (a TLS or WebSocket error): a capture shows a reset as one.
+        reset: bool,
     },
     /// The tap stopped the connection (both sides closed).
     Stopped {
@@ -269,9 +272,9 @@ enum End {
     /// Its sender closed its stream.
     Eof,
     /// Reading from its sender failed.
-    ReadFailed(String),
+    ReadFailed(std::io::Error),
     /// Writing to the other side failed.
-    WriteFailed(String),
+    WriteFailed(std::io::Error),
     /// The tap stopped it.
     Stopped(String),
 }
@@ -309,17 +312,25 @@ async fn relay(n: u64, client: Transport, upstream: Transport, grace: Duration, 
     if let Some((end, flow)) = rest {
         match end {
             End::Eof => tap.event(n, &ProxyEvent::Closed { by: flow.sender() }),
-            End::ReadFailed(error) => {
-                tap.event(n, &ProxyEvent::Failed { side: flow.sender(), error });
+            End::ReadFailed(e) => {
+                let (error, reset) = (e.to_string(), is_reset(&e));
+                tap.event(n, &ProxyEvent::Failed { side: flow.sender(), error, reset });
             }
-            End::WriteFailed(error) => {
+            End::WriteFailed(e) => {
                 let side = other_flow(flow).sender();
-                tap.event(n, &ProxyEvent::Failed { side, error });
+                let (error, reset) = (e.to_string(), is_reset(&e));
+                tap.event(n, &ProxyEvent::Failed { side, error, reset });
             }
             End::Stopped(reason) => tap.event(n, &ProxyEvent::Stopped { reason }),
         }
     }
     // Whatever is left is closed when the halves drop.
+}
+
+/// Whether an I/O error says the peer aborted the connection.
+fn is_reset(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(e.kind(), K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe)
 }
 
 fn other_flow(flow: Flow) -> Flow {
@@ -345,7 +356,7 @@ where
                 return End::Eof;
             }
             Ok(got) => got,
-            Err(e) => return End::ReadFailed(e.to_string()),
+            Err(e) => return End::ReadFailed(e),
         };
         let data = buf.get(..got).unwrap_or_default();
         if let Err(reason) = tap.bytes(n, flow, data) {
@@ -353,10 +364,10 @@ where
             return End::Stopped(reason);
         }
         if let Err(e) = to.write_all(data).await {
-            return End::WriteFailed(e.to_string());
+            return End::WriteFailed(e);
         }
         if let Err(e) = to.flush().await {
-            return End::WriteFailed(e.to_string());
+            return End::WriteFailed(e);
         }
     }
 }
