@@ -324,14 +324,14 @@ fn scram_and_websocket_reach_the_target_and_a_target_refusing_the_probe_is_said_
     let url = format!("ws://127.0.0.1:{port}/");
     let exec =
         format!("{} serve --listen {url} --user alice:secret", env!("CARGO_BIN_EXE_amqpwire"));
-    let run = |password: &str| {
+    let run_with = |sasl: &str, password: &str| {
         fuzz_peer(&[
             "--connect",
             &url,
             "--exec",
             &exec,
             "--sasl",
-            "scram",
+            sasl,
             "--user",
             "alice",
             "--password",
@@ -344,6 +344,7 @@ fn scram_and_websocket_reach_the_target_and_a_target_refusing_the_probe_is_said_
             &dir,
         ])
     };
+    let run = |password: &str| run_with("scram", password);
     let out = run("secret");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(cli::text(&out.stdout).contains("40 cases in "), "{}", show(&out));
@@ -352,6 +353,11 @@ fn scram_and_websocket_reach_the_target_and_a_target_refusing_the_probe_is_said_
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let err = cli::text(&out.stderr);
     assert!(err.contains("does not pass the probe") && err.contains("sasl-outcome"), "{err}");
+    // PLAIN with the wrong password: the probe names the outcome the server sent.
+    let out = run_with("plain", "wrong");
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = cli::text(&out.stderr);
+    assert!(err.contains("does not pass the probe") && err.contains("code: 1 (auth)"), "{err}");
 }
 
 #[test]

@@ -370,6 +370,13 @@ fn message_hex(text: &str) -> String {
 /// close, every answer awaited.
 pub fn probe(sasl: &Sasl) -> Vec<Json> {
     let mut s = client_prelude(sasl);
+    // The probe's SASL must succeed (a case's may not): a refused password is said as
+    // the outcome it is, not as a header that never came.
+    for step in &mut s {
+        if step["expect"]["performative"] == "sasl-outcome" {
+            step["expect"]["fields"] = json!({"code": "ok"});
+        }
+    }
     s.push(json!({"send": {"performative": "open", "fields": {
         "container-id": "amqpwire-fuzz-probe", "hostname": "localhost"}}}));
     s.push(json!({"expect": {"performative": "open"}}));

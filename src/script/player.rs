@@ -379,7 +379,22 @@ impl Player {
                             .ok_or_else(|| "send: bad hex".to_owned()),
                         _ => super::encode::encode_line(&j, &mut self.out),
                     };
-                    if let Err(e) = r {
+                    if let Err(mut e) = r {
+                        // An unbound `$name` stays a literal string (`$cbs` is a real
+                        // address); where that string is what does not encode, say so.
+                        let mut unbound = Vec::new();
+                        unbound_names(&j, &mut unbound);
+                        if !unbound.is_empty() {
+                            e.push_str(&format!(
+                                " ({} bound by no expect before this step, so written as {})",
+                                unbound
+                                    .iter()
+                                    .map(|n| format!("{n:?}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                                if unbound.len() == 1 { "a string" } else { "strings" }
+                            ));
+                        }
                         return self.fail(n, "a line that encodes", &e);
                     }
                 }
@@ -741,6 +756,22 @@ impl Player {
     }
 }
 
+/// The `$name` strings left in `j` (names of letters, digits, `_` and `-`).
+fn unbound_names(j: &Json, out: &mut Vec<String>) {
+    match j {
+        Json::String(s) => {
+            let name = s.strip_prefix('$').unwrap_or_default();
+            let is_name = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !name.is_empty() && is_name && !out.contains(s) {
+                out.push(s.clone());
+            }
+        }
+        Json::Array(a) => a.iter().for_each(|v| unbound_names(v, out)),
+        Json::Object(o) => o.values().for_each(|v| unbound_names(v, out)),
+        _ => {}
+    }
+}
+
 /// Where a `sasl` step stands.
 enum SaslProgress {
     /// Waiting for the peer.
@@ -895,6 +926,16 @@ mod tests {
         ] {
             assert!(parse(script, within).is_ok(), "{script}");
         }
+        // A variable no expect bound, where a string does not fit: said when it runs.
+        let f = against_server(&format!(
+            "{OPEN}\n{{\"send\": {{\"performative\": \"attach\", \"fields\": {{\"handle\": \"$h\"}}}}}}"
+        ))
+        .expect_err("unbound");
+        assert_eq!(f.step, 5, "{f:?}");
+        assert!(
+            f.got.ends_with("(\"$h\" bound by no expect before this step, so written as a string)"),
+            "{f:?}"
+        );
     }
 
     /// Plays `script` against an engine in server role, in memory; the verdict.
