@@ -626,8 +626,31 @@ fn tls_session_secrets_go_to_sslkeylogfile() {
 #[test]
 fn script_plays_a_client_against_serve_and_reports_the_step_that_failed() {
     let server = Server::start(&[]);
-    let o = run(&["script", "examples/scripts/pipelined-open.jsonl", "--connect", &server.urls[0]]);
+    let trace = scratch("script-trace.jsonl");
+    let pcap = scratch("script.pcapng");
+    let (trace_s, pcap_s) = (trace.to_str().expect("path"), pcap.to_str().expect("path"));
+    let o = run(&[
+        &["script", "examples/scripts/pipelined-open.jsonl", "--connect", &server.urls[0]][..],
+        &["--trace-json", trace_s, "--pcap", pcap_s],
+    ]
+    .concat());
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    // What the script sent and what the broker answered, both ways, in the trace and in
+    // the capture (the script connected: it is the client).
+    let lines = trace_lines(&trace);
+    let said = |dir: &str| -> Vec<String> {
+        let frames = lines.iter().filter(|l| l["direction"] == dir && l["kind"] == "frame");
+        frames.map(|l| l["performative"].as_str().unwrap_or("?").to_owned()).collect()
+    };
+    assert_eq!(said("out").first().map(String::as_str), Some("open"), "{lines:#?}");
+    assert_eq!(said("in").first().map(String::as_str), Some("open"), "{lines:#?}");
+    let o = run(&["decode", "--json", pcap_s]);
+    let captured: Vec<serde_json::Value> =
+        text(&o.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let opens: Vec<&serde_json::Value> =
+        captured.iter().filter(|l| l["performative"] == "open").map(|l| &l["direction"]).collect();
+    assert_eq!(opens, ["c2s", "s2c"], "{captured:#?}");
+    let _ = (std::fs::remove_file(&trace), std::fs::remove_file(&pcap));
     // A step that does not hold: status 1, the step and what came on stdout.
     let bad = scratch("bad.jsonl");
     std::fs::write(

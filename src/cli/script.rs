@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use amqpwire::runtime::script::play;
+use amqpwire::connection::Direction;
+use amqpwire::runtime::script::play_watched;
 use amqpwire::runtime::transport::{self, AcceptConfig, Endpoint, TlsServerConfig, Transport};
 use amqpwire::script::player::{parse, Player};
 
 use super::client::runtime;
+use super::trace::{TraceArgs, Tracer};
 
 /// Arguments of `amqpwire script`.
 #[derive(clap::Args, Debug)]
@@ -35,6 +37,9 @@ pub(crate) struct ScriptArgs {
     /// Its private key (PEM).
     #[arg(long, value_name = "PEM", requires = "cert")]
     key: Option<PathBuf>,
+    // Traces: what the script sends is `out`, what the peer sends `in`.
+    #[command(flatten)]
+    trace: TraceArgs,
 }
 
 pub(crate) fn run(args: &ScriptArgs) -> Result<ExitCode, String> {
@@ -42,21 +47,36 @@ pub(crate) fn run(args: &ScriptArgs) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
     let steps = parse(&text, Duration::from_millis(args.within))
         .map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let tracer = Tracer::new(&args.trace, false)?;
     runtime()?.block_on(async {
-        let io = match (&args.connect, &args.listen) {
+        // Where, as it prints (a password masked): for the capture's comment.
+        let (io, place) = match (&args.connect, &args.listen) {
             (Some(url), _) => {
                 let endpoint: Endpoint = url.parse().map_err(|e| format!("{url}: {e}"))?;
                 let mut tls = transport::ClientTlsConfig::new();
                 if let Some(ca) = &args.ca {
                     tls = tls.with_ca_file(ca).map_err(|e| e.to_string())?;
                 }
-                transport::connect(&endpoint, &tls).await.map_err(|e| e.to_string())?
+                let io = transport::connect(&endpoint, &tls).await.map_err(|e| e.to_string())?;
+                (io, endpoint.to_string())
             }
             (None, Some(url)) => accept_one(url, args).await?,
             (None, None) => return Err("give --connect URL or --listen URL".to_owned()),
         };
         let mut player = Player::new(steps);
-        play(&mut player, io).await;
+        // The script plays the client when it connects, the server when it listens.
+        let client = args.connect.is_some();
+        let mut watch = |ours: bool, data: &[u8]| {
+            if let Some(t) = &tracer {
+                let direction = if ours { Direction::Out } else { Direction::In };
+                t.bytes(1, Some(&place), direction, ours == client, data);
+            }
+        };
+        play_watched(&mut player, io, &mut watch).await;
+        if let Some(t) = &tracer {
+            t.end_connection(1);
+            t.finish();
+        }
         match player.verdict() {
             Some(Ok(())) => {
                 eprintln!("every step held");
@@ -73,8 +93,9 @@ pub(crate) fn run(args: &ScriptArgs) -> Result<ExitCode, String> {
     })
 }
 
-/// Listens on `url`, prints where, and sets up the first client's transport.
-async fn accept_one(url: &str, args: &ScriptArgs) -> Result<Transport, String> {
+/// Listens on `url`, prints where, and sets up the first client's transport; where it
+/// listened.
+async fn accept_one(url: &str, args: &ScriptArgs) -> Result<(Transport, String), String> {
     let mut endpoint = Endpoint::parse_listen(url).map_err(|e| format!("{url}: {e}"))?;
     let tls = match (&args.cert, &args.key) {
         (Some(c), Some(k)) => {
@@ -92,5 +113,6 @@ async fn accept_one(url: &str, args: &ScriptArgs) -> Result<Transport, String> {
     let _ = std::io::stdout().flush();
     let (stream, _) = tcp.accept().await.map_err(|e| e.to_string())?;
     let config = AcceptConfig::for_endpoint(&endpoint, tls);
-    transport::accept(stream, &endpoint, &config).await.map_err(|e| e.to_string())
+    let io = transport::accept(stream, &endpoint, &config).await.map_err(|e| e.to_string())?;
+    Ok((io, endpoint.to_string()))
 }

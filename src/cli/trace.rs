@@ -280,19 +280,39 @@ impl Tracer {
     }
 
     fn record(&self, connection: u64, place: Option<&str>, r: &TraceRecord<'_>) {
-        let (index, dir, arrow) = match r.direction {
-            Direction::In => (0, "in", "<-"),
-            Direction::Out => (1, "out", "->"),
-        };
         // A server (`for_server`) hears its clients on In; a client speaks on Out.
         let from_client = (r.direction == Direction::In) == self.server;
+        self.bytes(connection, place, r.direction, from_client, r.raw);
+    }
+
+    /// Traces, records and captures `raw`, the next bytes of `connection` in `direction`
+    /// (sent by the client or by the server, as `from_client` says).
+    pub(crate) fn bytes(
+        &self,
+        connection: u64,
+        place: Option<&str>,
+        direction: Direction,
+        from_client: bool,
+        raw: &[u8],
+    ) {
+        let (index, dir, arrow) = lane(direction);
         if self.record.is_some() {
-            self.record_bytes(connection, from_client, r.raw);
+            self.record_bytes(connection, from_client, raw);
         }
-        self.capture_bytes(connection, place, from_client, r.raw);
+        self.capture_bytes(connection, place, from_client, raw);
         if self.print {
-            let records = self.inspect(connection, index, r.raw);
+            let records = self.inspect(connection, index, raw);
             self.write(connection, dir, arrow, &records);
+        }
+    }
+
+    /// The end of a connection traced with [`Tracer::bytes`]: each direction that stopped
+    /// inside a frame shows what there is of it.
+    pub(crate) fn end_connection(&self, connection: u64) {
+        if self.print {
+            for (index, dir, arrow) in [Direction::In, Direction::Out].map(lane) {
+                self.write(connection, dir, arrow, &self.end_stream(connection, index));
+            }
         }
     }
 
@@ -411,6 +431,14 @@ impl Tracer {
             emit(&self.json, &format!("{line}\n"));
         }
         emit(&self.text, &format!("[{time:9.6}s] c{connection} {event}\n"));
+    }
+}
+
+/// A direction's inspector index, its name and its arrow in traces.
+fn lane(direction: Direction) -> (usize, &'static str, &'static str) {
+    match direction {
+        Direction::In => (0, "in", "<-"),
+        Direction::Out => (1, "out", "->"),
     }
 }
 

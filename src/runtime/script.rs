@@ -10,6 +10,12 @@ use crate::script::player::{Action, Player};
 /// sends, feeds it what the peer sends, closes or half-closes when it says so, and wakes it
 /// at its deadlines.
 pub async fn play(player: &mut Player, io: Transport) {
+    play_watched(player, io, &mut |_, _| {}).await;
+}
+
+/// [`play`], showing `watch` every byte as it passes: `watch(true, bytes)` for what the
+/// player sends (before it is written), `watch(false, bytes)` for what the peer sent.
+pub async fn play_watched(player: &mut Player, io: Transport, watch: &mut dyn FnMut(bool, &[u8])) {
     let (mut rd, mut wr) = tokio::io::split(io);
     let now = || tokio::time::Instant::now().into_std();
     player.start(now());
@@ -18,6 +24,9 @@ pub async fn play(player: &mut Player, io: Transport) {
     loop {
         let mut out = Vec::new();
         player.poll_transmit(&mut out);
+        if !out.is_empty() {
+            watch(true, &out);
+        }
         if !out.is_empty() && write_paced(&mut wr, &out, player.pacing()).await.is_err() {
             // The peer is gone: what it sent so far is all there is.
             if reading {
@@ -49,7 +58,11 @@ pub async fn play(player: &mut Player, io: Transport) {
                     reading = false;
                     player.handle_eof(now());
                 }
-                Ok(n) => player.handle_input(buf.get(..n).unwrap_or_default(), now()),
+                Ok(n) => {
+                    let got = buf.get(..n).unwrap_or_default();
+                    watch(false, got);
+                    player.handle_input(got, now());
+                }
             },
             () = sleep => player.handle_timeout(now()),
         }
