@@ -15,7 +15,11 @@ pub async fn play(player: &mut Player, io: Transport) {
 
 /// [`play`], showing `watch` every byte as it passes: `watch(true, bytes)` for what the
 /// player sends (before it is written), `watch(false, bytes)` for what the peer sent.
-pub async fn play_watched(player: &mut Player, io: Transport, watch: &mut dyn FnMut(bool, &[u8])) {
+pub async fn play_watched(
+    player: &mut Player,
+    io: Transport,
+    watch: &mut (dyn FnMut(bool, &[u8]) + Send),
+) {
     let (mut rd, mut wr) = tokio::io::split(io);
     let now = || tokio::time::Instant::now().into_std();
     player.start(now());
