@@ -27,6 +27,13 @@
 //! pattern asks for `"performative": "empty"`. Every expectation has a time limit: `within`
 //! (milliseconds) on the step, else the player's default.
 //!
+//! A `disposition` pattern whose `first` is a number matches the deliveries it names,
+//! however the peer groups them (2.7.6: an absent `last` is `first`): the peer may settle
+//! them in one frame or in several, one after another from `first` on, and a frame that
+//! settles more than the pattern names settles in advance those later patterns that name
+//! the rest with the same role, settled flag and outcome. The other fields must match each
+//! frame, as in any pattern.
+//!
 //! The player is sans-IO: bytes in with [`Player::handle_input`], bytes out with
 //! [`Player::poll_transmit`], time passed in, and what to do with the transport from
 //! [`Player::poll_action`]. [`Player::verdict`] says when it is over and how.
@@ -253,6 +260,12 @@ pub struct Player {
     sasl_server: Option<crate::sasl::Credentials>,
     /// Everything the peer sent, when kept ([`Player::keep_input`]), up to [`KEPT_INPUT`].
     received: Option<Vec<u8>>,
+    /// Of the current `disposition` expectation, the first delivery id not yet settled by
+    /// the peer's frames (when they settled part of its range).
+    disposition_from: Option<u64>,
+    /// Deliveries the peer settled beyond what their expectation named: its disposition
+    /// (the trace line), and the ids from and to, for later expectations.
+    settled_ahead: Vec<(Json, u64, u64)>,
 }
 
 /// The most input [`Player::keep_input`] keeps (16 MiB): a peer that sends more is cut off
@@ -281,6 +294,8 @@ impl Player {
             sasl: None,
             sasl_server: None,
             received: None,
+            disposition_from: None,
+            settled_ahead: Vec::new(),
         }
     }
 
@@ -475,6 +490,24 @@ impl Player {
                 }
                 Step::Expect { pattern, within } => {
                     let pattern = self.substitute(&pattern);
+                    let range = disposition_range(&pattern).map(|(first, last)| {
+                        (self.disposition_from.unwrap_or(first).max(first), last)
+                    });
+                    if let Some((first, last)) = range {
+                        // Settled already by a frame that settled more than it was asked.
+                        let rest = without_range(&pattern);
+                        let ahead = self.settled_ahead.iter().position(|(line, from, to)| {
+                            *from <= first
+                                && last <= *to
+                                && matches(&rest, &without_range(line), &mut self.bound.clone())
+                        });
+                        if ahead.is_some() {
+                            self.next += 1;
+                            self.deadline = None;
+                            self.disposition_from = None;
+                            continue;
+                        }
+                    }
                     self.skip_heartbeats(Some(&pattern));
                     let Some(r) = self.incoming.pop_front() else {
                         if self.eof && self.lenient {
@@ -504,12 +537,49 @@ impl Player {
                     };
                     let line = record_json(&r).into_iter().next().unwrap_or(Json::Null);
                     let mut bound = self.bound.clone();
+                    if let (Some((first, last)), Some((a, b))) = (range, disposition_range(&line)) {
+                        // The peer's frame settles ids a..=b: from the first still due,
+                        // with the rest of the pattern holding.
+                        if a == first
+                            && matches(&without_range(&pattern), &without_range(&line), &mut bound)
+                        {
+                            self.bound = bound;
+                            if b < last {
+                                self.disposition_from = Some(b + 1);
+                                continue;
+                            }
+                            if b > last {
+                                self.settled_ahead.push((line, last + 1, b));
+                            }
+                            self.disposition_from = None;
+                            self.next += 1;
+                            self.deadline = None;
+                            continue;
+                        }
+                        bound = self.bound.clone();
+                    }
                     if !matches(&pattern, &line, &mut bound) {
                         if self.lenient {
                             // Not this one: keep waiting for one that is, within the limit.
                             continue;
                         }
-                        let got = describe(&r);
+                        let mut got = describe(&r);
+                        let mut bound = self.bound.clone();
+                        let difference = match (range, disposition_range(&line)) {
+                            // A range in progress: judged from the first id still due.
+                            (Some((first, _)), Some((a, _))) if a != first => {
+                                Some(format!("fields.first: expected {first}, got {a}"))
+                            }
+                            (Some(_), Some(_)) => first_difference(
+                                &without_range(&pattern),
+                                &without_range(&line),
+                                &mut bound,
+                            ),
+                            _ => first_difference(&pattern, &line, &mut bound),
+                        };
+                        if let Some(d) = difference {
+                            got.push_str(&format!("\n(the first difference: {d})"));
+                        }
                         return self.fail(n, &pattern.to_string(), &got);
                     }
                     self.bound = bound;
@@ -517,6 +587,7 @@ impl Player {
             }
             self.next += 1;
             self.deadline = None;
+            self.disposition_from = None;
         }
     }
 
@@ -892,6 +963,71 @@ pub fn matches(pattern: &Json, got: &Json, bound: &mut HashMap<String, Json>) ->
     }
 }
 
+/// The delivery ids a disposition (a pattern or a trace line) names: `first` and `last`,
+/// an absent or null `last` being `first` (2.7.6); `None` when it is not a disposition or
+/// its `first` is not a number (a wildcard, a variable).
+fn disposition_range(j: &Json) -> Option<(u64, u64)> {
+    if j.get("performative")?.as_str()? != "disposition" {
+        return None;
+    }
+    let fields = j.get("fields")?;
+    let first = fields.get("first")?.as_u64()?;
+    let last = match fields.get("last") {
+        None | Some(Json::Null) => first,
+        Some(l) => l.as_u64()?,
+    };
+    (last >= first).then_some((first, last))
+}
+
+/// A disposition (pattern or line) without its `first` and `last`.
+fn without_range(j: &Json) -> Json {
+    let mut j = j.clone();
+    if let Some(f) = j.get_mut("fields").and_then(Json::as_object_mut) {
+        f.remove("first");
+        f.remove("last");
+    }
+    j
+}
+
+/// Where `got` first fails to match `pattern`, as a path and the two values
+/// (`fields.last: expected 0, got null`); `None` when it matches.
+fn first_difference(
+    pattern: &Json,
+    got: &Json,
+    bound: &mut HashMap<String, Json>,
+) -> Option<String> {
+    fn walk(
+        p: &Json,
+        g: Option<&Json>,
+        path: &str,
+        bound: &mut HashMap<String, Json>,
+    ) -> Option<String> {
+        let shown = |v: Option<&Json>| v.map_or("nothing (left out)".to_owned(), Json::to_string);
+        match (p, g) {
+            (Json::Object(po), Some(Json::Object(go))) => po.iter().find_map(|(k, pv)| {
+                let at = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                match go.get(k) {
+                    Some(gv) => walk(pv, Some(gv), &at, bound),
+                    None if pv.is_null() => None,
+                    None => Some(format!("{at}: expected {pv}, got {}", shown(None))),
+                }
+            }),
+            (Json::Array(pa), Some(Json::Array(ga))) if pa.len() == ga.len() => pa
+                .iter()
+                .zip(ga)
+                .enumerate()
+                .find_map(|(i, (a, b))| walk(a, Some(b), &format!("{path}[{i}]"), bound)),
+            (_, Some(g)) if matches(p, g, bound) => None,
+            _ => Some(format!(
+                "{}: expected {p}, got {}",
+                if path.is_empty() { "the line" } else { path },
+                shown(g)
+            )),
+        }
+    }
+    walk(pattern, Some(got), "", bound)
+}
+
 /// A record as people read it: the text rendering (offsets, fields).
 fn describe(r: &Record) -> String {
     let mut s = String::new();
@@ -981,6 +1117,66 @@ mod tests {
 {"send": {"performative": "open", "fields": {"container-id": "script"}}}
 {"expect": {"kind": "header", "protocol_id": 0}}
 {"expect": {"performative": "open", "fields": {"container-id": "$peer"}}}"#;
+
+    /// Plays `script` against a peer that sends `peer` (encode lines) and then closes.
+    fn against_bytes(script: &str, peer: &str) -> Result<(), Failure> {
+        let mut p = Player::new(parse(script, Duration::from_secs(5)).expect("script"));
+        let now = Instant::now();
+        p.start(now);
+        p.handle_input(&super::super::encode::encode_lines(peer).expect("peer's frames"), now);
+        p.handle_eof(now);
+        p.verdict().cloned().expect("a verdict")
+    }
+
+    /// A disposition of the receiver settling `first..=last` (`last` left out if `None`)
+    /// with `outcome`, as an encode line.
+    fn settle(first: u32, last: Option<u32>, outcome: &str) -> String {
+        let last = last.map_or(String::new(), |l| format!(r#", "last": {l}"#));
+        let state = format!(r#"{{"described": [{{"ulong": {outcome}}}, []]}}"#);
+        format!(
+            r#"{{"performative": "disposition", "fields": {{"role": "receiver", "first": {first}{last}, "settled": true, "state": {state}}}}}"#
+        )
+    }
+
+    #[test]
+    fn a_disposition_expectation_holds_however_the_peer_groups_the_deliveries() {
+        const ACCEPTED: &str = "36";
+        const REJECTED: &str = "37";
+        let expect = |first: u32, last: Option<u32>| {
+            let last = last.map_or(String::new(), |l| format!(r#", "last": {l}"#));
+            format!(
+                r#"{{"expect": {{"performative": "disposition", "fields": {{"role": "receiver", "first": {first}{last}, "settled": true, "state": {{"accepted": "*"}}}}}}}}"#
+            )
+        };
+        let lines = |l: &[String]| l.join("\n");
+        let one_by_one = lines(&[
+            settle(0, None, ACCEPTED),
+            settle(1, Some(1), ACCEPTED),
+            settle(2, None, ACCEPTED),
+        ]);
+        let batched = settle(0, Some(2), ACCEPTED);
+        // Recorded as one batch, answered one by one; and the other way round.
+        against_bytes(&expect(0, Some(2)), &one_by_one).expect("batch expected, singles sent");
+        let singles = lines(&[expect(0, None), expect(1, Some(1)), expect(2, None)]);
+        against_bytes(&singles, &batched).expect("singles expected, batch sent");
+        // An absent `last` is `first`.
+        against_bytes(&expect(0, Some(0)), &settle(0, None, ACCEPTED)).expect("last left out");
+        // But each delivery must be settled as the pattern says, and all of them.
+        let rejected_one = lines(&[
+            settle(0, None, ACCEPTED),
+            settle(1, None, REJECTED),
+            settle(2, None, ACCEPTED),
+        ]);
+        let f = against_bytes(&expect(0, Some(2)), &rejected_one).expect_err("one rejected");
+        assert!(f.got.contains("(the first difference: fields.state.accepted: expected \"*\", got nothing (left out))"), "{f:?}");
+        let f = against_bytes(&expect(0, Some(2)), &settle(0, Some(1), ACCEPTED))
+            .expect_err("one missing");
+        assert_eq!(f.got, "the peer closed", "{f:?}");
+        // A frame that starts elsewhere does not count.
+        let f = against_bytes(&expect(0, Some(1)), &settle(1, Some(1), ACCEPTED))
+            .expect_err("starts at 1");
+        assert!(f.got.contains("(the first difference: fields.first: expected 0, got 1)"), "{f:?}");
+    }
 
     #[test]
     fn a_script_that_holds_passes_and_binds_names() {
