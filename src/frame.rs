@@ -556,9 +556,9 @@ impl FrameDecoder {
 
     /// Takes every byte received but not yet returned as an item (the decoder then holds
     /// none): what is left when decoding has stopped.
-    pub fn take_buffered(&mut self) -> Vec<u8> {
+    pub fn take_buffered(&mut self) -> BytesMut {
         self.unpend();
-        std::mem::take(&mut self.buf).to_vec()
+        std::mem::take(&mut self.buf)
     }
 
     /// Moves the owned chunk into the buffer (when an item straddles its end).

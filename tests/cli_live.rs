@@ -427,6 +427,7 @@ fn a_client_that_resets_its_connection_is_captured_with_a_reset() {
         Server::with_args(&[&["proxy", "--listen", "amqp://127.0.0.1:0"][..], &args].concat(), 1);
     let port = proxy.urls[0].rsplit(':').next().expect("port").trim_end_matches('/');
     let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).expect("timeout");
     std::io::Write::write_all(&mut s, b"AMQP\x00\x01\x00\x00").expect("write");
     // The broker's header, then its open waiting unread: closing a socket with bytes
     // unread makes the kernel abort the connection with a reset.

@@ -132,7 +132,7 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
             if let (Some(c), Some(k)) = (&a.client_cert, &a.client_key) {
                 tls = tls.with_client_cert_files(c, k).map_err(|e| e.to_string())?;
             }
-            (Mode::Connect { endpoint, tls }, Role::Client, format!("--connect {url}"))
+            (Mode::Connect { endpoint, tls }, Role::Client, opt("--connect", url))
         }
         (None, Some(url)) => {
             let endpoint = Endpoint::parse_listen(url).map_err(|e| format!("{url}: {e}"))?;
@@ -145,7 +145,7 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
             if a.exec.is_none() && a.replay.is_none() && !a.print_case {
                 return Err("--listen needs --exec CMD to start a client for each case".into());
             }
-            (Mode::Listen { endpoint, tls }, Role::Server, format!("--listen {url}"))
+            (Mode::Listen { endpoint, tls }, Role::Server, opt("--listen", url))
         }
         (None, None) => return Err("give --connect URL or --listen URL".into()),
     };
@@ -153,42 +153,39 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
     // shapes a case's bytes (scenarios, scripts, address, SASL) or its verdict (the
     // waits, the memory limit), so that either line, run as printed, plays the same case
     // and judges it the same way.
-    let mut target_args = format!("{target_args} --sasl {}", a.sasl);
+    // Each as `--flag=value`, quoted for `sh`: a value that starts with `-` stays a value.
+    let mut target_args = target_args + &opt(" --sasl", &a.sasl);
     if matches!(a.sasl.as_str(), "plain" | "scram") {
-        target_args.push_str(&format!(
-            " --user {} --password {}",
-            shell_word(&a.user),
-            shell_word(&a.password)
-        ));
+        target_args += &(opt(" --user", &a.user) + &opt(" --password", &a.password));
     }
     if let Some(cmd) = &a.exec {
-        target_args.push_str(&format!(" --exec {}", shell_word(cmd)));
+        target_args += &opt(" --exec", cmd);
     }
     if let Some(pid) = a.pid {
-        target_args.push_str(&format!(" --pid {pid}"));
+        target_args += &opt(" --pid", &pid.to_string());
     }
     for (flag, path) in [
-        ("--ca", &a.ca),
-        ("--cert", &a.cert),
-        ("--key", &a.key),
-        ("--client-cert", &a.client_cert),
-        ("--client-key", &a.client_key),
+        (" --ca", &a.ca),
+        (" --cert", &a.cert),
+        (" --key", &a.key),
+        (" --client-cert", &a.client_cert),
+        (" --client-key", &a.client_key),
     ] {
         if let Some(p) = path {
-            target_args.push_str(&format!(" {flag} {}", shell_word(&p.display().to_string())));
+            target_args += &opt(flag, &p.display().to_string());
         }
     }
     if a.address != "fuzz" {
-        target_args.push_str(&format!(" --address {}", shell_word(&a.address)));
+        target_args += &opt(" --address", &a.address);
     }
     if a.within != 250 {
-        target_args.push_str(&format!(" --within {}", a.within));
+        target_args += &opt(" --within", &a.within.to_string());
     }
     if a.probe_within != 5000 {
-        target_args.push_str(&format!(" --probe-within {}", a.probe_within));
+        target_args += &opt(" --probe-within", &a.probe_within.to_string());
     }
     if let Some(m) = a.max_rss {
-        target_args.push_str(&format!(" --max-rss {m}"));
+        target_args += &opt(" --max-rss", &m.to_string());
     }
     let mut scenarios = Vec::new();
     let chosen: Vec<String> = if a.scenario.is_empty() && a.script.is_empty() {
@@ -209,11 +206,11 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         scenarios.push((name.clone(), steps));
     }
     for name in &a.scenario {
-        target_args.push_str(&format!(" --scenario {name}"));
+        target_args += &opt(" --scenario", name);
     }
     for path in &a.script {
         scenarios.push((path.display().to_string(), read_steps(path)?));
-        target_args.push_str(&format!(" --script {}", shell_word(&path.display().to_string())));
+        target_args += &opt(" --script", &path.display().to_string());
     }
     let seed = a.seed.unwrap_or_else(fresh_seed);
     let settings = Settings {
@@ -339,6 +336,11 @@ fn print_case(settings: Settings, index: u64) -> Result<ExitCode, String> {
     }
     print!("{}", lines(&case.steps));
     Ok(ExitCode::SUCCESS)
+}
+
+/// `FLAG=VALUE`, the value quoted for `sh`.
+fn opt(flag: &str, value: &str) -> String {
+    format!("{flag}={}", shell_word(value))
 }
 
 /// A seed from the clock and the process id.

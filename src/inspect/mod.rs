@@ -265,7 +265,7 @@ impl Inspector {
     fn take_rest(&mut self) -> (Bytes, bool) {
         let mut rest = self.decoder.take_buffered();
         let redacted = self.redact && mask_undecoded(&mut rest);
-        (Bytes::from(rest), redacted)
+        (rest.freeze(), redacted)
     }
 
     /// Every record of a complete stream.
@@ -512,17 +512,24 @@ fn plain_password(raw: &crate::frame::RawFrame) -> Option<std::ops::Range<usize>
 }
 
 /// Masks credentials in bytes that do not split into frames (after a framing error, or
-/// an item the stream ends inside): the `sig=` of SAS tokens, and the password of a SASL
-/// PLAIN initial response, as far as either is there. With no frame to decode, a PLAIN
-/// response is found by its mechanism symbol followed by a binary: in a stream cut short,
+/// an item the stream ends inside): the `sig=` of SAS tokens, the password of a SASL
+/// PLAIN initial response, as far as either is there, and the values of HTTP
+/// `Authorization`, `Proxy-Authorization` and `Cookie` headers (a WebSocket or HTTP
+/// client that reached an AMQP port). With no frame to decode, a PLAIN response is found
+/// by its mechanism symbol (sym8 or sym32) followed by a binary: in a stream cut short,
 /// the password runs to the end of what there is. Returns whether it masked anything.
 fn mask_undecoded(buf: &mut [u8]) -> bool {
     let mut masked = mask_sas_signatures(buf);
-    const PLAIN: &[u8] = b"\xa3\x05PLAIN";
     let mut i = 0;
-    while let Some(p) = find(&buf[i..], PLAIN) {
-        let at = i + p + PLAIN.len();
+    while let Some(p) = find(&buf[i..], b"PLAIN") {
+        let name = i + p;
+        let at = name + 5;
         i = at;
+        let sym8 = name >= 2 && buf[name - 2..name] == [fc::SYM8, 5];
+        let sym32 = name >= 5 && buf[name - 5..name] == [fc::SYM32, 0, 0, 0, 5];
+        if !sym8 && !sym32 {
+            continue;
+        }
         // The initial response: vbin8 or vbin32 (part 1, 1.6.19).
         let (start, len) = match buf.get(at) {
             Some(&fc::VBIN8) => (at + 2, buf.get(at + 1).map(|n| usize::from(*n))),
@@ -543,6 +550,23 @@ fn mask_undecoded(buf: &mut [u8]) -> bool {
             response[from..].fill(b'*');
         }
         i = end.max(at);
+    }
+    for header in [&b"\nauthorization:"[..], b"\nproxy-authorization:", b"\ncookie:"] {
+        let mut i = 0;
+        while let Some(p) =
+            buf[i..].windows(header.len()).position(|w| w.eq_ignore_ascii_case(header))
+        {
+            let value = i + p + header.len();
+            let end = buf[value..]
+                .iter()
+                .position(|b| *b == b'\r' || *b == b'\n')
+                .map_or(buf.len(), |e| value + e);
+            for b in buf[value..end].iter_mut().skip_while(|b| **b == b' ') {
+                *b = b'*';
+                masked = true;
+            }
+            i = end;
+        }
     }
     masked
 }
@@ -1087,6 +1111,30 @@ mod tests {
     }
 
     #[test]
+    fn credentials_in_bytes_that_are_not_frames_are_masked() {
+        // An HTTP request at an AMQP port: the headers that carry credentials.
+        let http = b"GET /$iothub/websocket HTTP/1.1\r\nHost: h\r\nAuthorization: Basic dTpw\r\n\
+            cookie: s=1\r\nUpgrade: websocket\r\n\r\n";
+        let Some(Record::Error { rest, redacted: true, .. }) = records(http, true).pop() else {
+            panic!("not masked");
+        };
+        let text = String::from_utf8_lossy(&rest);
+        assert!(text.contains("Authorization: **********\r\ncookie: ***\r\nUpgrade"), "{text}");
+        assert_eq!(rest.len(), http.len());
+        // PLAIN named by a sym32, in a frame cut short.
+        let mut sym32 = SASL_INIT.to_vec();
+        let at = sym32.windows(7).position(|w| w == b"\xa3\x05PLAIN").expect("PLAIN");
+        sym32.splice(at..at + 2, [0xb3, 0, 0, 0, 5]);
+        sym32[11] += 3;
+        sym32[20] += 3;
+        let cut = &sym32[..sym32.len() - 1];
+        let Some(Record::Truncated { rest, redacted: true, .. }) = records(cut, true).pop() else {
+            panic!("not masked: {:?}", records(cut, true));
+        };
+        assert!(rest.ends_with(b"u\0**"), "{rest:?}");
+    }
+
+    #[test]
     fn after_a_framing_error_the_rest_is_kept_masked_and_later_bytes_are_dropped() {
         let token = b"SharedAccessSignature sr=hub&sig=abc%2Bd&se=1";
         let mut stream = b"AMQP\x00\x01\x00\x00\x00\x00\x00\x04\x02\x00\x00\x00".to_vec();
@@ -1122,7 +1170,7 @@ mod tests {
         assert!(lines[1].ends_with("not decoded: 108 bytes"), "{text}");
         assert_eq!(lines[2], "       8  00 01 02 03 04 05 06 07", "{text}");
         assert_eq!(lines.len(), 1 + 8 + 1, "{text}");
-        assert!(lines[9].ends_with("… 44 more bytes not shown (decode --json has them all)"));
+        assert!(lines[9].ends_with("… 44 more bytes not shown (the JSON rendering has them all)"));
     }
 
     #[test]

@@ -66,7 +66,7 @@ fn undecoded(offset: u64, rest: &[u8], redacted: bool, out: &mut String) {
     if rest.len() > shown {
         let _ = writeln!(
             out,
-            "{:>8}    … {} more bytes not shown (decode --json has them all)",
+            "{:>8}    … {} more bytes not shown (the JSON rendering has them all)",
             "",
             rest.len() - shown
         );

@@ -361,12 +361,32 @@ fn telling_line(last_words: &str) -> Option<usize> {
 /// What tells one finding from another: its kind, and for a target that said why it
 /// died, the error's type (without its message, which may name values) and the first
 /// place in the stack below it.
-/// `s` as one word for `sh`, for the command lines a finding carries: as it is when that
-/// is safe, else in single quotes.
+/// `s` as one word for `sh`, for the command lines a finding carries (comment lines, so
+/// a word holds no line break): as it is when that is safe in any shell (no expansion,
+/// brace or `=` included), in single quotes otherwise, and in `$'…'` with escapes when it
+/// holds control characters.
 pub fn shell_word(s: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:@%+=,{}".contains(c);
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:@%+,".contains(c);
     if !s.is_empty() && s.chars().all(plain) {
         s.to_owned()
+    } else if s.chars().any(char::is_control) {
+        let mut out = String::from("$'");
+        for c in s.chars() {
+            match c {
+                '\\' | '\'' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+                c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        out
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
@@ -475,15 +495,20 @@ impl Campaign {
             Mode::Connect { endpoint, tls } => {
                 let (endpoint, tls) = (endpoint.clone(), tls.clone());
                 c.start_server().await?;
-                // A bound the target passes before any case would make every case a
-                // finding of growth.
+                // A bound a freshly started target passes before any case would make
+                // every case a finding of growth. (A target watched by --pid may have
+                // grown already: a replayed `grows` finding runs into its own bound.)
                 if let (Some(max), Some(rss)) = (c.s.max_rss_kib, c.process.rss_kib()) {
                     if rss > max {
-                        return Err(format!(
+                        let said = format!(
                             "the target already uses {} MiB before any case, past --max-rss {}",
                             rss.div_ceil(1024),
                             max / 1024
-                        ));
+                        );
+                        if c.s.exec.is_some() {
+                            return Err(said);
+                        }
+                        c.s.say.line(&format!("fuzz-peer: {said}: every case will find growth"));
                     }
                 }
                 // A campaign against a target that does not pass the well-formed probe
@@ -820,9 +845,12 @@ impl Campaign {
         };
         self.connected += 1;
         let received = match transport::accept(stream, endpoint, config).await {
-            Ok(io) => play_case(text, self.s.within, io).await?,
-            Err(_) => Vec::new(),
+            Ok(io) => Some(play_case(text, self.s.within, io).await?),
+            // A TLS or WebSocket handshake that failed: nothing of AMQP was played.
+            Err(_) => None,
         };
+        self.header_only = received.as_ref().is_some_and(|r| r.len() <= 8);
+        let received = received.unwrap_or_default();
         // Once a plain hang is saved, a client still running after the limit alone is taken
         // for a repeat of it (what it sent is still judged; a crash or a hang with telling
         // last words that would have come later is missed: docs/fuzz-peer.md says so).
@@ -830,7 +858,6 @@ impl Campaign {
         let wait = if self.cut_hang_wait { limit } else { limit * 4 };
         let ended = self.process.ended_within(wait).await;
         self.cut_hang = ended.is_none() && self.cut_hang_wait;
-        self.header_only = received.len() <= 8;
         self.failed_exit =
             ended.as_deref().is_some_and(|h| h.starts_with("exit status") && h != "exit status 0");
         let malformed = |me: &mut Self| {
@@ -1016,6 +1043,35 @@ pub fn read_steps(path: &Path) -> Result<Vec<Json>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shell_word_comes_back_as_the_same_single_argument() {
+        let values = [
+            "plain-1.2/x:y@z%+,",
+            "",
+            "two words",
+            "it's",
+            "$iothub/websocket?a=1&b=2",
+            "$(touch /nonexistent/x)",
+            "a{1,2}",
+            "=ls",
+            "-Xy7",
+            "line one\nline two\tand a tab \\ and 'quotes'",
+            "bell \u{7} and next line \u{85}",
+        ];
+        for v in values {
+            let word = shell_word(v);
+            assert!(!word.contains('\n'), "{word}");
+            // The shells people paste a finding's lines into: printf prints the one
+            // argument it gets, and `|` marks where arguments end.
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(format!("printf '%s|' {word}"))
+                .output()
+                .expect("bash");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{v}|"), "{word}");
+        }
+    }
 
     #[test]
     fn leading_assignments_of_an_exec_command_stay_before_exec() {

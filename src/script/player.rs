@@ -260,9 +260,9 @@ pub struct Player {
     sasl_server: Option<crate::sasl::Credentials>,
     /// Everything the peer sent, when kept ([`Player::keep_input`]), up to [`KEPT_INPUT`].
     received: Option<Vec<u8>>,
-    /// Of the current `disposition` expectation, the first delivery id not yet settled by
-    /// the peer's frames (when they settled part of its range).
-    disposition_from: Option<u64>,
+    /// Of a `disposition` expectation (the step's index), the first delivery id not yet
+    /// settled by the peer's frames, when they have settled part of its range.
+    disposition_from: Option<(usize, u64)>,
     /// Deliveries the peer settled beyond what their expectation named: its disposition
     /// (the trace line), and the ids from and to, for later expectations.
     settled_ahead: Vec<(Json, u64, u64)>,
@@ -399,6 +399,7 @@ impl Player {
                         // address); where that string is what does not encode, say so.
                         let mut unbound = Vec::new();
                         unbound_names(&j, &mut unbound);
+                        unbound.retain(|name| e.contains(&format!("{name:?}")));
                         if !unbound.is_empty() {
                             e.push_str(&format!(
                                 " ({} bound by no expect before this step, so written as {})",
@@ -490,21 +491,38 @@ impl Player {
                 }
                 Step::Expect { pattern, within } => {
                     let pattern = self.substitute(&pattern);
+                    // Of a disposition pattern, the ids still due: from its `first`, or
+                    // from where the peer's frames for this step have come to.
                     let range = disposition_range(&pattern).map(|(first, last)| {
-                        (self.disposition_from.unwrap_or(first).max(first), last)
+                        match self.disposition_from {
+                            Some((step, id)) if step == self.next => (id, last),
+                            _ => (first, last),
+                        }
                     });
                     if let Some((first, last)) = range {
-                        // Settled already by a frame that settled more than it was asked.
+                        // Settled already, in whole or in part, by a frame that settled
+                        // more than its own pattern named: used up as it is used.
                         let rest = without_range(&pattern);
                         let ahead = self.settled_ahead.iter().position(|(line, from, to)| {
                             *from <= first
-                                && last <= *to
+                                && first <= *to
                                 && matches(&rest, &without_range(line), &mut self.bound.clone())
                         });
-                        if ahead.is_some() {
+                        if let Some(i) = ahead {
+                            let to = self.settled_ahead[i].2;
+                            let covered = to.min(last);
+                            match covered.checked_add(1).filter(|next| *next <= to) {
+                                Some(next) => self.settled_ahead[i].1 = next,
+                                None => {
+                                    self.settled_ahead.remove(i);
+                                }
+                            }
+                            if covered < last {
+                                self.disposition_from = Some((self.next, covered + 1));
+                                continue;
+                            }
                             self.next += 1;
                             self.deadline = None;
-                            self.disposition_from = None;
                             continue;
                         }
                     }
@@ -545,13 +563,12 @@ impl Player {
                         {
                             self.bound = bound;
                             if b < last {
-                                self.disposition_from = Some(b + 1);
+                                self.disposition_from = Some((self.next, b + 1));
                                 continue;
                             }
                             if b > last {
                                 self.settled_ahead.push((line, last + 1, b));
                             }
-                            self.disposition_from = None;
                             self.next += 1;
                             self.deadline = None;
                             continue;
@@ -587,7 +604,6 @@ impl Player {
             }
             self.next += 1;
             self.deadline = None;
-            self.disposition_from = None;
         }
     }
 
@@ -1161,6 +1177,23 @@ mod tests {
         against_bytes(&singles, &batched).expect("singles expected, batch sent");
         // An absent `last` is `first`.
         against_bytes(&expect(0, Some(0)), &settle(0, None, ACCEPTED)).expect("last left out");
+        // Batches that straddle the patterns' ranges, either way.
+        let two = lines(&[expect(0, Some(1)), expect(2, Some(3))]);
+        let straddling = lines(&[settle(0, Some(2), ACCEPTED), settle(3, None, ACCEPTED)]);
+        against_bytes(&two, &straddling).expect("0..2 then 3 for 0..1 and 2..3");
+        let two = lines(&[expect(0, None), expect(1, Some(2))]);
+        let straddling = lines(&[settle(0, Some(1), ACCEPTED), settle(2, None, ACCEPTED)]);
+        against_bytes(&two, &straddling).expect("0..1 then 2 for 0 and 1..2");
+        // Ids settled in advance are used once: a later pattern for the same id (another
+        // session's delivery 1, say) takes the frame that settles it.
+        let detach = r#"{"expect": {"performative": "detach"}}"#;
+        let script = lines(&[expect(0, None), expect(1, None), expect(1, None), detach.into()]);
+        let peer = lines(&[
+            settle(0, Some(1), ACCEPTED),
+            settle(1, None, ACCEPTED),
+            r#"{"performative": "detach", "fields": {"handle": 0}}"#.into(),
+        ]);
+        against_bytes(&script, &peer).expect("advance used once");
         // But each delivery must be settled as the pattern says, and all of them.
         let rejected_one = lines(&[
             settle(0, None, ACCEPTED),

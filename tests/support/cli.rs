@@ -64,13 +64,6 @@ impl Running {
     }
 }
 
-impl Running {
-    /// Its process id.
-    pub(crate) fn id(&self) -> u32 {
-        self.child.id()
-    }
-}
-
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
