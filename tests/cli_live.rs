@@ -352,16 +352,23 @@ fn the_proxy_relays_a_client_and_traces_both_directions() {
     let _ = std::fs::remove_file(&trace);
 }
 
-/// What a raw client gets back through a proxy (with `extra` flags) after sending the AMQP
-/// header and an open frame whose list claims more bytes than the frame holds.
-fn through_proxy_with_a_bad_open(server: &Server, extra: &[&str]) -> Vec<u8> {
-    use std::io::{Read, Write};
+/// A proxy to `server` (with `extra` flags), and a raw TCP client connected to it (reads
+/// time out after 20 s, so a test fails rather than hangs).
+fn raw_client_through_proxy(server: &Server, extra: &[&str]) -> (Server, std::net::TcpStream) {
     let mut args = vec!["proxy", "--listen", "amqp://127.0.0.1:0", "--to", &server.urls[0]];
     args.extend_from_slice(extra);
     let proxy = Server::with_args(&args, 1);
     let port = proxy.urls[0].rsplit(':').next().expect("port").trim_end_matches('/');
-    let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
+    let s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
     s.set_read_timeout(Some(std::time::Duration::from_secs(20))).expect("timeout");
+    (proxy, s)
+}
+
+/// What a raw client gets back through a proxy (with `extra` flags) after sending the AMQP
+/// header and an open frame whose list claims more bytes than the frame holds.
+fn through_proxy_with_a_bad_open(server: &Server, extra: &[&str]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let (_proxy, mut s) = raw_client_through_proxy(server, extra);
     let mut bad = b"AMQP\x00\x01\x00\x00\x00\x00\x00\x10\x02\x00\x00\x00".to_vec();
     bad.extend_from_slice(b"\x00\x53\x10\xc0\x30\x01\x40\x40");
     s.write_all(&bad).expect("write");
@@ -389,12 +396,8 @@ fn a_client_that_stops_inside_a_frame_is_shown_so_in_the_proxy_trace() {
     use std::io::{Read, Write};
     let server = Server::start(&[]);
     let trace = scratch("proxy-cut.jsonl");
-    let args = ["--to", &server.urls[0], "--trace-json", trace.to_str().expect("path")];
-    let proxy =
-        Server::with_args(&[&["proxy", "--listen", "amqp://127.0.0.1:0"][..], &args].concat(), 1);
-    let port = proxy.urls[0].rsplit(':').next().expect("port").trim_end_matches('/');
-    let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
-    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).expect("timeout");
+    let (proxy, mut s) =
+        raw_client_through_proxy(&server, &["--trace-json", trace.to_str().expect("path")]);
     // The header, an open, then 10 bytes of a frame that says it has 100.
     let mut bytes = b"AMQP\x00\x01\x00\x00\x00\x00\x00\x11\x02\x00\x00\x00".to_vec();
     bytes.extend_from_slice(b"\x00\x53\x10\xc0\x04\x01\xa1\x01x");
@@ -422,12 +425,8 @@ fn a_client_that_resets_its_connection_is_captured_with_a_reset() {
     use std::io::Read;
     let server = Server::start(&[]);
     let pcap = scratch("proxy-reset.pcapng");
-    let args = ["--to", &server.urls[0], "--pcap", pcap.to_str().expect("path")];
-    let proxy =
-        Server::with_args(&[&["proxy", "--listen", "amqp://127.0.0.1:0"][..], &args].concat(), 1);
-    let port = proxy.urls[0].rsplit(':').next().expect("port").trim_end_matches('/');
-    let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
-    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).expect("timeout");
+    let (proxy, mut s) =
+        raw_client_through_proxy(&server, &["--pcap", pcap.to_str().expect("path")]);
     std::io::Write::write_all(&mut s, b"AMQP\x00\x01\x00\x00").expect("write");
     // The broker's header, then its open waiting unread: closing a socket with bytes
     // unread makes the kernel abort the connection with a reset.
