@@ -358,6 +358,28 @@ fn rejects_maps_with_a_key_twice() {
 }
 
 #[test]
+fn a_fields_map_with_a_key_twice_is_refused_small_or_large() {
+    use amqpwire::types::{Codec, Fields};
+    for n in [3usize, 40] {
+        let mut fields: Vec<(Symbol, Value)> =
+            (0..n).map(|i| (Symbol::from(format!("k{i}").as_str()), Value::Null)).collect();
+        let encode = |f: Fields| {
+            let mut out = Vec::new();
+            f.encode(&mut out);
+            out
+        };
+        let ok = encode(Fields(fields.clone()));
+        let mut r = amqpwire::codec::Reader::new(&ok, DecodeOptions::STRICT);
+        assert_eq!(Fields::read_opt(&mut r).expect("distinct").map(|f| f.0.len()), Some(n));
+        fields.push((Symbol::from("k1"), Value::Boolean(true, Fmt::Auto)));
+        let dup = encode(Fields(fields));
+        let mut r = amqpwire::codec::Reader::new(&dup, DecodeOptions::STRICT);
+        let e = Fields::read_opt(&mut r).expect_err("k1 twice");
+        assert_eq!(e.kind, ErrorKind::DuplicateKey("\"k1\"".into()), "{n} keys");
+    }
+}
+
+#[test]
 fn default_termini_are_the_specs_defaults() {
     use amqpwire::types::{Composite, Source, Target, TerminusExpiryPolicy};
     // An empty source or target list means every default; the compact encoding of the

@@ -24,6 +24,6 @@ pub use format::Fmt;
 pub use primitive::{Symbol, Timestamp, Uuid};
 pub(crate) use reader::offset_within;
 pub use reader::{DecodeOptions, Mode, Reader};
-pub(crate) use value::check_array_count;
+pub(crate) use value::{check_array_count, repeated_key, KeyId};
 pub use value::{Array, Described, MixedArray, Value, ZERO_WIDTH_SLACK};
 pub use value_ref::{ArrayRef, DescribedRef, Descriptor, Iter, ListRef, MapRef, ValueRef};

@@ -1076,6 +1076,29 @@ pub(crate) fn first_duplicate_key(pairs: &[(Value, Value)]) -> Option<&Value> {
     pairs.iter().map(|(k, _)| k).find(|k| !seen.insert(canonical_bytes(k)))
 }
 
+/// A map key as its type and content, for finding repeated keys without decoding them.
+#[derive(PartialEq, Eq, PartialOrd, Ord, Clone, Copy, Debug)]
+pub(crate) enum KeyId<'a> {
+    /// A string key's UTF-8.
+    Str(&'a [u8]),
+    /// A symbol key's ASCII.
+    Sym(&'a [u8]),
+    /// A ulong key.
+    Ulong(u64),
+}
+
+/// Part 1, 1.6.23: a map's keys are distinct. A key of `keys` equal to an earlier one:
+/// pairwise for the usual handful of keys, sorted for large maps, so the cost stays
+/// n log n. (One sort of one type for every map decoder that keeps such keys.)
+pub(crate) fn repeated_key<'a>(keys: &[KeyId<'a>]) -> Option<KeyId<'a>> {
+    if keys.len() <= 32 {
+        return keys.iter().enumerate().find(|(i, k)| keys[..*i].contains(k)).map(|(_, k)| *k);
+    }
+    let mut sorted = keys.to_vec();
+    sorted.sort_unstable();
+    sorted.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
+}
+
 /// The first of `keys` equal to an earlier one, shown as the owned decoder shows it: the one
 /// test of "the same key" for borrowed decoders, matching [`first_duplicate_key`]. Simple
 /// keys of a small map compare as borrowed values, with no allocation; compound and

@@ -16,8 +16,8 @@ use smallvec::SmallVec;
 
 use crate::codec::format as fc;
 use crate::codec::{
-    DecodeError, DecodeOptions, Described, ErrorKind, Fmt, MapRef, Mode, Reader, Value, ValueRef,
-    Warning,
+    repeated_key, DecodeError, DecodeOptions, Described, ErrorKind, Fmt, KeyId, MapRef, Mode,
+    Reader, Value, ValueRef, Warning,
 };
 use crate::types::{read_descriptor, read_unknown_described, Codec, Composite, Header, Properties};
 
@@ -220,14 +220,6 @@ pub(crate) fn validate_annotations<'a>(r: &mut Reader<'a>) -> Result<MapRef<'a>,
     validate_map_section(r, false)
 }
 
-/// A map key as its type and content, for finding duplicates without decoding.
-#[derive(PartialEq, Eq, Hash, PartialOrd, Ord, Clone, Copy)]
-enum KeyId<'a> {
-    Str(&'a [u8]),
-    Sym(&'a [u8]),
-    Ulong(u64),
-}
-
 /// Returns a view of the checked map.
 fn validate_map_section<'a>(r: &mut Reader<'a>, app: bool) -> Result<MapRef<'a>, DecodeError> {
     let start = r.position();
@@ -288,16 +280,8 @@ fn validate_map_section<'a>(r: &mut Reader<'a>, app: bool) -> Result<MapRef<'a>,
     }
     let body = &r.buffer()[body_start..r.position()];
     r.close_compound(c, what)?;
-    // Part 1, 1.6.23: a map with two identical keys is invalid. Pairwise for the usual
-    // handful of keys; sorted for large maps, so the cost stays n log n.
-    let dup = if keys.len() <= 32 {
-        keys.iter().enumerate().find(|(i, k)| keys[..*i].contains(k)).map(|(_, k)| *k)
-    } else {
-        let mut sorted = keys.to_vec();
-        sorted.sort_unstable();
-        sorted.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
-    };
-    if let Some(k) = dup {
+    // Part 1, 1.6.23: a map with two identical keys is invalid.
+    if let Some(k) = repeated_key(&keys) {
         let shown = match k {
             KeyId::Str(b) | KeyId::Sym(b) => format!("{:?}", String::from_utf8_lossy(b)),
             KeyId::Ulong(v) => v.to_string(),

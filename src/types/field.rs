@@ -4,7 +4,9 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 use crate::codec::format as fc;
-use crate::codec::{DecodeError, ErrorKind, Fmt, Reader, Symbol, Timestamp, Value};
+use crate::codec::{
+    repeated_key, DecodeError, ErrorKind, Fmt, KeyId, Reader, Symbol, Timestamp, Value,
+};
 
 /// A type that can appear as a field of a composite type (or as a section of a message).
 ///
@@ -501,10 +503,15 @@ impl Codec for Fields {
             pairs.push((key, Value::read(r)?));
         }
         // Part 1, 1.6.23: a map with two identical keys is invalid.
-        let mut keys: Vec<&Symbol> = pairs.iter().map(|(k, _)| k).collect();
-        keys.sort_unstable();
-        if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
-            let key = format!("{:?}", w[0].as_str());
+        let repeated = {
+            let keys: smallvec::SmallVec<[KeyId<'_>; 16]> =
+                pairs.iter().map(|(k, _)| KeyId::Sym(k.as_str().as_bytes())).collect();
+            match repeated_key(&keys) {
+                Some(KeyId::Sym(k)) => Some(format!("{:?}", String::from_utf8_lossy(k))),
+                _ => None,
+            }
+        };
+        if let Some(key) = repeated {
             r.deviation(pos, ErrorKind::DuplicateKey(key), "kept both entries")?;
         }
         r.close_compound(c, "map")?;
