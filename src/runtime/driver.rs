@@ -330,9 +330,11 @@ pub(crate) struct Shared {
     /// connection ends, each is told, idle ones included.
     pub(crate) live: std::collections::HashSet<LinkId>,
     /// Links whose handle was dropped while they were attached: each is detached (closed)
-    /// once no outcome of its deliveries is awaited (`Some(n)`: `n` outcomes still awaited;
-    /// `None` once the detach is sent), and nothing is kept of it when it ends.
-    pub(crate) dropped: HashMap<LinkId, Option<usize>>,
+    /// once no outcome of its deliveries is awaited by a [`PendingOutcome`] still held
+    /// (`true` once the detach is sent), and nothing is kept of it when it ends.
+    ///
+    /// [`PendingOutcome`]: super::PendingOutcome
+    pub(crate) dropped: HashMap<LinkId, bool>,
     /// Transfers queued from a `Drop` (a dropped transaction's rollback) that found no
     /// credit or no room in the session window: tried again whenever events come in,
     /// forgotten when their link ends.
@@ -426,10 +428,7 @@ impl Shared {
             self.live.remove(&link);
             return;
         }
-        // Counted once: no outcome is added for a link without a handle, and each leaves
-        // through `outcome_arrived` or the link's end.
-        let awaited = self.outcomes.keys().filter(|(l, _)| *l == link).count();
-        self.dropped.insert(link, Some(awaited));
+        self.dropped.insert(link, false);
         self.detach_dropped(link);
     }
 
@@ -438,22 +437,34 @@ impl Shared {
         if self.dropped.is_empty() {
             return; // the usual case, on every outcome: no hashing
         }
-        if let Some(Some(awaited)) = self.dropped.get_mut(&link) {
-            *awaited = awaited.saturating_sub(1);
+        self.detach_dropped(link);
+    }
+
+    /// A [`PendingOutcome`](super::PendingOutcome) was dropped: a dropped link that
+    /// waited on it alone may be detached now.
+    pub(crate) fn outcome_given_up(&mut self) {
+        let waiting: Vec<LinkId> =
+            self.dropped.iter().filter(|(_, sent)| !**sent).map(|(l, _)| *l).collect();
+        for link in waiting {
             self.detach_dropped(link);
         }
     }
 
-    /// Detaches a dropped link once none of its outcomes is awaited; forgets it if the
-    /// engine no longer knows it (no event will come for it).
+    /// Detaches a dropped link once none of its outcomes is awaited (an outcome whose
+    /// `PendingOutcome` was dropped is awaited by no one); forgets it if the engine no
+    /// longer knows it (no event will come for it).
     fn detach_dropped(&mut self, link: LinkId) {
-        if self.dropped.get(&link) != Some(&Some(0)) {
+        if self.dropped.get(&link) != Some(&false) {
+            return;
+        }
+        let awaited = self.outcomes.iter().any(|((l, _), tx)| *l == link && !tx.is_closed());
+        if awaited {
             return;
         }
         let sent = self.conn.detach(link, true, None).is_ok();
         if sent || self.conn.link_state(link).is_some() {
             // Sent, or the link is ending already: its end comes as an event.
-            self.dropped.insert(link, None);
+            self.dropped.insert(link, true);
         } else {
             self.dropped.remove(&link);
             self.live.remove(&link);

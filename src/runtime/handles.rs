@@ -460,11 +460,33 @@ impl Session {
 }
 
 /// The outcome of a delivery, once the peer settles it.
-#[derive(Debug)]
 pub struct PendingOutcome {
     rx: oneshot::Receiver<Result<DeliveryState, Error>>,
     /// Keeps the session while the outcome is awaited.
     _session: Option<Arc<SessionGuard>>,
+    /// The connection's state (not a handle that keeps it open): told when this is
+    /// dropped, for a dropped sender's link that waits on its outcomes.
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PendingOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingOutcome").field("rx", &self.rx).finish_non_exhaustive()
+    }
+}
+
+impl Drop for PendingOutcome {
+    fn drop(&mut self) {
+        // No one awaits this outcome any more: say so before the driver counts.
+        self.rx.close();
+        let mut s = self.inner.lock();
+        if !s.dropped.is_empty() {
+            s.outcome_given_up();
+            drop(s);
+            // A detach may be waiting to be written.
+            self.inner.wake_driver.notify_one();
+        }
+    }
 }
 
 impl Future for PendingOutcome {
@@ -524,7 +546,7 @@ impl Sender {
 
     /// An outcome to await, keeping the session.
     fn pending(&self, rx: oneshot::Receiver<Result<DeliveryState, Error>>) -> PendingOutcome {
-        PendingOutcome { rx, _session: self.session.clone() }
+        PendingOutcome { rx, _session: self.session.clone(), inner: Arc::clone(&self.conn.inner) }
     }
 
     /// The link.
@@ -1111,6 +1133,32 @@ mod tests {
         let end = within("the server hears the detach", heard).await.expect("told");
         assert!(matches!(end, Err(Error::LinkDetached(None))), "closed without error: {end:?}");
         forgets_every_link(&conn).await;
+    }
+
+    #[tokio::test]
+    async fn a_dropped_sender_whose_outcomes_no_one_awaits_detaches_at_once() {
+        // The peer never settles: the link may close only because no one waits.
+        for outcome_first in [true, false] {
+            let (listener, url) = anonymous_listener().await;
+            let (told, heard) = oneshot::channel();
+            serve_first_link(listener, |req, _| async move {
+                let r = req.accept_receiver(None, 10).expect("accept");
+                let _kept_unsettled = r.recv().await.expect("the delivery");
+                let _ = told.send(r.recv().await.map(|_| ()));
+            });
+            let (_conn, session) = client_session(&url).await;
+            let s = within("sender", session.sender("s", "q")).await.expect("sender");
+            let outcome = s.send_pipelined(&Message::with_data(&b"m"[..])).await.expect("send");
+            if outcome_first {
+                drop(outcome);
+                drop(s);
+            } else {
+                drop(s);
+                drop(outcome);
+            }
+            let end = within("the server hears the detach", heard).await.expect("told");
+            assert!(matches!(end, Err(Error::LinkDetached(None))), "{outcome_first}: {end:?}");
+        }
     }
 
     /// The delivery-tags an attach names in its `unsettled` map.
