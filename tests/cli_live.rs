@@ -559,6 +559,14 @@ fn connections_on_two_listeners_have_numbers_of_their_own_in_one_trace_and_captu
         format!("amqpwire connection 1; transport ws; url {}", urls[1]),
     ];
     assert_eq!(comments, expected, "{decoded}");
+    // The server, still running, ended each connection once the close exchange had passed
+    // (the client's close first): a FIN each way.
+    let fins = |dir: &str| {
+        let lines =
+            decoded.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+        lines.filter(|l| l["event"] == "fin" && l["direction"] == dir).count()
+    };
+    assert_eq!((fins("c2s"), fins("s2c")), (2, 2), "{decoded}");
     let o = run(&["decode", client_capture.to_str().expect("path")]);
     let decoded = text(&o.stdout);
     assert_eq!(decoded.matches(" FIN after ").count(), 2, "{decoded}");

@@ -222,7 +222,7 @@ impl Tap for CliTap {
             ProxyEvent::Closed { by } => format!("{by} closed its side"),
             ProxyEvent::Failed { side, error, reset } => {
                 if let (Some(t), true) = (&self.tracer, reset) {
-                    t.capture_reset(connection, *side == Side::Client);
+                    t.capture_end(connection, *side == Side::Client, true);
                 }
                 format!("{side}'s side failed: {error}")
             }

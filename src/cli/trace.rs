@@ -13,13 +13,15 @@ use std::time::Instant;
 
 use amqpwire::capture::{ConnectionInfo, Direction as CaptureDirection, PcapWriter, WriterOptions};
 use amqpwire::codec::DecodeOptions;
-use amqpwire::connection::{Direction, TraceFn, TraceRecord};
+use amqpwire::connection::{Direction, TraceFn, TraceItem, TraceRecord};
+use amqpwire::frame::{Frame, FrameBody};
 use amqpwire::inspect::{
     json::{trace_lines, write_trace_lines},
     render_text, Inspector, Record,
 };
 use amqpwire::runtime::SharedTrace;
 use amqpwire::script::record::Recorder;
+use amqpwire::types::Performative;
 
 /// The trace options every networked command takes.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -49,8 +51,9 @@ pub(crate) struct TraceArgs {
     /// Write every connection's plaintext AMQP bytes, both directions, to FILE as a pcapng
     /// capture that Wireshark and tshark decode as AMQP (synthetic TCP on port 5672), even
     /// when the real transport was TLS or WebSocket (each connection's SYN is commented
-    /// with its transport and URL); flushed as it goes. A client's connections end with
-    /// FINs when the command ends, a relayed one when it is over; a server's have none.
+    /// with its transport and URL); flushed as it goes. A connection ends with a FIN
+    /// exchange once both closes have passed, a relayed one when it is over (a reset if a
+    /// side reset it), a client's at the latest when the command ends.
     #[arg(long, value_name = "FILE")]
     pub(crate) pcap: Option<std::path::PathBuf>,
 }
@@ -117,6 +120,8 @@ pub(crate) struct Tracer {
     html: Option<(std::path::PathBuf, Mutex<Vec<serde_json::Value>>)>,
     /// `--pcap FILE`, and the connections started in it (with their transport and URL).
     pcap: Option<Mutex<(PcapWriter<std::fs::File>, HashSet<u64>)>>,
+    /// Per connection whose first `close` has passed: whether the client sent it.
+    closes: Mutex<HashMap<u64, bool>>,
 }
 
 /// Where a traced connection goes, or was accepted: its URL (for `--pcap`'s comments),
@@ -163,6 +168,7 @@ impl Tracer {
                 }
                 None => None,
             },
+            closes: Mutex::new(HashMap::new()),
             record: args.record.clone(),
             server: false,
             recorders: Mutex::new(HashMap::new()),
@@ -283,6 +289,13 @@ impl Tracer {
         // A server (`for_server`) hears its clients on In; a client speaks on Out.
         let from_client = (r.direction == Direction::In) == self.server;
         self.bytes(connection, place, r.direction, from_client, r.raw);
+        if let TraceItem::Frame(Frame {
+            body: FrameBody::Amqp { performative: Performative::Close(_), .. },
+            ..
+        }) = r.item
+        {
+            self.close_passed(connection, from_client);
+        }
     }
 
     /// Traces, records and captures `raw`, the next bytes of `connection` in `direction`
@@ -356,19 +369,12 @@ impl Tracer {
         if let Ok(mut streams) = self.streams.lock() {
             streams.remove(&connection);
         }
-        if let Some(Ok(mut guard)) = self.pcap.as_ref().map(Mutex::lock) {
-            let (w, started) = &mut *guard;
-            if started.remove(&connection) {
-                let now = std::time::SystemTime::now();
-                let _ = w.close(connection, CaptureDirection::ClientToServer, now);
-                let _ = w.flush();
-            }
-        }
+        self.capture_end(connection, true, false);
     }
 
-    /// Ends `connection` in the capture with a reset from `from_client`'s side (or the
-    /// server's): the side that aborted it.
-    pub(crate) fn capture_reset(&self, connection: u64, from_client: bool) {
+    /// Ends `connection` in the capture (if it is still open there): a FIN exchange that
+    /// `from_client`'s side (or the server's) starts, or a reset from that side.
+    pub(crate) fn capture_end(&self, connection: u64, from_client: bool, reset: bool) {
         if let Some(Ok(mut guard)) = self.pcap.as_ref().map(Mutex::lock) {
             let (w, started) = &mut *guard;
             if started.remove(&connection) {
@@ -377,8 +383,33 @@ impl Tracer {
                 } else {
                     CaptureDirection::ServerToClient
                 };
-                let _ = w.reset(connection, by, std::time::SystemTime::now());
+                let now = std::time::SystemTime::now();
+                let _ =
+                    if reset { w.reset(connection, by, now) } else { w.close(connection, by, now) };
                 let _ = w.flush();
+            }
+        }
+    }
+
+    /// A `close` passed on `connection`, sent by the client (`from_client`) or the server:
+    /// once both have, the capture ends the connection with a FIN exchange from the side
+    /// that closed first, as the TCP connection itself ends after the close exchange
+    /// (2.4.3). A server's connections end so while it runs.
+    fn close_passed(&self, connection: u64, from_client: bool) {
+        if self.pcap.is_none() {
+            return;
+        }
+        let Ok(mut closes) = self.closes.lock() else { return };
+        match closes.get(&connection) {
+            Some(first) if *first != from_client => {
+                let first = *first;
+                closes.remove(&connection);
+                drop(closes);
+                self.capture_end(connection, first, false);
+            }
+            Some(_) => {}
+            None => {
+                closes.insert(connection, from_client);
             }
         }
     }
