@@ -354,8 +354,8 @@ fn the_proxy_relays_a_client_and_traces_both_directions() {
 
 /// A proxy to `server` (with `extra` flags), and a raw TCP client connected to it (reads
 /// time out after 20 s, so a test fails rather than hangs).
-fn raw_client_through_proxy(server: &Server, extra: &[&str]) -> (Server, std::net::TcpStream) {
-    let mut args = vec!["proxy", "--listen", "amqp://127.0.0.1:0", "--to", &server.urls[0]];
+fn raw_client_through_proxy(upstream: &str, extra: &[&str]) -> (Server, std::net::TcpStream) {
+    let mut args = vec!["proxy", "--listen", "amqp://127.0.0.1:0", "--to", upstream];
     args.extend_from_slice(extra);
     let proxy = Server::with_args(&args, 1);
     let port = proxy.urls[0].rsplit(':').next().expect("port").trim_end_matches('/');
@@ -368,7 +368,7 @@ fn raw_client_through_proxy(server: &Server, extra: &[&str]) -> (Server, std::ne
 /// header and an open frame whose list claims more bytes than the frame holds.
 fn through_proxy_with_a_bad_open(server: &Server, extra: &[&str]) -> Vec<u8> {
     use std::io::{Read, Write};
-    let (_proxy, mut s) = raw_client_through_proxy(server, extra);
+    let (_proxy, mut s) = raw_client_through_proxy(&server.urls[0], extra);
     let mut bad = b"AMQP\x00\x01\x00\x00\x00\x00\x00\x10\x02\x00\x00\x00".to_vec();
     bad.extend_from_slice(b"\x00\x53\x10\xc0\x30\x01\x40\x40");
     s.write_all(&bad).expect("write");
@@ -397,7 +397,7 @@ fn a_client_that_stops_inside_a_frame_is_shown_so_in_the_proxy_trace() {
     let server = Server::start(&[]);
     let trace = scratch("proxy-cut.jsonl");
     let (proxy, mut s) =
-        raw_client_through_proxy(&server, &["--trace-json", trace.to_str().expect("path")]);
+        raw_client_through_proxy(&server.urls[0], &["--trace-json", trace.to_str().expect("path")]);
     // The header, an open, then 10 bytes of a frame that says it has 100.
     let mut bytes = b"AMQP\x00\x01\x00\x00\x00\x00\x00\x11\x02\x00\x00\x00".to_vec();
     bytes.extend_from_slice(b"\x00\x53\x10\xc0\x04\x01\xa1\x01x");
@@ -422,29 +422,31 @@ fn a_client_that_stops_inside_a_frame_is_shown_so_in_the_proxy_trace() {
 
 #[test]
 fn a_client_that_resets_its_connection_is_captured_with_a_reset() {
-    use std::io::Read;
-    let server = Server::start(&[]);
+    use std::io::{Read, Write};
+    // The upstream is the test's own: it sees the proxy close its side, which the proxy
+    // does only after it has written the client's reset into the capture.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("amqp://{}", upstream.local_addr().expect("address"));
+    let server = std::thread::spawn(move || {
+        let (mut c, _) = upstream.accept().expect("the proxy connects");
+        c.set_read_timeout(Some(std::time::Duration::from_secs(20))).expect("timeout");
+        c.read_exact(&mut [0u8; 8]).expect("the client's header");
+        c.write_all(b"AMQP\x00\x01\x00\x00 and more").expect("answer");
+        c.read_to_end(&mut Vec::new())
+    });
     let pcap = scratch("proxy-reset.pcapng");
-    let (proxy, mut s) =
-        raw_client_through_proxy(&server, &["--pcap", pcap.to_str().expect("path")]);
-    std::io::Write::write_all(&mut s, b"AMQP\x00\x01\x00\x00").expect("write");
-    // The broker's header, then its open waiting unread: closing a socket with bytes
-    // unread makes the kernel abort the connection with a reset.
-    let mut header = [0u8; 8];
-    s.read_exact(&mut header).expect("the header");
-    let _ = s.peek(&mut [0u8; 1]).expect("the open");
+    let (proxy, mut s) = raw_client_through_proxy(&url, &["--pcap", pcap.to_str().expect("path")]);
+    s.write_all(b"AMQP\x00\x01\x00\x00").expect("write");
+    // The header, then more bytes waiting unread: closing a socket with bytes unread makes
+    // the kernel abort the connection with a reset.
+    s.read_exact(&mut [0u8; 8]).expect("the header");
+    let _ = s.peek(&mut [0u8; 1]).expect("more");
     drop(s);
-    // The proxy hears of the reset after the client is gone: wait for it in the capture.
-    let mut lines = Vec::new();
-    for _ in 0..300 {
-        let o = run(&["decode", "--json", pcap.to_str().expect("path")]);
-        lines = text(&o.stdout).lines().map(str::to_owned).collect();
-        if lines.iter().any(|l| l.contains(r#""kind":"tcp""#)) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let closed = server.join().expect("the upstream's thread");
+    assert!(closed.is_ok(), "the proxy closed the upstream after the reset: {closed:?}");
+    let o = run(&["decode", "--json", pcap.to_str().expect("path")]);
     drop(proxy);
+    let lines: Vec<String> = text(&o.stdout).lines().map(str::to_owned).collect();
     let end: Vec<&String> = lines.iter().filter(|l| l.contains(r#""kind":"tcp""#)).collect();
     assert_eq!(end.len(), 1, "{lines:#?}");
     assert!(

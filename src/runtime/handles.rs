@@ -477,6 +477,11 @@ impl std::fmt::Debug for PendingOutcome {
 
 impl Drop for PendingOutcome {
     fn drop(&mut self) {
+        // An outcome that arrived (the usual case, on every send) left the driver's map
+        // already: nothing to tell, and no lock to take.
+        if self.rx.is_terminated() {
+            return;
+        }
         // No one awaits this outcome any more: say so before the driver counts.
         self.rx.close();
         let mut s = self.inner.lock();
