@@ -7,7 +7,10 @@
 # self-contained folder to serve (or open the inspector from file:// in browsers that
 # allow module scripts there). Needs the wasm32-unknown-unknown target and
 # wasm-bindgen-cli at the version of the wasm-bindgen crate in Cargo.lock; wasm-opt
-# (Debian's binaryen) is used when it is version 116 or later.
+# (Debian's binaryen) is used when it is version 116 or later. With a nightly toolchain
+# that has rust-src (rustup component add rust-src --toolchain nightly), the standard
+# library is built with the modules, for size and with panics that trap at once: about 9 %
+# smaller. AMQPWIRE_WASM_STD=prebuilt uses the stable toolchain's standard library.
 set -eu
 out=${1:?usage: examples/browser/build.sh OUTDIR}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -55,11 +58,30 @@ done
 for f in ${RUSTFLAGS:-}; do
     flags="$flags$us$f"
 done
+# The standard library: the stable toolchain's prebuilt one (its panics format a message
+# no one sees, since a module has no console to print it to, and its sorting and
+# formatting are built for speed), or, where a nightly toolchain has the library's
+# sources, one built with the modules: optimize_for_size picks std's smaller sorting and
+# formatting code, and panic=immediate-abort makes a panic trap at once (the page sees
+# "unreachable" either way) with no message or location strings.
+toolchain=
+std_flags=
+if [ "${AMQPWIRE_WASM_STD:-}" != prebuilt ] &&
+    sysroot=$(rustc +nightly --print sysroot 2>/dev/null) &&
+    [ -d "$sysroot/lib/rustlib/src/rust/library/std" ]; then
+    toolchain=+nightly
+    std_flags="-Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size"
+    flags="$flags$us-Zunstable-options$us-Cpanic=immediate-abort"
+    echo "build.sh: the standard library is built for size (nightly, rust-src)" >&2
+else
+    echo "build.sh: the prebuilt standard library (for a module about 9 % smaller: rustup component add rust-src --toolchain nightly)" >&2
+fi
 module() { # FEATURE NAME
+    # shellcheck disable=SC2086 # $toolchain and $std_flags are empty or words to split
     CARGO_ENCODED_RUSTFLAGS="$flags" CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true \
         CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 CARGO_PROFILE_RELEASE_PANIC=abort \
-        cargo rustc --lib --release --target wasm32-unknown-unknown --no-default-features \
-        --features "$1" --crate-type cdylib
+        cargo $toolchain rustc --lib --release --target wasm32-unknown-unknown --no-default-features \
+        --features "$1" --crate-type cdylib $std_flags
     wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
         --out-dir "$out" --out-name "$2" \
         "$target_dir/wasm32-unknown-unknown/release/amqpwire.wasm"

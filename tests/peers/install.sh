@@ -28,7 +28,8 @@
 #                downloads no browser of its own).
 #   wasm tools   the wasm32-unknown-unknown target (rustup) and wasm-bindgen-cli at the
 #                version of the wasm-bindgen crate in Cargo.lock (cargo install, once:
-#                several minutes), for examples/browser/build.sh and tests/browser.rs.
+#                several minutes), for examples/browser/build.sh and tests/browser.rs;
+#                rust-src for the nightly toolchain, so build.sh builds std for size.
 #   tshark       Wireshark's command-line dissector (and editcap, mergecap), the Debian
 #                package, for tests/capture.rs: its AMQP dissector must read amqpwire's
 #                pcapng files as amqpwire does. Installed non-interactively; non-root
@@ -366,8 +367,9 @@ install_chromium() {
     CHROMIUM_VERSION="$(chromium --version 2>/dev/null)" || fail "$peer" "chromium --version failed"
 }
 
-# The browser build (examples/browser/build.sh, tests/browser.rs): the wasm32 target and
-# wasm-bindgen-cli at the version of the wasm-bindgen crate in Cargo.lock.
+# The browser build (examples/browser/build.sh, tests/browser.rs): the wasm32 target,
+# wasm-bindgen-cli at the version of the wasm-bindgen crate in Cargo.lock, and the
+# standard library's sources for the nightly toolchain where there is one.
 install_wasm_tools() {
     local peer="wasm-bindgen-cli" want have
     command -v rustup >/dev/null 2>&1 || fail "$peer" "rustup is not on PATH (the wasm32 target comes from it)"
@@ -377,6 +379,19 @@ install_wasm_tools() {
             show_log "$LOGDIR/rustup.log" "rustup target add"
             fail "$peer" "rustup target add wasm32-unknown-unknown failed"
         }
+    fi
+    # With a nightly toolchain (the fuzz targets need one), build.sh builds the standard
+    # library for size from its sources: about 9 % off each module.
+    if rustup toolchain list | grep -q '^nightly'; then
+        if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
+            note "rustup component add rust-src --toolchain nightly"
+            rustup component add rust-src --toolchain nightly >"$LOGDIR/rustup-src.log" 2>&1 || {
+                show_log "$LOGDIR/rustup-src.log" "rustup component add rust-src"
+                fail "$peer" "rustup component add rust-src --toolchain nightly failed"
+            }
+        fi
+    else
+        note "no nightly toolchain: build.sh uses the prebuilt standard library (modules about 9 % larger)"
     fi
     want="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/^version = "|"$/, ""); print; exit }' "$HERE/../../Cargo.lock")"
     [ -n "$want" ] || fail "$peer" "no wasm-bindgen in Cargo.lock"
