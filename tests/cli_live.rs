@@ -753,3 +753,72 @@ fn pcap_captures_a_websocket_connection_that_tshark_decodes() {
     assert_eq!(theirs, ours, "tshark and amqpwire read the same frames");
     let _ = std::fs::remove_file(&capture);
 }
+
+/// A client that goes away without a close exchange: a server's trace says how each
+/// connection ended, and its capture ends each then (not when the server stops), as the
+/// client ended it: a FIN exchange for one that closed its side, a reset for one that
+/// reset.
+#[test]
+fn a_server_s_capture_ends_a_connection_its_client_dropped_as_the_client_did() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let capture = scratch("dropped.pcapng");
+    let mut child = bin()
+        .args(["serve", "--listen", "amqp://127.0.0.1:0", "--trace-json", "-", "--pcap"])
+        .arg(&capture)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut next = || lines.next().expect("serve's output").expect("a line");
+    let url = next().strip_prefix("listening on ").expect("`listening on URL`").to_owned();
+    let addr = url.strip_prefix("amqp://").expect("amqp URL").to_owned();
+    // An open with container-id "x", after the header.
+    let open = [
+        0x00, 0x00, 0x00, 0x11, 0x02, 0x00, 0x00, 0x00, 0x00, 0x53, 0x10, 0xc0, 0x04, 0x01, 0xa1,
+        0x01, 0x78,
+    ];
+    let mut ended = |n: u64| loop {
+        let line: serde_json::Value = serde_json::from_str(&next()).expect("a JSON line");
+        if line["kind"] == "event" && line["connection"] == n {
+            return line["event"].as_str().unwrap_or_default().to_owned();
+        }
+    };
+    // Connection 0 sends the header and closes its side.
+    let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+    s.write_all(b"AMQP\0\x01\0\0").expect("header");
+    s.read_exact(&mut [0u8; 8]).expect("the server's header");
+    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    assert_eq!(ended(0), "ended: the client closed its side");
+    drop(s);
+    // Connection 1 opens, then closes with the server's open unread: the kernel resets it.
+    let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+    s.write_all(b"AMQP\0\x01\0\0").expect("header");
+    s.write_all(&open).expect("open");
+    s.read_exact(&mut [0u8; 8]).expect("the server's header");
+    let _ = s.peek(&mut [0u8; 1]).expect("its open");
+    drop(s);
+    assert_eq!(ended(1), "ended: the transport failed (a reset or an error)");
+    let _ = child.kill();
+    let _ = child.wait();
+    let o = run(&["decode", "--json", capture.to_str().expect("path")]);
+    let ends: Vec<(u64, String, String)> = text(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["kind"] == "tcp")
+        .map(|l| {
+            let s = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
+            (l["connection"].as_u64().unwrap_or(99), s("event"), s("direction"))
+        })
+        .collect();
+    let want = |n: u64, e: &str, d: &str| (n, e.to_owned(), d.to_owned());
+    assert_eq!(
+        ends,
+        // (the capture's streams count from 1)
+        [want(1, "fin", "c2s"), want(1, "fin", "s2c"), want(2, "rst", "c2s")],
+        "{}",
+        text(&o.stdout)
+    );
+    let _ = std::fs::remove_file(&capture);
+}

@@ -19,7 +19,7 @@ use amqpwire::inspect::{
     json::{trace_lines, write_trace_lines},
     render_text, Inspector, Record,
 };
-use amqpwire::runtime::SharedTrace;
+use amqpwire::runtime::{EndedFn, SharedTrace, TransportEnd};
 use amqpwire::script::record::Recorder;
 use amqpwire::types::Performative;
 
@@ -116,6 +116,8 @@ pub(crate) struct Tracer {
     server: bool,
     /// Per connection: its script so far and the file it grows in.
     recorders: Mutex<HashMap<u64, Recording>>,
+    /// How many connections have been recorded (each recording's file is numbered).
+    recorded: std::sync::atomic::AtomicU64,
     /// `--html FILE`, and every line so far (the page is rewritten from them).
     html: Option<(std::path::PathBuf, Mutex<Vec<serde_json::Value>>)>,
     /// `--pcap FILE`, and the connections started in it (with their transport and URL).
@@ -172,6 +174,7 @@ impl Tracer {
             record: args.record.clone(),
             server: false,
             recorders: Mutex::new(HashMap::new()),
+            recorded: std::sync::atomic::AtomicU64::new(0),
         })))
     }
 
@@ -228,9 +231,10 @@ impl Tracer {
         let Some(path) = &self.record else { return };
         let Ok(mut all) = self.recorders.lock() else { return };
         // Files are numbered in the order connections first sent something.
-        let order = all.len() as u64 + 1;
-        let (recorder, file, nth) =
-            all.entry(connection).or_insert_with(|| (Recorder::new(), None, order));
+        let (recorder, file, nth) = all.entry(connection).or_insert_with(|| {
+            let nth = self.recorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            (Recorder::new(), None, nth)
+        });
         if ours {
             recorder.ours(data);
         } else {
@@ -264,6 +268,29 @@ impl Tracer {
     pub(crate) fn shared(self: &Arc<Self>, place: Place) -> SharedTrace {
         let me = Arc::clone(self);
         Arc::new(move |n, r| me.record(n, place.get().map(String::as_str), r))
+    }
+
+    /// For [`ListenOptions::ended`](amqpwire::runtime::ListenOptions::ended): a listener's
+    /// connection has ended, so its trace shows what an unfinished frame left, its capture
+    /// ends it as its transport did (a FIN exchange started by the side that ended it, or
+    /// a reset from the client), and what the tracer kept for it is let go. A server that
+    /// runs for days keeps nothing of the connections that came and went.
+    pub(crate) fn ended(self: &Arc<Self>) -> EndedFn {
+        let me = Arc::clone(self);
+        Arc::new(move |n, end| {
+            me.end_connection(n);
+            me.capture_end(n, end != TransportEnd::Closed, end == TransportEnd::Failed);
+            me.forget(n);
+            // Last: once it is said, the capture holds the end.
+            me.note(
+                n,
+                match end {
+                    TransportEnd::Closed => "ended: the server closed the transport",
+                    TransportEnd::PeerClosed => "ended: the client closed its side",
+                    TransportEnd::Failed => "ended: the transport failed (a reset or an error)",
+                },
+            );
+        })
     }
 
     /// Writes out what is buffered (the JSON file).
@@ -368,6 +395,13 @@ impl Tracer {
     pub(crate) fn forget(&self, connection: u64) {
         if let Ok(mut streams) = self.streams.lock() {
             streams.remove(&connection);
+        }
+        if let Ok(mut closes) = self.closes.lock() {
+            closes.remove(&connection);
+        }
+        // Its script is all in its file (appended as it grew): the file is closed.
+        if let Ok(mut all) = self.recorders.lock() {
+            all.remove(&connection);
         }
         self.capture_end(connection, true, false);
     }

@@ -731,13 +731,27 @@ impl Shared {
     }
 }
 
-/// Drives the connection until it has ended and its last bytes are written.
-pub(crate) async fn drive(inner: Arc<Inner>, io: Transport) {
+/// How a connection's transport ended, as its driver saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportEnd {
+    /// The connection ended (its close exchange, or an error it closed with) and the
+    /// driver shut the transport down: our side ended it.
+    Closed,
+    /// The peer ended its side of the transport first (end of stream).
+    PeerClosed,
+    /// Reading or writing failed (a reset, a broken pipe, a TLS or WebSocket error).
+    Failed,
+}
+
+/// Drives the connection until it has ended and its last bytes are written; says how the
+/// transport ended.
+pub(crate) async fn drive(inner: Arc<Inner>, io: Transport) -> TransportEnd {
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut input = ReadBuffers::default();
     let mut out = Payload::default();
     let mut written = 0usize;
     let mut eof = false;
+    let mut end = TransportEnd::Closed;
     loop {
         let (deadline, ended, can_read) = {
             let mut s = inner.lock();
@@ -767,13 +781,20 @@ pub(crate) async fn drive(inner: Arc<Inner>, io: Transport) {
                     written += n;
                     // Over WebSocket a flush sends what was written as one message.
                     if written == out.len() && wr.flush().await.is_err() {
+                        end = TransportEnd::Failed;
                         transport_gone(&inner, &mut out, &mut written);
                     }
                 }
-                _ => transport_gone(&inner, &mut out, &mut written),
+                _ => {
+                    end = TransportEnd::Failed;
+                    transport_gone(&inner, &mut out, &mut written);
+                }
             },
             r = input.read(&mut rd), if can_read => match r {
                 Ok(0) | Err(_) => {
+                    if end == TransportEnd::Closed {
+                        end = if r.is_err() { TransportEnd::Failed } else { TransportEnd::PeerClosed };
+                    }
                     eof = true;
                     inner.lock().conn.handle_eof(Instant::now());
                 }
@@ -794,6 +815,7 @@ pub(crate) async fn drive(inner: Arc<Inner>, io: Transport) {
     if s.dispatch() || s.ended.is_some() {
         inner.changed.notify_waiters();
     }
+    end
 }
 
 /// The transport failed while writing: nothing more can be sent or received.

@@ -158,7 +158,7 @@ impl Connection {
         let io = tokio::time::timeout(options.timeout, transport::connect(endpoint, &options.tls))
             .await
             .map_err(|_| Error::Timeout("the transport to be set up"))??;
-        let conn = Self::start(engine::Connection::client(cfg), io, None);
+        let conn = Self::start(engine::Connection::client(cfg), io, None, None);
         match tokio::time::timeout(options.timeout, conn.opened()).await {
             Ok(Ok(())) => Ok(conn),
             Ok(Err(e)) => Err(e),
@@ -171,6 +171,7 @@ impl Connection {
         engine: engine::Connection,
         io: Transport,
         requests: Option<tokio::sync::mpsc::UnboundedSender<super::driver::Request>>,
+        on_end: Option<Box<dyn FnOnce(super::driver::TransportEnd) + Send>>,
     ) -> Self {
         let mut engine = engine;
         let span = super::driver::connection_span(&engine, &io);
@@ -187,7 +188,14 @@ impl Connection {
             s.requests = requests;
             s.peer_certificate = io.peer_identity();
         }
-        tokio::spawn(tracing::Instrument::instrument(drive(Arc::clone(&inner), io), span));
+        let driven = Arc::clone(&inner);
+        let run = async move {
+            let end = drive(driven, io).await;
+            if let Some(f) = on_end {
+                f(end);
+            }
+        };
+        tokio::spawn(tracing::Instrument::instrument(run, span));
         Self { _owner: Arc::new(Owner { inner: Arc::clone(&inner) }), inner }
     }
 

@@ -14,7 +14,7 @@ use crate::connection::{self as engine, LinkId, LinkOptions, TraceRecord, TxnEnd
 use crate::sasl::Authenticator;
 use crate::types::{Attach, AttachSource, AttachTarget, Error as AmqpError, Role};
 
-use super::driver::{RecvQueue, Request};
+use super::driver::{RecvQueue, Request, TransportEnd};
 use super::handles::{container_id, Connection, Receiver, Sender};
 use super::transport::{self, AcceptConfig, Endpoint, TlsServerConfig, Transport};
 use super::Error;
@@ -26,6 +26,11 @@ pub type AuthenticatorFactory =
 /// A trace callback shared by every connection of a listener: the connection's number
 /// (in the order connections are set up, see [`ListenOptions::numbers`]) and the record.
 pub type SharedTrace = Arc<dyn Fn(u64, &TraceRecord<'_>) + Send + Sync>;
+
+/// Told that a listener's connection has ended: its number (as for [`SharedTrace`]) and
+/// how its transport ended, once the driver has stopped (every byte it had to write is
+/// written, or can no longer be).
+pub type EndedFn = Arc<dyn Fn(u64, TransportEnd) + Send + Sync>;
 
 /// How a listener sets up the connections it accepts.
 #[derive(Clone)]
@@ -49,6 +54,8 @@ pub struct ListenOptions {
     /// that listeners made from one set of options (a broker on TCP and WebSocket, say)
     /// never give two connections the same number in one trace or capture.
     pub numbers: ConnectionNumbers,
+    /// Told when each connection has ended (for a trace or capture to end it too).
+    pub ended: Option<EndedFn>,
     /// Adjusts each connection's engine configuration last, for what the fields above do
     /// not cover (max-frame-size, channel-max, session windows, the frame layout…).
     pub configure: Option<ConfigureFn>,
@@ -68,6 +75,7 @@ impl Default for ListenOptions {
             handshake_timeout: Duration::from_secs(10),
             trace: None,
             numbers: ConnectionNumbers::default(),
+            ended: None,
             configure: None,
         }
     }
@@ -90,7 +98,11 @@ impl ListenOptions {
     /// [`ListenOptions::numbers`] like the connections of listeners made from them.
     pub fn start(&self, io: Transport) -> ServerConnection {
         let n = self.numbers.take();
-        ServerConnection::start(server_config(self, &io, n), io)
+        let on_end = self.ended.clone().map(|f| {
+            let f: Box<dyn FnOnce(TransportEnd) + Send> = Box::new(move |end| f(n, end));
+            f
+        });
+        ServerConnection::start_with(server_config(self, &io, n), io, on_end)
     }
 }
 
@@ -265,10 +277,20 @@ impl ServerConnection {
     /// Runs a server-role `engine` over `io` (for transports set up elsewhere, such as
     /// an in-memory pipe).
     pub fn start(config: engine::Config, io: Transport) -> Self {
+        Self::start_with(config, io, None)
+    }
+
+    /// [`ServerConnection::start`], calling `on_end` once the transport has ended.
+    fn start_with(
+        config: engine::Config,
+        io: Transport,
+        on_end: Option<Box<dyn FnOnce(TransportEnd) + Send>>,
+    ) -> Self {
         let (tx, requests) = mpsc::unbounded_channel();
         let mut config = config;
         config.accept_links = false;
-        let connection = Connection::start(engine::Connection::server(config), io, Some(tx));
+        let connection =
+            Connection::start(engine::Connection::server(config), io, Some(tx), on_end);
         let requests = Requests { rx: requests, conn: connection.clone() };
         Self { connection, requests }
     }

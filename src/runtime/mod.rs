@@ -58,13 +58,13 @@ pub mod script;
 pub mod transport;
 mod txn;
 
-pub use driver::{Delivery, HIGH_WATER, INITIAL_CREDIT, RECV_BUDGET};
+pub use driver::{Delivery, TransportEnd, HIGH_WATER, INITIAL_CREDIT, RECV_BUDGET};
 pub use error::Error;
 pub use handles::{
     Configure, ConnectOptions, Connection, PendingOutcome, Receiver, Sender, Session,
 };
 pub use listener::{
-    AuthenticatorFactory, ConfigureFn, ConnectionNumbers, Incoming, LinkRequest, ListenOptions,
-    Listener, ServerConnection, ServerEvent, SharedTrace, TxnEnd,
+    AuthenticatorFactory, ConfigureFn, ConnectionNumbers, EndedFn, Incoming, LinkRequest,
+    ListenOptions, Listener, ServerConnection, ServerEvent, SharedTrace, TxnEnd,
 };
 pub use txn::{Controller, Transaction};
