@@ -140,8 +140,44 @@ fn bad_lines_are_refused_with_the_line_and_the_reason() {
         (r#"{"performative": "attach", "fields": {"handle": -1}}"#, "fields.handle"),
         (r#"{"typed": {"uint": 1, "code": "zz"}}"#, "format code"),
         (r#"{"kind": "header"}"#, "protocol_id"),
+        // A misspelt key would leave out what it names: an empty frame, without a word.
+        (
+            r#"{"perfomative": "open", "fields": {"container-id": "x"}}"#,
+            "unknown key \"perfomative\"",
+        ),
+        (r#"{"performative": "open", "channle": 1}"#, "unknown key \"channle\""),
+        (
+            r#"{"kind": "header", "protocol": "AMQP", "versoin": "1.0.0"}"#,
+            "unknown key \"versoin\"",
+        ),
+        (r#"{"fields": {"container-id": "x"}}"#, "without a \"performative\""),
+        (r#"{"kind": "header", "protocol": "SASL", "protocol_id": 0}"#, "protocol_id 3, not 0"),
     ] {
         let e = encode_lines(input).expect_err(input);
         assert!(e.contains(words), "{input}: {e}");
     }
+}
+
+/// A SASL body is written in a SASL frame (type 1) unless the line names another type.
+#[test]
+fn sasl_bodies_go_in_sasl_frames_unless_told_otherwise() {
+    let init = r#"{"performative": "sasl-init", "fields": {"mechanism": "ANONYMOUS"}}"#;
+    let bytes = encode_lines(init).expect("encode");
+    assert_eq!(bytes[5], 1, "the frame type");
+    let bytes =
+        encode_lines(&init.replace("{\"performative\"", "{\"type\": \"amqp\", \"performative\""))
+            .expect("encode");
+    assert_eq!(bytes[5], 0, "the type asked for");
+    let mut stream = b"AMQP\x03\x01\x00\x00".to_vec();
+    stream.extend(encode_lines(init).expect("encode"));
+    let mut inspector = Inspector::new(DecodeOptions::STRICT);
+    inspector.push(&stream);
+    let records: Vec<Record> = std::iter::from_fn(|| inspector.next_record()).collect();
+    let lines: Vec<_> = records.iter().flat_map(record_json).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[1]["performative"], "sasl-init", "{lines:?}");
+    assert_eq!(lines[1]["type"], "sasl", "{lines:?}");
+    // Any other frame is an AMQP frame, as before.
+    let open = encode_lines(r#"{"performative": "open", "fields": {"container-id": "x"}}"#);
+    assert_eq!(open.expect("encode")[5], 0);
 }

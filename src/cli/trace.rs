@@ -41,7 +41,7 @@ pub(crate) struct TraceArgs {
     /// Record each connection as a script (docs/scripts.md) that replays this side's
     /// peer's counterpart: a client's frames as `send`, the server's as `expect` (for
     /// `serve` and `iothub emulate`, the client is the side recorded). FILE holds the
-    /// first connection, FILE-2… the next.
+    /// first connection, FILE-2… the next (before the extension: rec.jsonl, rec-2.jsonl).
     #[arg(long, value_name = "FILE")]
     pub(crate) record: Option<std::path::PathBuf>,
     /// Draw every connection's frames as a ladder (a sequence diagram) in FILE, one
@@ -240,20 +240,16 @@ impl Tracer {
         } else {
             recorder.theirs(data);
         }
-        let new = recorder.take_new();
-        if new.is_empty() {
-            return;
-        }
-        if file.is_none() {
-            let path = numbered(path, *nth);
-            match std::fs::File::create(&path) {
-                Ok(f) => *file = Some(f),
-                Err(e) => eprintln!("amqpwire: cannot write the recording {}: {e}", path.display()),
-            }
-        }
-        if let Some(f) = file {
-            // Appended as it grows: a process stopped by a signal keeps its script.
-            let _ = f.write_all(new.as_bytes());
+        append_recording(path, recorder, file, *nth);
+    }
+
+    /// Ends the recording of `connection` (if any): what it held back is written.
+    fn end_recording(&self, connection: u64) {
+        let Some(path) = &self.record else { return };
+        let Ok(mut all) = self.recorders.lock() else { return };
+        if let Some((mut recorder, mut file, nth)) = all.remove(&connection) {
+            recorder.finish();
+            append_recording(path, &mut recorder, &mut file, nth);
         }
     }
 
@@ -305,6 +301,11 @@ impl Tracer {
     /// At the command's end: every connection the capture holds ends with a FIN exchange,
     /// then what is buffered is written out.
     pub(crate) fn finish(&self) {
+        let recording: Vec<u64> =
+            self.recorders.lock().map(|all| all.keys().copied().collect()).unwrap_or_default();
+        for connection in recording {
+            self.end_recording(connection);
+        }
         if let Some(Ok(mut guard)) = self.pcap.as_ref().map(Mutex::lock) {
             let _ = guard.0.close_all(std::time::SystemTime::now());
             let _ = guard.0.flush();
@@ -400,9 +401,7 @@ impl Tracer {
             closes.remove(&connection);
         }
         // Its script is all in its file (appended as it grew): the file is closed.
-        if let Ok(mut all) = self.recorders.lock() {
-            all.remove(&connection);
-        }
+        self.end_recording(connection);
         self.capture_end(connection, true, false);
     }
 
@@ -515,6 +514,31 @@ fn emit(out: &Option<Mutex<Box<dyn Write + Send>>>, text: &str) {
     if let Some(Ok(mut out)) = out.as_ref().map(Mutex::lock) {
         let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
+    }
+}
+
+/// Appends what `recorder` has added since it was last asked to the recording's file
+/// (`path`, numbered `nth`), made at the first line.
+fn append_recording(
+    path: &std::path::Path,
+    recorder: &mut Recorder,
+    file: &mut Option<std::fs::File>,
+    nth: u64,
+) {
+    let new = recorder.take_new();
+    if new.is_empty() {
+        return;
+    }
+    if file.is_none() {
+        let path = numbered(path, nth);
+        match std::fs::File::create(&path) {
+            Ok(f) => *file = Some(f),
+            Err(e) => eprintln!("amqpwire: cannot write the recording {}: {e}", path.display()),
+        }
+    }
+    if let Some(f) = file {
+        // Appended as it grows: a process stopped by a signal keeps its script.
+        let _ = f.write_all(new.as_bytes());
     }
 }
 

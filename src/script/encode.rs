@@ -78,19 +78,80 @@ pub fn encode_line(j: &Json, out: &mut Vec<u8>) -> Result<(), String> {
     }
 }
 
+/// Keys that say where a line of `decode --json`, a capture's or a live trace's came from,
+/// or show what its bytes hold: accepted, and not written.
+const SHOWN: &[&str] = &[
+    "offset",
+    "raw",
+    "redacted",
+    "direction",
+    "time",
+    "connection",
+    "packet",
+    "message",
+    "payload_size",
+    "continuation",
+    "warning",
+    "warnings",
+    "error",
+];
+
+/// The keys a header line may have.
+const HEADER_KEYS: &[&str] = &["kind", "protocol_id", "protocol", "version"];
+
+/// The keys a frame line may have.
+const FRAME_KEYS: &[&str] = &[
+    "kind",
+    "type",
+    "channel",
+    "size",
+    "doff",
+    "extended_header",
+    "typed",
+    "body",
+    "performative",
+    "fields",
+    "payload",
+    "data",
+    "truncate",
+];
+
+/// A key of `o` that is neither written (`keys`) nor shown ([`SHOWN`]): most likely a
+/// misspelt one, which would otherwise be left out without a word (a frame with no
+/// performative is an empty frame).
+fn unknown_key(o: &serde_json::Map<String, Json>, keys: &[&str], what: &str) -> Result<(), String> {
+    match o.keys().find(|k| !keys.contains(&k.as_str()) && !SHOWN.contains(&k.as_str())) {
+        Some(k) => Err(format!("unknown key {k:?} (a {what} line has: {})", keys.join(", "))),
+        None => Ok(()),
+    }
+}
+
 fn header(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), String> {
+    unknown_key(o, HEADER_KEYS, "header")?;
+    let named = |p: &str| match p {
+        "AMQP" => Some(0u8),
+        "TLS" => Some(2),
+        "SASL" => Some(3),
+        _ => None,
+    };
     let id = match (o.get("protocol_id"), o.get("protocol").and_then(Json::as_str)) {
-        (Some(n), _) => {
-            n.as_u64().and_then(|n| u8::try_from(n).ok()).ok_or("protocol_id is a number 0-255")?
+        (Some(n), p) => {
+            let n = n
+                .as_u64()
+                .and_then(|n| u8::try_from(n).ok())
+                .ok_or("protocol_id is a number 0-255")?;
+            // The name `decode` shows beside an id it names must be that id's.
+            if let Some(by_name) = p.and_then(named).filter(|by_name| *by_name != n) {
+                return Err(format!(
+                    "protocol {:?} is protocol_id {by_name}, not {n}: write one of them",
+                    p.unwrap_or_default()
+                ));
+            }
+            n
         }
-        (None, Some("AMQP")) => 0,
-        (None, Some("TLS")) => 2,
-        (None, Some("SASL")) => 3,
-        (None, Some(other)) => {
-            return Err(format!(
-                "protocol {other:?}: write \"AMQP\", \"TLS\" or \"SASL\", or a protocol_id"
-            ))
-        }
+        (None, Some(p)) => named(p).ok_or_else(|| {
+            format!("protocol {p:?}: write \"AMQP\", \"TLS\" or \"SASL\", or a protocol_id")
+        })?,
         _ => return Err("a header needs \"protocol_id\" (0, 2 or 3) or \"protocol\"".into()),
     };
     let version = o.get("version").and_then(Json::as_str).unwrap_or("1.0.0");
@@ -103,7 +164,14 @@ fn header(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), St
 }
 
 fn frame(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), String> {
+    unknown_key(o, FRAME_KEYS, "frame")?;
+    let named = o.get("performative").and_then(Json::as_str);
+    if o.contains_key("fields") && named.is_none() {
+        return Err("\"fields\" without a \"performative\" to give them to".into());
+    }
     let ty: u8 = match o.get("type") {
+        // A SASL body goes in a SASL frame (2.3.2) unless the line says otherwise.
+        None if named.is_some_and(|p| p.starts_with("sasl-")) => 1,
         None => 0,
         Some(Json::String(s)) if s == "amqp" => 0,
         Some(Json::String(s)) if s == "sasl" => 1,

@@ -8,10 +8,15 @@
 //! - `open`, `begin`, `close`, `end`: the performative, and the error's condition if any
 //!   (connection and session parameters differ between peers and versions);
 //! - `attach`: name, role and the addresses of source and target;
-//! - `transfer`: handle and settled, and of its message the application properties but for
-//!   values that name times, ids or tokens;
-//! - `disposition`: role, first, last, settled and the outcome's kind;
-//! - `detach`: closed and the error's condition.
+//! - `transfer`: handle, settled when it is set, and of its message the application
+//!   properties but for values that name times, ids or tokens;
+//! - `disposition`: role, first, last, settled when it is set, and the outcome's kind;
+//! - `detach`: closed when it is set, and the error's condition.
+//!
+//! A flag that is false is not expected: a peer may leave it out, which means the same.
+//! The peer's `open`, when it came before the recorded side's own, is expected after it:
+//! each side sends its open without waiting for the other's, and a server that waits for
+//! the client's open would otherwise never be given it.
 //!
 //! `flow` frames are not expected (the script starts with `{"ignore": ["flow"]}`): how
 //! often a peer sends them is its own business. The recorded side's frames are sent as
@@ -31,6 +36,11 @@ pub struct Recorder {
     lines: Vec<Json>,
     /// How many of `lines` [`Recorder::take_new`] has handed out.
     taken: usize,
+    /// Whether the replayed side has sent its `open`.
+    opened: bool,
+    /// The other side's steps from its `open` on, while the replayed side has not sent
+    /// its own: held back until it has (see [`Recorder::push`]).
+    held: Vec<Json>,
 }
 
 impl Default for Recorder {
@@ -44,7 +54,13 @@ impl Recorder {
     /// [`Recorder::theirs`] with the other side's, in the order they were seen.
     pub fn new() -> Self {
         let new = || Inspector::new(DecodeOptions::LENIENT).redact_secrets(false);
-        Self { inspectors: [new(), new()], lines: vec![json!({ "ignore": ["flow"] })], taken: 0 }
+        Self {
+            inspectors: [new(), new()],
+            lines: vec![json!({ "ignore": ["flow"] })],
+            taken: 0,
+            opened: false,
+            held: Vec::new(),
+        }
     }
 
     /// Bytes the replayed side sent.
@@ -63,14 +79,41 @@ impl Recorder {
         let records: Vec<Record> = std::iter::from_fn(|| inspector.next_record()).collect();
         for r in &records {
             let Some(line) = record_json(r).into_iter().next() else { continue };
-            let step = if side == 0 { send_step(&line) } else { expect_step(&line) };
-            self.lines.extend(step);
+            if side == 0 {
+                let Some(step) = send_step(&line) else { continue };
+                self.lines.push(step);
+                if line.get("performative").and_then(Json::as_str) == Some("open") {
+                    self.opened = true;
+                    self.lines.append(&mut self.held);
+                }
+                continue;
+            }
+            let Some(step) = expect_step(&line) else { continue };
+            // Each side sends its open on its own, after the headers (2.4.1): a peer that
+            // sent its open first (a server that pipelines it after its header) did not
+            // make ours wait for it. Expected before ours, it would make a replay wait for
+            // an open that a server which waits for the client's never sends.
+            let is_open =
+                step.pointer("/expect/performative").and_then(Json::as_str) == Some("open");
+            if !self.held.is_empty() || (is_open && !self.opened) {
+                self.held.push(step);
+            } else {
+                self.lines.push(step);
+            }
         }
     }
 
-    /// The script so far, as JSON lines.
+    /// The recording is over: steps held back for an `open` of the replayed side that
+    /// never came are added as they were seen.
+    pub fn finish(&mut self) {
+        self.lines.append(&mut self.held);
+    }
+
+    /// The script so far, as JSON lines (with any steps still held back at the end).
     pub fn script(&self) -> String {
-        lines(&self.lines)
+        let mut s = lines(&self.lines);
+        s.push_str(&lines(&self.held));
+        s
     }
 
     /// The lines added since the last call, for writing a script as it grows.
@@ -143,9 +186,15 @@ fn expect_step(line: &Json) -> Option<Json> {
                     }
                     m
                 }
-                "transfer" => pick(&["handle", "settled"]),
+                // A flag left out or null means false for these (and continuation
+                // transfers carry the first's): only a flag that is set is expected, so
+                // that a peer that leaves it out and one that says false both match.
+                "transfer" => {
+                    pick(&["handle"]).into_iter().chain(set_flag(fields, "settled")).collect()
+                }
                 "disposition" => {
-                    let mut m = pick(&["role", "first", "last", "settled"]);
+                    let mut m = pick(&["role", "first", "last"]);
+                    m.extend(set_flag(fields, "settled"));
                     if let Some(Json::Object(state)) = fields.and_then(|f| f.get("state")) {
                         // The outcome's kind, not its details.
                         let kinds: Map<String, Json> =
@@ -154,7 +203,7 @@ fn expect_step(line: &Json) -> Option<Json> {
                     }
                     m
                 }
-                "detach" => pick(&["closed"]),
+                "detach" => set_flag(fields, "closed").into_iter().collect(),
                 _ => Map::new(),
             };
             if let Some(cond) = fields
@@ -187,6 +236,13 @@ fn expect_step(line: &Json) -> Option<Json> {
     Some(json!({ "expect": pattern }))
 }
 
+/// `name: true` when the flag `name` of `fields` is set; nothing when it is false, null or
+/// left out.
+fn set_flag(fields: Option<&Map<String, Json>>, name: &str) -> Option<(String, Json)> {
+    let set = fields.and_then(|f| f.get(name)).and_then(Json::as_bool) == Some(true);
+    set.then(|| (name.to_owned(), Json::Bool(true)))
+}
+
 /// The address of a source or target in the value mapping: `{"source": {"address": …}}`.
 fn terminus_address(t: Option<&Json>) -> Option<Json> {
     let (kind, inner) = t?.as_object()?.iter().next()?;
@@ -200,4 +256,101 @@ fn volatile(key: &str) -> bool {
     ["time", "id", "token", "expir", "lock", "sequence", "offset", "date"]
         .iter()
         .any(|w| k.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::script::encode::encode_lines;
+
+    fn bytes(lines: &[&str]) -> Vec<u8> {
+        encode_lines(&lines.join("\n")).expect("encode")
+    }
+
+    fn steps(r: &Recorder) -> Vec<String> {
+        r.script()
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let j: Json = serde_json::from_str(l).expect("a line");
+                let (verb, body) = j.as_object().and_then(|o| o.iter().next()).expect("a step");
+                let what = body
+                    .get("performative")
+                    .or_else(|| body.get("kind"))
+                    .and_then(Json::as_str)
+                    .unwrap_or("?");
+                format!("{verb} {what}")
+            })
+            .collect()
+    }
+
+    const HEADER: &str = r#"{"kind":"header","protocol":"AMQP"}"#;
+    const OPEN: &str = r#"{"performative":"open","fields":{"container-id":"c"}}"#;
+
+    #[test]
+    fn a_peer_open_that_came_first_is_expected_after_ours() {
+        let mut r = Recorder::new();
+        r.ours(&bytes(&[HEADER]));
+        // A server that pipelines its open after its header.
+        r.theirs(&bytes(&[HEADER, OPEN]));
+        assert_eq!(r.take_new().lines().count(), 3, "the open is held back");
+        r.ours(&bytes(&[OPEN, r#"{"performative":"begin","channel":0,"fields":{"next-outgoing-id":0,"incoming-window":10,"outgoing-window":10}}"#]));
+        r.theirs(&bytes(&[r#"{"performative":"begin","fields":{"remote-channel":0,"next-outgoing-id":0,"incoming-window":10,"outgoing-window":10}}"#]));
+        assert_eq!(
+            steps(&r),
+            [
+                "send header",
+                "expect header",
+                "send frame",
+                "expect open",
+                "send frame",
+                "expect begin"
+            ]
+        );
+        // A peer that waited for ours is recorded as it came.
+        let mut r = Recorder::new();
+        r.ours(&bytes(&[HEADER, OPEN]));
+        r.theirs(&bytes(&[HEADER, OPEN]));
+        assert_eq!(steps(&r), ["send header", "send frame", "expect header", "expect open"]);
+        // A recording that ends before our open keeps what was held back.
+        let mut r = Recorder::new();
+        r.ours(&bytes(&[HEADER]));
+        r.theirs(&bytes(&[HEADER, OPEN]));
+        let _ = r.take_new();
+        r.finish();
+        assert_eq!(r.take_new().trim(), r#"{"expect":{"performative":"open"}}"#);
+    }
+
+    #[test]
+    fn flags_that_are_false_or_left_out_are_not_expected() {
+        let expect = |line: &str| -> Json {
+            let mut r = Recorder::new();
+            r.opened = true;
+            r.theirs(&bytes(&[HEADER, line]));
+            let last = r.script().lines().last().map(str::to_owned).unwrap_or_default();
+            serde_json::from_str::<Json>(&last).expect("a line")["expect"].clone()
+        };
+        let transfer = |settled: &str| {
+            expect(&format!(
+                r#"{{"performative":"transfer","fields":{{"handle":1,"delivery-id":0,"delivery-tag":{{"binary":"00"}}{settled}}}}}"#
+            ))
+        };
+        let plain = json!({"performative": "transfer", "fields": {"handle": 1}});
+        assert_eq!(transfer(""), plain);
+        assert_eq!(transfer(r#","settled":false"#), plain);
+        assert_eq!(transfer(r#","settled":null"#), plain);
+        assert_eq!(
+            transfer(r#","settled":true"#),
+            json!({"performative": "transfer", "fields": {"handle": 1, "settled": true}})
+        );
+        let detach = expect(r#"{"performative":"detach","fields":{"handle":0,"closed":false}}"#);
+        assert_eq!(detach, json!({"performative": "detach"}));
+        let detach = expect(r#"{"performative":"detach","fields":{"handle":0,"closed":true}}"#);
+        assert_eq!(detach, json!({"performative": "detach", "fields": {"closed": true}}));
+        let d = expect(
+            r#"{"performative":"disposition","fields":{"role":true,"first":0,"settled":false}}"#,
+        );
+        let fields = json!({"role": true, "first": 0, "last": null});
+        assert_eq!(d, json!({"performative": "disposition", "fields": fields}));
+    }
 }
