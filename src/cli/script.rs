@@ -77,6 +77,12 @@ pub(crate) fn run(args: &ScriptArgs) -> Result<ExitCode, String> {
             t.end_connection(1);
             t.finish();
         }
+        for (step, name) in player.sent_unbound() {
+            eprintln!(
+                "note: step {step} sent {name:?} as text: no expect before it bound {name} \
+                 (a misspelt name is sent so too)"
+            );
+        }
         match player.verdict() {
             Some(Ok(())) => {
                 eprintln!("every step held");

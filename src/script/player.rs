@@ -266,6 +266,8 @@ pub struct Player {
     /// Deliveries the peer settled beyond what their expectation named: its disposition
     /// (the trace line), and the ids from and to, for later expectations.
     settled_ahead: Vec<(Json, u64, u64)>,
+    /// See [`Player::sent_unbound`].
+    sent_unbound: Vec<(usize, String)>,
 }
 
 /// The most input [`Player::keep_input`] keeps (16 MiB): a peer that sends more is cut off
@@ -296,6 +298,7 @@ impl Player {
             received: None,
             disposition_from: None,
             settled_ahead: Vec::new(),
+            sent_unbound: Vec::new(),
         }
     }
 
@@ -367,6 +370,13 @@ impl Player {
         self.verdict.is_none().then_some(self.deadline).flatten()
     }
 
+    /// The `$name`s a `send` step wrote as text because no `expect` before it had bound
+    /// them, each with the first step (from 1) that did: a misspelt name, or a string
+    /// that starts with `$` on purpose (`$cbs`).
+    pub fn sent_unbound(&self) -> &[(usize, String)] {
+        &self.sent_unbound
+    }
+
     /// `None` while the script runs; then whether every step held.
     pub fn verdict(&self) -> Option<&Result<(), Failure>> {
         self.verdict.as_ref()
@@ -386,8 +396,18 @@ impl Player {
             };
             let n = self.next + 1;
             match step {
-                Step::Send(j) => {
-                    let j = self.substitute(&j);
+                Step::Send(written) => {
+                    // `$name`s no expect has bound: written as text (`$cbs` is a real
+                    // address), and said once each (a misspelt name is sent so too).
+                    let mut unbound = Vec::new();
+                    unbound_names(&written, &mut unbound);
+                    unbound.retain(|name| !self.bound.contains_key(&name[1..]));
+                    for name in &unbound {
+                        if !self.sent_unbound.iter().any(|(_, seen)| seen == name) {
+                            self.sent_unbound.push((n, name.clone()));
+                        }
+                    }
+                    let j = self.substitute(&written);
                     let r = match &j {
                         Json::String(h) => crate::inspect::typed::unhex(h)
                             .map(|b| self.out.extend(b))
@@ -395,10 +415,9 @@ impl Player {
                         _ => super::encode::encode_line(&j, &mut self.out),
                     };
                     if let Err(mut e) = r {
-                        // An unbound `$name` stays a literal string (`$cbs` is a real
-                        // address); where that string is what does not encode, say so.
-                        let mut unbound = Vec::new();
-                        unbound_names(&j, &mut unbound);
+                        // Where an unbound name's text is what does not encode, say so
+                        // (the names of the step as written: a bound value that starts
+                        // with `$` is a value, not a name).
                         unbound.retain(|name| e.contains(&format!("{name:?}")));
                         if !unbound.is_empty() {
                             e.push_str(&format!(
@@ -1088,13 +1107,45 @@ mod tests {
             f.got.ends_with("(\"$h\" bound by no expect before this step, so written as a string)"),
             "{f:?}"
         );
+        // A name no expect bound, where a string fits: sent as text, and said so, once.
+        let (p, v) = played_against_server(&format!(
+            "{OPEN}\n{}\n{}\n{}",
+            r#"{"send": {"performative": "begin", "fields": {"next-outgoing-id": 0, "incoming-window": 9, "outgoing-window": 9}}}"#,
+            r#"{"send": {"performative": "attach", "fields": {"name": "$nope", "handle": 0, "role": "receiver"}}}"#,
+            r#"{"send": {"performative": "detach", "fields": {"handle": 0, "error": {"described": [{"ulong": 29}, [{"symbol": "$nope"}, "$peer"]]}}}}"#,
+        ));
+        assert!(v.is_ok(), "{v:?}");
+        assert_eq!(p.sent_unbound(), [(6, "$nope".to_owned())]);
+        // A bound value that starts with `$` is a value: not taken for a name.
+        let bound_to_dollar = "{\"send\": {\"kind\": \"header\", \"protocol_id\": 0}}
+{\"send\": {\"performative\": \"open\", \"fields\": {\"container-id\": \"$x\"}}}
+{\"expect\": {\"kind\": \"header\", \"protocol_id\": 0}}
+{\"expect\": {\"performative\": \"open\", \"fields\": {\"container-id\": \"$peer\"}}}";
+        let wrong =
+            r#"{"send": {"performative": "begin", "fields": {"next-outgoing-id": "$peer"}}}"#;
+        let (p, v) = played_against(&format!("{bound_to_dollar}\n{wrong}"), "$engine");
+        assert_eq!(p.sent_unbound(), [(2, "$x".to_owned())]);
+        assert_eq!(p.bound().get("peer"), Some(&Json::from("$engine")));
+        let f = v.expect_err("a string for a number");
+        assert!(f.got.contains("next-outgoing-id") && !f.got.contains("bound by no"), "{f:?}");
     }
 
     /// Plays `script` against an engine in server role, in memory; the verdict.
     fn against_server(script: &str) -> Result<(), Failure> {
+        played_against_server(script).1
+    }
+
+    /// Plays `script` against an engine in server role, in memory; the player and its
+    /// verdict.
+    fn played_against_server(script: &str) -> (Player, Result<(), Failure>) {
+        played_against(script, "engine")
+    }
+
+    /// Plays `script` against an engine in server role whose container-id is `id`.
+    fn played_against(script: &str, id: &str) -> (Player, Result<(), Failure>) {
         let steps = parse(script, Duration::from_secs(5)).expect("script");
         let mut p = Player::new(steps);
-        let mut server = Connection::server(Config::new("engine"));
+        let mut server = Connection::server(Config::new(id));
         let mut now = Instant::now();
         p.start(now);
         for _ in 0..100 {
@@ -1116,8 +1167,8 @@ mod tests {
             if server.is_ended() && back.is_empty() {
                 p.handle_eof(now);
             }
-            if let Some(v) = p.verdict() {
-                return v.clone();
+            if let Some(v) = p.verdict().cloned() {
+                return (p, v);
             }
             if b.is_empty() && back.is_empty() {
                 // Nothing moves: let time run to the next deadline.
