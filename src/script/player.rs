@@ -268,6 +268,9 @@ pub struct Player {
     settled_ahead: Vec<(Json, u64, u64)>,
     /// See [`Player::sent_unbound`].
     sent_unbound: Vec<(usize, String)>,
+    /// Later `expect` steps a frame of another link has already met, out of order (see
+    /// [`Player::met_ahead`]): skipped when the script comes to them.
+    met: std::collections::BTreeSet<usize>,
 }
 
 /// The most input [`Player::keep_input`] keeps (16 MiB): a peer that sends more is cut off
@@ -299,6 +302,7 @@ impl Player {
             disposition_from: None,
             settled_ahead: Vec::new(),
             sent_unbound: Vec::new(),
+            met: std::collections::BTreeSet::new(),
         }
     }
 
@@ -390,6 +394,10 @@ impl Player {
     /// Runs steps until one must wait for the peer or for time.
     fn run(&mut self, now: Instant) {
         while self.verdict.is_none() {
+            if self.met.remove(&self.next) {
+                self.next += 1;
+                continue;
+            }
             let Some(step) = self.steps.get(self.next).cloned() else {
                 self.verdict = Some(Ok(()));
                 return;
@@ -597,6 +605,9 @@ impl Player {
                     if !matches(&pattern, &line, &mut bound) {
                         if self.lenient {
                             // Not this one: keep waiting for one that is, within the limit.
+                            continue;
+                        }
+                        if self.met_ahead(&line) {
                             continue;
                         }
                         let mut got = describe(&r);
@@ -848,6 +859,67 @@ impl Player {
     }
 
     /// `j` with every `"$name"` string that is bound replaced by its value.
+    /// Whether `line`, a frame that does not meet the current `expect` step, meets a
+    /// later one of the same run of `expect` steps (up to the next step of another kind)
+    /// that no step before it in the run need come before: then that step is met (and
+    /// skipped when the script comes to it). Frames of different links (or sessions) are
+    /// independent, and peers order them as they like: one detaches its sender first,
+    /// another its receiver; one settles a link's deliveries before it sends another
+    /// link's transfers, another after. What stays in order: a link's own frames (the same
+    /// handle), connection and session frames (`open`, `begin`, `end`, `close`: never
+    /// met out of order, and never passed over), and a step whose `$name` an earlier one
+    /// of the run binds.
+    fn met_ahead(&mut self, line: &Json) -> bool {
+        const LINK_LEVEL: [&str; 5] = ["attach", "detach", "transfer", "disposition", "flow"];
+        let performative =
+            |j: &Json| j.get("performative").and_then(Json::as_str).map(str::to_owned);
+        let link_level =
+            |j: &Json| performative(j).is_some_and(|p| LINK_LEVEL.contains(&p.as_str()));
+        if !link_level(line) {
+            return false;
+        }
+        let handle = |j: &Json| j.pointer("/fields/handle").and_then(Json::as_u64);
+        let channel = |j: &Json| j.get("channel").and_then(Json::as_u64);
+        let names = |j: &Json| {
+            let mut all = Vec::new();
+            unbound_names(j, &mut all);
+            all.retain(|n| !self.bound.contains_key(&n[1..]));
+            all
+        };
+        let mut passed: Vec<Json> = Vec::new();
+        for at in self.next..self.steps.len() {
+            let Some(Step::Expect { pattern, .. }) = self.steps.get(at) else { break };
+            if self.met.contains(&at) {
+                continue;
+            }
+            let pattern = self.substitute(pattern);
+            if at > self.next {
+                let mut bound = self.bound.clone();
+                let names_here = names(&pattern);
+                let independent = passed.iter().all(|earlier| {
+                    let same_link = handle(earlier).is_some()
+                        && handle(earlier) == handle(line)
+                        && (channel(earlier).is_none()
+                            || channel(line).is_none()
+                            || channel(earlier) == channel(line));
+                    let shares_names = names(earlier).iter().any(|n| names_here.contains(n));
+                    !same_link && !shares_names
+                });
+                if independent && matches(&pattern, line, &mut bound) {
+                    self.bound = bound;
+                    self.met.insert(at);
+                    return true;
+                }
+            }
+            if !link_level(&pattern) {
+                // Connection and session frames are never passed over.
+                return false;
+            }
+            passed.push(pattern);
+        }
+        false
+    }
+
     fn substitute(&self, j: &Json) -> Json {
         match j {
             Json::String(s) if s.starts_with('$') => {
@@ -1193,6 +1265,62 @@ mod tests {
         p.handle_input(&super::super::encode::encode_lines(peer).expect("peer's frames"), now);
         p.handle_eof(now);
         p.verdict().cloned().expect("a verdict")
+    }
+
+    #[test]
+    fn frames_of_other_links_may_meet_later_expectations_first() {
+        let transfer = |handle: u32, id: u32| {
+            format!(
+                r#"{{"performative": "transfer", "channel": 0, "fields": {{"handle": {handle}, "delivery-id": {id}, "delivery-tag": "0{id}"}}, "data": "m"}}"#
+            )
+        };
+        let expect = |line: &str| format!(r#"{{"expect": {line}}}"#);
+        let exp_transfer = |handle: u32, id: u32| {
+            expect(&format!(
+                r#"{{"performative": "transfer", "fields": {{"handle": {handle}, "delivery-id": {id}}}}}"#
+            ))
+        };
+        let detach = |handle: u32| {
+            format!(
+                r#"{{"performative": "detach", "fields": {{"handle": {handle}, "closed": true}}}}"#
+            )
+        };
+        let close = r#"{"performative": "close"}"#;
+        let script = [
+            exp_transfer(0, 0),
+            exp_transfer(0, 1),
+            expect(
+                r#"{"performative": "disposition", "fields": {"first": 0, "last": 1, "state": {"accepted": "*"}}}"#,
+            ),
+            exp_transfer(1, 2),
+            expect(&detach(0)),
+            expect(&detach(1)),
+            expect(close),
+        ]
+        .join("\n");
+        // Another link's transfer, the disposition and the detaches in another order: held.
+        let peer = [
+            transfer(0, 0),
+            transfer(1, 2),
+            settle(0, Some(1), "36"),
+            transfer(0, 1),
+            detach(1),
+            detach(0),
+            close.to_owned(),
+        ];
+        let peer_reordered = [&peer[0], &peer[1], &peer[3], &peer[2], &peer[4], &peer[5], &peer[6]];
+        let joined = |p: &[&String]| p.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n");
+        let v = against_bytes(&script, &joined(&peer_reordered));
+        assert!(v.is_ok(), "{v:?}");
+        // One link's own frames stay in order: delivery 1 before delivery 0 is not held.
+        let swapped = [&peer[1], &peer[3], &peer[0], &peer[2], &peer[4], &peer[5], &peer[6]];
+        let f = against_bytes(&script, &joined(&swapped)).expect_err("a link's order");
+        assert_eq!(f.step, 1, "{f:?}");
+        // A close is never met before the link frames expected ahead of it.
+        let early_close = [&peer[0], &peer[1], &peer[3], &peer[2], &peer[6]];
+        let f = against_bytes(&script, &joined(&early_close)).expect_err("close first");
+        assert_eq!(f.step, 5, "{f:?}");
+        assert!(f.got.contains("close"), "{f:?}");
     }
 
     /// A disposition of the receiver settling `first..=last` (`last` left out if `None`)
