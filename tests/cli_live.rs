@@ -822,3 +822,47 @@ fn a_server_s_capture_ends_a_connection_its_client_dropped_as_the_client_did() {
     );
     let _ = std::fs::remove_file(&capture);
 }
+
+/// A server stopped by SIGINT (Ctrl-C) or SIGTERM first ends the connections still open
+/// in its capture, and exits as a shell says a process so stopped does (130, 143).
+#[cfg(unix)]
+#[test]
+fn a_server_stopped_by_a_signal_ends_the_connections_still_open_in_its_capture() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    for (signal, status) in [("INT", 130), ("TERM", 143)] {
+        let capture = scratch(&format!("stopped-{signal}.pcapng"));
+        let mut child = bin()
+            .args(["serve", "--listen", "amqp://127.0.0.1:0", "--pcap"])
+            .arg(&capture)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("serve");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let url = lines.next().expect("a line").expect("a line");
+        let addr = url.strip_prefix("listening on amqp://").expect("amqp URL").to_owned();
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+        s.write_all(b"AMQP\0\x01\0\0").expect("header");
+        // The server's header has been captured before it was sent.
+        s.read_exact(&mut [0u8; 8]).expect("the server's header");
+        let killed = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let exit = child.wait().expect("serve's exit");
+        assert_eq!(exit.code(), Some(status), "{signal}");
+        drop(s);
+        let o = run(&["decode", "--json", capture.to_str().expect("path")]);
+        let fins: Vec<String> = text(&o.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["kind"] == "tcp")
+            .map(|l| format!("{} {}", l["event"], l["direction"]))
+            .collect();
+        assert_eq!(fins.len(), 2, "{signal}: {}", text(&o.stdout));
+        assert!(fins.iter().all(|f| f.starts_with("\"fin\"")), "{fins:?}");
+        let _ = std::fs::remove_file(&capture);
+    }
+}

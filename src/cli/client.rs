@@ -514,6 +514,40 @@ async fn receive_on(
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// Handles SIGINT and SIGTERM (Ctrl-C, `kill`, `timeout`) from now on, for a command that
+/// serves until it is stopped, so that it can end its captures and recordings first: the
+/// future ends when one comes, with the exit status a shell gives a process stopped by it
+/// (130 or 143). Call it before saying where the command listens, so that a signal sent
+/// once it has said so is never taken with the default action.
+pub(crate) fn stop_signal() -> impl std::future::Future<Output = std::process::ExitCode> {
+    use std::process::ExitCode;
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handlers = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
+        async move {
+            let (Ok(mut int), Ok(mut term)) = handlers else {
+                // No handler could be set: the signals keep their default action.
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = int.recv() => ExitCode::from(130),
+                _ = term.recv() => ExitCode::from(143),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let ctrl_c = tokio::signal::ctrl_c();
+        async move {
+            if ctrl_c.await.is_err() {
+                return std::future::pending().await;
+            }
+            ExitCode::from(130)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

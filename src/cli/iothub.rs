@@ -356,6 +356,8 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
     if listeners.is_empty() && https.is_none() {
         return Err("every listener is off".into());
     }
+    // Signals are handled from before the emulator says where it listens.
+    let stop = super::client::stop_signal();
     let mut out = std::io::stdout().lock();
     // In the order of the options: amqps, wss, the Event Hub's two, then https (the wss
     // port again).
@@ -458,15 +460,28 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
             }
         });
     }
-    // The listeners serve until one of them fails: that ends the emulator.
-    while let Some(done) = tasks.join_next().await {
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("a listener stopped: {e}")),
-            Err(e) => return Err(format!("a listener stopped: {e}")),
+    // The listeners serve until one of them fails (that ends the emulator), or until it
+    // is stopped: then the connections still open end in the capture, and every trace and
+    // recording is written out.
+    let served = async {
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("a listener stopped: {e}")),
+                Err(e) => return Err(format!("a listener stopped: {e}")),
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    };
+    tokio::select! {
+        r = served => r,
+        code = stop => {
+            if let Some(t) = &tracer {
+                t.finish();
+            }
+            Ok(code)
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 // ------------------------------------------------------------------ the clients

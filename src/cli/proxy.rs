@@ -78,18 +78,29 @@ pub(crate) fn run(args: &ProxyArgs) -> Result<ExitCode, String> {
         let tracer = Tracer::new(&args.trace, false)?;
         let place = super::trace::Place::default();
         let tap = Arc::new(CliTap {
-            tracer,
+            tracer: tracer.clone(),
             place: Arc::clone(&place),
             strict_stop: args.strict_stop,
             inspectors: Mutex::new(HashMap::new()),
         });
+        // Signals are handled from before the command says where it listens.
+        let stop = super::client::stop_signal();
         let proxy = Proxy::bind(&args.listen, options, tap).await.map_err(|e| e.to_string())?;
         let _ = place.set(proxy.endpoint().to_string());
         println!("listening on {}", proxy.endpoint());
         eprintln!("relaying to {}", args.to);
         let _ = std::io::stdout().flush();
-        proxy.run().await.map_err(|e| e.to_string())?;
-        Ok(ExitCode::SUCCESS)
+        tokio::select! {
+            r = proxy.run() => r.map_err(|e| e.to_string()).map(|()| ExitCode::SUCCESS),
+            code = stop => {
+                // Stopped: the connections still relayed end in the capture, and every
+                // trace and recording is written out.
+                if let Some(t) = &tracer {
+                    t.finish();
+                }
+                Ok(code)
+            }
+        }
     })
 }
 

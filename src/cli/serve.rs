@@ -123,6 +123,8 @@ pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode, String> {
         } else {
             args.listen.clone()
         };
+        // Signals are handled from before the command says where it listens.
+        let stop = super::client::stop_signal();
         let broker = Broker::with_cbs_keys(cbs_keys(&args.cbs_keys)?);
         let mut tasks = Vec::new();
         for url in &urls {
@@ -138,14 +140,27 @@ pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode, String> {
             tasks.push(tokio::spawn(async move { broker.serve(listener).await }));
         }
         let _ = std::io::stdout().flush();
-        for t in tasks {
-            match t.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(e.to_string()),
-                Err(e) => return Err(format!("a listener stopped: {e}")),
+        let served = async {
+            for t in tasks {
+                match t.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(e.to_string()),
+                    Err(e) => return Err(format!("a listener stopped: {e}")),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        };
+        tokio::select! {
+            r = served => r,
+            code = stop => {
+                // Stopped: the connections still open end in the capture, and every
+                // trace and recording is written out.
+                if let Some(t) = &tracer {
+                    t.finish();
+                }
+                Ok(code)
             }
         }
-        Ok(ExitCode::SUCCESS)
     })
 }
 
