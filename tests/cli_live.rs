@@ -557,8 +557,8 @@ fn connections_on_two_listeners_have_numbers_of_their_own_in_one_trace_and_captu
         .map(|l| l["comments"][0].as_str().unwrap_or_default().to_owned())
         .collect();
     let expected = [
-        format!("amqpwire connection 0; transport tcp; url {}", urls[0]),
-        format!("amqpwire connection 1; transport ws; url {}", urls[1]),
+        format!("amqpwire connection 1; transport tcp; url {}", urls[0]),
+        format!("amqpwire connection 2; transport ws; url {}", urls[1]),
     ];
     assert_eq!(comments, expected, "{decoded}");
     // The server, still running, ended each connection once the close exchange had passed
@@ -582,7 +582,8 @@ fn connections_on_two_listeners_have_numbers_of_their_own_in_one_trace_and_captu
         .filter(|l| l["performative"] == "open" && l["direction"] == "in")
         .map(|l| l["connection"].as_u64().expect("a connection number"))
         .collect();
-    assert_eq!(opens, [0, 1].into(), "{lines:?}");
+    // (counted from 1, as proxy and decode count them)
+    assert_eq!(opens, [1, 2].into(), "{lines:?}");
     let _ = std::fs::remove_file(&trace);
 }
 
@@ -785,21 +786,21 @@ fn a_server_s_capture_ends_a_connection_its_client_dropped_as_the_client_did() {
             return line["event"].as_str().unwrap_or_default().to_owned();
         }
     };
-    // Connection 0 sends the header and closes its side.
+    // Connection 1 sends the header and closes its side.
     let mut s = std::net::TcpStream::connect(&addr).expect("connect");
     s.write_all(b"AMQP\0\x01\0\0").expect("header");
     s.read_exact(&mut [0u8; 8]).expect("the server's header");
     s.shutdown(std::net::Shutdown::Write).expect("shutdown");
-    assert_eq!(ended(0), "ended: the client closed its side");
+    assert_eq!(ended(1), "ended: the client closed its side");
     drop(s);
-    // Connection 1 opens, then closes with the server's open unread: the kernel resets it.
+    // Connection 2 opens, then closes with the server's open unread: the kernel resets it.
     let mut s = std::net::TcpStream::connect(&addr).expect("connect");
     s.write_all(b"AMQP\0\x01\0\0").expect("header");
     s.write_all(&open).expect("open");
     s.read_exact(&mut [0u8; 8]).expect("the server's header");
     let _ = s.peek(&mut [0u8; 1]).expect("its open");
     drop(s);
-    assert_eq!(ended(1), "ended: the transport failed (a reset or an error)");
+    assert_eq!(ended(2), "ended: the transport failed (a reset or an error)");
     let _ = child.kill();
     let _ = child.wait();
     let o = run(&["decode", "--json", capture.to_str().expect("path")]);

@@ -263,7 +263,18 @@ impl Tracer {
     /// The callback for the connections of a listener bound at `place`.
     pub(crate) fn shared(self: &Arc<Self>, place: Place) -> SharedTrace {
         let me = Arc::clone(self);
-        Arc::new(move |n, r| me.record(n, place.get().map(String::as_str), r))
+        Arc::new(move |n, r| me.record(me.shown(n), place.get().map(String::as_str), r))
+    }
+
+    /// The number a connection of the runtime's numbering (from 0) is shown by: a
+    /// server's clients count from 1, as `proxy` and `decode` of a capture count them, so
+    /// that `c1` of a server's trace is connection 1 of its capture.
+    fn shown(&self, n: u64) -> u64 {
+        if self.server {
+            n.saturating_add(1)
+        } else {
+            n
+        }
     }
 
     /// For [`ListenOptions::ended`](amqpwire::runtime::ListenOptions::ended): a listener's
@@ -274,6 +285,7 @@ impl Tracer {
     pub(crate) fn ended(self: &Arc<Self>) -> EndedFn {
         let me = Arc::clone(self);
         Arc::new(move |n, end| {
+            let n = me.shown(n);
             me.end_connection(n);
             me.capture_end(n, end != TransportEnd::Closed, end == TransportEnd::Failed);
             me.forget(n);
