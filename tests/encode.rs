@@ -181,3 +181,50 @@ fn sasl_bodies_go_in_sasl_frames_unless_told_otherwise() {
     let open = encode_lines(r#"{"performative": "open", "fields": {"container-id": "x"}}"#);
     assert_eq!(open.expect("encode")[5], 0);
 }
+
+/// Composites in fields may be written as `decode` shows them (`{"source": {"address":
+/// "q"}}`, `{"accepted": {}}`, `{"error": {"condition": …}}`): each field typed by the
+/// spec's table, and decoded back as written.
+#[test]
+fn composites_are_written_as_decode_shows_them() {
+    let shown = |line: &str| -> serde_json::Value {
+        let bytes = encode_lines(line).expect(line);
+        let mut inspector = Inspector::new(DecodeOptions::STRICT);
+        inspector.push(&bytes);
+        let records: Vec<Record> = std::iter::from_fn(|| inspector.next_record()).collect();
+        let line = records.iter().flat_map(record_json).next().expect("a frame");
+        assert!(line.get("error").is_none(), "{line}");
+        line["fields"].clone()
+    };
+    let f = shown(
+        r#"{"performative": "attach", "fields": {"name": "l", "handle": 0, "role": "receiver", "source": {"source": {"address": "q", "durable": "unsettled-state", "outcomes": ["amqp:accepted:list"]}}, "target": {"target": {"address": "t"}}}}"#,
+    );
+    assert_eq!(f["source"]["source"]["address"], "q");
+    assert_eq!(f["source"]["source"]["durable"], 2);
+    assert_eq!(f["source"]["source"]["outcomes"], serde_json::json!(["amqp:accepted:list"]));
+    assert_eq!(f["target"], serde_json::json!({"target": {"address": "t"}}));
+    let f = shown(
+        r#"{"performative": "disposition", "fields": {"role": "receiver", "first": 3, "settled": true, "state": {"rejected": {"error": {"error": {"condition": "amqp:decode-error"}}}}}}"#,
+    );
+    assert_eq!(f["state"]["rejected"]["error"]["error"]["condition"], "amqp:decode-error");
+    let f = shown(
+        r#"{"performative": "detach", "fields": {"handle": 1, "closed": true, "error": {"error": {"condition": "amqp:not-found", "description": "gone"}}}}"#,
+    );
+    assert_eq!(
+        f["error"],
+        serde_json::json!({"error": {"condition": "amqp:not-found", "description": "gone"}})
+    );
+    for (line, words) in [
+        (
+            r#"{"performative": "detach", "fields": {"error": {"error": {"conditon": "x"}}}}"#,
+            r#"fields.error: error has no field "conditon""#,
+        ),
+        (
+            r#"{"performative": "attach", "fields": {"source": {"source": {"durable": "forever"}}}}"#,
+            "fields.source.source.durable",
+        ),
+    ] {
+        let e = encode_lines(line).expect_err(line);
+        assert!(e.contains(words), "{line}: {e}");
+    }
+}

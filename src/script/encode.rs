@@ -377,6 +377,10 @@ fn named(ty: &str, name: &str) -> Option<Json> {
         ("ubyte", "mixed" | "sys") => 2.into(),
         ("ubyte", "sys-perm") => 3.into(),
         ("ubyte", "sys-temp") => 4.into(),
+        // A terminus's durable (3.5.5).
+        ("uint", "none") => 0.into(),
+        ("uint", "configuration") => 1.into(),
+        ("uint", "unsettled-state") => 2.into(),
         _ => return None,
     })
 }
@@ -417,6 +421,11 @@ fn typed_field(j: &Json, ty: &str, at: &str) -> Result<Value, String> {
                 })
                 .collect::<Result<Vec<_>, String>>()?;
             Ok(Value::Map(pairs, Auto))
+        }
+        // A composite as `decode` shows it: `{"source": {"address": "q"}}`, `{"accepted":
+        // {}}`, `{"error": {"condition": "amqp:not-found"}}`.
+        (_, Json::Object(o)) if !is_typed(o) && composite_code(o).is_some() => {
+            composite(o, at)
         }
         // A typed value (or a splice) always stands for itself.
         (_, Json::Object(_)) => from_typed(j, at),
@@ -468,6 +477,42 @@ fn typed_field(j: &Json, ty: &str, at: &str) -> Result<Value, String> {
         (_, Json::String(_) | Json::Bool(_) | Json::Array(_)) => from_typed(j, at),
         _ => Err(wrong()),
     }
+}
+
+/// The descriptor code of a composite written as `decode` shows it: an object of one key,
+/// the composite's name (`source`, `accepted`, `error`…), whose value is an object of its
+/// fields.
+fn composite_code(o: &serde_json::Map<String, Json>) -> Option<u64> {
+    let (name, fields) = o.iter().next().filter(|_| o.len() == 1)?;
+    fields.as_object()?;
+    let code = crate::types::code_for_symbol(&format!("amqp:{name}:list"))?;
+    crate::types::field_types_for_code(code).map(|_| code)
+}
+
+/// A composite written as `decode` shows it (see [`composite_code`]), each field typed by
+/// the spec's table for it, as a performative's are.
+fn composite(o: &serde_json::Map<String, Json>, at: &str) -> Result<Value, String> {
+    let code = composite_code(o).ok_or_else(|| format!("{at}: not a composite"))?;
+    let (name, fields) = o.iter().next().ok_or_else(|| format!("{at}: empty"))?;
+    let fields = fields.as_object().ok_or_else(|| format!("{at}.{name}: fields are an object"))?;
+    let (names, types) =
+        crate::types::field_types_for_code(code).ok_or_else(|| format!("{at}: no field table"))?;
+    if let Some(k) = fields.keys().find(|k| !names.contains(&k.as_str())) {
+        return Err(format!("{at}: {name} has no field {k:?} (its fields: {})", names.join(", ")));
+    }
+    let mut items = Vec::new();
+    for (field, ty) in names.iter().zip(types.iter()) {
+        let here = format!("{at}.{name}.{field}");
+        items.push(match fields.get(*field) {
+            Some(j) if needs_bytes(j) => j.clone(),
+            Some(j) => to_typed(&typed_field(j, ty, &here)?),
+            None => Json::Null,
+        });
+    }
+    while items.last() == Some(&Json::Null) {
+        items.pop();
+    }
+    from_typed(&serde_json::json!({ "described": [{ "ulong": code }, { "list": items }] }), at)
 }
 
 /// Whether an object is a typed value (`{"uint": 5}`, `{"map": […]}`, `{"raw": "…"}`)
