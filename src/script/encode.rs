@@ -424,9 +424,7 @@ fn typed_field(j: &Json, ty: &str, at: &str) -> Result<Value, String> {
         }
         // A composite as `decode` shows it: `{"source": {"address": "q"}}`, `{"accepted":
         // {}}`, `{"error": {"condition": "amqp:not-found"}}`.
-        (_, Json::Object(o)) if !is_typed(o) && composite_code(o).is_some() => {
-            composite(o, at)
-        }
+        (_, Json::Object(o)) if !is_typed(o) && composite_code(o).is_some() => composite(o, at),
         // A typed value (or a splice) always stands for itself.
         (_, Json::Object(_)) => from_typed(j, at),
         ("uint", Json::Number(n)) => {

@@ -147,9 +147,13 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
         Some(v) => ms(v, "within")?,
         None => default,
     };
-    let key = o.keys().find(|k| *k != "within").ok_or(
+    let mut keys = o.keys().filter(|k| *k != "within");
+    let key = keys.next().ok_or(
         "a step needs one of send, expect, expect-close, expect-silence, wait, close, half-close",
     )?;
+    if let Some(other) = keys.next() {
+        return Err(format!("a step is one of its kinds: {key:?} and {other:?} are two steps"));
+    }
     let v = &o[key];
     Ok(match key.as_str() {
         "send" => {
@@ -175,6 +179,28 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
                 if !known {
                     return Err(format!("expect: no performative or SASL body is named {p:?}"));
                 }
+                // A misspelt field would only be found out when the step fails.
+                let table = crate::types::code_for_symbol(&format!("amqp:{p}:list"))
+                    .and_then(crate::types::field_types_for_code);
+                if let (Some((names, _)), Some(fields)) =
+                    (table, v.get("fields").and_then(Json::as_object))
+                {
+                    // (`[N]`: an element past the spec's fields, as decode shows it.)
+                    let unknown = |k: &&String| !names.contains(&k.as_str()) && !k.starts_with('[');
+                    if let Some(k) = fields.keys().find(unknown) {
+                        return Err(format!(
+                            "expect: {p} has no field {k:?} (its fields: {})",
+                            names.join(", ")
+                        ));
+                    }
+                }
+            }
+            if v.get("within").is_some() {
+                return Err(
+                    "expect: \"within\" goes beside \"expect\" ({\"expect\": {…}, \"within\": \
+                            2000}), not inside its pattern"
+                        .into(),
+                );
             }
             let mut pattern = v.clone();
             super::encode::pattern_values(&mut pattern);
@@ -1180,6 +1206,12 @@ mod tests {
             (r#"{"send": "zz"}"#, "bad hex"),
             (r#"{"send": {"performative": "attach", "fields": {"handle": "0"}}}"#, "fields.handle"),
             (r#"{"expect": {"performative": "opne"}}"#, "\"opne\""),
+            (
+                r#"{"expect": {"performative": "open", "fields": {"container-idd": "x"}}}"#,
+                "open has no field \"container-idd\"",
+            ),
+            (r#"{"expect": {"performative": "open", "within": 100}}"#, "goes beside"),
+            (r#"{"send": "00", "expect": {"performative": "open"}}"#, "two steps"),
         ] {
             let e = parse(script, within).expect_err(script);
             assert!(e.starts_with("line 1: ") && e.contains(said), "{script}: {e}");
