@@ -254,3 +254,36 @@ fn a_stream_that_starts_with_a_frame_too_small_is_named_as_one() {
     let o = amqpwire(&["decode", "--hex", "0000000409000000"], None);
     assert!(stdout(&o).contains("no recognised protocol"), "{}", stdout(&o));
 }
+
+/// A trace or a capture holds several streams: `encode` writes one, chosen by
+/// `--direction` (and `--connection`), and refuses to interleave them.
+#[test]
+fn encode_writes_one_stream_of_a_trace_and_refuses_to_mix_them() {
+    let lines = concat!(
+        r#"{"kind":"header","protocol_id":0,"version":"1.0.0","direction":"out","connection":1}"#,
+        "\n",
+        r#"{"kind":"header","protocol_id":3,"version":"1.0.0","direction":"in","connection":1}"#,
+        "\n",
+        r#"{"kind":"event","connection":1,"event":"ended: the client closed its side"}"#,
+        "\n",
+        r#"{"kind":"header","protocol_id":2,"version":"1.0.0","direction":"out","connection":2}"#,
+        "\n",
+    );
+    let o = amqpwire(&["encode", "--hex"], Some(lines.as_bytes()));
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("3 streams (connection 1 out, connection 1 in, connection 2 out)")
+            && err.contains("--direction and --connection"),
+        "{err}"
+    );
+    let hex = |args: &[&str]| {
+        let o = amqpwire(&[&["encode", "--hex"][..], args].concat(), Some(lines.as_bytes()));
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).trim().replace(' ', "")
+    };
+    assert_eq!(hex(&["--direction", "in"]), "414d515003010000");
+    assert_eq!(hex(&["--direction", "out", "--connection", "2"]), "414d515002010000");
+    let o = amqpwire(&["encode", "--direction", "out"], Some(lines.as_bytes()));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("2 streams"), "{o:?}");
+}

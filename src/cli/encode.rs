@@ -15,6 +15,58 @@ pub(crate) struct EncodeArgs {
     /// Print the bytes as hex text instead of writing them raw.
     #[arg(long)]
     hex: bool,
+    /// Of lines that name their direction (a trace's `in`/`out`, a capture's
+    /// `c2s`/`s2c`), write only this one's: one stream's bytes. Needed when the lines hold
+    /// more than one stream.
+    #[arg(long, value_name = "DIRECTION", value_parser = ["in", "out", "c2s", "s2c"])]
+    direction: Option<String>,
+    /// Of lines that name their connection (a capture's, a server's trace), write only
+    /// this one's.
+    #[arg(long, value_name = "N")]
+    connection: Option<u64>,
+}
+
+/// `text` with the lines of other streams than the one chosen blanked (so that errors
+/// still name the lines as numbered in the input); an error when the lines hold more than
+/// one stream and none was chosen: written into one, two streams' bytes would interleave.
+fn one_stream(text: &str, args: &EncodeArgs) -> Result<String, String> {
+    let mut streams: Vec<(Option<u64>, String)> = Vec::new();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let j = serde_json::from_str::<serde_json::Value>(line).ok();
+        let direction = j.as_ref().and_then(|j| j["direction"].as_str()).map(str::to_owned);
+        let connection = j.as_ref().and_then(|j| j["connection"].as_u64());
+        let kept = args
+            .direction
+            .as_ref()
+            .is_none_or(|d| direction.is_none() || direction.as_ref() == Some(d))
+            && args.connection.is_none_or(|c| connection.is_none() || connection == Some(c));
+        if kept {
+            if let Some(d) = direction {
+                if !streams.contains(&(connection, d.clone())) {
+                    streams.push((connection, d));
+                }
+            }
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    if streams.len() > 1 {
+        let named: Vec<String> = streams
+            .iter()
+            .map(|(c, d)| match c {
+                Some(c) => format!("connection {c} {d}"),
+                None => d.clone(),
+            })
+            .collect();
+        return Err(format!(
+            "the lines hold {} streams ({}): choose one with --direction{}",
+            streams.len(),
+            named.join(", "),
+            if streams.iter().any(|(c, _)| c.is_some()) { " and --connection" } else { "" }
+        ));
+    }
+    Ok(out)
 }
 
 pub(crate) fn run(args: &EncodeArgs) -> Result<ExitCode, String> {
@@ -30,6 +82,7 @@ pub(crate) fn run(args: &EncodeArgs) -> Result<ExitCode, String> {
             s
         }
     };
+    let text = one_stream(&text, args)?;
     let bytes = encode_lines(&text)?;
     // `decode` masks credentials unless told not to, in the exact forms as well: say so,
     // since the bytes written then differ from the ones decoded.

@@ -73,7 +73,13 @@ pub fn encode_line(j: &Json, out: &mut Vec<u8>) -> Result<(), String> {
             }
             Ok(())
         }
-        "event" => Ok(()),
+        // A capture's lines about the transport (decode of a pcap): the AMQP bytes are in
+        // the frame lines beside them.
+        "event" | "capture" | "connection" | "tcp" | "websocket" | "resync" => Ok(()),
+        "gap" => Err(format!(
+            "the capture misses {} bytes here: the stream cannot be written whole",
+            o.get("bytes").map_or_else(|| "some".to_owned(), Json::to_string)
+        )),
         other => Err(format!("unknown kind {other:?}")),
     }
 }
