@@ -542,8 +542,15 @@ impl Player {
                         return;
                     }
                 }
-                Step::Expect { pattern, within } => {
-                    let pattern = self.substitute(&pattern);
+                Step::Expect { pattern: written, within } => {
+                    let pattern = self.substitute(&written);
+                    // A failure shows the pattern as matched, and as written when the
+                    // values bound to its names changed it.
+                    let expected = if pattern == written {
+                        pattern.to_string()
+                    } else {
+                        format!("{pattern}\n(as written: {written})")
+                    };
                     // Of a disposition pattern, the ids still due: from its `first`, or
                     // from where the peer's frames for this step have come to.
                     let range = disposition_range(&pattern).map(|(first, last)| {
@@ -587,7 +594,7 @@ impl Player {
                             return;
                         }
                         if self.eof {
-                            return self.fail(n, &pattern.to_string(), "the peer closed");
+                            return self.fail(n, &expected, "the peer closed");
                         }
                         let within = self.lenient_within(within);
                         let until = *self.deadline.get_or_insert(now + within);
@@ -598,11 +605,7 @@ impl Player {
                             continue;
                         }
                         if now >= until {
-                            return self.fail(
-                                n,
-                                &pattern.to_string(),
-                                &format!("nothing within {within:?}"),
-                            );
+                            return self.fail(n, &expected, &format!("nothing within {within:?}"));
                         }
                         return;
                     };
@@ -653,7 +656,7 @@ impl Player {
                         if let Some(d) = difference {
                             got.push_str(&format!("\n(the first difference: {d})"));
                         }
-                        return self.fail(n, &pattern.to_string(), &got);
+                        return self.fail(n, &expected, &got);
                     }
                     self.bound = bound;
                 }
@@ -884,12 +887,11 @@ impl Player {
             Some(Err(Failure { step, expected: expected.to_owned(), got: got.to_owned() }));
     }
 
-    /// `j` with every `"$name"` string that is bound replaced by its value.
     /// Whether `line`, a frame that does not meet the current `expect` step, meets a
     /// later one of the same run of `expect` steps (up to the next step of another kind
     /// than an `expect` or a `send` of a transfer, disposition or flow) that no step before
-    /// it in the run need come before: then that step is met (and
-    /// skipped when the script comes to it). Frames of different links (or sessions) are
+    /// it in the run need come before: then that step is met (and skipped when the script
+    /// comes to it). Frames of different links (or sessions) are
     /// independent, and peers order them as they like: one detaches its sender first,
     /// another its receiver; one settles a link's deliveries before it sends another
     /// link's transfers, another after. What stays in order: a link's own frames (the same
@@ -959,6 +961,7 @@ impl Player {
         false
     }
 
+    /// `j` with every `"$name"` string that is bound replaced by its value.
     fn substitute(&self, j: &Json) -> Json {
         match j {
             Json::String(s) if s.starts_with('$') => {
@@ -1390,6 +1393,34 @@ mod tests {
         // A recording's sends are typed: their descriptor names them.
         let typed = r#"{"kind": "frame", "typed": {"described": [{"ulong": 19}, [{"uint": 0}, {"uint": 9}, {"uint": 0}, {"uint": 9}]]}}"#;
         assert!(against_bytes(&across(typed), &early).is_ok());
+    }
+
+    #[test]
+    fn a_failure_shows_the_pattern_as_matched_and_as_written() {
+        let script = [
+            r#"{"expect": {"performative": "attach", "fields": {"handle": "$h"}}}"#,
+            r#"{"expect": {"performative": "detach", "fields": {"handle": "$h"}}}"#,
+        ]
+        .join("\n");
+        let peer = [
+            r#"{"performative": "attach", "fields": {"name": "l", "handle": 3, "role": "sender"}}"#,
+            r#"{"performative": "detach", "fields": {"handle": 4}}"#,
+        ]
+        .join("\n");
+        let f = against_bytes(&script, &peer).expect_err("another handle");
+        assert_eq!(f.step, 2, "{f:?}");
+        assert_eq!(
+            f.expected,
+            concat!(
+                r#"{"performative":"detach","fields":{"handle":3}}"#,
+                "\n(as written: ",
+                r#"{"performative":"detach","fields":{"handle":"$h"}}"#,
+                ")"
+            )
+        );
+        // A pattern no name changed is shown once.
+        let f = against_bytes(r#"{"expect": {"performative": "open"}}"#, &peer).expect_err("open");
+        assert_eq!(f.expected, r#"{"performative":"open"}"#);
     }
 
     /// A disposition of the receiver settling `first..=last` (`last` left out if `None`)
