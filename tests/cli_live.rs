@@ -867,3 +867,39 @@ fn a_server_stopped_by_a_signal_ends_the_connections_still_open_in_its_capture()
         let _ = std::fs::remove_file(&capture);
     }
 }
+
+/// `--record-side server` records the server's side: a scripted server that a client can
+/// be run against again, without the server.
+#[test]
+fn a_recording_of_the_server_side_plays_the_server_to_the_client_again() {
+    use std::io::{BufRead, BufReader};
+    let server = Server::with_args(&["serve", "--listen", "amqp://127.0.0.1:0"], 1);
+    let rec = scratch("server-side.jsonl");
+    let rec_s = rec.to_str().expect("path");
+    let send = |url: &str, extra: &[&str]| {
+        let o = run(&[&["send", url, "--to", "q", "--body", "again"][..], extra].concat());
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    };
+    send(&server.urls[0], &["--record", rec_s, "--record-side", "server"]);
+    drop(server);
+    let script = std::fs::read_to_string(&rec).expect("the recording");
+    let first_send = script.lines().find(|l| l.starts_with(r#"{"send""#)).unwrap_or_default();
+    let first_expect = script.lines().find(|l| l.starts_with(r#"{"expect""#)).unwrap_or_default();
+    // The client's header is expected first; the server's is sent.
+    assert!(script.find(first_expect) < script.find(first_send), "{script}");
+    let mut child = bin()
+        .args(["script", rec_s, "--listen", "amqp://127.0.0.1:0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = lines.next().expect("a line").expect("a line");
+    let url = line.strip_prefix("listening on ").expect("`listening on URL`").to_owned();
+    send(&url, &[]);
+    let o = child.wait_with_output().expect("the script's end");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("every step held"), "{}", text(&o.stderr));
+    let _ = std::fs::remove_file(&rec);
+}

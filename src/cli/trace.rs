@@ -44,6 +44,12 @@ pub(crate) struct TraceArgs {
     /// first connection, FILE-2… the next (before the extension: rec.jsonl, rec-2.jsonl).
     #[arg(long, value_name = "FILE")]
     pub(crate) record: Option<std::path::PathBuf>,
+    /// The side `--record` replays: the client (its frames sent, the server's expected:
+    /// a script to play against a server with `script --connect`), or the server (its
+    /// frames sent, the client's expected: a scripted server for `script --listen`, that
+    /// a client can be run against again without the server).
+    #[arg(long, value_enum, value_name = "SIDE", default_value = "client", requires = "record")]
+    pub(crate) record_side: RecordSide,
     /// Draw every connection's frames as a ladder (a sequence diagram) in FILE, one
     /// self-contained HTML page, rewritten as frames come.
     #[arg(long, value_name = "FILE")]
@@ -53,9 +59,20 @@ pub(crate) struct TraceArgs {
     /// when the real transport was TLS or WebSocket (each connection's SYN is commented
     /// with its transport and URL); flushed as it goes. A connection ends with a FIN
     /// exchange once both closes have passed, a relayed one when it is over (a reset if a
-    /// side reset it), a client's at the latest when the command ends.
+    /// side reset it), a server's client that goes away when its transport ends, a
+    /// client's at the latest when the command ends (or is stopped by SIGINT or SIGTERM).
     #[arg(long, value_name = "FILE")]
     pub(crate) pcap: Option<std::path::PathBuf>,
+}
+
+/// The side a recording replays (`--record-side`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum RecordSide {
+    /// The client's frames are sent, the server's expected.
+    #[default]
+    Client,
+    /// The server's frames are sent, the client's expected.
+    Server,
 }
 
 /// The trace options of the demos, whose output is the trace.
@@ -80,6 +97,7 @@ impl DemoTraceArgs {
             trace_json: self.trace_json.clone(),
             show_secrets: self.show_secrets,
             record: None,
+            record_side: RecordSide::Client,
             html: None,
             pcap: self.pcap.clone(),
         };
@@ -112,6 +130,8 @@ pub(crate) struct Tracer {
     print: bool,
     /// `--record FILE`: the client side of each connection is recorded for replay.
     record: Option<std::path::PathBuf>,
+    /// `--record-side server`: the server's frames are the ones replayed.
+    record_server: bool,
     /// The command is a server (`for_server`): its clients' bytes come in.
     server: bool,
     /// Per connection: its script so far and the file it grows in.
@@ -172,6 +192,7 @@ impl Tracer {
             },
             closes: Mutex::new(HashMap::new()),
             record: args.record.clone(),
+            record_server: args.record_side == RecordSide::Server,
             server: false,
             recorders: Mutex::new(HashMap::new()),
             recorded: std::sync::atomic::AtomicU64::new(0),
@@ -226,9 +247,11 @@ impl Tracer {
         let _ = w.flush();
     }
 
-    /// Feeds `--record`: `data` sent by the side replayed (`ours`) or by the other.
-    pub(crate) fn record_bytes(&self, connection: u64, ours: bool, data: &[u8]) {
+    /// Feeds `--record`: `data` sent by the client (`from_client`) or by the server.
+    pub(crate) fn record_bytes(&self, connection: u64, from_client: bool, data: &[u8]) {
         let Some(path) = &self.record else { return };
+        // Sent by the side replayed, or by the other.
+        let ours = from_client != self.record_server;
         let Ok(mut all) = self.recorders.lock() else { return };
         // Files are numbered in the order connections first sent something.
         let (recorder, file, nth) = all.entry(connection).or_insert_with(|| {
