@@ -453,6 +453,14 @@ fn a_client_that_resets_its_connection_is_captured_with_a_reset() {
         end[0].contains(r#""event":"rst""#) && end[0].contains(r#""direction":"c2s""#),
         "{end:?}"
     );
+    // The SYN's comment names the client's real address and the upstream's.
+    let upstream_at = url.trim_start_matches("amqp://");
+    let comment = lines.iter().find(|l| l.contains(r#""kind":"connection""#)).expect("SYN");
+    assert!(
+        comment.contains("; client 127.0.0.1:")
+            && comment.contains(&format!("; server {upstream_at}\"")),
+        "{comment}"
+    );
     let _ = std::fs::remove_file(&pcap);
 }
 
@@ -556,11 +564,25 @@ fn connections_on_two_listeners_have_numbers_of_their_own_in_one_trace_and_captu
         .filter(|l| l["kind"] == "connection")
         .map(|l| l["comments"][0].as_str().unwrap_or_default().to_owned())
         .collect();
-    let expected = [
-        format!("amqpwire connection 1; transport tcp; url {}", urls[0]),
-        format!("amqpwire connection 2; transport ws; url {}", urls[1]),
-    ];
-    assert_eq!(comments, expected, "{decoded}");
+    // … then the client's real address and the server's.
+    let server_at = |url: &str| {
+        let rest = url.split_once("://").map(|(_, r)| r).unwrap_or_default();
+        rest.split('/').next().unwrap_or_default().to_owned()
+    };
+    assert_eq!(comments.len(), 2, "{decoded}");
+    for (i, (comment, (transport, url))) in
+        comments.iter().zip([("tcp", &urls[0]), ("ws", &urls[1])]).enumerate()
+    {
+        let start = format!("amqpwire connection {}; transport {transport}; url {url}", i + 1);
+        let (head, addresses) = comment.split_at(start.len().min(comment.len()));
+        assert_eq!(head, start, "{decoded}");
+        let (client, server) = addresses
+            .strip_prefix("; client ")
+            .and_then(|a| a.split_once("; server "))
+            .unwrap_or_else(|| panic!("the addresses in {comment:?}"));
+        assert!(client.starts_with("127.0.0.1:"), "{comment}");
+        assert_eq!(server, server_at(url), "{comment}");
+    }
     // The server, still running, ended each connection once the close exchange had passed
     // (the client's close first): a FIN each way.
     let fins = |dir: &str| {

@@ -219,6 +219,15 @@ impl Tap for CliTap {
                 t.write(connection, dir, arrow, &t.end_stream(connection, index));
             }
         }
+        if let Some(t) = &self.tracer {
+            match event {
+                ProxyEvent::Accepted { peer } => t.set_address(connection, true, *peer),
+                ProxyEvent::Relaying { upstream_addr, .. } => {
+                    t.set_address(connection, false, *upstream_addr);
+                }
+                _ => {}
+            }
+        }
         let line = match event {
             ProxyEvent::Accepted { peer } => match peer {
                 Some(p) => format!("accepted a client from {p}"),

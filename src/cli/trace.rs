@@ -19,7 +19,7 @@ use amqpwire::inspect::{
     json::{trace_lines, write_trace_lines},
     render_text, Inspector, Record,
 };
-use amqpwire::runtime::{EndedFn, SharedTrace, TransportEnd};
+use amqpwire::runtime::{EndedFn, SharedTrace, StartedFn, TransportEnd};
 use amqpwire::script::record::Recorder;
 use amqpwire::types::Performative;
 
@@ -144,6 +144,9 @@ pub(crate) struct Tracer {
     pcap: Option<Mutex<(PcapWriter<std::fs::File>, HashSet<u64>)>>,
     /// Per connection whose first `close` has passed: whether the client sent it.
     closes: Mutex<HashMap<u64, bool>>,
+    /// Per connection, the real addresses of its client and server, when known (for the
+    /// capture's comment on the connection's SYN).
+    addresses: Mutex<HashMap<u64, [Option<std::net::SocketAddr>; 2]>>,
 }
 
 /// Where a traced connection goes, or was accepted: its URL (for `--pcap`'s comments),
@@ -191,6 +194,7 @@ impl Tracer {
                 None => None,
             },
             closes: Mutex::new(HashMap::new()),
+            addresses: Mutex::new(HashMap::new()),
             record: args.record.clone(),
             record_server: args.record_side == RecordSide::Server,
             server: false,
@@ -224,7 +228,21 @@ impl Tracer {
         let (w, started) = &mut *guard;
         let now = std::time::SystemTime::now();
         if started.insert(connection) {
+            let [client, server] = self
+                .addresses
+                .lock()
+                .ok()
+                .and_then(|a| a.get(&connection).copied())
+                .unwrap_or_default();
+            // Where a server listens (or a client connects), when its URL names an address.
+            let at = place
+                .and_then(|u| u.split_once("://"))
+                .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+                .and_then(|authority| authority.rsplit('@').next())
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
             let info = ConnectionInfo {
+                client,
+                server: server.or(at),
                 transport: place.and_then(|u| u.split_once("://")).map(|(scheme, _)| {
                     match scheme {
                         "amqp" => "tcp",
@@ -298,6 +316,25 @@ impl Tracer {
         } else {
             n
         }
+    }
+
+    /// The real address of `connection`'s client (`client`) or server, for the capture.
+    pub(crate) fn set_address(
+        &self,
+        connection: u64,
+        client: bool,
+        addr: Option<std::net::SocketAddr>,
+    ) {
+        if let (Some(addr), Ok(mut all)) = (addr, self.addresses.lock()) {
+            all.entry(connection).or_default()[usize::from(!client)] = Some(addr);
+        }
+    }
+
+    /// For [`ListenOptions::started`](amqpwire::runtime::ListenOptions::started): the
+    /// address of a listener's client, for the comment its capture starts with.
+    pub(crate) fn started(self: &Arc<Self>) -> StartedFn {
+        let me = Arc::clone(self);
+        Arc::new(move |n, addr| me.set_address(me.shown(n), true, addr))
     }
 
     /// For [`ListenOptions::ended`](amqpwire::runtime::ListenOptions::ended): a listener's
@@ -434,6 +471,9 @@ impl Tracer {
         }
         if let Ok(mut closes) = self.closes.lock() {
             closes.remove(&connection);
+        }
+        if let Ok(mut all) = self.addresses.lock() {
+            all.remove(&connection);
         }
         // Its script is all in its file (appended as it grew): the file is closed.
         self.end_recording(connection);

@@ -32,6 +32,10 @@ pub type SharedTrace = Arc<dyn Fn(u64, &TraceRecord<'_>) + Send + Sync>;
 /// written, or can no longer be).
 pub type EndedFn = Arc<dyn Fn(u64, TransportEnd) + Send + Sync>;
 
+/// Told that a listener has set up a connection (its TLS and WebSocket handshakes done):
+/// its number (as for [`SharedTrace`]) and the client's address.
+pub type StartedFn = Arc<dyn Fn(u64, Option<std::net::SocketAddr>) + Send + Sync>;
+
 /// How a listener sets up the connections it accepts.
 #[derive(Clone)]
 pub struct ListenOptions {
@@ -54,6 +58,9 @@ pub struct ListenOptions {
     /// that listeners made from one set of options (a broker on TCP and WebSocket, say)
     /// never give two connections the same number in one trace or capture.
     pub numbers: ConnectionNumbers,
+    /// Told when each connection is set up, before its first frame (for a trace or
+    /// capture to name the client).
+    pub started: Option<StartedFn>,
     /// Told when each connection has ended (for a trace or capture to end it too).
     pub ended: Option<EndedFn>,
     /// Adjusts each connection's engine configuration last, for what the fields above do
@@ -75,6 +82,7 @@ impl Default for ListenOptions {
             handshake_timeout: Duration::from_secs(10),
             trace: None,
             numbers: ConnectionNumbers::default(),
+            started: None,
             ended: None,
             configure: None,
         }
@@ -98,6 +106,9 @@ impl ListenOptions {
     /// [`ListenOptions::numbers`] like the connections of listeners made from them.
     pub fn start(&self, io: Transport) -> ServerConnection {
         let n = self.numbers.take();
+        if let Some(started) = &self.started {
+            started(n, io.peer_addr());
+        }
         let on_end = self.ended.clone().map(|f| {
             let f: Box<dyn FnOnce(TransportEnd) + Send> = Box::new(move |end| f(n, end));
             f

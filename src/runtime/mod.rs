@@ -65,6 +65,6 @@ pub use handles::{
 };
 pub use listener::{
     AuthenticatorFactory, ConfigureFn, ConnectionNumbers, EndedFn, Incoming, LinkRequest,
-    ListenOptions, Listener, ServerConnection, ServerEvent, SharedTrace, TxnEnd,
+    ListenOptions, Listener, ServerConnection, ServerEvent, SharedTrace, StartedFn, TxnEnd,
 };
 pub use txn::{Controller, Transaction};
