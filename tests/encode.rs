@@ -228,3 +228,34 @@ fn composites_are_written_as_decode_shows_them() {
         assert!(e.contains(words), "{line}: {e}");
     }
 }
+
+/// `split: N` writes a transfer's message as N transfer frames, `more` set on all but the
+/// last, continuations carrying the handle only; the decoder reassembles the message.
+#[test]
+fn a_transfer_is_split_into_frames_as_asked() {
+    let line = r#"{"performative": "transfer", "channel": 1, "fields": {"handle": 2, "delivery-id": 7, "delivery-tag": "07"}, "data": "hello world", "split": 3}"#;
+    let bytes = encode_lines(line).expect("encode");
+    let mut inspector = Inspector::new(DecodeOptions::STRICT);
+    inspector.push(&bytes);
+    let records: Vec<Record> = std::iter::from_fn(|| inspector.next_record()).collect();
+    let lines: Vec<_> = records.iter().flat_map(record_json).collect();
+    let frames: Vec<_> = lines.iter().filter(|l| l["kind"] == "frame").collect();
+    assert_eq!(frames.len(), 3, "{lines:?}");
+    let more: Vec<_> = frames.iter().map(|f| f["fields"]["more"].clone()).collect();
+    assert_eq!(more, [true, true, false].map(serde_json::Value::Bool));
+    assert!(frames.iter().all(|f| f["channel"] == 1 && f["fields"]["handle"] == 2));
+    assert_eq!(frames[0]["fields"]["delivery-id"], 7);
+    assert!(frames[1]["fields"].get("delivery-id").is_none_or(serde_json::Value::is_null));
+    let message = lines.iter().find_map(|l| l.get("message")).expect("the message");
+    assert_eq!((message["frames"].clone(), message["size"].clone()), (3.into(), 16.into()));
+    assert_eq!(message["body"]["content"][0]["text"], "hello world", "{message}");
+    for (bad, words) in [
+        (r#"{"performative": "open", "split": 2}"#, "split is for a transfer"),
+        (r#"{"performative": "transfer", "data": "x", "split": 9}"#, "at least 9 bytes"),
+        (r#"{"performative": "transfer", "data": "x", "split": 0}"#, "at least 1"),
+        (r#"{"performative": "transfer", "data": "xyz", "split": 2, "size": 9}"#, "not \"size\""),
+    ] {
+        let e = encode_lines(bad).expect_err(bad);
+        assert!(e.contains(words), "{bad}: {e}");
+    }
+}

@@ -120,6 +120,7 @@ const FRAME_KEYS: &[&str] = &[
     "payload",
     "data",
     "truncate",
+    "split",
 ];
 
 /// A key of `o` that is neither written (`keys`) nor shown ([`SHOWN`]): most likely a
@@ -171,6 +172,9 @@ fn header(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), St
 
 fn frame(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), String> {
     unknown_key(o, FRAME_KEYS, "frame")?;
+    if let Some(n) = o.get("split") {
+        return split_transfer(o, n, out);
+    }
     let named = o.get("performative").and_then(Json::as_str);
     // (`decode` shows the fields of a frame of a type it does not know with a null
     // performative, written from its `typed`.)
@@ -253,6 +257,71 @@ fn frame(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), Str
     }
     if o.contains_key("typed") || o.contains_key("body") {
         same_fields_as_written(o, &out[start..])?;
+    }
+    Ok(())
+}
+
+/// A hand-written transfer whose message (`payload`, `data`) is written as `split: N`
+/// transfer frames: the first with the line's fields, the others with its handle only (2.7.5:
+/// the delivery-id and tag may be left out of continuations), each but the last with
+/// `more` set, the message cut into N pieces as even as can be.
+fn split_transfer(
+    o: &serde_json::Map<String, Json>,
+    n: &Json,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    if o.get("performative").and_then(Json::as_str) != Some("transfer") {
+        return Err("split is for a transfer's message".into());
+    }
+    if let Some(k) = ["typed", "body", "size", "truncate"].iter().find(|k| o.contains_key(**k)) {
+        return Err(format!("split writes its frames from performative and fields, not {k:?}"));
+    }
+    let n = n.as_u64().filter(|n| *n >= 1).ok_or("split is a number of frames, at least 1")?;
+    let mut message = Vec::new();
+    if let Some(h) = o.get("payload").and_then(Json::as_str) {
+        message.extend(unhex(h).ok_or("payload: bad hex")?);
+    }
+    if let Some(text) = o.get("data").and_then(Json::as_str) {
+        message.extend_from_slice(&[fc::DESCRIBED, fc::SMALLULONG, 0x75]);
+        Value::Binary(bytes::Bytes::copy_from_slice(text.as_bytes()), crate::codec::Fmt::Auto)
+            .encode(&mut message);
+    }
+    let pieces = usize::try_from(n).unwrap_or(usize::MAX);
+    if message.len() < pieces {
+        return Err(format!(
+            "split into {n} frames needs a message of at least {n} bytes (it has {})",
+            message.len()
+        ));
+    }
+    let empty = serde_json::Map::new();
+    let fields = match o.get("fields") {
+        Some(Json::Object(f)) => f,
+        None => &empty,
+        Some(_) => return Err("fields is an object".into()),
+    };
+    let (each, longer) = (message.len() / pieces, message.len() % pieces);
+    let mut at = 0;
+    for i in 0..pieces {
+        let len = each + usize::from(i < longer);
+        let piece = message.get(at..at + len).ok_or("split: out of range")?;
+        at += len;
+        let mut line = o.clone();
+        for k in ["split", "payload", "data"] {
+            line.remove(k);
+        }
+        let mut f = if i == 0 {
+            fields.clone()
+        } else {
+            fields
+                .iter()
+                .filter(|(k, _)| *k == "handle")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        f.insert("more".into(), Json::Bool(i + 1 < pieces));
+        line.insert("fields".into(), Json::Object(f));
+        line.insert("payload".into(), Json::String(crate::inspect::hex(piece)));
+        frame(&line, out)?;
     }
     Ok(())
 }
