@@ -286,4 +286,8 @@ fn encode_writes_one_stream_of_a_trace_and_refuses_to_mix_them() {
     assert_eq!(hex(&["--direction", "out", "--connection", "2"]), "414d515002010000");
     let o = amqpwire(&["encode", "--direction", "out"], Some(lines.as_bytes()));
     assert!(String::from_utf8_lossy(&o.stderr).contains("2 streams"), "{o:?}");
+    // A stream the lines do not hold: said, not written as nothing.
+    let o = amqpwire(&["encode", "--direction", "c2s"], Some(lines.as_bytes()));
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no line is of the stream"), "{o:?}");
 }

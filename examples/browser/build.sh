@@ -66,9 +66,13 @@ done
 # "unreachable" either way) with no message or location strings.
 toolchain=
 std_flags=
+# (A nightly from before the immediate-abort panic strategy, mid-2025, has no such
+# strategy: it is asked for, and the prebuilt library used without it.)
 if [ "${AMQPWIRE_WASM_STD:-}" != prebuilt ] &&
     sysroot=$(rustc +nightly --print sysroot 2>/dev/null) &&
-    [ -d "$sysroot/lib/rustlib/src/rust/library/std" ]; then
+    [ -d "$sysroot/lib/rustlib/src/rust/library/std" ] &&
+    rustc +nightly -Zunstable-options -Cpanic=immediate-abort --print cfg \
+        --target wasm32-unknown-unknown >/dev/null 2>&1; then
     toolchain=+nightly
     std_flags="-Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size"
     flags="$flags$us-Zunstable-options$us-Cpanic=immediate-abort"

@@ -31,11 +31,17 @@ pub(crate) struct EncodeArgs {
 /// one stream and none was chosen: written into one, two streams' bytes would interleave.
 fn one_stream(text: &str, args: &EncodeArgs) -> Result<String, String> {
     let mut streams: Vec<(Option<u64>, String)> = Vec::new();
+    let mut all: Vec<(Option<u64>, String)> = Vec::new();
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
         let j = serde_json::from_str::<serde_json::Value>(line).ok();
         let direction = j.as_ref().and_then(|j| j["direction"].as_str()).map(str::to_owned);
         let connection = j.as_ref().and_then(|j| j["connection"].as_u64());
+        if let Some(d) = &direction {
+            if !all.contains(&(connection, d.clone())) {
+                all.push((connection, d.clone()));
+            }
+        }
         let kept = args
             .direction
             .as_ref()
@@ -51,14 +57,24 @@ fn one_stream(text: &str, args: &EncodeArgs) -> Result<String, String> {
         }
         out.push('\n');
     }
-    if streams.len() > 1 {
-        let named: Vec<String> = streams
+    let name_all = |streams: &[(Option<u64>, String)]| -> Vec<String> {
+        streams
             .iter()
             .map(|(c, d)| match c {
                 Some(c) => format!("connection {c} {d}"),
                 None => d.clone(),
             })
-            .collect();
+            .collect()
+    };
+    let filtered = args.direction.is_some() || args.connection.is_some();
+    if filtered && streams.is_empty() && !all.is_empty() {
+        return Err(format!(
+            "no line is of the stream asked for (the lines hold: {})",
+            name_all(&all).join(", ")
+        ));
+    }
+    if streams.len() > 1 {
+        let named = name_all(&streams);
         return Err(format!(
             "the lines hold {} streams ({}): choose one with --direction{}",
             streams.len(),

@@ -478,7 +478,7 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
         r = served => r,
         code = stop => {
             if let Some(t) = &tracer {
-                t.finish();
+                t.stop();
             }
             Ok(code)
         }

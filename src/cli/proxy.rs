@@ -96,7 +96,7 @@ pub(crate) fn run(args: &ProxyArgs) -> Result<ExitCode, String> {
                 // Stopped: the connections still relayed end in the capture, and every
                 // trace and recording is written out.
                 if let Some(t) = &tracer {
-                    t.finish();
+                    t.stop();
                 }
                 Ok(code)
             }

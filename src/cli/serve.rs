@@ -157,7 +157,7 @@ pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode, String> {
                 // Stopped: the connections still open end in the capture, and every
                 // trace and recording is written out.
                 if let Some(t) = &tracer {
-                    t.finish();
+                    t.stop();
                 }
                 Ok(code)
             }

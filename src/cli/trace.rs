@@ -147,6 +147,8 @@ pub(crate) struct Tracer {
     /// Per connection, the real addresses of its client and server, when known (for the
     /// capture's comment on the connection's SYN).
     addresses: Mutex<HashMap<u64, [Option<std::net::SocketAddr>; 2]>>,
+    /// [`Tracer::finish`] has run: nothing more is traced, captured or recorded.
+    finished: std::sync::atomic::AtomicBool,
 }
 
 /// Where a traced connection goes, or was accepted: its URL (for `--pcap`'s comments),
@@ -195,6 +197,7 @@ impl Tracer {
             },
             closes: Mutex::new(HashMap::new()),
             addresses: Mutex::new(HashMap::new()),
+            finished: std::sync::atomic::AtomicBool::new(false),
             record: args.record.clone(),
             record_server: args.record_side == RecordSide::Server,
             server: false,
@@ -224,6 +227,9 @@ impl Tracer {
         data: &[u8],
     ) {
         let Some(pcap) = &self.pcap else { return };
+        if self.is_finished() {
+            return;
+        }
         let Ok(mut guard) = pcap.lock() else { return };
         let (w, started) = &mut *guard;
         let now = std::time::SystemTime::now();
@@ -268,6 +274,9 @@ impl Tracer {
     /// Feeds `--record`: `data` sent by the client (`from_client`) or by the server.
     pub(crate) fn record_bytes(&self, connection: u64, from_client: bool, data: &[u8]) {
         let Some(path) = &self.record else { return };
+        if self.is_finished() {
+            return;
+        }
         // Sent by the side replayed, or by the other.
         let ours = from_client != self.record_server;
         let Ok(mut all) = self.recorders.lock() else { return };
@@ -331,17 +340,23 @@ impl Tracer {
     }
 
     /// For [`ListenOptions::started`](amqpwire::runtime::ListenOptions::started): the
-    /// address of a listener's client, for the comment its capture starts with.
+    /// addresses of a listener's client and of the listener's side of the connection, for
+    /// the comment its capture starts with.
     pub(crate) fn started(self: &Arc<Self>) -> StartedFn {
         let me = Arc::clone(self);
-        Arc::new(move |n, addr| me.set_address(me.shown(n), true, addr))
+        Arc::new(move |n, client, server| {
+            let n = me.shown(n);
+            me.set_address(n, true, client);
+            me.set_address(n, false, server);
+        })
     }
 
     /// For [`ListenOptions::ended`](amqpwire::runtime::ListenOptions::ended): a listener's
     /// connection has ended, so its trace shows what an unfinished frame left, its capture
     /// ends it as its transport did (a FIN exchange started by the side that ended it, or
-    /// a reset from the client), and what the tracer kept for it is let go. A server that
-    /// runs for days keeps nothing of the connections that came and went.
+    /// a reset from the client), and what the tracer kept for it is let go: a server that
+    /// runs for days keeps nothing of the connections that came and went (but for the
+    /// lines of an `--html` page, which shows them all).
     pub(crate) fn ended(self: &Arc<Self>) -> EndedFn {
         let me = Arc::clone(self);
         Arc::new(move |n, end| {
@@ -373,16 +388,48 @@ impl Tracer {
     /// At the command's end: every connection the capture holds ends with a FIN exchange,
     /// then what is buffered is written out.
     pub(crate) fn finish(&self) {
+        self.finish_from(!self.server);
+    }
+
+    /// A command that serves (`serve`, `iothub emulate`, `proxy`) was stopped by a
+    /// signal: as [`Tracer::finish`], the server's side ending each connection still
+    /// open. Whatever its connections still send while the process exits is not traced,
+    /// captured or recorded: each has ended there.
+    pub(crate) fn stop(&self) {
+        self.finish_from(false);
+    }
+
+    /// Ends every recording, ends every connection still open in the capture with a FIN
+    /// exchange that the client (`by_client`) or the server starts, writes out what is
+    /// buffered, and takes no more bytes.
+    fn finish_from(&self, by_client: bool) {
+        self.finished.store(true, std::sync::atomic::Ordering::SeqCst);
         let recording: Vec<u64> =
             self.recorders.lock().map(|all| all.keys().copied().collect()).unwrap_or_default();
         for connection in recording {
             self.end_recording(connection);
         }
         if let Some(Ok(mut guard)) = self.pcap.as_ref().map(Mutex::lock) {
-            let _ = guard.0.close_all(std::time::SystemTime::now());
-            let _ = guard.0.flush();
+            let (w, started) = &mut *guard;
+            let by = if by_client {
+                CaptureDirection::ClientToServer
+            } else {
+                CaptureDirection::ServerToClient
+            };
+            let now = std::time::SystemTime::now();
+            let mut open: Vec<u64> = started.drain().collect();
+            open.sort_unstable();
+            for connection in open {
+                let _ = w.close(connection, by, now);
+            }
+            let _ = w.flush();
         }
         self.flush();
+    }
+
+    /// Whether [`Tracer::finish`] (or [`Tracer::stop`]) has run: later bytes are let go.
+    fn is_finished(&self) -> bool {
+        self.finished.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn record(&self, connection: u64, place: Option<&str>, r: &TraceRecord<'_>) {
@@ -526,6 +573,9 @@ impl Tracer {
     /// shown with `arrow` in text, and flushes: a trace stopped by a signal or a crash
     /// keeps every frame written before it (the detach or end that explains a failure).
     pub(crate) fn write(&self, connection: u64, dir: &str, arrow: &str, records: &[Record]) {
+        if self.is_finished() {
+            return;
+        }
         let time = self.start.elapsed().as_secs_f64();
         if let Some((path, lines)) = &self.html {
             if let Ok(mut lines) = lines.lock() {
@@ -559,6 +609,9 @@ impl Tracer {
     /// Writes a line about `connection` that is not a frame (a relay's events): a JSON
     /// object of kind `event` in the JSON trace, a line in the text.
     pub(crate) fn note(&self, connection: u64, event: &str) {
+        if self.is_finished() {
+            return;
+        }
         let time = self.start.elapsed().as_secs_f64();
         if self.json.is_some() {
             let line = serde_json::json!({

@@ -781,20 +781,26 @@ pub(crate) async fn drive(inner: Arc<Inner>, io: Transport) -> TransportEnd {
                     written += n;
                     // Over WebSocket a flush sends what was written as one message.
                     if written == out.len() && wr.flush().await.is_err() {
-                        end = TransportEnd::Failed;
+                        end = first_end(end, TransportEnd::Failed);
                         transport_gone(&inner, &mut out, &mut written);
                     }
                 }
                 _ => {
-                    end = TransportEnd::Failed;
+                    end = first_end(end, TransportEnd::Failed);
                     transport_gone(&inner, &mut out, &mut written);
                 }
             },
             r = input.read(&mut rd), if can_read => match r {
                 Ok(0) | Err(_) => {
-                    if end == TransportEnd::Closed {
-                        end = if r.is_err() { TransportEnd::Failed } else { TransportEnd::PeerClosed };
-                    }
+                    // A TLS peer that closes without close_notify ends its stream too.
+                    let clean = match &r {
+                        Ok(_) => true,
+                        Err(e) => e.kind() == std::io::ErrorKind::UnexpectedEof,
+                    };
+                    end = first_end(
+                        end,
+                        if clean { TransportEnd::PeerClosed } else { TransportEnd::Failed },
+                    );
                     eof = true;
                     inner.lock().conn.handle_eof(Instant::now());
                 }
@@ -816,6 +822,16 @@ pub(crate) async fn drive(inner: Arc<Inner>, io: Transport) -> TransportEnd {
         inner.changed.notify_waiters();
     }
     end
+}
+
+/// How the transport ended: the first thing seen to end it (a write that fails after the
+/// peer closed its side is still the peer's closing).
+fn first_end(so_far: TransportEnd, seen: TransportEnd) -> TransportEnd {
+    if so_far == TransportEnd::Closed {
+        seen
+    } else {
+        so_far
+    }
 }
 
 /// The transport failed while writing: nothing more can be sent or received.

@@ -33,8 +33,9 @@ pub type SharedTrace = Arc<dyn Fn(u64, &TraceRecord<'_>) + Send + Sync>;
 pub type EndedFn = Arc<dyn Fn(u64, TransportEnd) + Send + Sync>;
 
 /// Told that a listener has set up a connection (its TLS and WebSocket handshakes done):
-/// its number (as for [`SharedTrace`]) and the client's address.
-pub type StartedFn = Arc<dyn Fn(u64, Option<std::net::SocketAddr>) + Send + Sync>;
+/// its number (as for [`SharedTrace`]), the client's address and ours.
+pub type StartedFn =
+    Arc<dyn Fn(u64, Option<std::net::SocketAddr>, Option<std::net::SocketAddr>) + Send + Sync>;
 
 /// How a listener sets up the connections it accepts.
 #[derive(Clone)]
@@ -107,7 +108,7 @@ impl ListenOptions {
     pub fn start(&self, io: Transport) -> ServerConnection {
         let n = self.numbers.take();
         if let Some(started) = &self.started {
-            started(n, io.peer_addr());
+            started(n, io.peer_addr(), io.local_addr());
         }
         let on_end = self.ended.clone().map(|f| {
             let f: Box<dyn FnOnce(TransportEnd) + Send> = Box::new(move |end| f(n, end));

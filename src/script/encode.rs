@@ -75,7 +75,7 @@ pub fn encode_line(j: &Json, out: &mut Vec<u8>) -> Result<(), String> {
         }
         // A capture's lines about the transport (decode of a pcap): the AMQP bytes are in
         // the frame lines beside them.
-        "event" | "capture" | "connection" | "tcp" | "websocket" | "resync" => Ok(()),
+        "event" | "capture" | "connection" | "tcp" | "websocket" | "resync" | "info" => Ok(()),
         "gap" => Err(format!(
             "the capture misses {} bytes here: the stream cannot be written whole",
             o.get("bytes").map_or_else(|| "some".to_owned(), Json::to_string)
@@ -97,6 +97,7 @@ const SHOWN: &[&str] = &[
     "message",
     "payload_size",
     "continuation",
+    "aborted",
     "warning",
     "warnings",
     "error",
@@ -452,10 +453,6 @@ fn named(ty: &str, name: &str) -> Option<Json> {
         ("ubyte", "mixed" | "sys") => 2.into(),
         ("ubyte", "sys-perm") => 3.into(),
         ("ubyte", "sys-temp") => 4.into(),
-        // A terminus's durable (3.5.5).
-        ("uint", "none") => 0.into(),
-        ("uint", "configuration") => 1.into(),
-        ("uint", "unsettled-state") => 2.into(),
         _ => return None,
     })
 }
@@ -576,9 +573,19 @@ fn composite(o: &serde_json::Map<String, Json>, at: &str) -> Result<Value, Strin
     let mut items = Vec::new();
     for (field, ty) in names.iter().zip(types.iter()) {
         let here = format!("{at}.{name}.{field}");
+        // A terminus's durable by its name (3.5.5).
+        let durable = |j: &Json| match j.as_str() {
+            Some("none") => Some(Json::from(0)),
+            Some("configuration") => Some(Json::from(1)),
+            Some("unsettled-state") => Some(Json::from(2)),
+            _ => None,
+        };
         items.push(match fields.get(*field) {
             Some(j) if needs_bytes(j) => j.clone(),
-            Some(j) => to_typed(&typed_field(j, ty, &here)?),
+            Some(j) => match durable(j).filter(|_| *field == "durable") {
+                Some(n) => to_typed(&typed_field(&n, ty, &here)?),
+                None => to_typed(&typed_field(j, ty, &here)?),
+            },
             None => Json::Null,
         });
     }

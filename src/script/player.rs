@@ -297,7 +297,14 @@ pub struct Player {
     /// Later `expect` steps a frame of another link has already met, out of order (see
     /// [`Player::met_ahead`]): skipped when the script comes to them.
     met: std::collections::BTreeSet<usize>,
+    /// Frames of an ignored performative skipped while other steps were expected (the
+    /// latest [`SKIPPED_KEPT`]): an `expect` that asks for one is met by one of these too.
+    skipped: VecDeque<Json>,
 }
+
+/// How many skipped frames of ignored performatives a player keeps for a later `expect`
+/// that asks for one.
+const SKIPPED_KEPT: usize = 64;
 
 /// The most input [`Player::keep_input`] keeps (16 MiB): a peer that sends more is cut off
 /// from the copy, not from the script.
@@ -329,6 +336,7 @@ impl Player {
             settled_ahead: Vec::new(),
             sent_unbound: Vec::new(),
             met: std::collections::BTreeSet::new(),
+            skipped: VecDeque::new(),
         }
     }
 
@@ -551,6 +559,12 @@ impl Player {
                     } else {
                         format!("{pattern}\n(as written: {written})")
                     };
+                    // An ignored performative asked for: perhaps skipped already.
+                    if self.met_by_skipped(&pattern) {
+                        self.next += 1;
+                        self.deadline = None;
+                        continue;
+                    }
                     // Of a disposition pattern, the ids still due: from its `first`, or
                     // from where the peer's frames for this step have come to.
                     let range = disposition_range(&pattern).map(|(first, last)| {
@@ -874,12 +888,37 @@ impl Player {
         let asked = pattern.and_then(|p| p.get("performative")).and_then(Json::as_str);
         while let Some(Record::Frame(f)) = self.incoming.front() {
             let Some(name) = f.performative() else { break };
-            let skipped = name == "empty" || self.ignored.iter().any(|i| i == name);
+            let heartbeat = name == "empty";
+            let skipped = heartbeat || self.ignored.iter().any(|i| i == name);
             if !skipped || asked == Some(name) {
                 break;
             }
-            self.incoming.pop_front();
+            let Some(r) = self.incoming.pop_front() else { break };
+            if !heartbeat {
+                if self.skipped.len() == SKIPPED_KEPT {
+                    self.skipped.pop_front();
+                }
+                self.skipped.extend(record_json(&r).into_iter().next());
+            }
         }
+    }
+
+    /// Meets an `expect` of an ignored performative with a frame skipped while another
+    /// step was expected (the oldest that matches), if there is one.
+    fn met_by_skipped(&mut self, pattern: &Json) -> bool {
+        let asked = pattern.get("performative").and_then(Json::as_str);
+        if !asked.is_some_and(|p| self.ignored.iter().any(|i| i == p)) {
+            return false;
+        }
+        for i in 0..self.skipped.len() {
+            let mut bound = self.bound.clone();
+            if self.skipped.get(i).is_some_and(|line| matches(pattern, line, &mut bound)) {
+                self.skipped.remove(i);
+                self.bound = bound;
+                return true;
+            }
+        }
+        false
     }
 
     fn fail(&mut self, step: usize, expected: &str, got: &str) {
@@ -908,14 +947,39 @@ impl Player {
             return false;
         }
         let handle = |j: &Json| j.pointer("/fields/handle").and_then(Json::as_u64);
+        let name = |j: &Json| j.pointer("/fields/name").and_then(Json::as_str).map(str::to_owned);
         let channel = |j: &Json| j.get("channel").and_then(Json::as_u64);
+        // Whether the frame may be of the link (or the delivery) an earlier pattern waits
+        // for: the same handle, or the same link name; a pattern of a link's frame that
+        // names neither may be of any link. (Dispositions and flows name no single link.)
+        let same_link = |earlier: &Json| {
+            let channels_differ =
+                matches!((channel(earlier), channel(line)), (Some(a), Some(b)) if a != b);
+            // A disposition settles deliveries, not a link's frames in order; a session's
+            // flow names no link.
+            let of_no_link = performative(line).as_deref() == Some("disposition")
+                || (performative(line).as_deref() == Some("flow") && handle(line).is_none());
+            if channels_differ || of_no_link {
+                return false;
+            }
+            match (handle(earlier), handle(line), name(earlier), name(line)) {
+                (Some(a), Some(b), ..) => a == b,
+                (_, _, Some(a), Some(b)) => a == b,
+                _ => performative(earlier)
+                    .is_some_and(|p| ["attach", "detach", "transfer"].contains(&p.as_str())),
+            }
+        };
         let names = |j: &Json| {
             let mut all = Vec::new();
             unbound_names(j, &mut all);
             all.retain(|n| !self.bound.contains_key(&n[1..]));
             all
         };
+        let line_range = disposition_range(line);
         let mut passed: Vec<Json> = Vec::new();
+        // Names a passed-over `send` uses: bound later, they must not be bound by a frame
+        // met early (the send would have written them as text).
+        let mut sent_names: Vec<String> = Vec::new();
         for at in self.next..self.steps.len() {
             let pattern = match self.steps.get(at) {
                 Some(Step::Expect { pattern, .. }) => pattern,
@@ -926,7 +990,8 @@ impl Player {
                     if sent_performative(j)
                         .is_some_and(|p| ["transfer", "disposition", "flow"].contains(&p)) =>
                 {
-                    continue
+                    sent_names.extend(names(j));
+                    continue;
                 }
                 _ => break,
             };
@@ -934,19 +999,35 @@ impl Player {
                 continue;
             }
             let pattern = self.substitute(pattern);
+            let names_here = names(&pattern);
+            let independent = passed.iter().all(|earlier| {
+                !same_link(earlier) && !names(earlier).iter().any(|n| names_here.contains(n))
+            }) && !sent_names.iter().any(|n| names_here.contains(n));
+            // A disposition that settles ids a later disposition pattern names, however it
+            // groups them: kept as settled in advance, for the pattern to take when the
+            // script comes to it (as a frame that settles more does).
+            if let (Some((a, b)), Some((first, last))) = (line_range, disposition_range(&pattern)) {
+                let overlaps = a <= last && first <= b;
+                if overlaps
+                    && at > self.next
+                    && independent
+                    && matches(
+                        &without_range(&pattern),
+                        &without_range(line),
+                        &mut self.bound.clone(),
+                    )
+                {
+                    self.settled_ahead.push((line.clone(), a, b));
+                    return true;
+                }
+            }
             if at > self.next {
                 let mut bound = self.bound.clone();
-                let names_here = names(&pattern);
-                let independent = passed.iter().all(|earlier| {
-                    let same_link = handle(earlier).is_some()
-                        && handle(earlier) == handle(line)
-                        && (channel(earlier).is_none()
-                            || channel(line).is_none()
-                            || channel(earlier) == channel(line));
-                    let shares_names = names(earlier).iter().any(|n| names_here.contains(n));
-                    !same_link && !shares_names
-                });
-                if independent && matches(&pattern, line, &mut bound) {
+                if matches(&pattern, line, &mut bound) {
+                    if !independent {
+                        // Its own step is held up by an earlier one: not another's either.
+                        return false;
+                    }
                     self.bound = bound;
                     self.met.insert(at);
                     return true;
@@ -1393,6 +1474,79 @@ mod tests {
         // A recording's sends are typed: their descriptor names them.
         let typed = r#"{"kind": "frame", "typed": {"described": [{"ulong": 19}, [{"uint": 0}, {"uint": 9}, {"uint": 0}, {"uint": 9}]]}}"#;
         assert!(against_bytes(&across(typed), &early).is_ok());
+    }
+
+    #[test]
+    fn out_of_order_frames_keep_to_their_link_their_deliveries_and_their_names() {
+        let transfer = r#"{"performative": "transfer", "fields": {"handle": 2, "delivery-id": 5, "delivery-tag": "05"}, "data": "m"}"#;
+        let script = [
+            r#"{"expect": {"performative": "transfer", "fields": {"handle": 2}}}"#,
+            r#"{"expect": {"performative": "disposition", "fields": {"role": "receiver", "first": 1, "last": 2, "settled": true, "state": {"accepted": "*"}}}}"#,
+        ]
+        .join("\n");
+        // Settled one by one, before the other link's transfer, or around it: held.
+        for order in [[0, 1, 2], [1, 0, 2], [1, 2, 0], [2, 1, 0]] {
+            let frames = [transfer.to_owned(), settle(1, None, "36"), settle(2, None, "36")];
+            let peer: Vec<&str> = order.iter().map(|i| frames[*i].as_str()).collect();
+            let v = against_bytes(&script, &peer.join("\n"));
+            assert!(v.is_ok(), "{order:?}: {v:?}");
+        }
+        // A transfer is not met before the attach of a link the script has not seen yet:
+        // the attach's pattern names no handle, so it may be the transfer's link.
+        let script = [
+            r#"{"expect": {"performative": "attach", "fields": {"name": "a"}}}"#,
+            r#"{"expect": {"performative": "transfer", "fields": {"handle": 0}}}"#,
+        ]
+        .join("\n");
+        let attach =
+            r#"{"performative": "attach", "fields": {"name": "a", "handle": 0, "role": "sender"}}"#;
+        let early = transfer.replace("\"handle\": 2", "\"handle\": 0");
+        let f = against_bytes(&script, &[early.as_str(), attach].join("\n")).expect_err("early");
+        assert_eq!(f.step, 1, "{f:?}");
+        // Attaches of other links (other names) may come in either order.
+        let script = [
+            r#"{"expect": {"performative": "attach", "fields": {"name": "a"}}}"#,
+            r#"{"expect": {"performative": "attach", "fields": {"name": "b"}}}"#,
+        ]
+        .join("\n");
+        let attach_b = attach.replace("\"a\"", "\"b\"").replace("\"handle\": 0", "\"handle\": 1");
+        assert!(against_bytes(&script, &[attach_b.as_str(), attach].join("\n")).is_ok());
+        // A name a passed-over send uses is not bound by a frame met early.
+        let script = [
+            r#"{"expect": {"performative": "transfer", "fields": {"handle": 2}}}"#,
+            r#"{"send": {"performative": "disposition", "fields": {"role": "receiver", "first": "$d", "settled": true}}}"#,
+            r#"{"expect": {"performative": "transfer", "fields": {"handle": 3, "delivery-id": "$d"}}}"#,
+        ]
+        .join("\n");
+        let other = transfer.replace("\"handle\": 2", "\"handle\": 3");
+        let f = against_bytes(&script, &[other.as_str(), transfer].join("\n"))
+            .expect_err("$d is sent before it is bound");
+        assert_eq!(f.step, 1, "{f:?}");
+    }
+
+    #[test]
+    fn an_ignored_frame_skipped_earlier_meets_a_later_expect_that_asks_for_it() {
+        let flow = r#"{"performative": "flow", "fields": {"handle": 1, "link-credit": 5}}"#;
+        let attach =
+            r#"{"performative": "attach", "fields": {"name": "l", "handle": 0, "role": "sender"}}"#;
+        let detach = r#"{"performative": "detach", "fields": {"handle": 0}}"#;
+        let script = [
+            r#"{"ignore": ["flow"]}"#,
+            r#"{"expect": {"performative": "attach"}}"#,
+            r#"{"expect": {"performative": "detach"}}"#,
+            r#"{"expect": {"performative": "flow", "fields": {"handle": "*"}}}"#,
+        ]
+        .join("\n");
+        // The flow came while the detach was expected: skipped then, met later.
+        assert!(against_bytes(&script, &[attach, flow, detach].join("\n")).is_ok());
+        // One that never came is still missed.
+        let f = against_bytes(&script, &[attach, detach].join("\n")).expect_err("no flow");
+        assert_eq!(f.step, 4, "{f:?}");
+        // A skipped one meets only what it matches.
+        let session_flow = r#"{"performative": "flow", "fields": {"next-incoming-id": 0}}"#;
+        let f = against_bytes(&script, &[attach, session_flow, detach].join("\n"))
+            .expect_err("a session flow has no handle");
+        assert_eq!(f.step, 4, "{f:?}");
     }
 
     #[test]

@@ -5,13 +5,15 @@
 //!
 //! What an `expect` keeps of the peer's frame:
 //! - headers: the protocol id;
-//! - `open`, `begin`, `close`, `end`: the performative, and the error's condition if any
-//!   (connection and session parameters differ between peers and versions);
+//! - `open`, `begin`, `close`, `end`: the performative, and the error's condition, or
+//!   that there is none (connection and session parameters differ between peers and
+//!   versions);
 //! - `attach`: name, role and the addresses of source and target;
 //! - `transfer`: handle, settled when it is set, and of its message the application
 //!   properties but for values that name times, ids or tokens;
 //! - `disposition`: role, first, last, settled when it is set, and the outcome's kind;
-//! - `detach`: closed when it is set, and the error's condition.
+//! - `detach`: handle, closed when it is set, and the error's condition or that there is
+//!   none.
 //!
 //! A flag that is false is not expected: a peer may leave it out, which means the same.
 //! The peer's `open`, when it came before the recorded side's own, is expected after it:
@@ -19,7 +21,10 @@
 //! the client's open would otherwise never be given it.
 //!
 //! `flow` frames are not expected (the script starts with `{"ignore": ["flow"]}`): how
-//! often a peer sends them is its own business. The recorded side's frames are sent as
+//! often a peer sends them is its own business. But before the first transfer of each
+//! link the recorded side sends, a flow of the other side's (any link's) is expected, when
+//! one came before it: a replay must not send a transfer before the peer has granted
+//! credit, as a scripted server would to a client that enforces it. The recorded side's frames are sent as
 //! they were, byte for byte ([`typed`](crate::inspect::typed) and `payload`).
 
 use serde_json::{json, Map, Value as Json};
@@ -41,6 +46,10 @@ pub struct Recorder {
     /// The other side's steps from its `open` on, while the replayed side has not sent
     /// its own: held back until it has (see [`Recorder::push`]).
     held: Vec<Json>,
+    /// The replayed side's sending links (their handles) that have sent no transfer yet.
+    first_transfer_due: Vec<u64>,
+    /// The other side has sent a link's `flow` since a flow was last expected.
+    credit_seen: bool,
 }
 
 impl Default for Recorder {
@@ -60,6 +69,8 @@ impl Recorder {
             taken: 0,
             opened: false,
             held: Vec::new(),
+            first_transfer_due: Vec::new(),
+            credit_seen: false,
         }
     }
 
@@ -79,14 +90,39 @@ impl Recorder {
         let records: Vec<Record> = std::iter::from_fn(|| inspector.next_record()).collect();
         for r in &records {
             let Some(line) = record_json(r).into_iter().next() else { continue };
+            let performative = line.get("performative").and_then(Json::as_str);
+            let handle = line.pointer("/fields/handle").and_then(Json::as_u64);
             if side == 0 {
                 let Some(step) = send_step(&line) else { continue };
+                match (performative, handle) {
+                    // A sender's attach (role false).
+                    (Some("attach"), Some(h))
+                        if line.pointer("/fields/role").and_then(Json::as_bool) == Some(false) =>
+                    {
+                        self.first_transfer_due.push(h);
+                    }
+                    // A link's first transfer went out on credit the other side granted in
+                    // a flow: the replay waits for a flow before it, so that it never sends
+                    // a transfer before the peer has given credit (2.6.7).
+                    (Some("transfer"), Some(h)) if self.first_transfer_due.contains(&h) => {
+                        self.first_transfer_due.retain(|d| *d != h);
+                        if std::mem::take(&mut self.credit_seen) {
+                            self.lines.push(json!({
+                                "expect": { "performative": "flow", "fields": { "handle": "*" } }
+                            }));
+                        }
+                    }
+                    _ => {}
+                }
                 self.lines.push(step);
                 if line.get("performative").and_then(Json::as_str) == Some("open") {
                     self.opened = true;
                     self.lines.append(&mut self.held);
                 }
                 continue;
+            }
+            if performative == Some("flow") && handle.is_some() {
+                self.credit_seen = true;
             }
             let Some(step) = expect_step(&line) else { continue };
             // Each side sends its open on its own, after the headers (2.4.1): a peer that
@@ -203,7 +239,11 @@ fn expect_step(line: &Json) -> Option<Json> {
                     }
                     m
                 }
-                "detach" => set_flag(fields, "closed").into_iter().collect(),
+                "detach" => {
+                    let mut m = pick(&["handle"]);
+                    m.extend(set_flag(fields, "closed"));
+                    m
+                }
                 _ => Map::new(),
             };
             if let Some(cond) = fields
@@ -212,6 +252,9 @@ fn expect_step(line: &Json) -> Option<Json> {
                 .and_then(|e| e.get("condition"))
             {
                 f.insert("error".into(), json!({ "error": { "condition": cond } }));
+            } else if matches!(p, "detach" | "end" | "close") {
+                // Ended without an error: a peer that ends with one has diverged.
+                f.insert("error".into(), Json::Null);
             }
             let mut pat = json!({ "performative": p });
             if !f.is_empty() {
@@ -322,6 +365,49 @@ mod tests {
     }
 
     #[test]
+    fn a_link_s_first_transfer_waits_for_the_peer_s_credit() {
+        let attach = |role: &str, handle: u32| {
+            format!(
+                r#"{{"performative":"attach","fields":{{"name":"l{handle}","handle":{handle},"role":"{role}"}}}}"#
+            )
+        };
+        let flow = r#"{"performative":"flow","fields":{"next-incoming-id":0,"incoming-window":9,"next-outgoing-id":0,"outgoing-window":9,"handle":0,"delivery-count":0,"link-credit":5}}"#;
+        let transfer = |handle: u32, id: u32| {
+            format!(
+                r#"{{"performative":"transfer","fields":{{"handle":{handle},"delivery-id":{id},"delivery-tag":"0{id}"}},"data":"m"}}"#
+            )
+        };
+        let mut r = Recorder::new();
+        r.opened = true;
+        // A server's side: the client attaches a receiver, we attach a sender, the client
+        // grants credit, we send twice on it.
+        r.theirs(&bytes(&[HEADER, &attach("receiver", 0)]));
+        r.ours(&bytes(&[HEADER, &attach("sender", 3)]));
+        r.theirs(&bytes(&[flow]));
+        r.ours(&bytes(&[&transfer(3, 0), &transfer(3, 1)]));
+        assert_eq!(
+            steps(&r),
+            [
+                "expect header",
+                "expect attach",
+                "send header",
+                "send frame",
+                "expect flow",
+                "send frame",
+                "send frame"
+            ]
+        );
+        assert!(r
+            .script()
+            .contains(r#"{"expect":{"performative":"flow","fields":{"handle":"*"}}}"#));
+        // Our transfers on a link that never waited for a flow of theirs: none expected.
+        let mut r = Recorder::new();
+        r.opened = true;
+        r.ours(&bytes(&[HEADER, &attach("sender", 0), &transfer(0, 0)]));
+        assert!(!r.script().contains(r#""performative":"flow""#), "{}", r.script());
+    }
+
+    #[test]
     fn flags_that_are_false_or_left_out_are_not_expected() {
         let expect = |line: &str| -> Json {
             let mut r = Recorder::new();
@@ -344,9 +430,21 @@ mod tests {
             json!({"performative": "transfer", "fields": {"handle": 1, "settled": true}})
         );
         let detach = expect(r#"{"performative":"detach","fields":{"handle":0,"closed":false}}"#);
-        assert_eq!(detach, json!({"performative": "detach"}));
+        assert_eq!(
+            detach,
+            json!({"performative": "detach", "fields": {"handle": 0, "error": null}})
+        );
         let detach = expect(r#"{"performative":"detach","fields":{"handle":0,"closed":true}}"#);
-        assert_eq!(detach, json!({"performative": "detach", "fields": {"closed": true}}));
+        let fields = json!({"handle": 0, "closed": true, "error": null});
+        assert_eq!(detach, json!({"performative": "detach", "fields": fields}));
+        // An error is expected by its condition; its absence as such.
+        let close = expect(
+            r#"{"performative":"close","fields":{"error":{"error":{"condition":"amqp:connection:forced"}}}}"#,
+        );
+        let fields = json!({"error": {"error": {"condition": "amqp:connection:forced"}}});
+        assert_eq!(close, json!({"performative": "close", "fields": fields}));
+        let close = expect(r#"{"performative":"close"}"#);
+        assert_eq!(close, json!({"performative": "close", "fields": {"error": null}}));
         let d = expect(
             r#"{"performative":"disposition","fields":{"role":true,"first":0,"settled":false}}"#,
         );

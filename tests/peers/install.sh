@@ -382,12 +382,14 @@ install_wasm_tools() {
     fi
     # With a nightly toolchain (the fuzz targets need one), build.sh builds the standard
     # library for size from its sources: about 9 % off each module.
-    if rustup toolchain list | grep -q '^nightly'; then
+    # Only a size optimisation: without it build.sh uses the prebuilt standard library, so a
+    # failure here is said, not fatal.
+    if rustc +nightly -V >/dev/null 2>&1; then
         if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
             note "rustup component add rust-src --toolchain nightly"
             rustup component add rust-src --toolchain nightly >"$LOGDIR/rustup-src.log" 2>&1 || {
                 show_log "$LOGDIR/rustup-src.log" "rustup component add rust-src"
-                fail "$peer" "rustup component add rust-src --toolchain nightly failed"
+                note "rust-src for nightly did not install: build.sh uses the prebuilt standard library (modules about 9 % larger)"
             }
         fi
     else

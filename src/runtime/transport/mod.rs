@@ -128,14 +128,26 @@ impl Transport {
 
     /// The peer's address, when the transport is a TCP connection.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        let tcp = match &self.inner {
+        match self.tcp() {
+            Some(tcp) => tcp.peer_addr().ok(),
+            None => self.accepted.as_ref().and_then(|a| a.addr),
+        }
+    }
+
+    /// Our own address, when the transport is a TCP connection.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.tcp().and_then(|tcp| tcp.local_addr().ok())
+    }
+
+    /// The TCP connection under the transport's layers, if it is one.
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(match &self.inner {
             Inner::Tcp(s) => s,
             Inner::Tls(s) => s.get_ref().0.get_ref(),
             Inner::Ws(s) => s.get_ref(),
             Inner::Wss(s) => s.get_ref().get_ref().0.get_ref(),
-            Inner::Other(_) => return self.accepted.as_ref().and_then(|a| a.addr),
-        };
-        tcp.peer_addr().ok()
+            Inner::Other(_) => return None,
+        })
     }
 }
 
