@@ -928,8 +928,9 @@ impl Player {
 
     /// Whether `line`, a frame that does not meet the current `expect` step, meets a
     /// later one of the same run of `expect` steps (up to the next step of another kind
-    /// than an `expect` or a `send` of a transfer, disposition or flow) that no step before
-    /// it in the run need come before: then that step is met (and skipped when the script
+    /// than an `expect`, a `send` of a transfer, disposition or flow, or a `send` of an
+    /// attach or detach when the frame is not one) that no step before it in the run need
+    /// come before: then that step is met (and skipped when the script
     /// comes to it). Frames of different links (or sessions) are
     /// independent, and peers order them as they like: one detaches its sender first,
     /// another its receiver; one settles a link's deliveries before it sends another
@@ -938,7 +939,8 @@ impl Player {
     /// met out of order, and never passed over), and a step whose `$name` an earlier one
     /// of the run binds.
     fn met_ahead(&mut self, line: &Json) -> bool {
-        const LINK_LEVEL: [&str; 5] = ["attach", "detach", "transfer", "disposition", "flow"];
+        const LINK_LEVEL: [&str; 7] =
+            ["attach", "detach", "transfer", "disposition", "flow", "begin", "end"];
         let performative =
             |j: &Json| j.get("performative").and_then(Json::as_str).map(str::to_owned);
         let link_level =
@@ -952,7 +954,32 @@ impl Player {
         // Whether the frame may be of the link (or the delivery) an earlier pattern waits
         // for: the same handle, or the same link name; a pattern of a link's frame that
         // names neither may be of any link. (Dispositions and flows name no single link.)
+        // Channels a recording's begin patterns have bound (`$channel-N`): sessions begun.
+        let begun: Vec<u64> = self
+            .bound
+            .iter()
+            .filter(|(k, _)| k.starts_with(super::record::CHANNEL_VAR))
+            .filter_map(|(_, v)| v.as_u64())
+            .collect();
+        let session_frame = |j: &Json| matches!(performative(j).as_deref(), Some("begin" | "end"));
         let same_link = |earlier: &Json| {
+            if session_frame(earlier) || session_frame(line) {
+                // The same session, unless the channels differ: known on both sides, or
+                // the frame's is a session begun already while the earlier pattern's is
+                // still to be bound (a session yet to begin).
+                return match (channel(earlier), channel(line)) {
+                    (Some(a), Some(b)) => a == b,
+                    (None, Some(b)) => {
+                        let to_bind =
+                            earlier.get("channel").and_then(Json::as_str).is_some_and(|c| {
+                                c.strip_prefix('$')
+                                    .is_some_and(|n| n.starts_with(super::record::CHANNEL_VAR))
+                            });
+                        !(to_bind && begun.contains(&b))
+                    }
+                    _ => true,
+                };
+            }
             let channels_differ =
                 matches!((channel(earlier), channel(line)), (Some(a), Some(b)) if a != b);
             // A disposition settles deliveries, not a link's frames in order; a session's
@@ -983,12 +1010,17 @@ impl Player {
         for at in self.next..self.steps.len() {
             let pattern = match self.steps.get(at) {
                 Some(Step::Expect { pattern, .. }) => pattern,
-                // A frame that came before we sent a transfer, disposition or flow was not
-                // caused by it: the peer sent it on credit it had, or settled what it had
-                // received (a recording made while the peer was slower has it after).
+                // A frame that came before we sent something was not caused by it: the peer
+                // sent it on credit it had, or settled what it had received (a recording
+                // made while the peer was slower has it after). But a frame of what a send
+                // asks to be answered (an attach for an attach, a detach for a detach…)
+                // stays after it: before it, it is the peer's own, not the answer.
                 Some(Step::Send(j))
-                    if sent_performative(j)
-                        .is_some_and(|p| ["transfer", "disposition", "flow"].contains(&p)) =>
+                    if sent_performative(j).is_some_and(|p| {
+                        ["transfer", "disposition", "flow"].contains(&p)
+                            || (["attach", "detach"].contains(&p)
+                                && performative(line).as_deref() != Some(p))
+                    }) =>
                 {
                     sent_names.extend(names(j));
                     continue;
@@ -1034,7 +1066,7 @@ impl Player {
                 }
             }
             if !link_level(&pattern) {
-                // Connection and session frames are never passed over.
+                // Connection frames are never passed over.
                 return false;
             }
             passed.push(pattern);
@@ -1463,13 +1495,20 @@ mod tests {
         assert_eq!(f.step, 5, "{f:?}");
         assert!(f.got.contains("close"), "{f:?}");
         // Across a transfer, disposition or flow we send, as across nothing: what came
-        // before it was not caused by it. Not across a detach (or anything else).
+        // before it was not caused by it. Across an attach or detach too, but for the
+        // frame it asks for: a detach that came before ours is not its answer. Not across
+        // anything else (a begin, an end, a close, a wait).
         let ours = |line: &str| format!(r#"{{"send": {line}}}"#);
         let across =
             |between: &str| [exp_transfer(0, 0), ours(between), exp_transfer(1, 2)].join("\n");
         let early = [transfer(1, 2), transfer(0, 0)].join("\n");
         assert!(against_bytes(&across(&settle(0, None, "36")), &early).is_ok());
-        let f = against_bytes(&across(&detach(5)), &early).expect_err("across a detach");
+        assert!(against_bytes(&across(&detach(5)), &early).is_ok());
+        let f = against_bytes(&across(r#"{"performative": "end"}"#), &early).expect_err("end");
+        assert_eq!(f.step, 1, "{f:?}");
+        let answer = [exp_transfer(0, 0), ours(&detach(1)), expect(&detach(1))].join("\n");
+        let unasked = [detach(1), transfer(0, 0)].join("\n");
+        let f = against_bytes(&answer, &unasked).expect_err("a detach before ours");
         assert_eq!(f.step, 1, "{f:?}");
         // A recording's sends are typed: their descriptor names them.
         let typed = r#"{"kind": "frame", "typed": {"described": [{"ulong": 19}, [{"uint": 0}, {"uint": 9}, {"uint": 0}, {"uint": 9}]]}}"#;

@@ -257,6 +257,14 @@ fn expect_step(line: &Json) -> Option<Json> {
                 f.insert("error".into(), Json::Null);
             }
             let mut pat = json!({ "performative": p });
+            // A session's frames name its channel by a variable, bound by the peer's
+            // begin: the replayed peer may number its sessions otherwise, and frames of
+            // different sessions may then be told apart (and come in either order).
+            let session_level = !matches!(p, "open" | "close") && !p.starts_with("sasl-");
+            if let (true, Some(channel)) = (session_level, o.get("channel").and_then(Json::as_u64))
+            {
+                pat["channel"] = json!(format!("${CHANNEL_VAR}{channel}"));
+            }
             if !f.is_empty() {
                 pat["fields"] = Json::Object(f);
             }
@@ -278,6 +286,10 @@ fn expect_step(line: &Json) -> Option<Json> {
     };
     Some(json!({ "expect": pattern }))
 }
+
+/// The prefix of the variables a recording names the peer's channels by
+/// (`$channel-0`…): bound by the peer's `begin`.
+pub const CHANNEL_VAR: &str = "channel-";
 
 /// `name: true` when the flag `name` of `fields` is set; nothing when it is false, null or
 /// left out.
@@ -414,7 +426,13 @@ mod tests {
             r.opened = true;
             r.theirs(&bytes(&[HEADER, line]));
             let last = r.script().lines().last().map(str::to_owned).unwrap_or_default();
-            serde_json::from_str::<Json>(&last).expect("a line")["expect"].clone()
+            let mut pattern =
+                serde_json::from_str::<Json>(&last).expect("a line")["expect"].clone();
+            // A session's frames name their channel by the variable the begin binds.
+            let channel = pattern.as_object_mut().and_then(|p| p.remove("channel"));
+            let session = !matches!(pattern["performative"].as_str(), Some("open" | "close"));
+            assert_eq!(channel, session.then(|| json!("$channel-0")), "{last}");
+            pattern
         };
         let transfer = |settled: &str| {
             expect(&format!(
