@@ -70,7 +70,7 @@ enum Command {
     /// written by hand, malformations included.
     Encode(cli::encode::EncodeArgs),
     /// Send messages to an address: body from `--body`, a file, or standard input with
-    /// `--file -` (otherwise "message N"); a summary of outcomes at the end.
+    /// `--body-file -` (otherwise "message N"); a summary of outcomes at the end.
     Send(cli::client::SendArgs),
     /// Receive messages from an address and print them (text or JSON lines), accepting
     /// each.

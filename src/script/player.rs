@@ -147,12 +147,36 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
         Some(v) => ms(v, "within")?,
         None => default,
     };
+    const KINDS: [&str; 13] = [
+        "send",
+        "expect",
+        "expect-close",
+        "expect-silence",
+        "wait",
+        "close",
+        "half-close",
+        "lenient",
+        "sasl",
+        "sasl-server",
+        "write",
+        "ignore",
+        "within",
+    ];
+    if let Some(k) = o.keys().find(|k| !KINDS.contains(&k.as_str())) {
+        return Err(format!("unknown key {k:?} (a step is one of: {})", KINDS[..12].join(", ")));
+    }
     let mut keys = o.keys().filter(|k| *k != "within");
     let key = keys.next().ok_or(
         "a step needs one of send, expect, expect-close, expect-silence, wait, close, half-close",
     )?;
     if let Some(other) = keys.next() {
         return Err(format!("a step is one of its kinds: {key:?} and {other:?} are two steps"));
+    }
+    // Only the steps that wait for the peer have a time limit.
+    if o.contains_key("within")
+        && !["expect", "expect-close", "sasl", "sasl-server"].contains(&key.as_str())
+    {
+        return Err(format!("a {key:?} step has no time limit (\"within\" is for expect, expect-close, sasl, sasl-server)"));
     }
     let v = &o[key];
     Ok(match key.as_str() {
@@ -193,6 +217,18 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
                             names.join(", ")
                         ));
                     }
+                }
+            }
+            check_composites(v.get("fields"), "expect: fields")?;
+            if v.get("kind").and_then(Json::as_str) == Some("header") {
+                const HEADER: [&str; 5] = ["kind", "protocol_id", "protocol", "version", "raw"];
+                if let Some(k) =
+                    v.as_object().and_then(|h| h.keys().find(|k| !HEADER.contains(&k.as_str())))
+                {
+                    return Err(format!(
+                        "expect: a header has no {k:?} (it has: {})",
+                        HEADER.join(", ")
+                    ));
                 }
             }
             if v.get("within").is_some() {
@@ -241,6 +277,35 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
         ),
         other => return Err(format!("unknown step {other:?}")),
     })
+}
+
+/// Checks the composites of a pattern's fields, written as `decode` shows them
+/// (`{"source": {"address": …}}`), for fields their type does not have: a misspelt one
+/// could never match, and would be reported as the peer's difference.
+fn check_composites(j: Option<&Json>, at: &str) -> Result<(), String> {
+    let Some(Json::Object(o)) = j else { return Ok(()) };
+    for (k, v) in o {
+        let here = format!("{at}.{k}");
+        // `v` is `{name: {fields}}` when `name` names a composite.
+        if let Some((name, Json::Object(fields))) =
+            v.as_object().filter(|m| m.len() == 1).and_then(|m| m.iter().next())
+        {
+            let table = crate::types::code_for_symbol(&format!("amqp:{name}:list"))
+                .and_then(crate::types::field_types_for_code);
+            if let Some((names, _)) = table {
+                if let Some(bad) =
+                    fields.keys().find(|f| !names.contains(&f.as_str()) && !f.starts_with('['))
+                {
+                    return Err(format!(
+                        "{here}: {name} has no field {bad:?} (its fields: {})",
+                        names.join(", ")
+                    ));
+                }
+                check_composites(Some(&Json::Object(fields.clone())), &format!("{here}.{name}"))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether a step's value holds a `$name` placeholder anywhere: a variable, bound when
@@ -1328,6 +1393,20 @@ mod tests {
             ),
             (r#"{"expect": {"performative": "open", "within": 100}}"#, "goes beside"),
             (r#"{"send": "00", "expect": {"performative": "open"}}"#, "two steps"),
+            (r#"{"expect": {"performative": "open"}, "withn": 100}"#, "unknown key \"withn\""),
+            (r#"{"wait": 100, "within": 100}"#, "has no time limit"),
+            (
+                r#"{"expect": {"performative": "attach", "fields": {"source": {"source": {"adress": "q"}}}}}"#,
+                "fields.source: source has no field \"adress\"",
+            ),
+            (
+                r#"{"expect": {"performative": "detach", "fields": {"error": {"error": {"conditon": "x"}}}}}"#,
+                "error has no field \"conditon\"",
+            ),
+            (
+                r#"{"expect": {"kind": "header", "protocolid": 0}}"#,
+                "a header has no \"protocolid\"",
+            ),
         ] {
             let e = parse(script, within).expect_err(script);
             assert!(e.starts_with("line 1: ") && e.contains(said), "{script}: {e}");
