@@ -777,6 +777,27 @@ fn pcap_captures_a_websocket_connection_that_tshark_decodes() {
     let _ = std::fs::remove_file(&capture);
 }
 
+/// `amqpwire` with `args`, once it has said where it listens (its first line, `listening
+/// on URL`): the process (its standard error piped, the rest of its output let go) and
+/// the URL.
+fn listening(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = bin()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("amqpwire");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = lines.next().expect("a line").expect("a line");
+    let url = line.strip_prefix("listening on ").expect("`listening on URL`").to_owned();
+    // The rest is read and dropped, so that the process never blocks on a full pipe.
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+    (child, url)
+}
+
 /// A client that goes away without a close exchange: a server's trace says how each
 /// connection ended, and its capture ends each then (not when the server stops), as the
 /// client ended it: a FIN exchange for one that closed its side, a reset for one that
@@ -861,20 +882,13 @@ fn a_server_s_capture_ends_a_connection_its_client_dropped_as_the_client_did() {
 #[cfg(unix)]
 #[test]
 fn a_server_stopped_by_a_signal_ends_the_connections_still_open_in_its_capture() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{Read, Write};
     for (signal, status) in [("INT", 130), ("TERM", 143)] {
         let capture = scratch(&format!("stopped-{signal}.pcapng"));
-        let mut child = bin()
-            .args(["serve", "--listen", "amqp://127.0.0.1:0", "--pcap"])
-            .arg(&capture)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("serve");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let url = lines.next().expect("a line").expect("a line");
-        let addr = url.strip_prefix("listening on amqp://").expect("amqp URL").to_owned();
+        let cap = capture.to_str().expect("path");
+        let (mut child, url) =
+            listening(&["serve", "--listen", "amqp://127.0.0.1:0", "--pcap", cap]);
+        let addr = url.strip_prefix("amqp://").expect("amqp URL").to_owned();
         let mut s = std::net::TcpStream::connect(&addr).expect("connect");
         s.write_all(b"AMQP\0\x01\0\0").expect("header");
         // An open with container-id "x": the connection is open when the server stops.
@@ -913,7 +927,6 @@ fn a_server_stopped_by_a_signal_ends_the_connections_still_open_in_its_capture()
 /// be run against again, without the server.
 #[test]
 fn a_recording_of_the_server_side_plays_the_server_to_the_client_again() {
-    use std::io::{BufRead, BufReader};
     let server = Server::with_args(&["serve", "--listen", "amqp://127.0.0.1:0"], 1);
     let rec = scratch("server-side.jsonl");
     let rec_s = rec.to_str().expect("path");
@@ -932,16 +945,7 @@ fn a_recording_of_the_server_side_plays_the_server_to_the_client_again() {
     };
     // The client's header is expected first; the server's is sent.
     assert!(first(r#"{"expect""#) < first(r#"{"send""#), "{script}");
-    let mut child = bin()
-        .args(["script", rec_s, "--listen", "amqp://127.0.0.1:0"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("script");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = lines.next().expect("a line").expect("a line");
-    let url = line.strip_prefix("listening on ").expect("`listening on URL`").to_owned();
+    let (child, url) = listening(&["script", rec_s, "--listen", "amqp://127.0.0.1:0"]);
     send(&url, &[]);
     let o = child.wait_with_output().expect("the script's end");
     assert!(o.status.success(), "{}", text(&o.stderr));

@@ -474,15 +474,7 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
         }
         Ok(ExitCode::SUCCESS)
     };
-    tokio::select! {
-        r = served => r,
-        code = stop => {
-            if let Some(t) = &tracer {
-                t.stop();
-            }
-            Ok(code)
-        }
-    }
+    Tracer::serve_until_stopped(served, stop, tracer.as_ref()).await
 }
 
 // ------------------------------------------------------------------ the clients

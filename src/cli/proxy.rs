@@ -90,17 +90,9 @@ pub(crate) fn run(args: &ProxyArgs) -> Result<ExitCode, String> {
         println!("listening on {}", proxy.endpoint());
         eprintln!("relaying to {}", args.to);
         let _ = std::io::stdout().flush();
-        tokio::select! {
-            r = proxy.run() => r.map_err(|e| e.to_string()).map(|()| ExitCode::SUCCESS),
-            code = stop => {
-                // Stopped: the connections still relayed end in the capture, and every
-                // trace and recording is written out.
-                if let Some(t) = &tracer {
-                    t.stop();
-                }
-                Ok(code)
-            }
-        }
+        let served =
+            async { proxy.run().await.map_err(|e| e.to_string()).map(|()| ExitCode::SUCCESS) };
+        Tracer::serve_until_stopped(served, stop, tracer.as_ref()).await
     })
 }
 

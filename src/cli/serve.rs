@@ -151,17 +151,7 @@ pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         };
-        tokio::select! {
-            r = served => r,
-            code = stop => {
-                // Stopped: the connections still open end in the capture, and every
-                // trace and recording is written out.
-                if let Some(t) = &tracer {
-                    t.stop();
-                }
-                Ok(code)
-            }
-        }
+        super::trace::Tracer::serve_until_stopped(served, stop, tracer.as_ref()).await
     })
 }
 

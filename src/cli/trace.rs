@@ -427,6 +427,26 @@ impl Tracer {
         self.flush();
     }
 
+    /// Runs `served` (a command's serving) until it ends or `stop` (see
+    /// [`stop_signal`](super::client::stop_signal)) comes; then the connections still
+    /// open end in the capture, every trace and recording is written out (`tracer`), and
+    /// the exit status is the signal's.
+    pub(crate) async fn serve_until_stopped(
+        served: impl std::future::Future<Output = Result<std::process::ExitCode, String>>,
+        stop: impl std::future::Future<Output = std::process::ExitCode>,
+        tracer: Option<&Arc<Self>>,
+    ) -> Result<std::process::ExitCode, String> {
+        tokio::select! {
+            r = served => r,
+            code = stop => {
+                if let Some(t) = tracer {
+                    t.stop();
+                }
+                Ok(code)
+            }
+        }
+    }
+
     /// Whether [`Tracer::finish`] (or [`Tracer::stop`]) has run: later bytes are let go.
     fn is_finished(&self) -> bool {
         self.finished.load(std::sync::atomic::Ordering::SeqCst)
