@@ -66,6 +66,11 @@ fn one_stream(text: &str, args: &EncodeArgs) -> Result<String, String> {
             })
             .collect()
     };
+    if let Some(c) = args.connection {
+        if !all.is_empty() && all.iter().all(|(n, _)| n.is_none()) {
+            return Err(format!("--connection {c}: the lines name no connection (one connection's lines: choose with --direction only)"));
+        }
+    }
     let filtered = args.direction.is_some() || args.connection.is_some();
     if filtered && streams.is_empty() && !all.is_empty() {
         return Err(format!(

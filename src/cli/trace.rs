@@ -227,10 +227,12 @@ impl Tracer {
         data: &[u8],
     ) {
         let Some(pcap) = &self.pcap else { return };
+        let Ok(mut guard) = pcap.lock() else { return };
+        // Checked under the lock `finish_from` sets it under: bytes that come after it
+        // never open a connection again.
         if self.is_finished() {
             return;
         }
-        let Ok(mut guard) = pcap.lock() else { return };
         let (w, started) = &mut *guard;
         let now = std::time::SystemTime::now();
         if started.insert(connection) {
@@ -274,12 +276,13 @@ impl Tracer {
     /// Feeds `--record`: `data` sent by the client (`from_client`) or by the server.
     pub(crate) fn record_bytes(&self, connection: u64, from_client: bool, data: &[u8]) {
         let Some(path) = &self.record else { return };
-        if self.is_finished() {
-            return;
-        }
         // Sent by the side replayed, or by the other.
         let ours = from_client != self.record_server;
         let Ok(mut all) = self.recorders.lock() else { return };
+        // Checked under the lock `finish_from` sets it under (see `capture_bytes`).
+        if self.is_finished() {
+            return;
+        }
         // Files are numbered in the order connections first sent something.
         let (recorder, file, nth) = all.entry(connection).or_insert_with(|| {
             let nth = self.recorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
@@ -403,7 +406,14 @@ impl Tracer {
     /// exchange that the client (`by_client`) or the server starts, writes out what is
     /// buffered, and takes no more bytes.
     fn finish_from(&self, by_client: bool) {
-        self.finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        {
+            // Set while holding the locks the writers check it under (recorders, then
+            // the capture: no writer holds both): a writer either went before, and its
+            // connection is ended below, or sees it and writes nothing.
+            let _recorders = self.recorders.lock();
+            let _pcap = self.pcap.as_ref().map(Mutex::lock);
+            self.finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let recording: Vec<u64> =
             self.recorders.lock().map(|all| all.keys().copied().collect()).unwrap_or_default();
         for connection in recording {

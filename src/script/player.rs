@@ -221,7 +221,8 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
             }
             check_composites(v.get("fields"), "expect: fields")?;
             if v.get("kind").and_then(Json::as_str) == Some("header") {
-                const HEADER: [&str; 5] = ["kind", "protocol_id", "protocol", "version", "raw"];
+                const HEADER: [&str; 6] =
+                    ["kind", "protocol_id", "protocol", "version", "raw", "offset"];
                 if let Some(k) =
                     v.as_object().and_then(|h| h.keys().find(|k| !HEADER.contains(&k.as_str())))
                 {
@@ -237,6 +238,45 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
                             2000}), not inside its pattern"
                         .into(),
                 );
+            }
+            // A pattern's keys are those of the lines `decode --json` writes: another
+            // (`"chanel"`) would never be checked, or never match.
+            const LINE_KEYS: [&str; 27] = [
+                "kind",
+                "performative",
+                "fields",
+                "channel",
+                "type",
+                "doff",
+                "size",
+                "extended_header",
+                "typed",
+                "body",
+                "message",
+                "payload",
+                "payload_size",
+                "continuation",
+                "aborted",
+                "warning",
+                "warnings",
+                "raw",
+                "redacted",
+                "offset",
+                "error",
+                "fatal",
+                "frame_offset",
+                "protocol_id",
+                "protocol",
+                "version",
+                "rest",
+            ];
+            if let Some(k) =
+                v.as_object().and_then(|p| p.keys().find(|k| !LINE_KEYS.contains(&k.as_str())))
+            {
+                return Err(format!(
+                    "expect: a pattern has no key {k:?} (a decoded line's keys: {})",
+                    LINE_KEYS.join(", ")
+                ));
             }
             let mut pattern = v.clone();
             super::encode::pattern_values(&mut pattern);
@@ -362,8 +402,9 @@ pub struct Player {
     /// Later `expect` steps a frame of another link has already met, out of order (see
     /// [`Player::met_ahead`]): skipped when the script comes to them.
     met: std::collections::BTreeSet<usize>,
-    /// Frames of an ignored performative skipped while other steps were expected (the
-    /// latest [`SKIPPED_KEPT`]): an `expect` that asks for one is met by one of these too.
+    /// Frames of an ignored performative skipped while other steps were expected, since
+    /// the last step other than an `expect` or a `send` (the latest [`SKIPPED_KEPT`]): an
+    /// `expect` that asks for one is met by one of these too.
     skipped: VecDeque<Json>,
 }
 
@@ -502,6 +543,13 @@ impl Player {
                 return;
             };
             let n = self.next + 1;
+            if !matches!(step, Step::Expect { .. } | Step::Send(_)) {
+                // A frame skipped before we waited, closed or changed what is ignored is
+                // not what an expectation after that asks for. (One skipped before a send
+                // of ours may be: a link's flow that came early, before our first transfer
+                // on it.)
+                self.skipped.clear();
+            }
             match step {
                 Step::Send(written) => {
                     // `$name`s no expect has bound: written as text (`$cbs` is a real
@@ -951,12 +999,21 @@ impl Player {
     /// pattern asks for that very performative.
     fn skip_heartbeats(&mut self, pattern: Option<&Json>) {
         let asked = pattern.and_then(|p| p.get("performative")).and_then(Json::as_str);
-        while let Some(Record::Frame(f)) = self.incoming.front() {
+        while let Some(r) = self.incoming.front() {
+            let Record::Frame(f) = r else { break };
             let Some(name) = f.performative() else { break };
             let heartbeat = name == "empty";
             let skipped = heartbeat || self.ignored.iter().any(|i| i == name);
-            if !skipped || asked == Some(name) {
+            if !skipped {
                 break;
+            }
+            // An ignored performative asked for: skipped unless it is the one asked for
+            // (a session's flow while a link's is expected, say).
+            if asked == Some(name) {
+                let line = record_json(r).into_iter().next().unwrap_or(Json::Null);
+                if pattern.is_none_or(|p| matches(p, &line, &mut self.bound.clone())) {
+                    break;
+                }
             }
             let Some(r) = self.incoming.pop_front() else { break };
             if !heartbeat {
@@ -1395,6 +1452,7 @@ mod tests {
             (r#"{"send": "00", "expect": {"performative": "open"}}"#, "two steps"),
             (r#"{"expect": {"performative": "open"}, "withn": 100}"#, "unknown key \"withn\""),
             (r#"{"wait": 100, "within": 100}"#, "has no time limit"),
+            (r#"{"expect": {"performative": "begin", "chanel": 1}}"#, "no key \"chanel\""),
             (
                 r#"{"expect": {"performative": "attach", "fields": {"source": {"source": {"adress": "q"}}}}}"#,
                 "fields.source: source has no field \"adress\"",

@@ -46,10 +46,79 @@ pub struct Recorder {
     /// The other side's steps from its `open` on, while the replayed side has not sent
     /// its own: held back until it has (see [`Recorder::push`]).
     held: Vec<Json>,
-    /// The replayed side's sending links (their handles) that have sent no transfer yet.
-    first_transfer_due: Vec<u64>,
+    /// The replayed side's sending links (channel, handle, name) that have sent no
+    /// transfer yet.
+    first_transfer_due: Vec<(u64, u64, String)>,
     /// The other side has sent a link's `flow` since a flow was last expected.
     credit_seen: bool,
+    /// The other side's sessions and links, by the variables their patterns name them by.
+    peer: PeerNames,
+}
+
+/// The variables a recording names the other side's channels and handles by: each
+/// `begin` and `attach` of the peer binds a fresh one (`$channel-0`, `$handle-0-1`; a
+/// number used again after its session or link ended gets `-2`, `-3`…), and its later
+/// frames use it, so a replay holds against a peer that numbers them otherwise.
+#[derive(Debug, Default)]
+struct PeerNames {
+    /// Recorded channel to the variable of the session on it now.
+    channels: std::collections::HashMap<u64, String>,
+    /// Recorded (channel, handle) to the variable of the link on it now, and its name.
+    handles: std::collections::HashMap<(u64, u64), (String, String)>,
+    /// How many variables each channel or (channel, handle) has had.
+    used: std::collections::HashMap<String, u32>,
+}
+
+impl PeerNames {
+    /// A fresh variable named after `base`.
+    fn fresh(&mut self, base: String) -> String {
+        let n = self.used.entry(base.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            base
+        } else {
+            format!("{base}-{n}")
+        }
+    }
+
+    /// Names the channel and handle of the peer's frame `line` in its `pattern` by
+    /// variables: a begin or attach binds fresh ones.
+    fn name(&mut self, line: &Json, pattern: &mut Json) {
+        let performative = line.get("performative").and_then(Json::as_str).unwrap_or_default();
+        if matches!(performative, "open" | "close") || performative.starts_with("sasl-") {
+            return;
+        }
+        let Some(channel) = line.get("channel").and_then(Json::as_u64) else { return };
+        if performative == "begin" || !self.channels.contains_key(&channel) {
+            let var = self.fresh(format!("{CHANNEL_VAR}{channel}"));
+            self.channels.insert(channel, var);
+        }
+        if let Some(var) = self.channels.get(&channel) {
+            pattern["channel"] = json!(format!("${var}"));
+        }
+        let Some(handle) = line.pointer("/fields/handle").and_then(Json::as_u64) else { return };
+        if performative == "attach" {
+            let name = line.pointer("/fields/name").and_then(Json::as_str).unwrap_or_default();
+            let var = self.fresh(format!("{HANDLE_VAR}{channel}-{handle}"));
+            self.handles.insert((channel, handle), (var, name.to_owned()));
+        }
+        if let Some((var, _)) = self.handles.get(&(channel, handle)) {
+            if let Some(fields) = pattern.get_mut("fields").and_then(Json::as_object_mut) {
+                if fields.contains_key("handle") || performative == "attach" {
+                    fields.insert("handle".into(), json!(format!("${var}")));
+                }
+            } else if performative == "attach" {
+                pattern["fields"] = json!({ "handle": format!("${var}") });
+            }
+        }
+    }
+
+    /// The variables of the peer's end of the link called `name`: its channel's and its
+    /// handle's, when it attached it.
+    fn link(&self, name: &str) -> Option<(String, String)> {
+        let ((channel, _), (var, _)) = self.handles.iter().find(|(_, (_, n))| n == name)?;
+        Some((self.channels.get(channel)?.clone(), var.clone()))
+    }
 }
 
 impl Default for Recorder {
@@ -71,6 +140,7 @@ impl Recorder {
             held: Vec::new(),
             first_transfer_due: Vec::new(),
             credit_seen: false,
+            peer: PeerNames::default(),
         }
     }
 
@@ -92,6 +162,7 @@ impl Recorder {
             let Some(line) = record_json(r).into_iter().next() else { continue };
             let performative = line.get("performative").and_then(Json::as_str);
             let handle = line.pointer("/fields/handle").and_then(Json::as_u64);
+            let channel = line.get("channel").and_then(Json::as_u64).unwrap_or(0);
             if side == 0 {
                 let Some(step) = send_step(&line) else { continue };
                 match (performative, handle) {
@@ -99,17 +170,31 @@ impl Recorder {
                     (Some("attach"), Some(h))
                         if line.pointer("/fields/role").and_then(Json::as_bool) == Some(false) =>
                     {
-                        self.first_transfer_due.push(h);
+                        let name = line.pointer("/fields/name").and_then(Json::as_str);
+                        let name = name.unwrap_or_default().to_owned();
+                        self.first_transfer_due.push((channel, h, name));
                     }
                     // A link's first transfer went out on credit the other side granted in
-                    // a flow: the replay waits for a flow before it, so that it never sends
-                    // a transfer before the peer has given credit (2.6.7).
-                    (Some("transfer"), Some(h)) if self.first_transfer_due.contains(&h) => {
-                        self.first_transfer_due.retain(|d| *d != h);
-                        if std::mem::take(&mut self.credit_seen) {
-                            self.lines.push(json!({
-                                "expect": { "performative": "flow", "fields": { "handle": "*" } }
-                            }));
+                    // a flow: the replay waits for a flow of that link before it, so that
+                    // it never sends a transfer before the peer has given credit (2.6.7).
+                    (Some("transfer"), Some(h)) => {
+                        let due = self
+                            .first_transfer_due
+                            .iter()
+                            .position(|(c, d, _)| (*c, *d) == (channel, h));
+                        if let Some(i) = due {
+                            let (_, _, name) = self.first_transfer_due.remove(i);
+                            if std::mem::take(&mut self.credit_seen) {
+                                let mut flow = json!({ "performative": "flow" });
+                                match self.peer.link(&name) {
+                                    Some((channel, handle)) => {
+                                        flow["channel"] = json!(format!("${channel}"));
+                                        flow["fields"] = json!({ "handle": format!("${handle}") });
+                                    }
+                                    None => flow["fields"] = json!({ "handle": "*" }),
+                                }
+                                self.lines.push(json!({ "expect": flow }));
+                            }
                         }
                     }
                     _ => {}
@@ -124,7 +209,14 @@ impl Recorder {
             if performative == Some("flow") && handle.is_some() {
                 self.credit_seen = true;
             }
-            let Some(step) = expect_step(&line) else { continue };
+            let Some(mut step) = expect_step(&line) else {
+                // (A flow is not expected, but its session keeps its name.)
+                self.peer.name(&line, &mut json!({}));
+                continue;
+            };
+            if let Some(pattern) = step.get_mut("expect") {
+                self.peer.name(&line, pattern);
+            }
             // Each side sends its open on its own, after the headers (2.4.1): a peer that
             // sent its open first (a server that pipelines it after its header) did not
             // make ours wait for it. Expected before ours, it would make a replay wait for
@@ -213,6 +305,8 @@ fn expect_step(line: &Json) -> Option<Json> {
             };
             let mut f = match p {
                 "flow" | "empty" => return None,
+                // Which of our sessions it answers: our channels are as recorded.
+                "begin" => pick(&["remote-channel"]),
                 "attach" => {
                     let mut m = pick(&["name", "role"]);
                     for t in ["source", "target"] {
@@ -257,14 +351,6 @@ fn expect_step(line: &Json) -> Option<Json> {
                 f.insert("error".into(), Json::Null);
             }
             let mut pat = json!({ "performative": p });
-            // A session's frames name its channel by a variable, bound by the peer's
-            // begin: the replayed peer may number its sessions otherwise, and frames of
-            // different sessions may then be told apart (and come in either order).
-            let session_level = !matches!(p, "open" | "close") && !p.starts_with("sasl-");
-            if let (true, Some(channel)) = (session_level, o.get("channel").and_then(Json::as_u64))
-            {
-                pat["channel"] = json!(format!("${CHANNEL_VAR}{channel}"));
-            }
             if !f.is_empty() {
                 pat["fields"] = Json::Object(f);
             }
@@ -290,6 +376,10 @@ fn expect_step(line: &Json) -> Option<Json> {
 /// The prefix of the variables a recording names the peer's channels by
 /// (`$channel-0`…): bound by the peer's `begin`.
 pub const CHANNEL_VAR: &str = "channel-";
+
+/// The prefix of the variables a recording names the peer's handles by (`$handle-0-1`:
+/// channel 0, handle 1): bound by the peer's `attach`.
+pub const HANDLE_VAR: &str = "handle-";
 
 /// `name: true` when the flag `name` of `fields` is set; nothing when it is false, null or
 /// left out.
@@ -412,11 +502,71 @@ mod tests {
         assert!(r
             .script()
             .contains(r#"{"expect":{"performative":"flow","fields":{"handle":"*"}}}"#));
+        // Of the link by its name: the peer's end of "l3" is its handle 0 on channel 0.
+        let mut r = Recorder::new();
+        r.opened = true;
+        r.ours(&bytes(&[HEADER, &attach("sender", 3)]));
+        r.theirs(&bytes(&[HEADER, &attach("receiver", 0).replace("\"l0\"", "\"l3\""), flow]));
+        r.ours(&bytes(&[&transfer(3, 0)]));
+        let flow_step = r#"{"expect":{"performative":"flow","channel":"$channel-0","fields":{"handle":"$handle-0-0"}}}"#;
+        assert!(r.script().contains(flow_step), "{}", r.script());
         // Our transfers on a link that never waited for a flow of theirs: none expected.
         let mut r = Recorder::new();
         r.opened = true;
         r.ours(&bytes(&[HEADER, &attach("sender", 0), &transfer(0, 0)]));
         assert!(!r.script().contains(r#""performative":"flow""#), "{}", r.script());
+    }
+
+    #[test]
+    fn the_peer_s_channels_and_handles_are_named_by_variables_its_begins_and_attaches_bind() {
+        let begin = |remote: u32| {
+            format!(
+                r#"{{"performative":"begin","channel":{remote},"fields":{{"remote-channel":{remote},"next-outgoing-id":0,"incoming-window":9,"outgoing-window":9}}}}"#
+            )
+        };
+        let attach = |channel: u32, handle: u32, name: &str| {
+            format!(
+                r#"{{"performative":"attach","channel":{channel},"fields":{{"name":"{name}","handle":{handle},"role":"sender"}}}}"#
+            )
+        };
+        let detach = |channel: u32, handle: u32| {
+            format!(
+                r#"{{"performative":"detach","channel":{channel},"fields":{{"handle":{handle},"closed":true}}}}"#
+            )
+        };
+        let end = r#"{"performative":"end","channel":0}"#;
+        let mut r = Recorder::new();
+        r.opened = true;
+        r.theirs(&bytes(&[
+            HEADER,
+            &begin(0),
+            &attach(0, 1, "a"),
+            &detach(0, 1),
+            &attach(0, 1, "b"),
+            end,
+            &begin(0),
+            &attach(0, 1, "c"),
+        ]));
+        let patterns: Vec<Json> = r
+            .script()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+            .filter_map(|j| j.get("expect").cloned())
+            .filter(|p| p.get("performative").is_some())
+            .collect();
+        let at = |i: usize, key: &str| patterns[i].pointer(key).cloned().unwrap_or(Json::Null);
+        // The begin keeps which of our sessions it answers, and binds its channel.
+        assert_eq!(at(0, "/channel"), "$channel-0");
+        assert_eq!(at(0, "/fields/remote-channel"), 0);
+        // Each attach binds a handle; its detach uses it; a number used again, and a
+        // channel begun again, get fresh names.
+        assert_eq!(at(1, "/fields/handle"), "$handle-0-1");
+        assert_eq!(at(2, "/fields/handle"), "$handle-0-1");
+        assert_eq!(at(3, "/fields/handle"), "$handle-0-1-2");
+        assert_eq!(at(4, "/channel"), "$channel-0");
+        assert_eq!(at(5, "/channel"), "$channel-0-2");
+        assert_eq!(at(6, "/channel"), "$channel-0-2");
+        assert_eq!(at(6, "/fields/handle"), "$handle-0-1-3");
     }
 
     #[test]
