@@ -1414,11 +1414,21 @@ fn first_difference(
                 .enumerate()
                 .find_map(|(i, (a, b))| walk(a, Some(b), &format!("{path}[{i}]"), bound)),
             (_, Some(g)) if matches(p, g, bound) => None,
-            _ => Some(format!(
-                "{}: expected {p}, got {}",
-                if path.is_empty() { "the line" } else { path },
-                shown(g)
-            )),
+            _ => {
+                // A name bound earlier in the same pattern: shown with its value.
+                let expected = match p.as_str().and_then(|n| n.strip_prefix('$')) {
+                    Some(name) => match bound.get(name) {
+                        Some(v) => format!("{p} (= {v})"),
+                        None => p.to_string(),
+                    },
+                    None => p.to_string(),
+                };
+                Some(format!(
+                    "{}: expected {expected}, got {}",
+                    if path.is_empty() { "the line" } else { path },
+                    shown(g)
+                ))
+            }
         }
     }
     walk(pattern, Some(got), "", bound)
@@ -1747,6 +1757,14 @@ mod tests {
                 r#"{"performative":"detach","fields":{"handle":"$h"}}"#,
                 ")"
             )
+        );
+        // A name bound earlier in the same pattern is shown with its value.
+        let same = r#"{"expect": {"performative": "attach", "fields": {"handle": "$x", "initial-delivery-count": "$x"}}}"#;
+        let attach = r#"{"performative": "attach", "fields": {"name": "l", "handle": 3, "role": "sender", "initial-delivery-count": 4}}"#;
+        let f = against_bytes(same, attach).expect_err("3 is not 4");
+        assert!(
+            f.got.ends_with(r#"(the first difference: fields.initial-delivery-count: expected "$x" (= 3), got 4)"#),
+            "{f:?}"
         );
         // A pattern no name changed is shown once.
         let f = against_bytes(r#"{"expect": {"performative": "open"}}"#, &peer).expect_err("open");
