@@ -440,14 +440,15 @@ impl Shared {
         self.detach_dropped(link);
     }
 
-    /// A [`PendingOutcome`](super::PendingOutcome) was dropped: a dropped link that
-    /// waited on it alone may be detached now.
-    pub(crate) fn outcome_given_up(&mut self) {
-        let waiting: Vec<LinkId> =
-            self.dropped.iter().filter(|(_, sent)| !**sent).map(|(l, _)| *l).collect();
-        for link in waiting {
-            self.detach_dropped(link);
+    /// A [`PendingOutcome`](super::PendingOutcome) of a delivery on `link` was dropped:
+    /// if the link's sender was dropped and waited on it alone, it is detached now.
+    /// Whether a detach was queued (for the driver to be woken).
+    pub(crate) fn outcome_given_up(&mut self, link: LinkId) -> bool {
+        if self.dropped.get(&link) != Some(&false) {
+            return false;
         }
+        self.detach_dropped(link);
+        self.dropped.get(&link) != Some(&false)
     }
 
     /// Detaches a dropped link once none of its outcomes is awaited (an outcome whose

@@ -475,6 +475,8 @@ pub struct PendingOutcome {
     /// The connection's state (not a handle that keeps it open): told when this is
     /// dropped, for a dropped sender's link that waits on its outcomes.
     inner: Arc<Inner>,
+    /// The link the delivery went on.
+    link: LinkId,
 }
 
 impl std::fmt::Debug for PendingOutcome {
@@ -493,8 +495,7 @@ impl Drop for PendingOutcome {
         // No one awaits this outcome any more: say so before the driver counts.
         self.rx.close();
         let mut s = self.inner.lock();
-        if !s.dropped.is_empty() {
-            s.outcome_given_up();
+        if s.outcome_given_up(self.link) {
             drop(s);
             // A detach may be waiting to be written.
             self.inner.wake_driver.notify_one();
@@ -559,7 +560,12 @@ impl Sender {
 
     /// An outcome to await, keeping the session.
     fn pending(&self, rx: oneshot::Receiver<Result<DeliveryState, Error>>) -> PendingOutcome {
-        PendingOutcome { rx, _session: self.session.clone(), inner: Arc::clone(&self.conn.inner) }
+        PendingOutcome {
+            rx,
+            _session: self.session.clone(),
+            inner: Arc::clone(&self.conn.inner),
+            link: self.link,
+        }
     }
 
     /// The link.
