@@ -223,25 +223,11 @@ fn frame(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), Str
         // are only what could be read, its body the bytes themselves.
         body.extend(unhex(h).ok_or("body: bad hex")?);
     } else if let Some(p) = o.get("performative").and_then(Json::as_str) {
-        let empty = serde_json::Map::new();
-        let fields = match o.get("fields") {
-            Some(Json::Object(f)) => f,
-            None => &empty,
-            Some(_) => return Err("fields is an object".into()),
-        };
         if p != "empty" {
-            performative(p, fields, &mut body)?;
+            performative(p, &fields_of(o)?, &mut body)?;
         }
     }
-    if let Some(h) = o.get("payload").and_then(Json::as_str) {
-        body.extend(unhex(h).ok_or("payload: bad hex")?);
-    }
-    if let Some(text) = o.get("data").and_then(Json::as_str) {
-        // A message of one data section.
-        body.extend_from_slice(&[fc::DESCRIBED, fc::SMALLULONG, 0x75]);
-        Value::Binary(bytes::Bytes::copy_from_slice(text.as_bytes()), crate::codec::Fmt::Auto)
-            .encode(&mut body);
-    }
+    body.extend(message_of(o)?);
     let real = 8 + ext.len() + body.len();
     let size = match number("size", u64::from(u32::MAX))? {
         Some(s) => s as u32,
@@ -262,6 +248,30 @@ fn frame(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), Str
     Ok(())
 }
 
+/// A frame line's hand-written `fields` (none: no fields).
+fn fields_of(o: &serde_json::Map<String, Json>) -> Result<serde_json::Map<String, Json>, String> {
+    match o.get("fields") {
+        Some(Json::Object(f)) => Ok(f.clone()),
+        None => Ok(serde_json::Map::new()),
+        Some(_) => Err("fields is an object".into()),
+    }
+}
+
+/// What a frame line appends after its performative: `payload` (hex) as it is, then
+/// `data` (text) as a message of one data section.
+fn message_of(o: &serde_json::Map<String, Json>) -> Result<Vec<u8>, String> {
+    let mut message = Vec::new();
+    if let Some(h) = o.get("payload").and_then(Json::as_str) {
+        message.extend(unhex(h).ok_or("payload: bad hex")?);
+    }
+    if let Some(text) = o.get("data").and_then(Json::as_str) {
+        message.extend_from_slice(&[fc::DESCRIBED, fc::SMALLULONG, 0x75]);
+        Value::Binary(bytes::Bytes::copy_from_slice(text.as_bytes()), crate::codec::Fmt::Auto)
+            .encode(&mut message);
+    }
+    Ok(message)
+}
+
 /// A hand-written transfer whose message (`payload`, `data`) is written as `split: N`
 /// transfer frames: the first with the line's fields, the others with its handle only (2.7.5:
 /// the delivery-id and tag may be left out of continuations), each but the last with
@@ -278,15 +288,7 @@ fn split_transfer(
         return Err(format!("split writes its frames from performative and fields, not {k:?}"));
     }
     let n = n.as_u64().filter(|n| *n >= 1).ok_or("split is a number of frames, at least 1")?;
-    let mut message = Vec::new();
-    if let Some(h) = o.get("payload").and_then(Json::as_str) {
-        message.extend(unhex(h).ok_or("payload: bad hex")?);
-    }
-    if let Some(text) = o.get("data").and_then(Json::as_str) {
-        message.extend_from_slice(&[fc::DESCRIBED, fc::SMALLULONG, 0x75]);
-        Value::Binary(bytes::Bytes::copy_from_slice(text.as_bytes()), crate::codec::Fmt::Auto)
-            .encode(&mut message);
-    }
+    let message = message_of(o)?;
     let pieces = usize::try_from(n).unwrap_or(usize::MAX);
     if message.len() < pieces {
         return Err(format!(
@@ -294,12 +296,7 @@ fn split_transfer(
             message.len()
         ));
     }
-    let empty = serde_json::Map::new();
-    let fields = match o.get("fields") {
-        Some(Json::Object(f)) => f,
-        None => &empty,
-        Some(_) => return Err("fields is an object".into()),
-    };
+    let fields = fields_of(o)?;
     let (each, longer) = (message.len() / pieces, message.len() % pieces);
     let mut at = 0;
     for i in 0..pieces {
@@ -399,22 +396,44 @@ pub fn performative_typed(
             return Err(format!("{name} has no field {k:?} (its fields: {})", names.join(", ")));
         }
     }
-    // Up to the last field given or defaulted: trailing absent fields are left out. Fields
-    // holding byte-level escapes are kept as written, the others typed by the field table.
+    let items = typed_items(names, types, fields, "fields", |field| default_for(name, field))?;
+    Ok(serde_json::json!({ "described": [{ "ulong": code }, { "list": items }] }))
+}
+
+/// The list of a composite's (or performative's) fields in the typed form, each typed by
+/// the spec's table (`names`, `types`), up to the last field given or defaulted
+/// (`default`): trailing absent fields are left out. Fields holding byte-level escapes are
+/// kept as written; a terminus's `durable` may be written by its name (3.5.5). `path`
+/// names the fields in errors.
+fn typed_items(
+    names: &[&str],
+    types: &[&str],
+    fields: &serde_json::Map<String, Json>,
+    path: &str,
+    default: impl Fn(&str) -> Option<Value>,
+) -> Result<Vec<Json>, String> {
+    let durable = |j: &Json| match j.as_str() {
+        Some("none") => Some(Json::from(0)),
+        Some("configuration") => Some(Json::from(1)),
+        Some("unsettled-state") => Some(Json::from(2)),
+        _ => None,
+    };
     let mut items = Vec::new();
     for (field, ty) in names.iter().zip(types.iter()) {
-        let at = format!("fields.{field}");
-        let v = match fields.get(*field) {
+        let at = format!("{path}.{field}");
+        items.push(match fields.get(*field) {
             Some(j) if needs_bytes(j) => j.clone(),
-            Some(j) => to_typed(&typed_field(j, ty, &at)?),
-            None => default_for(name, field).map_or(Json::Null, |v| to_typed(&v)),
-        };
-        items.push(v);
+            Some(j) => match durable(j).filter(|_| *field == "durable") {
+                Some(n) => to_typed(&typed_field(&n, ty, &at)?),
+                None => to_typed(&typed_field(j, ty, &at)?),
+            },
+            None => default(field).map_or(Json::Null, |v| to_typed(&v)),
+        });
     }
     while items.last() == Some(&Json::Null) {
         items.pop();
     }
-    Ok(serde_json::json!({ "described": [{ "ulong": code }, { "list": items }] }))
+    Ok(items)
 }
 
 /// Defaults for the mandatory fields a hand-written performative leaves out.
@@ -570,28 +589,7 @@ fn composite(o: &serde_json::Map<String, Json>, at: &str) -> Result<Value, Strin
     if let Some(k) = fields.keys().find(|k| !names.contains(&k.as_str())) {
         return Err(format!("{at}: {name} has no field {k:?} (its fields: {})", names.join(", ")));
     }
-    let mut items = Vec::new();
-    for (field, ty) in names.iter().zip(types.iter()) {
-        let here = format!("{at}.{name}.{field}");
-        // A terminus's durable by its name (3.5.5).
-        let durable = |j: &Json| match j.as_str() {
-            Some("none") => Some(Json::from(0)),
-            Some("configuration") => Some(Json::from(1)),
-            Some("unsettled-state") => Some(Json::from(2)),
-            _ => None,
-        };
-        items.push(match fields.get(*field) {
-            Some(j) if needs_bytes(j) => j.clone(),
-            Some(j) => match durable(j).filter(|_| *field == "durable") {
-                Some(n) => to_typed(&typed_field(&n, ty, &here)?),
-                None => to_typed(&typed_field(j, ty, &here)?),
-            },
-            None => Json::Null,
-        });
-    }
-    while items.last() == Some(&Json::Null) {
-        items.pop();
-    }
+    let items = typed_items(names, types, fields, &format!("{at}.{name}"), |_| None)?;
     from_typed(&serde_json::json!({ "described": [{ "ulong": code }, { "list": items }] }), at)
 }
 
