@@ -10,6 +10,11 @@ mod pki;
 use cli::{bin, run, text, Running};
 
 /// `amqpwire serve` on free loopback ports; killed when dropped.
+/// How long a test waits for an event that comes in milliseconds (a frame, a close, a
+/// trace line) before it fails instead of hanging: a guard against a hang when something
+/// is broken, never a verdict, so far beyond any delay a loaded machine adds.
+const HANG_GUARD: std::time::Duration = std::time::Duration::from_secs(300);
+
 struct Server {
     _running: Running,
     urls: Vec<String>,
@@ -360,7 +365,7 @@ fn raw_client_through_proxy(upstream: &str, extra: &[&str]) -> (Server, std::net
     let proxy = Server::with_args(&args, 1);
     let port = proxy.urls[0].rsplit(':').next().expect("port").trim_end_matches('/');
     let s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
-    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).expect("timeout");
+    s.set_read_timeout(Some(HANG_GUARD)).expect("timeout");
     (proxy, s)
 }
 
@@ -429,7 +434,7 @@ fn a_client_that_resets_its_connection_is_captured_with_a_reset() {
     let url = format!("amqp://{}", upstream.local_addr().expect("address"));
     let server = std::thread::spawn(move || {
         let (mut c, _) = upstream.accept().expect("the proxy connects");
-        c.set_read_timeout(Some(std::time::Duration::from_secs(20))).expect("timeout");
+        c.set_read_timeout(Some(HANG_GUARD)).expect("timeout");
         c.read_exact(&mut [0u8; 8]).expect("the client's header");
         c.write_all(b"AMQP\x00\x01\x00\x00 and more").expect("answer");
         c.read_to_end(&mut Vec::new())
@@ -594,6 +599,10 @@ fn connections_on_two_listeners_have_numbers_of_their_own_in_one_trace_and_captu
     let o = run(&["decode", client_capture.to_str().expect("path")]);
     let decoded = text(&o.stdout);
     assert_eq!(decoded.matches(" FIN after ").count(), 2, "{decoded}");
+    // The client's capture names the server its URL points at.
+    let o = run(&["decode", "--json", client_capture.to_str().expect("path")]);
+    let to = format!("; server {}\"", server_at(&urls[1]));
+    assert!(text(&o.stdout).contains(&to), "{to} in {}", text(&o.stdout));
     for f in [&capture, &client_capture] {
         let _ = std::fs::remove_file(f);
     }
@@ -815,7 +824,7 @@ fn a_server_s_capture_ends_a_connection_its_client_dropped_as_the_client_did() {
         .spawn()
         .expect("serve");
     // Read on a thread of its own, so that an event that never comes fails the test (after
-    // a minute, a guard) rather than hanging it.
+    // `HANG_GUARD`) rather than hanging it.
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().expect("stdout");
     std::thread::spawn(move || {
@@ -825,7 +834,7 @@ fn a_server_s_capture_ends_a_connection_its_client_dropped_as_the_client_did() {
             }
         }
     });
-    let next = || rx.recv_timeout(std::time::Duration::from_secs(60)).expect("serve's next line");
+    let next = || rx.recv_timeout(HANG_GUARD).expect("serve's next line");
     let url = next().strip_prefix("listening on ").expect("`listening on URL`").to_owned();
     let addr = url.strip_prefix("amqp://").expect("amqp URL").to_owned();
     // An open with container-id "x", after the header.

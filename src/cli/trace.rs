@@ -242,12 +242,13 @@ impl Tracer {
                 .ok()
                 .and_then(|a| a.get(&connection).copied())
                 .unwrap_or_default();
-            // Where a server listens (or a client connects), when its URL names an address.
+            // Where a client connects (or a server listens), when its URL names an address.
             let at = place
-                .and_then(|u| u.split_once("://"))
-                .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
-                .and_then(|authority| authority.rsplit('@').next())
-                .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+                .and_then(|u| u.parse::<amqpwire::runtime::transport::Endpoint>().ok())
+                .and_then(|e| {
+                    let ip = e.host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok()?;
+                    Some(std::net::SocketAddr::new(ip, e.port))
+                });
             let info = ConnectionInfo {
                 client,
                 server: server.or(at),

@@ -86,7 +86,7 @@ pub fn encode_line(j: &Json, out: &mut Vec<u8>) -> Result<(), String> {
 
 /// Keys that say where a line of `decode --json`, a capture's or a live trace's came from,
 /// or show what its bytes hold: accepted, and not written.
-const SHOWN: &[&str] = &[
+pub(crate) const SHOWN: &[&str] = &[
     "offset",
     "raw",
     "redacted",
@@ -104,7 +104,29 @@ const SHOWN: &[&str] = &[
 ];
 
 /// The keys a header line may have.
-const HEADER_KEYS: &[&str] = &["kind", "protocol_id", "protocol", "version"];
+pub(crate) const HEADER_KEYS: &[&str] = &["kind", "protocol_id", "protocol", "version"];
+
+/// The keys of `decode --json` lines (of any kind) besides [`SHOWN`]: what an `expect`
+/// pattern may name.
+pub(crate) const DECODED_KEYS: &[&str] = &[
+    "kind",
+    "performative",
+    "fields",
+    "channel",
+    "type",
+    "doff",
+    "size",
+    "extended_header",
+    "typed",
+    "body",
+    "payload",
+    "protocol_id",
+    "protocol",
+    "version",
+    "fatal",
+    "frame_offset",
+    "rest",
+];
 
 /// The keys a frame line may have.
 const FRAME_KEYS: &[&str] = &[

@@ -203,32 +203,21 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
                 if !known {
                     return Err(format!("expect: no performative or SASL body is named {p:?}"));
                 }
-                // A misspelt field would only be found out when the step fails.
-                let table = crate::types::code_for_symbol(&format!("amqp:{p}:list"))
-                    .and_then(crate::types::field_types_for_code);
-                if let (Some((names, _)), Some(fields)) =
-                    (table, v.get("fields").and_then(Json::as_object))
-                {
-                    // (`[N]`: an element past the spec's fields, as decode shows it.)
-                    let unknown = |k: &&String| !names.contains(&k.as_str()) && !k.starts_with('[');
-                    if let Some(k) = fields.keys().find(unknown) {
-                        return Err(format!(
-                            "expect: {p} has no field {k:?} (its fields: {})",
-                            names.join(", ")
-                        ));
-                    }
-                }
             }
-            check_composites(v.get("fields"), "expect: fields")?;
+            // A misspelt field would only be found out when the step fails.
+            if let Some(fields) = v.get("fields").and_then(Json::as_object) {
+                let p = v.get("performative").and_then(Json::as_str).unwrap_or_default();
+                check_fields(p, fields, "").map_err(|e| format!("expect: {e}"))?;
+            }
             if v.get("kind").and_then(Json::as_str) == Some("header") {
-                const HEADER: [&str; 6] =
-                    ["kind", "protocol_id", "protocol", "version", "raw", "offset"];
-                if let Some(k) =
-                    v.as_object().and_then(|h| h.keys().find(|k| !HEADER.contains(&k.as_str())))
-                {
+                let known = |k: &&String| {
+                    super::encode::HEADER_KEYS.contains(&k.as_str())
+                        || super::encode::SHOWN.contains(&k.as_str())
+                };
+                if let Some(k) = v.as_object().and_then(|h| h.keys().find(|k| !known(k))) {
                     return Err(format!(
                         "expect: a header has no {k:?} (it has: {})",
-                        HEADER.join(", ")
+                        super::encode::HEADER_KEYS.join(", ")
                     ));
                 }
             }
@@ -241,41 +230,14 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
             }
             // A pattern's keys are those of the lines `decode --json` writes: another
             // (`"chanel"`) would never be checked, or never match.
-            const LINE_KEYS: [&str; 27] = [
-                "kind",
-                "performative",
-                "fields",
-                "channel",
-                "type",
-                "doff",
-                "size",
-                "extended_header",
-                "typed",
-                "body",
-                "message",
-                "payload",
-                "payload_size",
-                "continuation",
-                "aborted",
-                "warning",
-                "warnings",
-                "raw",
-                "redacted",
-                "offset",
-                "error",
-                "fatal",
-                "frame_offset",
-                "protocol_id",
-                "protocol",
-                "version",
-                "rest",
-            ];
-            if let Some(k) =
-                v.as_object().and_then(|p| p.keys().find(|k| !LINE_KEYS.contains(&k.as_str())))
-            {
+            let known = |k: &&String| {
+                super::encode::DECODED_KEYS.contains(&k.as_str())
+                    || super::encode::SHOWN.contains(&k.as_str())
+            };
+            if let Some(k) = v.as_object().and_then(|p| p.keys().find(|k| !known(k))) {
                 return Err(format!(
                     "expect: a pattern has no key {k:?} (a decoded line's keys: {})",
-                    LINE_KEYS.join(", ")
+                    super::encode::DECODED_KEYS.join(", ")
                 ));
             }
             let mut pattern = v.clone();
@@ -319,30 +281,35 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
     })
 }
 
-/// Checks the composites of a pattern's fields, written as `decode` shows them
-/// (`{"source": {"address": …}}`), for fields their type does not have: a misspelt one
-/// could never match, and would be reported as the peer's difference.
-fn check_composites(j: Option<&Json>, at: &str) -> Result<(), String> {
-    let Some(Json::Object(o)) = j else { return Ok(()) };
-    for (k, v) in o {
-        let here = format!("{at}.{k}");
-        // `v` is `{name: {fields}}` when `name` names a composite.
-        if let Some((name, Json::Object(fields))) =
-            v.as_object().filter(|m| m.len() == 1).and_then(|m| m.iter().next())
-        {
-            let table = crate::types::code_for_symbol(&format!("amqp:{name}:list"))
-                .and_then(crate::types::field_types_for_code);
-            if let Some((names, _)) = table {
-                if let Some(bad) =
-                    fields.keys().find(|f| !names.contains(&f.as_str()) && !f.starts_with('['))
-                {
-                    return Err(format!(
-                        "{here}: {name} has no field {bad:?} (its fields: {})",
-                        names.join(", ")
-                    ));
-                }
-                check_composites(Some(&Json::Object(fields.clone())), &format!("{here}.{name}"))?;
-            }
+/// Checks `fields`, written for the performative or composite `name` (as `decode` shows
+/// them), for fields it does not have, and the composites among them in turn
+/// (`{"source": {"address": …}}`): a misspelt one could never match, and would be
+/// reported as the peer's difference. `path` says where the fields are, for errors.
+fn check_fields(
+    name: &str,
+    fields: &serde_json::Map<String, Json>,
+    path: &str,
+) -> Result<(), String> {
+    let table = crate::types::code_for_symbol(&format!("amqp:{name}:list"))
+        .and_then(crate::types::field_types_for_code);
+    if let Some((names, _)) = table {
+        // (`[N]`: an element past the spec's fields, as decode shows it.)
+        let unknown = |k: &&String| !names.contains(&k.as_str()) && !k.starts_with('[');
+        if let Some(bad) = fields.keys().find(unknown) {
+            let at = if path.is_empty() { String::new() } else { format!("{path}: ") };
+            return Err(format!(
+                "{at}{name} has no field {bad:?} (its fields: {})",
+                names.join(", ")
+            ));
+        }
+    }
+    for (k, v) in fields {
+        // `v` is `{composite: {fields}}` when it names one.
+        let inner = v.as_object().filter(|m| m.len() == 1).and_then(|m| m.iter().next());
+        if let Some((composite, Json::Object(inner))) = inner {
+            let here =
+                if path.is_empty() { format!("fields.{k}") } else { format!("{path}.{name}.{k}") };
+            check_fields(composite, inner, &here)?;
         }
     }
     Ok(())
@@ -411,6 +378,9 @@ pub struct Player {
 /// How many skipped frames of ignored performatives a player keeps for a later `expect`
 /// that asks for one.
 const SKIPPED_KEPT: usize = 64;
+
+/// How many dispositions settled in advance of their `expect` steps a player keeps.
+const SETTLED_AHEAD_KEPT: usize = 1024;
 
 /// The most input [`Player::keep_input`] keeps (16 MiB): a peer that sends more is cut off
 /// from the copy, not from the script.
@@ -750,7 +720,7 @@ impl Player {
                                 continue;
                             }
                             if b > last {
-                                self.settled_ahead.push((line, last + 1, b));
+                                self.settle_ahead(line, last + 1, b);
                             }
                             self.next += 1;
                             self.deadline = None;
@@ -1007,21 +977,26 @@ impl Player {
             if !skipped {
                 break;
             }
-            // An ignored performative asked for: skipped unless it is the one asked for
-            // (a session's flow while a link's is expected, say).
-            if asked == Some(name) {
-                let line = record_json(r).into_iter().next().unwrap_or(Json::Null);
-                if pattern.is_none_or(|p| matches(p, &line, &mut self.bound.clone())) {
+            if heartbeat {
+                if asked == Some(name) {
                     break;
                 }
+                self.incoming.pop_front();
+                continue;
             }
-            let Some(r) = self.incoming.pop_front() else { break };
-            if !heartbeat {
-                if self.skipped.len() == SKIPPED_KEPT {
-                    self.skipped.pop_front();
-                }
-                self.skipped.extend(record_json(&r).into_iter().next());
+            let line = record_json(r).into_iter().next().unwrap_or(Json::Null);
+            // An ignored performative asked for: skipped unless it is the one asked for
+            // (a session's flow while a link's is expected, say).
+            if asked == Some(name)
+                && pattern.is_none_or(|p| matches(p, &line, &mut self.bound.clone()))
+            {
+                break;
             }
+            self.incoming.pop_front();
+            if self.skipped.len() == SKIPPED_KEPT {
+                self.skipped.pop_front();
+            }
+            self.skipped.push_back(line);
         }
     }
 
@@ -1049,17 +1024,18 @@ impl Player {
     }
 
     /// Whether `line`, a frame that does not meet the current `expect` step, meets a
-    /// later one of the same run of `expect` steps (up to the next step of another kind
-    /// than an `expect`, a `send` of a transfer, disposition or flow, or a `send` of an
-    /// attach or detach when the frame is not one) that no step before it in the run need
-    /// come before: then that step is met (and skipped when the script
-    /// comes to it). Frames of different links (or sessions) are
+    /// later one of the same run of `expect` steps that no step before it in the run need
+    /// come before: then that step is met (and skipped when the script comes to it), or,
+    /// for a disposition, its ids are kept as settled in advance. A run ends at a step of
+    /// another kind than an `expect`, a `send` of a transfer, disposition or flow, or a
+    /// `send` of an attach or detach when the frame is not one (before it, it is the
+    /// peer's own, not the answer). Frames of different links (or sessions) are
     /// independent, and peers order them as they like: one detaches its sender first,
     /// another its receiver; one settles a link's deliveries before it sends another
     /// link's transfers, another after. What stays in order: a link's own frames (the same
-    /// handle), connection and session frames (`open`, `begin`, `end`, `close`: never
-    /// met out of order, and never passed over), and a step whose `$name` an earlier one
-    /// of the run binds.
+    /// handle or name), a session's (the same channel, or one still to be bound by its
+    /// begin), `open` and `close` (never met out of order, and never passed over), and a
+    /// step whose `$name` an earlier step of the run, or a passed-over `send`, uses.
     fn met_ahead(&mut self, line: &Json) -> bool {
         const LINK_LEVEL: [&str; 7] =
             ["attach", "detach", "transfer", "disposition", "flow", "begin", "end"];
@@ -1073,9 +1049,6 @@ impl Player {
         let handle = |j: &Json| j.pointer("/fields/handle").and_then(Json::as_u64);
         let name = |j: &Json| j.pointer("/fields/name").and_then(Json::as_str).map(str::to_owned);
         let channel = |j: &Json| j.get("channel").and_then(Json::as_u64);
-        // Whether the frame may be of the link (or the delivery) an earlier pattern waits
-        // for: the same handle, or the same link name; a pattern of a link's frame that
-        // names neither may be of any link. (Dispositions and flows name no single link.)
         // Channels a recording's begin patterns have bound (`$channel-N`): sessions begun.
         let begun: Vec<u64> = self
             .bound
@@ -1084,6 +1057,9 @@ impl Player {
             .filter_map(|(_, v)| v.as_u64())
             .collect();
         let session_frame = |j: &Json| matches!(performative(j).as_deref(), Some("begin" | "end"));
+        // Whether the frame may be of the link (or session) an earlier pattern waits for:
+        // the same handle, or the same link name; a pattern of a link's frame that names
+        // neither may be of any link. (Dispositions and flows name no single link.)
         let same_link = |earlier: &Json| {
             if session_frame(earlier) || session_frame(line) {
                 // The same session, unless the channels differ: known on both sides, or
@@ -1125,7 +1101,8 @@ impl Player {
             all
         };
         let line_range = disposition_range(line);
-        let mut passed: Vec<Json> = Vec::new();
+        // The unmet patterns passed over, with their names still to be bound.
+        let mut passed: Vec<(Json, Vec<String>)> = Vec::new();
         // Names a passed-over `send` uses: bound later, they must not be bound by a frame
         // met early (the send would have written them as text).
         let mut sent_names: Vec<String> = Vec::new();
@@ -1154,8 +1131,8 @@ impl Player {
             }
             let pattern = self.substitute(pattern);
             let names_here = names(&pattern);
-            let independent = passed.iter().all(|earlier| {
-                !same_link(earlier) && !names(earlier).iter().any(|n| names_here.contains(n))
+            let independent = passed.iter().all(|(earlier, names)| {
+                !same_link(earlier) && !names.iter().any(|n| names_here.contains(n))
             }) && !sent_names.iter().any(|n| names_here.contains(n));
             // A disposition that settles ids a later disposition pattern names, however it
             // groups them: kept as settled in advance, for the pattern to take when the
@@ -1171,7 +1148,7 @@ impl Player {
                         &mut self.bound.clone(),
                     )
                 {
-                    self.settled_ahead.push((line.clone(), a, b));
+                    self.settle_ahead(line.clone(), a, b);
                     return true;
                 }
             }
@@ -1191,9 +1168,19 @@ impl Player {
                 // Connection frames are never passed over.
                 return false;
             }
-            passed.push(pattern);
+            passed.push((pattern, names_here));
         }
         false
+    }
+
+    /// Keeps a disposition of the peer's that settled ids `a..=b` for later `expect`
+    /// steps (the latest [`SETTLED_AHEAD_KEPT`]: a peer that settles far ahead of the
+    /// script cannot make the player keep all it sends).
+    fn settle_ahead(&mut self, line: Json, a: u64, b: u64) {
+        if self.settled_ahead.len() == SETTLED_AHEAD_KEPT {
+            self.settled_ahead.remove(0);
+        }
+        self.settled_ahead.push((line, a, b));
     }
 
     /// `j` with every `"$name"` string that is bound replaced by its value.
@@ -1218,9 +1205,7 @@ fn sent_performative(j: &Json) -> Option<&str> {
         return Some(p);
     }
     let code = j.pointer("/typed/described/0/ulong").and_then(Json::as_u64)?;
-    const NAMES: [&str; 9] =
-        ["open", "begin", "attach", "flow", "transfer", "disposition", "detach", "end", "close"];
-    NAMES.get(usize::try_from(code.checked_sub(0x10)?).ok()?).copied()
+    crate::types::name_for_code(code)
 }
 
 /// The `$name` strings left in `j` (names of letters, digits, `_` and `-`).
@@ -1708,6 +1693,30 @@ mod tests {
         let f = against_bytes(&script, &[other.as_str(), transfer].join("\n"))
             .expect_err("$d is sent before it is bound");
         assert_eq!(f.step, 1, "{f:?}");
+    }
+
+    #[test]
+    fn heartbeats_are_skipped_unless_asked_for_and_settlements_ahead_are_bounded() {
+        let heartbeat = r#"{"performative": "empty"}"#;
+        let detach = r#"{"performative": "detach", "fields": {"handle": 0}}"#;
+        let asked = r#"{"expect": {"performative": "empty"}}"#;
+        assert!(against_bytes(asked, heartbeat).is_ok());
+        let skipped = r#"{"expect": {"performative": "detach"}}"#;
+        assert!(against_bytes(skipped, &[heartbeat, heartbeat, detach].join("\n")).is_ok());
+        // A peer that settles far ahead of the script: what is kept for later is bounded.
+        let script = [
+            r#"{"expect": {"performative": "transfer", "fields": {"handle": 2}}}"#.to_owned(),
+            r#"{"expect": {"performative": "disposition", "fields": {"role": "receiver", "first": 0, "last": 4294967294, "settled": true, "state": {"accepted": "*"}}}}"#.to_owned(),
+        ]
+        .join("\n");
+        let mut p = Player::new(parse(&script, Duration::from_secs(5)).expect("script"));
+        let now = Instant::now();
+        p.start(now);
+        let many: Vec<String> =
+            (0..SETTLED_AHEAD_KEPT as u32 + 10).map(|i| settle(i, None, "36")).collect();
+        p.handle_input(&super::super::encode::encode_lines(&many.join("\n")).expect("peer"), now);
+        assert!(p.verdict().is_none(), "{:?}", p.verdict());
+        assert_eq!(p.settled_ahead.len(), SETTLED_AHEAD_KEPT);
     }
 
     #[test]

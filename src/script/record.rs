@@ -20,12 +20,17 @@
 //! each side sends its open without waiting for the other's, and a server that waits for
 //! the client's open would otherwise never be given it.
 //!
+//! The peer's sessions and links are named by variables its `begin` and `attach` bind
+//! (`$channel-N`, `$handle-N-H`; see [`CHANNEL_VAR`]), so that a replay holds against a
+//! peer that numbers them otherwise; a begin keeps which of our sessions it answers.
+//!
 //! `flow` frames are not expected (the script starts with `{"ignore": ["flow"]}`): how
 //! often a peer sends them is its own business. But before the first transfer of each
-//! link the recorded side sends, a flow of the other side's (any link's) is expected, when
+//! link the recorded side sends, the other side's flow for that link is expected, when
 //! one came before it: a replay must not send a transfer before the peer has granted
-//! credit, as a scripted server would to a client that enforces it. The recorded side's frames are sent as
-//! they were, byte for byte ([`typed`](crate::inspect::typed) and `payload`).
+//! credit, as a scripted server would to a client that enforces it. The recorded side's
+//! frames are sent as they were, byte for byte ([`typed`](crate::inspect::typed) and
+//! `payload`).
 
 use serde_json::{json, Map, Value as Json};
 
@@ -200,7 +205,7 @@ impl Recorder {
                     _ => {}
                 }
                 self.lines.push(step);
-                if line.get("performative").and_then(Json::as_str) == Some("open") {
+                if performative == Some("open") {
                     self.opened = true;
                     self.lines.append(&mut self.held);
                 }
