@@ -30,7 +30,8 @@
 //! one came before it: a replay must not send a transfer before the peer has granted
 //! credit, as a scripted server would to a client that enforces it. The recorded side's
 //! frames are sent as they were, byte for byte ([`typed`](crate::inspect::typed) and
-//! `payload`).
+//! `payload`), but for the `remote-channel` of a `begin` that answers one of the peer's,
+//! which names the peer's session by its variable.
 
 use serde_json::{json, Map, Value as Json};
 
@@ -118,6 +119,28 @@ impl PeerNames {
         }
     }
 
+    /// Our `begin` (its `send` step) that answers a session the peer began names the
+    /// peer's channel in `remote-channel` by that session's variable: a replay answers
+    /// the session the peer began, on whatever channel it chose.
+    fn answer(&self, line: &Json, step: &mut Json) {
+        let Some(remote) = line.pointer("/fields/remote-channel").and_then(Json::as_u64) else {
+            return;
+        };
+        let Some(var) = self.channels.get(&remote) else { return };
+        // The typed form: a described list (`[…]`, or `{"list": […], "code": …}` when
+        // it was not written in its smallest form) whose first item is remote-channel.
+        let Some(list) = step.pointer_mut("/send/typed/described/1") else { return };
+        let list = match list {
+            Json::Object(o) => o.get_mut("list"),
+            other => Some(other),
+        };
+        if let Some(Json::Object(item)) = list.and_then(|l| l.get_mut(0)) {
+            if item.get("ushort").and_then(Json::as_u64) == Some(remote) {
+                item.insert("ushort".into(), json!(format!("${var}")));
+            }
+        }
+    }
+
     /// The variables of the peer's end of the link called `name`: its channel's and its
     /// handle's, when it attached it.
     fn link(&self, name: &str) -> Option<(String, String)> {
@@ -169,7 +192,10 @@ impl Recorder {
             let handle = line.pointer("/fields/handle").and_then(Json::as_u64);
             let channel = line.get("channel").and_then(Json::as_u64).unwrap_or(0);
             if side == 0 {
-                let Some(step) = send_step(&line) else { continue };
+                let Some(mut step) = send_step(&line) else { continue };
+                if performative == Some("begin") {
+                    self.peer.answer(&line, &mut step);
+                }
                 match (performative, handle) {
                     // A sender's attach (role false).
                     (Some("attach"), Some(h))
@@ -572,6 +598,44 @@ mod tests {
         assert_eq!(at(5, "/channel"), "$channel-0-2");
         assert_eq!(at(6, "/channel"), "$channel-0-2");
         assert_eq!(at(6, "/fields/handle"), "$handle-0-1-3");
+    }
+
+    #[test]
+    fn our_begin_answers_the_peer_s_session_by_its_variable() {
+        let begin = |channel: u32, remote: &str| {
+            format!(
+                r#"{{"performative":"begin","channel":{channel},"fields":{{"remote-channel":{remote},"next-outgoing-id":0,"incoming-window":9,"outgoing-window":9}}}}"#
+            )
+        };
+        let mut r = Recorder::new();
+        r.opened = true;
+        r.theirs(&bytes(&[HEADER, &begin(5, "null")]));
+        r.ours(&bytes(&[HEADER, &begin(0, "5"), &begin(1, "null")]));
+        let sends: Vec<Json> = r
+            .script()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+            .filter_map(|j| j.pointer("/send/typed/described/1/0").cloned())
+            .collect();
+        // Our answer names the peer's channel by what its begin bound; our own begin of a
+        // session (remote-channel null) is sent as it was.
+        assert_eq!(sends, [json!({"ushort": "$channel-5"}), Json::Null]);
+        // Played against a peer that begins on another channel, the answer names that one.
+        let script = r.script();
+        let steps = crate::script::player::parse(&script, std::time::Duration::from_secs(5));
+        let mut p = crate::script::player::Player::new(steps.expect("a script"));
+        let now = std::time::Instant::now();
+        p.start(now);
+        p.handle_input(&bytes(&[HEADER, &begin(2, "null")]), now);
+        let mut out = Vec::new();
+        p.poll_transmit(&mut out);
+        let mut inspector = Inspector::new(DecodeOptions::LENIENT);
+        inspector.push(&out);
+        let answers: Vec<Json> = std::iter::from_fn(|| inspector.next_record())
+            .filter_map(|r| record_json(&r).into_iter().next())
+            .filter_map(|l| l.pointer("/fields/remote-channel").cloned())
+            .collect();
+        assert_eq!(answers, [json!(2), Json::Null]);
     }
 
     #[test]
