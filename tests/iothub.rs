@@ -1053,3 +1053,126 @@ async fn a_disabled_or_deleted_device_loses_its_links_at_once() {
     let e = within("the detach", tx.send(&Message::with_data(&b"after"[..]))).await.unwrap_err();
     assert!(gone(&e), "{e}");
 }
+
+/// Waits until `f` holds; fails only when it never does (a bound far above what a loaded
+/// machine needs: it turns a hang into a failure, and decides nothing else).
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < Duration::from_secs(60), "{what}: not within 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A device's twin links (requests and replies, paired by the channel correlation id)
+/// and its method links (requests in, answers out).
+async fn twin_and_method_links(
+    d: &Session,
+) -> (amqpwire::runtime::Sender, amqpwire::runtime::Receiver, amqpwire::runtime::Receiver) {
+    let paired = |name: &str, sender: bool| {
+        let address = "/devices/dev1/twin";
+        let mut o = if sender {
+            LinkOptions::sender(name, address)
+        } else {
+            LinkOptions::receiver(name, address)
+        };
+        o.properties = Some(Fields(vec![(
+            Symbol::from("com.microsoft:channel-correlation-id"),
+            Value::from("twin:1"),
+        )]));
+        o
+    };
+    let twin_tx = within("twin", d.attach_sender(paired("twin-tx", true))).await.unwrap();
+    let twin_rx = within("twin", d.attach_receiver(paired("twin-rx", false), 10)).await.unwrap();
+    let methods = d.receiver("m-rx", "/devices/dev1/methods/devicebound", 10);
+    let methods = within("methods", methods).await.unwrap();
+    (twin_tx, twin_rx, methods)
+}
+
+#[tokio::test]
+async fn a_disabled_or_deleted_device_loses_its_twin_and_method_links_too() {
+    let h = start(Duration::from_millis(50)).await;
+    let lost = |e: Error, why: &str| match e {
+        Error::LinkDetached(Some(e)) => {
+            assert_eq!(e.condition.as_str(), condition::UNAUTHORIZED_ACCESS);
+            let description = e.description.unwrap_or_default();
+            assert!(description.contains(why), "{description}");
+        }
+        other => panic!("not detached by the hub: {other}"),
+    };
+    let url = format!("amqps://localhost:{}", h.amqps);
+    // Disabled: every link of the device is detached, saying why.
+    let (_device, d) = connect_device(&h, &url).await;
+    let (twin_tx, twin_rx, methods) = twin_and_method_links(&d).await;
+    eventually("the method link", || h.hub.method_listeners("dev1") == 1).await;
+    let off = serde_json::json!({ "deviceId": "dev1", "status": "disabled" });
+    h.hub.put_identity("dev1", &off, Some("*")).unwrap();
+    lost(within("the twin replies", twin_rx.recv()).await.unwrap_err(), "is disabled");
+    lost(within("the method requests", methods.recv()).await.unwrap_err(), "is disabled");
+    lost(within("the twin requests", twin_tx.ended()).await, "is disabled");
+    // No call reaches a device the hub has let go of.
+    eventually("the method link to go", || h.hub.method_listeners("dev1") == 0).await;
+    let call = h.hub.invoke_method("dev1", "ping", "{}", Duration::from_secs(1)).await;
+    assert_eq!(call.map_err(|e| e.status), Err(404));
+    // Deleted: the same.
+    let on = serde_json::json!({ "deviceId": "dev1", "status": "enabled" });
+    h.hub.put_identity("dev1", &on, Some("*")).unwrap();
+    let (_device, d) = connect_device(&h, &url).await;
+    let (twin_tx, twin_rx, methods) = twin_and_method_links(&d).await;
+    h.hub.delete_identity("dev1", None).unwrap();
+    lost(within("the twin replies", twin_rx.recv()).await.unwrap_err(), "was deleted");
+    lost(within("the method requests", methods.recv()).await.unwrap_err(), "was deleted");
+    lost(within("the twin requests", twin_tx.ended()).await, "was deleted");
+}
+
+#[tokio::test]
+async fn a_device_that_received_counts_as_disconnected_once_its_connection_is_gone() {
+    let h = start(Duration::from_millis(50)).await;
+    let (device, d) = connect_device(&h, &format!("amqps://localhost:{}", h.amqps)).await;
+    // A receiver waits on an empty queue, and the twin and method links are attached.
+    let rx = d.receiver("c2d", "/devices/dev1/messages/devicebound", 10);
+    let _rx = within("attach", rx).await.unwrap();
+    let _links = twin_and_method_links(&d).await;
+    assert_eq!(h.hub.connection_state("dev1").0, "Connected");
+    within("close", device.close(None)).await.unwrap();
+    // The nodes waiting for messages end with their links, and with them the
+    // connection's hold on the device.
+    eventually("Disconnected", || h.hub.connection_state("dev1").0 == "Disconnected").await;
+}
+
+#[tokio::test]
+async fn expired_feedback_comes_while_the_device_stays_away() {
+    let h = start_with(|c| c.feedback_interval = Duration::from_millis(50)).await;
+    let o = options(&h, HubTransport::Amqps, Security::None);
+    let service = within("service", ServiceClient::connect(&owner_cs(), o)).await.unwrap();
+    let mut short = Message::with_data(&b"never fetched"[..]);
+    let soon = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64 + 200;
+    short.properties = Some(Properties {
+        absolute_expiry_time: Some(amqpwire::codec::Timestamp(soon)),
+        ..Properties::default()
+    });
+    let id = within("send", service.send_c2d("dev1", short, Ack::Full)).await.unwrap();
+    // No device ever connects: the feedback reader hears of the expiry all the same.
+    let feedback = within("feedback", service.feedback()).await.unwrap();
+    let records = within("records", feedback.next()).await.unwrap();
+    let seen: Vec<_> = records.into_iter().map(|r| (r.original_message_id, r.status)).collect();
+    let MessageId::Uuid(id) = &id else { panic!("{id:?}") };
+    assert_eq!(seen, vec![(id.to_string(), FeedbackStatus::Expired)]);
+    assert_eq!(h.hub.queued("dev1"), 0, "the expired message left its queue");
+}
+
+#[tokio::test]
+async fn a_token_within_the_clock_skew_opens_links_as_it_opens_cbs() {
+    let h = start(Duration::from_millis(50)).await;
+    let (_connection, session) = connect(&h, &format!("amqps://localhost:{}", h.amqps)).await;
+    // Expired 200 s ago: within IoT Hub's 5 minutes of clock skew.
+    let key = SasKey::from_base64(DEVICE_KEY).unwrap();
+    let past = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() - 200;
+    let token = SasToken::new("localhost/devices/dev1", &key, None, past).unwrap().to_string();
+    let cbs = within("cbs", CbsClient::attach(&session)).await.unwrap();
+    let put = cbs.put_token("localhost%2Fdevices%2Fdev1", &token, SAS_TOKEN_TYPE);
+    within("put", put).await.unwrap();
+    let tx = session.sender("tel", "/devices/dev1/messages/events");
+    let tx = within("attach", tx).await.expect("the token CBS took opens the link");
+    within("send", tx.send(&Message::with_data(&b"x"[..]))).await.unwrap();
+}

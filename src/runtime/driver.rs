@@ -473,6 +473,20 @@ impl Shared {
     }
 
     /// The error for a command on a connection that has ended.
+    /// Why `link` can no longer be used, once it has ended: detached (by either side),
+    /// gone with its session, or its connection ended; `None` while it is attached.
+    pub(crate) fn link_ended(&self, link: LinkId) -> Option<Error> {
+        if let Some(e) = self.detached.get(&link) {
+            return Some(e.duplicate());
+        }
+        if let Some(e) = self.end_error() {
+            return Some(e);
+        }
+        // Gone with its session, or reused by a later link not yet accepted.
+        (self.conn.link_state(link) != Some(engine::LinkState::Attached))
+            .then_some(Error::LinkDetached(None))
+    }
+
     pub(crate) fn end_error(&self) -> Option<Error> {
         self.ended.as_ref().map(|e| match e {
             Ok(()) => Error::Closed,

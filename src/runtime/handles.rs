@@ -688,18 +688,25 @@ impl Sender {
     /// Credit and drain flag while the link is attached; why it ended otherwise.
     fn flow_state(&self, s: &super::driver::Shared) -> Result<(u32, bool), Error> {
         let link = self.link;
-        if let Some(e) = s.detached.get(&link) {
-            return Err(e.duplicate());
-        }
-        if let Some(e) = s.end_error() {
+        if let Some(e) = s.link_ended(link) {
             return Err(e);
-        }
-        // Gone with its session, or reused by a later link not yet accepted.
-        if s.conn.link_state(link) != Some(engine::LinkState::Attached) {
-            return Err(Error::LinkDetached(None));
         }
         let credit = s.conn.link_credit(link).unwrap_or(0);
         Ok((credit, s.conn.link_drain(link).unwrap_or(false)))
+    }
+
+    /// Waits until the link has ended (detached by either side, or gone with its session
+    /// or connection) and returns why: a task that serves a link can end with it rather
+    /// than wait for work that will never come.
+    pub async fn ended(&self) -> Error {
+        let link = self.link;
+        self.conn.inner.wait_until(|s| s.link_ended(link)).await
+    }
+
+    /// [`Sender::close_with_error`] for a sender others share (an `Arc`): the link is
+    /// closed with `error`, and the handles left fail from then on.
+    pub(crate) async fn close_shared(&self, error: AmqpError) -> Result<(), Error> {
+        end_link(&self.conn, self.link, true, Some(error)).await
     }
 
     /// Sends an already encoded message (`settled`: pre-settled); returns the outcome's
@@ -926,6 +933,18 @@ impl Receiver {
         s.conn
             .link_credit(self.link)
             .ok_or_else(|| s.detached.get(&self.link).map_or(Error::Closed, Error::duplicate))
+    }
+
+    /// Waits until the link has ended (detached by either side, or gone with its session
+    /// or connection) and returns why, whatever deliveries are still queued.
+    pub async fn ended(&self) -> Error {
+        let link = self.link;
+        self.conn.inner.wait_until(|s| s.link_ended(link)).await
+    }
+
+    /// [`Receiver::close_with_error`] for a receiver others share (an `Arc`).
+    pub(crate) async fn close_shared(&self, error: AmqpError) -> Result<(), Error> {
+        end_link(&self.conn, self.link, true, Some(error)).await
     }
 
     /// Grants `credit` (replacing what was granted); for receivers made with a window of 0.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::nodes::{guarded, Lost};
 use super::state::lock;
 use super::IotHub;
 use crate::codec::{Uuid, ValueRef};
@@ -149,21 +150,20 @@ pub(super) async fn methods_node(
     request: LinkRequest,
     options: crate::connection::LinkOptions,
     device: &str,
+    lost: Lost<'_>,
 ) {
     let methods = &hub.inner.methods;
     if request.role() == Role::RECEIVER {
-        // The device receives requests: our sender, kept while the link lives.
+        // The device receives requests: our sender, kept while the link lives (and its
+        // claim holds: a device disabled or deleted, or whose token expired, is detached).
         let Ok(tx) = request.accept_sender(Some(options)) else { return };
         let tx = Arc::new(tx);
         lock(&methods.links).entry(device.to_owned()).or_default().push(Arc::clone(&tx));
         methods.attached.notify_waiters();
-        // Parked until the link ends (a flow query fails then).
-        loop {
-            let Ok(seen) = tx.credit() else { break };
-            if tx.wait_flow_change(seen).await.is_err() {
-                break;
-            }
-        }
+        guarded(&lost, &*tx, async {
+            tx.ended().await;
+        })
+        .await;
         if let Some(list) = lock(&methods.links).get_mut(device) {
             list.retain(|l| !Arc::ptr_eq(l, &tx));
         }
@@ -171,6 +171,11 @@ pub(super) async fn methods_node(
     }
     // The device answers: our receiver.
     let Ok(rx) = request.accept_receiver(Some(options), 10) else { return };
+    guarded(&lost, &rx, answers(methods, &rx)).await;
+}
+
+/// The device's answers on `rx`, each handed to the call that waits for it.
+async fn answers(methods: &Methods, rx: &crate::runtime::Receiver) {
     while let Ok(d) = rx.recv().await {
         let _ = rx.accept(&d);
         let Ok(m) = d.message() else { continue };

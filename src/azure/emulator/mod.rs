@@ -242,6 +242,9 @@ pub(crate) struct Claim {
     rights: Permissions,
     /// An expiry earlier than the token's own (fault injection).
     cut_short: Option<u64>,
+    /// Seconds the claim outlives its token's expiry: the clock skew the token was
+    /// checked with, so that a token accepted on `$cbs` opens links too.
+    grace: u64,
     /// Put on `$cbs` (not brought by SASL PLAIN or a certificate).
     put_on_cbs: bool,
 }
@@ -262,6 +265,7 @@ impl Claim {
             identity: Some(id.to_owned()),
             rights: Permissions::default(),
             cut_short: None,
+            grace: 0,
             put_on_cbs: false,
         })
     }
@@ -273,7 +277,8 @@ impl Claim {
     }
 
     fn expiry(&self) -> u64 {
-        self.cut_short.map_or(self.token.expiry(), |c| c.min(self.token.expiry()))
+        let expiry = self.token.expiry().saturating_add(self.grace);
+        self.cut_short.map_or(expiry, |c| c.min(expiry))
     }
 
     /// Whether the claim opens `resource` for `need` (expiry aside).
@@ -516,11 +521,13 @@ impl IotHub {
 
     /// Cloud-to-device messages waiting for `device` (not counting those a device holds).
     pub fn queued(&self, device: &str) -> usize {
+        self.inner.queues.expire(state::now_ms());
         state::lock(&self.inner.queues.devices).get(device).map_or(0, |q| q.waiting.len())
     }
 
     /// Feedback records not yet delivered to a service.
     pub fn pending_feedback(&self) -> Vec<FeedbackRecord> {
+        self.inner.queues.expire(state::now_ms());
         state::lock(&self.inner.queues.feedback).iter().cloned().collect()
     }
 
@@ -608,7 +615,8 @@ impl IotHub {
         token.verify(&key, SystemTime::now(), config.clock_skew).map_err(|e| e.to_string())?;
         let cut_short =
             config.faults.token_lifetime.map(|l| unix_seconds().saturating_add(l.as_secs()));
-        Ok(Claim { token, identity, rights, cut_short, put_on_cbs: false })
+        let grace = config.clock_skew.as_secs();
+        Ok(Claim { token, identity, rights, cut_short, grace, put_on_cbs: false })
     }
 }
 

@@ -142,6 +142,29 @@ fn token_invalid() -> AmqpError {
     AmqpError::new(condition::UNAUTHORIZED_ACCESS, "Token Invalid.")
 }
 
+impl Conn {
+    /// Why a link that needed `need` lost its claim: its device left the registry or was
+    /// disabled, or its token expired (IoT Hub says "Token Invalid.").
+    fn lost(&self, need: &Need) -> AmqpError {
+        let gone = |id: &str| {
+            if !self.hub.knows(id) {
+                Some(format!("Token Invalid.: device {id:?} was deleted from the registry"))
+            } else if self.hub.disabled(id) {
+                Some(format!("Token Invalid.: device {id:?} is disabled"))
+            } else {
+                None
+            }
+        };
+        match need {
+            Need::Device(id) => match gone(id) {
+                Some(why) => AmqpError::new(condition::UNAUTHORIZED_ACCESS, why),
+                None => token_invalid(),
+            },
+            Need::Service => token_invalid(),
+        }
+    }
+}
+
 /// A link address without `amqps://host`, leading and trailing `/`, split into segments.
 fn segments(address: &str) -> Vec<String> {
     let rest = match address.split_once("://") {
@@ -360,11 +383,13 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
         // A module's twin and methods are its own: keyed `DEVICE/MODULE`.
         Node::Methods(device, module) => {
             let id = module.map_or(device.clone(), |m| format!("{device}/{m}"));
-            super::methods::methods_node(&hub, request, options, &id).await;
+            let lost = Lost { conn: &c, resource, need };
+            super::methods::methods_node(&hub, request, options, &id, lost).await;
         }
         Node::Twin(device, module) => {
             let id = module.map_or(device.clone(), |m| format!("{device}/{m}"));
-            super::twin::twin_node(&hub, &c.twins, request, options, &id).await;
+            let lost = Lost { conn: &c, resource, need };
+            super::twin::twin_node(&hub, &c.twins, request, options, &id, lost).await;
         }
         Node::Telemetry(device, module) => {
             let Ok(rx) = request.accept_receiver(Some(options), 100) else { return };
@@ -407,19 +432,28 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
 }
 
 /// The end of a link a node holds, which an expired claim detaches.
-trait LinkEnd: Sized {
-    async fn detach(self, error: AmqpError);
+pub(super) trait LinkEnd {
+    /// Resolves once the link has ended, whoever ended it.
+    async fn ended(&self);
+    /// Closes the link with `error`.
+    async fn detach(&self, error: AmqpError);
 }
 
 impl LinkEnd for Receiver {
-    async fn detach(self, error: AmqpError) {
-        let _ = self.close_with_error(error).await;
+    async fn ended(&self) {
+        Self::ended(self).await;
+    }
+    async fn detach(&self, error: AmqpError) {
+        let _ = self.close_shared(error).await;
     }
 }
 
 impl LinkEnd for Sender {
-    async fn detach(self, error: AmqpError) {
-        let _ = self.close_with_error(error).await;
+    async fn ended(&self) {
+        Self::ended(self).await;
+    }
+    async fn detach(&self, error: AmqpError) {
+        let _ = self.close_shared(error).await;
     }
 }
 
@@ -439,6 +473,8 @@ where
 }
 
 /// [`until_expired`], for work that may end by asking to detach the link with an error.
+/// The work ends with its link too, so a node waiting for something to send (a device's
+/// queue, the feedback, a partition) does not outlive the link and its connection.
 async fn until_expired_or<L, F, Fut>(c: &Conn, resource: &str, need: &Need, link: L, work: F)
 where
     L: LinkEnd,
@@ -448,12 +484,34 @@ where
     let link = Arc::new(link);
     let detach = tokio::select! {
         why = work(Arc::clone(&link)) => why,
-        _ = c.expired(resource, need) => Some(token_invalid()),
+        () = link.ended() => None,
+        () = c.expired(resource, need) => Some(c.lost(need)),
     };
-    // The work is dropped, and with it every other handle to the link.
-    if let (Some(why), Ok(link)) = (detach, Arc::try_unwrap(link)) {
+    if let Some(why) = detach {
         link.detach(why).await;
     }
+}
+
+/// A node with links of its own making (a twin's, a method's): runs `work` until it ends
+/// or the connection's claims no longer cover the node; then `link` is closed with the
+/// reason.
+pub(super) async fn guarded<L: LinkEnd>(
+    lost: &Lost<'_>,
+    link: &L,
+    work: impl std::future::Future<Output = ()>,
+) {
+    let why = tokio::select! {
+        () = work => return,
+        () = lost.conn.expired(&lost.resource, &lost.need) => lost.conn.lost(&lost.need),
+    };
+    link.detach(why).await;
+}
+
+/// What a node's claim is: the connection that holds it, and what it covers.
+pub(super) struct Lost<'a> {
+    conn: &'a Conn,
+    resource: String,
+    need: Need,
 }
 
 fn redirect(hub: &IotHub) -> AmqpError {
@@ -737,8 +795,17 @@ async fn feedback(hub: &IotHub, tx: Arc<Sender>) {
     let q = &hub.inner.queues;
     loop {
         let changed = q.feedback_changed.notified();
+        // Messages whose time to live ran out while their device was away give their
+        // feedback now, and the next one to expire wakes this loop.
+        let next_expiry = q.expire(now_ms());
         if lock(&q.feedback).is_empty() {
-            changed.await;
+            let until_expiry = next_expiry.map_or(Duration::MAX, |at| {
+                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0) + 1)
+            });
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep(until_expiry) => {}
+            }
             continue;
         }
         tokio::time::sleep(hub.config().feedback_interval).await;

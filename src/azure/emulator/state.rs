@@ -88,6 +88,32 @@ impl Queues {
         self.feedback_changed.notify_waiters();
     }
 
+    /// Messages waiting past their time to live leave their queues, with `Expired`
+    /// feedback for those that asked for it: IoT Hub does not wait for the device to come
+    /// back to say so. Returns when the next waiting message expires, if any does.
+    pub(super) fn expire(&self, now: i64) -> Option<i64> {
+        let mut expired = Vec::new();
+        let mut next: Option<i64> = None;
+        for (device, q) in lock(&self.devices).iter_mut() {
+            if q.waiting.iter().all(|m| m.expires_ms > now) {
+                next = q.waiting.iter().map(|m| m.expires_ms).chain(next).min();
+                continue;
+            }
+            for m in std::mem::take(&mut q.waiting) {
+                if m.expires_ms <= now {
+                    expired.push((device.clone(), m));
+                } else {
+                    next = Some(next.map_or(m.expires_ms, |n| n.min(m.expires_ms)));
+                    q.waiting.push_back(m);
+                }
+            }
+        }
+        for (device, m) in &expired {
+            self.feedback(device, m, FeedbackStatus::Expired);
+        }
+        next
+    }
+
     /// Puts a message back at the front of its device's queue.
     pub(super) fn requeue(&self, device: &str, m: C2d) {
         let mut d = lock(&self.devices);

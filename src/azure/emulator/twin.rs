@@ -519,6 +519,7 @@ pub(super) async fn twin_node(
     request: LinkRequest,
     options: crate::connection::LinkOptions,
     device: &str,
+    lost: super::nodes::Lost<'_>,
 ) {
     let channel = request
         .remote
@@ -532,9 +533,37 @@ pub(super) async fn twin_node(
         })
         .unwrap_or_default();
     let reply = links.reply(&channel);
-    let Some(rx) = crate::azure::cbs::accept_pair(request, options, &reply) else { return };
+    let Some(rx) = crate::azure::cbs::accept_pair(request, options, &reply) else {
+        // The device's receiver: our reply link, closed when the device's claim is lost
+        // (disabled, deleted, its token expired), as its requests' link is.
+        if let Some(tx) = reply.get().await {
+            super::nodes::guarded(&lost, &*tx, async {
+                tx.ended().await;
+            })
+            .await;
+        }
+        return;
+    };
     // The reply link this device subscribed with, to let go of when its requests end.
     let mut subscribed: Option<Arc<Sender>> = None;
+    super::nodes::guarded(&lost, &rx, requests(hub, &rx, &reply, device, &mut subscribed)).await;
+    // The device's twin links went (a detach, its connection closed, its claim lost): it
+    // is subscribed no more, at once rather than when a push to it fails.
+    if let Some(tx) = subscribed {
+        if let Some(twin) = lock(&hub.inner.twins.twins).get_mut(device) {
+            twin.subscribers.retain(|s| !Arc::ptr_eq(s, &tx));
+        }
+    }
+}
+
+/// The device's twin requests on `rx`, each answered on its reply link.
+async fn requests(
+    hub: &IotHub,
+    rx: &crate::runtime::Receiver,
+    reply: &crate::azure::cbs::ReplyLink,
+    device: &str,
+    subscribed: &mut Option<Arc<Sender>>,
+) {
     while let Ok(d) = rx.recv().await {
         let _ = rx.accept(&d);
         let Ok(m) = d.message() else { continue };
@@ -583,12 +612,12 @@ pub(super) async fn twin_node(
                 ("PUT", "/notifications/twin/properties/desired") => {
                     twin.subscribers.retain(|s| !Arc::ptr_eq(s, &tx));
                     twin.subscribers.push(Arc::clone(&tx));
-                    subscribed = Some(Arc::clone(&tx));
+                    *subscribed = Some(Arc::clone(&tx));
                     (200, None, None)
                 }
                 ("DELETE", "/notifications/twin/properties/desired") => {
                     twin.subscribers.retain(|s| !Arc::ptr_eq(s, &tx));
-                    subscribed = None;
+                    *subscribed = None;
                     (200, None, None)
                 }
                 (op, res) => {
@@ -608,12 +637,5 @@ pub(super) async fn twin_node(
             ..Message::default()
         };
         let _ = tx.send_settled(&answer).await;
-    }
-    // The device's twin links went (a detach, or its connection closed): it is subscribed
-    // no more, at once rather than when a push to it fails.
-    if let Some(tx) = subscribed {
-        if let Some(twin) = lock(&hub.inner.twins.twins).get_mut(device) {
-            twin.subscribers.retain(|s| !Arc::ptr_eq(s, &tx));
-        }
     }
 }
