@@ -549,9 +549,12 @@ async fn abandons_are_counted_up_to_the_max_delivery_count() {
         .unwrap();
     let device = within("device", DeviceClient::connect(&device_cs(), o.clone())).await.unwrap();
     let first = within("receive", device.receive()).await.unwrap();
+    assert_eq!(first.message.header, None, "a first delivery has no prior attempts");
     device.abandon(&first).unwrap();
     let second = within("after abandon", device.receive()).await.unwrap();
     assert_eq!(second.message.properties.as_ref().unwrap().message_id, Some(id.clone()));
+    // The header counts the abandoned delivery (3.2.1: prior unsuccessful attempts).
+    assert_eq!(second.message.header.as_ref().map(|h| h.delivery_count), Some(1));
     // Abandoned twice: past max_delivery_count, so it is dropped with feedback.
     device.abandon(&second).unwrap();
     let feedback = within("feedback", service.feedback()).await.unwrap();

@@ -756,6 +756,12 @@ async fn c2d_out(hub: &IotHub, tx: Arc<Sender>, device: &str) {
             continue;
         }
         let mut out = m.message.clone();
+        // Deliveries the device abandoned before: the header's delivery-count (3.2.1,
+        // "the number of prior unsuccessful delivery attempts"), which clients read.
+        if m.delivery_count > 0 {
+            let header = out.header.get_or_insert_with(Default::default);
+            header.delivery_count = m.delivery_count;
+        }
         let mut annotations =
             out.message_annotations.as_ref().map(|a| a.to_pairs()).unwrap_or_default();
         annotations.push((
