@@ -1179,3 +1179,21 @@ async fn a_token_within_the_clock_skew_opens_links_as_it_opens_cbs() {
     let tx = within("attach", tx).await.expect("the token CBS took opens the link");
     within("send", tx.send(&Message::with_data(&b"x"[..]))).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_device_with_a_policy_s_key_gets_in_over_sasl_plain() {
+    let h = start(Duration::from_millis(50)).await;
+    // A device's connection string that names a policy with DeviceConnect: its token is
+    // the policy's, so the PLAIN user is the policy's (`iothubowner@sas.root.localhost`).
+    let cs: IotHubConnectionString = format!(
+        "HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey={OWNER_KEY};DeviceId=dev1"
+    )
+    .parse()
+    .unwrap();
+    let o = options(&h, HubTransport::Amqps, Security::Plain);
+    let device =
+        within("device", DeviceClient::connect(&cs, o)).await.expect("PLAIN with a policy");
+    within("send", device.send_event(Message::with_data(&b"x"[..]))).await.unwrap();
+    let events = h.hub.events(h.hub.partition_of("dev1"));
+    assert_eq!(events.iter().filter(|e| e.device_id == "dev1").count(), 1);
+}

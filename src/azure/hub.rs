@@ -63,8 +63,10 @@ pub fn prepare_c2d(
 }
 
 /// The SASL PLAIN user name IoT Hub expects, with a SAS token as the password:
-/// `{device}@sas.{hub}` for a device, `{policy}@sas.root.{hub}` for a policy, where `hub`
-/// is the first label of the host name (`myhub` of `myhub.azure-devices.net`).
+/// `{device}@sas.{hub}` for a token signed with a device's own key,
+/// `{policy}@sas.root.{hub}` for one signed with a policy's (a device's connection string
+/// that names a policy with DeviceConnect too), where `hub` is the first label of the host
+/// name (`myhub` of `myhub.azure-devices.net`).
 pub fn sasl_plain_user(
     host: &str,
     device_id: Option<&str>,
@@ -72,8 +74,8 @@ pub fn sasl_plain_user(
 ) -> Option<String> {
     let hub = host.split('.').next().unwrap_or(host);
     match (device_id, policy) {
-        (Some(d), _) => Some(format!("{d}@sas.{hub}")),
-        (None, Some(p)) => Some(format!("{p}@sas.root.{hub}")),
+        (_, Some(p)) => Some(format!("{p}@sas.root.{hub}")),
+        (Some(d), None) => Some(format!("{d}@sas.{hub}")),
         (None, None) => None,
     }
 }

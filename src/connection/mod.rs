@@ -1128,7 +1128,12 @@ impl Connection {
                         .push_back(Event::SaslDone { mechanism, identity: outcome.identity });
                     self.decoder.expect_header();
                 } else {
-                    self.end(Some(ConnectionError::Sasl(SaslError::Failed { code: outcome.code })));
+                    let code = outcome.code;
+                    let error = match outcome.reason {
+                        Some(reason) => SaslError::Refused { code, reason },
+                        None => SaslError::Failed { code },
+                    };
+                    self.end(Some(ConnectionError::Sasl(error)));
                 }
             }
         }

@@ -59,6 +59,14 @@ pub enum SaslError {
         /// The outcome code.
         code: SaslCode,
     },
+    /// We, the server, refused the client's authentication: the outcome code sent, and
+    /// why (the authenticator's reason, which the client is never told).
+    Refused {
+        /// The outcome code sent.
+        code: SaslCode,
+        /// Why.
+        reason: String,
+    },
     /// The peer sent something the mechanism cannot parse.
     Malformed(String),
     /// The peer sent a message the mechanism did not expect at this point.
@@ -83,6 +91,12 @@ impl fmt::Display for SaslError {
             Self::Failed { code } => write!(
                 f,
                 "authentication failed: sasl-outcome {} ({})",
+                code.0,
+                code.name().unwrap_or("unknown code")
+            ),
+            Self::Refused { code, reason } => write!(
+                f,
+                "the client's authentication was refused (sasl-outcome {} ({})): {reason}",
                 code.0,
                 code.name().unwrap_or("unknown code")
             ),
