@@ -829,6 +829,15 @@ fn json(body: &str) -> serde_json::Value {
 }
 
 /// IoT Hub's error code in an error body (`ErrorCode:{code};…`).
+/// A twin section without its `$metadata`.
+fn without_metadata(section: &serde_json::Value) -> serde_json::Value {
+    let mut s = section.clone();
+    if let Some(o) = s.as_object_mut() {
+        o.remove("$metadata");
+    }
+    s
+}
+
 fn code(body: &str) -> String {
     let m = json(body)["Message"].as_str().unwrap_or_default().to_owned();
     m.strip_prefix("ErrorCode:").and_then(|r| r.split(';').next()).unwrap_or_default().to_owned()
@@ -869,6 +878,17 @@ async fn the_service_rest_api_checks_rights_and_etags_and_replaces_twins() {
     assert_eq!(json(&body)["moduleId"], "m1");
     let (status, body) = ask(rest("GET", "/twins/dev1/modules/m1", &owner, None, "")).await;
     assert_eq!((status, json(&body)["moduleId"].as_str()), (200, Some("m1")), "{body}");
+    // A new twin as IoT Hub shows one: version 2, etag 1, each section at $version 1
+    // with the time it was made.
+    let (_, body) = ask(rest("GET", "/twins/dev1", &owner, None, "")).await;
+    let fresh = json(&body);
+    assert_eq!((&fresh["version"], &fresh["etag"]), (&2.into(), &"AAAAAAAAAAE=".into()));
+    for section in ["desired", "reported"] {
+        let s = &fresh["properties"][section];
+        assert_eq!(s["$version"], 1, "{fresh}");
+        let made = s["$metadata"]["$lastUpdated"].as_str().unwrap_or_default();
+        assert!(made.ends_with('Z') && made.len() >= 20, "{fresh}");
+    }
     let first = r#"{"tags":{"site":"a"},"properties":{"desired":{"x":1,"y":2}}}"#;
     let (status, body) = ask(rest("PUT", "/twins/dev1", &owner, Some("*"), first)).await;
     assert_eq!(status, 200, "{body}");
@@ -880,8 +900,15 @@ async fn the_service_rest_api_checks_rights_and_etags_and_replaces_twins() {
         ask(rest("PUT", "/twins/dev1", &owner, Some(&format!("\"{etag}\"")), second)).await;
     assert_eq!(status, 200, "{body}");
     let twin = json(&body);
-    assert_eq!(twin["properties"]["desired"], serde_json::json!({"x": 1, "$version": 2}));
+    assert_eq!(
+        without_metadata(&twin["properties"]["desired"]),
+        serde_json::json!({"x": 1, "$version": 3})
+    );
     assert_eq!(twin["tags"], serde_json::json!({}));
+    // Its $metadata: x as of the first write (version 2), y gone with it.
+    let meta = &twin["properties"]["desired"]["$metadata"];
+    assert_eq!(meta["x"]["$lastUpdatedVersion"], 2, "{meta}");
+    assert!(meta["x"]["$lastUpdated"].is_string() && meta.get("y").is_none(), "{meta}");
     // The old etag is stale now.
     let (status, body) = ask(rest("PATCH", "/twins/dev1", &owner, Some(&etag), second)).await;
     assert_eq!((status, code(&body).as_str()), (412, "PreconditionFailed"), "{body}");
@@ -921,7 +948,8 @@ async fn the_service_rest_api_checks_rights_and_etags_and_replaces_twins() {
     assert_eq!(status, 200, "{body}");
     let (_, body) = ask(rest("GET", "/twins/dev1", &owner, None, "")).await;
     assert_eq!(json(&body)["tags"], serde_json::json!({}), "nothing of the refused patches");
-    assert_eq!(json(&body)["properties"]["desired"], serde_json::json!({"x": 1, "$version": 2}));
+    let desired = without_metadata(&json(&body)["properties"]["desired"]);
+    assert_eq!(desired, serde_json::json!({"x": 1, "$version": 3}));
     let reported = r#"{"properties":{"reported":{"x":1}}}"#;
     assert_eq!(ask(rest("PATCH", "/twins/dev1", &owner, Some("*"), reported)).await.0, 400);
     // Deleting with a wrong etag is refused; with * it goes, and stays gone.

@@ -2568,7 +2568,7 @@ async fn the_node_device_sdk_reads_its_twin_reports_and_hears_desired_updates() 
         let second = twins.get(1).cloned().unwrap_or_default();
         let reported_ok = second["reported"]["firmware"] == format!("1.{n}").as_str()
             && second["reported"]["battery"]["level"] == 80
-            && second["reported"]["$version"] == (n as u64 + 1);
+            && second["reported"]["$version"] == (n as u64 + 2);
         let desired_ok = desired
             .iter()
             .any(|d| d["delta"]["fan"] == n as u64 && d["delta"]["$version"] == version);
@@ -2578,8 +2578,9 @@ async fn the_node_device_sdk_reads_its_twin_reports_and_hears_desired_updates() 
     }
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
     let twin = h.hub.twin("dev1");
-    assert_eq!(twin["reported"]["$version"], 2, "{twin}");
-    assert_eq!(twin["desired"]["$version"], 3, "{twin}");
+    // A new twin's sections start at $version 1, as IoT Hub's do.
+    assert_eq!(twin["reported"]["$version"], 3, "{twin}");
+    assert_eq!(twin["desired"]["$version"], 4, "{twin}");
     // Patches IoT Hub refuses with 400: a name with a '.', and reported properties past
     // 32 KB. The SDK's twin client names the answer FormatError, and its AMQP transport
     // wraps that in a plain Error with the hub's message appended. The twin is left as
@@ -2603,12 +2604,12 @@ async fn the_node_device_sdk_reads_its_twin_reports_and_hears_desired_updates() 
         assert!(message.contains(says), "{error}");
         // Read again after the refusal: the reported properties as they were.
         let again = run.events("twin").last().map(|t| t["reported"].clone()).unwrap_or_default();
-        assert_eq!(again["$version"], 2, "{again}");
+        assert_eq!(again["$version"], 3, "{again}");
         assert_eq!(again["firmware"], "1.1", "{again}");
         let kept = h.hub.twin("dev1");
         assert_eq!(
             (&kept["reported"]["$version"], &kept["reported"]["firmware"]),
-            (&2.into(), &"1.1".into())
+            (&3.into(), &"1.1".into())
         );
     }
 }

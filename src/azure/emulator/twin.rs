@@ -176,39 +176,129 @@ fn without_hub_names(
 /// The property that pairs a twin's two links.
 const CHANNEL: &str = "com.microsoft:channel-correlation-id";
 
+type JsonMap = serde_json::Map<String, serde_json::Value>;
+
 /// One device's twin.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Twin {
     /// The service's tags (never seen by the device).
-    tags: serde_json::Map<String, serde_json::Value>,
+    tags: JsonMap,
     /// Counts every change of tags, desired or reported: the twin's `version` and etag.
     version: u64,
-    desired: serde_json::Map<String, serde_json::Value>,
-    desired_version: u64,
-    reported: serde_json::Map<String, serde_json::Value>,
-    reported_version: u64,
+    desired: Section,
+    reported: Section,
     /// The links of devices subscribed to desired updates.
     subscribers: Vec<Arc<Sender>>,
 }
 
+/// Desired or reported properties, their `$version`, and the `$metadata` the service sees:
+/// when the section last changed, and, mirroring its properties, when each changed (and
+/// for desired ones, in which version).
+#[derive(Debug)]
+struct Section {
+    properties: JsonMap,
+    version: u64,
+    updated: String,
+    metadata: JsonMap,
+}
+
+impl Section {
+    fn new(now: &str) -> Self {
+        Self {
+            properties: JsonMap::new(),
+            version: 1,
+            updated: now.to_owned(),
+            metadata: JsonMap::new(),
+        }
+    }
+
+    /// The properties become `new`: the version goes up and what changed is stamped
+    /// (`versioned`: with `$lastUpdatedVersion`, as desired properties are). The merge
+    /// patch of what changed, if anything did.
+    fn set(&mut self, new: JsonMap, versioned: bool) -> Option<JsonMap> {
+        let change = diff(&self.properties, &new);
+        self.properties = new;
+        self.version += 1;
+        self.updated = crate::codec::Timestamp(super::state::now_ms()).to_string();
+        if let Some(change) = &change {
+            let version = versioned.then_some(self.version);
+            stamp(&mut self.metadata, change, &self.updated, version);
+        }
+        change
+    }
+
+    /// The section as JSON: the properties and `$version`, with `$metadata` for the
+    /// service (a device's GET carries none).
+    fn json(&self, metadata: bool) -> serde_json::Value {
+        let mut m = self.properties.clone();
+        if metadata {
+            let mut meta = self.metadata.clone();
+            meta.insert("$lastUpdated".into(), self.updated.clone().into());
+            m.insert("$metadata".into(), serde_json::Value::Object(meta));
+        }
+        m.insert("$version".into(), self.version.into());
+        serde_json::Value::Object(m)
+    }
+}
+
+/// Marks in `metadata` what merge patch `change` changed, at time `at` (and in
+/// `version`): a removed property loses its entry; an object's entry is stamped and its
+/// changed members within it.
+fn stamp(metadata: &mut JsonMap, change: &JsonMap, at: &str, version: Option<u64>) {
+    for (k, v) in change {
+        if v.is_null() {
+            metadata.remove(k);
+            continue;
+        }
+        let entry = metadata.entry(k.clone()).or_insert_with(|| serde_json::json!({}));
+        if !entry.is_object() {
+            *entry = serde_json::json!({});
+        }
+        let Some(m) = entry.as_object_mut() else { continue };
+        if let serde_json::Value::Object(inner) = v {
+            stamp(m, inner, at, version);
+        } else {
+            // A value that was an object before keeps no entries of its members.
+            m.retain(|k, _| k.starts_with('$'));
+        }
+        m.insert("$lastUpdated".into(), at.into());
+        if let Some(version) = version {
+            m.insert("$lastUpdatedVersion".into(), version.into());
+        }
+    }
+}
+
+impl Default for Twin {
+    /// A new identity's twin, as IoT Hub makes it: `version` 2, etag `AAAAAAAAAAE=`,
+    /// desired and reported at `$version` 1, each with its `$metadata`.
+    fn default() -> Self {
+        let now = crate::codec::Timestamp(super::state::now_ms()).to_string();
+        Self {
+            tags: JsonMap::new(),
+            version: 2,
+            desired: Section::new(&now),
+            reported: Section::new(&now),
+            subscribers: Vec::new(),
+        }
+    }
+}
+
 impl Twin {
-    fn document(&self) -> serde_json::Value {
-        let with_version = |m: &serde_json::Map<String, serde_json::Value>, v: u64| {
-            let mut m = m.clone();
-            m.insert("$version".into(), v.into());
-            serde_json::Value::Object(m)
-        };
+    /// Desired and reported properties, with their versions (and with their `$metadata`
+    /// for the service).
+    fn document(&self, metadata: bool) -> serde_json::Value {
         serde_json::json!({
-            "desired": with_version(&self.desired, self.desired_version),
-            "reported": with_version(&self.reported, self.reported_version),
+            "desired": self.desired.json(metadata),
+            "reported": self.reported.json(metadata),
         })
     }
 
-    /// The twin's etag: its version as 8 big-endian bytes in base64, as IoT Hub writes it
-    /// (`AAAAAAAAAAE=` for version 1).
+    /// The twin's etag: one less than its version, as 8 big-endian bytes in base64, as
+    /// IoT Hub writes it (`AAAAAAAAAAE=` for a new twin, whose version is 2).
     fn etag(&self) -> String {
         use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(self.version.to_be_bytes())
+        let n = self.version.saturating_sub(1);
+        base64::engine::general_purpose::STANDARD.encode(n.to_be_bytes())
     }
 }
 
@@ -332,13 +422,12 @@ impl IotHub {
         let (version, push) = {
             let mut twins = lock(&self.inner.twins.twins);
             let twin = twins.entry(device.to_owned()).or_default();
-            let mut desired = twin.desired.clone();
+            let mut desired = twin.desired.properties.clone();
             merge(&mut desired, &p);
             within_limit("desired properties", &desired)?;
-            twin.desired = desired;
-            twin.desired_version += 1;
+            twin.desired.set(desired, true);
             twin.version += 1;
-            (twin.desired_version, (twin.subscribers.clone(), p))
+            (twin.desired.version, (twin.subscribers.clone(), p))
         };
         self.push_desired(device, version, push).await;
         Ok(version)
@@ -382,7 +471,7 @@ impl IotHub {
         let (doc, etag, version, tags) = {
             let mut twins = lock(&self.inner.twins.twins);
             let twin = twins.entry(id.to_owned()).or_default();
-            (twin.document(), twin.etag(), twin.version, twin.tags.clone())
+            (twin.document(true), twin.etag(), twin.version, twin.tags.clone())
         };
         let identity = self.identity_json(id).unwrap_or_default();
         let field = |k: &str| identity.get(k).cloned().unwrap_or(serde_json::Value::Null);
@@ -454,7 +543,8 @@ impl IotHub {
                     ));
                 }
             }
-            let (mut new_tags, mut new_desired) = (twin.tags.clone(), twin.desired.clone());
+            let (mut new_tags, mut new_desired) =
+                (twin.tags.clone(), twin.desired.properties.clone());
             match how {
                 TwinWrite::Patch => {
                     if let Some(t) = &tags {
@@ -478,15 +568,14 @@ impl IotHub {
             }
             within_limit("tags", &new_tags).map_err(RestError::bad)?;
             within_limit("desired properties", &new_desired).map_err(RestError::bad)?;
-            let old_desired = std::mem::replace(&mut twin.desired, new_desired);
             twin.tags = new_tags;
             twin.version += 1;
-            match diff(&old_desired, &twin.desired) {
-                Some(change) => {
-                    twin.desired_version += 1;
-                    Some((twin.desired_version, (twin.subscribers.clone(), change)))
-                }
-                None => None,
+            // Desired properties that did not change keep their version.
+            if new_desired == twin.desired.properties {
+                None
+            } else {
+                let change = twin.desired.set(new_desired, true);
+                change.map(|c| (twin.desired.version, (twin.subscribers.clone(), c)))
             }
         };
         if let Some((version, push)) = pushed {
@@ -508,7 +597,7 @@ impl IotHub {
 
     /// Device `device`'s twin as the service sees it: desired and reported, with versions.
     pub fn twin(&self, device: &str) -> serde_json::Value {
-        lock(&self.inner.twins.twins).entry(device.to_owned()).or_default().document()
+        lock(&self.inner.twins.twins).entry(device.to_owned()).or_default().document(true)
     }
 }
 
@@ -591,20 +680,19 @@ async fn requests(
             let mut twins = lock(&hub.inner.twins.twins);
             let twin = twins.entry(device.to_owned()).or_default();
             match (operation.as_str(), resource.as_str()) {
-                ("GET", "") => (200, None, Some(twin.document().to_string())),
+                ("GET", "") => (200, None, Some(twin.document(false).to_string())),
                 ("PATCH", "/properties/reported") => {
                     let checked = reported_patch
                         .unwrap_or_else(|| Err("the patch is not a JSON object".to_owned()));
                     match checked.and_then(|p| {
-                        let mut reported = twin.reported.clone();
+                        let mut reported = twin.reported.properties.clone();
                         merge(&mut reported, &p);
                         within_limit("reported properties", &reported).map(|()| reported)
                     }) {
                         Ok(reported) => {
-                            twin.reported = reported;
-                            twin.reported_version += 1;
+                            twin.reported.set(reported, false);
                             twin.version += 1;
-                            (204, Some(twin.reported_version), None)
+                            (204, Some(twin.reported.version), None)
                         }
                         Err(why) => (400, None, Some(twin_error(&why))),
                     }
