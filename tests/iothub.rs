@@ -370,6 +370,10 @@ async fn round_trip(transport: HubTransport, security: Security) {
         (records[0].device_id.as_str(), records[0].status),
         ("dev1", FeedbackStatus::Success)
     );
+    // The device's generation, as the registry shows it, on its feedback and its events.
+    let generation = h.hub.generation_id("dev1").expect("dev1 is registered");
+    assert_eq!(h.hub.identity_json("dev1").unwrap()["generationId"], generation.as_str());
+    assert_eq!(records[0].device_generation_id, generation);
 
     let mut t = Message::with_data(&b"{\"temp\":21.5}"[..]);
     t.application_properties = Some(AnnotationMap::from_pairs([("alert", "no")]));
@@ -388,6 +392,10 @@ async fn round_trip(transport: HubTransport, security: Security) {
     assert!(event.enqueued_time.is_some());
     assert_eq!(event.body_text().as_deref(), Some("{\"temp\":21.5}"));
     assert_eq!(event.sequence_number, Some(0));
+    let stamped = event.message.message_annotations.as_ref().and_then(|a| {
+        a.get("iothub-connection-auth-generation-id").and_then(|v| v.as_str().map(str::to_owned))
+    });
+    assert_eq!(stamped, Some(generation));
 
     within("close", reader.close()).await.unwrap();
     within("close", device.close()).await.unwrap();

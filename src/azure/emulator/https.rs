@@ -608,8 +608,9 @@ impl IotHub {
             let why = format!("device {device:?} is throttled (fault injection)");
             return err(429, "ThrottlingException", why);
         }
+        let generation = self.generation_id(device).unwrap_or_default();
         for m in messages {
-            self.inner.log.append(device, m);
+            self.inner.log.append_from(device, None, &generation, m);
         }
         no_content()
     }

@@ -687,7 +687,9 @@ async fn telemetry(
         }
         match d.message() {
             Ok(m) => {
-                hub.inner.log.append_from(device, module, m);
+                let sender = module.map_or(device.to_owned(), |m| format!("{device}/{m}"));
+                let generation = hub.generation_id(&sender).unwrap_or_default();
+                hub.inner.log.append_from(device, module, &generation, m);
                 let _ = rx.accept(&d);
                 on_link += 1;
                 let on_conn = c.telemetry.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
@@ -818,11 +820,15 @@ async fn feedback(hub: &IotHub, tx: Arc<Sender>) {
         if tx.wait_credit().await.is_err() {
             return;
         }
-        let batch: Vec<_> = {
+        let mut batch: Vec<_> = {
             let mut f = lock(&q.feedback);
             let n = f.len().min(64);
             f.drain(..n).collect()
         };
+        // Each record names its device's generation (a device deleted since has none).
+        for r in batch.iter_mut().filter(|r| r.device_generation_id.is_empty()) {
+            r.device_generation_id = hub.generation_id(&r.device_id).unwrap_or_default();
+        }
         let body: Vec<serde_json::Value> = batch.iter().map(|r| r.to_json()).collect();
         let config = hub.config();
         let m = Message {

@@ -169,6 +169,13 @@ impl IotHub {
         )
     }
 
+    /// Identity `id`'s generation id (a device, or `DEVICE/MODULE`), as the registry shows
+    /// it and the hub stamps on its messages (`iothub-connection-auth-generation-id`) and
+    /// feedback (`deviceGenerationId`); `None` for an identity not in the registry.
+    pub fn generation_id(&self, id: &str) -> Option<String> {
+        self.identity(id).map(|i| i.generation)
+    }
+
     /// Resolves at the next deletion or disabling of an identity.
     pub(super) async fn registry_changed(&self) {
         self.inner.registry.changed.notified().await;

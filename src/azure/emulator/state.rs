@@ -232,16 +232,19 @@ impl EventLog {
 
     /// Stamps `message` with the hub's annotations and appends it to its device's
     /// partition; returns the partition and the event.
+    #[cfg(test)]
     pub(super) fn append(&self, device: &str, message: Message) -> (usize, Event) {
-        self.append_from(device, None, message)
+        self.append_from(device, None, "0", message)
     }
 
-    /// [`EventLog::append`] for a message a device's module sent: it carries
-    /// `iothub-connection-module-id` too.
+    /// Stamps `message` with the hub's annotations (the sender's `generation` id among
+    /// them; a message from a device's module carries `iothub-connection-module-id` too)
+    /// and appends it to its device's partition; returns the partition and the event.
     pub(super) fn append_from(
         &self,
         device: &str,
         module: Option<&str>,
+        generation: &str,
         mut message: Message,
     ) -> (usize, Event) {
         let p = self.partition_of(device);
@@ -256,7 +259,7 @@ impl EventLog {
         pairs.extend([
             (sym("iothub-connection-device-id"), Value::from(device)),
             (sym("iothub-connection-auth-method"), Value::from(auth)),
-            (sym("iothub-connection-auth-generation-id"), Value::from("0")),
+            (sym("iothub-connection-auth-generation-id"), Value::from(generation)),
             (sym("iothub-enqueuedtime"), Value::from(enqueued)),
             (sym("iothub-message-source"), Value::from("Telemetry")),
             (sym("x-opt-sequence-number"), Value::from(sequence_number)),
