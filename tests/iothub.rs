@@ -1233,3 +1233,18 @@ async fn a_device_with_a_policy_s_key_gets_in_over_sasl_plain() {
     let events = h.hub.events(h.hub.partition_of("dev1"));
     assert_eq!(events.iter().filter(|e| e.device_id == "dev1").count(), 1);
 }
+
+#[tokio::test]
+async fn a_device_registered_for_x509_takes_no_sas_token() {
+    let h = start(Duration::from_millis(50)).await;
+    let ca_signed = serde_json::json!({ "authentication": { "type": "certificateAuthority" } });
+    h.hub.put_identity("xdev", &ca_signed, None).unwrap();
+    let (_connection, session) = connect(&h, &format!("amqps://localhost:{}", h.amqps)).await;
+    let cbs = within("cbs", CbsClient::attach(&session)).await.unwrap();
+    let key = SasKey::from_bytes(vec![7; 32]);
+    let token = SasToken::new("localhost/devices/xdev", &key, None, in_an_hour()).unwrap();
+    let token = token.to_string();
+    let put = cbs.put_token("localhost%2Fdevices%2Fxdev", &token, SAS_TOKEN_TYPE);
+    let e = within("put", put).await.expect_err("a token for an X.509 device");
+    assert!(e.to_string().contains("X.509 certificate (certificateAuthority)"), "{e}");
+}

@@ -2668,12 +2668,17 @@ async fn the_service_invokes_a_direct_method_the_node_device_sdk_answers() {
 
 // ------------------------------------------------------------------ X.509 devices
 
+/// Registers device `id` as IoT Hub registers one a CA's certificate authenticates
+/// (`certificateAuthority`): no keys, no tokens.
+fn register_ca_signed(h: &hub::Hub, id: &str) {
+    let ca_signed = serde_json::json!({ "authentication": { "type": "certificateAuthority" } });
+    h.hub.put_identity(id, &ca_signed, None).expect("registered");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_x509_device_sends_with_its_certificate_and_no_token() {
-    let h = hub::start_with(|c| {
-        c.devices.push(("device-1".into(), amqpwire::azure::SasKey::from_bytes(b"unused".to_vec())))
-    })
-    .await;
+    let h = hub::start(Duration::from_millis(50)).await;
+    register_ca_signed(&h, "device-1");
     let scratch = Scratch::new("iothub-sdk", "x509");
     let (ca, cert, key) =
         (scratch.path("ca.pem"), scratch.path("cert.pem"), scratch.path("key.pem"));
@@ -3304,12 +3309,12 @@ async fn the_node_device_sdks_twin_method_module_and_x509_traffic() {
         |c| {
             c.feedback_interval = Duration::from_millis(50);
             c.modules.push(("dev1".into(), "m1".into(), module_key));
-            // The test CA's client certificate names device-1.
-            c.devices.push(("device-1".into(), SasKey::from_bytes(b"unused".to_vec())));
         },
         Some(rec.trace()),
     )
     .await;
+    // The test CA's client certificate names device-1.
+    register_ca_signed(&h, "device-1");
     let scratch = Scratch::new("iothub-sdk", "twin-method-traffic");
     let ca = scratch.path("ca.pem");
     std::fs::write(&ca, &h.pki.ca).expect("write");
@@ -3612,10 +3617,7 @@ async fn the_node_device_sdk_meets_injected_faults_as_iot_hub_sends_them() {
     }
     // An X.509 device put no token: nothing of its connection expires, and all three
     // messages arrive on one link.
-    let ca_signed = serde_json::json!({
-        "deviceId": "device-1", "authentication": { "type": "certificateAuthority" },
-    });
-    h.hub.put_identity("device-1", &ca_signed, None).expect("registered");
+    register_ca_signed(&h, "device-1");
     let (cert, key) = (scratch.path("cert.pem"), scratch.path("key.pem"));
     std::fs::write(&cert, &h.pki.client_cert).expect("write");
     std::fs::write(&key, &h.pki.client_key).expect("write");

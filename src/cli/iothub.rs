@@ -172,12 +172,18 @@ pub(crate) struct EmulateArgs {
     /// --x509-ca.
     #[arg(long)]
     client_certificates: bool,
-    /// X.509 devices: the CA (PEM) that signs device certificates. A registered device
-    /// that presents a certificate it signed, with the device id as subject common name,
-    /// is authenticated by TLS alone (no SASL, no token); its connection string says
-    /// `x509=true`.
+    /// X.509 devices: the CA (PEM) that signs device certificates. A device registered
+    /// with --x509-device (authentication type `certificateAuthority`) that presents a
+    /// certificate it signed, with the device id as subject common name, is authenticated
+    /// by TLS alone (no SASL, no token); its connection string says `x509=true`.
     #[arg(long, value_name = "PEM")]
     x509_ca: Option<PathBuf>,
+    /// A device (repeatable) registered as IoT Hub registers a CA-authenticated one
+    /// (`certificateAuthority`): it has no keys, takes no SAS token, and connects with a
+    /// certificate the --x509-ca signed. A device registered with keys (--device) is not
+    /// let in by a certificate, as on IoT Hub.
+    #[arg(long = "x509-device", value_name = "ID", requires = "x509_ca")]
+    x509_devices: Vec<String>,
     #[command(flatten)]
     trace: TraceArgs,
 }
@@ -311,6 +317,10 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
         }
     };
     let hub = IotHub::new(config);
+    for id in &args.x509_devices {
+        let ca_signed = serde_json::json!({ "authentication": { "type": "certificateAuthority" } });
+        hub.put_identity(id, &ca_signed, None).map_err(|e| format!("--x509-device {id:?}: {e}"))?;
+    }
     let options = hub.listen_options(Some(tls), None);
     // Each listener's connections are traced with its URL (the capture's comments).
     let traced = |place: &super::trace::Place| {
@@ -394,12 +404,16 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
     }
     let config = hub.config();
     for (id, key) in &config.devices {
-        let _ = writeln!(
-            out,
-            "device {id}: HostName={};DeviceId={id};SharedAccessKey={}",
-            config.hostname,
-            key.to_base64()
-        );
+        let _ = if args.x509_devices.contains(id) {
+            writeln!(out, "device {id}: HostName={};DeviceId={id};x509=true", config.hostname)
+        } else {
+            writeln!(
+                out,
+                "device {id}: HostName={};DeviceId={id};SharedAccessKey={}",
+                config.hostname,
+                key.to_base64()
+            )
+        };
     }
     for (device, module, key) in &config.modules {
         let _ = writeln!(

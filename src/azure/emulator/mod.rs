@@ -587,6 +587,12 @@ impl IotHub {
                 if self.disabled(&identity) {
                     return Err(format!("{identity:?} is disabled in the registry"));
                 }
+                if let Some(kind) = self.x509_kind(&identity) {
+                    return Err(format!(
+                        "{identity:?} authenticates with an X.509 certificate ({kind}), \
+                         not with SAS tokens"
+                    ));
+                }
                 // Either of the identity's two keys signs its tokens.
                 let key = match self.secondary_key(&identity) {
                     Some(second)

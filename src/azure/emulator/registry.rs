@@ -176,6 +176,13 @@ impl IotHub {
         self.identity(id).map(|i| i.generation)
     }
 
+    /// How identity `id` authenticates, when it does not with SAS tokens signed by its
+    /// keys: `certificateAuthority` or `selfSigned`.
+    pub(super) fn x509_kind(&self, id: &str) -> Option<&'static str> {
+        let auth = self.identity(id)?.auth;
+        (auth != AuthKind::Sas).then(|| auth.name())
+    }
+
     /// Resolves at the next deletion or disabling of an identity.
     pub(super) async fn registry_changed(&self) {
         self.inner.registry.changed.notified().await;
@@ -471,8 +478,12 @@ impl IotHub {
         let config = self.config();
         let mut ids = Vec::new();
         if let (Some(ca), Some(cn)) = (&config.x509_ca, &peer.subject_cn) {
+            // Only a device registered to authenticate so (certificateAuthority): one
+            // registered with keys is not let in by a certificate, as IoT Hub does not.
             let registered = config.devices.iter().any(|(d, _)| d == cn);
-            if registered && peer.verify_chain(ca.as_bytes()).is_ok() {
+            let by_ca =
+                || self.identity(cn).is_some_and(|i| i.auth == AuthKind::CertificateAuthority);
+            if registered && by_ca() && peer.verify_chain(ca.as_bytes()).is_ok() {
                 ids.push(cn.clone());
             }
         }
