@@ -232,6 +232,13 @@ async fn cloud_to_device_with_feedback_telemetry_and_the_event_hub_endpoint() {
     let a = m.message_annotations.unwrap();
     assert_eq!(a.get("iothub-connection-device-id").and_then(|v| v.as_str()), Some("dev1"));
     assert_eq!(a.get("x-opt-offset").and_then(|v| v.as_str()), Some("0"));
+    // A consumer group the hub does not have is refused, as Event Hubs refuses it.
+    let nosuch =
+        LinkOptions::receiver("r2", &format!("localhost/ConsumerGroups/nosuch/Partitions/{p}"));
+    let refused = within("attach", e.attach_receiver(nosuch, 10)).await.expect_err("no such group");
+    let Error::LinkRefused(Some(why)) = &refused else { panic!("{refused:?}") };
+    assert_eq!(why.condition.as_str(), condition::NOT_FOUND, "{refused}");
+    assert!(why.description.as_deref().unwrap_or_default().contains("\"nosuch\""), "{refused}");
 
     for c in [service, device, eh] {
         within("close", c.close(None)).await.unwrap();

@@ -109,6 +109,11 @@ pub(crate) struct EmulateArgs {
     /// /$servicebus/websocket (`off`: nowhere).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:18443")]
     eventhub_wss: String,
+    /// A consumer group of the Event Hub-compatible endpoint besides `$Default`
+    /// (repeatable): readers of a group the hub does not have are refused with
+    /// `amqp:not-found`, as Event Hubs refuses them.
+    #[arg(long = "consumer-group", value_name = "NAME")]
+    consumer_groups: Vec<String>,
     /// Keep the CA and server certificate here: `ca.pem`, `server.pem`,
     /// `server-key.pem`, made for --hostname unless all three exist. Default:
     /// `$HOME/.cache/amqpwire/iothub-HOSTNAME` (without HOME, a fresh directory under the
@@ -260,6 +265,7 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
         config.faults.redirect_to = Some((host, port));
     }
     config.client_certificates = args.client_certificates;
+    config.consumer_groups.extend(args.consumer_groups.iter().cloned());
     if let Some(path) = &args.x509_ca {
         let pem = std::fs::read_to_string(path)
             .map_err(|e| format!("--x509-ca {}: {e}", path.display()))?;

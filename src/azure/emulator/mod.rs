@@ -115,6 +115,11 @@ pub struct HubConfig {
     pub event_hub_name: String,
     /// Where the redirect sends event readers: host and port of the Event Hub listener.
     pub event_hub_endpoint: Option<(String, u16)>,
+    /// The Event Hub-compatible endpoint's consumer groups (`$Default`, and those a hub's
+    /// owner made): a reader of any other is refused with `amqp:not-found`, as Event Hubs
+    /// refuses one, so that a misspelt group does not pass here and fail on Azure.
+    /// Compared without regard to case, as Event Hubs names them.
+    pub consumer_groups: Vec<String>,
     /// Cloud-to-device messages queued per device at most (IoT Hub: 50).
     pub c2d_queue_limit: usize,
     /// Largest cloud-to-device message (IoT Hub: 64 KiB).
@@ -212,6 +217,7 @@ impl HubConfig {
             retained_events: 100_000,
             event_hub_name: name,
             event_hub_endpoint: None,
+            consumer_groups: vec![crate::azure::hub::DEFAULT_CONSUMER_GROUP.to_owned()],
             c2d_queue_limit: 50,
             c2d_max_size: 64 * 1024,
             d2c_max_size: 256 * 1024,

@@ -297,6 +297,18 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
             && is(&seg[1..], &["consumergroups", "*", "partitions", "*"])
             && !peer_sends
         {
+            let group = device_segment(&seg[2]);
+            let config = hub.config();
+            if !config.consumer_groups.iter().any(|g| g.eq_ignore_ascii_case(&group)) {
+                return refuse(
+                    request,
+                    condition::NOT_FOUND,
+                    format!(
+                        "no consumer group {group:?} on this Event Hub (it has {})",
+                        config.consumer_groups.join(", ")
+                    ),
+                );
+            }
             Node::Partition(seg[4].clone())
         } else {
             return refuse(
