@@ -51,7 +51,8 @@ pub(crate) struct TraceArgs {
     #[arg(long, value_enum, value_name = "SIDE", default_value = "client", requires = "record")]
     pub(crate) record_side: RecordSide,
     /// Draw every connection's frames as a ladder (a sequence diagram) in FILE, one
-    /// self-contained HTML page, rewritten as frames come.
+    /// self-contained HTML page, written again as frames come (at most four times a
+    /// second, each value cut to 4,096 characters; the whole is in --trace-json).
     #[arg(long, value_name = "FILE")]
     pub(crate) html: Option<std::path::PathBuf>,
     /// Write every connection's plaintext AMQP bytes, both directions, to FILE as a pcapng
@@ -138,8 +139,8 @@ pub(crate) struct Tracer {
     recorders: Mutex<HashMap<u64, Recording>>,
     /// How many connections have been recorded (each recording's file is numbered).
     recorded: std::sync::atomic::AtomicU64,
-    /// `--html FILE`, and every line so far (the page is rewritten from them).
-    html: Option<(std::path::PathBuf, Mutex<Vec<serde_json::Value>>)>,
+    /// `--html FILE`: the page, written again off the relay path as lines come.
+    html: Option<Arc<LivePage>>,
     /// `--pcap FILE`, and the connections started in it (with their transport and URL).
     pcap: Option<Mutex<(PcapWriter<std::fs::File>, HashSet<u64>)>>,
     /// Per connection whose first `close` has passed: whether the client sent it.
@@ -149,6 +150,140 @@ pub(crate) struct Tracer {
     addresses: Mutex<HashMap<u64, [Option<std::net::SocketAddr>; 2]>>,
     /// [`Tracer::finish`] has run: nothing more is traced, captured or recorded.
     finished: std::sync::atomic::AtomicBool,
+}
+
+/// `--html FILE` while the command runs: lines are added as frames pass, and a thread of
+/// its own writes the page again at most every [`LivePage::EVERY`], so that neither a
+/// long exchange (each write is the whole page) nor a large message holds up relaying.
+/// Each write replaces the file at once (a new file renamed over it), so a reader or a
+/// killed process never leaves half a page.
+pub(crate) struct LivePage {
+    path: std::path::PathBuf,
+    state: Mutex<PageState>,
+    wake: std::sync::Condvar,
+    /// The writer thread, joined before the last page is written (so that no earlier
+    /// page it was writing can replace the last).
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct PageState {
+    /// Each line as the page holds it ([`amqpwire::inspect::html::ladder_item`]).
+    items: Vec<String>,
+    /// Lines came since the page was last written.
+    dirty: bool,
+    /// The command ended: the last page is written, and the thread ends.
+    done: bool,
+}
+
+impl LivePage {
+    /// How often the page is written at most.
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+    /// The longest text a line of the page keeps of one value (a frame's hex, a large
+    /// message's data): the page is for reading, and a 4 MiB message would make it
+    /// tens of megabytes. The whole value is in `--trace-json` and `--pcap`.
+    const TEXT_KEPT: usize = 4096;
+
+    fn start(path: std::path::PathBuf) -> Arc<Self> {
+        let page = Arc::new(Self {
+            path,
+            state: Mutex::default(),
+            wake: std::sync::Condvar::new(),
+            writer: Mutex::new(None),
+        });
+        let writer = Arc::clone(&page);
+        let handle = std::thread::spawn(move || writer.run());
+        if let Ok(mut w) = page.writer.lock() {
+            *w = Some(handle);
+        }
+        page
+    }
+
+    fn add(&self, lines: impl Iterator<Item = serde_json::Value>) {
+        let items: Vec<String> = lines
+            .filter_map(|mut l| {
+                cut_long_text(&mut l, Self::TEXT_KEPT);
+                amqpwire::inspect::html::ladder_item(&l)
+            })
+            .collect();
+        if items.is_empty() {
+            return;
+        }
+        let Ok(mut state) = self.state.lock() else { return };
+        if state.done {
+            return;
+        }
+        state.items.extend(items);
+        state.dirty = true;
+        self.wake.notify_one();
+    }
+
+    /// The writer: waits for lines, writes the page, then lets lines gather for
+    /// [`LivePage::EVERY`] before the next write.
+    fn run(&self) {
+        loop {
+            let page = {
+                let Ok(mut state) = self.state.lock() else { return };
+                while !state.dirty && !state.done {
+                    state = match self.wake.wait(state) {
+                        Ok(s) => s,
+                        Err(_) => return,
+                    };
+                }
+                if state.done {
+                    return;
+                }
+                state.dirty = false;
+                amqpwire::inspect::html::ladder_page("amqpwire: live ladder", &state.items)
+            };
+            self.write(&page);
+            // Lines gather meanwhile; the command's end cuts the wait short.
+            let Ok(state) = self.state.lock() else { return };
+            let _ = self.wake.wait_timeout_while(state, Self::EVERY, |s| !s.done);
+        }
+    }
+
+    /// The command ends: the writer stops, and the last page is written, with every line.
+    fn finish(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.done = true;
+            self.wake.notify_all();
+        }
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(w) = writer {
+            let _ = w.join();
+        }
+        let Ok(state) = self.state.lock() else { return };
+        let page = amqpwire::inspect::html::ladder_page("amqpwire: live ladder", &state.items);
+        drop(state);
+        self.write(&page);
+    }
+
+    fn write(&self, page: &str) {
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".partial");
+        let tmp = std::path::PathBuf::from(tmp);
+        if std::fs::write(&tmp, page).is_ok() {
+            let _ = std::fs::rename(&tmp, &self.path);
+        }
+    }
+}
+
+/// Cuts every string in `v` longer than `kept` characters to its first `kept`, saying how
+/// long it was.
+fn cut_long_text(v: &mut serde_json::Value, kept: usize) {
+    match v {
+        serde_json::Value::String(s) if s.len() > kept => {
+            let end = (0..=kept).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+            let all = s.chars().count();
+            s.truncate(end);
+            s.push_str(&format!("… ({all} characters in all: the whole is in --trace-json)"));
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| cut_long_text(x, kept)),
+        serde_json::Value::Object(o) => o.values_mut().for_each(|x| cut_long_text(x, kept)),
+        _ => {}
+    }
 }
 
 /// Where a traced connection goes, or was accepted: its URL (for `--pcap`'s comments),
@@ -184,7 +319,7 @@ impl Tracer {
             start: Instant::now(),
             streams: Mutex::new(HashMap::new()),
             print: args.trace || args.trace_json.is_some() || args.html.is_some(),
-            html: args.html.clone().map(|p| (p, Mutex::new(Vec::new()))),
+            html: args.html.clone().map(LivePage::start),
             pcap: match &args.pcap {
                 Some(p) => {
                     let file = std::fs::File::create(p)
@@ -420,6 +555,9 @@ impl Tracer {
         for connection in recording {
             self.end_recording(connection);
         }
+        if let Some(page) = &self.html {
+            page.finish();
+        }
         if let Some(Ok(mut guard)) = self.pcap.as_ref().map(Mutex::lock) {
             let (w, started) = &mut *guard;
             let by = if by_client {
@@ -608,17 +746,8 @@ impl Tracer {
             return;
         }
         let time = self.start.elapsed().as_secs_f64();
-        if let Some((path, lines)) = &self.html {
-            if let Ok(mut lines) = lines.lock() {
-                for rec in records {
-                    lines.extend(trace_lines(rec, dir, time, connection));
-                }
-                if !records.is_empty() {
-                    let page =
-                        amqpwire::inspect::html::ladder_html("amqpwire: live ladder", &lines);
-                    let _ = std::fs::write(path, page);
-                }
-            }
+        if let Some(page) = &self.html {
+            page.add(records.iter().flat_map(|rec| trace_lines(rec, dir, time, connection)));
         }
         if self.json.is_some() {
             let mut lines = String::new();

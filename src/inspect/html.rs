@@ -13,18 +13,25 @@ use serde_json::Value as Json;
 
 /// The page for `lines` (trace-format JSON objects), titled `title`.
 pub fn ladder_html(title: &str, lines: &[Json]) -> String {
-    let data: Vec<&Json> = lines
-        .iter()
-        .filter(|l| {
-            matches!(
-                l.get("kind").and_then(Json::as_str),
-                Some("header" | "frame" | "error" | "event")
-            )
-        })
-        .collect();
-    // The data goes into a script element as JSON, every `<` escaped: nothing in it can
-    // end the element or open another.
-    let json = serde_json::to_string(&data).unwrap_or_else(|_| "[]".into()).replace('<', "\\u003c");
+    let items: Vec<String> = lines.iter().filter_map(ladder_item).collect();
+    ladder_page(title, &items)
+}
+
+/// One line as the page holds it, if the page shows it (headers, frames, errors and
+/// events): its JSON with every `<` escaped, so that nothing in it can end the script
+/// element the page keeps its data in, or open another.
+pub fn ladder_item(line: &Json) -> Option<String> {
+    let kind = line.get("kind").and_then(Json::as_str);
+    if !matches!(kind, Some("header" | "frame" | "error" | "event")) {
+        return None;
+    }
+    Some(serde_json::to_string(line).ok()?.replace('<', "\\u003c"))
+}
+
+/// The page for `items` ([`ladder_item`]s), titled `title`: a page can be written again
+/// as lines come without serialising the earlier ones again.
+pub fn ladder_page(title: &str, items: &[String]) -> String {
+    let json = format!("[{}]", items.join(","));
     let title = escape(title);
     format!("{HEAD}<title>{title}</title>{STYLE}</head><body><h1>{title}</h1>{BODY}<script type=\"application/json\" id=\"data\">{json}</script>{SCRIPT}</body></html>\n")
 }
