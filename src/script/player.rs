@@ -376,8 +376,10 @@ pub struct Player {
 }
 
 /// How many skipped frames of ignored performatives a player keeps for a later `expect`
-/// that asks for one.
-const SKIPPED_KEPT: usize = 64;
+/// that asks for one: enough for the first flow of each link of a client with thousands
+/// (a recording expects one before each link's first transfer), bounded so that a peer
+/// cannot grow the player's memory without end.
+const SKIPPED_KEPT: usize = 4096;
 
 /// How many dispositions settled in advance of their `expect` steps a player keeps.
 const SETTLED_AHEAD_KEPT: usize = 1024;
@@ -993,6 +995,14 @@ impl Player {
                 break;
             }
             self.incoming.pop_front();
+            // A link's flow says where the link stands now: it replaces one of the same
+            // link skipped before, so that a peer's flows for one busy link do not push
+            // out the first flows of the others.
+            if name == "flow" {
+                if let Some(link) = flow_link(&line) {
+                    self.skipped.retain(|l| flow_link(l) != Some(link));
+                }
+            }
             if self.skipped.len() == SKIPPED_KEPT {
                 self.skipped.pop_front();
             }
@@ -1196,6 +1206,15 @@ impl Player {
             other => other.clone(),
         }
     }
+}
+
+/// The channel and handle of a link's `flow` line (a session's flow has no handle).
+fn flow_link(line: &Json) -> Option<(u64, u64)> {
+    if line.get("performative").and_then(Json::as_str) != Some("flow") {
+        return None;
+    }
+    let handle = line.pointer("/fields/handle").and_then(Json::as_u64)?;
+    Some((line.get("channel").and_then(Json::as_u64).unwrap_or(0), handle))
 }
 
 /// The performative a `send` step writes: named, or by its descriptor in the typed form
@@ -1742,6 +1761,32 @@ mod tests {
         let f = against_bytes(&script, &[attach, session_flow, detach].join("\n"))
             .expect_err("a session flow has no handle");
         assert_eq!(f.step, 4, "{f:?}");
+    }
+
+    #[test]
+    fn the_first_flows_of_many_links_wait_for_their_expects() {
+        // A server that grants credit on 300 links at once, and more on the first many
+        // times, before the script comes to each link's expected flow.
+        let flow = |handle: u32, credit: u32| {
+            format!(
+                r#"{{"performative": "flow", "fields": {{"handle": {handle}, "link-credit": {credit}, "next-incoming-id": 0, "incoming-window": 9, "next-outgoing-id": 0, "outgoing-window": 9}}}}"#
+            )
+        };
+        let attach =
+            r#"{"performative": "attach", "fields": {"name": "l", "handle": 0, "role": "sender"}}"#;
+        let detach = r#"{"performative": "detach", "fields": {"handle": 0}}"#;
+        let mut peer = vec![attach.to_owned()];
+        peer.extend((0..300).map(|h| flow(h, 1)));
+        peer.extend((0..5000).map(|n| flow(0, n + 2)));
+        peer.push(detach.to_owned());
+        // Skipped while the detach is expected, each met by its expect afterwards.
+        let mut script = vec![r#"{"ignore": ["flow"]}"#.to_owned()];
+        script.push(r#"{"expect": {"performative": "attach"}}"#.to_owned());
+        script.push(r#"{"expect": {"performative": "detach"}}"#.to_owned());
+        script.extend((0..300).map(|h| {
+            format!(r#"{{"expect": {{"performative": "flow", "fields": {{"handle": {h}}}}}}}"#)
+        }));
+        assert!(against_bytes(&script.join("\n"), &peer.join("\n")).is_ok());
     }
 
     #[test]
