@@ -784,6 +784,47 @@ fn a_capture_joined_midway_is_decoded_from_each_directions_first_frame() {
     );
 }
 
+/// A transfer frame on channel 0, its message one data section of `n` bytes.
+fn transfer_frame(n: usize) -> Vec<u8> {
+    let mut body = vec![0x00, 0x53, 0x14, 0xc0, 0x06, 0x03, 0x43, 0x43, 0xa0, 0x01, 0x00];
+    body.extend_from_slice(&[0x00, 0x53, 0x75, 0xb0]);
+    body.extend_from_slice(&(n as u32).to_be_bytes());
+    body.extend(std::iter::repeat_n(0x5a, n));
+    let mut frame = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&[2, 0, 0, 0]);
+    frame.extend_from_slice(&body);
+    frame
+}
+
+#[test]
+fn a_capture_joined_inside_a_large_frame_finds_the_next_frame_past_it() {
+    // Each direction joined 20 KB into a 40 KB frame: the next frame header is 20 KB on,
+    // past the first 16 KB of either direction.
+    let (big, small) = (transfer_frame(40_000), transfer_frame(10));
+    let mut w = PcapWriter::new(Vec::new(), WriterOptions::default()).expect("writer");
+    for (dir, t) in [(C2S, 0), (S2C, 10)] {
+        w.write(1, dir, &big[..20_000], at(t)).expect("write");
+        w.write(1, dir, &big[20_000..], at(t + 1)).expect("write");
+    }
+    w.write(1, C2S, &small, at(20)).expect("write");
+    w.write(1, S2C, &small, at(21)).expect("write");
+    let frames = frames_of(&w.into_inner());
+    let late = |ms: u64| at(ms).duration_since(UNIX_EPOCH).expect("time");
+    let joined: Vec<_> =
+        frames.into_iter().filter(|(t, _)| *t == late(1) || *t >= late(11)).collect();
+    let events = decode(&pcap(1, false, false, &joined));
+    let items = decoded_items(&events);
+    for dir in [C2S, S2C] {
+        assert_eq!(items.get(&(1, dir)).map(Vec::len), Some(1), "{dir:?}: {items:?}");
+    }
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::Info(m) if m.contains("neither direction"))),
+        "{events:?}"
+    );
+}
+
 /// The Ethernet frame's IPv4 datagram cut into fragments of `size` bytes of payload (a
 /// multiple of 8), each a frame of its own with a correct header checksum.
 fn fragments(frame: &[u8], size: usize, id: u16) -> Vec<Vec<u8>> {

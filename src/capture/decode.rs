@@ -15,6 +15,11 @@ use crate::inspect::{Inspector, Record};
 /// How many bytes of each direction are looked at to recognise a connection's protocol.
 const SNIFF: usize = websocket::MAX_HEAD;
 
+/// How many bytes of each direction of a connection the capture joined midway are looked
+/// through for a frame header: the capture may start inside a frame of up to a megabyte
+/// (a large message's transfer), after which the next header comes.
+const JOINED_SNIFF: usize = 1 << 20;
+
 /// Server ports on which a TLS ClientHello is taken for AMQP (or AMQP over WebSocket) in
 /// TLS: AMQPS, AMQP, HTTPS.
 const TLS_PORTS: [u16; 3] = [5671, 5672, 443];
@@ -242,6 +247,10 @@ struct Side {
     scan_start: u64,
     /// FIN or RST seen, or the data ended before the protocol was known.
     ended: bool,
+    /// A frame header was found in `first` (a connection joined midway), and how much of
+    /// `first` has been looked through for one.
+    boundary: bool,
+    checked: usize,
     /// This direction sent the AMQP TLS header (`AMQP 2 1 0 0`) and TLS follows it, which
     /// the key log decrypts.
     #[cfg(feature = "keylog")]
@@ -498,10 +507,18 @@ impl CaptureDecoder {
             match conn.state {
                 State::Sniffing => {
                     if let TcpEvent::Data { dir, data, .. } = &ev {
+                        let sniff = if conn.handshake { SNIFF } else { JOINED_SNIFF };
                         let side = &mut conn.sides[dir.index()];
-                        let room = SNIFF.saturating_sub(side.first.len());
+                        let room = sniff.saturating_sub(side.first.len());
                         side.first.extend_from_slice(data.get(..room).unwrap_or(data));
                         conn.held_bytes += data.len();
+                        if !conn.handshake && !side.boundary {
+                            // Looked through once: each packet's bytes, and the few before
+                            // them in which a header could start.
+                            let from = side.checked.saturating_sub(RESYNC_WINDOW - 1);
+                            side.boundary = frame_boundary(&side.first[from..]).is_some();
+                            side.checked = side.first.len();
+                        }
                     }
                     if let TcpEvent::Gap { dir, .. } | TcpEvent::Fin { dir, .. } = &ev {
                         conn.sides[dir.index()].ended = true;
@@ -530,7 +547,8 @@ impl CaptureDecoder {
         let keyed = self.keylog.as_ref().is_some_and(|k| k.knows_hello(&c2s.first));
         #[cfg(not(feature = "keylog"))]
         let keyed = false;
-        let decided = classify(conn, c2s, s2c, keyed, last || conn.held_bytes > 2 * SNIFF);
+        let sniff = if conn.handshake { SNIFF } else { JOINED_SNIFF };
+        let decided = classify(conn, c2s, s2c, keyed, last || conn.held_bytes > 2 * sniff);
         let Some((state, why)) = decided else { return };
         let Some(conn) = self.conns.get_mut(&flow) else { return };
         conn.state = state;
@@ -1084,9 +1102,13 @@ fn classify(
         return None;
     }
     // Joined after its start: AMQP if a frame can be found in either direction; decoding
-    // starts at the first frame boundary of each.
-    if !conn.handshake && (frame_boundary(c).is_some() || frame_boundary(&s2c.first).is_some()) {
+    // starts at the first frame boundary of each. Until one is found, the bytes are looked
+    // through as they come (up to JOINED_SNIFF of each direction).
+    if !conn.handshake && (c2s.boundary || s2c.boundary) {
         return Some((State::Amqp, JOINED.to_owned()));
+    }
+    if !conn.handshake && !last {
+        return None;
     }
     let why = if !conn.handshake {
         "the capture joined the connection after its start, and neither direction holds an AMQP frame header"
