@@ -796,6 +796,77 @@ fn transfer_frame(n: usize) -> Vec<u8> {
     frame
 }
 
+/// A transfer frame on channel 0, handle 0: `delivery_id` (none on a continuation that
+/// leaves it out), `more`, and `payload` as its part of the message.
+fn part_frame(delivery_id: Option<u8>, more: bool, payload: &[u8]) -> Vec<u8> {
+    let mut fields = vec![0x43];
+    match delivery_id {
+        Some(id) => fields.extend_from_slice(&[0x52, id, 0xa0, 0x01, id]),
+        None => fields.extend_from_slice(&[0x40, 0x40]),
+    }
+    fields.extend_from_slice(&[0x40, 0x40, if more { 0x41 } else { 0x42 }]);
+    let mut body = vec![0x00, 0x53, 0x14, 0xc0, (fields.len() + 1) as u8, 0x06];
+    body.extend_from_slice(&fields);
+    body.extend_from_slice(payload);
+    let mut frame = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&[2, 0, 0, 0]);
+    frame.extend_from_slice(&body);
+    frame
+}
+
+#[test]
+fn a_delivery_whose_start_is_lost_in_a_gap_is_not_decoded_as_a_message() {
+    // A message of 3,000 bytes in three transfers, then a whole one.
+    let mut message = vec![0x00, 0x53, 0x75, 0xb0];
+    message.extend_from_slice(&2_992u32.to_be_bytes());
+    message.extend(std::iter::repeat_n(0x61, 2_992));
+    let whole = [&[0x00, 0x53, 0x77, 0xa1, 0x02][..], b"ok"].concat();
+    // Continuations that leave the delivery-id out (as the spec allows), and ones that
+    // repeat it (as rhea and Proton do).
+    for repeat in [false, true] {
+        let later = repeat.then_some(0);
+        let c2s = [
+            b"AMQP\x00\x01\x00\x00".to_vec(),
+            part_frame(Some(0), true, &message[..1_000]),
+            part_frame(later, true, &message[1_000..2_000]),
+            part_frame(later, false, &message[2_000..]),
+            part_frame(Some(1), false, &whole),
+        ]
+        .concat();
+        let s2c = b"AMQP\x00\x01\x00\x00".to_vec();
+        let opts = WriterOptions { mss: 300, ..WriterOptions::default() };
+        let mut frames = frames_of(&write_exchanges(opts, &[(&c2s, &s2c)]));
+        // The client's third data packet: inside the delivery's first transfer.
+        let victim = frames
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, f))| f.len() == 54 + 300 && f[34..36] != 5672u16.to_be_bytes())
+            .nth(2)
+            .map(|(i, _)| i)
+            .expect("a client data packet");
+        frames.remove(victim);
+        let events = decode(&pcap(1, false, false, &frames));
+        assert_eq!(errors(&events).len(), 1, "the gap alone: {:?}", errors(&events));
+        let mut text = String::new();
+        for e in &events {
+            amqpwire::capture::event_text(e, Duration::ZERO, &mut text);
+        }
+        assert!(text.contains("its first transfers came before the stream was joined"), "{text}");
+        assert!(!text.contains("message error"), "{text}");
+        // The whole delivery after it is decoded.
+        let items = decoded_items(&events);
+        let deliveries: Vec<_> = events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Record(Record::Frame(f)) => f.delivery.as_ref(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deliveries.len(), 1, "repeat {repeat}: {items:?}");
+        assert_eq!(deliveries[0].payload.as_ref(), &whole[..]);
+    }
+}
+
 #[test]
 fn a_capture_joined_inside_a_large_frame_finds_the_next_frame_past_it() {
     // Each direction joined 20 KB into a 40 KB frame: the next frame header is 20 KB on,

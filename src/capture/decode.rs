@@ -941,7 +941,7 @@ impl CaptureDecoder {
             data = &[];
             side.resync = false;
             side.scan = Vec::new();
-            side.inspector = Some(Inspector::new(self.opts).redact_secrets(self.redact));
+            side.inspector = Some(Inspector::new(self.opts).redact_secrets(self.redact).resumed());
             side.amqp_offset = 0;
             side.first.clear();
         }

@@ -186,12 +186,19 @@ pub struct Inspector {
     redact: bool,
     /// The layer the last protocol header opened (none seen yet: frames of either type).
     layer: Option<ProtocolId>,
+    /// [`Inspector::resumed`]: the links whose transfers have been seen since, for which
+    /// the next delivery is a whole one.
+    resumed: Option<std::collections::HashSet<(u16, u32)>>,
 }
 
 #[derive(Debug, Default)]
 struct Partial {
     payload: Vec<u8>,
     frames: usize,
+    /// The first transfers of the delivery may be before the stream started (a
+    /// [resumed](Inspector::resumed) stream); `Some(true)` when they surely were (its
+    /// first transfer seen carried no delivery-id, which a delivery's first must).
+    headless: Option<bool>,
 }
 
 impl Inspector {
@@ -205,7 +212,19 @@ impl Inspector {
             failed: false,
             redact: true,
             layer: None,
+            resumed: None,
         }
+    }
+
+    /// The stream starts in the middle of a connection (after a gap in a capture, or one
+    /// the capture joined midway), at a frame: the first delivery seen on each link may
+    /// have begun before it. Such a delivery whose first transfer seen has no
+    /// delivery-id (which a delivery's first transfer must have), or whose message does
+    /// not decode, is shown without its message and with a warning saying why, rather
+    /// than as a message that is in error.
+    pub fn resumed(mut self) -> Self {
+        self.resumed = Some(std::collections::HashSet::new());
+        self
     }
 
     /// Whether to mask credentials (on by default): the password of a SASL PLAIN
@@ -362,22 +381,53 @@ impl Inspector {
         {
             let key = (*channel, t.handle.0);
             let payload_offset = base + (body.len() - payload.len());
+            // The first transfer seen on a link of a resumed stream: its delivery may have
+            // begun before the stream did.
+            let first_seen = self.resumed.as_mut().is_some_and(|seen| seen.insert(key));
+            let headless = first_seen.then_some(t.delivery_id.is_none());
             if t.aborted {
                 self.partial.remove(&key);
                 rec.aborted = true;
             } else if t.more {
                 let p = self.partial.entry(key).or_default();
+                if p.frames == 0 {
+                    p.headless = headless;
+                }
                 p.payload.extend_from_slice(payload);
                 p.frames += 1;
                 rec.continuation = Some(p.frames);
             } else {
-                rec.delivery = Some(Box::new(match self.partial.remove(&key) {
+                let (delivery, headless) = match self.partial.remove(&key) {
                     Some(mut p) => {
                         p.payload.extend_from_slice(payload);
-                        self.delivery(Bytes::from(p.payload), p.frames + 1, 0, true, shared)
+                        let payload = Bytes::from(p.payload);
+                        (self.delivery(payload, p.frames + 1, 0, true, shared), p.headless)
                     }
-                    None => self.delivery(payload.clone(), 1, payload_offset, false, shared),
-                }));
+                    None => {
+                        (self.delivery(payload.clone(), 1, payload_offset, false, shared), headless)
+                    }
+                };
+                let lost = match headless {
+                    Some(true) => Some("its first transfer seen carries no delivery-id"),
+                    Some(false) if delivery.message.is_err() => {
+                        Some("its message does not decode from the transfers seen")
+                    }
+                    _ => None,
+                };
+                match lost {
+                    // Its start is missing: no message is shown, and nothing is in error.
+                    Some(why) => rec.warnings.push(Warning {
+                        offset: payload_offset,
+                        kind: crate::codec::ErrorKind::InvalidValue {
+                            what: "delivery",
+                            reason: format!(
+                                "its first transfers came before the stream was joined ({why})"
+                            ),
+                        },
+                        action: "its message is not decoded",
+                    }),
+                    None => rec.delivery = Some(Box::new(delivery)),
+                }
             }
         }
         rec
