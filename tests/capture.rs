@@ -324,6 +324,60 @@ fn a_packet_cut_short_by_the_snap_length_leaves_a_gap_of_the_rest() {
     assert_eq!(data_of(&events, C2S), b"0123next");
 }
 
+/// An Ethernet/IPv4/TCP frame with 20 bytes of TCP options (NOPs and a timestamp, as
+/// Linux sends on every segment) put after its fixed header.
+fn with_tcp_options(frame: &[u8]) -> Vec<u8> {
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let tcp = 14 + ihl;
+    let words = frame[tcp + 12] >> 4;
+    let header = usize::from(words) * 4;
+    let mut out = frame[..tcp + header].to_vec();
+    out.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 1, 1, 1, 1, 1, 1, 1, 0]);
+    out.extend_from_slice(&frame[tcp + header..]);
+    let total = u16::from_be_bytes([out[16], out[17]]) + 20;
+    out[16..18].copy_from_slice(&total.to_be_bytes());
+    out[tcp + 12] = ((words + 5) << 4) | (out[tcp + 12] & 0x0f);
+    out
+}
+
+#[test]
+fn a_tcp_header_cut_by_the_snap_length_is_read_from_its_fixed_part() {
+    let (c2s, s2c) = fixture("rhea-to-proton-no-sasl");
+    let frames = frames_of(&write_exchanges(WriterOptions::default(), &[(&c2s, &s2c)]));
+    // 64 bytes of each packet, as `tcpdump -s 64` keeps: the headers with options are cut
+    // inside their options.
+    let cut: Vec<(Duration, Vec<u8>)> = frames
+        .iter()
+        .map(|(t, f)| {
+            let f = with_tcp_options(f);
+            (*t, f[..f.len().min(64)].to_vec())
+        })
+        .collect();
+    let (_, first) = &cut[0];
+    let syn = parse_tcp(1, first).expect("a header cut in its options").expect("TCP");
+    assert!(syn.syn && syn.payload.is_empty() && syn.wire_len == 0, "{syn:?}");
+    // Nothing is damaged: the data the snap length cut is missing, and the connection
+    // carried none that was captured.
+    let events = decode(&pcap(1, false, false, &cut));
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    // The handshake's headers alone cut (their options are longer, as with `-s 68` on
+    // Linux): the connection is found from its handshake and decoded whole.
+    let cut_syns: Vec<(Duration, Vec<u8>)> = frames
+        .iter()
+        .map(|(t, f)| {
+            let syn = f[14 + 20 + 13] & 0x02 != 0;
+            let f = if syn { with_tcp_options(f)[..64].to_vec() } else { f.clone() };
+            (*t, f)
+        })
+        .collect();
+    let events = decode(&pcap(1, false, false, &cut_syns));
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::Connection(c) if c.handshake)));
+    let items = decoded_items(&events);
+    assert_eq!(items.get(&(1, C2S)), Some(&stream_items(&c2s)));
+    assert_eq!(items.get(&(1, S2C)), Some(&stream_items(&s2c)));
+}
+
 #[test]
 fn held_bytes_are_bounded_and_the_hole_is_given_up_when_they_pass_the_bound() {
     let chunk = vec![7u8; 16 * 1024];

@@ -126,6 +126,31 @@ pub fn parse_tcp(link_type: u16, data: &[u8]) -> Result<Option<TcpSegment<'_>>, 
     segment(&sliced)
 }
 
+/// A TCP segment from the fixed 20 bytes of a header the capture cut short (RFC 9293,
+/// 3.1): no payload captured, `declared` bytes of TCP on the wire.
+fn cut_header(src: IpAddr, dst: IpAddr, tcp: &[u8], declared: usize) -> Option<TcpSegment<'_>> {
+    let fixed: &[u8; 20] = tcp.get(..20)?.try_into().ok()?;
+    let u16_at = |i: usize| u16::from_be_bytes([fixed[i], fixed[i + 1]]);
+    let u32_at =
+        |i: usize| u32::from_be_bytes([fixed[i], fixed[i + 1], fixed[i + 2], fixed[i + 3]]);
+    let header_len = usize::from(fixed[12] >> 4) * 4;
+    if header_len < 20 || tcp.len() >= header_len {
+        return None; // a malformed header, or one that is whole: not a cut one
+    }
+    let flags = fixed[13];
+    Some(TcpSegment {
+        src: SocketAddr::new(src, u16_at(0)),
+        dst: SocketAddr::new(dst, u16_at(2)),
+        seq: u32_at(4),
+        ack: (flags & 0x10 != 0).then(|| u32_at(8)),
+        syn: flags & 0x02 != 0,
+        fin: flags & 0x01 != 0,
+        rst: flags & 0x04 != 0,
+        payload: &[],
+        wire_len: declared.saturating_sub(header_len),
+    })
+}
+
 fn ip(data: &[u8]) -> Result<LaxSlicedPacket<'_>, String> {
     LaxSlicedPacket::from_ip(data).map_err(|e| format!("IP header: {e}"))
 }
@@ -175,6 +200,14 @@ fn segment<'a>(p: &LaxSlicedPacket<'a>) -> Result<Option<TcpSegment<'a>>, String
         return Err("IPv6 fragment of a TCP segment: IPv6 fragments are not reassembled".into());
     }
     let Some(TransportSlice::Tcp(tcp)) = &p.transport else {
+        // A header the snap length cut short (in its options, as a 64-byte snap length
+        // cuts every header with timestamps): its fixed 20 bytes say what is needed, and
+        // the rest of the segment is missing, as a cut payload is.
+        if payload.incomplete {
+            if let Some(segment) = cut_header(src, dst, payload.payload, declared) {
+                return Ok(Some(segment));
+            }
+        }
         return Err(match &p.stop_err {
             Some((e, _)) => format!("{e}"),
             None => "TCP header missing".into(),
