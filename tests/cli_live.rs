@@ -392,8 +392,31 @@ fn the_proxy_stops_a_connection_at_bytes_that_do_not_decode_with_strict_stop() {
     assert!(has_close(&relayed), "the broker answered the bad open: {relayed:?}");
     // Stopped: the bad open never reaches the broker, so it never answers it; the proxy
     // closes the client's connection (read_to_end returned).
-    let stopped = through_proxy_with_a_bad_open(&server, &["--strict-stop"]);
+    let pcap = scratch("strict-stop.pcapng");
+    let pcap_arg = pcap.to_str().expect("path");
+    let stopped = through_proxy_with_a_bad_open(&server, &["--strict-stop", "--pcap", pcap_arg]);
     assert!(!has_close(&stopped), "the broker never saw the bad open: {stopped:?}");
+    // The capture shows what was relayed: the connection made (its handshake), none of
+    // the bytes that stopped it, and the relay (where the server stands) cutting it with
+    // a reset.
+    let file = std::fs::read(&pcap).expect("the capture");
+    let packets: Vec<String> = amqpwire::capture::CaptureReader::new(&file)
+        .expect("a capture")
+        .packets()
+        .filter_map(|p| {
+            let p = p.expect("a packet");
+            let seg = amqpwire::capture::net::parse_tcp(p.link_type, p.data).ok()??;
+            let from = if seg.dst.port() == 5672 { "client" } else { "server" };
+            let flags: Vec<&str> = [(seg.syn, "syn"), (seg.rst, "rst"), (seg.fin, "fin")]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, f)| *f)
+                .collect();
+            Some(format!("{from} {} {}", flags.join("+"), seg.payload.len()))
+        })
+        .collect();
+    assert_eq!(packets, ["client syn 0", "server syn 0", "client  0", "server rst 0"]);
+    let _ = std::fs::remove_file(&pcap);
 }
 
 #[test]
@@ -863,8 +886,22 @@ fn a_server_s_capture_ends_a_connection_its_client_dropped_as_the_client_did() {
     let _ = s.peek(&mut [0u8; 1]).expect("its open");
     drop(s);
     assert_eq!(ended(2), "ended: the transport failed (a reset or an error)");
+    // Connection 3 sends nothing at all: it is in the capture all the same, from its
+    // accept (SYN) to its end.
+    let s = std::net::TcpStream::connect(&addr).expect("connect");
+    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    assert_eq!(ended(3), "ended: the client closed its side");
+    drop(s);
     let _ = child.kill();
     let _ = child.wait();
+    let file = std::fs::read(&capture).expect("the capture");
+    let syns = amqpwire::capture::CaptureReader::new(&file)
+        .expect("a capture")
+        .packets()
+        .filter_map(|p| amqpwire::capture::net::parse_tcp(1, p.expect("a packet").data).ok()?)
+        .filter(|seg| seg.syn && seg.ack.is_none())
+        .count();
+    assert_eq!(syns, 3, "a SYN for each connection, the silent one too");
     let o = run(&["decode", "--json", capture.to_str().expect("path")]);
     let ends: Vec<(u64, String, String)> = text(&o.stdout)
         .lines()
@@ -960,4 +997,50 @@ fn a_recording_of_the_server_side_plays_the_server_to_the_client_again() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("every step held"), "{}", text(&o.stderr));
     let _ = std::fs::remove_file(&rec);
+}
+
+/// The client's data packets of a capture (TCP payload sizes, in order).
+fn client_data_packets(capture: &std::path::Path, server_port: u16) -> Vec<usize> {
+    let file = std::fs::read(capture).expect("the capture");
+    amqpwire::capture::CaptureReader::new(&file)
+        .expect("a capture")
+        .packets()
+        .filter_map(|p| {
+            let p = p.expect("a packet");
+            let seg = amqpwire::capture::net::parse_tcp(p.link_type, p.data).ok()??;
+            (seg.dst.port() == server_port && !seg.payload.is_empty()).then_some(seg.payload.len())
+        })
+        .collect()
+}
+
+#[test]
+fn a_scripts_capture_shows_its_paced_writes_as_they_were_made() {
+    let server = Server::start(&[]);
+    let capture = scratch("paced.pcapng");
+    let script = scratch("paced.jsonl");
+    std::fs::write(
+        &script,
+        [
+            r#"{"write": {"chunk": 3, "delay": 1}}"#,
+            r#"{"send": {"kind": "header", "protocol": "AMQP"}}"#,
+            r#"{"expect": {"kind": "header"}}"#,
+        ]
+        .join("\n"),
+    )
+    .expect("script");
+    let cap = capture.to_str().expect("path");
+    let o = run(&[
+        "script",
+        script.to_str().expect("path"),
+        "--connect",
+        &server.urls[0],
+        "--pcap",
+        cap,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // The header went out in three writes of 3, 3 and 2 bytes, and the capture has them
+    // so, each when it was written.
+    assert_eq!(client_data_packets(&capture, 5672), [3, 3, 2]);
+    let _ = std::fs::remove_file(&capture);
+    let _ = std::fs::remove_file(&script);
 }

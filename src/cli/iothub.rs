@@ -332,7 +332,7 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
     let traced = |place: &super::trace::Place| {
         let mut o = options.clone();
         o.trace = tracer.as_ref().map(|t| t.shared(Arc::clone(place)));
-        o.started = tracer.as_ref().map(super::trace::Tracer::started);
+        o.started = tracer.as_ref().map(|t| t.started(Arc::clone(place)));
         o.ended = tracer.as_ref().map(super::trace::Tracer::ended);
         o
     };

@@ -166,10 +166,17 @@ fn lane(sender: Side) -> (usize, &'static str, &'static str) {
 impl Tap for CliTap {
     fn bytes(&self, connection: u64, flow: Flow, data: &[u8]) -> Result<(), String> {
         let (index, dir, arrow) = lane(flow.sender());
-        if let Some(t) = &self.tracer {
-            t.record_bytes(connection, flow == Flow::ClientToServer, data);
+        let from_client = flow == Flow::ClientToServer;
+        // What is relayed goes into the capture and the recording; with --strict-stop,
+        // bytes that stop the connection are not relayed, so they go into neither (the
+        // trace shows them, with why the connection stopped).
+        let relayed = |t: &Tracer| {
+            t.record_bytes(connection, from_client, data);
             let place = self.place.get().map(String::as_str);
-            t.capture_bytes(connection, place, flow == Flow::ClientToServer, data);
+            t.capture_bytes(connection, place, from_client, data);
+        };
+        if let (Some(t), false) = (&self.tracer, self.strict_stop) {
+            relayed(t);
         }
         let records = match &self.tracer {
             Some(t) if t.prints() => {
@@ -193,7 +200,12 @@ impl Tap for CliTap {
                 let who = flow.sender();
                 Err(format!("{who} sent bytes that do not decode ({e})"))
             }
-            _ => Ok(()),
+            _ => {
+                if let (Some(t), true) = (&self.tracer, self.strict_stop) {
+                    relayed(t);
+                }
+                Ok(())
+            }
         }
     }
 
@@ -216,6 +228,8 @@ impl Tap for CliTap {
                 ProxyEvent::Accepted { peer } => t.set_address(connection, true, *peer),
                 ProxyEvent::Relaying { upstream_addr, .. } => {
                     t.set_address(connection, false, *upstream_addr);
+                    // Its SYN when it is made, with both addresses known.
+                    t.capture_open(connection, self.place.get().map(String::as_str));
                 }
                 _ => {}
             }
@@ -238,7 +252,14 @@ impl Tap for CliTap {
                 }
                 format!("{side}'s side failed: {error}")
             }
-            ProxyEvent::Stopped { reason } => format!("stopped: {reason}"),
+            ProxyEvent::Stopped { reason } => {
+                // The relay cut both sides: in the capture, where it stands for the
+                // server, a reset from the server's side.
+                if let Some(t) = &self.tracer {
+                    t.capture_end(connection, false, true);
+                }
+                format!("stopped: {reason}")
+            }
             ProxyEvent::Finished => {
                 if let Some(t) = &self.tracer {
                     t.forget(connection);

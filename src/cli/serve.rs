@@ -132,7 +132,7 @@ pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode, String> {
             let place = super::trace::Place::default();
             let mut options = options.clone();
             options.trace = tracer.as_ref().map(|t| t.shared(std::sync::Arc::clone(&place)));
-            options.started = tracer.as_ref().map(super::trace::Tracer::started);
+            options.started = tracer.as_ref().map(|t| t.started(std::sync::Arc::clone(&place)));
             options.ended = tracer.as_ref().map(super::trace::Tracer::ended);
             let listener = Listener::bind(url, options).await.map_err(|e| e.to_string())?;
             let _ = place.set(listener.endpoint().to_string());

@@ -368,8 +368,41 @@ impl Tracer {
         if self.is_finished() {
             return;
         }
-        let (w, started) = &mut *guard;
         let now = std::time::SystemTime::now();
+        self.open_in_capture(&mut guard, connection, place, now);
+        let (w, _) = &mut *guard;
+        let dir = if from_client {
+            CaptureDirection::ClientToServer
+        } else {
+            CaptureDirection::ServerToClient
+        };
+        let _ = w.write(connection, dir, data, now);
+        let _ = w.flush();
+    }
+
+    /// Starts `connection` in `--pcap` now (its SYN), when it is made (accepted, or
+    /// relayed to its server) rather than when its first bytes come: a capture shows when
+    /// each connection began, and one that never sends anything too.
+    pub(crate) fn capture_open(&self, connection: u64, place: Option<&str>) {
+        let Some(pcap) = &self.pcap else { return };
+        let Ok(mut guard) = pcap.lock() else { return };
+        if self.is_finished() {
+            return;
+        }
+        self.open_in_capture(&mut guard, connection, place, std::time::SystemTime::now());
+        let _ = guard.0.flush();
+    }
+
+    /// The SYN of `connection` with its transport and URL (`place`) and addresses in its
+    /// comment, unless it is in the capture already.
+    fn open_in_capture(
+        &self,
+        guard: &mut (PcapWriter<std::fs::File>, HashSet<u64>),
+        connection: u64,
+        place: Option<&str>,
+        now: std::time::SystemTime,
+    ) {
+        let (w, started) = guard;
         if started.insert(connection) {
             let [client, server] = self
                 .addresses
@@ -400,13 +433,6 @@ impl Tracer {
             };
             let _ = w.open(connection, &info, now);
         }
-        let dir = if from_client {
-            CaptureDirection::ClientToServer
-        } else {
-            CaptureDirection::ServerToClient
-        };
-        let _ = w.write(connection, dir, data, now);
-        let _ = w.flush();
     }
 
     /// Feeds `--record`: `data` sent by the client (`from_client`) or by the server.
@@ -481,12 +507,13 @@ impl Tracer {
     /// For [`ListenOptions::started`](amqpwire::runtime::ListenOptions::started): the
     /// addresses of a listener's client and of the listener's side of the connection, for
     /// the comment its capture starts with.
-    pub(crate) fn started(self: &Arc<Self>) -> StartedFn {
+    pub(crate) fn started(self: &Arc<Self>, place: Place) -> StartedFn {
         let me = Arc::clone(self);
         Arc::new(move |n, client, server| {
             let n = me.shown(n);
             me.set_address(n, true, client);
             me.set_address(n, false, server);
+            me.capture_open(n, place.get().map(String::as_str));
         })
     }
 

@@ -14,7 +14,8 @@ pub async fn play(player: &mut Player, io: Transport) {
 }
 
 /// [`play`], showing `watch` every byte as it passes: `watch(true, bytes)` for what the
-/// player sends (before it is written), `watch(false, bytes)` for what the peer sent.
+/// player sends (each write, right before it is made: a `write` step's pieces one by one,
+/// at their own times), `watch(false, bytes)` for what the peer sent.
 pub async fn play_watched(
     player: &mut Player,
     io: Transport,
@@ -28,10 +29,7 @@ pub async fn play_watched(
     loop {
         let mut out = Vec::new();
         player.poll_transmit(&mut out);
-        if !out.is_empty() {
-            watch(true, &out);
-        }
-        if !out.is_empty() && write_paced(&mut wr, &out, player.pacing()).await.is_err() {
+        if !out.is_empty() && write_paced(&mut wr, &out, player.pacing(), watch).await.is_err() {
             // The peer is gone: what it sent so far is all there is.
             if reading {
                 reading = false;
@@ -74,13 +72,15 @@ pub async fn play_watched(
 }
 
 /// Writes `data`, split into writes of `chunk` bytes with `delay` between them when a
-/// pacing is given, each flushed.
+/// pacing is given, each flushed and shown to `watch` right before it is made.
 async fn write_paced<W: tokio::io::AsyncWrite + Unpin>(
     wr: &mut W,
     data: &[u8],
     pacing: Option<(usize, std::time::Duration)>,
+    watch: &mut (dyn FnMut(bool, &[u8]) + Send),
 ) -> std::io::Result<()> {
     let Some((chunk, delay)) = pacing else {
+        watch(true, data);
         wr.write_all(data).await?;
         return wr.flush().await;
     };
@@ -88,6 +88,7 @@ async fn write_paced<W: tokio::io::AsyncWrite + Unpin>(
         if i > 0 && !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
+        watch(true, piece);
         wr.write_all(piece).await?;
         wr.flush().await?;
     }
