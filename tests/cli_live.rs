@@ -932,8 +932,16 @@ fn a_server_stopped_by_a_signal_ends_the_connections_still_open_in_its_capture()
     for (signal, status) in [("INT", 130), ("TERM", 143)] {
         let capture = scratch(&format!("stopped-{signal}.pcapng"));
         let cap = capture.to_str().expect("path");
-        let (mut child, url) =
-            listening(&["serve", "--listen", "amqp://127.0.0.1:0", "--pcap", cap]);
+        let trace = scratch(&format!("stopped-{signal}.jsonl"));
+        let (mut child, url) = listening(&[
+            "serve",
+            "--listen",
+            "amqp://127.0.0.1:0",
+            "--pcap",
+            cap,
+            "--trace-json",
+            trace.to_str().expect("path"),
+        ]);
         let addr = url.strip_prefix("amqp://").expect("amqp URL").to_owned();
         let mut s = std::net::TcpStream::connect(&addr).expect("connect");
         s.write_all(b"AMQP\0\x01\0\0").expect("header");
@@ -965,7 +973,14 @@ fn a_server_stopped_by_a_signal_ends_the_connections_still_open_in_its_capture()
         assert_eq!(fins, ["\"fin\" \"s2c\"", "\"fin\" \"c2s\""], "{signal}: {}", text(&o.stdout));
         let connections = text(&o.stdout).matches(r#""kind":"connection""#).count();
         assert_eq!(connections, 1, "{signal}: {}", text(&o.stdout));
+        // The trace says so too.
+        let said = std::fs::read_to_string(&trace).expect("the trace");
+        assert!(
+            said.contains(r#""event":"ended: the command was stopped (a signal) with it open""#),
+            "{said}"
+        );
         let _ = std::fs::remove_file(&capture);
+        let _ = std::fs::remove_file(&trace);
     }
 }
 

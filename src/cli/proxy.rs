@@ -75,7 +75,7 @@ pub(crate) fn run(args: &ProxyArgs) -> Result<ExitCode, String> {
                 .with_ca_file(ca)
                 .map_err(|e| format!("--ca {}: {e}", ca.display()))?;
         }
-        let tracer = Tracer::new(&args.trace, false)?;
+        let tracer = Tracer::for_relay(&args.trace)?;
         let place = super::trace::Place::default();
         let tap = Arc::new(CliTap {
             tracer: tracer.clone(),

@@ -150,6 +150,9 @@ pub(crate) struct Tracer {
     addresses: Mutex<HashMap<u64, [Option<std::net::SocketAddr>; 2]>>,
     /// [`Tracer::finish`] has run: nothing more is traced, captured or recorded.
     finished: std::sync::atomic::AtomicBool,
+    /// How the two directions (inspector 0 and 1) are named in traces, and their arrows:
+    /// `in` and `out`, or a relay's `c2s` and `s2c`.
+    lanes: [(&'static str, &'static str); 2],
 }
 
 /// `--html FILE` while the command runs: lines are added as frames pass, and a thread of
@@ -338,7 +341,16 @@ impl Tracer {
             server: false,
             recorders: Mutex::new(HashMap::new()),
             recorded: std::sync::atomic::AtomicU64::new(0),
+            lanes: [("in", "<-"), ("out", "->")],
         })))
+    }
+
+    /// [`Tracer::new`] for a relay (`proxy`): its directions are `c2s` and `s2c`.
+    pub(crate) fn for_relay(args: &TraceArgs) -> Result<Option<Arc<Self>>, String> {
+        let Some(t) = Self::new(args, false)? else { return Ok(None) };
+        let mut t = Arc::into_inner(t).ok_or("a new tracer is not shared")?;
+        t.lanes = [("c2s", "->"), ("s2c", "<-")];
+        Ok(Some(Arc::new(t)))
     }
 
     /// [`Tracer::new`] for a server: its clients' bytes come in (`--record` records them,
@@ -562,6 +574,23 @@ impl Tracer {
     /// open. Whatever its connections still send while the process exits is not traced,
     /// captured or recorded: each has ended there.
     pub(crate) fn stop(&self) {
+        // The connections still open end here: their traces say so, with what a frame
+        // cut short left, as their capture does.
+        let open: Vec<u64> = self
+            .streams
+            .lock()
+            .map(|s| {
+                let mut open: Vec<u64> = s.keys().copied().collect();
+                open.sort_unstable();
+                open
+            })
+            .unwrap_or_default();
+        for connection in open {
+            for (index, (dir, arrow)) in self.lanes.iter().enumerate() {
+                self.write(connection, dir, arrow, &self.end_stream(connection, index));
+            }
+            self.note(connection, "ended: the command was stopped (a signal) with it open");
+        }
         self.finish_from(false);
     }
 
