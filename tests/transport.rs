@@ -316,6 +316,24 @@ async fn wss_client_to_a_plain_ws_server_is_told_to_use_ws() {
 }
 
 #[tokio::test]
+async fn amqp_client_to_a_ws_server_is_told_what_it_sent() {
+    guard(async {
+        // A plain AMQP client's protocol header where an HTTP upgrade belongs.
+        let (endpoint, server) =
+            serve("amqp://127.0.0.1:{port}", Scheme::Ws, &AcceptConfig::default()).await;
+        let mut c = connect(&endpoint, &ClientTlsConfig::new()).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut c, b"AMQP\x00\x01\x00\x00").await.unwrap();
+        let e = server.await.unwrap().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the client sent an AMQP protocol header to a WebSocket port, not an HTTP upgrade: \
+             it expects amqp://"
+        );
+    })
+    .await
+}
+
+#[tokio::test]
 async fn amqps_listener_without_a_certificate_is_a_configuration_error() {
     guard(async {
         let (endpoint, server) =

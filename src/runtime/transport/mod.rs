@@ -317,10 +317,18 @@ pub async fn accept(
             Inner::Tls(Box::new(tls::server_handshake(tcp, tls_config()?, "amqps").await?))
         }
         Scheme::Ws => {
-            // A WebSocket client speaks first; a TLS record (0x16) here is a wss:// client.
-            let mut first = [0u8; 1];
-            if tcp.peek(&mut first).await.map_err(TransportError::Io)? == 1 && first[0] == 0x16 {
+            // A WebSocket client speaks first; a TLS record (0x16) here is a wss:// client,
+            // and an AMQP protocol header a plain amqp:// one.
+            let mut first = [0u8; 4];
+            let n = tcp.peek(&mut first).await.map_err(TransportError::Io)?;
+            if n >= 1 && first[0] == 0x16 {
                 return Err(TransportError::ClientSentTls { use_scheme: "wss" });
+            }
+            if n == 4 && &first == b"AMQP" {
+                return Err(TransportError::ClientNotWebSocket {
+                    sent: "an AMQP protocol header",
+                    use_scheme: "amqp",
+                });
             }
             Inner::Ws(Box::new(ws::accept_ws(tcp, &config.ws).await?))
         }
@@ -385,6 +393,14 @@ pub enum TransportError {
         /// The scheme the listener would need.
         use_scheme: &'static str,
     },
+    /// A WebSocket listener got something else than an HTTP upgrade request (`amqp://` to
+    /// a `ws` port).
+    ClientNotWebSocket {
+        /// What the client sent.
+        sent: &'static str,
+        /// The scheme the client's bytes call for.
+        use_scheme: &'static str,
+    },
     /// A WebSocket handshake failed for another reason.
     WebSocket(String),
     /// The server refused the client's WebSocket upgrade with an HTTP status.
@@ -444,6 +460,9 @@ impl TransportError {
             }
             Self::ClientNotTls { sent, use_scheme } => Self::ClientNotTls { sent, use_scheme },
             Self::ClientSentTls { use_scheme } => Self::ClientSentTls { use_scheme },
+            Self::ClientNotWebSocket { sent, use_scheme } => {
+                Self::ClientNotWebSocket { sent, use_scheme }
+            }
             Self::WebSocket(m) => Self::WebSocket(m.clone()),
             Self::WsRefused { status, path, subprotocol, body } => Self::WsRefused {
                 status: *status,
@@ -513,6 +532,11 @@ impl fmt::Display for TransportError {
             Self::ClientSentTls { use_scheme } => write!(
                 f,
                 "the client sent a TLS ClientHello to a plain port: it expects {use_scheme}://"
+            ),
+            Self::ClientNotWebSocket { sent, use_scheme } => write!(
+                f,
+                "the client sent {sent} to a WebSocket port, not an HTTP upgrade: it expects \
+                 {use_scheme}://"
             ),
             Self::WebSocket(m) => write!(f, "WebSocket: {m}"),
             Self::WsRefused { status, path, subprotocol, body } => {
