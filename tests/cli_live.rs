@@ -1059,3 +1059,23 @@ fn a_scripts_capture_shows_its_paced_writes_as_they_were_made() {
     let _ = std::fs::remove_file(&capture);
     let _ = std::fs::remove_file(&script);
 }
+
+#[test]
+fn send_and_receive_count_the_same_bytes() {
+    let server = Server::start(&[]);
+    let url = &server.urls[0];
+    let summary = |o: &std::process::Output| {
+        let err = text(&o.stderr);
+        let line = err.lines().rev().find(|l| l.contains(" messages, ")).unwrap_or_default();
+        // "sent 3 messages, 3015 bytes in …" → ("3", "3015")
+        let words: Vec<&str> = line.split_whitespace().collect();
+        (words.get(1).map(|w| w.to_string()), words.get(3).map(|w| w.to_string()))
+    };
+    let sent = run(&["send", url, "--to", "counted", "--size", "1005", "--count", "3"]);
+    assert!(sent.status.success(), "{}", text(&sent.stderr));
+    let got = run(&["receive", url, "--from", "counted", "--count", "3"]);
+    assert!(got.status.success(), "{}", text(&got.stderr));
+    // Both count the messages' bodies: 3 × 1005.
+    assert_eq!(summary(&sent), (Some("3".into()), Some("3015".into())), "{}", text(&sent.stderr));
+    assert_eq!(summary(&got), summary(&sent), "{}", text(&got.stderr));
+}

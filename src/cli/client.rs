@@ -232,6 +232,13 @@ pub(crate) fn read_body_file(f: &std::path::Path) -> Result<Bytes, String> {
     Ok(v.into())
 }
 
+/// What `send` and `receive` count as a message's bytes in their summaries: its body's
+/// (data sections joined, or a string value's UTF-8; 0 for other bodies), the same on
+/// both sides of a transfer.
+fn body_len(m: &Message) -> u64 {
+    m.body.bytes().map_or(0, |b| b.len() as u64)
+}
+
 /// The body as text (lossy), or its debug form when it is not bytes or a string.
 pub(crate) fn body_text(m: &Message) -> String {
     match m.body.bytes() {
@@ -361,7 +368,7 @@ async fn send_on(
                 props.iter().map(|(k, v)| (Value::from(k.as_str()), Value::from(v.as_str())));
             m.application_properties = Some(AnnotationMap::from_pairs(pairs));
         }
-        bytes += m.body.as_data().map_or(0, |b| b.len() as u64);
+        bytes += body_len(&m);
         if let Some(txn) = &txn {
             let outcome = sender.send_in(txn, &m).await;
             tally.add(outcome).map_err(|e| lost(e, &tally, 1, i + 1))?;
@@ -472,6 +479,9 @@ async fn receive_on(
             None => break,
             Some(r) => r.map_err(|e| lost(e, n))?,
         };
+        // (A message that does not decode is shown in JSON as it came, and counts no bytes.)
+        let message = d.message().map_err(|e| e.to_string());
+        bytes += message.as_ref().map_or(0, body_len);
         let line = if args.json {
             let mut o = serde_json::Map::new();
             o.insert("delivery_id".into(), d.delivery_id.0.into());
@@ -479,9 +489,8 @@ async fn receive_on(
             o.insert("message".into(), amqpwire::inspect::json::payload_json(&d.payload, None));
             serde_json::Value::Object(o).to_string()
         } else {
-            body_text(&d.message().map_err(|e| e.to_string())?)
+            body_text(&message?)
         };
-        bytes += d.payload.len() as u64;
         match &txn {
             Some(txn) => rx.accept_in(txn, &d),
             None => rx.accept(&d),
