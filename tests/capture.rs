@@ -1870,3 +1870,22 @@ fn regenerate_fuzz_seeds() {
         std::fs::write(dir.join(name), bytes).expect("write seed");
     }
 }
+
+#[test]
+fn a_writer_s_seed_gives_its_connections_their_initial_sequence_numbers() {
+    let write = |seed: u64| {
+        let mut w = PcapWriter::new(Vec::new(), WriterOptions { seed, ..WriterOptions::default() })
+            .expect("writer");
+        w.write(1, C2S, b"AMQP\x00\x01\x00\x00", at(0)).expect("write");
+        w.into_inner()
+    };
+    let syn_seq = |file: &[u8]| {
+        let frames = frames_of(file);
+        parse_tcp(1, &frames[0].1).expect("tcp").expect("a segment").seq
+    };
+    // The same seed, the same file; another seed, other initial sequence numbers (and the
+    // default, 0, the numbers files had before seeds).
+    assert_eq!(write(7), write(7));
+    assert_ne!(syn_seq(&write(7)), syn_seq(&write(8)));
+    assert_eq!(syn_seq(&write(0)), 479_680_206);
+}

@@ -49,6 +49,11 @@ pub struct WriterOptions {
     /// A comment for the whole file (the section header's `opt_comment`), for example what
     /// was captured, by which command.
     pub comment: Option<String>,
+    /// Mixed into every initial sequence number (default 0): files written with the same
+    /// seed are the same byte for byte; files written with different ones, merged
+    /// (`mergecap`), do not show Wireshark two connections with one address pair and one
+    /// initial sequence number, which it takes for retransmissions.
+    pub seed: u64,
 }
 
 impl Default for WriterOptions {
@@ -60,6 +65,7 @@ impl Default for WriterOptions {
             first_client_port: 49152,
             mss: MAX_SEGMENT,
             comment: None,
+            seed: 0,
         }
     }
 }
@@ -283,7 +289,8 @@ impl<W: Write> PcapWriter<W> {
 
     fn start(&mut self, conn: u64, comment: Option<&str>, time: SystemTime) -> io::Result<()> {
         let port = self.next_port();
-        let isn = [initial_seq(conn, 0), initial_seq(conn, 1)];
+        let seed = self.opts.seed;
+        let isn = [initial_seq(conn, 0, seed), initial_seq(conn, 1, seed)];
         let c2s = Direction::ClientToServer;
         let syn = Flags { syn: true, ..Flags::default() };
         self.packet(port, c2s, syn, isn[0], None, &[], time, comment)?;
@@ -448,10 +455,12 @@ struct Flags {
     psh: bool,
 }
 
-/// A deterministic initial sequence number per connection and direction (splitmix64), so
-/// that files are reproducible and sequence numbers wrap at different places.
-fn initial_seq(conn: u64, dir: u64) -> u32 {
+/// A deterministic initial sequence number per connection, direction and seed
+/// (splitmix64), so that files are reproducible and sequence numbers wrap at different
+/// places.
+fn initial_seq(conn: u64, dir: u64, seed: u64) -> u32 {
     let mut z = conn.wrapping_mul(2).wrapping_add(dir).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z ^= seed.wrapping_mul(0xD6E8_FEB8_6659_FD93);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     (z ^ (z >> 31)) as u32

@@ -327,7 +327,14 @@ impl Tracer {
                 Some(p) => {
                     let file = std::fs::File::create(p)
                         .map_err(|e| format!("cannot write the capture to {}: {e}", p.display()))?;
-                    let writer = PcapWriter::new(file, WriterOptions::default())
+                    // Each file its own initial sequence numbers: captures of two runs
+                    // merged with mergecap stay two sets of connections to Wireshark.
+                    let seed = {
+                        use std::hash::{BuildHasher, Hasher};
+                        std::collections::hash_map::RandomState::new().build_hasher().finish()
+                    };
+                    let options = WriterOptions { seed, ..WriterOptions::default() };
+                    let writer = PcapWriter::new(file, options)
                         .map_err(|e| format!("cannot write the capture to {}: {e}", p.display()))?;
                     Some(Mutex::new((writer, HashSet::new())))
                 }
