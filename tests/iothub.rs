@@ -802,6 +802,11 @@ async fn oversized_messages_full_queues_and_bad_acks_are_rejected() {
     m.application_properties = Some(AnnotationMap::from_pairs([("iothub-ack", "sometimes")]));
     let e = within("send", service.send_c2d("dev1", m, Ack::None)).await.unwrap_err();
     assert_eq!(rejected(&e), condition::INVALID_FIELD, "{e}");
+    // A module: IoT Hub has no cloud-to-device messages for modules, and says so.
+    let m = Message::with_data(&b"x"[..]);
+    let e = within("send", service.send_c2d("dev1/m1", m, Ack::None)).await.unwrap_err();
+    assert_eq!(rejected(&e), condition::INVALID_FIELD, "{e}");
+    assert!(e.to_string().contains("modules do not receive cloud-to-device messages"), "{e}");
     // The queue holds two; the third is refused, and nothing refused was queued.
     for _ in 0..2 {
         within("send", service.send_c2d("dev1", Message::with_data(&b"q"[..]), Ack::None))
@@ -1254,4 +1259,38 @@ async fn a_device_registered_for_x509_takes_no_sas_token() {
     let put = cbs.put_token("localhost%2Fdevices%2Fxdev", &token, SAS_TOKEN_TYPE);
     let e = within("put", put).await.expect_err("a token for an X.509 device");
     assert!(e.to_string().contains("X.509 certificate (certificateAuthority)"), "{e}");
+}
+
+#[tokio::test]
+async fn a_refused_link_says_which_right_or_identity_its_token_lacks() {
+    let reader_key = SasKey::from_bytes(vec![9; 32]);
+    let k = reader_key.clone();
+    let h = start_with(move |c| {
+        c.devices.push(("dev2".into(), SasKey::from_bytes(vec![3; 32])));
+        let rights = amqpwire::azure::emulator::Permissions::of_policy("registryRead");
+        c.policies.push(("registryRead".into(), k, rights));
+    })
+    .await;
+    let refused = |e: Error| match e {
+        Error::LinkRefused(Some(e)) => {
+            assert_eq!(e.condition.as_str(), condition::UNAUTHORIZED_ACCESS);
+            e.description.unwrap_or_default()
+        }
+        other => panic!("not refused by the hub: {other}"),
+    };
+    let url = format!("amqps://localhost:{}", h.amqps);
+    // A policy without ServiceConnect: its token is good, its right is not.
+    let (_c1, s1) = connect(&h, &url).await;
+    let cbs = within("cbs", CbsClient::attach(&s1)).await.unwrap();
+    let token = SasToken::new("localhost", &reader_key, Some("registryRead"), in_an_hour());
+    let token = token.unwrap().to_string();
+    within("put", cbs.put_token("localhost", &token, SAS_TOKEN_TYPE)).await.unwrap();
+    let e = within("attach", s1.sender("c2d", "/messages/devicebound")).await.unwrap_err();
+    let why = refused(e);
+    assert!(why.contains("policy \"registryRead\" does not grant ServiceConnect"), "{why}");
+    // A device's own token, on another device's path.
+    let (_c2, s2) = connect_device(&h, &url).await;
+    let e = within("attach", s2.sender("t", "/devices/dev2/messages/events")).await.unwrap_err();
+    let why = refused(e);
+    assert!(why.contains("the token of \"dev1\" acts for device \"dev1\", not \"dev2\""), "{why}");
 }

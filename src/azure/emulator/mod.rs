@@ -253,6 +253,8 @@ pub(crate) struct Claim {
     grace: u64,
     /// Put on `$cbs` (not brought by SASL PLAIN or a certificate).
     put_on_cbs: bool,
+    /// Made by a TLS client certificate, not a token.
+    certificate: bool,
 }
 
 impl Claim {
@@ -273,6 +275,7 @@ impl Claim {
             cut_short: None,
             grace: 0,
             put_on_cbs: false,
+            certificate: true,
         })
     }
 
@@ -285,6 +288,35 @@ impl Claim {
     fn expiry(&self) -> u64 {
         let expiry = self.token.expiry().saturating_add(self.grace);
         self.cut_short.map_or(expiry, |c| c.min(expiry))
+    }
+
+    /// Why the claim does not open `resource` for `need`, when it says more than that the
+    /// claim is for another place: it is another device's (its token or certificate), or
+    /// a policy's without the right the node needs (ServiceConnect, DeviceConnect).
+    fn refusal(&self, resource: &str, need: &Need) -> Option<String> {
+        let holder = match (&self.identity, self.token.key_name()) {
+            (Some(id), _) if self.certificate => format!("the certificate of {id:?}"),
+            (Some(id), _) => format!("the token of {id:?}"),
+            (None, Some(policy)) => format!("the token of policy {policy:?}"),
+            (None, None) => "the token".to_owned(),
+        };
+        if let (Some(id), Need::Device(want)) = (self.device(), need) {
+            if id != want {
+                return Some(format!("{holder} acts for device {id:?}, not {want:?}"));
+            }
+        }
+        if !self.token.authorizes_any_port(resource) {
+            return None;
+        }
+        match need {
+            Need::Service if !self.rights.service => {
+                Some(format!("{holder} does not grant ServiceConnect, which {resource} needs"))
+            }
+            Need::Device(want) if self.identity.is_none() && !self.rights.device => Some(format!(
+                "{holder} does not grant DeviceConnect, which acting for device {want:?} needs"
+            )),
+            _ => None,
+        }
     }
 
     /// Whether the claim opens `resource` for `need` (expiry aside).
@@ -628,7 +660,15 @@ impl IotHub {
         let cut_short =
             config.faults.token_lifetime.map(|l| unix_seconds().saturating_add(l.as_secs()));
         let grace = config.clock_skew.as_secs();
-        Ok(Claim { token, identity, rights, cut_short, grace, put_on_cbs: false })
+        Ok(Claim {
+            token,
+            identity,
+            rights,
+            cut_short,
+            grace,
+            put_on_cbs: false,
+            certificate: false,
+        })
     }
 }
 

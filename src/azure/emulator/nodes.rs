@@ -117,10 +117,12 @@ impl Conn {
             .max()
             .ok_or_else(|| {
                 if claims.is_empty() {
-                    "no token has been put on $cbs for this connection".to_owned()
-                } else {
-                    format!("no valid token covers {resource}")
+                    return "no token has been put on $cbs for this connection".to_owned();
                 }
+                // Say what is missing: the right, the identity, or a token for the place.
+                let live = claims.iter().filter(|c| c.expiry() >= now && self.holds(c));
+                let mut reasons = live.filter_map(|c| c.refusal(resource, need));
+                reasons.next().unwrap_or_else(|| format!("no valid token covers {resource}"))
             })
     }
 
@@ -591,9 +593,20 @@ async fn c2d_in(hub: &IotHub, rx: Arc<Receiver>) {
         let to = message.properties.as_ref().and_then(|p| p.to.as_deref()).unwrap_or("");
         let seg = segments(to);
         if !is(&seg, &["devices", "*", "messages", "devicebound"]) {
+            // A module's path (or a device id with a `/`): IoT Hub has no cloud-to-device
+            // messages for modules.
+            let module = seg.len() > 4
+                && seg.first().is_some_and(|s| s.eq_ignore_ascii_case("devices"))
+                && seg.last().is_some_and(|s| s.eq_ignore_ascii_case("devicebound"));
+            let note = if module {
+                " (modules do not receive cloud-to-device messages: IoT Hub sends them to \
+                 devices only; a module is reached by direct methods or its twin)"
+            } else {
+                ""
+            };
             reject(
                 condition::INVALID_FIELD,
-                format!("to must be /devices/ID/messages/devicebound, not {to:?}"),
+                format!("to must be /devices/ID/messages/devicebound, not {to:?}{note}"),
             );
             continue;
         }
