@@ -216,6 +216,23 @@ fn modules_are_registry_identities_and_their_events_say_so() {
     let text = event.to_string();
     assert!(text.contains("\"iothub-connection-module-id\":\"m1\""), "{text}");
     assert!(text.contains("\"iothub-connection-device-id\":\"dev1\""), "{text}");
+    // Its text line names the module after its device.
+    let line = ok(&[
+        "iothub",
+        "monitor",
+        "--connection-string",
+        &service_cs(),
+        "--ca",
+        &e.ca(),
+        "--port",
+        &port,
+        "--from-start",
+        "--count",
+        "1",
+        "--timeout",
+        "20",
+    ]);
+    assert!(line.contains(" dev1/m1 partition ") && line.contains(": from-m1"), "{line}");
 }
 
 /// `iothub emulate --x509-ca PEM`: a device whose TLS client certificate that CA signed

@@ -39,15 +39,32 @@ enum IothubCommand {
     Emulate(Box<EmulateArgs>),
     /// Send a cloud-to-device message to a device (service connection string); prints
     /// its message-id.
+    #[command(mut_arg("connection_string", |a| a.help(SERVICE_CS)))]
     SendC2d(SendC2dArgs),
     /// Read cloud-to-device feedback records (service connection string).
+    #[command(
+        mut_arg("connection_string", |a| a.help(SERVICE_CS)),
+        mut_arg("count", |a| a.help("Stop after this many feedback records; default: until the time-out")),
+        mut_arg("json", |a| a.help("One JSON object per line instead of text: each record with the hub's own fields")),
+    )]
     Feedback(FeedbackArgs),
     /// Send telemetry as a device (device connection string).
+    #[command(mut_arg("connection_string", |a| a.help(DEVICE_CS)))]
     DeviceSend(DeviceSendArgs),
     /// Receive cloud-to-device messages as a device and complete, abandon or reject them.
+    #[command(
+        mut_arg("connection_string", |a| a.help(DEVICE_CS)),
+        mut_arg("count", |a| a.help("Stop after this many messages; default: until the time-out")),
+        mut_arg("json", |a| a.help("One JSON object per line instead of text: each message's lock token and the decoded message")),
+    )]
     DeviceReceive(DeviceReceiveArgs),
     /// Read device-to-cloud events: follow the hub's redirect to its Event Hub-compatible
     /// endpoint and read its partitions (service connection string).
+    #[command(
+        mut_arg("connection_string", |a| a.help(SERVICE_CS)),
+        mut_arg("count", |a| a.help("Stop after this many events; default: until the time-out")),
+        mut_arg("json", |a| a.help("One JSON object per line instead of text: each event's device (and module), enqueued time, offsets and message")),
+    )]
     Monitor(MonitorArgs),
     /// Start the emulator in-process and run the whole scenario against it over
     /// WebSocket: tokens, CBS, a cloud-to-device message completed with feedback,
@@ -509,6 +526,12 @@ enum TransportArg {
     Ws,
 }
 
+/// `--connection-string` of the commands that act as the service.
+const SERVICE_CS: &str = "The hub's connection string for a shared access policy with ServiceConnect (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…)";
+
+/// `--connection-string` of the commands that act as a device.
+const DEVICE_CS: &str = "The device's connection string (HostName=…;DeviceId=…;SharedAccessKey=…, or a policy with DeviceConnect and DeviceId=…; ModuleId=… sends as that module)";
+
 /// The options every client command takes.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct HubArgs {
@@ -917,11 +940,18 @@ fn parse_start(s: &str) -> Result<StartPosition, String> {
     }
 }
 
+/// An event as `monitor` prints it: when, who (`DEVICE`, or `DEVICE/MODULE` for a
+/// module's), where in the log, and its body.
 fn event_line(e: &Event) -> String {
+    let device = e.device_id.as_deref().unwrap_or("-");
+    let sender = match &e.module_id {
+        Some(m) => format!("{device}/{m}"),
+        None => device.to_owned(),
+    };
     format!(
         "{} {} partition {} seq {}: {}",
         e.enqueued_time.map_or_else(|| "-".to_owned(), |t| t.to_string()),
-        e.device_id.as_deref().unwrap_or("-"),
+        sender,
         e.partition,
         e.sequence_number.map_or_else(|| "-".to_owned(), |s| s.to_string()),
         e.body_text().unwrap_or_else(|| format!("{:?}", e.message.body)),
@@ -984,7 +1014,8 @@ pub(crate) struct DemoArgs {
     /// AMQP over WebSocket (as IoT Hub on 443) or over TLS (5671).
     #[arg(long, value_enum, default_value = "ws")]
     transport: TransportArg,
-    /// How the clients authenticate.
+    /// How the clients authenticate: `mssbcbs`, `anonymous` or `none` (SASL layer, then a
+    /// CBS put-token), or `plain` (the token as the SASL PLAIN password).
     #[arg(long, default_value = "mssbcbs", value_parser = parse_security)]
     security: Security,
 }
