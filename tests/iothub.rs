@@ -1294,3 +1294,41 @@ async fn a_refused_link_says_which_right_or_identity_its_token_lacks() {
     let why = refused(e);
     assert!(why.contains("the token of \"dev1\" acts for device \"dev1\", not \"dev2\""), "{why}");
 }
+
+#[tokio::test]
+async fn a_device_s_queue_is_purged_with_feedback_and_queries_say_they_are_not_emulated() {
+    let h = start_with(|c| c.feedback_interval = Duration::from_millis(50)).await;
+    let o = options(&h, HubTransport::Amqps, Security::None);
+    let service = within("service", ServiceClient::connect(&owner_cs(), o)).await.unwrap();
+    let mut ids = Vec::new();
+    for body in [&b"one"[..], b"two"] {
+        let send = service.send_c2d("dev1", Message::with_data(body), Ack::Full);
+        ids.push(within("send", send).await.unwrap());
+    }
+    assert_eq!(h.hub.queued("dev1"), 2);
+    let owner = service_token("localhost");
+    let purge = rest("DELETE", "/devices/dev1/commands", &owner, None, "");
+    let query =
+        rest("POST", "/devices/query", &owner, None, r#"{"query":"SELECT * FROM devices"}"#);
+    let answers = https(&h, h.wss, &[purge, query]).await;
+    assert_eq!(answers[0].0, 200, "{}", answers[0].1);
+    let purged = json(&answers[0].1);
+    assert_eq!((&purged["deviceId"], &purged["totalMessagesPurged"]), (&"dev1".into(), &2.into()));
+    assert_eq!(h.hub.queued("dev1"), 0);
+    assert_eq!((answers[1].0, code(&answers[1].1).as_str()), (501, "NotImplemented"));
+    // Each purged message that asked for feedback gives Purged.
+    let feedback = within("feedback", service.feedback()).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let records = within("records", feedback.next()).await.unwrap();
+        seen.extend(records.into_iter().map(|r| (r.original_message_id, r.status)));
+    }
+    let want: Vec<_> = ids
+        .iter()
+        .map(|id| match id {
+            MessageId::Uuid(u) => (u.to_string(), FeedbackStatus::Purged),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(seen, want);
+}

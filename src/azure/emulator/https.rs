@@ -528,6 +528,17 @@ impl IotHub {
             }
             (["devices"], &Method::GET) => Call::ListDevices,
             (["devices"], _) => return not_allowed("GET lists the devices"),
+            // IoT Hub's query language (`SELECT * FROM devices WHERE …`) is not emulated:
+            // said so, rather than taking `query` for a device id.
+            (["devices", "query"], &Method::POST) => {
+                let why = "queries of device twins (POST /devices/query, IoT Hub's query \
+                           language) are not emulated: read twins with GET /twins/{id}";
+                return Err(Box::new(err(501, "NotImplemented", why)));
+            }
+            (["devices", _, "commands"], &Method::DELETE) => Call::Purge(id(1)),
+            (["devices", _, "commands"], _) => {
+                return not_allowed("DELETE purges the device's cloud-to-device queue")
+            }
             (["devices", _], m) => Call::Identity(id(1), m.clone()),
             (["devices", _, "modules"], &Method::GET) => Call::ListModules(id(1)),
             (["devices", _, "modules"], _) => return not_allowed("GET lists the modules"),
@@ -559,6 +570,7 @@ impl IotHub {
             Call::ListDevices | Call::ListModules(_) => Access::RegistryRead,
             Call::Identity(_, m) if m == Method::GET => Access::RegistryRead,
             Call::Identity(..) => Access::RegistryWrite,
+            Call::Purge(_) => Access::Service,
             Call::Twin(_, m) if m == Method::GET => Access::ServiceRead,
             Call::Twin(..) | Call::Method(_) => Access::Service,
         };

@@ -11,6 +11,7 @@
 //!   GET    /twins/{id}[/modules/{mid}]      ─► 200 twin
 //!   PATCH  /twins/{id}…        {tags, properties.desired}  merge  ─► 200 twin
 //!   PUT    /twins/{id}…        {tags, properties.desired}  replace ─► 200 twin
+//!   DELETE /devices/{id}/commands           ─► 200 {deviceId, totalMessagesPurged}
 //!   POST   /twins/{id}[/modules/{mid}]/methods
 //!          {methodName, payload, responseTimeoutInSeconds, connectTimeoutInSeconds}
 //!                                           ─► 200 {status, payload} │ 404 DeviceNotOnline
@@ -44,6 +45,8 @@ pub(super) enum Call {
     Twin(String, Method),
     /// A direct method on a device or module.
     Method(String),
+    /// `DELETE /devices/{id}/commands`: the device's cloud-to-device queue emptied.
+    Purge(String),
 }
 
 /// The default and the range of a method's `responseTimeoutInSeconds`, IoT Hub's.
@@ -112,6 +115,13 @@ impl IotHub {
                 format!("{m} is not allowed on a twin: GET, PATCH or PUT"),
             )),
             Call::Method(id) => self.rest_method(&id, &parse_json(body)?).await,
+            Call::Purge(device) => {
+                if !self.knows(&device) {
+                    return Err(RestError::not_found(&device));
+                }
+                let purged = self.inner.queues.purge(&device);
+                Ok((200, Some(json!({ "deviceId": device, "totalMessagesPurged": purged }))))
+            }
             Call::Telemetry(_) | Call::Receive(_) | Call::Settle(..) => {
                 Err(RestError::new(500, "ServerError", "a device call reached the service API"))
             }

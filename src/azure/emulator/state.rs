@@ -114,6 +114,19 @@ impl Queues {
         next
     }
 
+    /// Empties `device`'s queue of the messages waiting (those it holds stay locked to
+    /// it), with `Purged` feedback for those that asked for it; how many went.
+    pub(super) fn purge(&self, device: &str) -> usize {
+        let purged: Vec<C2d> = lock(&self.devices)
+            .get_mut(device)
+            .map(|q| q.waiting.drain(..).collect())
+            .unwrap_or_default();
+        for m in &purged {
+            self.feedback(device, m, FeedbackStatus::Purged);
+        }
+        purged.len()
+    }
+
     /// Puts a message back at the front of its device's queue.
     pub(super) fn requeue(&self, device: &str, m: C2d) {
         let mut d = lock(&self.devices);
