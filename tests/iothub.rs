@@ -1196,6 +1196,8 @@ async fn expired_feedback_comes_while_the_device_stays_away() {
     let h = start_with(|c| c.feedback_interval = Duration::from_millis(50)).await;
     let o = options(&h, HubTransport::Amqps, Security::None);
     let service = within("service", ServiceClient::connect(&owner_cs(), o)).await.unwrap();
+    // The feedback reader first, waiting with nothing to expect when the message comes.
+    let feedback = within("feedback", service.feedback()).await.unwrap();
     let mut short = Message::with_data(&b"never fetched"[..]);
     let soon = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64 + 200;
     short.properties = Some(Properties {
@@ -1204,7 +1206,6 @@ async fn expired_feedback_comes_while_the_device_stays_away() {
     });
     let id = within("send", service.send_c2d("dev1", short, Ack::Full)).await.unwrap();
     // No device ever connects: the feedback reader hears of the expiry all the same.
-    let feedback = within("feedback", service.feedback()).await.unwrap();
     let records = within("records", feedback.next()).await.unwrap();
     let seen: Vec<_> = records.into_iter().map(|r| (r.original_message_id, r.status)).collect();
     let MessageId::Uuid(id) = &id else { panic!("{id:?}") };

@@ -472,7 +472,6 @@ impl Shared {
         }
     }
 
-    /// The error for a command on a connection that has ended.
     /// Why `link` can no longer be used, once it has ended: detached (by either side),
     /// gone with its session, or its connection ended; `None` while it is attached.
     pub(crate) fn link_ended(&self, link: LinkId) -> Option<Error> {
@@ -487,6 +486,7 @@ impl Shared {
             .then_some(Error::LinkDetached(None))
     }
 
+    /// The error for a command on a connection that has ended.
     pub(crate) fn end_error(&self) -> Option<Error> {
         self.ended.as_ref().map(|e| match e {
             Ok(()) => Error::Closed,

@@ -96,7 +96,7 @@ impl fmt::Display for SaslError {
             ),
             Self::Refused { code, reason } => write!(
                 f,
-                "the client's authentication was refused (sasl-outcome {} ({})): {reason}",
+                "authentication failed: sasl-outcome {} ({}); refused because {reason}",
                 code.0,
                 code.name().unwrap_or("unknown code")
             ),

@@ -129,12 +129,18 @@ impl Conn {
     /// Resolves when no claim covers `resource` any longer (a renewal pushes it back).
     async fn expired(&self, resource: &str, need: &Need) {
         loop {
+            // Listening before looking: a change between the two is not missed.
+            let claims_changed = self.claims_changed.notified();
+            let registry_changed = self.hub.registry_changed();
+            tokio::pin!(claims_changed, registry_changed);
+            claims_changed.as_mut().enable();
+            registry_changed.as_mut().enable();
             let Ok(until) = self.covered(resource, need) else { return };
             let left = until.saturating_sub(unix_seconds()) + 1;
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(left)) => {}
-                _ = self.claims_changed.notified() => {}
-                _ = self.hub.registry_changed() => {}
+                _ = claims_changed => {}
+                _ = registry_changed => {}
             }
         }
     }
@@ -417,7 +423,10 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
         }
         Node::FileNotifications => {
             let Ok(tx) = request.accept_sender(Some(options)) else { return };
-            until_expired(&c, &resource, &need, tx, |_| std::future::pending::<()>()).await;
+            until_expired(&c, &resource, &need, tx, |tx| async move {
+                tx.ended().await;
+            })
+            .await;
         }
         Node::C2dOut(device) => {
             let Ok(tx) = request.accept_sender(Some(options)) else { return };
@@ -447,25 +456,17 @@ async fn answer(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, eve
 
 /// The end of a link a node holds, which an expired claim detaches.
 pub(super) trait LinkEnd {
-    /// Resolves once the link has ended, whoever ended it.
-    async fn ended(&self);
     /// Closes the link with `error`.
     async fn detach(&self, error: AmqpError);
 }
 
 impl LinkEnd for Receiver {
-    async fn ended(&self) {
-        Self::ended(self).await;
-    }
     async fn detach(&self, error: AmqpError) {
         let _ = self.close_shared(error).await;
     }
 }
 
 impl LinkEnd for Sender {
-    async fn ended(&self) {
-        Self::ended(self).await;
-    }
     async fn detach(&self, error: AmqpError) {
         let _ = self.close_shared(error).await;
     }
@@ -487,8 +488,9 @@ where
 }
 
 /// [`until_expired`], for work that may end by asking to detach the link with an error.
-/// The work ends with its link too, so a node waiting for something to send (a device's
-/// queue, the feedback, a partition) does not outlive the link and its connection.
+/// (The work ends with its link: a receiver's when its deliveries run out, a sender's
+/// where it waits for something to send, so that it does not outlive the link and its
+/// connection, nor stop in the middle of a step.)
 async fn until_expired_or<L, F, Fut>(c: &Conn, resource: &str, need: &Need, link: L, work: F)
 where
     L: LinkEnd,
@@ -498,7 +500,6 @@ where
     let link = Arc::new(link);
     let detach = tokio::select! {
         why = work(Arc::clone(&link)) => why,
-        () = link.ended() => None,
         () = c.expired(resource, need) => Some(c.lost(need)),
     };
     if let Some(why) = detach {
@@ -774,7 +775,10 @@ async fn c2d_out(hub: &IotHub, tx: Arc<Sender>, device: &str) {
         }
         let changed = q.changed.notified();
         let Some(m) = q.take(device) else {
-            changed.await;
+            tokio::select! {
+                () = changed => {}
+                _ = tx.ended() => return,
+            }
             continue;
         };
         if m.expires_ms <= now_ms() {
@@ -828,6 +832,8 @@ async fn feedback(hub: &IotHub, tx: Arc<Sender>) {
     let q = &hub.inner.queues;
     loop {
         let changed = q.feedback_changed.notified();
+        // A message queued (or queued again) may expire sooner than those known.
+        let queued = q.changed.notified();
         // Messages whose time to live ran out while their device was away give their
         // feedback now, and the next one to expire wakes this loop.
         let next_expiry = q.expire(now_ms());
@@ -837,7 +843,9 @@ async fn feedback(hub: &IotHub, tx: Arc<Sender>) {
             });
             tokio::select! {
                 () = changed => {}
+                () = queued => {}
                 () = tokio::time::sleep(until_expiry) => {}
+                _ = tx.ended() => return,
             }
             continue;
         }
@@ -926,7 +934,10 @@ async fn partition(hub: &IotHub, tx: Arc<Sender>, index: usize, start: StartPosi
         let appended = log.appended.notified();
         let event = lock(&log.partitions[index]).at_or_after(next).cloned();
         let Some(event) = event else {
-            appended.await;
+            tokio::select! {
+                () = appended => {}
+                _ = tx.ended() => return,
+            }
             continue;
         };
         let payload = crate::message::Payload {

@@ -184,8 +184,8 @@ impl IotHub {
     }
 
     /// Resolves at the next deletion or disabling of an identity.
-    pub(super) async fn registry_changed(&self) {
-        self.inner.registry.changed.notified().await;
+    pub(super) fn registry_changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.registry.changed.notified()
     }
 
     /// The secondary key of identity `id`, which signs tokens as well as its primary.
