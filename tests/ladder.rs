@@ -133,3 +133,22 @@ fn a_live_command_draws_its_ladder_as_frames_come() {
     check(&page, frames);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_command_that_fails_leaves_its_page_with_the_frames_that_explain_it() {
+    let dir = std::env::temp_dir().join(format!("amqpwire-ladder-failed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let page = dir.join("refused.html");
+    let mut cmd = cli::bin();
+    cmd.args(["serve", "--listen", "amqp://127.0.0.1:0", "--user", "alice:secret"]);
+    let server = cli::Running::start(cmd, |lines| !lines.is_empty());
+    let url = server.lines[0].strip_prefix("listening on ").expect("URL").to_owned();
+    let wrong = url.replace("amqp://", "amqp://alice:guess@");
+    let o = run(&["send", &wrong, "--to", "q", "--html", page.to_str().expect("path")]);
+    assert!(!o.status.success(), "a wrong password is refused");
+    // The command ended with an error, and its page holds the refusal.
+    let written = std::fs::read_to_string(&page).expect("the page");
+    assert!(written.contains(r#""performative":"sasl-outcome""#), "{written:.2000}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

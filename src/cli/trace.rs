@@ -155,6 +155,16 @@ pub(crate) struct Tracer {
     lanes: [(&'static str, &'static str); 2],
 }
 
+impl Drop for Tracer {
+    /// A command that ends without [`Tracer::finish`] (an error on its way out) still
+    /// leaves its page with every line it saw.
+    fn drop(&mut self) {
+        if let Some(page) = &self.html {
+            page.finish();
+        }
+    }
+}
+
 /// `--html FILE` while the command runs: lines are added as frames pass, and a thread of
 /// its own writes the page again at most every [`LivePage::EVERY`], so that neither a
 /// long exchange (each write is the whole page) nor a large message holds up relaying.
@@ -171,8 +181,9 @@ pub(crate) struct LivePage {
 
 #[derive(Default)]
 struct PageState {
-    /// Each line as the page holds it ([`amqpwire::inspect::html::ladder_item`]).
-    items: Vec<String>,
+    /// Each line as the page holds it ([`amqpwire::inspect::html::ladder_item`]), shared
+    /// so that the writer takes them with a copy of pointers, not of the text.
+    items: Vec<Arc<str>>,
     /// Lines came since the page was last written.
     dirty: bool,
     /// The command ended: the last page is written, and the thread ends.
@@ -204,10 +215,10 @@ impl LivePage {
     }
 
     fn add(&self, lines: impl Iterator<Item = serde_json::Value>) {
-        let items: Vec<String> = lines
+        let items: Vec<Arc<str>> = lines
             .filter_map(|mut l| {
                 cut_long_text(&mut l, Self::TEXT_KEPT);
-                amqpwire::inspect::html::ladder_item(&l)
+                amqpwire::inspect::html::ladder_item(&l).map(Arc::from)
             })
             .collect();
         if items.is_empty() {
@@ -226,7 +237,9 @@ impl LivePage {
     /// [`LivePage::EVERY`] before the next write.
     fn run(&self) {
         loop {
-            let page = {
+            // The lines taken under the lock (pointers), the page made outside it: adding
+            // lines never waits for a page to be made.
+            let items = {
                 let Ok(mut state) = self.state.lock() else { return };
                 while !state.dirty && !state.done {
                     state = match self.wake.wait(state) {
@@ -238,9 +251,9 @@ impl LivePage {
                     return;
                 }
                 state.dirty = false;
-                amqpwire::inspect::html::ladder_page("amqpwire: live ladder", &state.items)
+                state.items.clone()
             };
-            self.write(&page);
+            self.write(&amqpwire::inspect::html::ladder_page("amqpwire: live ladder", &items));
             // Lines gather meanwhile; the command's end cuts the wait short.
             let Ok(state) = self.state.lock() else { return };
             let _ = self.wake.wait_timeout_while(state, Self::EVERY, |s| !s.done);
@@ -258,9 +271,9 @@ impl LivePage {
             let _ = w.join();
         }
         let Ok(state) = self.state.lock() else { return };
-        let page = amqpwire::inspect::html::ladder_page("amqpwire: live ladder", &state.items);
+        let items = state.items.clone();
         drop(state);
-        self.write(&page);
+        self.write(&amqpwire::inspect::html::ladder_page("amqpwire: live ladder", &items));
     }
 
     fn write(&self, page: &str) {
@@ -278,7 +291,8 @@ impl LivePage {
 fn cut_long_text(v: &mut serde_json::Value, kept: usize) {
     match v {
         serde_json::Value::String(s) if s.len() > kept => {
-            let end = (0..=kept).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+            // (More bytes than `kept` may still be no more characters.)
+            let Some((end, _)) = s.char_indices().nth(kept) else { return };
             let all = s.chars().count();
             s.truncate(end);
             s.push_str(&format!("… ({all} characters in all: the whole is in --trace-json)"));
@@ -348,7 +362,7 @@ impl Tracer {
             server: false,
             recorders: Mutex::new(HashMap::new()),
             recorded: std::sync::atomic::AtomicU64::new(0),
-            lanes: [("in", "<-"), ("out", "->")],
+            lanes: IN_OUT,
         })))
     }
 
@@ -851,11 +865,16 @@ impl Tracer {
 
 /// A direction's inspector index, its name and its arrow in traces.
 fn lane(direction: Direction) -> (usize, &'static str, &'static str) {
-    match direction {
-        Direction::In => (0, "in", "<-"),
-        Direction::Out => (1, "out", "->"),
-    }
+    let index = match direction {
+        Direction::In => 0,
+        Direction::Out => 1,
+    };
+    let (name, arrow) = IN_OUT[index];
+    (index, name, arrow)
 }
+
+/// The names and arrows of a command's two directions in traces (inspector 0 and 1).
+const IN_OUT: [(&str, &str); 2] = [("in", "<-"), ("out", "->")];
 
 /// Writes `text` to `out`, if that output is on, and flushes it.
 fn emit(out: &Option<Mutex<Box<dyn Write + Send>>>, text: &str) {
@@ -904,4 +923,22 @@ fn numbered(path: &std::path::Path, nth: u64) -> std::path::PathBuf {
         None => format!("{stem}-{nth}"),
     };
     path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut_long_text;
+
+    #[test]
+    fn long_text_is_cut_by_characters_and_says_how_long_it_was() {
+        // 3,000 characters of two bytes each: more bytes than kept, not more characters.
+        let mut v = serde_json::json!({ "data": "é".repeat(3000), "short": "x" });
+        cut_long_text(&mut v, 4096);
+        assert_eq!(v["data"].as_str().map(|s| s.chars().count()), Some(3000));
+        let mut v = serde_json::json!(["é".repeat(5000)]);
+        cut_long_text(&mut v, 4096);
+        let cut = v[0].as_str().unwrap_or_default();
+        assert!(cut.starts_with(&"é".repeat(4096)) && !cut.starts_with(&"é".repeat(4097)));
+        assert!(cut.ends_with("… (5000 characters in all: the whole is in --trace-json)"), "{cut}");
+    }
 }

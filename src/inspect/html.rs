@@ -30,8 +30,17 @@ pub fn ladder_item(line: &Json) -> Option<String> {
 
 /// The page for `items` ([`ladder_item`]s), titled `title`: a page can be written again
 /// as lines come without serialising the earlier ones again.
-pub fn ladder_page(title: &str, items: &[String]) -> String {
-    let json = format!("[{}]", items.join(","));
+pub fn ladder_page<S: AsRef<str>>(title: &str, items: &[S]) -> String {
+    let mut json =
+        String::with_capacity(items.iter().map(|i| i.as_ref().len() + 1).sum::<usize>() + 2);
+    json.push('[');
+    for (n, item) in items.iter().enumerate() {
+        if n > 0 {
+            json.push(',');
+        }
+        json.push_str(item.as_ref());
+    }
+    json.push(']');
     let title = escape(title);
     format!("{HEAD}<title>{title}</title>{STYLE}</head><body><h1>{title}</h1>{BODY}<script type=\"application/json\" id=\"data\">{json}</script>{SCRIPT}</body></html>\n")
 }
