@@ -20,6 +20,11 @@ const SNIFF: usize = websocket::MAX_HEAD;
 /// (a large message's transfer), after which the next header comes.
 const JOINED_SNIFF: usize = 1 << 20;
 
+/// The most bytes the connections still being recognised hold all together (64 MiB, as
+/// the reassembler's bound): a capture of many connections joined midway that are not
+/// AMQP (nothing in them looks like a frame header) cannot hold a megabyte of each.
+const SNIFFING_HELD: usize = 64 << 20;
+
 /// Server ports on which a TLS ClientHello is taken for AMQP (or AMQP over WebSocket) in
 /// TLS: AMQPS, AMQP, HTTPS.
 const TLS_PORTS: [u16; 3] = [5671, 5672, 443];
@@ -247,10 +252,10 @@ struct Side {
     scan_start: u64,
     /// FIN or RST seen, or the data ended before the protocol was known.
     ended: bool,
-    /// A frame header was found in `first` (a connection joined midway), and how much of
-    /// `first` has been looked through for one.
+    /// A frame header was found in this direction (a connection joined midway), and the
+    /// last bytes looked through, in which one could still start.
     boundary: bool,
-    checked: usize,
+    carry: Vec<u8>,
     /// This direction sent the AMQP TLS header (`AMQP 2 1 0 0`) and TLS follows it, which
     /// the key log decrypts.
     #[cfg(feature = "keylog")]
@@ -315,6 +320,8 @@ pub struct CaptureDecoder {
     time: Duration,
     links_reported: BTreeSet<u16>,
     stats: DecodeStats,
+    /// Bytes held by the connections still being recognised, all together.
+    sniffing_held: usize,
     /// IPv4 datagrams arriving in fragments.
     defrag: super::net::Defrag,
     /// The key log that TLS connections are decrypted with.
@@ -336,6 +343,7 @@ impl CaptureDecoder {
             time: Duration::ZERO,
             links_reported: BTreeSet::new(),
             stats: DecodeStats::default(),
+            sniffing_held: 0,
             defrag: super::net::Defrag::new(),
             #[cfg(feature = "keylog")]
             keylog: None,
@@ -507,23 +515,28 @@ impl CaptureDecoder {
             match conn.state {
                 State::Sniffing => {
                     if let TcpEvent::Data { dir, data, .. } = &ev {
-                        let sniff = if conn.handshake { SNIFF } else { JOINED_SNIFF };
                         let side = &mut conn.sides[dir.index()];
-                        let room = sniff.saturating_sub(side.first.len());
+                        let room = SNIFF.saturating_sub(side.first.len());
                         side.first.extend_from_slice(data.get(..room).unwrap_or(data));
                         conn.held_bytes += data.len();
+                        self.sniffing_held += data.len();
                         if !conn.handshake && !side.boundary {
-                            // Looked through once: each packet's bytes, and the few before
-                            // them in which a header could start.
-                            let from = side.checked.saturating_sub(RESYNC_WINDOW - 1);
-                            side.boundary = frame_boundary(&side.first[from..]).is_some();
-                            side.checked = side.first.len();
+                            // Looked through once: each packet's bytes, after the few
+                            // before them in which a header could start.
+                            let mut window = std::mem::take(&mut side.carry);
+                            window.extend_from_slice(data);
+                            side.boundary = frame_boundary(&window).is_some();
+                            let keep = window.len().saturating_sub(RESYNC_WINDOW - 1);
+                            side.carry = window.split_off(keep);
                         }
                     }
                     if let TcpEvent::Gap { dir, .. } | TcpEvent::Fin { dir, .. } = &ev {
                         conn.sides[dir.index()].ended = true;
                     }
-                    let end = matches!(ev, TcpEvent::Reset { .. } | TcpEvent::Closed { .. });
+                    // The connections still being recognised hold their bytes: past
+                    // SNIFFING_HELD in all, this one is decided with what it has.
+                    let end = matches!(ev, TcpEvent::Reset { .. } | TcpEvent::Closed { .. })
+                        || self.sniffing_held > SNIFFING_HELD;
                     conn.held.push((self.packet, self.time, ev));
                     self.decide(flow, end);
                 }
@@ -552,6 +565,7 @@ impl CaptureDecoder {
         let Some((state, why)) = decided else { return };
         let Some(conn) = self.conns.get_mut(&flow) else { return };
         conn.state = state;
+        self.sniffing_held = self.sniffing_held.saturating_sub(conn.held_bytes);
         let held = std::mem::take(&mut conn.held);
         for side in &mut conn.sides {
             side.first.clear();
