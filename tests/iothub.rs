@@ -909,6 +909,9 @@ async fn the_service_rest_api_checks_rights_and_etags_and_replaces_twins() {
         let made = s["$metadata"]["$lastUpdated"].as_str().unwrap_or_default();
         assert!(made.ends_with('Z') && made.len() >= 20, "{fresh}");
     }
+    // Desired properties' metadata says in which version they last changed.
+    assert_eq!(fresh["properties"]["desired"]["$metadata"]["$lastUpdatedVersion"], 1);
+    assert!(fresh["properties"]["reported"]["$metadata"].get("$lastUpdatedVersion").is_none());
     let first = r#"{"tags":{"site":"a"},"properties":{"desired":{"x":1,"y":2}}}"#;
     let (status, body) = ask(rest("PUT", "/twins/dev1", &owner, Some("*"), first)).await;
     assert_eq!(status, 200, "{body}");

@@ -365,7 +365,14 @@ impl IotHub {
     /// A hub with this configuration.
     pub fn new(config: HubConfig) -> Self {
         let log = state::EventLog::new(config.partitions, config.retained_events);
-        Self {
+        // The twins of the identities it starts with are made with them, now.
+        let ids: Vec<String> = config
+            .devices
+            .iter()
+            .map(|(d, _)| d.clone())
+            .chain(config.modules.iter().map(|(d, m, _)| format!("{d}/{m}")))
+            .collect();
+        let hub = Self {
             inner: Arc::new(Inner {
                 config: Mutex::new(Arc::new(config)),
                 queues: Default::default(),
@@ -377,7 +384,11 @@ impl IotHub {
                 throttles: Default::default(),
                 connected: Default::default(),
             }),
+        };
+        for id in &ids {
+            hub.make_twin(id);
         }
+        hub
     }
 
     /// One more (`true`) or one fewer connection holds a claim of identity `id`'s own.

@@ -639,6 +639,9 @@ async fn c2d_in(hub: &IotHub, rx: Arc<Receiver>) {
             .as_ref()
             .and_then(|p| p.absolute_expiry_time)
             .map_or(now_ms() + config.default_ttl.as_millis() as i64, |t| t.0);
+        // The device's generation, which its feedback will name (looked up before the
+        // queues are locked: the registry has a lock of its own).
+        let generation = hub.generation_id(&device);
         let q = &hub.inner.queues;
         let mut devices = lock(&q.devices);
         let dq = devices.entry(device.clone()).or_default();
@@ -662,6 +665,7 @@ async fn c2d_in(hub: &IotHub, rx: Arc<Receiver>) {
             expires_ms,
             delivery_count: 0,
             sequence,
+            generation: generation.unwrap_or_default(),
         });
         drop(devices);
         q.changed.notify_waiters();
@@ -853,15 +857,12 @@ async fn feedback(hub: &IotHub, tx: Arc<Sender>) {
         if tx.wait_credit().await.is_err() {
             return;
         }
-        let mut batch: Vec<_> = {
+        let batch: Vec<_> = {
             let mut f = lock(&q.feedback);
             let n = f.len().min(64);
             f.drain(..n).collect()
         };
-        // Each record names its device's generation (a device deleted since has none).
-        for r in batch.iter_mut().filter(|r| r.device_generation_id.is_empty()) {
-            r.device_generation_id = hub.generation_id(&r.device_id).unwrap_or_default();
-        }
+
         let body: Vec<serde_json::Value> = batch.iter().map(|r| r.to_json()).collect();
         let config = hub.config();
         let m = Message {

@@ -412,6 +412,10 @@ impl IotHub {
         if primary.is_some() || !exists {
             self.store_key(id, primary.unwrap_or_else(generate_key));
         }
+        if !exists {
+            // Its twin is made with it (its sections' $lastUpdated say when).
+            self.make_twin(id);
+        }
         {
             let mut all = lock(&self.inner.registry.identities);
             let meta = all.entry(id.to_owned()).or_insert_with(Identity::new);

@@ -31,6 +31,8 @@ pub(super) struct C2d {
     pub(super) expires_ms: i64,
     pub(super) delivery_count: u32,
     pub(super) sequence: i64,
+    /// The generation id of the device it was sent to, which its feedback names.
+    pub(super) generation: String,
 }
 
 #[derive(Debug, Default)]
@@ -82,7 +84,7 @@ impl Queues {
             status,
             description: status.description().to_owned(),
             enqueued_time_utc: Timestamp(now_ms()).to_string(),
-            device_generation_id: String::new(),
+            device_generation_id: m.generation.clone(),
         });
         drop(f);
         self.feedback_changed.notify_waiters();
@@ -418,6 +420,7 @@ mod tests {
             expires_ms: 0,
             delivery_count: 0,
             sequence: 0,
+            generation: String::new(),
         };
         q.feedback("d", &m(Ack::Positive), FeedbackStatus::Rejected);
         q.feedback("d", &m(Ack::None), FeedbackStatus::Success);

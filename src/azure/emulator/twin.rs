@@ -228,12 +228,16 @@ impl Section {
     }
 
     /// The section as JSON: the properties and `$version`, with `$metadata` for the
-    /// service (a device's GET carries none).
-    fn json(&self, metadata: bool) -> serde_json::Value {
+    /// service (a device's GET carries none): when it last changed, and for desired
+    /// properties (`versioned`) in which version.
+    fn json(&self, metadata: bool, versioned: bool) -> serde_json::Value {
         let mut m = self.properties.clone();
         if metadata {
             let mut meta = self.metadata.clone();
             meta.insert("$lastUpdated".into(), self.updated.clone().into());
+            if versioned {
+                meta.insert("$lastUpdatedVersion".into(), self.version.into());
+            }
             m.insert("$metadata".into(), serde_json::Value::Object(meta));
         }
         m.insert("$version".into(), self.version.into());
@@ -288,8 +292,8 @@ impl Twin {
     /// for the service).
     fn document(&self, metadata: bool) -> serde_json::Value {
         serde_json::json!({
-            "desired": self.desired.json(metadata),
-            "reported": self.reported.json(metadata),
+            "desired": self.desired.json(metadata, true),
+            "reported": self.reported.json(metadata, false),
         })
     }
 
@@ -582,6 +586,12 @@ impl IotHub {
             self.push_desired(id, version, push).await;
         }
         self.service_twin(id).ok_or_else(|| RestError::not_found(id))
+    }
+
+    /// Makes identity `id`'s twin, new (a twin left from an identity of that id deleted
+    /// before is gone with it already).
+    pub(super) fn make_twin(&self, id: &str) {
+        lock(&self.inner.twins.twins).entry(id.to_owned()).or_default();
     }
 
     /// Forgets the twins of identity `id` (and of its modules, for a device).
