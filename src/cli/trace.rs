@@ -590,13 +590,23 @@ impl Tracer {
         self.finish_from(!self.server);
     }
 
+    /// Takes no more bytes from here. Set while holding the locks the writers check it
+    /// under (recorders, then the capture: no writer holds both): a writer either went
+    /// before, and its connection is ended after, or sees it and writes nothing.
+    fn mark_finished(&self) {
+        let _recorders = self.recorders.lock();
+        let _pcap = self.pcap.as_ref().map(Mutex::lock);
+        self.finished.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// A command that serves (`serve`, `iothub emulate`, `proxy`) was stopped by a
     /// signal: as [`Tracer::finish`], the server's side ending each connection still
     /// open. Whatever its connections still send while the process exits is not traced,
     /// captured or recorded: each has ended there.
     pub(crate) fn stop(&self) {
-        // The connections still open end here: their traces say so, with what a frame
-        // cut short left, as their capture does.
+        // Nothing more is traced from here, then the connections still open end: their
+        // traces say so last, with what a frame cut short left, as their capture does.
+        self.mark_finished();
         let open: Vec<u64> = self
             .streams
             .lock()
@@ -608,9 +618,9 @@ impl Tracer {
             .unwrap_or_default();
         for connection in open {
             for (index, (dir, arrow)) in self.lanes.iter().enumerate() {
-                self.write(connection, dir, arrow, &self.end_stream(connection, index));
+                self.write_lines(connection, dir, arrow, &self.end_stream(connection, index));
             }
-            self.note(connection, "ended: the command was stopped (a signal) with it open");
+            self.note_line(connection, "ended: the command was stopped (a signal) with it open");
         }
         self.finish_from(false);
     }
@@ -619,14 +629,7 @@ impl Tracer {
     /// exchange that the client (`by_client`) or the server starts, writes out what is
     /// buffered, and takes no more bytes.
     fn finish_from(&self, by_client: bool) {
-        {
-            // Set while holding the locks the writers check it under (recorders, then
-            // the capture: no writer holds both): a writer either went before, and its
-            // connection is ended below, or sees it and writes nothing.
-            let _recorders = self.recorders.lock();
-            let _pcap = self.pcap.as_ref().map(Mutex::lock);
-            self.finished.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
+        self.mark_finished();
         let recording: Vec<u64> =
             self.recorders.lock().map(|all| all.keys().copied().collect()).unwrap_or_default();
         for connection in recording {
@@ -822,6 +825,11 @@ impl Tracer {
         if self.is_finished() {
             return;
         }
+        self.write_lines(connection, dir, arrow, records);
+    }
+
+    /// [`Tracer::write`], finished or not (the last lines of a stopped command).
+    fn write_lines(&self, connection: u64, dir: &str, arrow: &str, records: &[Record]) {
         let time = self.start.elapsed().as_secs_f64();
         if let Some(page) = &self.html {
             page.add(records.iter().flat_map(|rec| trace_lines(rec, dir, time, connection)));
@@ -849,6 +857,11 @@ impl Tracer {
         if self.is_finished() {
             return;
         }
+        self.note_line(connection, event);
+    }
+
+    /// [`Tracer::note`], finished or not.
+    fn note_line(&self, connection: u64, event: &str) {
         let time = self.start.elapsed().as_secs_f64();
         if self.json.is_some() {
             let line = serde_json::json!({

@@ -372,7 +372,7 @@ pub struct Player {
     /// Frames of an ignored performative skipped while other steps were expected, since
     /// the last step other than an `expect` or a `send` (the latest [`SKIPPED_KEPT`]): an
     /// `expect` that asks for one is met by one of these too.
-    skipped: VecDeque<Json>,
+    skipped: VecDeque<(Option<(u64, u64)>, Json)>,
 }
 
 /// How many skipped frames of ignored performatives a player keeps for a later `expect`
@@ -998,15 +998,15 @@ impl Player {
             // A link's flow says where the link stands now: it replaces one of the same
             // link skipped before, so that a peer's flows for one busy link do not push
             // out the first flows of the others.
-            if name == "flow" {
-                if let Some(link) = flow_link(&line) {
-                    self.skipped.retain(|l| flow_link(l) != Some(link));
-                }
+            // (Each kept with its link, so that finding it again compares numbers.)
+            let link = flow_link(&line);
+            if link.is_some() {
+                self.skipped.retain(|(l, _)| *l != link);
             }
             if self.skipped.len() == SKIPPED_KEPT {
                 self.skipped.pop_front();
             }
-            self.skipped.push_back(line);
+            self.skipped.push_back((link, line));
         }
     }
 
@@ -1019,7 +1019,7 @@ impl Player {
         }
         for i in 0..self.skipped.len() {
             let mut bound = self.bound.clone();
-            if self.skipped.get(i).is_some_and(|line| matches(pattern, line, &mut bound)) {
+            if self.skipped.get(i).is_some_and(|(_, line)| matches(pattern, line, &mut bound)) {
                 self.skipped.remove(i);
                 self.bound = bound;
                 return true;
