@@ -195,43 +195,19 @@ fn modules_are_registry_identities_and_their_events_say_so() {
     let out = node(&ghost, &["--body", "x", "--expect-error", "UnauthorizedError"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     // The event carries the module's id beside the device's.
-    let events = ok(&[
-        "iothub",
-        "monitor",
-        "--connection-string",
-        &service_cs(),
-        "--ca",
-        &e.ca(),
-        "--port",
-        &port,
-        "--from-start",
-        "--count",
-        "1",
-        "--json",
-        "--timeout",
-        "20",
-    ]);
+    let (cs, ca) = (service_cs(), e.ca());
+    let monitor = |extra: &[&str]| {
+        let args = ["iothub", "monitor", "--connection-string", &cs, "--ca", &ca, "--port", &port];
+        ok(&[&args[..], &["--from-start", "--count", "1", "--timeout", "20"], extra].concat())
+    };
+    let events = monitor(&["--json"]);
     let event: serde_json::Value =
         serde_json::from_str(events.lines().next().expect("an event")).expect("JSON");
     let text = event.to_string();
     assert!(text.contains("\"iothub-connection-module-id\":\"m1\""), "{text}");
     assert!(text.contains("\"iothub-connection-device-id\":\"dev1\""), "{text}");
     // Its text line names the module after its device.
-    let line = ok(&[
-        "iothub",
-        "monitor",
-        "--connection-string",
-        &service_cs(),
-        "--ca",
-        &e.ca(),
-        "--port",
-        &port,
-        "--from-start",
-        "--count",
-        "1",
-        "--timeout",
-        "20",
-    ]);
+    let line = monitor(&[]);
     assert!(line.contains(" dev1/m1 partition ") && line.contains(": from-m1"), "{line}");
 }
 
