@@ -373,6 +373,10 @@ pub struct Player {
     /// the last step other than an `expect` or a `send` (the latest [`SKIPPED_KEPT`]): an
     /// `expect` that asks for one is met by one of these too.
     skipped: VecDeque<(Option<(u64, u64)>, Json)>,
+    /// The max-frame-size the peer's open announced, and the first frame a `send` step
+    /// wrote over it (its step and size): said when the peer then closes.
+    peer_max_frame: Option<u32>,
+    oversized: Option<(usize, u32)>,
 }
 
 /// How many skipped frames of ignored performatives a player keeps for a later `expect`
@@ -415,6 +419,8 @@ impl Player {
             sent_unbound: Vec::new(),
             met: std::collections::BTreeSet::new(),
             skipped: VecDeque::new(),
+            peer_max_frame: None,
+            oversized: None,
         }
     }
 
@@ -449,8 +455,19 @@ impl Player {
         }
         self.inspector.push(data);
         while let Some(r) = self.inspector.next_record() {
-            if matches!(&r, Record::Frame(f) if f.performative() == Some("close")) {
-                self.peer_closed = true;
+            if let Record::Frame(f) = &r {
+                match &f.frame {
+                    Ok(crate::frame::Frame {
+                        body:
+                            crate::frame::FrameBody::Amqp {
+                                performative: crate::types::Performative::Open(open),
+                                ..
+                            },
+                        ..
+                    }) => self.peer_max_frame = Some(open.max_frame_size),
+                    _ if f.performative() == Some("close") => self.peer_closed = true,
+                    _ => {}
+                }
             }
             self.incoming.push_back(r);
         }
@@ -535,6 +552,7 @@ impl Player {
                         }
                     }
                     let j = self.substitute(&written);
+                    let before = self.out.len();
                     let r = match &j {
                         Json::String(h) => crate::inspect::typed::unhex(h)
                             .map(|b| self.out.extend(b))
@@ -559,6 +577,7 @@ impl Player {
                         }
                         return self.fail(n, "a line that encodes", &e);
                     }
+                    self.note_oversized(n, before);
                 }
                 Step::Close => {
                     self.actions.push_back(Action::Close);
@@ -693,7 +712,7 @@ impl Player {
                             return;
                         }
                         if self.eof {
-                            return self.fail(n, &expected, "the peer closed");
+                            return self.fail(n, &expected, &self.peer_closed_why());
                         }
                         let within = self.lenient_within(within);
                         let until = *self.deadline.get_or_insert(now + within);
@@ -1007,6 +1026,37 @@ impl Player {
                 self.skipped.pop_front();
             }
             self.skipped.push_back((link, line));
+        }
+    }
+
+    /// Notes the first frame of those `send` step `step` wrote (from `out[from..]`) that
+    /// is larger than the max-frame-size the peer announced.
+    fn note_oversized(&mut self, step: usize, from: usize) {
+        let (Some(max), None) = (self.peer_max_frame, self.oversized) else { return };
+        let mut at = from;
+        while let Some(head) = self.out.get(at..at + 8) {
+            if head.starts_with(b"AMQP") {
+                at += 8;
+                continue;
+            }
+            let size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+            if size > max {
+                self.oversized = Some((step, size));
+                return;
+            }
+            at += (size as usize).max(8);
+        }
+    }
+
+    /// "the peer closed", and the likely cause when a frame sent was over its
+    /// max-frame-size (2.7.1: a peer MUST NOT send frames larger than the other's).
+    fn peer_closed_why(&self) -> String {
+        match (self.oversized, self.peer_max_frame) {
+            (Some((step, size)), Some(max)) => format!(
+                "the peer closed (step {step} sent a frame of {size} bytes, over the \
+                 max-frame-size of {max} its open announced)"
+            ),
+            _ => "the peer closed".to_owned(),
         }
     }
 
@@ -1589,6 +1639,31 @@ mod tests {
         p.handle_input(&super::super::encode::encode_lines(peer).expect("peer's frames"), now);
         p.handle_eof(now);
         p.verdict().cloned().expect("a verdict")
+    }
+
+    #[test]
+    fn a_peer_that_closes_after_an_oversized_frame_is_said_to_have_had_one() {
+        let open =
+            r#"{"performative": "open", "fields": {"container-id": "p", "max-frame-size": 512}}"#;
+        let big = format!(
+            r#"{{"send": {{"performative": "transfer", "channel": 0, "fields": {{"handle": 0, "delivery-id": 0, "delivery-tag": "00"}}, "data": "{}"}}}}"#,
+            "x".repeat(1000)
+        );
+        let script = [
+            r#"{"expect": {"performative": "open"}}"#,
+            &big,
+            r#"{"expect": {"performative": "begin"}}"#,
+        ]
+        .join("\n");
+        let f = against_bytes(&script, open).expect_err("the peer closed");
+        assert_eq!(f.step, 3, "{f:?}");
+        assert!(f.got.starts_with("the peer closed (step 2 sent a frame of 10"), "{f:?}");
+        assert!(f.got.ends_with("over the max-frame-size of 512 its open announced)"), "{f:?}");
+        // A frame within the limit: the peer just closed.
+        let small = big.replace(&"x".repeat(1000), "x");
+        let script = script.replace(&big, &small);
+        let f = against_bytes(&script, open).expect_err("the peer closed");
+        assert_eq!(f.got, "the peer closed", "{f:?}");
     }
 
     #[test]
