@@ -253,6 +253,19 @@ fn an_x509_ca_given_to_the_emulator_admits_the_devices_it_signed() {
     let sent: serde_json::Value =
         serde_json::from_str(text(&out.stdout).lines().next().expect("a line")).expect("JSON");
     assert_eq!(sent["result"], "MessageEnqueued");
+    // amqpwire's own device client, with the same string, certificate and key.
+    let x509_cs = "HostName=localhost;DeviceId=device-1;x509=true";
+    let port = e.port_of("listening on ", 0);
+    let ours = ["iothub", "device-send", "--connection-string", x509_cs, "--ca", &e.ca()];
+    ok(&[&ours[..], &["--port", &port, "--cert", &cert, "--key", &key, "--body", "ours"]].concat());
+    // Without the certificate it says what it needs, before it connects.
+    let o = run(&[&ours[..], &["--port", &port, "--body", "x"]].concat());
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("connects with its certificate and key"),
+        "{}",
+        text(&o.stderr)
+    );
     // Refused as IoT Hub refuses a device it cannot authenticate: its links are detached
     // with amqp:unauthorized-access, which the SDK names UnauthorizedError.
     let refused = &["--expect-error", "UnauthorizedError"];

@@ -425,6 +425,16 @@ impl HubConnection {
         plain: Option<(&str, &str)>,
         options: &HubOptions,
     ) -> Result<Self, HubError> {
+        // An X.509 device: TLS with its certificate is all; no SASL, no CBS.
+        let x509 = matches!(signer.credential, Credential::X509);
+        if x509 && !options.tls.has_client_certificate() {
+            return Err(HubError::Credential(
+                "an X.509 device (x509=true) connects with its certificate and key: give them \
+                 (--cert and --key; ClientTlsConfig::with_client_cert_files)"
+                    .into(),
+            ));
+        }
+        let security = if x509 { Security::None } else { security };
         if amqp_hostname != endpoint.host {
             endpoint.hostname = Some(amqp_hostname.to_owned());
         }
@@ -465,7 +475,7 @@ impl HubConnection {
             Ok(s) => s?,
             Err(_) => return Err(HubError::Timeout("the hub's begin")),
         };
-        let (claims, renewal) = if security == Security::Plain {
+        let (claims, renewal) = if security == Security::Plain || x509 {
             (None, None)
         } else {
             let cbs = tokio::time::timeout(options.timeout, CbsClient::attach(&session))
@@ -1093,6 +1103,12 @@ impl EventReader {
                      hub, and the Event Hub endpoint needs a token of its own"
                         .into(),
                 )),
+                Credential::X509 => {
+                    return Err(HubError::Credential(
+                        "reading events needs a service policy's key, not an X.509 device's string"
+                            .into(),
+                    ))
+                }
             };
         let signer =
             Signer { credential, key_name: cs.shared_access_key_name().map(str::to_owned) };

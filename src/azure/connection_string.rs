@@ -14,10 +14,10 @@ use super::sas::{device_resource_uri, percent_encode, SasError, SasKey, SasToken
 /// let cs: ConnectionString =
 ///     "HostName=myhub.azure-devices.net;DeviceId=d1;SharedAccessKey=cGFzc3dvcmQ=".parse()?;
 /// assert_eq!(cs.resource_uri(), "myhub.azure-devices.net/devices/d1");
-/// let token = cs.sas_token(1_700_000_000);
+/// let token = cs.sas_token(1_700_000_000)?;
 /// assert_eq!(token.sr(), "myhub.azure-devices.net%2Fdevices%2Fd1");
 /// assert_eq!(token.key_name(), None);
-/// # Ok::<(), amqpwire::azure::ConnectionStringError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConnectionString {
@@ -46,7 +46,11 @@ impl ConnectionString {
 
     /// A token for [`resource_uri`](Self::resource_uri) expiring at `expiry` (seconds since
     /// the Unix epoch), or the string's own `SharedAccessSignature`, whose expiry stands.
-    pub fn sas_token(&self, expiry: u64) -> SasToken {
+    ///
+    /// # Errors
+    ///
+    /// [`SasError::NoKey`] for an X.509 device's string (`x509=true`).
+    pub fn sas_token(&self, expiry: u64) -> Result<SasToken, SasError> {
         match self {
             Self::IotHub(c) => c.sas_token(expiry),
             Self::EventHubs(c) => c.sas_token(expiry),
@@ -87,6 +91,9 @@ pub enum Credential {
     SharedAccessKey(SasKey),
     /// `SharedAccessSignature`: a token made elsewhere, used as it is until it expires.
     SharedAccessSignature(SasToken),
+    /// `x509=true` (a device's string): the device authenticates with its TLS client
+    /// certificate, and has no key to sign tokens with.
+    X509,
 }
 
 impl Credential {
@@ -96,7 +103,8 @@ impl Credential {
     ///
     /// # Errors
     ///
-    /// [`SasError::EmptyField`] when `resource_uri` is empty.
+    /// [`SasError::EmptyField`] when `resource_uri` is empty; [`SasError::NoKey`] for an
+    /// X.509 device, which has no key.
     pub fn token(
         &self,
         resource_uri: &str,
@@ -106,6 +114,7 @@ impl Credential {
         match self {
             Self::SharedAccessKey(key) => SasToken::new(resource_uri, key, key_name, expiry),
             Self::SharedAccessSignature(token) => Ok(token.clone()),
+            Self::X509 => Err(SasError::NoKey),
         }
     }
 }
@@ -120,7 +129,9 @@ impl Credential {
 ///   `SharedAccessKeyName` the key is a policy's, signing on the device's behalf, and
 ///   `skn` is set.
 ///
-/// `SharedAccessSignature=SharedAccessSignature sr=…` may stand in for the key. Keys are
+/// `SharedAccessSignature=SharedAccessSignature sr=…` may stand in for the key, and for a
+/// device `x509=true` says it authenticates with its TLS client certificate instead (the
+/// Azure SDKs' form; it has no key then, and makes no token). Keys are
 /// case-sensitive, as most Azure SDKs treat them; a value is everything after the first
 /// `=` of its pair (base64 keys end in `=`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -181,7 +192,11 @@ impl IotHubConnectionString {
     /// A token for [`resource_uri`](Self::resource_uri) expiring at `expiry` (seconds since
     /// the Unix epoch), signed with the key and `skn` = `SharedAccessKeyName` if any; or
     /// the string's own `SharedAccessSignature`, whose expiry stands.
-    pub fn sas_token(&self, expiry: u64) -> SasToken {
+    ///
+    /// # Errors
+    ///
+    /// [`SasError::NoKey`] for an X.509 device's string (`x509=true`).
+    pub fn sas_token(&self, expiry: u64) -> Result<SasToken, SasError> {
         sign(&self.credential, self.resource_uri(), self.shared_access_key_name.as_deref(), expiry)
     }
 }
@@ -192,13 +207,24 @@ impl FromStr for IotHubConnectionString {
     fn from_str(s: &str) -> Result<Self, ConnectionStringError> {
         use ConnectionStringError as E;
         let kind = ConnectionStringKind::IotHub;
-        let [host_name, device_id, module_id, key_name, key, signature, gateway] =
+        let [host_name, device_id, module_id, key_name, key, signature, gateway, x509] =
             fields(s, kind, &IOT_HUB_KEYS)?;
         let host_name = host_name.ok_or(E::MissingKey { key: HOST_NAME, kind })?;
         if module_id.is_some() && device_id.is_none() {
             return Err(E::ModuleIdWithoutDeviceId);
         }
-        let credential = credential(key, signature, kind)?;
+        let x509 = match x509 {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(v) => return Err(E::InvalidBool { key: X509, value: v.to_owned() }),
+        };
+        let credential = match (x509, key, signature) {
+            (true, None, None) if device_id.is_some() => Credential::X509,
+            (true, None, None) => return Err(E::MissingKey { key: DEVICE_ID, kind }),
+            (true, ..) => return Err(E::X509WithKey),
+            (false, ..) => credential(key, signature, kind)?,
+        };
         if device_id.is_none()
             && key_name.is_none()
             && matches!(credential, Credential::SharedAccessKey(_))
@@ -289,8 +315,13 @@ impl EventHubsConnectionString {
 
     /// A token for [`resource_uri`](Self::resource_uri) expiring at `expiry` (seconds since
     /// the Unix epoch), with `skn` = `SharedAccessKeyName`; or the string's own
-    /// `SharedAccessSignature`, whose expiry stands.
-    pub fn sas_token(&self, expiry: u64) -> SasToken {
+    /// `SharedAccessSignature`, whose expiry stands. (Event Hubs strings always have a
+    /// key or a token: this never fails for them.)
+    ///
+    /// # Errors
+    ///
+    /// None in practice; the type is [`IotHubConnectionString::sas_token`]'s.
+    pub fn sas_token(&self, expiry: u64) -> Result<SasToken, SasError> {
         sign(&self.credential, self.resource_uri(), self.shared_access_key_name.as_deref(), expiry)
     }
 }
@@ -397,6 +428,8 @@ pub enum ConnectionStringError {
     MissingCredential(ConnectionStringKind),
     /// Both `SharedAccessKey` and `SharedAccessSignature`.
     ConflictingCredentials,
+    /// `x509=true` beside a `SharedAccessKey` or `SharedAccessSignature`.
+    X509WithKey,
     /// An IoT Hub string with a `SharedAccessKey` but neither a `DeviceId` (a device key)
     /// nor a `SharedAccessKeyName` (a policy key).
     MissingKeyName,
@@ -443,6 +476,10 @@ impl fmt::Display for ConnectionStringError {
             Self::ConflictingCredentials => f.write_str(
                 "connection string has both SharedAccessKey and SharedAccessSignature; give one",
             ),
+            Self::X509WithKey => f.write_str(
+                "IoT Hub connection string has x509=true and a SharedAccessKey or \
+                 SharedAccessSignature: an X.509 device has no key; give one or the other",
+            ),
             Self::MissingKeyName => f.write_str(
                 "IoT Hub connection string with a SharedAccessKey needs SharedAccessKeyName \
                  (a policy key) or DeviceId (a device key)",
@@ -483,7 +520,7 @@ const ENDPOINT: &str = "Endpoint";
 const ENTITY_PATH: &str = "EntityPath";
 const USE_DEVELOPMENT_EMULATOR: &str = "UseDevelopmentEmulator";
 
-const IOT_HUB_KEYS: [&str; 7] = [
+const IOT_HUB_KEYS: [&str; 8] = [
     HOST_NAME,
     DEVICE_ID,
     MODULE_ID,
@@ -491,7 +528,11 @@ const IOT_HUB_KEYS: [&str; 7] = [
     SHARED_ACCESS_KEY,
     SHARED_ACCESS_SIGNATURE,
     GATEWAY_HOST_NAME,
+    X509,
 ];
+
+/// The key the Azure SDKs' device connection strings carry for an X.509 device.
+const X509: &str = "x509";
 
 const EVENT_HUBS_KEYS: [&str; 6] = [
     ENDPOINT,
@@ -588,13 +629,14 @@ fn sign(
     resource_uri: String,
     key_name: Option<&str>,
     expiry: u64,
-) -> SasToken {
+) -> Result<SasToken, SasError> {
     match credential {
         // The resource URI is never empty: it holds the non-empty host or endpoint.
         Credential::SharedAccessKey(key) => {
-            SasToken::sign(percent_encode(&resource_uri), resource_uri, key, key_name, expiry)
+            Ok(SasToken::sign(percent_encode(&resource_uri), resource_uri, key, key_name, expiry))
         }
-        Credential::SharedAccessSignature(token) => token.clone(),
+        Credential::SharedAccessSignature(token) => Ok(token.clone()),
+        Credential::X509 => Err(SasError::NoKey),
     }
 }
 
@@ -617,6 +659,7 @@ fn write_credential(
         }
         Credential::SharedAccessKey(k) => write!(f, ";{SHARED_ACCESS_KEY}={}", k.to_base64()),
         Credential::SharedAccessSignature(t) => write!(f, ";{SHARED_ACCESS_SIGNATURE}={t}"),
+        Credential::X509 => write!(f, ";{X509}=true"),
     }
 }
 
@@ -637,6 +680,31 @@ mod tests {
     }
 
     #[test]
+    fn an_x509_device_s_string_has_no_key_and_makes_no_token() {
+        let cs = iot("HostName=h;DeviceId=d;x509=true").expect("an X.509 device's string");
+        assert_eq!(cs.credential(), &Credential::X509);
+        assert_eq!(cs.to_string(), "HostName=h;DeviceId=d;x509=true");
+        assert_eq!(cs.sas_token(1), Err(SasError::NoKey));
+        // x509=false is as if it were absent: a key is needed then.
+        assert!(iot("HostName=h;DeviceId=d;x509=false").is_err());
+        assert!(
+            iot(&format!("HostName=h;DeviceId=d;x509=false;SharedAccessKey={KEY_0_31}")).is_ok()
+        );
+        assert_eq!(
+            iot(&format!("HostName=h;DeviceId=d;x509=true;SharedAccessKey={KEY_0_31}")),
+            Err(ConnectionStringError::X509WithKey)
+        );
+        assert!(matches!(
+            iot("HostName=h;x509=true"),
+            Err(ConnectionStringError::MissingKey { key: "DeviceId", .. })
+        ));
+        assert!(matches!(
+            iot("HostName=h;DeviceId=d;x509=yes"),
+            Err(ConnectionStringError::InvalidBool { key: "x509", .. })
+        ));
+    }
+
+    #[test]
     fn event_hubs_keys_sign_with_their_text() {
         // Event Hubs keys the HMAC with the key's text (what azure-eventhub does with
         // key.encode()), not with its base64 decoding as IoT Hub does.
@@ -646,7 +714,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(
-            cs.sas_token(1_700_000_000).to_string(),
+            cs.sas_token(1_700_000_000).expect("a key").to_string(),
             "SharedAccessSignature sr=sb%3A%2F%2Fns.servicebus.windows.net%2Fhub\
              &sig=lS43vbWorWga1iv7dhAynY8Pjdbo%2Bhb3RtsVMMsKVLY%3D&se=1700000000&skn=k"
         );
@@ -675,7 +743,7 @@ mod tests {
         assert!(!cs.is_device());
         assert_eq!(cs.resource_uri(), "myhub.azure-devices.net");
         assert_eq!(
-            cs.sas_token(1_700_000_000).to_string(),
+            cs.sas_token(1_700_000_000).expect("a key").to_string(),
             "SharedAccessSignature sr=myhub.azure-devices.net\
              &sig=iIzEw6hi6GK79RY5jNXO6QeQkSL%2FAx4zTmy44X2G1VY%3D&se=1700000000&skn=service"
         );
@@ -714,7 +782,7 @@ mod tests {
         assert_eq!(cs.device_id(), Some("device1"));
         assert_eq!(cs.resource_uri(), "myhub.azure-devices.net/devices/device1");
         assert_eq!(
-            cs.sas_token(1_700_000_000).to_string(),
+            cs.sas_token(1_700_000_000).expect("a key").to_string(),
             "SharedAccessSignature sr=myhub.azure-devices.net%2Fdevices%2Fdevice1\
              &sig=gFSfLGMXDOvf906%2FiaX3KwzLLNFHgaFZyCbsGjxtd1Y%3D&se=1700000000"
         );
@@ -731,13 +799,13 @@ mod tests {
         assert_eq!(module.module_id(), Some("m"));
         assert_eq!(module.gateway_host_name(), Some("edge.local"));
         assert_eq!(module.resource_uri(), "h/devices/d/modules/m");
-        assert_eq!(module.sas_token(1).sr(), "h%2Fdevices%2Fd%2Fmodules%2Fm");
+        assert_eq!(module.sas_token(1).expect("a key").sr(), "h%2Fdevices%2Fd%2Fmodules%2Fm");
 
         let on_behalf = iot(&format!(
             "HostName=h;DeviceId=d;SharedAccessKeyName=device;SharedAccessKey={KEY_0_31}"
         ))
         .expect("parses");
-        let token = on_behalf.sas_token(1);
+        let token = on_behalf.sas_token(1).expect("a key");
         assert_eq!(token.audience(), "h/devices/d");
         assert_eq!(token.key_name(), Some("device"));
     }
@@ -753,7 +821,7 @@ mod tests {
         let Credential::SharedAccessSignature(t) = cs.credential() else { panic!("a token") };
         assert_eq!(t.to_string(), token);
         // The token is used as it is, whatever expiry is asked for.
-        assert_eq!(cs.sas_token(5).to_string(), token);
+        assert_eq!(cs.sas_token(5).expect("a key").to_string(), token);
     }
 
     #[test]
@@ -768,7 +836,7 @@ mod tests {
         assert_eq!(cs.entity_path(), Some("myhub"));
         assert!(!cs.use_development_emulator());
         assert_eq!(cs.resource_uri(), "sb://iothub-ns-myhub-1-abc.servicebus.windows.net/myhub");
-        let token = cs.sas_token(1_700_000_000);
+        let token = cs.sas_token(1_700_000_000).expect("a key");
         assert_eq!(token.sr(), "sb%3A%2F%2Fiothub-ns-myhub-1-abc.servicebus.windows.net%2Fmyhub");
         assert_eq!(token.key_name(), Some("iothubowner"));
         let Credential::SharedAccessKey(key) = cs.credential() else { panic!("a key") };
@@ -795,7 +863,7 @@ mod tests {
         .expect("parses");
         assert!(matches!(eh, ConnectionString::EventHubs(_)));
         assert_eq!(eh.resource_uri(), "sb://ns/e");
-        assert_eq!(eh.sas_token(1).key_name(), Some("p"));
+        assert_eq!(eh.sas_token(1).expect("a key").key_name(), Some("p"));
         assert!(matches!(eh.credential(), Credential::SharedAccessKey(_)));
     }
 

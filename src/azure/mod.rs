@@ -36,7 +36,7 @@
 //! let cs: ConnectionString = "HostName=myhub.azure-devices.net;DeviceId=device1;\
 //!     SharedAccessKey=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 //!     .parse()?;
-//! let token = cs.sas_token(1_700_000_000).to_string();
+//! let token = cs.sas_token(1_700_000_000)?.to_string();
 //! assert_eq!(
 //!     token,
 //!     "SharedAccessSignature sr=myhub.azure-devices.net%2Fdevices%2Fdevice1\

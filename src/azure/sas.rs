@@ -481,6 +481,8 @@ pub enum SasError {
     KeyNotBase64(String),
     /// The key is empty.
     EmptyKey,
+    /// There is no key: the connection string is an X.509 device's (`x509=true`).
+    NoKey,
 
     // Verification.
     /// The signature was not made with the key, over this `sr` and `se`.
@@ -515,6 +517,10 @@ impl fmt::Display for SasError {
             }
             Self::KeyNotBase64(e) => write!(f, "key is not valid base64: {e}"),
             Self::EmptyKey => f.write_str("key is empty"),
+            Self::NoKey => f.write_str(
+                "there is no key to sign a token with: the connection string is an X.509 \
+                 device's (x509=true), which authenticates with its TLS client certificate",
+            ),
             Self::SignatureMismatch => f.write_str("signature does not match"),
             Self::Expired { expiry, now } => {
                 let ago = now.saturating_sub(*expiry);

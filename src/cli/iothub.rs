@@ -530,7 +530,7 @@ enum TransportArg {
 const SERVICE_CS: &str = "The hub's connection string for a shared access policy with ServiceConnect (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…)";
 
 /// `--connection-string` of the commands that act as a device.
-const DEVICE_CS: &str = "The device's connection string (HostName=…;DeviceId=…;SharedAccessKey=…, or a policy with DeviceConnect and DeviceId=…; ModuleId=… sends as that module)";
+const DEVICE_CS: &str = "The device's connection string (HostName=…;DeviceId=…;SharedAccessKey=…, or a policy with DeviceConnect and DeviceId=…, or x509=true with --cert and --key; ModuleId=… sends as that module)";
 
 /// The options every client command takes.
 #[derive(clap::Args, Debug, Clone)]
@@ -552,6 +552,13 @@ pub(crate) struct HubArgs {
     /// emulator's ca.pem.
     #[arg(long, value_name = "PEM")]
     ca: Vec<PathBuf>,
+    /// An X.509 device's certificate (PEM; with --key), for a connection string that says
+    /// `x509=true`: TLS with it authenticates the device, with no SASL and no token.
+    #[arg(long, value_name = "PEM", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
     /// How long each token is valid, in seconds; CBS tokens are renewed at 80 % of it.
     #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
     token_ttl: u64,
@@ -583,6 +590,11 @@ impl HubArgs {
         let mut tls = ClientTlsConfig::new();
         for ca in &self.ca {
             tls = tls.with_ca_file(ca).map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+        }
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            tls = tls
+                .with_client_cert_files(cert, key)
+                .map_err(|e| format!("--cert {} --key {}: {e}", cert.display(), key.display()))?;
         }
         o.tls = tls;
         o.token_lifetime = Duration::from_secs(self.token_ttl);

@@ -89,7 +89,7 @@ fn generate(args: &SasTokenArgs, now: SystemTime) -> Result<ExitCode, String> {
                         fixed: leave out --ttl and --expiry"
                 .into());
         }
-        cs.sas_token(expiry)
+        cs.sas_token(expiry).map_err(|e| format!("--connection-string: {e}"))?
     } else {
         // The argument groups make --uri and --key present here.
         let uri = args.uri.as_deref().ok_or("give --uri, --connection-string or --verify")?;
@@ -116,6 +116,11 @@ fn verify(args: &SasTokenArgs, token: &str, now: SystemTime) -> Result<ExitCode,
             Credential::SharedAccessSignature(_) => {
                 return Err("the connection string has a SharedAccessSignature, not a \
                             SharedAccessKey to check a signature with"
+                    .into())
+            }
+            Credential::X509 => {
+                return Err("the connection string is an X.509 device's (x509=true): it has \
+                            no SharedAccessKey to check a signature with"
                     .into())
             }
         },

@@ -642,7 +642,7 @@ pub fn sas_token_from_connection_string(
     expiry: f64,
 ) -> Result<String, JsError> {
     let cs: ConnectionString = connection_string.parse().map_err(err)?;
-    Ok(cs.sas_token(expiry_secs(expiry)?).to_string())
+    Ok(cs.sas_token(expiry_secs(expiry)?).map_err(err)?.to_string())
 }
 
 /// A SAS token for `resource` (not encoded: `myhub.azure-devices.net`), signed with `key`
@@ -677,7 +677,7 @@ pub fn iothub_plain_credentials(connection_string: &str, expiry: f64) -> Result<
     let cs: IotHubConnectionString = connection_string.parse().map_err(err)?;
     let user = sasl_plain_user(cs.host_name(), cs.device_id(), cs.shared_access_key_name())
         .ok_or_else(|| err("the connection string names neither a device nor a policy"))?;
-    let token = cs.sas_token(expiry_secs(expiry)?);
+    let token = cs.sas_token(expiry_secs(expiry)?).map_err(err)?;
     Ok(object_text(|w| {
         member_str(w, "username", &user);
         member_str(w, "password", &token.to_string());

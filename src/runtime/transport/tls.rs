@@ -175,6 +175,12 @@ impl ClientTlsConfig {
         Ok(self)
     }
 
+    /// Whether a client certificate is set (with [`Self::with_client_cert_files`] or
+    /// [`Self::with_client_cert_pem`]).
+    pub fn has_client_certificate(&self) -> bool {
+        self.client_identity.is_some()
+    }
+
     /// The rustls client configuration (built once, then shared).
     pub fn rustls_config(&self) -> Result<Arc<ClientConfig>, TransportError> {
         let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
