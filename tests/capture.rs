@@ -838,18 +838,6 @@ fn a_capture_joined_midway_is_decoded_from_each_directions_first_frame() {
     );
 }
 
-/// A transfer frame on channel 0, its message one data section of `n` bytes.
-fn transfer_frame(n: usize) -> Vec<u8> {
-    let mut body = vec![0x00, 0x53, 0x14, 0xc0, 0x06, 0x03, 0x43, 0x43, 0xa0, 0x01, 0x00];
-    body.extend_from_slice(&[0x00, 0x53, 0x75, 0xb0]);
-    body.extend_from_slice(&(n as u32).to_be_bytes());
-    body.extend(std::iter::repeat_n(0x5a, n));
-    let mut frame = ((body.len() + 8) as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&[2, 0, 0, 0]);
-    frame.extend_from_slice(&body);
-    frame
-}
-
 /// A transfer frame on channel 0, handle 0: `delivery_id` (none on a continuation that
 /// leaves it out), `more`, and `payload` as its part of the message.
 fn part_frame(delivery_id: Option<u8>, more: bool, payload: &[u8]) -> Vec<u8> {
@@ -868,12 +856,24 @@ fn part_frame(delivery_id: Option<u8>, more: bool, payload: &[u8]) -> Vec<u8> {
     frame
 }
 
+/// A whole transfer on channel 0, handle 0, delivery 0: its message one data section of
+/// `n` bytes.
+fn transfer_frame(n: usize) -> Vec<u8> {
+    part_frame(Some(0), false, &data_section(n))
+}
+
+/// A data section (vbin32) of `n` bytes of `a`.
+fn data_section(n: usize) -> Vec<u8> {
+    let mut data = vec![0x00, 0x53, 0x75, 0xb0];
+    data.extend_from_slice(&(n as u32).to_be_bytes());
+    data.extend(std::iter::repeat_n(b'a', n));
+    data
+}
+
 #[test]
 fn a_delivery_whose_start_is_lost_in_a_gap_is_not_decoded_as_a_message() {
     // A message of 3,000 bytes in three transfers, then a whole one.
-    let mut message = vec![0x00, 0x53, 0x75, 0xb0];
-    message.extend_from_slice(&2_992u32.to_be_bytes());
-    message.extend(std::iter::repeat_n(0x61, 2_992));
+    let message = data_section(2_992);
     let whole = [&[0x00, 0x53, 0x77, 0xa1, 0x02][..], b"ok"].concat();
     // Continuations that leave the delivery-id out (as the spec allows), and ones that
     // repeat it (as rhea and Proton do).

@@ -399,22 +399,7 @@ fn the_proxy_stops_a_connection_at_bytes_that_do_not_decode_with_strict_stop() {
     // The capture shows what was relayed: the connection made (its handshake), none of
     // the bytes that stopped it, and the relay (where the server stands) cutting it with
     // a reset.
-    let file = std::fs::read(&pcap).expect("the capture");
-    let packets: Vec<String> = amqpwire::capture::CaptureReader::new(&file)
-        .expect("a capture")
-        .packets()
-        .filter_map(|p| {
-            let p = p.expect("a packet");
-            let seg = amqpwire::capture::net::parse_tcp(p.link_type, p.data).ok()??;
-            let from = if seg.dst.port() == 5672 { "client" } else { "server" };
-            let flags: Vec<&str> = [(seg.syn, "syn"), (seg.rst, "rst"), (seg.fin, "fin")]
-                .iter()
-                .filter(|(on, _)| *on)
-                .map(|(_, f)| *f)
-                .collect();
-            Some(format!("{from} {} {}", flags.join("+"), seg.payload.len()))
-        })
-        .collect();
+    let packets: Vec<String> = packets_of(&pcap).iter().map(Packet::summary).collect();
     assert_eq!(packets, ["client syn 0", "server syn 0", "client  0", "server rst 0"]);
     let _ = std::fs::remove_file(&pcap);
 }
@@ -894,13 +879,7 @@ fn a_server_s_capture_ends_a_connection_its_client_dropped_as_the_client_did() {
     drop(s);
     let _ = child.kill();
     let _ = child.wait();
-    let file = std::fs::read(&capture).expect("the capture");
-    let syns = amqpwire::capture::CaptureReader::new(&file)
-        .expect("a capture")
-        .packets()
-        .filter_map(|p| amqpwire::capture::net::parse_tcp(1, p.expect("a packet").data).ok()?)
-        .filter(|seg| seg.syn && seg.ack.is_none())
-        .count();
+    let syns = packets_of(&capture).iter().filter(|p| p.from_client && p.flags == ["syn"]).count();
     assert_eq!(syns, 3, "a SYN for each connection, the silent one too");
     let o = run(&["decode", "--json", capture.to_str().expect("path")]);
     let ends: Vec<(u64, String, String)> = text(&o.stdout)
@@ -1014,8 +993,24 @@ fn a_recording_of_the_server_side_plays_the_server_to_the_client_again() {
     let _ = std::fs::remove_file(&rec);
 }
 
-/// The client's data packets of a capture (TCP payload sizes, in order).
-fn client_data_packets(capture: &std::path::Path, server_port: u16) -> Vec<usize> {
+/// One TCP packet of a capture written by a command's `--pcap` (server port 5672).
+struct Packet {
+    from_client: bool,
+    flags: Vec<&'static str>,
+    len: usize,
+}
+
+impl Packet {
+    /// `client syn 0`, `server rst 0`, `client  8`: who sent it, its SYN/RST/FIN flags,
+    /// its payload's length.
+    fn summary(&self) -> String {
+        let from = if self.from_client { "client" } else { "server" };
+        format!("{from} {} {}", self.flags.join("+"), self.len)
+    }
+}
+
+/// The TCP packets of a capture, in order.
+fn packets_of(capture: &std::path::Path) -> Vec<Packet> {
     let file = std::fs::read(capture).expect("the capture");
     amqpwire::capture::CaptureReader::new(&file)
         .expect("a capture")
@@ -1023,7 +1018,12 @@ fn client_data_packets(capture: &std::path::Path, server_port: u16) -> Vec<usize
         .filter_map(|p| {
             let p = p.expect("a packet");
             let seg = amqpwire::capture::net::parse_tcp(p.link_type, p.data).ok()??;
-            (seg.dst.port() == server_port && !seg.payload.is_empty()).then_some(seg.payload.len())
+            let flags = [(seg.syn, "syn"), (seg.rst, "rst"), (seg.fin, "fin")]
+                .into_iter()
+                .filter_map(|(on, f)| on.then_some(f))
+                .collect();
+            let from_client = seg.dst.port() == 5672;
+            Some(Packet { from_client, flags, len: seg.payload.len() })
         })
         .collect()
 }
@@ -1055,7 +1055,9 @@ fn a_scripts_capture_shows_its_paced_writes_as_they_were_made() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     // The header went out in three writes of 3, 3 and 2 bytes, and the capture has them
     // so, each when it was written.
-    assert_eq!(client_data_packets(&capture, 5672), [3, 3, 2]);
+    let writes: Vec<usize> =
+        packets_of(&capture).iter().filter(|p| p.from_client && p.len > 0).map(|p| p.len).collect();
+    assert_eq!(writes, [3, 3, 2]);
     let _ = std::fs::remove_file(&capture);
     let _ = std::fs::remove_file(&script);
 }

@@ -19,7 +19,7 @@ use amqpwire::runtime::transport::Endpoint;
 use amqpwire::runtime::{ConnectOptions, Connection, Error, Session};
 use amqpwire::types::{condition, AttachSource, DeliveryState, Fields, MessageId, Properties};
 use bytes::Bytes;
-use hub::{start, start_with, Hub, DEVICE_KEY, OWNER_KEY};
+use hub::{eventually, start, start_with, Hub, DEVICE_KEY, OWNER_KEY};
 
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(20), f)
@@ -1108,16 +1108,6 @@ async fn a_disabled_or_deleted_device_loses_its_links_at_once() {
     assert!(gone(&e), "{e}");
 }
 
-/// Waits until `f` holds; fails only when it never does (a bound far above what a loaded
-/// machine needs: it turns a hang into a failure, and decides nothing else).
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !f() {
-        assert!(start.elapsed() < Duration::from_secs(60), "{what}: not within 60 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A device's twin links (requests and replies, paired by the channel correlation id)
 /// and its method links (requests in, answers out).
 async fn twin_and_method_links(
@@ -1158,14 +1148,14 @@ async fn a_disabled_or_deleted_device_loses_its_twin_and_method_links_too() {
     // Disabled: every link of the device is detached, saying why.
     let (_device, d) = connect_device(&h, &url).await;
     let (twin_tx, twin_rx, methods) = twin_and_method_links(&d).await;
-    eventually("the method link", || h.hub.method_listeners("dev1") == 1).await;
+    eventually("the method link", || h.hub.method_listeners("dev1") == 1).await.unwrap();
     let off = serde_json::json!({ "deviceId": "dev1", "status": "disabled" });
     h.hub.put_identity("dev1", &off, Some("*")).unwrap();
     lost(within("the twin replies", twin_rx.recv()).await.unwrap_err(), "is disabled");
     lost(within("the method requests", methods.recv()).await.unwrap_err(), "is disabled");
     lost(within("the twin requests", twin_tx.ended()).await, "is disabled");
     // No call reaches a device the hub has let go of.
-    eventually("the method link to go", || h.hub.method_listeners("dev1") == 0).await;
+    eventually("the method link to go", || h.hub.method_listeners("dev1") == 0).await.unwrap();
     let call = h.hub.invoke_method("dev1", "ping", "{}", Duration::from_secs(1)).await;
     assert_eq!(call.map_err(|e| e.status), Err(404));
     // Deleted: the same.
@@ -1191,7 +1181,9 @@ async fn a_device_that_received_counts_as_disconnected_once_its_connection_is_go
     within("close", device.close(None)).await.unwrap();
     // The nodes waiting for messages end with their links, and with them the
     // connection's hold on the device.
-    eventually("Disconnected", || h.hub.connection_state("dev1").0 == "Disconnected").await;
+    eventually("Disconnected", || h.hub.connection_state("dev1").0 == "Disconnected")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

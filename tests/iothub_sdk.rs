@@ -49,7 +49,7 @@ use amqpwire::types::{
     Attach, AttachSource, AttachTarget, Close, DeliveryState, Disposition, Fields, Flow, MessageId,
     Open, Performative, Properties, Role, SaslFrameBody, Transfer,
 };
-use hub::{Endpoint, Hub, HubTrace, DEVICE_KEY, OWNER_KEY};
+use hub::{eventually, Endpoint, Hub, HubTrace, DEVICE_KEY, OWNER_KEY};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/iothub");
 
@@ -1739,18 +1739,6 @@ fn eventhub_js_quickstart(f: &mut Facts, c: &Stream, s: &Stream) {
 }
 
 // ------------------------------------------------------------------ the scenario
-
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) -> Result<(), String> {
-    let start = Instant::now();
-    while !f() {
-        // A bound for a stuck peer, far above what a loaded machine needs.
-        if start.elapsed() > Duration::from_secs(60) {
-            return Err(format!("{what}: not within 60 s"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
 
 const UUID_ID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 

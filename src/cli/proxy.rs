@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use amqpwire::codec::DecodeOptions;
 use amqpwire::inspect::{Inspector, Record};
@@ -166,18 +166,6 @@ fn lane(sender: Side) -> (usize, &'static str, &'static str) {
 impl Tap for CliTap {
     fn bytes(&self, connection: u64, flow: Flow, data: &[u8]) -> Result<(), String> {
         let (index, dir, arrow) = lane(flow.sender());
-        let from_client = flow == Flow::ClientToServer;
-        // What is relayed goes into the capture and the recording; with --strict-stop,
-        // bytes that stop the connection are not relayed, so they go into neither (the
-        // trace shows them, with why the connection stopped).
-        let relayed = |t: &Tracer| {
-            t.record_bytes(connection, from_client, data);
-            let place = self.place.get().map(String::as_str);
-            t.capture_bytes(connection, place, from_client, data);
-        };
-        if let (Some(t), false) = (&self.tracer, self.strict_stop) {
-            relayed(t);
-        }
         let records = match &self.tracer {
             Some(t) if t.prints() => {
                 let records = t.inspect(connection, index, data);
@@ -185,28 +173,28 @@ impl Tap for CliTap {
                 records
             }
             _ if self.strict_stop => {
-                let Ok(mut all) = self.inspectors.lock() else { return Ok(()) };
+                let mut all = self.inspectors.lock().unwrap_or_else(PoisonError::into_inner);
                 let pair = all.entry(connection).or_insert_with(|| {
                     [Inspector::new(DecodeOptions::LENIENT), Inspector::new(DecodeOptions::LENIENT)]
                 });
-                let Some(i) = pair.get_mut(index) else { return Ok(()) };
+                let i = &mut pair[index];
                 i.push(data);
                 std::iter::from_fn(|| i.next_record()).collect()
             }
-            _ => return Ok(()),
+            _ => Vec::new(),
         };
-        match Self::first_error(&records) {
-            Some(e) if self.strict_stop => {
-                let who = flow.sender();
-                Err(format!("{who} sent bytes that do not decode ({e})"))
-            }
-            _ => {
-                if let (Some(t), true) = (&self.tracer, self.strict_stop) {
-                    relayed(t);
-                }
-                Ok(())
-            }
+        // With --strict-stop, bytes that do not decode are not relayed: they go into
+        // neither the capture nor the recording (the trace shows them, and why the
+        // connection stopped).
+        if let (Some(e), true) = (Self::first_error(&records), self.strict_stop) {
+            return Err(format!("{} sent bytes that do not decode ({e})", flow.sender()));
         }
+        if let Some(t) = &self.tracer {
+            let from_client = flow == Flow::ClientToServer;
+            t.record_bytes(connection, from_client, data);
+            t.capture_bytes(connection, self.place.get().map(String::as_str), from_client, data);
+        }
+        Ok(())
     }
 
     fn event(&self, connection: u64, event: &ProxyEvent) {

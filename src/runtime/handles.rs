@@ -792,7 +792,7 @@ impl Sender {
     /// Detaches the link, closing it with `error` (the peer learns why), and waits for the
     /// peer's detach.
     pub async fn close_with_error(self, error: AmqpError) -> Result<(), Error> {
-        end_link(&self.conn, self.link, true, Some(error)).await
+        self.close_shared(error).await
     }
 
     /// Detaches the link without closing it, and waits for the peer's detach: the link is
@@ -1060,7 +1060,7 @@ impl Receiver {
     /// Detaches the link, closing it with `error` (the peer learns why), and waits for the
     /// peer's detach.
     pub async fn close_with_error(self, error: AmqpError) -> Result<(), Error> {
-        end_link(&self.conn, self.link, true, Some(error)).await
+        self.close_shared(error).await
     }
 
     /// Detaches the link without closing it, and waits for the peer's detach: the link is

@@ -150,10 +150,19 @@ const FRAME_KEYS: &[&str] = &[
 /// misspelt one, which would otherwise be left out without a word (a frame with no
 /// performative is an empty frame).
 fn unknown_key(o: &serde_json::Map<String, Json>, keys: &[&str], what: &str) -> Result<(), String> {
-    match o.keys().find(|k| !keys.contains(&k.as_str()) && !SHOWN.contains(&k.as_str())) {
+    match first_unknown_key(o, keys) {
         Some(k) => Err(format!("unknown key {k:?} (a {what} line has: {})", keys.join(", "))),
         None => Ok(()),
     }
+}
+
+/// The first key of `o` that is neither one of `keys` nor one `decode` shows beside them
+/// (offsets, raw bytes…).
+pub(crate) fn first_unknown_key<'a>(
+    o: &'a serde_json::Map<String, Json>,
+    keys: &[&str],
+) -> Option<&'a String> {
+    o.keys().find(|k| !keys.contains(&k.as_str()) && !SHOWN.contains(&k.as_str()))
 }
 
 fn header(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), String> {

@@ -210,11 +210,10 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
                 check_fields(p, fields, "").map_err(|e| format!("expect: {e}"))?;
             }
             if v.get("kind").and_then(Json::as_str) == Some("header") {
-                let known = |k: &&String| {
-                    super::encode::HEADER_KEYS.contains(&k.as_str())
-                        || super::encode::SHOWN.contains(&k.as_str())
-                };
-                if let Some(k) = v.as_object().and_then(|h| h.keys().find(|k| !known(k))) {
+                let unknown = v
+                    .as_object()
+                    .and_then(|o| super::encode::first_unknown_key(o, super::encode::HEADER_KEYS));
+                if let Some(k) = unknown {
                     return Err(format!(
                         "expect: a header has no {k:?} (it has: {})",
                         super::encode::HEADER_KEYS.join(", ")
@@ -230,11 +229,10 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
             }
             // A pattern's keys are those of the lines `decode --json` writes: another
             // (`"chanel"`) would never be checked, or never match.
-            let known = |k: &&String| {
-                super::encode::DECODED_KEYS.contains(&k.as_str())
-                    || super::encode::SHOWN.contains(&k.as_str())
-            };
-            if let Some(k) = v.as_object().and_then(|p| p.keys().find(|k| !known(k))) {
+            let unknown = v
+                .as_object()
+                .and_then(|o| super::encode::first_unknown_key(o, super::encode::DECODED_KEYS));
+            if let Some(k) = unknown {
                 return Err(format!(
                     "expect: a pattern has no key {k:?} (a decoded line's keys: {})",
                     super::encode::DECODED_KEYS.join(", ")

@@ -152,3 +152,17 @@ async fn start_at(
         event_hub_wss: ports[3],
     })
 }
+
+/// Waits until `f` holds (the hub's state, looked at every 20 ms); `Err` only when it never
+/// does: a bound for a stuck peer, far above what a loaded machine needs, that turns a
+/// hang into a failure and decides nothing else.
+pub(crate) async fn eventually(what: &str, mut f: impl FnMut() -> bool) -> Result<(), String> {
+    let start = std::time::Instant::now();
+    while !f() {
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err(format!("{what}: not within 60 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

@@ -498,13 +498,8 @@ where
     Fut: std::future::Future<Output = Option<AmqpError>>,
 {
     let link = Arc::new(link);
-    let detach = tokio::select! {
-        why = work(Arc::clone(&link)) => why,
-        () = c.expired(resource, need) => Some(c.lost(need)),
-    };
-    if let Some(why) = detach {
-        link.detach(why).await;
-    }
+    let lost = Lost { conn: c, resource: resource.to_owned(), need: need.clone() };
+    guarded_or(&lost, &*link, work(Arc::clone(&link))).await;
 }
 
 /// A node with links of its own making (a twin's, a method's): runs `work` until it ends
@@ -515,11 +510,26 @@ pub(super) async fn guarded<L: LinkEnd>(
     link: &L,
     work: impl std::future::Future<Output = ()>,
 ) {
+    guarded_or(lost, link, async {
+        work.await;
+        None
+    })
+    .await;
+}
+
+/// [`guarded`], for work that may end by asking to close the link with an error.
+async fn guarded_or<L: LinkEnd>(
+    lost: &Lost<'_>,
+    link: &L,
+    work: impl std::future::Future<Output = Option<AmqpError>>,
+) {
     let why = tokio::select! {
-        () = work => return,
-        () = lost.conn.expired(&lost.resource, &lost.need) => lost.conn.lost(&lost.need),
+        why = work => why,
+        () = lost.conn.expired(&lost.resource, &lost.need) => Some(lost.conn.lost(&lost.need)),
     };
-    link.detach(why).await;
+    if let Some(why) = why {
+        link.detach(why).await;
+    }
 }
 
 /// What a node's claim is: the connection that holds it, and what it covers.
