@@ -259,6 +259,10 @@ pub enum FrameErrorKind {
         /// The limit.
         max: u32,
     },
+    /// A protocol header where a frame was due: the one that follows a SASL layer, read
+    /// by a decoder not told to expect it ([`FrameDecoder::expect_header`],
+    /// [`FrameDecoder::sniff_headers`]), or a peer that sent one out of turn.
+    UnexpectedHeader(ProtocolHeader),
 }
 
 impl fmt::Display for FrameError {
@@ -282,6 +286,9 @@ impl fmt::Display for FrameErrorKind {
             }
             Self::TooLarge { size, max } => {
                 write!(f, "frame size {size} exceeds max-frame-size {max}")
+            }
+            Self::UnexpectedHeader(h) => {
+                write!(f, "a protocol header ({h}) where a frame was due")
             }
         }
     }
@@ -643,13 +650,22 @@ impl FrameDecoder {
         let mut b = [0u8; 8];
         b.copy_from_slice(&self.avail()[..8]);
         let header = match FrameHeader::parse(&b) {
-            Ok(h) => h,
-            Err(k) => return self.fail(k),
+            Ok(h) if h.size <= self.max_frame_size => h,
+            Ok(h) => {
+                return self.fail(match ProtocolHeader::parse(&b) {
+                    Ok(p) => FrameErrorKind::UnexpectedHeader(p),
+                    Err(_) => FrameErrorKind::TooLarge { size: h.size, max: self.max_frame_size },
+                })
+            }
+            // A protocol header where a frame was due (the one after a SASL layer, to a
+            // decoder not told to expect it) is named as one rather than as a bad frame.
+            Err(k) => {
+                return self.fail(match ProtocolHeader::parse(&b) {
+                    Ok(p) => FrameErrorKind::UnexpectedHeader(p),
+                    Err(_) => k,
+                })
+            }
         };
-        if header.size > self.max_frame_size {
-            return self
-                .fail(FrameErrorKind::TooLarge { size: header.size, max: self.max_frame_size });
-        }
         let size = header.size as usize;
         if self.avail().len() < size {
             self.unpend();

@@ -634,7 +634,7 @@ fn links_detach_from_either_side_and_names_can_be_reused() {
     p.drive();
     assert_eq!(p.client.link_state(again), Some(LinkState::Attached));
     assert_eq!(p.client.detach(again, true, None), Ok(()));
-    assert_eq!(p.client.detach(again, true, None), Err(UsageError::Closed));
+    assert_eq!(p.client.detach(again, true, None), Err(UsageError::DetachSent));
 }
 
 /// 2.6.5: a link detached before the peer's attach answered it. The answer crosses our
@@ -1465,4 +1465,320 @@ fn after_our_end_no_command_sends_a_frame_on_the_session() {
     let mut more = Vec::new();
     p.client.poll_transmit(&mut more);
     assert!(more.is_empty(), "nothing after the end: {more:02x?}");
+}
+
+// ----- limits: the peer's time, the engine's memory, values at the edges -----
+
+/// A connection given the time once, then `d` later.
+fn silent_for(mut c: Connection, d: Duration) -> (Connection, Vec<Event>) {
+    let t0 = Instant::now();
+    c.handle_timeout(t0);
+    let mut out = Vec::new();
+    c.poll_transmit(&mut out);
+    c.handle_timeout(t0 + d);
+    let ev = events(&mut c);
+    (c, ev)
+}
+
+#[test]
+fn a_peer_that_never_opens_is_let_go_after_the_open_time_out() {
+    let limit = Config::new("c").open_timeout.expect("a default open time-out");
+    // A client whose server sends nothing; a server whose client sends nothing, or only
+    // its protocol header.
+    let client = Connection::client(Config::new("client"));
+    let (c, ev) = silent_for(client, limit - Duration::from_millis(1));
+    assert!(!c.is_ended(), "ended early: {ev:?}");
+    let (c, ev) = silent_for(Connection::client(Config::new("client")), limit);
+    assert!(c.is_ended());
+    assert_eq!(ended(&ev), Some(&Some(ConnectionError::OpenTimeout(limit))));
+    assert_eq!(c.error(), Some(&ConnectionError::OpenTimeout(limit)));
+    let mut server = Connection::server(Config::new("server"));
+    let t0 = Instant::now();
+    server.handle_input(&ProtocolHeader::AMQP.to_bytes(), t0);
+    assert_eq!(server.poll_timeout(), Some(t0 + limit), "timed from the first time given");
+    server.handle_timeout(t0 + limit);
+    assert!(server.is_ended());
+    // Once the peer has opened, no such limit applies.
+    let mut p = Pair::new(Config::new("client"), Config::new("server"), 201);
+    p.drive();
+    p.advance(limit * 3);
+    assert_eq!(p.client.state(), ConnectionState::Opened);
+    assert_eq!(p.server.state(), ConnectionState::Opened);
+    // None: the caller times the handshake.
+    let mut cfg = Config::new("client");
+    cfg.open_timeout = None;
+    let (c, ev) = silent_for(Connection::client(cfg), Duration::from_secs(86_400));
+    assert!(!c.is_ended() && ev.is_empty() && c.poll_timeout().is_none(), "{ev:?}");
+}
+
+#[test]
+fn a_close_made_before_any_time_is_timed_from_the_first_time_given() {
+    let mut cfg = Config::new("client");
+    cfg.open_timeout = None;
+    let mut c = Connection::client(cfg);
+    c.close(None).expect("close");
+    assert_eq!(c.poll_timeout(), None, "no time known yet");
+    let t0 = Instant::now();
+    c.handle_timeout(t0);
+    let close = Config::new("c").close_timeout;
+    assert_eq!(c.poll_timeout(), Some(t0 + close));
+    c.handle_timeout(t0 + close);
+    assert_eq!(ended(&events(&mut c)), Some(&Some(ConnectionError::CloseTimeout)));
+}
+
+#[test]
+fn time_outs_too_long_for_the_clock_mean_never_and_do_not_panic() {
+    let mut client = Config::new("client");
+    client.close_timeout = Duration::MAX;
+    client.open_timeout = Some(Duration::MAX);
+    client.idle_time_out = Some(Duration::MAX);
+    let mut server = Config::new("server");
+    server.idle_time_out = Some(Duration::MAX);
+    let mut p = Pair::new(client, server, 203);
+    p.drive();
+    assert_eq!(p.client.state(), ConnectionState::Opened);
+    // Announced as the most open can say.
+    let open = sent(&p.c2s)
+        .into_iter()
+        .find_map(|(_, p)| match p {
+            Performative::Open(o) => Some(o),
+            _ => None,
+        })
+        .expect("an open");
+    assert_eq!(open.idle_time_out, Some(u32::MAX));
+    p.cut_s2c = true;
+    p.client.close(None).expect("close");
+    // (The idle time-out, clamped to u32::MAX ms, is enforced after about 99 days.)
+    p.advance(Duration::from_secs(86_400 * 90));
+    let ev = events(&mut p.client);
+    assert_eq!(p.client.state(), ConnectionState::CloseSent, "waits for ever, as asked: {ev:?}");
+}
+
+#[test]
+fn an_idle_time_out_is_announced_in_whole_milliseconds_and_zero_is_none() {
+    for (given, announced) in [
+        (Duration::ZERO, None),
+        (Duration::from_micros(500), Some(1)),
+        (Duration::from_micros(1500), Some(2)),
+        (Duration::from_millis(30_000), Some(30_000)),
+    ] {
+        let mut client = Config::new("client");
+        client.idle_time_out = Some(given);
+        let mut p = Pair::new(client, Config::new("server"), 205);
+        p.drive();
+        let open = sent(&p.c2s)
+            .into_iter()
+            .find_map(|(_, p)| match p {
+                Performative::Open(o) => Some(o),
+                _ => None,
+            })
+            .expect("an open");
+        assert_eq!(open.idle_time_out, announced, "{given:?}");
+        if announced.is_none() {
+            // Not enforced either: a silent but open peer is kept.
+            p.cut_s2c = true;
+            p.advance(Duration::from_secs(3600));
+            assert_eq!(p.client.state(), ConnectionState::Opened, "{given:?}");
+        }
+    }
+}
+
+#[test]
+fn a_violation_is_told_at_once_and_a_framing_error_ends_the_connection_at_once() {
+    // A frame header claiming nearly 4 GiB after the open: the stream cannot be split any
+    // more, so the peer's close could never be read.
+    let mut b = server_open(Open::new("x"));
+    b.extend_from_slice(&[0xff, 0xff, 0xff, 0x00, 2, 0, 0, 0]);
+    let (c, out, ev) = client_facing(&b);
+    let violation = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::ConnectionError { violation } => Some(violation.clone()),
+            _ => None,
+        })
+        .expect("a ConnectionError event");
+    assert!(matches!(violation, Violation::Framing(_)), "{violation:?}");
+    assert!(c.is_ended(), "ended at once");
+    assert_eq!(ended(&ev), Some(&Some(ConnectionError::Violation(violation.clone()))));
+    assert_eq!(c.error(), Some(&ConnectionError::Violation(violation)));
+    assert_eq!(close_error(&out).0, condition::FRAMING_ERROR, "the close still goes out");
+    // A body that does not decode: told at once, closed, and the peer's close awaited.
+    let mut b = server_open(Open::new("x"));
+    b.extend_from_slice(&[0, 0, 0, 12, 2, 0, 0, 0, 0x00, 0x53, 0x13, 0xee]);
+    let (c, _, ev) = client_facing(&b);
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, Event::ConnectionError { violation: Violation::Decode(_) })));
+    assert!(ended(&ev).is_none());
+    assert_eq!(c.state(), ConnectionState::Discarding);
+    assert!(matches!(c.error(), Some(ConnectionError::Violation(Violation::Decode(_)))));
+}
+
+#[test]
+fn commands_on_an_ending_link_or_session_say_what_was_sent() {
+    let mut p = Pair::new(Config::new("client"), Config::new("server"), 207);
+    let (sender, _) = p.attach(LinkOptions::sender("out", "q"));
+    p.client.detach(sender, true, None).expect("detach");
+    assert_eq!(p.client.detach(sender, true, None), Err(UsageError::DetachSent));
+    assert!(UsageError::DetachSent.to_string().contains("detach"));
+    p.client.end_session(sender.session, None).expect("end");
+    assert_eq!(p.client.end_session(sender.session, None), Err(UsageError::SessionEnding));
+    assert_eq!(
+        p.client.attach(sender.session, LinkOptions::sender("late", "q")),
+        Err(UsageError::SessionEnding)
+    );
+}
+
+#[test]
+fn links_that_ask_for_a_dynamic_node_are_refused_when_the_engine_answers() {
+    let mut p = Pair::new(Config::new("client"), Config::new("server"), 209);
+    let s = p.client.begin().expect("begin");
+    // A receiver asking the server for a dynamic source (a temporary queue).
+    let mut dynamic = LinkOptions::receiver("reply", "");
+    dynamic.source = Some(amqpwire::types::AttachSource::Source(amqpwire::types::Source {
+        dynamic: true,
+        ..Default::default()
+    }));
+    let reply = p.client.attach(s, dynamic).expect("attach");
+    // A sender asking for a dynamic target.
+    let mut dynamic = LinkOptions::sender("drop", "");
+    dynamic.target = Some(amqpwire::types::AttachTarget::Target(amqpwire::types::Target {
+        dynamic: true,
+        ..Default::default()
+    }));
+    let drop = p.client.attach(s, dynamic).expect("attach");
+    // An ordinary link is answered as before.
+    let plain = p.client.attach(s, LinkOptions::sender("plain", "q")).expect("attach");
+    p.drive();
+    let ce = events(&mut p.client);
+    for link in [reply, drop] {
+        let error = ce
+            .iter()
+            .find_map(|e| match e {
+                Event::LinkDetached { link: l, error: Some(e), closed: true, by_peer: true }
+                    if *l == link =>
+                {
+                    Some(e)
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{link:?} was not refused: {ce:?}"));
+        assert_eq!(error.condition.as_str(), condition::NOT_IMPLEMENTED);
+    }
+    assert_eq!(p.client.link_state(plain), Some(LinkState::Attached));
+    // The refusal attached with a null terminus on its side (2.6.3), naming no node.
+    let answers: Vec<_> = sent(&p.s2c)
+        .into_iter()
+        .filter_map(|(_, p)| match p {
+            Performative::Attach(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert!(answers.iter().any(|a| &*a.name == "reply" && a.source.is_none()), "{answers:?}");
+    assert!(answers.iter().any(|a| &*a.name == "drop" && a.target.is_none()), "{answers:?}");
+    // The server's application heard of neither.
+    let se = events(&mut p.server);
+    let attached: Vec<_> = se
+        .iter()
+        .filter_map(|e| match e {
+            Event::LinkAttached { remote, .. } => Some(remote.name.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(attached, ["plain"]);
+}
+
+/// A hand-driven client's bytes to a server: header, open, a session, and sending links
+/// on handles 0.. named after them.
+fn hand_client(links: u32) -> Vec<u8> {
+    let mut b = ProtocolHeader::AMQP.to_bytes().to_vec();
+    let enc = FrameEncoder::new(u32::MAX);
+    enc.encode_amqp(0, &Performative::Open(Open::new("hand")), &[], &mut b).expect("open");
+    let begin = Begin {
+        remote_channel: None,
+        next_outgoing_id: SequenceNo(0),
+        incoming_window: 100,
+        outgoing_window: 100,
+        handle_max: amqpwire::types::Handle(100),
+        offered_capabilities: vec![],
+        desired_capabilities: vec![],
+        properties: None,
+    };
+    enc.encode_amqp(0, &Performative::Begin(begin), &[], &mut b).expect("begin");
+    for h in 0..links {
+        let mut a = sender_attach(&format!("l{h}"), h);
+        a.target =
+            Some(amqpwire::types::AttachTarget::Target(amqpwire::types::Target::with_address("q")));
+        enc.encode_amqp(0, &Performative::Attach(a), &[], &mut b).expect("attach");
+    }
+    b
+}
+
+fn hand_transfer(handle: u32, id: u32, payload: &[u8], more: bool) -> Vec<u8> {
+    let mut t = amqpwire::types::Transfer::new(amqpwire::types::Handle(handle));
+    t.delivery_id = Some(SequenceNo(id));
+    t.delivery_tag = Some(Bytes::from(id.to_be_bytes().to_vec()));
+    t.more = more;
+    let mut b = Vec::new();
+    FrameEncoder::new(u32::MAX)
+        .encode_amqp(0, &Performative::Transfer(t), payload, &mut b)
+        .expect("transfer");
+    b
+}
+
+#[test]
+fn partial_deliveries_of_all_links_together_are_held_within_a_limit() {
+    let mut cfg = Config::new("server");
+    cfg.max_incoming_held = 1000;
+    let mut server = Connection::server(cfg);
+    let now = Instant::now();
+    server.handle_input(&hand_client(2), now);
+    let links: Vec<LinkId> = events(&mut server)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::LinkAttached { link, .. } => Some(link),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(links.len(), 2);
+    for l in &links {
+        server.flow(*l, 10, false).expect("credit");
+    }
+    let mut out = Vec::new();
+    server.poll_transmit(&mut out);
+    // One delivery after another, each under the limit: what a finished one held is
+    // given back, so the second is taken as the first was.
+    for id in 0..2 {
+        server.handle_input(&hand_transfer(0, id, &[b'a'; 600], true), now);
+        server.handle_input(&hand_transfer(0, id, &[b'b'; 300], false), now);
+        let ev = events(&mut server);
+        assert!(
+            ev.iter().any(|e| matches!(e, Event::Delivery { payload, .. } if payload.len() == 900)),
+            "delivery {id}: {ev:?}"
+        );
+    }
+    // Two at once, on two links: the one that goes over the limit is detached.
+    server.handle_input(&hand_transfer(0, 2, &[b'c'; 600], true), now);
+    server.handle_input(&hand_transfer(1, 3, &[b'd'; 600], true), now);
+    let ev = events(&mut server);
+    let violation = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::LinkError { link, violation } if *link == links[1] => Some(violation.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("link 1 was not detached: {ev:?}"));
+    assert_eq!(violation, Violation::IncomingHeldExceeded { held: 1200, max: 1000 });
+    assert_eq!(violation.condition(), condition::RESOURCE_LIMIT_EXCEEDED);
+    let mut out = Vec::new();
+    server.poll_transmit(&mut out);
+    assert!(sent(&out).iter().any(|(_, p)| matches!(p, Performative::Detach(d)
+        if d.handle.0 == 1 && d.error.as_ref().is_some_and(|e| e.condition.as_str() == condition::RESOURCE_LIMIT_EXCEEDED))));
+    // The other link's delivery goes on, and what the dropped one held was given back.
+    server.handle_input(&hand_transfer(0, 2, &[b'e'; 350], false), now);
+    let ev = events(&mut server);
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::Delivery { payload, .. } if payload.len() == 950)),
+        "{ev:?}"
+    );
 }

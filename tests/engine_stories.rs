@@ -338,7 +338,10 @@ fn the_application_can_accept_or_refuse_a_peer_begin() {
         })
         .collect();
     assert_eq!(asked.len(), 2);
-    assert_eq!(p.server.attach(asked[0], LinkOptions::sender("x", "q")), Err(UsageError::Closed));
+    assert_eq!(
+        p.server.attach(asked[0], LinkOptions::sender("x", "q")),
+        Err(UsageError::SessionNotAccepted)
+    );
     p.server.accept_begin(asked[0]).expect("accept");
     p.server
         .refuse_begin(asked[1], Error::new(condition::UNAUTHORIZED_ACCESS, "not you"))

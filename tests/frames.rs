@@ -291,3 +291,49 @@ fn a_performative_that_cannot_fit_is_refused() {
         .expect_err("too large");
     assert_eq!(e.max, 512);
 }
+
+#[test]
+fn a_protocol_header_where_a_frame_is_due_is_named_as_one() {
+    // A SASL exchange and the AMQP header after it, read by a decoder not told that a
+    // second header comes: it says what it found, not "data offset 0".
+    let mut s = ProtocolHeader::SASL.to_bytes().to_vec();
+    let init = SaslInit { mechanism: "ANONYMOUS".into(), initial_response: None, hostname: None };
+    FrameEncoder::new(512).encode_sasl(&SaslFrameBody::Init(init), &mut s).expect("init");
+    let at = s.len() as u64;
+    s.extend_from_slice(&ProtocolHeader::AMQP.to_bytes());
+    let mut d = FrameDecoder::new(u32::MAX);
+    d.push(&s);
+    let e = loop {
+        match d.next_item() {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("no error"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.offset, at);
+    assert_eq!(e.kind, FrameErrorKind::UnexpectedHeader(ProtocolHeader::AMQP));
+    assert!(e.to_string().contains("protocol header (AMQP"), "{e}");
+    // Told to look for headers, the same stream reads through.
+    let mut d = FrameDecoder::new(u32::MAX).sniff_headers(true);
+    d.push(&s);
+    let mut items = 0;
+    while d.next_item().expect("reads").is_some() {
+        items += 1;
+    }
+    assert_eq!(items, 3);
+    // A SASL frame header whose size bytes spell "AMQP" is still a frame where it fits the
+    // limit, and too large (not a header) where it does not look like one.
+    let sasl_shaped = b"AMQP\x02\x01\x00\x00";
+    let mut d = FrameDecoder::new(u32::MAX);
+    d.push(&ProtocolHeader::AMQP.to_bytes());
+    d.push(sasl_shaped);
+    assert!(matches!(d.next_item(), Ok(Some(StreamItem::Header { .. }))));
+    assert_eq!(d.next_item(), Ok(None), "waits for the rest of a 1 GiB frame");
+    assert_eq!(
+        first_error(
+            &[&ProtocolHeader::AMQP.to_bytes()[..], b"AMQP\x02\x01\x00\x07"].concat(),
+            1 << 20
+        ),
+        FrameErrorKind::TooLarge { size: 0x414d_5150, max: 1 << 20 }
+    );
+}

@@ -580,3 +580,23 @@ async fn a_stale_link_never_acts_on_a_later_link_with_its_handle() {
     assert_eq!(body(&again).as_deref(), Some("b again"));
     conn.close(None).await.expect("close");
 }
+
+#[tokio::test]
+async fn a_listener_lets_go_of_clients_that_never_open() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let options =
+        ListenOptions { handshake_timeout: Duration::from_millis(300), ..ListenOptions::default() };
+    let (url, _seen) = serve("amqp://127.0.0.1:0", options, 0).await;
+    let addr = url.trim_start_matches("amqp://").to_owned();
+    // Silent; a protocol header and nothing more; the SASL header and nothing more.
+    for first in [&b""[..], b"AMQP\x00\x01\x00\x00", b"AMQP\x03\x01\x00\x00"] {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        s.write_all(first).await.expect("write");
+        // The server answers what it can, then closes: read to the end.
+        let mut got = Vec::new();
+        within("the listener letting a silent client go", s.read_to_end(&mut got))
+            .await
+            .expect("read");
+        assert!(got.is_empty() || got.starts_with(b"AMQP"), "{first:02x?}: {got:02x?}");
+    }
+}

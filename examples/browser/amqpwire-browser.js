@@ -186,6 +186,7 @@ export class Connection {
       }
       case "linkError":
       case "sessionError":
+      case "connectionError": // "ended", with the same error, follows
         break;
       case "credit": {
         const link = this.links.get(ev.link);

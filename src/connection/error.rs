@@ -90,6 +90,16 @@ pub enum Violation {
         /// The limit.
         max: u64,
     },
+    /// The deliveries being received in several frames on the whole connection hold
+    /// more than [`Config::max_incoming_held`](super::Config::max_incoming_held) (link
+    /// scope: the link whose transfer went over is detached, and its partial delivery
+    /// dropped).
+    IncomingHeldExceeded {
+        /// The bytes held, this transfer's included.
+        held: u64,
+        /// The limit.
+        max: u64,
+    },
     /// A transfer on a link on which we send (link scope).
     TransferToSender,
     /// A performative that needs an open connection arrived before the open exchange.
@@ -133,6 +143,7 @@ impl Violation {
             Self::TransferLimitExceeded => condition::TRANSFER_LIMIT_EXCEEDED,
             Self::MissingDeliveryId | Self::DeliveryIdChanged { .. } => condition::INVALID_FIELD,
             Self::MessageSizeExceeded { .. } => condition::MESSAGE_SIZE_EXCEEDED,
+            Self::IncomingHeldExceeded { .. } => condition::RESOURCE_LIMIT_EXCEEDED,
             Self::TransferToSender => condition::NOT_ALLOWED,
             Self::BadUnsettledMap(_) => condition::INVALID_FIELD,
             Self::NewDeliveryDuringResume => condition::ILLEGAL_STATE,
@@ -142,8 +153,8 @@ impl Violation {
         }
     }
 
-    /// Which endpoint it ends. Every violation found at the connection level so far ends
-    /// the connection; session and link violations join when those layers do.
+    /// Which endpoint it ends: the connection (closed with the error), a session (ended
+    /// with it) or a link (detached with it).
     pub fn scope(&self) -> Scope {
         match self {
             Self::HandleInUse(_)
@@ -155,6 +166,7 @@ impl Violation {
             | Self::MissingDeliveryId
             | Self::DeliveryIdChanged { .. }
             | Self::MessageSizeExceeded { .. }
+            | Self::IncomingHeldExceeded { .. }
             | Self::TransferToSender
             | Self::BadUnsettledMap(_)
             | Self::NewDeliveryDuringResume
@@ -227,6 +239,10 @@ impl fmt::Display for Violation {
             Self::MessageSizeExceeded { size, max } => {
                 write!(f, "2.7.3 attach: a {size}-byte message exceeds max-message-size {max}")
             }
+            Self::IncomingHeldExceeded { held, max } => write!(
+                f,
+                "deliveries being received hold {held} bytes on this connection, over its limit of {max}"
+            ),
             Self::TransferToSender => {
                 f.write_str("2.6.1 links: a transfer on a link whose receiver is the peer")
             }
@@ -259,6 +275,9 @@ pub enum ConnectionError {
     TransportClosed,
     /// Our close went unanswered for the close time-out.
     CloseTimeout,
+    /// The peer did not open within [`Config::open_timeout`](super::Config::open_timeout)
+    /// (its protocol header, SASL and open): the time allowed.
+    OpenTimeout(std::time::Duration),
 }
 
 impl fmt::Display for ConnectionError {
@@ -272,6 +291,11 @@ impl fmt::Display for ConnectionError {
                 f.write_str("the transport closed without a close exchange (the peer's close never came, or the peer sent nothing at all)")
             }
             Self::CloseTimeout => f.write_str("the peer did not answer our close in time"),
+            Self::OpenTimeout(d) => write!(
+                f,
+                "the peer did not open within {:.3} s (its protocol header, SASL and open)",
+                d.as_secs_f64()
+            ),
         }
     }
 }
@@ -280,6 +304,7 @@ impl std::error::Error for ConnectionError {}
 
 /// A command that the connection's state does not allow.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum UsageError {
     /// The connection is closing or closed.
     Closed,
@@ -295,9 +320,15 @@ pub enum UsageError {
     UnknownLink,
     /// The link is not attached (yet, or any more).
     NotAttached,
-    /// The link's session has sent its end: nothing more goes out on it, and its links end
-    /// with it.
+    /// The session is ending (our end is sent, or the peer's awaits our answer): nothing
+    /// more goes out on it, and its links end with it.
     SessionEnding,
+    /// The link has sent its detach already.
+    DetachSent,
+    /// The peer began the session and it waits for
+    /// [`Connection::accept_begin`](super::Connection::accept_begin): nothing goes out on
+    /// it before.
+    SessionNotAccepted,
     /// The command is for the other role (credit is granted by receivers, messages sent by
     /// senders).
     WrongRole,
@@ -345,7 +376,11 @@ impl fmt::Display for UsageError {
             Self::HandlesExhausted => f.write_str("every handle up to handle-max is in use"),
             Self::UnknownLink => f.write_str("no such link"),
             Self::NotAttached => f.write_str("the link is not attached"),
-            Self::SessionEnding => f.write_str("the link's session has sent its end"),
+            Self::SessionEnding => f.write_str("the session is ending"),
+            Self::DetachSent => f.write_str("the link has sent its detach already"),
+            Self::SessionNotAccepted => {
+                f.write_str("the peer's begin waits for accept_begin or refuse_begin")
+            }
             Self::WrongRole => f.write_str("the link has the other role for this command"),
             Self::NoCredit => f.write_str("the receiver has granted no credit"),
             Self::SessionWindowFull => f.write_str("the peer's session incoming-window is full"),

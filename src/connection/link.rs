@@ -197,6 +197,56 @@ pub(crate) struct Incoming {
     pub(crate) ignored: bool,
     /// The delivery state its first transfer carried (transactional work, 4.4.1).
     pub(crate) state: Option<DeliveryState>,
+    /// Its part of what the connection's partial deliveries hold.
+    pub(crate) held: HeldPart,
+}
+
+/// The bytes that the connection's partial deliveries hold, all links together.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Held(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Held {
+    /// The bytes held now.
+    pub(crate) fn total(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A part of it, empty for now.
+    pub(crate) fn part(&self) -> HeldPart {
+        HeldPart { total: self.clone(), mine: 0 }
+    }
+}
+
+/// One partial delivery's bytes in [`Held`]: added as they come, given back when its
+/// payload is taken or when it is dropped, whichever way its link, session or connection
+/// went.
+#[derive(Debug)]
+pub(crate) struct HeldPart {
+    total: Held,
+    mine: u64,
+}
+
+impl HeldPart {
+    fn add(&mut self, n: usize) {
+        self.mine += n as u64;
+        self.total.0.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn clear(&mut self) {
+        self.total.0.fetch_sub(self.mine, std::sync::atomic::Ordering::Relaxed);
+        self.mine = 0;
+    }
+
+    /// What the connection's partial deliveries hold now.
+    pub(crate) fn total(&self) -> u64 {
+        self.total.total()
+    }
+}
+
+impl Drop for HeldPart {
+    fn drop(&mut self) {
+        self.clear();
+    }
 }
 
 impl Incoming {
@@ -206,6 +256,7 @@ impl Incoming {
     /// Only the first part is ever held as a slice, so many tiny frames cannot pin more
     /// than one receive buffer.
     pub(crate) fn add(&mut self, part: Bytes, more: bool) {
+        self.held.add(part.len());
         if self.first.is_empty() && self.joined.is_empty() {
             self.first = part;
             return;
@@ -226,6 +277,7 @@ impl Incoming {
 
     /// The whole payload.
     pub(crate) fn take_payload(&mut self) -> Bytes {
+        self.held.clear();
         if self.joined.is_empty() {
             std::mem::take(&mut self.first)
         } else {

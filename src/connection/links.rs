@@ -12,8 +12,8 @@ use super::{Connection, Event, Scope, SessionId, UsageError, Violation};
 use crate::frame::FrameEncoder;
 use crate::message::Payload;
 use crate::types::{
-    Attach, DeliveryState, Detach, Disposition, Error, Flow, Handle, Performative,
-    ReceiverSettleMode, Role, SenderSettleMode, SequenceNo, Transfer,
+    Attach, AttachSource, AttachTarget, DeliveryState, Detach, Disposition, Error, Flow, Handle,
+    Performative, ReceiverSettleMode, Role, SenderSettleMode, SequenceNo, Transfer,
 };
 
 impl Connection {
@@ -31,7 +31,11 @@ impl Connection {
     ) -> Result<LinkId, UsageError> {
         let s = self.session_mut(session).ok_or(UsageError::UnknownSession)?;
         if !matches!(s.state, SessionState::BeginSent | SessionState::Mapped) {
-            return Err(UsageError::Closed);
+            return Err(if s.state == SessionState::BeginRcvd {
+                UsageError::SessionNotAccepted
+            } else {
+                UsageError::SessionEnding
+            });
         }
         let handle = s.free_handle().ok_or(UsageError::HandlesExhausted)?;
         if opts.unsettled.is_empty() {
@@ -314,7 +318,7 @@ impl Connection {
     ) -> Result<(), UsageError> {
         let l = self.command_link(link)?;
         if l.state == LinkState::DetachSent {
-            return Err(UsageError::Closed);
+            return Err(UsageError::DetachSent);
         }
         l.state = LinkState::DetachSent;
         self.send_performative(
@@ -454,8 +458,11 @@ impl Connection {
         let Some(l) = s.link_mut(handle) else { return };
         let ask = by_peer && !accept_links && !l.control;
         let control = l.control;
+        // Answered by the engine, a link that asks for a dynamic node would name none (3.5.3:
+        // the node's address is in the answer): it is refused.
+        let refuse = by_peer && !ask && !control && needs_a_node(&a);
         l.remote_handle = Some(a.handle);
-        l.state = if ask { LinkState::AttachRcvd } else { LinkState::Attached };
+        l.state = if ask || refuse { LinkState::AttachRcvd } else { LinkState::Attached };
         if l.role == Role::RECEIVER {
             // 2.6.7: the receiver starts counting from the sender's initial-delivery-count.
             l.delivery_count = a.initial_delivery_count.unwrap_or_default();
@@ -470,6 +477,12 @@ impl Connection {
         };
         l.remote = Some(a.clone());
         let link = LinkId::new(session, handle, l.serial);
+        if refuse {
+            let why = "amqpwire's automatic link acceptance makes no dynamic nodes: the \
+                       application answers such links";
+            let _ = self.refuse_attach(link, Error::new("amqp:not-implemented", why));
+            return;
+        }
         if by_peer && !ask {
             self.answer_attach(link);
             if control {
@@ -615,6 +628,7 @@ impl Connection {
 
     fn on_transfer(&mut self, session: SessionId, t: Transfer, payload: Bytes) {
         let guard = self.cfg.max_message_size;
+        let (held, max_held) = (self.incoming_held.part(), self.cfg.max_incoming_held);
         let Some(local) = self.local_handle(session, t.handle.0, "transfer") else { return };
         let link = self.id_at(session, local);
         let Some(s) = self.session_mut(session) else { return };
@@ -666,6 +680,7 @@ impl Connection {
                     resumed: t.resume,
                     ignored,
                     state: t.state.clone(),
+                    held,
                 });
             }
             Some(inc) => {
@@ -694,6 +709,12 @@ impl Connection {
             return self.scoped(session, Some(link), Violation::MessageSizeExceeded { size, max });
         }
         if t.more {
+            let held = inc.held.total();
+            if held > max_held {
+                l.incoming = None;
+                let v = Violation::IncomingHeldExceeded { held, max: max_held };
+                return self.scoped(session, Some(link), v);
+            }
             return;
         }
         let Some(mut inc) = l.incoming.take() else { return };
@@ -971,5 +992,15 @@ fn remove_range(
 ) {
     for id in ids_in_range(map, first, last) {
         map.remove(&id);
+    }
+}
+
+/// Whether answering the peer's `attach` needs a node made for it: a dynamic terminus on
+/// our side (the source we send from, the target we receive at).
+fn needs_a_node(a: &Attach) -> bool {
+    if a.role == Role::RECEIVER {
+        matches!(&a.source, Some(AttachSource::Source(s)) if s.dynamic)
+    } else {
+        matches!(&a.target, Some(AttachTarget::Target(t)) if t.dynamic)
     }
 }

@@ -12,8 +12,8 @@
 //! The methods fall in four groups (the quinn-proto contract):
 //!
 //! - getters: [`Connection::state`], [`Connection::remote_open`], [`Connection::is_ended`],
-//!   [`Connection::session_state`], [`Connection::link_state`], [`Connection::link_credit`],
-//!   [`Connection::unsettled`], [`Connection::resumable`],
+//!   [`Connection::error`], [`Connection::session_state`], [`Connection::link_state`],
+//!   [`Connection::link_credit`], [`Connection::unsettled`], [`Connection::resumable`],
 //!   [`Connection::retained_unsettled`];
 //! - input: [`Connection::handle_input`] (any chunking), [`Connection::handle_eof`],
 //!   [`Connection::handle_timeout`];
@@ -33,6 +33,13 @@
 //!   it returns `None`, then [`Connection::poll_timeout`] to know when to call
 //!   [`Connection::handle_timeout`].
 //!
+//! The engine knows the time only from the input calls. Give it the time once as soon as
+//! the transport is up (`handle_timeout(now)`): the peer's open is timed
+//! ([`Config::open_timeout`]) from the first time given, and commands such as
+//! [`Connection::close`] arm their timers from the last. With SASL configured, sessions can
+//! be begun once [`Event::SaslDone`] has come ([`Connection::begin`] says
+//! [`UsageError::NotOpen`] before).
+//!
 //! ```text
 //!  states (2.4.6):   START ─hdr─► HDR_SENT ─open─► OPEN_PIPE ─hdr─► OPEN_SENT ─open─► OPENED
 //!                      │                             │ close                             │
@@ -40,7 +47,8 @@
 //!                                            │      OC_PIPE ─hdr─► CLOSE_PIPE     sent ▼ │ rcvd
 //!                                            └─open─► OPEN_RCVD            CLOSE_SENT / CLOSE_RCVD
 //!                                                                                 └──► END ◄──┘
-//!  an error while OPENED sends close with the error and DISCARDS until the peer's close.
+//!  an error while OPENED sends close with the error and DISCARDS until the peer's close
+//!  (ENDs at once when the bytes can no longer be split into frames).
 //! ```
 //!
 //! # Example
@@ -88,10 +96,17 @@
 //! pump(&mut client, &mut server);
 //! let id = client.send(sender, bytes::Bytes::from_static(b"tag-0"), b"\x00\x53\x77\xa1\x02hi", false)?;
 //! let (_, server_events) = pump(&mut client, &mut server);
-//! assert!(server_events.iter().any(|e| matches!(e, Event::Delivery { payload, .. } if payload.ends_with(b"hi"))));
+//! // The server settles the delivery by the id its own event gives it.
+//! let received = server_events
+//!     .iter()
+//!     .find_map(|e| match e {
+//!         Event::Delivery { delivery_id, payload, .. } if payload.ends_with(b"hi") => Some(*delivery_id),
+//!         _ => None,
+//!     })
+//!     .expect("the message arrived");
 //!
 //! let accepted = Some(DeliveryState::Accepted(Accepted {}));
-//! server.disposition(receiver, id, None, true, accepted.clone())?;
+//! server.disposition(receiver, received, None, true, accepted.clone())?;
 //! let (client_events, _) = pump(&mut client, &mut server);
 //! assert!(client_events.contains(&Event::Disposition { link: sender, delivery_id: id, settled: true, state: accepted }));
 //! # Ok::<(), amqpwire::connection::UsageError>(())
@@ -208,11 +223,21 @@ pub struct Config {
     pub max_frame_size: u32,
     /// The highest channel we accept.
     pub channel_max: u16,
-    /// The idle-time-out sent to the peer in open (which then sends heartbeats); the
-    /// connection is closed when the peer is silent for twice this long (2.4.5).
+    /// The idle-time-out sent to the peer in open (which then sends heartbeats); once the
+    /// peer's open has come, the connection is closed when the peer is silent for twice
+    /// this long (2.4.5). It is announced in whole milliseconds, rounded up; zero is no
+    /// idle time-out (2.4.5: a value of 0 means none). Before the peer's open,
+    /// [`Config::open_timeout`] applies.
     pub idle_time_out: Option<Duration>,
     /// How long to wait for the peer's close after sending ours.
     pub close_timeout: Duration,
+    /// How long the peer may take to open: from the first time the engine is given
+    /// (by [`Connection::handle_input`], [`Connection::handle_timeout`] or
+    /// [`Connection::handle_eof`]) until the peer's open has come, protocol headers and
+    /// SASL included. A peer that is silent longer ends the connection with
+    /// [`ConnectionError::OpenTimeout`]. `None`: wait for ever (the caller times the
+    /// handshake itself).
+    pub open_timeout: Option<Duration>,
     /// Connection properties for open.
     pub properties: Option<Fields>,
     /// The locales we write text in, for open's `outgoing-locales` (empty: none sent).
@@ -235,13 +260,24 @@ pub struct Config {
     pub session: SessionConfig,
     /// Answer links the peer attaches at once, mirroring their role and echoing their
     /// termini (the default); when off, each arrives as [`Event::AttachRequested`] and waits
-    /// for [`Connection::accept_attach`] or [`Connection::refuse_attach`].
+    /// for [`Connection::accept_attach`] or [`Connection::refuse_attach`]. Answering at
+    /// once, the engine refuses (`amqp:not-implemented`) a link that asks for a dynamic
+    /// node on our side (a dynamic source we would send from, or target we would receive
+    /// at), since its answer must name the node made (3.5.3); only the peer's detach then
+    /// reaches the application.
     pub accept_links: bool,
     /// The largest message reassembled on a receiving link that sets no
     /// `max-message-size` of its own: a guard against a peer that sends continuation frames
     /// without end. Not announced to the peer; a larger message detaches the link with
     /// `amqp:link:message-size-exceeded`.
     pub max_message_size: u64,
+    /// The most bytes that deliveries still being received in several frames may hold on
+    /// the connection, all links together (each link's own guard is
+    /// [`Config::max_message_size`]): a transfer that takes them past it detaches its link
+    /// with `amqp:resource-limit-exceeded` and drops its partial delivery, so a peer that
+    /// starts many large messages at once cannot hold memory without bound. Not
+    /// announced to the peer.
+    pub max_incoming_held: u64,
     /// How many link names' unsettled deliveries are kept after their links went without
     /// closing (for `retained_unsettled` and re-attaching); beyond it, what a link of a new
     /// name leaves is forgotten.
@@ -281,8 +317,8 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
-    /// Defaults: 1 MiB frames, 255 channels, no idle time-out, a 10 s close time-out, no
-    /// SASL.
+    /// Defaults: 1 MiB frames, 255 channels, no idle time-out, 60 s for the peer to open,
+    /// a 10 s close time-out, no SASL.
     pub fn new(container_id: impl Into<String>) -> Self {
         Self {
             container_id: container_id.into(),
@@ -291,6 +327,7 @@ impl Config {
             channel_max: 255,
             idle_time_out: None,
             close_timeout: Duration::from_secs(10),
+            open_timeout: Some(Duration::from_secs(60)),
             properties: None,
             outgoing_locales: Vec::new(),
             incoming_locales: Vec::new(),
@@ -304,6 +341,7 @@ impl Config {
             accept_links: true,
             accept_sessions: true,
             max_message_size: 256 * 1024 * 1024,
+            max_incoming_held: 512 * 1024 * 1024,
             retained_links: 1024,
             trace: None,
             coordinator: None,
@@ -313,6 +351,7 @@ impl Config {
 
 /// Something that happened, for the application.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
     /// SASL succeeded; on the server, with the authenticated identity.
     SaslDone {
@@ -487,6 +526,15 @@ pub enum Event {
         /// The error it was rejected with.
         error: crate::types::Error,
     },
+    /// The peer broke the protocol on the connection (or stayed silent past our idle
+    /// time-out): we sent close with the error where we could. [`Event::Ended`] follows
+    /// with the same violation: once the peer's close comes or the close time-out passes,
+    /// or at once when no close could be sent or the stream can no longer be split into
+    /// frames. [`Connection::error`] holds it meanwhile.
+    ConnectionError {
+        /// What happened.
+        violation: Violation,
+    },
     /// The peer sent close (we answer it).
     RemoteClose {
         /// The peer's error, if any.
@@ -531,6 +579,8 @@ enum Timer {
     Keepalive = 1,
     /// Our close has gone unanswered.
     Close = 2,
+    /// The peer has not opened in time.
+    Open = 3,
 }
 
 /// One AMQP connection, either role.
@@ -545,7 +595,7 @@ pub struct Connection {
     out: Payload,
     out_offset: u64,
     events: VecDeque<Event>,
-    timers: [Option<Instant>; 3],
+    timers: [Option<Instant>; 4],
     now: Option<Instant>,
     remote_open: Option<Open>,
     peer_max_frame_size: u32,
@@ -557,6 +607,8 @@ pub struct Connection {
     remote_channels: std::collections::HashMap<u16, u16>,
     /// What links left unsettled when they went without closing, by name and role.
     retained: std::collections::HashMap<(String, bool), Vec<UnsettledDelivery>>,
+    /// What the partial deliveries of every link hold.
+    incoming_held: link::Held,
     /// A protocol header has come from the peer.
     header_seen: bool,
     /// The transaction coordinator, when [`Config::coordinator`] asks for one.
@@ -610,7 +662,7 @@ impl Connection {
             out: Payload::default(),
             out_offset: 0,
             events: VecDeque::new(),
-            timers: [None; 3],
+            timers: [None; 4],
             now: None,
             remote_open: None,
             // Before the peer's open, frames must fit the minimum (2.7.1).
@@ -620,6 +672,7 @@ impl Connection {
             sessions: Vec::new(),
             remote_channels: std::collections::HashMap::new(),
             retained: std::collections::HashMap::new(),
+            incoming_held: link::Held::default(),
             header_seen: false,
             txn: cfg.coordinator.clone().map(txn::TxnState::new),
             link_serial: 0,
@@ -664,6 +717,13 @@ impl Connection {
     /// The peer's open, once received.
     pub fn remote_open(&self) -> Option<&Open> {
         self.remote_open.as_ref()
+    }
+
+    /// What is wrong with the connection: the violation it is closing with (from the
+    /// [`Event::ConnectionError`] on), and once it has ended, what [`Event::Ended`] said.
+    /// `None` while all is well, and after a clean close.
+    pub fn error(&self) -> Option<&ConnectionError> {
+        self.error.as_ref()
     }
 
     /// Whether the connection is over (nothing more will be sent or accepted).
@@ -726,14 +786,43 @@ impl Connection {
 
     /// Notes the time and the peer's liveness; `false` when the connection is over.
     fn before_input(&mut self, now: Instant) -> bool {
-        self.now = Some(now);
+        self.note_time(now);
         if self.state == ConnectionState::End {
             return false;
         }
-        if let Some(idle) = self.cfg.idle_time_out.filter(|_| self.is_open_or_closing()) {
-            self.timers[Timer::Idle as usize] = Some(now + silence_allowed(idle));
+        if let Some(idle) = self.idle().filter(|_| self.is_open_or_closing()) {
+            self.timers[Timer::Idle as usize] = later(now, silence_allowed(idle));
         }
         true
+    }
+
+    /// The time is `now`. The first time the engine is given starts the timers that wait
+    /// for it: the peer's open, and a close sent before any time was known.
+    fn note_time(&mut self, now: Instant) {
+        let first = self.now.is_none();
+        self.now = Some(now);
+        if !first || self.state == ConnectionState::End {
+            return;
+        }
+        if self.remote_open.is_none() {
+            if let Some(limit) = self.cfg.open_timeout {
+                self.timers[Timer::Open as usize] = later(now, limit);
+            }
+        }
+        if self.closing() && self.timers[Timer::Close as usize].is_none() {
+            self.timers[Timer::Close as usize] = later(now, self.cfg.close_timeout);
+        }
+    }
+
+    /// Our close is sent and the peer's awaited.
+    fn closing(&self) -> bool {
+        use ConnectionState as S;
+        matches!(self.state, S::CloseSent | S::Discarding | S::OcPipe | S::ClosePipe)
+    }
+
+    /// Our idle time-out as announced: whole milliseconds, rounded up; none for zero.
+    fn idle(&self) -> Option<Duration> {
+        idle_millis(self.cfg.idle_time_out).map(|ms| Duration::from_millis(u64::from(ms)))
     }
 
     fn process_input(&mut self) {
@@ -755,7 +844,7 @@ impl Connection {
 
     /// The transport closed: whatever was not finished failed.
     pub fn handle_eof(&mut self, now: Instant) {
-        self.now = Some(now);
+        self.note_time(now);
         if self.state != ConnectionState::End {
             let partial = (!self.header_seen && self.decoder.buffered() > 0).then(|| {
                 let head = self.decoder.peek_buffered(8);
@@ -768,7 +857,14 @@ impl Connection {
 
     /// Time has reached `now`: fire the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = Some(now);
+        self.note_time(now);
+        if let Some(limit) = self.cfg.open_timeout.filter(|_| self.due(Timer::Open, now)) {
+            self.timers[Timer::Open as usize] = None;
+            if self.remote_open.is_none() {
+                self.end(Some(ConnectionError::OpenTimeout(limit)));
+                return;
+            }
+        }
         if self.timers[Timer::Close as usize].is_some_and(|t| t <= now) {
             self.timers[Timer::Close as usize] = None;
             let error = self.error.take().unwrap_or(ConnectionError::CloseTimeout);
@@ -843,7 +939,9 @@ impl Connection {
     ) -> Result<(), UsageError> {
         let Some(s) = self.session_mut(id) else { return Err(UsageError::UnknownSession) };
         match s.state {
-            SessionState::EndSent | SessionState::Discarding => return Err(UsageError::Closed),
+            SessionState::EndSent | SessionState::Discarding => {
+                return Err(UsageError::SessionEnding)
+            }
             SessionState::EndRcvd => {}
             SessionState::BeginRcvd => {
                 // Not answered yet: our begin must come before our end.
@@ -946,6 +1044,11 @@ impl Connection {
     }
 
     // ----- internals -----
+
+    /// Whether `timer` is set and due at `now`.
+    fn due(&self, timer: Timer, now: Instant) -> bool {
+        self.timers[timer as usize].is_some_and(|t| t <= now)
+    }
 
     fn is_open_or_closing(&self) -> bool {
         use ConnectionState as S;
@@ -1171,10 +1274,11 @@ impl Connection {
                     other => other,
                 };
                 self.remote_open = Some(open.clone());
+                self.timers[Timer::Open as usize] = None;
                 self.events.push_back(Event::Opened { remote: Box::new(open) });
                 self.arm_keepalive();
-                if let (Some(idle), Some(now)) = (self.cfg.idle_time_out, self.now) {
-                    self.timers[Timer::Idle as usize] = Some(now + silence_allowed(idle));
+                if let (Some(idle), Some(now)) = (self.idle(), self.now) {
+                    self.timers[Timer::Idle as usize] = later(now, silence_allowed(idle));
                 }
             }
             _ if self.remote_open.is_none() => {
@@ -1449,6 +1553,10 @@ impl Connection {
                         | Sasl::ServerResponse
                 );
         let error = v.to_error();
+        // Once the stream cannot be split into frames, the peer's close could never be
+        // read: the close goes out and the connection ends at once.
+        let unreadable = matches!(v, Violation::Framing(_));
+        self.events.push_back(Event::ConnectionError { violation: v.clone() });
         self.error = Some(ConnectionError::Violation(v));
         if can_close {
             if self.state == S::OpenRcvd || self.state == S::HdrExch {
@@ -1456,6 +1564,10 @@ impl Connection {
             }
             self.send_close(Some(error));
             self.state = S::Discarding;
+            if unreadable {
+                let e = self.error.take();
+                self.end(e);
+            }
         } else {
             let e = self.error.take();
             self.end(e);
@@ -1482,7 +1594,8 @@ impl Connection {
             self.retain(l, false);
         }
         self.sessions = sessions;
-        self.timers = [None; 3];
+        self.timers = [None; 4];
+        self.error.clone_from(&error);
         self.push_ending(Event::Ended { error });
     }
 
@@ -1490,7 +1603,7 @@ impl Connection {
         // Send something within half the peer's idle time-out, so a heartbeat arrives in
         // time even if one is delayed (2.4.5 lets the peer close at the full value).
         if let (Some(idle), Some(now)) = (self.peer_idle, self.now) {
-            self.timers[Timer::Keepalive as usize] = Some(now + idle / 2);
+            self.timers[Timer::Keepalive as usize] = later(now, idle / 2);
         }
     }
 
@@ -1518,8 +1631,7 @@ impl Connection {
         open.hostname = self.cfg.hostname.clone().map(Into::into);
         open.max_frame_size = self.cfg.max_frame_size.max(MIN_MAX_FRAME_SIZE);
         open.channel_max = self.cfg.channel_max;
-        open.idle_time_out =
-            self.cfg.idle_time_out.map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX));
+        open.idle_time_out = idle_millis(self.cfg.idle_time_out);
         open.properties = self.cfg.properties.clone();
         open.outgoing_locales.clone_from(&self.cfg.outgoing_locales);
         open.incoming_locales.clone_from(&self.cfg.incoming_locales);
@@ -1544,7 +1656,7 @@ impl Connection {
         };
         if self.state != S::CloseRcvd {
             if let Some(now) = self.now {
-                self.timers[Timer::Close as usize] = Some(now + self.cfg.close_timeout);
+                self.timers[Timer::Close as usize] = later(now, self.cfg.close_timeout);
             }
         }
     }
@@ -1622,6 +1734,20 @@ impl Connection {
         self.out_offset += bytes.len() as u64;
         self.arm_keepalive();
     }
+}
+
+/// `now + d`, or never (`None`) when that is past what the clock can hold: a time-out of
+/// `Duration::MAX` is a wait without end, not an overflow.
+pub(crate) fn later(now: Instant, d: Duration) -> Option<Instant> {
+    now.checked_add(d)
+}
+
+/// An idle time-out in open's terms: whole milliseconds, rounded up so that a time-out
+/// under a millisecond is not announced as none, at most `u32::MAX`; none for zero.
+fn idle_millis(d: Option<Duration>) -> Option<u32> {
+    let d = d.filter(|d| !d.is_zero())?;
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    Some(u32::try_from(ms).unwrap_or(u32::MAX))
 }
 
 /// How long the peer may stay silent before the connection is closed, given the

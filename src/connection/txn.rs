@@ -416,7 +416,7 @@ impl Connection {
                 } else {
                     let id = Bytes::copy_from_slice(&t.next_txn.to_be_bytes());
                     t.next_txn += 1;
-                    let deadline = t.cfg.timeout.zip(now).map(|(d, now)| now + d);
+                    let deadline = t.cfg.timeout.zip(now).and_then(|(d, now)| super::later(now, d));
                     t.open.insert(id.clone(), Txn { serial, deadline, failed: None, work: 0 });
                     self.events.push_back(Event::TxnDeclared { link, txn_id: id.clone() });
                     Some(DeliveryState::Declared(Declared { txn_id: id }))

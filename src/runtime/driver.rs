@@ -140,6 +140,12 @@ fn log_event(e: &Event) {
                 "link detached by a protocol violation: {violation}"
             );
         }
+        Event::ConnectionError { violation } => {
+            tracing::warn!(
+                condition = violation.condition(),
+                "closing the connection for a protocol violation: {violation}"
+            );
+        }
         Event::RemoteClose { error: Some(e) } => {
             tracing::warn!(condition = %e.condition, "the peer closed the connection: {e}");
         }
@@ -671,7 +677,8 @@ impl Shared {
             | Event::BeginRequested { .. }
             | Event::Credit { .. }
             | Event::Aborted { .. }
-            | Event::RemoteClose { .. } => {}
+            | Event::RemoteClose { .. }
+            | Event::ConnectionError { .. } => {}
         }
     }
 
@@ -767,6 +774,8 @@ pub(crate) async fn drive(inner: Arc<Inner>, io: Transport) -> TransportEnd {
     let mut written = 0usize;
     let mut eof = false;
     let mut end = TransportEnd::Closed;
+    // The engine's clock starts with the transport: the peer's open is timed from here.
+    inner.lock().conn.handle_timeout(Instant::now());
     loop {
         let (deadline, ended, can_read) = {
             let mut s = inner.lock();

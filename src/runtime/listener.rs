@@ -50,7 +50,10 @@ pub struct ListenOptions {
     pub container_id: String,
     /// The idle time-out to announce.
     pub idle_time_out: Option<Duration>,
-    /// How long a client may take for the TLS and WebSocket handshakes.
+    /// How long a client may take for the TLS and WebSocket handshakes, and then again
+    /// for the AMQP handshake: its protocol headers, SASL and open
+    /// ([`Config::open_timeout`](engine::Config::open_timeout); a client silent longer is
+    /// let go).
     pub handshake_timeout: Duration,
     /// Sees every frame of every connection.
     pub trace: Option<SharedTrace>,
@@ -218,6 +221,7 @@ impl Incoming {
 fn server_config(o: &ListenOptions, io: &Transport, n: u64) -> engine::Config {
     let mut cfg = engine::Config::new(o.container_id.clone());
     cfg.idle_time_out = o.idle_time_out;
+    cfg.open_timeout = Some(o.handshake_timeout);
     // Names the peer for test suites and investigators, as other brokers do.
     let mut properties = crate::types::Fields::new();
     properties.insert("product", "amqpwire");

@@ -526,6 +526,11 @@ impl Engine {
                 w.key("error");
                 w.display(violation);
             }
+            Event::ConnectionError { violation } => {
+                kind(w, "connectionError");
+                w.key("error");
+                w.display(violation);
+            }
             Event::RemoteClose { error } => {
                 kind(w, "remoteClose");
                 member_error(w, error.as_ref());
