@@ -399,12 +399,17 @@ fn a_session_begins_and_ends_from_either_side() {
     p.drive();
     assert_eq!(p.client.session_state(s), Some(amqpwire::connection::SessionState::Mapped));
     let ce = events(&mut p.client);
-    assert!(ce.contains(&Event::SessionBegun { session: s, by_peer: false }), "{ce:?}");
+    assert!(
+        ce.iter().any(|e| matches!(e, Event::SessionBegun { session, by_peer: false, remote }
+            if *session == s && remote.remote_channel == Some(s.0))),
+        "{ce:?}"
+    );
+    assert_eq!(p.client.remote_begin(s).map(|b| b.remote_channel), Some(Some(s.0)));
     let se = events(&mut p.server);
     let server_side = se
         .iter()
         .find_map(|e| match e {
-            Event::SessionBegun { session, by_peer: true } => Some(*session),
+            Event::SessionBegun { session, by_peer: true, .. } => Some(*session),
             _ => None,
         })
         .expect("the server saw the session begin");
@@ -1601,6 +1606,13 @@ fn a_violation_is_told_at_once_and_a_framing_error_ends_the_connection_at_once()
     assert!(c.is_ended(), "ended at once");
     assert_eq!(ended(&ev), Some(&Some(ConnectionError::Violation(violation.clone()))));
     assert_eq!(c.error(), Some(&ConnectionError::Violation(violation)));
+    // The chain goes down to the framing error itself.
+    let e = c.error().expect("an error");
+    let framing = std::error::Error::source(e).and_then(std::error::Error::source);
+    assert!(
+        framing.is_some_and(|f| f.to_string().contains("exceeds max-frame-size")),
+        "{framing:?}"
+    );
     assert_eq!(close_error(&out).0, condition::FRAMING_ERROR, "the close still goes out");
     // A body that does not decode: told at once, closed, and the peer's close awaited.
     let mut b = server_open(Open::new("x"));

@@ -12,7 +12,8 @@
 //! The methods fall in four groups (the quinn-proto contract):
 //!
 //! - getters: [`Connection::state`], [`Connection::remote_open`], [`Connection::is_ended`],
-//!   [`Connection::error`], [`Connection::session_state`], [`Connection::link_state`],
+//!   [`Connection::error`], [`Connection::remote_begin`], [`Connection::session_state`],
+//!   [`Connection::link_state`],
 //!   [`Connection::link_credit`], [`Connection::unsettled`], [`Connection::resumable`],
 //!   [`Connection::retained_unsettled`];
 //! - input: [`Connection::handle_input`] (any chunking), [`Connection::handle_eof`],
@@ -140,7 +141,7 @@ use crate::frame::{
 use crate::message::Payload;
 use crate::sasl::{AuthStep, Authenticator, SaslClient, SaslError};
 use crate::types::{
-    Close, Fields, Layout, Open, Performative, SaslChallenge, SaslFrameBody, SaslInit,
+    Begin, Close, Fields, Layout, Open, Performative, SaslChallenge, SaslFrameBody, SaslInit,
     SaslMechanisms, SaslOutcome,
 };
 
@@ -371,6 +372,8 @@ pub enum Event {
         session: SessionId,
         /// Whether the peer began it.
         by_peer: bool,
+        /// The peer's begin (its windows, handle-max, capabilities and properties).
+        remote: Box<Begin>,
     },
     /// The peer began a session and waits for us to accept or refuse it (only with
     /// [`Config::accept_sessions`] off).
@@ -964,6 +967,12 @@ impl Connection {
         Some(SessionId::new(channel, s.serial))
     }
 
+    /// The peer's begin for a session, once it came (`None` before, and once the session
+    /// is gone).
+    pub fn remote_begin(&self, id: SessionId) -> Option<&Begin> {
+        self.session_ref(id).and_then(|s| s.remote.as_deref())
+    }
+
     /// A session's state (`None` once it is gone).
     pub fn session_state(&self, id: SessionId) -> Option<SessionState> {
         self.session_ref(id).map(|s| s.state)
@@ -1381,7 +1390,8 @@ impl Connection {
                 }
                 s.state = SessionState::Mapped;
                 let session = SessionId::new(local, s.serial);
-                self.events.push_back(Event::SessionBegun { session, by_peer: false });
+                let remote = Box::new(b.clone());
+                self.events.push_back(Event::SessionBegun { session, by_peer: false, remote });
             }
             None => {
                 // The peer begins a session: map it, then answer (or ask the application).
@@ -1394,11 +1404,11 @@ impl Connection {
                 s.remote_channel = Some(channel);
                 let session = self.put_session(local, s);
                 self.remote_channels.insert(channel, local);
+                let remote = Box::new(b.clone());
                 if self.cfg.accept_sessions {
                     self.answer_begin(local);
-                    self.events.push_back(Event::SessionBegun { session, by_peer: true });
+                    self.events.push_back(Event::SessionBegun { session, by_peer: true, remote });
                 } else {
-                    let remote = Box::new(b.clone());
                     self.events.push_back(Event::BeginRequested { session, remote });
                 }
             }
@@ -1423,9 +1433,11 @@ impl Connection {
             return Err(UsageError::NotRequested);
         }
         let pending = std::mem::take(&mut s.pending);
-        let Some(channel) = s.remote_channel else { return Err(UsageError::NotRequested) };
+        let (Some(channel), Some(remote)) = (s.remote_channel, s.remote.clone()) else {
+            return Err(UsageError::NotRequested);
+        };
         self.answer_begin(session.0);
-        self.events.push_back(Event::SessionBegun { session, by_peer: true });
+        self.events.push_back(Event::SessionBegun { session, by_peer: true, remote });
         for p in pending {
             if self.state == ConnectionState::End {
                 break;

@@ -115,6 +115,8 @@ pub(crate) struct Session {
     pub(crate) max_incoming_window: u32,
     /// Frames the peer sent before the application accepted its begin.
     pub(crate) pending: Vec<crate::types::Performative>,
+    /// The peer's begin, once it came.
+    pub(crate) remote: Option<Box<Begin>>,
 }
 
 impl Session {
@@ -137,6 +139,7 @@ impl Session {
             next_delivery_id: SequenceNo(0),
             max_incoming_window: cfg.incoming_window,
             pending: Vec::new(),
+            remote: None,
         }
     }
 
@@ -192,6 +195,7 @@ impl Session {
 
     /// Takes the peer's begin.
     pub(crate) fn on_begin(&mut self, b: &Begin) {
+        self.remote = Some(Box::new(b.clone()));
         self.next_incoming_id = Some(b.next_outgoing_id);
         self.remote_incoming_window = b.incoming_window;
         self.remote_outgoing_window = b.outgoing_window;

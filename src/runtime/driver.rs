@@ -100,7 +100,7 @@ fn log_event(e: &Event) {
         Event::SaslDone { mechanism, identity } => {
             tracing::info!(%mechanism, identity = identity.as_deref().unwrap_or(""), "SASL succeeded");
         }
-        Event::SessionBegun { session, by_peer } => {
+        Event::SessionBegun { session, by_peer, .. } => {
             tracing::debug!(session = session.0, by_peer, "session begun");
         }
         Event::SessionEnded { session, error, by_peer } => match error {
@@ -560,7 +560,9 @@ impl Shared {
         match e {
             Event::Opened { .. } => self.opened = Some(Ok(())),
             Event::SaslDone { identity, .. } => self.identity = identity,
-            Event::SessionBegun { session, by_peer: false } => self.session_news(session, Ok(())),
+            Event::SessionBegun { session, by_peer: false, .. } => {
+                self.session_news(session, Ok(()))
+            }
             Event::SessionEnded { session, error, .. } => self.session_ended(session, error),
             Event::SessionError { session, violation } => {
                 self.session_ended(session, Some(violation.to_error()));
