@@ -721,22 +721,9 @@ fn a_sender_respects_the_receivers_max_message_size() {
 
 /// A peer's attach of a sending link: `name` on `handle`, every optional field absent.
 fn sender_attach(name: &str, handle: u32) -> amqpwire::types::Attach {
-    amqpwire::types::Attach {
-        name: name.into(),
-        handle: amqpwire::types::Handle(handle),
-        role: Role::SENDER,
-        snd_settle_mode: amqpwire::types::SenderSettleMode::MIXED,
-        rcv_settle_mode: amqpwire::types::ReceiverSettleMode::FIRST,
-        source: None,
-        target: None,
-        unsettled: None,
-        incomplete_unsettled: false,
-        initial_delivery_count: Some(SequenceNo(0)),
-        max_message_size: None,
-        offered_capabilities: vec![],
-        desired_capabilities: vec![],
-        properties: None,
-    }
+    let mut a = amqpwire::types::Attach::new(name, amqpwire::types::Handle(handle), Role::SENDER);
+    a.initial_delivery_count = Some(SequenceNo(0));
+    a
 }
 
 #[test]
@@ -1706,16 +1693,7 @@ fn hand_client(links: u32) -> Vec<u8> {
     let mut b = ProtocolHeader::AMQP.to_bytes().to_vec();
     let enc = FrameEncoder::new(u32::MAX);
     enc.encode_amqp(0, &Performative::Open(Open::new("hand")), &[], &mut b).expect("open");
-    let begin = Begin {
-        remote_channel: None,
-        next_outgoing_id: SequenceNo(0),
-        incoming_window: 100,
-        outgoing_window: 100,
-        handle_max: amqpwire::types::Handle(100),
-        offered_capabilities: vec![],
-        desired_capabilities: vec![],
-        properties: None,
-    };
+    let begin = Begin::new(SequenceNo(0), 100, 100);
     enc.encode_amqp(0, &Performative::Begin(begin), &[], &mut b).expect("begin");
     for h in 0..links {
         let mut a = sender_attach(&format!("l{h}"), h);

@@ -277,32 +277,13 @@ pub fn connection(data: &[u8]) {
     // Deeper: a session and a sending link already attached, so the input lands among
     // transfers, flows and dispositions.
     let mut deep = open("peer");
-    let begin = crate::types::Begin {
-        remote_channel: None,
-        next_outgoing_id: crate::types::SequenceNo(0),
-        incoming_window: 100,
-        outgoing_window: 100,
-        handle_max: crate::types::Handle(7),
-        offered_capabilities: Vec::new(),
-        desired_capabilities: Vec::new(),
-        properties: None,
-    };
-    let attach = crate::types::Attach {
-        name: "fuzz".into(),
-        handle: crate::types::Handle(0),
-        role: crate::types::Role::SENDER,
-        snd_settle_mode: crate::types::SenderSettleMode::MIXED,
-        rcv_settle_mode: crate::types::ReceiverSettleMode::FIRST,
-        source: None,
-        target: Some(crate::types::AttachTarget::Target(crate::types::Target::with_address("q"))),
-        unsettled: None,
-        incomplete_unsettled: false,
-        initial_delivery_count: Some(crate::types::SequenceNo(0)),
-        max_message_size: None,
-        offered_capabilities: Vec::new(),
-        desired_capabilities: Vec::new(),
-        properties: None,
-    };
+    let mut begin = crate::types::Begin::new(crate::types::SequenceNo(0), 100, 100);
+    begin.handle_max = crate::types::Handle(7);
+    let mut attach =
+        crate::types::Attach::new("fuzz", crate::types::Handle(0), crate::types::Role::SENDER);
+    attach.target =
+        Some(crate::types::AttachTarget::Target(crate::types::Target::with_address("q")));
+    attach.initial_delivery_count = Some(crate::types::SequenceNo(0));
     let enc = FrameEncoder::new(u32::MAX);
     let _ = enc.encode_amqp(0, &Performative::Begin(begin), &[], &mut deep);
     let _ = enc.encode_amqp(0, &Performative::Attach(attach), &[], &mut deep);

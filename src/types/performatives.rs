@@ -111,6 +111,48 @@ composite! {
     }
 }
 
+impl Begin {
+    /// A begin of a new session (no remote-channel) with the given transfer-id and
+    /// windows, and every other field at its default (handle-max 4294967295, no
+    /// capabilities or properties).
+    pub fn new(next_outgoing_id: SequenceNo, incoming_window: u32, outgoing_window: u32) -> Self {
+        Self {
+            remote_channel: None,
+            next_outgoing_id,
+            incoming_window,
+            outgoing_window,
+            handle_max: Handle(u32::MAX),
+            offered_capabilities: Vec::new(),
+            desired_capabilities: Vec::new(),
+            properties: None,
+        }
+    }
+}
+
+impl Attach {
+    /// An attach of link `name` on `handle` in `role`, every other field at its default
+    /// or absent (settle modes mixed and first, no source or target, no unsettled map,
+    /// no initial delivery-count: a sender sets one, 2.7.3).
+    pub fn new(name: impl Into<ByteString>, handle: Handle, role: Role) -> Self {
+        Self {
+            name: name.into(),
+            handle,
+            role,
+            snd_settle_mode: SenderSettleMode::MIXED,
+            rcv_settle_mode: ReceiverSettleMode::FIRST,
+            source: None,
+            target: None,
+            unsettled: None,
+            incomplete_unsettled: false,
+            initial_delivery_count: None,
+            max_message_size: None,
+            offered_capabilities: Vec::new(),
+            desired_capabilities: Vec::new(),
+            properties: None,
+        }
+    }
+}
+
 composite! {
     /// Update link state (2.7.4).
     pub struct Flow : "flow", "amqp:flow:list", 0x13 {
