@@ -97,6 +97,118 @@ fn rhea_example_server_crashes_and_the_minimised_finding_replays() {
     let again = fuzz_peer(&replay);
     assert_eq!(again.status.code(), Some(1), "{}", show(&again));
     assert!(cli::text(&again.stdout).starts_with("crash: "), "{}", show(&again));
+    assert!(cli::text(&again.stdout).contains("the finding the file saved"), "{}", show(&again));
+    // Case 18 sends one transfer two thousand times: minimising takes runs of steps out,
+    // not one step per try, and comes down to the few that matter. Run again in the same
+    // folder, the campaign numbers its finding after those there and overwrites none.
+    let before: Vec<(std::path::PathBuf, String)> =
+        files.iter().map(|f| (f.clone(), std::fs::read_to_string(f).expect("finding"))).collect();
+    let mut args = target.to_vec();
+    args.extend(["--seed", "1", "--first-case", "18", "--cases", "1"]);
+    args.extend(["--minimise", "600", "--findings", &dir_s]);
+    let out = fuzz_peer(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    for (f, text) in &before {
+        assert_eq!(&std::fs::read_to_string(f).expect("still there"), text, "{}", f.display());
+    }
+    let now = findings(&dir);
+    assert_eq!(now.len(), before.len() + 1, "{}", show(&out));
+    let added = now.iter().find(|f| !files.contains(f)).expect("a new file");
+    let name = added.file_name().expect("name").to_string_lossy().into_owned();
+    assert!(name.starts_with(&format!("finding-{:03}-", before.len() + 1)), "{name}");
+    let text = std::fs::read_to_string(added).expect("finding");
+    let (from, to) = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# minimised from "))
+        .and_then(|l| l.split_once(" steps to "))
+        .map(|(a, b)| (a.parse::<usize>().unwrap_or(0), b.parse::<usize>().unwrap_or(usize::MAX)))
+        .expect("minimised line");
+    assert!(from > 2000 && to < 20, "{text}");
+}
+
+#[test]
+fn what_a_campaign_is_given_is_checked_before_it_starts() {
+    let scratch = Scratch::new("fuzz-peer", "checks");
+    let bad = scratch.path("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"lenient\":true}\n{\"sendd\":{\"kind\":\"header\",\"protocol_id\":0}}\n",
+    )
+    .expect("write");
+    let bad = bad.to_string_lossy().into_owned();
+    let dir = scratch.path("findings").to_string_lossy().into_owned();
+    let nowhere = "amqp://127.0.0.1:1";
+    for (args, said) in [
+        // A typo in a finding or a script: refused with its line, as `script` refuses it.
+        (vec!["--connect", nowhere, "--replay", &bad], "line 2: unknown key \"sendd\""),
+        (vec!["--connect", nowhere, "--script", &bad], "line 2: unknown key \"sendd\""),
+        (vec!["--listen", "amqps://127.0.0.1:0", "--exec", "true"], "needs a certificate and key"),
+        (vec!["--connect", nowhere, "--max-rss", "5"], "--max-rss needs a process to watch"),
+        (vec!["--connect", nowhere, "--cases", "0"], "0 is not in 1.."),
+        (vec!["--connect", nowhere, "--probe-within", "0"], "0 is not in 1.."),
+        (vec!["--connect", nowhere, "--print-case", "--replay", &bad], "cannot be used with"),
+    ] {
+        let mut all = args.clone();
+        all.extend(["--findings", &dir]);
+        let out = fuzz_peer(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
+        assert!(cli::text(&out.stderr).contains(said), "{args:?}: {}", show(&out));
+    }
+    // A server that accepts and then never answers its WebSocket handshake: said within
+    // the probe's limit, not waited on for ever.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("ws://127.0.0.1:{}/", silent.local_addr().expect("addr").port());
+    let out = fuzz_peer(&["--connect", &url, "--probe-within", "300", "--findings", &dir]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(cli::text(&out.stderr).contains("did not finish within"), "{}", show(&out));
+}
+
+#[test]
+fn a_signal_stops_a_campaign_with_its_summary_and_its_target() {
+    use std::io::BufRead;
+    let scratch = Scratch::new("fuzz-peer", "signal");
+    let port = free_port();
+    let url = format!("amqp://127.0.0.1:{port}");
+    let exec = format!("{} serve --listen {url}", env!("CARGO_BIN_EXE_amqpwire"));
+    let dir = scratch.path("findings").to_string_lossy().into_owned();
+    let mut child = cli::bin()
+        .args(["fuzz-peer", "--connect", &url, "--exec", &exec, "--sasl", "none"])
+        .args(["--seconds", "600", "--probe-within", "30000", "--findings", &dir])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fuzz-peer");
+    // Once the campaign has started (its seed said), and a progress line shows cases
+    // played: Ctrl-C, as a terminal sends it.
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    let mut line = String::new();
+    while !seen.contains(" cases (") {
+        line.clear();
+        if err.read_line(&mut line).expect("read") == 0 {
+            break;
+        }
+        seen.push_str(&line);
+    }
+    assert!(seen.contains(" cases ("), "{seen}");
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+    let out = child.wait_with_output().expect("wait");
+    let stdout = cli::text(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}{seen}{rest}");
+    assert!(
+        stdout.contains(" cases in ") && stdout.contains("stopped early: a signal"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("no findings"), "{stdout}");
+    // The target went with it.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the target still listens");
 }
 
 /// The Python of the Proton virtualenv, a scratch folder, and the URL and `--exec` command
@@ -641,4 +753,36 @@ fn a_recorded_session_is_fuzzed_field_by_field() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(cli::text(&out.stdout).contains("40 cases in "), "{}", show(&out));
+}
+
+#[test]
+fn a_client_silent_in_its_websocket_handshake_is_a_hang() {
+    let scratch = Scratch::new("fuzz-peer", "ws-silent");
+    let dir = scratch.path("findings").to_string_lossy().into_owned();
+    // Connects, sends nothing, and stays: before, the campaign waited on it for ever.
+    let client = "python3 -c 'import socket,time; s=socket.create_connection((\"127.0.0.1\", {port})); time.sleep(120)'";
+    let out = fuzz_peer(&[
+        "--listen",
+        "ws://127.0.0.1:0/",
+        "--exec",
+        client,
+        "--sasl",
+        "none",
+        "--seed",
+        "1",
+        "--cases",
+        "1",
+        "--probe-within",
+        "500",
+        "--minimise",
+        "0",
+        "--findings",
+        &dir,
+    ]);
+    let stdout = cli::text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stdout.contains("hang: the client's ws handshake did not finish within"), "{stdout}");
+    let saved = findings(Path::new(&dir));
+    let text = std::fs::read_to_string(&saved[0]).expect("finding");
+    assert!(text.contains("# not minimised: --minimise 0"), "{text}");
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use amqpwire::fuzzpeer::scenarios::{names, scenario, Role, Sasl};
 use amqpwire::runtime::fuzzpeer::{
-    lines, read_steps, shell_word, Campaign, Kind, Mode, Say, Settings,
+    lines, read_steps, shell_word, Campaign, Kind, Mode, Say, Settings, Stop,
 };
-use amqpwire::runtime::transport::{ClientTlsConfig, Endpoint, TlsServerConfig};
+use amqpwire::runtime::transport::{AcceptConfig, ClientTlsConfig, Endpoint, TlsServerConfig};
 
 use super::client::runtime;
 
@@ -31,7 +31,8 @@ pub(crate) struct FuzzPeerArgs {
     /// The target's process id, when it runs already (its death and memory are watched).
     #[arg(long, value_name = "PID", conflicts_with = "exec")]
     pid: Option<u32>,
-    /// A finding when the target's resident memory passes this many MiB.
+    /// A finding when the target's resident memory passes this many MiB (needs a process
+    /// to watch: --exec or --pid).
     #[arg(long, value_name = "MIB")]
     max_rss: Option<u64>,
     /// Built-in scenarios to mutate (repeatable; default: all for the role). Client role:
@@ -39,7 +40,9 @@ pub(crate) struct FuzzPeerArgs {
     /// role: serve-open, serve-sender, serve-receiver.
     #[arg(long, value_name = "NAME")]
     scenario: Vec<String>,
-    /// A script to mutate as well (a recording, or any script; repeatable).
+    /// A script to mutate (a recording, or any script; repeatable): with --scenario, beside
+    /// the scenarios named; without, instead of the built-in ones. Checked as `amqpwire
+    /// script` checks a script.
     #[arg(long, value_name = "FILE")]
     script: Vec<PathBuf>,
     /// SASL of the scenarios and the probe: none, anonymous, plain, scram (SCRAM-SHA-256)
@@ -71,18 +74,20 @@ pub(crate) struct FuzzPeerArgs {
     #[arg(long, default_value_t = 0)]
     first_case: u64,
     /// Stop after this many cases.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     cases: Option<u64>,
     /// Stop after this many seconds.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     seconds: Option<u64>,
     /// How long a case waits for each answer it paces on, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 250)]
+    #[arg(long, value_name = "MS", default_value_t = 250,
+          value_parser = clap::value_parser!(u64).range(1..))]
     within: u64,
     /// How long the probe after each case waits for each answer before the target counts
     /// as hung, in milliseconds (a client: four times this to connect and to end; this
     /// alone to end once a hang is known).
-    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    #[arg(long, value_name = "MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..))]
     probe_within: u64,
     /// Where findings (and the target's log) are written.
     #[arg(long, value_name = "DIR", default_value = "fuzz-peer-findings")]
@@ -90,11 +95,12 @@ pub(crate) struct FuzzPeerArgs {
     /// Seconds spent minimising each finding (0: keep the case as it was).
     #[arg(long, value_name = "S", default_value_t = 60)]
     minimise: u64,
-    /// Play one saved case (a finding) and report what it does; exit 1 if it finds.
+    /// Play one saved case (a finding) and report what it does, and whether it is the
+    /// finding the file saved; exit 1 if it finds.
     #[arg(long, value_name = "FILE")]
     replay: Option<PathBuf>,
     /// Print the case that --seed and --first-case give, and exit.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "replay")]
     print_case: bool,
     /// Trust the CAs in this PEM file (--connect to amqps:// or wss://).
     #[arg(long, value_name = "PEM")]
@@ -145,10 +151,15 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
             if a.exec.is_none() && a.replay.is_none() && !a.print_case {
                 return Err("--listen needs --exec CMD to start a client for each case".into());
             }
+            AcceptConfig::check(&endpoint, tls.as_ref())
+                .map_err(|e| format!("--listen {url}: {e} (--cert and --key)"))?;
             (Mode::Listen { endpoint, tls }, Role::Server, opt("--listen", url))
         }
         (None, None) => return Err("give --connect URL or --listen URL".into()),
     };
+    if a.max_rss.is_some() && a.exec.is_none() && a.pid.is_none() {
+        return Err("--max-rss needs a process to watch: --exec CMD or --pid PID".into());
+    }
     // What the saved findings' replay and regenerate lines repeat: every option that
     // shapes a case's bytes (scenarios, scripts, address, SASL) or its verdict (the
     // waits, the memory limit), so that either line, run as printed, plays the same case
@@ -209,6 +220,7 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         target_args += &opt(" --scenario", name);
     }
     for path in &a.script {
+        check_script(path, a.within)?;
         scenarios.push((path.display().to_string(), read_steps(path)?));
         target_args += &opt(" --script", &path.display().to_string());
     }
@@ -231,21 +243,60 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         progress: (!a.quiet).then_some(Duration::from_secs(2)),
         verbose: a.verbose,
         say: Say(Some(std::sync::Arc::new(|line: &str| eprintln!("{line}")))),
+        stop: Stop::default(),
     };
+    let stop = settings.stop.clone();
     if a.print_case {
         return print_case(settings, a.first_case);
     }
-    // Read before anything is started or made (the findings folder).
-    let replay = a.replay.as_ref().map(|p| read_steps(p).map(|steps| lines(&steps))).transpose()?;
+    // Read and checked before anything is started or made (the findings folder).
+    let replay = match &a.replay {
+        Some(p) => {
+            check_script(p, a.within)?;
+            Some((lines(&read_steps(p)?), saved_signature(p)))
+        }
+        None => None,
+    };
     runtime()?.block_on(async {
-        let mut campaign = Campaign::new(settings).await?;
+        // SIGINT or SIGTERM: the campaign stops (the case under way dropped, a finding
+        // being minimised saved as it stands), kills its target and gives its summary.
+        let signal = super::client::stop_signal();
+        let code = std::sync::Arc::new(std::sync::OnceLock::new());
+        let told = std::sync::Arc::clone(&code);
+        let stopper = stop.clone();
+        tokio::spawn(async move {
+            let _ = told.set(signal.await);
+            stopper.stop();
+        });
+        let interrupted = |code: &std::sync::OnceLock<ExitCode>| {
+            eprintln!("amqpwire: fuzz-peer stopped by a signal");
+            *code.get().unwrap_or(&ExitCode::from(130))
+        };
+        let mut campaign = tokio::select! {
+            c = Campaign::new(settings) => c?,
+            () = stop.stopped() => return Ok(interrupted(&code)),
+        };
         if let Some(e) = campaign.listening() {
             println!("listening on {e}");
         }
-        if let Some(text) = &replay {
-            return Ok(match campaign.judge(text).await? {
+        if let Some((text, saved)) = &replay {
+            let judged = tokio::select! {
+                j = campaign.judge(text) => j?,
+                () = stop.stopped() => return Ok(interrupted(&code)),
+            };
+            return Ok(match judged {
                 Some(f) => {
                     println!("{}: {}", f.kind.name(), f.detail);
+                    match saved {
+                        Some(sig) if *sig == f.signature() => {
+                            println!("the finding the file saved (signature: {sig})");
+                        }
+                        Some(sig) => println!(
+                            "not the finding the file saved: it was {sig}, this is {}",
+                            f.signature()
+                        ),
+                        None => {}
+                    }
                     if !f.evidence.is_empty() {
                         println!("the target's frame: {}", f.evidence);
                     }
@@ -292,11 +343,11 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
                 sum.cut_hangs
             );
         }
-        if sum.findings.is_empty() && sum.stopped.is_none() {
+        if sum.findings.is_empty() && sum.stopped.is_none() && !sum.interrupted {
             println!("no findings");
         }
         if sum.unconnected > 0 {
-            println!("{} cases: the client never connected", sum.unconnected);
+            println!("{}: the client never connected", cases(sum.unconnected));
         }
         if sum.header_only * 2 > sum.cases {
             println!(
@@ -307,17 +358,21 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         }
         if sum.failed_exits > 0 {
             println!(
-                "{} cases: the client exited with a non-zero status (not judged a crash; its \
+                "{}: the client exited with a non-zero status (not judged a crash; its \
                  output is in {})",
-                sum.failed_exits,
+                cases(sum.failed_exits),
                 a.findings.join("target.log").display()
             );
         }
         if let Some(why) = &sum.stopped {
             println!("stopped early: {why}");
         }
+        if sum.interrupted {
+            println!("stopped early: a signal (the case under way was not judged)");
+        }
         Ok(match (sum.findings.is_empty(), &sum.stopped) {
             (false, _) => ExitCode::from(1),
+            (true, None) if sum.interrupted => interrupted(&code),
             // Nothing found, but the campaign could not run as asked.
             (true, Some(why)) => {
                 eprintln!("amqpwire: fuzz-peer stopped early: {why}");
@@ -336,6 +391,27 @@ fn print_case(settings: Settings, index: u64) -> Result<ExitCode, String> {
     }
     print!("{}", lines(&case.steps));
     Ok(ExitCode::SUCCESS)
+}
+
+/// "1 case", "2 cases".
+fn cases(n: u64) -> String {
+    format!("{n} case{}", if n == 1 { "" } else { "s" })
+}
+
+/// Refuses a script that `amqpwire script` would refuse (an unknown key, a misspelt
+/// performative), with its line: a typo in an edited finding must not read as fixed.
+fn check_script(path: &std::path::Path, within_ms: u64) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    amqpwire::script::player::parse(&text, Duration::from_millis(within_ms))
+        .map(|_| ())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The `# signature:` line of a saved finding.
+fn saved_signature(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("# signature: ").map(str::to_owned))
 }
 
 /// `FLAG=VALUE`, the value quoted for `sh`.

@@ -57,7 +57,9 @@ pub(crate) fn run(args: &ScriptArgs) -> Result<ExitCode, String> {
                 if let Some(ca) = &args.ca {
                     tls = tls.with_ca_file(ca).map_err(|e| e.to_string())?;
                 }
-                let io = transport::connect(&endpoint, &tls).await.map_err(|e| e.to_string())?;
+                let io = transport::connect_within(&endpoint, &tls, handshake_limit(args))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 (io, endpoint.to_string())
             }
             (None, Some(url)) => accept_one(url, args).await?,
@@ -109,6 +111,7 @@ async fn accept_one(url: &str, args: &ScriptArgs) -> Result<(Transport, String),
         }
         _ => None,
     };
+    AcceptConfig::check(&endpoint, tls.as_ref()).map_err(|e| e.to_string())?;
     let tcp = tokio::net::TcpListener::bind((endpoint.host.as_str(), endpoint.port))
         .await
         .map_err(|e| format!("cannot listen on {endpoint}: {e}"))?;
@@ -119,6 +122,14 @@ async fn accept_one(url: &str, args: &ScriptArgs) -> Result<(Transport, String),
     let _ = std::io::stdout().flush();
     let (stream, _) = tcp.accept().await.map_err(|e| e.to_string())?;
     let config = AcceptConfig::for_endpoint(&endpoint, tls);
-    let io = transport::accept(stream, &endpoint, &config).await.map_err(|e| e.to_string())?;
+    let io = transport::accept_within(stream, &endpoint, &config, handshake_limit(args))
+        .await
+        .map_err(|e| e.to_string())?;
     Ok((io, endpoint.to_string()))
+}
+
+/// How long the connection and its TLS and WebSocket handshakes may take: `--within`, and
+/// at least five seconds.
+fn handshake_limit(args: &ScriptArgs) -> Duration {
+    Duration::from_millis(args.within).max(Duration::from_secs(5))
 }

@@ -186,12 +186,7 @@ impl Proxy {
     ) -> Result<Self, TransportError> {
         let mut endpoint =
             Endpoint::parse_listen(listen).map_err(|e| TransportError::Config(e.to_string()))?;
-        if endpoint.scheme.is_tls() && options.accept.tls.is_none() {
-            return Err(TransportError::Config(format!(
-                "a {}:// listener needs a certificate and key",
-                endpoint.scheme
-            )));
-        }
+        AcceptConfig::check(&endpoint, options.accept.tls.as_ref())?;
         let tcp = TcpListener::bind((endpoint.host.as_str(), endpoint.port))
             .await
             .map_err(|source| TransportError::Bind { endpoint: endpoint.to_string(), source })?;

@@ -132,6 +132,37 @@ pub struct Settings {
     pub verbose: bool,
     /// Where the campaign's lines (progress, findings, cases) go.
     pub say: Say,
+    /// Stops the campaign when told (a signal, say): the case under way is dropped, a
+    /// finding being minimised is saved as it stands, and the summary follows.
+    pub stop: Stop,
+}
+
+/// Tells a campaign to stop, from anywhere (clones share it).
+#[derive(Clone, Debug)]
+pub struct Stop(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Stop {
+    fn default() -> Self {
+        Self(std::sync::Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Stop {
+    /// Stops the campaign.
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether it was told to stop.
+    pub fn is_stopped(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Waits until it is told to stop.
+    pub async fn stopped(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
 }
 
 /// Where a campaign's lines go: a function of the application's (the CLI prints them on
@@ -175,8 +206,10 @@ pub struct Summary {
     pub cut_hangs: u64,
     /// Times the target was started again after it died (while minimising too).
     pub restarts: u64,
-    /// Why the campaign stopped early, if it did.
+    /// Why the campaign stopped early, if it did (not for [`Summary::interrupted`]).
     pub stopped: Option<String>,
+    /// Whether [`Settings::stop`] stopped it.
+    pub interrupted: bool,
     /// Cases whose client never connected (listen mode).
     pub unconnected: u64,
     /// Cases whose client sent no more than a protocol header (listen mode): most of a
@@ -232,14 +265,19 @@ impl Process {
             .open(&self.log)
             .map_err(|e| format!("cannot write {}: {e}", self.log.display()))?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(exec_line(&cmd))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+        // In a process group of its own: a Ctrl-C at the terminal reaches the campaign,
+        // which stops and kills the target, and is not taken for the target's crash.
+        let child = std::os::unix::process::CommandExt::process_group(
+            Command::new("sh")
+                .arg("-c")
+                .arg(exec_line(&cmd))
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(err),
+            0,
+        )
+        .spawn()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
         self.pid = Some(child.id());
         self.child = Some(child);
         Ok(())
@@ -297,13 +335,21 @@ impl Process {
 
     /// Writes a line of the campaign's own into the target's log (`=== amqpwire
     /// fuzz-peer: …`), so that what the target wrote can be told apart by case.
-    fn note(&self, what: &str) {
+    ///
+    /// The line goes in one write, so that the target's own output (appended to the same
+    /// file) cannot split it. An error when the log cannot be written (a full disk): the
+    /// target's last words, which tell findings apart, would be lost too.
+    fn note(&self, what: &str) -> Result<(), String> {
         if self.exec.is_none() {
-            return; // the log holds only what a started target writes
+            return Ok(()); // the log holds only what a started target writes
         }
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.log) {
-            let _ = writeln!(f, "=== amqpwire fuzz-peer: {what}");
-        }
+        let line = format!("=== amqpwire fuzz-peer: {what}\n");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .map_err(|e| format!("cannot write the target's log {}: {e}", self.log.display()))
     }
 
     fn set_mark(&mut self) {
@@ -460,6 +506,8 @@ pub struct Campaign {
     header_only: bool,
     /// Whether the last case's client ended with a non-zero exit status.
     failed_exit: bool,
+    /// The number the next saved finding gets: after those already in the folder.
+    next_number: u64,
 }
 
 impl Campaign {
@@ -485,7 +533,9 @@ impl Campaign {
             restarts: 0,
             header_only: false,
             failed_exit: false,
+            next_number: 1,
         };
+        c.next_number = next_finding_number(&c.s.findings);
         if let (Some(pid), None) = (c.s.pid, &c.s.exec) {
             if let Some(how) = c.process.ended() {
                 return Err(format!("--pid {pid}: no such process to watch ({how})"));
@@ -513,7 +563,9 @@ impl Campaign {
                 }
                 // A campaign against a target that does not pass the well-formed probe
                 // would judge nothing: wrong credentials, wrong SASL, not AMQP.
-                let io = transport::connect(&endpoint, &tls).await.map_err(|e| e.to_string())?;
+                let io = transport::connect_within(&endpoint, &tls, c.handshake_limit())
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if let Err(f) = c.play_probe(io).await {
                     return Err(format!(
                         "the target does not pass the probe (the preamble, an open, a close): {f}"
@@ -521,6 +573,7 @@ impl Campaign {
                 }
             }
             Mode::Listen { endpoint, tls } => {
+                AcceptConfig::check(endpoint, tls.as_ref()).map_err(|e| e.to_string())?;
                 let mut endpoint = endpoint.clone();
                 let tcp = tokio::net::TcpListener::bind((endpoint.host.as_str(), endpoint.port))
                     .await
@@ -540,10 +593,20 @@ impl Campaign {
         self.listener.as_ref().map(|(_, e, _)| e)
     }
 
+    /// How long a connection and its TLS and WebSocket handshakes may take: the probe's
+    /// wait for an answer, and at least a second.
+    fn handshake_limit(&self) -> Duration {
+        self.s.probe_within.max(Duration::from_secs(1))
+    }
+
     /// Starts a server target (when there is a command) and waits until it accepts.
     async fn start_server(&mut self) -> Result<(), String> {
         let Mode::Connect { endpoint, .. } = &self.s.mode else { return Ok(()) };
         let endpoint = endpoint.clone();
+        // A name that does not resolve never will: said at once, not after 30 s of tries.
+        if let Err(e) = tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port)).await {
+            return Err(format!("cannot resolve {}: {e}", endpoint.host));
+        }
         if self.process.exec.is_some() {
             self.process.kill();
             self.process.start(&endpoint.to_string(), endpoint.port)?;
@@ -593,11 +656,22 @@ impl Campaign {
             // Case numbers end at u64::MAX: there are no cases past it.
             let Some(index) = first.checked_add(played) else { break };
             let (scenario, case) = self.case(index);
-            self.process.note(&format!("case {index} ({scenario})"));
+            if let Err(e) = self.process.note(&format!("case {index} ({scenario})")) {
+                sum.stopped = Some(e);
+                break;
+            }
             let text = lines(&case.steps);
             let t0 = Instant::now();
             self.cut_hang_wait = self.saved.contains_key(Kind::Hang.name());
-            let judged = self.judge(&text).await;
+            let stop = self.s.stop.clone();
+            // A case under way when the campaign is stopped is dropped, not judged.
+            let judged = tokio::select! {
+                j = self.judge(&text) => j,
+                () = stop.stopped() => {
+                    sum.interrupted = true;
+                    break;
+                }
+            };
             self.cut_hang_wait = false;
             sum.header_only += u64::from(self.header_only);
             sum.failed_exits += u64::from(self.failed_exit);
@@ -629,12 +703,28 @@ impl Campaign {
                             f.kind.name(),
                             f.detail
                         ));
-                        let (f, path) =
-                            self.save(f, &case.steps, index, &scenario, &case.mutations).await;
+                        let (f, path) = match self
+                            .save(f, &case.steps, index, &scenario, &case.mutations)
+                            .await
+                        {
+                            Ok(saved) => saved,
+                            // A finding that cannot be written is not reported as saved,
+                            // and the campaign stops: it could keep none of what it finds.
+                            Err(e) => {
+                                sum.stopped = Some(e);
+                                played += 1;
+                                break;
+                            }
+                        };
                         // Known by what the target said both before and after minimising.
                         self.saved.insert(sig, path.clone());
                         self.saved.insert(signature(&f), path.clone());
                         sum.findings.push((f, path));
+                        if self.s.stop.is_stopped() {
+                            sum.interrupted = true;
+                            played += 1;
+                            break;
+                        }
                     }
                     if let Err(e) = self.recover().await {
                         sum.stopped = Some(e);
@@ -685,7 +775,7 @@ impl Campaign {
             return Err("the target is down and there is no --exec to start it again".into());
         }
         self.restarts += 1;
-        self.process.note("the target is down: started again");
+        self.process.note("the target is down: started again")?;
         self.start_server().await
     }
 
@@ -720,8 +810,11 @@ impl Campaign {
         endpoint: &Endpoint,
         tls: &ClientTlsConfig,
     ) -> Result<Option<(Kind, String)>, String> {
-        let received = match transport::connect(endpoint, tls).await {
+        let received = match transport::connect_within(endpoint, tls, self.handshake_limit()).await
+        {
             Ok(io) => play_case(text, self.s.within, io).await?,
+            // Accepted and then silent in its handshake: the probe judges the hang.
+            Err(transport::TransportError::Timeout { .. }) => Vec::new(),
             Err(e) => return Ok(Some(self.why_unreachable(&e.to_string()).await)),
         };
         if let Some(f) = self.probe().await {
@@ -782,8 +875,19 @@ impl Campaign {
         let mut unanswered = None;
         // Two tries: one unanswered probe may be a target busy with the case before.
         for _ in 0..2 {
-            let io = match transport::connect(&endpoint, &tls).await {
+            let io = match transport::connect_within(&endpoint, &tls, self.handshake_limit()).await
+            {
                 Ok(io) => io,
+                Err(transport::TransportError::Timeout { limit, .. }) => {
+                    unanswered = Some((
+                        Kind::Hang,
+                        format!(
+                            "a probe's connection got no answer within {limit:?} in its TCP, TLS or \
+                             WebSocket handshake (twice)"
+                        ),
+                    ));
+                    continue;
+                }
                 Err(e) => return Some(self.why_unreachable(&e.to_string()).await),
             };
             match self.play_probe(io).await {
@@ -844,8 +948,13 @@ impl Campaign {
             };
         };
         self.connected += 1;
-        let received = match transport::accept(stream, endpoint, config).await {
+        let received = match transport::accept_within(stream, endpoint, config, limit).await {
             Ok(io) => Some(play_case(text, self.s.within, io).await?),
+            // Connected, and then silent in its TLS or WebSocket handshake.
+            Err(transport::TransportError::Timeout { what, limit }) => {
+                self.process.kill();
+                return Ok(Some((Kind::Hang, format!("{what} did not finish within {limit:?}"))));
+            }
             // A TLS or WebSocket handshake that failed: nothing of AMQP was played.
             Err(_) => None,
         };
@@ -883,7 +992,8 @@ impl Campaign {
         Ok(f)
     }
 
-    /// Minimises a finding's case and writes it to a file; the finding as reproduced.
+    /// Minimises a finding's case and writes it to a file: the finding as reproduced and
+    /// the file, or why it could not be written.
     async fn save(
         &mut self,
         f: Finding,
@@ -891,10 +1001,10 @@ impl Campaign {
         index: u64,
         scenario: &str,
         mutations: &[String],
-    ) -> (Finding, PathBuf) {
+    ) -> Result<(Finding, PathBuf), String> {
         let before = steps.len();
-        let (steps, f) = self.minimise(steps.to_vec(), f).await;
-        let n = self.saved.values().collect::<std::collections::HashSet<_>>().len() + 1;
+        let (steps, f, cut_short) = self.minimise(steps.to_vec(), f).await;
+        let n = self.next_number;
         let path = self.s.findings.join(format!("finding-{n:03}-{}.jsonl", f.kind.name()));
         let mut out = String::new();
         out.push_str(&format!("# amqpwire fuzz-peer finding {n}: {}\n", f.kind.name()));
@@ -911,7 +1021,18 @@ impl Campaign {
         for m in mutations {
             out.push_str(&format!("# mutation: {m}\n"));
         }
-        out.push_str(&format!("# minimised from {before} steps to {}\n", steps.len()));
+        match cut_short {
+            Some(why) if steps.len() == before => {
+                out.push_str(&format!("# not minimised: {why}\n"));
+            }
+            Some(why) => out.push_str(&format!(
+                "# minimised from {before} steps to {} (then stopped: {why})\n",
+                steps.len()
+            )),
+            None => {
+                out.push_str(&format!("# minimised from {before} steps to {}\n", steps.len()));
+            }
+        }
         // The path as the campaign was given it: the line runs from where the campaign ran.
         let file = shell_word(&path.display().to_string());
         out.push_str(&format!(
@@ -923,50 +1044,118 @@ impl Campaign {
             self.s.seed, self.s.target_args
         ));
         out.push_str(&lines(&steps));
-        if let Err(e) = std::fs::write(&path, out) {
-            self.s.say.line(&format!("fuzz-peer: cannot write {}: {e}", path.display()));
+        // Never over a finding of an earlier campaign in the same folder.
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(out.as_bytes()).and_then(|()| file.sync_all()));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&path);
+            return Err(format!(
+                "cannot write {}: {e} (the finding: {}: {}, seed {}, case {index})",
+                path.display(),
+                f.kind.name(),
+                f.detail,
+                self.s.seed
+            ));
         }
-        (f, path)
+        self.next_number += 1;
+        Ok((f, path))
     }
 
     /// Removes steps while the same finding (same kind and signature) still comes back,
-    /// within the time budget.
-    async fn minimise(&mut self, mut steps: Vec<Json>, mut f: Finding) -> (Vec<Json>, Finding) {
+    /// within the time budget: runs of steps first (half the case, then a quarter, …),
+    /// then single steps, so that a case of two thousand repeated transfers shrinks in a
+    /// few tries. Also says why it stopped short, if it did (out of time, stopped, the
+    /// target down for good).
+    async fn minimise(
+        &mut self,
+        mut steps: Vec<Json>,
+        mut f: Finding,
+    ) -> (Vec<Json>, Finding, Option<String>) {
         if self.s.minimise.is_zero() {
-            return (steps, f);
+            return (steps, f, Some("--minimise 0".into()));
         }
-        let until = Instant::now() + self.s.minimise;
+        let start = Instant::now();
+        let until = start + self.s.minimise;
         let want = signature(&f);
-        self.process.note("minimising the finding above");
+        let before = steps.len();
+        let mut last_progress = start;
+        let _ = self.process.note("minimising the finding above");
+        let stop = self.s.stop.clone();
+        // The first step (the protocol header) stays.
+        let mut chunk = (steps.len() / 2).max(1);
         loop {
             let mut changed = false;
-            let mut i = steps.len();
-            while i > 1 {
-                i -= 1;
+            let mut end = steps.len();
+            while end > 1 {
+                let from = end.saturating_sub(chunk).max(1);
                 if Instant::now() >= until {
-                    return (steps, f);
+                    return (
+                        steps,
+                        f,
+                        Some(format!("--minimise {} s ran out", self.s.minimise.as_secs())),
+                    );
                 }
-                if self.recover().await.is_err() {
-                    return (steps, f);
+                if stop.is_stopped() {
+                    return (steps, f, Some("the campaign was stopped".into()));
+                }
+                if let Err(why) = self.recover().await {
+                    return (steps, f, Some(why));
+                }
+                if self.s.progress.is_some_and(|e| last_progress.elapsed() >= e) {
+                    last_progress = Instant::now();
+                    self.s.say.line(&format!(
+                        "fuzz-peer: minimising: {} of {before} steps left, {:.0} s of {} s",
+                        steps.len(),
+                        start.elapsed().as_secs_f64(),
+                        self.s.minimise.as_secs()
+                    ));
                 }
                 let mut shorter = steps.clone();
-                shorter.remove(i);
-                if let Ok(Some(g)) = self.judge(&lines(&shorter)).await {
-                    // The same failure, not merely the same kind: a shorter case that
-                    // crashes the target elsewhere is another finding.
-                    if signature(&g) == want {
+                shorter.drain(from..end);
+                let text = lines(&shorter);
+                let judged = tokio::select! {
+                    j = self.judge(&text) => j,
+                    () = stop.stopped() => return (steps, f, Some("the campaign was stopped".into())),
+                };
+                // The same failure, not merely the same kind: a shorter case that crashes
+                // the target elsewhere is another finding.
+                if let Ok(Some(g)) = judged.as_ref().map(Option::as_ref) {
+                    if signature(g) == want {
                         steps = shorter;
-                        f = g;
+                        f = g.clone();
                         changed = true;
                     }
                 }
+                end = from;
             }
             if !changed {
-                let _ = self.recover().await;
-                return (steps, f);
+                if chunk == 1 {
+                    let _ = self.recover().await;
+                    return (steps, f, None);
+                }
+                chunk = (chunk / 2).max(1);
             }
         }
     }
+}
+
+/// The number after the highest `finding-NNN-…` in `dir` (1 in an empty folder), so that a
+/// campaign run again in the same folder adds its findings to those there.
+fn next_finding_number(dir: &Path) -> u64 {
+    let highest = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_prefix("finding-")?.split('-').next()?.parse::<u64>().ok()
+        })
+        .max()
+        .unwrap_or(0);
+    highest.saturating_add(1)
 }
 
 /// Case `index` of a campaign over `scenarios` with `seed`: the scenario's name and the

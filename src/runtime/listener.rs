@@ -163,12 +163,7 @@ impl Listener {
         if let Ok(addr) = tcp.local_addr() {
             endpoint.port = addr.port();
         }
-        if endpoint.scheme.is_tls() && options.tls.is_none() {
-            return Err(Error::Transport(transport::TransportError::Config(format!(
-                "a {}:// listener needs a certificate and key",
-                endpoint.scheme
-            ))));
-        }
+        AcceptConfig::check(&endpoint, options.tls.as_ref()).map_err(Error::Transport)?;
         let accept = AcceptConfig::for_endpoint(&endpoint, options.tls.clone());
         let setup = Arc::new(Setup { endpoint: endpoint.clone(), accept, options });
         Ok(Self { tcp, endpoint, setup })

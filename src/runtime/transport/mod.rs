@@ -255,6 +255,35 @@ pub async fn connect_via(
     Ok(Transport { inner, accepted: None })
 }
 
+/// [`connect`] within `limit`, TCP connection and handshakes together: a server that
+/// accepts and never answers its TLS or WebSocket handshake is a
+/// [`TransportError::Timeout`], not a wait without end.
+pub async fn connect_within(
+    endpoint: &Endpoint,
+    tls: &ClientTlsConfig,
+    limit: std::time::Duration,
+) -> Result<Transport, TransportError> {
+    tokio::time::timeout(limit, connect(endpoint, tls)).await.unwrap_or_else(|_| {
+        Err(TransportError::Timeout { what: format!("the connection to {endpoint}"), limit })
+    })
+}
+
+/// [`accept`] within `limit`: a client that connects and never finishes its TLS or
+/// WebSocket handshake is a [`TransportError::Timeout`].
+pub async fn accept_within(
+    tcp: TcpStream,
+    endpoint: &Endpoint,
+    config: &AcceptConfig,
+    limit: std::time::Duration,
+) -> Result<Transport, TransportError> {
+    tokio::time::timeout(limit, accept(tcp, endpoint, config)).await.unwrap_or_else(|_| {
+        Err(TransportError::Timeout {
+            what: format!("the client's {} handshake", endpoint.scheme),
+            limit,
+        })
+    })
+}
+
 /// `HOST:PORT`, `[V6]:PORT`, `HOST` or `[V6]` (the port then `default_port`).
 pub(crate) fn split_address(a: &str, default_port: u16) -> Result<(String, u16), TransportError> {
     let bad = || TransportError::Config(format!("bad address {a:?}: expected HOST[:PORT]"));
@@ -290,6 +319,18 @@ impl AcceptConfig {
     /// `tls` (needed for `amqps` and `wss`).
     pub fn for_endpoint(endpoint: &Endpoint, tls: Option<TlsServerConfig>) -> Self {
         Self { tls, ws: WsServerConfig::for_endpoint(endpoint) }
+    }
+
+    /// Whether a listener for `endpoint` can accept with this: `amqps` and `wss` need a
+    /// certificate, said before anyone connects rather than at each client's handshake.
+    pub fn check(endpoint: &Endpoint, tls: Option<&TlsServerConfig>) -> Result<(), TransportError> {
+        if endpoint.scheme.is_tls() && tls.is_none() {
+            return Err(TransportError::Config(format!(
+                "a {}:// listener needs a certificate and key",
+                endpoint.scheme
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -435,6 +476,15 @@ pub enum TransportError {
         /// What the server answered: `none` or `one that was not asked for`.
         answered: &'static str,
     },
+    /// The connection or its TLS and WebSocket handshakes did not finish in time
+    /// ([`connect_within`], [`accept_within`]): the peer accepted or connected and then
+    /// stayed silent.
+    Timeout {
+        /// What did not finish: `the connection to amqps://…` or `the client's handshake`.
+        what: String,
+        /// The time allowed.
+        limit: std::time::Duration,
+    },
 }
 
 impl TransportError {
@@ -479,6 +529,7 @@ impl TransportError {
             Self::SubprotocolNotAgreed { requested, answered } => {
                 Self::SubprotocolNotAgreed { requested: requested.clone(), answered }
             }
+            Self::Timeout { what, limit } => Self::Timeout { what: what.clone(), limit: *limit },
         }
     }
 }
@@ -565,6 +616,12 @@ impl fmt::Display for TransportError {
                 f,
                 "WebSocket: the client asked for subprotocol {requested}, the server answered \
                  with {answered}"
+            ),
+            Self::Timeout { what, limit } => write!(
+                f,
+                "{what} did not finish within {:.1} s (the peer stayed silent in the TCP, TLS \
+                 or WebSocket handshake)",
+                limit.as_secs_f64()
             ),
         }
     }
