@@ -600,3 +600,33 @@ async fn a_listener_lets_go_of_clients_that_never_open() {
         assert!(got.is_empty() || got.starts_with(b"AMQP"), "{first:02x?}: {got:02x?}");
     }
 }
+
+#[tokio::test]
+async fn a_client_runs_over_a_transport_the_application_made() {
+    use amqpwire::runtime::transport::Transport;
+    // An in-memory pipe: the server's end to a listener's options, the client's to
+    // connect_over (the endpoint names the host and the credentials, and nothing is
+    // connected to it).
+    let (client_end, server_end) = tokio::io::duplex(64 * 1024);
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let server = options().start(Transport::from_io(server_end));
+    tokio::spawn(answer_links(server, tx, 0));
+    let endpoint: Endpoint = "amqp://alice:secret@pipe.example".parse().expect("endpoint");
+    let conn = within(
+        "the open over the pipe",
+        Connection::connect_over(
+            Transport::from_io(client_end),
+            &endpoint,
+            ConnectOptions::default(),
+        ),
+    )
+    .await
+    .expect("connected over the pipe");
+    assert!(conn.remote_open().is_some());
+    let session = conn.begin_session().await.expect("session");
+    let sender = session.sender("s", "piped").await.expect("sender");
+    let outcome = within("the outcome", sender.send(&Message::with_data(&b"through"[..]))).await;
+    assert!(matches!(outcome, Ok(DeliveryState::Accepted(_))), "{outcome:?}");
+    let (address, body) = within("the server's delivery", seen.recv()).await.expect("seen");
+    assert_eq!((address.as_str(), &body[..]), ("piped", &b"through"[..]));
+}

@@ -150,14 +150,23 @@ impl Connection {
     }
 
     /// Connects to `endpoint` with `options`, and waits for the peer's open.
-    pub async fn connect_with(
+    pub async fn connect_with(endpoint: &Endpoint, options: ConnectOptions) -> Result<Self, Error> {
+        let io = tokio::time::timeout(options.timeout, transport::connect(endpoint, &options.tls))
+            .await
+            .map_err(|_| Error::Timeout("the transport to be set up"))??;
+        Self::connect_over(io, endpoint, options).await
+    }
+
+    /// Runs a client over a transport the caller set up (a Unix socket, a tunnel, an
+    /// in-memory pipe: [`Transport::from_io`]) and waits for the peer's open. `endpoint`
+    /// gives what a URL gives a connection (the open's hostname, SASL credentials in its
+    /// user info); nothing is connected to it.
+    pub async fn connect_over(
+        io: Transport,
         endpoint: &Endpoint,
         mut options: ConnectOptions,
     ) -> Result<Self, Error> {
         let cfg = client_config(endpoint, &mut options)?;
-        let io = tokio::time::timeout(options.timeout, transport::connect(endpoint, &options.tls))
-            .await
-            .map_err(|_| Error::Timeout("the transport to be set up"))??;
         let conn = Self::start(engine::Connection::client(cfg), io, None, None);
         match tokio::time::timeout(options.timeout, conn.opened()).await {
             Ok(Ok(())) => Ok(conn),
