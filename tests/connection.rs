@@ -1764,11 +1764,118 @@ fn partial_deliveries_of_all_links_together_are_held_within_a_limit() {
     server.poll_transmit(&mut out);
     assert!(sent(&out).iter().any(|(_, p)| matches!(p, Performative::Detach(d)
         if d.handle.0 == 1 && d.error.as_ref().is_some_and(|e| e.condition.as_str() == condition::RESOURCE_LIMIT_EXCEEDED))));
-    // The other link's delivery goes on, and what the dropped one held was given back.
-    server.handle_input(&hand_transfer(0, 2, &[b'e'; 350], false), now);
+    // The other link's delivery goes on, and what the dropped one held was given back:
+    // 600 + 350 fits the limit only without link 1's 600.
+    server.handle_input(&hand_transfer(0, 2, &[b'e'; 350], true), now);
+    server.handle_input(&hand_transfer(0, 2, &[b'f'; 10], false), now);
     let ev = events(&mut server);
+    assert!(!ev.iter().any(|e| matches!(e, Event::LinkError { .. })), "{ev:?}");
     assert!(
-        ev.iter().any(|e| matches!(e, Event::Delivery { payload, .. } if payload.len() == 950)),
+        ev.iter().any(|e| matches!(e, Event::Delivery { payload, .. } if payload.len() == 960)),
         "{ev:?}"
     );
+}
+
+#[test]
+fn the_first_violation_stays_the_reason_whatever_comes_after_it() {
+    // A begin before any open, then silence: the open time-out (shorter than the close
+    // time-out) does not replace the violation as the reason.
+    let mut cfg = Config::new("server");
+    cfg.open_timeout = Some(Duration::from_secs(1));
+    let mut server = Connection::server(cfg);
+    let t0 = Instant::now();
+    let mut b = ProtocolHeader::AMQP.to_bytes().to_vec();
+    FrameEncoder::new(u32::MAX)
+        .encode_amqp(0, &Performative::Begin(Begin::new(SequenceNo(0), 10, 10)), &[], &mut b)
+        .expect("begin");
+    server.handle_input(&b, t0);
+    server.handle_timeout(t0 + Duration::from_secs(2));
+    assert!(!server.is_ended(), "the close time-out governs now");
+    server.handle_timeout(t0 + Duration::from_secs(11));
+    let ev = events(&mut server);
+    let told: Vec<_> = ev.iter().filter(|e| matches!(e, Event::ConnectionError { .. })).collect();
+    assert_eq!(told.len(), 1, "{ev:?}");
+    assert!(
+        matches!(
+            ended(&ev),
+            Some(Some(ConnectionError::Violation(Violation::FirstFrameNotOpen(_))))
+        ),
+        "{ev:?}"
+    );
+    // Closing for a decode error, then bytes that cannot be split into frames: not told
+    // again, and the connection ends with the first reason.
+    let mut b = server_open(Open::new("x"));
+    b.extend_from_slice(&[0, 0, 0, 12, 2, 0, 0, 0, 0x00, 0x53, 0x13, 0xee]);
+    let (mut c, _, ev) = client_facing(&b);
+    assert_eq!(c.state(), ConnectionState::Discarding, "{ev:?}");
+    c.handle_input(&[0xff, 0xff, 0xff, 0x00, 2, 0, 0, 0], Instant::now());
+    let ev = events(&mut c);
+    assert!(!ev.iter().any(|e| matches!(e, Event::ConnectionError { .. })), "{ev:?}");
+    assert!(
+        matches!(ended(&ev), Some(Some(ConnectionError::Violation(Violation::Decode(_))))),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn a_close_whose_reason_quotes_a_long_value_is_cut_to_fit_and_ends_once() {
+    // The peer accepts frames of 512 bytes and sends a performative whose descriptor is a
+    // 600-byte symbol: our close quotes it, cut to fit.
+    let mut open = Open::new("x");
+    open.max_frame_size = 512;
+    let mut b = server_open(open);
+    let mut body = vec![0x00, 0xb3];
+    body.extend_from_slice(&600u32.to_be_bytes());
+    body.extend_from_slice(&[b'a'; 600]);
+    body.push(0x45);
+    b.extend_from_slice(&(8 + body.len() as u32).to_be_bytes());
+    b.extend_from_slice(&[2, 0, 0, 0]);
+    b.extend_from_slice(&body);
+    let (mut c, out, ev) = client_facing(&b);
+    assert_eq!(c.state(), ConnectionState::Discarding, "{ev:?}");
+    let (condition, text) = close_error(&out);
+    assert_eq!(condition, condition::DECODE_ERROR);
+    assert!(text.ends_with('…') && text.len() < 512, "{text}");
+    // The peer's close ends it, once.
+    let mut more = Vec::new();
+    FrameEncoder::new(u32::MAX)
+        .encode_amqp(0, &Performative::Close(Default::default()), &[], &mut more)
+        .expect("close");
+    c.handle_input(&more, Instant::now());
+    c.handle_eof(Instant::now());
+    c.handle_timeout(Instant::now() + Duration::from_secs(60));
+    let ev = events(&mut c);
+    assert_eq!(ev.iter().filter(|e| matches!(e, Event::Ended { .. })).count(), 1, "{ev:?}");
+}
+
+#[test]
+fn a_transfer_that_crosses_a_refusal_is_dropped_quietly() {
+    // A sender asks for a dynamic target and sends at once, before the refusal reaches
+    // it: one refusal goes back (attach and detach), and nothing is told of a link the
+    // application never saw.
+    let mut b = hand_client(0);
+    let mut a = sender_attach("eager", 0);
+    a.target = Some(amqpwire::types::AttachTarget::Target(amqpwire::types::Target {
+        dynamic: true,
+        ..Default::default()
+    }));
+    FrameEncoder::new(u32::MAX)
+        .encode_amqp(0, &Performative::Attach(a), &[], &mut b)
+        .expect("attach");
+    b.extend_from_slice(&hand_transfer(0, 0, b"early", false));
+    let mut server = Connection::server(Config::new("server"));
+    server.handle_input(&b, Instant::now());
+    let ev = events(&mut server);
+    assert!(
+        !ev.iter().any(|e| matches!(
+            e,
+            Event::LinkError { .. } | Event::LinkAttached { .. } | Event::Delivery { .. }
+        )),
+        "{ev:?}"
+    );
+    let mut out = Vec::new();
+    server.poll_transmit(&mut out);
+    let detaches =
+        sent(&out).into_iter().filter(|(_, p)| matches!(p, Performative::Detach(_))).count();
+    assert_eq!(detaches, 1);
 }

@@ -172,7 +172,7 @@ fn a_signal_stops_a_campaign_with_its_summary_and_its_target() {
     let exec = format!("{} serve --listen {url}", env!("CARGO_BIN_EXE_amqpwire"));
     let dir = scratch.path("findings").to_string_lossy().into_owned();
     let mut child = cli::bin()
-        .args(["fuzz-peer", "--connect", &url, "--exec", &exec, "--sasl", "none"])
+        .args(["fuzz-peer", "--connect", &url, "--exec", &exec, "--sasl", "none", "--seed", "3"])
         .args(["--seconds", "600", "--probe-within", "30000", "--findings", &dir])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -773,7 +773,7 @@ fn a_client_silent_in_its_websocket_handshake_is_a_hang() {
         "--cases",
         "1",
         "--probe-within",
-        "500",
+        "5000",
         "--minimise",
         "0",
         "--findings",

@@ -103,7 +103,11 @@ export class Connection {
     const socket = new WebSocket(url, ["AMQPWSB10"]);
     socket.binaryType = "arraybuffer";
     this.socket = socket;
-    socket.onopen = () => this._pump();
+    socket.onopen = () => {
+      // The engine's clock starts with the socket: the peer's open is timed from here.
+      this.engine.handleTimeout();
+      this._pump();
+    };
     socket.onmessage = (m) => {
       if (typeof m.data === "string") {
         this._fail("the peer sent a text WebSocket message; AMQP goes in binary ones");

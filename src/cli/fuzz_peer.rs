@@ -260,14 +260,8 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
     runtime()?.block_on(async {
         // SIGINT or SIGTERM: the campaign stops (the case under way dropped, a finding
         // being minimised saved as it stands), kills its target and gives its summary.
-        let signal = super::client::stop_signal();
         let code = std::sync::Arc::new(std::sync::OnceLock::new());
-        let told = std::sync::Arc::clone(&code);
-        let stopper = stop.clone();
-        tokio::spawn(async move {
-            let _ = told.set(signal.await);
-            stopper.stop();
-        });
+        on_signals(stop.clone(), std::sync::Arc::clone(&code));
         let interrupted = |code: &std::sync::OnceLock<ExitCode>| {
             eprintln!("amqpwire: fuzz-peer stopped by a signal");
             *code.get().unwrap_or(&ExitCode::from(130))
@@ -368,7 +362,7 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
             println!("stopped early: {why}");
         }
         if sum.interrupted {
-            println!("stopped early: a signal (the case under way was not judged)");
+            println!("stopped early: a signal");
         }
         Ok(match (sum.findings.is_empty(), &sum.stopped) {
             (false, _) => ExitCode::from(1),
@@ -391,6 +385,35 @@ fn print_case(settings: Settings, index: u64) -> Result<ExitCode, String> {
     }
     print!("{}", lines(&case.steps));
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT or SIGTERM stops the campaign (`stop`), with the exit status a shell gives a
+/// process stopped by it (130 or 143, in `code`); a second one kills the target and
+/// exits at once, for a campaign stuck starting a target again.
+fn on_signals(stop: Stop, code: std::sync::Arc<std::sync::OnceLock<ExitCode>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        return; // no handler could be set: the signals keep their default action
+    };
+    tokio::spawn(async move {
+        let mut told = false;
+        loop {
+            let status: u8 = tokio::select! {
+                _ = int.recv() => 130,
+                _ = term.recv() => 143,
+            };
+            if told {
+                stop.kill_target();
+                std::process::exit(i32::from(status));
+            }
+            told = true;
+            let _ = code.set(ExitCode::from(status));
+            eprintln!("amqpwire: fuzz-peer stopping (a second signal stops it at once)");
+            stop.stop();
+        }
+    });
 }
 
 /// "1 case", "2 cases".

@@ -48,7 +48,8 @@ pub(crate) struct ServeArgs {
     channel_max: Option<u16>,
     /// The idle time-out the broker announces (its open's idle-time-out): clients must send
     /// something at least this often, and the broker closes on twice this long of silence
-    /// once they have opened (a client must open within 10 s of connecting).
+    /// once they have opened (a client must open within 10 s, counted after its TLS and
+    /// WebSocket handshakes, which have 10 s too).
     #[arg(long, value_name = "SECS", value_parser = super::client::parse_secs)]
     idle_timeout: Option<std::time::Duration>,
     #[command(flatten)]

@@ -251,14 +251,19 @@ impl Drop for HeldPart {
 
 impl Incoming {
     /// Adds one transfer's part of the payload (`more`: others follow). A delivery in one
-    /// frame keeps the frame's storage; the second part joins the first in a buffer made
-    /// for both, so a delivery in two frames is copied once; later parts grow that buffer.
-    /// Only the first part is ever held as a slice, so many tiny frames cannot pin more
-    /// than one receive buffer.
+    /// frame keeps the frame's storage; the parts of a delivery in several are copied into
+    /// a buffer of its own from the first on, so that a partial delivery never keeps a
+    /// receive buffer alive (what [`Held`] counts is what it holds), and each byte is
+    /// copied once.
     pub(crate) fn add(&mut self, part: Bytes, more: bool) {
         self.held.add(part.len());
         if self.first.is_empty() && self.joined.is_empty() {
-            self.first = part;
+            if more {
+                self.joined.reserve(part.len() * 2);
+                self.joined.extend_from_slice(&part);
+            } else {
+                self.first = part;
+            }
             return;
         }
         if !self.first.is_empty() {
@@ -324,6 +329,9 @@ pub(crate) struct Link {
     pub(crate) local_incomplete: bool,
     /// A control link to our transaction coordinator (part 4).
     pub(crate) control: bool,
+    /// Refused when the peer attached it: it never carried anything, and its going
+    /// changes nothing kept for its name.
+    pub(crate) refused: bool,
     /// The link's own number in its connection (see [`LinkId`]).
     pub(crate) serial: u32,
 }
@@ -347,6 +355,7 @@ impl Link {
             remote_incomplete: false,
             local_incomplete: false,
             control: false,
+            refused: false,
             serial: 0,
             options,
         }

@@ -559,6 +559,14 @@ impl Connection {
             attach.source = None;
         }
         l.state = LinkState::DetachSent;
+        l.refused = true;
+        // What the link's name had left unsettled (taken for the answer it did not get)
+        // stays kept for the name.
+        let kept = std::mem::take(&mut l.options.unsettled);
+        let key = (l.name.clone(), l.role.0);
+        if !kept.is_empty() {
+            self.retained.insert(key, kept);
+        }
         self.send_performative(link.session.0, Performative::Attach(attach));
         let detach = Detach { handle: link.handle, closed: true, error: Some(error) };
         self.send_performative(link.session.0, Performative::Detach(detach));
@@ -572,7 +580,7 @@ impl Connection {
         s.remote_handles.remove(&d.handle.0);
         let by_peer = s.link_mut(handle).is_some_and(|l| l.state != LinkState::DetachSent);
         let gone = s.links[handle as usize].take();
-        if let Some(l) = gone {
+        if let Some(l) = gone.filter(|l| !l.refused) {
             self.retain(&l, d.closed);
         }
         if by_peer {
@@ -647,6 +655,11 @@ impl Connection {
             self.send_performative(session.0, Performative::Flow(flow));
         }
         let Some(l) = self.link_mut(link) else { return };
+        if l.state == LinkState::DetachSent {
+            // Sent before our detach (or refusal) reached the peer: the link is going,
+            // and what it carried is dropped with it, not held against the peer.
+            return;
+        }
         if l.role != Role::RECEIVER {
             return self.scoped(session, Some(link), Violation::TransferToSender);
         }

@@ -37,9 +37,10 @@
 //! The engine knows the time only from the input calls. Give it the time once as soon as
 //! the transport is up (`handle_timeout(now)`): the peer's open is timed
 //! ([`Config::open_timeout`]) from the first time given, and commands such as
-//! [`Connection::close`] arm their timers from the last. With SASL configured, sessions can
-//! be begun once [`Event::SaslDone`] has come ([`Connection::begin`] says
-//! [`UsageError::NotOpen`] before).
+//! [`Connection::close`] arm their timers from the last. Sessions can be begun once our
+//! open is sent: with SASL configured, a client's after [`Event::SaslDone`], a server's
+//! after the client's AMQP header ([`Connection::begin`] says [`UsageError::NotOpen`]
+//! before).
 //!
 //! ```text
 //!  states (2.4.6):   START ─hdr─► HDR_SENT ─open─► OPEN_PIPE ─hdr─► OPEN_SENT ─open─► OPENED
@@ -276,8 +277,9 @@ pub struct Config {
     /// the connection, all links together (each link's own guard is
     /// [`Config::max_message_size`]): a transfer that takes them past it detaches its link
     /// with `amqp:resource-limit-exceeded` and drops its partial delivery, so a peer that
-    /// starts many large messages at once cannot hold memory without bound. Not
-    /// announced to the peer.
+    /// starts many large messages at once cannot hold memory without bound (payload
+    /// bytes, counted as they come; the buffers they are gathered in grow by doubling).
+    /// Not announced to the peer.
     pub max_incoming_held: u64,
     /// How many link names' unsettled deliveries are kept after their links went without
     /// closing (for `retained_unsettled` and re-attaching); beyond it, what a link of a new
@@ -531,9 +533,10 @@ pub enum Event {
     },
     /// The peer broke the protocol on the connection (or stayed silent past our idle
     /// time-out): we sent close with the error where we could. [`Event::Ended`] follows
-    /// with the same violation: once the peer's close comes or the close time-out passes,
-    /// or at once when no close could be sent or the stream can no longer be split into
-    /// frames. [`Connection::error`] holds it meanwhile.
+    /// with the same violation (later ones are not told: the first is the reason): once
+    /// the peer's close comes or the close time-out passes, or at once when no close could
+    /// be sent or the stream can no longer be split into frames. [`Connection::error`]
+    /// holds it meanwhile.
     ConnectionError {
         /// What happened.
         violation: Violation,
@@ -864,22 +867,23 @@ impl Connection {
         if let Some(limit) = self.cfg.open_timeout.filter(|_| self.due(Timer::Open, now)) {
             self.timers[Timer::Open as usize] = None;
             if self.remote_open.is_none() {
-                self.end(Some(ConnectionError::OpenTimeout(limit)));
+                let error = self.error.take().unwrap_or(ConnectionError::OpenTimeout(limit));
+                self.end(Some(error));
                 return;
             }
         }
-        if self.timers[Timer::Close as usize].is_some_and(|t| t <= now) {
+        if self.due(Timer::Close, now) {
             self.timers[Timer::Close as usize] = None;
             let error = self.error.take().unwrap_or(ConnectionError::CloseTimeout);
             self.end(Some(error));
             return;
         }
-        if self.timers[Timer::Idle as usize].is_some_and(|t| t <= now) {
+        if self.due(Timer::Idle, now) {
             self.timers[Timer::Idle as usize] = None;
             // 2.4.5: the peer stayed silent past our idle time-out.
             self.violation(Violation::IdleTimeout);
         }
-        if self.timers[Timer::Keepalive as usize].is_some_and(|t| t <= now) {
+        if self.due(Timer::Keepalive, now) {
             self.timers[Timer::Keepalive as usize] = None;
             if self.is_open_or_closing() && self.state != ConnectionState::CloseSent {
                 self.send_empty();
@@ -1564,10 +1568,19 @@ impl Connection {
                         | Sasl::ServerInit
                         | Sasl::ServerResponse
                 );
-        let error = v.to_error();
         // Once the stream cannot be split into frames, the peer's close could never be
         // read: the close goes out and the connection ends at once.
         let unreadable = matches!(v, Violation::Framing(_));
+        if self.state == S::Discarding {
+            // Closing for an earlier violation already: that one stays the reason, and
+            // nothing more is sent; a stream that can no longer be read ends it now.
+            if unreadable {
+                let e = self.error.take();
+                self.end(e);
+            }
+            return;
+        }
+        let error = v.to_error();
         self.events.push_back(Event::ConnectionError { violation: v.clone() });
         self.error = Some(ConnectionError::Violation(v));
         if can_close {
@@ -1575,12 +1588,15 @@ impl Connection {
                 self.send_open();
             }
             self.send_close(Some(error));
-            self.state = S::Discarding;
-            if unreadable {
-                let e = self.error.take();
-                self.end(e);
+            if self.state == S::End {
+                return;
             }
-        } else {
+            self.state = S::Discarding;
+            // Only the close time-out runs now: the reason stays this violation.
+            self.timers[Timer::Open as usize] = None;
+            self.timers[Timer::Idle as usize] = None;
+        }
+        if !can_close || unreadable {
             let e = self.error.take();
             self.end(e);
         }
@@ -1658,7 +1674,11 @@ impl Connection {
 
     fn send_close(&mut self, error: Option<crate::types::Error>) {
         use ConnectionState as S;
+        let error = error.map(|e| self.fitted_error(e));
         self.send_performative(0, Performative::Close(Close { error }));
+        if self.state == S::End {
+            return; // it did not fit even so: the connection has ended
+        }
         self.state = match self.state {
             S::OpenPipe => S::OcPipe,
             S::OpenSent => S::ClosePipe,
@@ -1669,6 +1689,32 @@ impl Connection {
         if self.state != S::CloseRcvd {
             if let Some(now) = self.now {
                 self.timers[Timer::Close as usize] = later(now, self.cfg.close_timeout);
+            }
+        }
+    }
+
+    /// `e` with its description cut (at a character boundary, halving) until a close
+    /// that carries it fits the peer's max-frame-size: a violation's text quotes what the
+    /// peer sent (a descriptor, say), which may be longer than the peer accepts back.
+    fn fitted_error(&self, mut e: crate::types::Error) -> crate::types::Error {
+        let enc =
+            FrameEncoder { max_frame_size: self.peer_max_frame_size, layout: self.cfg.layout };
+        loop {
+            let close = Performative::Close(Close { error: Some(e.clone()) });
+            if enc.encode_amqp(0, &close, &[], &mut Vec::new()).is_ok() {
+                return e;
+            }
+            let Some(text) = e.description.take() else { return e };
+            if text.is_empty() {
+                return e;
+            }
+            let mut cut = text.len() / 2;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            e.description = Some(format!("{}…", &text[..cut]).into());
+            if cut == 0 {
+                e.description = None;
             }
         }
     }

@@ -181,16 +181,10 @@ impl Session {
 
     /// Our begin; `remote_channel` when answering the peer's.
     pub(crate) fn begin(&self) -> Begin {
-        Begin {
-            remote_channel: self.remote_channel.filter(|_| self.state != SessionState::BeginSent),
-            next_outgoing_id: self.next_outgoing_id,
-            incoming_window: self.incoming_window,
-            outgoing_window: self.outgoing_window,
-            handle_max: Handle(self.handle_max),
-            offered_capabilities: Vec::new(),
-            desired_capabilities: Vec::new(),
-            properties: None,
-        }
+        let mut b = Begin::new(self.next_outgoing_id, self.incoming_window, self.outgoing_window);
+        b.remote_channel = self.remote_channel.filter(|_| self.state != SessionState::BeginSent);
+        b.handle_max = Handle(self.handle_max);
+        b
     }
 
     /// Takes the peer's begin.

@@ -137,32 +137,61 @@ pub struct Settings {
     pub stop: Stop,
 }
 
-/// Tells a campaign to stop, from anywhere (clones share it).
+/// Tells a campaign to stop, from anywhere (clones share it), and knows the process
+/// group of the target it started, for whoever must kill it without waiting for the
+/// campaign (a second Ctrl-C).
 #[derive(Clone, Debug)]
-pub struct Stop(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+pub struct Stop {
+    flag: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    target: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
 
 impl Default for Stop {
     fn default() -> Self {
-        Self(std::sync::Arc::new(tokio::sync::watch::Sender::new(false)))
+        Self {
+            flag: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
+            target: std::sync::Arc::default(),
+        }
     }
 }
 
 impl Stop {
     /// Stops the campaign.
     pub fn stop(&self) {
-        self.0.send_replace(true);
+        self.flag.send_replace(true);
     }
 
     /// Whether it was told to stop.
     pub fn is_stopped(&self) -> bool {
-        *self.0.borrow()
+        *self.flag.borrow()
     }
 
     /// Waits until it is told to stop.
     pub async fn stopped(&self) {
-        let mut rx = self.0.subscribe();
+        let mut rx = self.flag.subscribe();
         let _ = rx.wait_for(|stop| *stop).await;
     }
+
+    /// Kills the target the campaign started, if one runs, and all it started (its
+    /// process group).
+    pub fn kill_target(&self) {
+        kill_group(self.target.load(std::sync::atomic::Ordering::SeqCst));
+    }
+}
+
+/// SIGKILL to process group `pgid` (nothing for 0): a target started with `--exec` leads a
+/// group of its own, so a wrapper (`npm start`, a script) goes with what it started.
+fn kill_group(pgid: u32) {
+    if pgid == 0 {
+        return;
+    }
+    // std has no killpg, and this crate has no unsafe code: kill(1) does it.
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// Where a campaign's lines go: a function of the application's (the CLI prints them on
@@ -248,6 +277,8 @@ fn exec_line(cmd: &str) -> String {
 #[derive(Debug)]
 struct Process {
     child: Option<Child>,
+    /// Where the process group of a started target is told (for [`Stop::kill_target`]).
+    stop: Stop,
     pid: Option<u32>,
     exec: Option<String>,
     log: PathBuf,
@@ -279,6 +310,7 @@ impl Process {
         .spawn()
         .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
         self.pid = Some(child.id());
+        self.stop.target.store(child.id(), std::sync::atomic::Ordering::SeqCst);
         self.child = Some(child);
         Ok(())
     }
@@ -327,8 +359,12 @@ impl Process {
 
     fn kill(&mut self) {
         if let Some(c) = &mut self.child {
+            // The target and whatever it started (its process group), then the target
+            // itself for certain, and reaped.
+            kill_group(c.id());
             let _ = c.kill();
             let _ = c.wait();
+            self.stop.target.store(0, std::sync::atomic::Ordering::SeqCst);
         }
         self.child = None;
     }
@@ -517,7 +553,14 @@ impl Campaign {
         std::fs::create_dir_all(&s.findings)
             .map_err(|e| format!("cannot create {}: {e}", s.findings.display()))?;
         let log = s.findings.join("target.log");
-        let process = Process { child: None, pid: s.pid, exec: s.exec.clone(), log, mark: 0 };
+        let process = Process {
+            child: None,
+            stop: s.stop.clone(),
+            pid: s.pid,
+            exec: s.exec.clone(),
+            log,
+            mark: 0,
+        };
         let probe_steps = lines(&probe(&s.sasl));
         let mut c = Self {
             s,
@@ -923,7 +966,7 @@ impl Campaign {
         };
         let url = endpoint.to_string();
         self.process.start(&url, endpoint.port)?;
-        let limit = self.s.probe_within.max(Duration::from_secs(1));
+        let limit = self.handshake_limit();
         let accepted = tokio::select! {
             a = tcp.accept() => Some(a),
             () = tokio::time::sleep(limit * 4) => None,
@@ -1004,8 +1047,19 @@ impl Campaign {
     ) -> Result<(Finding, PathBuf), String> {
         let before = steps.len();
         let (steps, f, cut_short) = self.minimise(steps.to_vec(), f).await;
-        let n = self.next_number;
-        let path = self.s.findings.join(format!("finding-{n:03}-{}.jsonl", f.kind.name()));
+        // The next number no file has: another campaign in the same folder may have taken
+        // ours since this one started.
+        let mut n = self.next_number;
+        let (path, mut file) = loop {
+            let path = self.s.findings.join(format!("finding-{n:03}-{}.jsonl", f.kind.name()));
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(file) => break (path, file),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < u64::MAX => {
+                    n += 1;
+                }
+                Err(e) => return Err(self.unsaved(&path, &e, &f, index)),
+            }
+        };
         let mut out = String::new();
         out.push_str(&format!("# amqpwire fuzz-peer finding {n}: {}\n", f.kind.name()));
         out.push_str(&format!("# {}\n", f.detail));
@@ -1034,9 +1088,9 @@ impl Campaign {
             }
         }
         // The path as the campaign was given it: the line runs from where the campaign ran.
-        let file = shell_word(&path.display().to_string());
+        let file_word = shell_word(&path.display().to_string());
         out.push_str(&format!(
-            "# replay: amqpwire fuzz-peer --replay {file} {}\n",
+            "# replay: amqpwire fuzz-peer --replay {file_word} {}\n",
             self.s.target_args
         ));
         out.push_str(&format!(
@@ -1044,24 +1098,26 @@ impl Campaign {
             self.s.seed, self.s.target_args
         ));
         out.push_str(&lines(&steps));
-        // Never over a finding of an earlier campaign in the same folder.
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .and_then(|mut file| file.write_all(out.as_bytes()).and_then(|()| file.sync_all()));
-        if let Err(e) = written {
+        if let Err(e) = file.write_all(out.as_bytes()).and_then(|()| file.sync_all()) {
+            // The file is this campaign's own (made above): nothing is kept half written.
+            drop(file);
             let _ = std::fs::remove_file(&path);
-            return Err(format!(
-                "cannot write {}: {e} (the finding: {}: {}, seed {}, case {index})",
-                path.display(),
-                f.kind.name(),
-                f.detail,
-                self.s.seed
-            ));
+            return Err(self.unsaved(&path, &e, &f, index));
         }
-        self.next_number += 1;
+        self.next_number = n.saturating_add(1);
         Ok((f, path))
+    }
+
+    /// Why a finding is not saved, with what it was, so that the campaign's last words
+    /// keep it.
+    fn unsaved(&self, path: &Path, e: &std::io::Error, f: &Finding, index: u64) -> String {
+        format!(
+            "cannot write {}: {e} (the finding: {}: {}, seed {}, case {index})",
+            path.display(),
+            f.kind.name(),
+            f.detail,
+            self.s.seed
+        )
     }
 
     /// Removes steps while the same finding (same kind and signature) still comes back,
@@ -1078,7 +1134,8 @@ impl Campaign {
             return (steps, f, Some("--minimise 0".into()));
         }
         let start = Instant::now();
-        let until = start + self.s.minimise;
+        // A budget past what the clock holds is no limit.
+        let until = start.checked_add(self.s.minimise);
         let want = signature(&f);
         let before = steps.len();
         let mut last_progress = start;
@@ -1091,7 +1148,7 @@ impl Campaign {
             let mut end = steps.len();
             while end > 1 {
                 let from = end.saturating_sub(chunk).max(1);
-                if Instant::now() >= until {
+                if until.is_some_and(|u| Instant::now() >= u) {
                     return (
                         steps,
                         f,

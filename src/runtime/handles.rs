@@ -102,6 +102,9 @@ fn client_config(
         }
     };
     cfg.sasl_client = Some(sasl.with_hostname(endpoint.amqp_hostname()));
+    // The peer's open is awaited within ConnectOptions::timeout, which says so as a
+    // time-out of the connect; the engine does not time it as well.
+    cfg.open_timeout = None;
     cfg.trace = options.trace.take();
     if let Some(f) = options.configure.take() {
         f(&mut cfg);
