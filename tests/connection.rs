@@ -1518,6 +1518,17 @@ fn a_close_made_before_any_time_is_timed_from_the_first_time_given() {
     assert_eq!(ended(&events(&mut c)), Some(&Some(ConnectionError::CloseTimeout)));
 }
 
+/// The first open in a byte stream (the test fails without one).
+fn first_open(stream: &[u8]) -> Open {
+    sent(stream)
+        .into_iter()
+        .find_map(|(_, p)| match p {
+            Performative::Open(o) => Some(o),
+            _ => None,
+        })
+        .expect("an open")
+}
+
 #[test]
 fn time_outs_too_long_for_the_clock_mean_never_and_do_not_panic() {
     let mut client = Config::new("client");
@@ -1530,13 +1541,7 @@ fn time_outs_too_long_for_the_clock_mean_never_and_do_not_panic() {
     p.drive();
     assert_eq!(p.client.state(), ConnectionState::Opened);
     // Announced as the most open can say.
-    let open = sent(&p.c2s)
-        .into_iter()
-        .find_map(|(_, p)| match p {
-            Performative::Open(o) => Some(o),
-            _ => None,
-        })
-        .expect("an open");
+    let open = first_open(&p.c2s);
     assert_eq!(open.idle_time_out, Some(u32::MAX));
     p.cut_s2c = true;
     p.client.close(None).expect("close");
@@ -1558,13 +1563,7 @@ fn an_idle_time_out_is_announced_in_whole_milliseconds_and_zero_is_none() {
         client.idle_time_out = Some(given);
         let mut p = Pair::new(client, Config::new("server"), 205);
         p.drive();
-        let open = sent(&p.c2s)
-            .into_iter()
-            .find_map(|(_, p)| match p {
-                Performative::Open(o) => Some(o),
-                _ => None,
-            })
-            .expect("an open");
+        let open = first_open(&p.c2s);
         assert_eq!(open.idle_time_out, announced, "{given:?}");
         if announced.is_none() {
             // Not enforced either: a silent but open peer is kept.

@@ -56,6 +56,16 @@ fn findings(dir: &Path) -> Vec<std::path::PathBuf> {
     v
 }
 
+/// A finding's `# minimised from A steps to B` line: (A, B); the test fails without one.
+fn minimised(finding: &str) -> (usize, usize) {
+    finding
+        .lines()
+        .find_map(|l| l.strip_prefix("# minimised from "))
+        .and_then(|l| l.split_once(" steps to "))
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.split_whitespace().next()?.parse().ok()?)))
+        .unwrap_or_else(|| panic!("no minimised line in {finding}"))
+}
+
 #[test]
 fn rhea_example_server_crashes_and_the_minimised_finding_replays() {
     node_modules(&["rhea"]);
@@ -82,12 +92,7 @@ fn rhea_example_server_crashes_and_the_minimised_finding_replays() {
     // node said why it died; the finding keeps it.
     assert!(first.contains("# target: ") && first.contains("Error"), "{first}");
     // Minimised: fewer steps than the scenario it came from.
-    let (before, after) = first
-        .lines()
-        .find_map(|l| l.strip_prefix("# minimised from "))
-        .and_then(|l| l.split_once(" steps to "))
-        .map(|(a, b)| (a.parse::<usize>().unwrap_or(0), b.parse::<usize>().unwrap_or(0)))
-        .expect("minimised line");
+    let (before, after) = minimised(&first);
     assert!(after < before && after > 1, "{first}");
     // The saved case crashes a fresh target again.
     let mut replay = target.to_vec();
@@ -117,12 +122,7 @@ fn rhea_example_server_crashes_and_the_minimised_finding_replays() {
     let name = added.file_name().expect("name").to_string_lossy().into_owned();
     assert!(name.starts_with(&format!("finding-{:03}-", before.len() + 1)), "{name}");
     let text = std::fs::read_to_string(added).expect("finding");
-    let (from, to) = text
-        .lines()
-        .find_map(|l| l.strip_prefix("# minimised from "))
-        .and_then(|l| l.split_once(" steps to "))
-        .map(|(a, b)| (a.parse::<usize>().unwrap_or(0), b.parse::<usize>().unwrap_or(usize::MAX)))
-        .expect("minimised line");
+    let (from, to) = minimised(&text);
     assert!(from > 2000 && to < 20, "{text}");
 }
 
