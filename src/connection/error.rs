@@ -291,10 +291,11 @@ impl fmt::Display for ConnectionError {
                 f.write_str("the transport closed without a close exchange (the peer's close never came, or the peer sent nothing at all)")
             }
             Self::CloseTimeout => f.write_str("the peer did not answer our close in time"),
+            // In whole milliseconds: no float formatting in the browser's module.
             Self::OpenTimeout(d) => write!(
                 f,
-                "the peer did not open within {:.3} s (its protocol header, SASL and open)",
-                d.as_secs_f64()
+                "the peer did not open within {} ms (its protocol header, SASL and open)",
+                d.as_secs().saturating_mul(1000).saturating_add(u64::from(d.subsec_millis()))
             ),
         }
     }

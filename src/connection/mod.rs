@@ -1804,7 +1804,11 @@ pub(crate) fn later(now: Instant, d: Duration) -> Option<Instant> {
 /// under a millisecond is not announced as none, at most `u32::MAX`; none for zero.
 fn idle_millis(d: Option<Duration>) -> Option<u32> {
     let d = d.filter(|d| !d.is_zero())?;
-    let ms = d.as_nanos().div_ceil(1_000_000);
+    // In u64 (no 128-bit division in the browser's module).
+    let ms = d
+        .as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(d.subsec_nanos().div_ceil(1_000_000)));
     Some(u32::try_from(ms).unwrap_or(u32::MAX))
 }
 
