@@ -651,18 +651,15 @@ impl FrameDecoder {
         b.copy_from_slice(&self.avail()[..8]);
         let header = match FrameHeader::parse(&b) {
             Ok(h) if h.size <= self.max_frame_size => h,
-            Ok(h) => {
-                return self.fail(match ProtocolHeader::parse(&b) {
-                    Ok(p) => FrameErrorKind::UnexpectedHeader(p),
-                    Err(_) => FrameErrorKind::TooLarge { size: h.size, max: self.max_frame_size },
-                })
-            }
             // A protocol header where a frame was due (the one after a SASL layer, to a
             // decoder not told to expect it) is named as one rather than as a bad frame.
-            Err(k) => {
-                return self.fail(match ProtocolHeader::parse(&b) {
-                    Ok(p) => FrameErrorKind::UnexpectedHeader(p),
-                    Err(_) => k,
+            parsed => {
+                return self.fail(match (ProtocolHeader::parse(&b), parsed) {
+                    (Ok(p), _) => FrameErrorKind::UnexpectedHeader(p),
+                    (Err(_), Ok(h)) => {
+                        FrameErrorKind::TooLarge { size: h.size, max: self.max_frame_size }
+                    }
+                    (Err(_), Err(k)) => k,
                 })
             }
         };

@@ -820,13 +820,7 @@ fn the_application_can_accept_or_refuse_a_peer_attach() {
         .expect("the refused link was detached with the error");
     assert_eq!(refused.condition.as_str(), condition::UNAUTHORIZED_ACCESS);
     // 2.6.3: the refusal attached with a null target before detaching.
-    let attaches: Vec<_> = sent(&p.s2c)
-        .into_iter()
-        .filter_map(|(_, p)| match p {
-            Performative::Attach(a) => Some(a),
-            _ => None,
-        })
-        .collect();
+    let attaches = attaches(&p.s2c);
     assert!(attaches.iter().any(|a| &*a.name == "bad" && a.target.is_none()));
     assert!(attaches.iter().any(|a| &*a.name == "good" && a.target.is_some()));
     assert_eq!(p.client.link_state(bad), None);
@@ -1490,6 +1484,14 @@ fn a_peer_that_never_opens_is_let_go_after_the_open_time_out() {
     assert_eq!(server.poll_timeout(), Some(t0 + limit), "timed from the first time given");
     server.handle_timeout(t0 + limit);
     assert!(server.is_ended());
+    // A client that stops in SASL, its mechanisms received and no sasl-init sent.
+    let mut server = Connection::server(sasl_server());
+    server.handle_input(&ProtocolHeader::SASL.to_bytes(), t0);
+    let mut out = Vec::new();
+    server.poll_transmit(&mut out);
+    assert!(out.starts_with(&ProtocolHeader::SASL.to_bytes()), "{out:02x?}");
+    server.handle_timeout(t0 + limit);
+    assert_eq!(ended(&events(&mut server)), Some(&Some(ConnectionError::OpenTimeout(limit))));
     // Once the peer has opened, no such limit applies.
     let mut p = Pair::new(Config::new("client"), Config::new("server"), 201);
     p.drive();
@@ -1516,6 +1518,17 @@ fn a_close_made_before_any_time_is_timed_from_the_first_time_given() {
     assert_eq!(c.poll_timeout(), Some(t0 + close));
     c.handle_timeout(t0 + close);
     assert_eq!(ended(&events(&mut c)), Some(&Some(ConnectionError::CloseTimeout)));
+}
+
+/// The attaches in a byte stream.
+fn attaches(stream: &[u8]) -> Vec<amqpwire::types::Attach> {
+    sent(stream)
+        .into_iter()
+        .filter_map(|(_, p)| match p {
+            Performative::Attach(a) => Some(a),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The first open in a byte stream (the test fails without one).
@@ -1665,13 +1678,7 @@ fn links_that_ask_for_a_dynamic_node_are_refused_when_the_engine_answers() {
     }
     assert_eq!(p.client.link_state(plain), Some(LinkState::Attached));
     // The refusal attached with a null terminus on its side (2.6.3), naming no node.
-    let answers: Vec<_> = sent(&p.s2c)
-        .into_iter()
-        .filter_map(|(_, p)| match p {
-            Performative::Attach(a) => Some(a),
-            _ => None,
-        })
-        .collect();
+    let answers = attaches(&p.s2c);
     assert!(answers.iter().any(|a| &*a.name == "reply" && a.source.is_none()), "{answers:?}");
     assert!(answers.iter().any(|a| &*a.name == "drop" && a.target.is_none()), "{answers:?}");
     // The server's application heard of neither.

@@ -617,14 +617,9 @@ fn stand_ins_that_stop_answering_answer_malformed_or_grow_are_judged_so() {
     }
 }
 
-#[test]
-fn a_client_that_hangs_again_is_a_repeat_judged_after_the_probe_limit_alone() {
-    // A client that connects and never ends: the first case's hang is judged after four
-    // times --probe-within and saved; the later ones can only repeat it, and are judged
-    // after --probe-within alone. The verdicts do not rest on the clock: the client sleeps
-    // for ten minutes, and --probe-within only bounds how long Python may take to start
-    // and connect (four times it) on a loaded machine.
-    let scratch = Scratch::new("fuzz-peer", "hanging-client");
+/// The `--exec` command of a client (in Python) that connects to `{port}`, sends nothing
+/// and stays ten minutes.
+fn hanging_client(scratch: &Scratch) -> String {
     let script = scratch.path("hang.py");
     std::fs::write(
         &script,
@@ -633,7 +628,18 @@ fn a_client_that_hangs_again_is_a_repeat_judged_after_the_probe_limit_alone() {
          time.sleep(600)\n",
     )
     .expect("write stand-in");
-    let exec = format!("python3 {} {{port}}", script.display());
+    format!("python3 {} {{port}}", script.display())
+}
+
+#[test]
+fn a_client_that_hangs_again_is_a_repeat_judged_after_the_probe_limit_alone() {
+    // A client that connects and never ends: the first case's hang is judged after four
+    // times --probe-within and saved; the later ones can only repeat it, and are judged
+    // after --probe-within alone. The verdicts do not rest on the clock: the client sleeps
+    // for ten minutes, and --probe-within only bounds how long Python may take to start
+    // and connect (four times it) on a loaded machine.
+    let scratch = Scratch::new("fuzz-peer", "hanging-client");
+    let exec = hanging_client(&scratch);
     let dir = scratch.path("findings").to_string_lossy().into_owned();
     let out = fuzz_peer(&[
         "--listen",
@@ -760,12 +766,12 @@ fn a_client_silent_in_its_websocket_handshake_is_a_hang() {
     let scratch = Scratch::new("fuzz-peer", "ws-silent");
     let dir = scratch.path("findings").to_string_lossy().into_owned();
     // Connects, sends nothing, and stays: before, the campaign waited on it for ever.
-    let client = "python3 -c 'import socket,time; s=socket.create_connection((\"127.0.0.1\", {port})); time.sleep(120)'";
+    let client = hanging_client(&scratch);
     let out = fuzz_peer(&[
         "--listen",
         "ws://127.0.0.1:0/",
         "--exec",
-        client,
+        &client,
         "--sasl",
         "none",
         "--seed",

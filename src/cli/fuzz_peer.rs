@@ -220,8 +220,8 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         target_args += &opt(" --scenario", name);
     }
     for path in &a.script {
-        check_script(path, a.within)?;
-        scenarios.push((path.display().to_string(), read_steps(path)?));
+        let (steps, _) = read_steps(path, Duration::from_millis(a.within))?;
+        scenarios.push((path.display().to_string(), steps));
         target_args += &opt(" --script", &path.display().to_string());
     }
     let seed = a.seed.unwrap_or_else(fresh_seed);
@@ -252,8 +252,11 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
     // Read and checked before anything is started or made (the findings folder).
     let replay = match &a.replay {
         Some(p) => {
-            check_script(p, a.within)?;
-            Some((lines(&read_steps(p)?), saved_signature(p)))
+            let (steps, text) = read_steps(p, Duration::from_millis(a.within))?;
+            // The finding it saved, to tell whether the replay finds the same.
+            let saved =
+                text.lines().find_map(|l| l.strip_prefix("# signature: ").map(str::to_owned));
+            Some((lines(&steps), saved))
         }
         None => None,
     };
@@ -419,22 +422,6 @@ fn on_signals(stop: Stop, code: std::sync::Arc<std::sync::OnceLock<ExitCode>>) {
 /// "1 case", "2 cases".
 fn cases(n: u64) -> String {
     format!("{n} case{}", if n == 1 { "" } else { "s" })
-}
-
-/// Refuses a script that `amqpwire script` would refuse (an unknown key, a misspelt
-/// performative), with its line: a typo in an edited finding must not read as fixed.
-fn check_script(path: &std::path::Path, within_ms: u64) -> Result<(), String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    amqpwire::script::player::parse(&text, Duration::from_millis(within_ms))
-        .map(|_| ())
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// The `# signature:` line of a saved finding.
-fn saved_signature(path: &std::path::Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("# signature: ").map(str::to_owned))
 }
 
 /// `FLAG=VALUE`, the value quoted for `sh`.

@@ -197,8 +197,9 @@ pub(crate) struct Incoming {
     pub(crate) ignored: bool,
     /// The delivery state its first transfer carried (transactional work, 4.4.1).
     pub(crate) state: Option<DeliveryState>,
-    /// Its part of what the connection's partial deliveries hold.
-    pub(crate) held: HeldPart,
+    /// Its part of what the connection's partial deliveries hold (none for a delivery
+    /// whose first frame was its last).
+    pub(crate) held: Option<HeldPart>,
 }
 
 /// The bytes that the connection's partial deliveries hold, all links together.
@@ -256,7 +257,9 @@ impl Incoming {
     /// receive buffer alive (what [`Held`] counts is what it holds), and each byte is
     /// copied once.
     pub(crate) fn add(&mut self, part: Bytes, more: bool) {
-        self.held.add(part.len());
+        if let Some(held) = self.held.as_mut() {
+            held.add(part.len());
+        }
         if self.first.is_empty() && self.joined.is_empty() {
             if more {
                 self.joined.reserve(part.len() * 2);
@@ -282,7 +285,9 @@ impl Incoming {
 
     /// The whole payload.
     pub(crate) fn take_payload(&mut self) -> Bytes {
-        self.held.clear();
+        if let Some(held) = self.held.as_mut() {
+            held.clear();
+        }
         if self.joined.is_empty() {
             std::mem::take(&mut self.first)
         } else {

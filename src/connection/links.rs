@@ -4,8 +4,8 @@
 use bytes::Bytes;
 
 use super::link::{
-    read_unsettled_map, Incoming, Link, LinkId, LinkOptions, LinkState, Resumable, Unsettled,
-    UnsettledDelivery,
+    read_unsettled_map, HeldPart, Incoming, Link, LinkId, LinkOptions, LinkState, Resumable,
+    Unsettled, UnsettledDelivery,
 };
 use super::session::{Session, SessionState};
 use super::{Connection, Event, Scope, SessionId, UsageError, Violation};
@@ -636,9 +636,14 @@ impl Connection {
 
     fn on_transfer(&mut self, session: SessionId, t: Transfer, payload: Bytes) {
         let guard = self.cfg.max_message_size;
-        let (held, max_held) = (self.incoming_held.part(), self.cfg.max_incoming_held);
+        let max_held = self.cfg.max_incoming_held;
         let Some(local) = self.local_handle(session, t.handle.0, "transfer") else { return };
         let link = self.id_at(session, local);
+        // A delivery that starts here and goes on past this frame takes its part in what
+        // the connection's partial deliveries hold (one in a single frame holds nothing
+        // for long, and costs the accounting nothing).
+        let held = (t.more && self.link_ref(link).is_some_and(|l| l.incoming.is_none()))
+            .then(|| self.incoming_held.part());
         let Some(s) = self.session_mut(session) else { return };
         // 2.5.6: each transfer frame uses one unit of our incoming-window.
         if s.incoming_window == 0 {
@@ -722,7 +727,7 @@ impl Connection {
             return self.scoped(session, Some(link), Violation::MessageSizeExceeded { size, max });
         }
         if t.more {
-            let held = inc.held.total();
+            let held = inc.held.as_ref().map_or(0, HeldPart::total);
             if held > max_held {
                 l.incoming = None;
                 let v = Violation::IncomingHeldExceeded { held, max: max_held };

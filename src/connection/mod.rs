@@ -864,13 +864,10 @@ impl Connection {
     /// Time has reached `now`: fire the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.note_time(now);
+        // Armed only until the peer's open comes, or a violation closes the connection.
         if let Some(limit) = self.cfg.open_timeout.filter(|_| self.due(Timer::Open, now)) {
-            self.timers[Timer::Open as usize] = None;
-            if self.remote_open.is_none() {
-                let error = self.error.take().unwrap_or(ConnectionError::OpenTimeout(limit));
-                self.end(Some(error));
-                return;
-            }
+            self.end(Some(ConnectionError::OpenTimeout(limit)));
+            return;
         }
         if self.due(Timer::Close, now) {
             self.timers[Timer::Close as usize] = None;
@@ -1712,9 +1709,8 @@ impl Connection {
             while !text.is_char_boundary(cut) {
                 cut -= 1;
             }
-            e.description = Some(format!("{}…", &text[..cut]).into());
-            if cut == 0 {
-                e.description = None;
+            if cut > 0 {
+                e.description = Some(format!("{}…", &text[..cut]).into());
             }
         }
     }

@@ -542,8 +542,6 @@ pub struct Campaign {
     header_only: bool,
     /// Whether the last case's client ended with a non-zero exit status.
     failed_exit: bool,
-    /// The number the next saved finding gets: after those already in the folder.
-    next_number: u64,
 }
 
 impl Campaign {
@@ -576,9 +574,7 @@ impl Campaign {
             restarts: 0,
             header_only: false,
             failed_exit: false,
-            next_number: 1,
         };
-        c.next_number = next_finding_number(&c.s.findings);
         if let (Some(pid), None) = (c.s.pid, &c.s.exec) {
             if let Some(how) = c.process.ended() {
                 return Err(format!("--pid {pid}: no such process to watch ({how})"));
@@ -1047,9 +1043,9 @@ impl Campaign {
     ) -> Result<(Finding, PathBuf), String> {
         let before = steps.len();
         let (steps, f, cut_short) = self.minimise(steps.to_vec(), f).await;
-        // The next number no file has: another campaign in the same folder may have taken
-        // ours since this one started.
-        let mut n = self.next_number;
+        // After the findings in the folder, this campaign's and any other's; one made
+        // between looking and creating is stepped over.
+        let mut n = next_finding_number(&self.s.findings);
         let (path, mut file) = loop {
             let path = self.s.findings.join(format!("finding-{n:03}-{}.jsonl", f.kind.name()));
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
@@ -1104,7 +1100,6 @@ impl Campaign {
             let _ = std::fs::remove_file(&path);
             return Err(self.unsaved(&path, &e, &f, index));
         }
-        self.next_number = n.saturating_add(1);
         Ok((f, path))
     }
 
@@ -1156,7 +1151,7 @@ impl Campaign {
                     );
                 }
                 if stop.is_stopped() {
-                    return (steps, f, Some("the campaign was stopped".into()));
+                    return (steps, f, Some(STOPPED.into()));
                 }
                 if let Err(why) = self.recover().await {
                     return (steps, f, Some(why));
@@ -1175,14 +1170,14 @@ impl Campaign {
                 let text = lines(&shorter);
                 let judged = tokio::select! {
                     j = self.judge(&text) => j,
-                    () = stop.stopped() => return (steps, f, Some("the campaign was stopped".into())),
+                    () = stop.stopped() => return (steps, f, Some(STOPPED.into())),
                 };
                 // The same failure, not merely the same kind: a shorter case that crashes
                 // the target elsewhere is another finding.
-                if let Ok(Some(g)) = judged.as_ref().map(Option::as_ref) {
-                    if signature(g) == want {
+                if let Ok(Some(g)) = judged {
+                    if signature(&g) == want {
                         steps = shorter;
-                        f = g.clone();
+                        f = g;
                         changed = true;
                     }
                 }
@@ -1198,6 +1193,9 @@ impl Campaign {
         }
     }
 }
+
+/// Why minimising stopped, when the campaign was told to stop.
+const STOPPED: &str = "the campaign was stopped";
 
 /// The number after the highest `finding-NNN-…` in `dir` (1 in an empty folder), so that a
 /// campaign run again in the same folder adds its findings to those there.
@@ -1276,14 +1274,18 @@ pub fn lines(steps: &[Json]) -> String {
     s
 }
 
-/// The steps of a saved finding or any script file (comments and blank lines skipped).
-pub fn read_steps(path: &Path) -> Result<Vec<Json>, String> {
+/// The steps of a saved finding or any script file (comments and blank lines skipped),
+/// checked as `amqpwire script` checks a script (`within` for its waits), and the file's
+/// text: a typo in an edited finding is refused with its line, not played as nothing.
+pub fn read_steps(path: &Path, within: Duration) -> Result<(Vec<Json>, String), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    crate::script::json_lines(&text)
+    parse(&text, within).map_err(|e| format!("{}: {e}", path.display()))?;
+    let steps = crate::script::json_lines(&text)
         .map(|l| l.map(|(_, j)| j))
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((steps, text))
 }
 
 #[cfg(test)]
