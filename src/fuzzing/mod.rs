@@ -211,6 +211,30 @@ pub fn inspect(data: &[u8]) {
     };
     lenient.iter().for_each(&mut render);
     strict.iter().zip(&lenient).filter(|(s, l)| s != l).for_each(|(s, _)| render(s));
+    #[cfg(feature = "json")]
+    encode_gives_back(data);
+}
+
+/// The trace format read backwards: whatever the stream, `amqpwire decode --json
+/// --show-secrets` lines written back by `amqpwire encode` are the stream, byte for byte
+/// (frames from their typed values, never from `raw`; a stream that breaks off from its
+/// fatal error's `raw`).
+#[cfg(feature = "json")]
+pub fn encode_gives_back(data: &[u8]) {
+    let mut inspector = Inspector::new(DecodeOptions::LENIENT).redact_secrets(false);
+    inspector.push(data);
+    let mut lines = String::new();
+    let mut write = |r: &crate::inspect::Record| {
+        crate::inspect::json::write_record_json(r, &mut lines);
+    };
+    std::iter::from_fn(|| inspector.next_record()).for_each(|r| write(&r));
+    inspector.finish().iter().for_each(&mut write);
+    match crate::script::encode::encode_lines(&lines) {
+        Ok(back) => {
+            assert!(back == data, "encode(decode --json) differs from the stream:\n{lines}")
+        }
+        Err(e) => panic!("encode refused decode --json's own lines: {e}\n{lines}"),
+    }
 }
 
 /// Feeds arbitrary bytes to connections of both roles after a valid prefix (a protocol
