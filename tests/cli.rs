@@ -290,4 +290,17 @@ fn encode_writes_one_stream_of_a_trace_and_refuses_to_mix_them() {
     let o = amqpwire(&["encode", "--direction", "c2s"], Some(lines.as_bytes()));
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("no line is of the stream"), "{o:?}");
+    // Lines that name no direction (a capture with no AMQP stream decoded in it, lines
+    // written by hand): a choice is refused too, rather than writing nothing or everything.
+    let capture = concat!(
+        r#"{"offset":0,"kind":"capture","format":"pcapng","big_endian":false}"#,
+        "\n",
+        r#"{"offset":0,"kind":"info","info":"192.0.2.1:49152 -> 192.0.2.2:5672: no AMQP protocol header; not decoded","packet":1,"time":0.0}"#,
+        "\n",
+    );
+    let o = amqpwire(&["encode", "--direction", "c2s"], Some(capture.as_bytes()));
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no line names its direction"), "{o:?}");
+    let o = amqpwire(&["encode", "--direction", "in"], Some(&br#"{"kind":"header"}"#[..]));
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
 }

@@ -281,3 +281,42 @@ fn doubles_and_floats_are_written_with_the_bits_their_text_stands_for() {
     }
     assert_eq!(body(format!(r#"{{"float": {:?}}}"#, f64::from(f))), [0x72, 0x28, 0x28, 0x28, 0x28]);
 }
+
+/// A stream that breaks off and goes on arriving in pieces (a capture's segments, a
+/// relay's reads): each piece after the framing error is a line of its own, and the lines
+/// written back are the stream. Masked, the pieces are counted, not shown, and `encode`
+/// says it cannot write the stream whole.
+#[test]
+fn a_stream_that_breaks_off_and_goes_on_in_pieces_comes_back_whole() {
+    // A header, an empty frame, then a frame header with doff 0, and more after it.
+    let mut stream = b"AMQP\x00\x01\x00\x00\x00\x00\x00\x08\x02\x00\x00\x00".to_vec();
+    stream.extend_from_slice(b"\x00\x00\x00\x10\x00\x00\x00\x00more bytes, in three pieces");
+    for shown in [true, false] {
+        let mut inspector = Inspector::new(DecodeOptions::LENIENT).redact_secrets(!shown);
+        let mut lines = String::new();
+        for piece in [&stream[..20], &stream[20..30], &stream[30..40], &stream[40..]] {
+            inspector.push(piece);
+            while let Some(r) = inspector.next_record() {
+                for line in record_json(&r) {
+                    lines.push_str(&line.to_string());
+                    lines.push('\n');
+                }
+            }
+        }
+        let undecoded: Vec<serde_json::Value> = lines
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .filter(|l: &serde_json::Value| l["kind"] == "undecoded")
+            .collect();
+        let at: Vec<_> =
+            undecoded.iter().map(|l| (l["offset"].clone(), l["bytes"].clone())).collect();
+        assert_eq!(at, [(30.into(), 10.into()), (40.into(), (stream.len() - 40).into())]);
+        if shown {
+            assert_eq!(encode_lines(&lines).expect("the lines"), stream);
+        } else {
+            assert!(undecoded.iter().all(|l| l["redacted"] == true && l.get("raw").is_none()));
+            let e = encode_lines(&lines).expect_err("masked pieces");
+            assert!(e.contains("--show-secrets") && e.contains("line 4"), "{e}");
+        }
+    }
+}

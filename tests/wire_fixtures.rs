@@ -373,6 +373,7 @@ fn every_capture_decodes_strictly_without_errors_or_warnings() {
                 Record::Truncated { offset, rest, .. } => {
                     panic!("{name}: truncated at {offset} with {} bytes left", rest.len())
                 }
+                other => panic!("{name}: {other:?}"),
             }
         }
         assert_eq!(at, bytes.len() as u64, "{name}: records do not cover the file");

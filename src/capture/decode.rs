@@ -193,13 +193,7 @@ impl CaptureEvent {
         match &self.kind {
             EventKind::Error(_) | EventKind::Gap { .. } => 1,
             EventKind::WebSocket(WsEvent::Error { .. }) => 1,
-            EventKind::Record(Record::Header { .. }) => 0,
-            EventKind::Record(Record::Error { .. } | Record::Truncated { .. }) => 1,
-            EventKind::Record(Record::Frame(f)) => {
-                usize::from(f.frame.is_err())
-                    + usize::from(f.layer_error.is_some())
-                    + f.delivery.as_ref().map_or(0, |d| usize::from(d.message.is_err()))
-            }
+            EventKind::Record(r) => r.errors(),
             _ => 0,
         }
     }

@@ -150,7 +150,7 @@ impl CliTap {
                 (Ok(_), Some(e)) => Some(format!("at offset {}: {e}", f.offset)),
                 _ => None,
             },
-            Record::Header { .. } => None,
+            _ => None,
         })
     }
 }

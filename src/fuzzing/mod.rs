@@ -647,6 +647,8 @@ pub fn capture(data: &[u8]) {
         let _ = w.write(1, Direction::ServerToClient, s2c, t);
         let _ = w.close(1, Direction::ClientToServer, t);
         written = w.into_inner();
+        #[cfg(feature = "json")]
+        encode_gives_back_each_direction(&written, [c2s, s2c]);
         &written
     };
     let mut out = String::new();
@@ -657,6 +659,41 @@ pub fn capture(data: &[u8]) {
             out.push_str(&j.to_string());
         }
         out.clear();
+    }
+}
+
+/// The capture's JSON lines (`amqpwire decode --json --show-secrets`), one direction's
+/// chosen as `amqpwire encode --connection 1 --direction D` chooses them, written back:
+/// what that side sent, byte for byte, after a framing error too. `capture` holds one
+/// connection of plain TCP, the two directions `sent`; a direction the decoder did not
+/// take for AMQP (no protocol header, or the start of a WebSocket handshake) has no lines
+/// to write.
+#[cfg(feature = "json")]
+pub fn encode_gives_back_each_direction(capture: &[u8], sent: [&[u8]; 2]) {
+    use crate::capture::CaptureDecoder;
+    use crate::script::encode::{encode_lines, one_stream};
+    let mut lines = String::new();
+    for ev in CaptureDecoder::decode_all(capture, DecodeOptions::LENIENT, false) {
+        for j in crate::capture::event_json(&ev, std::time::Duration::ZERO) {
+            lines.push_str(&j.to_string());
+            lines.push('\n');
+        }
+    }
+    if lines.contains(r#""kind":"websocket""#) {
+        return;
+    }
+    for (direction, sent) in ["c2s", "s2c"].into_iter().zip(sent) {
+        let Ok(one) = one_stream(&lines, Some(direction), Some(1)) else {
+            assert!(
+                !lines.contains(&format!(r#""direction":"{direction}""#)),
+                "{direction}: one_stream refused lines that name it:\n{lines}"
+            );
+            continue;
+        };
+        match encode_lines(&one) {
+            Ok(back) => assert!(back == sent, "{direction}: encode gives other bytes:\n{lines}"),
+            Err(e) => panic!("{direction}: encode refused the capture's lines: {e}\n{lines}"),
+        }
     }
 }
 

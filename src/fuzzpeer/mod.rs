@@ -80,7 +80,7 @@ pub fn strict_fault(received: &[u8]) -> Option<Fault> {
                 };
                 return Some(Fault { what, frame: crate::inspect::hex(&f.raw) });
             }
-            Record::Header { .. } | Record::Truncated { .. } => {}
+            Record::Header { .. } | Record::Truncated { .. } | Record::Undecoded { .. } => {}
         }
     }
     None

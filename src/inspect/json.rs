@@ -485,6 +485,26 @@ fn record_lines<S: Sink>(s: &mut S, record: &Record, trace: Option<&Trace<'_>>) 
             let e = format_args!("the stream ends inside an item: {} bytes left over", rest.len());
             fatal_line(s, *offset, e, rest, *redacted, trace);
         }
+        Record::Undecoded { offset, len, bytes } => {
+            s.begin_object();
+            s.key("offset");
+            s.u64(*offset);
+            s.key("kind");
+            s.str("undecoded");
+            s.key("bytes");
+            s.u64(*len);
+            match bytes {
+                Some(b) => {
+                    s.key("raw");
+                    s.hex(b);
+                }
+                None => {
+                    s.key("redacted");
+                    s.bool(true);
+                }
+            }
+            end_line(s, trace);
+        }
     }
 }
 

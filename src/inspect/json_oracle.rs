@@ -50,6 +50,14 @@ pub(super) fn record_json(record: &Record) -> Vec<Json> {
             rest,
             *redacted,
         )],
+        Record::Undecoded { offset, len, bytes } => {
+            let mut line = json!({"offset": offset, "kind": "undecoded", "bytes": len});
+            match bytes {
+                Some(b) => line["raw"] = Json::from(hex(b)),
+                None => line["redacted"] = Json::Bool(true),
+            }
+            vec![line]
+        }
     }
 }
 

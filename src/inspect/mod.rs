@@ -127,6 +127,7 @@ impl FrameRecord {
 
 /// An item of the inspected stream.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Record {
     /// A protocol header.
     Header {
@@ -143,10 +144,25 @@ pub enum Record {
         error: FrameError,
         /// The bytes from the error's offset that had arrived when decoding stopped (of a
         /// stream given whole, the rest of it), masked as frames are (see
-        /// [`Inspector::redact_secrets`]). Bytes that arrive later are not kept.
+        /// [`Inspector::redact_secrets`]). Bytes that arrive later come as
+        /// [`Record::Undecoded`].
         rest: Bytes,
         /// Whether credentials in `rest` were masked.
         redacted: bool,
+    },
+    /// Bytes that came after the stream broke off (an [`Record::Error`] before them), as
+    /// they came: not decoded, but kept, so that the stream can be shown and written back
+    /// whole. One record per piece pushed after the error, each handed out by the next
+    /// [`Inspector::next_record`].
+    Undecoded {
+        /// Stream offset of the piece's first byte.
+        offset: u64,
+        /// How many bytes the piece has.
+        len: u64,
+        /// The bytes, or `None` where credentials are masked: in bytes that arrive in
+        /// pieces with no frame to decode, a credential cut across two pieces could not be
+        /// found and masked, so none is shown.
+        bytes: Option<Bytes>,
     },
     /// The stream ended inside a header or frame.
     Truncated {
@@ -165,7 +181,7 @@ impl Record {
     /// message cannot be decoded.
     pub fn errors(&self) -> usize {
         match self {
-            Self::Header { .. } => 0,
+            Self::Header { .. } | Self::Undecoded { .. } => 0,
             Self::Error { .. } | Self::Truncated { .. } => 1,
             Self::Frame(f) => {
                 usize::from(f.frame.is_err())
@@ -183,6 +199,11 @@ pub struct Inspector {
     opts: DecodeOptions,
     partial: HashMap<(u16, u32), Partial>,
     failed: bool,
+    /// After a framing error: the stream offset of the first byte pushed since the last
+    /// record, and those bytes (only their count where credentials are masked).
+    after: u64,
+    undecoded: Vec<u8>,
+    undecoded_len: u64,
     redact: bool,
     /// The layer the last protocol header opened (none seen yet: frames of either type).
     layer: Option<ProtocolId>,
@@ -210,6 +231,9 @@ impl Inspector {
             opts,
             partial: HashMap::new(),
             failed: false,
+            after: 0,
+            undecoded: Vec::new(),
+            undecoded_len: 0,
             redact: true,
             layer: None,
             resumed: None,
@@ -236,19 +260,26 @@ impl Inspector {
         self
     }
 
-    /// Appends bytes of the stream. After a framing error they are dropped: nothing
-    /// later can be decoded, and a relay that goes on feeding a long connection must not
-    /// pile them up.
+    /// Appends bytes of the stream. After a framing error nothing later can be decoded:
+    /// they are handed out as they came, by the next [`Inspector::next_record`], as a
+    /// [`Record::Undecoded`] (so a relay that goes on feeding a long connection does not
+    /// pile them up, as long as it reads its records).
     pub fn push(&mut self, data: &[u8]) {
         if !self.failed {
             self.decoder.push(data);
+        } else {
+            if !self.redact {
+                self.undecoded.extend_from_slice(data);
+            }
+            self.undecoded_len += data.len() as u64;
         }
     }
 
-    /// The next record, or `None` when more bytes are needed (or after a framing error).
+    /// The next record, or `None` when more bytes are needed (or, after a framing error,
+    /// when none have come since the last record).
     pub fn next_record(&mut self) -> Option<Record> {
         if self.failed {
-            return None;
+            return self.take_undecoded();
         }
         match self.decoder.next_item() {
             Ok(None) => None,
@@ -260,17 +291,37 @@ impl Inspector {
                 let mut shared = Shared::new(raw, self.redact);
                 Some(Record::Frame(Box::new(self.frame(&mut shared))))
             }
-            Err(error) => {
-                self.failed = true;
-                let (rest, redacted) = self.take_rest();
-                Some(Record::Error { error, rest, redacted })
-            }
+            Err(error) => Some(self.fail(error)),
         }
+    }
+
+    /// The stream cannot be split into frames from `error` on: its record, with the bytes
+    /// the decoder held.
+    fn fail(&mut self, error: FrameError) -> Record {
+        self.failed = true;
+        let at = self.decoder.offset();
+        let (rest, redacted) = self.take_rest();
+        self.after = at + rest.len() as u64;
+        Record::Error { error, rest, redacted }
+    }
+
+    /// The bytes pushed since a framing error and not yet handed out.
+    fn take_undecoded(&mut self) -> Option<Record> {
+        if self.undecoded_len == 0 {
+            return None;
+        }
+        let (offset, len) = (self.after, std::mem::take(&mut self.undecoded_len));
+        self.after += len;
+        let bytes = (!self.redact).then(|| Bytes::from(std::mem::take(&mut self.undecoded)));
+        Some(Record::Undecoded { offset, len, bytes })
     }
 
     /// Call when the stream has ended: reports bytes left inside an incomplete item.
     pub fn finish(&mut self) -> Option<Record> {
-        if self.failed || self.decoder.buffered() == 0 {
+        if self.failed {
+            return self.take_undecoded();
+        }
+        if self.decoder.buffered() == 0 {
             return None;
         }
         self.failed = true;
@@ -326,12 +377,9 @@ impl Inspector {
                     out[1].push(Record::Frame(Box::new(lenient.frame(&mut shared))));
                 }
                 Err(error) => {
-                    lenient.failed = true;
-                    let (rest, redacted) = lenient.take_rest();
-                    let first =
-                        Record::Error { error: error.clone(), rest: rest.clone(), redacted };
-                    out[0].push(first);
-                    out[1].push(Record::Error { error, rest, redacted });
+                    let r = lenient.fail(error);
+                    out[0].push(r.clone());
+                    out[1].push(r);
                     break;
                 }
             }
@@ -1122,6 +1170,40 @@ pub fn parse_hex(text: &[u8]) -> Result<Vec<u8>, String> {
 mod tests {
     use super::*;
 
+    /// After a framing error, what is pushed later comes as it came, one record per piece
+    /// with its stream offset: whole where credentials are shown, counted only where they
+    /// are masked (a credential could be cut across two pieces); nothing is held once
+    /// handed out, and `finish` hands out what no `next_record` took.
+    #[test]
+    fn bytes_after_a_framing_error_come_out_as_they_came() {
+        // A header, then a frame header with doff 0: the stream breaks off at offset 8.
+        let broken = b"AMQP\x00\x01\x00\x00\x00\x00\x00\x10\x00\x00\x00\x00";
+        for shown in [true, false] {
+            let mut i = Inspector::new(DecodeOptions::LENIENT).redact_secrets(!shown);
+            i.push(&broken[..12]);
+            assert!(matches!(i.next_record(), Some(Record::Header { offset: 0, .. })));
+            assert_eq!(i.next_record(), None, "a frame header still coming");
+            i.push(&broken[12..]);
+            let Some(Record::Error { error, rest, .. }) = i.next_record() else {
+                panic!("the framing error")
+            };
+            assert_eq!((error.offset, &rest[..]), (8, &broken[8..]));
+            assert_eq!(i.next_record(), None, "nothing pushed since");
+            i.push(b"abc");
+            i.push(b"de");
+            let bytes = |b: &'static [u8]| shown.then(|| Bytes::from_static(b));
+            let want = Record::Undecoded { offset: 16, len: 5, bytes: bytes(b"abcde") };
+            assert_eq!(i.next_record(), Some(want));
+            assert_eq!(i.next_record(), None);
+            i.push(b"f");
+            assert_eq!(
+                i.finish(),
+                Some(Record::Undecoded { offset: 21, len: 1, bytes: bytes(b"f") })
+            );
+            assert_eq!((i.finish(), i.undecoded.capacity()), (None, 0), "nothing held");
+        }
+    }
+
     /// A SASL header and the start of a sasl-init frame with a PLAIN response of user
     /// "u" and password "pw", 29 bytes.
     const SASL_INIT: &[u8] = b"AMQP\x03\x01\x00\x00\x00\x00\x00\x1d\x02\x01\x00\x00\
@@ -1185,7 +1267,7 @@ mod tests {
     }
 
     #[test]
-    fn after_a_framing_error_the_rest_is_kept_masked_and_later_bytes_are_dropped() {
+    fn after_a_framing_error_the_rest_is_kept_masked_and_later_bytes_are_counted() {
         let token = b"SharedAccessSignature sr=hub&sig=abc%2Bd&se=1";
         let mut stream = b"AMQP\x00\x01\x00\x00\x00\x00\x00\x04\x02\x00\x00\x00".to_vec();
         stream.extend_from_slice(token);
@@ -1198,11 +1280,13 @@ mod tests {
         assert_eq!(error.offset, 8);
         assert_eq!(rest.len(), stream.len() - 8);
         assert!(rest.ends_with(b"sig=*******&se=1"), "{rest:?}");
-        // A relay goes on feeding it: nothing more is held, and nothing more comes.
+        // A relay goes on feeding it: masked, what comes is counted, and nothing held.
         for _ in 0..64 {
             i.push(&[0u8; 16 * 1024]);
         }
-        assert_eq!(i.decoder.buffered(), 0);
+        assert_eq!((i.decoder.buffered(), i.undecoded.capacity()), (0, 0));
+        let more = Record::Undecoded { offset: stream.len() as u64, len: 1 << 20, bytes: None };
+        assert_eq!(i.next_record(), Some(more));
         assert!(i.next_record().is_none() && i.finish().is_none());
     }
 

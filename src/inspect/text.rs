@@ -43,6 +43,17 @@ pub fn render_text(record: &Record, out: &mut String) {
             );
             undecoded(*offset, rest, *redacted, out);
         }
+        Record::Undecoded { offset, len, bytes: Some(bytes) } => {
+            let _ = writeln!(out, "{offset:>8}  … {len} more bytes after the framing error");
+            undecoded(*offset, bytes, false, out);
+        }
+        Record::Undecoded { offset, len, bytes: None } => {
+            let _ = writeln!(
+                out,
+                "{offset:>8}  … {len} more bytes after the framing error, not shown (they \
+                 could hold credentials; --show-secrets shows them)"
+            );
+        }
     }
 }
 

@@ -26,6 +26,8 @@
 //! - `{"kind": "error"}` and `{"kind": "event"}` lines (from `decode` and traces) write
 //!   nothing, except a fatal error's `raw`: the bytes `decode` could not split into frames
 //!   (after a framing error, or an item the stream ends inside), written as they are.
+//! - `{"kind": "undecoded"}` lines (bytes that came after a framing error, in the pieces
+//!   they came in) write their `raw`; one without it (masked) is refused.
 //!
 //! Anywhere a typed value may stand, `{"raw": "hex"}` splices bytes as they are, and
 //! `{"list": […], "size": N, "count": N}` (also `map`, `array`) writes a compound whose size
@@ -45,6 +47,80 @@ pub fn encode_lines(text: &str) -> Result<Vec<u8>, String> {
     for line in super::json_lines(text) {
         let (n, j) = line?;
         encode_line(&j, &mut out).map_err(|e| format!("line {n}: {e}"))?;
+    }
+    Ok(out)
+}
+
+/// `text` with the lines of other streams than the one chosen (`want_direction`: `in`,
+/// `out`, `c2s`, `s2c`; `want_connection`: a capture's or a server trace's number) blanked (so that errors
+/// still name the lines as numbered in the input); an error when the lines hold more than
+/// one stream and none was chosen: written into one, two streams' bytes would interleave.
+pub fn one_stream(
+    text: &str,
+    want_direction: Option<&str>,
+    want_connection: Option<u64>,
+) -> Result<String, String> {
+    let mut streams: Vec<(Option<u64>, String)> = Vec::new();
+    let mut all: Vec<(Option<u64>, String)> = Vec::new();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let j = serde_json::from_str::<serde_json::Value>(line).ok();
+        let direction = j.as_ref().and_then(|j| j["direction"].as_str()).map(str::to_owned);
+        let connection = j.as_ref().and_then(|j| j["connection"].as_u64());
+        if let Some(d) = &direction {
+            if !all.contains(&(connection, d.clone())) {
+                all.push((connection, d.clone()));
+            }
+        }
+        let kept = want_direction.is_none_or(|d| direction.as_ref().is_none_or(|x| x == d))
+            && want_connection.is_none_or(|c| connection.is_none_or(|x| x == c));
+        if kept {
+            if let Some(d) = direction {
+                if !streams.contains(&(connection, d.clone())) {
+                    streams.push((connection, d));
+                }
+            }
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    let name_all = |streams: &[(Option<u64>, String)]| -> Vec<String> {
+        streams
+            .iter()
+            .map(|(c, d)| match c {
+                Some(c) => format!("connection {c} {d}"),
+                None => d.clone(),
+            })
+            .collect()
+    };
+    if let Some(c) = want_connection {
+        if !all.is_empty() && all.iter().all(|(n, _)| n.is_none()) {
+            return Err(format!("--connection {c}: the lines name no connection (one connection's lines: choose with --direction only)"));
+        }
+    }
+    let filtered = want_direction.is_some() || want_connection.is_some();
+    if filtered && streams.is_empty() {
+        return Err(if all.is_empty() {
+            // Hand-written lines, one stream; or a capture with nothing decoded in it.
+            "no line names its direction, so none is of the stream asked for: lines written \
+             by hand are one stream (leave out --direction and --connection), and a capture \
+             whose lines name none held no AMQP stream that could be decoded"
+                .to_owned()
+        } else {
+            format!(
+                "no line is of the stream asked for (the lines hold: {})",
+                name_all(&all).join(", ")
+            )
+        });
+    }
+    if streams.len() > 1 {
+        let named = name_all(&streams);
+        return Err(format!(
+            "the lines hold {} streams ({}): choose one with --direction{}",
+            streams.len(),
+            named.join(", "),
+            if streams.iter().any(|(c, _)| c.is_some()) { " and --connection" } else { "" }
+        ));
     }
     Ok(out)
 }
@@ -73,6 +149,20 @@ pub fn encode_line(j: &Json, out: &mut Vec<u8>) -> Result<(), String> {
             }
             Ok(())
         }
+        // Bytes that came after the stream broke off, as they came; masked ones were not
+        // shown, so the stream cannot be written whole.
+        "undecoded" => match o.get("raw") {
+            Some(h) => {
+                let h = h.as_str().ok_or("an undecoded line's \"raw\" must be a hex string")?;
+                out.extend(unhex(h).ok_or("undecoded: bad hex in \"raw\"")?);
+                Ok(())
+            }
+            None => Err(format!(
+                "{} bytes after a framing error were not shown (decode hides them unless \
+                 --show-secrets): the stream cannot be written whole",
+                o.get("bytes").map_or_else(|| "some".to_owned(), Json::to_string)
+            )),
+        },
         // A capture's lines about the transport (decode of a pcap): the AMQP bytes are in
         // the frame lines beside them.
         "event" | "capture" | "connection" | "tcp" | "websocket" | "resync" | "info" => Ok(()),
