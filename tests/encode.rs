@@ -320,3 +320,41 @@ fn a_stream_that_breaks_off_and_goes_on_in_pieces_comes_back_whole() {
         }
     }
 }
+
+/// Fields copied from `decode --json` are written as decode showed them: a trailing
+/// `null` a peer wrote is kept (`decode` shows it apart from a field left out), and a
+/// described value inside a field (a filter) is taken in the form decode shows it,
+/// `{"described": {"descriptor": …, "value": …}}`, a number descriptor a ulong and a text
+/// one a symbol.
+#[test]
+fn fields_copied_from_decode_are_written_as_shown() {
+    let body =
+        |line: &str| encode_lines(line).unwrap_or_else(|e| panic!("{line}: {e}"))[8..].to_vec();
+    // detach: handle 1, closed absent, error null: a list of three (0x40 last).
+    assert_eq!(
+        body(r#"{"performative": "detach", "fields": {"handle": 1, "error": null}}"#),
+        [0x00, 0x53, 0x16, 0xc0, 0x05, 0x03, 0x52, 0x01, 0x40, 0x40]
+    );
+    assert_eq!(
+        body(r#"{"performative": "detach", "fields": {"handle": 1}}"#),
+        [0x00, 0x53, 0x16, 0xc0, 0x03, 0x01, 0x52, 0x01]
+    );
+    let attach = r#"{"performative": "attach", "fields": {"name": "r", "handle": 0, "role": "receiver", "source": {"source": {"address": "q", "filter": {"f": {"described": {"descriptor": 77567109365764, "value": "x"}}, "g": {"described": {"descriptor": "apache.org:selector-filter:string", "value": "y"}}}}}}}"#;
+    let bytes = encode_lines(attach).expect("an attach with filters");
+    let mut inspector = Inspector::new(DecodeOptions::STRICT);
+    inspector.push(&bytes);
+    let line = record_json(&inspector.next_record().expect("the frame")).remove(0);
+    assert_eq!(
+        line["fields"]["source"]["source"]["filter"],
+        serde_json::json!({
+            "f": {"described": {"descriptor": 77567109365764u64, "value": "x"}},
+            "g": {"described": {"descriptor": "apache.org:selector-filter:string", "value": "y"}},
+        })
+    );
+    let typed = line["typed"].to_string();
+    assert!(
+        typed.contains(r#"{"ulong":77567109365764}"#)
+            && typed.contains(r#"{"symbol":"apache.org:selector-filter:string"}"#),
+        "{typed}"
+    );
+}

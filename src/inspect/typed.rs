@@ -341,7 +341,37 @@ fn value(j: &Json, at: &str, element: Option<u8>) -> Result<Value, String> {
                         descriptor: value(d, &format!("{at}.descriptor"), None)?,
                         value: value(v, &format!("{at}.value"), None)?,
                     })),
-                    _ => return Err(format!("{at}: described wants [descriptor, value]")),
+                    // As `decode` shows one in `fields`: `{"descriptor": 0x…, "value": …}`, a
+                    // number descriptor being a ulong and a text one a symbol (1.5: the two
+                    // forms a descriptor takes), the value typed.
+                    _ => match inner.as_object() {
+                        Some(d) if d.len() == 2 && d.contains_key("descriptor") => {
+                            let (descriptor, v) = (&d["descriptor"], d.get("value"));
+                            let v = v.ok_or_else(|| format!("{at}: described wants a value"))?;
+                            let descriptor = match descriptor {
+                                Json::Number(n) => Value::Ulong(
+                                    n.as_u64().ok_or_else(|| {
+                                        format!("{at}.descriptor: {n} is not a ulong")
+                                    })?,
+                                    Fmt::Auto,
+                                ),
+                                Json::String(s) if s.is_ascii() => {
+                                    Value::Symbol(Symbol::from(s.as_str()), Fmt::Auto)
+                                }
+                                other => value(other, &format!("{at}.descriptor"), None)?,
+                            };
+                            Value::Described(Box::new(Described {
+                                descriptor,
+                                value: value(v, &format!("{at}.value"), None)?,
+                            }))
+                        }
+                        _ => {
+                            return Err(format!(
+                                "{at}: described wants [descriptor, value] (or, as decode shows \
+                                 it, {{\"descriptor\": …, \"value\": …}})"
+                            ))
+                        }
+                    },
                 },
                 other => return Err(format!("{at}: unknown type {other:?}")),
             })

@@ -523,7 +523,8 @@ pub fn performative_typed(
 
 /// The list of a composite's (or performative's) fields in the typed form, each typed by
 /// the spec's table (`names`, `types`), up to the last field given or defaulted
-/// (`default`): trailing absent fields are left out. Fields holding byte-level escapes are
+/// (`default`): trailing absent fields are left out (a trailing `null` given is written).
+/// Fields holding byte-level escapes are
 /// kept as written; a terminus's `durable` may be written by its name (3.5.5). `path`
 /// names the fields in errors.
 fn typed_items(
@@ -540,8 +541,14 @@ fn typed_items(
         _ => None,
     };
     let mut items = Vec::new();
-    for (field, ty) in names.iter().zip(types.iter()) {
+    // Fields up to the last one given are written, an explicit `null` too (as `decode`
+    // shows a peer's trailing nulls, 0x40, apart from fields it left out).
+    let mut given = 0;
+    for (i, (field, ty)) in names.iter().zip(types.iter()).enumerate() {
         let at = format!("{path}.{field}");
+        if fields.contains_key(*field) {
+            given = i + 1;
+        }
         items.push(match fields.get(*field) {
             Some(j) if needs_bytes(j) => j.clone(),
             Some(j) => match durable(j).filter(|_| *field == "durable") {
@@ -551,7 +558,7 @@ fn typed_items(
             None => default(field).map_or(Json::Null, |v| to_typed(&v)),
         });
     }
-    while items.last() == Some(&Json::Null) {
+    while items.len() > given && items.last() == Some(&Json::Null) {
         items.pop();
     }
     Ok(items)
