@@ -284,7 +284,17 @@ struct Process {
     log: PathBuf,
     /// Where the log stood before the current case.
     mark: u64,
+    /// [`TARGET_LOG_LIMIT`] (smaller in tests).
+    log_limit: u64,
 }
+
+/// How large the target's log may grow: past it, at the start of a case, what it holds
+/// moves to `target.log.1` (the one before is dropped) and it starts again empty, so a
+/// long campaign against a target that talks a lot keeps at most twice this on disk.
+pub const TARGET_LOG_LIMIT: u64 = 64 << 20;
+
+/// How much of the end of a case's output [`Process::last_words`] reads.
+const LAST_WORDS_BYTES: u64 = 1 << 20;
 
 impl Process {
     fn start(&mut self, url: &str, port: u16) -> Result<(), String> {
@@ -388,19 +398,42 @@ impl Process {
             .map_err(|e| format!("cannot write the target's log {}: {e}", self.log.display()))
     }
 
-    fn set_mark(&mut self) {
+    /// Marks where the log stands before a case, first moving it to `target.log.1` when
+    /// it has grown past its limit. The target appends to it (`O_APPEND`), so once it is
+    /// emptied in place the target's next write lands at its new start. An error when it
+    /// cannot be emptied (the disk is full, and the campaign cannot tell findings apart).
+    fn set_mark(&mut self) -> Result<(), String> {
+        let len = std::fs::metadata(&self.log).map_or(0, |m| m.len());
+        self.mark = len;
+        if len <= self.log_limit {
+            return Ok(());
+        }
+        let older = self.log.with_extension("log.1");
+        if let Err(e) = std::fs::copy(&self.log, &older) {
+            // Space is what is short: emptying the log is what frees it.
+            let _ = std::fs::remove_file(&older);
+            self.note(&format!("the log before this line could not be kept ({e})")).ok();
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.log)
+            .and_then(|f| f.set_len(0))
+            .map_err(|e| format!("cannot empty the target's log {}: {e}", self.log.display()))?;
+        self.note(&format!("the log before this line is in {}", older.display()))?;
         self.mark = std::fs::metadata(&self.log).map_or(0, |m| m.len());
+        Ok(())
     }
 
-    /// The log written since the mark: the last 40 lines of it.
+    /// The log written since the mark: its last 80 lines (of its last MiB).
     fn last_words(&self) -> String {
         let Ok(mut f) = std::fs::File::open(&self.log) else { return String::new() };
         let mut s = String::new();
-        if f.seek(SeekFrom::Start(self.mark)).is_err() {
+        let len = f.metadata().map_or(0, |m| m.len());
+        if f.seek(SeekFrom::Start(self.mark.max(len.saturating_sub(LAST_WORDS_BYTES)))).is_err() {
             return s;
         }
         let mut buf = Vec::new();
-        let _ = f.take(1 << 20).read_to_end(&mut buf);
+        let _ = f.take(LAST_WORDS_BYTES).read_to_end(&mut buf);
         s = String::from_utf8_lossy(&buf).into_owned();
         let lines: Vec<&str> = s.lines().collect();
         lines[lines.len().saturating_sub(80)..].join("\n")
@@ -558,6 +591,7 @@ impl Campaign {
             exec: s.exec.clone(),
             log,
             mark: 0,
+            log_limit: TARGET_LOG_LIMIT,
         };
         let probe_steps = lines(&probe(&s.sasl));
         let mut c = Self {
@@ -826,7 +860,7 @@ impl Campaign {
     /// Plays one case (a script's text) and judges what the target did: `Ok(None)` when
     /// nothing is wrong, `Err` when the campaign cannot go on.
     pub async fn judge(&mut self, text: &str) -> Result<Option<Finding>, String> {
-        self.process.set_mark();
+        self.process.set_mark()?;
         self.evidence.clear();
         self.cut_hang = false;
         self.header_only = false;
@@ -1291,6 +1325,67 @@ pub fn read_steps(path: &Path, within: Duration) -> Result<(Vec<Json>, String), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A started target's log in a folder of its own, with a limit of `limit` bytes.
+    fn logged(name: &str, limit: u64) -> Process {
+        let dir = std::env::temp_dir().join(format!("amqpwire-log-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("folder");
+        Process {
+            child: None,
+            stop: Stop::default(),
+            pid: None,
+            exec: Some("true".into()),
+            log: dir.join("target.log"),
+            mark: 0,
+            log_limit: limit,
+        }
+    }
+
+    /// Appends as a target does (its own `O_APPEND` descriptor, kept across cases).
+    fn append(f: &mut std::fs::File, text: &str) {
+        f.write_all(text.as_bytes()).expect("write");
+    }
+
+    #[test]
+    fn a_log_past_its_limit_moves_aside_and_the_target_writes_on_at_its_start() {
+        let mut p = logged("limit", 100);
+        let mut target =
+            std::fs::OpenOptions::new().create(true).append(true).open(&p.log).expect("log");
+        append(&mut target, &"old line\n".repeat(8)); // 72 bytes: under the limit
+        p.set_mark().expect("mark");
+        assert_eq!(p.mark, 72);
+        append(&mut target, &"case line\n".repeat(5)); // 122 bytes: over it
+        assert!(p.last_words().starts_with("case line"), "{}", p.last_words());
+        p.set_mark().expect("mark");
+        let older = std::fs::read_to_string(p.log.with_extension("log.1")).expect("target.log.1");
+        assert!(older.starts_with("old line") && older.ends_with("case line\n"), "{older}");
+        let now = std::fs::read_to_string(&p.log).expect("target.log");
+        assert!(
+            now.starts_with("=== amqpwire fuzz-peer: the log before this line is in "),
+            "{now}"
+        );
+        assert_eq!(p.mark, now.len() as u64);
+        // The target's descriptor appends at the new end, not where it was.
+        append(&mut target, "Error: boom\n");
+        assert_eq!(p.last_words(), "Error: boom");
+        assert_eq!(std::fs::metadata(&p.log).expect("log").len(), p.mark + 12);
+        let _ = std::fs::remove_dir_all(p.log.parent().expect("folder"));
+    }
+
+    #[test]
+    fn last_words_are_the_end_of_a_case_that_wrote_a_lot() {
+        let mut p = logged("words", TARGET_LOG_LIMIT);
+        let mut target =
+            std::fs::OpenOptions::new().create(true).append(true).open(&p.log).expect("log");
+        p.set_mark().expect("mark");
+        append(&mut target, &"chatter chatter chatter\n".repeat(100_000)); // 2.4 MB
+        append(&mut target, "thread 'main' panicked at src/x.rs:1:1\n");
+        let words = p.last_words();
+        assert!(words.ends_with("panicked at src/x.rs:1:1"), "{}", &words[words.len() - 80..]);
+        assert_eq!(words.lines().count(), 80);
+        let _ = std::fs::remove_dir_all(p.log.parent().expect("folder"));
+    }
 
     #[test]
     fn a_shell_word_comes_back_as_the_same_single_argument() {
