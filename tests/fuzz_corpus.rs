@@ -80,8 +80,8 @@ proptest::proptest! {
 
 /// `decode --json --show-secrets` written back by `encode` is the stream, byte for byte,
 /// for every file of every corpus (broken streams and malformed frames most of them) and
-/// every fixture of real peers; and every frame's fields, written by hand as decode shows
-/// them, come back as shown.
+/// every fixture of real peers; every frame's fields, written by hand as decode shows
+/// them, come back as shown; and each decoded line, as an `expect`, matches its bytes.
 #[test]
 fn every_corpus_file_comes_back_through_decode_json_and_encode() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -98,6 +98,7 @@ fn every_corpus_file_comes_back_through_decode_json_and_encode() {
                 let data = std::fs::read(&path).expect("seed");
                 amqpwire::fuzzing::encode_gives_back(&data);
                 amqpwire::fuzzing::fields_written_by_hand(&data);
+                amqpwire::fuzzing::decoded_lines_expect_themselves(&data);
                 checked += 1;
             }
         }

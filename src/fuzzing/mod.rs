@@ -215,6 +215,50 @@ pub fn inspect(data: &[u8]) {
     encode_gives_back(data);
     #[cfg(feature = "json")]
     fields_written_by_hand(data);
+    #[cfg(feature = "json")]
+    decoded_lines_expect_themselves(data);
+}
+
+/// Each header and frame line of `decode --json`, taken whole as an `expect` pattern (the
+/// keys a pattern may name), matches what it was decoded from: a script made by copying
+/// a trace's lines holds against the same bytes. Up to the first fatal error.
+#[cfg(feature = "json")]
+pub fn decoded_lines_expect_themselves(data: &[u8]) {
+    use crate::inspect::json::record_json;
+    use crate::script::player::{parse, Player};
+    let mut i = Inspector::new(DecodeOptions::LENIENT).redact_secrets(false);
+    i.push(data);
+    let mut steps = String::new();
+    'records: while let Some(r) = i.next_record() {
+        for line in record_json(&r) {
+            match line["kind"].as_str() {
+                Some("header" | "frame") => {}
+                Some("error") if line["fatal"] == true => break 'records,
+                _ => continue,
+            }
+            let pattern: serde_json::Map<_, _> = line
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| crate::script::encode::DECODED_KEYS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            steps.push_str(&serde_json::json!({ "expect": pattern }).to_string());
+            steps.push('\n');
+        }
+    }
+    let script = parse(&steps, std::time::Duration::from_secs(1))
+        .unwrap_or_else(|e| panic!("decode's own lines are no script: {e}\n{steps}"));
+    let mut player = Player::new(script);
+    let now = crate::time::Instant::now();
+    player.start(now);
+    player.handle_input(data, now);
+    player.handle_eof(now);
+    match player.verdict() {
+        Some(Ok(())) => {}
+        Some(Err(f)) => panic!("decode's own lines do not match what they show: {f}\n{steps}"),
+        None => panic!("the script of decode's own lines did not end\n{steps}"),
+    }
 }
 
 /// What an investigator copies from a trace and edits comes out as shown: each frame's
