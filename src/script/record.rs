@@ -265,6 +265,12 @@ impl Recorder {
     /// The recording is over: steps held back for an `open` of the replayed side that
     /// never came are added as they were seen.
     pub fn finish(&mut self) {
+        // The recorded side's stream that ended inside a frame: its last bytes are sent
+        // as they were.
+        let rest = self.inspectors[0].finish().map(|r| record_json(&r));
+        if let Some(step) = rest.as_ref().and_then(|l| l.first()).and_then(send_step) {
+            self.lines.push(step);
+        }
         self.lines.append(&mut self.held);
     }
 
@@ -313,6 +319,10 @@ fn send_step(line: &Json) -> Option<Json> {
     }
     match o.get("kind").and_then(Json::as_str) {
         Some("header" | "frame") => Some(json!({ "send": keep })),
+        // What the recorded side sent that could not be split into frames (a bad frame
+        // header and what followed it, a stream that ended inside a frame) is sent as the
+        // bytes it was: a replay misbehaves as the recorded side did.
+        Some("error" | "undecoded") => Some(json!({ "send": o.get("raw")?.as_str()? })),
         _ => None,
     }
 }
@@ -462,6 +472,43 @@ mod tests {
 
     const HEADER: &str = r#"{"kind":"header","protocol":"AMQP"}"#;
     const OPEN: &str = r#"{"performative":"open","fields":{"container-id":"c"}}"#;
+
+    /// The recorded side's bytes that do not split into frames are replayed as they were:
+    /// the bad frame header and what came with it, and each piece that came after it.
+    #[test]
+    fn what_the_recorded_side_sent_after_its_stream_broke_is_sent_as_it_was() {
+        let mut r = Recorder::new();
+        r.opened = true;
+        let good = bytes(&[HEADER, OPEN]);
+        let bad = b"\x00\x00\x00\x10\x00\x00\x00\x00garbage!";
+        r.ours(&[&good[..], &bad[..]].concat());
+        r.ours(b"more");
+        r.ours(b"");
+        r.finish();
+        let script = r.script();
+        let sends: Vec<Json> = script
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Json>(l).ok()?.get("send").cloned())
+            .collect();
+        assert_eq!(sends.len(), 4, "{script}");
+        assert_eq!(sends[2], json!(crate::inspect::hex(bad)));
+        assert_eq!(sends[3], json!(crate::inspect::hex(b"more")));
+        // Played, the script writes the recorded side's bytes, all of them.
+        let mut player = crate::script::player::Player::new(
+            crate::script::player::parse(&script, std::time::Duration::from_secs(1))
+                .expect("steps"),
+        );
+        player.start(crate::time::Instant::now());
+        let mut out = Vec::new();
+        player.poll_transmit(&mut out);
+        assert_eq!(out, [&good[..], &bad[..], b"more"].concat());
+        // A stream that ends inside a frame: its last bytes too, once the recording ends.
+        let mut r = Recorder::new();
+        r.ours(&[&good[..], b"\x00\x00\x00\x20\x02"].concat());
+        assert_eq!(r.script().lines().filter(|l| l.contains("send")).count(), 2);
+        r.finish();
+        assert!(r.script().ends_with("{\"send\":\"0000002002\"}\n"), "{}", r.script());
+    }
 
     #[test]
     fn a_peer_open_that_came_first_is_expected_after_ours() {
