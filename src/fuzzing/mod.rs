@@ -729,17 +729,28 @@ pub fn capture(data: &[u8]) {
     let file = if crate::capture::is_capture(data) {
         data
     } else {
-        let mss = usize::from(data.first().copied().unwrap_or(0)) + 1;
+        // The first byte chooses the segment size and, with its high bit, AMQP over
+        // WebSocket: each half then goes in binary messages of up to that size after an
+        // upgrade to the AMQPWSB10 subprotocol, the client's masked (RFC 6455, 5.3).
+        let first = data.first().copied().unwrap_or(0);
+        let (mss, websocket) = (usize::from(first & 0x7f) + 1, first & 0x80 != 0);
         let opts = WriterOptions { mss, ..WriterOptions::default() };
         let Ok(mut w) = PcapWriter::new(Vec::new(), opts) else { return };
         let (c2s, s2c) = data.split_at(data.len() / 2);
         let t = std::time::UNIX_EPOCH;
-        let _ = w.write(1, Direction::ClientToServer, c2s, t);
-        let _ = w.write(1, Direction::ServerToClient, s2c, t);
+        if websocket {
+            let mask = [first, 0x5a, first ^ 0xa5, 0x0f];
+            let _ = w.write(1, Direction::ClientToServer, &ws_upgrade(c2s, true, mss * 3, mask), t);
+            let _ =
+                w.write(1, Direction::ServerToClient, &ws_upgrade(s2c, false, mss * 3, mask), t);
+        } else {
+            let _ = w.write(1, Direction::ClientToServer, c2s, t);
+            let _ = w.write(1, Direction::ServerToClient, s2c, t);
+        }
         let _ = w.close(1, Direction::ClientToServer, t);
         written = w.into_inner();
         #[cfg(feature = "json")]
-        encode_gives_back_each_direction(&written, [c2s, s2c]);
+        encode_gives_back_each_direction(&written, [c2s, s2c], websocket);
         &written
     };
     let mut out = String::new();
@@ -753,14 +764,53 @@ pub fn capture(data: &[u8]) {
     }
 }
 
+/// One side of an AMQP-over-WebSocket connection: its half of the upgrade to the
+/// `AMQPWSB10` subprotocol, then `amqp` in binary messages of up to `size` bytes, masked
+/// with `mask` when the client sends them (RFC 6455, 5.2 and 5.3).
+pub fn ws_upgrade(amqp: &[u8], client: bool, size: usize, mask: [u8; 4]) -> Vec<u8> {
+    let mut out: Vec<u8> = if client {
+        b"GET /$iothub/websocket HTTP/1.1\r\nHost: hub\r\nUpgrade: websocket\r\n\
+          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: AMQPWSB10\r\n\r\n"
+            .to_vec()
+    } else {
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+          Sec-WebSocket-Protocol: AMQPWSB10\r\n\r\n"
+            .to_vec()
+    };
+    for message in amqp.chunks(size.max(1)) {
+        out.push(0x82); // FIN, binary
+        let masked = if client { 0x80 } else { 0 };
+        match message.len() {
+            n @ 0..=125 => out.push(masked | n as u8),
+            n @ 126..=0xffff => {
+                out.push(masked | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(masked | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        if client {
+            out.extend_from_slice(&mask);
+            out.extend(message.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+        } else {
+            out.extend_from_slice(message);
+        }
+    }
+    out
+}
+
 /// The capture's JSON lines (`amqpwire decode --json --show-secrets`), one direction's
 /// chosen as `amqpwire encode --connection 1 --direction D` chooses them, written back:
 /// what that side sent, byte for byte, after a framing error too. `capture` holds one
-/// connection of plain TCP, the two directions `sent`; a direction the decoder did not
-/// take for AMQP (no protocol header, or the start of a WebSocket handshake) has no lines
-/// to write.
+/// connection, the two directions `sent` (the AMQP bytes inside the WebSocket messages
+/// when `websocket`); a direction the decoder did not take for AMQP (no protocol header,
+/// or, over plain TCP, the start of a WebSocket handshake) has no lines to write.
 #[cfg(feature = "json")]
-pub fn encode_gives_back_each_direction(capture: &[u8], sent: [&[u8]; 2]) {
+pub fn encode_gives_back_each_direction(capture: &[u8], sent: [&[u8]; 2], websocket: bool) {
     use crate::capture::CaptureDecoder;
     use crate::script::encode::{encode_lines, one_stream};
     let mut lines = String::new();
@@ -770,7 +820,7 @@ pub fn encode_gives_back_each_direction(capture: &[u8], sent: [&[u8]; 2]) {
             lines.push('\n');
         }
     }
-    if lines.contains(r#""kind":"websocket""#) {
+    if !websocket && lines.contains(r#""kind":"websocket""#) {
         return;
     }
     for (direction, sent) in ["c2s", "s2c"].into_iter().zip(sent) {
