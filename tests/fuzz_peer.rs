@@ -668,6 +668,32 @@ fn a_client_that_hangs_again_is_a_repeat_judged_after_the_probe_limit_alone() {
 }
 
 #[test]
+fn a_campaign_ends_when_its_time_is_up_dropping_the_case_under_way() {
+    // A client that connects and never ends, judged a hang only after four times
+    // --probe-within (forty minutes): the campaign ends at --seconds all the same.
+    let scratch = Scratch::new("fuzz-peer", "out-of-time");
+    let exec = hanging_client(&scratch);
+    let dir = scratch.path("findings").to_string_lossy().into_owned();
+    let out = fuzz_peer(&[
+        "--listen",
+        "amqp://127.0.0.1:0",
+        "--exec",
+        &exec,
+        "--seconds",
+        "1",
+        "--probe-within",
+        "600000",
+        "--findings",
+        &dir,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = cli::text(&out.stdout);
+    assert!(stdout.contains("\n0 cases in "), "{stdout}");
+    assert!(stdout.contains("the case under way when --seconds ran out was dropped"), "{stdout}");
+    assert!(findings(Path::new(&dir)).is_empty(), "{stdout}");
+}
+
+#[test]
 fn a_seed_and_a_case_number_always_print_the_same_case() {
     let print = |seed: &str, case: &str| {
         let out = fuzz_peer(&[

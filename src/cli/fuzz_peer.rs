@@ -367,6 +367,9 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         if sum.interrupted {
             println!("stopped early: a signal");
         }
+        if sum.out_of_time {
+            println!("the case under way when --seconds ran out was dropped, not judged");
+        }
         Ok(match (sum.findings.is_empty(), &sum.stopped) {
             (false, _) => ExitCode::from(1),
             (true, None) if sum.interrupted => interrupted(&code),

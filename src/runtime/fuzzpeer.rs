@@ -239,6 +239,9 @@ pub struct Summary {
     pub stopped: Option<String>,
     /// Whether [`Settings::stop`] stopped it.
     pub interrupted: bool,
+    /// Whether [`Settings::time`] ran out while a case was being judged: that case was
+    /// dropped, not judged (nor counted), so the campaign ends on time.
+    pub out_of_time: bool,
     /// Cases whose client never connected (listen mode).
     pub unconnected: u64,
     /// Cases whose client sent no more than a protocol header (listen mode): most of a
@@ -717,6 +720,16 @@ impl Campaign {
     pub async fn run_from(&mut self, first: u64) -> Summary {
         let mut sum = Summary::default();
         let start = Instant::now();
+        // At its time limit, the case under way is dropped as it is when stopped: a case
+        // may wait several times --probe-within on a target that hangs.
+        let end = self.s.time.and_then(|t| start.checked_add(t));
+        let out_of_time = async move {
+            match end {
+                Some(end) => tokio::time::sleep_until(end.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(out_of_time);
         let mut last_progress = start;
         let mut played = 0u64;
         let restarts_before = self.restarts;
@@ -742,6 +755,10 @@ impl Campaign {
                 j = self.judge(&text) => j,
                 () = stop.stopped() => {
                     sum.interrupted = true;
+                    break;
+                }
+                () = &mut out_of_time => {
+                    sum.out_of_time = true;
                     break;
                 }
             };
