@@ -80,6 +80,11 @@ fn a_decoded_stream_and_a_json_trace_draw_one_arrow_per_frame_in_a_browser() {
             lines.push('\n');
         }
     }
+    // Bytes a side sent after its stream broke off (masked: counted, not shown).
+    lines.push_str(
+        r#"{"offset":9000,"kind":"undecoded","bytes":3,"redacted":true,"direction":"c2s","connection":1,"time":0.5}"#,
+    );
+    lines.push('\n');
     std::fs::write(&trace, lines).expect("write");
     let page = dir.join("trace.html");
     let o = run(&["decode", trace.to_str().expect("path"), "--html", page.to_str().expect("path")]);
@@ -87,6 +92,8 @@ fn a_decoded_stream_and_a_json_trace_draw_one_arrow_per_frame_in_a_browser() {
     let html = std::fs::read_to_string(&page).expect("page");
     assert!(!html.contains("http://") && !html.contains("https://"), "self-contained");
     check(&page, frames);
+    let (dom, _) = load(&page);
+    assert!(dom.contains("… 3 more bytes c2s after the framing error (offset 9000)"), "{dom}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

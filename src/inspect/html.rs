@@ -17,12 +17,12 @@ pub fn ladder_html(title: &str, lines: &[Json]) -> String {
     ladder_page(title, &items)
 }
 
-/// One line as the page holds it, if the page shows it (headers, frames, errors and
-/// events): its JSON with every `<` escaped, so that nothing in it can end the script
+/// One line as the page holds it, if the page shows it (headers, frames, errors, bytes
+/// after a framing error, and events): its JSON with every `<` escaped, so that nothing in it can end the script
 /// element the page keeps its data in, or open another.
 pub fn ladder_item(line: &Json) -> Option<String> {
     let kind = line.get("kind").and_then(Json::as_str);
-    if !matches!(kind, Some("header" | "frame" | "error" | "event")) {
+    if !matches!(kind, Some("header" | "frame" | "error" | "undecoded" | "event")) {
         return None;
     }
     Some(serde_json::to_string(line).ok()?.replace('<', "\\u003c"))
@@ -120,6 +120,7 @@ const SCRIPT: &str = r#"<script>
     if (many && l.connection !== lastConn) { ladder.appendChild(el('div', 'conn', 'connection ' + l.connection)); lastConn = l.connection; }
     if (l.kind === 'error') { var e = el('div', 'err', '! ' + l.error + ' (offset ' + l.offset + ')'); ladder.appendChild(e); return; }
     if (l.kind === 'event') { ladder.appendChild(el('div', 'note', l.event)); return; }
+    if (l.kind === 'undecoded') { ladder.appendChild(el('div', 'err', '… ' + l.bytes + ' more bytes ' + (l.direction ? l.direction + ' ' : '') + 'after the framing error (offset ' + l.offset + ')')); return; }
     var rtl = l.direction === 'in' || l.direction === 's2c';
     var row = el('div', 'row');
     row.dataset.text = JSON.stringify(l).toLowerCase();
