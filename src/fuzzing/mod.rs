@@ -211,6 +211,7 @@ pub fn inspect(data: &[u8]) {
     };
     lenient.iter().for_each(&mut render);
     strict.iter().zip(&lenient).filter(|(s, l)| s != l).for_each(|(s, _)| render(s));
+    masking_keeps_the_stream_s_shape(data, &lenient);
     #[cfg(feature = "json")]
     encode_gives_back(data);
     #[cfg(feature = "json")]
@@ -303,6 +304,60 @@ pub fn fields_written_by_hand(data: &[u8]) {
             again["performative"] == line["performative"] && again["fields"] == line["fields"],
             "written by hand, the fields come back otherwise:\n{hand}\n{again}"
         );
+    }
+}
+
+/// Masking credentials changes bytes to `*` and nothing else: `masked` (the lenient
+/// records of `data` with credentials masked) and the records shown unmasked are the same
+/// records, at the same offsets, with raw bytes of the same lengths that differ only where
+/// the masked one has a `*`; frames decode alike (performative, warnings, deliveries and
+/// whether their messages decode).
+pub fn masking_keeps_the_stream_s_shape(data: &[u8], masked: &[crate::inspect::Record]) {
+    use crate::inspect::Record;
+    let mut i = Inspector::new(DecodeOptions::LENIENT).redact_secrets(false);
+    i.push(data);
+    let mut shown: Vec<Record> = std::iter::from_fn(|| i.next_record()).collect();
+    shown.extend(i.finish());
+    assert_eq!(masked.len(), shown.len(), "masking changed the number of records");
+    let same_but_stars = |m: &[u8], s: &[u8], at: u64| {
+        assert_eq!(m.len(), s.len(), "masking changed a length at offset {at}");
+        let differs = m.iter().zip(s).position(|(m, s)| m != s && *m != b'*');
+        assert!(differs.is_none(), "masking changed a byte to other than '*' at offset {at}");
+    };
+    for (m, s) in masked.iter().zip(&shown) {
+        match (m, s) {
+            (Record::Header { offset: a, header: h }, Record::Header { offset: b, header: k }) => {
+                assert_eq!((a, h), (b, k), "masking changed a header");
+            }
+            (Record::Frame(m), Record::Frame(s)) => {
+                assert_eq!(m.offset, s.offset, "masking moved a frame");
+                same_but_stars(&m.raw, &s.raw, m.offset);
+                assert_eq!(
+                    (m.performative(), m.frame.is_ok(), m.warnings.len(), m.layer_error),
+                    (s.performative(), s.frame.is_ok(), s.warnings.len(), s.layer_error),
+                    "masking changed how the frame at offset {} decodes",
+                    m.offset
+                );
+                match (&m.delivery, &s.delivery) {
+                    (Some(md), Some(sd)) => {
+                        same_but_stars(&md.payload, &sd.payload, m.offset);
+                        assert_eq!(md.message.is_ok(), sd.message.is_ok(), "at {}", m.offset);
+                    }
+                    (None, None) => {}
+                    _ => {
+                        panic!("masking changed whether the frame at {} ends a delivery", m.offset)
+                    }
+                }
+            }
+            (Record::Error { error: e, rest: a, .. }, Record::Error { error: f, rest: b, .. }) => {
+                assert_eq!(e, f, "masking changed a framing error");
+                same_but_stars(a, b, e.offset);
+            }
+            (Record::Truncated { offset: o, rest: a, .. }, Record::Truncated { rest: b, .. }) => {
+                same_but_stars(a, b, *o);
+            }
+            (m, s) => panic!("masking changed a record: {m:?}\nunmasked: {s:?}"),
+        }
     }
 }
 
