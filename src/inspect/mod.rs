@@ -252,9 +252,10 @@ impl Inspector {
     }
 
     /// Whether to mask credentials (on by default): the password of a SASL PLAIN
-    /// initial response and the `sig=` of any `SharedAccessSignature` token in a message
-    /// are replaced by `*` in every rendering, raw bytes included. Lengths are kept, so
-    /// offsets do not move.
+    /// initial response (decoded, or found by its shape in a sasl-init that does not
+    /// decode as one), the `sig=` of any `SharedAccessSignature` token and the signature
+    /// of any JSON Web Token in a frame are replaced by `*` in every rendering, raw bytes
+    /// included. Lengths are kept, so offsets do not move.
     pub fn redact_secrets(mut self, on: bool) -> Self {
         self.redact = on;
         self
@@ -569,23 +570,39 @@ impl Shared {
 /// masked anything.
 pub fn redact(raw: &mut crate::frame::RawFrame) -> bool {
     let doff = usize::from(raw.header.doff) * 4;
-    // The frame is copied only when there is something to mask: most frames have nothing.
     if raw.header.frame_type == FrameType::SASL {
-        let Some(password) = plain_password(raw) else { return false };
-        let mut bytes = raw.bytes.to_vec();
-        bytes[password].fill(b'*');
-        raw.bytes = Bytes::from(bytes);
-        true
-    } else if find(&raw.bytes[doff..], SAS_TOKEN).is_some() {
-        let mut bytes = raw.bytes.to_vec();
-        let masked = mask_sas_signatures(&mut bytes[doff..]);
-        if masked {
+        if let Some(password) = plain_password(raw) {
+            let mut bytes = raw.bytes.to_vec();
+            bytes[password].fill(b'*');
             raw.bytes = Bytes::from(bytes);
+            return true;
         }
-        masked
-    } else {
-        false
     }
+    // Any other frame, and a sasl-init that does not decode as one (a response written as
+    // a string, a sasl-init in an AMQP frame): masked by the shapes of what it holds. The
+    // frame is copied only when there is something to mask: most frames have nothing.
+    let body = raw.bytes.get(doff..).unwrap_or_default();
+    // One pass: the first byte of each token's mark rules out most positions.
+    let marks: [&[u8]; 3] = [b"PLAIN", SAS_TOKEN, JWT];
+    let holds = |i: usize| marks.iter().any(|m| body[i..].starts_with(m));
+    if !(0..body.len()).any(|i| matches!(body[i], b'P' | b'S' | b'e') && holds(i)) {
+        return false;
+    }
+    let mut bytes = raw.bytes.to_vec();
+    let from = doff.min(bytes.len());
+    let masked = mask_tokens(&mut bytes[from..]);
+    if masked {
+        raw.bytes = Bytes::from(bytes);
+    }
+    masked
+}
+
+/// Masks what [`mask_plain_responses`], [`mask_sas_signatures`] and
+/// [`mask_jwt_signatures`] find.
+fn mask_tokens(buf: &mut [u8]) -> bool {
+    let plain = mask_plain_responses(buf);
+    let sas = mask_sas_signatures(buf);
+    mask_jwt_signatures(buf) | plain | sas
 }
 
 /// Where the password of a SASL PLAIN initial response sits in the frame, when there is
@@ -617,38 +634,7 @@ fn plain_password(raw: &crate::frame::RawFrame) -> Option<std::ops::Range<usize>
 /// by its mechanism symbol (sym8 or sym32) followed by a binary: in a stream cut short,
 /// the password runs to the end of what there is. Returns whether it masked anything.
 fn mask_undecoded(buf: &mut [u8]) -> bool {
-    let mut masked = mask_sas_signatures(buf);
-    let mut i = 0;
-    while let Some(p) = find(&buf[i..], b"PLAIN") {
-        let name = i + p;
-        let at = name + 5;
-        i = at;
-        let sym8 = name >= 2 && buf[name - 2..name] == [fc::SYM8, 5];
-        let sym32 = name >= 5 && buf[name - 5..name] == [fc::SYM32, 0, 0, 0, 5];
-        if !sym8 && !sym32 {
-            continue;
-        }
-        // The initial response: vbin8 or vbin32 (part 1, 1.6.19).
-        let (start, len) = match buf.get(at) {
-            Some(&fc::VBIN8) => (at + 2, buf.get(at + 1).map(|n| usize::from(*n))),
-            Some(&fc::VBIN32) => (
-                at + 5,
-                buf.get(at + 1..at + 5)
-                    .map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize),
-            ),
-            _ => continue,
-        };
-        let Some(len) = len else { continue };
-        let end = start.saturating_add(len).min(buf.len());
-        let Some(response) = buf.get_mut(start..end) else { continue };
-        // authzid NUL authcid NUL passwd (RFC 4616)
-        if let Some(second_nul) = response.iter().enumerate().filter(|(_, b)| **b == 0).nth(1) {
-            let from = second_nul.0 + 1;
-            masked |= from < response.len();
-            response[from..].fill(b'*');
-        }
-        i = end.max(at);
-    }
+    let mut masked = mask_tokens(buf);
     for header in [&b"\nauthorization:"[..], b"\nproxy-authorization:", b"\ncookie:"] {
         let mut i = 0;
         while let Some(p) =
@@ -665,6 +651,82 @@ fn mask_undecoded(buf: &mut [u8]) -> bool {
             }
             i = end;
         }
+    }
+    masked
+}
+
+/// The password of every SASL PLAIN initial response in `buf`, found by its shape with no
+/// frame decoded: the mechanism `PLAIN` (a symbol, or a string as a careless peer writes
+/// it: sym8, sym32, str8, str32) followed by the response (vbin8 or vbin32, or a str8 or
+/// str32 in its place); the password is what follows the response's second NUL (authzid
+/// NUL authcid NUL passwd, RFC 4616), up to the response's end or, in bytes cut short, to
+/// what there is.
+fn mask_plain_responses(buf: &mut [u8]) -> bool {
+    let mut masked = false;
+    let mut i = 0;
+    while let Some(p) = find(&buf[i..], b"PLAIN") {
+        let name = i + p;
+        let at = name + 5;
+        i = at;
+        let short = name >= 2 && matches!(buf[name - 2..name], [fc::SYM8 | fc::STR8, 5]);
+        let long = name >= 5 && matches!(buf[name - 5..name], [fc::SYM32 | fc::STR32, 0, 0, 0, 5]);
+        if !short && !long {
+            continue;
+        }
+        let (start, len) = match buf.get(at) {
+            Some(&(fc::VBIN8 | fc::STR8)) => (at + 2, buf.get(at + 1).map(|n| usize::from(*n))),
+            Some(&(fc::VBIN32 | fc::STR32)) => (
+                at + 5,
+                buf.get(at + 1..at + 5)
+                    .map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize),
+            ),
+            _ => continue,
+        };
+        let Some(len) = len else { continue };
+        let end = start.saturating_add(len).min(buf.len());
+        let Some(response) = buf.get_mut(start..end) else { continue };
+        if let Some(second_nul) = response.iter().enumerate().filter(|(_, b)| **b == 0).nth(1) {
+            let from = second_nul.0 + 1;
+            masked |= response[from..].iter().any(|b| *b != b'*');
+            response[from..].fill(b'*');
+        }
+        i = end.max(at);
+    }
+    masked
+}
+
+/// What starts a JSON Web Token: the base64url of `{"` (its header, RFC 7519), as in the
+/// `jwt` tokens of claims-based security with Microsoft Entra ID.
+const JWT: &[u8] = b"eyJ";
+
+/// Masks the signature (the third part) of every JSON Web Token found in `buf`: three
+/// runs of base64url characters joined by dots, the first starting `eyJ`. The header and
+/// the claims stay readable, as a SAS token's fields do.
+fn mask_jwt_signatures(buf: &mut [u8]) -> bool {
+    let b64 = |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_';
+    let mut masked = false;
+    let mut i = 0;
+    while let Some(p) = find(&buf[i..], JWT) {
+        let start = i + p;
+        i = start + JWT.len();
+        // Not inside a longer run of base64url characters.
+        if start > 0 && b64(&buf[start - 1]) {
+            continue;
+        }
+        let run = |from: usize| buf[from..].iter().take_while(|b| b64(b)).count();
+        let header = start + run(start);
+        if buf.get(header) != Some(&b'.') {
+            continue;
+        }
+        let claims = header + 1 + run(header + 1);
+        if claims == header + 1 || buf.get(claims) != Some(&b'.') {
+            continue;
+        }
+        let signature = claims + 1;
+        let end = signature + run(signature);
+        masked |= end > signature;
+        buf[signature..end].fill(b'*');
+        i = end.max(i);
     }
     masked
 }
@@ -1215,6 +1277,67 @@ mod tests {
         let mut out: Vec<Record> = std::iter::from_fn(|| i.next_record()).collect();
         out.extend(i.finish());
         out
+    }
+
+    /// A frame's bytes (raw) once masked.
+    fn masked_raw(frame: &[u8]) -> Vec<u8> {
+        match records(frame, true).pop() {
+            Some(Record::Frame(f)) => f.raw.to_vec(),
+            other => panic!("not a frame: {other:?}"),
+        }
+    }
+
+    /// A frame (channel 0, frame type `ty`) with body `body`.
+    fn frame_of(ty: u8, body: &[u8]) -> Vec<u8> {
+        let mut f = ((8 + body.len()) as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(&[2, ty, 0, 0]);
+        f.extend_from_slice(body);
+        f
+    }
+
+    /// A PLAIN password is masked however its sasl-init is written: decoded, or found by
+    /// its shape where it does not decode as one (a response written as a string, a
+    /// mechanism as a string, a sasl-init in an AMQP frame).
+    #[test]
+    fn a_plain_password_is_masked_however_its_sasl_init_is_written() {
+        let init = |mechanism: u8, response: u8| {
+            let mut items = vec![mechanism, 5];
+            items.extend_from_slice(b"PLAIN");
+            items.extend_from_slice(&[response, 13]);
+            items.extend_from_slice(b"\0user\0secret!");
+            let mut body = vec![0x00, 0x53, 0x41, 0xc0, items.len() as u8 + 1, 2];
+            body.extend(items);
+            body
+        };
+        for (ty, mechanism, response) in [
+            (1, fc::SYM8, fc::VBIN8),
+            (1, fc::SYM8, fc::STR8),
+            (1, fc::STR8, fc::VBIN8),
+            (0, fc::SYM8, fc::VBIN8),
+        ] {
+            let raw = masked_raw(&frame_of(ty, &init(mechanism, response)));
+            assert!(
+                raw.ends_with(b"\0user\0*******"),
+                "{ty} {mechanism:#x} {response:#x}: {raw:?}"
+            );
+        }
+    }
+
+    /// A JSON Web Token (claims-based security's `jwt` tokens) keeps its header and
+    /// claims and loses its signature, wherever it is; text that only looks like the
+    /// start of one is left alone.
+    #[test]
+    fn a_json_web_token_s_signature_is_masked() {
+        let jwt = b"eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodWIifQ.c2lnbmF0dXJlX2J5dGVz";
+        let mut body = vec![0x00, 0x53, 0x77, 0xa1, jwt.len() as u8];
+        body.extend_from_slice(jwt);
+        let raw = masked_raw(&frame_of(0, &body));
+        assert!(raw.ends_with(b"eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodWIifQ.********************"));
+        for text in [&b"eyJust a word. And. more"[..], b"keyJhbG.eyJ.abc", b"eyJa.b"] {
+            let mut body = vec![0x00, 0x53, 0x77, 0xa1, text.len() as u8];
+            body.extend_from_slice(text);
+            assert!(masked_raw(&frame_of(0, &body)).ends_with(text), "{text:?}");
+        }
     }
 
     #[test]
