@@ -253,8 +253,9 @@ impl Inspector {
 
     /// Whether to mask credentials (on by default): the password of a SASL PLAIN
     /// initial response (decoded, or found by its shape in a sasl-init that does not
-    /// decode as one), the `sig=` of any `SharedAccessSignature` token and the signature
-    /// of any JSON Web Token in a frame are replaced by `*` in every rendering, raw bytes
+    /// decode as one), the `sig=` of any `SharedAccessSignature` token, the key of any
+    /// Azure connection string and the signature of any JSON Web Token in a frame are
+    /// replaced by `*` in every rendering, raw bytes
     /// included. Lengths are kept, so offsets do not move.
     pub fn redact_secrets(mut self, on: bool) -> Self {
         self.redact = on;
@@ -583,7 +584,7 @@ pub fn redact(raw: &mut crate::frame::RawFrame) -> bool {
     // frame is copied only when there is something to mask: most frames have nothing.
     let body = raw.bytes.get(doff..).unwrap_or_default();
     // One pass: the first byte of each token's mark rules out most positions.
-    let marks: [&[u8]; 3] = [b"PLAIN", SAS_TOKEN, JWT];
+    let marks: [&[u8]; 4] = [b"PLAIN", SAS_TOKEN, SHARED_ACCESS_KEY, JWT];
     let holds = |i: usize| marks.iter().any(|m| body[i..].starts_with(m));
     if !(0..body.len()).any(|i| matches!(body[i], b'P' | b'S' | b'e') && holds(i)) {
         return false;
@@ -597,12 +598,34 @@ pub fn redact(raw: &mut crate::frame::RawFrame) -> bool {
     masked
 }
 
-/// Masks what [`mask_plain_responses`], [`mask_sas_signatures`] and
-/// [`mask_jwt_signatures`] find.
+/// Masks what [`mask_plain_responses`], [`mask_sas_signatures`], [`mask_shared_keys`]
+/// and [`mask_jwt_signatures`] find.
 fn mask_tokens(buf: &mut [u8]) -> bool {
     let plain = mask_plain_responses(buf);
     let sas = mask_sas_signatures(buf);
-    mask_jwt_signatures(buf) | plain | sas
+    let keys = mask_shared_keys(buf);
+    mask_jwt_signatures(buf) | plain | sas | keys
+}
+
+/// What names the key in an Azure connection string.
+const SHARED_ACCESS_KEY: &[u8] = b"SharedAccessKey=";
+
+/// Masks the key of every Azure connection string found in `buf` (`SharedAccessKey=`,
+/// up to the next `;`, quote or byte that is not printable): the key signs any token.
+fn mask_shared_keys(buf: &mut [u8]) -> bool {
+    let mut masked = false;
+    let mut i = 0;
+    while let Some(p) = find(&buf[i..], SHARED_ACCESS_KEY) {
+        let start = i + p + SHARED_ACCESS_KEY.len();
+        let len = buf[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_graphic() && !matches!(b, b';' | b'"' | b'\''))
+            .count();
+        masked |= buf[start..start + len].iter().any(|b| *b != b'*');
+        buf[start..start + len].fill(b'*');
+        i = start + len;
+    }
+    masked
 }
 
 /// Where the password of a SASL PLAIN initial response sits in the frame, when there is
@@ -1321,6 +1344,16 @@ mod tests {
                 "{ty} {mechanism:#x} {response:#x}: {raw:?}"
             );
         }
+    }
+
+    /// An Azure connection string's key is masked, its other fields kept.
+    #[test]
+    fn a_connection_string_s_key_is_masked() {
+        let cs = b"HostName=h;SharedAccessKeyName=owner;SharedAccessKey=a2V5;DeviceId=d";
+        let mut body = vec![0x00, 0x53, 0x77, 0xa1, cs.len() as u8];
+        body.extend_from_slice(cs);
+        let raw = masked_raw(&frame_of(0, &body));
+        assert!(raw.ends_with(b"SharedAccessKeyName=owner;SharedAccessKey=****;DeviceId=d"));
     }
 
     /// A JSON Web Token (claims-based security's `jwt` tokens) keeps its header and
