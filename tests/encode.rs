@@ -358,3 +358,63 @@ fn fields_copied_from_decode_are_written_as_shown() {
         "{typed}"
     );
 }
+
+/// A capture's stream that is not all in its lines is refused rather than written short:
+/// one that goes on in TLS after its protocol header, one whose WebSocket framing or file
+/// breaks off. The same TLS header written by hand (no capture keys) is written.
+#[test]
+fn a_capture_s_stream_that_its_lines_do_not_hold_whole_is_refused() {
+    let at = r#""packet":4,"time":0.0,"connection":1,"direction":"c2s""#;
+    for (line, words) in [
+        (
+            format!(
+                r#"{{"offset":0,"kind":"header","protocol_id":2,"protocol":"TLS","version":"1.0.0",{at}}}"#
+            ),
+            "goes on in TLS",
+        ),
+        (
+            format!(
+                r#"{{"offset":9,"kind":"error","in":"websocket","fatal":true,"error":"a reserved opcode",{at}}}"#
+            ),
+            "the websocket breaks off here (a reserved opcode)",
+        ),
+        (
+            format!(
+                r#"{{"offset":9,"kind":"error","in":"capture","fatal":true,"error":"a damaged block",{at}}}"#
+            ),
+            "the capture breaks off here",
+        ),
+    ] {
+        let e = encode_lines(&line).expect_err(&line);
+        assert!(e.contains(words) && e.contains("cannot be written whole"), "{e}");
+    }
+    let hand = r#"{"kind":"header","protocol_id":2,"version":"1.0.0"}"#;
+    assert_eq!(encode_lines(hand).expect("a TLS header by hand"), b"AMQP\x02\x01\x00\x00");
+    // A non-fatal WebSocket error (a text message) writes nothing, as before.
+    let text = format!(
+        r#"{{"offset":9,"kind":"error","in":"websocket","fatal":false,"error":"text",{at}}}"#
+    );
+    assert_eq!(encode_lines(&text).expect("a note"), b"");
+}
+
+/// Described values with descriptors of other types (an int, a double), which decode
+/// shows as plain numbers, come back through fields written by hand; a composite of the
+/// spec inside a map is refused with the way to write it.
+#[test]
+fn described_values_shown_in_fields_come_back_whatever_their_descriptor() {
+    let attach = |filter: &str| {
+        format!(
+            r#"{{"performative": "attach", "fields": {{"name": "r", "handle": 0, "role": "receiver", "source": {{"source": {{"address": "q", "filter": {filter}}}}}}}}}"#
+        )
+    };
+    for filter in [
+        r#"{"map": [[{"symbol": "f"}, {"described": [{"int": -1}, "x"]}]]}"#,
+        r#"{"map": [[{"symbol": "f"}, {"described": [{"double": 1.5}, "x"]}]]}"#,
+    ] {
+        let bytes = encode_lines(&attach(filter)).expect("typed");
+        amqpwire::fuzzing::fields_written_by_hand(&bytes);
+    }
+    let hand = attach(r#"{"f": {"accepted": {}}}"#);
+    let e = encode_lines(&hand).expect_err("a composite in a map");
+    assert!(e.contains("\"accepted\" is a composite of the spec") && e.contains("typed"), "{e}");
+}

@@ -269,7 +269,8 @@ pub fn decoded_lines_expect_themselves(data: &[u8]) {
 /// `typed`, so typed by the spec's field tables), encode to a frame that `decode` shows
 /// with the same performative and fields. A value shown as a bare number where the field
 /// tables give no type (inside a map) is refused, as the trace format says: it names no
-/// AMQP type. Frames read with warnings (lenient decoding) are left out.
+/// AMQP type; so is a composite of the spec shown by name there. Frames read with
+/// warnings (lenient decoding) are left out.
 #[cfg(feature = "json")]
 pub fn fields_written_by_hand(data: &[u8]) {
     use crate::inspect::json::record_json;
@@ -298,7 +299,10 @@ pub fn fields_written_by_hand(data: &[u8]) {
         let hand = serde_json::Value::Object(hand).to_string();
         let bytes = match crate::script::encode::encode_lines(&hand) {
             Ok(b) => b,
+            // As the trace format says: a bare number inside a map has no AMQP type, and a
+            // composite inside one is written typed.
             Err(e) if e.contains("a bare number has no AMQP type") => continue,
+            Err(e) if e.contains("is a composite of the spec, written by name only") => continue,
             Err(e) => panic!("encode refused a frame's fields as decode shows them: {e}\n{hand}"),
         };
         let again = shown(&bytes).next().unwrap_or_default();
@@ -951,6 +955,8 @@ pub fn encode_gives_back_each_direction(capture: &[u8], sent: [&[u8]; 2], websoc
         };
         match encode_lines(&one) {
             Ok(back) => assert!(back == sent, "{direction}: encode gives other bytes:\n{lines}"),
+            // Said, not written short: the WebSocket framing broke off.
+            Err(e) if websocket && e.contains("cannot be written whole") => {}
             Err(e) => panic!("{direction}: encode refused the capture's lines: {e}\n{lines}"),
         }
     }

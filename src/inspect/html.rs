@@ -18,8 +18,8 @@ pub fn ladder_html(title: &str, lines: &[Json]) -> String {
 }
 
 /// One line as the page holds it, if the page shows it (headers, frames, errors, bytes
-/// after a framing error, and events): its JSON with every `<` escaped, so that nothing in it can end the script
-/// element the page keeps its data in, or open another.
+/// after a framing error, and events): its JSON with every `<` escaped, so that nothing
+/// in it can end the script element the page keeps its data in, or open another.
 pub fn ladder_item(line: &Json) -> Option<String> {
     let kind = line.get("kind").and_then(Json::as_str);
     if !matches!(kind, Some("header" | "frame" | "error" | "undecoded" | "event")) {

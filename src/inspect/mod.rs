@@ -150,10 +150,11 @@ pub enum Record {
         /// Whether credentials in `rest` were masked.
         redacted: bool,
     },
-    /// Bytes that came after the stream broke off (an [`Record::Error`] before them), as
-    /// they came: not decoded, but kept, so that the stream can be shown and written back
-    /// whole. One record per piece pushed after the error, each handed out by the next
-    /// [`Inspector::next_record`].
+    /// Bytes that came after the stream broke off (an [`Record::Error`] or
+    /// [`Record::Truncated`] before them), as they came: not decoded, but kept, so that the
+    /// stream can be shown and written back whole. Each [`Inspector::next_record`] (or
+    /// [`Inspector::finish`]) hands out what was pushed since the last: one record per
+    /// piece for a caller that reads its records after each push.
     Undecoded {
         /// Stream offset of the piece's first byte.
         offset: u64,
@@ -329,6 +330,7 @@ impl Inspector {
         self.failed = true;
         let offset = self.decoder.offset();
         let (rest, redacted) = self.take_rest();
+        self.after = offset + rest.len() as u64;
         Some(Record::Truncated { offset, rest, redacted })
     }
 

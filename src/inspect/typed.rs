@@ -348,13 +348,15 @@ fn value(j: &Json, at: &str, element: Option<u8>) -> Result<Value, String> {
                         Some(d) if d.len() == 2 && d.contains_key("descriptor") => {
                             let (descriptor, v) = (&d["descriptor"], d.get("value"));
                             let v = v.ok_or_else(|| format!("{at}: described wants a value"))?;
+                            // (A descriptor of another type, which decode shows as a
+                            // plain number too, is written as the widest of its kind.)
                             let descriptor = match descriptor {
-                                Json::Number(n) => Value::Ulong(
-                                    n.as_u64().ok_or_else(|| {
-                                        format!("{at}.descriptor: {n} is not a ulong")
-                                    })?,
-                                    Fmt::Auto,
-                                ),
+                                Json::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+                                    (Some(u), _, _) => Value::Ulong(u, Fmt::Auto),
+                                    (_, Some(i), _) => Value::Long(i, Fmt::Auto),
+                                    (_, _, Some(f)) => Value::Double(f),
+                                    _ => return Err(format!("{at}.descriptor: {n}")),
+                                },
                                 Json::String(s) if s.is_ascii() => {
                                     Value::Symbol(Symbol::from(s.as_str()), Fmt::Auto)
                                 }
@@ -373,6 +375,13 @@ fn value(j: &Json, at: &str, element: Option<u8>) -> Result<Value, String> {
                         }
                     },
                 },
+                other if crate::types::code_for_symbol(&format!("amqp:{other}:list")).is_some() => {
+                    return Err(format!(
+                        "{at}: {other:?} is a composite of the spec, written by name only where \
+                         a field's type is known; in a map, list or array, write it typed \
+                         ({{\"described\": [{{\"ulong\": …}}, [fields…]]}}, as \"typed\" shows it)"
+                    ))
+                }
                 other => return Err(format!("{at}: unknown type {other:?}")),
             })
         }

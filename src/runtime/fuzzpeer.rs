@@ -293,7 +293,8 @@ struct Process {
 
 /// How large the target's log may grow: past it, at the start of a case, what it holds
 /// moves to `target.log.1` (the one before is dropped) and it starts again empty, so a
-/// long campaign against a target that talks a lot keeps at most twice this on disk.
+/// long campaign against a target that talks a lot keeps about twice this on disk (more
+/// only while one case's output alone goes past it).
 pub const TARGET_LOG_LIMIT: u64 = 64 << 20;
 
 /// How much of the end of a case's output [`Process::last_words`] reads.
@@ -401,30 +402,35 @@ impl Process {
             .map_err(|e| format!("cannot write the target's log {}: {e}", self.log.display()))
     }
 
-    /// Marks where the log stands before a case, first moving it to `target.log.1` when
-    /// it has grown past its limit. The target appends to it (`O_APPEND`), so once it is
-    /// emptied in place the target's next write lands at its new start. An error when it
-    /// cannot be emptied (the disk is full, and the campaign cannot tell findings apart).
-    fn set_mark(&mut self) -> Result<(), String> {
-        let len = std::fs::metadata(&self.log).map_or(0, |m| m.len());
-        self.mark = len;
-        if len <= self.log_limit {
+    /// Before a case (and its line in the log): when the log has grown past its limit,
+    /// moves what it holds to `target.log.1` and empties it in place. The target appends
+    /// to it (`O_APPEND`), so its next write lands at the new start; a line it writes
+    /// while the log is being moved (between cases, when a target is mostly quiet) may be
+    /// lost. An error when the log cannot be emptied (a full disk: the campaign could not
+    /// tell findings apart).
+    fn keep_log_small(&mut self) -> Result<(), String> {
+        if std::fs::metadata(&self.log).map_or(0, |m| m.len()) <= self.log_limit {
             return Ok(());
         }
         let older = self.log.with_extension("log.1");
-        if let Err(e) = std::fs::copy(&self.log, &older) {
+        let kept = std::fs::copy(&self.log, &older);
+        if kept.is_err() {
             // Space is what is short: emptying the log is what frees it.
             let _ = std::fs::remove_file(&older);
-            self.note(&format!("the log before this line could not be kept ({e})")).ok();
         }
         std::fs::OpenOptions::new()
             .write(true)
             .open(&self.log)
             .and_then(|f| f.set_len(0))
             .map_err(|e| format!("cannot empty the target's log {}: {e}", self.log.display()))?;
-        self.note(&format!("the log before this line is in {}", older.display()))?;
+        self.note(&match kept {
+            Ok(_) => format!("the log before this line is in {}", older.display()),
+            Err(e) => format!("the log before this line could not be kept ({e})"),
+        })
+    }
+
+    fn set_mark(&mut self) {
         self.mark = std::fs::metadata(&self.log).map_or(0, |m| m.len());
-        Ok(())
     }
 
     /// The log written since the mark: its last 80 lines (of its last MiB).
@@ -742,7 +748,9 @@ impl Campaign {
             // Case numbers end at u64::MAX: there are no cases past it.
             let Some(index) = first.checked_add(played) else { break };
             let (scenario, case) = self.case(index);
-            if let Err(e) = self.process.note(&format!("case {index} ({scenario})")) {
+            let noted = self.process.keep_log_small();
+            let case_line = format!("case {index} ({scenario})");
+            if let Err(e) = noted.and_then(|()| self.process.note(&case_line)) {
                 sum.stopped = Some(e);
                 break;
             }
@@ -877,7 +885,7 @@ impl Campaign {
     /// Plays one case (a script's text) and judges what the target did: `Ok(None)` when
     /// nothing is wrong, `Err` when the campaign cannot go on.
     pub async fn judge(&mut self, text: &str) -> Result<Option<Finding>, String> {
-        self.process.set_mark()?;
+        self.process.set_mark();
         self.evidence.clear();
         self.cut_hang = false;
         self.header_only = false;
@@ -1370,18 +1378,20 @@ mod tests {
         let mut target =
             std::fs::OpenOptions::new().create(true).append(true).open(&p.log).expect("log");
         append(&mut target, &"old line\n".repeat(8)); // 72 bytes: under the limit
-        p.set_mark().expect("mark");
+        p.keep_log_small().expect("checked");
+        p.set_mark();
         assert_eq!(p.mark, 72);
         append(&mut target, &"case line\n".repeat(5)); // 122 bytes: over it
         assert!(p.last_words().starts_with("case line"), "{}", p.last_words());
-        p.set_mark().expect("mark");
+        p.keep_log_small().expect("moved");
+        p.note("case 2 (x)").expect("noted");
+        p.set_mark();
         let older = std::fs::read_to_string(p.log.with_extension("log.1")).expect("target.log.1");
         assert!(older.starts_with("old line") && older.ends_with("case line\n"), "{older}");
         let now = std::fs::read_to_string(&p.log).expect("target.log");
-        assert!(
-            now.starts_with("=== amqpwire fuzz-peer: the log before this line is in "),
-            "{now}"
-        );
+        let lines: Vec<&str> = now.lines().collect();
+        assert!(lines[0].starts_with("=== amqpwire fuzz-peer: the log before this line is in "));
+        assert_eq!(lines[1..], ["=== amqpwire fuzz-peer: case 2 (x)"], "the case's line is kept");
         assert_eq!(p.mark, now.len() as u64);
         // The target's descriptor appends at the new end, not where it was.
         append(&mut target, "Error: boom\n");
@@ -1395,7 +1405,7 @@ mod tests {
         let mut p = logged("words", TARGET_LOG_LIMIT);
         let mut target =
             std::fs::OpenOptions::new().create(true).append(true).open(&p.log).expect("log");
-        p.set_mark().expect("mark");
+        p.set_mark();
         append(&mut target, &"chatter chatter chatter\n".repeat(100_000)); // 2.4 MB
         append(&mut target, "thread 'main' panicked at src/x.rs:1:1\n");
         let words = p.last_words();

@@ -129,6 +129,14 @@ pub fn one_stream(
 pub fn encode_line(j: &Json, out: &mut Vec<u8>) -> Result<(), String> {
     let o = j.as_object().ok_or("a line is a JSON object")?;
     let kind = o.get("kind").and_then(Json::as_str).unwrap_or("frame");
+    // A capture's stream that goes on in TLS after its protocol header (5.2): the TLS
+    // records are not in the lines (shown as not decoded, or decrypted with a key log).
+    let captured = o.contains_key("direction") && o.contains_key("packet");
+    if captured && kind == "header" && o.get("protocol_id").and_then(Json::as_u64) == Some(2) {
+        return Err("this stream goes on in TLS after its protocol header, and the capture's \
+                    lines do not hold the TLS records: it cannot be written whole"
+            .into());
+    }
     match kind {
         "header" => header(o, out),
         "frame" => frame(o, out),
@@ -141,7 +149,19 @@ pub fn encode_line(j: &Json, out: &mut Vec<u8>) -> Result<(), String> {
         // a stream that breaks off or cannot be split comes out as it went in. Other error
         // lines, and events, say something about the bytes around them and write nothing.
         "error" => {
-            if o.get("fatal") == Some(&Json::Bool(true)) {
+            let fatal = o.get("fatal") == Some(&Json::Bool(true));
+            // A capture's own fatal errors: the file breaks off, or the WebSocket framing
+            // does, and the rest of the stream is not in the lines.
+            if let Some(layer) =
+                o.get("in").and_then(Json::as_str).filter(|l| fatal && *l != "message")
+            {
+                return Err(format!(
+                    "the {layer} breaks off here ({}): the rest of the stream is not in the \
+                     lines, so it cannot be written whole",
+                    o.get("error").and_then(Json::as_str).unwrap_or("a fatal error")
+                ));
+            }
+            if fatal {
                 if let Some(h) = o.get("raw") {
                     let h = h.as_str().ok_or("an error line's \"raw\" must be a hex string")?;
                     out.extend(unhex(h).ok_or("error: bad hex in \"raw\"")?);

@@ -467,6 +467,11 @@ impl Player {
                     _ => {}
                 }
             }
+            // What the peer sends after its stream broke off matches no pattern (the
+            // framing error before it is what a step meets): not kept.
+            if matches!(r, Record::Undecoded { .. }) {
+                continue;
+            }
             self.incoming.push_back(r);
         }
         self.run(now);
@@ -474,7 +479,8 @@ impl Player {
 
     /// The peer's stream ended.
     pub fn handle_eof(&mut self, now: Instant) {
-        if let Some(r) = self.inspector.finish() {
+        if let Some(r) = self.inspector.finish().filter(|r| !matches!(r, Record::Undecoded { .. }))
+        {
             self.incoming.push_back(r);
         }
         self.eof = true;
