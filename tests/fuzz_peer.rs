@@ -631,6 +631,17 @@ fn hanging_client(scratch: &Scratch) -> String {
     format!("python3 {} {{port}}", script.display())
 }
 
+/// A campaign listening for [`hanging_client`] with `args`: its output and its findings.
+fn against_a_hanging_client(what: &str, args: &[&str]) -> (Output, Vec<std::path::PathBuf>) {
+    let scratch = Scratch::new("fuzz-peer", what);
+    let exec = hanging_client(&scratch);
+    let dir = scratch.path("findings").to_string_lossy().into_owned();
+    let listen = ["--listen", "amqp://127.0.0.1:0", "--exec", &exec, "--findings", &dir];
+    let out = fuzz_peer(&[&listen[..], args].concat());
+    let found = findings(Path::new(&dir));
+    (out, found)
+}
+
 #[test]
 fn a_client_that_hangs_again_is_a_repeat_judged_after_the_probe_limit_alone() {
     // A client that connects and never ends: the first case's hang is judged after four
@@ -638,59 +649,40 @@ fn a_client_that_hangs_again_is_a_repeat_judged_after_the_probe_limit_alone() {
     // after --probe-within alone. The verdicts do not rest on the clock: the client sleeps
     // for ten minutes, and --probe-within only bounds how long Python may take to start
     // and connect (four times it) on a loaded machine.
-    let scratch = Scratch::new("fuzz-peer", "hanging-client");
-    let exec = hanging_client(&scratch);
-    let dir = scratch.path("findings").to_string_lossy().into_owned();
-    let out = fuzz_peer(&[
-        "--listen",
-        "amqp://127.0.0.1:0",
-        "--exec",
-        &exec,
-        "--cases",
-        "3",
-        "--seed",
-        "8",
-        "--within",
-        "100",
-        "--probe-within",
-        "5000",
-        "--minimise",
-        "0",
-        "--findings",
-        &dir,
-    ]);
+    let (out, found) = against_a_hanging_client(
+        "hanging-client",
+        &[
+            "--cases",
+            "3",
+            "--seed",
+            "8",
+            "--within",
+            "100",
+            "--probe-within",
+            "5000",
+            "--minimise",
+            "0",
+        ],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stdout = cli::text(&out.stdout);
     assert!(stdout.contains("hang: the client did not end within 20s of the case"), "{stdout}");
     assert!(stdout.contains("\n2 more hang findings repeated one above\n"), "{stdout}");
     assert!(stdout.contains("\n2 of those hangs judged after --probe-within alone"), "{stdout}");
-    assert_eq!(findings(Path::new(&dir)).len(), 1, "{stdout}");
+    assert_eq!(found.len(), 1, "{stdout}");
 }
 
 #[test]
 fn a_campaign_ends_when_its_time_is_up_dropping_the_case_under_way() {
     // A client that connects and never ends, judged a hang only after four times
     // --probe-within (forty minutes): the campaign ends at --seconds all the same.
-    let scratch = Scratch::new("fuzz-peer", "out-of-time");
-    let exec = hanging_client(&scratch);
-    let dir = scratch.path("findings").to_string_lossy().into_owned();
-    let out = fuzz_peer(&[
-        "--listen",
-        "amqp://127.0.0.1:0",
-        "--exec",
-        &exec,
-        "--seconds",
-        "1",
-        "--probe-within",
-        "600000",
-        "--findings",
-        &dir,
-    ]);
+    let (out, found) =
+        against_a_hanging_client("out-of-time", &["--seconds", "1", "--probe-within", "600000"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let stdout = cli::text(&out.stdout);
     assert!(stdout.contains("\n0 cases in "), "{stdout}");
     assert!(stdout.contains("the case under way when --seconds ran out was dropped"), "{stdout}");
-    assert!(findings(Path::new(&dir)).is_empty(), "{stdout}");
+    assert!(found.is_empty(), "{stdout}");
 }
 
 #[test]
