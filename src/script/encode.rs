@@ -743,7 +743,7 @@ fn composite(o: &serde_json::Map<String, Json>, at: &str) -> Result<Value, Strin
 
 /// Whether an object is a typed value (`{"uint": 5}`, `{"map": […]}`, `{"raw": "…"}`)
 /// rather than a fields map written as a plain object.
-fn is_typed(o: &serde_json::Map<String, Json>) -> bool {
+pub(crate) fn is_typed(o: &serde_json::Map<String, Json>) -> bool {
     const TYPES: &[&str] = &[
         "boolean",
         "ubyte",
