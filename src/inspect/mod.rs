@@ -593,20 +593,142 @@ pub fn redact(raw: &mut crate::frame::RawFrame) -> bool {
     }
     let mut bytes = raw.bytes.to_vec();
     let from = doff.min(bytes.len());
-    let masked = mask_tokens(&mut bytes[from..]);
+    let body = &mut bytes[from..];
+    // Tokens are masked inside the string, symbol and binary values that hold them, so
+    // that masking never runs on into the bytes after a value (a null's 0x40 is a
+    // printable '@'). From where a body stops being values (a transfer's later part, a
+    // malformed frame) it is scanned as undecoded bytes are: masking more, not less.
+    let mut texts = Vec::new();
+    let mut masked = mask_plain_responses(body);
+    let walked = walk_values(body, &mut texts);
+    for t in texts {
+        masked |= mask_text_tokens(&mut body[t]);
+    }
+    if let Err(stop) = walked {
+        masked |= mask_text_tokens(&mut body[stop..]);
+    }
     if masked {
         raw.bytes = Bytes::from(bytes);
     }
     masked
 }
 
-/// Masks what [`mask_plain_responses`], [`mask_sas_signatures`], [`mask_shared_keys`]
-/// and [`mask_jwt_signatures`] find.
+/// Walks the encoded values that make up `buf` (1.5, 1.6), as the encoding lays them out,
+/// collecting the byte ranges of the contents of its binaries, strings and symbols, at any
+/// depth (described values, lists, maps, arrays). `Err` with where the walk could go no
+/// further, when `buf` is not all values (the ranges found before it are kept).
+pub(crate) fn walk_values(
+    buf: &[u8],
+    texts: &mut Vec<std::ops::Range<usize>>,
+) -> Result<(), usize> {
+    let mut at = 0;
+    while at < buf.len() {
+        at = walk_value(buf, at, 0, texts)?;
+    }
+    Ok(())
+}
+
+/// The value at `at` (constructor included): where it ends, or `Err` with where the walk
+/// could go no further.
+fn walk_value(
+    buf: &[u8],
+    at: usize,
+    depth: u32,
+    texts: &mut Vec<std::ops::Range<usize>>,
+) -> Result<usize, usize> {
+    if depth > MAX_WALK_DEPTH {
+        return Err(at);
+    }
+    match *buf.get(at).ok_or(at)? {
+        fc::DESCRIBED => {
+            let value = walk_value(buf, at + 1, depth + 1, texts)?;
+            walk_value(buf, value, depth + 1, texts)
+        }
+        code => walk_body(buf, code, at + 1, depth, texts),
+    }
+}
+
+/// How deep [`walk_value`] goes into compounds and described values.
+const MAX_WALK_DEPTH: u32 = 64;
+
+/// The body of a value with constructor `code`, at `at`: where it ends, or `Err` with
+/// where the walk could go no further (the constructor's position, `at - 1`, when the
+/// value itself is not one).
+fn walk_body(
+    buf: &[u8],
+    code: u8,
+    at: usize,
+    depth: u32,
+    texts: &mut Vec<std::ops::Range<usize>>,
+) -> Result<usize, usize> {
+    let here = at - 1;
+    let u8_at = |i: usize| buf.get(i).map(|n| usize::from(*n)).ok_or(here);
+    let u32_at = |i: usize| {
+        i.checked_add(4)
+            .and_then(|e| buf.get(i..e))
+            .map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize)
+            .ok_or(here)
+    };
+    // The size, the count of a compound, and where what the size counts starts.
+    let (size, count, content) = match code {
+        fc::VBIN8 | fc::STR8 | fc::SYM8 => (u8_at(at)?, None, at + 1),
+        fc::VBIN32 | fc::STR32 | fc::SYM32 => (u32_at(at)?, None, at + 4),
+        fc::LIST8 | fc::MAP8 | fc::ARRAY8 => (u8_at(at)?, Some(u8_at(at + 1)?), at + 1),
+        fc::LIST32 | fc::MAP32 | fc::ARRAY32 => (u32_at(at)?, Some(u32_at(at + 4)?), at + 4),
+        _ => {
+            let width = fc::fixed_width(code).ok_or(here)?;
+            return at.checked_add(width).filter(|end| *end <= buf.len()).ok_or(here);
+        }
+    };
+    let end = content.checked_add(size).filter(|end| *end <= buf.len()).ok_or(here)?;
+    let Some(count) = count else {
+        texts.push(content..end);
+        return Ok(end);
+    };
+    // The items start after the count.
+    let mut pos = content + if matches!(code, fc::LIST8 | fc::MAP8 | fc::ARRAY8) { 1 } else { 4 };
+    // An item that runs past the compound's end: the walk stops where it starts.
+    let within = |item: usize, next: usize| if next <= end { Ok(next) } else { Err(item) };
+    if matches!(code, fc::ARRAY8 | fc::ARRAY32) {
+        // One constructor for all the elements (a described one: its descriptor, then the
+        // constructor of the values).
+        let mut element = *buf.get(pos).ok_or(pos)?;
+        pos += 1;
+        if element == fc::DESCRIBED {
+            pos = within(pos, walk_value(buf, pos, depth + 1, texts)?)?;
+            element = *buf.get(pos).ok_or(pos)?;
+            pos += 1;
+        }
+        if fc::fixed_width(element) == Some(0) {
+            return within(pos, pos).map(|_| end);
+        }
+        for _ in 0..count {
+            pos = within(pos, walk_body(buf, element, pos, depth + 1, texts)?)?;
+        }
+    } else {
+        for _ in 0..count {
+            pos = within(pos, walk_value(buf, pos, depth + 1, texts)?)?;
+        }
+    }
+    if pos == end {
+        Ok(end)
+    } else {
+        Err(pos)
+    }
+}
+
+/// Masks what [`mask_plain_responses`] and [`mask_text_tokens`] find.
 fn mask_tokens(buf: &mut [u8]) -> bool {
     let plain = mask_plain_responses(buf);
+    mask_text_tokens(buf) | plain
+}
+
+/// Masks the tokens text carries: what [`mask_sas_signatures`], [`mask_shared_keys`] and
+/// [`mask_jwt_signatures`] find.
+fn mask_text_tokens(buf: &mut [u8]) -> bool {
     let sas = mask_sas_signatures(buf);
     let keys = mask_shared_keys(buf);
-    mask_jwt_signatures(buf) | plain | sas | keys
+    mask_jwt_signatures(buf) | sas | keys
 }
 
 /// What names the key in an Azure connection string.
@@ -1356,6 +1478,22 @@ mod tests {
         body.extend_from_slice(cs);
         let raw = masked_raw(&frame_of(0, &body));
         assert!(raw.ends_with(b"SharedAccessKeyName=owner;SharedAccessKey=****;DeviceId=d"));
+        // A key that ends its string: masking stops at the string's end, not at the
+        // printable bytes after it (nulls, 0x40, are '@'), which the frame still decodes.
+        let cs = b"HostName=h;SharedAccessKey=a2V5";
+        let mut body = vec![0x00, 0x53, 0x10, 0xc0, cs.len() as u8 + 6, 4, 0xa1, cs.len() as u8];
+        body.extend_from_slice(cs);
+        body.extend_from_slice(&[0x40, 0x40, 0x40]);
+        let raw = masked_raw(&frame_of(0, &body));
+        assert!(raw.ends_with(b"SharedAccessKey=****@@@"), "{raw:?}");
+        let Some(Record::Frame(f)) = records(&frame_of(0, &body), true).pop() else {
+            panic!("a frame")
+        };
+        assert_eq!(f.performative(), Some("open"), "{:?}", f.frame);
+        // Bytes that are no values (a transfer's later part): scanned whole.
+        let mut body = b"...;SharedAccessKey=a2V5".to_vec();
+        body.splice(0..0, [0x00, 0x53, 0x14, 0x45]);
+        assert!(masked_raw(&frame_of(0, &body)).ends_with(b"SharedAccessKey=****"));
     }
 
     /// A JSON Web Token (claims-based security's `jwt` tokens) keeps its header and
