@@ -737,17 +737,22 @@ const SHARED_ACCESS_KEY: &[u8] = b"SharedAccessKey=";
 /// Masks the key of every Azure connection string found in `buf` (`SharedAccessKey=`,
 /// up to the next `;`, quote or byte that is not printable): the key signs any token.
 fn mask_shared_keys(buf: &mut [u8]) -> bool {
+    mask_after(buf, SHARED_ACCESS_KEY, |b| {
+        !b.is_ascii_graphic() || matches!(b, b';' | b'"' | b'\'')
+    })
+}
+
+/// Masks what follows each `mark` in `buf`, up to the first byte that `ends` it (or the
+/// end of `buf`). Whether it masked anything not masked already.
+fn mask_after(buf: &mut [u8], mark: &[u8], ends: impl Fn(u8) -> bool) -> bool {
     let mut masked = false;
     let mut i = 0;
-    while let Some(p) = find(&buf[i..], SHARED_ACCESS_KEY) {
-        let start = i + p + SHARED_ACCESS_KEY.len();
-        let len = buf[start..]
-            .iter()
-            .take_while(|b| b.is_ascii_graphic() && !matches!(b, b';' | b'"' | b'\''))
-            .count();
-        masked |= buf[start..start + len].iter().any(|b| *b != b'*');
-        buf[start..start + len].fill(b'*');
-        i = start + len;
+    while let Some(p) = find(&buf[i..], mark) {
+        let start = i + p + mark.len();
+        let end = buf[start..].iter().position(|b| ends(*b)).map_or(buf.len(), |e| start + e);
+        masked |= buf[start..end].iter().any(|b| *b != b'*');
+        buf[start..end].fill(b'*');
+        i = end;
     }
     masked
 }
@@ -892,16 +897,7 @@ fn mask_sas_signatures(buf: &mut [u8]) -> bool {
             .iter()
             .position(|b| !b.is_ascii_graphic() || *b == b'"')
             .map_or(buf.len(), |e| start + e);
-        let mut j = start;
-        while let Some(s) = find(&buf[j..end], b"sig=") {
-            let v = j + s + 4;
-            let ve = buf[v..end].iter().position(|b| *b == b'&').map_or(end, |e| v + e);
-            for b in &mut buf[v..ve] {
-                *b = b'*';
-                masked = true;
-            }
-            j = ve;
-        }
+        masked |= mask_after(&mut buf[start..end], b"sig=", |b| b == b'&');
         i = end.max(start);
     }
     masked
