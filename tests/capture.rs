@@ -1347,6 +1347,36 @@ fn websocket_breaches_and_refusals_are_reported() {
     assert_eq!(decoded_items(&events)[&(1, C2S)], [Item::Header(0)]);
 }
 
+#[test]
+fn a_token_in_the_upgrade_request_s_query_is_masked_unless_secrets_are_shown() {
+    let token = "SharedAccessSignature%20sr%3Dhub.example%26sig%3DsEcReT%253D%26se%3D1";
+    let line = format!("GET /$servicebus/websocket?authorization={token}&api-version=2 HTTP/1.1");
+    let request =
+        format!("{line}\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: AMQPWSB10\r\n\r\n");
+    let mut w = PcapWriter::new(Vec::new(), WriterOptions::default()).expect("writer");
+    w.write(1, C2S, request.as_bytes(), at(0)).expect("write");
+    w.write(1, S2C, b"HTTP/1.1 101 Switching Protocols\r\n\r\n", at(1)).expect("write");
+    let file = w.into_inner();
+    let request_line = |redact: bool| {
+        CaptureDecoder::decode_all(&file, DecodeOptions::LENIENT, redact)
+            .into_iter()
+            .find_map(|e| match e.kind {
+                EventKind::WebSocket(WsEvent::Request { line, .. }) => Some(line),
+                _ => None,
+            })
+            .expect("a request")
+    };
+    let masked = request_line(true);
+    assert_eq!(
+        masked,
+        format!(
+            "GET /$servicebus/websocket?authorization={}&api-version=2 HTTP/1.1",
+            "*".repeat(token.len())
+        )
+    );
+    assert_eq!(request_line(false), line);
+}
+
 // ---------------------------------------------------------------------------------------
 // Damaged captures
 

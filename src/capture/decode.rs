@@ -821,7 +821,11 @@ impl CaptureDecoder {
                     let protocol = head.header("Sec-WebSocket-Protocol").map(str::to_owned);
                     match (dir, head.status()) {
                         (Direction::ClientToServer, _) => {
-                            events.push(WsEvent::Request { line: head.start_line, protocol });
+                            let mut line = head.start_line;
+                            if self.redact {
+                                crate::inspect::mask_request_line(&mut line);
+                            }
+                            events.push(WsEvent::Request { line, protocol });
                         }
                         (Direction::ServerToClient, Some(status)) => {
                             let refused = status != 101;

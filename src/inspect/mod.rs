@@ -883,6 +883,85 @@ fn mask_jwt_signatures(buf: &mut [u8]) -> bool {
     masked
 }
 
+/// Masks the credentials an HTTP request line can carry in its target (the line of a
+/// WebSocket upgrade: `GET /$servicebus/websocket?authorization=… HTTP/1.1`): the
+/// password of an absolute target's user information, and the value of each query
+/// parameter whose name says it is a credential (a signature, token, key, password,
+/// secret, code or authorization) or whose value, percent-decoded, holds a SAS token, a
+/// connection string's key or a JSON Web Token. Each masked byte becomes `*`, so the line
+/// keeps its length; names and other parameters are kept. Whether it masked anything.
+pub(crate) fn mask_request_line(line: &mut String) -> bool {
+    let mut b = std::mem::take(line).into_bytes();
+    // METHOD SP request-target SP HTTP-version (RFC 9112, 3).
+    let start = b.iter().position(|c| *c == b' ').map_or(b.len(), |p| p + 1);
+    let end = b.iter().rposition(|c| *c == b' ').filter(|e| *e >= start).unwrap_or(b.len());
+    let target = &mut b[start..end];
+    let stop = |c: &u8| matches!(c, b'/' | b'?' | b'#');
+    let mut masked = false;
+    // An absolute target's authority: user:password@host.
+    if let Some(p) = find(target, b"://") {
+        let authority = p + 3;
+        let len = target[authority..].iter().position(stop).unwrap_or(target.len() - authority);
+        let auth = &mut target[authority..authority + len];
+        if let Some(at) = auth.iter().rposition(|c| *c == b'@') {
+            if let Some(colon) = auth[..at].iter().position(|c| *c == b':') {
+                masked |= colon + 1 < at;
+                auth[colon + 1..at].fill(b'*');
+            }
+        }
+    }
+    if let Some(q) = target.iter().position(|c| *c == b'?') {
+        let end = target.iter().position(|c| *c == b'#').filter(|h| *h > q).unwrap_or(target.len());
+        let query = &mut target[q + 1..end];
+        let mut i = 0;
+        while i < query.len() {
+            let rest = query.len() - i;
+            let len = query[i..].iter().position(|c| matches!(c, b'&' | b';')).unwrap_or(rest);
+            let param = &mut query[i..i + len];
+            i += param.len() + 1;
+            let Some(eq) = param.iter().position(|c| *c == b'=') else { continue };
+            let name = percent_decoded(&param[..eq]).to_ascii_lowercase();
+            let mut value = percent_decoded(&param[eq + 1..]);
+            let secret_name = ["sig", "token", "key", "pass", "pwd", "secret", "auth", "code"]
+                .iter()
+                .any(|w| find(&name, w.as_bytes()).is_some());
+            if secret_name || mask_text_tokens(&mut value) {
+                masked |= param.len() > eq + 1;
+                param[eq + 1..].fill(b'*');
+            }
+        }
+    }
+    // What is not in a parameter: a token written as it is.
+    masked |= mask_text_tokens(&mut b);
+    *line = String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into());
+    masked
+}
+
+/// `text` with its `%XX` escapes and `+` decoded (form encoding); a `%` not followed by
+/// two hex digits is kept as it is.
+fn percent_decoded(text: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| char::from(c).to_digit(16);
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let escaped = match text[i..] {
+            [b'%', h, l, ..] => hex(h).zip(hex(l)).map(|(h, l)| (h * 16 + l) as u8),
+            _ => None,
+        };
+        match escaped {
+            Some(c) => {
+                out.push(c);
+                i += 3;
+            }
+            None => {
+                out.push(if text[i] == b'+' { b' ' } else { text[i] });
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// What starts an Azure SAS token.
 const SAS_TOKEN: &[u8] = b"SharedAccessSignature ";
 
@@ -1556,6 +1635,40 @@ mod tests {
             panic!("not masked: {:?}", records(cut, true));
         };
         assert!(rest.ends_with(b"u\0**"), "{rest:?}");
+    }
+
+    #[test]
+    fn credentials_in_a_request_line_are_masked_and_the_rest_kept() {
+        let masked = |line: &str| {
+            let mut l = line.to_owned();
+            let changed = mask_request_line(&mut l);
+            assert_eq!(l.len(), line.len(), "{l}");
+            (l, changed)
+        };
+        // A SAS token percent-encoded in a parameter of any name; api-version kept.
+        let sas = "GET /$servicebus/websocket?x=SharedAccessSignature%20sr%3Dhub%26sig%3DAb%252Bc%26se%3D9&api-version=2021 HTTP/1.1";
+        let (l, changed) = masked(sas);
+        assert!(changed);
+        assert_eq!(
+            l,
+            format!("GET /$servicebus/websocket?x={}&api-version=2021 HTTP/1.1", "*".repeat(58))
+        );
+        // Parameters named as credentials, whatever their value; a form-encoded token.
+        let (l, _) = masked("GET /ws?access_token=abc&sig=x%2By;Key=k&n=1&code=&flag HTTP/1.1");
+        assert_eq!(l, "GET /ws?access_token=***&sig=*****;Key=*&n=1&code=&flag HTTP/1.1");
+        // A JSON Web Token under another name; a password in an absolute target.
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln";
+        let (l, _) = masked(&format!("GET http://u:pw@proxy:80/ws?t2={jwt}#sig=f HTTP/1.1"));
+        let stars = "*".repeat(jwt.len());
+        assert_eq!(l, format!("GET http://u:**@proxy:80/ws?t2={stars}#sig=f HTTP/1.1"));
+        // Nothing to mask: unchanged, and said so.
+        let plain = "GET /$iothub/websocket?iothub-no-client-cert=true HTTP/1.1";
+        assert_eq!(masked(plain), (plain.to_owned(), false));
+        // Malformed lines: no panic, and what is a token is still masked.
+        for line in ["", " ", "GET", "GET ?", "GET ?= HTTP/1.1", "GET http://@:", "GET %4 ?a%=%"] {
+            masked(line);
+        }
+        assert!(masked("GET ?q=%E2%82%AC&key=\u{20ac} HTTP/1.1").0.ends_with("key=*** HTTP/1.1"));
     }
 
     #[test]
