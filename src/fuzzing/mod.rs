@@ -211,51 +211,81 @@ pub fn inspect(data: &[u8]) {
     };
     lenient.iter().for_each(&mut render);
     strict.iter().zip(&lenient).filter(|(s, l)| s != l).for_each(|(s, _)| render(s));
-    masking_keeps_the_stream_s_shape(data, &lenient);
+    // The properties read the stream as --show-secrets shows it, decoded once for all.
     #[cfg(feature = "json")]
-    plain_passwords_never_show(data);
-    #[cfg(feature = "json")]
-    encode_gives_back(data);
-    #[cfg(feature = "json")]
-    fields_written_by_hand(data);
-    #[cfg(feature = "json")]
-    decoded_lines_expect_themselves(data);
+    {
+        let shown = Shown::new(data);
+        masking_keeps_the_stream_s_shape(&shown.records, &lenient);
+        plain_passwords_never_show(&shown, &lenient);
+        encode_gives_back(&shown);
+        fields_written_by_hand(&shown);
+        decoded_lines_expect_themselves(&shown);
+    }
+    #[cfg(not(feature = "json"))]
+    masking_keeps_the_stream_s_shape(&unmasked_records(data), &lenient);
+}
+
+/// The lenient records of `data` with nothing masked (what `--show-secrets` shows),
+/// with what [`Inspector::finish`] adds.
+pub fn unmasked_records(data: &[u8]) -> Vec<crate::inspect::Record> {
+    let mut i = Inspector::new(DecodeOptions::LENIENT).redact_secrets(false);
+    i.push(data);
+    let mut records: Vec<_> = std::iter::from_fn(|| i.next_record()).collect();
+    records.extend(i.finish());
+    records
+}
+
+/// A stream as `amqpwire decode --json --show-secrets` shows it, decoded once for the
+/// properties that read it: [`unmasked_records`] and their JSON lines.
+#[cfg(feature = "json")]
+pub struct Shown<'a> {
+    /// The stream.
+    pub data: &'a [u8],
+    /// Its records, as [`unmasked_records`] gives them.
+    pub records: Vec<crate::inspect::Record>,
+    /// The records' JSON lines, in order.
+    pub lines: Vec<serde_json::Value>,
+}
+
+#[cfg(feature = "json")]
+impl<'a> Shown<'a> {
+    /// Decodes `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        let records = unmasked_records(data);
+        let lines = records.iter().flat_map(crate::inspect::json::record_json).collect();
+        Shown { data, records, lines }
+    }
 }
 
 /// Each header and frame line of `decode --json`, taken whole as an `expect` pattern (the
 /// keys a pattern may name), matches what it was decoded from: a script made by copying
 /// a trace's lines holds against the same bytes. Up to the first fatal error.
 #[cfg(feature = "json")]
-pub fn decoded_lines_expect_themselves(data: &[u8]) {
-    use crate::inspect::json::record_json;
+pub fn decoded_lines_expect_themselves(shown: &Shown<'_>) {
     use crate::script::player::{parse, Player};
-    let mut i = Inspector::new(DecodeOptions::LENIENT).redact_secrets(false);
-    i.push(data);
     let mut steps = String::new();
-    'records: while let Some(r) = i.next_record() {
-        for line in record_json(&r) {
-            match line["kind"].as_str() {
-                Some("header" | "frame") => {}
-                Some("error") if line["fatal"] == true => break 'records,
-                _ => continue,
-            }
-            let pattern: serde_json::Map<_, _> = line
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(k, _)| crate::script::encode::DECODED_KEYS.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            steps.push_str(&serde_json::json!({ "expect": pattern }).to_string());
-            steps.push('\n');
+    for line in &shown.lines {
+        match line["kind"].as_str() {
+            Some("header" | "frame") => {}
+            Some("error") if line["fatal"] == true => break,
+            _ => continue,
         }
+        let pattern: serde_json::Map<_, _> = line
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| crate::script::encode::DECODED_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        steps.push_str(&serde_json::json!({ "expect": pattern }).to_string());
+        steps.push('\n');
     }
     let script = parse(&steps, std::time::Duration::from_secs(1))
         .unwrap_or_else(|e| panic!("decode's own lines are no script: {e}\n{steps}"));
     let mut player = Player::new(script);
     let now = std::time::Instant::now(); // the player's clock (never run in WebAssembly)
     player.start(now);
-    player.handle_input(data, now);
+    player.handle_input(shown.data, now);
     player.handle_eof(now);
     match player.verdict() {
         Some(Ok(())) => {}
@@ -272,14 +302,8 @@ pub fn decoded_lines_expect_themselves(data: &[u8]) {
 /// AMQP type; so is a composite of the spec shown by name there. Frames read with
 /// warnings (lenient decoding) are left out.
 #[cfg(feature = "json")]
-pub fn fields_written_by_hand(data: &[u8]) {
-    use crate::inspect::json::record_json;
-    let shown = |bytes: &[u8]| {
-        let mut i = Inspector::new(DecodeOptions::LENIENT).redact_secrets(false);
-        i.push(bytes);
-        std::iter::from_fn(move || i.next_record()).flat_map(|r| record_json(&r))
-    };
-    for line in shown(data) {
+pub fn fields_written_by_hand(shown: &Shown<'_>) {
+    for line in &shown.lines {
         // A frame read only leniently (warnings) may show what no frame written to the
         // spec's tables is: a symbol's bytes that are not ASCII, a performative where a
         // terminus belongs.
@@ -305,7 +329,10 @@ pub fn fields_written_by_hand(data: &[u8]) {
             Err(e) if e.contains("is a composite of the spec, written by name only") => continue,
             Err(e) => panic!("encode refused a frame's fields as decode shows them: {e}\n{hand}"),
         };
-        let again = shown(&bytes).next().unwrap_or_default();
+        let again = unmasked_records(&bytes)
+            .first()
+            .map(|r| crate::inspect::json::record_json(r).swap_remove(0))
+            .unwrap_or_default();
         assert!(
             again["performative"] == line["performative"] && again["fields"] == line["fields"],
             "written by hand, the fields come back otherwise:\n{hand}\n{again}"
@@ -318,19 +345,18 @@ pub fn fields_written_by_hand(data: &[u8]) {
 /// records, at the same offsets, with raw bytes of the same lengths that differ only where
 /// the masked one has a `*`; frames decode alike (performative, warnings, deliveries and
 /// whether their messages decode).
-pub fn masking_keeps_the_stream_s_shape(data: &[u8], masked: &[crate::inspect::Record]) {
+pub fn masking_keeps_the_stream_s_shape(
+    shown: &[crate::inspect::Record],
+    masked: &[crate::inspect::Record],
+) {
     use crate::inspect::Record;
-    let mut i = Inspector::new(DecodeOptions::LENIENT).redact_secrets(false);
-    i.push(data);
-    let mut shown: Vec<Record> = std::iter::from_fn(|| i.next_record()).collect();
-    shown.extend(i.finish());
     assert_eq!(masked.len(), shown.len(), "masking changed the number of records");
     let same_but_stars = |m: &[u8], s: &[u8], at: u64| {
         assert_eq!(m.len(), s.len(), "masking changed a length at offset {at}");
         let differs = m.iter().zip(s).position(|(m, s)| m != s && *m != b'*');
         assert!(differs.is_none(), "masking changed a byte to other than '*' at offset {at}");
     };
-    for (m, s) in masked.iter().zip(&shown) {
+    for (m, s) in masked.iter().zip(shown) {
         match (m, s) {
             (Record::Header { offset: a, header: h }, Record::Header { offset: b, header: k }) => {
                 assert_eq!((a, h), (b, k), "masking changed a header");
@@ -374,18 +400,10 @@ pub fn masking_keeps_the_stream_s_shape(data: &[u8], masked: &[crate::inspect::R
 /// line holds the password neither as hex nor as text. (Passwords under six bytes, or
 /// found elsewhere in the frame, are left out: they may show by coincidence.)
 #[cfg(feature = "json")]
-pub fn plain_passwords_never_show(data: &[u8]) {
+pub fn plain_passwords_never_show(shown: &Shown<'_>, masked: &[crate::inspect::Record]) {
     use crate::inspect::json::record_json;
-    let lines = |redact: bool| {
-        let mut i = Inspector::new(DecodeOptions::LENIENT).redact_secrets(redact);
-        i.push(data);
-        std::iter::from_fn(move || i.next_record())
-            .flat_map(|r| record_json(&r))
-            .filter(|l| l["kind"] == "frame")
-            .collect::<Vec<_>>()
-    };
-    let (shown, masked) = (lines(false), lines(true));
-    for (s, m) in shown.iter().zip(&masked) {
+    let masked = masked.iter().flat_map(record_json).filter(|l| l["kind"] == "frame");
+    for (s, m) in shown.lines.iter().filter(|l| l["kind"] == "frame").zip(masked) {
         let f = &s["fields"];
         if f["mechanism"] != "PLAIN" {
             continue;
@@ -427,18 +445,14 @@ pub fn plain_passwords_never_show(data: &[u8]) {
 /// (frames from their typed values, never from `raw`; a stream that breaks off from its
 /// fatal error's `raw`).
 #[cfg(feature = "json")]
-pub fn encode_gives_back(data: &[u8]) {
-    let mut inspector = Inspector::new(DecodeOptions::LENIENT).redact_secrets(false);
-    inspector.push(data);
+pub fn encode_gives_back(shown: &Shown<'_>) {
     let mut lines = String::new();
-    let mut write = |r: &crate::inspect::Record| {
+    for r in &shown.records {
         crate::inspect::json::write_record_json(r, &mut lines);
-    };
-    std::iter::from_fn(|| inspector.next_record()).for_each(|r| write(&r));
-    inspector.finish().iter().for_each(&mut write);
+    }
     match crate::script::encode::encode_lines(&lines) {
         Ok(back) => {
-            assert!(back == data, "encode(decode --json) differs from the stream:\n{lines}")
+            assert!(back == shown.data, "encode(decode --json) differs from the stream:\n{lines}")
         }
         Err(e) => panic!("encode refused decode --json's own lines: {e}\n{lines}"),
     }
