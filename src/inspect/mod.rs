@@ -1671,6 +1671,21 @@ mod tests {
         assert!(masked("GET ?q=%E2%82%AC&key=\u{20ac} HTTP/1.1").0.ends_with("key=*** HTTP/1.1"));
     }
 
+    proptest::proptest! {
+        /// Whatever the line (built of the characters that matter to it, and others),
+        /// masking keeps it UTF-8 of the same length that differs only by `*`.
+        #[test]
+        fn masking_a_request_line_only_writes_stars(
+            line in "[ ?&;=#@:/%+a-zA-Z0-9.é€]{0,80}(sig=|token=|SharedAccessKey=|eyJ)?[ ?&=%a-z0-9.]{0,20}"
+        ) {
+            let mut masked = line.clone();
+            mask_request_line(&mut masked);
+            proptest::prop_assert_eq!(masked.len(), line.len());
+            let other = masked.bytes().zip(line.bytes()).any(|(m, l)| m != l && m != b'*');
+            proptest::prop_assert!(!other, "{line:?} -> {masked:?}");
+        }
+    }
+
     #[test]
     fn after_a_framing_error_the_rest_is_kept_masked_and_later_bytes_are_counted() {
         let token = b"SharedAccessSignature sr=hub&sig=abc%2Bd&se=1";
