@@ -12,8 +12,8 @@ use amqpwire::capture::net::{parse_tcp, TcpSegment};
 use amqpwire::capture::tcp::{Limits, Reassembler, TcpEvent};
 use amqpwire::capture::websocket::Opcode;
 use amqpwire::capture::{
-    Block, CaptureDecoder, CaptureEvent, CaptureReader, ConnectionInfo, Direction, EventKind,
-    Format, PcapWriter, Transport, WriterOptions, WsEvent,
+    Block, CaptureDecoder, CaptureEvent, CaptureReader, CaptureStream, ConnectionInfo, Direction,
+    EventKind, Format, PcapWriter, Transport, WriterOptions, WsEvent,
 };
 use amqpwire::codec::DecodeOptions;
 use amqpwire::frame::FrameBody;
@@ -1375,6 +1375,112 @@ fn a_token_in_the_upgrade_request_s_query_is_masked_unless_secrets_are_shown() {
         )
     );
     assert_eq!(request_line(false), line);
+}
+
+// ---------------------------------------------------------------------------------------
+// Captures read a block at a time
+
+#[test]
+fn a_capture_read_in_pieces_reads_as_the_whole_file_even_cut_anywhere_or_damaged() {
+    let file = small_capture();
+    let frames = frames_of(&file);
+    let mut files =
+        vec![file.clone(), pcap(1, false, false, &frames), pcap(1, true, true, &frames)];
+    // A block length that disagrees with its trailer; one that claims the rest of the file.
+    let mut bad = file.clone();
+    let second = u32::from_le_bytes(bad[4..8].try_into().expect("len")) as usize;
+    bad[second + 4] ^= 4;
+    files.push(bad);
+    let mut huge = file.clone();
+    huge[second + 4..second + 8].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    files.push(huge);
+    for f in &files {
+        // Cut within every block's or record's header and the start of its data (every
+        // length from just before each block to 40 bytes into it), and every 61st length.
+        let starts = CaptureReader::new(f).expect("capture").map(|b| match b {
+            Ok(Block::Packet(p)) => p.offset,
+            Ok(Block::Section(s)) => s.offset,
+            Err(e) => e.offset,
+        });
+        let mut cuts: Vec<usize> = starts
+            .flat_map(|o| o.saturating_sub(2)..o + 40)
+            .chain((0..f.len()).step_by(61))
+            .collect();
+        cuts.push(f.len());
+        cuts.sort_unstable();
+        cuts.dedup();
+        for cut in cuts.into_iter().filter(|c| *c <= f.len()) {
+            amqpwire::fuzzing::stream_reads_as_whole(&f[..cut]);
+        }
+    }
+}
+
+#[test]
+fn a_large_capture_is_read_holding_a_block_and_a_read_at_a_time() {
+    // About 24 MB: every fixture's exchange, over and over, in 1400-byte segments.
+    let names = fixture_names();
+    let exchanges: Vec<(Vec<u8>, Vec<u8>)> = names.iter().map(|n| fixture(n)).collect();
+    let pairs: Vec<(&[u8], &[u8])> =
+        exchanges.iter().map(|(c, s)| (c.as_slice(), s.as_slice())).collect();
+    let once: usize = pairs.iter().map(|(c, s)| c.len() + s.len()).sum();
+    let all = pairs.repeat((24 << 20) / once + 1);
+    let opts = WriterOptions { mss: 1400, ..WriterOptions::default() };
+    let file = write_exchanges(opts, &all);
+    assert!(file.len() > 24 << 20, "{}", file.len());
+    let whole = CaptureReader::new(&file).expect("capture").packets().count();
+    let mut stream = CaptureStream::new(&file[..]).expect("capture");
+    let (mut packets, mut held) = (0, 0);
+    loop {
+        // What the stream holds between blocks: all it read, less what it let go.
+        held = held.max(stream.buffered());
+        let Some(b) = stream.next_block() else { break };
+        packets += usize::from(matches!(b.expect("block"), Block::Packet(_)));
+    }
+    assert_eq!((packets as u64, packets), (stream.packet_count(), whole));
+    // No block here is over 2 KB: at most one read of 64 KiB and the block it ends in.
+    assert!(held <= 64 * 1024 + 2048, "held {held} bytes of a {}-byte file", file.len());
+}
+
+#[test]
+fn a_read_that_fails_ends_the_stream_with_an_error_after_what_came_before() {
+    #[derive(Debug)]
+    struct Failing<'a>(&'a [u8]);
+    impl std::io::Read for Failing<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::Error::other("the disk went away"));
+            }
+            let n = buf.len().min(self.0.len()).min(1000);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let file = small_capture();
+    let cut = file.len() / 2;
+    let whole: Vec<String> = CaptureReader::new(&file[..cut])
+        .expect("capture")
+        .filter_map(|b| b.ok().map(|b| format!("{b:?}")))
+        .collect();
+    let mut stream = CaptureStream::new(Failing(&file[..cut])).expect("capture");
+    let mut read = Vec::new();
+    let error = loop {
+        match stream.next_block() {
+            Some(Ok(b)) => read.push(format!("{b:?}")),
+            Some(Err(e)) => break e,
+            None => panic!("the stream ended without saying its read failed"),
+        }
+    };
+    assert_eq!(read, whole, "every block before the failure");
+    assert!(
+        error.fatal && error.problem == "reading the capture failed: the disk went away",
+        "{error}"
+    );
+    assert!(error.offset < cut && error.offset > 0, "{error}");
+    assert!(stream.next_block().is_none());
+    // Failing before a file header is whole: refused as no capture is.
+    let e = CaptureStream::new(Failing(&file[..10])).expect_err("no header");
+    assert!(e.problem.contains("the disk went away"), "{e}");
 }
 
 // ---------------------------------------------------------------------------------------

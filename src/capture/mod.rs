@@ -37,7 +37,7 @@ mod writer;
 pub use decode::{
     CaptureDecoder, CaptureEvent, ConnectionSummary, DecodeStats, EventKind, Transport, WsEvent,
 };
-pub use reader::{Block, CaptureError, CaptureReader, Format, Packet, Section};
+pub use reader::{Block, CaptureError, CaptureReader, CaptureStream, Format, Packet, Section};
 #[cfg(feature = "json")]
 pub use render::event_json;
 pub use render::{event_text, rfc3339};

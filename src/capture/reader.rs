@@ -1,6 +1,9 @@
-//! The pcap and pcapng reader: packets out of a capture file held in memory.
+//! The pcap and pcapng reader: packets out of a capture file held in memory
+//! ([`CaptureReader`]), or read from any [`std::io::Read`] a block at a time
+//! ([`CaptureStream`]).
 
 use std::fmt;
+use std::io::Read;
 use std::time::Duration;
 
 use super::writer::{BYTE_ORDER_MAGIC, EPB, IDB, SHB};
@@ -143,12 +146,20 @@ enum Kind {
 /// and ends the iteration. Nothing is copied: packets borrow the file's bytes.
 #[derive(Debug)]
 pub struct CaptureReader<'a> {
+    /// The file, or (for a [`CaptureStream`]) the part of it in memory.
     data: &'a [u8],
+    /// The file offset of `data[0]`.
+    base: usize,
+    /// The file offset of the next block or record.
     pos: usize,
     kind: Kind,
     packets: u64,
     header: Option<Section>,
     done: bool,
+    /// Set by a [`CaptureStream`] while it takes a block that yields nothing: the reader
+    /// returns after it (with `skipped`) rather than going on to a block not yet read.
+    one_block: bool,
+    skipped: bool,
 }
 
 /// The format `data` starts with, from its magic number.
@@ -207,20 +218,26 @@ impl<'a> CaptureReader<'a> {
                 };
                 Ok(Self {
                     data,
+                    base: 0,
                     pos: 24,
                     kind: Kind::Pcap { le, nanos, modified, link_type },
                     packets: 0,
                     header: Some(header),
                     done: false,
+                    one_block: false,
+                    skipped: false,
                 })
             }
             Format::Pcapng { .. } => Ok(Self {
                 data,
+                base: 0,
                 pos: 0,
                 kind: Kind::Pcapng { le: true, interfaces: Vec::new() },
                 packets: 0,
                 header: None,
                 done: false,
+                one_block: false,
+                skipped: false,
             }),
         }
     }
@@ -239,9 +256,67 @@ impl<'a> CaptureReader<'a> {
         self.packets
     }
 
+    /// The same reader over another part of the file: `data` starts at file offset
+    /// `base` (at or before the next block).
+    fn rebind(self, data: &[u8], base: usize) -> CaptureReader<'_> {
+        let CaptureReader { pos, kind, packets, header, done, .. } = self;
+        CaptureReader {
+            data,
+            base,
+            pos,
+            kind,
+            packets,
+            header,
+            done,
+            one_block: false,
+            skipped: false,
+        }
+    }
+
+    /// How many bytes from the next block's start it takes to read that block whole, as
+    /// far as the bytes at hand tell (a header's length until the header is there).
+    fn wants(&self) -> usize {
+        let rest = self.data.get(self.pos - self.base..).unwrap_or_default();
+        let total = |head: usize, len: Option<usize>| match len {
+            Some(len) if rest.len() >= head => len.max(head),
+            _ => head,
+        };
+        match &self.kind {
+            Kind::Pcap { le, modified, .. } => {
+                let head = if *modified { 24 } else { 16 };
+                total(
+                    head,
+                    read_u32(rest, 8, *le).map(|caplen| head.saturating_add(caplen as usize)),
+                )
+            }
+            Kind::Pcapng { le, .. } => {
+                // A section header block's own byte-order magic gives its length's order.
+                let le = match rest.get(8..12) {
+                    Some(magic) if read_u32(rest, 0, true) == Some(SHB) => {
+                        magic == BYTE_ORDER_MAGIC.to_le_bytes()
+                    }
+                    _ => *le,
+                };
+                total(12, read_u32(rest, 4, le).map(|len| len as usize))
+            }
+        }
+    }
+
+    /// Whether the next block, once read, yields nothing: a pcapng interface description
+    /// or a block of a type not read (which the reader goes on past).
+    fn next_yields_nothing(&self) -> bool {
+        let rest = self.data.get(self.pos - self.base..).unwrap_or_default();
+        match &self.kind {
+            Kind::Pcap { .. } => false,
+            Kind::Pcapng { le, .. } => {
+                read_u32(rest, 0, *le).is_some_and(|k| !matches!(k, SHB | EPB | PB | SPB))
+            }
+        }
+    }
+
     fn next_pcap(&mut self) -> Option<Result<Block<'a>, CaptureError>> {
         let Kind::Pcap { le, nanos, modified, link_type } = self.kind else { return None };
-        let rest = self.data.get(self.pos..).unwrap_or_default();
+        let rest = self.data.get(self.pos - self.base..).unwrap_or_default();
         if rest.is_empty() {
             return None;
         }
@@ -281,7 +356,7 @@ impl<'a> CaptureReader<'a> {
 
     fn next_pcapng(&mut self) -> Option<Result<Block<'a>, CaptureError>> {
         loop {
-            let rest = self.data.get(self.pos..).unwrap_or_default();
+            let rest = self.data.get(self.pos - self.base..).unwrap_or_default();
             if rest.is_empty() {
                 return None;
             }
@@ -359,6 +434,10 @@ impl<'a> CaptureReader<'a> {
                     return Some(self.packet(kind, body, le, offset, packet).map(Block::Packet));
                 }
                 _ => {}
+            }
+            if self.one_block {
+                self.skipped = true;
+                return None;
             }
         }
     }
@@ -570,11 +649,195 @@ impl<'a> Iterator for CaptureReader<'a> {
             Kind::Pcapng { .. } => self.next_pcapng(),
         };
         match &item {
+            None if self.skipped => self.skipped = false,
             None => self.done = true,
             Some(Err(e)) if e.fatal => self.done = true,
             _ => {}
         }
         item
+    }
+}
+
+/// Reads a capture from any [`Read`] (a file, standard input) a block at a time: the
+/// blocks, packets and errors a [`CaptureReader`] finds in the whole file, in the same
+/// order and with the same file offsets, holding in memory only the block being read
+/// (and what was read with it), so a capture of any size can be decoded.
+///
+/// Not an [`Iterator`], since each block borrows the stream's buffer until the next
+/// call of [`next_block`](Self::next_block). A failed read ends the stream with a fatal
+/// [`CaptureError`] at the offset it was reading.
+///
+/// ```
+/// use amqpwire::capture::{Block, CaptureStream, ConnectionInfo, Direction, PcapWriter, WriterOptions};
+/// # use std::time::Duration;
+/// let mut w = PcapWriter::new(Vec::new(), WriterOptions::default())?;
+/// let c = ConnectionInfo::default();
+/// w.write(1, Direction::ClientToServer, b"AMQP\x00\x01\x00\x00", Duration::ZERO)?;
+/// let file = w.into_inner();
+/// let mut stream = CaptureStream::new(&file[..])?;
+/// let mut packets = 0;
+/// while let Some(block) = stream.next_block() {
+///     packets += usize::from(matches!(block?, Block::Packet(_)));
+/// }
+/// assert!(packets > 0);
+/// # let _ = c;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct CaptureStream<R> {
+    source: R,
+    /// The file from offset `base` on, as far as it has been read (`buf[..end]`; the
+    /// rest is room for the next read).
+    buf: Vec<u8>,
+    end: usize,
+    base: usize,
+    /// Whether the source has ended (or failed).
+    eof: bool,
+    /// A read that failed, to be reported once the bytes before it are read.
+    failed: Option<std::io::Error>,
+    /// The reader's state between blocks (over no bytes).
+    reader: CaptureReader<'static>,
+}
+
+/// How much a [`CaptureStream`] asks of its source at a time.
+const READ_SIZE: usize = 64 * 1024;
+
+impl<R: Read> CaptureStream<R> {
+    /// A stream over `source`. Fails, as [`CaptureReader::new`] does, when it does not
+    /// start with a pcap or pcapng magic number or a pcap file header is cut short (or
+    /// the first read fails).
+    pub fn new(source: R) -> Result<Self, CaptureError> {
+        let mut s = Self {
+            source,
+            buf: Vec::new(),
+            end: 0,
+            base: 0,
+            eof: false,
+            failed: None,
+            reader: CaptureReader::new_empty(),
+        };
+        // A pcap file header is 24 bytes; a pcapng file starts with an 8-byte header.
+        while s.end < 24 && !s.eof {
+            s.fill();
+        }
+        if let Some(e) = s.failed.take() {
+            return Err(CaptureError {
+                packet: None,
+                offset: s.end,
+                fatal: true,
+                problem: format!("reading the capture failed: {e}"),
+            });
+        }
+        s.reader = CaptureReader::new(&s.buf[..s.end])?.rebind(&[], 0);
+        Ok(s)
+    }
+
+    /// The next block, or the error in its place, as [`CaptureReader`]'s iterator gives
+    /// them; `None` at the end.
+    pub fn next_block(&mut self) -> Option<Result<Block<'_>, CaptureError>> {
+        let mut reader = std::mem::replace(&mut self.reader, CaptureReader::new_empty());
+        // Read on until the next block that yields something is whole in the buffer, or
+        // the source has ended; blocks that yield nothing are taken on the way, one at a
+        // time, so that the reader never goes on into a block not yet read whole.
+        let mut short = false;
+        while !reader.done && reader.header.is_none() {
+            let mut r = reader.rebind(&self.buf[..self.end], self.base);
+            let have = self.end.saturating_sub(r.pos - self.base);
+            short = have < r.wants();
+            if short && !self.eof {
+                reader = r.rebind(&[], self.base);
+                // What came before the next block is no longer needed.
+                self.buf.copy_within(reader.pos - self.base..self.end, 0);
+                self.end -= reader.pos - self.base;
+                // After a block far larger than a read, give the memory back.
+                if self.buf.len() > 16 * READ_SIZE && self.end < self.buf.len() / 4 {
+                    self.buf.truncate(self.end + READ_SIZE);
+                    self.buf.shrink_to_fit();
+                }
+                self.base = reader.pos;
+                self.fill();
+                continue;
+            }
+            if short || !r.next_yields_nothing() {
+                reader = r.rebind(&[], self.base);
+                break;
+            }
+            r.one_block = true;
+            let taken = r.next().map(|b| b.map(|_| ()));
+            reader = r.rebind(&[], self.base);
+            if let Some(Err(e)) = taken {
+                self.reader = reader;
+                return Some(Err(e));
+            }
+        }
+        if let (true, Some(e)) = (short, self.failed.take()) {
+            reader.done = true;
+            let offset = reader.pos;
+            self.reader = reader;
+            return Some(Err(CaptureError {
+                packet: None,
+                offset,
+                fatal: true,
+                problem: format!("reading the capture failed: {e}"),
+            }));
+        }
+        let mut r = reader.rebind(&self.buf[..self.end], self.base);
+        let item = r.next();
+        self.reader = r.rebind(&[], self.base);
+        item
+    }
+
+    /// How many packets have been met so far (read or reported as damaged).
+    pub fn packet_count(&self) -> u64 {
+        self.reader.packets
+    }
+
+    /// How many bytes of the file the stream holds now.
+    pub fn buffered(&self) -> usize {
+        self.end
+    }
+
+    /// Reads more of the source onto the buffer; at its end (or on a failed read) sets
+    /// `eof`.
+    fn fill(&mut self) {
+        // Room for a whole read after what is held (zeroed once, when the buffer grows).
+        if self.buf.len() - self.end < READ_SIZE {
+            self.buf.resize(self.end + READ_SIZE, 0);
+        }
+        loop {
+            match self.source.read(&mut self.buf[self.end..]) {
+                Ok(n) => {
+                    // (A reader that says it read more than it was given room for is
+                    // taken at the room's size.)
+                    self.end += n.min(self.buf.len() - self.end);
+                    self.eof = n == 0;
+                    return;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.failed = Some(e);
+                    self.eof = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl CaptureReader<'static> {
+    /// A reader with nothing to read (a placeholder while a stream's reader is moved).
+    fn new_empty() -> Self {
+        CaptureReader {
+            data: &[],
+            base: 0,
+            pos: 0,
+            kind: Kind::Pcapng { le: true, interfaces: Vec::new() },
+            packets: 0,
+            header: None,
+            done: true,
+            one_block: false,
+            skipped: false,
+        }
     }
 }
 

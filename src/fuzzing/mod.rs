@@ -883,6 +883,7 @@ pub fn capture(data: &[u8]) {
         encode_gives_back_each_direction(&written, [c2s, s2c], websocket);
         &written
     };
+    stream_reads_as_whole(file);
     let mut out = String::new();
     for ev in CaptureDecoder::decode_all(file, DecodeOptions::LENIENT, true) {
         crate::capture::event_text(&ev, std::time::Duration::ZERO, &mut out);
@@ -891,6 +892,53 @@ pub fn capture(data: &[u8]) {
             out.push_str(&j.to_string());
         }
         out.clear();
+    }
+}
+
+/// A capture read a block at a time ([`CaptureStream`](crate::capture::CaptureStream))
+/// from a source that gives it in pieces of a few bytes to many kilobytes is read as
+/// the whole file in memory is ([`CaptureReader`](crate::capture::CaptureReader)): the
+/// same blocks and errors, in the same order, at the same offsets.
+pub fn stream_reads_as_whole(file: &[u8]) {
+    use crate::capture::{CaptureReader, CaptureStream};
+    /// Gives `data` in pieces whose sizes follow `sizes`, over and over.
+    struct Pieces<'a> {
+        data: &'a [u8],
+        sizes: &'static [usize],
+        turn: usize,
+    }
+    impl std::io::Read for Pieces<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.sizes[self.turn % self.sizes.len()].min(buf.len()).min(self.data.len());
+            self.turn += 1;
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+    let whole: Vec<_> = match CaptureReader::new(file) {
+        Ok(r) => r.map(|b| b.map(|b| format!("{b:?}"))).collect(),
+        Err(e) => vec![Err(e)],
+    };
+    for sizes in [&[1, 7, 300, 2, 70_000][..], &[65_536], &[3]] {
+        let source = Pieces { data: file, sizes, turn: 0 };
+        let mut streamed = Vec::new();
+        match CaptureStream::new(source) {
+            Ok(mut s) => {
+                while let Some(b) = s.next_block() {
+                    streamed.push(b.map(|b| format!("{b:?}")));
+                }
+            }
+            Err(e) => streamed.push(Err(e)),
+        }
+        if streamed != whole {
+            let at = streamed.iter().zip(&whole).take_while(|(s, w)| s == w).count();
+            panic!(
+                "read in pieces of {sizes:?}, the capture reads otherwise from item {at}: {:?}\nwhole: {:?}",
+                streamed.get(at),
+                whole.get(at)
+            );
+        }
     }
 }
 
