@@ -1848,12 +1848,17 @@ fn amqpwire(args: &[&std::ffi::OsStr], stdin: Option<&[u8]>) -> std::process::Ou
         .stderr(Stdio::piped())
         .spawn()
         .expect("run amqpwire");
+    // Written beside the reading of the output: amqpwire decodes (and prints) as it
+    // reads, so a large input would otherwise fill both pipes.
     let mut input = child.stdin.take().expect("stdin");
-    if let Some(data) = stdin {
-        input.write_all(data).expect("write stdin");
+    let data = stdin.unwrap_or_default().to_vec();
+    let writer = std::thread::spawn(move || input.write_all(&data));
+    let out = child.wait_with_output().expect("wait");
+    // (A command that ends without reading all of its input closes the pipe early.)
+    match writer.join().expect("writer") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("write stdin: {e}"),
+        _ => out,
     }
-    drop(input);
-    child.wait_with_output().expect("wait")
 }
 
 #[test]
@@ -1946,6 +1951,83 @@ fn amqpwire_decode_takes_a_capture_file_or_standard_input() {
     assert_eq!(err["in"], "capture");
     assert_eq!(err["fatal"], true);
     assert!(err["packet"].as_u64().is_some());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn amqpwire_decode_reads_a_large_input_as_it_comes_and_prints_what_the_whole_would() {
+    let dir = std::env::temp_dir().join(format!("amqpwire-large-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json_of = |o: std::process::Output| -> Vec<String> {
+        // (The stream below repeats its frames: exit status 1, for the errors it finds.)
+        assert!(o.status.code().is_some_and(|c| c < 2), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).expect("utf-8").lines().map(str::to_owned).collect()
+    };
+
+    // A capture of about 3 MB (three of decode's reads of standard input and more).
+    let exchanges: Vec<(Vec<u8>, Vec<u8>)> = fixture_names().iter().map(|n| fixture(n)).collect();
+    let pairs: Vec<(&[u8], &[u8])> =
+        exchanges.iter().map(|(c, s)| (c.as_slice(), s.as_slice())).collect();
+    let once: usize = pairs.iter().map(|(c, s)| c.len() + s.len()).sum();
+    let file = write_exchanges(WriterOptions::default(), &pairs.repeat((3 << 20) / once + 1));
+    let events = CaptureDecoder::decode_all(&file, DecodeOptions::LENIENT, true);
+    let start = CaptureReader::new(&file)
+        .expect("capture")
+        .packets()
+        .find_map(Result::ok)
+        .map_or(Duration::ZERO, |p| p.time);
+    let whole: Vec<String> = events
+        .iter()
+        .flat_map(|e| amqpwire::capture::event_json(e, start))
+        .map(|j| j.to_string())
+        .collect();
+    assert!(whole.len() > 2_000, "{}", whole.len());
+    let path = dir.join("large.pcapng");
+    std::fs::write(&path, &file).expect("write");
+    let from_file =
+        json_of(amqpwire(&["decode".as_ref(), "--json".as_ref(), path.as_os_str()], None));
+    assert!(from_file == whole, "decode of the file differs from the capture decoded whole");
+    let piped = json_of(amqpwire(&["decode".as_ref(), "--json".as_ref()], Some(&file)));
+    assert!(piped == whole, "decode of standard input differs from the capture decoded whole");
+
+    // A byte stream of about 3 MB: a client's header, then its frames over and over (a
+    // 1 MB piece ends inside a frame).
+    let (c2s, _) = fixture("proton-to-rhea-large");
+    let frames: Vec<u8> = items(&c2s)[1..].concat();
+    let mut stream = c2s[..8].to_vec();
+    while stream.len() < 3 << 20 {
+        stream.extend_from_slice(&frames);
+    }
+    let mut whole = String::new();
+    for r in Inspector::inspect_all(&stream, DecodeOptions::LENIENT) {
+        amqpwire::inspect::json::write_record_json(&r, &mut whole);
+    }
+    let whole: Vec<String> = whole.lines().map(str::to_owned).collect();
+    let piped = json_of(amqpwire(&["decode".as_ref(), "--json".as_ref()], Some(&stream)));
+    assert_eq!(piped.len(), whole.len());
+    assert!(piped == whole, "decode of a stream in pieces differs from the stream decoded whole");
+
+    // A stream that breaks off early and goes on for 2.5 MB: masked, the bytes after the
+    // first piece are counted in `undecoded` lines; shown, they come back through encode.
+    let mut broken = b"AMQP\x00\x01\x00\x00\x00\x00\x00\x03\x02\x00\x00\x00".to_vec();
+    broken.extend((0..5 << 19).map(|i: u32| (i % 251) as u8));
+    let masked = json_of(amqpwire(&["decode".as_ref(), "--json".as_ref()], Some(&broken)));
+    let undecoded: Vec<serde_json::Value> = masked
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .filter(|l: &serde_json::Value| l["kind"] == "undecoded")
+        .collect();
+    assert_eq!(undecoded.len(), 2, "{masked:?}");
+    assert_eq!(undecoded[0]["offset"], 1 << 20);
+    assert!(
+        undecoded.iter().all(|l| l["bytes"].is_u64() && l["redacted"] == true),
+        "{undecoded:?}"
+    );
+    let shown =
+        amqpwire(&["decode".as_ref(), "--json".as_ref(), "--show-secrets".as_ref()], Some(&broken));
+    let back = amqpwire(&["encode".as_ref()], Some(&shown.stdout));
+    assert!(back.status.success(), "{}", String::from_utf8_lossy(&back.stderr));
+    assert!(back.stdout == broken, "encode of decode --show-secrets is not the stream");
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -12,12 +12,17 @@ fn amqpwire(args: &[&str], stdin: Option<&[u8]>) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run amqpwire");
+    // Written beside the reading of the output: amqpwire decodes (and prints) as it
+    // reads, so a large input would otherwise fill both pipes.
     let mut input = child.stdin.take().expect("stdin");
-    if let Some(data) = stdin {
-        input.write_all(data).expect("write stdin");
+    let data = stdin.unwrap_or_default().to_vec();
+    let writer = std::thread::spawn(move || input.write_all(&data));
+    let out = child.wait_with_output().expect("wait");
+    // (A command that ends without reading all of its input closes the pipe early.)
+    match writer.join().expect("writer") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("write stdin: {e}"),
+        _ => out,
     }
-    drop(input);
-    child.wait_with_output().expect("wait")
 }
 
 fn stdout(o: &Output) -> String {

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use amqpwire::capture::{
-    event_json, event_text, is_capture, CaptureDecoder, CaptureEvent, CaptureReader, EventKind,
+    event_json, event_text, is_capture, Block, CaptureDecoder, CaptureEvent, CaptureStream,
+    EventKind,
 };
 use amqpwire::codec::DecodeOptions;
 use amqpwire::inspect::{
@@ -53,10 +54,27 @@ pub(crate) struct DecodeArgs {
 }
 
 pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
-    let input = read_input(args)?;
-    if let (Some(out), true) = (&args.html, looks_like_json(&input)) {
+    let opts = if args.strict { DecodeOptions::STRICT } else { DecodeOptions::LENIENT };
+    if let Some(h) = &args.hex {
+        let bytes = parse_hex(h.as_bytes())?;
+        return decode(args, opts, Input { source: Box::new(&bytes[..]), name: "--hex".into() });
+    }
+    let mut input = Input::open(args)?;
+    // What the input is, from its first bytes: a capture and a byte stream are read a
+    // piece at a time; hex text and a JSON trace are read whole.
+    let head = input.head()?;
+    let hex_text =
+        !head.is_empty() && head.iter().all(|c| c.is_ascii_hexdigit() || c.is_ascii_whitespace());
+    let json = args.html.is_some() && looks_like_json(&head);
+    if !hex_text && !json {
+        input.source = Box::new(std::io::Cursor::new(head).chain(input.source));
+        return decode(args, opts, input);
+    }
+    let mut all = head;
+    input.read_rest(&mut all)?;
+    if let (Some(out), true) = (&args.html, json) {
         // A JSON trace: its lines already say direction, connection and time.
-        let text = String::from_utf8_lossy(&input);
+        let text = String::from_utf8_lossy(&all);
         let lines = text
             .lines()
             .filter(|l| !l.trim().is_empty())
@@ -68,9 +86,65 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
         write_html(out, &lines, args)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let opts = if args.strict { DecodeOptions::STRICT } else { DecodeOptions::LENIENT };
-    if is_capture(&input) {
-        return run_capture(args, opts, &input);
+    let bytes = if looks_like_hex(&all) { parse_hex(&all)? } else { all };
+    decode(args, opts, Input { source: Box::new(&bytes[..]), name: input.name })
+}
+
+/// The input, read as it is decoded.
+struct Input<'a> {
+    source: Box<dyn Read + 'a>,
+    /// What to call it in an error: the file's name, or standard input.
+    name: String,
+}
+
+/// How much of the input tells what it is, and how much of a byte stream is decoded at
+/// a time.
+const PIECE: usize = 1 << 20;
+
+impl Input<'_> {
+    fn open(args: &DecodeArgs) -> Result<Self, String> {
+        Ok(match &args.file {
+            Some(p) if p.as_os_str() != "-" => Input {
+                source: Box::new(
+                    std::fs::File::open(p)
+                        .map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+                ),
+                name: p.display().to_string(),
+            },
+            _ => Input { source: Box::new(std::io::stdin()), name: "standard input".into() },
+        })
+    }
+
+    /// The next piece: up to [`PIECE`] bytes, fewer only at the end (so a stream is cut
+    /// into the same pieces however its reads come).
+    fn head(&mut self) -> Result<Vec<u8>, String> {
+        let mut piece = Vec::new();
+        (&mut self.source)
+            .take(PIECE as u64)
+            .read_to_end(&mut piece)
+            .map_err(|e| format!("cannot read {}: {e}", self.name))?;
+        Ok(piece)
+    }
+
+    fn read_rest(&mut self, into: &mut Vec<u8>) -> Result<(), String> {
+        self.source
+            .read_to_end(into)
+            .map(drop)
+            .map_err(|e| format!("cannot read {}: {e}", self.name))
+    }
+}
+
+/// Decodes the input: a capture (by its magic number) or a byte stream.
+fn decode(
+    args: &DecodeArgs,
+    opts: DecodeOptions,
+    mut input: Input<'_>,
+) -> Result<ExitCode, String> {
+    let head = input.head()?;
+    let capture = is_capture(&head);
+    input.source = Box::new(std::io::Cursor::new(head).chain(input.source));
+    if capture {
+        return run_capture(args, opts, input);
     }
     if let Some(path) = &args.keylog {
         // A byte stream is already plaintext: say the key log is not used, rather than
@@ -81,39 +155,53 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
         ));
     }
     let mut inspector = Inspector::new(opts).redact_secrets(!args.show_secrets);
-    inspector.push(&input);
-    let mut records = Vec::new();
-    while let Some(r) = inspector.next_record() {
-        records.push(r);
-    }
-    records.extend(inspector.finish());
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut errors = 0usize;
     let mut frames = 0usize;
-    for rec in &records {
+    let mut total = 0usize;
+    let mut html = Vec::new();
+    let mut text = String::new();
+    let mut write = |rec: &Record| -> bool {
         errors += rec.errors();
-        if matches!(rec, Record::Frame(_)) {
-            frames += 1;
-        }
-        let mut text = String::new();
+        frames += usize::from(matches!(rec, Record::Frame(_)));
+        text.clear();
         if args.json {
             write_record_json(rec, &mut text);
         } else {
             render_text(rec, &mut text);
         }
-        if out.write_all(text.as_bytes()).is_err() {
-            // The reader went away (a closed pipe): stop quietly.
+        if args.html.is_some() {
+            html.extend(record_json(rec));
+        }
+        // A reader that went away (a closed pipe) stops the decoding quietly.
+        out.write_all(text.as_bytes()).is_ok()
+    };
+    // One piece at a time: what is held is the piece and the frame it ends inside.
+    loop {
+        let piece = input.head()?;
+        if piece.is_empty() {
+            break;
+        }
+        total += piece.len();
+        inspector.push(&piece);
+        while let Some(r) = inspector.next_record() {
+            if !write(&r) {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+    if let Some(r) = inspector.finish() {
+        if !write(&r) {
             return Ok(ExitCode::SUCCESS);
         }
     }
     let _ = out.flush();
     if let Some(path) = &args.html {
-        let lines: Vec<serde_json::Value> = records.iter().flat_map(record_json).collect();
-        write_html(path, &lines, args)?;
+        write_html(path, &html, args)?;
     }
     if errors > 0 {
-        eprintln!("amqpwire: {} bytes, {frames} frames, {errors} errors", input.len());
+        eprintln!("amqpwire: {total} bytes, {frames} frames, {errors} errors");
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
@@ -121,13 +209,13 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
 
 /// Decodes a pcap or pcapng capture: every AMQP connection, both directions interleaved in
 /// capture order, each event printed as soon as its packet is read (and, with `--html`,
-/// drawn: records as they are, the capture's own events as notes).
-fn run_capture(args: &DecodeArgs, opts: DecodeOptions, input: &[u8]) -> Result<ExitCode, String> {
-    // Times count from the first packet, as Wireshark shows them.
-    let start = CaptureReader::new(input)
-        .ok()
-        .and_then(|r| r.packets().find_map(Result::ok))
-        .map_or(Duration::ZERO, |p| p.time);
+/// drawn: records as they are, the capture's own events as notes). The capture is read a
+/// block at a time ([`CaptureStream`]), so its size does not matter.
+fn run_capture(
+    args: &DecodeArgs,
+    opts: DecodeOptions,
+    input: Input<'_>,
+) -> Result<ExitCode, String> {
     let mut decoder = CaptureDecoder::new(opts).redact_secrets(!args.show_secrets);
     if let Some(path) = &args.keylog {
         let text = std::fs::read_to_string(path)
@@ -141,7 +229,7 @@ fn run_capture(args: &DecodeArgs, opts: DecodeOptions, input: &[u8]) -> Result<E
     let mut errors = 0usize;
     let mut frames = 0usize;
     let mut html = Vec::new();
-    let mut write = |decoder: &mut CaptureDecoder| -> bool {
+    let mut write = |decoder: &mut CaptureDecoder, start: Duration| -> bool {
         while let Some(ev) = decoder.next_event() {
             errors += ev.errors();
             frames += usize::from(matches!(ev.kind, EventKind::Record(Record::Frame(_))));
@@ -154,20 +242,28 @@ fn run_capture(args: &DecodeArgs, opts: DecodeOptions, input: &[u8]) -> Result<E
         }
         true
     };
-    match CaptureReader::new(input) {
-        Ok(reader) => {
-            for block in reader {
+    // Times count from the first packet read, as Wireshark shows them: what comes before
+    // it (the file's sections, errors) waits for it.
+    let mut start = None;
+    match CaptureStream::new(input.source) {
+        Ok(mut stream) => {
+            while let Some(block) = stream.next_block() {
+                if let (None, Ok(Block::Packet(p))) = (start, &block) {
+                    start = Some(p.time);
+                }
                 decoder.push_block(block);
-                if !write(&mut decoder) {
-                    // The reader went away (a closed pipe): stop quietly.
-                    return Ok(ExitCode::SUCCESS);
+                if let Some(start) = start {
+                    if !write(&mut decoder, start) {
+                        // The reader went away (a closed pipe): stop quietly.
+                        return Ok(ExitCode::SUCCESS);
+                    }
                 }
             }
         }
         Err(e) => decoder.push_block(Err(e)),
     }
     decoder.finish();
-    if !write(&mut decoder) {
+    if !write(&mut decoder, start.unwrap_or(Duration::ZERO)) {
         return Ok(ExitCode::SUCCESS);
     }
     let _ = out.flush();
@@ -214,29 +310,6 @@ fn render(ev: &CaptureEvent, start: Duration, json: bool) -> String {
         let mut s = String::new();
         event_text(ev, start, &mut s);
         s
-    }
-}
-
-fn read_input(args: &DecodeArgs) -> Result<Vec<u8>, String> {
-    if let Some(h) = &args.hex {
-        return parse_hex(h.as_bytes());
-    }
-    let raw = match &args.file {
-        Some(p) if p.as_os_str() != "-" => {
-            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?
-        }
-        _ => {
-            let mut v = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut v)
-                .map_err(|e| format!("cannot read standard input: {e}"))?;
-            v
-        }
-    };
-    if looks_like_hex(&raw) {
-        parse_hex(&raw)
-    } else {
-        Ok(raw)
     }
 }
 
