@@ -686,6 +686,52 @@ fn a_campaign_ends_when_its_time_is_up_dropping_the_case_under_way() {
 }
 
 #[test]
+fn a_finding_being_minimised_when_the_time_is_up_is_saved_as_it_stands() {
+    // A client that aborts the first time it runs (a crash, judged at once) and hangs
+    // every time after: each try at a shorter case is judged only after four times
+    // --probe-within (forty minutes), so minimising ends only at --seconds. The verdict
+    // does not rest on the clock: without the bound the test would take hours.
+    let scratch = Scratch::new("fuzz-peer", "minimise-out-of-time");
+    let script = scratch.path("once.py");
+    let flag = scratch.path("aborted");
+    std::fs::write(
+        &script,
+        "import os, socket, sys, time\n\
+         s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
+         if not os.path.exists(sys.argv[2]):\n    open(sys.argv[2], 'w').close()\n    os.abort()\n\
+         time.sleep(3600)\n",
+    )
+    .expect("write stand-in");
+    let exec = format!("python3 {} {{port}} {}", script.display(), flag.display());
+    let dir = scratch.path("findings").to_string_lossy().into_owned();
+    let out = fuzz_peer(&[
+        "--listen",
+        "amqp://127.0.0.1:0",
+        "--exec",
+        &exec,
+        "--findings",
+        &dir,
+        "--seconds",
+        "20",
+        "--probe-within",
+        "600000",
+        "--minimise",
+        "86400",
+    ]);
+    let stdout = cli::text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let found = findings(Path::new(&dir));
+    assert_eq!(found.len(), 1, "{stdout}");
+    let text = std::fs::read_to_string(&found[0]).expect("finding");
+    assert!(text.contains("crash"), "{text}");
+    assert!(
+        text.contains("(then stopped: --seconds 20 ran out)")
+            || text.contains("# not minimised: --seconds 20 ran out"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_seed_and_a_case_number_always_print_the_same_case() {
     let print = |seed: &str, case: &str| {
         let out = fuzz_peer(&[

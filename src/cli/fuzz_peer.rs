@@ -76,7 +76,8 @@ pub(crate) struct FuzzPeerArgs {
     /// Stop after this many cases.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     cases: Option<u64>,
-    /// Stop after this many seconds.
+    /// Stop after this many seconds (the case under way is dropped, a finding being
+    /// minimised saved as it stands).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     seconds: Option<u64>,
     /// How long a case waits for each answer it paces on, in milliseconds.

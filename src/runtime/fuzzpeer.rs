@@ -105,7 +105,8 @@ pub struct Settings {
     pub seed: u64,
     /// Stop after this many cases.
     pub cases: Option<u64>,
-    /// Stop after this long.
+    /// Stop after this long: a case under way then is dropped, and a finding being
+    /// minimised is saved as it stands.
     pub time: Option<Duration>,
     /// How long a case waits for each answer it paces on.
     pub within: Duration,
@@ -584,6 +585,9 @@ pub struct Campaign {
     header_only: bool,
     /// Whether the last case's client ended with a non-zero exit status.
     failed_exit: bool,
+    /// When the campaign's time (`--seconds`) runs out, if it has a limit: a finding
+    /// being minimised then is saved as it stands.
+    campaign_end: Option<Instant>,
 }
 
 impl Campaign {
@@ -613,6 +617,7 @@ impl Campaign {
             connected: 0,
             unconnected: 0,
             cut_hang_wait: false,
+            campaign_end: None,
             cut_hang: false,
             restarts: 0,
             header_only: false,
@@ -729,12 +734,8 @@ impl Campaign {
         // At its time limit, the case under way is dropped as it is when stopped: a case
         // may wait several times --probe-within on a target that hangs.
         let end = self.s.time.and_then(|t| start.checked_add(t));
-        let out_of_time = async move {
-            match end {
-                Some(end) => tokio::time::sleep_until(end.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        self.campaign_end = end;
+        let out_of_time = sleep_until_or_never(end);
         tokio::pin!(out_of_time);
         let mut last_progress = start;
         let mut played = 0u64;
@@ -1195,6 +1196,9 @@ impl Campaign {
         let mut last_progress = start;
         let _ = self.process.note("minimising the finding above");
         let stop = self.s.stop.clone();
+        let campaign_end = self.campaign_end;
+        let seconds = self.s.time.map_or(0, |t| t.as_secs());
+        let out_of_time = || format!("--seconds {seconds} ran out");
         // The first step (the protocol header) stays.
         let mut chunk = (steps.len() / 2).max(1);
         loop {
@@ -1208,6 +1212,9 @@ impl Campaign {
                         f,
                         Some(format!("--minimise {} s ran out", self.s.minimise.as_secs())),
                     );
+                }
+                if campaign_end.is_some_and(|e| Instant::now() >= e) {
+                    return (steps, f, Some(out_of_time()));
                 }
                 if stop.is_stopped() {
                     return (steps, f, Some(STOPPED.into()));
@@ -1230,6 +1237,8 @@ impl Campaign {
                 let judged = tokio::select! {
                     j = self.judge(&text) => j,
                     () = stop.stopped() => return (steps, f, Some(STOPPED.into())),
+                    // The campaign's time bounds its minimisations too.
+                    () = sleep_until_or_never(campaign_end) => return (steps, f, Some(out_of_time())),
                 };
                 // The same failure, not merely the same kind: a shorter case that crashes
                 // the target elsewhere is another finding.
@@ -1255,6 +1264,14 @@ impl Campaign {
 
 /// Why minimising stopped, when the campaign was told to stop.
 const STOPPED: &str = "the campaign was stopped";
+
+/// Sleeps until `end`, or forever without one.
+async fn sleep_until_or_never(end: Option<Instant>) {
+    match end {
+        Some(end) => tokio::time::sleep_until(end.into()).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// The number after the highest `finding-NNN-…` in `dir` (1 in an empty folder), so that a
 /// campaign run again in the same folder adds its findings to those there.
