@@ -2,6 +2,9 @@
 //! unframing and the capture decoder, on the real AMQP exchanges of tests/fixtures/wire/,
 //! on captures broken by hand, and against tshark's own AMQP dissector.
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::Path;
@@ -1839,26 +1842,7 @@ fn files_rewritten_by_wiresharks_tools_decode_the_same() {
 // ---------------------------------------------------------------------------------------
 // The command line
 fn amqpwire(args: &[&std::ffi::OsStr], stdin: Option<&[u8]>) -> std::process::Output {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_amqpwire"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run amqpwire");
-    // Written beside the reading of the output: amqpwire decodes (and prints) as it
-    // reads, so a large input would otherwise fill both pipes.
-    let mut input = child.stdin.take().expect("stdin");
-    let data = stdin.unwrap_or_default().to_vec();
-    let writer = std::thread::spawn(move || input.write_all(&data));
-    let out = child.wait_with_output().expect("wait");
-    // (A command that ends without reading all of its input closes the pipe early.)
-    match writer.join().expect("writer") {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("write stdin: {e}"),
-        _ => out,
-    }
+    cli::run_with_input(args, stdin.unwrap_or_default())
 }
 
 #[test]

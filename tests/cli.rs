@@ -1,28 +1,12 @@
 //! Runs the `amqpwire` binary and checks what it prints and how it exits.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+#[path = "support/cli.rs"]
+mod cli;
+
+use std::process::Output;
 
 fn amqpwire(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_amqpwire"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run amqpwire");
-    // Written beside the reading of the output: amqpwire decodes (and prints) as it
-    // reads, so a large input would otherwise fill both pipes.
-    let mut input = child.stdin.take().expect("stdin");
-    let data = stdin.unwrap_or_default().to_vec();
-    let writer = std::thread::spawn(move || input.write_all(&data));
-    let out = child.wait_with_output().expect("wait");
-    // (A command that ends without reading all of its input closes the pipe early.)
-    match writer.join().expect("writer") {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("write stdin: {e}"),
-        _ => out,
-    }
+    cli::run_with_input(args, stdin.unwrap_or_default())
 }
 
 fn stdout(o: &Output) -> String {

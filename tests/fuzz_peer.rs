@@ -635,8 +635,18 @@ fn hanging_client(scratch: &Scratch) -> String {
 fn against_a_hanging_client(what: &str, args: &[&str]) -> (Output, Vec<std::path::PathBuf>) {
     let scratch = Scratch::new("fuzz-peer", what);
     let exec = hanging_client(&scratch);
+    against_a_client(&scratch, &exec, args)
+}
+
+/// A campaign listening for the client `exec` starts, with `args`, its findings in
+/// `scratch`: its output and its findings.
+fn against_a_client(
+    scratch: &Scratch,
+    exec: &str,
+    args: &[&str],
+) -> (Output, Vec<std::path::PathBuf>) {
     let dir = scratch.path("findings").to_string_lossy().into_owned();
-    let listen = ["--listen", "amqp://127.0.0.1:0", "--exec", &exec, "--findings", &dir];
+    let listen = ["--listen", "amqp://127.0.0.1:0", "--exec", exec, "--findings", &dir];
     let out = fuzz_peer(&[&listen[..], args].concat());
     let found = findings(Path::new(&dir));
     (out, found)
@@ -703,24 +713,10 @@ fn a_finding_being_minimised_when_the_time_is_up_is_saved_as_it_stands() {
     )
     .expect("write stand-in");
     let exec = format!("python3 {} {{port}} {}", script.display(), flag.display());
-    let dir = scratch.path("findings").to_string_lossy().into_owned();
-    let out = fuzz_peer(&[
-        "--listen",
-        "amqp://127.0.0.1:0",
-        "--exec",
-        &exec,
-        "--findings",
-        &dir,
-        "--seconds",
-        "20",
-        "--probe-within",
-        "600000",
-        "--minimise",
-        "86400",
-    ]);
+    let args = ["--seconds", "20", "--probe-within", "600000", "--minimise", "86400"];
+    let (out, found) = against_a_client(&scratch, &exec, &args);
     let stdout = cli::text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    let found = findings(Path::new(&dir));
     assert_eq!(found.len(), 1, "{stdout}");
     let text = std::fs::read_to_string(&found[0]).expect("finding");
     assert!(text.contains("crash"), "{text}");

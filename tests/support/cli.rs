@@ -28,6 +28,29 @@ pub(crate) fn run(args: &[&str]) -> Output {
     out
 }
 
+/// Runs the binary to completion with `stdin` as its standard input, written beside the
+/// reading of its output: `amqpwire decode` prints as it reads, so a large input would
+/// otherwise fill both pipes.
+pub(crate) fn run_with_input<S: AsRef<std::ffi::OsStr>>(args: &[S], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run amqpwire");
+    let mut input = child.stdin.take().expect("stdin");
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || input.write_all(&data));
+    let out = child.wait_with_output().expect("wait");
+    // (A command that ends without reading all of its input closes the pipe early.)
+    match writer.join().expect("writer") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("write stdin: {e}"),
+        _ => out,
+    }
+}
+
 /// Output bytes as text.
 pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
