@@ -1354,30 +1354,29 @@ fn websocket_breaches_and_refusals_are_reported() {
 fn a_token_in_the_upgrade_request_s_query_is_masked_unless_secrets_are_shown() {
     let token = "SharedAccessSignature%20sr%3Dhub.example%26sig%3DsEcReT%253D%26se%3D1";
     let line = format!("GET /$servicebus/websocket?authorization={token}&api-version=2 HTTP/1.1");
+    let protocols = "AMQPWSB10, access_token, s3cr3t";
     let request =
-        format!("{line}\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: AMQPWSB10\r\n\r\n");
+        format!("{line}\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: {protocols}\r\n\r\n");
     let mut w = PcapWriter::new(Vec::new(), WriterOptions::default()).expect("writer");
     w.write(1, C2S, request.as_bytes(), at(0)).expect("write");
     w.write(1, S2C, b"HTTP/1.1 101 Switching Protocols\r\n\r\n", at(1)).expect("write");
     let file = w.into_inner();
-    let request_line = |redact: bool| {
+    let request = |redact: bool| {
         CaptureDecoder::decode_all(&file, DecodeOptions::LENIENT, redact)
             .into_iter()
             .find_map(|e| match e.kind {
-                EventKind::WebSocket(WsEvent::Request { line, .. }) => Some(line),
+                EventKind::WebSocket(WsEvent::Request { line, protocol }) => Some((line, protocol)),
                 _ => None,
             })
             .expect("a request")
     };
-    let masked = request_line(true);
-    assert_eq!(
-        masked,
-        format!(
-            "GET /$servicebus/websocket?authorization={}&api-version=2 HTTP/1.1",
-            "*".repeat(token.len())
-        )
+    let stars = "*".repeat(token.len());
+    let masked = (
+        format!("GET /$servicebus/websocket?authorization={stars}&api-version=2 HTTP/1.1"),
+        Some("AMQPWSB10, access_token, ******".to_owned()),
     );
-    assert_eq!(request_line(false), line);
+    assert_eq!(request(true), masked);
+    assert_eq!(request(false), (line, Some(protocols.to_owned())));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1415,6 +1414,105 @@ fn a_capture_read_in_pieces_reads_as_the_whole_file_even_cut_anywhere_or_damaged
         for cut in cuts.into_iter().filter(|c| *c <= f.len()) {
             amqpwire::fuzzing::stream_reads_as_whole(&f[..cut]);
         }
+    }
+}
+
+/// Counts what is read through it.
+struct Counted<'a, R> {
+    inner: R,
+    read: &'a mut usize,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        *self.read += n;
+        Ok(n)
+    }
+}
+
+/// A pcapng block of type `kind` around `body` (padded to 4 bytes), big-endian when `be`.
+fn pcapng_block(kind: u32, body: &[u8], be: bool) -> Vec<u8> {
+    let w = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+    let len = 12 + body.len().div_ceil(4) * 4;
+    let mut out = [w(kind), w(len as u32)].concat();
+    out.extend_from_slice(body);
+    out.resize(len - 4, 0);
+    out.extend_from_slice(&w(len as u32));
+    out
+}
+
+#[test]
+fn a_capture_read_in_pieces_reads_as_the_whole_file_across_sections_of_either_byte_order() {
+    // After the writer's little-endian section: a big-endian one with an interface, a
+    // block of a type not read, an interface with a resolution out of range (an error), a
+    // packet, and a packet on an interface never described (an error); then a section
+    // header whose byte-order magic is neither, and a block whose length is too large.
+    let file = small_capture();
+    let packet = frames_of(&file).remove(3).1;
+    let (u16b, u32b) = (|v: u16| v.to_be_bytes(), |v: u32| v.to_be_bytes());
+    let shb = [&u32b(0x1A2B_3C4D)[..], &u16b(1), &u16b(0), &[0xff; 8]].concat();
+    let idb = [&u16b(1)[..], &u16b(0), &u32b(0)].concat();
+    let bad_idb = [&idb[..], &u16b(9), &u16b(1), &[0x7f, 0, 0, 0], &[0; 4]].concat();
+    let epb = |iface: u32| {
+        let head = [iface, 0, 1_000_000, packet.len() as u32, packet.len() as u32];
+        let mut b: Vec<u8> = head.iter().flat_map(|v| v.to_be_bytes()).collect();
+        b.extend_from_slice(&packet);
+        b
+    };
+    let tail = [
+        pcapng_block(0x0A0D_0D0A, &shb, true),
+        pcapng_block(1, &idb, true),
+        pcapng_block(0x0BAD, b"not read", true),
+        pcapng_block(1, &bad_idb, true),
+        pcapng_block(6, &epb(0), true),
+        pcapng_block(6, &epb(5), true),
+    ]
+    .concat();
+    let whole = [&file[..], &tail].concat();
+    let blocks: Vec<_> = CaptureReader::new(&whole).expect("capture").collect();
+    let errors: Vec<&String> =
+        blocks.iter().filter_map(|b| b.as_ref().err()).map(|e| &e.problem).collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].contains("timestamp resolution 0x7f is out of range"), "{errors:?}");
+    assert!(errors[1].contains("interface 5 was not described"), "{errors:?}");
+    let last_packet = blocks.iter().rev().find_map(|b| match b {
+        Ok(Block::Packet(p)) => Some(p),
+        _ => None,
+    });
+    assert_eq!(last_packet.expect("a packet").data, &packet[..]);
+    // Every cut of the appended part, then the damaged endings.
+    for cut in file.len()..=whole.len() {
+        amqpwire::fuzzing::stream_reads_as_whole(&whole[..cut]);
+    }
+    let mut bad_magic = pcapng_block(0x0A0D_0D0A, &shb, true);
+    bad_magic[8] = 0x99;
+    let mut too_long = pcapng_block(6, &epb(0), true);
+    too_long[4..8].copy_from_slice(&0x7fff_fff0u32.to_be_bytes());
+    for (ending, said) in [(bad_magic, "byte-order magic"), (too_long, "is over the 67108864")] {
+        let damaged = [&file[..], &tail, &ending].concat();
+        let errors: Vec<String> = CaptureReader::new(&damaged)
+            .expect("capture")
+            .filter_map(|b| b.err().map(|e| e.problem))
+            .collect();
+        assert!(errors.last().is_some_and(|e| e.contains(said)), "{errors:?}");
+        amqpwire::fuzzing::stream_reads_as_whole(&damaged);
+        // From a source that never ends (a live pipe), the error comes from the block's
+        // header: the stream does not read on towards the length it claims.
+        let mut read = 0;
+        let endless =
+            std::io::Read::take(std::io::Read::chain(&damaged[..], std::io::repeat(0x55)), 1 << 30);
+        let mut counted = Counted { inner: endless, read: &mut read };
+        let mut stream = CaptureStream::new(&mut counted).expect("capture");
+        let error = loop {
+            match stream.next_block().expect("an error before the end") {
+                Err(e) if e.fatal => break e,
+                _ => {}
+            }
+        };
+        assert!(error.problem.contains(said), "{error}");
+        drop(stream);
+        assert!(read < damaged.len() + 2 * 65536, "read {read} bytes");
     }
 }
 
@@ -1545,7 +1643,7 @@ fn garbage_after_a_valid_start_is_a_clear_error_never_a_panic() {
     }
     let third_packet = blocks[2 + 2];
     let mut bad = file.clone();
-    bad[third_packet..third_packet + 8].copy_from_slice(b"\xde\xad\xbe\xef\xf0\xff\xff\x7f");
+    bad[third_packet..third_packet + 8].copy_from_slice(b"\xde\xad\xbe\xef\x00\x00\x10\x00");
     let events = decode(&bad);
     let e = events
         .iter()
@@ -1559,11 +1657,16 @@ fn garbage_after_a_valid_start_is_a_clear_error_never_a_panic() {
     assert_eq!(
         e.to_string(),
         format!(
-            "file offset {third_packet}: block of type 0xefbeadde: block length 2147483632 \
+            "file offset {third_packet}: block of type 0xefbeadde: block length 1048576 \
              exceeds the {} bytes left in the file (after packet 2)",
             file.len() - third_packet
         )
     );
+    // A length past any block's is refused from the header (a stream need not wait).
+    bad[third_packet + 4..third_packet + 8].copy_from_slice(b"\xf0\xff\xff\x7f");
+    let e = first_error(&bad);
+    assert!(e.fatal && e.offset == third_packet, "{e}");
+    assert!(e.problem.contains("block length 2147483632 is over the 67108864 bytes"), "{e}");
     // A length that is not a multiple of 4, and a trailing length that disagrees.
     let mut bad = file.clone();
     bad[third_packet + 4] = bad[third_packet + 4].wrapping_add(1);
@@ -1579,10 +1682,18 @@ fn garbage_after_a_valid_start_is_a_clear_error_never_a_panic() {
     // pcap: a captured length larger than the file, in the third record.
     let mut classic = pcap(1, false, false, &frames);
     let third: usize = 24 + frames[..2].iter().map(|(_, f)| 16 + f.len()).sum::<usize>();
-    classic[third + 8..third + 12].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    classic[third + 8..third + 12].copy_from_slice(&0x0010_0000u32.to_le_bytes());
     let e = first_error(&classic);
     assert_eq!(e.packet, Some(3));
-    assert!(e.problem.starts_with("captured length 2147483647 exceeds the"), "{e}");
+    assert!(e.problem.starts_with("captured length 1048576 exceeds the"), "{e}");
+    let mut huge = classic.clone();
+    huge[third + 8..third + 12].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    let e = first_error(&huge);
+    assert_eq!((e.packet, e.fatal), (Some(3), true));
+    assert_eq!(
+        e.problem,
+        "captured length 2147483647 is over the 67108864 bytes a packet may have"
+    );
     // Not a capture at all, and a header cut short.
     let e = CaptureReader::new(b"AMQP\x00\x01\x00\x00").expect_err("not a capture");
     assert!(e.problem.contains("no pcap or pcapng magic number"), "{e}");
@@ -1995,7 +2106,11 @@ fn amqpwire_decode_reads_a_large_input_as_it_comes_and_prints_what_the_whole_wou
     // first piece are counted in `undecoded` lines; shown, they come back through encode.
     let mut broken = b"AMQP\x00\x01\x00\x00\x00\x00\x00\x03\x02\x00\x00\x00".to_vec();
     broken.extend((0..5 << 19).map(|i: u32| (i % 251) as u8));
-    let masked = json_of(amqpwire(&["decode".as_ref(), "--json".as_ref()], Some(&broken)));
+    // (A file, cut into pieces of a mebibyte; standard input is decoded as it arrives.)
+    let broken_path = dir.join("broken.bin");
+    std::fs::write(&broken_path, &broken).expect("write");
+    let masked =
+        json_of(amqpwire(&["decode".as_ref(), "--json".as_ref(), broken_path.as_os_str()], None));
     let undecoded: Vec<serde_json::Value> = masked
         .iter()
         .map(|l| serde_json::from_str(l).expect("JSON"))

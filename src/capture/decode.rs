@@ -818,7 +818,10 @@ impl CaptureDecoder {
                     side.head_done = true;
                     side.first = Vec::new();
                     data = data.get(head.len.saturating_sub(before)..).unwrap_or_default();
-                    let protocol = head.header("Sec-WebSocket-Protocol").map(str::to_owned);
+                    let mut protocol = head.header("Sec-WebSocket-Protocol").map(str::to_owned);
+                    if let (true, Some(p)) = (self.redact, &mut protocol) {
+                        crate::inspect::mask_subprotocols(p);
+                    }
                     match (dir, head.status()) {
                         (Direction::ClientToServer, _) => {
                             let mut line = head.start_line;
@@ -855,9 +858,14 @@ impl CaptureDecoder {
                         }
                         (Direction::ServerToClient, None) => {
                             side.stopped = true;
+                            // (A request, when the sides were taken the wrong way round.)
+                            let mut line = head.start_line;
+                            if self.redact {
+                                crate::inspect::mask_request_line(&mut line);
+                            }
                             events.push(WsEvent::Error {
                                 offset: 0,
-                                message: format!("not an HTTP response: {:?}", head.start_line),
+                                message: format!("not an HTTP response: {line:?}"),
                                 fatal: true,
                             });
                             data = &[];

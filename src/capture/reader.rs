@@ -8,6 +8,11 @@ use std::time::Duration;
 
 use super::writer::{BYTE_ORDER_MAGIC, EPB, IDB, SHB};
 
+/// The longest block (pcapng) or packet record's data (pcap) read: 64 MiB, far past any
+/// link's packets (libpcap's largest snapshot length is 256 KiB), so that a damaged
+/// length is reported at once rather than read towards (a stream would wait for it).
+const MAX_BLOCK: u32 = 64 << 20;
+
 /// pcapng's obsolete Packet Block and the Simple Packet Block.
 const PB: u32 = 2;
 const SPB: u32 = 3;
@@ -281,23 +286,31 @@ impl<'a> CaptureReader<'a> {
             Some(len) if rest.len() >= head => len.max(head),
             _ => head,
         };
+        // A length the reader refuses is refused from the header alone.
         match &self.kind {
             Kind::Pcap { le, modified, .. } => {
                 let head = if *modified { 24 } else { 16 };
-                total(
-                    head,
-                    read_u32(rest, 8, *le).map(|caplen| head.saturating_add(caplen as usize)),
-                )
+                let caplen = read_u32(rest, 8, *le).filter(|c| *c <= MAX_BLOCK);
+                total(head, caplen.map(|c| head + c as usize))
             }
             Kind::Pcapng { le, .. } => {
-                // A section header block's own byte-order magic gives its length's order.
+                // A section header block's own byte-order magic gives its length's order
+                // (a magic that is neither is refused from the first 12 bytes).
                 let le = match rest.get(8..12) {
                     Some(magic) if read_u32(rest, 0, true) == Some(SHB) => {
-                        magic == BYTE_ORDER_MAGIC.to_le_bytes()
+                        if magic == BYTE_ORDER_MAGIC.to_le_bytes() {
+                            true
+                        } else if magic == BYTE_ORDER_MAGIC.to_be_bytes() {
+                            false
+                        } else {
+                            return 12;
+                        }
                     }
                     _ => *le,
                 };
-                total(12, read_u32(rest, 4, le).map(|len| len as usize))
+                let len =
+                    read_u32(rest, 4, le).filter(|l| *l >= 12 && l % 4 == 0 && *l <= MAX_BLOCK);
+                total(12, len.map(|len| len as usize))
             }
         }
     }
@@ -335,6 +348,11 @@ impl<'a> CaptureReader<'a> {
         let field = |i: usize| read_u32(head, i * 4, le).unwrap_or(0);
         let (secs, frac, caplen, origlen) = (field(0), field(1), field(2), field(3));
         let left = rest.len() - head_len;
+        if caplen > MAX_BLOCK {
+            return Some(Err(fatal(format!(
+                "captured length {caplen} is over the {MAX_BLOCK} bytes a packet may have"
+            ))));
+        }
         let Some(data) = rest.get(head_len..).and_then(|r| r.get(..caplen as usize)) else {
             return Some(Err(fatal(format!(
                 "captured length {caplen} exceeds the {left} bytes left in the file"
@@ -400,6 +418,14 @@ impl<'a> CaptureReader<'a> {
                 return Some(Err(self.block_error(
                     Some(kind),
                     format!("{what}: block length {len} is not a multiple of 4 of at least 12"),
+                )));
+            }
+            if len > MAX_BLOCK {
+                return Some(Err(self.block_error(
+                    Some(kind),
+                    format!(
+                        "{what}: block length {len} is over the {MAX_BLOCK} bytes a block may have"
+                    ),
                 )));
             }
             let Some(block) = rest.get(..len as usize) else {
@@ -747,8 +773,11 @@ impl<R: Read> CaptureStream<R> {
             if short && !self.eof {
                 reader = r.rebind(&[], self.base);
                 // What came before the next block is no longer needed.
-                self.buf.copy_within(reader.pos - self.base..self.end, 0);
-                self.end -= reader.pos - self.base;
+                let used = reader.pos - self.base;
+                if used > 0 {
+                    self.buf.copy_within(used..self.end, 0);
+                    self.end -= used;
+                }
                 // After a block far larger than a read, give the memory back.
                 if self.buf.len() > 16 * READ_SIZE && self.end < self.buf.len() / 4 {
                     self.buf.truncate(self.end + READ_SIZE);

@@ -57,12 +57,13 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
     let opts = if args.strict { DecodeOptions::STRICT } else { DecodeOptions::LENIENT };
     if let Some(h) = &args.hex {
         let bytes = parse_hex(h.as_bytes())?;
-        return decode(args, opts, Input { source: Box::new(&bytes[..]), name: "--hex".into() });
+        let input = Input { source: Box::new(&bytes[..]), name: "--hex".into(), live: false };
+        return decode(args, opts, input);
     }
     let mut input = Input::open(args)?;
     // What the input is, from its first bytes: a capture and a byte stream are read a
     // piece at a time; hex text and a JSON trace are read whole.
-    let head = input.head()?;
+    let head = input.first(64)?;
     let hex_text =
         !head.is_empty() && head.iter().all(|c| c.is_ascii_hexdigit() || c.is_ascii_whitespace());
     let json = args.html.is_some() && looks_like_json(&head);
@@ -87,7 +88,7 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let bytes = if looks_like_hex(&all) { parse_hex(&all)? } else { all };
-    decode(args, opts, Input { source: Box::new(&bytes[..]), name: input.name })
+    decode(args, opts, Input { source: Box::new(&bytes[..]), name: input.name, live: false })
 }
 
 /// The input, read as it is decoded.
@@ -95,10 +96,12 @@ struct Input<'a> {
     source: Box<dyn Read + 'a>,
     /// What to call it in an error: the file's name, or standard input.
     name: String,
+    /// Whether it is standard input, decoded as the bytes arrive (a pipe from a live
+    /// capture) rather than in whole pieces.
+    live: bool,
 }
 
-/// How much of the input tells what it is, and how much of a byte stream is decoded at
-/// a time.
+/// The most of a byte stream decoded at a time.
 const PIECE: usize = 1 << 20;
 
 impl Input<'_> {
@@ -110,20 +113,46 @@ impl Input<'_> {
                         .map_err(|e| format!("cannot read {}: {e}", p.display()))?,
                 ),
                 name: p.display().to_string(),
+                live: false,
             },
-            _ => Input { source: Box::new(std::io::stdin()), name: "standard input".into() },
+            _ => Input {
+                source: Box::new(std::io::stdin()),
+                name: "standard input".into(),
+                live: true,
+            },
         })
     }
 
-    /// The next piece: up to [`PIECE`] bytes, fewer only at the end (so a stream is cut
-    /// into the same pieces however its reads come).
-    fn head(&mut self) -> Result<Vec<u8>, String> {
-        let mut piece = Vec::new();
+    /// The first `n` bytes (fewer at the end), to tell what the input is.
+    fn first(&mut self, n: usize) -> Result<Vec<u8>, String> {
+        let mut head = Vec::new();
         (&mut self.source)
-            .take(PIECE as u64)
-            .read_to_end(&mut piece)
+            .take(n as u64)
+            .read_to_end(&mut head)
             .map_err(|e| format!("cannot read {}: {e}", self.name))?;
-        Ok(piece)
+        Ok(head)
+    }
+
+    /// The next piece, empty at the end: from standard input what has arrived (up to
+    /// [`PIECE`] bytes), so that a live capture is decoded as it comes; from a file
+    /// [`PIECE`] bytes, fewer only at its end, so that its decoding is the same each time
+    /// (what follows a fatal framing error is cut into `undecoded` lines where the
+    /// pieces end).
+    fn piece(&mut self) -> Result<Vec<u8>, String> {
+        if !self.live {
+            return self.first(PIECE);
+        }
+        let mut piece = vec![0; PIECE];
+        loop {
+            match self.source.read(&mut piece) {
+                Ok(n) => {
+                    piece.truncate(n);
+                    return Ok(piece);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("cannot read {}: {e}", self.name)),
+            }
+        }
     }
 
     fn read_rest(&mut self, into: &mut Vec<u8>) -> Result<(), String> {
@@ -140,7 +169,7 @@ fn decode(
     opts: DecodeOptions,
     mut input: Input<'_>,
 ) -> Result<ExitCode, String> {
-    let head = input.head()?;
+    let head = input.first(4)?;
     let capture = is_capture(&head);
     input.source = Box::new(std::io::Cursor::new(head).chain(input.source));
     if capture {
@@ -179,7 +208,7 @@ fn decode(
     };
     // One piece at a time: what is held is the piece and the frame it ends inside.
     loop {
-        let piece = input.head()?;
+        let piece = input.piece()?;
         if piece.is_empty() {
             break;
         }
@@ -243,13 +272,19 @@ fn run_capture(
         true
     };
     // Times count from the first packet read, as Wireshark shows them: what comes before
-    // it (the file's sections, errors) waits for it.
+    // it (the file's sections, errors) waits for it, up to a bound (a capture whose
+    // packets are all damaged is shown as it is read, its times from the epoch).
     let mut start = None;
+    let mut waiting = 0u32;
     match CaptureStream::new(input.source) {
         Ok(mut stream) => {
             while let Some(block) = stream.next_block() {
                 if let (None, Ok(Block::Packet(p))) = (start, &block) {
                     start = Some(p.time);
+                }
+                waiting += 1;
+                if start.is_none() && waiting > 4096 {
+                    start = Some(Duration::ZERO);
                 }
                 decoder.push_block(block);
                 if let Some(start) = start {

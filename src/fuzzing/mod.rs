@@ -331,7 +331,7 @@ pub fn fields_written_by_hand(shown: &Shown<'_>) {
         };
         let again = unmasked_records(&bytes)
             .first()
-            .map(|r| crate::inspect::json::record_json(r).swap_remove(0))
+            .and_then(|r| crate::inspect::json::record_json(r).into_iter().next())
             .unwrap_or_default();
         assert!(
             again["performative"] == line["performative"] && again["fields"] == line["fields"],

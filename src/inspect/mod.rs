@@ -919,21 +919,86 @@ pub(crate) fn mask_request_line(line: &mut String) -> bool {
             let len = query[i..].iter().position(|c| matches!(c, b'&' | b';')).unwrap_or(rest);
             let param = &mut query[i..i + len];
             i += param.len() + 1;
-            let Some(eq) = param.iter().position(|c| *c == b'=') else { continue };
-            let name = percent_decoded(&param[..eq]).to_ascii_lowercase();
-            let mut value = percent_decoded(&param[eq + 1..]);
-            let secret_name = ["sig", "token", "key", "pass", "pwd", "secret", "auth", "code"]
-                .iter()
-                .any(|w| find(&name, w.as_bytes()).is_some());
-            if secret_name || mask_text_tokens(&mut value) {
-                masked |= param.len() > eq + 1;
-                param[eq + 1..].fill(b'*');
+            // name=value, or a value alone (a token given as the whole parameter).
+            let eq = param.iter().position(|c| *c == b'=');
+            let from = eq.map_or(0, |e| e + 1);
+            let name = percent_decoded(&param[..eq.unwrap_or(0)]).to_ascii_lowercase();
+            // Decoded as often as it was encoded (a token in a URL in a URL).
+            let mut value = percent_decoded(&param[from..]);
+            for _ in 0..3 {
+                if !value.contains(&b'%') {
+                    break;
+                }
+                value = percent_decoded(&value);
+            }
+            if secret_name(&name) || mask_text_tokens(&mut value) {
+                masked |= param.len() > from;
+                param[from..].fill(b'*');
             }
         }
     }
     // What is not in a parameter: a token written as it is.
     masked |= mask_text_tokens(&mut b);
     *line = String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into());
+    masked
+}
+
+/// Whether a query parameter's name (percent-decoded, in lower case) says its value is a
+/// credential: a signature, token, key (not a key's name), password, secret,
+/// authorization, code, credential, bearer token, JSON Web Token or session.
+fn secret_name(name: &[u8]) -> bool {
+    const PARTS: [&str; 12] = [
+        "sig",
+        "token",
+        "key",
+        "pass",
+        "pwd",
+        "secret",
+        "auth",
+        "code",
+        "credential",
+        "bearer",
+        "jwt",
+        "session",
+    ];
+    let key_name = [&b"keyname"[..], b"key_name", b"key-name"].iter().any(|k| name.ends_with(k));
+    matches!(name, b"pw" | b"sid" | b"sas")
+        || (!key_name && PARTS.iter().any(|w| find(name, w.as_bytes()).is_some()))
+}
+
+/// Masks the credentials a `Sec-WebSocket-Protocol` header can carry, since a browser's
+/// WebSocket cannot send an `Authorization` header: a subprotocol that follows one named
+/// as a token's (`access_token, <token>`), a Kubernetes bearer token
+/// (`base64url.bearer.authorization.k8s.io.<token>`), and what text tokens hold (a JSON
+/// Web Token's signature). Each masked byte becomes `*`. Whether it masked anything.
+pub(crate) fn mask_subprotocols(value: &mut String) -> bool {
+    const K8S: &[u8] = b"bearer.authorization.k8s.io.";
+    let mut b = std::mem::take(value).into_bytes();
+    let mut masked = false;
+    let mut previous_names_a_token = false;
+    let mut i = 0;
+    while i < b.len() {
+        let len = b[i..].iter().position(|c| *c == b',').unwrap_or(b.len() - i);
+        let item = &mut b[i..i + len];
+        i += len + 1;
+        let start = item.iter().take_while(|c| c.is_ascii_whitespace()).count();
+        let end = item.len() - item.iter().rev().take_while(|c| c.is_ascii_whitespace()).count();
+        let item = &mut item[start..end.max(start)];
+        let lower = item.to_ascii_lowercase();
+        if previous_names_a_token && !item.is_empty() {
+            masked = true;
+            item.fill(b'*');
+        } else if let Some(p) = find(&lower, K8S) {
+            masked |= p + K8S.len() < item.len();
+            item[p + K8S.len()..].fill(b'*');
+        }
+        previous_names_a_token = matches!(
+            &lower[..],
+            b"access_token" | b"token" | b"bearer" | b"authorization" | b"jwt"
+        );
+    }
+    masked |= mask_text_tokens(&mut b);
+    *value = String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into());
     masked
 }
 
@@ -1669,6 +1734,41 @@ mod tests {
             masked(line);
         }
         assert!(masked("GET ?q=%E2%82%AC&key=\u{20ac} HTTP/1.1").0.ends_with("key=*** HTTP/1.1"));
+        // A token as a whole parameter, and one encoded twice; a key's name is kept.
+        let (l, _) = masked("GET /?SharedAccessSignature%20sr%3Dx%26sig%3Dab&n=1 HTTP/1.1");
+        assert_eq!(l, format!("GET /?{}&n=1 HTTP/1.1", "*".repeat(41)));
+        let twice = "SharedAccessSignature%2520sr%253Dx%2526sig%253Dab";
+        let (l, _) = masked(&format!("GET /?t={twice} HTTP/1.1"));
+        assert_eq!(l, format!("GET /?t={} HTTP/1.1", "*".repeat(twice.len())));
+        let (l, _) = masked("GET /?SharedAccessKeyName=iothubowner&pw=x&sid=y&side=z HTTP/1.1");
+        assert_eq!(l, "GET /?SharedAccessKeyName=iothubowner&pw=*&sid=*&side=z HTTP/1.1");
+    }
+
+    #[test]
+    fn credentials_in_websocket_subprotocols_are_masked() {
+        let masked = |v: &str| {
+            let mut m = v.to_owned();
+            let changed = mask_subprotocols(&mut m);
+            assert_eq!(m.len(), v.len(), "{m}");
+            (m, changed)
+        };
+        assert_eq!(masked("AMQPWSB10"), ("AMQPWSB10".into(), false));
+        assert_eq!(
+            masked("AMQPWSB10, access_token, abc.def").0,
+            "AMQPWSB10, access_token, *******"
+        );
+        assert_eq!(
+            masked("base64url.bearer.authorization.k8s.io.dG9rZW4, base64.channel.k8s.io").0,
+            "base64url.bearer.authorization.k8s.io.*******, base64.channel.k8s.io"
+        );
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln";
+        assert_eq!(
+            masked(&format!("chat, {jwt}")).0,
+            format!("chat, {}****", &jwt[..jwt.len() - 4])
+        );
+        for v in ["", ",", " , ,access_token", "access_token,", "token, ,x"] {
+            masked(v);
+        }
     }
 
     proptest::proptest! {
