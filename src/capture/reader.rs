@@ -694,19 +694,18 @@ impl<'a> Iterator for CaptureReader<'a> {
 /// [`CaptureError`] at the offset it was reading.
 ///
 /// ```
-/// use amqpwire::capture::{Block, CaptureStream, ConnectionInfo, Direction, PcapWriter, WriterOptions};
-/// # use std::time::Duration;
+/// use amqpwire::capture::{Block, CaptureStream, Direction, PcapWriter, WriterOptions};
 /// let mut w = PcapWriter::new(Vec::new(), WriterOptions::default())?;
-/// let c = ConnectionInfo::default();
-/// w.write(1, Direction::ClientToServer, b"AMQP\x00\x01\x00\x00", Duration::ZERO)?;
+/// w.write(1, Direction::ClientToServer, b"AMQP\x00\x01\x00\x00", std::time::UNIX_EPOCH)?;
 /// let file = w.into_inner();
+/// // A file, standard input, or here the bytes in memory:
 /// let mut stream = CaptureStream::new(&file[..])?;
-/// let mut packets = 0;
+/// let mut packets = 0u64;
 /// while let Some(block) = stream.next_block() {
-///     packets += usize::from(matches!(block?, Block::Packet(_)));
+///     packets += u64::from(matches!(block?, Block::Packet(_)));
 /// }
-/// assert!(packets > 0);
-/// # let _ = c;
+/// assert_eq!(packets, stream.packet_count());
+/// assert!(packets >= 4, "the handshake and the header: {packets}");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
