@@ -18,6 +18,23 @@ fn json_lines(o: &Output) -> Vec<serde_json::Value> {
 }
 
 #[test]
+fn decode_html_takes_a_json_trace_however_much_white_space_comes_first() {
+    let dir = std::env::temp_dir().join(format!("amqpwire-cli-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let line = r#"{"offset":0,"kind":"frame","type":"amqp","channel":0,"performative":"open","fields":{"container-id":"c"},"direction":"c2s","connection":1,"time":0.5}"#;
+    for blank in [0, 10, 100, 5000] {
+        let trace = format!("{}{line}\n", "\n".repeat(blank));
+        let page = dir.join(format!("page-{blank}.html"));
+        let o =
+            amqpwire(&["decode", "--html", page.to_str().expect("path")], Some(trace.as_bytes()));
+        assert!(o.status.success(), "{blank}: {}", String::from_utf8_lossy(&o.stderr));
+        let html = std::fs::read_to_string(&page).expect("page");
+        assert!(html.contains(r#""container-id":"c""#), "{blank}: the trace's line is drawn");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn decode_annotates_a_real_capture() {
     let o = amqpwire(&["decode", "tests/fixtures/wire/rhea-to-proton-messages.c2s.bin"], None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

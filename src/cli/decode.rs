@@ -73,7 +73,8 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
     }
     let mut all = head;
     input.read_rest(&mut all)?;
-    if let (Some(out), true) = (&args.html, json) {
+    // (White space alone in the first bytes: what follows it decides.)
+    if let (Some(out), true) = (&args.html, looks_like_json(&all)) {
         // A JSON trace: its lines already say direction, connection and time.
         let text = String::from_utf8_lossy(&all);
         let lines = text
