@@ -134,26 +134,25 @@ impl Input<'_> {
         Ok(head)
     }
 
-    /// The next piece, empty at the end: from standard input what has arrived (up to
-    /// [`PIECE`] bytes), so that a live capture is decoded as it comes; from a file
-    /// [`PIECE`] bytes, fewer only at its end, so that its decoding is the same each time
+    /// The next piece, read into `buf` (one buffer for every piece), empty at the end:
+    /// from standard input what one read gives (up to `buf`'s size), so that a live capture is decoded as it comes; from a file
+    /// all of `buf`, less only at its end, so that its decoding is the same each time
     /// (what follows a fatal framing error is cut into `undecoded` lines where the
     /// pieces end).
-    fn piece(&mut self) -> Result<Vec<u8>, String> {
-        if !self.live {
-            return self.first(PIECE);
-        }
-        let mut piece = vec![0; PIECE];
-        loop {
-            match self.source.read(&mut piece) {
-                Ok(n) => {
-                    piece.truncate(n);
-                    return Ok(piece);
-                }
+    fn piece<'b>(&mut self, buf: &'b mut [u8]) -> Result<&'b [u8], String> {
+        let mut n = 0;
+        while n < buf.len() {
+            match self.source.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(format!("cannot read {}: {e}", self.name)),
             }
+            if self.live {
+                break;
+            }
         }
+        Ok(&buf[..n])
     }
 
     fn read_rest(&mut self, into: &mut Vec<u8>) -> Result<(), String> {
@@ -208,13 +207,14 @@ fn decode(
         out.write_all(text.as_bytes()).is_ok()
     };
     // One piece at a time: what is held is the piece and the frame it ends inside.
+    let mut buf = vec![0; PIECE];
     loop {
-        let piece = input.piece()?;
+        let piece = input.piece(&mut buf)?;
         if piece.is_empty() {
             break;
         }
         total += piece.len();
-        inspector.push(&piece);
+        inspector.push(piece);
         while let Some(r) = inspector.next_record() {
             if !write(&r) {
                 return Ok(ExitCode::SUCCESS);

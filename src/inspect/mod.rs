@@ -1702,14 +1702,17 @@ mod tests {
         assert!(rest.ends_with(b"u\0**"), "{rest:?}");
     }
 
+    /// `text` masked by `mask`, which must keep its length, and whether it said so.
+    fn masked_by(mask: fn(&mut String) -> bool, text: &str) -> (String, bool) {
+        let mut m = text.to_owned();
+        let changed = mask(&mut m);
+        assert_eq!(m.len(), text.len(), "{m}");
+        (m, changed)
+    }
+
     #[test]
     fn credentials_in_a_request_line_are_masked_and_the_rest_kept() {
-        let masked = |line: &str| {
-            let mut l = line.to_owned();
-            let changed = mask_request_line(&mut l);
-            assert_eq!(l.len(), line.len(), "{l}");
-            (l, changed)
-        };
+        let masked = |line: &str| masked_by(mask_request_line, line);
         // A SAS token percent-encoded in a parameter of any name; api-version kept.
         let sas = "GET /$servicebus/websocket?x=SharedAccessSignature%20sr%3Dhub%26sig%3DAb%252Bc%26se%3D9&api-version=2021 HTTP/1.1";
         let (l, changed) = masked(sas);
@@ -1746,12 +1749,7 @@ mod tests {
 
     #[test]
     fn credentials_in_websocket_subprotocols_are_masked() {
-        let masked = |v: &str| {
-            let mut m = v.to_owned();
-            let changed = mask_subprotocols(&mut m);
-            assert_eq!(m.len(), v.len(), "{m}");
-            (m, changed)
-        };
+        let masked = |v: &str| masked_by(mask_subprotocols, v);
         assert_eq!(masked("AMQPWSB10"), ("AMQPWSB10".into(), false));
         assert_eq!(
             masked("AMQPWSB10, access_token, abc.def").0,
