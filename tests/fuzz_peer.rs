@@ -728,6 +728,79 @@ fn a_finding_being_minimised_when_the_time_is_up_is_saved_as_it_stands() {
 }
 
 #[test]
+fn a_target_being_started_again_when_the_time_is_up_ends_the_campaign_on_time() {
+    // A server that aborts on the case's connection (its first two connections are the
+    // campaign's check that it accepts and the first probe), and that, started again,
+    // never listens: each start is given 30 s to accept. With --seconds 15 the campaign
+    // ends at 15 s, the finding saved, both when it restarts the target after saving
+    // (--minimise 0) and when it restarts it to minimise. Without the bound, the first run
+    // stopped after 30 s with "the target does not accept connections", and the second
+    // kept minimising past it.
+    let scratch = Scratch::new("fuzz-peer", "restart-out-of-time");
+    let script = scratch.path("once.py");
+    std::fs::write(
+        &script,
+        r#"import os, socket, sys, time
+port, flag = int(sys.argv[1]), sys.argv[2]
+if os.path.exists(flag):
+    time.sleep(3600)
+OPEN = bytes.fromhex("414d5150000100000000001802000000005310c00b01a1087374616e642d696e")
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.listen(64)
+held = []
+for n in range(1, 1000):
+    c, _ = s.accept()
+    held.append(c)
+    if n <= 2:
+        c.sendall(OPEN)
+    else:
+        open(flag, "w").close()
+        os.abort()
+"#,
+    )
+    .expect("write stand-in");
+    for (what, minimise) in [("after-saving", "0"), ("minimising", "86400")] {
+        let port = free_port();
+        let url = format!("amqp://127.0.0.1:{port}");
+        let flag = scratch.path(&format!("{what}-aborted"));
+        let exec = format!("python3 {} {port} {}", script.display(), flag.display());
+        let dir = scratch.path(what).to_string_lossy().into_owned();
+        let out = fuzz_peer(&[
+            "--connect",
+            &url,
+            "--exec",
+            &exec,
+            "--sasl",
+            "none",
+            "--seed",
+            "8",
+            "--seconds",
+            "15",
+            "--minimise",
+            minimise,
+            "--findings",
+            &dir,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", show(&out));
+        let stdout = cli::text(&out.stdout);
+        assert!(stdout.contains("crash: the target's process ended"), "{what}: {stdout}");
+        assert!(!stdout.contains("stopped early"), "{what}: {stdout}");
+        assert!(
+            stdout.contains("--seconds ran out while the target was being started again"),
+            "{what}: {stdout}"
+        );
+        let found = findings(Path::new(&dir));
+        assert_eq!(found.len(), 1, "{what}: {stdout}");
+        if minimise != "0" {
+            let text = std::fs::read_to_string(&found[0]).expect("finding");
+            assert!(text.contains("--seconds 15 ran out"), "{text}");
+        }
+    }
+}
+
+#[test]
 fn a_seed_and_a_case_number_always_print_the_same_case() {
     let print = |seed: &str, case: &str| {
         let out = fuzz_peer(&[

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use amqpwire::fuzzpeer::scenarios::{names, scenario, Role, Sasl};
 use amqpwire::runtime::fuzzpeer::{
-    lines, read_steps, shell_word, Campaign, Kind, Mode, Say, Settings, Stop,
+    lines, read_steps, shell_word, Campaign, Kind, Mode, Say, Settings, Stop, Underway,
 };
 use amqpwire::runtime::transport::{AcceptConfig, ClientTlsConfig, Endpoint, TlsServerConfig};
 
@@ -368,8 +368,14 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         if sum.interrupted {
             println!("stopped early: a signal");
         }
-        if sum.out_of_time {
-            println!("the case under way when --seconds ran out was dropped, not judged");
+        match sum.out_of_time {
+            Some(Underway::Case) => {
+                println!("the case under way when --seconds ran out was dropped, not judged")
+            }
+            Some(Underway::Restart) => {
+                println!("--seconds ran out while the target was being started again")
+            }
+            None => {}
         }
         Ok(match (sum.findings.is_empty(), &sum.stopped) {
             (false, _) => ExitCode::from(1),

@@ -240,9 +240,10 @@ pub struct Summary {
     pub stopped: Option<String>,
     /// Whether [`Settings::stop`] stopped it.
     pub interrupted: bool,
-    /// Whether [`Settings::time`] ran out while a case was being judged: that case was
-    /// dropped, not judged (nor counted), so the campaign ends on time.
-    pub out_of_time: bool,
+    /// What was under way when [`Settings::time`] ran out, if it ran out before the
+    /// campaign's end: a case (dropped, not judged nor counted) or the target's restart
+    /// (left unfinished), so that the campaign ends on time.
+    pub out_of_time: Option<Underway>,
     /// Cases whose client never connected (listen mode).
     pub unconnected: u64,
     /// Cases whose client sent no more than a protocol header (listen mode): most of a
@@ -767,7 +768,7 @@ impl Campaign {
                     break;
                 }
                 () = &mut out_of_time => {
-                    sum.out_of_time = true;
+                    sum.out_of_time = Some(Underway::Case);
                     break;
                 }
             };
@@ -825,7 +826,20 @@ impl Campaign {
                             break;
                         }
                     }
-                    if let Err(e) = self.recover().await {
+                    let recovered = tokio::select! {
+                        r = self.recover() => r,
+                        () = stop.stopped() => {
+                            sum.interrupted = true;
+                            played += 1;
+                            break;
+                        }
+                        () = &mut out_of_time => {
+                            sum.out_of_time = Some(Underway::Restart);
+                            played += 1;
+                            break;
+                        }
+                    };
+                    if let Err(e) = recovered {
                         sum.stopped = Some(e);
                         played += 1;
                         break;
@@ -1219,7 +1233,13 @@ impl Campaign {
                 if stop.is_stopped() {
                     return (steps, f, Some(STOPPED.into()));
                 }
-                if let Err(why) = self.recover().await {
+                // Starting a dead target again (up to 30 s) is bounded like a try.
+                let recovered = tokio::select! {
+                    r = self.recover() => r,
+                    () = stop.stopped() => return (steps, f, Some(STOPPED.into())),
+                    () = sleep_until_or_never(campaign_end) => return (steps, f, Some(out_of_time())),
+                };
+                if let Err(why) = recovered {
                     return (steps, f, Some(why));
                 }
                 if self.s.progress.is_some_and(|e| last_progress.elapsed() >= e) {
@@ -1253,13 +1273,27 @@ impl Campaign {
             }
             if !changed {
                 if chunk == 1 {
-                    let _ = self.recover().await;
+                    // The campaign sees a target still down, and starts it, after this.
+                    tokio::select! {
+                        _ = self.recover() => {}
+                        () = stop.stopped() => {}
+                        () = sleep_until_or_never(campaign_end) => {}
+                    }
                     return (steps, f, None);
                 }
                 chunk = (chunk / 2).max(1);
             }
         }
     }
+}
+
+/// What a campaign was doing when its time ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Underway {
+    /// Judging a case: the case is dropped, not judged.
+    Case,
+    /// Starting the target again after a finding.
+    Restart,
 }
 
 /// Why minimising stopped, when the campaign was told to stop.
