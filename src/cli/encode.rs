@@ -1,10 +1,10 @@
 //! `amqpwire encode`: JSON lines (the trace format, or the hand-written form) to bytes.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use amqpwire::script::encode::{encode_lines, one_stream};
+use amqpwire::script::encode::StreamEncoder;
 
 /// Arguments of `amqpwire encode`.
 #[derive(clap::Args, Debug)]
@@ -27,30 +27,21 @@ pub(crate) struct EncodeArgs {
 }
 
 pub(crate) fn run(args: &EncodeArgs) -> Result<ExitCode, String> {
-    let text = match &args.file {
+    // Read a line at a time: only the bytes to write are held, not the lines.
+    let (input, name): (Box<dyn BufRead>, String) = match &args.file {
         Some(p) if p.as_os_str() != "-" => {
-            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?
+            let f =
+                std::fs::File::open(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            (Box::new(std::io::BufReader::new(f)), p.display().to_string())
         }
-        _ => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|e| format!("cannot read standard input: {e}"))?;
-            s
-        }
+        _ => (Box::new(std::io::stdin().lock()), "standard input".to_owned()),
     };
-    let text = one_stream(&text, args.direction.as_deref(), args.connection)?;
-    let bytes = encode_lines(&text)?;
+    let mut enc = StreamEncoder::new(args.direction.as_deref(), args.connection);
+    read_lines(input, |line| enc.line(line)).map_err(|e| format!("cannot read {name}: {e}"))?;
+    let masked = enc.masked_lines().iter().map(usize::to_string).collect::<Vec<_>>();
+    let bytes = enc.finish()?;
     // `decode` masks credentials unless told not to, in the exact forms as well: say so,
     // since the bytes written then differ from the ones decoded.
-    let masked = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| {
-            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|j| j["redacted"] == true)
-        })
-        .map(|(i, _)| (i + 1).to_string())
-        .collect::<Vec<_>>();
     if !masked.is_empty() {
         eprintln!(
             "amqpwire: line {}: credentials masked by decode are written as the stars they are \
@@ -69,5 +60,17 @@ pub(crate) fn run(args: &EncodeArgs) -> Result<ExitCode, String> {
         // A closed pipe (`| head`) is not an error worth a line.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
         Err(e) => Err(format!("cannot write the bytes: {e}")),
+    }
+}
+
+/// Gives `each` every line of `input` (its line ending included), reusing one buffer.
+fn read_lines(mut input: impl BufRead, mut each: impl FnMut(&str)) -> std::io::Result<()> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        each(&line);
     }
 }

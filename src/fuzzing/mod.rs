@@ -991,7 +991,7 @@ pub fn ws_upgrade(amqp: &[u8], client: bool, size: usize, mask: [u8; 4]) -> Vec<
 #[cfg(feature = "json")]
 pub fn encode_gives_back_each_direction(capture: &[u8], sent: [&[u8]; 2], websocket: bool) {
     use crate::capture::CaptureDecoder;
-    use crate::script::encode::{encode_lines, one_stream};
+    use crate::script::encode::{encode_lines, one_stream, StreamEncoder};
     let mut lines = String::new();
     for ev in CaptureDecoder::decode_all(capture, DecodeOptions::LENIENT, false) {
         for j in crate::capture::event_json(&ev, std::time::Duration::ZERO) {
@@ -1008,14 +1008,22 @@ pub fn encode_gives_back_each_direction(capture: &[u8], sent: [&[u8]; 2], websoc
         if sent.starts_with(b"AMQP\x02") {
             continue;
         }
+        // As `amqpwire encode` reads them, a line at a time: the same as choosing the
+        // stream's lines first and encoding them after.
+        let mut enc = StreamEncoder::new(Some(direction), Some(1));
+        lines.lines().for_each(|l| enc.line(l));
+        let streamed = enc.finish();
         let Ok(one) = one_stream(&lines, Some(direction), Some(1)) else {
             assert!(
                 !lines.contains(&format!(r#""direction":"{direction}""#)),
                 "{direction}: one_stream refused lines that name it:\n{lines}"
             );
+            assert!(streamed.is_err(), "{direction}: streamed, a stream one_stream refused");
             continue;
         };
-        match encode_lines(&one) {
+        let two_passes = encode_lines(&one);
+        assert!(streamed == two_passes, "{direction}: {streamed:?}\n{two_passes:?}\n{lines}");
+        match streamed {
             Ok(back) => assert!(back == sent, "{direction}: encode gives other bytes:\n{lines}"),
             // Said, not written short: the WebSocket framing broke off.
             Err(e)

@@ -55,74 +55,180 @@ pub fn encode_lines(text: &str) -> Result<Vec<u8>, String> {
 /// `out`, `c2s`, `s2c`; `want_connection`: a capture's or a server trace's number) blanked (so that errors
 /// still name the lines as numbered in the input); an error when the lines hold more than
 /// one stream and none was chosen: written into one, two streams' bytes would interleave.
+/// [`StreamEncoder`] does this and the encoding in one pass.
 pub fn one_stream(
     text: &str,
     want_direction: Option<&str>,
     want_connection: Option<u64>,
 ) -> Result<String, String> {
-    let mut streams: Vec<(Option<u64>, String)> = Vec::new();
-    let mut all: Vec<(Option<u64>, String)> = Vec::new();
+    let mut choice = Choice::new(want_direction, want_connection);
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
-        let j = serde_json::from_str::<serde_json::Value>(line).ok();
-        let direction = j.as_ref().and_then(|j| j["direction"].as_str()).map(str::to_owned);
-        let connection = j.as_ref().and_then(|j| j["connection"].as_u64());
-        if let Some(d) = &direction {
-            if !all.contains(&(connection, d.clone())) {
-                all.push((connection, d.clone()));
-            }
-        }
-        let kept = want_direction.is_none_or(|d| direction.as_ref().is_none_or(|x| x == d))
-            && want_connection.is_none_or(|c| connection.is_none_or(|x| x == c));
-        if kept {
-            if let Some(d) = direction {
-                if !streams.contains(&(connection, d.clone())) {
-                    streams.push((connection, d));
-                }
-            }
+        let j = serde_json::from_str::<Json>(line).ok();
+        if choice.keeps(j.as_ref()) {
             out.push_str(line);
         }
         out.push('\n');
     }
-    let name_all = |streams: &[(Option<u64>, String)]| -> Vec<String> {
-        streams
-            .iter()
-            .map(|(c, d)| match c {
-                Some(c) => format!("connection {c} {d}"),
-                None => d.clone(),
-            })
-            .collect()
-    };
-    if let Some(c) = want_connection {
-        if !all.is_empty() && all.iter().all(|(n, _)| n.is_none()) {
-            return Err(format!("--connection {c}: the lines name no connection (one connection's lines: choose with --direction only)"));
+    choice.verdict()?;
+    Ok(out)
+}
+
+/// The choice of one stream among lines that name theirs: which lines it keeps, and
+/// whether the lines held the stream asked for, or (none asked for) only one.
+struct Choice<'a> {
+    want_direction: Option<&'a str>,
+    want_connection: Option<u64>,
+    /// The streams of the lines kept, in the order they came.
+    streams: Vec<(Option<u64>, String)>,
+    /// Every stream named, in the order they came.
+    all: Vec<(Option<u64>, String)>,
+}
+
+impl<'a> Choice<'a> {
+    fn new(want_direction: Option<&'a str>, want_connection: Option<u64>) -> Self {
+        Self { want_direction, want_connection, streams: Vec::new(), all: Vec::new() }
+    }
+
+    /// Whether the line `j` (`None`: not JSON) is of the stream chosen; a line that names
+    /// no stream is of every one.
+    fn keeps(&mut self, j: Option<&Json>) -> bool {
+        let direction = j.and_then(|j| j["direction"].as_str());
+        let connection = j.and_then(|j| j["connection"].as_u64());
+        let Some(d) = direction else {
+            return self.want_connection.is_none_or(|c| connection.is_none_or(|x| x == c));
+        };
+        let named =
+            |list: &[(Option<u64>, String)]| list.iter().any(|(c, x)| *c == connection && x == d);
+        if !named(&self.all) {
+            self.all.push((connection, d.to_owned()));
+        }
+        let kept = self.want_direction.is_none_or(|w| w == d)
+            && self.want_connection.is_none_or(|c| connection.is_none_or(|x| x == c));
+        if kept && !named(&self.streams) {
+            self.streams.push((connection, d.to_owned()));
+        }
+        kept
+    }
+
+    /// Whether the stream may be written, all lines seen: an error when the lines held
+    /// none asked for, or more than one and none was asked for.
+    fn verdict(&self) -> Result<(), String> {
+        let name_all = |streams: &[(Option<u64>, String)]| -> Vec<String> {
+            streams
+                .iter()
+                .map(|(c, d)| match c {
+                    Some(c) => format!("connection {c} {d}"),
+                    None => d.clone(),
+                })
+                .collect()
+        };
+        let (all, streams) = (&self.all, &self.streams);
+        if let Some(c) = self.want_connection {
+            if !all.is_empty() && all.iter().all(|(n, _)| n.is_none()) {
+                return Err(format!("--connection {c}: the lines name no connection (one connection's lines: choose with --direction only)"));
+            }
+        }
+        let filtered = self.want_direction.is_some() || self.want_connection.is_some();
+        if filtered && streams.is_empty() {
+            return Err(if all.is_empty() {
+                // Hand-written lines, one stream; or a capture with nothing decoded in it.
+                "no line names its direction, so none is of the stream asked for: lines written \
+                 by hand are one stream (leave out --direction and --connection), and a capture \
+                 whose lines name none held no AMQP stream that could be decoded"
+                    .to_owned()
+            } else {
+                format!(
+                    "no line is of the stream asked for (the lines hold: {})",
+                    name_all(all).join(", ")
+                )
+            });
+        }
+        if streams.len() > 1 {
+            let named = name_all(streams);
+            return Err(format!(
+                "the lines hold {} streams ({}): choose one with --direction{}",
+                streams.len(),
+                named.join(", "),
+                if streams.iter().any(|(c, _)| c.is_some()) { " and --connection" } else { "" }
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// JSON lines to bytes one line at a time, choosing one stream as [`one_stream`] does:
+/// each line read as JSON once, and nothing held but the bytes written so far, so that
+/// `decode --json big.pcapng | encode --connection 3 --direction c2s` needs the memory of
+/// the bytes, not of the lines. Errors are those of [`one_stream`] followed by
+/// [`encode_lines`]: the choice's first (it needs every line), then the first line that
+/// does not encode; after an error, no bytes.
+pub struct StreamEncoder<'a> {
+    choice: Choice<'a>,
+    /// Lines given so far.
+    lines: usize,
+    out: Vec<u8>,
+    /// The first line that did not encode, with why (no more are encoded after it).
+    failed: Option<String>,
+    /// The kept lines whose credentials `decode` masked (`"redacted": true`).
+    masked: Vec<usize>,
+}
+
+impl<'a> StreamEncoder<'a> {
+    /// An encoder of the stream chosen by `want_direction` and `want_connection` (as for
+    /// [`one_stream`]; both `None` for lines of one stream).
+    pub fn new(want_direction: Option<&'a str>, want_connection: Option<u64>) -> Self {
+        Self {
+            choice: Choice::new(want_direction, want_connection),
+            lines: 0,
+            out: Vec::new(),
+            failed: None,
+            masked: Vec::new(),
         }
     }
-    let filtered = want_direction.is_some() || want_connection.is_some();
-    if filtered && streams.is_empty() {
-        return Err(if all.is_empty() {
-            // Hand-written lines, one stream; or a capture with nothing decoded in it.
-            "no line names its direction, so none is of the stream asked for: lines written \
-             by hand are one stream (leave out --direction and --connection), and a capture \
-             whose lines name none held no AMQP stream that could be decoded"
-                .to_owned()
-        } else {
-            format!(
-                "no line is of the stream asked for (the lines hold: {})",
-                name_all(&all).join(", ")
-            )
-        });
+
+    /// Takes the next line (with or without its line ending): blank lines and lines
+    /// starting with `#` are skipped, and the lines of other streams.
+    pub fn line(&mut self, line: &str) {
+        self.lines += 1;
+        let n = self.lines;
+        let line = line.trim();
+        let j = serde_json::from_str::<Json>(line);
+        if !self.choice.keeps(j.as_ref().ok()) || self.failed.is_some() {
+            return;
+        }
+        if line.is_empty() || line.starts_with('#') {
+            return;
+        }
+        let j = match j {
+            Ok(j) => j,
+            Err(e) => {
+                self.failed = Some(format!("line {n}: not JSON: {e}"));
+                return;
+            }
+        };
+        if j["redacted"] == true {
+            self.masked.push(n);
+        }
+        if let Err(e) = encode_line(&j, &mut self.out) {
+            self.failed = Some(format!("line {n}: {e}"));
+        }
     }
-    if streams.len() > 1 {
-        let named = name_all(&streams);
-        return Err(format!(
-            "the lines hold {} streams ({}): choose one with --direction{}",
-            streams.len(),
-            named.join(", "),
-            if streams.iter().any(|(c, _)| c.is_some()) { " and --connection" } else { "" }
-        ));
+
+    /// The bytes, once every line is given; or the first error.
+    pub fn finish(self) -> Result<Vec<u8>, String> {
+        self.choice.verdict()?;
+        match self.failed {
+            Some(e) => Err(e),
+            None => Ok(self.out),
+        }
     }
-    Ok(out)
+
+    /// The lines (numbered from 1) of the chosen stream that `decode` wrote with
+    /// credentials masked (`"redacted": true`): their bytes are written with the stars.
+    pub fn masked_lines(&self) -> &[usize] {
+        &self.masked
+    }
 }
 
 /// Encodes one line's object, appending to `out`.
@@ -980,6 +1086,76 @@ mod tests {
         let b = encode_lines(r#"{"performative": "flow", "fields": {"drain": {"string": "x"}}}"#)
             .expect("typed on purpose");
         assert!(hex(&b).ends_with("a10178"), "{}", hex(&b));
+    }
+
+    #[test]
+    fn a_stream_encoded_a_line_at_a_time_is_what_choosing_then_encoding_gives() {
+        let c2s = r#"{"kind":"header","protocol_id":0,"direction":"c2s","connection":1}"#;
+        let s2c = r#"{"kind":"header","protocol_id":0,"direction":"s2c","connection":1}"#;
+        let c2s2 = r#"{"kind":"header","protocol_id":3,"direction":"c2s","connection":2}"#;
+        let open = r#"{"performative":"open","fields":{"container-id":"a"},"direction":"c2s","connection":1}"#;
+        let masked =
+            r#"{"kind":"raw","hex":"00","redacted":true,"direction":"c2s","connection":1}"#;
+        let bad = r#"{"kind":"raw","hex":"zz","direction":"c2s","connection":1}"#;
+        let inputs = [
+            format!("{c2s}\n{open}\n"),
+            format!("# a comment\n\n{c2s}\r\n{s2c}\n{open}\n{masked}\n"),
+            format!("{c2s}\n{s2c}\n"),
+            format!("{c2s}\n{bad}\n{s2c}\n"),
+            format!("{c2s}\nnot json\n{c2s2}\n"),
+            format!("{c2s}\n{bad}\n{open}\n"),
+            open.to_owned(),
+            "\n# nothing\n".to_owned(),
+            r#"{"kind":"header"}"#.to_owned(),
+        ];
+        let choices =
+            [(None, None), (Some("c2s"), None), (Some("c2s"), Some(1)), (Some("s2c"), Some(2))];
+        let mut outcomes = std::collections::BTreeSet::new();
+        for text in &inputs {
+            for (direction, connection) in choices {
+                let mut enc = StreamEncoder::new(direction, connection);
+                text.split_inclusive('\n').for_each(|l| enc.line(l));
+                let masked = enc.masked_lines().to_vec();
+                let streamed = enc.finish();
+                let two =
+                    one_stream(text, direction, connection).and_then(|one| encode_lines(&one));
+                assert_eq!(streamed, two, "{direction:?} {connection:?}:\n{text}");
+                // The masked line is connection 1's c2s, after every line that fails.
+                let want_masked = text.contains("redacted")
+                    && direction.is_none_or(|d| d == "c2s")
+                    && connection.is_none_or(|c| c == 1);
+                assert_eq!(!masked.is_empty(), want_masked, "{text}");
+                outcomes.insert(match &streamed {
+                    Ok(b) => format!("{} bytes", b.len()),
+                    Err(e) => e.clone(),
+                });
+            }
+        }
+        // The inputs reach every kind of outcome: bytes, a line that does not encode, a
+        // line that is not JSON, two streams, none of the stream asked for, no stream named.
+        for want in [
+            "26 bytes",
+            "line 2: raw: bad hex",
+            "line 2: not JSON",
+            "the lines hold 2 streams (connection 1 c2s, connection 1 s2c)",
+            "no line is of the stream asked for (the lines hold",
+            "no line names its direction",
+        ] {
+            assert!(outcomes.iter().any(|o| o.starts_with(want)), "{want}: {outcomes:?}");
+        }
+        // A stream error wins over a line that does not encode before it, as it did when
+        // the stream was chosen first.
+        let mut enc = StreamEncoder::new(None, None);
+        format!("{c2s}\n{bad}\n{s2c}\n").lines().for_each(|l| enc.line(l));
+        let e = enc.finish().expect_err("two streams");
+        assert!(e.starts_with("the lines hold 2 streams"), "{e}");
+        // The masked line is numbered as in the input (comments and blank lines counted).
+        let mut enc = StreamEncoder::new(Some("c2s"), None);
+        format!("# a comment\n\n{c2s}\r\n{s2c}\n{open}\n{masked}\n")
+            .lines()
+            .for_each(|l| enc.line(l));
+        assert_eq!(enc.masked_lines(), [6]);
+        assert_eq!(enc.finish().map(|b| b.len()), Ok(8 + 17 + 1));
     }
 
     /// `decode --json`'s lines for `bytes`, as JSON lines.
