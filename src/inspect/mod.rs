@@ -211,7 +211,16 @@ pub struct Inspector {
     /// [`Inspector::resumed`]: the links whose transfers have been seen since, for which
     /// the next delivery is a whole one.
     resumed: Option<std::collections::HashSet<(u16, u32)>>,
+    /// While masking: of each link whose delivery is under way, the last bytes (at most
+    /// [`MASK_TAIL`]) of the payload its transfers carried so far, masked, so that a
+    /// credential cut across two transfers is masked in the second one too.
+    mask_tails: HashMap<(u16, u32), Vec<u8>>,
 }
+
+/// How much of a delivery's payload so far is kept to mask the next transfer's bytes in
+/// its light: a credential whose mark (`SharedAccessSignature `, `SharedAccessKey=`, a
+/// JSON Web Token's start) is this far before the transfer's start is masked in it.
+const MASK_TAIL: usize = 64 << 10;
 
 #[derive(Debug, Default)]
 struct Partial {
@@ -238,6 +247,7 @@ impl Inspector {
             redact: true,
             layer: None,
             resumed: None,
+            mask_tails: HashMap::new(),
         }
     }
 
@@ -291,7 +301,7 @@ impl Inspector {
                 Some(Record::Header { offset, header })
             }
             Ok(Some(StreamItem::Frame(raw))) => {
-                let mut shared = Shared::new(raw, self.redact);
+                let mut shared = self.share(raw);
                 Some(Record::Frame(Box::new(self.frame(&mut shared))))
             }
             Err(error) => Some(self.fail(error)),
@@ -376,7 +386,7 @@ impl Inspector {
                     out[1].push(Record::Header { offset, header });
                 }
                 Ok(Some(StreamItem::Frame(raw))) => {
-                    let mut shared = Shared::new(raw, lenient.redact);
+                    let mut shared = lenient.share(raw);
                     out[0].push(Record::Frame(Box::new(strict.frame(&mut shared))));
                     out[1].push(Record::Frame(Box::new(lenient.frame(&mut shared))));
                 }
@@ -393,6 +403,66 @@ impl Inspector {
             out[1].push(r);
         }
         out
+    }
+
+    /// A frame's [`Shared`] part: its bytes masked (when masking is on) on their own, and
+    /// a transfer's in the light of the transfers of its delivery before it.
+    fn share(&mut self, raw: crate::frame::RawFrame) -> Shared {
+        let mut shared = Shared::new(raw, self.redact);
+        if self.redact {
+            shared.redacted |= self.mask_across_transfers(&mut shared.raw);
+        }
+        shared
+    }
+
+    /// Masks the payload of a transfer that goes on with a delivery, read (leniently:
+    /// masking does not depend on the mode) after the last bytes of the payload before
+    /// it: a token whose mark was in an earlier transfer, or that a transfer's end cut
+    /// in two, is masked in this one too. Those bytes are scanned as undecoded bytes are
+    /// (a transfer after the first starts inside a value); whether it masked anything.
+    fn mask_across_transfers(&mut self, raw: &mut crate::frame::RawFrame) -> bool {
+        if raw.header.frame_type != FrameType::AMQP {
+            return false;
+        }
+        // Only a transfer is decoded again: its descriptor says so.
+        let body = raw.body();
+        let mut r = Reader::from_bytes(&body, DecodeOptions::LENIENT);
+        if crate::types::read_descriptor(&mut r).ok().and_then(|d| d.code())
+            != Some(<crate::types::Transfer as crate::types::Composite>::CODE)
+        {
+            return false;
+        }
+        let Ok(Frame {
+            channel,
+            body: FrameBody::Amqp { performative: Performative::Transfer(t), payload },
+        }) = raw.decode(DecodeOptions::LENIENT)
+        else {
+            return false;
+        };
+        let key = (channel, t.handle.0);
+        let at = raw.bytes.len() - payload.len();
+        let mut masked = false;
+        if let Some(tail) = self.mask_tails.get(&key).filter(|_| !t.aborted) {
+            let mut joined = Vec::with_capacity(tail.len() + payload.len());
+            joined.extend_from_slice(tail);
+            joined.extend_from_slice(&payload);
+            mask_text_tokens(&mut joined);
+            if joined[tail.len()..] != payload[..] {
+                let mut bytes = raw.bytes.to_vec();
+                bytes[at..].copy_from_slice(&joined[tail.len()..]);
+                raw.bytes = Bytes::from(bytes);
+                masked = true;
+            }
+        }
+        if t.more && !t.aborted {
+            let tail = self.mask_tails.entry(key).or_default();
+            tail.extend_from_slice(&raw.bytes[at..]);
+            let over = tail.len().saturating_sub(MASK_TAIL);
+            tail.drain(..over);
+        } else {
+            self.mask_tails.remove(&key);
+        }
+        masked
     }
 
     fn frame(&mut self, shared: &mut Shared) -> FrameRecord {
@@ -875,8 +945,10 @@ fn mask_jwt_signatures(buf: &mut [u8]) -> bool {
             continue;
         }
         let signature = claims + 1;
-        let end = signature + run(signature);
-        masked |= end > signature;
+        // (A signature already masked in part, by a transfer that held its start, goes
+        // on after its stars.)
+        let end = signature + buf[signature..].iter().take_while(|b| b64(b) || **b == b'*').count();
+        masked |= buf[signature..end].iter().any(|b| *b != b'*');
         buf[signature..end].fill(b'*');
         i = end.max(i);
     }
@@ -1650,6 +1722,101 @@ mod tests {
             let mut body = vec![0x00, 0x53, 0x77, 0xa1, text.len() as u8];
             body.extend_from_slice(text);
             assert!(masked_raw(&frame_of(0, &body)).ends_with(text), "{text:?}");
+        }
+    }
+
+    /// A credential in a message that several transfers carry is masked wherever the
+    /// transfers cut it: in each frame's bytes and in the message they make, and in both
+    /// modes at once (`inspect_both`) as in one; the frames and the message still decode.
+    #[test]
+    fn a_credential_cut_across_transfers_is_masked_in_each_of_them() {
+        let tokens: [(&[u8], &[u8]); 3] = [
+            (
+                b"SharedAccessSignature sr=h%2Fdevices%2Fd&sig=U2lnbmF0dXJlQnl0ZXM%3D&se=1700000000",
+                b"U2lnbmF0dXJlQnl0ZXM%3D",
+            ),
+            (b"HostName=h;SharedAccessKey=a2V5a2V5a2V5;DeviceId=d", b"a2V5a2V5a2V5"),
+            (b"eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodWIifQ.c2lnbmF0dXJlX2J5dGVz", b"c2lnbmF0dXJlX2J5dGVz"),
+        ];
+        for (token, secret) in tokens {
+            // An amqp-value section holding the token, and an empty footer after it.
+            let mut message = vec![0x00, 0x53, 0x77, 0xa1, token.len() as u8];
+            message.extend_from_slice(token);
+            message.extend_from_slice(&[0x00, 0x53, 0x78, 0xc1, 0x01, 0x00]);
+            for pieces in [2, 3, 7] {
+                for first in 1..message.len() {
+                    // The message cut at `first`, and the rest in `pieces - 1` parts.
+                    let mut cuts = vec![0, first];
+                    let rest = message.len() - first;
+                    for k in 1..pieces - 1 {
+                        cuts.push(first + rest * k / (pieces - 1));
+                    }
+                    cuts.push(message.len());
+                    cuts.dedup();
+                    let mut stream = b"AMQP\x00\x01\x00\x00".to_vec();
+                    for (n, w) in cuts.windows(2).enumerate() {
+                        let more = w[1] < message.len();
+                        // transfer: handle 0, delivery-id 0 and tag on the first, more
+                        let mut body = vec![0x00, 0x53, 0x14];
+                        if n == 0 {
+                            body.extend_from_slice(&[
+                                0xc0, 0x09, 0x06, 0x43, 0x43, 0xa0, 0x01, 0x01, 0x43, 0x40,
+                            ]);
+                        } else {
+                            body.extend_from_slice(&[
+                                0xc0, 0x07, 0x06, 0x43, 0x40, 0x40, 0x40, 0x40,
+                            ]);
+                        }
+                        body.push(if more { 0x41 } else { 0x42 });
+                        body.extend_from_slice(&message[w[0]..w[1]]);
+                        stream.extend(frame_of(0, &body));
+                    }
+                    let what = format!("{} cut at {cuts:?}", String::from_utf8_lossy(token));
+                    let mut both = Inspector::inspect_both(&stream);
+                    let single = records(&stream, true);
+                    for (mode, recs) in [
+                        ("single", single),
+                        ("strict", std::mem::take(&mut both[0])),
+                        ("lenient", std::mem::take(&mut both[1])),
+                    ] {
+                        let frames: Vec<_> = recs
+                            .iter()
+                            .filter_map(|r| match r {
+                                Record::Frame(f) => Some(f),
+                                _ => None,
+                            })
+                            .collect();
+                        assert_eq!(frames.len(), cuts.len() - 1, "{mode} {what}: {recs:?}");
+                        // Each frame's payload, as its bytes show it.
+                        let mut shown = Vec::new();
+                        for f in &frames {
+                            let Ok(Frame { body: FrameBody::Amqp { payload, .. }, .. }) = &f.frame
+                            else {
+                                panic!("{mode} {what}: {:?}", f.frame)
+                            };
+                            assert!(f.raw.ends_with(payload), "{mode} {what}");
+                            shown.extend_from_slice(payload);
+                        }
+                        let delivery = frames.last().and_then(|f| f.delivery.as_ref());
+                        let delivery = delivery.unwrap_or_else(|| panic!("{mode} {what}"));
+                        assert!(
+                            delivery.message.is_ok(),
+                            "{mode} {what}: {:?} {:?}",
+                            delivery.message,
+                            String::from_utf8_lossy(&delivery.payload)
+                        );
+                        let payload = &delivery.payload;
+                        // The secret is stars in the frames' bytes and in the message, and
+                        // nothing else changed; a frame says it masked something.
+                        let at = find(&message, secret).expect("the secret is in the message");
+                        let mut expected = message.clone();
+                        expected[at..at + secret.len()].fill(b'*');
+                        assert_eq!(shown, expected, "{mode} {what}");
+                        assert!(frames.iter().any(|f| f.redacted), "{mode} {what}");
+                        assert_eq!(&payload[..], &expected[..], "{mode} {what}");
+                    }
+                }
+            }
         }
     }
 
