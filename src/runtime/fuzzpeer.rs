@@ -477,6 +477,9 @@ fn telling_line(last_words: &str) -> Option<usize> {
         first.ends_with("Error")
             || first.ends_with("Exception")
             || l.contains("panicked at")
+            // Go: a panic, or the runtime's fatal error.
+            || l.starts_with("panic: ")
+            || l.starts_with("fatal error: ")
             || l.starts_with("Traceback")
             || l.contains("Assertion")
             || l.contains("Segmentation fault")
@@ -484,9 +487,6 @@ fn telling_line(last_words: &str) -> Option<usize> {
     })
 }
 
-/// What tells one finding from another: its kind, and for a target that said why it
-/// died, the error's type (without its message, which may name values) and the first
-/// place in the stack below it.
 /// `s` as one word for `sh`, for the command lines a finding carries (comment lines, so
 /// a word holds no line break): as it is when that is safe in any shell (no expansion,
 /// brace or `=` included), in single quotes otherwise, and in `$'…'` with escapes when it
@@ -518,15 +518,14 @@ pub fn shell_word(s: &str) -> String {
     }
 }
 
+/// What tells one finding from another: its kind, and for a target that said why it
+/// died, the error's type (without its message, which may name values) and the innermost
+/// place in its stack ([`stack_place`]).
 fn signature(f: &Finding) -> String {
     let lines: Vec<&str> = f.last_words.lines().collect();
     if let Some(i) = telling_line(&f.last_words) {
         let what = lines[i].trim().split(':').next().unwrap_or_default();
-        let place = lines[i + 1..]
-            .iter()
-            .map(|l| l.trim())
-            .find(|l| l.starts_with("at ") || l.starts_with("File "))
-            .unwrap_or_default();
+        let place = stack_place(&lines, i).unwrap_or_default();
         return format!("{} {what} {place}", f.kind.name());
     }
     match f.kind {
@@ -558,9 +557,60 @@ fn without_offsets(detail: &str) -> &str {
 fn worth_keeping(last_words: &str) -> Vec<&str> {
     let lines: Vec<&str> = last_words.lines().collect();
     match telling_line(last_words) {
-        Some(i) => lines[i..].iter().take(16).copied().collect(),
+        // A Python traceback comes before its error: from its start (or the 24 lines
+        // before the error, of a deep one) to the error.
+        Some(i) => match traceback_start(&lines, i) {
+            Some(t) => lines[t.max(i.saturating_sub(24))..=i].to_vec(),
+            None => lines[i..].iter().take(16).copied().collect(),
+        },
         None => lines[lines.len().saturating_sub(12)..].to_vec(),
     }
+}
+
+/// The innermost place in the stack of the error told at line `i`: below it for Node.js
+/// and the JVM (`at …`), above it for Python (the last `File …` line of the traceback
+/// that ends with it), and for Go the first function of the goroutine that panicked,
+/// past the runtime's own frames, without its arguments (pointers that change from run
+/// to run: `main.(*conn).readFrame`).
+fn stack_place<'a>(lines: &[&'a str], i: usize) -> Option<&'a str> {
+    let below = |from: usize, pick: &dyn Fn(&str) -> bool| {
+        (from..lines.len()).find(|&j| pick(lines[j].trim()))
+    };
+    let told = lines[i].trim_start();
+    if told.starts_with("panic: ") || told.starts_with("fatal error: ") {
+        let g = below(i + 1, &|l| l.starts_with("goroutine ") && l.ends_with(':'))?;
+        let frame = |l: &str| {
+            !l.is_empty()
+                && !l.starts_with('/')
+                && !l.starts_with("panic(")
+                && !l.starts_with("runtime.")
+                && l.contains('(')
+        };
+        let f = lines[below(g + 1, &frame)?].trim();
+        return Some(f.rfind('(').map_or(f, |p| &f[..p]));
+    }
+    let at = match traceback_start(lines, i) {
+        Some(t) => (t + 1..i).rev().find(|&j| lines[j].trim_start().starts_with("File ")),
+        None => below(i + 1, &|l| l.starts_with("at ") || l.starts_with("File ")),
+    };
+    at.map(|j| lines[j].trim())
+}
+
+/// Where the Python traceback that ends with the error told at line `i` starts (its
+/// `Traceback (most recent call last):` line), if one does: every line between is a
+/// frame of it (indented), or a chained exception's.
+fn traceback_start(lines: &[&str], i: usize) -> Option<usize> {
+    for j in (0..i).rev() {
+        let l = lines[j];
+        if l.starts_with("Traceback (most recent call last):") {
+            return Some(j);
+        }
+        let part = l.starts_with(' ') || l.is_empty();
+        if !part {
+            return None;
+        }
+    }
+    None
 }
 
 /// A campaign in progress.
@@ -1532,5 +1582,65 @@ mod tests {
             ..crash
         };
         assert_eq!(signature(&node), "crash TypeError at f (a.js:1:2)");
+    }
+
+    /// A Python target's stack comes before its error: two errors of the same type raised
+    /// in two places are two findings, and the finding keeps the traceback. Go's panics
+    /// are known by the function that panicked.
+    #[test]
+    fn python_and_go_crashes_are_known_by_where_they_were_raised() {
+        let crash = |last_words: &str| Finding {
+            kind: Kind::Crash,
+            detail: "the target's process ended: exit status 1".into(),
+            last_words: last_words.into(),
+            evidence: String::new(),
+        };
+        let python = |place: &str, what: &str| {
+            format!(
+                "=== amqpwire fuzz-peer: case 3 (open)\nserving\n\
+                 Traceback (most recent call last):\n  \
+                 File \"/t/server.py\", line 40, in <module>\n    serve()\n  \
+                 File \"/t/server.py\", line {place}\n    raise ValueError(\"bad {what} 0\")\n\
+                 ValueError: bad {what} 0"
+            )
+        };
+        let size = crash(&python("12, in check_size", "size"));
+        let doff = crash(&python("20, in check_doff", "doff"));
+        assert_eq!(
+            signature(&size),
+            r#"crash ValueError File "/t/server.py", line 12, in check_size"#
+        );
+        assert_ne!(signature(&size), signature(&doff));
+        // The same place, another value: the same finding.
+        let again = crash(&python("12, in check_size", "size").replace("bad size 0", "bad size 9"));
+        assert_eq!(signature(&size), signature(&again));
+        let kept = worth_keeping(&size.last_words);
+        assert_eq!(kept.first(), Some(&"Traceback (most recent call last):"), "{kept:?}");
+        assert_eq!(kept.last(), Some(&"ValueError: bad size 0"), "{kept:?}");
+        // A chained exception: the place of the last one raised.
+        let chained = crash(
+            "Traceback (most recent call last):\n  File \"a.py\", line 1, in f\n    x()\n\
+             KeyError: 'k'\n\nDuring handling of the above exception, another exception occurred:\n\n\
+             Traceback (most recent call last):\n  File \"a.py\", line 3, in g\n    y()\n\
+             TypeError: no",
+        );
+        assert_eq!(signature(&chained), r#"crash TypeError File "a.py", line 3, in g"#);
+        // An error line with no traceback above it (a message a server logs) keeps the
+        // lines after it, as before.
+        let logged = crash("ValueError: bad input\nretrying\nbye");
+        assert_eq!(signature(&logged), "crash ValueError ");
+        assert_eq!(worth_keeping(&logged.last_words), ["ValueError: bad input", "retrying", "bye"]);
+        let go = crash(
+            "panic: runtime error: index out of range [5] with length 3\n\n\
+             goroutine 7 [running]:\nmain.(*conn).readFrame(0xc000010000)\n\t/t/main.go:31 +0x1d\n\
+             main.serve()\n\t/t/main.go:12 +0x3a\nexit status 2",
+        );
+        assert_eq!(signature(&go), "crash panic main.(*conn).readFrame");
+        let fatal = crash(
+            "fatal error: concurrent map writes\n\ngoroutine 9 [running]:\n\
+             runtime.throw({0x4b1a2e, 0x15})\n\t/go/src/runtime/panic.go:1077 +0x5c\n\
+             main.store(...)\n\t/t/main.go:50",
+        );
+        assert_eq!(signature(&fatal), "crash fatal error main.store");
     }
 }
