@@ -329,7 +329,19 @@ async fn released_goes_back_to_the_front_uncounted() {
     let d = within("recv", rx.recv()).await.expect("a delivery");
     assert_eq!(body(&d), "a", "a released message goes back to the front");
     assert_eq!(d.message().expect("message").header.map_or(0, |h| h.delivery_count), 0);
-    rx.accept(&d).expect("accept");
+    // Two taken and released one after the other: back in the order they were stored.
+    rx.set_credit(1).expect("credit");
+    let b = within("recv", rx.recv()).await.expect("b");
+    assert_eq!(body(&b), "b");
+    rx.release(&d).expect("release a");
+    rx.release(&b).expect("release b");
+    eventually("re-queued", || broker.queue_depth("rel") == 2).await;
+    rx.set_credit(2).expect("credit");
+    let first = within("recv", rx.recv()).await.expect("first");
+    let second = within("recv", rx.recv()).await.expect("second");
+    assert_eq!([body(&first), body(&second)], ["a", "b"]);
+    rx.accept(&first).expect("accept");
+    rx.accept(&second).expect("accept");
 }
 
 #[tokio::test]
@@ -755,7 +767,7 @@ async fn messages_sent_in_a_transaction_appear_on_commit_and_vanish_on_rollback(
 async fn outcomes_given_in_a_transaction_take_effect_on_commit_only() {
     let (broker, port) = start(&[]).await;
     let (_conn, session) = session(port).await;
-    fill(&session, "retire", &["a", "b"]).await;
+    fill(&session, "retire", &["a", "b", "c"]).await;
     let ctl = within("attach", session.coordinator()).await.expect("coordinator");
     let rx = manual_receiver(&session, "r", "retire").await;
     rx.set_credit(2).expect("credit");
@@ -765,24 +777,33 @@ async fn outcomes_given_in_a_transaction_take_effect_on_commit_only() {
     rx.accept_in(&txn, &a).expect("accept in txn");
     rx.accept_in(&txn, &b).expect("accept in txn");
     within("rollback", txn.rollback()).await.expect("rolled back");
-    // Rolled back: both are available again, their delivery-count raised.
-    assert_eq!(broker.queue_depth("retire"), 2);
-    rx.set_credit(2).expect("credit");
-    let txn = within("declare", ctl.declare()).await.expect("declared");
-    let mut again = Vec::new();
-    for _ in 0..2 {
-        let d = within("recv", rx.recv()).await.expect("again");
-        assert_eq!(d.message().expect("message").header.map_or(0, |h| h.delivery_count), 1);
-        again.push(body(&d));
-        rx.accept_in(&txn, &d).expect("accept in txn");
+    // Rolled back: both are available again, in their places before "c", their
+    // delivery-count raised; and again after outcomes given in the other order.
+    assert_eq!(broker.queue_depth("retire"), 3);
+    for (round, last) in [(1, false), (2, true)] {
+        rx.set_credit(3).expect("credit");
+        let txn = within("declare", ctl.declare()).await.expect("declared");
+        let mut again = Vec::new();
+        for count in [round, round, round - 1] {
+            let d = within("recv", rx.recv()).await.expect("again");
+            assert_eq!(d.message().expect("message").header.map_or(0, |h| h.delivery_count), count);
+            again.push(d);
+        }
+        assert_eq!(again.iter().map(body).collect::<Vec<_>>(), ["a", "b", "c"], "round {round}");
+        for d in again.iter().rev() {
+            rx.accept_in(&txn, d).expect("accept in txn");
+        }
+        let q = broker.queue_info("retire").expect("queue");
+        assert_eq!(q.in_flight, 3, "held until the end");
+        if last {
+            within("commit", txn.commit()).await.expect("committed");
+        } else {
+            within("rollback", txn.rollback()).await.expect("rolled back");
+        }
     }
-    again.sort();
-    assert_eq!(again, ["a", "b"]);
-    assert_eq!(broker.queue_info("retire").expect("queue").in_flight, 2, "held until the end");
-    within("commit", txn.commit()).await.expect("committed");
     let q = broker.queue_info("retire").expect("queue");
     assert_eq!((q.depth, q.in_flight), (0, 0));
-    assert_eq!(broker.stats().messages_out, 2);
+    assert_eq!(broker.stats().messages_out, 3);
 }
 
 #[tokio::test]

@@ -164,7 +164,6 @@ pub(super) async fn consume(
         }
     }
     returning.extend(entries);
-    returning.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
     for (_, entry) in returning {
         queue.requeue(entry);
     }

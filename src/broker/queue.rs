@@ -18,17 +18,23 @@ pub(crate) struct Entry {
     pub(crate) avoid: Vec<u64>,
     /// Why it was rejected (messages on a dead-letter queue).
     pub(crate) error: Option<AmqpError>,
+    /// Its place in its queue's order, given as it is stored: a message put back goes
+    /// back to its place, whatever order messages are put back in.
+    seq: u64,
 }
 
 impl Entry {
     pub(crate) fn new(payload: Bytes) -> Self {
-        Self { payload, avoid: Vec::new(), error: None }
+        Self { payload, avoid: Vec::new(), error: None, seq: 0 }
     }
 }
 
 #[derive(Debug, Default)]
 struct State {
+    /// In order of [`Entry::seq`].
     messages: VecDeque<Entry>,
+    /// The next message's [`Entry::seq`].
+    next_seq: u64,
     /// Taken by a consumer and not yet settled.
     in_flight: usize,
     consumers: usize,
@@ -58,11 +64,13 @@ impl Queue {
     }
 
     /// Adds a message at the back; `false` (and nothing stored) once the queue is deleted.
-    pub(crate) fn push_back(&self, entry: Entry) -> bool {
+    pub(crate) fn push_back(&self, mut entry: Entry) -> bool {
         let mut s = self.lock();
         if s.deleted {
             return false;
         }
+        entry.seq = s.next_seq;
+        s.next_seq += 1;
         s.messages.push_back(entry);
         // Only consumers wait for arrivals, and one that joins later looks at the queue
         // before it waits: with none, nobody needs waking (which takes the waiters' lock).
@@ -74,13 +82,16 @@ impl Queue {
         true
     }
 
-    /// Puts back at the front a message taken earlier (released, modified, or left
-    /// unsettled by a consumer that went away).
+    /// Puts back a message taken earlier (released, modified, left unsettled by a
+    /// consumer that went away, or taken in a transaction rolled back) where it was in
+    /// the queue's order: before the messages stored after it, so that messages put back
+    /// in any order are in the order they were stored.
     pub(crate) fn requeue(&self, entry: Entry) {
         let mut s = self.lock();
         s.in_flight = s.in_flight.saturating_sub(1);
         if !s.deleted {
-            s.messages.push_front(entry);
+            let at = s.messages.partition_point(|e| e.seq < entry.seq);
+            s.messages.insert(at, entry);
         }
         drop(s);
         self.arrived.notify_waiters();
