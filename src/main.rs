@@ -3,6 +3,30 @@
 //! Exit status: 0 on success, 1 when the input had errors (reported on stdout in the
 //! requested format), 2 for a usage or I/O error (one line on stderr).
 
+// `print!`, `println!`, `eprint!` and `eprintln!` that never panic, for every module
+// below: std's panic when their stream is closed (`amqpwire … | head`, `2>&1 | head -5`).
+// What cannot be written is dropped: output whose loss must stop a command (decoded
+// records, received messages) is written with its error handled, not with these.
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::write_to(&mut ::std::io::stdout(), format_args!($($arg)*)) };
+}
+macro_rules! println {
+    () => { print!("\n") };
+    ($($arg:tt)*) => { print!("{}\n", format_args!($($arg)*)) };
+}
+macro_rules! eprint {
+    ($($arg:tt)*) => { $crate::write_to(&mut ::std::io::stderr(), format_args!($($arg)*)) };
+}
+macro_rules! eprintln {
+    () => { eprint!("\n") };
+    ($($arg:tt)*) => { eprint!("{}\n", format_args!($($arg)*)) };
+}
+
+/// Writes `args` to `out`, dropping them if it is closed (see the macros above).
+fn write_to(out: &mut impl std::io::Write, args: std::fmt::Arguments<'_>) {
+    let _ = out.write_fmt(args);
+}
+
 mod cli;
 
 use std::process::ExitCode;

@@ -310,3 +310,50 @@ fn encode_writes_one_stream_of_a_trace_and_refuses_to_mix_them() {
     let o = amqpwire(&["encode", "--direction", "in"], Some(&br#"{"kind":"header"}"#[..]));
     assert_eq!(o.status.code(), Some(2), "{o:?}");
 }
+
+/// A pipe whose reader is gone: every write to it fails (`| head` after it ended).
+fn closed_pipe() -> std::process::ChildStdin {
+    cli::closed_pipe()
+}
+
+#[test]
+fn a_closed_output_stops_a_command_quietly_and_never_loses_the_page() {
+    use std::process::Stdio;
+    let run = |args: &[&str], stdout: Stdio, stderr: Stdio| {
+        cli::bin()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .output()
+            .expect("amqpwire")
+    };
+    // Errors to tell on a closed standard error: the status says them, nothing panics
+    // (before: "failed printing to stderr", status 101).
+    let bad = "414d515000010000 0000001b02000000005315c00e064170000007fd4041ee53244540";
+    let o = run(&["decode", "--hex", bad], Stdio::null(), closed_pipe().into());
+    assert_eq!(o.status.code(), Some(1));
+    // A case printed to a closed standard output.
+    let args = ["fuzz-peer", "--connect", "amqp://127.0.0.1:1", "--seed", "5", "--print-case"];
+    let o = run(&args, closed_pipe().into(), Stdio::piped());
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    // With --html, the page is drawn whole though no one reads the records (before: no
+    // page), from a byte stream and from a capture.
+    let dir = std::env::temp_dir().join(format!("amqpwire-cli-closed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let capture = dir.join("demo.pcapng");
+    let capture = capture.to_str().expect("path");
+    let o = run(&["demo", "--pcap", capture], Stdio::null(), Stdio::piped());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (name, input) in
+        [("stream", "tests/fixtures/wire/rhea-to-proton-messages.c2s.bin"), ("capture", capture)]
+    {
+        let page = dir.join(format!("{name}.html"));
+        let args = ["decode", input, "--html", page.to_str().expect("path")];
+        let o = run(&args, closed_pipe().into(), Stdio::piped());
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        let html = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(html.contains("\"performative\":\"close\""), "{name}: the last frame is drawn");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -501,3 +501,34 @@ fn the_demo_runs_the_scenario_with_its_trace() {
     assert!(!lines.iter().any(|l| l.to_string().contains(DEVICE_KEY)));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_cloud_to_device_message_no_one_reads_is_abandoned_and_comes_again() {
+    // `device-receive … | head -c0`: the reader is gone before the line is written. The
+    // message is not completed (it was not shown): abandoned, the hub delivers it again;
+    // and the command ends quietly, not "timed out".
+    let e = Emulator::start();
+    let (ca, port) = (e.ca(), e.port_of("listening on ", 0));
+    let common = ["--ca", &ca, "--port", &port];
+    let service = ["--connection-string", &service_cs()];
+    ok(&[&["iothub", "send-c2d", "--device", "dev1", "--body", "unread"][..], &service, &common]
+        .concat());
+    let device = device_cs();
+    let receive = [
+        &["iothub", "device-receive", "--connection-string", &device, "--count", "1"][..],
+        &common,
+    ]
+    .concat();
+    let writer = cli::closed_pipe();
+    let out = bin()
+        .args(&receive)
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("device-receive");
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("timed out"), "{err}");
+    assert_eq!(ok(&receive), "unread\n", "delivered again");
+}

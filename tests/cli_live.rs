@@ -1081,3 +1081,30 @@ fn send_and_receive_count_the_same_bytes() {
     assert_eq!(summary(&sent), (Some("3".into()), Some("3015".into())), "{}", text(&sent.stderr));
     assert_eq!(summary(&got), summary(&sent), "{}", text(&got.stderr));
 }
+
+#[test]
+fn messages_whose_lines_no_one_reads_are_released_not_accepted() {
+    // `receive … | head -1` where the reader is gone before the first line: every write
+    // fails, so no message may be accepted (before, a batch of them was accepted, and
+    // lost, before the first write); the command ends quietly, not "timed out".
+    let server = Server::start(&[]);
+    let url = &server.urls[0];
+    let o = run(&["send", url, "--to", "unread", "--size", "1000", "--count", "100"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let writer = cli::closed_pipe();
+    let o = bin()
+        .args(["receive", url, "--from", "unread", "--count", "100", "--timeout", "10"])
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("receive");
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("timed out"), "{err}");
+    assert!(err.contains("received 0 messages"), "{err}");
+    // All hundred are still there.
+    let o = run(&["receive", url, "--from", "unread", "--count", "100", "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).lines().count(), 100);
+}

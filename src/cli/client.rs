@@ -462,15 +462,19 @@ async fn receive_on(
     let mut progress = Progress::new();
     let (mut n, mut bytes) = (0u64, 0u64);
     // Lines are written in batches: one write per message cost the client a third of its
-    // time. What is written is flushed whenever no further message is waiting.
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+    // time. A message is accepted only once its line is written (a batch, flushed
+    // whenever no further message is waiting or 64 KiB are held): messages whose lines
+    // the reader did not take (`| head -1`) are released, not lost.
+    let mut batch = Batch::default();
+    let mut gone = false;
     let lost = |e: Error, n: u64| format!("{e} (after {n} messages received and accepted)");
-    while args.count.is_none_or(|c| n < c) {
+    while args.count.is_none_or(|c| n + batch.held() < c) {
         let ready = match tokio::time::timeout(Duration::ZERO, rx.recv()).await {
             Ok(r) => Some(r),
             Err(_) => {
-                if out.flush().is_err() {
-                    break; // the reader went away
+                if !batch.write(&rx, txn.as_ref(), &mut n).map_err(|e| lost(e, n))? {
+                    gone = true;
+                    break;
                 }
                 tokio::time::timeout(wait, rx.recv()).await.ok()
             }
@@ -489,38 +493,96 @@ async fn receive_on(
             o.insert("message".into(), amqpwire::inspect::json::payload_json(&d.payload, None));
             serde_json::Value::Object(o).to_string()
         } else {
-            body_text(&message?)
+            match message {
+                Ok(m) => body_text(&m),
+                Err(e) => {
+                    // Said after what came before it is written (and accepted).
+                    let _ = batch.write(&rx, txn.as_ref(), &mut n);
+                    return Err(e);
+                }
+            }
         };
-        match &txn {
-            Some(txn) => rx.accept_in(txn, &d),
-            None => rx.accept(&d),
-        }
-        .map_err(|e| lost(e, n))?;
-        n += 1;
+        batch.add(line, d);
         // Top up by hand (at half), to what is still wanted.
-        if let Some(left) = wanted(n).filter(|l| *l > 0) {
+        if let Some(left) = wanted(n + batch.held()).filter(|l| *l > 0) {
             let have = rx.credit().map_err(|e| lost(e, n))?;
             if have * 2 <= left {
                 rx.set_credit(left).map_err(|e| lost(e, n))?;
             }
         }
-        if writeln!(out, "{line}").is_err() {
-            break; // the reader went away
+        if batch.full() && !batch.write(&rx, txn.as_ref(), &mut n).map_err(|e| lost(e, n))? {
+            gone = true;
+            break;
         }
         progress.tick("received", n);
     }
-    let _ = out.flush();
+    if !gone && !batch.write(&rx, txn.as_ref(), &mut n).map_err(|e| lost(e, n))? {
+        gone = true;
+    }
     // Anything that came beyond what was wanted goes back untouched.
     while let Ok(Ok(extra)) = tokio::time::timeout(Duration::ZERO, rx.recv()).await {
         rx.release(&extra).map_err(|e| lost(e, n))?;
     }
     discharge(txn, args.transaction).await?;
     progress.summary("received", n, bytes, &BTreeMap::new());
-    if args.count.is_some_and(|c| n < c) {
+    // A reader that went away wanted no more: nothing timed out.
+    if args.count.is_some_and(|c| n < c) && !gone {
         eprintln!("amqpwire: timed out after {n} of {} messages", args.count.unwrap_or(0));
         return Ok(std::process::ExitCode::from(1));
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The lines of received messages not yet written, and their deliveries, not yet
+/// accepted.
+#[derive(Default)]
+struct Batch {
+    text: Vec<u8>,
+    deliveries: Vec<amqpwire::runtime::Delivery>,
+}
+
+impl Batch {
+    /// Messages held.
+    fn held(&self) -> u64 {
+        self.deliveries.len() as u64
+    }
+
+    fn add(&mut self, line: String, d: amqpwire::runtime::Delivery) {
+        self.text.extend_from_slice(line.as_bytes());
+        self.text.push(b'\n');
+        self.deliveries.push(d);
+    }
+
+    /// Whether to write now: 64 KiB are held.
+    fn full(&self) -> bool {
+        self.text.len() >= 64 * 1024
+    }
+
+    /// Writes the lines to standard output, then accepts their messages (in `txn` when
+    /// there is one), counting them in `n`; `Ok(false)` when the reader has gone away:
+    /// the messages are released instead, for another receiver.
+    fn write(
+        &mut self,
+        rx: &amqpwire::runtime::Receiver,
+        txn: Option<&amqpwire::runtime::Transaction>,
+        n: &mut u64,
+    ) -> Result<bool, Error> {
+        if self.deliveries.is_empty() {
+            return Ok(true);
+        }
+        let mut out = std::io::stdout().lock();
+        let written = out.write_all(&self.text).and_then(|()| out.flush()).is_ok();
+        self.text.clear();
+        for d in self.deliveries.drain(..) {
+            match (written, txn) {
+                (true, Some(txn)) => rx.accept_in(txn, &d)?,
+                (true, None) => rx.accept(&d)?,
+                (false, _) => rx.release(&d)?,
+            }
+            *n += u64::from(written);
+        }
+        Ok(written)
+    }
 }
 
 /// Handles SIGINT and SIGTERM (Ctrl-C, `kill`, `timeout`) from now on, for a command that

@@ -191,6 +191,7 @@ fn decode(
     let mut total = 0usize;
     let mut html = Vec::new();
     let mut text = String::new();
+    let mut shown = true;
     let mut write = |rec: &Record| -> bool {
         errors += rec.errors();
         frames += usize::from(matches!(rec, Record::Frame(_)));
@@ -203,8 +204,10 @@ fn decode(
         if args.html.is_some() {
             html.extend(record_json(rec));
         }
-        // A reader that went away (a closed pipe) stops the decoding quietly.
-        out.write_all(text.as_bytes()).is_ok()
+        // A reader that went away (a closed pipe) stops the decoding quietly, unless the
+        // page is still to be drawn.
+        shown = shown && out.write_all(text.as_bytes()).is_ok();
+        shown || args.html.is_some()
     };
     // One piece at a time: what is held is the piece and the frame it ends inside.
     let mut buf = vec![0; PIECE];
@@ -259,6 +262,7 @@ fn run_capture(
     let mut errors = 0usize;
     let mut frames = 0usize;
     let mut html = Vec::new();
+    let mut shown = true;
     let mut write = |decoder: &mut CaptureDecoder, start: Duration| -> bool {
         while let Some(ev) = decoder.next_event() {
             errors += ev.errors();
@@ -266,7 +270,10 @@ fn run_capture(
             if args.html.is_some() {
                 html.extend(ladder_lines(&ev, start));
             }
-            if out.write_all(render(&ev, start, args.json).as_bytes()).is_err() {
+            // A reader that went away (a closed pipe) stops the decoding quietly, unless
+            // the page is still to be drawn.
+            shown = shown && out.write_all(render(&ev, start, args.json).as_bytes()).is_ok();
+            if !shown && args.html.is_none() {
                 return false;
             }
         }

@@ -755,7 +755,7 @@ async fn feedback(args: &FeedbackArgs) -> Result<ExitCode, String> {
     let n = traced(tracer.as_ref(), async {
         let service = ServiceClient::connect(&cs, options).await?;
         let rx = service.feedback().await?;
-        let mut n = 0;
+        let (mut n, mut gone) = (0, false);
         'reading: while args.read.more(n) {
             let Ok(batch) = tokio::time::timeout(args.read.timeout, rx.next()).await else { break };
             for r in batch? {
@@ -774,13 +774,14 @@ async fn feedback(args: &FeedbackArgs) -> Result<ExitCode, String> {
                     )
                 };
                 if !emit(&line) {
+                    gone = true;
                     break 'reading;
                 }
                 n += 1;
             }
         }
         service.close().await?;
-        Ok(n)
+        Ok((n, gone))
     })
     .await?;
     args.read.short_of(n, "feedback records")
@@ -808,10 +809,11 @@ impl ReadArgs {
         self.count.is_none_or(|c| n < c)
     }
 
-    /// Exit status 1 with a line when fewer than `--count` things came.
-    fn short_of(&self, n: usize, what: &str) -> Result<ExitCode, String> {
+    /// Exit status 1 with a line when fewer than `--count` things came, unless the reader
+    /// of standard output went away (`gone`: it wanted no more).
+    fn short_of(&self, (n, gone): (usize, bool), what: &str) -> Result<ExitCode, String> {
         match self.count {
-            Some(c) if n < c => {
+            Some(c) if n < c && !gone => {
                 eprintln!("amqpwire: timed out after {n} of {c} {what}");
                 Ok(ExitCode::from(1))
             }
@@ -866,7 +868,8 @@ enum SettleArg {
 pub(crate) struct DeviceReceiveArgs {
     #[command(flatten)]
     read: ReadArgs,
-    /// What to do with each message.
+    /// What to do with each message once its line is written (one whose line cannot be
+    /// written, the reader having gone away, is abandoned: the hub delivers it again).
     #[arg(long, value_enum, default_value = "complete")]
     settle: SettleArg,
     #[command(flatten)]
@@ -877,7 +880,7 @@ async fn device_receive(args: &DeviceReceiveArgs) -> Result<ExitCode, String> {
     let (cs, tracer, options) = args.hub.setup()?;
     let n = traced(tracer.as_ref(), async {
         let device = DeviceClient::connect(&cs, options).await?;
-        let mut n = 0;
+        let (mut n, mut gone) = (0, false);
         while args.read.more(n) {
             let Ok(m) = tokio::time::timeout(args.read.timeout, device.receive()).await else {
                 break;
@@ -892,20 +895,22 @@ async fn device_receive(args: &DeviceReceiveArgs) -> Result<ExitCode, String> {
             } else {
                 body_text(&m.message)
             };
-            // Settled as asked even when nobody reads the output any more.
-            let shown = emit(&line);
+            // Settled as asked once shown; a message whose line the reader did not take
+            // (it went away) is abandoned, so that the hub delivers it again.
+            if !emit(&line) {
+                device.abandon(&m)?;
+                gone = true;
+                break;
+            }
             match args.settle {
                 SettleArg::Complete => device.complete(&m)?,
                 SettleArg::Abandon => device.abandon(&m)?,
                 SettleArg::Reject => device.reject(&m)?,
             }
             n += 1;
-            if !shown {
-                break;
-            }
         }
         device.close().await?;
-        Ok(n)
+        Ok((n, gone))
     })
     .await?;
     args.read.short_of(n, "messages")
@@ -991,7 +996,7 @@ async fn monitor(args: &MonitorArgs) -> Result<ExitCode, String> {
         );
         let mut reader = EventReader::connect(&cs, &target, read, &options).await?;
         eprintln!("reading partitions {}", reader.partitions().join(", "));
-        let mut n = 0;
+        let (mut n, mut gone) = (0, false);
         while args.read.more(n) {
             let Ok(e) = tokio::time::timeout(args.read.timeout, reader.next()).await else { break };
             let e = match e {
@@ -1005,12 +1010,13 @@ async fn monitor(args: &MonitorArgs) -> Result<ExitCode, String> {
             };
             let line = if args.read.json { e.to_json().to_string() } else { event_line(&e) };
             if !emit(&line) {
+                gone = true;
                 break;
             }
             n += 1;
         }
         reader.close().await?;
-        Ok(n)
+        Ok((n, gone))
     })
     .await?;
     args.read.short_of(n, "events")

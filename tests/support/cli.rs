@@ -93,3 +93,15 @@ impl Drop for Running {
         let _ = self.child.wait();
     }
 }
+
+/// The writing end of a pipe whose reader is gone (a `| head` that has ended): every
+/// write to it fails. (The reader is a process that ends at once.)
+pub(crate) fn closed_pipe() -> std::process::ChildStdin {
+    let mut reader = std::process::Command::new("true")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run true");
+    let writer = reader.stdin.take().expect("its standard input");
+    reader.wait().expect("true ends");
+    writer
+}
