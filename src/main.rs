@@ -6,9 +6,10 @@
 // `print!`, `println!`, `eprint!` and `eprintln!` that never panic, for every module
 // below: std's panic when their stream is closed (`amqpwire … | head`, `2>&1 | head -5`).
 // What cannot be written is dropped: output whose loss must stop a command (decoded
-// records, received messages) is written with its error handled, not with these.
+// records, received messages) is written with its error handled, not with these. `print!`
+// goes to standard error while standard output carries a JSON trace (`--trace-json -`).
 macro_rules! print {
-    ($($arg:tt)*) => { $crate::write_to(&mut ::std::io::stdout(), format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::write_to(&mut $crate::cli::words(), format_args!($($arg)*)) };
 }
 macro_rules! println {
     () => { print!("\n") };
@@ -23,7 +24,7 @@ macro_rules! eprintln {
 }
 
 /// Writes `args` to `out`, dropping them if it is closed (see the macros above).
-fn write_to(out: &mut impl std::io::Write, args: std::fmt::Arguments<'_>) {
+fn write_to(out: &mut (impl std::io::Write + ?Sized), args: std::fmt::Arguments<'_>) {
     let _ = out.write_fmt(args);
 }
 

@@ -828,22 +828,28 @@ fn a_server_s_capture_ends_a_connection_its_client_dropped_as_the_client_did() {
         .arg(&capture)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("serve");
-    // Read on a thread of its own, so that an event that never comes fails the test (after
-    // `HANG_GUARD`) rather than hanging it.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
+    // Read on threads of their own, so that an event that never comes fails the test
+    // (after `HANG_GUARD`) rather than hanging it. Standard output is the JSON trace
+    // alone: `listening on URL` goes to standard error.
+    let lines = |from: Box<dyn Read + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(from).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
             }
-        }
-    });
+        });
+        rx
+    };
+    let rx = lines(Box::new(child.stdout.take().expect("stdout")));
+    let said = lines(Box::new(child.stderr.take().expect("stderr")));
     let next = || rx.recv_timeout(HANG_GUARD).expect("serve's next line");
-    let url = next().strip_prefix("listening on ").expect("`listening on URL`").to_owned();
+    let url = said.recv_timeout(HANG_GUARD).expect("serve's first word");
+    let url = url.strip_prefix("listening on ").expect("`listening on URL`").to_owned();
     let addr = url.strip_prefix("amqp://").expect("amqp URL").to_owned();
     // An open with container-id "x", after the header.
     let open = [
@@ -1107,4 +1113,39 @@ fn messages_whose_lines_no_one_reads_are_released_not_accepted() {
     let o = run(&["receive", url, "--from", "unread", "--count", "100", "--json"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout).lines().count(), 100);
+}
+
+#[test]
+fn a_json_trace_on_standard_output_is_all_that_is_there() {
+    // `--trace-json -`: the demo's steps go to standard error, so its standard output is
+    // JSON lines that `encode` takes (before: "line 2: not JSON").
+    let o = run(&["demo", "--trace-json", "-"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.lines().count() > 20, "{out}");
+    for l in out.lines() {
+        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+    }
+    assert!(text(&o.stderr).contains("=== "), "the steps are said on standard error");
+    let o = cli::run_with_input(&["encode", "--connection", "1", "--direction", "out"], &o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(o.stdout.starts_with(b"AMQP"), "the client's bytes");
+    // A command whose standard output carries its data refuses to mix the trace in.
+    let server = Server::start(&[]);
+    for args in [
+        &["receive", &server.urls[0], "--from", "q", "--trace-json", "-"][..],
+        &[
+            "iothub",
+            "feedback",
+            "--connection-string",
+            "HostName=h;SharedAccessKeyName=p;SharedAccessKey=a2V5",
+            "--trace-json",
+            "-",
+        ],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = text(&o.stderr);
+        assert!(err.contains("--trace-json -: standard output carries the"), "{err}");
+    }
 }

@@ -434,6 +434,7 @@ impl Tally {
 }
 
 async fn receive(args: &ReceiveArgs) -> Result<std::process::ExitCode, String> {
+    args.trace.stdout_free_for("the messages received")?;
     let tracer = Tracer::new(&args.trace, false)?;
     let conn = connect(&args.url, &args.tls, tracer.as_ref(), 0).await?;
     let result = receive_on(&conn, args).await;

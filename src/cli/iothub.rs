@@ -392,7 +392,7 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
     }
     // Signals are handled from before the emulator says where it listens.
     let stop = super::client::stop_signal();
-    let mut out = std::io::stdout().lock();
+    let mut out = super::words();
     // In the order of the options: amqps, wss, the Event Hub's two, then https (the wss
     // port again).
     let ws_url = https.as_ref().map(|(_, a)| format!("wss://{a}/$iothub/websocket"));
@@ -573,7 +573,15 @@ fn parse_security(s: &str) -> Result<Security, String> {
 impl HubArgs {
     /// What every client command starts from: the connection string, the tracer (when
     /// asked for) and the client options.
-    fn setup(&self) -> Result<(IotHubConnectionString, Option<Arc<Tracer>>, HubOptions), String> {
+    /// `data`: what the command prints on standard output, if anything (then the trace
+    /// cannot go there).
+    fn setup(
+        &self,
+        data: Option<&str>,
+    ) -> Result<(IotHubConnectionString, Option<Arc<Tracer>>, HubOptions), String> {
+        if let Some(data) = data {
+            self.trace.stdout_free_for(data)?;
+        }
         let cs = self.connection_string.parse().map_err(|e| format!("--connection-string: {e}"))?;
         let tracer = Tracer::new(&self.trace, false)?;
         let options = self.options(tracer.as_ref())?;
@@ -715,7 +723,7 @@ async fn traced<T>(
 }
 
 async fn send_c2d(args: &SendC2dArgs) -> Result<ExitCode, String> {
-    let (cs, tracer, options) = args.hub.setup()?;
+    let (cs, tracer, options) = args.hub.setup(Some("the message ids"))?;
     let template = args.body.message("")?;
     traced(tracer.as_ref(), async {
         let service = ServiceClient::connect(&cs, options).await?;
@@ -751,7 +759,7 @@ pub(crate) struct FeedbackArgs {
 }
 
 async fn feedback(args: &FeedbackArgs) -> Result<ExitCode, String> {
-    let (cs, tracer, options) = args.hub.setup()?;
+    let (cs, tracer, options) = args.hub.setup(Some("the feedback records"))?;
     let n = traced(tracer.as_ref(), async {
         let service = ServiceClient::connect(&cs, options).await?;
         let rx = service.feedback().await?;
@@ -835,7 +843,7 @@ pub(crate) struct DeviceSendArgs {
 }
 
 async fn device_send(args: &DeviceSendArgs) -> Result<ExitCode, String> {
-    let (cs, tracer, options) = args.hub.setup()?;
+    let (cs, tracer, options) = args.hub.setup(None)?;
     let template = args.body.message("{\"hello\":\"from amqpwire\"}")?;
     traced(tracer.as_ref(), async {
         let device = DeviceClient::connect(&cs, options).await?;
@@ -877,7 +885,7 @@ pub(crate) struct DeviceReceiveArgs {
 }
 
 async fn device_receive(args: &DeviceReceiveArgs) -> Result<ExitCode, String> {
-    let (cs, tracer, options) = args.hub.setup()?;
+    let (cs, tracer, options) = args.hub.setup(Some("the messages received"))?;
     let n = traced(tracer.as_ref(), async {
         let device = DeviceClient::connect(&cs, options).await?;
         let (mut n, mut gone) = (0, false);
@@ -976,7 +984,7 @@ fn event_line(e: &Event) -> String {
 }
 
 async fn monitor(args: &MonitorArgs) -> Result<ExitCode, String> {
-    let (cs, tracer, mut options) = args.hub.setup()?;
+    let (cs, tracer, mut options) = args.hub.setup(Some("the events read"))?;
     options.event_hub_ws_port = args.eventhub_ws_port;
     let start = if args.from_start {
         StartPosition::START

@@ -31,7 +31,9 @@ pub(crate) struct TraceArgs {
     #[arg(long)]
     pub(crate) trace: bool,
     /// Write each frame in and out as a JSON line (schema: docs/trace-format.md, plus
-    /// `direction`, `time` and `connection`) to FILE (`-`: standard output).
+    /// `direction`, `time` and `connection`) to FILE (`-`: standard output, which then
+    /// holds the JSON lines alone: `listening on URL` and a demo's steps go to standard
+    /// error; refused where standard output carries data, as `receive`'s messages).
     /// With `--trace` too, both are written.
     #[arg(long, value_name = "FILE")]
     pub(crate) trace_json: Option<String>,
@@ -90,6 +92,19 @@ pub(crate) struct DemoTraceArgs {
     pub(crate) pcap: Option<std::path::PathBuf>,
 }
 
+impl TraceArgs {
+    /// Refuses `--trace-json -` for a command whose standard output carries `data`: the
+    /// two would interleave.
+    pub(crate) fn stdout_free_for(&self, data: &str) -> Result<(), String> {
+        match self.trace_json.as_deref() {
+            Some("-") => Err(format!(
+                "--trace-json -: standard output carries {data}; write the trace to a file"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl DemoTraceArgs {
     /// The demo's tracer: text on standard output unless JSON to a file is asked for.
     pub(crate) fn tracer(&self) -> Result<Arc<Tracer>, String> {
@@ -106,9 +121,10 @@ impl DemoTraceArgs {
     }
 }
 
-/// A step of a demo, on standard output between the frames of its trace.
+/// A step of a demo, on standard output between the frames of its trace (on standard
+/// error when standard output carries the JSON trace).
 pub(crate) fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
+    let mut out = super::words();
     let _ = writeln!(out, "\n=== {line}");
     let _ = out.flush();
 }
@@ -312,7 +328,10 @@ impl Tracer {
     /// trace to standard output (the demo, whose output is the trace).
     pub(crate) fn new(args: &TraceArgs, text_to_stdout: bool) -> Result<Option<Arc<Self>>, String> {
         let json: Option<Box<dyn Write + Send>> = match &args.trace_json {
-            Some(f) if f == "-" => Some(Box::new(std::io::stdout())),
+            Some(f) if f == "-" => {
+                super::trace_to_stdout();
+                Some(Box::new(std::io::stdout()))
+            }
             Some(f) => {
                 let file = std::fs::File::create(f)
                     .map_err(|e| format!("cannot write the trace to {f}: {e}"))?;
