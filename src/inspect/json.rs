@@ -577,13 +577,17 @@ fn frame_lines<S: Sink>(s: &mut S, f: &FrameRecord, trace: Option<&Trace<'_>>) {
     // refuses exactly what lenient mode accepts with a warning.
     let strict = first.as_ref().filter(|_| r.warnings().is_empty());
     let used = r.position();
-    if let Some(v) = &first {
-        // The fields of a performative or SASL body, by spec name, as far as they were
-        // encoded.
-        s.key("fields");
-        match composite(v) {
-            Some((fields, items)) => write_fields(s, fields, items),
-            None => write_value(s, v),
+    // The fields of a performative or SASL body, by spec name, as far as they were
+    // encoded; of another value, its rendering (none for a null: optional keys are never
+    // null).
+    match &first {
+        None | Some(Value::Null) => {}
+        Some(v) => {
+            s.key("fields");
+            match composite(v) {
+                Some((fields, items)) => write_fields(s, fields, items),
+                None => write_value(s, v),
+            }
         }
     }
     if let Ok(Frame { body: FrameBody::Amqp { payload, .. }, .. }) = &f.frame {

@@ -99,9 +99,9 @@ fn frame_json(f: &FrameRecord) -> Vec<Json> {
     // refuses exactly what lenient mode accepts with a warning.
     let strict = first.as_ref().filter(|_| r.warnings().is_empty());
     let used = r.position();
-    if let Some(v) = &first {
+    if let Some(v) = first.as_ref().filter(|v| !matches!(v, Value::Null)) {
         // The fields of a performative or SASL body, by spec name, as far as they were
-        // encoded.
+        // encoded (none for a null body).
         o.insert("fields".into(), composite_fields(v).unwrap_or_else(|| value_json(v)));
     }
     if let Ok(crate::frame::Frame { body: crate::frame::FrameBody::Amqp { payload, .. }, .. }) =
