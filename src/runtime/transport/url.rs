@@ -308,6 +308,13 @@ impl Endpoint {
 
         // user[:password]@ — the last '@' ends it, so an unescaped '@' in a password works.
         let host_port = match authority.rsplit_once('@') {
+            // A listener checks the credentials clients give; it has none of its own.
+            Some(_) if listen => {
+                return Err(EndpointError::new(
+                    "a URL to listen on takes no user or password (the clients give theirs; a \
+                     server's accounts are set apart, as `serve --user NAME:PASSWORD`)",
+                ))
+            }
             Some((userinfo, host_port)) => {
                 let (user, password) = match userinfo.split_once(':') {
                     Some((u, p)) => (u, Some(p)),
@@ -467,6 +474,9 @@ fn parse_port(p: &str, listen: bool) -> Result<u16, EndpointError> {
     match p.parse::<u16>() {
         Ok(0) if !listen => Err(EndpointError::new("port 0 is not a port to connect to")),
         Ok(n) if p.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ if listen => Err(EndpointError::new(format!(
+            "port {p:?} is not a number from 0 (any free port) to 65535"
+        ))),
         _ => Err(EndpointError::new(format!("port {p:?} is not a number from 1 to 65535"))),
     }
 }
@@ -672,6 +682,13 @@ mod tests {
         let listen = Endpoint::parse_listen("ws://127.0.0.1:0/amqp").expect("port 0 to listen on");
         assert_eq!((listen.port, listen.path.as_str()), (0, "/amqp"));
         assert!(Endpoint::parse_listen("amqp://h:x").is_err());
+        // A listener has no credentials of its own; its port may be 0.
+        let e = Endpoint::parse_listen("amqp://user:pw@127.0.0.1:0").expect_err("user");
+        assert!(e.to_string().contains("takes no user or password"), "{e}");
+        let e = Endpoint::parse_listen("amqp://127.0.0.1:99999").expect_err("port");
+        assert!(e.to_string().contains("from 0 (any free port) to 65535"), "{e}");
+        let e = "amqp://127.0.0.1:99999".parse::<Endpoint>().expect_err("port");
+        assert!(e.to_string().contains("from 1 to 65535"), "{e}");
         assert!(err("amqp://h:65536").contains("1 to 65535"));
         assert!(err("amqp://h:+80").contains("1 to 65535"));
         assert!(err("amqp://h:http").contains("1 to 65535"));
