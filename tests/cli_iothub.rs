@@ -532,3 +532,19 @@ fn a_cloud_to_device_message_no_one_reads_is_abandoned_and_comes_again() {
     assert!(!err.contains("timed out"), "{err}");
     assert_eq!(ok(&receive), "unread\n", "delivered again");
 }
+
+#[test]
+fn a_registry_file_with_a_misspelt_section_is_refused() {
+    let dir = std::env::temp_dir().join(format!("amqpwire-cli-registry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("registry.json");
+    std::fs::write(&file, r#"{"devices": {"d1": null}, "policy": {"p": null}}"#).expect("write");
+    let out = run(&["iothub", "emulate", "--registry", file.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(r#"no section "policy" (a registry has "devices" and "policies")"#),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -147,6 +147,9 @@ fn what_a_campaign_is_given_is_checked_before_it_starts() {
         (vec!["--connect", nowhere, "--cases", "0"], "0 is not in 1.."),
         (vec!["--connect", nowhere, "--probe-within", "0"], "0 is not in 1.."),
         (vec!["--connect", nowhere, "--print-case", "--replay", &bad], "cannot be used with"),
+        // Nothing listens, and nothing is to be started: said at once (before: "the target
+        // does not accept connections", after 30 s of tries).
+        (vec!["--connect", nowhere, "--cases", "1"], "nothing accepts connections at"),
     ] {
         let mut all = args.clone();
         all.extend(["--findings", &dir]);

@@ -249,8 +249,15 @@ fn read_registry(path: &std::path::Path) -> Result<Registry, String> {
             })
             .collect()
     };
-    if !v.is_object() {
+    let Some(top) = v.as_object() else {
         return Err(format!("{}: not a JSON object", path.display()));
+    };
+    // A misspelt section ("devicez") would leave the registry at its defaults unsaid.
+    if let Some(k) = top.keys().find(|k| !matches!(k.as_str(), "devices" | "policies")) {
+        return Err(format!(
+            "{}: no section {k:?} (a registry has \"devices\" and \"policies\")",
+            path.display()
+        ));
     }
     Ok((section("devices")?, section("policies")?))
 }

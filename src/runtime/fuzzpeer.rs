@@ -752,8 +752,16 @@ impl Campaign {
         let until = Instant::now() + Duration::from_secs(30);
         loop {
             let addr = (endpoint.host.as_str(), endpoint.port);
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return Ok(());
+            let refused = match tokio::net::TcpStream::connect(addr).await {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            // A target this campaign does not start is up already, or is not coming.
+            if self.process.exec.is_none() {
+                return Err(format!(
+                    "nothing accepts connections at {endpoint} ({refused}): start the target \
+                     first, or give --exec to have the campaign start it"
+                ));
             }
             if let Some(how) = self.process.ended() {
                 return Err(format!(
