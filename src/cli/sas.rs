@@ -109,7 +109,6 @@ fn generate(args: &SasTokenArgs, now: SystemTime) -> Result<ExitCode, String> {
 }
 
 fn verify(args: &SasTokenArgs, token: &str, now: SystemTime) -> Result<ExitCode, String> {
-    let token: SasToken = token.parse().map_err(|e| format!("--verify: {e}"))?;
     let key = match &args.connection_string {
         Some(cs) => match parse_connection_string(cs)?.credential() {
             Credential::SharedAccessKey(key) => key.clone(),
@@ -125,6 +124,16 @@ fn verify(args: &SasTokenArgs, token: &str, now: SystemTime) -> Result<ExitCode,
             }
         },
         None => parse_key(args.key.as_deref(), args.text_key)?,
+    };
+    // A token that does not parse does not pass: said as a result, with status 1 (2 is
+    // for what the command was given wrong, such as the key).
+    let token: SasToken = match token.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{:<11}INVALID (not a SAS token: {e})", "result:");
+            return Ok(ExitCode::from(1));
+        }
     };
     let skew = Duration::from_secs(args.clock_skew.unwrap_or(300));
     let now_secs = unix_seconds(now);
