@@ -392,3 +392,25 @@ fn decode_json_writes_no_optional_key_as_null() {
         }
     }
 }
+
+#[test]
+fn hex_text_with_a_stray_character_is_said_to_be_read_as_bytes() {
+    let o = amqpwire(&["decode", "-"], Some(b"414d5150 00010000 0000000802000000 zz\n"));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("read as bytes, not as hex text: hex input: 'z' at character 35"),
+        "{err}"
+    );
+    // Bytes that are not text at all are not said to be hex.
+    let o = amqpwire(&["decode", "tests/fixtures/wire/rhea-to-proton-messages.c2s.bin"], None);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("hex"), "{o:?}");
+}
+
+#[test]
+fn a_script_without_a_side_is_told_both_it_may_take() {
+    let o = amqpwire(&["script", "x.jsonl"], None);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("<--connect <URL>|--listen <URL>>"), "{err}");
+}

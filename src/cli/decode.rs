@@ -68,6 +68,13 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
         !head.is_empty() && head.iter().all(|c| c.is_ascii_hexdigit() || c.is_ascii_whitespace());
     let json = args.html.is_some() && looks_like_json(&head);
     if !hex_text && !json {
+        // Hex text with a stray character or two in its first bytes (a paste gone wrong)
+        // is read as bytes, which then look like some text protocol: say why.
+        if almost_hex(&head) {
+            if let Err(why) = parse_hex(&head) {
+                eprintln!("amqpwire: read as bytes, not as hex text: {why}");
+            }
+        }
         input.source = Box::new(std::io::Cursor::new(head).chain(input.source));
         return decode(args, opts, input);
     }
@@ -373,4 +380,13 @@ fn write_html(
     };
     std::fs::write(path, amqpwire::inspect::html::ladder_html(&title, lines))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Whether `text` is hex text but for a few characters: printable ASCII and white space,
+/// at least 16 hex digits, and nine in ten of the other characters hex digits.
+fn almost_hex(text: &[u8]) -> bool {
+    let printable = text.iter().all(|c| c.is_ascii_graphic() || c.is_ascii_whitespace());
+    let shown = text.iter().filter(|c| !c.is_ascii_whitespace()).count();
+    let digits = text.iter().filter(|c| c.is_ascii_hexdigit()).count();
+    printable && digits >= 16 && digits * 10 >= shown * 9
 }

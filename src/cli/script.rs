@@ -15,12 +15,13 @@ use super::trace::{TraceArgs, Tracer};
 
 /// Arguments of `amqpwire script`.
 #[derive(clap::Args, Debug)]
+#[group(id = "side", required = true, args = ["connect", "listen"])]
 pub(crate) struct ScriptArgs {
     /// The script: JSON lines, one step each (send, expect, expect-close, expect-silence,
     /// wait, close, half-close; see docs/scripts.md).
     file: PathBuf,
     /// Play the client: connect to this URL (amqp, amqps, ws, wss).
-    #[arg(long, value_name = "URL", conflicts_with = "listen", required_unless_present = "listen")]
+    #[arg(long, value_name = "URL", conflicts_with = "listen")]
     connect: Option<String>,
     /// Play the server: listen on this URL and play the script against the first client.
     #[arg(long, value_name = "URL")]

@@ -248,7 +248,10 @@ pub fn encode_line(j: &Json, out: &mut Vec<u8>) -> Result<(), String> {
         "frame" => frame(o, out),
         "raw" => {
             let h = o.get("hex").and_then(Json::as_str).ok_or("a raw line needs \"hex\"")?;
-            out.extend(unhex(h).ok_or("raw: bad hex")?);
+            out.extend(
+                crate::inspect::parse_hex(h.as_bytes())
+                    .map_err(|e| format!("a raw line's \"hex\": {e}"))?,
+            );
             Ok(())
         }
         // A fatal error of `decode` carries the bytes it left undecoded: written back, so
@@ -1135,7 +1138,7 @@ mod tests {
         // line that is not JSON, two streams, none of the stream asked for, no stream named.
         for want in [
             "26 bytes",
-            "line 2: raw: bad hex",
+            "line 2: a raw line's \"hex\": hex input: 'z' at character 0 is not a hex digit",
             "line 2: not JSON",
             "the lines hold 2 streams (connection 1 c2s, connection 1 s2c)",
             "no line is of the stream asked for (the lines hold",
