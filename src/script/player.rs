@@ -791,6 +791,18 @@ impl Player {
                         if let Some(d) = difference {
                             got.push_str(&format!("\n(the first difference: {d})"));
                         }
+                        // A peer that closes with a framing error, rather than hanging
+                        // up, after a frame over its max-frame-size: the likely cause.
+                        if line["performative"] == "close" {
+                            if let (Some((step, size)), Some(max)) =
+                                (self.oversized, self.peer_max_frame)
+                            {
+                                got.push_str(&format!(
+                                    "\n(step {step} sent a frame of {size} bytes, over the \
+                                     max-frame-size of {max} the peer's open announced)"
+                                ));
+                            }
+                        }
                         return self.fail(n, &expected, &got);
                     }
                     self.bound = bound;
@@ -1681,9 +1693,21 @@ mod tests {
         assert!(f.got.ends_with("over the max-frame-size of 512 its open announced)"), "{f:?}");
         // A frame within the limit: the peer just closed.
         let small = big.replace(&"x".repeat(1000), "x");
-        let script = script.replace(&big, &small);
-        let f = against_bytes(&script, open).expect_err("the peer closed");
+        let small_script = script.replace(&big, &small);
+        let f = against_bytes(&small_script, open).expect_err("the peer closed");
         assert_eq!(f.got, "the peer closed", "{f:?}");
+        // A peer that answers with a close (a framing error) rather than hanging up: the
+        // failure names the frame too.
+        let close = r#"{"performative": "close", "fields": {"error": {"error": {"condition": {"symbol": "amqp:connection:framing-error"}}}}}"#;
+        let f = against_bytes(&script, &format!("{open}\n{close}")).expect_err("a close");
+        assert_eq!(f.step, 3, "{f:?}");
+        assert!(f.got.contains("framing-error"), "{f:?}");
+        assert!(
+            f.got.ends_with("(step 2 sent a frame of 1027 bytes, over the max-frame-size of 512 the peer's open announced)"),
+            "{f:?}"
+        );
+        let f = against_bytes(&small_script, &format!("{open}\n{close}")).expect_err("a close");
+        assert!(!f.got.contains("max-frame-size"), "{f:?}");
     }
 
     #[test]
