@@ -410,6 +410,8 @@ fn amqpwire_serve_survives_with_no_finding() {
     let out = fuzz_peer(&[&["--connect", &url, "--exec", &exec][..], &tail[..]].concat());
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(cli::text(&out.stdout).starts_with("2 cases in "), "{}", show(&out));
+    let said = "stopped early: case 18446744073709551615 is the last there is";
+    assert!(cli::text(&out.stdout).contains(said), "{}", show(&out));
     // A process to watch that is not there, and a memory bound the target started passes
     // before any case: said at once, exit 2, no finding.
     for (extra, said) in [

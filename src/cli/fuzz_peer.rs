@@ -365,6 +365,9 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         if let Some(why) = &sum.stopped {
             println!("stopped early: {why}");
         }
+        if sum.no_more_cases {
+            println!("stopped early: case {} is the last there is", u64::MAX);
+        }
         if sum.interrupted {
             println!("stopped early: a signal");
         }

@@ -246,6 +246,9 @@ pub struct Summary {
     pub out_of_time: Option<Underway>,
     /// Cases whose client never connected (listen mode).
     pub unconnected: u64,
+    /// Whether the campaign ended at the last case number (`u64::MAX`), before its
+    /// `--cases` or `--seconds`.
+    pub no_more_cases: bool,
     /// Cases whose client sent no more than a protocol header (listen mode): most of a
     /// campaign's cases, when the client does not speak the SASL offered, and tests
     /// little.
@@ -806,7 +809,10 @@ impl Campaign {
                 break;
             }
             // Case numbers end at u64::MAX: there are no cases past it.
-            let Some(index) = first.checked_add(played) else { break };
+            let Some(index) = first.checked_add(played) else {
+                sum.no_more_cases = true;
+                break;
+            };
             let (scenario, case) = self.case(index);
             let noted = self.process.keep_log_small();
             let case_line = format!("case {index} ({scenario})");
