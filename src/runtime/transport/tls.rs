@@ -30,6 +30,23 @@ fn config_error(what: impl fmt::Display) -> TransportError {
     TransportError::Config(what.to_string())
 }
 
+/// Why rustls refuses this side's own certificate and key (`whose`: `client` or
+/// `server`): rustls words a certificate it cannot read as the peer's ("invalid peer
+/// certificate: Other(OtherError(UnsupportedCertVersion))"), though it is ours here.
+fn own_identity_error(whose: &str, e: &rustls::Error) -> String {
+    let why = match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => o.to_string(),
+        rustls::Error::InvalidCertificate(c) => format!("{c:?}"),
+        other => return format!("{whose} certificate and key: {other}"),
+    };
+    let hint = match why.as_str() {
+        "UnsupportedCertVersion" => " (TLS takes X.509 version 3 certificates; this one is older)",
+        "BadDer" | "BadDerTime" => " (it is not well-formed DER)",
+        _ => "",
+    };
+    format!("the {whose} certificate cannot be used: {why}{hint}")
+}
+
 /// Reads every certificate of a PEM text; `what` names its origin for errors.
 fn certs_from_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, TransportError> {
     let certs = CertificateDer::pem_slice_iter(pem)
@@ -232,7 +249,7 @@ impl ClientTlsConfig {
             None => builder.with_no_client_auth(),
             Some(id) => builder
                 .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
-                .map_err(|e| config_error(format!("client certificate and key: {e}")))?,
+                .map_err(|e| config_error(own_identity_error("client", &e)))?,
         };
         config.key_log = key_log();
         Ok(config)
@@ -365,7 +382,7 @@ fn build_acceptor(
     };
     let mut config = builder
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())
-        .map_err(|e| config_error(format!("server certificate and key: {e}")))?;
+        .map_err(|e| config_error(own_identity_error("server", &e)))?;
     config.key_log = key_log();
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
@@ -777,6 +794,22 @@ mod tests {
         tbs.extend_from_slice(subject);
         tbs.extend(tlv(SEQUENCE, &[0u8; 200])); // a long-form length after the subject
         tlv(SEQUENCE, &[tlv(SEQUENCE, &tbs), tlv(SEQUENCE, &[]), tlv(0x03, &[0])].concat())
+    }
+
+    /// An X.509 version 1 certificate (made with `openssl x509 -req -signkey`, which adds
+    /// no extensions) is refused as ours, not as "the peer's", and says why.
+    #[test]
+    fn an_old_certificate_of_our_own_is_refused_as_ours() {
+        let cert = include_bytes!("../../../tests/fixtures/tls/x509-v1-cert.pem");
+        let key = include_bytes!("../../../tests/fixtures/tls/x509-v1-key.pem");
+        let Err(TransportError::Config(e)) = TlsServerConfig::from_pem(cert, key) else {
+            panic!("a version 1 certificate was taken")
+        };
+        assert_eq!(
+            e,
+            "the server certificate cannot be used: UnsupportedCertVersion (TLS takes X.509 \
+             version 3 certificates; this one is older)"
+        );
     }
 
     #[test]
