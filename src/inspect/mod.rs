@@ -17,6 +17,7 @@ pub mod json;
 #[cfg(all(test, feature = "json"))]
 mod json_oracle;
 mod text;
+mod transfer_mask;
 pub mod typed;
 
 use std::borrow::Cow;
@@ -211,16 +212,11 @@ pub struct Inspector {
     /// [`Inspector::resumed`]: the links whose transfers have been seen since, for which
     /// the next delivery is a whole one.
     resumed: Option<std::collections::HashSet<(u16, u32)>>,
-    /// While masking: of each link whose delivery is under way, the last bytes (at most
-    /// [`MASK_TAIL`]) of the payload its transfers carried so far, masked, so that a
-    /// credential cut across two transfers is masked in the second one too.
-    mask_tails: HashMap<(u16, u32), Vec<u8>>,
+    /// While masking: of each link whose delivery is under way, where the walk of its
+    /// payload is, so that the next transfer's bytes are masked as the values they go on
+    /// with (a credential cut across two transfers is masked in both).
+    mask_walks: HashMap<(u16, u32), transfer_mask::PayloadWalk>,
 }
-
-/// How much of a delivery's payload so far is kept to mask the next transfer's bytes in
-/// its light: a credential whose mark (`SharedAccessSignature `, `SharedAccessKey=`, a
-/// JSON Web Token's start) is this far before the transfer's start is masked in it.
-const MASK_TAIL: usize = 64 << 10;
 
 #[derive(Debug, Default)]
 struct Partial {
@@ -247,7 +243,7 @@ impl Inspector {
             redact: true,
             layer: None,
             resumed: None,
-            mask_tails: HashMap::new(),
+            mask_walks: HashMap::new(),
         }
     }
 
@@ -405,64 +401,74 @@ impl Inspector {
         out
     }
 
-    /// A frame's [`Shared`] part: its bytes masked (when masking is on) on their own, and
-    /// a transfer's in the light of the transfers of its delivery before it.
-    fn share(&mut self, raw: crate::frame::RawFrame) -> Shared {
-        let mut shared = Shared::new(raw, self.redact);
-        if self.redact {
-            shared.redacted |= self.mask_across_transfers(&mut shared.raw);
+    /// A frame's [`Shared`] part: its bytes masked (when masking is on), a transfer's
+    /// payload as the values of its delivery ([`Inspector::mask_transfer`]).
+    fn share(&mut self, mut raw: crate::frame::RawFrame) -> Shared {
+        if !self.redact {
+            return Shared::new(raw, false);
         }
-        shared
+        match self.mask_transfer(&mut raw) {
+            Some(redacted) => Shared { raw, redacted, tree: None, sections: None },
+            None => Shared::new(raw, true),
+        }
     }
 
-    /// Masks the payload of a transfer that goes on with a delivery, read (leniently:
-    /// masking does not depend on the mode) after the last bytes of the payload before
-    /// it: a token whose mark was in an earlier transfer, or that a transfer's end cut
-    /// in two, is masked in this one too. Those bytes are scanned as undecoded bytes are
-    /// (a transfer after the first starts inside a value); whether it masked anything.
-    fn mask_across_transfers(&mut self, raw: &mut crate::frame::RawFrame) -> bool {
+    /// Masks a transfer (read leniently: masking does not depend on the mode): its
+    /// performative as [`redact`] masks a frame, and its payload as the next bytes of its
+    /// delivery's message, walked value by value across the delivery's transfers, so that
+    /// a credential that a transfer's end cut is masked in the next too, and masking never
+    /// runs past a value's end. `None` for a frame that is not a transfer; else whether it
+    /// masked anything.
+    fn mask_transfer(&mut self, raw: &mut crate::frame::RawFrame) -> Option<bool> {
         if raw.header.frame_type != FrameType::AMQP {
-            return false;
+            return None;
         }
-        // Only a transfer is decoded again: its descriptor says so.
+        // Only a transfer is decoded here: its descriptor says so.
         let body = raw.body();
         let mut r = Reader::from_bytes(&body, DecodeOptions::LENIENT);
-        if crate::types::read_descriptor(&mut r).ok().and_then(|d| d.code())
-            != Some(<crate::types::Transfer as crate::types::Composite>::CODE)
-        {
-            return false;
+        let code = crate::types::read_descriptor(&mut r).ok().and_then(|d| d.code());
+        if code != Some(<crate::types::Transfer as crate::types::Composite>::CODE) {
+            return None;
         }
         let Ok(Frame {
             channel,
             body: FrameBody::Amqp { performative: Performative::Transfer(t), payload },
         }) = raw.decode(DecodeOptions::LENIENT)
         else {
-            return false;
+            return None;
         };
         let key = (channel, t.handle.0);
+        let ended = !t.more || t.aborted;
+        // The payload is the frame's tail.
         let at = raw.bytes.len() - payload.len();
-        let mut masked = false;
-        if let Some(tail) = self.mask_tails.get(&key).filter(|_| !t.aborted) {
-            let mut joined = Vec::with_capacity(tail.len() + payload.len());
-            joined.extend_from_slice(tail);
-            joined.extend_from_slice(&payload);
-            mask_text_tokens(&mut joined);
-            if joined[tail.len()..] != payload[..] {
-                let mut bytes = raw.bytes.to_vec();
-                bytes[at..].copy_from_slice(&joined[tail.len()..]);
-                raw.bytes = Bytes::from(bytes);
-                masked = true;
+        let doff = (usize::from(raw.header.doff) * 4).min(at);
+        let walk = self.mask_walks.entry(key).or_default();
+        // Most transfers hold nothing to mask: walked, not copied.
+        if !holds_mark(&raw.bytes[doff..]) && !walk.open() && !walk.cut_mark(&payload) {
+            walk.pass(&payload);
+            if ended {
+                self.mask_walks.remove(&key);
             }
+            return Some(false);
         }
-        if t.more && !t.aborted {
-            let tail = self.mask_tails.entry(key).or_default();
-            tail.extend_from_slice(&raw.bytes[at..]);
-            let over = tail.len().saturating_sub(MASK_TAIL);
-            tail.drain(..over);
-        } else {
-            self.mask_tails.remove(&key);
+        let mut bytes = raw.bytes.to_vec();
+        let mut masked = mask_plain_responses(&mut bytes[doff..]);
+        let performative = &mut bytes[doff..at];
+        let mut texts = Vec::new();
+        if let Err(stop) = walk_values(performative, &mut texts) {
+            masked |= mask_text_tokens(&mut performative[stop..]);
         }
-        masked
+        for t in texts {
+            masked |= mask_text_tokens(&mut performative[t]);
+        }
+        masked |= self.mask_walks.entry(key).or_default().mask(&mut bytes[at..]);
+        if ended {
+            self.mask_walks.remove(&key);
+        }
+        if masked {
+            raw.bytes = Bytes::from(bytes);
+        }
+        Some(masked)
     }
 
     fn frame(&mut self, shared: &mut Shared) -> FrameRecord {
@@ -654,11 +660,7 @@ pub fn redact(raw: &mut crate::frame::RawFrame) -> bool {
     // Any other frame, and a sasl-init that does not decode as one (a response written as
     // a string, a sasl-init in an AMQP frame): masked by the shapes of what it holds. The
     // frame is copied only when there is something to mask: most frames have nothing.
-    let body = raw.bytes.get(doff..).unwrap_or_default();
-    // One pass: the first byte of each token's mark rules out most positions.
-    let marks: [&[u8]; 4] = [b"PLAIN", SAS_TOKEN, SHARED_ACCESS_KEY, JWT];
-    let holds = |i: usize| marks.iter().any(|m| body[i..].starts_with(m));
-    if !(0..body.len()).any(|i| matches!(body[i], b'P' | b'S' | b'e') && holds(i)) {
+    if !holds_mark(raw.bytes.get(doff..).unwrap_or_default()) {
         return false;
     }
     let mut bytes = raw.bytes.to_vec();
@@ -681,6 +683,16 @@ pub fn redact(raw: &mut crate::frame::RawFrame) -> bool {
         raw.bytes = Bytes::from(bytes);
     }
     masked
+}
+
+/// Whether `body` holds the mark of a credential masking looks for (a PLAIN mechanism, a
+/// SAS token, a connection string's key, a JSON Web Token): most frames hold none, and are
+/// not copied.
+fn holds_mark(body: &[u8]) -> bool {
+    // One pass: the first byte of each token's mark rules out most positions.
+    let marks: [&[u8]; 4] = [b"PLAIN", SAS_TOKEN, SHARED_ACCESS_KEY, JWT];
+    let holds = |i: usize| marks.iter().any(|m| body[i..].starts_with(m));
+    (0..body.len()).any(|i| matches!(body[i], b'P' | b'S' | b'e') && holds(i))
 }
 
 /// Walks the encoded values that make up `buf` (1.5, 1.6), as the encoding lays them out,
@@ -1738,82 +1750,100 @@ mod tests {
             (b"HostName=h;SharedAccessKey=a2V5a2V5a2V5;DeviceId=d", b"a2V5a2V5a2V5"),
             (b"eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodWIifQ.c2lnbmF0dXJlX2J5dGVz", b"c2lnbmF0dXJlX2J5dGVz"),
         ];
+        // The token where it ends a string followed by printable bytes that are values: a
+        // properties section's message-id (nulls after it, 0x40, `@`), an amqp-sequence's
+        // first element (true after it, 0x41, `A`); and an amqp-value followed by a footer.
+        let layouts = |token: &[u8]| -> Vec<Vec<u8>> {
+            let n = token.len() as u8;
+            let mut properties = vec![0x00, 0x53, 0x73, 0xc0, n + 5, 3, 0xa1, n];
+            properties.extend_from_slice(token);
+            properties.extend_from_slice(&[0x40, 0x40, 0x00, 0x53, 0x77, 0x43]);
+            let mut sequence = vec![0x00, 0x53, 0x76, 0xc0, n + 4, 2, 0xa1, n];
+            sequence.extend_from_slice(token);
+            sequence.push(0x41);
+            let mut value = vec![0x00, 0x53, 0x77, 0xa1, n];
+            value.extend_from_slice(token);
+            value.extend_from_slice(&[0x00, 0x53, 0x78, 0xc1, 0x01, 0x00]);
+            vec![properties, sequence, value]
+        };
         for (token, secret) in tokens {
-            // An amqp-value section holding the token, and an empty footer after it.
-            let mut message = vec![0x00, 0x53, 0x77, 0xa1, token.len() as u8];
-            message.extend_from_slice(token);
-            message.extend_from_slice(&[0x00, 0x53, 0x78, 0xc1, 0x01, 0x00]);
-            for pieces in [2, 3, 7] {
-                for first in 1..message.len() {
-                    // The message cut at `first`, and the rest in `pieces - 1` parts.
-                    let mut cuts = vec![0, first];
-                    let rest = message.len() - first;
-                    for k in 1..pieces - 1 {
-                        cuts.push(first + rest * k / (pieces - 1));
-                    }
-                    cuts.push(message.len());
-                    cuts.dedup();
-                    let mut stream = b"AMQP\x00\x01\x00\x00".to_vec();
-                    for (n, w) in cuts.windows(2).enumerate() {
-                        let more = w[1] < message.len();
-                        // transfer: handle 0, delivery-id 0 and tag on the first, more
-                        let mut body = vec![0x00, 0x53, 0x14];
-                        if n == 0 {
-                            body.extend_from_slice(&[
-                                0xc0, 0x09, 0x06, 0x43, 0x43, 0xa0, 0x01, 0x01, 0x43, 0x40,
-                            ]);
-                        } else {
-                            body.extend_from_slice(&[
-                                0xc0, 0x07, 0x06, 0x43, 0x40, 0x40, 0x40, 0x40,
-                            ]);
+            for message in layouts(token) {
+                for pieces in [1, 2, 3, 7] {
+                    for first in 1..message.len() {
+                        // The message cut at `first`, and the rest in `pieces - 1` parts.
+                        if pieces == 1 && first > 1 {
+                            continue;
                         }
-                        body.push(if more { 0x41 } else { 0x42 });
-                        body.extend_from_slice(&message[w[0]..w[1]]);
-                        stream.extend(frame_of(0, &body));
-                    }
-                    let what = format!("{} cut at {cuts:?}", String::from_utf8_lossy(token));
-                    let mut both = Inspector::inspect_both(&stream);
-                    let single = records(&stream, true);
-                    for (mode, recs) in [
-                        ("single", single),
-                        ("strict", std::mem::take(&mut both[0])),
-                        ("lenient", std::mem::take(&mut both[1])),
-                    ] {
-                        let frames: Vec<_> = recs
-                            .iter()
-                            .filter_map(|r| match r {
-                                Record::Frame(f) => Some(f),
-                                _ => None,
-                            })
-                            .collect();
-                        assert_eq!(frames.len(), cuts.len() - 1, "{mode} {what}: {recs:?}");
-                        // Each frame's payload, as its bytes show it.
-                        let mut shown = Vec::new();
-                        for f in &frames {
-                            let Ok(Frame { body: FrameBody::Amqp { payload, .. }, .. }) = &f.frame
-                            else {
-                                panic!("{mode} {what}: {:?}", f.frame)
-                            };
-                            assert!(f.raw.ends_with(payload), "{mode} {what}");
-                            shown.extend_from_slice(payload);
+                        let mut cuts = if pieces == 1 { vec![0] } else { vec![0, first] };
+                        let rest = message.len() - first;
+                        for k in 1..pieces - 1 {
+                            cuts.push(first + rest * k / (pieces - 1));
                         }
-                        let delivery = frames.last().and_then(|f| f.delivery.as_ref());
-                        let delivery = delivery.unwrap_or_else(|| panic!("{mode} {what}"));
-                        assert!(
-                            delivery.message.is_ok(),
-                            "{mode} {what}: {:?} {:?}",
-                            delivery.message,
-                            String::from_utf8_lossy(&delivery.payload)
-                        );
-                        let payload = &delivery.payload;
-                        // The secret is stars in the frames' bytes and in the message, and
-                        // nothing else changed; a frame says it masked something.
-                        let at = find(&message, secret).expect("the secret is in the message");
-                        let mut expected = message.clone();
-                        expected[at..at + secret.len()].fill(b'*');
-                        assert_eq!(shown, expected, "{mode} {what}");
-                        assert!(frames.iter().any(|f| f.redacted), "{mode} {what}");
-                        assert_eq!(&payload[..], &expected[..], "{mode} {what}");
+                        cuts.push(message.len());
+                        cuts.dedup();
+                        let mut stream = b"AMQP\x00\x01\x00\x00".to_vec();
+                        for (n, w) in cuts.windows(2).enumerate() {
+                            let more = w[1] < message.len();
+                            // transfer: handle 0, delivery-id 0 and tag on the first, more
+                            let mut body = vec![0x00, 0x53, 0x14];
+                            if n == 0 {
+                                body.extend_from_slice(&[
+                                    0xc0, 0x09, 0x06, 0x43, 0x43, 0xa0, 0x01, 0x01, 0x43, 0x40,
+                                ]);
+                            } else {
+                                body.extend_from_slice(&[
+                                    0xc0, 0x07, 0x06, 0x43, 0x40, 0x40, 0x40, 0x40,
+                                ]);
+                            }
+                            body.push(if more { 0x41 } else { 0x42 });
+                            body.extend_from_slice(&message[w[0]..w[1]]);
+                            stream.extend(frame_of(0, &body));
+                        }
+                        let what = format!("{} cut at {cuts:?}", String::from_utf8_lossy(token));
+                        let mut both = Inspector::inspect_both(&stream);
+                        let single = records(&stream, true);
+                        for (mode, recs) in [
+                            ("single", single),
+                            ("strict", std::mem::take(&mut both[0])),
+                            ("lenient", std::mem::take(&mut both[1])),
+                        ] {
+                            let frames: Vec<_> = recs
+                                .iter()
+                                .filter_map(|r| match r {
+                                    Record::Frame(f) => Some(f),
+                                    _ => None,
+                                })
+                                .collect();
+                            assert_eq!(frames.len(), cuts.len() - 1, "{mode} {what}: {recs:?}");
+                            // Each frame's payload, as its bytes show it.
+                            let mut shown = Vec::new();
+                            for f in &frames {
+                                let Ok(Frame { body: FrameBody::Amqp { payload, .. }, .. }) =
+                                    &f.frame
+                                else {
+                                    panic!("{mode} {what}: {:?}", f.frame)
+                                };
+                                assert!(f.raw.ends_with(payload), "{mode} {what}");
+                                shown.extend_from_slice(payload);
+                            }
+                            let delivery = frames.last().and_then(|f| f.delivery.as_ref());
+                            let delivery = delivery.unwrap_or_else(|| panic!("{mode} {what}"));
+                            assert!(
+                                delivery.message.is_ok(),
+                                "{mode} {what}: {:?} {:?}",
+                                delivery.message,
+                                String::from_utf8_lossy(&delivery.payload)
+                            );
+                            let payload = &delivery.payload;
+                            // The secret is stars in the frames' bytes and in the message, and
+                            // nothing else changed; a frame says it masked something.
+                            let at = find(&message, secret).expect("the secret is in the message");
+                            let mut expected = message.clone();
+                            expected[at..at + secret.len()].fill(b'*');
+                            assert_eq!(shown, expected, "{mode} {what}");
+                            assert!(frames.iter().any(|f| f.redacted), "{mode} {what}");
+                            assert_eq!(&payload[..], &expected[..], "{mode} {what}");
+                        }
                     }
                 }
             }
