@@ -333,6 +333,9 @@ fn a_closed_output_stops_a_command_quietly_and_never_loses_the_page() {
     let bad = "414d515000010000 0000001b02000000005315c00e064170000007fd4041ee53244540";
     let o = run(&["decode", "--hex", bad], Stdio::null(), closed_pipe().into());
     assert_eq!(o.status.code(), Some(1));
+    // The log (-v) written to a closed standard error: dropped, not a panic.
+    let o = run(&["demo", "-v"], Stdio::null(), closed_pipe().into());
+    assert_eq!(o.status.code(), Some(0));
     // A case printed to a closed standard output.
     let args = ["fuzz-peer", "--connect", "amqp://127.0.0.1:1", "--seed", "5", "--print-case"];
     let o = run(&args, closed_pipe().into(), Stdio::piped());
@@ -402,6 +405,11 @@ fn hex_text_with_a_stray_character_is_said_to_be_read_as_bytes() {
         err.contains("read as bytes, not as hex text: hex input: 'z' at character 35"),
         "{err}"
     );
+    // A character that is not ASCII is named as itself, counted in characters.
+    let o = amqpwire(&["decode", "--hex", "00\u{e9}1"], None);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("hex input: '\u{e9}' at character 2 is not a hex digit"), "{err}");
     // Bytes that are not text at all are not said to be hex.
     let o = amqpwire(&["decode", "tests/fixtures/wire/rhea-to-proton-messages.c2s.bin"], None);
     assert!(!String::from_utf8_lossy(&o.stderr).contains("hex"), "{o:?}");

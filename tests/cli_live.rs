@@ -1109,6 +1109,18 @@ fn messages_whose_lines_no_one_reads_are_released_not_accepted() {
     assert!(o.status.success(), "{err}");
     assert!(!err.contains("timed out"), "{err}");
     assert!(err.contains("received 0 messages"), "{err}");
+    // A write that fails otherwise (a full disk) is an error, and releases the messages.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let o = bin()
+        .args(["receive", url, "--from", "unread", "--count", "100", "--timeout", "10"])
+        .stdin(std::process::Stdio::null())
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("receive");
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot write the messages: No space left on device"), "{err}");
     // All hundred are still there.
     let o = run(&["receive", url, "--from", "unread", "--count", "100", "--json"]);
     assert!(o.status.success(), "{}", text(&o.stderr));

@@ -473,7 +473,7 @@ async fn receive_on(
         let ready = match tokio::time::timeout(Duration::ZERO, rx.recv()).await {
             Ok(r) => Some(r),
             Err(_) => {
-                if !batch.write(&rx, txn.as_ref(), &mut n).map_err(|e| lost(e, n))? {
+                if !batch.write(&rx, txn.as_ref(), &mut n)? {
                     gone = true;
                     break;
                 }
@@ -511,13 +511,13 @@ async fn receive_on(
                 rx.set_credit(left).map_err(|e| lost(e, n))?;
             }
         }
-        if batch.full() && !batch.write(&rx, txn.as_ref(), &mut n).map_err(|e| lost(e, n))? {
+        if batch.full() && !batch.write(&rx, txn.as_ref(), &mut n)? {
             gone = true;
             break;
         }
         progress.tick("received", n);
     }
-    if !gone && !batch.write(&rx, txn.as_ref(), &mut n).map_err(|e| lost(e, n))? {
+    if !gone && !batch.write(&rx, txn.as_ref(), &mut n)? {
         gone = true;
     }
     // Anything that came beyond what was wanted goes back untouched.
@@ -560,29 +560,38 @@ impl Batch {
     }
 
     /// Writes the lines to standard output, then accepts their messages (in `txn` when
-    /// there is one), counting them in `n`; `Ok(false)` when the reader has gone away:
-    /// the messages are released instead, for another receiver.
+    /// there is one), counting them in `n`; `Ok(false)` when the reader has gone away (a
+    /// closed pipe): the messages are released instead, for another receiver. Any other
+    /// write error is an error, after the messages are released.
     fn write(
         &mut self,
         rx: &amqpwire::runtime::Receiver,
         txn: Option<&amqpwire::runtime::Transaction>,
         n: &mut u64,
-    ) -> Result<bool, Error> {
+    ) -> Result<bool, String> {
         if self.deliveries.is_empty() {
             return Ok(true);
         }
         let mut out = std::io::stdout().lock();
-        let written = out.write_all(&self.text).and_then(|()| out.flush()).is_ok();
+        let written = out.write_all(&self.text).and_then(|()| out.flush());
         self.text.clear();
+        let lost = |e: Error, n: u64| format!("{e} (after {n} messages received and accepted)");
         for d in self.deliveries.drain(..) {
-            match (written, txn) {
-                (true, Some(txn)) => rx.accept_in(txn, &d)?,
-                (true, None) => rx.accept(&d)?,
-                (false, _) => rx.release(&d)?,
+            match (&written, txn) {
+                (Ok(()), Some(txn)) => rx.accept_in(txn, &d).map_err(|e| lost(e, *n))?,
+                (Ok(()), None) => rx.accept(&d).map_err(|e| lost(e, *n))?,
+                (Err(_), _) => rx.release(&d).map_err(|e| lost(e, *n))?,
             }
-            *n += u64::from(written);
+            *n += u64::from(written.is_ok());
         }
-        Ok(written)
+        match written {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+            Err(e) => Err(format!(
+                "cannot write the messages: {e} (after {n} received and accepted; those not \
+                 written were released)"
+            )),
+        }
     }
 }
 

@@ -707,10 +707,15 @@ impl From<AckArg> for Ack {
 /// The longest time to live or token lifetime the commands take: ten years.
 const MAX_SECS: u64 = 10 * 365 * 24 * 3600;
 
-/// Writes a line of data to standard output; `false` once the reader has gone away.
-fn emit(line: &str) -> bool {
+/// Writes a line of data to standard output; `Ok(false)` once the reader has gone away (a
+/// closed pipe), `Err` for another failure.
+fn emit(line: &str) -> Result<bool, String> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(format!("cannot write to standard output: {e}")),
+    }
 }
 
 fn now_ms() -> i64 {
@@ -731,6 +736,8 @@ async fn traced<T>(
 
 async fn send_c2d(args: &SendC2dArgs) -> Result<ExitCode, String> {
     let (cs, tracer, options) = args.hub.setup(Some("the message ids"))?;
+    // A write to standard output that failed, but for a reader gone away.
+    let mut failed: Option<String> = None;
     let template = args.body.message("")?;
     traced(tracer.as_ref(), async {
         let service = ServiceClient::connect(&cs, options).await?;
@@ -746,13 +753,21 @@ async fn send_c2d(args: &SendC2dArgs) -> Result<ExitCode, String> {
                 }
             }
             let id = service.send_c2d(&args.device, m, args.ack.into()).await?;
-            if !emit(&message_id_text(&id)) {
-                break;
+            match emit(&message_id_text(&id)) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
         }
         service.close().await
     })
     .await?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -767,6 +782,8 @@ pub(crate) struct FeedbackArgs {
 
 async fn feedback(args: &FeedbackArgs) -> Result<ExitCode, String> {
     let (cs, tracer, options) = args.hub.setup(Some("the feedback records"))?;
+    // A write to standard output that failed, but for a reader gone away.
+    let mut failed: Option<String> = None;
     let n = traced(tracer.as_ref(), async {
         let service = ServiceClient::connect(&cs, options).await?;
         let rx = service.feedback().await?;
@@ -788,9 +805,16 @@ async fn feedback(args: &FeedbackArgs) -> Result<ExitCode, String> {
                         r.enqueued_time_utc
                     )
                 };
-                if !emit(&line) {
-                    gone = true;
-                    break 'reading;
+                match emit(&line) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        gone = true;
+                        break 'reading;
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break 'reading;
+                    }
                 }
                 n += 1;
             }
@@ -799,6 +823,9 @@ async fn feedback(args: &FeedbackArgs) -> Result<ExitCode, String> {
         Ok((n, gone))
     })
     .await?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     args.read.short_of(n, "feedback records")
 }
 
@@ -893,6 +920,8 @@ pub(crate) struct DeviceReceiveArgs {
 
 async fn device_receive(args: &DeviceReceiveArgs) -> Result<ExitCode, String> {
     let (cs, tracer, options) = args.hub.setup(Some("the messages received"))?;
+    // A write to standard output that failed, but for a reader gone away.
+    let mut failed: Option<String> = None;
     let n = traced(tracer.as_ref(), async {
         let device = DeviceClient::connect(&cs, options).await?;
         let (mut n, mut gone) = (0, false);
@@ -912,9 +941,13 @@ async fn device_receive(args: &DeviceReceiveArgs) -> Result<ExitCode, String> {
             };
             // Settled as asked once shown; a message whose line the reader did not take
             // (it went away) is abandoned, so that the hub delivers it again.
-            if !emit(&line) {
+            let shown = emit(&line);
+            if shown != Ok(true) {
                 device.abandon(&m)?;
-                gone = true;
+                match shown {
+                    Err(e) => failed = Some(e),
+                    _ => gone = true,
+                }
                 break;
             }
             match args.settle {
@@ -928,6 +961,9 @@ async fn device_receive(args: &DeviceReceiveArgs) -> Result<ExitCode, String> {
         Ok((n, gone))
     })
     .await?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     args.read.short_of(n, "messages")
 }
 
@@ -992,6 +1028,8 @@ fn event_line(e: &Event) -> String {
 
 async fn monitor(args: &MonitorArgs) -> Result<ExitCode, String> {
     let (cs, tracer, mut options) = args.hub.setup(Some("the events read"))?;
+    // A write to standard output that failed, but for a reader gone away.
+    let mut failed: Option<String> = None;
     options.event_hub_ws_port = args.eventhub_ws_port;
     let start = if args.from_start {
         StartPosition::START
@@ -1024,9 +1062,16 @@ async fn monitor(args: &MonitorArgs) -> Result<ExitCode, String> {
                 Err(other) => return Err(other),
             };
             let line = if args.read.json { e.to_json().to_string() } else { event_line(&e) };
-            if !emit(&line) {
-                gone = true;
-                break;
+            match emit(&line) {
+                Ok(true) => {}
+                Ok(false) => {
+                    gone = true;
+                    break;
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
             n += 1;
         }
@@ -1034,6 +1079,9 @@ async fn monitor(args: &MonitorArgs) -> Result<ExitCode, String> {
         Ok((n, gone))
     })
     .await?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     args.read.short_of(n, "events")
 }
 

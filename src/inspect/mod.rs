@@ -1581,13 +1581,15 @@ pub fn looks_like_hex(b: &[u8]) -> bool {
 pub fn parse_hex(text: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(text.len() / 2);
     let mut high: Option<u8> = None;
-    for (i, &c) in text.iter().enumerate() {
+    // Characters, not bytes: a stray `é` is named as itself, at its place in the text.
+    for (i, c) in String::from_utf8_lossy(text).chars().enumerate() {
         if c.is_ascii_whitespace() {
             continue;
         }
-        let d = (c as char).to_digit(16).ok_or_else(|| {
-            format!("hex input: {:?} at character {i} is not a hex digit", c as char)
-        })? as u8;
+        let d = c
+            .to_digit(16)
+            .ok_or_else(|| format!("hex input: {c:?} at character {i} is not a hex digit"))?
+            as u8;
         match high.take() {
             None => high = Some(d),
             Some(h) => out.push(h << 4 | d),

@@ -474,7 +474,7 @@ fn describe_status(status: std::process::ExitStatus) -> String {
 /// names an error, a panic or a signal (earlier ones may be errors it survived).
 fn telling_line(last_words: &str) -> Option<usize> {
     let lines: Vec<&str> = last_words.lines().collect();
-    lines.iter().rposition(|l| {
+    let told = lines.iter().rposition(|l| {
         let l = l.trim_start();
         let first = l.split([':', ' ', '[']).next().unwrap_or_default();
         first.ends_with("Error")
@@ -487,7 +487,16 @@ fn telling_line(last_words: &str) -> Option<usize> {
             || l.contains("Assertion")
             || l.contains("Segmentation fault")
             || l.contains("AddressSanitizer")
-    })
+    })?;
+    // A Python traceback whose exception's type says neither Error nor Exception
+    // (`struct.error`, `StopIteration`, an application's own): the exception is the first
+    // line after the traceback's frames.
+    if lines[told].starts_with("Traceback (most recent call last):") {
+        let exception = (told + 1..lines.len())
+            .find(|&j| !lines[j].starts_with(' ') && !lines[j].trim().is_empty());
+        return Some(exception.unwrap_or(told));
+    }
+    Some(told)
 }
 
 /// `s` as one word for `sh`, for the command lines a finding carries (comment lines, so
@@ -889,6 +898,11 @@ impl Campaign {
                             played += 1;
                             break;
                         }
+                    }
+                    // Time up already (minimising took it): nothing more to start.
+                    if self.s.time.is_some_and(|t| start.elapsed() >= t) {
+                        played += 1;
+                        break;
                     }
                     let recovered = tokio::select! {
                         r = self.recover() => r,
@@ -1641,6 +1655,23 @@ mod tests {
         assert_eq!(signature(&chained), r#"crash TypeError File "a.py", line 3, in g"#);
         // An error line with no traceback above it (a message a server logs) keeps the
         // lines after it, as before.
+        // An exception whose type says neither Error nor Exception: known by its type and
+        // its innermost place too.
+        let other = |place: &str| {
+            crash(&format!(
+                "Traceback (most recent call last):\n  File \"s.py\", line 9, in <module>\n    serve()\n  \
+                 File \"s.py\", line {place}\n    struct.unpack('>I', b)\n\
+                 struct.error: unpack requires a buffer of 4 bytes"
+            ))
+        };
+        assert_eq!(
+            signature(&other("30, in read_size")),
+            r#"crash struct.error File "s.py", line 30, in read_size"#
+        );
+        assert_ne!(signature(&other("30, in read_size")), signature(&other("44, in read_doff")));
+        let size = other("30, in read_size");
+        let kept = worth_keeping(&size.last_words);
+        assert_eq!(kept.last(), Some(&"struct.error: unpack requires a buffer of 4 bytes"));
         let logged = crash("ValueError: bad input\nretrying\nbye");
         assert_eq!(signature(&logged), "crash ValueError ");
         assert_eq!(worth_keeping(&logged.last_words), ["ValueError: bad input", "retrying", "bye"]);
