@@ -519,14 +519,7 @@ fn a_cloud_to_device_message_no_one_reads_is_abandoned_and_comes_again() {
         &common,
     ]
     .concat();
-    let writer = cli::closed_pipe();
-    let out = bin()
-        .args(&receive)
-        .stdin(std::process::Stdio::null())
-        .stdout(writer)
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .expect("device-receive");
+    let out = cli::run_writing_to(&receive, cli::closed_pipe());
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("timed out"), "{err}");

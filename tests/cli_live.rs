@@ -1097,27 +1097,15 @@ fn messages_whose_lines_no_one_reads_are_released_not_accepted() {
     let url = &server.urls[0];
     let o = run(&["send", url, "--to", "unread", "--size", "1000", "--count", "100"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let writer = cli::closed_pipe();
-    let o = bin()
-        .args(["receive", url, "--from", "unread", "--count", "100", "--timeout", "10"])
-        .stdin(std::process::Stdio::null())
-        .stdout(writer)
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .expect("receive");
+    let receive = ["receive", url, "--from", "unread", "--count", "100", "--timeout", "10"];
+    let o = cli::run_writing_to(&receive, cli::closed_pipe());
     let err = text(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(!err.contains("timed out"), "{err}");
     assert!(err.contains("received 0 messages"), "{err}");
     // A write that fails otherwise (a full disk) is an error, and releases the messages.
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
-    let o = bin()
-        .args(["receive", url, "--from", "unread", "--count", "100", "--timeout", "10"])
-        .stdin(std::process::Stdio::null())
-        .stdout(full)
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .expect("receive");
+    let o = cli::run_writing_to(&receive, full);
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("cannot write the messages: No space left on device"), "{err}");

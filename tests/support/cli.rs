@@ -105,3 +105,18 @@ pub(crate) fn closed_pipe() -> std::process::ChildStdin {
     reader.wait().expect("true ends");
     writer
 }
+
+/// Runs `amqpwire ARGS` to completion with its standard output sent to `stdout` (a pipe
+/// no one reads, a full device), standard input empty and standard error kept.
+pub(crate) fn run_writing_to<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    stdout: impl Into<Stdio>,
+) -> Output {
+    bin()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run amqpwire")
+}
