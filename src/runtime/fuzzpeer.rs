@@ -480,8 +480,9 @@ fn telling_line(last_words: &str) -> Option<usize> {
         first.ends_with("Error")
             || first.ends_with("Exception")
             || l.contains("panicked at")
-            // Go: a panic, or the runtime's fatal error.
+            // Go: a panic, or the runtime's fatal error; C++: an exception no one caught.
             || l.starts_with("panic: ")
+            || l.starts_with("terminate called after throwing")
             || l.starts_with("fatal error: ")
             || l.starts_with("Traceback")
             || l.contains("Assertion")
@@ -536,7 +537,21 @@ pub fn shell_word(s: &str) -> String {
 fn signature(f: &Finding) -> String {
     let lines: Vec<&str> = f.last_words.lines().collect();
     if let Some(i) = telling_line(&f.last_words) {
-        let what = lines[i].trim().split(':').next().unwrap_or_default();
+        let told = lines[i].trim();
+        // Rust names the place on the panic's own line (`thread 'x' panicked at
+        // src/f.rs:10:5:`, or before 1.73 `… panicked at 'message', src/f.rs:10:5`): the
+        // place, line and column kept, the thread's name (which may vary) left out.
+        if let Some((_, at)) = told.split_once("panicked at ") {
+            let at = at.trim_end_matches(':');
+            let place = at.rsplit_once(", ").map_or(at, |(_, p)| p);
+            return format!("{} panicked at {place}", f.kind.name());
+        }
+        // A C++ exception nothing caught: its type is the whole line (`std::…` holds
+        // colons); there is no stack.
+        if told.starts_with("terminate called after throwing") {
+            return format!("{} {told}", f.kind.name());
+        }
+        let what = told.split(':').next().unwrap_or_default();
         let place = stack_place(&lines, i).unwrap_or_default();
         return format!("{} {what} {place}", f.kind.name());
     }
@@ -1672,6 +1687,37 @@ mod tests {
         let size = other("30, in read_size");
         let kept = worth_keeping(&size.last_words);
         assert_eq!(kept.last(), Some(&"struct.error: unpack requires a buffer of 4 bytes"));
+        // Rust panics by their place, line and column, whatever the thread; C++ by the
+        // type thrown.
+        let rust = |text: &str| signature(&crash(text));
+        assert_eq!(
+            rust("thread 'main' panicked at src/frame.rs:10:5:\nattempt to subtract with overflow"),
+            "crash panicked at src/frame.rs:10:5"
+        );
+        assert_eq!(
+            rust(
+                "thread 'tokio-runtime-worker' panicked at src/frame.rs:10:5:\nindex out of bounds"
+            ),
+            "crash panicked at src/frame.rs:10:5"
+        );
+        assert_ne!(
+            rust("thread 'main' panicked at src/frame.rs:10:5:\nx"),
+            rust("thread 'main' panicked at src/frame.rs:44:9:\nx")
+        );
+        assert_eq!(
+            rust("thread 'main' panicked at 'called `Option::unwrap()`, on None', src/a.rs:3:7"),
+            "crash panicked at src/a.rs:3:7"
+        );
+        let cpp = |ty: &str| {
+            signature(&crash(&format!(
+                "terminate called after throwing an instance of '{ty}'\n  what():  bad frame"
+            )))
+        };
+        assert_eq!(
+            cpp("std::runtime_error"),
+            "crash terminate called after throwing an instance of 'std::runtime_error'"
+        );
+        assert_ne!(cpp("std::runtime_error"), cpp("std::out_of_range"));
         let logged = crash("ValueError: bad input\nretrying\nbye");
         assert_eq!(signature(&logged), "crash ValueError ");
         assert_eq!(worth_keeping(&logged.last_words), ["ValueError: bad input", "retrying", "bye"]);
