@@ -736,8 +736,8 @@ fn a_finding_being_minimised_when_the_time_is_up_is_saved_as_it_stands() {
 fn a_target_being_started_again_when_the_time_is_up_ends_the_campaign_on_time() {
     // A server that aborts on the case's connection (its first two connections are the
     // campaign's check that it accepts and the first probe), and that, started again,
-    // never listens: each start is given 30 s to accept. With --seconds 15 the campaign
-    // ends at 15 s, the finding saved, both when it restarts the target after saving
+    // never listens: each start is given 30 s to accept. With --seconds 20 the campaign
+    // ends at 20 s, the finding saved, both when it restarts the target after saving
     // (--minimise 0) and when it restarts it to minimise. Without the bound, the first run
     // stopped after 30 s with "the target does not accept connections", and the second
     // kept minimising past it.
@@ -782,7 +782,7 @@ for n in range(1, 1000):
             "--seed",
             "8",
             "--seconds",
-            "15",
+            "20",
             "--minimise",
             minimise,
             "--findings",
@@ -800,7 +800,7 @@ for n in range(1, 1000):
         } else {
             // Minimising began with the restart, and the time ran out there.
             let text = std::fs::read_to_string(&found[0]).expect("finding");
-            assert!(text.contains("--seconds 15 ran out"), "{text}");
+            assert!(text.contains("--seconds 20 ran out"), "{text}");
         }
     }
 }

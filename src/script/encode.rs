@@ -192,18 +192,17 @@ impl<'a> StreamEncoder<'a> {
     pub fn line(&mut self, line: &str) {
         self.lines += 1;
         let n = self.lines;
-        let line = line.trim();
-        let j = serde_json::from_str::<Json>(line);
-        if !self.choice.keeps(j.as_ref().ok()) || self.failed.is_some() {
+        let Some(j) = super::json_line(n, line) else {
+            // (A blank line or a comment names no stream either.)
             return;
-        }
-        if line.is_empty() || line.starts_with('#') {
+        };
+        if !self.choice.keeps(j.as_ref().ok()) || self.failed.is_some() {
             return;
         }
         let j = match j {
             Ok(j) => j,
             Err(e) => {
-                self.failed = Some(format!("line {n}: not JSON: {e}"));
+                self.failed = Some(e);
                 return;
             }
         };

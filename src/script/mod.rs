@@ -14,15 +14,17 @@ pub mod record;
 pub(crate) fn json_lines(
     text: &str,
 ) -> impl Iterator<Item = Result<(usize, serde_json::Value), String>> + '_ {
-    text.lines().enumerate().filter_map(|(i, line)| {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            return None;
-        }
-        Some(
-            serde_json::from_str(line)
-                .map(|j| (i + 1, j))
-                .map_err(|e| format!("line {}: not JSON: {e}", i + 1)),
-        )
-    })
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, line)| json_line(i + 1, line).map(|j| j.map(|j| (i + 1, j))))
+}
+
+/// Line `n` of JSON lines: `None` for a blank line or a `#` comment, else its object or
+/// why it is not JSON.
+pub(crate) fn json_line(n: usize, line: &str) -> Option<Result<serde_json::Value, String>> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    Some(serde_json::from_str(line).map_err(|e| format!("line {n}: not JSON: {e}")))
 }
