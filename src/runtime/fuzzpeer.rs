@@ -551,6 +551,18 @@ fn signature(f: &Finding) -> String {
         if told.starts_with("terminate called after throwing") {
             return format!("{} {told}", f.kind.name());
         }
+        // The JVM prints what was wrapped after the stack (`Caused by: …`, each with its
+        // own frames): the last one is the root cause, by whose type and innermost place
+        // the fault is known (the wrapper is often the same for every fault).
+        let i = root_cause(&lines, i);
+        let told = lines[i].trim();
+        let told = told.strip_prefix("Caused by: ").unwrap_or(told);
+        // The thread's name (`Exception in thread "pool-1-thread-3" java.lang.…`) may
+        // vary from run to run: left out, as a Rust panic's is.
+        let told = match told.strip_prefix("Exception in thread \"") {
+            Some(rest) => rest.split_once("\" ").map_or(told, |(_, ty)| ty),
+            None => told,
+        };
         let what = told.split(':').next().unwrap_or_default();
         let place = stack_place(&lines, i).unwrap_or_default();
         return format!("{} {what} {place}", f.kind.name());
@@ -588,10 +600,40 @@ fn worth_keeping(last_words: &str) -> Vec<&str> {
         // before the error, of a deep one) to the error.
         Some(i) => match traceback_start(&lines, i) {
             Some(t) => lines[t.max(i.saturating_sub(24))..=i].to_vec(),
-            None => lines[i..].iter().take(16).copied().collect(),
+            None => {
+                let mut kept: Vec<&str> = lines[i..].iter().take(16).copied().collect();
+                // A JVM root cause further down, with its first frames.
+                let root = root_cause(&lines, i);
+                if root >= i + 16 {
+                    kept.push("\t…");
+                    kept.extend(lines[root..].iter().take(6));
+                }
+                kept
+            }
         },
         None => lines[lines.len().saturating_sub(12)..].to_vec(),
     }
+}
+
+/// The line of the root cause of the JVM exception told at line `i`: the last `Caused
+/// by:` of its stack trace (frames, `... n more`, suppressed exceptions and causes),
+/// else `i` itself.
+fn root_cause(lines: &[&str], i: usize) -> usize {
+    let mut root = i;
+    for (j, l) in lines.iter().enumerate().skip(i + 1) {
+        let t = l.trim_start();
+        if l.starts_with("Caused by: ") {
+            root = j;
+        } else if !(l.starts_with(char::is_whitespace)
+            && (t.starts_with("at ")
+                || t.starts_with("... ")
+                || t.starts_with("Caused by: ")
+                || t.starts_with("Suppressed: ")))
+        {
+            break;
+        }
+    }
+    root
 }
 
 /// The innermost place in the stack of the error told at line `i`: below it for Node.js
@@ -1718,6 +1760,63 @@ mod tests {
             "crash terminate called after throwing an instance of 'std::runtime_error'"
         );
         assert_ne!(cpp("std::runtime_error"), cpp("std::out_of_range"));
+        // The JVM: by the root cause (the last `Caused by:`) and its innermost frame, not
+        // by the wrapper every fault shares; suppressed exceptions' causes are not it.
+        let jvm = |root: &str, frame: &str| {
+            crash(&format!(
+                "Exception in thread \"main\" java.lang.RuntimeException: handler failed\n\
+                 \tat org.amqp.Conn.dispatch(Conn.java:88)\n\
+                 \tat org.amqp.Conn.run(Conn.java:40)\n\
+                 \tSuppressed: java.io.IOException: close failed\n\
+                 \t\tat org.amqp.Conn.close(Conn.java:99)\n\
+                 \t\tCaused by: java.lang.IllegalStateException: closed\n\
+                 \t\t\tat org.amqp.Sock.close(Sock.java:7)\n\
+                 Caused by: java.io.UncheckedIOException: frame\n\
+                 \tat org.amqp.Frames.next(Frames.java:12)\n\
+                 \t... 2 more\n\
+                 Caused by: {root}: bad value 7\n\
+                 \tat {frame}\n\
+                 \tat org.amqp.Codec.read(Codec.java:30)\n\
+                 \t... 4 more\n\
+                 server stopped"
+            ))
+        };
+        let size = jvm("java.lang.IllegalArgumentException", "org.amqp.Codec.size(Codec.java:51)");
+        assert_eq!(
+            signature(&size),
+            "crash java.lang.IllegalArgumentException at org.amqp.Codec.size(Codec.java:51)"
+        );
+        assert_ne!(
+            signature(&size),
+            signature(&jvm(
+                "java.lang.IllegalArgumentException",
+                "org.amqp.Codec.type(Codec.java:70)"
+            ))
+        );
+        assert_ne!(
+            signature(&size),
+            signature(&jvm("java.lang.ArithmeticException", "org.amqp.Codec.size(Codec.java:51)"))
+        );
+        let kept = worth_keeping(&size.last_words);
+        assert!(kept[0].starts_with("Exception in thread"), "{kept:?}");
+        assert!(
+            kept.contains(&"Caused by: java.lang.IllegalArgumentException: bad value 7"),
+            "{kept:?}"
+        );
+        // With no cause, the exception itself, as before.
+        let plain = crash(
+            "Exception in thread \"main\" java.lang.NullPointerException\n\
+             \tat org.amqp.Conn.dispatch(Conn.java:88)",
+        );
+        assert_eq!(
+            signature(&plain),
+            "crash java.lang.NullPointerException at org.amqp.Conn.dispatch(Conn.java:88)"
+        );
+        let other_thread = crash(
+            "Exception in thread \"pool-1-thread-3\" java.lang.NullPointerException\n\
+             \tat org.amqp.Conn.dispatch(Conn.java:88)",
+        );
+        assert_eq!(signature(&plain), signature(&other_thread));
         let logged = crash("ValueError: bad input\nretrying\nbye");
         assert_eq!(signature(&logged), "crash ValueError ");
         assert_eq!(worth_keeping(&logged.last_words), ["ValueError: bad input", "retrying", "bye"]);
