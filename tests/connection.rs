@@ -1855,6 +1855,57 @@ fn a_close_whose_reason_quotes_a_long_value_is_cut_to_fit_and_ends_once() {
 }
 
 #[test]
+fn a_close_whose_error_cannot_be_cut_enough_drops_its_description_then_its_info() {
+    // Before the peer's open its limit is 512 bytes. A two-byte description halved
+    // becomes "a…" (longer than "ab") and 600 bytes of info never fit: the close goes out
+    // with the condition alone, at once.
+    let mut info = amqpwire::types::Fields::new();
+    info.insert("detail", "x".repeat(600).as_str());
+    for description in ["ab", "é", "a much longer description of what went wrong"] {
+        let mut c = Connection::client(Config::new("client"));
+        let mut out = Vec::new();
+        c.poll_transmit(&mut out);
+        let mut error = amqpwire::types::Error::new(condition::INTERNAL_ERROR, description);
+        error.info = Some(info.clone());
+        c.close(Some(error)).expect("close");
+        out.clear();
+        c.poll_transmit(&mut out);
+        let close = sent(&out)
+            .into_iter()
+            .find_map(|(_, p)| match p {
+                Performative::Close(c) => Some(c),
+                _ => None,
+            })
+            .expect("a close");
+        let e = close.error.expect("its error");
+        assert_eq!(e.condition.to_string(), condition::INTERNAL_ERROR);
+        assert_eq!((e.description, e.info), (None, None), "{description}");
+        assert!(out.len() <= 512 + 8, "{}", out.len());
+    }
+    // Info that fits keeps its place; a long description is cut rather than dropped.
+    let mut c = Connection::client(Config::new("client"));
+    let mut out = Vec::new();
+    c.poll_transmit(&mut out);
+    let mut small = amqpwire::types::Fields::new();
+    small.insert("k", "v");
+    let mut error = amqpwire::types::Error::new(condition::INTERNAL_ERROR, "d".repeat(900));
+    error.info = Some(small.clone());
+    c.close(Some(error)).expect("close");
+    out.clear();
+    c.poll_transmit(&mut out);
+    let e = sent(&out)
+        .into_iter()
+        .find_map(|(_, p)| match p {
+            Performative::Close(c) => c.error,
+            _ => None,
+        })
+        .expect("a close with an error");
+    assert_eq!(e.info, Some(small));
+    let text = e.description.expect("a description").to_string();
+    assert!(text.starts_with("ddd") && text.ends_with('…') && text.len() < 512, "{text}");
+}
+
+#[test]
 fn a_transfer_that_crosses_a_refusal_is_dropped_quietly() {
     // A sender asks for a dynamic target and sends at once, before the refusal reaches
     // it: one refusal goes back (attach and detach), and nothing is told of a link the

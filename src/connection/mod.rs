@@ -1690,9 +1690,13 @@ impl Connection {
         }
     }
 
-    /// `e` with its description cut (at a character boundary, halving) until a close
-    /// that carries it fits the peer's max-frame-size: a violation's text quotes what the
-    /// peer sent (a descriptor, say), which may be longer than the peer accepts back.
+    /// `e` cut until a close that carries it fits the peer's max-frame-size: its
+    /// description halved (at a character boundary) while that shortens it, then left
+    /// out, then its info left out. A violation's text quotes what the peer sent (a
+    /// descriptor, say), which may be longer than the peer accepts back, and an
+    /// application's info may be larger than a peer that has not opened yet accepts.
+    /// (Only the condition left and still too large: the close is not sent, see
+    /// [`Connection::send_performative`].)
     fn fitted_error(&self, mut e: crate::types::Error) -> crate::types::Error {
         let enc =
             FrameEncoder { max_frame_size: self.peer_max_frame_size, layout: self.cfg.layout };
@@ -1701,16 +1705,23 @@ impl Connection {
             if enc.encode_amqp(0, &close, &[], &mut Vec::new()).is_ok() {
                 return e;
             }
-            let Some(text) = e.description.take() else { return e };
-            if text.is_empty() {
-                return e;
-            }
-            let mut cut = text.len() / 2;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            if cut > 0 {
-                e.description = Some(format!("{}…", &text[..cut]).into());
+            match e.description.take() {
+                Some(text) if !text.is_empty() => {
+                    let mut cut = text.len() / 2;
+                    while !text.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    // A short text ("ab" to "a…") does not get shorter: left out.
+                    let shorter = format!("{}…", &text[..cut]);
+                    if cut > 0 && shorter.len() < text.len() {
+                        e.description = Some(shorter.into());
+                    }
+                }
+                _ => {
+                    if e.info.take().is_none() {
+                        return e;
+                    }
+                }
             }
         }
     }
