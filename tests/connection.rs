@@ -6,7 +6,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{ended, events, frame, sent, Pair};
+use support::{ended, events, frame, requested, sent, Pair};
 
 use amqpwire::codec::DecodeOptions;
 use amqpwire::connection::{
@@ -824,6 +824,56 @@ fn the_application_can_accept_or_refuse_a_peer_attach() {
     assert!(attaches.iter().any(|a| &*a.name == "bad" && a.target.is_none()));
     assert!(attaches.iter().any(|a| &*a.name == "good" && a.target.is_some()));
     assert_eq!(p.client.link_state(bad), None);
+}
+
+#[test]
+fn a_link_detached_before_the_application_answered_is_attached_then_detached() {
+    // The server's application has not answered the attach when the client detaches it
+    // (an attach given up for a time-out), or detaches it itself: the server's detach
+    // must name a handle the client knows, so its attach (with a null terminus, as a
+    // refusal's) goes first, and the client's session, with its other link, lives on.
+    for by_client in [true, false] {
+        let mut server = Config::new("server");
+        server.accept_links = false;
+        let mut p = Pair::new(Config::new("client"), server, 71);
+        let s = p.client.begin().expect("begin");
+        let keep = p.client.attach(s, LinkOptions::sender("keep", "q1")).expect("attach");
+        p.drive();
+        let kept = requested(&mut p);
+        p.server.accept_attach(kept, None).expect("accept");
+        let late = p.client.attach(s, LinkOptions::sender("late", "q2")).expect("attach");
+        p.drive();
+        let asked = requested(&mut p);
+        let from = p.s2c.len();
+        if by_client {
+            p.client.detach(late, true, None).expect("detach");
+        } else {
+            let e = amqpwire::types::Error::new(condition::RESOURCE_LIMIT_EXCEEDED, "busy");
+            p.server.detach(asked, true, Some(e)).expect("detach");
+        }
+        p.drive();
+        let answer: Vec<_> = sent(&p.s2c[from..]).into_iter().map(|(_, p)| p).collect();
+        let [Performative::Attach(a), Performative::Detach(d)] = &answer[..] else {
+            panic!("{answer:?}")
+        };
+        assert_eq!((&*a.name, a.target.is_none(), d.handle), ("late", true, a.handle));
+        let ce = events(&mut p.client);
+        assert!(
+            !ce.iter()
+                .any(|e| matches!(e, Event::SessionError { .. } | Event::SessionEnded { .. })),
+            "{ce:?}"
+        );
+        assert!(
+            ce.iter().any(|e| matches!(e, Event::LinkDetached { link, .. } if *link == late)),
+            "{ce:?}"
+        );
+        assert_eq!(p.client.link_state(late), None);
+        assert_eq!(p.client.session_state(s), Some(amqpwire::connection::SessionState::Mapped));
+        assert_eq!(p.client.link_state(keep), Some(LinkState::Attached));
+        // The server's application hears the link is gone; answering it now is refused.
+        assert_eq!(p.server.link_state(asked), None);
+        assert_eq!(p.server.accept_attach(asked, None), Err(UsageError::UnknownLink));
+    }
 }
 
 #[test]

@@ -320,12 +320,41 @@ impl Connection {
         if l.state == LinkState::DetachSent {
             return Err(UsageError::DetachSent);
         }
-        l.state = LinkState::DetachSent;
+        self.attach_unanswered(link);
+        if let Some(l) = self.link_mut(link) {
+            l.state = LinkState::DetachSent;
+        }
         self.send_performative(
             link.session.0,
             Performative::Detach(Detach { handle: link.handle, closed, error }),
         );
         Ok(())
+    }
+
+    /// A link the peer attached and the application has not answered yet has no handle
+    /// of ours the peer knows, so a detach alone would name an unattached handle (which
+    /// ends the peer's whole session, 2.6.2): our attach goes first, with a null source
+    /// or target as a refusal's (2.6.3). Nothing for a link in any other state.
+    fn attach_unanswered(&mut self, link: LinkId) {
+        let Some(l) = self.link_mut(link) else { return };
+        if l.state != LinkState::AttachRcvd {
+            return;
+        }
+        let mut attach = l.attach(link.handle);
+        if l.role == Role::RECEIVER {
+            attach.target = None;
+        } else {
+            attach.source = None;
+        }
+        l.refused = true;
+        // What the link's name had left unsettled (taken for the answer it did not get)
+        // stays kept for the name.
+        let kept = std::mem::take(&mut l.options.unsettled);
+        let key = (l.name.clone(), l.role.0);
+        if !kept.is_empty() {
+            self.retained.insert(key, kept);
+        }
+        self.send_performative(link.session.0, Performative::Attach(attach));
     }
 
     /// Sender: tells the receiver how many messages wait to be sent (the flow's
@@ -552,22 +581,10 @@ impl Connection {
         if l.state != LinkState::AttachRcvd {
             return Err(UsageError::NotAttached);
         }
-        let mut attach = l.attach(link.handle);
-        if l.role == Role::RECEIVER {
-            attach.target = None;
-        } else {
-            attach.source = None;
+        self.attach_unanswered(link);
+        if let Some(l) = self.link_mut(link) {
+            l.state = LinkState::DetachSent;
         }
-        l.state = LinkState::DetachSent;
-        l.refused = true;
-        // What the link's name had left unsettled (taken for the answer it did not get)
-        // stays kept for the name.
-        let kept = std::mem::take(&mut l.options.unsettled);
-        let key = (l.name.clone(), l.role.0);
-        if !kept.is_empty() {
-            self.retained.insert(key, kept);
-        }
-        self.send_performative(link.session.0, Performative::Attach(attach));
         let detach = Detach { handle: link.handle, closed: true, error: Some(error) };
         self.send_performative(link.session.0, Performative::Detach(detach));
         Ok(())
@@ -576,9 +593,16 @@ impl Connection {
     fn on_detach(&mut self, session: SessionId, d: Detach) {
         let Some(handle) = self.local_handle(session, d.handle.0, "detach") else { return };
         let link = self.id_at(session, handle);
+        let by_peer = self
+            .session_mut(session)
+            .and_then(|s| s.link_mut(handle))
+            .is_some_and(|l| l.state != LinkState::DetachSent);
+        if by_peer {
+            // Detached before the application answered: our attach, then the answer.
+            self.attach_unanswered(link);
+        }
         let Some(s) = self.session_mut(session) else { return };
         s.remote_handles.remove(&d.handle.0);
-        let by_peer = s.link_mut(handle).is_some_and(|l| l.state != LinkState::DetachSent);
         let gone = s.links[handle as usize].take();
         if let Some(l) = gone.filter(|l| !l.refused) {
             self.retain(&l, d.closed);
@@ -920,6 +944,7 @@ impl Connection {
         match (v.scope(), link) {
             (Scope::Link, Some(link)) => {
                 let error = v.to_error();
+                self.attach_unanswered(link);
                 if let Some(l) = self.link_mut(link) {
                     l.state = LinkState::DetachSent;
                     l.incoming = None;
