@@ -523,6 +523,31 @@ fn a_sender_sends_on_credit_and_the_receiver_settles_with_outcomes() {
 }
 
 #[test]
+fn a_grant_of_two_to_the_thirty_one_or_more_is_credit_not_none() {
+    // link-credit is a plain uint (2.6.7): only delivery-counts are serial numbers. A
+    // receiver granting u32::MAX (or 2^31) lets the sender send, and takes what it sends.
+    for grant in [u32::MAX, 1 << 31, (1 << 31) - 1] {
+        let (mut p, snd, rcv) = link_pair(Config::new("client"), Config::new("server"), 37);
+        p.server.flow(rcv, grant, false).expect("credit");
+        p.drive();
+        assert_eq!(p.client.link_credit(snd), Some(grant));
+        for i in 0..3u8 {
+            p.client.send(snd, Bytes::from(vec![i]), &[b'm', i], true).expect("send");
+        }
+        p.drive();
+        let ev = events(&mut p.server);
+        assert_eq!(deliveries(&ev).len(), 3, "{grant}: {ev:?}");
+        assert_eq!(p.server.link_state(rcv), Some(LinkState::Attached), "{grant}");
+        assert_eq!(p.server.link_credit(rcv), Some(grant - 3));
+        // A grant that crosses transfers in flight: the sender counts them off it.
+        p.client.send(snd, Bytes::from_static(b"x"), b"in flight", true).expect("send");
+        p.server.flow(rcv, grant, false).expect("credit");
+        p.drive();
+        assert_eq!(p.client.link_credit(snd), Some(grant - 1), "{grant}");
+    }
+}
+
+#[test]
 fn seventy_thousand_presettled_transfers_do_not_stall() {
     let (mut p, snd, rcv) = link_pair(Config::new("client"), Config::new("server"), 33);
     let total = 70_000u32;

@@ -634,10 +634,13 @@ impl Connection {
             // 2.6.7: link-credit(snd) := delivery-count(rcv) + link-credit(rcv) - delivery-count(snd).
             // When flows cross (our drain or sends in flight), the receiver's count lags
             // ours and the difference is negative: that means no credit, not 4 billion.
+            // Only delivery-counts are serial numbers (RFC 1982): link-credit is a plain
+            // uint, so a grant of 2^31 or more is taken as it is, less how far the
+            // receiver's count lags ours.
             let rcv_count = f.delivery_count.unwrap_or_default();
-            let limit = rcv_count.wrapping_add(f.link_credit.unwrap_or(0));
-            let ahead = limit.0.wrapping_sub(l.delivery_count.0) as i32;
-            l.link_credit = u32::try_from(ahead).unwrap_or(0);
+            let lag = l.delivery_count.0.wrapping_sub(rcv_count.0) as i32;
+            let credit = i64::from(f.link_credit.unwrap_or(0)) - i64::from(lag);
+            l.link_credit = u32::try_from(credit.max(0)).unwrap_or(u32::MAX);
             l.drain = f.drain;
         } else {
             // The sender's view: its delivery-count may have advanced (a drain used the
@@ -699,7 +702,9 @@ impl Connection {
                 };
                 // 2.6.7: a transfer needs credit. One sent under credit we have since
                 // lowered is still in good faith; one beyond every grant is not.
-                if !l.delivery_count.precedes(l.credit_limit) {
+                // (Credit left is a grant too: a grant of 2^31 or more is past what the
+                // serial limit can tell.)
+                if l.link_credit == 0 && !l.delivery_count.precedes(l.credit_limit) {
                     return self.scoped(session, Some(link), Violation::TransferLimitExceeded);
                 }
                 // 2.7.3: a receiver that sent an incomplete unsettled map takes only
