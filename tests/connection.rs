@@ -548,6 +548,48 @@ fn a_grant_of_two_to_the_thirty_one_or_more_is_credit_not_none() {
 }
 
 #[test]
+fn a_session_window_shrunk_below_the_transfers_in_flight_is_no_window() {
+    // Ten transfers are in flight when the peer's flow says it expects transfer 0 next
+    // with a window of 5: it can take none of ours until it says more (2.5.6), not four
+    // billion.
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), Config::new("server"), 39);
+    p.server.flow(rcv, 100, false).expect("credit");
+    p.drive();
+    for i in 0..10u8 {
+        p.client.send(snd, Bytes::from(vec![i]), &[i], true).expect("send");
+    }
+    let session = p.client.session_windows(snd.session).expect("session");
+    let shrunk = amqpwire::types::Flow {
+        next_incoming_id: Some(SequenceNo(0)),
+        incoming_window: 5,
+        next_outgoing_id: SequenceNo(0),
+        outgoing_window: 100,
+        handle: None,
+        delivery_count: None,
+        link_credit: None,
+        available: None,
+        drain: false,
+        echo: false,
+        properties: None,
+    };
+    let channel = session.remote_channel.expect("mapped");
+    p.deliver(&frame(channel, Performative::Flow(shrunk.clone())), false);
+    let w = p.client.session_windows(snd.session).expect("session");
+    assert_eq!(w.remote_incoming_window, 0);
+    assert_eq!(
+        p.client.send(snd, Bytes::from_static(b"x"), b"more", true),
+        Err(UsageError::SessionWindowFull)
+    );
+    // Having taken three of them, with a window of 20: 13 more.
+    let mut more = shrunk;
+    more.next_incoming_id = Some(SequenceNo(3));
+    more.incoming_window = 20;
+    p.deliver(&frame(channel, Performative::Flow(more)), false);
+    let w = p.client.session_windows(snd.session).expect("session");
+    assert_eq!(w.remote_incoming_window, 13);
+}
+
+#[test]
 fn seventy_thousand_presettled_transfers_do_not_stall() {
     let (mut p, snd, rcv) = link_pair(Config::new("client"), Config::new("server"), 33);
     let total = 70_000u32;

@@ -201,9 +201,13 @@ impl Session {
         // remote-incoming-window = next-incoming-id(flow) + incoming-window(flow)
         //                          - next-outgoing-id(ours); with no next-incoming-id the
         // peer has not seen our begin, and counts from our initial next-outgoing-id.
+        // Transfer-ids are serial numbers: ours run ahead of the peer's next-incoming-id
+        // by the transfers in flight, which a window it has since shrunk may not cover
+        // (then it takes none, not four billion).
         let base = f.next_incoming_id.unwrap_or(SequenceNo(0));
-        self.remote_incoming_window =
-            base.0.wrapping_add(f.incoming_window).wrapping_sub(self.next_outgoing_id.0);
+        let in_flight = self.next_outgoing_id.0.wrapping_sub(base.0) as i32;
+        let window = i64::from(f.incoming_window) - i64::from(in_flight);
+        self.remote_incoming_window = u32::try_from(window.max(0)).unwrap_or(u32::MAX);
         self.remote_outgoing_window = f.outgoing_window;
         self.next_incoming_id = Some(f.next_outgoing_id);
     }
