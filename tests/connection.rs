@@ -589,6 +589,116 @@ fn a_session_window_shrunk_below_the_transfers_in_flight_is_no_window() {
     assert_eq!(w.remote_incoming_window, 13);
 }
 
+/// An echoing flow for `handle` (or the session's, with none).
+fn echo_flow(handle: Option<u32>) -> amqpwire::types::Flow {
+    amqpwire::types::Flow {
+        next_incoming_id: Some(SequenceNo(0)),
+        incoming_window: 100,
+        next_outgoing_id: SequenceNo(0),
+        outgoing_window: 100,
+        handle: handle.map(amqpwire::types::Handle),
+        delivery_count: handle.map(|_| SequenceNo(0)),
+        link_credit: handle.map(|_| 5),
+        available: None,
+        drain: false,
+        echo: true,
+        properties: None,
+    }
+}
+
+#[test]
+fn after_our_close_nothing_more_is_written_and_commands_are_refused() {
+    // 2.4.6: our close is the last frame. The peer's frames still in flight (a begin, an
+    // echoing flow, a detach) get no answer, heartbeats stop, and commands say closed.
+    let mut server = Config::new("server");
+    server.idle_time_out = Some(Duration::from_millis(1000));
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), server, 41);
+    p.server.flow(rcv, 10, false).expect("credit");
+    p.drive();
+    p.client.close(None).expect("close");
+    let mut out = Vec::new();
+    p.client.poll_transmit(&mut out);
+    assert_eq!(performatives(&out), ["close"]);
+    let s = snd.session;
+    assert_eq!(p.client.begin(), Err(UsageError::Closed));
+    assert_eq!(p.client.attach(s, LinkOptions::sender("late", "q")), Err(UsageError::Closed));
+    assert_eq!(p.client.send(snd, Bytes::from_static(b"t"), b"m", true), Err(UsageError::Closed));
+    assert_eq!(p.client.detach(snd, true, None), Err(UsageError::Closed));
+    assert_eq!(p.client.disposition(snd, SequenceNo(0), None, true, None), Err(UsageError::Closed));
+    assert_eq!(p.client.end_session(s, None), Err(UsageError::Closed));
+    let channel = rcv.session.0;
+    let mut b = frame(7, Performative::Begin(Begin::new(SequenceNo(0), 10, 10)));
+    b.extend(frame(channel, Performative::Flow(echo_flow(Some(rcv.handle.0)))));
+    b.extend(frame(channel, Performative::Flow(echo_flow(None))));
+    b.extend(frame(
+        channel,
+        Performative::Detach(amqpwire::types::Detach {
+            handle: rcv.handle,
+            closed: true,
+            error: None,
+        }),
+    ));
+    p.deliver(&b, false);
+    p.client.handle_timeout(p.now + Duration::from_millis(900));
+    out.clear();
+    p.client.poll_transmit(&mut out);
+    assert_eq!(performatives(&out), Vec::<String>::new());
+    // A connection closing for a violation sends no heartbeats either.
+    let mut b = server_open(Open { idle_time_out: Some(1000), ..Open::new("x") });
+    b.extend_from_slice(&[0, 0, 0, 12, 2, 0, 0, 0, 0x00, 0x53, 0x13, 0xee]);
+    let (mut c, out, _) = client_facing(&b);
+    assert_eq!(c.state(), ConnectionState::Discarding);
+    assert!(performatives(&out).contains(&"close".to_owned()));
+    let t = Instant::now() + Duration::from_millis(900);
+    c.handle_timeout(t);
+    let mut more = Vec::new();
+    c.poll_transmit(&mut more);
+    assert_eq!(performatives(&more), Vec::<String>::new());
+}
+
+#[test]
+fn after_our_end_nothing_more_is_written_on_the_session() {
+    // 2.5.5: our end is the session's last frame. An echoing flow, a detach and a transfer
+    // on a handle that is not attached, in flight from the peer, get no answer (and no
+    // second end); the peer's end then ends the session, unanswered.
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), Config::new("server"), 43);
+    p.drive();
+    p.client.end_session(snd.session, None).expect("end");
+    let mut out = Vec::new();
+    p.client.poll_transmit(&mut out);
+    assert_eq!(performatives(&out), ["end"]);
+    let channel = rcv.session.0;
+    let mut b = frame(channel, Performative::Flow(echo_flow(Some(rcv.handle.0))));
+    b.extend(frame(channel, Performative::Flow(echo_flow(None))));
+    b.extend(frame(
+        channel,
+        Performative::Detach(amqpwire::types::Detach {
+            handle: rcv.handle,
+            closed: true,
+            error: None,
+        }),
+    ));
+    b.extend(transfer_on(channel, 99));
+    b.extend(frame(channel, Performative::End(amqpwire::types::End { error: None })));
+    p.deliver(&b, false);
+    out.clear();
+    p.client.poll_transmit(&mut out);
+    assert_eq!(performatives(&out), Vec::<String>::new());
+    let ev = events(&mut p.client);
+    assert!(ev.iter().any(|e| matches!(e, Event::SessionEnded { by_peer: false, .. })), "{ev:?}");
+    assert_eq!(p.client.state(), ConnectionState::Opened);
+}
+
+/// A transfer of a one-byte message on `handle`.
+fn transfer_on(channel: u16, handle: u32) -> Vec<u8> {
+    let mut t = amqpwire::types::Transfer::new(amqpwire::types::Handle(handle));
+    t.delivery_id = Some(SequenceNo(0));
+    t.delivery_tag = Some(Bytes::from_static(b"t"));
+    let mut b = Vec::new();
+    FrameEncoder::new(u32::MAX).encode_transfer(channel, &t, &[0x40], &mut b).expect("transfer");
+    b
+}
+
 #[test]
 fn seventy_thousand_presettled_transfers_do_not_stall() {
     let (mut p, snd, rcv) = link_pair(Config::new("client"), Config::new("server"), 33);

@@ -29,6 +29,7 @@ impl Connection {
         session: SessionId,
         mut opts: LinkOptions,
     ) -> Result<LinkId, UsageError> {
+        self.check_writable()?;
         let s = self.session_mut(session).ok_or(UsageError::UnknownSession)?;
         if !matches!(s.state, SessionState::BeginSent | SessionState::Mapped) {
             return Err(if s.state == SessionState::BeginRcvd {
@@ -198,6 +199,7 @@ impl Connection {
         if tag.len() > 32 {
             return Err(UsageError::InvalidDeliveryTag { len: tag.len() });
         }
+        self.check_writable()?;
         let max = self.peer_max_frame_size;
         let layout = self.cfg.layout;
         let s = self.session_mut(link.session).ok_or(UsageError::UnknownSession)?;
@@ -914,6 +916,7 @@ impl Connection {
     /// sends nothing more (2.5: the peer unmaps the channel at our end, so a later frame on
     /// it is an error of the whole connection); its links end with it.
     fn command_link(&mut self, link: LinkId) -> Result<&mut Link, UsageError> {
+        self.check_writable()?;
         let s = self.session_mut(link.session).ok_or(UsageError::UnknownLink)?;
         if matches!(s.state, SessionState::EndSent | SessionState::Discarding) {
             return Err(UsageError::SessionEnding);
@@ -961,6 +964,13 @@ impl Connection {
             }
             (Scope::Session | Scope::Link, _) => {
                 let error = v.to_error();
+                if self.session_ref(session).is_some_and(|s| {
+                    matches!(s.state, SessionState::EndSent | SessionState::Discarding)
+                }) {
+                    // Our end is written already: nothing more goes on the session.
+                    self.push_ending(Event::SessionError { session, violation: v });
+                    return;
+                }
                 if let Some(s) = self.session_mut(session) {
                     s.state = SessionState::Discarding;
                     s.error = Some(error.clone());

@@ -490,7 +490,8 @@ pub enum Event {
         /// What happened.
         violation: Violation,
     },
-    /// The peer broke the protocol on a session: we ended it with the error.
+    /// The peer broke the protocol on a session: we ended it with the error (or, our end
+    /// being already written, nothing more is sent and this tells what happened).
     SessionError {
         /// The session.
         session: SessionId,
@@ -624,6 +625,8 @@ pub struct Connection {
     link_serial: u32,
     /// The serial of the last session made (see [`SessionId`]).
     session_serial: u32,
+    /// Our close has been written: nothing more is (2.4.6).
+    close_written: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -683,6 +686,7 @@ impl Connection {
             txn: cfg.coordinator.clone().map(txn::TxnState::new),
             link_serial: 0,
             session_serial: 0,
+            close_written: false,
             cfg,
         }
     }
@@ -941,6 +945,7 @@ impl Connection {
         id: SessionId,
         error: Option<crate::types::Error>,
     ) -> Result<(), UsageError> {
+        self.check_writable()?;
         let Some(s) = self.session_mut(id) else { return Err(UsageError::UnknownSession) };
         match s.state {
             SessionState::EndSent | SessionState::Discarding => {
@@ -1429,6 +1434,7 @@ impl Connection {
     /// Accepts a session the peer began (with [`Config::accept_sessions`] off): our begin
     /// answers it, and the frames the peer sent on it meanwhile are handled now.
     pub fn accept_begin(&mut self, session: SessionId) -> Result<(), UsageError> {
+        self.check_writable()?;
         let s = self.session_mut(session).ok_or(UsageError::UnknownSession)?;
         if s.state != SessionState::BeginRcvd {
             return Err(UsageError::NotRequested);
@@ -1510,6 +1516,23 @@ impl Connection {
         for l in s.links.iter().flatten() {
             self.retain(l, false);
         }
+    }
+
+    /// Whether our end has been written on the session on our `channel`.
+    fn session_ending(&self, channel: u16) -> bool {
+        self.sessions
+            .get(usize::from(channel))
+            .and_then(Option::as_ref)
+            .is_some_and(|s| matches!(s.state, SessionState::EndSent | SessionState::Discarding))
+    }
+
+    /// Commands that write frames are refused once our close is written or the
+    /// connection has ended.
+    pub(super) fn check_writable(&self) -> Result<(), UsageError> {
+        if self.close_written || self.state == ConnectionState::End {
+            return Err(UsageError::Closed);
+        }
+        Ok(())
     }
 
     fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
@@ -1673,6 +1696,7 @@ impl Connection {
         use ConnectionState as S;
         let error = error.map(|e| self.fitted_error(e));
         self.send_performative(0, Performative::Close(Close { error }));
+        self.close_written = true;
         if self.state == S::End {
             return; // it did not fit even so: the connection has ended
         }
@@ -1727,6 +1751,9 @@ impl Connection {
     }
 
     fn send_empty(&mut self) {
+        if self.close_written {
+            return;
+        }
         let mut buf = Vec::with_capacity(8);
         FrameEncoder::new(self.peer_max_frame_size).encode_empty(&mut buf);
         if self.cfg.trace.is_some() {
@@ -1749,6 +1776,16 @@ impl Connection {
     }
 
     fn send_performative(&mut self, channel: u16, p: Performative) {
+        // 2.4.6: once our close is written, nothing more is; 2.5.5: once our end is,
+        // nothing more on its session (answers, echoes and window updates the peer's
+        // frames would call for are left unsent).
+        if self.close_written
+            || !matches!(p, Performative::Open(_) | Performative::Close(_))
+                && !matches!(p, Performative::End(_))
+                && self.session_ending(channel)
+        {
+            return;
+        }
         let mut buf = Vec::new();
         let enc =
             FrameEncoder { max_frame_size: self.peer_max_frame_size, layout: self.cfg.layout };
