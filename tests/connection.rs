@@ -689,6 +689,48 @@ fn after_our_end_nothing_more_is_written_on_the_session() {
     assert_eq!(p.client.state(), ConnectionState::Opened);
 }
 
+#[test]
+fn a_command_whose_frame_would_not_fit_is_refused_and_changes_nothing() {
+    // The server takes frames of 512 bytes. A disposition, detach, end, attach or close
+    // carrying more is refused with TooLarge before anything changes; the connection
+    // goes on (it ended at once, unseen by the command, which returned Ok).
+    let mut server = Config::new("server");
+    server.max_frame_size = 512;
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), server, 47);
+    p.server.flow(rcv, 10, false).expect("credit");
+    p.drive();
+    p.client.send(snd, Bytes::from_static(b"t0"), b"m", false).expect("send");
+    p.drive();
+    let long = amqpwire::types::Error::new(condition::INTERNAL_ERROR, "x".repeat(600));
+    let rejected = DeliveryState::Rejected(amqpwire::types::Rejected { error: Some(long.clone()) });
+    assert_eq!(
+        p.client.disposition(snd, SequenceNo(0), None, true, Some(rejected)),
+        Err(UsageError::TooLarge)
+    );
+    assert_eq!(p.client.unsettled(snd).len(), 1, "still unsettled");
+    assert_eq!(p.client.detach(snd, true, Some(long.clone())), Err(UsageError::TooLarge));
+    assert_eq!(p.client.link_state(snd), Some(LinkState::Attached));
+    assert_eq!(p.client.end_session(snd.session, Some(long.clone())), Err(UsageError::TooLarge));
+    let mut big = LinkOptions::sender("big", "q2");
+    let mut props = amqpwire::types::Fields::new();
+    props.insert("blob", "y".repeat(600).as_str());
+    big.properties = Some(props);
+    assert_eq!(p.client.attach(snd.session, big), Err(UsageError::TooLarge));
+    let huge_condition = amqpwire::types::Error::new(&"c".repeat(600), "why");
+    assert_eq!(p.client.close(Some(huge_condition)), Err(UsageError::TooLarge));
+    p.drive();
+    assert_eq!(p.client.state(), ConnectionState::Opened);
+    assert_eq!(p.server.state(), ConnectionState::Opened);
+    // The same commands within the limit go through; a long close description is cut.
+    p.client.disposition(snd, SequenceNo(0), None, true, None).expect("settle");
+    p.client.send(snd, Bytes::from_static(b"t1"), b"m", true).expect("send");
+    p.drive();
+    assert_eq!(deliveries(&events(&mut p.server)).len(), 2);
+    p.client.close(Some(long)).expect("close");
+    p.drive();
+    assert_eq!(p.server.state(), ConnectionState::End);
+}
+
 /// A transfer of a one-byte message on `handle`.
 fn transfer_on(channel: u16, handle: u32) -> Vec<u8> {
     let mut t = amqpwire::types::Transfer::new(amqpwire::types::Handle(handle));

@@ -39,13 +39,23 @@ impl Connection {
             });
         }
         let handle = s.free_handle().ok_or(UsageError::HandlesExhausted)?;
-        if opts.unsettled.is_empty() {
+        let retained = opts.unsettled.is_empty();
+        if retained {
             opts.unsettled = self.retained_take(&opts.name, opts.role);
         }
         let mut link = Link::new(opts, LinkState::AttachSent);
+        let attach = self.fitted_attach(&mut link, Handle(handle));
+        if let Err(e) = self.fits(&Performative::Attach(attach.clone())) {
+            // Too large even with its unsettled map cut (its properties, capabilities or
+            // termini): nothing changes, what the name had left unsettled stays kept.
+            let kept = std::mem::take(&mut link.options.unsettled);
+            if retained && !kept.is_empty() {
+                self.retained.insert((link.name.clone(), link.role.0), kept);
+            }
+            return Err(e);
+        }
         link.serial = self.next_link_serial();
         let id = LinkId::new(session, handle, link.serial);
-        let attach = self.fitted_attach(&mut link, Handle(handle));
         let Some(s) = self.session_mut(session) else { return Err(UsageError::UnknownSession) };
         s.put_link(handle, link);
         self.send_performative(session.0, Performative::Attach(attach));
@@ -288,6 +298,10 @@ impl Connection {
     ) -> Result<(), UsageError> {
         let l = self.command_link(link)?;
         let role = l.role;
+        let d = Disposition { role, first, last, settled, state: state.clone(), batchable: false };
+        let d = Performative::Disposition(d);
+        self.fits(&d)?;
+        let l = self.command_link(link)?;
         // 3.x rcv-settle-mode second: the receiver settles only after the sender has; its
         // first disposition carries the outcome unsettled.
         if settled && role == Role::RECEIVER && l.rcv_settle_mode() == ReceiverSettleMode::SECOND {
@@ -306,8 +320,7 @@ impl Connection {
                 }
             }
         }
-        let d = Disposition { role, first, last, settled, state, batchable: false };
-        self.send_performative(link.session.0, Performative::Disposition(d));
+        self.send_performative(link.session.0, d);
         Ok(())
     }
 
@@ -322,14 +335,13 @@ impl Connection {
         if l.state == LinkState::DetachSent {
             return Err(UsageError::DetachSent);
         }
+        let detach = Performative::Detach(Detach { handle: link.handle, closed, error });
+        self.fits(&detach)?;
         self.attach_unanswered(link);
         if let Some(l) = self.link_mut(link) {
             l.state = LinkState::DetachSent;
         }
-        self.send_performative(
-            link.session.0,
-            Performative::Detach(Detach { handle: link.handle, closed, error }),
-        );
+        self.send_performative(link.session.0, detach);
         Ok(())
     }
 
@@ -583,12 +595,14 @@ impl Connection {
         if l.state != LinkState::AttachRcvd {
             return Err(UsageError::NotAttached);
         }
+        let detach = Detach { handle: link.handle, closed: true, error: Some(error) };
+        let detach = Performative::Detach(detach);
+        self.fits(&detach)?;
         self.attach_unanswered(link);
         if let Some(l) = self.link_mut(link) {
             l.state = LinkState::DetachSent;
         }
-        let detach = Detach { handle: link.handle, closed: true, error: Some(error) };
-        self.send_performative(link.session.0, Performative::Detach(detach));
+        self.send_performative(link.session.0, detach);
         Ok(())
     }
 
@@ -951,7 +965,10 @@ impl Connection {
     pub(super) fn scoped(&mut self, session: SessionId, link: Option<LinkId>, v: Violation) {
         match (v.scope(), link) {
             (Scope::Link, Some(link)) => {
-                let error = v.to_error();
+                let handle = link.handle;
+                let error = self.fitted_error_in(v.to_error(), |e| {
+                    Performative::Detach(Detach { handle, closed: true, error: Some(e) })
+                });
                 self.attach_unanswered(link);
                 if let Some(l) = self.link_mut(link) {
                     l.state = LinkState::DetachSent;
@@ -963,7 +980,8 @@ impl Connection {
                 self.push_ending(Event::LinkError { link, violation: v });
             }
             (Scope::Session | Scope::Link, _) => {
-                let error = v.to_error();
+                let error = self
+                    .fitted_error_in(v.to_error(), |e| Performative::End(Session::end(Some(e))));
                 if self.session_ref(session).is_some_and(|s| {
                     matches!(s.state, SessionState::EndSent | SessionState::Discarding)
                 }) {

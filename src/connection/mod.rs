@@ -915,6 +915,16 @@ impl Connection {
                 Ok(())
             }
             _ => {
+                if let Some(e) = &error {
+                    // Cut to fit as far as it can be (`fitted_error`): only a condition
+                    // too large on its own is refused.
+                    let bare = crate::types::Error {
+                        condition: e.condition.clone(),
+                        description: None,
+                        info: None,
+                    };
+                    self.fits(&Performative::Close(Close { error: Some(bare) }))?;
+                }
                 self.send_close(error);
                 Ok(())
             }
@@ -946,6 +956,8 @@ impl Connection {
         error: Option<crate::types::Error>,
     ) -> Result<(), UsageError> {
         self.check_writable()?;
+        let end = Performative::End(Session::end(error));
+        self.fits(&end)?;
         let Some(s) = self.session_mut(id) else { return Err(UsageError::UnknownSession) };
         match s.state {
             SessionState::EndSent | SessionState::Discarding => {
@@ -962,7 +974,7 @@ impl Connection {
             }
             _ => s.state = SessionState::EndSent,
         }
-        self.send_performative(id.0, Performative::End(Session::end(error)));
+        self.send_performative(id.0, end);
         Ok(())
     }
 
@@ -1518,6 +1530,14 @@ impl Connection {
         }
     }
 
+    /// Whether `p` fits the peer's max-frame-size: a command checks its frame before it
+    /// changes anything, rather than have a frame that cannot be sent end the connection.
+    pub(super) fn fits(&self, p: &Performative) -> Result<(), UsageError> {
+        let enc =
+            FrameEncoder { max_frame_size: self.peer_max_frame_size, layout: self.cfg.layout };
+        enc.encode_amqp(0, p, &[], &mut Vec::new()).map(drop).map_err(|_| UsageError::TooLarge)
+    }
+
     /// Whether our end has been written on the session on our `channel`.
     fn session_ending(&self, channel: u16) -> bool {
         self.sessions
@@ -1721,12 +1741,18 @@ impl Connection {
     /// application's info may be larger than a peer that has not opened yet accepts.
     /// (Only the condition left and still too large: the close is not sent, see
     /// [`Connection::send_performative`].)
-    fn fitted_error(&self, mut e: crate::types::Error) -> crate::types::Error {
-        let enc =
-            FrameEncoder { max_frame_size: self.peer_max_frame_size, layout: self.cfg.layout };
+    fn fitted_error(&self, e: crate::types::Error) -> crate::types::Error {
+        self.fitted_error_in(e, |e| Performative::Close(Close { error: Some(e) }))
+    }
+
+    /// [`Connection::fitted_error`] for the error of any performative `carry` makes.
+    pub(super) fn fitted_error_in(
+        &self,
+        mut e: crate::types::Error,
+        carry: impl Fn(crate::types::Error) -> Performative,
+    ) -> crate::types::Error {
         loop {
-            let close = Performative::Close(Close { error: Some(e.clone()) });
-            if enc.encode_amqp(0, &close, &[], &mut Vec::new()).is_ok() {
+            if self.fits(&carry(e.clone())).is_ok() {
                 return e;
             }
             match e.description.take() {
