@@ -386,6 +386,7 @@ fn ws_config(path: &str, subprotocols: &[&str], tls: Option<TlsServerConfig>) ->
         ws: WsServerConfig {
             path: path.into(),
             subprotocols: subprotocols.iter().map(|s| s.to_string()).collect(),
+            ..WsServerConfig::default()
         },
     }
 }
@@ -638,6 +639,48 @@ async fn wss_message_boundaries_are_not_frame_boundaries() {
             raw_ws(server.acceptor().accept(tcp).await.unwrap()).await
         });
         check_message_boundaries(raw, client.unwrap()).await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_ws_message_larger_than_the_listener_takes_ends_the_connection_at_its_header() {
+    // A client that claims a 5 MiB message (past the default 4 MiB) is refused as soon as
+    // the frame's header says so: the server does not wait for, or hold, its payload.
+    guard(async {
+        let (listener, port) = listen().await;
+        let config = ws_config("/", &["AMQPWSB10"], None);
+        let endpoint = Endpoint::new(Scheme::Ws, "127.0.0.1", port);
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut t = accept(tcp, &endpoint, &config).await.expect("handshake");
+            let mut buf = [0u8; 64];
+            t.read(&mut buf).await
+        });
+        let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: AMQPWSB10\r\n\r\n"
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            assert_eq!(tcp.read(&mut b).await.unwrap(), 1, "the upgrade's answer");
+            head.push(b[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+        // A binary frame, masked, with a 64-bit length of 5 MiB, and none of its payload.
+        let mut frame = vec![0x82, 0xff];
+        frame.extend_from_slice(&(5u64 << 20).to_be_bytes());
+        frame.extend_from_slice(&[1, 2, 3, 4]);
+        tcp.write_all(&frame).await.unwrap();
+        let read = server.await.unwrap();
+        let e = read.expect_err("refused");
+        assert!(e.to_string().to_lowercase().contains("too"), "{e}");
+        // The default listens for 4 MiB, and a listener can be given more.
+        assert_eq!(WsServerConfig::default().max_message_size, 4 << 20);
     })
     .await
 }

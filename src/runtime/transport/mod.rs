@@ -35,7 +35,7 @@ pub use url::{
     Endpoint, EndpointError, SaslMechanism, Scheme, AMQP_WS_SUBPROTOCOL, AMQP_WS_SUBPROTOCOL_ALT,
     MIN_MAX_FRAME_SIZE,
 };
-pub use ws::{accept_ws, connect_ws, WsServerConfig, WsStream, WS_MESSAGE_SIZE};
+pub use ws::{accept_ws, connect_ws, WsServerConfig, WsStream, WS_MAX_INCOMING, WS_MESSAGE_SIZE};
 
 use tls::Sniffed;
 

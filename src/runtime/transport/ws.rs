@@ -166,12 +166,27 @@ pub struct WsServerConfig {
     /// The subprotocols spoken, in order of preference; a client that offers none of them
     /// gets 400.
     pub subprotocols: Vec<String>,
+    /// The largest WebSocket message (and frame) taken from a client
+    /// ([`WS_MAX_INCOMING`] by default): a larger one ends the connection as soon as its
+    /// header claims it, rather than being held whole before the client has even
+    /// authenticated. Raise it with the engine's max-frame-size if a client writes larger
+    /// AMQP frames as single messages.
+    pub max_message_size: usize,
 }
 
+/// The default [`WsServerConfig::max_message_size`]: 4 MiB, four times the engine's
+/// default max-frame-size (a client may write several AMQP frames in one message), where
+/// tungstenite's own default (64 MiB) would let each connection hold that much unasked.
+pub const WS_MAX_INCOMING: usize = 4 << 20;
+
 impl Default for WsServerConfig {
-    /// Path `/`, subprotocol `AMQPWSB10`.
+    /// Path `/`, subprotocol `AMQPWSB10`, messages up to [`WS_MAX_INCOMING`].
     fn default() -> Self {
-        Self { path: "/".into(), subprotocols: vec![AMQP_WS_SUBPROTOCOL.into()] }
+        Self {
+            path: "/".into(),
+            subprotocols: vec![AMQP_WS_SUBPROTOCOL.into()],
+            max_message_size: WS_MAX_INCOMING,
+        }
     }
 }
 
@@ -179,7 +194,7 @@ impl WsServerConfig {
     /// The path and subprotocol of a listening endpoint (`ws://` or `wss://`).
     pub fn for_endpoint(endpoint: &Endpoint) -> Self {
         let subprotocols = endpoint.ws_subprotocols().into_iter().map(str::to_owned).collect();
-        Self { path: endpoint.path.clone(), subprotocols }
+        Self { path: endpoint.path.clone(), subprotocols, ..Self::default() }
     }
 }
 
@@ -243,7 +258,11 @@ pub async fn accept_ws<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     };
-    let result = tokio_tungstenite::accept_hdr_async(stream, callback).await;
+    let limits = tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(config.max_message_size))
+        .max_frame_size(Some(config.max_message_size));
+    let result =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(limits)).await;
     match result {
         Ok(ws) => Ok(WsStream::new(ws)),
         Err(e) => Err(refused.unwrap_or_else(|| ws_error(e, "the client's WebSocket upgrade"))),
