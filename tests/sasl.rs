@@ -194,3 +194,27 @@ fn a_long_token_as_password_travels_in_one_sasl_frame() {
         exchange(&mut SaslClient::plain("device@sas.hub", &token), &mut s.clone(), None);
     assert_eq!((o.code, who.as_deref(), v), (SaslCode::OK, Some("device@sas.hub"), Ok(())));
 }
+
+#[test]
+fn debug_output_never_shows_a_password_or_a_scram_key() {
+    use amqpwire::sasl::Secret;
+    let password = "hunter2-secret";
+    let stored = ScramStored::derive(password, b"salt", 4096);
+    let key_hex: String = stored.server_key.iter().map(|b| format!("{b:02x}")).collect();
+    let shown = [
+        format!("{:?}", SaslClient::plain("alice", password)),
+        format!("{:?}", SaslClient::plain_as("admin", "alice", password)),
+        format!("{:?}", SaslClient::scram_sha256("alice", password, "nonce").expect("scram")),
+        format!("{:?}", Secret::Password(password.into())),
+        format!("{:?}", Secret::Scram(stored.clone())),
+        format!("{stored:?}"),
+    ];
+    for s in shown {
+        assert!(!s.contains(password), "{s}");
+        assert!(!s.contains(&format!("{:?}", stored.server_key)), "{s}");
+        assert!(!s.contains(&key_hex), "{s}");
+        assert!(s.contains("***") || !s.contains("key"), "{s}");
+    }
+    // What is not secret is still there to read.
+    assert!(format!("{:?}", SaslClient::plain("alice", password)).contains("alice"));
+}

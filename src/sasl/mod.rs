@@ -119,13 +119,33 @@ pub struct SaslClient {
     hostname: Option<String>,
 }
 
-#[derive(Debug)]
 enum ClientMechanism {
     Anonymous { trace: String },
     Plain { authzid: String, user: String, password: String },
     External { authzid: String },
     Scram(ScramClient),
     Mssbcbs,
+}
+
+/// Shown without the password (or the token MSSBCBS is given later): a `{:?}` in a log
+/// must not leak it.
+impl std::fmt::Debug for ClientMechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Anonymous { trace } => f.debug_struct("Anonymous").field("trace", trace).finish(),
+            Self::Plain { authzid, user, .. } => f
+                .debug_struct("Plain")
+                .field("authzid", authzid)
+                .field("user", user)
+                .field("password", &"***")
+                .finish(),
+            Self::External { authzid } => {
+                f.debug_struct("External").field("authzid", authzid).finish()
+            }
+            Self::Scram(c) => f.debug_tuple("Scram").field(c).finish(),
+            Self::Mssbcbs => f.write_str("Mssbcbs"),
+        }
+    }
 }
 
 impl SaslClient {
@@ -337,12 +357,22 @@ impl AuthOutcome {
 }
 
 /// A user's secret as the server keeps it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Secret {
     /// The password itself: PLAIN and SCRAM (with keys derived once, on a fixed salt).
     Password(String),
     /// SCRAM keys only: PLAIN is refused for this user.
     Scram(ScramStored),
+}
+
+/// Shown without the password.
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Password(_) => f.write_str("Password(***)"),
+            Self::Scram(s) => f.debug_tuple("Scram").field(s).finish(),
+        }
+    }
 }
 
 /// An [`Authenticator`] over a table of users, with switches for ANONYMOUS, EXTERNAL and

@@ -20,8 +20,9 @@ type HmacSha256 = Hmac<Sha256>;
 const GS2_HEADER: &str = "n,,";
 const CHANNEL_BINDING: &str = "biws";
 
-/// What a server keeps for a user instead of the password (RFC 5802, 3).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a server keeps for a user instead of the password (RFC 5802, 3). Its `Debug`
+/// leaves the keys out (the server key lets anyone act as the server to the user).
+#[derive(Clone, PartialEq, Eq)]
 pub struct ScramStored {
     /// The salt.
     pub salt: Vec<u8>,
@@ -126,14 +127,36 @@ fn valid_nonce(n: &str) -> bool {
     !n.is_empty() && n.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',')
 }
 
-/// The client side of one SCRAM-SHA-256 exchange.
-#[derive(Debug)]
+impl std::fmt::Debug for ScramStored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramStored")
+            .field("salt", &self.salt)
+            .field("iterations", &self.iterations)
+            .field("stored_key", &"***")
+            .field("server_key", &"***")
+            .finish()
+    }
+}
+
+/// The client side of one SCRAM-SHA-256 exchange (its `Debug` leaves the password out).
 pub struct ScramClient {
     user: String,
     password: String,
     nonce: String,
     max_iterations: u32,
     state: ClientState,
+}
+
+impl std::fmt::Debug for ScramClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramClient")
+            .field("user", &self.user)
+            .field("password", &"***")
+            .field("nonce", &self.nonce)
+            .field("max_iterations", &self.max_iterations)
+            .field("state", &self.state)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
