@@ -306,6 +306,42 @@ fn frames_beyond_channel_max_or_before_open_are_refused() {
 }
 
 #[test]
+fn a_server_closed_before_it_said_anything_sends_no_bare_close() {
+    // 2.4.1: a close comes after a header and an open. Closed before any header, a
+    // server just ends; closed after the headers, its open goes before its close.
+    let mut s = Connection::server(Config::new("server"));
+    s.close(None).expect("close");
+    let mut out = Vec::new();
+    s.poll_transmit(&mut out);
+    assert!(out.is_empty(), "{out:?}");
+    assert!(s.is_ended());
+    let mut s = Connection::server(Config::new("server"));
+    s.handle_input(&ProtocolHeader::AMQP.to_bytes(), Instant::now());
+    s.close(None).expect("close");
+    s.poll_transmit(&mut out);
+    assert_eq!(performatives(&out), ["header 0", "open", "close"]);
+}
+
+#[test]
+fn an_open_on_a_channel_other_than_0_is_refused() {
+    // 2.4.1: before the open, channel-max is 0.
+    let mut open = Open::new("x");
+    open.container_id = "hand".into();
+    let mut b = ProtocolHeader::AMQP.to_bytes().to_vec();
+    FrameEncoder::new(u32::MAX)
+        .encode_amqp(3, &Performative::Open(open), &[], &mut b)
+        .expect("open");
+    let (c, out, ev) = client_facing(&b);
+    assert_eq!(c.state(), ConnectionState::Discarding, "{ev:?}");
+    let (cond, text) = close_error(&out);
+    assert_eq!(cond, condition::NOT_ALLOWED, "{text}");
+    assert!(text.contains("channel 3 exceeds channel-max 0"), "{text}");
+    // On channel 0 it opens.
+    let (c, _, _) = client_facing(&server_open(Open::new("x")));
+    assert_eq!(c.state(), ConnectionState::Opened);
+}
+
+#[test]
 fn garbage_after_open_closes_with_a_decode_error_and_is_then_ignored() {
     let mut b = server_open(Open::new("x"));
     // A frame whose body has an unknown format code.

@@ -324,6 +324,9 @@ fn the_application_can_accept_or_refuse_a_peer_begin() {
     let first = p.client.begin().expect("begin");
     // Pipelined: the attach goes out before the server has answered the begin.
     let snd = p.client.attach(first, LinkOptions::sender("early", "q")).expect("attach");
+    // 2.4.1: until the server's open, channel-max is 0: a second session waits for it.
+    assert_eq!(p.client.begin(), Err(UsageError::NotOpen));
+    p.drive();
     let second = p.client.begin().expect("begin");
     p.drive();
     assert_eq!(p.client.session_state(first), Some(SessionState::BeginSent));

@@ -405,7 +405,7 @@ impl fmt::Display for UsageError {
             Self::SessionWindowFull => f.write_str("the peer's session incoming-window is full"),
             Self::TooLarge => f.write_str("a frame would exceed the peer's max-frame-size"),
             Self::InvalidDeliveryTag { len } => {
-                write!(f, "a delivery-tag is 1 to 32 bytes long, not {len}")
+                write!(f, "a delivery-tag is at most 32 bytes long, not {len}")
             }
             Self::MessageTooLarge { size, max } => {
                 write!(f, "a {size}-byte message exceeds the peer's max-message-size {max}")

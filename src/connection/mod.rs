@@ -320,7 +320,7 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
-    /// Defaults: 1 MiB frames, 255 channels, no idle time-out, 60 s for the peer to open,
+    /// Defaults: 1 MiB frames, channel-max 255 (256 channels), no idle time-out, 60 s for the peer to open,
     /// a 10 s close time-out, no SASL.
     pub fn new(container_id: impl Into<String>) -> Self {
         Self {
@@ -914,6 +914,12 @@ impl Connection {
                 self.end(None);
                 Ok(())
             }
+            S::Start | S::HdrRcvd => {
+                // No header of ours yet: a close alone would be a frame before any header
+                // and open (2.4.1); just stop.
+                self.end(None);
+                Ok(())
+            }
             _ => {
                 if let Some(e) = &error {
                     // Cut to fit as far as it can be (`fitted_error`): only a condition
@@ -924,6 +930,10 @@ impl Connection {
                         info: None,
                     };
                     self.fits(&Performative::Close(Close { error: Some(bare) }))?;
+                }
+                if self.state == S::OpenRcvd || self.state == S::HdrExch {
+                    // 2.4.1: our open comes before our close.
+                    self.send_open();
                 }
                 self.send_close(error);
                 Ok(())
@@ -941,7 +951,12 @@ impl Connection {
                 UsageError::NotOpen
             });
         }
-        let channel = self.free_channel().ok_or(UsageError::ChannelsExhausted)?;
+        let channel = self.free_channel().ok_or(if self.remote_open.is_none() {
+            // Only channel 0 is known to be allowed before the peer's open.
+            UsageError::NotOpen
+        } else {
+            UsageError::ChannelsExhausted
+        })?;
         let session = Session::new(&self.cfg.session, SessionState::BeginSent);
         let begin = session.begin();
         let id = self.put_session(channel, session);
@@ -1281,6 +1296,10 @@ impl Connection {
             return self.violation(Violation::ChannelMax { channel, max: self.cfg.channel_max });
         }
         match performative {
+            // 2.4.1: before the open, the highest channel is 0 (so the open is on it).
+            Performative::Open(_) if channel != 0 && self.remote_open.is_none() => {
+                self.violation(Violation::ChannelMax { channel, max: 0 });
+            }
             Performative::Open(open) => {
                 if self.remote_open.is_some() {
                     return self.violation(Violation::DuplicateOpen);
@@ -1590,10 +1609,10 @@ impl Connection {
 
     /// The lowest channel free for a new session, within both sides' channel-max.
     fn free_channel(&self) -> Option<u16> {
-        let max = self
-            .remote_open
-            .as_ref()
-            .map_or(self.cfg.channel_max, |o| o.channel_max.min(self.cfg.channel_max));
+        // 2.4.1: until the peer's open says otherwise, the highest channel is 0 (a
+        // session pipelined before it takes channel 0; a peer with channel-max 0 would
+        // refuse a second).
+        let max = self.remote_open.as_ref().map_or(0, |o| o.channel_max.min(self.cfg.channel_max));
         (0..=max).find(|c| self.sessions.get(usize::from(*c)).is_none_or(Option::is_none))
     }
 
