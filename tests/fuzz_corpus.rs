@@ -157,3 +157,27 @@ fn every_fixture_exchange_comes_back_from_a_capture_of_it() {
     }
     assert!(pairs >= 20, "only {pairs} fixture pairs");
 }
+
+/// `fuzz/campaign`'s usage errors exit 2 (docs/fuzzing.md), a missing value included,
+/// before anything is built.
+#[test]
+fn the_campaign_script_says_usage_errors_with_status_2() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/campaign");
+    for (args, said) in [
+        (&["--targets"][..], "--targets needs a list"),
+        (&["--out"][..], "--out needs a folder"),
+        (&["--store"][..], "--store needs a folder"),
+        (&["--cores", "0"][..], "--cores needs a positive whole number"),
+        (&["--no-such-option"][..], "unknown argument"),
+    ] {
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("bash");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(said), "{args:?}: {err}");
+    }
+}

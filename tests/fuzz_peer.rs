@@ -622,6 +622,97 @@ fn stand_ins_that_stop_answering_answer_malformed_or_grow_are_judged_so() {
     }
 }
 
+#[test]
+fn a_grows_finding_is_minimised_and_judged_on_a_target_started_afresh() {
+    // A stand-in that keeps 96 MiB for each connection that sends a begin. Memory stays
+    // held: unless the target is started afresh after a `grows` finding and before each
+    // try at minimising it, every shorter case "grows" too, the finding is minimised to
+    // nothing, and its replay finds nothing. Started afresh, the minimised case keeps its
+    // begin, and its replay finds the growth again.
+    let scratch = Scratch::new("fuzz-peer", "grows-minimised");
+    let script = scratch.path("leaks.py");
+    std::fs::write(
+        &script,
+        r#"import socket, sys, threading
+port = int(sys.argv[1])
+OPEN = bytes.fromhex("414d5150000100000000001802000000005310c00b01a1087374616e642d696e")
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.listen(64)
+held = []
+def serve(c):
+    c.sendall(OPEN)
+    seen = b""
+    while True:
+        d = c.recv(65536)
+        if not d:
+            return
+        seen = seen[-2:] + d
+        if b"\x00\x53\x11" in seen:
+            held.append(bytearray(b"x" * (96 << 20)))
+            seen = b""
+while True:
+    c, _ = s.accept()
+    held.append(c)
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#,
+    )
+    .expect("write stand-in");
+    let port = free_port();
+    let url = format!("amqp://127.0.0.1:{port}");
+    let exec = format!("python3 {} {port}", script.display());
+    let dir = scratch.path("findings").to_string_lossy().into_owned();
+    let out = fuzz_peer(&[
+        "--connect",
+        &url,
+        "--exec",
+        &exec,
+        "--sasl",
+        "none",
+        "--cases",
+        "3",
+        "--seed",
+        "8",
+        "--within",
+        "100",
+        "--probe-within",
+        "10000",
+        "--minimise",
+        "120",
+        "--max-rss",
+        "64",
+        "--findings",
+        &dir,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let file = Path::new(&dir).join("finding-001-grows.jsonl");
+    let text = std::fs::read_to_string(&file).expect("finding file");
+    let steps: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(
+        steps.iter().any(|l| l.contains(r#""performative":"begin""#)),
+        "the begin that grows it was kept: {text}"
+    );
+    assert!(!text.contains("# minimised from 20 steps to 1\n"), "{text}");
+    // The target was started afresh after the finding (the log says so).
+    let log = std::fs::read_to_string(Path::new(&dir).join("target.log")).expect("log");
+    assert!(log.contains("past --max-rss: started again"), "{log}");
+    // The regenerate line writes into the same folder.
+    let regenerate = text.lines().find(|l| l.starts_with("# regenerate: ")).expect("regenerate");
+    assert!(regenerate.contains(&format!(" --findings={dir} ")), "{regenerate}");
+    let line = text.lines().find_map(|l| l.strip_prefix("# replay: amqpwire "));
+    let again = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec \"$0\" {} --findings \"$1\"", line.expect("replay line")))
+        .arg(env!("CARGO_BIN_EXE_amqpwire"))
+        .arg(scratch.path("replayed"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("replay");
+    assert_eq!(again.status.code(), Some(1), "{}", show(&again));
+    assert!(cli::text(&again.stdout).starts_with("grows: "), "{}", show(&again));
+}
+
 /// The `--exec` command of a client (in Python) that connects to `{port}`, sends nothing
 /// and stays ten minutes.
 fn hanging_client(scratch: &Scratch) -> String {

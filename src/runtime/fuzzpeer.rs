@@ -660,7 +660,13 @@ fn stack_place<'a>(lines: &[&'a str], i: usize) -> Option<&'a str> {
     }
     let at = match traceback_start(lines, i) {
         Some(t) => (t + 1..i).rev().find(|&j| lines[j].trim_start().starts_with("File ")),
-        None => below(i + 1, &|l| l.starts_with("at ") || l.starts_with("File ")),
+        // Node.js's own frames (`at boundsError (node:internal/buffer:86:11)`) are where
+        // every bad read of a Buffer ends: the target's innermost frame tells them apart.
+        None => below(i + 1, &|l| {
+            (l.starts_with("at ") && !l.contains("(node:") && !l.starts_with("at node:"))
+                || l.starts_with("File ")
+        })
+        .or_else(|| below(i + 1, &|l| l.starts_with("at "))),
     };
     at.map(|j| lines[j].trim())
 }
@@ -1016,15 +1022,33 @@ impl Campaign {
         if !matches!(self.s.mode, Mode::Connect { .. }) {
             return Ok(());
         }
-        if self.server_alive().await {
+        // Memory a target holds stays held: past --max-rss, every later case (and every
+        // try at minimising a `grows` finding, even an empty one) would be judged on what
+        // an earlier case made it hold. A target the campaign starts is started afresh.
+        let grown = self.past_max_rss();
+        if !grown && self.server_alive().await {
             return Ok(());
         }
         if self.process.exec.is_none() {
+            if grown {
+                // Watched by --pid: nothing to start afresh (see the campaign's warning).
+                return Ok(());
+            }
             return Err("the target is down and there is no --exec to start it again".into());
         }
         self.restarts += 1;
-        self.process.note("the target is down: started again")?;
+        if grown {
+            self.process.note("the target is past --max-rss: started again")?;
+        } else {
+            self.process.note("the target is down: started again")?;
+        }
         self.start_server().await
+    }
+
+    /// Whether the target's resident memory is past `--max-rss`.
+    fn past_max_rss(&self) -> bool {
+        let rss = self.s.max_rss_kib.and_then(|max| Some((max, self.process.rss_kib()?)));
+        rss.is_some_and(|(max, rss)| rss > max)
     }
 
     /// Whether a server target answers the probe.
@@ -1298,8 +1322,11 @@ impl Campaign {
             "# replay: amqpwire fuzz-peer --replay {file_word} {}\n",
             self.s.target_args
         ));
+        // Into the same folder, where it adds to the findings there.
+        let dir_word = shell_word(&self.s.findings.display().to_string());
         out.push_str(&format!(
-            "# regenerate: amqpwire fuzz-peer --seed {} --first-case {index} --cases 1 {}\n",
+            "# regenerate: amqpwire fuzz-peer --seed {} --first-case {index} --cases 1 \
+             --findings={dir_word} {}\n",
             self.s.seed, self.s.target_args
         ));
         out.push_str(&lines(&steps));
@@ -1811,6 +1838,29 @@ mod tests {
         assert_eq!(
             signature(&plain),
             "crash java.lang.NullPointerException at org.amqp.Conn.dispatch(Conn.java:88)"
+        );
+        // Node.js: by the target's innermost frame, past Node's own.
+        let node = |frame: &str| {
+            signature(&crash(&format!(
+                "RangeError [ERR_OUT_OF_RANGE]: The value of \"offset\" is out of range.\n    \
+                 at boundsError (node:internal/buffer:86:11)\n    \
+                 at Buffer.readUInt32BE (node:internal/buffer:311:5)\n    \
+                 at {frame}\n    \
+                 at Connection.input (/srv/node_modules/rhea/lib/connection.js:500:20)"
+            )))
+        };
+        assert_eq!(
+            node("Reader.read_uint (/srv/node_modules/rhea/lib/types.js:608:28)"),
+            "crash RangeError [ERR_OUT_OF_RANGE] at Reader.read_uint (/srv/node_modules/rhea/lib/types.js:608:28)"
+        );
+        assert_ne!(
+            node("Reader.read_uint (/srv/node_modules/rhea/lib/types.js:608:28)"),
+            node("Object.read_frame (/srv/node_modules/rhea/lib/frames.js:66:25)")
+        );
+        // Only Node's frames: the first of them.
+        assert_eq!(
+            signature(&crash("TypeError: x is not a function\n    at node:internal/main:1:1")),
+            "crash TypeError at node:internal/main:1:1"
         );
         let other_thread = crash(
             "Exception in thread \"pool-1-thread-3\" java.lang.NullPointerException\n\
