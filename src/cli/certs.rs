@@ -51,7 +51,9 @@ pub(crate) struct CertFiles {
 }
 
 /// `DIR/ca.pem`, `DIR/server.pem` and `DIR/server-key.pem`: kept when all three exist
-/// (clients keep trusting the same CA), made for `names` otherwise.
+/// (clients keep trusting the same CA) and the certificate still serves every one of
+/// `names` (refused otherwise, never said to cover what it does not), made for `names`
+/// when they do not exist.
 pub(crate) fn in_dir(dir: &Path, names: &[String]) -> Result<CertFiles, String> {
     let files = CertFiles {
         ca: dir.join("ca.pem"),
@@ -60,6 +62,20 @@ pub(crate) fn in_dir(dir: &Path, names: &[String]) -> Result<CertFiles, String> 
         made: false,
     };
     if files.ca.is_file() && files.cert.is_file() && files.key.is_file() {
+        let read =
+            |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+        let (ca, cert) = (read(&files.ca)?, read(&files.cert)?);
+        for name in names {
+            if let Err(e) = amqpwire::runtime::transport::check_server_certificate(&cert, &ca, name)
+            {
+                return Err(format!(
+                    "the certificates kept in {} do not serve {name} ({e}); give another \
+                     --cert-dir, or remove that folder to have new ones made (clients must \
+                     then trust its new ca.pem)",
+                    dir.display()
+                ));
+            }
+        }
         return Ok(files);
     }
     create_private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -115,4 +131,26 @@ fn write(path: &Path, text: &str, private: bool) -> std::io::Result<()> {
     #[cfg(not(unix))]
     let _ = private;
     o.open(path)?.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_certificates_serve_the_names_asked_for_or_are_refused() {
+        let dir = std::env::temp_dir().join(format!("amqpwire-certs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = in_dir(&dir, &["myhub.example.net".into()]).expect("made");
+        assert!(first.made);
+        // The same name, or localhost, which every certificate made here covers: kept.
+        for names in [vec!["myhub.example.net".to_owned()], vec!["localhost".to_owned()]] {
+            assert!(!in_dir(&dir, &names).expect("kept").made, "{names:?}");
+        }
+        // Another name: refused, not claimed.
+        let e = in_dir(&dir, &["other.example.org".into()]).err().expect("refused");
+        assert!(e.contains("do not serve other.example.org"), "{e}");
+        assert!(e.contains("remove that folder"), "{e}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
 }

@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
 
-pub use tls::{ClientTlsConfig, PeerIdentity, TlsServerConfig};
+pub use tls::{check_server_certificate, ClientTlsConfig, PeerIdentity, TlsServerConfig};
 pub use url::{
     Endpoint, EndpointError, SaslMechanism, Scheme, AMQP_WS_SUBPROTOCOL, AMQP_WS_SUBPROTOCOL_ALT,
     MIN_MAX_FRAME_SIZE,

@@ -446,6 +446,37 @@ impl PeerIdentity {
     }
 }
 
+/// Whether a server certificate (the first in `cert_pem`, the rest its intermediates)
+/// is one a client that trusts `ca_pem` takes for `name` now: it chains to the CA, is
+/// valid at this time and names `name` (a DNS name or an IP address). `Err` says why not.
+pub fn check_server_certificate(
+    cert_pem: &[u8],
+    ca_pem: &[u8],
+    name: &str,
+) -> Result<(), TransportError> {
+    let mut roots = RootCertStore::empty();
+    for ca in certs_from_pem(ca_pem, "CA")? {
+        roots.add(ca).map_err(|e| config_error(format!("CA certificate: {e}")))?;
+    }
+    let chain = certs_from_pem(cert_pem, "server certificate")?;
+    let server_name = ServerName::try_from(name.to_owned())
+        .map_err(|_| config_error(format!("{name:?} is not a DNS name or an IP address")))?;
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| config_error(format!("server verifier: {e}")))?;
+    use rustls::client::danger::ServerCertVerifier;
+    verifier
+        .verify_server_cert(
+            &chain[0],
+            &chain[1..],
+            &server_name,
+            &[],
+            rustls_pki_types::UnixTime::now(),
+        )
+        .map(drop)
+        .map_err(|e| TransportError::Tls(format!("for {name}: {e}")))
+}
+
 pub(super) fn peer_identity<S>(tls: &TlsStream<S>) -> Option<PeerIdentity> {
     let (_, state) = tls.get_ref();
     PeerIdentity::from_chain(state.peer_certificates()?)
