@@ -458,7 +458,6 @@ fn a_client_that_resets_its_connection_is_captured_with_a_reset() {
     let closed = server.join().expect("the upstream's thread");
     assert!(closed.is_ok(), "the proxy closed the upstream after the reset: {closed:?}");
     let o = run(&["decode", "--json", pcap.to_str().expect("path")]);
-    drop(proxy);
     let lines: Vec<String> = text(&o.stdout).lines().map(str::to_owned).collect();
     let end: Vec<&String> = lines.iter().filter(|l| l.contains(r#""kind":"tcp""#)).collect();
     assert_eq!(end.len(), 1, "{lines:#?}");
@@ -466,15 +465,141 @@ fn a_client_that_resets_its_connection_is_captured_with_a_reset() {
         end[0].contains(r#""event":"rst""#) && end[0].contains(r#""direction":"c2s""#),
         "{end:?}"
     );
-    // The SYN's comment names the client's real address and the upstream's.
-    let upstream_at = url.trim_start_matches("amqp://");
+    // The SYN's comment names the client's hop (its real address, and the proxy's where
+    // it connected) and where the connection was relayed.
     let comment = lines.iter().find(|l| l.contains(r#""kind":"connection""#)).expect("SYN");
+    let front = proxy_front(&proxy);
     assert!(
-        comment.contains("; client 127.0.0.1:")
-            && comment.contains(&format!("; server {upstream_at}\"")),
+        comment.contains("; transport tcp; url amqp://127.0.0.1:")
+            && comment.contains("; client 127.0.0.1:")
+            && comment.contains(&format!("; server {front}"))
+            && comment.contains(&format!("; relayed to {url}")),
         "{comment}"
     );
     let _ = std::fs::remove_file(&pcap);
+}
+
+/// `127.0.0.1:PORT` of a proxy's listener.
+fn proxy_front(proxy: &Server) -> String {
+    proxy.urls[0].trim_start_matches("amqp://").trim_end_matches('/').to_owned()
+}
+
+#[test]
+fn a_proxy_capture_numbers_connections_as_its_trace_and_keeps_who_closed_first() {
+    use std::io::{Read, Write};
+    // Nothing listens upstream for the first client (its upstream fails); the second is
+    // relayed to a server that answers, then closes its side first, while the client
+    // still sends. The capture numbers them as the trace does (accepted 1 and 2), and its
+    // FINs come in the order the sides closed, the client's bytes after the server's FIN.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let at = gone.local_addr().expect("address");
+    drop(gone);
+    let url = format!("amqp://{at}");
+    let (pcap, trace) = (scratch("proxy-order.pcapng"), scratch("proxy-order.jsonl"));
+    let (pcap_arg, trace_arg) = (pcap.to_str().expect("path"), trace.to_str().expect("path"));
+    let proxy = Server::with_args(
+        &[
+            "proxy",
+            "--listen",
+            "amqp://127.0.0.1:0",
+            "--to",
+            &url,
+            "--pcap",
+            pcap_arg,
+            "--trace-json",
+            trace_arg,
+        ],
+        1,
+    );
+    let front = proxy_front(&proxy);
+    let mut first = std::net::TcpStream::connect(&front).expect("connect");
+    first.set_read_timeout(Some(HANG_GUARD)).expect("timeout");
+    let _ = first.read_to_end(&mut Vec::new());
+    let upstream = std::net::TcpListener::bind(at).expect("bind the upstream now");
+    let server = std::thread::spawn(move || {
+        let (mut c, _) = upstream.accept().expect("the proxy connects");
+        c.set_read_timeout(Some(HANG_GUARD)).expect("timeout");
+        c.read_exact(&mut [0u8; 8]).expect("the client's header");
+        c.write_all(b"AMQP\x00\x01\x00\x00").expect("answer");
+        c.shutdown(std::net::Shutdown::Write).expect("close our side first");
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).map(|_| rest)
+    });
+    let mut second = std::net::TcpStream::connect(&front).expect("connect");
+    second.set_read_timeout(Some(HANG_GUARD)).expect("timeout");
+    second.write_all(b"AMQP\x00\x01\x00\x00").expect("write");
+    let mut answer = Vec::new();
+    second.read_to_end(&mut answer).expect("the server's side ends");
+    assert_eq!(answer, b"AMQP\x00\x01\x00\x00");
+    second.write_all(b"late").expect("the client goes on");
+    second.shutdown(std::net::Shutdown::Write).expect("close");
+    let rest = server.join().expect("the upstream's thread").expect("read");
+    assert_eq!(rest, b"late");
+    // The upstream saw the client's end before the proxy has written it down: the trace's
+    // `finished` comes after the capture ended the connection.
+    let finished = |l: &serde_json::Value| l["connection"] == 2 && l["event"] == "finished";
+    let until = std::time::Instant::now() + HANG_GUARD;
+    while !std::fs::read_to_string(&trace)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| serde_json::from_str(l).is_ok_and(|l| finished(&l)))
+    {
+        assert!(std::time::Instant::now() < until, "the proxy never finished connection 2");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(proxy);
+    let o = run(&["decode", "--json", pcap_arg]);
+    let lines: Vec<serde_json::Value> =
+        text(&o.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    let comments: Vec<(u64, String)> = lines
+        .iter()
+        .filter(|l| l["kind"] == "connection")
+        .map(|l| (l["connection"].as_u64().unwrap_or(0), l["comments"].to_string()))
+        .collect();
+    assert_eq!(comments.len(), 2, "{comments:?}");
+    for (n, comment) in &comments {
+        assert!(comment.contains(&format!("amqpwire connection {n};")), "{comments:?}");
+    }
+    let ends: Vec<String> = lines
+        .iter()
+        .filter(|l| l["connection"] == 2 && (l["kind"] == "tcp" || l["kind"] == "header"))
+        .map(|l| {
+            format!(
+                "{} {}",
+                l["kind"].as_str().unwrap_or("?"),
+                l["direction"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    assert_eq!(ends, ["header c2s", "header s2c", "tcp s2c", "tcp c2s"], "{lines:#?}");
+    // The trace numbers them the same way: the first failed, the second was relayed.
+    let events: Vec<(u64, String)> = trace_lines(&trace)
+        .iter()
+        .filter(|l| l["kind"] == "event")
+        .map(|l| {
+            (l["connection"].as_u64().unwrap_or(0), l["event"].as_str().unwrap_or("").to_owned())
+        })
+        .collect();
+    assert!(
+        events.iter().any(|(n, e)| *n == 1 && e.starts_with("cannot reach the upstream")),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|(n, e)| *n == 2 && e.starts_with("relaying to")), "{events:?}");
+    let _ = (std::fs::remove_file(&pcap), std::fs::remove_file(&trace));
+}
+
+#[test]
+fn a_proxy_refuses_credentials_in_the_upstream_url() {
+    // Bounded, so that a proxy that took them (and listened) fails the test, not hangs it.
+    let o = std::process::Command::new("timeout")
+        .args(["300", env!("CARGO_BIN_EXE_amqpwire"), "proxy", "--listen", "amqp://127.0.0.1:0"])
+        .args(["--to", "amqp://alice:secret@127.0.0.1:1"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(err.contains("would not be used") && !err.contains("secret"), "{err}");
 }
 
 #[test]
@@ -900,8 +1025,15 @@ fn a_server_s_capture_ends_a_connection_its_client_dropped_as_the_client_did() {
     let want = |n: u64, e: &str, d: &str| (n, e.to_owned(), d.to_owned());
     assert_eq!(
         ends,
-        // (the capture's streams count from 1)
-        [want(1, "fin", "c2s"), want(1, "fin", "s2c"), want(2, "rst", "c2s")],
+        // (the capture's streams count from 1, as the trace's; the silent connection is
+        // connection 3 of both)
+        [
+            want(1, "fin", "c2s"),
+            want(1, "fin", "s2c"),
+            want(2, "rst", "c2s"),
+            want(3, "fin", "c2s"),
+            want(3, "fin", "s2c")
+        ],
         "{}",
         text(&o.stdout)
     );

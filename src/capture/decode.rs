@@ -1092,6 +1092,15 @@ fn classify(
     if amqp(&c2s.first) || amqp(&s2c.first) {
         return Some((State::Amqp, String::new()));
     }
+    // amqpwire's commands capture each connection's AMQP bytes, with the transport that
+    // carried them in its SYN's comment, and number connections as their traces do: each
+    // such connection is taken for AMQP, one that carried nothing (a relay's client whose
+    // upstream failed) or bytes that are not AMQP included, so that connection N is the
+    // trace's N.
+    let traced = |c: &String| c.starts_with("amqpwire connection ") && c.contains("; transport ");
+    if conn.handshake && conn.comments.iter().any(traced) {
+        return Some((State::Amqp, String::new()));
+    }
     let enough = |s: &Side| s.first.len() >= 8 || s.ended || last;
     let c = &c2s.first;
     if c.starts_with(b"GET ") {

@@ -116,6 +116,8 @@ struct Flow {
     port: u16,
     /// The next sequence number of each direction (indexed by [`Direction::index`]).
     next: [u32; 2],
+    /// Whether each direction has sent its FIN ([`PcapWriter::half_close`]).
+    fin: [bool; 2],
 }
 
 /// Writes AMQP connections as a pcapng file: one section, one Ethernet interface, and per
@@ -226,9 +228,47 @@ impl<W: Write> PcapWriter<W> {
         Ok(())
     }
 
+    /// One side of connection `conn` closes its direction at `time` (a half-close): a FIN
+    /// from `by` and the other side's ACK. The other side may go on sending; its own end
+    /// is a later [`close`](Self::close) (or [`reset`](Self::reset)). Nothing happens for a
+    /// connection that is not open, or a direction already closed.
+    pub fn half_close(&mut self, conn: u64, by: Direction, time: SystemTime) -> io::Result<()> {
+        let Some(flow) = self.flows.get_mut(&conn) else { return Ok(()) };
+        let (a, b) = (by.index(), by.reverse().index());
+        if flow.fin[a] {
+            return Ok(());
+        }
+        flow.fin[a] = true;
+        let (port, sa, sb) = (flow.port, flow.next[a], flow.next[b]);
+        flow.next[a] = sa.wrapping_add(1);
+        let fin = Flags { fin: true, ..Flags::default() };
+        self.packet(port, by, fin, sa, Some(sb), &[], time, None)?;
+        self.packet(
+            port,
+            by.reverse(),
+            Flags::default(),
+            sb,
+            Some(sa.wrapping_add(1)),
+            &[],
+            time,
+            None,
+        )?;
+        if self.flows.get(&conn).is_some_and(|f| f.fin[b]) {
+            self.flows.remove(&conn);
+        }
+        Ok(())
+    }
+
     /// Ends connection `conn` at `time`: a FIN from `by`, the other side's FIN, and the last
-    /// ACK. Nothing happens for a connection that is not open.
+    /// ACK; after a [`half_close`](Self::half_close), the FIN of the side still open and
+    /// its ACK. Nothing happens for a connection that is not open.
     pub fn close(&mut self, conn: u64, by: Direction, time: SystemTime) -> io::Result<()> {
+        let Some(flow) = self.flows.get(&conn) else { return Ok(()) };
+        if flow.fin.iter().any(|f| *f) {
+            // The side that closed its direction has; the other closes now.
+            let open = if flow.fin[by.index()] { by.reverse() } else { by };
+            return self.half_close(conn, open, time);
+        }
         let Some(flow) = self.flows.remove(&conn) else { return Ok(()) };
         let (a, b) = (by.index(), by.reverse().index());
         let [mut sa, mut sb] = [flow.next[a], flow.next[b]];
@@ -297,7 +337,7 @@ impl<W: Write> PcapWriter<W> {
         let (c, s) = (isn[0].wrapping_add(1), isn[1].wrapping_add(1));
         self.packet(port, c2s.reverse(), syn, isn[1], Some(c), &[], time, None)?;
         self.packet(port, c2s, Flags::default(), c, Some(s), &[], time, None)?;
-        self.flows.insert(conn, Flow { port, next: [c, s] });
+        self.flows.insert(conn, Flow { port, next: [c, s], fin: [false; 2] });
         Ok(())
     }
 
@@ -514,6 +554,88 @@ mod tests {
         out
     }
 
+    /// Each packet as `PORT FLAGS LEN`, checking its IP and TCP checksums and that each
+    /// side's sequence numbers follow on from its last segment.
+    fn summary(file: &[u8]) -> Vec<String> {
+        let mut summary = Vec::new();
+        let mut next = std::collections::HashMap::new();
+        for p in &packets(file) {
+            let s = SlicedPacket::from_ethernet(p).expect("a packet");
+            let Some(TransportSlice::Tcp(tcp)) = &s.transport else { panic!("TCP") };
+            let sum = match &s.net {
+                Some(NetSlice::Ipv4(ip)) => {
+                    let h = ip.header();
+                    assert_eq!(h.header_checksum(), h.to_header().calc_header_checksum());
+                    tcp.calc_checksum_ipv4(h.source(), h.destination())
+                }
+                Some(NetSlice::Ipv6(ip)) => {
+                    let h = ip.header();
+                    tcp.calc_checksum_ipv6(h.source(), h.destination())
+                }
+                _ => panic!("IP"),
+            };
+            assert_eq!(sum.expect("checksum"), tcp.checksum());
+            let (port, to) = (tcp.source_port(), tcp.destination_port());
+            if let Some(&want) = next.get(&(port, to)) {
+                assert_eq!(tcp.sequence_number(), want, "port {port}");
+            }
+            let used = tcp.payload().len() as u32 + u32::from(tcp.syn() || tcp.fin());
+            next.insert((port, to), tcp.sequence_number().wrapping_add(used));
+            let flags = [
+                (tcp.syn(), 'S'),
+                (tcp.fin(), 'F'),
+                (tcp.ack(), 'A'),
+                (tcp.psh(), 'P'),
+                (tcp.rst(), 'R'),
+            ];
+            let flags: String = flags.iter().filter(|f| f.0).map(|f| f.1).collect();
+            summary.push(format!("{port} {flags} {}", tcp.payload().len()));
+        }
+        summary
+    }
+
+    #[test]
+    fn a_half_close_lets_the_other_side_send_before_its_own_fin() {
+        let mut w = PcapWriter::new(Vec::new(), WriterOptions::default()).expect("writer");
+        let (t, c2s, s2c) = (UNIX_EPOCH, Direction::ClientToServer, Direction::ServerToClient);
+        w.write(1, c2s, b"ask", t).expect("write");
+        w.half_close(1, c2s, t).expect("half-close");
+        w.half_close(1, c2s, t).expect("again: nothing");
+        w.write(1, s2c, b"answer", t).expect("write");
+        // The end, named from the side that closed first: the other side's FIN.
+        w.close(1, c2s, t).expect("close");
+        w.close(1, c2s, t).expect("closed: nothing");
+        // A server that half-closes first, then the client's close.
+        w.write(2, s2c, b"bye", t).expect("write");
+        w.half_close(2, s2c, t).expect("half-close");
+        w.write(2, c2s, b"late", t).expect("write");
+        w.close(2, c2s, t).expect("close");
+        assert_eq!(w.client_port(2), None, "ended");
+        assert_eq!(
+            summary(w.get_ref()),
+            [
+                "49152 S 0",
+                "5672 SA 0",
+                "49152 A 0",
+                "49152 AP 3",
+                "49152 FA 0",
+                "5672 A 0",
+                "5672 AP 6",
+                "5672 FA 0",
+                "49152 A 0",
+                "49153 S 0",
+                "5672 SA 0",
+                "49153 A 0",
+                "5672 AP 3",
+                "5672 FA 0",
+                "49153 A 0",
+                "49153 AP 4",
+                "49153 FA 0",
+                "5672 A 0",
+            ]
+        );
+    }
+
     #[test]
     fn packets_carry_valid_checksums_sequence_numbers_and_flags() {
         for (client, server) in [
@@ -533,38 +655,8 @@ mod tests {
             w.reset(9, Direction::ServerToClient, t).expect("reset");
             let file = w.into_inner();
             assert_eq!(file.get(..4), Some(&SHB.to_le_bytes()[..]));
-            let packets = packets(&file);
-            assert_eq!(packets.len(), 3 + 3 + 1 + 1);
-            let mut summary = Vec::new();
-            let mut next = std::collections::HashMap::new();
-            for p in &packets {
-                let s = SlicedPacket::from_ethernet(p).expect("a packet");
-                let Some(TransportSlice::Tcp(tcp)) = &s.transport else { panic!("TCP") };
-                let sum = match &s.net {
-                    Some(NetSlice::Ipv4(ip)) => {
-                        let h = ip.header();
-                        assert_eq!(h.header_checksum(), h.to_header().calc_header_checksum());
-                        tcp.calc_checksum_ipv4(h.source(), h.destination())
-                    }
-                    Some(NetSlice::Ipv6(ip)) => {
-                        let h = ip.header();
-                        tcp.calc_checksum_ipv6(h.source(), h.destination())
-                    }
-                    _ => panic!("IP"),
-                };
-                assert_eq!(sum.expect("checksum"), tcp.checksum());
-                // Each side's sequence numbers follow on from its last segment.
-                let port = tcp.source_port();
-                if let Some(&want) = next.get(&port) {
-                    assert_eq!(tcp.sequence_number(), want, "port {port}");
-                }
-                let used = tcp.payload().len() as u32 + u32::from(tcp.syn() || tcp.fin());
-                next.insert(port, tcp.sequence_number().wrapping_add(used));
-                let flags =
-                    [(tcp.syn(), 'S'), (tcp.ack(), 'A'), (tcp.psh(), 'P'), (tcp.rst(), 'R')];
-                let flags: String = flags.iter().filter(|f| f.0).map(|f| f.1).collect();
-                summary.push(format!("{port} {flags} {}", tcp.payload().len()));
-            }
+            assert_eq!(packets(&file).len(), 3 + 3 + 1 + 1);
+            let summary = summary(&file);
             assert_eq!(
                 summary,
                 [

@@ -67,7 +67,15 @@ pub(crate) fn run(args: &ProxyArgs) -> Result<ExitCode, String> {
         let listen = Endpoint::parse_listen(&args.listen)
             .map_err(|e| format!("--listen {}: {e}", args.listen))?;
         let upstream: Endpoint = args.to.parse().map_err(|e| format!("--to {}: {e}", args.to))?;
+        if upstream.user.is_some() || upstream.password.is_some() {
+            // The relay passes the client's SASL exchange through and has none of its own.
+            return Err(format!(
+                "--to {upstream}: a user or password in the upstream's URL would not be used \
+                 (the relay passes the client's SASL through): give them to the client"
+            ));
+        }
         let tls = server_tls(args, &listen, &upstream)?;
+        let upstream_shown = upstream.to_string();
         let mut options = ProxyOptions::new(&listen, upstream, tls);
         options.connect_to = args.connect_to.clone();
         if let Some(ca) = &args.ca {
@@ -78,21 +86,32 @@ pub(crate) fn run(args: &ProxyArgs) -> Result<ExitCode, String> {
         let tracer = Tracer::for_relay(&args.trace)?;
         let place = super::trace::Place::default();
         let tap = Arc::new(CliTap {
+            upstream: options.upstream.to_string(),
             tracer: tracer.clone(),
             place: Arc::clone(&place),
             strict_stop: args.strict_stop,
             inspectors: Mutex::new(HashMap::new()),
+            open: Mutex::new(std::collections::BTreeSet::new()),
         });
         // Signals are handled from before the command says where it listens.
         let stop = super::client::stop_signal();
-        let proxy = Proxy::bind(&args.listen, options, tap).await.map_err(|e| e.to_string())?;
+        let proxy = Proxy::bind(&args.listen, options, Arc::clone(&tap) as Arc<dyn Tap>)
+            .await
+            .map_err(|e| e.to_string())?;
         let _ = place.set(proxy.endpoint().to_string());
         println!("listening on {}", proxy.endpoint());
-        eprintln!("relaying to {}", args.to);
+        eprintln!("relaying to {upstream_shown}");
         let _ = std::io::stdout().flush();
         let served =
             async { proxy.run().await.map_err(|e| e.to_string()).map(|()| ExitCode::SUCCESS) };
-        Tracer::serve_until_stopped(served, stop, tracer.as_ref()).await
+        // Stopped by a signal: each connection still open says so on standard error, as
+        // its trace does.
+        let stopped = async {
+            let code = stop.await;
+            tap.stopped();
+            code
+        };
+        Tracer::serve_until_stopped(served, stopped, tracer.as_ref()).await
     })
 }
 
@@ -128,6 +147,8 @@ fn server_tls(
 /// Decodes both directions of every relayed connection; traces them; stops a connection
 /// at the first error with --strict-stop.
 struct CliTap {
+    /// The upstream's URL (its password masked), for the capture's comments.
+    upstream: String,
     tracer: Option<Arc<Tracer>>,
     /// The URL listened on, for the capture's comments.
     place: super::trace::Place,
@@ -135,9 +156,23 @@ struct CliTap {
     /// Per connection, when there is no tracer to hold them: the inspectors that judge
     /// --strict-stop.
     inspectors: Mutex<HashMap<u64, [Inspector; 2]>>,
+    /// The connections accepted and not finished, for what a signal's stop says of them.
+    open: Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl CliTap {
+    /// The command was stopped by a signal: each connection still open is said to have
+    /// ended so on standard error (the trace, when there is one, says it itself).
+    fn stopped(&self) {
+        if self.tracer.as_ref().is_some_and(|t| t.has_text()) {
+            return;
+        }
+        let open = self.open.lock().map(|o| o.clone()).unwrap_or_default();
+        for connection in open {
+            eprintln!("c{connection}: ended: the command was stopped (a signal) with it open");
+        }
+    }
+
     /// The first error among `records`, in words.
     fn first_error(records: &[Record]) -> Option<String> {
         records.iter().find_map(|r| match r {
@@ -213,11 +248,34 @@ impl Tap for CliTap {
         }
         if let Some(t) = &self.tracer {
             match event {
-                ProxyEvent::Accepted { peer } => t.set_address(connection, true, *peer),
-                ProxyEvent::Relaying { upstream_addr, .. } => {
-                    t.set_address(connection, false, *upstream_addr);
-                    // Its SYN when it is made, with both addresses known.
-                    t.capture_open(connection, self.place.get().map(String::as_str));
+                ProxyEvent::Accepted { peer } => {
+                    // Its SYN when it is accepted, so that a capture numbers connections
+                    // in the order the trace does (accepted, not relayed: a client whose
+                    // upstream fails, or is slower to reach, keeps its place), with the
+                    // client's hop (transport, URL and addresses) and where it is relayed.
+                    t.set_address(connection, true, *peer);
+                    t.capture_open_noting(
+                        connection,
+                        self.place.get().map(String::as_str),
+                        Some(format!("relayed to {}", self.upstream)),
+                    );
+                }
+                // The side that closed first sends the first FIN; the other may go on.
+                ProxyEvent::Closed { by } => t.capture_half_close(connection, *by == Side::Client),
+                // The proxy closed the client's connection.
+                ProxyEvent::ClientHandshakeFailed(_) | ProxyEvent::UpstreamFailed(_) => {
+                    t.capture_end(connection, false, false);
+                }
+                _ => {}
+            }
+        }
+        if let Ok(mut open) = self.open.lock() {
+            match event {
+                ProxyEvent::Accepted { .. } => {
+                    open.insert(connection);
+                }
+                ProxyEvent::Finished => {
+                    open.remove(&connection);
                 }
                 _ => {}
             }

@@ -436,13 +436,41 @@ impl Tracer {
     /// relayed to its server) rather than when its first bytes come: a capture shows when
     /// each connection began, and one that never sends anything too.
     pub(crate) fn capture_open(&self, connection: u64, place: Option<&str>) {
+        self.capture_open_noting(connection, place, None);
+    }
+
+    /// [`Tracer::capture_open`] with `note` in the SYN's comment too (a relay's upstream).
+    pub(crate) fn capture_open_noting(
+        &self,
+        connection: u64,
+        place: Option<&str>,
+        note: Option<String>,
+    ) {
         let Some(pcap) = &self.pcap else { return };
         let Ok(mut guard) = pcap.lock() else { return };
         if self.is_finished() {
             return;
         }
-        self.open_in_capture(&mut guard, connection, place, std::time::SystemTime::now());
+        let now = std::time::SystemTime::now();
+        self.open_in_capture_noting(&mut guard, connection, place, note, now);
         let _ = guard.0.flush();
+    }
+
+    /// One direction of `connection` closed (its sender's FIN in the capture); the other
+    /// may go on sending.
+    pub(crate) fn capture_half_close(&self, connection: u64, from_client: bool) {
+        let Some(Ok(mut guard)) = self.pcap.as_ref().map(Mutex::lock) else { return };
+        let (w, started) = &mut *guard;
+        if !started.contains(&connection) {
+            return;
+        }
+        let by = if from_client {
+            CaptureDirection::ClientToServer
+        } else {
+            CaptureDirection::ServerToClient
+        };
+        let _ = w.half_close(connection, by, std::time::SystemTime::now());
+        let _ = w.flush();
     }
 
     /// The SYN of `connection` with its transport and URL (`place`) and addresses in its
@@ -452,6 +480,17 @@ impl Tracer {
         guard: &mut (PcapWriter<std::fs::File>, HashSet<u64>),
         connection: u64,
         place: Option<&str>,
+        now: std::time::SystemTime,
+    ) {
+        self.open_in_capture_noting(guard, connection, place, None, now);
+    }
+
+    fn open_in_capture_noting(
+        &self,
+        guard: &mut (PcapWriter<std::fs::File>, HashSet<u64>),
+        connection: u64,
+        place: Option<&str>,
+        note: Option<String>,
         now: std::time::SystemTime,
     ) {
         let (w, started) = guard;
@@ -481,7 +520,7 @@ impl Tracer {
                     .to_owned()
                 }),
                 url: place.map(str::to_owned),
-                ..ConnectionInfo::default()
+                note,
             };
             let _ = w.open(connection, &info, now);
         }
