@@ -1101,6 +1101,30 @@ fn a_server_stopped_by_a_signal_ends_the_connections_still_open_in_its_capture()
     }
 }
 
+/// A proxy stopped by a signal says on standard error which connections it ended so, as
+/// its trace would (docs/proxy.md: events go to standard error).
+#[cfg(unix)]
+#[test]
+fn a_proxy_stopped_by_a_signal_says_which_connections_it_ended() {
+    use std::io::Read;
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let to = format!("amqp://{}", upstream.local_addr().expect("address"));
+    let (mut child, url) = listening(&["proxy", "--listen", "amqp://127.0.0.1:0", "--to", &to]);
+    let client = std::net::TcpStream::connect(url.trim_start_matches("amqp://")).expect("connect");
+    // Relayed: the proxy reached the upstream.
+    let (_relayed, _) = upstream.accept().expect("the proxy connects");
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    assert_eq!(child.wait().expect("exit").code(), Some(130));
+    let mut err = String::new();
+    child.stderr.take().expect("stderr").read_to_string(&mut err).expect("read");
+    assert!(err.contains("c1: ended: the command was stopped (a signal) with it open"), "{err}");
+    drop(client);
+}
+
 /// `--record-side server` records the server's side: a scripted server that a client can
 /// be run against again, without the server.
 #[test]
