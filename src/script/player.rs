@@ -12,6 +12,7 @@
 //! | `{"close": true}` | close the connection |
 //! | `{"half-close": true}` | end our stream, keep reading the peer's |
 //! | `{"ignore": ["flow"]}` | from here on, skip the peer's frames of these performatives while expecting |
+//! | `{"keepalive": true}` | from here on, keep the peer's idle-time-out (its `open`'s): an empty frame whenever nothing has been sent for half of it, as an engine's heartbeats would (recordings start with it, since when heartbeats go out is timing, not content) |
 //! | `{"lenient": true}` | from here on, expectations only pace the script: a frame that does not match is skipped, a time limit passed moves on, the peer closing ends the script; nothing fails |
 //! | `{"write": {"chunk": N, "delay": MS}}` | from here on, split what is sent into writes of N bytes, MS milliseconds apart |
 //! | `{"sasl": {"mechanism": "SCRAM-SHA-256", "user": …, "password": …}}` | the client's whole SASL layer, computed: the SASL header, the mechanism checked against those offered, sasl-init, a response to each challenge, the outcome checked (SCRAM's server signature included); also ANONYMOUS, PLAIN, EXTERNAL, MSSBCBS |
@@ -76,6 +77,8 @@ pub enum Step {
     Ignore(Vec<String>),
     /// From here on, expectations only pace the script (see the module documentation).
     Lenient,
+    /// From here on, keep the peer's idle-time-out with empty frames.
+    Keepalive,
     /// The client's SASL layer, computed by a [`SaslClient`](crate::sasl::SaslClient): the
     /// step's JSON names the mechanism and its credentials.
     Sasl {
@@ -147,7 +150,7 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
         Some(v) => ms(v, "within")?,
         None => default,
     };
-    const KINDS: [&str; 13] = [
+    const KINDS: [&str; 14] = [
         "send",
         "expect",
         "expect-close",
@@ -156,6 +159,7 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
         "close",
         "half-close",
         "lenient",
+        "keepalive",
         "sasl",
         "sasl-server",
         "write",
@@ -163,7 +167,7 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
         "within",
     ];
     if let Some(k) = o.keys().find(|k| !KINDS.contains(&k.as_str())) {
-        return Err(format!("unknown key {k:?} (a step is one of: {})", KINDS[..12].join(", ")));
+        return Err(format!("unknown key {k:?} (a step is one of: {})", KINDS[..13].join(", ")));
     }
     let mut keys = o.keys().filter(|k| *k != "within");
     let key = keys.next().ok_or(
@@ -242,12 +246,19 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
             super::encode::pattern_values(&mut pattern);
             Step::Expect { pattern, within }
         }
+        "expect-close" | "close" | "half-close" | "lenient" | "keepalive"
+            if *v != Json::Bool(true) =>
+        {
+            // A step to take or not: `false` would read as "not", and be taken all the same.
+            return Err(format!("{key} takes true (leave the step out for no {key}), not {v}"));
+        }
         "expect-close" => Step::ExpectClose { within },
         "expect-silence" => Step::ExpectSilence(ms(v, "expect-silence")?),
         "wait" => Step::Wait(ms(v, "wait")?),
         "close" => Step::Close,
         "half-close" => Step::HalfClose,
         "lenient" => Step::Lenient,
+        "keepalive" => Step::Keepalive,
         "sasl" => {
             sasl_client(v)?;
             Step::Sasl { spec: v.clone(), within }
@@ -272,8 +283,15 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
             v.as_array()
                 .ok_or("ignore lists performatives")?
                 .iter()
-                .map(|p| p.as_str().map(str::to_owned).ok_or("ignore lists performative names"))
-                .collect::<Result<_, _>>()?,
+                .map(|p| {
+                    let p = p.as_str().ok_or("ignore lists performative names")?;
+                    // A misspelt name would skip nothing, without a word.
+                    if crate::types::code_for_symbol(&format!("amqp:{p}:list")).is_none() {
+                        return Err(format!("ignore: no performative or SASL body is named {p:?}"));
+                    }
+                    Ok(p.to_owned())
+                })
+                .collect::<Result<_, String>>()?,
         ),
         other => return Err(format!("unknown step {other:?}")),
     })
@@ -387,6 +405,13 @@ pub struct Player {
     /// The max-frame-size the peer's open announced, and the first frame a `send` step
     /// wrote over it (its step and size): said when the peer then closes.
     peer_max_frame: Option<u32>,
+    /// A `keepalive` step came: the peer's idle-time-out is kept with empty frames.
+    keepalive: bool,
+    /// The idle-time-out the peer's open announced (not 0).
+    peer_idle: Option<Duration>,
+    /// When we last wrote (or the script started): the next heartbeat is due half the
+    /// peer's idle-time-out later.
+    last_write: Option<Instant>,
     oversized: Option<(usize, u32)>,
 }
 
@@ -431,6 +456,9 @@ impl Player {
             met: std::collections::BTreeSet::new(),
             skipped: VecDeque::new(),
             peer_max_frame: None,
+            keepalive: false,
+            peer_idle: None,
+            last_write: None,
             oversized: None,
         }
     }
@@ -455,7 +483,30 @@ impl Player {
 
     /// Starts the script (call once, with the time the connection was made).
     pub fn start(&mut self, now: Instant) {
+        self.last_write = Some(now);
         self.run(now);
+        self.heartbeat(now);
+    }
+
+    /// With `keepalive`: the time the next heartbeat is due (half the peer's idle-time-out
+    /// after we last wrote), while the script runs.
+    fn heartbeat_due(&self) -> Option<Instant> {
+        if !self.keepalive || self.verdict.is_some() || self.eof {
+            return None;
+        }
+        let half = self.peer_idle? / 2;
+        self.last_write?.checked_add(half)
+    }
+
+    /// Writes an empty frame if a heartbeat is due; notes that we wrote when we did.
+    fn heartbeat(&mut self, now: Instant) {
+        if !self.out.is_empty() {
+            self.last_write = Some(now);
+        } else if self.heartbeat_due().is_some_and(|due| now >= due) {
+            // 2.3.2: an empty frame (no body), on channel 0.
+            self.out.extend_from_slice(&[0, 0, 0, 8, 2, 0, 0, 0]);
+            self.last_write = Some(now);
+        }
     }
 
     /// Bytes from the peer.
@@ -475,7 +526,13 @@ impl Player {
                                 ..
                             },
                         ..
-                    }) => self.peer_max_frame = Some(open.max_frame_size),
+                    }) => {
+                        self.peer_max_frame = Some(open.max_frame_size);
+                        self.peer_idle = open
+                            .idle_time_out
+                            .filter(|ms| *ms > 0)
+                            .map(|ms| Duration::from_millis(u64::from(ms)));
+                    }
                     _ if f.performative() == Some("close") => self.peer_closed = true,
                     _ => {}
                 }
@@ -488,6 +545,7 @@ impl Player {
             self.incoming.push_back(r);
         }
         self.run(now);
+        self.heartbeat(now);
     }
 
     /// The peer's stream ended.
@@ -503,6 +561,7 @@ impl Player {
     /// Time passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.run(now);
+        self.heartbeat(now);
     }
 
     /// Appends what must be written to the peer.
@@ -517,7 +576,11 @@ impl Player {
 
     /// When to call [`Player::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.verdict.is_none().then_some(self.deadline).flatten()
+        let step = self.verdict.is_none().then_some(self.deadline).flatten();
+        match (step, self.heartbeat_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The `$name`s a `send` step wrote as text because no `expect` before it had bound
@@ -604,6 +667,7 @@ impl Player {
                 }
                 Step::Ignore(names) => self.ignored = names,
                 Step::Lenient => self.lenient = true,
+                Step::Keepalive => self.keepalive = true,
                 Step::Sasl { spec, within } => {
                     let progress = self.sasl_step(&spec, within, now);
                     if !self.sasl_went_on(progress, n) {
@@ -2157,6 +2221,56 @@ mod tests {
         for bad in [r#"{"write": {"chunk": 0}}"#, r#"{"write": {"delay": 5}}"#] {
             assert!(parse(bad, Duration::from_secs(1)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn keepalive_keeps_the_peer_s_idle_time_out_and_only_then() {
+        // The peer's open asks for 1000 ms; the script then waits 5 s for a begin. With
+        // `keepalive`, an empty frame goes out whenever 500 ms pass without a write; without
+        // it (or with a peer that asks for none), nothing.
+        let peer = |idle: &str| {
+            super::super::encode::encode_lines(&format!(
+                r#"{{"kind": "header", "protocol_id": 0}}
+{{"performative": "open", "fields": {{"container-id": "p"{idle}}}}}"#
+            ))
+            .expect("peer's frames")
+        };
+        let empties = |script: &str, idle: &str| {
+            let mut p = Player::new(parse(script, Duration::from_secs(5)).expect("script"));
+            let t0 = Instant::now();
+            p.start(t0);
+            p.handle_input(&peer(idle), t0);
+            let mut out = Vec::new();
+            p.poll_transmit(&mut out);
+            let mut beats = Vec::new();
+            // Time as a driver gives it: at each time the player asks for.
+            while let Some(at) = p.poll_timeout() {
+                if at > t0 + Duration::from_millis(2_100) {
+                    break;
+                }
+                p.handle_timeout(at);
+                let mut o = Vec::new();
+                p.poll_transmit(&mut o);
+                if o == [0, 0, 0, 8, 2, 0, 0, 0] {
+                    beats.push((at - t0).as_millis());
+                }
+            }
+            beats
+        };
+        let script = format!(
+            "{{\"keepalive\": true}}\n{OPEN}\n{{\"expect\": {{\"performative\": \"begin\"}}}}"
+        );
+        assert_eq!(empties(&script, r#", "idle-time-out": 1000"#), [500, 1000, 1500, 2000]);
+        assert_eq!(empties(&script, ""), Vec::<u128>::new(), "the peer asks for none");
+        let without = script.replace("{\"keepalive\": true}\n", "");
+        assert_eq!(empties(&without, r#", "idle-time-out": 1000"#), Vec::<u128>::new());
+        // Steps that are taken or not take `true`; an ignored name must be a performative.
+        for bad in [r#"{"close": false}"#, r#"{"lenient": 1}"#, r#"{"keepalive": false}"#] {
+            let e = parse(bad, Duration::from_secs(1)).expect_err(bad);
+            assert!(e.contains("takes true"), "{bad}: {e}");
+        }
+        let e = parse(r#"{"ignore": ["flwo"]}"#, Duration::from_secs(1)).expect_err("misspelt");
+        assert!(e.contains(r#"no performative or SASL body is named "flwo""#), "{e}");
     }
 
     #[test]

@@ -24,6 +24,11 @@
 //! (`$channel-N`, `$handle-N-H`; see [`CHANNEL_VAR`]), so that a replay holds against a
 //! peer that numbers them otherwise; a begin keeps which of our sessions it answers.
 //!
+//! The recorded side's heartbeats (empty frames) are not sent as steps: when they go out is
+//! a matter of time, and sent in a row they would all go at once, then nothing for as long
+//! as the recording was quiet. The script starts with `{"keepalive": true}` instead: the
+//! replay keeps the peer's idle-time-out itself.
+//!
 //! `flow` frames are not expected (the script starts with `{"ignore": ["flow"]}`): how
 //! often a peer sends them is its own business. But before the first transfer of each
 //! link the recorded side sends, the other side's flow for that link is expected, when
@@ -52,13 +57,30 @@ pub struct Recorder {
     /// The other side's steps from its `open` on, while the replayed side has not sent
     /// its own: held back until it has (see [`Recorder::push`]).
     held: Vec<Json>,
-    /// The replayed side's sending links (channel, handle, name) that have sent no
-    /// transfer yet.
-    first_transfer_due: Vec<(u64, u64, String)>,
-    /// The other side has sent a link's `flow` since a flow was last expected.
-    credit_seen: bool,
+    /// The replayed side's sending links, by recorded channel and handle: the credit
+    /// their transfers went out on.
+    sending: std::collections::HashMap<(u64, u64), Sending>,
     /// The other side's sessions and links, by the variables their patterns name them by.
     peer: PeerNames,
+}
+
+/// A sending link of the replayed side, and the credit its deliveries went out on: in the
+/// recording (from the other side's flows), and in a replay (from the flows it expects).
+#[derive(Debug)]
+struct Sending {
+    name: String,
+    /// Its delivery-count in the recording (initial-delivery-count plus deliveries sent).
+    delivery_count: u32,
+    /// Whether its last transfer said `more` (the next one goes on the same delivery).
+    more: bool,
+    /// Credit left in the recording, as the other side's last flow left it, less the
+    /// deliveries sent since (`None` before any flow).
+    recorded_left: Option<i64>,
+    /// Credit a replay can count on: what was left when its last flow was expected, less
+    /// the deliveries sent since.
+    replay_left: i64,
+    /// A flow of the other side for this link came since the last one expected.
+    flow_since: bool,
 }
 
 /// The variables a recording names the other side's channels and handles by: each
@@ -162,12 +184,11 @@ impl Recorder {
         let new = || Inspector::new(DecodeOptions::LENIENT).redact_secrets(false);
         Self {
             inspectors: [new(), new()],
-            lines: vec![json!({ "ignore": ["flow"] })],
+            lines: vec![json!({ "ignore": ["flow"] }), json!({ "keepalive": true })],
             taken: 0,
             opened: false,
             held: Vec::new(),
-            first_transfer_due: Vec::new(),
-            credit_seen: false,
+            sending: std::collections::HashMap::new(),
             peer: PeerNames::default(),
         }
     }
@@ -180,6 +201,60 @@ impl Recorder {
     /// Bytes the other side sent.
     pub fn theirs(&mut self, data: &[u8]) {
         self.push(1, data);
+    }
+
+    /// The other side's flow for its link `handle` on `channel`: the credit it leaves the
+    /// replayed side's sending link of the same name (each of them, when the name is not
+    /// known: a flow the replay cannot tie to one link).
+    fn peer_flow(&mut self, channel: u64, handle: u64, line: &Json) {
+        let name = self.peer.handles.get(&(channel, handle)).map(|(_, n)| n.clone());
+        let credit = line.pointer("/fields/link-credit").and_then(Json::as_u64).unwrap_or(0);
+        let count = line.pointer("/fields/delivery-count").and_then(Json::as_u64);
+        let known = name.as_ref().is_some_and(|n| self.sending.values().any(|s| &s.name == n));
+        for s in self.sending.values_mut() {
+            if known && name.as_ref() != Some(&s.name) {
+                continue;
+            }
+            // 2.6.7: link-credit(snd) = delivery-count(rcv) + link-credit(rcv) -
+            // delivery-count(snd); without the receiver's count, as granted.
+            let lag = count.map_or(0, |c| s.delivery_count.wrapping_sub(c as u32) as i32);
+            s.recorded_left = Some(credit as i64 - i64::from(lag));
+            s.flow_since = true;
+        }
+    }
+
+    /// Before the replayed side's transfer `line` on `handle` of `channel`: the flow its
+    /// delivery waits for, when the credit the replay counts on is used up and the other
+    /// side granted more in the recording.
+    fn before_transfer(&mut self, channel: u64, handle: u64, line: &Json) {
+        let Some(s) = self.sending.get_mut(&(channel, handle)) else { return };
+        let continued = std::mem::replace(
+            &mut s.more,
+            line.pointer("/fields/more").and_then(Json::as_bool) == Some(true)
+                && line.pointer("/fields/aborted").and_then(Json::as_bool) != Some(true),
+        );
+        if continued {
+            return; // the same delivery: no credit of its own
+        }
+        let mut wait = None;
+        if s.replay_left <= 0 && std::mem::take(&mut s.flow_since) {
+            s.replay_left = s.recorded_left.unwrap_or(1);
+            wait = Some(s.name.clone());
+        }
+        s.replay_left -= 1;
+        s.recorded_left = s.recorded_left.map(|c| c - 1);
+        s.delivery_count = s.delivery_count.wrapping_add(1);
+        if let Some(name) = wait {
+            let mut flow = json!({ "performative": "flow" });
+            match self.peer.link(&name) {
+                Some((channel, handle)) => {
+                    flow["channel"] = json!(format!("${channel}"));
+                    flow["fields"] = json!({ "handle": format!("${handle}") });
+                }
+                None => flow["fields"] = json!({ "handle": "*" }),
+            }
+            self.lines.push(json!({ "expect": flow }));
+        }
     }
 
     fn push(&mut self, side: usize, data: &[u8]) {
@@ -202,32 +277,22 @@ impl Recorder {
                         if line.pointer("/fields/role").and_then(Json::as_bool) == Some(false) =>
                     {
                         let name = line.pointer("/fields/name").and_then(Json::as_str);
-                        let name = name.unwrap_or_default().to_owned();
-                        self.first_transfer_due.push((channel, h, name));
+                        let initial = line.pointer("/fields/initial-delivery-count");
+                        let sending = Sending {
+                            name: name.unwrap_or_default().to_owned(),
+                            delivery_count: initial.and_then(Json::as_u64).unwrap_or(0) as u32,
+                            more: false,
+                            recorded_left: None,
+                            replay_left: 0,
+                            flow_since: false,
+                        };
+                        self.sending.insert((channel, h), sending);
                     }
-                    // A link's first transfer went out on credit the other side granted in
-                    // a flow: the replay waits for a flow of that link before it, so that
-                    // it never sends a transfer before the peer has given credit (2.6.7).
-                    (Some("transfer"), Some(h)) => {
-                        let due = self
-                            .first_transfer_due
-                            .iter()
-                            .position(|(c, d, _)| (*c, *d) == (channel, h));
-                        if let Some(i) = due {
-                            let (_, _, name) = self.first_transfer_due.remove(i);
-                            if std::mem::take(&mut self.credit_seen) {
-                                let mut flow = json!({ "performative": "flow" });
-                                match self.peer.link(&name) {
-                                    Some((channel, handle)) => {
-                                        flow["channel"] = json!(format!("${channel}"));
-                                        flow["fields"] = json!({ "handle": format!("${handle}") });
-                                    }
-                                    None => flow["fields"] = json!({ "handle": "*" }),
-                                }
-                                self.lines.push(json!({ "expect": flow }));
-                            }
-                        }
-                    }
+                    // A delivery went out on credit the other side granted in a flow: when
+                    // what the replay counts on is used up, it waits for the flow that
+                    // granted more (the first delivery's, or a later one), so that it
+                    // never sends a transfer beyond the peer's credit (2.6.7).
+                    (Some("transfer"), Some(h)) => self.before_transfer(channel, h, &line),
                     _ => {}
                 }
                 self.lines.push(step);
@@ -237,8 +302,8 @@ impl Recorder {
                 }
                 continue;
             }
-            if performative == Some("flow") && handle.is_some() {
-                self.credit_seen = true;
+            if let (Some("flow"), Some(h)) = (performative, handle) {
+                self.peer_flow(channel, h, &line);
             }
             let Some(mut step) = expect_step(&line) else {
                 // (A flow is not expected, but its session keeps its name.)
@@ -301,6 +366,11 @@ fn lines(ls: &[Json]) -> String {
 /// A `send` step: the line in its lossless form, the decoded views and offsets left out.
 fn send_step(line: &Json) -> Option<Json> {
     let o = line.as_object()?;
+    // Heartbeats go out when time says, not in the exchange's order: the replay keeps the
+    // peer's idle-time-out itself (`keepalive`), rather than send them all at once.
+    if o.get("performative").and_then(Json::as_str) == Some("empty") {
+        return None;
+    }
     let mut keep = Map::new();
     for k in [
         "kind",
@@ -454,9 +524,12 @@ mod tests {
     }
 
     fn steps(r: &Recorder) -> Vec<String> {
-        r.script()
-            .lines()
-            .skip(1)
+        let script = r.script();
+        let mut lines = script.lines();
+        // Every recording starts so.
+        assert_eq!(lines.next(), Some(r#"{"ignore":["flow"]}"#));
+        assert_eq!(lines.next(), Some(r#"{"keepalive":true}"#));
+        lines
             .map(|l| {
                 let j: Json = serde_json::from_str(l).expect("a line");
                 let (verb, body) = j.as_object().and_then(|o| o.iter().next()).expect("a step");
@@ -516,7 +589,8 @@ mod tests {
         r.ours(&bytes(&[HEADER]));
         // A server that pipelines its open after its header.
         r.theirs(&bytes(&[HEADER, OPEN]));
-        assert_eq!(r.take_new().lines().count(), 3, "the open is held back");
+        // The two first lines, our header and theirs.
+        assert_eq!(r.take_new().lines().count(), 4, "the open is held back");
         r.ours(&bytes(&[OPEN, r#"{"performative":"begin","channel":0,"fields":{"next-outgoing-id":0,"incoming-window":10,"outgoing-window":10}}"#]));
         r.theirs(&bytes(&[r#"{"performative":"begin","fields":{"remote-channel":0,"next-outgoing-id":0,"incoming-window":10,"outgoing-window":10}}"#]));
         assert_eq!(
@@ -593,6 +667,72 @@ mod tests {
         r.opened = true;
         r.ours(&bytes(&[HEADER, &attach("sender", 0), &transfer(0, 0)]));
         assert!(!r.script().contains(r#""performative":"flow""#), "{}", r.script());
+    }
+
+    #[test]
+    fn a_delivery_past_the_credit_the_replay_counts_on_waits_for_the_flow_that_granted_more() {
+        // The client grants 2, we send 2; it grants 3 more (after settling), we send a
+        // third, in two frames (one delivery, one credit), then a fourth and a fifth on
+        // the same grant: one flow is expected before the third, none before the others.
+        let attach = |role: &str| {
+            format!(
+                r#"{{"performative":"attach","fields":{{"name":"l","handle":0,"role":"{role}"}}}}"#
+            )
+        };
+        let flow = |count: u32, credit: u32| {
+            format!(
+                r#"{{"performative":"flow","fields":{{"next-incoming-id":0,"incoming-window":9,"next-outgoing-id":0,"outgoing-window":9,"handle":0,"delivery-count":{count},"link-credit":{credit}}}}}"#
+            )
+        };
+        let transfer = |id: u32, more: bool| {
+            format!(
+                r#"{{"performative":"transfer","fields":{{"handle":0,"delivery-id":{id},"delivery-tag":"0{id}","more":{more}}},"data":"m"}}"#
+            )
+        };
+        let mut r = Recorder::new();
+        r.opened = true;
+        r.theirs(&bytes(&[HEADER, &attach("receiver")]));
+        r.ours(&bytes(&[HEADER, &attach("sender")]));
+        r.theirs(&bytes(&[&flow(0, 2)]));
+        r.ours(&bytes(&[&transfer(0, false), &transfer(1, false)]));
+        r.theirs(&bytes(&[&flow(2, 3)]));
+        r.ours(&bytes(&[&transfer(2, true), &transfer(2, false)]));
+        r.ours(&bytes(&[&transfer(3, false), &transfer(4, false)]));
+        let after: Vec<String> = steps(&r).into_iter().skip(4).collect();
+        assert_eq!(
+            after,
+            [
+                "expect flow",
+                "send frame",
+                "send frame",
+                "expect flow",
+                "send frame",
+                "send frame",
+                "send frame",
+                "send frame"
+            ],
+            "{}",
+            r.script()
+        );
+        // A flow that crossed transfers in flight counts them off its grant: granted 2 at
+        // delivery-count 0 after we sent 1, it leaves 1 more, then one is expected again.
+        let mut r = Recorder::new();
+        r.opened = true;
+        r.theirs(&bytes(&[HEADER, &attach("receiver")]));
+        r.ours(&bytes(&[HEADER, &attach("sender")]));
+        r.theirs(&bytes(&[&flow(0, 1)]));
+        r.ours(&bytes(&[&transfer(0, false)]));
+        r.theirs(&bytes(&[&flow(0, 2)]));
+        r.ours(&bytes(&[&transfer(1, false)]));
+        r.theirs(&bytes(&[&flow(2, 1)]));
+        r.ours(&bytes(&[&transfer(2, false)]));
+        let after: Vec<String> = steps(&r).into_iter().skip(4).collect();
+        assert_eq!(
+            after,
+            ["expect flow", "send frame", "expect flow", "send frame", "expect flow", "send frame"],
+            "{}",
+            r.script()
+        );
     }
 
     #[test]
