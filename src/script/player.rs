@@ -22,7 +22,8 @@
 //! "protocol_id": 0}`, or `{"performative": "attach", "channel": 0, "fields": {"name": "*",
 //! "handle": "$handle"}}`. Every key given must match; keys not given are not checked.
 //! `"*"` matches any value that is present; `"$name"` matches anything the first time and
-//! binds it, then must equal what it bound. A performative's fields may use the spec's
+//! binds it, then must equal what it bound; `"$$text"` is the text `$text` (in `send`
+//! steps too). A performative's fields may use the spec's
 //! names as `send` steps do (`"role": "receiver"`, `"snd-settle-mode": "mixed"`). Bound names are substituted wherever they appear
 //! in later `send` and `expect` steps. Heartbeats (empty frames) are skipped unless a
 //! pattern asks for `"performative": "empty"`. Every expectation has a time limit: `within`
@@ -348,7 +349,7 @@ fn check_fields(
 /// the step runs (or a literal such as `$cbs`, which is left as it is).
 pub(crate) fn has_placeholder(j: &Json) -> bool {
     match j {
-        Json::String(s) => s.starts_with('$') && s.len() > 1,
+        Json::String(s) => s.starts_with('$') && s.len() > 1 && !s.starts_with("$$"),
         Json::Array(a) => a.iter().any(has_placeholder),
         Json::Object(o) => o.values().any(has_placeholder),
         _ => false,
@@ -1339,6 +1340,8 @@ impl Player {
     /// `j` with every `"$name"` string that is bound replaced by its value.
     fn substitute(&self, j: &Json) -> Json {
         match j {
+            // `$$…` is the text `$…`, not a name.
+            Json::String(s) if s.starts_with("$$") => Json::String(s[1..].to_owned()),
             Json::String(s) if s.starts_with('$') => {
                 self.bound.get(&s[1..]).cloned().unwrap_or_else(|| j.clone())
             }
@@ -1373,6 +1376,7 @@ fn sent_performative(j: &Json) -> Option<&str> {
 /// The `$name` strings left in `j` (names of letters, digits, `_` and `-`).
 fn unbound_names(j: &Json, out: &mut Vec<String>) {
     match j {
+        Json::String(s) if s.starts_with("$$") => {}
         Json::String(s) => {
             let name = s.strip_prefix('$').unwrap_or_default();
             let is_name = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
@@ -1480,6 +1484,8 @@ fn sasl_server(v: &Json) -> Result<crate::sasl::Credentials, String> {
 pub fn matches(pattern: &Json, got: &Json, bound: &mut HashMap<String, Json>) -> bool {
     match pattern {
         Json::String(s) if s == "*" => true,
+        // `$$…` matches the text `$…` (an address such as `$cbs`, kept as it is).
+        Json::String(s) if s.starts_with("$$") => got.as_str() == Some(&s[1..]),
         Json::String(s) if s.starts_with('$') && s.len() > 1 => {
             let name = &s[1..];
             match bound.get(name) {

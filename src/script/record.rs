@@ -60,6 +60,13 @@ pub struct Recorder {
     /// The replayed side's sending links, by recorded channel and handle: the credit
     /// their transfers went out on.
     sending: std::collections::HashMap<(u64, u64), Sending>,
+    /// Termini the replayed side asked the peer to make (`dynamic`): link name and
+    /// `source` or `target`, until the peer's attach answers.
+    dynamic_asked: Vec<(String, String)>,
+    /// The addresses the peer chose for them (as the steps write them) and the variables
+    /// they are named by (`$dynamic-1`…), so a replay holds against a peer that chooses
+    /// another, and the replayed side's later frames use the one it chose.
+    dynamic: Vec<(String, String)>,
     /// The other side's sessions and links, by the variables their patterns name them by.
     peer: PeerNames,
 }
@@ -189,6 +196,8 @@ impl Recorder {
             opened: false,
             held: Vec::new(),
             sending: std::collections::HashMap::new(),
+            dynamic_asked: Vec::new(),
+            dynamic: Vec::new(),
             peer: PeerNames::default(),
         }
     }
@@ -257,6 +266,19 @@ impl Recorder {
         }
     }
 
+    /// The peer's attach answering one whose terminus the replayed side asked it to make:
+    /// the address it chose is named by a variable in `pattern`.
+    fn name_dynamic(&mut self, line: &Json, pattern: &mut Json) {
+        let name = line.pointer("/fields/name").and_then(Json::as_str).unwrap_or_default();
+        let Some(i) = self.dynamic_asked.iter().position(|(n, _)| n == name) else { return };
+        let (_, kind) = self.dynamic_asked.remove(i);
+        let at = format!("/fields/{kind}/{kind}/address");
+        let Some(Json::String(address)) = pattern.pointer_mut(&at) else { return };
+        let var = format!("dynamic-{}", self.dynamic.len() + 1);
+        let chosen = std::mem::replace(address, format!("${var}"));
+        self.dynamic.push((chosen, var));
+    }
+
     fn push(&mut self, side: usize, data: &[u8]) {
         let Some(inspector) = self.inspectors.get_mut(side) else { return };
         inspector.push(data);
@@ -268,6 +290,19 @@ impl Recorder {
             let channel = line.get("channel").and_then(Json::as_u64).unwrap_or(0);
             if side == 0 {
                 let Some(mut step) = send_step(&line) else { continue };
+                for (address, var) in &self.dynamic {
+                    replace_strings(&mut step, address, &format!("${var}"));
+                }
+                if performative == Some("attach") {
+                    for kind in ["source", "target"] {
+                        let t = line.pointer(&format!("/fields/{kind}/{kind}/dynamic"));
+                        if t.and_then(Json::as_bool) == Some(true) {
+                            let name = line.pointer("/fields/name").and_then(Json::as_str);
+                            self.dynamic_asked
+                                .push((name.unwrap_or_default().to_owned(), kind.to_owned()));
+                        }
+                    }
+                }
                 if performative == Some("begin") {
                     self.peer.answer(&line, &mut step);
                 }
@@ -312,6 +347,14 @@ impl Recorder {
             };
             if let Some(pattern) = step.get_mut("expect") {
                 self.peer.name(&line, pattern);
+                // An address the peer chose, which later frames name (ours and the
+                // peer's answers to them).
+                for (address, var) in &self.dynamic {
+                    replace_strings(pattern, address, &format!("${var}"));
+                }
+                if performative == Some("attach") {
+                    self.name_dynamic(&line, pattern);
+                }
             }
             // Each side sends its open on its own, after the headers (2.4.1): a peer that
             // sent its open first (a server that pipelines it after its header) did not
@@ -388,7 +431,11 @@ fn send_step(line: &Json) -> Option<Json> {
         }
     }
     match o.get("kind").and_then(Json::as_str) {
-        Some("header" | "frame") => Some(json!({ "send": keep })),
+        Some("header" | "frame") => {
+            let mut keep = Json::Object(keep);
+            escape_dollars(&mut keep);
+            Some(json!({ "send": keep }))
+        }
         // What the recorded side sent that could not be split into frames (a bad frame
         // header and what followed it, a stream that ended inside a frame) is sent as the
         // bytes it was: a replay misbehaves as the recorded side did.
@@ -449,6 +496,9 @@ fn expect_step(line: &Json) -> Option<Json> {
                     m.extend(set_flag(fields, "closed"));
                     m
                 }
+                // A refused login where the recorded one passed (or the reverse) has
+                // diverged there, not at whatever comes next.
+                "sasl-outcome" => pick(&["code"]),
                 _ => Map::new(),
             };
             if let Some(cond) = fields
@@ -481,7 +531,30 @@ fn expect_step(line: &Json) -> Option<Json> {
         }
         _ => return None,
     };
+    let mut pattern = pattern;
+    escape_dollars(&mut pattern);
     Some(json!({ "expect": pattern }))
+}
+
+/// Strings that start with `$` (`$cbs`, `$management`, a broker's `$dynamic/…` address)
+/// written `$$…`, as they are, rather than read as variables by the player.
+fn escape_dollars(j: &mut Json) {
+    match j {
+        Json::String(s) if s.starts_with('$') => s.insert(0, '$'),
+        Json::Array(a) => a.iter_mut().for_each(escape_dollars),
+        Json::Object(o) => o.values_mut().for_each(escape_dollars),
+        _ => {}
+    }
+}
+
+/// Every string of `j` that is `from`, made `to`.
+fn replace_strings(j: &mut Json, from: &str, to: &str) {
+    match j {
+        Json::String(s) if s == from => *s = to.to_owned(),
+        Json::Array(a) => a.iter_mut().for_each(|v| replace_strings(v, from, to)),
+        Json::Object(o) => o.values_mut().for_each(|v| replace_strings(v, from, to)),
+        _ => {}
+    }
 }
 
 /// The prefix of the variables a recording names the peer's channels by
@@ -667,6 +740,56 @@ mod tests {
         r.opened = true;
         r.ours(&bytes(&[HEADER, &attach("sender", 0), &transfer(0, 0)]));
         assert!(!r.script().contains(r#""performative":"flow""#), "{}", r.script());
+    }
+
+    #[test]
+    fn addresses_the_peer_chose_are_variables_dollar_texts_are_kept_and_sasl_codes_checked() {
+        // We (a client) ask for a dynamic source; the server chooses "tmp-7", and our
+        // later attach sends to it: both name it `$dynamic-1`, which the replay binds to
+        // whatever the server chooses then. `$cbs` is the text `$cbs` (`$$cbs`), not a
+        // variable, both ways. The server's sasl-outcome is expected with its code.
+        let ours = r#"{"performative":"attach","fields":{"name":"r","handle":0,"role":"receiver","source":{"source":{"dynamic":true}},"target":{"target":{"address":"$cbs"}}}}"#;
+        let theirs = r#"{"performative":"attach","fields":{"name":"r","handle":5,"role":"sender","source":{"source":{"address":"tmp-7","dynamic":true}},"target":{"target":{"address":"$cbs"}}}}"#;
+        let later = r#"{"performative":"attach","fields":{"name":"s","handle":1,"role":"sender","target":{"target":{"address":"tmp-7"}}}}"#;
+        let echo = r#"{"performative":"attach","fields":{"name":"s","handle":6,"role":"receiver","target":{"target":{"address":"tmp-7"}}}}"#;
+        let outcome = r#"{"performative":"sasl-outcome","fields":{"code":1}}"#;
+        let mut r = Recorder::new();
+        r.opened = true;
+        r.theirs(&bytes(&[r#"{"kind":"header","protocol_id":3}"#, outcome]));
+        r.ours(&bytes(&[HEADER, ours]));
+        r.theirs(&bytes(&[HEADER, theirs]));
+        r.ours(&bytes(&[later]));
+        r.theirs(&bytes(&[echo]));
+        let script = r.script();
+        let lines: Vec<Json> =
+            script.lines().map(|l| serde_json::from_str(l).expect("a line")).collect();
+        let expects: Vec<&Json> = lines.iter().filter_map(|l| l.get("expect")).collect();
+        let sends: Vec<&Json> = lines.iter().filter_map(|l| l.get("send")).collect();
+        assert!(expects.iter().any(|e| e.pointer("/fields/code") == Some(&json!(1))), "{script}");
+        let attach = |name: &str| {
+            expects
+                .iter()
+                .find(|e| e.pointer("/fields/name") == Some(&json!(name)))
+                .copied()
+                .unwrap_or_else(|| panic!("{script}"))
+        };
+        assert_eq!(
+            attach("r").pointer("/fields/source/source/address"),
+            Some(&json!("$dynamic-1"))
+        );
+        assert_eq!(attach("r").pointer("/fields/target/target/address"), Some(&json!("$$cbs")));
+        assert_eq!(
+            attach("s").pointer("/fields/target/target/address"),
+            Some(&json!("$dynamic-1"))
+        );
+        let sent = serde_json::to_string(&sends).expect("JSON");
+        assert!(sent.contains(r#""$$cbs""#) && sent.contains(r#""$dynamic-1""#), "{sent}");
+        assert!(!sent.contains("tmp-7"), "{sent}");
+        // The player reads them so: `$$cbs` matches the text `$cbs` only.
+        let mut bound = std::collections::HashMap::new();
+        assert!(crate::script::player::matches(&json!("$$cbs"), &json!("$cbs"), &mut bound));
+        assert!(!crate::script::player::matches(&json!("$$cbs"), &json!("x"), &mut bound));
+        assert!(bound.is_empty());
     }
 
     #[test]
