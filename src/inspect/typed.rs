@@ -171,6 +171,43 @@ pub fn from_typed(j: &Json, at: &str) -> Result<Value, String> {
     value(j, at, None)
 }
 
+/// The keys beside a typed value's type key.
+#[cfg(feature = "json")]
+const MODIFIERS: [&str; 5] = ["code", "element", "descriptor", "size", "count"];
+
+/// A typed object's keys checked: one type key, and modifiers beside it (a misspelt
+/// `"cod"`, or a second value, would otherwise be dropped without a word).
+#[cfg(feature = "json")]
+fn check_keys(o: &Map<String, Json>, at: &str) -> Result<(), String> {
+    let mut kinds = o.keys().filter(|k| !MODIFIERS.contains(&k.as_str()));
+    if let (Some(a), Some(b)) = (kinds.next(), kinds.next()) {
+        return Err(format!(
+            "{at}: a typed value has one type key and modifiers ({}): {a:?} and {b:?} are two",
+            MODIFIERS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// A value given a format `code` (outside an array, whose elements the array checks) is
+/// written with exactly that constructor: one that cannot write it (`0x52`, smalluint,
+/// for 500; `0xa3`, sym8, for a string) is refused, not replaced by another.
+#[cfg(feature = "json")]
+fn check_code(v: &Value, o: &Map<String, Json>, at: &str) -> Result<(), String> {
+    let Some(c) = o.get("code") else { return Ok(()) };
+    let code = parse_code(c, at)?;
+    let mut b = Vec::new();
+    v.encode(&mut b);
+    if b.first() != Some(&code) {
+        let used = b.first().map_or_else(|| "none".to_owned(), |c| hex_code(*c));
+        return Err(format!(
+            "{at}: the constructor {} cannot write this value (it is written {used})",
+            hex_code(code)
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(feature = "json")]
 /// Reads `j`; `element` is the constructor of the array it is an element of.
 fn value(j: &Json, at: &str, element: Option<u8>) -> Result<Value, String> {
@@ -198,9 +235,10 @@ fn value(j: &Json, at: &str, element: Option<u8>) -> Result<Value, String> {
             "{at}: a bare number has no AMQP type: write {{\"uint\": n}}, {{\"long\": n}}, …"
         )),
         Json::Object(o) => {
+            check_keys(o, at)?;
             let (kind, inner) = o
                 .iter()
-                .find(|(k, _)| !matches!(k.as_str(), "code" | "element" | "descriptor"))
+                .find(|(k, _)| !MODIFIERS.contains(&k.as_str()))
                 .ok_or_else(|| format!("{at}: an object with no type key"))?;
             let num = |what: &str| -> Result<i128, String> {
                 inner
@@ -226,7 +264,7 @@ fn value(j: &Json, at: &str, element: Option<u8>) -> Result<Value, String> {
                 }
                 Ok(b)
             };
-            Ok(match kind.as_str() {
+            let v = match kind.as_str() {
                 "boolean" => Value::Boolean(
                     inner.as_bool().ok_or_else(|| format!("{at}: boolean wants true or false"))?,
                     fmt(o)?,
@@ -243,9 +281,18 @@ fn value(j: &Json, at: &str, element: Option<u8>) -> Result<Value, String> {
                 "long" => {
                     Value::Long(ranged("long", i64::MIN.into(), i64::MAX.into())? as i64, fmt(o)?)
                 }
-                "float" => Value::Float(
-                    inner.as_f64().ok_or_else(|| format!("{at}: float wants a number"))? as f32,
-                ),
+                "float" => {
+                    let f = inner.as_f64().ok_or_else(|| format!("{at}: float wants a number"))?;
+                    // JSON numbers are finite: one past a float's range would be written as
+                    // an infinity no one asked for.
+                    if (f as f32).is_infinite() {
+                        return Err(format!(
+                            "{at}: {f} is out of range for float (an infinity is written \
+                             {{\"float-bits\": \"7f800000\"}})"
+                        ));
+                    }
+                    Value::Float(f as f32)
+                }
                 "double" => Value::Double(
                     inner.as_f64().ok_or_else(|| format!("{at}: double wants a number"))?,
                 ),
@@ -383,7 +430,12 @@ fn value(j: &Json, at: &str, element: Option<u8>) -> Result<Value, String> {
                     ))
                 }
                 other => return Err(format!("{at}: unknown type {other:?}")),
-            })
+            };
+            // An array checks its own codes and its elements'.
+            if element.is_none() && kind != "array" {
+                check_code(&v, o, at)?;
+            }
+            Ok(v)
         }
     }
 }
@@ -401,6 +453,12 @@ fn array(o: &Map<String, Json>, inner: &Json, at: &str) -> Result<Value, String>
         .enumerate()
         .map(|(i, v)| value(v, &format!("{at}.array[{i}]"), Some(element)))
         .collect::<Result<Vec<_>, _>>()?;
+    if o.get("descriptor").is_none() && items.iter().any(|v| matches!(v, Value::Described(_))) {
+        return Err(format!(
+            "{at}: an array of described values gives the descriptor once, beside \
+             \"element\" (\"descriptor\": …), and each element's value alone"
+        ));
+    }
     let code = o.get("code").map(|c| parse_code(c, at)).transpose()?;
     let built = if items.is_empty() {
         Ok(Array::empty(element))

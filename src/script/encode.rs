@@ -530,13 +530,17 @@ fn split_transfer(
     n: &Json,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    if o.get("performative").and_then(Json::as_str) != Some("transfer") {
+    let typed = o.get("typed").map(typed_transfer_list).transpose()?;
+    if o.get("performative").and_then(Json::as_str) != Some("transfer") && typed.is_none() {
         return Err("split is for a transfer's message".into());
     }
-    if let Some(k) = ["typed", "body", "size", "truncate"].iter().find(|k| o.contains_key(**k)) {
-        return Err(format!("split writes its frames from performative and fields, not {k:?}"));
+    if let Some(k) = ["body", "size", "truncate"].iter().find(|k| o.contains_key(**k)) {
+        return Err(format!("split writes its frames from the transfer's fields, not {k:?}"));
     }
     let n = n.as_u64().filter(|n| *n >= 1).ok_or("split is a number of frames, at least 1")?;
+    if let Some(list) = typed {
+        return split_typed(o, &list, n, out);
+    }
     let message = message_of(o)?;
     let pieces = usize::try_from(n).unwrap_or(usize::MAX);
     if message.len() < pieces {
@@ -567,6 +571,66 @@ fn split_transfer(
         };
         f.insert("more".into(), Json::Bool(i + 1 < pieces));
         line.insert("fields".into(), Json::Object(f));
+        line.insert("payload".into(), Json::String(crate::inspect::hex(piece)));
+        frame(&line, out)?;
+    }
+    Ok(())
+}
+
+/// The field list of a transfer in the typed form (`{"described": [{"ulong": 20}, […]]}`,
+/// the list plain or `{"list": […], "code": …}`), as a recording's lines hold it; an error
+/// for a `typed` of anything else.
+fn typed_transfer_list(typed: &Json) -> Result<Vec<Json>, String> {
+    let not = || "split: \"typed\" is not a transfer".to_owned();
+    let [d, list] =
+        typed.get("described").and_then(Json::as_array).map(Vec::as_slice).ok_or_else(not)?
+    else {
+        return Err(not());
+    };
+    let code = <crate::types::Transfer as crate::types::Composite>::CODE;
+    if d.get("ulong").and_then(Json::as_u64) != Some(code) {
+        return Err(not());
+    }
+    let items = list.as_array().or_else(|| list.get("list").and_then(Json::as_array));
+    items.cloned().ok_or_else(not)
+}
+
+/// [`split_transfer`] of a transfer written typed (a recording's line): the first frame
+/// is its list with `more` set, the others its handle and `more` (2.7.5), each in its
+/// smallest form; the message is the line's `payload` or `data`.
+fn split_typed(
+    o: &serde_json::Map<String, Json>,
+    list: &[Json],
+    n: u64,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let message = message_of(o)?;
+    let pieces = usize::try_from(n).unwrap_or(usize::MAX);
+    if message.len() < pieces {
+        return Err(format!(
+            "split into {n} frames needs a message of at least {n} bytes (it has {})",
+            message.len()
+        ));
+    }
+    let code = <crate::types::Transfer as crate::types::Composite>::CODE;
+    let (each, longer) = (message.len() / pieces, message.len() % pieces);
+    let mut at = 0;
+    for i in 0..pieces {
+        let len = each + usize::from(i < longer);
+        let piece = message.get(at..at + len).ok_or("split: out of range")?;
+        at += len;
+        // more (field 5): set on all but the last.
+        let mut items: Vec<Json> =
+            if i == 0 { list.to_vec() } else { list.first().cloned().into_iter().collect() };
+        if items.len() < 6 {
+            items.resize(6, Json::Null);
+        }
+        items[5] = Json::Bool(i + 1 < pieces);
+        let mut line = o.clone();
+        for k in ["split", "payload", "data"] {
+            line.remove(k);
+        }
+        line.insert("typed".into(), serde_json::json!({ "described": [{ "ulong": code }, items] }));
         line.insert("payload".into(), Json::String(crate::inspect::hex(piece)));
         frame(&line, out)?;
     }
@@ -678,6 +742,23 @@ fn typed_items(
             given = i + 1;
         }
         items.push(match fields.get(*field) {
+            // A fields map written as a plain object, with a byte-level escape inside:
+            // the typed map it stands for (symbol keys, values as written), so that the
+            // escapes are written where they stand.
+            Some(Json::Object(o))
+                if *ty == "fields" && needs_bytes(&Json::Object(o.clone())) && !is_typed(o) =>
+            {
+                let pairs: Vec<Json> =
+                    o.iter().map(|(k, v)| serde_json::json!([{ "symbol": k }, v])).collect();
+                serde_json::json!({ "map": pairs })
+            }
+            // An escape cannot stand in an array: its elements share one constructor.
+            Some(j @ Json::Array(_)) if *ty == "symbol (multiple)" && needs_bytes(j) => {
+                return Err(format!(
+                    "{at}: a raw element cannot stand in an array of symbols (its elements \
+                     share one constructor): write the whole field raw, or typed as a list"
+                ));
+            }
             Some(j) if needs_bytes(j) => j.clone(),
             Some(j) => match durable(j).filter(|_| *field == "durable") {
                 Some(n) => to_typed(&typed_field(&n, ty, &at)?),
@@ -911,12 +992,12 @@ fn write_value(j: &Json, at: &str, out: &mut Vec<u8>) -> Result<(), String> {
                 }
             }
         }
-        if o.contains_key("list")
-            && o.get("list").and_then(Json::as_array).is_some_and(|i| i.iter().any(needs_bytes))
-        {
-            let items =
-                o.get("list").and_then(Json::as_array).map(Vec::as_slice).unwrap_or_default();
-            return compound(o, "list", items, at, out);
+        for kind in ["list", "map"] {
+            if let Some(items) = o.get(kind).and_then(Json::as_array) {
+                if items.iter().any(needs_bytes) {
+                    return compound(o, kind, items, at, out);
+                }
+            }
         }
     }
     if let Json::Array(items) = j {
@@ -996,6 +1077,79 @@ fn compound(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escapes_inside_fields_maps_and_typed_values_are_written_or_refused_as_asked() {
+        let open = |props: &str| {
+            format!(
+                r#"{{"performative":"open","fields":{{"container-id":"t","properties":{props}}}}}"#
+            )
+        };
+        let hex = |line: &str| encode_lines(line).map(|b| crate::inspect::hex(&b));
+        // A raw value and a list that lies about its size, inside a plain-object map, and
+        // a raw value inside a typed map: written where they stand.
+        let tail = |line: &str| hex(line).expect("encodes").split_off(50);
+        assert_eq!(tail(&open(r#"{"zd":{"raw":"a1"}}"#)), "c10602a3027a64a1");
+        assert_eq!(tail(&open(r#"{"k":{"list":[],"size":99,"count":7}}"#)), "c10702a3016bc06307");
+        assert_eq!(
+            tail(&open(r#"{"map":[[{"symbol":"k"},{"raw":"a10141"}]]}"#)),
+            "c10702a3016ba10141"
+        );
+        // What cannot be written as asked is refused, not written otherwise.
+        for (props, said) in [
+            (r#"{"k":{"uint":5,"cod":"0x70"}}"#, r#""uint" and "cod" are two"#),
+            (r#"{"k":{"int":1,"extra":2}}"#, r#""int" and "extra" are two"#),
+            (r#"{"k":{"string":"x","code":"0xa3"}}"#, "the constructor 0xa3 cannot write"),
+            (r#"{"k":{"uint":500,"code":"0x52"}}"#, "the constructor 0x52 cannot write"),
+            (r#"{"k":{"uint":1,"code":"0x43"}}"#, "the constructor 0x43 cannot write"),
+            (r#"{"k":{"float":1e40}}"#, "out of range for float"),
+            (
+                r#"{"k":{"array":[{"described":[{"ulong":1},"a"]}],"element":"0xa1"}}"#,
+                "gives the descriptor once",
+            ),
+        ] {
+            let e = hex(&open(props)).expect_err(props);
+            assert!(e.contains(said), "{props}: {e}");
+        }
+        // Codes that can write the value are kept.
+        assert!(tail(&open(r#"{"k":{"uint":0,"code":"0x43"}}"#)).ends_with("43"));
+        assert!(tail(&open(r#"{"k":{"uint":5,"code":"0x70"}}"#)).ends_with("7000000005"));
+        let caps = r#"{"performative":"open","fields":{"container-id":"t","offered-capabilities":["a",{"raw":"a30142"}]}}"#;
+        assert!(hex(caps).expect_err("refused").contains("cannot stand in an array"));
+    }
+
+    #[test]
+    fn a_typed_transfer_is_split_as_a_hand_written_one_is() {
+        let line = r#"{"kind":"frame","type":"amqp","channel":0,"doff":2,"typed":{"described":[{"ulong":20},{"list":[{"uint":0},{"uint":0},{"binary":"30"},{"uint":0},false,false],"code":"0xd0"}]},"payload":"005375a0026869","split":2}"#;
+        let bytes = encode_lines(line).expect("encodes");
+        let records = crate::inspect::Inspector::inspect_all(&bytes, crate::codec::DecodeOptions::STRICT);
+        let more: Vec<Option<bool>> = records
+            .iter()
+            .filter_map(|r| match r {
+                crate::inspect::Record::Frame(f) => match &f.frame {
+                    Ok(crate::frame::Frame {
+                        body:
+                            crate::frame::FrameBody::Amqp {
+                                performative: crate::types::Performative::Transfer(t),
+                                ..
+                            },
+                        ..
+                    }) => Some(Some(t.more)),
+                    _ => Some(None),
+                },
+                _ => None,
+            })
+            .collect();
+        assert_eq!(more, [Some(true), Some(false)]);
+        // The message is whole once joined.
+        let joined = records.iter().find_map(|r| match r {
+            crate::inspect::Record::Frame(f) => f.delivery.as_ref(),
+            _ => None,
+        });
+        assert!(joined.is_some(), "{records:?}");
+        let not = r#"{"kind":"frame","type":"amqp","channel":0,"doff":2,"typed":{"described":[{"ulong":16},["c"]]},"payload":"00","split":2}"#;
+        assert!(encode_lines(not).expect_err("an open").contains("not a transfer"));
+    }
 
     #[test]
     fn a_pattern_reads_the_spec_s_names_as_a_send_step_does() {
