@@ -595,19 +595,7 @@ fn a_session_window_shrunk_below_the_transfers_in_flight_is_no_window() {
         p.client.send(snd, Bytes::from(vec![i]), &[i], true).expect("send");
     }
     let session = p.client.session_windows(snd.session).expect("session");
-    let shrunk = amqpwire::types::Flow {
-        next_incoming_id: Some(SequenceNo(0)),
-        incoming_window: 5,
-        next_outgoing_id: SequenceNo(0),
-        outgoing_window: 100,
-        handle: None,
-        delivery_count: None,
-        link_credit: None,
-        available: None,
-        drain: false,
-        echo: false,
-        properties: None,
-    };
+    let shrunk = amqpwire::types::Flow { incoming_window: 5, echo: false, ..echo_flow(None) };
     let channel = session.remote_channel.expect("mapped");
     p.deliver(&frame(channel, Performative::Flow(shrunk.clone())), false);
     let w = p.client.session_windows(snd.session).expect("session");

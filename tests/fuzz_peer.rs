@@ -519,7 +519,8 @@ fn amqpwire_send_survives_as_a_fuzzed_client() {
 /// campaign's check that it accepts, and the first probe) with the AMQP header and an open;
 /// from the third on it either never answers (`silent`), answers with the AMQP header and
 /// a frame whose size is 4 (`malformed`), or answers well but keeps 96 MiB more for each
-/// connection (`grows`).
+/// connection (`grows`). `grows-on-begin` answers every connection well and keeps 96 MiB
+/// for each begin it is sent.
 fn stand_in(scratch: &Scratch, port: u16, behaviour: &str) -> String {
     let script = scratch.path("stand_in.py");
     std::fs::write(
@@ -533,15 +534,22 @@ s.bind(("127.0.0.1", port))
 s.listen(64)
 held = []
 def serve(c, n):
-    if n <= 2:
+    if n <= 2 or behaviour == "grows-on-begin":
         c.sendall(OPEN)
     elif behaviour == "malformed":
         c.sendall(b"AMQP\x00\x01\x00\x00" + b"\x00\x00\x00\x04\x02\x00\x00\x00")
     elif behaviour == "grows":
         held.append(bytearray(b"x" * (96 << 20)))
         c.sendall(OPEN)
-    while c.recv(65536):
-        pass
+    seen = b""
+    while True:
+        d = c.recv(65536)
+        if not d:
+            return
+        seen = seen[-2:] + d
+        if behaviour == "grows-on-begin" and b"\x00\x53\x11" in seen:
+            held.append(bytearray(b"x" * (96 << 20)))
+            seen = b""
 n = 0
 while True:
     c, _ = s.accept()
@@ -630,38 +638,9 @@ fn a_grows_finding_is_minimised_and_judged_on_a_target_started_afresh() {
     // nothing, and its replay finds nothing. Started afresh, the minimised case keeps its
     // begin, and its replay finds the growth again.
     let scratch = Scratch::new("fuzz-peer", "grows-minimised");
-    let script = scratch.path("leaks.py");
-    std::fs::write(
-        &script,
-        r#"import socket, sys, threading
-port = int(sys.argv[1])
-OPEN = bytes.fromhex("414d5150000100000000001802000000005310c00b01a1087374616e642d696e")
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", port))
-s.listen(64)
-held = []
-def serve(c):
-    c.sendall(OPEN)
-    seen = b""
-    while True:
-        d = c.recv(65536)
-        if not d:
-            return
-        seen = seen[-2:] + d
-        if b"\x00\x53\x11" in seen:
-            held.append(bytearray(b"x" * (96 << 20)))
-            seen = b""
-while True:
-    c, _ = s.accept()
-    held.append(c)
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#,
-    )
-    .expect("write stand-in");
     let port = free_port();
     let url = format!("amqp://127.0.0.1:{port}");
-    let exec = format!("python3 {} {port}", script.display());
+    let exec = stand_in(&scratch, port, "grows-on-begin");
     let dir = scratch.path("findings").to_string_lossy().into_owned();
     let out = fuzz_peer(&[
         "--connect",

@@ -1122,7 +1122,8 @@ mod tests {
     fn a_typed_transfer_is_split_as_a_hand_written_one_is() {
         let line = r#"{"kind":"frame","type":"amqp","channel":0,"doff":2,"typed":{"described":[{"ulong":20},{"list":[{"uint":0},{"uint":0},{"binary":"30"},{"uint":0},false,false],"code":"0xd0"}]},"payload":"005375a0026869","split":2}"#;
         let bytes = encode_lines(line).expect("encodes");
-        let records = crate::inspect::Inspector::inspect_all(&bytes, crate::codec::DecodeOptions::STRICT);
+        let records =
+            crate::inspect::Inspector::inspect_all(&bytes, crate::codec::DecodeOptions::STRICT);
         let more: Vec<Option<bool>> = records
             .iter()
             .filter_map(|r| match r {
