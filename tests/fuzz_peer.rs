@@ -607,17 +607,7 @@ fn stand_ins_that_stop_answering_answer_malformed_or_grow_are_judged_so() {
         if kind == "grows" {
             // Run as printed, the replay line finds the growth again (without the bound it
             // said "nothing found").
-            let line = text.lines().find_map(|l| l.strip_prefix("# replay: amqpwire "));
-            let again = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!("exec \"$0\" {} --findings \"$1\"", line.expect("replay line")))
-                .arg(env!("CARGO_BIN_EXE_amqpwire"))
-                .arg(scratch.path("replay-grows"))
-                .stdin(Stdio::null())
-                .output()
-                .expect("replay");
-            assert_eq!(again.status.code(), Some(1), "{}", show(&again));
-            assert!(cli::text(&again.stdout).starts_with("grows: "), "{}", show(&again));
+            replays_as_printed(&text, &scratch.path("replay-grows"), "grows: ");
         }
         if kind == "malformed" {
             assert!(text.contains("frame size 4 is below the minimum of 8"), "{text}");
@@ -679,17 +669,23 @@ fn a_grows_finding_is_minimised_and_judged_on_a_target_started_afresh() {
     // The regenerate line writes into the same folder.
     let regenerate = text.lines().find(|l| l.starts_with("# regenerate: ")).expect("regenerate");
     assert!(regenerate.contains(&format!(" --findings={dir} ")), "{regenerate}");
-    let line = text.lines().find_map(|l| l.strip_prefix("# replay: amqpwire "));
+    replays_as_printed(&text, &scratch.path("replayed"), "grows: ");
+}
+
+/// Runs a finding's `# replay:` line as printed (its findings into `dir`): the finding
+/// comes back (status 1), its line starting with `said`.
+fn replays_as_printed(finding: &str, dir: &Path, said: &str) {
+    let line = finding.lines().find_map(|l| l.strip_prefix("# replay: amqpwire "));
     let again = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!("exec \"$0\" {} --findings \"$1\"", line.expect("replay line")))
         .arg(env!("CARGO_BIN_EXE_amqpwire"))
-        .arg(scratch.path("replayed"))
+        .arg(dir)
         .stdin(Stdio::null())
         .output()
         .expect("replay");
     assert_eq!(again.status.code(), Some(1), "{}", show(&again));
-    assert!(cli::text(&again.stdout).starts_with("grows: "), "{}", show(&again));
+    assert!(cli::text(&again.stdout).starts_with(said), "{}", show(&again));
 }
 
 /// The `--exec` command of a client (in Python) that connects to `{port}`, sends nothing

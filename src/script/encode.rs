@@ -538,28 +538,13 @@ fn split_transfer(
         return Err(format!("split writes its frames from the transfer's fields, not {k:?}"));
     }
     let n = n.as_u64().filter(|n| *n >= 1).ok_or("split is a number of frames, at least 1")?;
+    let pieces = split_message(o, n)?;
     if let Some(list) = typed {
-        return split_typed(o, &list, n, out);
-    }
-    let message = message_of(o)?;
-    let pieces = usize::try_from(n).unwrap_or(usize::MAX);
-    if message.len() < pieces {
-        return Err(format!(
-            "split into {n} frames needs a message of at least {n} bytes (it has {})",
-            message.len()
-        ));
+        return split_typed(o, &list, &pieces, out);
     }
     let fields = fields_of(o)?;
-    let (each, longer) = (message.len() / pieces, message.len() % pieces);
-    let mut at = 0;
-    for i in 0..pieces {
-        let len = each + usize::from(i < longer);
-        let piece = message.get(at..at + len).ok_or("split: out of range")?;
-        at += len;
-        let mut line = o.clone();
-        for k in ["split", "payload", "data"] {
-            line.remove(k);
-        }
+    for (i, piece) in pieces.iter().enumerate() {
+        let mut line = piece_line(o, piece);
         let mut f = if i == 0 {
             fields.clone()
         } else {
@@ -569,12 +554,43 @@ fn split_transfer(
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         };
-        f.insert("more".into(), Json::Bool(i + 1 < pieces));
+        f.insert("more".into(), Json::Bool(i + 1 < pieces.len()));
         line.insert("fields".into(), Json::Object(f));
-        line.insert("payload".into(), Json::String(crate::inspect::hex(piece)));
         frame(&line, out)?;
     }
     Ok(())
+}
+
+/// The message (`payload`, then `data`) of a transfer line to split into `n` frames, cut
+/// into `n` pieces as even as can be.
+fn split_message(o: &serde_json::Map<String, Json>, n: u64) -> Result<Vec<Vec<u8>>, String> {
+    let message = message_of(o)?;
+    let pieces = usize::try_from(n).unwrap_or(usize::MAX);
+    if message.len() < pieces {
+        return Err(format!(
+            "split into {n} frames needs a message of at least {n} bytes (it has {})",
+            message.len()
+        ));
+    }
+    let (each, longer) = (message.len() / pieces, message.len() % pieces);
+    let mut at = 0;
+    let mut out = Vec::with_capacity(pieces);
+    for i in 0..pieces {
+        let len = each + usize::from(i < longer);
+        out.push(message.get(at..at + len).ok_or("split: out of range")?.to_vec());
+        at += len;
+    }
+    Ok(out)
+}
+
+/// The line of one frame of a split transfer: `o` with `piece` as its payload.
+fn piece_line(o: &serde_json::Map<String, Json>, piece: &[u8]) -> serde_json::Map<String, Json> {
+    let mut line = o.clone();
+    for k in ["split", "payload", "data"] {
+        line.remove(k);
+    }
+    line.insert("payload".into(), Json::String(crate::inspect::hex(piece)));
+    line
 }
 
 /// The field list of a transfer in the typed form (`{"described": [{"ulong": 20}, […]]}`,
@@ -597,41 +613,24 @@ fn typed_transfer_list(typed: &Json) -> Result<Vec<Json>, String> {
 
 /// [`split_transfer`] of a transfer written typed (a recording's line): the first frame
 /// is its list with `more` set, the others its handle and `more` (2.7.5), each in its
-/// smallest form; the message is the line's `payload` or `data`.
+/// smallest form.
 fn split_typed(
     o: &serde_json::Map<String, Json>,
     list: &[Json],
-    n: u64,
+    pieces: &[Vec<u8>],
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    let message = message_of(o)?;
-    let pieces = usize::try_from(n).unwrap_or(usize::MAX);
-    if message.len() < pieces {
-        return Err(format!(
-            "split into {n} frames needs a message of at least {n} bytes (it has {})",
-            message.len()
-        ));
-    }
     let code = <crate::types::Transfer as crate::types::Composite>::CODE;
-    let (each, longer) = (message.len() / pieces, message.len() % pieces);
-    let mut at = 0;
-    for i in 0..pieces {
-        let len = each + usize::from(i < longer);
-        let piece = message.get(at..at + len).ok_or("split: out of range")?;
-        at += len;
+    for (i, piece) in pieces.iter().enumerate() {
         // more (field 5): set on all but the last.
         let mut items: Vec<Json> =
             if i == 0 { list.to_vec() } else { list.first().cloned().into_iter().collect() };
         if items.len() < 6 {
             items.resize(6, Json::Null);
         }
-        items[5] = Json::Bool(i + 1 < pieces);
-        let mut line = o.clone();
-        for k in ["split", "payload", "data"] {
-            line.remove(k);
-        }
+        items[5] = Json::Bool(i + 1 < pieces.len());
+        let mut line = piece_line(o, piece);
         line.insert("typed".into(), serde_json::json!({ "described": [{ "ulong": code }, items] }));
-        line.insert("payload".into(), Json::String(crate::inspect::hex(piece)));
         frame(&line, out)?;
     }
     Ok(())
