@@ -162,6 +162,27 @@ fn heartbeats_keep_an_idle_connection_open() {
 }
 
 #[test]
+fn a_peer_idle_time_out_too_short_to_keep_closes_with_not_allowed() {
+    // 2.4.5: heartbeats would go out every 2 ms; the connection is refused with a reason.
+    let (c, out, _) =
+        client_facing(&server_open(Open { idle_time_out: Some(4), ..Open::new("x") }));
+    assert_eq!(c.state(), ConnectionState::Discarding);
+    let (cond, text) = close_error(&out);
+    assert_eq!(cond, condition::NOT_ALLOWED);
+    assert!(text.contains("idle-time-out of 4 ms is shorter than the 100 ms kept here"), "{text}");
+    // At the floor, it opens; a connection told to keep shorter ones does.
+    let (c, _, _) =
+        client_facing(&server_open(Open { idle_time_out: Some(100), ..Open::new("x") }));
+    assert_eq!(c.state(), ConnectionState::Opened);
+    let mut cfg = Config::new("client");
+    cfg.shortest_peer_idle_time_out = Duration::ZERO;
+    let mut c = Connection::client(cfg);
+    c.poll_transmit(&mut Vec::new());
+    c.handle_input(&server_open(Open { idle_time_out: Some(4), ..Open::new("x") }), Instant::now());
+    assert_eq!(c.state(), ConnectionState::Opened);
+}
+
+#[test]
 fn a_silent_peer_is_closed_with_resource_limit_exceeded() {
     let mut c = Config::new("client");
     c.idle_time_out = Some(Duration::from_millis(1000));

@@ -45,6 +45,14 @@ pub enum Violation {
     },
     /// The peer said nothing for longer than our idle time-out.
     IdleTimeout,
+    /// The peer's open asks for an idle-time-out shorter than we keep
+    /// ([`Config::shortest_peer_idle_time_out`](super::Config)).
+    IdleTimeOutTooShort {
+        /// What it asked for, in milliseconds.
+        asked: u32,
+        /// The shortest we keep, in milliseconds.
+        shortest: u32,
+    },
     /// A frame on a channel no session is mapped to.
     UnknownChannel {
         /// The channel.
@@ -149,6 +157,7 @@ impl Violation {
             Self::NewDeliveryDuringResume => condition::ILLEGAL_STATE,
             Self::PendingBeginOverflow => condition::RESOURCE_LIMIT_EXCEEDED,
             Self::IdleTimeout => condition::RESOURCE_LIMIT_EXCEEDED,
+            Self::IdleTimeOutTooShort { .. } => condition::NOT_ALLOWED,
             Self::TransactionWork { condition, .. } => condition,
         }
     }
@@ -203,6 +212,11 @@ impl fmt::Display for Violation {
             Self::IdleTimeout => {
                 f.write_str("2.4.5 idle time-out: the peer sent nothing within our idle-time-out")
             }
+            Self::IdleTimeOutTooShort { asked, shortest } => write!(
+                f,
+                "2.4.5 idle time-out: the peer's idle-time-out of {asked} ms is shorter than the \
+                 {shortest} ms kept here"
+            ),
             Self::NotOpen(p) => write!(f, "2.4.1 opening a connection: {p} before open"),
             Self::UnknownChannel { channel, performative } => {
                 write!(

@@ -231,6 +231,12 @@ pub struct Config {
     /// idle time-out (2.4.5: a value of 0 means none). Before the peer's open,
     /// [`Config::open_timeout`] applies.
     pub idle_time_out: Option<Duration>,
+    /// The shortest idle-time-out of the peer's kept (100 ms by default): heartbeats go
+    /// out at half of it, so one of a few milliseconds would have the connection send an
+    /// empty frame whenever it is quiet for a moment. 2.4.5 lets a peer close with an
+    /// error when it cannot keep the idle-time-out asked for: a peer's open asking for
+    /// less is [`Violation::IdleTimeOutTooShort`] (`amqp:not-allowed`).
+    pub shortest_peer_idle_time_out: Duration,
     /// How long to wait for the peer's close after sending ours.
     pub close_timeout: Duration,
     /// How long the peer may take to open: from the first time the engine is given
@@ -329,6 +335,7 @@ impl Config {
             max_frame_size: 1024 * 1024,
             channel_max: 255,
             idle_time_out: None,
+            shortest_peer_idle_time_out: Duration::from_millis(100),
             close_timeout: Duration::from_secs(10),
             open_timeout: Some(Duration::from_secs(60)),
             properties: None,
@@ -1307,6 +1314,17 @@ impl Connection {
                 // 2.7.1: max-frame-size MUST NOT be below MIN-MAX-FRAME-SIZE.
                 if open.max_frame_size < MIN_MAX_FRAME_SIZE {
                     return self.violation(Violation::MaxFrameSizeTooSmall(open.max_frame_size));
+                }
+                // 2.4.5: "If a peer can not, for any reason support a proposed idle
+                // timeout, then it SHOULD close the connection using a close frame with an
+                // error explaining why."
+                let shortest = self.cfg.shortest_peer_idle_time_out;
+                if let Some(ms) = open.idle_time_out.filter(|ms| *ms > 0) {
+                    if Duration::from_millis(u64::from(ms)) < shortest {
+                        let shortest = u32::try_from(shortest.as_millis()).unwrap_or(u32::MAX);
+                        return self
+                            .violation(Violation::IdleTimeOutTooShort { asked: ms, shortest });
+                    }
                 }
                 self.peer_max_frame_size = open.max_frame_size;
                 self.peer_idle = open
