@@ -2206,3 +2206,36 @@ fn a_writer_s_seed_gives_its_connections_their_initial_sequence_numbers() {
     assert_ne!(syn_seq(&write(7)), syn_seq(&write(8)));
     assert_eq!(syn_seq(&write(0)), 479_680_206);
 }
+
+/// amqpwire's own captures number connections as its traces do: by their SYNs (the
+/// comment's `amqpwire connection N`), even when a later connection sends first or one
+/// sends nothing at all.
+#[test]
+fn an_amqpwire_capture_numbers_connections_by_their_syns_whoever_sends_first() {
+    let mut w = PcapWriter::new(Vec::new(), WriterOptions::default()).expect("writer");
+    let info = |_: u64| ConnectionInfo {
+        transport: Some("tcp".into()),
+        url: Some("amqp://127.0.0.1:5672".into()),
+        ..ConnectionInfo::default()
+    };
+    for conn in 1..=3 {
+        w.open(conn, &info(conn), at(0)).expect("open");
+    }
+    // Connection 3 sends first, 2 never sends.
+    w.write(3, Direction::ClientToServer, b"AMQP\x00\x01\x00\x00", at(1)).expect("write");
+    w.write(1, Direction::ClientToServer, b"AMQP\x00\x01\x00\x00", at(2)).expect("write");
+    w.close_all(at(3)).expect("close");
+    let numbered: Vec<(u32, String)> = decode(w.get_ref())
+        .iter()
+        .filter_map(|e| match &e.kind {
+            amqpwire::capture::EventKind::Connection(c) => {
+                Some((e.connection.unwrap_or(0), c.comments.join(" ")))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(numbered.len(), 3, "{numbered:?}");
+    for (n, comment) in &numbered {
+        assert!(comment.starts_with(&format!("amqpwire connection {n};")), "{numbered:?}");
+    }
+}

@@ -776,6 +776,69 @@ fn a_command_whose_frame_would_not_fit_is_refused_and_changes_nothing() {
     assert_eq!(p.server.state(), ConnectionState::End);
 }
 
+#[test]
+fn a_link_closed_before_the_application_answered_forgets_what_its_name_left_unsettled() {
+    // The client's sender "keep" leaves a delivery unsettled and detaches without closing:
+    // the server keeps it for the name. Attached again and closed by the client before the
+    // server's application answered, the link is closed: nothing is kept (2.6.13).
+    let mut server = Config::new("server");
+    server.accept_links = false;
+    let mut p = Pair::new(Config::new("client"), server, 59);
+    let s = p.client.begin().expect("begin");
+    let snd = p.client.attach(s, LinkOptions::sender("keep", "q")).expect("attach");
+    p.drive();
+    let rcv = requested(&mut p);
+    p.server.accept_attach(rcv, None).expect("accept");
+    p.server.flow(rcv, 5, false).expect("credit");
+    p.drive();
+    p.client.send(snd, Bytes::from_static(b"t0"), b"m", false).expect("send");
+    p.drive();
+    p.client.detach(snd, false, None).expect("detach");
+    p.drive();
+    let kept = || p.server.retained_unsettled("keep", amqpwire::types::Role::RECEIVER).len();
+    assert_eq!(kept(), 1, "kept for the name");
+    let again = p.client.attach(s, LinkOptions::sender("keep", "q")).expect("attach");
+    p.drive();
+    let _ = requested(&mut p);
+    p.client.detach(again, true, None).expect("close it");
+    p.drive();
+    assert_eq!(
+        p.server.retained_unsettled("keep", amqpwire::types::Role::RECEIVER).len(),
+        0,
+        "closed: forgotten"
+    );
+}
+
+#[test]
+fn a_refusal_whose_attach_would_not_fit_is_refused_and_changes_nothing() {
+    // The client takes frames of 512 bytes and attaches with a 600-byte source address,
+    // which the server's refusal would echo: refusing (or detaching) it is TooLarge, the link
+    // still waits for an answer, and an answer that fits goes through.
+    let mut client = Config::new("client");
+    client.max_frame_size = 512;
+    let mut server = Config::new("server");
+    server.accept_links = false;
+    let mut p = Pair::new(client, server, 53);
+    p.drive();
+    let s = p.client.begin().expect("begin");
+    // A sender's source, which the refusal echoes (it nulls the target).
+    let mut opts = LinkOptions::sender("big", "q");
+    opts.source = Some(amqpwire::types::AttachSource::Source(amqpwire::types::Source {
+        address: Some("q".repeat(600).into()),
+        ..Default::default()
+    }));
+    p.client.attach(s, opts).expect("attach");
+    p.drive();
+    let asked = requested(&mut p);
+    let e = amqpwire::types::Error::new(condition::UNAUTHORIZED_ACCESS, "no");
+    assert_eq!(p.server.refuse_attach(asked, e.clone()), Err(UsageError::TooLarge));
+    assert_eq!(p.server.detach(asked, true, None), Err(UsageError::TooLarge));
+    assert_eq!(p.server.link_state(asked), Some(LinkState::AttachRcvd));
+    p.drive();
+    assert_eq!(p.server.state(), ConnectionState::Opened);
+    assert_eq!(p.client.state(), ConnectionState::Opened);
+}
+
 /// A transfer of a one-byte message on `handle`.
 fn transfer_on(channel: u16, handle: u32) -> Vec<u8> {
     let mut t = amqpwire::types::Transfer::new(amqpwire::types::Handle(handle));
@@ -784,6 +847,30 @@ fn transfer_on(channel: u16, handle: u32) -> Vec<u8> {
     let mut b = Vec::new();
     FrameEncoder::new(u32::MAX).encode_transfer(channel, &t, &[0x40], &mut b).expect("transfer");
     b
+}
+
+#[test]
+fn a_grant_of_two_to_the_thirty_one_or_more_can_be_lowered_and_drained() {
+    // Lowered to 0 while transfers sent under it are in flight: they are taken. Drained:
+    // the sender's answer (delivery-count moved by the whole grant, past what serial
+    // numbers compare) leaves the receiver no credit.
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), Config::new("server"), 61);
+    p.server.flow(rcv, (1 << 31) + 5, false).expect("credit");
+    p.drive();
+    for i in 0..2u8 {
+        p.client.send(snd, Bytes::from(vec![i]), &[i], true).expect("send");
+    }
+    p.server.flow(rcv, 0, false).expect("lowered");
+    p.drive();
+    let ev = events(&mut p.server);
+    assert_eq!(deliveries(&ev).len(), 2, "{ev:?}");
+    assert_eq!(p.server.link_state(rcv), Some(LinkState::Attached));
+    p.server.flow(rcv, u32::MAX, true).expect("drain");
+    p.drive();
+    p.client.drained(snd).expect("nothing to send");
+    p.drive();
+    assert_eq!(p.server.link_credit(rcv), Some(0));
+    assert_eq!(p.client.link_credit(snd), Some(0));
 }
 
 #[test]

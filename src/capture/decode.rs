@@ -494,7 +494,13 @@ impl CaptureDecoder {
                     #[cfg(feature = "keylog")]
                     inner: None,
                 };
+                let traced = conn.handshake && conn.comments.iter().any(|c| amqpwire_traced(c));
                 self.conns.insert(flow, conn);
+                // One of amqpwire's commands captured: AMQP, numbered at its SYN, in the
+                // order its trace numbers connections, whichever sends first.
+                if traced {
+                    self.decide(flow, false);
+                }
                 continue;
             }
             let flow = match &ev {
@@ -1074,6 +1080,12 @@ impl CaptureDecoder {
     }
 }
 
+/// Whether a SYN's comment is one amqpwire's commands write for a connection whose AMQP
+/// bytes they captured (`amqpwire connection N; transport …`).
+fn amqpwire_traced(comment: &str) -> bool {
+    comment.starts_with("amqpwire connection ") && comment.contains("; transport ")
+}
+
 /// The protocol of a connection from its first bytes, with a reason when it is skipped;
 /// `None` while they do not say enough and `last` is not set.
 fn classify(
@@ -1097,8 +1109,7 @@ fn classify(
     // such connection is taken for AMQP, one that carried nothing (a relay's client whose
     // upstream failed) or bytes that are not AMQP included, so that connection N is the
     // trace's N.
-    let traced = |c: &String| c.starts_with("amqpwire connection ") && c.contains("; transport ");
-    if conn.handshake && conn.comments.iter().any(traced) {
+    if conn.handshake && conn.comments.iter().any(|c| amqpwire_traced(c)) {
         return Some((State::Amqp, String::new()));
     }
     let enough = |s: &Side| s.first.len() >= 8 || s.ended || last;

@@ -92,7 +92,9 @@ impl Connection {
         let l = self.attached_as(link, Role::RECEIVER)?;
         l.link_credit = credit;
         l.drain = drain;
-        let limit = l.delivery_count.wrapping_add(credit);
+        // The limit is a serial number: a grant of 2^31 or more is as far ahead as one can
+        // be told (while credit is left, transfers are taken anyway; see `on_transfer`).
+        let limit = l.delivery_count.wrapping_add(credit.min(i32::MAX as u32));
         if l.credit_limit.precedes(limit) {
             l.credit_limit = limit;
         }
@@ -336,8 +338,8 @@ impl Connection {
             return Err(UsageError::DetachSent);
         }
         let detach = Performative::Detach(Detach { handle: link.handle, closed, error });
-        self.fits(&detach)?;
-        self.attach_unanswered(link);
+        self.detach_fits(link, &detach)?;
+        self.attach_unanswered(link, closed);
         if let Some(l) = self.link_mut(link) {
             l.state = LinkState::DetachSent;
         }
@@ -345,27 +347,47 @@ impl Connection {
         Ok(())
     }
 
-    /// A link the peer attached and the application has not answered yet has no handle
-    /// of ours the peer knows, so a detach alone would name an unattached handle (which
-    /// ends the peer's whole session, 2.6.2): our attach goes first, with a null source
-    /// or target as a refusal's (2.6.3). Nothing for a link in any other state.
-    fn attach_unanswered(&mut self, link: LinkId) {
-        let Some(l) = self.link_mut(link) else { return };
-        if l.state != LinkState::AttachRcvd {
-            return;
-        }
+    /// Our attach refusing a link the peer attached and the application has not answered
+    /// (a null source or target, 2.6.3; no unsettled map, since nothing is resumed on a
+    /// link refused); `None` for a link in any other state.
+    fn refusal_attach(&self, link: LinkId) -> Option<Attach> {
+        let l = self.link_ref(link).filter(|l| l.state == LinkState::AttachRcvd)?;
         let mut attach = l.attach(link.handle);
         if l.role == Role::RECEIVER {
             attach.target = None;
         } else {
             attach.source = None;
         }
+        attach.unsettled = None;
+        attach.incomplete_unsettled = false;
+        Some(attach)
+    }
+
+    /// Whether the refusal attach of `link` (if it needs one) and `detach` fit the peer's
+    /// max-frame-size: a command checks both before it changes anything.
+    fn detach_fits(&self, link: LinkId, detach: &Performative) -> Result<(), UsageError> {
+        if let Some(attach) = self.refusal_attach(link) {
+            self.fits(&Performative::Attach(attach))?;
+        }
+        self.fits(detach)
+    }
+
+    /// A link the peer attached and the application has not answered yet has no handle
+    /// of ours the peer knows, so a detach alone would name an unattached handle (which
+    /// ends the peer's whole session, 2.6.2): our attach goes first, with a null source
+    /// or target as a refusal's (2.6.3). Nothing for a link in any other state.
+    fn attach_unanswered(&mut self, link: LinkId, closing: bool) {
+        let Some(attach) = self.refusal_attach(link) else { return };
+        let Some(l) = self.link_mut(link) else { return };
         l.refused = true;
         // What the link's name had left unsettled (taken for the answer it did not get)
-        // stays kept for the name.
+        // stays kept for the name, unless the link is being closed by the peer's detach
+        // or the application's, which forgets it (2.6.13); a refusal keeps it.
         let kept = std::mem::take(&mut l.options.unsettled);
         let key = (l.name.clone(), l.role.0);
-        if !kept.is_empty() {
+        if closing {
+            self.retained.remove(&key);
+        } else if !kept.is_empty() {
             self.retained.insert(key, kept);
         }
         self.send_performative(link.session.0, Performative::Attach(attach));
@@ -597,8 +619,8 @@ impl Connection {
         }
         let detach = Detach { handle: link.handle, closed: true, error: Some(error) };
         let detach = Performative::Detach(detach);
-        self.fits(&detach)?;
-        self.attach_unanswered(link);
+        self.detach_fits(link, &detach)?;
+        self.attach_unanswered(link, false);
         if let Some(l) = self.link_mut(link) {
             l.state = LinkState::DetachSent;
         }
@@ -615,7 +637,7 @@ impl Connection {
             .is_some_and(|l| l.state != LinkState::DetachSent);
         if by_peer {
             // Detached before the application answered: our attach, then the answer.
-            self.attach_unanswered(link);
+            self.attach_unanswered(link, d.closed);
         }
         let Some(s) = self.session_mut(session) else { return };
         s.remote_handles.remove(&d.handle.0);
@@ -662,7 +684,13 @@ impl Connection {
             // The sender's view: its delivery-count may have advanced (a drain used the
             // credit up). A stale count (behind ours) changes nothing.
             if let Some(count) = f.delivery_count {
-                if l.delivery_count.precedes(count) {
+                if l.drain && f.link_credit == Some(0) {
+                    // Our drain answered (2.6.7): the sender used the credit up, however
+                    // far that moved its delivery-count (a grant of 2^31 or more is past
+                    // what serial numbers can compare).
+                    l.delivery_count = count;
+                    l.link_credit = 0;
+                } else if l.delivery_count.precedes(count) {
                     let advanced = l.delivery_count.distance_to(count);
                     l.delivery_count = count;
                     l.link_credit = l.link_credit.saturating_sub(advanced);
@@ -969,7 +997,7 @@ impl Connection {
                 let error = self.fitted_error_in(v.to_error(), |e| {
                     Performative::Detach(Detach { handle, closed: true, error: Some(e) })
                 });
-                self.attach_unanswered(link);
+                self.attach_unanswered(link, false);
                 if let Some(l) = self.link_mut(link) {
                     l.state = LinkState::DetachSent;
                     l.incoming = None;

@@ -1510,6 +1510,9 @@ impl Connection {
         session: SessionId,
         error: crate::types::Error,
     ) -> Result<(), UsageError> {
+        self.check_writable()?;
+        let end = Performative::End(Session::end(Some(error)));
+        self.fits(&end)?;
         let s = self.session_mut(session).ok_or(UsageError::UnknownSession)?;
         if s.state != SessionState::BeginRcvd {
             return Err(UsageError::NotRequested);
@@ -1519,7 +1522,7 @@ impl Connection {
         if let Some(s) = self.session_mut(session) {
             s.state = SessionState::EndSent;
         }
-        self.send_performative(session.0, Performative::End(Session::end(Some(error))));
+        self.send_performative(session.0, end);
         Ok(())
     }
 
@@ -1839,13 +1842,14 @@ impl Connection {
     }
 
     fn send_performative(&mut self, channel: u16, p: Performative) {
-        // 2.4.6: once our close is written, nothing more is; 2.5.5: once our end is,
-        // nothing more on its session (answers, echoes and window updates the peer's
-        // frames would call for are left unsent).
+        // 2.4.6: once our close is written (or the connection has ended), nothing more
+        // is; 2.5.5: once our end is, nothing more on its session (answers, echoes and
+        // window updates the peer's frames would call for are left unsent).
+        let session_frame =
+            !matches!(p, Performative::Open(_) | Performative::Close(_) | Performative::End(_));
         if self.close_written
-            || !matches!(p, Performative::Open(_) | Performative::Close(_))
-                && !matches!(p, Performative::End(_))
-                && self.session_ending(channel)
+            || self.state == ConnectionState::End
+            || session_frame && self.session_ending(channel)
         {
             return;
         }

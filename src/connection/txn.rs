@@ -289,13 +289,29 @@ impl Connection {
     ) -> Result<(), UsageError> {
         let t = self.txn.as_mut().ok_or(UsageError::UnknownTransaction)?;
         let p = t.pending.remove(txn_id).ok_or(UsageError::UnknownTransaction)?;
+        let (link, id) = (p.link, p.delivery_id);
         let state = match (p.forced, result) {
-            (Some(e), _) | (None, Err(e)) => DeliveryState::Rejected(Rejected { error: Some(e) }),
+            (Some(e), _) | (None, Err(e)) => {
+                // Cut to fit the peer's max-frame-size, as a close's error is: a refusal
+                // that cannot be sent would leave the controller waiting for ever.
+                let e = self.fitted_error_in(e, |e| {
+                    crate::types::Performative::Disposition(crate::types::Disposition {
+                        role: crate::types::Role::RECEIVER,
+                        first: id,
+                        last: None,
+                        settled: true,
+                        state: Some(DeliveryState::Rejected(Rejected { error: Some(e) })),
+                        batchable: false,
+                    })
+                });
+                DeliveryState::Rejected(Rejected { error: Some(e) })
+            }
             (None, Ok(())) => DeliveryState::Accepted(Accepted {}),
         };
-        if !p.settled && self.control_serial(p.link).is_some() {
-            // Sending can only fail on a link that has gone, which was checked.
-            let _ = self.disposition(p.link, p.delivery_id, None, true, Some(state));
+        if !p.settled && self.control_serial(link).is_some() {
+            // Sending can only fail on a link that has gone, which was checked, or after
+            // our close (the connection is going).
+            let _ = self.disposition(link, id, None, true, Some(state));
         }
         Ok(())
     }

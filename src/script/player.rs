@@ -408,6 +408,10 @@ pub struct Player {
     peer_max_frame: Option<u32>,
     /// A `keepalive` step came: the peer's idle-time-out is kept with empty frames.
     keepalive: bool,
+    /// Our AMQP protocol header has been written (no frame may come before it).
+    header_sent: bool,
+    /// Our close has been written, or our stream closed or ended: nothing more is sent.
+    closing: bool,
     /// The idle-time-out the peer's open announced (not 0).
     peer_idle: Option<Duration>,
     /// When we last wrote (or the script started): the next heartbeat is due half the
@@ -458,6 +462,8 @@ impl Player {
             skipped: VecDeque::new(),
             peer_max_frame: None,
             keepalive: false,
+            header_sent: false,
+            closing: false,
             peer_idle: None,
             last_write: None,
             oversized: None,
@@ -492,7 +498,8 @@ impl Player {
     /// With `keepalive`: the time the next heartbeat is due (half the peer's idle-time-out
     /// after we last wrote), while the script runs.
     fn heartbeat_due(&self) -> Option<Instant> {
-        if !self.keepalive || self.verdict.is_some() || self.eof {
+        let stopped = self.verdict.is_some() || self.eof || self.closing || self.peer_closed;
+        if !self.keepalive || !self.header_sent || stopped {
             return None;
         }
         let half = self.peer_idle? / 2;
@@ -658,12 +665,22 @@ impl Player {
                         }
                         return self.fail(n, "a line that encodes", &e);
                     }
+                    // Heartbeats go only after our AMQP header and before our close.
+                    let sent = self.out.get(before..).unwrap_or_default();
+                    if sent.windows(8).any(|w| w == b"AMQP\x00\x01\x00\x00") {
+                        self.header_sent = true;
+                    }
+                    if sent_performative(&j) == Some("close") {
+                        self.closing = true;
+                    }
                     self.note_oversized(n, before);
                 }
                 Step::Close => {
+                    self.closing = true;
                     self.actions.push_back(Action::Close);
                 }
                 Step::HalfClose => {
+                    self.closing = true;
                     self.actions.push_back(Action::HalfClose);
                 }
                 Step::Ignore(names) => self.ignored = names,
@@ -2270,6 +2287,20 @@ mod tests {
         assert_eq!(empties(&script, ""), Vec::<u128>::new(), "the peer asks for none");
         let without = script.replace("{\"keepalive\": true}\n", "");
         assert_eq!(empties(&without, r#", "idle-time-out": 1000"#), Vec::<u128>::new());
+        // None before our AMQP header (a server's script that waits for the client's open
+        // first), none after our close.
+        let waits = "{\"keepalive\": true}\n{\"expect\": {\"kind\": \"header\"}}\n\
+                     {\"expect\": {\"performative\": \"open\"}}\n\
+                     {\"expect\": {\"performative\": \"begin\"}}";
+        assert_eq!(empties(waits, r#", "idle-time-out": 1000"#), Vec::<u128>::new());
+        let closed = format!(
+            "{{\"keepalive\": true}}\n{OPEN}\n{{\"send\": {{\"performative\": \"close\"}}}}\n\
+             {{\"expect\": {{\"performative\": \"close\"}}}}"
+        );
+        assert_eq!(empties(&closed, r#", "idle-time-out": 1000"#), Vec::<u128>::new());
+        let half =
+            closed.replace(r#"{"send": {"performative": "close"}}"#, r#"{"half-close": true}"#);
+        assert_eq!(empties(&half, r#", "idle-time-out": 1000"#), Vec::<u128>::new());
         // Steps that are taken or not take `true`; an ignored name must be a performative.
         for bad in [r#"{"close": false}"#, r#"{"lenient": 1}"#, r#"{"keepalive": false}"#] {
             let e = parse(bad, Duration::from_secs(1)).expect_err(bad);

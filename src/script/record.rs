@@ -98,8 +98,9 @@ struct Sending {
 struct PeerNames {
     /// Recorded channel to the variable of the session on it now.
     channels: std::collections::HashMap<u64, String>,
-    /// Recorded (channel, handle) to the variable of the link on it now, and its name.
-    handles: std::collections::HashMap<(u64, u64), (String, String)>,
+    /// Recorded (channel, handle) to the variable of the link on it now, its name and
+    /// its role (true: the peer receives on it), until the peer detaches it.
+    handles: std::collections::HashMap<(u64, u64), (String, String, Option<bool>)>,
     /// How many variables each channel or (channel, handle) has had.
     used: std::collections::HashMap<String, u32>,
 }
@@ -134,10 +135,11 @@ impl PeerNames {
         let Some(handle) = line.pointer("/fields/handle").and_then(Json::as_u64) else { return };
         if performative == "attach" {
             let name = line.pointer("/fields/name").and_then(Json::as_str).unwrap_or_default();
+            let role = line.pointer("/fields/role").and_then(Json::as_bool);
             let var = self.fresh(format!("{HANDLE_VAR}{channel}-{handle}"));
-            self.handles.insert((channel, handle), (var, name.to_owned()));
+            self.handles.insert((channel, handle), (var, name.to_owned(), role));
         }
-        if let Some((var, _)) = self.handles.get(&(channel, handle)) {
+        if let Some((var, _, _)) = self.handles.get(&(channel, handle)) {
             if let Some(fields) = pattern.get_mut("fields").and_then(Json::as_object_mut) {
                 if fields.contains_key("handle") || performative == "attach" {
                     fields.insert("handle".into(), json!(format!("${var}")));
@@ -145,6 +147,10 @@ impl PeerNames {
             } else if performative == "attach" {
                 pattern["fields"] = json!({ "handle": format!("${var}") });
             }
+        }
+        // The peer's end of the link is gone: a later attach of the name is another.
+        if performative == "detach" {
+            self.handles.remove(&(channel, handle));
         }
     }
 
@@ -173,7 +179,10 @@ impl PeerNames {
     /// The variables of the peer's end of the link called `name`: its channel's and its
     /// handle's, when it attached it.
     fn link(&self, name: &str) -> Option<(String, String)> {
-        let ((channel, _), (var, _)) = self.handles.iter().find(|(_, (_, n))| n == name)?;
+        // The peer's receiving end (the one whose flows grant our sender credit); a name
+        // may be used both ways, as a request-response pair does.
+        let ((channel, _), (var, _, _)) =
+            self.handles.iter().find(|(_, (_, n, role))| n == name && *role != Some(false))?;
         Some((self.channels.get(channel)?.clone(), var.clone()))
     }
 }
@@ -216,12 +225,19 @@ impl Recorder {
     /// replayed side's sending link of the same name (each of them, when the name is not
     /// known: a flow the replay cannot tie to one link).
     fn peer_flow(&mut self, channel: u64, handle: u64, line: &Json) {
-        let name = self.peer.handles.get(&(channel, handle)).map(|(_, n)| n.clone());
+        let link = self.peer.handles.get(&(channel, handle));
+        // The flow of a link the peer sends on (its own credit, a drain answered) grants
+        // our senders nothing.
+        if link.is_some_and(|(_, _, role)| *role == Some(false)) {
+            return;
+        }
+        let name = link.map(|(_, n, _)| n.clone());
         let credit = line.pointer("/fields/link-credit").and_then(Json::as_u64).unwrap_or(0);
         let count = line.pointer("/fields/delivery-count").and_then(Json::as_u64);
-        let known = name.as_ref().is_some_and(|n| self.sending.values().any(|s| &s.name == n));
         for s in self.sending.values_mut() {
-            if known && name.as_ref() != Some(&s.name) {
+            // Of the link of that name; a flow of a link the recording cannot name, for
+            // any of them.
+            if name.as_ref().is_some_and(|n| n != &s.name) {
                 continue;
             }
             // 2.6.7: link-credit(snd) = delivery-count(rcv) + link-credit(rcv) -
@@ -235,6 +251,22 @@ impl Recorder {
     /// Before the replayed side's transfer `line` on `handle` of `channel`: the flow its
     /// delivery waits for, when the credit the replay counts on is used up and the other
     /// side granted more in the recording.
+    /// The replayed side's own flow for its sending link `handle` on `channel`: a
+    /// delivery-count it advanced (a drain used its credit up) leaves that much less
+    /// credit, in the recording and in a replay.
+    fn our_flow(&mut self, channel: u64, handle: u64, line: &Json) {
+        let Some(s) = self.sending.get_mut(&(channel, handle)) else { return };
+        let Some(count) = line.pointer("/fields/delivery-count").and_then(Json::as_u64) else {
+            return;
+        };
+        let advanced = (count as u32).wrapping_sub(s.delivery_count) as i32;
+        if advanced > 0 {
+            s.delivery_count = count as u32;
+            s.replay_left -= i64::from(advanced);
+            s.recorded_left = s.recorded_left.map(|c| c - i64::from(advanced));
+        }
+    }
+
     fn before_transfer(&mut self, channel: u64, handle: u64, line: &Json) {
         let Some(s) = self.sending.get_mut(&(channel, handle)) else { return };
         let continued = std::mem::replace(
@@ -328,6 +360,7 @@ impl Recorder {
                     // granted more (the first delivery's, or a later one), so that it
                     // never sends a transfer beyond the peer's credit (2.6.7).
                     (Some("transfer"), Some(h)) => self.before_transfer(channel, h, &line),
+                    (Some("flow"), Some(h)) => self.our_flow(channel, h, &line),
                     _ => {}
                 }
                 self.lines.push(step);
@@ -706,9 +739,9 @@ mod tests {
         };
         let mut r = Recorder::new();
         r.opened = true;
-        // A server's side: the client attaches a receiver, we attach a sender, the client
-        // grants credit, we send twice on it.
-        r.theirs(&bytes(&[HEADER, &attach("receiver", 0)]));
+        // A server's side: we attach a sender, a flow comes for a link the recording cannot
+        // name (the client's attach came before it began), we send twice on it.
+        r.theirs(&bytes(&[HEADER]));
         r.ours(&bytes(&[HEADER, &attach("sender", 3)]));
         r.theirs(&bytes(&[flow]));
         r.ours(&bytes(&[&transfer(3, 0), &transfer(3, 1)]));
@@ -716,7 +749,6 @@ mod tests {
             steps(&r),
             [
                 "expect header",
-                "expect attach",
                 "send header",
                 "send frame",
                 "expect flow",
@@ -740,6 +772,56 @@ mod tests {
         r.opened = true;
         r.ours(&bytes(&[HEADER, &attach("sender", 0), &transfer(0, 0)]));
         assert!(!r.script().contains(r#""performative":"flow""#), "{}", r.script());
+    }
+
+    #[test]
+    fn only_the_peer_s_receiving_link_of_the_name_grants_and_a_drain_uses_the_credit_up() {
+        // A pair of links named "l" both ways: the peer's sender "l" (handle 0, its flow
+        // of 100 is its own credit) and its receiver "l" (handle 1, which grants ours 2).
+        let attach = |role: &str, handle: u32| {
+            format!(
+                r#"{{"performative":"attach","fields":{{"name":"l","handle":{handle},"role":"{role}"}}}}"#
+            )
+        };
+        let flow = |handle: u32, count: u32, credit: u32, drain: bool| {
+            format!(
+                r#"{{"performative":"flow","fields":{{"next-incoming-id":0,"incoming-window":9,"next-outgoing-id":0,"outgoing-window":9,"handle":{handle},"delivery-count":{count},"link-credit":{credit},"drain":{drain}}}}}"#
+            )
+        };
+        let transfer = |id: u32| {
+            format!(
+                r#"{{"performative":"transfer","fields":{{"handle":7,"delivery-id":{id},"delivery-tag":"0{id}"}},"data":"m"}}"#
+            )
+        };
+        let mut r = Recorder::new();
+        r.opened = true;
+        r.theirs(&bytes(&[HEADER, &attach("sender", 0), &attach("receiver", 1)]));
+        r.ours(&bytes(&[HEADER, &attach("sender", 7)]));
+        r.theirs(&bytes(&[&flow(0, 0, 100, false), &flow(1, 0, 10, true)]));
+        r.ours(&bytes(&[&transfer(0), &transfer(1)]));
+        // Drained: our flow moves delivery-count to 10, using the other 8 up.
+        r.ours(&bytes(&[&flow(7, 10, 0, true)]));
+        r.theirs(&bytes(&[&flow(0, 0, 100, false)]));
+        r.theirs(&bytes(&[&flow(1, 10, 1, false)]));
+        r.ours(&bytes(&[&transfer(2)]));
+        let script = r.script();
+        let after: Vec<String> = steps(&r).into_iter().skip(5).collect();
+        assert_eq!(
+            after,
+            ["expect flow", "send frame", "send frame", "send frame", "expect flow", "send frame"],
+            "{script}"
+        );
+        // Each expects the flow of the peer's receiver "l" (bound by its attach), never
+        // its sender's.
+        assert_eq!(script.matches(r#""handle":"$handle-0-1""#).count(), 3, "{script}");
+        // Detached and attached again on another handle: the new one is expected.
+        r.theirs(&bytes(&[
+            r#"{"performative":"detach","fields":{"handle":1,"closed":true}}"#,
+            &attach("receiver", 4),
+            &flow(4, 11, 1, false),
+        ]));
+        r.ours(&bytes(&[&transfer(3)]));
+        assert!(r.script().contains(r#"{"expect":{"performative":"flow","channel":"$channel-0","fields":{"handle":"$handle-0-4"}}}"#), "{}", r.script());
     }
 
     #[test]
