@@ -684,10 +684,12 @@ impl Connection {
             // The sender's view: its delivery-count may have advanced (a drain used the
             // credit up). A stale count (behind ours) changes nothing.
             if let Some(count) = f.delivery_count {
-                if l.drain && f.link_credit == Some(0) {
-                    // Our drain answered (2.6.7): the sender used the credit up, however
-                    // far that moved its delivery-count (a grant of 2^31 or more is past
-                    // what serial numbers can compare).
+                let used_up = l.delivery_count.wrapping_add(l.link_credit);
+                if l.drain && f.link_credit == Some(0) && count == used_up {
+                    // Our drain answered (2.6.7): the sender used up the credit we left,
+                    // however far that moved its delivery-count (a grant of 2^31 or more
+                    // is past what serial numbers can compare). A flow of the sender's
+                    // that crossed our grant says otherwise, and is taken below.
                     l.delivery_count = count;
                     l.link_credit = 0;
                 } else if l.delivery_count.precedes(count) {
