@@ -624,9 +624,10 @@ fn stand_ins_that_stop_answering_answer_malformed_or_grow_are_judged_so() {
 fn a_grows_finding_is_minimised_and_judged_on_a_target_started_afresh() {
     // A stand-in that keeps 96 MiB for each connection that sends a begin. Memory stays
     // held: unless the target is started afresh after a `grows` finding and before each
-    // try at minimising it, every shorter case "grows" too, the finding is minimised to
-    // nothing, and its replay finds nothing. Started afresh, the minimised case keeps its
-    // begin, and its replay finds the growth again.
+    // try at minimising it, every shorter case "grows" too (the growth of an earlier try
+    // may show only when a later one is judged), and the finding is minimised to nothing.
+    // Started afresh, a try grows only by its own begin: the minimised case keeps it (a try
+    // judged before its growth showed keeps more steps, never fewer).
     let scratch = Scratch::new("fuzz-peer", "grows-minimised");
     let port = free_port();
     let url = format!("amqp://127.0.0.1:{port}");
@@ -670,7 +671,10 @@ fn a_grows_finding_is_minimised_and_judged_on_a_target_started_afresh() {
     // The regenerate line writes into the same folder.
     let regenerate = text.lines().find(|l| l.starts_with("# regenerate: ")).expect("regenerate");
     assert!(regenerate.contains(&format!(" --findings={dir} ")), "{regenerate}");
-    replays_as_printed(&text, &scratch.path("replayed"), "grows: ");
+    // (The replay line is run in `stand_ins_that_stop_answering_answer_malformed_or_grow_are_
+    // judged_so`, whose stand-in grows when a connection is accepted: here the growth comes
+    // on the stand-in's own thread some time after the begin, and a replay judged before
+    // it would be a verdict that depends on the machine's load.)
 }
 
 /// Runs a finding's `# replay:` line as printed (its findings into `dir`): the finding

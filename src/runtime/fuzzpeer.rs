@@ -705,6 +705,8 @@ pub struct Campaign {
     cut_hang_wait: bool,
     /// Whether the last case's client was judged hung after the cut wait.
     cut_hang: bool,
+    /// While minimising a `grows` finding: the target is started afresh before each try.
+    afresh: bool,
     /// Times the target was started again after it died.
     restarts: u64,
     /// Whether the last case's client sent no more than a protocol header.
@@ -746,6 +748,7 @@ impl Campaign {
             campaign_end: None,
             cut_hang: false,
             restarts: 0,
+            afresh: false,
             header_only: false,
             failed_exit: false,
         };
@@ -1025,7 +1028,9 @@ impl Campaign {
         // Memory a target holds stays held: past --max-rss, every later case (and every
         // try at minimising a `grows` finding, even an empty one) would be judged on what
         // an earlier case made it hold. A target the campaign starts is started afresh.
-        let grown = self.past_max_rss();
+        // Minimising a `grows` finding, every try starts from a fresh target: memory an
+        // earlier try made it hold may show only after that try was judged.
+        let grown = self.past_max_rss() || self.afresh;
         if !grown && self.server_alive().await {
             return Ok(());
         }
@@ -1364,11 +1369,25 @@ impl Campaign {
         if self.s.minimise.is_zero() {
             return (steps, f, Some("--minimise 0".into()));
         }
+        let want = signature(&f);
+        let before = steps.len();
+        self.afresh = f.kind == Kind::Grows && self.process.exec.is_some();
+        let found = self.minimise_steps(&mut steps, &mut f, want, before).await;
+        self.afresh = false;
+        (steps, f, found)
+    }
+
+    /// [`Campaign::minimise`]'s tries.
+    async fn minimise_steps(
+        &mut self,
+        steps: &mut Vec<Json>,
+        f: &mut Finding,
+        want: String,
+        before: usize,
+    ) -> Option<String> {
         let start = Instant::now();
         // A budget past what the clock holds is no limit.
         let until = start.checked_add(self.s.minimise);
-        let want = signature(&f);
-        let before = steps.len();
         let mut last_progress = start;
         let _ = self.process.note("minimising the finding above");
         let stop = self.s.stop.clone();
@@ -1383,26 +1402,22 @@ impl Campaign {
             while end > 1 {
                 let from = end.saturating_sub(chunk).max(1);
                 if until.is_some_and(|u| Instant::now() >= u) {
-                    return (
-                        steps,
-                        f,
-                        Some(format!("--minimise {} s ran out", self.s.minimise.as_secs())),
-                    );
+                    return Some(format!("--minimise {} s ran out", self.s.minimise.as_secs()));
                 }
                 if campaign_end.is_some_and(|e| Instant::now() >= e) {
-                    return (steps, f, Some(out_of_time()));
+                    return Some(out_of_time());
                 }
                 if stop.is_stopped() {
-                    return (steps, f, Some(STOPPED.into()));
+                    return Some(STOPPED.into());
                 }
                 // Starting a dead target again (up to 30 s) is bounded like a try.
                 let recovered = tokio::select! {
                     r = self.recover() => r,
-                    () = stop.stopped() => return (steps, f, Some(STOPPED.into())),
-                    () = sleep_until_or_never(campaign_end) => return (steps, f, Some(out_of_time())),
+                    () = stop.stopped() => return Some(STOPPED.into()),
+                    () = sleep_until_or_never(campaign_end) => return Some(out_of_time()),
                 };
                 if let Err(why) = recovered {
-                    return (steps, f, Some(why));
+                    return Some(why);
                 }
                 if self.s.progress.is_some_and(|e| last_progress.elapsed() >= e) {
                     last_progress = Instant::now();
@@ -1418,16 +1433,16 @@ impl Campaign {
                 let text = lines(&shorter);
                 let judged = tokio::select! {
                     j = self.judge(&text) => j,
-                    () = stop.stopped() => return (steps, f, Some(STOPPED.into())),
+                    () = stop.stopped() => return Some(STOPPED.into()),
                     // The campaign's time bounds its minimisations too.
-                    () = sleep_until_or_never(campaign_end) => return (steps, f, Some(out_of_time())),
+                    () = sleep_until_or_never(campaign_end) => return Some(out_of_time()),
                 };
                 // The same failure, not merely the same kind: a shorter case that crashes
                 // the target elsewhere is another finding.
                 if let Ok(Some(g)) = judged {
                     if signature(&g) == want {
-                        steps = shorter;
-                        f = g;
+                        *steps = shorter;
+                        *f = g;
                         changed = true;
                     }
                 }
@@ -1441,7 +1456,7 @@ impl Campaign {
                         () = stop.stopped() => {}
                         () = sleep_until_or_never(campaign_end) => {}
                     }
-                    return (steps, f, None);
+                    return None;
                 }
                 chunk = (chunk / 2).max(1);
             }
