@@ -737,8 +737,7 @@ impl FrameEncoder {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), FrameTooLarge> {
-        let size = FRAME_HEADER_LEN + performative.encoded_len_with(self.layout) + payload.len();
-        self.check(size)?;
+        let size = self.amqp_frame_len(performative, payload.len())?;
         out.reserve(size);
         out.extend_from_slice(
             &FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::AMQP, channel }
@@ -747,6 +746,19 @@ impl FrameEncoder {
         performative.encode_with(self.layout, out);
         out.extend_from_slice(payload);
         Ok(())
+    }
+
+    /// The size of the AMQP frame of `performative` and `payload_len` bytes of payload, if
+    /// it is within `max_frame_size` (what [`FrameEncoder::encode_amqp`] checks, without
+    /// encoding anything).
+    pub fn amqp_frame_len(
+        &self,
+        performative: &Performative,
+        payload_len: usize,
+    ) -> Result<usize, FrameTooLarge> {
+        let size = FRAME_HEADER_LEN + performative.encoded_len_with(self.layout) + payload_len;
+        self.check(size)?;
+        Ok(size)
     }
 
     /// Appends one SASL frame.

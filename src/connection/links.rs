@@ -74,7 +74,7 @@ impl Connection {
         let mut keep = link.resumable.len();
         loop {
             let p = Performative::Attach(attach.clone());
-            if enc.encode_amqp(0, &p, &[], &mut Vec::new()).is_ok() || keep == 0 {
+            if enc.amqp_frame_len(&p, 0).is_ok() || keep == 0 {
                 return attach;
             }
             // 2.7.3: an incomplete map says so, and limits both sides to resumed deliveries.

@@ -1575,7 +1575,7 @@ impl Connection {
     pub(super) fn fits(&self, p: &Performative) -> Result<(), UsageError> {
         let enc =
             FrameEncoder { max_frame_size: self.peer_max_frame_size, layout: self.cfg.layout };
-        enc.encode_amqp(0, p, &[], &mut Vec::new()).map(drop).map_err(|_| UsageError::TooLarge)
+        enc.amqp_frame_len(p, 0).map(drop).map_err(|_| UsageError::TooLarge)
     }
 
     /// Whether our end has been written on the session on our `channel`.
