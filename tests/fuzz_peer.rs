@@ -663,8 +663,8 @@ fn a_grows_finding_is_minimised_and_judged_on_a_target_started_afresh() {
         steps.iter().any(|l| l.contains(r#""performative":"begin""#)),
         "the begin that grows it was kept: {text}"
     );
-    // Its header and the begin at least, beside `lenient`.
-    assert!(steps.len() >= 3, "{text}");
+    // (The stand-in grows on a begin anywhere, header or not: `lenient` and the begin may
+    // be all that is left.)
     // The target was started afresh after the finding (the log says so).
     let log = std::fs::read_to_string(Path::new(&dir).join("target.log")).expect("log");
     assert!(log.contains("past --max-rss: started again"), "{log}");
