@@ -526,6 +526,16 @@ fn link_pair(client: Config, server: Config, seed: u64) -> (Pair, LinkId, LinkId
     (p, snd, rcv)
 }
 
+/// A linked pair whose server takes frames of at most 512 bytes and has granted `credit`.
+fn small_frame_pair(credit: u32, seed: u64) -> (Pair, LinkId, LinkId) {
+    let mut server = Config::new("server");
+    server.max_frame_size = 512;
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), server, seed);
+    p.server.flow(rcv, credit, false).expect("credit");
+    p.drive();
+    (p, snd, rcv)
+}
+
 fn deliveries(events: &[Event]) -> Vec<(u32, Bytes, bool)> {
     events
         .iter()
@@ -739,11 +749,7 @@ fn a_command_whose_frame_would_not_fit_is_refused_and_changes_nothing() {
     // The server takes frames of 512 bytes. A disposition, detach, end, attach or close
     // carrying more is refused with TooLarge before anything changes; the connection
     // goes on (it ended at once, unseen by the command, which returned Ok).
-    let mut server = Config::new("server");
-    server.max_frame_size = 512;
-    let (mut p, snd, rcv) = link_pair(Config::new("client"), server, 47);
-    p.server.flow(rcv, 10, false).expect("credit");
-    p.drive();
+    let (mut p, snd, _) = small_frame_pair(10, 47);
     p.client.send(snd, Bytes::from_static(b"t0"), b"m", false).expect("send");
     p.drive();
     let long = amqpwire::types::Error::new(condition::INTERNAL_ERROR, "x".repeat(600));
@@ -909,11 +915,7 @@ fn seventy_thousand_presettled_transfers_do_not_stall() {
 
 #[test]
 fn large_messages_split_at_the_peers_max_frame_size_and_join_again() {
-    let mut server = Config::new("server");
-    server.max_frame_size = 512;
-    let (mut p, snd, rcv) = link_pair(Config::new("client"), server, 35);
-    p.server.flow(rcv, 1, false).expect("credit");
-    p.drive();
+    let (mut p, snd, _) = small_frame_pair(1, 35);
     let body: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
     p.client.send(snd, Bytes::from_static(b"big"), &body, false).expect("send");
     p.drive();

@@ -562,6 +562,33 @@ while True:
     format!("python3 {} {port} {behaviour}", script.display())
 }
 
+/// A campaign of seed 8 against a stand-in, with no SASL, answers awaited 100 ms (10 s for
+/// the probe), and a memory bound of 64 MiB.
+fn stand_in_campaign(url: &str, exec: &str, cases: &str, minimise: &str, dir: &str) -> Output {
+    fuzz_peer(&[
+        "--connect",
+        url,
+        "--exec",
+        exec,
+        "--sasl",
+        "none",
+        "--cases",
+        cases,
+        "--seed",
+        "8",
+        "--within",
+        "100",
+        "--probe-within",
+        "10000",
+        "--minimise",
+        minimise,
+        "--max-rss",
+        "64",
+        "--findings",
+        dir,
+    ])
+}
+
 #[test]
 fn stand_ins_that_stop_answering_answer_malformed_or_grow_are_judged_so() {
     // Case 0 of seed 8 keeps the AMQP 1.0 header (its mutation is open.properties), so the
@@ -572,28 +599,7 @@ fn stand_ins_that_stop_answering_answer_malformed_or_grow_are_judged_so() {
         let url = format!("amqp://127.0.0.1:{port}");
         let exec = stand_in(&scratch, port, behaviour);
         let dir = scratch.path(behaviour).to_string_lossy().into_owned();
-        let out = fuzz_peer(&[
-            "--connect",
-            &url,
-            "--exec",
-            &exec,
-            "--sasl",
-            "none",
-            "--cases",
-            "1",
-            "--seed",
-            "8",
-            "--within",
-            "100",
-            "--probe-within",
-            "10000",
-            "--minimise",
-            "0",
-            "--max-rss",
-            "64",
-            "--findings",
-            &dir,
-        ]);
+        let out = stand_in_campaign(&url, &exec, "1", "0", &dir);
         assert_eq!(out.status.code(), Some(1), "{behaviour}: {}", show(&out));
         let stdout = cli::text(&out.stdout);
         assert!(stdout.contains(&format!("\n{kind}: ")), "{behaviour}: {stdout}");
@@ -633,28 +639,7 @@ fn a_grows_finding_is_minimised_and_judged_on_a_target_started_afresh() {
     let url = format!("amqp://127.0.0.1:{port}");
     let exec = stand_in(&scratch, port, "grows-on-begin");
     let dir = scratch.path("findings").to_string_lossy().into_owned();
-    let out = fuzz_peer(&[
-        "--connect",
-        &url,
-        "--exec",
-        &exec,
-        "--sasl",
-        "none",
-        "--cases",
-        "3",
-        "--seed",
-        "8",
-        "--within",
-        "100",
-        "--probe-within",
-        "10000",
-        "--minimise",
-        "120",
-        "--max-rss",
-        "64",
-        "--findings",
-        &dir,
-    ]);
+    let out = stand_in_campaign(&url, &exec, "3", "120", &dir);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let file = Path::new(&dir).join("finding-001-grows.jsonl");
     let text = std::fs::read_to_string(&file).expect("finding file");
