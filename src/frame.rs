@@ -263,6 +263,8 @@ pub enum FrameErrorKind {
     /// by a decoder not told to expect it ([`FrameDecoder::expect_header`],
     /// [`FrameDecoder::sniff_headers`]), or a peer that sent one out of turn.
     UnexpectedHeader(ProtocolHeader),
+    /// Bytes after a TLS protocol header (part 5, 5.2): TLS records, which are not frames.
+    TlsFollows,
 }
 
 impl fmt::Display for FrameError {
@@ -290,6 +292,10 @@ impl fmt::Display for FrameErrorKind {
             Self::UnexpectedHeader(h) => {
                 write!(f, "a protocol header ({h}) where a frame was due")
             }
+            Self::TlsFollows => f.write_str(
+                "TLS records follow the TLS protocol header: encrypted, not frames (decode a \
+                 capture of the connection with --keylog FILE to see the AMQP inside)",
+            ),
         }
     }
 }
@@ -449,6 +455,8 @@ pub struct FrameDecoder {
     wanted: usize,
     /// The size of the last frame returned ([`FrameDecoder::last_frame_size`]).
     last_frame: usize,
+    /// A TLS protocol header went by: what follows is TLS records, not frames.
+    tls: bool,
 }
 
 impl FrameDecoder {
@@ -467,6 +475,7 @@ impl FrameDecoder {
             external: false,
             wanted: 0,
             last_frame: 0,
+            tls: false,
         }
     }
 
@@ -605,6 +614,9 @@ impl FrameDecoder {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
+        if self.tls && !self.avail().is_empty() {
+            return self.fail(FrameErrorKind::TlsFollows);
+        }
         if self.auto_start {
             if self.avail().len() < 8 {
                 self.unpend();
@@ -638,6 +650,7 @@ impl FrameDecoder {
                     self.consume(8);
                     self.offset += 8;
                     self.expect_header = false;
+                    self.tls = header.id == ProtocolId::TLS;
                     Ok(Some(StreamItem::Header { offset, header }))
                 }
                 Err(e) => self.fail(FrameErrorKind::Header(e)),

@@ -1306,3 +1306,40 @@ fn a_json_trace_on_standard_output_is_all_that_is_there() {
         assert!(err.contains("--trace-json -: standard output carries the"), "{err}");
     }
 }
+
+#[test]
+fn decode_from_standard_input_prints_each_record_as_its_bytes_arrive() {
+    // A client that sent its SASL header and a sasl-init (under the 64 bytes looked at to
+    // tell what the input is) and waits: both are printed while the pipe stays open.
+    use std::io::{BufRead, Write};
+    let mut child = bin()
+        .args(["decode", "--json", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("decode");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(
+            b"AMQP\x03\x01\x00\x00\x00\x00\x00\x15\x02\x01\x00\x00\
+              \x00\x53\x41\xc0\x08\x01\xa3\x05PLAIN",
+        )
+        .expect("write");
+    stdin.flush().expect("flush");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let header = rx.recv_timeout(HANG_GUARD).expect("the header's record, stdin still open");
+    assert!(header.contains("\"kind\":\"header\""), "{header}");
+    let init = rx.recv_timeout(HANG_GUARD).expect("the sasl-init's record, stdin still open");
+    assert!(init.contains("\"performative\":\"sasl-init\""), "{init}");
+    drop(stdin);
+    child.wait().expect("decode ends at the end of its input");
+}

@@ -337,3 +337,22 @@ fn a_protocol_header_where_a_frame_is_due_is_named_as_one() {
         FrameErrorKind::TooLarge { size: 0x414d_5150, max: 1 << 20 }
     );
 }
+
+#[test]
+fn bytes_after_a_tls_header_are_named_tls_not_read_as_frames() {
+    // A ClientHello's record header after `AMQP 2 1.0.0` read as a frame header claims
+    // about 369 MB; it is TLS, and the error says so.
+    let mut s = ProtocolHeader::TLS.to_bytes().to_vec();
+    s.extend_from_slice(&[0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00]);
+    let mut d = FrameDecoder::new(u32::MAX);
+    d.push(&s);
+    assert!(matches!(d.next_item(), Ok(Some(StreamItem::Header { offset: 0, .. }))));
+    let e = d.next_item().expect_err("TLS records");
+    assert_eq!((e.offset, &e.kind), (8, &FrameErrorKind::TlsFollows));
+    assert!(e.to_string().contains("TLS records follow"), "{e}");
+    // The header alone is no error: nothing has followed it yet.
+    let mut d = FrameDecoder::new(u32::MAX);
+    d.push(&ProtocolHeader::TLS.to_bytes());
+    assert!(matches!(d.next_item(), Ok(Some(StreamItem::Header { .. }))));
+    assert_eq!(d.next_item(), Ok(None));
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::decode::{CaptureEvent, EventKind, WsEvent};
 use super::websocket::{close_reason, Opcode};
-use crate::codec::Timestamp;
+use crate::codec::{Shown, Timestamp};
 use crate::inspect::{hex, render_text};
 
 /// A time since the Unix epoch as RFC 3339 in UTC, to the microsecond
@@ -44,7 +44,7 @@ pub fn event_text(ev: &CaptureEvent, start: Duration, out: &mut String) {
                 [("written by", &s.application), ("on", &s.os), ("hardware", &s.hardware)]
             {
                 if let Some(v) = v {
-                    let _ = write!(out, ", {what} {v}");
+                    let _ = write!(out, ", {what} {}", Shown(v));
                 }
             }
             if start > Duration::ZERO {
@@ -52,7 +52,7 @@ pub fn event_text(ev: &CaptureEvent, start: Duration, out: &mut String) {
             }
             out.push('\n');
             for c in &s.comments {
-                let _ = writeln!(out, "  comment: {c}");
+                let _ = writeln!(out, "  comment: {}", Shown(c));
             }
         }
         EventKind::Connection(c) => {
@@ -68,7 +68,7 @@ pub fn event_text(ev: &CaptureEvent, start: Duration, out: &mut String) {
             }
             out.push('\n');
             for comment in &c.comments {
-                let _ = writeln!(out, "  comment: {comment}");
+                let _ = writeln!(out, "  comment: {}", Shown(comment));
             }
         }
         EventKind::Record(r) => {
@@ -107,14 +107,14 @@ pub fn event_text(ev: &CaptureEvent, start: Duration, out: &mut String) {
 
 fn ws_text(w: &WsEvent) -> String {
     let proto = |p: &Option<String>| {
-        p.as_ref().map(|p| format!(" (Sec-WebSocket-Protocol: {p})")).unwrap_or_default()
+        p.as_ref().map(|p| format!(" (Sec-WebSocket-Protocol: {})", Shown(p))).unwrap_or_default()
     };
     match w {
         WsEvent::Request { line, protocol } => {
-            format!("websocket upgrade request: {line}{}", proto(protocol))
+            format!("websocket upgrade request: {}{}", Shown(line), proto(protocol))
         }
         WsEvent::Response { line, protocol, .. } => {
-            format!("websocket upgrade response: {line}{}", proto(protocol))
+            format!("websocket upgrade response: {}{}", Shown(line), proto(protocol))
         }
         WsEvent::Control { opcode: Opcode::Close, payload, offset } => match close_reason(payload) {
             Some((code, reason)) => {

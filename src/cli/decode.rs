@@ -131,13 +131,26 @@ impl Input<'_> {
         })
     }
 
-    /// The first `n` bytes (fewer at the end), to tell what the input is.
+    /// The first `n` bytes (fewer at the end), to tell what the input is. From standard
+    /// input, fewer as soon as a byte that is neither text nor white space has come (the
+    /// input is bytes, not hex text or JSON): a live stream whose client sent its header
+    /// and sasl-init, under `n` bytes, and waits is decoded at once.
     fn first(&mut self, n: usize) -> Result<Vec<u8>, String> {
-        let mut head = Vec::new();
-        (&mut self.source)
-            .take(n as u64)
-            .read_to_end(&mut head)
-            .map_err(|e| format!("cannot read {}: {e}", self.name))?;
+        let mut head = vec![0; n];
+        let mut len = 0;
+        while len < n {
+            match self.source.read(&mut head[len..]) {
+                Ok(0) => break,
+                Ok(k) => len += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("cannot read {}: {e}", self.name)),
+            }
+            let binary = |b: &u8| !b.is_ascii_graphic() && !b.is_ascii_whitespace();
+            if self.live && head[..len].iter().any(binary) {
+                break;
+            }
+        }
+        head.truncate(len);
         Ok(head)
     }
 

@@ -21,7 +21,7 @@ mod value_ref;
 pub use error::{DecodeError, ErrorDetail, ErrorKind, Warning};
 pub(crate) use fast::Fast;
 pub use format::Fmt;
-pub use primitive::{Symbol, Timestamp, Uuid};
+pub use primitive::{write_shown, Shown, Symbol, Timestamp, Uuid};
 pub(crate) use reader::offset_within;
 pub use reader::{DecodeOptions, Mode, Reader};
 pub(crate) use value::{check_array_count, repeated_key, KeyId};

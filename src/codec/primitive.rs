@@ -118,8 +118,34 @@ impl fmt::Debug for Symbol {
 }
 
 impl fmt::Display for Symbol {
+    /// The symbol as it is when every byte is printable ASCII; else quoted, with escapes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        write_shown(f, self.as_str())
+    }
+}
+
+/// A peer's text, displayed as [`write_shown`] writes it.
+pub struct Shown<'a>(pub &'a str);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_shown(f, self.0)
+    }
+}
+
+/// Writes a peer's text (a symbol, a capture's comment) as it is shown to a person: as
+/// it is when it holds no control character (nor a bidirectional override), else quoted
+/// with Rust's escapes (`"a\u{1b}[2K"`), so that a peer's control bytes (a terminal's
+/// escape sequences, a newline that forges a line of output) never reach a terminal as
+/// they are.
+pub fn write_shown(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    let plain = |c: char| {
+        !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if s.chars().all(plain) {
+        out.write_str(s)
+    } else {
+        write!(out, "{s:?}")
     }
 }
 

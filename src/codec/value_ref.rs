@@ -164,7 +164,7 @@ impl std::fmt::Display for Descriptor<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Code(c) => write!(f, "0x{:08x}:0x{:08x}", c >> 32, c & 0xffff_ffff),
-            Self::Symbol(s) => f.write_str(s),
+            Self::Symbol(s) => super::write_shown(f, s),
             Self::Other(raw) => {
                 f.write_str("value ")?;
                 for b in raw.iter() {

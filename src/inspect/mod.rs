@@ -36,7 +36,7 @@ use crate::frame::{
     StreamItem,
 };
 use crate::message::Message;
-use crate::types::{fields_for_code, name_for_code, Performative};
+use crate::types::{fields_for_code, name_for_code, Performative, SaslFrameBody};
 
 /// One annotated value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -216,6 +216,10 @@ pub struct Inspector {
     /// payload is, so that the next transfer's bytes are masked as the values they go on
     /// with (a credential cut across two transfers is masked in both).
     mask_walks: HashMap<(u16, u32), transfer_mask::PayloadWalk>,
+    /// While masking: a sasl-init chose PLAIN with no initial response, so the client's
+    /// next sasl-response carries the credentials (RFC 4422 lets them follow an empty
+    /// challenge) and is masked as the initial response would have been.
+    plain_answer_due: bool,
 }
 
 #[derive(Debug, Default)]
@@ -244,6 +248,7 @@ impl Inspector {
             layer: None,
             resumed: None,
             mask_walks: HashMap::new(),
+            plain_answer_due: false,
         }
     }
 
@@ -260,7 +265,8 @@ impl Inspector {
 
     /// Whether to mask credentials (on by default): the password of a SASL PLAIN
     /// initial response (decoded, or found by its shape in a sasl-init that does not
-    /// decode as one), the `sig=` of any `SharedAccessSignature` token, the key of any
+    /// decode as one), or of the sasl-response that follows a PLAIN sasl-init with none,
+    /// the `sig=` of any `SharedAccessSignature` token, the key of any
     /// Azure connection string and the signature of any JSON Web Token in a frame are
     /// replaced by `*` in every rendering, raw bytes
     /// included. Lengths are kept, so offsets do not move.
@@ -407,9 +413,67 @@ impl Inspector {
         if !self.redact {
             return Shared::new(raw, false);
         }
+        let answer = self.mask_plain_answer(&mut raw);
         match self.mask_transfer(&mut raw) {
             Some(redacted) => Shared { raw, redacted, tree: None, sections: None },
-            None => Shared::new(raw, true),
+            None => {
+                let mut shared = Shared::new(raw, true);
+                shared.redacted |= answer;
+                shared
+            }
+        }
+    }
+
+    /// Follows a SASL exchange for PLAIN credentials sent after the sasl-init: a
+    /// sasl-init that chooses PLAIN (in any case) with no initial response makes the next
+    /// sasl-response carry them, and its response is masked as [`plain_secret`] says (all
+    /// of its texts when it does not decode). Whether it masked anything.
+    fn mask_plain_answer(&mut self, raw: &mut crate::frame::RawFrame) -> bool {
+        if raw.header.frame_type != FrameType::SASL {
+            return false;
+        }
+        let doff = (usize::from(raw.header.doff) * 4).min(raw.bytes.len());
+        let mut r = Reader::new(&raw.bytes[doff..], DecodeOptions::LENIENT);
+        let code = crate::types::read_descriptor(&mut r).ok().and_then(|d| d.code());
+        match code {
+            Some(<crate::types::SaslInit as crate::types::Composite>::CODE) => {
+                self.plain_answer_due = match raw.decode(DecodeOptions::LENIENT) {
+                    Ok(Frame { body: FrameBody::Sasl(SaslFrameBody::Init(init)), .. }) => {
+                        init.mechanism.as_str().eq_ignore_ascii_case("PLAIN")
+                            && init.initial_response.as_ref().is_none_or(|r| r.is_empty())
+                    }
+                    _ => false,
+                };
+                false
+            }
+            Some(<crate::types::SaslResponse as crate::types::Composite>::CODE)
+                if std::mem::take(&mut self.plain_answer_due) =>
+            {
+                let mut bytes = raw.bytes.to_vec();
+                let masked = match raw.decode(DecodeOptions::LENIENT) {
+                    Ok(Frame { body: FrameBody::Sasl(SaslFrameBody::Response(resp)), .. }) => {
+                        crate::codec::offset_within(&raw.bytes, &resp.response).is_some_and(
+                            |start| {
+                                let secret = plain_secret(&resp.response);
+                                let range = start + secret.start..start + secret.end;
+                                fill_stars(&mut bytes[range])
+                            },
+                        )
+                    }
+                    // Written some other way: every text it holds, and all from where it
+                    // stops being values.
+                    _ => mask_all_texts(&mut bytes[doff..]),
+                };
+                if masked {
+                    raw.bytes = Bytes::from(bytes);
+                }
+                masked
+            }
+            Some(<crate::types::SaslOutcome as crate::types::Composite>::CODE) => {
+                self.plain_answer_due = false;
+                false
+            }
+            _ => false,
         }
     }
 
@@ -444,7 +508,10 @@ impl Inspector {
         let doff = (usize::from(raw.header.doff) * 4).min(at);
         let walk = self.mask_walks.entry(key).or_default();
         // Most transfers hold nothing to mask: walked, not copied.
-        if !holds_mark(&raw.bytes[doff..]) && !walk.open() && !walk.cut_mark(&payload) {
+        if !holds_mark(raw.bytes.get(8..).unwrap_or_default())
+            && !walk.open()
+            && !walk.cut_mark(&payload)
+        {
             walk.pass(&payload);
             if ended {
                 self.mask_walks.remove(&key);
@@ -452,7 +519,8 @@ impl Inspector {
             return Some(false);
         }
         let mut bytes = raw.bytes.to_vec();
-        let mut masked = mask_plain_responses(&mut bytes[doff..]);
+        let mut masked = mask_tokens(bytes.get_mut(8..doff).unwrap_or_default());
+        masked |= mask_plain_responses(&mut bytes[doff..]);
         let performative = &mut bytes[doff..at];
         let mut texts = Vec::new();
         if let Err(stop) = walk_values(performative, &mut texts) {
@@ -660,18 +728,20 @@ pub fn redact(raw: &mut crate::frame::RawFrame) -> bool {
     // Any other frame, and a sasl-init that does not decode as one (a response written as
     // a string, a sasl-init in an AMQP frame): masked by the shapes of what it holds. The
     // frame is copied only when there is something to mask: most frames have nothing.
-    if !holds_mark(raw.bytes.get(doff..).unwrap_or_default()) {
+    // The extended header too: it is the peer's to fill, and shown.
+    if !holds_mark(raw.bytes.get(8..).unwrap_or_default()) {
         return false;
     }
     let mut bytes = raw.bytes.to_vec();
     let from = doff.min(bytes.len());
-    let body = &mut bytes[from..];
+    let (extended, body) = bytes.split_at_mut(from);
+    let extended_masked = mask_tokens(extended.get_mut(8..).unwrap_or_default());
     // Tokens are masked inside the string, symbol and binary values that hold them, so
     // that masking never runs on into the bytes after a value (a null's 0x40 is a
     // printable '@'). From where a body stops being values (a transfer's later part, a
     // malformed frame) it is scanned as undecoded bytes are: masking more, not less.
     let mut texts = Vec::new();
-    let mut masked = mask_plain_responses(body);
+    let mut masked = mask_plain_responses(body) | extended_masked;
     let walked = walk_values(body, &mut texts);
     for t in texts {
         masked |= mask_text_tokens(&mut body[t]);
@@ -689,10 +759,16 @@ pub fn redact(raw: &mut crate::frame::RawFrame) -> bool {
 /// SAS token, a connection string's key, a JSON Web Token): most frames hold none, and are
 /// not copied.
 fn holds_mark(body: &[u8]) -> bool {
-    // One pass: the first byte of each token's mark rules out most positions.
-    let marks: [&[u8]; 4] = [b"PLAIN", SAS_TOKEN, SHARED_ACCESS_KEY, JWT];
-    let holds = |i: usize| marks.iter().any(|m| body[i..].starts_with(m));
-    (0..body.len()).any(|i| matches!(body[i], b'P' | b'S' | b'e') && holds(i))
+    // One pass: the first byte of each token's mark rules out most positions. The names
+    // are matched in any case (as Azure's parsers take a connection string's keys), a
+    // token's base64url as it is.
+    let names: [&[u8]; 3] = [b"PLAIN", SAS_TOKEN, SHARED_ACCESS_KEY];
+    let holds = |i: usize| {
+        let rest = &body[i..];
+        body[i] == b'e' && rest.starts_with(JWT)
+            || names.iter().any(|m| rest.get(..m.len()).is_some_and(|r| r.eq_ignore_ascii_case(m)))
+    };
+    (0..body.len()).any(|i| matches!(body[i] | 0x20, b'p' | b's' | b'e') && holds(i))
 }
 
 /// Walks the encoded values that make up `buf` (1.5, 1.6), as the encoding lays them out,
@@ -813,15 +889,32 @@ fn mask_text_tokens(buf: &mut [u8]) -> bool {
     mask_jwt_signatures(buf) | sas | keys
 }
 
-/// What names the key in an Azure connection string.
-const SHARED_ACCESS_KEY: &[u8] = b"SharedAccessKey=";
+/// What names the key in an Azure connection string (in any case).
+const SHARED_ACCESS_KEY: &[u8] = b"SharedAccessKey";
 
-/// Masks the key of every Azure connection string found in `buf` (`SharedAccessKey=`,
-/// up to the next `;`, quote or byte that is not printable): the key signs any token.
+/// Masks the key of every Azure connection string found in `buf` (`SharedAccessKey=`, in
+/// any case and with spaces around the `=`, up to the next `;`, quote or byte that is not
+/// printable): the key signs any token.
 fn mask_shared_keys(buf: &mut [u8]) -> bool {
-    mask_after(buf, SHARED_ACCESS_KEY, |b| {
-        !b.is_ascii_graphic() || matches!(b, b';' | b'"' | b'\'')
-    })
+    let mut masked = false;
+    let mut i = 0;
+    while let Some(p) = find_ignoring_case(&buf[i..], SHARED_ACCESS_KEY) {
+        let mut at = i + p + SHARED_ACCESS_KEY.len();
+        i = at;
+        let spaces = |from: usize| from + buf[from..].iter().take_while(|b| **b == b' ').count();
+        at = spaces(at);
+        if buf.get(at) != Some(&b'=') {
+            continue;
+        }
+        let start = spaces(at + 1);
+        let end = buf[start..]
+            .iter()
+            .position(|b| !b.is_ascii_graphic() || matches!(b, b';' | b'"' | b'\''))
+            .map_or(buf.len(), |e| start + e);
+        masked |= fill_stars(&mut buf[start..end]);
+        i = end.max(i);
+    }
+    masked
 }
 
 /// Masks what follows each `mark` in `buf`, up to the first byte that `ends` it (or the
@@ -847,17 +940,47 @@ fn plain_password(raw: &crate::frame::RawFrame) -> Option<std::ops::Range<usize>
     else {
         return None;
     };
-    if init.mechanism.as_str() != "PLAIN" {
+    if !init.mechanism.as_str().eq_ignore_ascii_case("PLAIN") {
         return None;
     }
     // The response shares the frame's storage; find where it sits (an empty response is
     // not a slice of the frame, and has nothing to mask).
     let resp = init.initial_response.as_ref()?;
     let start = crate::codec::offset_within(&raw.bytes, resp)?;
-    // PLAIN: authzid NUL authcid NUL passwd (RFC 4616): mask the password.
-    let second_nul = resp.iter().enumerate().filter(|(_, b)| **b == 0).nth(1)?.0;
-    let password = start + second_nul + 1..start + resp.len();
+    let secret = plain_secret(resp);
+    let password = start + secret.start..start + secret.end;
     (!password.is_empty()).then_some(password)
+}
+
+/// Where the secret of a PLAIN response is: the password after its second NUL (authzid
+/// NUL authcid NUL passwd, RFC 4616); in a response that is not of that shape, all after
+/// its only NUL, or all of it (a careless client may send the password alone).
+fn plain_secret(resp: &[u8]) -> std::ops::Range<usize> {
+    let mut nuls = resp.iter().enumerate().filter(|(_, b)| **b == 0).map(|(i, _)| i + 1);
+    let first = nuls.next();
+    nuls.next().or(first).unwrap_or(0)..resp.len()
+}
+
+/// Replaces `bytes` with `*`: whether any was not one already.
+fn fill_stars(bytes: &mut [u8]) -> bool {
+    let masked = bytes.iter().any(|b| *b != b'*');
+    bytes.fill(b'*');
+    masked
+}
+
+/// Masks every text (binary, string, symbol) in the values of `buf`, and all of `buf`
+/// from where it stops being values.
+fn mask_all_texts(buf: &mut [u8]) -> bool {
+    let mut texts = Vec::new();
+    let walked = walk_values(buf, &mut texts);
+    let mut masked = false;
+    for t in texts {
+        masked |= fill_stars(&mut buf[t]);
+    }
+    if let Err(stop) = walked {
+        masked |= fill_stars(&mut buf[stop..]);
+    }
+    masked
 }
 
 /// Masks credentials in bytes that do not split into frames (after a framing error, or
@@ -890,15 +1013,16 @@ fn mask_undecoded(buf: &mut [u8]) -> bool {
 }
 
 /// The password of every SASL PLAIN initial response in `buf`, found by its shape with no
-/// frame decoded: the mechanism `PLAIN` (a symbol, or a string as a careless peer writes
-/// it: sym8, sym32, str8, str32) followed by the response (vbin8 or vbin32, or a str8 or
-/// str32 in its place); the password is what follows the response's second NUL (authzid
-/// NUL authcid NUL passwd, RFC 4616), up to the response's end or, in bytes cut short, to
-/// what there is.
+/// frame decoded: the mechanism `PLAIN`, in any case (a symbol, or a string as a careless
+/// peer writes it: sym8, sym32, str8, str32) followed by the response. In a binary (vbin8
+/// or vbin32, or a str8 or str32 in its place), what [`plain_secret`] says is masked, up
+/// to the response's end or, in bytes cut short, to what there is; a response written as
+/// any other value (described, a list, an array) has all of its texts masked, and all
+/// that follows when it is not a whole value.
 fn mask_plain_responses(buf: &mut [u8]) -> bool {
     let mut masked = false;
     let mut i = 0;
-    while let Some(p) = find(&buf[i..], b"PLAIN") {
+    while let Some(p) = find_ignoring_case(&buf[i..], b"PLAIN") {
         let name = i + p;
         let at = name + 5;
         i = at;
@@ -914,16 +1038,29 @@ fn mask_plain_responses(buf: &mut [u8]) -> bool {
                 buf.get(at + 1..at + 5)
                     .map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize),
             ),
+            Some(&(fc::DESCRIBED | fc::LIST8 | fc::LIST32 | fc::ARRAY8 | fc::ARRAY32))
+            | Some(&(fc::MAP8 | fc::MAP32)) => {
+                let mut texts = Vec::new();
+                let walked = walk_value(buf, at, 0, &mut texts);
+                for t in texts {
+                    masked |= fill_stars(&mut buf[t]);
+                }
+                match walked {
+                    Ok(end) => i = end,
+                    Err(stop) => {
+                        masked |= fill_stars(&mut buf[stop.max(at + 1)..]);
+                        i = buf.len();
+                    }
+                }
+                continue;
+            }
             _ => continue,
         };
         let Some(len) = len else { continue };
         let end = start.saturating_add(len).min(buf.len());
         let Some(response) = buf.get_mut(start..end) else { continue };
-        if let Some(second_nul) = response.iter().enumerate().filter(|(_, b)| **b == 0).nth(1) {
-            let from = second_nul.0 + 1;
-            masked |= response[from..].iter().any(|b| *b != b'*');
-            response[from..].fill(b'*');
-        }
+        let secret = plain_secret(response);
+        masked |= fill_stars(&mut response[secret]);
         i = end.max(at);
     }
     masked
@@ -1118,7 +1255,7 @@ const SAS_TOKEN: &[u8] = b"SharedAccessSignature ";
 fn mask_sas_signatures(buf: &mut [u8]) -> bool {
     let mut masked = false;
     let mut i = 0;
-    while let Some(p) = find(&buf[i..], SAS_TOKEN) {
+    while let Some(p) = find_ignoring_case(&buf[i..], SAS_TOKEN) {
         let start = i + p + SAS_TOKEN.len();
         // The token runs while its bytes are printable and not a quote.
         let end = buf[start..]
@@ -1135,6 +1272,13 @@ fn mask_sas_signatures(buf: &mut [u8]) -> bool {
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     // The first byte alone rules out most positions, without comparing slices.
     hay.windows(needle.len()).position(|w| w[0] == needle[0] && w == needle)
+}
+
+/// Where `needle` (not empty) first occurs in `hay`, ASCII letters in any case.
+fn find_ignoring_case(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let first = needle[0].to_ascii_lowercase();
+    hay.windows(needle.len())
+        .position(|w| w[0].to_ascii_lowercase() == first && w.eq_ignore_ascii_case(needle))
 }
 
 /// Annotates the value at the reader's position. `fields` names the elements when the
@@ -1325,7 +1469,7 @@ fn summary(v: &Value) -> Cow<'static, str> {
         Value::Symbol(s, _) => {
             let mut out = String::with_capacity(1 + s.as_str().len());
             out.push(':');
-            out.push_str(s.as_str());
+            let _ = crate::codec::write_shown(&mut out, s.as_str());
             Cow::Owned(out)
         }
         Value::Binary(b, _) => match std::str::from_utf8(b) {
@@ -1538,7 +1682,7 @@ pub fn render(v: &Value) -> String {
             _ => format!("0x{}", hex(b)),
         },
         Value::String(s, _) => format!("{:?}", &**s),
-        Value::Symbol(s, _) => format!(":{}", s.as_str()),
+        Value::Symbol(s, _) => format!(":{s}"),
         Value::List(items, _) => {
             format!("[{}]", items.iter().map(render).collect::<Vec<_>>().join(", "))
         }
@@ -1696,6 +1840,102 @@ mod tests {
         }
     }
 
+    /// A peer's control characters never reach the text output as they are: a symbol
+    /// holding an escape sequence or a newline (which would forge a line of output) is
+    /// quoted with escapes, and an error quoting a symbol descriptor is too.
+    #[test]
+    fn a_symbol_s_control_characters_are_escaped_in_the_text_output() {
+        // An open whose offered-capabilities hold "ab ESC[2K c" and "x NEWLINE 99".
+        let body = b"\x00\x53\x10\xc0\x1b\x08\xa1\x01c\xa1\x01h\x40\x40\x40\x40\x40\
+            \xe0\x0d\x02\xa3\x05ab\x1b[2\x04x\n99";
+        let mut text = String::new();
+        for r in records(&frame_of(0, body), true) {
+            render_text(&r, &mut text);
+        }
+        assert!(!text.contains('\x1b'), "{text}");
+        assert!(text.contains(r#":"ab\u{1b}[2""#) && text.contains(r#":"x\n99""#), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("99")), "{text}");
+        // A descriptor symbol quoted in an error.
+        let body = b"\x00\xa3\x03a\x1bb\x45";
+        let mut text = String::new();
+        for r in records(&frame_of(0, body), true) {
+            render_text(&r, &mut text);
+        }
+        assert!(!text.contains('\x1b') && text.contains(r#""a\u{1b}b""#), "{text}");
+    }
+
+    /// A PLAIN sasl-init written carelessly still has its secret masked: the mechanism in
+    /// lower case, a response with one NUL or none (the password alone), a response
+    /// written as a described value or an array.
+    #[test]
+    fn a_plain_secret_is_masked_in_a_malformed_sasl_init() {
+        let init = |mechanism: &[u8], response: &[u8]| {
+            let mut items = vec![fc::SYM8, mechanism.len() as u8];
+            items.extend_from_slice(mechanism);
+            items.extend_from_slice(response);
+            let mut body = vec![0x00, 0x53, 0x41, 0xc0, items.len() as u8 + 1, 2];
+            body.extend(items);
+            frame_of(1, &body)
+        };
+        let vbin = |b: &[u8]| [&[fc::VBIN8, b.len() as u8][..], b].concat();
+        for (mechanism, response, masked) in [
+            (&b"plain"[..], vbin(b"\0user\0secret!"), &b"\0user\0*******"[..]),
+            (b"PlAiN", vbin(b"user\0secret!"), b"user\0*******"),
+            (b"PLAIN", vbin(b"secret!"), b"*******"),
+            (b"PLAIN", [&[0x00, 0x53, 0x75][..], &vbin(b"\0u\0secret!")].concat(), b"*********"),
+            (b"PLAIN", [&[0xe0, 11, 1, fc::VBIN8, 9][..], b"\0u\0secret!"].concat(), b"*********"),
+        ] {
+            let raw = masked_raw(&init(mechanism, &response));
+            let shown = String::from_utf8_lossy(&raw).into_owned();
+            assert!(raw.ends_with(masked), "{mechanism:?}: {shown}");
+            assert!(!shown.contains("secret"), "{shown}");
+        }
+    }
+
+    /// PLAIN credentials sent in the sasl-response that follows a sasl-init with no
+    /// initial response are masked as an initial response is; a SCRAM client's responses
+    /// (a proof, no password) are not.
+    #[test]
+    fn plain_credentials_in_a_sasl_response_after_an_empty_init_are_masked() {
+        let init = |mechanism: &[u8]| {
+            let mut body = vec![0x00, 0x53, 0x41, 0xc0, mechanism.len() as u8 + 3, 1];
+            body.extend_from_slice(&[fc::SYM8, mechanism.len() as u8]);
+            body.extend_from_slice(mechanism);
+            frame_of(1, &body)
+        };
+        let response = frame_of(1, b"\x00\x53\x43\xc0\x10\x01\xa0\x0d\0user\0secret!");
+        let challenge = frame_of(1, b"\x00\x53\x42\xc0\x03\x01\xa0\x00");
+        for (mechanism, masked) in [(&b"PLAIN"[..], true), (b"SCRAM-SHA-256", false)] {
+            let mut stream = b"AMQP\x03\x01\x00\x00".to_vec();
+            stream.extend(init(mechanism));
+            stream.extend(&challenge);
+            stream.extend(&response);
+            let Some(Record::Frame(f)) = records(&stream, true).pop() else { panic!("a frame") };
+            let want: &[u8] = if masked { b"\0user\0*******" } else { b"\0user\0secret!" };
+            assert!(f.raw.ends_with(want), "{mechanism:?}: {:?}", f.raw);
+            assert_eq!(f.redacted, masked);
+            // Only the response that answers the empty init: a later one is not masked.
+            if masked {
+                stream.extend(&response);
+                let Some(Record::Frame(f)) = records(&stream, true).pop() else { panic!() };
+                assert!(f.raw.ends_with(b"secret!"), "{:?}", f.raw);
+            }
+        }
+    }
+
+    /// A token in a frame's extended header (the peer's to fill, and shown) is masked.
+    #[test]
+    fn a_token_in_the_extended_header_is_masked() {
+        let token = b"SharedAccessSignature sr=h&sig=c2lnbmF0dXJl&se=1";
+        let mut f = ((64 + 3) as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(&[16, 0, 0, 0]);
+        f.extend_from_slice(token);
+        f.resize(64, 0);
+        f.extend_from_slice(&[0x00, 0x53, 0x18]);
+        let raw = masked_raw(&f);
+        assert!(raw.windows(17).any(|w| w == b"sig=************&"), "{:?}", raw);
+    }
+
     /// An Azure connection string's key is masked, its other fields kept.
     #[test]
     fn a_connection_string_s_key_is_masked() {
@@ -1716,6 +1956,15 @@ mod tests {
             panic!("a frame")
         };
         assert_eq!(f.performative(), Some("open"), "{:?}", f.frame);
+        // The name in any case, spaces around its `=`.
+        for cs in
+            [&b"HostName=h;sharedaccesskey=a2V5;x=y"[..], b"HostName=h;SHAREDACCESSKEY = a2V5;x=y"]
+        {
+            let mut body = vec![0x00, 0x53, 0x77, 0xa1, cs.len() as u8];
+            body.extend_from_slice(cs);
+            let raw = masked_raw(&frame_of(0, &body));
+            assert!(raw.ends_with(b"****;x=y"), "{}", String::from_utf8_lossy(&raw));
+        }
         // Bytes that are no values (a transfer's later part): scanned whole.
         let mut body = b"...;SharedAccessKey=a2V5".to_vec();
         body.splice(0..0, [0x00, 0x53, 0x14, 0x45]);
@@ -1872,8 +2121,14 @@ mod tests {
             };
             assert_eq!(rest[..], SASL_INIT[8..cut]);
         }
-        // Cut before the password starts: nothing to mask.
+        // Cut before the second NUL: what follows the first cannot be told from a password
+        // sent alone yet, and is masked; cut before the first, nothing is.
         let rs = records(&SASL_INIT[..SASL_INIT.len() - 4], true);
+        let Some(Record::Truncated { rest, redacted: true, .. }) = rs.last() else {
+            panic!("{rs:?}")
+        };
+        assert!(rest.ends_with(b"\0*"), "{rest:?}");
+        let rs = records(&SASL_INIT[..SASL_INIT.len() - 6], true);
         assert!(matches!(rs.last(), Some(Record::Truncated { redacted: false, .. })), "{rs:?}");
     }
 
