@@ -930,3 +930,34 @@ async fn a_sender_gets_the_whole_credit_window_in_the_first_flow() {
     let (credit, drain) = within("credit", tx.wait_credit()).await.expect("credit");
     assert_eq!((credit, drain), (1000, false), "docs/broker.md promises 1,000");
 }
+
+#[tokio::test]
+async fn a_consumer_with_a_one_frame_session_window_gets_every_message() {
+    // The consumer's session takes one transfer at a time and reopens its window with a
+    // session flow after each: the broker's sender, waiting for room, hears of it (it
+    // waited for ever after the first message when only a link's credit woke it).
+    let (_broker, port) = start(&[]).await;
+    let (_c, s) = session(port).await;
+    let bodies: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    fill(&s, "narrow", &bodies.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let endpoint =
+        amqpwire::runtime::transport::Endpoint::parse(&format!("amqp://127.0.0.1:{port}"))
+            .expect("url");
+    let options = ConnectOptions {
+        configure: Some(Box::new(|cfg| cfg.session.incoming_window = 1)),
+        ..ConnectOptions::default()
+    };
+    let conn = within("connect", Connection::connect_with(&endpoint, options)).await.expect("up");
+    let narrow = within("begin", conn.begin_session()).await.expect("session");
+    let rx = within("attach", narrow.receiver("narrow-rx", "narrow", 20)).await.expect("rx");
+    // Settled only once all have come: no disposition wakes the broker's sender.
+    let mut got = Vec::new();
+    for want in &bodies {
+        let d = within("a delivery through the narrow window", rx.recv()).await.expect("one");
+        assert_eq!(&body(&d), want);
+        got.push(d);
+    }
+    for d in &got {
+        rx.accept(d).expect("accept");
+    }
+}

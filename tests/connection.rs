@@ -639,9 +639,55 @@ fn a_session_window_shrunk_below_the_transfers_in_flight_is_no_window() {
     let mut more = shrunk;
     more.next_incoming_id = Some(SequenceNo(3));
     more.incoming_window = 20;
+    let _ = events(&mut p.client);
     p.deliver(&frame(channel, Performative::Flow(more)), false);
     let w = p.client.session_windows(snd.session).expect("session");
     assert_eq!(w.remote_incoming_window, 13);
+    // The window's growth is an event: senders waiting for room hear of it.
+    let grown = |ev: Vec<Event>| {
+        ev.into_iter().find_map(|e| match e {
+            Event::SessionWindow { session, remote_incoming_window } => {
+                Some((session, remote_incoming_window))
+            }
+            _ => None,
+        })
+    };
+    assert_eq!(grown(events(&mut p.client)), Some((snd.session, 13)));
+}
+
+#[test]
+fn a_link_s_flow_updates_the_session_window_too() {
+    // 2.7.4: every flow carries the session's state. A peer that reopens its window in
+    // the flow that gives a link credit (as Qpid Proton does) is heard: before, only a
+    // flow with no handle was, and a sender whose window had filled waited for ever.
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), Config::new("server"), 40);
+    p.server.flow(rcv, 100, false).expect("credit");
+    p.drive();
+    let session = p.client.session_windows(snd.session).expect("session");
+    let channel = session.remote_channel.expect("mapped");
+    // The flow names the server's handle for the link.
+    let handle = rcv.handle.0;
+    let closed = amqpwire::types::Flow { incoming_window: 0, echo: false, ..echo_flow(None) };
+    p.deliver(&frame(channel, Performative::Flow(closed)), false);
+    assert_eq!(
+        p.client.send(snd, Bytes::from_static(b"t"), b"m", true),
+        Err(UsageError::SessionWindowFull)
+    );
+    let _ = events(&mut p.client);
+    let mut reopened = echo_flow(Some(handle));
+    (reopened.incoming_window, reopened.link_credit, reopened.echo) = (2, Some(100), false);
+    p.deliver(&frame(channel, Performative::Flow(reopened)), false);
+    let w = p.client.session_windows(snd.session).expect("session");
+    assert_eq!(w.remote_incoming_window, 2);
+    let ev = events(&mut p.client);
+    assert!(
+        ev.iter().any(|e| matches!(
+            e,
+            Event::SessionWindow { remote_incoming_window: 2, session } if *session == snd.session
+        )),
+        "{ev:?}"
+    );
+    p.client.send(snd, Bytes::from_static(b"t"), b"m", true).expect("the window reopened");
 }
 
 /// An echoing flow for `handle` (or the session's, with none).

@@ -197,6 +197,10 @@ export class Connection {
         if (link) link._credit(ev.credit);
         break;
       }
+      case "sessionWindow":
+        // Messages held for room in the peer's window may go now.
+        for (const link of this.links.values()) link._flush();
+        break;
       case "delivery": {
         const link = this.links.get(ev.link);
         if (link) link._deliver(ev);
@@ -285,6 +289,7 @@ class Link {
     this.error = this.error || error;
   }
   _credit() {}
+  _flush() {}
   _deliver() {}
   _disposition() {}
   /** Detaches (closes) the link. */
@@ -321,12 +326,16 @@ export class Sender extends Link {
 
   _flush() {
     while (this.credit > 0 && this.queue.length) {
-      const { f, resolve, reject } = this.queue.shift();
+      const { f, resolve, reject } = this.queue[0];
       try {
         const id = this.conn._command(f);
+        // The peer's session window is full: kept, sent after its next flow.
+        if (id < 0) break;
+        this.queue.shift();
         this.credit -= 1;
         this.pending.set(id, { resolve, reject });
       } catch (e) {
+        this.queue.shift();
         reject(e);
       }
     }

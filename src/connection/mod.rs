@@ -430,6 +430,14 @@ pub enum Event {
         /// Whether the peer detached it.
         by_peer: bool,
     },
+    /// The peer's session incoming-window grew (a flow of the session or of one of its
+    /// links): transfers refused with [`UsageError::SessionWindowFull`] may go now.
+    SessionWindow {
+        /// The session.
+        session: SessionId,
+        /// Transfer frames the peer takes now before its next flow.
+        remote_incoming_window: u32,
+    },
     /// A link's credit changed (a sender got credit, or a receiver saw the sender drain).
     Credit {
         /// The link.
@@ -1402,10 +1410,21 @@ impl Connection {
                 self.drop_session(local);
                 self.push_ending(Event::SessionEnded { session: id, error, by_peer });
             }
-            Performative::Flow(f) if f.handle.is_none() => {
+            Performative::Flow(f) => {
+                // 2.7.4: every flow carries the session's state, a link's flow too.
                 let Some(s) = self.session_mut(id) else { return };
+                let before = s.remote_incoming_window;
                 s.on_flow(&f);
+                let remote_incoming_window = s.remote_incoming_window;
+                if remote_incoming_window > before {
+                    self.events
+                        .push_back(Event::SessionWindow { session: id, remote_incoming_window });
+                }
+                if f.handle.is_some() {
+                    return self.on_link_frame(local, Performative::Flow(f), payload);
+                }
                 if f.echo {
+                    let Some(s) = self.session_mut(id) else { return };
                     let flow = s.flow(false);
                     self.send_performative(local, Performative::Flow(flow));
                 }

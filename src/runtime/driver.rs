@@ -678,6 +678,8 @@ impl Shared {
             | Event::LinkAttached { by_peer: true, .. }
             | Event::BeginRequested { .. }
             | Event::Credit { .. }
+            // Senders waiting for room in the window are woken as for any event.
+            | Event::SessionWindow { .. }
             | Event::Aborted { .. }
             | Event::RemoteClose { .. }
             | Event::ConnectionError { .. } => {}

@@ -36,7 +36,7 @@ use crate::azure::hub::{prepare_c2d, sasl_plain_user, Ack, FeedbackRecord};
 use crate::azure::{ConnectionString, IotHubConnectionString, SasKey, SasToken};
 use crate::codec::{DecodeOptions, Symbol};
 use crate::connection::{
-    Config, Connection, Direction, Event, LinkId, LinkOptions, SessionId, TraceRecord,
+    Config, Connection, Direction, Event, LinkId, LinkOptions, SessionId, TraceRecord, UsageError,
 };
 use crate::inspect::json::{write_payload, Sink, Writer};
 use crate::inspect::Inspector;
@@ -330,19 +330,25 @@ impl Engine {
     }
 
     /// Sends a message given as JSON (see [`message_from_json`]), unsettled; returns its
-    /// delivery-id (its `disposition` event brings the outcome).
-    pub fn send(&mut self, link: usize, message: &str) -> Result<u32, JsError> {
+    /// delivery-id (its `disposition` event brings the outcome), or -1 when the peer's
+    /// session incoming-window cannot take it now (send it again after a `sessionWindow`
+    /// event).
+    pub fn send(&mut self, link: usize, message: &str) -> Result<f64, JsError> {
         let m = message_from_json(&parse_json("message", message)?)?;
         self.send_encoded(link, &m.to_vec())
     }
 
     /// Sends a message already encoded (as [`c2d_message`] and [`put_token_message`] make).
     #[wasm_bindgen(js_name = sendEncoded)]
-    pub fn send_encoded(&mut self, link: usize, payload: &[u8]) -> Result<u32, JsError> {
+    pub fn send_encoded(&mut self, link: usize, payload: &[u8]) -> Result<f64, JsError> {
         let id = self.link(link)?;
         self.next_tag += 1;
         let tag = Bytes::copy_from_slice(&self.next_tag.to_be_bytes());
-        self.conn.send(id, tag, payload, false).map(|d| d.0).map_err(err)
+        match self.conn.send(id, tag, payload, false) {
+            Ok(d) => Ok(d.0.into()),
+            Err(UsageError::SessionWindowFull) => Ok(-1.0),
+            Err(e) => Err(err(e)),
+        }
     }
 
     /// Settles a received delivery with `outcome`: `accepted`, `rejected`, `released` or
@@ -481,6 +487,11 @@ impl Engine {
                 member_bool(w, "closed", *closed);
                 member_error(w, error.as_ref());
                 member_bool(w, "byPeer", *by_peer);
+            }
+            Event::SessionWindow { session, remote_incoming_window } => {
+                kind(w, "sessionWindow");
+                self.session_member(w, *session);
+                member_u64(w, "remoteIncomingWindow", (*remote_incoming_window).into());
             }
             Event::Credit { link, credit, drain } => {
                 kind(w, "credit");
