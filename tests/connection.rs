@@ -285,6 +285,30 @@ fn server_open(mut open: Open) -> Vec<u8> {
 }
 
 #[test]
+fn a_server_asked_for_a_version_it_lacks_answers_with_one_it_has_then_ends() {
+    // 2.2: "the server MUST send a protocol header with a supported protocol version and
+    // then close the socket": AMQP 1.1, AMQP 0-9-1 and an unknown protocol id alike.
+    for (sasl, ours) in [(false, ProtocolHeader::AMQP), (true, ProtocolHeader::SASL)] {
+        for theirs in
+            [&b"AMQP\x00\x01\x01\x00"[..], b"AMQP\x00\x00\x09\x01", b"AMQP\x05\x01\x00\x00"]
+        {
+            let mut s =
+                Connection::server(if sasl { sasl_server() } else { Config::new("server") });
+            s.handle_input(theirs, Instant::now());
+            let mut out = Vec::new();
+            s.poll_transmit(&mut out);
+            assert_eq!(out, ours.to_bytes(), "{theirs:?}");
+            assert!(s.is_ended(), "{theirs:?}");
+            let ended = events(&mut s).into_iter().find_map(|e| match e {
+                Event::Ended { error } => Some(error),
+                _ => None,
+            });
+            assert!(matches!(ended, Some(Some(ConnectionError::Violation(_)))), "{ended:?}");
+        }
+    }
+}
+
+#[test]
 fn a_max_frame_size_below_512_is_a_framing_error() {
     let mut open = Open::new("x");
     open.max_frame_size = 256;

@@ -860,6 +860,16 @@ impl Connection {
                 }
                 Ok(Some(StreamItem::Frame(raw))) => self.on_raw_frame(raw),
                 Err(e) => {
+                    let first = self.side == Side::Server && self.state == ConnectionState::Start;
+                    if first && matches!(e.kind, crate::frame::FrameErrorKind::Header(_)) {
+                        // 2.2: a version not supported: "the server MUST send a protocol
+                        // header with a supported protocol version and then close".
+                        let ours = match self.cfg.authenticator {
+                            Some(_) => ProtocolHeader::SASL,
+                            None => ProtocolHeader::AMQP,
+                        };
+                        self.send_header(ours);
+                    }
                     self.violation(Violation::Framing(e));
                     break;
                 }
