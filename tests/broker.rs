@@ -455,6 +455,35 @@ async fn unsettled_deliveries_come_back_when_their_link_or_connection_goes() {
     eventually("stats", || broker.stats().open_connections == 1).await;
 }
 
+#[tokio::test]
+async fn a_consumer_detached_and_attached_again_gets_its_unsettled_message_once() {
+    // The broker puts back what a link leaves unsettled when it detaches without closing:
+    // its attach to the link's return says nothing is unsettled (it said the delivery
+    // was, then sent it again as a new one: twice, to a client that resumed it).
+    let (broker, port) = start(&[]).await;
+    let (_conn, session) = session(port).await;
+    fill(&session, "again", &["1"]).await;
+    let rx = within("attach", session.receiver("rr", "again", 1)).await.expect("receiver");
+    let d = within("recv", rx.recv()).await.expect("a delivery");
+    assert_eq!(body(&d), "1");
+    within("detach", rx.detach()).await.expect("detach, not closed");
+    eventually("given back", || broker.queue_info("again").is_some_and(|q| q.depth == 1)).await;
+    let mut options = LinkOptions::receiver("rr", "again");
+    options.unsettled =
+        vec![amqpwire::connection::UnsettledDelivery { tag: d.tag.clone(), state: None }];
+    let rx = within("re-attach", session.attach_receiver(options, 5)).await.expect("receiver");
+    let empty = match &rx.remote().unsettled {
+        None => true,
+        Some(Value::Map(m, _)) => m.is_empty(),
+        Some(_) => false,
+    };
+    assert!(empty, "{:?}", rx.remote().unsettled);
+    let d = within("recv", rx.recv()).await.expect("sent afresh");
+    assert_eq!(body(&d), "1");
+    rx.accept(&d).expect("accept");
+    nothing_more(&rx).await;
+}
+
 fn dynamic_receiver(name: &str) -> LinkOptions {
     let mut o = LinkOptions::receiver(name, "");
     o.source = Some(AttachSource::Source(Source { dynamic: true, ..Source::default() }));

@@ -276,6 +276,17 @@ async fn no_token_a_bad_token_and_an_unknown_device_are_refused() {
         }
         other => panic!("{other:?}"),
     }
+    // A link refused then says the token put was refused, and why (not that none was).
+    match within("attach", s.sender("c2d", "/messages/devicebound")).await {
+        Err(Error::LinkRefused(Some(e)) | Error::LinkDetached(Some(e))) => {
+            let why = e.description.as_deref().unwrap_or("");
+            assert!(
+                why.contains("the last one put was refused (401") && why.contains("expired"),
+                "{why}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     // A device token does not open the service's nodes.
     within("put", cbs.put_token("localhost%2Fdevices%2Fdev1", &device_token(), SAS_TOKEN_TYPE))
         .await

@@ -39,6 +39,9 @@ pub fn listen_options(
         // The engine coordinates transactions; the broker applies their work.
         configure: Some(Arc::new(|cfg: &mut crate::connection::Config| {
             cfg.coordinator = Some(crate::connection::CoordinatorConfig::default());
+            // What a consumer's link leaves unsettled when it goes is put back on its
+            // queue (and sent afresh): its re-attach must not offer to resume it too.
+            cfg.retained_links = 0;
         })),
         ..ListenOptions::default()
     }

@@ -3,7 +3,7 @@
 //! link, and nothing of a token is stored, queued or forwarded.
 //!
 //! Without keys ([`Broker::with_cbs_keys`](super::Broker::with_cbs_keys)) every
-//! well-formed SAS token is accepted (status 200), so clients that put a token before their
+//! well-formed SAS token is accepted (status 200; anything else is 401), so clients that put a token before their
 //! first link work against the broker. With keys, a token must name one of them (`skn`),
 //! carry its HMAC-SHA256 signature, be unexpired, and cover the audience it is put for;
 //! otherwise the answer is 401 with the reason. The broker does not make links wait for a
@@ -19,7 +19,8 @@ use crate::azure::{percent_decode, SasKey, SasToken, DEFAULT_CLOCK_SKEW};
 pub(super) fn judge(keys: &[(String, SasKey)], put: &PutToken, now: SystemTime) -> (i32, String) {
     let token: SasToken = match put.token.trim().parse() {
         Ok(t) => t,
-        Err(e) => return (400, format!("not a SAS token: {e}")),
+        // A credential that cannot be used, as the IoT Hub emulator (and the docs) say.
+        Err(e) => return (401, format!("not a SAS token: {e}")),
     };
     if keys.is_empty() {
         return (200, "OK (not checked: the broker has no CBS keys)".to_owned());
@@ -79,6 +80,6 @@ mod tests {
         assert_eq!(judge(&keys, &put(&unnamed, "sb://broker/orders"), now).0, 401);
         // Without keys, any well-formed token; never something that is not one.
         assert_eq!(judge(&[], &put(&unnamed, "x"), now).0, 200);
-        assert_eq!(judge(&[], &put("hello", "x"), now).0, 400);
+        assert_eq!(judge(&[], &put("hello", "x"), now).0, 401);
     }
 }

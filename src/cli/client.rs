@@ -465,7 +465,8 @@ async fn receive_on(
     // Lines are written in batches: one write per message cost the client a third of its
     // time. A message is accepted only once its line is written (a batch, flushed
     // whenever no further message is waiting or 64 KiB are held): messages whose lines
-    // the reader did not take (`| head -1`) are released, not lost.
+    // could not be written (the reader of `| head -1` has gone) are released, not lost.
+    // (Lines a pipe took before its reader went are taken: `--count` takes exactly N.)
     let mut batch = Batch::default();
     let mut gone = false;
     let lost = |e: Error, n: u64| format!("{e} (after {n} messages received and accepted)");

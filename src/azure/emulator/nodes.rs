@@ -35,6 +35,9 @@ struct Conn {
     /// The identities whose own claims this connection has held: it counts as their
     /// connection (`connectionState`) until it ends.
     identities: Mutex<std::collections::BTreeSet<String>>,
+    /// Why `$cbs` refused the connection's last put-token, until one is taken: a link
+    /// refused for want of a claim says so.
+    cbs_refused: Mutex<Option<String>>,
 }
 
 impl Drop for Conn {
@@ -59,6 +62,7 @@ impl Conn {
             telemetry: std::sync::atomic::AtomicU64::new(0),
             twins: super::twin::TwinLinks::default(),
             identities: Mutex::default(),
+            cbs_refused: Mutex::default(),
         }
     }
 
@@ -117,7 +121,14 @@ impl Conn {
             .max()
             .ok_or_else(|| {
                 if claims.is_empty() {
-                    return "no token has been put on $cbs for this connection".to_owned();
+                    return match lock(&self.cbs_refused).as_deref() {
+                        Some(why) => {
+                            format!(
+                                "no token on $cbs covers it: the last one put was refused ({why})"
+                            )
+                        }
+                        None => "no token has been put on $cbs for this connection".to_owned(),
+                    };
                 }
                 // Say what is missing: the right, the identity, or a token for the place.
                 let live = claims.iter().filter(|c| c.expiry() >= now && self.holds(c));
@@ -564,7 +575,7 @@ async fn cbs(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, event_
     let options = echo(&request.remote, "$cbs");
     serve_node(request, options, &c.cbs_reply, |put| {
         let audience = crate::azure::percent_decode(&put.name).unwrap_or(put.name.clone());
-        match hub.validate(&put.token, host, event_hub) {
+        let (status, why) = match hub.validate(&put.token, host, event_hub) {
             Ok(mut claim) if claim.token.authorizes(&audience) || audience.is_empty() => {
                 claim.put_on_cbs = true;
                 match c.add_claim(claim) {
@@ -574,7 +585,9 @@ async fn cbs(hub: IotHub, c: Arc<Conn>, request: LinkRequest, host: &str, event_
             }
             Ok(_) => (401, format!("the token does not cover {audience:?}")),
             Err(why) => (401, why),
-        }
+        };
+        *lock(&c.cbs_refused) = (status >= 300).then(|| format!("{status} {why}"));
+        (status, why)
     })
     .await;
 }
