@@ -403,3 +403,75 @@ try {
     assert_eq!(get("e"), Some(Value::from(1e21)), "{app:?}");
     assert!(page.text.contains("number out of range"), "{}", page.text);
 }
+
+/// A page of checks on the JavaScript API's errors, written next to the built pages: each
+/// check must reject (or throw) with the message it names, and the engine must go on
+/// working after each; the title is `API OK`, or `FAILED: <the check>`.
+const API_CHECKS: &str = r#"<!doctype html>
+<meta charset="utf-8"><title>api: starting</title>
+<script type="module">
+import { connect, load, wasm } from "./amqpwire-browser.js";
+const q = new URLSearchParams(location.search);
+const url = q.get("url");
+const silent = q.get("silent");
+async function rejects(what, f, want) {
+  let got;
+  try {
+    await f();
+  } catch (e) {
+    got = e.message;
+  }
+  if (got === undefined || !got.includes(want)) throw new Error(`${what}: wanted an error with "${want}", got ${got}`);
+}
+try {
+  await load();
+  await rejects("no options", () => connect(url), "containerId");
+  await rejects("max-frame-size 100", () => connect(url, { containerId: "a", maxFrameSize: 100 }), "512 to 4294967295");
+  await rejects("idle-time-out 2^32", () => connect(url, { containerId: "a", idleTimeOut: 2 ** 32 }), "idleTimeOut");
+  await rejects("sasl as a string", () => connect(url, { containerId: "a", sasl: "PLAIN" }), "not an object");
+  await rejects("an upgrade never answered", () => connect(silent, { containerId: "a", handshakeTimeOut: 300 }), "no WebSocket handshake");
+  const conn = await connect(url, { containerId: "api" });
+  const session = await conn.begin();
+  for (const credit of [-1, 2 ** 32, NaN, 2.5]) {
+    await rejects(`credit ${credit}`, () => session.receiver("r", "q", credit), "credit must be a whole number");
+  }
+  await rejects("a refused link", () => session.sender("s", "$nowhere"), "amqp:not-found");
+  const sender = await session.sender("s", "q");
+  await rejects("a NaN body", () => sender.send({ body: { value: NaN } }), "JSON has no such number");
+  await sender.send({ body: "one" });
+  const receiver = await session.receiver("r", "q", 1);
+  const d = await receiver.receive();
+  let threw = "";
+  try {
+    conn.engine.settle(receiver.number, d.deliveryId + 1000, "accepted");
+  } catch (e) {
+    threw = e.message;
+  }
+  if (!threw.includes("no unsettled delivery")) throw new Error(`settle of an unknown id: ${threw}`);
+  d.accept();
+  await conn.close();
+  await rejects("begin after close", () => conn.begin(), "");
+  document.title = "API OK";
+} catch (e) {
+  document.title = "FAILED: " + e.message;
+}
+</script>
+"#;
+
+#[test]
+fn the_javascript_api_rejects_bad_input_and_refusals_with_what_went_wrong() {
+    let Some(port) = start() else { return };
+    std::fs::write(pages().join("api-checks.html"), API_CHECKS).expect("write the checks");
+    let mut cmd = bin();
+    cmd.args(["serve", "--listen", "ws://127.0.0.1:0/"]);
+    let broker = Running::start(cmd, |lines: &[String]| lines.len() == 1);
+    let ws = broker.lines[0].strip_prefix("listening on ").expect("`listening on URL`").to_owned();
+    // A listener that takes the connection and never answers its WebSocket upgrade.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_url = format!("ws://127.0.0.1:{}/", silent.local_addr().expect("address").port());
+    let held = std::thread::spawn(move || silent.accept().map(|(s, _)| s));
+    let url = format!("http://127.0.0.1:{port}/api-checks.html?url={ws}&silent={silent_url}");
+    let page = load(&url, "API OK");
+    assert_eq!(page.title, "API OK", "{:?}\n{}", page.console, page.text);
+    drop(held.join());
+}

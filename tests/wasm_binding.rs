@@ -81,7 +81,7 @@ fn a_page_connection_opens_sends_receives_and_closes_with_its_trace() {
     let records = trace(&mut engine);
     let sasl_init = records.iter().find(|r| r["performative"] == "sasl-init").expect("sasl-init");
     assert_eq!(sasl_init["direction"], "out");
-    assert_eq!(sasl_init["connection"], 1);
+    assert_eq!(sasl_init["connection"], 0);
     assert!(!sasl_init.to_string().contains("secret"), "{sasl_init}");
     let open_in = records.iter().find(|r| r["performative"] == "open" && r["direction"] == "in");
     assert!(open_in.is_some(), "{records:?}");
@@ -339,4 +339,28 @@ fn an_ended_links_number_never_names_a_later_link_with_its_handle() {
     let deliveries = theirs.iter().filter(|e| matches!(e, Event::Delivery { .. })).count();
     assert_eq!(deliveries, 1, "{theirs:?}");
     assert!(events.iter().all(|e| e["link"] != first as u64), "{events:?}");
+}
+
+/// A message the peer's session window cannot take now is not an error: `send` says -1,
+/// and once the peer's flow makes room a `sessionWindow` event says so and it goes.
+#[test]
+fn a_send_the_session_window_cannot_take_waits_for_a_session_window_event() {
+    let mut cfg = Config::new("broker");
+    cfg.session.incoming_window = 1;
+    let mut server = Connection::server(cfg);
+    let mut engine = Engine::new(r#"{"containerId": "page"}"#).expect("options accepted");
+    pump(&mut engine, &mut server);
+    let session = engine.begin().expect("begin");
+    let link = engine.attach_sender(session, "s", "q").expect("attach");
+    let (_, theirs) = pump(&mut engine, &mut server);
+    server.flow(attached(&theirs), 10, false).expect("credit");
+    pump(&mut engine, &mut server);
+    assert_eq!(engine.send(link, r#"{"body": "one"}"#).expect("sent"), 0.0);
+    assert_eq!(engine.send(link, r#"{"body": "two"}"#).expect("held"), -1.0);
+    let (events, _) = pump(&mut engine, &mut server);
+    let opened = of_type(&events, "sessionWindow");
+    assert_eq!(opened.len(), 1, "{events:?}");
+    assert_eq!(opened[0]["session"], session as u64);
+    assert_eq!(opened[0]["remoteIncomingWindow"], 1);
+    assert_eq!(engine.send(link, r#"{"body": "two"}"#).expect("sent"), 1.0);
 }

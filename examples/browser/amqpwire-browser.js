@@ -34,6 +34,35 @@ function hexToBytes(hex) {
   return out;
 }
 
+/** `value` as a whole number in [min, max], or an error naming `what`. */
+function whole(what, value, min, max) {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw new TypeError(`${what} must be a whole number from ${min} to ${max}, not ${String(value)}`);
+  }
+  return value;
+}
+
+/** A JSON.stringify replacer that refuses what JSON cannot hold (NaN, Infinity), which
+ * would otherwise become null. */
+function finite(key, value) {
+  if (typeof value === "number" && !Number.isFinite(value)) {
+    throw new TypeError(`${key || "the message"} is ${value}: JSON has no such number`);
+  }
+  return value;
+}
+
+/** A promise of what `f` returns; what it throws rejects it. */
+function attempt(f) {
+  try {
+    return Promise.resolve(f());
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+/** How long the WebSocket's opening handshake may take, by default (ms). */
+const HANDSHAKE_TIME_OUT = 60000;
+
 function describe(error) {
   if (!error) return "no error";
   if (typeof error === "string") return error;
@@ -43,16 +72,21 @@ function describe(error) {
 /**
  * Opens a connection over WebSocket (subprotocol AMQPWSB10) and waits for the peer's open.
  * `options` are the engine's (see docs/browser.md), plus `onframe` and `onevent` callbacks,
- * set before the first byte goes out so that they see the SASL exchange and the opens.
+ * set before the first byte goes out so that they see the SASL exchange and the opens, and
+ * `handshakeTimeOut` (ms, default 60000): how long the WebSocket's opening handshake may
+ * take before the connection fails (the engine's open time-out runs from the socket's
+ * opening).
  */
-export async function connect(url, options) {
+export async function connect(url, options = {}) {
   await load();
-  const { onframe = null, onevent = null, ...engineOptions } = options;
+  const { onframe = null, onevent = null, handshakeTimeOut = HANDSHAKE_TIME_OUT, ...engineOptions } =
+    options;
+  whole("handshakeTimeOut", handshakeTimeOut, 1, 2147483647);
   const engine = new wasm.Engine(JSON.stringify(engineOptions));
   const conn = new Connection(engine);
   conn.onframe = onframe;
   conn.onevent = onevent;
-  await conn._open(url);
+  await conn._open(url, handshakeTimeOut);
   return conn;
 }
 
@@ -92,18 +126,26 @@ export class Connection {
     this.remoteOpen = null;
     this.ended = false;
     this.endError = null;
+    this.closing = null;
     /** Called with each trace record (the JSON of --trace-json). */
     this.onframe = null;
     /** Called with each engine event. */
     this.onevent = null;
   }
 
-  _open(url) {
+  _open(url, handshakeTimeOut) {
     const opened = this.waiters.wait("opened");
     const socket = new WebSocket(url, ["AMQPWSB10"]);
     socket.binaryType = "arraybuffer";
     this.socket = socket;
+    // A peer that never answers the WebSocket upgrade: the engine's timers start only
+    // once the socket is open.
+    this.timer = setTimeout(
+      () => this._fail(`no WebSocket handshake from ${url} within ${handshakeTimeOut} ms`),
+      handshakeTimeOut,
+    );
     socket.onopen = () => {
+      clearTimeout(this.timer);
       // The engine's clock starts with the socket: the peer's open is timed from here.
       this.engine.handleTimeout();
       this._pump();
@@ -182,7 +224,9 @@ export class Connection {
         break;
       }
       case "linkDetached": {
-        const error = new Error(`link detached: ${describe(ev.error)}`);
+        const error = ev.byPeer
+          ? new Error(`the peer detached the link: ${describe(ev.error)}`)
+          : new Error(ev.error ? `link detached: ${describe(ev.error)}` : "the link was detached");
         this.waiters.reject(`link ${ev.link}`, error);
         const link = this.links.get(ev.link);
         if (link) link._end(error);
@@ -240,18 +284,24 @@ export class Connection {
 
   /** Begins a session. */
   begin() {
-    const n = this._command((e) => e.begin());
-    return this.waiters.wait(`session ${n}`);
+    return attempt(() => {
+      const n = this._command((e) => e.begin());
+      return this.waiters.wait(`session ${n}`);
+    });
   }
 
-  /** Closes the connection; resolves once the peer answered. */
+  /** Closes the connection; resolves once the peer answered (a second call, with the
+   * first). */
   close() {
     if (this.ended) return Promise.resolve();
+    if (this.closing) return this.closing;
     const closed = this.waiters.wait("closed");
-    this._command((e) => e.close());
-    return closed.then((error) => {
-      if (error) throw error;
-    });
+    this.closing = attempt(() => this._command((e) => e.close())).then(() =>
+      closed.then((error) => {
+        if (error) throw error;
+      }),
+    );
+    return this.closing;
   }
 }
 
@@ -268,14 +318,20 @@ export class Session {
 
   /** Attaches a sender to `address`. */
   sender(name, address) {
-    const n = this.conn._command((e) => e.attachSender(this.number, name, address));
-    return this._attach(new Sender(this.conn, n), n);
+    return attempt(() => {
+      const n = this.conn._command((e) => e.attachSender(this.number, name, address));
+      return this._attach(new Sender(this.conn, n), n);
+    });
   }
 
-  /** Attaches a receiver from `address`, keeping `credit` messages granted. */
+  /** Attaches a receiver from `address`, keeping `credit` messages granted (a whole
+   * number, up to 4294967295). */
   receiver(name, address, credit = 10) {
-    const n = this.conn._command((e) => e.attachReceiver(this.number, name, address, credit));
-    return this._attach(new Receiver(this.conn, n, credit), n);
+    return attempt(() => {
+      whole("credit", credit, 0, 4294967295);
+      const n = this.conn._command((e) => e.attachReceiver(this.number, name, address, credit));
+      return this._attach(new Receiver(this.conn, n, credit), n);
+    });
   }
 }
 
@@ -308,7 +364,7 @@ export class Sender extends Link {
 
   /** Sends a message (JSON form, see the docs) and resolves with its outcome. */
   send(message) {
-    return this._send((e) => e.send(this.number, JSON.stringify(message)));
+    return this._send((e) => e.send(this.number, JSON.stringify(message, finite)));
   }
 
   /** Sends an encoded message (from c2dMessage, putTokenMessage). */
@@ -376,9 +432,11 @@ export class Delivery {
   }
   _settle(outcome, description) {
     if (this.settled) return;
-    this.settled = true;
     const r = this.receiver;
+    // Settled only once the engine took it: a settle it refused (a rejection too large
+    // for the peer's frames) leaves the delivery to settle again.
     r.conn._command((e) => e.settle(r.number, this.deliveryId, outcome, description));
+    this.settled = true;
     r._refill();
   }
   accept() {

@@ -121,13 +121,20 @@ impl Engine {
         cfg.hostname = opt_str(&o, "hostname")?.map(str::to_owned);
         if let Some(n) = opt_u64(&o, "maxFrameSize")? {
             cfg.max_frame_size = u32::try_from(n)
-                .map_err(|_| err("connection options: maxFrameSize is over 4294967295"))?;
+                .ok()
+                .filter(|n| *n >= 512)
+                .ok_or_else(|| err("connection options: maxFrameSize must be 512 to 4294967295"))?;
         }
         if let Some(n) = opt_u64(&o, "channelMax")? {
             cfg.channel_max = u16::try_from(n)
                 .map_err(|_| err("connection options: channelMax is over 65535"))?;
         }
-        cfg.idle_time_out = opt_u64(&o, "idleTimeOut")?.map(Duration::from_millis);
+        if let Some(ms) = opt_u64(&o, "idleTimeOut")? {
+            // The open's idle-time-out is a uint of milliseconds.
+            u32::try_from(ms)
+                .map_err(|_| err("connection options: idleTimeOut is over 4294967295 ms"))?;
+            cfg.idle_time_out = Some(Duration::from_millis(ms));
+        }
         let symbols = |key: &str| -> Result<Option<Vec<Symbol>>, JsError> {
             match o.get(key) {
                 None | Some(Json::Null) => Ok(None),
@@ -157,6 +164,11 @@ impl Engine {
             cfg.properties = Some(message::fields_from_json("connection options: properties", p)?);
         }
         if let Some(s) = o.get("sasl").filter(|s| !s.is_null()) {
+            if s.as_object().is_none() {
+                return Err(err(format!(
+                    "connection options: sasl is {s}, not an object such as {{\"mechanism\": \"ANONYMOUS\"}}"
+                )));
+            }
             let mechanism = s.get("mechanism").and_then(Json::as_str).unwrap_or_default();
             cfg.sasl_client = Some(match mechanism.to_ascii_uppercase().as_str() {
                 "PLAIN" => {
@@ -261,7 +273,8 @@ impl Engine {
 
     /// Every header and frame in and out since the last call, as the JSON records of
     /// `--trace-json` (docs/trace-format.md): a JSON array, each with `direction` (`in` or
-    /// `out`), `time` (seconds since the engine was made) and `connection` (1).
+    /// `out`), `time` (seconds since the engine was made) and `connection` (0, as for the
+    /// one connection of `send` and `receive`).
     #[wasm_bindgen(js_name = pollTrace)]
     pub fn poll_trace(&mut self) -> String {
         let pending: Vec<(Direction, Vec<u8>)> = match self.traced.lock() {
@@ -280,7 +293,7 @@ impl Engine {
             let inspector = &mut self.inspectors[index];
             inspector.push(&raw);
             while let Some(rec) = inspector.next_record() {
-                crate::inspect::json::trace_values(&mut w, &rec, dir, time, 1);
+                crate::inspect::json::trace_values(&mut w, &rec, dir, time, 0);
             }
         }
         w.end_array();
@@ -375,6 +388,9 @@ impl Engine {
             }
         };
         let first = SequenceNo(delivery_id);
+        if !self.conn.unsettled(id).contains(&first) {
+            return Err(err(format!("link {link} has no unsettled delivery {delivery_id}")));
+        }
         self.conn.disposition(id, first, None, true, Some(state)).map_err(err)
     }
 
@@ -479,7 +495,12 @@ impl Engine {
             Event::LinkAttached { link, remote, .. } => {
                 kind(w, "linkAttached");
                 self.link_member(w, *link);
-                member_bool(w, "refused", remote.source.is_none() && remote.target.is_none());
+                // 2.6.3: an answer without the terminus we asked for (the target of our
+                // sender, the source of our receiver) is a refusal; its detach follows.
+                let we_send = remote.role == crate::types::Role::RECEIVER;
+                let refused =
+                    if we_send { remote.target.is_none() } else { remote.source.is_none() };
+                member_bool(w, "refused", refused);
             }
             Event::LinkDetached { link, closed, error, by_peer } => {
                 kind(w, "linkDetached");
@@ -627,6 +648,10 @@ fn object_text(f: impl FnOnce(&mut Writer<'_>)) -> String {
     w.begin_object();
     f(&mut w);
     w.end_object();
+    // One value, not a line of them.
+    if out.ends_with('\n') {
+        out.pop();
+    }
     out
 }
 
