@@ -97,6 +97,17 @@ fn decode_reads_hex_from_a_flag_a_file_or_stdin() {
 }
 
 #[test]
+fn decode_says_how_many_bytes_follow_a_performative_a_strict_decode_refused() {
+    // A disposition with two bytes after it: strict decoding refuses the frame, and its
+    // JSON still says how many bytes follow, as `payload` gives them.
+    let hex = "0000001d02000000005315c00e064170000007fd404100532445406162";
+    let o = amqpwire(&["decode", "--json", "--strict", "--hex", hex], None);
+    let l = json_lines(&o);
+    assert_eq!((&l[0]["payload_size"], &l[0]["payload"]), (&2.into(), &"6162".into()), "{l:?}");
+    assert_eq!(l[1]["kind"], "error", "{l:?}");
+}
+
+#[test]
 fn decode_reports_malformed_input_at_its_offset_and_goes_on() {
     // A header, a disposition whose state has an unknown format code at stream offset 30,
     // then a valid heartbeat: the error is reported and the next frame still decodes.

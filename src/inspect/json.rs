@@ -590,11 +590,17 @@ fn frame_lines<S: Sink>(s: &mut S, f: &FrameRecord, trace: Option<&Trace<'_>>) {
             }
         }
     }
-    if let Ok(Frame { body: FrameBody::Amqp { payload, .. }, .. }) = &f.frame {
-        if !payload.is_empty() {
-            s.key("payload_size");
-            s.u64(payload.len() as u64);
-        }
+    // The bytes after the performative: a transfer's share of its message, or bytes a
+    // lenient decode ignored; also where the frame is in error (a strict decode refused
+    // them, a SASL frame's), as `payload` below gives them.
+    let after = match &f.frame {
+        Ok(Frame { body: FrameBody::Amqp { payload, .. }, .. }) => payload.len(),
+        _ if first.is_some() => body.len() - used,
+        _ => 0,
+    };
+    if after > 0 {
+        s.key("payload_size");
+        s.u64(after as u64);
     }
     if let Some(n) = f.continuation {
         s.key("continuation");

@@ -104,12 +104,15 @@ fn frame_json(f: &FrameRecord) -> Vec<Json> {
         // encoded (none for a null body).
         o.insert("fields".into(), composite_fields(v).unwrap_or_else(|| value_json(v)));
     }
-    if let Ok(crate::frame::Frame { body: crate::frame::FrameBody::Amqp { payload, .. }, .. }) =
-        &f.frame
-    {
-        if !payload.is_empty() {
-            o.insert("payload_size".into(), payload.len().into());
+    let after = match &f.frame {
+        Ok(crate::frame::Frame { body: crate::frame::FrameBody::Amqp { payload, .. }, .. }) => {
+            payload.len()
         }
+        _ if first.is_some() => body.len() - used,
+        _ => 0,
+    };
+    if after > 0 {
+        o.insert("payload_size".into(), after.into());
     }
     if let Some(n) = f.continuation {
         o.insert("continuation".into(), n.into());
