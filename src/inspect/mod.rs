@@ -684,7 +684,11 @@ impl Shared {
         self.tree
             .get_or_insert_with(|| {
                 let mut r = Reader::from_bytes(body, DecodeOptions::LENIENT).with_base(base);
-                annotate(&mut r, "", None).ok().map(Arc::new)
+                // As far as it reads: what comes before a fault is still shown.
+                match annotate_partial(&mut r, "", None) {
+                    Ok(node) => Some(Arc::new(node)),
+                    Err((_, partial)) => partial.map(Arc::new),
+                }
             })
             .clone()
     }
@@ -702,9 +706,12 @@ impl Shared {
         let mut sections = Vec::new();
         let mut r = Reader::from_bytes(payload, DecodeOptions::LENIENT).with_base(base);
         while !r.is_empty() {
-            match annotate(&mut r, "", None) {
+            match annotate_partial(&mut r, "", None) {
                 Ok(n) => sections.push(n),
-                Err(_) => break,
+                Err((_, partial)) => {
+                    sections.extend(partial);
+                    break;
+                }
             }
         }
         let sections: Arc<[Node]> = sections.into();
@@ -1288,7 +1295,31 @@ pub fn annotate(
     label: impl Into<Cow<'static, str>>,
     fields: Option<&'static [&'static str]>,
 ) -> Result<Node, DecodeError> {
-    annotate_value(r, label.into(), fields).map(|(node, _)| node)
+    annotate_value(r, label.into(), fields).map(|(node, _)| node).map_err(|p| p.error)
+}
+
+/// [`annotate`], giving with the error what was annotated before it: the compounds and
+/// described values the fault is inside, each with the nodes read before it (summary
+/// `cut short`), so that everything decodable is still shown. `None` when the fault is the
+/// value's own first bytes.
+pub fn annotate_partial(
+    r: &mut Reader<'_>,
+    label: impl Into<Cow<'static, str>>,
+    fields: Option<&'static [&'static str]>,
+) -> Result<Node, (DecodeError, Option<Node>)> {
+    annotate_value(r, label.into(), fields).map(|(node, _)| node).map_err(|p| (p.error, p.node))
+}
+
+/// A value that did not annotate whole: why, and what of it did.
+struct Cut {
+    error: DecodeError,
+    node: Option<Node>,
+}
+
+impl From<DecodeError> for Cut {
+    fn from(error: DecodeError) -> Self {
+        Self { error, node: None }
+    }
 }
 
 /// [`annotate`], also giving back the value of a primitive read without deviation (what a
@@ -1301,15 +1332,35 @@ fn annotate_value(
     r: &mut Reader<'_>,
     label: Cow<'static, str>,
     fields: Option<&'static [&'static str]>,
-) -> Result<(Node, Option<Value>), DecodeError> {
+) -> Result<(Node, Option<Value>), Cut> {
     let start = r.position();
     let offset = r.offset();
     let code = r.read_u8()?;
     let mut primitive = None;
+    // A compound or described value whose reading met a fault at `at`: itself, cut short,
+    // with the nodes read before the fault and what the faulty one gave.
+    let cut = |at: usize, head: usize, encoding: &'static str, mut children: Vec<Node>, p: Cut| {
+        children.extend(p.node);
+        let summary = Cow::Borrowed("cut short (see the error)");
+        let node = Node {
+            offset,
+            len: at - start,
+            head,
+            label: label.clone(),
+            encoding,
+            summary,
+            children,
+        };
+        Cut { error: p.error, node: Some(node) }
+    };
     let (head, encoding, summary, children) = match code {
         fc::DESCRIBED => {
             r.enter()?;
-            let (mut descriptor, dval) = annotate_value(r, Cow::Borrowed("descriptor"), None)?;
+            let (mut descriptor, dval) = match annotate_value(r, Cow::Borrowed("descriptor"), None)
+            {
+                Ok(d) => d,
+                Err(p) => return Err(cut(r.position(), 1, "described", Vec::new(), p)),
+            };
             let known = match &dval {
                 Some(Value::Ulong(c, _)) => Some(*c),
                 Some(Value::Symbol(s, _)) => crate::types::code_for_symbol(s),
@@ -1324,11 +1375,21 @@ fn annotate_value(
                 s.push_str(n);
                 descriptor.summary = s.into();
             }
-            let (value, _) = annotate_value(
+            let value = annotate_value(
                 r,
                 Cow::Borrowed(named.map_or("value", |(_, n)| n)),
                 known.and_then(fields_for_code),
-            )?;
+            );
+            let (value, _) = match value {
+                Ok(v) => v,
+                Err(p) => {
+                    let mut c = cut(r.position(), 1, "described", vec![descriptor], p);
+                    if let (Some(node), Some((_, n))) = (c.node.as_mut(), named) {
+                        node.summary = Cow::Owned(format!("{n}, cut short (see the error)"));
+                    }
+                    return Err(c);
+                }
+            };
             r.leave();
             let summary = match named {
                 Some((c, n)) => {
@@ -1353,20 +1414,30 @@ fn annotate_value(
             let map_start = c.start;
             let mut keys = Vec::new();
             let mut i = 0;
+            let encoding = fc::name(code).unwrap_or("?");
             while i < count {
                 if is_map {
                     let kpos = r.position();
-                    let k = annotate(r, "key", None)?;
+                    let k = match annotate_value(r, Cow::Borrowed("key"), None) {
+                        Ok((k, _)) => k,
+                        Err(p) => return Err(cut(r.position(), head, encoding, children, p)),
+                    };
                     keys.push((kpos, r.position()));
-                    let v = annotate(r, k.summary.clone(), None)?;
+                    let v = annotate_value(r, k.summary.clone(), None);
                     children.push(k);
-                    children.push(v);
+                    match v {
+                        Ok((v, _)) => children.push(v),
+                        Err(p) => return Err(cut(r.position(), head, encoding, children, p)),
+                    }
                     i += 2;
                 } else {
                     let l = fields
                         .and_then(|f| f.get(i as usize))
                         .map_or_else(|| index_label(i), |n| Cow::Borrowed(*n));
-                    let (mut child, value) = annotate_value(r, l, None)?;
+                    let (mut child, value) = match annotate_value(r, l, None) {
+                        Ok(c) => c,
+                        Err(p) => return Err(cut(r.position(), head, encoding, children, p)),
+                    };
                     if fields.is_some() {
                         if let Some(m) = value.and_then(|v| meaning(&child.label, &v)) {
                             let s = child.summary.to_mut();
@@ -1379,9 +1450,13 @@ fn annotate_value(
                     i += 1;
                 }
             }
-            r.close_compound(c, fc::name(code).unwrap_or("compound"))?;
-            r.leave();
-            r.check_distinct_keys(map_start, &keys)?;
+            let closed = r.close_compound(c, fc::name(code).unwrap_or("compound")).and_then(|()| {
+                r.leave();
+                r.check_distinct_keys(map_start, &keys)
+            });
+            if let Err(e) = closed {
+                return Err(cut(r.position(), head, encoding, children, e.into()));
+            }
             let summary = match (is_map, count) {
                 (true, 2) => Cow::Borrowed("1 entry"),
                 (true, _) => counted(count / 2, " entries"),
@@ -1396,16 +1471,27 @@ fn annotate_value(
             let (count, c) = r.open_compound(code)?;
             let mut elem = r.read_u8()?;
             let mut children = Vec::new();
+            let encoding = fc::name(code).unwrap_or("?");
             if elem == fc::DESCRIBED {
-                children.push(annotate(r, "descriptor", None)?);
+                match annotate_value(r, Cow::Borrowed("descriptor"), None) {
+                    Ok((d, _)) => children.push(d),
+                    Err(p) => {
+                        return Err(cut(r.position(), r.position() - start, encoding, children, p))
+                    }
+                }
                 elem = r.read_u8()?;
             }
-            crate::codec::check_array_count(r, &c, elem, count)?;
             let head = r.position() - start;
+            if let Err(e) = crate::codec::check_array_count(r, &c, elem, count) {
+                return Err(cut(r.position(), head, encoding, children, e.into()));
+            }
             for i in 0..count {
                 let epos = r.position();
                 let eoff = r.offset();
-                let v = Value::read_body(r, elem, epos)?;
+                let v = match Value::read_body(r, elem, epos) {
+                    Ok(v) => v,
+                    Err(e) => return Err(cut(r.position(), head, encoding, children, e.into())),
+                };
                 children.push(Node {
                     offset: eoff,
                     len: r.position() - epos,
@@ -1416,7 +1502,9 @@ fn annotate_value(
                     children: Vec::new(),
                 });
             }
-            r.close_compound(c, fc::name(code).unwrap_or("array"))?;
+            if let Err(e) = r.close_compound(c, fc::name(code).unwrap_or("array")) {
+                return Err(cut(r.position(), head, encoding, children, e.into()));
+            }
             r.leave();
             let summary = Cow::Owned(format!("{count} × {}", fc::name(elem).unwrap_or("?")));
             (head, fc::name(code).unwrap_or("?"), summary, children)
@@ -1838,6 +1926,43 @@ mod tests {
                 "{ty} {mechanism:#x} {response:#x}: {raw:?}"
             );
         }
+    }
+
+    /// What decodes before a fault is still shown: an open whose properties nest past the
+    /// depth limit keeps its container-id and hostname in the text tree, and a message
+    /// whose amqp-value is cut short keeps its sections and that section's descriptor.
+    #[test]
+    fn what_decodes_before_a_fault_is_still_shown() {
+        let mut nested = vec![0x40];
+        for _ in 0..70 {
+            nested = [&[0xc0, nested.len() as u8 + 1, 1][..], &nested].concat();
+        }
+        let mut items = b"\xa1\x01c\xa1\x04host\x40\x40\x40\x40\x40\x40\x40\x00\x53\x01".to_vec();
+        items.extend(&nested);
+        let mut body = vec![0x00, 0x53, 0x10, 0xd0];
+        body.extend(((items.len() + 4) as u32).to_be_bytes());
+        body.extend(10u32.to_be_bytes());
+        body.extend(items);
+        let mut text = String::new();
+        for r in records(&frame_of(0, &body), true) {
+            render_text(&r, &mut text);
+        }
+        assert!(
+            text.contains("container-id: \"c\"") && text.contains("hostname: \"host\""),
+            "{text}"
+        );
+        assert!(text.contains("open, cut short (see the error)"), "{text}");
+        // A transfer whose amqp-value claims 50 bytes and has 3.
+        let mut transfer =
+            b"\x00\x53\x14\xc0\x0b\x06\x52\x00\x52\x00\xa0\x01\x01\x43\x42\x42".to_vec();
+        transfer.extend(b"\x00\x53\x73\xc0\x07\x03\x40\x40\xa1\x02to\x00\x53\x77\xa1\x32abc");
+        let mut text = String::new();
+        for r in records(&frame_of(0, &transfer), false) {
+            render_text(&r, &mut text);
+        }
+        assert!(text.contains("to: \"to\""), "{text}");
+        assert!(text.contains("amqp-value, cut short (see the error)"), "{text}");
+        assert!(text.contains("descriptor: 0x0000000000000077 = amqp-value"), "{text}");
     }
 
     /// A peer's control characters never reach the text output as they are: a symbol
