@@ -1965,6 +1965,28 @@ mod tests {
         assert!(text.contains("descriptor: 0x0000000000000077 = amqp-value"), "{text}");
     }
 
+    /// Errors and warnings are written in the order of their offsets: a message whose
+    /// string at offset 8 is not UTF-8 (a warning) and whose map at 17 is odd (the error)
+    /// says the warning first.
+    #[test]
+    fn errors_and_warnings_come_in_the_order_of_their_offsets() {
+        let stream = b"AMQP\x00\x01\x00\x00\
+            \x00\x00\x00\x22\x02\x00\x00\x00\x00\x53\x14\xc0\x0f\x0a\x52\x00\x52\x00\
+            \xa0\x01\x01\x43\x42\x41\x40\x40\x40\x42\x00\x53\x73\xc0\x08\x03\x00\x00\
+            \x00\x29\x02\x00\x00\x00\x00\x53\x14\xc0\x0c\x0a\x52\x00\x40\x40\x43\x42\
+            \x42\x40\x40\x40\x42\x40\x40\xa1\x03\xff\xfe\xfd\x00\x53\x77\xc1\x04\x03\x40\x40\x40";
+        let mut i = Inspector::new(DecodeOptions::LENIENT);
+        i.push(stream);
+        let mut text = String::new();
+        while let Some(r) = i.next_record() {
+            render_text(&r, &mut text);
+        }
+        let notes: Vec<&str> = text.lines().filter(|l| l.contains("  ! ")).collect();
+        assert_eq!(notes.len(), 2, "{text}");
+        assert!(notes[0].contains("warning: string is not valid UTF-8"), "{text}");
+        assert!(notes[1].contains("message error: map count 3 is odd"), "{text}");
+    }
+
     /// A peer's control characters never reach the text output as they are: a symbol
     /// holding an escape sequence or a newline (which would forge a line of output) is
     /// quoted with escapes, and an error quoting a symbol descriptor is too.

@@ -105,10 +105,10 @@ fn frame(f: &FrameRecord, out: &mut String) {
     if let Some(tree) = &f.tree {
         node(tree, &f.raw, f.offset as usize, 1, out);
     }
+    // Errors and warnings in the order of their offsets (an error first at the same one).
+    let mut notes: Vec<(u64, String)> = Vec::new();
     match &f.frame {
-        Err(e) => {
-            let _ = writeln!(out, "{:>8}  ! error: {}", e.offset, e.kind);
-        }
+        Err(e) => notes.push((e.offset as u64, format!("{:>8}  ! error: {}", e.offset, e.kind))),
         Ok(_) => {
             if let Some(n) = f.continuation {
                 let _ = writeln!(out, "{:>8}    (transfer {n} of a delivery that continues)", "");
@@ -120,11 +120,10 @@ fn frame(f: &FrameRecord, out: &mut String) {
         }
     }
     if let Some(e) = f.layer_error {
-        let _ = writeln!(out, "{:>8}  ! error: {e}", f.offset + 5);
+        notes.push((f.offset + 5, format!("{:>8}  ! error: {e}", f.offset + 5)));
     }
-    for w in &f.warnings {
-        let _ = writeln!(out, "{:>8}  ! warning: {} ({})", w.offset, w.kind, w.action);
-    }
+    warning_notes(&f.warnings, &mut notes);
+    write_notes(notes, out);
     if f.redacted {
         let _ =
             writeln!(out, "{:>8}    (credentials masked with '*'; --show-secrets shows them)", "");
@@ -140,12 +139,30 @@ fn frame(f: &FrameRecord, out: &mut String) {
         for s in d.sections.iter() {
             node(s, buf, base, 2, out);
         }
+        let mut notes = Vec::new();
         if let Err(e) = &d.message {
-            let _ = writeln!(out, "{:>8}  ! message error: {}", e.offset, e.kind);
+            notes.push((e.offset as u64, format!("{:>8}  ! message error: {}", e.offset, e.kind)));
         }
-        for w in &d.warnings {
-            let _ = writeln!(out, "{:>8}  ! warning: {} ({})", w.offset, w.kind, w.action);
-        }
+        warning_notes(&d.warnings, &mut notes);
+        write_notes(notes, out);
+    }
+}
+
+/// The lines of `warnings`, each with its offset.
+fn warning_notes(warnings: &[crate::codec::Warning], notes: &mut Vec<(u64, String)>) {
+    for w in warnings {
+        let line = format!("{:>8}  ! warning: {} ({})", w.offset, w.kind, w.action);
+        notes.push((w.offset as u64, line));
+    }
+}
+
+/// Writes error and warning lines in the order of their offsets (the order given where
+/// two share one).
+fn write_notes(mut notes: Vec<(u64, String)>, out: &mut String) {
+    notes.sort_by_key(|(offset, _)| *offset);
+    for (_, line) in notes {
+        out.push_str(&line);
+        out.push('\n');
     }
 }
 
