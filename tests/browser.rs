@@ -448,6 +448,19 @@ try {
     threw = e.message;
   }
   if (!threw.includes("no unsettled delivery")) throw new Error(`settle of an unknown id: ${threw}`);
+  for (const [what, f] of [
+    ["session NaN", (e) => e.attachSender(NaN, "x", "q")],
+    ["link -1", (e) => e.detach(-1)],
+    ["credit 1e12", (e) => e.flow(receiver.number, 1e12)],
+  ]) {
+    let said = "";
+    try {
+      f(conn.engine);
+    } catch (e) {
+      said = e.message;
+    }
+    if (!said.includes("must be a whole number")) throw new Error(`the engine's ${what}: ${said}`);
+  }
   d.accept();
   await conn.close();
   await rejects("begin after close", () => conn.begin(), "");

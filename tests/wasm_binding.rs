@@ -93,8 +93,8 @@ fn a_page_connection_opens_sends_receives_and_closes_with_its_trace() {
     assert!(records.iter().all(|r| r["time"].is_number()));
 
     let session = engine.begin().expect("begin");
-    let sender = engine.attach_sender(session, "s", "q").expect("attach");
-    let receiver = engine.attach_receiver(session, "r", "out", 5).expect("attach");
+    let sender = engine.attach_sender(session as f64, "s", "q").expect("attach");
+    let receiver = engine.attach_receiver(session as f64, "r", "out", 5.0).expect("attach");
     let (events, theirs) = pump(&mut engine, &mut server);
     assert_eq!(of_type(&events, "sessionBegun").len(), 1, "{events:?}");
     assert_eq!(of_type(&events, "linkAttached").len(), 2, "{events:?}");
@@ -123,7 +123,7 @@ fn a_page_connection_opens_sends_receives_and_closes_with_its_trace() {
 
     let id = engine
         .send(
-            sender,
+            sender as f64,
             r#"{"body": "switch on", "properties": {"messageId": "m1", "to": "q"},
                 "applicationProperties": {"room": "kitchen", "n": 2, "ok": true}}"#,
         )
@@ -165,7 +165,7 @@ fn a_page_connection_opens_sends_receives_and_closes_with_its_trace() {
     assert_eq!(d[0]["payload"], amqpwire::inspect::hex(&out));
     assert!(d[0]["message"].to_string().contains("to the page"), "{}", d[0]);
     let delivery_id = u32::try_from(d[0]["deliveryId"].as_u64().unwrap()).unwrap();
-    engine.settle(receiver, delivery_id, "accepted", None).expect("settle");
+    engine.settle(receiver as f64, f64::from(delivery_id), "accepted", None).expect("settle");
     let (_, theirs) = pump(&mut engine, &mut server);
     assert!(
         theirs.iter().any(|e| matches!(
@@ -314,7 +314,7 @@ fn an_ended_links_number_never_names_a_later_link_with_its_handle() {
     let mut engine = Engine::new(r#"{"containerId": "page"}"#).expect("options accepted");
     pump(&mut engine, &mut server);
     let session = engine.begin().expect("begin");
-    let first = engine.attach_sender(session, "s1", "q1").expect("attach");
+    let first = engine.attach_sender(session as f64, "s1", "q1").expect("attach");
     let (_, theirs) = pump(&mut engine, &mut server);
     let server_end = attached(&theirs);
     let gone = amqpwire::types::Error::new(amqpwire::types::condition::DETACH_FORCED, "gone");
@@ -324,7 +324,7 @@ fn an_ended_links_number_never_names_a_later_link_with_its_handle() {
     assert_eq!(detached.len(), 1, "{events:?}");
     assert_eq!(detached[0]["link"], first as u64, "{events:?}");
     // The next link: a number of its own, and every event about it carries that number.
-    let second = engine.attach_sender(session, "s2", "q2").expect("attach");
+    let second = engine.attach_sender(session as f64, "s2", "q2").expect("attach");
     assert_ne!(first, second);
     let (events, theirs) = pump(&mut engine, &mut server);
     assert_eq!(of_type(&events, "linkAttached")[0]["link"], second as u64, "{events:?}");
@@ -334,7 +334,7 @@ fn an_ended_links_number_never_names_a_later_link_with_its_handle() {
     assert_eq!(of_type(&events, "credit")[0]["link"], second as u64, "{events:?}");
     // The new link's number sends on it. (Commands on the ended number throw a JS
     // `Error` ("link 0 has ended"), which cannot be made off wasm32: not checked here.)
-    engine.send(second, r#"{"body": "fresh"}"#).expect("send on the new link");
+    engine.send(second as f64, r#"{"body": "fresh"}"#).expect("send on the new link");
     let (events, theirs) = pump(&mut engine, &mut server);
     let deliveries = theirs.iter().filter(|e| matches!(e, Event::Delivery { .. })).count();
     assert_eq!(deliveries, 1, "{theirs:?}");
@@ -351,16 +351,16 @@ fn a_send_the_session_window_cannot_take_waits_for_a_session_window_event() {
     let mut engine = Engine::new(r#"{"containerId": "page"}"#).expect("options accepted");
     pump(&mut engine, &mut server);
     let session = engine.begin().expect("begin");
-    let link = engine.attach_sender(session, "s", "q").expect("attach");
+    let link = engine.attach_sender(session as f64, "s", "q").expect("attach");
     let (_, theirs) = pump(&mut engine, &mut server);
     server.flow(attached(&theirs), 10, false).expect("credit");
     pump(&mut engine, &mut server);
-    assert_eq!(engine.send(link, r#"{"body": "one"}"#).expect("sent"), 0.0);
-    assert_eq!(engine.send(link, r#"{"body": "two"}"#).expect("held"), -1.0);
+    assert_eq!(engine.send(link as f64, r#"{"body": "one"}"#).expect("sent"), 0.0);
+    assert_eq!(engine.send(link as f64, r#"{"body": "two"}"#).expect("held"), -1.0);
     let (events, _) = pump(&mut engine, &mut server);
     let opened = of_type(&events, "sessionWindow");
     assert_eq!(opened.len(), 1, "{events:?}");
     assert_eq!(opened[0]["session"], session as u64);
     assert_eq!(opened[0]["remoteIncomingWindow"], 1);
-    assert_eq!(engine.send(link, r#"{"body": "two"}"#).expect("sent"), 1.0);
+    assert_eq!(engine.send(link as f64, r#"{"body": "two"}"#).expect("sent"), 1.0);
 }

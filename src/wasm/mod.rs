@@ -312,7 +312,7 @@ impl Engine {
     #[wasm_bindgen(js_name = attachSender)]
     pub fn attach_sender(
         &mut self,
-        session: usize,
+        session: f64,
         name: &str,
         address: &str,
     ) -> Result<usize, JsError> {
@@ -324,11 +324,12 @@ impl Engine {
     #[wasm_bindgen(js_name = attachReceiver)]
     pub fn attach_receiver(
         &mut self,
-        session: usize,
+        session: f64,
         name: &str,
         address: &str,
-        credit: u32,
+        credit: f64,
     ) -> Result<usize, JsError> {
+        let credit = uint("credit", credit)?;
         let session = self.session(session)?;
         let link = self.conn.attach(session, LinkOptions::receiver(name, address));
         let n = self.add_link(link.map_err(err)?);
@@ -337,7 +338,8 @@ impl Engine {
     }
 
     /// Grants a receiving link `credit`.
-    pub fn flow(&mut self, link: usize, credit: u32) -> Result<(), JsError> {
+    pub fn flow(&mut self, link: f64, credit: f64) -> Result<(), JsError> {
+        let credit = uint("credit", credit)?;
         let id = self.link(link)?;
         self.conn.flow(id, credit, false).map_err(err)
     }
@@ -346,14 +348,14 @@ impl Engine {
     /// delivery-id (its `disposition` event brings the outcome), or -1 when the peer's
     /// session incoming-window cannot take it now (send it again after a `sessionWindow`
     /// event).
-    pub fn send(&mut self, link: usize, message: &str) -> Result<f64, JsError> {
+    pub fn send(&mut self, link: f64, message: &str) -> Result<f64, JsError> {
         let m = message_from_json(&parse_json("message", message)?)?;
         self.send_encoded(link, &m.to_vec())
     }
 
     /// Sends a message already encoded (as [`c2d_message`] and [`put_token_message`] make).
     #[wasm_bindgen(js_name = sendEncoded)]
-    pub fn send_encoded(&mut self, link: usize, payload: &[u8]) -> Result<f64, JsError> {
+    pub fn send_encoded(&mut self, link: f64, payload: &[u8]) -> Result<f64, JsError> {
         let id = self.link(link)?;
         self.next_tag += 1;
         let tag = Bytes::copy_from_slice(&self.next_tag.to_be_bytes());
@@ -368,11 +370,12 @@ impl Engine {
     /// `modified`; `description` goes into a rejection's error.
     pub fn settle(
         &mut self,
-        link: usize,
-        delivery_id: u32,
+        link: f64,
+        delivery_id: f64,
         outcome: &str,
         description: Option<String>,
     ) -> Result<(), JsError> {
+        let delivery_id = uint("delivery-id", delivery_id)?;
         let id = self.link(link)?;
         let state = match outcome {
             "accepted" => DeliveryState::Accepted(Accepted {}),
@@ -395,7 +398,7 @@ impl Engine {
     }
 
     /// Detaches (and closes) a link.
-    pub fn detach(&mut self, link: usize) -> Result<(), JsError> {
+    pub fn detach(&mut self, link: f64) -> Result<(), JsError> {
         let id = self.link(link)?;
         self.conn.detach(id, true, None).map_err(err)
     }
@@ -415,16 +418,18 @@ impl Engine {
         self.links.len() - 1
     }
 
-    fn link(&self, n: usize) -> Result<LinkId, JsError> {
-        let id = *self.links.get(n).ok_or_else(|| err(format!("no link {n}")))?;
+    fn link(&self, n: f64) -> Result<LinkId, JsError> {
+        let n = uint("link", n)?;
+        let id = *self.links.get(n as usize).ok_or_else(|| err(format!("no link {n}")))?;
         if self.conn.link_state(id).is_none() {
             return Err(err(format!("link {n} has ended")));
         }
         Ok(id)
     }
 
-    fn session(&self, n: usize) -> Result<SessionId, JsError> {
-        let id = *self.sessions.get(n).ok_or_else(|| err(format!("no session {n}")))?;
+    fn session(&self, n: f64) -> Result<SessionId, JsError> {
+        let n = uint("session", n)?;
+        let id = *self.sessions.get(n as usize).ok_or_else(|| err(format!("no session {n}")))?;
         if self.conn.session_state(id).is_none() {
             return Err(err(format!("session {n} has ended")));
         }
@@ -642,6 +647,17 @@ fn write_state(w: &mut Writer<'_>, s: &DeliveryState) {
 }
 
 /// A JSON object's text, from its members written by `f`.
+/// `n`, a number from JavaScript, as a uint: a whole number from 0 to 4294967295 (what
+/// wasm-bindgen would make of anything else, NaN as 0 and -1 as 4294967295, is refused).
+fn uint(what: &str, n: f64) -> Result<u32, JsError> {
+    if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) {
+        Ok(n as u32)
+    } else {
+        let shown = crate::inspect::f64_text(n);
+        Err(err(format!("{what} must be a whole number from 0 to 4294967295, not {shown}")))
+    }
+}
+
 fn object_text(f: impl FnOnce(&mut Writer<'_>)) -> String {
     let mut out = String::new();
     let mut w = Writer::new(&mut out);
