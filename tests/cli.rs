@@ -416,6 +416,14 @@ fn hex_text_with_a_stray_character_is_said_to_be_read_as_bytes() {
         err.contains("read as bytes, not as hex text: hex input: 'z' at character 35"),
         "{err}"
     );
+    // The stray character after the first 64 bytes: said too.
+    let late = format!("{}zz\n", "414d5150 00010000 ".repeat(5));
+    let o = amqpwire(&["decode", "-"], Some(late.as_bytes()));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("read as bytes, not as hex text: hex input: 'z' at character 90"),
+        "{err}"
+    );
     // A character that is not ASCII is named as itself, counted in characters.
     let o = amqpwire(&["decode", "--hex", "00\u{e9}1"], None);
     assert_eq!(o.status.code(), Some(2));

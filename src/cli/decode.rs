@@ -95,7 +95,18 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<ExitCode, String> {
         write_html(out, &lines, args)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let bytes = if looks_like_hex(&all) { parse_hex(&all)? } else { all };
+    let bytes = if looks_like_hex(&all) {
+        parse_hex(&all)?
+    } else {
+        // Hex text whose first bytes were hex and whose later ones have a stray character:
+        // read as bytes, as above, and said why.
+        if almost_hex(&all) {
+            if let Err(why) = parse_hex(&all) {
+                eprintln!("amqpwire: read as bytes, not as hex text: {why}");
+            }
+        }
+        all
+    };
     decode(args, opts, Input { source: Box::new(&bytes[..]), name: input.name, live: false })
 }
 
