@@ -766,16 +766,20 @@ pub fn redact(raw: &mut crate::frame::RawFrame) -> bool {
 /// SAS token, a connection string's key, a JSON Web Token): most frames hold none, and are
 /// not copied.
 fn holds_mark(body: &[u8]) -> bool {
-    // One pass: the first byte of each token's mark rules out most positions. The names
-    // are matched in any case (as Azure's parsers take a connection string's keys), a
-    // token's base64url as it is.
+    // One pass over every transfer's payload: the first two bytes of each mark (`pl`,
+    // `sh`, `ey`, in any case) rule out most positions, lower-case text included. The
+    // names are matched in any case (as Azure's parsers take a connection string's keys),
+    // a token's base64url as it is.
     let names: [&[u8]; 3] = [b"PLAIN", SAS_TOKEN, SHARED_ACCESS_KEY];
     let holds = |i: usize| {
         let rest = &body[i..];
         body[i] == b'e' && rest.starts_with(JWT)
             || names.iter().any(|m| rest.get(..m.len()).is_some_and(|r| r.eq_ignore_ascii_case(m)))
     };
-    (0..body.len()).any(|i| matches!(body[i] | 0x20, b'p' | b's' | b'e') && holds(i))
+    (0..body.len().saturating_sub(1)).any(|i| {
+        matches!([body[i] | 0x20, body[i + 1] | 0x20], [b'p', b'l'] | [b's', b'h'] | [b'e', b'y'])
+            && holds(i)
+    })
 }
 
 /// Walks the encoded values that make up `buf` (1.5, 1.6), as the encoding lays them out,
