@@ -392,6 +392,9 @@ impl Engine {
         };
         let first = SequenceNo(delivery_id);
         if !self.conn.unsettled(id).contains(&first) {
+            // (`link` was checked as a uint by `self.link`; a float's `Display` would pull core's
+            // float formatting, about 10 KB, into the module.)
+            let link = link as u32;
             return Err(err(format!("link {link} has no unsettled delivery {delivery_id}")));
         }
         self.conn.disposition(id, first, None, true, Some(state)).map_err(err)
