@@ -965,23 +965,47 @@ async fn a_consumer_with_a_one_frame_session_window_gets_every_message() {
     // The consumer's session takes one transfer at a time and reopens its window with a
     // session flow after each: the broker's sender, waiting for room, hears of it (it
     // waited for ever after the first message when only a link's credit woke it).
+    let bodies: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    consume_through_a_one_frame_window("narrow", &bodies, None).await;
+}
+
+#[tokio::test]
+async fn messages_of_many_frames_pass_a_one_frame_session_window() {
+    // Each message takes seven frames of 512 bytes and the consumer's window one: the
+    // broker sends each frame as the window reopens (a delivery larger than the peer's
+    // whole window was never sent).
+    let bodies: Vec<String> = (0..4).map(|i| format!("{i}{}", "w".repeat(3000))).collect();
+    consume_through_a_one_frame_window("narrow-large", &bodies, Some(512)).await;
+}
+
+/// Fills `queue` with `bodies`, then takes them all on a session whose incoming-window is
+/// one frame (with frames of at most `max_frame_size`), settling only at the end.
+async fn consume_through_a_one_frame_window(
+    queue: &str,
+    bodies: &[String],
+    max_frame_size: Option<u32>,
+) {
     let (_broker, port) = start(&[]).await;
     let (_c, s) = session(port).await;
-    let bodies: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
-    fill(&s, "narrow", &bodies.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    fill(&s, queue, &bodies.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let endpoint =
         amqpwire::runtime::transport::Endpoint::parse(&format!("amqp://127.0.0.1:{port}"))
             .expect("url");
     let options = ConnectOptions {
-        configure: Some(Box::new(|cfg| cfg.session.incoming_window = 1)),
+        configure: Some(Box::new(move |cfg| {
+            cfg.session.incoming_window = 1;
+            if let Some(max) = max_frame_size {
+                cfg.max_frame_size = max;
+            }
+        })),
         ..ConnectOptions::default()
     };
     let conn = within("connect", Connection::connect_with(&endpoint, options)).await.expect("up");
     let narrow = within("begin", conn.begin_session()).await.expect("session");
-    let rx = within("attach", narrow.receiver("narrow-rx", "narrow", 20)).await.expect("rx");
+    let rx = within("attach", narrow.receiver("narrow-rx", queue, 20)).await.expect("rx");
     // Settled only once all have come: no disposition wakes the broker's sender.
     let mut got = Vec::new();
-    for want in &bodies {
+    for want in bodies {
         let d = within("a delivery through the narrow window", rx.recv()).await.expect("one");
         assert_eq!(&body(&d), want);
         got.push(d);

@@ -714,6 +714,132 @@ fn a_link_s_flow_updates_the_session_window_too() {
     p.client.send(snd, Bytes::from_static(b"t"), b"m", true).expect("the window reopened");
 }
 
+#[test]
+fn a_delivery_larger_than_the_peer_s_whole_session_window_goes_out_as_the_window_opens() {
+    // The server takes frames of 512 bytes and one transfer frame at a time (it re-advertises
+    // its window of 1 after each). A 5 KB message needs 11 frames: it used to be refused
+    // with SessionWindowFull for ever. Its frames go out as the flows open the window, the
+    // message arrives whole, and the client's transfer-ids count only the frames sent.
+    let mut server = Config::new("server");
+    server.max_frame_size = 512;
+    server.session.incoming_window = 1;
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), server, 52);
+    p.server.flow(rcv, 10, false).expect("credit");
+    p.drive();
+    let _ = events(&mut p.client);
+    let body: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let id = p.client.send(snd, Bytes::from_static(b"big"), &body, true).expect("send");
+    assert_eq!(id, SequenceNo(0));
+    let w = p.client.session_windows(snd.session).expect("session");
+    assert_eq!(
+        (w.next_outgoing_id, w.remote_incoming_window),
+        (SequenceNo(1), 0),
+        "one frame sent"
+    );
+    // A second delivery waits for the first's frames, whatever the window says.
+    assert_eq!(
+        p.client.send(snd, Bytes::from_static(b"next"), b"small", true),
+        Err(UsageError::SessionWindowFull)
+    );
+    p.drive();
+    let got = deliveries(&events(&mut p.server));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(&got[0].1[..], &body[..]);
+    let transfers = transfers(&p.c2s);
+    assert_eq!(transfers.len(), 11);
+    assert!(transfers[..10].iter().all(|t| t.more) && !transfers[10].more);
+    let w = p.client.session_windows(snd.session).expect("session");
+    assert_eq!(w.next_outgoing_id, SequenceNo(11));
+    // The last frame's release is news for waiting senders, and the next delivery goes.
+    let ev = events(&mut p.client);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::SessionWindow { session, .. } if *session == snd.session)),
+        "{ev:?}"
+    );
+    p.client.send(snd, Bytes::from_static(b"next"), b"small", true).expect("send");
+    p.drive();
+    let got = deliveries(&events(&mut p.server));
+    assert_eq!(got.iter().map(|d| &d.1[..]).collect::<Vec<_>>(), [&b"small"[..]]);
+    assert_eq!(p.server.state(), ConnectionState::Opened);
+}
+
+#[test]
+fn held_frames_of_a_referenced_body_keep_their_bytes_and_order() {
+    // The same with a body the sender references (a data section kept out of the head):
+    // the held frames are cut at frame boundaries between and inside the references.
+    let mut server = Config::new("server");
+    server.max_frame_size = 600;
+    server.session.incoming_window = 3;
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), server, 53);
+    p.server.flow(rcv, 10, false).expect("credit");
+    p.drive();
+    let body = Bytes::from((0..20_000u32).map(|i| (i * 7 % 256) as u8).collect::<Vec<u8>>());
+    let message = amqpwire::message::Message::with_data(body.clone());
+    let mut payload = amqpwire::message::Payload::default();
+    message.encode_payload(&mut payload);
+    assert!(!payload.inserts.is_empty(), "the body is referenced");
+    p.client.send_payload(snd, Bytes::from_static(b"ref"), &payload, true).expect("send");
+    p.drive();
+    let got = deliveries(&events(&mut p.server));
+    assert_eq!(got.len(), 1);
+    let decoded = amqpwire::message::Message::decode(&got[0].1).expect("message");
+    assert_eq!(decoded, message);
+    assert_eq!(p.server.state(), ConnectionState::Opened);
+}
+
+#[test]
+fn held_frames_of_a_link_detached_meanwhile_are_dropped_not_sent_after_the_detach() {
+    // 2.6.5: nothing goes out on a link after our detach. The frames the window held back
+    // are dropped; the peer sees the delivery's first frame, then the detach.
+    let mut server = Config::new("server");
+    server.max_frame_size = 512;
+    server.session.incoming_window = 1;
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), server, 54);
+    p.server.flow(rcv, 10, false).expect("credit");
+    p.drive();
+    p.client.send(snd, Bytes::from_static(b"big"), &[7u8; 3000], false).expect("send");
+    p.client.detach(snd, true, None).expect("detach");
+    p.drive();
+    let frames: Vec<String> = sent(&p.c2s)
+        .into_iter()
+        .filter(|(_, p)| matches!(p, Performative::Transfer(_) | Performative::Detach(_)))
+        .map(|(_, p)| p.name().to_owned())
+        .collect();
+    assert_eq!(frames, ["transfer", "detach"], "only the frame the window took, then the detach");
+    assert!(transfers(&p.c2s)[0].more);
+    assert!(deliveries(&events(&mut p.server)).is_empty());
+    assert_eq!(p.client.link_state(snd), None);
+    assert_eq!(p.server.state(), ConnectionState::Opened);
+    // The session goes on: another link sends on it at once.
+    let other = p.client.attach(snd.session, LinkOptions::sender("other", "q2")).expect("attach");
+    p.drive();
+    let rcv2 = events(&mut p.server)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::LinkAttached { link, by_peer: true, .. } => Some(link),
+            _ => None,
+        })
+        .expect("attached");
+    p.server.flow(rcv2, 1, false).expect("credit");
+    p.drive();
+    p.client.send(other, Bytes::from_static(b"o"), b"after", true).expect("send");
+    p.drive();
+    let got = deliveries(&events(&mut p.server));
+    assert_eq!(got.iter().map(|d| &d.1[..]).collect::<Vec<_>>(), [&b"after"[..]]);
+}
+
+/// The transfers in a stream of frames (after its protocol headers).
+fn transfers(stream: &[u8]) -> Vec<amqpwire::types::Transfer> {
+    sent(stream)
+        .into_iter()
+        .filter_map(|(_, p)| match p {
+            Performative::Transfer(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
 /// An echoing flow for `handle` (or the session's, with none).
 fn echo_flow(handle: Option<u32>) -> amqpwire::types::Flow {
     amqpwire::types::Flow {

@@ -38,10 +38,12 @@ struct Outcome {
     sends: Vec<Result<u32, UsageError>>,
 }
 
-fn run(ops: &[Op], seed: u64, max_frame: u32) -> Result<Outcome, TestCaseError> {
+fn run(ops: &[Op], seed: u64, max_frame: u32, window: u32) -> Result<Outcome, TestCaseError> {
     let mut server = Config::new("server");
     server.max_frame_size = max_frame;
-    server.session.incoming_window = 16;
+    // A window smaller than a delivery's frames holds its later frames back until the
+    // server's flows open it.
+    server.session.incoming_window = window;
     let mut p = Pair::new(Config::new("client"), server, seed);
     let (snd, rcv) = p.attach(LinkOptions::sender("s", "q"));
 
@@ -51,6 +53,7 @@ fn run(ops: &[Op], seed: u64, max_frame: u32) -> Result<Outcome, TestCaseError> 
     let mut unsettled_rcv: Vec<u32> = Vec::new();
     let mut unsettled_snd: std::collections::BTreeSet<u32> = Default::default();
     let mut counter = 0u8;
+    let mut bodies: Vec<Vec<u8>> = Vec::new();
     let collect = |p: &mut Pair,
                    out: &mut Outcome,
                    unsettled_rcv: &mut Vec<u32>,
@@ -90,6 +93,7 @@ fn run(ops: &[Op], seed: u64, max_frame: u32) -> Result<Outcome, TestCaseError> 
                 let before = p.client.link_credit(snd).unwrap_or(0);
                 let r = p.client.send(snd, Bytes::from(vec![counter]), &body, settled);
                 if let Ok(id) = r {
+                    bodies.push(body);
                     // Credit is never exceeded: a send consumed one unit that existed.
                     prop_assert!(before > 0);
                     prop_assert_eq!(p.client.link_credit(snd), Some(before - 1));
@@ -138,6 +142,10 @@ fn run(ops: &[Op], seed: u64, max_frame: u32) -> Result<Outcome, TestCaseError> 
     // Everything sent arrived.
     let sent = out.sends.iter().filter(|r| r.is_ok()).count();
     prop_assert_eq!(out.received.len(), sent);
+    // As it was sent, whatever frames it took.
+    for (r, body) in out.received.iter().zip(&bodies) {
+        prop_assert!(&r.1 == body, "delivery {} changed on the way", r.0);
+    }
     // Settle the rest: each remaining unsettled delivery is settled once at the sender.
     for id in std::mem::take(&mut unsettled_rcv) {
         p.server
@@ -167,9 +175,10 @@ proptest! {
         seed_a in any::<u64>(),
         seed_b in any::<u64>(),
         max_frame in prop_oneof![Just(512u32), Just(4096u32), Just(65536u32)],
+        window in prop_oneof![Just(1u32), Just(3u32), Just(16u32)],
     ) {
-        let a = run(&ops, seed_a, max_frame)?;
-        let b = run(&ops, seed_b, max_frame)?;
+        let a = run(&ops, seed_a, max_frame, window)?;
+        let b = run(&ops, seed_b, max_frame, window)?;
         // The same operations give the same outcome however the streams are cut.
         prop_assert_eq!(a, b);
     }

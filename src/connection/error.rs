@@ -367,7 +367,8 @@ pub enum UsageError {
     WrongRole,
     /// The receiver has granted no credit.
     NoCredit,
-    /// The peer's session incoming-window is full; wait for its flow.
+    /// The peer's session incoming-window is full, or the frames of a delivery sent
+    /// before wait for it to open; wait for [`Event::SessionWindow`](super::Event).
     SessionWindowFull,
     /// A frame would exceed the peer's max-frame-size.
     TooLarge,

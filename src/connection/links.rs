@@ -7,7 +7,7 @@ use super::link::{
     read_unsettled_map, HeldPart, Incoming, Link, LinkId, LinkOptions, LinkState, Resumable,
     Unsettled, UnsettledDelivery,
 };
-use super::session::{Session, SessionState};
+use super::session::{HeldTransfers, Session, SessionState};
 use super::{Connection, Event, Scope, SessionId, UsageError, Violation};
 use crate::frame::FrameEncoder;
 use crate::message::Payload;
@@ -220,6 +220,11 @@ impl Connection {
         }
         let delivery_id = s.next_delivery_id;
         let remote_window = s.remote_incoming_window;
+        // 2.5.6: the sender MUST NOT send more transfer frames than the peer's window. A
+        // delivery that starts goes out as the window opens; the next one waits for it.
+        if remote_window == 0 || s.held.is_some() {
+            return Err(UsageError::SessionWindowFull);
+        }
         let l = s.link_by_id(link).ok_or(UsageError::UnknownLink)?;
         if l.role != Role::SENDER {
             return Err(UsageError::WrongRole);
@@ -253,24 +258,33 @@ impl Connection {
         t.settled = Some(settled);
         t.resume = resume;
         t.state.clone_from(&state);
-        // Encode straight into the output (no per-message allocation); undone if the
-        // peer's window cannot take the frames.
+        // Encode straight into the output (no per-message allocation); the frames past
+        // the peer's window are taken out of it again and held.
         let (start, start_inserts) = (self.out.head.len(), self.out.inserts.len());
         let enc = FrameEncoder { max_frame_size: max, layout };
+        let undo = |out: &mut Payload| {
+            out.head.truncate(start);
+            out.inserts.truncate(start_inserts);
+        };
         let frames = match encode(&enc, link.session.0, &t, &mut self.out) {
-            Ok(n) => n,
+            Ok(n) => u32::try_from(n).unwrap_or(u32::MAX),
             Err(_) => {
-                self.out.head.truncate(start);
-                self.out.inserts.truncate(start_inserts);
+                undo(&mut self.out);
                 return Err(UsageError::TooLarge);
             }
         };
-        // 2.5.6: the sender MUST NOT send more transfer frames than the peer's window.
-        if frames as u32 > remote_window {
-            self.out.head.truncate(start);
-            self.out.inserts.truncate(start_inserts);
-            return Err(UsageError::SessionWindowFull);
+        let mut held = None;
+        if frames > remote_window {
+            let Some((h, k)) = self.out.after_frames(start, start_inserts, remote_window as usize)
+            else {
+                // (Not so for the frames FrameEncoder writes.)
+                undo(&mut self.out);
+                return Err(UsageError::SessionWindowFull);
+            };
+            let bytes = self.out.split_off(h, k);
+            held = Some(Box::new(HeldTransfers { link, frames: frames - remote_window, bytes }));
         }
+        let sent = frames - held.as_ref().map_or(0, |h| h.frames);
         let s = self.session_mut(link.session).ok_or(UsageError::UnknownSession)?;
         let l = s.link_by_id(link).ok_or(UsageError::UnknownLink)?;
         l.link_credit -= 1;
@@ -283,10 +297,46 @@ impl Connection {
         }
         let s = self.session_mut(link.session).ok_or(UsageError::UnknownSession)?;
         s.next_delivery_id = delivery_id.next();
-        s.next_outgoing_id = s.next_outgoing_id.wrapping_add(frames as u32);
-        s.remote_incoming_window -= frames as u32;
+        s.next_outgoing_id = s.next_outgoing_id.wrapping_add(sent);
+        s.remote_incoming_window -= sent;
+        s.held = held;
         self.account_out(start, start_inserts);
         Ok(delivery_id)
+    }
+
+    /// Sends what the peer's session window now takes of a delivery's held frames; drops
+    /// them if their link is no longer attached (our detach, end or close went before
+    /// them, and a transfer after those would be a fault). Whether none are left.
+    pub(super) fn release_held(&mut self, session: SessionId) -> bool {
+        let writable = self.check_writable().is_ok();
+        let Some(s) = self.session_mut(session) else { return true };
+        let Some(mut held) = s.held.take() else { return true };
+        let link = held.link;
+        let attached = s.state == SessionState::Mapped
+            && s.link_by_id(link).is_some_and(|l| l.state == LinkState::Attached);
+        if !writable || !attached {
+            return true;
+        }
+        let n = held.frames.min(s.remote_incoming_window);
+        let rest = match held.bytes.after_frames(0, 0, n as usize) {
+            Some((h, k)) if n > 0 => held.bytes.split_off(h, k),
+            _ => {
+                s.held = Some(held);
+                return false;
+            }
+        };
+        let now = std::mem::replace(&mut held.bytes, rest);
+        held.frames -= n;
+        s.next_outgoing_id = s.next_outgoing_id.wrapping_add(n);
+        s.remote_incoming_window -= n;
+        let done = held.frames == 0;
+        if !done {
+            s.held = Some(held);
+        }
+        let (start, start_inserts) = (self.out.head.len(), self.out.inserts.len());
+        self.out.append(now);
+        self.account_out(start, start_inserts);
+        done
     }
 
     /// Settles or updates deliveries `first..=last` on a link, in our role.

@@ -1425,8 +1425,15 @@ impl Connection {
                 let Some(s) = self.session_mut(id) else { return };
                 let before = s.remote_incoming_window;
                 s.on_flow(&f);
+                let was_held = s.held.is_some();
+                // A delivery's held frames go first; then the room left is news.
+                let clear = self.release_held(id);
+                let Some(s) = self.session_mut(id) else { return };
                 let remote_incoming_window = s.remote_incoming_window;
-                if remote_incoming_window > before {
+                if clear
+                    && remote_incoming_window > 0
+                    && (was_held || remote_incoming_window > before)
+                {
                     self.events
                         .push_back(Event::SessionWindow { session: id, remote_incoming_window });
                 }

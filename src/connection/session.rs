@@ -117,6 +117,20 @@ pub(crate) struct Session {
     pub(crate) pending: Vec<crate::types::Performative>,
     /// The peer's begin, once it came.
     pub(crate) remote: Option<Box<Begin>>,
+    /// The transfer frames of a delivery that the peer's incoming-window could not take
+    /// all at once: sent as its flows open the window, before any other delivery.
+    pub(crate) held: Option<Box<HeldTransfers>>,
+}
+
+/// A delivery's transfer frames that wait for the peer's session window.
+#[derive(Debug)]
+pub(crate) struct HeldTransfers {
+    /// The link they are for: dropped if it is no longer attached when the window opens.
+    pub(crate) link: super::LinkId,
+    /// How many frames.
+    pub(crate) frames: u32,
+    /// The frames, encoded.
+    pub(crate) bytes: crate::message::Payload,
 }
 
 impl Session {
@@ -140,6 +154,7 @@ impl Session {
             max_incoming_window: cfg.incoming_window,
             pending: Vec::new(),
             remote: None,
+            held: None,
         }
     }
 

@@ -602,6 +602,48 @@ impl Payload {
         v
     }
 
+    /// Where the frames written from head position `h` and insert `k` on end after `frames`
+    /// of them: the head position and insert index there. Each frame's header is in the
+    /// head and each insert inside one frame, as [`crate::frame::FrameEncoder`] writes
+    /// them; `None` when the encoding is shorter or not so laid out.
+    pub(crate) fn after_frames(
+        &self,
+        mut h: usize,
+        mut k: usize,
+        frames: usize,
+    ) -> Option<(usize, usize)> {
+        for _ in 0..frames {
+            let size = self.head.get(h..h.checked_add(4)?)?;
+            let mut left = u32::from_be_bytes(size.try_into().ok()?) as usize;
+            // The inserts that come before the frame's last head byte are in it.
+            while let Some((pos, b)) = self.inserts.get(k) {
+                let before = pos.checked_sub(h)?;
+                if before >= left {
+                    break;
+                }
+                left = left.checked_sub(before + b.len())?;
+                (h, k) = (*pos, k + 1);
+            }
+            h = h.checked_add(left).filter(|end| *end <= self.head.len())?;
+        }
+        Some((h, k))
+    }
+
+    /// Splits off the encoding from head position `h` and insert `k` on (an
+    /// [`Payload::after_frames`] answer): it is returned, and this keeps what came before.
+    pub(crate) fn split_off(&mut self, h: usize, k: usize) -> Self {
+        let head = self.head.split_off(h);
+        let inserts = self.inserts.drain(k..).map(|(pos, b)| (pos.saturating_sub(h), b)).collect();
+        Self { head, inserts }
+    }
+
+    /// Appends `other`'s whole encoding.
+    pub(crate) fn append(&mut self, mut other: Self) {
+        let base = self.head.len();
+        self.inserts.extend(other.inserts.drain(..).map(|(pos, b)| (pos + base, b)));
+        self.head.append(&mut other.head);
+    }
+
     /// Appends `n` bytes of `src` starting at byte `from` (of its whole encoding): bytes of
     /// its head are copied, bytes of its referenced sections are referenced again.
     pub fn append_range(&mut self, src: &Self, from: usize, n: usize) {
