@@ -1273,6 +1273,36 @@ fn messages_whose_lines_no_one_reads_are_released_not_accepted() {
 }
 
 #[test]
+fn receive_ends_when_its_reader_goes_while_it_waits() {
+    // `receive … | head -1`: the line is read, the reader goes, and no more messages come.
+    // The command ends then, not after its hour of --timeout: the pipe's closing is
+    // watched while it waits.
+    use std::io::BufRead;
+    let server = Server::start(&[]);
+    let url = &server.urls[0];
+    let o = run(&["send", url, "--to", "one", "--count", "1"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let mut child = bin()
+        .args(["receive", url, "--from", "one", "--timeout", "3600"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("receive");
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("a line");
+    assert_eq!(line, "message 0\n");
+    drop(reader);
+    // (The bound only guards a hang: the command ends as soon as the pipe closes.)
+    let o = cli::wait_within(child, std::time::Duration::from_secs(120))
+        .expect("receive still waiting after its reader went");
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("received 1 messages"), "{err}");
+    assert!(!err.contains("timed out"), "{err}");
+}
+
+#[test]
 fn a_json_trace_on_standard_output_is_all_that_is_there() {
     // `--trace-json -`: the demo's steps go to standard error, so its standard output is
     // JSON lines that `encode` takes (before: "line 2: not JSON").

@@ -469,6 +469,9 @@ async fn receive_on(
     // (Lines a pipe took before its reader went are taken: `--count` takes exactly N.)
     let mut batch = Batch::default();
     let mut gone = false;
+    // A reader that goes while nothing comes (`| head -1` after its line) ends the wait at
+    // once, not after --timeout.
+    let mut reader_gone = std::pin::pin!(stdout_reader_gone());
     let lost = |e: Error, n: u64| format!("{e} (after {n} messages received and accepted)");
     while args.count.is_none_or(|c| n + batch.held() < c) {
         let ready = match tokio::time::timeout(Duration::ZERO, rx.recv()).await {
@@ -478,7 +481,14 @@ async fn receive_on(
                     gone = true;
                     break;
                 }
-                tokio::time::timeout(wait, rx.recv()).await.ok()
+                tokio::select! {
+                    r = tokio::time::timeout(wait, rx.recv()) => r.ok(),
+                    () = &mut reader_gone => {
+                        // Every line is written (just above): nothing is held to release.
+                        gone = true;
+                        break;
+                    }
+                }
             }
         };
         let d = match ready {
@@ -533,6 +543,27 @@ async fn receive_on(
         return Ok(std::process::ExitCode::from(1));
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Resolves when standard output is a pipe or socket whose reader has gone (the kernel
+/// says so as an error condition on our end); never, for a terminal or a file, or where
+/// that cannot be watched.
+async fn stdout_reader_gone() {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        // A second descriptor of standard output's pipe, watched by the runtime (not made
+        // non-blocking: the lines are written through the first). A regular file cannot be
+        // watched, and a terminal never reports this.
+        if let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() {
+            if let Ok(pipe) = tokio::net::unix::pipe::Sender::from_owned_fd_unchecked(fd) {
+                if pipe.ready(tokio::io::Interest::ERROR).await.is_ok() {
+                    return;
+                }
+            }
+        }
+    }
+    std::future::pending::<()>().await
 }
 
 /// The lines of received messages not yet written, and their deliveries, not yet

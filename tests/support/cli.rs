@@ -120,3 +120,23 @@ pub(crate) fn run_writing_to<S: AsRef<std::ffi::OsStr>>(
         .output()
         .expect("run amqpwire")
 }
+
+/// Waits for `child` to end and takes what it wrote; `None`, and the child killed, if it is
+/// still running after `limit` (a bound that only guards a hang).
+pub(crate) fn wait_within(
+    child: std::process::Child,
+    limit: std::time::Duration,
+) -> Option<Output> {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(o) => Some(o.expect("wait for amqpwire")),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            None
+        }
+    }
+}
