@@ -61,7 +61,21 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    /// The error this one wraps: the URL's, the transport's (and its I/O error below it),
+    /// the connection's, the engine's refusal, the message's decoding error. (The text of
+    /// each is in this one's `Display` too, as the transport's is in its own.)
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Endpoint(e) => Some(e),
+            Self::Transport(e) => Some(e),
+            Self::Connection(e) => Some(e),
+            Self::Usage(e) => Some(e),
+            Self::Decode(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<UsageError> for Error {
     fn from(e: UsageError) -> Self {
@@ -139,5 +153,28 @@ mod tests {
             panic!("not a connect error")
         };
         assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
+
+    #[test]
+    fn the_chain_of_sources_reaches_the_io_error() {
+        use std::error::Error as _;
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e =
+            Error::Transport(TransportError::Connect { endpoint: "amqp://h:1".into(), source: io });
+        let mut chain = Vec::new();
+        let mut at: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = at {
+            chain.push(err.to_string());
+            at = err.source();
+        }
+        assert_eq!(chain.len(), 3, "{chain:?}");
+        assert_eq!(chain[2], "refused");
+        let io =
+            e.source().and_then(|t| t.source()).and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(io.map(std::io::Error::kind), Some(std::io::ErrorKind::ConnectionRefused));
+        // Errors of the peer's making have no source of ours.
+        assert!(Error::LinkDetached(None).source().is_none());
+        let usage = Error::Usage(UsageError::NoCredit);
+        assert_eq!(usage.source().map(ToString::to_string), Some(UsageError::NoCredit.to_string()));
     }
 }
