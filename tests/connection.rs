@@ -788,28 +788,43 @@ fn held_frames_of_a_referenced_body_keep_their_bytes_and_order() {
     assert_eq!(p.server.state(), ConnectionState::Opened);
 }
 
-#[test]
-fn held_frames_of_a_link_detached_meanwhile_are_dropped_not_sent_after_the_detach() {
-    // 2.6.5: nothing goes out on a link after our detach. The frames the window held back
-    // are dropped; the peer sees the delivery's first frame, then the detach.
+/// A pair whose server takes frames of 512 bytes and one transfer frame at a time, its
+/// receiver granted 10; the client has sent a 3,000-byte delivery (seven frames), of which
+/// the window took one.
+fn one_frame_window_pair(settled: bool, seed: u64) -> (Pair, LinkId, LinkId) {
     let mut server = Config::new("server");
     server.max_frame_size = 512;
     server.session.incoming_window = 1;
-    let (mut p, snd, rcv) = link_pair(Config::new("client"), server, 54);
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), server, seed);
     p.server.flow(rcv, 10, false).expect("credit");
     p.drive();
-    p.client.send(snd, Bytes::from_static(b"big"), &[7u8; 3000], false).expect("send");
+    p.client.send(snd, Bytes::from_static(b"big"), &[7u8; 3000], settled).expect("send");
+    (p, snd, rcv)
+}
+
+/// The client's transfers and the given other performatives, by name, in the order sent.
+fn sent_names(p: &Pair, others: &[&str]) -> Vec<String> {
+    sent(&p.c2s)
+        .into_iter()
+        .map(|(_, p)| p.name().to_owned())
+        .filter(|n| n == "transfer" || others.contains(&n.as_str()))
+        .collect()
+}
+
+#[test]
+fn a_detach_after_a_held_delivery_goes_after_its_frames() {
+    // 2.6.5: nothing goes out on a link after our detach, so the detach waits behind the
+    // frames the window held back: the peer gets the whole delivery, then the detach.
+    let (mut p, snd, _) = one_frame_window_pair(false, 54);
     p.client.detach(snd, true, None).expect("detach");
     p.drive();
-    let frames: Vec<String> = sent(&p.c2s)
-        .into_iter()
-        .filter(|(_, p)| matches!(p, Performative::Transfer(_) | Performative::Detach(_)))
-        .map(|(_, p)| p.name().to_owned())
-        .collect();
-    assert_eq!(frames, ["transfer", "detach"], "only the frame the window took, then the detach");
-    assert!(transfers(&p.c2s)[0].more);
-    assert!(deliveries(&events(&mut p.server)).is_empty());
-    assert_eq!(p.client.link_state(snd), None);
+    let mut want = vec!["transfer"; 7];
+    want.push("detach");
+    assert_eq!(sent_names(&p, &["detach"]), want);
+    let got = deliveries(&events(&mut p.server));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1.len(), 3000);
+    assert_eq!(p.client.link_state(snd), None, "detached");
     assert_eq!(p.server.state(), ConnectionState::Opened);
     // The session goes on: another link sends on it at once.
     let other = p.client.attach(snd.session, LinkOptions::sender("other", "q2")).expect("attach");
@@ -827,6 +842,45 @@ fn held_frames_of_a_link_detached_meanwhile_are_dropped_not_sent_after_the_detac
     p.drive();
     let got = deliveries(&events(&mut p.server));
     assert_eq!(got.iter().map(|d| &d.1[..]).collect::<Vec<_>>(), [&b"after"[..]]);
+}
+
+#[test]
+fn a_settlement_of_a_held_delivery_reaches_the_receiver_after_the_delivery() {
+    // The sender settles at once; its disposition must not overtake the delivery's
+    // later frames (the receiver would not know the delivery yet, drop the settlement,
+    // and keep the delivery unsettled for ever).
+    let (mut p, snd, rcv) = one_frame_window_pair(false, 55);
+    p.client.disposition(snd, SequenceNo(0), None, true, None).expect("settle");
+    p.drive();
+    let mut want = vec!["transfer"; 7];
+    want.push("disposition");
+    assert_eq!(sent_names(&p, &["disposition"]), want);
+    assert_eq!(deliveries(&events(&mut p.server)).len(), 1);
+    assert!(p.server.unsettled(rcv).is_empty(), "{:?}", p.server.unsettled(rcv));
+}
+
+#[test]
+fn held_frames_are_dropped_when_the_peer_detaches_or_the_connection_closes() {
+    // The peer detaches the link: the rest of the delivery would be for a handle it no
+    // longer knows; it is dropped, and the session's window is free for other links.
+    // (The server's detach crosses the first frame: it reaches the client before the
+    // flow that reopens the window.)
+    let (mut p, snd, rcv) = one_frame_window_pair(true, 56);
+    let _ = events(&mut p.client);
+    p.server.detach(rcv, true, None).expect("detach");
+    p.drive();
+    assert_eq!(sent_names(&p, &["detach"]), ["transfer", "detach"], "the answer, nothing held");
+    assert_eq!(p.server.state(), ConnectionState::Opened);
+    assert_eq!(p.client.state(), ConnectionState::Opened);
+    assert!(events(&mut p.client)
+        .iter()
+        .any(|e| matches!(e, Event::LinkDetached { link, by_peer: true, .. } if *link == snd)));
+    // Our close: nothing held goes after it.
+    let (mut p, _, _) = one_frame_window_pair(true, 57);
+    p.client.close(None).expect("close");
+    p.drive();
+    assert_eq!(sent_names(&p, &["close"]), ["transfer", "close"]);
+    assert!(p.client.is_ended() && p.server.is_ended());
 }
 
 /// The transfers in a stream of frames (after its protocol headers).

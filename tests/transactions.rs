@@ -457,3 +457,40 @@ fn without_a_coordinator_a_controller_is_the_application_s_to_answer() {
         condition::TRANSACTION_UNKNOWN_ID
     );
 }
+
+#[test]
+fn a_discharge_waits_for_work_the_peer_s_window_still_holds() {
+    // The work is pre-settled and larger than the server's window of one frame; the
+    // controller is on another session. The discharge is refused with SessionWindowFull
+    // until the work's last frame has gone (it would otherwise commit without the work,
+    // whose last frame the coordinator then refuses as of an unknown transaction).
+    let mut server = Config::new("server");
+    server.coordinator = Some(CoordinatorConfig::default());
+    server.max_frame_size = 512;
+    server.session.incoming_window = 1;
+    let mut p = Pair::new(Config::new("client"), server, 61);
+    let (ctl, _) = controller(&mut p);
+    let (snd, rcv) = producer(&mut p);
+    let mut n = 0;
+    let (txn, _) = declare(&mut p, ctl, &mut n);
+    let big = payload(&"w".repeat(3000));
+    p.client.send_transactional(snd, tag("w"), &big, true, txn.clone()).expect("send");
+    let discharge_body = discharge_message(txn.clone(), false).to_vec();
+    assert_eq!(
+        p.client.send(ctl, tag("d"), &discharge_body, false),
+        Err(amqpwire::connection::UsageError::SessionWindowFull)
+    );
+    p.drive();
+    // The work's frames went; the session that held them says so.
+    let ev = events(&mut p.client);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::SessionWindow { session, .. } if *session == snd.session)),
+        "{ev:?}"
+    );
+    p.client.send(ctl, tag("d"), &discharge_body, false).expect("discharge");
+    p.drive();
+    let evs = events(&mut p.server);
+    assert!(evs.iter().any(|e| matches!(e, Event::Delivery { link, .. } if *link == rcv)));
+    assert_eq!(ended(&evs), [(txn, true, TxnEndCause::Discharge, 1)]);
+}

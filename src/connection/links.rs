@@ -1,13 +1,15 @@
 //! The link layer of the connection: attach, detach, flow, transfer and disposition, in
 //! both roles, with errors closing the right scope.
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 
 use super::link::{
     read_unsettled_map, HeldPart, Incoming, Link, LinkId, LinkOptions, LinkState, Resumable,
     Unsettled, UnsettledDelivery,
 };
-use super::session::{HeldTransfers, Session, SessionState};
+use super::session::{HeldFrame, Session, SessionState};
 use super::{Connection, Event, Scope, SessionId, UsageError, Violation};
 use crate::frame::FrameEncoder;
 use crate::message::Payload;
@@ -220,11 +222,7 @@ impl Connection {
         }
         let delivery_id = s.next_delivery_id;
         let remote_window = s.remote_incoming_window;
-        // 2.5.6: the sender MUST NOT send more transfer frames than the peer's window. A
-        // delivery that starts goes out as the window opens; the next one waits for it.
-        if remote_window == 0 || s.held.is_some() {
-            return Err(UsageError::SessionWindowFull);
-        }
+        let held_before = !s.held.is_empty();
         let l = s.link_by_id(link).ok_or(UsageError::UnknownLink)?;
         if l.role != Role::SENDER {
             return Err(UsageError::WrongRole);
@@ -235,6 +233,24 @@ impl Connection {
         if l.link_credit == 0 {
             return Err(UsageError::NoCredit);
         }
+        // 2.5.6: the sender MUST NOT send more transfer frames than the peer's window. A
+        // delivery that starts goes out as the window opens; the next one waits for it.
+        // (A transaction's declare or discharge waits for every session's held work, which
+        // it would otherwise overtake.)
+        let coordinator = super::txn::is_coordinator(l.options.target.as_ref());
+        if remote_window == 0
+            || held_before
+            || coordinator
+                && self
+                    .sessions
+                    .iter()
+                    .flatten()
+                    .any(|s| s.held.iter().any(|f| f.transfer_of.is_some()))
+        {
+            return Err(UsageError::SessionWindowFull);
+        }
+        let s = self.session_mut(link.session).ok_or(UsageError::UnknownSession)?;
+        let l = s.link_by_id(link).ok_or(UsageError::UnknownLink)?;
         // 2.7.3: after an incomplete unsettled map a sender MUST NOT send new deliveries.
         if !resume && l.remote_incomplete {
             return Err(UsageError::ResumeOnly);
@@ -273,18 +289,28 @@ impl Connection {
                 return Err(UsageError::TooLarge);
             }
         };
-        let mut held = None;
+        let mut held = VecDeque::new();
         if frames > remote_window {
-            let Some((h, k)) = self.out.after_frames(start, start_inserts, remote_window as usize)
-            else {
+            // The frames past the window, each taken out of the output on its own (from the
+            // last, so that each split moves one frame).
+            let mut bounds = Vec::with_capacity((frames - remote_window) as usize);
+            let mut at = self.out.after_frames(start, start_inserts, remote_window as usize);
+            for _ in remote_window..frames {
+                let Some((h, k)) = at else { break };
+                bounds.push((h, k));
+                at = self.out.after_frames(h, k, 1);
+            }
+            if at != Some((self.out.head.len(), self.out.inserts.len())) {
                 // (Not so for the frames FrameEncoder writes.)
                 undo(&mut self.out);
                 return Err(UsageError::SessionWindowFull);
-            };
-            let bytes = self.out.split_off(h, k);
-            held = Some(Box::new(HeldTransfers { link, frames: frames - remote_window, bytes }));
+            }
+            for (h, k) in bounds.into_iter().rev() {
+                let bytes = self.out.split_off(h, k);
+                held.push_front(HeldFrame { transfer_of: Some(link), bytes });
+            }
         }
-        let sent = frames - held.as_ref().map_or(0, |h| h.frames);
+        let sent = frames - held.len() as u32;
         let s = self.session_mut(link.session).ok_or(UsageError::UnknownSession)?;
         let l = s.link_by_id(link).ok_or(UsageError::UnknownLink)?;
         l.link_credit -= 1;
@@ -304,39 +330,53 @@ impl Connection {
         Ok(delivery_id)
     }
 
-    /// Sends what the peer's session window now takes of a delivery's held frames; drops
-    /// them if their link is no longer attached (our detach, end or close went before
-    /// them, and a transfer after those would be a fault). Whether none are left.
+    /// Sends what the peer's session window now takes of the session's held frames, in
+    /// order: each transfer frame takes a unit of the window, the others follow freely.
+    /// Drops them all once nothing may be written (our close, the connection's end, or the
+    /// session discarding after a violation). Whether none are left.
     pub(super) fn release_held(&mut self, session: SessionId) -> bool {
         let writable = self.check_writable().is_ok();
         let Some(s) = self.session_mut(session) else { return true };
-        let Some(mut held) = s.held.take() else { return true };
-        let link = held.link;
-        let attached = s.state == SessionState::Mapped
-            && s.link_by_id(link).is_some_and(|l| l.state == LinkState::Attached);
-        if !writable || !attached {
+        if s.held.is_empty() {
             return true;
         }
-        let n = held.frames.min(s.remote_incoming_window);
-        let rest = match held.bytes.after_frames(0, 0, n as usize) {
-            Some((h, k)) if n > 0 => held.bytes.split_off(h, k),
-            _ => {
-                s.held = Some(held);
-                return false;
-            }
-        };
-        let now = std::mem::replace(&mut held.bytes, rest);
-        held.frames -= n;
-        s.next_outgoing_id = s.next_outgoing_id.wrapping_add(n);
-        s.remote_incoming_window -= n;
-        let done = held.frames == 0;
-        if !done {
-            s.held = Some(held);
+        if !writable || !matches!(s.state, SessionState::Mapped | SessionState::EndSent) {
+            s.held.clear();
+            return true;
         }
+        let mut now = Payload::default();
+        while let Some(f) = s.held.front() {
+            if f.transfer_of.is_some() {
+                if s.remote_incoming_window == 0 {
+                    break;
+                }
+                s.remote_incoming_window -= 1;
+                s.next_outgoing_id = s.next_outgoing_id.wrapping_add(1);
+            }
+            if let Some(f) = s.held.pop_front() {
+                now.append(f.bytes);
+            }
+        }
+        let done = s.held.is_empty();
         let (start, start_inserts) = (self.out.head.len(), self.out.inserts.len());
         self.out.append(now);
         self.account_out(start, start_inserts);
         done
+    }
+
+    /// Holds a frame written on `channel` behind the session's held transfer frames, if it
+    /// has any: a disposition, detach or end must not overtake the delivery it follows
+    /// (and an attach the detach of its handle). Whether it was held.
+    pub(super) fn hold_behind(&mut self, channel: u16, frame: &[u8]) -> bool {
+        let Some(s) = self.sessions.get_mut(usize::from(channel)).and_then(Option::as_mut) else {
+            return false;
+        };
+        if s.held.is_empty() {
+            return false;
+        }
+        let bytes = Payload { head: frame.to_vec(), inserts: Default::default() };
+        s.held.push_back(HeldFrame { transfer_of: None, bytes });
+        true
     }
 
     /// Settles or updates deliveries `first..=last` on a link, in our role.
@@ -691,6 +731,9 @@ impl Connection {
         }
         let Some(s) = self.session_mut(session) else { return };
         s.remote_handles.remove(&d.handle.0);
+        // The peer has gone from the link: the rest of a delivery held for its window
+        // would be for a handle it no longer knows.
+        s.held.retain(|f| f.transfer_of != Some(link));
         let gone = s.links[handle as usize].take();
         if let Some(l) = gone.filter(|l| !l.refused) {
             self.retain(&l, d.closed);
@@ -700,7 +743,22 @@ impl Connection {
             let answer = Detach { handle: Handle(handle), closed: d.closed, error: None };
             self.send_performative(session.0, Performative::Detach(answer));
         }
+        // What the dropped transfer frames held back goes now.
+        self.release_held_and_tell(session);
         self.push_ending(Event::LinkDetached { link, closed: d.closed, error: d.error, by_peer });
+    }
+
+    /// [`Connection::release_held`], and [`Event::SessionWindow`] if that cleared what the
+    /// session held and the window has room.
+    pub(super) fn release_held_and_tell(&mut self, session: SessionId) {
+        let held = self.session_ref(session).is_some_and(|s| !s.held.is_empty());
+        if held && self.release_held(session) {
+            let window = self.session_ref(session).map_or(0, |s| s.remote_incoming_window);
+            if window > 0 {
+                self.events
+                    .push_back(Event::SessionWindow { session, remote_incoming_window: window });
+            }
+        }
     }
 
     fn on_link_flow(&mut self, session: SessionId, f: Flow) {
@@ -1072,6 +1130,8 @@ impl Connection {
                 if let Some(s) = self.session_mut(session) {
                     s.state = SessionState::Discarding;
                     s.error = Some(error.clone());
+                    // Nothing more goes on it: what it held for the peer's window neither.
+                    s.held.clear();
                 }
                 self.send_performative(session.0, Performative::End(Session::end(Some(error))));
                 self.push_ending(Event::SessionError { session, violation: v });

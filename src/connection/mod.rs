@@ -1414,7 +1414,11 @@ impl Connection {
                 let ours = self.session_mut(id).and_then(|s| s.error.take());
                 let error = if by_peer { end.error } else { ours.or(end.error) };
                 if by_peer {
-                    // 2.5.4: answer the peer's end.
+                    // 2.5.4: answer the peer's end (at once: what our session held for the
+                    // peer's window is dropped with it).
+                    if let Some(s) = self.session_mut(id) {
+                        s.held.clear();
+                    }
                     self.send_performative(local, Performative::End(Session::end(None)));
                 }
                 self.drop_session(local);
@@ -1425,7 +1429,7 @@ impl Connection {
                 let Some(s) = self.session_mut(id) else { return };
                 let before = s.remote_incoming_window;
                 s.on_flow(&f);
-                let was_held = s.held.is_some();
+                let was_held = !s.held.is_empty();
                 // A delivery's held frames go first; then the room left is news.
                 let clear = self.release_held(id);
                 let Some(s) = self.session_mut(id) else { return };
@@ -1900,6 +1904,14 @@ impl Connection {
                 p.name(),
                 self.peer_max_frame_size
             ))));
+            return;
+        }
+        // Flows say the session's state as it is now, and go at once; its other frames
+        // keep their place behind transfer frames held for the peer's window (traced
+        // when they go).
+        let held = session_frame && !matches!(p, Performative::Flow(_) | Performative::Begin(_))
+            || matches!(p, Performative::End(_));
+        if held && self.hold_behind(channel, &buf) {
             return;
         }
         if self.cfg.trace.is_some() {

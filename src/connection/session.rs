@@ -1,7 +1,7 @@
 //! Sessions (2.5): begin and end, the mapping between our channels and the peer's, and the
 //! session flow state (transfer ids and windows, with serial-number arithmetic).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use crate::types::{Begin, End, Error, Flow, Handle, SequenceNo};
 
@@ -118,18 +118,18 @@ pub(crate) struct Session {
     /// The peer's begin, once it came.
     pub(crate) remote: Option<Box<Begin>>,
     /// The transfer frames of a delivery that the peer's incoming-window could not take
-    /// all at once: sent as its flows open the window, before any other delivery.
-    pub(crate) held: Option<Box<HeldTransfers>>,
+    /// all at once, and the session's frames written after them (but flows): sent in
+    /// order as its flows open the window, before any other delivery of the session.
+    pub(crate) held: VecDeque<HeldFrame>,
 }
 
-/// A delivery's transfer frames that wait for the peer's session window.
+/// A frame that waits for the peer's session window, or for the transfer frames before it.
 #[derive(Debug)]
-pub(crate) struct HeldTransfers {
-    /// The link they are for: dropped if it is no longer attached when the window opens.
-    pub(crate) link: super::LinkId,
-    /// How many frames.
-    pub(crate) frames: u32,
-    /// The frames, encoded.
+pub(crate) struct HeldFrame {
+    /// The link, for a transfer frame (it takes a unit of the window); `None` for the
+    /// session's other frames.
+    pub(crate) transfer_of: Option<super::LinkId>,
+    /// The frame, encoded.
     pub(crate) bytes: crate::message::Payload,
 }
 
@@ -154,7 +154,7 @@ impl Session {
             max_incoming_window: cfg.incoming_window,
             pending: Vec::new(),
             remote: None,
-            held: None,
+            held: VecDeque::new(),
         }
     }
 
