@@ -6,7 +6,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{ended, events, frame, requested, sent, Pair};
+use support::{attached_by_peer, ended, events, frame, requested, sent, Pair};
 
 use amqpwire::codec::DecodeOptions;
 use amqpwire::connection::{
@@ -720,12 +720,7 @@ fn a_delivery_larger_than_the_peer_s_whole_session_window_goes_out_as_the_window
     // its window of 1 after each). A 5 KB message needs 11 frames: it used to be refused
     // with SessionWindowFull for ever. Its frames go out as the flows open the window, the
     // message arrives whole, and the client's transfer-ids count only the frames sent.
-    let mut server = Config::new("server");
-    server.max_frame_size = 512;
-    server.session.incoming_window = 1;
-    let (mut p, snd, rcv) = link_pair(Config::new("client"), server, 52);
-    p.server.flow(rcv, 10, false).expect("credit");
-    p.drive();
+    let (mut p, snd, _) = narrow_window_pair(512, 1, 52);
     let _ = events(&mut p.client);
     let body: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
     let id = p.client.send(snd, Bytes::from_static(b"big"), &body, true).expect("send");
@@ -768,12 +763,7 @@ fn a_delivery_larger_than_the_peer_s_whole_session_window_goes_out_as_the_window
 fn held_frames_of_a_referenced_body_keep_their_bytes_and_order() {
     // The same with a body the sender references (a data section kept out of the head):
     // the held frames are cut at frame boundaries between and inside the references.
-    let mut server = Config::new("server");
-    server.max_frame_size = 600;
-    server.session.incoming_window = 3;
-    let (mut p, snd, rcv) = link_pair(Config::new("client"), server, 53);
-    p.server.flow(rcv, 10, false).expect("credit");
-    p.drive();
+    let (mut p, snd, _) = narrow_window_pair(600, 3, 53);
     let body = Bytes::from((0..20_000u32).map(|i| (i * 7 % 256) as u8).collect::<Vec<u8>>());
     let message = amqpwire::message::Message::with_data(body.clone());
     let mut payload = amqpwire::message::Payload::default();
@@ -788,16 +778,23 @@ fn held_frames_of_a_referenced_body_keep_their_bytes_and_order() {
     assert_eq!(p.server.state(), ConnectionState::Opened);
 }
 
+/// A linked pair whose server takes frames of `max_frame_size` bytes and `window` transfer
+/// frames before its next flow, its receiver granted 10.
+fn narrow_window_pair(max_frame_size: u32, window: u32, seed: u64) -> (Pair, LinkId, LinkId) {
+    let mut server = Config::new("server");
+    server.max_frame_size = max_frame_size;
+    server.session.incoming_window = window;
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), server, seed);
+    p.server.flow(rcv, 10, false).expect("credit");
+    p.drive();
+    (p, snd, rcv)
+}
+
 /// A pair whose server takes frames of 512 bytes and one transfer frame at a time, its
 /// receiver granted 10; the client has sent a 3,000-byte delivery (seven frames), of which
 /// the window took one.
 fn one_frame_window_pair(settled: bool, seed: u64) -> (Pair, LinkId, LinkId) {
-    let mut server = Config::new("server");
-    server.max_frame_size = 512;
-    server.session.incoming_window = 1;
-    let (mut p, snd, rcv) = link_pair(Config::new("client"), server, seed);
-    p.server.flow(rcv, 10, false).expect("credit");
-    p.drive();
+    let (mut p, snd, rcv) = narrow_window_pair(512, 1, seed);
     p.client.send(snd, Bytes::from_static(b"big"), &[7u8; 3000], settled).expect("send");
     (p, snd, rcv)
 }
@@ -829,13 +826,7 @@ fn a_detach_after_a_held_delivery_goes_after_its_frames() {
     // The session goes on: another link sends on it at once.
     let other = p.client.attach(snd.session, LinkOptions::sender("other", "q2")).expect("attach");
     p.drive();
-    let rcv2 = events(&mut p.server)
-        .into_iter()
-        .find_map(|e| match e {
-            Event::LinkAttached { link, by_peer: true, .. } => Some(link),
-            _ => None,
-        })
-        .expect("attached");
+    let rcv2 = attached_by_peer(&mut p.server).expect("attached");
     p.server.flow(rcv2, 1, false).expect("credit");
     p.drive();
     p.client.send(other, Bytes::from_static(b"o"), b"after", true).expect("send");

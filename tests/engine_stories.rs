@@ -7,7 +7,7 @@ mod support;
 
 use bytes::Bytes;
 
-use support::{events, frame, raw_receiver, requested, sent, Pair};
+use support::{attached_by_peer, events, frame, raw_receiver, requested, sent, Pair};
 
 use amqpwire::codec::{Described, Symbol, Value};
 use amqpwire::connection::{
@@ -110,13 +110,7 @@ fn a_link_detached_without_closing_resumes_its_unsettled_deliveries() {
     let s2c_before = p.s2c.len();
     let again = p.client.attach(snd.session, LinkOptions::sender("durable", "q")).expect("attach");
     p.drive();
-    let attached = events(&mut p.server)
-        .into_iter()
-        .find_map(|e| match e {
-            Event::LinkAttached { link, by_peer: true, .. } => Some(link),
-            _ => None,
-        })
-        .expect("attached again");
+    let attached = attached_by_peer(&mut p.server).expect("attached again");
     let client_map = unsettled_maps(&p.c2s[c2s_before..]);
     let server_map = unsettled_maps(&p.s2c[s2c_before..]);
     assert_eq!(client_map, [(vec![(b"a".to_vec(), "accepted"), (b"b".to_vec(), "none")], false)]);

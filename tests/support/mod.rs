@@ -172,6 +172,14 @@ pub(crate) fn sent(stream: &[u8]) -> Vec<(u16, Performative)> {
         .collect()
 }
 
+/// The link of the first attach `c` reports the peer made (its events are taken).
+pub(crate) fn attached_by_peer(c: &mut Connection) -> Option<LinkId> {
+    events(c).into_iter().find_map(|e| match e {
+        Event::LinkAttached { link, by_peer: true, .. } => Some(link),
+        _ => None,
+    })
+}
+
 /// The link of the first [`Event::AttachRequested`] the server reports.
 pub(crate) fn requested(p: &mut Pair) -> LinkId {
     events(&mut p.server)
