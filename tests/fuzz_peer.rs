@@ -520,12 +520,13 @@ fn amqpwire_send_survives_as_a_fuzzed_client() {
 /// from the third on it either never answers (`silent`), answers with the AMQP header and
 /// a frame whose size is 4 (`malformed`), or answers well but keeps 96 MiB more for each
 /// connection (`grows`). `grows-on-begin` answers every connection well and keeps 96 MiB
-/// for each begin it is sent.
+/// for each begin it is sent. `dies-at-6` answers well and exits at its sixth connection,
+/// whatever it was sent.
 fn stand_in(scratch: &Scratch, port: u16, behaviour: &str) -> String {
     let script = scratch.path("stand_in.py");
     std::fs::write(
         &script,
-        r#"import socket, sys, threading
+        r#"import os, socket, sys, threading
 port, behaviour = int(sys.argv[1]), sys.argv[2]
 OPEN = bytes.fromhex("414d5150000100000000001802000000005310c00b01a1087374616e642d696e")
 s = socket.socket()
@@ -534,7 +535,9 @@ s.bind(("127.0.0.1", port))
 s.listen(64)
 held = []
 def serve(c, n):
-    if n <= 2 or behaviour == "grows-on-begin":
+    if behaviour == "dies-at-6" and n >= 6:
+        os._exit(3)
+    if n <= 2 or behaviour in ("grows-on-begin", "dies-at-6"):
         c.sendall(OPEN)
     elif behaviour == "malformed":
         c.sendall(b"AMQP\x00\x01\x00\x00" + b"\x00\x00\x00\x04\x02\x00\x00\x00")
@@ -665,6 +668,11 @@ fn a_grows_finding_is_minimised_and_judged_on_a_target_started_afresh() {
 /// Runs a finding's `# replay:` line as printed (its findings into `dir`): the finding
 /// comes back (status 1), its line starting with `said`.
 fn replays_as_printed(finding: &str, dir: &Path, said: &str) {
+    replays_as_printed_with(finding, dir, said, 1);
+}
+
+/// [`replays_as_printed`], the replay ending with `status`.
+fn replays_as_printed_with(finding: &str, dir: &Path, said: &str, status: i32) {
     let line = finding.lines().find_map(|l| l.strip_prefix("# replay: amqpwire "));
     let again = std::process::Command::new("sh")
         .arg("-c")
@@ -674,8 +682,42 @@ fn replays_as_printed(finding: &str, dir: &Path, said: &str) {
         .stdin(Stdio::null())
         .output()
         .expect("replay");
-    assert_eq!(again.status.code(), Some(1), "{}", show(&again));
+    assert_eq!(again.status.code(), Some(status), "{}", show(&again));
     assert!(cli::text(&again.stdout).starts_with(said), "{}", show(&again));
+}
+
+#[test]
+fn a_finding_that_needs_earlier_cases_is_saved_as_found_and_said_so() {
+    // The stand-in exits at its sixth connection, whatever it is sent: the crash comes in
+    // a case that is harmless alone. Minimising restarts the target only when it dies, so
+    // its tries could bring the crash back through what earlier tries left; the case is
+    // tried alone on a freshly started target, does not crash it, and the file says that
+    // it needs the cases before it. Its replay cannot tell whether it is fixed (status 2,
+    // not the 0 of "fixed").
+    let scratch = Scratch::new("fuzz-peer", "not-alone");
+    let port = free_port();
+    let url = format!("amqp://127.0.0.1:{port}");
+    let exec = stand_in(&scratch, port, "dies-at-6");
+    let dir = scratch.path("findings").to_string_lossy().into_owned();
+    let out = stand_in_campaign(&url, &exec, "4", "20", &dir);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stdout = cli::text(&out.stdout);
+    assert!(
+        stdout.contains("(it does not come back alone on a freshly started target"),
+        "{stdout}"
+    );
+    let file = findings(Path::new(&dir));
+    assert_eq!(file.len(), 1, "{stdout}");
+    let text = std::fs::read_to_string(&file[0]).expect("finding file");
+    assert!(text.contains("\n# does not come back alone on a freshly started target"), "{text}");
+    assert!(text.contains("\n# not minimised: it does not come back alone (below)"), "{text}");
+    let case = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# seed 8, case "))
+        .and_then(|l| l.split(',').next())
+        .expect("case line");
+    assert!(text.contains(&format!("cases 0 to {case} (of seed 8)")), "{text}");
+    replays_as_printed_with(&text, &scratch.path("replay"), "nothing found", 2);
 }
 
 /// The `--exec` command of a client (in Python) that connects to `{port}`, sends nothing

@@ -1,6 +1,6 @@
 //! `amqpwire fuzz-peer`: fuzz another AMQP implementation, server or client.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -90,9 +90,10 @@ pub(crate) struct FuzzPeerArgs {
     #[arg(long, value_name = "MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(1..))]
     probe_within: u64,
-    /// Where findings (and the target's log) are written.
-    #[arg(long, value_name = "DIR", default_value = "fuzz-peer-findings")]
-    findings: PathBuf,
+    /// Where findings (and the target's log) are written [default: fuzz-peer-findings; with
+    /// --replay, the folder of the file replayed].
+    #[arg(long, value_name = "DIR")]
+    findings: Option<PathBuf>,
     /// Seconds spent minimising each finding (0: keep the case as it was).
     #[arg(long, value_name = "S", default_value_t = 60)]
     minimise: u64,
@@ -226,6 +227,14 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         target_args += &opt(" --script", &path.display().to_string());
     }
     let seed = a.seed.unwrap_or_else(fresh_seed);
+    // A replay's target writes its log beside the finding, not into a folder made where
+    // the replay line was pasted.
+    let findings =
+        a.findings.clone().unwrap_or_else(|| match a.replay.as_deref().and_then(Path::parent) {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            Some(_) => PathBuf::from("."),
+            None => PathBuf::from("fuzz-peer-findings"),
+        });
     let settings = Settings {
         mode,
         scenarios,
@@ -238,7 +247,7 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         exec: a.exec.clone(),
         pid: a.pid,
         max_rss_kib: a.max_rss.map(|m| m * 1024),
-        findings: a.findings.clone(),
+        findings: findings.clone(),
         minimise: Duration::from_secs(a.minimise),
         target_args,
         progress: (!a.quiet).then_some(Duration::from_secs(2)),
@@ -257,7 +266,8 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
             // The finding it saved, to tell whether the replay finds the same.
             let saved =
                 text.lines().find_map(|l| l.strip_prefix("# signature: ").map(str::to_owned));
-            Some((lines(&steps), saved))
+            let not_alone = text.lines().any(|l| l.starts_with("# does not come back alone"));
+            Some((lines(&steps), saved, not_alone))
         }
         None => None,
     };
@@ -277,7 +287,7 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         if let Some(e) = campaign.listening() {
             println!("listening on {e}");
         }
-        if let Some((text, saved)) = &replay {
+        if let Some((text, saved, not_alone)) = &replay {
             let judged = tokio::select! {
                 j = campaign.judge(text) => j?,
                 () = stop.stopped() => return Ok(interrupted(&code)),
@@ -302,6 +312,15 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
                         println!("target: {l}");
                     }
                     ExitCode::from(1)
+                }
+                None if *not_alone => {
+                    println!("nothing found: the target survived and answered well-formed");
+                    println!(
+                        "but the file says this finding does not come back alone: it needs \
+                         the cases before it, so this replay cannot tell whether it is fixed \
+                         (its regenerate line, with the cases the file names, plays them)"
+                    );
+                    ExitCode::from(2)
                 }
                 None => {
                     println!("nothing found: the target survived and answered well-formed");
@@ -329,6 +348,12 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
                 format!(" [{sig}]")
             };
             println!("{}: {}{sig} -> {}", f.kind.name(), f.detail, path.display());
+            if sum.not_alone.contains(path) {
+                println!(
+                    "  (it does not come back alone on a freshly started target: it needs \
+                     earlier cases, which the file names)"
+                );
+            }
         }
         let mut repeats: Vec<(&Kind, &u64)> = sum.repeats.iter().collect();
         repeats.sort();
@@ -359,7 +384,7 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
                 "{}: the client exited with a non-zero status (not judged a crash; its \
                  output is in {})",
                 cases(sum.failed_exits),
-                a.findings.join("target.log").display()
+                findings.join("target.log").display()
             );
         }
         if let Some(why) = &sum.stopped {

@@ -88,16 +88,78 @@ pub fn mutate(base: &[Json], seed: u64, index: u64) -> Mutated {
     steps.push(json!({"lenient": true}));
     steps.extend(base.iter().cloned());
     let wanted = 1 + usize::from(rng.below(3) == 0) + usize::from(rng.below(6) == 0);
-    let mut mutations = Vec::new();
+    let mut mutations: Vec<String> = Vec::new();
     let mut tries = 0;
     while mutations.len() < wanted && tries < 32 {
         tries += 1;
         let kind = KINDS[rng.below(KINDS.len())];
+        let before = steps.clone();
         if let Some(m) = kind(&mut steps, &mut rng) {
+            // A step inserted, removed or swapped moves steps: the earlier mutations' step
+            // numbers follow their steps, so that each names the step of the case as played.
+            if steps != before {
+                for earlier in &mut mutations {
+                    *earlier = renumber(earlier, |n| moved_to(&before, &steps, n));
+                }
+            }
             mutations.push(m);
         }
     }
+    // Counted from 1, as `amqpwire script` and `--print-case` count steps.
+    let mutations = mutations.iter().map(|m| renumber(m, |n| n + 1)).collect();
     Mutated { steps, mutations }
+}
+
+/// Where step `n` of `before` is in `after` (one mutation later): the place of an equal
+/// step nearest to where the change of length alone would put it, or that place when no
+/// step is equal (the mutation changed that step itself).
+fn moved_to(before: &[Json], after: &[Json], n: usize) -> usize {
+    let at = before.iter().zip(after).take_while(|(a, b)| a == b).count();
+    if n < at || n >= before.len() {
+        return n;
+    }
+    let expected = (n + after.len()).saturating_sub(before.len()).max(at);
+    (0..after.len())
+        .filter(|&m| after[m] == before[n])
+        .min_by_key(|&m| m.abs_diff(expected))
+        .unwrap_or(expected)
+}
+
+/// `text` with each step number (after "step " or "steps ", and the numbers listed after
+/// "steps ") mapped by `f`.
+fn renumber(text: &str, f: impl Fn(usize) -> usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("step") {
+        let (head, tail) = rest.split_at(i);
+        out.push_str(head);
+        let after = tail.strip_prefix("steps ").or_else(|| tail.strip_prefix("step "));
+        let Some(mut after) = after else {
+            out.push_str("step");
+            rest = &tail[4..];
+            continue;
+        };
+        out.push_str(&tail[..tail.len() - after.len()]);
+        // A number, or a list of them ("steps 3, 5").
+        loop {
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            match after[..digits].parse::<usize>() {
+                Ok(n) => out.push_str(&f(n).to_string()),
+                Err(_) => break,
+            }
+            after = &after[digits..];
+            match after.strip_prefix(", ") {
+                Some(more) if more.starts_with(|c: char| c.is_ascii_digit()) => {
+                    out.push_str(", ");
+                    after = more;
+                }
+                _ => break,
+            }
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Indexes of `send` steps whose frame is written from a performative's fields.
@@ -654,6 +716,61 @@ mod tests {
             }
             other => other.clone(),
         }
+    }
+
+    #[test]
+    fn a_mutation_names_the_step_of_the_case_as_played() {
+        // "attach.name = … (step N)": step N of the case as `script` counts (from 1, the
+        // lenient line first), after every mutation that inserted or removed steps.
+        let base = scenario("sender", &Sasl::Anonymous, "q").expect("scenario");
+        let mut checked = 0;
+        let mut moved = 0;
+        for seed in 0..40 {
+            for i in 0..40 {
+                let m = mutate(&base, seed, i);
+                for line in &m.mutations {
+                    // A field mutation: `performative.field = value (step N)`.
+                    let Some((name, _)) = line.split_once('.') else { continue };
+                    let Some(n) = line
+                        .strip_suffix(')')
+                        .and_then(|l| l.rsplit_once("(step "))
+                        .and_then(|(_, n)| n.parse::<usize>().ok())
+                    else {
+                        continue;
+                    };
+                    if name.contains(' ') {
+                        continue;
+                    }
+                    let step = &m.steps[n - 1];
+                    // (A mutation that cannot write the value by field names writes the
+                    // step typed: its descriptor, by symbol or code, is the performative's.)
+                    let typed = &step["send"]["typed"]["described"][0];
+                    let performative = step["send"]["performative"].as_str().or_else(|| {
+                        let code = typed["ulong"].as_u64();
+                        let symbol = typed["symbol"].as_str();
+                        code.and_then(crate::types::name_for_code).or_else(|| {
+                            symbol.and_then(|d| d.strip_prefix("amqp:")?.strip_suffix(":list"))
+                        })
+                    });
+                    assert_eq!(performative, Some(name), "seed {seed} case {i}: {line}: {step}");
+                    checked += 1;
+                    moved += usize::from(m.steps.len() != base.len() + 1);
+                }
+            }
+        }
+        assert!(checked > 100 && moved > 10, "{checked} checked, {moved} with steps moved");
+    }
+
+    #[test]
+    fn step_numbers_are_found_in_each_form() {
+        let plus = |t: &str| renumber(t, |n| n + 10);
+        assert_eq!(plus("open.x = 1 (step 3)"), "open.x = 1 (step 13)");
+        assert_eq!(plus("a and b swapped (steps 2, 5)"), "a and b swapped (steps 12, 15)");
+        assert_eq!(
+            plus("writes of 7 bytes, 1 ms apart, from step 4"),
+            "writes of 7 bytes, 1 ms apart, from step 14"
+        );
+        assert_eq!(plus("steps, no number; stepped"), "steps, no number; stepped");
     }
 
     #[test]

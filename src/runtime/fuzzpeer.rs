@@ -246,6 +246,9 @@ pub struct Summary {
     pub out_of_time: Option<Underway>,
     /// Cases whose client never connected (listen mode).
     pub unconnected: u64,
+    /// The files of findings that do not come back alone on a freshly started target
+    /// (they need what earlier cases did to it; each file says which cases).
+    pub not_alone: Vec<PathBuf>,
     /// Whether the campaign ended at the last case number (`u64::MAX`), before its
     /// `--cases` or `--seconds`.
     pub no_more_cases: bool,
@@ -709,6 +712,11 @@ pub struct Campaign {
     afresh: bool,
     /// Times the target was started again after it died.
     restarts: u64,
+    /// Times the campaign started the target (with `--exec`), and the first case played
+    /// against its current start: a finding that needs what earlier cases did to the
+    /// target needs the cases from there.
+    starts: u64,
+    first_case_of_start: u64,
     /// Whether the last case's client sent no more than a protocol header.
     header_only: bool,
     /// Whether the last case's client ended with a non-zero exit status.
@@ -748,6 +756,8 @@ impl Campaign {
             campaign_end: None,
             cut_hang: false,
             restarts: 0,
+            starts: 0,
+            first_case_of_start: 0,
             afresh: false,
             header_only: false,
             failed_exit: false,
@@ -826,6 +836,7 @@ impl Campaign {
         if self.process.exec.is_some() {
             self.process.kill();
             self.process.start(&endpoint.to_string(), endpoint.port)?;
+            self.starts += 1;
         }
         let until = Instant::now() + Duration::from_secs(30);
         loop {
@@ -877,6 +888,8 @@ impl Campaign {
         let mut last_progress = start;
         let mut played = 0u64;
         let restarts_before = self.restarts;
+        let mut seen_starts = self.starts;
+        self.first_case_of_start = first;
         loop {
             if self.s.cases.is_some_and(|n| played >= n)
                 || self.s.time.is_some_and(|t| start.elapsed() >= t)
@@ -888,6 +901,11 @@ impl Campaign {
                 sum.no_more_cases = true;
                 break;
             };
+            if self.starts != seen_starts {
+                // Started (again) since the case before: this is the first against it.
+                seen_starts = self.starts;
+                self.first_case_of_start = index;
+            }
             let (scenario, case) = self.case(index);
             let noted = self.process.keep_log_small();
             let case_line = format!("case {index} ({scenario})");
@@ -945,7 +963,12 @@ impl Campaign {
                         let (f, path) = match self
                             .save(f, &case.steps, index, &scenario, &case.mutations)
                             .await
-                        {
+                            .map(|(f, path, alone)| {
+                                if alone == Some(false) {
+                                    sum.not_alone.push(path.clone());
+                                }
+                                (f, path)
+                            }) {
                             Ok(saved) => saved,
                             // A finding that cannot be written is not reported as saved,
                             // and the campaign stops: it could keep none of what it finds.
@@ -1274,13 +1297,51 @@ impl Campaign {
     async fn save(
         &mut self,
         f: Finding,
-        steps: &[Json],
+        steps_as_found: &[Json],
         index: u64,
         scenario: &str,
         mutations: &[String],
-    ) -> Result<(Finding, PathBuf), String> {
-        let before = steps.len();
-        let (steps, f, cut_short) = self.minimise(steps.to_vec(), f).await;
+    ) -> Result<(Finding, PathBuf, Option<bool>), String> {
+        let before = steps_as_found.len();
+        let want = signature(&f);
+        let first_case = self.first_case_of_start;
+        let (mut steps, f, mut cut_short) = self.minimise(steps_as_found.to_vec(), f).await;
+        // Minimising restarts the target only when it dies: a try may bring the finding
+        // back through what earlier cases and tries left in the target. The case saved is
+        // tried alone on a freshly started one; if it does not come back, the case as it
+        // was found is, and if that does not either, the file says it needs earlier cases.
+        let mut alone = self.comes_back_alone(&steps, &want).await;
+        let mut alone_note = match alone {
+            Some(true) => Some("comes back alone on a freshly started target".to_owned()),
+            _ => None,
+        };
+        if alone == Some(false) && steps.len() != before {
+            let found = self.comes_back_alone(steps_as_found, &want).await;
+            if found == Some(true) {
+                steps = steps_as_found.to_vec();
+                alone = found;
+                cut_short = Some(
+                    "the minimised steps did not bring it back on a freshly started target \
+                     (the tries leaned on what earlier ones left in it); saved as found, which \
+                     does"
+                        .into(),
+                );
+                alone_note = Some("comes back alone on a freshly started target".into());
+            }
+        }
+        if alone == Some(false) {
+            // What brought it back is not in the case alone: keep the case as it was found.
+            steps = steps_as_found.to_vec();
+            cut_short = Some("it does not come back alone (below)".into());
+            alone_note = Some(format!(
+                "does not come back alone on a freshly started target: it needs what earlier \
+                 cases did to the target; cases {first_case} to {index} (of seed {}) were \
+                 played against one start of it, and the regenerate line below with \
+                 --first-case {first_case} --cases {} plays them again",
+                self.s.seed,
+                index.saturating_sub(first_case).saturating_add(1)
+            ));
+        }
         // After the findings in the folder, this campaign's and any other's; one made
         // between looking and creating is stepped over.
         let mut n = next_finding_number(&self.s.findings);
@@ -1308,6 +1369,9 @@ impl Campaign {
         out.push_str(&format!("# seed {}, case {index}, scenario {scenario}\n", self.s.seed));
         for m in mutations {
             out.push_str(&format!("# mutation: {m}\n"));
+        }
+        if let Some(note) = &alone_note {
+            out.push_str(&format!("# {note}\n"));
         }
         match cut_short {
             Some(why) if steps.len() == before => {
@@ -1341,7 +1405,34 @@ impl Campaign {
             let _ = std::fs::remove_file(&path);
             return Err(self.unsaved(&path, &e, &f, index));
         }
-        Ok((f, path))
+        Ok((f, path, alone))
+    }
+
+    /// Whether `steps` bring the finding (its signature `want`) back on a freshly started
+    /// target: `None` where that cannot be tried (a client, or a server the campaign does
+    /// not start) or the campaign stopped or ran out of time meanwhile.
+    async fn comes_back_alone(&mut self, steps: &[Json], want: &str) -> Option<bool> {
+        if !matches!(self.s.mode, Mode::Connect { .. }) || self.process.exec.is_none() {
+            return None;
+        }
+        let stop = self.s.stop.clone();
+        let campaign_end = self.campaign_end;
+        let text = lines(steps);
+        let judged = tokio::select! {
+            j = async {
+                self.process.note("the finding tried alone, the target started afresh")?;
+                self.restarts += 1;
+                self.start_server().await?;
+                self.judge(&text).await
+            } => j,
+            () = stop.stopped() => return None,
+            () = sleep_until_or_never(campaign_end) => return None,
+        };
+        match judged {
+            Ok(Some(g)) => Some(signature(&g) == want),
+            Ok(None) => Some(false),
+            Err(_) => None,
+        }
     }
 
     /// Why a finding is not saved, with what it was, so that the campaign's last words
