@@ -1125,6 +1125,92 @@ fn a_proxy_stopped_by_a_signal_says_which_connections_it_ended() {
     drop(client);
 }
 
+/// A proxy that runs out of file descriptors refuses the clients over the limit, not the
+/// ones it relays: it said "Too many open files" and exited with status 2, dropping every
+/// connection, when one accept failed.
+#[cfg(unix)]
+#[test]
+fn a_proxy_out_of_file_descriptors_keeps_relaying_and_accepts_again() {
+    use std::io::{BufRead, BufReader};
+    let server = Server::start(&[]);
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 64 && exec \"$0\" proxy --listen amqp://127.0.0.1:0 --to \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_amqpwire"))
+        .arg(&server.urls[0])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("proxy");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = out.next().expect("a line").expect("a line");
+    let url = line.strip_prefix("listening on ").expect("`listening on URL`").to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let wait_for = |what: &str| loop {
+        match rx.recv_timeout(HANG_GUARD) {
+            Ok(l) if l.contains(what) => return,
+            Ok(_) => {}
+            Err(e) => panic!("no line with {what:?} from the proxy ({e})"),
+        }
+    };
+    // A healthy client first, then sixty that only connect: the proxy takes a client's
+    // descriptor and the upstream's for each, and runs out.
+    let addr = url.trim_start_matches("amqp://").to_owned();
+    let held: Vec<_> =
+        (0..60).map(|_| std::net::TcpStream::connect(&addr).expect("connect")).collect();
+    wait_for("cannot accept clients (Too many open files");
+    assert_eq!(child.try_wait().expect("status"), None, "the proxy went on");
+    drop(held);
+    // Once they are gone, clients are accepted and relayed again.
+    let o = run(&["send", &url, "--to", "after", "--count", "1"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_for("accepting clients again");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_proxy_whose_upstream_is_itself_or_unreachable_by_form_is_refused_at_once() {
+    // `--to` naming its own listener relayed every client to itself again, ten thousand
+    // times, until the descriptors ran out; `--connect-to` of the wrong form was found
+    // for each client.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("amqp://127.0.0.1:{port}");
+    for (to, extra, said) in [
+        (url.clone(), None, "is this proxy's own listener"),
+        (format!("amqp://localhost:{port}"), None, "is this proxy's own listener"),
+        ("amqp://127.0.0.1:1".to_owned(), Some("not a host:xx"), "bad address \"not a host:xx\""),
+        ("amqp://127.0.0.1:1".to_owned(), Some("127.0.0.1:99999"), "expected HOST[:PORT]"),
+    ] {
+        let mut args = vec!["proxy", "--listen", &url, "--to", &to];
+        if let Some(c) = extra {
+            args.extend(["--connect-to", c]);
+        }
+        let o = cli::wait_within(
+            bin()
+                .args(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("proxy"),
+            HANG_GUARD,
+        )
+        .expect("the proxy ended at once");
+        assert_eq!(o.status.code(), Some(2), "{to} {extra:?}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains(said), "{}", text(&o.stderr));
+    }
+}
+
 /// `--record-side server` records the server's side: a scripted server that a client can
 /// be run against again, without the server.
 #[test]

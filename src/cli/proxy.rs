@@ -325,4 +325,8 @@ impl Tap for CliTap {
             t.note(connection, &line);
         }
     }
+
+    fn listener(&self, note: &str) {
+        eprintln!("amqpwire proxy: {note}");
+    }
 }

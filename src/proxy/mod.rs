@@ -119,6 +119,11 @@ pub trait Tap: Send + Sync {
     fn bytes(&self, connection: u64, flow: Flow, data: &[u8]) -> Result<(), String>;
     /// Something that happened to a connection.
     fn event(&self, connection: u64, event: &ProxyEvent);
+    /// Something that happened to the listener (it cannot accept clients for now, or can
+    /// again). Ignored unless implemented.
+    fn listener(&self, note: &str) {
+        let _ = note;
+    }
 }
 
 /// How to reach the upstream, and how to accept clients.
@@ -193,6 +198,27 @@ impl Proxy {
         if let Ok(addr) = tcp.local_addr() {
             endpoint.port = addr.port();
         }
+        // Where the upstream's TCP connections go: checked now, not for each client.
+        let (host, port) = match &options.connect_to {
+            Some(a) => transport::split_address(a, options.upstream.port)?,
+            None => (options.upstream.host.clone(), options.upstream.port),
+        };
+        if let (Ok(local), Ok(targets)) =
+            (tcp.local_addr(), tokio::net::lookup_host((host.as_str(), port)).await)
+        {
+            let ours = |t: std::net::SocketAddr| {
+                t == local
+                    || t.port() == local.port()
+                        && local.ip().is_unspecified()
+                        && (t.ip().is_loopback() || t.ip().is_unspecified())
+            };
+            if targets.into_iter().any(ours) {
+                return Err(TransportError::Config(format!(
+                    "the upstream {host}:{port} is this proxy's own listener ({endpoint}): \
+                     every client would be relayed to the proxy again, without end"
+                )));
+            }
+        }
         Ok(Self { tcp, listen: endpoint, options: Arc::new(options), tap, count: 0.into() })
     }
 
@@ -201,10 +227,28 @@ impl Proxy {
         &self.listen
     }
 
-    /// Accepts clients until the listener fails, relaying each on a task of its own.
+    /// Accepts clients, relaying each on a task of its own. A failure to accept (no file
+    /// descriptors left, say) refuses that client, not the others: it is told to the tap
+    /// once per spell of failures, and accepting is tried again every 50 ms.
     pub async fn run(&self) -> Result<(), TransportError> {
+        let mut failing = false;
         loop {
-            let (tcp, peer) = self.tcp.accept().await.map_err(TransportError::Io)?;
+            let (tcp, peer) = match self.tcp.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    if !std::mem::replace(&mut failing, true) {
+                        self.tap.listener(&format!(
+                            "cannot accept clients ({e}); the connections relayed go on, and \
+                             accepting is tried again every 50 ms"
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if std::mem::take(&mut failing) {
+                self.tap.listener("accepting clients again");
+            }
             let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
             let (listen, options, tap) =
                 (self.listen.clone(), Arc::clone(&self.options), Arc::clone(&self.tap));
