@@ -405,6 +405,39 @@ fn the_proxy_stops_a_connection_at_bytes_that_do_not_decode_with_strict_stop() {
 }
 
 #[test]
+fn strict_stop_holds_a_frame_back_until_it_has_decoded_whole() {
+    // A malformed open that comes in two parts: its first 11 bytes (which decode so far)
+    // used to be relayed, leaving the server with a frame cut short; now a frame is held
+    // back until it is whole, and this one never reaches the server. (The upstream is a
+    // raw listener that keeps what it is sent.)
+    use std::io::{Read, Write};
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let to = format!("amqp://{}", upstream.local_addr().expect("address"));
+    for trace in [&[][..], &["--trace"][..]] {
+        let mut extra = vec!["--strict-stop"];
+        extra.extend_from_slice(trace);
+        let (proxy, mut client) = raw_client_through_proxy(&to, &extra);
+        let (mut relayed, _) = upstream.accept().expect("the proxy connects");
+        relayed.set_read_timeout(Some(HANG_GUARD)).expect("timeout");
+        client
+            .write_all(b"AMQP\x00\x01\x00\x00\x00\x00\x00\x0f\x02\x00\x00\x00\x00\x53\x10")
+            .expect("write");
+        // The header is whole: it is relayed at once.
+        let mut got = [0u8; 8];
+        relayed.read_exact(&mut got).expect("the header");
+        assert_eq!(&got, b"AMQP\x00\x01\x00\x00");
+        // The rest of the open: a string expected, 0xff found. The proxy stops the
+        // connection, and the server got nothing of the frame.
+        client.write_all(b"\xc0\x02\x01\xff").expect("write");
+        let mut rest = Vec::new();
+        let _ = relayed.read_to_end(&mut rest);
+        assert_eq!(rest, b"", "{trace:?}: the server got part of the bad frame");
+        let _ = client.read_to_end(&mut Vec::new());
+        drop(proxy);
+    }
+}
+
+#[test]
 fn a_client_that_stops_inside_a_frame_is_shown_so_in_the_proxy_trace() {
     use std::io::{Read, Write};
     let server = Server::start(&[]);

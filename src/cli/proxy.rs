@@ -91,6 +91,7 @@ pub(crate) fn run(args: &ProxyArgs) -> Result<ExitCode, String> {
             place: Arc::clone(&place),
             strict_stop: args.strict_stop,
             inspectors: Mutex::new(HashMap::new()),
+            unrelayed: Mutex::new(HashMap::new()),
             open: Mutex::new(std::collections::BTreeSet::new()),
         });
         // Signals are handled from before the command says where it listens.
@@ -156,6 +157,9 @@ struct CliTap {
     /// Per connection, when there is no tracer to hold them: the inspectors that judge
     /// --strict-stop.
     inspectors: Mutex<HashMap<u64, [Inspector; 2]>>,
+    /// With --strict-stop, per connection and direction: the bytes of a frame not whole
+    /// yet, held back from the relay, and so from the capture and the recording.
+    unrelayed: Mutex<HashMap<(u64, usize), Vec<u8>>>,
     /// The connections accepted and not finished, for what a signal's stop says of them.
     open: Mutex<std::collections::BTreeSet<u64>>,
 }
@@ -224,7 +228,20 @@ impl Tap for CliTap {
         if let (Some(e), true) = (Self::first_error(&records), self.strict_stop) {
             return Err(format!("{} sent bytes that do not decode ({e})", flow.sender()));
         }
-        if let Some(t) = &self.tracer {
+        let held;
+        let data = if self.strict_stop {
+            // What the relay writes now: the bytes before the frame not whole yet.
+            let hold = self.hold_back(connection, flow);
+            let mut all = self.unrelayed.lock().unwrap_or_else(PoisonError::into_inner);
+            let pending = all.entry((connection, index)).or_default();
+            pending.extend_from_slice(data);
+            let rest = pending.split_off(pending.len().saturating_sub(hold));
+            held = std::mem::replace(pending, rest);
+            &held[..]
+        } else {
+            data
+        };
+        if let Some(t) = self.tracer.as_ref().filter(|_| !data.is_empty()) {
             let from_client = flow == Flow::ClientToServer;
             t.record_bytes(connection, from_client, data);
             t.capture_bytes(connection, self.place.get().map(String::as_str), from_client, data);
@@ -313,6 +330,10 @@ impl Tap for CliTap {
                 if let Ok(mut all) = self.inspectors.lock() {
                     all.remove(&connection);
                 }
+                if let Ok(mut all) = self.unrelayed.lock() {
+                    all.remove(&(connection, 0));
+                    all.remove(&(connection, 1));
+                }
                 "finished".to_owned()
             }
         };
@@ -323,6 +344,21 @@ impl Tap for CliTap {
         }
         if let Some(t) = &self.tracer {
             t.note(connection, &line);
+        }
+    }
+
+    fn hold_back(&self, connection: u64, flow: Flow) -> usize {
+        // With --strict-stop, a frame is relayed only once it has decoded whole.
+        if !self.strict_stop {
+            return 0;
+        }
+        let (index, _, _) = lane(flow.sender());
+        match &self.tracer {
+            Some(t) if t.prints() => t.buffered(connection, index),
+            _ => {
+                let all = self.inspectors.lock().unwrap_or_else(PoisonError::into_inner);
+                all.get(&connection).and_then(|p| p.get(index)).map_or(0, Inspector::buffered)
+            }
         }
     }
 

@@ -796,6 +796,13 @@ impl Tracer {
         std::iter::from_fn(|| inspector.next_record()).collect()
     }
 
+    /// Bytes of one direction of `connection` that are not yet a whole item (see
+    /// [`Inspector::buffered`]).
+    pub(crate) fn buffered(&self, connection: u64, index: usize) -> usize {
+        let Ok(streams) = self.streams.lock() else { return 0 };
+        streams.get(&connection).and_then(|p| p.get(index)).map_or(0, Inspector::buffered)
+    }
+
     /// The stream of one direction (`index` 0 or 1) of `connection` has ended: what its
     /// inspector holds of an unfinished item, as a record (none when it ended between
     /// items, or was never inspected).

@@ -275,6 +275,12 @@ impl Inspector {
         self
     }
 
+    /// Bytes pushed that no record has covered yet: once [`Inspector::next_record`] has
+    /// given every record, those of an item not complete yet (a frame cut short).
+    pub fn buffered(&self) -> usize {
+        self.decoder.buffered()
+    }
+
     /// Appends bytes of the stream. After a framing error nothing later can be decoded:
     /// they are handed out as they came, by the next [`Inspector::next_record`], as a
     /// [`Record::Undecoded`] (so a relay that goes on feeding a long connection does not

@@ -119,6 +119,14 @@ pub trait Tap: Send + Sync {
     fn bytes(&self, connection: u64, flow: Flow, data: &[u8]) -> Result<(), String>;
     /// Something that happened to a connection.
     fn event(&self, connection: u64, event: &ProxyEvent);
+    /// How many of the last bytes shown to [`Tap::bytes`] in `flow` are to be held back
+    /// for now (an item not yet whole, which the tap will judge once the rest comes): they
+    /// are written with the bytes that complete them, and never if the stream ends first.
+    /// None unless implemented.
+    fn hold_back(&self, connection: u64, flow: Flow) -> usize {
+        let _ = (connection, flow);
+        0
+    }
     /// Something that happened to the listener (it cannot accept clients for now, or can
     /// again). Ignored unless implemented.
     fn listener(&self, note: &str) {
@@ -388,6 +396,8 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; 64 * 1024];
+    // Bytes the tap holds back (an item not whole yet), before this read's.
+    let mut held: Vec<u8> = Vec::new();
     loop {
         let got = match from.read(&mut buf).await {
             Ok(0) => {
@@ -402,6 +412,19 @@ where
             let _ = to.shutdown().await;
             return End::Stopped(reason);
         }
+        let hold = tap.hold_back(n, flow);
+        let data = if held.is_empty() && hold == 0 {
+            data
+        } else {
+            held.extend_from_slice(data);
+            let ready = held.len().saturating_sub(hold);
+            let rest = held.split_off(ready);
+            let out = std::mem::replace(&mut held, rest);
+            if let Err(e) = to.write_all(&out).await {
+                return End::WriteFailed(e);
+            }
+            &[][..]
+        };
         if let Err(e) = to.write_all(data).await {
             return End::WriteFailed(e);
         }
