@@ -1210,6 +1210,91 @@ fn a_proxy_out_of_file_descriptors_keeps_relaying_and_accepts_again() {
 }
 
 #[test]
+fn output_files_that_cannot_be_written_are_refused_at_the_start() {
+    // `--html` and `--record` into a folder that does not exist: found at the start, not
+    // at the first frame (--html wrote nothing and said nothing; --record said so at every
+    // frame and lost every recording).
+    let server = Server::start(&[]);
+    let url = server.urls[0].as_str();
+    for (option, said) in
+        [("--html", "cannot write the page to"), ("--record", "cannot write the recording")]
+    {
+        let file = "/nonexistent-amqpwire-folder/out";
+        for args in [
+            vec!["send", url, "--to", "q", "--count", "1", option, file],
+            vec!["proxy", "--listen", "amqp://127.0.0.1:0", "--to", url, option, file],
+            vec!["serve", "--listen", "amqp://127.0.0.1:0", option, file],
+        ] {
+            let child = bin()
+                .args(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("amqpwire");
+            let o = cli::wait_within(child, HANG_GUARD).expect("ended at once");
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o.stderr));
+            assert!(text(&o.stderr).contains(said), "{args:?}: {}", text(&o.stderr));
+        }
+    }
+}
+
+#[test]
+fn a_proxy_s_recordings_are_numbered_as_its_connections() {
+    // c1 connects first and sends its header only after c2 (a whole send) is over: c1's
+    // recording is rec.jsonl and c2's rec-2.jsonl, as the trace numbers them (they were
+    // numbered in the order they first sent something).
+    use std::io::Write;
+    let server = Server::start(&[]);
+    let rec = scratch("numbered.jsonl");
+    let rec2 = rec.with_file_name(format!(
+        "{}-2.jsonl",
+        rec.file_stem().and_then(|s| s.to_str()).expect("name")
+    ));
+    let (mut proxy, url) = listening(&[
+        "proxy",
+        "--listen",
+        "amqp://127.0.0.1:0",
+        "--to",
+        &server.urls[0],
+        "--record",
+        rec.to_str().expect("path"),
+    ]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = proxy.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut c1 = std::net::TcpStream::connect(url.trim_start_matches("amqp://")).expect("c1");
+    // (Accepted first: it is c1.)
+    while !rx.recv_timeout(HANG_GUARD).expect("the proxy's events").starts_with("c1: accepted") {}
+    let o = run(&["send", &url, "--to", "q", "--count", "1"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    c1.write_all(b"AMQP\x00\x01\x00\x00").expect("write");
+    c1.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    let _ = std::io::Read::read_to_end(&mut c1, &mut Vec::new());
+    // Both connections finished (their recordings written out), then the proxy goes.
+    let mut finished = 0;
+    while finished < 2 {
+        let l = rx.recv_timeout(HANG_GUARD).expect("the proxy's events");
+        finished += usize::from(l.ends_with(": finished"));
+    }
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let first = std::fs::read_to_string(&rec).expect("rec.jsonl");
+    let second = std::fs::read_to_string(&rec2).expect("rec-2.jsonl");
+    assert!(first.contains(r#"{"send":{"kind":"header","protocol_id":0}}"#), "c1: {first}");
+    // (Frames are recorded typed: a transfer's descriptor is 0x14.)
+    let transfer = r#"{"described":[{"ulong":20},"#;
+    assert!(!first.contains(transfer), "c1 sent only its header: {first}");
+    assert!(second.contains(transfer), "c2 was the send: {second}");
+    let _ = std::fs::remove_file(&rec);
+    let _ = std::fs::remove_file(&rec2);
+}
+
+#[test]
 fn a_proxy_whose_upstream_is_itself_or_unreachable_by_form_is_refused_at_once() {
     // `--to` naming its own listener relayed every client to itself again, ten thousand
     // times, until the descriptors ran out; `--connect-to` of the wrong form was found

@@ -155,6 +155,9 @@ pub(crate) struct Tracer {
     recorders: Mutex<HashMap<u64, Recording>>,
     /// How many connections have been recorded (each recording's file is numbered).
     recorded: std::sync::atomic::AtomicU64,
+    /// Recordings numbered by their connections' numbers (a relay's and a server's, which
+    /// count from 1 as their traces and captures do), not in the order they began.
+    record_by_number: bool,
     /// `--html FILE`: the page, written again off the relay path as lines come.
     html: Option<Arc<LivePage>>,
     /// `--pcap FILE`, and the connections started in it (with their transport and URL).
@@ -190,6 +193,8 @@ pub(crate) struct LivePage {
     path: std::path::PathBuf,
     state: Mutex<PageState>,
     wake: std::sync::Condvar,
+    /// Whether a write failed (said once).
+    failed: std::sync::atomic::AtomicBool,
     /// The writer thread, joined before the last page is written (so that no earlier
     /// page it was writing can replace the last).
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -220,6 +225,7 @@ impl LivePage {
             path,
             state: Mutex::default(),
             wake: std::sync::Condvar::new(),
+            failed: std::sync::atomic::AtomicBool::new(false),
             writer: Mutex::new(None),
         });
         let writer = Arc::clone(&page);
@@ -296,8 +302,12 @@ impl LivePage {
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".partial");
         let tmp = std::path::PathBuf::from(tmp);
-        if std::fs::write(&tmp, page).is_ok() {
-            let _ = std::fs::rename(&tmp, &self.path);
+        let written = std::fs::write(&tmp, page).and_then(|()| std::fs::rename(&tmp, &self.path));
+        // Said once (a full disk, the folder removed), not at every write.
+        if let Err(e) = written {
+            if !self.failed.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                eprintln!("amqpwire: cannot write the page {}: {e}", self.path.display());
+            }
         }
     }
 }
@@ -345,6 +355,17 @@ impl Tracer {
             false => None,
         };
         let other = args.record.is_some() || args.html.is_some() || args.pcap.is_some();
+        // Files written later are checked now, not found unwritable at the first frame.
+        if let Some(p) = &args.html {
+            std::fs::File::create(p)
+                .map_err(|e| format!("cannot write the page to {}: {e}", p.display()))?;
+        }
+        if let Some(p) = &args.record {
+            // (Made and removed: a connection's recording makes it when it has a line.)
+            std::fs::File::create(p)
+                .and_then(|_| std::fs::remove_file(p))
+                .map_err(|e| format!("cannot write the recording {}: {e}", p.display()))?;
+        }
         if text.is_none() && json.is_none() && !other {
             return Ok(None);
         }
@@ -381,6 +402,7 @@ impl Tracer {
             server: false,
             recorders: Mutex::new(HashMap::new()),
             recorded: std::sync::atomic::AtomicU64::new(0),
+            record_by_number: false,
             lanes: IN_OUT,
         })))
     }
@@ -390,6 +412,7 @@ impl Tracer {
         let Some(t) = Self::new(args, false)? else { return Ok(None) };
         let mut t = Arc::into_inner(t).ok_or("a new tracer is not shared")?;
         t.lanes = [("c2s", "->"), ("s2c", "<-")];
+        t.record_by_number = true;
         Ok(Some(Arc::new(t)))
     }
 
@@ -399,6 +422,7 @@ impl Tracer {
         let Some(t) = Self::new(args, false)? else { return Ok(None) };
         let mut t = Arc::into_inner(t).ok_or("a new tracer is not shared")?;
         t.server = true;
+        t.record_by_number = true;
         Ok(Some(Arc::new(t)))
     }
 
@@ -536,9 +560,13 @@ impl Tracer {
         if self.is_finished() {
             return;
         }
-        // Files are numbered in the order connections first sent something.
+        // A relay's or server's recordings are numbered as its connections are (c5's in
+        // FILE-5); a client's in the order its connections first sent something.
         let (recorder, file, nth) = all.entry(connection).or_insert_with(|| {
-            let nth = self.recorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            let nth = match self.record_by_number {
+                true => connection.max(1),
+                false => self.recorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+            };
             (Recorder::new(), None, nth)
         });
         if ours {
@@ -546,7 +574,7 @@ impl Tracer {
         } else {
             recorder.theirs(data);
         }
-        append_recording(path, recorder, file, *nth);
+        append_recording(path, recorder, file, nth);
     }
 
     /// Ends the recording of `connection` (if any): what it held back is written.
@@ -555,7 +583,7 @@ impl Tracer {
         let Ok(mut all) = self.recorders.lock() else { return };
         if let Some((mut recorder, mut file, nth)) = all.remove(&connection) {
             recorder.finish();
-            append_recording(path, &mut recorder, &mut file, nth);
+            append_recording(path, &mut recorder, &mut file, &mut { nth });
         }
     }
 
@@ -966,27 +994,38 @@ fn emit(out: &Option<Mutex<Box<dyn Write + Send>>>, text: &str) {
 }
 
 /// Appends what `recorder` has added since it was last asked to the recording's file
-/// (`path`, numbered `nth`), made at the first line.
+/// (`path`, numbered `nth`), made at the first line. A recording that cannot be written
+/// is said so once, and given up (`nth` 0).
 fn append_recording(
     path: &std::path::Path,
     recorder: &mut Recorder,
     file: &mut Option<std::fs::File>,
-    nth: u64,
+    nth: &mut u64,
 ) {
     let new = recorder.take_new();
-    if new.is_empty() {
+    if new.is_empty() || *nth == 0 {
         return;
     }
     if file.is_none() {
-        let path = numbered(path, nth);
+        let path = numbered(path, *nth);
         match std::fs::File::create(&path) {
             Ok(f) => *file = Some(f),
-            Err(e) => eprintln!("amqpwire: cannot write the recording {}: {e}", path.display()),
+            Err(e) => {
+                eprintln!("amqpwire: cannot write the recording {}: {e}", path.display());
+                *nth = 0;
+                return;
+            }
         }
     }
     if let Some(f) = file {
         // Appended as it grows: a process stopped by a signal keeps its script.
-        let _ = f.write_all(new.as_bytes());
+        if let Err(e) = f.write_all(new.as_bytes()) {
+            eprintln!(
+                "amqpwire: cannot write the recording {}: {e}",
+                numbered(path, *nth).display()
+            );
+            *nth = 0;
+        }
     }
 }
 
