@@ -61,6 +61,11 @@ pub(crate) fn in_dir(dir: &Path, names: &[String]) -> Result<CertFiles, String> 
         key: dir.join("server-key.pem"),
         made: false,
     };
+    // Another process making the same folder's set (an amqps and a wss proxy started
+    // together): its ca.pem comes first, and the rest follow at once.
+    if files.ca.is_file() && !(files.cert.is_file() && files.key.is_file()) {
+        wait_for_set(&files, dir)?;
+    }
     if files.ca.is_file() && files.cert.is_file() && files.key.is_file() {
         let read =
             |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
@@ -80,14 +85,77 @@ pub(crate) fn in_dir(dir: &Path, names: &[String]) -> Result<CertFiles, String> 
     }
     create_private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let pki = generate(names)?;
-    for (path, pem, private) in [
+    // Written in a folder of this process's own, then published by hard links: ca.pem
+    // first, which only one process can create, so that processes making the same set
+    // at once publish one set between them, not a mix (a certificate the CA on disk did
+    // not sign, a key that is not the certificate's).
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = dir.join(format!(".new-{}-{nanos}", std::process::id()));
+    create_private_dir(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let published = publish(&tmp, &files, &pki);
+    let _ = std::fs::remove_dir_all(&tmp);
+    match published {
+        Ok(true) => Ok(CertFiles { made: true, ..files }),
+        // Another process published its set first: that one is used (if it serves
+        // `names`).
+        Ok(false) => {
+            wait_for_set(&files, dir)?;
+            in_dir(dir, names)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes `pki` into `tmp` and links it into place as `files`: `false` if another
+/// process's ca.pem was there first.
+fn publish(tmp: &Path, files: &CertFiles, pki: &ServerPki) -> Result<bool, String> {
+    let parts = [
         (&files.ca, &pki.ca_pem, false),
         (&files.cert, &pki.cert_pem, false),
         (&files.key, &pki.key_pem, true),
-    ] {
-        write(path, pem, private).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    ];
+    for (path, pem, private) in parts {
+        let staged = tmp.join(path.file_name().unwrap_or_default());
+        write(&staged, pem, private)
+            .map_err(|e| format!("cannot write {}: {e}", staged.display()))?;
     }
-    Ok(CertFiles { made: true, ..files })
+    for (i, (path, _, _)) in parts.into_iter().enumerate() {
+        let staged = tmp.join(path.file_name().unwrap_or_default());
+        if i > 0 {
+            // Left from a set whose making was cut short: replaced with ours.
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(format!("cannot replace {}: {e}", path.display()))
+                }
+                _ => {}
+            }
+        }
+        match std::fs::hard_link(&staged, path) {
+            Ok(()) => {}
+            Err(e) if i == 0 && e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(format!("cannot write {}: {e}", path.display())),
+        }
+    }
+    Ok(true)
+}
+
+/// Waits (up to 10 s) until the process whose ca.pem is in `dir` has put its certificate
+/// and key beside it.
+fn wait_for_set(files: &CertFiles, dir: &Path) -> Result<(), String> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !(files.cert.is_file() && files.key.is_file()) {
+        if std::time::Instant::now() >= until {
+            return Err(format!(
+                "{} holds a ca.pem without its server.pem and server-key.pem: remove that \
+                 folder to have new ones made (clients must then trust its new ca.pem)",
+                dir.display()
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 /// Where generated certificates are kept by default (`folder` names the user: the
@@ -152,5 +220,38 @@ mod tests {
         assert!(e.contains("do not serve other.example.org"), "{e}");
         assert!(e.contains("remove that folder"), "{e}");
         std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn processes_making_one_folder_s_set_at_once_share_one_set() {
+        // (Threads here, as two proxies started together are processes.) Each made its
+        // own CA, certificate and key and wrote them in turn: the files on disk were a
+        // mix, a certificate the CA did not sign or a key that was not the certificate's.
+        for round in 0..4 {
+            let dir = std::env::temp_dir()
+                .join(format!("amqpwire-certs-race-{}-{round}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let names = vec!["localhost".to_owned()];
+            let made: Vec<bool> = std::thread::scope(|s| {
+                let all: Vec<_> =
+                    (0..6).map(|_| s.spawn(|| in_dir(&dir, &names).expect("a set"))).collect();
+                all.into_iter().map(|t| t.join().expect("thread").made).collect()
+            });
+            assert_eq!(made.iter().filter(|m| **m).count(), 1, "one made it: {made:?}");
+            let read = |f: &str| std::fs::read(dir.join(f)).expect("file");
+            let (ca, cert, key) = (read("ca.pem"), read("server.pem"), read("server-key.pem"));
+            amqpwire::runtime::transport::check_server_certificate(&cert, &ca, "localhost")
+                .expect("the CA on disk signed the certificate on disk");
+            amqpwire::runtime::transport::TlsServerConfig::from_pem(&cert, &key)
+                .expect("the key is the certificate's");
+            // Nothing of the making is left beside them.
+            let left: Vec<_> = std::fs::read_dir(&dir)
+                .expect("dir")
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(".new-"))
+                .collect();
+            assert!(left.is_empty(), "{left:?}");
+            std::fs::remove_dir_all(&dir).expect("clean up");
+        }
     }
 }
