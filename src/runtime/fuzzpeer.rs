@@ -717,6 +717,9 @@ pub struct Campaign {
     /// target needs the cases from there.
     starts: u64,
     first_case_of_start: u64,
+    /// Whether the campaign's time ran out while the target was started afresh to try a
+    /// finding alone.
+    ran_out_restarting: bool,
     /// Whether the last case's client sent no more than a protocol header.
     header_only: bool,
     /// Whether the last case's client ended with a non-zero exit status.
@@ -758,6 +761,7 @@ impl Campaign {
             restarts: 0,
             starts: 0,
             first_case_of_start: 0,
+            ran_out_restarting: false,
             afresh: false,
             header_only: false,
             failed_exit: false,
@@ -990,6 +994,9 @@ impl Campaign {
                     }
                     // Time up already (minimising took it): nothing more to start.
                     if self.s.time.is_some_and(|t| start.elapsed() >= t) {
+                        if std::mem::take(&mut self.ran_out_restarting) {
+                            sum.out_of_time = Some(Underway::Restart);
+                        }
                         played += 1;
                         break;
                     }
@@ -1417,16 +1424,24 @@ impl Campaign {
         }
         let stop = self.s.stop.clone();
         let campaign_end = self.campaign_end;
+        if stop.is_stopped() || campaign_end.is_some_and(|e| Instant::now() >= e) {
+            return None;
+        }
         let text = lines(steps);
+        let mut started = false;
         let judged = tokio::select! {
             j = async {
                 self.process.note("the finding tried alone, the target started afresh")?;
                 self.restarts += 1;
                 self.start_server().await?;
+                started = true;
                 self.judge(&text).await
             } => j,
             () = stop.stopped() => return None,
-            () = sleep_until_or_never(campaign_end) => return None,
+            () = sleep_until_or_never(campaign_end) => {
+                self.ran_out_restarting = !started;
+                return None;
+            }
         };
         match judged {
             Ok(Some(g)) => Some(signature(&g) == want),
