@@ -851,6 +851,22 @@ fn a_settlement_of_a_held_delivery_reaches_the_receiver_after_the_delivery() {
 }
 
 #[test]
+fn our_end_held_behind_a_delivery_is_sent_when_the_peer_s_end_crosses_it() {
+    // Our end waits behind the delivery's held frames; the peer ends its side before it
+    // opens its window. Our end must still answer (2.5.4): it was dropped with the held
+    // frames, and the peer's session stayed half ended.
+    let (mut p, snd, rcv) = one_frame_window_pair(true, 58);
+    p.client.end_session(snd.session, None).expect("end");
+    p.server.end_session(rcv.session, None).expect("end");
+    p.drive();
+    assert!(sent_names(&p, &["end"]).contains(&"end".to_owned()), "{:?}", sent_names(&p, &["end"]));
+    let ended = |ev: Vec<Event>| ev.iter().any(|e| matches!(e, Event::SessionEnded { .. }));
+    assert!(ended(events(&mut p.server)), "the server's session ended");
+    assert!(ended(events(&mut p.client)), "the client's session ended");
+    assert_eq!(p.server.state(), ConnectionState::Opened);
+}
+
+#[test]
 fn held_frames_are_dropped_when_the_peer_detaches_or_the_connection_closes() {
     // The peer detaches the link: the rest of the delivery would be for a handle it no
     // longer knows; it is dropped, and the session's window is free for other links.

@@ -749,15 +749,12 @@ impl Connection {
     }
 
     /// [`Connection::release_held`], and [`Event::SessionWindow`] if that cleared what the
-    /// session held and the window has room.
+    /// session held.
     pub(super) fn release_held_and_tell(&mut self, session: SessionId) {
         let held = self.session_ref(session).is_some_and(|s| !s.held.is_empty());
         if held && self.release_held(session) {
             let window = self.session_ref(session).map_or(0, |s| s.remote_incoming_window);
-            if window > 0 {
-                self.events
-                    .push_back(Event::SessionWindow { session, remote_incoming_window: window });
-            }
+            self.events.push_back(Event::SessionWindow { session, remote_incoming_window: window });
         }
     }
 

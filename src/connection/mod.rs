@@ -431,7 +431,8 @@ pub enum Event {
         by_peer: bool,
     },
     /// The peer's session incoming-window grew (a flow of the session or of one of its
-    /// links): transfers refused with [`UsageError::SessionWindowFull`] may go now.
+    /// links), or the transfer frames the session held for it have all gone: transfers
+    /// refused with [`UsageError::SessionWindowFull`] may go now.
     SessionWindow {
         /// The session.
         session: SessionId,
@@ -1412,6 +1413,15 @@ impl Connection {
                 self.remote_channels.remove(&channel);
                 let by_peer = state != SessionState::EndSent && state != SessionState::Discarding;
                 let ours = self.session_mut(id).and_then(|s| s.error.take());
+                // Our end, when it still waits behind frames held for the peer's window
+                // (the two ends crossed): it goes now, the frames before it dropped.
+                let ours_held = !by_peer
+                    && self
+                        .session_mut(id)
+                        .is_some_and(|s| !std::mem::take(&mut s.held).is_empty());
+                if ours_held {
+                    self.send_performative(local, Performative::End(Session::end(ours.clone())));
+                }
                 let error = if by_peer { end.error } else { ours.or(end.error) };
                 if by_peer {
                     // 2.5.4: answer the peer's end (at once: what our session held for the
@@ -1434,9 +1444,10 @@ impl Connection {
                 let clear = self.release_held(id);
                 let Some(s) = self.session_mut(id) else { return };
                 let remote_incoming_window = s.remote_incoming_window;
+                // (Held frames all gone is news even with no room left: a declare or
+                // discharge on another session waited for them.)
                 if clear
-                    && remote_incoming_window > 0
-                    && (was_held || remote_incoming_window > before)
+                    && (was_held || remote_incoming_window > 0 && remote_incoming_window > before)
                 {
                     self.events
                         .push_back(Event::SessionWindow { session: id, remote_incoming_window });
