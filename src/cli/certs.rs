@@ -53,19 +53,18 @@ pub(crate) struct CertFiles {
 /// `DIR/ca.pem`, `DIR/server.pem` and `DIR/server-key.pem`: kept when all three exist
 /// (clients keep trusting the same CA) and the certificate still serves every one of
 /// `names` (refused otherwise, never said to cover what it does not), made for `names`
-/// when they do not exist.
+/// when they do not (a set cut short is made anew). Processes that look at one folder at
+/// once (an `amqps` and a `wss` proxy started together) take turns under a lock file,
+/// `DIR/.lock`, so that one makes the set and the others keep it: never a mix of two.
 pub(crate) fn in_dir(dir: &Path, names: &[String]) -> Result<CertFiles, String> {
+    create_private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let _lock = FolderLock::take(dir)?;
     let files = CertFiles {
         ca: dir.join("ca.pem"),
         cert: dir.join("server.pem"),
         key: dir.join("server-key.pem"),
         made: false,
     };
-    // Another process making the same folder's set (an amqps and a wss proxy started
-    // together): its ca.pem comes first, and the rest follow at once.
-    if files.ca.is_file() && !(files.cert.is_file() && files.key.is_file()) {
-        wait_for_set(&files, dir)?;
-    }
     if files.ca.is_file() && files.cert.is_file() && files.key.is_file() {
         let read =
             |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
@@ -83,79 +82,57 @@ pub(crate) fn in_dir(dir: &Path, names: &[String]) -> Result<CertFiles, String> 
         }
         return Ok(files);
     }
-    create_private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let pki = generate(names)?;
-    // Written in a folder of this process's own, then published by hard links: ca.pem
-    // first, which only one process can create, so that processes making the same set
-    // at once publish one set between them, not a mix (a certificate the CA on disk did
-    // not sign, a key that is not the certificate's).
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let tmp = dir.join(format!(".new-{}-{nanos}", std::process::id()));
-    create_private_dir(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    let published = publish(&tmp, &files, &pki);
-    let _ = std::fs::remove_dir_all(&tmp);
-    match published {
-        Ok(true) => Ok(CertFiles { made: true, ..files }),
-        // Another process published its set first: that one is used (if it serves
-        // `names`).
-        Ok(false) => {
-            wait_for_set(&files, dir)?;
-            in_dir(dir, names)
+    // What there is of a set cut short goes first; then the key and certificate, the CA
+    // last: a process killed between leaves a set that is not whole, made anew by the next.
+    for path in [&files.ca, &files.cert, &files.key] {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("cannot replace {}: {e}", path.display()));
+            }
+            _ => {}
         }
-        Err(e) => Err(e),
     }
+    for (path, pem, private) in [
+        (&files.key, &pki.key_pem, true),
+        (&files.cert, &pki.cert_pem, false),
+        (&files.ca, &pki.ca_pem, false),
+    ] {
+        write(path, pem, private).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(CertFiles { made: true, ..files })
 }
 
-/// Writes `pki` into `tmp` and links it into place as `files`: `false` if another
-/// process's ca.pem was there first.
-fn publish(tmp: &Path, files: &CertFiles, pki: &ServerPki) -> Result<bool, String> {
-    let parts = [
-        (&files.ca, &pki.ca_pem, false),
-        (&files.cert, &pki.cert_pem, false),
-        (&files.key, &pki.key_pem, true),
-    ];
-    for (path, pem, private) in parts {
-        let staged = tmp.join(path.file_name().unwrap_or_default());
-        write(&staged, pem, private)
-            .map_err(|e| format!("cannot write {}: {e}", staged.display()))?;
-    }
-    for (i, (path, _, _)) in parts.into_iter().enumerate() {
-        let staged = tmp.join(path.file_name().unwrap_or_default());
-        if i > 0 {
-            // Left from a set whose making was cut short: replaced with ours.
-            match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(format!("cannot replace {}: {e}", path.display()))
+/// `DIR/.lock`, made with `create_new` and removed when dropped. One left by a process
+/// that was killed holding it is taken over after 10 s.
+struct FolderLock(PathBuf);
+
+impl FolderLock {
+    fn take(dir: &Path) -> Result<Self, String> {
+        let path = dir.join(".lock");
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(_) => return Ok(Self(path)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if std::time::Instant::now() >= until {
+                        // Held for 10 s: its process is gone (making a set takes
+                        // milliseconds). Taken over.
+                        let _ = std::fs::remove_file(&path);
+                    } else {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
                 }
-                _ => {}
+                Err(e) => return Err(format!("cannot lock {}: {e}", path.display())),
             }
         }
-        match std::fs::hard_link(&staged, path) {
-            Ok(()) => {}
-            Err(e) if i == 0 && e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(format!("cannot write {}: {e}", path.display())),
-        }
     }
-    Ok(true)
 }
 
-/// Waits (up to 10 s) until the process whose ca.pem is in `dir` has put its certificate
-/// and key beside it.
-fn wait_for_set(files: &CertFiles, dir: &Path) -> Result<(), String> {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !(files.cert.is_file() && files.key.is_file()) {
-        if std::time::Instant::now() >= until {
-            return Err(format!(
-                "{} holds a ca.pem without its server.pem and server-key.pem: remove that \
-                 folder to have new ones made (clients must then trust its new ca.pem)",
-                dir.display()
-            ));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
-    Ok(())
 }
 
 /// Where generated certificates are kept by default (`folder` names the user: the
@@ -223,6 +200,24 @@ mod tests {
     }
 
     #[test]
+    fn a_set_cut_short_or_not_of_files_is_made_anew() {
+        // A ca.pem without its key (a process killed while making the set), and one that
+        // is a folder: a new set, not a wait or a loop.
+        let dir = std::env::temp_dir().join(format!("amqpwire-certs-cut-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("ca.pem"), "old").expect("write");
+        std::fs::write(dir.join("server.pem"), "old").expect("write");
+        assert!(in_dir(&dir, &["localhost".into()]).expect("made").made);
+        assert!(!in_dir(&dir, &["localhost".into()]).expect("kept").made);
+        std::fs::remove_dir_all(&dir).expect("clean up");
+        std::fs::create_dir_all(dir.join("ca.pem")).expect("a folder named ca.pem");
+        let e = in_dir(&dir, &["localhost".into()]).err().expect("refused");
+        assert!(e.contains("cannot replace"), "{e}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
     fn processes_making_one_folder_s_set_at_once_share_one_set() {
         // (Threads here, as two proxies started together are processes.) Each made its
         // own CA, certificate and key and wrote them in turn: the files on disk were a
@@ -245,12 +240,12 @@ mod tests {
             amqpwire::runtime::transport::TlsServerConfig::from_pem(&cert, &key)
                 .expect("the key is the certificate's");
             // Nothing of the making is left beside them.
-            let left: Vec<_> = std::fs::read_dir(&dir)
+            let mut left: Vec<_> = std::fs::read_dir(&dir)
                 .expect("dir")
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.starts_with(".new-"))
                 .collect();
-            assert!(left.is_empty(), "{left:?}");
+            left.sort();
+            assert_eq!(left, ["ca.pem", "server-key.pem", "server.pem"]);
             std::fs::remove_dir_all(&dir).expect("clean up");
         }
     }
