@@ -692,8 +692,8 @@ fn a_finding_that_needs_earlier_cases_is_saved_as_found_and_said_so() {
     // a case that is harmless alone. Minimising restarts the target only when it dies, so
     // its tries could bring the crash back through what earlier tries left; the case is
     // tried alone on a freshly started target, does not crash it, and the file says that
-    // it needs the cases before it. Its replay cannot tell whether it is fixed (status 2,
-    // not the 0 of "fixed").
+    // it needs the cases before it. Its replay cannot tell whether it is fixed (status 3,
+    // not the 0 of "fixed" nor the 2 of a replay that could not run).
     let scratch = Scratch::new("fuzz-peer", "not-alone");
     let port = free_port();
     let url = format!("amqp://127.0.0.1:{port}");
@@ -717,7 +717,7 @@ fn a_finding_that_needs_earlier_cases_is_saved_as_found_and_said_so() {
         .and_then(|l| l.split(',').next())
         .expect("case line");
     assert!(text.contains(&format!("cases 0 to {case} (of seed 8)")), "{text}");
-    replays_as_printed_with(&text, &scratch.path("replay"), "nothing found", 2);
+    replays_as_printed_with(&text, &scratch.path("replay"), "nothing found", 3);
 }
 
 /// The `--exec` command of a client (in Python) that connects to `{port}`, sends nothing

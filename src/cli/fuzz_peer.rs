@@ -320,7 +320,8 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
                          the cases before it, so this replay cannot tell whether it is fixed \
                          (its regenerate line, with the cases the file names, plays them)"
                     );
-                    ExitCode::from(2)
+                    // Neither fixed (0) nor found (1), nor a replay that could not run (2).
+                    ExitCode::from(3)
                 }
                 None => {
                     println!("nothing found: the target survived and answered well-formed");

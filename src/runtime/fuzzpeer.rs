@@ -1324,6 +1324,17 @@ impl Campaign {
         };
         if alone == Some(false) && steps.len() != before {
             let found = self.comes_back_alone(steps_as_found, &want).await;
+            if found.is_none() {
+                // Not known for the case as found: saved as found, said so, no verdict.
+                steps = steps_as_found.to_vec();
+                alone = None;
+                cut_short = Some(
+                    "the minimised steps did not bring it back on a freshly started target, \
+                     and the case as found could not be tried alone (the campaign stopped \
+                     or ran out of time)"
+                        .into(),
+                );
+            }
             if found == Some(true) {
                 steps = steps_as_found.to_vec();
                 alone = found;
