@@ -438,6 +438,35 @@ fn strict_stop_holds_a_frame_back_until_it_has_decoded_whole() {
 }
 
 #[test]
+fn strict_stop_holds_no_more_than_64_mib_of_one_frame() {
+    // A frame header that claims 256 MiB, then its bytes: held back until whole, they would
+    // have grown without bound (three times over, in the relay, the decoder and the tap)
+    // while the server, which never saw the header, could not refuse it. Past 64 MiB the
+    // connection is stopped, and the server got the protocol header alone.
+    use std::io::{Read, Write};
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let to = format!("amqp://{}", upstream.local_addr().expect("address"));
+    let (proxy, mut client) = raw_client_through_proxy(&to, &["--strict-stop"]);
+    let (mut relayed, _) = upstream.accept().expect("the proxy connects");
+    relayed.set_read_timeout(Some(HANG_GUARD)).expect("timeout");
+    let mut writer = client.try_clone().expect("clone");
+    let sent = std::thread::spawn(move || {
+        writer.write_all(b"AMQP\x00\x01\x00\x00\x10\x00\x00\x00\x02\x00\x00\x00")?;
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..80 {
+            writer.write_all(&chunk)?;
+        }
+        Ok::<(), std::io::Error>(())
+    });
+    let mut got = Vec::new();
+    let _ = relayed.read_to_end(&mut got);
+    assert_eq!(got, b"AMQP\x00\x01\x00\x00", "the server got the header alone");
+    let _ = client.read_to_end(&mut Vec::new());
+    assert!(sent.join().expect("writer").is_err(), "the proxy stopped reading the client");
+    drop(proxy);
+}
+
+#[test]
 fn a_client_that_stops_inside_a_frame_is_shown_so_in_the_proxy_trace() {
     use std::io::{Read, Write};
     let server = Server::start(&[]);

@@ -145,6 +145,9 @@ fn server_tls(
     TlsServerConfig::from_pem_files(&files.cert, &files.key).map(Some).map_err(|e| e.to_string())
 }
 
+/// The most of one frame `--strict-stop` holds back before it has decoded whole.
+const MAX_HELD_BACK: usize = 64 << 20;
+
 /// Decodes both directions of every relayed connection; traces them; stops a connection
 /// at the first error with --strict-stop.
 struct CliTap {
@@ -235,8 +238,25 @@ impl Tap for CliTap {
             let mut all = self.unrelayed.lock().unwrap_or_else(PoisonError::into_inner);
             let pending = all.entry((connection, index)).or_default();
             pending.extend_from_slice(data);
-            let rest = pending.split_off(pending.len().saturating_sub(hold));
-            held = std::mem::replace(pending, rest);
+            // A frame header may claim 4 GiB: what is held back is bounded.
+            if hold > MAX_HELD_BACK {
+                all.remove(&(connection, index));
+                return Err(format!(
+                    "{} sent more than {} MiB of one frame: --strict-stop holds a frame back \
+                     until it has decoded whole, and holds no more than that",
+                    flow.sender(),
+                    MAX_HELD_BACK >> 20
+                ));
+            }
+            let ready = pending.len().saturating_sub(hold);
+            held = if ready == 0 {
+                // (Nothing split off while all is held: a long frame is not copied at each
+                // read.)
+                Vec::new()
+            } else {
+                let rest = pending.split_off(ready);
+                std::mem::replace(pending, rest)
+            };
             &held[..]
         } else {
             data

@@ -361,10 +361,14 @@ impl Tracer {
                 .map_err(|e| format!("cannot write the page to {}: {e}", p.display()))?;
         }
         if let Some(p) = &args.record {
-            // (Made and removed: a connection's recording makes it when it has a line.)
-            std::fs::File::create(p)
-                .and_then(|_| std::fs::remove_file(p))
-                .map_err(|e| format!("cannot write the recording {}: {e}", p.display()))?;
+            // A file there is opened, not changed (it is replaced only when a connection
+            // has a line to record); none is made and removed.
+            let checked = if p.exists() {
+                std::fs::OpenOptions::new().append(true).open(p).map(drop)
+            } else {
+                std::fs::File::create(p).and_then(|_| std::fs::remove_file(p))
+            };
+            checked.map_err(|e| format!("cannot write the recording {}: {e}", p.display()))?;
         }
         if text.is_none() && json.is_none() && !other {
             return Ok(None);

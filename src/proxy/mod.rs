@@ -235,15 +235,26 @@ impl Proxy {
         &self.listen
     }
 
-    /// Accepts clients, relaying each on a task of its own. A failure to accept (no file
-    /// descriptors left, say) refuses that client, not the others: it is told to the tap
-    /// once per spell of failures, and accepting is tried again every 50 ms.
+    /// Accepts clients, relaying each on a task of its own. A failure to accept for want of
+    /// resources (no file descriptors left, say) refuses that client, not the others: it
+    /// is told to the tap once per spell of failures, and accepting is tried again every
+    /// 50 ms. Any other failure of the listener ends it.
     pub async fn run(&self) -> Result<(), TransportError> {
         let mut failing = false;
         loop {
             let (tcp, peer) = match self.tcp.accept().await {
                 Ok(accepted) => accepted,
-                Err(e) => {
+                // A client that went before it was accepted: nothing to say or wait for.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    continue;
+                }
+                // Out of descriptors or memory: the clients over the limit wait.
+                Err(e) if resource_exhausted(&e) => {
                     if !std::mem::replace(&mut failing, true) {
                         self.tap.listener(&format!(
                             "cannot accept clients ({e}); the connections relayed go on, and \
@@ -253,6 +264,7 @@ impl Proxy {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
+                Err(e) => return Err(TransportError::Io(e)),
             };
             if std::mem::take(&mut failing) {
                 self.tap.listener("accepting clients again");
@@ -380,6 +392,13 @@ fn is_reset(e: &std::io::Error) -> bool {
     matches!(e.kind(), K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe)
 }
 
+/// Whether an accept failed for want of descriptors, buffers or memory (EMFILE, ENFILE,
+/// ENOBUFS, ENOMEM on Linux): a state that passes as connections end.
+fn resource_exhausted(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::OutOfMemory)
+        || matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
 fn other_flow(flow: Flow) -> Flow {
     match flow {
         Flow::ClientToServer => Flow::ServerToClient,
@@ -417,11 +436,14 @@ where
             data
         } else {
             held.extend_from_slice(data);
+            // (Nothing split off while all is held: a long frame is not copied at each read.)
             let ready = held.len().saturating_sub(hold);
-            let rest = held.split_off(ready);
-            let out = std::mem::replace(&mut held, rest);
-            if let Err(e) = to.write_all(&out).await {
-                return End::WriteFailed(e);
+            if ready > 0 {
+                let rest = held.split_off(ready);
+                let out = std::mem::replace(&mut held, rest);
+                if let Err(e) = to.write_all(&out).await {
+                    return End::WriteFailed(e);
+                }
             }
             &[][..]
         };
