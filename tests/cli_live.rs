@@ -396,11 +396,12 @@ fn the_proxy_stops_a_connection_at_bytes_that_do_not_decode_with_strict_stop() {
     let pcap_arg = pcap.to_str().expect("path");
     let stopped = through_proxy_with_a_bad_open(&server, &["--strict-stop", "--pcap", pcap_arg]);
     assert!(!has_close(&stopped), "the broker never saw the bad open: {stopped:?}");
-    // The capture shows what was relayed: the connection made (its handshake), none of
-    // the bytes that stopped it, and the relay (where the server stands) cutting it with
-    // a reset.
+    // The capture shows what was relayed: the connection made (its handshake), the
+    // protocol header (whole, before the frame at fault, which came in the same read),
+    // none of the bad frame, and the relay (where the server stands) cutting it with a
+    // reset.
     let packets: Vec<String> = packets_of(&pcap).iter().map(Packet::summary).collect();
-    assert_eq!(packets, ["client syn 0", "server syn 0", "client  0", "server rst 0"]);
+    assert_eq!(packets, ["client syn 0", "server syn 0", "client  0", "client  8", "server rst 0"]);
     let _ = std::fs::remove_file(&pcap);
 }
 
@@ -435,6 +436,34 @@ fn strict_stop_holds_a_frame_back_until_it_has_decoded_whole() {
         let _ = client.read_to_end(&mut Vec::new());
         drop(proxy);
     }
+}
+
+#[test]
+fn strict_stop_relays_the_whole_frames_before_the_one_at_fault() {
+    // An open held back (its first part came alone), then the rest of it and a malformed
+    // frame in one read: the open is whole and goes on; the malformed frame does not (the
+    // open was dropped with it).
+    use std::io::{Read, Write};
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let to = format!("amqp://{}", upstream.local_addr().expect("address"));
+    let (proxy, mut client) = raw_client_through_proxy(&to, &["--strict-stop"]);
+    let (mut relayed, _) = upstream.accept().expect("the proxy connects");
+    relayed.set_read_timeout(Some(HANG_GUARD)).expect("timeout");
+    let open = b"\x00\x00\x00\x11\x02\x00\x00\x00\x00\x53\x10\xc0\x04\x01\xa1\x01x";
+    let bad = b"\x00\x00\x00\x0f\x02\x00\x00\x00\x00\x53\x10\xc0\x02\x01\xff";
+    let mut first = b"AMQP\x00\x01\x00\x00".to_vec();
+    first.extend_from_slice(&open[..10]);
+    client.write_all(&first).expect("write");
+    let mut header = [0u8; 8];
+    relayed.read_exact(&mut header).expect("the header");
+    let mut rest = open[10..].to_vec();
+    rest.extend_from_slice(bad);
+    client.write_all(&rest).expect("write");
+    let mut got = Vec::new();
+    let _ = relayed.read_to_end(&mut got);
+    assert_eq!(got, open, "the open, whole, and nothing of the bad frame");
+    let _ = client.read_to_end(&mut Vec::new());
+    drop(proxy);
 }
 
 #[test]

@@ -92,6 +92,7 @@ pub(crate) fn run(args: &ProxyArgs) -> Result<ExitCode, String> {
             strict_stop: args.strict_stop,
             inspectors: Mutex::new(HashMap::new()),
             unrelayed: Mutex::new(HashMap::new()),
+            before_stop: Mutex::new(HashMap::new()),
             open: Mutex::new(std::collections::BTreeSet::new()),
         });
         // Signals are handled from before the command says where it listens.
@@ -162,7 +163,11 @@ struct CliTap {
     inspectors: Mutex<HashMap<u64, [Inspector; 2]>>,
     /// With --strict-stop, per connection and direction: the bytes of a frame not whole
     /// yet, held back from the relay, and so from the capture and the recording.
-    unrelayed: Mutex<HashMap<(u64, usize), Vec<u8>>>,
+    /// (With the count of bytes seen in that direction, to place a fault's offset.)
+    unrelayed: Mutex<HashMap<(u64, usize), (Vec<u8>, u64)>>,
+    /// With --strict-stop, at a fault: how many of the bytes not yet written the relay
+    /// writes before it stops (the whole frames before the one at fault).
+    before_stop: Mutex<HashMap<(u64, usize), usize>>,
     /// The connections accepted and not finished, for what a signal's stop says of them.
     open: Mutex<std::collections::BTreeSet<u64>>,
 }
@@ -178,6 +183,16 @@ impl CliTap {
         for connection in open {
             eprintln!("c{connection}: ended: the command was stopped (a signal) with it open");
         }
+    }
+
+    /// Where the item at fault among `records` starts (its stream offset).
+    fn first_fault_offset(records: &[Record]) -> Option<u64> {
+        records.iter().find_map(|r| match r {
+            Record::Error { error, .. } => Some(error.offset),
+            Record::Truncated { offset, .. } => Some(*offset),
+            Record::Frame(f) if f.frame.is_err() || f.layer_error.is_some() => Some(f.offset),
+            _ => None,
+        })
     }
 
     /// The first error among `records`, in words.
@@ -225,30 +240,40 @@ impl Tap for CliTap {
             }
             _ => Vec::new(),
         };
-        // With --strict-stop, bytes that do not decode are not relayed: they go into
-        // neither the capture nor the recording (the trace shows them, and why the
-        // connection stopped).
-        if let (Some(e), true) = (Self::first_error(&records), self.strict_stop) {
-            return Err(format!("{} sent bytes that do not decode ({e})", flow.sender()));
-        }
+        let error = Self::first_error(&records).filter(|_| self.strict_stop);
         let held;
+        let mut stop = None;
         let data = if self.strict_stop {
-            // What the relay writes now: the bytes before the frame not whole yet.
+            // What the relay writes now: the bytes before the frame not whole yet, or, at
+            // a fault, the whole frames before the one at fault.
             let hold = self.hold_back(connection, flow);
             let mut all = self.unrelayed.lock().unwrap_or_else(PoisonError::into_inner);
-            let pending = all.entry((connection, index)).or_default();
+            let (pending, seen) = all.entry((connection, index)).or_default();
+            let pending_from = *seen - pending.len() as u64;
+            *seen += data.len() as u64;
             pending.extend_from_slice(data);
-            // A frame header may claim 4 GiB: what is held back is bounded.
-            if hold > MAX_HELD_BACK {
-                all.remove(&(connection, index));
-                return Err(format!(
-                    "{} sent more than {} MiB of one frame: --strict-stop holds a frame back \
-                     until it has decoded whole, and holds no more than that",
-                    flow.sender(),
-                    MAX_HELD_BACK >> 20
-                ));
-            }
-            let ready = pending.len().saturating_sub(hold);
+            let ready = match &error {
+                // Bytes that do not decode are not relayed: they go into neither the
+                // capture nor the recording (the trace shows them, and why the connection
+                // stopped).
+                Some(e) => {
+                    let bad = Self::first_fault_offset(&records).unwrap_or(*seen);
+                    let good = bad.saturating_sub(pending_from).min(pending.len() as u64);
+                    stop = Some(format!("{} sent bytes that do not decode ({e})", flow.sender()));
+                    good as usize
+                }
+                // A frame header may claim 4 GiB: what is held back is bounded.
+                None if hold > MAX_HELD_BACK => {
+                    stop = Some(format!(
+                        "{} sent more than {} MiB of one frame: --strict-stop holds a frame \
+                         back until it has decoded whole, and holds no more than that",
+                        flow.sender(),
+                        MAX_HELD_BACK >> 20
+                    ));
+                    0
+                }
+                None => pending.len().saturating_sub(hold),
+            };
             held = if ready == 0 {
                 // (Nothing split off while all is held: a long frame is not copied at each
                 // read.)
@@ -257,6 +282,13 @@ impl Tap for CliTap {
                 let rest = pending.split_off(ready);
                 std::mem::replace(pending, rest)
             };
+            if stop.is_some() {
+                all.remove(&(connection, index));
+                // What the relay may still write before it stops.
+                if let Ok(mut before) = self.before_stop.lock() {
+                    before.insert((connection, index), held.len());
+                }
+            }
             &held[..]
         } else {
             data
@@ -266,7 +298,10 @@ impl Tap for CliTap {
             t.record_bytes(connection, from_client, data);
             t.capture_bytes(connection, self.place.get().map(String::as_str), from_client, data);
         }
-        Ok(())
+        match stop {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
     }
 
     fn event(&self, connection: u64, event: &ProxyEvent) {
@@ -365,6 +400,12 @@ impl Tap for CliTap {
         if let Some(t) = &self.tracer {
             t.note(connection, &line);
         }
+    }
+
+    fn relay_before_stop(&self, connection: u64, flow: Flow) -> usize {
+        let (index, _, _) = lane(flow.sender());
+        let mut before = self.before_stop.lock().unwrap_or_else(PoisonError::into_inner);
+        before.remove(&(connection, index)).unwrap_or(0)
     }
 
     fn hold_back(&self, connection: u64, flow: Flow) -> usize {

@@ -127,6 +127,14 @@ pub trait Tap: Send + Sync {
         let _ = (connection, flow);
         0
     }
+    /// After [`Tap::bytes`] refused bytes in `flow` (an `Err`): how many of the bytes not
+    /// written yet (those held back, then the refused ones) are still written before the
+    /// connection stops, such as the whole frames before the one at fault. None unless
+    /// implemented.
+    fn relay_before_stop(&self, connection: u64, flow: Flow) -> usize {
+        let _ = (connection, flow);
+        0
+    }
     /// Something that happened to the listener (it cannot accept clients for now, or can
     /// again). Ignored unless implemented.
     fn listener(&self, note: &str) {
@@ -428,6 +436,14 @@ where
         };
         let data = buf.get(..got).unwrap_or_default();
         if let Err(reason) = tap.bytes(n, flow, data) {
+            // What the tap lets go before it stops: bytes held back before, then this
+            // read's.
+            let before = tap.relay_before_stop(n, flow);
+            if before > 0 {
+                held.extend_from_slice(data);
+                let _ = to.write_all(&held[..before.min(held.len())]).await;
+                let _ = to.flush().await;
+            }
             let _ = to.shutdown().await;
             return End::Stopped(reason);
         }
