@@ -146,6 +146,9 @@ fn server_tls(
     TlsServerConfig::from_pem_files(&files.cert, &files.key).map(Some).map_err(|e| e.to_string())
 }
 
+/// One direction's bytes held back by `--strict-stop`, and how many it has seen in all.
+type Unrelayed = (Vec<u8>, u64);
+
 /// The most of one frame `--strict-stop` holds back before it has decoded whole.
 const MAX_HELD_BACK: usize = 64 << 20;
 
@@ -164,7 +167,7 @@ struct CliTap {
     /// With --strict-stop, per connection and direction: the bytes of a frame not whole
     /// yet, held back from the relay, and so from the capture and the recording.
     /// (With the count of bytes seen in that direction, to place a fault's offset.)
-    unrelayed: Mutex<HashMap<(u64, usize), (Vec<u8>, u64)>>,
+    unrelayed: Mutex<HashMap<(u64, usize), Unrelayed>>,
     /// With --strict-stop, at a fault: how many of the bytes not yet written the relay
     /// writes before it stops (the whole frames before the one at fault).
     before_stop: Mutex<HashMap<(u64, usize), usize>>,
