@@ -405,6 +405,20 @@ fn the_proxy_stops_a_connection_at_bytes_that_do_not_decode_with_strict_stop() {
     let _ = std::fs::remove_file(&pcap);
 }
 
+/// A proxy with `--strict-stop` (and `extra`) to a raw listener: the proxy, a raw client
+/// connected through it, and the proxy's connection as the listener accepted it (reads
+/// time out after the hang guard).
+fn strict_stop_relay(extra: &[&str]) -> (Server, std::net::TcpStream, std::net::TcpStream) {
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let to = format!("amqp://{}", upstream.local_addr().expect("address"));
+    let mut args = vec!["--strict-stop"];
+    args.extend_from_slice(extra);
+    let (proxy, client) = raw_client_through_proxy(&to, &args);
+    let (relayed, _) = upstream.accept().expect("the proxy connects");
+    relayed.set_read_timeout(Some(HANG_GUARD)).expect("timeout");
+    (proxy, client, relayed)
+}
+
 #[test]
 fn strict_stop_holds_a_frame_back_until_it_has_decoded_whole() {
     // A malformed open that comes in two parts: its first 11 bytes (which decode so far)
@@ -412,14 +426,8 @@ fn strict_stop_holds_a_frame_back_until_it_has_decoded_whole() {
     // back until it is whole, and this one never reaches the server. (The upstream is a
     // raw listener that keeps what it is sent.)
     use std::io::{Read, Write};
-    let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let to = format!("amqp://{}", upstream.local_addr().expect("address"));
     for trace in [&[][..], &["--trace"][..]] {
-        let mut extra = vec!["--strict-stop"];
-        extra.extend_from_slice(trace);
-        let (proxy, mut client) = raw_client_through_proxy(&to, &extra);
-        let (mut relayed, _) = upstream.accept().expect("the proxy connects");
-        relayed.set_read_timeout(Some(HANG_GUARD)).expect("timeout");
+        let (proxy, mut client, mut relayed) = strict_stop_relay(trace);
         client
             .write_all(b"AMQP\x00\x01\x00\x00\x00\x00\x00\x0f\x02\x00\x00\x00\x00\x53\x10")
             .expect("write");
@@ -444,11 +452,7 @@ fn strict_stop_relays_the_whole_frames_before_the_one_at_fault() {
     // frame in one read: the open is whole and goes on; the malformed frame does not (the
     // open was dropped with it).
     use std::io::{Read, Write};
-    let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let to = format!("amqp://{}", upstream.local_addr().expect("address"));
-    let (proxy, mut client) = raw_client_through_proxy(&to, &["--strict-stop"]);
-    let (mut relayed, _) = upstream.accept().expect("the proxy connects");
-    relayed.set_read_timeout(Some(HANG_GUARD)).expect("timeout");
+    let (proxy, mut client, mut relayed) = strict_stop_relay(&[]);
     let open = b"\x00\x00\x00\x11\x02\x00\x00\x00\x00\x53\x10\xc0\x04\x01\xa1\x01x";
     let bad = b"\x00\x00\x00\x0f\x02\x00\x00\x00\x00\x53\x10\xc0\x02\x01\xff";
     let mut first = b"AMQP\x00\x01\x00\x00".to_vec();
@@ -473,11 +477,7 @@ fn strict_stop_holds_no_more_than_64_mib_of_one_frame() {
     // while the server, which never saw the header, could not refuse it. Past 64 MiB the
     // connection is stopped, and the server got the protocol header alone.
     use std::io::{Read, Write};
-    let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let to = format!("amqp://{}", upstream.local_addr().expect("address"));
-    let (proxy, mut client) = raw_client_through_proxy(&to, &["--strict-stop"]);
-    let (mut relayed, _) = upstream.accept().expect("the proxy connects");
-    relayed.set_read_timeout(Some(HANG_GUARD)).expect("timeout");
+    let (proxy, mut client, mut relayed) = strict_stop_relay(&[]);
     let mut writer = client.try_clone().expect("clone");
     let sent = std::thread::spawn(move || {
         writer.write_all(b"AMQP\x00\x01\x00\x00\x10\x00\x00\x00\x02\x00\x00\x00")?;

@@ -592,6 +592,24 @@ fn stand_in_campaign(url: &str, exec: &str, cases: &str, minimise: &str, dir: &s
     ])
 }
 
+/// A campaign ([`stand_in_campaign`]) against a stand-in that behaves as `behaviour`, in
+/// a scratch folder of its own (`name`): the folder, the findings' folder, and what the
+/// campaign printed.
+fn against_a_stand_in(
+    name: &str,
+    behaviour: &str,
+    cases: &str,
+    minimise: &str,
+) -> (Scratch, String, Output) {
+    let scratch = Scratch::new("fuzz-peer", name);
+    let port = free_port();
+    let url = format!("amqp://127.0.0.1:{port}");
+    let exec = stand_in(&scratch, port, behaviour);
+    let dir = scratch.path("findings").to_string_lossy().into_owned();
+    let out = stand_in_campaign(&url, &exec, cases, minimise, &dir);
+    (scratch, dir, out)
+}
+
 #[test]
 fn stand_ins_that_stop_answering_answer_malformed_or_grow_are_judged_so() {
     // Case 0 of seed 8 keeps the AMQP 1.0 header (its mutation is open.properties), so the
@@ -637,12 +655,7 @@ fn a_grows_finding_is_minimised_and_judged_on_a_target_started_afresh() {
     // may show only when a later one is judged), and the finding is minimised to nothing.
     // Started afresh, a try grows only by its own begin: the minimised case keeps it (a try
     // judged before its growth showed keeps more steps, never fewer).
-    let scratch = Scratch::new("fuzz-peer", "grows-minimised");
-    let port = free_port();
-    let url = format!("amqp://127.0.0.1:{port}");
-    let exec = stand_in(&scratch, port, "grows-on-begin");
-    let dir = scratch.path("findings").to_string_lossy().into_owned();
-    let out = stand_in_campaign(&url, &exec, "3", "120", &dir);
+    let (_scratch, dir, out) = against_a_stand_in("grows-minimised", "grows-on-begin", "3", "120");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let file = Path::new(&dir).join("finding-001-grows.jsonl");
     let text = std::fs::read_to_string(&file).expect("finding file");
@@ -694,12 +707,7 @@ fn a_finding_that_needs_earlier_cases_is_saved_as_found_and_said_so() {
     // tried alone on a freshly started target, does not crash it, and the file says that
     // it needs the cases before it. Its replay cannot tell whether it is fixed (status 3,
     // not the 0 of "fixed" nor the 2 of a replay that could not run).
-    let scratch = Scratch::new("fuzz-peer", "not-alone");
-    let port = free_port();
-    let url = format!("amqp://127.0.0.1:{port}");
-    let exec = stand_in(&scratch, port, "dies-at-6");
-    let dir = scratch.path("findings").to_string_lossy().into_owned();
-    let out = stand_in_campaign(&url, &exec, "4", "20", &dir);
+    let (scratch, dir, out) = against_a_stand_in("not-alone", "dies-at-6", "4", "20");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stdout = cli::text(&out.stdout);
     assert!(
