@@ -867,6 +867,52 @@ fn our_end_held_behind_a_delivery_is_sent_when_the_peer_s_end_crosses_it() {
 }
 
 #[test]
+fn a_link_s_flow_waits_behind_its_attach_held_behind_a_delivery() {
+    // The server sends a delivery larger than the client's window (one frame of 512
+    // bytes) and, meanwhile, answers the client's second attach and grants it credit. Its
+    // attach is held behind the delivery's frames: the flow must not go before it (Qpid
+    // Proton closed the connection: "no such handle"), and goes written with the session's
+    // state as it is when it goes.
+    let mut client = Config::new("client");
+    client.max_frame_size = 512;
+    client.session.incoming_window = 1;
+    let mut p = Pair::new(client, Config::new("server"), 59);
+    let (rcv, snd) = p.attach(LinkOptions::receiver("out", "q"));
+    p.client.flow(rcv, 10, false).expect("credit");
+    p.drive();
+    p.server.send(snd, Bytes::from_static(b"big"), &[5u8; 3000], true).expect("send");
+    let second = p.client.attach(rcv.session, LinkOptions::sender("in", "q2")).expect("attach");
+    // Only the client's attach reaches the server before it grants credit.
+    let mut attach = Vec::new();
+    p.client.poll_transmit(&mut attach);
+    p.server.handle_input(&attach, p.now);
+    let theirs = attached_by_peer(&mut p.server).expect("the server attached");
+    p.server.flow(theirs, 10, false).expect("credit");
+    p.drive();
+    assert_eq!(deliveries(&events(&mut p.client)).len(), 1);
+    assert_eq!(p.client.state(), ConnectionState::Opened);
+    assert_eq!(p.client.link_state(second), Some(LinkState::Attached));
+    assert_eq!(p.client.link_credit(second), Some(10));
+    // In the server's stream, its attach for the handle comes before its flow for it, and
+    // that flow's next-outgoing-id counts every transfer frame before it.
+    let frames = sent(&p.s2c);
+    let handle = theirs.handle;
+    let attach_at = frames
+        .iter()
+        .position(|(_, f)| matches!(f, Performative::Attach(a) if a.handle == handle && a.role == amqpwire::types::Role::RECEIVER))
+        .expect("attach");
+    let flow_at = frames
+        .iter()
+        .position(|(_, f)| matches!(f, Performative::Flow(fl) if fl.handle == Some(handle)))
+        .expect("flow");
+    assert!(attach_at < flow_at, "{attach_at} {flow_at}");
+    let before =
+        frames[..flow_at].iter().filter(|(_, f)| matches!(f, Performative::Transfer(_))).count();
+    let Performative::Flow(flow) = &frames[flow_at].1 else { unreachable!() };
+    assert_eq!(flow.next_outgoing_id.0 as usize, before);
+}
+
+#[test]
 fn held_frames_are_dropped_when_the_peer_detaches_or_the_connection_closes() {
     // The peer detaches the link: the rest of the delivery would be for a handle it no
     // longer knows; it is dropped, and the session's window is free for other links.

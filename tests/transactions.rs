@@ -474,6 +474,12 @@ fn a_discharge_waits_for_work_the_peer_s_window_still_holds() {
     let mut n = 0;
     let (txn, _) = declare(&mut p, ctl, &mut n);
     let big = payload(&"w".repeat(3000));
+    // Work outside any transaction held back does not hold a declare up.
+    p.client.send_payload(snd, tag("plain"), &big, true).expect("send");
+    let declare_body = declare_message().to_vec();
+    p.client.send(ctl, tag("d0"), &declare_body, false).expect("a declare goes at once");
+    p.drive();
+    let _ = events(&mut p.client);
     p.client.send_transactional(snd, tag("w"), &big, true, txn.clone()).expect("send");
     let discharge_body = discharge_message(txn.clone(), false).to_vec();
     assert_eq!(

@@ -241,11 +241,7 @@ impl Connection {
         if remote_window == 0
             || held_before
             || coordinator
-                && self
-                    .sessions
-                    .iter()
-                    .flatten()
-                    .any(|s| s.held.iter().any(|f| f.transfer_of.is_some()))
+                && self.sessions.iter().flatten().any(|s| s.held.iter().any(|f| f.transactional))
         {
             return Err(UsageError::SessionWindowFull);
         }
@@ -290,6 +286,7 @@ impl Connection {
             }
         };
         let mut held = VecDeque::new();
+        let transactional = matches!(state, Some(DeliveryState::TransactionalState(_)));
         if frames > remote_window {
             // The frames past the window, each taken out of the output on its own (from the
             // last, so that each split moves one frame).
@@ -307,7 +304,10 @@ impl Connection {
             }
             for (h, k) in bounds.into_iter().rev() {
                 let bytes = self.out.split_off(h, k);
-                held.push_front(HeldFrame { transfer_of: Some(link), bytes });
+                let mut frame = HeldFrame::other(bytes);
+                frame.transfer_of = Some(link);
+                frame.transactional = transactional;
+                held.push_front(frame);
             }
         }
         let sent = frames - held.len() as u32;
@@ -344,6 +344,8 @@ impl Connection {
             s.held.clear();
             return true;
         }
+        let (max, layout) = (self.peer_max_frame_size, self.cfg.layout);
+        let Some(s) = self.session_mut(session) else { return true };
         let mut now = Payload::default();
         while let Some(f) = s.held.front() {
             if f.transfer_of.is_some() {
@@ -353,8 +355,22 @@ impl Connection {
                 s.remote_incoming_window -= 1;
                 s.next_outgoing_id = s.next_outgoing_id.wrapping_add(1);
             }
-            if let Some(f) = s.held.pop_front() {
-                now.append(f.bytes);
+            let Some(f) = s.held.pop_front() else { break };
+            match f.flow_of {
+                // Written now, with the state as it is now (transfer-ids included).
+                Some((link, echo)) => {
+                    let mut flow = s.flow(echo);
+                    let Some(l) = s.link_by_id(link) else { continue };
+                    flow.handle = Some(link.handle);
+                    flow.delivery_count = Some(l.delivery_count);
+                    flow.link_credit = Some(l.link_credit);
+                    flow.available = (l.role == Role::SENDER).then_some(l.available);
+                    flow.drain = l.drain;
+                    let enc = FrameEncoder { max_frame_size: max, layout };
+                    let _ =
+                        enc.encode_amqp(session.0, &Performative::Flow(flow), &[], &mut now.head);
+                }
+                None => now.append(f.bytes),
             }
         }
         let done = s.held.is_empty();
@@ -366,16 +382,35 @@ impl Connection {
 
     /// Holds a frame written on `channel` behind the session's held transfer frames, if it
     /// has any: a disposition, detach or end must not overtake the delivery it follows
-    /// (and an attach the detach of its handle). Whether it was held.
-    pub(super) fn hold_behind(&mut self, channel: u16, frame: &[u8]) -> bool {
-        let Some(s) = self.sessions.get_mut(usize::from(channel)).and_then(Option::as_mut) else {
-            return false;
+    /// (and an attach the detach of its handle). A flow goes at once (it says the state as
+    /// it is), but a link's flow whose attach is held waits behind it, to be written when
+    /// it goes. Whether it was held.
+    pub(super) fn hold_behind(&mut self, channel: u16, p: &Performative, frame: &[u8]) -> bool {
+        let session = self.sid(channel);
+        let link = match p {
+            Performative::Flow(f) => f.handle.map(|h| self.id_at(session, h.0)),
+            _ => None,
         };
+        let Some(s) = self.session_mut(session) else { return false };
         if s.held.is_empty() {
             return false;
         }
-        let bytes = Payload { head: frame.to_vec(), inserts: Default::default() };
-        s.held.push_back(HeldFrame { transfer_of: None, bytes });
+        let mut held = HeldFrame::other(Payload::default());
+        match p {
+            Performative::Flow(f) => {
+                let Some(link) = link else { return false };
+                if !s.held.iter().any(|h| h.attach_of == Some(link.handle.0)) {
+                    return false;
+                }
+                held.flow_of = Some((link, f.echo));
+            }
+            Performative::Attach(a) => {
+                held.attach_of = Some(a.handle.0);
+                held.bytes.head = frame.to_vec();
+            }
+            _ => held.bytes.head = frame.to_vec(),
+        }
+        s.held.push_back(held);
         true
     }
 

@@ -1917,12 +1917,12 @@ impl Connection {
             ))));
             return;
         }
-        // Flows say the session's state as it is now, and go at once; its other frames
-        // keep their place behind transfer frames held for the peer's window (traced
-        // when they go).
-        let held = session_frame && !matches!(p, Performative::Flow(_) | Performative::Begin(_))
+        // A session's frames keep their place behind transfer frames held for the peer's
+        // window (traced when they go); flows, which say its state as it is now, go at
+        // once, but for a link's whose attach is held (see `hold_behind`).
+        let held = session_frame && !matches!(p, Performative::Begin(_))
             || matches!(p, Performative::End(_));
-        if held && self.hold_behind(channel, &buf) {
+        if held && self.hold_behind(channel, &p, &buf) {
             return;
         }
         if self.cfg.trace.is_some() {

@@ -129,8 +129,23 @@ pub(crate) struct HeldFrame {
     /// The link, for a transfer frame (it takes a unit of the window); `None` for the
     /// session's other frames.
     pub(crate) transfer_of: Option<super::LinkId>,
+    /// For a transfer frame: whether its delivery is transactional work (a discharge
+    /// waits for it).
+    pub(crate) transactional: bool,
+    /// For an attach: its handle (a flow naming that handle waits behind it).
+    pub(crate) attach_of: Option<u32>,
+    /// A link's flow, written when it goes (with the session's and the link's state as
+    /// they are then; `bytes` is empty), and whether it asks for an echo.
+    pub(crate) flow_of: Option<(super::LinkId, bool)>,
     /// The frame, encoded.
     pub(crate) bytes: crate::message::Payload,
+}
+
+impl HeldFrame {
+    /// A frame that is neither a transfer nor an attach nor a flow.
+    pub(crate) fn other(bytes: crate::message::Payload) -> Self {
+        Self { transfer_of: None, transactional: false, attach_of: None, flow_of: None, bytes }
+    }
 }
 
 impl Session {
