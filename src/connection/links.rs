@@ -359,13 +359,7 @@ impl Connection {
             match f.flow_of {
                 // Written now, with the state as it is now (transfer-ids included).
                 Some((link, echo)) => {
-                    let mut flow = s.flow(echo);
-                    let Some(l) = s.link_by_id(link) else { continue };
-                    flow.handle = Some(link.handle);
-                    flow.delivery_count = Some(l.delivery_count);
-                    flow.link_credit = Some(l.link_credit);
-                    flow.available = (l.role == Role::SENDER).then_some(l.available);
-                    flow.drain = l.drain;
+                    let Some(flow) = s.link_flow(link, echo) else { continue };
                     let enc = FrameEncoder { max_frame_size: max, layout };
                     let _ =
                         enc.encode_amqp(session.0, &Performative::Flow(flow), &[], &mut now.head);
@@ -1173,14 +1167,9 @@ impl Connection {
     }
 
     fn send_link_flow(&mut self, link: LinkId, echo: bool) {
-        let Some(s) = self.session_mut(link.session) else { return };
-        let mut f = s.flow(echo);
-        let Some(l) = s.link_by_id(link) else { return };
-        f.handle = Some(link.handle);
-        f.delivery_count = Some(l.delivery_count);
-        f.link_credit = Some(l.link_credit);
-        f.available = (l.role == Role::SENDER).then_some(l.available);
-        f.drain = l.drain;
+        let Some(f) = self.session_mut(link.session).and_then(|s| s.link_flow(link, echo)) else {
+            return;
+        };
         self.send_performative(link.session.0, Performative::Flow(f));
     }
 

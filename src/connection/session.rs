@@ -259,6 +259,19 @@ impl Session {
         }
     }
 
+    /// Our flow for `link` (one of this session's): the session's state and the link's,
+    /// as they are now; `None` if the link is gone.
+    pub(crate) fn link_flow(&mut self, link: super::LinkId, echo: bool) -> Option<Flow> {
+        let mut f = self.flow(echo);
+        let l = self.link_by_id(link)?;
+        f.handle = Some(link.handle);
+        f.delivery_count = Some(l.delivery_count);
+        f.link_credit = Some(l.link_credit);
+        f.available = (l.role == crate::types::Role::SENDER).then_some(l.available);
+        f.drain = l.drain;
+        Some(f)
+    }
+
     /// Our end.
     pub(crate) fn end(error: Option<Error>) -> End {
         End { error }
