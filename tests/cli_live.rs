@@ -1237,13 +1237,7 @@ fn a_proxy_out_of_file_descriptors_keeps_relaying_and_accepts_again() {
     let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let line = out.next().expect("a line").expect("a line");
     let url = line.strip_prefix("listening on ").expect("`listening on URL`").to_owned();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
+    let rx = stderr_lines(&mut child);
     let wait_for = |what: &str| loop {
         match rx.recv_timeout(HANG_GUARD) {
             Ok(l) if l.contains(what) => return,
@@ -1317,14 +1311,7 @@ fn a_proxy_s_recordings_are_numbered_as_its_connections() {
         "--record",
         rec.to_str().expect("path"),
     ]);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = proxy.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for l in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
+    let rx = stderr_lines(&mut proxy);
     let mut c1 = std::net::TcpStream::connect(url.trim_start_matches("amqp://")).expect("c1");
     // (Accepted first: it is c1.)
     while !rx.recv_timeout(HANG_GUARD).expect("the proxy's events").starts_with("c1: accepted") {}
@@ -1634,4 +1621,20 @@ fn decode_from_standard_input_prints_each_record_as_its_bytes_arrive() {
     assert!(init.contains("\"performative\":\"sasl-init\""), "{init}");
     drop(stdin);
     child.wait().expect("decode ends at the end of its input");
+}
+
+/// The lines `child` writes to standard error, each sent on as it comes (its stderr must
+/// be piped).
+fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr piped");
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            // (Read to the end even once no one listens: the child never blocks on a
+            // full pipe.)
+            let _ = tx.send(l);
+        }
+    });
+    rx
 }

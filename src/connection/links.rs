@@ -380,6 +380,11 @@ impl Connection {
     /// it is), but a link's flow whose attach is held waits behind it, to be written when
     /// it goes. Whether it was held.
     pub(super) fn hold_behind(&mut self, channel: u16, p: &Performative, frame: &[u8]) -> bool {
+        // Most frames go when nothing is held: ask that first, before any id lookups.
+        let holds = self.sessions.get(usize::from(channel)).and_then(Option::as_ref);
+        if holds.is_none_or(|s| s.held.is_empty()) {
+            return false;
+        }
         let session = self.sid(channel);
         let link = match p {
             Performative::Flow(f) => f.handle.map(|h| self.id_at(session, h.0)),

@@ -93,11 +93,12 @@ pub fn mutate(base: &[Json], seed: u64, index: u64) -> Mutated {
     while mutations.len() < wanted && tries < 32 {
         tries += 1;
         let kind = KINDS[rng.below(KINDS.len())];
-        let before = steps.clone();
+        // Only earlier mutations need the steps as they were (a case can hold thousands).
+        let before = (!mutations.is_empty()).then(|| steps.clone());
         if let Some(m) = kind(&mut steps, &mut rng) {
             // A step inserted, removed or swapped moves steps: the earlier mutations' step
             // numbers follow their steps, so that each names the step of the case as played.
-            if steps != before {
+            if let Some(before) = before.filter(|b| *b != steps) {
                 for earlier in &mut mutations {
                     *earlier = renumber(earlier, |n| moved_to(&before, &steps, n));
                 }
