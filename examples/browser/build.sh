@@ -7,7 +7,7 @@
 # self-contained folder to serve (or open the inspector from file:// in browsers that
 # allow module scripts there). Needs the wasm32-unknown-unknown target and
 # wasm-bindgen-cli at the version of the wasm-bindgen crate in Cargo.lock; wasm-opt
-# (Debian's binaryen) is used when it is version 116 or later. With a nightly toolchain
+# (binaryen) is used when it is version 116 or later (see below). With a nightly toolchain
 # that has rust-src (rustup component add rust-src --toolchain nightly), the standard
 # library is built with the modules, for size and with panics that trap at once: about 9 %
 # smaller. AMQPWIRE_WASM_STD=prebuilt uses the stable toolchain's standard library.
@@ -36,15 +36,25 @@ fi
 # amqpwire-inspector.js and amqpwire-inspector_bg.wasm).
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 mkdir -p "$out"
-# wasm-opt shrinks a module by about 5 % more, but binaryen before 116 (Debian 12 has
-# 108) breaks wasm-bindgen's reference-types table (the page fails with
-# "WebAssembly.Table.set(): Argument 1 is invalid for table"): it is used only when new
-# enough (116 is a guess at the first that keeps the table; only 108 was tried).
-opt_version=$(wasm-opt --version 2>/dev/null | awk '{ print $3 }' || true)
-if [ -n "$opt_version" ] && ! [ "$opt_version" -ge 116 ] 2>/dev/null; then
-    echo "build.sh: wasm-opt $opt_version is older than 116: not used" >&2
-    opt_version=
-fi
+# wasm-opt (binaryen) shrinks a module by about 5 % more, run after wasm-bindgen with
+# reference types enabled. Binaryen before 116 (Debian 12 has 108) breaks wasm-bindgen's
+# reference-types table (the page fails with "WebAssembly.Table.set(): Argument 1 is
+# invalid for table"), so an older one is not used (116 is a guess at the first that keeps
+# the table; 108 and 132 were tried). Taken from $WASM_OPT, else from PATH, else from npm's
+# `binaryen` package that tests/peers/install.sh installs (tests/peers/node_modules).
+opt=
+for candidate in "${WASM_OPT:-}" wasm-opt "$root/tests/peers/node_modules/.bin/wasm-opt"; do
+    [ -n "$candidate" ] || continue
+    version=$("$candidate" --version 2>/dev/null | awk '{ print $3 }' || true)
+    [ -n "$version" ] || continue
+    if [ "$version" -ge 116 ] 2>/dev/null; then
+        opt=$candidate
+        echo "build.sh: wasm-opt $version ($candidate)" >&2
+        break
+    fi
+    echo "build.sh: wasm-opt $version ($candidate) is older than 116: not used" >&2
+done
+[ -n "$opt" ] || echo "build.sh: no wasm-opt 116 or later: the modules are about 5 % larger (npm's binaryen: tests/peers/install.sh)" >&2
 # Panic locations name source files. The crates' sources are named from the registry
 # down, and the project's from its root, not by this machine's paths: the modules are the
 # same wherever they are built and carry nothing of the builder's home. (Cargo's encoded
@@ -97,8 +107,8 @@ module() { # FEATURE NAME
     wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
         --out-dir "$out" --out-name "$2" \
         "$target_dir/wasm32-unknown-unknown/release/amqpwire.wasm"
-    if [ -n "$opt_version" ]; then
-        wasm-opt -Oz --enable-reference-types --enable-bulk-memory --enable-multivalue \
+    if [ -n "$opt" ]; then
+        "$opt" -Oz --enable-reference-types --enable-bulk-memory --enable-multivalue \
             --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
             -o "$out/$2_bg.opt.wasm" "$out/$2_bg.wasm"
         mv "$out/$2_bg.opt.wasm" "$out/$2_bg.wasm"

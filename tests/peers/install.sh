@@ -26,6 +26,8 @@
 #   Chromium     Debian's chromium, run headless by tests/ladder.rs, and by
 #                tests/browser.rs through playwright-core (an npm package above, which
 #                downloads no browser of its own).
+#   binaryen     npm's binaryen (an npm package above): its wasm-opt shrinks the browser
+#                modules that examples/browser/build.sh makes.
 #   wasm tools   the wasm32-unknown-unknown target (rustup) and wasm-bindgen-cli at the
 #                version of the wasm-bindgen crate in Cargo.lock (cargo install, once:
 #                several minutes), for examples/browser/build.sh and tests/browser.rs;
