@@ -493,7 +493,7 @@ impl Parser<'_> {
 }
 
 /// The double nearest to a number's text (one that matched the grammar of RFC 8259, 6).
-#[cfg(not(all(feature = "wasm", target_arch = "wasm32")))]
+#[cfg(not(all(feature = "wasm-base", target_arch = "wasm32")))]
 fn nearest_f64(text: &str) -> Option<f64> {
     text.parse().ok()
 }
@@ -501,7 +501,7 @@ fn nearest_f64(text: &str) -> Option<f64> {
 /// The double nearest to a number's text, read by the browser's own `Number` (ECMAScript's
 /// StringToNumber, which rounds to nearest: every JSON number is a literal it reads). Core's
 /// reader would add about 18 KB of tables and code to the browser module.
-#[cfg(all(feature = "wasm", target_arch = "wasm32"))]
+#[cfg(all(feature = "wasm-base", target_arch = "wasm32"))]
 fn nearest_f64(text: &str) -> Option<f64> {
     #[wasm_bindgen::prelude::wasm_bindgen]
     extern "C" {

@@ -101,7 +101,7 @@ pub mod sasl;
 #[cfg(feature = "json")]
 pub mod script;
 pub mod time;
-#[cfg(feature = "wasm")]
+#[cfg(feature = "wasm-base")]
 pub mod wasm;
 
 /// The README's examples, compiled and run as doctests.

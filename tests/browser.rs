@@ -119,20 +119,32 @@ fn pages() -> &'static Path {
             "amqpwire-browser.js",
             "amqpwire.js",
             "amqpwire_bg.wasm",
+            "amqpwire-trace.js",
+            "amqpwire-trace_bg.wasm",
             "amqpwire-inspector.js",
             "amqpwire-inspector_bg.wasm",
         ];
         for f in files {
             assert!(out.join(f).exists(), "build.sh made no {f}");
         }
-        // The decoder is the inspector's alone: the client's module carries no capture
-        // reader.
+        // Each module exports its own part alone: the decoder is the inspector's (the
+        // client's module carries no capture reader), the trace records the trace's, and
+        // the engine the client's.
         let glue = |f: &str| std::fs::read_to_string(out.join(f)).expect("glue");
-        assert!(!glue("amqpwire.js").contains("export function decode("), "decode in the client");
-        assert!(glue("amqpwire-inspector.js").contains("export function decode("));
+        let exports = [
+            ("amqpwire.js", "export class Engine "),
+            ("amqpwire-trace.js", "export class Tracer "),
+            ("amqpwire-inspector.js", "export function decode("),
+        ];
+        for (file, _) in exports {
+            for (owner, export) in exports {
+                let has = glue(file).contains(export);
+                assert_eq!(has, file == owner, "{file}: {export:?} is the {owner} module's alone");
+            }
+        }
         // Panic locations name sources from the registry or the project down, never by
         // the builder's paths.
-        for f in ["amqpwire_bg.wasm", "amqpwire-inspector_bg.wasm"] {
+        for f in ["amqpwire_bg.wasm", "amqpwire-trace_bg.wasm", "amqpwire-inspector_bg.wasm"] {
             let module = std::fs::read(out.join(f)).expect("module");
             for local in [ROOT, "/registry/src/"] {
                 let found = module.windows(local.len()).any(|w| w == local.as_bytes());
@@ -464,6 +476,20 @@ try {
   d.accept();
   await conn.close();
   await rejects("begin after close", () => conn.begin(), "");
+  // The trace records' module is loaded only for a connection that shows its frames.
+  const traceLoaded = () =>
+    performance.getEntriesByType("resource").some((r) => r.name.includes("amqpwire-trace"));
+  if (traceLoaded()) throw new Error("the trace module was loaded for connections without onframe");
+  await rejects("onframe not a function", () => connect(url, { containerId: "a", onframe: 5 }), "onframe must be a function");
+  await rejects("showSecrets a string", () => connect(url, { containerId: "a", onframe: () => {}, showSecrets: "yes" }), "showSecrets must be true or false");
+  const records = [];
+  const traced = await connect(url, { containerId: "traced", onframe: (r) => records.push(r) });
+  await traced.close();
+  if (!traceLoaded()) throw new Error("no trace module loaded for a connection with onframe");
+  const shown = records.map((r) => `${r.direction} ${r.performative ?? r.kind}`).join(", ");
+  for (const want of ["out header", "in header", "out open", "in open", "out close", "in close"]) {
+    if (!shown.includes(want)) throw new Error(`no ${want} in the trace: ${shown}`);
+  }
   document.title = "API OK";
 } catch (e) {
   document.title = "FAILED: " + e.message;

@@ -1,7 +1,9 @@
-//! The browser binding (feature `wasm`) exercised natively, without a browser: the same
-//! `Engine` the pages drive, joined in memory to a server engine; its events and trace
-//! records as JSON; and the Azure and decoder exports. Run with
-//! `cargo test --features wasm-inspector --test wasm_binding` (.ci/run does).
+//! The browser binding (features `wasm`, `wasm-trace`, `wasm-inspector`) exercised
+//! natively, without a browser: the same `Engine` the pages drive, joined in memory to a
+//! server engine; its events, and its trace records as a `Tracer` writes them; and the
+//! Azure and decoder exports. Run with
+//! `cargo test --features wasm,wasm-trace,wasm-inspector --test wasm_binding` (.ci/run
+//! does).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,13 +14,14 @@ use amqpwire::azure::cbs::PutToken;
 use amqpwire::azure::{SasKey, SasToken, DEFAULT_CLOCK_SKEW};
 use amqpwire::codec::DecodeOptions;
 use amqpwire::codec::Value;
+use amqpwire::connection::Direction;
 use amqpwire::connection::{Config, Connection, Event};
 use amqpwire::inspect::{Inspector, Record};
 use amqpwire::message::{Body, Message};
 use amqpwire::sasl::Credentials;
 use amqpwire::time::Instant;
 use amqpwire::types::{Accepted, DeliveryState, MessageId, SequenceNo};
-use amqpwire::wasm::{self, Engine};
+use amqpwire::wasm::{self, Engine, Tracer};
 
 const KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
@@ -46,8 +49,12 @@ fn of_type<'a>(events: &'a [Json], t: &str) -> Vec<&'a Json> {
     events.iter().filter(|e| e["type"] == t).collect()
 }
 
-fn trace(engine: &mut Engine) -> Vec<Json> {
-    let t: Json = serde_json::from_str(&engine.poll_trace()).expect("trace JSON");
+/// The records of what the engine kept since the last call, as the page's `Tracer` makes
+/// them.
+fn trace(engine: &mut Engine, tracer: &mut Tracer) -> Vec<Json> {
+    let frames = engine.poll_trace_frames();
+    let t = tracer.records(&frames, engine.elapsed()).expect("frames the engine packed");
+    let t: Json = serde_json::from_str(&t).expect("trace JSON");
     t.as_array().expect("an array").clone()
 }
 
@@ -63,9 +70,11 @@ fn a_page_connection_opens_sends_receives_and_closes_with_its_trace() {
     let mut engine = Engine::new(
         r#"{"containerId": "page", "hostname": "hub", "maxFrameSize": 65536, "channelMax": 7,
             "idleTimeOut": 120000, "locales": ["en-US"], "properties": {"scenario": "seed000"},
-            "sasl": {"mechanism": "PLAIN", "username": "alice", "password": "secret"}}"#,
+            "sasl": {"mechanism": "PLAIN", "username": "alice", "password": "secret"},
+            "trace": true}"#,
     )
     .expect("options accepted");
+    let mut tracer = Tracer::new(false);
 
     let (events, _) = pump(&mut engine, &mut server);
     assert_eq!(of_type(&events, "saslDone")[0]["mechanism"], "PLAIN", "{events:?}");
@@ -78,7 +87,7 @@ fn a_page_connection_opens_sends_receives_and_closes_with_its_trace() {
     assert_eq!(remote.outgoing_locales.len(), 1);
     assert_eq!(remote.incoming_locales.len(), 1);
     // The trace: what --trace-json writes, both directions, the password masked.
-    let records = trace(&mut engine);
+    let records = trace(&mut engine, &mut tracer);
     let sasl_init = records.iter().find(|r| r["performative"] == "sasl-init").expect("sasl-init");
     assert_eq!(sasl_init["direction"], "out");
     assert_eq!(sasl_init["connection"], 0);
@@ -98,6 +107,18 @@ fn a_page_connection_opens_sends_receives_and_closes_with_its_trace() {
     let (events, theirs) = pump(&mut engine, &mut server);
     assert_eq!(of_type(&events, "sessionBegun").len(), 1, "{events:?}");
     assert_eq!(of_type(&events, "linkAttached").len(), 2, "{events:?}");
+    // The tracer goes on from where the last frames left each direction's stream.
+    let records = trace(&mut engine, &mut tracer);
+    let shown: Vec<_> = records
+        .iter()
+        .map(|r| format!("{} {}", r["direction"].as_str().unwrap(), r["performative"]))
+        .collect();
+    for want in [r#"out "begin""#, r#"in "begin""#, r#"out "attach""#, r#"in "attach""#] {
+        assert!(shown.iter().any(|s| s == want), "no {want} in {shown:?}");
+    }
+    // Whole frames, each decoded cleanly: no stream was cut between the two calls.
+    let clean = |r: &Json| r["kind"] == "frame" && r.get("warnings").is_none();
+    assert!(records.iter().all(clean), "{records:?}");
     // Our receiver granted its credit once attached; give our sender some.
     let mut server_rcv = None;
     let mut server_snd = None;
@@ -313,6 +334,8 @@ fn an_ended_links_number_never_names_a_later_link_with_its_handle() {
     let mut server = Connection::server(Config::new("broker"));
     let mut engine = Engine::new(r#"{"containerId": "page"}"#).expect("options accepted");
     pump(&mut engine, &mut server);
+    // Without the trace option, nothing is kept for a tracer.
+    assert_eq!(engine.poll_trace_frames(), Vec::<u8>::new());
     let session = engine.begin().expect("begin");
     let first = engine.attach_sender(session as f64, "s1", "q1").expect("attach");
     let (_, theirs) = pump(&mut engine, &mut server);
@@ -363,4 +386,32 @@ fn a_send_the_session_window_cannot_take_waits_for_a_session_window_event() {
     assert_eq!(opened[0]["session"], session as u64);
     assert_eq!(opened[0]["remoteIncomingWindow"], 1);
     assert_eq!(engine.send(link as f64, r#"{"body": "two"}"#).expect("sent"), 1.0);
+}
+
+/// The engine's packed frames come back as they went, in order; anything else is refused
+/// with where, and nothing of it is taken.
+#[test]
+fn trace_frames_unpack_as_packed_and_bad_packing_is_refused() {
+    let mut packed = Vec::new();
+    wasm::pack_trace_frame(&mut packed, Direction::Out, b"AMQP\x00\x01\x00\x00");
+    wasm::pack_trace_frame(&mut packed, Direction::In, b"");
+    wasm::pack_trace_frame(&mut packed, Direction::In, &[0x00, 0x53, 0x10]);
+    let frames = wasm::unpack_trace_frames(&packed).expect("packed by pack_trace_frame");
+    assert_eq!(
+        frames,
+        vec![
+            (Direction::Out, &b"AMQP\x00\x01\x00\x00"[..]),
+            (Direction::In, &b""[..]),
+            (Direction::In, &[0x00, 0x53, 0x10][..]),
+        ]
+    );
+    assert_eq!(wasm::unpack_trace_frames(&[]), Ok(vec![]));
+    let cases: [(&[u8], &str); 3] = [
+        (&[2, 0, 0, 0, 0], "byte 0: direction 2, not 0 (in) or 1 (out)"),
+        (&[0, 1, 0, 0, 0, 7, 1, 0, 0], "byte 6: a length cut short"),
+        (&[1, 5, 0, 0, 0, 1, 2], "byte 0: 5 bytes announced, 2 left"),
+    ];
+    for (bad, why) in cases {
+        assert_eq!(wasm::unpack_trace_frames(bad), Err(why.to_owned()), "{bad:?}");
+    }
 }

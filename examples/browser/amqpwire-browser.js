@@ -1,11 +1,13 @@
 // amqpwire in the browser: the sans-IO engine (amqpwire_bg.wasm, through wasm-bindgen's
-// amqpwire.js) driven over the browser's own WebSocket, with promises.
+// amqpwire.js) driven over the browser's own WebSocket, with promises. The trace records
+// come from a module of their own (amqpwire-trace_bg.wasm), loaded only by a connection
+// given an onframe callback.
 //
 //   const conn = await connect("wss://myhub.azure-devices.net/$iothub/websocket", {
 //     containerId: "seed000", hostname: "myhub.azure-devices.net",
 //     sasl: { mechanism: "PLAIN", username, password },
+//     onframe: (record) => …,               // each --trace-json record, in and out
 //   });
-//   conn.onframe = (record) => …;          // each --trace-json record, in and out
 //   const session = await conn.begin();
 //   const sender = await session.sender("c2d", "/messages/devicebound");
 //   await sender.send({ body: "hi", applicationProperties: { k: "v" } });
@@ -21,11 +23,27 @@ import init, * as wasm from "./amqpwire.js";
 export { wasm };
 
 let ready = null;
+let tracing = null;
 
 /** Loads the WebAssembly module (once). */
 export function load() {
   if (!ready) ready = init();
   return ready;
+}
+
+/** Loads the trace module (once): its `Tracer` makes the trace records. */
+export function loadTrace() {
+  if (!tracing) {
+    tracing = import("./amqpwire-trace.js").then(async (trace) => {
+      await trace.default();
+      return trace;
+    });
+    // A failed load may be tried again.
+    tracing.catch(() => {
+      tracing = null;
+    });
+  }
+  return tracing;
 }
 
 function hexToBytes(hex) {
@@ -72,18 +90,29 @@ function describe(error) {
 /**
  * Opens a connection over WebSocket (subprotocol AMQPWSB10) and waits for the peer's open.
  * `options` are the engine's (see docs/browser.md), plus `onframe` and `onevent` callbacks,
- * set before the first byte goes out so that they see the SASL exchange and the opens, and
+ * set before the first byte goes out so that they see the SASL exchange and the opens,
+ * `showSecrets` (trace records keep passwords and signatures instead of masking them), and
  * `handshakeTimeOut` (ms, default 60000): how long the WebSocket's opening handshake may
  * take before the connection fails (the engine's open time-out runs from the socket's
- * opening).
+ * opening). With `onframe`, the trace module is loaded and the engine keeps every frame
+ * for it; `conn.onframe` may be changed later, but a connection made without one has no
+ * trace (the records decode each direction from its first byte).
  */
 export async function connect(url, options = {}) {
   await load();
-  const { onframe = null, onevent = null, handshakeTimeOut = HANDSHAKE_TIME_OUT, ...engineOptions } =
-    options;
+  const {
+    onframe = null,
+    onevent = null,
+    showSecrets = false,
+    handshakeTimeOut = HANDSHAKE_TIME_OUT,
+    ...engineOptions
+  } = options;
   whole("handshakeTimeOut", handshakeTimeOut, 1, 2147483647);
-  const engine = new wasm.Engine(JSON.stringify(engineOptions));
-  const conn = new Connection(engine);
+  if (onframe !== null && typeof onframe !== "function") throw new TypeError("onframe must be a function");
+  if (typeof showSecrets !== "boolean") throw new TypeError("showSecrets must be true or false");
+  const tracer = onframe ? new (await loadTrace()).Tracer(showSecrets) : null;
+  const engine = new wasm.Engine(JSON.stringify({ ...engineOptions, trace: tracer !== null }));
+  const conn = new Connection(engine, tracer);
   conn.onframe = onframe;
   conn.onevent = onevent;
   await conn._open(url, handshakeTimeOut);
@@ -117,8 +146,10 @@ class Waiters {
 }
 
 export class Connection {
-  constructor(engine) {
+  constructor(engine, tracer = null) {
     this.engine = engine;
+    /** The trace module's Tracer, when the connection was made with onframe. */
+    this.tracer = tracer;
     this.socket = null;
     this.timer = null;
     this.waiters = new Waiters();
@@ -127,7 +158,7 @@ export class Connection {
     this.ended = false;
     this.endError = null;
     this.closing = null;
-    /** Called with each trace record (the JSON of --trace-json). */
+    /** Called with each trace record (the JSON of --trace-json), when there is a tracer. */
     this.onframe = null;
     /** Called with each engine event. */
     this.onevent = null;
@@ -188,8 +219,11 @@ export class Connection {
     for (;;) {
       const out = this.engine.pollTransmit();
       if (out.length && this.socket.readyState === WebSocket.OPEN) this.socket.send(out);
-      const trace = JSON.parse(this.engine.pollTrace());
-      if (this.onframe) for (const r of trace) this.onframe(r);
+      const frames = this.engine.pollTraceFrames();
+      if (frames.length && this.tracer) {
+        const trace = JSON.parse(this.tracer.records(frames, this.engine.elapsed()));
+        if (this.onframe) for (const r of trace) this.onframe(r);
+      }
       const events = JSON.parse(this.engine.pollEvents());
       for (const ev of events) this._event(ev);
       if (!out.length && !events.length) break;

@@ -3,7 +3,9 @@
 #
 # OUTDIR gets seed000.html, inspector.html, amqpwire-browser.js (the WebSocket driver and
 # promise API), amqpwire.js (wasm-bindgen's glue) and amqpwire_bg.wasm (the client's
-# module), amqpwire-inspector.js and amqpwire-inspector_bg.wasm (the inspector's): a
+# module), amqpwire-trace.js and amqpwire-trace_bg.wasm (the trace records' module, which
+# amqpwire-browser.js loads for a connection made with onframe), amqpwire-inspector.js
+# and amqpwire-inspector_bg.wasm (the inspector's): a
 # self-contained folder to serve (or open the inspector from file:// in browsers that
 # allow module scripts there). Needs the wasm32-unknown-unknown target and
 # wasm-bindgen-cli at the version of the wasm-bindgen crate in Cargo.lock; wasm-opt
@@ -29,11 +31,13 @@ if [ "$have" != "$want" ]; then
     exit 1
 fi
 
-# Two modules, each built for size (the crate's own release profile is left as it is), as
-# a cdylib without making every native build link one: the client's (feature wasm:
-# amqpwire.js and amqpwire_bg.wasm) for the seed page and any page that connects, and the
-# inspector's (feature wasm-inspector, which adds the decoder and the capture readers:
-# amqpwire-inspector.js and amqpwire-inspector_bg.wasm).
+# Three modules, each built for size (the crate's own release profile is left as it is),
+# as a cdylib without making every native build link one: the client's (feature wasm:
+# amqpwire.js and amqpwire_bg.wasm) for the seed page and any page that connects; the
+# trace's (feature wasm-trace: the --trace-json records of a connection's frames), loaded
+# only by a page that shows them; and the inspector's (feature wasm-inspector: the decoder
+# and the capture readers, no engine: amqpwire-inspector.js and
+# amqpwire-inspector_bg.wasm).
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 mkdir -p "$out"
 # wasm-opt (binaryen) shrinks a module by about 5 % more, run after wasm-bindgen with
@@ -96,12 +100,12 @@ module() { # FEATURE NAME
         CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 CARGO_PROFILE_RELEASE_PANIC=abort \
         cargo $toolchain rustc --lib --release --target wasm32-unknown-unknown --no-default-features \
         --features "$1" --crate-type cdylib $std_flags
-    # A float formatted with `{}` anywhere the client reaches pulls in core's float
-    # formatting (about 10 KB; it came back once through a settle error's text): the
-    # client's floats are written by inspect::f64_text. The symbol names say if it is there.
-    if [ "$1" = wasm ] &&
+    # A float formatted with `{}` anywhere the client or the trace reaches pulls in core's
+    # float formatting (about 10 KB; it came back once through a settle error's text): their
+    # floats are written by inspect::f64_text. The symbol names say if it is there.
+    if [ "$1" != wasm-inspector ] &&
         grep -q -a 'core3fmt5float' "$target_dir/wasm32-unknown-unknown/release/amqpwire.wasm"; then
-        echo "build.sh: core's float formatting is in the client's module: some code formats a float with Display or Debug (use inspect::f64_text)" >&2
+        echo "build.sh: core's float formatting is in the $2 module: some code formats a float with Display or Debug (use inspect::f64_text)" >&2
         exit 1
     fi
     wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
@@ -118,5 +122,6 @@ module() { # FEATURE NAME
     echo "build.sh: $out/$2_bg.wasm: $raw bytes, $gz gzipped"
 }
 module wasm amqpwire
+module wasm-trace amqpwire-trace
 module wasm-inspector amqpwire-inspector
 cp "$here/seed000.html" "$here/inspector.html" "$here/amqpwire-browser.js" "$out/"

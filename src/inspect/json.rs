@@ -38,7 +38,7 @@ pub fn write_trace_lines(
 }
 
 /// The lines of a live trace for one record, as values of an open array or object of `s`
-/// (the browser binding's `pollTrace` writes them into one array).
+/// (the browser binding's `Tracer` writes them into one array).
 pub(crate) fn trace_values<S: Sink>(
     s: &mut S,
     record: &Record,
