@@ -1062,7 +1062,7 @@ fn width_rank(code: u8) -> u8 {
 }
 
 /// The first key of `pairs` equal to an earlier one. Small maps are compared pairwise; large
-/// ones through a set of canonical encodings, so a hostile map cannot cost quadratic time.
+/// ones by sorting their canonical encodings, so a hostile map cannot cost quadratic time.
 pub(crate) fn first_duplicate_key(pairs: &[(Value, Value)]) -> Option<&Value> {
     if pairs.len() <= 32 {
         for (i, (k, _)) in pairs.iter().enumerate() {
@@ -1072,8 +1072,12 @@ pub(crate) fn first_duplicate_key(pairs: &[(Value, Value)]) -> Option<&Value> {
         }
         return None;
     }
-    let mut seen = std::collections::HashSet::with_capacity(pairs.len());
-    pairs.iter().map(|(k, _)| k).find(|k| !seen.insert(canonical_bytes(k)))
+    // Sorted by encoding, then by place: in each run of equal keys, the second is the first
+    // that repeats an earlier one; the earliest such over all runs is the answer.
+    let mut keyed: Vec<_> =
+        pairs.iter().enumerate().map(|(i, (k, _))| (canonical_bytes(k), i)).collect();
+    keyed.sort_unstable();
+    keyed.windows(2).filter(|w| w[0].0 == w[1].0).map(|w| w[1].1).min().map(|i| &pairs[i].0)
 }
 
 /// A map key as its type and content, for finding repeated keys without decoding them.
@@ -1160,6 +1164,29 @@ fn canonical_bytes(v: &Value) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Large maps (sorted) find the same repeated key as the pairwise comparison small
+        /// ones use: the first key equal to an earlier one.
+        #[test]
+        fn a_large_map_s_first_repeated_key_is_the_pairwise_one(
+            keys in proptest::collection::vec(0u8..60, 33..120),
+            as_symbols in proptest::bool::ANY,
+        ) {
+            let key = |k: u8| if as_symbols && k % 2 == 0 {
+                Value::from(Symbol::from(format!("k{k}").as_str()))
+            } else {
+                Value::from(u64::from(k))
+            };
+            let pairs: Vec<(Value, Value)> = keys.iter().map(|&k| (key(k), Value::Null)).collect();
+            let pairwise = pairs
+                .iter()
+                .enumerate()
+                .find(|(i, (k, _))| pairs[..*i].iter().any(|(e, _)| e == k))
+                .map(|(_, (k, _))| k);
+            proptest::prop_assert_eq!(first_duplicate_key(&pairs), pairwise);
+        }
+    }
 
     /// Encodes `v`, checks the length and format code it announces, and decodes it back.
     fn round_trip(v: &Value) {

@@ -381,11 +381,17 @@ impl Link {
     /// what the peer knows of it.
     pub(crate) fn on_remote_unsettled(&mut self, map: &[UnsettledDelivery], incomplete: bool) {
         self.remote_incomplete = incomplete;
-        let by_tag: std::collections::HashMap<&[u8], &Option<DeliveryState>> =
+        // By tag, sorted (stably: of a tag listed twice, which a lenient decoder keeps, the
+        // last entry counts, as the peer's map read in order would have it).
+        let mut by_tag: Vec<(&[u8], &Option<DeliveryState>)> =
             map.iter().map(|u| (&u.tag[..], &u.state)).collect();
+        by_tag.sort_by(|a, b| a.0.cmp(b.0));
         for r in &mut self.resumable {
-            r.remote = Some(match by_tag.get(&r.tag[..]) {
-                Some(state) => PeerUnsettled::Known((*state).clone()),
+            let after = by_tag.partition_point(|(tag, _)| *tag <= &r.tag[..]);
+            let found =
+                after.checked_sub(1).map(|i| by_tag[i]).filter(|(tag, _)| *tag == &r.tag[..]);
+            r.remote = Some(match found {
+                Some((_, state)) => PeerUnsettled::Known(state.clone()),
                 None if incomplete => PeerUnsettled::NotListed,
                 None => PeerUnsettled::Unknown,
             });

@@ -119,6 +119,7 @@ mod link;
 mod links;
 mod session;
 pub mod txn;
+mod vec_map;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -627,9 +628,9 @@ pub struct Connection {
     /// Our sessions, by our channel.
     sessions: Vec<Option<Session>>,
     /// The peer's channel → ours.
-    remote_channels: std::collections::HashMap<u16, u16>,
+    remote_channels: vec_map::VecMap<u16, u16>,
     /// What links left unsettled when they went without closing, by name and role.
-    retained: std::collections::HashMap<(String, bool), Vec<UnsettledDelivery>>,
+    retained: vec_map::VecMap<(String, bool), Vec<UnsettledDelivery>>,
     /// What the partial deliveries of every link hold.
     incoming_held: link::Held,
     /// A protocol header has come from the peer.
@@ -695,8 +696,8 @@ impl Connection {
             peer_idle: None,
             error: None,
             sessions: Vec::new(),
-            remote_channels: std::collections::HashMap::new(),
-            retained: std::collections::HashMap::new(),
+            remote_channels: vec_map::VecMap::new(),
+            retained: vec_map::VecMap::new(),
             incoming_held: link::Held::default(),
             header_seen: false,
             txn: cfg.coordinator.clone().map(txn::TxnState::new),

@@ -1,7 +1,7 @@
 //! Sessions (2.5): begin and end, the mapping between our channels and the peer's, and the
 //! session flow state (transfer ids and windows, with serial-number arithmetic).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use crate::types::{Begin, End, Error, Flow, Handle, SequenceNo};
 
@@ -108,7 +108,7 @@ pub(crate) struct Session {
     /// Our links, by our handle.
     pub(crate) links: Vec<Option<Link>>,
     /// The peer's handle → ours.
-    pub(crate) remote_handles: HashMap<u32, u32>,
+    pub(crate) remote_handles: super::vec_map::VecMap<u32, u32>,
     /// The delivery-id of our next delivery (session-scoped, 2.6.12).
     pub(crate) next_delivery_id: SequenceNo,
     /// The incoming-window we re-advertise when it runs low.
@@ -164,7 +164,7 @@ impl Session {
             remote_handle_max: u32::MAX,
             error: None,
             links: Vec::new(),
-            remote_handles: HashMap::new(),
+            remote_handles: super::vec_map::VecMap::new(),
             next_delivery_id: SequenceNo(0),
             max_incoming_window: cfg.incoming_window,
             pending: Vec::new(),

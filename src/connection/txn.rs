@@ -33,7 +33,9 @@
 //! connection's end), so an application that acts on events in order never sees work
 //! outlive its transaction.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use super::vec_map::VecMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -149,8 +151,8 @@ struct Pending {
 pub(crate) struct TxnState {
     cfg: CoordinatorConfig,
     next_txn: u64,
-    open: HashMap<Bytes, Txn>,
-    pending: HashMap<Bytes, Pending>,
+    open: VecMap<Bytes, Txn>,
+    pending: VecMap<Bytes, Pending>,
     expired: VecDeque<Bytes>,
 }
 
@@ -159,8 +161,8 @@ impl TxnState {
         Self {
             cfg,
             next_txn: 1,
-            open: HashMap::new(),
-            pending: HashMap::new(),
+            open: VecMap::new(),
+            pending: VecMap::new(),
             expired: VecDeque::new(),
         }
     }
@@ -562,8 +564,9 @@ impl Connection {
         if t.open.is_empty() && (!ended || t.pending.is_empty()) {
             return Vec::new();
         }
-        let live: std::collections::HashSet<u32> = if ended {
-            Default::default()
+        // The serials of the attached control links (few: a linear search suits them).
+        let live: Vec<u32> = if ended {
+            Vec::new()
         } else {
             self.sessions
                 .iter()

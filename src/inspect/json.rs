@@ -1005,7 +1005,7 @@ fn object_key(k: &Value) -> Option<&str> {
 /// Whether a map becomes a JSON object: every key is a string or symbol, no two alike.
 fn has_object_keys(pairs: &[(Value, Value)]) -> bool {
     // Small maps (the usual application properties) are compared pairwise; larger ones
-    // through a set, so that a map of many keys costs no more than its size.
+    // sorted, so that a map of many keys costs n log n.
     const PAIRWISE: usize = 16;
     if pairs.len() <= PAIRWISE {
         for (i, (k, _)) in pairs.iter().enumerate() {
@@ -1016,14 +1016,43 @@ fn has_object_keys(pairs: &[(Value, Value)]) -> bool {
         }
         true
     } else {
-        let mut seen = std::collections::HashSet::with_capacity(pairs.len());
-        pairs.iter().all(|(k, _)| object_key(k).is_some_and(|k| seen.insert(k)))
+        let Some(mut keys) = pairs.iter().map(|(k, _)| object_key(k)).collect::<Option<Vec<_>>>()
+        else {
+            return false;
+        };
+        keys.sort_unstable();
+        keys.windows(2).all(|w| w[0] != w[1])
     }
 }
 
 #[cfg(all(test, feature = "json"))]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Large maps (sorted) become objects exactly when small ones (compared pairwise)
+        /// would: string or symbol keys, no two alike.
+        #[test]
+        fn a_large_map_is_an_object_as_the_pairwise_check_says(
+            keys in proptest::collection::vec((0u16..400, 0u8..3), 17..60),
+        ) {
+            let pairs: Vec<(Value, Value)> = keys
+                .iter()
+                .map(|&(k, kind)| {
+                    let key = match kind {
+                        0 => Value::from(format!("k{k}").as_str()),
+                        1 => Value::from(crate::codec::Symbol::from(format!("k{k}").as_str())),
+                        _ => Value::from(u64::from(k)),
+                    };
+                    (key, Value::Null)
+                })
+                .collect();
+            let pairwise = pairs.iter().enumerate().all(|(i, (k, _))| {
+                object_key(k).is_some_and(|k| !pairs[..i].iter().any(|(p, _)| object_key(p) == Some(k)))
+            });
+            proptest::prop_assert_eq!(has_object_keys(&pairs), pairwise);
+        }
+    }
 
     /// The text the writer gives for one value.
     fn written(f: impl FnOnce(&mut Writer<'_>)) -> String {
