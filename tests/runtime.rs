@@ -637,3 +637,106 @@ async fn a_client_runs_over_a_transport_the_application_made() {
     let (address, body) = within("the server's delivery", seen.recv()).await.expect("seen");
     assert_eq!((address.as_str(), &body[..]), ("piped", &b"through"[..]));
 }
+
+/// A TCP relay to `upstream` that passes every byte from the client, and every header and
+/// frame from the server but the AMQP frames whose performative's descriptor code `drops`
+/// picks: a peer that never sends those.
+async fn dropping_relay(upstream: String, drops: fn(u8) -> bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = front.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let (a, _) = front.accept().await.expect("accept");
+        let b = tokio::net::TcpStream::connect(upstream).await.expect("upstream");
+        let (mut ar, mut aw) = a.into_split();
+        let (mut br, mut bw) = b.into_split();
+        tokio::spawn(async move { tokio::io::copy(&mut ar, &mut bw).await });
+        let mut held = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n @ 1..) = br.read(&mut buf).await {
+            held.extend_from_slice(&buf[..n]);
+            // Whole headers and frames only; a part waits for the rest.
+            loop {
+                let len = if held.starts_with(b"AMQP") {
+                    8
+                } else if held.len() >= 8 {
+                    u32::from_be_bytes(held[..4].try_into().expect("4 bytes")) as usize
+                } else {
+                    break;
+                };
+                if held.len() < len.max(8) {
+                    break;
+                }
+                let item: Vec<u8> = held.drain(..len.max(8)).collect();
+                // An AMQP frame (type 0) whose body is a described performative 0x00 0x53 code.
+                let body = usize::from(item[4]) * 4;
+                let dropped = !item.starts_with(b"AMQP")
+                    && item[5] == 0
+                    && item.get(body..body + 2) == Some(&[0x00, 0x53][..])
+                    && item.get(body + 2).is_some_and(|c| drops(*c));
+                if !dropped && aw.write_all(&item).await.is_err() {
+                    return;
+                }
+            }
+        }
+        // Keep the client's socket open, silent.
+        std::future::pending::<()>().await;
+    });
+    format!("amqp://127.0.0.1:{port}")
+}
+
+/// A connection through `relay`'s URL with a close time-out of 300 ms.
+async fn quick_closing(url: &str) -> Connection {
+    let endpoint = Endpoint::parse(url).expect("url");
+    let options = ConnectOptions {
+        configure: Some(Box::new(|c| c.close_timeout = Duration::from_millis(300))),
+        ..ConnectOptions::default()
+    };
+    within("connect", Connection::connect_with(&endpoint, options)).await.expect("connect")
+}
+
+#[tokio::test]
+async fn a_detach_or_an_end_the_peer_never_answers_fails_after_the_close_time_out() {
+    const DETACH: u8 = 0x16;
+    const END: u8 = 0x17;
+    let (url, _) = serve("amqp://127.0.0.1:0", options(), 1).await;
+    let upstream = url.trim_start_matches("amqp://").trim_end_matches('/').to_owned();
+    let relay = dropping_relay(upstream, |code| code == DETACH || code == END).await;
+    let conn = quick_closing(&relay).await;
+    // Each on a session of its own: what the peer sent and the relay lost leaves that
+    // session's handles (or channel) in use on our side alone, and the peer may reuse them.
+    let session = conn.begin_session().await.expect("session");
+    let sender = session.sender("s", "q").await.expect("sender");
+    sender.send(&Message::with_data(&b"x"[..])).await.expect("sent and accepted");
+    // Each waited for ever before.
+    let err = within("detach", sender.detach()).await.expect_err("no detach came back");
+    assert!(matches!(err, Error::Timeout("the peer's detach")), "{err}");
+    let session = conn.begin_session().await.expect("session");
+    let receiver = session.receiver("r", "out", 1).await.expect("receiver");
+    let err = within("close", receiver.close()).await.expect_err("no detach came back");
+    assert!(matches!(err, Error::Timeout("the peer's detach")), "{err}");
+    let ending = conn.begin_session().await.expect("session");
+    let going_on = conn.begin_session().await.expect("another session");
+    let err = within("end", ending.end()).await.expect_err("no end came back");
+    assert!(matches!(err, Error::Timeout("the peer's end")), "{err}");
+    // The connection itself goes on.
+    let sender = going_on.sender("s2", "q").await.expect("another sender");
+    sender.send(&Message::with_data(&b"y"[..])).await.expect("sent and accepted");
+}
+
+#[tokio::test]
+async fn a_refusal_the_peer_sends_no_detach_after_fails_after_the_close_time_out() {
+    let (url, _) = serve("amqp://127.0.0.1:0", options(), 0).await;
+    let upstream = url.trim_start_matches("amqp://").trim_end_matches('/').to_owned();
+    let relay = dropping_relay(upstream, |code| code == 0x16).await;
+    let conn = quick_closing(&relay).await;
+    let session = conn.begin_session().await.expect("session");
+    // The server answers with a null target, then detaches with why: the detach is lost.
+    let err = within("attach", session.sender("s", "forbidden")).await.expect_err("refused");
+    assert!(matches!(err, Error::LinkRefused(None)), "{err}");
+    // (On another session: the peer may give its next link the handle whose detach was
+    // lost.)
+    let session = conn.begin_session().await.expect("another session");
+    let ok = session.sender("s2", "fine").await.expect("another link");
+    ok.send(&Message::with_data(&b"x"[..])).await.expect("sent");
+}

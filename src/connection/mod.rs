@@ -741,6 +741,12 @@ impl Connection {
         self.state
     }
 
+    /// How long the peer has to answer our close ([`Config::close_timeout`]); the runtime
+    /// gives the peer as long to answer a detach or an end.
+    pub fn close_timeout(&self) -> Duration {
+        self.cfg.close_timeout
+    }
+
     /// The peer's open, once received.
     pub fn remote_open(&self) -> Option<&Open> {
         self.remote_open.as_ref()

@@ -32,7 +32,9 @@ pub enum Error {
     Usage(UsageError),
     /// A message could not be decoded.
     Decode(crate::codec::DecodeError),
-    /// A handshake or the open exchange took too long.
+    /// A handshake or the open exchange took too long, or the peer did not answer our
+    /// detach or end (or detach after refusing a link) within the connection's close
+    /// time-out.
     Timeout(&'static str),
     /// The transaction coordinator refused a declare or a discharge (part 4), with its
     /// error (`amqp:transaction:rollback`, `…:unknown-id`, `…:timeout`, …).

@@ -300,6 +300,23 @@ impl Connection {
             .wait_until(|s| s.ended.as_ref().map(|e| e.as_ref().map_err(Error::duplicate).copied()))
             .await
     }
+
+    /// How long the peer has to answer a close, a detach or an end.
+    pub(crate) fn close_timeout(&self) -> Duration {
+        self.inner.lock().conn.close_timeout()
+    }
+
+    /// `answer`, unless the close time-out passes first: then [`Error::Timeout`] for
+    /// `what` (the state the answer would have changed stays as it is).
+    pub(crate) async fn within_close_timeout<T>(
+        &self,
+        what: &'static str,
+        answer: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(self.close_timeout(), answer)
+            .await
+            .unwrap_or(Err(Error::Timeout(what)))
+    }
 }
 
 /// A session on a connection.
@@ -438,18 +455,36 @@ impl Session {
         // Refused, failed or given up (this future dropped, by a time-out around it say):
         // no handle is made, so the link is treated as one whose handle was dropped.
         let mut attaching = Attaching { conn: &self.conn, link, armed: true };
-        let answer = self
-            .conn
-            .inner
-            .wait_until(|s| {
-                let done = s.attaching.get(&link).is_some_and(|p| p.answer.is_some());
-                if done {
-                    s.attaching.remove(&link).and_then(|p| p.answer)
-                } else {
-                    s.end_error().map(Err)
+        let answered = move |s: &mut super::driver::Shared| {
+            let done = s.attaching.get(&link).is_some_and(|p| p.answer.is_some());
+            if done {
+                s.attaching.remove(&link).and_then(|p| p.answer)
+            } else {
+                s.end_error().map(Err)
+            }
+        };
+        let refused = move |s: &mut super::driver::Shared| {
+            s.attaching.get(&link).is_some_and(|p| p.refused && p.answer.is_none())
+        };
+        let first = self.conn.inner.wait_until(|s| {
+            if refused(s) {
+                return Some(None);
+            }
+            answered(s).map(Some)
+        });
+        let answer = match first.await {
+            Some(answer) => answer?,
+            // 2.6.3: a refusal's detach, with the reason, follows its attach; a peer that
+            // sends none within the close time-out leaves the refusal without a reason
+            // (and the guard above closes the link).
+            None => {
+                let detach = self.conn.inner.wait_until(answered);
+                match tokio::time::timeout(self.conn.close_timeout(), detach).await {
+                    Ok(answer) => answer?,
+                    Err(_) => return Err(Error::LinkRefused(None)),
                 }
-            })
-            .await?;
+            }
+        };
         attaching.armed = false;
         Ok((link, answer))
     }
@@ -464,7 +499,8 @@ impl Session {
         Ok(Controller::new(sender))
     }
 
-    /// Ends the session and waits for the peer's end.
+    /// Ends the session and waits for the peer's end: [`Error::Timeout`] when none comes
+    /// within the connection's close time-out ([`crate::connection::Config::close_timeout`]).
     pub async fn end(&self) -> Result<(), Error> {
         let id = self.id;
         self.conn.command(|s| {
@@ -472,7 +508,8 @@ impl Session {
             s.begun.insert(id, None);
             Ok(())
         })?;
-        match self.conn.inner.wait_until(|s| s.take_session_news(id)).await {
+        let answer = self.conn.inner.wait_until(|s| s.take_session_news(id));
+        match self.conn.within_close_timeout("the peer's end", answer).await {
             Err(Error::SessionEnded(None)) => Ok(()),
             other => other,
         }
@@ -796,18 +833,20 @@ impl Sender {
         self.conn.inner.wake_driver.notify_one();
     }
 
-    /// Detaches the link, closing it, and waits for the peer's detach.
+    /// Detaches the link, closing it, and waits for the peer's detach ([`Error::Timeout`]
+    /// when none comes within the connection's close time-out).
     pub async fn close(self) -> Result<(), Error> {
         end_link(&self.conn, self.link, true, None).await
     }
 
     /// Detaches the link, closing it with `error` (the peer learns why), and waits for the
-    /// peer's detach.
+    /// peer's detach (as [`Self::close`] does).
     pub async fn close_with_error(self, error: AmqpError) -> Result<(), Error> {
         self.close_shared(error).await
     }
 
-    /// Detaches the link without closing it, and waits for the peer's detach: the link is
+    /// Detaches the link without closing it, and waits for the peer's detach (for the
+    /// connection's close time-out at most: [`Error::Timeout`]): the link is
     /// suspended (2.6.6), not destroyed, so its terminus lives on at the peer (a durable
     /// subscription, say). Outcomes still awaited fail with [`Error::LinkDetached`]; the
     /// deliveries stay unsettled, and a later sender of the same name on this connection
@@ -824,9 +863,9 @@ fn encode(message: &Message) -> Payload {
     payload
 }
 
-/// Detaches `link` (closing it when `closed`) and waits for the peer's detach; nothing
-/// when the link has ended already (the peer detached it, and a later link may hold its
-/// handle).
+/// Detaches `link` (closing it when `closed`) and waits for the peer's detach, for the
+/// connection's close time-out at most ([`Error::Timeout`]); nothing when the link has
+/// ended already (the peer detached it, and a later link may hold its handle).
 async fn end_link(
     conn: &Connection,
     link: LinkId,
@@ -840,14 +879,12 @@ async fn end_link(
         }
     }
     conn.command(|s| Ok(s.conn.detach(link, closed, error)?))?;
-    let r = conn
-        .inner
-        .wait_until(|s| match s.detached.get(&link) {
-            Some(Error::LinkDetached(None)) => Some(Ok(())),
-            Some(e) => Some(Err(e.duplicate())),
-            None => s.end_error().map(Err),
-        })
-        .await;
+    let answer = conn.inner.wait_until(|s| match s.detached.get(&link) {
+        Some(Error::LinkDetached(None)) => Some(Ok(())),
+        Some(e) => Some(Err(e.duplicate())),
+        None => s.end_error().map(Err),
+    });
+    let r = conn.within_close_timeout("the peer's detach", answer).await;
     let mut s = conn.inner.lock();
     s.receivers.remove(&link);
     s.detached.remove(&link);
@@ -1064,18 +1101,20 @@ impl Receiver {
         self.settle(delivery, DeliveryState::Modified(m))
     }
 
-    /// Detaches the link, closing it, and waits for the peer's detach.
+    /// Detaches the link, closing it, and waits for the peer's detach ([`Error::Timeout`]
+    /// when none comes within the connection's close time-out).
     pub async fn close(self) -> Result<(), Error> {
         end_link(&self.conn, self.link, true, None).await
     }
 
     /// Detaches the link, closing it with `error` (the peer learns why), and waits for the
-    /// peer's detach.
+    /// peer's detach (as [`Self::close`] does).
     pub async fn close_with_error(self, error: AmqpError) -> Result<(), Error> {
         self.close_shared(error).await
     }
 
-    /// Detaches the link without closing it, and waits for the peer's detach: the link is
+    /// Detaches the link without closing it, and waits for the peer's detach (for the
+    /// connection's close time-out at most: [`Error::Timeout`]): the link is
     /// suspended (2.6.6), not destroyed, so its terminus lives on at the peer (a durable
     /// subscription, say, which [`Receiver::close`] would end). Deliveries not settled by
     /// then stay unsettled, and a later receiver of the same name on this connection names
