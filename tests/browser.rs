@@ -490,6 +490,16 @@ try {
   for (const want of ["out header", "in header", "out open", "in open", "out close", "in close"]) {
     if (!shown.includes(want)) throw new Error(`no ${want} in the trace: ${shown}`);
   }
+  // Callbacks that throw do not stop the connection: what they throw goes to the console.
+  let thrown = 0;
+  const throwing = () => {
+    thrown++;
+    throw new Error("a page's callback threw");
+  };
+  const careless = await connect(url, { containerId: "careless", onframe: throwing, onevent: throwing });
+  await (await careless.begin()).sender("s3", "q");
+  await careless.close();
+  if (thrown < 6) throw new Error(`the callbacks were called ${thrown} times`);
   document.title = "API OK";
 } catch (e) {
   document.title = "FAILED: " + e.message;

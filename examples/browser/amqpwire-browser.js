@@ -69,6 +69,19 @@ function finite(key, value) {
   return value;
 }
 
+/** Calls the page's callback `f` with `value`. What it throws is thrown again on its own
+ * (the page's console shows it, as any uncaught error), never into the driver: the
+ * connection goes on. */
+function callBack(f, value) {
+  try {
+    f(value);
+  } catch (e) {
+    queueMicrotask(() => {
+      throw e;
+    });
+  }
+}
+
 /** A promise of what `f` returns; what it throws rejects it. */
 function attempt(f) {
   try {
@@ -219,11 +232,7 @@ export class Connection {
     for (;;) {
       const out = this.engine.pollTransmit();
       if (out.length && this.socket.readyState === WebSocket.OPEN) this.socket.send(out);
-      const frames = this.engine.pollTraceFrames();
-      if (frames.length && this.tracer) {
-        const trace = JSON.parse(this.tracer.records(frames, this.engine.elapsed()));
-        if (this.onframe) for (const r of trace) this.onframe(r);
-      }
+      this._trace();
       const events = JSON.parse(this.engine.pollEvents());
       for (const ev of events) this._event(ev);
       if (!out.length && !events.length) break;
@@ -238,8 +247,27 @@ export class Connection {
     }
   }
 
+  /** Hands the trace records of what went and came since the last call to `onframe`. */
+  _trace() {
+    const frames = this.engine.pollTraceFrames();
+    if (!frames.length || !this.tracer) return;
+    let records;
+    try {
+      records = JSON.parse(this.tracer.records(frames, this.engine.elapsed()));
+    } catch (e) {
+      // (The engine's own packing: not expected.) The trace stops, said once; the
+      // connection goes on.
+      this.tracer = null;
+      callBack(() => {
+        throw new Error(`the trace stopped: ${e.message}`);
+      });
+      return;
+    }
+    if (this.onframe) for (const r of records) callBack(this.onframe, r);
+  }
+
   _event(ev) {
-    if (this.onevent) this.onevent(ev);
+    if (this.onevent) callBack(this.onevent, ev);
     switch (ev.type) {
       case "opened":
         this.remoteOpen = ev;

@@ -33,8 +33,8 @@ pub enum Error {
     /// A message could not be decoded.
     Decode(crate::codec::DecodeError),
     /// A handshake or the open exchange took too long, or the peer did not answer our
-    /// detach or end (or detach after refusing a link) within the connection's close
-    /// time-out.
+    /// detach or end within the connection's close time-out. (A refusal the peer sends no
+    /// detach after within it is [`Error::LinkRefused`] without a reason.)
     Timeout(&'static str),
     /// The transaction coordinator refused a declare or a discharge (part 4), with its
     /// error (`amqp:transaction:rollback`, `…:unknown-id`, `…:timeout`, …).

@@ -49,13 +49,12 @@ pub use message::message_from_json;
 #[cfg(feature = "wasm-trace")]
 pub use trace::Tracer;
 
-use wasm_bindgen::JsError;
-
 use crate::connection::Direction;
 
 /// A JavaScript `Error` with `msg`.
-fn err(msg: impl std::fmt::Display) -> JsError {
-    JsError::new(&msg.to_string())
+#[cfg(any(feature = "wasm", feature = "wasm-trace", feature = "wasm-inspector"))]
+fn err(msg: impl std::fmt::Display) -> wasm_bindgen::JsError {
+    wasm_bindgen::JsError::new(&msg.to_string())
 }
 
 /// Appends one header or frame seen going `direction` to `out`, as the engine hands its
