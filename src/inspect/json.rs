@@ -4,8 +4,8 @@
 //! Each rendering is written once, against a sink of JSON tokens, and comes in two forms:
 //! text streamed straight into a string ([`write_record_json`], [`write_trace_lines`]),
 //! which is what `amqpwire decode --json` and the live trace print, and `serde_json`
-//! values ([`record_json`], [`trace_lines`], [`payload_json`], [`value_json`]) for callers
-//! that edit or embed them. The text is, byte for byte, what `serde_json` prints for the
+//! values (`record_json`, `trace_lines`, `payload_json`, `value_json`, with feature `json`)
+//! for callers that edit or embed them. The text is, byte for byte, what `serde_json` prints for the
 //! values: keys in the same order, strings escaped as it escapes them (RFC 8259), numbers
 //! written as it writes them.
 
@@ -20,13 +20,14 @@ use crate::frame::{Frame, FrameBody};
 use crate::types::{fields_for_code, name_for_code};
 
 /// Appends the JSON lines of `record` to `out`, each ended by a newline: the text of
-/// [`record_json`]'s values as `serde_json` prints them, without building them.
+/// `record_json`'s values (feature `json`) as `serde_json` prints them, without building
+/// them.
 pub fn write_record_json(record: &Record, out: &mut String) {
     record_lines(&mut Writer::new(out), record, None);
 }
 
 /// Appends the lines of a live trace for one record to `out`, each ended by a newline:
-/// the text of [`trace_lines`]'s values, without building them.
+/// the text of `trace_lines`'s values (feature `json`), without building them.
 pub fn write_trace_lines(
     record: &Record,
     direction: &str,
