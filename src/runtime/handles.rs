@@ -850,7 +850,9 @@ impl Sender {
     /// suspended (2.6.6), not destroyed, so its terminus lives on at the peer (a durable
     /// subscription, say). Outcomes still awaited fail with [`Error::LinkDetached`]; the
     /// deliveries stay unsettled, and a later sender of the same name on this connection
-    /// names them in its attach's `unsettled` map (2.6.13), for the peer to resume.
+    /// names them in its attach's `unsettled` map (2.6.13), for the peer to resume. (They
+    /// are kept under the name when the peer's detach comes: after a time-out, only once
+    /// it does.)
     pub async fn detach(self) -> Result<(), Error> {
         end_link(&self.conn, self.link, false, None).await
     }
@@ -1118,7 +1120,9 @@ impl Receiver {
     /// suspended (2.6.6), not destroyed, so its terminus lives on at the peer (a durable
     /// subscription, say, which [`Receiver::close`] would end). Deliveries not settled by
     /// then stay unsettled, and a later receiver of the same name on this connection names
-    /// them in its attach's `unsettled` map (2.6.13), for the peer to resume.
+    /// them in its attach's `unsettled` map (2.6.13), for the peer to resume. (They are
+    /// kept under the name when the peer's detach comes: after a time-out, only once it
+    /// does.)
     pub async fn detach(self) -> Result<(), Error> {
         end_link(&self.conn, self.link, false, None).await
     }
