@@ -375,11 +375,7 @@ async fn idle_time_out_detects_a_peer_that_stops_answering() {
     let (beat, mut beats) = mpsc::unbounded_channel::<()>();
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (a, _) = front.accept().await.expect("accept");
-        let b = tokio::net::TcpStream::connect(upstream).await.expect("upstream");
-        let (mut ar, mut aw) = a.into_split();
-        let (mut br, mut bw) = b.into_split();
-        tokio::spawn(async move { tokio::io::copy(&mut ar, &mut bw).await });
+        let (mut br, mut aw) = one_way_relay(front, upstream).await;
         // Server to client, counting empty frames (heartbeats) as they pass.
         const HEARTBEAT: [u8; 8] = [0, 0, 0, 8, 2, 0, 0, 0];
         let mut seen = Vec::new();
@@ -638,6 +634,21 @@ async fn a_client_runs_over_a_transport_the_application_made() {
     assert_eq!((address.as_str(), &body[..]), ("piped", &b"through"[..]));
 }
 
+/// Accepts one client on `front` and connects it to `upstream`, copying the client's bytes
+/// on; returns the server's reading half and the client's writing half, for the caller to
+/// pass on (or not) what the server sends.
+async fn one_way_relay(
+    front: tokio::net::TcpListener,
+    upstream: String,
+) -> (tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf) {
+    let (a, _) = front.accept().await.expect("accept");
+    let b = tokio::net::TcpStream::connect(upstream).await.expect("upstream");
+    let (mut ar, aw) = a.into_split();
+    let (br, mut bw) = b.into_split();
+    tokio::spawn(async move { tokio::io::copy(&mut ar, &mut bw).await });
+    (br, aw)
+}
+
 /// A TCP relay to `upstream` that passes every byte from the client, and every header and
 /// frame from the server but the AMQP frames whose performative's descriptor code `drops`
 /// picks: a peer that never sends those.
@@ -646,11 +657,7 @@ async fn dropping_relay(upstream: String, drops: fn(u8) -> bool) -> String {
     let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = front.local_addr().expect("addr").port();
     tokio::spawn(async move {
-        let (a, _) = front.accept().await.expect("accept");
-        let b = tokio::net::TcpStream::connect(upstream).await.expect("upstream");
-        let (mut ar, mut aw) = a.into_split();
-        let (mut br, mut bw) = b.into_split();
-        tokio::spawn(async move { tokio::io::copy(&mut ar, &mut bw).await });
+        let (mut br, mut aw) = one_way_relay(front, upstream).await;
         let mut held = Vec::new();
         let mut buf = vec![0u8; 4096];
         while let Ok(n @ 1..) = br.read(&mut buf).await {
