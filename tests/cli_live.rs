@@ -1216,13 +1216,15 @@ fn a_proxy_stopped_by_a_signal_says_which_connections_it_ended() {
     drop(client);
 }
 
-/// A proxy that runs out of file descriptors refuses the clients over the limit, not the
-/// ones it relays: it said "Too many open files" and exited with status 2, dropping every
-/// connection, when one accept failed.
+/// A proxy that runs out of file descriptors leaves the clients over the limit waiting,
+/// and goes on relaying the others: it said "Too many open files" and exited with status
+/// 2, dropping every connection, when one accept failed; and then it accepted clients it
+/// had no descriptor left to reach the upstream for, and dropped them ("cannot reach the
+/// upstream"), one in two of those it accepted as it ran out.
 #[cfg(unix)]
 #[test]
 fn a_proxy_out_of_file_descriptors_keeps_relaying_and_accepts_again() {
-    use std::io::{BufRead, BufReader};
+    use std::io::{BufRead, BufReader, Read, Write};
     let server = Server::start(&[]);
     let mut child = std::process::Command::new("sh")
         .arg("-c")
@@ -1238,27 +1240,54 @@ fn a_proxy_out_of_file_descriptors_keeps_relaying_and_accepts_again() {
     let line = out.next().expect("a line").expect("a line");
     let url = line.strip_prefix("listening on ").expect("`listening on URL`").to_owned();
     let rx = stderr_lines(&mut child);
-    let wait_for = |what: &str| loop {
+    let mut said = Vec::new();
+    let mut wait_for = |what: &str| loop {
         match rx.recv_timeout(HANG_GUARD) {
-            Ok(l) if l.contains(what) => return,
-            Ok(_) => {}
-            Err(e) => panic!("no line with {what:?} from the proxy ({e})"),
+            Ok(l) => {
+                let found = l.contains(what);
+                said.push(l);
+                if found {
+                    return;
+                }
+            }
+            Err(e) => panic!("no line with {what:?} from the proxy ({e}): {said:#?}"),
         }
     };
-    // A healthy client first, then sixty that only connect: the proxy takes a client's
-    // descriptor and the upstream's for each, and runs out.
+    // A client relayed first (the server's header comes back through the proxy), then
+    // sixty that only connect: the proxy takes a client's descriptor and the upstream's
+    // for each, and runs out.
     let addr = url.trim_start_matches("amqp://").to_owned();
+    let mut first = std::net::TcpStream::connect(&addr).expect("connect");
+    first.write_all(b"AMQP\0\x01\0\0").expect("header");
+    let mut header = [0u8; 8];
+    first.read_exact(&mut header).expect("the server's header");
+    assert_eq!(&header, b"AMQP\0\x01\0\0");
     let held: Vec<_> =
         (0..60).map(|_| std::net::TcpStream::connect(&addr).expect("connect")).collect();
     wait_for("cannot accept clients (Too many open files");
     assert_eq!(child.try_wait().expect("status"), None, "the proxy went on");
+    // The first client is still relayed: an open (container-id "x") gets the server's.
+    first
+        .write_all(&[
+            0x00, 0x00, 0x00, 0x11, 0x02, 0x00, 0x00, 0x00, 0x00, 0x53, 0x10, 0xc0, 0x04, 0x01,
+            0xa1, 0x01, 0x78,
+        ])
+        .expect("open");
+    let mut open = [0u8; 8];
+    first.read_exact(&mut open).expect("the server's open");
+    assert_eq!(open[4..6], [0x02, 0x00], "an AMQP frame: {open:?}");
     drop(held);
     // Once they are gone, clients are accepted and relayed again.
     let o = run(&["send", &url, "--to", "after", "--count", "1"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     wait_for("accepting clients again");
+    drop(first);
     let _ = child.kill();
     let _ = child.wait();
+    said.extend(rx.iter());
+    // No client was accepted only to be dropped for want of a descriptor for its upstream.
+    let dropped: Vec<_> = said.iter().filter(|l| l.contains("cannot reach the upstream")).collect();
+    assert!(dropped.is_empty(), "{dropped:#?}");
 }
 
 #[test]

@@ -187,6 +187,9 @@ pub struct Proxy {
     options: Arc<ProxyOptions>,
     tap: Arc<dyn Tap>,
     count: AtomicU64,
+    /// Whether the upstream's first address, when the proxy was bound, was IPv6: the
+    /// family of the socket reserved for each client's upstream.
+    upstream_v6: bool,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -219,9 +222,12 @@ impl Proxy {
             Some(a) => transport::split_address(a, options.upstream.port)?,
             None => (options.upstream.host.clone(), options.upstream.port),
         };
-        if let (Ok(local), Ok(targets)) =
-            (tcp.local_addr(), tokio::net::lookup_host((host.as_str(), port)).await)
-        {
+        let targets: Vec<_> = match tokio::net::lookup_host((host.as_str(), port)).await {
+            Ok(targets) => targets.collect(),
+            Err(_) => Vec::new(),
+        };
+        let upstream_v6 = targets.first().is_some_and(|t| t.is_ipv6());
+        if let Ok(local) = tcp.local_addr() {
             let ours = |t: std::net::SocketAddr| {
                 t == local
                     || t.port() == local.port()
@@ -235,7 +241,14 @@ impl Proxy {
                 )));
             }
         }
-        Ok(Self { tcp, listen: endpoint, options: Arc::new(options), tap, count: 0.into() })
+        Ok(Self {
+            tcp,
+            listen: endpoint,
+            options: Arc::new(options),
+            tap,
+            count: 0.into(),
+            upstream_v6,
+        })
     }
 
     /// The endpoint listened on, with the port actually bound.
@@ -243,13 +256,40 @@ impl Proxy {
         &self.listen
     }
 
-    /// Accepts clients, relaying each on a task of its own. A failure to accept for want of
-    /// resources (no file descriptors left, say) refuses that client, not the others: it
-    /// is told to the tap once per spell of failures, and accepting is tried again every
-    /// 50 ms. Any other failure of the listener ends it.
+    /// Accepts clients, relaying each on a task of its own. The socket for a client's
+    /// upstream is opened before the client is accepted, so that no client is accepted
+    /// only to be dropped for want of a descriptor to reach its upstream with. A failure
+    /// to open it or to accept for want of resources (no file descriptors left, say)
+    /// leaves the clients over the limit waiting, not the others: it is told to the tap
+    /// once per spell of failures, and accepting is tried again every 50 ms. Any other
+    /// failure of the listener ends it.
     pub async fn run(&self) -> Result<(), TransportError> {
         let mut failing = false;
+        let exhausted = |failing: &mut bool, e: &std::io::Error| {
+            if !std::mem::replace(failing, true) {
+                self.tap.listener(&format!(
+                    "cannot accept clients ({e}); the connections relayed go on, and \
+                     accepting is tried again every 50 ms"
+                ));
+            }
+        };
         loop {
+            let socket = if self.upstream_v6 {
+                tokio::net::TcpSocket::new_v6()
+            } else {
+                tokio::net::TcpSocket::new_v4()
+            };
+            // A failure other than for want of resources is the upstream's connect's to
+            // tell, when it opens a socket of its own.
+            let reserved = match socket {
+                Ok(socket) => Some(socket),
+                Err(e) if resource_exhausted(&e) => {
+                    exhausted(&mut failing, &e);
+                    tokio::time::sleep(RESOURCE_RETRY).await;
+                    continue;
+                }
+                Err(_) => None,
+            };
             let (tcp, peer) = match self.tcp.accept().await {
                 Ok(accepted) => accepted,
                 // A client that went before it was accepted: nothing to say or wait for.
@@ -261,15 +301,10 @@ impl Proxy {
                 {
                     continue;
                 }
-                // Out of descriptors or memory: the clients over the limit wait.
                 Err(e) if resource_exhausted(&e) => {
-                    if !std::mem::replace(&mut failing, true) {
-                        self.tap.listener(&format!(
-                            "cannot accept clients ({e}); the connections relayed go on, and \
-                             accepting is tried again every 50 ms"
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    drop(reserved);
+                    exhausted(&mut failing, &e);
+                    tokio::time::sleep(RESOURCE_RETRY).await;
                     continue;
                 }
                 Err(e) => return Err(TransportError::Io(e)),
@@ -282,7 +317,7 @@ impl Proxy {
                 (self.listen.clone(), Arc::clone(&self.options), Arc::clone(&self.tap));
             tap.event(n, &ProxyEvent::Accepted { peer: Some(peer) });
             tokio::spawn(async move {
-                serve_one(n, tcp, &listen, &options, tap.as_ref()).await;
+                serve_one(n, tcp, reserved, &listen, &options, tap.as_ref()).await;
                 tap.event(n, &ProxyEvent::Finished);
             });
         }
@@ -293,6 +328,7 @@ impl Proxy {
 async fn serve_one(
     n: u64,
     tcp: tokio::net::TcpStream,
+    reserved: Option<tokio::net::TcpSocket>,
     listen: &Endpoint,
     options: &ProxyOptions,
     tap: &dyn Tap,
@@ -314,7 +350,12 @@ async fn serve_one(
         };
     let upstream = match tokio::time::timeout(
         limit,
-        transport::connect_via(&options.upstream, &options.tls, options.connect_to.as_deref()),
+        transport::connect_reserved(
+            &options.upstream,
+            &options.tls,
+            options.connect_to.as_deref(),
+            reserved,
+        ),
     )
     .await
     {
@@ -400,7 +441,10 @@ fn is_reset(e: &std::io::Error) -> bool {
     matches!(e.kind(), K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe)
 }
 
-/// Whether an accept failed for want of descriptors, buffers or memory (EMFILE, ENFILE,
+/// How often accepting is tried again while descriptors or memory are short.
+const RESOURCE_RETRY: Duration = Duration::from_millis(50);
+
+/// Whether opening a socket or accepting failed for want of descriptors, buffers or memory (EMFILE, ENFILE,
 /// ENOBUFS, ENOMEM on Linux): a state that passes as connections end.
 fn resource_exhausted(e: &std::io::Error) -> bool {
     matches!(e.kind(), std::io::ErrorKind::OutOfMemory)

@@ -227,18 +227,33 @@ pub async fn connect_via(
     tls: &ClientTlsConfig,
     address: Option<&str>,
 ) -> Result<Transport, TransportError> {
+    connect_reserved(endpoint, tls, address, None).await
+}
+
+/// [`connect_via`], with the TCP connection made on `reserved`, a socket opened before
+/// (a relay opens its upstream's socket before it accepts the client, so that a client it
+/// accepts never lacks a descriptor for its upstream). An address of the other family
+/// gets a socket of its own.
+pub(crate) async fn connect_reserved(
+    endpoint: &Endpoint,
+    tls: &ClientTlsConfig,
+    address: Option<&str>,
+    reserved: Option<tokio::net::TcpSocket>,
+) -> Result<Transport, TransportError> {
     let target = match address {
         None => (endpoint.host.clone(), endpoint.port),
         Some(a) => split_address(a, endpoint.port)?,
     };
-    let tcp = TcpStream::connect((target.0.as_str(), target.1)).await.map_err(|source| {
-        TransportError::Connect {
-            endpoint: match address {
-                None => endpoint.to_string(),
-                Some(a) => format!("{endpoint} (at {a})"),
-            },
-            source,
-        }
+    let tcp = match reserved {
+        None => TcpStream::connect((target.0.as_str(), target.1)).await,
+        Some(socket) => connect_on(socket, (target.0.as_str(), target.1)).await,
+    };
+    let tcp = tcp.map_err(|source| TransportError::Connect {
+        endpoint: match address {
+            None => endpoint.to_string(),
+            Some(a) => format!("{endpoint} (at {a})"),
+        },
+        source,
     })?;
     tcp.set_nodelay(true).map_err(TransportError::Io)?;
     let inner = match endpoint.scheme {
@@ -253,6 +268,28 @@ pub async fn connect_via(
         }
     };
     Ok(Transport { inner, accepted: None })
+}
+
+/// Connects to the first of `target`'s addresses that answers, as
+/// [`TcpStream::connect`] does, the first of them of `socket`'s family on `socket`.
+async fn connect_on(socket: tokio::net::TcpSocket, target: (&str, u16)) -> io::Result<TcpStream> {
+    let v6 = socket.local_addr().map(|a| a.is_ipv6()).ok();
+    let mut reserved = Some(socket);
+    let mut last = None;
+    for addr in tokio::net::lookup_host(target).await? {
+        let socket = match reserved.take_if(|_| v6 == Some(addr.is_ipv6())) {
+            Some(s) => s,
+            None if addr.is_ipv6() => tokio::net::TcpSocket::new_v6()?,
+            None => tokio::net::TcpSocket::new_v4()?,
+        };
+        match socket.connect(addr).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "the name resolves to no address")
+    }))
 }
 
 /// [`connect`] within `limit`, TCP connection and handshakes together: a server that
@@ -633,6 +670,54 @@ impl std::error::Error for TransportError {
             Self::Connect { source, .. } | Self::Bind { source, .. } => Some(source),
             Self::Io(e) => Some(e),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listener on 127.0.0.1 and its endpoint.
+    async fn listener() -> (tokio::net::TcpListener, Endpoint) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = l.local_addr().expect("address").port();
+        let endpoint = Endpoint::parse(&format!("amqp://127.0.0.1:{port}")).expect("endpoint");
+        (l, endpoint)
+    }
+
+    #[tokio::test]
+    async fn a_reserved_socket_carries_the_connection_and_one_of_the_other_family_gives_way() {
+        let (l, endpoint) = listener().await;
+        let tls = ClientTlsConfig::default();
+        // Of the address's family: the connection is made on it (its bound address is the
+        // one the listener sees).
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+        let bound = socket.local_addr().expect("bound");
+        let t = connect_reserved(&endpoint, &tls, None, Some(socket)).await.expect("connect");
+        let (_, from) = l.accept().await.expect("accept");
+        assert_eq!(from, bound);
+        drop(t);
+        // Of the other family: a socket of the address's family is opened for it.
+        let socket = tokio::net::TcpSocket::new_v6().expect("socket");
+        connect_reserved(&endpoint, &tls, None, Some(socket)).await.expect("connect");
+        let (_, from) = l.accept().await.expect("accept");
+        assert!(from.is_ipv4(), "{from}");
+    }
+
+    #[tokio::test]
+    async fn a_reserved_socket_refused_says_so_as_a_connect_does() {
+        let (l, endpoint) = listener().await;
+        drop(l);
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        let tls = ClientTlsConfig::default();
+        match connect_reserved(&endpoint, &tls, None, Some(socket)).await {
+            Err(TransportError::Connect { endpoint: e, source }) => {
+                assert_eq!(e, endpoint.to_string());
+                assert_eq!(source.kind(), io::ErrorKind::ConnectionRefused, "{source}");
+            }
+            other => panic!("{:?}", other.map(|_| "a transport")),
         }
     }
 }
