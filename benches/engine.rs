@@ -1,11 +1,15 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 //! Throughput of the connection engine through an in-memory pair (no sockets): 100-byte
 //! messages on one link, pre-settled and unsettled with accepted dispositions, and 1 MiB
-//! messages. Figures go in docs/performance.md.
+//! messages; and a link detached and attached again among many while a transaction is
+//! open (the coordinator's look for transactions whose control link went, at each
+//! detach). Figures go in docs/performance.md.
 
 use std::time::Instant;
 
-use amqpwire::connection::{Config, Connection, Event, LinkId, LinkOptions, UsageError};
+use amqpwire::connection::{
+    Config, Connection, CoordinatorConfig, Event, LinkId, LinkOptions, UsageError,
+};
 use amqpwire::message::{Message, Payload};
 use amqpwire::types::{Accepted, DeliveryState, SequenceNo};
 use bytes::Bytes;
@@ -191,5 +195,89 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// A client with `links` senders (in sessions of a thousand) and a controller, and a
+/// server whose coordinator has one transaction open: [`Churn::cycle`] detaches one
+/// sender and attaches it again.
+struct Churn {
+    client: Connection,
+    server: Connection,
+    session: amqpwire::connection::SessionId,
+    link: LinkId,
+    now: Instant,
+    buf: Vec<u8>,
+}
+
+impl Churn {
+    fn new(links: usize) -> Self {
+        let mut s = Config::new("server");
+        s.coordinator = Some(CoordinatorConfig::default());
+        let mut client = Connection::client(Config::new("client"));
+        let session = client.begin().expect("begin");
+        let caps = vec![amqpwire::connection::txn::LOCAL_TRANSACTIONS.into()];
+        let ctl = client.attach(session, LinkOptions::coordinator("ctl", caps)).expect("attach");
+        let mut c = Self {
+            client,
+            server: Connection::server(s),
+            session,
+            link: ctl,
+            now: Instant::now(),
+            buf: Vec::new(),
+        };
+        // Open (a second begin waits for the peer's channel-max), then the links.
+        c.pump();
+        for i in 0..links {
+            if i > 0 && i % 1000 == 0 {
+                c.session = c.client.begin().expect("begin");
+            }
+            let options = LinkOptions::sender(&format!("s{i}"), "q");
+            c.link = c.client.attach(c.session, options).expect("attach");
+        }
+        c.pump();
+        let declare = amqpwire::connection::txn::declare_message().to_vec();
+        c.client.send(ctl, Bytes::from_static(b"d"), &declare, false).expect("declare");
+        c.pump();
+        assert_eq!(c.server.open_transactions().len(), 1);
+        c
+    }
+
+    fn pump(&mut self) {
+        loop {
+            self.buf.clear();
+            self.client.poll_transmit(&mut self.buf);
+            let a = !self.buf.is_empty();
+            self.server.handle_input(&self.buf, self.now);
+            self.buf.clear();
+            self.server.poll_transmit(&mut self.buf);
+            let b = !self.buf.is_empty();
+            self.client.handle_input(&self.buf, self.now);
+            while self.server.poll_event().is_some() {}
+            while self.client.poll_event().is_some() {}
+            if !a && !b {
+                return;
+            }
+        }
+    }
+
+    fn cycle(&mut self) {
+        self.client.detach(self.link, true, None).expect("detach");
+        self.pump();
+        let options = LinkOptions::sender("again", "q");
+        self.link = self.client.attach(self.session, options).expect("attach");
+        self.pump();
+    }
+}
+
+fn churn(c: &mut Criterion) {
+    let mut g = c.benchmark_group("detach_attach_with_a_transaction_open");
+    for links in [100, 100_000] {
+        g.bench_function(format!("{links}_links"), |b| {
+            let mut churn = Churn::new(links);
+            b.iter(|| churn.cycle());
+            assert_eq!(churn.server.open_transactions().len(), 1);
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, churn);
 criterion_main!(benches);

@@ -306,6 +306,37 @@ fn transactions_roll_back_before_their_control_link_is_reported_gone() {
 }
 
 #[test]
+fn only_the_transactions_of_the_control_link_that_went_roll_back() {
+    let mut p = pair(9, None);
+    let (ctl1, coordinator1) = controller(&mut p);
+    let (ctl2, _) =
+        p.attach(LinkOptions::coordinator("txn-ctl-2", vec![LOCAL_TRANSACTIONS.into()]));
+    let (snd, _) = producer(&mut p);
+    let mut n = 0;
+    let (t1, _) = declare(&mut p, ctl1, &mut n);
+    let (t2, _) = declare(&mut p, ctl2, &mut n);
+    // Another link going ends no transaction.
+    p.client.detach(snd, true, None).expect("detach");
+    p.drive();
+    assert_eq!(ended(&events(&mut p.server)), []);
+    // The first control link going ends its transaction alone.
+    p.client.detach(ctl1, true, None).expect("detach");
+    p.drive();
+    assert_eq!(ended(&events(&mut p.server)), [(t1, false, TxnEndCause::ControlLinkGone, 0)]);
+    // A new control link, on the handle the first one had, takes nothing of it over and
+    // the second one's transaction stays open.
+    let (_, coordinator3) = controller(&mut p);
+    assert_eq!(coordinator3.handle, coordinator1.handle);
+    assert_ne!(coordinator3, coordinator1);
+    assert_eq!(ended(&events(&mut p.server)), []);
+    assert_eq!(p.server.open_transactions(), std::slice::from_ref(&t2));
+    p.client.detach(ctl2, true, None).expect("detach");
+    p.drive();
+    assert_eq!(ended(&events(&mut p.server)), [(t2, false, TxnEndCause::ControlLinkGone, 0)]);
+    assert!(p.server.open_transactions().is_empty());
+}
+
+#[test]
 fn the_connection_ending_rolls_back_what_is_open_before_it_says_so() {
     let mut p = pair(8, None);
     let (ctl, _) = controller(&mut p);

@@ -125,8 +125,9 @@ impl TxnEndCause {
 /// An open transaction.
 #[derive(Debug)]
 struct Txn {
-    /// The serial of the control link it was declared on (see [`LinkId`]).
-    serial: u32,
+    /// The control link it was declared on (an id names one link only, never a later one
+    /// on its handle).
+    link: LinkId,
     deadline: Option<Instant>,
     /// Marked as failed by the application: it can only roll back.
     failed: Option<Error>,
@@ -310,7 +311,7 @@ impl Connection {
             }
             (None, Ok(())) => DeliveryState::Accepted(Accepted {}),
         };
-        if !p.settled && self.control_serial(link).is_some() {
+        if !p.settled && self.is_control_link(link) {
             // Sending can only fail on a link that has gone, which was checked, or after
             // our close (the connection is going).
             let _ = self.disposition(link, id, None, true, Some(state));
@@ -364,12 +365,10 @@ impl Connection {
 
     // ----- the coordinator: hooks -----
 
-    /// The serial of a control link, if `link` is one and still attached (an id names
-    /// one link only, never a later one on its handle).
-    fn control_serial(&self, link: LinkId) -> Option<u32> {
-        self.link_ref(link)
-            .filter(|l| l.state == super::LinkState::Attached && l.control)
-            .map(|l| l.serial)
+    /// Whether `link` is a control link still attached (an id names one link only, never
+    /// a later one on its handle).
+    fn is_control_link(&self, link: LinkId) -> bool {
+        self.link_ref(link).is_some_and(|l| l.state == super::LinkState::Attached && l.control)
     }
 
     /// Answers a peer's attach to our coordinator: the coordinator target with our
@@ -408,7 +407,9 @@ impl Connection {
         payload: &Bytes,
     ) {
         self.control_credit(link);
-        let Some(serial) = self.control_serial(link) else { return };
+        if !self.is_control_link(link) {
+            return;
+        }
         let now = self.now;
         let Some(t) = self.txn.as_mut() else { return };
         let answer = match read_control(payload) {
@@ -435,7 +436,7 @@ impl Connection {
                     let id = Bytes::copy_from_slice(&t.next_txn.to_be_bytes());
                     t.next_txn += 1;
                     let deadline = t.cfg.timeout.zip(now).and_then(|(d, now)| super::later(now, d));
-                    t.open.insert(id.clone(), Txn { serial, deadline, failed: None, work: 0 });
+                    t.open.insert(id.clone(), Txn { link, deadline, failed: None, work: 0 });
                     self.events.push_back(Event::TxnDeclared { link, txn_id: id.clone() });
                     Some(DeliveryState::Declared(Declared { txn_id: id }))
                 }
@@ -564,25 +565,15 @@ impl Connection {
         if t.open.is_empty() && (!ended || t.pending.is_empty()) {
             return Vec::new();
         }
-        // The serials of the attached control links (few: a linear search suits them).
-        let live: Vec<u32> = if ended {
-            Vec::new()
-        } else {
-            self.sessions
-                .iter()
-                .flatten()
-                .flat_map(|s| s.links.iter().flatten())
-                .filter(|l| l.state == super::LinkState::Attached && l.control)
-                .map(|l| l.serial)
-                .collect()
-        };
-        let Some(t) = self.txn.as_mut() else { return Vec::new() };
+        // Each open transaction's control link looked up by its id (the open ones are
+        // few, within the coordinator's limit; the links may be many).
         let gone: Vec<Bytes> = t
             .open
             .iter()
-            .filter(|(_, x)| !live.contains(&x.serial))
+            .filter(|(_, x)| ended || !self.is_control_link(x.link))
             .map(|(id, _)| id.clone())
             .collect();
+        let Some(t) = self.txn.as_mut() else { return Vec::new() };
         if ended {
             // Nothing can be answered any more.
             t.pending.clear();
