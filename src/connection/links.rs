@@ -690,9 +690,7 @@ impl Connection {
 
     /// Sends our attach for a link the peer attached.
     fn answer_attach(&mut self, link: LinkId) {
-        let Some(mut l) = self
-            .session_mut(link.session)
-            .and_then(|s| s.links.get_mut(link.handle.0 as usize).and_then(Option::take))
+        let Some(mut l) = self.session_mut(link.session).and_then(|s| s.take_link(link.handle.0))
         else {
             return;
         };
@@ -768,7 +766,7 @@ impl Connection {
         // The peer has gone from the link: the rest of a delivery held for its window
         // would be for a handle it no longer knows.
         s.held.retain(|f| f.transfer_of != Some(link));
-        let gone = s.links[handle as usize].take();
+        let gone = s.take_link(handle);
         if let Some(l) = gone.filter(|l| !l.refused) {
             self.retain(&l, d.closed);
         }

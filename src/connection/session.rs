@@ -105,8 +105,11 @@ pub(crate) struct Session {
     pub(crate) remote_outgoing_window: u32,
     pub(crate) remote_handle_max: u32,
     pub(crate) error: Option<Error>,
-    /// Our links, by our handle.
+    /// Our links, by our handle (changed through `put_link` and `take_link`, which keep
+    /// `free_from`).
     pub(crate) links: Vec<Option<Link>>,
+    /// Every handle below this one is in use: where the search for a free one starts.
+    free_from: u32,
     /// The peer's handle → ours.
     pub(crate) remote_handles: super::vec_map::VecMap<u32, u32>,
     /// The delivery-id of our next delivery (session-scoped, 2.6.12).
@@ -164,6 +167,7 @@ impl Session {
             remote_handle_max: u32::MAX,
             error: None,
             links: Vec::new(),
+            free_from: 0,
             remote_handles: super::vec_map::VecMap::new(),
             next_delivery_id: SequenceNo(0),
             max_incoming_window: cfg.incoming_window,
@@ -189,15 +193,30 @@ impl Session {
     /// The lowest handle free for a new link, within both sides' handle-max.
     pub(crate) fn free_handle(&self) -> Option<u32> {
         let max = self.handle_max.min(self.remote_handle_max);
-        (0..=max).find(|h| self.links.get(*h as usize).is_none_or(Option::is_none))
+        (self.free_from..=max).find(|h| self.links.get(*h as usize).is_none_or(Option::is_none))
     }
 
+    /// Puts `link` on `handle`.
     pub(crate) fn put_link(&mut self, handle: u32, link: Link) {
         let i = handle as usize;
         if self.links.len() <= i {
             self.links.resize_with(i + 1, || None);
         }
         self.links[i] = Some(link);
+        if handle == self.free_from {
+            let used = self.links[i..].iter().take_while(|l| l.is_some()).count();
+            // At most the vector's length, which handles (u32) index.
+            self.free_from = u32::try_from(i + used).unwrap_or(u32::MAX);
+        }
+    }
+
+    /// Takes the link off `handle`, which is free then.
+    pub(crate) fn take_link(&mut self, handle: u32) -> Option<Link> {
+        let gone = self.links.get_mut(handle as usize).and_then(Option::take);
+        if gone.is_some() {
+            self.free_from = self.free_from.min(handle);
+        }
+        gone
     }
 
     pub(crate) fn link_mut(&mut self, handle: u32) -> Option<&mut Link> {
@@ -275,5 +294,39 @@ impl Session {
     /// Our end.
     pub(crate) fn end(error: Option<Error>) -> End {
         End { error }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::{LinkOptions, LinkState};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Links put on the handle `free_handle` gives and taken off any handle: it is
+        /// always the lowest free one within handle-max, as a search from 0 finds it.
+        #[test]
+        fn the_free_handle_is_the_lowest_one_free(
+            ops in proptest::collection::vec((any::<bool>(), 0u32..40), 0..300),
+            handle_max in 0u32..48,
+        ) {
+            let cfg = SessionConfig { handle_max, ..SessionConfig::default() };
+            let mut s = Session::new(&cfg, SessionState::Mapped);
+            let link = || Link::new(LinkOptions::sender("l", "q"), LinkState::Attached);
+            for (put, h) in ops {
+                let lowest = (0..=handle_max)
+                    .find(|h| s.links.get(*h as usize).is_none_or(Option::is_none));
+                prop_assert_eq!(s.free_handle(), lowest);
+                if put {
+                    if let Some(h) = s.free_handle() {
+                        s.put_link(h, link());
+                    }
+                } else {
+                    let was = s.links.get(h as usize).is_some_and(Option::is_some);
+                    prop_assert_eq!(s.take_link(h).is_some(), was);
+                }
+            }
+        }
     }
 }
