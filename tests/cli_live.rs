@@ -4,6 +4,8 @@
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/peers.rs"]
+mod peers;
 #[path = "support/pki.rs"]
 mod pki;
 
@@ -582,9 +584,7 @@ fn a_proxy_capture_numbers_connections_as_its_trace_and_keeps_who_closed_first()
     // relayed to a server that answers, then closes its side first, while the client
     // still sends. The capture numbers them as the trace does (accepted 1 and 2), and its
     // FINs come in the order the sides closed, the client's bytes after the server's FIN.
-    let gone = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let at = gone.local_addr().expect("address");
-    drop(gone);
+    let at = std::net::SocketAddr::from(([127, 0, 0, 1], peers::free_port()));
     let url = format!("amqp://{at}");
     let (pcap, trace) = (scratch("proxy-order.pcapng"), scratch("proxy-order.jsonl"));
     let (pcap_arg, trace_arg) = (pcap.to_str().expect("path"), trace.to_str().expect("path"));
@@ -1373,10 +1373,7 @@ fn a_proxy_whose_upstream_is_itself_or_unreachable_by_form_is_refused_at_once() 
     // `--to` naming its own listener relayed every client to itself again, ten thousand
     // times, until the descriptors ran out; `--connect-to` of the wrong form was found
     // for each client.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = peers::free_port();
     let url = format!("amqp://127.0.0.1:{port}");
     for (to, extra, said) in [
         (url.clone(), None, "is this proxy's own listener"),

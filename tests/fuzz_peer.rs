@@ -14,7 +14,7 @@ mod peers;
 use std::path::Path;
 use std::process::{Output, Stdio};
 
-use peers::{node_modules, venv_python, Scratch, PEERS};
+use peers::{free_port, node_modules, venv_python, Scratch, PEERS};
 
 /// Runs `amqpwire fuzz-peer ARGS` to completion. Unless the test sets its own, the probe
 /// waits 30 s for each answer: a live target answers in milliseconds, and a loaded machine
@@ -30,11 +30,6 @@ fn fuzz_peer(args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .output()
         .expect("run amqpwire fuzz-peer")
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 fn show(o: &Output) -> String {

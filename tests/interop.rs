@@ -37,7 +37,7 @@ use bytes::Bytes;
 
 // ------------------------------------------------------------------ the peers
 
-use peers::{tail, Scratch, INSTALL, PEERS};
+use peers::{free_port, tail, Scratch, INSTALL, PEERS};
 
 /// The Python with python-qpid-proton (`AMQPWIRE_PROTON_PYTHON`, else the peers' venv).
 fn proton_python() -> std::path::PathBuf {
@@ -184,11 +184,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 /// A peer's broker, stopped when dropped.

@@ -88,3 +88,24 @@ pub(crate) fn tail(path: &Path) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
+
+/// A port on 127.0.0.1 that nothing listens on now, for a peer that must be told its port
+/// before it starts (and may be started again on it). Taken from 20000 to 32767, below
+/// the range the system draws ephemeral ports from (32768 and up on Linux): a port
+/// `bind(0)` hands out and then frees can be handed to another test's listener or
+/// outgoing connection before the peer binds it, which a port outside that range is not.
+/// Tests pick from a point that differs by process and call, and check that it binds.
+pub(crate) fn free_port() -> u16 {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    const LOW: usize = 20_000;
+    const SPAN: usize = 12_768;
+    let salt = std::process::id() as usize * 7_919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as usize);
+    let start = salt + NEXT.fetch_add(1, Ordering::Relaxed) * 97;
+    (0..SPAN)
+        .map(|i| (LOW + (start + i * 131) % SPAN) as u16)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port from 20000 to 32767")
+}
