@@ -3,7 +3,8 @@
 //! messages on one link, pre-settled and unsettled with accepted dispositions, and 1 MiB
 //! messages; and a link detached and attached again among many while a transaction is
 //! open (the coordinator's look for transactions whose control link went, at each
-//! detach). Figures go in docs/performance.md.
+//! detach); and a delivery settled by the peer among many links with unsettled deliveries
+//! (a disposition names deliveries by session-wide id). Figures go in docs/performance.md.
 
 use std::time::Instant;
 
@@ -241,6 +242,11 @@ impl Churn {
     }
 
     fn pump(&mut self) {
+        self.pump_with(|_| {});
+    }
+
+    /// Moves bytes both ways until quiet, showing `server_event` the server's events.
+    fn pump_with(&mut self, mut server_event: impl FnMut(Event)) {
         loop {
             self.buf.clear();
             self.client.poll_transmit(&mut self.buf);
@@ -250,7 +256,9 @@ impl Churn {
             self.server.poll_transmit(&mut self.buf);
             let b = !self.buf.is_empty();
             self.client.handle_input(&self.buf, self.now);
-            while self.server.poll_event().is_some() {}
+            while let Some(e) = self.server.poll_event() {
+                server_event(e);
+            }
             while self.client.poll_event().is_some() {}
             if !a && !b {
                 return;
@@ -267,6 +275,66 @@ impl Churn {
     }
 }
 
+/// A client with `links` senders in one session, each with a delivery the server has not
+/// settled: [`Settle::cycle`] sends one more on the last link and the server settles it,
+/// so the client finds the delivery a disposition names among its links.
+struct Settle {
+    pair: Churn,
+    snd: LinkId,
+    rcv: LinkId,
+}
+
+impl Settle {
+    fn new(links: usize) -> Self {
+        let mut s = Config::new("server");
+        s.session.handle_max = 4095;
+        s.session.incoming_window = 1_000_000;
+        let mut c = Config::new("client");
+        c.session.handle_max = 4095;
+        let mut client = Connection::client(c);
+        let session = client.begin().expect("begin");
+        let senders: Vec<LinkId> = (0..links)
+            .map(|i| {
+                let options = LinkOptions::sender(&format!("s{i}"), "q");
+                client.attach(session, options).expect("attach")
+            })
+            .collect();
+        let mut pair = Churn {
+            client,
+            server: Connection::server(s),
+            session,
+            link: senders[0],
+            now: Instant::now(),
+            buf: Vec::new(),
+        };
+        let mut receivers = Vec::new();
+        pair.pump_with(|e| {
+            if let Event::LinkAttached { link, .. } = e {
+                receivers.push(link);
+            }
+        });
+        for l in &receivers {
+            pair.server.flow(*l, 1_000_000, false).expect("credit");
+        }
+        pair.pump();
+        for l in &senders {
+            pair.client.send(*l, Bytes::from_static(b"t"), b"body", false).expect("send");
+        }
+        pair.pump();
+        let snd = *senders.last().expect("a sender");
+        Self { pair, snd, rcv: *receivers.last().expect("a receiver") }
+    }
+
+    fn cycle(&mut self) {
+        let p = &mut self.pair;
+        let id = p.client.send(self.snd, Bytes::from_static(b"t"), b"body", false).expect("send");
+        p.pump();
+        let accepted = Some(DeliveryState::Accepted(Accepted {}));
+        p.server.disposition(self.rcv, id, None, true, accepted).expect("settle");
+        p.pump();
+    }
+}
+
 fn churn(c: &mut Criterion) {
     let mut g = c.benchmark_group("detach_attach_with_a_transaction_open");
     for links in [100, 100_000] {
@@ -274,6 +342,14 @@ fn churn(c: &mut Criterion) {
             let mut churn = Churn::new(links);
             b.iter(|| churn.cycle());
             assert_eq!(churn.server.open_transactions().len(), 1);
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("settle_among_links_with_unsettled_deliveries");
+    for links in [10, 1000, 4000] {
+        g.bench_function(format!("{links}_links"), |b| {
+            let mut settle = Settle::new(links);
+            b.iter(|| settle.cycle());
         });
     }
     g.finish();
