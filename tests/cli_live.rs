@@ -1220,17 +1220,27 @@ fn a_proxy_stopped_by_a_signal_says_which_connections_it_ended() {
 /// and goes on relaying the others: it said "Too many open files" and exited with status
 /// 2, dropping every connection, when one accept failed; and then it accepted clients it
 /// had no descriptor left to reach the upstream for, and dropped them ("cannot reach the
-/// upstream"), one in two of those it accepted as it ran out.
+/// upstream"), one in two of those it accepted as it ran out, and every one for an
+/// upstream named by a host name (resolving it opens the hosts file).
 #[cfg(unix)]
 #[test]
 fn a_proxy_out_of_file_descriptors_keeps_relaying_and_accepts_again() {
-    use std::io::{BufRead, BufReader, Read, Write};
     let server = Server::start(&[]);
+    let at = server.urls[0].trim_start_matches("amqp://").trim_end_matches('/');
+    let port = at.rsplit_once(':').expect("host:port").1;
+    for upstream in [format!("amqp://{at}"), format!("amqp://localhost:{port}")] {
+        proxy_out_of_descriptors(&upstream);
+    }
+}
+
+#[cfg(unix)]
+fn proxy_out_of_descriptors(upstream: &str) {
+    use std::io::{BufRead, BufReader, Read, Write};
     let mut child = std::process::Command::new("sh")
         .arg("-c")
         .arg("ulimit -n 64 && exec \"$0\" proxy --listen amqp://127.0.0.1:0 --to \"$1\"")
         .arg(env!("CARGO_BIN_EXE_amqpwire"))
-        .arg(&server.urls[0])
+        .arg(upstream)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -1250,7 +1260,7 @@ fn a_proxy_out_of_file_descriptors_keeps_relaying_and_accepts_again() {
                     return;
                 }
             }
-            Err(e) => panic!("no line with {what:?} from the proxy ({e}): {said:#?}"),
+            Err(e) => panic!("{upstream}: no line with {what:?} from the proxy ({e}): {said:#?}"),
         }
     };
     // A client relayed first (the server's header comes back through the proxy), then
@@ -1279,7 +1289,7 @@ fn a_proxy_out_of_file_descriptors_keeps_relaying_and_accepts_again() {
     drop(held);
     // Once they are gone, clients are accepted and relayed again.
     let o = run(&["send", &url, "--to", "after", "--count", "1"]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(o.status.success(), "{upstream}: {}", text(&o.stderr));
     wait_for("accepting clients again");
     drop(first);
     let _ = child.kill();
@@ -1287,7 +1297,7 @@ fn a_proxy_out_of_file_descriptors_keeps_relaying_and_accepts_again() {
     said.extend(rx.iter());
     // No client was accepted only to be dropped for want of a descriptor for its upstream.
     let dropped: Vec<_> = said.iter().filter(|l| l.contains("cannot reach the upstream")).collect();
-    assert!(dropped.is_empty(), "{dropped:#?}");
+    assert!(dropped.is_empty(), "{upstream}: {dropped:#?}");
 }
 
 #[test]

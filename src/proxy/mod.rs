@@ -20,14 +20,14 @@
 //! learns which side did what.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::runtime::transport::{
-    self, AcceptConfig, ClientTlsConfig, Endpoint, Transport, TransportError,
+    self, AcceptConfig, ClientTlsConfig, Endpoint, Reserved, Transport, TransportError,
 };
 
 /// Which way bytes flow.
@@ -188,8 +188,17 @@ pub struct Proxy {
     tap: Arc<dyn Tap>,
     count: AtomicU64,
     /// Whether the upstream's first address, when the proxy was bound, was IPv6: the
-    /// family of the socket reserved for each client's upstream.
+    /// family of the socket reserved for each client's upstream until one has answered.
     upstream_v6: bool,
+    /// The upstream's address that answered last.
+    answered: Arc<Mutex<Option<std::net::SocketAddr>>>,
+}
+
+/// What one client's task has for reaching the upstream: the socket opened for it before
+/// the client was accepted, and where to note the address that answers.
+struct Upstream<'a> {
+    reserved: Option<Reserved>,
+    answered: &'a Mutex<Option<std::net::SocketAddr>>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -248,6 +257,7 @@ impl Proxy {
             tap,
             count: 0.into(),
             upstream_v6,
+            answered: Arc::default(),
         })
     }
 
@@ -257,12 +267,14 @@ impl Proxy {
     }
 
     /// Accepts clients, relaying each on a task of its own. The socket for a client's
-    /// upstream is opened before the client is accepted, so that no client is accepted
-    /// only to be dropped for want of a descriptor to reach its upstream with. A failure
-    /// to open it or to accept for want of resources (no file descriptors left, say)
-    /// leaves the clients over the limit waiting, not the others: it is told to the tap
-    /// once per spell of failures, and accepting is tried again every 50 ms. Any other
-    /// failure of the listener ends it.
+    /// upstream is opened before the client is accepted (of the family of the address
+    /// that answered last, which is tried first, and alone if the name cannot be resolved
+    /// for want of descriptors), so that a client is not accepted only to be dropped for
+    /// want of a descriptor to reach its upstream with. A failure to open it or to accept
+    /// for want of resources (no file descriptors left, say) leaves the clients over the
+    /// limit waiting in the listener's queue, not the others: it is told to the tap once
+    /// per spell, and accepting is tried again every 50 ms until it can go on (said too).
+    /// Any other failure of the listener ends it.
     pub async fn run(&self) -> Result<(), TransportError> {
         let mut failing = false;
         let exhausted = |failing: &mut bool, e: &std::io::Error| {
@@ -274,23 +286,40 @@ impl Proxy {
             }
         };
         loop {
-            let socket = if self.upstream_v6 {
-                tokio::net::TcpSocket::new_v6()
-            } else {
-                tokio::net::TcpSocket::new_v4()
-            };
+            let answered = self.answered.lock().ok().and_then(|a| *a);
             // A failure other than for want of resources is the upstream's connect's to
             // tell, when it opens a socket of its own.
-            let reserved = match socket {
-                Ok(socket) => Some(socket),
-                Err(e) if resource_exhausted(&e) => {
+            let reserved = match Reserved::open(self.upstream_v6, answered) {
+                Ok(reserved) => Some(reserved),
+                Err(e) if transport::resource_exhausted(&e) => {
                     exhausted(&mut failing, &e);
                     tokio::time::sleep(RESOURCE_RETRY).await;
                     continue;
                 }
                 Err(_) => None,
             };
-            let (tcp, peer) = match self.tcp.accept().await {
+            // After a spell of failures: able to go on once a socket could be opened and
+            // accepting fails no more, whether or not a client waits.
+            let accepted = if failing {
+                let now = std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(match self.tcp.poll_accept(cx) {
+                        std::task::Poll::Ready(r) => Some(r),
+                        std::task::Poll::Pending => None,
+                    })
+                })
+                .await;
+                match now {
+                    Some(r) => r,
+                    None => {
+                        failing = false;
+                        self.tap.listener("accepting clients again");
+                        self.tcp.accept().await
+                    }
+                }
+            } else {
+                self.tcp.accept().await
+            };
+            let (tcp, peer) = match accepted {
                 Ok(accepted) => accepted,
                 // A client that went before it was accepted: nothing to say or wait for.
                 Err(e)
@@ -301,7 +330,7 @@ impl Proxy {
                 {
                     continue;
                 }
-                Err(e) if resource_exhausted(&e) => {
+                Err(e) if transport::resource_exhausted(&e) => {
                     drop(reserved);
                     exhausted(&mut failing, &e);
                     tokio::time::sleep(RESOURCE_RETRY).await;
@@ -313,11 +342,16 @@ impl Proxy {
                 self.tap.listener("accepting clients again");
             }
             let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
-            let (listen, options, tap) =
-                (self.listen.clone(), Arc::clone(&self.options), Arc::clone(&self.tap));
+            let (listen, options, tap, answered) = (
+                self.listen.clone(),
+                Arc::clone(&self.options),
+                Arc::clone(&self.tap),
+                Arc::clone(&self.answered),
+            );
             tap.event(n, &ProxyEvent::Accepted { peer: Some(peer) });
             tokio::spawn(async move {
-                serve_one(n, tcp, reserved, &listen, &options, tap.as_ref()).await;
+                let upstream = Upstream { reserved, answered: &answered };
+                serve_one(n, tcp, upstream, &listen, &options, tap.as_ref()).await;
                 tap.event(n, &ProxyEvent::Finished);
             });
         }
@@ -328,7 +362,7 @@ impl Proxy {
 async fn serve_one(
     n: u64,
     tcp: tokio::net::TcpStream,
-    reserved: Option<tokio::net::TcpSocket>,
+    upstream: Upstream<'_>,
     listen: &Endpoint,
     options: &ProxyOptions,
     tap: &dyn Tap,
@@ -354,12 +388,17 @@ async fn serve_one(
             &options.upstream,
             &options.tls,
             options.connect_to.as_deref(),
-            reserved,
+            upstream.reserved,
         ),
     )
     .await
     {
-        Ok(Ok(t)) => t,
+        Ok(Ok(t)) => {
+            if let (Some(addr), Ok(mut answered)) = (t.peer_addr(), upstream.answered.lock()) {
+                *answered = Some(addr);
+            }
+            t
+        }
         Ok(Err(e)) => return tap.event(n, &ProxyEvent::UpstreamFailed(e)),
         Err(_) => {
             return tap.event(n, &ProxyEvent::UpstreamFailed(timed_out("reaching the upstream")))
@@ -443,13 +482,6 @@ fn is_reset(e: &std::io::Error) -> bool {
 
 /// How often accepting is tried again while descriptors or memory are short.
 const RESOURCE_RETRY: Duration = Duration::from_millis(50);
-
-/// Whether opening a socket or accepting failed for want of descriptors, buffers or memory (EMFILE, ENFILE,
-/// ENOBUFS, ENOMEM on Linux): a state that passes as connections end.
-fn resource_exhausted(e: &std::io::Error) -> bool {
-    matches!(e.kind(), std::io::ErrorKind::OutOfMemory)
-        || matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
-}
 
 fn other_flow(flow: Flow) -> Flow {
     match flow {

@@ -230,15 +230,44 @@ pub async fn connect_via(
     connect_reserved(endpoint, tls, address, None).await
 }
 
-/// [`connect_via`], with the TCP connection made on `reserved`, a socket opened before
-/// (a relay opens its upstream's socket before it accepts the client, so that a client it
-/// accepts never lacks a descriptor for its upstream). An address of the other family
-/// gets a socket of its own.
+/// A socket opened before it is needed, for [`connect_reserved`]: a relay opens its
+/// upstream's socket before it accepts the client, so that a client it accepts does not
+/// lack a descriptor to reach its upstream with.
+#[derive(Debug)]
+pub(crate) struct Reserved {
+    /// The socket, unbound and unconnected.
+    pub(crate) socket: tokio::net::TcpSocket,
+    /// Whether it is IPv6.
+    pub(crate) v6: bool,
+    /// The address that answered last time, tried first while the name still resolves to
+    /// it, and alone when the name cannot be resolved (with no descriptor left, resolving
+    /// fails: the C library cannot open the hosts file, and says the name is unknown).
+    pub(crate) answered: Option<SocketAddr>,
+}
+
+impl Reserved {
+    /// A socket of the family of `answered`, or IPv6 if `v6` and none answered yet.
+    pub(crate) fn open(v6: bool, answered: Option<SocketAddr>) -> io::Result<Self> {
+        let v6 = answered.map_or(v6, |a| a.is_ipv6());
+        let socket =
+            if v6 { tokio::net::TcpSocket::new_v6() } else { tokio::net::TcpSocket::new_v4() }?;
+        Ok(Self { socket, v6, answered })
+    }
+}
+
+/// Whether an I/O error says descriptors, buffers or memory ran out (EMFILE, ENFILE,
+/// ENOBUFS, ENOMEM on Linux): a state that passes as connections end.
+pub(crate) fn resource_exhausted(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::OutOfMemory)
+        || matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
+/// [`connect_via`], with the TCP connection made on `reserved` (see [`Reserved`]).
 pub(crate) async fn connect_reserved(
     endpoint: &Endpoint,
     tls: &ClientTlsConfig,
     address: Option<&str>,
-    reserved: Option<tokio::net::TcpSocket>,
+    reserved: Option<Reserved>,
 ) -> Result<Transport, TransportError> {
     let target = match address {
         None => (endpoint.host.clone(), endpoint.port),
@@ -246,7 +275,7 @@ pub(crate) async fn connect_reserved(
     };
     let tcp = match reserved {
         None => TcpStream::connect((target.0.as_str(), target.1)).await,
-        Some(socket) => connect_on(socket, (target.0.as_str(), target.1)).await,
+        Some(reserved) => connect_on(reserved, (target.0.as_str(), target.1)).await,
     };
     let tcp = tcp.map_err(|source| TransportError::Connect {
         endpoint: match address {
@@ -271,25 +300,50 @@ pub(crate) async fn connect_reserved(
 }
 
 /// Connects to the first of `target`'s addresses that answers, as
-/// [`TcpStream::connect`] does, the first of them of `socket`'s family on `socket`.
-async fn connect_on(socket: tokio::net::TcpSocket, target: (&str, u16)) -> io::Result<TcpStream> {
-    let v6 = socket.local_addr().map(|a| a.is_ipv6()).ok();
-    let mut reserved = Some(socket);
-    let mut last = None;
-    for addr in tokio::net::lookup_host(target).await? {
-        let socket = match reserved.take_if(|_| v6 == Some(addr.is_ipv6())) {
-            Some(s) => s,
-            None if addr.is_ipv6() => tokio::net::TcpSocket::new_v6()?,
-            None => tokio::net::TcpSocket::new_v4()?,
+/// [`TcpStream::connect`] does (a socket that cannot be opened for one address moves on
+/// to the next), with three differences: the address that answered last time is tried
+/// first, the first address of the reserved socket's family is tried on it, and a name
+/// that cannot be resolved is tried at the address that answered last (the resolver's
+/// error is the one returned if that fails too).
+async fn connect_on(reserved: Reserved, target: (&str, u16)) -> io::Result<TcpStream> {
+    let Reserved { socket, v6, answered } = reserved;
+    let (mut addrs, mut last): (Vec<SocketAddr>, _) =
+        match (tokio::net::lookup_host(target).await, answered) {
+            (Ok(addrs), _) => (addrs.collect(), None),
+            // Resolving opens files (the hosts file, a socket to the resolver).
+            (Err(e), Some(a)) => (vec![a], Some(e)),
+            (Err(e), None) => return Err(e),
         };
-        match socket.connect(addr).await {
-            Ok(tcp) => return Ok(tcp),
-            Err(e) => last = Some(e),
+    let unresolved = last.is_some();
+    answered_first(&mut addrs, answered);
+    let mut reserved = Some(socket);
+    for addr in addrs {
+        let socket = match reserved.take_if(|_| addr.is_ipv6() == v6) {
+            Some(s) => Ok(s),
+            None if addr.is_ipv6() => tokio::net::TcpSocket::new_v6(),
+            None => tokio::net::TcpSocket::new_v4(),
+        };
+        match socket {
+            Ok(socket) => match socket.connect(addr).await {
+                Ok(tcp) => return Ok(tcp),
+                Err(e) if !unresolved => last = Some(e),
+                Err(_) => {}
+            },
+            Err(e) if !unresolved => last = Some(e),
+            Err(_) => {}
         }
     }
     Err(last.unwrap_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "the name resolves to no address")
+        io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any address")
     }))
+}
+
+/// Moves `answered` to the front of `addrs` when it is among them, the others keeping
+/// their order.
+fn answered_first(addrs: &mut [SocketAddr], answered: Option<SocketAddr>) {
+    if let Some(i) = answered.and_then(|a| addrs.iter().position(|x| *x == a)) {
+        addrs[..=i].rotate_right(1);
+    }
 }
 
 /// [`connect`] within `limit`, TCP connection and handshakes together: a server that
@@ -695,24 +749,68 @@ mod tests {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket.bind("127.0.0.1:0".parse().expect("address")).expect("bind");
         let bound = socket.local_addr().expect("bound");
-        let t = connect_reserved(&endpoint, &tls, None, Some(socket)).await.expect("connect");
+        let reserved = Reserved { socket, v6: false, answered: None };
+        let t = connect_reserved(&endpoint, &tls, None, Some(reserved)).await.expect("connect");
         let (_, from) = l.accept().await.expect("accept");
         assert_eq!(from, bound);
         drop(t);
         // Of the other family: a socket of the address's family is opened for it.
-        let socket = tokio::net::TcpSocket::new_v6().expect("socket");
-        connect_reserved(&endpoint, &tls, None, Some(socket)).await.expect("connect");
+        let reserved = Reserved::open(true, None).expect("socket");
+        connect_reserved(&endpoint, &tls, None, Some(reserved)).await.expect("connect");
         let (_, from) = l.accept().await.expect("accept");
         assert!(from.is_ipv4(), "{from}");
+    }
+
+    #[test]
+    fn the_address_that_answered_last_goes_first_and_the_others_keep_their_order() {
+        let a: Vec<SocketAddr> = ["[::1]:1", "127.0.0.1:1", "10.0.0.1:1", "10.0.0.2:1"]
+            .iter()
+            .map(|s| s.parse().expect("address"))
+            .collect();
+        for (answered, want) in [
+            (Some(a[2]), vec![a[2], a[0], a[1], a[3]]),
+            (Some(a[0]), a.clone()),
+            (Some(a[3]), vec![a[3], a[0], a[1], a[2]]),
+            (Some("10.9.9.9:1".parse().expect("address")), a.clone()),
+            (None, a.clone()),
+        ] {
+            let mut got = a.clone();
+            answered_first(&mut got, answered);
+            assert_eq!(got, want, "{answered:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_that_does_not_resolve_is_tried_at_the_address_that_answered_last() {
+        // (.invalid never resolves, RFC 6761.)
+        let (l, at) = listener().await;
+        let addr = l.local_addr().expect("address");
+        let endpoint =
+            Endpoint::parse(&format!("amqp://amqpwire-test.invalid:{}", at.port)).expect("url");
+        let tls = ClientTlsConfig::default();
+        let reserved = Reserved::open(false, Some(addr)).expect("socket");
+        connect_reserved(&endpoint, &tls, None, Some(reserved)).await.expect("connect");
+        l.accept().await.expect("accept");
+        // With none that answered, or one that answers no more: the resolver's error.
+        drop(l);
+        for answered in [None, Some(addr)] {
+            let reserved = Reserved::open(false, answered).expect("socket");
+            match connect_reserved(&endpoint, &tls, None, Some(reserved)).await {
+                Err(TransportError::Connect { source, .. }) => {
+                    assert_ne!(source.kind(), io::ErrorKind::ConnectionRefused, "{source}");
+                }
+                other => panic!("{answered:?}: {:?}", other.map(|_| "a transport")),
+            }
+        }
     }
 
     #[tokio::test]
     async fn a_reserved_socket_refused_says_so_as_a_connect_does() {
         let (l, endpoint) = listener().await;
         drop(l);
-        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        let reserved = Reserved::open(false, None).expect("socket");
         let tls = ClientTlsConfig::default();
-        match connect_reserved(&endpoint, &tls, None, Some(socket)).await {
+        match connect_reserved(&endpoint, &tls, None, Some(reserved)).await {
             Err(TransportError::Connect { endpoint: e, source }) => {
                 assert_eq!(e, endpoint.to_string());
                 assert_eq!(source.kind(), io::ErrorKind::ConnectionRefused, "{source}");
