@@ -1221,20 +1221,24 @@ fn a_proxy_stopped_by_a_signal_says_which_connections_it_ended() {
 /// 2, dropping every connection, when one accept failed; and then it accepted clients it
 /// had no descriptor left to reach the upstream for, and dropped them ("cannot reach the
 /// upstream"), one in two of those it accepted as it ran out, and every one for an
-/// upstream named by a host name (resolving it opens the hosts file).
+/// upstream named by a host name (resolving it opens the hosts file), also when the
+/// clients came before any had been relayed (`relayed_first` false).
 #[cfg(unix)]
 #[test]
 fn a_proxy_out_of_file_descriptors_keeps_relaying_and_accepts_again() {
     let server = Server::start(&[]);
     let at = server.urls[0].trim_start_matches("amqp://").trim_end_matches('/');
     let port = at.rsplit_once(':').expect("host:port").1;
-    for upstream in [format!("amqp://{at}"), format!("amqp://localhost:{port}")] {
-        proxy_out_of_descriptors(&upstream);
+    let named = format!("amqp://localhost:{port}");
+    for (upstream, relayed_first) in
+        [(format!("amqp://{at}"), true), (named.clone(), true), (named, false)]
+    {
+        proxy_out_of_descriptors(&upstream, relayed_first);
     }
 }
 
 #[cfg(unix)]
-fn proxy_out_of_descriptors(upstream: &str) {
+fn proxy_out_of_descriptors(upstream: &str, relayed_first: bool) {
     use std::io::{BufRead, BufReader, Read, Write};
     let mut child = std::process::Command::new("sh")
         .arg("-c")
@@ -1267,25 +1271,30 @@ fn proxy_out_of_descriptors(upstream: &str) {
     // sixty that only connect: the proxy takes a client's descriptor and the upstream's
     // for each, and runs out.
     let addr = url.trim_start_matches("amqp://").to_owned();
-    let mut first = std::net::TcpStream::connect(&addr).expect("connect");
-    first.write_all(b"AMQP\0\x01\0\0").expect("header");
-    let mut header = [0u8; 8];
-    first.read_exact(&mut header).expect("the server's header");
-    assert_eq!(&header, b"AMQP\0\x01\0\0");
+    let mut first = relayed_first.then(|| {
+        let mut first = std::net::TcpStream::connect(&addr).expect("connect");
+        first.write_all(b"AMQP\0\x01\0\0").expect("header");
+        let mut header = [0u8; 8];
+        first.read_exact(&mut header).expect("the server's header");
+        assert_eq!(&header, b"AMQP\0\x01\0\0");
+        first
+    });
     let held: Vec<_> =
         (0..60).map(|_| std::net::TcpStream::connect(&addr).expect("connect")).collect();
     wait_for("cannot accept clients (Too many open files");
     assert_eq!(child.try_wait().expect("status"), None, "the proxy went on");
     // The first client is still relayed: an open (container-id "x") gets the server's.
-    first
-        .write_all(&[
-            0x00, 0x00, 0x00, 0x11, 0x02, 0x00, 0x00, 0x00, 0x00, 0x53, 0x10, 0xc0, 0x04, 0x01,
-            0xa1, 0x01, 0x78,
-        ])
-        .expect("open");
-    let mut open = [0u8; 8];
-    first.read_exact(&mut open).expect("the server's open");
-    assert_eq!(open[4..6], [0x02, 0x00], "an AMQP frame: {open:?}");
+    if let Some(first) = first.as_mut() {
+        first
+            .write_all(&[
+                0x00, 0x00, 0x00, 0x11, 0x02, 0x00, 0x00, 0x00, 0x00, 0x53, 0x10, 0xc0, 0x04, 0x01,
+                0xa1, 0x01, 0x78,
+            ])
+            .expect("open");
+        let mut open = [0u8; 8];
+        first.read_exact(&mut open).expect("the server's open");
+        assert_eq!(open[4..6], [0x02, 0x00], "an AMQP frame: {open:?}");
+    }
     drop(held);
     // Once they are gone, clients are accepted and relayed again.
     let o = run(&["send", &url, "--to", "after", "--count", "1"]);

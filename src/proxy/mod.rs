@@ -187,10 +187,11 @@ pub struct Proxy {
     options: Arc<ProxyOptions>,
     tap: Arc<dyn Tap>,
     count: AtomicU64,
-    /// Whether the upstream's first address, when the proxy was bound, was IPv6: the
-    /// family of the socket reserved for each client's upstream until one has answered.
-    upstream_v6: bool,
-    /// The upstream's address that answered last.
+    /// The upstream's addresses when the proxy was bound: tried when the name cannot be
+    /// resolved and none has answered yet.
+    resolved: Arc<[std::net::SocketAddr]>,
+    /// The upstream's address that answered last (forgotten when reaching the upstream
+    /// fails).
     answered: Arc<Mutex<Option<std::net::SocketAddr>>>,
 }
 
@@ -235,7 +236,7 @@ impl Proxy {
             Ok(targets) => targets.collect(),
             Err(_) => Vec::new(),
         };
-        let upstream_v6 = targets.first().is_some_and(|t| t.is_ipv6());
+        let resolved: Arc<[std::net::SocketAddr]> = targets.iter().copied().collect();
         if let Ok(local) = tcp.local_addr() {
             let ours = |t: std::net::SocketAddr| {
                 t == local
@@ -256,7 +257,7 @@ impl Proxy {
             options: Arc::new(options),
             tap,
             count: 0.into(),
-            upstream_v6,
+            resolved,
             answered: Arc::default(),
         })
     }
@@ -268,9 +269,10 @@ impl Proxy {
 
     /// Accepts clients, relaying each on a task of its own. The socket for a client's
     /// upstream is opened before the client is accepted (of the family of the address
-    /// that answered last, which is tried first, and alone if the name cannot be resolved
-    /// for want of descriptors), so that a client is not accepted only to be dropped for
-    /// want of a descriptor to reach its upstream with. A failure to open it or to accept
+    /// that answered last, which is tried first; the addresses known from before are
+    /// tried when the name cannot be resolved, as when descriptors run out), so that a
+    /// client is not accepted only to be dropped for want of a descriptor to reach its
+    /// upstream with. A failure to open it or to accept
     /// for want of resources (no file descriptors left, say) leaves the clients over the
     /// limit waiting in the listener's queue, not the others: it is told to the tap once
     /// per spell, and accepting is tried again every 50 ms until it can go on (said too).
@@ -289,7 +291,7 @@ impl Proxy {
             let answered = self.answered.lock().ok().and_then(|a| *a);
             // A failure other than for want of resources is the upstream's connect's to
             // tell, when it opens a socket of its own.
-            let reserved = match Reserved::open(self.upstream_v6, answered) {
+            let reserved = match Reserved::open(answered, Arc::clone(&self.resolved)) {
                 Ok(reserved) => Some(reserved),
                 Err(e) if transport::resource_exhausted(&e) => {
                     exhausted(&mut failing, &e);
@@ -399,9 +401,13 @@ async fn serve_one(
             }
             t
         }
-        Ok(Err(e)) => return tap.event(n, &ProxyEvent::UpstreamFailed(e)),
+        Ok(Err(e)) => {
+            forget(upstream.answered);
+            return tap.event(n, &ProxyEvent::UpstreamFailed(e));
+        }
         Err(_) => {
-            return tap.event(n, &ProxyEvent::UpstreamFailed(timed_out("reaching the upstream")))
+            forget(upstream.answered);
+            return tap.event(n, &ProxyEvent::UpstreamFailed(timed_out("reaching the upstream")));
         }
     };
     tap.event(
@@ -478,6 +484,14 @@ async fn relay(n: u64, client: Transport, upstream: Transport, grace: Duration, 
 fn is_reset(e: &std::io::Error) -> bool {
     use std::io::ErrorKind as K;
     matches!(e.kind(), K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe)
+}
+
+/// Forgets the address that answered last (it may be the one that failed): the
+/// resolver's order rules the next client's tries.
+fn forget(answered: &Mutex<Option<std::net::SocketAddr>>) {
+    if let Ok(mut a) = answered.lock() {
+        *a = None;
+    }
 }
 
 /// How often accepting is tried again while descriptors or memory are short.

@@ -240,18 +240,33 @@ pub(crate) struct Reserved {
     /// Whether it is IPv6.
     pub(crate) v6: bool,
     /// The address that answered last time, tried first while the name still resolves to
-    /// it, and alone when the name cannot be resolved (with no descriptor left, resolving
-    /// fails: the C library cannot open the hosts file, and says the name is unknown).
+    /// it.
     pub(crate) answered: Option<SocketAddr>,
+    /// The addresses the name resolved to before (when the relay started): with
+    /// `answered` first, what is tried when the name cannot be resolved now (with no
+    /// descriptor left, resolving fails: the C library cannot open the hosts file, and
+    /// says the name is unknown or that too many files are open).
+    pub(crate) resolved: std::sync::Arc<[SocketAddr]>,
 }
 
 impl Reserved {
-    /// A socket of the family of `answered`, or IPv6 if `v6` and none answered yet.
-    pub(crate) fn open(v6: bool, answered: Option<SocketAddr>) -> io::Result<Self> {
-        let v6 = answered.map_or(v6, |a| a.is_ipv6());
+    /// A socket of the family of `answered`, else of the first of `resolved`, else IPv4.
+    pub(crate) fn open(
+        answered: Option<SocketAddr>,
+        resolved: std::sync::Arc<[SocketAddr]>,
+    ) -> io::Result<Self> {
+        let v6 = answered.or(resolved.first().copied()).is_some_and(|a| a.is_ipv6());
         let socket =
             if v6 { tokio::net::TcpSocket::new_v6() } else { tokio::net::TcpSocket::new_v4() }?;
-        Ok(Self { socket, v6, answered })
+        Ok(Self { socket, v6, answered, resolved })
+    }
+
+    /// What to try when the name cannot be resolved: `answered`, then the addresses
+    /// resolved before.
+    fn known(&self) -> Vec<SocketAddr> {
+        let mut known: Vec<SocketAddr> = self.answered.into_iter().collect();
+        known.extend(self.resolved.iter().filter(|a| Some(**a) != self.answered));
+        known
     }
 }
 
@@ -303,17 +318,17 @@ pub(crate) async fn connect_reserved(
 /// [`TcpStream::connect`] does (a socket that cannot be opened for one address moves on
 /// to the next), with three differences: the address that answered last time is tried
 /// first, the first address of the reserved socket's family is tried on it, and a name
-/// that cannot be resolved is tried at the address that answered last (the resolver's
-/// error is the one returned if that fails too).
+/// that cannot be resolved is tried at the addresses known from before (the resolver's
+/// error is the one returned if none answers).
 async fn connect_on(reserved: Reserved, target: (&str, u16)) -> io::Result<TcpStream> {
-    let Reserved { socket, v6, answered } = reserved;
-    let (mut addrs, mut last): (Vec<SocketAddr>, _) =
-        match (tokio::net::lookup_host(target).await, answered) {
-            (Ok(addrs), _) => (addrs.collect(), None),
-            // Resolving opens files (the hosts file, a socket to the resolver).
-            (Err(e), Some(a)) => (vec![a], Some(e)),
-            (Err(e), None) => return Err(e),
-        };
+    let known = reserved.known();
+    let Reserved { socket, v6, answered, .. } = reserved;
+    let (mut addrs, mut last): (Vec<SocketAddr>, _) = match tokio::net::lookup_host(target).await {
+        Ok(addrs) => (addrs.collect(), None),
+        // Resolving opens files (the hosts file, a socket to the resolver).
+        Err(e) if !known.is_empty() => (known, Some(e)),
+        Err(e) => return Err(e),
+    };
     let unresolved = last.is_some();
     answered_first(&mut addrs, answered);
     let mut reserved = Some(socket);
@@ -740,6 +755,19 @@ mod tests {
         (l, endpoint)
     }
 
+    /// An address that refuses connections and stays so: a socket bound to it that does
+    /// not listen (kept while the test runs, so that no one else is given the port).
+    fn refusing() -> (tokio::net::TcpSocket, SocketAddr) {
+        let s = tokio::net::TcpSocket::new_v4().expect("socket");
+        s.bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+        let at = s.local_addr().expect("address");
+        (s, at)
+    }
+
+    fn none() -> std::sync::Arc<[SocketAddr]> {
+        std::sync::Arc::from([])
+    }
+
     #[tokio::test]
     async fn a_reserved_socket_carries_the_connection_and_one_of_the_other_family_gives_way() {
         let (l, endpoint) = listener().await;
@@ -749,13 +777,16 @@ mod tests {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket.bind("127.0.0.1:0".parse().expect("address")).expect("bind");
         let bound = socket.local_addr().expect("bound");
-        let reserved = Reserved { socket, v6: false, answered: None };
+        let reserved = Reserved { socket, v6: false, answered: None, resolved: none() };
         let t = connect_reserved(&endpoint, &tls, None, Some(reserved)).await.expect("connect");
         let (_, from) = l.accept().await.expect("accept");
         assert_eq!(from, bound);
         drop(t);
-        // Of the other family: a socket of the address's family is opened for it.
-        let reserved = Reserved::open(true, None).expect("socket");
+        // Of the other family (that of the address resolved before): a socket of the
+        // address's family is opened for it.
+        let v6: SocketAddr = "[::1]:1".parse().expect("address");
+        let reserved = Reserved::open(None, std::sync::Arc::from([v6])).expect("socket");
+        assert!(reserved.v6);
         connect_reserved(&endpoint, &tls, None, Some(reserved)).await.expect("connect");
         let (_, from) = l.accept().await.expect("accept");
         assert!(from.is_ipv4(), "{from}");
@@ -781,23 +812,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_name_that_does_not_resolve_is_tried_at_the_address_that_answered_last() {
+    async fn a_name_that_does_not_resolve_is_tried_at_the_addresses_known_from_before() {
         // (.invalid never resolves, RFC 6761.)
         let (l, at) = listener().await;
         let addr = l.local_addr().expect("address");
-        let endpoint =
-            Endpoint::parse(&format!("amqp://amqpwire-test.invalid:{}", at.port)).expect("url");
+        let (_refusing, refuses) = refusing();
+        let name = format!("amqpwire-test.invalid:{}", at.port);
+        let endpoint = Endpoint::parse(&format!("amqp://{name}")).expect("url");
         let tls = ClientTlsConfig::default();
-        let reserved = Reserved::open(false, Some(addr)).expect("socket");
-        connect_reserved(&endpoint, &tls, None, Some(reserved)).await.expect("connect");
-        l.accept().await.expect("accept");
-        // With none that answered, or one that answers no more: the resolver's error.
-        drop(l);
-        for answered in [None, Some(addr)] {
-            let reserved = Reserved::open(false, answered).expect("socket");
+        let Err(resolver) = tokio::net::lookup_host(name.as_str()).await else {
+            panic!("{name} resolved")
+        };
+        let known = |a: &[SocketAddr]| std::sync::Arc::from(a);
+        // The one that answered last, or those resolved before (one refusing first).
+        for (answered, resolved) in [(Some(addr), none()), (None, known(&[refuses, addr]))] {
+            let reserved = Reserved::open(answered, resolved).expect("socket");
+            connect_reserved(&endpoint, &tls, None, Some(reserved)).await.expect("connect");
+            l.accept().await.expect("accept");
+        }
+        // None known, or none that answers: the resolver's error.
+        for (answered, resolved) in [(None, none()), (Some(refuses), known(&[refuses]))] {
+            let reserved = Reserved::open(answered, resolved).expect("socket");
             match connect_reserved(&endpoint, &tls, None, Some(reserved)).await {
                 Err(TransportError::Connect { source, .. }) => {
-                    assert_ne!(source.kind(), io::ErrorKind::ConnectionRefused, "{source}");
+                    assert_eq!(source.to_string(), resolver.to_string());
                 }
                 other => panic!("{answered:?}: {:?}", other.map(|_| "a transport")),
             }
@@ -806,9 +844,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_reserved_socket_refused_says_so_as_a_connect_does() {
-        let (l, endpoint) = listener().await;
-        drop(l);
-        let reserved = Reserved::open(false, None).expect("socket");
+        let (_refusing, refuses) = refusing();
+        let endpoint = Endpoint::parse(&format!("amqp://{refuses}")).expect("url");
+        let reserved = Reserved::open(None, none()).expect("socket");
         let tls = ClientTlsConfig::default();
         match connect_reserved(&endpoint, &tls, None, Some(reserved)).await {
             Err(TransportError::Connect { endpoint: e, source }) => {
