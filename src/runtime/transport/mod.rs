@@ -321,14 +321,15 @@ pub(crate) async fn connect_reserved(
 /// that cannot be resolved is tried at the addresses known from before (the resolver's
 /// error is the one returned if none answers).
 async fn connect_on(reserved: Reserved, target: (&str, u16)) -> io::Result<TcpStream> {
-    let known = reserved.known();
-    let Reserved { socket, v6, answered, .. } = reserved;
     let (mut addrs, mut last): (Vec<SocketAddr>, _) = match tokio::net::lookup_host(target).await {
         Ok(addrs) => (addrs.collect(), None),
         // Resolving opens files (the hosts file, a socket to the resolver).
-        Err(e) if !known.is_empty() => (known, Some(e)),
-        Err(e) => return Err(e),
+        Err(e) => match reserved.known() {
+            known if known.is_empty() => return Err(e),
+            known => (known, Some(e)),
+        },
     };
+    let Reserved { socket, v6, answered, .. } = reserved;
     let unresolved = last.is_some();
     answered_first(&mut addrs, answered);
     let mut reserved = Some(socket);
