@@ -13,7 +13,7 @@
 //! | `{"half-close": true}` | end our stream, keep reading the peer's |
 //! | `{"ignore": ["flow"]}` | from here on, skip the peer's frames of these performatives while expecting |
 //! | `{"keepalive": true}` | from here on, keep the peer's idle-time-out (its `open`'s): an empty frame whenever nothing has been sent for half of it, as an engine's heartbeats would (recordings start with it, since when heartbeats go out is timing, not content) |
-//! | `{"lenient": true}` | from here on, expectations only pace the script: a frame that does not match is skipped, a time limit passed moves on, the peer closing ends the script; nothing fails |
+//! | `{"lenient": true}` | from here on, expectations only pace the script: a frame that does not match is skipped, a time limit passed moves on, the peer closing or its stream breaking off (a framing error) ends the script; nothing fails |
 //! | `{"write": {"chunk": N, "delay": MS}}` | from here on, split what is sent into writes of N bytes, MS milliseconds apart |
 //! | `{"sasl": {"mechanism": "SCRAM-SHA-256", "user": …, "password": …}}` | the client's whole SASL layer, computed: the SASL header, the mechanism checked against those offered, sasl-init, a response to each challenge, the outcome checked (SCRAM's server signature included); also ANONYMOUS, PLAIN, EXTERNAL, MSSBCBS |
 //! | `{"sasl-server": {"users": {"alice": "secret"}, "anonymous": true}}` | a server's whole SASL layer, computed: waits for the client's SASL header, answers with its own and the mechanisms (SCRAM-SHA-256 and PLAIN for the users; ANONYMOUS, EXTERNAL, MSSBCBS when set true), judges sasl-init and each response (SCRAM's challenges computed), and sends the outcome, ok or not: the step is done once the outcome is sent, and the lines after it expect what the client does next |
@@ -378,6 +378,9 @@ pub struct Player {
     lenient: bool,
     /// The peer sent a `close`: in lenient mode nothing more is waited for.
     peer_closed: bool,
+    /// The peer's stream broke off (a framing error): no frame can come after it, so in
+    /// lenient mode nothing more is waited for, as after the stream's end.
+    broken: bool,
     /// In lenient mode an expectation has run out of time: later ones wait a fifth as long.
     hurried: bool,
     /// How writes are split: bytes per write and the time between writes.
@@ -450,6 +453,7 @@ impl Player {
             ignored: Vec::new(),
             lenient: false,
             peer_closed: false,
+            broken: false,
             hurried: false,
             pacing: None,
             sasl: None,
@@ -545,6 +549,7 @@ impl Player {
                     _ => {}
                 }
             }
+            self.broken |= matches!(r, Record::Error { .. });
             // What the peer sends after its stream broke off matches no pattern (the
             // framing error before it is what a step meets): not kept.
             if matches!(r, Record::Undecoded { .. }) {
@@ -714,7 +719,7 @@ impl Player {
                         let got = describe(r);
                         return self.fail(n, &format!("silence for {d:?}"), &got);
                     }
-                    if self.eof && self.lenient {
+                    if (self.eof || self.broken) && self.lenient {
                         self.verdict = Some(Ok(()));
                         return;
                     }
@@ -738,7 +743,7 @@ impl Player {
                     if !self.eof {
                         let within = self.lenient_within(within);
                         let until = *self.deadline.get_or_insert(now + within);
-                        if (now >= until || self.peer_closed) && self.lenient {
+                        if (now >= until || self.peer_closed || self.broken) && self.lenient {
                             self.next += 1;
                             self.deadline = None;
                             continue;
@@ -805,7 +810,7 @@ impl Player {
                     }
                     self.skip_heartbeats(Some(&pattern));
                     let Some(r) = self.incoming.pop_front() else {
-                        if self.eof && self.lenient {
+                        if (self.eof || self.broken) && self.lenient {
                             // Nothing more will come: the rest of the script is moot.
                             self.verdict = Some(Ok(()));
                             return;
@@ -2169,6 +2174,45 @@ mod tests {
         assert_eq!(against_server(&strict).expect_err("no attach").step, 6);
         let lenient = format!("{{\"lenient\": true}}\n{OPEN}\n{body}");
         assert_eq!(against_server(&lenient), Ok(()));
+    }
+
+    #[test]
+    fn a_lenient_script_ends_when_the_peer_stream_breaks_off() {
+        // The peer answers the header with a frame whose size (4) is below the minimum:
+        // nothing can be decoded after it. Leniently, the expectations after it wait for
+        // nothing (as after the stream's end), and the sends after them are not made;
+        // strictly, the framing error is what the expectation meets.
+        let body = r#"{"send": {"kind": "header", "protocol_id": 0}}
+{"expect": {"kind": "header", "protocol_id": 0}}
+{"expect": {"performative": "open"}, "within": 60000}
+{"send": {"performative": "begin"}}
+{"expect": {"performative": "begin"}, "within": 60000}"#;
+        let broken = b"AMQP\x00\x01\x00\x00\x00\x00\x00\x04\x02\x00\x00\x00";
+        for (lenient, pieces) in [(true, 1), (true, 2), (false, 1)] {
+            let script =
+                if lenient { format!("{{\"lenient\": true}}\n{body}") } else { body.into() };
+            let mut p = Player::new(parse(&script, Duration::from_secs(5)).expect("script"));
+            let now = Instant::now();
+            p.start(now);
+            let mut sent = Vec::new();
+            p.poll_transmit(&mut sent);
+            assert_eq!(sent, b"AMQP\x00\x01\x00\x00");
+            // Whole, or with the frame's size split across two reads.
+            let (a, b) = broken.split_at(if pieces == 1 { broken.len() } else { 10 });
+            p.handle_input(a, now);
+            p.handle_input(b, now);
+            let verdict = p.verdict().cloned();
+            if lenient {
+                assert_eq!(verdict, Some(Ok(())), "pieces {pieces}");
+                let mut after = Vec::new();
+                p.poll_transmit(&mut after);
+                assert!(after.is_empty(), "the begin after the break was not sent");
+                assert_eq!(p.poll_timeout(), None);
+            } else {
+                let f = verdict.expect("a verdict").expect_err("strict fails");
+                assert_eq!(f.step, 3, "{f}");
+            }
+        }
     }
 
     /// Plays `script` against an engine server that authenticates alice (password secret)
