@@ -240,6 +240,29 @@ async fn a_consumer_gets_no_more_than_its_credit() {
 }
 
 #[tokio::test]
+async fn credit_granted_up_to_a_delivery_count_counts_what_arrived() {
+    let (broker, port) = start(&[]).await;
+    let (_conn, session) = session(port).await;
+    fill(&session, "until", &["1", "2", "3", "4", "5"]).await;
+    let rx = manual_receiver(&session, "r", "until").await;
+    let start = rx.delivery_count().expect("delivery-count");
+    let limit = start.wrapping_add(3);
+    // Three wanted in all, at most two at a time.
+    assert_eq!(rx.set_credit_until(limit, 2).expect("credit"), 2);
+    for want in ["1", "2"] {
+        assert_eq!(body(&within("recv", rx.recv()).await.expect("a delivery")), want);
+    }
+    // Both arrived: the delivery-count moved on by two, and one more is all that is left.
+    assert_eq!(rx.delivery_count().expect("delivery-count"), start.wrapping_add(2));
+    assert_eq!(rx.set_credit_until(limit, 2).expect("credit"), 1);
+    assert_eq!(body(&within("recv", rx.recv()).await.expect("a delivery")), "3");
+    assert_eq!(rx.set_credit_until(limit, 2).expect("credit"), 0);
+    nothing_more(&rx).await;
+    let info = broker.queue_info("until").expect("queue");
+    assert_eq!((info.depth, info.in_flight), (2, 3));
+}
+
+#[tokio::test]
 async fn a_drain_gets_what_there_is_and_gives_back_the_rest() {
     let (broker, port) = start(&[]).await;
     let (_conn, session) = session(port).await;

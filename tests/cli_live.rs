@@ -116,30 +116,58 @@ fn serve_announces_itself_and_the_frame_size_channels_and_idle_time_out_asked_fo
     assert!(!o.status.success(), "a max-frame-size below 512 is refused");
 }
 
+/// From a `--trace` of one receiving link: the delivery-count and link-credit of each
+/// flow sent, how many transfers came in, and whether a delivery was released.
+fn receiving_flows(trace: &str) -> (Vec<(u32, u32)>, usize, bool) {
+    let field = |r: &str, name: &str| {
+        r.lines()
+            .find_map(|l| l.split(&format!("{name}: ")).nth(1))
+            .map(|v| v.split_whitespace().next().unwrap_or("").parse::<u32>().expect("a number"))
+    };
+    let records: Vec<&str> = trace.split("\n[").collect();
+    let sent = |r: &&str| r.lines().next().is_some_and(|l| l.ends_with("-> out"));
+    let flows = records
+        .iter()
+        .filter(|r| sent(r) && r.contains(": flow\n"))
+        .map(|r| (field(r, "delivery-count").unwrap_or(0), field(r, "link-credit").unwrap_or(0)))
+        .collect();
+    let transfers = records.iter().filter(|r| !sent(r) && r.contains(": transfer\n")).count();
+    let released = records.iter().any(|r| sent(r) && r.contains("state: released"));
+    (flows, transfers, released)
+}
+
 #[test]
 fn receive_count_grants_no_more_credit_than_messages_still_wanted() {
+    // Credit is granted against the deliveries that arrived, not those written out: the
+    // broker has many more messages than wanted, and sends them as fast as credit allows.
     let server = Server::start(&[]);
     let url = &server.urls[0];
-    let o = run(&["send", url, "--to", "few", "--body", "m", "--count", "5"]);
+    let o = run(&["send", url, "--to", "few", "--body", "m", "--count", "40"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let o = run(&["receive", url, "--from", "few", "--count", "2", "--trace"]);
-    let err = text(&o.stderr);
-    assert!(o.status.success(), "{err}");
-    assert_eq!(text(&o.stdout), "m\nm\n");
-    // Every flow this client sent grants at most the 2 wanted.
-    let credits: Vec<u32> = err
-        .split("\n[")
-        .filter(|r| {
-            r.lines().next().is_some_and(|l| l.ends_with("-> out")) && r.contains(": flow\n")
-        })
-        .filter_map(|r| r.lines().find_map(|l| l.split("link-credit: ").nth(1)))
-        .map(|v| v.split_whitespace().next().unwrap_or("").parse().expect("a credit"))
-        .collect();
-    assert!(!credits.is_empty(), "no flow in\n{err}");
-    assert!(credits.iter().all(|c| *c <= 2), "credits granted: {credits:?}");
-    let o = run(&["receive", url, "--from", "few", "--count", "3", "--credit", "2"]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    assert_eq!(text(&o.stdout), "m\nm\nm\n", "a window smaller than the count is topped up");
+    for (count, credit, lines) in
+        [("2", "100", "m\nm\n"), ("3", "2", "m\nm\nm\n"), ("5", "100", "")]
+    {
+        let o = run(&[
+            "receive", url, "--from", "few", "--count", count, "--credit", credit, "--trace",
+        ]);
+        let err = text(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        if !lines.is_empty() {
+            assert_eq!(text(&o.stdout), lines, "a window smaller than the count is topped up");
+        }
+        let count: u32 = count.parse().expect("count");
+        // The broker starts each link's delivery-count at 0, so a flow's delivery-count
+        // and link-credit add up to how many deliveries it allows in all.
+        assert!(err.contains("initial-delivery-count: 0"), "{err}");
+        let (flows, transfers, released) = receiving_flows(&err);
+        assert!(!flows.is_empty(), "no flow in\n{err}");
+        assert!(
+            flows.iter().all(|(dc, c)| dc + c <= count),
+            "count {count}: flows (delivery-count, link-credit) allow more: {flows:?}"
+        );
+        assert_eq!(transfers, count as usize, "{flows:?}");
+        assert!(!released, "a delivery beyond the count came and was released");
+    }
 }
 
 #[test]

@@ -542,6 +542,14 @@ impl Connection {
         self.link_ref(link).map(|l| l.link_credit)
     }
 
+    /// A link's delivery-count as this side knows it (2.6.7): a sender's own; a receiver's,
+    /// the sender's count at attach, advanced by each delivery that arrived and by the
+    /// sender's flows. With [`Connection::link_credit`] it gives the limit the sender
+    /// may send up to: their sum.
+    pub fn link_delivery_count(&self, link: LinkId) -> Option<SequenceNo> {
+        self.link_ref(link).map(|l| l.delivery_count)
+    }
+
     /// Whether the peer's last flow on a link asked to drain (senders: use the credit or
     /// give it up with [`Connection::drained`]).
     pub fn link_drain(&self, link: LinkId) -> Option<bool> {

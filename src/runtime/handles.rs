@@ -1004,6 +1004,37 @@ impl Receiver {
         self.conn.command(|s| Ok(s.conn.flow(link, credit, false)?))
     }
 
+    /// The link's delivery-count as this end knows it (2.6.7): the sender's count at
+    /// attach, advanced by each delivery that has arrived, taken by
+    /// [`recv`](Self::recv) or still queued.
+    pub fn delivery_count(&self) -> Result<crate::types::SequenceNo, Error> {
+        let s = self.conn.inner.lock();
+        s.conn
+            .link_delivery_count(self.link)
+            .ok_or_else(|| s.detached.get(&self.link).map_or(Error::Closed, Error::duplicate))
+    }
+
+    /// Grants credit up to `limit`, a delivery-count (and at most `most`), replacing what
+    /// was granted; for receivers made with a window of 0. The credit is the distance from
+    /// the delivery-count as the engine knows it at the grant, so deliveries that arrived
+    /// while the caller decided are counted, never granted again: a receiver that wants
+    /// N deliveries in all grants up to its first [`delivery_count`](Self::delivery_count)
+    /// plus N. Returns the credit granted (0 once the count has reached `limit`).
+    pub fn set_credit_until(
+        &self,
+        limit: crate::types::SequenceNo,
+        most: u32,
+    ) -> Result<u32, Error> {
+        let link = self.link;
+        self.conn.command(|s| {
+            let count = s.conn.link_delivery_count(link).unwrap_or(limit);
+            // A limit the count has reached or passed leaves nothing to grant.
+            let credit = if count.precedes(limit) { count.distance_to(limit).min(most) } else { 0 };
+            s.conn.flow(link, credit, false)?;
+            Ok(credit)
+        })
+    }
+
     /// Asks the sender to use the credit or give it up (drain), and waits until it has.
     pub async fn drain(&self) -> Result<(), Error> {
         let link = self.link;
