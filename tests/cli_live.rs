@@ -1430,6 +1430,12 @@ fn a_proxy_whose_upstream_is_itself_or_unreachable_by_form_is_refused_at_once() 
         (format!("amqp://localhost:{port}"), None, "is this proxy's own listener"),
         ("amqp://127.0.0.1:1".to_owned(), Some("not a host:xx"), "bad address \"not a host:xx\""),
         ("amqp://127.0.0.1:1".to_owned(), Some("127.0.0.1:99999"), "expected HOST[:PORT]"),
+        // Each of these was taken at the start and failed at each client's connect.
+        ("amqp://127.0.0.1:1".to_owned(), Some(":"), "the host is empty"),
+        ("amqp://127.0.0.1:1".to_owned(), Some("a:b:c"), "in brackets"),
+        ("amqp://127.0.0.1:1".to_owned(), Some("h o s t"), "contains ' '"),
+        ("amqp://127.0.0.1:1".to_owned(), Some("x/y"), "contains '/'"),
+        ("amqp://127.0.0.1:1".to_owned(), Some("127.0.0.1:0"), "port 0 is not a port"),
     ] {
         let mut args = vec!["proxy", "--listen", &url, "--to", &to];
         if let Some(c) = extra {

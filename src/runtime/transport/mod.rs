@@ -391,24 +391,24 @@ pub async fn accept_within(
     })
 }
 
-/// `HOST:PORT`, `[V6]:PORT`, `HOST` or `[V6]` (the port then `default_port`).
+/// `HOST:PORT`, `[V6]:PORT`, `HOST`, `[V6]` or a bare `V6` (the port then
+/// `default_port`): the host and port as a URL's are (a DNS name or an IP address; a port
+/// from 1 to 65535).
 pub(crate) fn split_address(a: &str, default_port: u16) -> Result<(String, u16), TransportError> {
-    let bad = || TransportError::Config(format!("bad address {a:?}: expected HOST[:PORT]"));
-    let port = |p: &str| p.parse::<u16>().map_err(|_| bad());
-    if let Some(rest) = a.strip_prefix('[') {
-        let (host, tail) = rest.split_once(']').ok_or_else(bad)?;
-        return match tail {
-            "" => Ok((host.to_owned(), default_port)),
-            t => Ok((host.to_owned(), port(t.strip_prefix(':').ok_or_else(bad)?)?)),
+    let bad = |why: String| {
+        TransportError::Config(format!("bad address {a:?}: expected HOST[:PORT] ({why})"))
+    };
+    // More than one colon with no brackets: an IPv6 address alone, or nothing.
+    if a.matches(':').count() > 1 && !a.starts_with('[') {
+        return match a.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => Ok((a.to_owned(), default_port)),
+            Err(_) => Err(bad("an IPv6 address with a port goes in brackets: [V6]:PORT".into())),
         };
     }
-    match a.rsplit_once(':') {
-        // One colon: host and port; more would be a bare IPv6 address.
-        Some((host, p)) if !host.contains(':') && !host.is_empty() => {
-            Ok((host.to_owned(), port(p)?))
-        }
-        _ if a.is_empty() => Err(bad()),
-        _ => Ok((a.to_owned(), default_port)),
+    match url::host_and_port(a, false) {
+        Ok((host, port)) => Ok((host, port.unwrap_or(default_port))),
+        Err(None) => Err(bad("the host is empty".into())),
+        Err(Some(e)) => Err(bad(e.to_string())),
     }
 }
 
@@ -747,6 +747,34 @@ impl std::error::Error for TransportError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_hosts_and_ports_as_urls_have_them() {
+        let ok = |a: &str| split_address(a, 7).map_err(|e| e.to_string());
+        assert_eq!(ok("broker"), Ok(("broker".into(), 7)));
+        assert_eq!(ok("broker.example:5671"), Ok(("broker.example".into(), 5671)));
+        assert_eq!(ok("10.0.0.1:1"), Ok(("10.0.0.1".into(), 1)));
+        assert_eq!(ok("[::1]:9"), Ok(("::1".into(), 9)));
+        assert_eq!(ok("[::1]"), Ok(("::1".into(), 7)));
+        assert_eq!(ok("fe80::1"), Ok(("fe80::1".into(), 7)));
+        for (bad, why) in [
+            ("", "the host is empty"),
+            (":", "the host is empty"),
+            (":5", "the host is empty"),
+            ("a:b:c", "in brackets"),
+            ("h o s t", "contains ' '"),
+            ("x/y", "contains '/'"),
+            ("h:0", "port 0 is not a port to connect to"),
+            ("h:", "the port after ':' is empty"),
+            ("h:x", "is not a number from 1 to 65535"),
+            ("[::1", "lacks its closing ']'"),
+            ("[nope]:1", "is not an IPv6 address"),
+            ("[::1]x", "unexpected \"x\""),
+        ] {
+            let e = ok(bad).expect_err(bad);
+            assert!(e.contains("expected HOST[:PORT]") && e.contains(why), "{bad:?}: {e}");
+        }
+    }
 
     /// A listener on 127.0.0.1 and its endpoint.
     async fn listener() -> (tokio::net::TcpListener, Endpoint) {

@@ -331,46 +331,16 @@ impl Endpoint {
             None => authority,
         };
 
-        // host[:port], host possibly [ipv6].
-        let (host, port) = if let Some(after) = host_port.strip_prefix('[') {
-            let (v6, tail) = after.split_once(']').ok_or_else(|| {
-                EndpointError::new(format!("IPv6 address {host_port:?} lacks its closing ']'"))
-            })?;
-            if v6.parse::<Ipv6Addr>().is_err() {
-                return Err(EndpointError::new(format!("{v6:?} is not an IPv6 address")));
-            }
-            let port = match tail {
-                "" => None,
-                t => Some(t.strip_prefix(':').ok_or_else(|| {
-                    EndpointError::new(format!("unexpected {t:?} after the IPv6 address"))
-                })?),
-            };
-            (v6.to_string(), port)
-        } else {
-            match host_port.split_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p)),
-                None => (host_port.to_string(), None),
-            }
-        };
-        if host.is_empty() {
-            return Err(EndpointError::new(format!(
+        let (host, port) = host_and_port(host_port, listen).map_err(|e| match e {
+            None => EndpointError::new(format!(
                 "{url_shown} has an empty host",
                 url_shown = Redacted(url)
-            )));
-        }
-        if !host.contains(':') {
-            if let Some(c) =
-                host.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
-            {
-                return Err(EndpointError::new(format!(
-                    "host {host:?} contains {c:?}: a host is a DNS name or an IP address \
-                     (IPv6 in brackets)"
-                )));
-            }
-        }
+            )),
+            Some(e) => e,
+        })?;
         e.host = host;
         if let Some(p) = port {
-            e.port = parse_port(p, listen)?;
+            e.port = p;
         }
 
         // Path: WebSocket only; kept verbatim.
@@ -460,6 +430,50 @@ impl Endpoint {
         }
         Ok(())
     }
+}
+
+/// `host[:port]` of a URL's authority, or of an address such as `proxy --connect-to`'s:
+/// the host a DNS name, an IPv4 address, or an IPv6 address in brackets; the port, if
+/// given, 1 to 65535 (0 too when `listen`). `Err(None)` when the host is empty.
+pub(crate) fn host_and_port(
+    host_port: &str,
+    listen: bool,
+) -> Result<(String, Option<u16>), Option<EndpointError>> {
+    let (host, port) = if let Some(after) = host_port.strip_prefix('[') {
+        let (v6, tail) = after.split_once(']').ok_or_else(|| {
+            EndpointError::new(format!("IPv6 address {host_port:?} lacks its closing ']'"))
+        })?;
+        if v6.parse::<Ipv6Addr>().is_err() {
+            return Err(Some(EndpointError::new(format!("{v6:?} is not an IPv6 address"))));
+        }
+        let port = match tail {
+            "" => None,
+            t => Some(t.strip_prefix(':').ok_or_else(|| {
+                EndpointError::new(format!("unexpected {t:?} after the IPv6 address"))
+            })?),
+        };
+        (v6.to_string(), port)
+    } else {
+        match host_port.split_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (host_port.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err(None);
+    }
+    if !host.contains(':') {
+        if let Some(c) =
+            host.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+        {
+            return Err(Some(EndpointError::new(format!(
+                "host {host:?} contains {c:?}: a host is a DNS name or an IP address \
+                 (IPv6 in brackets)"
+            ))));
+        }
+    }
+    let port = port.map(|p| parse_port(p, listen)).transpose()?;
+    Ok((host, port))
 }
 
 /// An HTTP token character (RFC 9110, 5.6.2).
