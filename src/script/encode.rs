@@ -465,6 +465,8 @@ fn frame(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), Str
     let mut ext = ext;
     ext.resize(ext.len().max(usize::from(doff).saturating_sub(2) * 4), 0);
     let mut body = Vec::new();
+    // Written from `typed` or `body`: the frame as decode saw it, size included.
+    let exact = o.contains_key("typed") || o.contains_key("body");
     if let Some(t) = o.get("typed") {
         write_value(t, "typed", &mut body)?;
     } else if let Some(h) = o.get("body").and_then(Json::as_str) {
@@ -479,6 +481,14 @@ fn frame(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), Str
     body.extend(message_of(o)?);
     let real = 8 + ext.len() + body.len();
     let size = match number("size", u64::from(u32::MAX))? {
+        // A `decode --json` line (it has an `offset`) whose fields were edited: its
+        // `size` is the one decode saw, and a size that lies is not what was asked for.
+        Some(s) if s != real as u64 && o.contains_key("offset") && !exact => {
+            return Err(format!(
+                "\"size\" is {s}, but the frame is now {real} bytes: remove \"size\" to write \
+                 the real one (or remove \"offset\" as well to write a size that lies)"
+            ))
+        }
         Some(s) => s as u32,
         None => u32::try_from(real).map_err(|_| "the frame is larger than 4 GiB")?,
     };
@@ -491,7 +501,7 @@ fn frame(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), Str
     if let Some(n) = number("truncate", u64::from(u32::MAX))? {
         out.truncate(start + (n as usize).min(real));
     }
-    if o.contains_key("typed") || o.contains_key("body") {
+    if exact {
         same_fields_as_written(o, &out[start..])?;
     }
     Ok(())
@@ -677,8 +687,9 @@ fn same_fields_as_written(o: &serde_json::Map<String, Json>, frame: &[u8]) -> Re
     let from = if o.contains_key("typed") { "typed" } else { "body" };
     Err(format!(
         "its performative or fields differ from its {from}, which is what is written (a line of \
-         `decode --json` edited?): to write the edited fields, remove \"{from}\"{}",
-        if from == "typed" && o.contains_key("body") { " and \"body\"" } else { "" }
+         `decode --json` edited?): to write the edited fields, remove \"{from}\"{}{}",
+        if from == "typed" && o.contains_key("body") { " and \"body\"" } else { "" },
+        if o.contains_key("size") { ", and \"size\" for the frame's new size" } else { "" }
     ))
 }
 
@@ -1362,5 +1373,33 @@ mod tests {
             let renamed = line.replace(r#""performative":"open""#, r#""performative":"close""#);
             assert!(encode_lines(&renamed).is_err(), "{renamed}");
         }
+    }
+
+    #[test]
+    fn an_edited_decode_line_keeps_no_stale_size() {
+        let bytes = encode_lines(r#"{"performative": "open", "fields": {"container-id": "A"}}"#)
+            .expect("encodes");
+        let line = decoded(&bytes, true);
+        let mut o: serde_json::Map<String, Json> = serde_json::from_str(&line).expect("json");
+        o.insert("fields".into(), serde_json::json!({"container-id": "LONGERNAME"}));
+        let e = encode_lines(&Json::Object(o.clone()).to_string()).expect_err("typed kept");
+        assert!(e.contains(r#"remove "typed", and "size" for the frame's new size"#), "{e}");
+        o.remove("typed");
+        o.remove("raw");
+        // The size decode saw (17) no longer fits the edited frame (26 bytes).
+        let e = encode_lines(&Json::Object(o.clone()).to_string()).expect_err("stale size");
+        assert!(e.contains(r#""size" is 17, but the frame is now 26 bytes"#), "{e}");
+        let mut fresh = o.clone();
+        fresh.remove("size");
+        let written = encode_lines(&Json::Object(fresh).to_string()).expect("encodes");
+        assert_eq!(&written[..4], &26u32.to_be_bytes());
+        // The same size unedited, and a size that lies on a line that is not decode's.
+        let mut same = o.clone();
+        same.insert("fields".into(), serde_json::json!({"container-id": "A"}));
+        assert_eq!(encode_lines(&Json::Object(same).to_string()).expect("encodes"), bytes);
+        o.remove("offset");
+        let lying = encode_lines(&Json::Object(o).to_string()).expect("a size that lies");
+        assert_eq!(&lying[..4], &17u32.to_be_bytes());
+        assert_eq!(lying.len(), 26);
     }
 }
