@@ -97,6 +97,18 @@ fn decode_reads_hex_from_a_flag_a_file_or_stdin() {
 }
 
 #[test]
+fn decode_reads_white_space_alone_as_hex_text_of_no_bytes() {
+    // Only hex digits and white space make hex text, white space alone included: an
+    // empty stream, not five bytes of a header cut short.
+    for input in [&b"\n\n  \n"[..], b"\t", b""] {
+        let o = amqpwire(&["decode"], Some(input));
+        assert!(o.status.success(), "{input:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "", "{input:?}");
+        assert_eq!(String::from_utf8_lossy(&o.stderr), "", "{input:?}");
+    }
+}
+
+#[test]
 fn decode_says_how_many_bytes_follow_a_performative_a_strict_decode_refused() {
     // A disposition with two bytes after it: strict decoding refuses the frame, and its
     // JSON still says how many bytes follow, as `payload` gives them.

@@ -1062,6 +1062,24 @@ fn listening(args: &[&str]) -> (std::process::Child, String) {
     (child, url)
 }
 
+#[test]
+fn a_tls_proxy_names_every_name_its_certificate_covers() {
+    use std::io::Read;
+    let dir = scratch("proxy-certs");
+    let _ = std::fs::remove_dir_all(&dir);
+    let args = ["proxy", "--listen", "amqps://127.0.0.1:0", "--to", "amqp://127.0.0.1:1"];
+    let dir_s = dir.to_str().expect("path");
+    let (mut child, url) = listening(&[&args[..], &["--cert-dir", dir_s]].concat());
+    assert!(url.starts_with("amqps://127.0.0.1:"), "{url}");
+    let _ = child.kill();
+    let mut err = String::new();
+    child.stderr.take().expect("stderr").read_to_string(&mut err).expect("stderr");
+    let _ = child.wait();
+    // The host of --to, and localhost and 127.0.0.1, which every certificate made covers.
+    assert!(err.contains("its certificate covers 127.0.0.1, localhost)"), "the names said: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A client that goes away without a close exchange: a server's trace says how each
 /// connection ended, and its capture ends each then (not when the server stops), as the
 /// client ended it: a FIN exchange for one that closed its side, a reset for one that

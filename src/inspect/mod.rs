@@ -1809,13 +1809,12 @@ pub fn hex(b: &[u8]) -> String {
     s
 }
 
-/// Whether `b` is hex text rather than bytes (as `amqpwire decode` takes a file): only
-/// hex digits and white space, with at least one digit. A binary AMQP
-/// stream never qualifies: it starts with `AMQP` or with a frame size whose first byte is
-/// a control character.
+/// Whether `b` is hex text rather than bytes (as `amqpwire decode` takes a file): not
+/// empty, and only hex digits and white space (white space alone is hex text of no
+/// bytes). A binary AMQP stream never qualifies: it starts with `AMQP` or with a frame
+/// size whose first byte is a control character.
 pub fn looks_like_hex(b: &[u8]) -> bool {
-    b.iter().any(u8::is_ascii_hexdigit)
-        && b.iter().all(|c| c.is_ascii_hexdigit() || c.is_ascii_whitespace())
+    !b.is_empty() && b.iter().all(|c| c.is_ascii_hexdigit() || c.is_ascii_whitespace())
 }
 
 /// Hex text (white space between digits allowed) to bytes; `Err` names the first
