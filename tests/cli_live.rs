@@ -1622,6 +1622,33 @@ fn messages_whose_lines_no_one_reads_are_released_not_accepted() {
 }
 
 #[test]
+fn receive_counts_the_bytes_of_the_messages_it_took_not_of_those_it_released() {
+    // `receive … | head -c 300`: the first line (a body of 200,000 bytes, more than a
+    // pipe holds) is cut off by the reader going, so its message is released, and the
+    // summary counts neither it nor its bytes (it said "0 messages, 200000 bytes").
+    use std::io::Read;
+    let server = Server::start(&[]);
+    let url = &server.urls[0];
+    let o = run(&["send", url, "--to", "cut", "--size", "200000", "--count", "1"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let mut child = bin()
+        .args(["receive", url, "--from", "cut", "--count", "1", "--timeout", "3600"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("receive");
+    let mut head = [0u8; 300];
+    child.stdout.take().expect("stdout").read_exact(&mut head).expect("300 bytes");
+    let o = cli::wait_within(child, HANG_GUARD).expect("receive ended");
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("received 0 messages, 0 bytes"), "{err}");
+    // Released, so still there for the next receiver.
+    let o = run(&["receive", url, "--from", "cut", "--count", "1", "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+}
+
+#[test]
 fn receive_ends_when_its_reader_goes_while_it_waits() {
     // `receive … | head -1`: the line is read, the reader goes, and no more messages come.
     // The command ends then, not after its hour of --timeout: the pipe's closing is

@@ -482,7 +482,7 @@ async fn receive_on(
         let ready = match tokio::time::timeout(Duration::ZERO, rx.recv()).await {
             Ok(r) => Some(r),
             Err(_) => {
-                if !batch.write(&rx, txn.as_ref(), &mut n)? {
+                if !batch.write(&rx, txn.as_ref(), &mut n, &mut bytes)? {
                     gone = true;
                     break;
                 }
@@ -502,7 +502,7 @@ async fn receive_on(
         };
         // (A message that does not decode is shown in JSON as it came, and counts no bytes.)
         let message = d.message().map_err(|e| e.to_string());
-        bytes += message.as_ref().map_or(0, body_len);
+        let size = message.as_ref().map_or(0, body_len);
         let line = if args.json {
             let mut o = serde_json::Map::new();
             o.insert("delivery_id".into(), d.delivery_id.0.into());
@@ -514,23 +514,23 @@ async fn receive_on(
                 Ok(m) => body_text(&m),
                 Err(e) => {
                     // Said after what came before it is written (and accepted).
-                    let _ = batch.write(&rx, txn.as_ref(), &mut n);
+                    let _ = batch.write(&rx, txn.as_ref(), &mut n, &mut bytes);
                     return Err(e);
                 }
             }
         };
-        batch.add(line, d);
+        batch.add(line, d, size);
         // Top up by hand (at half), to what is still wanted.
         if let Some(a) = arrivals.as_mut() {
             a.top_up(&rx, most, false).map_err(|e| lost(e, n))?;
         }
-        if batch.full() && !batch.write(&rx, txn.as_ref(), &mut n)? {
+        if batch.full() && !batch.write(&rx, txn.as_ref(), &mut n, &mut bytes)? {
             gone = true;
             break;
         }
         progress.tick("received", n);
     }
-    if !gone && !batch.write(&rx, txn.as_ref(), &mut n)? {
+    if !gone && !batch.write(&rx, txn.as_ref(), &mut n, &mut bytes)? {
         gone = true;
     }
     // Anything that came beyond what was wanted goes back untouched.
@@ -612,7 +612,8 @@ async fn stdout_reader_gone() {
 #[derive(Default)]
 struct Batch {
     text: Vec<u8>,
-    deliveries: Vec<amqpwire::runtime::Delivery>,
+    /// Each message, with the bytes of its body.
+    deliveries: Vec<(amqpwire::runtime::Delivery, u64)>,
 }
 
 impl Batch {
@@ -621,10 +622,10 @@ impl Batch {
         self.deliveries.len() as u64
     }
 
-    fn add(&mut self, line: String, d: amqpwire::runtime::Delivery) {
+    fn add(&mut self, line: String, d: amqpwire::runtime::Delivery, size: u64) {
         self.text.extend_from_slice(line.as_bytes());
         self.text.push(b'\n');
-        self.deliveries.push(d);
+        self.deliveries.push((d, size));
     }
 
     /// Whether to write now: 64 KiB are held.
@@ -633,7 +634,7 @@ impl Batch {
     }
 
     /// Writes the lines to standard output, then accepts their messages (in `txn` when
-    /// there is one), counting them in `n`; `Ok(false)` when the reader has gone away (a
+    /// there is one), counting them in `n` and their bodies' bytes in `bytes`; `Ok(false)` when the reader has gone away (a
     /// closed pipe): the messages are released instead, for another receiver. Any other
     /// write error is an error, after the messages are released.
     fn write(
@@ -641,6 +642,7 @@ impl Batch {
         rx: &amqpwire::runtime::Receiver,
         txn: Option<&amqpwire::runtime::Transaction>,
         n: &mut u64,
+        bytes: &mut u64,
     ) -> Result<bool, String> {
         if self.deliveries.is_empty() {
             return Ok(true);
@@ -649,13 +651,16 @@ impl Batch {
         let written = out.write_all(&self.text).and_then(|()| out.flush());
         self.text.clear();
         let lost = |e: Error, n: u64| format!("{e} (after {n} messages received and accepted)");
-        for d in self.deliveries.drain(..) {
+        for (d, size) in self.deliveries.drain(..) {
             match (&written, txn) {
                 (Ok(()), Some(txn)) => rx.accept_in(txn, &d).map_err(|e| lost(e, *n))?,
                 (Ok(()), None) => rx.accept(&d).map_err(|e| lost(e, *n))?,
                 (Err(_), _) => rx.release(&d).map_err(|e| lost(e, *n))?,
             }
-            *n += u64::from(written.is_ok());
+            if written.is_ok() {
+                *n += 1;
+                *bytes += size;
+            }
         }
         match written {
             Ok(()) => Ok(true),
