@@ -634,9 +634,10 @@ impl Batch {
     }
 
     /// Writes the lines to standard output, then accepts their messages (in `txn` when
-    /// there is one), counting them in `n` and their bodies' bytes in `bytes`; `Ok(false)` when the reader has gone away (a
-    /// closed pipe): the messages are released instead, for another receiver. Any other
-    /// write error is an error, after the messages are released.
+    /// there is one), counting them in `n` and their bodies' bytes in `bytes`; `Ok(false)`
+    /// when the reader has gone away (a closed pipe): the messages are released instead,
+    /// for another receiver. Any other write error is an error, after the messages are
+    /// released.
     fn write(
         &mut self,
         rx: &amqpwire::runtime::Receiver,
