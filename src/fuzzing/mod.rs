@@ -398,7 +398,8 @@ pub fn masking_keeps_the_stream_s_shape(
 /// frame, a list32): for each frame whose fields, decoded unmasked, show the mechanism
 /// `PLAIN` and a response with a password (after its second NUL), the masked frame's JSON
 /// line holds the password neither as hex nor as text. (Passwords under six bytes, or
-/// found elsewhere in the frame, are left out: they may show by coincidence.)
+/// found elsewhere in the frame, are left out: they may show by coincidence; so are
+/// responses written as text that is not UTF-8, whose JSON shows replacement characters.)
 #[cfg(feature = "json")]
 pub fn plain_passwords_never_show(shown: &Shown<'_>, masked: &[crate::inspect::Record]) {
     use crate::inspect::json::record_json;
@@ -409,6 +410,10 @@ pub fn plain_passwords_never_show(shown: &Shown<'_>, masked: &[crate::inspect::R
             continue;
         }
         let response = match &f["initial-response"] {
+            // Text that is not UTF-8 shows replacement characters, not its bytes: what
+            // follows its second NUL need not be the password (it may stand for other
+            // bytes, shown as the same characters elsewhere in the frame).
+            serde_json::Value::String(t) if t.contains('\u{fffd}') => continue,
             serde_json::Value::String(t) => t.as_bytes().to_vec(),
             r => match r["binary"]
                 .as_str()
