@@ -516,12 +516,13 @@ fn amqpwire_send_survives_as_a_fuzzed_client() {
 /// a frame whose size is 4 (`malformed`), or answers well but keeps 96 MiB more for each
 /// connection (`grows`). `grows-on-begin` answers every connection well and keeps 96 MiB
 /// for each begin it is sent. `dies-at-6` answers well and exits at its sixth connection,
-/// whatever it was sent.
+/// whatever it was sent. `dies-after-begin` answers well, and exits 50 ms after a
+/// connection that sent a begin has ended (by then the probe has been answered).
 fn stand_in(scratch: &Scratch, port: u16, behaviour: &str) -> String {
     let script = scratch.path("stand_in.py");
     std::fs::write(
         &script,
-        r#"import os, socket, sys, threading
+        r#"import os, socket, sys, threading, time
 port, behaviour = int(sys.argv[1]), sys.argv[2]
 OPEN = bytes.fromhex("414d5150000100000000001802000000005310c00b01a1087374616e642d696e")
 s = socket.socket()
@@ -532,7 +533,7 @@ held = []
 def serve(c, n):
     if behaviour == "dies-at-6" and n >= 6:
         os._exit(3)
-    if n <= 2 or behaviour in ("grows-on-begin", "dies-at-6"):
+    if n <= 2 or behaviour in ("grows-on-begin", "dies-at-6", "dies-after-begin"):
         c.sendall(OPEN)
     elif behaviour == "malformed":
         c.sendall(b"AMQP\x00\x01\x00\x00" + b"\x00\x00\x00\x04\x02\x00\x00\x00")
@@ -540,10 +541,16 @@ def serve(c, n):
         held.append(bytearray(b"x" * (96 << 20)))
         c.sendall(OPEN)
     seen = b""
+    begun = False
     while True:
         d = c.recv(65536)
         if not d:
+            if begun:
+                time.sleep(0.05)
+                print("dying after the begin", flush=True)
+                os._exit(4)
             return
+        begun |= behaviour == "dies-after-begin" and b"\x00\x53\x11" in seen[-2:] + d
         seen = seen[-2:] + d
         if behaviour == "grows-on-begin" and b"\x00\x53\x11" in seen:
             held.append(bytearray(b"x" * (96 << 20)))
@@ -709,6 +716,46 @@ fn replays_as_printed_with(finding: &str, dir: &Path, said: &str, status: i32) {
         .expect("replay");
     assert_eq!(again.status.code(), Some(status), "{}", show(&again));
     assert!(cli::text(&again.stdout).starts_with(said), "{}", show(&again));
+}
+
+#[test]
+fn a_replay_waits_for_a_target_that_dies_just_after_the_case() {
+    // The stand-in dies 50 ms after a connection that sent a begin has ended: the probe
+    // after the case is answered first. A replay gives the process a second after the
+    // probe to end before it says the target survived (it said "nothing found", exit 0:
+    // fixed, of a target that had crashed).
+    let scratch = Scratch::new("fuzz-peer", "dies-later");
+    let port = free_port();
+    let exec = stand_in(&scratch, port, "dies-after-begin");
+    let finding = scratch.path("finding.jsonl");
+    std::fs::write(
+        &finding,
+        r#"{"lenient": true}
+{"send": {"kind": "header", "protocol_id": 0}}
+{"expect": {"kind": "header"}}
+{"send": {"performative": "open", "fields": {"container-id": "replay"}}}
+{"expect": {"performative": "open"}}
+{"send": {"performative": "begin", "fields": {"next-outgoing-id": 0, "incoming-window": 8, "outgoing-window": 8}}}
+"#,
+    )
+    .expect("write the finding");
+    let url = format!("amqp://127.0.0.1:{port}");
+    let out = fuzz_peer(&[
+        "--replay",
+        finding.to_str().expect("path"),
+        "--connect",
+        &url,
+        "--sasl",
+        "none",
+        "--exec",
+        &exec,
+        "--within",
+        "100",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stdout = cli::text(&out.stdout);
+    assert!(stdout.starts_with("crash: the target's process ended: exit status 4"), "{stdout}");
+    assert!(stdout.contains("target: dying after the begin"), "{stdout}");
 }
 
 #[test]

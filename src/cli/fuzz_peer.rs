@@ -288,6 +288,7 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
             println!("listening on {e}");
         }
         if let Some((text, saved, not_alone)) = &replay {
+            campaign.replaying();
             let judged = tokio::select! {
                 j = campaign.judge(text) => j?,
                 () = stop.stopped() => return Ok(interrupted(&code)),

@@ -710,6 +710,11 @@ pub struct Campaign {
     cut_hang: bool,
     /// While minimising a `grows` finding: the target is started afresh before each try.
     afresh: bool,
+    /// While a finding is reproduced (a replay; minimising or trying alone a crash): after
+    /// a probe that answered, how long a server's process is given to end before it is
+    /// judged to have survived. A target that dies a moment after the case (printing its
+    /// stack first) may still answer the probe; a campaign's next case sees it dead.
+    settle: Option<Duration>,
     /// Times the target was started again after it died.
     restarts: u64,
     /// Times the campaign started the target (with `--exec`), and the first case played
@@ -763,6 +768,7 @@ impl Campaign {
             first_case_of_start: 0,
             ran_out_restarting: false,
             afresh: false,
+            settle: None,
             header_only: false,
             failed_exit: false,
         };
@@ -816,6 +822,18 @@ impl Campaign {
             }
         }
         Ok(c)
+    }
+
+    /// Judges the cases after this as a replay of a saved finding: a server's process is
+    /// given a moment (four times `--within`, at least a second) after the probe answered
+    /// to end, before the case is judged to leave it well: a finding's "fixed" verdict
+    /// does not rest on the probe outrunning a target that is dying.
+    pub fn replaying(&mut self) {
+        self.settle = Some(self.settle_time());
+    }
+
+    fn settle_time(&self) -> Duration {
+        self.s.within.saturating_mul(4).max(Duration::from_secs(1))
     }
 
     /// Where a listening campaign listens.
@@ -1127,7 +1145,11 @@ impl Campaign {
         if let Some(f) = self.probe().await {
             return Ok(Some(f));
         }
-        if let Some(how) = self.process.ended() {
+        let ended = match self.settle {
+            Some(d) => self.process.ended_within(d).await,
+            None => self.process.ended(),
+        };
+        if let Some(how) = ended {
             return Ok(Some((Kind::Crash, format!("the target's process ended: {how}"))));
         }
         if let Some(fault) = strict_fault(&received).filter(|_| !leaves_amqp10_text(text)) {
@@ -1302,6 +1324,25 @@ impl Campaign {
     /// Minimises a finding's case and writes it to a file: the finding as reproduced and
     /// the file, or why it could not be written.
     async fn save(
+        &mut self,
+        f: Finding,
+        steps_as_found: &[Json],
+        index: u64,
+        scenario: &str,
+        mutations: &[String],
+    ) -> Result<(Finding, PathBuf, Option<bool>), String> {
+        // A crash is reproduced with time for the target to die after the probe answered.
+        let settle = self.settle;
+        if f.kind == Kind::Crash {
+            self.settle = Some(self.settle_time());
+        }
+        let saved = self.save_minimised(f, steps_as_found, index, scenario, mutations).await;
+        self.settle = settle;
+        saved
+    }
+
+    /// [`save`](Self::save)'s work.
+    async fn save_minimised(
         &mut self,
         f: Finding,
         steps_as_found: &[Json],
