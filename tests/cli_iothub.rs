@@ -541,3 +541,24 @@ fn a_registry_file_with_a_misspelt_section_is_refused() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_name_given_twice_to_the_emulator_is_refused() {
+    // The hub keeps one key per name: the connection string printed for a second key
+    // was refused ("signature does not match").
+    for (args, said) in [
+        (
+            &["--device", "dev1:AAAA", "--device", "dev1:BBBB"][..],
+            r#"device "dev1" is given twice"#,
+        ),
+        (&["--policy", "p:AAAA", "--policy", "p"][..], r#"policy "p" is given twice"#),
+        (
+            &["--device", "d", "--module", "d/m", "--module", "d/m"][..],
+            r#"module "d/m" is given twice"#,
+        ),
+    ] {
+        let out = run(&[&["iothub", "emulate"][..], args].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(said), "{args:?}: {}", text(&out.stderr));
+    }
+}

@@ -311,6 +311,19 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
         let perms = Permissions::of_policy(&name);
         config.policies.push((name, key, perms));
     }
+    // One key per name: a name given twice would print a connection string the hub,
+    // keeping the first key, refuses.
+    let twice = |names: Vec<&str>| {
+        let mut sorted = names;
+        sorted.sort_unstable();
+        sorted.windows(2).find(|w| w[0] == w[1]).map(|w| w[0].to_owned())
+    };
+    if let Some(id) = twice(config.devices.iter().map(|(d, _)| d.as_str()).collect()) {
+        return Err(format!("device {id:?} is given twice: a device has one key"));
+    }
+    if let Some(name) = twice(config.policies.iter().map(|(p, _, _)| p.as_str()).collect()) {
+        return Err(format!("policy {name:?} is given twice: a policy has one key"));
+    }
     if config.devices.is_empty() {
         config.devices.push(("device1".into(), generate_key()));
     }
@@ -323,6 +336,9 @@ async fn emulate(args: &EmulateArgs) -> Result<ExitCode, String> {
         };
         if !config.devices.iter().any(|(d, _)| d == device) {
             return Err(format!("--module {m:?}: no device {device:?} (add it with --device)"));
+        }
+        if config.modules.iter().any(|(d, m, _)| d == device && m == module) {
+            return Err(format!("module {path:?} is given twice: a module has one key"));
         }
         config.modules.push((device.to_owned(), module.to_owned(), key));
     }
