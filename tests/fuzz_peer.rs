@@ -399,14 +399,17 @@ fn amqpwire_serve_survives_with_no_finding() {
         assert_eq!(out.status.code(), Some(0), "{sasl}: {}", show(&out));
         assert!(cli::text(&out.stdout).contains("no findings"), "{}", show(&out));
     }
-    // The last case numbers: the campaign plays the two there are, and stops.
+    // The last case numbers: the campaign plays the two there are, and stops early, as
+    // a campaign that could not run as asked does (exit 2; not "no findings").
     let last = (u64::MAX - 1).to_string();
     let tail = ["--sasl", "none", "--first-case", &last, "--cases", "5", "--findings", &dir];
     let out = fuzz_peer(&[&["--connect", &url, "--exec", &exec][..], &tail[..]].concat());
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(cli::text(&out.stdout).starts_with("2 cases in "), "{}", show(&out));
     let said = "stopped early: case 18446744073709551615 is the last there is";
     assert!(cli::text(&out.stdout).contains(said), "{}", show(&out));
+    assert!(cli::text(&out.stderr).contains(said), "{}", show(&out));
+    assert!(!cli::text(&out.stdout).contains("no findings"), "{}", show(&out));
     // A process to watch that is not there, and a memory bound the target started passes
     // before any case: said at once, exit 2, no finding.
     for (extra, said) in [

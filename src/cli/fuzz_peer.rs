@@ -368,7 +368,11 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
                 sum.cut_hangs
             );
         }
-        if sum.findings.is_empty() && sum.stopped.is_none() && !sum.interrupted {
+        if sum.findings.is_empty()
+            && sum.stopped.is_none()
+            && !sum.interrupted
+            && !sum.no_more_cases
+        {
             println!("no findings");
         }
         if sum.unconnected > 0 {
@@ -410,6 +414,14 @@ pub(crate) fn run(a: &FuzzPeerArgs) -> Result<ExitCode, String> {
         Ok(match (sum.findings.is_empty(), &sum.stopped) {
             (false, _) => ExitCode::from(1),
             (true, None) if sum.interrupted => interrupted(&code),
+            // Fewer cases than asked for exist: the campaign could not run as asked.
+            (true, None) if sum.no_more_cases => {
+                eprintln!(
+                    "amqpwire: fuzz-peer stopped early: case {} is the last there is",
+                    u64::MAX
+                );
+                ExitCode::from(2)
+            }
             // Nothing found, but the campaign could not run as asked.
             (true, Some(why)) => {
                 eprintln!("amqpwire: fuzz-peer stopped early: {why}");
