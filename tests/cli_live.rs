@@ -228,7 +228,7 @@ fn trace_shows_every_frame_and_trace_json_follows_the_schema() {
     let perf = |dir: &str, p: &str| {
         lines
             .iter()
-            .any(|l| l["direction"] == dir && l["performative"] == p && l["connection"] == 0)
+            .any(|l| l["direction"] == dir && l["performative"] == p && l["connection"] == 1)
     };
     assert!(perf("out", "open") && perf("in", "open"), "opens both ways");
     assert!(perf("out", "transfer") && perf("in", "disposition"));
@@ -858,6 +858,18 @@ fn connections_on_two_listeners_have_numbers_of_their_own_in_one_trace_and_captu
     let o = run(&["decode", "--json", client_capture.to_str().expect("path")]);
     let to = format!("; server {}\"", server_at(&urls[1]));
     assert!(text(&o.stdout).contains(&to), "{to} in {}", text(&o.stdout));
+    // … under the number its trace gives it (1; its SYN's comment said 0, decode 1).
+    assert!(
+        text(&o.stdout).contains("\"amqpwire connection 1; transport ws;"),
+        "{}",
+        text(&o.stdout)
+    );
+    let numbers: std::collections::BTreeSet<_> = text(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|l| l["connection"].as_u64())
+        .collect();
+    assert_eq!(numbers, [1].into());
     for f in [&capture, &client_capture] {
         let _ = std::fs::remove_file(f);
     }

@@ -320,7 +320,7 @@ async fn send(args: &SendArgs) -> Result<std::process::ExitCode, String> {
     } else {
         None
     };
-    let conn = connect(&args.url, &args.tls, tracer.as_ref(), 0).await?;
+    let conn = connect(&args.url, &args.tls, tracer.as_ref(), 1).await?;
     let result = send_on(&conn, args, fixed, &props).await;
     finish(&conn, tracer.as_deref(), result).await
 }
@@ -436,7 +436,7 @@ impl Tally {
 async fn receive(args: &ReceiveArgs) -> Result<std::process::ExitCode, String> {
     args.trace.stdout_free_for("the messages received")?;
     let tracer = Tracer::new(&args.trace, false)?;
-    let conn = connect(&args.url, &args.tls, tracer.as_ref(), 0).await?;
+    let conn = connect(&args.url, &args.tls, tracer.as_ref(), 1).await?;
     let result = receive_on(&conn, args).await;
     finish(&conn, tracer.as_deref(), result).await
 }
