@@ -585,3 +585,15 @@ fn an_empty_array_in_a_multiple_field_means_what_null_means() {
         Performative::Open(with_x)
     });
 }
+
+#[test]
+fn a_value_outside_a_closed_type_s_choices_is_named_by_its_value() {
+    use amqpwire::types::{Composite, SaslCode, SaslOutcome};
+    // sasl-outcome with code 5: sasl-code's choices end at 4 (sys-temp).
+    let bytes = [0x00, 0x53, 0x44, 0xc0, 0x03, 0x01, 0x50, 0x05];
+    let e = SaslOutcome::decode(&bytes, DecodeOptions::STRICT).expect_err("5 is no sasl-code");
+    // The value as it came, not the type's Rust name around it (`SaslCode(5)`).
+    assert!(e.to_string().contains("sasl-code: 5 is not one of its choices"), "{e}");
+    let kept = SaslOutcome::decode(&bytes, DecodeOptions::LENIENT).expect("kept leniently");
+    assert_eq!(kept.code, SaslCode(5));
+}

@@ -320,8 +320,7 @@ fn qpid_proton_echoes_a_settle_mode_outside_the_choices_and_sends_a_sasl_init_wi
     assert_eq!(code, Some(1), "{all}");
     assert!(
         stdout.starts_with("malformed: ")
-            && stdout
-                .contains("sender-settle-mode: SenderSettleMode(255) is not one of its choices"),
+            && stdout.contains("sender-settle-mode: 255 is not one of its choices"),
         "{all}"
     );
     // A delivery, then a transfer with only its handle: the broker lives on.

@@ -273,7 +273,7 @@ fn step(j: &Json, default: Duration) -> Result<Step, String> {
                 .get("chunk")
                 .and_then(Json::as_u64)
                 .filter(|&c| c >= 1)
-                .ok_or("write needs \"chunk\": bytes per write, at least 1")?;
+                .ok_or("write needs \"chunk\": bytes per write, a whole number from 1 to 18446744073709551615")?;
             let delay = match v.get("delay") {
                 Some(d) => ms(d, "write.delay")?,
                 None => Duration::ZERO,
@@ -1649,6 +1649,11 @@ mod tests {
             (
                 r#"{"expect": {"kind": "header", "protocolid": 0}}"#,
                 "a header has no \"protocolid\"",
+            ),
+            (r#"{"write": {"chunk": 0}}"#, "a whole number from 1 to 18446744073709551615"),
+            (
+                r#"{"write": {"chunk": 99999999999999999999}}"#,
+                "a whole number from 1 to 18446744073709551615",
             ),
         ] {
             let e = parse(script, within).expect_err(script);

@@ -41,7 +41,7 @@ macro_rules! restricted {
                     $pos,
                     $crate::codec::ErrorKind::InvalidValue {
                         what: $spec,
-                        reason: format!("{x:?} is not one of its choices"),
+                        reason: format!("{:?} is not one of its choices", x.0),
                     },
                     "kept the value",
                 )?;
