@@ -381,6 +381,9 @@ pub struct Player {
     /// The peer's stream broke off (a framing error): no frame can come after it, so in
     /// lenient mode nothing more is waited for, as after the stream's end.
     broken: bool,
+    /// The `close` step (from 1) that closed the connection, if one did: the stream's end
+    /// after it is not the peer's doing.
+    closed_at: Option<usize>,
     /// In lenient mode an expectation has run out of time: later ones wait a fifth as long.
     hurried: bool,
     /// How writes are split: bytes per write and the time between writes.
@@ -454,6 +457,7 @@ impl Player {
             lenient: false,
             peer_closed: false,
             broken: false,
+            closed_at: None,
             hurried: false,
             pacing: None,
             sasl: None,
@@ -682,6 +686,7 @@ impl Player {
                 }
                 Step::Close => {
                     self.closing = true;
+                    self.closed_at = Some(n);
                     self.actions.push_back(Action::Close);
                 }
                 Step::HalfClose => {
@@ -724,7 +729,8 @@ impl Player {
                         return;
                     }
                     if self.eof {
-                        return self.fail(n, &format!("silence for {d:?}"), "the peer closed");
+                        let why = self.peer_closed_why();
+                        return self.fail(n, &format!("silence for {d:?}"), &why);
                     }
                     let until = *self.deadline.get_or_insert(now + d);
                     if now < until {
@@ -1165,8 +1171,12 @@ impl Player {
     }
 
     /// "the peer closed", and the likely cause when a frame sent was over its
-    /// max-frame-size (2.7.1: a peer MUST NOT send frames larger than the other's).
+    /// max-frame-size (2.7.1: a peer MUST NOT send frames larger than the other's); or,
+    /// once a `close` step of the script closed the connection, that step.
     fn peer_closed_why(&self) -> String {
+        if let Some(step) = self.closed_at {
+            return format!("the connection is closed: step {step} closed it");
+        }
         match (self.oversized, self.peer_max_frame) {
             (Some((step, size)), Some(max)) => format!(
                 "the peer closed (step {step} sent a frame of {size} bytes, over the \
@@ -1793,6 +1803,13 @@ mod tests {
         let small_script = script.replace(&big, &small);
         let f = against_bytes(&small_script, open).expect_err("the peer closed");
         assert_eq!(f.got, "the peer closed", "{f:?}");
+        // A script that closed the connection itself: its step is named, not the peer.
+        for after in [r#"{"expect": {"performative": "begin"}}"#, r#"{"expect-silence": 10}"#] {
+            let own = [r#"{"expect": {"performative": "open"}}"#, r#"{"close": true}"#, after];
+            let f = against_bytes(&own.join("\n"), open).expect_err("closed");
+            assert_eq!(f.step, 3, "{f:?}");
+            assert_eq!(f.got, "the connection is closed: step 2 closed it", "{f:?}");
+        }
         // A peer that answers with a close (a framing error) rather than hanging up: the
         // failure names the frame too.
         let close = r#"{"performative": "close", "fields": {"error": {"error": {"condition": {"symbol": "amqp:connection:framing-error"}}}}}"#;
