@@ -57,6 +57,15 @@ pub(crate) struct CertFiles {
 /// once (an `amqps` and a `wss` proxy started together) take turns under a lock file,
 /// `DIR/.lock`, so that one makes the set and the others keep it: never a mix of two.
 pub(crate) fn in_dir(dir: &Path, names: &[String]) -> Result<CertFiles, String> {
+    // Checked before anything is made or found: a certificate made for such a name
+    // would be refused for it by every client (and a set found is checked against it).
+    for name in names {
+        if rustls_pki_types::ServerName::try_from(name.as_str()).is_err() {
+            return Err(format!(
+                "{name:?} is not a DNS name or an IP address: no certificate can name it"
+            ));
+        }
+    }
     create_private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let _lock = FolderLock::take(dir)?;
     let files = CertFiles {
@@ -197,6 +206,19 @@ mod tests {
         assert!(e.contains("do not serve other.example.org"), "{e}");
         assert!(e.contains("remove that folder"), "{e}");
         std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn a_name_no_certificate_can_hold_is_refused_before_anything_is_made() {
+        let dir = std::env::temp_dir().join(format!("amqpwire-certs-bad-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for bad in ["bad/host", "h o s t", ""] {
+            let e = in_dir(&dir, &["localhost".into(), bad.into()]).err().expect("refused");
+            assert!(e.contains("is not a DNS name or an IP address"), "{bad:?}: {e}");
+        }
+        assert!(!dir.exists(), "nothing was made");
+        assert!(in_dir(&dir, &["hub.example.net".into(), "10.0.0.1".into()]).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
