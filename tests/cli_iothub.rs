@@ -129,6 +129,18 @@ fn the_emulator_prints_its_listeners_and_connection_strings() {
         &e.port_of("listening on ", 0),
     ]);
     assert!(out.is_empty(), "{out}");
+    // Its capture's SYN names the transport and the URL it went to, as other commands'.
+    let capture = e.dir.join("device-send.pcapng");
+    let capture_s = capture.to_str().expect("path");
+    let port = e.port_of("listening on ", 1);
+    let ws = ["--transport", "ws", "--port", &port, "--pcap", capture_s];
+    let send = ["iothub", "device-send", "--connection-string", dev2, "--ca", &e.ca()];
+    ok(&[&send[..], &ws[..]].concat());
+    let decoded = ok(&["decode", "--json", capture_s]);
+    let comment = format!(
+        "\"amqpwire connection 1; transport wss; url wss://localhost:{port}/$iothub/websocket"
+    );
+    assert!(decoded.contains(&comment), "{comment} in {decoded}");
 }
 
 #[test]

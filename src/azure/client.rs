@@ -554,6 +554,15 @@ impl HubConnection {
     }
 }
 
+/// Where a client of `cs` connects with `options`: the hub's host (or a device's IoT
+/// Edge gateway) at 5671 over TLS, or at 443 over WebSocket at [`IOTHUB_WS_PATH`], unless
+/// `options.port` says otherwise.
+pub fn hub_endpoint(cs: &IotHubConnectionString, options: &HubOptions) -> Endpoint {
+    // A device behind an IoT Edge gateway connects to the gateway.
+    let connect_to = cs.gateway_host_name().unwrap_or(cs.host_name());
+    options.transport.endpoint(connect_to, options.port, IOTHUB_WS_PATH)
+}
+
 /// Connects with the credential of an IoT Hub connection string.
 async fn connect_hub(
     cs: &IotHubConnectionString,
@@ -569,9 +578,7 @@ async fn connect_hub(
             HubError::Credential("the connection string names neither a device nor a policy".into())
         })?;
     let resource = cs.resource_uri();
-    // A device behind an IoT Edge gateway connects to the gateway.
-    let connect_to = cs.gateway_host_name().unwrap_or(host);
-    let endpoint = options.transport.endpoint(connect_to, options.port, IOTHUB_WS_PATH);
+    let endpoint = hub_endpoint(cs, options);
     let hub = HubConnection::open(
         endpoint,
         host,

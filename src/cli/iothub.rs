@@ -607,7 +607,11 @@ impl HubArgs {
         }
         let cs = self.connection_string.parse().map_err(|e| format!("--connection-string: {e}"))?;
         let tracer = Tracer::new(&self.trace, false)?;
-        let options = self.options(tracer.as_ref())?;
+        let mut options = self.options(tracer.as_ref())?;
+        // The capture's comments name where the connection goes.
+        let place = super::trace::Place::default();
+        let _ = place.set(amqpwire::azure::client::hub_endpoint(&cs, &options).to_string());
+        options.trace = tracer.as_ref().map(|t| t.shared(place));
         Ok((cs, tracer, options))
     }
 
@@ -1044,6 +1048,9 @@ fn event_line(e: &Event) -> String {
 
 async fn monitor(args: &MonitorArgs) -> Result<ExitCode, String> {
     let (cs, tracer, mut options) = args.hub.setup(Some("the events read"))?;
+    // Its connections go to the hub and then where the hub redirects it: no one place
+    // names them all, so their captures are commented without one.
+    options.trace = tracer.as_ref().map(|t| t.shared(super::trace::Place::default()));
     // A write to standard output that failed, but for a reader gone away.
     let mut failed: Option<String> = None;
     options.event_hub_ws_port = args.eventhub_ws_port;
