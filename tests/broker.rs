@@ -240,26 +240,33 @@ async fn a_consumer_gets_no_more_than_its_credit() {
 }
 
 #[tokio::test]
-async fn credit_granted_up_to_a_delivery_count_counts_what_arrived() {
+async fn credit_granted_for_a_total_counts_what_came_taken_or_not() {
     let (broker, port) = start(&[]).await;
     let (_conn, session) = session(port).await;
-    fill(&session, "until", &["1", "2", "3", "4", "5"]).await;
-    let rx = manual_receiver(&session, "r", "until").await;
+    fill(&session, "total", &["1", "2", "3", "4", "5"]).await;
+    let rx = manual_receiver(&session, "r", "total").await;
     let start = rx.delivery_count().expect("delivery-count");
-    let limit = start.wrapping_add(3);
     // Three wanted in all, at most two at a time.
-    assert_eq!(rx.set_credit_until(limit, 2).expect("credit"), 2);
-    for want in ["1", "2"] {
+    assert_eq!(rx.set_credit_for(3, 2).expect("credit"), Some(2));
+    // Both come, and wait in the queue, not taken.
+    eventually("two arrived", || rx.delivery_count().is_ok_and(|c| c == start.wrapping_add(2)))
+        .await;
+    // Counted though not taken: one more is all that is left (granting by what was
+    // taken would have asked for two more, five in all).
+    assert_eq!(rx.set_credit_for(3, 2).expect("credit"), Some(1));
+    for want in ["1", "2", "3"] {
         assert_eq!(body(&within("recv", rx.recv()).await.expect("a delivery")), want);
     }
-    // Both arrived: the delivery-count moved on by two, and one more is all that is left.
-    assert_eq!(rx.delivery_count().expect("delivery-count"), start.wrapping_add(2));
-    assert_eq!(rx.set_credit_until(limit, 2).expect("credit"), 1);
-    assert_eq!(body(&within("recv", rx.recv()).await.expect("a delivery")), "3");
-    assert_eq!(rx.set_credit_until(limit, 2).expect("credit"), 0);
+    assert_eq!(rx.set_credit_for(3, 2).expect("credit"), None);
     nothing_more(&rx).await;
-    let info = broker.queue_info("until").expect("queue");
+    let info = broker.queue_info("total").expect("queue");
     assert_eq!((info.depth, info.in_flight), (2, 3));
+    // Two more wanted (five in all): granted, taken, and nothing more is asked for.
+    assert_eq!(rx.set_credit_for(5, 2).expect("credit"), Some(2));
+    for want in ["4", "5"] {
+        assert_eq!(body(&within("recv", rx.recv()).await.expect("a delivery")), want);
+    }
+    assert_eq!(rx.set_credit_for(5, 2).expect("credit"), None);
 }
 
 #[tokio::test]

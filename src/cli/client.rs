@@ -453,15 +453,11 @@ async fn receive_on(
         .receiver("amqpwire-receive", &args.from, window)
         .await
         .map_err(|e| e.to_string())?;
-    // Granted against deliveries that arrived, not against those taken: the ones on their
-    // way or queued while a line is written are counted, never granted again.
-    let mut arrivals = match args.count {
-        Some(count) => Some(Arrivals::new(&rx, count).map_err(|e| e.to_string())?),
-        None => None,
-    };
+    // Granted against the deliveries that came (taken, queued or under way), not against
+    // those written out: the ones queued while a line is written are never granted again.
     let most = args.credit.clamp(1, i32::MAX as u32);
-    if let Some(a) = arrivals.as_mut() {
-        a.top_up(&rx, most, true).map_err(|e| e.to_string())?;
+    if let Some(count) = args.count {
+        rx.set_credit_for(count, most).map_err(|e| e.to_string())?;
     }
     let txn = declare(&session, args.transaction).await?;
     let wait = args.timeout;
@@ -521,8 +517,8 @@ async fn receive_on(
         };
         batch.add(line, d, size);
         // Top up by hand (at half), to what is still wanted.
-        if let Some(a) = arrivals.as_mut() {
-            a.top_up(&rx, most, false).map_err(|e| lost(e, n))?;
+        if let Some(count) = args.count {
+            rx.set_credit_for(count, most).map_err(|e| lost(e, n))?;
         }
         if batch.full() && !batch.write(&rx, txn.as_ref(), &mut n, &mut bytes)? {
             gone = true;
@@ -545,45 +541,6 @@ async fn receive_on(
         return Ok(std::process::ExitCode::from(1));
     }
     Ok(std::process::ExitCode::SUCCESS)
-}
-
-/// How many deliveries have arrived on a receiver that wants `count` in all, counted from
-/// its delivery-count (which each arrival advances, taken or not) as `receive --count`
-/// grants credit by hand.
-struct Arrivals {
-    count: u64,
-    arrived: u64,
-    /// The delivery-count when `arrived` was last brought up to date.
-    seen: amqpwire::types::SequenceNo,
-}
-
-impl Arrivals {
-    fn new(rx: &amqpwire::runtime::Receiver, count: u64) -> Result<Self, Error> {
-        Ok(Self { count, arrived: 0, seen: rx.delivery_count()? })
-    }
-
-    /// Grants credit for the deliveries still wanted that have not arrived, at most
-    /// `window` (`window` < 2^31): when `first`, or once what is granted has fallen to half
-    /// of that.
-    fn top_up(
-        &mut self,
-        rx: &amqpwire::runtime::Receiver,
-        window: u32,
-        first: bool,
-    ) -> Result<(), Error> {
-        let now = rx.delivery_count()?;
-        // Each look is at most a window apart, well within a serial number's reach.
-        self.arrived += u64::from(self.seen.distance_to(now));
-        self.seen = now;
-        let left = self.count.saturating_sub(self.arrived);
-        let want = left.min(u64::from(window)) as u32;
-        if want == 0 || (!first && rx.credit()? * 2 > want) {
-            return Ok(());
-        }
-        // The limit is absolute: a delivery that arrives before the grant is not granted.
-        rx.set_credit_until(now.wrapping_add(want), window)?;
-        Ok(())
-    }
 }
 
 /// Resolves when standard output is a pipe or socket whose reader has gone (the kernel

@@ -550,6 +550,12 @@ impl Connection {
         self.link_ref(link).map(|l| l.delivery_count)
     }
 
+    /// Whether a receiving link is in the middle of a delivery: its first transfer came
+    /// (and took a credit), its last has not.
+    pub fn link_delivery_in_progress(&self, link: LinkId) -> Option<bool> {
+        self.link_ref(link).map(|l| l.incoming.is_some())
+    }
+
     /// Whether the peer's last flow on a link asked to drain (senders: use the credit or
     /// give it up with [`Connection::drained`]).
     pub fn link_drain(&self, link: LinkId) -> Option<bool> {

@@ -254,6 +254,8 @@ pub(crate) struct RecvQueue {
     pub(crate) queued_bytes: usize,
     /// A running average of payload sizes on the link (0: none seen yet).
     pub(crate) typical: usize,
+    /// Deliveries taken from `queue` so far.
+    pub(crate) taken: u64,
 }
 
 impl RecvQueue {
@@ -265,6 +267,7 @@ impl RecvQueue {
             end: None,
             queued_bytes: 0,
             typical: 0,
+            taken: 0,
         }
     }
 
@@ -304,6 +307,7 @@ impl RecvQueue {
     pub(crate) fn pop(&mut self, granted: u32) -> Option<(Delivery, Option<u32>)> {
         let d = self.queue.pop_front()?;
         self.queued_bytes -= d.payload.len();
+        self.taken += 1;
         let wanted = self.wanted_credit();
         let refill =
             (self.window > 0 && granted < wanted && granted <= wanted / 2).then_some(wanted);
@@ -501,7 +505,7 @@ impl Shared {
     }
 
     /// Hands every engine event to whoever waits for it; `true` if there was any.
-    fn dispatch(&mut self) -> bool {
+    pub(crate) fn dispatch(&mut self) -> bool {
         let mut any = false;
         while let Some(e) = self.conn.poll_event() {
             any = true;

@@ -1014,25 +1014,40 @@ impl Receiver {
             .ok_or_else(|| s.detached.get(&self.link).map_or(Error::Closed, Error::duplicate))
     }
 
-    /// Grants credit up to `limit`, a delivery-count (and at most `most`), replacing what
-    /// was granted; for receivers made with a window of 0. The credit is the distance from
-    /// the delivery-count as the engine knows it at the grant, so deliveries that arrived
-    /// while the caller decided are counted, never granted again: a receiver that wants
-    /// N deliveries in all grants up to its first [`delivery_count`](Self::delivery_count)
-    /// plus N. Returns the credit granted (0 once the count has reached `limit`).
-    pub fn set_credit_until(
-        &self,
-        limit: crate::types::SequenceNo,
-        most: u32,
-    ) -> Result<u32, Error> {
+    /// For a receiver made with a window of 0 that wants `total` deliveries in all: grants
+    /// credit for those that have not come, at most `most`, once what is granted has
+    /// fallen to half of that (or is more than it). Those that came are the ones taken by
+    /// [`recv`](Self::recv), those queued, and one whose transfers are under way, counted
+    /// at the grant itself: a delivery that arrives while the caller decides is never
+    /// granted again, and one that never reaches `recv` (aborted, refused) is. Returns
+    /// the credit granted now, or `None` when none was.
+    pub fn set_credit_for(&self, total: u64, most: u32) -> Result<Option<u32>, Error> {
         let link = self.link;
-        self.conn.command(|s| {
-            let count = s.conn.link_delivery_count(link).unwrap_or(limit);
-            // A limit the count has reached or passed leaves nothing to grant.
-            let credit = if count.precedes(limit) { count.distance_to(limit).min(most) } else { 0 };
-            s.conn.flow(link, credit, false)?;
-            Ok(credit)
-        })
+        let (granted, dispatched) = {
+            let mut s = self.conn.inner.lock();
+            if let Some(e) = s.end_error() {
+                return Err(e);
+            }
+            // What the engine received and has not handed over yet is queued first.
+            let dispatched = s.dispatch();
+            let Some(have) = s.conn.link_credit(link) else {
+                return Err(s.detached.get(&link).map_or(Error::Closed, Error::duplicate));
+            };
+            let under_way = s.conn.link_delivery_in_progress(link).unwrap_or(false);
+            let Some(r) = s.receivers.get(&link) else { return Err(Error::Closed) };
+            let came = r.taken + r.queue.len() as u64 + u64::from(under_way);
+            let want = total.saturating_sub(came).min(u64::from(most)) as u32;
+            let grant = have > want || (have != want && u64::from(have) * 2 <= u64::from(want));
+            if grant {
+                s.conn.flow(link, want, false)?;
+            }
+            (grant.then_some(want), dispatched)
+        };
+        if dispatched {
+            self.conn.inner.changed.notify_waiters();
+        }
+        self.conn.inner.wake_driver.notify_one();
+        Ok(granted)
     }
 
     /// Asks the sender to use the credit or give it up (drain), and waits until it has.
