@@ -171,6 +171,49 @@ fn receive_count_grants_no_more_credit_than_messages_still_wanted() {
 }
 
 #[test]
+fn receive_count_grants_again_for_a_delivery_the_sender_aborted() {
+    // A scripted sender: of the two deliveries granted, the first is aborted. It took a
+    // credit and moved the delivery-count on, but never reaches the application, so the
+    // client grants one more (delivery-count 2, link-credit 1) and gets its second message
+    // (before, it counted the aborted one as come, and waited out --timeout for nothing).
+    let script = scratch("aborting-sender.jsonl");
+    std::fs::write(
+        &script,
+        r#"{"sasl-server": {"anonymous": true}}
+{"expect": {"kind": "header", "protocol_id": 0}}
+{"send": {"kind": "header", "protocol_id": 0}}
+{"expect": {"performative": "open"}}
+{"send": {"performative": "open", "fields": {"container-id": "aborting-server"}}}
+{"expect": {"performative": "begin"}}
+{"send": {"performative": "begin", "fields": {"remote-channel": 0, "next-outgoing-id": 0, "incoming-window": 100, "outgoing-window": 100}}}
+{"expect": {"performative": "attach", "fields": {"name": "$name", "handle": "$h"}}}
+{"send": {"performative": "attach", "fields": {"name": "$name", "handle": 0, "role": "sender", "source": {"described": [{"ulong": 40}, ["q"]]}, "initial-delivery-count": 0}}}
+{"expect": {"performative": "flow", "fields": {"link-credit": 2}}}
+{"send": {"performative": "transfer", "fields": {"handle": 0, "delivery-id": 0, "delivery-tag": "00", "message-format": 0, "more": true}, "data": "cut"}}
+{"send": {"performative": "transfer", "fields": {"handle": 0, "aborted": true}}}
+{"send": {"performative": "transfer", "fields": {"handle": 0, "delivery-id": 1, "delivery-tag": "01", "message-format": 0, "settled": true}, "data": "one"}}
+{"expect": {"performative": "flow", "fields": {"delivery-count": 2, "link-credit": 1}}}
+{"send": {"performative": "transfer", "fields": {"handle": 0, "delivery-id": 2, "delivery-tag": "02", "message-format": 0, "settled": true}, "data": "two"}}
+{"expect": {"performative": "detach"}}
+{"send": {"performative": "detach", "fields": {"handle": 0, "closed": true}}}
+{"expect": {"performative": "end"}}
+{"send": {"performative": "end"}}
+{"expect": {"performative": "close"}}
+{"send": {"performative": "close"}}
+"#,
+    )
+    .expect("script");
+    let args = ["script", "--listen", "amqp://127.0.0.1:0", script.to_str().expect("path")];
+    let (child, url) = listening(&args);
+    let o = run(&["receive", &url, "--from", "q", "--count", "2", "--timeout", "60"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "one\ntwo\n");
+    let played = cli::wait_within(child, HANG_GUARD).expect("the script ended");
+    assert!(played.status.success(), "{}", text(&played.stderr));
+    let _ = std::fs::remove_file(&script);
+}
+
+#[test]
 fn send_and_receive_in_a_transaction_commit_or_roll_back() {
     let server = Server::start(&[]);
     let url = &server.urls[0];
