@@ -481,9 +481,10 @@ fn frame(o: &serde_json::Map<String, Json>, out: &mut Vec<u8>) -> Result<(), Str
     body.extend(message_of(o)?);
     let real = 8 + ext.len() + body.len();
     let size = match number("size", u64::from(u32::MAX))? {
-        // A `decode --json` line (it has an `offset`) whose fields were edited: its
-        // `size` is the one decode saw, and a size that lies is not what was asked for.
-        Some(s) if s != real as u64 && o.contains_key("offset") && !exact => {
+        // A `decode --json` line (it has an `offset`) that was edited (its fields, its
+        // payload, its extended header): its `size` is the one decode saw, and a size
+        // that lies is not what was asked for. (Unedited, the two always agree.)
+        Some(s) if s != real as u64 && o.contains_key("offset") => {
             return Err(format!(
                 "\"size\" is {s}, but the frame is now {real} bytes: remove \"size\" to write \
                  the real one (or remove \"offset\" as well to write a size that lies)"
@@ -1384,6 +1385,11 @@ mod tests {
         o.insert("fields".into(), serde_json::json!({"container-id": "LONGERNAME"}));
         let e = encode_lines(&Json::Object(o.clone()).to_string()).expect_err("typed kept");
         assert!(e.contains(r#"remove "typed", and "size" for the frame's new size"#), "{e}");
+        // An edit beside `typed` that makes the frame longer (a payload) is refused too.
+        let mut payload: serde_json::Map<String, Json> = serde_json::from_str(&line).expect("json");
+        payload.insert("payload".into(), "00".into());
+        let e = encode_lines(&Json::Object(payload).to_string()).expect_err("a longer frame");
+        assert!(e.contains(r#""size" is 17, but the frame is now 18 bytes"#), "{e}");
         o.remove("typed");
         o.remove("raw");
         // The size decode saw (17) no longer fits the edited frame (26 bytes).

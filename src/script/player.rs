@@ -1086,7 +1086,7 @@ impl Player {
     /// up (ending the exchange), else it waits.
     fn sasl_waiting(&mut self, until: Instant, within: Duration, now: Instant) -> SaslProgress {
         let why = if self.eof {
-            "the peer closed".to_owned()
+            self.peer_closed_why()
         } else if now >= until {
             self.hurried = true;
             format!("nothing within {within:?}")
