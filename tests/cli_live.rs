@@ -826,7 +826,7 @@ fn the_text_trace_and_the_json_trace_can_be_asked_for_together() {
     };
     assert_eq!((opens("out"), opens("in")), (1, 1), "{lines:?}");
     let err = text(&o.stderr);
-    assert!(err.contains(" c0 -> out\n") && err.contains("open"), "{err}");
+    assert!(err.contains(" c1 -> out\n") && err.contains("open"), "{err}");
     let _ = std::fs::remove_file(&json);
 }
 
