@@ -27,18 +27,24 @@ pub(crate) fn generate(names: &[String]) -> Result<ServerPki, String> {
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(fail)?)
         .map_err(fail)?;
-    let mut names = names.to_vec();
-    for extra in ["localhost", "127.0.0.1"] {
-        if !names.iter().any(|n| n.eq_ignore_ascii_case(extra)) {
-            names.push(extra.to_owned());
-        }
-    }
-    let mut params = CertificateParams::new(names).map_err(fail)?;
+    let mut params = CertificateParams::new(covered(names)).map_err(fail)?;
     params.distinguished_name.push(DnType::CommonName, hostname);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let key = KeyPair::generate().map_err(fail)?;
     let cert = params.signed_by(&key, &ca).map_err(fail)?;
     Ok(ServerPki { ca_pem: ca.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+/// The names a certificate made for `names` covers: those, then `localhost` and
+/// `127.0.0.1` unless they are among them.
+pub(crate) fn covered(names: &[String]) -> Vec<String> {
+    let mut all = names.to_vec();
+    for extra in ["localhost", "127.0.0.1"] {
+        if !all.iter().any(|n| n.eq_ignore_ascii_case(extra)) {
+            all.push(extra.to_owned());
+        }
+    }
+    all
 }
 
 /// The files of a certificate directory.

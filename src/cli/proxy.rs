@@ -138,17 +138,10 @@ fn server_tls(
         .clone()
         .unwrap_or_else(|| certs::default_dir(&format!("proxy-{}", names.join("+"))));
     let files = certs::in_dir(&dir, &names)?;
-    // Every certificate made here covers localhost and 127.0.0.1 as well.
-    let mut covered = names.clone();
-    for extra in ["localhost", "127.0.0.1"] {
-        if !covered.iter().any(|n| n == extra) {
-            covered.push(extra.to_owned());
-        }
-    }
     eprintln!(
         "clients must trust {} (the proxy's CA; its certificate covers {})",
         files.ca.display(),
-        covered.join(", ")
+        certs::covered(&names).join(", ")
     );
     TlsServerConfig::from_pem_files(&files.cert, &files.key).map(Some).map_err(|e| e.to_string())
 }
