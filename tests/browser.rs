@@ -119,6 +119,8 @@ fn pages() -> &'static Path {
             "amqpwire-browser.js",
             "amqpwire.js",
             "amqpwire_bg.wasm",
+            "amqpwire-azure.js",
+            "amqpwire-azure_bg.wasm",
             "amqpwire-trace.js",
             "amqpwire-trace_bg.wasm",
             "amqpwire-inspector.js",
@@ -128,11 +130,12 @@ fn pages() -> &'static Path {
             assert!(out.join(f).exists(), "build.sh made no {f}");
         }
         // Each module exports its own part alone: the decoder is the inspector's (the
-        // client's module carries no capture reader), the trace records the trace's, and
-        // the engine the client's.
+        // client's module carries no capture reader), the trace records the trace's, the
+        // SAS tokens the Azure module's, and the engine the client's.
         let glue = |f: &str| std::fs::read_to_string(out.join(f)).expect("glue");
         let exports = [
             ("amqpwire.js", "export class Engine "),
+            ("amqpwire-azure.js", "export function sasToken("),
             ("amqpwire-trace.js", "export class Tracer "),
             ("amqpwire-inspector.js", "export function decode("),
         ];
@@ -144,7 +147,12 @@ fn pages() -> &'static Path {
         }
         // Panic locations name sources from the registry or the project down, never by
         // the builder's paths.
-        for f in ["amqpwire_bg.wasm", "amqpwire-trace_bg.wasm", "amqpwire-inspector_bg.wasm"] {
+        for f in [
+            "amqpwire_bg.wasm",
+            "amqpwire-azure_bg.wasm",
+            "amqpwire-trace_bg.wasm",
+            "amqpwire-inspector_bg.wasm",
+        ] {
             let module = std::fs::read(out.join(f)).expect("module");
             for local in [ROOT, "/registry/src/"] {
                 let found = module.windows(local.len()).any(|w| w == local.as_bytes());
@@ -372,24 +380,29 @@ fn the_seed_page_sends_a_c2d_message_and_reads_its_feedback_from_the_browser() {
 }
 
 #[test]
-fn the_client_module_reads_numbers_with_the_browser_s_own_reader() {
-    // The client's module reads JSON numbers with JavaScript's Number (core's reader
-    // would add its tables to the module): the doubles a page gives must arrive exact,
-    // and a number no double holds must be refused, as natively.
+fn the_modules_read_numbers_with_the_browser_s_own_reader() {
+    // The client's and the Azure modules read JSON numbers with JavaScript's Number
+    // (core's reader would add its tables to them): the doubles a page gives must arrive
+    // exact, and a number no double holds must be refused, as natively.
     let Some(port) = start() else { return };
     let page = r#"<!doctype html><title>loading</title><pre id="out"></pre>
 <script type="module">
-import init, { c2dMessage } from "./amqpwire.js";
+import init, { Engine } from "./amqpwire.js";
+import initAzure, { c2dMessage } from "./amqpwire-azure.js";
 const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 try {
-  await init();
+  await Promise.all([init(), initAzure()]);
   const props = { sum: 0.1 + 0.2, tiny: 5e-324, third: 1 / 3, big: 1.7976931348623157e308,
                   whole: 9007199254740993, e: 1e21 };
   const m = c2dMessage("d", JSON.stringify({ applicationProperties: props }), "none", "x");
   let refused = "accepted";
   try { c2dMessage("d", '{"applicationProperties": {"x": 1e400}}', "none", "y"); }
   catch (e) { refused = e.message; }
-  document.getElementById("out").textContent = refused;
+  // The client's own options: a number no double holds is refused.
+  let engine = "accepted";
+  try { new Engine('{"containerId": "a", "maxFrameSize": 1e400}'); }
+  catch (e) { engine = e.message; }
+  document.getElementById("out").textContent = `c2dMessage: ${refused}\nEngine: ${engine}`;
   document.title = "NUMBERS " + hex(m);
 } catch (e) {
   document.title = "FAILED: " + e.message;
@@ -413,7 +426,10 @@ try {
     // JSON.stringify wrote 9007199254740992 (the double's own digits): a whole number, a long.
     assert_eq!(get("whole"), Some(Value::from(9_007_199_254_740_992_i64)), "{app:?}");
     assert_eq!(get("e"), Some(Value::from(1e21)), "{app:?}");
-    assert!(page.text.contains("number out of range"), "{}", page.text);
+    for module in ["c2dMessage", "Engine"] {
+        let said = page.text.lines().find(|l| l.starts_with(module)).unwrap_or_default();
+        assert!(said.contains("number out of range"), "{module}: {}", page.text);
+    }
 }
 
 /// A page of checks on the JavaScript API's errors, written next to the built pages: each
@@ -422,7 +438,7 @@ try {
 const API_CHECKS: &str = r#"<!doctype html>
 <meta charset="utf-8"><title>api: starting</title>
 <script type="module">
-import { connect, load, wasm } from "./amqpwire-browser.js";
+import { connect, load, loadAzure, wasm } from "./amqpwire-browser.js";
 const q = new URLSearchParams(location.search);
 const url = q.get("url");
 const silent = q.get("silent");
@@ -500,6 +516,20 @@ try {
   await (await careless.begin()).sender("s3", "q");
   await careless.close();
   if (thrown < 6) throw new Error(`the callbacks were called ${thrown} times`);
+  // The Azure module is loaded by loadAzure() alone, once, and its exports are its own.
+  const azureLoaded = () =>
+    performance.getEntriesByType("resource").filter((r) => r.name.includes("amqpwire-azure")).length;
+  if (azureLoaded()) throw new Error("the Azure module was loaded by a page that asked for none");
+  if ("sasToken" in wasm) throw new Error("the client's module exports sasToken");
+  const [azure, again] = await Promise.all([loadAzure(), loadAzure()]);
+  if (azure !== again) throw new Error("loadAzure() gave two modules");
+  // Fetched once: the glue and the module.
+  if (azureLoaded() !== 2) throw new Error(`the Azure module's files were fetched ${azureLoaded()} times, not once each`);
+  // The crate's own test vector (azure::connection_string): the key is the bytes 0 to 31.
+  const token = azure.sasToken("myhub.azure-devices.net", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "service", 1700000000);
+  const want = "SharedAccessSignature sr=myhub.azure-devices.net&sig=iIzEw6hi6GK79RY5jNXO6QeQkSL%2FAx4zTmy44X2G1VY%3D&se=1700000000&skn=service";
+  if (token !== want) throw new Error(`sasToken: ${token}, not ${want}`);
+  await rejects("a key that is not base64", () => azure.sasToken("h", "not base64!", null, 1), "base64");
   document.title = "API OK";
 } catch (e) {
   document.title = "FAILED: " + e.message;

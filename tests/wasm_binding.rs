@@ -2,7 +2,7 @@
 //! natively, without a browser: the same `Engine` the pages drive, joined in memory to a
 //! server engine; its events, and its trace records as a `Tracer` writes them; and the
 //! Azure and decoder exports. Run with
-//! `cargo test --features wasm,wasm-trace,wasm-inspector --test wasm_binding` (.ci/run
+//! `cargo test --features wasm,wasm-azure,wasm-trace,wasm-inspector --test wasm_binding` (.ci/run
 //! does).
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,7 +1,11 @@
 // amqpwire in the browser: the sans-IO engine (amqpwire_bg.wasm, through wasm-bindgen's
 // amqpwire.js) driven over the browser's own WebSocket, with promises. The trace records
 // come from a module of their own (amqpwire-trace_bg.wasm), loaded only by a connection
-// given an onframe callback.
+// given an onframe callback; the Azure pieces (SAS tokens, CBS, cloud-to-device messages
+// and feedback) from another (amqpwire-azure_bg.wasm), loaded by loadAzure():
+//
+//   const azure = await loadAzure();
+//   const creds = JSON.parse(azure.iothubPlainCredentials(connectionString, expiry));
 //
 //   const conn = await connect("wss://myhub.azure-devices.net/$iothub/websocket", {
 //     containerId: "seed000", hostname: "myhub.azure-devices.net",
@@ -24,6 +28,7 @@ export { wasm };
 
 let ready = null;
 let tracing = null;
+let azure = null;
 
 /** Loads the WebAssembly module (once). */
 export function load() {
@@ -44,6 +49,25 @@ export function loadTrace() {
     });
   }
   return tracing;
+}
+
+/**
+ * Loads the Azure module (once): `sasToken`, `sasTokenFromConnectionString`,
+ * `iothubPlainCredentials`, `putTokenMessage`, `readCbsStatus`, `c2dMessage`,
+ * `iothubAddresses`, `parseFeedback` (docs/browser.md).
+ */
+export function loadAzure() {
+  if (!azure) {
+    azure = import("./amqpwire-azure.js").then(async (module) => {
+      await module.default();
+      return module;
+    });
+    // A failed load may be tried again.
+    azure.catch(() => {
+      azure = null;
+    });
+  }
+  return azure;
 }
 
 function hexToBytes(hex) {

@@ -4,8 +4,9 @@
 # OUTDIR gets seed000.html, inspector.html, amqpwire-browser.js (the WebSocket driver and
 # promise API), amqpwire.js (wasm-bindgen's glue) and amqpwire_bg.wasm (the client's
 # module), amqpwire-trace.js and amqpwire-trace_bg.wasm (the trace records' module, which
-# amqpwire-browser.js loads for a connection made with onframe), amqpwire-inspector.js
-# and amqpwire-inspector_bg.wasm (the inspector's): a
+# amqpwire-browser.js loads for a connection made with onframe), amqpwire-azure.js and
+# amqpwire-azure_bg.wasm (the Azure pieces, which its loadAzure() loads),
+# amqpwire-inspector.js and amqpwire-inspector_bg.wasm (the inspector's): a
 # self-contained folder to serve (or open the inspector from file:// in browsers that
 # allow module scripts there). Needs the wasm32-unknown-unknown target and
 # wasm-bindgen-cli at the version of the wasm-bindgen crate in Cargo.lock; wasm-opt
@@ -31,11 +32,13 @@ if [ "$have" != "$want" ]; then
     exit 1
 fi
 
-# Three modules, each built for size (the crate's own release profile is left as it is),
+# Four modules, each built for size (the crate's own release profile is left as it is),
 # as a cdylib without making every native build link one: the client's (feature wasm:
 # amqpwire.js and amqpwire_bg.wasm) for the seed page and any page that connects; the
-# trace's (feature wasm-trace: the --trace-json records of a connection's frames), loaded
-# only by a page that shows them; and the inspector's (feature wasm-inspector: the decoder
+# Azure pieces' (feature wasm-azure: SAS tokens, CBS, cloud-to-device messages and their
+# feedback), loaded only by a page that talks to IoT Hub or Event Hubs; the trace's
+# (feature wasm-trace: the --trace-json records of a connection's frames), loaded only by
+# a page that shows them; and the inspector's (feature wasm-inspector: the decoder
 # and the capture readers, no engine: amqpwire-inspector.js and
 # amqpwire-inspector_bg.wasm).
 target_dir=${CARGO_TARGET_DIR:-$root/target}
@@ -122,6 +125,7 @@ module() { # FEATURE NAME
     echo "build.sh: $out/$2_bg.wasm: $raw bytes, $gz gzipped"
 }
 module wasm amqpwire
+module wasm-azure amqpwire-azure
 module wasm-trace amqpwire-trace
 module wasm-inspector amqpwire-inspector
 cp "$here/seed000.html" "$here/inspector.html" "$here/amqpwire-browser.js" "$out/"

@@ -1,14 +1,15 @@
-//! Messages and maps given as JSON by JavaScript.
+//! Messages and maps given as JSON by JavaScript, and the JSON text handed back.
 
 use bytes::Bytes;
 use wasm_bindgen::JsError;
 
 use super::err;
 use crate::codec::{Symbol, Uuid, Value};
+use crate::inspect::json::{Sink, Writer};
 use crate::inspect::parse_hex;
 use crate::json::Json;
 use crate::message::{AnnotationMap, Body, Message};
-use crate::types::{Fields, MessageId, Properties};
+use crate::types::{MessageId, Properties};
 
 /// A message from JSON:
 ///
@@ -141,7 +142,32 @@ fn map_from_json(what: &str, j: &Json) -> Result<AnnotationMap, JsError> {
 }
 
 /// Connection properties (symbol keys) from a JSON object.
-pub(super) fn fields_from_json(what: &str, j: &Json) -> Result<Fields, JsError> {
+#[cfg(feature = "wasm")]
+pub(super) fn fields_from_json(what: &str, j: &Json) -> Result<crate::types::Fields, JsError> {
     let pairs = pairs_from_json(what, j)?;
-    Ok(Fields(pairs.into_iter().map(|(k, v)| (Symbol::from(k), v)).collect()))
+    Ok(crate::types::Fields(pairs.into_iter().map(|(k, v)| (Symbol::from(k), v)).collect()))
+}
+
+/// Reads a JSON argument.
+pub(super) fn parse_json(what: &str, text: &str) -> Result<Json, JsError> {
+    Json::parse(text.as_bytes()).map_err(|e| err(format!("{what}: not JSON ({e})")))
+}
+
+pub(super) fn member_str(w: &mut Writer<'_>, key: &str, v: &str) {
+    w.key(key);
+    w.str(v);
+}
+
+pub(super) fn member_bool(w: &mut Writer<'_>, key: &str, v: bool) {
+    w.key(key);
+    w.bool(v);
+}
+
+/// `key`: a string, or `null`.
+pub(super) fn member_opt_str(w: &mut Writer<'_>, key: &str, v: Option<&str>) {
+    w.key(key);
+    match v {
+        Some(v) => w.str(v),
+        None => w.null(),
+    }
 }

@@ -1,10 +1,11 @@
 //! The browser binding (`wasm32-unknown-unknown`), exported to JavaScript with
-//! `wasm-bindgen` as three modules, each its own build of the crate, so that a page loads
+//! `wasm-bindgen` as four modules, each its own build of the crate, so that a page loads
 //! only what it uses:
 //!
 //! ```text
-//!   feature wasm            amqpwire.js            Engine (one client connection),
-//!                                                  the Azure pieces that need no socket
+//!   feature wasm            amqpwire.js            Engine (one client connection)
+//!   feature wasm-azure      amqpwire-azure.js      the Azure pieces that need no socket:
+//!                                                  SAS tokens, CBS, C2D and feedback
 //!   feature wasm-trace      amqpwire-trace.js      Tracer: the --trace-json records of
 //!                                                  the frames an Engine saw
 //!   feature wasm-inspector  amqpwire-inspector.js  decode, decodeHex: `amqpwire decode`
@@ -31,20 +32,24 @@
 //! (`Uint8Array`). Every failure is a thrown `Error` with a message; nothing panics on bad
 //! input.
 
+#[cfg(feature = "wasm-azure")]
+mod azure;
 #[cfg(feature = "wasm")]
 mod client;
 #[cfg(feature = "wasm-inspector")]
 mod decoder;
-#[cfg(feature = "wasm")]
+#[cfg(any(feature = "wasm", feature = "wasm-azure"))]
 mod message;
 #[cfg(feature = "wasm-trace")]
 mod trace;
 
+#[cfg(feature = "wasm-azure")]
+pub use azure::*;
 #[cfg(feature = "wasm")]
 pub use client::*;
 #[cfg(feature = "wasm-inspector")]
 pub use decoder::{decode, decode_hex};
-#[cfg(feature = "wasm")]
+#[cfg(any(feature = "wasm", feature = "wasm-azure"))]
 pub use message::message_from_json;
 #[cfg(feature = "wasm-trace")]
 pub use trace::Tracer;
@@ -52,7 +57,12 @@ pub use trace::Tracer;
 use crate::connection::Direction;
 
 /// A JavaScript `Error` with `msg`.
-#[cfg(any(feature = "wasm", feature = "wasm-trace", feature = "wasm-inspector"))]
+#[cfg(any(
+    feature = "wasm",
+    feature = "wasm-azure",
+    feature = "wasm-trace",
+    feature = "wasm-inspector"
+))]
 fn err(msg: impl std::fmt::Display) -> wasm_bindgen::JsError {
     wasm_bindgen::JsError::new(&msg.to_string())
 }
