@@ -123,8 +123,41 @@ enum ClientMechanism {
     Anonymous { trace: String },
     Plain { authzid: String, user: String, password: String },
     External { authzid: String },
-    Scram(ScramClient),
+    /// Behind a trait object, so that a build that never makes a SCRAM client (the
+    /// browser's client module) links no SHA-256, HMAC or base64 code.
+    Scram(Box<dyn ScramSide>),
     Mssbcbs,
+}
+
+/// What [`SaslClient`] asks of its SCRAM client ([`ScramClient`]'s methods).
+trait ScramSide: fmt::Debug + Send + Sync {
+    fn client_first(&mut self) -> Vec<u8>;
+    fn client_final(&mut self, server_first: &[u8]) -> Result<Vec<u8>, SaslError>;
+    fn verify_server_final(&mut self, server_final: &[u8]) -> Result<(), SaslError>;
+    fn is_done(&self) -> bool;
+    fn limit_iterations(&mut self, max: u32);
+}
+
+impl ScramSide for ScramClient {
+    fn client_first(&mut self) -> Vec<u8> {
+        Self::client_first(self)
+    }
+
+    fn client_final(&mut self, server_first: &[u8]) -> Result<Vec<u8>, SaslError> {
+        Self::client_final(self, server_first)
+    }
+
+    fn verify_server_final(&mut self, server_final: &[u8]) -> Result<(), SaslError> {
+        Self::verify_server_final(self, server_final)
+    }
+
+    fn is_done(&self) -> bool {
+        Self::is_done(self)
+    }
+
+    fn limit_iterations(&mut self, max: u32) {
+        self.max_iterations = max;
+    }
 }
 
 /// Shown without the password (or the token MSSBCBS is given later): a `{:?}` in a log
@@ -181,15 +214,15 @@ impl SaslClient {
 
     /// SCRAM-SHA-256; `nonce` must be fresh and unpredictable.
     pub fn scram_sha256(user: &str, password: &str, nonce: &str) -> Result<Self, SaslError> {
-        Ok(Self::with(ClientMechanism::Scram(ScramClient::new(user, password, nonce)?)))
+        Ok(Self::with(ClientMechanism::Scram(Box::new(ScramClient::new(user, password, nonce)?))))
     }
 
     /// For SCRAM: refuses a server-first message that asks for more PBKDF2 iterations than
     /// `max` (1,000,000 unless set), so that a hostile server cannot keep the client
     /// computing. Other mechanisms ignore it.
     pub fn with_max_scram_iterations(mut self, max: u32) -> Self {
-        if let ClientMechanism::Scram(s) = self.mechanism {
-            self.mechanism = ClientMechanism::Scram(s.with_max_iterations(max));
+        if let ClientMechanism::Scram(s) = &mut self.mechanism {
+            s.limit_iterations(max);
         }
         self
     }

@@ -143,7 +143,7 @@ pub struct ScramClient {
     user: String,
     password: String,
     nonce: String,
-    max_iterations: u32,
+    pub(super) max_iterations: u32,
     state: ClientState,
 }
 
