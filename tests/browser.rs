@@ -398,11 +398,14 @@ try {
   let refused = "accepted";
   try { c2dMessage("d", '{"applicationProperties": {"x": 1e400}}', "none", "y"); }
   catch (e) { refused = e.message; }
-  // The client's own options: a number no double holds is refused.
+  // The client's own options: its open's properties keep the doubles (the engine writes
+  // the header and the open at once, pipelined), and a number no double holds is refused.
+  const client = new Engine(JSON.stringify({ containerId: "a", properties: props }));
+  const open = hex(client.pollTransmit());
   let engine = "accepted";
   try { new Engine('{"containerId": "a", "maxFrameSize": 1e400}'); }
   catch (e) { engine = e.message; }
-  document.getElementById("out").textContent = `c2dMessage: ${refused}\nEngine: ${engine}`;
+  document.getElementById("out").textContent = `c2dMessage: ${refused}\nEngine: ${engine}\nopen: ${open}`;
   document.title = "NUMBERS " + hex(m);
 } catch (e) {
   document.title = "FAILED: " + e.message;
@@ -430,6 +433,29 @@ try {
         let said = page.text.lines().find(|l| l.starts_with(module)).unwrap_or_default();
         assert!(said.contains("number out of range"), "{module}: {}", page.text);
     }
+    // The client's module read the same numbers into its open's properties.
+    let open = page.text.lines().find_map(|l| l.strip_prefix("open: ")).expect("the open");
+    let bytes = amqpwire::inspect::parse_hex(open.as_bytes()).expect("hex");
+    use amqpwire::frame::{FrameBody, FrameDecoder, StreamItem};
+    use amqpwire::types::Performative;
+    let mut frames = FrameDecoder::new(u32::MAX);
+    frames.push(&bytes);
+    let mut props = None;
+    while let Some(item) = frames.next_item().expect("the header and the open") {
+        let StreamItem::Frame(raw) = item else { continue };
+        let frame = raw.decode(DecodeOptions::STRICT).expect("a frame");
+        if let FrameBody::Amqp { performative: Performative::Open(o), .. } = frame.body {
+            props = o.properties;
+        }
+    }
+    let props = props.unwrap_or_else(|| panic!("no open with properties in {open}"));
+    let get = |k: &str| props.0.iter().find(|(key, _)| key.as_str() == k).map(|(_, v)| v.clone());
+    assert_eq!(get("sum"), Some(Value::from(0.1 + 0.2)), "{props:?}");
+    assert_eq!(get("tiny"), Some(Value::from(f64::from_bits(1))), "{props:?}");
+    assert_eq!(get("third"), Some(Value::from(1.0 / 3.0)), "{props:?}");
+    assert_eq!(get("big"), Some(Value::from(f64::MAX)), "{props:?}");
+    assert_eq!(get("whole"), Some(Value::from(9_007_199_254_740_992_i64)), "{props:?}");
+    assert_eq!(get("e"), Some(Value::from(1e21)), "{props:?}");
 }
 
 /// A page of checks on the JavaScript API's errors, written next to the built pages: each
@@ -457,6 +483,8 @@ try {
   await rejects("max-frame-size 100", () => connect(url, { containerId: "a", maxFrameSize: 100 }), "512 to 4294967295");
   await rejects("idle-time-out 2^32", () => connect(url, { containerId: "a", idleTimeOut: 2 ** 32 }), "idleTimeOut");
   await rejects("sasl as a string", () => connect(url, { containerId: "a", sasl: "PLAIN" }), "not an object");
+  // NaN has no JSON form: refused, not taken for an option left out.
+  await rejects("max-frame-size NaN", () => connect(url, { containerId: "a", maxFrameSize: NaN }), "maxFrameSize is NaN");
   await rejects("an upgrade never answered", () => connect(silent, { containerId: "a", handshakeTimeOut: 300 }), "no WebSocket handshake");
   const conn = await connect(url, { containerId: "api" });
   const session = await conn.begin();
@@ -466,6 +494,7 @@ try {
   await rejects("a refused link", () => session.sender("s", "$nowhere"), "amqp:not-found");
   const sender = await session.sender("s", "q");
   await rejects("a NaN body", () => sender.send({ body: { value: NaN } }), "JSON has no such number");
+  await rejects("a body hex that is not a string", () => sender.send({ body: { hex: 5 } }), "not a string of hex");
   await sender.send({ body: "one" });
   const receiver = await session.receiver("r", "q", 1);
   const d = await receiver.receive();
@@ -553,4 +582,111 @@ fn the_javascript_api_rejects_bad_input_and_refusals_with_what_went_wrong() {
     let page = load(&url, "API OK");
     assert_eq!(page.title, "API OK", "{:?}\n{}", page.console, page.text);
     drop(held.join());
+}
+
+/// The scripted peer of [`DRIVER_CHECKS`]: it grants a sender's credit only after two
+/// sends were queued, aborts a delivery to a receiver with a window of one, sends a settled
+/// delivery and its link's detach in one WebSocket message, and ends the session while a
+/// receive waits on one of its links.
+const DRIVER_PEER: &str = r#"{"expect": {"kind": "header", "protocol_id": 0}}
+{"send": {"kind": "header", "protocol_id": 0}}
+{"expect": {"performative": "open"}}
+{"send": {"performative": "open", "fields": {"container-id": "scripted"}}}
+{"expect": {"performative": "begin"}}
+{"send": {"performative": "begin", "fields": {"remote-channel": 0, "next-outgoing-id": 0, "incoming-window": 100, "outgoing-window": 100}}}
+{"expect": {"performative": "attach", "fields": {"name": "s", "handle": "$hs", "role": "sender"}}}
+{"send": {"performative": "attach", "fields": {"name": "s", "handle": 0, "role": "receiver", "source": {"described": [{"ulong": 40}, []]}, "target": {"described": [{"ulong": 41}, ["q-out"]]}}}}
+{"expect": {"performative": "attach", "fields": {"name": "r", "handle": "$hr", "role": "receiver"}}}
+{"send": {"performative": "attach", "fields": {"name": "r", "handle": 1, "role": "sender", "initial-delivery-count": 0, "source": {"described": [{"ulong": 40}, ["q"]]}, "target": {"described": [{"ulong": 41}, []]}}}}
+{"expect": {"performative": "flow", "fields": {"handle": "$hr", "delivery-count": 0, "link-credit": 1}}}
+{"send": {"performative": "flow", "fields": {"next-incoming-id": 0, "incoming-window": 100, "next-outgoing-id": 0, "outgoing-window": 100, "handle": 0, "delivery-count": 0, "link-credit": 2}}}
+{"expect": {"performative": "transfer", "fields": {"handle": "$hs", "delivery-id": 0}, "message": {"body": {"content": [{"text": "one"}]}}}}
+{"expect": {"performative": "transfer", "fields": {"handle": "$hs", "delivery-id": 1}, "message": {"body": {"content": [{"text": "two"}]}}}}
+{"send": {"performative": "disposition", "fields": {"role": "receiver", "first": 0, "last": 1, "settled": true, "state": {"described": [{"ulong": 36}, []]}}}}
+{"send": {"performative": "transfer", "fields": {"handle": 1, "delivery-id": 0, "delivery-tag": "01", "more": true}, "data": "part"}}
+{"send": {"performative": "transfer", "fields": {"handle": 1, "aborted": true}}}
+{"expect": {"performative": "flow", "fields": {"handle": "$hr", "delivery-count": 1, "link-credit": 1}}}
+# A settled transfer (delivery-id 1, "last one") and the link's detach, in one write:
+# `amqpwire encode --hex` of the two frames.
+{"send": "0000002402000000005314c00a0552015201a001024041005375a0086c617374206f6e650000001102000000005316c00402520141"}
+{"expect": {"performative": "detach", "fields": {"handle": "$hr"}}}
+{"expect": {"performative": "attach", "fields": {"name": "r2", "handle": "$h2", "role": "receiver"}}}
+{"send": {"performative": "attach", "fields": {"name": "r2", "handle": 2, "role": "sender", "initial-delivery-count": 0, "source": {"described": [{"ulong": 40}, ["q2"]]}, "target": {"described": [{"ulong": 41}, []]}}}}
+{"expect": {"performative": "flow", "fields": {"handle": "$h2", "link-credit": 5}}}
+{"send": {"performative": "end"}}
+{"expect": {"performative": "end"}}
+{"expect": {"performative": "close"}}
+{"send": {"performative": "close"}}
+"#;
+
+/// A page of checks on the driver's bookkeeping against [`DRIVER_PEER`]; the title is
+/// `DRIVER OK` or `FAILED: <what>`. A step that never settles fails after 30 s (a bound
+/// that only guards a hang: every step settles at once when the driver is right).
+const DRIVER_CHECKS: &str = r#"<!doctype html>
+<meta charset="utf-8"><title>driver: starting</title>
+<script type="module">
+import { connect } from "./amqpwire-browser.js";
+const url = new URLSearchParams(location.search).get("url");
+const settles = (what, p) =>
+  Promise.race([p, new Promise((_, no) => setTimeout(() => no(new Error(`${what} never settled`)), 30000))]);
+async function rejects(what, p, want) {
+  let got;
+  try {
+    await settles(what, p);
+  } catch (e) {
+    got = e.message;
+  }
+  if (got === undefined || !got.includes(want)) throw new Error(`${what}: wanted an error with "${want}", got ${got}`);
+}
+try {
+  const conn = await settles("connect", connect(url, { containerId: "driver" }));
+  const session = await settles("begin", conn.begin());
+  // A message is sent as it was when send() was called, though it waits for credit.
+  const sender = await settles("the sender's attach", session.sender("s", "q-out"));
+  const message = { body: "one" };
+  const sent = [sender.send(message)];
+  message.body = "two";
+  sent.push(sender.send(message));
+  // The peer grants the sender's credit once this receiver is attached.
+  const receiver = await settles("the receiver's attach", session.receiver("r", "q", 1));
+  await settles("the two sends", Promise.all(sent));
+  // The peer aborts a delivery, which used the one credit: the driver grants it again, and
+  // the next delivery comes. It comes with its link's detach: it is delivered all the same.
+  const d = await settles("the delivery after the aborted one", receiver.receive());
+  if (!JSON.stringify(d.message).includes("last one")) throw new Error(`delivered: ${JSON.stringify(d.message)}`);
+  await rejects("a receive after the peer's detach", receiver.receive(), "the peer detached the link");
+  // The peer ends the session: what waits on its links is rejected.
+  const other = await settles("the second receiver's attach", session.receiver("r2", "q2", 5));
+  await rejects("a receive on a link of an ended session", other.receive(), "session ended");
+  await settles("close", conn.close());
+  document.title = "DRIVER OK";
+} catch (e) {
+  document.title = "FAILED: " + e.message;
+}
+</script>
+"#;
+
+#[test]
+fn the_driver_settles_every_promise_a_peer_s_aborts_detaches_and_ends_leave_waiting() {
+    let Some(port) = start() else { return };
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-driver-checks");
+    std::fs::create_dir_all(&dir).expect("a folder");
+    let script = dir.join("peer.jsonl");
+    std::fs::write(&script, DRIVER_PEER).expect("write the script");
+    std::fs::write(pages().join("driver-checks.html"), DRIVER_CHECKS).expect("write the checks");
+    let mut peer = bin()
+        .args(["script", "--listen", "ws://127.0.0.1:0/"])
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the scripted peer");
+    let mut first = String::new();
+    BufReader::new(peer.stdout.take().expect("stdout")).read_line(&mut first).expect("a line");
+    let ws = first.trim().strip_prefix("listening on ").expect("`listening on URL`").to_owned();
+    let page = load(&format!("http://127.0.0.1:{port}/driver-checks.html?url={ws}"), "DRIVER OK");
+    let out = cli::wait_within(peer, std::time::Duration::from_secs(60)).expect("the peer ends");
+    assert_eq!(page.title, "DRIVER OK", "{:?}\n{}\n{}", page.console, page.text, text(&out.stderr));
+    assert!(out.status.success(), "the scripted peer: {}", text(&out.stderr));
 }

@@ -388,6 +388,29 @@ fn a_send_the_session_window_cannot_take_waits_for_a_session_window_event() {
     assert_eq!(engine.send(link as f64, r#"{"body": "two"}"#).expect("sent"), 1.0);
 }
 
+/// A peer that asks our sender to drain is answered once the page says it has nothing to
+/// send (`drained`, as the driver calls it): the credit is used up by advancing the
+/// delivery-count, and the peer's receiver sees it (2.6.7).
+#[test]
+fn a_sender_asked_to_drain_uses_its_credit_up_with_drained() {
+    let mut server = Connection::server(Config::new("broker"));
+    let mut engine = Engine::new(r#"{"containerId": "page"}"#).expect("options accepted");
+    pump(&mut engine, &mut server);
+    let session = engine.begin().expect("begin");
+    let link = engine.attach_sender(session as f64, "s", "q").expect("attach");
+    let (_, theirs) = pump(&mut engine, &mut server);
+    let server_end = attached(&theirs);
+    server.flow(server_end, 3, true).expect("credit, drain");
+    let (events, _) = pump(&mut engine, &mut server);
+    let credit = of_type(&events, "credit");
+    assert_eq!((credit[0]["credit"].as_u64(), credit[0]["drain"].as_bool()), (Some(3), Some(true)));
+    assert_eq!(engine.send(link as f64, r#"{"body": "one"}"#).expect("sent"), 0.0);
+    engine.drained(link as f64).expect("drained");
+    pump(&mut engine, &mut server);
+    assert_eq!(server.link_credit(server_end), Some(0));
+    assert_eq!(server.link_delivery_count(server_end), Some(SequenceNo(3)));
+}
+
 /// The engine's packed frames come back as they went, in order; anything else is refused
 /// with where, and nothing of it is taken.
 #[test]

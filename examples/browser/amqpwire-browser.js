@@ -148,7 +148,9 @@ export async function connect(url, options = {}) {
   if (onframe !== null && typeof onframe !== "function") throw new TypeError("onframe must be a function");
   if (typeof showSecrets !== "boolean") throw new TypeError("showSecrets must be true or false");
   const tracer = onframe ? new (await loadTrace()).Tracer(showSecrets) : null;
-  const engine = new wasm.Engine(JSON.stringify({ ...engineOptions, trace: tracer !== null }));
+  // A number JSON has no form for (NaN, Infinity) is refused, not written as null (which
+  // the engine would read as an option left out).
+  const engine = new wasm.Engine(JSON.stringify({ ...engineOptions, trace: tracer !== null }, finite));
   const conn = new Connection(engine, tracer);
   conn.onframe = onframe;
   conn.onevent = onevent;
@@ -264,10 +266,12 @@ export class Connection {
     clearTimeout(this.timer);
     const ms = this.engine.pollTimeout();
     if (ms >= 0 && !this.ended) {
+      // setTimeout takes at most 2^31 - 1 ms (a larger delay fires at once, again and
+      // again): a later deadline is waited for in steps, handleTimeout finding nothing due.
       this.timer = setTimeout(() => {
         this.engine.handleTimeout();
         this._pump();
-      }, Math.ceil(ms));
+      }, Math.min(Math.ceil(ms), 2147483647));
     }
   }
 
@@ -300,9 +304,18 @@ export class Connection {
       case "sessionBegun":
         this.waiters.resolve(`session ${ev.session}`, new Session(this, ev.session));
         break;
-      case "sessionEnded":
-        this.waiters.reject(`session ${ev.session}`, new Error(`session ended: ${describe(ev.error)}`));
+      case "sessionEnded": {
+        const error = new Error(`session ended: ${describe(ev.error)}`);
+        this.waiters.reject(`session ${ev.session}`, error);
+        // Its links went with it (the engine tells no detach for them): what waits on
+        // them (an attach, a receive, a send's outcome) is rejected.
+        for (const [n, link] of this.links) {
+          if (link.session !== ev.session) continue;
+          this.waiters.reject(`link ${n}`, error);
+          link._end(error);
+        }
         break;
+      }
       case "linkAttached": {
         const link = this.links.get(ev.link);
         if (ev.refused) break; // its detach, with the error, follows
@@ -324,7 +337,7 @@ export class Connection {
         break;
       case "credit": {
         const link = this.links.get(ev.link);
-        if (link) link._credit(ev.credit);
+        if (link) link._credit(ev.credit, ev.drain);
         break;
       }
       case "sessionWindow":
@@ -334,6 +347,12 @@ export class Connection {
       case "delivery": {
         const link = this.links.get(ev.link);
         if (link) link._deliver(ev);
+        break;
+      }
+      case "aborted": {
+        // The sender gave the delivery up: it took a credit all the same.
+        const link = this.links.get(ev.link);
+        if (link) link._aborted();
         break;
       }
       case "disposition": {
@@ -382,6 +401,8 @@ export class Connection {
     if (this.ended) return Promise.resolve();
     if (this.closing) return this.closing;
     const closed = this.waiters.wait("closed");
+    // When the close command itself throws, nothing else awaits this waiter.
+    closed.catch(() => {});
     this.closing = attempt(() => this._command((e) => e.close())).then(() =>
       closed.then((error) => {
         if (error) throw error;
@@ -406,7 +427,7 @@ export class Session {
   sender(name, address) {
     return attempt(() => {
       const n = this.conn._command((e) => e.attachSender(this.number, name, address));
-      return this._attach(new Sender(this.conn, n), n);
+      return this._attach(new Sender(this.conn, this.number, n), n);
     });
   }
 
@@ -416,14 +437,16 @@ export class Session {
     return attempt(() => {
       whole("credit", credit, 0, 4294967295);
       const n = this.conn._command((e) => e.attachReceiver(this.number, name, address, credit));
-      return this._attach(new Receiver(this.conn, n, credit), n);
+      return this._attach(new Receiver(this.conn, this.number, n, credit), n);
     });
   }
 }
 
 class Link {
-  constructor(conn, number) {
+  constructor(conn, session, number) {
     this.conn = conn;
+    /** The number of its session. */
+    this.session = session;
     this.number = number;
     this.error = null;
   }
@@ -433,6 +456,7 @@ class Link {
   _credit() {}
   _flush() {}
   _deliver() {}
+  _aborted() {}
   _disposition() {}
   /** Detaches (closes) the link. */
   detach() {
@@ -441,21 +465,30 @@ class Link {
 }
 
 export class Sender extends Link {
-  constructor(conn, number) {
-    super(conn, number);
+  constructor(conn, session, number) {
+    super(conn, session, number);
     this.credit = 0;
     this.queue = [];
     this.pending = new Map();
   }
 
-  /** Sends a message (JSON form, see the docs) and resolves with its outcome. */
+  /** Sends a message (JSON form, see the docs) and resolves with its outcome. The message
+   * is taken as it is now: changing the object afterwards changes nothing sent. */
   send(message) {
-    return this._send((e) => e.send(this.number, JSON.stringify(message, finite)));
+    let text;
+    try {
+      text = JSON.stringify(message, finite);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this._send((e) => e.send(this.number, text));
   }
 
-  /** Sends an encoded message (from c2dMessage, putTokenMessage). */
+  /** Sends an encoded message (the Azure module's c2dMessage, putTokenMessage), as its
+   * bytes are now. */
   sendEncoded(bytes) {
-    return this._send((e) => e.sendEncoded(this.number, bytes));
+    const copy = bytes instanceof Uint8Array ? bytes.slice() : bytes;
+    return this._send((e) => e.sendEncoded(this.number, copy));
   }
 
   _send(f) {
@@ -483,9 +516,18 @@ export class Sender extends Link {
     }
   }
 
-  _credit(credit) {
+  _credit(credit, drain) {
     this.credit = credit;
     this._flush();
+    // 2.6.7: asked to drain with nothing to send, the sender uses its credit up.
+    if (drain && this.credit > 0 && !this.queue.length && !this.error) {
+      try {
+        this.conn._command((e) => e.drained(this.number));
+        this.credit = 0;
+      } catch (_) {
+        // The link or the connection has ended: its own event says so.
+      }
+    }
   }
 
   _disposition(ev) {
@@ -537,8 +579,8 @@ export class Delivery {
 }
 
 export class Receiver extends Link {
-  constructor(conn, number, credit) {
-    super(conn, number);
+  constructor(conn, session, number, credit) {
+    super(conn, session, number);
     this.window = credit;
     this.granted = credit;
     this.queue = [];
@@ -555,16 +597,27 @@ export class Receiver extends Link {
   _deliver(ev) {
     this.granted = Math.max(0, this.granted - 1);
     const d = new Delivery(this, ev);
-    if (d.settled) this._refill();
     const w = this.waiting.shift();
     if (w) w.resolve(d);
     else this.queue.push(d);
+    if (d.settled) this._refill();
   }
 
+  _aborted() {
+    this.granted = Math.max(0, this.granted - 1);
+    this._refill();
+  }
+
+  /** Grants the window again once half of it is used. Never throws: a link that has
+   * ended meanwhile (its detach came in the same input) is told by its own event. */
   _refill() {
     if (this.granted <= this.window / 2 && !this.error && !this.conn.ended) {
       this.granted = this.window;
-      this.conn._command((e) => e.flow(this.number, this.window));
+      try {
+        this.conn._command((e) => e.flow(this.number, this.window));
+      } catch (_) {
+        // ended: see above
+      }
     }
   }
 

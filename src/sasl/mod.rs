@@ -120,9 +120,17 @@ pub struct SaslClient {
 }
 
 enum ClientMechanism {
-    Anonymous { trace: String },
-    Plain { authzid: String, user: String, password: String },
-    External { authzid: String },
+    Anonymous {
+        trace: String,
+    },
+    Plain {
+        authzid: String,
+        user: String,
+        password: String,
+    },
+    External {
+        authzid: String,
+    },
     /// Behind a trait object, so that a build that never makes a SCRAM client (the
     /// browser's client module) links no SHA-256, HMAC or base64 code.
     Scram(Box<dyn ScramSide>),

@@ -295,6 +295,13 @@ impl Engine {
         self.conn.flow(id, credit, false).map_err(err)
     }
 
+    /// A sending link asked to drain (a `credit` event with `drain`) that has nothing to
+    /// send: its credit is used up, and the flow that says so goes to the peer (2.6.7).
+    pub fn drained(&mut self, link: f64) -> Result<(), JsError> {
+        let id = self.link(link)?;
+        self.conn.drained(id).map_err(err)
+    }
+
     /// Sends a message given as JSON (see [`message_from_json`]), unsettled; returns its
     /// delivery-id (its `disposition` event brings the outcome), or -1 when the peer's
     /// session incoming-window cannot take it now (send it again after a `sessionWindow`

@@ -37,7 +37,10 @@ pub fn message_from_json(j: &Json) -> Result<Message, JsError> {
         None | Some(Json::Null) => Body::Empty,
         Some(Json::String(s)) => Body::data(Bytes::from(s.clone().into_bytes())),
         Some(b @ Json::Object(_)) if b.get("hex").is_some() => {
-            let hex = b.get("hex").and_then(Json::as_str).unwrap_or_default();
+            let Some(Json::String(hex)) = b.get("hex") else {
+                let other = b.get("hex").unwrap_or(&Json::Null);
+                return Err(err(format!("message: body hex {other} is not a string of hex")));
+            };
             Body::data(Bytes::from(parse_hex(hex.as_bytes()).map_err(err)?))
         }
         Some(b @ Json::Object(_)) if b.get("value").is_some() => {
