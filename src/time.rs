@@ -1,7 +1,7 @@
 //! The clock the sans-IO engine is given: [`Instant`].
 //!
 //! It is `std::time::Instant` everywhere except in the browser build (features `wasm`,
-//! `wasm-trace`, `wasm-inspector`, through `wasm-base`, on `wasm32-unknown-unknown`), where std's clock panics and `web_time::Instant` reads
+//! `wasm-azure`, `wasm-trace`, `wasm-inspector`, through `wasm-base`, on `wasm32-unknown-unknown`), where std's clock panics and `web_time::Instant` reads
 //! `performance.now()` instead. On other targets `web_time::Instant` *is* std's, so code
 //! written against `std::time::Instant` keeps working unchanged.
 //!

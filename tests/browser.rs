@@ -495,6 +495,9 @@ try {
   const sender = await session.sender("s", "q");
   await rejects("a NaN body", () => sender.send({ body: { value: NaN } }), "JSON has no such number");
   await rejects("a body hex that is not a string", () => sender.send({ body: { hex: 5 } }), "not a string of hex");
+  await rejects("no message", () => sender.send(undefined), "must be an object");
+  await rejects("sendEncoded of a string", () => sender.sendEncoded("x"), "Uint8Array");
+  await rejects("a link name that is not a string", () => session.sender(5, "q"), "must be a string");
   await sender.send({ body: "one" });
   const receiver = await session.receiver("r", "q", 1);
   const d = await receiver.receive();
@@ -526,6 +529,7 @@ try {
     performance.getEntriesByType("resource").some((r) => r.name.includes("amqpwire-trace"));
   if (traceLoaded()) throw new Error("the trace module was loaded for connections without onframe");
   await rejects("onframe not a function", () => connect(url, { containerId: "a", onframe: 5 }), "onframe must be a function");
+  await rejects("onevent not a function", () => connect(url, { containerId: "a", onevent: 5 }), "onevent must be a function");
   await rejects("showSecrets a string", () => connect(url, { containerId: "a", onframe: () => {}, showSecrets: "yes" }), "showSecrets must be true or false");
   const records = [];
   const traced = await connect(url, { containerId: "traced", onframe: (r) => records.push(r) });
@@ -559,6 +563,13 @@ try {
   const want = "SharedAccessSignature sr=myhub.azure-devices.net&sig=iIzEw6hi6GK79RY5jNXO6QeQkSL%2FAx4zTmy44X2G1VY%3D&se=1700000000&skn=service";
   if (token !== want) throw new Error(`sasToken: ${token}, not ${want}`);
   await rejects("a key that is not base64", () => azure.sasToken("h", "not base64!", null, 1), "base64");
+  // Types are checked before the module sees them (a number for a string made it trap).
+  await rejects("a resource that is not a string", () => azure.sasToken(5, "AAAA", null, 1), "resource must be a string");
+  await rejects("an expiry in milliseconds", () => azure.sasToken("h", "AAAA", null, 1700000000000), "milliseconds");
+  await rejects("an empty device id", () => azure.iothubAddresses(""), "device id is empty");
+  await rejects("a device id with a slash", () => azure.c2dMessage("a/b", "{}", "none", "m"), "holds '/'");
+  const c2d = azure.c2dMessage("dev1", { body: "hi" }, "full", "m1");
+  if (!(c2d instanceof Uint8Array) || c2d.length < 10) throw new Error(`c2dMessage of an object: ${c2d}`);
   document.title = "API OK";
 } catch (e) {
   document.title = "FAILED: " + e.message;
@@ -626,7 +637,8 @@ const DRIVER_CHECKS: &str = r#"<!doctype html>
 <meta charset="utf-8"><title>driver: starting</title>
 <script type="module">
 import { connect } from "./amqpwire-browser.js";
-const url = new URLSearchParams(location.search).get("url");
+const q = new URLSearchParams(location.search);
+const url = q.get("url");
 const settles = (what, p) =>
   Promise.race([p, new Promise((_, no) => setTimeout(() => no(new Error(`${what} never settled`)), 30000))]);
 async function rejects(what, p, want) {
@@ -639,6 +651,9 @@ async function rejects(what, p, want) {
   if (got === undefined || !got.includes(want)) throw new Error(`${what}: wanted an error with "${want}", got ${got}`);
 }
 try {
+  // A peer that answers the open with a close that refuses, in one message: connect
+  // rejects with the reason, rather than resolving with a connection already ended.
+  await rejects("a refused connection", connect(q.get("refusing"), { containerId: "refused" }), "amqp:unauthorized-access: scripted refusal");
   const conn = await settles("connect", connect(url, { containerId: "driver" }));
   const session = await settles("begin", conn.begin());
   // A message is sent as it was when send() was called, though it waits for credit.
@@ -666,17 +681,23 @@ try {
 </script>
 "#;
 
-#[test]
-fn the_driver_settles_every_promise_a_peer_s_aborts_detaches_and_ends_leave_waiting() {
-    let Some(port) = start() else { return };
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-driver-checks");
-    std::fs::create_dir_all(&dir).expect("a folder");
-    let script = dir.join("peer.jsonl");
-    std::fs::write(&script, DRIVER_PEER).expect("write the script");
-    std::fs::write(pages().join("driver-checks.html"), DRIVER_CHECKS).expect("write the checks");
+/// A server that refuses the client's open: its open and its close, in one write.
+const REFUSING_PEER: &str = r#"{"expect": {"kind": "header", "protocol_id": 0}}
+{"send": {"kind": "header", "protocol_id": 0}}
+{"expect": {"performative": "open"}}
+# `amqpwire encode --hex` of an open and a close with amqp:unauthorized-access
+# "scripted refusal".
+{"send": "0000001f02000000005310c01201a10f7265667573696e672d7365727665720000004002000000005318c0330100531dc02d02a318616d71703a756e617574686f72697a65642d616363657373a1107363726970746564207265667573616c"}
+{"expect": {"performative": "close"}}
+"#;
+
+/// Starts `amqpwire script --listen ws://…` on `script` (written to `file`); returns the
+/// process and its URL.
+fn scripted_peer(file: &Path, script: &str) -> (std::process::Child, String) {
+    std::fs::write(file, script).expect("write the script");
     let mut peer = bin()
         .args(["script", "--listen", "ws://127.0.0.1:0/"])
-        .arg(&script)
+        .arg(file)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -684,9 +705,26 @@ fn the_driver_settles_every_promise_a_peer_s_aborts_detaches_and_ends_leave_wait
         .expect("start the scripted peer");
     let mut first = String::new();
     BufReader::new(peer.stdout.take().expect("stdout")).read_line(&mut first).expect("a line");
-    let ws = first.trim().strip_prefix("listening on ").expect("`listening on URL`").to_owned();
-    let page = load(&format!("http://127.0.0.1:{port}/driver-checks.html?url={ws}"), "DRIVER OK");
-    let out = cli::wait_within(peer, std::time::Duration::from_secs(60)).expect("the peer ends");
+    let url = first.trim().strip_prefix("listening on ").expect("`listening on URL`").to_owned();
+    (peer, url)
+}
+
+#[test]
+fn the_driver_settles_every_promise_a_peer_s_aborts_detaches_and_ends_leave_waiting() {
+    let Some(port) = start() else { return };
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-driver-checks");
+    std::fs::create_dir_all(&dir).expect("a folder");
+    std::fs::write(pages().join("driver-checks.html"), DRIVER_CHECKS).expect("write the checks");
+    let (peer, ws) = scripted_peer(&dir.join("peer.jsonl"), DRIVER_PEER);
+    let (refusing, refusing_ws) = scripted_peer(&dir.join("refusing.jsonl"), REFUSING_PEER);
+    let page = load(
+        &format!("http://127.0.0.1:{port}/driver-checks.html?url={ws}&refusing={refusing_ws}"),
+        "DRIVER OK",
+    );
+    let limit = std::time::Duration::from_secs(60);
+    let out = cli::wait_within(peer, limit).expect("the peer ends");
+    let refused = cli::wait_within(refusing, limit).expect("the refusing peer ends");
     assert_eq!(page.title, "DRIVER OK", "{:?}\n{}\n{}", page.console, page.text, text(&out.stderr));
     assert!(out.status.success(), "the scripted peer: {}", text(&out.stderr));
+    assert!(refused.status.success(), "the refusing peer: {}", text(&refused.stderr));
 }

@@ -138,7 +138,10 @@ fn a_server_that_requires_sasl_tells_a_client_that_skipped_it() {
     );
     // The server answered with the SASL header: the client names the problem.
     let ce = events(&mut p.client);
-    assert!(matches!(ended(&ce), Some(Some(ConnectionError::ProtocolMismatch(_)))), "{ce:?}");
+    assert!(
+        matches!(ended(&ce), Some(Some(ConnectionError::ProtocolMismatch(m))) if m.contains("the server requires SASL")),
+        "{ce:?}"
+    );
     assert_eq!(performatives(&p.s2c), ["header 3"]);
 }
 
@@ -431,6 +434,7 @@ fn the_trace_sees_every_header_and_frame_in_both_directions() {
                 FrameBody::Amqp { performative, .. } => performative.name().into(),
             },
             TraceItem::Undecodable(e) => format!("error {e}"),
+            TraceItem::Unframed(e) => format!("unframed {e}"),
         };
         log.lock().expect("trace log").push((r.direction, r.offset, r.raw.len(), what));
     }));
@@ -451,6 +455,38 @@ fn the_trace_sees_every_header_and_frame_in_both_directions() {
         let names: Vec<&str> = items.iter().map(|s| s.3.as_str()).collect();
         assert_eq!(names, performatives(stream));
     }
+}
+
+/// The peer's bytes that cannot be split into frames reach the trace too: those held when
+/// the framing error came, at their offset, so that a trace shows what the peer sent. The
+/// connection ends there: later input is not read, nor traced.
+#[test]
+fn the_bytes_of_a_framing_error_are_traced_as_unframed_at_their_offset() {
+    let seen: TraceLog = Arc::default();
+    let log = seen.clone();
+    let mut cfg = Config::new("client");
+    cfg.trace = Some(Box::new(move |r| {
+        if let (Direction::In, TraceItem::Unframed(e)) = (r.direction, &r.item) {
+            let what = format!("{} {}", amqpwire::inspect::hex(r.raw), e);
+            log.lock().expect("trace log").push((r.direction, r.offset, r.raw.len(), what));
+        }
+    }));
+    let mut c = Connection::client(cfg);
+    let now = Instant::now();
+    let open = server_open(Open::new("x"));
+    let mut first = open.clone();
+    // A frame header whose size is below 8, and two bytes after it in the same input.
+    first.extend_from_slice(&[0, 0, 0, 1, 2, 0, 0, 0, 0xaa, 0xbb]);
+    c.handle_input(&first, now);
+    c.handle_input(b"more", now);
+    c.handle_input(b"!", now);
+    let seen = seen.lock().expect("trace log").clone();
+    let at = open.len() as u64;
+    let why = format!("at offset {at}: frame size 1 is below the minimum of 8");
+    assert_eq!(seen, [(Direction::In, at, 10, format!("0000000102000000aabb {why}"))]);
+    let mut out = Vec::new();
+    c.poll_transmit(&mut out);
+    assert_eq!(close_error(&out).0, "amqp:connection:framing-error");
 }
 
 #[test]
@@ -1296,6 +1332,32 @@ fn links_detach_from_either_side_and_names_can_be_reused() {
     assert_eq!(p.client.link_state(again), Some(LinkState::Attached));
     assert_eq!(p.client.detach(again, true, None), Ok(()));
     assert_eq!(p.client.detach(again, true, None), Err(UsageError::DetachSent));
+}
+
+/// A settle after our own detach would mean nothing to the peer (a closing detach let the
+/// delivery go; one that keeps the link leaves it to a later attachment): refused, and
+/// nothing written.
+#[test]
+fn a_settle_after_our_detach_is_refused_and_nothing_is_sent() {
+    let (mut p, snd, rcv) = link_pair(Config::new("client"), Config::new("server"), 43);
+    p.server.flow(rcv, 1, false).expect("credit");
+    p.drive();
+    let delivery_id = p.client.send(snd, Bytes::from_static(b"t"), b"\x00\x53\x77\x41", false);
+    let delivery_id = delivery_id.expect("sent");
+    p.drive();
+    assert!(events(&mut p.server).iter().any(|e| matches!(e, Event::Delivery { .. })));
+    p.server.detach(rcv, true, None).expect("detach");
+    let accepted = Some(DeliveryState::Accepted(Accepted {}));
+    assert_eq!(
+        p.server.disposition(rcv, delivery_id, None, true, accepted),
+        Err(UsageError::DetachSent)
+    );
+    p.drive();
+    assert!(
+        !performatives(&p.s2c).iter().any(|f| f.starts_with("disposition")),
+        "{:?}",
+        performatives(&p.s2c)
+    );
 }
 
 /// 2.6.5: a link detached before the peer's attach answered it. The answer crosses our

@@ -1,4 +1,4 @@
-//! The browser binding (features `wasm`, `wasm-trace`, `wasm-inspector`) exercised
+//! The browser binding (features `wasm`, `wasm-azure`, `wasm-trace`, `wasm-inspector`) exercised
 //! natively, without a browser: the same `Engine` the pages drive, joined in memory to a
 //! server engine; its events, and its trace records as a `Tracer` writes them; and the
 //! Azure and decoder exports. Run with
@@ -409,6 +409,32 @@ fn a_sender_asked_to_drain_uses_its_credit_up_with_drained() {
     pump(&mut engine, &mut server);
     assert_eq!(server.link_credit(server_end), Some(0));
     assert_eq!(server.link_delivery_count(server_end), Some(SequenceNo(3)));
+}
+
+/// A delivery whose payload stops short of a whole message: `message` shows the sections
+/// before, `messageError` why the rest could not be read; a whole one has no such key.
+#[test]
+fn a_delivery_that_does_not_decode_says_why_beside_its_message() {
+    let mut server = Connection::server(Config::new("broker"));
+    let mut engine = Engine::new(r#"{"containerId": "page"}"#).expect("options accepted");
+    pump(&mut engine, &mut server);
+    let session = engine.begin().expect("begin");
+    engine.attach_receiver(session as f64, "r", "q", 5.0).expect("attach");
+    let (_, theirs) = pump(&mut engine, &mut server);
+    let server_end = attached(&theirs);
+    let whole = Message::with_data(&b"fine"[..]).to_vec();
+    let mut cut = whole.clone();
+    cut.extend_from_slice(&[0x00, 0x53]);
+    server.send(server_end, Bytes::from_static(b"1"), &whole, true).expect("send");
+    server.send(server_end, Bytes::from_static(b"2"), &cut, true).expect("send");
+    let (events, _) = pump(&mut engine, &mut server);
+    let d = of_type(&events, "delivery");
+    assert_eq!(d.len(), 2, "{events:?}");
+    assert!(d[0].get("messageError").is_none(), "{}", d[0]);
+    assert!(d[1]["message"].to_string().contains("fine"), "{}", d[1]);
+    let why = d[1]["messageError"].as_str().unwrap_or_default();
+    // Where the reading stopped: the cut section's end, past the whole message's bytes.
+    assert_eq!(why, format!("at offset {}: truncated: expected 1 more bytes, 0 left", cut.len()));
 }
 
 /// The engine's packed frames come back as they went, in order; anything else is refused

@@ -51,16 +51,60 @@ export function loadTrace() {
   return tracing;
 }
 
+/** The Azure module's functions and their parameters: `?` may be null or left out, `#`
+ * is a number, `[]` a Uint8Array, `{}` a message (an object, or its JSON text); the rest
+ * are strings. */
+const AZURE = {
+  sasToken: ["resource", "key", "keyName?", "expiry#"],
+  sasTokenFromConnectionString: ["connectionString", "expiry#"],
+  iothubPlainCredentials: ["connectionString", "expiry#"],
+  putTokenMessage: ["audience", "token", "tokenType?", "messageId"],
+  readCbsStatus: ["payload[]"],
+  c2dMessage: ["deviceId", "message{}", "ack", "messageId"],
+  iothubAddresses: ["deviceId"],
+  parseFeedback: ["payload[]"],
+};
+
+/** `args` checked against `params` (as in AZURE) for the function `name`: a TypeError
+ * names the first that does not fit (wasm-bindgen's glue checks nothing, and a number
+ * where it expects a string makes the module trap). Messages become JSON text. */
+function checkArgs(name, params, args) {
+  return params.map((param, i) => {
+    const v = args[i];
+    const what = `${name}: ${param.replace(/[?#{}[\]]/g, "")}`;
+    if (param.endsWith("?")) {
+      if (v === null || v === undefined) return undefined;
+      if (typeof v !== "string") throw new TypeError(`${what} must be a string, or null`);
+    } else if (param.endsWith("#")) {
+      if (typeof v !== "number") throw new TypeError(`${what} must be a number, not ${typeof v}`);
+    } else if (param.endsWith("[]")) {
+      if (!(v instanceof Uint8Array)) throw new TypeError(`${what} must be a Uint8Array`);
+    } else if (param.endsWith("{}")) {
+      if (typeof v === "string") return v;
+      if (typeof v !== "object" || v === null) throw new TypeError(`${what} must be an object or its JSON text`);
+      return JSON.stringify(v, finite);
+    } else if (typeof v !== "string") {
+      throw new TypeError(`${what} must be a string, not ${v === null ? "null" : typeof v}`);
+    }
+    return v;
+  });
+}
+
 /**
- * Loads the Azure module (once): `sasToken`, `sasTokenFromConnectionString`,
- * `iothubPlainCredentials`, `putTokenMessage`, `readCbsStatus`, `c2dMessage`,
- * `iothubAddresses`, `parseFeedback` (docs/browser.md).
+ * Loads the Azure module (once) and resolves to its functions, each checking the types of
+ * its arguments: `sasToken`, `sasTokenFromConnectionString`, `iothubPlainCredentials`,
+ * `putTokenMessage`, `readCbsStatus`, `c2dMessage`, `iothubAddresses`, `parseFeedback`
+ * (docs/browser.md).
  */
 export function loadAzure() {
   if (!azure) {
     azure = import("./amqpwire-azure.js").then(async (module) => {
       await module.default();
-      return module;
+      const checked = {};
+      for (const [name, params] of Object.entries(AZURE)) {
+        checked[name] = (...args) => module[name](...checkArgs(name, params, args));
+      }
+      return Object.freeze(checked);
     });
     // A failed load may be tried again.
     azure.catch(() => {
@@ -115,6 +159,15 @@ function attempt(f) {
   }
 }
 
+/** The largest WebSocket message the driver sends (bytes). */
+const SOCKET_CHUNK = 65536;
+
+/** A TypeError unless `value` is a string. */
+function text(what, value) {
+  if (typeof value !== "string") throw new TypeError(`${what} must be a string, not ${value === null ? "null" : typeof value}`);
+  return value;
+}
+
 /** How long the WebSocket's opening handshake may take, by default (ms). */
 const HANDSHAKE_TIME_OUT = 60000;
 
@@ -136,6 +189,8 @@ function describe(error) {
  * trace (the records decode each direction from its first byte).
  */
 export async function connect(url, options = {}) {
+  if (typeof url !== "string" && !(url instanceof URL)) throw new TypeError("connect: the URL must be a string");
+  if (typeof options !== "object" || options === null) throw new TypeError("connect: options must be an object");
   await load();
   const {
     onframe = null,
@@ -146,6 +201,7 @@ export async function connect(url, options = {}) {
   } = options;
   whole("handshakeTimeOut", handshakeTimeOut, 1, 2147483647);
   if (onframe !== null && typeof onframe !== "function") throw new TypeError("onframe must be a function");
+  if (onevent !== null && typeof onevent !== "function") throw new TypeError("onevent must be a function");
   if (typeof showSecrets !== "boolean") throw new TypeError("showSecrets must be true or false");
   const tracer = onframe ? new (await loadTrace()).Tracer(showSecrets) : null;
   // A number JSON has no form for (NaN, Infinity) is refused, not written as null (which
@@ -155,6 +211,9 @@ export async function connect(url, options = {}) {
   conn.onframe = onframe;
   conn.onevent = onevent;
   await conn._open(url, handshakeTimeOut);
+  // A peer that refuses the connection answers with its open and then its close, in
+  // the same input: the open resolved the wait, the close ended the connection.
+  if (conn.ended) throw conn.endError || new Error("the peer closed the connection at once");
   return conn;
 }
 
@@ -193,10 +252,13 @@ export class Connection {
     this.timer = null;
     this.waiters = new Waiters();
     this.links = new Map();
+    this.sessions = new Map();
     this.remoteOpen = null;
     this.ended = false;
     this.endError = null;
     this.closing = null;
+    /** How the WebSocket closed, when it closed before the connection ended. */
+    this.socketClose = null;
     /** Called with each trace record (the JSON of --trace-json), when there is a tracer. */
     this.onframe = null;
     /** Called with each engine event. */
@@ -231,9 +293,11 @@ export class Connection {
     socket.onerror = () => this._fail(`WebSocket error on ${url}`);
     socket.onclose = (e) => {
       if (!this.ended) {
+        // Kept for the error the engine's end brings: the WebSocket's own reason.
+        this.socketClose = `WebSocket closed with code ${e.code}${e.reason ? ": " + e.reason : ""}`;
         this.engine.handleEof();
         this._pump();
-        this._fail(`WebSocket closed (code ${e.code}${e.reason ? ", " + e.reason : ""})`);
+        this._fail(this.socketClose);
       }
     };
     return opened;
@@ -257,7 +321,12 @@ export class Connection {
   _pump() {
     for (;;) {
       const out = this.engine.pollTransmit();
-      if (out.length && this.socket.readyState === WebSocket.OPEN) this.socket.send(out);
+      if (out.length && this.socket.readyState === WebSocket.OPEN) {
+        // In WebSocket messages of at most 64 KiB, as the native client writes them: AMQP
+        // is a byte stream across them, and a peer may limit a message's size (amqpwire's
+        // listener takes 4 MiB at most).
+        for (let at = 0; at < out.length; at += SOCKET_CHUNK) this.socket.send(out.subarray(at, at + SOCKET_CHUNK));
+      }
       this._trace();
       const events = JSON.parse(this.engine.pollEvents());
       for (const ev of events) this._event(ev);
@@ -301,12 +370,17 @@ export class Connection {
         this.remoteOpen = ev;
         this.waiters.resolve("opened", this);
         break;
-      case "sessionBegun":
-        this.waiters.resolve(`session ${ev.session}`, new Session(this, ev.session));
+      case "sessionBegun": {
+        const session = new Session(this, ev.session);
+        this.sessions.set(ev.session, session);
+        this.waiters.resolve(`session ${ev.session}`, session);
         break;
+      }
       case "sessionEnded": {
         const error = new Error(`session ended: ${describe(ev.error)}`);
         this.waiters.reject(`session ${ev.session}`, error);
+        const session = this.sessions.get(ev.session);
+        if (session) session.error = error;
         // Its links went with it (the engine tells no detach for them): what waits on
         // them (an attach, a receive, a send's outcome) is rejected.
         for (const [n, link] of this.links) {
@@ -366,7 +440,7 @@ export class Connection {
       case "ended":
         this.ended = true;
         clearTimeout(this.timer);
-        if (ev.error) this.endError = new Error(ev.error);
+        if (ev.error) this.endError = new Error(this.socketClose ? `${ev.error} (${this.socketClose})` : ev.error);
         this.waiters.resolve("closed", this.endError);
         this.waiters.rejectAll(this.endError || new Error("the connection closed"));
         for (const l of this.links.values()) l._end(this.endError || new Error("the connection closed"));
@@ -416,6 +490,8 @@ export class Session {
   constructor(conn, number) {
     this.conn = conn;
     this.number = number;
+    /** Why the session ended, once it has. */
+    this.error = null;
   }
 
   _attach(link, n) {
@@ -426,6 +502,9 @@ export class Session {
   /** Attaches a sender to `address`. */
   sender(name, address) {
     return attempt(() => {
+      if (this.error) throw this.error;
+      text("the link's name", name);
+      text("the address", address);
       const n = this.conn._command((e) => e.attachSender(this.number, name, address));
       return this._attach(new Sender(this.conn, this.number, n), n);
     });
@@ -435,6 +514,9 @@ export class Session {
    * number, up to 4294967295). */
   receiver(name, address, credit = 10) {
     return attempt(() => {
+      if (this.error) throw this.error;
+      text("the link's name", name);
+      text("the address", address);
       whole("credit", credit, 0, 4294967295);
       const n = this.conn._command((e) => e.attachReceiver(this.number, name, address, credit));
       return this._attach(new Receiver(this.conn, this.number, n, credit), n);
@@ -475,19 +557,21 @@ export class Sender extends Link {
   /** Sends a message (JSON form, see the docs) and resolves with its outcome. The message
    * is taken as it is now: changing the object afterwards changes nothing sent. */
   send(message) {
-    let text;
+    let json;
     try {
-      text = JSON.stringify(message, finite);
+      if (typeof message !== "object" || message === null) throw new TypeError("send: the message must be an object such as {body: \"text\"}");
+      json = JSON.stringify(message, finite);
     } catch (e) {
       return Promise.reject(e);
     }
-    return this._send((e) => e.send(this.number, text));
+    return this._send((e) => e.send(this.number, json));
   }
 
   /** Sends an encoded message (the Azure module's c2dMessage, putTokenMessage), as its
    * bytes are now. */
   sendEncoded(bytes) {
-    const copy = bytes instanceof Uint8Array ? bytes.slice() : bytes;
+    if (!(bytes instanceof Uint8Array)) return Promise.reject(new TypeError("sendEncoded: the message must be a Uint8Array of its encoding"));
+    const copy = bytes.slice();
     return this._send((e) => e.sendEncoded(this.number, copy));
   }
 
@@ -536,7 +620,10 @@ export class Sender extends Link {
     this.pending.delete(ev.deliveryId);
     const state = ev.state || { outcome: "none" };
     if (state.outcome === "accepted") p.resolve(state);
-    else p.reject(new Error(`the peer did not accept the message: ${state.outcome}${state.description ? " (" + state.description + ")" : ""}`));
+    else {
+      const why = [state.condition, state.description].filter(Boolean).join(": ");
+      p.reject(new Error(`the peer did not accept the message: ${state.outcome}${why ? ` (${why})` : ""}`));
+    }
   }
 
   _end(error) {
@@ -555,6 +642,9 @@ export class Delivery {
     this.settled = ev.settled;
     /** The message as `amqpwire decode --json` shows it. */
     this.message = ev.message;
+    /** Why the message's sections stop short of its end (what could not be read, and
+     * where), or null: `message` shows the sections before. */
+    this.messageError = ev.messageError ?? null;
     /** The encoded message. */
     this.payload = hexToBytes(ev.payload);
   }
@@ -571,7 +661,8 @@ export class Delivery {
     this._settle("accepted");
   }
   reject(description) {
-    this._settle("rejected", description);
+    if (description !== undefined && description !== null) text("reject: the description", description);
+    this._settle("rejected", description ?? undefined);
   }
   release() {
     this._settle("released");

@@ -22,6 +22,29 @@ pub const SELECTOR_FILTER_CODE: u64 = 0x0000_468C_0000_0004;
 /// The default consumer group.
 pub const DEFAULT_CONSUMER_GROUP: &str = "$Default";
 
+/// Checks a device or module id as IoT Hub's registry takes it: 1 to 128 characters, ASCII
+/// letters and digits and `- : . + % _ # * ? ! ( ) , = @ ; $ '`. The error says why not;
+/// an id that fails would make an address the hub does not route (`/devices//messages/…`
+/// for an empty one, another path for one with `/`).
+pub fn check_device_id(what: &str, id: &str) -> Result<(), String> {
+    const SPECIAL: &str = "-:.+%_#*?!(),=@;$'";
+    if id.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    if id.len() > 128 {
+        return Err(format!(
+            "{what} is {} characters long, over IoT Hub's 128",
+            id.chars().count()
+        ));
+    }
+    match id.chars().find(|c| !c.is_ascii_alphanumeric() && !SPECIAL.contains(*c)) {
+        Some(c) => Err(format!(
+            "{what} {id:?} holds {c:?}: IoT Hub takes ASCII letters, digits and {SPECIAL}"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The path a device (or a module of it) sends telemetry to.
 pub fn telemetry_address(device_id: &str, module_id: Option<&str>) -> String {
     match module_id {
@@ -356,6 +379,19 @@ impl StartPosition {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn device_ids_are_checked_as_the_registry_takes_them() {
+        assert_eq!(check_device_id("device", "dev-1:a.b+c%d_e#f*g?h!(i),j=k@l;m$n'o"), Ok(()));
+        assert_eq!(check_device_id("device", &"d".repeat(128)), Ok(()));
+        let long = check_device_id("device", &"d".repeat(129)).unwrap_err();
+        assert!(long.contains("129 characters"), "{long}");
+        assert_eq!(check_device_id("device", ""), Err("device is empty".to_owned()));
+        let slash = check_device_id("device", "a/b").unwrap_err();
+        assert!(slash.contains("'/'"), "{slash}");
+        assert!(check_device_id("device", "d\u{e9}v").unwrap_err().contains("'\u{e9}'"));
+        assert!(check_device_id("device", "a b").is_err());
+    }
     use super::*;
 
     #[test]

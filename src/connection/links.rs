@@ -423,6 +423,12 @@ impl Connection {
         state: Option<DeliveryState>,
     ) -> Result<(), UsageError> {
         let l = self.command_link(link)?;
+        // After our detach the peer has let the link's deliveries go (a closing detach) or
+        // keeps them for a later attachment to settle (2.6.13): a disposition now would
+        // be taken for settled here and mean nothing there.
+        if l.state == LinkState::DetachSent {
+            return Err(UsageError::DetachSent);
+        }
         let role = l.role;
         let d = Disposition { role, first, last, settled, state: state.clone(), batchable: false };
         let d = Performative::Disposition(d);

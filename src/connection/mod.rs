@@ -202,6 +202,10 @@ pub enum TraceItem<'a> {
     Frame(&'a Frame),
     /// A frame whose body could not be decoded.
     Undecodable(&'a crate::codec::DecodeError),
+    /// Received bytes that cannot be split into frames: those the decoder held when the
+    /// framing error came, from the place of the error on. The connection ends there, and
+    /// reads nothing later.
+    Unframed(&'a crate::frame::FrameError),
 }
 
 /// Direction of a traced item.
@@ -868,6 +872,17 @@ impl Connection {
                 }
                 Ok(Some(StreamItem::Frame(raw))) => self.on_raw_frame(raw),
                 Err(e) => {
+                    // What the decoder holds from the error on, for the trace: the
+                    // connection ends here (`violation`), and reads nothing after.
+                    if let Some(trace) = self.cfg.trace.as_mut() {
+                        let held = self.decoder.peek_buffered(self.decoder.buffered());
+                        trace(&TraceRecord {
+                            direction: Direction::In,
+                            offset: self.decoder.offset(),
+                            raw: &held,
+                            item: TraceItem::Unframed(&e),
+                        });
+                    }
                     let first = self.side == Side::Server && self.state == ConnectionState::Start;
                     if first && matches!(e.kind, crate::frame::FrameErrorKind::Header(_)) {
                         // 2.2: a version not supported: "the server MUST send a protocol
@@ -1183,6 +1198,11 @@ impl Connection {
                 S::OcPipe => self.state = S::ClosePipe,
                 _ => self.violation(Violation::UnexpectedFrameType("protocol header")),
             },
+            // Client without SASL: 5.1, a server that requires it answers with its header.
+            (Side::Client, Sasl::Off, ProtocolId::SASL) => self.mismatch(format!(
+                "the server requires SASL (it answered our AMQP header with {h}): \
+                 connect with SASL credentials"
+            )),
             (_, _, ProtocolId::TLS) => {
                 self.send_header(ProtocolHeader::AMQP);
                 self.mismatch(

@@ -773,13 +773,31 @@ enum BodyPart<'v> {
 }
 
 /// [`payload_json`], into a sink.
-pub(crate) fn write_payload<S: Sink>(s: &mut S, payload: &[u8], frames: Option<usize>) {
+///
+/// Returns why the sections stop before the payload's end, if they do (what cannot be read
+/// there, or a value that is not a described section), with the offset in the payload: the
+/// object shows the sections before it. (A decode's error line says it for a stream; the
+/// browser's deliveries carry it beside the message.)
+pub(crate) fn write_payload<S: Sink>(
+    s: &mut S,
+    payload: &[u8],
+    frames: Option<usize>,
+) -> Option<String> {
     let mut r = Reader::new(payload, DecodeOptions::LENIENT);
     let mut values = Vec::new();
+    let mut stopped = None;
     while !r.is_empty() {
+        let at = r.position();
         match Value::read(&mut r) {
             Ok(v @ Value::Described(_)) => values.push(v),
-            _ => break,
+            Ok(_) => {
+                stopped = Some(format!("at offset {at}: a value that is not a described section"));
+                break;
+            }
+            Err(e) => {
+                stopped = Some(e.to_string());
+                break;
+            }
         }
     }
     // The sections by name, in the order of their first occurrence; a name met again
@@ -874,6 +892,7 @@ pub(crate) fn write_payload<S: Sink>(s: &mut S, payload: &[u8], frames: Option<u
         s.end_object();
     }
     s.end_object();
+    stopped
 }
 
 /// [`value_json`], into a sink.

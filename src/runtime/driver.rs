@@ -60,6 +60,9 @@ pub(crate) fn frame_events(span: tracing::Span) -> engine::TraceFn {
             engine::TraceItem::Undecodable(e) => {
                 tracing::trace!(target: "amqpwire::frame", direction, size, "undecodable frame: {e}");
             }
+            engine::TraceItem::Unframed(e) => {
+                tracing::trace!(target: "amqpwire::frame", direction, size, "bytes after a framing error ({e})");
+            }
             engine::TraceItem::Frame(f) => {
                 let channel = f.channel;
                 match &f.body {

@@ -42,13 +42,19 @@ pub fn sas_token(
 }
 
 fn expiry_secs(expiry: f64) -> Result<u64, JsError> {
-    if (0.0..1e15).contains(&expiry) {
+    // Up to 10^11 seconds (the year 5138): a larger expiry is almost surely milliseconds,
+    // Date.now() given as it is.
+    if (0.0..1e11).contains(&expiry) {
         // Whole seconds; a fraction from Date.now()/1000 is dropped.
-        Ok(expiry as u64)
-    } else {
-        let shown = crate::inspect::f64_text(expiry);
-        Err(err(format!("expiry {shown}: seconds since 1970 expected")))
+        return Ok(expiry as u64);
     }
+    let shown = crate::inspect::f64_text(expiry);
+    let hint = if (1e11..1e15).contains(&expiry) {
+        ", and this is the year 5138 or later (milliseconds? Date.now() / 1000 is seconds)"
+    } else {
+        ""
+    };
+    Err(err(format!("expiry {shown}: seconds since 1970 expected{hint}")))
 }
 
 /// What SASL PLAIN takes for an IoT Hub connection string (device or policy): a JSON object
@@ -114,6 +120,10 @@ pub fn c2d_message(
     ack: &str,
     message_id: &str,
 ) -> Result<Vec<u8>, JsError> {
+    crate::azure::hub::check_device_id("device id", device_id).map_err(err)?;
+    if message_id.is_empty() {
+        return Err(err("message id is empty: feedback records name the message by it"));
+    }
     let mut m = message_from_json(&parse_json("message", message)?)?;
     let ack = Ack::parse(ack)
         .ok_or_else(|| err(format!("ack {ack:?}: none, positive, negative or full")))?;
@@ -125,16 +135,17 @@ pub fn c2d_message(
 /// (`/messages/devicebound`), `feedback` (`/messages/serviceBound/feedback`), `cbs`
 /// (`$cbs`), `ackProperty` (`iothub-ack`), and `c2d` and `telemetry` for `device_id`.
 #[wasm_bindgen(js_name = iothubAddresses)]
-pub fn iothub_addresses(device_id: &str) -> String {
+pub fn iothub_addresses(device_id: &str) -> Result<String, JsError> {
     use crate::azure::hub;
-    object_text(|w| {
+    hub::check_device_id("device id", device_id).map_err(err)?;
+    Ok(object_text(|w| {
         member_str(w, "c2dSend", hub::C2D_SEND_ADDRESS);
         member_str(w, "feedback", hub::FEEDBACK_ADDRESS);
         member_str(w, "cbs", crate::azure::cbs::CBS_NODE);
         member_str(w, "ackProperty", hub::ACK_PROPERTY);
         member_str(w, "c2d", &hub::c2d_address(device_id));
         member_str(w, "telemetry", &hub::telemetry_address(device_id, None));
-    })
+    }))
 }
 
 /// Reads a feedback message (encoded, as received on `/messages/serviceBound/feedback`):

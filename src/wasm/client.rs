@@ -492,7 +492,11 @@ impl Engine {
                 member_u64(w, "deliveryId", delivery_id.0.into());
                 member_bool(w, "settled", *settled);
                 w.key("message");
-                write_payload(w, payload, None);
+                // A payload whose sections stop short: `message` shows those before, and
+                // `messageError` why the rest could not be read.
+                if let Some(why) = write_payload(w, payload, None) {
+                    member_str(w, "messageError", &why);
+                }
                 w.key("payload");
                 w.hex(payload);
             }
@@ -603,7 +607,7 @@ fn opt_str<'a>(o: &'a Json, key: &str) -> Result<Option<&'a str>, JsError> {
     match o.get(key) {
         None | Some(Json::Null) => Ok(None),
         Some(Json::String(s)) => Ok(Some(s)),
-        Some(v) => Err(err(format!("{key} is {v}, not a string"))),
+        Some(v) => Err(err(format!("connection options: {key} is {v}, not a string"))),
     }
 }
 
@@ -613,6 +617,6 @@ fn opt_u64(o: &Json, key: &str) -> Result<Option<u64>, JsError> {
         Some(v) => v
             .as_u64()
             .map(Some)
-            .ok_or_else(|| err(format!("{key} is {v}, not a whole number of at least 0"))),
+            .ok_or_else(|| err(format!("connection options: {key} is {v}, not a whole number"))),
     }
 }

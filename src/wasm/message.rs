@@ -106,10 +106,9 @@ pub(super) fn message_id(s: &str) -> MessageId {
 fn id_from_json(key: &str, v: &Json) -> Result<MessageId, JsError> {
     match v {
         Json::String(s) => Ok(message_id(s)),
-        Json::Number(_) => v
-            .as_u64()
-            .map(MessageId::Ulong)
-            .ok_or_else(|| err(format!("message: {key} {v} is not a whole number of at least 0"))),
+        Json::Number(_) => v.as_u64().map(MessageId::Ulong).ok_or_else(|| {
+            err(format!("message: {key} {v} is not a whole number from 0 to 18446744073709551615"))
+        }),
         other => Err(err(format!("message: {key} is {other}, not a string or a number"))),
     }
 }
