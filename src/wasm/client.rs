@@ -311,7 +311,8 @@ impl Engine {
         self.send_encoded(link, &m.to_vec())
     }
 
-    /// Sends a message already encoded (as [`c2d_message`] and [`put_token_message`] make).
+    /// Sends a message already encoded (as the Azure module's `c2dMessage` and `putTokenMessage`
+    /// make).
     #[wasm_bindgen(js_name = sendEncoded)]
     pub fn send_encoded(&mut self, link: f64, payload: &[u8]) -> Result<f64, JsError> {
         let id = self.link(link)?;
