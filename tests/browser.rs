@@ -422,13 +422,18 @@ try {
     let app = m.application_properties.as_ref().expect("application-properties").to_pairs();
     let get = |k: &str| app.iter().find(|(key, _)| key.as_str() == Some(k)).map(|(_, v)| v.clone());
     use amqpwire::codec::Value;
-    assert_eq!(get("sum"), Some(Value::from(0.1 + 0.2)), "{app:?}");
-    assert_eq!(get("tiny"), Some(Value::from(f64::from_bits(1))), "{app:?}");
-    assert_eq!(get("third"), Some(Value::from(1.0 / 3.0)), "{app:?}");
-    assert_eq!(get("big"), Some(Value::from(f64::MAX)), "{app:?}");
-    // JSON.stringify wrote 9007199254740992 (the double's own digits): a whole number, a long.
-    assert_eq!(get("whole"), Some(Value::from(9_007_199_254_740_992_i64)), "{app:?}");
-    assert_eq!(get("e"), Some(Value::from(1e21)), "{app:?}");
+    // The numbers the page gave, as each module must have read them.
+    let exact = |get: &dyn Fn(&str) -> Option<Value>, shown: &dyn std::fmt::Debug| {
+        assert_eq!(get("sum"), Some(Value::from(0.1 + 0.2)), "{shown:?}");
+        assert_eq!(get("tiny"), Some(Value::from(f64::from_bits(1))), "{shown:?}");
+        assert_eq!(get("third"), Some(Value::from(1.0 / 3.0)), "{shown:?}");
+        assert_eq!(get("big"), Some(Value::from(f64::MAX)), "{shown:?}");
+        // JSON.stringify wrote 9007199254740992 (the double's own digits): a whole number,
+        // a long.
+        assert_eq!(get("whole"), Some(Value::from(9_007_199_254_740_992_i64)), "{shown:?}");
+        assert_eq!(get("e"), Some(Value::from(1e21)), "{shown:?}");
+    };
+    exact(&get, &app);
     for module in ["c2dMessage", "Engine"] {
         let said = page.text.lines().find(|l| l.starts_with(module)).unwrap_or_default();
         assert!(said.contains("number out of range"), "{module}: {}", page.text);
@@ -450,12 +455,7 @@ try {
     }
     let props = props.unwrap_or_else(|| panic!("no open with properties in {open}"));
     let get = |k: &str| props.0.iter().find(|(key, _)| key.as_str() == k).map(|(_, v)| v.clone());
-    assert_eq!(get("sum"), Some(Value::from(0.1 + 0.2)), "{props:?}");
-    assert_eq!(get("tiny"), Some(Value::from(f64::from_bits(1))), "{props:?}");
-    assert_eq!(get("third"), Some(Value::from(1.0 / 3.0)), "{props:?}");
-    assert_eq!(get("big"), Some(Value::from(f64::MAX)), "{props:?}");
-    assert_eq!(get("whole"), Some(Value::from(9_007_199_254_740_992_i64)), "{props:?}");
-    assert_eq!(get("e"), Some(Value::from(1e21)), "{props:?}");
+    exact(&get, &props);
 }
 
 /// A page of checks on the JavaScript API's errors, written next to the built pages: each
@@ -596,7 +596,7 @@ fn the_javascript_api_rejects_bad_input_and_refusals_with_what_went_wrong() {
 }
 
 /// The scripted peer of [`DRIVER_CHECKS`]: it grants a sender's credit only after two
-/// sends were queued, aborts a delivery to a receiver with a window of one, sends a settled
+/// sends were queued, asks it to drain, aborts a delivery to a receiver with a window of one, sends a settled
 /// delivery and its link's detach in one WebSocket message, and ends the session while a
 /// receive waits on one of its links.
 const DRIVER_PEER: &str = r#"{"expect": {"kind": "header", "protocol_id": 0}}
@@ -614,6 +614,9 @@ const DRIVER_PEER: &str = r#"{"expect": {"kind": "header", "protocol_id": 0}}
 {"expect": {"performative": "transfer", "fields": {"handle": "$hs", "delivery-id": 0}, "message": {"body": {"content": [{"text": "one"}]}}}}
 {"expect": {"performative": "transfer", "fields": {"handle": "$hs", "delivery-id": 1}, "message": {"body": {"content": [{"text": "two"}]}}}}
 {"send": {"performative": "disposition", "fields": {"role": "receiver", "first": 0, "last": 1, "settled": true, "state": {"described": [{"ulong": 36}, []]}}}}
+# A drain with nothing queued: the sender uses its five credits up (delivery-count 2 + 5).
+{"send": {"performative": "flow", "fields": {"next-incoming-id": 2, "incoming-window": 100, "next-outgoing-id": 0, "outgoing-window": 100, "handle": 0, "delivery-count": 2, "link-credit": 5, "drain": true}}}
+{"expect": {"performative": "flow", "fields": {"handle": "$hs", "delivery-count": 7, "link-credit": 0}}}
 {"send": {"performative": "transfer", "fields": {"handle": 1, "delivery-id": 0, "delivery-tag": "01", "more": true}, "data": "part"}}
 {"send": {"performative": "transfer", "fields": {"handle": 1, "aborted": true}}}
 {"expect": {"performative": "flow", "fields": {"handle": "$hr", "delivery-count": 1, "link-credit": 1}}}
@@ -727,4 +730,57 @@ fn the_driver_settles_every_promise_a_peer_s_aborts_detaches_and_ends_leave_wait
     assert_eq!(page.title, "DRIVER OK", "{:?}\n{}\n{}", page.console, page.text, text(&out.stderr));
     assert!(out.status.success(), "the scripted peer: {}", text(&out.stderr));
     assert!(refused.status.success(), "the refusing peer: {}", text(&refused.stderr));
+}
+
+/// A WebSocket server that takes the upgrade, reads the client's first message and closes
+/// with code 4001 and a reason: `connect` must reject with both, not only with the
+/// engine's "the transport closed" (the socket's own words were lost).
+#[test]
+// tungstenite's callback type returns its (large) error response unboxed.
+#[allow(clippy::result_large_err)]
+fn a_websocket_the_server_closes_rejects_connect_with_its_code_and_reason() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+    let Some(port) = start() else { return };
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let ws_port = listener.local_addr().expect("address").port();
+    listener.set_nonblocking(true).expect("non-blocking");
+    let server = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let (stream, _) = listener.accept().await.expect("accept");
+            let agree = |_: &Request, mut response: Response| {
+                let protocol = HeaderValue::from_static("AMQPWSB10");
+                response.headers_mut().insert("Sec-WebSocket-Protocol", protocol);
+                Ok(response)
+            };
+            let mut ws = tokio_tungstenite::accept_hdr_async(stream, agree).await.expect("upgrade");
+            let _ = ws.next().await;
+            let frame = CloseFrame { code: CloseCode::from(4001), reason: "go away: quota".into() };
+            ws.close(Some(frame)).await.expect("close");
+            while let Some(Ok(_)) = ws.next().await {}
+        });
+    });
+    let page = r#"<!doctype html><title>loading</title>
+<script type="module">
+import { connect } from "./amqpwire-browser.js";
+try {
+  await connect(new URLSearchParams(location.search).get("url"), { containerId: "closed" });
+  document.title = "FAILED: connected";
+} catch (e) {
+  document.title = "CLOSED " + e.message;
+}
+</script>
+"#;
+    std::fs::write(pages().join("ws-closed.html"), page).expect("write the page");
+    let url = format!("http://127.0.0.1:{port}/ws-closed.html?url=ws://127.0.0.1:{ws_port}/");
+    let page = load(&url, "CLOSED");
+    server.join().expect("the server");
+    assert!(page.title.starts_with("CLOSED "), "{}: {:?}", page.title, page.console);
+    assert!(page.title.contains("code 4001: go away: quota"), "{}", page.title);
 }

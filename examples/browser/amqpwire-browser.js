@@ -381,12 +381,14 @@ export class Connection {
         this.waiters.reject(`session ${ev.session}`, error);
         const session = this.sessions.get(ev.session);
         if (session) session.error = error;
+        this.sessions.delete(ev.session);
         // Its links went with it (the engine tells no detach for them): what waits on
         // them (an attach, a receive, a send's outcome) is rejected.
         for (const [n, link] of this.links) {
           if (link.session !== ev.session) continue;
           this.waiters.reject(`link ${n}`, error);
           link._end(error);
+          this.links.delete(n);
         }
         break;
       }
@@ -403,6 +405,8 @@ export class Connection {
         this.waiters.reject(`link ${ev.link}`, error);
         const link = this.links.get(ev.link);
         if (link) link._end(error);
+        // Its number names no later link: nothing more comes for it.
+        this.links.delete(ev.link);
         break;
       }
       case "linkError":
@@ -550,6 +554,8 @@ export class Sender extends Link {
   constructor(conn, session, number) {
     super(conn, session, number);
     this.credit = 0;
+    /** The peer's last flow asked to drain. */
+    this.drain = false;
     this.queue = [];
     this.pending = new Map();
   }
@@ -584,6 +590,21 @@ export class Sender extends Link {
   }
 
   _flush() {
+    this._sendQueued();
+    // 2.6.7: asked to drain, the sender uses its credit up once nothing is queued (now,
+    // or when the messages held for the peer's session window have gone).
+    if (this.drain && this.credit > 0 && !this.queue.length && !this.error) {
+      this.drain = false;
+      try {
+        this.conn._command((e) => e.drained(this.number));
+        this.credit = 0;
+      } catch (_) {
+        // The link or the connection has ended: its own event says so.
+      }
+    }
+  }
+
+  _sendQueued() {
     while (this.credit > 0 && this.queue.length) {
       const { f, resolve, reject } = this.queue[0];
       try {
@@ -602,16 +623,8 @@ export class Sender extends Link {
 
   _credit(credit, drain) {
     this.credit = credit;
+    this.drain = drain;
     this._flush();
-    // 2.6.7: asked to drain with nothing to send, the sender uses its credit up.
-    if (drain && this.credit > 0 && !this.queue.length && !this.error) {
-      try {
-        this.conn._command((e) => e.drained(this.number));
-        this.credit = 0;
-      } catch (_) {
-        // The link or the connection has ended: its own event says so.
-      }
-    }
   }
 
   _disposition(ev) {
@@ -703,9 +716,9 @@ export class Receiver extends Link {
    * ended meanwhile (its detach came in the same input) is told by its own event. */
   _refill() {
     if (this.granted <= this.window / 2 && !this.error && !this.conn.ended) {
-      this.granted = this.window;
       try {
         this.conn._command((e) => e.flow(this.number, this.window));
+        this.granted = this.window;
       } catch (_) {
         // ended: see above
       }

@@ -31,18 +31,16 @@ pub fn check_device_id(what: &str, id: &str) -> Result<(), String> {
     if id.is_empty() {
         return Err(format!("{what} is empty"));
     }
-    if id.len() > 128 {
+    if let Some(c) = id.chars().find(|c| !c.is_ascii_alphanumeric() && !SPECIAL.contains(*c)) {
         return Err(format!(
-            "{what} is {} characters long, over IoT Hub's 128",
-            id.chars().count()
+            "{what} {id:?} holds {c:?}: IoT Hub takes ASCII letters, digits and {SPECIAL}"
         ));
     }
-    match id.chars().find(|c| !c.is_ascii_alphanumeric() && !SPECIAL.contains(*c)) {
-        Some(c) => Err(format!(
-            "{what} {id:?} holds {c:?}: IoT Hub takes ASCII letters, digits and {SPECIAL}"
-        )),
-        None => Ok(()),
+    // ASCII by now: its length in bytes is its length in characters.
+    if id.len() > 128 {
+        return Err(format!("{what} is {} characters long, over IoT Hub's 128", id.len()));
     }
+    Ok(())
 }
 
 /// The path a device (or a module of it) sends telemetry to.

@@ -1091,6 +1091,11 @@ impl Receiver {
             Err(UsageError::SettleOrder) => {
                 Ok(s.conn.disposition(link, id, None, false, Some(state))?)
             }
+            // The link has gone (our detach, or the engine's for a violation): why it went
+            // says more than the engine's refusal.
+            Err(UsageError::DetachSent) => {
+                Err(s.link_ended(link).unwrap_or(Error::Usage(UsageError::DetachSent)))
+            }
             r => Ok(r?),
         }
     }
