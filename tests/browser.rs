@@ -521,6 +521,13 @@ try {
     }
     if (!said.includes("must be a whole number")) throw new Error(`the engine's ${what}: ${said}`);
   }
+  // A session the page ends: end() resolves once the broker answered, and what waited on
+  // its links, or asks for new ones, is rejected.
+  const other = await conn.begin();
+  const waiting = (await other.receiver("r-ended", "q-ended", 1)).receive();
+  await other.end();
+  await rejects("a receive on a session the page ended", () => waiting, "the session was ended");
+  await rejects("a sender on a session the page ended", () => other.sender("s", "q"), "the session was ended");
   d.accept();
   await conn.close();
   await rejects("begin after close", () => conn.begin(), "");

@@ -411,6 +411,27 @@ fn a_sender_asked_to_drain_uses_its_credit_up_with_drained() {
     assert_eq!(server.link_delivery_count(server_end), Some(SequenceNo(3)));
 }
 
+/// A session the page ends: the peer answers, `sessionEnded` says it was ours, and the
+/// session's number names no session after.
+#[test]
+fn a_session_the_page_ends_is_answered_and_ended() {
+    let mut server = Connection::server(Config::new("broker"));
+    let mut engine = Engine::new(r#"{"containerId": "page"}"#).expect("options accepted");
+    pump(&mut engine, &mut server);
+    let session = engine.begin().expect("begin");
+    engine.attach_sender(session as f64, "s", "q").expect("attach");
+    pump(&mut engine, &mut server);
+    engine.end(session as f64).expect("end");
+    let (events, theirs) = pump(&mut engine, &mut server);
+    let ended = of_type(&events, "sessionEnded");
+    assert_eq!(ended.len(), 1, "{events:?}");
+    assert_eq!(
+        (ended[0]["session"].as_u64(), ended[0]["byPeer"].as_bool()),
+        (Some(0), Some(false))
+    );
+    assert!(theirs.iter().any(|e| matches!(e, Event::SessionEnded { by_peer: true, .. })));
+}
+
 /// A delivery whose payload stops short of a whole message: `message` shows the sections
 /// before, `messageError` why the rest could not be read; a whole one has no such key.
 #[test]

@@ -377,8 +377,11 @@ export class Connection {
         break;
       }
       case "sessionEnded": {
-        const error = new Error(`session ended: ${describe(ev.error)}`);
+        const error = new Error(ev.byPeer || ev.error ? `session ended: ${describe(ev.error)}` : "the session was ended");
         this.waiters.reject(`session ${ev.session}`, error);
+        // Our own end, answered: end() resolves (with the peer's error, if it gave one).
+        if (ev.byPeer || !ev.error) this.waiters.resolve(`session ${ev.session} end`, ev.error ?? null);
+        else this.waiters.reject(`session ${ev.session} end`, error);
         const session = this.sessions.get(ev.session);
         if (session) session.error = error;
         this.sessions.delete(ev.session);
@@ -501,6 +504,21 @@ export class Session {
   _attach(link, n) {
     this.conn.links.set(n, link);
     return this.conn.waiters.wait(`link ${n}`);
+  }
+
+  /** Ends the session; resolves once the peer answered. Its links end with it: what
+   * waits on them is rejected. */
+  end() {
+    return attempt(() => {
+      if (this.error) throw this.error;
+      const ended = this.conn.waiters.wait(`session ${this.number} end`);
+      try {
+        this.conn._command((e) => e.end(this.number));
+      } catch (e) {
+        this.conn.waiters.reject(`session ${this.number} end`, e);
+      }
+      return ended;
+    });
   }
 
   /** Attaches a sender to `address`. */

@@ -359,6 +359,13 @@ impl Engine {
         self.conn.disposition(id, first, None, true, Some(state)).map_err(err)
     }
 
+    /// Ends a session (`sessionEnded` follows once the peer answered); its links end with
+    /// it.
+    pub fn end(&mut self, session: f64) -> Result<(), JsError> {
+        let id = self.session(session)?;
+        self.conn.end_session(id, None).map_err(err)
+    }
+
     /// Detaches (and closes) a link.
     pub fn detach(&mut self, link: f64) -> Result<(), JsError> {
         let id = self.link(link)?;
