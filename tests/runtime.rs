@@ -748,3 +748,78 @@ async fn a_refusal_the_peer_sends_no_detach_after_fails_after_the_close_time_out
     let ok = session.sender("s2", "fine").await.expect("another link");
     ok.send(&Message::with_data(&b"x"[..])).await.expect("sent");
 }
+
+/// A scripted server (`amqpwire script`) that sends an unsettled delivery and then breaks
+/// the link's rules (a continuation that changes the delivery-id): the engine detaches the
+/// link with the violation, and a settle of the delivery taken before says why the link
+/// went, not the engine's "the link has sent its detach already". The script never answers
+/// the detach: the link stays detaching until the test closes the connection.
+#[tokio::test]
+async fn a_settle_on_a_link_detached_for_a_violation_says_why_it_went() {
+    use std::io::BufRead;
+    let script = std::env::temp_dir().join(format!("amqpwire-settle-{}.jsonl", std::process::id()));
+    std::fs::write(
+        &script,
+        r#"{"sasl-server": {"anonymous": true}}
+{"expect": {"kind": "header", "protocol_id": 0}}
+{"send": {"kind": "header", "protocol_id": 0}}
+{"expect": {"performative": "open"}}
+{"send": {"performative": "open", "fields": {"container-id": "scripted"}}}
+{"expect": {"performative": "begin"}}
+{"send": {"performative": "begin", "fields": {"remote-channel": 0, "next-outgoing-id": 0, "incoming-window": 100, "outgoing-window": 100}}}
+{"expect": {"performative": "attach", "fields": {"name": "r", "handle": "$h", "role": "receiver"}}}
+{"send": {"performative": "attach", "fields": {"name": "r", "handle": 0, "role": "sender", "initial-delivery-count": 0, "source": {"described": [{"ulong": 40}, ["q"]]}, "target": {"described": [{"ulong": 41}, []]}}}}
+{"expect": {"performative": "flow", "fields": {"handle": "$h"}}}
+{"send": {"performative": "transfer", "fields": {"handle": 0, "delivery-id": 0, "delivery-tag": "01"}, "data": "kept"}}
+{"send": {"performative": "transfer", "fields": {"handle": 0, "delivery-id": 1, "delivery-tag": "02", "more": true}, "data": "part"}}
+{"send": {"performative": "transfer", "fields": {"handle": 0, "delivery-id": 5}, "data": "rest"}}
+{"expect": {"performative": "detach", "fields": {"handle": "$h"}}}
+{"ignore": ["flow", "end"]}
+{"expect": {"performative": "close"}, "within": 60000}
+{"send": {"performative": "close"}}
+"#,
+    )
+    .expect("write the script");
+    let mut peer = std::process::Command::new(env!("CARGO_BIN_EXE_amqpwire"))
+        .args(["script", "--listen", "amqp://127.0.0.1:0"])
+        .arg(&script)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the scripted peer");
+    let mut stdout = std::io::BufReader::new(peer.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("a line");
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
+        rest
+    });
+    let url = first.trim().strip_prefix("listening on ").expect("`listening on URL`").to_owned();
+    let conn = within("connect", Connection::connect(&url)).await.expect("connected");
+    let session = within("begin", conn.begin_session()).await.expect("session");
+    let receiver = within("attach", session.receiver("r", "q", 10)).await.expect("receiver");
+    let kept = within("the first delivery", receiver.recv()).await.expect("a delivery");
+    // The broken continuation detaches the link: the next receive says so, with the
+    // violation's condition.
+    let gone = within("the link's end", receiver.recv()).await.expect_err("the link went");
+    let Error::LinkDetached(Some(why)) = &gone else { panic!("{gone:?}") };
+    let settled = receiver.accept(&kept);
+    match &settled {
+        Err(Error::LinkDetached(Some(e))) => assert_eq!(e.condition, why.condition),
+        other => panic!("accept after the link went: {other:?}"),
+    }
+    drop((receiver, session));
+    let closed = within("the close", conn.close(None)).await;
+    let out =
+        within("the peer's end", tokio::task::spawn_blocking(move || peer.wait_with_output()))
+            .await
+            .expect("join")
+            .expect("the peer ends");
+    let _ = std::fs::remove_file(&script);
+    let said = rest.join().expect("the peer's output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the scripted peer: {stderr}\n{said}");
+    assert!(closed.is_ok(), "{closed:?}");
+}

@@ -1091,10 +1091,10 @@ impl Receiver {
             Err(UsageError::SettleOrder) => {
                 Ok(s.conn.disposition(link, id, None, false, Some(state))?)
             }
-            // The link has gone (our detach, or the engine's for a violation): why it went
-            // says more than the engine's refusal.
-            Err(UsageError::DetachSent) => {
-                Err(s.link_ended(link).unwrap_or(Error::Usage(UsageError::DetachSent)))
+            // The link has gone (the engine detached it for a violation, or the peer has
+            // answered that detach since): why it went says more than the engine's refusal.
+            Err(e @ (UsageError::DetachSent | UsageError::UnknownLink)) => {
+                Err(s.link_ended(link).unwrap_or(Error::Usage(e)))
             }
             r => Ok(r?),
         }
