@@ -525,7 +525,10 @@ try {
   // its links, or asks for new ones, is rejected.
   const other = await conn.begin();
   const waiting = (await other.receiver("r-ended", "q-ended", 1)).receive();
-  await other.end();
+  const ending = other.end();
+  if (other.end() !== ending) throw new Error("a second end() gave another promise");
+  const peerError = await ending;
+  if (peerError !== null) throw new Error(`end() resolved with ${JSON.stringify(peerError)}`);
   await rejects("a receive on a session the page ended", () => waiting, "the session was ended");
   await rejects("a sender on a session the page ended", () => other.sender("s", "q"), "the session was ended");
   d.accept();

@@ -379,9 +379,9 @@ export class Connection {
       case "sessionEnded": {
         const error = new Error(ev.byPeer || ev.error ? `session ended: ${describe(ev.error)}` : "the session was ended");
         this.waiters.reject(`session ${ev.session}`, error);
-        // Our own end, answered: end() resolves (with the peer's error, if it gave one).
-        if (ev.byPeer || !ev.error) this.waiters.resolve(`session ${ev.session} end`, ev.error ?? null);
-        else this.waiters.reject(`session ${ev.session} end`, error);
+        // Our own end, answered (or crossed by the peer's): end() resolves, with the
+        // error the peer's end carried, if any.
+        this.waiters.resolve(`session ${ev.session} end`, ev.error ?? null);
         const session = this.sessions.get(ev.session);
         if (session) session.error = error;
         this.sessions.delete(ev.session);
@@ -499,6 +499,8 @@ export class Session {
     this.number = number;
     /** Why the session ended, once it has. */
     this.error = null;
+    /** What end() gave, once it was called. */
+    this.ending = null;
   }
 
   _attach(link, n) {
@@ -506,19 +508,17 @@ export class Session {
     return this.conn.waiters.wait(`link ${n}`);
   }
 
-  /** Ends the session; resolves once the peer answered. Its links end with it: what
-   * waits on them is rejected. */
+  /** Ends the session; resolves once the peer answered (with the error the peer's end
+   * carried, or null). Its links end with it: what waits on them is rejected. A second
+   * call gives the first one's promise. */
   end() {
-    return attempt(() => {
+    if (this.ending) return this.ending;
+    this.ending = attempt(() => {
       if (this.error) throw this.error;
-      const ended = this.conn.waiters.wait(`session ${this.number} end`);
-      try {
-        this.conn._command((e) => e.end(this.number));
-      } catch (e) {
-        this.conn.waiters.reject(`session ${this.number} end`, e);
-      }
-      return ended;
+      this.conn._command((e) => e.end(this.number));
+      return this.conn.waiters.wait(`session ${this.number} end`);
     });
+    return this.ending;
   }
 
   /** Attaches a sender to `address`. */
