@@ -7,6 +7,7 @@ use std::time::Duration;
 #[path = "support/pki.rs"]
 mod pki;
 
+use amqpwire::connection::UsageError;
 use amqpwire::message::Message;
 use amqpwire::runtime::transport::Endpoint;
 use amqpwire::runtime::ConnectOptions;
@@ -136,6 +137,13 @@ async fn a_client_receives_presettled_messages_with_credit_refilled() {
         let body = d.message().expect("message").body.as_data().cloned().expect("data");
         assert_eq!(&body[..], format!("m{i}").as_bytes());
     }
+    // A delivery settles only through the receiver it came on: through another, its
+    // delivery-id would name another delivery, or none.
+    let other = within("attach", session.receiver("r2", "queue-c", 1)).await.expect("receiver");
+    let d = within("recv", other.recv()).await.expect("a delivery");
+    let refused = rx.accept(&d);
+    assert!(matches!(refused, Err(Error::Usage(UsageError::OtherLink))), "{refused:?}");
+    assert_eq!(other.accept(&d).map_err(|e| e.to_string()), Ok(()));
     rx.close().await.expect("detach");
     conn.close(None).await.expect("close");
 }

@@ -398,6 +398,8 @@ pub enum UsageError {
     /// The coordinator has no transaction with that id waiting for this command (never
     /// declared, already discharged, or rolled back).
     UnknownTransaction,
+    /// A delivery settled through a link it did not come on (the runtime's receivers).
+    OtherLink,
 }
 
 impl fmt::Display for UsageError {
@@ -436,6 +438,7 @@ impl fmt::Display for UsageError {
             Self::UnknownTransaction => {
                 f.write_str("the coordinator has no such transaction waiting for this")
             }
+            Self::OtherLink => f.write_str("the delivery came on another link"),
         }
     }
 }

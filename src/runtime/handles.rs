@@ -1071,6 +1071,11 @@ impl Receiver {
     /// rcv-settle-mode second the outcome is sent unsettled, and the delivery is settled
     /// when the sender settles it.
     pub fn settle(&self, delivery: &Delivery, state: DeliveryState) -> Result<(), Error> {
+        // Its delivery-id means nothing on another link (it would settle another delivery,
+        // or none).
+        if delivery.link != self.link {
+            return Err(Error::Usage(UsageError::OtherLink));
+        }
         if delivery.settled {
             return Ok(());
         }
@@ -1078,7 +1083,7 @@ impl Receiver {
         self.conn.command(|s| Self::settle_on(s, link, id, state))
     }
 
-    /// [`Receiver::settle`] on the engine, once the link is known to be this one's.
+    /// [`Receiver::settle`] on the engine.
     fn settle_on(
         s: &mut super::driver::Shared,
         link: LinkId,
