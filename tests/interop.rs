@@ -980,35 +980,48 @@ impl Rabbit {
         let script = Path::new(PEERS).join("rabbitmq.sh");
         let found = Command::new("sh").args(["-c", "command -v rabbitmq-server"]).output();
         assert!(found.is_ok_and(|o| o.status.success()), "RabbitMQ is not installed: {INSTALL}");
-        // The script derives two more ports from the first and wants it below 45536.
-        let below = || loop {
-            let p = free_port();
-            if p < 45_536 {
-                break p;
+        // The script derives two more ports from the first (+10000 for its epmd, +20000
+        // for Erlang distribution) and wants it below 45536. Those two are not reserved:
+        // an outgoing connection of another test may take one as its local port before the
+        // node binds it, and the node then fails to start. A start that fails so is tried
+        // again on other ports; any other failure fails at once.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let below = || loop {
+                let p = free_port();
+                if p < 45_536 {
+                    break p;
+                }
+            };
+            let port = below();
+            let tls_port = loop {
+                let p = free_port();
+                if p != port && p != port + 10_000 && p != port + 20_000 {
+                    break p;
+                }
+            };
+            let scratch = Scratch::new("interop", "rabbitmq");
+            let out = Command::new(&script)
+                .arg("start")
+                .arg(scratch.dir())
+                .arg(port.to_string())
+                .arg(tls_port.to_string())
+                .output()
+                .expect("rabbitmq.sh");
+            if out.status.success() {
+                return Self { scratch, port, tls_port };
             }
-        };
-        let port = below();
-        let tls_port = loop {
-            let p = free_port();
-            if p != port && p != port + 10_000 && p != port + 20_000 {
-                break p;
-            }
-        };
-        let scratch = Scratch::new("interop", "rabbitmq");
-        let out = Command::new(&script)
-            .arg("start")
-            .arg(scratch.dir())
-            .arg(port.to_string())
-            .arg(tls_port.to_string())
-            .output()
-            .expect("rabbitmq.sh");
-        assert!(
-            out.status.success(),
-            "RabbitMQ did not start:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self { scratch, port, tls_port }
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let taken = ["epmd did not start", "already in use", "eaddrinuse"]
+                .iter()
+                .any(|t| said.to_ascii_lowercase().contains(t));
+            assert!(taken && tries < 4, "RabbitMQ did not start (try {tries}):\n{said}");
+        }
     }
 }
 
