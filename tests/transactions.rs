@@ -31,7 +31,9 @@ fn tag(s: &str) -> Bytes {
 /// A client and a server whose engine runs a coordinator (`timeout` for its transactions).
 fn pair(seed: u64, timeout: Option<Duration>) -> Pair {
     let mut server = Config::new("server");
-    server.coordinator = Some(CoordinatorConfig { timeout, ..CoordinatorConfig::default() });
+    let mut coordinator = CoordinatorConfig::default();
+    coordinator.timeout = timeout;
+    server.coordinator = Some(coordinator);
     Pair::new(Config::new("client"), server, seed)
 }
 
@@ -460,7 +462,9 @@ fn control_messages_that_are_not_declare_or_discharge_are_rejected_with_a_reason
 #[test]
 fn declares_beyond_the_limit_are_refused() {
     let mut server = Config::new("server");
-    server.coordinator = Some(CoordinatorConfig { max_open: 2, ..CoordinatorConfig::default() });
+    let mut coordinator = CoordinatorConfig::default();
+    coordinator.max_open = 2;
+    server.coordinator = Some(coordinator);
     let mut p = Pair::new(Config::new("client"), server, 13);
     let (ctl, _) = controller(&mut p);
     let mut n = 0;

@@ -107,11 +107,10 @@ pub fn run(data: &[u8]) {
     // Small frames on one side, so that large messages span several transfers.
     server.max_frame_size = [512, 4096, 65536][usize::from(byte(&mut u)) % 3];
     server.session.incoming_window = 1 + u32::from(byte(&mut u) % 32);
-    server.coordinator = Some(CoordinatorConfig {
-        timeout: flag(&mut u).then(|| Duration::from_millis(2000)),
-        max_open: 1 + usize::from(byte(&mut u) % 4),
-        ..CoordinatorConfig::default()
-    });
+    let mut coordinator = CoordinatorConfig::default();
+    coordinator.timeout = flag(&mut u).then(|| Duration::from_millis(2000));
+    coordinator.max_open = 1 + usize::from(byte(&mut u) % 4);
+    server.coordinator = Some(coordinator);
     let mut client = Config::new("client");
     client.idle_time_out = flag(&mut u).then(|| Duration::from_millis(1000));
     let mut p = Pair {
