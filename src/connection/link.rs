@@ -1,8 +1,6 @@
 //! Links (2.6): attach and detach, link flow control (credit, delivery-count, drain),
 //! and the state of deliveries in flight on a link.
 
-use std::collections::BTreeMap;
-
 use bytes::{Bytes, BytesMut};
 
 use crate::codec::{DecodeOptions, Fmt, Reader, Symbol, Value};
@@ -324,7 +322,7 @@ pub(crate) struct Link {
     pub(crate) drain: bool,
     pub(crate) incoming: Option<Incoming>,
     /// Unsettled deliveries by delivery-id.
-    pub(crate) unsettled: BTreeMap<u32, Unsettled>,
+    pub(crate) unsettled: super::deliveries::DeliveryMap,
     /// Deliveries carried over from an earlier attachment, not yet resumed or forgotten.
     pub(crate) resumable: Vec<Resumable>,
     /// The peer's unsettled map was incomplete: a sender sends only resumed deliveries
@@ -355,7 +353,7 @@ impl Link {
             available: 0,
             drain: false,
             incoming: None,
-            unsettled: BTreeMap::new(),
+            unsettled: Default::default(),
             resumable: options.unsettled.iter().map(Resumable::carried).collect(),
             remote_incomplete: false,
             local_incomplete: false,

@@ -437,17 +437,19 @@ impl Connection {
         // 3.x rcv-settle-mode second: the receiver settles only after the sender has; its
         // first disposition carries the outcome unsettled.
         if settled && role == Role::RECEIVER && l.rcv_settle_mode() == ReceiverSettleMode::SECOND {
-            let pending = ids_in_range(&l.unsettled, first, last.unwrap_or(first));
+            let pending = l.unsettled.ids_in(first, last.unwrap_or(first));
             if !pending.is_empty() {
                 return Err(UsageError::SettleOrder);
             }
         }
         if settled {
-            remove_range(&mut l.unsettled, first, last.unwrap_or(first));
+            for id in l.unsettled.ids_in(first, last.unwrap_or(first)) {
+                l.unsettled.remove(id);
+            }
         } else {
             // Kept for the link's unsettled map, should it be re-attached.
-            for id in ids_in_range(&l.unsettled, first, last.unwrap_or(first)) {
-                if let Some(u) = l.unsettled.get_mut(&id) {
+            for id in l.unsettled.ids_in(first, last.unwrap_or(first)) {
+                if let Some(u) = l.unsettled.get_mut(id) {
                     u.state.clone_from(&state);
                 }
             }
@@ -581,9 +583,7 @@ impl Connection {
 
     /// The delivery-ids of a link's unsettled deliveries.
     pub fn unsettled(&self, link: LinkId) -> Vec<SequenceNo> {
-        self.link_ref(link)
-            .map(|l| l.unsettled.keys().map(|k| SequenceNo(*k)).collect())
-            .unwrap_or_default()
+        self.link_ref(link).map(|l| l.unsettled.ids().map(SequenceNo).collect()).unwrap_or_default()
     }
 
     // ----- incoming -----
@@ -1019,16 +1019,16 @@ impl Connection {
             if l.role == d.role {
                 continue;
             }
-            for id in ids_in_range(&l.unsettled, d.first, last) {
+            for id in l.unsettled.ids_in(d.first, last) {
                 // Only our senders' deliveries can be retired in a transaction (4.4.2).
                 let prior = if l.role == Role::SENDER {
-                    l.unsettled.get(&id).and_then(|u| u.state.clone())
+                    l.unsettled.get(id).and_then(|u| u.state.clone())
                 } else {
                     None
                 };
                 if d.settled {
-                    l.unsettled.remove(&id);
-                } else if let Some(u) = l.unsettled.get_mut(&id) {
+                    l.unsettled.remove(id);
+                } else if let Some(u) = l.unsettled.get_mut(id) {
                     u.state = d.state.clone();
                 }
                 hits.push((h as u32, id, l.role == Role::SENDER, prior));
@@ -1228,30 +1228,6 @@ impl Connection {
             self.out_offset += added as u64;
         }
         self.arm_keepalive();
-    }
-}
-
-/// The delivery-ids in `first..=last` (serial numbers, so the range may wrap) that a map of
-/// unsettled deliveries holds; bounded by the map, whatever the range claims.
-fn ids_in_range(
-    map: &std::collections::BTreeMap<u32, Unsettled>,
-    first: SequenceNo,
-    last: SequenceNo,
-) -> Vec<u32> {
-    if first.0 <= last.0 {
-        map.range(first.0..=last.0).map(|(k, _)| *k).collect()
-    } else {
-        map.range(first.0..).chain(map.range(..=last.0)).map(|(k, _)| *k).collect()
-    }
-}
-
-fn remove_range(
-    map: &mut std::collections::BTreeMap<u32, Unsettled>,
-    first: SequenceNo,
-    last: SequenceNo,
-) {
-    for id in ids_in_range(map, first, last) {
-        map.remove(&id);
     }
 }
 

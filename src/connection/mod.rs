@@ -114,6 +114,7 @@
 //! # Ok::<(), amqpwire::connection::UsageError>(())
 //! ```
 
+mod deliveries;
 mod error;
 mod link;
 mod links;
