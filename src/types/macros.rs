@@ -15,6 +15,12 @@ macro_rules! restricted {
             $( $(#[$cmeta])* $cname = $cval => $label ),*
         } }
 
+        impl $crate::types::Placeholder for $name {
+            fn placeholder() -> Self {
+                Self(<$inner as $crate::types::Placeholder>::placeholder())
+            }
+        }
+
         impl $crate::types::Codec for $name {
             const TYPE: &'static str = $spec;
             const WIRE: &'static str = <$inner as $crate::types::Codec>::WIRE;
@@ -119,19 +125,23 @@ macro_rules! composite {
 
             #[allow(unused_assignments, unused_mut, unused_variables)]
             fn read_fields(r: &mut $crate::codec::Reader<'_>, count: u32) -> Result<Self, $crate::codec::DecodeError> {
-                let mut idx: u32 = 0;
+                // Read into the value itself, each field starting as what an absent one
+                // means (a placeholder for a mandatory one): an error part way drops
+                // one value, not each field read so far (a drop for every field at every
+                // exit, which was most of the decoders' code in the browser build).
                 let start = r.position();
+                let mut v = Self { $($field: composite!(@init $kind $fty $(, $default)?),)* };
+                let mut idx: u32 = 0;
                 $(
-                    let $field: Option<$fty> = if idx < count {
+                    if idx < count {
                         idx += 1;
-                        <$fty as $crate::types::Codec>::read_opt(r)?
+                        composite!(@store $kind r start $label $wire v.$field, <$fty as $crate::types::Codec>::read_opt(r)?);
                     } else {
-                        None
-                    };
-                    let $field = composite!(@finish $kind r start $label $wire $field $($default)?);
+                        composite!(@absent $kind r start $label $wire);
+                    }
                 )*
                 $crate::types::skip_extra_fields(r, $label, count, idx as usize)?;
-                Ok(Self { $($field),* })
+                Ok(v)
             }
 
             #[allow(unused_mut, unused_assignments, unused_variables)]
@@ -193,16 +203,29 @@ macro_rules! composite {
     (@ty optional $t:ty) => { Option<$t> };
     (@ty default $t:ty) => { $t };
 
-    (@finish mandatory $r:ident $start:ident $label:literal $wire:literal $v:ident) => {
-        match $v {
-            Some(v) => v,
-            None => return Err($r.error_at($start, $crate::codec::ErrorKind::MissingField { composite: $label, field: $wire })),
+    (@init mandatory $t:ty) => { <$t as $crate::types::Placeholder>::placeholder() };
+    (@init optional $t:ty) => { None };
+    (@init default $t:ty, $d:expr) => { $d };
+
+    (@store mandatory $r:ident $start:ident $label:literal $wire:literal $v:ident . $f:ident, $read:expr) => {
+        match $read {
+            Some(x) => $v.$f = x,
+            None => return Err($crate::types::missing_field($r, $start, $label, $wire)),
         }
     };
-    (@finish optional $r:ident $start:ident $label:literal $wire:literal $v:ident) => { $v };
-    (@finish default $r:ident $start:ident $label:literal $wire:literal $v:ident $d:expr) => {
-        match $v { Some(v) => v, None => $d }
+    (@store optional $r:ident $start:ident $label:literal $wire:literal $v:ident . $f:ident, $read:expr) => {
+        $v.$f = $read
     };
+    (@store default $r:ident $start:ident $label:literal $wire:literal $v:ident . $f:ident, $read:expr) => {
+        if let Some(x) = $read {
+            $v.$f = x;
+        }
+    };
+
+    (@absent mandatory $r:ident $start:ident $label:literal $wire:literal) => {
+        return Err($crate::types::missing_field($r, $start, $label, $wire))
+    };
+    (@absent $kind:ident $r:ident $start:ident $label:literal $wire:literal) => {};
 
     (@is_null mandatory $s:ident . $f:ident) => { false };
     (@is_null optional $s:ident . $f:ident) => { $s.$f.is_none() };

@@ -199,6 +199,47 @@ pub fn read_composite<T: Composite>(r: &mut Reader<'_>) -> Result<Option<T>, Dec
 
 /// After the defined fields: more list elements are refused in strict mode and skipped
 /// with a warning in lenient mode.
+/// What a mandatory field of a composite holds while the composite is read, until the
+/// field itself is (the `composite!` macro's decoders read into the value).
+pub(crate) trait Placeholder {
+    /// Any value: it is always overwritten, or the read fails.
+    fn placeholder() -> Self;
+}
+
+macro_rules! placeholder_by_default {
+    ($($t:ty),*) => {
+        $(impl Placeholder for $t {
+            fn placeholder() -> Self {
+                Self::default()
+            }
+        })*
+    };
+}
+
+placeholder_by_default!(
+    bool,
+    u8,
+    u16,
+    u32,
+    u64,
+    bytes::Bytes,
+    bytestring::ByteString,
+    crate::codec::Symbol,
+    Vec<crate::codec::Symbol>
+);
+
+/// A composite's mandatory field was absent or null.
+#[cold]
+#[inline(never)]
+pub(crate) fn missing_field(
+    r: &Reader<'_>,
+    start: usize,
+    composite: &'static str,
+    field: &'static str,
+) -> DecodeError {
+    r.error_at(start, ErrorKind::MissingField { composite, field })
+}
+
 pub(crate) fn skip_extra_fields(
     r: &mut Reader<'_>,
     composite: &'static str,
