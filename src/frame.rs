@@ -750,20 +750,21 @@ impl FrameEncoder {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), FrameTooLarge> {
-        let size = self.amqp_frame_len(performative, payload.len())?;
-        out.reserve(size);
-        out.extend_from_slice(
-            &FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::AMQP, channel }
-                .to_bytes(),
-        );
+        // Written in one pass: the performative, measured, then the header filled in.
+        let at = reserve_header(out);
         performative.encode_with(self.layout, out);
+        if let Err(e) = self.check(out.len() - at + payload.len()) {
+            out.truncate(at);
+            return Err(e);
+        }
         out.extend_from_slice(payload);
+        fill_header(out, at, FrameType::AMQP, channel);
         Ok(())
     }
 
     /// The size of the AMQP frame of `performative` and `payload_len` bytes of payload, if
-    /// it is within `max_frame_size` (what [`FrameEncoder::encode_amqp`] checks, without
-    /// encoding anything).
+    /// it is within `max_frame_size` (what [`FrameEncoder::encode_amqp`] checks; the
+    /// performative is encoded to measure it).
     pub fn amqp_frame_len(
         &self,
         performative: &Performative,
@@ -780,13 +781,13 @@ impl FrameEncoder {
         body: &SaslFrameBody,
         out: &mut Vec<u8>,
     ) -> Result<(), FrameTooLarge> {
-        let size = FRAME_HEADER_LEN + body.encoded_len_with(self.layout);
-        self.check(size)?;
-        out.extend_from_slice(
-            &FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::SASL, channel: 0 }
-                .to_bytes(),
-        );
+        let at = reserve_header(out);
         body.encode_with(self.layout, out);
+        if let Err(e) = self.check(out.len() - at) {
+            out.truncate(at);
+            return Err(e);
+        }
+        fill_header(out, at, FrameType::SASL, 0);
         Ok(())
     }
 
@@ -804,11 +805,14 @@ impl FrameEncoder {
         let max = self.max_frame_size as usize;
         let mut t = first.clone();
         t.more = false;
-        let whole = FRAME_HEADER_LEN + t.encoded_len_with(self.layout) + payload.len();
-        if whole <= max {
-            self.write_transfer(channel, &t, payload, out);
+        let at = reserve_header(out);
+        t.encode_with(self.layout, out);
+        if out.len() - at + payload.len() <= max {
+            out.extend_from_slice(payload);
+            fill_header(out, at, FrameType::AMQP, channel);
             return Ok(1);
         }
+        out.truncate(at);
         t.more = true;
         let mut rest = payload;
         let mut frames = 0;
@@ -817,19 +821,27 @@ impl FrameEncoder {
         cont.rcv_settle_mode = None;
         loop {
             let perf = if frames == 0 { &t } else { &cont };
-            let overhead = FRAME_HEADER_LEN + perf.encoded_len_with(self.layout);
+            let at = reserve_header(out);
+            perf.encode_with(self.layout, out);
+            let overhead = out.len() - at;
             if overhead >= max {
+                out.truncate(at);
                 return Err(FrameTooLarge { size: overhead + 1, max: self.max_frame_size });
             }
             let room = max - overhead;
             if rest.len() <= room {
+                // The last frame, written again without `more` (never longer).
+                out.truncate(at + FRAME_HEADER_LEN);
                 let mut last = perf.clone();
                 last.more = false;
-                self.write_transfer(channel, &last, rest, out);
+                last.encode_with(self.layout, out);
+                out.extend_from_slice(rest);
+                fill_header(out, at, FrameType::AMQP, channel);
                 return Ok(frames + 1);
             }
             let (chunk, tail) = rest.split_at(room);
-            self.write_transfer(channel, perf, chunk, out);
+            out.extend_from_slice(chunk);
+            fill_header(out, at, FrameType::AMQP, channel);
             rest = tail;
             frames += 1;
         }
@@ -847,16 +859,27 @@ impl FrameEncoder {
         message: &Message,
         out: &mut Payload,
     ) -> Result<usize, FrameTooLarge> {
-        let len = message.encoded_len();
-        let size = FRAME_HEADER_LEN + first.encoded_len_with(self.layout) + len;
-        if size <= self.max_frame_size as usize && !first.more {
-            out.head.extend_from_slice(
-                &FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::AMQP, channel }
-                    .to_bytes(),
-            );
+        if !first.more {
+            // One frame, unless it turns out too large: then it is taken back off.
+            let (at, inserts) = (reserve_header(&mut out.head), out.inserts.len());
+            let before = out.len();
             first.encode_with(self.layout, &mut out.head);
             message.append_to_payload(out);
-            return Ok(1);
+            if FRAME_HEADER_LEN + out.len() - before <= self.max_frame_size as usize {
+                let size = FRAME_HEADER_LEN + out.len() - before;
+                out.head[at..at + FRAME_HEADER_LEN].copy_from_slice(
+                    &FrameHeader {
+                        size: size as u32,
+                        doff: 2,
+                        frame_type: FrameType::AMQP,
+                        channel,
+                    }
+                    .to_bytes(),
+                );
+                return Ok(1);
+            }
+            out.head.truncate(at);
+            out.inserts.truncate(inserts);
         }
         let mut whole = Payload::default();
         message.append_to_payload(&mut whole);
@@ -882,26 +905,29 @@ impl FrameEncoder {
         loop {
             let perf = if frames == 0 { &mut t } else { &mut cont };
             perf.more = false;
-            let overhead = FRAME_HEADER_LEN + perf.encoded_len_with(self.layout);
+            let start = reserve_header(&mut out.head);
+            perf.encode_with(self.layout, &mut out.head);
             let rest = total - at;
-            let (n, more) = if overhead + rest <= max {
+            let (n, more) = if out.head.len() - start + rest <= max {
                 (rest, false)
             } else {
                 // `more` costs at most one byte more in the compact layout (null → true
-                // may extend the list); size the frame with it set.
+                // may extend the list); the frame is written again with it set.
                 perf.more = true;
-                let overhead = FRAME_HEADER_LEN + perf.encoded_len_with(self.layout);
+                out.head.truncate(start + FRAME_HEADER_LEN);
+                perf.encode_with(self.layout, &mut out.head);
+                let overhead = out.head.len() - start;
                 if overhead >= max {
+                    out.head.truncate(start);
                     return Err(FrameTooLarge { size: overhead + 1, max: self.max_frame_size });
                 }
                 (max - overhead, true)
             };
-            let size = FRAME_HEADER_LEN + perf.encoded_len_with(self.layout) + n;
-            out.head.extend_from_slice(
+            let size = out.head.len() - start + n;
+            out.head[start..start + FRAME_HEADER_LEN].copy_from_slice(
                 &FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::AMQP, channel }
                     .to_bytes(),
             );
-            perf.encode_with(self.layout, &mut out.head);
             out.append_range(payload, at, n);
             at += n;
             frames += 1;
@@ -911,20 +937,25 @@ impl FrameEncoder {
         }
     }
 
-    fn write_transfer(&self, channel: u16, t: &Transfer, payload: &[u8], out: &mut Vec<u8>) {
-        let size = FRAME_HEADER_LEN + t.encoded_len_with(self.layout) + payload.len();
-        out.extend_from_slice(
-            &FrameHeader { size: size as u32, doff: 2, frame_type: FrameType::AMQP, channel }
-                .to_bytes(),
-        );
-        t.encode_with(self.layout, out);
-        out.extend_from_slice(payload);
-    }
-
     fn check(&self, size: usize) -> Result<(), FrameTooLarge> {
         if size > self.max_frame_size as usize {
             return Err(FrameTooLarge { size, max: self.max_frame_size });
         }
         Ok(())
     }
+}
+
+/// Reserves a frame header at the end of `out`, for [`fill_header`] once the frame is
+/// written; returns where the frame starts.
+fn reserve_header(out: &mut Vec<u8>) -> usize {
+    let at = out.len();
+    out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+    at
+}
+
+/// Fills in the header of the frame that starts at `at` and ends at the end of `out`.
+fn fill_header(out: &mut [u8], at: usize, frame_type: FrameType, channel: u16) {
+    let size = (out.len() - at) as u32;
+    out[at..at + FRAME_HEADER_LEN]
+        .copy_from_slice(&FrameHeader { size, doff: 2, frame_type, channel }.to_bytes());
 }

@@ -597,3 +597,46 @@ fn a_value_outside_a_closed_type_s_choices_is_named_by_its_value() {
     let kept = SaslOutcome::decode(&bytes, DecodeOptions::LENIENT).expect("kept leniently");
     assert_eq!(kept.code, SaslCode(5));
 }
+
+#[test]
+fn typed_composites_pick_their_list_header_as_the_generic_encoder_does() {
+    use amqpwire::types::{
+        Accepted, Attach, AttachSource, Composite, Handle, Layout, Open, Role, Source,
+    };
+    // The typed encoders write the fields first and the list header after: list8 up to
+    // 254 bytes of fields, list32 from 255 (the elements moved along), list0 for none.
+    let generic = |code: u64, items: Vec<Value>| {
+        Value::Described(Box::new(amqpwire::codec::Described {
+            descriptor: Value::from(code),
+            value: Value::List(items, Fmt::Auto),
+        }))
+        .to_vec()
+    };
+    for (len, list) in [(252usize, fc::LIST8), (253, fc::LIST32), (300, fc::LIST32)] {
+        let id = "c".repeat(len);
+        let open = Open::new(id.as_str());
+        let b = open.to_vec();
+        assert_eq!(b[3], list, "a {len}-byte container-id");
+        assert_eq!(b, generic(0x10, vec![Value::from(id.as_str())]), "{len}");
+        assert_eq!(open.encoded_len_with(Layout::Compact), b.len());
+        assert_eq!(Open::decode(&b, DecodeOptions::STRICT).expect("round trip"), open);
+    }
+    // Every field written: trailing nulls and defaults too (10 fields of an open).
+    let mut b = Vec::new();
+    Open::new("c").encode_with(Layout::AllFields, &mut b);
+    let v = Value::decode(&b).expect("a value");
+    let Value::Described(d) = v else { panic!("described: {v:?}") };
+    let Value::List(items, _) = d.value else { panic!("a list") };
+    assert_eq!(items.len(), 10);
+    assert_eq!(Accepted {}.to_vec(), hex("00 53 24 45"), "no fields: list0");
+    // A composite inside one: the inner list widens, then the outer one does.
+    let mut attach = Attach::new("l", Handle(0), Role::RECEIVER);
+    let source = Source { address: Some("a".repeat(400).into()), ..Source::default() };
+    attach.source = Some(AttachSource::Source(source));
+    let b = attach.to_vec();
+    assert_eq!(b[3], fc::LIST32, "the attach");
+    let inner = b.windows(3).position(|w| w == [0x00, 0x53, 0x28]).expect("the source");
+    assert_eq!(b[inner + 3], fc::LIST32, "the source");
+    assert_eq!(attach.encoded_len_with(Layout::Compact), b.len());
+    assert_eq!(Attach::decode(&b, DecodeOptions::STRICT).expect("round trip"), attach);
+}

@@ -642,6 +642,8 @@ pub struct Connection {
     header_seen: bool,
     /// The transaction coordinator, when [`Config::coordinator`] asks for one.
     txn: Option<txn::TxnState>,
+    /// Where [`Connection::fits`] encodes a frame to measure it.
+    scratch: std::cell::Cell<Vec<u8>>,
     /// The serial of the last link made: each link has its own, so that the [`LinkId`] of
     /// an ended link never names a later one given the same handle.
     link_serial: u32,
@@ -706,6 +708,7 @@ impl Connection {
             incoming_held: link::Held::default(),
             header_seen: false,
             txn: cfg.coordinator.clone().map(txn::TxnState::new),
+            scratch: std::cell::Cell::default(),
             link_serial: 0,
             session_serial: 0,
             close_written: false,
@@ -1651,10 +1654,18 @@ impl Connection {
 
     /// Whether `p` fits the peer's max-frame-size: a command checks its frame before it
     /// changes anything, rather than have a frame that cannot be sent end the connection.
+    /// (Measured by encoding it into a buffer kept for the purpose.)
     pub(super) fn fits(&self, p: &Performative) -> Result<(), UsageError> {
         let enc =
             FrameEncoder { max_frame_size: self.peer_max_frame_size, layout: self.cfg.layout };
-        enc.amqp_frame_len(p, 0).map(drop).map_err(|_| UsageError::TooLarge)
+        let mut scratch = self.scratch.take();
+        scratch.clear();
+        let fits = enc.encode_amqp(0, p, &[], &mut scratch).map_err(|_| UsageError::TooLarge);
+        // A large frame's buffer is not kept.
+        if scratch.capacity() <= 4096 {
+            self.scratch.set(scratch);
+        }
+        fits
     }
 
     /// Whether our end has been written on the session on our `channel`.

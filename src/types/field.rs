@@ -564,16 +564,37 @@ pub(crate) fn list_len(count: usize, body: usize) -> usize {
     }
 }
 
-/// Writes a list header for `count` fields taking `body` bytes.
-pub(crate) fn write_list_header(count: usize, body: usize, out: &mut Vec<u8>) {
-    if count == 0 {
-        out.push(fc::LIST0);
-    } else if body < 255 && count <= 255 {
-        out.extend_from_slice(&[fc::LIST8, (body + 1) as u8, count as u8]);
-    } else {
-        out.push(fc::LIST32);
-        out.extend_from_slice(&((body + 4) as u32).to_be_bytes());
-        out.extend_from_slice(&(count as u32).to_be_bytes());
+/// A list header written before its elements are, when their size and count are not
+/// known yet: a list8 header is reserved, then filled in, narrowed to a list0 or widened
+/// to a list32 (moving the elements) once they are written: the smallest header, as
+/// [`list_len`] counts it.
+pub(crate) struct ListHeader(usize);
+
+impl ListHeader {
+    pub(crate) fn reserve(out: &mut Vec<u8>) -> Self {
+        let at = out.len();
+        out.extend_from_slice(&[fc::LIST8, 0, 0]);
+        Self(at)
+    }
+
+    /// `count` elements were written after the header.
+    pub(crate) fn finish(self, count: usize, out: &mut Vec<u8>) {
+        let at = self.0;
+        let body = out.len() - at - 3;
+        if count == 0 {
+            out.truncate(at);
+            out.push(fc::LIST0);
+        } else if body < 255 && count <= 255 {
+            out[at + 1] = (body + 1) as u8;
+            out[at + 2] = count as u8;
+        } else {
+            let end = out.len();
+            out.resize(end + 6, 0);
+            out.copy_within(at + 3..end, at + 9);
+            out[at] = fc::LIST32;
+            out[at + 1..at + 5].copy_from_slice(&((body + 4) as u32).to_be_bytes());
+            out[at + 5..at + 9].copy_from_slice(&(count as u32).to_be_bytes());
+        }
     }
 }
 

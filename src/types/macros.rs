@@ -145,43 +145,19 @@ macro_rules! composite {
             }
 
             #[allow(unused_mut, unused_assignments, unused_variables)]
-            fn field_count(&self, layout: $crate::types::Layout) -> usize {
-                if layout == $crate::types::Layout::AllFields {
-                    return Self::FIELDS.len();
-                }
-                let mut n = 0;
-                let mut i = 0;
+            fn write_fields(&self, layout: $crate::types::Layout, out: &mut Vec<u8>) -> usize {
+                // Compact: trailing nulls are taken back off once the last field is written.
+                let every = layout == $crate::types::Layout::AllFields;
+                let (mut count, mut end, mut i) = (0, out.len(), 0);
                 $(
                     i += 1;
-                    if !composite!(@is_null $kind self.$field $($default)?) {
-                        n = i;
+                    if !composite!(@write $kind layout self.$field out $($default)?) || every {
+                        count = i;
+                        end = out.len();
                     }
                 )*
-                n
-            }
-
-            #[allow(unused_mut, unused_assignments, unused_variables)]
-            fn fields_len(&self, count: usize, layout: $crate::types::Layout) -> usize {
-                let mut len = 0;
-                let mut i = 0;
-                $(
-                    if i < count {
-                        len += composite!(@len $kind layout self.$field $($default)?);
-                    }
-                    i += 1;
-                )*
-                len
-            }
-
-            #[allow(unused_mut, unused_assignments, unused_variables)]
-            fn write_fields(&self, count: usize, layout: $crate::types::Layout, out: &mut Vec<u8>) {
-                let mut i = 0;
-                $(
-                    if i < count {
-                        composite!(@write $kind layout self.$field out $($default)?);
-                    }
-                    i += 1;
-                )*
+                out.truncate(end);
+                count
             }
         }
 
@@ -227,27 +203,30 @@ macro_rules! composite {
     };
     (@absent $kind:ident $r:ident $start:ident $label:literal $wire:literal) => {};
 
-    (@is_null mandatory $s:ident . $f:ident) => { false };
-    (@is_null optional $s:ident . $f:ident) => { $s.$f.is_none() };
-    (@is_null default $s:ident . $f:ident $d:expr) => { $s.$f == $d };
-
-    (@len mandatory $layout:ident $s:ident . $f:ident) => { $crate::types::Codec::encoded_len(&$s.$f) };
-    (@len optional $layout:ident $s:ident . $f:ident) => {
-        match &$s.$f { Some(v) => $crate::types::Codec::encoded_len(v), None => 1 }
-    };
-    (@len default $layout:ident $s:ident . $f:ident $d:expr) => {
-        if $layout == $crate::types::Layout::Compact && $s.$f == $d { 1 } else { $crate::types::Codec::encoded_len(&$s.$f) }
-    };
-
-    (@write mandatory $layout:ident $s:ident . $f:ident $out:ident) => { $crate::types::Codec::encode(&$s.$f, $out) };
+    // Writes the field; `true` when it was written as a null that may be left out.
+    (@write mandatory $layout:ident $s:ident . $f:ident $out:ident) => {{
+        $crate::types::Codec::encode(&$s.$f, $out);
+        false
+    }};
     (@write optional $layout:ident $s:ident . $f:ident $out:ident) => {
-        match &$s.$f { Some(v) => $crate::types::Codec::encode(v, $out), None => $out.push($crate::codec::format::NULL) }
+        match &$s.$f {
+            Some(v) => {
+                $crate::types::Codec::encode(v, $out);
+                false
+            }
+            None => {
+                $out.push($crate::codec::format::NULL);
+                true
+            }
+        }
     };
     (@write default $layout:ident $s:ident . $f:ident $out:ident $d:expr) => {
         if $layout == $crate::types::Layout::Compact && $s.$f == $d {
-            $out.push($crate::codec::format::NULL)
+            $out.push($crate::codec::format::NULL);
+            true
         } else {
-            $crate::types::Codec::encode(&$s.$f, $out)
+            $crate::types::Codec::encode(&$s.$f, $out);
+            false
         }
     };
 }

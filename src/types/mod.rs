@@ -18,7 +18,7 @@ pub use performatives::*;
 pub use sasl::*;
 pub use transactions::*;
 
-pub(crate) use field::{list_len, write_list_header};
+pub(crate) use field::list_len;
 
 use crate::codec::format as fc;
 use crate::codec::{DecodeError, ErrorKind, Reader, Value};
@@ -40,14 +40,9 @@ pub trait Composite: Sized {
     /// Reads the `count` list elements that follow the list header.
     fn read_fields(r: &mut Reader<'_>, count: u32) -> Result<Self, DecodeError>;
 
-    /// How many fields [`Composite::write_fields`] writes in `layout`.
-    fn field_count(&self, layout: Layout) -> usize;
-
-    /// Bytes taken by the first `count` fields.
-    fn fields_len(&self, count: usize, layout: Layout) -> usize;
-
-    /// Writes the first `count` fields.
-    fn write_fields(&self, count: usize, layout: Layout, out: &mut Vec<u8>);
+    /// Writes the fields in `layout` (the compact one leaves out trailing nulls) and
+    /// returns how many it wrote.
+    fn write_fields(&self, layout: Layout, out: &mut Vec<u8>) -> usize;
 
     /// Reads the list that follows this type's descriptor.
     #[inline]
@@ -71,19 +66,21 @@ pub trait Composite: Sized {
         Ok(v)
     }
 
-    /// Bytes taken by the whole described list in `layout`.
+    /// Bytes taken by the whole described list in `layout` (encoded to find out: the
+    /// encoders that need a size write first and measure).
     fn encoded_len_with(&self, layout: Layout) -> usize {
-        let count = self.field_count(layout);
-        3 + list_len(count, self.fields_len(count, layout))
+        let mut v = Vec::new();
+        self.encode_with(layout, &mut v);
+        v.len()
     }
 
-    /// Writes the descriptor and the list in `layout`.
+    /// Writes the descriptor and the list in `layout`, in one pass: the list header is
+    /// written once the fields are (see [`field::ListHeader`]).
     fn encode_with(&self, layout: Layout, out: &mut Vec<u8>) {
-        let count = self.field_count(layout);
-        let body = self.fields_len(count, layout);
         out.extend_from_slice(&[fc::DESCRIBED, fc::SMALLULONG, Self::CODE as u8]);
-        write_list_header(count, body, out);
-        self.write_fields(count, layout, out);
+        let header = field::ListHeader::reserve(out);
+        let count = self.write_fields(layout, out);
+        header.finish(count, out);
     }
 
     /// Decodes one value of this type from `buf`.
@@ -105,7 +102,7 @@ pub trait Composite: Sized {
 
     /// The encoding as a vector, compact layout.
     fn to_vec(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(self.encoded_len_with(Layout::Compact));
+        let mut v = Vec::new();
         self.encode_with(Layout::Compact, &mut v);
         v
     }
