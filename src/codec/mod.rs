@@ -22,7 +22,7 @@ pub use error::{DecodeError, ErrorDetail, ErrorKind, Warning};
 pub(crate) use fast::Fast;
 pub use format::Fmt;
 pub use primitive::{write_shown, Shown, Symbol, Timestamp, Uuid};
-pub(crate) use reader::offset_within;
+pub(crate) use reader::{offset_within, Compound};
 pub use reader::{DecodeOptions, Mode, Reader};
 pub(crate) use value::{check_array_count, repeated_key, KeyId};
 pub use value::{Array, Described, MixedArray, Value, ZERO_WIDTH_SLACK};

@@ -47,22 +47,9 @@ pub trait Composite: Sized {
     /// Reads the list that follows this type's descriptor.
     #[inline]
     fn read_list(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let pos = r.position();
-        let code = r.read_u8()?;
-        if !matches!(code, fc::LIST0 | fc::LIST8 | fc::LIST32) {
-            return Err(
-                r.error_at(pos, ErrorKind::UnexpectedType { expected: "list", found: code })
-            );
-        }
-        // The described value and its list each take a nesting level, as they do for the
-        // generic decoder: a composite read as itself or as a value nests equally deep.
-        r.enter()?;
-        r.enter()?;
-        let (count, c) = r.open_compound(code)?;
+        let (count, c) = open_list(r)?;
         let v = Self::read_fields(r, count)?;
-        r.close_compound(c, Self::NAME)?;
-        r.leave();
-        r.leave();
+        close_list(r, c, Self::NAME)?;
         Ok(v)
     }
 
@@ -196,6 +183,35 @@ pub fn read_composite<T: Composite>(r: &mut Reader<'_>) -> Result<Option<T>, Dec
 
 /// After the defined fields: more list elements are refused in strict mode and skipped
 /// with a warning in lenient mode.
+/// Opens the list of a composite's fields (its descriptor read): the field count, and
+/// what [`close_list`] needs. One function for every composite, not a copy in each.
+#[inline(never)]
+fn open_list(r: &mut Reader<'_>) -> Result<(u32, crate::codec::Compound), DecodeError> {
+    let pos = r.position();
+    let code = r.read_u8()?;
+    if !matches!(code, fc::LIST0 | fc::LIST8 | fc::LIST32) {
+        return Err(r.error_at(pos, ErrorKind::UnexpectedType { expected: "list", found: code }));
+    }
+    // The described value and its list each take a nesting level, as they do for the
+    // generic decoder: a composite read as itself or as a value nests equally deep.
+    r.enter()?;
+    r.enter()?;
+    r.open_compound(code)
+}
+
+/// Closes what [`open_list`] opened, once the fields are read.
+#[inline(never)]
+fn close_list(
+    r: &mut Reader<'_>,
+    c: crate::codec::Compound,
+    name: &'static str,
+) -> Result<(), DecodeError> {
+    r.close_compound(c, name)?;
+    r.leave();
+    r.leave();
+    Ok(())
+}
+
 /// What a mandatory field of a composite holds while the composite is read, until the
 /// field itself is (the `composite!` macro's decoders read into the value).
 pub(crate) trait Placeholder {
