@@ -455,7 +455,7 @@ pub(crate) fn unsettled_map(entries: impl Iterator<Item = UnsettledDelivery>) ->
             let state = match &u.state {
                 None => Value::Null,
                 Some(s) => {
-                    let mut buf = Vec::with_capacity(s.encoded_len());
+                    let mut buf = Vec::new();
                     s.encode(&mut buf);
                     // Our own encoding always reads back.
                     Value::decode(&buf).unwrap_or(Value::Null)
