@@ -13,10 +13,10 @@
 //! `.ci/run` checks (`cargo clippy --no-default-features --features wasm --target
 //! wasm32-unknown-unknown`).
 
-#[cfg(not(all(feature = "wasm-base", target_arch = "wasm32")))]
-pub use std::time::Instant;
 #[cfg(all(feature = "wasm-base", target_arch = "wasm32"))]
 pub use browser::Instant;
+#[cfg(not(all(feature = "wasm-base", target_arch = "wasm32")))]
+pub use std::time::Instant;
 
 #[cfg(all(feature = "wasm-base", target_arch = "wasm32"))]
 mod browser {

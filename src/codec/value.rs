@@ -2,7 +2,6 @@
 
 use bytes::Bytes;
 use bytestring::ByteString;
-use smallvec::SmallVec;
 
 use super::error::{DecodeError, ErrorKind};
 use super::format::{self as fc, Fmt};
@@ -218,7 +217,7 @@ impl Array {
 
     /// The [content length](Value::content_len) of each element: walked once, both the
     /// element constructor and the elements' lengths follow from it.
-    fn contents(&self) -> SmallVec<[usize; 16]> {
+    fn contents(&self) -> Vec<usize> {
         self.items.iter().map(Value::content_len).collect()
     }
 
@@ -254,7 +253,7 @@ impl Array {
 
     /// The element constructor, [`Array::body_len`] and the elements' content lengths,
     /// from one walk of the elements.
-    fn layout(&self) -> (u8, usize, SmallVec<[usize; 16]>) {
+    fn layout(&self) -> (u8, usize, Vec<usize>) {
         let contents = self.contents();
         let elem = self.element_code_for(&contents);
         let ctor = 1 + self.descriptor.as_ref().map_or(0, |d| 1 + d.encoded_len());

@@ -582,15 +582,19 @@ impl Payload {
 
     /// The encoding as slices in order, for vectored writes.
     pub fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        // Each insert is preceded by the head up to its offset, and the head's rest
+        // follows the last.
+        let last = self.inserts.last().map_or(0, |(pos, _)| *pos);
         let mut at = 0;
-        let mut out: SmallVec<[&[u8]; 3]> = SmallVec::new();
-        for (pos, b) in &self.inserts {
-            out.push(&self.head[at..*pos]);
-            out.push(b);
-            at = *pos;
-        }
-        out.push(&self.head[at..]);
-        out.into_iter().filter(|c| !c.is_empty())
+        self.inserts
+            .iter()
+            .flat_map(move |(pos, b)| {
+                let before = &self.head[at..*pos];
+                at = *pos;
+                [before, b.as_ref()]
+            })
+            .chain(std::iter::once(&self.head[last..]))
+            .filter(|c| !c.is_empty())
     }
 
     /// The encoding copied into one vector.
@@ -690,5 +694,28 @@ impl Segment<'_> {
             Self::Head(h) => h.len(),
             Self::Insert(b) => b.len(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chunks are the head with each referenced section at its offset, in order,
+    /// empty pieces left out: a section at the start, two at one offset, one at the end.
+    #[test]
+    fn chunks_put_each_section_at_its_offset() {
+        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+        let p = Payload {
+            head: b"abcdef".to_vec(),
+            inserts: [(0, b("1")), (3, b("2")), (3, b("3")), (6, b("4"))].into_iter().collect(),
+        };
+        let chunks: Vec<&[u8]> = p.chunks().collect();
+        let want: [&[u8]; 6] = [b"1", b"abc", b"2", b"3", b"def", b"4"];
+        assert_eq!(chunks, want);
+        assert_eq!(p.to_vec(), b"1abc23def4");
+        let plain = Payload { head: b"xy".to_vec(), inserts: SmallVec::new() };
+        assert_eq!(plain.chunks().collect::<Vec<_>>(), [b"xy"]);
+        assert_eq!(Payload::default().chunks().count(), 0);
     }
 }

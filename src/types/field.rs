@@ -504,7 +504,7 @@ impl Codec for Fields {
         }
         // Part 1, 1.6.23: a map with two identical keys is invalid.
         let repeated = {
-            let keys: smallvec::SmallVec<[KeyId<'_>; 16]> =
+            let keys: Vec<KeyId<'_>> =
                 pairs.iter().map(|(k, _)| KeyId::Sym(k.as_str().as_bytes())).collect();
             match repeated_key(&keys) {
                 Some(KeyId::Sym(k)) => Some(format!("{:?}", String::from_utf8_lossy(k))),
