@@ -560,7 +560,7 @@ pub struct Payload {
     /// Everything but the referenced sections.
     pub head: Vec<u8>,
     /// `(offset in head, bytes)`: the bytes belong at that offset, in order.
-    pub inserts: SmallVec<[(usize, Bytes); 1]>,
+    pub inserts: Vec<(usize, Bytes)>,
 }
 
 impl Payload {
@@ -714,7 +714,7 @@ mod tests {
         let want: [&[u8]; 6] = [b"1", b"abc", b"2", b"3", b"def", b"4"];
         assert_eq!(chunks, want);
         assert_eq!(p.to_vec(), b"1abc23def4");
-        let plain = Payload { head: b"xy".to_vec(), inserts: SmallVec::new() };
+        let plain = Payload { head: b"xy".to_vec(), inserts: Vec::new() };
         assert_eq!(plain.chunks().collect::<Vec<_>>(), [b"xy"]);
         assert_eq!(Payload::default().chunks().count(), 0);
     }
