@@ -66,8 +66,12 @@ impl DeliveryMap {
                 None
             }
             Err(i) => {
-                // Out of order: the peer (or a test) chose the id. O(n), as it is rare.
-                self.entries.insert(i, (id, Some(u)));
+                // Out of order: the peer (or a test) chose the id. Moved into place from
+                // the back, O(n), as it is rare.
+                self.entries.push_back((id, Some(u)));
+                for j in (i + 1..self.entries.len()).rev() {
+                    self.entries.swap(j, j - 1);
+                }
                 None
             }
         }
@@ -109,19 +113,20 @@ impl DeliveryMap {
     /// in serial order from `first`; bounded by the map, whatever the range claims.
     pub(crate) fn ids_in(&self, first: SequenceNo, last: SequenceNo) -> Vec<u32> {
         let (lo, hi) = (self.distance(first.0), self.distance(last.0));
-        let ids = |range: std::ops::Range<usize>| {
-            self.entries.range(range).filter(|e| e.1.is_some()).map(|e| e.0)
-        };
-        let (from, to) = (self.first_at(lo), self.first_at(hi.wrapping_add(1)));
-        if lo <= hi {
-            // A range ending at the largest distance ends at the deque's end.
-            let to = if hi == u32::MAX { self.entries.len() } else { to };
-            ids(from..to).collect()
-        } else {
-            // The range goes round past the first entry: from `first` to the end, then
-            // from the first entry to `last`.
-            ids(from..self.entries.len()).chain(ids(0..to)).collect()
+        let n = self.entries.len();
+        let from = self.first_at(lo);
+        // How many entries from `from` on are in the range: up to `last` (the range may go
+        // round past the first entry, and on from there).
+        let through_last = if hi == u32::MAX { n } else { self.first_at(hi + 1) };
+        let count = if lo <= hi { through_last - from } else { n - from + through_last };
+        let mut ids = Vec::new();
+        for k in from..from + count {
+            let (id, u) = &self.entries[k % n];
+            if u.is_some() {
+                ids.push(*id);
+            }
         }
+        ids
     }
 
     /// The ids, in serial order from the first.
