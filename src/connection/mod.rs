@@ -1125,7 +1125,7 @@ impl Connection {
     /// When to call [`Connection::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let live = self.state != ConnectionState::End;
-        let txn = self.txn.as_ref().filter(|_| live).and_then(txn::TxnState::next_deadline);
+        let txn = if live { self.txn_deadline() } else { None };
         self.timers.iter().flatten().copied().chain(txn).min()
     }
 

@@ -81,24 +81,71 @@ pub struct CoordinatorConfig {
     pub max_open: usize,
     /// The credit kept granted on each control link.
     pub credit: u32,
-    /// How control messages are read. Reached through the configuration rather than
-    /// called directly, so that only a program that makes a coordinator links the message
-    /// decoder it needs (the browser client's module is about 14 KB smaller for it).
-    read_control: ControlReader,
+    /// The coordinator's code, reached through the configuration (see [`Hooks`]).
+    hooks: HooksRef,
 }
 
-/// [`read_control`], behind a function pointer (see [`CoordinatorConfig`]).
-#[derive(Clone, Copy)]
-struct ControlReader(fn(&Bytes) -> Result<Control, Error>);
+/// What the engine reaches for of its coordinator on paths every connection runs (a
+/// whole delivery on a control link, transactional work, its timers, links going). It is
+/// reached through this trait object, which only [`CoordinatorConfig::default`] makes, so
+/// that a program that never makes a coordinator links none of it: the control messages'
+/// decoder and the transactions' bookkeeping (the browser client's module is about 16 KB
+/// smaller for it).
+trait Hooks: Sync {
+    fn on_control(
+        &self,
+        c: &mut Connection,
+        link: LinkId,
+        delivery_id: SequenceNo,
+        settled: bool,
+        payload: &Bytes,
+    );
+    fn enlist(&self, t: &mut TxnState, id: &[u8]) -> Result<(), (&'static str, String)>;
+    fn next_deadline(&self, t: &TxnState) -> Option<Instant>;
+    fn timeouts(&self, c: &mut Connection, now: Instant);
+    fn sweep(&self, c: &mut Connection, ended: bool) -> Vec<Event>;
+}
 
-impl std::fmt::Debug for ControlReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("read_control")
+/// The engine's coordinator, behind [`Hooks`].
+struct Coordinator;
+
+impl Hooks for Coordinator {
+    fn on_control(
+        &self,
+        c: &mut Connection,
+        link: LinkId,
+        delivery_id: SequenceNo,
+        settled: bool,
+        payload: &Bytes,
+    ) {
+        c.control_delivery(link, delivery_id, settled, payload);
+    }
+    fn enlist(&self, t: &mut TxnState, id: &[u8]) -> Result<(), (&'static str, String)> {
+        t.enlist(id)
+    }
+    fn next_deadline(&self, t: &TxnState) -> Option<Instant> {
+        t.next_deadline()
+    }
+    fn timeouts(&self, c: &mut Connection, now: Instant) {
+        c.expire_transactions(now);
+    }
+    fn sweep(&self, c: &mut Connection, ended: bool) -> Vec<Event> {
+        c.sweep_transactions(ended)
     }
 }
 
-impl PartialEq for ControlReader {
-    /// Every configuration holds the same reader.
+/// The [`Hooks`] a configuration holds.
+#[derive(Clone, Copy)]
+struct HooksRef(&'static dyn Hooks);
+
+impl std::fmt::Debug for HooksRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Coordinator")
+    }
+}
+
+impl PartialEq for HooksRef {
+    /// Every configuration holds the same hooks.
     fn eq(&self, _: &Self) -> bool {
         true
     }
@@ -115,7 +162,7 @@ impl Default for CoordinatorConfig {
             timeout: None,
             max_open: 1024,
             credit: 100,
-            read_control: ControlReader(read_control),
+            hooks: HooksRef(&Coordinator),
         }
     }
 }
@@ -421,8 +468,39 @@ impl Connection {
         let _ = self.flow(link, credit, false);
     }
 
-    /// A whole delivery on a control link: a declare or a discharge.
+    /// The coordinator's hooks, when there is a coordinator.
+    fn hooks(&self) -> Option<&'static dyn Hooks> {
+        self.txn.as_ref().map(|t| t.cfg.hooks.0)
+    }
+
+    /// A whole delivery on a control link: a declare or a discharge (to the coordinator's
+    /// [`Hooks`]).
     pub(super) fn on_control(
+        &mut self,
+        link: LinkId,
+        delivery_id: SequenceNo,
+        settled: bool,
+        payload: &Bytes,
+    ) {
+        if let Some(h) = self.hooks() {
+            h.on_control(self, link, delivery_id, settled, payload);
+        }
+    }
+
+    /// The earliest time-out of an open transaction.
+    pub(super) fn txn_deadline(&self) -> Option<Instant> {
+        self.txn.as_ref().and_then(|t| t.cfg.hooks.0.next_deadline(t))
+    }
+
+    /// Rolls back transactions that timed out by `now` (through the [`Hooks`]).
+    pub(super) fn txn_timeouts(&mut self, now: Instant) {
+        if let Some(h) = self.hooks() {
+            h.timeouts(self, now);
+        }
+    }
+
+    /// A whole delivery on a control link: a declare or a discharge.
+    fn control_delivery(
         &mut self,
         link: LinkId,
         delivery_id: SequenceNo,
@@ -435,7 +513,7 @@ impl Connection {
         }
         let now = self.now;
         let Some(t) = self.txn.as_mut() else { return };
-        let answer = match (t.cfg.read_control.0)(payload) {
+        let answer = match read_control(payload) {
             Err(e) => Some(DeliveryState::Rejected(Rejected { error: Some(e) })),
             Ok(Control::Declare(d)) => {
                 if d.global_id.is_some() {
@@ -511,7 +589,7 @@ impl Connection {
     ) -> bool {
         let Some((id, _)) = transaction_of(state) else { return true };
         let verdict = match self.txn.as_mut() {
-            Some(t) => t.enlist(id),
+            Some(t) => t.cfg.hooks.0.enlist(t, id),
             None => Err((
                 condition::TRANSACTION_UNKNOWN_ID,
                 "no transaction coordinator on this connection".to_owned(),
@@ -541,7 +619,7 @@ impl Connection {
             return Ok(());
         }
         let verdict = match self.txn.as_mut() {
-            Some(t) => t.enlist(id),
+            Some(t) => t.cfg.hooks.0.enlist(t, id),
             None => Err((
                 condition::TRANSACTION_UNKNOWN_ID,
                 "no transaction coordinator on this connection".to_owned(),
@@ -551,7 +629,7 @@ impl Connection {
     }
 
     /// Rolls back transactions that timed out by `now`.
-    pub(super) fn txn_timeouts(&mut self, now: Instant) {
+    fn expire_transactions(&mut self, now: Instant) {
         let Some(t) = self.txn.as_mut() else { return };
         let due: Vec<Bytes> = t
             .open
@@ -576,14 +654,17 @@ impl Connection {
     /// whose control link is gone by now: those come after all the work handed out for
     /// them, and before the event that explains them.
     pub(super) fn push_ending(&mut self, e: Event) {
-        let rollbacks = self.txn_sweep(matches!(e, Event::Ended { .. }));
+        let rollbacks = match self.hooks() {
+            Some(h) => h.sweep(self, matches!(e, Event::Ended { .. })),
+            None => Vec::new(),
+        };
         self.events.extend(rollbacks);
         self.events.push_back(e);
     }
 
     /// The events rolling back the transactions whose control link is gone (all of them
     /// once the connection has `ended`).
-    fn txn_sweep(&mut self, ended: bool) -> Vec<Event> {
+    fn sweep_transactions(&mut self, ended: bool) -> Vec<Event> {
         let Some(t) = self.txn.as_ref() else { return Vec::new() };
         if t.open.is_empty() && (!ended || t.pending.is_empty()) {
             return Vec::new();
