@@ -62,7 +62,8 @@ pub trait Composite: Sized {
     }
 
     /// Writes the descriptor and the list in `layout`, in one pass: the list header is
-    /// written once the fields are (see [`field::ListHeader`]).
+    /// filled in once the fields are written (list0, list8 or list32, the smallest that
+    /// holds them).
     fn encode_with(&self, layout: Layout, out: &mut Vec<u8>) {
         out.extend_from_slice(&[fc::DESCRIBED, fc::SMALLULONG, Self::CODE as u8]);
         let header = field::ListHeader::reserve(out);
