@@ -5,7 +5,7 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 use crate::codec::format as fc;
-use crate::codec::{DecodeError, Described, ErrorKind, Reader, Symbol, Timestamp, Uuid, Value};
+use crate::codec::{DecodeError, Described, ErrorKind, Reader, Symbol, Timestamp, Uuid};
 
 use super::{
     read_descriptor, read_unknown_described, Codec, Composite, Coordinator, Declared, Error,
@@ -214,13 +214,18 @@ macro_rules! described_union {
             fn encoded_len(&self) -> usize {
                 match self {
                     $( Self::$variant(v) => Codec::encoded_len(v), )*
-                    Self::Other(d) => Value::Described(d.clone()).encoded_len(),
+                    Self::Other(d) => 1 + d.descriptor.encoded_len() + d.value.encoded_len(),
                 }
             }
             fn encode(&self, out: &mut Vec<u8>) {
                 match self {
                     $( Self::$variant(v) => Codec::encode(v, out), )*
-                    Self::Other(d) => Value::Described(d.clone()).encode(out),
+                    // As `Value::Described` encodes, without a copy of it.
+                    Self::Other(d) => {
+                        out.push(fc::DESCRIBED);
+                        d.descriptor.encode(out);
+                        d.value.encode(out);
+                    }
                 }
             }
         }
