@@ -859,30 +859,33 @@ impl FrameEncoder {
         message: &Message,
         out: &mut Payload,
     ) -> Result<usize, FrameTooLarge> {
-        if !first.more {
-            // One frame, unless it turns out too large: then it is taken back off.
+        let whole = if first.more {
+            let mut whole = Payload::default();
+            message.append_to_payload(&mut whole);
+            whole
+        } else {
+            // One frame, unless it turns out too large: then the message's encoding is
+            // taken back off and split (encoded once either way).
             let (at, inserts) = (reserve_header(&mut out.head), out.inserts.len());
-            let before = out.len();
             first.encode_with(self.layout, &mut out.head);
+            let message_at = out.head.len();
             message.append_to_payload(out);
-            if FRAME_HEADER_LEN + out.len() - before <= self.max_frame_size as usize {
-                let size = FRAME_HEADER_LEN + out.len() - before;
-                out.head[at..at + FRAME_HEADER_LEN].copy_from_slice(
-                    &FrameHeader {
-                        size: size as u32,
-                        doff: 2,
-                        frame_type: FrameType::AMQP,
-                        channel,
-                    }
-                    .to_bytes(),
-                );
+            let referenced: usize = out.inserts[inserts..].iter().map(|(_, b)| b.len()).sum();
+            let size = out.head.len() - at + referenced;
+            if size <= self.max_frame_size as usize {
+                let header = FrameHeader {
+                    size: size as u32,
+                    doff: 2,
+                    frame_type: FrameType::AMQP,
+                    channel,
+                };
+                out.head[at..at + FRAME_HEADER_LEN].copy_from_slice(&header.to_bytes());
                 return Ok(1);
             }
+            let whole = out.split_off(message_at, inserts);
             out.head.truncate(at);
-            out.inserts.truncate(inserts);
-        }
-        let mut whole = Payload::default();
-        message.append_to_payload(&mut whole);
+            whole
+        };
         self.encode_payload_transfer(channel, first, &whole, out)
     }
 

@@ -13,12 +13,12 @@
 //! `.ci/run` checks (`cargo clippy --no-default-features --features wasm --target
 //! wasm32-unknown-unknown`).
 
-#[cfg(all(feature = "wasm-base", target_arch = "wasm32"))]
+#[cfg(all(feature = "wasm-base", target_arch = "wasm32", target_os = "unknown"))]
 pub use browser::Instant;
-#[cfg(not(all(feature = "wasm-base", target_arch = "wasm32")))]
+#[cfg(not(all(feature = "wasm-base", target_arch = "wasm32", target_os = "unknown")))]
 pub use std::time::Instant;
 
-#[cfg(all(feature = "wasm-base", target_arch = "wasm32"))]
+#[cfg(all(feature = "wasm-base", target_arch = "wasm32", target_os = "unknown"))]
 mod browser {
     use std::ops::{Add, AddAssign, Sub};
     use std::time::Duration;

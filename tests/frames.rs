@@ -356,3 +356,25 @@ fn bytes_after_a_tls_header_are_named_tls_not_read_as_frames() {
     assert!(matches!(d.next_item(), Ok(Some(StreamItem::Header { .. }))));
     assert_eq!(d.next_item(), Ok(None));
 }
+
+/// A message too large for one frame, written after others already in the buffer (with
+/// referenced sections of their own): the one-frame attempt is taken back off and the
+/// message split, encoded once, behind what was there.
+#[test]
+fn a_large_message_after_others_in_the_buffer_splits_behind_them() {
+    let (t, small) = telemetry(100);
+    let (_, big) = telemetry(64 * 1024);
+    let (_, middle) = telemetry(20 * 1024);
+    let enc = FrameEncoder::new(16 * 1024);
+    let mut out = Payload::default();
+    assert_eq!(enc.encode_message(0, &t, &small, &mut out).expect("small"), 1);
+    let n = enc.encode_message(0, &t, &middle, &mut out).expect("middle");
+    let m = enc.encode_message(0, &t, &big, &mut out).expect("big");
+    assert!(n >= 2 && m >= 5, "{n} and {m} frames");
+    let (frames, payload, _) = reassemble(&out.to_vec());
+    assert_eq!(frames, 1 + n + m);
+    let mut want = small.to_vec();
+    want.extend_from_slice(&middle.to_vec());
+    want.extend_from_slice(&big.to_vec());
+    assert_eq!(payload, want);
+}

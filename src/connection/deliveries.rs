@@ -3,7 +3,9 @@
 //! Delivery-ids are serial numbers (2.6.12: RFC 1982 arithmetic on a uint), assigned in
 //! order by the sending end of a session, so a link's deliveries arrive (or leave) in
 //! increasing order, wrapping from 4294967295 to 0. The map keeps them in a deque in that
-//! order: a new delivery is pushed at the back, lookups are a binary search, and a settled
+//! order: a new delivery is pushed at the back (one out of order, which only a peer that
+//! numbers its deliveries out of order sends, moves the entries on the shorter side of
+//! where it goes), lookups are a binary search, and a settled
 //! delivery leaves a hole (its id kept, its entry empty) that is dropped when it reaches
 //! either end, or with every other hole once holes are half the deque. Settling in any
 //! order is therefore amortised O(1) after the O(log n) search, as a B-tree's removal is
@@ -66,12 +68,10 @@ impl DeliveryMap {
                 None
             }
             Err(i) => {
-                // Out of order: the peer (or a test) chose the id. Moved into place from
-                // the back, O(n), as it is rare.
-                self.entries.push_back((id, Some(u)));
-                for j in (i + 1..self.entries.len()).rev() {
-                    self.entries.swap(j, j - 1);
-                }
+                // Out of order (a receiver's peer chooses the ids; honest ones number a
+                // session's deliveries in order): the deque moves the shorter side, so an
+                // id just after the oldest costs as little as one at the end.
+                self.entries.insert(i, (id, Some(u)));
                 None
             }
         }

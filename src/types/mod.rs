@@ -182,8 +182,6 @@ pub fn read_composite<T: Composite>(r: &mut Reader<'_>) -> Result<Option<T>, Dec
     T::read_list(r).map(Some)
 }
 
-/// After the defined fields: more list elements are refused in strict mode and skipped
-/// with a warning in lenient mode.
 /// Opens the list of a composite's fields (its descriptor read): the field count, and
 /// what [`close_list`] needs. One function for every composite, not a copy in each.
 #[inline(never)]
@@ -254,6 +252,8 @@ pub(crate) fn missing_field(
     r.error_at(start, ErrorKind::MissingField { composite, field })
 }
 
+/// After the defined fields: more list elements are refused in strict mode and skipped
+/// with a warning in lenient mode.
 pub(crate) fn skip_extra_fields(
     r: &mut Reader<'_>,
     composite: &'static str,
