@@ -581,10 +581,12 @@ impl ListHeader {
     pub(crate) fn finish(self, count: usize, out: &mut Vec<u8>) {
         let at = self.0;
         let body = out.len() - at - 3;
-        if count == 0 {
+        // The header [`list_len`] counts: 1 byte (list0), 3 (list8) or 9 (list32).
+        let header = list_len(count, body) - body;
+        if header == 1 {
             out.truncate(at);
             out.push(fc::LIST0);
-        } else if body < 255 && count <= 255 {
+        } else if header == 3 {
             out[at + 1] = (body + 1) as u8;
             out[at + 2] = count as u8;
         } else {
